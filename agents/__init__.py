@@ -1,0 +1,1 @@
+"""Policies (heuristics, oracles, learned agents), training glue, evaluation and export."""

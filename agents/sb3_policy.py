@@ -1,0 +1,51 @@
+"""An SB3 checkpoint (PPO, MaskablePPO or DQN) behind the Policy protocol."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ALGOS = ("ppo", "maskable-ppo", "dqn")
+
+
+def algo_class(algo: str):
+    from sb3_contrib import MaskablePPO
+    from stable_baselines3 import DQN, PPO
+
+    table = {"ppo": PPO, "maskable-ppo": MaskablePPO, "dqn": DQN}
+    if algo not in table:
+        raise ValueError(f"unknown algorithm {algo!r}; choose one of {', '.join(ALGOS)}")
+    return table[algo]
+
+
+def detect_algo(path: Path) -> str:
+    """Which algorithm saved ``path`` (SB3 zips carry the policy class in their data)."""
+    with zipfile.ZipFile(path) as z:
+        data = z.read("data").decode()
+    if "MaskableActorCriticPolicy" in data:
+        return "maskable-ppo"
+    if "QNetwork" in data or "DQNPolicy" in data:
+        return "dqn"
+    if "ActorCriticPolicy" in data:
+        return "ppo"
+    raise ValueError(f"{path}: not a PPO, MaskablePPO or DQN checkpoint of stable-baselines3")
+
+
+class SB3Policy:
+    """Deterministic actions of a saved SB3 model; masks are used where the algorithm takes them."""
+
+    def __init__(self, path: str | Path, env: Any | None = None):
+        self.path = Path(path)
+        self.algo = detect_algo(self.path)
+        self.model = algo_class(self.algo).load(self.path, device="cpu")
+        self.name = str(self.path)
+
+    def act(self, obs: np.ndarray, action_mask: np.ndarray | None) -> np.ndarray:
+        if self.algo == "maskable-ppo":
+            a, _ = self.model.predict(obs, deterministic=True, action_masks=action_mask)
+        else:
+            a, _ = self.model.predict(obs, deterministic=True)
+        return np.asarray(a).reshape(obs.shape[0])

@@ -1,0 +1,85 @@
+"""SB3 training glue: per-environment defaults, domain-metric logging, atomic checkpoints."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from stable_baselines3.common.callbacks import BaseCallback
+
+from agents.sb3_policy import algo_class
+
+# Per (environment, algorithm) hyperparameters; anything not listed uses SB3's defaults.
+HYPERPARAMS: dict[str, dict[str, dict[str, Any]]] = {
+    "servegym/KVAdmission-v0": {
+        # Goodput arrives hundreds of iterations after the admission that earns it: long horizon.
+        "ppo": dict(n_steps=256, batch_size=1024, gamma=0.995, gae_lambda=0.95, ent_coef=0.01,
+                    learning_rate=3e-4, n_epochs=5, policy_kwargs=dict(net_arch=[128, 128])),
+        "maskable-ppo": dict(n_steps=256, batch_size=1024, gamma=0.995, gae_lambda=0.95,
+                             ent_coef=0.01, learning_rate=3e-4, n_epochs=5,
+                             policy_kwargs=dict(net_arch=[128, 128])),
+        "dqn": dict(learning_rate=1e-4, buffer_size=200_000, learning_starts=5_000, batch_size=256,
+                    gamma=0.995, train_freq=4, target_update_interval=2_000,
+                    exploration_fraction=0.3, exploration_final_eps=0.02,
+                    policy_kwargs=dict(net_arch=[128, 128])),
+    },
+}
+DEFAULT_ALGO = {"servegym/KVAdmission-v0": "maskable-ppo"}
+
+# Domain metrics logged to TensorBoard under serve/ (means over episodes that ended since the
+# last dump).
+LOGGED_METRICS = (
+    "slo_attainment", "goodput_rps", "ttft_p99_s", "tbt_p99_s", "e2e_p99_s", "kv_use_mean",
+    "preemptions", "recomputed_tokens", "throughput_tok_s",
+)
+
+
+def make_model(algo: str, env_id: str, vec: Any, seed: int, tensorboard_log: str | None):
+    params = HYPERPARAMS.get(env_id, {}).get(algo, {})
+    cls = algo_class(algo)
+    return cls("MlpPolicy", vec, seed=seed, verbose=0, tensorboard_log=tensorboard_log,
+               device="cpu", **params)
+
+
+def atomic_save(model: Any, path: Path) -> None:
+    """Write a checkpoint so that a crash never leaves a half-written file at ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".tmp.zip")
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
+class ServeCallback(BaseCallback):
+    """Domain metrics to TensorBoard and periodic atomic checkpoints."""
+
+    def __init__(self, checkpoint: Path, save_every: int):
+        super().__init__()
+        self.checkpoint = checkpoint
+        self.save_every = save_every
+        self._since_save = 0
+        self._episodes: list[dict[str, float]] = []
+
+    def _on_step(self) -> bool:
+        for info in self.locals.get("infos", []):
+            if "metrics" in info:
+                self._episodes.append(info["metrics"])
+        self._since_save += self.training_env.num_envs
+        if self._since_save >= self.save_every:
+            atomic_save(self.model, self.checkpoint)
+            self._since_save = 0
+        return True
+
+    def _on_rollout_end(self) -> None:
+        if not self._episodes:
+            return
+        for k in LOGGED_METRICS:
+            vals = [ep[k] for ep in self._episodes if k in ep]
+            if vals:
+                self.logger.record(f"serve/{k}", float(np.nanmean(vals)))
+        self._episodes.clear()
+
+    def _on_training_end(self) -> None:
+        self._on_rollout_end()
+        atomic_save(self.model, self.checkpoint)

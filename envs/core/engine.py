@@ -1,0 +1,79 @@
+"""Static configuration of the simulated serving engine, shared by every replica of a batch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numba as nb
+import numpy as np
+
+import hwmodels
+
+# The step-time model lives in hwmodels; the simulator compiles that same function.
+step_time = nb.njit(cache=True)(hwmodels.iteration_time)
+
+
+class Engine(NamedTuple):
+    """Scalars and the step-time coefficients, in the form numba kernels take."""
+
+    coeffs: np.ndarray  # hwmodels.StepTimeModel.coeffs
+    block_size: int  # tokens per paged-KV block
+    capacity_blocks: int  # KV blocks of one replica
+    max_seqs: int  # running requests per replica (vLLM max_num_seqs)
+    slo_ttft: float
+    slo_tbt: float
+    cache_on: bool  # prefix caching
+    chain_block_tokens: int  # tokens per prefix-chain block of the trace
+    max_output: int  # max_tokens of every request (reservation-based admission)
+    idle_tick_s: float  # time an idle decision lets pass when no arrival comes sooner
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """What a user picks; ``build`` turns it into an :class:`Engine` via hwmodels."""
+
+    model: str = "Llama-3.1-8B"
+    gpu: str = "H100"
+    tp: int = 1
+    mem_frac: float = 0.9  # vLLM gpu_memory_utilization default
+    block_size: int = 16  # vLLM default block size
+    max_seqs: int = 256  # vLLM max_num_seqs default
+    slo_ttft_s: float | None = None  # None: the model's default (envs/data/slo.toml)
+    slo_tbt_s: float | None = None
+    capacity_blocks: int | None = None  # None: from hwmodels.kv_capacity_blocks
+    max_output: int = 4096
+    idle_tick_s: float = 0.01
+
+    def build(self, cache_on: bool = False, chain_block_tokens: int = 1) -> Engine:
+        from envs.slo import default_slo
+
+        model = hwmodels.get_model(self.model)
+        gpu = hwmodels.get_gpu(self.gpu)
+        for name in ("tp", "block_size", "max_seqs", "max_output"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"EngineSpec.{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 < self.mem_frac <= 1.0:
+            raise ValueError(f"EngineSpec.mem_frac must be in (0, 1], got {self.mem_frac}")
+        cap = self.capacity_blocks
+        if cap is None:
+            cap = hwmodels.kv_capacity_blocks(model, gpu, self.tp, self.mem_frac, self.block_size)
+        if cap < 1:
+            raise ValueError(
+                f"{self.model} on {self.tp}x {self.gpu} at mem_frac={self.mem_frac} leaves no KV "
+                f"memory (capacity {cap} blocks)"
+            )
+        slo_ttft, slo_tbt = default_slo(model.name)
+        stm = hwmodels.StepTimeModel(model, gpu, tp=self.tp)
+        return Engine(
+            coeffs=np.ascontiguousarray(stm.coeffs, dtype=np.float64),
+            block_size=int(self.block_size),
+            capacity_blocks=int(cap),
+            max_seqs=int(self.max_seqs),
+            slo_ttft=float(self.slo_ttft_s if self.slo_ttft_s is not None else slo_ttft),
+            slo_tbt=float(self.slo_tbt_s if self.slo_tbt_s is not None else slo_tbt),
+            cache_on=bool(cache_on),
+            chain_block_tokens=int(chain_block_tokens),
+            max_output=int(self.max_output),
+            idle_tick_s=float(self.idle_tick_s),
+        )

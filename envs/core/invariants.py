@@ -1,0 +1,54 @@
+"""Invariants of the cluster model, checked by tests on random traces and random actions.
+
+Plain numpy over the whole state (not on the hot path): returns the list of violations so a
+failing test says exactly which env, replica and slot broke which rule.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from envs.core import state as S
+
+
+def violations(st: S.ClusterState, capacity_blocks: int, block_size: int) -> list[str]:
+    out: list[str] = []
+    E, R, _ = st.status.shape
+    for e in range(E):
+        c = st.counters[e]
+        in_flight = int(st.n_queued[e].sum() + st.n_running[e].sum())
+        if c[S.C_ARRIVED] != in_flight + c[S.C_FINISHED] + c[S.C_DROPPED]:
+            out.append(
+                f"env {e}: arrived {c[S.C_ARRIVED]} != queued+running {in_flight} + finished "
+                f"{c[S.C_FINISHED]} + dropped {c[S.C_DROPPED]}"
+            )
+        fate = st.fate[e]
+        if (fate == S.FINISHED).sum() != c[S.C_FINISHED] or (fate == S.DROPPED).sum() != c[S.C_DROPPED]:
+            out.append(f"env {e}: per-request fates disagree with the counters")
+        for r in range(R):
+            status = st.status[e, r]
+            running = np.flatnonzero(status == S.RUNNING)
+            queued = np.flatnonzero(status == S.QUEUED)
+            n_run = int(st.n_running[e, r])
+            if len(running) != n_run or len(queued) != st.n_queued[e, r]:
+                out.append(f"env {e} replica {r}: slot statuses disagree with n_running/n_queued")
+            listed = st.run_list[e, r, :n_run]
+            if sorted(listed.tolist()) != sorted(running.tolist()):
+                out.append(f"env {e} replica {r}: run_list {listed.tolist()} != running slots")
+            used = int(st.blocks[e, r, running].sum())
+            free = int(st.free_blocks[e, r])
+            if free < 0 or used + free != capacity_blocks:
+                out.append(
+                    f"env {e} replica {r}: used {used} + free {free} blocks != capacity {capacity_blocks}"
+                )
+            if st.blocks[e, r, queued].any():
+                out.append(f"env {e} replica {r}: a queued request holds KV blocks")
+            need = -(-st.kv_tokens[e, r, running] // block_size)
+            if (st.blocks[e, r, running] < need).any():
+                s = int(running[np.argmax(st.blocks[e, r, running] < need)])
+                out.append(f"env {e} replica {r} slot {s}: KV tokens exceed the blocks it holds")
+            if (st.kv_tokens[e, r, running] > st.target[e, r, running] + st.generated[e, r, running]).any():
+                out.append(f"env {e} replica {r}: KV tokens beyond prompt + generated")
+            if st.r_clock[e, r] > st.clock[e] + 1e-9:
+                out.append(f"env {e} replica {r}: replica clock ahead of the env clock")
+    return out

@@ -1,0 +1,399 @@
+"""One serving replica, as vLLM / SGLang run it, in numba kernels over the batch state.
+
+Semantics (one call of :func:`run_iteration` = one engine iteration):
+
+* Continuous batching with paged KV: a running request holds ``ceil(kv_tokens / block_size)``
+  blocks, allocated as its tokens are computed (vLLM V1 ``KVCacheManager.allocate_slots``).
+* Stall-free chunked prefill under a token budget: running decodes are scheduled first, then
+  ongoing prefill chunks, then new requests, until the budget is spent (Sarathi-Serve, OSDI'24,
+  Sec. 4; vLLM's chunked-prefill scheduler orders decodes before prefills the same way).
+* Preemption by recompute: when a decode needs a block and none is free, the newest running
+  request is preempted (vLLM ``Scheduler``: ``self.running.pop()`` for FCFS), its KV freed and
+  the request put back first in line with its generated tokens to recompute as prompt.
+  With ``defer`` the short request instead waits an iteration, except the oldest running one,
+  which always preempts so the batch cannot deadlock.
+* Prefix caching keyed by block chains (see ``prefix.py``): a newly admitted request skips the
+  prefill of its cached prefix (at least one token is always computed, as in vLLM); the prompt's
+  blocks enter the cache when the request finishes (SGLang inserts into its radix tree then).
+* Iteration time from ``hwmodels.iteration_time`` with the iteration's prefill tokens, causal
+  attention pairs, decode sequences and KV tokens read.
+
+Per request it records TTFT, E2E and the p99 of its gaps between tokens (see ``state.TOP_GAPS``).
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+from envs.core import prefix
+from envs.core.engine import step_time
+from envs.core.state import (
+    A_BUSY_S,
+    A_GAP_EMA,
+    A_KV_BLOCK_S,
+    A_LAST_ITER_S,
+    A_RECOMPUTE_EMA,
+    A_TTFT_EMA,
+    C_ARRIVED,
+    C_CACHE_HIT_BLOCKS,
+    C_CACHE_LOOKUP_BLOCKS,
+    C_CACHED_TOKENS,
+    C_DECODE_TOKENS,
+    C_DROPPED,
+    C_FINISHED,
+    C_ITERATIONS,
+    C_OUTPUT_TOKENS_MET,
+    C_PREEMPTIONS,
+    C_PREFILL_TOKENS,
+    C_PROMPT_TOKENS,
+    C_RECOMPUTED_TOKENS,
+    C_SLO_MET,
+    DROPPED,
+    FINISHED,
+    FREE,
+    N_HIST_BINS,
+    QUEUED,
+    RUNNING,
+    TOP_GAPS,
+)
+
+# Queue orders for admission.
+ORDER_FCFS = 0  # arrival order (vLLM default)
+ORDER_SJF = 1  # shortest predicted output first, then arrival
+ORDER_EDF = 2  # oldest request that can still meet its TTFT SLO, else oldest
+
+EMA = 0.1  # weight of the newest sample in the recent-latency averages
+
+
+@nb.njit(cache=True, inline="always")
+def ceil_div(a, b):
+    return -(-a // b)
+
+
+@nb.njit(cache=True, inline="always")
+def arrival_time(st, wl, e, i):
+    return wl.arrival_s[st.window[e], i] * st.time_scale[e]
+
+
+@nb.njit(cache=True, inline="always")
+def hist_bin(tokens):
+    b = 0
+    t = tokens
+    while t > 1 and b < N_HIST_BINS - 1:
+        t >>= 1
+        b += 1
+    return b
+
+
+@nb.njit(cache=True)
+def p99_allowed_over(n_gaps):
+    """Gaps that may exceed the TBT SLO while the nearest-rank p99 gap still meets it."""
+    return n_gaps - (99 * n_gaps + 99) // 100
+
+
+@nb.njit(cache=True)
+def enqueue(st, wl, e, r, i):
+    """Request ``i`` of env ``e``'s window arrives at replica ``r``; False if dropped."""
+    st.counters[e, C_ARRIVED] += 1
+    S = st.status.shape[2]
+    if st.n_queued[e, r] + st.n_running[e, r] >= S:
+        st.fate[e, i] = DROPPED
+        st.counters[e, C_DROPPED] += 1
+        return False
+    s = 0
+    while st.status[e, r, s] != FREE:
+        s += 1
+    st.status[e, r, s] = QUEUED
+    st.req[e, r, s] = i
+    st.seq[e, r, s] = st.next_seq[e, r]
+    st.next_seq[e, r] += 1
+    st.target[e, r, s] = wl.prompt[st.window[e], i]
+    st.kv_tokens[e, r, s] = 0
+    st.generated[e, r, s] = 0
+    st.blocks[e, r, s] = 0
+    st.gaps_over[e, r, s] = 0
+    st.top_gaps[e, r, s, :] = 0.0
+    st.sched[e, r, s] = 0
+    st.n_queued[e, r] += 1
+    return True
+
+
+@nb.njit(cache=True)
+def pick_queued(st, wl, eng, e, r, order, now):
+    """Slot of the queued request to admit next under ``order``; -1 if none."""
+    w = st.window[e]
+    best = -1
+    best_k1 = 0
+    best_k2 = 0
+    fallback = -1
+    fallback_seq = 0
+    for s in range(st.status.shape[2]):
+        if st.status[e, r, s] != QUEUED:
+            continue
+        sq = st.seq[e, r, s]
+        if order == ORDER_SJF:
+            k1 = np.int64(wl.pred_bucket[w, st.req[e, r, s]])
+        elif order == ORDER_EDF:
+            if fallback < 0 or sq < fallback_seq:
+                fallback, fallback_seq = s, sq
+            started = st.generated[e, r, s] > 0
+            late = now - arrival_time(st, wl, e, st.req[e, r, s]) > eng.slo_ttft
+            if late and not started:
+                continue
+            k1 = 0
+        else:
+            k1 = 0
+        if best < 0 or k1 < best_k1 or (k1 == best_k1 and sq < best_k2):
+            best, best_k1, best_k2 = s, k1, sq
+    if best < 0:
+        return fallback
+    return best
+
+
+@nb.njit(cache=True)
+def preempt_newest(st, wl, e, r):
+    """Preempt the most recently admitted running request; returns its slot."""
+    n = st.n_running[e, r] - 1
+    s = st.run_list[e, r, n]
+    st.n_running[e, r] = n
+    st.free_blocks[e, r] += st.blocks[e, r, s]
+    st.counters[e, C_PREEMPTIONS] += 1
+    st.counters[e, C_RECOMPUTED_TOKENS] += st.kv_tokens[e, r, s]
+    st.accum[e, A_RECOMPUTE_EMA] += st.kv_tokens[e, r, s]
+    st.blocks[e, r, s] = 0
+    st.kv_tokens[e, r, s] = 0
+    st.sched[e, r, s] = 0
+    st.status[e, r, s] = QUEUED
+    st.n_queued[e, r] += 1
+    # Recompute the prompt and every generated token, then sample the next one.
+    st.target[e, r, s] = wl.prompt[st.window[e], st.req[e, r, s]] + st.generated[e, r, s]
+    return s
+
+
+@nb.njit(cache=True)
+def _record_gap(st, eng, e, r, s, gap):
+    if gap > eng.slo_tbt:
+        st.gaps_over[e, r, s] += 1
+    tg = st.top_gaps[e, r, s]
+    g = np.float32(gap)
+    if g <= tg[TOP_GAPS - 1]:
+        return
+    k = TOP_GAPS - 1
+    while k > 0 and tg[k - 1] < g:
+        tg[k] = tg[k - 1]
+        k -= 1
+    tg[k] = g
+
+
+@nb.njit(cache=True)
+def _finish(st, wl, eng, e, r, s, now):
+    w = st.window[e]
+    i = st.req[e, r, s]
+    out = st.generated[e, r, s]
+    n_gaps = out - 1
+    rank = n_gaps - (99 * n_gaps + 99) // 100 + 1  # nearest-rank p99, counted from the top
+    tbt = 0.0
+    if n_gaps > 0:
+        tbt = st.top_gaps[e, r, s, min(rank, TOP_GAPS) - 1]
+    met = st.ttft[e, i] <= eng.slo_ttft and st.gaps_over[e, r, s] <= p99_allowed_over(n_gaps)
+    st.fate[e, i] = FINISHED
+    st.e2e[e, i] = now - arrival_time(st, wl, e, i)
+    st.tbt_p99[e, i] = tbt
+    st.slo_met[e, i] = met
+    st.counters[e, C_FINISHED] += 1
+    if met:
+        st.counters[e, C_SLO_MET] += 1
+        st.counters[e, C_OUTPUT_TOKENS_MET] += out
+    st.out_hist[e, hist_bin(out)] += 1.0
+    if eng.cache_on:
+        n = wl.chain_len[w, i]
+        chain = wl.chain_ids[w, i]
+        for j in range(n):
+            prefix.insert(st, e, r, chain[j], j, now)
+    st.free_blocks[e, r] += st.blocks[e, r, s]
+    st.blocks[e, r, s] = 0
+    st.status[e, r, s] = FREE
+
+
+@nb.njit(cache=True)
+def run_iteration(st, wl, eng, e, r, admit_max, budget, defer, order, now):
+    """Schedule and run one iteration of replica ``r`` of env ``e`` starting at ``now``.
+
+    Returns the iteration's duration in seconds; 0.0 when nothing could be scheduled.
+    """
+    bs = eng.block_size
+    w = st.window[e]
+    left = budget
+    p_tokens = 0.0
+    pairs = 0.0
+    d_seqs = 0.0
+    d_kv = 0.0
+
+    # 1. Decodes, oldest first.
+    i = 0
+    while i < st.n_running[e, r] and left > 0:
+        s = st.run_list[e, r, i]
+        kv = st.kv_tokens[e, r, s]
+        if kv < st.target[e, r, s]:
+            i += 1
+            continue
+        need = ceil_div(kv + 1, bs) - st.blocks[e, r, s]
+        if need > st.free_blocks[e, r]:
+            if defer and i > 0:
+                i += 1
+                continue
+            while need > st.free_blocks[e, r] and st.run_list[e, r, st.n_running[e, r] - 1] != s:
+                preempt_newest(st, wl, e, r)
+            if need > st.free_blocks[e, r]:
+                preempt_newest(st, wl, e, r)  # s itself
+                break
+        st.blocks[e, r, s] += need
+        st.free_blocks[e, r] -= need
+        st.sched[e, r, s] = -1
+        left -= 1
+        d_seqs += 1.0
+        d_kv += kv + 1
+        i += 1
+
+    # 2. Ongoing prefills, chunked, limited by free blocks.
+    for i in range(st.n_running[e, r]):
+        if left <= 0:
+            break
+        s = st.run_list[e, r, i]
+        kv = st.kv_tokens[e, r, s]
+        if kv >= st.target[e, r, s]:
+            continue
+        chunk = min(st.target[e, r, s] - kv, left)
+        room = (st.blocks[e, r, s] + st.free_blocks[e, r]) * bs - kv
+        chunk = min(chunk, room)
+        if chunk <= 0:
+            continue
+        need = max(ceil_div(kv + chunk, bs) - st.blocks[e, r, s], 0)
+        st.blocks[e, r, s] += need
+        st.free_blocks[e, r] -= need
+        st.sched[e, r, s] = chunk
+        left -= chunk
+        p_tokens += chunk
+        pairs += chunk * (kv + (chunk + 1) / 2.0)
+
+    # 3. New requests, in the chosen order, while budget, blocks and batch slots allow.
+    admitted = 0
+    while (
+        admitted < admit_max
+        and left > 0
+        and st.n_queued[e, r] > 0
+        and st.n_running[e, r] < eng.max_seqs
+    ):
+        s = pick_queued(st, wl, eng, e, r, order, now)
+        q = st.req[e, r, s]
+        tgt = st.target[e, r, s]
+        cached_blocks = 0
+        if eng.cache_on:
+            n_chain = wl.chain_len[w, q]
+            cached_blocks = prefix.match_length(st, e, r, wl.chain_ids[w, q], n_chain)
+        cached = min(cached_blocks * eng.chain_block_tokens, tgt - 1)
+        chunk = min(tgt - cached, left)
+        need = ceil_div(cached + chunk, bs)
+        if need > st.free_blocks[e, r]:
+            break  # head-of-line: vLLM stops admitting when the next request does not fit
+        if eng.cache_on:
+            prefix.touch(st, e, r, wl.chain_ids[w, q], cached_blocks, now)
+            st.counters[e, C_CACHE_HIT_BLOCKS] += cached_blocks
+            st.counters[e, C_CACHE_LOOKUP_BLOCKS] += wl.chain_len[w, q]
+        st.counters[e, C_CACHED_TOKENS] += cached
+        st.counters[e, C_PROMPT_TOKENS] += tgt
+        st.status[e, r, s] = RUNNING
+        st.n_queued[e, r] -= 1
+        st.run_list[e, r, st.n_running[e, r]] = s
+        st.n_running[e, r] += 1
+        st.kv_tokens[e, r, s] = cached
+        st.blocks[e, r, s] = need
+        st.free_blocks[e, r] -= need
+        st.sched[e, r, s] = chunk
+        left -= chunk
+        p_tokens += chunk
+        pairs += chunk * (cached + (chunk + 1) / 2.0)
+        admitted += 1
+
+    if p_tokens == 0.0 and d_seqs == 0.0:
+        return 0.0
+    dt = step_time(eng.coeffs, p_tokens, pairs, d_seqs, d_kv)
+    t_end = now + dt
+
+    # Results of the iteration, then drop finished requests from the running list.
+    max_gap = 0.0
+    keep = 0
+    n = st.n_running[e, r]
+    for i in range(n):
+        s = st.run_list[e, r, i]
+        work = st.sched[e, r, s]
+        st.sched[e, r, s] = 0
+        q = st.req[e, r, s]
+        if work == -1:
+            st.kv_tokens[e, r, s] += 1
+            st.generated[e, r, s] += 1
+            gap = t_end - st.last_tok_t[e, r, s]
+            _record_gap(st, eng, e, r, s, gap)
+            max_gap = max(max_gap, gap)
+            st.last_tok_t[e, r, s] = t_end
+        elif work > 0:
+            st.kv_tokens[e, r, s] += work
+            if st.kv_tokens[e, r, s] == st.target[e, r, s]:
+                if st.generated[e, r, s] == 0:
+                    ttft = t_end - arrival_time(st, wl, e, q)
+                    st.ttft[e, q] = ttft
+                    st.accum[e, A_TTFT_EMA] += EMA * (ttft - st.accum[e, A_TTFT_EMA])
+                else:
+                    gap = t_end - st.last_tok_t[e, r, s]
+                    _record_gap(st, eng, e, r, s, gap)
+                    max_gap = max(max_gap, gap)
+                st.generated[e, r, s] += 1
+                st.last_tok_t[e, r, s] = t_end
+        if st.generated[e, r, s] >= wl.output[w, q]:
+            _finish(st, wl, eng, e, r, s, t_end)
+        else:
+            st.run_list[e, r, keep] = s
+            keep += 1
+    st.n_running[e, r] = keep
+
+    used = eng.capacity_blocks - st.free_blocks[e, r]
+    st.counters[e, C_PREFILL_TOKENS] += np.int64(p_tokens)
+    st.counters[e, C_DECODE_TOKENS] += np.int64(d_seqs)
+    st.counters[e, C_ITERATIONS] += 1
+    st.accum[e, A_BUSY_S] += dt
+    st.accum[e, A_KV_BLOCK_S] += used * dt
+    st.accum[e, A_LAST_ITER_S] = dt
+    if max_gap > 0.0:
+        st.accum[e, A_GAP_EMA] += EMA * (max_gap - st.accum[e, A_GAP_EMA])
+    st.accum[e, A_RECOMPUTE_EMA] *= 1.0 - EMA
+    st.r_clock[e, r] = t_end
+    return dt
+
+
+@nb.njit(cache=True)
+def reset_replica(st, eng, e, r):
+    st.status[e, r, :] = FREE
+    st.sched[e, r, :] = 0
+    st.n_queued[e, r] = 0
+    st.n_running[e, r] = 0
+    st.next_seq[e, r] = 0
+    st.free_blocks[e, r] = eng.capacity_blocks
+    st.r_clock[e, r] = 0.0
+    prefix.clear(st, e, r)
+
+
+@nb.njit(cache=True)
+def reset_env_state(st, e, window, time_scale):
+    st.window[e] = window
+    st.time_scale[e] = time_scale
+    st.next_arrival[e] = 0
+    st.clock[e] = 0.0
+    st.counters[e, :] = 0
+    st.accum[e, :] = 0.0
+    st.out_hist[e, :] = 0.0
+    st.fate[e, :] = 0
+    st.ttft[e, :] = np.nan
+    st.e2e[e, :] = np.nan
+    st.tbt_p99[e, :] = np.nan
+    st.slo_met[e, :] = False

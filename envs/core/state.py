@@ -1,0 +1,174 @@
+"""Struct-of-arrays state of E independent simulated serving clusters.
+
+Every array has leading dimension E (envs), then R (replicas), then S (request slots) or
+C (prefix-cache entries). Capacities are fixed at allocation; ``status`` masks empty slots.
+A NamedTuple of arrays is what numba kernels take cheaply (one argument, attribute access,
+cacheable compiled code), so the whole batch travels through one kernel call.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+# Slot status.
+FREE = 0
+QUEUED = 1
+RUNNING = 2
+
+# Final fate of a request of the episode window (per-request result arrays).
+PENDING = 0  # not arrived yet, or queued / running when the episode ended
+FINISHED = 1
+DROPPED = 2  # arrived while the replica's queue was full
+
+# Top gaps kept per request for its p99 time-between-tokens: exact for outputs of up to
+# 100 * TOP_GAPS + 1 tokens (nearest-rank p99 is then among the TOP_GAPS largest gaps);
+# beyond, the reported value is the TOP_GAPS-th largest gap, an upper bound. SLO checks do
+# not depend on it: they count gaps over the TBT SLO exactly.
+TOP_GAPS = 16
+
+# Integer counters per env (``ClusterState.counters[e, k]``).
+C_ARRIVED = 0
+C_DROPPED = 1
+C_FINISHED = 2
+C_SLO_MET = 3
+C_PREEMPTIONS = 4
+C_RECOMPUTED_TOKENS = 5
+C_PREFILL_TOKENS = 6
+C_DECODE_TOKENS = 7
+C_ITERATIONS = 8
+C_CACHED_TOKENS = 9  # prompt tokens served from the prefix cache
+C_PROMPT_TOKENS = 10  # prompt tokens of admitted requests (denominator of the token hit ratio)
+C_CACHE_HIT_BLOCKS = 11
+C_CACHE_LOOKUP_BLOCKS = 12
+C_OUTPUT_TOKENS_MET = 13  # output tokens of requests that met the SLO
+N_COUNTERS = 14
+
+# Float accumulators per env (``ClusterState.accum[e, k]``).
+A_BUSY_S = 0  # replica-seconds spent in iterations
+A_KV_BLOCK_S = 1  # integral of used KV blocks over time (for mean KV use)
+A_TTFT_EMA = 2  # recent TTFT (exponential average over finished first tokens)
+A_GAP_EMA = 3  # recent largest gap per iteration
+A_LAST_ITER_S = 4
+A_RECOMPUTE_EMA = 5
+N_ACCUM = 6
+
+
+class Workload(NamedTuple):
+    """Episode windows, padded to N requests, one row per window. Read-only in kernels."""
+
+    arrival_s: np.ndarray  # float64 [W, N], +inf past the window's end
+    prompt: np.ndarray  # int32 [W, N]
+    output: np.ndarray  # int32 [W, N], true output length (never observed)
+    pred_bucket: np.ndarray  # int8 [W, N], noisy output-length bucket (observable)
+    n_requests: np.ndarray  # int32 [W]
+    chain_ids: np.ndarray  # int64 [W, N, B], prefix-block ids of the prompt, -1 padded
+    chain_len: np.ndarray  # int16 [W, N]
+
+
+class ClusterState(NamedTuple):
+    """Mutable simulation state for E envs x R replicas x S slots (x C cache entries)."""
+
+    # --- per env
+    window: np.ndarray  # int32 [E], row of Workload this env replays
+    time_scale: np.ndarray  # float64 [E], arrival_s multiplier (load level)
+    next_arrival: np.ndarray  # int32 [E], index of the next request to arrive
+    clock: np.ndarray  # float64 [E], the env's simulated time
+    counters: np.ndarray  # int64 [E, N_COUNTERS]
+    accum: np.ndarray  # float64 [E, N_ACCUM]
+    out_hist: np.ndarray  # float64 [E, N_HIST_BINS], finished output lengths (Past-Future)
+    # --- per request of the window [E, N]
+    fate: np.ndarray  # int8
+    ttft: np.ndarray  # float64, NaN until the first token
+    e2e: np.ndarray  # float64
+    tbt_p99: np.ndarray  # float64
+    slo_met: np.ndarray  # bool
+    # --- per replica [E, R]
+    r_clock: np.ndarray  # float64, end of the replica's last iteration
+    free_blocks: np.ndarray  # int32
+    n_queued: np.ndarray  # int32
+    n_running: np.ndarray  # int32
+    next_seq: np.ndarray  # int64, FCFS order of arrivals at this replica
+    # running list in admission order: run_list[e, r, :n_running] are slot ids
+    run_list: np.ndarray  # int32 [E, R, S]
+    sched: np.ndarray  # int32 [E, R, S], work of the current iteration: chunk tokens, or -1 = decode
+    # --- per slot [E, R, S]
+    status: np.ndarray  # int8
+    req: np.ndarray  # int32, index into the window
+    seq: np.ndarray  # int64, FCFS key (kept across preemption: preempted go first)
+    target: np.ndarray  # int32, tokens to prefill (prompt, plus generated after preemption)
+    kv_tokens: np.ndarray  # int32, tokens whose KV is stored
+    generated: np.ndarray  # int32, output tokens produced
+    blocks: np.ndarray  # int32, KV blocks held
+    last_tok_t: np.ndarray  # float64
+    gaps_over: np.ndarray  # int32, gaps longer than the TBT SLO
+    top_gaps: np.ndarray  # float32 [E, R, S, TOP_GAPS], descending
+    # --- prefix cache per replica [E, R, C] (C may be 1 when caching is off)
+    pc_key: np.ndarray  # int64, block id, -1 = empty
+    pc_last: np.ndarray  # float64, last access time
+    pc_depth: np.ndarray  # int16, position of the block in its chain
+    pc_count: np.ndarray  # int32 [E, R], entries in use
+    pc_table: np.ndarray  # int32 [E, R, H], open-addressing index into pc_key, -1 = empty
+
+
+# Output-length histogram for Past-Future: log2 bins of output tokens.
+N_HIST_BINS = 16
+
+
+def allocate(
+    n_envs: int,
+    n_replicas: int,
+    n_slots: int,
+    n_requests: int,
+    cache_entries: int = 0,
+) -> ClusterState:
+    """Zeroed state; ``reset_envs`` fills it for an episode."""
+    if min(n_envs, n_replicas, n_slots, n_requests) < 1:
+        raise ValueError(
+            f"allocate: n_envs, n_replicas, n_slots, n_requests must be >= 1, got "
+            f"{n_envs}, {n_replicas}, {n_slots}, {n_requests}"
+        )
+    if cache_entries < 0:
+        raise ValueError(f"allocate: cache_entries must be >= 0, got {cache_entries}")
+    E, R, S, N = n_envs, n_replicas, n_slots, n_requests
+    C = max(cache_entries, 1)
+    H = 1
+    while H < 2 * C:
+        H *= 2
+    return ClusterState(
+        window=np.zeros(E, np.int32),
+        time_scale=np.ones(E, np.float64),
+        next_arrival=np.zeros(E, np.int32),
+        clock=np.zeros(E, np.float64),
+        counters=np.zeros((E, N_COUNTERS), np.int64),
+        accum=np.zeros((E, N_ACCUM), np.float64),
+        out_hist=np.zeros((E, N_HIST_BINS), np.float64),
+        fate=np.zeros((E, N), np.int8),
+        ttft=np.full((E, N), np.nan),
+        e2e=np.full((E, N), np.nan),
+        tbt_p99=np.full((E, N), np.nan),
+        slo_met=np.zeros((E, N), np.bool_),
+        r_clock=np.zeros((E, R), np.float64),
+        free_blocks=np.zeros((E, R), np.int32),
+        n_queued=np.zeros((E, R), np.int32),
+        n_running=np.zeros((E, R), np.int32),
+        next_seq=np.zeros((E, R), np.int64),
+        run_list=np.zeros((E, R, S), np.int32),
+        sched=np.zeros((E, R, S), np.int32),
+        status=np.zeros((E, R, S), np.int8),
+        req=np.zeros((E, R, S), np.int32),
+        seq=np.zeros((E, R, S), np.int64),
+        target=np.zeros((E, R, S), np.int32),
+        kv_tokens=np.zeros((E, R, S), np.int32),
+        generated=np.zeros((E, R, S), np.int32),
+        blocks=np.zeros((E, R, S), np.int32),
+        last_tok_t=np.zeros((E, R, S), np.float64),
+        gaps_over=np.zeros((E, R, S), np.int32),
+        top_gaps=np.zeros((E, R, S, TOP_GAPS), np.float32),
+        pc_key=np.full((E, R, C), -1, np.int64),
+        pc_last=np.zeros((E, R, C), np.float64),
+        pc_depth=np.zeros((E, R, C), np.int16),
+        pc_count=np.zeros((E, R), np.int32),
+        pc_table=np.full((E, R, H), -1, np.int32),
+    )

@@ -1,0 +1,93 @@
+"""Cut a Trace into fixed-size episode windows that kernels replay (``state.Workload``)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from envs.core.state import N_HIST_BINS, Workload
+from traces.trace import Trace
+
+# Output-length buckets a noisy predictor reports (upper edges, tokens); the last is open.
+BUCKET_EDGES = np.array([32, 64, 128, 256, 512, 1024, 2048], np.int64)
+N_BUCKETS = len(BUCKET_EDGES) + 1
+
+
+def output_bucket(tokens: np.ndarray) -> np.ndarray:
+    return np.searchsorted(BUCKET_EDGES, tokens, side="left").astype(np.int8)
+
+
+def noisy_buckets(tokens: np.ndarray, accuracy: float, rng: np.random.Generator) -> np.ndarray:
+    """True bucket with probability ``accuracy``, else a neighbouring one (a length predictor
+    that is often one bucket off, as the learned predictors in the literature are)."""
+    if not 0.0 <= accuracy <= 1.0:
+        raise ValueError(f"predictor accuracy must be in [0, 1], got {accuracy}")
+    true = output_bucket(tokens).astype(np.int64)
+    wrong = rng.random(len(tokens)) >= accuracy
+    step = np.where(rng.random(len(tokens)) < 0.5, -1, 1)
+    step = np.where(true == 0, 1, np.where(true == N_BUCKETS - 1, -1, step))
+    return np.where(wrong, true + step, true).astype(np.int8)
+
+
+def output_histogram(tokens: np.ndarray) -> np.ndarray:
+    """Counts of output lengths in the log2 bins Past-Future's estimator uses."""
+    bins = np.minimum(np.floor(np.log2(np.maximum(tokens, 1))).astype(np.int64), N_HIST_BINS - 1)
+    return np.bincount(bins, minlength=N_HIST_BINS).astype(np.float64)
+
+
+def build_workload(
+    trace: Trace,
+    window_requests: int,
+    predictor_accuracy: float,
+    seed: int,
+) -> tuple[Workload, np.ndarray]:
+    """Consecutive windows of ``window_requests`` requests; returns them and each one's
+    natural arrival rate (requests/s), which load levels rescale."""
+    n = len(trace)
+    if window_requests < 2:
+        raise ValueError(f"window_requests must be >= 2, got {window_requests}")
+    W = n // window_requests
+    if W < 1:
+        raise ValueError(
+            f"trace {trace.meta.name!r} has {n} requests, fewer than one window of "
+            f"{window_requests}"
+        )
+    N = window_requests
+    rng = np.random.default_rng(seed)
+    used = W * N
+    arr = trace.arrival_s[:used].reshape(W, N)
+    span = arr[:, -1] - arr[:, 0]
+    if np.any(span <= 0):
+        bad = int(np.argmax(span <= 0))
+        raise ValueError(
+            f"trace {trace.meta.name!r}: window {bad} (requests {bad * N}..{bad * N + N - 1}) "
+            "has all arrivals at one instant, so it has no arrival rate to rescale"
+        )
+    rate = (N - 1) / span
+    arrival = (arr - arr[:, :1]).astype(np.float64)
+    prompt = trace.prompt_tokens[:used].reshape(W, N).astype(np.int32)
+    output = trace.output_tokens[:used].reshape(W, N).astype(np.int32)
+    pred = noisy_buckets(trace.output_tokens[:used], predictor_accuracy, rng).reshape(W, N)
+
+    if trace.block_ids is not None:
+        lens = np.diff(trace.block_offsets)[:used]
+        B = max(int(lens.max()), 1)
+        chain_ids = np.full((used, B), -1, np.int64)
+        cols = np.arange(B)
+        mask = cols[None, :] < lens[:, None]
+        starts = trace.block_offsets[:used]
+        chain_ids[mask] = trace.block_ids[(starts[:, None] + cols[None, :])[mask]]
+        chain_ids = chain_ids.reshape(W, N, B)
+        chain_len = lens.reshape(W, N).astype(np.int16)
+    else:
+        chain_ids = np.full((W, N, 1), -1, np.int64)
+        chain_len = np.zeros((W, N), np.int16)
+    wl = Workload(
+        arrival_s=np.ascontiguousarray(arrival),
+        prompt=np.ascontiguousarray(prompt),
+        output=np.ascontiguousarray(output),
+        pred_bucket=np.ascontiguousarray(pred),
+        n_requests=np.full(W, N, np.int32),
+        chain_ids=chain_ids,
+        chain_len=chain_len,
+    )
+    return wl, rate

@@ -1,0 +1,359 @@
+"""servegym/KVAdmission-v0: admission, prefill budget and preemption on one replica under load.
+
+One decision per engine iteration. The action is one Discrete index that packs four choices:
+
+* admit: how many queued requests may start this iteration (``ADMIT_LEVELS``; ``all`` = as
+  many as fit, vLLM's behaviour),
+* budget: the prefill token budget of the iteration (``BUDGET_LEVELS``),
+* preempt: on a KV shortage, 0 = preempt the newest request (recompute), 1 = defer (requests
+  that cannot grow wait; the oldest still preempts, so the batch cannot deadlock),
+* order: which queued requests go first: 0 = FCFS, 1 = shortest predicted output, 2 = oldest
+  that can still meet its TTFT SLO.
+
+Output lengths are never observed: the observation carries a noisy length bucket per queued
+request and Past-Future's estimate from the history of finished outputs. Reward: requests that
+finish within the SLO, minus ``recompute_penalty`` per 1000 recomputed tokens. Episodes are
+windows of a trace (the training or the held-out part) rescaled to a load level, a fraction of
+the replica's measured capacity (``envs.core.capacity``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from functools import cache
+from typing import Any, Sequence
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+from stable_baselines3.common.vec_env import VecEnv
+
+import traces
+from envs import kv_admission_kernels as K
+from envs.core import state as S
+from envs.core.capacity import measure_capacity_rps
+from envs.core.engine import EngineSpec
+from envs.core.workload import build_workload, output_histogram
+from envs.metrics import episode_metrics
+
+ENV_ID = "servegym/KVAdmission-v0"
+ALL = 1 << 30
+ADMIT_LEVELS = (0, 1, 2, 4, 8, ALL)
+BUDGET_LEVELS = (512, 2048, 8192)
+N_ORDERS = 3
+N_ACTIONS = len(ADMIT_LEVELS) * len(BUDGET_LEVELS) * 2 * N_ORDERS
+DEFAULT_LOADS = (0.7, 0.9, 1.1)
+
+
+def encode_action(admit: int, budget: int, defer: bool, order: int) -> int:
+    """Action index of (admit level index, budget level index, defer, order)."""
+    return ((admit * len(BUDGET_LEVELS) + budget) * 2 + int(defer)) * N_ORDERS + order
+
+
+def decode_action(a: int) -> tuple[int, int, bool, int]:
+    order = a % N_ORDERS
+    a //= N_ORDERS
+    defer = bool(a % 2)
+    a //= 2
+    return a // len(BUDGET_LEVELS), a % len(BUDGET_LEVELS), defer, order
+
+
+@dataclass(frozen=True)
+class KVAdmissionConfig:
+    """Everything that defines a scenario; ``--env-kwargs`` set these fields."""
+
+    trace: str | traces.Trace = "default"  # built-in name, file path, or a Trace object
+    split: str = "train"  # "train" | "test" (held-out) | "all"
+    held_out_frac: float = 0.3
+    load: float | tuple[float, ...] = DEFAULT_LOADS
+    rate_scale: float | None = None  # if set: replay at this multiple of the trace's own rate
+    model: str = "Llama-3.1-8B"
+    gpu: str = "H100"
+    tp: int = 1
+    mem_frac: float = 0.9
+    capacity_blocks: int | None = None
+    max_seqs: int = 256
+    slo_ttft_s: float | None = None
+    slo_tbt_s: float | None = None
+    window_requests: int = 256
+    queue_slots: int = 1024
+    predictor_accuracy: float = 0.7
+    recompute_penalty: float = 0.05
+    candidates: int = 8
+    drain_s: float = 120.0
+    trace_seed: int = 0
+    prefix_caching: bool = False
+    trace_params: tuple[tuple[str, Any], ...] = ()  # forwarded to traces.load_trace
+    window_order: str = "random"  # "random" | "sequential" (env e replays windows e, e+E, ...)
+
+    def loads(self) -> tuple[float, ...]:
+        loads = (self.load,) if isinstance(self.load, (int, float)) else tuple(self.load)
+        if not loads or any(not (l > 0) for l in loads):
+            raise ValueError(f"KVAdmission: load levels must be > 0, got {self.load!r}")
+        return tuple(float(l) for l in loads)
+
+    def engine_spec(self) -> EngineSpec:
+        return EngineSpec(
+            model=self.model, gpu=self.gpu, tp=self.tp, mem_frac=self.mem_frac,
+            capacity_blocks=self.capacity_blocks, max_seqs=self.max_seqs,
+            slo_ttft_s=self.slo_ttft_s, slo_tbt_s=self.slo_tbt_s,
+        )
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """Built, read-only parts shared by every env of a batch (and cached across batches)."""
+
+    engine: Any
+    workload: S.Workload
+    natural_rate: np.ndarray
+    capacity_rps: float
+    hist_prior: np.ndarray
+    trace_name: str
+
+
+def _load_split(cfg: KVAdmissionConfig) -> tuple[traces.Trace, traces.Trace]:
+    if isinstance(cfg.trace, traces.Trace):
+        trace = cfg.trace
+    else:
+        trace = traces.load_trace(cfg.trace, seed=cfg.trace_seed, **dict(cfg.trace_params))
+    if cfg.split == "all":
+        return trace, trace
+    train, test = traces.split(trace, cfg.held_out_frac)
+    if cfg.split == "train":
+        return train, train
+    if cfg.split == "test":
+        return train, test
+    raise ValueError(f"KVAdmission: split must be 'train', 'test' or 'all', got {cfg.split!r}")
+
+
+def build_scenario(cfg: KVAdmissionConfig) -> Scenario:
+    """The scenario of ``cfg``; fields that only steer episodes do not rebuild it."""
+    return _build_scenario(
+        replace(cfg, load=DEFAULT_LOADS, rate_scale=None, window_order="random",
+                recompute_penalty=0.0, candidates=1, drain_s=0.0)
+    )
+
+
+@cache
+def _build_scenario(cfg: KVAdmissionConfig) -> Scenario:
+    history, trace = _load_split(cfg)
+    chain_tokens = trace.block_size or 1
+    cache_on = cfg.prefix_caching and trace.block_ids is not None
+    if cfg.prefix_caching and trace.block_ids is None:
+        raise ValueError(f"KVAdmission: prefix_caching=True but trace {cfg.trace!r} has no block ids")
+    eng = cfg.engine_spec().build(cache_on=cache_on, chain_block_tokens=chain_tokens)
+    max_out = int(trace.output_tokens.max())
+    eng = eng._replace(max_output=max(max_out, int(history.output_tokens.max())))
+    need = trace.prompt_tokens + trace.output_tokens
+    too_big = np.flatnonzero(need > eng.capacity_blocks * eng.block_size)
+    if too_big.size:
+        i = int(too_big[0])
+        raise ValueError(
+            f"KVAdmission: request {i} of trace {cfg.trace!r} needs {int(need[i])} KV tokens, more "
+            f"than the replica holds ({eng.capacity_blocks * eng.block_size}); raise capacity or "
+            "choose a smaller model"
+        )
+    wl, rate = build_workload(trace, cfg.window_requests, cfg.predictor_accuracy, cfg.trace_seed)
+    cap_wl, _ = build_workload(history, cfg.window_requests, cfg.predictor_accuracy, cfg.trace_seed)
+    capacity = measure_capacity_rps(eng, cap_wl)
+    # Past-Future's history: the output lengths of the training part, weighted as 100 requests.
+    hist = output_histogram(history.output_tokens)
+    hist = hist * (100.0 / hist.sum())
+    return Scenario(eng, wl, rate, capacity, hist, trace.meta.name)
+
+
+class KVAdmissionVecEnv(VecEnv):
+    """E copies of KVAdmission stepped by one kernel call (SB3 VecEnv, no per-env objects)."""
+
+    def __init__(self, num_envs: int = 1, config: KVAdmissionConfig | None = None, seed: int | None = None,
+                 **kwargs: Any):
+        cfg = replace(config or KVAdmissionConfig(), **kwargs)
+        cfg = replace(cfg, load=cfg.loads(), trace_params=tuple(dict(cfg.trace_params).items()))
+        if cfg.rate_scale is not None and not cfg.rate_scale > 0:
+            raise ValueError(f"KVAdmission: rate_scale must be > 0, got {cfg.rate_scale}")
+        self.config = cfg
+        self.scenario = build_scenario(cfg)
+        self.K = int(cfg.candidates)
+        if self.K < 1:
+            raise ValueError(f"KVAdmission: candidates must be >= 1, got {cfg.candidates}")
+        n_obs = len(K.GLOBAL_FEATURES) + self.K * len(K.CANDIDATE_FEATURES)
+        obs_space = spaces.Box(-np.inf, np.inf, (n_obs,), np.float32)
+        self.render_mode = None
+        super().__init__(num_envs, obs_space, spaces.Discrete(N_ACTIONS))
+        E = num_envs
+        eng = self.scenario.engine
+        # The prefix cache indexes what the KV pool can hold, in the trace's chain blocks.
+        cache_entries = eng.capacity_blocks * eng.block_size // eng.chain_block_tokens if eng.cache_on else 0
+        self.state = S.allocate(E, 1, cfg.queue_slots, cfg.window_requests, cache_entries)
+        self._obs = np.zeros((E, n_obs), np.float32)
+        self._mask = np.ones((E, N_ACTIONS), np.bool_)
+        self._rew = np.zeros(E, np.float64)
+        self._term = np.zeros(E, np.bool_)
+        self._trunc = np.zeros(E, np.bool_)
+        self._returns = np.zeros(E, np.float64)
+        self._lengths = np.zeros(E, np.int64)
+        self._admit = np.array(ADMIT_LEVELS, np.int64)
+        self._budget = np.array(BUDGET_LEVELS, np.int64)
+        self._actions = np.zeros(E, np.int64)
+        self._rngs = [np.random.default_rng() for _ in range(E)]
+        self._episode_load = np.zeros(E)
+        self._episodes_started = np.zeros(E, np.int64)
+        if cfg.window_order not in ("random", "sequential"):
+            raise ValueError(f"KVAdmission: window_order must be 'random' or 'sequential', got {cfg.window_order!r}")
+        if seed is not None:
+            self.seed(seed)
+
+    # --- VecEnv API
+    def seed(self, seed: int | None = None) -> Sequence[int | None]:
+        seeds = super().seed(seed)
+        self._rngs = [np.random.default_rng(s) for s in seeds]
+        return seeds
+
+    def reset(self) -> np.ndarray:
+        for e, s in enumerate(self._seeds):
+            if s is not None:
+                self._rngs[e] = np.random.default_rng(s)
+        self._reset_seeds()
+        self._reset_options()
+        self._reset_envs(np.arange(self.num_envs))
+        self.reset_infos = [{} for _ in range(self.num_envs)]
+        return self._obs.copy()
+
+    def _reset_envs(self, envs: np.ndarray) -> None:
+        sc = self.scenario
+        loads = self.config.loads()
+        W = sc.workload.arrival_s.shape[0]
+        windows = np.empty(len(envs), np.int32)
+        scales = np.empty(len(envs), np.float64)
+        for j, e in enumerate(envs):
+            rng = self._rngs[e]
+            if self.config.window_order == "sequential":
+                k = self._episodes_started[e] * self.num_envs + e
+                windows[j] = k % W
+                load = loads[(k // W) % len(loads)]
+            else:
+                windows[j] = rng.integers(W)
+                load = loads[rng.integers(len(loads))]
+            self._episodes_started[e] += 1
+            self._episode_load[e] = load
+            if self.config.rate_scale is not None:
+                scales[j] = 1.0 / self.config.rate_scale
+            else:
+                scales[j] = sc.natural_rate[windows[j]] / (load * sc.capacity_rps)
+        K.reset_all(self.state, sc.workload, sc.engine, envs.astype(np.int64), windows, scales,
+                    sc.hist_prior, self.K, self._obs, self._mask, self._admit, len(BUDGET_LEVELS))
+        self._returns[envs] = 0.0
+        self._lengths[envs] = 0
+
+    def step_async(self, actions: np.ndarray) -> None:
+        a = np.asarray(actions).reshape(self.num_envs)
+        if a.dtype.kind not in "iu" or a.min() < 0 or a.max() >= N_ACTIONS:
+            raise ValueError(f"KVAdmission: actions must be integers in [0, {N_ACTIONS}), got {a!r}")
+        self._actions[:] = a
+
+    def step_wait(self):
+        sc = self.scenario
+        K.step_all(self.state, sc.workload, sc.engine, self._actions, self._admit, self._budget,
+                   self.config.drain_s, self.config.recompute_penalty, self.K, self._obs, self._mask,
+                   self._rew, self._term, self._trunc)
+        self._returns += self._rew
+        self._lengths += 1
+        done = self._term | self._trunc
+        rewards = self._rew.astype(np.float32)
+        infos: list[dict] = [{} for _ in range(self.num_envs)]
+        finished = np.flatnonzero(done)
+        for e in finished:
+            infos[e] = {
+                "terminal_observation": self._obs[e].copy(),
+                "TimeLimit.truncated": bool(self._trunc[e] and not self._term[e]),
+                "episode": {"r": float(self._returns[e]), "l": int(self._lengths[e])},
+                "metrics": self.episode_metrics(e),
+            }
+        if finished.size:
+            self._reset_envs(finished)
+        return self._obs.copy(), rewards, done.copy(), infos
+
+    def close(self) -> None:
+        pass
+
+    def action_masks(self) -> np.ndarray:
+        return self._mask.copy()
+
+    def get_attr(self, attr_name: str, indices=None) -> list[Any]:
+        return [getattr(self, attr_name) for _ in self._get_indices(indices)]
+
+    def set_attr(self, attr_name: str, value: Any, indices=None) -> None:
+        setattr(self, attr_name, value)
+
+    def env_method(self, method_name: str, *args, indices=None, **kwargs) -> list[Any]:
+        idx = list(self._get_indices(indices))
+        if method_name == "action_masks":
+            return list(self._mask[idx])
+        return [getattr(self, method_name)(*args, **kwargs) for _ in idx]
+
+    def env_is_wrapped(self, wrapper_class, indices=None) -> list[bool]:
+        return [False for _ in self._get_indices(indices)]
+
+    # --- domain metrics
+    def episode_metrics(self, e: int) -> dict[str, float]:
+        st, sc = self.state, self.scenario
+        from envs.core.replica import arrival_time  # numba function, callable from Python
+
+        t0 = float(arrival_time(st, sc.workload, e, 0))
+        c = st.counters[e]
+        return episode_metrics(
+            ttft=st.ttft[e], tbt_p99=st.tbt_p99[e], e2e=st.e2e[e], fate=st.fate[e],
+            slo_met=st.slo_met[e], output_tokens=sc.workload.output[st.window[e]],
+            duration_s=float(st.clock[e]) - t0, counters=c,
+            kv_block_s=float(st.accum[e, S.A_KV_BLOCK_S]), capacity_blocks=sc.engine.capacity_blocks,
+            extra={"load": float(self._episode_load[e])},
+        )
+
+
+class KVAdmissionEnv(gym.Env):
+    """The single-env Gymnasium view (E = 1) of :class:`KVAdmissionVecEnv`."""
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, **kwargs: Any):
+        self._vec = KVAdmissionVecEnv(1, **kwargs)
+        self.observation_space = self._vec.observation_space
+        self.action_space = self._vec.action_space
+        self.config = self._vec.config
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        if seed is not None:
+            self._vec.seed(seed)
+        elif self._vec._seeds[0] is None and not hasattr(self, "_seeded"):
+            self._vec._rngs[0] = self.np_random
+        self._seeded = True
+        obs = self._vec.reset()
+        return obs[0], {}
+
+    def step(self, action):
+        a = np.asarray(action)
+        if a.shape not in ((), (1,)) or not self.action_space.contains(int(a.reshape(-1)[0])):
+            raise ValueError(f"KVAdmission: action must be an integer in [0, {N_ACTIONS}), got {action!r}")
+        self._vec._actions[0] = int(a.reshape(-1)[0])
+        st = self._vec.state
+        sc = self._vec.scenario
+        v = self._vec
+        K.step_all(st, sc.workload, sc.engine, v._actions, v._admit, v._budget, v.config.drain_s,
+                   v.config.recompute_penalty, v.K, v._obs, v._mask, v._rew, v._term, v._trunc)
+        info: dict[str, Any] = {}
+        if v._term[0] or v._trunc[0]:
+            info["metrics"] = v.episode_metrics(0)
+        return v._obs[0].copy(), float(v._rew[0]), bool(v._term[0]), bool(v._trunc[0]), info
+
+    def action_masks(self) -> np.ndarray:
+        return self._vec._mask[0].copy()
+
+    @property
+    def unwrapped_vec(self) -> KVAdmissionVecEnv:
+        return self._vec
+
+
+def config_dict(cfg: KVAdmissionConfig) -> dict:
+    return asdict(cfg)

@@ -1,0 +1,37 @@
+"""Shared fixtures: the real traces beside the project, and small hand-made traces."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from traces.trace import Trace, TraceMeta
+
+SHARED_TRACES = Path(__file__).resolve().parents[1].parent / "shared" / "traces"
+
+
+@pytest.fixture
+def shared_traces() -> Path:
+    if not SHARED_TRACES.is_dir():
+        pytest.skip(f"real traces not found at {SHARED_TRACES} (they live in ../shared/traces)")
+    return SHARED_TRACES
+
+
+def make_trace(
+    n: int,
+    rate: float,
+    prompt: int | np.ndarray,
+    output: int | np.ndarray,
+    seed: int = 0,
+    poisson: bool = True,
+    name: str = "test",
+) -> Trace:
+    """A trace with Poisson (or evenly spaced) arrivals and given lengths."""
+    rng = np.random.default_rng(seed)
+    gaps = rng.exponential(1.0 / rate, n) if poisson else np.full(n, 1.0 / rate)
+    t = np.cumsum(gaps) - gaps[0]
+    p = np.broadcast_to(np.asarray(prompt, np.int64), (n,)).copy()
+    o = np.broadcast_to(np.asarray(output, np.int64), (n,)).copy()
+    return Trace(t.astype(np.float64), p, o, TraceMeta(name, "tests", "n/a"))

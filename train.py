@@ -1,0 +1,98 @@
+"""Train an agent on a servegym environment, then score it against the heuristics.
+
+    python train.py                      # KVAdmission-v0, embedded default trace, a few minutes
+    python train.py --env servegym/KVAdmission-v0 --algo ppo|maskable-ppo|dqn --timesteps N \
+        --n-envs E --trace NAME|PATH --env-kwargs load=1.1 --seed S --out DIR [--resume]
+
+Logs to TensorBoard (``DIR/tb``: RL curves and serve/* domain metrics), checkpoints atomically
+to ``DIR/checkpoint.zip`` (``--resume`` continues from it), saves ``DIR/final.zip`` and, unless
+``--no-eval``, evaluates it with every heuristic on held-out windows and prints the table
+(also ``DIR/eval.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import envs
+from agents.evaluate import evaluate, format_table, parse_env_kwargs
+from agents.policy import heuristic_names
+from agents.sb3_policy import ALGOS, algo_class
+from agents.training import DEFAULT_ALGO, ServeCallback, atomic_save, make_model
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--env", default="servegym/KVAdmission-v0")
+    p.add_argument("--algo", choices=ALGOS, default=None, help="default: the environment's own")
+    p.add_argument("--timesteps", type=int, default=300_000)
+    p.add_argument("--n-envs", type=int, default=16)
+    p.add_argument("--trace", default="default")
+    p.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY=VALUE")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=Path("runs/kv_admission"))
+    p.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint.zip")
+    p.add_argument("--save-every", type=int, default=50_000, help="env steps between checkpoints")
+    p.add_argument("--eval-episodes", type=int, default=8)
+    p.add_argument("--eval-load", type=float, default=None,
+                   help="evaluate at this load only (default: every load level of the env)")
+    p.add_argument("--no-eval", action="store_true")
+    p.add_argument("--no-progress", action="store_true")
+    a = p.parse_args(argv)
+    if a.timesteps < 1 or a.n_envs < 1:
+        p.error("--timesteps and --n-envs must be >= 1")
+
+    algo = a.algo or DEFAULT_ALGO.get(a.env, "ppo")
+    kwargs = parse_env_kwargs(a.env_kwargs)
+    vec = envs.make_vec(a.env, a.n_envs, seed=a.seed, trace=a.trace, split="train", **kwargs)
+    out: Path = a.out
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt = out / "checkpoint.zip"
+    command = " ".join(["python", "train.py", *(argv if argv is not None else sys.argv[1:])])
+
+    if a.resume:
+        if not ckpt.exists():
+            p.error(f"--resume: no checkpoint at {ckpt}")
+        model = algo_class(algo).load(ckpt, env=vec, device="cpu", tensorboard_log=str(out / "tb"))
+        print(f"resuming from {ckpt} at {model.num_timesteps} steps", flush=True)
+    else:
+        model = make_model(algo, a.env, vec, a.seed, str(out / "tb"))
+    remaining = a.timesteps - (model.num_timesteps if a.resume else 0)
+    t0 = time.perf_counter()
+    if remaining > 0:
+        model.learn(
+            total_timesteps=remaining,
+            callback=ServeCallback(ckpt, a.save_every),
+            progress_bar=not a.no_progress,
+            reset_num_timesteps=not a.resume,
+            tb_log_name=algo,
+        )
+    train_s = time.perf_counter() - t0
+    final = out / "final.zip"
+    atomic_save(model, final)
+    (out / "run.json").write_text(json.dumps({
+        "command": command, "env": a.env, "algo": algo, "timesteps": int(model.num_timesteps),
+        "n_envs": a.n_envs, "trace": a.trace, "env_kwargs": kwargs, "seed": a.seed,
+        "train_wall_s": train_s,
+    }, indent=2, default=str))
+    print(f"trained {algo} for {model.num_timesteps} steps in {train_s:.0f} s -> {final}", flush=True)
+
+    if a.no_eval:
+        return 0
+    if a.eval_load is not None:
+        kwargs["load"] = a.eval_load
+    policies = [str(final), *heuristic_names(a.env), "random"]
+    report = evaluate(a.env, policies, a.trace, a.eval_episodes, a.seed + 10_000, kwargs, "test")
+    (out / "eval.json").write_text(json.dumps(report, indent=2, default=float))
+    for load in report["loads"]:
+        print(f"\nheld-out windows, load {load:g} ({a.eval_episodes} episodes, {a.trace} trace)")
+        print(format_table(report, f"{load:g}" if len(report["loads"]) > 1 else None))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
