@@ -44,8 +44,11 @@ def vllm_profile() -> VllmProfile:
 
 
 def _check_tp(model: Model, tp: int) -> None:
+    """vLLM's tensor-parallel constraints: heads split evenly, KV heads split or replicated evenly."""
     if isinstance(tp, bool) or not isinstance(tp, int) or tp < 1:
         raise HwModelError(f"tp must be a positive integer, got {tp!r}")
+    if model.heads % tp:
+        raise HwModelError(f"tp={tp} incompatible with {model.name}: heads={model.heads} must be divisible by tp")
     if not model.is_mla and model.kv_heads % tp and tp % model.kv_heads:
         raise HwModelError(f"tp={tp} incompatible with {model.name}: kv_heads={model.kv_heads} "
                            f"must divide tp or be divisible by it (vLLM requirement)")

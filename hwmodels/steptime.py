@@ -1,0 +1,257 @@
+"""Time of one continuous-batching engine iteration: a per-operator roofline with calibrated efficiencies.
+
+Why this shape: the cluster simulator needs one number per replica iteration, millions of times,
+from inside numba kernels. So everything that depends on (model, GPU, TP, calibration) is folded
+into a float64 coefficient vector once, and `iteration_time` is a pure function of that vector and
+four load numbers, written with arithmetic only (max/min as 0.5*(a+b+|a-b|)), so the same code runs
+on numpy arrays (broadcasting) and compiles under numba.njit for float scalars.
+
+Loads of one iteration (vLLM V1 semantics, chunked prefill):
+  prefill_tokens      P: new prompt tokens computed this iteration (all chunks)
+  prefill_attn_pairs  A: sum over prefill chunks of chunk_len * (ctx + (chunk_len + 1) / 2)
+                         (ctx = tokens already in KV before the chunk; causal attention work)
+  decode_seqs         D: sequences decoding one token
+  decode_kv_tokens    K: sum of those sequences' context lengths (KV read)
+Derived: tokens through the linear layers T = P + D; sequences sampled S = D + min(P, 1)
+(the prefill chunks are counted as one sequence: the four loads do not say how many there are).
+
+Operator times, each max(FLOP time at calibrated efficiency, byte time at calibrated efficiency):
+  linear    max(T * c[LIN_FLOP_S_PER_TOKEN], min(T, 1) * c[LIN_WEIGHT_S])     weights read once
+  moe       max(T * c[MOE_FLOP_S_PER_TOKEN], E_touched(T) * c[MOE_EXPERT_S])
+            E_touched(T) = E * (1 - (1 - k/E)^T): expected distinct experts hit by T tokens with
+            uniform top-k routing (<= min(E, k*T)); only touched experts' weights are read
+  attn_pre  max(A * c[ATTN_PREFILL_FLOP_S_PER_PAIR], P * c[ATTN_PREFILL_BYTES_S_PER_TOKEN])
+  attn_dec  max(K * c[ATTN_DECODE_FLOP_S_PER_KV], K * c[ATTN_DECODE_BYTES_S_PER_KV])
+  lm_head   max(S * c[LMHEAD_FLOP_S_PER_SEQ], min(S, 1) * c[LMHEAD_WEIGHT_S])
+  tp comm   T * c[ALLREDUCE_S_PER_TOKEN] + min(T, 1) * c[ALLREDUCE_FIXED_S]  (ring all-reduce, 2/layer)
+  overhead  c[OVERHEAD_S] + S * c[PER_SEQ_S]
+Operators run one after another on the GPU, so the iteration time is their sum. All terms are
+non-decreasing in every load, and with Calibration.ideal() no term beats the physical roofline.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .calibration import Calibration, default_calibration
+from .catalog import GPU, Model, get_gpu, get_model
+from .errors import HwModelError
+from .memory import _check_tp, kv_bytes_per_token
+
+# ---- coefficient layout (index map; keep in sync with iteration_time) ------------------------
+LIN_FLOP_S_PER_TOKEN = 0  # s/token: dense linears (attn proj, dense MLP, shared experts, router), GEMM FLOPs
+LIN_WEIGHT_S = 1  # s/iteration: stream those weights once
+MOE_FLOP_S_PER_TOKEN = 2  # s/token: top_k routed experts' GEMM FLOPs, all MoE layers
+MOE_EXPERT_S = 3  # s per touched expert: stream one routed expert's weights in every MoE layer
+MOE_EXPERTS = 4  # E, routed experts per MoE layer (0 = dense model)
+MOE_MISS = 5  # 1 - top_k/E: chance one token does not pick a given expert (1 for dense)
+ATTN_PREFILL_FLOP_S_PER_PAIR = 6  # s per causal (query, key) pair, all layers
+ATTN_PREFILL_BYTES_S_PER_TOKEN = 7  # s per new token: write its KV and read it back
+ATTN_DECODE_FLOP_S_PER_KV = 8  # s per context token of a decoding sequence: QK and PV FLOPs
+ATTN_DECODE_BYTES_S_PER_KV = 9  # s per context token of a decoding sequence: KV read
+LMHEAD_FLOP_S_PER_SEQ = 10  # s per sampled sequence: logits GEMM
+LMHEAD_WEIGHT_S = 11  # s/iteration: stream the LM head once
+ALLREDUCE_S_PER_TOKEN = 12  # s/token: TP all-reduce bandwidth term (0 when tp = 1)
+ALLREDUCE_FIXED_S = 13  # s/iteration: TP all-reduce latency term (0 when tp = 1)
+OVERHEAD_S = 14  # s/iteration: engine overhead + layers * per-layer kernel floor
+PER_SEQ_S = 15  # s per scheduled sequence
+N_COEFFS = 16
+
+COEFF_INDEX: dict[str, int] = {
+    name: idx for name, idx in globals().items()
+    if name.isupper() and isinstance(idx, int) and name != "N_COEFFS"
+}
+
+
+def iteration_time(coeffs, prefill_tokens, prefill_attn_pairs, decode_seqs, decode_kv_tokens):
+    """Seconds for one engine iteration (see the module docstring for the formula).
+
+    Pure arithmetic on `coeffs` (float64 array of length N_COEFFS, from build_coeffs) and the four
+    loads; accepts numpy arrays (broadcast) or scalars, and numba.njit compiles it for scalars.
+    No input checking here (hot path): StepTimeModel.iteration_time validates.
+    """
+    c = coeffs
+    p = prefill_tokens
+    t = p + decode_seqs
+    t1 = 0.5 * (t + 1.0 - abs(t - 1.0))  # min(T, 1)
+    s = decode_seqs + 0.5 * (p + 1.0 - abs(p - 1.0))  # D + min(P, 1)
+    s1 = 0.5 * (s + 1.0 - abs(s - 1.0))  # min(S, 1)
+
+    a = t * c[0]
+    b = t1 * c[1]
+    linear = 0.5 * (a + b + abs(a - b))
+
+    touched = c[4] * (1.0 - c[5] ** t)
+    a = t * c[2]
+    b = touched * c[3]
+    moe = 0.5 * (a + b + abs(a - b))
+
+    a = prefill_attn_pairs * c[6]
+    b = p * c[7]
+    attn_pre = 0.5 * (a + b + abs(a - b))
+
+    a = decode_kv_tokens * c[8]
+    b = decode_kv_tokens * c[9]
+    attn_dec = 0.5 * (a + b + abs(a - b))
+
+    a = s * c[10]
+    b = s1 * c[11]
+    lm_head = 0.5 * (a + b + abs(a - b))
+
+    comm = t * c[12] + t1 * c[13]
+    overhead = c[14] + s * c[15]
+    return linear + moe + attn_pre + attn_dec + lm_head + comm + overhead
+
+
+def attn_pairs(chunk_len, ctx):
+    """Causal attention pairs of one prefill chunk: chunk_len * (ctx + (chunk_len + 1) / 2)."""
+    chunk_len = np.asarray(chunk_len, dtype=np.float64)
+    ctx = np.asarray(ctx, dtype=np.float64)
+    out = chunk_len * (ctx + (chunk_len + 1.0) / 2.0)
+    return float(out) if out.ndim == 0 else out
+
+
+def _attn_flops(m: Model, tp: int) -> tuple[float, float]:
+    """(FLOPs per prefill pair, FLOPs per decode context token), all layers, one TP rank."""
+    heads = m.heads / tp
+    if m.is_mla:
+        qk = m.qk_nope_head_dim + m.qk_rope_head_dim
+        prefill = 2.0 * qk + 2.0 * m.v_head_dim  # vLLM MLA prefill: explicit K/V per head
+        decode = 2.0 * (m.kv_lora_rank + m.qk_rope_head_dim) + 2.0 * m.kv_lora_rank  # absorbed latent form
+    else:
+        prefill = decode = 4.0 * m.head_dim  # QK^T and PV, multiply-add = 2 FLOPs
+    return m.layers * heads * prefill, m.layers * heads * decode
+
+
+def build_coeffs(model: str | Model, gpu: str | GPU, tp: int = 1, calibration: Calibration | None = None) -> np.ndarray:
+    """Fold model, GPU, TP degree and calibration into the float64 coefficient vector."""
+    m, g = get_model(model), get_gpu(gpu)
+    _check_tp(m, tp)
+    cal = default_calibration() if calibration is None else calibration
+    if not isinstance(cal, Calibration):
+        raise HwModelError(f"calibration must be a hwmodels.Calibration, got {type(cal).__name__}")
+    lin_flops = g.flops(m.linear_dtype_bytes) * cal.gemm_flops_eff
+    act_flops = g.bf16_flops * cal.gemm_flops_eff
+    attn_flops = g.bf16_flops * cal.attn_flops_eff
+    w_bw = g.hbm_bw * cal.mem_bw_eff
+    kv_bw = g.hbm_bw * cal.attn_mem_eff
+    ldb = m.linear_dtype_bytes
+
+    dense_params = (m.layers * m.attn_params + m.n_dense_layers * m.dense_mlp_params
+                    + m.n_moe_layers * (m.shared_params + m.router_params)) / tp
+    c = np.zeros(N_COEFFS, dtype=np.float64)
+    c[LIN_FLOP_S_PER_TOKEN] = 2.0 * dense_params / lin_flops
+    c[LIN_WEIGHT_S] = dense_params * ldb / w_bw
+    if m.is_moe:
+        c[MOE_FLOP_S_PER_TOKEN] = 2.0 * m.top_k * m.expert_params * m.n_moe_layers / tp / lin_flops
+        c[MOE_EXPERT_S] = m.n_moe_layers * m.expert_params * ldb / tp / w_bw
+        c[MOE_EXPERTS] = float(m.experts)
+        c[MOE_MISS] = 1.0 - m.top_k / m.experts
+    else:
+        c[MOE_MISS] = 1.0
+    kvb = kv_bytes_per_token(m, tp)
+    f_pair, f_kv = _attn_flops(m, tp)
+    c[ATTN_PREFILL_FLOP_S_PER_PAIR] = f_pair / attn_flops
+    c[ATTN_PREFILL_BYTES_S_PER_TOKEN] = 2.0 * kvb / kv_bw
+    c[ATTN_DECODE_FLOP_S_PER_KV] = f_kv / attn_flops
+    c[ATTN_DECODE_BYTES_S_PER_KV] = kvb / kv_bw
+    lm = m.hidden * m.vocab / tp  # vocab-parallel LM head (tied or not, it is a GEMM over the vocab)
+    c[LMHEAD_FLOP_S_PER_SEQ] = 2.0 * lm / act_flops
+    c[LMHEAD_WEIGHT_S] = lm * m.dtype_bytes / w_bw
+    if tp > 1:
+        n_allreduce = 2 * m.layers  # after attention output and after the MLP/MoE of each layer
+        per_dir_bw = 0.5 * g.scaleup_bw * cal.comm_eff
+        c[ALLREDUCE_S_PER_TOKEN] = n_allreduce * 2.0 * (tp - 1) / tp * m.hidden * m.dtype_bytes / per_dir_bw
+        c[ALLREDUCE_FIXED_S] = n_allreduce * cal.comm_latency_s
+    c[OVERHEAD_S] = cal.overhead_s + m.layers * cal.layer_overhead_s
+    c[PER_SEQ_S] = cal.per_seq_overhead_s
+    return c
+
+
+def _loads(*args: object) -> list[np.ndarray]:
+    names = ("prefill_tokens", "prefill_attn_pairs", "decode_seqs", "decode_kv_tokens")
+    out = []
+    for name, val in zip(names, args):
+        try:
+            arr = np.asarray(val, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise HwModelError(f"iteration_time: {name} must be numeric, got {val!r}") from exc
+        if not np.all(np.isfinite(arr)) or np.any(arr < 0):
+            raise HwModelError(f"iteration_time: {name} must be finite and >= 0, got {val!r}")
+        out.append(arr)
+    try:
+        np.broadcast_shapes(*(a.shape for a in out))
+    except ValueError as exc:
+        raise HwModelError(f"iteration_time: load shapes {[a.shape for a in out]} do not broadcast") from exc
+    return out
+
+
+class StepTimeModel:
+    """Iteration-time model of one replica: `model` on `tp` GPUs of type `gpu`.
+
+    `coeffs` (float64, N_COEFFS long, layout COEFF_INDEX) is what the vectorized simulator passes to
+    the module-level `iteration_time` from numba kernels.
+    """
+
+    def __init__(self, model: str | Model, gpu: str | GPU, tp: int = 1, calibration: Calibration | None = None):
+        self.model = get_model(model)
+        self.gpu = get_gpu(gpu)
+        self.tp = tp
+        self.calibration = default_calibration() if calibration is None else calibration
+        self.coeffs: np.ndarray = build_coeffs(self.model, self.gpu, tp, self.calibration)
+
+    def __repr__(self) -> str:
+        return f"StepTimeModel({self.model.name!r}, {self.gpu.name!r}, tp={self.tp})"
+
+    def iteration_time(self, prefill_tokens, prefill_attn_pairs, decode_seqs, decode_kv_tokens) -> np.ndarray | float:
+        """Seconds for one iteration; numpy broadcasting over the four loads (float for scalars)."""
+        p, a, d, k = _loads(prefill_tokens, prefill_attn_pairs, decode_seqs, decode_kv_tokens)
+        out = iteration_time(self.coeffs, p, a, d, k)
+        return float(out) if np.ndim(out) == 0 else out
+
+    def breakdown(self, prefill_tokens: float, prefill_attn_pairs: float, decode_seqs: float,
+                  decode_kv_tokens: float) -> dict[str, float]:
+        """Per-operator seconds of one iteration (they sum to iteration_time); for reports and fitting."""
+        p, a, d, k = (float(x) for x in _loads(prefill_tokens, prefill_attn_pairs, decode_seqs, decode_kv_tokens))
+        c = self.coeffs
+        t, s = p + d, d + min(p, 1.0)
+        return {
+            "linear": max(t * c[LIN_FLOP_S_PER_TOKEN], min(t, 1.0) * c[LIN_WEIGHT_S]),
+            "moe": max(t * c[MOE_FLOP_S_PER_TOKEN], c[MOE_EXPERTS] * (1.0 - c[MOE_MISS] ** t) * c[MOE_EXPERT_S]),
+            "attn_prefill": max(a * c[ATTN_PREFILL_FLOP_S_PER_PAIR], p * c[ATTN_PREFILL_BYTES_S_PER_TOKEN]),
+            "attn_decode": max(k * c[ATTN_DECODE_FLOP_S_PER_KV], k * c[ATTN_DECODE_BYTES_S_PER_KV]),
+            "lm_head": max(s * c[LMHEAD_FLOP_S_PER_SEQ], min(s, 1.0) * c[LMHEAD_WEIGHT_S]),
+            "tp_comm": t * c[ALLREDUCE_S_PER_TOKEN] + min(t, 1.0) * c[ALLREDUCE_FIXED_S],
+            "overhead": c[OVERHEAD_S] + s * c[PER_SEQ_S],
+        }
+
+    def prefill_time(self, prompt_tokens: int, cached_tokens: int = 0, chunk_size: int | None = None) -> float:
+        """Seconds to prefill one prompt alone (prefix-cached tokens skipped), in chunks if given."""
+        if prompt_tokens < 0 or cached_tokens < 0 or cached_tokens > prompt_tokens:
+            raise HwModelError(f"prefill_time: need 0 <= cached_tokens <= prompt_tokens, got {cached_tokens}, {prompt_tokens}")
+        if chunk_size is not None and chunk_size < 1:
+            raise HwModelError(f"prefill_time: chunk_size must be >= 1, got {chunk_size}")
+        new = prompt_tokens - cached_tokens
+        step = new if chunk_size is None else chunk_size
+        total, ctx = 0.0, cached_tokens
+        while new > 0:
+            n = min(step, new)
+            total += self.iteration_time(n, attn_pairs(n, ctx), 0, 0)
+            ctx, new = ctx + n, new - n
+        return total
+
+    def decode_time(self, batch: int, context_tokens: float) -> float:
+        """Seconds for one decode iteration of `batch` sequences holding `context_tokens` KV in total."""
+        return self.iteration_time(0, 0, batch, context_tokens)
+
+
+def prefill_time(model: str | Model, gpu: str | GPU, prompt_tokens: int, tp: int = 1,
+                 calibration: Calibration | None = None, cached_tokens: int = 0, chunk_size: int | None = None) -> float:
+    """Convenience: StepTimeModel(model, gpu, tp, calibration).prefill_time(...)."""
+    return StepTimeModel(model, gpu, tp, calibration).prefill_time(prompt_tokens, cached_tokens, chunk_size)
+
+
+def decode_time(model: str | Model, gpu: str | GPU, batch: int, context_tokens: float, tp: int = 1,
+                calibration: Calibration | None = None) -> float:
+    """Convenience: StepTimeModel(model, gpu, tp, calibration).decode_time(batch, context_tokens)."""
+    return StepTimeModel(model, gpu, tp, calibration).decode_time(batch, context_tokens)
