@@ -1,0 +1,179 @@
+"""MoE expert load: a generator of per-step routed-token counts, and a loader for measured counts.
+
+The generator models what expert-placement policies react to: a skewed popularity (Zipf over a
+latent ranking of experts), that drifts slowly (AR(1) random walk of the latent scores), shifts
+abruptly when the workload changes phase (a random permutation of the experts), and is correlated
+between consecutive layers (tokens that favour an expert at layer l tend to favour related ones at
+l + 1). Defaults are illustrative assumptions, not measurements: fit them to your model's routing
+logs (load_expert_counts) before drawing conclusions.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from traces.errors import TraceError
+
+__all__ = ["ExpertLoadGenerator", "load_expert_counts", "inclusion_probs"]
+
+_MAX_REDRAWS = 1000
+
+
+def inclusion_probs(n_experts: int, top_k: int, zipf_s: float) -> np.ndarray:
+    """Per-rank probability that a token routes to the expert of that rank (sums to top_k).
+
+    Zipf weights r^-s scaled by top_k, capped at 1 by water-filling (a token picks an expert at
+    most once, so no expert can receive more than every token); the excess goes to the others in
+    proportion to their weights.
+    """
+    w = np.arange(1, n_experts + 1, dtype=np.float64) ** -zipf_s
+    pi = top_k * w / w.sum()
+    capped = np.zeros(n_experts, dtype=bool)
+    for _ in range(top_k + 1):
+        over = (pi > 1.0) & ~capped
+        if not over.any():
+            break
+        capped |= over
+        free = top_k - capped.sum()
+        pi = np.where(capped, 1.0, free * w / w[~capped].sum())
+    return pi
+
+
+class ExpertLoadGenerator:
+    """Tokens routed to each expert per batch step: int64 [steps, layers, experts].
+
+    Args:
+        n_layers, n_experts, top_k: the MoE shape (each token picks top_k distinct experts).
+        tokens_per_step: tokens in one batch step; every [step, layer] row sums to tokens_per_step * top_k.
+        zipf_s: popularity skew; the expert ranked r gets weight r^-zipf_s (0 = uniform).
+        drift: per-step innovation of the latent popularity scores, z <- sqrt(1-drift^2) z + drift eps
+            (0 = frozen ranking, 1 = a new ranking every step).
+        phase_shift_every: every this many steps the experts' popularity is permuted at random (one
+            permutation for all layers); None = never.
+        layer_corr: correlation of latent scores between consecutive layers (0 = independent layers).
+        seed: the generator is deterministic given the seed and the sequence of generate() calls.
+
+    Counts are a multinomial of tokens_per_step * top_k expert slots over the inclusion
+    probabilities, redrawn in the rare rows where an expert would exceed tokens_per_step; experts
+    whose inclusion probability is 1 get exactly tokens_per_step. This keeps the row sum exact; its
+    per-expert variance T*pi*(1 - pi/k) slightly exceeds exact per-token top-k routing's T*pi*(1 - pi).
+    """
+
+    def __init__(self, n_layers: int, n_experts: int, top_k: int, tokens_per_step: int, *,
+                 zipf_s: float = 1.0, drift: float = 0.01, phase_shift_every: int | None = None,
+                 layer_corr: float = 0.5, seed: int = 0) -> None:
+        for name, v, lo in (("n_layers", n_layers, 1), ("n_experts", n_experts, 1), ("top_k", top_k, 1),
+                            ("tokens_per_step", tokens_per_step, 1), ("seed", seed, 0)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
+                raise TraceError(f"ExpertLoadGenerator: {name} must be an integer >= {lo}, got {v!r}")
+        if top_k > n_experts:
+            raise TraceError(f"ExpertLoadGenerator: top_k={top_k} exceeds n_experts={n_experts}")
+        if not (np.isfinite(zipf_s) and zipf_s >= 0):
+            raise TraceError(f"ExpertLoadGenerator: zipf_s must be >= 0, got {zipf_s!r}")
+        if not 0 <= drift <= 1:
+            raise TraceError(f"ExpertLoadGenerator: drift must lie in [0, 1], got {drift!r}")
+        if not 0 <= layer_corr <= 1:
+            raise TraceError(f"ExpertLoadGenerator: layer_corr must lie in [0, 1], got {layer_corr!r}")
+        if phase_shift_every is not None and (isinstance(phase_shift_every, bool) or
+                                              not isinstance(phase_shift_every, (int, np.integer)) or phase_shift_every < 1):
+            raise TraceError(f"ExpertLoadGenerator: phase_shift_every must be None or an integer >= 1, got {phase_shift_every!r}")
+        self.n_layers, self.n_experts, self.top_k = int(n_layers), int(n_experts), int(top_k)
+        self.tokens_per_step = int(tokens_per_step)
+        self.zipf_s, self.drift, self.layer_corr = float(zipf_s), float(drift), float(layer_corr)
+        self.phase_shift_every = None if phase_shift_every is None else int(phase_shift_every)
+        self._rng = np.random.default_rng(int(seed))
+        self._pi_rank = inclusion_probs(self.n_experts, self.top_k, self.zipf_s)
+        self._z = self._layer_noise()
+        self._step = 0
+
+    def _layer_noise(self) -> np.ndarray:
+        """Standard normal [layers, experts] with correlation layer_corr between consecutive layers."""
+        eps = self._rng.standard_normal((self.n_layers, self.n_experts))
+        out = np.empty_like(eps)
+        out[0] = eps[0]
+        rho = self.layer_corr
+        for layer in range(1, self.n_layers):
+            out[layer] = rho * out[layer - 1] + np.sqrt(1 - rho * rho) * eps[layer]
+        return out
+
+    def popularity(self) -> np.ndarray:
+        """Current inclusion probabilities [layers, experts] (each row sums to top_k)."""
+        rank = np.argsort(np.argsort(-self._z, axis=1, kind="stable"), axis=1, kind="stable")
+        return self._pi_rank[rank]
+
+    def _advance(self) -> None:
+        d = self.drift
+        if d > 0:
+            self._z = np.sqrt(1 - d * d) * self._z + d * self._layer_noise()
+        self._step += 1
+        if self.phase_shift_every and self._step % self.phase_shift_every == 0:
+            self._z = self._z[:, self._rng.permutation(self.n_experts)]
+
+    def generate(self, steps: int) -> np.ndarray:
+        """The next `steps` batch steps of expert counts, int64 [steps, layers, experts]."""
+        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
+            raise TraceError(f"steps must be an integer >= 0, got {steps!r}")
+        T, k = self.tokens_per_step, self.top_k
+        full = self._pi_rank >= 1.0
+        slots = T * (k - int(full.sum()))
+        pis = np.empty((steps, self.n_layers, self.n_experts))
+        for s in range(steps):
+            pis[s] = self.popularity()
+            self._advance()
+        out = np.zeros((steps, self.n_layers, self.n_experts), dtype=np.int64)
+        is_full = pis >= 1.0
+        out[is_full] = T
+        q = np.where(is_full, 0.0, pis)
+        if slots > 0 and steps:
+            q /= q.sum(axis=2, keepdims=True)
+            out += self._rng.multinomial(slots, q)
+            for _ in range(_MAX_REDRAWS):
+                bad = (out > T).any(axis=2)
+                if not bad.any():
+                    break
+                out[bad] = np.where(is_full[bad], T, 0) + self._rng.multinomial(slots, q[bad])
+            else:
+                raise TraceError("ExpertLoadGenerator: could not draw counts within tokens_per_step; lower zipf_s")
+        return out
+
+
+def load_expert_counts(path: str | Path) -> np.ndarray:
+    """Measured routing counts from an .npz with key 'counts' [steps, layers, experts], validated.
+
+    Integer dtypes are required (float arrays whose values are all whole numbers are accepted and
+    converted; anything else is an error naming the first offending index).
+    """
+    path = Path(path)
+    try:
+        z = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise TraceError(f"{path}: no such file") from None
+    except (OSError, ValueError, zipfile.BadZipFile) as e:
+        raise TraceError(f"{path}: not a readable .npz file ({e})") from None
+    if not isinstance(z, np.lib.npyio.NpzFile):
+        raise TraceError(f"{path}: expected an .npz archive with key 'counts', got a bare .npy array")
+    with z:
+        if "counts" not in z.files:
+            raise TraceError(f"{path}: no key 'counts' (keys: {z.files})")
+        a = z["counts"]
+    if a.ndim != 3:
+        raise TraceError(f"{path}: 'counts' must be 3-D [steps, layers, experts], got shape {a.shape}")
+    if np.issubdtype(a.dtype, np.floating):
+        bad = ~np.isfinite(a) | (a != np.round(a))
+        if bad.any():
+            idx = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise TraceError(f"{path}: 'counts'{list(idx)} = {a[idx]!r} is not a whole number")
+    elif not (np.issubdtype(a.dtype, np.integer) or a.dtype == np.bool_):
+        raise TraceError(f"{path}: 'counts' must hold integers, got dtype {a.dtype}")
+    if a.dtype == np.bool_ or a.dtype.kind not in "iuf":
+        raise TraceError(f"{path}: 'counts' must hold integers, got dtype {a.dtype}")
+    neg = a < 0
+    if neg.any():
+        idx = tuple(int(i) for i in np.argwhere(neg)[0])
+        raise TraceError(f"{path}: 'counts'{list(idx)} = {a[idx]} is negative; counts must be >= 0")
+    if a.dtype.kind == "u" and a.size and a.max() > np.iinfo(np.int64).max:
+        raise TraceError(f"{path}: 'counts' values exceed int64")
+    return a.astype(np.int64)

@@ -1,0 +1,152 @@
+"""Shared pieces of the file readers: opening (plain or gzip), CSV chunking, typed columns.
+
+Columns are converted a chunk at a time with numpy; only when a chunk fails to convert do we walk
+it row by row, so that the error can name the exact line and field without slowing good files.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from traces.errors import TraceError
+
+CHUNK_ROWS = 1 << 20
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def open_text(path: Path) -> io.TextIOBase:
+    """Open a trace file as UTF-8 text (a BOM is skipped); gzip is detected by content."""
+    with open(path, "rb") as f:
+        magic = f.read(2)
+    raw = gzip.open(path, "rb") if magic == GZIP_MAGIC else open(path, "rb")
+    return io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
+
+
+def where(path: Path, line: int, field: str) -> str:
+    """The standard error prefix: file, 1-based line (header = line 1 for CSV) and field."""
+    return f"{path}: line {line}, field {field!r}"
+
+
+@dataclass
+class CsvChunk:
+    """Up to CHUNK_ROWS data rows: one list of strings per wanted column, and each row's line."""
+
+    lines: np.ndarray  # int64, 1-based physical line where each row ends
+    columns: dict[str, list[str]]
+
+
+def iter_csv_chunks(path: Path, f: io.TextIOBase, wanted: dict[str, str]) -> Iterator[CsvChunk]:
+    """Stream a CSV whose header (already checked) has the columns in `wanted` (key -> header name).
+
+    Blank lines are not requests and are skipped (they carry no data); a row with a different
+    number of fields than the header is an error naming its line.
+    """
+    reader = csv.reader(f)
+    header = [h.strip() for h in next(reader)]
+    index = {key: header.index(name) for key, name in wanted.items()}
+    width = len(header)
+    cols: dict[str, list[str]] = {k: [] for k in wanted}
+    lines: list[int] = []
+    for row in reader:
+        if not row or (len(row) == 1 and not row[0].strip()):
+            continue
+        if len(row) != width:
+            raise TraceError(
+                f"{path}: line {reader.line_num}: expected {width} fields as in the header "
+                f"({', '.join(header)}), got {len(row)}"
+            )
+        for k, j in index.items():
+            cols[k].append(row[j])
+        lines.append(reader.line_num)
+        if len(lines) == CHUNK_ROWS:
+            yield CsvChunk(np.asarray(lines, dtype=np.int64), cols)
+            cols = {k: [] for k in wanted}
+            lines = []
+    if lines:
+        yield CsvChunk(np.asarray(lines, dtype=np.int64), cols)
+
+
+def _int_or_none(s: str) -> int | None:
+    s = s.strip()
+    try:
+        return int(s)
+    except ValueError:
+        pass
+    try:
+        x = float(s)
+    except ValueError:
+        return None
+    if math.isfinite(x) and x == int(x):
+        return int(x)
+    return None
+
+
+def int_column(values: list[str], lines: np.ndarray, path: Path, field: str, minimum: int) -> np.ndarray:
+    """Parse integer token counts; integral floats such as '12.0' are accepted, nothing is rounded."""
+    try:
+        out = np.asarray(values, dtype=np.str_).astype(np.int64)
+    except (ValueError, OverflowError):
+        out = np.empty(len(values), dtype=np.int64)
+        for i, s in enumerate(values):
+            v = _int_or_none(s)
+            if v is None:
+                raise TraceError(f"{where(path, int(lines[i]), field)}: expected an integer, got {s!r}") from None
+            out[i] = v
+    bad = out < minimum
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise TraceError(
+            f"{where(path, int(lines[i]), field)}: expected an integer >= {minimum}, got {values[i].strip()!r}"
+        )
+    return out
+
+
+def float_column(values: list[str], lines: np.ndarray, path: Path, field: str) -> np.ndarray:
+    """Parse finite floats (NaN and infinities are errors, not data)."""
+    try:
+        out = np.asarray(values, dtype=np.str_).astype(np.float64)
+    except ValueError:
+        out = np.empty(len(values), dtype=np.float64)
+        for i, s in enumerate(values):
+            try:
+                out[i] = float(s)
+            except ValueError:
+                raise TraceError(f"{where(path, int(lines[i]), field)}: expected a number, got {s!r}") from None
+    bad = ~np.isfinite(out)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise TraceError(f"{where(path, int(lines[i]), field)}: expected a finite number, got {values[i]!r}")
+    return out
+
+
+def check_sorted(t: np.ndarray, lines: np.ndarray, raw: list[str], path: Path, field: str,
+                 prev: tuple[float | int, str] | None) -> None:
+    """Timestamps must be non-decreasing across the file; `prev` = (value, text) ending the last chunk."""
+    if prev is not None and t.size and t[0] < prev[0]:
+        raise TraceError(
+            f"{where(path, int(lines[0]), field)}: {raw[0].strip()!r} is earlier than the previous "
+            f"row's {prev[1].strip()!r}; timestamps must be sorted"
+        )
+    dec = np.diff(t) < 0
+    if dec.any():
+        i = int(np.flatnonzero(dec)[0]) + 1
+        raise TraceError(
+            f"{where(path, int(lines[i]), field)}: {raw[i].strip()!r} is earlier than the previous "
+            f"row's {raw[i - 1].strip()!r}; timestamps must be sorted"
+        )
+
+
+def empty_file_error(path: Path) -> TraceError:
+    return TraceError(f"{path}: empty file (no header and no data rows)")
+
+
+def no_rows_error(path: Path) -> TraceError:
+    return TraceError(f"{path}: no data rows after the header")

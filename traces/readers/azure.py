@@ -1,0 +1,92 @@
+"""Azure LLM inference trace CSV (2023 Splitwise release, 2024 DynamoLLM release).
+
+Columns TIMESTAMP (wall clock, e.g. '2023-11-16 18:15:46.6805900' or
+'2024-05-10 00:00:00.009930+00:00'), ContextTokens, GeneratedTokens. Timestamps become seconds
+from the first row. The released 2023 conversation file has no zero GeneratedTokens (minimum 7);
+should a file contain some, those rows are kept and flagged in `failed` (a response that produced
+no token is what a failed request looks like in a log with no status column) and the count is
+recorded in the trace's transforms. A zero ContextTokens is an error: a request has a prompt.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+from traces.errors import TraceError
+from traces.readers._common import check_sorted, int_column, iter_csv_chunks, no_rows_error, open_text, where
+
+COLUMNS = {"time": "TIMESTAMP", "prompt": "ContextTokens", "output": "GeneratedTokens"}
+FORMAT = "azure"
+DESCRIPTION = "Azure LLM inference trace CSV (TIMESTAMP, ContextTokens, GeneratedTokens)"
+LICENCE = "unknown for this file; the public Azure LLM inference traces are CC-BY 4.0 (cite Splitwise / DynamoLLM)"
+
+_OFFSET = re.compile(r"^(.*\d)\s*([+-])(\d\d):?(\d\d)$")
+
+
+def parse_wallclock(values: list[str], lines: np.ndarray, path: Path, field: str) -> np.ndarray:
+    """ISO-like wall-clock strings to int64 nanoseconds (UTC when an offset is given)."""
+    arr = np.char.strip(np.asarray(values, dtype=np.str_))
+    arr = np.char.replace(arr, "+00:00", "")
+    arr = np.where(np.char.endswith(arr, "Z"), np.char.rstrip(arr, "Z"), arr)
+    offset_ns = np.zeros(arr.shape[0], dtype=np.int64)
+    has_offset = (np.char.find(arr, "+", 10) >= 0) | (np.char.find(arr, "-", 11) >= 0)
+    for i in np.flatnonzero(has_offset):
+        m = _OFFSET.match(str(arr[i]))
+        if m is None:
+            raise TraceError(f"{where(path, int(lines[i]), field)}: cannot parse timestamp {values[i]!r}")
+        sign = 1 if m.group(2) == "+" else -1
+        offset_ns[i] = sign * (int(m.group(3)) * 3600 + int(m.group(4)) * 60) * 1_000_000_000
+        arr[i] = m.group(1)
+    try:
+        ns = arr.astype("datetime64[ns]").astype(np.int64)
+    except ValueError:
+        ns = np.empty(arr.shape[0], dtype=np.int64)
+        for i, s in enumerate(arr):
+            try:
+                ns[i] = np.datetime64(str(s), "ns").astype(np.int64)
+            except ValueError:
+                raise TraceError(
+                    f"{where(path, int(lines[i]), field)}: cannot parse timestamp {values[i]!r} "
+                    "(expected e.g. '2023-11-16 18:15:46.6805900')"
+                ) from None
+    nat = ns == np.iinfo(np.int64).min
+    if nat.any():
+        i = int(np.flatnonzero(nat)[0])
+        raise TraceError(f"{where(path, int(lines[i]), field)}: timestamp {values[i]!r} is not a time")
+    return ns - offset_ns
+
+
+def read(path: Path, header: list[str]) -> dict[str, object]:
+    """Parse the whole file into arrays (see module docstring for the semantics)."""
+    wanted = {k: next(h for h in header if h.strip().lower() == v.lower()) for k, v in COLUMNS.items()}
+    ns_parts, p_parts, o_parts = [], [], []
+    prev: tuple[int, str] | None = None
+    with open_text(path) as f:
+        for chunk in iter_csv_chunks(path, f, wanted):
+            c, lines = chunk.columns, chunk.lines
+            ns = parse_wallclock(c["time"], lines, path, COLUMNS["time"])
+            check_sorted(ns, lines, c["time"], path, COLUMNS["time"], prev)
+            prev = (int(ns[-1]), c["time"][-1])
+            ns_parts.append(ns)
+            p_parts.append(int_column(c["prompt"], lines, path, COLUMNS["prompt"], minimum=1))
+            o_parts.append(int_column(c["output"], lines, path, COLUMNS["output"], minimum=0))
+    if not ns_parts:
+        raise no_rows_error(path)
+    ns = np.concatenate(ns_parts)
+    out = np.concatenate(o_parts)
+    zero = out == 0
+    notes: list[str] = []
+    failed = None
+    if zero.any():
+        failed = zero
+        notes.append(f"flagged {int(zero.sum())} rows with GeneratedTokens == 0 as failed (kept)")
+    return {
+        "arrival_s": (ns - ns[0]).astype(np.float64) / 1e9,
+        "prompt_tokens": np.concatenate(p_parts),
+        "output_tokens": out,
+        "failed": failed,
+        "notes": notes,
+    }

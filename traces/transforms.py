@@ -1,0 +1,79 @@
+"""Trace transforms. Each returns a new Trace and appends what it did to meta.transforms."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from traces.errors import TraceError
+from traces.trace import Trace
+
+__all__ = ["rescale_rate", "window", "windows", "split", "subsample"]
+
+
+def _finite_positive(name: str, x: float) -> float:
+    if isinstance(x, bool) or not isinstance(x, (int, float, np.integer, np.floating)) or not (math.isfinite(x) and x > 0):
+        raise TraceError(f"{name} must be a finite number > 0, got {x!r}")
+    return float(x)
+
+
+def rescale_rate(trace: Trace, target_rps: float) -> Trace:
+    """Scale all times by rate/target so the mean rate becomes `target_rps` (burst shape kept)."""
+    target = _finite_positive("target_rps", target_rps)
+    rate = trace.rate_rps
+    if not (math.isfinite(rate) and rate > 0):
+        raise TraceError(f"trace {trace.meta.name!r} has no finite positive rate ({rate}); cannot rescale")
+    factor = rate / target
+    meta = trace.meta.with_transform(f"rescale_rate(target_rps={target:g}): times x {factor:.6g}")
+    return trace.replace(arrival_s=trace.arrival_s * factor, meta=meta)
+
+
+def window(trace: Trace, t0_s: float, t1_s: float) -> Trace:
+    """Requests with t0 <= arrival < t1, times re-zeroed to t0 (t1 may be inf)."""
+    if not (math.isfinite(t0_s) and t0_s >= 0) or not (t1_s > t0_s):
+        raise TraceError(f"window needs 0 <= t0_s < t1_s, got t0_s={t0_s!r}, t1_s={t1_s!r}")
+    lo, hi = np.searchsorted(trace.arrival_s, [t0_s, t1_s], side="left")
+    sub = trace.select(slice(int(lo), int(hi)))
+    meta = trace.meta.with_transform(f"window({t0_s:g}, {t1_s:g}): kept {hi - lo} of {len(trace)} requests, re-zeroed")
+    return sub.replace(arrival_s=sub.arrival_s - float(t0_s), meta=meta)
+
+
+def windows(trace: Trace, length_s: float, *, stride_s: float | None = None) -> list[Trace]:
+    """Consecutive (or, with stride < length, overlapping) windows of `length_s` fully inside the trace.
+
+    Windows start at 0, stride_s apart (default: length_s); a tail shorter than one window is
+    not returned, and a trace shorter than one window is an error.
+    """
+    length = _finite_positive("length_s", length_s)
+    stride = length if stride_s is None else _finite_positive("stride_s", stride_s)
+    end = trace.duration_s
+    if end < length:
+        raise TraceError(f"trace {trace.meta.name!r} lasts {end:g} s, shorter than one window of {length:g} s")
+    count = int(math.floor((end - length) / stride + 1e-9)) + 1
+    return [window(trace, i * stride, i * stride + length) for i in range(count)]
+
+
+def split(trace: Trace, held_out_frac: float = 0.3) -> tuple[Trace, Trace]:
+    """(train, held_out) by time: the first 1 - frac of the duration, then the rest (both re-zeroed)."""
+    if not (isinstance(held_out_frac, (int, float)) and 0 < held_out_frac < 1):
+        raise TraceError(f"held_out_frac must lie in (0, 1), got {held_out_frac!r}")
+    if trace.duration_s <= 0:
+        raise TraceError(f"trace {trace.meta.name!r} has zero duration; cannot split by time")
+    cut = trace.duration_s * (1.0 - held_out_frac)
+    train = window(trace, 0.0, cut)
+    held = window(trace, cut, math.inf)
+    tag = f"split(held_out_frac={held_out_frac:g}) at {cut:g} s"
+    return (train.replace(meta=train.meta.with_transform(f"{tag}: training part")),
+            held.replace(meta=held.meta.with_transform(f"{tag}: held-out part")))
+
+
+def subsample(trace: Trace, frac: float, seed: int = 0) -> Trace:
+    """Keep round(frac * n) requests chosen uniformly without replacement (order kept)."""
+    if not (isinstance(frac, (int, float)) and 0 < frac <= 1):
+        raise TraceError(f"frac must lie in (0, 1], got {frac!r}")
+    n = len(trace)
+    k = int(round(frac * n))
+    keep = np.sort(np.random.default_rng(seed).choice(n, size=k, replace=False))
+    sub = trace.select(keep)
+    return sub.replace(meta=trace.meta.with_transform(f"subsample(frac={frac:g}, seed={seed}): kept {k} of {n} requests"))
