@@ -87,6 +87,15 @@ MODELS: dict[str, Dims] = {
     ),
 }
 
+def shard(d: Dims, tp: int) -> Dims:
+    """Per-GPU slice of a dense model under tensor parallelism (heads, KV heads, FFN split by tp)."""
+    return Dims(f"{d.name}@tp{tp}", d.hidden, d.heads // tp, max(d.kv_heads // tp, 1), d.head_dim,
+                d.ffn // tp, d.vocab // tp, source=f"{d.source} (tensor-parallel shard, tp={tp})")
+
+
+for _name, _tp in (("llama-3.1-8b", 2), ("llama-3.1-70b", 2), ("llama-3.1-70b", 4), ("llama-3.1-70b", 8)):
+    MODELS[f"{_name}@tp{_tp}"] = shard(MODELS[_name], _tp)
+
 TINY: dict[str, Dims] = {  # toy dimensions for --tiny (script check only)
     "tiny-dense": Dims("tiny-dense", 256, 4, 2, 64, 512, 1000, source="toy"),
     "tiny-moe": Dims("tiny-moe", 128, 4, 2, 32, 64, 1000, n_experts=8, top_k=2, source="toy"),
@@ -162,34 +171,50 @@ def grid_attention(models, tiny):
 def grid_layer(models, tiny):
     names = ["tiny-dense"] if tiny else ["llama-3.1-8b", "llama-3.1-70b"]
     for name in names:
-        # prefill: one sequence, chunk of new tokens after `prior` cached tokens
-        chunks = (8, 32) if tiny else (128, 256, 512, 1024, 2048, 4096, 8192)
-        priors = (0, 16) if tiny else (0, 1024, 4096, 16384)
-        for c in chunks:
-            for p in priors:
-                yield f"layer|prefill|{name}|s=1|c={c}|p={p}", dict(
-                    kind="prefill", model=name, pf_seqs=1, chunk=c, prior=p, dec_batch=0, ctx=0)
-        for s, c in (() if tiny else ((4, 128), (4, 512), (4, 2048), (16, 128), (16, 512))):
-            yield f"layer|prefill|{name}|s={s}|c={c}|p=0", dict(
-                kind="prefill", model=name, pf_seqs=s, chunk=c, prior=0, dec_batch=0, ctx=0)
-        # decode: batch x context, at most 2^20 cached tokens per layer
-        batches = (1, 4) if tiny else (1, 2, 4, 8, 16, 32, 64, 128, 256)
-        ctxs = (16, 64) if tiny else (128, 512, 2048, 8192, 32768)
-        for b in batches:
-            for ctx in ctxs:
-                if b * ctx > (1 << 20):
-                    continue
-                yield f"layer|decode|{name}|b={b}|ctx={ctx}", dict(
-                    kind="decode", model=name, pf_seqs=0, chunk=0, prior=0, dec_batch=b, ctx=ctx)
-        # mixed (chunked prefill + decode in one iteration)
-        if tiny:
-            mixed = [(8, 0, 2, 16)]
-        else:
-            mixed = [(c, p, b, ctx) for c in (512, 2048) for p in (0, 4096)
-                     for b, ctx in ((16, 2048), (64, 1024), (64, 4096))]
-        for c, p, b, ctx in mixed:
-            yield f"layer|mixed|{name}|s=1|c={c}|p={p}|b={b}|ctx={ctx}", dict(
-                kind="mixed", model=name, pf_seqs=1, chunk=c, prior=p, dec_batch=b, ctx=ctx)
+        yield from _grid_layer_full(name, tiny)
+    if not tiny:  # per-GPU shards under tensor parallelism (a smaller grid)
+        for name in ("llama-3.1-8b@tp2", "llama-3.1-70b@tp2", "llama-3.1-70b@tp4", "llama-3.1-70b@tp8"):
+            for c in (128, 512, 2048, 8192):
+                for p in (0, 4096):
+                    yield f"layer|prefill|{name}|s=1|c={c}|p={p}", dict(
+                        kind="prefill", model=name, pf_seqs=1, chunk=c, prior=p, dec_batch=0, ctx=0)
+            for b in (1, 4, 16, 64, 256):
+                for ctx in (512, 2048, 8192):
+                    if b * ctx <= (1 << 20):
+                        yield f"layer|decode|{name}|b={b}|ctx={ctx}", dict(
+                            kind="decode", model=name, pf_seqs=0, chunk=0, prior=0, dec_batch=b, ctx=ctx)
+
+
+def _grid_layer_full(name, tiny):
+    """Prefill, decode and mixed points of one model (full grid)."""
+    # prefill: one sequence, chunk of new tokens after `prior` cached tokens
+    chunks = (8, 32) if tiny else (128, 256, 512, 1024, 2048, 4096, 8192)
+    priors = (0, 16) if tiny else (0, 1024, 4096, 16384)
+    for c in chunks:
+        for p in priors:
+            yield f"layer|prefill|{name}|s=1|c={c}|p={p}", dict(
+                kind="prefill", model=name, pf_seqs=1, chunk=c, prior=p, dec_batch=0, ctx=0)
+    for s, c in (() if tiny else ((4, 128), (4, 512), (4, 2048), (16, 128), (16, 512))):
+        yield f"layer|prefill|{name}|s={s}|c={c}|p=0", dict(
+            kind="prefill", model=name, pf_seqs=s, chunk=c, prior=0, dec_batch=0, ctx=0)
+    # decode: batch x context, at most 2^20 cached tokens per layer
+    batches = (1, 4) if tiny else (1, 2, 4, 8, 16, 32, 64, 128, 256)
+    ctxs = (16, 64) if tiny else (128, 512, 2048, 8192, 32768)
+    for b in batches:
+        for ctx in ctxs:
+            if b * ctx > (1 << 20):
+                continue
+            yield f"layer|decode|{name}|b={b}|ctx={ctx}", dict(
+                kind="decode", model=name, pf_seqs=0, chunk=0, prior=0, dec_batch=b, ctx=ctx)
+    # mixed (chunked prefill + decode in one iteration)
+    if tiny:
+        mixed = [(8, 0, 2, 16)]
+    else:
+        mixed = [(c, p, b, ctx) for c in (512, 2048) for p in (0, 4096)
+                 for b, ctx in ((16, 2048), (64, 1024), (64, 4096))]
+    for c, p, b, ctx in mixed:
+        yield f"layer|mixed|{name}|s=1|c={c}|p={p}|b={b}|ctx={ctx}", dict(
+            kind="mixed", model=name, pf_seqs=1, chunk=c, prior=p, dec_batch=b, ctx=ctx)
 
 
 def grid_expert(models, tiny):
@@ -197,7 +222,8 @@ def grid_expert(models, tiny):
         cfgs = [("tiny-moe", 1)]
         toks = (1, 16, 64)
     else:
-        cfgs = [("mixtral-8x7b", 1), ("qwen3-30b-a3b", 1), ("qwen3-30b-a3b", 8)]
+        cfgs = [("mixtral-8x7b", 1), ("qwen3-30b-a3b", 1), ("qwen3-30b-a3b", 8),
+                ("mixtral-8x7b", 4), ("qwen3-30b-a3b", 2)]
         toks = (1, 4, 16, 64, 256, 1024, 4096, 16384)
     for name, ep in cfgs:
         for t in toks:
@@ -653,6 +679,7 @@ class Runner:
                              "(use --tiny for a CPU check of the script)")
         self.device = torch.device("cuda" if want_cuda else "cpu")
         self.models = TINY if args.tiny else MODELS
+        self.tag = f"|rep={args.repeat_tag}" if args.repeat_tag else ""
         self.t_start = time.monotonic()
         self.run_id = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         self.log_f = open(self.out / "measure.log", "a")
@@ -725,8 +752,9 @@ class Runner:
 
     def _loop(self, cat: str, per_point: Callable[[dict, int], dict | None], setup=None):
         sink = Sink(self.out / f"{cat}.csv", FIELDS[cat])
-        todo = [(k, p) for k, p in GRIDS[cat](self.models, self.args.tiny) if k not in sink.done]
-        skipped = sum(1 for _ in GRIDS[cat](self.models, self.args.tiny)) - len(todo)
+        grid = [(k + self.tag, p) for k, p in GRIDS[cat](self.models, self.args.tiny)]
+        todo = [(k, p) for k, p in grid if k not in sink.done]
+        skipped = len(grid) - len(todo)
         done = fails = 0
         for i, (key, p) in enumerate(todo):
             if self.over_budget():
@@ -925,6 +953,8 @@ def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentP
     p.add_argument("--tiny", action="store_true", help="toy dims and grid (CPU ok): checks the script only")
     p.add_argument("--cpu", action="store_true", help="force CPU (only with --tiny)")
     p.add_argument("--verbose", action="store_true", help="log every point")
+    p.add_argument("--repeat-tag", default="", help="measure the grid again with keys suffixed '|rep=TAG' "
+                   "(repeatability check; such rows are never used for fitting or held-out error)")
     return p
 
 
