@@ -226,7 +226,7 @@ PUBLISHED: dict[str, Any] = {
     "bursty": {
         "duration_s": (86400.0, "choice: one day, so that an autoscaler sees a full diurnal cycle"),
         "rate_rps": (2.0, "choice: mean load small enough for fast episodes; rescale with rate_rps="),
-        "arrivals": ("mmpp", "azure_conv.mmpp (fitted) rescaled to rate_rps, modulated by [diurnal]"),
+        "arrivals": ("mmpp", "the azure_conv.mmpp process (see its source) rescaled to rate_rps and modulated by [diurnal]"),
     },
     "reference": {
         "azure_conv_prompt_median": (1020.0, "Splitwise (Patel et al., ISCA 2024), Sec. III-B: median prompt 1,020 tokens, conversation"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,15 @@ def load_trace(name_or_path: str | Path, *, seed: int = 0, **params: object) -> 
     from traces.synthetic import BUILTIN_TRACES
 
     if isinstance(name_or_path, str) and name_or_path in BUILTIN_TRACES:
-        return BUILTIN_TRACES[name_or_path](seed=seed, **params)
+        gen = BUILTIN_TRACES[name_or_path]
+        sig = inspect.signature(gen)
+        try:
+            sig.bind(seed=seed, **params)
+        except TypeError as e:
+            raise TraceError(
+                f"built-in trace {name_or_path!r}: {e}; accepted parameters: {', '.join(sig.parameters)}"
+            ) from None
+        return gen(seed=seed, **params)
     path = Path(name_or_path)
     if not path.exists():
         raise TraceError(

@@ -165,7 +165,7 @@ def load_expert_counts(path: str | Path) -> np.ndarray:
         bad = ~np.isfinite(a) | (a != np.round(a))
         if bad.any():
             idx = tuple(int(i) for i in np.argwhere(bad)[0])
-            raise TraceError(f"{path}: 'counts'{list(idx)} = {a[idx]!r} is not a whole number")
+            raise TraceError(f"{path}: 'counts'{list(idx)} = {a[idx].item()!r} is not a whole number")
     elif not (np.issubdtype(a.dtype, np.integer) or a.dtype == np.bool_):
         raise TraceError(f"{path}: 'counts' must hold integers, got dtype {a.dtype}")
     if a.dtype == np.bool_ or a.dtype.kind not in "iuf":
@@ -173,7 +173,7 @@ def load_expert_counts(path: str | Path) -> np.ndarray:
     neg = a < 0
     if neg.any():
         idx = tuple(int(i) for i in np.argwhere(neg)[0])
-        raise TraceError(f"{path}: 'counts'{list(idx)} = {a[idx]} is negative; counts must be >= 0")
+        raise TraceError(f"{path}: 'counts'{list(idx)} = {a[idx].item()} is negative; counts must be >= 0")
     if a.dtype.kind == "u" and a.size and a.max() > np.iinfo(np.int64).max:
         raise TraceError(f"{path}: 'counts' values exceed int64")
     return a.astype(np.int64)

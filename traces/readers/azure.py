@@ -63,11 +63,13 @@ def read(path: Path, header: list[str]) -> dict[str, object]:
     """Parse the whole file into arrays (see module docstring for the semantics)."""
     wanted = {k: next(h for h in header if h.strip().lower() == v.lower()) for k, v in COLUMNS.items()}
     ns_parts, p_parts, o_parts = [], [], []
+    first_text = ""
     prev: tuple[int, str] | None = None
     with open_text(path) as f:
         for chunk in iter_csv_chunks(path, f, wanted):
             c, lines = chunk.columns, chunk.lines
             ns = parse_wallclock(c["time"], lines, path, COLUMNS["time"])
+            first_text = first_text or c["time"][0].strip()
             check_sorted(ns, lines, c["time"], path, COLUMNS["time"], prev)
             prev = (int(ns[-1]), c["time"][-1])
             ns_parts.append(ns)
@@ -78,7 +80,7 @@ def read(path: Path, header: list[str]) -> dict[str, object]:
     ns = np.concatenate(ns_parts)
     out = np.concatenate(o_parts)
     zero = out == 0
-    notes: list[str] = []
+    notes = [f"TIMESTAMP (wall clock) converted to seconds from the first row, {first_text}"]
     failed = None
     if zero.any():
         failed = zero
