@@ -543,7 +543,7 @@ class Experts:
 
     def _probe(self) -> str:
         torch.manual_seed(2)
-        counts = [3, 0, 17] + [1] * (self.n - 3)
+        counts = ([3, 0, 17] + [1] * self.n)[: self.n]
         x = randn((sum(counts), self.d.hidden), self.device)
         offs = torch.tensor(np.cumsum(counts), dtype=torch.int32, device=self.device)
         ref = self._fwd(x, counts, offs, "loop").double()
