@@ -353,3 +353,13 @@ def test_unsourced_parameter_rejected(tmp_path) -> None:
     p.write_text('[x]\nrate = { value = 1.0 }\n')
     with pytest.raises(TraceError, match="x.rate has no source"):
         load_params("x", p)
+
+
+def test_trace_arrays_are_read_only_views() -> None:
+    t = np.array([0.0, 1.0])
+    tr = Trace(t, np.ones(2, dtype=np.int64), np.ones(2, dtype=np.int64), META)
+    with pytest.raises(ValueError):
+        tr.arrival_s[0] = 5.0
+    t[0] = 0.5  # the caller's own array stays writable
+    with pytest.raises(TraceError, match="transforms"):
+        TraceMeta("x", "y", "z", transforms=["not a tuple"])

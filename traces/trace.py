@@ -25,6 +25,13 @@ class TraceMeta:
     licence: str
     transforms: tuple[str, ...] = ()
 
+    def __post_init__(self) -> None:
+        for name in ("name", "source", "licence"):
+            if not isinstance(getattr(self, name), str):
+                raise TraceError(f"TraceMeta.{name}: expected a string, got {getattr(self, name)!r}")
+        if not isinstance(self.transforms, tuple) or not all(isinstance(t, str) for t in self.transforms):
+            raise TraceError(f"TraceMeta.transforms: expected a tuple of strings, got {self.transforms!r}")
+
     def with_transform(self, description: str) -> "TraceMeta":
         """A copy with one more entry in `transforms`."""
         return TraceMeta(self.name, self.source, self.licence, self.transforms + (description,))
@@ -58,6 +65,7 @@ class Trace:
     (the last block may be partial), so a chain always has ``ceil(prompt_tokens / block_size)``
     ids. Equal ids mean the same prefix KV block; a block is reusable only with its whole prefix.
     `output_tokens` may be 0 only where `failed` is True (a request the source log marks failed).
+    The trace holds read-only views of its arrays, so a validated trace cannot be changed in place.
     """
 
     arrival_s: np.ndarray
@@ -112,6 +120,12 @@ class Trace:
                 i = _first(ten < 0)
                 raise TraceError(f"Trace.tenant[{i}] = {ten[i]}: tenant ids must be >= 0")
         self._check_blocks(n, p)
+        for name in ("arrival_s", "prompt_tokens", "output_tokens", "block_ids", "block_offsets", "tenant", "failed"):
+            a = getattr(self, name)
+            if a is not None:
+                view = a.view()
+                view.setflags(write=False)
+                object.__setattr__(self, name, view)
 
     def _check_blocks(self, n: int, p: np.ndarray) -> None:
         ids, off, bs = self.block_ids, self.block_offsets, self.block_size
