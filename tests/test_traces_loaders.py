@@ -311,3 +311,13 @@ def test_cache_of_mooncake_and_burstgpt(tmp_path: Path) -> None:
     assert load_trace(m).equals(load_trace(m))
     b = burst(tmp_path)
     assert load_trace(b, model="GPT-4").equals(load_trace(b, model="GPT-4"))
+
+
+def test_unwritable_cache_warns_but_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    blocker = tmp_path / "not_a_dir"
+    blocker.write_text("x")
+    monkeypatch.setenv("SERVEGYM_CACHE", str(blocker / "cache"))
+    p = write(tmp_path, "a.csv", AZ_HEAD + "\n".join(AZ_ROWS) + "\n")
+    with pytest.warns(RuntimeWarning, match="trace cache not written"):
+        tr = load_trace(str(p))  # a str path works as well as a Path
+    assert len(tr) == 3
