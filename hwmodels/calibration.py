@@ -28,8 +28,12 @@ from .errors import HwModelError
 
 PRIORS_FILE = "calibration_priors.toml"
 FITTED_FILE = DATA_DIR / "calibration_h200.toml"
-EFFICIENCY_FIELDS = ("gemm_flops_eff", "mem_bw_eff", "attn_flops_eff", "attn_mem_eff", "comm_eff")
-TIME_FIELDS = ("comm_latency_s", "overhead_s", "layer_overhead_s", "per_seq_overhead_s")
+EFFICIENCY_FIELDS = ("gemm_flops_eff", "mem_bw_eff", "attn_flops_eff", "attn_mem_eff", "comm_eff",
+                     "moe_flops_eff", "moe_mem_eff", "host_copy_eff")
+TIME_FIELDS = ("comm_latency_s", "overhead_s", "layer_overhead_s", "per_seq_overhead_s",
+               "gemm_latency_s", "moe_latency_s", "host_copy_latency_s", "host_block_latency_s")
+COUNT_FIELDS = ("elementwise_passes",)
+ALL_FIELDS = EFFICIENCY_FIELDS + TIME_FIELDS + COUNT_FIELDS
 
 
 def _load_priors() -> dict[str, float]:
@@ -37,7 +41,7 @@ def _load_priors() -> dict[str, float]:
     if not isinstance(table, dict):
         raise HwModelError(f"{PRIORS_FILE}: missing [calibration] table")
     where = f"{PRIORS_FILE} [calibration]"
-    return {k: float(sourced(table, k, where, float, minimum=0.0).value) for k in EFFICIENCY_FIELDS + TIME_FIELDS}
+    return {k: float(sourced(table, k, where, float, minimum=0.0).value) for k in ALL_FIELDS}
 
 
 _PRIORS = _load_priors()
@@ -53,6 +57,17 @@ class Calibration:
     comm_eff: collective bus bandwidth vs per-direction link bandwidth; comm_latency_s per collective.
     overhead_s: per engine iteration; layer_overhead_s: per decoder layer per iteration (minimum
     kernel durations); per_seq_overhead_s: per scheduled sequence.
+
+    Terms added by the H200 calibration (python -m hwmodels.calibrate; data in hwmodels/calibration/)
+    where the plain roofline missed the measurements. Their priors are neutral (0 s, 0 passes, the
+    full host link, the dense-GEMM efficiencies for experts): the uncalibrated roofline.
+    moe_flops_eff / moe_mem_eff: grouped expert GEMMs (a slower kernel than dense GEMMs).
+    host_copy_eff: pinned host<->device copies vs half of pcie_bw (one direction).
+    gemm_latency_s: fixed time of one standalone GEMM (small GEMMs never reach the roofline).
+    moe_latency_s: fixed time of one GPU's grouped expert FFN in one MoE layer.
+    host_copy_latency_s / host_block_latency_s: a host copy's first block / each further block.
+    elementwise_passes: bf16 read+write passes over the [tokens x hidden] activations per layer
+    (norms, RoPE, SwiGLU, residual adds), memory-bound at mem_bw_eff.
     """
 
     gemm_flops_eff: float = _PRIORS["gemm_flops_eff"]
@@ -64,6 +79,14 @@ class Calibration:
     overhead_s: float = _PRIORS["overhead_s"]
     layer_overhead_s: float = _PRIORS["layer_overhead_s"]
     per_seq_overhead_s: float = _PRIORS["per_seq_overhead_s"]
+    moe_flops_eff: float = _PRIORS["moe_flops_eff"]
+    moe_mem_eff: float = _PRIORS["moe_mem_eff"]
+    host_copy_eff: float = _PRIORS["host_copy_eff"]
+    gemm_latency_s: float = _PRIORS["gemm_latency_s"]
+    moe_latency_s: float = _PRIORS["moe_latency_s"]
+    host_copy_latency_s: float = _PRIORS["host_copy_latency_s"]
+    host_block_latency_s: float = _PRIORS["host_block_latency_s"]
+    elementwise_passes: float = _PRIORS["elementwise_passes"]
     source: str = dataclasses.field(default="priors: hwmodels/data/calibration_priors.toml", compare=False)
 
     def __post_init__(self) -> None:
@@ -75,6 +98,10 @@ class Calibration:
             v = getattr(self, k)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not (v >= 0.0 and math.isfinite(v)):
                 raise HwModelError(f"Calibration.{k} must be a finite number of seconds >= 0, got {v!r}")
+        for k in COUNT_FIELDS:
+            v = getattr(self, k)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (v >= 0.0 and math.isfinite(v)):
+                raise HwModelError(f"Calibration.{k} must be a finite count >= 0, got {v!r}")
 
     @classmethod
     def priors(cls) -> "Calibration":
@@ -84,11 +111,12 @@ class Calibration:
     @classmethod
     def ideal(cls) -> "Calibration":
         """Every kernel at peak and no overhead: the physical roofline (a lower bound on time)."""
-        return cls(**{k: 1.0 for k in EFFICIENCY_FIELDS}, **{k: 0.0 for k in TIME_FIELDS}, source="ideal roofline")
+        return cls(**{k: 1.0 for k in EFFICIENCY_FIELDS}, **{k: 0.0 for k in TIME_FIELDS + COUNT_FIELDS},
+                   source="ideal roofline")
 
     def to_toml(self, meta: dict[str, Any] | None = None) -> str:
         """Serialize in the calibration_h200.toml schema (meta: flat str/number provenance fields)."""
-        lines = ["[calibration]"] + [f"{k} = {getattr(self, k)!r}" for k in EFFICIENCY_FIELDS + TIME_FIELDS]
+        lines = ["[calibration]"] + [f"{k} = {getattr(self, k)!r}" for k in ALL_FIELDS]
         meta = {"source": self.source} | dict(meta or {})
         lines.append("\n[meta]")
         for k, v in meta.items():
@@ -109,7 +137,7 @@ def load_calibration(path: str | Path) -> Calibration:
     table = raw.get("calibration")
     if not isinstance(table, dict):
         raise HwModelError(f"{path}: missing [calibration] table")
-    expected = set(EFFICIENCY_FIELDS + TIME_FIELDS)
+    expected = set(ALL_FIELDS)
     unknown, missing = set(table) - expected, expected - set(table)
     if unknown or missing:
         raise HwModelError(f"{path} [calibration]: unknown fields {sorted(unknown)}, missing fields {sorted(missing)}")

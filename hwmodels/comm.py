@@ -81,3 +81,18 @@ def kv_transfer_time(bytes_, bandwidth: float, latency_s: float = 0.0):
     if isinstance(latency_s, bool) or not isinstance(latency_s, (int, float)) or not 0 <= latency_s < float("inf"):
         raise HwModelError(f"kv_transfer_time: latency_s must be finite and >= 0, got {latency_s!r}")
     return _out(b / bw + latency_s)
+
+
+def host_copy_time(bytes_, gpu: str | GPU, n_blocks=1, calibration: Calibration | None = None):
+    """Seconds for a pinned host<->device copy of `bytes_` (one direction) in `n_blocks` separate
+    copies (KV swap copies block by block): bytes / (pcie_bw/2 * host_copy_eff) + host_copy_latency_s
+    + (n_blocks - 1) * host_block_latency_s (fitted on hwmodels/calibration/copy.csv).
+    Pageable (unpinned) host memory is slower and not modelled."""
+    g = get_gpu(gpu)
+    cal = default_calibration() if calibration is None else calibration
+    b = _bytes(bytes_, "host_copy_time: bytes")
+    nb = np.asarray(n_blocks, dtype=np.float64)
+    if not np.all(np.isfinite(nb)) or np.any(nb < 1):
+        raise HwModelError(f"host_copy_time: n_blocks must be >= 1, got {n_blocks!r}")
+    t = b / (0.5 * g.pcie_bw * cal.host_copy_eff) + cal.host_copy_latency_s + (nb - 1.0) * cal.host_block_latency_s
+    return _out(np.where(b > 0, t, 0.0))

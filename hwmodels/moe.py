@@ -25,7 +25,8 @@ def expert_ffn_time(model: str | Model, gpu: str | GPU, tokens_per_expert, calib
 
     tokens_per_expert: array (any shape) of token counts routed to the expert. An expert with no
     tokens costs 0 (its weights are not read); otherwise max(GEMM FLOP time, weight + activation
-    bytes time) at the calibrated efficiencies. Per-GPU sums are the caller's business.
+    bytes time) at the calibrated grouped-GEMM efficiencies (moe_flops_eff, moe_mem_eff).
+    Per-GPU sums are the caller's business (expert_group_time adds the per-call latency).
     """
     m, g = _model_moe(model), get_gpu(gpu)
     cal = default_calibration() if calibration is None else calibration
@@ -35,8 +36,21 @@ def expert_ffn_time(model: str | Model, gpu: str | GPU, tokens_per_expert, calib
     flops = 2.0 * m.expert_params * n
     act_bytes = n * (2 * m.hidden + 2 * m.moe_intermediate) * m.dtype_bytes  # in/out rows + intermediate
     bytes_ = np.where(n > 0, m.expert_params * m.linear_dtype_bytes, 0.0) + act_bytes
-    t = np.maximum(flops / (g.flops(m.linear_dtype_bytes) * cal.gemm_flops_eff), bytes_ / (g.hbm_bw * cal.mem_bw_eff))
+    t = np.maximum(flops / (g.flops(m.linear_dtype_bytes) * cal.moe_flops_eff), bytes_ / (g.hbm_bw * cal.moe_mem_eff))
     return float(t) if t.ndim == 0 else t
+
+
+def expert_group_time(model: str | Model, gpu: str | GPU, tokens_per_expert, calibration: Calibration | None = None):
+    """Seconds for one GPU's experts in one MoE layer (one grouped GEMM call): the sum of
+    expert_ffn_time over the last axis of tokens_per_expert plus Calibration.moe_latency_s when any
+    expert has tokens (measured: hwmodels/calibration/expert_ffn.csv)."""
+    cal = default_calibration() if calibration is None else calibration
+    n = np.asarray(tokens_per_expert, dtype=np.float64)
+    if n.ndim == 0:
+        raise HwModelError("expert_group_time: tokens_per_expert must have an experts axis (last)")
+    per = expert_ffn_time(model, gpu, n, cal)
+    t = np.sum(per, axis=-1) + np.where(np.sum(n, axis=-1) > 0, cal.moe_latency_s, 0.0)
+    return float(t) if np.ndim(t) == 0 else t
 
 
 def expected_experts_touched(model: str | Model, tokens):

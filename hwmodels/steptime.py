@@ -24,7 +24,10 @@ Operator times, each max(FLOP time at calibrated efficiency, byte time at calibr
   attn_dec  max(K * c[ATTN_DECODE_FLOP_S_PER_KV], K * c[ATTN_DECODE_BYTES_S_PER_KV])
   lm_head   max(S * c[LMHEAD_FLOP_S_PER_SEQ], min(S, 1) * c[LMHEAD_WEIGHT_S])
   tp comm   T * c[ALLREDUCE_S_PER_TOKEN] + min(T, 1) * c[ALLREDUCE_FIXED_S]  (ring all-reduce, 2/layer)
-  overhead  c[OVERHEAD_S] + S * c[PER_SEQ_S]
+  elemwise  T * c[ELEMENTWISE_S_PER_TOKEN]   norms, RoPE, SwiGLU, residual adds: memory-bound passes
+            over the activations (calibrated: Calibration.elementwise_passes)
+  overhead  c[OVERHEAD_S] + S * c[PER_SEQ_S]   (OVERHEAD_S also holds layers * layer_overhead_s and
+            MoE layers * moe_latency_s: fixed kernel time per layer, fitted on a real H200)
 Operators run one after another on the GPU, so the iteration time is their sum. All terms are
 non-decreasing in every load, and with Calibration.ideal() no term beats the physical roofline.
 """
@@ -55,7 +58,8 @@ ALLREDUCE_S_PER_TOKEN = 12  # s/token: TP all-reduce bandwidth term (0 when tp =
 ALLREDUCE_FIXED_S = 13  # s/iteration: TP all-reduce latency term (0 when tp = 1)
 OVERHEAD_S = 14  # s/iteration: engine overhead + layers * per-layer kernel floor
 PER_SEQ_S = 15  # s per scheduled sequence
-N_COEFFS = 16
+ELEMENTWISE_S_PER_TOKEN = 16  # s/token: elementwise activation traffic, all layers (added by the H200 calibration)
+N_COEFFS = 17
 
 COEFF_INDEX: dict[str, int] = {
     name: idx for name, idx in globals().items()
@@ -100,7 +104,8 @@ def iteration_time(coeffs, prefill_tokens, prefill_attn_pairs, decode_seqs, deco
 
     comm = t * c[12] + t1 * c[13]
     overhead = c[14] + s * c[15]
-    return linear + moe + attn_pre + attn_dec + lm_head + comm + overhead
+    elementwise = t * c[16]
+    return linear + moe + attn_pre + attn_dec + lm_head + comm + overhead + elementwise
 
 
 def attn_pairs(chunk_len, ctx):
@@ -142,9 +147,10 @@ def build_coeffs(model: str | Model, gpu: str | GPU, tp: int = 1, calibration: C
     c = np.zeros(N_COEFFS, dtype=np.float64)
     c[LIN_FLOP_S_PER_TOKEN] = 2.0 * dense_params / lin_flops
     c[LIN_WEIGHT_S] = dense_params * ldb / w_bw
-    if m.is_moe:
-        c[MOE_FLOP_S_PER_TOKEN] = 2.0 * m.top_k * m.expert_params * m.n_moe_layers / tp / lin_flops
-        c[MOE_EXPERT_S] = m.n_moe_layers * m.expert_params * ldb / tp / w_bw
+    if m.is_moe:  # grouped expert GEMMs: their own efficiencies (Calibration.moe_*)
+        moe_flops = g.flops(m.linear_dtype_bytes) * cal.moe_flops_eff
+        c[MOE_FLOP_S_PER_TOKEN] = 2.0 * m.top_k * m.expert_params * m.n_moe_layers / tp / moe_flops
+        c[MOE_EXPERT_S] = m.n_moe_layers * m.expert_params * ldb / tp / (g.hbm_bw * cal.moe_mem_eff)
         c[MOE_EXPERTS] = float(m.experts)
         c[MOE_MISS] = 1.0 - m.top_k / m.experts
     else:
@@ -163,9 +169,29 @@ def build_coeffs(model: str | Model, gpu: str | GPU, tp: int = 1, calibration: C
         per_dir_bw = 0.5 * g.scaleup_bw * cal.comm_eff
         c[ALLREDUCE_S_PER_TOKEN] = n_allreduce * 2.0 * (tp - 1) / tp * m.hidden * m.dtype_bytes / per_dir_bw
         c[ALLREDUCE_FIXED_S] = n_allreduce * cal.comm_latency_s
-    c[OVERHEAD_S] = cal.overhead_s + m.layers * cal.layer_overhead_s
+    c[OVERHEAD_S] = cal.overhead_s + m.layers * cal.layer_overhead_s + m.n_moe_layers * cal.moe_latency_s
     c[PER_SEQ_S] = cal.per_seq_overhead_s
+    # read + write passes over the [tokens x hidden] activations in every layer (TP ranks hold them whole)
+    c[ELEMENTWISE_S_PER_TOKEN] = m.layers * cal.elementwise_passes * m.hidden * m.dtype_bytes / w_bw
     return c
+
+
+def gemm_time(tokens, k: int, n: int, gpu: str | GPU, calibration: Calibration | None = None,
+              weight_bytes: int = 2):
+    """Seconds for one standalone GEMM x[tokens, k] @ W[k, n] (the `linear` operator's roofline for a
+    single weight matrix, plus Calibration.gemm_latency_s): max(2*tokens*k*n FLOPs at gemm_flops_eff,
+    k*n weight bytes at mem_bw_eff) + latency. Numpy broadcasting over `tokens`."""
+    g = get_gpu(gpu)
+    cal = default_calibration() if calibration is None else calibration
+    t = np.asarray(tokens, dtype=np.float64)
+    if not np.all(np.isfinite(t)) or np.any(t < 1):
+        raise HwModelError(f"gemm_time: tokens must be finite and >= 1, got {tokens!r}")
+    if k < 1 or n < 1 or weight_bytes not in (1, 2):
+        raise HwModelError(f"gemm_time: need k, n >= 1 and weight_bytes 1 or 2, got {k}, {n}, {weight_bytes}")
+    flop = 2.0 * t * k * n / (g.flops(weight_bytes) * cal.gemm_flops_eff)
+    byte = float(k) * n * weight_bytes / (g.hbm_bw * cal.mem_bw_eff)
+    out = np.maximum(flop, byte) + cal.gemm_latency_s
+    return float(out) if out.ndim == 0 else out
 
 
 def _loads(*args: object) -> list[np.ndarray]:
@@ -223,6 +249,7 @@ class StepTimeModel:
             "lm_head": max(s * c[LMHEAD_FLOP_S_PER_SEQ], min(s, 1.0) * c[LMHEAD_WEIGHT_S]),
             "tp_comm": t * c[ALLREDUCE_S_PER_TOKEN] + min(t, 1.0) * c[ALLREDUCE_FIXED_S],
             "overhead": c[OVERHEAD_S] + s * c[PER_SEQ_S],
+            "elementwise": t * c[ELEMENTWISE_S_PER_TOKEN],
         }
 
     def prefill_time(self, prompt_tokens: int, cached_tokens: int = 0, chunk_size: int | None = None) -> float:
