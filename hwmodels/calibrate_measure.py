@@ -93,7 +93,8 @@ def shard(d: Dims, tp: int) -> Dims:
                 d.ffn // tp, d.vocab // tp, source=f"{d.source} (tensor-parallel shard, tp={tp})")
 
 
-for _name, _tp in (("llama-3.1-8b", 2), ("llama-3.1-70b", 2), ("llama-3.1-70b", 4), ("llama-3.1-70b", 8)):
+for _name, _tp in (("llama-3.1-8b", 2), ("llama-3.1-8b", 4), ("llama-3.1-70b", 2), ("llama-3.1-70b", 4),
+                   ("llama-3.1-70b", 8)):
     MODELS[f"{_name}@tp{_tp}"] = shard(MODELS[_name], _tp)
 
 TINY: dict[str, Dims] = {  # toy dimensions for --tiny (script check only)
@@ -141,6 +142,20 @@ def grid_gemm(models, tiny):
         for m in toks:
             yield f"gemm|{model}|{op}|tp={tp}|m={m}|k={k}|n={n}", dict(
                 model=model, op=op, tp=tp, m=m, k=k, n=n)
+    if tiny:
+        return
+    # off-grid validation (key suffix |val): shapes and token counts absent from the grid above
+    d70, mx, qw = models["llama-3.1-70b"], models["mixtral-8x7b"], models["qwen3-30b-a3b"]
+    val = [("llama-3.1-70b", "qkv", 8, d70.hidden, (d70.heads + 2 * d70.kv_heads) * d70.head_dim // 8),
+           ("llama-3.1-70b", "o", 8, d70.heads * d70.head_dim // 8, d70.hidden),
+           ("llama-3.1-70b", "gate_up", 8, d70.hidden, 2 * d70.ffn // 8),
+           ("llama-3.1-70b", "down", 8, d70.ffn // 8, d70.hidden),
+           ("mixtral-8x7b", "lm_head", 1, mx.hidden, mx.vocab),
+           ("qwen3-30b-a3b", "lm_head", 1, qw.hidden, qw.vocab)]
+    for model, op, tp, k, n in val:
+        for m in (1, 7, 48, 200, 700, 3000, 10000):
+            yield f"gemm|{model}|{op}|tp={tp}|m={m}|k={k}|n={n}|val", dict(
+                model=model, op=op, tp=tp, m=m, k=k, n=n)
 
 
 def grid_attention(models, tiny):
@@ -183,6 +198,26 @@ def grid_layer(models, tiny):
                     if b * ctx <= (1 << 20):
                         yield f"layer|decode|{name}|b={b}|ctx={ctx}", dict(
                             kind="decode", model=name, pf_seqs=0, chunk=0, prior=0, dec_batch=b, ctx=ctx)
+        # off-grid validation (key suffix |val): sizes between/outside the grid, and a TP degree never fitted
+        for name in ("llama-3.1-8b", "llama-3.1-70b"):
+            for c in (384, 1536, 6144):
+                for p in (0, 2048, 8192):
+                    yield f"layer|prefill|{name}|s=1|c={c}|p={p}|val", dict(
+                        kind="prefill", model=name, pf_seqs=1, chunk=c, prior=p, dec_batch=0, ctx=0)
+            for b in (3, 24, 96, 192):
+                for ctx in (1024, 4096, 16384):
+                    if b * ctx <= (1 << 20):
+                        yield f"layer|decode|{name}|b={b}|ctx={ctx}|val", dict(
+                            kind="decode", model=name, pf_seqs=0, chunk=0, prior=0, dec_batch=b, ctx=ctx)
+        name = "llama-3.1-8b@tp4"
+        for c in (256, 1024, 4096):
+            for p in (0, 2048):
+                yield f"layer|prefill|{name}|s=1|c={c}|p={p}|val", dict(
+                    kind="prefill", model=name, pf_seqs=1, chunk=c, prior=p, dec_batch=0, ctx=0)
+        for b in (1, 16, 128):
+            for ctx in (1024, 4096):
+                yield f"layer|decode|{name}|b={b}|ctx={ctx}|val", dict(
+                    kind="decode", model=name, pf_seqs=0, chunk=0, prior=0, dec_batch=b, ctx=ctx)
 
 
 def _grid_layer_full(name, tiny):
@@ -230,6 +265,12 @@ def grid_expert(models, tiny):
             for skew in (0.0, 1.0, 2.0):
                 yield f"moe|{name}|ep={ep}|t={t}|skew={skew}", dict(
                     model=name, ep=ep, tokens=t, skew=skew)
+    if not tiny:  # off-grid validation (key suffix |val)
+        for name, ep in (("mixtral-8x7b", 2), ("qwen3-30b-a3b", 4)):
+            for t in (8, 128, 2048, 8192):
+                for skew in (0.5, 1.5):
+                    yield f"moe|{name}|ep={ep}|t={t}|skew={skew}|val", dict(
+                        model=name, ep=ep, tokens=t, skew=skew)
 
 
 def grid_copy(models, tiny):
@@ -248,6 +289,14 @@ def grid_copy(models, tiny):
             yield f"copy|{direction}|pinned=1|blocks|bb={bb}|n={n}", dict(
                 direction=direction, pinned=1, pattern="blocks", bytes=bb * n,
                 block_bytes=bb, n_blocks=n)
+    if tiny:
+        return
+    for direction in ("h2d", "d2h"):  # off-grid validation (key suffix |val)
+        for nb in (3 << 20, 48 << 20, 700 << 20):
+            yield f"copy|{direction}|pinned=1|contig|bytes={nb}|val", dict(
+                direction=direction, pinned=1, pattern="contiguous", bytes=nb, block_bytes=nb, n_blocks=1)
+        yield f"copy|{direction}|pinned=1|blocks|bb=262144|n=64|val", dict(
+            direction=direction, pinned=1, pattern="blocks", bytes=262144 * 64, block_bytes=262144, n_blocks=64)
 
 
 GRIDS = {"layer": grid_layer, "gemm": grid_gemm, "expert_ffn": grid_expert,
