@@ -269,6 +269,7 @@ class KVAdmissionVecEnv(VecEnv):
                 "TimeLimit.truncated": bool(self._trunc[e] and not self._term[e]),
                 "episode": {"r": float(self._returns[e]), "l": int(self._lengths[e])},
                 "metrics": self.episode_metrics(e),
+                "requests": self.request_records(e),
             }
         if finished.size:
             self._reset_envs(finished)
@@ -296,6 +297,11 @@ class KVAdmissionVecEnv(VecEnv):
         return [False for _ in self._get_indices(indices)]
 
     # --- domain metrics
+    def request_records(self, e: int) -> dict[str, np.ndarray]:
+        """Per-request outcomes of env ``e``'s episode (copies, in window order)."""
+        st = self.state
+        return {k: getattr(st, k)[e].copy() for k in ("ttft", "tbt_p99", "e2e", "fate", "slo_met")}
+
     def episode_metrics(self, e: int) -> dict[str, float]:
         st, sc = self.state, self.scenario
         from envs.core.replica import arrival_time  # numba function, callable from Python
@@ -345,6 +351,7 @@ class KVAdmissionEnv(gym.Env):
         info: dict[str, Any] = {}
         if v._term[0] or v._trunc[0]:
             info["metrics"] = v.episode_metrics(0)
+            info["requests"] = v.request_records(0)
         return v._obs[0].copy(), float(v._rew[0]), bool(v._term[0]), bool(v._trunc[0]), info
 
     def action_masks(self) -> np.ndarray:

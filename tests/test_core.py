@@ -24,19 +24,21 @@ def _vec(trace, n_envs=1, **kw):
 
 
 def _run(vec, action_fn, max_steps=100_000):
-    """Step until every env finished one episode; returns per-env metrics and step count."""
+    """Step until every env finished one episode; per-env metrics and per-request records."""
     obs = vec.reset()
     done_once = np.zeros(vec.num_envs, bool)
     metrics = [None] * vec.num_envs
+    records = [None] * vec.num_envs
     steps = 0
     while not done_once.all() and steps < max_steps:
         obs, _, dones, infos = vec.step(action_fn(obs, vec.action_masks()))
         for e in np.flatnonzero(dones & ~done_once):
             metrics[e] = infos[e]["metrics"]
+            records[e] = infos[e]["requests"]
         done_once |= dones
         steps += 1
     assert done_once.all(), "episodes did not end"
-    return metrics, steps
+    return metrics, records
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -83,14 +85,13 @@ def test_low_load_ttft_equals_hwmodels_prefill_time():
     prompt, output = 1000, 4
     trace = make_trace(64, rate=0.01, prompt=prompt, output=output, poisson=False)
     vec = _vec(trace, window_requests=32, rate_scale=1.0)
-    _run(vec, lambda o, m: np.full(len(o), FCFS_8192))
+    _, rec = _run(vec, lambda o, m: np.full(len(o), FCFS_8192))
     c = vec.scenario.engine.coeffs
     prefill = step_time(c, float(prompt), prompt * (prompt + 1) / 2.0, 0.0, 0.0)
     decodes = sum(step_time(c, 0.0, 0.0, 1.0, float(prompt + k)) for k in range(1, output))
-    ttft = vec.state.ttft[0]
-    np.testing.assert_allclose(ttft, prefill, rtol=1e-9)
-    np.testing.assert_allclose(vec.state.e2e[0], prefill + decodes, rtol=1e-9)
-    assert vec.state.slo_met[0].all()
+    np.testing.assert_allclose(rec[0]["ttft"], prefill, rtol=1e-9)
+    np.testing.assert_allclose(rec[0]["e2e"], prefill + decodes, rtol=1e-9)
+    assert rec[0]["slo_met"].all()
 
 
 def test_moderate_load_matches_md1_queue():
@@ -103,8 +104,8 @@ def test_moderate_load_matches_md1_queue():
     D = step_time(probe.scenario.engine.coeffs, float(prompt), prompt * (prompt + 1) / 2.0, 0.0, 0.0)
     rho = 0.6
     vec = _vec(trace, 4, window_requests=4000, rate_scale=rho / D, queue_slots=4096)
-    _run(vec, lambda o, m: np.full(len(o), admit_one))
-    measured = np.nanmean(vec.state.ttft)
+    _, rec = _run(vec, lambda o, m: np.full(len(o), admit_one))
+    measured = np.mean([r["ttft"] for r in rec])
     expected = D + rho * D / (2 * (1 - rho))
     assert measured == pytest.approx(expected, rel=0.08), (measured, expected)
 
@@ -116,12 +117,28 @@ def test_kv_shortage_preempts_newest_and_everything_still_finishes():
     for m in metrics:
         assert m["preemptions"] > 0 and m["recomputed_tokens"] > 0
         assert m["finished"] == m["requests"]
-    # Defer instead of preempting: fewer preemptions on the same windows.
+
+
+def test_defer_lets_the_oldest_finish_instead_of_preempting_the_newest():
+    """A (48-token prompt, 10 out) and B (96, 60) on 10 blocks of 16: after one prefill
+    iteration A takes the last free block and B runs short. vLLM preempts B (the newest) and
+    recomputes it; defer lets B wait until A finishes and frees its blocks."""
+    trace = Trace(
+        np.array([0.0, 1e-6, 100.0, 100.0 + 1e-6]), np.array([48, 96, 48, 96], np.int64),
+        np.array([10, 60, 10, 60], np.int64), TraceMeta("ab", "tests", "n/a"),
+    )
     defer = kva.encode_action(len(kva.ADMIT_LEVELS) - 1, 2, True, ORDER_FCFS)
-    vec2 = _vec(trace, 2, window_requests=32, capacity_blocks=150)
-    metrics2, _ = _run(vec2, lambda o, m: np.full(len(o), defer))
-    assert sum(m["preemptions"] for m in metrics2) < sum(m["preemptions"] for m in metrics)
-    assert all(m["finished"] == m["requests"] for m in metrics2)
+    runs = {}
+    for name, action in (("preempt", FCFS_8192), ("defer", defer)):
+        vec = _vec(trace, window_requests=2, capacity_blocks=10, rate_scale=1.0)
+        metrics, rec = _run(vec, lambda o, m, a=action: np.full(len(o), a))
+        runs[name] = (metrics[0], rec[0])
+    assert runs["preempt"][0]["preemptions"] == 1
+    assert runs["preempt"][0]["recomputed_tokens"] > 0
+    assert runs["defer"][0]["preemptions"] == 0
+    assert runs["defer"][0]["recomputed_tokens"] == 0
+    for m, _ in runs.values():
+        assert m["finished"] == 2
 
 
 def test_queue_overflow_drops_are_counted():
@@ -146,13 +163,13 @@ def test_prefix_cache_reuses_shared_prefixes():
         block_offsets=np.array(offs, np.int64), block_size=bs,
     )
     vec = _vec(trace, window_requests=n, prefix_caching=True, rate_scale=1.0)
-    metrics, _ = _run(vec, lambda o, m: np.full(len(o), FCFS_8192))
+    metrics, rec = _run(vec, lambda o, m: np.full(len(o), FCFS_8192))
     m = metrics[0]
     assert m["block_hit_ratio"] == pytest.approx(4 * (n - 1) / (5 * n))
     assert m["token_hit_ratio"] == pytest.approx(4 * bs * (n - 1) / (5 * bs * n))
-    ttft = vec.state.ttft[0]
+    ttft = rec[0]["ttft"]
     assert np.all(ttft[1:] < ttft[0])
     nocache = _vec(trace, window_requests=n, rate_scale=1.0)
-    _run(nocache, lambda o, m: np.full(len(o), FCFS_8192))
-    assert np.allclose(nocache.state.ttft[0], ttft[0])
-    assert np.all(nocache.state.ttft[0][1:] > ttft[1:])
+    _, rec_nc = _run(nocache, lambda o, m: np.full(len(o), FCFS_8192))
+    assert np.allclose(rec_nc[0]["ttft"], ttft[0])
+    assert np.all(rec_nc[0]["ttft"][1:] > ttft[1:])

@@ -11,7 +11,8 @@ Semantics (one call of :func:`run_iteration` = one engine iteration):
   request is preempted (vLLM ``Scheduler``: ``self.running.pop()`` for FCFS), its KV freed and
   the request put back first in line with its generated tokens to recompute as prompt.
   With ``defer`` the short request instead waits an iteration, except the oldest running one,
-  which always preempts so the batch cannot deadlock.
+  which always preempts so the batch cannot deadlock. Either way no new request starts in an
+  iteration that ran short (vLLM V1 admits waiting requests only when it preempted none).
 * Prefix caching keyed by block chains (see ``prefix.py``): a newly admitted request skips the
   prefill of its cached prefix (at least one token is always computed, as in vLLM); the prompt's
   blocks enter the cache when the request finishes (SGLang inserts into its radix tree then).
@@ -231,6 +232,7 @@ def run_iteration(st, wl, eng, e, r, admit_max, budget, defer, order, now):
     d_kv = 0.0
 
     # 1. Decodes, oldest first.
+    short = False  # a request could not grow: KV memory ran out this iteration
     i = 0
     while i < st.n_running[e, r] and left > 0:
         s = st.run_list[e, r, i]
@@ -240,6 +242,7 @@ def run_iteration(st, wl, eng, e, r, admit_max, budget, defer, order, now):
             continue
         need = ceil_div(kv + 1, bs) - st.blocks[e, r, s]
         if need > st.free_blocks[e, r]:
+            short = True
             if defer and i > 0:
                 i += 1
                 continue
@@ -277,10 +280,13 @@ def run_iteration(st, wl, eng, e, r, admit_max, budget, defer, order, now):
         p_tokens += chunk
         pairs += chunk * (kv + (chunk + 1) / 2.0)
 
-    # 3. New requests, in the chosen order, while budget, blocks and batch slots allow.
+    # 3. New requests, in the chosen order, while budget, blocks and batch slots allow; none
+    # in an iteration that ran short of KV (vLLM V1 schedules waiting requests only when it
+    # preempted nothing).
     admitted = 0
     while (
-        admitted < admit_max
+        not short
+        and admitted < admit_max
         and left > 0
         and st.n_queued[e, r] > 0
         and st.n_running[e, r] < eng.max_seqs

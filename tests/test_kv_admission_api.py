@@ -1,0 +1,107 @@
+"""KVAdmission-v0 API: Gymnasium and SB3 checkers, registration, VecEnv/Env equivalence, errors."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env as gym_check_env
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+import envs
+from conftest import make_trace
+from envs import kv_admission as kva
+
+TRACE = make_trace(2048, rate=20.0, prompt=np.arange(2048) % 900 + 50, output=np.arange(2048) % 300 + 5, seed=4)
+SMALL = dict(trace=TRACE, window_requests=64)
+
+
+def test_gymnasium_and_sb3_checkers_pass():
+    env = kva.KVAdmissionEnv(**SMALL)
+    gym_check_env(env, skip_render_check=True)
+    sb3_check_env(kva.KVAdmissionEnv(**SMALL), warn=True)
+
+
+def test_registered_id_makes_the_env():
+    env = gym.make("servegym/KVAdmission-v0", **SMALL)
+    obs, _ = env.reset(seed=1)
+    assert env.observation_space.contains(obs)
+    obs, r, term, trunc, _ = env.step(0 if env.unwrapped.action_masks()[0] else int(np.argmax(env.unwrapped.action_masks())))
+    assert isinstance(r, float)
+
+
+def _masked_random(rng, mask):
+    keys = rng.random(mask.shape)
+    keys[~mask] = -1
+    return keys.argmax(-1)
+
+
+def test_native_vecenv_matches_gymnasium_copies():
+    E, seed = 4, 7
+    vec = kva.KVAdmissionVecEnv(E, seed=seed, **SMALL)
+    singles = [kva.KVAdmissionEnv(**SMALL) for _ in range(E)]
+    obs_v = vec.reset()
+    obs_s = np.stack([env.reset(seed=seed + i)[0] for i, env in enumerate(singles)])
+    np.testing.assert_array_equal(obs_v, obs_s)
+    rng = np.random.default_rng(0)
+    alive = np.ones(E, bool)
+    for _ in range(3000):
+        a = _masked_random(rng, vec.action_masks())
+        masks_s = np.stack([env.action_masks() for env in singles])
+        np.testing.assert_array_equal(vec.action_masks()[alive], masks_s[alive])
+        obs_v, rew_v, done_v, _ = vec.step(a)
+        for i, env in enumerate(singles):
+            if not alive[i]:
+                continue
+            o, r, term, trunc, _ = env.step(int(a[i]))
+            assert r == pytest.approx(rew_v[i], abs=0)
+            assert (term or trunc) == done_v[i]
+            if done_v[i]:
+                alive[i] = False  # the VecEnv auto-resets; compare first episodes only
+            else:
+                np.testing.assert_array_equal(o, obs_v[i])
+        if not alive.any():
+            break
+    assert not alive.any(), "episodes should end within the step budget"
+
+
+def test_same_seed_same_trajectory():
+    def rollout():
+        vec = kva.KVAdmissionVecEnv(3, seed=11, **SMALL)
+        vec.reset()
+        rng = np.random.default_rng(5)
+        total = []
+        for _ in range(500):
+            obs, r, d, _ = vec.step(_masked_random(rng, vec.action_masks()))
+            total.append(obs.copy())
+        return np.stack(total)
+
+    np.testing.assert_array_equal(rollout(), rollout())
+
+
+def test_make_vec_and_bad_inputs():
+    vec = envs.make_vec("servegym/KVAdmission-v0", 2, seed=0, **SMALL)
+    vec.reset()
+    with pytest.raises(ValueError, match="actions must be integers"):
+        vec.step(np.array([0, kva.N_ACTIONS]))
+    with pytest.raises(KeyError, match="unknown environment"):
+        envs.make_vec("servegym/Nope-v0", 1)
+    with pytest.raises(ValueError, match="load levels must be > 0"):
+        kva.KVAdmissionVecEnv(1, load=-1.0, **SMALL)
+    with pytest.raises(ValueError, match="split must be"):
+        kva.KVAdmissionVecEnv(1, split="validation", **SMALL)
+    with pytest.raises(ValueError, match="needs .* KV tokens"):
+        kva.KVAdmissionVecEnv(1, trace=TRACE, window_requests=64, capacity_blocks=10)
+    with pytest.raises(ValueError, match="no block ids"):
+        kva.KVAdmissionVecEnv(1, prefix_caching=True, **SMALL)
+    with pytest.raises(TypeError):
+        kva.KVAdmissionVecEnv(1, not_a_field=3, **SMALL)
+
+
+def test_action_encoding_round_trips_and_masks_are_consistent():
+    for a in range(kva.N_ACTIONS):
+        assert kva.encode_action(*kva.decode_action(a)) == a
+    vec = kva.KVAdmissionVecEnv(2, seed=0, **SMALL)
+    vec.reset()
+    mask = vec.action_masks()
+    assert mask.any(axis=1).all()
