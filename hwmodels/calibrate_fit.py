@@ -156,6 +156,14 @@ def load(cal_dir: Path = CAL_DIR, rows: str = "grid") -> dict[str, Table]:
     hd = [r for r in rows if r["direction"] in ("h2d", "d2h")]
     out["copy"] = _table("copy", [r for r in hd if r["pinned"] == "1"], ("bytes", "n_blocks"), p)
     out["copy_pageable"] = _table("copy_pageable", [r for r in hd if r["pinned"] != "1"], ("bytes", "n_blocks"), p)
+
+    p = cal_dir / "attention.csv"
+    rows = [r for r in _read(p, ("key", "phase", "model", "batch", "q_len", "kv_len", "attn_pairs", "median_s"))
+            if keep(r["key"])]
+    for ph in ("prefill", "decode"):
+        sel = [r for r in rows if r["phase"] == ph]
+        out[f"attention_{ph}"] = _table(f"attention_{ph}", sel, ("batch", "q_len", "kv_len", "attn_pairs"), p,
+                                        extra=[r["model"] for r in sel])
     return out
 
 
@@ -210,6 +218,23 @@ def predict(tab: Table, cal: Calibration) -> np.ndarray:
             if (m.hidden, m.moe_intermediate) != (int(tab.cols["hidden"][i]), int(tab.cols["ffn"][i])):
                 raise HwModelError(f"expert_ffn.csv row {tab.keys[i]!r}: hidden/ffn differ from the catalogue's {m.name}")
             out[i] = expert_group_time(m, GPU, counts, cal)
+        return out
+    if name.startswith("attention_"):  # the model's attention terms alone, per layer (diagnostic)
+        out = np.empty(len(tab.keys))
+        keep_idx = [COEFF_INDEX[k] for k in ("ATTN_PREFILL_FLOP_S_PER_PAIR", "ATTN_PREFILL_BYTES_S_PER_TOKEN",
+                                              "ATTN_DECODE_FLOP_S_PER_KV", "ATTN_DECODE_BYTES_S_PER_KV", "MOE_MISS")]
+        for mname in sorted(set(tab.extra)):
+            sel = np.array([x == mname for x in tab.extra])
+            model, tp = split_model(mname)
+            full = build_coeffs(model, GPU, tp, cal)
+            c = np.zeros_like(full)
+            c[keep_idx] = full[keep_idx]
+            b, q, kv = tab.cols["batch"][sel], tab.cols["q_len"][sel], tab.cols["kv_len"][sel]
+            if name == "attention_prefill":
+                t = iteration_time(c, b * q, tab.cols["attn_pairs"][sel], 0.0, 0.0)
+            else:
+                t = iteration_time(c, 0.0, 0.0, b, b * kv)
+            out[sel] = t / get_model(model).layers
         return out
     if name in ("copy", "copy_pageable"):
         return np.asarray(host_copy_time(tab.cols["bytes"], GPU, tab.cols["n_blocks"], cal), dtype=np.float64)
@@ -320,6 +345,8 @@ def report(cal: Calibration | None = None, cal_dir: Path = CAL_DIR) -> dict:
     extra["copy_pageable_vs_pinned_model"] = summarize(errors_pct(tables["copy_pageable"], cal))
     val = load(cal_dir, rows="val")
     extra["offgrid"] = {c: summarize(errors_pct(val[c], cal)) for c in FIT_CATEGORIES}
+    extra["attention_standalone_not_fitted"] = {
+        c: summarize(errors_pct(tables[c], cal)) for c in ("attention_prefill", "attention_decode")}
     extra["repeatability"] = repeatability(cal_dir)
     out["extra"] = extra
     out["meta"] = {
@@ -421,6 +448,9 @@ def _print_report(rep: dict) -> None:
     for c, r in rep["extra"]["offgrid"].items():
         if r["points"]:
             print(f"  {c:13s} {r['mape']:13.2f}% {r['max_abs_pct_error']:9.1f}% {r['points']:7d}")
+    print("standalone attention kernels vs the model's attention terms (not fitted): " + ", ".join(
+        f"{c} MAPE {r['mape']:.1f}% (max {r['max_abs_pct_error']:.0f}%, {r['points']} pts)"
+        for c, r in rep["extra"]["attention_standalone_not_fitted"].items()))
     print("repeatability (second run, median / p95 |change|): " + ", ".join(
         f"{c} {r['median_abs_pct']:.1f}/{r['p95_abs_pct']:.1f}%" for c, r in rep["extra"]["repeatability"].items()
         if r["points"]))
