@@ -11,8 +11,12 @@ One decision per engine iteration. The action is one Discrete index that packs f
   that can still meet its TTFT SLO.
 
 Output lengths are never observed: the observation carries a noisy length bucket per queued
-request and Past-Future's estimate from the history of finished outputs. Reward: requests that
-finish within the SLO, minus ``recompute_penalty`` per 1000 recomputed tokens. Episodes are
+request and Past-Future's estimate from the history of finished outputs. Reward: +1 for each
+request that finishes within the SLO, -1 for each request the moment it can no longer meet it
+(its wait passes the TTFT SLO, its gaps over the TBT SLO pass the p99 allowance, or it is
+dropped), minus ``recompute_penalty`` per 1000 recomputed tokens. Over an episode this is
+2 * met - requests (for requests that end), so it ranks policies as SLO attainment does, but
+it tells the agent about a miss when it happens instead of when the request finishes. Episodes are
 windows of a trace (the training or the held-out part) rescaled to a load level, a fraction of
 the replica's measured capacity (``envs.core.capacity``).
 """
@@ -72,11 +76,11 @@ class KVAdmissionConfig:
     tp: int = 1
     mem_frac: float = 0.9
     capacity_blocks: int | None = None
-    max_seqs: int = 256
+    max_seqs: int = 1024  # vLLM's default on GPUs with >= 70 GiB (EngineArgs.get_batch_defaults)
     slo_ttft_s: float | None = None
     slo_tbt_s: float | None = None
-    window_requests: int = 256
-    queue_slots: int = 1024
+    window_requests: int = 1024
+    queue_slots: int = 2048
     predictor_accuracy: float = 0.7
     recompute_penalty: float = 0.05
     candidates: int = 8

@@ -7,6 +7,7 @@ import numpy as np
 
 from envs.core.replica import (
     arrival_time,
+    mark_late_queued,
     ceil_div,
     enqueue,
     reset_env_state,
@@ -20,6 +21,7 @@ from envs.core.state import (
     A_TTFT_EMA,
     C_RECOMPUTED_TOKENS,
     C_SLO_MET,
+    C_SLO_MISSED,
     N_HIST_BINS,
     QUEUED,
 )
@@ -253,6 +255,7 @@ def step_all(
         w = st.window[e]
         N = wl.n_requests[w]
         met0 = st.counters[e, C_SLO_MET]
+        miss0 = st.counters[e, C_SLO_MISSED]
         rec0 = st.counters[e, C_RECOMPUTED_TOKENS]
 
         now = st.clock[e]
@@ -269,10 +272,13 @@ def step_all(
             now = max(idle_to, now + 1e-6)
         st.clock[e] = now
         _enqueue_arrivals(st, wl, e, now)
+        mark_late_queued(st, wl, eng, e, 0, now)
 
-        reward[e] = (st.counters[e, C_SLO_MET] - met0) - recompute_penalty * (
-            st.counters[e, C_RECOMPUTED_TOKENS] - rec0
-        ) / 1000.0
+        reward[e] = (
+            (st.counters[e, C_SLO_MET] - met0)
+            - (st.counters[e, C_SLO_MISSED] - miss0)
+            - recompute_penalty * (st.counters[e, C_RECOMPUTED_TOKENS] - rec0) / 1000.0
+        )
         empty = st.n_running[e, 0] == 0 and st.n_queued[e, 0] == 0
         terminated[e] = st.next_arrival[e] >= N and empty
         last = arrival_time(st, wl, e, N - 1)

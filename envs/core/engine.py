@@ -38,7 +38,8 @@ class EngineSpec:
     tp: int = 1
     mem_frac: float = 0.9  # vLLM gpu_memory_utilization default
     block_size: int = 16  # vLLM default block size
-    max_seqs: int = 256  # vLLM max_num_seqs default
+    # vLLM EngineArgs.get_batch_defaults: max_num_seqs 1024 on GPUs with >= 70 GiB (not A100)
+    max_seqs: int = 1024
     slo_ttft_s: float | None = None  # None: the model's default (envs/data/slo.toml)
     slo_tbt_s: float | None = None
     capacity_blocks: int | None = None  # None: from hwmodels.kv_capacity_blocks

@@ -22,6 +22,8 @@ def violations(st: S.ClusterState, capacity_blocks: int, block_size: int) -> lis
                 f"env {e}: arrived {c[S.C_ARRIVED]} != queued+running {in_flight} + finished "
                 f"{c[S.C_FINISHED]} + dropped {c[S.C_DROPPED]}"
             )
+        if c[S.C_SLO_MET] + c[S.C_SLO_MISSED] > c[S.C_ARRIVED]:
+            out.append(f"env {e}: met {c[S.C_SLO_MET]} + missed {c[S.C_SLO_MISSED]} > arrived")
         fate = st.fate[e]
         if (fate == S.FINISHED).sum() != c[S.C_FINISHED] or (fate == S.DROPPED).sum() != c[S.C_DROPPED]:
             out.append(f"env {e}: per-request fates disagree with the counters")

@@ -50,6 +50,7 @@ from envs.core.state import (
     C_PROMPT_TOKENS,
     C_RECOMPUTED_TOKENS,
     C_SLO_MET,
+    C_SLO_MISSED,
     DROPPED,
     FINISHED,
     FREE,
@@ -101,6 +102,7 @@ def enqueue(st, wl, e, r, i):
     if st.n_queued[e, r] + st.n_running[e, r] >= S:
         st.fate[e, i] = DROPPED
         st.counters[e, C_DROPPED] += 1
+        st.counters[e, C_SLO_MISSED] += 1
         return False
     s = 0
     while st.status[e, r, s] != FREE:
@@ -114,10 +116,34 @@ def enqueue(st, wl, e, r, i):
     st.generated[e, r, s] = 0
     st.blocks[e, r, s] = 0
     st.gaps_over[e, r, s] = 0
+    st.missed[e, r, s] = False
     st.top_gaps[e, r, s, :] = 0.0
     st.sched[e, r, s] = 0
     st.n_queued[e, r] += 1
     return True
+
+
+@nb.njit(cache=True, inline="always")
+def mark_missed(st, e, r, s):
+    """The request can no longer meet its SLO: count it now (a dense, exact signal)."""
+    if not st.missed[e, r, s]:
+        st.missed[e, r, s] = True
+        st.counters[e, C_SLO_MISSED] += 1
+
+
+@nb.njit(cache=True)
+def mark_late_queued(st, wl, eng, e, r, now):
+    """Queued requests without a first token whose wait already exceeds the TTFT SLO."""
+    if st.n_queued[e, r] == 0:
+        return
+    for s in range(st.status.shape[2]):
+        if (
+            st.status[e, r, s] == QUEUED
+            and not st.missed[e, r, s]
+            and st.generated[e, r, s] == 0
+            and now - arrival_time(st, wl, e, st.req[e, r, s]) > eng.slo_ttft
+        ):
+            mark_missed(st, e, r, s)
 
 
 @nb.njit(cache=True)
@@ -173,9 +199,12 @@ def preempt_newest(st, wl, e, r):
 
 
 @nb.njit(cache=True)
-def _record_gap(st, eng, e, r, s, gap):
+def _record_gap(st, wl, eng, e, r, s, gap):
     if gap > eng.slo_tbt:
         st.gaps_over[e, r, s] += 1
+        n_gaps = wl.output[st.window[e], st.req[e, r, s]] - 1
+        if st.gaps_over[e, r, s] > p99_allowed_over(n_gaps):
+            mark_missed(st, e, r, s)
     tg = st.top_gaps[e, r, s]
     g = np.float32(gap)
     if g <= tg[TOP_GAPS - 1]:
@@ -206,6 +235,8 @@ def _finish(st, wl, eng, e, r, s, now):
     if met:
         st.counters[e, C_SLO_MET] += 1
         st.counters[e, C_OUTPUT_TOKENS_MET] += out
+    else:
+        mark_missed(st, e, r, s)
     st.out_hist[e, hist_bin(out)] += 1.0
     if eng.cache_on:
         n = wl.chain_len[w, i]
@@ -340,7 +371,7 @@ def run_iteration(st, wl, eng, e, r, admit_max, budget, defer, order, now):
             st.kv_tokens[e, r, s] += 1
             st.generated[e, r, s] += 1
             gap = t_end - st.last_tok_t[e, r, s]
-            _record_gap(st, eng, e, r, s, gap)
+            _record_gap(st, wl, eng, e, r, s, gap)
             max_gap = max(max_gap, gap)
             st.last_tok_t[e, r, s] = t_end
         elif work > 0:
@@ -349,10 +380,12 @@ def run_iteration(st, wl, eng, e, r, admit_max, budget, defer, order, now):
                 if st.generated[e, r, s] == 0:
                     ttft = t_end - arrival_time(st, wl, e, q)
                     st.ttft[e, q] = ttft
+                    if ttft > eng.slo_ttft:
+                        mark_missed(st, e, r, s)
                     st.accum[e, A_TTFT_EMA] += EMA * (ttft - st.accum[e, A_TTFT_EMA])
                 else:
                     gap = t_end - st.last_tok_t[e, r, s]
-                    _record_gap(st, eng, e, r, s, gap)
+                    _record_gap(st, wl, eng, e, r, s, gap)
                     max_gap = max(max_gap, gap)
                 st.generated[e, r, s] += 1
                 st.last_tok_t[e, r, s] = t_end

@@ -43,7 +43,8 @@ C_PROMPT_TOKENS = 10  # prompt tokens of admitted requests (denominator of the t
 C_CACHE_HIT_BLOCKS = 11
 C_CACHE_LOOKUP_BLOCKS = 12
 C_OUTPUT_TOKENS_MET = 13  # output tokens of requests that met the SLO
-N_COUNTERS = 14
+C_SLO_MISSED = 14  # requests known to miss the SLO (counted the moment it becomes certain)
+N_COUNTERS = 15
 
 # Float accumulators per env (``ClusterState.accum[e, k]``).
 A_BUSY_S = 0  # replica-seconds spent in iterations
@@ -103,6 +104,7 @@ class ClusterState(NamedTuple):
     blocks: np.ndarray  # int32, KV blocks held
     last_tok_t: np.ndarray  # float64
     gaps_over: np.ndarray  # int32, gaps longer than the TBT SLO
+    missed: np.ndarray  # bool, the request can no longer meet its SLO
     top_gaps: np.ndarray  # float32 [E, R, S, TOP_GAPS], descending
     # --- prefix cache per replica [E, R, C] (C may be 1 when caching is off)
     pc_key: np.ndarray  # int64, block id, -1 = empty
@@ -165,6 +167,7 @@ def allocate(
         blocks=np.zeros((E, R, S), np.int32),
         last_tok_t=np.zeros((E, R, S), np.float64),
         gaps_over=np.zeros((E, R, S), np.int32),
+        missed=np.zeros((E, R, S), np.bool_),
         top_gaps=np.zeros((E, R, S, TOP_GAPS), np.float32),
         pc_key=np.full((E, R, C), -1, np.int64),
         pc_last=np.zeros((E, R, C), np.float64),
