@@ -3,6 +3,8 @@
     python -m hwmodels.calibrate measure --out DIR     # on a CUDA machine (resumable)
     python -m hwmodels.calibrate fit                   # fit on the training split, write TOML
     python -m hwmodels.calibrate report [--json FILE]  # held-out error per category
+    python -m hwmodels.calibrate ablate                # the same without the terms the fit added
+    python -m hwmodels.calibrate plot                  # predicted vs measured PNG
 
 The raw measurements live in ``hwmodels/calibration/`` (CSV + environment.json).
 """
@@ -22,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
         from hwmodels import calibrate_measure
 
         return calibrate_measure.main(rest)
-    if cmd in ("fit", "report", "plot"):
+    if cmd in ("fit", "report", "plot", "ablate"):
         from hwmodels import calibrate_fit
 
         return calibrate_fit.main([cmd, *rest])

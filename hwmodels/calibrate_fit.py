@@ -271,21 +271,25 @@ def _from_u(name: str, u: float) -> float:
     return math.exp(u)
 
 
-def _cal_from(base: Calibration, u: np.ndarray) -> Calibration:
-    return replace(base, **{n: _from_u(n, float(x)) for n, x in zip(FITTED, u)})
+def _cal_from(base: Calibration, u: np.ndarray, fitted: tuple[str, ...], tie_moe: bool) -> Calibration:
+    cal = replace(base, **{n: _from_u(n, float(x)) for n, x in zip(fitted, u)})
+    return replace(cal, moe_flops_eff=cal.gemm_flops_eff, moe_mem_eff=cal.mem_bw_eff) if tie_moe else cal
 
 
-def fit(tables: dict[str, Table], start: Calibration | None = None, iters: int = 60,
-        log=print) -> Calibration:
-    """Least squares on log(pred/measured) over the training rows; every category weighs the same."""
+def fit(tables: dict[str, Table], start: Calibration | None = None, iters: int = 60, log=print,
+        fitted: tuple[str, ...] = FITTED, tie_moe: bool = False) -> Calibration:
+    """Least squares on log(pred/measured) over the training rows; every category weighs the same.
+
+    fitted: the Calibration fields to fit (the others stay as in `start`, default the priors);
+    tie_moe: price experts with the dense GEMM efficiencies (the model before the calibration)."""
     train = {c: tables[c].subset(~tables[c].held) for c in FIT_CATEGORIES}
     base = start or Calibration.priors()
     init = dict(gemm_latency_s=5e-6, moe_latency_s=2e-5, host_copy_latency_s=5e-6,
                 host_block_latency_s=2e-6, elementwise_passes=10.0, layer_overhead_s=2e-5, host_copy_eff=0.8)
-    u = np.array([_to_u(n, init.get(n, getattr(base, n))) for n in FITTED])
+    u = np.array([_to_u(n, init.get(n, getattr(base, n))) for n in fitted])
 
     def resid(u):
-        cal = _cal_from(base, u)
+        cal = _cal_from(base, u, fitted, tie_moe)
         out = []
         for c, tab in train.items():
             r = np.log(predict(tab, cal) / tab.measured)
@@ -322,7 +326,32 @@ def fit(tables: dict[str, Table], start: Calibration | None = None, iters: int =
             log(f"  fit iter {it + 1:2d}: cost {cost:.6f} (lambda {lam:.1e})")
         if not improved or rel < 1e-9:
             break
-    return _cal_from(base, u)
+    return _cal_from(base, u, fitted, tie_moe)
+
+
+_EFFS = ("gemm_flops_eff", "mem_bw_eff", "attn_flops_eff", "attn_mem_eff")
+_LAT = ("gemm_latency_s", "moe_latency_s", "host_copy_eff", "host_copy_latency_s", "host_block_latency_s")
+ABLATION = (  # (label, fitted fields, experts priced with the dense-GEMM efficiencies)
+    ("roofline efficiencies only, no fixed terms", _EFFS, True),
+    ("+ layer_overhead_s (in the model before calibration)", _EFFS + ("layer_overhead_s",), True),
+    ("+ gemm/moe/host-copy latencies, host_copy_eff", _EFFS + ("layer_overhead_s",) + _LAT, True),
+    ("+ moe_flops_eff, moe_mem_eff", _EFFS + ("layer_overhead_s",) + _LAT + ("moe_flops_eff", "moe_mem_eff"), False),
+    ("+ elementwise_passes (= the committed fit)", FITTED, False),
+)
+
+
+def ablation(cal_dir: Path = CAL_DIR) -> list[dict]:
+    """Held-out MAPE per category when the model is refitted without the terms added here."""
+    tables = load(cal_dir)
+    out = []
+    for label, fitted, tie in ABLATION:
+        base = Calibration.priors()
+        if "layer_overhead_s" not in fitted:
+            base = replace(base, layer_overhead_s=0.0)
+        cal = fit(tables, start=base, log=None, fitted=fitted, tie_moe=tie)
+        out.append({"model": label, **{c: summarize(errors_pct(tables[c].subset(tables[c].held), cal))["mape"]
+                                        for c in CATEGORIES}})
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -467,6 +496,9 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--json", type=Path, default=None, help="also write the report as JSON")
     r.add_argument("--data", type=Path, default=CAL_DIR)
     r.add_argument("--calibration", type=Path, default=None, help="a calibration TOML (default: the current one)")
+    ab = sub.add_parser("ablate", help="held-out MAPE when refitted without the terms the calibration added")
+    ab.add_argument("--data", type=Path, default=CAL_DIR)
+    ab.add_argument("--json", type=Path, default=None)
     p = sub.add_parser("plot", help="predicted against measured PNG for the current calibration")
     p.add_argument("--out", type=Path, default=CAL_DIR / "pred_vs_measured.png")
     p.add_argument("--data", type=Path, default=CAL_DIR)
@@ -493,6 +525,13 @@ def main(argv: list[str] | None = None) -> int:
                 a.json.parent.mkdir(parents=True, exist_ok=True)
                 a.json.write_text(json.dumps(rep, indent=1) + "\n")
                 print(f"wrote {a.json}")
+        elif a.cmd == "ablate":
+            rows = ablation(a.data)
+            print(f"{'refitted model':55s} " + " ".join(f"{c:>13s}" for c in CATEGORIES) + "   (held-out MAPE %)")
+            for r in rows:
+                print(f"{r['model']:55s} " + " ".join(f"{r[c]:13.1f}" for c in CATEGORIES))
+            if a.json:
+                a.json.write_text(json.dumps(rows, indent=1) + "\n")
         else:
             print(f"wrote {plot(default_calibration(), a.out, a.data)}")
     except HwModelError as exc:
