@@ -58,23 +58,28 @@ CANDIDATE_FEATURES = (
 
 
 @nb.njit(cache=True)
-def _hist_stats(hist, g):
-    """Past-Future estimate from the output-length history: E[L | L > g] and E[L]."""
-    tot_c = 0.0
-    tot_s = 0.0
-    cond_c = 0.0
-    cond_s = 0.0
-    for b in range(N_HIST_BINS):
+def _hist_tables(hist):
+    """Suffix counts and sums of the output-length history (log2 bins, bin b ~ 1.5 * 2**b)."""
+    suf_c = np.zeros(N_HIST_BINS + 1)
+    suf_s = np.zeros(N_HIST_BINS + 1)
+    for b in range(N_HIST_BINS - 1, -1, -1):
         mid = 1.0 if b == 0 else 1.5 * (1 << b)
-        c = hist[b]
-        tot_c += c
-        tot_s += c * mid
-        if mid > g:
-            cond_c += c
-            cond_s += c * mid
-    mean = tot_s / tot_c if tot_c > 0 else 0.0
-    cond = cond_s / cond_c if cond_c > 0 else g + 1.0
-    return cond, mean
+        suf_c[b] = suf_c[b + 1] + hist[b]
+        suf_s[b] = suf_s[b + 1] + hist[b] * mid
+    return suf_c, suf_s
+
+
+@nb.njit(cache=True, inline="always")
+def _expected_output(suf_c, suf_s, g):
+    """Past-Future's estimate from the history of output lengths: E[L | L > g]."""
+    b = 0
+    mid = 1.0
+    while b < N_HIST_BINS and mid <= g:
+        b += 1
+        mid = 1.5 * (1 << b)
+    if b >= N_HIST_BINS or suf_c[b] <= 0:
+        return g + 1.0
+    return suf_s[b] / suf_c[b]
 
 
 @nb.njit(cache=True)
@@ -115,6 +120,8 @@ def write_obs(st, wl, eng, e, K, obs, mask, admit_levels, n_budgets):
     cap_tok = cap * bs
     now = st.clock[e]
     N = wl.n_requests[w]
+    arrival = wl.arrival_s[w]
+    scale = st.time_scale[e]
 
     # Running requests: reservation, backlog, Past-Future inputs.
     n_run = st.n_running[e, r]
@@ -123,6 +130,7 @@ def write_obs(st, wl, eng, e, K, obs, mask, admit_levels, n_budgets):
     reserve = 0.0
     backlog = 0.0
     decoding = 0
+    suf_c, suf_s = _hist_tables(st.out_hist[e])
     for i in range(n_run):
         s = st.run_list[e, r, i]
         q = st.req[e, r, s]
@@ -133,13 +141,13 @@ def write_obs(st, wl, eng, e, K, obs, mask, admit_levels, n_budgets):
         backlog += st.target[e, r, s] - kv
         if kv >= st.target[e, r, s]:
             decoding += 1
-        cond, _ = _hist_stats(st.out_hist[e], g)
+        cond = _expected_output(suf_c, suf_s, g)
         lens[i] = prompt + g
         rems[i] = max(min(cond, eng.max_output) - g, 1.0)
     order = np.argsort(rems)
     lens = lens[order]
     rems = rems[order]
-    _, mean_out = _hist_stats(st.out_hist[e], 0.0)
+    mean_out = suf_s[0] / suf_c[0] if suf_c[0] > 0 else 0.0
     peak0 = _peak(lens, rems, n_run, 0.0, 0.0, mean_out)
 
     # The K oldest queued requests (FCFS heads) and queue-wide sums, in one pass.
@@ -147,12 +155,17 @@ def write_obs(st, wl, eng, e, K, obs, mask, admit_levels, n_budgets):
     head_seq = np.full(K, np.iinfo(np.int64).max, np.int64)
     q_tokens = 0.0
     late = 0
+    n_q = st.n_queued[e, r]
+    seen = 0
     for s in range(S):
+        if seen == n_q:
+            break  # slots fill from the lowest index, so queued ones are found early
         if st.status[e, r, s] != QUEUED:
             continue
+        seen += 1
         q = st.req[e, r, s]
         q_tokens += st.target[e, r, s]
-        if st.generated[e, r, s] == 0 and now - arrival_time(st, wl, e, q) > eng.slo_ttft:
+        if st.generated[e, r, s] == 0 and now - arrival[q] * scale > eng.slo_ttft:
             late += 1
         sq = st.seq[e, r, s]
         if sq < head_seq[K - 1]:
@@ -163,7 +176,6 @@ def write_obs(st, wl, eng, e, K, obs, mask, admit_levels, n_budgets):
                 k -= 1
             head_seq[k] = sq
             heads[k] = s
-    n_q = st.n_queued[e, r]
 
     o = obs[e]
     o[0] = st.free_blocks[e, r] / cap
@@ -178,7 +190,7 @@ def write_obs(st, wl, eng, e, K, obs, mask, admit_levels, n_budgets):
     o[9] = st.accum[e, A_LAST_ITER_S] / eng.slo_tbt
     o[10] = 0.0
     if heads[0] >= 0:
-        o[10] = (now - arrival_time(st, wl, e, st.req[e, r, heads[0]])) / eng.slo_ttft
+        o[10] = (now - arrival[st.req[e, r, heads[0]]] * scale) / eng.slo_ttft
     o[11] = st.accum[e, A_RECOMPUTE_EMA] / cap_tok
     o[12] = st.next_arrival[e] / N
     o[13] = late / n_q if n_q > 0 else 0.0
@@ -205,7 +217,7 @@ def write_obs(st, wl, eng, e, K, obs, mask, admit_levels, n_budgets):
         o[base + 0] = 1.0
         o[base + 1] = tgt / cap_tok
         o[base + 2] = wl.pred_bucket[w, q] / 7.0
-        o[base + 3] = (now - arrival_time(st, wl, e, q)) / eng.slo_ttft
+        o[base + 3] = (now - arrival[q] * scale) / eng.slo_ttft
         o[base + 4] = 1.0 if st.generated[e, r, s] > 0 else 0.0
         o[base + 5] = cum_res / cap
         o[base + 6] = _peak(lens, rems, n_run, cum_len, k + 1.0, mean_out) / cap_tok
@@ -233,7 +245,9 @@ def write_obs(st, wl, eng, e, K, obs, mask, admit_levels, n_budgets):
 def _enqueue_arrivals(st, wl, e, until):
     w = st.window[e]
     N = wl.n_requests[w]
-    while st.next_arrival[e] < N and arrival_time(st, wl, e, st.next_arrival[e]) <= until:
+    arrival = wl.arrival_s[w]
+    scale = st.time_scale[e]
+    while st.next_arrival[e] < N and arrival[st.next_arrival[e]] * scale <= until:
         enqueue(st, wl, e, 0, st.next_arrival[e])
         st.next_arrival[e] += 1
 
@@ -254,13 +268,15 @@ def step_all(
         admit = admit_levels[a // n_budget]
         w = st.window[e]
         N = wl.n_requests[w]
+        arrival = wl.arrival_s[w]
+        scale = st.time_scale[e]
         met0 = st.counters[e, C_SLO_MET]
         miss0 = st.counters[e, C_SLO_MISSED]
         rec0 = st.counters[e, C_RECOMPUTED_TOKENS]
 
         now = st.clock[e]
         if st.n_running[e, 0] == 0 and st.n_queued[e, 0] == 0 and st.next_arrival[e] < N:
-            now = max(now, arrival_time(st, wl, e, st.next_arrival[e]))
+            now = max(now, arrival[st.next_arrival[e]] * scale)
             _enqueue_arrivals(st, wl, e, now)
         dt = run_iteration(st, wl, eng, e, 0, admit, budget, defer, order, now)
         if dt > 0.0:
@@ -268,7 +284,7 @@ def step_all(
         else:
             idle_to = now + eng.idle_tick_s
             if st.next_arrival[e] < N:
-                idle_to = min(idle_to, max(now, arrival_time(st, wl, e, st.next_arrival[e])))
+                idle_to = min(idle_to, max(now, arrival[st.next_arrival[e]] * scale))
             now = max(idle_to, now + 1e-6)
         st.clock[e] = now
         _enqueue_arrivals(st, wl, e, now)
@@ -281,7 +297,7 @@ def step_all(
         )
         empty = st.n_running[e, 0] == 0 and st.n_queued[e, 0] == 0
         terminated[e] = st.next_arrival[e] >= N and empty
-        last = arrival_time(st, wl, e, N - 1)
+        last = arrival[N - 1] * scale
         truncated[e] = (not terminated[e]) and now > last + drain_s
         write_obs(st, wl, eng, e, K, obs, mask, admit_levels, n_budget)
 

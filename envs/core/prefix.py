@@ -25,7 +25,7 @@ def _slot_of(key, mask):
     return np.int64(h >> np.uint64(32)) & mask
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def find(st, e, r, key):
     """Entry holding ``key``, or -1."""
     H = st.pc_table.shape[2]
@@ -40,7 +40,7 @@ def find(st, e, r, key):
         h = (h + 1) & mask
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def _table_pos(st, e, r, key):
     H = st.pc_table.shape[2]
     mask = H - 1
@@ -103,7 +103,7 @@ def evict(st, e, r, c):
     st.pc_count[e, r] = last
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def insert(st, e, r, key, depth, now):
     """Add ``key`` (evicting the LRU entry when full) or refresh it. Returns its entry."""
     c = find(st, e, r, key)
@@ -121,7 +121,7 @@ def insert(st, e, r, key, depth, now):
     return c
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def match_length(st, e, r, chain, n):
     """Number of leading blocks of ``chain[:n]`` that are cached."""
     for j in range(n):
@@ -130,7 +130,7 @@ def match_length(st, e, r, chain, n):
     return n
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def touch(st, e, r, chain, n, now):
     """Stamp the first ``n`` (cached) blocks of a chain as used at ``now``."""
     for j in range(n):

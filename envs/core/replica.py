@@ -73,8 +73,9 @@ def ceil_div(a, b):
     return -(-a // b)
 
 
-@nb.njit(cache=True, inline="always")
+@nb.njit(cache=True)
 def arrival_time(st, wl, e, i):
+    """Arrival of request ``i`` of env ``e``'s window (for cold paths; hot loops inline it)."""
     return wl.arrival_s[st.window[e], i] * st.time_scale[e]
 
 
@@ -88,7 +89,7 @@ def hist_bin(tokens):
     return b
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def p99_allowed_over(n_gaps):
     """Gaps that may exceed the TBT SLO while the nearest-rank p99 gap still meets it."""
     return n_gaps - (99 * n_gaps + 99) // 100
@@ -124,11 +125,15 @@ def enqueue(st, wl, e, r, i):
 
 
 @nb.njit(cache=True, inline="always")
-def mark_missed(st, e, r, s):
-    """The request can no longer meet its SLO: count it now (a dense, exact signal)."""
-    if not st.missed[e, r, s]:
-        st.missed[e, r, s] = True
-        st.counters[e, C_SLO_MISSED] += 1
+def mark_missed(missed, counters, e, r, s):
+    """The request can no longer meet its SLO: count it now (a dense, exact signal).
+
+    Takes the two arrays, not the state tuple: passing the tuple into a helper costs a
+    reference-count update per member array, which dominated the iteration's cost.
+    """
+    if not missed[e, r, s]:
+        missed[e, r, s] = True
+        counters[e, C_SLO_MISSED] += 1
 
 
 @nb.njit(cache=True)
@@ -136,28 +141,44 @@ def mark_late_queued(st, wl, eng, e, r, now):
     """Queued requests without a first token whose wait already exceeds the TTFT SLO."""
     if st.n_queued[e, r] == 0:
         return
+    arrival = wl.arrival_s[st.window[e]]
+    scale = st.time_scale[e]
+    n_q = st.n_queued[e, r]
+    seen = 0
     for s in range(st.status.shape[2]):
+        if seen == n_q:
+            break
+        if st.status[e, r, s] != QUEUED:
+            continue
+        seen += 1
         if (
             st.status[e, r, s] == QUEUED
             and not st.missed[e, r, s]
             and st.generated[e, r, s] == 0
-            and now - arrival_time(st, wl, e, st.req[e, r, s]) > eng.slo_ttft
+            and now - arrival[st.req[e, r, s]] * scale > eng.slo_ttft
         ):
-            mark_missed(st, e, r, s)
+            mark_missed(st.missed, st.counters, e, r, s)
 
 
 @nb.njit(cache=True)
 def pick_queued(st, wl, eng, e, r, order, now):
     """Slot of the queued request to admit next under ``order``; -1 if none."""
     w = st.window[e]
+    arrival = wl.arrival_s[w]
+    scale = st.time_scale[e]
     best = -1
     best_k1 = 0
     best_k2 = 0
     fallback = -1
     fallback_seq = 0
+    n_q = st.n_queued[e, r]
+    seen = 0
     for s in range(st.status.shape[2]):
+        if seen == n_q:
+            break
         if st.status[e, r, s] != QUEUED:
             continue
+        seen += 1
         sq = st.seq[e, r, s]
         if order == ORDER_SJF:
             k1 = np.int64(wl.pred_bucket[w, st.req[e, r, s]])
@@ -165,7 +186,7 @@ def pick_queued(st, wl, eng, e, r, order, now):
             if fallback < 0 or sq < fallback_seq:
                 fallback, fallback_seq = s, sq
             started = st.generated[e, r, s] > 0
-            late = now - arrival_time(st, wl, e, st.req[e, r, s]) > eng.slo_ttft
+            late = now - arrival[st.req[e, r, s]] * scale > eng.slo_ttft
             if late and not started:
                 continue
             k1 = 0
@@ -198,22 +219,21 @@ def preempt_newest(st, wl, e, r):
     return s
 
 
-@nb.njit(cache=True)
-def _record_gap(st, wl, eng, e, r, s, gap):
-    if gap > eng.slo_tbt:
-        st.gaps_over[e, r, s] += 1
-        n_gaps = wl.output[st.window[e], st.req[e, r, s]] - 1
-        if st.gaps_over[e, r, s] > p99_allowed_over(n_gaps):
-            mark_missed(st, e, r, s)
-    tg = st.top_gaps[e, r, s]
+@nb.njit(cache=True, inline="always")
+def _record_gap(gaps_over, missed, counters, top_gaps, slo_tbt, e, r, s, gap, allowed_over):
+    """One gap between tokens; ``allowed_over`` = gaps over the TBT SLO its p99 tolerates."""
+    if gap > slo_tbt:
+        gaps_over[e, r, s] += 1
+        if gaps_over[e, r, s] > allowed_over:
+            mark_missed(missed, counters, e, r, s)
     g = np.float32(gap)
-    if g <= tg[TOP_GAPS - 1]:
+    if g <= top_gaps[e, r, s, TOP_GAPS - 1]:
         return
     k = TOP_GAPS - 1
-    while k > 0 and tg[k - 1] < g:
-        tg[k] = tg[k - 1]
+    while k > 0 and top_gaps[e, r, s, k - 1] < g:
+        top_gaps[e, r, s, k] = top_gaps[e, r, s, k - 1]
         k -= 1
-    tg[k] = g
+    top_gaps[e, r, s, k] = g
 
 
 @nb.njit(cache=True)
@@ -228,7 +248,7 @@ def _finish(st, wl, eng, e, r, s, now):
         tbt = st.top_gaps[e, r, s, min(rank, TOP_GAPS) - 1]
     met = st.ttft[e, i] <= eng.slo_ttft and st.gaps_over[e, r, s] <= p99_allowed_over(n_gaps)
     st.fate[e, i] = FINISHED
-    st.e2e[e, i] = now - arrival_time(st, wl, e, i)
+    st.e2e[e, i] = now - wl.arrival_s[w, i] * st.time_scale[e]
     st.tbt_p99[e, i] = tbt
     st.slo_met[e, i] = met
     st.counters[e, C_FINISHED] += 1
@@ -236,7 +256,7 @@ def _finish(st, wl, eng, e, r, s, now):
         st.counters[e, C_SLO_MET] += 1
         st.counters[e, C_OUTPUT_TOKENS_MET] += out
     else:
-        mark_missed(st, e, r, s)
+        mark_missed(st.missed, st.counters, e, r, s)
     st.out_hist[e, hist_bin(out)] += 1.0
     if eng.cache_on:
         n = wl.chain_len[w, i]
@@ -367,29 +387,31 @@ def run_iteration(st, wl, eng, e, r, admit_max, budget, defer, order, now):
         work = st.sched[e, r, s]
         st.sched[e, r, s] = 0
         q = st.req[e, r, s]
+        out_q = wl.output[w, q]
+        allowed = p99_allowed_over(out_q - 1)
         if work == -1:
             st.kv_tokens[e, r, s] += 1
             st.generated[e, r, s] += 1
             gap = t_end - st.last_tok_t[e, r, s]
-            _record_gap(st, wl, eng, e, r, s, gap)
+            _record_gap(st.gaps_over, st.missed, st.counters, st.top_gaps, eng.slo_tbt, e, r, s, gap, allowed)
             max_gap = max(max_gap, gap)
             st.last_tok_t[e, r, s] = t_end
         elif work > 0:
             st.kv_tokens[e, r, s] += work
             if st.kv_tokens[e, r, s] == st.target[e, r, s]:
                 if st.generated[e, r, s] == 0:
-                    ttft = t_end - arrival_time(st, wl, e, q)
+                    ttft = t_end - wl.arrival_s[w, q] * st.time_scale[e]
                     st.ttft[e, q] = ttft
                     if ttft > eng.slo_ttft:
-                        mark_missed(st, e, r, s)
+                        mark_missed(st.missed, st.counters, e, r, s)
                     st.accum[e, A_TTFT_EMA] += EMA * (ttft - st.accum[e, A_TTFT_EMA])
                 else:
                     gap = t_end - st.last_tok_t[e, r, s]
-                    _record_gap(st, wl, eng, e, r, s, gap)
+                    _record_gap(st.gaps_over, st.missed, st.counters, st.top_gaps, eng.slo_tbt, e, r, s, gap, allowed)
                     max_gap = max(max_gap, gap)
                 st.generated[e, r, s] += 1
                 st.last_tok_t[e, r, s] = t_end
-        if st.generated[e, r, s] >= wl.output[w, q]:
+        if st.generated[e, r, s] >= out_q:
             _finish(st, wl, eng, e, r, s, t_end)
         else:
             st.run_list[e, r, keep] = s
