@@ -90,3 +90,22 @@ def test_fast_ppo_beats_random():
     test_env = kva.KVAdmissionVecEnv(1, seed=0, split="test", **kw)
     learned, rand = score(Learned()), score(RandomPolicy(test_env, seed=0))
     assert learned > rand + 0.05, (learned, rand)
+
+
+def test_zoo_agent_beats_vllm_fcfs_at_overload():
+    """The committed reference agent, on held-out windows at load 1.1 (fast: 2 episodes)."""
+    rep = evaluate(ENV, ["zoo", "vllm_fcfs"], "default", 2, 0, {"load": 1.1}, progress=False)
+    zoo, vllm = (r["metrics"] for r in rep["results"])
+    assert zoo["goodput_rps"] > vllm["goodput_rps"] * 2, (zoo, vllm)
+
+
+@pytest.mark.slow
+def test_default_train_py_run_beats_vllm_fcfs_on_goodput_at_load_1_1(tmp_path):
+    """The README's main job: `python train.py` with every default."""
+    import train
+
+    assert train.main(["--out", str(tmp_path), "--no-progress", "--eval-load", "1.1"]) == 0
+    rep = json.loads((tmp_path / "eval.json").read_text())
+    by = {r["policy"]: r["metrics"] for r in rep["results"]}
+    learned = by[str(tmp_path / "final.zip")]
+    assert learned["goodput_rps"] > by["vllm_fcfs"]["goodput_rps"]
