@@ -26,22 +26,8 @@ def _slot_of(key, mask):
 
 
 @nb.njit(cache=True, inline="always")
-def find(st, e, r, key):
-    """Entry holding ``key``, or -1."""
-    H = st.pc_table.shape[2]
-    mask = H - 1
-    h = _slot_of(key, mask)
-    while True:
-        c = st.pc_table[e, r, h]
-        if c < 0:
-            return -1
-        if st.pc_key[e, r, c] == key:
-            return c
-        h = (h + 1) & mask
-
-
-@nb.njit(cache=True, inline="always")
 def _table_pos(st, e, r, key):
+    """Index-table slot of ``key``: where it is, or the empty slot where it would go."""
     H = st.pc_table.shape[2]
     mask = H - 1
     h = _slot_of(key, mask)
@@ -50,6 +36,12 @@ def _table_pos(st, e, r, key):
         if c < 0 or st.pc_key[e, r, c] == key:
             return h
         h = (h + 1) & mask
+
+
+@nb.njit(cache=True, inline="always")
+def find(st, e, r, key):
+    """Entry holding ``key``, or -1."""
+    return st.pc_table[e, r, _table_pos(st, e, r, key)]
 
 
 @nb.njit(cache=True)
