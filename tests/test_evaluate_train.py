@@ -109,3 +109,18 @@ def test_default_train_py_run_beats_vllm_fcfs_on_goodput_at_load_1_1(tmp_path):
     by = {r["policy"]: r["metrics"] for r in rep["results"]}
     learned = by[str(tmp_path / "final.zip")]
     assert learned["goodput_rps"] > by["vllm_fcfs"]["goodput_rps"]
+
+
+@pytest.mark.parametrize("algo", ["dqn", "maskable-ppo"])
+def test_train_py_other_algorithms_produce_loadable_policies(tmp_path, algo):
+    import train
+    from agents.policy import make_policy
+
+    assert train.main(["--algo", algo, "--timesteps", "600", "--n-envs", "2", "--out", str(tmp_path),
+                       "--env-kwargs", "window_requests=64", "--no-eval", "--no-progress"]) == 0
+    vec = kva.KVAdmissionVecEnv(2, seed=0, window_requests=64)
+    pol = make_policy(str(tmp_path / "final.zip"), vec, ENV)
+    assert pol.algo == algo
+    obs = vec.reset()
+    a = pol.act(obs, vec.action_masks())
+    assert a.shape == (2,) and ((0 <= a) & (a < kva.N_ACTIONS)).all()
