@@ -23,7 +23,7 @@ the replica's measured capacity (``envs.core.capacity``).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from functools import cache
 from typing import Any, Sequence
 
@@ -256,11 +256,15 @@ class KVAdmissionVecEnv(VecEnv):
             raise ValueError(f"KVAdmission: actions must be integers in [0, {N_ACTIONS}), got {a!r}")
         self._actions[:] = a
 
-    def step_wait(self):
+    def advance(self) -> None:
+        """One kernel call: every env applies its action in ``_actions`` and runs an iteration."""
         sc = self.scenario
         K.step_all(self.state, sc.workload, sc.engine, self._actions, self._admit, self._budget,
                    self.config.drain_s, self.config.recompute_penalty, self.K, self._obs, self._mask,
                    self._rew, self._term, self._trunc)
+
+    def step_wait(self):
+        self.advance()
         self._returns += self._rew
         self._lengths += 1
         done = self._term | self._trunc
@@ -335,10 +339,7 @@ class KVAdmissionEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         if seed is not None:
-            self._vec.seed(seed)
-        elif self._vec._seeds[0] is None and not hasattr(self, "_seeded"):
-            self._vec._rngs[0] = self.np_random
-        self._seeded = True
+            self._vec.seed(seed)  # the same per-env generator as env 0 of a VecEnv seeded so
         obs = self._vec.reset()
         return obs[0], {}
 
@@ -346,12 +347,9 @@ class KVAdmissionEnv(gym.Env):
         a = np.asarray(action)
         if a.shape not in ((), (1,)) or not self.action_space.contains(int(a.reshape(-1)[0])):
             raise ValueError(f"KVAdmission: action must be an integer in [0, {N_ACTIONS}), got {action!r}")
-        self._vec._actions[0] = int(a.reshape(-1)[0])
-        st = self._vec.state
-        sc = self._vec.scenario
         v = self._vec
-        K.step_all(st, sc.workload, sc.engine, v._actions, v._admit, v._budget, v.config.drain_s,
-                   v.config.recompute_penalty, v.K, v._obs, v._mask, v._rew, v._term, v._trunc)
+        v._actions[0] = int(a.reshape(-1)[0])
+        v.advance()
         info: dict[str, Any] = {}
         if v._term[0] or v._trunc[0]:
             info["metrics"] = v.episode_metrics(0)
@@ -361,10 +359,3 @@ class KVAdmissionEnv(gym.Env):
     def action_masks(self) -> np.ndarray:
         return self._vec._mask[0].copy()
 
-    @property
-    def unwrapped_vec(self) -> KVAdmissionVecEnv:
-        return self._vec
-
-
-def config_dict(cfg: KVAdmissionConfig) -> dict:
-    return asdict(cfg)
