@@ -61,22 +61,32 @@ def _seed(seed: int) -> int:
     return int(seed)
 
 
-def azure_conv(seed: int = 0, duration_s: float | None = None, rate_rps: float | None = None, *,
-               arrivals: str | None = None, cv: float | None = None, diurnal: bool = False,
-               peak_to_trough: float | None = None, peak_hour: float | None = None) -> Trace:
-    """Azure 2023 conversation service: MMPP bursts, lengths from the file's quantile tables."""
+def _arrival_process(name: str, seed: int, duration_s: float | None, rate_rps: float | None,
+                     arrivals: str | None, cv: float | None, diurnal: bool,
+                     peak_to_trough: float | None, peak_hour: float | None,
+                     described_diurnal: object) -> tuple[dict, np.random.Generator, np.ndarray, str]:
+    """Parameters, generator, arrival times and call description shared by the generators."""
     seed = _seed(seed)
-    p = load_params("azure_conv")
+    p = load_params(name)
     duration_s = p["duration_s"] if duration_s is None else duration_s
     rate_rps = p["rate_rps"] if rate_rps is None else rate_rps
     arrivals = p["arrivals"] if arrivals is None else arrivals
     rng = np.random.default_rng(seed)
     t = make_arrivals(rng, duration_s, rate_rps, arrivals, cv=cv, diurnal=diurnal,
                       peak_to_trough=peak_to_trough, peak_hour=peak_hour)
+    desc = describe_call(name, seed, duration_s=duration_s, rate_rps=rate_rps, arrivals=arrivals, cv=cv,
+                         diurnal=described_diurnal, peak_to_trough=peak_to_trough, peak_hour=peak_hour)
+    return p, rng, t, desc
+
+
+def azure_conv(seed: int = 0, duration_s: float | None = None, rate_rps: float | None = None, *,
+               arrivals: str | None = None, cv: float | None = None, diurnal: bool = False,
+               peak_to_trough: float | None = None, peak_hour: float | None = None) -> Trace:
+    """Azure 2023 conversation service: MMPP bursts, lengths from the file's quantile tables."""
+    p, rng, t, desc = _arrival_process("azure_conv", seed, duration_s, rate_rps, arrivals, cv, diurnal,
+                                       peak_to_trough, peak_hour, diurnal or None)
     prompt, output = _conv_lengths(rng, t.size, p)
-    meta = TraceMeta("azure_conv", describe_call("azure_conv", seed, duration_s=duration_s, rate_rps=rate_rps,
-                                                 arrivals=arrivals, cv=cv, diurnal=diurnal or None,
-                                                 peak_to_trough=peak_to_trough, peak_hour=peak_hour),
+    meta = TraceMeta("azure_conv", desc,
                      "generated; parameters fitted to the Azure LLM inference trace 2023 (CC-BY 4.0, Splitwise ISCA'24)")
     return Trace(t, prompt, output, meta)
 
@@ -92,20 +102,12 @@ def azure_code(seed: int = 0, duration_s: float | None = None, rate_rps: float |
                arrivals: str | None = None, cv: float | None = None, diurnal: bool = False,
                peak_to_trough: float | None = None, peak_hour: float | None = None) -> Trace:
     """Azure 2023 code service: long prompts, very short outputs (lognormals from Splitwise medians)."""
-    seed = _seed(seed)
-    p = load_params("azure_code")
-    duration_s = p["duration_s"] if duration_s is None else duration_s
-    rate_rps = p["rate_rps"] if rate_rps is None else rate_rps
-    arrivals = p["arrivals"] if arrivals is None else arrivals
-    rng = np.random.default_rng(seed)
-    t = make_arrivals(rng, duration_s, rate_rps, arrivals, cv=cv, diurnal=diurnal,
-                      peak_to_trough=peak_to_trough, peak_hour=peak_hour)
+    p, rng, t, desc = _arrival_process("azure_code", seed, duration_s, rate_rps, arrivals, cv, diurnal,
+                                       peak_to_trough, peak_hour, diurnal or None)
     z = rng.standard_normal((2, t.size))
     prompt = LogNormal(p["prompt_median"], p["prompt_mean"]).sample_int(z[0])
     output = LogNormal(p["output_median"], p["output_mean"]).sample_int(z[1])
-    meta = TraceMeta("azure_code", describe_call("azure_code", seed, duration_s=duration_s, rate_rps=rate_rps,
-                                                 arrivals=arrivals, cv=cv, diurnal=diurnal or None,
-                                                 peak_to_trough=peak_to_trough, peak_hour=peak_hour),
+    meta = TraceMeta("azure_code", desc,
                      "generated; parameters from published statistics of the Azure LLM inference trace 2023 "
                      "code service (Splitwise ISCA'24; data CC-BY 4.0)")
     return Trace(t, prompt, output, meta)
@@ -115,18 +117,10 @@ def bursty(seed: int = 0, duration_s: float | None = None, rate_rps: float | Non
            arrivals: str | None = None, cv: float | None = None, diurnal: bool = True,
            peak_to_trough: float | None = None, peak_hour: float | None = None) -> Trace:
     """A day of conversation traffic: diurnal profile times MMPP bursts (for autoscaling)."""
-    seed = _seed(seed)
-    p = load_params("bursty")
-    duration_s = p["duration_s"] if duration_s is None else duration_s
-    rate_rps = p["rate_rps"] if rate_rps is None else rate_rps
-    arrivals = p["arrivals"] if arrivals is None else arrivals
-    rng = np.random.default_rng(seed)
-    t = make_arrivals(rng, duration_s, rate_rps, arrivals, cv=cv, diurnal=diurnal,
-                      peak_to_trough=peak_to_trough, peak_hour=peak_hour)
+    _, rng, t, desc = _arrival_process("bursty", seed, duration_s, rate_rps, arrivals, cv, diurnal,
+                                       peak_to_trough, peak_hour, diurnal)
     prompt, output = _conv_lengths(rng, t.size, load_params("azure_conv"))
-    meta = TraceMeta("bursty", describe_call("bursty", seed, duration_s=duration_s, rate_rps=rate_rps,
-                                             arrivals=arrivals, cv=cv, diurnal=diurnal,
-                                             peak_to_trough=peak_to_trough, peak_hour=peak_hour),
+    meta = TraceMeta("bursty", desc,
                      "generated; parameters fitted to the Azure LLM inference trace 2023 (CC-BY 4.0, Splitwise ISCA'24)")
     return Trace(t, prompt, output, meta)
 
