@@ -115,7 +115,7 @@ def evaluate(
     return {
         "env": env_id,
         "trace": trace,
-        "env_kwargs": {k: v for k, v in kwargs.items()},
+        "env_kwargs": dict(kwargs),
         "seed": seed,
         "episodes": episodes,
         "split": kwargs["split"],

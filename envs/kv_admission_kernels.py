@@ -8,6 +8,7 @@ import numpy as np
 from envs.core.replica import (
     arrival_time,
     mark_late_queued,
+    next_queued,
     ceil_div,
     enqueue,
     reset_env_state,
@@ -23,7 +24,6 @@ from envs.core.state import (
     C_SLO_MET,
     C_SLO_MISSED,
     N_HIST_BINS,
-    QUEUED,
 )
 
 # Observation layout: GLOBAL_FEATURES, then CANDIDATE_FEATURES for each of the K queue heads.
@@ -114,7 +114,6 @@ def _peak(lens, rems, n, extra_len, extra_cnt, extra_rem):
 def write_obs(st, wl, eng, e, K, obs, mask, admit_levels, n_budgets):
     r = 0
     w = st.window[e]
-    S = st.status.shape[2]
     bs = eng.block_size
     cap = float(eng.capacity_blocks)
     cap_tok = cap * bs
@@ -156,13 +155,9 @@ def write_obs(st, wl, eng, e, K, obs, mask, admit_levels, n_budgets):
     q_tokens = 0.0
     late = 0
     n_q = st.n_queued[e, r]
-    seen = 0
-    for s in range(S):
-        if seen == n_q:
-            break  # slots fill from the lowest index, so queued ones are found early
-        if st.status[e, r, s] != QUEUED:
-            continue
-        seen += 1
+    s = -1
+    for _ in range(n_q):
+        s = next_queued(st.status, e, r, s + 1)
         q = st.req[e, r, s]
         q_tokens += st.target[e, r, s]
         if st.generated[e, r, s] == 0 and now - arrival[q] * scale > eng.slo_ttft:

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from agents.evaluate import evaluate, main as evaluate_main, parse_env_kwargs
-from conftest import make_trace
 from envs import kv_admission as kva
 
 ENV = kva.ENV_ID
@@ -72,7 +71,6 @@ def test_fast_ppo_beats_random():
     model = make_model("maskable-ppo", ENV, vec, seed=0, tensorboard_log=None)
     model.learn(16_384)
     from agents.evaluate import run_episodes
-    from agents.sb3_policy import SB3Policy
     from agents.policy import RandomPolicy
 
     class Learned:

@@ -136,6 +136,16 @@ def mark_missed(missed, counters, e, r, s):
         counters[e, C_SLO_MISSED] += 1
 
 
+@nb.njit(cache=True, inline="always")
+def next_queued(status, e, r, start):
+    """First queued slot at or after ``start`` (-1 if none). Slots fill from the lowest index,
+    so a loop over the ``n_queued`` queued slots ends early instead of scanning every slot."""
+    for s in range(start, status.shape[2]):
+        if status[e, r, s] == QUEUED:
+            return s
+    return -1
+
+
 @nb.njit(cache=True)
 def mark_late_queued(st, wl, eng, e, r, now):
     """Queued requests without a first token whose wait already exceeds the TTFT SLO."""
@@ -143,17 +153,11 @@ def mark_late_queued(st, wl, eng, e, r, now):
         return
     arrival = wl.arrival_s[st.window[e]]
     scale = st.time_scale[e]
-    n_q = st.n_queued[e, r]
-    seen = 0
-    for s in range(st.status.shape[2]):
-        if seen == n_q:
-            break
-        if st.status[e, r, s] != QUEUED:
-            continue
-        seen += 1
+    s = -1
+    for _ in range(st.n_queued[e, r]):
+        s = next_queued(st.status, e, r, s + 1)
         if (
-            st.status[e, r, s] == QUEUED
-            and not st.missed[e, r, s]
+            not st.missed[e, r, s]
             and st.generated[e, r, s] == 0
             and now - arrival[st.req[e, r, s]] * scale > eng.slo_ttft
         ):
@@ -171,14 +175,9 @@ def pick_queued(st, wl, eng, e, r, order, now):
     best_k2 = 0
     fallback = -1
     fallback_seq = 0
-    n_q = st.n_queued[e, r]
-    seen = 0
-    for s in range(st.status.shape[2]):
-        if seen == n_q:
-            break
-        if st.status[e, r, s] != QUEUED:
-            continue
-        seen += 1
+    s = -1
+    for _ in range(st.n_queued[e, r]):
+        s = next_queued(st.status, e, r, s + 1)
         sq = st.seq[e, r, s]
         if order == ORDER_SJF:
             k1 = np.int64(wl.pred_bucket[w, st.req[e, r, s]])
