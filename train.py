@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import envs
-from agents.evaluate import evaluate, format_table, parse_env_kwargs
+from agents.evaluate import evaluate, parse_env_kwargs, print_tables
 from agents.policy import heuristic_names
 from agents.sb3_policy import ALGOS, algo_class
 from agents.training import DEFAULT_ALGO, ServeCallback, atomic_save, make_model
@@ -38,8 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint.zip")
     p.add_argument("--save-every", type=int, default=50_000, help="env steps between checkpoints")
     p.add_argument("--eval-episodes", type=int, default=8)
-    p.add_argument("--eval-load", type=float, default=None,
-                   help="evaluate at this load only (default: every load level of the env)")
+    p.add_argument("--eval-at", "--eval-load", dest="eval_at", type=float, default=None,
+                   help="evaluate at this value of the env's swept knob only (KVAdmission: load; "
+                        "default: every value)")
     p.add_argument("--no-eval", action="store_true")
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
@@ -83,14 +84,12 @@ def main(argv: list[str] | None = None) -> int:
 
     if a.no_eval:
         return 0
-    if a.eval_load is not None:
-        kwargs["load"] = a.eval_load
+    if a.eval_at is not None:
+        kwargs[vec.sweep()[0]] = a.eval_at
     policies = [str(final), *heuristic_names(a.env), "random"]
     report = evaluate(a.env, policies, a.trace, a.eval_episodes, a.seed + 10_000, kwargs, "test")
     (out / "eval.json").write_text(json.dumps(report, indent=2, default=float))
-    for load in report["loads"]:
-        print(f"\nheld-out windows, load {load:g} ({a.eval_episodes} episodes, {a.trace} trace)")
-        print(format_table(report, f"{load:g}" if len(report["loads"]) > 1 else None))
+    print_tables(report)
     return 0
 
 

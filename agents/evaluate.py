@@ -23,12 +23,6 @@ import envs
 from agents.policy import Policy, heuristic_names, make_policy
 from envs.metrics import aggregate
 
-# Metric columns of the printed table (all are in the JSON).
-TABLE_METRICS = (
-    "slo_attainment", "goodput_rps", "ttft_p50_s", "ttft_p99_s", "tbt_p99_s", "e2e_p99_s",
-    "throughput_tok_s", "preemptions", "return_mean",
-)
-
 
 def parse_env_kwargs(items: list[str] | None) -> dict[str, Any]:
     """``KEY=VALUE`` pairs; values are Python literals where they parse (1.1, true, (0.7,0.9))."""
@@ -51,25 +45,25 @@ def parse_env_kwargs(items: list[str] | None) -> dict[str, Any]:
     return out
 
 
-def run_episodes(vec: Any, policy: Policy) -> tuple[list[dict[str, float]], float]:
+def run_episodes(vec: Any, policy: Policy) -> tuple[list[dict[str, float]], np.ndarray]:
     """Run each env of ``vec`` through its first episode; metrics per episode and the policy's
-    median decision latency per batch (seconds)."""
+    wall time per call (seconds, one call decides for the whole batch)."""
     obs = vec.reset()
     E = vec.num_envs
     results: list[dict[str, float] | None] = [None] * E
     lat = []
     while any(r is None for r in results):
         mask = vec.action_masks()
-        t = time.perf_counter()
+        t = time.perf_counter_ns()
         actions = policy.act(obs, mask)
-        lat.append(time.perf_counter() - t)
+        lat.append(time.perf_counter_ns() - t)
         obs, _, dones, infos = vec.step(np.asarray(actions))
         for e in np.flatnonzero(dones):
             if results[e] is None:
                 m = dict(infos[e]["metrics"])
                 m["return_mean"] = infos[e]["episode"]["r"]
                 results[e] = m
-    return [r for r in results if r is not None], float(np.median(lat))
+    return [r for r in results if r is not None], np.asarray(lat, np.float64) * 1e-9
 
 
 def evaluate(
@@ -82,60 +76,86 @@ def evaluate(
     split: str = "test",
     progress: bool = True,
 ) -> dict[str, Any]:
-    """The evaluation JSON of ../shared/DESIGN.md for ``policies`` on ``env_id``."""
+    """The evaluation JSON of ../shared/DESIGN.md for ``policies`` on ``env_id``.
+
+    Each policy plays ``episodes`` held-out episodes at every value of the environment's swept
+    knob (``vec.sweep()``: load levels, cache capacities ...); metrics are means over episodes,
+    per sweep value under ``by_<knob>`` and over all of them under ``metrics``.
+    """
     kwargs = dict(env_kwargs or {})
     kwargs.setdefault("split", split)
     kwargs["window_order"] = "sequential"
     kwargs["trace"] = trace
     probe = envs.make_vec(env_id, 1, seed=seed, **kwargs)
-    loads = probe.config.loads()
+    knob, values = probe.sweep()
+    probe.close()
     results = []
     for spec in policies:
-        per_load: dict[str, dict[str, float]] = {}
+        per_value: dict[str, dict[str, float]] = {}
         episodes_all: list[dict[str, float]] = []
-        decision_s = []
-        for load in loads:
-            vec = envs.make_vec(env_id, episodes, seed=seed, **{**kwargs, "load": load})
+        call_s = []
+        for value in values:
+            vec = envs.make_vec(env_id, episodes, seed=seed, **{**kwargs, knob: value})
             policy = make_policy(spec, vec, env_id, seed=seed)
             eps, lat = run_episodes(vec, policy)
-            per_load[f"{load:g}"] = aggregate(eps)
+            vec.close()
+            per_value[sweep_label(value)] = aggregate(eps)
             episodes_all += eps
-            decision_s.append(lat)
+            call_s.append(lat)
             if progress:
-                m = per_load[f"{load:g}"]
-                print(f"  {spec:>14} load {load:g}: slo {m['slo_attainment']:.3f} "
-                      f"goodput {m['goodput_rps']:.2f} rps", file=sys.stderr, flush=True)
+                m = per_value[sweep_label(value)]
+                shown = ", ".join(f"{k} {m[k]:.4g}" for k in probe.table_metrics[:2] if k in m)
+                print(f"  {spec:>18} {knob} {sweep_label(value)}: {shown}", file=sys.stderr, flush=True)
         metrics = aggregate(episodes_all)
-        metrics["decision_latency_s_median_batch"] = float(np.median(decision_s))
-        metrics.pop("load", None)
+        lat_all = np.concatenate(call_s)
+        # One call decides for the whole batch; per decision = per call / batch size.
+        metrics["decision_latency_us_p50"] = float(np.percentile(lat_all, 50)) * 1e6 / episodes
+        metrics["decision_latency_us_p99"] = float(np.percentile(lat_all, 99)) * 1e6 / episodes
+        metrics.pop(knob, None)
         entry: dict[str, Any] = {"policy": spec, "metrics": metrics}
-        if len(loads) > 1:
-            entry["by_load"] = per_load
+        if len(values) > 1:
+            entry[f"by_{knob}"] = per_value
         results.append(entry)
     return {
         "env": env_id,
-        "trace": trace,
-        "env_kwargs": dict(kwargs),
+        "trace": trace if isinstance(trace, str) else "<Trace>",
+        "env_kwargs": {k: v for k, v in kwargs.items() if k != "trace"},
         "seed": seed,
         "episodes": episodes,
         "split": kwargs["split"],
-        "loads": list(loads),
+        "sweep": {"key": knob, "values": [sweep_label(v) for v in values]},
+        "table_metrics": list(probe.table_metrics),
         "results": results,
     }
 
 
-def format_table(report: dict[str, Any], load: str | None = None) -> str:
-    """Markdown table of the report (one load's column set when ``load`` is given)."""
-    head = "| policy | " + " | ".join(TABLE_METRICS) + " |"
-    rows = [head, "|" + "---|" * (len(TABLE_METRICS) + 1)]
+def sweep_label(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def format_table(report: dict[str, Any], value: str | None = None) -> str:
+    """Markdown table of the report (at one sweep value when ``value`` is given)."""
+    cols = report["table_metrics"]
+    by = f"by_{report['sweep']['key']}"
+    head = "| policy | " + " | ".join(cols) + " |"
+    rows = [head, "|" + "---|" * (len(cols) + 1)]
     for r in report["results"]:
-        m = r["by_load"][load] if load is not None and "by_load" in r else r["metrics"]
+        m = r[by][value] if value is not None and by in r else r["metrics"]
         cells = []
-        for k in TABLE_METRICS:
+        for k in cols:
             v = m.get(k, float("nan"))
             cells.append(f"{v:.3f}" if abs(v) < 1000 else f"{v:.0f}")
         rows.append(f"| {r['policy']} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
+
+
+def print_tables(report: dict[str, Any], file: Any = None) -> None:
+    """One table per sweep value (a single table when the sweep has one value)."""
+    knob, values = report["sweep"]["key"], report["sweep"]["values"]
+    for v in values:
+        print(f"\n{report['env']}  trace={report['trace']}  {knob}={v}  split={report['split']}  "
+              f"episodes={report['episodes']}  seed={report['seed']}", file=file)
+        print(format_table(report, v if len(values) > 1 else None), file=file)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -157,10 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     policies = a.policy or ["random", *heuristic_names(a.env)]
     report = evaluate(a.env, policies, a.trace, a.episodes, a.seed, parse_env_kwargs(a.env_kwargs),
                       a.split)
-    for load in report["loads"]:
-        print(f"\n{a.env}  trace={a.trace}  load={load:g}  split={report['split']}  "
-              f"episodes={a.episodes}  seed={a.seed}")
-        print(format_table(report, f"{load:g}" if len(report["loads"]) > 1 else None))
+    print_tables(report)
     if a.json:
         a.json.parent.mkdir(parents=True, exist_ok=True)
         a.json.write_text(json.dumps(report, indent=2, default=float))

@@ -28,12 +28,6 @@ HYPERPARAMS: dict[str, dict[str, dict[str, Any]]] = {
 }
 DEFAULT_ALGO = {"servegym/KVAdmission-v0": "maskable-ppo"}
 
-# Domain metrics logged to TensorBoard under serve/ (means over episodes that ended since the
-# last dump).
-LOGGED_METRICS = (
-    "slo_attainment", "goodput_rps", "ttft_p99_s", "tbt_p99_s", "e2e_p99_s", "kv_use_mean",
-    "preemptions", "recomputed_tokens", "throughput_tok_s",
-)
 
 
 def make_model(algo: str, env_id: str, vec: Any, seed: int, tensorboard_log: str | None):
@@ -52,7 +46,8 @@ def atomic_save(model: Any, path: Path) -> None:
 
 
 class ServeCallback(BaseCallback):
-    """Domain metrics to TensorBoard and periodic atomic checkpoints."""
+    """Domain metrics to TensorBoard (every key of the envs' episode ``metrics`` under serve/,
+    means over the episodes that ended since the last dump) and periodic atomic checkpoints."""
 
     def __init__(self, checkpoint: Path, save_every: int):
         super().__init__()
@@ -74,10 +69,10 @@ class ServeCallback(BaseCallback):
     def _on_rollout_end(self) -> None:
         if not self._episodes:
             return
-        for k in LOGGED_METRICS:
+        keys = sorted({k for ep in self._episodes for k in ep})
+        for k in keys:
             vals = [ep[k] for ep in self._episodes if k in ep]
-            if vals:
-                self.logger.record(f"serve/{k}", float(np.nanmean(vals)))
+            self.logger.record(f"serve/{k}", float(np.nanmean(vals)))
         self._episodes.clear()
 
     def _on_training_end(self) -> None:

@@ -1,6 +1,20 @@
 """servegym environments: the vectorized cluster model (``envs.core``) and one module per decision.
 
 Importing this package registers the Gymnasium ids (``gymnasium.make("servegym/KVAdmission-v0")``).
+
+Every environment module provides a native SB3 ``VecEnv`` (listed in ``VEC_ENVS``, built by
+``make_vec``) that ``agents.evaluate``, ``train.py`` and the leaderboard drive the same way:
+
+- constructor ``(num_envs, seed=None, **config_fields)``; an unknown or invalid field raises a
+  ``ValueError``/``TypeError`` naming it. Fields every environment accepts: ``trace`` (built-in
+  name, path, or ``traces.Trace``), ``split`` (``"train"`` | ``"test"`` held-out | ``"all"``),
+  ``window_order`` (``"random"`` | ``"sequential"``: env i of a batch plays held-out episode i,
+  so two policies see the same episodes).
+- ``action_masks() -> [E, n_actions] bool``.
+- ``sweep() -> (knob, values)``: the config field evaluation sweeps (load, cache capacity ...).
+- ``table_metrics``: metric keys of the printed table, the main one first.
+- on an episode's end, ``infos[e]["metrics"]`` holds that episode's metrics (the JSON keys its
+  issue names, from ``envs.metrics``) and ``infos[e]["episode"] = {"r", "l", "t"}``.
 """
 
 from gymnasium.envs.registration import register, registry

@@ -170,6 +170,15 @@ def _build_scenario(cfg: KVAdmissionConfig) -> Scenario:
 class KVAdmissionVecEnv(VecEnv):
     """E copies of KVAdmission stepped by one kernel call (SB3 VecEnv, no per-env objects)."""
 
+    # Evaluation contract (see envs/__init__.py): the printed table's columns and the swept knob.
+    table_metrics = (
+        "slo_attainment", "goodput_rps", "ttft_p50_s", "ttft_p99_s", "tbt_p99_s", "e2e_p99_s",
+        "throughput_tok_s", "preemptions", "return_mean",
+    )
+
+    def sweep(self) -> tuple[str, tuple[float, ...]]:
+        return "load", self.config.loads()
+
     def __init__(self, num_envs: int = 1, config: KVAdmissionConfig | None = None, seed: int | None = None,
                  **kwargs: Any):
         cfg = replace(config or KVAdmissionConfig(), **kwargs)

@@ -1,3 +1,8 @@
-"""Heuristics and oracles of every environment; importing registers them by ``--policy`` name."""
+"""Heuristics and oracles of every environment, one module per environment; importing this
+package imports them all, and each registers its policies by ``--policy`` name."""
 
-from agents.heuristics import kv_admission  # noqa: F401
+import importlib
+import pkgutil
+
+for _mod in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_mod.name}")

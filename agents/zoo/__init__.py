@@ -1,17 +1,33 @@
 """Reference learned agents (``--policy zoo``), kept with the command that trained them.
 
-Each checkpoint sits beside this file; ``README.md`` here records its training command, seed
-and evaluation. An environment has a zoo entry only once its checkpoint is committed.
+``RECIPES`` says how each checkpoint beside this file was trained (``python -m agents.zoo train``
+re-runs them); ``README.md`` here records the results. An environment has a zoo entry only once
+its checkpoint is committed.
 """
 
+from __future__ import annotations
+
+from dataclasses import dataclass
 from pathlib import Path
 
 from agents.policy import ZOO
 
-_HERE = Path(__file__).parent
-CHECKPOINTS = {
-    "servegym/KVAdmission-v0": _HERE / "kv_admission_ppo.zip",
+HERE = Path(__file__).parent
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A zoo checkpoint: its file name here and the ``train.py`` arguments that reproduce it."""
+
+    file: str
+    train_args: tuple[str, ...]
+
+
+RECIPES: dict[str, Recipe] = {
+    # `python train.py` with its defaults (MaskablePPO, 300k steps, 16 envs, seed 0).
+    "servegym/KVAdmission-v0": Recipe("kv_admission_ppo.zip", ()),
 }
-for _env_id, _path in CHECKPOINTS.items():
-    if _path.exists():
-        ZOO[_env_id] = _path
+
+for _env_id, _recipe in RECIPES.items():
+    if (HERE / _recipe.file).exists():
+        ZOO[_env_id] = HERE / _recipe.file
