@@ -2,6 +2,9 @@
 
     python -m envs.bench [--env servegym/KVAdmission-v0] [--sizes 1 16 256 1024] [--json FILE]
 
+Other environments' benchmarks live in their own modules (``BENCHES``); ``--env ID`` hands the
+remaining arguments to that module's ``main``.
+
 Both run the same scenario with the same constant action (vLLM's: admit all, 8192 budget), on
 one core (the numba kernels are single-threaded); each figure is the median over ``--repeats``
 timed runs, and every ratio compares figures measured in this one run. Also: wall time to
@@ -24,6 +27,8 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 from envs import kv_admission as kva
 
 ENV_ID = kva.ENV_ID
+# Environment id -> module whose main(argv) benchmarks it (KVAdmission's is this module).
+BENCHES: dict[str, str] = {}
 AZURE_CONV = Path(__file__).resolve().parents[1].parent / "shared" / "traces" / "azure_llm_2023_conv.csv"
 VLLM_ACTION = kva.encode_action(len(kva.ADMIT_LEVELS) - 1, kva.BUDGET_LEVELS.index(8192), False, 0)
 
@@ -89,9 +94,17 @@ def bench_full_trace(path: Path) -> dict | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--env" in argv:
+        i = argv.index("--env")
+        env_id = argv[i + 1] if i + 1 < len(argv) else ""
+        if env_id in BENCHES:
+            import importlib
+
+            return importlib.import_module(BENCHES[env_id]).main(argv[:i] + argv[i + 2:])
     p = argparse.ArgumentParser(prog="python -m envs.bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--env", default=ENV_ID, choices=[ENV_ID])
+    p.add_argument("--env", default=ENV_ID, choices=[ENV_ID, *BENCHES])
     p.add_argument("--sizes", type=int, nargs="+", default=[1, 16, 256, 1024])
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--steps", type=int, default=200_000, help="native env-steps per timed run")
