@@ -45,9 +45,12 @@ def parse_env_kwargs(items: list[str] | None) -> dict[str, Any]:
     return out
 
 
-def run_episodes(vec: Any, policy: Policy) -> tuple[list[dict[str, float]], np.ndarray]:
+def run_episodes(
+    vec: Any, policy: Policy, extras: list[dict[str, Any]] | None = None
+) -> tuple[list[dict[str, float]], np.ndarray]:
     """Run each env of ``vec`` through its first episode; metrics per episode and the policy's
-    wall time per call (seconds, one call decides for the whole batch)."""
+    wall time per call (seconds, one call decides for the whole batch). With ``extras``, also
+    collect each episode's optional per-request records and time series (for plots)."""
     obs = vec.reset()
     E = vec.num_envs
     results: list[dict[str, float] | None] = [None] * E
@@ -63,6 +66,11 @@ def run_episodes(vec: Any, policy: Policy) -> tuple[list[dict[str, float]], np.n
                 m = dict(infos[e]["metrics"])
                 m["return_mean"] = infos[e]["episode"]["r"]
                 results[e] = m
+                if extras is not None:
+                    extras.append({"env": int(e), **{k: infos[e][k] for k in ("requests", "series")
+                                                     if k in infos[e]}})
+    if extras is not None:
+        extras.sort(key=lambda x: x["env"])
     return [r for r in results if r is not None], np.asarray(lat, np.float64) * 1e-9
 
 

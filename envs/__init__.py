@@ -14,7 +14,9 @@ Every environment module provides a native SB3 ``VecEnv`` (listed in ``VEC_ENVS`
 - ``sweep() -> (knob, values)``: the config field evaluation sweeps (load, cache capacity ...).
 - ``table_metrics``: metric keys of the printed table, the main one first.
 - on an episode's end, ``infos[e]["metrics"]`` holds that episode's metrics (the JSON keys its
-  issue names, from ``envs.metrics``) and ``infos[e]["episode"] = {"r", "l", "t"}``.
+  issue names, from ``envs.metrics``) and ``infos[e]["episode"] = {"r", "l", "t"}``; optionally
+  ``infos[e]["requests"]`` (per-request arrays such as ``ttft``) and ``infos[e]["series"]``
+  (name -> 1-D array over the episode, e.g. load imbalance per step) for the leaderboard's plots.
 """
 
 from gymnasium.envs.registration import register, registry
