@@ -73,6 +73,9 @@ class Model:
     published_params: float
     aliases: tuple[str, ...] = ()
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+    # Routed experts are split into this many groups for group-limited routing (DeepSeek-V3's
+    # n_group); EPLB packs groups to nodes when it divides the node count. 1 = no grouping.
+    expert_groups: int = 1
 
     # ---- structure -------------------------------------------------------------------------
     @property
@@ -233,8 +236,15 @@ def _parse_model(name: str, t: dict[str, Any]) -> Model:
         raise HwModelError(f"{where}: MLA needs kv_lora_rank, qk_rope_head_dim and v_head_dim >= 1")
     sources = {k: s.source for k, s in ints.items()} | {"tie_word_embeddings": tie.source,
                                                          "published_params": pub.source}
+    groups = 1
+    if "expert_groups" in t:  # optional: only grouped-routing MoE models need it
+        g = sourced(t, "expert_groups", where, int, minimum=1)
+        groups, sources["expert_groups"] = int(g.value), g.source
+        if not v["experts"] or v["experts"] % groups:
+            raise HwModelError(f"{where}: expert_groups ({groups}) must divide experts ({v['experts']})")
     return Model(name=name, hf_repo=t["hf_repo"], attention=attention, tie_word_embeddings=bool(tie.value),
-                 published_params=float(pub.value), aliases=_aliases(t, where), sources=sources, **v)
+                 published_params=float(pub.value), aliases=_aliases(t, where), sources=sources,
+                 expert_groups=groups, **v)
 
 
 def _index(records: dict[str, Any], kind: str) -> dict[str, Any]:

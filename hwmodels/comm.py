@@ -73,6 +73,25 @@ def alltoall_time(bytes_per_gpu, gpu: str | GPU, n_gpus: int, intra_node: bool =
     return _out(t)
 
 
+def weight_transfer_time(bytes_per_gpu, gpu: str | GPU, intra_node: bool = True, inter_node_bw: float | None = None,
+                         calibration: Calibration | None = None):
+    """Seconds for each GPU to receive `bytes_per_gpu` of weights point-to-point (expert migration).
+
+    Every receiving GPU pulls over its own link in parallel: the scale-up link (scaleup_bw/2 per
+    direction) when intra_node, else its NIC (inter_node_bw, default data/infra.toml); achieved
+    bandwidth is comm_eff of the link, plus comm_latency_s when anything moves.
+    """
+    g = get_gpu(gpu)
+    cal = default_calibration() if calibration is None else calibration
+    b = _bytes(bytes_per_gpu, "weight_transfer_time: bytes_per_gpu")
+    if intra_node:
+        bw = 0.5 * g.scaleup_bw
+    else:
+        bw = positive(infra_default("network", "inter_node_bw") if inter_node_bw is None else inter_node_bw,
+                      "weight_transfer_time: inter_node_bw (bytes/s)")
+    return _out(np.where(b > 0, b / (bw * cal.comm_eff) + cal.comm_latency_s, 0.0))
+
+
 def kv_transfer_time(bytes_, bandwidth: float, latency_s: float = 0.0):
     """Seconds to move `bytes_` of KV cache over a link of `bandwidth` bytes/s (e.g. gpu.pcie_bw/2
     for a one-way host swap, infra inter_node_bw for disaggregated prefill), plus a fixed latency."""

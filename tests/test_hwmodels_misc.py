@@ -66,6 +66,28 @@ def test_alltoall_errors():
         alltoall_time(1e6, "h100", 16, intra_node=False, nodes=2, inter_node_bw=-1)
 
 
+def test_weight_transfer_time_links():
+    from hwmodels import weight_transfer_time
+
+    g = get_gpu("H100")
+    cal = Calibration.ideal()
+    # one DeepSeek-V3 FP8 expert (44 MB) over NVLink (450 GB/s per direction) and a 50 GB/s NIC
+    b = get_model("DeepSeek-V3").expert_params * 1.0
+    assert weight_transfer_time(b, g, calibration=cal) == pytest.approx(b / 450e9)
+    assert weight_transfer_time(b, g, intra_node=False, calibration=cal) == pytest.approx(b / 50e9)
+    assert weight_transfer_time(b, g, intra_node=False, inter_node_bw=100e9, calibration=cal) == pytest.approx(b / 100e9)
+    np.testing.assert_array_equal(weight_transfer_time(np.zeros(3), g), 0.0)  # nothing moves: no latency
+    assert weight_transfer_time(1.0, g) > 0.0
+    with pytest.raises(HwModelError, match="bytes_per_gpu"):
+        weight_transfer_time(-1.0, g)
+
+
+def test_expert_groups_catalogue():
+    assert get_model("DeepSeek-V3").expert_groups == 8
+    assert get_model("Qwen3-30B-A3B").expert_groups == 1 and get_model("Mixtral-8x7B").expert_groups == 1
+    assert get_model("Llama-3.1-8B").expert_groups == 1  # dense: the default, no grouping
+
+
 def test_allreduce_ring():
     cal = Calibration.ideal()
     assert allreduce_time(1e9, "h100", 8, cal) == pytest.approx(2 * 7 / 8 * 1e9 / 450e9)
