@@ -23,9 +23,11 @@ from gymnasium.envs.registration import register, registry
 
 ENVS = {
     "servegym/KVAdmission-v0": "envs.kv_admission:KVAdmissionEnv",
+    "servegym/PrefixEviction-v0": "envs.prefix_eviction:PrefixEvictionEnv",
 }
 VEC_ENVS = {
     "servegym/KVAdmission-v0": "envs.kv_admission:KVAdmissionVecEnv",
+    "servegym/PrefixEviction-v0": "envs.prefix_eviction:PrefixEvictionVecEnv",
 }
 
 for _id, _entry in ENVS.items():

@@ -1,0 +1,515 @@
+"""servegym/PrefixEviction-v0: which prefix-cache block to evict when an insertion needs room.
+
+A prefix KV cache of C blocks replays a trace's block chains (Mooncake ``hash_ids``: 512-token
+blocks; equal ids = equal prefixes) one request at a time. A decision comes each time a block
+must be inserted into a full cache and at least two blocks could go: the action picks one of
+the K candidates, by default the K least recently used evictable blocks (Cold-RL's setting).
+Semantics of hits, pinning, stranding and recency: ``envs.prefix_eviction_kernels``.
+
+Observation: ``GLOBAL_FEATURES`` then ``CANDIDATE_FEATURES`` for each of the K candidates
+(recency, references, inter-reference time, depth, cached descendants, whether it is stranded,
+tokens, the prefill seconds its loss would cost at its position from hwmodels, tenant). The
+future (next-use times) is never observed; Belady reads it through the privileged
+``set_ranking("belady")`` the oracle's factory calls, not through the observation.
+
+Reward: prefill GPU-seconds saved by hits (``prefill_saved_s``: hwmodels' step time of the
+prompt's prefill minus that of the uncached rest), credited when a request looks up its prefix,
+so each step's reward is the saving of the requests replayed since the previous decision.
+
+Capacity: ``capacity_frac`` of the distinct blocks of the trace part played (``split``), at
+least 2 blocks. Episodes are windows of ``window_requests`` consecutive requests (the last
+window of a split takes the remainder); before a window, the ``warmup_requests`` requests that
+precede it in the same split are replayed unscored, each victim the first candidate of the
+env's ranking (LRU for a learned agent), so an episode starts from a warm cache that no policy
+under test chose; the first window of a split starts empty, as the trace does.
+
+Metrics per episode (``envs.metrics`` has no cache-only definition, so they are defined here):
+``block_hit_ratio`` (hit block references / block references), ``token_hit_ratio``,
+``prefill_s_saved``, ``ttft_p50_s``/``ttft_p99_s`` (``envs.prefix_eviction_ttft``: the window
+replayed on one replica of the cluster model at ``ttft_load`` of its capacity with these hits),
+and the ceiling ``block_hit_ratio_infinite`` of an infinite cache over the same window.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from functools import cache
+from typing import Any, NamedTuple, Sequence
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+from stable_baselines3.common.vec_env import VecEnv
+
+import hwmodels
+import traces
+from envs import prefix_eviction_kernels as K
+from envs.core.capacity import measure_capacity_rps
+from envs.core.engine import Engine, EngineSpec
+from envs.core.workload import build_workload
+from envs.metrics import percentile
+from envs.prefix_eviction_ttft import replay_ttft
+
+ENV_ID = "servegym/PrefixEviction-v0"
+DEFAULT_CAPACITIES = (0.01, 0.05, 0.10, 0.25)
+RANKINGS = {"lru": K.R_LRU, "lru_leaf": K.R_LRU_LEAF, "fifo": K.R_FIFO, "lfu": K.R_LFU,
+            "gdsf": K.R_GDSF, "belady": K.R_BELADY, "s3fifo": K.R_S3FIFO}
+
+
+@dataclass(frozen=True)
+class PrefixEvictionConfig:
+    """Everything that defines a scenario; ``--env-kwargs`` set these fields."""
+
+    trace: str | traces.Trace = "default"  # "default" = the mooncake_conv generator
+    split: str = "train"  # "train" | "test" (held-out) | "all"
+    held_out_frac: float = 0.3
+    capacity_frac: float | tuple[float, ...] = DEFAULT_CAPACITIES
+    chain: bool = True  # False: blocks are independent objects (textbook cache simulation)
+    candidates: int = 16  # K
+    window_requests: int = 1000
+    warmup_requests: int = 1000
+    model: str = "Llama-3.1-8B"
+    gpu: str = "H100"
+    tp: int = 1
+    ttft_load: float = 0.8  # offered load of the TTFT replay, share of the no-cache capacity
+    trace_seed: int = 0
+    trace_params: tuple[tuple[str, Any], ...] = ()  # forwarded to traces.load_trace
+    window_order: str = "random"  # "random" | "sequential" (env e plays windows e, e+E, ...)
+
+    def capacities(self) -> tuple[float, ...]:
+        c = self.capacity_frac
+        vals = (c,) if isinstance(c, (int, float)) else tuple(c)
+        if not vals or any(not (0.0 < float(v) <= 1.0) for v in vals):
+            raise ValueError(f"PrefixEviction: capacity_frac must be in (0, 1], got {c!r}")
+        return tuple(float(v) for v in vals)
+
+
+class Scenario(NamedTuple):
+    """Read-only arrays the kernels take (``sc``): the trace part as block references."""
+
+    chain: bool
+    ref_block: np.ndarray  # int32 [R], dense block id of each reference
+    ref_tokens: np.ndarray  # int32 [R], tokens of the block in that request
+    next_ref: np.ndarray  # int64 [R], index of the next reference to the same block (NEVER)
+    req_off: np.ndarray  # int64 [N + 1], request q's references are req_off[q]:req_off[q+1]
+    req_prompt: np.ndarray  # int64 [N]
+    req_tenant: np.ndarray  # int32 [N] (0 without tenants)
+    parent: np.ndarray  # int32 [U], block id of the parent (-1 for a first block)
+    depth: np.ndarray  # int32 [U]
+    tokens: np.ndarray  # int32 [U]
+    cost: np.ndarray  # float64 [U], prefill seconds of the block at its position
+    cost0: float  # cost of a full first block (feature scale)
+    coeffs: np.ndarray  # hwmodels step-time coefficients
+
+
+@dataclass(frozen=True)
+class Built:
+    sc: Scenario
+    n_blocks: int  # distinct blocks U
+    block_size: int
+    n_tenants: int
+    starts: np.ndarray  # sequential windows [W]
+    ends: np.ndarray
+    prev_ref: np.ndarray  # int64 [R], previous reference to the same block (-1)
+    arrival_s: np.ndarray
+    output: np.ndarray
+    engine: Engine
+    ttft_scale: float
+    name: str
+
+
+def _load_part(cfg: PrefixEvictionConfig) -> traces.Trace:
+    if isinstance(cfg.trace, traces.Trace):
+        trace = cfg.trace
+    else:
+        name = "mooncake_conv" if cfg.trace == "default" else cfg.trace
+        trace = traces.load_trace(name, seed=cfg.trace_seed, **dict(cfg.trace_params))
+    if trace.block_ids is None or trace.block_size is None:
+        raise ValueError(f"PrefixEviction: trace {trace.meta.name!r} has no prefix block ids "
+                         "(use mooncake_conv or a Mooncake-format file)")
+    if cfg.split == "all":
+        return trace
+    if cfg.split not in ("train", "test"):
+        raise ValueError(f"PrefixEviction: split must be 'train', 'test' or 'all', got {cfg.split!r}")
+    train, test = traces.split(trace, cfg.held_out_frac)
+    return train if cfg.split == "train" else test
+
+
+def _chain_tree(ref_block: np.ndarray, pos: np.ndarray, U: int, chain: bool, name: str):
+    """Parent and depth of each block id; in chain mode an id must have one parent (hash chains)."""
+    par_ref = np.where(pos > 0, np.roll(ref_block, 1), -1).astype(np.int32)
+    parent = np.full(U, -2, np.int32)
+    depth = np.zeros(U, np.int32)
+    parent[ref_block] = par_ref
+    depth[ref_block] = pos
+    if chain:
+        bad = np.flatnonzero((parent[ref_block] != par_ref) | (depth[ref_block] != pos))
+        if bad.size:
+            raise ValueError(
+                f"PrefixEviction: trace {name!r}: block reference {int(bad[0])} has a different "
+                "parent or position than another reference to the same id, so ids are not "
+                "prefix-hash chains; use chain=false to treat blocks as independent objects")
+    return parent, depth
+
+
+@cache
+def _build(cfg: PrefixEvictionConfig) -> Built:
+    trace = _load_part(cfg)
+    N = len(trace)
+    W = int(cfg.window_requests)
+    if W < 1 or cfg.warmup_requests < 0:
+        raise ValueError(f"PrefixEviction: window_requests must be >= 1 and warmup_requests >= 0, "
+                         f"got {cfg.window_requests}, {cfg.warmup_requests}")
+    if N < W:
+        raise ValueError(f"PrefixEviction: trace {trace.meta.name!r} ({cfg.split}) has {N} requests, "
+                         f"fewer than one window of window_requests={W}")
+    bs = int(trace.block_size)
+    off = np.asarray(trace.block_offsets, np.int64)
+    lens = np.diff(off)
+    uniq, ref_block = np.unique(np.asarray(trace.block_ids), return_inverse=True)
+    ref_block = ref_block.astype(np.int32)
+    U, R = len(uniq), len(ref_block)
+    pos = (np.arange(R) - np.repeat(off[:-1], lens)).astype(np.int32)
+    prompt = np.asarray(trace.prompt_tokens, np.int64)
+    last = np.repeat(prompt - (lens - 1) * bs, lens)
+    is_last = pos == np.repeat(lens - 1, lens)
+    ref_tokens = np.where(is_last, last, bs).astype(np.int32)
+    parent, depth = _chain_tree(ref_block, pos, U, cfg.chain, trace.meta.name)
+    tokens = np.zeros(U, np.int32)
+    tokens[ref_block[::-1]] = ref_tokens[::-1]  # first reference's size
+    order = np.argsort(ref_block, kind="stable")
+    same = ref_block[order[1:]] == ref_block[order[:-1]]
+    next_ref = np.full(R, K.NEVER, np.int64)
+    next_ref[order[:-1][same]] = order[1:][same]
+    prev_ref = np.full(R, -1, np.int64)
+    prev_ref[order[1:][same]] = order[:-1][same]
+    spec = EngineSpec(model=cfg.model, gpu=cfg.gpu, tp=cfg.tp)
+    coeffs = np.ascontiguousarray(
+        hwmodels.StepTimeModel(hwmodels.get_model(cfg.model), hwmodels.get_gpu(cfg.gpu), tp=cfg.tp).coeffs,
+        dtype=np.float64)
+    a = depth.astype(np.float64) * bs
+    b = a + tokens
+
+    def prefill(x):
+        return hwmodels.iteration_time(coeffs, x, x * (x + 1.0) / 2.0, 0.0, 0.0)
+
+    cost = np.asarray(prefill(b) - prefill(a), np.float64)
+    cost0 = float(prefill(float(bs)) - prefill(0.0))
+    tenant = trace.tenant
+    n_tenants = int(np.max(tenant)) + 1 if tenant is not None and N else 0
+    sc = Scenario(
+        chain=bool(cfg.chain), ref_block=ref_block, ref_tokens=ref_tokens, next_ref=next_ref,
+        req_off=off, req_prompt=prompt,
+        req_tenant=(np.asarray(tenant, np.int32) if tenant is not None else np.zeros(N, np.int32)),
+        parent=parent, depth=depth, tokens=tokens, cost=cost, cost0=cost0, coeffs=coeffs,
+    )
+    n_win = N // W
+    starts = np.arange(n_win, dtype=np.int64) * W
+    ends = np.append(starts[1:], N)
+    # TTFT replay: one replica of the cluster model, load relative to its no-cache capacity.
+    eng = spec.build(cache_on=True, chain_block_tokens=bs)
+    eng = eng._replace(max_output=max(int(trace.output_tokens.max()), 1))
+    need = prompt + trace.output_tokens
+    if np.any(need > eng.capacity_blocks * eng.block_size):
+        i = int(np.argmax(need > eng.capacity_blocks * eng.block_size))
+        raise ValueError(f"PrefixEviction: request {i} needs {int(need[i])} KV tokens, more than one "
+                         f"{cfg.model} replica on {cfg.gpu} holds; choose a larger gpu/tp")
+    wl, _ = build_workload(trace, min(1024, N), 0.7, cfg.trace_seed)
+    capacity = measure_capacity_rps(eng, wl)
+    rate = trace.rate_rps if np.isfinite(trace.rate_rps) and trace.rate_rps > 0 else capacity
+    if not cfg.ttft_load > 0:
+        raise ValueError(f"PrefixEviction: ttft_load must be > 0, got {cfg.ttft_load}")
+    return Built(sc, U, bs, n_tenants, starts, ends, prev_ref, np.asarray(trace.arrival_s, np.float64),
+                 np.asarray(trace.output_tokens, np.int64), eng, rate / (cfg.ttft_load * capacity),
+                 trace.meta.name)
+
+
+def build(cfg: PrefixEvictionConfig) -> Built:
+    """The scenario of ``cfg``; fields that only steer episodes do not rebuild it."""
+    return _build(replace(cfg, capacity_frac=DEFAULT_CAPACITIES, candidates=1, window_order="random"))
+
+
+class State(NamedTuple):
+    """Mutable per-env arrays (``st`` in the kernels)."""
+
+    iv: np.ndarray
+    fv: np.ndarray
+    where: np.ndarray  # int32 [E, U], slot of each block or -1
+    desc: np.ndarray  # int32 [E, U], cached blocks in each block's subtree (chain mode)
+    g_in: np.ndarray  # bool [E, U or 1], S3-FIFO ghost membership
+    g_prev: np.ndarray
+    g_next: np.ndarray
+    key: np.ndarray  # int32 [E, C]
+    free: np.ndarray
+    lru_prev: np.ndarray
+    lru_next: np.ndarray
+    q_prev: np.ndarray
+    q_next: np.ndarray
+    heap: np.ndarray
+    hpos: np.ndarray
+    k1: np.ndarray
+    k2: np.ndarray
+    ins_t: np.ndarray
+    last_t: np.ndarray
+    prev_t: np.ndarray
+    next_use: np.ndarray
+    freq: np.ndarray
+    pin: np.ndarray
+    tenant: np.ndarray
+    s3f: np.ndarray
+    s3q: np.ndarray
+    hit_tok: np.ndarray  # int64 [E, longest window], hit tokens of each request of the episode
+
+
+def allocate(E: int, U: int, C: int, longest: int, ghost: bool) -> State:
+    i32 = lambda *s: np.full(s, -1, np.int32)  # noqa: E731
+    i64 = lambda *s: np.zeros(s, np.int64)  # noqa: E731
+    G = U if ghost else 1
+    return State(
+        iv=i64(E, K.N_IV), fv=np.zeros((E, K.N_FV)), where=i32(E, U), desc=np.zeros((E, U), np.int32),
+        g_in=np.zeros((E, G), np.bool_), g_prev=i32(E, G), g_next=i32(E, G),
+        key=i32(E, C), free=i32(E, C), lru_prev=i32(E, C), lru_next=i32(E, C), q_prev=i32(E, C),
+        q_next=i32(E, C), heap=i32(E, C), hpos=i32(E, C), k1=np.zeros((E, C)), k2=i64(E, C),
+        ins_t=i64(E, C), last_t=i64(E, C), prev_t=i64(E, C), next_use=i64(E, C),
+        freq=np.zeros((E, C), np.int32), pin=i32(E, C), tenant=np.zeros((E, C), np.int32),
+        s3f=np.zeros((E, C), np.int8), s3q=np.zeros((E, C), np.int8), hit_tok=i64(E, longest),
+    )
+
+
+class PrefixEvictionVecEnv(VecEnv):
+    """E prefix caches stepped by one kernel call (SB3 VecEnv, no per-env objects)."""
+
+    table_metrics = ("block_hit_ratio", "token_hit_ratio", "prefill_s_saved", "ttft_p50_s",
+                     "ttft_p99_s", "block_hit_ratio_infinite", "return_mean")
+
+    def sweep(self) -> tuple[str, tuple[float, ...]]:
+        return "capacity_frac", self.config.capacities()
+
+    def __init__(self, num_envs: int = 1, config: PrefixEvictionConfig | None = None,
+                 seed: int | None = None, **kwargs: Any):
+        cfg = replace(config or PrefixEvictionConfig(), **kwargs)
+        cfg = replace(cfg, capacity_frac=cfg.capacities(), chain=bool(cfg.chain),
+                      trace_params=tuple(dict(cfg.trace_params).items()))
+        if cfg.window_order not in ("random", "sequential"):
+            raise ValueError(f"PrefixEviction: window_order must be 'random' or 'sequential', "
+                             f"got {cfg.window_order!r}")
+        if not (isinstance(cfg.candidates, int) and cfg.candidates >= 2):
+            raise ValueError(f"PrefixEviction: candidates must be an integer >= 2, got {cfg.candidates!r}")
+        self.config = cfg
+        self.built = build(cfg)
+        self.K = cfg.candidates
+        bt = self.built
+        self.caps = tuple(max(2, int(round(f * bt.n_blocks))) for f in cfg.capacities())
+        n_obs = K.N_GLOBAL + self.K * K.N_CAND
+        self.render_mode = None
+        super().__init__(num_envs, spaces.Box(-np.inf, np.inf, (n_obs,), np.float32),
+                         spaces.Discrete(self.K))
+        E = num_envs
+        self._longest = int(max(cfg.window_requests, (bt.ends - bt.starts).max()))
+        self.rank = K.R_LRU
+        self.state = allocate(E, bt.n_blocks, max(self.caps), self._longest, False)
+        self._obs = np.zeros((E, n_obs), np.float32)
+        self._obs64 = np.zeros((E, n_obs), np.float64)
+        self._mask = np.zeros((E, self.K), np.bool_)
+        self._cands = np.zeros((E, self.K), np.int64)
+        self._scratch = np.zeros(max(self.caps) + 2, np.int64)
+        self._rew = np.zeros(E)
+        self._done = np.zeros(E, np.bool_)
+        self._noop = np.zeros(E, np.bool_)  # window needed no eviction: one no-op step ends it
+        self._returns = np.zeros(E)
+        self._lengths = np.zeros(E, np.int64)
+        self._win = np.zeros((E, 2), np.int64)
+        self._cap = np.zeros(E, np.int64)
+        self._frac = np.zeros(E)
+        self._episodes_started = np.zeros(E, np.int64)
+        self._all = np.arange(E, dtype=np.int64)
+        self._actions = np.zeros(E, np.int64)
+        self._rngs = [np.random.default_rng() for _ in range(E)]
+        if seed is not None:
+            self.seed(seed)
+
+    # --- privileged channel for heuristics and oracles
+    def set_ranking(self, name: str) -> None:
+        """List candidates in the order of a heuristic (its victim first). Policies call this
+        from their factory; Belady's order is the one place next-use times enter the env."""
+        if name not in RANKINGS:
+            raise ValueError(f"PrefixEviction: ranking must be one of {', '.join(RANKINGS)}, got {name!r}")
+        self.rank = RANKINGS[name]
+        if self.rank == K.R_S3FIFO and self.state.g_in.shape[1] == 1:
+            bt = self.built
+            self.state = allocate(self.num_envs, bt.n_blocks, max(self.caps), self._longest, True)
+
+    # --- VecEnv API
+    def seed(self, seed: int | None = None) -> Sequence[int | None]:
+        seeds = super().seed(seed)
+        self._rngs = [np.random.default_rng(s) for s in seeds]
+        return seeds
+
+    def reset(self) -> np.ndarray:
+        for e, s in enumerate(self._seeds):
+            if s is not None:
+                self._rngs[e] = np.random.default_rng(s)
+        self._reset_seeds()
+        self._reset_options()
+        for e in range(self.num_envs):
+            self._reset_env(e)
+        self.reset_infos = [{} for _ in range(self.num_envs)]
+        return self._obs.copy()
+
+    def _reset_env(self, e: int) -> None:
+        bt, cfg = self.built, self.config
+        caps = self.caps
+        rng = self._rngs[e]
+        N = len(bt.sc.req_prompt)
+        if cfg.window_order == "sequential":
+            k = int(self._episodes_started[e]) * self.num_envs + e
+            w = k % len(bt.starts)
+            start, end = int(bt.starts[w]), int(bt.ends[w])
+            ci = (k // len(bt.starts)) % len(caps)
+        else:
+            start = int(rng.integers(N - cfg.window_requests + 1))
+            end = start + cfg.window_requests
+            ci = int(rng.integers(len(caps)))
+        self._episodes_started[e] += 1
+        self._win[e] = (start, end)
+        self._cap[e] = caps[ci]
+        self._frac[e] = cfg.capacities()[ci]
+        warm = max(0, start - cfg.warmup_requests)
+        more = K.reset_env(self.state, bt.sc, self.rank, e, caps[ci], warm, start, end, self.K,
+                           self._obs64, self._mask, self._cands[e], self._scratch, bt.block_size,
+                           bt.n_tenants)
+        self._noop[e] = not more
+        if not more:
+            self._obs64[e] = 0.0
+            self._mask[e] = False
+            self._mask[e, 0] = True
+        self._obs[e] = self._obs64[e]
+        self._returns[e] = 0.0
+        self._lengths[e] = 0
+
+    def step_async(self, actions: np.ndarray) -> None:
+        a = np.asarray(actions).reshape(self.num_envs)
+        if a.dtype.kind not in "iu" or a.min() < 0 or a.max() >= self.K:
+            raise ValueError(f"PrefixEviction: actions must be integers in [0, {self.K}), got {a!r}")
+        legal = self._mask[np.arange(self.num_envs), a]
+        if not legal.all():
+            e = int(np.argmin(legal))
+            raise ValueError(f"PrefixEviction: action {int(a[e])} of env {e} names no candidate "
+                             f"(legal: {np.flatnonzero(self._mask[e]).tolist()})")
+        self._actions = a.astype(np.int64)
+
+    def advance(self) -> None:
+        """One kernel call: every env evicts its chosen candidate and runs to its next decision
+        (an env whose window needed no eviction ends on its no-op step)."""
+        bt = self.built
+        self._rew[:] = 0.0
+        self._done[:] = self._noop
+        K.step_all(self.state, bt.sc, self.rank, self._live(), self._actions, self.K, self._obs64,
+                   self._mask, self._cands, self._scratch, self._rew, self._done, bt.block_size,
+                   bt.n_tenants)
+        self._obs[:] = self._obs64
+
+    def _live(self) -> np.ndarray:
+        if not self._noop.any():
+            return self._all
+        return np.flatnonzero(~self._noop).astype(np.int64)
+
+    def step_wait(self):
+        self.advance()
+        self._returns += self._rew
+        self._lengths += 1
+        done = self._done.copy()
+        rewards = self._rew.astype(np.float32)
+        infos: list[dict] = [{} for _ in range(self.num_envs)]
+        for e in np.flatnonzero(done):
+            infos[e] = {
+                "terminal_observation": self._obs[e].copy(),
+                "TimeLimit.truncated": False,
+                "episode": {"r": float(self._returns[e]), "l": int(self._lengths[e])},
+                "metrics": self.episode_metrics(e),
+            }
+            self._reset_env(e)
+        return self._obs.copy(), rewards, done, infos
+
+    def close(self) -> None:
+        pass
+
+    def action_masks(self) -> np.ndarray:
+        return self._mask.copy()
+
+    def get_attr(self, attr_name: str, indices=None) -> list[Any]:
+        return [getattr(self, attr_name) for _ in self._get_indices(indices)]
+
+    def set_attr(self, attr_name: str, value: Any, indices=None) -> None:
+        setattr(self, attr_name, value)
+
+    def env_method(self, method_name: str, *args, indices=None, **kwargs) -> list[Any]:
+        idx = list(self._get_indices(indices))
+        if method_name == "action_masks":
+            return list(self._mask[idx])
+        return [getattr(self, method_name)(*args, **kwargs) for _ in idx]
+
+    def env_is_wrapped(self, wrapper_class, indices=None) -> list[bool]:
+        return [False for _ in self._get_indices(indices)]
+
+    # --- domain metrics
+    def episode_metrics(self, e: int) -> dict[str, float]:
+        bt, iv = self.built, self.state.iv[e]
+        start, end = (int(x) for x in self._win[e])
+        refs = max(int(iv[K.I_REF_BLOCKS]), 1)
+        r0, r1 = bt.sc.req_off[start], bt.sc.req_off[end]
+        warm = bt.sc.req_off[max(0, start - self.config.warmup_requests)]
+        infinite = float(np.mean(bt.prev_ref[r0:r1] >= warm)) if r1 > r0 else 0.0
+        hit_tok = self.state.hit_tok[e, : end - start]
+        ttft = replay_ttft(bt.engine, bt.arrival_s[start:end], bt.sc.req_prompt[start:end],
+                           bt.output[start:end], hit_tok, bt.ttft_scale)
+        ok = np.isfinite(ttft)
+        return {
+            "block_hit_ratio": int(iv[K.I_HIT_BLOCKS]) / refs,
+            "token_hit_ratio": int(iv[K.I_HIT_TOKENS]) / max(int(iv[K.I_PROMPT_TOKENS]), 1),
+            "prefill_s_saved": float(self.state.fv[e, K.F_SAVED]),
+            "ttft_p50_s": percentile(ttft[ok], 50),
+            "ttft_p99_s": percentile(ttft[ok], 99),
+            "block_hit_ratio_infinite": infinite,
+            "capacity_blocks": float(self._cap[e]),
+            "capacity_frac": float(self._frac[e]),
+            "requests": float(end - start),
+            "block_refs": float(refs),
+            "evictions": float(iv[K.I_EVICTIONS]),
+            "decisions": float(iv[K.I_DECISIONS]),
+            "stranding_evictions": float(iv[K.I_STRANDED_EVICT]),
+            "bypassed_blocks": float(iv[K.I_BYPASS]),
+        }
+
+
+class PrefixEvictionEnv(gym.Env):
+    """The single-env Gymnasium view (E = 1) of :class:`PrefixEvictionVecEnv`."""
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, **kwargs: Any):
+        self._vec = PrefixEvictionVecEnv(1, **kwargs)
+        self.observation_space = self._vec.observation_space
+        self.action_space = self._vec.action_space
+        self.config = self._vec.config
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        if seed is not None:
+            self._vec.seed(seed)
+        return self._vec.reset()[0], {}
+
+    def step(self, action):
+        a = np.asarray(action)
+        if a.shape not in ((), (1,)) or not self.action_space.contains(int(a.reshape(-1)[0])):
+            raise ValueError(f"PrefixEviction: action must be an integer in [0, {self._vec.K}), got {action!r}")
+        v = self._vec
+        v.step_async(np.array([int(a.reshape(-1)[0])]))
+        v.advance()
+        info: dict[str, Any] = {}
+        if v._done[0]:
+            info["metrics"] = v.episode_metrics(0)
+        return v._obs[0].copy(), float(v._rew[0]), bool(v._done[0]), False, info
+
+    def action_masks(self) -> np.ndarray:
+        return self._vec._mask[0].copy()

@@ -1,0 +1,619 @@
+"""Numba kernels of PrefixEviction-v0: a batch of E prefix caches replaying block references.
+
+One call advances every env of the batch until the next insertion needs room and at least two
+legal candidates exist (a decision), or its episode window ends. A forced choice (one legal
+candidate) is taken inside the kernel; with none (every cached block belongs to the request
+being inserted) the block is not cached (bypass).
+
+Layout (struct-of-arrays, leading dimension E): cache entries are slots ``[E, C]`` taken from a
+free stack, so a slot never moves; block ids are dense per scenario (``0..U-1``), so the index
+from block to slot is a direct array ``where[E, U]`` (no hashing needed). Three orders are kept
+per env: the recency list (LRU), the insertion list (FIFO, or S3-FIFO's small/main queues) and,
+for the priority rankings (LFU, GDSF, Belady), an indexed binary min-heap over slots with a
+lexicographic key ``(k1, k2)``.
+
+Semantics. ``chain=True``: a request hits its longest cached prefix (lookup stops at the first
+missing block, as vLLM's ``find_longest_cache_hit`` and SGLang's ``match_prefix``); then every
+block of its chain is referenced in order: cached ones are touched, missing ones are inserted.
+The request's own blocks are pinned until it ends (an engine cannot free the KV of the request it
+is computing). When the request ends its chain is stamped as used, tail first, so ancestors are
+more recent than descendants (vLLM V1 frees a request's blocks in reverse order so that tail
+blocks are evicted first: ``vllm/v1/core/single_type_kv_cache_manager.py``). Evicting an inner
+block strands its cached descendants: they stay resident, cannot hit, and become usable again if
+a later request re-inserts the missing prefix (ids are hash chains, so the ids match again).
+``chain=False``: every reference is an independent object (hit iff cached), recency is stamped
+per reference and nothing is pinned: a textbook cache simulator over the flattened reference
+string.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+from envs.core.engine import step_time
+
+# Rankings: the order in which the K candidates are listed (the first one is the ranking's own
+# victim). The learned agent always sees R_LRU; the others serve the heuristics natively.
+R_LRU, R_LRU_LEAF, R_FIFO, R_LFU, R_GDSF, R_BELADY, R_S3FIFO = 0, 1, 2, 3, 4, 5, 6
+NEVER = np.int64(1) << np.int64(60)  # next use of a block never referenced again
+
+GLOBAL_FEATURES = (
+    "fill",  # cached blocks / capacity
+    "capacity",  # log10(capacity blocks) / 5
+    "req_hit",  # cached prefix of the request being inserted / its chain length
+    "req_len",  # log1p(chain length of the request) / 6
+    "position",  # log1p(depth of the block to insert) / 6
+    "candidates",  # legal candidates / K
+    "hit_recent",  # EMA of the per-request block hit ratio
+    "progress",  # share of the episode's requests done
+)
+CANDIDATE_FEATURES = (
+    "present",  # 1 if the k-th candidate exists (and is evictable)
+    "age",  # log1p((now - last use) / C), references as the clock
+    "refs",  # log1p(references since it was inserted)
+    "irt",  # log1p(gap between its last two references / C); 0 if referenced once
+    "insert_age",  # log1p((now - insertion) / C)
+    "depth",  # log1p(position in its chain) / 6
+    "descendants",  # log1p(cached blocks below it in the prefix tree) / 6 (chain mode)
+    "stranded",  # 1 if its parent is not cached (it cannot hit until that is re-inserted)
+    "tokens",  # tokens in the block / block size
+    "cost",  # prefill seconds its loss would cost at its position / a first block's
+    "tenant",  # tenant of its last request / number of tenants (0 if the trace has none)
+)
+N_GLOBAL = len(GLOBAL_FEATURES)
+N_CAND = len(CANDIDATE_FEATURES)
+
+# Per-env integer scalars (columns of ``iv``) and float scalars (columns of ``fv``).
+I_REQ, I_REQ_END, I_J, I_HITLEN, I_CAP, I_CNT, I_FREE_TOP, I_HSIZE = 0, 1, 2, 3, 4, 5, 6, 7
+I_LRU_H, I_LRU_T, I_Q_H, I_Q_T, I_M_H, I_M_T, I_G_H, I_G_T = 8, 9, 10, 11, 12, 13, 14, 15
+I_S_SIZE, I_M_SIZE, I_G_SIZE, I_REQ_START, I_SCORE = 16, 17, 18, 19, 20
+I_HIT_BLOCKS, I_REF_BLOCKS, I_HIT_TOKENS, I_PROMPT_TOKENS = 21, 22, 23, 24
+I_EVICTIONS, I_DECISIONS, I_BYPASS, I_STRANDED_EVICT, N_IV = 25, 26, 27, 28, 29
+F_L, F_SAVED, F_HIT_EMA, F_REWARD, N_FV = 0, 1, 2, 3, 4
+
+
+# ----------------------------------------------------------------------------- linked lists
+# Doubly linked lists over slots; ``iv[e, h]`` is the newest end, ``iv[e, t]`` the oldest.
+@nb.njit(cache=True, inline="always")
+def _push_front(prv, nxt, iv, e, h, t, c):
+    head = iv[e, h]
+    prv[e, c] = -1
+    nxt[e, c] = head
+    if head >= 0:
+        prv[e, head] = c
+    else:
+        iv[e, t] = c
+    iv[e, h] = c
+
+
+@nb.njit(cache=True, inline="always")
+def _unlink(prv, nxt, iv, e, h, t, c):
+    p = prv[e, c]
+    n = nxt[e, c]
+    if p >= 0:
+        nxt[e, p] = n
+    else:
+        iv[e, h] = n
+    if n >= 0:
+        prv[e, n] = p
+    else:
+        iv[e, t] = p
+    prv[e, c] = -1
+    nxt[e, c] = -1
+
+
+# ----------------------------------------------------------------------------- min-heap
+@nb.njit(cache=True, inline="always")
+def _less(k1, k2, e, a, b):
+    return k1[e, a] < k1[e, b] or (k1[e, a] == k1[e, b] and k2[e, a] < k2[e, b])
+
+
+@nb.njit(cache=True)
+def _sift_up(heap, hpos, k1, k2, e, i):
+    c = heap[e, i]
+    while i > 0:
+        p = (i - 1) >> 1
+        pc = heap[e, p]
+        if not _less(k1, k2, e, c, pc):
+            break
+        heap[e, i] = pc
+        hpos[e, pc] = i
+        i = p
+    heap[e, i] = c
+    hpos[e, c] = i
+
+
+@nb.njit(cache=True)
+def _sift_down(heap, hpos, k1, k2, e, i, n):
+    c = heap[e, i]
+    while True:
+        l = 2 * i + 1
+        if l >= n:
+            break
+        m = l
+        if l + 1 < n and _less(k1, k2, e, heap[e, l + 1], heap[e, l]):
+            m = l + 1
+        if not _less(k1, k2, e, heap[e, m], c):
+            break
+        heap[e, i] = heap[e, m]
+        hpos[e, heap[e, i]] = i
+        i = m
+    heap[e, i] = c
+    hpos[e, c] = i
+
+
+@nb.njit(cache=True)
+def _heap_fix(heap, hpos, k1, k2, iv, e, c):
+    i = hpos[e, c]
+    _sift_up(heap, hpos, k1, k2, e, i)
+    _sift_down(heap, hpos, k1, k2, e, hpos[e, c], iv[e, I_HSIZE])
+
+
+@nb.njit(cache=True)
+def _heap_push(heap, hpos, k1, k2, iv, e, c):
+    n = iv[e, I_HSIZE]
+    heap[e, n] = c
+    hpos[e, c] = n
+    iv[e, I_HSIZE] = n + 1
+    _sift_up(heap, hpos, k1, k2, e, n)
+
+
+@nb.njit(cache=True)
+def _heap_remove(heap, hpos, k1, k2, iv, e, c):
+    i = hpos[e, c]
+    n = iv[e, I_HSIZE] - 1
+    iv[e, I_HSIZE] = n
+    hpos[e, c] = -1
+    if i == n:
+        return
+    last = heap[e, n]
+    heap[e, i] = last
+    hpos[e, last] = i
+    _sift_up(heap, hpos, k1, k2, e, i)
+    _sift_down(heap, hpos, k1, k2, e, hpos[e, last], n)
+
+
+# ----------------------------------------------------------------------------- cost model
+@nb.njit(cache=True)
+def prefill_saved_s(coeffs, prompt, hit_tokens):
+    """Prefill seconds a cached prefix of ``hit_tokens`` saves a ``prompt``-token request: one
+    prefill iteration of the whole prompt minus one of the uncached rest attending to the cached
+    prefix (hwmodels' step-time model; at least one token is computed, as vLLM does)."""
+    h = min(hit_tokens, prompt - 1)
+    if h <= 0:
+        return 0.0
+    p = float(prompt)
+    rest = float(prompt - h)
+    full = step_time(coeffs, p, p * (p + 1.0) / 2.0, 0.0, 0.0)
+    part = step_time(coeffs, rest, rest * (h + (rest + 1.0) / 2.0), 0.0, 0.0)
+    return full - part
+
+
+# ----------------------------------------------------------------------------- the cache
+@nb.njit(cache=True)
+def _keys(rank, k1, k2, e, c, freq, last_t, next_use, cost, L):
+    """Heap key of slot ``c`` under a priority ranking (smallest = evicted first)."""
+    if rank == R_LFU:  # least frequently used, least recently used among equals
+        k1[e, c] = float(freq)
+        k2[e, c] = last_t
+    elif rank == R_GDSF:  # Cherkasova 1998: H = L + freq * cost / size (size: one block)
+        k1[e, c] = L + freq * cost
+        k2[e, c] = last_t
+    else:  # Belady MIN: farthest next use first; never-used-again ones least recently used first
+        k1[e, c] = -float(next_use)
+        k2[e, c] = last_t
+
+
+@nb.njit(cache=True)
+def _desc_add(parent, desc, e, b, d):
+    a = parent[b]
+    while a >= 0:
+        desc[e, a] += d
+        a = parent[a]
+
+
+@nb.njit(cache=True)
+def evict_slot(st, sc, rank, e, c):
+    """Remove slot ``c`` from every structure and return it to the free stack."""
+    iv = st.iv
+    b = st.key[e, c]
+    if sc.chain and st.desc[e, b] > 0:
+        iv[e, I_STRANDED_EVICT] += 1
+    st.where[e, b] = -1
+    st.key[e, c] = -1
+    _unlink(st.lru_prev, st.lru_next, iv, e, I_LRU_H, I_LRU_T, c)
+    if rank == R_S3FIFO:
+        if st.s3q[e, c] == 0:
+            _unlink(st.q_prev, st.q_next, iv, e, I_Q_H, I_Q_T, c)
+            iv[e, I_S_SIZE] -= 1
+        else:
+            _unlink(st.q_prev, st.q_next, iv, e, I_M_H, I_M_T, c)
+            iv[e, I_M_SIZE] -= 1
+    else:
+        _unlink(st.q_prev, st.q_next, iv, e, I_Q_H, I_Q_T, c)
+    if rank == R_LFU or rank == R_GDSF or rank == R_BELADY:
+        if rank == R_GDSF:
+            st.fv[e, F_L] = st.k1[e, c]  # inflation: L = H of the evicted block
+        _heap_remove(st.heap, st.hpos, st.k1, st.k2, iv, e, c)
+    if sc.chain:
+        _desc_add(sc.parent, st.desc, e, b, -1)
+    st.free[e, iv[e, I_FREE_TOP]] = c
+    iv[e, I_FREE_TOP] += 1
+    iv[e, I_CNT] -= 1
+    iv[e, I_EVICTIONS] += 1
+
+
+@nb.njit(cache=True)
+def _ghost_push(st, e, b, cap):
+    """S3-FIFO ghost queue (FIFO of evicted ids, as many entries as the main queue holds)."""
+    iv = st.iv
+    if st.g_in[e, b]:
+        return
+    st.g_in[e, b] = True
+    _push_front(st.g_prev, st.g_next, iv, e, I_G_H, I_G_T, b)
+    iv[e, I_G_SIZE] += 1
+    while iv[e, I_G_SIZE] > cap - cap // 10:
+        old = iv[e, I_G_T]
+        _unlink(st.g_prev, st.g_next, iv, e, I_G_H, I_G_T, old)
+        st.g_in[e, old] = False
+        iv[e, I_G_SIZE] -= 1
+
+
+@nb.njit(cache=True)
+def s3fifo_victim(st, sc, e, q):
+    """S3-FIFO's eviction (Yang et al., SOSP'23; libCacheSim ``S3FIFOv0.c``, the paper's code):
+    small queue S = 10% of the cache, main queue M, ghost G of M's size. Evict from M while M is
+    over its share or S is empty (2-bit CLOCK: a block accessed since it entered M is reinserted
+    with its counter decremented), else from S: a block accessed while in S moves to M, one that
+    was not goes to G and is evicted. Blocks pinned by request ``q`` are passed over (rotated to
+    the head of their queue). Returns the slot to evict, or -1 when everything is pinned."""
+    iv = st.iv
+    cap = iv[e, I_CAP]
+    small_cap = max(cap // 10, 1)
+    guard = 4 * (iv[e, I_CNT] + 1)
+    while guard > 0:
+        guard -= 1
+        if iv[e, I_M_SIZE] > cap - small_cap or iv[e, I_S_SIZE] == 0:
+            c = iv[e, I_M_T]
+            if c < 0:
+                return -1
+            _unlink(st.q_prev, st.q_next, iv, e, I_M_H, I_M_T, c)
+            if st.pin[e, c] == q and sc.chain:
+                _push_front(st.q_prev, st.q_next, iv, e, I_M_H, I_M_T, c)
+                continue
+            f = st.s3f[e, c]
+            if f >= 1:
+                st.s3f[e, c] = min(f, 3) - 1
+                _push_front(st.q_prev, st.q_next, iv, e, I_M_H, I_M_T, c)
+                continue
+            _push_front(st.q_prev, st.q_next, iv, e, I_M_H, I_M_T, c)  # evict_slot unlinks it
+            return c
+        c = iv[e, I_Q_T]
+        _unlink(st.q_prev, st.q_next, iv, e, I_Q_H, I_Q_T, c)
+        if st.pin[e, c] == q and sc.chain:
+            _push_front(st.q_prev, st.q_next, iv, e, I_Q_H, I_Q_T, c)
+            continue
+        if st.s3f[e, c] >= 1:  # accessed while in S: promote to M
+            iv[e, I_S_SIZE] -= 1
+            iv[e, I_M_SIZE] += 1
+            st.s3q[e, c] = 1
+            st.s3f[e, c] = 0
+            _push_front(st.q_prev, st.q_next, iv, e, I_M_H, I_M_T, c)
+            continue
+        _push_front(st.q_prev, st.q_next, iv, e, I_Q_H, I_Q_T, c)
+        _ghost_push(st, e, st.key[e, c], cap)
+        return c
+    return -1
+
+
+@nb.njit(cache=True)
+def _insert(st, sc, rank, e, b, r, q):
+    """Cache block ``b`` (referenced by reference ``r`` of request ``q``) in a free slot."""
+    iv = st.iv
+    top = iv[e, I_FREE_TOP] - 1
+    c = st.free[e, top]
+    iv[e, I_FREE_TOP] = top
+    iv[e, I_CNT] += 1
+    st.where[e, b] = c
+    st.key[e, c] = b
+    st.ins_t[e, c] = r
+    st.last_t[e, c] = r
+    st.prev_t[e, c] = -1
+    st.freq[e, c] = 1
+    st.next_use[e, c] = sc.next_ref[r]
+    st.pin[e, c] = q
+    st.tenant[e, c] = sc.req_tenant[q]
+    _push_front(st.lru_prev, st.lru_next, iv, e, I_LRU_H, I_LRU_T, c)
+    if rank == R_S3FIFO:
+        st.s3f[e, c] = 0
+        if st.g_in[e, b]:  # ghost hit: straight into M
+            _unlink(st.g_prev, st.g_next, iv, e, I_G_H, I_G_T, b)
+            st.g_in[e, b] = False
+            iv[e, I_G_SIZE] -= 1
+            st.s3q[e, c] = 1
+            iv[e, I_M_SIZE] += 1
+            _push_front(st.q_prev, st.q_next, iv, e, I_M_H, I_M_T, c)
+        else:
+            st.s3q[e, c] = 0
+            iv[e, I_S_SIZE] += 1
+            _push_front(st.q_prev, st.q_next, iv, e, I_Q_H, I_Q_T, c)
+    else:
+        _push_front(st.q_prev, st.q_next, iv, e, I_Q_H, I_Q_T, c)
+    if rank == R_LFU or rank == R_GDSF or rank == R_BELADY:
+        _keys(rank, st.k1, st.k2, e, c, 1, r, sc.next_ref[r], sc.cost[b], st.fv[e, F_L])
+        _heap_push(st.heap, st.hpos, st.k1, st.k2, iv, e, c)
+    if sc.chain:
+        _desc_add(sc.parent, st.desc, e, b, 1)
+
+
+@nb.njit(cache=True)
+def _touch(st, sc, rank, e, c, r, q):
+    """Reference ``r`` (of request ``q``) to the cached slot ``c``."""
+    st.prev_t[e, c] = st.last_t[e, c]
+    st.last_t[e, c] = r
+    st.freq[e, c] += 1
+    st.next_use[e, c] = sc.next_ref[r]
+    st.pin[e, c] = q
+    st.tenant[e, c] = sc.req_tenant[q]
+    if rank == R_S3FIFO:
+        st.s3f[e, c] = min(st.s3f[e, c] + 1, 3)  # a 2-bit counter
+    if not sc.chain:
+        _unlink(st.lru_prev, st.lru_next, st.iv, e, I_LRU_H, I_LRU_T, c)
+        _push_front(st.lru_prev, st.lru_next, st.iv, e, I_LRU_H, I_LRU_T, c)
+    if rank == R_LFU or rank == R_GDSF or rank == R_BELADY:
+        _keys(rank, st.k1, st.k2, e, c, st.freq[e, c], r, st.next_use[e, c], sc.cost[st.key[e, c]],
+              st.fv[e, F_L])
+        _heap_fix(st.heap, st.hpos, st.k1, st.k2, st.iv, e, c)
+
+
+@nb.njit(cache=True)
+def _end_request(st, sc, rank, e, q):
+    """Chain mode: stamp the request's cached chain as used, tail first (ancestors newest)."""
+    r0 = sc.req_off[q]
+    n = sc.req_off[q + 1] - r0
+    for j in range(n - 1, -1, -1):
+        c = st.where[e, sc.ref_block[r0 + j]]
+        if c < 0:
+            continue
+        t = r0 + n - 1 - j
+        st.last_t[e, c] = t
+        _unlink(st.lru_prev, st.lru_next, st.iv, e, I_LRU_H, I_LRU_T, c)
+        _push_front(st.lru_prev, st.lru_next, st.iv, e, I_LRU_H, I_LRU_T, c)
+        if rank == R_LFU or rank == R_GDSF:
+            st.k2[e, c] = t
+            _heap_fix(st.heap, st.hpos, st.k1, st.k2, st.iv, e, c)
+
+
+@nb.njit(cache=True)
+def _evictable(st, sc, e, c, q):
+    return not (sc.chain and st.pin[e, c] == q)
+
+
+@nb.njit(cache=True)
+def candidates(st, sc, rank, e, q, K, out, scratch):
+    """The K first evictable slots in the order of ``rank``; returns how many were found."""
+    n = 0
+    if rank == R_LRU or rank == R_LRU_LEAF:
+        c = st.iv[e, I_LRU_T]
+        while c >= 0 and n < K:
+            if _evictable(st, sc, e, c, q) and (rank == R_LRU or st.desc[e, st.key[e, c]] == 0):
+                out[n] = c
+                n += 1
+            c = st.lru_prev[e, c]
+    elif rank == R_FIFO:
+        c = st.iv[e, I_Q_T]
+        while c >= 0 and n < K:
+            if _evictable(st, sc, e, c, q):
+                out[n] = c
+                n += 1
+            c = st.q_prev[e, c]
+    elif rank == R_S3FIFO:
+        c = s3fifo_victim(st, sc, e, q)
+        if c >= 0:
+            out[0] = c
+            n = 1
+    else:
+        # Best-first walk of the heap: the frontier holds heap positions whose parents were taken.
+        hs = st.iv[e, I_HSIZE]
+        m = 0
+        if hs > 0:
+            scratch[0] = 0
+            m = 1
+        while m > 0 and n < K:
+            best = 0
+            for i in range(1, m):
+                if _less(st.k1, st.k2, e, st.heap[e, scratch[i]], st.heap[e, scratch[best]]):
+                    best = i
+            pos = scratch[best]
+            m -= 1
+            scratch[best] = scratch[m]
+            c = st.heap[e, pos]
+            if _evictable(st, sc, e, c, q):
+                out[n] = c
+                n += 1
+            for ch in (2 * pos + 1, 2 * pos + 2):
+                if ch < hs:
+                    scratch[m] = ch
+                    m += 1
+    return n
+
+
+@nb.njit(cache=True)
+def write_obs(st, sc, e, K, n, cands, obs, mask, block_size, n_tenants):
+    iv = st.iv
+    q = iv[e, I_REQ]
+    r0 = sc.req_off[q]
+    clen = sc.req_off[q + 1] - r0
+    cap = iv[e, I_CAP]
+    now = r0 + iv[e, I_J]
+    o = obs[e]
+    o[0] = iv[e, I_CNT] / cap
+    o[1] = np.log10(cap) / 5.0
+    o[2] = iv[e, I_HITLEN] / max(clen, 1)
+    o[3] = np.log1p(clen) / 6.0
+    o[4] = np.log1p(iv[e, I_J]) / 6.0
+    o[5] = n / K
+    o[6] = st.fv[e, F_HIT_EMA]
+    o[7] = (q - iv[e, I_REQ_START]) / max(iv[e, I_REQ_END] - iv[e, I_REQ_START], 1)
+    inv_c = 1.0 / cap
+    for k in range(K):
+        base = N_GLOBAL + k * N_CAND
+        mask[e, k] = k < n
+        if k >= n:
+            for f in range(N_CAND):
+                o[base + f] = 0.0
+            continue
+        c = cands[k]
+        b = st.key[e, c]
+        o[base + 0] = 1.0
+        o[base + 1] = np.log1p((now - st.last_t[e, c]) * inv_c)
+        o[base + 2] = np.log1p(st.freq[e, c])
+        pt = st.prev_t[e, c]
+        o[base + 3] = np.log1p((st.last_t[e, c] - pt) * inv_c) if pt >= 0 else 0.0
+        o[base + 4] = np.log1p((now - st.ins_t[e, c]) * inv_c)
+        o[base + 5] = np.log1p(sc.depth[b]) / 6.0
+        o[base + 6] = np.log1p(st.desc[e, b]) / 6.0
+        p = sc.parent[b]
+        o[base + 7] = 1.0 if (sc.chain and p >= 0 and st.where[e, p] < 0) else 0.0
+        o[base + 8] = sc.tokens[b] / block_size
+        o[base + 9] = sc.cost[b] / sc.cost0
+        o[base + 10] = (st.tenant[e, c] + 1.0) / n_tenants if n_tenants > 0 else 0.0
+
+
+@nb.njit(cache=True)
+def advance(st, sc, rank, e, K, decide, obs, mask, cands, scratch, block_size, n_tenants):
+    """Run env ``e`` until a decision (returns True, candidates in ``cands``, obs written) or the
+    end of its window (returns False). ``decide=False`` takes each ranking's first candidate
+    (warm-up replay). Rewards and counters accumulate in ``st.fv``/``st.iv``."""
+    iv = st.iv
+    chain = sc.chain
+    score = iv[e, I_SCORE] != 0
+    while iv[e, I_REQ] < iv[e, I_REQ_END]:
+        q = iv[e, I_REQ]
+        r0 = sc.req_off[q]
+        n = sc.req_off[q + 1] - r0
+        if iv[e, I_J] < 0:  # start of a request: prefix lookup
+            h = 0
+            if chain:
+                while h < n and st.where[e, sc.ref_block[r0 + h]] >= 0:
+                    h += 1
+                tok = 0
+                for j in range(h):
+                    tok += sc.ref_tokens[r0 + j]
+                if score:
+                    saved = prefill_saved_s(sc.coeffs, sc.req_prompt[q], tok)
+                    iv[e, I_HIT_BLOCKS] += h
+                    iv[e, I_HIT_TOKENS] += tok
+                    st.hit_tok[e, q - iv[e, I_REQ_START]] = tok
+                    st.fv[e, F_SAVED] += saved
+                    st.fv[e, F_REWARD] += saved
+            iv[e, I_HITLEN] = h
+            if score:
+                iv[e, I_REF_BLOCKS] += n
+                iv[e, I_PROMPT_TOKENS] += sc.req_prompt[q]
+            iv[e, I_J] = 0
+        while iv[e, I_J] < n:
+            j = iv[e, I_J]
+            r = r0 + j
+            b = sc.ref_block[r]
+            c = st.where[e, b]
+            if c >= 0:
+                if not chain:
+                    iv[e, I_HITLEN] += 1
+                if not chain and score:
+                    iv[e, I_HIT_BLOCKS] += 1
+                    iv[e, I_HIT_TOKENS] += sc.ref_tokens[r]
+                    st.hit_tok[e, q - iv[e, I_REQ_START]] += sc.ref_tokens[r]
+                    st.fv[e, F_SAVED] += sc.cost[b]
+                    st.fv[e, F_REWARD] += sc.cost[b]
+                _touch(st, sc, rank, e, c, r, q)
+                iv[e, I_J] = j + 1
+                continue
+            if iv[e, I_CNT] >= iv[e, I_CAP]:
+                m = candidates(st, sc, rank, e, q, K, cands, scratch)
+                if m == 0:
+                    if score:
+                        iv[e, I_BYPASS] += 1
+                    iv[e, I_J] = j + 1
+                    continue
+                if m >= 2 and decide:
+                    if score:
+                        iv[e, I_DECISIONS] += 1
+                    write_obs(st, sc, e, K, m, cands, obs, mask, block_size, n_tenants)
+                    return True
+                evict_slot(st, sc, rank, e, cands[0])
+            _insert(st, sc, rank, e, b, r, q)
+            iv[e, I_J] = j + 1
+        if chain:
+            _end_request(st, sc, rank, e, q)
+        if n > 0:
+            st.fv[e, F_HIT_EMA] += 0.05 * (iv[e, I_HITLEN] / n - st.fv[e, F_HIT_EMA])
+        iv[e, I_REQ] = q + 1
+        iv[e, I_J] = -1
+    return False
+
+
+@nb.njit(cache=True)
+def reset_env(st, sc, rank, e, cap, warm_start, start, end, K, obs, mask, cands, scratch,
+              block_size, n_tenants):
+    """Empty env ``e``'s cache, replay requests [warm_start, start) unscored with the ranking's
+    own victims, and run to the first decision of the window [start, end)."""
+    iv = st.iv
+    for i in range(N_IV):
+        iv[e, i] = 0
+    for i in range(N_FV):
+        st.fv[e, i] = 0.0
+    for col in (I_LRU_H, I_LRU_T, I_Q_H, I_Q_T, I_M_H, I_M_T, I_G_H, I_G_T):
+        iv[e, col] = -1
+    C = st.key.shape[1]
+    for c in range(C):
+        b = st.key[e, c]
+        if b >= 0:
+            st.where[e, b] = -1
+        st.key[e, c] = -1
+        st.free[e, c] = C - 1 - c
+        st.lru_prev[e, c] = -1
+        st.lru_next[e, c] = -1
+        st.q_prev[e, c] = -1
+        st.q_next[e, c] = -1
+        st.hpos[e, c] = -1
+        st.pin[e, c] = -1
+    if sc.chain:
+        st.desc[e, :] = 0
+    if rank == R_S3FIFO:
+        st.g_in[e, :] = False
+    iv[e, I_FREE_TOP] = C
+    iv[e, I_CAP] = cap
+    iv[e, I_REQ] = warm_start
+    iv[e, I_REQ_END] = start
+    iv[e, I_J] = -1
+    advance(st, sc, rank, e, K, False, obs, mask, cands, scratch, block_size, n_tenants)
+    for i in (I_HIT_BLOCKS, I_REF_BLOCKS, I_HIT_TOKENS, I_PROMPT_TOKENS, I_EVICTIONS, I_DECISIONS,
+              I_BYPASS, I_STRANDED_EVICT):
+        iv[e, i] = 0
+    st.fv[e, F_SAVED] = 0.0
+    st.fv[e, F_REWARD] = 0.0
+    st.hit_tok[e, :] = 0
+    iv[e, I_REQ_START] = start
+    iv[e, I_REQ_END] = end
+    iv[e, I_SCORE] = 1
+    return advance(st, sc, rank, e, K, True, obs, mask, cands, scratch, block_size, n_tenants)
+
+
+@nb.njit(cache=True)
+def step_all(st, sc, rank, envs, actions, K, obs, mask, cands, scratch, reward, done, block_size,
+             n_tenants):
+    """Each env of ``envs`` evicts its chosen candidate (an index into its candidates), inserts
+    the pending block and runs to its next decision; ``done[e]`` when its window ended."""
+    for i in range(envs.shape[0]):
+        e = envs[i]
+        st.fv[e, F_REWARD] = 0.0
+        evict_slot(st, sc, rank, e, cands[e, actions[e]])
+        q = st.iv[e, I_REQ]
+        r = sc.req_off[q] + st.iv[e, I_J]
+        _insert(st, sc, rank, e, sc.ref_block[r], r, q)
+        st.iv[e, I_J] += 1
+        more = advance(st, sc, rank, e, K, True, obs, mask, cands[e], scratch, block_size, n_tenants)
+        reward[e] = st.fv[e, F_REWARD]
+        done[e] = not more
