@@ -1,0 +1,281 @@
+"""Every policy on every scenario, one score that means the same thing everywhere.
+
+    python -m agents.leaderboard [--quick] [--trace PATH ...] [--envs NAME ...] [--seeds N]
+        [--policy CHECKPOINT_OR_ONNX ...] [--readme README.md] --out DIR
+    python -m agents.leaderboard --check DIR
+
+For each scenario of ``agents.scenarios`` (held-out windows only), every registered heuristic and
+oracle of its environment, ``random``, the reference learned agent (``zoo``) and any checkpoint
+or ONNX file given with ``--policy`` play the same episodes (episode i = held-out window i).
+Scores: the main metric raw, and normalized (0 = the naive reference, 100 = the oracle or bound),
+each with a 95% paired bootstrap interval over episodes; rank within each scenario.
+
+Writes ``leaderboard.json`` (one row per scenario x policy, every metric; identical for the same
+command on the same machine), ``leaderboard.md``, ``leaderboard.html`` (self-contained, tables and
+plots) with the plots as PNG under ``plots/``, and ``timing.json`` (wall times and decision
+latencies, which vary run to run and so stay out of the JSON).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import envs
+from agents.evaluate import run_episodes
+from agents.policy import ZOO, heuristic_names, make_policy
+from agents.scenarios import (
+    SCORING,
+    Scenario,
+    Scoring,
+    scenarios_for,
+    user_trace_scenarios,
+)
+from envs.metrics import aggregate
+
+VERSION = 1
+BOOTSTRAP = 2000
+
+
+@dataclass
+class PolicyRun:
+    """One policy's episodes on one scenario."""
+
+    policy: str
+    episodes: list[dict[str, float]]
+    extras: list[dict[str, Any]]
+    call_s: np.ndarray
+    wall_s: float
+
+
+@dataclass
+class ScenarioResult:
+    scenario: Scenario
+    runs: list[PolicyRun] = field(default_factory=list)
+    skipped: str = ""
+
+
+def policies_for(env_id: str, extra: list[str]) -> list[str]:
+    names = ["random", *heuristic_names(env_id)]
+    if env_id in ZOO:
+        names.append("zoo")
+    return names + list(extra)
+
+
+def run_scenario(sc: Scenario, policies: list[str], quick: bool, episodes: int | None,
+                 progress: Any = None) -> ScenarioResult:
+    n = episodes or sc.n_episodes(quick)
+    kwargs = {"split": "test", **sc.kwargs(quick), "trace": sc.trace, "window_order": "sequential"}
+    out = ScenarioResult(sc)
+    for spec in policies:
+        t = time.perf_counter()
+        vec = envs.make_vec(sc.env_id, n, seed=sc.seed, **kwargs)
+        policy = make_policy(spec, vec, sc.env_id, seed=sc.seed)
+        extras: list[dict[str, Any]] = []
+        eps, call_s = run_episodes(vec, policy, extras)
+        vec.close()
+        out.runs.append(PolicyRun(spec, eps, extras, call_s, time.perf_counter() - t))
+        if progress is not None:
+            progress.update(1)
+    return out
+
+
+# --- scoring -----------------------------------------------------------------------------------
+
+def _bootstrap_idx(n: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, n, size=(BOOTSTRAP, n))
+
+
+def _ci(samples: np.ndarray) -> list[float | None]:
+    s = samples[np.isfinite(samples)]
+    if s.size == 0:
+        return [None, None]
+    return [float(np.percentile(s, 2.5)), float(np.percentile(s, 97.5))]
+
+
+def score_scenario(res: ScenarioResult, index: int) -> list[dict[str, Any]]:
+    """Rows (one per policy) with raw and normalized main metric, CIs, rank and all metrics."""
+    sc, scoring = res.scenario, SCORING[res.scenario.env_id]
+    key = scoring.main_metric
+    raw = {r.policy: np.array([ep[key] for ep in r.episodes], np.float64) for r in res.runs}
+    n = min(len(v) for v in raw.values())
+    idx = _bootstrap_idx(n, seed=index)
+    boot = {p: v[:n][idx].mean(axis=1) for p, v in raw.items()}
+
+    def normalized(values: dict[str, np.ndarray], p: str) -> np.ndarray | float:
+        if scoring.normalized_metric:
+            return values[p]
+        lo = values[scoring.naive]
+        hi = values[scoring.bound] if scoring.bound else scoring.bound_value
+        span = hi - lo
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return 100.0 * (values[p] - lo) / span
+
+    if scoring.normalized_metric:
+        nm = scoring.normalized_metric
+        norm_raw = {r.policy: np.array([ep[nm] for ep in r.episodes], np.float64)[:n] for r in res.runs}
+        norm_boot = {p: v[idx].mean(axis=1) for p, v in norm_raw.items()}
+        norm_mean = {p: float(v.mean()) for p, v in norm_raw.items()}
+    else:
+        means = {p: np.float64(v[:n].mean()) for p, v in raw.items()}
+        norm_mean = {p: float(normalized(means, p)) for p in raw}
+        norm_boot = {p: np.asarray(normalized(boot, p)) for p in raw}
+
+    sign = 1.0 if scoring.higher_is_better else -1.0
+    order = sorted(raw, key=lambda p: (-sign * float(raw[p][:n].mean()), p))
+    rows = []
+    rank = 0
+    prev = None
+    for i, p in enumerate(order):
+        value = float(raw[p][:n].mean())
+        if value != prev:
+            rank, prev = i + 1, value
+        run = next(r for r in res.runs if r.policy == p)
+        rows.append({
+            "scenario": sc.id,
+            "env": sc.env_id,
+            "policy": p,
+            "rank": rank,
+            "main_metric": key,
+            "main": {"value": value, "ci95": _ci(boot[p])},
+            "normalized": {"value": _finite(norm_mean[p]), "ci95": _ci(norm_boot[p])},
+            "episodes": n,
+            "metrics": {k: _finite(v) for k, v in aggregate(run.episodes).items()
+                        if not k.startswith("decision_latency")},
+        })
+    return rows
+
+
+def _finite(x: float) -> float | None:
+    return float(x) if x is not None and math.isfinite(x) else None
+
+
+# --- the run -----------------------------------------------------------------------------------
+
+def build_report(results: list[ScenarioResult], command: str, quick: bool) -> dict[str, Any]:
+    rows: list[dict[str, Any]] = []
+    scenarios = []
+    for i, res in enumerate(results):
+        sc = res.scenario
+        scoring = SCORING[sc.env_id]
+        entry = {"id": sc.id, "env": sc.env_id, "trace": sc.trace, "env_kwargs": sc.kwargs(quick),
+                 "seed": sc.seed, "scoring": asdict(scoring)}
+        if res.skipped:
+            entry["skipped"] = res.skipped
+        else:
+            entry["episodes"] = len(res.runs[0].episodes)
+            rows += score_scenario(res, i)
+        scenarios.append(entry)
+    return {"version": VERSION, "command": command, "quick": quick, "scenarios": scenarios,
+            "rows": rows}
+
+
+def timing(results: list[ScenarioResult], wall_s: float) -> dict[str, Any]:
+    out: dict[str, Any] = {"wall_s": wall_s, "scenarios": {}}
+    for res in results:
+        out["scenarios"][res.scenario.id] = {
+            r.policy: {
+                "wall_s": r.wall_s,
+                "decision_latency_us_p50": float(np.percentile(r.call_s, 50)) * 1e6 / len(r.episodes),
+                "decision_latency_us_p99": float(np.percentile(r.call_s, 99)) * 1e6 / len(r.episodes),
+            } for r in res.runs
+        }
+    return out
+
+
+def run(scenarios: list[Scenario], extra_policies: list[str], quick: bool, episodes: int | None,
+        progress: bool = True) -> list[ScenarioResult]:
+    from tqdm import tqdm
+
+    plan = []
+    for sc in scenarios:
+        ok, why = sc.trace_available()
+        if sc.env_id not in envs.VEC_ENVS:
+            ok, why = False, f"environment {sc.env_id} is not registered"
+        plan.append((sc, policies_for(sc.env_id, extra_policies) if ok else [], why))
+    total = sum(len(p) for _, p, _ in plan)
+    bar = tqdm(total=total, desc="leaderboard", unit="run", disable=not progress, file=sys.stderr)
+    results = []
+    for sc, policies, why in plan:
+        bar.set_postfix_str(sc.id)
+        if not policies:
+            results.append(ScenarioResult(sc, skipped=why))
+            print(f"skipping {sc.id}: {why}", file=sys.stderr)
+            continue
+        results.append(run_scenario(sc, policies, quick, episodes, bar))
+    bar.close()
+    return results
+
+
+def _set_deterministic() -> None:
+    """One torch thread: summation order, and so SB3 actions, cannot vary between runs."""
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m agents.leaderboard", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", type=Path, help="output directory")
+    p.add_argument("--quick", action="store_true", help="every environment, few seeds, short windows")
+    p.add_argument("--trace", action="append", default=[], metavar="PATH",
+                   help="also score every policy on this trace file (repeatable)")
+    p.add_argument("--envs", nargs="+", help="environment ids or short names (default: all)")
+    p.add_argument("--seeds", type=int, help="held-out episodes per scenario (default: the scenario's)")
+    p.add_argument("--policy", action="append", default=[], metavar="PATH",
+                   help="an extra SB3 checkpoint or ONNX file to score (repeatable)")
+    p.add_argument("--readme", type=Path, help="rewrite this README's headline table section")
+    p.add_argument("--check", type=Path, metavar="DIR", help="validate a leaderboard output directory")
+    p.add_argument("--no-progress", action="store_true")
+    a = p.parse_args(argv)
+    from agents import leaderboard_report as report_io
+
+    if a.check:
+        problems = report_io.check(a.check)
+        for msg in problems:
+            print(f"{a.check}: {msg}", file=sys.stderr)
+        print(f"{a.check}: {'ok' if not problems else f'{len(problems)} problem(s)'}")
+        return 1 if problems else 0
+    if a.out is None:
+        p.error("--out DIR is required (unless --check)")
+    if a.seeds is not None and a.seeds < 1:
+        p.error("--seeds must be >= 1")
+    for path in a.policy:
+        if not Path(path).exists():
+            p.error(f"--policy {path}: no such file")
+    try:
+        scenarios = scenarios_for(a.envs) + user_trace_scenarios(a.trace, a.envs)
+    except (ValueError, FileNotFoundError) as err:
+        p.error(str(err))
+    _set_deterministic()
+    command = "python -m agents.leaderboard " + " ".join(
+        x for x in (argv if argv is not None else sys.argv[1:]))
+    t = time.perf_counter()
+    results = run(scenarios, a.policy, a.quick, a.seeds, progress=not a.no_progress)
+    wall = time.perf_counter() - t
+    report = build_report(results, command, a.quick)
+    report_io.write_all(a.out, report, results, timing(results, wall))
+    print(report_io.headline_markdown(report))
+    print(f"\nwrote {a.out}/leaderboard.json, .md, .html and plots/ in {wall:.0f} s wall")
+    if a.readme:
+        report_io.update_readme(a.readme, report)
+        print(f"updated the headline table in {a.readme}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+__all__ = ["Scoring", "build_report", "main", "run", "score_scenario"]

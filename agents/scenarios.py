@@ -1,0 +1,118 @@
+"""The leaderboard's scenario registry: environment x trace x model/GPU x sweep value x seeds.
+
+A scenario id never changes meaning. Changing anything that moves its numbers (trace, window
+length, model, load, episodes, metric, references) means a new id with the version bumped
+(``.../v2``), the old one left as it was or removed, never edited in place.
+
+Each environment family states how it is scored: its main metric and direction, the naive
+reference (normalized score 0) and the oracle or bound (100), and which data training may see.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+SHARED_TRACES = Path(__file__).resolve().parents[1].parent / "shared" / "traces"
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """How one environment is ranked and normalized.
+
+    ``bound`` is a policy name, or ``None`` with ``bound_value`` a constant the metric cannot pass
+    (for example SLO attainment 1.0 where no oracle is known). ``normalized_metric`` names a metric
+    the environment already reports normalized per episode (0..100 against its own references);
+    the leaderboard then uses it as is.
+    """
+
+    main_metric: str
+    higher_is_better: bool
+    naive: str
+    bound: str | None = None
+    bound_value: float | None = None
+    normalized_metric: str | None = None
+    training_may_see: str = ""
+    trace_kind: str = "requests"  # what --trace PATH files feed: "requests" or "expert_load"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    id: str
+    env_id: str
+    trace: str  # built-in name or a path under ../shared/traces
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    episodes: int = 8
+    seed: int = 10_000
+    quick_kwargs: dict[str, Any] = field(default_factory=dict)  # --quick overrides (shorter windows)
+    quick_episodes: int = 2
+
+    @property
+    def family(self) -> str:
+        return self.env_id.split("/")[-1]
+
+    def trace_available(self) -> tuple[bool, str]:
+        if "/" in self.trace or self.trace.endswith((".csv", ".jsonl", ".npz")):
+            path = Path(self.trace)
+            if not path.exists():
+                return False, f"trace file {path} not found (../shared/traces absent?)"
+        return True, ""
+
+    def kwargs(self, quick: bool) -> dict[str, Any]:
+        return {**self.env_kwargs, **(self.quick_kwargs if quick else {})}
+
+    def n_episodes(self, quick: bool) -> int:
+        return self.quick_episodes if quick else self.episodes
+
+
+SCORING: dict[str, Scoring] = {
+    "servegym/KVAdmission-v0": Scoring(
+        main_metric="slo_attainment", higher_is_better=True, naive="vllm_fcfs",
+        bound=None, bound_value=1.0,
+        training_may_see="the first 70% of the trace's windows (split=train); scored on the last 30%",
+    ),
+}
+
+_KV = "servegym/KVAdmission-v0"
+SCENARIOS: list[Scenario] = [
+    Scenario(
+        id=f"kv_admission/azure_conv/llama3.1-8b-h100/load{load}/v1",
+        env_id=_KV, trace="default", env_kwargs={"load": load},
+        quick_kwargs={"window_requests": 256},
+    )
+    for load in (0.7, 0.9, 1.1)
+]
+
+
+def scenarios_for(envs_filter: list[str] | None) -> list[Scenario]:
+    """Registered scenarios of the selected environments (ids or short names such as KVAdmission)."""
+    if not envs_filter:
+        return list(SCENARIOS)
+    known = {s.env_id for s in SCENARIOS}
+    wanted = set()
+    for name in envs_filter:
+        hits = {e for e in known if name in (e, e.split("/")[-1], e.split("/")[-1].split("-")[0])}
+        if not hits:
+            short = sorted(e.split("/")[-1].split("-")[0] for e in known)
+            raise ValueError(f"--envs {name!r}: no scenarios for it; known: {', '.join(short)}")
+        wanted |= hits
+    return [s for s in SCENARIOS if s.env_id in wanted]
+
+
+def user_trace_scenarios(paths: list[str], envs_filter: list[str] | None) -> list[Scenario]:
+    """The selected environments' scenarios replayed on each user trace file; a file no policy
+    trained on is held out as a whole (``split=all``)."""
+    out = []
+    for path in paths:
+        p = Path(path)
+        if not p.exists():
+            raise FileNotFoundError(f"--trace {path}: no such file")
+        for base in scenarios_for(envs_filter):
+            if SCORING[base.env_id].trace_kind != "requests":
+                continue
+            parts = base.id.split("/")
+            parts[1] = f"user:{p.name}"
+            out.append(replace(base, id="/".join(parts), trace=str(p),
+                               env_kwargs={**base.env_kwargs, "split": "all"}))
+    return out

@@ -1,0 +1,104 @@
+"""The leaderboard: scoring arithmetic on hand-made results, and a short real run end to end."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from agents import leaderboard as lb
+from agents import leaderboard_report as rep
+from agents import scenarios as scn
+from agents.scenarios import Scenario, Scoring
+
+
+def _result(env_id: str, values: dict[str, list[float]], extra_key: str | None = None) -> lb.ScenarioResult:
+    sc = Scenario(id="test/x/y/v1", env_id=env_id, trace="default")
+    runs = []
+    for p, vs in values.items():
+        eps = [{"m": v, "other": 2 * v, **({extra_key: 10 * v} if extra_key else {})} for v in vs]
+        runs.append(lb.PolicyRun(p, eps, [], np.array([1e-6]), 0.0))
+    return lb.ScenarioResult(sc, runs)
+
+
+@pytest.fixture
+def scoring(monkeypatch):
+    def use(s: Scoring, env_id: str = "test/Env-v0"):
+        monkeypatch.setitem(scn.SCORING, env_id, s)
+        monkeypatch.setitem(lb.SCORING, env_id, s)
+        return env_id
+    return use
+
+
+def test_normalized_score_is_zero_at_naive_and_hundred_at_bound(scoring):
+    env = scoring(Scoring(main_metric="m", higher_is_better=True, naive="naive", bound="oracle"))
+    res = _result(env, {"naive": [0.2, 0.4], "oracle": [0.8, 1.0], "mid": [0.5, 0.7]})
+    rows = {r["policy"]: r for r in lb.score_scenario(res, 0)}
+    assert rows["naive"]["normalized"]["value"] == pytest.approx(0.0)
+    assert rows["oracle"]["normalized"]["value"] == pytest.approx(100.0)
+    assert rows["mid"]["normalized"]["value"] == pytest.approx(50.0)
+    assert [rows[p]["rank"] for p in ("oracle", "mid", "naive")] == [1, 2, 3]
+    lo, hi = rows["mid"]["main"]["ci95"]
+    assert 0.5 <= lo <= 0.6 <= hi <= 0.7
+
+
+def test_lower_is_better_ranks_and_constant_bound(scoring):
+    env = scoring(Scoring(main_metric="m", higher_is_better=False, naive="a", bound=None, bound_value=0.0))
+    res = _result(env, {"a": [4.0, 4.0], "b": [1.0, 1.0], "c": [1.0, 1.0]})
+    rows = {r["policy"]: r for r in lb.score_scenario(res, 0)}
+    assert rows["b"]["rank"] == rows["c"]["rank"] == 1 and rows["a"]["rank"] == 3  # ties share a rank
+    assert rows["b"]["normalized"]["value"] == pytest.approx(75.0)  # (1 - 4) / (0 - 4)
+
+
+def test_environment_reported_normalized_metric_is_used_as_is(scoring):
+    env = scoring(Scoring(main_metric="m", higher_is_better=True, naive="a", normalized_metric="ns"))
+    res = _result(env, {"a": [0.1, 0.3], "b": [0.2, 0.2]}, extra_key="ns")
+    rows = {r["policy"]: r for r in lb.score_scenario(res, 0)}
+    assert rows["a"]["normalized"]["value"] == pytest.approx(2.0)
+
+
+def test_scenario_ids_are_unique_and_versioned():
+    ids = [s.id for s in scn.SCENARIOS]
+    assert len(ids) == len(set(ids))
+    assert all(i.rsplit("/", 1)[-1].startswith("v") for i in ids)
+    assert all(s.env_id in scn.SCORING for s in scn.SCENARIOS)
+
+
+def test_unknown_env_filter_is_named():
+    with pytest.raises(ValueError, match="Nope"):
+        scn.scenarios_for(["Nope"])
+
+
+def test_quick_run_writes_complete_deterministic_outputs(tmp_path):
+    args = ["--quick", "--envs", "KVAdmission", "--seeds", "1", "--no-progress"]
+    assert lb.main([*args, "--out", str(tmp_path / "a")]) == 0
+    assert rep.check(tmp_path / "a") == []
+    report = json.loads((tmp_path / "a" / "leaderboard.json").read_text())
+    kv = [s for s in scn.SCENARIOS if s.env_id == "servegym/KVAdmission-v0"]
+    assert len(report["rows"]) == len(kv) * len(lb.policies_for("servegym/KVAdmission-v0", []))
+    # Same command (same output dir), same JSON.
+    first = (tmp_path / "a" / "leaderboard.json").read_bytes()
+    assert lb.main([*args, "--out", str(tmp_path / "a")]) == 0
+    assert (tmp_path / "a" / "leaderboard.json").read_bytes() == first
+    html = (tmp_path / "a" / "leaderboard.html").read_text()
+    assert "<table>" in html and "data:image/png;base64," in html
+
+
+def test_check_reports_missing_rows(tmp_path):
+    (tmp_path / "plots").mkdir()
+    for name in rep.FILES:
+        (tmp_path / name).write_text("{}" if name.endswith(".json") else "")
+    assert any("no 'rows'" in p for p in rep.check(tmp_path))
+
+
+def test_readme_section_is_rewritten_between_markers(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{rep.README_START}\nold\n{rep.README_END}\nrest\n")
+    report = {"command": "cmd", "scenarios": [], "rows": []}
+    rep.update_readme(readme, report)
+    text = readme.read_text()
+    assert "old" not in text and text.startswith("intro") and text.endswith("rest\n") and "`cmd`" in text
+    readme.write_text("no markers")
+    with pytest.raises(ValueError, match="marker"):
+        rep.update_readme(readme, report)
