@@ -3,7 +3,7 @@
 A policy maps a batch of observations and action masks to a batch of actions; the evaluator
 cannot tell kinds apart. ``make_policy`` resolves what ``--policy`` names: a registered
 heuristic of the environment, ``random``, ``zoo`` (the environment's reference learned agent)
-or a path to an SB3 checkpoint.
+or a path to an SB3 checkpoint (``.zip``) or an ONNX export (``.onnx``, see ``agents.export``).
 """
 
 from __future__ import annotations
@@ -86,7 +86,11 @@ def make_policy(spec: str, env: Any, env_id: str, seed: int = 0) -> Policy:
         from agents.sb3_policy import SB3Policy
 
         return SB3Policy(path, env)
+    if path.suffix == ".onnx" and path.exists():
+        from agents.onnx_policy import OnnxPolicy
+
+        return OnnxPolicy(path, env, env_id)
     known = ", ".join(["random", "zoo", *table])
     raise ValueError(
-        f"--policy {spec!r}: not a policy of {env_id} ({known}) nor an existing SB3 checkpoint (.zip)"
+        f"--policy {spec!r}: not a policy of {env_id} ({known}) nor an existing SB3 checkpoint (.zip) or ONNX file (.onnx)"
     )

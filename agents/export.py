@@ -1,0 +1,429 @@
+"""Export a learned policy (SB3 PPO, MaskablePPO or DQN) to ONNX, with a parity check.
+
+    python -m agents.export --env servegym/KVAdmission-v0 --policy zoo --onnx kv.onnx
+    python -m agents.export --env ID --policy runs/x/final.zip --onnx out.onnx \
+        [--vecnormalize PATH] [--env-kwargs K=V ...] [--parity-obs 10000] [--no-parity]
+
+The graph an engine runs (``agents.onnx_policy.OnnxPolicy`` with onnxruntime and numpy only):
+
+* inputs ``obs`` float32 [B, n_obs] (raw, as the environment emits it: VecNormalize statistics,
+  from ``vecnormalize.pkl`` beside the checkpoint or ``--vecnormalize``, are folded into the
+  graph) and ``action_mask`` bool [B, n_scores] (all True = no mask);
+* outputs ``action`` int64 [B] ([B, D] for MultiDiscrete): the deterministic action, the argmax
+  of the scores over the legal actions, and ``logits`` (PPO, MaskablePPO) or ``q_values`` (DQN)
+  [B, n_scores], unmasked.
+
+Every algorithm applies the mask (an engine must never take an illegal action; for MaskablePPO
+this is exactly SB3's masked ``predict``). The model's metadata (``metadata_props``) records the
+environment id and version, the observation layout, what each action means, the training
+command, the checkpoint's digest, the opset and the parity result. Export fails, writing
+nothing, unless on ``--parity-obs`` observations drawn from the environment ONNX and torch agree:
+scores within ``1e-4`` and the same action wherever torch's margin between its two best legal
+actions exceeds ``1e-4``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import pickle
+import sys
+import tempfile
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+
+ATOL = 1e-4  # largest score difference allowed between ONNX and torch
+MARGIN = 1e-4  # torch's best-vs-second margin above which the actions must match
+OPSET = 17
+MASKED = float(np.finfo(np.float32).min)  # score of an illegal action before the argmax
+
+
+# --- what observations and actions mean, per environment -----------------------------------
+def _kv_admission_layout(vec: Any) -> tuple[list[str], list[str]]:
+    from envs import kv_admission as kva
+    from envs import kv_admission_kernels as kern
+
+    feats = list(kern.GLOBAL_FEATURES) + [
+        f"cand{k}.{f}" for k in range(vec.K) for f in kern.CANDIDATE_FEATURES
+    ]
+    orders = ("fcfs", "sjf", "edf")
+    meanings = []
+    for a in range(kva.N_ACTIONS):
+        admit, budget, defer, order = kva.decode_action(a)
+        level = kva.ADMIT_LEVELS[admit]
+        meanings.append(
+            f"admit={'all' if level == kva.ALL else level} budget={kva.BUDGET_LEVELS[budget]} "
+            f"shortage={'defer' if defer else 'preempt'} order={orders[order]}"
+        )
+    return feats, meanings
+
+
+# Environment id -> f(vec) -> (observation feature names, action meanings). Environments not
+# listed get generic names (obs[i], action i).
+LAYOUTS: dict[str, Callable[[Any], tuple[list[str], list[str]]]] = {
+    "servegym/KVAdmission-v0": _kv_admission_layout,
+}
+
+
+# --- checkpoints ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Source:
+    """A checkpoint to export and what is known about how it was trained."""
+
+    checkpoint: Path
+    algo: str
+    command: str  # the training command, or "unknown"
+    env_kwargs: dict[str, Any]
+    trace: str
+
+
+def resolve_source(env_id: str, spec: str) -> Source:
+    """``zoo`` (the environment's reference agent, with its recipe) or a checkpoint path (with
+    ``run.json`` beside it, as ``train.py`` writes, when present)."""
+    from agents.evaluate import parse_env_kwargs
+    from agents.policy import ZOO, _load_registries
+    from agents.sb3_policy import detect_algo
+
+    _load_registries()
+    if spec == "zoo":
+        from agents.zoo import RECIPES
+
+        if env_id not in ZOO:
+            raise KeyError(f"--policy zoo: no reference learned agent for {env_id}; known: {', '.join(ZOO)}")
+        args = list(RECIPES[env_id].train_args)
+        kw_items: list[str] = []
+        if "--env-kwargs" in args:
+            i = args.index("--env-kwargs") + 1
+            while i < len(args) and not args[i].startswith("--"):
+                kw_items.append(args[i])
+                i += 1
+        trace = args[args.index("--trace") + 1] if "--trace" in args else "default"
+        command = " ".join(["python", "train.py", "--env", env_id, *args])
+        path = ZOO[env_id]
+        return Source(path, detect_algo(path), command, parse_env_kwargs(kw_items), trace)
+    path = Path(spec)
+    if path.suffix != ".zip" or not path.is_file():
+        raise FileNotFoundError(f"--policy {spec!r}: expected 'zoo' or an existing SB3 checkpoint (.zip)")
+    run = path.parent / "run.json"
+    info = json.loads(run.read_text()) if run.is_file() else {}
+    if info.get("env", env_id) != env_id:
+        raise ValueError(f"{path}: {run} says it was trained on {info['env']}, not {env_id}")
+    return Source(path, detect_algo(path), info.get("command", "unknown"),
+                  dict(info.get("env_kwargs", {})), str(info.get("trace", "default")))
+
+
+def load_vecnormalize(path: Path) -> Any:
+    """SB3 ``VecNormalize`` statistics saved with ``VecNormalize.save`` (a trusted pickle)."""
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    with open(path, "rb") as f:
+        vn = pickle.load(f)
+    if not isinstance(vn, VecNormalize):
+        raise TypeError(f"{path}: expected a pickled stable_baselines3 VecNormalize, got {type(vn).__name__}")
+    if vn.norm_obs and not hasattr(vn.obs_rms, "mean"):
+        raise ValueError(f"{path}: dict-observation VecNormalize statistics are not supported")
+    return vn
+
+
+# --- the graph -----------------------------------------------------------------------------
+def score_segments(action_space: spaces.Space) -> list[int]:
+    """Score columns per action dimension: [n] for Discrete, nvec for MultiDiscrete."""
+    if isinstance(action_space, spaces.Discrete):
+        return [int(action_space.n)]
+    if isinstance(action_space, spaces.MultiDiscrete) and action_space.nvec.ndim == 1:
+        return [int(n) for n in action_space.nvec]
+    raise TypeError(f"ONNX export supports Discrete and 1-D MultiDiscrete action spaces, not {action_space}")
+
+
+def torch_scores(model: Any, obs: Any) -> Any:
+    """Raw scores of an SB3 model for a float32 tensor of (normalized) observations: the logits
+    its ``get_distribution`` builds the categorical from, or DQN's Q-values."""
+    from stable_baselines3.common.policies import BaseModel
+
+    policy = model.policy
+    if hasattr(policy, "q_net"):
+        return policy.q_net(obs)
+    features = BaseModel.extract_features(policy, obs, policy.pi_features_extractor)
+    return policy.action_net(policy.mlp_extractor.forward_actor(features))
+
+
+def masked_argmax(scores: Any, mask: Any, segments: list[int]) -> Any:
+    """Best legal action per dimension (works on numpy arrays and torch tensors alike)."""
+    lib = np if isinstance(scores, np.ndarray) else __import__("torch")
+    masked = lib.where(mask, scores, MASKED)
+    if len(segments) == 1:
+        return masked.argmax(1)
+    out, start = [], 0
+    for n in segments:
+        out.append(masked[:, start:start + n].argmax(1))
+        start += n
+    return lib.stack(out, 1)
+
+
+def _graph_module(model: Any, vecnorm: Any | None) -> Any:
+    import torch
+
+    segments = score_segments(model.action_space)
+
+    class PolicyGraph(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.policy = model.policy
+            self.norm = vecnorm is not None and vecnorm.norm_obs
+            if self.norm:
+                rms = vecnorm.obs_rms
+                std = np.sqrt(rms.var + vecnorm.epsilon)
+                self.register_buffer("mean", torch.as_tensor(rms.mean, dtype=torch.float32))
+                self.register_buffer("inv_std", torch.as_tensor(1.0 / std, dtype=torch.float32))
+                self.clip = float(vecnorm.clip_obs)
+
+        def forward(self, obs: Any, action_mask: Any) -> tuple[Any, Any]:
+            x = obs
+            if self.norm:
+                x = torch.clamp((x - self.mean) * self.inv_std, -self.clip, self.clip)
+            scores = torch_scores(model, x)
+            return masked_argmax(scores, action_mask, segments), scores
+
+    return PolicyGraph().eval()
+
+
+def _reference(model: Any, vecnorm: Any | None, obs: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Torch's (eager, through SB3's own normalization) actions and scores."""
+    import torch
+
+    x = vecnorm.normalize_obs(obs) if vecnorm is not None else obs
+    with torch.no_grad():
+        scores = torch_scores(model, torch.as_tensor(np.asarray(x, np.float32))).numpy()
+    return masked_argmax(scores, mask, score_segments(model.action_space)), scores
+
+
+def export_model(model: Any, out: Path, vecnorm: Any | None = None, opset: int = OPSET,
+                 metadata: dict[str, str] | None = None) -> None:
+    """Write ``model`` (an SB3 PPO, MaskablePPO or DQN with a Box observation) as ONNX."""
+    import onnx
+    import torch
+
+    if not isinstance(model.observation_space, spaces.Box) or len(model.observation_space.shape) != 1:
+        raise TypeError(f"ONNX export supports flat Box observations, not {model.observation_space}")
+    n_obs = int(model.observation_space.shape[0])
+    n_scores = sum(score_segments(model.action_space))
+    if vecnorm is not None and vecnorm.norm_obs and np.shape(vecnorm.obs_rms.mean) != (n_obs,):
+        raise ValueError(f"VecNormalize statistics have shape {np.shape(vecnorm.obs_rms.mean)}, "
+                         f"the policy's observation ({n_obs},)")
+    model.policy.set_training_mode(False)
+    graph = _graph_module(model, vecnorm)
+    score_name = "q_values" if hasattr(model.policy, "q_net") else "logits"
+    dummy = (torch.zeros(2, n_obs), torch.ones(2, n_scores, dtype=torch.bool))
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        # torch >= 2.9 defaults to the dynamo exporter (needs onnxscript); the TorchScript
+        # exporter handles these MLPs exactly and has no extra dependency.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(
+            graph, dummy, str(out), dynamo=False, opset_version=opset,
+            input_names=["obs", "action_mask"], output_names=["action", score_name],
+            dynamic_axes={"obs": {0: "batch"}, "action_mask": {0: "batch"},
+                          "action": {0: "batch"}, score_name: {0: "batch"}},
+        )
+    proto = onnx.load(str(out))
+    onnx.checker.check_model(proto)
+    set_metadata(proto, {"opset": str(opset), **(metadata or {})})
+    onnx.save(proto, str(out))
+
+
+def set_metadata(proto: Any, items: dict[str, str]) -> None:
+    """Add or replace ``metadata_props`` entries of an ONNX model proto."""
+    old = {p.key: p.value for p in proto.metadata_props}
+    old.update(items)
+    del proto.metadata_props[:]
+    for k, v in old.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = k, v
+
+
+# --- parity --------------------------------------------------------------------------------
+@dataclass
+class Parity:
+    """ONNX against torch on a set of observations."""
+
+    n_obs: int
+    max_abs_diff: float  # largest |onnx score - torch score|
+    decided: int  # observations whose torch margin exceeds MARGIN (in every action dimension)
+    mismatches: int  # decided observations where the actions differ
+    same_action: int  # observations (of all) where the actions agree
+    ok: bool
+
+
+def check_parity(onnx_path: Path, model: Any, vecnorm: Any | None, obs: np.ndarray,
+                 mask: np.ndarray, atol: float = ATOL, margin: float = MARGIN) -> Parity:
+    from agents.onnx_policy import OnnxPolicy
+
+    segments = score_segments(model.action_space)
+    ref_a, ref_s = _reference(model, vecnorm, obs, mask)
+    onnx_a, onnx_s = OnnxPolicy(onnx_path).run(obs, mask)
+    diff = float(np.max(np.abs(onnx_s - ref_s))) if obs.shape[0] else 0.0
+    legal = np.where(mask, ref_s.astype(np.float64), -np.inf)
+    decided = np.ones(obs.shape[0], bool)
+    start = 0
+    for n in segments:
+        top2 = -np.partition(-legal[:, start:start + n], 1, axis=1)[:, :2] if n > 1 else None
+        if top2 is not None:
+            decided &= (top2[:, 0] - top2[:, 1]) > margin
+        start += n
+    same = onnx_a == ref_a
+    if same.ndim > 1:
+        same = same.all(1)
+    mismatches = int((decided & ~same).sum())
+    return Parity(int(obs.shape[0]), diff, int(decided.sum()), mismatches, int(same.sum()),
+                  ok=bool(diff <= atol and mismatches == 0))
+
+
+def collect_observations(env_id: str, n: int, model: Any, seed: int = 0, n_envs: int = 16,
+                         explore: float = 0.5, **env_kwargs: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` observations and masks from the environment's training split, acting with the
+    model (deterministic) and, with probability ``explore`` per decision, a random legal action
+    (to reach states the model alone avoids)."""
+    import envs
+    from agents.policy import RandomPolicy
+
+    vec = envs.make_vec(env_id, n_envs, seed=seed, split="train", **env_kwargs)
+    rand = RandomPolicy(vec, seed)
+    rng = np.random.default_rng(seed)
+    algo_masks = type(model).__name__ == "MaskablePPO"
+    obs_out, mask_out = [], []
+    obs = vec.reset()
+    got = 0
+    while got < n:
+        mask = vec.action_masks()
+        obs_out.append(obs)
+        mask_out.append(mask)
+        got += obs.shape[0]
+        kw = {"action_masks": mask} if algo_masks else {}
+        a, _ = model.predict(obs, deterministic=True, **kw)
+        a = np.where(rng.random(obs.shape[0]) < explore, rand.act(obs, mask), a)
+        obs, _, _, _ = vec.step(a)
+    vec.close()
+    return np.concatenate(obs_out)[:n], np.concatenate(mask_out)[:n]
+
+
+# --- the command ---------------------------------------------------------------------------
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def export(env_id: str, spec: str, out: Path, vecnormalize: Path | None = None,
+           env_kwargs: dict[str, Any] | None = None, parity_obs: int = 10_000, seed: int = 0,
+           opset: int = OPSET) -> Parity | None:
+    """Export ``spec`` (``zoo`` or a checkpoint) of ``env_id`` to ``out`` and check parity on
+    ``parity_obs`` observations (0: skip). Raises ``RuntimeError`` (writing nothing) on failure."""
+    from gymnasium.envs.registration import parse_env_id
+
+    import envs
+    from agents.sb3_policy import algo_class
+
+    src = resolve_source(env_id, spec)
+    model = algo_class(src.algo).load(src.checkpoint, device="cpu")
+    vn_path = vecnormalize or (src.checkpoint.parent / "vecnormalize.pkl")
+    if vecnormalize is not None and not vn_path.is_file():
+        raise FileNotFoundError(f"--vecnormalize {vecnormalize}: no such file")
+    vecnorm = load_vecnormalize(vn_path) if vn_path.is_file() else None
+    kwargs = {**src.env_kwargs, **(env_kwargs or {})}
+    probe = envs.make_vec(env_id, 1, seed=seed, split="train", **kwargs)
+    if probe.observation_space.shape != model.observation_space.shape:
+        raise ValueError(
+            f"{src.checkpoint}: the policy takes observations of shape {model.observation_space.shape}, "
+            f"{env_id} with env_kwargs {kwargs} emits {probe.observation_space.shape} (pass the "
+            "--env-kwargs it was trained with)")
+    if probe.action_space != model.action_space:
+        raise ValueError(f"{src.checkpoint}: action space {model.action_space} != {env_id}'s {probe.action_space}")
+    segments = score_segments(model.action_space)
+    if env_id in LAYOUTS:
+        feats, meanings = LAYOUTS[env_id](probe)
+    else:
+        feats = [f"obs[{i}]" for i in range(model.observation_space.shape[0])]
+        meanings = [f"action {i}" for i in range(sum(segments))]
+    probe.close()
+    version = parse_env_id(env_id)[2]
+    meta = {
+        "env_id": env_id,
+        "env_version": f"v{version}" if version is not None else "unversioned",
+        "servegym_version": importlib_metadata.version("servegym"),
+        "algorithm": src.algo,
+        "observation": json.dumps({
+            "shape": list(model.observation_space.shape), "dtype": "float32", "features": feats,
+            "env_kwargs": {k: repr(v) for k, v in kwargs.items()},
+            "normalization": "VecNormalize folded into the graph" if vecnorm is not None else "none",
+        }),
+        "action": json.dumps({
+            "space": repr(model.action_space), "segments": segments, "meanings": meanings,
+            "mask": "action_mask[b, i] False = illegal; all True = unmasked",
+        }),
+        "training_command": src.command,
+        "checkpoint": src.checkpoint.name,
+        "checkpoint_sha256": _sha256(src.checkpoint),
+        "vecnormalize_sha256": _sha256(vn_path) if vecnorm is not None else "",
+    }
+    out = Path(out)
+    with tempfile.TemporaryDirectory() as tmp:
+        staged = Path(tmp) / out.name
+        export_model(model, staged, vecnorm, opset, meta)
+        parity = None
+        if parity_obs > 0:
+            obs, mask = collect_observations(env_id, parity_obs, model, seed, **kwargs)
+            parity = check_parity(staged, model, vecnorm, obs, mask)
+            if not parity.ok:
+                raise RuntimeError(f"ONNX parity failed for {src.checkpoint} ({env_id}): {asdict(parity)}")
+            import onnx
+
+            proto = onnx.load(str(staged))
+            set_metadata(proto, {"parity": json.dumps(asdict(parity))})
+            onnx.save(proto, str(staged))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(staged.read_bytes())
+    return parity
+
+
+def main(argv: list[str] | None = None) -> int:
+    from agents.evaluate import parse_env_kwargs
+
+    p = argparse.ArgumentParser(prog="python -m agents.export", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--env", default="servegym/KVAdmission-v0")
+    p.add_argument("--policy", required=True, help="zoo or an SB3 checkpoint (.zip)")
+    p.add_argument("--onnx", type=Path, required=True, help="output file")
+    p.add_argument("--vecnormalize", type=Path, help="VecNormalize statistics (default: "
+                   "vecnormalize.pkl beside the checkpoint, if present)")
+    p.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="environment config the policy was trained with (default: run.json/recipe)")
+    p.add_argument("--parity-obs", type=int, default=10_000, help="observations of the parity check")
+    p.add_argument("--no-parity", action="store_true", help="skip the parity check")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--opset", type=int, default=OPSET)
+    a = p.parse_args(argv)
+    if a.parity_obs < 1 and not a.no_parity:
+        p.error("--parity-obs must be >= 1 (or pass --no-parity)")
+    try:
+        parity = export(a.env, a.policy, a.onnx, a.vecnormalize, parse_env_kwargs(a.env_kwargs),
+                        0 if a.no_parity else a.parity_obs, a.seed, a.opset)
+    except (RuntimeError, ValueError, TypeError, KeyError, FileNotFoundError) as err:
+        print(f"export failed: {err}", file=sys.stderr)
+        return 1
+    if parity is not None:
+        print(f"parity on {parity.n_obs} observations: max |score diff| {parity.max_abs_diff:.2e}, "
+              f"{parity.decided} decided by a margin > {MARGIN:g}, {parity.mismatches} mismatches, "
+              f"{parity.same_action} same action overall")
+    print(f"wrote {a.onnx}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
