@@ -74,3 +74,52 @@ def aggregate(episodes: list[dict[str, float]]) -> dict[str, float]:
     """Mean of each metric over episodes (each episode is one scenario draw)."""
     keys = episodes[0].keys()
     return {k: float(np.nanmean([ep[k] for ep in episodes])) for k in keys}
+
+
+def placement_metrics(
+    *,
+    moe_s: float,
+    ffn_s: float,
+    a2a_s: float,
+    imbalance: float,
+    a2a_bytes: float,
+    layer_steps: float,
+    migration_bytes: float,
+    migration_s: float,
+    tokens_per_step: int,
+    gpus: int,
+    model_moe_layers: int,
+    sim_layers: int,
+    references: tuple[float, float] | None = None,
+    extra: Mapping[str, float] | None = None,
+) -> dict[str, float]:
+    """MoE expert-placement metrics of one episode from sums over its (batch step, layer) pairs.
+
+    imbalance = max / mean GPU token load; moe_layer_time_s = expert FFN of the slowest GPU +
+    dispatch and combine all-to-all, per MoE layer and step; a2a_bytes = bytes the busiest GPU moves
+    in one layer's dispatch + combine; migration_bytes = expert weights moved in the episode;
+    tokens_per_gpu_s = tokens per second per GPU through the model's MoE layers at this layer time
+    (migration blocking amortized). ``references`` = (naive, oracle) episode costs in seconds (MoE
+    time + migration): normalized_score = 0 at the naive cost, 100 at the oracle's.
+    """
+    n = max(layer_steps, 1.0)
+    layer_s = moe_s / n
+    per_step = (moe_s + migration_s) / n * model_moe_layers  # whole model, amortized migration
+    out = {
+        "imbalance": imbalance / n,
+        "moe_layer_time_s": layer_s,
+        "ffn_time_s": ffn_s / n,
+        "a2a_time_s": a2a_s / n,
+        "tokens_per_gpu_s": tokens_per_step / gpus / per_step if per_step > 0 else float("nan"),
+        "a2a_bytes": a2a_bytes / n,
+        "migration_bytes": migration_bytes,
+        "migration_s": migration_s,
+        "cost_s": moe_s + migration_s,
+    }
+    if references is not None:
+        naive, oracle = references
+        gap = naive - oracle
+        out["normalized_score"] = 100.0 * (naive - (moe_s + migration_s)) / gap if gap > 0 else float("nan")
+    if extra:
+        out.update(extra)
+    return out
