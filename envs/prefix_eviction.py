@@ -215,12 +215,15 @@ def _build(cfg: PrefixEvictionConfig) -> Built:
         raise ValueError(f"PrefixEviction: request {i} needs {int(need[i])} KV tokens, more than one "
                          f"{cfg.model} replica on {cfg.gpu} holds; choose a larger gpu/tp")
     wl, _ = build_workload(trace, min(1024, N), 0.7, cfg.trace_seed)
-    capacity = measure_capacity_rps(eng, wl)
-    rate = trace.rate_rps if np.isfinite(trace.rate_rps) and trace.rate_rps > 0 else capacity
     if not cfg.ttft_load > 0:
         raise ValueError(f"PrefixEviction: ttft_load must be > 0, got {cfg.ttft_load}")
+    with np.errstate(divide="ignore"):
+        capacity = measure_capacity_rps(eng, wl)
+    rate = trace.rate_rps
+    # A trace too short to measure a steady state (a handful of requests) replays as recorded.
+    scale = rate / (cfg.ttft_load * capacity) if np.isfinite(capacity) and 0 < rate < np.inf else 1.0
     return Built(sc, U, bs, n_tenants, starts, ends, prev_ref, np.asarray(trace.arrival_s, np.float64),
-                 np.asarray(trace.output_tokens, np.int64), eng, rate / (cfg.ttft_load * capacity),
+                 np.asarray(trace.output_tokens, np.int64), eng, scale,
                  trace.meta.name)
 
 
@@ -466,6 +469,7 @@ class PrefixEvictionVecEnv(VecEnv):
         ok = np.isfinite(ttft)
         return {
             "block_hit_ratio": int(iv[K.I_HIT_BLOCKS]) / refs,
+            "block_hits": float(iv[K.I_HIT_BLOCKS]),
             "token_hit_ratio": int(iv[K.I_HIT_TOKENS]) / max(int(iv[K.I_PROMPT_TOKENS]), 1),
             "prefill_s_saved": float(self.state.fv[e, K.F_SAVED]),
             "ttft_p50_s": percentile(ttft[ok], 50),

@@ -69,7 +69,7 @@ I_REQ, I_REQ_END, I_J, I_HITLEN, I_CAP, I_CNT, I_FREE_TOP, I_HSIZE = 0, 1, 2, 3,
 I_LRU_H, I_LRU_T, I_Q_H, I_Q_T, I_M_H, I_M_T, I_G_H, I_G_T = 8, 9, 10, 11, 12, 13, 14, 15
 I_S_SIZE, I_M_SIZE, I_G_SIZE, I_REQ_START, I_SCORE = 16, 17, 18, 19, 20
 I_HIT_BLOCKS, I_REF_BLOCKS, I_HIT_TOKENS, I_PROMPT_TOKENS = 21, 22, 23, 24
-I_EVICTIONS, I_DECISIONS, I_BYPASS, I_STRANDED_EVICT, N_IV = 25, 26, 27, 28, 29
+I_EVICTIONS, I_DECISIONS, I_BYPASS, I_STRANDED_EVICT, I_GHOST_HIT, N_IV = 25, 26, 27, 28, 29, 30
 F_L, F_SAVED, F_HIT_EMA, F_REWARD, N_FV = 0, 1, 2, 3, 4
 
 
@@ -327,10 +327,8 @@ def _insert(st, sc, rank, e, b, r, q):
     _push_front(st.lru_prev, st.lru_next, iv, e, I_LRU_H, I_LRU_T, c)
     if rank == R_S3FIFO:
         st.s3f[e, c] = 0
-        if st.g_in[e, b]:  # ghost hit: straight into M
-            _unlink(st.g_prev, st.g_next, iv, e, I_G_H, I_G_T, b)
-            st.g_in[e, b] = False
-            iv[e, I_G_SIZE] -= 1
+        if iv[e, I_GHOST_HIT]:  # found in the ghost before the eviction: straight into M
+            iv[e, I_GHOST_HIT] = 0
             st.s3q[e, c] = 1
             iv[e, I_M_SIZE] += 1
             _push_front(st.q_prev, st.q_next, iv, e, I_M_H, I_M_T, c)
@@ -530,9 +528,15 @@ def advance(st, sc, rank, e, K, decide, obs, mask, cands, scratch, block_size, n
                 _touch(st, sc, rank, e, c, r, q)
                 iv[e, I_J] = j + 1
                 continue
+            if rank == R_S3FIFO and st.g_in[e, b]:  # the ghost is looked up before evicting
+                _unlink(st.g_prev, st.g_next, iv, e, I_G_H, I_G_T, b)
+                st.g_in[e, b] = False
+                iv[e, I_G_SIZE] -= 1
+                iv[e, I_GHOST_HIT] = 1
             if iv[e, I_CNT] >= iv[e, I_CAP]:
                 m = candidates(st, sc, rank, e, q, K, cands, scratch)
                 if m == 0:
+                    iv[e, I_GHOST_HIT] = 0
                     if score:
                         iv[e, I_BYPASS] += 1
                     iv[e, I_J] = j + 1

@@ -1,0 +1,71 @@
+"""Eviction policies of servegym/PrefixEviction-v0, each as the system or paper it is named after.
+
+The victim order of each policy is kept natively by the env's kernel over all cached blocks
+(a recency list, an insertion list, S3-FIFO's queues or a priority heap), because several of
+them evict blocks that need not be among the K least recently used ones the learned agent sees.
+A factory selects its order with ``env.set_ranking`` (the privileged channel: Belady's next-use
+times enter only there) and the policy then takes the first legal candidate, which is that
+order's victim. Tests check each one against a plain-Python simulator of its textbook definition.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from agents.policy import register_heuristics
+from envs import prefix_eviction as pe
+
+ENV_ID = pe.ENV_ID
+
+
+class FirstCandidate:
+    """Evict the first legal candidate of the env's ranking."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def act(self, obs: np.ndarray, action_mask: np.ndarray | None) -> np.ndarray:
+        if action_mask is None:
+            return np.zeros(obs.shape[0], np.int64)
+        return action_mask.argmax(axis=1)
+
+
+def _ranked(name: str):
+    def factory(env, seed: int = 0) -> FirstCandidate:
+        env.set_ranking(name)
+        return FirstCandidate(name)
+
+    return factory
+
+
+lru = _ranked("lru")
+lru.__doc__ = """LRU as vLLM V1 runs it (``vllm/v1/core/block_pool.py`` free-block queue, blocks freed in
+reverse order by ``single_type_kv_cache_manager.py`` so tail blocks go first): evict the least
+recently used block; in chain mode a request's chain counts as used tail first."""
+lru_leaf = _ranked("lru_leaf")
+lru_leaf.__doc__ = """SGLang's radix cache (``python/sglang/srt/mem_cache/radix_cache.py`` ``evict()``): only
+leaves (blocks with no cached descendant) can go, least recently accessed leaf first."""
+lfu = _ranked("lfu")
+lfu.__doc__ = """LFU: evict the block with the fewest references since it was cached, least recently used
+among equals (in-cache LFU, as libCacheSim's ``LFU.c``)."""
+fifo = _ranked("fifo")
+fifo.__doc__ = """FIFO: evict the block cached longest ago, whatever its use."""
+s3fifo = _ranked("s3fifo")
+s3fifo.__doc__ = """S3-FIFO (Yang et al., "FIFO queues are all you need for cache eviction", SOSP'23;
+libCacheSim ``S3FIFOv0.c``): small/main/ghost FIFO queues, run natively by the kernel because its
+eviction moves blocks between queues (the decision is therefore never exposed)."""
+gdsf = _ranked("gdsf")
+gdsf.__doc__ = """GDSF (Cherkasova, "Improving WWW Proxies Performance with Greedy-Dual-Size-Frequency
+Caching Policy", HP Labs 1998): priority H = L + freq * cost / size, cost = the block's prefill
+seconds at its position (hwmodels), size = one block; evict the lowest H and set L to it."""
+belady = _ranked("belady")
+belady.__doc__ = """Belady's MIN (Belady 1966), the offline bound: evict the block whose next reference is
+farthest in the future. Chain-aware by construction: a block's ancestors are referenced before
+it in every request that uses it, so they always have earlier next uses and MIN evicts
+descendants first (the cached set stays prefix-closed). Optimal for hits in ``chain=false``."""
+
+register_heuristics(
+    ENV_ID,
+    {"lru": lru, "lru_leaf": lru_leaf, "lfu": lfu, "fifo": fifo, "s3fifo": s3fifo, "gdsf": gdsf,
+     "belady": belady},
+)
