@@ -168,7 +168,7 @@ def masked_argmax(scores: Any, mask: Any, segments: list[int]) -> Any:
     return lib.stack(out, 1)
 
 
-def _graph_module(model: Any, vecnorm: Any | None) -> Any:
+def graph_module(model: Any, vecnorm: Any | None) -> Any:
     import torch
 
     segments = score_segments(model.action_space)
@@ -219,7 +219,7 @@ def export_model(model: Any, out: Path, vecnorm: Any | None = None, opset: int =
         raise ValueError(f"VecNormalize statistics have shape {np.shape(vecnorm.obs_rms.mean)}, "
                          f"the policy's observation ({n_obs},)")
     model.policy.set_training_mode(False)
-    graph = _graph_module(model, vecnorm)
+    graph = graph_module(model, vecnorm)
     score_name = "q_values" if hasattr(model.policy, "q_net") else "logits"
     dummy = (torch.zeros(2, n_obs), torch.ones(2, n_scores, dtype=torch.bool))
     out = Path(out)
@@ -316,6 +316,13 @@ def collect_observations(env_id: str, n: int, model: Any, seed: int = 0, n_envs:
 
 
 # --- the command ---------------------------------------------------------------------------
+def _servegym_version() -> str:
+    try:
+        return importlib_metadata.version("servegym")
+    except importlib_metadata.PackageNotFoundError:
+        return "unknown (source tree, not installed)"
+
+
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -356,7 +363,7 @@ def export(env_id: str, spec: str, out: Path, vecnormalize: Path | None = None,
     meta = {
         "env_id": env_id,
         "env_version": f"v{version}" if version is not None else "unversioned",
-        "servegym_version": importlib_metadata.version("servegym"),
+        "servegym_version": _servegym_version(),
         "algorithm": src.algo,
         "observation": json.dumps({
             "shape": list(model.observation_space.shape), "dtype": "float32", "features": feats,
