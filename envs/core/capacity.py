@@ -38,8 +38,10 @@ def _saturated_finish_times(st, wl, eng, budget):
             now += dt
 
 
-def measure_capacity_rps(eng: Engine, wl: S.Workload, max_requests: int = 2048) -> float:
-    """Sustained completions per second of one replica on this workload."""
+def measure_capacity_rps(eng: Engine, wl: S.Workload, max_requests: int = 2048,
+                         budget: int = VLLM_BUDGET) -> float:
+    """Sustained completions per second of one replica on this workload (prefill token budget
+    ``budget`` per iteration, vLLM's by default)."""
     W, N = wl.arrival_s.shape
     M = min(W * N, max_requests)
     flat = lambda a: np.ascontiguousarray(a.reshape(W * N, *a.shape[2:])[None, :M])  # noqa: E731
@@ -49,7 +51,7 @@ def measure_capacity_rps(eng: Engine, wl: S.Workload, max_requests: int = 2048) 
         chain_ids=flat(wl.chain_ids), chain_len=flat(wl.chain_len),
     )
     st = S.allocate(1, 1, M, M, 1)
-    _saturated_finish_times(st, stream, eng._replace(cache_on=False), VLLM_BUDGET)
+    _saturated_finish_times(st, stream, eng._replace(cache_on=False), budget)
     done = np.sort(st.e2e[0])
     lo, hi = int(0.2 * M), int(0.8 * M)
     return float((hi - lo) / (done[hi] - done[lo]))
