@@ -83,6 +83,8 @@ def evaluate(
     env_kwargs: dict[str, Any] | None = None,
     split: str = "test",
     progress: bool = True,
+    capacity: bool = False,
+    capacity_target: float = 0.9,
 ) -> dict[str, Any]:
     """The evaluation JSON of ../shared/DESIGN.md for ``policies`` on ``env_id``.
 
@@ -121,6 +123,13 @@ def evaluate(
         metrics["decision_latency_us_p99"] = float(np.percentile(lat_all, 99)) * 1e6 / episodes
         metrics.pop(knob, None)
         entry: dict[str, Any] = {"policy": spec, "metrics": metrics}
+        if capacity:
+            from agents.capacity_search import effective_capacity
+
+            found = effective_capacity(env_id, spec, episodes, seed, kwargs, capacity_target,
+                                       progress=progress)
+            metrics["effective_capacity_rps"] = found["offered_rps"]
+            entry["capacity_search"] = found
         if len(values) > 1:
             entry[f"by_{knob}"] = per_value
         results.append(entry)
@@ -179,12 +188,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY=VALUE")
     p.add_argument("--split", default="test", choices=("train", "test", "all"))
     p.add_argument("--json", type=Path, help="write the results here")
+    p.add_argument("--capacity", action="store_true",
+                   help="also search each policy's effective capacity (highest rate with SLO "
+                        "attainment >= --capacity-target; environments with a capacity_knob)")
+    p.add_argument("--capacity-target", type=float, default=0.9)
     a = p.parse_args(argv)
     if a.episodes < 1:
         p.error("--episodes must be >= 1")
     policies = a.policy or ["random", *heuristic_names(a.env)]
     report = evaluate(a.env, policies, a.trace, a.episodes, a.seed, parse_env_kwargs(a.env_kwargs),
-                      a.split)
+                      a.split, capacity=a.capacity, capacity_target=a.capacity_target)
     print_tables(report)
     if a.json:
         a.json.parent.mkdir(parents=True, exist_ok=True)

@@ -27,13 +27,27 @@ HYPERPARAMS: dict[str, dict[str, dict[str, Any]]] = {
     },
 }
 DEFAULT_ALGO = {"servegym/KVAdmission-v0": "maskable-ppo"}
+HYPERPARAMS["servegym/Routing-v0"] = {
+    # One shared scorer per replica (agents/scorer_policy.py); a request's outcome arrives tens to
+    # hundreds of routing decisions after it was routed.
+    "maskable-ppo": dict(policy="agents.scorer_policy:ItemScorerPolicy", n_steps=256, batch_size=1024,
+                         gamma=0.99, gae_lambda=0.95, ent_coef=0.01, learning_rate=3e-4, n_epochs=5,
+                         policy_kwargs=dict(n_global=5, n_item=10, hidden=64)),
+}
+DEFAULT_ALGO["servegym/Routing-v0"] = "maskable-ppo"
 
 
 
 def make_model(algo: str, env_id: str, vec: Any, seed: int, tensorboard_log: str | None):
-    params = HYPERPARAMS.get(env_id, {}).get(algo, {})
+    params = dict(HYPERPARAMS.get(env_id, {}).get(algo, {}))
+    policy = params.pop("policy", "MlpPolicy")  # or "module:Class" of a custom policy
+    if ":" in policy:
+        import importlib
+
+        module, name = policy.split(":")
+        policy = getattr(importlib.import_module(module), name)
     cls = algo_class(algo)
-    return cls("MlpPolicy", vec, seed=seed, verbose=0, tensorboard_log=tensorboard_log,
+    return cls(policy, vec, seed=seed, verbose=0, tensorboard_log=tensorboard_log,
                device="cpu", **params)
 
 

@@ -1,0 +1,418 @@
+"""servegym/Routing-v0: which replica serves each arriving request (prefix affinity vs load).
+
+R replicas (default 8 x Llama-3.1-8B on one H100 each), each with its own queue, paged KV pool
+and prefix cache, run vLLM's FCFS scheduling. One decision per arriving request: the replica
+that gets it (``Discrete(R)``, masked where a replica is down or its queue is full). Between
+decisions every replica runs its iterations up to the next arrival.
+
+The observation is the pending request (prompt length, noisy output bucket, a hash of its
+first prefix blocks) and, per replica, what a router knows: load reports (queue, running batch,
+outstanding prefill tokens, KV use, recent TTFT; refreshed every ``stale_s`` seconds, fresh at
+every decision when 0, as P/D-Serve found reports lag in production), the prefix-hit length this
+request would get there and the cache's fill (router-side state, exact as with KV-cache events),
+an estimated TTFT and the requests sent there since its last report. See
+``envs.routing_kernels.REPLICA_FEATURES``.
+
+Reward: +1 when a request finishes within its SLO, -1 the moment one can no longer meet it (its
+wait passes the TTFT SLO, its gaps pass the TBT allowance, or it is dropped); over an episode
+2 * met - requests, so it ranks routers as SLO goodput does, with the miss signalled when it
+happens. Episodes are windows of a trace (training or held-out part) replayed at a load level:
+a fraction of the cluster's capacity without prefix reuse (``load``), or at ``rate_scale``
+times the trace's own rate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from functools import cache
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+from stable_baselines3.common.vec_env import VecEnv
+
+import traces
+from envs import routing_kernels as K
+from envs.core import state as S
+from envs.core.capacity import VLLM_BUDGET, measure_capacity_rps
+from envs.core.engine import EngineSpec, step_time
+from envs.core.replica import arrival_time
+from envs.core.workload import build_workload
+from envs.kv_admission import _load_split
+from envs.metrics import episode_metrics
+
+ENV_ID = "servegym/Routing-v0"
+DEFAULT_TRACE = "mooncake_conv"  # what trace "default" means here: multi-turn, prefix chains
+DEFAULT_LOADS = (0.6, 0.9, 1.2)
+
+
+@dataclass(frozen=True)
+class RoutingConfig:
+    """Everything that defines a scenario; ``--env-kwargs`` set these fields."""
+
+    trace: str | traces.Trace = "default"  # built-in name, file path, or a Trace object
+    split: str = "train"  # "train" | "test" (held-out) | "all"
+    held_out_frac: float = 0.3
+    replicas: int = 8
+    load: float | tuple[float, ...] = DEFAULT_LOADS  # fraction of R x one replica's capacity
+    rate_scale: float | None = None  # if set: replay at this multiple of the trace's own rate
+    stale_s: float = 0.0  # load reports refresh every stale_s seconds (0 = at every decision)
+    model: str = "Llama-3.1-8B"
+    gpu: str = "H100"
+    tp: int = 1
+    mem_frac: float = 0.9
+    capacity_blocks: int | None = None
+    max_seqs: int = 1024
+    budget: int = VLLM_BUDGET  # chunked-prefill token budget per iteration (vLLM default)
+    slo_ttft_s: float | None = None
+    slo_tbt_s: float | None = None
+    window_requests: int = 1024
+    queue_slots: int = 256  # per replica; arrivals beyond are dropped (and counted)
+    predictor_accuracy: float = 0.7
+    drain_s: float = 120.0
+    trace_seed: int = 0
+    prefix_caching: bool = True  # on where the trace has prefix chains
+    hash_blocks: int = 2  # prefix blocks the prefix_key hashes (Mooncake: system prompt + 1)
+    trace_params: tuple[tuple[str, Any], ...] = ()
+    window_order: str = "random"
+
+    def loads(self) -> tuple[float, ...]:
+        loads = (self.load,) if isinstance(self.load, (int, float)) else tuple(self.load)
+        if not loads or any(not (x > 0) for x in loads):
+            raise ValueError(f"Routing: load levels must be > 0, got {self.load!r}")
+        return tuple(float(x) for x in loads)
+
+    def validate(self) -> None:
+        for name in ("replicas", "queue_slots", "hash_blocks", "budget", "window_requests"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, np.integer)) or v < 1:
+                raise ValueError(f"Routing: {name} must be an integer >= 1, got {v!r}")
+        if self.rate_scale is not None and not self.rate_scale > 0:
+            raise ValueError(f"Routing: rate_scale must be > 0, got {self.rate_scale!r}")
+        if not (isinstance(self.stale_s, (int, float)) and self.stale_s >= 0):
+            raise ValueError(f"Routing: stale_s must be a number >= 0, got {self.stale_s!r}")
+        if not self.drain_s >= 0:
+            raise ValueError(f"Routing: drain_s must be >= 0, got {self.drain_s!r}")
+        if self.split not in ("train", "test", "all"):
+            raise ValueError(f"Routing: split must be 'train', 'test' or 'all', got {self.split!r}")
+        if self.window_order not in ("random", "sequential"):
+            raise ValueError(f"Routing: window_order must be 'random' or 'sequential', got {self.window_order!r}")
+        self.loads()
+
+    def engine_spec(self) -> EngineSpec:
+        return EngineSpec(
+            model=self.model, gpu=self.gpu, tp=self.tp, mem_frac=self.mem_frac,
+            capacity_blocks=self.capacity_blocks, max_seqs=self.max_seqs,
+            slo_ttft_s=self.slo_ttft_s, slo_tbt_s=self.slo_tbt_s,
+        )
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """Built, read-only parts shared by every env of a batch (and cached across batches)."""
+
+    engine: Any
+    workload: S.Workload
+    natural_rate: np.ndarray  # requests/s of each window at the trace's own pace
+    replica_capacity_rps: float  # one replica, saturated, no prefix reuse
+    bound_rps: float  # R replicas, saturated, every reusable prefix hit (an upper bound)
+    sec_per_prefill_token: float
+    cache_entries: int
+    trace_name: str
+
+
+def reusable_tokens(trace: traces.Trace) -> np.ndarray:
+    """Prompt tokens of each request that an infinite prefix cache holding every earlier
+    request's blocks could serve: its leading blocks already seen, at most prompt - 1 tokens."""
+    n = len(trace)
+    if trace.block_ids is None:
+        return np.zeros(n, np.int64)
+    lens = np.diff(trace.block_offsets)
+    owner = np.repeat(np.arange(n), lens)
+    _, first, inverse = np.unique(trace.block_ids, return_index=True, return_inverse=True)
+    seen = owner[first][inverse] < owner  # the block appeared in an earlier request
+    pos = np.arange(owner.size) - np.repeat(trace.block_offsets[:-1], lens)
+    # Leading run of seen blocks: the first unseen position of each chain (or its length).
+    unseen_pos = np.where(seen, np.iinfo(np.int64).max, pos)
+    lead = lens.astype(np.int64)
+    nz = lens > 0
+    if nz.any():  # segments of the non-empty chains only (empty ones hold no elements)
+        lead[nz] = np.minimum(np.minimum.reduceat(unseen_pos, trace.block_offsets[:-1][nz]), lens[nz])
+    return np.minimum(lead * int(trace.block_size), trace.prompt_tokens - 1).astype(np.int64)
+
+
+def _prefill_seconds_per_token(eng, prompt: float, budget: int) -> float:
+    """Seconds per prompt token to prefill a ``prompt``-token request alone in budget chunks."""
+    done, t = 0.0, 0.0
+    while done < prompt:
+        c = min(float(budget), prompt - done)
+        t += step_time(eng.coeffs, c, c * (done + (c + 1) / 2.0), 0.0, 0.0)
+        done += c
+    return t / max(prompt, 1.0)
+
+
+def build_scenario(cfg: RoutingConfig) -> Scenario:
+    """The scenario of ``cfg``; fields that only steer episodes do not rebuild it."""
+    return _build_scenario(replace(cfg, load=DEFAULT_LOADS, rate_scale=None, stale_s=0.0,
+                                   window_order="random", drain_s=0.0))
+
+
+@cache
+def _build_scenario(cfg: RoutingConfig) -> Scenario:
+    cfg = replace(cfg, trace=DEFAULT_TRACE if cfg.trace == "default" else cfg.trace)
+    history, trace = _load_split(cfg)
+    cache_on = cfg.prefix_caching and trace.block_ids is not None
+    chain_tokens = trace.block_size or 1
+    eng = cfg.engine_spec().build(cache_on=cache_on, chain_block_tokens=chain_tokens)
+    eng = eng._replace(max_output=int(max(trace.output_tokens.max(), history.output_tokens.max())))
+    need = trace.prompt_tokens + trace.output_tokens
+    too_big = np.flatnonzero(need > eng.capacity_blocks * eng.block_size)
+    if too_big.size:
+        i = int(too_big[0])
+        raise ValueError(
+            f"Routing: request {i} of trace {cfg.trace!r} needs {int(need[i])} KV tokens, more than "
+            f"a replica holds ({eng.capacity_blocks * eng.block_size}); raise capacity or choose a "
+            "smaller model"
+        )
+    wl, rate = build_workload(trace, cfg.window_requests, cfg.predictor_accuracy, cfg.trace_seed)
+    cap_wl, _ = build_workload(history, cfg.window_requests, cfg.predictor_accuracy, cfg.trace_seed)
+    capacity = measure_capacity_rps(eng, cap_wl)
+    # The bound: every reusable prefix served from cache, the work spread perfectly over R.
+    reuse = reusable_tokens(history)
+    bound_trace = history.replace(prompt_tokens=history.prompt_tokens - reuse, block_ids=None,
+                                  block_offsets=None, block_size=None)
+    bound_wl, _ = build_workload(bound_trace, cfg.window_requests, cfg.predictor_accuracy, cfg.trace_seed)
+    bound = cfg.replicas * measure_capacity_rps(eng, bound_wl)
+    spt = _prefill_seconds_per_token(eng, float(history.prompt_tokens.mean()), cfg.budget)
+    entries = eng.capacity_blocks * eng.block_size // eng.chain_block_tokens if cache_on else 0
+    return Scenario(eng, wl, rate, capacity, bound, spt, entries, trace.meta.name)
+
+
+class RoutingVecEnv(VecEnv):
+    """E copies of Routing-v0 stepped by one kernel call (SB3 VecEnv, no per-env objects)."""
+
+    table_metrics = (
+        "effective_capacity_rps", "slo_attainment", "goodput_rps", "ttft_p50_s", "ttft_p99_s", "token_hit_ratio",
+        "load_imbalance", "offered_rps", "return_mean",
+    )
+    capacity_knob = "rate_scale"  # what agents.capacity_search varies (offered_rps is the rate)
+
+    def sweep(self) -> tuple[str, tuple[float, ...]]:
+        if self.config.rate_scale is not None:
+            return "rate_scale", (float(self.config.rate_scale),)
+        return "load", self.config.loads()
+
+    def capacity_start(self) -> float:
+        """A rate_scale near the cluster's capacity without prefix reuse (where search starts)."""
+        sc = self.scenario
+        return float(self.config.replicas * sc.replica_capacity_rps / np.median(sc.natural_rate))
+
+    def __init__(self, num_envs: int = 1, config: RoutingConfig | None = None, seed: int | None = None,
+                 **kwargs: Any):
+        unknown = set(kwargs) - set(RoutingConfig.__dataclass_fields__)
+        if unknown:
+            raise TypeError(f"Routing: unknown config field(s) {sorted(unknown)}; known: "
+                            f"{', '.join(RoutingConfig.__dataclass_fields__)}")
+        cfg = replace(config or RoutingConfig(), **kwargs)
+        cfg = replace(cfg, load=cfg.loads(), trace_params=tuple(dict(cfg.trace_params).items()))
+        cfg.validate()
+        self.config = cfg
+        self.scenario = build_scenario(cfg)
+        R = cfg.replicas
+        self.R = R
+        n_obs = K.G + R * K.F
+        self.render_mode = None
+        super().__init__(num_envs, spaces.Box(-np.inf, np.inf, (n_obs,), np.float32), spaces.Discrete(R))
+        E = num_envs
+        self.state = S.allocate(E, R, cfg.queue_slots, cfg.window_requests, self.scenario.cache_entries)
+        self.up = np.ones((E, R), np.float32)
+        self._ttft_ema = np.zeros((E, R))
+        self._busy = np.zeros((E, R))
+        self._snap = np.zeros((E, R, K.N_REPORTED))
+        self._snap_t = np.full(E, -np.inf)
+        self._sent = np.zeros((E, R), np.int64)
+        self._obs = np.zeros((E, n_obs), np.float32)
+        self._mask = np.ones((E, R), np.bool_)
+        self._rew = np.zeros(E, np.float64)
+        self._term = np.zeros(E, np.bool_)
+        self._trunc = np.zeros(E, np.bool_)
+        self._returns = np.zeros(E, np.float64)
+        self._lengths = np.zeros(E, np.int64)
+        self._actions = np.zeros(E, np.int64)
+        self._rngs = [np.random.default_rng() for _ in range(E)]
+        self._episode_load = np.zeros(E)
+        self._episodes_started = np.zeros(E, np.int64)
+        if seed is not None:
+            self.seed(seed)
+
+    # --- VecEnv API
+    def seed(self, seed: int | None = None) -> Sequence[int | None]:
+        seeds = super().seed(seed)
+        self._rngs = [np.random.default_rng(s) for s in seeds]
+        return seeds
+
+    def reset(self) -> np.ndarray:
+        for e, s in enumerate(self._seeds):
+            if s is not None:
+                self._rngs[e] = np.random.default_rng(s)
+        self._reset_seeds()
+        self._reset_options()
+        self._reset_envs(np.arange(self.num_envs))
+        self.reset_infos = [{} for _ in range(self.num_envs)]
+        return self._obs.copy()
+
+    def _episode_draws(self, envs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Window and time scale of each env's next episode."""
+        sc, cfg = self.scenario, self.config
+        loads = cfg.loads()
+        W = sc.workload.arrival_s.shape[0]
+        windows = np.empty(len(envs), np.int32)
+        scales = np.empty(len(envs), np.float64)
+        for j, e in enumerate(envs):
+            rng = self._rngs[e]
+            if cfg.window_order == "sequential":
+                k = self._episodes_started[e] * self.num_envs + e
+                windows[j] = k % W
+                load = loads[(k // W) % len(loads)]
+            else:
+                windows[j] = rng.integers(W)
+                load = loads[rng.integers(len(loads))]
+            self._episodes_started[e] += 1
+            self._episode_load[e] = load
+            if cfg.rate_scale is not None:
+                scales[j] = 1.0 / cfg.rate_scale
+            else:
+                scales[j] = sc.natural_rate[windows[j]] / (load * cfg.replicas * sc.replica_capacity_rps)
+        return windows, scales
+
+    def _reset_envs(self, envs: np.ndarray) -> None:
+        sc, cfg = self.scenario, self.config
+        windows, scales = self._episode_draws(envs)
+        K.reset_all(self.state, sc.workload, sc.engine, envs.astype(np.int64), windows, scales,
+                    self.up, cfg.stale_s, cfg.hash_blocks, sc.sec_per_prefill_token, self._ttft_ema,
+                    self._busy, self._snap, self._snap_t, self._sent, self._obs, self._mask)
+        self._returns[envs] = 0.0
+        self._lengths[envs] = 0
+
+    def step_async(self, actions: np.ndarray) -> None:
+        a = np.asarray(actions).reshape(self.num_envs)
+        if a.dtype.kind not in "iu" or a.min() < 0 or a.max() >= self.R:
+            raise ValueError(f"Routing: actions must be integers in [0, {self.R}), got {a!r}")
+        self._actions[:] = a
+
+    def advance(self) -> None:
+        """One kernel call: every env routes its pending request by ``_actions``."""
+        sc, cfg = self.scenario, self.config
+        K.step_all(self.state, sc.workload, sc.engine, self._actions, self.up, cfg.budget, cfg.drain_s,
+                   cfg.stale_s, cfg.hash_blocks, sc.sec_per_prefill_token, self._ttft_ema, self._busy,
+                   self._snap, self._snap_t, self._sent, self._obs, self._mask, self._rew, self._term,
+                   self._trunc)
+
+    def step_wait(self):
+        self.advance()
+        self._returns += self._rew
+        self._lengths += 1
+        done = self._term | self._trunc
+        infos: list[dict] = [{} for _ in range(self.num_envs)]
+        finished = np.flatnonzero(done)
+        for e in finished:
+            infos[e] = {
+                "terminal_observation": self._obs[e].copy(),
+                "TimeLimit.truncated": bool(self._trunc[e] and not self._term[e]),
+                "episode": {"r": float(self._returns[e]), "l": int(self._lengths[e])},
+                "metrics": self.episode_metrics(e),
+                "requests": self.request_records(e),
+            }
+        if finished.size:
+            self._reset_envs(finished)
+        return self._obs.copy(), self._rew.astype(np.float32), done.copy(), infos
+
+    def close(self) -> None:
+        pass
+
+    def action_masks(self) -> np.ndarray:
+        return self._mask.copy()
+
+    def get_attr(self, attr_name: str, indices=None) -> list[Any]:
+        return [getattr(self, attr_name) for _ in self._get_indices(indices)]
+
+    def set_attr(self, attr_name: str, value: Any, indices=None) -> None:
+        setattr(self, attr_name, value)
+
+    def env_method(self, method_name: str, *args, indices=None, **kwargs) -> list[Any]:
+        idx = list(self._get_indices(indices))
+        if method_name == "action_masks":
+            return list(self._mask[idx])
+        return [getattr(self, method_name)(*args, **kwargs) for _ in idx]
+
+    def env_is_wrapped(self, wrapper_class, indices=None) -> list[bool]:
+        return [False for _ in self._get_indices(indices)]
+
+    # --- domain metrics
+    def request_records(self, e: int) -> dict[str, np.ndarray]:
+        st = self.state
+        return {k: getattr(st, k)[e].copy() for k in ("ttft", "tbt_p99", "e2e", "fate", "slo_met")}
+
+    def episode_metrics(self, e: int) -> dict[str, float]:
+        st, sc = self.state, self.scenario
+        wl = sc.workload
+        w = int(st.window[e])
+        n = int(wl.n_requests[w])
+        t0 = float(arrival_time(st, wl, e, 0))
+        t_last = float(arrival_time(st, wl, e, n - 1))
+        busy = self._busy[e]
+        extra = {
+            "offered_rps": (n - 1) / max(t_last - t0, 1e-9),
+            # max / mean replica busy time: 1 = perfectly even
+            "load_imbalance": float(busy.max() / busy.mean()) if busy.mean() > 0 else 1.0,
+            "capacity_bound_rps": sc.bound_rps,
+            "replicas": float(self.R),
+        }
+        if self.config.rate_scale is None:
+            extra["load"] = float(self._episode_load[e])
+        m = episode_metrics(
+            ttft=st.ttft[e], tbt_p99=st.tbt_p99[e], e2e=st.e2e[e], fate=st.fate[e],
+            slo_met=st.slo_met[e], output_tokens=wl.output[w], duration_s=float(st.clock[e]) - t0,
+            counters=st.counters[e], kv_block_s=float(st.accum[e, S.A_KV_BLOCK_S]),
+            capacity_blocks=sc.engine.capacity_blocks * self.R, extra=extra,
+        )
+        m.setdefault("token_hit_ratio", 0.0)  # no prefix chains: nothing can hit
+        m.setdefault("block_hit_ratio", 0.0)
+        return m
+
+
+class RoutingEnv(gym.Env):
+    """The single-env Gymnasium view (E = 1) of :class:`RoutingVecEnv`."""
+
+    metadata: ClassVar[dict] = {"render_modes": []}
+
+    def __init__(self, **kwargs: Any):
+        self._vec = RoutingVecEnv(1, **kwargs)
+        self.observation_space = self._vec.observation_space
+        self.action_space = self._vec.action_space
+        self.config = self._vec.config
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        if seed is not None:
+            self._vec.seed(seed)
+        obs = self._vec.reset()
+        return obs[0], {}
+
+    def step(self, action):
+        a = np.asarray(action)
+        if a.shape not in ((), (1,)) or not self.action_space.contains(int(a.reshape(-1)[0])):
+            raise ValueError(f"Routing: action must be an integer in [0, {self._vec.R}), got {action!r}")
+        v = self._vec
+        v._actions[0] = int(a.reshape(-1)[0])
+        v.advance()
+        info: dict[str, Any] = {}
+        if v._term[0] or v._trunc[0]:
+            info["metrics"] = v.episode_metrics(0)
+            info["requests"] = v.request_records(0)
+        return v._obs[0].copy(), float(v._rew[0]), bool(v._term[0]), bool(v._trunc[0]), info
+
+    def action_masks(self) -> np.ndarray:
+        return self._vec._mask[0].copy()

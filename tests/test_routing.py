@@ -1,0 +1,302 @@
+"""Routing-v0: API checks, invariants, hand-built routing cases, heuristics, bound, capacity search."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from agents.capacity_search import search
+from agents.heuristics import routing as H
+from agents.policy import make_policy
+from envs import routing as rt
+from envs import routing_kernels as K
+from envs.core.invariants import violations
+from traces.trace import Trace, TraceMeta
+
+R = 4
+BS = 512  # tokens per prefix block of the hand-built traces
+
+
+def chain_trace(n: int = 64, rate: float = 4.0, seed: int = 0, convs: int = 8) -> Trace:
+    """Multi-turn conversations: request i continues conversation i % convs (its chain is the
+    previous turn's chain plus one fresh block), after a shared system-prompt block."""
+    rng = np.random.default_rng(seed)
+    t = np.cumsum(rng.exponential(1.0 / rate, n))
+    t -= t[0]
+    chains: list[list[int]] = []
+    last: dict[int, list[int]] = {}
+    next_id = 1
+    for i in range(n):
+        c = i % convs
+        prev = last.get(c, [0])
+        ch = prev + [next_id]
+        next_id += 1
+        last[c] = ch
+        chains.append(ch)
+    lens = np.array([len(c) for c in chains])
+    off = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
+    prompt = (lens * BS).astype(np.int64)
+    out = rng.integers(8, 64, n).astype(np.int64)
+    return Trace(t, prompt, out, TraceMeta("chains", "tests", "n/a"),
+                 block_ids=np.concatenate(chains).astype(np.int64), block_offsets=off, block_size=BS)
+
+
+def vec(trace, n_envs=1, **kw):
+    kw.setdefault("split", "all")
+    kw.setdefault("window_order", "sequential")
+    kw.setdefault("replicas", R)
+    kw.setdefault("window_requests", len(trace))
+    kw.setdefault("capacity_blocks", 4096)
+    kw.setdefault("rate_scale", 1.0)
+    return rt.RoutingVecEnv(n_envs, seed=0, trace=trace, **kw)
+
+
+def play(v, act, max_steps=10_000):
+    obs = v.reset()
+    done = np.zeros(v.num_envs, bool)
+    metrics = [None] * v.num_envs
+    steps = 0
+    while not done.all() and steps < max_steps:
+        obs, _, d, infos = v.step(act(obs, v.action_masks()))
+        for e in np.flatnonzero(d & ~done):
+            metrics[e] = infos[e]["metrics"]
+        done |= d
+        steps += 1
+    assert done.all()
+    return metrics
+
+
+def test_gym_and_sb3_checkers():
+    from gymnasium.utils.env_checker import check_env
+    from stable_baselines3.common.env_checker import check_env as sb3_check
+
+    env = rt.RoutingEnv(trace=chain_trace(24), split="all", replicas=R, window_requests=24,
+                        capacity_blocks=4096, rate_scale=1.0)
+    check_env(env, skip_render_check=True)
+    sb3_check(env, warn=False)
+
+
+def test_invariants_and_metrics_under_random_routing():
+    tr = chain_trace(96, rate=40.0)
+    v = vec(tr, n_envs=3, queue_slots=8)
+    rng = np.random.default_rng(1)
+    v.reset()
+    t_prev = v.state.clock.copy()
+    done = np.zeros(3, bool)
+    while not done.all():
+        mask = v.action_masks()
+        a = np.array([rng.choice(np.flatnonzero(m)) for m in mask])
+        _, _, d, infos = v.step(a)
+        live = ~d
+        assert (v.state.clock[live] >= t_prev[live]).all(), "time ran backward"
+        t_prev = v.state.clock.copy()
+        # Replica clocks may run ahead of the env clock (iterations in flight at a decision).
+        bad = [m for m in violations(v.state, v.scenario.engine.capacity_blocks, v.scenario.engine.block_size)
+               if "ahead of the env clock" not in m]
+        assert not bad, bad
+        for e in np.flatnonzero(d & ~done):
+            m = infos[e]["metrics"]
+            assert m["requests"] == 96 and m["finished"] + m["dropped"] + m["unfinished"] == 96
+            for k in ("slo_attainment", "goodput_rps", "ttft_p50_s", "ttft_p99_s", "token_hit_ratio",
+                      "load_imbalance", "offered_rps"):
+                assert np.isfinite(m[k]), k
+            assert 0 <= m["token_hit_ratio"] <= 1 and m["load_imbalance"] >= 1
+        done |= d
+
+
+def test_same_seed_same_result_and_stale_reports():
+    tr = chain_trace(64, rate=20.0)
+    a = play(vec(tr), lambda o, m: H.JSQ(vec(tr)).act(o, m))
+    b = play(vec(tr), lambda o, m: H.JSQ(vec(tr)).act(o, m))
+    assert a == b
+    stale = play(vec(tr, stale_s=1e6), lambda o, m: H.JSQ(vec(tr)).act(o, m))
+    assert stale != a  # JSQ on frozen reports routes differently
+
+
+def test_stale_reports_freeze_load_and_count_sent():
+    tr = chain_trace(32, rate=50.0)
+    v = vec(tr, stale_s=1e6)
+    obs = v.reset()
+    q0 = H.replica_feature(obs, "queued", R).copy()
+    for _ in range(3):
+        obs, *_ = v.step(np.array([1]))
+    assert np.array_equal(H.replica_feature(obs, "queued", R), q0)
+    assert H.replica_feature(obs, "sent", R)[0, 1] * K.COUNT_SCALE == 3
+    assert H.request_feature(obs, "report_age")[0] > 0
+    fresh = vec(tr)
+    fresh.reset()
+    for _ in range(3):
+        obs, *_ = fresh.step(np.array([1]))
+    assert H.replica_feature(obs, "sent", R)[0].sum() == 0  # reports refresh at every decision
+
+
+def test_prefix_hit_appears_where_the_conversation_was_served():
+    # Two turns of one conversation, far apart in time: the second finds the first's chain
+    # cached at the replica that served it and nowhere else.
+    t = np.array([0.0, 30.0])
+    ids = np.array([0, 1, 0, 1, 2], np.int64)
+    tr = Trace(t, np.array([2 * BS, 3 * BS]), np.array([4, 4]), TraceMeta("two", "tests", "n/a"),
+               block_ids=ids, block_offsets=np.array([0, 2, 5]), block_size=BS)
+    v = vec(tr)
+    v.reset()
+    obs, *_ = v.step(np.array([2]))
+    hit = H.replica_feature(obs, "prefix_hit", R)[0]
+    assert hit[2] == pytest.approx(2 * BS / (3 * BS)) and (np.delete(hit, 2) == 0).all()
+    assert H.replica_feature(obs, "est_ttft", R)[0, 2] < H.replica_feature(obs, "est_ttft", R)[0, 0]
+    _, _, d, infos = v.step(np.array([2]))
+    assert d[0] and infos[0]["metrics"]["token_hit_ratio"] == pytest.approx(2 * BS / (5 * BS))
+
+
+def test_reusable_tokens_and_bound():
+    tr = chain_trace(16, convs=4)
+    reuse = rt.reusable_tokens(tr)
+    # Request i >= 4 continues conversation i % 4: its whole previous chain is reusable.
+    lens = np.diff(tr.block_offsets)
+    assert reuse[0] == 0  # the first request has no earlier one
+    assert (reuse[4:] == (lens[4:] - 1) * BS).all()
+    assert (reuse[1:4] == BS).all()
+    plain = tr.replace(block_ids=None, block_offsets=None, block_size=None)
+    assert (rt.reusable_tokens(plain) == 0).all()
+    v = vec(plain)
+    assert v.scenario.bound_rps == pytest.approx(R * v.scenario.replica_capacity_rps)
+    assert vec(tr).scenario.bound_rps > R * vec(tr).scenario.replica_capacity_rps
+
+
+def _obs(R_, **per_replica):
+    """A hand-built observation batch of one env: per_replica name -> [R] values (scaled)."""
+    o = np.zeros((1, K.G + R_ * K.F), np.float32)
+    for name, vals in per_replica.items():
+        if name in K.REQUEST_FEATURES:
+            o[0, K.REQUEST_FEATURES.index(name)] = vals
+            continue
+        f = K.REPLICA_FEATURES.index(name)
+        o[0, K.G + f : K.G + R_ * K.F : K.F] = vals
+    return o
+
+
+class _Env:
+    def __init__(self, n, E=1):
+        import gymnasium
+
+        self.action_space = gymnasium.spaces.Discrete(n)
+        self.num_envs = E
+
+
+def test_round_robin_jsq_p2c_on_hand_built_loads():
+    env = _Env(4)
+    rr = H.RoundRobin(env)
+    o = _obs(4)
+    mask = np.array([[True, False, True, True]])
+    assert [int(rr.act(o, mask)[0]) for _ in range(4)] == [0, 2, 3, 0]
+    o = _obs(4, outstanding=np.array([3, 1, 2, 5]) / K.TOKEN_SCALE)
+    assert H.JSQ(env).act(o, None)[0] == 1
+    assert H.JSQ(env).act(o, np.array([[True, False, True, True]]))[0] == 2
+    o = _obs(2, queued=np.array([5, 1]) / K.COUNT_SCALE)
+    p = H.PowerOfTwo(_Env(2), seed=3)
+    assert all(p.act(o, None)[0] == 1 for _ in range(20))  # with R = 2 both are always drawn
+
+
+def test_prefix_hash_is_consistent():
+    env = _Env(8)
+    ph = H.PrefixHash(env)
+    keys = np.arange(200) / 200.0
+    obs = np.stack([_obs(8, prefix_key=k)[0] for k in keys])
+    full = ph.act(obs, None)
+    assert len(set(full.tolist())) == 8  # keys spread over every replica
+    assert np.array_equal(ph.act(obs, None), full)
+    mask = np.ones((200, 8), bool)
+    mask[:, 3] = False
+    moved = ph.act(obs, mask)
+    assert (moved != 3).all()
+    assert np.array_equal(moved[full != 3], full[full != 3])  # only replica 3's keys move
+
+
+def test_sglang_cache_aware_follows_its_thresholds():
+    env = _Env(3)
+    sg = H.SGLangCacheAware(env)
+    cnt = lambda *x: np.array(x) / K.COUNT_SCALE
+    # Imbalanced (40 - 2 > 32 and 40 > 1.1 * 2): least loaded, whatever the cache says.
+    o = _obs(3, queued=cnt(40, 2, 10), prefix_hit=np.array([0.9, 0, 0]))
+    assert sg.act(o, None)[0] == 1
+    # Balanced, match rate 0.6 > 0.5: the best match.
+    o = _obs(3, queued=cnt(10, 2, 12), prefix_hit=np.array([0.1, 0.2, 0.6]))
+    assert sg.act(o, None)[0] == 2
+    # Balanced, match 0.4 <= 0.5: the smallest tree.
+    o = _obs(3, queued=cnt(10, 2, 12), prefix_hit=np.array([0.1, 0.2, 0.4]),
+             cache_fill=np.array([0.9, 0.5, 0.3]))
+    assert sg.act(o, None)[0] == 2
+
+
+def test_dualmap_prefers_affinity_until_the_slo():
+    env = _Env(8)
+    dm = H.DualMap(env)
+    o = _obs(8, prefix_key=0.123)
+    keys = H.prefix_keys(o)
+    legal = np.ones((1, 8), bool)
+    c1 = int(dm.rings[0].lookup(keys, legal)[0])
+    c2 = int(dm.rings[1].lookup(keys, legal, exclude=np.array([c1]))[0])
+    assert c1 != c2
+    hit = np.zeros(8)
+    hit[c2] = 0.8
+    ttft = np.full(8, 0.1)
+    o = _obs(8, prefix_key=0.123, prefix_hit=hit, est_ttft=ttft)
+    assert dm.act(o, None)[0] == c2  # affinity
+    ttft[c2] = 1.5
+    o = _obs(8, prefix_key=0.123, prefix_hit=hit, est_ttft=ttft)
+    assert dm.act(o, None)[0] == c1  # its TTFT would pass the SLO: the lighter candidate
+    ttft[c1] = 3.0
+    o = _obs(8, prefix_key=0.123, prefix_hit=hit, est_ttft=ttft)
+    assert dm.act(o, None)[0] == c2
+
+
+def test_heuristics_run_and_affinity_raises_hits():
+    tr = chain_trace(96, rate=6.0, convs=6)
+    hits = {}
+    for name in ("round_robin", "jsq", "p2c", "prefix_hash", "sglang_cache_aware", "dualmap"):
+        v = vec(tr)
+        pol = make_policy(name, v, rt.ENV_ID)
+        hits[name] = play(v, pol.act)[0]["token_hit_ratio"]
+    assert hits["prefix_hash"] > hits["round_robin"]
+    assert hits["dualmap"] > hits["round_robin"]
+
+
+def test_capacity_search_finds_a_known_threshold():
+    # attainment falls linearly in the rate; the 0.9 crossing is at x = 3.0
+    f = lambda x: {"slo_attainment": 1.0 - (x - 2.0) / 10.0, "offered_rps": 5.0 * x}
+    out = search(f, start=1.0, target=0.9, bisections=8)
+    assert out["bracket"][0] <= 3.0 <= out["bracket"][1]
+    assert out["value"] == pytest.approx(3.0, rel=0.02)
+    assert out["offered_rps"] == pytest.approx(5.0 * out["value"])
+    assert search(lambda x: {"slo_attainment": 0.0, "offered_rps": x}, 1.0, max_doublings=3)["value"] == 0.0
+
+
+def test_bad_config_is_named():
+    tr = chain_trace(16)
+    with pytest.raises(ValueError, match="replicas"):
+        vec(tr, replicas=0)
+    with pytest.raises(ValueError, match="stale_s"):
+        vec(tr, stale_s=-1.0)
+    with pytest.raises(ValueError, match="rate_scale"):
+        vec(tr, rate_scale=0.0)
+    with pytest.raises(TypeError, match="unknown config"):
+        vec(tr, replica=3)
+    v = vec(tr)
+    v.reset()
+    with pytest.raises(ValueError, match="actions"):
+        v.step(np.array([R]))
+
+
+def test_scorer_policy_is_permutation_equivariant():
+    import torch as th
+
+    from agents.scorer_policy import ItemScorer
+
+    net = ItemScorer(K.G, K.F, 16)
+    obs = th.randn(5, K.G + R * K.F)
+    perm = th.tensor([2, 0, 3, 1])
+    items = obs[:, K.G:].reshape(5, R, K.F)
+    obs_p = th.cat([obs[:, : K.G], items[:, perm].reshape(5, -1)], 1)
+    logits, v = net(obs)
+    logits_p, v_p = net(obs_p)
+    assert th.allclose(logits[:, perm], logits_p, atol=1e-6)
+    assert th.allclose(v, v_p, atol=1e-6)
