@@ -31,7 +31,8 @@ import pickle
 import sys
 import tempfile
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from importlib import metadata as importlib_metadata
 from pathlib import Path
@@ -195,12 +196,26 @@ def graph_module(model: Any, vecnorm: Any | None) -> Any:
     return PolicyGraph().eval()
 
 
+@contextmanager
+def torch_one_thread() -> Iterator[None]:
+    """Torch on one intra-op thread: for these small MLPs more threads only add contention
+    (on a busy 2-core machine a 16x80 batch took 16 ms per layer instead of 20 us)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _reference(model: Any, vecnorm: Any | None, obs: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Torch's (eager, through SB3's own normalization) actions and scores."""
     import torch
 
     x = vecnorm.normalize_obs(obs) if vecnorm is not None else obs
-    with torch.no_grad():
+    with torch.no_grad(), torch_one_thread():
         scores = torch_scores(model, torch.as_tensor(np.asarray(x, np.float32))).numpy()
     return masked_argmax(scores, mask, score_segments(model.action_space)), scores
 
@@ -302,15 +317,16 @@ def collect_observations(env_id: str, n: int, model: Any, seed: int = 0, n_envs:
     obs_out, mask_out = [], []
     obs = vec.reset()
     got = 0
-    while got < n:
-        mask = vec.action_masks()
-        obs_out.append(obs)
-        mask_out.append(mask)
-        got += obs.shape[0]
-        kw = {"action_masks": mask} if algo_masks else {}
-        a, _ = model.predict(obs, deterministic=True, **kw)
-        a = np.where(rng.random(obs.shape[0]) < explore, rand.act(obs, mask), a)
-        obs, _, _, _ = vec.step(a)
+    with torch_one_thread():
+        while got < n:
+            mask = vec.action_masks()
+            obs_out.append(obs)
+            mask_out.append(mask)
+            got += obs.shape[0]
+            kw = {"action_masks": mask} if algo_masks else {}
+            a, _ = model.predict(obs, deterministic=True, **kw)
+            a = np.where(rng.random(obs.shape[0]) < explore, rand.act(obs, mask), a)
+            obs, _, _, _ = vec.step(a)
     vec.close()
     return np.concatenate(obs_out)[:n], np.concatenate(mask_out)[:n]
 

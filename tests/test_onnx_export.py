@@ -1,0 +1,333 @@
+"""ONNX export, OnnxPolicy, GuardedPolicy and the reference engine hook (issue 10)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import pickle
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import envs
+from agents import export as X
+from agents.guarded import GuardedPolicy
+from agents.onnx_policy import OnnxPolicy
+from agents.policy import ZOO, _load_registries, make_policy
+
+ROOT = Path(__file__).resolve().parents[1]
+KV = "servegym/KVAdmission-v0"
+_load_registries()
+ZOO_IDS = sorted(ZOO)
+
+
+@pytest.fixture(scope="module")
+def zoo_onnx(tmp_path_factory) -> dict[str, tuple[Path, X.Parity]]:
+    """Every zoo agent exported once, with the full 10,000-observation parity check."""
+    out = {}
+    for env_id in ZOO_IDS:
+        path = tmp_path_factory.mktemp("zoo") / f"{env_id.split('/')[-1]}.onnx"
+        out[env_id] = (path, X.export(env_id, "zoo", path, parity_obs=10_000))
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> dict[str, Path]:
+    """PPO, MaskablePPO and DQN checkpoints from train.py, a few hundred steps each."""
+    import train
+
+    out = {}
+    for algo in ("ppo", "maskable-ppo", "dqn"):
+        d = tmp_path_factory.mktemp(algo)
+        with X.torch_one_thread():
+            assert train.main(["--algo", algo, "--timesteps", "256", "--n-envs", "2", "--no-eval",
+                               "--no-progress", "--out", str(d), "--seed", "1"]) == 0
+        out[algo] = d / "final.zip"
+    return out
+
+
+def test_onnx_policy_imports_without_torch():
+    code = ("import sys, agents.onnx_policy, agents.guarded; "
+            "bad = [m for m in ('torch', 'stable_baselines3') if m in sys.modules]; "
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+@pytest.mark.parametrize("env_id", ZOO_IDS)
+def test_zoo_parity_and_metadata(zoo_onnx, env_id):
+    path, parity = zoo_onnx[env_id]
+    assert parity.ok and parity.n_obs == 10_000 and parity.mismatches == 0
+    assert parity.max_abs_diff <= X.ATOL
+    assert parity.decided > 0.9 * parity.n_obs  # the check is not vacuous
+    p = OnnxPolicy(path)
+    m = p.metadata
+    assert m["env_id"] == env_id and m["env_version"] == "v" + env_id.rsplit("-v", 1)[1]
+    assert m["training_command"].startswith(f"python train.py --env {env_id}")
+    assert m["opset"] == str(X.OPSET) and json.loads(m["parity"])["ok"]
+    assert len(p.observation_features) == p.n_obs
+    assert len(p.action_meanings) == p.n_scores
+    if env_id == KV:
+        from envs import kv_admission_kernels as kern
+
+        assert p.observation_features[: len(kern.GLOBAL_FEATURES)] == list(kern.GLOBAL_FEATURES)
+        assert p.observation_features[-1] == "cand7.fits_now"
+        assert p.action_meanings[0] == "admit=0 budget=512 shortage=preempt order=fcfs"
+
+
+@pytest.mark.parametrize("algo", ["ppo", "maskable-ppo", "dqn"])
+def test_parity_every_algorithm(tiny, tmp_path, algo):
+    from agents.sb3_policy import algo_class
+
+    out = tmp_path / "p.onnx"
+    parity = X.export(KV, str(tiny[algo]), out, parity_obs=10_000)
+    assert parity.ok and parity.n_obs == 10_000 and parity.mismatches == 0
+    p = OnnxPolicy(out)
+    assert p.metadata["algorithm"] == algo
+    assert f"--algo {algo}" in p.metadata["training_command"]  # from run.json
+    score = p.session.get_outputs()[1].name
+    assert score == ("q_values" if algo == "dqn" else "logits")
+    # The eager reference the parity check uses is SB3's own decision.
+    model = algo_class(algo).load(tiny[algo], device="cpu")
+    obs, mask = X.collect_observations(KV, 256, model, seed=3)
+    ones = np.ones_like(mask)
+    kw = {"action_masks": mask} if algo == "maskable-ppo" else {}
+    m = mask if algo == "maskable-ppo" else ones
+    sb3, _ = model.predict(obs, deterministic=True, **kw)
+    ref, _ = X._reference(model, None, obs, m)
+    np.testing.assert_array_equal(sb3, ref)
+    np.testing.assert_array_equal(p.act(obs, m), ref)
+
+
+def test_vecnormalize_folded(tiny, tmp_path):
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    from agents.sb3_policy import algo_class
+
+    d = tmp_path / "run"
+    d.mkdir()
+    (d / "final.zip").write_bytes(tiny["ppo"].read_bytes())
+    vn = VecNormalize(envs.make_vec(KV, 4, seed=0), norm_reward=False, clip_obs=3.0)
+    vn.reset()
+    for _ in range(200):
+        vn.step(np.zeros(4, np.int64))
+    assert np.ptp(vn.obs_rms.var) > 0
+    vn.save(str(d / "vecnormalize.pkl"))
+    out = tmp_path / "norm.onnx"
+    parity = X.export(KV, str(d / "final.zip"), out, parity_obs=2000)
+    assert parity.ok
+    p = OnnxPolicy(out)
+    assert "VecNormalize" in json.loads(p.metadata["observation"])["normalization"]
+    model = algo_class("ppo").load(d / "final.zip", device="cpu")
+    obs, mask = X.collect_observations(KV, 512, model, seed=5)
+    with open(d / "vecnormalize.pkl", "rb") as f:
+        stats = pickle.load(f)
+    _, ref = X._reference(model, stats, obs, mask)
+    _, raw = X._reference(model, None, obs, mask)
+    _, got = p.run(obs, mask)
+    np.testing.assert_allclose(got, ref, atol=X.ATOL)
+    assert np.abs(got - raw).max() > 100 * X.ATOL  # the statistics change the answer
+
+
+def test_parity_check_catches_a_wrong_graph(tiny, tmp_path):
+    from agents.sb3_policy import algo_class
+
+    a = algo_class("ppo").load(tiny["ppo"], device="cpu")
+    b = algo_class("maskable-ppo").load(tiny["maskable-ppo"], device="cpu")
+    X.export_model(a, tmp_path / "a.onnx")
+    obs, mask = X.collect_observations(KV, 500, a, seed=2)
+    assert X.check_parity(tmp_path / "a.onnx", a, None, obs, mask).ok
+    bad = X.check_parity(tmp_path / "a.onnx", b, None, obs, mask)
+    assert not bad.ok and bad.max_abs_diff > X.ATOL
+
+
+def test_cli_errors_write_nothing(tmp_path, capsys):
+    out = tmp_path / "x.onnx"
+    assert X.main(["--policy", "zoo", "--onnx", str(out), "--env-kwargs", "candidates=4"]) == 1
+    assert "shape" in capsys.readouterr().err and not out.exists()
+    assert X.main(["--policy", str(tmp_path / "missing.zip"), "--onnx", str(out)]) == 1
+    assert not out.exists()
+
+
+def test_multidiscrete_export(tmp_path):
+    from stable_baselines3 import PPO
+
+    class Toy(gym.Env):
+        observation_space = gym.spaces.Box(-1, 1, (6,), np.float32)
+        action_space = gym.spaces.MultiDiscrete([3, 4])
+
+        def reset(self, *, seed=None, options=None):
+            super().reset(seed=seed)
+            return self.observation_space.sample(), {}
+
+        def step(self, action):
+            return self.observation_space.sample(), 0.0, False, False, {}
+
+    model = PPO("MlpPolicy", Toy(), n_steps=32, batch_size=32, n_epochs=1, seed=0, device="cpu")
+    model.learn(32)
+    X.export_model(model, tmp_path / "md.onnx")
+    rng = np.random.default_rng(0)
+    obs = rng.uniform(-1, 1, (3000, 6)).astype(np.float32)
+    mask = rng.random((3000, 7)) < 0.7
+    mask[:, 0] |= ~mask[:, :3].any(1)
+    mask[:, 3] |= ~mask[:, 3:].any(1)
+    assert X.check_parity(tmp_path / "md.onnx", model, None, obs, mask).ok
+    a = OnnxPolicy(tmp_path / "md.onnx").act(obs, mask)
+    assert a.shape == (3000, 2)
+    assert mask[np.arange(3000), a[:, 0]].all() and mask[np.arange(3000), 3 + a[:, 1]].all()
+    sb3, _ = model.predict(obs, deterministic=True)
+    np.testing.assert_array_equal(OnnxPolicy(tmp_path / "md.onnx").act(obs, None), sb3)
+
+
+def test_onnx_policy_in_evaluate(zoo_onnx):
+    from agents.evaluate import evaluate
+
+    path, _ = zoo_onnx[KV]
+    vec = envs.make_vec(KV, 1, seed=0)
+    assert isinstance(make_policy(str(path), vec, KV), OnnxPolicy)
+    with pytest.raises(ValueError, match="exported for"):
+        make_policy(str(path), vec, "servegym/Other-v0")
+    with pytest.raises(ValueError, match="shape"):
+        make_policy(str(path), envs.make_vec(KV, 1, seed=0, candidates=4), KV)
+    with X.torch_one_thread():
+        rep = evaluate(KV, [str(path), "zoo"], episodes=2, env_kwargs={"load": 1.1}, progress=False)
+    a, b = (r["metrics"] for r in rep["results"])
+    for k in ("slo_attainment", "goodput_rps", "ttft_p99_s", "return_mean"):
+        assert a[k] == b[k], k
+
+
+# --- GuardedPolicy -------------------------------------------------------------------------
+class _Const:
+    def __init__(self, action: int, delay_s: float = 0.0, name: str = "const"):
+        self.action, self.delay_s, self.name, self.calls = action, delay_s, name, 0
+
+    def act(self, obs, action_mask):
+        self.calls += 1
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        return np.full(obs.shape[0], self.action, np.int64)
+
+
+class _Raises:
+    name = "raises"
+
+    def act(self, obs, action_mask):
+        raise RuntimeError("model crashed")
+
+
+OBS = np.zeros((3, 4), np.float32)
+MASK = np.ones((3, 5), bool)
+
+
+def test_guard_passes_fast_answers():
+    g = GuardedPolicy(_Const(2), _Const(0), budget_us=1e6)
+    np.testing.assert_array_equal(g.act(OBS, MASK), [2, 2, 2])
+    assert g.counters.as_dict() == {"calls": 1, "decisions": 3, "fallbacks": 0, "timeouts": 0,
+                                    "busy": 0, "errors": 0, "invalid": 0}
+
+
+def test_guard_budget_is_enforced_inline():
+    slow = _Const(2, delay_s=0.002)  # 2 ms, four times the 500 us budget
+    g = GuardedPolicy(slow, _Const(0))
+    np.testing.assert_array_equal(g.act(OBS, MASK), [0, 0, 0])
+    assert g.counters.timeouts == 1 and g.counters.fallbacks == 3 and slow.calls == 1
+
+
+def test_guard_hard_deadline_does_not_wait():
+    slow = _Const(2, delay_s=0.3)
+    g = GuardedPolicy(slow, _Const(0), budget_us=500, hard_deadline=True)
+    t = time.perf_counter()
+    np.testing.assert_array_equal(g.act(OBS, MASK), [0, 0, 0])
+    np.testing.assert_array_equal(g.act(OBS, MASK), [0, 0, 0])  # the late call still runs
+    assert time.perf_counter() - t < 0.2
+    assert g.counters.timeouts == 1 and g.counters.busy == 1 and g.counters.fallbacks == 6
+    time.sleep(0.35)
+    fast = GuardedPolicy(_Const(4), _Const(0), budget_us=2e5, hard_deadline=True)
+    np.testing.assert_array_equal(fast.act(OBS, MASK), [4, 4, 4])
+    g.close()
+    fast.close()
+
+
+def test_guard_errors_and_illegal_actions_fall_back():
+    g = GuardedPolicy(_Raises(), _Const(1))
+    np.testing.assert_array_equal(g.act(OBS, MASK), [1, 1, 1])
+    assert g.counters.errors == 1 and isinstance(g.last_error, RuntimeError)
+
+    class Wrong:
+        name = "wrong"
+
+        def act(self, obs, action_mask):
+            return np.array([3, 9, 4])  # 9 is out of range, 4 is masked in row 2
+
+    mask = MASK.copy()
+    mask[2, 4] = False
+    g = GuardedPolicy(Wrong(), _Const(1), budget_us=1e6)
+    np.testing.assert_array_equal(g.act(OBS, mask), [3, 1, 1])
+    assert g.counters.invalid == 2 and g.counters.fallbacks == 2
+    with pytest.raises(ValueError, match="budget_us"):
+        GuardedPolicy(_Const(1), _Const(0), budget_us=0)
+
+
+# --- the reference engine hook ---------------------------------------------------------------
+def _hook():
+    spec = importlib.util.spec_from_file_location("engine_hook", ROOT / "examples" / "engine_hook.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["engine_hook"] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_observer_matches_env_write_obs():
+    """An EngineView read off the simulator's state gives the env's own observation and mask."""
+    from envs.core import state as S
+
+    hook = _hook()
+    vec = envs.make_vec(KV, 1, seed=4, load=2.0)
+    vec.reset()
+    obs_fn = hook.KVAdmissionObserver(vec.scenario.engine, vec.K, slots=vec.config.queue_slots)
+    rng = np.random.default_rng(0)
+    checked = 0
+    for step in range(1500):
+        mask = vec.action_masks()
+        obs, _, done, _ = vec.step(np.array([rng.choice(np.flatnonzero(mask[0]))]))
+        if done[0] or step % 25:
+            continue
+        st, wl, w = vec.state, vec.scenario.workload, vec.state.window[0]
+        qs = np.flatnonzero(st.status[0, 0] == S.QUEUED)
+        qs = qs[np.argsort(st.seq[0, 0, qs])]
+        rs = st.run_list[0, 0, : st.n_running[0, 0]]
+        arr = wl.arrival_s[w] * st.time_scale[0]
+        view = hook.EngineView(
+            float(st.clock[0]), arr[st.req[0, 0, qs]], wl.prompt[w, st.req[0, 0, qs]],
+            st.target[0, 0, qs], st.generated[0, 0, qs], wl.pred_bucket[w, st.req[0, 0, qs]],
+            wl.prompt[w, st.req[0, 0, rs]], st.target[0, 0, rs], st.kv_tokens[0, 0, rs],
+            st.generated[0, 0, rs], int(st.free_blocks[0, 0]), *st.accum[0, [
+                S.A_TTFT_EMA, S.A_GAP_EMA, S.A_LAST_ITER_S, S.A_RECOMPUTE_EMA]],
+            st.out_hist[0].copy(), progress=0.0)
+        got, got_mask = obs_fn.build(view)
+        arrived = list(hook.kern.GLOBAL_FEATURES).index("arrived")
+        want = obs.copy()
+        want[0, arrived] = 0.0  # episode progress: no engine analogue (the view holds it fixed)
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(got_mask, vec.action_masks())
+        checked += len(qs) > vec.K and len(rs) > 0
+    assert checked >= 10  # states with a long queue and a running batch were compared
+
+
+def test_engine_hook_serves_every_request(zoo_onnx):
+    hook = _hook()
+    res = hook.run(zoo_onnx[KV][0], requests=150, rate=10.0, budget_us=1e6)
+    assert res["finished"] == 150
+    assert res["guard_calls"] == res["iterations"] and res["guard_fallbacks"] == 0
+    assert 0 < res["ttft_p50_s"] <= res["ttft_p99_s"]
+
+
+def test_bench_time_calls():
+    from agents.bench_policy import time_calls
+
+    us = time_calls(lambda o, m: o.sum(), np.zeros((10, 3)), np.ones((10, 2), bool), 4, 50, warmup=5)
+    assert us.shape == (50,) and (us > 0).all()
