@@ -22,15 +22,22 @@ def algo_class(algo: str):
 
 
 def detect_algo(path: Path) -> str:
-    """Which algorithm saved ``path`` (SB3 zips carry the policy class in their data)."""
-    with zipfile.ZipFile(path) as z:
-        data = z.read("data").decode()
-    if "MaskableActorCriticPolicy" in data:
-        return "maskable-ppo"
-    if "QNetwork" in data or "DQNPolicy" in data:
-        return "dqn"
-    if "ActorCriticPolicy" in data:
-        return "ppo"
+    """Which algorithm saved ``path``: from the policy class SB3 stores in the zip's data (a
+    subclass, e.g. a custom MaskablePPO policy, counts as its base)."""
+    from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
+    from stable_baselines3.common.policies import ActorCriticPolicy
+    from stable_baselines3.common.save_util import json_to_data
+    from stable_baselines3.dqn.policies import DQNPolicy
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            cls = json_to_data(z.read("data").decode()).get("policy_class")
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as err:
+        raise ValueError(f"{path}: not a stable-baselines3 checkpoint ({err})") from err
+    for base, algo in ((MaskableActorCriticPolicy, "maskable-ppo"), (DQNPolicy, "dqn"),
+                       (ActorCriticPolicy, "ppo")):
+        if isinstance(cls, type) and issubclass(cls, base):
+            return algo
     raise ValueError(f"{path}: not a PPO, MaskablePPO or DQN checkpoint of stable-baselines3")
 
 
