@@ -72,9 +72,10 @@ def bench_env(env_id: str, batches: list[int], calls: int, seed: int = 0) -> lis
         onnx = OnnxPolicy(path)
     torch_policy = SB3Policy(src.checkpoint)
     vn = src.checkpoint.parent / "vecnormalize.pkl"
-    module = graph_module(torch_policy.model, load_vecnormalize(vn) if vn.is_file() else None)
+    vecnorm = load_vecnormalize(vn) if vn.is_file() else None
+    module = graph_module(torch_policy.model, vecnorm)
     obs, mask = collect_observations(env_id, max(4096, 2 * max(batches)), torch_policy.model, seed,
-                                     **src.env_kwargs)
+                                     vecnorm=vecnorm, **src.env_kwargs)
     guarded = GuardedPolicy(onnx, RandomPolicy(torch_policy.model, seed))
     hard = GuardedPolicy(onnx, RandomPolicy(torch_policy.model, seed), hard_deadline=True)
 

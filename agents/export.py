@@ -52,9 +52,7 @@ def _kv_admission_layout(vec: Any) -> tuple[list[str], list[str]]:
     from envs import kv_admission as kva
     from envs import kv_admission_kernels as kern
 
-    feats = list(kern.GLOBAL_FEATURES) + [
-        f"cand{k}.{f}" for k in range(vec.K) for f in kern.CANDIDATE_FEATURES
-    ]
+    feats = _items(kern.GLOBAL_FEATURES, kern.CANDIDATE_FEATURES, vec.K, "cand")
     orders = ("fcfs", "sjf", "edf")
     meanings = []
     for a in range(kva.N_ACTIONS):
@@ -67,10 +65,51 @@ def _kv_admission_layout(vec: Any) -> tuple[list[str], list[str]]:
     return feats, meanings
 
 
-# Environment id -> f(vec) -> (observation feature names, action meanings). Environments not
-# listed get generic names (obs[i], action i).
+def _items(glob: tuple[str, ...], item: tuple[str, ...], n: int, prefix: str) -> list[str]:
+    """Names of a global block followed by ``n`` per-item blocks (every env's layout)."""
+    return list(glob) + [f"{prefix}{i}.{f}" for i in range(n) for f in item]
+
+
+def _prefix_eviction_layout(vec: Any) -> tuple[list[str], list[str]]:
+    from envs import prefix_eviction_kernels as kern
+
+    return (_items(kern.GLOBAL_FEATURES, kern.CANDIDATE_FEATURES, vec.K, "cand"),
+            [f"evict cand{k}" for k in range(vec.K)])
+
+
+def _routing_layout(vec: Any) -> tuple[list[str], list[str]]:
+    from envs import routing_kernels as kern
+
+    return (_items(kern.REQUEST_FEATURES, kern.REPLICA_FEATURES, vec.R, "replica"),
+            [f"route to replica{r}" for r in range(vec.R)])
+
+
+def _autoscale_layout(vec: Any) -> tuple[list[str], list[str]]:
+    from envs import autoscale_kernels as kern
+
+    types = [str(t) for t in vec.config.types()]
+    k = vec.config.max_step
+    deltas = np.stack(np.unravel_index(np.arange(vec.action_space.n), (2 * k + 1,) * len(types))[::-1], 1) - k
+    meanings = [" ".join(f"{t}{d:+d}" for t, d in zip(types, row)) for row in deltas]
+    return _items(kern.GLOBAL_FEATURES, kern.TYPE_FEATURES, vec.G, "type"), meanings
+
+
+def _expert_placement_layout(vec: Any) -> tuple[list[str], list[str]]:
+    from envs import expert_placement_kernels as kern
+
+    # Actions mean a mode or a candidate depending on the sub-step phase: left generic.
+    return (_items(kern.GLOBAL_FEATURES, kern.CANDIDATE_FEATURES, vec.K, "cand"),
+            [f"action {i}" for i in range(vec.action_space.n)])
+
+
+# Environment id -> f(vec) -> (observation feature names, action meanings). An environment not
+# listed gets generic names (obs[i], action i).
 LAYOUTS: dict[str, Callable[[Any], tuple[list[str], list[str]]]] = {
     "servegym/KVAdmission-v0": _kv_admission_layout,
+    "servegym/PrefixEviction-v0": _prefix_eviction_layout,
+    "servegym/Routing-v0": _routing_layout,
+    "servegym/Autoscale-v0": _autoscale_layout,
+    "servegym/ExpertPlacement-v0": _expert_placement_layout,
 }
 
 
@@ -303,30 +342,28 @@ def check_parity(onnx_path: Path, model: Any, vecnorm: Any | None, obs: np.ndarr
 
 
 def collect_observations(env_id: str, n: int, model: Any, seed: int = 0, n_envs: int = 16,
-                         explore: float = 0.5, **env_kwargs: Any) -> tuple[np.ndarray, np.ndarray]:
-    """``n`` observations and masks from the environment's training split, acting with the
-    model (deterministic) and, with probability ``explore`` per decision, a random legal action
-    (to reach states the model alone avoids)."""
+                         explore: float = 0.5, vecnorm: Any | None = None,
+                         **env_kwargs: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` observations and masks from the environment's training split, acting as the
+    exported graph does (the model's best legal action) and, with probability ``explore`` per
+    decision, a random legal action (to reach states the model alone avoids)."""
     import envs
     from agents.policy import RandomPolicy
 
     vec = envs.make_vec(env_id, n_envs, seed=seed, split="train", **env_kwargs)
     rand = RandomPolicy(vec, seed)
     rng = np.random.default_rng(seed)
-    algo_masks = type(model).__name__ == "MaskablePPO"
     obs_out, mask_out = [], []
     obs = vec.reset()
     got = 0
-    with torch_one_thread():
-        while got < n:
-            mask = vec.action_masks()
-            obs_out.append(obs)
-            mask_out.append(mask)
-            got += obs.shape[0]
-            kw = {"action_masks": mask} if algo_masks else {}
-            a, _ = model.predict(obs, deterministic=True, **kw)
-            a = np.where(rng.random(obs.shape[0]) < explore, rand.act(obs, mask), a)
-            obs, _, _, _ = vec.step(a)
+    while got < n:
+        mask = vec.action_masks()
+        obs_out.append(obs)
+        mask_out.append(mask)
+        got += obs.shape[0]
+        a = _reference(model, vecnorm, obs, mask)[0]
+        a = np.where(rng.random(obs.shape[0]) < explore, rand.act(obs, mask), a)
+        obs, _, _, _ = vec.step(a)
     vec.close()
     return np.concatenate(obs_out)[:n], np.concatenate(mask_out)[:n]
 
@@ -371,6 +408,11 @@ def export(env_id: str, spec: str, out: Path, vecnormalize: Path | None = None,
     segments = score_segments(model.action_space)
     if env_id in LAYOUTS:
         feats, meanings = LAYOUTS[env_id](probe)
+        if (len(feats), len(meanings)) != (model.observation_space.shape[0], sum(segments)):
+            raise ValueError(
+                f"agents.export.LAYOUTS[{env_id!r}] names {len(feats)} features and {len(meanings)} "
+                f"actions, the environment has {model.observation_space.shape[0]} and {sum(segments)}: "
+                "update it to the environment's layout")
     else:
         feats = [f"obs[{i}]" for i in range(model.observation_space.shape[0])]
         meanings = [f"action {i}" for i in range(sum(segments))]
@@ -401,7 +443,7 @@ def export(env_id: str, spec: str, out: Path, vecnormalize: Path | None = None,
         export_model(model, staged, vecnorm, opset, meta)
         parity = None
         if parity_obs > 0:
-            obs, mask = collect_observations(env_id, parity_obs, model, seed, **kwargs)
+            obs, mask = collect_observations(env_id, parity_obs, model, seed, vecnorm=vecnorm, **kwargs)
             parity = check_parity(staged, model, vecnorm, obs, mask)
             if not parity.ok:
                 raise RuntimeError(f"ONNX parity failed for {src.checkpoint} ({env_id}): {asdict(parity)}")

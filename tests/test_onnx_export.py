@@ -103,6 +103,22 @@ def test_parity_every_algorithm(tiny, tmp_path, algo):
     np.testing.assert_array_equal(p.act(obs, m), ref)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("env_id", sorted(envs.VEC_ENVS))
+def test_export_every_environment(tmp_path, env_id):
+    """A tiny checkpoint of each environment's default algorithm exports with parity and with
+    its layout's names (LAYOUTS must follow the environment's observation)."""
+    import train
+
+    with X.torch_one_thread():
+        assert train.main(["--env", env_id, "--timesteps", "256", "--n-envs", "2", "--no-eval",
+                           "--no-progress", "--out", str(tmp_path)]) == 0
+    parity = X.export(env_id, str(tmp_path / "final.zip"), tmp_path / "p.onnx", parity_obs=2000)
+    assert parity.ok
+    p = OnnxPolicy(tmp_path / "p.onnx")
+    assert len(p.observation_features) == p.n_obs and len(p.action_meanings) == p.n_scores
+
+
 def test_vecnormalize_folded(tiny, tmp_path):
     from stable_baselines3.common.vec_env import VecNormalize
 
