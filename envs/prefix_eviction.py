@@ -32,9 +32,10 @@ and the ceiling ``block_hit_ratio_infinite`` of an infinite cache over the same 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import cache
-from typing import Any, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import gymnasium as gym
 import numpy as np
@@ -265,8 +266,8 @@ class State(NamedTuple):
 
 
 def allocate(E: int, U: int, C: int, longest: int, ghost: bool) -> State:
-    i32 = lambda *s: np.full(s, -1, np.int32)  # noqa: E731
-    i64 = lambda *s: np.zeros(s, np.int64)  # noqa: E731
+    i32 = lambda *s: np.full(s, -1, np.int32)
+    i64 = lambda *s: np.zeros(s, np.int64)
     G = U if ghost else 1
     return State(
         iv=i64(E, K.N_IV), fv=np.zeros((E, K.N_FV)), where=i32(E, U), desc=np.zeros((E, U), np.int32),
@@ -302,14 +303,15 @@ class PrefixEvictionVecEnv(VecEnv):
         self.built = build(cfg)
         self.K = cfg.candidates
         bt = self.built
-        self.caps = tuple(max(2, int(round(f * bt.n_blocks))) for f in cfg.capacities())
+        self.caps = tuple(max(2, round(f * bt.n_blocks)) for f in cfg.capacities())
         n_obs = K.N_GLOBAL + self.K * K.N_CAND
         self.render_mode = None
         super().__init__(num_envs, spaces.Box(-np.inf, np.inf, (n_obs,), np.float32),
                          spaces.Discrete(self.K))
         E = num_envs
-        self._longest = int(max(cfg.window_requests, (bt.ends - bt.starts).max()))
+        self._longest = max(cfg.window_requests, int((bt.ends - bt.starts).max()))
         self.rank = K.R_LRU
+        self.native = False
         self.state = allocate(E, bt.n_blocks, max(self.caps), self._longest, False)
         self._obs = np.zeros((E, n_obs), np.float32)
         self._obs64 = np.zeros((E, n_obs), np.float64)
@@ -332,9 +334,12 @@ class PrefixEvictionVecEnv(VecEnv):
             self.seed(seed)
 
     # --- privileged channel for heuristics and oracles
-    def set_ranking(self, name: str) -> None:
+    def set_ranking(self, name: str, native: bool = False) -> None:
         """List candidates in the order of a heuristic (its victim first). Policies call this
-        from their factory; Belady's order is the one place next-use times enter the env."""
+        from their factory; Belady's order is the one place next-use times enter the env.
+        ``native``: the kernel evicts the first candidate itself and never stops, so a whole
+        window is one step (the ranking's own policy at kernel speed)."""
+        self.native = bool(native)
         if name not in RANKINGS:
             raise ValueError(f"PrefixEviction: ranking must be one of {', '.join(RANKINGS)}, got {name!r}")
         self.rank = RANKINGS[name]
@@ -379,7 +384,7 @@ class PrefixEvictionVecEnv(VecEnv):
         self._frac[e] = cfg.capacities()[ci]
         warm = max(0, start - cfg.warmup_requests)
         more = K.reset_env(self.state, bt.sc, self.rank, e, caps[ci], warm, start, end, self.K,
-                           self._obs64, self._mask, self._cands[e], self._scratch, bt.block_size,
+                           not self.native, self._obs64, self._mask, self._cands[e], self._scratch, bt.block_size,
                            bt.n_tenants)
         self._noop[e] = not more
         if not more:
@@ -489,7 +494,7 @@ class PrefixEvictionVecEnv(VecEnv):
 class PrefixEvictionEnv(gym.Env):
     """The single-env Gymnasium view (E = 1) of :class:`PrefixEvictionVecEnv`."""
 
-    metadata = {"render_modes": []}
+    metadata: dict[str, Any] = {"render_modes": []}  # noqa: RUF012 (Gymnasium's convention)
 
     def __init__(self, **kwargs: Any):
         self._vec = PrefixEvictionVecEnv(1, **kwargs)

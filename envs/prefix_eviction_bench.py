@@ -29,7 +29,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 from envs import prefix_eviction as pe
 from envs import prefix_eviction_kernels as K
 
-KW = dict(capacity_frac=0.05)
+KW = {"capacity_frac": 0.05}
 
 
 def _run(vec, act, steps: int, repeats: int) -> tuple[float, float]:
@@ -78,7 +78,7 @@ def bench_kernel(repeats: int) -> float:
     rates = []
     for _ in range(repeats + 1):
         t = time.perf_counter()
-        K.reset_env(vec.state, bt.sc, K.R_LRU, 0, vec.caps[0], 0, N, N, vec.K, vec._obs64,
+        K.reset_env(vec.state, bt.sc, K.R_LRU, 0, vec.caps[0], 0, N, N, vec.K, False, vec._obs64,
                     vec._mask, vec._cands[0], vec._scratch, bt.block_size, bt.n_tenants)
         rates.append(len(bt.sc.ref_block) / (time.perf_counter() - t))
     return float(np.median(rates[1:]))
@@ -123,12 +123,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run_dummy(vec, steps: int, repeats: int) -> tuple[float, float]:
-    obs = vec.reset()
+    vec.reset()
     rates = []
     for _ in range(repeats):
         t = time.perf_counter()
         for _ in range(steps):
-            obs, _, _, _ = vec.step(vec.action_masks().argmax(1))
+            vec.step(vec.action_masks().argmax(1))
         rates.append(steps * vec.num_envs / (time.perf_counter() - t))
     return float(np.median(rates)), 0.0
 

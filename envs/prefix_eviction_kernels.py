@@ -559,10 +559,11 @@ def advance(st, sc, rank, e, K, decide, obs, mask, cands, scratch, block_size, n
 
 
 @nb.njit(cache=True)
-def reset_env(st, sc, rank, e, cap, warm_start, start, end, K, obs, mask, cands, scratch,
+def reset_env(st, sc, rank, e, cap, warm_start, start, end, K, decide, obs, mask, cands, scratch,
               block_size, n_tenants):
     """Empty env ``e``'s cache, replay requests [warm_start, start) unscored with the ranking's
-    own victims, and run to the first decision of the window [start, end)."""
+    own victims, and run to the first decision of the window [start, end) (with ``decide``
+    False: through the whole window, each victim the ranking's first candidate)."""
     iv = st.iv
     for i in range(N_IV):
         iv[e, i] = 0
@@ -602,7 +603,7 @@ def reset_env(st, sc, rank, e, cap, warm_start, start, end, K, obs, mask, cands,
     iv[e, I_REQ_START] = start
     iv[e, I_REQ_END] = end
     iv[e, I_SCORE] = 1
-    return advance(st, sc, rank, e, K, True, obs, mask, cands, scratch, block_size, n_tenants)
+    return advance(st, sc, rank, e, K, decide, obs, mask, cands, scratch, block_size, n_tenants)
 
 
 @nb.njit(cache=True)

@@ -21,7 +21,13 @@ from envs.core import prefix
 from envs.core import state as S
 from envs.core.capacity import VLLM_BUDGET
 from envs.core.engine import Engine
-from envs.core.replica import ORDER_FCFS, enqueue, reset_env_state, reset_replica, run_iteration
+from envs.core.replica import (
+    ORDER_FCFS,
+    enqueue,
+    reset_env_state,
+    reset_replica,
+    run_iteration,
+)
 
 
 @nb.njit(cache=True)

@@ -35,12 +35,13 @@ def refs_trace(refs: list[int]) -> Trace:
 
 
 def run(trace: Trace, policy: str, capacity: int, chain: bool = False, actions=None) -> dict:
-    """One whole-trace episode (no warm-up) under ``policy``; ``actions`` overrides it."""
+    """One whole-trace episode (no warm-up) under ``policy``, or with decisions exposed (LRU
+    candidates) and ``actions(vec)`` choosing."""
     U = len(np.unique(trace.block_ids))
     vec = pe.PrefixEvictionVecEnv(1, seed=0, trace=trace, split="all", window_requests=len(trace),
                                   warmup_requests=0, capacity_frac=capacity / U, chain=chain)
     assert vec.caps == (capacity,)
-    pol = make_policy(policy, vec, pe.ENV_ID)
+    pol = make_policy(policy, vec, pe.ENV_ID) if actions is None else None
     obs = vec.reset()
     for _ in range(10**6):
         a = pol.act(obs, vec.action_masks()) if actions is None else np.array([actions(vec)])
@@ -254,7 +255,7 @@ def test_chain_mode_orders_on_a_conversation_trace():
 
 
 def test_checkers_and_registration():
-    kw = dict(trace=_conv_trace(120.0), window_requests=100, warmup_requests=50, capacity_frac=0.05)
+    kw = {"trace": _conv_trace(120.0), "window_requests": 100, "warmup_requests": 50, "capacity_frac": 0.05}
     gym_check_env(pe.PrefixEvictionEnv(**kw), skip_render_check=True)
     sb3_check_env(pe.PrefixEvictionEnv(**kw), warn=True)
     vec = envs.make_vec(pe.ENV_ID, 2, seed=0, **kw)
@@ -268,8 +269,8 @@ def _masked_random(rng, mask):
 
 
 def test_vecenv_matches_gymnasium_copies_and_is_deterministic():
-    kw = dict(trace=_conv_trace(120.0), window_requests=80, warmup_requests=40,
-              capacity_frac=(0.02, 0.1))
+    kw = {"trace": _conv_trace(120.0), "window_requests": 80, "warmup_requests": 40,
+          "capacity_frac": (0.02, 0.1)}
     E, seed = 3, 5
 
     def rollout():

@@ -4,8 +4,10 @@ The victim order of each policy is kept natively by the env's kernel over all ca
 (a recency list, an insertion list, S3-FIFO's queues or a priority heap), because several of
 them evict blocks that need not be among the K least recently used ones the learned agent sees.
 A factory selects its order with ``env.set_ranking`` (the privileged channel: Belady's next-use
-times enter only there) and the policy then takes the first legal candidate, which is that
-order's victim. Tests check each one against a plain-Python simulator of its textbook definition.
+times enter only there) and the kernel then evicts that order's first candidate itself, without
+a Python round trip per eviction (``native``: an episode is one step, so the evaluator's
+per-decision latency of these policies is per episode and means nothing). ``FirstCandidate``
+takes the same victim when a ranking is used with decisions exposed. Tests check each one against a plain-Python simulator of its textbook definition.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ class FirstCandidate:
 
 def _ranked(name: str):
     def factory(env, seed: int = 0) -> FirstCandidate:
-        env.set_ranking(name)
+        env.set_ranking(name, native=True)
         return FirstCandidate(name)
 
     return factory
