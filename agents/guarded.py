@@ -7,8 +7,9 @@ for any ``Policy``:
 
 * the learned policy decides when it answers within ``budget_us`` (per ``act`` call, i.e. per
   decision point of the engine, whatever the batch);
-* otherwise (late, raised, wrong shape) the fallback decides the whole call; an action that is
-  out of range or illegal under the mask is replaced by the fallback's action for that row;
+* otherwise (late, raised, wrong shape) the fallback decides the whole call; a Discrete action
+  that is out of range or illegal under the mask is replaced by the fallback's action for that
+  row;
 * ``counters`` says how often each happened.
 
 Two deadline modes. ``hard_deadline=False`` (default) runs the policy inline and discards a late
@@ -101,15 +102,16 @@ class GuardedPolicy:
             actions = None
         if actions is not None:
             actions = np.asarray(actions)
-            if actions.shape != (B,) or actions.dtype.kind not in "iu":
+            if actions.ndim not in (1, 2) or actions.shape[0] != B or actions.dtype.kind not in "iu":
                 c.errors += 1
                 self.last_error = ValueError(
-                    f"policy answered {actions.dtype} {actions.shape}, expected integers of shape ({B},)")
+                    f"policy answered {actions.dtype} {actions.shape}, expected integers of shape ({B},) "
+                    f"or ({B}, D)")
                 actions = None
         if actions is None:
             c.fallbacks += B
             return np.asarray(self.fallback.act(obs, action_mask))
-        if action_mask is not None:
+        if action_mask is not None and actions.ndim == 1:  # (MultiDiscrete: the graph masks)
             n = action_mask.shape[1]
             safe = np.clip(actions, 0, n - 1)
             ok = action_mask[np.arange(B), safe] & (safe == actions)
