@@ -197,7 +197,10 @@ def torch_scores(model: Any, obs: Any) -> Any:
 
 def masked_argmax(scores: Any, mask: Any, segments: list[int]) -> Any:
     """Best legal action per dimension (works on numpy arrays and torch tensors alike)."""
-    lib = np if isinstance(scores, np.ndarray) else __import__("torch")
+    if isinstance(scores, np.ndarray):
+        lib: Any = np
+    else:
+        import torch as lib
     masked = lib.where(mask, scores, MASKED)
     if len(segments) == 1:
         return masked.argmax(1)
@@ -209,6 +212,7 @@ def masked_argmax(scores: Any, mask: Any, segments: list[int]) -> Any:
 
 
 def graph_module(model: Any, vecnorm: Any | None) -> Any:
+    """The torch module that is exported: normalization, the policy's scores, masked argmax."""
     import torch
 
     segments = score_segments(model.action_space)
