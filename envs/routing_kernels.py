@@ -95,14 +95,14 @@ def outstanding_tokens(st, e, r):
 
 
 @nb.njit(cache=True)
-def advance_replica(st, wl, eng, e, r, until, budget, ttft_ema, busy):
-    """Run replica ``r``'s iterations that start before ``until``. The core keeps one recent-TTFT
-    average per env; it is swapped with the replica's own around each iteration."""
+def advance_replica(st, wl, eng, e, r, until, admit, budget, defer, order, ttft_ema, busy):
+    """Run replica ``r``'s iterations that start before ``until`` under the scheduling knobs of
+    ``run_iteration`` (Routing-v0: vLLM's). The core keeps one recent-TTFT average per env; it
+    is swapped with the replica's own around each iteration."""
     stuck = 0
     while st.r_clock[e, r] < until and not _is_idle(st.n_queued, st.n_running, e, r):
         st.accum[e, A_TTFT_EMA] = ttft_ema[e, r]
-        dt = run_iteration(st, wl, eng, e, r, eng.max_seqs, budget, False, ORDER_FCFS,
-                           st.r_clock[e, r])
+        dt = run_iteration(st, wl, eng, e, r, admit, budget, defer, order, st.r_clock[e, r])
         ttft_ema[e, r] = st.accum[e, A_TTFT_EMA]
         if dt == 0.0:
             stuck += 1  # a preemption-only iteration; the next one admits
@@ -115,7 +115,8 @@ def advance_replica(st, wl, eng, e, r, until, budget, ttft_ema, busy):
 
 @nb.njit(cache=True)
 def route_one(st, wl, e, r, t, sent):
-    """Request ``next_arrival`` arrives at ``t`` and joins replica ``r``'s queue."""
+    """Request ``next_arrival`` arrives at ``t`` and joins replica ``r``'s queue (``sent``: the
+    router's count of requests it sent there since the replica's last report)."""
     if _is_idle(st.n_queued, st.n_running, e, r) and st.r_clock[e, r] < t:
         st.r_clock[e, r] = t
     enqueue(st, wl, e, r, st.next_arrival[e])
@@ -124,15 +125,16 @@ def route_one(st, wl, e, r, t, sent):
 
 
 @nb.njit(cache=True)
-def write_obs(st, wl, eng, e, obs, mask, up, ttft_ema, snap, snap_t, sent, stale_s, hash_blocks,
+def write_obs(st, wl, eng, e, i, obs, mask, up, ttft_ema, snap, snap_t, sent, stale_s, hash_blocks,
               sec_per_tok):
-    """Observation and mask for the pending request of env ``e`` (the next to arrive)."""
+    """Observation and mask of a router of env ``e`` for request ``i`` (``snap``/``snap_t``/
+    ``sent``: that router's view of the load reports)."""
     w = st.window[e]
     N = wl.n_requests[w]
     R = st.n_queued.shape[1]
     S = st.status.shape[2]
     now = st.clock[e]
-    i = min(st.next_arrival[e], N - 1)
+    i = min(i, N - 1)
     prompt = wl.prompt[w, i]
     if stale_s <= 0.0 or now - snap_t[e] >= stale_s:
         cap = float(eng.capacity_blocks)
@@ -148,7 +150,7 @@ def write_obs(st, wl, eng, e, obs, mask, up, ttft_ema, snap, snap_t, sent, stale
     o[0] = prompt / TOKEN_SCALE
     o[1] = wl.pred_bucket[w, i] / 7.0
     o[2] = prefix_key(wl, w, i, hash_blocks) / float(1 << HASH_BITS)
-    o[3] = st.next_arrival[e] / N
+    o[3] = i / N
     o[4] = (now - snap_t[e]) / eng.slo_ttft
     n_chain = wl.chain_len[w, i]
     chain = wl.chain_ids[w, i]
@@ -192,7 +194,8 @@ def step_all(st, wl, eng, actions, up, budget, drain_s, stale_s, hash_blocks, se
         if st.next_arrival[e] < N:
             t_next = wl.arrival_s[w, st.next_arrival[e]] * scale
             for r in range(R):
-                advance_replica(st, wl, eng, e, r, t_next, budget, ttft_ema, busy)
+                advance_replica(st, wl, eng, e, r, t_next, eng.max_seqs, budget, False, ORDER_FCFS,
+                                ttft_ema, busy)
                 mark_late_queued(st, wl, eng, e, r, t_next)
             st.clock[e] = t_next
             terminated[e] = False
@@ -202,14 +205,15 @@ def step_all(st, wl, eng, actions, up, budget, drain_s, stale_s, hash_blocks, se
             end = t
             empty = True
             for r in range(R):
-                advance_replica(st, wl, eng, e, r, t + drain_s, budget, ttft_ema, busy)
+                advance_replica(st, wl, eng, e, r, t + drain_s, eng.max_seqs, budget, False, ORDER_FCFS,
+                                ttft_ema, busy)
                 end = max(end, st.r_clock[e, r])
                 empty = empty and _is_idle(st.n_queued, st.n_running, e, r)
             st.clock[e] = end
             terminated[e] = empty
             truncated[e] = not empty
         reward[e] = (st.counters[e, C_SLO_MET] - met0) - (st.counters[e, C_SLO_MISSED] - miss0)
-        write_obs(st, wl, eng, e, obs, mask, up, ttft_ema, snap, snap_t, sent, stale_s,
+        write_obs(st, wl, eng, e, st.next_arrival[e], obs, mask, up, ttft_ema, snap, snap_t, sent, stale_s,
                   hash_blocks, sec_per_tok)
 
 
@@ -229,5 +233,5 @@ def reset_all(st, wl, eng, envs, windows, time_scales, up, stale_s, hash_blocks,
             busy[e, r] = 0.0
             sent[e, r] = 0
         snap_t[e] = -np.inf
-        write_obs(st, wl, eng, e, obs, mask, up, ttft_ema, snap, snap_t, sent, stale_s,
+        write_obs(st, wl, eng, e, st.next_arrival[e], obs, mask, up, ttft_ema, snap, snap_t, sent, stale_s,
                   hash_blocks, sec_per_tok)

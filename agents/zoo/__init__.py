@@ -26,6 +26,10 @@ class Recipe:
 RECIPES: dict[str, Recipe] = {
     # `python train.py` with its defaults (MaskablePPO, 300k steps, 16 envs, seed 0).
     "servegym/KVAdmission-v0": Recipe("kv_admission_ppo.zip", ()),
+    # Real Mooncake conversation trace, training part (first 70%), loads 0.6/0.8/1.0, seed 0.
+    "servegym/Routing-v0": Recipe("routing_ppo.zip", (
+        "--trace", "../shared/traces/mooncake_conversation.jsonl", "--env-kwargs", "load=(0.6,0.8,1.0)",
+        "--timesteps", "1720320", "--seed", "0")),
 }
 
 for _env_id, _recipe in RECIPES.items():
