@@ -284,3 +284,19 @@ def test_bad_config_is_named():
     v.reset()
     with pytest.raises(ValueError, match="actions"):
         v.step(np.array([R]))
+
+
+def test_scorer_policy_is_permutation_equivariant():
+    import torch as th
+
+    from agents.scorer_policy import ItemScorer
+
+    net = ItemScorer(K.G, K.F, 16)
+    obs = th.randn(5, K.G + R * K.F)
+    perm = th.tensor([2, 0, 3, 1])
+    items = obs[:, K.G:].reshape(5, R, K.F)
+    obs_p = th.cat([obs[:, : K.G], items[:, perm].reshape(5, -1)], 1)
+    logits, v = net(obs)
+    logits_p, v_p = net(obs_p)
+    assert th.allclose(logits[:, perm], logits_p, atol=1e-6)
+    assert th.allclose(v, v_p, atol=1e-6)
