@@ -67,6 +67,7 @@ class ExpertPlacementVecEnv(VecEnv):
         self._rew = np.zeros(n)
         self._returns = np.zeros(n)
         self._lengths = np.zeros(n, np.int64)
+        self._masked = np.zeros(n, np.int64)
         self.oracle: str | None = None
         # How expensive a move is: one GPU's slots over the slowest link / an interval's all-to-all.
         link = sh.nodes == 1
@@ -109,6 +110,7 @@ class ExpertPlacementVecEnv(VecEnv):
         self.rep_done[envs] = 0
         self._returns[envs] = 0.0
         self._lengths[envs] = 0
+        self._masked[envs] = 0
 
     def _refresh(self, envs: np.ndarray) -> None:
         sim, sh = self.sim, self.sh
@@ -124,11 +126,11 @@ class ExpertPlacementVecEnv(VecEnv):
         a = np.asarray(actions).reshape(self.num_envs)
         if a.dtype.kind not in "iu" or a.min() < 0 or a.max() >= self.n_actions:
             raise ValueError(f"ExpertPlacement: actions must be integers in [0, {self.n_actions}), got {a!r}")
+        # A masked action (from an algorithm that ignores masks, e.g. plain PPO) becomes the first
+        # legal one: KEEP on a mode sub-step, candidate 0 on a replica sub-step; counted per episode.
         bad = ~self._mask[self._all, a]
-        if bad.any():
-            e = int(np.flatnonzero(bad)[0])
-            raise ValueError(f"ExpertPlacement: action {int(a[e])} of env {e} is masked (phase {int(self.phase[e])})")
-        self._actions[:] = a
+        self._masked += bad
+        self._actions[:] = np.where(bad, self._mask.argmax(1), a)
 
     def advance(self) -> tuple[np.ndarray, np.ndarray]:
         """Apply ``_actions``; play the interval of every env whose rebalance is complete. Returns
@@ -168,7 +170,7 @@ class ExpertPlacementVecEnv(VecEnv):
         return self._obs.astype(np.float32), self._rew.astype(np.float32), dones, infos
 
     def episode_metrics(self, e: int) -> dict[str, float]:
-        return self.sim.metrics(e)
+        return {**self.sim.metrics(e), "masked_actions": float(self._masked[e])}
 
     def close(self) -> None:
         pass

@@ -1,0 +1,112 @@
+"""ExpertPlacement-v0 throughput at E=256 experts (DeepSeek-V3 on 32 H200s, the default scenario).
+
+    python -m envs.bench --env servegym/ExpertPlacement-v0 [--sizes 1 16 64] [--repeats 3] [--json FILE]
+
+Per batch size: sub-steps per second of the native VecEnv and of SB3's DummyVecEnv over the
+Gymnasium view, under EPLB (one sub-step per layer per rebalance) and under custom placement with
+EPLB's greedy replication (1 + redundant_slots sub-steps per layer); rebalances per second (a
+rebalance = every simulated layer decided and the next interval played); and the cluster model
+alone: simulated batch steps per second (each step = every simulated MoE layer: dispatch, FFN,
+all-to-all). One core; medians over ``--repeats``; ratios from the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from stable_baselines3.common.vec_env import DummyVecEnv
+
+from envs import expert_placement_kernels as K
+from envs.expert_placement import ENV_ID, ExpertPlacementEnv, ExpertPlacementVecEnv
+
+
+def _policy_actions(vec, mode: int) -> np.ndarray:
+    mask = np.asarray(vec.env_method("action_masks")) if isinstance(vec, DummyVecEnv) else vec.action_masks()
+    return np.where(mask[:, mode], mode, K.N_MODES)
+
+
+def _rate(vec, mode: int, steps: int, repeats: int) -> tuple[float, float]:
+    """Median (sub-steps/s, rebalances/s) of ``vec`` under one mode."""
+    vec.reset()
+    vec.step(_policy_actions(vec, mode))  # warm-up (compilation)
+    rates, rebal = [], []
+    for _ in range(repeats):
+        n_reb = 0
+        t = time.perf_counter()
+        for _ in range(steps):
+            _, r, _, _ = vec.step(_policy_actions(vec, mode))
+            n_reb += int(np.count_nonzero(r))
+        dt = time.perf_counter() - t
+        rates.append(steps * vec.num_envs / dt)
+        rebal.append(n_reb / dt)
+    return float(np.median(rates)), float(np.median(rebal))
+
+
+def bench_sim(n: int, repeats: int) -> dict:
+    """The cluster model alone: one interval of every env per call."""
+    v = ExpertPlacementVecEnv(n, seed=0)
+    v.reset()
+    sim = v.sim
+    envs = np.arange(n)
+    rates = []
+    for _ in range(repeats):
+        sim.interval[:] = 0
+        place = sim.place.copy()
+        t = time.perf_counter()
+        for _ in range(v.config.intervals):
+            sim.run_interval(envs, place)
+        dt = time.perf_counter() - t
+        rates.append(n * v.config.intervals * v.config.interval_steps / dt)
+    r = float(np.median(rates))
+    return {"n_envs": n, "batch_steps_per_s": r, "layer_steps_per_s": r * v.sh.L, "experts": v.sh.E,
+            "gpus": v.sh.G, "layers": v.sh.L}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m envs.bench --env " + ENV_ID, description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sizes", type=int, nargs="+", default=[1, 16, 64])
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--steps", type=int, default=4000, help="native env sub-steps per timed run")
+    p.add_argument("--json", type=Path)
+    a = p.parse_args(argv)
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    rows = []
+    for E in a.sizes:
+        steps = max(20, a.steps // E)
+        row: dict = {"n_envs": E}
+        for name, mode in (("eplb", K.EPLB), ("custom", K.CUSTOM)):
+            native, reb = _rate(ExpertPlacementVecEnv(E, seed=0), mode, steps, a.repeats)
+            dummy, _ = _rate(DummyVecEnv([lambda: ExpertPlacementEnv() for _ in range(E)]), mode,
+                             max(5, steps // 10), a.repeats)
+            row[f"{name}_native_steps_per_s"] = native
+            row[f"{name}_rebalances_per_s"] = reb
+            row[f"{name}_dummy_steps_per_s"] = dummy
+            row[f"{name}_ratio"] = native / dummy
+            print(f"E={E:4d} {name:6s}: native {native:9,.0f} sub-steps/s ({reb:7,.1f} rebalances/s), "
+                  f"dummy {dummy:9,.0f}, ratio {native / dummy:5.1f}x", flush=True)
+        row["native_steps_per_s"] = row["eplb_native_steps_per_s"]
+        row["dummy_steps_per_s"] = row["eplb_dummy_steps_per_s"]
+        row["ratio"] = row["eplb_ratio"]
+        rows.append(row)
+    sim = [bench_sim(n, a.repeats) for n in sorted({1, max(a.sizes)})]
+    for s in sim:
+        print(f"cluster model, {s['n_envs']} envs, E={s['experts']} on {s['gpus']} GPUs: "
+              f"{s['batch_steps_per_s']:,.0f} batch steps/s ({s['layer_steps_per_s']:,.0f} layer-steps/s)")
+    report = {"env": ENV_ID, "rows": rows, "simulator": sim, "repeats": a.repeats,
+              "machine": {"python": sys.version.split()[0], "platform": platform.platform(), "threads": 1}}
+    if a.json:
+        a.json.write_text(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
