@@ -321,6 +321,7 @@ class PrefixEvictionVecEnv(VecEnv):
         self._rew = np.zeros(E)
         self._done = np.zeros(E, np.bool_)
         self._noop = np.zeros(E, np.bool_)  # window needed no eviction: one no-op step ends it
+        self._noop_reward = np.zeros(E)
         self._returns = np.zeros(E)
         self._lengths = np.zeros(E, np.int64)
         self._win = np.zeros((E, 2), np.int64)
@@ -387,6 +388,10 @@ class PrefixEvictionVecEnv(VecEnv):
                            not self.native, self._obs64, self._mask, self._cands[e], self._scratch, bt.block_size,
                            bt.n_tenants)
         self._noop[e] = not more
+        # Savings before the first decision are not a reward for any action; a window run with
+        # no decision (native rankings) reports them all on its one step, so that its return
+        # still equals prefill_s_saved.
+        self._noop_reward[e] = self.state.fv[e, K.F_REWARD] if not more else 0.0
         if not more:
             self._obs64[e] = 0.0
             self._mask[e] = False
@@ -410,7 +415,7 @@ class PrefixEvictionVecEnv(VecEnv):
         """One kernel call: every env evicts its chosen candidate and runs to its next decision
         (an env whose window needed no eviction ends on its no-op step)."""
         bt = self.built
-        self._rew[:] = 0.0
+        self._rew[:] = self._noop_reward
         self._done[:] = self._noop
         K.step_all(self.state, bt.sc, self.rank, self._live(), self._actions, self.K, self._obs64,
                    self._mask, self._cands, self._scratch, self._rew, self._done, bt.block_size,

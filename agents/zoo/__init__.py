@@ -26,6 +26,10 @@ class Recipe:
 RECIPES: dict[str, Recipe] = {
     # `python train.py` with its defaults (MaskablePPO, 300k steps, 16 envs, seed 0).
     "servegym/KVAdmission-v0": Recipe("kv_admission_ppo.zip", ()),
+    # `python train.py --env servegym/PrefixEviction-v0 --timesteps 100000` (MaskablePPO with the
+    # per-candidate scorer, mooncake_conv generator's training part, all four capacities, seed 0).
+    "servegym/PrefixEviction-v0": Recipe("prefix_eviction_ppo.zip", (
+        "--timesteps", "100000", "--seed", "0")),
     # Real Mooncake conversation trace, training part (first 70%), loads 0.6/0.8/1.0, seed 0.
     "servegym/Routing-v0": Recipe("routing_ppo.zip", (
         "--trace", "../shared/traces/mooncake_conversation.jsonl", "--env-kwargs", "load=(0.6,0.8,1.0)",
