@@ -393,6 +393,7 @@ def export(env_id: str, spec: str, out: Path, vecnormalize: Path | None = None,
 
     import envs
     from agents.sb3_policy import algo_class
+    from traces.errors import TraceError
 
     src = resolve_source(env_id, spec)
     model = algo_class(src.algo).load(src.checkpoint, device="cpu")
@@ -401,7 +402,16 @@ def export(env_id: str, spec: str, out: Path, vecnormalize: Path | None = None,
         raise FileNotFoundError(f"--vecnormalize {vecnormalize}: no such file")
     vecnorm = load_vecnormalize(vn_path) if vn_path.is_file() else None
     kwargs = {**src.env_kwargs, **(env_kwargs or {})}
-    probe = envs.make_vec(env_id, 1, seed=seed, split="train", **kwargs)
+    kwargs.setdefault("trace", src.trace)
+    try:
+        probe = envs.make_vec(env_id, 1, seed=seed, split="train", **kwargs)
+    except TraceError as err:
+        if kwargs["trace"] == "default":
+            raise
+        print(f"agents.export: the training trace is unavailable ({err}); parity observations come "
+              "from the environment's default trace", file=sys.stderr)
+        kwargs["trace"] = "default"
+        probe = envs.make_vec(env_id, 1, seed=seed, split="train", **kwargs)
     if probe.observation_space.shape != model.observation_space.shape:
         raise ValueError(
             f"{src.checkpoint}: the policy takes observations of shape {model.observation_space.shape}, "
@@ -429,7 +439,7 @@ def export(env_id: str, spec: str, out: Path, vecnormalize: Path | None = None,
         "algorithm": src.algo,
         "observation": json.dumps({
             "shape": list(model.observation_space.shape), "dtype": "float32", "features": feats,
-            "env_kwargs": {k: repr(v) for k, v in kwargs.items()},
+            "env_kwargs": {k: repr(v) for k, v in kwargs.items() if k != "trace"},
             "normalization": "VecNormalize folded into the graph" if vecnorm is not None else "none",
         }),
         "action": json.dumps({
