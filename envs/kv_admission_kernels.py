@@ -111,8 +111,9 @@ def _peak(lens, rems, n, extra_len, extra_cnt, extra_rem):
 
 
 @nb.njit(cache=True)
-def write_obs(st, wl, eng, e, K, obs, mask, admit_levels, n_budgets):
-    r = 0
+def write_obs(st, wl, eng, e, K, obs, mask, admit_levels, n_budgets, r=0):
+    """Observation and mask of replica ``r`` of env ``e`` (KVAdmission-v0 has one replica; the
+    multi-agent cluster's admission controllers use this same layout for each of theirs)."""
     w = st.window[e]
     bs = eng.block_size
     cap = float(eng.capacity_blocks)

@@ -190,6 +190,33 @@ def _build_scenario(cfg: RoutingConfig) -> Scenario:
     return Scenario(eng, wl, rate, capacity, bound, spt, entries, trace.meta.name)
 
 
+def episode_draws(cfg: RoutingConfig, sc: Scenario, rngs: list, envs: np.ndarray, started: np.ndarray,
+                  num_envs: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Window, time scale and load level of each env's next episode (``started`` counts episodes
+    per env; ``window_order="sequential"``: env e plays windows e, e + E, ... in turn)."""
+    loads = cfg.loads()
+    W = sc.workload.arrival_s.shape[0]
+    windows = np.empty(len(envs), np.int32)
+    scales = np.empty(len(envs), np.float64)
+    levels = np.empty(len(envs), np.float64)
+    for j, e in enumerate(envs):
+        rng = rngs[e]
+        if cfg.window_order == "sequential":
+            k = started[e] * num_envs + e
+            windows[j] = k % W
+            load = loads[(k // W) % len(loads)]
+        else:
+            windows[j] = rng.integers(W)
+            load = loads[rng.integers(len(loads))]
+        started[e] += 1
+        levels[j] = load
+        if cfg.rate_scale is not None:
+            scales[j] = 1.0 / cfg.rate_scale
+        else:
+            scales[j] = sc.natural_rate[windows[j]] / (load * cfg.replicas * sc.replica_capacity_rps)
+    return windows, scales, levels
+
+
 class RoutingVecEnv(VecEnv):
     """E copies of Routing-v0 stepped by one kernel call (SB3 VecEnv, no per-env objects)."""
 
@@ -264,27 +291,9 @@ class RoutingVecEnv(VecEnv):
         return self._obs.copy()
 
     def _episode_draws(self, envs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Window and time scale of each env's next episode."""
-        sc, cfg = self.scenario, self.config
-        loads = cfg.loads()
-        W = sc.workload.arrival_s.shape[0]
-        windows = np.empty(len(envs), np.int32)
-        scales = np.empty(len(envs), np.float64)
-        for j, e in enumerate(envs):
-            rng = self._rngs[e]
-            if cfg.window_order == "sequential":
-                k = self._episodes_started[e] * self.num_envs + e
-                windows[j] = k % W
-                load = loads[(k // W) % len(loads)]
-            else:
-                windows[j] = rng.integers(W)
-                load = loads[rng.integers(len(loads))]
-            self._episodes_started[e] += 1
-            self._episode_load[e] = load
-            if cfg.rate_scale is not None:
-                scales[j] = 1.0 / cfg.rate_scale
-            else:
-                scales[j] = sc.natural_rate[windows[j]] / (load * cfg.replicas * sc.replica_capacity_rps)
+        windows, scales, loads = episode_draws(self.config, self.scenario, self._rngs, envs,
+                                               self._episodes_started, self.num_envs)
+        self._episode_load[envs] = loads
         return windows, scales
 
     def _reset_envs(self, envs: np.ndarray) -> None:
@@ -356,31 +365,37 @@ class RoutingVecEnv(VecEnv):
         return {k: getattr(st, k)[e].copy() for k in ("ttft", "tbt_p99", "e2e", "fate", "slo_met")}
 
     def episode_metrics(self, e: int) -> dict[str, float]:
-        st, sc = self.state, self.scenario
-        wl = sc.workload
-        w = int(st.window[e])
-        n = int(wl.n_requests[w])
-        t0 = float(arrival_time(st, wl, e, 0))
-        t_last = float(arrival_time(st, wl, e, n - 1))
-        busy = self._busy[e]
-        extra = {
-            "offered_rps": (n - 1) / max(t_last - t0, 1e-9),
-            # max / mean replica busy time: 1 = perfectly even
-            "load_imbalance": float(busy.max() / busy.mean()) if busy.mean() > 0 else 1.0,
-            "capacity_bound_rps": sc.bound_rps,
-            "replicas": float(self.R),
-        }
-        if self.config.rate_scale is None:
-            extra["load"] = float(self._episode_load[e])
-        m = episode_metrics(
-            ttft=st.ttft[e], tbt_p99=st.tbt_p99[e], e2e=st.e2e[e], fate=st.fate[e],
-            slo_met=st.slo_met[e], output_tokens=wl.output[w], duration_s=float(st.clock[e]) - t0,
-            counters=st.counters[e], kv_block_s=float(st.accum[e, S.A_KV_BLOCK_S]),
-            capacity_blocks=sc.engine.capacity_blocks * self.R, extra=extra,
-        )
-        m.setdefault("token_hit_ratio", 0.0)  # no prefix chains: nothing can hit
-        m.setdefault("block_hit_ratio", 0.0)
-        return m
+        extra = {} if self.config.rate_scale is not None else {"load": float(self._episode_load[e])}
+        return cluster_metrics(self.state, self.scenario, self._busy, e, extra)
+
+
+def cluster_metrics(st: S.ClusterState, sc: Scenario, busy: np.ndarray, e: int,
+                    extra: dict[str, float] | None = None) -> dict[str, float]:
+    """Episode metrics of env ``e`` of a multi-replica cluster (Routing-v0 and ``envs.multi``)."""
+    wl = sc.workload
+    w = int(st.window[e])
+    n = int(wl.n_requests[w])
+    R = st.n_queued.shape[1]
+    t0 = float(arrival_time(st, wl, e, 0))
+    t_last = float(arrival_time(st, wl, e, n - 1))
+    b = busy[e]
+    more = {
+        "offered_rps": (n - 1) / max(t_last - t0, 1e-9),
+        # max / mean replica busy time: 1 = perfectly even
+        "load_imbalance": float(b.max() / b.mean()) if b.mean() > 0 else 1.0,
+        "capacity_bound_rps": sc.bound_rps,
+        "replicas": float(R),
+        **(extra or {}),
+    }
+    m = episode_metrics(
+        ttft=st.ttft[e], tbt_p99=st.tbt_p99[e], e2e=st.e2e[e], fate=st.fate[e],
+        slo_met=st.slo_met[e], output_tokens=wl.output[w], duration_s=float(st.clock[e]) - t0,
+        counters=st.counters[e], kv_block_s=float(st.accum[e, S.A_KV_BLOCK_S]),
+        capacity_blocks=sc.engine.capacity_blocks * R, extra=more,
+    )
+    m.setdefault("token_hit_ratio", 0.0)  # no prefix chains: nothing can hit
+    m.setdefault("block_hit_ratio", 0.0)
+    return m
 
 
 class RoutingEnv(gym.Env):

@@ -105,6 +105,9 @@ def advance_replica(st, wl, eng, e, r, until, admit, budget, defer, order, ttft_
         dt = run_iteration(st, wl, eng, e, r, admit, budget, defer, order, st.r_clock[e, r])
         ttft_ema[e, r] = st.accum[e, A_TTFT_EMA]
         if dt == 0.0:
+            if admit == 0:  # told to admit nothing with nothing running: idle to the next decision
+                st.r_clock[e, r] = until
+                break
             stuck += 1  # a preemption-only iteration; the next one admits
             if stuck > 1:
                 raise RuntimeError("routing: a replica with work could not schedule it")
@@ -174,9 +177,13 @@ def write_obs(st, wl, eng, e, i, obs, mask, up, ttft_ema, snap, snap_t, sent, st
         mask[e, r] = ok
         any_ok = any_ok or ok
     if not any_ok:
-        # Every replica is full or down: the request is dropped wherever it goes (counted).
+        # Every replica is full or down: the request is dropped at whichever up replica it goes
+        # to (counted); with none up, any index is legal (and drops it).
+        any_up = False
         for r in range(R):
-            mask[e, r] = True
+            any_up = any_up or up[e, r] > 0
+        for r in range(R):
+            mask[e, r] = up[e, r] > 0 or not any_up
 
 
 @nb.njit(cache=True)

@@ -1,0 +1,131 @@
+"""The multi-agent cluster: PettingZoo API, roles reuse the single-agent layouts and heuristics,
+autoscaling with cold starts, the SB3 role adapter."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pettingzoo.test import parallel_api_test
+from test_routing import chain_trace
+
+from agents.heuristics import multi as mh
+from envs import kv_admission as kva
+from envs import multi as M
+from envs import multi_kernels as MK
+from envs import routing as rt
+from envs.core.invariants import violations
+
+R = 4
+
+
+def kw(trace, **more):
+    base = {"trace": trace, "split": "all", "window_order": "sequential", "replicas": R,
+            "window_requests": len(trace), "capacity_blocks": 4096, "rate_scale": 1.0}
+    base.update(more)
+    return base
+
+
+def test_parallel_api():
+    env = M.MultiClusterEnv(**kw(chain_trace(24, rate=20.0), n_routers=2))
+    parallel_api_test(env, num_cycles=40)
+
+
+def test_roles_share_the_single_agent_layouts():
+    core = M.MultiCluster(1, seed=0, **kw(chain_trace(24)))
+    routing = rt.RoutingVecEnv(1, seed=0, **kw(chain_trace(24)))
+    admission = kva.KVAdmissionVecEnv(1, seed=0, trace=chain_trace(24), split="all", window_requests=24)
+    assert M.role_spaces(core, "router")[0].shape == routing.observation_space.shape
+    assert M.role_spaces(core, "router")[1].n == routing.action_space.n
+    assert M.role_spaces(core, "admission")[0].shape == admission.observation_space.shape
+    assert M.role_spaces(core, "admission")[1].n == admission.action_space.n
+    # One router, every replica serving, vLLM admission, autoscaler holding: Routing-v0 exactly.
+    core.reset()
+    obs = routing.reset()
+    assert np.array_equal(core.obs("router")[:, 0], obs)
+    jsq = mh.rth.JSQ(routing)
+    single = M.MultiCluster(1, seed=0, **kw(chain_trace(24), n_routers=1))
+    single.reset()
+    assert np.array_equal(single.obs("router")[:, 0], obs)
+    metrics_single = None
+    hold = np.array([[single.config.max_step]])
+    while metrics_single is None:
+        a = jsq.act(obs, routing.action_masks())
+        obs, _, d, infos = routing.step(a)
+        single.set_actions("router", a[:, None])
+        single.set_actions("autoscaler", hold)
+        single.step()
+        if d[0]:
+            metrics_single = single.episode_metrics(0)
+            want = infos[0]["metrics"]
+        else:
+            assert np.array_equal(single.obs("router")[:, 0], obs)
+    for k in ("slo_attainment", "ttft_p99_s", "token_hit_ratio", "goodput_rps"):
+        assert metrics_single[k] == pytest.approx(want[k]), k
+
+
+def test_autoscaler_cold_start_and_drain():
+    tr = chain_trace(200, rate=5.0)
+    core = M.MultiCluster(1, seed=0, **kw(tr, initial_replicas=1, cold_start_s=10.0, interval_s=5.0,
+                                             n_routers=1))
+    core.reset()
+    assert core.life[0].tolist() == [MK.SERVING, MK.OFF, MK.OFF, MK.OFF]
+    core.set_actions("autoscaler", np.array([[core.config.max_step + 2]]))
+    t0 = core.state.clock[0]
+    core.set_actions("router", np.array([[0]]))
+    core.step()
+    assert (core.life[0] == MK.STARTING).sum() == 2
+    assert core.masks("router")[0, 0].tolist() == [True, False, False, False]
+    hold = np.array([[core.config.max_step]])
+    while core.state.clock[0] < t0 + 10.5:
+        assert core.masks("autoscaler")[0, 0].sum() >= 1
+        core.set_actions("autoscaler", hold)
+        core.step()
+    assert (core.life[0] == MK.SERVING).sum() == 3
+    assert core.masks("router")[0, 0].tolist() == [True, True, True, False]
+    assert core.cost[0] > 0
+    bad = [m for m in violations(core.state, core.scenario.engine.capacity_blocks,
+                                 core.scenario.engine.block_size) if "ahead of the env clock" not in m]
+    assert not bad, bad
+
+
+def test_heuristic_team_and_role_vecenv():
+    tr = chain_trace(64, rate=10.0)
+    eps = M.run_team(2, **kw(tr))
+    assert len(eps) == 2 and all(0 <= m["slo_attainment"] <= 1 for m in eps)
+    assert all(m["cost_usd"] > 0 for m in eps)
+    vec = M.RoleVecEnv(3, role="admission", seed=0, **kw(tr))
+    obs = vec.reset()
+    assert obs.shape == (3 * R, vec.observation_space.shape[0])
+    masks = vec.action_masks()
+    rng = np.random.default_rng(0)
+    episodes = 0
+    for _ in range(200):
+        a = np.array([rng.choice(np.flatnonzero(m)) for m in masks])
+        _, rew, _, infos = vec.step(a)
+        masks = vec.action_masks()
+        assert rew.shape == (3 * R,) and np.all(rew.reshape(3, R) == rew.reshape(3, R)[:, :1])
+        episodes += sum("episode" in i for i in infos)
+    assert episodes >= 1
+
+
+def test_ppo_trains_a_role_with_parameter_sharing():
+    from sb3_contrib import MaskablePPO
+
+    vec = M.RoleVecEnv(2, role="router", seed=0, **kw(chain_trace(48, rate=10.0), n_routers=2))
+    model = MaskablePPO("MlpPolicy", vec, n_steps=16, batch_size=32, n_epochs=1, seed=0, device="cpu")
+    model.learn(256)
+    a, _ = model.predict(vec.reset(), action_masks=vec.action_masks(), deterministic=True)
+    assert a.shape == (4,)
+
+
+def test_bad_config_is_named():
+    tr = chain_trace(16)
+    with pytest.raises(ValueError, match="n_routers"):
+        M.MultiCluster(1, **kw(tr, n_routers=0))
+    with pytest.raises(ValueError, match="initial_replicas"):
+        M.MultiCluster(1, **kw(tr, initial_replicas=9))
+    with pytest.raises(TypeError, match="unknown config"):
+        M.MultiCluster(1, **kw(tr, routers=2))
+    core = M.MultiCluster(1, **kw(tr))
+    with pytest.raises(ValueError, match="router actions"):
+        core.set_actions("router", np.array([[0, R]]))
