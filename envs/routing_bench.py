@@ -25,30 +25,20 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 from envs import routing as rt
 
 
-def _rate(vec, steps: int, repeats: int) -> tuple[float, float]:
-    """Median routed requests/s and simulated engine iterations per routed request."""
+def _rate(vec, steps: int, repeats: int) -> float:
+    """Median routed requests/s of ``vec`` over ``repeats`` runs of ``steps`` steps."""
     vec.reset()
     R = vec.action_space.n
     k = 0
     vec.step(np.full(vec.num_envs, 0))  # warm: compilation, first reset
-    rates, iters = [], []
+    rates = []
     for _ in range(repeats):
-        it0 = _iterations(vec)
         t = time.perf_counter()
         for _ in range(steps):
             k += 1
             vec.step(np.full(vec.num_envs, k % R))
         rates.append(steps * vec.num_envs / (time.perf_counter() - t))
-        iters.append((_iterations(vec) - it0) / (steps * vec.num_envs))
-    return float(np.median(rates)), float(np.median(iters))
-
-
-def _iterations(vec) -> float:
-    from envs.core.state import C_ITERATIONS
-
-    if isinstance(vec, DummyVecEnv):
-        return float(sum(e._vec.state.counters[0, C_ITERATIONS] for e in vec.envs))
-    return float(vec.state.counters[:, C_ITERATIONS].sum())
+    return float(np.median(rates))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,13 +54,13 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for E in a.sizes:
         steps = max(20, a.steps // E)
-        native, it_n = _rate(rt.RoutingVecEnv(E, seed=0, load=0.9), steps, a.repeats)
-        dummy, _ = _rate(DummyVecEnv([lambda: rt.RoutingEnv(load=0.9) for _ in range(E)]),
-                         max(5, steps // 10), a.repeats)
+        native = _rate(rt.RoutingVecEnv(E, seed=0, load=0.9), steps, a.repeats)
+        dummy = _rate(DummyVecEnv([lambda: rt.RoutingEnv(load=0.9) for _ in range(E)]),
+                      max(5, steps // 10), a.repeats)
         rows.append({"n_envs": E, "native_steps_per_s": native, "dummy_steps_per_s": dummy,
-                     "ratio": native / dummy, "iterations_per_request": it_n})
+                     "ratio": native / dummy})
         print(f"E={E:4d}  native {native:9,.0f} routed req/s   dummy {dummy:9,.0f} req/s   ratio "
-              f"{native / dummy:5.2f}x   ({it_n:.1f} replica iterations per routed request)", flush=True)
+              f"{native / dummy:5.2f}x", flush=True)
     report = {"env": rt.ENV_ID, "rows": rows, "repeats": a.repeats, "unit": "routed requests/s",
               "machine": {"python": sys.version.split()[0], "platform": platform.platform(),
                           "processor": platform.processor(), "threads": 1}}
