@@ -179,10 +179,11 @@ def _build_scenario(cfg: RoutingConfig) -> Scenario:
     wl, rate = build_workload(trace, cfg.window_requests, cfg.predictor_accuracy, cfg.trace_seed)
     cap_wl, _ = build_workload(history, cfg.window_requests, cfg.predictor_accuracy, cfg.trace_seed)
     capacity = measure_capacity_rps(eng, cap_wl)
-    # The bound: every reusable prefix served from cache, the work spread perfectly over R.
-    reuse = reusable_tokens(history)
-    bound_trace = history.replace(prompt_tokens=history.prompt_tokens - reuse, block_ids=None,
-                                  block_offsets=None, block_size=None)
+    # The bound on the windows played: every reusable prefix served from cache (an infinite
+    # cache that saw every earlier request), the work spread perfectly over R saturated replicas.
+    reuse = reusable_tokens(trace)
+    bound_trace = trace.replace(prompt_tokens=trace.prompt_tokens - reuse, block_ids=None,
+                                block_offsets=None, block_size=None)
     bound_wl, _ = build_workload(bound_trace, cfg.window_requests, cfg.predictor_accuracy, cfg.trace_seed)
     bound = cfg.replicas * measure_capacity_rps(eng, bound_wl)
     spt = _prefill_seconds_per_token(eng, float(history.prompt_tokens.mean()), cfg.budget)
