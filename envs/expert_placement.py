@@ -3,8 +3,9 @@
 Expert-parallel MoE serving runs at the speed of its most loaded GPU. At every rebalance interval
 the agent sets the placement of each simulated MoE layer for the next interval through small
 masked sub-steps (``envs.expert_placement_kernels``): a mode per layer (keep, LPT repack, EPLB,
-or custom), and for custom one sub-step per redundant slot choosing which of the K hottest
-experts gets it; custom placements are packed migration-aware. The observation is fixed-size
+or custom), and for custom up to one sub-step per redundant slot choosing which of the K hottest
+experts gets it (or fill the rest by EPLB's greedy rule); custom placements are packed
+migration-aware. The observation is fixed-size
 (global features + K candidate experts with loads in units of the mean expert load), so one policy
 works for any number of experts and GPUs. Reward, given when a rebalance completes: minus the
 next interval's MoE time (all layers and steps, plus migration blocking), per layer-step, in units
@@ -48,7 +49,7 @@ class ExpertPlacementVecEnv(VecEnv):
         self.sim = PlacementSim(num_envs, cfg, seed)
         sh = self.sh = self.sim.sh
         self.K = cfg.candidates
-        self.n_actions = K.N_MODES + self.K
+        self.n_actions = K.FIRST_CANDIDATE + self.K
         n_obs = K.N_GLOBAL + self.K * K.N_CAND
         self.render_mode = None
         super().__init__(num_envs, spaces.Box(-np.inf, np.inf, (n_obs,), np.float32), spaces.Discrete(self.n_actions))
@@ -127,7 +128,7 @@ class ExpertPlacementVecEnv(VecEnv):
         if a.dtype.kind not in "iu" or a.min() < 0 or a.max() >= self.n_actions:
             raise ValueError(f"ExpertPlacement: actions must be integers in [0, {self.n_actions}), got {a!r}")
         # A masked action (from an algorithm that ignores masks, e.g. plain PPO) becomes the first
-        # legal one: KEEP on a mode sub-step, candidate 0 on a replica sub-step; counted per episode.
+        # legal one: KEEP on a mode sub-step, FILL on a replica sub-step; counted per episode.
         bad = ~self._mask[self._all, a]
         self._masked += bad
         self._actions[:] = np.where(bad, self._mask.argmax(1), a)

@@ -3,8 +3,9 @@
     python -m envs.bench --env servegym/ExpertPlacement-v0 [--sizes 1 16 64] [--repeats 3] [--json FILE]
 
 Per batch size: sub-steps per second of the native VecEnv and of SB3's DummyVecEnv over the
-Gymnasium view, under EPLB (one sub-step per layer per rebalance) and under custom placement with
-EPLB's greedy replication (1 + redundant_slots sub-steps per layer); rebalances per second (a
+Gymnasium view, under EPLB (one sub-step per layer per rebalance) and under custom placement
+giving each redundant replica in its own sub-step by EPLB's greedy rule (1 + redundant_slots
+sub-steps per layer); rebalances per second (a
 rebalance = every simulated layer decided and the next interval played); and the cluster model
 alone: simulated batch steps per second (each step = every simulated MoE layer: dispatch, FFN,
 all-to-all). One core; medians over ``--repeats``; ratios from the same run.
@@ -28,8 +29,9 @@ from envs.expert_placement import ENV_ID, ExpertPlacementEnv, ExpertPlacementVec
 
 
 def _policy_actions(vec, mode: int) -> np.ndarray:
+    """``mode`` on mode sub-steps; candidate 0 (the greedy replica) on replica sub-steps."""
     mask = np.asarray(vec.env_method("action_masks")) if isinstance(vec, DummyVecEnv) else vec.action_masks()
-    return np.where(mask[:, mode], mode, K.N_MODES)
+    return np.where(mask[:, mode], mode, K.FIRST_CANDIDATE)
 
 
 def _rate(vec, mode: int, steps: int, repeats: int) -> tuple[float, float]:

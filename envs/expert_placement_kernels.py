@@ -5,7 +5,8 @@ A rebalance visits the simulated layers in order. For each layer the first sub-s
 KEEP the layer's placement, LPT-repack its current replicas, EPLB (DeepSeek's rebalance_experts on
 the last interval's load), or CUSTOM. CUSTOM then asks ``redundant_slots`` sub-steps, each giving
 the next redundant replica to one of the K hottest experts by load per replica (candidate 0 is
-EPLB's greedy choice), and packs the result with migration-aware sticky packing. Loads in the
+EPLB's greedy choice) or FILL (every remaining replica by EPLB's greedy rule, ending the
+layer), and packs the result with migration-aware sticky packing. Loads in the
 observation are in units of the mean expert load, so one policy fits any expert and GPU count.
 """
 
@@ -16,8 +17,10 @@ import numpy as np
 
 from envs import expert_placement_algos as A
 
-KEEP, LPT, EPLB, CUSTOM = 0, 1, 2, 3
+KEEP, LPT, EPLB, CUSTOM = 0, 1, 2, 3  # mode sub-step actions
 N_MODES = 4
+FILL = 4  # replica sub-step: give every remaining redundant replica by EPLB's greedy rule
+FIRST_CANDIDATE = 5  # replica sub-step: FIRST_CANDIDATE + k gives the next replica to candidate k
 MODE, REPLICATE, READY = 0, 1, 2
 
 GLOBAL_FEATURES = (
@@ -166,9 +169,11 @@ def observe(e: int, layer: int, phase: np.ndarray, rep_done: np.ndarray, cnt_pen
         o[b + 9] = next_share[e, layer, x]
         o[b + 10] = hostmax[x]
         if phase[e] == REPLICATE:
-            mask[e, N_MODES + k] = True
+            mask[e, FIRST_CANDIDATE + k] = True
     if phase[e] == MODE:
         mask[e, :N_MODES] = True
+    else:
+        mask[e, FILL] = True
 
 
 @nb.njit(cache=True)
@@ -199,8 +204,19 @@ def apply_actions(envs: np.ndarray, actions: np.ndarray, phase: np.ndarray, laye
                 if R == 0:
                     A.sticky_pack(window[e, l], cnt_pend[e], place[e, l], G, pending[e, l])
                     finish = True
+        elif a == FILL:
+            w = window[e, l]
+            for _ in range(R - rep_done[e]):
+                best, best_v = 0, -1.0
+                for x in range(w.shape[0]):
+                    v = w[x] / cnt_pend[e, x]
+                    if v > best_v:
+                        best, best_v = x, v
+                cnt_pend[e, best] += 1
+            A.sticky_pack(w, cnt_pend[e], place[e, l], G, pending[e, l])
+            finish = True
         else:
-            x = cand[e, a - N_MODES]
+            x = cand[e, a - FIRST_CANDIDATE]
             cnt_pend[e, x] += 1
             rep_done[e] += 1
             if rep_done[e] >= R:

@@ -224,16 +224,24 @@ def test_masks_phases_and_bad_actions():
     assert m[:K.N_MODES].all() and not m[K.N_MODES:].any()
     v.step(np.array([K.CUSTOM]))
     m = v.action_masks()[0]
-    assert not m[:K.N_MODES].any() and m[K.N_MODES:].all()
+    assert not m[:K.N_MODES].any() and m[K.FILL:].all()
     with pytest.raises(ValueError, match="integers in"):
         v.step(np.array([v.n_actions]))
-    v.step(np.array([K.KEEP]))  # masked: taken as candidate 0, and counted
-    assert v._masked[0] == 1 and v.rep_done[0] == 1
-    # a custom layer takes one sub-step per redundant slot, then the next layer's mode
-    for _ in range(v.sh.R - 1):
-        assert v.phase[0] == K.REPLICATE
-        v.step(np.array([K.N_MODES]))
-    assert v.phase[0] == K.MODE and v.layer[0] == 1
+    v.step(np.array([K.KEEP]))  # masked on a replica sub-step: taken as FILL, and counted
+    assert v._masked[0] == 1 and v.phase[0] == K.MODE and v.layer[0] == 1
+    # the same layer given replica by replica (candidate 0 each time) = FILL = sticky EPLB
+    w = ExpertPlacementVecEnv(1, seed=0, **SMALL)
+    w.reset()
+    w.step(np.array([K.CUSTOM]))
+    for _ in range(w.sh.R):
+        assert w.phase[0] == K.REPLICATE
+        w.step(np.array([K.FIRST_CANDIDATE]))
+    assert w.phase[0] == K.MODE and w.layer[0] == 1
+    np.testing.assert_array_equal(w.pending[0, 0], v.pending[0, 0])
+    phy, cnt, want = np.empty(w.sh.P, np.int64), np.empty(w.sh.E, np.int64), np.empty(w.sh.P, np.int64)
+    A.replicate(w.sim.window[0, 0], w.sh.P, phy, cnt)  # EPLB's replication, packed sticky
+    A.sticky_pack(w.sim.window[0, 0], cnt, w.sim.place[0, 0], w.sh.G, want)
+    np.testing.assert_array_equal(w.pending[0, 0], want)
 
 
 def test_gymnasium_and_sb3_checkers():

@@ -16,8 +16,8 @@ from envs.expert_placement import ENV_ID
 
 
 class _Mode:
-    """The same mode on every layer at every rebalance; custom gives each redundant slot to
-    candidate 0 (the expert with the largest load per replica: EPLB's greedy replication)."""
+    """The same mode on every layer at every rebalance; custom then fills every redundant slot by
+    EPLB's greedy rule (the expert with the largest load per replica) in one sub-step."""
 
     def __init__(self, name: str, mode: int):
         self.name, self.mode = name, mode
@@ -26,7 +26,7 @@ class _Mode:
         a = np.full(obs.shape[0], self.mode)
         if action_mask is None:
             return a
-        return np.where(action_mask[:, self.mode], a, K.N_MODES)
+        return np.where(action_mask[:, self.mode], a, K.FILL)
 
 
 def round_robin(env, seed: int = 0) -> _Mode:
