@@ -16,8 +16,10 @@ Two deadline modes. ``hard_deadline=False`` (default) runs the policy inline and
 answer: no thread hand-off, but the caller waits for the late call to end. ``hard_deadline=True``
 runs it on a worker thread and waits at most the budget, so the caller is never held longer
 (plus the fallback's own time); a call still running when the next one comes makes that next
-one fall back at once (``busy``). The wait relies on the policy releasing the GIL (onnxruntime
-and sleeps do); a pure-Python policy that holds it can overrun by ``sys.getswitchinterval()``.
+one fall back at once (``busy``, after yielding the GIL so the late call can finish rather than
+starve behind back-to-back decisions). The wait relies on the policy releasing the GIL
+(onnxruntime and sleeps do); a pure-Python policy that holds it can overrun by
+``sys.getswitchinterval()``.
 """
 
 from __future__ import annotations
@@ -77,6 +79,7 @@ class GuardedPolicy:
             return actions
         if self._pending is not None and not self._pending.done():
             c.busy += 1
+            time.sleep(0)  # let the late call take the GIL and finish instead of starving it
             return None
         # Copies: the engine may reuse its buffers while a late call still reads them.
         mask = None if action_mask is None else action_mask.copy()
