@@ -3,8 +3,8 @@
 A cluster of replicas of one model on one or several GPU types (``gpu_types``) behind a
 least-loaded router. Every ``interval_s`` simulated seconds (default 30) the policy changes the
 number of replicas of each type by -``max_step`` .. +``max_step`` (one ``Discrete`` index packs
-the change of every type, mixed radix, type 0 first; masks keep each type within 0 ..
-``max_replicas``). A new replica bills from the moment it is requested and serves only after its
+the change of every type, mixed radix, type 0 first; masks mark the changes that keep each type
+within 0 .. ``max_replicas``; a masked one is clipped to those limits, so plain PPO works too). A new replica bills from the moment it is requested and serves only after its
 cold start (``hwmodels.cold_start_time``: the weights streamed from storage at ``storage_bw``
 bytes/s plus the engine start, 22.3 s for Llama-3.1-8B from a 7 GB/s NVMe); a removed replica
 takes no new requests and drains its running ones (billed meanwhile). Prices from
@@ -17,9 +17,8 @@ the full model on the same arrivals and the same replica schedule is measured by
 ``python -m envs.autoscale_full`` (``envs.autoscale_bench`` reports it too): on the default
 scenario under ``hpa``, SLO attainment differs by FIDELITY (see that module and the notes).
 
-Reward per interval: ``-(dollars + slo_penalty x requests that miss the SLO)``, divided by the
-price of one replica of the reference type (the cheapest per SLO-safe request/s) for one interval,
-so returns read as "replica-intervals". ``slo_penalty`` (dollars per missed request) is the swept
+Reward per interval: ``-(dollars + slo_penalty x requests that miss the SLO)``, divided by what
+the static_peak fleet costs for one interval (so static provisioning earns about -1 a step). ``slo_penalty`` (dollars per missed request) is the swept
 knob: evaluation reports every value of it.
 
 Traces: ``bursty`` (the default: a day of the Azure-conversation MMPP under a diurnal profile,
@@ -163,7 +162,7 @@ class Scenario:
     ref_cap: float  # SLO-safe requests/s of one reference replica
     safe_util: np.ndarray  # [G]
     conc_ref: float  # in-flight requests of one reference replica at its safe utilisation
-    reward_unit: float  # dollars of one reference replica for one interval
+    reward_unit: float  # dollars of the static_peak fleet for one interval
     peak_rps: float  # static_peak's design rate (training data)
     slo_ttft: float
     slo_tbt: float
@@ -322,7 +321,7 @@ def _build_scenario(cfg: AutoscaleConfig) -> Scenario:
         csum=np.ascontiguousarray(np.concatenate([np.zeros((len(arr), 1)), np.cumsum(arr, 1)], 1)),
         tod0=tod0, window_names=names, init=init, static_targets=static, ref_type=ref,
         ref_cap=ref_cap, safe_util=safe, conc_ref=conc_ref,
-        reward_unit=float(price_h[ref] * cfg.interval_s / 3600.0), peak_rps=peak,
+        reward_unit=float(static @ price_h * cfg.interval_s / 3600.0), peak_rps=peak,
         slo_ttft=float(eng.slo_ttft), slo_tbt=float(eng.slo_tbt), trace_name=trace_name,
     )
 
@@ -443,11 +442,6 @@ class AutoscaleVecEnv(VecEnv):
         a = np.asarray(actions).reshape(self.num_envs)
         if a.dtype.kind not in "iu" or a.min() < 0 or a.max() >= self.n_actions:
             raise ValueError(f"Autoscale: actions must be integers in [0, {self.n_actions}), got {a!r}")
-        bad = ~self._mask[np.arange(self.num_envs), a]
-        if bad.any():
-            e = int(np.flatnonzero(bad)[0])
-            raise ValueError(f"Autoscale: action {int(a[e])} of env {e} is masked (it would take a GPU "
-                             f"type below 0 or above max_replicas)")
         self._actions[:] = a
 
     def advance(self) -> None:
@@ -460,8 +454,9 @@ class AutoscaleVecEnv(VecEnv):
         self._returns += self._rew
         done = self.state.step >= self.n_steps
         infos: list[dict] = [{} for _ in range(self.num_envs)]
-        for e in range(self.num_envs):
-            self._write(e)
+        sc = self.scenario
+        K.write_all(sc.pools, self.state, sc.csum, self._obs, sc.ref_cap, sc.conc_ref, sc.slo_ttft,
+                    sc.slo_tbt, sc.reward_unit, sc.tod0, self.n_steps, self._penalty, self._mask)
         for e in np.flatnonzero(done):
             infos[e] = {
                 "terminal_observation": self._obs[e].astype(np.float32),

@@ -4,8 +4,8 @@ Time advances in bins of ``bin_s`` seconds (default 2 s). In a bin, type ``g`` s
 ``s_g`` replica-equivalents (serving replicas, plus the share of the bin after a cold start
 ended), total capacity ``C = sum_g s_g mu_g`` requests/s. The bin's ``a`` arrivals join a pooled
 fluid queue ``Q`` that drains at ``C`` (``Q' = max(0, Q + a - C bin_s)``): a least-loaded router
-keeps every serving replica equally busy, so each runs at utilisation ``rho = a / (C bin_s)``
-(1 while a backlog persists), and a request waits ``W = Q / C`` before it reaches a replica. The
+keeps every serving replica equally busy, so each runs at utilisation ``rho = (Q + a) / (C bin_s)``
+(the backlog is served first), and a request waits ``W = Q / C`` before it reaches a replica. The
 share of the bin's arrivals that meet the SLO is ``sum_g (s_g mu_g / C) attain_g(rho, W)`` from
 the curves measured on the full model (``envs.autoscale_model``); TTFT (``ttft_q + W``) and TBT
 quantiles go into log-binned histograms for the episode's percentiles. Queue, running requests
@@ -168,9 +168,7 @@ def serve_bin(p, a, s_eff, Q, slo_ttft, hist_t, hist_b, iv, with_hist):
         return Q + a, a, 1.0, Q + a
     Q1 = max(Q + a - C * bs, 0.0)
     W = 0.5 * (Q + Q1) / C
-    rho = a / (C * bs)
-    if Q1 > 0.0 or Q > 0.0:
-        rho = max(rho, p.rho[p.rho.shape[0] - 1])
+    rho = (Q + a) / (C * bs)  # share of the bin the replicas are busy (backlog first)
     ri, rf = _locate(p.rho, rho)
     # Delay grid is uniform from 0 to the TTFT SLO; past it nothing meets the SLO.
     D = p.delay.shape[0]
@@ -286,7 +284,8 @@ def apply_deltas(p, st, e, deltas, t):
     M = st.ready_at.shape[2]
     ri, rf = _locate(p.rho, st.last_rho[e])
     for g in range(G):
-        d = deltas[g]
+        n = st.serving[e, g] + n_starting(st, e, g)
+        d = min(max(deltas[g], -n), p.max_n[g] - n)  # masked changes clip to the limits
         if d > 0:
             for j in range(M):
                 if d == 0:
@@ -682,3 +681,14 @@ def write_obs(p, st, e, csum, obs, ref_cap, conc_ref, slo_ttft, slo_tbt, reward_
         o[b + 2] = drain / mx
         o[b + 3] = (soonest - now) / p.cold[g] if start > 0 else 0.0
         o[b + 4] = st.serving[e, g] * p.mu[g] / C if C > 0.0 else 0.0
+
+
+@nb.njit(cache=True)
+def write_all(p, st, csum, obs, ref_cap, conc_ref, slo_ttft, slo_tbt, reward_unit, tod0, n_steps,
+              pen, mask):
+    """Observation and mask of every env (``csum``/``tod0`` per window, ``pen`` per env)."""
+    for e in range(st.serving.shape[0]):
+        w = st.window[e]
+        write_obs(p, st, e, csum[w], obs, ref_cap, conc_ref, slo_ttft, slo_tbt, reward_unit,
+                  tod0[w], n_steps, pen[e])
+        write_mask(p, st, e, mask)

@@ -1,0 +1,83 @@
+"""Autoscale-v0 throughput: simulated hours per wall second, native VecEnv vs DummyVecEnv.
+
+    python -m envs.bench --env servegym/Autoscale-v0 [--sizes 1 16 64 256] [--repeats 5]
+        [--fidelity] [--json FILE]
+
+Both run the default scenario with the same constant action (no change), on one core; each
+figure is the median over ``--repeats`` timed runs of whole control intervals, and every ratio
+compares figures of this one run. ``--fidelity`` adds the fluid model's error against the full
+cluster model (``envs.autoscale_full``: one hour of a held-out day under ``hpa``; minutes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from stable_baselines3.common.vec_env import DummyVecEnv
+
+from envs import autoscale as asc
+
+
+def _rate(vec, steps: int, repeats: int, noop: int) -> float:
+    vec.reset()
+    actions = np.full(vec.num_envs, noop)
+    vec.step(actions)  # warm
+    rates = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        for _ in range(steps):
+            vec.step(actions)
+        rates.append(steps * vec.num_envs / (time.perf_counter() - t))
+    return float(np.median(rates))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m envs.bench --env servegym/Autoscale-v0", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sizes", type=int, nargs="+", default=[1, 16, 64, 256])
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--steps", type=int, default=20_000, help="native env-steps per timed run")
+    p.add_argument("--fidelity", action="store_true", help="also measure the error against the full model")
+    p.add_argument("--json", type=Path)
+    a = p.parse_args(argv)
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    probe = asc.AutoscaleVecEnv(1, seed=0)
+    noop = int(probe.action_of(np.zeros((1, probe.G), np.int64))[0])
+    interval = probe.config.interval_s
+    rows = []
+    for E in a.sizes:
+        steps = max(20, min(a.steps // E, probe.n_steps - 2))
+        native = _rate(asc.AutoscaleVecEnv(E, seed=0), steps, a.repeats, noop)
+        dummy = _rate(DummyVecEnv([lambda: asc.AutoscaleEnv() for _ in range(E)]), max(5, steps // 10),
+                      a.repeats, noop)
+        row = {"n_envs": E, "native_steps_per_s": native, "dummy_steps_per_s": dummy,
+               "ratio": native / dummy, "sim_hours_per_s": native * interval / 3600.0}
+        rows.append(row)
+        print(f"E={E:4d}  native {native:10,.0f} steps/s = {row['sim_hours_per_s']:8,.0f} simulated h/s   "
+              f"dummy {dummy:9,.0f} steps/s   ratio {row['ratio']:5.1f}x", flush=True)
+    report = {"env": asc.ENV_ID, "rows": rows, "repeats": a.repeats, "interval_s": interval,
+              "machine": {"python": sys.version.split()[0], "platform": platform.platform(),
+                          "processor": platform.processor(), "threads": 1}}
+    if a.fidelity:
+        from envs.autoscale_full import compare
+
+        r = compare("hpa", 0, 7.0, 1.0)
+        report["fidelity"] = r
+        print(f"fluid vs full model (hpa, held-out day 0, 07:00-08:00, {r['requests']} requests): "
+              f"SLO attainment {r['fluid']['slo_attainment']:.4f} vs {r['full']['slo_attainment']:.4f}, "
+              f"TTFT p99 {r['fluid']['ttft_p99_s']:.2f} s vs {r['full']['ttft_p99_s']:.2f} s", flush=True)
+    if a.json:
+        a.json.write_text(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
