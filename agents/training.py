@@ -42,10 +42,10 @@ HYPERPARAMS["servegym/Routing-v0"] = {
 DEFAULT_ALGO["servegym/Routing-v0"] = "maskable-ppo"
 HYPERPARAMS["servegym/Autoscale-v0"] = {
     # A 30-s decision whose cold start pays off over minutes; 2880 decisions a day.
-    "maskable-ppo": dict(n_steps=256, batch_size=2048, gamma=0.99, gae_lambda=0.95, ent_coef=0.01,
-                         learning_rate=3e-4, n_epochs=5, policy_kwargs=dict(net_arch=[128, 128])),
-    "ppo": dict(n_steps=256, batch_size=2048, gamma=0.99, gae_lambda=0.95, ent_coef=0.01,
-                learning_rate=3e-4, n_epochs=5, policy_kwargs=dict(net_arch=[128, 128])),
+    "maskable-ppo": dict(n_steps=256, batch_size=4096, gamma=0.99, gae_lambda=0.95, ent_coef=0.002,
+                         learning_rate=3e-4, n_epochs=10, policy_kwargs=dict(net_arch=[128, 128])),
+    "ppo": dict(n_steps=256, batch_size=4096, gamma=0.99, gae_lambda=0.95, ent_coef=0.002,
+                learning_rate=3e-4, n_epochs=10, policy_kwargs=dict(net_arch=[128, 128])),
 }
 DEFAULT_ALGO["servegym/Autoscale-v0"] = "maskable-ppo"
 

@@ -23,11 +23,13 @@ from gymnasium.envs.registration import register, registry
 
 ENVS = {
     "servegym/KVAdmission-v0": "envs.kv_admission:KVAdmissionEnv",
+    "servegym/Autoscale-v0": "envs.autoscale:AutoscaleEnv",
     "servegym/Routing-v0": "envs.routing:RoutingEnv",
     "servegym/PrefixEviction-v0": "envs.prefix_eviction:PrefixEvictionEnv",
 }
 VEC_ENVS = {
     "servegym/KVAdmission-v0": "envs.kv_admission:KVAdmissionVecEnv",
+    "servegym/Autoscale-v0": "envs.autoscale:AutoscaleVecEnv",
     "servegym/Routing-v0": "envs.routing:RoutingVecEnv",
     "servegym/PrefixEviction-v0": "envs.prefix_eviction:PrefixEvictionVecEnv",
 }

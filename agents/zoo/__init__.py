@@ -26,6 +26,9 @@ class Recipe:
 RECIPES: dict[str, Recipe] = {
     # `python train.py` with its defaults (MaskablePPO, 300k steps, 16 envs, seed 0).
     "servegym/KVAdmission-v0": Recipe("kv_admission_ppo.zip", ()),
+    # MaskablePPO, 4M steps, 64 envs, seed 0, training days of `bursty` (both slo_penalty values).
+    "servegym/Autoscale-v0": Recipe("autoscale_ppo.zip", (
+        "--timesteps", "4000000", "--n-envs", "64", "--seed", "0")),
     # `python train.py --env servegym/PrefixEviction-v0 --timesteps 100000` (MaskablePPO with the
     # per-candidate scorer, mooncake_conv generator's training part, all four capacities, seed 0).
     "servegym/PrefixEviction-v0": Recipe("prefix_eviction_ppo.zip", (
