@@ -29,7 +29,13 @@ from envs import autoscale as asc
 from envs import autoscale_kernels as K
 from envs.core import state as S
 from envs.core.engine import EngineSpec
-from envs.core.replica import ORDER_FCFS, enqueue, reset_env_state, reset_replica, run_iteration
+from envs.core.replica import (
+    ORDER_FCFS,
+    enqueue,
+    reset_env_state,
+    reset_replica,
+    run_iteration,
+)
 from envs.metrics import percentile
 
 WARMUP_S = 600.0
@@ -105,7 +111,7 @@ def record_schedule(policy_name: str, day: int, env_kwargs: dict) -> dict:
     policy = make_policy(policy_name, vec, asc.ENV_ID)
     p, st = vec.scenario.pools, vec.state
     n = vec.n_steps
-    sec = int(round(vec.config.interval_s))
+    sec = round(vec.config.interval_s)
     sched = np.zeros((n * sec, vec.G), np.int64)
     arrived = np.zeros(n)
     missed = np.zeros(n)
@@ -136,7 +142,7 @@ def compare(policy_name: str = "hpa", day: int = 0, start_h: float = 7.0, hours:
     vec = rec["vec"]
     cfg, sc = vec.config, vec.scenario
     iv = cfg.interval_s
-    k0, k1 = int(round(start_h * 3600 / iv)), int(round((start_h + hours) * 3600 / iv))
+    k0, k1 = round(start_h * 3600 / iv), round((start_h + hours) * 3600 / iv)
     if not 0 <= k0 < k1 <= vec.n_steps:
         raise ValueError(f"span {start_h} h + {hours} h is outside the episode")
     fl_att = 1.0 - rec["missed"][k0:k1].sum() / rec["arrived"][k0:k1].sum()

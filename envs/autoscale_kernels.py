@@ -254,7 +254,7 @@ def run_interval(p, st, e, arrivals, t0, slo_ttft, s_eff):
             billed += alive
             cost += alive * bs * p.price_s[g]
         a = arrivals[b0 + b]
-        Q1, miss, rho, inflight = serve_bin(p, a, s_eff, st.Q[e], slo_ttft, st.ttft_hist[e],
+        Q1, miss, _rho, inflight = serve_bin(p, a, s_eff, st.Q[e], slo_ttft, st.ttft_hist[e],
                                             st.tbt_hist[e], st.iv[e], True)
         st.Q[e] = Q1
         st.conc[e, (b0 + b) % CONC_BINS] = inflight
@@ -637,7 +637,7 @@ def write_obs(p, st, e, csum, obs, ref_cap, conc_ref, slo_ttft, slo_tbt, reward_
     o[8] = iv[IV_KV] / nb_
     o[9] = np.log10(1.0 + iv[IV_QUEUE] / nb_)
     n60 = min(int(60.0 / bs), CONC_BINS)
-    n6 = max(int(round(6.0 / bs)), 1)
+    n6 = max(int(round(6.0 / bs)), 1)  # noqa: RUF046 (numba: round of a float is a float)
     c60 = 0.0
     c6 = 0.0
     have = min(now_b, n60)

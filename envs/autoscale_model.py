@@ -38,7 +38,13 @@ import traces
 from envs.core import state as S
 from envs.core.capacity import measure_capacity_rps
 from envs.core.engine import Engine, EngineSpec, step_time
-from envs.core.replica import ORDER_FCFS, enqueue, reset_env_state, reset_replica, run_iteration
+from envs.core.replica import (
+    ORDER_FCFS,
+    enqueue,
+    reset_env_state,
+    reset_replica,
+    run_iteration,
+)
 from envs.core.workload import build_workload
 
 RHO_GRID = np.array([0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.925, 0.95,

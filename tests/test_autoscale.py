@@ -10,7 +10,7 @@ import pytest
 from envs import autoscale as asc
 from envs import autoscale_kernels as K
 
-SMALL = dict(episode_s=600.0, train_days=2, test_days=1, rate_rps=30.0)
+SMALL = {"episode_s": 600.0, "train_days": 2, "test_days": 1, "rate_rps": 30.0}
 
 
 @pytest.fixture(scope="module")
@@ -45,14 +45,14 @@ def plan_cost(p, arrivals, init, targets, penalty):
 def test_no_capacity_misses_everything_and_bills_nothing():
     p = pools()
     arr = np.full(60, 2.0)
-    j, c, m, a = plan_cost(p, arr, [0], [[0], [0]], 1.0)
+    _j, c, m, a = plan_cost(p, arr, [0], [[0], [0]], 1.0)
     assert c == 0.0 and a == 120.0 and m == 120.0
 
 
 def test_cold_start_delays_serving_but_bills_from_the_request():
     p = pools(cold=10.0)
     arr = np.full(30, 1.0)  # 1 request/s, one replica (10/s) is plenty
-    j, c, m, a = plan_cost(p, arr, [0], [[1]], 1.0)
+    _j, c, m, _a = plan_cost(p, arr, [0], [[1]], 1.0)
     assert c == pytest.approx(30.0 * 3.6 / 3600.0)  # billed the whole interval
     # The 10 arrivals before the replica is up miss; so does the one that arrives while the
     # replica clears their backlog at full utilisation.
@@ -62,7 +62,7 @@ def test_cold_start_delays_serving_but_bills_from_the_request():
 def test_removed_replica_drains_and_stops_billing():
     p = pools(drain=5.0)
     arr = np.zeros(60)
-    j, c, m, a = plan_cost(p, arr, [2], [[2], [0]], 1.0)
+    _j, c, _m, _a = plan_cost(p, arr, [2], [[2], [0]], 1.0)
     # 2 replicas for 30 s, then both drain for 5 s.
     assert c == pytest.approx((2 * 30 + 2 * 5) * 3.6 / 3600.0)
 
@@ -137,7 +137,7 @@ def test_same_seed_same_bits():
         for _ in range(30):
             m = v.action_masks()
             a = np.array([rng.choice(np.flatnonzero(row)) for row in m])
-            o, r, d, _ = v.step(a)
+            o, r, _d, _ = v.step(a)
             obs.append(o)
             rews.append(r)
         return np.stack(obs), np.stack(rews)
@@ -186,12 +186,12 @@ def test_masks_keep_fleets_in_bounds(vec):
 
 
 @pytest.mark.parametrize("kwargs, field", [
-    (dict(gpu_types=("H100", "NoSuchGPU")), "NoSuchGPU"),
-    (dict(slo_penalty=0.0), "slo_penalty"),
-    (dict(interval_s=25.0, bin_s=2.0), "bin_s"),
-    (dict(max_replicas=(4,)), "max_replicas"),
-    (dict(split="later"), "split"),
-    (dict(rate_rps=-1.0), "rate_rps"),
+    ({"gpu_types": ("H100", "NoSuchGPU")}, "NoSuchGPU"),
+    ({"slo_penalty": 0.0}, "slo_penalty"),
+    ({"interval_s": 25.0, "bin_s": 2.0}, "bin_s"),
+    ({"max_replicas": (4,)}, "max_replicas"),
+    ({"split": "later"}, "split"),
+    ({"rate_rps": -1.0}, "rate_rps"),
 ])
 def test_bad_config_names_the_field(kwargs, field):
     with pytest.raises(Exception, match=field):
@@ -280,7 +280,7 @@ def test_knative_panics_and_holds():
     assert _deltas(v, a)[ref] == 2
     # load vanishes: panic holds the fleet for the 60-s stable window (two 30-s decisions)
     serving[ref] = 4
-    calm = dict(serving=serving, inflight_60s=0.7, inflight_6s=0.7)
+    calm = {"serving": serving, "inflight_60s": 0.7, "inflight_6s": 0.7}
     d = [_deltas(v, kn.act(_obs(v, elapsed=(k + 1) / v.n_steps, **calm), None))[ref] for k in range(2)]
     assert d == [0, -2]  # then at most halves (max scale-down rate 2)
 
@@ -341,7 +341,7 @@ def test_future_arrivals_never_enter_the_observation():
 def test_full_cluster_matches_one_replica_run():
     """The multi-replica router with one replica takes the single-replica path's results."""
     from envs.autoscale_full import serve_cluster
-    from envs.autoscale_model import serve_stream, _stream_workload
+    from envs.autoscale_model import _stream_workload, serve_stream
     from envs.core import state as S
     from envs.core.engine import EngineSpec
 

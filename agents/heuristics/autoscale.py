@@ -88,7 +88,7 @@ class HPA(_Base):
 
     def __init__(self, env) -> None:
         super().__init__(env)
-        self.hist_len = max(int(round(self.DOWN_WINDOW_S / env.config.interval_s)), 1)
+        self.hist_len = max(round(self.DOWN_WINDOW_S / env.config.interval_s), 1)
         self.history = np.zeros((env.num_envs, self.hist_len), np.int64)
         self.filled = np.zeros(env.num_envs, np.int64)
 
@@ -205,7 +205,7 @@ class Predictive(_Base):
         p = self.sc.pools
         self.safe_cap = p.mu * self.sc.safe_util / self.sc.ref_cap  # in reference replicas
         self.h = math.ceil((p.cold.max() + env.config.interval_s) / env.config.interval_s)
-        self.hold = max(int(round(self.DOWN_HOLD_S / env.config.interval_s)), 1)
+        self.hold = max(round(self.DOWN_HOLD_S / env.config.interval_s), 1)
         self.recent = np.zeros((E, self.hold))
         self.fleets, self.fleet_cap, self.fleet_cost = self._fleets(p)
 
