@@ -358,3 +358,19 @@ def test_full_cluster_matches_one_replica_run():
     sched = np.ones((1, 1), np.int64)  # one replica of type 0 takes requests throughout
     serve_cluster(b, wl, (eng,), np.array([2048]), np.array([0, 0]), np.array([0, 1]), sched, 1e9)
     assert np.array_equal(a.ttft, b.ttft) and np.array_equal(a.slo_met, b.slo_met)
+
+
+def test_trace_file_by_path(shared_traces):
+    """A real trace file: split by time, cut into episode windows, episodes run to the end."""
+    path = shared_traces / "azure_llm_2023_conv.csv"
+    v = asc.AutoscaleVecEnv(1, seed=0, trace=str(path), split="test", episode_s=600.0, rate_scale=4.0)
+    assert v.scenario.arrivals.shape[0] == 1 and "test[0]" in v.scenario.window_names[0]
+    v.reset()
+    noop = v.action_of(np.zeros((1, v.G), np.int64))
+    for _ in range(v.n_steps):
+        _, _, d, infos = v.step(noop)
+    assert d[0] and infos[0]["metrics"]["requests"] > 0
+    with pytest.raises(ValueError, match="rate_rps"):
+        asc.AutoscaleVecEnv(1, trace=str(path), rate_rps=10.0, episode_s=600.0)
+    with pytest.raises(ValueError, match="episode_s"):
+        asc.AutoscaleVecEnv(1, trace=str(path), episode_s=7200.0)
