@@ -66,7 +66,7 @@ def headline_markdown(report: dict[str, Any]) -> str:
             r = rows[name]
             return f"{name} {_fmt(r['main']['value'])} ({_fmt(r['normalized']['value'])})"
 
-        refs = {"random", "zoo", scoring["naive"], scoring["bound"]}
+        refs = {"random", "zoo", scoring["naive"], scoring["bound"], *scoring["oracles"]}
         heur = [r for r in by[sc["id"]] if r["policy"] not in refs and not _is_path(r["policy"])]
         best = min(heur, key=lambda r: r["rank"])["policy"] if heur else None
         bound = cell(scoring["bound"]) if scoring["bound"] else f"bound {_fmt(scoring['bound_value'])}"

@@ -35,6 +35,7 @@ class Scoring:
     normalized_metric: str | None = None
     training_may_see: str = ""
     trace_kind: str = "requests"  # what --trace PATH files feed: "requests" or "expert_load"
+    oracles: tuple[str, ...] = ()  # policies that see the future (never "the best heuristic")
 
 
 @dataclass(frozen=True)
@@ -72,16 +73,62 @@ SCORING: dict[str, Scoring] = {
         bound=None, bound_value=1.0,
         training_may_see="the first 70% of the trace's windows (split=train); scored on the last 30%",
     ),
+    "servegym/PrefixEviction-v0": Scoring(
+        main_metric="block_hit_ratio", higher_is_better=True, naive="lru", bound="belady",
+        oracles=("belady",),
+        training_may_see="the mooncake_conv generator and the first 70% of a real trace (split=train); "
+                         "scored on the last 30%",
+    ),
+    "servegym/ExpertPlacement-v0": Scoring(
+        main_metric="moe_layer_time_s", higher_is_better=False, naive="round_robin",
+        bound="eplb_clairvoyant", normalized_metric="normalized_score",
+        oracles=("eplb_clairvoyant", "perfect_balance"),
+        training_may_see="generator seeds and drift levels of split=train; scored on held-out seeds "
+                         "and drifts (split=test)",
+        trace_kind="expert_load",
+    ),
+    "servegym/Autoscale-v0": Scoring(
+        main_metric="normalized_score", higher_is_better=True, naive="static_peak", bound="oracle",
+        oracles=("oracle",),
+        normalized_metric="normalized_score",
+        training_may_see="the training days (generator seeds) or first 70% of a trace file "
+                         "(split=train); scored on held-out days",
+    ),
+    "servegym/Routing-v0": Scoring(
+        main_metric="slo_attainment", higher_is_better=True, naive="round_robin",
+        bound=None, bound_value=1.0,
+        training_may_see="the first 70% of the trace (split=train); scored on the last 30%",
+    ),
 }
 
 _KV = "servegym/KVAdmission-v0"
+_MOONCAKE = str(SHARED_TRACES / "mooncake_conversation.jsonl")
 SCENARIOS: list[Scenario] = [
-    Scenario(
+    *(Scenario(
         id=f"kv_admission/azure_conv/llama3.1-8b-h100/load{load}/v1",
         env_id=_KV, trace="default", env_kwargs={"load": load},
-        quick_kwargs={"window_requests": 256},
-    )
-    for load in (0.7, 0.9, 1.1)
+        
+    ) for load in (0.7, 0.9, 1.1)),
+    *(Scenario(
+        id=f"prefix_eviction/mooncake_conversation/llama3.1-8b-h100/capacity{frac}/v1",
+        env_id="servegym/PrefixEviction-v0", trace=_MOONCAKE, env_kwargs={"capacity_frac": frac},
+        episodes=4, quick_episodes=1,
+    ) for frac in (0.01, 0.05, 0.1, 0.25)),
+    *(Scenario(
+        id=f"expert_placement/generator/deepseek-v3-h200-ep32/drift{drift}/v1",
+        env_id="servegym/ExpertPlacement-v0", trace="default", env_kwargs={"drift": drift},
+        quick_episodes=2,
+    ) for drift in (0.01, 0.04, 0.15)),
+    *(Scenario(
+        id=f"autoscale/bursty/llama3.1-8b-h100+l40s/penalty{pen}/v1",
+        env_id="servegym/Autoscale-v0", trace="bursty", env_kwargs={"slo_penalty": pen},
+        episodes=4, quick_episodes=1,
+    ) for pen in (0.001, 0.01)),
+    *(Scenario(
+        id=f"routing/mooncake_conversation/llama3.1-8b-h100x8/load{load}/v1",
+        env_id="servegym/Routing-v0", trace=_MOONCAKE, env_kwargs={"load": load},
+        episodes=3, quick_episodes=1,
+    ) for load in (0.6, 0.9)),
 ]
 
 
