@@ -214,16 +214,6 @@ def run(scenarios: list[Scenario], extra_policies: list[str], quick: bool, episo
     return results
 
 
-def _set_deterministic() -> None:
-    """One torch thread: summation order, and so SB3 actions, cannot vary between runs."""
-    try:
-        import torch
-
-        torch.set_num_threads(1)
-    except ImportError:
-        pass
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m agents.leaderboard", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -258,7 +248,6 @@ def main(argv: list[str] | None = None) -> int:
         scenarios = scenarios_for(a.envs) + user_trace_scenarios(a.trace, a.envs)
     except (ValueError, FileNotFoundError) as err:
         p.error(str(err))
-    _set_deterministic()
     command = "python -m agents.leaderboard " + " ".join(
         x for x in (argv if argv is not None else sys.argv[1:]))
     t = time.perf_counter()

@@ -47,6 +47,11 @@ class SB3Policy:
     def __init__(self, path: str | Path, env: Any | None = None):
         self.path = Path(path)
         self.algo = detect_algo(self.path)
+        import torch
+
+        # One thread: a small MLP runs ~40x slower when torch spreads it over busy cores, and a
+        # fixed summation order keeps actions identical run to run.
+        torch.set_num_threads(1)
         self.model = algo_class(self.algo).load(self.path, device="cpu")
         self.name = str(self.path)
 
