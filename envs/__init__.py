@@ -24,12 +24,14 @@ from gymnasium.envs.registration import register, registry
 ENVS = {
     "servegym/KVAdmission-v0": "envs.kv_admission:KVAdmissionEnv",
     "servegym/Autoscale-v0": "envs.autoscale:AutoscaleEnv",
+    "servegym/ExpertPlacement-v0": "envs.expert_placement:ExpertPlacementEnv",
     "servegym/Routing-v0": "envs.routing:RoutingEnv",
     "servegym/PrefixEviction-v0": "envs.prefix_eviction:PrefixEvictionEnv",
 }
 VEC_ENVS = {
     "servegym/KVAdmission-v0": "envs.kv_admission:KVAdmissionVecEnv",
     "servegym/Autoscale-v0": "envs.autoscale:AutoscaleVecEnv",
+    "servegym/ExpertPlacement-v0": "envs.expert_placement:ExpertPlacementVecEnv",
     "servegym/Routing-v0": "envs.routing:RoutingVecEnv",
     "servegym/PrefixEviction-v0": "envs.prefix_eviction:PrefixEvictionVecEnv",
 }

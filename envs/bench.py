@@ -30,6 +30,7 @@ ENV_ID = kva.ENV_ID
 # Environment id -> module whose main(argv) benchmarks it (KVAdmission's is this module).
 BENCHES: dict[str, str] = {"servegym/PrefixEviction-v0": "envs.prefix_eviction_bench",
                            "servegym/Routing-v0": "envs.routing_bench",
+                           "servegym/ExpertPlacement-v0": "envs.expert_placement_bench",
                            "servegym/Autoscale-v0": "envs.autoscale_bench"}
 AZURE_CONV = Path(__file__).resolve().parents[1].parent / "shared" / "traces" / "azure_llm_2023_conv.csv"
 VLLM_ACTION = kva.encode_action(len(kva.ADMIT_LEVELS) - 1, kva.BUDGET_LEVELS.index(8192), False, 0)
