@@ -3,9 +3,9 @@
 Expert-parallel MoE serving runs at the speed of its most loaded GPU. At every rebalance interval
 the agent sets the placement of each simulated MoE layer for the next interval through small
 masked sub-steps (``envs.expert_placement_kernels``): a mode per layer (keep, LPT repack, EPLB,
-or custom), and for custom up to one sub-step per redundant slot choosing which of the K hottest
-experts gets it (or fill the rest by EPLB's greedy rule); custom placements are packed
-migration-aware. The observation is fixed-size
+or custom = EPLB's replication packed migration-aware); with ``replica_substeps=True`` custom
+then takes up to one sub-step per redundant slot choosing which of the K hottest experts gets it
+(or FILL: the rest by EPLB's greedy rule). The observation is fixed-size
 (global features + K candidate experts with loads in units of the mean expert load), so one policy
 works for any number of experts and GPUs. Reward, given when a rebalance completes: minus the
 next interval's MoE time (all layers and steps, plus migration blocking), per layer-step, in units
@@ -138,7 +138,7 @@ class ExpertPlacementVecEnv(VecEnv):
         (envs that played an interval, those whose episode ended)."""
         sim, sh, cfg = self.sim, self.sh, self.config
         K.apply_actions(self._all, self._actions, self.phase, self.layer, self.rep_done, self.cnt_pend, self.cand,
-                        sim.place, self.pending, self.proj, sim.window, sh.R, sh.G)
+                        sim.place, self.pending, self.proj, sim.window, sh.R, sh.G, cfg.replica_substeps)
         self._rew[:] = 0.0
         ready = np.flatnonzero(self.phase == K.READY)
         done = ready[:0]

@@ -3,7 +3,8 @@ prepares the next layer's options and writes observations and masks.
 
 A rebalance visits the simulated layers in order. For each layer the first sub-step picks a mode:
 KEEP the layer's placement, LPT-repack its current replicas, EPLB (DeepSeek's rebalance_experts on
-the last interval's load), or CUSTOM. CUSTOM then asks ``redundant_slots`` sub-steps, each giving
+the last interval's load), or CUSTOM (EPLB's replication, packed migration-aware). With
+``replica_substeps`` CUSTOM then asks up to ``redundant_slots`` sub-steps, each giving
 the next redundant replica to one of the K hottest experts by load per replica (candidate 0 is
 EPLB's greedy choice) or FILL (every remaining replica by EPLB's greedy rule, ending the
 layer), and packs the result with migration-aware sticky packing. Loads in the
@@ -177,10 +178,23 @@ def observe(e: int, layer: int, phase: np.ndarray, rep_done: np.ndarray, cnt_pen
 
 
 @nb.njit(cache=True)
+def _fill(w: np.ndarray, cnt: np.ndarray, n: int) -> None:
+    """Give n more replicas, each to the expert with the largest load per replica (EPLB's rule)."""
+    for _ in range(n):
+        best, best_v = 0, -1.0
+        for x in range(w.shape[0]):
+            v = w[x] / cnt[x]
+            if v > best_v:
+                best, best_v = x, v
+        cnt[best] += 1
+
+
+@nb.njit(cache=True)
 def apply_actions(envs: np.ndarray, actions: np.ndarray, phase: np.ndarray, layer: np.ndarray, rep_done: np.ndarray,
                   cnt_pend: np.ndarray, cand: np.ndarray, place: np.ndarray, pending: np.ndarray, proj: np.ndarray,
-                  window: np.ndarray, R: int, G: int) -> None:
-    """Apply each env's sub-step action; an env whose last layer is decided becomes READY."""
+                  window: np.ndarray, R: int, G: int, replica_substeps: bool) -> None:
+    """Apply each env's sub-step action; an env whose last layer is decided becomes READY.
+    Without replica_substeps, CUSTOM fills every redundant replica at once (EPLB's greedy rule)."""
     L = place.shape[1]
     for i in range(envs.shape[0]):
         e = envs[i]
@@ -201,19 +215,13 @@ def apply_actions(envs: np.ndarray, actions: np.ndarray, phase: np.ndarray, laye
                 cnt_pend[e, :] = 1
                 rep_done[e] = 0
                 phase[e] = REPLICATE
-                if R == 0:
+                if R == 0 or not replica_substeps:
+                    _fill(window[e, l], cnt_pend[e], R)
                     A.sticky_pack(window[e, l], cnt_pend[e], place[e, l], G, pending[e, l])
                     finish = True
         elif a == FILL:
-            w = window[e, l]
-            for _ in range(R - rep_done[e]):
-                best, best_v = 0, -1.0
-                for x in range(w.shape[0]):
-                    v = w[x] / cnt_pend[e, x]
-                    if v > best_v:
-                        best, best_v = x, v
-                cnt_pend[e, best] += 1
-            A.sticky_pack(w, cnt_pend[e], place[e, l], G, pending[e, l])
+            _fill(window[e, l], cnt_pend[e], R - rep_done[e])
+            A.sticky_pack(window[e, l], cnt_pend[e], place[e, l], G, pending[e, l])
             finish = True
         else:
             x = cand[e, a - FIRST_CANDIDATE]

@@ -68,6 +68,7 @@ class ExpertPlacementConfig:
     interval_steps: int = 32  # batch steps between rebalances
     intervals: int = 16  # rebalances per episode (after one warm-up interval on the initial placement)
     candidates: int = 8  # K: hottest experts offered per decision
+    replica_substeps: bool = False  # custom mode: one sub-step per redundant replica (else all at once)
     dispatch: str = "least_loaded"  # "least_loaded" | "even"
     inter_node_bw: float | None = None  # bytes/s per GPU NIC; None: hwmodels' data/infra.toml
     reward_scale_s: float = 1e-3  # reward unit: -(seconds per MoE layer-step) / this
@@ -114,6 +115,8 @@ def make_config(config: ExpertPlacementConfig | None = None, **kwargs: Any) -> E
     for name, lo in (("layers", 1), ("tokens_per_gpu", 1), ("interval_steps", 1), ("intervals", 1),
                      ("candidates", 1)):
         _int(name, getattr(cfg, name), lo)
+    if not isinstance(cfg.replica_substeps, bool):
+        raise TypeError(f"ExpertPlacement: replica_substeps must be true or false, got {cfg.replica_substeps!r}")
     if cfg.phase_shift_every is not None:
         _int("phase_shift_every", cfg.phase_shift_every, 1)
     if cfg.split not in SPLITS:

@@ -218,7 +218,7 @@ def test_same_seed_same_result_and_references():
 
 
 def test_masks_phases_and_bad_actions():
-    v = ExpertPlacementVecEnv(1, seed=0, **SMALL)
+    v = ExpertPlacementVecEnv(1, seed=0, replica_substeps=True, **SMALL)
     v.reset()
     m = v.action_masks()[0]
     assert m[:K.N_MODES].all() and not m[K.N_MODES:].any()
@@ -230,7 +230,7 @@ def test_masks_phases_and_bad_actions():
     v.step(np.array([K.KEEP]))  # masked on a replica sub-step: taken as FILL, and counted
     assert v._masked[0] == 1 and v.phase[0] == K.MODE and v.layer[0] == 1
     # the same layer given replica by replica (candidate 0 each time) = FILL = sticky EPLB
-    w = ExpertPlacementVecEnv(1, seed=0, **SMALL)
+    w = ExpertPlacementVecEnv(1, seed=0, replica_substeps=True, **SMALL)
     w.reset()
     w.step(np.array([K.CUSTOM]))
     for _ in range(w.sh.R):
@@ -242,6 +242,11 @@ def test_masks_phases_and_bad_actions():
     A.replicate(w.sim.window[0, 0], w.sh.P, phy, cnt)  # EPLB's replication, packed sticky
     A.sticky_pack(w.sim.window[0, 0], cnt, w.sim.place[0, 0], w.sh.G, want)
     np.testing.assert_array_equal(w.pending[0, 0], want)
+    u = ExpertPlacementVecEnv(1, seed=0, **SMALL)  # default: custom decides a layer in one sub-step
+    u.reset()
+    u.step(np.array([K.CUSTOM]))
+    assert u.phase[0] == K.MODE and u.layer[0] == 1
+    np.testing.assert_array_equal(u.pending[0, 0], want)
 
 
 def test_gymnasium_and_sb3_checkers():
