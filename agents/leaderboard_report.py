@@ -28,7 +28,9 @@ def _fmt(x: Any) -> str:
         return "–"
     if isinstance(x, (int, np.integer)):
         return str(x)
-    if x != 0 and abs(x) < 0.01:
+    if abs(x) < 1e-9:
+        return "0.000"  # float round-off of an exact zero (a reference scored against itself)
+    if abs(x) < 0.01:
         return f"{x:.3g}"  # e.g. MoE layer times in seconds
     return f"{x:.3f}" if abs(x) < 1000 else f"{x:,.0f}"
 
