@@ -196,7 +196,19 @@ def test_multidiscrete_export(tmp_path):
     assert a.shape == (3000, 2)
     assert mask[np.arange(3000), a[:, 0]].all() and mask[np.arange(3000), 3 + a[:, 1]].all()
     sb3, _ = model.predict(obs, deterministic=True)
-    np.testing.assert_array_equal(OnnxPolicy(tmp_path / "md.onnx").act(obs, None), sb3)
+    onnx_a = OnnxPolicy(tmp_path / "md.onnx").act(obs, None)
+    # Same action wherever torch's two best logits of a dimension differ by more than 1e-4 (the
+    # issue's parity criterion; float32 graphs may break exact ties differently).
+    import torch
+
+    with torch.no_grad():
+        dist = model.policy.get_distribution(torch.as_tensor(obs))
+    for d, (lo, hi) in enumerate(((0, 3), (3, 7))):
+        logits = torch.cat([c.logits for c in dist.distribution], dim=1).numpy()[:, lo:hi]
+        top2 = np.sort(logits, axis=1)[:, -2:]
+        decided = top2[:, 1] - top2[:, 0] > 1e-4
+        assert decided.mean() > 0.95
+        np.testing.assert_array_equal(onnx_a[decided, d], sb3[decided, d])
 
 
 def test_onnx_policy_in_evaluate(zoo_onnx):
