@@ -27,8 +27,9 @@ HYPERPARAMS: dict[str, dict[str, dict[str, Any]]] = {
     },
 }
 HYPERPARAMS["servegym/ExpertPlacement-v0"] = {
-    # A rebalance is 4..132 sub-steps and its reward lands when it completes; placements persist.
-    "maskable-ppo": dict(n_steps=512, batch_size=2048, gamma=0.995, gae_lambda=0.95, ent_coef=0.005,
+    # A rebalance is one sub-step per layer and its reward lands when it completes; placements
+    # persist, so the horizon spans several rebalances.
+    "maskable-ppo": dict(n_steps=512, batch_size=2048, gamma=0.99, gae_lambda=0.95, ent_coef=0.01,
                          learning_rate=3e-4, n_epochs=5, policy_kwargs=dict(net_arch=[128, 128])),
 }
 DEFAULT_ALGO = {"servegym/KVAdmission-v0": "maskable-ppo", "servegym/ExpertPlacement-v0": "maskable-ppo"}

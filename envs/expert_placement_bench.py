@@ -2,13 +2,13 @@
 
     python -m envs.bench --env servegym/ExpertPlacement-v0 [--sizes 1 16 64] [--repeats 3] [--json FILE]
 
-Per batch size: sub-steps per second of the native VecEnv and of SB3's DummyVecEnv over the
-Gymnasium view, under EPLB (one sub-step per layer per rebalance) and under custom placement
-giving each redundant replica in its own sub-step by EPLB's greedy rule (1 + redundant_slots
-sub-steps per layer); rebalances per second (a
-rebalance = every simulated layer decided and the next interval played); and the cluster model
-alone: simulated batch steps per second (each step = every simulated MoE layer: dispatch, FFN,
-all-to-all). One core; medians over ``--repeats``; ratios from the same run.
+Per batch size, timed over whole episodes (load generation, resets and the episode's
+normalized-score references included): sub-steps per second of the native VecEnv and of SB3's
+DummyVecEnv over the Gymnasium view, under EPLB (one sub-step per layer per rebalance) and under
+custom + fill (two per layer); rebalance decisions per second (a rebalance = every simulated layer
+decided and the next interval of 32 batch steps played); and the cluster model alone: simulated
+batch steps per second (each step = every simulated MoE layer: dispatch, FFN, all-to-all). One
+core; medians over ``--repeats`` episodes; ratios from the same run.
 """
 
 from __future__ import annotations
@@ -29,25 +29,30 @@ from envs.expert_placement import ENV_ID, ExpertPlacementEnv, ExpertPlacementVec
 
 
 def _policy_actions(vec, mode: int) -> np.ndarray:
-    """``mode`` on mode sub-steps; candidate 0 (the greedy replica) on replica sub-steps."""
+    """``mode`` on mode sub-steps; FILL (every remaining replica by EPLB's greedy rule) on
+    replica sub-steps: 4 layers x 2 sub-steps per rebalance for custom."""
     mask = np.asarray(vec.env_method("action_masks")) if isinstance(vec, DummyVecEnv) else vec.action_masks()
-    return np.where(mask[:, mode], mode, K.FIRST_CANDIDATE)
+    return np.where(mask[:, mode], mode, K.FILL)
 
 
-def _rate(vec, mode: int, steps: int, repeats: int) -> tuple[float, float]:
-    """Median (sub-steps/s, rebalances/s) of ``vec`` under one mode."""
+def _rate(vec, mode: int, repeats: int) -> tuple[float, float]:
+    """Median (sub-steps/s, rebalances/s) over whole episodes of every env of ``vec`` (so episode
+    resets, load generation and the episode's reference costs are inside the timing)."""
     vec.reset()
-    vec.step(_policy_actions(vec, mode))  # warm-up (compilation)
     rates, rebal = [], []
-    for _ in range(repeats):
-        n_reb = 0
+    for rep in range(repeats + 1):  # the first episode warms up (compilation)
+        steps = n_reb = 0
         t = time.perf_counter()
-        for _ in range(steps):
-            _, r, _, _ = vec.step(_policy_actions(vec, mode))
+        while True:
+            _, r, d, _ = vec.step(_policy_actions(vec, mode))
+            steps += 1
             n_reb += int(np.count_nonzero(r))
+            if d.all():
+                break
         dt = time.perf_counter() - t
-        rates.append(steps * vec.num_envs / dt)
-        rebal.append(n_reb / dt)
+        if rep:
+            rates.append(steps * vec.num_envs / dt)
+            rebal.append(n_reb / dt)
     return float(np.median(rates)), float(np.median(rebal))
 
 
@@ -67,7 +72,13 @@ def bench_sim(n: int, repeats: int) -> dict:
         dt = time.perf_counter() - t
         rates.append(n * v.config.intervals * v.config.interval_steps / dt)
     r = float(np.median(rates))
-    return {"n_envs": n, "batch_steps_per_s": r, "layer_steps_per_s": r * v.sh.L, "experts": v.sh.E,
+    gen = []
+    for rep in range(repeats):
+        t = time.perf_counter()
+        sim.load.episode(0, rep, v.config.drifts()[0], np.random.default_rng(rep))
+        gen.append(time.perf_counter() - t)
+    return {"n_envs": n, "batch_steps_per_s": r, "generator_s_per_episode": float(np.median(gen)),
+            "episode_batch_steps": sim.load.steps, "layer_steps_per_s": r * v.sh.L, "experts": v.sh.E,
             "gpus": v.sh.G, "layers": v.sh.L}
 
 
@@ -76,19 +87,16 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", type=int, nargs="+", default=[1, 16, 64])
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--steps", type=int, default=4000, help="native env sub-steps per timed run")
     p.add_argument("--json", type=Path)
     a = p.parse_args(argv)
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     rows = []
     for E in a.sizes:
-        steps = max(20, a.steps // E)
         row: dict = {"n_envs": E}
         for name, mode in (("eplb", K.EPLB), ("custom", K.CUSTOM)):
-            native, reb = _rate(ExpertPlacementVecEnv(E, seed=0), mode, steps, a.repeats)
-            dummy, _ = _rate(DummyVecEnv([lambda: ExpertPlacementEnv() for _ in range(E)]), mode,
-                             max(5, steps // 10), a.repeats)
+            native, reb = _rate(ExpertPlacementVecEnv(E, seed=0), mode, a.repeats)
+            dummy, _ = _rate(DummyVecEnv([lambda: ExpertPlacementEnv() for _ in range(E)]), mode, a.repeats)
             row[f"{name}_native_steps_per_s"] = native
             row[f"{name}_rebalances_per_s"] = reb
             row[f"{name}_dummy_steps_per_s"] = dummy
@@ -102,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     sim = [bench_sim(n, a.repeats) for n in sorted({1, max(a.sizes)})]
     for s in sim:
         print(f"cluster model, {s['n_envs']} envs, E={s['experts']} on {s['gpus']} GPUs: "
-              f"{s['batch_steps_per_s']:,.0f} batch steps/s ({s['layer_steps_per_s']:,.0f} layer-steps/s)")
+              f"{s['batch_steps_per_s']:,.0f} batch steps/s ({s['layer_steps_per_s']:,.0f} layer-steps/s); "
+              f"load generator {s['generator_s_per_episode']:.3f} s per episode of {s['episode_batch_steps']} steps")
     report = {"env": ENV_ID, "rows": rows, "simulator": sim, "repeats": a.repeats,
               "machine": {"python": sys.version.split()[0], "platform": platform.platform(), "threads": 1}}
     if a.json:

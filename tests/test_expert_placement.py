@@ -288,3 +288,19 @@ def test_parallel_env_api_and_cooperative_reward():
         counts = np.bincount(env.sim.place[0].reshape(-1) % env.sh.E, minlength=env.sh.E)
         assert (counts >= 1).all()
     assert total < 0 and "metrics" in next(iter(infos.values()))
+
+
+def test_zoo_agent_matches_eplb_on_held_out_drift():
+    """The committed agent, on held-out generator seeds and a drift it never saw: at least EPLB's
+    MoE layer time (1% slack) with no more migration bytes, and far better than round-robin."""
+    from agents.policy import ZOO, _load_registries
+
+    _load_registries()
+    if ENV_ID not in ZOO:
+        pytest.skip("no zoo checkpoint for ExpertPlacement-v0")
+    kw = {**SMALL, "model": "DeepSeek-V3", "gpus": 32, "layers": 4, "interval_steps": 32, "intervals": 6,
+          "drift": 0.04}
+    zoo, ep, rr = (_play(p, seed=10000, **kw) for p in ("zoo", "eplb", "round_robin"))
+    assert zoo["moe_layer_time_s"] <= 1.01 * ep["moe_layer_time_s"]
+    assert zoo["migration_bytes"] <= ep["migration_bytes"]
+    assert zoo["moe_layer_time_s"] < 0.7 * rr["moe_layer_time_s"]

@@ -37,6 +37,8 @@ RECIPES: dict[str, Recipe] = {
     "servegym/Routing-v0": Recipe("routing_ppo.zip", (
         "--trace", "../shared/traces/mooncake_conversation.jsonl", "--env-kwargs", "load=(0.6,0.8,1.0)",
         "--timesteps", "1720320", "--seed", "0")),
+    # Generated expert load (DeepSeek-V3 on 32 H200s), training seeds and drifts 0.005/0.02/0.08.
+    "servegym/ExpertPlacement-v0": Recipe("expert_placement_ppo.zip", ("--timesteps", "120000", "--seed", "0")),
 }
 
 for _env_id, _recipe in RECIPES.items():
