@@ -52,12 +52,12 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
-from stable_baselines3.common.vec_env import VecEnv
 
 import hwmodels
 import traces
 from envs import autoscale_kernels as K
 from envs.autoscale_model import ReplicaCurves, cache_root, replica_curves
+from envs.native_vec import NativeVecEnv
 
 ENV_ID = "servegym/Autoscale-v0"
 DEFAULT_TRACE = "bursty"
@@ -349,7 +349,7 @@ def references(sc: Scenario, window: int, penalty: float, n_steps: int) -> tuple
     return _REFS[key]
 
 
-class AutoscaleVecEnv(VecEnv):
+class AutoscaleVecEnv(NativeVecEnv):
     """E autoscaled clusters stepped by one kernel call (SB3 VecEnv, no per-env objects)."""
 
     table_metrics = (
@@ -472,27 +472,6 @@ class AutoscaleVecEnv(VecEnv):
         if done.any():
             self._reset_envs(np.flatnonzero(done))
         return self._obs.astype(np.float32), self._rew.astype(np.float32), done.copy(), infos
-
-    def close(self) -> None:
-        pass
-
-    def action_masks(self) -> np.ndarray:
-        return self._mask.copy()
-
-    def get_attr(self, attr_name: str, indices=None) -> list[Any]:
-        return [getattr(self, attr_name) for _ in self._get_indices(indices)]
-
-    def set_attr(self, attr_name: str, value: Any, indices=None) -> None:
-        setattr(self, attr_name, value)
-
-    def env_method(self, method_name: str, *args, indices=None, **kwargs) -> list[Any]:
-        idx = list(self._get_indices(indices))
-        if method_name == "action_masks":
-            return list(self._mask[idx])
-        return [getattr(self, method_name)(*args, **kwargs) for _ in idx]
-
-    def env_is_wrapped(self, wrapper_class, indices=None) -> list[bool]:
-        return [False for _ in self._get_indices(indices)]
 
     # --- domain metrics
     def episode_metrics(self, e: int) -> dict[str, float]:

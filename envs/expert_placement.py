@@ -24,17 +24,17 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
-from stable_baselines3.common.vec_env import VecEnv
 
 import hwmodels
 from envs import expert_placement_kernels as K
 from envs.expert_placement_sim import ExpertPlacementConfig, PlacementSim, make_config
+from envs.native_vec import NativeVecEnv
 
 ENV_ID = "servegym/ExpertPlacement-v0"
 ORACLES = ("eplb_clairvoyant", "perfect_balance")
 
 
-class ExpertPlacementVecEnv(VecEnv):
+class ExpertPlacementVecEnv(NativeVecEnv):
     """E copies of ExpertPlacement stepped together (SB3 VecEnv, numba kernels over the batch)."""
 
     table_metrics = ("normalized_score", "moe_layer_time_s", "migration_bytes", "imbalance", "tokens_per_gpu_s",
@@ -172,27 +172,6 @@ class ExpertPlacementVecEnv(VecEnv):
 
     def episode_metrics(self, e: int) -> dict[str, float]:
         return {**self.sim.metrics(e), "masked_actions": float(self._masked[e])}
-
-    def close(self) -> None:
-        pass
-
-    def action_masks(self) -> np.ndarray:
-        return self._mask.copy()
-
-    def get_attr(self, attr_name: str, indices=None) -> list[Any]:
-        return [getattr(self, attr_name) for _ in self._get_indices(indices)]
-
-    def set_attr(self, attr_name: str, value: Any, indices=None) -> None:
-        setattr(self, attr_name, value)
-
-    def env_method(self, method_name: str, *args, indices=None, **kwargs) -> list[Any]:
-        idx = list(self._get_indices(indices))
-        if method_name == "action_masks":
-            return list(self._mask[idx])
-        return [getattr(self, method_name)(*args, **kwargs) for _ in idx]
-
-    def env_is_wrapped(self, wrapper_class, indices=None) -> list[bool]:
-        return [False for _ in self._get_indices(indices)]
 
 
 class ExpertPlacementEnv(gym.Env):

@@ -23,14 +23,14 @@ the replica's measured capacity (``envs.core.capacity``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import cache
-from typing import Any, Sequence
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
-from stable_baselines3.common.vec_env import VecEnv
 
 import traces
 from envs import kv_admission_kernels as K
@@ -39,6 +39,7 @@ from envs.core.capacity import measure_capacity_rps
 from envs.core.engine import EngineSpec
 from envs.core.workload import build_workload, output_histogram
 from envs.metrics import episode_metrics
+from envs.native_vec import NativeVecEnv
 
 ENV_ID = "servegym/KVAdmission-v0"
 ALL = 1 << 30
@@ -167,7 +168,7 @@ def _build_scenario(cfg: KVAdmissionConfig) -> Scenario:
     return Scenario(eng, wl, rate, capacity, hist, trace.meta.name)
 
 
-class KVAdmissionVecEnv(VecEnv):
+class KVAdmissionVecEnv(NativeVecEnv):
     """E copies of KVAdmission stepped by one kernel call (SB3 VecEnv, no per-env objects)."""
 
     # Evaluation contract (see envs/__init__.py): the printed table's columns and the swept knob.
@@ -292,27 +293,6 @@ class KVAdmissionVecEnv(VecEnv):
             self._reset_envs(finished)
         return self._obs.copy(), rewards, done.copy(), infos
 
-    def close(self) -> None:
-        pass
-
-    def action_masks(self) -> np.ndarray:
-        return self._mask.copy()
-
-    def get_attr(self, attr_name: str, indices=None) -> list[Any]:
-        return [getattr(self, attr_name) for _ in self._get_indices(indices)]
-
-    def set_attr(self, attr_name: str, value: Any, indices=None) -> None:
-        setattr(self, attr_name, value)
-
-    def env_method(self, method_name: str, *args, indices=None, **kwargs) -> list[Any]:
-        idx = list(self._get_indices(indices))
-        if method_name == "action_masks":
-            return list(self._mask[idx])
-        return [getattr(self, method_name)(*args, **kwargs) for _ in idx]
-
-    def env_is_wrapped(self, wrapper_class, indices=None) -> list[bool]:
-        return [False for _ in self._get_indices(indices)]
-
     # --- domain metrics
     def request_records(self, e: int) -> dict[str, np.ndarray]:
         """Per-request outcomes of env ``e``'s episode (copies, in window order)."""
@@ -321,7 +301,9 @@ class KVAdmissionVecEnv(VecEnv):
 
     def episode_metrics(self, e: int) -> dict[str, float]:
         st, sc = self.state, self.scenario
-        from envs.core.replica import arrival_time  # numba function, callable from Python
+        from envs.core.replica import (
+            arrival_time,  # numba function, callable from Python
+        )
 
         t0 = float(arrival_time(st, sc.workload, e, 0))
         c = st.counters[e]

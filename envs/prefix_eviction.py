@@ -40,7 +40,6 @@ from typing import Any, NamedTuple
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
-from stable_baselines3.common.vec_env import VecEnv
 
 import hwmodels
 import traces
@@ -49,6 +48,7 @@ from envs.core.capacity import measure_capacity_rps
 from envs.core.engine import Engine, EngineSpec
 from envs.core.workload import build_workload
 from envs.metrics import percentile
+from envs.native_vec import NativeVecEnv
 from envs.prefix_eviction_ttft import replay_ttft
 
 ENV_ID = "servegym/PrefixEviction-v0"
@@ -280,7 +280,7 @@ def allocate(E: int, U: int, C: int, longest: int, ghost: bool) -> State:
     )
 
 
-class PrefixEvictionVecEnv(VecEnv):
+class PrefixEvictionVecEnv(NativeVecEnv):
     """E prefix caches stepped by one kernel call (SB3 VecEnv, no per-env objects)."""
 
     table_metrics = ("block_hit_ratio", "token_hit_ratio", "prefill_s_saved", "ttft_p50_s",
@@ -443,27 +443,6 @@ class PrefixEvictionVecEnv(VecEnv):
             }
             self._reset_env(e)
         return self._obs.copy(), rewards, done, infos
-
-    def close(self) -> None:
-        pass
-
-    def action_masks(self) -> np.ndarray:
-        return self._mask.copy()
-
-    def get_attr(self, attr_name: str, indices=None) -> list[Any]:
-        return [getattr(self, attr_name) for _ in self._get_indices(indices)]
-
-    def set_attr(self, attr_name: str, value: Any, indices=None) -> None:
-        setattr(self, attr_name, value)
-
-    def env_method(self, method_name: str, *args, indices=None, **kwargs) -> list[Any]:
-        idx = list(self._get_indices(indices))
-        if method_name == "action_masks":
-            return list(self._mask[idx])
-        return [getattr(self, method_name)(*args, **kwargs) for _ in idx]
-
-    def env_is_wrapped(self, wrapper_class, indices=None) -> list[bool]:
-        return [False for _ in self._get_indices(indices)]
 
     # --- domain metrics
     def episode_metrics(self, e: int) -> dict[str, float]:

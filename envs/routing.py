@@ -31,7 +31,6 @@ from typing import Any, ClassVar
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
-from stable_baselines3.common.vec_env import VecEnv
 
 import traces
 from envs import routing_kernels as K
@@ -42,6 +41,7 @@ from envs.core.replica import arrival_time
 from envs.core.workload import build_workload
 from envs.kv_admission import _load_split
 from envs.metrics import episode_metrics
+from envs.native_vec import NativeVecEnv
 
 ENV_ID = "servegym/Routing-v0"
 DEFAULT_TRACE = "mooncake_conv"  # what trace "default" means here: multi-turn, prefix chains
@@ -218,7 +218,7 @@ def episode_draws(cfg: RoutingConfig, sc: Scenario, rngs: list, envs: np.ndarray
     return windows, scales, levels
 
 
-class RoutingVecEnv(VecEnv):
+class RoutingVecEnv(NativeVecEnv):
     """E copies of Routing-v0 stepped by one kernel call (SB3 VecEnv, no per-env objects)."""
 
     table_metrics = (
@@ -338,27 +338,6 @@ class RoutingVecEnv(VecEnv):
         if finished.size:
             self._reset_envs(finished)
         return self._obs.copy(), self._rew.astype(np.float32), done.copy(), infos
-
-    def close(self) -> None:
-        pass
-
-    def action_masks(self) -> np.ndarray:
-        return self._mask.copy()
-
-    def get_attr(self, attr_name: str, indices=None) -> list[Any]:
-        return [getattr(self, attr_name) for _ in self._get_indices(indices)]
-
-    def set_attr(self, attr_name: str, value: Any, indices=None) -> None:
-        setattr(self, attr_name, value)
-
-    def env_method(self, method_name: str, *args, indices=None, **kwargs) -> list[Any]:
-        idx = list(self._get_indices(indices))
-        if method_name == "action_masks":
-            return list(self._mask[idx])
-        return [getattr(self, method_name)(*args, **kwargs) for _ in idx]
-
-    def env_is_wrapped(self, wrapper_class, indices=None) -> list[bool]:
-        return [False for _ in self._get_indices(indices)]
 
     # --- domain metrics
     def request_records(self, e: int) -> dict[str, np.ndarray]:
