@@ -1,4 +1,4 @@
-"""Export a learned policy (SB3 PPO, MaskablePPO or DQN) to ONNX, with a parity check.
+"""Export a learned policy (SB3 PPO, MaskablePPO, DQN, masked dueling DQN) to ONNX, with a parity check.
 
     python -m agents.export --env servegym/KVAdmission-v0 --policy zoo --onnx kv.onnx
     python -m agents.export --env ID --policy runs/x/final.zip --onnx out.onnx \
@@ -11,7 +11,8 @@ The graph an engine runs (``agents.onnx_policy.OnnxPolicy`` with onnxruntime and
   graph) and ``action_mask`` bool [B, n_scores] (all True = no mask);
 * outputs ``action`` int64 [B] ([B, D] for MultiDiscrete): the deterministic action, the argmax
   of the scores over the legal actions, and ``logits`` (PPO, MaskablePPO) or ``q_values`` (DQN)
-  [B, n_scores], unmasked.
+  [B, n_scores], unmasked (the dueling DQN of ``agents.masked_dqn`` masks inside its network:
+  its ``q_values`` are -1e9 on the candidates the observation marks absent).
 
 Every algorithm applies the mask (an engine must never take an illegal action; for MaskablePPO
 this is exactly SB3's masked ``predict``). The model's metadata (``metadata_props``) records the
@@ -185,7 +186,7 @@ def score_segments(action_space: spaces.Space) -> list[int]:
 
 def torch_scores(model: Any, obs: Any) -> Any:
     """Raw scores of an SB3 model for a float32 tensor of (normalized) observations: the logits
-    its ``get_distribution`` builds the categorical from, or DQN's Q-values."""
+    its ``get_distribution`` builds the categorical from, or DQN's (and MaskedDQN's) Q-values."""
     from stable_baselines3.common.policies import BaseModel
 
     policy = model.policy
@@ -265,7 +266,7 @@ def _reference(model: Any, vecnorm: Any | None, obs: np.ndarray, mask: np.ndarra
 
 def export_model(model: Any, out: Path, vecnorm: Any | None = None, opset: int = OPSET,
                  metadata: dict[str, str] | None = None) -> None:
-    """Write ``model`` (an SB3 PPO, MaskablePPO or DQN with a Box observation) as ONNX."""
+    """Write ``model`` (an SB3 PPO, MaskablePPO, DQN or MaskedDQN with a Box observation) as ONNX."""
     import onnx
     import torch
 

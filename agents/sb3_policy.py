@@ -1,4 +1,4 @@
-"""An SB3 checkpoint (PPO, MaskablePPO or DQN) behind the Policy protocol."""
+"""An SB3 checkpoint (PPO, MaskablePPO, DQN or masked dueling DQN) behind the Policy protocol."""
 
 from __future__ import annotations
 
@@ -8,14 +8,16 @@ from typing import Any
 
 import numpy as np
 
-ALGOS = ("ppo", "maskable-ppo", "dqn")
+ALGOS = ("ppo", "maskable-ppo", "dqn", "dueling-dqn")
 
 
 def algo_class(algo: str):
     from sb3_contrib import MaskablePPO
     from stable_baselines3 import DQN, PPO
 
-    table = {"ppo": PPO, "maskable-ppo": MaskablePPO, "dqn": DQN}
+    from agents.masked_dqn import MaskedDQN
+
+    table = {"ppo": PPO, "maskable-ppo": MaskablePPO, "dqn": DQN, "dueling-dqn": MaskedDQN}
     if algo not in table:
         raise ValueError(f"unknown algorithm {algo!r}; choose one of {', '.join(ALGOS)}")
     return table[algo]
@@ -29,16 +31,19 @@ def detect_algo(path: Path) -> str:
     from stable_baselines3.common.save_util import json_to_data
     from stable_baselines3.dqn.policies import DQNPolicy
 
+    from agents.masked_dqn import DuelingItemDQNPolicy
+
     try:
         with zipfile.ZipFile(path) as z:
             cls = json_to_data(z.read("data").decode()).get("policy_class")
     except (OSError, KeyError, ValueError, zipfile.BadZipFile) as err:
         raise ValueError(f"{path}: not a stable-baselines3 checkpoint ({err})") from err
-    for base, algo in ((MaskableActorCriticPolicy, "maskable-ppo"), (DQNPolicy, "dqn"),
-                       (ActorCriticPolicy, "ppo")):
+    # Most specific first: the dueling policy is a DQNPolicy, MaskablePPO's an ActorCriticPolicy.
+    for base, algo in ((MaskableActorCriticPolicy, "maskable-ppo"), (DuelingItemDQNPolicy, "dueling-dqn"),
+                       (DQNPolicy, "dqn"), (ActorCriticPolicy, "ppo")):
         if isinstance(cls, type) and issubclass(cls, base):
             return algo
-    raise ValueError(f"{path}: not a PPO, MaskablePPO or DQN checkpoint of stable-baselines3")
+    raise ValueError(f"{path}: not a PPO, MaskablePPO, DQN or dueling DQN checkpoint of stable-baselines3")
 
 
 class SB3Policy:
@@ -56,7 +61,7 @@ class SB3Policy:
         self.name = str(self.path)
 
     def act(self, obs: np.ndarray, action_mask: np.ndarray | None) -> np.ndarray:
-        if self.algo == "maskable-ppo":
+        if self.algo in ("maskable-ppo", "dueling-dqn"):
             a, _ = self.model.predict(obs, deterministic=True, action_masks=action_mask)
         else:
             a, _ = self.model.predict(obs, deterministic=True)

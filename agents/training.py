@@ -10,6 +10,8 @@ import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
 from agents.sb3_policy import algo_class
+from envs.prefix_eviction_kernels import N_CAND as PE_CAND
+from envs.prefix_eviction_kernels import N_GLOBAL as PE_GLOBAL
 
 # Per (environment, algorithm) hyperparameters; anything not listed uses SB3's defaults.
 HYPERPARAMS: dict[str, dict[str, dict[str, Any]]] = {
@@ -114,3 +116,9 @@ HYPERPARAMS["servegym/PrefixEviction-v0"] = {
                          policy_kwargs=dict(n_global=8, n_item=11, hidden=64)),
 }
 DEFAULT_ALGO["servegym/PrefixEviction-v0"] = "maskable-ppo"
+# Masked dueling DQN over the K candidates (agents/masked_dqn.py; Cold-RL's learner for NGINX).
+HYPERPARAMS["servegym/PrefixEviction-v0"]["dueling-dqn"] = dict(
+    policy="agents.masked_dqn:DuelingItemDQNPolicy", learning_rate=1e-4, buffer_size=200_000,
+    learning_starts=5_000, batch_size=256, gamma=0.995, train_freq=4, target_update_interval=2_000,
+    exploration_fraction=0.3, exploration_final_eps=0.02,
+    policy_kwargs=dict(n_global=PE_GLOBAL, n_item=PE_CAND, hidden=64))
