@@ -18,8 +18,11 @@ import sys
 import time
 from pathlib import Path
 
+import torch as th
+
 import envs
 from agents.evaluate import evaluate, parse_env_kwargs, print_tables
+from agents.imitation import imitate
 from agents.policy import heuristic_names
 from agents.sb3_policy import ALGOS, algo_class
 from agents.training import DEFAULT_ALGO, ServeCallback, atomic_save, make_model
@@ -29,7 +32,10 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--env", default="servegym/KVAdmission-v0")
     p.add_argument("--algo", choices=ALGOS, default=None, help="default: the environment's own")
-    p.add_argument("--timesteps", type=int, default=300_000)
+    p.add_argument("--timesteps", type=int, default=300_000, help="RL steps (0: imitation only)")
+    p.add_argument("--imitate", type=int, default=0, metavar="N",
+                   help="first N decisions of DAgger from the env's privileged teacher "
+                        "(agents/imitation.py; PrefixEviction-v0: Belady among the candidates)")
     p.add_argument("--n-envs", type=int, default=16)
     p.add_argument("--trace", default="default")
     p.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY=VALUE")
@@ -43,10 +49,13 @@ def main(argv: list[str] | None = None) -> int:
                         "default: every value)")
     p.add_argument("--no-eval", action="store_true")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads (small MLPs train fastest on one; more only contend)")
     a = p.parse_args(argv)
-    if a.timesteps < 1 or a.n_envs < 1:
-        p.error("--timesteps and --n-envs must be >= 1")
+    if a.timesteps < 0 or a.imitate < 0 or a.n_envs < 1 or a.timesteps + a.imitate < 1:
+        p.error("--timesteps and --imitate must be >= 0 (not both 0) and --n-envs >= 1")
 
+    th.set_num_threads(a.threads)
     algo = a.algo or DEFAULT_ALGO.get(a.env, "ppo")
     kwargs = parse_env_kwargs(a.env_kwargs)
     vec = envs.make_vec(a.env, a.n_envs, seed=a.seed, trace=a.trace, split="train", **kwargs)
@@ -64,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
         model = make_model(algo, a.env, vec, a.seed, str(out / "tb"))
     remaining = a.timesteps - (model.num_timesteps if a.resume else 0)
     t0 = time.perf_counter()
+    imitation = []
+    if a.imitate and not a.resume:
+        imitation = imitate(model, vec, a.imitate, seed=a.seed)
     if remaining > 0:
         model.learn(
             total_timesteps=remaining,
@@ -78,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     (out / "run.json").write_text(json.dumps({
         "command": command, "env": a.env, "algo": algo, "timesteps": int(model.num_timesteps),
         "n_envs": a.n_envs, "trace": a.trace, "env_kwargs": kwargs, "seed": a.seed,
-        "train_wall_s": train_s,
+        "imitate": a.imitate, "imitation": imitation, "train_wall_s": train_s,
     }, indent=2, default=str))
     print(f"trained {algo} for {model.num_timesteps} steps in {train_s:.0f} s -> {final}", flush=True)
 

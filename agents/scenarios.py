@@ -110,7 +110,9 @@ SCENARIOS: list[Scenario] = [
         
     ) for load in (0.7, 0.9, 1.1)),
     *(Scenario(
-        id=f"prefix_eviction/mooncake_conversation/llama3.1-8b-h100/capacity{frac}/v1",
+        # v2: learned policies choose among sampled candidates (LRU's victim + random blocks, the
+        # env's default now), not among the 16 least recently used blocks as in v1.
+        id=f"prefix_eviction/mooncake_conversation/llama3.1-8b-h100/capacity{frac}/v2",
         env_id="servegym/PrefixEviction-v0", trace=_MOONCAKE, env_kwargs={"capacity_frac": frac},
         episodes=4, quick_episodes=1,
     ) for frac in (0.01, 0.05, 0.1, 0.25)),

@@ -113,7 +113,7 @@ HYPERPARAMS["servegym/PrefixEviction-v0"] = {
     # costs) when the evicted block would have been reused, hundreds of decisions later.
     "maskable-ppo": dict(policy="agents.scorer_policy:ItemScorerPolicy", n_steps=256, batch_size=1024,
                          gamma=0.995, gae_lambda=0.95, ent_coef=0.005, learning_rate=3e-4, n_epochs=5,
-                         policy_kwargs=dict(n_global=8, n_item=11, hidden=64)),
+                         policy_kwargs=dict(n_global=PE_GLOBAL, n_item=PE_CAND, hidden=64)),
 }
 DEFAULT_ALGO["servegym/PrefixEviction-v0"] = "maskable-ppo"
 # Masked dueling DQN over the K candidates (agents/masked_dqn.py; Cold-RL's learner for NGINX).

@@ -53,6 +53,7 @@ from envs.prefix_eviction_ttft import replay_ttft
 
 ENV_ID = "servegym/PrefixEviction-v0"
 DEFAULT_CAPACITIES = (0.01, 0.05, 0.10, 0.25)
+CANDIDATE_SETS = ("sampled", "lru")
 RANKINGS = {"lru": K.R_LRU, "lru_leaf": K.R_LRU_LEAF, "fifo": K.R_FIFO, "lfu": K.R_LFU,
             "gdsf": K.R_GDSF, "belady": K.R_BELADY, "s3fifo": K.R_S3FIFO}
 
@@ -67,6 +68,8 @@ class PrefixEvictionConfig:
     capacity_frac: float | tuple[float, ...] = DEFAULT_CAPACITIES
     chain: bool = True  # False: blocks are independent objects (textbook cache simulation)
     candidates: int = 16  # K
+    candidate_set: str = "sampled"  # "sampled" (LRU's victim + K-1 random blocks) | "lru" (K oldest)
+    teacher_horizon: float = 4.0  # imitation targets only: see PrefixEvictionVecEnv.teacher_targets
     window_requests: int = 1000
     warmup_requests: int = 1000
     model: str = "Llama-3.1-8B"
@@ -297,6 +300,9 @@ class PrefixEvictionVecEnv(NativeVecEnv):
         if cfg.window_order not in ("random", "sequential"):
             raise ValueError(f"PrefixEviction: window_order must be 'random' or 'sequential', "
                              f"got {cfg.window_order!r}")
+        if cfg.candidate_set not in CANDIDATE_SETS:
+            raise ValueError(f"PrefixEviction: candidate_set must be one of {', '.join(CANDIDATE_SETS)}, "
+                             f"got {cfg.candidate_set!r}")
         if not (isinstance(cfg.candidates, int) and cfg.candidates >= 2):
             raise ValueError(f"PrefixEviction: candidates must be an integer >= 2, got {cfg.candidates!r}")
         self.config = cfg
@@ -348,6 +354,33 @@ class PrefixEvictionVecEnv(NativeVecEnv):
             bt = self.built
             self.state = allocate(self.num_envs, bt.n_blocks, max(self.caps), self._longest, True)
 
+    def teacher_actions(self) -> np.ndarray:
+        """Belady's choice among each env's current candidates: the one whose next use is
+        farthest (never-again ones least recently used first, as the ``belady`` ranking breaks
+        ties). Privileged, like ``set_ranking("belady")``: for imitation targets and for the
+        bound a policy restricted to these candidates can reach, never for the observation."""
+        st, c = self.state, self._cands
+        rows = np.arange(self.num_envs)[:, None]
+        nxt, last = st.next_use[rows, c], st.last_t[rows, c]
+        never = self._mask & (nxt == K.NEVER)
+        out = np.where(never.any(1), np.argmax(np.where(never, -last, np.iinfo(np.int64).min), 1),
+                       np.argmax(np.where(self._mask, nxt, -1), 1))
+        return out.astype(np.int64)
+
+    def teacher_targets(self, horizon: float | None = None) -> np.ndarray:
+        """Relaxed Belady (LRB, Song et al. NSDI'20): every legal candidate not referenced again
+        within ``horizon`` (default ``teacher_horizon``) x capacity block references, plus
+        Belady's own choice, is a good victim [E, K]. Privileged, as :meth:`teacher_actions`."""
+        horizon = self.config.teacher_horizon if horizon is None else horizon
+        st, c = self.state, self._cands
+        rows = np.arange(self.num_envs)
+        sc = self.built.sc
+        now = sc.req_off[st.iv[rows, K.I_REQ]] + st.iv[rows, K.I_J]
+        far = st.next_use[rows[:, None], c] - now[:, None] > horizon * self._cap[:, None]
+        good = self._mask & far
+        good[rows, self.teacher_actions()] = True
+        return good
+
     # --- VecEnv API
     def seed(self, seed: int | None = None) -> Sequence[int | None]:
         seeds = super().seed(seed)
@@ -384,6 +417,8 @@ class PrefixEvictionVecEnv(NativeVecEnv):
         self._cap[e] = caps[ci]
         self._frac[e] = cfg.capacities()[ci]
         warm = max(0, start - cfg.warmup_requests)
+        self.state.iv[e, K.I_RNG] = int(rng.integers(1 << 62))
+        self.state.iv[e, K.I_SAMPLED] = cfg.candidate_set == "sampled"
         more = K.reset_env(self.state, bt.sc, self.rank, e, caps[ci], warm, start, end, self.K,
                            not self.native, self._obs64, self._mask, self._cands[e], self._scratch, bt.block_size,
                            bt.n_tenants)

@@ -60,6 +60,7 @@ CANDIDATE_FEATURES = (
     "tokens",  # tokens in the block / block size
     "cost",  # prefill seconds its loss would cost at its position / a first block's
     "tenant",  # tenant of its last request / number of tenants (0 if the trace has none)
+    "lru_victim",  # 1 for the least recently used evictable block (LRU's own victim)
 )
 N_GLOBAL = len(GLOBAL_FEATURES)
 N_CAND = len(CANDIDATE_FEATURES)
@@ -69,7 +70,8 @@ I_REQ, I_REQ_END, I_J, I_HITLEN, I_CAP, I_CNT, I_FREE_TOP, I_HSIZE = 0, 1, 2, 3,
 I_LRU_H, I_LRU_T, I_Q_H, I_Q_T, I_M_H, I_M_T, I_G_H, I_G_T = 8, 9, 10, 11, 12, 13, 14, 15
 I_S_SIZE, I_M_SIZE, I_G_SIZE, I_REQ_START, I_SCORE = 16, 17, 18, 19, 20
 I_HIT_BLOCKS, I_REF_BLOCKS, I_HIT_TOKENS, I_PROMPT_TOKENS = 21, 22, 23, 24
-I_EVICTIONS, I_DECISIONS, I_BYPASS, I_STRANDED_EVICT, I_GHOST_HIT, N_IV = 25, 26, 27, 28, 29, 30
+I_EVICTIONS, I_DECISIONS, I_BYPASS, I_STRANDED_EVICT, I_GHOST_HIT, I_RNG, I_SAMPLED = 25, 26, 27, 28, 29, 30, 31
+N_IV = 32
 F_L, F_SAVED, F_HIT_EMA, F_REWARD, N_FV = 0, 1, 2, 3, 4
 
 
@@ -388,10 +390,65 @@ def _evictable(st, sc, e, c, q):
     return not (sc.chain and st.pin[e, c] == q)
 
 
+@nb.njit(cache=True, inline="always")
+def _rand_below(iv, e, n):
+    """splitmix64 step of env ``e``'s generator state (``iv[e, I_RNG]``): uniform in [0, n)."""
+    z = np.uint64(iv[e, I_RNG]) + np.uint64(0x9E3779B97F4A7C15)
+    iv[e, I_RNG] = np.int64(z)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    z = z ^ (z >> np.uint64(31))
+    return np.int64(z % np.uint64(n))
+
+
+@nb.njit(cache=True)
+def _sampled_candidates(st, sc, e, q, K, out):
+    """LRU's victim, then up to K - 1 distinct evictable blocks drawn uniformly from the cache
+    (LRB's sampled candidates, Song et al. NSDI'20; Redis's approximated LRU samples the same
+    way), each draw retried a few times to find a leaf of the prefix tree in chain mode (evicting
+    an inner block strands its descendants; SGLang's radix tree evicts leaves only)."""
+    iv = st.iv
+    n = 0
+    c = iv[e, I_LRU_T]
+    while c >= 0:
+        if _evictable(st, sc, e, c, q):
+            out[0] = c
+            n = 1
+            break
+        c = st.lru_prev[e, c]
+    if n == 0:
+        return 0
+    cap = iv[e, I_CAP]  # occupied slots are 0..cap-1 (the free stack hands out the lowest first)
+    for _ in range(4 * K):
+        if n >= K:
+            break
+        pick = -1
+        for _try in range(4):
+            c = _rand_below(iv, e, cap)
+            if st.key[e, c] < 0 or not _evictable(st, sc, e, c, q):
+                continue
+            pick = c
+            if not sc.chain or st.desc[e, st.key[e, c]] == 0:
+                break
+        if pick < 0:
+            continue
+        dup = False
+        for i in range(n):
+            if out[i] == pick:
+                dup = True
+                break
+        if not dup:
+            out[n] = pick
+            n += 1
+    return n
+
+
 @nb.njit(cache=True)
 def candidates(st, sc, rank, e, q, K, out, scratch):
     """The K first evictable slots in the order of ``rank``; returns how many were found."""
     n = 0
+    if rank == R_LRU and st.iv[e, I_SAMPLED]:
+        return _sampled_candidates(st, sc, e, q, K, out)
     if rank == R_LRU or rank == R_LRU_LEAF:
         c = st.iv[e, I_LRU_T]
         while c >= 0 and n < K:
@@ -438,7 +495,7 @@ def candidates(st, sc, rank, e, q, K, out, scratch):
 
 
 @nb.njit(cache=True)
-def write_obs(st, sc, e, K, n, cands, obs, mask, block_size, n_tenants):
+def write_obs(st, sc, rank, e, K, n, cands, obs, mask, block_size, n_tenants):
     iv = st.iv
     q = iv[e, I_REQ]
     r0 = sc.req_off[q]
@@ -477,6 +534,7 @@ def write_obs(st, sc, e, K, n, cands, obs, mask, block_size, n_tenants):
         o[base + 8] = sc.tokens[b] / block_size
         o[base + 9] = sc.cost[b] / sc.cost0
         o[base + 10] = (st.tenant[e, c] + 1.0) / n_tenants if n_tenants > 0 else 0.0
+        o[base + 11] = 1.0 if k == 0 and rank == R_LRU else 0.0
 
 
 @nb.njit(cache=True)
@@ -534,7 +592,7 @@ def advance(st, sc, rank, e, K, decide, obs, mask, cands, scratch, block_size, n
                 iv[e, I_G_SIZE] -= 1
                 iv[e, I_GHOST_HIT] = 1
             if iv[e, I_CNT] >= iv[e, I_CAP]:
-                m = candidates(st, sc, rank, e, q, K, cands, scratch)
+                m = candidates(st, sc, rank, e, q, K if decide else 1, cands, scratch)
                 if m == 0:
                     iv[e, I_GHOST_HIT] = 0
                     if score:
@@ -544,7 +602,7 @@ def advance(st, sc, rank, e, K, decide, obs, mask, cands, scratch, block_size, n
                 if m >= 2 and decide:
                     if score:
                         iv[e, I_DECISIONS] += 1
-                    write_obs(st, sc, e, K, m, cands, obs, mask, block_size, n_tenants)
+                    write_obs(st, sc, rank, e, K, m, cands, obs, mask, block_size, n_tenants)
                     return True
                 evict_slot(st, sc, rank, e, cands[0])
             _insert(st, sc, rank, e, b, r, q)
@@ -565,8 +623,10 @@ def reset_env(st, sc, rank, e, cap, warm_start, start, end, K, decide, obs, mask
     own victims, and run to the first decision of the window [start, end) (with ``decide``
     False: through the whole window, each victim the ranking's first candidate)."""
     iv = st.iv
+    rng, sampled = iv[e, I_RNG], iv[e, I_SAMPLED]  # set by the caller before the reset
     for i in range(N_IV):
         iv[e, i] = 0
+    iv[e, I_RNG], iv[e, I_SAMPLED] = rng, sampled
     for i in range(N_FV):
         st.fv[e, i] = 0.0
     for col in (I_LRU_H, I_LRU_T, I_Q_H, I_Q_T, I_M_H, I_M_T, I_G_H, I_G_T):

@@ -319,5 +319,97 @@ def test_bad_inputs():
         vec.step(np.array([vec.K]))
     with pytest.raises(ValueError, match="ranking must be one of"):
         vec.set_ranking("arc")
+    with pytest.raises(ValueError, match="candidate_set must be one of"):
+        pe.PrefixEvictionVecEnv(1, trace=tr, candidate_set="random")
     with pytest.raises(TypeError):
         pe.PrefixEvictionVecEnv(1, trace=tr, not_a_field=1)
+
+
+def _lru_order(vec, e=0):
+    """Slots of env ``e`` from least to most recently used (walks the kernel's recency list)."""
+    st, out = vec.state, []
+    c = int(st.iv[e, pe.K.I_LRU_T])
+    while c >= 0:
+        out.append(c)
+        c = int(st.lru_prev[e, c])
+    return out
+
+
+def test_sampled_candidates_lru_victim_first_distinct_evictable_mostly_leaves():
+    kw = {"trace": _conv_trace(240.0), "window_requests": 150, "warmup_requests": 100, "capacity_frac": 0.05}
+    vec = pe.PrefixEvictionVecEnv(2, seed=3, **kw)
+    assert vec.config.candidate_set == "sampled"
+    vec.reset()
+    F, G = pe.K.N_CAND, pe.K.N_GLOBAL
+    f_lru, f_desc = pe.K.CANDIDATE_FEATURES.index("lru_victim"), pe.K.CANDIDATE_FEATURES.index("descendants")
+    rng = np.random.default_rng(0)
+    leaves_sampled = leaves_cache = n_sampled = n_cache = decisions = 0
+    for _ in range(400):
+        for e in range(2):
+            mask, cands, obs = vec._mask[e], vec._cands[e], vec._obs[e]
+            n = int(mask.sum())
+            assert n >= 2 and mask[:n].all() and not mask[n:].any()
+            cs = cands[:n]
+            assert len(set(cs.tolist())) == n  # distinct
+            q = int(vec.state.iv[e, pe.K.I_REQ])
+            assert not np.any(vec.state.pin[e, cs] == q)  # none pinned by the request inserting
+            pinned = vec.state.pin[e] == q
+            first = next(c for c in _lru_order(vec, e) if not pinned[c])
+            assert cs[0] == first  # LRU's own victim
+            lru_flag = obs[G + f_lru::F][: vec.K]
+            assert lru_flag[0] == 1.0 and not lru_flag[1:].any()
+            desc = obs[G + f_desc::F][: vec.K]
+            leaves_sampled += int(np.sum(desc[1:n] == 0))
+            n_sampled += n - 1
+            blocks = vec.state.key[e][vec.state.key[e] >= 0]
+            leaves_cache += int(np.sum(vec.state.desc[e, blocks] == 0))
+            n_cache += len(blocks)
+            decisions += 1
+        vec.step(_masked_random(rng, vec.action_masks()))
+    # Each draw retries to find a leaf, so leaves are over-represented among sampled candidates.
+    assert decisions == 800 and leaves_sampled / n_sampled > leaves_cache / n_cache + 0.1
+
+
+def test_lru_candidate_set_is_the_k_oldest():
+    kw = {"trace": _conv_trace(240.0), "window_requests": 150, "warmup_requests": 100,
+          "capacity_frac": 0.05, "candidate_set": "lru"}
+    vec = pe.PrefixEvictionVecEnv(1, seed=3, **kw)
+    vec.reset()
+    for _ in range(50):
+        q = int(vec.state.iv[0, pe.K.I_REQ])
+        oldest = [c for c in _lru_order(vec) if vec.state.pin[0, c] != q][: vec.K]
+        n = int(vec._mask[0].sum())
+        assert vec._cands[0, :n].tolist() == oldest[:n]
+        vec.step(np.zeros(1, np.int64))
+
+
+def test_teacher_is_belady_among_candidates():
+    tr = _conv_trace(240.0)
+    kw = {"trace": tr, "window_requests": 150, "warmup_requests": 100, "capacity_frac": 0.05}
+    vec = pe.PrefixEvictionVecEnv(1, seed=1, **kw)
+    vec.reset()
+    sc = vec.built.sc
+    for _ in range(100):
+        st = vec.state
+        now = int(sc.req_off[st.iv[0, pe.K.I_REQ]] + st.iv[0, pe.K.I_J])
+        n = int(vec._mask[0].sum())
+        blocks = st.key[0, vec._cands[0, :n]]
+        # Next use from the reference string itself (not the state's next_use field).
+        later = [np.flatnonzero(sc.ref_block[now:] == b) for b in blocks]
+        dist = np.array([x[0] if len(x) else np.inf for x in later])
+        a = int(vec.teacher_actions()[0])
+        assert dist[a] == dist.max()
+        good = vec.teacher_targets(horizon=2.0)[0]
+        assert good[a] and not good[n:].any()
+        np.testing.assert_array_equal(good[:n] | (np.arange(n) == a), (dist > 2.0 * vec._cap[0]) | (np.arange(n) == a))
+        vec.step(np.array([a]))
+
+
+def test_following_the_teacher_beats_lru_on_a_conversation_trace():
+    tr = _conv_trace(240.0)
+    U = len(np.unique(tr.block_ids))
+    C = round(0.05 * U)
+    lru = run(tr, "lru", C, chain=True)
+    teacher = run(tr, "lru", C, chain=True, actions=lambda vec: int(vec.teacher_actions()[0]))
+    belady = run(tr, "belady", C, chain=True)
+    assert lru["block_hits"] < teacher["block_hits"] <= belady["block_hits"]

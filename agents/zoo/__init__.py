@@ -29,10 +29,12 @@ RECIPES: dict[str, Recipe] = {
     # MaskablePPO, 4M steps, 64 envs, seed 0, training days of `bursty` (both slo_penalty values).
     "servegym/Autoscale-v0": Recipe("autoscale_ppo.zip", (
         "--timesteps", "4000000", "--n-envs", "64", "--seed", "0")),
-    # `python train.py --env servegym/PrefixEviction-v0 --timesteps 100000` (MaskablePPO with the
-    # per-candidate scorer, mooncake_conv generator's training part, all four capacities, seed 0).
-    "servegym/PrefixEviction-v0": Recipe("prefix_eviction_ppo.zip", (
-        "--timesteps", "100000", "--seed", "0")),
+    # DAgger from Belady's choice among the sampled candidates (agents/imitation.py; relaxed
+    # targets: any block not reused within 4x capacity), 300k labelled decisions, no RL steps, on
+    # the real Mooncake conversation trace's training part (first 70%), all four capacities, seed 0.
+    "servegym/PrefixEviction-v0": Recipe("prefix_eviction_dagger.zip", (
+        "--trace", "../shared/traces/mooncake_conversation.jsonl", "--imitate", "300000",
+        "--timesteps", "0", "--seed", "0")),
     # Real Mooncake conversation trace, training part (first 70%), loads 0.6/0.8/1.0, seed 0.
     "servegym/Routing-v0": Recipe("routing_ppo.zip", (
         "--trace", "../shared/traces/mooncake_conversation.jsonl", "--env-kwargs", "load=(0.6,0.8,1.0)",

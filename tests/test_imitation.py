@@ -1,0 +1,47 @@
+"""DAgger (agents/imitation.py) from PrefixEviction-v0's privileged teacher."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import envs
+import traces
+from agents.imitation import imitate
+from agents.training import make_model
+
+ENV = "servegym/PrefixEviction-v0"
+
+
+def _agreement(model, vec, steps: int = 150) -> float:
+    """Share of the student's greedy choices inside the teacher's good set, student driving."""
+    obs, hits = vec.reset(), 0
+    for _ in range(steps):
+        mask = vec.action_masks()
+        a, _ = model.predict(obs, action_masks=mask, deterministic=True)
+        hits += int(vec.teacher_targets()[np.arange(vec.num_envs), a].sum())
+        obs, *_ = vec.step(a)
+    return hits / (steps * vec.num_envs)
+
+
+def test_dagger_learns_the_teachers_choices():
+    tr = traces.load_trace("mooncake_conv", seed=2, duration_s=300.0)
+    vec = envs.make_vec(ENV, 8, seed=0, trace=tr, split="all", window_requests=200, warmup_requests=100,
+                        capacity_frac=(0.05, 0.1))
+    model = make_model("maskable-ppo", ENV, vec, 0, None)
+    before = _agreement(model, vec)
+    history = imitate(model, vec, 8 * 6 * 60, rounds=6, epochs=4, seed=0, log=lambda _: None)
+    after = _agreement(model, vec)
+    assert [h["round"] for h in history] == list(range(6))
+    assert history[-1]["loss"] < history[0]["loss"]
+    assert after > before + 0.05, (before, after)
+
+
+def test_imitate_rejects_envs_without_a_teacher_and_too_few_steps():
+    vec = envs.make_vec("servegym/KVAdmission-v0", 2, seed=0)
+    with pytest.raises(ValueError, match="no privileged teacher_actions"):
+        imitate(None, vec, 1000)
+    tr = traces.load_trace("mooncake_conv", seed=2, duration_s=120.0)
+    pe = envs.make_vec(ENV, 4, seed=0, trace=tr, split="all", window_requests=100)
+    with pytest.raises(ValueError, match="fewer than one step per env per round"):
+        imitate(None, pe, 10, rounds=6)
