@@ -6,8 +6,8 @@ Rows (one core, medians over ``--repeats``, every ratio from figures of this one
 - ``native_steps_per_s`` / ``dummy_steps_per_s``: decisions per second of the native VecEnv and
   of SB3's DummyVecEnv over Gymnasium copies, both evicting LRU's victim (candidate 0);
 - ``refs_per_s_lru``: block references per second through the VecEnv under LRU (decisions
-  round-trip through Python), and ``refs_per_s_learned`` under the zoo agent (its forward pass
-  included);
+  round-trip through Python), ``refs_per_s_learned`` under the zoo agent through SB3/torch and
+  ``refs_per_s_learned_onnx`` under the same agent exported to ONNX (forward passes included);
 - ``refs_per_s_kernel``: references per second of the kernel alone replaying the trace with
   LRU victims and no decision stops (the ceiling the Python round trip is compared with).
 Scenario: the default (mooncake_conv, training part), capacity_frac 0.05, chain semantics.
@@ -94,8 +94,13 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    import tempfile
+
+    from agents.export import export
     from agents.policy import make_policy
 
+    onnx_path = Path(tempfile.mkdtemp()) / "prefix_eviction_zoo.onnx"
+    export(pe.ENV_ID, "zoo", onnx_path)
     rows = []
     for E in a.sizes:
         steps = max(20, a.steps // E)
@@ -106,11 +111,16 @@ def main(argv: list[str] | None = None) -> int:
         vec = _Counting(E, seed=0, **KW)
         learned = make_policy("zoo", vec, pe.ENV_ID)
         _, refs_learned = _run(vec, learned.act, max(10, steps // 10), a.repeats)
+        vec = _Counting(E, seed=0, **KW)
+        _, refs_onnx = _run(vec, make_policy(str(onnx_path), vec, pe.ENV_ID).act, max(10, steps // 10),
+                            a.repeats)
         row = {"n_envs": E, "native_steps_per_s": native, "dummy_steps_per_s": dummy,
-               "ratio": native / dummy, "refs_per_s_lru": refs_lru, "refs_per_s_learned": refs_learned}
+               "ratio": native / dummy, "refs_per_s_lru": refs_lru, "refs_per_s_learned": refs_learned,
+               "refs_per_s_learned_onnx": refs_onnx}
         rows.append(row)
         print(f"E={E:4d}  native {native:10,.0f} decisions/s  dummy {dummy:8,.0f}  ratio {native / dummy:6.1f}x  "
-              f"refs/s LRU {refs_lru:11,.0f}  learned {refs_learned:10,.0f}", flush=True)
+              f"refs/s LRU {refs_lru:11,.0f}  learned {refs_learned:10,.0f}  learned ONNX {refs_onnx:10,.0f}",
+              flush=True)
     kernel = bench_kernel(a.repeats)
     print(f"kernel alone (LRU, no decision stops): {kernel:,.0f} references/s", flush=True)
     report = {"env": pe.ENV_ID, "rows": rows, "refs_per_s_kernel": kernel, "scenario": KW,
