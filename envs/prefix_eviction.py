@@ -3,14 +3,20 @@
 A prefix KV cache of C blocks replays a trace's block chains (Mooncake ``hash_ids``: 512-token
 blocks; equal ids = equal prefixes) one request at a time. A decision comes each time a block
 must be inserted into a full cache and at least two blocks could go: the action picks one of
-the K candidates, by default the K least recently used evictable blocks (Cold-RL's setting).
-Semantics of hits, pinning, stranding and recency: ``envs.prefix_eviction_kernels``.
+the K candidates. ``candidate_set="sampled"`` (default): LRU's own victim first, then K-1
+evictable blocks drawn at random (LRB's sampled candidates); ``"lru"``: the K least recently used
+evictable blocks (Cold-RL's setting). Measured on held-out Mooncake, Belady restricted to the K
+oldest blocks gains almost nothing over LRU (they are tail blocks of one stale conversation),
+while restricted to the sampled set it gets most of the way to full Belady, so the default is the
+one where the decision matters. Semantics of hits, pinning, stranding and recency:
+``envs.prefix_eviction_kernels``.
 
 Observation: ``GLOBAL_FEATURES`` then ``CANDIDATE_FEATURES`` for each of the K candidates
 (recency, references, inter-reference time, depth, cached descendants, whether it is stranded,
 tokens, the prefill seconds its loss would cost at its position from hwmodels, tenant). The
 future (next-use times) is never observed; Belady reads it through the privileged
-``set_ranking("belady")`` the oracle's factory calls, not through the observation.
+``set_ranking("belady")`` the oracle's factory calls, and imitation learning through
+``teacher_actions``/``teacher_targets``, not through the observation.
 
 Reward: prefill GPU-seconds saved by hits (``prefill_saved_s``: hwmodels' step time of the
 prompt's prefill minus that of the uncached rest), credited when a request looks up its prefix,

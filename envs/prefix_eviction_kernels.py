@@ -34,7 +34,8 @@ import numpy as np
 from envs.core.engine import step_time
 
 # Rankings: the order in which the K candidates are listed (the first one is the ranking's own
-# victim). The learned agent always sees R_LRU; the others serve the heuristics natively.
+# victim). The learned agent always sees R_LRU (the K oldest, or with ``iv[e, I_SAMPLED]`` LRU's
+# victim then random blocks); the others serve the heuristics natively.
 R_LRU, R_LRU_LEAF, R_FIFO, R_LFU, R_GDSF, R_BELADY, R_S3FIFO = 0, 1, 2, 3, 4, 5, 6
 NEVER = np.int64(1) << np.int64(60)  # next use of a block never referenced again
 
