@@ -75,7 +75,7 @@ SCORING: dict[str, Scoring] = {
     ),
     "servegym/PrefixEviction-v0": Scoring(
         main_metric="block_hit_ratio", higher_is_better=True, naive="lru", bound="belady",
-        oracles=("belady",),
+        oracles=("belady", "belady_candidates"),
         training_may_see="the mooncake_conv generator and the first 70% of a real trace (split=train); "
                          "scored on the last 30%",
     ),

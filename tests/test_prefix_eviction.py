@@ -405,12 +405,12 @@ def test_teacher_is_belady_among_candidates():
         vec.step(np.array([a]))
 
 
-def test_following_the_teacher_beats_lru_on_a_conversation_trace():
+def test_belady_among_candidates_beats_lru_on_a_conversation_trace():
     tr = _conv_trace(240.0)
     U = len(np.unique(tr.block_ids))
     C = round(0.05 * U)
     lru = run(tr, "lru", C, chain=True)
-    teacher = run(tr, "lru", C, chain=True, actions=lambda vec: int(vec.teacher_actions()[0]))
+    teacher = run(tr, "belady_candidates", C, chain=True)  # follows vec.teacher_actions()
     belady = run(tr, "belady", C, chain=True)
     assert lru["block_hits"] < teacher["block_hits"] <= belady["block_hits"]
 

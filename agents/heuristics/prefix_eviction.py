@@ -66,8 +66,25 @@ farthest in the future. Chain-aware by construction: a block's ancestors are ref
 it in every request that uses it, so they always have earlier next uses and MIN evicts
 descendants first (the cached set stays prefix-closed). Optimal for hits in ``chain=false``."""
 
+
+
+class BeladyAmongCandidates:
+    """Belady restricted to the candidates a learned policy is offered (the env's privileged
+    ``teacher_actions``; DAgger's teacher): the bound of any policy choosing among them one
+    eviction at a time, so the learned agent's gap splits into what its candidate set costs
+    (this vs ``belady``) and what it fails to learn (it vs this)."""
+
+    name = "belady_candidates"
+
+    def __init__(self, env, seed: int = 0):
+        self.env = env
+
+    def act(self, obs: np.ndarray, action_mask: np.ndarray | None) -> np.ndarray:
+        return self.env.teacher_actions()
+
+
 register_heuristics(
     ENV_ID,
     {"lru": lru, "lru_leaf": lru_leaf, "lfu": lfu, "fifo": fifo, "s3fifo": s3fifo, "gdsf": gdsf,
-     "belady": belady},
+     "belady": belady, "belady_candidates": BeladyAmongCandidates},
 )
