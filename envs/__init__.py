@@ -27,6 +27,7 @@ ENVS = {
     "servegym/ExpertPlacement-v0": "envs.expert_placement:ExpertPlacementEnv",
     "servegym/Routing-v0": "envs.routing:RoutingEnv",
     "servegym/PrefixEviction-v0": "envs.prefix_eviction:PrefixEvictionEnv",
+    "servegym/Disaggregation-v0": "envs.disaggregation:DisaggregationEnv",
 }
 VEC_ENVS = {
     "servegym/KVAdmission-v0": "envs.kv_admission:KVAdmissionVecEnv",
@@ -34,6 +35,7 @@ VEC_ENVS = {
     "servegym/ExpertPlacement-v0": "envs.expert_placement:ExpertPlacementVecEnv",
     "servegym/Routing-v0": "envs.routing:RoutingVecEnv",
     "servegym/PrefixEviction-v0": "envs.prefix_eviction:PrefixEvictionVecEnv",
+    "servegym/Disaggregation-v0": "envs.disaggregation:DisaggregationVecEnv",
 }
 
 for _id, _entry in ENVS.items():
