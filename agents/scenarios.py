@@ -94,6 +94,11 @@ SCORING: dict[str, Scoring] = {
         training_may_see="the training days (generator seeds) or first 70% of a trace file "
                          "(split=train); scored on held-out days",
     ),
+    "servegym/Disaggregation-v0": Scoring(
+        main_metric="goodput_per_gpu", higher_is_better=True, naive="colocated", bound="oracle_dp",
+        oracles=("oracle_dp", "static_best"),
+        training_may_see="the first 70% of each trace (split=train); scored on the last 30%",
+    ),
     "servegym/Routing-v0": Scoring(
         main_metric="slo_attainment", higher_is_better=True, naive="round_robin",
         bound=None, bound_value=1.0,

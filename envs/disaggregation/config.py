@@ -52,6 +52,7 @@ class DisaggregationConfig:
     tp: int = 1
     gpus_per_node: int = 8
     mem_frac: float = 0.9
+    capacity_blocks: int | None = None  # KV blocks per instance; None: hwmodels.kv_capacity_blocks
     max_seqs: int = 1024
     budget: int = VLLM_BUDGET  # chunked-prefill token budget per iteration
     queue_slots: int = 512  # request slots per instance (queued + running + KV held or in flight)
@@ -109,7 +110,8 @@ class DisaggregationConfig:
         # The core replica's p99-gap check is switched off (slo_tbt_s huge): this environment
         # scores requests on TTFT and the per-request mean TPOT itself (MLPerf / DistServe).
         return EngineSpec(model=self.model, gpu=self.gpu, tp=self.tp, mem_frac=self.mem_frac,
-                          max_seqs=self.max_seqs, slo_ttft_s=self.slo_ttft_s, slo_tbt_s=1e30)
+                          max_seqs=self.max_seqs, slo_ttft_s=self.slo_ttft_s, slo_tbt_s=1e30,
+                          capacity_blocks=self.capacity_blocks)
 
     @property
     def decisions(self) -> int:
