@@ -1,0 +1,92 @@
+"""Disaggregation-v0 throughput: simulated seconds per wall second per env, native batched VecEnv
+vs SB3 DummyVecEnv.
+
+    python -m envs.bench --env servegym/Disaggregation-v0 [--sizes 1 8] [--episodes 2] [--json FILE]
+
+One step is one decision interval (10 simulated seconds of the default scenario: 8 instances of
+Llama-3.1-8B on H100, Azure conversation / code phases, loads 0.5 and 0.8); every step runs every
+engine iteration, KV transfer and arrival of the interval. Each timed run plays whole episodes
+under a fixed configuration: all colocated (``--roles colocated``) or 5 prefill + 3 decode
+(``--roles 5p3d``, the default: the prefill instances hand every request over). One core (the
+process is pinned); medians over ``--repeats`` runs; compilation is excluded (a warm-up episode
+runs first). The issue's target: >= 1,000 simulated seconds per wall second per env.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from stable_baselines3.common.vec_env import DummyVecEnv
+
+from envs.disaggregation import kernels as K
+from envs.disaggregation.env import DisaggregationEnv, DisaggregationVecEnv
+
+ROLES = {"colocated": lambda R: [K.ROLE_COLOCATED] * R,
+         "5p3d": lambda R: [K.ROLE_PREFILL] * (5 * R // 8) + [K.ROLE_DECODE] * (R - 5 * R // 8)}
+
+
+def _run(vec, roles: list[int], episodes: int) -> float:
+    """Simulated seconds per wall second per env over ``episodes`` episodes of every env."""
+    E = vec.num_envs
+    a = np.tile(np.array(roles + [0], np.int64), (E, 1))
+    steps = vec.get_attr("config")[0].decisions * episodes
+    t = time.perf_counter()
+    sim = 0.0
+    for _ in range(steps):
+        before = _clocks(vec)
+        vec.step(a)
+        after = _clocks(vec)
+        sim += float(np.sum(np.where(after >= before, after - before, after)))
+    return sim / (time.perf_counter() - t) / E
+
+
+def _clocks(vec) -> np.ndarray:
+    if isinstance(vec, DisaggregationVecEnv):
+        return vec.state.clock.copy()
+    return np.array([e.unwrapped._vec.state.clock[0] for e in vec.envs])
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m envs.bench --env servegym/Disaggregation-v0", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sizes", type=int, nargs="+", default=[1, 8])
+    p.add_argument("--episodes", type=int, default=1, help="episodes per env per timed run")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--roles", choices=sorted(ROLES), default="5p3d")
+    p.add_argument("--json", type=Path)
+    a = p.parse_args(argv)
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    rows = []
+    for E in a.sizes:
+        native = DisaggregationVecEnv(E, seed=0)
+        roles = ROLES[a.roles](native.R)
+        native.reset()
+        _run(native, roles, 1)  # warm-up: compilation
+        nat = float(np.median([_run(native, roles, a.episodes) for _ in range(a.repeats)]))
+        dummy = DummyVecEnv([lambda: DisaggregationEnv() for _ in range(E)])
+        dummy.seed(0)
+        dummy.reset()
+        dum = float(np.median([_run(dummy, roles, a.episodes) for _ in range(max(1, a.repeats // 2))]))
+        steps = native.config.interval_s
+        rows.append({"n_envs": E, "native_steps_per_s": nat * E / steps, "dummy_steps_per_s": dum * E / steps,
+                     "ratio": nat / dum, "native_sim_s_per_s_per_env": nat, "dummy_sim_s_per_s_per_env": dum})
+        print(f"E={E:4d}  native {nat:8.0f} sim-s/s/env ({nat * E / steps:7.1f} steps/s)   "
+              f"dummy {dum:8.0f} sim-s/s/env   ratio {nat / dum:.2f}", flush=True)
+    out = {"env": "servegym/Disaggregation-v0", "rows": rows, "roles": a.roles,
+           "target_sim_s_per_s_per_env": 1000.0, "cpu": platform.processor() or platform.machine(),
+           "python": sys.version.split()[0]}
+    if a.json:
+        a.json.write_text(json.dumps(out, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
