@@ -32,19 +32,22 @@ ROLES = {"colocated": lambda R: [K.ROLE_COLOCATED] * R,
          "5p3d": lambda R: [K.ROLE_PREFILL] * (5 * R // 8) + [K.ROLE_DECODE] * (R - 5 * R // 8)}
 
 
-def _run(vec, roles: list[int], episodes: int) -> float:
-    """Simulated seconds per wall second per env over ``episodes`` episodes of every env."""
+def _run(vec, roles: list[int], episodes: int) -> tuple[float, float]:
+    """Simulated seconds per wall second and per CPU second of this process, per env, over
+    ``episodes`` episodes of every env (the CPU figure is what a core of one's own would give on
+    a shared machine)."""
     E = vec.num_envs
     a = np.tile(np.array(roles + [0], np.int64), (E, 1))
     steps = vec.get_attr("config")[0].decisions * episodes
     t = time.perf_counter()
+    c = time.process_time()
     sim = 0.0
     for _ in range(steps):
         before = _clocks(vec)
         vec.step(a)
         after = _clocks(vec)
         sim += float(np.sum(np.where(after >= before, after - before, after)))
-    return sim / (time.perf_counter() - t) / E
+    return sim / (time.perf_counter() - t) / E, sim / (time.process_time() - c) / E
 
 
 def _clocks(vec) -> np.ndarray:
@@ -70,16 +73,17 @@ def main(argv: list[str] | None = None) -> int:
         roles = ROLES[a.roles](native.R)
         native.reset()
         _run(native, roles, 1)  # warm-up: compilation
-        nat = float(np.median([_run(native, roles, a.episodes) for _ in range(a.repeats)]))
+        nat, nat_cpu = np.median([_run(native, roles, a.episodes) for _ in range(a.repeats)], axis=0)
         dummy = DummyVecEnv([lambda: DisaggregationEnv() for _ in range(E)])
         dummy.seed(0)
         dummy.reset()
-        dum = float(np.median([_run(dummy, roles, a.episodes) for _ in range(max(1, a.repeats // 2))]))
-        steps = native.config.interval_s
-        rows.append({"n_envs": E, "native_steps_per_s": nat * E / steps, "dummy_steps_per_s": dum * E / steps,
-                     "ratio": nat / dum, "native_sim_s_per_s_per_env": nat, "dummy_sim_s_per_s_per_env": dum})
-        print(f"E={E:4d}  native {nat:8.0f} sim-s/s/env ({nat * E / steps:7.1f} steps/s)   "
-              f"dummy {dum:8.0f} sim-s/s/env   ratio {nat / dum:.2f}", flush=True)
+        dum, dum_cpu = np.median([_run(dummy, roles, a.episodes) for _ in range(max(1, a.repeats // 2))], axis=0)
+        interval = native.config.interval_s
+        rows.append({"n_envs": E, "native_steps_per_s": float(nat * E / interval), "dummy_steps_per_s": float(dum * E / interval),
+                     "ratio": nat / dum, "native_sim_s_per_s_per_env": nat, "dummy_sim_s_per_s_per_env": dum,
+                     "native_sim_s_per_cpu_s_per_env": nat_cpu, "dummy_sim_s_per_cpu_s_per_env": dum_cpu})
+        print(f"E={E:4d}  native {nat:8.0f} sim-s/s/env ({nat * E / interval:7.1f} steps/s; {nat_cpu:.0f} per CPU-s)   "
+              f"dummy {dum:8.0f} sim-s/s/env ({dum_cpu:.0f} per CPU-s)   ratio {nat / dum:.2f}", flush=True)
     out = {"env": "servegym/Disaggregation-v0", "rows": rows, "roles": a.roles,
            "target_sim_s_per_s_per_env": 1000.0, "cpu": platform.processor() or platform.machine(),
            "python": sys.version.split()[0]}

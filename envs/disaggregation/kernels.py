@@ -105,12 +105,12 @@ def _load(st, ds, e, r):
     return st.n_queued[e, r] + st.n_running[e, r] + ds.n_held[e, r] + ds.n_incoming[e, r]
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def instance_empty(st, ds, e, r):
     return st.n_queued[e, r] == 0 and st.n_running[e, r] == 0 and ds.n_held[e, r] == 0 and ds.n_incoming[e, r] == 0
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def outstanding(st, e, r):
     """Prefill tokens not yet computed for the instance's queued and running requests."""
     tot = 0
@@ -124,7 +124,7 @@ def outstanding(st, e, r):
     return tot
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def pick_prefill(st, ds, pr, e):
     """Instance for a new request under the env's rule; -1 when none can take it."""
     R = st.n_queued.shape[1]
@@ -151,7 +151,7 @@ def pick_prefill(st, ds, pr, e):
     return best_p
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def pick_decode(st, ds, eng, e, need):
     """Instance to receive a handover of ``need`` KV blocks; -1 when none has room now.
 
@@ -187,7 +187,7 @@ def pick_decode(st, ds, eng, e, need):
     return -1
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def _free_slot(st, e, r):
     S = st.status.shape[2]
     for s in range(S):
@@ -196,7 +196,7 @@ def _free_slot(st, e, r):
     return -1
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def start_transfers(st, ds, eng, pr, e, now):
     """Hand the backlog over, oldest first, while a decode instance has room (head-of-line)."""
     Q = ds.ho_r.shape[1]
@@ -236,7 +236,7 @@ def start_transfers(st, ds, eng, pr, e, now):
         ds.acc[e, X_TRANSFER_S] += exposed
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def land(st, wl, ds, pr, e, x):
     """Transfer ``x`` lands: the decode instance runs the request from its next iteration."""
     src, s, dst, d = ds.xf_sr[e, x], ds.xf_ss[e, x], ds.xf_dr[e, x], ds.xf_ds[e, x]
@@ -277,7 +277,7 @@ def land(st, wl, ds, pr, e, x):
     check_drained(st, ds, pr, e, src, t)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def check_drained(st, ds, pr, e, r, now):
     if ds.phase[e, r] == DRAINING and instance_empty(st, ds, e, r):
         ds.phase[e, r] = WARMING
@@ -285,7 +285,7 @@ def check_drained(st, ds, pr, e, r, now):
         ds.acc[e, X_WARM_GPU_S] += pr.switch_s * pr.tp
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def iterate(st, wl, eng, ds, pr, e, r):
     """One engine iteration of instance ``r``; prefill instances then hand finished prefills over."""
     now = st.r_clock[e, r]
