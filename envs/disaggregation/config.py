@@ -56,6 +56,10 @@ class DisaggregationConfig:
     max_seqs: int = 1024
     budget: int = VLLM_BUDGET  # chunked-prefill token budget per iteration
     queue_slots: int = 512  # request slots per instance (queued + running + KV held or in flight)
+    # Requests an instance may have queued (not started) before new arrivals wait in the
+    # dispatcher's FIFO instead: DistServe's controller and llm-d's scheduler hold requests and
+    # dispatch to the shortest queue; a long engine queue would only hide the backlog from them.
+    dispatch_queue: int = 32
     slo_ttft_s: float | None = None  # None: the model's default (envs/data/slo.toml)
     slo_tpot_s: float | None = None  # None: the model's default TPOT (MLPerf tpot_latency)
     interval_s: float = 10.0
@@ -74,7 +78,7 @@ class DisaggregationConfig:
 
     def validate(self) -> None:
         for name in ("instances", "tp", "gpus_per_node", "phases", "episodes_per_load", "max_seqs",
-                     "budget", "queue_slots", "overflow_tokens"):
+                     "budget", "queue_slots", "overflow_tokens", "dispatch_queue"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
                 raise ValueError(f"Disaggregation: {name} must be an integer >= 1, got {v!r}")

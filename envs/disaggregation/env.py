@@ -58,6 +58,7 @@ class Params(NamedTuple):
     """Scalars and the link matrix, in the form numba kernels take."""
 
     budget: int
+    dispatch_queue: int
     overflow_tokens: float
     kv_bytes_gpu: float
     link_bw: np.ndarray  # float64 [R, R]
@@ -126,7 +127,8 @@ def allocate_dstate(E: int, R: int, slots: int, N: int) -> DState:
 
 def make_params(cfg: DisaggregationConfig, sc: Scenario) -> Params:
     return Params(
-        budget=int(cfg.budget), overflow_tokens=float(cfg.overflow_tokens), kv_bytes_gpu=sc.kv_bytes_per_token_gpu,
+        budget=int(cfg.budget), dispatch_queue=int(cfg.dispatch_queue), overflow_tokens=float(cfg.overflow_tokens),
+        kv_bytes_gpu=sc.kv_bytes_per_token_gpu,
         link_bw=sc.link_bw, link_latency_s=sc.link_latency_s, layerwise=bool(cfg.layerwise_transfer),
         layers=sc.layers, tp=int(cfg.tp),
         first_token=K.FIRST_TOKEN_DECODE if cfg.first_token == "decode" else K.FIRST_TOKEN_PREFILL,

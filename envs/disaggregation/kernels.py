@@ -133,6 +133,8 @@ def pick_prefill(st, ds, pr, e):
     for r in range(R):
         if ds.phase[e, r] != ACTIVE or ds.role[e, r] == ROLE_DECODE or _load(st, ds, e, r) >= S:
             continue
+        if st.n_queued[e, r] >= pr.dispatch_queue:  # the dispatcher holds it in its own FIFO
+            continue
         v = ds.pending[e, r]
         if ds.role[e, r] == ROLE_PREFILL:
             if v < val_p:

@@ -95,7 +95,7 @@ def _phase_segment(tr: traces.Trace, rate: float, phase_s: float, rng: np.random
 def build_scenario(cfg: DisaggregationConfig) -> Scenario:
     """The scenario of ``cfg``; fields that only steer episodes do not rebuild it."""
     return _build(replace(cfg, window_order="random", interval_s=10.0, switch_s=None, first_token="decode",
-                          layerwise_transfer=True, overflow_tokens=1, drain_s=0.0,
+                          layerwise_transfer=True, overflow_tokens=1, dispatch_queue=1, drain_s=0.0,
                           slo_ttft_s=None, slo_tpot_s=None, load=tuple(cfg.loads())))
 
 
