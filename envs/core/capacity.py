@@ -57,10 +57,11 @@ def measure_capacity_rps(eng: Engine, wl: S.Workload, max_requests: int = 2048,
     done = np.sort(st.e2e[0][st.fate[0] == S.FINISHED])
     n = done.shape[0]
     lo, hi = int(0.2 * n), int(0.8 * n)
-    if hi <= lo or done[hi] <= done[lo]:
+    if n == 0:
         raise ValueError(
             f"measure_capacity_rps: {n} of {M} requests were served ({int((st.fate[0] == S.FAILED).sum())} "
-            f"failed in the trace, {int((st.fate[0] == S.REJECTED).sum())} rejected by the engine); too few "
-            "to measure a sustained completion rate"
+            f"failed in the trace, {int((st.fate[0] == S.REJECTED).sum())} rejected by the engine); no completion "
+            "rate to measure"
         )
+    hi = min(hi, n - 1)
     return float((hi - lo) / (done[hi] - done[lo]))
