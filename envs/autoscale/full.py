@@ -108,8 +108,8 @@ def record_schedule(make_policy: PolicyFactory, day: int, env_kwargs: dict) -> d
     """Play ``day`` of the held-out split with the policy ``make_policy(vec)``; per-second serving
     replicas per type, and the fluid model's per-interval arrivals/misses and TTFT histograms at
     every decision."""
-    vec = asc.AutoscaleVecEnv(1, seed=0, split="test", window_order="sequential", **env_kwargs)
-    vec._episodes_started[0] = day  # sequential order: this env plays window `day` next
+    vec = asc.AutoscaleVecEnv(1, seed=0, split="test", **env_kwargs)
+    vec.set_options({"window": int(day), "slo_penalty": vec.config.penalties()[0]})
     obs = vec.reset()
     policy = make_policy(vec)
     p, st = vec.scenario.pools, vec.state
