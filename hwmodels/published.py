@@ -24,7 +24,9 @@ Schema of one row (``[[point]]``; the file header says the same):
     num_prompts        requests in the run
     concurrency        closed-loop clients (load = "concurrency" only)
     request_rate       requests/s (load = "rate" only)
-    input_lens, output_lens   per-request token counts as the source lists them (arrays of num_prompts),
+    input_lens, output_lens   per-request token counts as the source lists them (arrays of num_prompts;
+                       vLLM's benchmark counts output tokens by re-tokenizing the returned text, so an
+                       immediate end-of-sequence shows as 0 and its TTFT is recorded as 0.0),
                        or input_len, output_len: one length for every request (random dataset)
     total_input_tokens, total_output_tokens   the source's totals, checked against the lists' sums
     max_model_len, max_num_seqs, max_num_batched_tokens, gpu_memory_utilization, block_size,
@@ -175,7 +177,7 @@ def _parse_point(t: Any, row: int, path: Path) -> PublishedPoint:
             raise _err(where, f"missing field '{k}'")
     tp, n = _int(t, "tp", where), _int(t, "num_prompts", where)
     input_lens = _lens(t, "input_lens", n, where, minimum=1)
-    output_lens = _lens(t, "output_lens", n, where, minimum=1)
+    output_lens = _lens(t, "output_lens", n, where, minimum=0)  # 0: the text came back empty (see below)
     # Where the source prints totals too, they must equal the per-request sums (catches a mistyped list).
     for key, lens in (("total_input_tokens", input_lens), ("total_output_tokens", output_lens)):
         if key in t and _int(t, key, where) != sum(lens):

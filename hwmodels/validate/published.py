@@ -116,7 +116,7 @@ def _engine(point: PublishedPoint, coeffs: np.ndarray):
         eng = spec.build()
     except (HwModelError, ValueError) as exc:
         raise HwModelError(f"point '{point.id}' (row {point.row}): {exc}") from exc
-    return eng._replace(coeffs=np.ascontiguousarray(coeffs, dtype=np.float64), max_output=max(point.output_lens))
+    return eng._replace(coeffs=np.ascontiguousarray(coeffs, dtype=np.float64), max_output=max(max(point.output_lens), 1))
 
 
 def simulate(point: PublishedPoint, profile: Profile = None, seed: int = 0) -> dict[str, np.ndarray | float | int]:
@@ -132,7 +132,8 @@ def simulate(point: PublishedPoint, profile: Profile = None, seed: int = 0) -> d
     eng = _engine(point, point_coeffs(point, profile))
     n = point.num_prompts
     prompt = np.asarray(point.input_lens, np.int32)
-    output = np.asarray(point.output_lens, np.int32)
+    # an output_len of 0 is a sequence that ended at its first token: the engine still ran one
+    output = np.maximum(np.asarray(point.output_lens, np.int32), 1)
     need = -(-(prompt + output) // eng.block_size)
     if np.any(need > eng.capacity_blocks):
         i = int(np.argmax(need > eng.capacity_blocks))
@@ -186,12 +187,18 @@ def simulate(point: PublishedPoint, profile: Profile = None, seed: int = 0) -> d
 
 
 def metrics_from_requests(send_s, ttft_s, e2e_s, input_lens, output_lens) -> dict[str, float]:
-    """vLLM benchmark_serving's metrics (METRICS names and units) from per-request times in seconds."""
+    """vLLM benchmark_serving's metrics (METRICS names and units) from per-request times in seconds.
+
+    All arrays have one entry per request. A request whose output_len is 0 (its text came back empty:
+    the engine's first token ended the sequence) counts with TTFT 0.0, as benchmark_serving records
+    it (the TTFT is set only when a streamed chunk carries text); it still counts in E2EL and duration.
+    """
     send, ttft, e2e = (np.asarray(a, np.float64) for a in (send_s, ttft_s, e2e_s))
     out = np.asarray(output_lens, np.float64)
     inp = np.asarray(input_lens, np.float64)
     if not (np.all(np.isfinite(ttft)) and np.all(np.isfinite(e2e))):
         raise HwModelError("metrics_from_requests: every request must have finished (finite TTFT and E2E)")
+    ttft = np.where(out == 0, 0.0, ttft)
     multi = out > 1
     tpot = (e2e[multi] - ttft[multi]) / (out[multi] - 1.0)
     duration = float(np.max(send + e2e) - np.min(send))
