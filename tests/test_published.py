@@ -69,7 +69,7 @@ def test_loader_accepts_a_good_row(tmp_path):
     ('gpu = "H100-SXM"', 'gpu = "H999"', "unknown GPU 'H999'"),
     ('model = "Llama-3.1-8B"', 'model = "Llama-9"', "unknown model 'Llama-9'"),
     ("output_lens = [5, 1, 8]", "output_lens = [5, 1]", "field 'output_lens' must be a list of num_prompts = 3"),
-    ("output_lens = [5, 1, 8]", "output_lens = [5, 0, 8]", "field 'output_lens'[1] must be an integer >= 1"),
+    ("output_lens = [5, 1, 8]", "output_lens = [5, -1, 8]", "field 'output_lens'[1] must be an integer >= 0"),
     ("total_input_tokens = 60", "total_input_tokens = 61", "field 'total_input_tokens' = 61 but the per-request"),
     ('weight_dtype = "bf16"', 'weight_dtype = "int3"', "field 'weight_dtype' must be one of"),
     ('load = "burst"', 'load = "rate"', "load 'rate' needs a finite 'request_rate'"),
