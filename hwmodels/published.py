@@ -65,6 +65,9 @@ METRICS: dict[str, str] = {
     "median_tpot_ms": "ms", "mean_tpot_ms": "ms", "p99_tpot_ms": "ms",
     "median_e2el_ms": "ms", "mean_e2el_ms": "ms", "p99_e2el_ms": "ms",
     "output_throughput": "tok/s", "request_throughput": "req/s", "total_token_throughput": "tok/s",
+    # vLLM benchmarks/benchmark_latency.py: wall time of one LLM.generate over the whole batch (all
+    # requests at once, ignore_eos), median over its timed iterations
+    "median_batch_latency_ms": "ms",
 }
 
 _ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")

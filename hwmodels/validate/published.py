@@ -82,18 +82,22 @@ def point_coeffs(point: PublishedPoint, profile: Profile = None) -> np.ndarray:
 
 
 def token_budget(point: PublishedPoint) -> int:
-    """Tokens one iteration may schedule (vLLM max_num_batched_tokens), stated or vLLM's default."""
+    """Tokens one iteration may schedule (vLLM max_num_batched_tokens): stated; else, without chunked
+    prefill, vLLM V0's max(max_model_len, 2048); else 2048, the smallest default of any vLLM version
+    (V1 defaults are 2048 to 16384 by usage context), which limits() reports."""
     if point.max_num_batched_tokens is not None:
         return point.max_num_batched_tokens
     if point.chunked_prefill is False:
         return max(point.max_model_len or 0, NO_CHUNK_MIN_BATCHED_TOKENS)
-    raise HwModelError(f"point '{point.id}' (row {point.row}): set max_num_batched_tokens (the token budget) "
-                       f"or chunked_prefill = false; vLLM's default budget with chunked prefill depends on version")
+    # not stated: the smallest budget any vLLM default gives (see limits())
+    return NO_CHUNK_MIN_BATCHED_TOKENS
 
 
 def limits(point: PublishedPoint) -> list[str]:
     """Ways the run differs from what the simulator models (empty when none are known)."""
     out = []
+    if point.max_num_batched_tokens is None and point.chunked_prefill is None:
+        out.append(f"token budget not stated: {NO_CHUNK_MIN_BATCHED_TOKENS} assumed (the smallest vLLM default)")
     if point.chunked_prefill is False:
         out.append("no chunked prefill: vLLM V0 runs prefills alone, before decodes; the simulator mixes them")
     if (point.num_scheduler_steps or 1) > 1:
@@ -208,6 +212,7 @@ def metrics_from_requests(send_s, ttft_s, e2e_s, input_lens, output_lens) -> dic
             res[f"median_{name}_ms"] = float(np.median(vals)) * 1e3
             res[f"mean_{name}_ms"] = float(np.mean(vals)) * 1e3
             res[f"p99_{name}_ms"] = float(np.percentile(vals, 99)) * 1e3
+    res["median_batch_latency_ms"] = duration * 1e3  # one batch, so its median is its duration
     res["output_throughput"] = float(out.sum()) / duration
     res["request_throughput"] = len(out) / duration
     res["total_token_throughput"] = float(out.sum() + inp.sum()) / duration
