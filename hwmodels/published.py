@@ -29,6 +29,9 @@ Schema of one row (``[[point]]``; the file header says the same):
                        immediate end-of-sequence shows as 0 and its TTFT is recorded as 0.0),
                        or input_len, output_len: one length for every request (random dataset)
     total_input_tokens, total_output_tokens   the source's totals, checked against the lists' sums
+    lens_from          instead of lists: "sglang-random" re-draws sglang.bench_serving's random dataset from
+                       random_input_len, random_output_len, random_range_ratio, seed (and, for load "rate",
+                       its Poisson send times); the totals are then required and must match the draw
     max_model_len, max_num_seqs, max_num_batched_tokens, gpu_memory_utilization, block_size,
     num_scheduler_steps, chunked_prefill   engine settings (as run; config_source says where read)
     source             where the measured numbers were read: repo + path + commit, or paper + table
@@ -47,6 +50,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ._data import DATA_DIR, read_toml
 from .catalog import get_gpu, get_model
 from .errors import HwModelError
@@ -64,6 +69,8 @@ METRICS: dict[str, str] = {
     "median_ttft_ms": "ms", "mean_ttft_ms": "ms", "p99_ttft_ms": "ms",
     "median_tpot_ms": "ms", "mean_tpot_ms": "ms", "p99_tpot_ms": "ms",
     "median_e2el_ms": "ms", "mean_e2el_ms": "ms", "p99_e2el_ms": "ms",
+    # ITL: every gap between consecutive streamed tokens of a request, pooled over requests
+    "median_itl_ms": "ms", "mean_itl_ms": "ms", "p99_itl_ms": "ms",
     "output_throughput": "tok/s", "request_throughput": "req/s", "total_token_throughput": "tok/s",
     # vLLM benchmarks/benchmark_latency.py: wall time of one LLM.generate over the whole batch (all
     # requests at once, ignore_eos), median over its timed iterations
@@ -77,7 +84,9 @@ _OPTIONAL_INT = ("max_model_len", "max_num_seqs", "max_num_batched_tokens", "blo
 _KNOWN = set(_REQUIRED_STR) | set(_OPTIONAL_INT) | {
     "tp", "num_prompts", "concurrency", "request_rate", "input_lens", "output_lens", "input_len", "output_len",
     "gpu_memory_utilization", "chunked_prefill", "config_source", "dataset", "metrics", "note",
-    "total_input_tokens", "total_output_tokens"}
+    "total_input_tokens", "total_output_tokens", "lens_from", "random_input_len", "random_output_len",
+    "random_range_ratio", "seed"}
+LENS_FROM = ("sglang-random",)
 
 
 @dataclass(frozen=True)
@@ -118,6 +127,7 @@ class PublishedPoint:
     config_source: str = ""
     dataset: str = ""
     note: str = ""
+    send_s: tuple[float, ...] | None = None  # per-request send times (s) where the source's draw is known
     row: int = field(default=0, compare=False)  # 1-based position in the file, for error messages
 
 
@@ -150,6 +160,39 @@ def _lens(t: dict[str, Any], key: str, n: int, where: str, minimum: int) -> tupl
     return tuple(v)
 
 
+def _drawn_lens(t: dict[str, Any], n: int, where: str) -> tuple[tuple[int, ...], tuple[int, ...], tuple[float, ...] | None]:
+    """Per-request lengths (and, for load 'rate', send times) re-drawn as the source's benchmark drew them.
+
+    "sglang-random": sglang.bench_serving's random dataset (sgl-project/sglang python/sglang/bench_serving.py,
+    sample_random_requests; commit 0033168f0f58b2bc05aa0273bd475d9c01bafb1c): after np.random.seed(seed),
+    input_lens = np.random.randint(max(int(L_in * ratio), 1), L_in + 1, n), output_lens =
+    np.random.randint(int(L_out * ratio), L_out + 1, n); with --request-rate, get_request then sleeps
+    np.random.exponential(1 / rate) after each request (the first is sent at t = 0). The published totals
+    must equal the drawn sums, which proves the draw.
+    """
+    if t["lens_from"] not in LENS_FROM:
+        raise _err(where, f"field 'lens_from' must be one of {LENS_FROM}, got {t['lens_from']!r}")
+    for k in ("input_lens", "output_lens", "input_len", "output_len"):
+        if k in t:
+            raise _err(where, f"field '{k}' conflicts with lens_from (the lengths are drawn)")
+    for k in ("random_input_len", "random_output_len", "seed", "total_input_tokens", "total_output_tokens"):
+        if k not in t:
+            raise _err(where, f"lens_from '{t['lens_from']}' needs field '{k}'")
+    lin, lout = _int(t, "random_input_len", where), _int(t, "random_output_len", where)
+    seed = _int(t, "seed", where, minimum=0)
+    ratio = t.get("random_range_ratio", 0.0)
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0.0 <= ratio <= 1.0:
+        raise _err(where, f"field 'random_range_ratio' must be in [0, 1], got {ratio!r}")
+    rs = np.random.RandomState(seed)  # the legacy global generator np.random.seed() seeds
+    inp = rs.randint(max(int(lin * ratio), 1), lin + 1, size=n)
+    out = rs.randint(int(lout * ratio), lout + 1, size=n)
+    send = None
+    if t.get("load") == "rate" and isinstance(t.get("request_rate"), (int, float)) and t["request_rate"] > 0:
+        gaps = rs.exponential(1.0 / float(t["request_rate"]), size=n)
+        send = tuple(float(x) for x in np.concatenate([[0.0], np.cumsum(gaps[:-1])]))
+    return tuple(int(x) for x in inp), tuple(int(x) for x in out), send
+
+
 def _parse_point(t: Any, row: int, path: Path) -> PublishedPoint:
     where = f"{path.name} point {row}"
     if not isinstance(t, dict):
@@ -179,8 +222,15 @@ def _parse_point(t: Any, row: int, path: Path) -> PublishedPoint:
         if k not in t:
             raise _err(where, f"missing field '{k}'")
     tp, n = _int(t, "tp", where), _int(t, "num_prompts", where)
-    input_lens = _lens(t, "input_lens", n, where, minimum=1)
-    output_lens = _lens(t, "output_lens", n, where, minimum=0)  # 0: the text came back empty (see below)
+    send_s = None
+    if "lens_from" in t:
+        input_lens, output_lens, send_s = _drawn_lens(t, n, where)
+    else:
+        for k in ("random_input_len", "random_output_len", "random_range_ratio", "seed"):
+            if k in t:
+                raise _err(where, f"field '{k}' is only meaningful with lens_from")
+        input_lens = _lens(t, "input_lens", n, where, minimum=1)
+        output_lens = _lens(t, "output_lens", n, where, minimum=0)  # 0: the text came back empty (see below)
     # Where the source prints totals too, they must equal the per-request sums (catches a mistyped list).
     for key, lens in (("total_input_tokens", input_lens), ("total_output_tokens", output_lens)):
         if key in t and _int(t, key, where) != sum(lens):
@@ -233,7 +283,7 @@ def _parse_point(t: Any, row: int, path: Path) -> PublishedPoint:
         engine_version_source=t["engine_version_source"], published_model=t["published_model"], model=model,
         model_note=t["model_note"], weight_dtype=t["weight_dtype"], gpu=gpu, published_gpu=t["published_gpu"],
         tp=tp, load=t["load"], num_prompts=n, input_lens=input_lens, output_lens=output_lens, metrics=parsed,
-        source=t["source"], concurrency=concurrency, request_rate=request_rate, row=row, **opt)
+        source=t["source"], concurrency=concurrency, request_rate=request_rate, send_s=send_s, row=row, **opt)
 
 
 def load_published(path: str | Path | None = None) -> list[PublishedPoint]:

@@ -102,6 +102,11 @@ def limits(point: PublishedPoint) -> list[str]:
         out.append("no chunked prefill: vLLM V0 runs prefills alone, before decodes; the simulator mixes them")
     if (point.num_scheduler_steps or 1) > 1:
         out.append(f"multi-step scheduling ({point.num_scheduler_steps} steps) is not modelled")
+    if point.engine == "sglang":
+        out.append("SGLang runs prefill batches apart from decode batches (mixed chunks are opt-in); "
+                   "the simulator mixes them")
+    if point.max_num_seqs is None:
+        out.append(f"max running requests not stated: {DEFAULT_MAX_NUM_SEQS} assumed (vLLM's default)")
     return out
 
 
@@ -127,11 +132,12 @@ def simulate(point: PublishedPoint, profile: Profile = None, seed: int = 0) -> d
     """Replay the point's requests through one simulated replica.
 
     Returns per-request arrays (seconds, in the point's request order): "send_s", "ttft_s", "e2e_s";
-    and "iterations" (engine iterations run). Raises HwModelError if the model does not fit or a
+    per-iteration arrays "iteration_s" (duration) and "iteration_decodes" (tokens decoded); and
+    "iterations" (engine iterations run). Raises HwModelError if the model does not fit or a
     request could never be scheduled (e.g. a prompt larger than the KV pool).
     """
     from envs.core import replica
-    from envs.core.state import FINISHED, Workload, allocate
+    from envs.core.state import C_DECODE_TOKENS, FINISHED, Workload, allocate
 
     eng = _engine(point, point_coeffs(point, profile))
     n = point.num_prompts
@@ -145,6 +151,8 @@ def simulate(point: PublishedPoint, profile: Profile = None, seed: int = 0) -> d
                            f"{eng.capacity_blocks}")
     if point.load == "burst":
         send = np.zeros(n)
+    elif point.load == "rate" and point.send_s is not None:  # the source's own arrival draw
+        send = np.asarray(point.send_s, np.float64)
     elif point.load == "rate":
         gaps = np.random.default_rng(seed).exponential(1.0 / point.request_rate, n)
         send = np.concatenate([[0.0], np.cumsum(gaps[:-1])])
@@ -162,7 +170,10 @@ def simulate(point: PublishedPoint, profile: Profile = None, seed: int = 0) -> d
     replica.reset_env_state(st, 0, 0, 1.0)
     replica.reset_replica(st, eng, 0, 0)
     budget = token_budget(point)
-    now, nxt, finished, iters = 0.0, 0, 0, 0
+    now, nxt, finished = 0.0, 0, 0
+    iter_s: list[float] = []  # duration of each iteration
+    iter_decodes: list[int] = []  # tokens it decoded (each one a gap between two tokens of a request)
+    decoded = 0
     while finished < n:
         while nxt < n and wl.arrival_s[0, nxt] <= now:
             if not replica.enqueue(st, wl, 0, 0, nxt):
@@ -176,7 +187,9 @@ def simulate(point: PublishedPoint, profile: Profile = None, seed: int = 0) -> d
             raise HwModelError(f"point '{point.id}': the simulated engine stalled with {n - finished} requests "
                                "unfinished (nothing schedulable)")
         now += dt
-        iters += 1
+        iter_s.append(dt)
+        iter_decodes.append(int(st.counters[0, C_DECODE_TOKENS]) - decoded)
+        decoded = int(st.counters[0, C_DECODE_TOKENS])
         done = int(np.count_nonzero(st.fate[0] == FINISHED))
         if closed:  # each finish frees one client, which sends the next unsent request now
             k = nxt
@@ -187,15 +200,22 @@ def simulate(point: PublishedPoint, profile: Profile = None, seed: int = 0) -> d
                     wl.arrival_s[0, k] = now
         finished = done
     return {"send_s": wl.arrival_s[0].copy(), "ttft_s": st.ttft[0].copy(), "e2e_s": st.e2e[0].copy(),
-            "iterations": iters}
+            "iteration_s": np.asarray(iter_s), "iteration_decodes": np.asarray(iter_decodes, np.int64),
+            "iterations": len(iter_s)}
 
 
-def metrics_from_requests(send_s, ttft_s, e2e_s, input_lens, output_lens) -> dict[str, float]:
+def metrics_from_requests(send_s, ttft_s, e2e_s, input_lens, output_lens, iteration_s=None,
+                          iteration_decodes=None) -> dict[str, float]:
     """vLLM benchmark_serving's metrics (METRICS names and units) from per-request times in seconds.
 
     All arrays have one entry per request. A request whose output_len is 0 (its text came back empty:
     the engine's first token ended the sequence) counts with TTFT 0.0, as benchmark_serving records
     it (the TTFT is set only when a streamed chunk carries text); it still counts in E2EL and duration.
+
+    ITL (median/mean/p99_itl_ms) needs the per-iteration durations and decoded-token counts: a decode
+    token's gap to its request's previous token is the duration of the iteration that produced it (a
+    running request decodes in every iteration, back to back), so the pooled gaps are the iteration
+    durations repeated by their decode counts. Gaps after a preemption are not told apart.
     """
     send, ttft, e2e = (np.asarray(a, np.float64) for a in (send_s, ttft_s, e2e_s))
     out = np.asarray(output_lens, np.float64)
@@ -212,6 +232,12 @@ def metrics_from_requests(send_s, ttft_s, e2e_s, input_lens, output_lens) -> dic
             res[f"median_{name}_ms"] = float(np.median(vals)) * 1e3
             res[f"mean_{name}_ms"] = float(np.mean(vals)) * 1e3
             res[f"p99_{name}_ms"] = float(np.percentile(vals, 99)) * 1e3
+    if iteration_s is not None and iteration_decodes is not None:
+        gaps = np.repeat(np.asarray(iteration_s, np.float64), np.asarray(iteration_decodes, np.int64))
+        if gaps.size:
+            res["median_itl_ms"] = float(np.median(gaps)) * 1e3
+            res["mean_itl_ms"] = float(np.mean(gaps)) * 1e3
+            res["p99_itl_ms"] = float(np.percentile(gaps, 99)) * 1e3
     res["median_batch_latency_ms"] = duration * 1e3  # one batch, so its median is its duration
     res["output_throughput"] = float(out.sum()) / duration
     res["request_throughput"] = len(out) / duration
@@ -225,7 +251,8 @@ def predict_point(point: PublishedPoint, profile: Profile = None, seed: int = 0)
     "predicted" holds every metric of METRICS (same names and units as the published ones).
     """
     sim = simulate(point, profile, seed)
-    pred = metrics_from_requests(sim["send_s"], sim["ttft_s"], sim["e2e_s"], point.input_lens, point.output_lens)
+    pred = metrics_from_requests(sim["send_s"], sim["ttft_s"], sim["e2e_s"], point.input_lens, point.output_lens,
+                                 sim["iteration_s"], sim["iteration_decodes"])
     return {"id": point.id, "predicted": pred, "iterations": int(sim["iterations"]), "limits": limits(point)}
 
 
