@@ -48,7 +48,9 @@ def _write(tmp_path: Path, text: str) -> Path:
 
 def test_data_file_loads_with_enough_points():
     points = load_published()
-    assert len(points) >= 1
+    assert len(points) >= 12  # issue 15: at least 12 published points
+    assert {p.engine for p in points} == {"vllm", "sglang"}
+    assert {p.load for p in points} >= {"burst", "rate"}
     assert len({p.id for p in points}) == len(points)
     for p in points:
         # every row resolves to a catalogue model and GPU, and says where its numbers came from
@@ -158,3 +160,47 @@ def test_fp8_weights_are_served_as_fp8():
 
 def test_default_file_path_is_in_hwmodels_data():
     assert PUBLISHED_FILE.name == "published_results.toml" and PUBLISHED_FILE.parent.name == "data"
+
+
+SGLANG_ROW = GOOD_ROW.replace(
+    "input_lens = [10, 20, 30]\noutput_lens = [5, 1, 8]\ntotal_input_tokens = 60\n",
+    'lens_from = "sglang-random"\nrandom_input_len = 1024\nrandom_output_len = 1024\nrandom_range_ratio = 0.0\n'
+    "seed = 1\ntotal_input_tokens = 1629242\ntotal_output_tokens = 1642637\n",
+).replace("num_prompts = 3", "num_prompts = 3200").replace('load = "burst"', 'load = "rate"\nrequest_rate = 16')
+
+
+def test_sglang_random_lengths_are_redrawn_and_checked_against_totals(tmp_path):
+    # totals of datacrunch-research/h200-benchmarks sglang/outputs/llama_3_3_70b_online_output.jsonl at 16 req/s
+    (pt,) = load_published(_write(tmp_path, SGLANG_ROW))
+    assert sum(pt.input_lens) == 1629242 and sum(pt.output_lens) == 1642637
+    assert min(pt.input_lens) >= 1 and max(pt.input_lens) <= 1024 and max(pt.output_lens) <= 1024
+    send = np.asarray(pt.send_s)
+    assert send[0] == 0.0 and np.all(np.diff(send) >= 0)
+    assert (len(send) - 1) / send[-1] == pytest.approx(16, rel=0.1)  # Poisson at the stated rate
+    bad = SGLANG_ROW.replace("total_output_tokens = 1642637", "total_output_tokens = 1642638")
+    with pytest.raises(HwModelError, match="'total_output_tokens' = 1642638 but the per-request lengths sum to 1642637"):
+        load_published(_write(tmp_path, bad))
+    with pytest.raises(HwModelError, match="lens_from 'sglang-random' needs field 'seed'"):
+        load_published(_write(tmp_path, SGLANG_ROW.replace("seed = 1\n", "")))
+    with pytest.raises(HwModelError, match="field 'input_lens' conflicts with lens_from"):
+        load_published(_write(tmp_path, SGLANG_ROW.replace("seed = 1\n", "seed = 1\ninput_lens = [1]\n")))
+
+
+def test_itl_is_the_iteration_gap_each_decoded_token_saw():
+    m = vp.metrics_from_requests([0.0], [0.1], [0.5], [5], [5], iteration_s=[0.1, 0.2, 0.3],
+                                 iteration_decodes=[0, 3, 1])
+    assert m["median_itl_ms"] == pytest.approx(200.0)
+    assert m["mean_itl_ms"] == pytest.approx(1e3 * (3 * 0.2 + 0.3) / 4)
+
+
+def test_output_len_zero_counts_with_ttft_zero_as_benchmark_serving_does():
+    m = vp.metrics_from_requests([0.0, 0.0, 0.0], [0.1, 0.1, 0.1], [0.1, 0.5, 0.6], [5, 5, 5], [0, 5, 5])
+    assert m["median_ttft_ms"] == pytest.approx(100.0) and m["mean_ttft_ms"] == pytest.approx(200.0 / 3)
+
+
+def test_limits_name_what_the_simulator_does_not_model():
+    by_id = {p.id: p for p in load_published()}
+    lam = vp.limits(by_id["lambda-a4f9f43-1xh100-llama3-8b-bf16-burst10"])
+    assert any("multi-step" in x for x in lam) and any("no chunked prefill" in x for x in lam)
+    sgl = vp.limits(by_id["datacrunch-c091ef5-4xh200-llama33-70b-bf16-sglang-rate1"])
+    assert any("SGLang" in x for x in sgl)
