@@ -333,6 +333,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                                f"known: {', '.join(METRICS)}")
     ap.add_argument("--json", type=Path, default=None, help="write the table and summary as JSON here")
     args = ap.parse_args(argv)
+    bad = [m for m in args.metrics or [] if m not in METRICS]
+    if bad:
+        print(f"error: --metrics: unknown {bad}; known: {', '.join(METRICS)}", file=sys.stderr)
+        return 2
     try:
         points = load_published(args.file)
         preds = predict_points(points)
