@@ -169,7 +169,7 @@ class Engine:
         self.budget, self.block_size, self.capacity_blocks = budget, block_size, capacity_blocks
         self.max_seqs, self.max_context, self.pad = max_seqs, max_context, pad
         self.flash = self.cuda
-        self.use_graphs = self.cuda if graphs is None else graphs
+        self.use_graphs = self.cuda and (graphs is None or bool(graphs))
         self.log = log
         self.w = LlamaWeights(dims, self.device, self.dtype, seed)
         self.rows = 2 * capacity_blocks * block_size if kv_rows is None else kv_rows

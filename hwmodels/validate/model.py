@@ -62,21 +62,21 @@ class ModelDims:
 
 
 class LlamaWeights:
-    """Random weights (normal(0, INIT_STD), norms = 1) on `device` in `dtype`, from `seed`."""
+    """Random weights (normal(0, INIT_STD), norms = 1) on `device` in `dtype`, drawn from `seed` by
+    the device's own generator (fast on a GPU; the same seed gives the same weights on one device)."""
 
     def __init__(self, dims: ModelDims, device: torch.device, dtype: torch.dtype, seed: int = 0):
         self.dims, self.device, self.dtype = dims, device, dtype
         d = dims
-        gen = torch.Generator(device="cpu").manual_seed(seed)
+        gen = torch.Generator(device=device).manual_seed(seed)
 
         def rnd(*shape):
-            # generated on the CPU in float32 so that every device gets the same weights
             out = torch.empty(shape, dtype=dtype, device=device)
-            rows = max(1, (1 << 24) // max(1, shape[-1]))
+            rows = max(1, (1 << 26) // max(1, shape[-1]))  # float32 temporaries of <= 256 MiB
             flat = out.view(-1, shape[-1])
             for i in range(0, flat.shape[0], rows):
-                blk = torch.randn((min(rows, flat.shape[0] - i), shape[-1]), generator=gen) * INIT_STD
-                flat[i:i + blk.shape[0]].copy_(blk.to(dtype))
+                n = min(rows, flat.shape[0] - i)
+                flat[i:i + n].copy_(torch.randn((n, shape[-1]), generator=gen, device=device) * INIT_STD)
             return out
 
         qkv = (d.heads + 2 * d.kv_heads) * d.head_dim
