@@ -1,0 +1,79 @@
+"""Autoscale-v0 throughput: simulated hours per wall second, native VecEnv vs DummyVecEnv.
+
+    python -m envs.bench --env servegym/Autoscale-v0 [--sizes 1 16 64 256] [--repeats 5] [--json FILE]
+
+Both run the default scenario with the same constant action (no change), on one core; each
+figure is the median over ``--repeats`` timed runs of whole control intervals, and every ratio
+compares figures of this one run. The normalized-score references of every window (the oracle's
+dynamic programme, a one-off per window) are computed before timing. The fluid model's error
+against the full cluster model needs a policy, so it is measured by ``python -m
+agents.autoscale_fidelity`` (one hour of a held-out day under ``hpa``: ``--hours 1``; minutes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from stable_baselines3.common.vec_env import DummyVecEnv
+
+from envs.autoscale import env as asc
+
+
+def _rate(vec, steps: int, repeats: int, noop: int) -> float:
+    vec.reset()
+    if hasattr(vec, "scenario"):  # the per-window references (oracle DP) are computed once, here
+        for w in range(vec.scenario.arrivals.shape[0]):
+            for pen in vec.config.penalties():
+                asc.references(vec.scenario, w, pen, vec.n_steps)
+    actions = np.full(vec.num_envs, noop)
+    vec.step(actions)  # warm
+    rates = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        for _ in range(steps):
+            vec.step(actions)
+        rates.append(steps * vec.num_envs / (time.perf_counter() - t))
+    return float(np.median(rates))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m envs.bench --env servegym/Autoscale-v0", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sizes", type=int, nargs="+", default=[1, 16, 64, 256])
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--steps", type=int, default=20_000, help="native env-steps per timed run")
+    p.add_argument("--json", type=Path)
+    a = p.parse_args(argv)
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    probe = asc.AutoscaleVecEnv(1, seed=0)
+    noop = int(probe.action_of(np.zeros((1, probe.G), np.int64))[0])
+    interval = probe.config.interval_s
+    rows = []
+    for E in a.sizes:
+        steps = max(20, min(a.steps // E, probe.n_steps - 2))
+        native = _rate(asc.AutoscaleVecEnv(E, seed=0), steps, a.repeats, noop)
+        dummy = _rate(DummyVecEnv([lambda: asc.AutoscaleEnv() for _ in range(E)]), max(5, steps // 10),
+                      a.repeats, noop)
+        row = {"n_envs": E, "native_steps_per_s": native, "dummy_steps_per_s": dummy,
+               "ratio": native / dummy, "sim_hours_per_s": native * interval / 3600.0}
+        rows.append(row)
+        print(f"E={E:4d}  native {native:10,.0f} steps/s = {row['sim_hours_per_s']:8,.0f} simulated h/s   "
+              f"dummy {dummy:9,.0f} steps/s   ratio {row['ratio']:5.1f}x", flush=True)
+    report = {"env": asc.ENV_ID, "rows": rows, "repeats": a.repeats, "interval_s": interval,
+              "machine": {"python": sys.version.split()[0], "platform": platform.platform(),
+                          "processor": platform.processor(), "threads": 1}}
+    if a.json:
+        a.json.write_text(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

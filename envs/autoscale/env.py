@@ -1,0 +1,509 @@
+"""servegym/Autoscale-v0: how many replicas of each GPU type to run, every control interval.
+
+A cluster of replicas of one model on one or several GPU types (``gpu_types``) behind a
+least-loaded router. Every ``interval_s`` simulated seconds (default 30) the policy changes the
+number of replicas of each type by -``max_step`` .. +``max_step`` (one ``Discrete`` index packs
+the change of every type, mixed radix, type 0 first; masks mark the changes that keep each type
+within 0 .. ``max_replicas``; a masked one is clipped to those limits, so plain PPO works too). A new replica bills from the moment it is requested and serves only after its
+cold start (``hwmodels.cold_start_time``: the weights streamed from storage at ``storage_bw``
+bytes/s plus the engine start, 22.3 s for Llama-3.1-8B from a 7 GB/s NVMe); a removed replica
+takes no new requests and drains its running ones (billed meanwhile). Prices from
+``hwmodels.price_per_gpu_hour``.
+
+Serving is a fluid model of the replica pools (``envs.autoscale.kernels``) whose every number about
+a replica (SLO attainment under utilisation and queue wait, TTFT/TBT quantiles, KV use, queue,
+drain time) was measured on the full cluster model (``envs.autoscale.model``). Its error against
+the full model on the same arrivals and the same replica schedule is measured by
+``python -m agents.autoscale_fidelity`` (``envs.autoscale.full`` holds the comparison). On held-out
+day 0, 07:00-08:00 (182,514 requests, the morning ramp), replaying each policy's replica schedule:
+``hpa`` (often overloaded) SLO attainment 0.898 fluid vs 0.938 full, TTFT p99 25.1 s vs 19.3 s,
+per-interval attainment MAE 0.037; the zoo agent (rarely overloaded) 0.9907 vs 0.9963, TTFT p99
+1.26 s vs 0.41 s, MAE 0.006. The fluid model errs on the pessimistic side: it misses more
+requests than the full model, most where backlogs form.
+
+Reward per interval: ``-(dollars + slo_penalty x requests that miss the SLO)``, divided by what
+the static_peak fleet costs for one interval (so static provisioning earns about -1 a step). ``slo_penalty`` (dollars per missed request) is the swept
+knob: evaluation reports every value of it.
+
+Traces: ``bursty`` (the default: a day of the Azure-conversation MMPP under a diurnal profile,
+rescaled to ``rate_rps``) and any generator; every episode is one day (``episode_s``): training
+days are generator seeds ``trace_seed + i`` for ``i < train_days``, held-out days are seeds
+``trace_seed + 1_000_000 + i`` for ``i < test_days``. A trace file (BurstGPT, Azure ...) by path
+is split by time (the first ``1 - held_out_frac`` for training) and cut into windows of
+``episode_s``.
+
+Baselines compare against two references computed on each episode's own arrivals (the normalized
+score): ``static_peak`` (fixed fleet for the training data's peak) = 0 and the DP ``oracle`` = 100.
+The oracle's plan needs future arrivals: ``oracle_targets(e)`` hands them out to oracle policies
+only; they are never in the observation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass, replace
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+
+import hwmodels
+import traces
+from envs.autoscale import kernels as K
+from envs.autoscale.model import ReplicaCurves, cache_root, replica_curves
+from envs.native_vec import NativeVecEnv, VecEnvView, item_features
+from envs.vector import NativeVectorEnv
+
+ENV_ID = "servegym/Autoscale-v0"
+DEFAULT_TRACE = "bursty"
+DEFAULT_RATE_RPS = 60.0  # mean of the generated day; peaks near 90 requests/s
+DEFAULT_PENALTIES = (0.001, 0.01)
+TEST_SEED_OFFSET = 1_000_000
+
+
+@dataclass(frozen=True)
+class AutoscaleConfig:
+    """Everything that defines a scenario; ``--env-kwargs`` set these fields."""
+
+    trace: str | traces.Trace = DEFAULT_TRACE  # built-in generator name, file path, or a Trace
+    split: str = "train"  # "train" | "test" (held-out days / time) | "all"
+    window_order: str = "random"  # "random" | "sequential"
+    gpu_types: tuple[str, ...] | str = ("H100", "L40S")
+    model: str = "Llama-3.1-8B"
+    tp: int = 1
+    slo_penalty: float | tuple[float, ...] = DEFAULT_PENALTIES  # dollars per missed request
+    interval_s: float = 30.0
+    bin_s: float = 2.0  # fluid-model time step
+    episode_s: float = 86400.0
+    rate_rps: float | None = None  # generators: mean arrival rate (default DEFAULT_RATE_RPS)
+    rate_scale: float = 1.0  # multiplies every arrival count (files and generators)
+    train_days: int = 16  # generator traces: training days (seeds)
+    test_days: int = 8
+    held_out_frac: float = 0.3  # trace files: held-out share of the duration
+    max_replicas: int | tuple[int, ...] = 16
+    max_step: int = 4  # replicas added or removed per type per interval
+    storage_bw: float | None = None  # bytes/s weights stream at (None: hwmodels' NVMe default)
+    engine_init_s: float | None = None
+    slo_ttft_s: float | None = None
+    slo_tbt_s: float | None = None
+    attain_target: float = 0.99  # SLO attainment that sizes static_peak and the heuristics' targets
+    peak_window_s: float = 60.0  # static_peak sizes for the highest rate over windows this long
+    trace_seed: int = 0
+    trace_params: tuple[tuple[str, Any], ...] = ()
+
+    def penalties(self) -> tuple[float, ...]:
+        v = (self.slo_penalty,) if isinstance(self.slo_penalty, (int, float)) else tuple(self.slo_penalty)
+        if not v or any(isinstance(x, bool) or not isinstance(x, (int, float)) or not x > 0 for x in v):
+            raise ValueError(f"Autoscale: slo_penalty must be > 0 (dollars per missed request), got {self.slo_penalty!r}")
+        return tuple(float(x) for x in v)
+
+    def types(self) -> tuple[str, ...]:
+        t = (self.gpu_types,) if isinstance(self.gpu_types, str) else tuple(self.gpu_types)
+        if not t or not all(isinstance(x, str) for x in t):
+            raise ValueError(f"Autoscale: gpu_types must be one or more GPU names, got {self.gpu_types!r}")
+        names = [hwmodels.get_gpu(x).name for x in t]
+        if len(set(names)) != len(names):
+            raise ValueError(f"Autoscale: gpu_types lists a GPU twice: {t!r}")
+        return t
+
+    def limits(self) -> tuple[int, ...]:
+        G = len(self.types())
+        m = self.max_replicas
+        v = (m,) * G if isinstance(m, int) else tuple(m)
+        if len(v) != G or any(isinstance(x, bool) or not isinstance(x, int) or x < 1 for x in v):
+            raise ValueError(f"Autoscale: max_replicas must be an int >= 1 or one per GPU type ({G}), got {m!r}")
+        return v
+
+
+def _check(cfg: AutoscaleConfig) -> None:
+    pos = ("interval_s", "bin_s", "episode_s", "rate_scale", "held_out_frac", "peak_window_s")
+    for name in pos:
+        v = getattr(cfg, name)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+            raise ValueError(f"Autoscale: {name} must be > 0, got {v!r}")
+    steps = cfg.interval_s / cfg.bin_s
+    if abs(steps - round(steps)) > 1e-9:
+        raise ValueError(f"Autoscale: interval_s ({cfg.interval_s}) must be a multiple of bin_s ({cfg.bin_s})")
+    n = cfg.episode_s / cfg.interval_s
+    if abs(n - round(n)) > 1e-9:
+        raise ValueError(f"Autoscale: episode_s ({cfg.episode_s}) must be a multiple of interval_s ({cfg.interval_s})")
+    if cfg.split not in ("train", "test", "all"):
+        raise ValueError(f"Autoscale: split must be 'train', 'test' or 'all', got {cfg.split!r}")
+    if cfg.window_order not in ("random", "sequential"):
+        raise ValueError(f"Autoscale: window_order must be 'random' or 'sequential', got {cfg.window_order!r}")
+    for name in ("train_days", "test_days", "max_step", "tp"):
+        v = getattr(cfg, name)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"Autoscale: {name} must be an integer >= 1, got {v!r}")
+    if not 0 < cfg.attain_target < 1:
+        raise ValueError(f"Autoscale: attain_target must be in (0, 1), got {cfg.attain_target!r}")
+    if cfg.held_out_frac >= 1:
+        raise ValueError(f"Autoscale: held_out_frac must be < 1, got {cfg.held_out_frac}")
+    if (2 * cfg.max_step + 1) ** len(cfg.types()) > 4096:
+        raise ValueError(f"Autoscale: (2 max_step + 1)^types = {(2 * cfg.max_step + 1) ** len(cfg.types())} "
+                         "actions; lower max_step or use fewer gpu_types")
+    cfg.penalties()
+    cfg.limits()
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """Built, read-only parts shared by every env of a batch (and cached across batches)."""
+
+    pools: K.Pools
+    curves: tuple[ReplicaCurves, ...]
+    arrivals: np.ndarray  # float64 [W, T]: arrivals per bin of each episode window
+    csum: np.ndarray  # float64 [W, T + 1]
+    tod0: np.ndarray  # float64 [W]: time of day (s) at each window's start
+    window_names: tuple[str, ...]
+    init: np.ndarray  # int64 [W, G]: warm fleet at each window's start
+    static_targets: np.ndarray  # int64 [G]: static_peak's fleet
+    ref_type: int  # cheapest type per SLO-safe request/s
+    ref_cap: float  # SLO-safe requests/s of one reference replica
+    safe_util: np.ndarray  # [G]
+    conc_ref: float  # in-flight requests of one reference replica at its safe utilisation
+    reward_unit: float  # dollars of the static_peak fleet for one interval
+    peak_rps: float  # static_peak's design rate (training data)
+    slo_ttft: float
+    slo_tbt: float
+    trace_name: str
+    unserved: np.ndarray  # int64 [W, 2]: requests of each window failed in the trace / rejected
+
+
+def _bin_counts(arrival_s: np.ndarray, duration_s: float, bin_s: float) -> np.ndarray:
+    T = round(duration_s / bin_s)
+    idx = np.floor(arrival_s / bin_s).astype(np.int64)
+    return np.bincount(idx[idx < T], minlength=T).astype(np.float64)
+
+
+def _source_digest() -> str:
+    root = Path(traces.__file__).parent
+    h = hashlib.sha256()
+    for f in sorted(root.rglob("*.py")) + sorted((root / "data").glob("*.toml")):
+        h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+@cache
+def _generated_day(name: str, seed: int, duration_s: float, rate: float, params: tuple,
+                   bin_s: float, want_lengths: bool) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Arrival counts of one generated day (cached on disk: generating costs seconds)."""
+    key = json.dumps([name, seed, duration_s, rate, list(params), bin_s, _source_digest()])
+    path = cache_root() / f"day-{hashlib.sha256(key.encode()).hexdigest()[:20]}.npy"
+    if not want_lengths and path.exists():
+        try:
+            return np.load(path), None, None
+        except (OSError, ValueError):
+            pass
+    tr = traces.load_trace(name, seed=seed, duration_s=duration_s, rate_rps=rate, **dict(params))
+    counts = _bin_counts(tr.arrival_s, duration_s, bin_s)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npy")
+        np.save(tmp, counts)
+        tmp.replace(path)
+    except OSError:
+        pass
+    if want_lengths:
+        return counts, np.asarray(tr.prompt_tokens), np.asarray(tr.output_tokens)
+    return counts, None, None
+
+
+def _windows(cfg: AutoscaleConfig) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], np.ndarray,
+                                              tuple[np.ndarray, np.ndarray], str]:
+    """(arrival counts [W, T] of the split, training counts [Wt, T], names, time of day at each
+    window's start, training lengths, trace name)."""
+    params = tuple(dict(cfg.trace_params).items())
+    name = DEFAULT_TRACE if cfg.trace == "default" else cfg.trace
+    if isinstance(name, str) and name in traces.BUILTIN_TRACES:
+        rate = DEFAULT_RATE_RPS if cfg.rate_rps is None else cfg.rate_rps
+        if not rate > 0:
+            raise ValueError(f"Autoscale: rate_rps must be > 0, got {rate!r}")
+        train_seeds = [cfg.trace_seed + i for i in range(cfg.train_days)]
+        test_seeds = [cfg.trace_seed + TEST_SEED_OFFSET + i for i in range(cfg.test_days)]
+        seeds = {"train": train_seeds, "test": test_seeds, "all": train_seeds + test_seeds}[cfg.split]
+        _, p0, o0 = _generated_day(name, train_seeds[0], cfg.episode_s, rate, params, cfg.bin_s, True)
+        day = lambda s: _generated_day(name, s, cfg.episode_s, rate, params, cfg.bin_s, False)[0]
+        train = np.stack([day(s) for s in train_seeds])
+        arr = np.stack([day(s) for s in seeds])
+        names = tuple(f"{name}:seed={s}" for s in seeds)
+        return arr, train, names, np.zeros(len(seeds)), (p0, o0), name, np.zeros((len(seeds), 2), np.int64)
+    if cfg.rate_rps is not None:
+        raise ValueError("Autoscale: rate_rps applies to generated traces; scale a trace file with rate_scale")
+    tr = cfg.trace if isinstance(cfg.trace, traces.Trace) else traces.load_trace(cfg.trace, **dict(params))
+    # Requests the trace marks failed, or longer than the model's context (which the engine
+    # rejects at arrival, envs.core.replica.rejected_at_arrival), load no replica: they are
+    # counted per window and left out of the arrival counts.
+    context = hwmodels.get_model(cfg.model).context_length
+
+    def unserved(t: traces.Trace) -> tuple[np.ndarray, np.ndarray]:
+        failed = np.zeros(len(t), bool) if t.failed is None else np.asarray(t.failed)
+        need = np.asarray(t.prompt_tokens) + np.maximum(np.asarray(t.output_tokens), 1)
+        return failed, ~failed & (need > context)
+
+    train_part, test_part = traces.split(tr, cfg.held_out_frac)
+    cut = tr.duration_s * (1.0 - cfg.held_out_frac)
+
+    def cut_windows(part: traces.Trace, offset: float, label: str) -> tuple[list, list, list]:
+        if part.duration_s < cfg.episode_s:
+            raise ValueError(
+                f"Autoscale: episode_s={cfg.episode_s:g} is longer than the {label} part of trace "
+                f"{tr.meta.name!r} ({part.duration_s:.0f} s); set episode_s (a multiple of interval_s)")
+        n = int(part.duration_s // cfg.episode_s)
+        counts, names, tod, lost = [], [], [], []
+        for i in range(n):
+            w = traces.window(part, i * cfg.episode_s, (i + 1) * cfg.episode_s)
+            f, r = unserved(w)
+            counts.append(_bin_counts(w.arrival_s[~f & ~r], cfg.episode_s, cfg.bin_s))
+            lost.append((int(f.sum()), int(r.sum())))
+            names.append(f"{tr.meta.name}:{label}[{i}]")
+            tod.append((offset + i * cfg.episode_s) % 86400.0)
+        return counts, names, tod, lost
+
+    c_tr, n_tr, t_tr, l_tr = cut_windows(train_part, 0.0, "train")
+    if cfg.split == "train":
+        c, n, t, lost = c_tr, n_tr, t_tr, l_tr
+    else:
+        c_te, n_te, t_te, l_te = cut_windows(test_part, cut, "test")
+        c, n, t, lost = ((c_te, n_te, t_te, l_te) if cfg.split == "test"
+                         else (c_tr + c_te, n_tr + n_te, t_tr + t_te, l_tr + l_te))
+    ok = ~np.asarray(train_part.failed) if train_part.failed is not None else np.ones(len(train_part), bool)
+    ok &= np.asarray(train_part.output_tokens) > 0
+    ok &= ~unserved(train_part)[1]
+    lengths = (np.asarray(train_part.prompt_tokens)[ok], np.asarray(train_part.output_tokens)[ok])
+    return (np.stack(c), np.stack(c_tr), tuple(n), np.asarray(t, np.float64), lengths, tr.meta.name,
+            np.asarray(lost, np.int64).reshape(-1, 2))
+
+
+def build_scenario(cfg: AutoscaleConfig) -> Scenario:
+    """The scenario of ``cfg``; fields that only steer episodes do not rebuild it."""
+    return _build_scenario(replace(cfg, slo_penalty=DEFAULT_PENALTIES, window_order="random"))
+
+
+@cache
+def _build_scenario(cfg: AutoscaleConfig) -> Scenario:
+    _check(cfg)
+    types = cfg.types()
+    arr, train, names, tod0, lengths, trace_name, unserved = _windows(cfg)
+    arr = arr * cfg.rate_scale
+    train = train * cfg.rate_scale
+    curves = tuple(
+        replica_curves(cfg.model, g, cfg.tp, lengths, cfg.storage_bw, cfg.engine_init_s,
+                       cfg.slo_ttft_s, cfg.slo_tbt_s, cfg.trace_seed)
+        for g in types
+    )
+    from envs.autoscale.model import RHO_GRID
+    from envs.core.engine import EngineSpec
+
+    eng = EngineSpec(model=cfg.model, gpu=types[0], tp=cfg.tp, slo_ttft_s=cfg.slo_ttft_s,
+                     slo_tbt_s=cfg.slo_tbt_s).build()
+    safe = np.array([c.safe_util(cfg.attain_target) for c in curves])
+    mu = np.array([c.capacity_rps for c in curves])
+    price_h = np.array([c.price_per_hour for c in curves])
+    ref = int(np.argmin(price_h / (mu * safe)))
+    ref_cap = float(mu[ref] * safe[ref])
+    limits = np.array(cfg.limits(), np.int64)
+    pools = K.Pools(
+        mu=mu, price_s=price_h / 3600.0, cold=np.array([c.cold_start_s for c in curves]),
+        max_n=limits, rho=RHO_GRID.astype(np.float64), delay=curves[0].delay_grid,
+        attain=np.stack([c.attain for c in curves]), ttft_q=np.stack([c.ttft_q for c in curves]),
+        tbt_q=np.stack([c.tbt_q for c in curves]), kv=np.stack([c.kv_use for c in curves]),
+        queued=np.stack([c.queued for c in curves]), running=np.stack([c.running for c in curves]),
+        drain=np.stack([c.drain_s for c in curves]), bin_s=float(cfg.bin_s),
+        interval_s=float(cfg.interval_s), bins_per_step=round(cfg.interval_s / cfg.bin_s),
+        max_step=int(cfg.max_step),
+    )
+    # static_peak: the reference type sized for the training data's highest windowed rate.
+    wb = max(round(cfg.peak_window_s / cfg.bin_s), 1)
+    kernel = np.ones(wb) / (wb * cfg.bin_s)
+    peak = float(max(np.convolve(row, kernel, mode="valid").max() for row in train))
+    n_static = math.ceil(peak / ref_cap)
+    if n_static > limits[ref]:
+        raise ValueError(
+            f"Autoscale: static_peak needs {n_static} replicas of {types[ref]} for the peak of "
+            f"{peak:.1f} requests/s; max_replicas is {limits[ref]} (raise max_replicas or lower rate)")
+    static = np.zeros(len(types), np.int64)
+    static[ref] = n_static
+    # Every episode starts from the fleet an autoscaler would have left: the reference type
+    # sized for the window's first five minutes, warm.
+    head = max(round(300.0 / cfg.bin_s), 1)
+    init = np.zeros((len(arr), len(types)), np.int64)
+    first = arr[:, :head].sum(1) / (head * cfg.bin_s)
+    init[:, ref] = np.minimum(np.maximum(np.ceil(first / ref_cap), 1), limits[ref]).astype(np.int64)
+    rc = curves[ref]
+    conc_ref = float(np.interp(safe[ref], RHO_GRID, rc.queued + rc.running))
+    return Scenario(
+        pools=pools, curves=curves, arrivals=np.ascontiguousarray(arr),
+        csum=np.ascontiguousarray(np.concatenate([np.zeros((len(arr), 1)), np.cumsum(arr, 1)], 1)),
+        tod0=tod0, window_names=names, init=init, static_targets=static, ref_type=ref,
+        ref_cap=ref_cap, safe_util=safe, conc_ref=conc_ref,
+        reward_unit=float(static @ price_h * cfg.interval_s / 3600.0), peak_rps=peak,
+        slo_ttft=float(eng.slo_ttft), slo_tbt=float(eng.slo_tbt), trace_name=trace_name, unserved=unserved,
+    )
+
+
+_REFS: dict[tuple, tuple[np.ndarray, float, float, float]] = {}
+
+
+def references(sc: Scenario, window: int, penalty: float, n_steps: int) -> tuple[np.ndarray, float, float]:
+    """(oracle targets [K, G], static_peak objective, oracle objective) in dollars, for one
+    window and penalty (cached: windows are a fixed set)."""
+    key = (id(sc), window, penalty, n_steps)
+    if key not in _REFS:
+        p, a = sc.pools, sc.arrivals[window]
+        init = sc.init[window]
+        targets, _ = K.oracle_plan(p, a, init, n_steps, sc.slo_ttft, penalty)
+        static = np.repeat(sc.static_targets[None, :], n_steps, 0)
+        c_s, m_s, _ = K.run_plan(p, a, init, static, sc.slo_ttft)
+        c_o, m_o, _ = K.run_plan(p, a, init, targets, sc.slo_ttft)
+        _REFS[key] = (targets, c_s + penalty * m_s, c_o + penalty * m_o)
+    return _REFS[key]
+
+
+class AutoscaleVecEnv(NativeVecEnv):
+    """E autoscaled clusters stepped by one kernel call (SB3 VecEnv, no per-env objects).
+
+    Episode selection (``NativeVecEnv.draw_episode``): ``window`` is the day (of the split), the
+    knob is ``slo_penalty``. An episode always ends by its time limit (``n_steps`` control
+    intervals): truncated, never terminated."""
+
+    env_name = "Autoscale"
+    episode_knob = "slo_penalty"
+
+    table_metrics = (
+        "normalized_score", "cost_usd", "slo_attainment", "gpu_hours", "cold_starts",
+        "overprovision_ratio", "ttft_p99_s", "tbt_p99_s", "return_mean",
+    )
+
+    def sweep(self) -> tuple[str, tuple[float, ...]]:
+        return "slo_penalty", self.config.penalties()
+
+    def __init__(self, num_envs: int = 1, config: AutoscaleConfig | None = None, seed: int | None = None,
+                 **kwargs: Any):
+        cfg = replace(config or AutoscaleConfig(), **kwargs)
+        if isinstance(cfg.gpu_types, list):
+            cfg = replace(cfg, gpu_types=tuple(cfg.gpu_types))
+        if isinstance(cfg.max_replicas, list):
+            cfg = replace(cfg, max_replicas=tuple(cfg.max_replicas))
+        cfg = replace(cfg, slo_penalty=cfg.penalties(), trace_params=tuple(dict(cfg.trace_params).items()))
+        _check(cfg)
+        self.config = cfg
+        self.scenario = sc = build_scenario(cfg)
+        self.G = len(cfg.types())
+        self.n_steps = round(cfg.episode_s / cfg.interval_s)
+        n_obs = len(K.GLOBAL_FEATURES) + self.G * len(K.TYPE_FEATURES)
+        super().__init__(num_envs, spaces.Box(-np.inf, np.inf, (n_obs,), np.float32),
+                         spaces.Discrete((2 * cfg.max_step + 1) ** self.G))
+        E = num_envs
+        self.state = K.allocate(E, self.G, int(sc.pools.max_n.max()) + 1)
+        self._obs = np.zeros((E, n_obs), np.float64)
+        self._mask = np.ones((E, self.n_actions), np.bool_)
+        self._penalty = np.zeros(E, np.float64)
+        if seed is not None:
+            self.seed(seed)
+
+    # --- helpers for policies
+    def action_of(self, deltas: np.ndarray) -> np.ndarray:
+        """Action indices of per-type replica changes ``deltas`` [E, G] (clipped to +-max_step)."""
+        k = self.config.max_step
+        d = np.clip(np.asarray(deltas, np.int64), -k, k) + k
+        return (d * (2 * k + 1) ** np.arange(self.G)).sum(axis=1)
+
+    def oracle_targets(self, e: int) -> np.ndarray:
+        """Privileged: the oracle's plan for env ``e``'s episode (for oracle policies only)."""
+        targets, _, _ = references(self.scenario, int(self.state.window[e]), float(self._penalty[e]), self.n_steps)
+        return targets
+
+    # --- NativeVecEnv hooks
+    def _reset_envs(self, envs: np.ndarray) -> None:
+        sc = self.scenario
+        W = sc.arrivals.shape[0]
+        for e in envs:
+            w, pen = self.draw_episode(int(e), W, self.config.penalties())
+            self._penalty[e] = pen
+            K.reset_env(sc.pools, self.state, e, int(w), sc.init[w])
+            self._write(e)
+
+    def _write(self, e: int) -> None:
+        sc = self.scenario
+        w = int(self.state.window[e])
+        K.write_obs(sc.pools, self.state, e, sc.csum[w], self._obs, sc.ref_cap, sc.conc_ref,
+                    sc.slo_ttft, sc.slo_tbt, sc.reward_unit, sc.tod0[w], self.n_steps, self._penalty[e])
+        K.write_mask(sc.pools, self.state, e, self._mask)
+
+    def advance(self) -> None:
+        """One kernel call: every env applies its replica change and serves a control interval."""
+        sc = self.scenario
+        K.step_all(sc.pools, self.state, sc.arrivals, self._actions, sc.slo_ttft, self._penalty,
+                   sc.reward_unit, self._rew, self._mask)
+        K.write_all(sc.pools, self.state, sc.csum, self._obs, sc.ref_cap, sc.conc_ref, sc.slo_ttft,
+                    sc.slo_tbt, sc.reward_unit, sc.tod0, self.n_steps, self._penalty, self._mask)
+        self._trunc[:] = self.state.step >= self.n_steps
+
+    def feature_names(self) -> list[str]:
+        return item_features(K.GLOBAL_FEATURES, K.TYPE_FEATURES, self.G, "type")
+
+    def action_meanings(self) -> list[str]:
+        types = [str(t) for t in self.config.types()]
+        k = self.config.max_step
+        deltas = np.stack(np.unravel_index(np.arange(self.n_actions), (2 * k + 1,) * len(types))[::-1], 1) - k
+        return [" ".join(f"{t}{d:+d}" for t, d in zip(types, row)) for row in deltas]
+
+    def render_text(self, e: int = 0) -> str:
+        st, cfg = self.state, self.config
+        lines = [f"Autoscale env {e}: day {int(st.window[e])}, interval {int(st.step[e])}/{self.n_steps} "
+                 f"({cfg.interval_s:g} s each), slo_penalty {self._penalty[e]:g}, last reward {float(self._rew[e]):.4g}"]
+        for g, t in enumerate(cfg.types()):
+            lines.append(f"  {t}: serving {int(st.serving[e, g])}, starting (cold start) {int(np.isfinite(st.ready_at[e, g]).sum())}")
+        lines.append(f"  legal actions: {np.flatnonzero(self._mask[e]).size} of {self.n_actions}")
+        return "\n".join(lines)
+
+    # --- domain metrics
+    def episode_metrics(self, e: int) -> dict[str, float]:
+        """Metrics of env ``e``'s finished episode (the issue's JSON keys and more)."""
+        st, sc, cfg = self.state, self.scenario, self.config
+        acc = st.acc[e]
+        pen = float(self._penalty[e])
+        w = int(st.window[e])
+        arrived = acc[K.ACC_ARRIVED]
+        cost, missed = acc[K.ACC_COST], acc[K.ACC_MISSED]
+        j = cost + pen * missed
+        _, j_static, j_oracle = references(sc, w, pen, self.n_steps)
+        gap = j_static - j_oracle
+        score = 100.0 * (j_static - j) / gap if gap > 1e-9 else float("nan")
+        return {
+            "cost_usd": float(cost),
+            "gpu_hours": float(acc[K.ACC_GPU_S] * cfg.tp / 3600.0),
+            "slo_attainment": float(1.0 - missed / arrived) if arrived > 0 else 1.0,
+            "cold_starts": float(acc[K.ACC_COLD]),
+            "overprovision_ratio": float(acc[K.ACC_CAP_S] / arrived) if arrived > 0 else float("nan"),
+            "normalized_score": float(score),
+            "objective_usd": float(j),
+            "static_peak_objective_usd": float(j_static),
+            "oracle_objective_usd": float(j_oracle),
+            "requests": float(arrived),
+            "failed": float(sc.unserved[w, 0]),
+            "rejected": float(sc.unserved[w, 1]),
+            "missed": float(missed),
+            "mean_replicas": float(acc[K.ACC_REPLICA_S] / cfg.episode_s),
+            "ttft_p99_s": K.hist_percentile(st.ttft_hist[e], 99),
+            "tbt_p99_s": K.hist_percentile(st.tbt_hist[e], 99),
+            "duration_s": float(cfg.episode_s),
+            "slo_penalty": pen,
+        }
+
+
+class AutoscaleEnv(VecEnvView):
+    """The single-env Gymnasium view (E = 1) of :class:`AutoscaleVecEnv`."""
+
+    vec_class = AutoscaleVecEnv
+
+
+class AutoscaleVectorEnv(NativeVectorEnv):
+    """The Gymnasium ``VectorEnv`` of :class:`AutoscaleVecEnv` (``gymnasium.make_vec``'s vector entry point)."""
+
+    vec_class = AutoscaleVecEnv

@@ -1,0 +1,123 @@
+"""ExpertPlacement-v0 throughput at E=256 experts (DeepSeek-V3 on 32 H200s, the default scenario).
+
+    python -m envs.bench --env servegym/ExpertPlacement-v0 [--sizes 1 16 64] [--repeats 3] [--json FILE]
+
+Per batch size, timed over whole episodes (load generation, resets and the episode's
+normalized-score references included): sub-steps per second of the native VecEnv and of SB3's
+DummyVecEnv over the Gymnasium view, under EPLB (one sub-step per layer per rebalance) and under
+custom + fill (two per layer); rebalance decisions per second (a rebalance = every simulated layer
+decided and the next interval of 32 batch steps played); and the cluster model alone: simulated
+batch steps per second (each step = every simulated MoE layer: dispatch, FFN, all-to-all). One
+core; medians over ``--repeats`` episodes; ratios from the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from stable_baselines3.common.vec_env import DummyVecEnv
+
+from envs.expert_placement import kernels as K
+from envs.expert_placement.env import ENV_ID, ExpertPlacementEnv, ExpertPlacementVecEnv
+
+
+def _policy_actions(vec, mode: int) -> np.ndarray:
+    """``mode`` on mode sub-steps; FILL (every remaining replica by EPLB's greedy rule) on
+    replica sub-steps: 4 layers x 2 sub-steps per rebalance for custom."""
+    mask = np.asarray(vec.env_method("action_masks")) if isinstance(vec, DummyVecEnv) else vec.action_masks()
+    return np.where(mask[:, mode], mode, K.FILL)
+
+
+def _rate(vec, mode: int, repeats: int) -> tuple[float, float]:
+    """Median (sub-steps/s, rebalances/s) over whole episodes of every env of ``vec`` (so episode
+    resets, load generation and the episode's reference costs are inside the timing)."""
+    vec.reset()
+    rates, rebal = [], []
+    for rep in range(repeats + 1):  # the first episode warms up (compilation)
+        steps = n_reb = 0
+        t = time.perf_counter()
+        while True:
+            _, r, d, _ = vec.step(_policy_actions(vec, mode))
+            steps += 1
+            n_reb += int(np.count_nonzero(r))
+            if d.all():
+                break
+        dt = time.perf_counter() - t
+        if rep:
+            rates.append(steps * vec.num_envs / dt)
+            rebal.append(n_reb / dt)
+    return float(np.median(rates)), float(np.median(rebal))
+
+
+def bench_sim(n: int, repeats: int) -> dict:
+    """The cluster model alone: one interval of every env per call."""
+    v = ExpertPlacementVecEnv(n, seed=0)
+    v.reset()
+    sim = v.sim
+    envs = np.arange(n)
+    rates = []
+    for _ in range(repeats):
+        sim.interval[:] = 0
+        place = sim.place.copy()
+        t = time.perf_counter()
+        for _ in range(v.config.intervals):
+            sim.run_interval(envs, place)
+        dt = time.perf_counter() - t
+        rates.append(n * v.config.intervals * v.config.interval_steps / dt)
+    r = float(np.median(rates))
+    gen = []
+    for rep in range(repeats):
+        t = time.perf_counter()
+        sim.load.episode(0, rep, v.config.drifts()[0], np.random.default_rng(rep))
+        gen.append(time.perf_counter() - t)
+    return {"n_envs": n, "batch_steps_per_s": r, "generator_s_per_episode": float(np.median(gen)),
+            "episode_batch_steps": sim.load.steps, "layer_steps_per_s": r * v.sh.L, "experts": v.sh.E,
+            "gpus": v.sh.G, "layers": v.sh.L}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m envs.bench --env " + ENV_ID, description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sizes", type=int, nargs="+", default=[1, 16, 64])
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--json", type=Path)
+    a = p.parse_args(argv)
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    rows = []
+    for E in a.sizes:
+        row: dict = {"n_envs": E}
+        for name, mode in (("eplb", K.EPLB), ("custom", K.CUSTOM)):
+            native, reb = _rate(ExpertPlacementVecEnv(E, seed=0), mode, a.repeats)
+            dummy, _ = _rate(DummyVecEnv([lambda: ExpertPlacementEnv() for _ in range(E)]), mode, a.repeats)
+            row[f"{name}_native_steps_per_s"] = native
+            row[f"{name}_rebalances_per_s"] = reb
+            row[f"{name}_dummy_steps_per_s"] = dummy
+            row[f"{name}_ratio"] = native / dummy
+            print(f"E={E:4d} {name:6s}: native {native:9,.0f} sub-steps/s ({reb:7,.1f} rebalances/s), "
+                  f"dummy {dummy:9,.0f}, ratio {native / dummy:5.1f}x", flush=True)
+        row["native_steps_per_s"] = row["eplb_native_steps_per_s"]
+        row["dummy_steps_per_s"] = row["eplb_dummy_steps_per_s"]
+        row["ratio"] = row["eplb_ratio"]
+        rows.append(row)
+    sim = [bench_sim(n, a.repeats) for n in sorted({1, max(a.sizes)})]
+    for s in sim:
+        print(f"cluster model, {s['n_envs']} envs, E={s['experts']} on {s['gpus']} GPUs: "
+              f"{s['batch_steps_per_s']:,.0f} batch steps/s ({s['layer_steps_per_s']:,.0f} layer-steps/s); "
+              f"load generator {s['generator_s_per_episode']:.3f} s per episode of {s['episode_batch_steps']} steps")
+    report = {"env": ENV_ID, "rows": rows, "simulator": sim, "repeats": a.repeats,
+              "machine": {"python": sys.version.split()[0], "platform": platform.platform(), "threads": 1}}
+    if a.json:
+        a.json.write_text(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,173 @@
+"""servegym/ExpertPlacement-v0: MoE expert placement and replication under drifting load.
+
+Expert-parallel MoE serving runs at the speed of its most loaded GPU. At every rebalance interval
+the agent sets the placement of each simulated MoE layer for the next interval through small
+masked sub-steps (``envs.expert_placement.kernels``): a mode per layer (keep, LPT repack, EPLB,
+or custom = EPLB's replication packed migration-aware); with ``replica_substeps=True`` custom
+then takes up to one sub-step per redundant slot choosing which of the K hottest experts gets it
+(or FILL: the rest by EPLB's greedy rule). The observation is fixed-size
+(global features + K candidate experts with loads in units of the mean expert load), so one policy
+works for any number of experts and GPUs. Reward, given when a rebalance completes: minus the
+next interval's MoE time (all layers and steps, plus migration blocking), per layer-step, in units
+of ``reward_scale_s``. The cluster model and its costs are ``envs.expert_placement.sim``.
+
+Episodes: one warm-up interval on the initial (round-robin) placement fills the load history,
+then ``intervals`` rebalances. Training episodes draw generator seeds of the train split and the
+training drifts; ``split="test"`` uses held-out seeds and drifts never seen in training.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+
+import hwmodels
+from envs.expert_placement import kernels as K
+from envs.expert_placement.sim import ExpertPlacementConfig, PlacementSim, make_config
+from envs.native_vec import NativeVecEnv, VecEnvView, item_features
+from envs.vector import NativeVectorEnv
+
+ENV_ID = "servegym/ExpertPlacement-v0"
+ORACLES = ("eplb_clairvoyant", "perfect_balance")
+
+
+class ExpertPlacementVecEnv(NativeVecEnv):
+    """E copies of ExpertPlacement stepped together (SB3 VecEnv, numba kernels over the batch).
+
+    Episode selection (``NativeVecEnv.draw_episode``): ``window`` is the generated episode's
+    index (its generator seed derives from it and the split) or, with recorded counts, the
+    episode's start (step ``window * 7919`` mod the starts); the knob is ``drift``."""
+
+    env_name = "ExpertPlacement"
+    episode_knob = "drift"
+    table_metrics = ("normalized_score", "moe_layer_time_s", "migration_bytes", "imbalance", "tokens_per_gpu_s",
+                     "a2a_bytes", "return_mean")
+
+    def sweep(self) -> tuple[str, tuple[float, ...]]:
+        return "drift", self.config.drifts()
+
+    def __init__(self, num_envs: int = 1, config: ExpertPlacementConfig | None = None, seed: int | None = None,
+                 **kwargs: Any):
+        self.config = cfg = make_config(config, **kwargs)
+        self.sim = PlacementSim(num_envs, cfg)
+        sh = self.sh = self.sim.sh
+        self.K = cfg.candidates
+        n_actions = K.FIRST_CANDIDATE + self.K
+        n_obs = K.N_GLOBAL + self.K * K.N_CAND
+        super().__init__(num_envs, spaces.Box(-np.inf, np.inf, (n_obs,), np.float32), spaces.Discrete(n_actions))
+        n = num_envs
+        self.phase = np.zeros(n, np.int64)
+        self.layer = np.zeros(n, np.int64)
+        self.rep_done = np.zeros(n, np.int64)
+        self.cnt_pend = np.ones((n, sh.E), np.int64)
+        self.cand = np.zeros((n, self.K), np.int64)
+        self.pending = np.zeros((n, sh.L, sh.P), np.int64)
+        self.proj = np.zeros((n, 3, sh.P), np.int64)
+        self.feats = np.zeros((n, K.N_GLOBAL))
+        self._obs = np.zeros((n, n_obs))
+        self._mask = np.zeros((n, self.n_actions), np.bool_)
+        self._masked = np.zeros(n, np.int64)
+        self.oracle: str | None = None
+        # How expensive a move is: one GPU's slots over the slowest link / an interval's all-to-all.
+        link = sh.nodes == 1
+        fetch = hwmodels.weight_transfer_time(sh.S * sh.expert_bytes, cfg.gpu, intra_node=link,
+                                              inter_node_bw=cfg.inter_node_bw)
+        a2a = float(self.sim.cost.a2a(np.array(self.sim.cost.sent_rows))) * 2 * cfg.interval_steps
+        self._mig_cost = float(fetch) / a2a
+        self._all = np.arange(n)
+        if seed is not None:
+            self.seed(seed)
+
+    def set_oracle(self, name: str | None) -> None:
+        """Privileged reference play (used by the oracle policies, never by an agent): the env
+        ignores placements chosen and plays EPLB on the true next-interval load, or the bound."""
+        if name is not None and name not in ORACLES:
+            raise ValueError(f"ExpertPlacement: oracle must be one of {ORACLES} or None, got {name!r}")
+        self.oracle = name
+
+    # --- NativeVecEnv hooks
+    def _reset_envs(self, envs: np.ndarray) -> None:
+        drifts = self.config.drifts()
+        picks = [self.draw_episode(int(e), self.sim.load.n_windows, drifts) for e in envs]
+        self.sim.reset(envs, [w for w, _ in picks], [d for _, d in picks])
+        self.phase[envs] = K.MODE
+        self.layer[envs] = 0
+        self.rep_done[envs] = 0
+        self._masked[envs] = 0
+        self._refresh(np.asarray(envs))
+
+    def _refresh(self, envs: np.ndarray) -> None:
+        sim, sh = self.sim, self.sh
+        self.feats[envs, 14] = self._mig_cost
+        self.feats[envs, 18] = sh.R / sh.P
+        self.feats[envs, 19] = 1.0 / sh.G
+        frac = sim.interval / self.config.intervals
+        K.refresh(envs, self.phase, self.layer, self.rep_done, self.cnt_pend, sim.window, sim.last, sim.slow,
+                  sim.next_share, sim.place, self.proj, self.feats, self.cand, self._obs, self._mask, sh.R, frac,
+                  sh.G, sh.gpn, sh.groups, sh.nodes)
+
+    def _accept_actions(self, a: np.ndarray) -> np.ndarray:
+        # A masked action (from an algorithm that ignores masks, e.g. plain PPO) becomes the first
+        # legal one: KEEP on a mode sub-step, FILL on a replica sub-step; counted per episode.
+        bad = ~self._mask[self._all, a]
+        self._masked += bad
+        return np.where(bad, self._mask.argmax(1), a)
+
+    def advance(self) -> None:
+        """Apply ``_actions``; play the interval of every env whose rebalance is complete (its
+        reward; ``_term`` where that was the episode's last interval); observe every env."""
+        sim, sh, cfg = self.sim, self.sh, self.config
+        K.apply_actions(self._all, self._actions, self.phase, self.layer, self.rep_done, self.cnt_pend, self.cand,
+                        sim.place, self.pending, self.proj, sim.window, sh.R, sh.G, cfg.replica_substeps)
+        self._rew[:] = 0.0
+        self._term[:] = False
+        ready = np.flatnonzero(self.phase == K.READY)
+        if ready.size:
+            if self.oracle == "eplb_clairvoyant":
+                self.pending[ready] = sim.clairvoyant_placement(ready)
+            cost = sim.run_interval(ready, self.pending[ready], bound=self.oracle == "perfect_balance")
+            self._rew[ready] = -cost / (cfg.interval_steps * sh.L) / cfg.reward_scale_s
+            self.phase[ready] = K.MODE
+            self.layer[ready] = 0
+            self._term[ready[sim.done(ready)]] = True
+        self._refresh(self._all)
+
+    def episode_metrics(self, e: int) -> dict[str, float]:
+        return {**self.sim.metrics(e), "masked_actions": float(self._masked[e])}
+
+    def feature_names(self) -> list[str]:
+        return item_features(K.GLOBAL_FEATURES, K.CANDIDATE_FEATURES, self.K, "cand")
+
+    def action_meanings(self) -> list[str]:
+        # An action means a mode or a candidate depending on the sub-step phase (the observation's
+        # phase_* features): both meanings, per index.
+        modes = ("keep", "lpt", "eplb", "custom")
+        out = []
+        for a in range(self.n_actions):
+            mode = modes[a] if a < K.N_MODES else "-"
+            rep = "fill" if a == K.FILL else (f"replicate cand{a - K.FIRST_CANDIDATE}" if a >= K.FIRST_CANDIDATE else "-")
+            out.append(f"mode sub-step: {mode}; replica sub-step: {rep}")
+        return out
+
+    def render_text(self, e: int = 0) -> str:
+        sim, sh = self.sim, self.sh
+        phase = {K.MODE: "mode", K.READY: "ready"}.get(int(self.phase[e]), "replica")
+        return (f"ExpertPlacement env {e}: interval {int(sim.interval[e])}/{self.config.intervals}, layer "
+                f"{int(self.layer[e])}/{sh.L}, sub-step {phase}, drift {float(sim.drift[e]):g}\n"
+                f"  {sh.E} experts on {sh.G} GPUs x {sh.S} slots; this layer's imbalance (max/mean GPU load) "
+                f"on the last interval's load {self.feats[e, 5]:.3f}; masked actions so far {int(self._masked[e])}\n"
+                f"  legal actions: {np.flatnonzero(self._mask[e]).tolist()}")
+
+
+class ExpertPlacementEnv(VecEnvView):
+    """The single-env Gymnasium view (E = 1) of :class:`ExpertPlacementVecEnv`."""
+
+    vec_class = ExpertPlacementVecEnv
+
+
+class ExpertPlacementVectorEnv(NativeVectorEnv):
+    """The Gymnasium ``VectorEnv`` of :class:`ExpertPlacementVecEnv` (``gymnasium.make_vec``'s vector entry point)."""
+
+    vec_class = ExpertPlacementVecEnv

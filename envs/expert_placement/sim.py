@@ -1,0 +1,540 @@
+"""The MoE expert-parallel cluster model shared by ExpertPlacement-v0 and its PettingZoo variant.
+
+A batch of n independent episodes. Each has ``layers`` MoE layers of a catalogue model over an
+expert-parallel group of ``gpus`` GPUs in nodes of ``gpus_per_node``; every GPU has
+S = (experts + redundant_slots) / gpus expert slots. A placement ``place[n, layers, P]`` says which
+logical expert each physical slot holds (slot p on GPU p // S). Load is tokens per expert per layer
+per batch step: traces.ExpertLoadGenerator (or recorded counts, traces.load_expert_counts).
+
+Per batch step and MoE layer (all costs from hwmodels):
+
+* dispatch: a token routed to an expert with one replica goes there; tokens of replicated experts
+  are water-filled onto the least-loaded of the GPUs holding a replica, experts in decreasing
+  token count, which is where routing each token to the least-loaded replica ends up
+  (``dispatch="least_loaded"``, the issue's rule). ``dispatch="even"`` splits them evenly over the
+  replicas instead, as vLLM's EPLB does (replica chosen by token position modulo replica count).
+* expert FFN: hwmodels.expert_group_time of each GPU's slots; the layer waits for the slowest GPU.
+* dispatch + combine all-to-all: each GPU holds tokens_per_gpu tokens (attention data parallel)
+  and sends top_k copies; the busiest GPU moves max(sent, received) token rows of hidden *
+  dtype_bytes each way: 2 * hwmodels.alltoall_time of those bytes (NVLink inside a node, the NIC
+  share across nodes).
+* migration: at a rebalance every GPU receives the experts it gains (from a GPU of its own node
+  over NVLink when one holds the expert, else over its NIC: hwmodels.weight_transfer_time); the
+  engine blocks until the slowest GPU is done (SGLang's EPLB update is a blocking step), so that
+  time is added once per rebalance.
+
+The perfect-balance bound spreads every expert's tokens evenly over the GPUs with each expert's
+weights read once (so sum of per-expert FFN times / gpus + the grouped-GEMM latency) and
+all-to-all traffic equal to what each GPU sends: no placement can do better (tests check it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import numba as nb
+import numpy as np
+
+import hwmodels
+import traces
+from envs.expert_placement import algos as A
+
+TRAIN_DRIFTS = (0.005, 0.02, 0.08)
+TEST_DRIFTS = (0.01, 0.04, 0.15)  # never seen in training: the held-out drift settings
+SPLITS = {"train": 0, "test": 1, "all": 0}
+
+
+@dataclass(frozen=True)
+class ExpertPlacementConfig:
+    """Everything that defines a scenario; ``--env-kwargs`` set these fields."""
+
+    trace: str = "default"  # "default" = the generator; or a path to recorded counts (.npz 'counts')
+    split: str = "train"  # "train" | "test" (held-out generator seeds and drifts, or last part of counts) | "all"
+    window_order: str = "random"  # "random" | "sequential"
+    held_out_frac: float = 0.3  # recorded counts: share of steps (the last ones) held out
+    model: str = "DeepSeek-V3"
+    gpu: str = "H200"
+    gpus: int = 32
+    gpus_per_node: int = 8
+    redundant_slots: int | None = None  # None: the fewest >= gpus that fill every GPU equally
+    layers: int = 4  # MoE layers simulated (placement is per layer)
+    tokens_per_gpu: int = 256  # tokens per GPU per batch step (EP decode batch)
+    drift: float | tuple[float, ...] | None = None  # generator drift per step; None: by split
+    zipf_s: float = 0.6
+    layer_corr: float = 0.5
+    phase_shift_every: int | None = None
+    interval_steps: int = 32  # batch steps between rebalances
+    intervals: int = 16  # rebalances per episode (after one warm-up interval on the initial placement)
+    candidates: int = 8  # K: hottest experts offered per decision
+    replica_substeps: bool = False  # custom mode: one sub-step per redundant replica (else all at once)
+    dispatch: str = "least_loaded"  # "least_loaded" | "even"
+    inter_node_bw: float | None = None  # bytes/s per GPU NIC; None: hwmodels' data/infra.toml
+    reward_scale_s: float = 1e-3  # reward unit: -(seconds per MoE layer-step) / this
+
+    def drifts(self) -> tuple[float, ...]:
+        if self.drift is None:
+            return TEST_DRIFTS if self.split == "test" else TRAIN_DRIFTS
+        d = (self.drift,) if isinstance(self.drift, (int, float)) else tuple(self.drift)
+        if not d or any(not (isinstance(x, (int, float)) and 0 <= x <= 1) for x in d):
+            raise ValueError(f"ExpertPlacement: drift must be a number or numbers in [0, 1], got {self.drift!r}")
+        return tuple(float(x) for x in d)
+
+
+def _int(name: str, v: Any, lo: int) -> int:
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
+        raise ValueError(f"ExpertPlacement: {name} must be an integer >= {lo}, got {v!r}")
+    return int(v)
+
+
+def make_config(config: ExpertPlacementConfig | None = None, **kwargs: Any) -> ExpertPlacementConfig:
+    """Validated config; an unknown field or a bad value raises an error naming it."""
+    names = {f.name for f in fields(ExpertPlacementConfig)}
+    for k in kwargs:
+        if k not in names:
+            raise TypeError(f"ExpertPlacement: unknown config field {k!r}; known: {', '.join(sorted(names))}")
+    cfg = replace(config or ExpertPlacementConfig(), **kwargs)
+    m = hwmodels.get_model(cfg.model)
+    if not m.is_moe:
+        raise ValueError(f"ExpertPlacement: model {cfg.model!r} is dense; choose an MoE model")
+    hwmodels.get_gpu(cfg.gpu)
+    G = _int("gpus", cfg.gpus, 1)
+    gpn = _int("gpus_per_node", cfg.gpus_per_node, 1)
+    if G > gpn and G % gpn:
+        raise ValueError(f"ExpertPlacement: gpus ({G}) must be a multiple of gpus_per_node ({gpn})")
+    R = cfg.redundant_slots
+    if R is None:
+        R = G + (-(m.experts + G)) % G
+    R = _int("redundant_slots", R, 0)
+    if (m.experts + R) % G:
+        raise ValueError(f"ExpertPlacement: experts + redundant_slots ({m.experts} + {R}) must be a multiple of "
+                         f"gpus ({G}) so that every GPU has the same number of slots")
+    if m.experts + R < G:
+        raise ValueError(f"ExpertPlacement: {m.experts} experts + {R} redundant slots leave GPUs without a slot")
+    for name, lo in (("layers", 1), ("tokens_per_gpu", 1), ("interval_steps", 1), ("intervals", 1),
+                     ("candidates", 1)):
+        _int(name, getattr(cfg, name), lo)
+    if not isinstance(cfg.replica_substeps, bool):
+        raise TypeError(f"ExpertPlacement: replica_substeps must be true or false, got {cfg.replica_substeps!r}")
+    if cfg.phase_shift_every is not None:
+        _int("phase_shift_every", cfg.phase_shift_every, 1)
+    if cfg.split not in SPLITS:
+        raise ValueError(f"ExpertPlacement: split must be 'train', 'test' or 'all', got {cfg.split!r}")
+    if cfg.window_order not in ("random", "sequential"):
+        raise ValueError(f"ExpertPlacement: window_order must be 'random' or 'sequential', got {cfg.window_order!r}")
+    if cfg.dispatch not in ("least_loaded", "even"):
+        raise ValueError(f"ExpertPlacement: dispatch must be 'least_loaded' or 'even', got {cfg.dispatch!r}")
+    for name in ("zipf_s", "reward_scale_s"):
+        v = getattr(cfg, name)
+        if not (isinstance(v, (int, float)) and np.isfinite(v) and v >= 0) or (name == "reward_scale_s" and v == 0):
+            raise ValueError(f"ExpertPlacement: {name} must be a finite number > 0, got {v!r}")
+    if not (isinstance(cfg.layer_corr, (int, float)) and 0 <= cfg.layer_corr <= 1):
+        raise ValueError(f"ExpertPlacement: layer_corr must lie in [0, 1], got {cfg.layer_corr!r}")
+    if not (isinstance(cfg.held_out_frac, (int, float)) and 0 < cfg.held_out_frac < 1):
+        raise ValueError(f"ExpertPlacement: held_out_frac must lie in (0, 1), got {cfg.held_out_frac!r}")
+    cfg.drifts()
+    return replace(cfg, redundant_slots=R, drift=cfg.drifts() if cfg.drift is not None else None)
+
+
+@dataclass(frozen=True)
+class Shape:
+    """Derived sizes and hwmodels constants of a config."""
+
+    E: int  # logical experts
+    G: int  # GPUs
+    S: int  # slots per GPU
+    P: int  # physical slots
+    R: int  # redundant slots
+    L: int  # simulated MoE layers
+    k: int  # experts per token
+    groups: int
+    nodes: int
+    gpn: int
+    tokens_per_step: int
+    row_bytes: float  # one token row in the all-to-all
+    expert_bytes: float
+    moe_layers: int  # the model's MoE layers (throughput is per whole model)
+    extra: dict = field(default_factory=dict, compare=False)
+
+
+def shape_of(cfg: ExpertPlacementConfig) -> Shape:
+    m = hwmodels.get_model(cfg.model)
+    G, R = cfg.gpus, int(cfg.redundant_slots)
+    P = m.experts + R
+    nodes = max(1, G // cfg.gpus_per_node)
+    return Shape(E=m.experts, G=G, S=P // G, P=P, R=R, L=cfg.layers, k=m.top_k, groups=m.expert_groups,
+                 nodes=nodes, gpn=min(cfg.gpus_per_node, G), tokens_per_step=cfg.tokens_per_gpu * G,
+                 row_bytes=float(m.hidden * m.dtype_bytes), expert_bytes=float(m.expert_params * m.linear_dtype_bytes),
+                 moe_layers=m.n_moe_layers)
+
+
+def initial_placement(sh: Shape) -> np.ndarray:
+    """Plain EP, as vLLM initialises EPLB: physical slot p holds logical expert p mod experts."""
+    return np.broadcast_to(np.arange(sh.P) % sh.E, (sh.L, sh.P)).astype(np.int64)
+
+
+# ---------------------------------------------------------------- dispatch (numba)
+@nb.njit(cache=True)
+def _waterfill(n: int, loads: np.ndarray, m: int, out: np.ndarray) -> None:
+    """Split n tokens over m GPUs with ``loads`` so the lowest fill up first (integers; the
+    remainder goes to the lowest-loaded GPUs, lowest index first on ties)."""
+    order = np.argsort(loads[:m], kind="mergesort")
+    s = loads[order]
+    # find the level: raise the j lowest to s[j] while tokens last
+    j = 1
+    used = 0
+    while j < m and used + j * (s[j] - s[j - 1]) <= n:
+        used += j * (s[j] - s[j - 1])
+        j += 1
+    level = s[j - 1]
+    rest = n - used
+    add = rest // j
+    rem = rest - add * j
+    for i in range(m):
+        out[i] = 0
+    for i in range(j):
+        out[order[i]] = level - s[i] + add + (1 if i < rem else 0)
+
+
+@nb.njit(cache=True)
+def dispatch_batch(counts: np.ndarray, place: np.ndarray, S: int, G: int, even: bool, out: np.ndarray) -> None:
+    """Tokens per physical slot ``out[n, T, L, P]`` for counts ``[n, T, L, E]`` and placements ``[n, L, P]``."""
+    n, T, L, E = counts.shape
+    P = place.shape[2]
+    cnt = np.zeros(E, np.int64)
+    gpu_load = np.zeros(G, np.int64)
+    hosts = np.zeros(G, np.int64)
+    hslots = np.zeros(G, np.int64)
+    hload = np.zeros(G, np.int64)
+    share = np.zeros(G, np.int64)
+    onhost = np.full(G, -1, np.int64)
+    first = np.zeros(E, np.int64)
+    nxt = np.zeros(P, np.int64)
+    order = np.zeros(E, np.int64)
+    for e_ in range(n):
+        for l in range(L):
+            pl = place[e_, l]
+            cnt[:] = 0
+            first[:] = -1
+            for p in range(P - 1, -1, -1):  # linked list of each expert's slots, in slot order
+                x = pl[p]
+                cnt[x] += 1
+                nxt[p] = first[x]
+                first[x] = p
+            for t in range(T):
+                row = counts[e_, t, l]
+                o = out[e_, t, l]
+                gpu_load[:] = 0
+                for p in range(P):
+                    o[p] = 0
+                for x in range(E):
+                    if cnt[x] == 1:
+                        p = first[x]
+                        o[p] = row[x]
+                        gpu_load[p // S] += row[x]
+                # replicated experts, most tokens first
+                nr = 0
+                for x in range(E):
+                    if cnt[x] > 1:
+                        order[nr] = x
+                        nr += 1
+                key = np.empty(nr, np.int64)
+                for i in range(nr):
+                    key[i] = -row[order[i]]
+                srt = np.argsort(key, kind="mergesort")
+                for i in range(nr):
+                    x = order[srt[i]]
+                    tok = row[x]
+                    if even:
+                        base = tok // cnt[x]
+                        rem = tok - base * cnt[x]
+                        p = first[x]
+                        r = 0
+                        while p >= 0:
+                            v = base + (1 if r < rem else 0)
+                            o[p] = v
+                            gpu_load[p // S] += v
+                            r += 1
+                            p = nxt[p]
+                        continue
+                    m = 0  # distinct GPUs holding x
+                    p = first[x]
+                    while p >= 0:
+                        g = p // S
+                        if onhost[g] < 0:
+                            onhost[g] = m
+                            hosts[m] = g
+                            hslots[m] = 0
+                            hload[m] = gpu_load[g]
+                            m += 1
+                        hslots[onhost[g]] += 1
+                        p = nxt[p]
+                    _waterfill(tok, hload, m, share)
+                    for i2 in range(m):
+                        gpu_load[hosts[i2]] += share[i2]
+                    # split each GPU's share evenly over its slots of x
+                    p = first[x]
+                    while p >= 0:
+                        h = onhost[p // S]
+                        q = share[h] // hslots[h]
+                        r = share[h] - q * hslots[h]
+                        o[p] = q + r  # the first slot on that GPU takes the remainder
+                        share[h] -= q + r
+                        hslots[h] -= 1
+                        p = nxt[p]
+                    for i2 in range(m):
+                        onhost[hosts[i2]] = -1
+
+
+@nb.njit(cache=True)
+def migration_counts(old: np.ndarray, new: np.ndarray, G: int, gpn: int, E: int, out: np.ndarray) -> None:
+    """``out[n, G, 2]`` experts each GPU receives (own node, other node) summed over layers."""
+    out[:] = 0
+    for e in range(old.shape[0]):
+        for l in range(old.shape[1]):
+            A.moved_experts(old[e, l], new[e, l], G, gpn, E, out[e])
+
+
+# ---------------------------------------------------------------- costs (hwmodels, numpy)
+class CostModel:
+    """hwmodels costs of one config; every method is vectorized over leading axes."""
+
+    def __init__(self, cfg: ExpertPlacementConfig, sh: Shape):
+        self.cfg, self.sh = cfg, sh
+        self.model = hwmodels.get_model(cfg.model)
+        self.gpu = hwmodels.get_gpu(cfg.gpu)
+        self.cal = hwmodels.default_calibration()
+        self.latency = self.cal.moe_latency_s  # expert_group_time's per-call term
+        self.sent_rows = float(cfg.tokens_per_gpu * sh.k)
+        # hwmodels.expert_ffn_time for every possible token count of one slot (a lookup is 5x
+        # faster than re-evaluating the roofline per slot; tests check parity with expert_group_time)
+        self.ffn_table = hwmodels.expert_ffn_time(self.model, self.gpu, np.arange(sh.tokens_per_step + 1), self.cal)
+
+    def group_time(self, per_gpu: np.ndarray) -> np.ndarray:
+        """hwmodels.expert_group_time of tokens per slot ``[..., S]`` (summed over the last axis)."""
+        self._fit_table(per_gpu)
+        return self.ffn_table[per_gpu].sum(-1) + np.where(per_gpu.sum(-1) > 0, self.latency, 0.0)
+
+    def _fit_table(self, tokens: np.ndarray) -> None:
+        top = int(tokens.max()) if tokens.size else 0
+        if top >= self.ffn_table.shape[0]:  # recorded counts may exceed tokens_per_gpu * gpus
+            self.ffn_table = hwmodels.expert_ffn_time(self.model, self.gpu, np.arange(top + 1), self.cal)
+
+    def a2a(self, rows: np.ndarray) -> np.ndarray:
+        """One all-to-all in which the busiest GPU moves ``rows`` token rows."""
+        sh = self.sh
+        if sh.nodes > 1:
+            return hwmodels.alltoall_time(rows * sh.row_bytes, self.gpu, sh.G, intra_node=False, nodes=sh.nodes,
+                                          inter_node_bw=self.cfg.inter_node_bw, calibration=self.cal)
+        return hwmodels.alltoall_time(rows * sh.row_bytes, self.gpu, sh.G, calibration=self.cal)
+
+    def layer_costs(self, slot_tokens: np.ndarray) -> dict[str, np.ndarray]:
+        """Per-step, per-layer costs for tokens per slot ``[..., P]``."""
+        sh = self.sh
+        per_gpu = slot_tokens.reshape(*slot_tokens.shape[:-1], sh.G, sh.S)
+        ffn = self.group_time(per_gpu).max(-1)
+        load = per_gpu.sum(-1)
+        peak = load.max(-1).astype(np.float64)
+        rows = np.maximum(peak, self.sent_rows)
+        a2a = self.a2a(rows)
+        return {"moe_s": ffn + 2.0 * a2a, "ffn_s": ffn, "a2a_s": 2.0 * a2a,
+                "imbalance": peak / np.maximum(load.mean(-1), 1e-12), "a2a_bytes": 2.0 * rows * sh.row_bytes}
+
+    def bound_costs(self, counts: np.ndarray) -> dict[str, np.ndarray]:
+        """Perfect balance for counts ``[..., E]``: a lower bound on every placement's layer time."""
+        sh = self.sh
+        self._fit_table(counts)
+        ffn = self.ffn_table[counts].sum(-1) / sh.G
+        ffn = ffn + np.where(counts.sum(-1) > 0, self.latency, 0.0)
+        rows = np.full(counts.shape[:-1], self.sent_rows)
+        a2a = self.a2a(rows)
+        return {"moe_s": ffn + 2.0 * a2a, "ffn_s": ffn, "a2a_s": 2.0 * a2a, "imbalance": np.ones_like(ffn),
+                "a2a_bytes": 2.0 * rows * sh.row_bytes}
+
+    def migration(self, moved: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Bytes and blocking seconds of ``moved[n, G, 2]`` received experts (own node, other node)."""
+        b = moved.astype(np.float64) * self.sh.expert_bytes
+        t_in = hwmodels.weight_transfer_time(b[..., 0], self.gpu, intra_node=True, calibration=self.cal)
+        t_out = hwmodels.weight_transfer_time(b[..., 1], self.gpu, intra_node=False, inter_node_bw=self.cfg.inter_node_bw,
+                                              calibration=self.cal)
+        return b.sum((-1, -2)), np.maximum(t_in, t_out).max(-1)
+
+
+# ---------------------------------------------------------------- load
+class LoadSource:
+    """Episodes of expert counts ``[(intervals + 1) * interval_steps, layers, E]`` (int32)."""
+
+    # Distinct generated episodes per split (generator seeds derive from the episode's window index).
+    GENERATED_WINDOWS = 1 << 30
+
+    def __init__(self, cfg: ExpertPlacementConfig, sh: Shape):
+        self.cfg, self.sh = cfg, sh
+        self.steps = (cfg.intervals + 1) * cfg.interval_steps
+        self.recorded: np.ndarray | None = None
+        if cfg.trace != "default":
+            a = traces.load_expert_counts(Path(cfg.trace))
+            if a.shape[2] != sh.E:
+                raise ValueError(f"ExpertPlacement: {cfg.trace}: counts have {a.shape[2]} experts, model "
+                                 f"{cfg.model} has {sh.E}")
+            if a.shape[1] < sh.L:
+                raise ValueError(f"ExpertPlacement: {cfg.trace}: counts have {a.shape[1]} layers, layers={sh.L}")
+            cut = round(a.shape[0] * (1 - cfg.held_out_frac))
+            part = {"train": a[:cut], "test": a[cut:], "all": a}[cfg.split][:, :sh.L]
+            if part.shape[0] < self.steps:
+                raise ValueError(f"ExpertPlacement: {cfg.trace}: the {cfg.split} part has {part.shape[0]} steps, an "
+                                 f"episode needs (intervals + 1) * interval_steps = {self.steps}")
+            self.recorded = part.astype(np.int32)
+
+    @property
+    def n_windows(self) -> int:
+        """Distinct episodes: start steps of the recorded part, or generated episodes."""
+        if self.recorded is not None:
+            return self.recorded.shape[0] - self.steps + 1
+        return self.GENERATED_WINDOWS
+
+    def episode(self, window: int, drift: float) -> np.ndarray:
+        """Counts of episode ``window`` (in ``[0, n_windows)``) at generator drift ``drift``."""
+        if self.recorded is not None:
+            n = self.n_windows
+            start = (window * 7919) % n  # a stride, so that consecutive windows differ
+            return self.recorded[start:start + self.steps]
+        # Generator seeds: even for train, odd for the held-out split, so the two never share one.
+        ss = np.random.SeedSequence([window, 0x6570])
+        gseed = int(ss.generate_state(1, np.uint64)[0] >> np.uint64(2)) * 2 + SPLITS[self.cfg.split]
+        gen = traces.ExpertLoadGenerator(self.sh.L, self.sh.E, self.sh.k, self.sh.tokens_per_step,
+                                         zipf_s=self.cfg.zipf_s, drift=drift, layer_corr=self.cfg.layer_corr,
+                                         phase_shift_every=self.cfg.phase_shift_every, seed=gseed)
+        return gen.generate(self.steps).astype(np.int32)
+
+
+class PlacementSim:
+    """n episodes: loads, placements, load history and cost accounting (no decision logic)."""
+
+    def __init__(self, n: int, cfg: ExpertPlacementConfig):
+        self.n, self.cfg = n, cfg
+        self.sh = sh = shape_of(cfg)
+        self.cost = CostModel(cfg, sh)
+        self.load = LoadSource(cfg, sh)
+        T = cfg.interval_steps
+        self.counts = np.zeros((n, self.load.steps, sh.L, sh.E), np.int32)
+        self.place = np.zeros((n, sh.L, sh.P), np.int64)
+        self.last = np.zeros((n, sh.L, sh.E))  # last step's load / mean expert load
+        self.window = np.zeros((n, sh.L, sh.E))  # last interval's mean load (the EPLB window)
+        self.slow = np.zeros((n, sh.L, sh.E))  # EMA of interval means, 4-interval horizon
+        self.next_share = np.zeros((n, sh.L, sh.E))  # same-index expert's window load at layer l+1
+        self.interval = np.zeros(n, np.int64)
+        self.drift = np.zeros(n)
+        self.acc = np.zeros((n, 8))  # moe_s, ffn_s, a2a_s, imbalance, a2a_bytes, layer-steps, mig_bytes, mig_s
+        self._slot_buf = np.zeros((n, T, sh.L, sh.P), np.int32)
+        self._moved = np.zeros((n, sh.G, 2), np.int64)
+        self.mean_expert_load = sh.tokens_per_step * sh.k / sh.E
+        self.init_place = initial_placement(sh)
+
+    # --- episodes
+    def reset(self, envs: np.ndarray, windows: Sequence[int], drifts: Sequence[float]) -> None:
+        """Start episode ``windows[i]`` (see ``LoadSource.episode``) at drift ``drifts[i]`` in env
+        ``envs[i]``."""
+        for e, w, d in zip(envs, windows, drifts):
+            self.drift[e] = d
+            self.counts[e] = self.load.episode(int(w), float(d))
+        self.place[envs] = self.init_place
+        self.interval[envs] = 0
+        self.acc[envs] = 0.0
+        self.last[envs] = self.window[envs] = self.slow[envs] = 0.0
+        self._observe_interval(envs, 0, first=True)  # warm-up interval: history only, not scored
+
+    def interval_counts(self, envs: np.ndarray, k: int | np.ndarray) -> np.ndarray:
+        """Counts of interval k (0 = warm-up) for ``envs``: [len(envs), T, L, E]."""
+        T = self.cfg.interval_steps
+        k = np.broadcast_to(np.asarray(k), envs.shape)
+        idx = k[:, None] * T + np.arange(T)[None, :]
+        return self.counts[envs[:, None], idx]
+
+    def _observe_interval(self, envs: np.ndarray, k, first: bool = False) -> None:
+        c = self.interval_counts(envs, k).astype(np.float64) / self.mean_expert_load
+        w = c.mean(1)
+        self.last[envs] = c[:, -1]
+        self.window[envs] = w
+        self.slow[envs] = w if first else 0.75 * self.slow[envs] + 0.25 * w
+        self.next_share[envs, :-1] = w[:, 1:]
+        self.next_share[envs, -1] = w[:, -1]
+
+    # --- simulation
+    def run_interval(self, envs: np.ndarray, new_place: np.ndarray, bound: bool = False) -> np.ndarray:
+        """Move ``envs`` to ``new_place`` and play their next interval; returns each env's cost in
+        seconds (MoE time summed over steps and layers + migration blocking)."""
+        k = self.interval[envs] + 1
+        counts = self.interval_counts(envs, k)
+        if bound:
+            c = self.cost.bound_costs(counts)
+            mig_b = mig_s = np.zeros(len(envs))
+        else:
+            moved = self._moved[: len(envs)]
+            migration_counts(self.place[envs], new_place, self.sh.G, self.sh.gpn, self.sh.E, moved)
+            mig_b, mig_s = self.cost.migration(moved)
+            slots = self._slot_buf[: len(envs)]
+            dispatch_batch(counts, new_place, self.sh.S, self.sh.G, self.cfg.dispatch == "even", slots)
+            c = self.cost.layer_costs(slots)
+            self.place[envs] = new_place
+        acc = self.acc[envs]
+        for j, key in enumerate(("moe_s", "ffn_s", "a2a_s", "imbalance", "a2a_bytes")):
+            acc[:, j] += c[key].sum((1, 2))
+        acc[:, 5] += c["moe_s"][0].size
+        acc[:, 6] += mig_b
+        acc[:, 7] += mig_s
+        self.acc[envs] = acc
+        self.interval[envs] = k
+        self._observe_interval(envs, k)
+        return c["moe_s"].sum((1, 2)) + mig_s
+
+    def done(self, envs: np.ndarray) -> np.ndarray:
+        return self.interval[envs] >= self.cfg.intervals
+
+    # --- references over the whole episode (privileged: the simulator knows the load sequence)
+    def reference_cost(self, e: int, kind: str) -> float:
+        """Total cost of env e's current episode under 'round_robin' (the initial placement kept)
+        or 'eplb_clairvoyant' (EPLB on each interval's true load), computed without touching state."""
+        sh, I = self.sh, self.cfg.intervals
+        envs = np.full(I, e)
+        counts = self.interval_counts(envs, np.arange(1, I + 1))
+        places = np.empty((I, sh.L, sh.P), np.int64)
+        if kind == "round_robin":
+            places[:] = self.init_place
+            old = places
+        elif kind == "eplb_clairvoyant":
+            w = counts.sum(1).astype(np.float64)
+            for i in range(I):
+                for l in range(sh.L):
+                    A.eplb(w[i, l], sh.P, sh.groups, sh.nodes, sh.G, places[i, l])
+            old = np.concatenate([self.init_place[None], places[:-1]])
+        else:
+            raise ValueError(f"unknown reference {kind!r}")
+        moved = np.zeros((I, sh.G, 2), np.int64)
+        migration_counts(old, places, sh.G, sh.gpn, sh.E, moved)
+        _, mig_s = self.cost.migration(moved)
+        slots = np.zeros((I, self.cfg.interval_steps, sh.L, sh.P), np.int32)
+        dispatch_batch(counts, places, sh.S, sh.G, self.cfg.dispatch == "even", slots)
+        return float(self.cost.layer_costs(slots)["moe_s"].sum() + mig_s.sum())
+
+    def clairvoyant_placement(self, envs: np.ndarray) -> np.ndarray:
+        """EPLB on each env's true next-interval load: [len(envs), L, P]."""
+        sh = self.sh
+        w = self.interval_counts(envs, self.interval[envs] + 1).sum(1).astype(np.float64)
+        out = np.empty((len(envs), sh.L, sh.P), np.int64)
+        for i in range(len(envs)):
+            for l in range(sh.L):
+                A.eplb(w[i, l], sh.P, sh.groups, sh.nodes, sh.G, out[i, l])
+        return out
+
+    def metrics(self, e: int, normalize: bool = True) -> dict[str, float]:
+        """The issue's episode metrics for env e (envs.metrics.placement_metrics)."""
+        from envs.metrics import placement_metrics
+
+        a = self.acc[e]
+        refs = (self.reference_cost(e, "round_robin"), self.reference_cost(e, "eplb_clairvoyant")) if normalize else None
+        return placement_metrics(moe_s=a[0], ffn_s=a[1], a2a_s=a[2], imbalance=a[3], a2a_bytes=a[4], layer_steps=a[5],
+                                 migration_bytes=a[6], migration_s=a[7], tokens_per_step=self.sh.tokens_per_step,
+                                 gpus=self.sh.G, model_moe_layers=self.sh.moe_layers, sim_layers=self.sh.L,
+                                 references=refs, extra={"drift": float(self.drift[e])})

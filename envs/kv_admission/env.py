@@ -1,0 +1,271 @@
+"""servegym/KVAdmission-v0: admission, prefill budget and preemption on one replica under load.
+
+One decision per engine iteration. The action is one Discrete index that packs four choices:
+
+* admit: how many queued requests may start this iteration (``ADMIT_LEVELS``; ``all`` = as
+  many as fit, vLLM's behaviour),
+* budget: the prefill token budget of the iteration (``BUDGET_LEVELS``),
+* preempt: on a KV shortage, 0 = preempt the newest request (recompute), 1 = defer (requests
+  that cannot grow wait; the oldest still preempts, so the batch cannot deadlock),
+* order: which queued requests go first: 0 = FCFS, 1 = shortest predicted output, 2 = oldest
+  that can still meet its TTFT SLO.
+
+Output lengths are never observed: the observation carries a noisy length bucket per queued
+request and Past-Future's estimate from the history of finished outputs. Reward: +1 for each
+request that finishes within the SLO, -1 for each request the moment it can no longer meet it
+(its wait passes the TTFT SLO, its gaps over the TBT SLO pass the p99 allowance, or it is
+dropped), minus ``recompute_penalty`` per 1000 recomputed tokens. Over an episode this is
+2 * met - requests (for requests that end), so it ranks policies as SLO attainment does, but
+it tells the agent about a miss when it happens instead of when the request finishes. Episodes are
+windows of a trace (the training or the held-out part) rescaled to a load level, a fraction of
+the replica's measured capacity (``envs.core.capacity``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from functools import cache
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+
+import traces
+from envs.kv_admission import kernels as K
+from envs.core import state as S
+from envs.core.capacity import measure_capacity_rps
+from envs.core.engine import EngineSpec
+from envs.core.workload import build_workload, load_split, output_histogram
+from envs.metrics import episode_metrics
+from envs.native_vec import NativeVecEnv, VecEnvView, item_features
+from envs.vector import NativeVectorEnv
+from envs.render import render_replicas
+
+ENV_ID = "servegym/KVAdmission-v0"
+ALL = 1 << 30
+ADMIT_LEVELS = (0, 1, 2, 4, 8, ALL)
+BUDGET_LEVELS = (512, 2048, 8192)
+N_ORDERS = 3
+N_ACTIONS = len(ADMIT_LEVELS) * len(BUDGET_LEVELS) * 2 * N_ORDERS
+DEFAULT_LOADS = (0.7, 0.9, 1.1)
+
+
+def encode_action(admit: int, budget: int, defer: bool, order: int) -> int:
+    """Action index of (admit level index, budget level index, defer, order)."""
+    return ((admit * len(BUDGET_LEVELS) + budget) * 2 + int(defer)) * N_ORDERS + order
+
+
+def decode_action(a: int) -> tuple[int, int, bool, int]:
+    order = a % N_ORDERS
+    a //= N_ORDERS
+    defer = bool(a % 2)
+    a //= 2
+    return a // len(BUDGET_LEVELS), a % len(BUDGET_LEVELS), defer, order
+
+
+@dataclass(frozen=True)
+class KVAdmissionConfig:
+    """Everything that defines a scenario; ``--env-kwargs`` set these fields."""
+
+    trace: str | traces.Trace = "default"  # built-in name, file path, or a Trace object
+    split: str = "train"  # "train" | "test" (held-out) | "all"
+    held_out_frac: float = 0.3
+    load: float | tuple[float, ...] = DEFAULT_LOADS
+    rate_scale: float | None = None  # if set: replay at this multiple of the trace's own rate
+    model: str = "Llama-3.1-8B"
+    gpu: str = "H100"
+    tp: int = 1
+    mem_frac: float = 0.9
+    capacity_blocks: int | None = None
+    max_seqs: int = 1024  # vLLM's default on GPUs with >= 70 GiB (EngineArgs.get_batch_defaults)
+    slo_ttft_s: float | None = None
+    slo_tbt_s: float | None = None
+    window_requests: int = 1024
+    queue_slots: int = 2048
+    predictor_accuracy: float = 0.7
+    recompute_penalty: float = 0.05
+    candidates: int = 8
+    drain_s: float = 120.0
+    trace_seed: int = 0
+    prefix_caching: bool = False
+    trace_params: tuple[tuple[str, Any], ...] = ()  # forwarded to traces.load_trace
+    window_order: str = "random"  # "random" | "sequential" (env e replays windows e, e+E, ...)
+
+    def loads(self) -> tuple[float, ...]:
+        loads = (self.load,) if isinstance(self.load, (int, float)) else tuple(self.load)
+        if not loads or any(not (l > 0) for l in loads):
+            raise ValueError(f"KVAdmission: load levels must be > 0, got {self.load!r}")
+        return tuple(float(l) for l in loads)
+
+    def engine_spec(self) -> EngineSpec:
+        return EngineSpec(
+            model=self.model, gpu=self.gpu, tp=self.tp, mem_frac=self.mem_frac,
+            capacity_blocks=self.capacity_blocks, max_seqs=self.max_seqs,
+            slo_ttft_s=self.slo_ttft_s, slo_tbt_s=self.slo_tbt_s,
+        )
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """Built, read-only parts shared by every env of a batch (and cached across batches)."""
+
+    engine: Any
+    workload: S.Workload
+    natural_rate: np.ndarray
+    capacity_rps: float
+    hist_prior: np.ndarray
+    trace_name: str
+
+
+def build_scenario(cfg: KVAdmissionConfig) -> Scenario:
+    """The scenario of ``cfg``; fields that only steer episodes do not rebuild it."""
+    return _build_scenario(
+        replace(cfg, load=DEFAULT_LOADS, rate_scale=None, window_order="random",
+                recompute_penalty=0.0, candidates=1, drain_s=0.0)
+    )
+
+
+@cache
+def _build_scenario(cfg: KVAdmissionConfig) -> Scenario:
+    history, trace = load_split(cfg, "KVAdmission")
+    chain_tokens = trace.block_size or 1
+    cache_on = cfg.prefix_caching and trace.block_ids is not None
+    if cfg.prefix_caching and trace.block_ids is None:
+        raise ValueError(f"KVAdmission: prefix_caching=True but trace {cfg.trace!r} has no block ids")
+    eng = cfg.engine_spec().build(cache_on=cache_on, chain_block_tokens=chain_tokens)
+    max_out = int(trace.output_tokens.max())
+    eng = eng._replace(max_output=max(max_out, int(history.output_tokens.max())))
+    # Requests longer than the model's context or the KV pool are rejected at arrival by the
+    # engine (envs.core.replica.rejected_at_arrival) and counted as `rejected`.
+    wl, rate = build_workload(trace, cfg.window_requests, cfg.predictor_accuracy, cfg.trace_seed)
+    cap_wl, _ = build_workload(history, cfg.window_requests, cfg.predictor_accuracy, cfg.trace_seed)
+    capacity = measure_capacity_rps(eng, cap_wl)
+    # Past-Future's history: the output lengths of the training part, weighted as 100 requests.
+    hist = output_histogram(history.output_tokens)
+    hist = hist * (100.0 / hist.sum())
+    return Scenario(eng, wl, rate, capacity, hist, trace.meta.name)
+
+
+class KVAdmissionVecEnv(NativeVecEnv):
+    """E copies of KVAdmission stepped by one kernel call (SB3 VecEnv, no per-env objects).
+
+    Episode selection (``NativeVecEnv.draw_episode``): ``window`` indexes the trace's windows,
+    the knob is ``load``."""
+
+    env_name = "KVAdmission"
+    episode_knob = "load"
+    # Evaluation contract (see envs/__init__.py): the printed table's columns and the swept knob.
+    table_metrics = (
+        "slo_attainment", "goodput_rps", "ttft_p50_s", "ttft_p99_s", "tbt_p99_s", "e2e_p99_s",
+        "throughput_tok_s", "preemptions", "return_mean",
+    )
+
+    def sweep(self) -> tuple[str, tuple[float, ...]]:
+        return "load", self.config.loads()
+
+    def __init__(self, num_envs: int = 1, config: KVAdmissionConfig | None = None, seed: int | None = None,
+                 **kwargs: Any):
+        cfg = replace(config or KVAdmissionConfig(), **kwargs)
+        cfg = replace(cfg, load=cfg.loads(), trace_params=tuple(dict(cfg.trace_params).items()))
+        if cfg.rate_scale is not None and not cfg.rate_scale > 0:
+            raise ValueError(f"KVAdmission: rate_scale must be > 0, got {cfg.rate_scale}")
+        if cfg.window_order not in ("random", "sequential"):
+            raise ValueError(f"KVAdmission: window_order must be 'random' or 'sequential', got {cfg.window_order!r}")
+        self.config = cfg
+        self.scenario = build_scenario(cfg)
+        self.K = int(cfg.candidates)
+        if self.K < 1:
+            raise ValueError(f"KVAdmission: candidates must be >= 1, got {cfg.candidates}")
+        n_obs = len(K.GLOBAL_FEATURES) + self.K * len(K.CANDIDATE_FEATURES)
+        obs_space = spaces.Box(-np.inf, np.inf, (n_obs,), np.float32)
+        super().__init__(num_envs, obs_space, spaces.Discrete(N_ACTIONS))
+        E = num_envs
+        eng = self.scenario.engine
+        # The prefix cache indexes what the KV pool can hold, in the trace's chain blocks.
+        cache_entries = eng.capacity_blocks * eng.block_size // eng.chain_block_tokens if eng.cache_on else 0
+        self.state = S.allocate(E, 1, cfg.queue_slots, cfg.window_requests, cache_entries)
+        self._obs = np.zeros((E, n_obs), np.float32)
+        self._mask = np.ones((E, N_ACTIONS), np.bool_)
+        self._admit = np.array(ADMIT_LEVELS, np.int64)
+        self._budget = np.array(BUDGET_LEVELS, np.int64)
+        self._episode_load = np.zeros(E)
+        if seed is not None:
+            self.seed(seed)
+
+    # --- NativeVecEnv hooks
+    def _reset_envs(self, envs: np.ndarray) -> None:
+        sc = self.scenario
+        loads = self.config.loads()
+        W = sc.workload.arrival_s.shape[0]
+        windows = np.empty(len(envs), np.int32)
+        scales = np.empty(len(envs), np.float64)
+        for j, e in enumerate(envs):
+            windows[j], load = self.draw_episode(int(e), W, loads)
+            self._episode_load[e] = load
+            if self.config.rate_scale is not None:
+                scales[j] = 1.0 / self.config.rate_scale
+            else:
+                scales[j] = sc.natural_rate[windows[j]] / (load * sc.capacity_rps)
+        K.reset_all(self.state, sc.workload, sc.engine, envs.astype(np.int64), windows, scales,
+                    sc.hist_prior, self.K, self._obs, self._mask, self._admit, len(BUDGET_LEVELS))
+
+    def advance(self) -> None:
+        """One kernel call: every env applies its action in ``_actions`` and runs an iteration."""
+        sc = self.scenario
+        K.step_all(self.state, sc.workload, sc.engine, self._actions, self._admit, self._budget,
+                   self.config.drain_s, self.config.recompute_penalty, self.K, self._obs, self._mask,
+                   self._rew, self._term, self._trunc)
+
+    def episode_extras(self, e: int) -> dict[str, Any]:
+        return {"requests": self.request_records(e)}
+
+    def feature_names(self) -> list[str]:
+        return item_features(K.GLOBAL_FEATURES, K.CANDIDATE_FEATURES, self.K, "cand")
+
+    def action_meanings(self) -> list[str]:
+        orders = ("fcfs", "sjf", "edf")
+        out = []
+        for a in range(N_ACTIONS):
+            admit, budget, defer, order = decode_action(a)
+            level = ADMIT_LEVELS[admit]
+            out.append(f"admit={'all' if level == ALL else level} budget={BUDGET_LEVELS[budget]} "
+                       f"shortage={'defer' if defer else 'preempt'} order={orders[order]}")
+        return out
+
+    def render_text(self, e: int = 0) -> str:
+        return render_replicas(self.state, e, self.scenario.engine.capacity_blocks, float(self._rew[e]),
+                               f"KVAdmission env {e} (load {self._episode_load[e]:g})")
+
+    # --- domain metrics
+    def request_records(self, e: int) -> dict[str, np.ndarray]:
+        """Per-request outcomes of env ``e``'s episode (copies, in window order)."""
+        st = self.state
+        return {k: getattr(st, k)[e].copy() for k in ("ttft", "tbt_p99", "e2e", "fate", "slo_met")}
+
+    def episode_metrics(self, e: int) -> dict[str, float]:
+        st, sc = self.state, self.scenario
+        from envs.core.replica import (
+            arrival_time,  # numba function, callable from Python
+        )
+
+        t0 = float(arrival_time(st, sc.workload, e, 0))
+        c = st.counters[e]
+        return episode_metrics(
+            ttft=st.ttft[e], tbt_p99=st.tbt_p99[e], e2e=st.e2e[e], fate=st.fate[e],
+            slo_met=st.slo_met[e], output_tokens=sc.workload.output[st.window[e]],
+            duration_s=float(st.clock[e]) - t0, counters=c,
+            kv_block_s=float(st.accum[e, S.A_KV_BLOCK_S]), capacity_blocks=sc.engine.capacity_blocks,
+            extra={"load": float(self._episode_load[e])},
+        )
+
+
+class KVAdmissionEnv(VecEnvView):
+    """The single-env Gymnasium view (E = 1) of :class:`KVAdmissionVecEnv`."""
+
+    vec_class = KVAdmissionVecEnv
+
+
+class KVAdmissionVectorEnv(NativeVectorEnv):
+    """The Gymnasium ``VectorEnv`` of :class:`KVAdmissionVecEnv` (``gymnasium.make_vec``'s vector entry point)."""
+
+    vec_class = KVAdmissionVecEnv

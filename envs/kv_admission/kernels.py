@@ -1,0 +1,313 @@
+"""Numba kernels of KVAdmission-v0: one call steps or resets every env of the batch."""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+from envs.core.replica import (
+    arrival_time,
+    mark_late_queued,
+    next_queued,
+    ceil_div,
+    enqueue,
+    reset_env_state,
+    reset_replica,
+    run_iteration,
+)
+from envs.core.state import (
+    A_GAP_EMA,
+    A_LAST_ITER_S,
+    A_RECOMPUTE_EMA,
+    A_TTFT_EMA,
+    C_RECOMPUTED_TOKENS,
+    C_SLO_MET,
+    C_SLO_MISSED,
+    N_HIST_BINS,
+)
+
+# Observation layout: GLOBAL_FEATURES, then CANDIDATE_FEATURES for each of the K queue heads.
+GLOBAL_FEATURES = (
+    "kv_free",  # free KV blocks / capacity
+    "queue_len",  # log2(1 + queued) / 10
+    "running",  # running requests / max_seqs
+    "decoding",  # running requests past their prefill / max_seqs
+    "prefill_backlog",  # prefill tokens still to compute for running requests / KV capacity (tokens)
+    "reserve_max",  # blocks running requests would hold at max_tokens / capacity (reservation)
+    "pf_peak",  # Past-Future predicted peak KV of running requests / capacity
+    "ttft_recent",  # recent TTFT / TTFT SLO
+    "gap_recent",  # recent largest gap between tokens / TBT SLO
+    "last_iter",  # last iteration time / TBT SLO
+    "head_wait",  # waiting time of the oldest queued request / TTFT SLO
+    "recompute_recent",  # recently preempted KV tokens / KV capacity (tokens)
+    "arrived",  # share of the episode's requests that have arrived
+    "queue_late",  # share of queued requests already past their TTFT SLO
+    "queue_tokens",  # queued prompt tokens / KV capacity (tokens)
+    "mean_output",  # Past-Future's expected output length / max_tokens
+)
+CANDIDATE_FEATURES = (
+    "present",  # 1 if the queue has a k-th request
+    "prompt",  # tokens to prefill / KV capacity (tokens)
+    "pred_bucket",  # predicted output-length bucket / (buckets - 1)
+    "wait",  # waiting time / TTFT SLO
+    "preempted",  # 1 if it was preempted (its TTFT is behind it)
+    "reserve_after",  # reserve_max if the first k+1 candidates were admitted
+    "pf_after",  # pf_peak if the first k+1 candidates were admitted
+    "fits_now",  # 1 if the first k+1 candidates' KV fits in free blocks now
+)
+
+
+@nb.njit(cache=True)
+def _hist_tables(hist):
+    """Suffix counts and sums of the output-length history (log2 bins, bin b ~ 1.5 * 2**b)."""
+    suf_c = np.zeros(N_HIST_BINS + 1)
+    suf_s = np.zeros(N_HIST_BINS + 1)
+    for b in range(N_HIST_BINS - 1, -1, -1):
+        mid = 1.0 if b == 0 else 1.5 * (1 << b)
+        suf_c[b] = suf_c[b + 1] + hist[b]
+        suf_s[b] = suf_s[b + 1] + hist[b] * mid
+    return suf_c, suf_s
+
+
+@nb.njit(cache=True, inline="always")
+def _expected_output(suf_c, suf_s, g):
+    """Past-Future's estimate from the history of output lengths: E[L | L > g]."""
+    b = 0
+    mid = 1.0
+    while b < N_HIST_BINS and mid <= g:
+        b += 1
+        mid = 1.5 * (1 << b)
+    if b >= N_HIST_BINS or suf_c[b] <= 0:
+        return g + 1.0
+    return suf_s[b] / suf_c[b]
+
+
+@nb.njit(cache=True)
+def _peak(lens, rems, n, extra_len, extra_cnt, extra_rem):
+    """Peak future KV tokens when each request i grows by rems[i] then leaves (Past-Future).
+
+    ``lens``/``rems`` sorted by ascending remaining length; ``extra_cnt`` more requests of total
+    length ``extra_len`` that each have ``extra_rem`` left.
+    """
+    peak = 0.0
+    suf_len = 0.0
+    suf_cnt = 0.0
+    extra_done = False
+    for j in range(n - 1, -1, -1):
+        if not extra_done and rems[j] < extra_rem:
+            suf_len += extra_len
+            suf_cnt += extra_cnt
+            extra_done = True
+            if extra_cnt > 0:
+                peak = max(peak, suf_len + suf_cnt * extra_rem)
+        suf_len += lens[j]
+        suf_cnt += 1.0
+        peak = max(peak, suf_len + suf_cnt * rems[j])
+    if not extra_done and extra_cnt > 0:
+        suf_len += extra_len
+        suf_cnt += extra_cnt
+        peak = max(peak, suf_len + suf_cnt * extra_rem)
+    return peak
+
+
+@nb.njit(cache=True)
+def write_obs(st, wl, eng, e, K, obs, mask, admit_levels, n_budgets, r=0):
+    """Observation and mask of replica ``r`` of env ``e`` (KVAdmission-v0 has one replica; the
+    multi-agent cluster's admission controllers use this same layout for each of theirs)."""
+    w = st.window[e]
+    bs = eng.block_size
+    cap = float(eng.capacity_blocks)
+    cap_tok = cap * bs
+    now = st.clock[e]
+    N = wl.n_requests[w]
+    arrival = wl.arrival_s[w]
+    scale = st.time_scale[e]
+
+    # Running requests: reservation, backlog, Past-Future inputs.
+    n_run = st.n_running[e, r]
+    lens = np.empty(n_run)
+    rems = np.empty(n_run)
+    reserve = 0.0
+    backlog = 0.0
+    decoding = 0
+    suf_c, suf_s = _hist_tables(st.out_hist[e])
+    for i in range(n_run):
+        s = st.run_list[e, r, i]
+        q = st.req[e, r, s]
+        prompt = wl.prompt[w, q]
+        g = st.generated[e, r, s]
+        reserve += ceil_div(prompt + eng.max_output, bs)
+        kv = st.kv_tokens[e, r, s]
+        backlog += st.target[e, r, s] - kv
+        if kv >= st.target[e, r, s]:
+            decoding += 1
+        cond = _expected_output(suf_c, suf_s, g)
+        lens[i] = prompt + g
+        rems[i] = max(min(cond, eng.max_output) - g, 1.0)
+    order = np.argsort(rems)
+    lens = lens[order]
+    rems = rems[order]
+    mean_out = suf_s[0] / suf_c[0] if suf_c[0] > 0 else 0.0
+    peak0 = _peak(lens, rems, n_run, 0.0, 0.0, mean_out)
+
+    # The K oldest queued requests (FCFS heads) and queue-wide sums, in one pass.
+    heads = np.full(K, -1, np.int64)
+    head_seq = np.full(K, np.iinfo(np.int64).max, np.int64)
+    q_tokens = 0.0
+    late = 0
+    n_q = st.n_queued[e, r]
+    s = -1
+    for _ in range(n_q):
+        s = next_queued(st.status, e, r, s + 1)
+        q = st.req[e, r, s]
+        q_tokens += st.target[e, r, s]
+        if st.generated[e, r, s] == 0 and now - arrival[q] * scale > eng.slo_ttft:
+            late += 1
+        sq = st.seq[e, r, s]
+        if sq < head_seq[K - 1]:
+            k = K - 1
+            while k > 0 and head_seq[k - 1] > sq:
+                head_seq[k] = head_seq[k - 1]
+                heads[k] = heads[k - 1]
+                k -= 1
+            head_seq[k] = sq
+            heads[k] = s
+
+    o = obs[e]
+    o[0] = st.free_blocks[e, r] / cap
+    o[1] = np.log2(1.0 + n_q) / 10.0
+    o[2] = n_run / eng.max_seqs
+    o[3] = decoding / eng.max_seqs
+    o[4] = backlog / cap_tok
+    o[5] = reserve / cap
+    o[6] = peak0 / cap_tok
+    o[7] = st.accum[e, A_TTFT_EMA] / eng.slo_ttft
+    o[8] = st.accum[e, A_GAP_EMA] / eng.slo_tbt
+    o[9] = st.accum[e, A_LAST_ITER_S] / eng.slo_tbt
+    o[10] = 0.0
+    if heads[0] >= 0:
+        o[10] = (now - arrival[st.req[e, r, heads[0]]] * scale) / eng.slo_ttft
+    o[11] = st.accum[e, A_RECOMPUTE_EMA] / cap_tok
+    o[12] = st.next_arrival[e] / N
+    o[13] = late / n_q if n_q > 0 else 0.0
+    o[14] = q_tokens / cap_tok
+    o[15] = mean_out / eng.max_output
+
+    G = 16
+    F = 8
+    cum_len = 0.0
+    cum_res = reserve
+    cum_blocks = 0
+    for k in range(K):
+        base = G + k * F
+        s = heads[k]
+        if s < 0:
+            for f in range(F):
+                o[base + f] = 0.0
+            continue
+        q = st.req[e, r, s]
+        tgt = st.target[e, r, s]
+        cum_len += tgt
+        cum_res += ceil_div(wl.prompt[w, q] + eng.max_output, bs)
+        cum_blocks += ceil_div(tgt, bs)
+        o[base + 0] = 1.0
+        o[base + 1] = tgt / cap_tok
+        o[base + 2] = wl.pred_bucket[w, q] / 7.0
+        o[base + 3] = (now - arrival[q] * scale) / eng.slo_ttft
+        o[base + 4] = 1.0 if st.generated[e, r, s] > 0 else 0.0
+        o[base + 5] = cum_res / cap
+        o[base + 6] = _peak(lens, rems, n_run, cum_len, k + 1.0, mean_out) / cap_tok
+        o[base + 7] = 1.0 if cum_blocks <= st.free_blocks[e, r] else 0.0
+
+    # Action mask: admit levels beyond what can be admitted are masked (0 stays legal unless
+    # nothing runs and requests wait, which would only let time pass).
+    can_admit = min(n_q, eng.max_seqs - n_run)
+    n_admit = admit_levels.shape[0]
+    per_admit = mask.shape[1] // n_admit
+    for a in range(n_admit):
+        lvl = admit_levels[a]
+        ok = True
+        if a > 0 and admit_levels[a - 1] >= can_admit:
+            ok = False  # a smaller level already admits everything admissible
+        if lvl == 0 and n_run == 0 and n_q > 0:
+            ok = False
+        if lvl > 0 and can_admit == 0:
+            ok = False
+        for j in range(per_admit):
+            mask[e, a * per_admit + j] = ok
+
+
+@nb.njit(cache=True)
+def _enqueue_arrivals(st, wl, eng, e, until):
+    w = st.window[e]
+    N = wl.n_requests[w]
+    arrival = wl.arrival_s[w]
+    scale = st.time_scale[e]
+    while st.next_arrival[e] < N and arrival[st.next_arrival[e]] * scale <= until:
+        enqueue(st, wl, eng, e, 0, st.next_arrival[e])
+        st.next_arrival[e] += 1
+
+
+@nb.njit(cache=True)
+def step_all(
+    st, wl, eng, actions, admit_levels, budget_levels, drain_s, recompute_penalty, K,
+    obs, mask, reward, terminated, truncated,
+):
+    n_budget = budget_levels.shape[0]
+    for e in range(actions.shape[0]):
+        a = actions[e]
+        order = a % 3
+        a //= 3
+        defer = a % 2 == 1
+        a //= 2
+        budget = budget_levels[a % n_budget]
+        admit = admit_levels[a // n_budget]
+        w = st.window[e]
+        N = wl.n_requests[w]
+        arrival = wl.arrival_s[w]
+        scale = st.time_scale[e]
+        met0 = st.counters[e, C_SLO_MET]
+        miss0 = st.counters[e, C_SLO_MISSED]
+        rec0 = st.counters[e, C_RECOMPUTED_TOKENS]
+
+        now = st.clock[e]
+        if st.n_running[e, 0] == 0 and st.n_queued[e, 0] == 0 and st.next_arrival[e] < N:
+            now = max(now, arrival[st.next_arrival[e]] * scale)
+            _enqueue_arrivals(st, wl, eng, e, now)
+        dt = run_iteration(st, wl, eng, e, 0, admit, budget, defer, order, now)
+        if dt > 0.0:
+            now += dt
+        else:
+            idle_to = now + eng.idle_tick_s
+            if st.next_arrival[e] < N:
+                idle_to = min(idle_to, max(now, arrival[st.next_arrival[e]] * scale))
+            now = max(idle_to, now + 1e-6)
+        st.clock[e] = now
+        _enqueue_arrivals(st, wl, eng, e, now)
+        mark_late_queued(st, wl, eng, e, 0, now)
+
+        reward[e] = (
+            (st.counters[e, C_SLO_MET] - met0)
+            - (st.counters[e, C_SLO_MISSED] - miss0)
+            - recompute_penalty * (st.counters[e, C_RECOMPUTED_TOKENS] - rec0) / 1000.0
+        )
+        empty = st.n_running[e, 0] == 0 and st.n_queued[e, 0] == 0
+        terminated[e] = st.next_arrival[e] >= N and empty
+        last = arrival[N - 1] * scale
+        truncated[e] = (not terminated[e]) and now > last + drain_s
+        write_obs(st, wl, eng, e, K, obs, mask, admit_levels, n_budget)
+
+
+@nb.njit(cache=True)
+def reset_all(st, wl, eng, envs, windows, time_scales, hist_prior, K, obs, mask, admit_levels,
+              n_budgets):
+    for j in range(envs.shape[0]):
+        e = envs[j]
+        reset_env_state(st, e, windows[j], time_scales[j])
+        reset_replica(st, eng, e, 0)
+        st.out_hist[e, :] = hist_prior
+        t0 = arrival_time(st, wl, e, 0)
+        st.clock[e] = t0
+        st.r_clock[e, 0] = t0
+        _enqueue_arrivals(st, wl, eng, e, t0)
+        write_obs(st, wl, eng, e, K, obs, mask, admit_levels, n_budgets)

@@ -1,0 +1,152 @@
+"""PrefixEviction-v0 throughput: cache references simulated per second.
+
+    python -m envs.bench --env servegym/PrefixEviction-v0 [--sizes 1 16 256] [--repeats 3] [--json F]
+
+Rows (one core, medians over ``--repeats``, every ratio from figures of this one run):
+- ``native_steps_per_s`` / ``dummy_steps_per_s``: decisions per second of the native VecEnv and
+  of SB3's DummyVecEnv over Gymnasium copies, both evicting LRU's victim (candidate 0);
+- ``refs_per_s_lru``: block references per second through the VecEnv under LRU (decisions
+  round-trip through Python); ``python -m agents.bench_learned`` adds ``refs_per_s_learned``
+  under the zoo agent through SB3/torch and ``refs_per_s_learned_onnx`` under the same agent
+  exported to ONNX (forward passes included), through ``bench_rows``'s ``policies``;
+- ``refs_per_s_kernel``: references per second of the kernel alone replaying the trace with
+  LRU victims and no decision stops (the ceiling the Python round trip is compared with).
+Scenario: the default (mooncake_conv, training part), capacity_frac 0.05, chain semantics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from stable_baselines3.common.vec_env import DummyVecEnv
+
+from envs.prefix_eviction import env as pe
+from envs.prefix_eviction import kernels as K
+
+KW = {"capacity_frac": 0.05}
+
+
+def _run(vec, act, steps: int, repeats: int) -> tuple[float, float]:
+    """Median decisions/s and references/s of ``steps`` calls."""
+    obs = vec.reset()
+    vec.step(act(obs, vec.action_masks()))
+    d_rates, r_rates = [], []
+    for _ in range(repeats):
+        refs0 = _ref_count(vec)
+        t = time.perf_counter()
+        for _ in range(steps):
+            obs, _, _, _ = vec.step(act(obs, vec.action_masks()))
+        dt = time.perf_counter() - t
+        d_rates.append(steps * vec.num_envs / dt)
+        r_rates.append((_ref_count(vec) - refs0) / dt)
+    return float(np.median(d_rates)), float(np.median(r_rates))
+
+
+def _ref_count(vec) -> int:
+    """References replayed so far by every env of ``vec`` (monotone within an episode)."""
+    sc, iv = vec.built.sc, vec.state.iv
+    return int(vec._ref_total + sum(sc.req_off[iv[e, K.I_REQ]] + max(iv[e, K.I_J], 0)
+                                    - sc.req_off[vec._win[e, 0]] for e in range(vec.num_envs)))
+
+
+class _Counting(pe.PrefixEvictionVecEnv):
+    """Counts the references of episodes that ended, so rates span resets."""
+
+    _ref_total = 0
+
+    def _reset_env(self, e: int) -> None:
+        if self._episodes_started[e] > 0:
+            self._ref_total += int(self.state.iv[e, K.I_REF_BLOCKS])
+        super()._reset_env(e)
+
+
+def _lru(obs, mask):
+    return mask.argmax(1)
+
+
+def bench_kernel(repeats: int) -> float:
+    """References/s of the kernel alone: the whole training part as warm-up (no stops)."""
+    vec = pe.PrefixEvictionVecEnv(1, seed=0, **KW)
+    bt = vec.built
+    N = len(bt.sc.req_prompt)
+    rates = []
+    for _ in range(repeats + 1):
+        t = time.perf_counter()
+        K.reset_env(vec.state, bt.sc, K.R_LRU, 0, vec.caps[0], 0, N, N, vec.K, False, vec._obs64,
+                    vec._mask, vec._cands[0], vec._scratch, bt.block_size, bt.n_tenants)
+        rates.append(len(bt.sc.ref_block) / (time.perf_counter() - t))
+    return float(np.median(rates[1:]))
+
+
+# A policy under test: called with the VecEnv it will act in, returns act(obs, mask) -> actions.
+PolicyFactory = Callable[[pe.PrefixEvictionVecEnv], Callable[[np.ndarray, np.ndarray], np.ndarray]]
+
+
+def bench_rows(sizes: list[int], steps_budget: int, repeats: int,
+               policies: dict[str, PolicyFactory] | None = None) -> list[dict]:
+    """One row per batch size E in ``sizes``: native and DummyVecEnv decisions/s, references/s
+    under LRU and, for each ``policies`` entry NAME, ``refs_per_s_NAME`` (a tenth of the steps)."""
+    rows = []
+    for E in sizes:
+        steps = max(20, steps_budget // E)
+        native, refs_lru = _run(_Counting(E, seed=0, **KW), _lru, steps, repeats)
+        dummy_vec = DummyVecEnv([lambda: pe.PrefixEvictionEnv(**KW) for _ in range(E)])
+        dummy_vec.action_masks = lambda v=dummy_vec: np.stack([en.action_masks() for en in v.envs])
+        dummy, _ = _run_dummy(dummy_vec, max(5, steps // 10), repeats)
+        row = {"n_envs": E, "native_steps_per_s": native, "dummy_steps_per_s": dummy,
+               "ratio": native / dummy, "refs_per_s_lru": refs_lru}
+        for name, factory in (policies or {}).items():
+            vec = _Counting(E, seed=0, **KW)
+            _, row[f"refs_per_s_{name}"] = _run(vec, factory(vec), max(10, steps // 10), repeats)
+        rows.append(row)
+        extra = "".join(f"  {k[11:]} {v:10,.0f}" for k, v in row.items() if k.startswith("refs_per_s_")
+                        and k != "refs_per_s_lru")
+        print(f"E={E:4d}  native {native:10,.0f} decisions/s  dummy {dummy:8,.0f}  ratio {native / dummy:6.1f}x  "
+              f"refs/s LRU {refs_lru:11,.0f}{extra}", flush=True)
+    return rows
+
+
+def main(argv: list[str] | None = None, policies: dict[str, PolicyFactory] | None = None,
+         prog: str = "python -m envs.bench --env " + pe.ENV_ID) -> int:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sizes", type=int, nargs="+", default=[1, 16, 256])
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--steps", type=int, default=40_000, help="native decisions per timed run")
+    p.add_argument("--json", type=Path)
+    a = p.parse_args(argv)
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    rows = bench_rows(a.sizes, a.steps, a.repeats, policies)
+    kernel = bench_kernel(a.repeats)
+    print(f"kernel alone (LRU, no decision stops): {kernel:,.0f} references/s", flush=True)
+    report = {"env": pe.ENV_ID, "rows": rows, "refs_per_s_kernel": kernel, "scenario": KW,
+              "repeats": a.repeats,
+              "machine": {"python": sys.version.split()[0], "platform": platform.platform(),
+                          "processor": platform.processor(), "threads": 1}}
+    if a.json:
+        a.json.write_text(json.dumps(report, indent=2))
+    return 0
+
+
+def _run_dummy(vec, steps: int, repeats: int) -> tuple[float, float]:
+    vec.reset()
+    rates = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        for _ in range(steps):
+            vec.step(vec.action_masks().argmax(1))
+        rates.append(steps * vec.num_envs / (time.perf_counter() - t))
+    return float(np.median(rates)), 0.0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,534 @@
+"""servegym/PrefixEviction-v0: which prefix-cache block to evict when an insertion needs room.
+
+A prefix KV cache of C blocks replays a trace's block chains (Mooncake ``hash_ids``: 512-token
+blocks; equal ids = equal prefixes) one request at a time. A decision comes each time a block
+must be inserted into a full cache and at least two blocks could go: the action picks one of
+the K candidates. ``candidate_set="sampled"`` (default): LRU's own victim first, then K-1
+evictable blocks drawn at random (LRB's sampled candidates); ``"lru"``: the K least recently used
+evictable blocks (Cold-RL's setting). Measured on held-out Mooncake, Belady restricted to the K
+oldest blocks gains almost nothing over LRU (they are tail blocks of one stale conversation),
+while restricted to the sampled set it gets most of the way to full Belady, so the default is the
+one where the decision matters. Semantics of hits, pinning, stranding and recency:
+``envs.prefix_eviction.kernels``.
+
+Observation: ``GLOBAL_FEATURES`` then ``CANDIDATE_FEATURES`` for each of the K candidates
+(recency, references, inter-reference time, depth, cached descendants, whether it is stranded,
+tokens, the prefill seconds its loss would cost at its position from hwmodels, tenant). The
+future (next-use times) is never observed; Belady reads it through the privileged
+``set_ranking("belady")`` the oracle's factory calls, and imitation learning through
+``teacher_actions``/``teacher_targets``, not through the observation.
+
+Reward: prefill GPU-seconds saved by hits (``prefill_saved_s``: hwmodels' step time of the
+prompt's prefill minus that of the uncached rest), credited when a request looks up its prefix,
+so each step's reward is the saving of the requests replayed since the previous decision.
+
+Capacity: ``capacity_frac`` of the distinct blocks of the trace part played (``split``), at
+least 2 blocks. Episodes are windows of ``window_requests`` consecutive requests (the last
+window of a split takes the remainder); before a window, the ``warmup_requests`` requests that
+precede it in the same split are replayed unscored, each victim the first candidate of the
+env's ranking (LRU for a learned agent), so an episode starts from a warm cache that no policy
+under test chose; the first window of a split starts empty, as the trace does.
+
+Metrics per episode (``envs.metrics`` has no cache-only definition, so they are defined here):
+``block_hit_ratio`` (hit block references / block references), ``token_hit_ratio``,
+``prefill_s_saved``, ``ttft_p50_s``/``ttft_p99_s`` (``envs.prefix_eviction.ttft``: the window
+replayed on one replica of the cluster model at ``ttft_load`` of its capacity with these hits),
+and the ceiling ``block_hit_ratio_infinite`` of an infinite cache over the same window.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from functools import cache
+from typing import Any, NamedTuple
+
+import numpy as np
+from gymnasium import spaces
+
+import hwmodels
+import traces
+from envs.prefix_eviction import kernels as K
+from envs.core.capacity import measure_capacity_rps
+from envs.core.engine import Engine, EngineSpec
+from envs.core.workload import build_workload
+from envs.metrics import percentile
+from envs.native_vec import NativeVecEnv, VecEnvView, item_features
+from envs.vector import NativeVectorEnv
+from envs.prefix_eviction.ttft import replay_ttft
+
+ENV_ID = "servegym/PrefixEviction-v0"
+DEFAULT_CAPACITIES = (0.01, 0.05, 0.10, 0.25)
+CANDIDATE_SETS = ("sampled", "lru")
+RANKINGS = {"lru": K.R_LRU, "lru_leaf": K.R_LRU_LEAF, "fifo": K.R_FIFO, "lfu": K.R_LFU,
+            "gdsf": K.R_GDSF, "belady": K.R_BELADY, "s3fifo": K.R_S3FIFO}
+
+
+@dataclass(frozen=True)
+class PrefixEvictionConfig:
+    """Everything that defines a scenario; ``--env-kwargs`` set these fields."""
+
+    trace: str | traces.Trace = "default"  # "default" = the mooncake_conv generator
+    split: str = "train"  # "train" | "test" (held-out) | "all"
+    held_out_frac: float = 0.3
+    capacity_frac: float | tuple[float, ...] = DEFAULT_CAPACITIES
+    chain: bool = True  # False: blocks are independent objects (textbook cache simulation)
+    candidates: int = 16  # K
+    candidate_set: str = "sampled"  # "sampled" (LRU's victim + K-1 random blocks) | "lru" (K oldest)
+    teacher_horizon: float = 4.0  # imitation targets only: see PrefixEvictionVecEnv.teacher_targets
+    window_requests: int = 1000
+    warmup_requests: int = 1000
+    model: str = "Llama-3.1-8B"
+    gpu: str = "H100"
+    tp: int = 1
+    ttft_load: float = 0.8  # offered load of the TTFT replay, share of the no-cache capacity
+    trace_seed: int = 0
+    trace_params: tuple[tuple[str, Any], ...] = ()  # forwarded to traces.load_trace
+    window_order: str = "random"  # "random" | "sequential" (env e plays windows e, e+E, ...)
+
+    def capacities(self) -> tuple[float, ...]:
+        c = self.capacity_frac
+        vals = (c,) if isinstance(c, (int, float)) else tuple(c)
+        if not vals or any(not (0.0 < float(v) <= 1.0) for v in vals):
+            raise ValueError(f"PrefixEviction: capacity_frac must be in (0, 1], got {c!r}")
+        return tuple(float(v) for v in vals)
+
+
+class Scenario(NamedTuple):
+    """Read-only arrays the kernels take (``sc``): the trace part as block references."""
+
+    chain: bool
+    ref_block: np.ndarray  # int32 [R], dense block id of each reference
+    ref_tokens: np.ndarray  # int32 [R], tokens of the block in that request
+    next_ref: np.ndarray  # int64 [R], index of the next reference to the same block (NEVER)
+    req_off: np.ndarray  # int64 [N + 1], request q's references are req_off[q]:req_off[q+1]
+    req_prompt: np.ndarray  # int64 [N]
+    req_tenant: np.ndarray  # int32 [N] (0 without tenants)
+    parent: np.ndarray  # int32 [U], block id of the parent (-1 for a first block)
+    depth: np.ndarray  # int32 [U]
+    tokens: np.ndarray  # int32 [U]
+    cost: np.ndarray  # float64 [U], prefill seconds of the block at its position
+    cost0: float  # cost of a full first block (feature scale)
+    coeffs: np.ndarray  # hwmodels step-time coefficients
+
+
+@dataclass(frozen=True)
+class Built:
+    sc: Scenario
+    n_blocks: int  # distinct blocks U
+    block_size: int
+    n_tenants: int
+    starts: np.ndarray  # sequential windows [W]
+    ends: np.ndarray
+    prev_ref: np.ndarray  # int64 [R], previous reference to the same block (-1)
+    arrival_s: np.ndarray
+    output: np.ndarray
+    engine: Engine
+    ttft_scale: float
+    name: str
+    # Requests of the part that are not served, counted per window: failed in the trace, or
+    # rejected by the engine at arrival (longer than the model's context or the KV pool).
+    failed: np.ndarray  # int64 [W]
+    rejected: np.ndarray  # int64 [W]
+
+
+def _load_part(cfg: PrefixEvictionConfig) -> traces.Trace:
+    if isinstance(cfg.trace, traces.Trace):
+        trace = cfg.trace
+    else:
+        name = "mooncake_conv" if cfg.trace == "default" else cfg.trace
+        trace = traces.load_trace(name, seed=cfg.trace_seed, **dict(cfg.trace_params))
+    if trace.block_ids is None or trace.block_size is None:
+        raise ValueError(f"PrefixEviction: trace {trace.meta.name!r} has no prefix block ids "
+                         "(use mooncake_conv or a Mooncake-format file)")
+    if cfg.split == "all":
+        return trace
+    if cfg.split not in ("train", "test"):
+        raise ValueError(f"PrefixEviction: split must be 'train', 'test' or 'all', got {cfg.split!r}")
+    train, test = traces.split(trace, cfg.held_out_frac)
+    return train if cfg.split == "train" else test
+
+
+def _chain_tree(ref_block: np.ndarray, pos: np.ndarray, U: int, chain: bool, name: str):
+    """Parent and depth of each block id; in chain mode an id must have one parent (hash chains)."""
+    par_ref = np.where(pos > 0, np.roll(ref_block, 1), -1).astype(np.int32)
+    parent = np.full(U, -2, np.int32)
+    depth = np.zeros(U, np.int32)
+    parent[ref_block] = par_ref
+    depth[ref_block] = pos
+    if chain:
+        bad = np.flatnonzero((parent[ref_block] != par_ref) | (depth[ref_block] != pos))
+        if bad.size:
+            raise ValueError(
+                f"PrefixEviction: trace {name!r}: block reference {int(bad[0])} has a different "
+                "parent or position than another reference to the same id, so ids are not "
+                "prefix-hash chains; use chain=false to treat blocks as independent objects")
+    return parent, depth
+
+
+def _served(trace: traces.Trace, eng: Engine) -> tuple[traces.Trace, np.ndarray, np.ndarray, np.ndarray]:
+    """The requests a replica serves (as ``envs.core.replica.enqueue`` decides), with each
+    served request's index in ``trace`` and the failed / rejected masks over ``trace``."""
+    failed = np.zeros(len(trace), bool) if trace.failed is None else np.asarray(trace.failed)
+    need = np.asarray(trace.prompt_tokens) + np.maximum(np.asarray(trace.output_tokens), 1)
+    rejected = ~failed & ((need > eng.max_model_len) | (need > eng.capacity_blocks * eng.block_size))
+    keep = np.flatnonzero(~failed & ~rejected)
+    if keep.size == len(trace):
+        return trace, keep, failed, rejected
+    return trace.select(keep), keep, failed, rejected
+
+
+@cache
+def _build(cfg: PrefixEvictionConfig) -> Built:
+    whole = _load_part(cfg)
+    spec = EngineSpec(model=cfg.model, gpu=cfg.gpu, tp=cfg.tp)
+    trace, kept, failed_mask, rejected_mask = _served(whole, spec.build(cache_on=True,
+                                                                          chain_block_tokens=int(whole.block_size)))
+    N = len(trace)
+    W = int(cfg.window_requests)
+    if W < 1 or cfg.warmup_requests < 0:
+        raise ValueError(f"PrefixEviction: window_requests must be >= 1 and warmup_requests >= 0, "
+                         f"got {cfg.window_requests}, {cfg.warmup_requests}")
+    if N < W:
+        raise ValueError(f"PrefixEviction: trace {trace.meta.name!r} ({cfg.split}) has {N} requests, "
+                         f"fewer than one window of window_requests={W}")
+    bs = int(trace.block_size)
+    off = np.asarray(trace.block_offsets, np.int64)
+    lens = np.diff(off)
+    uniq, ref_block = np.unique(np.asarray(trace.block_ids), return_inverse=True)
+    ref_block = ref_block.astype(np.int32)
+    U, R = len(uniq), len(ref_block)
+    pos = (np.arange(R) - np.repeat(off[:-1], lens)).astype(np.int32)
+    prompt = np.asarray(trace.prompt_tokens, np.int64)
+    last = np.repeat(prompt - (lens - 1) * bs, lens)
+    is_last = pos == np.repeat(lens - 1, lens)
+    ref_tokens = np.where(is_last, last, bs).astype(np.int32)
+    parent, depth = _chain_tree(ref_block, pos, U, cfg.chain, trace.meta.name)
+    tokens = np.zeros(U, np.int32)
+    tokens[ref_block[::-1]] = ref_tokens[::-1]  # first reference's size
+    order = np.argsort(ref_block, kind="stable")
+    same = ref_block[order[1:]] == ref_block[order[:-1]]
+    next_ref = np.full(R, K.NEVER, np.int64)
+    next_ref[order[:-1][same]] = order[1:][same]
+    prev_ref = np.full(R, -1, np.int64)
+    prev_ref[order[1:][same]] = order[:-1][same]
+    coeffs = np.ascontiguousarray(
+        hwmodels.StepTimeModel(hwmodels.get_model(cfg.model), hwmodels.get_gpu(cfg.gpu), tp=cfg.tp).coeffs,
+        dtype=np.float64)
+    a = depth.astype(np.float64) * bs
+    b = a + tokens
+
+    def prefill(x):
+        return hwmodels.iteration_time(coeffs, x, x * (x + 1.0) / 2.0, 0.0, 0.0)
+
+    cost = np.asarray(prefill(b) - prefill(a), np.float64)
+    cost0 = float(prefill(float(bs)) - prefill(0.0))
+    tenant = trace.tenant
+    n_tenants = int(np.max(tenant)) + 1 if tenant is not None and N else 0
+    sc = Scenario(
+        chain=bool(cfg.chain), ref_block=ref_block, ref_tokens=ref_tokens, next_ref=next_ref,
+        req_off=off, req_prompt=prompt,
+        req_tenant=(np.asarray(tenant, np.int32) if tenant is not None else np.zeros(N, np.int32)),
+        parent=parent, depth=depth, tokens=tokens, cost=cost, cost0=cost0, coeffs=coeffs,
+    )
+    n_win = N // W
+    starts = np.arange(n_win, dtype=np.int64) * W
+    ends = np.append(starts[1:], N)
+    # TTFT replay: one replica of the cluster model, load relative to its no-cache capacity.
+    eng = spec.build(cache_on=True, chain_block_tokens=bs)
+    eng = eng._replace(max_output=max(int(trace.output_tokens.max()), 1))
+    # Unserved requests between the first request of a window and the first of the next.
+    first = kept[starts]
+    bounds = np.append(first, len(whole))
+    bounds[0] = 0
+    cum_f = np.concatenate([[0], np.cumsum(failed_mask)])
+    cum_r = np.concatenate([[0], np.cumsum(rejected_mask)])
+    n_failed = cum_f[bounds[1:]] - cum_f[bounds[:-1]]
+    n_rejected = cum_r[bounds[1:]] - cum_r[bounds[:-1]]
+    wl, _ = build_workload(trace, min(1024, N), 0.7, cfg.trace_seed)
+    if not cfg.ttft_load > 0:
+        raise ValueError(f"PrefixEviction: ttft_load must be > 0, got {cfg.ttft_load}")
+    with np.errstate(divide="ignore"):
+        capacity = measure_capacity_rps(eng, wl)
+    rate = trace.rate_rps
+    # A trace too short to measure a steady state (a handful of requests) replays as recorded.
+    scale = rate / (cfg.ttft_load * capacity) if np.isfinite(capacity) and 0 < rate < np.inf else 1.0
+    return Built(sc, U, bs, n_tenants, starts, ends, prev_ref, np.asarray(trace.arrival_s, np.float64),
+                 np.asarray(trace.output_tokens, np.int64), eng, scale,
+                 trace.meta.name, n_failed.astype(np.int64), n_rejected.astype(np.int64))
+
+
+def build(cfg: PrefixEvictionConfig) -> Built:
+    """The scenario of ``cfg``; fields that only steer episodes do not rebuild it."""
+    return _build(replace(cfg, capacity_frac=DEFAULT_CAPACITIES, candidates=1, window_order="random"))
+
+
+class State(NamedTuple):
+    """Mutable per-env arrays (``st`` in the kernels)."""
+
+    iv: np.ndarray
+    fv: np.ndarray
+    where: np.ndarray  # int32 [E, U], slot of each block or -1
+    desc: np.ndarray  # int32 [E, U], cached blocks in each block's subtree (chain mode)
+    g_in: np.ndarray  # bool [E, U or 1], S3-FIFO ghost membership
+    g_prev: np.ndarray
+    g_next: np.ndarray
+    key: np.ndarray  # int32 [E, C]
+    free: np.ndarray
+    lru_prev: np.ndarray
+    lru_next: np.ndarray
+    q_prev: np.ndarray
+    q_next: np.ndarray
+    heap: np.ndarray
+    hpos: np.ndarray
+    k1: np.ndarray
+    k2: np.ndarray
+    ins_t: np.ndarray
+    last_t: np.ndarray
+    prev_t: np.ndarray
+    next_use: np.ndarray
+    freq: np.ndarray
+    pin: np.ndarray
+    tenant: np.ndarray
+    s3f: np.ndarray
+    s3q: np.ndarray
+    hit_tok: np.ndarray  # int64 [E, longest window], hit tokens of each request of the episode
+
+
+def allocate(E: int, U: int, C: int, longest: int, ghost: bool) -> State:
+    i32 = lambda *s: np.full(s, -1, np.int32)
+    i64 = lambda *s: np.zeros(s, np.int64)
+    G = U if ghost else 1
+    return State(
+        iv=i64(E, K.N_IV), fv=np.zeros((E, K.N_FV)), where=i32(E, U), desc=np.zeros((E, U), np.int32),
+        g_in=np.zeros((E, G), np.bool_), g_prev=i32(E, G), g_next=i32(E, G),
+        key=i32(E, C), free=i32(E, C), lru_prev=i32(E, C), lru_next=i32(E, C), q_prev=i32(E, C),
+        q_next=i32(E, C), heap=i32(E, C), hpos=i32(E, C), k1=np.zeros((E, C)), k2=i64(E, C),
+        ins_t=i64(E, C), last_t=i64(E, C), prev_t=i64(E, C), next_use=i64(E, C),
+        freq=np.zeros((E, C), np.int32), pin=i32(E, C), tenant=np.zeros((E, C), np.int32),
+        s3f=np.zeros((E, C), np.int8), s3q=np.zeros((E, C), np.int8), hit_tok=i64(E, longest),
+    )
+
+
+class PrefixEvictionVecEnv(NativeVecEnv):
+    """E prefix caches stepped by one kernel call (SB3 VecEnv, no per-env objects).
+
+    Episode selection (``NativeVecEnv.draw_episode``): ``window`` is the episode's first request
+    (``window_order="random"``: any start of ``window_requests`` requests) or the index of a
+    held-out window (``"sequential"``); the knob is ``capacity_frac``."""
+
+    env_name = "PrefixEviction"
+    episode_knob = "capacity_frac"
+
+    table_metrics = ("block_hit_ratio", "token_hit_ratio", "prefill_s_saved", "ttft_p50_s",
+                     "ttft_p99_s", "block_hit_ratio_infinite", "return_mean")
+
+    def sweep(self) -> tuple[str, tuple[float, ...]]:
+        return "capacity_frac", self.config.capacities()
+
+    def __init__(self, num_envs: int = 1, config: PrefixEvictionConfig | None = None,
+                 seed: int | None = None, **kwargs: Any):
+        cfg = replace(config or PrefixEvictionConfig(), **kwargs)
+        cfg = replace(cfg, capacity_frac=cfg.capacities(), chain=bool(cfg.chain),
+                      trace_params=tuple(dict(cfg.trace_params).items()))
+        if cfg.window_order not in ("random", "sequential"):
+            raise ValueError(f"PrefixEviction: window_order must be 'random' or 'sequential', "
+                             f"got {cfg.window_order!r}")
+        if cfg.candidate_set not in CANDIDATE_SETS:
+            raise ValueError(f"PrefixEviction: candidate_set must be one of {', '.join(CANDIDATE_SETS)}, "
+                             f"got {cfg.candidate_set!r}")
+        if not (isinstance(cfg.candidates, int) and cfg.candidates >= 2):
+            raise ValueError(f"PrefixEviction: candidates must be an integer >= 2, got {cfg.candidates!r}")
+        self.config = cfg
+        self.built = build(cfg)
+        self.K = cfg.candidates
+        bt = self.built
+        self.caps = tuple(max(2, round(f * bt.n_blocks)) for f in cfg.capacities())
+        n_obs = K.N_GLOBAL + self.K * K.N_CAND
+        super().__init__(num_envs, spaces.Box(-np.inf, np.inf, (n_obs,), np.float32),
+                         spaces.Discrete(self.K))
+        E = num_envs
+        self._longest = max(cfg.window_requests, int((bt.ends - bt.starts).max()))
+        self.rank = K.R_LRU
+        self.native = False
+        self.state = allocate(E, bt.n_blocks, max(self.caps), self._longest, False)
+        self._obs = np.zeros((E, n_obs), np.float32)
+        self._obs64 = np.zeros((E, n_obs), np.float64)
+        self._mask = np.zeros((E, self.K), np.bool_)
+        self._cands = np.zeros((E, self.K), np.int64)
+        self._scratch = np.zeros(max(self.caps) + 2, np.int64)
+        self._noop = np.zeros(E, np.bool_)  # window needed no eviction: one no-op step ends it
+        self._noop_reward = np.zeros(E)
+        self._win = np.zeros((E, 2), np.int64)
+        self._cap = np.zeros(E, np.int64)
+        self._frac = np.zeros(E)
+        self._all = np.arange(E, dtype=np.int64)
+        if seed is not None:
+            self.seed(seed)
+
+    # --- privileged channel for heuristics and oracles
+    def set_ranking(self, name: str, native: bool = False) -> None:
+        """List candidates in the order of a heuristic (its victim first). Policies call this
+        from their factory; Belady's order is the one place next-use times enter the env.
+        ``native``: the kernel evicts the first candidate itself and never stops, so a whole
+        window is one step (the ranking's own policy at kernel speed)."""
+        self.native = bool(native)
+        if name not in RANKINGS:
+            raise ValueError(f"PrefixEviction: ranking must be one of {', '.join(RANKINGS)}, got {name!r}")
+        self.rank = RANKINGS[name]
+        if self.rank == K.R_S3FIFO and self.state.g_in.shape[1] == 1:
+            bt = self.built
+            self.state = allocate(self.num_envs, bt.n_blocks, max(self.caps), self._longest, True)
+
+    def teacher_actions(self) -> np.ndarray:
+        """Belady's choice among each env's current candidates: the one whose next use is
+        farthest (never-again ones least recently used first, as the ``belady`` ranking breaks
+        ties). Privileged, like ``set_ranking("belady")``: for imitation targets and for the
+        bound a policy restricted to these candidates can reach, never for the observation."""
+        st, c = self.state, self._cands
+        rows = np.arange(self.num_envs)[:, None]
+        nxt, last = st.next_use[rows, c], st.last_t[rows, c]
+        never = self._mask & (nxt == K.NEVER)
+        out = np.where(never.any(1), np.argmax(np.where(never, -last, np.iinfo(np.int64).min), 1),
+                       np.argmax(np.where(self._mask, nxt, -1), 1))
+        return out.astype(np.int64)
+
+    def teacher_targets(self, horizon: float | None = None) -> np.ndarray:
+        """Relaxed Belady (LRB, Song et al. NSDI'20): every legal candidate not referenced again
+        within ``horizon`` (default ``teacher_horizon``) x capacity block references, plus
+        Belady's own choice, is a good victim [E, K]. Privileged, as :meth:`teacher_actions`."""
+        horizon = self.config.teacher_horizon if horizon is None else horizon
+        st, c = self.state, self._cands
+        rows = np.arange(self.num_envs)
+        sc = self.built.sc
+        now = sc.req_off[st.iv[rows, K.I_REQ]] + st.iv[rows, K.I_J]
+        far = st.next_use[rows[:, None], c] - now[:, None] > horizon * self._cap[:, None]
+        good = self._mask & far
+        good[rows, self.teacher_actions()] = True
+        return good
+
+    # --- NativeVecEnv hooks
+    def _reset_envs(self, envs: np.ndarray) -> None:
+        for e in envs:
+            self._reset_env(int(e))
+
+    def _reset_env(self, e: int) -> None:
+        bt, cfg = self.built, self.config
+        caps = self.caps
+        rng = self._rngs[e]
+        N = len(bt.sc.req_prompt)
+        sequential = cfg.window_order == "sequential"
+        w, frac = self.draw_episode(e, len(bt.starts) if sequential else N - cfg.window_requests + 1,
+                                    cfg.capacities())
+        ci = cfg.capacities().index(frac)
+        if sequential:
+            start, end = int(bt.starts[w]), int(bt.ends[w])
+        else:
+            start, end = w, w + cfg.window_requests
+        self._win[e] = (start, end)
+        self._cap[e] = caps[ci]
+        self._frac[e] = cfg.capacities()[ci]
+        warm = max(0, start - cfg.warmup_requests)
+        self.state.iv[e, K.I_RNG] = int(rng.integers(1 << 62))
+        self.state.iv[e, K.I_SAMPLED] = cfg.candidate_set == "sampled"
+        more = K.reset_env(self.state, bt.sc, self.rank, e, caps[ci], warm, start, end, self.K,
+                           not self.native, self._obs64, self._mask, self._cands[e], self._scratch, bt.block_size,
+                           bt.n_tenants)
+        self._noop[e] = not more
+        # Savings before the first decision are not a reward for any action; a window run with
+        # no decision (native rankings) reports them all on its one step, so that its return
+        # still equals prefill_s_saved.
+        self._noop_reward[e] = self.state.fv[e, K.F_REWARD] if not more else 0.0
+        if not more:
+            self._obs64[e] = 0.0
+            self._mask[e] = False
+            self._mask[e, 0] = True
+        self._obs[e] = self._obs64[e]
+
+    def _accept_actions(self, a: np.ndarray) -> np.ndarray:
+        legal = self._mask[np.arange(self.num_envs), a]
+        if not legal.all():
+            e = int(np.argmin(legal))
+            raise ValueError(f"PrefixEviction: action {int(a[e])} of env {e} names no candidate "
+                             f"(legal: {np.flatnonzero(self._mask[e]).tolist()})")
+        return a
+
+    def advance(self) -> None:
+        """One kernel call: every env evicts its chosen candidate and runs to its next decision
+        (an env whose window needed no eviction ends on its no-op step)."""
+        bt = self.built
+        self._rew[:] = self._noop_reward
+        self._term[:] = self._noop
+        K.step_all(self.state, bt.sc, self.rank, self._live(), self._actions, self.K, self._obs64,
+                   self._mask, self._cands, self._scratch, self._rew, self._term, bt.block_size,
+                   bt.n_tenants)
+        self._obs[:] = self._obs64
+
+    def _live(self) -> np.ndarray:
+        if not self._noop.any():
+            return self._all
+        return np.flatnonzero(~self._noop).astype(np.int64)
+
+    def feature_names(self) -> list[str]:
+        return item_features(K.GLOBAL_FEATURES, K.CANDIDATE_FEATURES, self.K, "cand")
+
+    def action_meanings(self) -> list[str]:
+        return [f"evict cand{k}" for k in range(self.K)]
+
+    def render_text(self, e: int = 0) -> str:
+        iv = self.state.iv[e]
+        start, end = (int(x) for x in self._win[e])
+        refs = max(int(iv[K.I_REF_BLOCKS]), 1)
+        cands = [int(c) for c, m in zip(self._cands[e], self._mask[e]) if m]
+        return (f"PrefixEviction env {e}: requests {start}..{end}, cache {int(self._cap[e])} blocks "
+                f"(capacity_frac {self._frac[e]:g}), candidate set {self.config.candidate_set}\n"
+                f"  block references {int(iv[K.I_REF_BLOCKS])}, hits {int(iv[K.I_HIT_BLOCKS])} "
+                f"({int(iv[K.I_HIT_BLOCKS]) / refs:.3f}), evictions {int(iv[K.I_EVICTIONS])}, decisions "
+                f"{int(iv[K.I_DECISIONS])}, last reward {float(self._rew[e]):.4g}\n"
+                f"  candidates (block ids, LRU's victim first): {cands}")
+
+    # --- domain metrics
+    def _window_index(self, start: int) -> int:
+        return int(np.searchsorted(self.built.starts, start, side="right")) - 1
+
+    def episode_metrics(self, e: int) -> dict[str, float]:
+        bt, iv = self.built, self.state.iv[e]
+        start, end = (int(x) for x in self._win[e])
+        refs = max(int(iv[K.I_REF_BLOCKS]), 1)
+        r0, r1 = bt.sc.req_off[start], bt.sc.req_off[end]
+        warm = bt.sc.req_off[max(0, start - self.config.warmup_requests)]
+        infinite = float(np.mean(bt.prev_ref[r0:r1] >= warm)) if r1 > r0 else 0.0
+        hit_tok = self.state.hit_tok[e, : end - start]
+        ttft = replay_ttft(bt.engine, bt.arrival_s[start:end], bt.sc.req_prompt[start:end],
+                           bt.output[start:end], hit_tok, bt.ttft_scale)
+        ok = np.isfinite(ttft)
+        return {
+            "block_hit_ratio": int(iv[K.I_HIT_BLOCKS]) / refs,
+            "block_hits": float(iv[K.I_HIT_BLOCKS]),
+            "token_hit_ratio": int(iv[K.I_HIT_TOKENS]) / max(int(iv[K.I_PROMPT_TOKENS]), 1),
+            "prefill_s_saved": float(self.state.fv[e, K.F_SAVED]),
+            "ttft_p50_s": percentile(ttft[ok], 50),
+            "ttft_p99_s": percentile(ttft[ok], 99),
+            "block_hit_ratio_infinite": infinite,
+            "capacity_blocks": float(self._cap[e]),
+            "capacity_frac": float(self._frac[e]),
+            "requests": float(end - start),
+            "failed": float(bt.failed[self._window_index(start)]),
+            "rejected": float(bt.rejected[self._window_index(start)]),
+            "block_refs": float(refs),
+            "evictions": float(iv[K.I_EVICTIONS]),
+            "decisions": float(iv[K.I_DECISIONS]),
+            "stranding_evictions": float(iv[K.I_STRANDED_EVICT]),
+            "bypassed_blocks": float(iv[K.I_BYPASS]),
+        }
+
+
+class PrefixEvictionEnv(VecEnvView):
+    """The single-env Gymnasium view (E = 1) of :class:`PrefixEvictionVecEnv`."""
+
+    vec_class = PrefixEvictionVecEnv
+
+
+class PrefixEvictionVectorEnv(NativeVectorEnv):
+    """The Gymnasium ``VectorEnv`` of :class:`PrefixEvictionVecEnv` (``gymnasium.make_vec``'s vector entry point)."""
+
+    vec_class = PrefixEvictionVecEnv

@@ -1,0 +1,346 @@
+"""servegym/Routing-v0: which replica serves each arriving request (prefix affinity vs load).
+
+R replicas (default 8 x Llama-3.1-8B on one H100 each), each with its own queue, paged KV pool
+and prefix cache, run vLLM's FCFS scheduling. One decision per arriving request: the replica
+that gets it (``Discrete(R)``, masked where a replica is down or its queue is full). Between
+decisions every replica runs its iterations up to the next arrival.
+
+The observation is the pending request (prompt length, noisy output bucket, a hash of its
+first prefix blocks) and, per replica, what a router knows: load reports (queue, running batch,
+outstanding prefill tokens, KV use, recent TTFT; refreshed every ``stale_s`` seconds, fresh at
+every decision when 0, as P/D-Serve found reports lag in production), the prefix-hit length this
+request would get there and the cache's fill (router-side state, exact as with KV-cache events),
+an estimated TTFT and the requests sent there since its last report. See
+``envs.routing.kernels.REPLICA_FEATURES``.
+
+Reward: +1 when a request finishes within its SLO, -1 the moment one can no longer meet it (its
+wait passes the TTFT SLO, its gaps pass the TBT allowance, or it is dropped); over an episode
+2 * met - requests, so it ranks routers as SLO goodput does, with the miss signalled when it
+happens. Episodes are windows of a trace (training or held-out part) replayed at a load level:
+a fraction of the cluster's capacity without prefix reuse (``load``), or at ``rate_scale``
+times the trace's own rate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from functools import cache
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+
+import traces
+from envs.routing import kernels as K
+from envs.core import state as S
+from envs.core.capacity import VLLM_BUDGET, measure_capacity_rps
+from envs.core.engine import EngineSpec, step_time
+from envs.core.replica import arrival_time
+from envs.core.workload import build_workload, load_split
+from envs.metrics import episode_metrics
+from envs.native_vec import NativeVecEnv, VecEnvView, draw_episode, item_features
+from envs.vector import NativeVectorEnv
+from envs.render import render_replicas
+
+ENV_ID = "servegym/Routing-v0"
+DEFAULT_TRACE = "mooncake_conv"  # what trace "default" means here: multi-turn, prefix chains
+DEFAULT_LOADS = (0.6, 0.9, 1.2)
+
+
+@dataclass(frozen=True)
+class RoutingConfig:
+    """Everything that defines a scenario; ``--env-kwargs`` set these fields."""
+
+    trace: str | traces.Trace = "default"  # built-in name, file path, or a Trace object
+    split: str = "train"  # "train" | "test" (held-out) | "all"
+    held_out_frac: float = 0.3
+    replicas: int = 8
+    load: float | tuple[float, ...] = DEFAULT_LOADS  # fraction of R x one replica's capacity
+    rate_scale: float | None = None  # if set: replay at this multiple of the trace's own rate
+    stale_s: float = 0.0  # load reports refresh every stale_s seconds (0 = at every decision)
+    model: str = "Llama-3.1-8B"
+    gpu: str = "H100"
+    tp: int = 1
+    mem_frac: float = 0.9
+    capacity_blocks: int | None = None
+    max_seqs: int = 1024
+    budget: int = VLLM_BUDGET  # chunked-prefill token budget per iteration (vLLM default)
+    slo_ttft_s: float | None = None
+    slo_tbt_s: float | None = None
+    window_requests: int = 1024
+    queue_slots: int = 256  # per replica; arrivals beyond are dropped (and counted)
+    predictor_accuracy: float = 0.7
+    drain_s: float = 120.0
+    trace_seed: int = 0
+    prefix_caching: bool = True  # on where the trace has prefix chains
+    hash_blocks: int = 2  # prefix blocks the prefix_key hashes (Mooncake: system prompt + 1)
+    trace_params: tuple[tuple[str, Any], ...] = ()
+    window_order: str = "random"
+
+    def loads(self) -> tuple[float, ...]:
+        loads = (self.load,) if isinstance(self.load, (int, float)) else tuple(self.load)
+        if not loads or any(not (x > 0) for x in loads):
+            raise ValueError(f"Routing: load levels must be > 0, got {self.load!r}")
+        return tuple(float(x) for x in loads)
+
+    def validate(self) -> None:
+        for name in ("replicas", "queue_slots", "hash_blocks", "budget", "window_requests"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, np.integer)) or v < 1:
+                raise ValueError(f"Routing: {name} must be an integer >= 1, got {v!r}")
+        if self.rate_scale is not None and not self.rate_scale > 0:
+            raise ValueError(f"Routing: rate_scale must be > 0, got {self.rate_scale!r}")
+        if not (isinstance(self.stale_s, (int, float)) and self.stale_s >= 0):
+            raise ValueError(f"Routing: stale_s must be a number >= 0, got {self.stale_s!r}")
+        if not self.drain_s >= 0:
+            raise ValueError(f"Routing: drain_s must be >= 0, got {self.drain_s!r}")
+        if self.split not in ("train", "test", "all"):
+            raise ValueError(f"Routing: split must be 'train', 'test' or 'all', got {self.split!r}")
+        if self.window_order not in ("random", "sequential"):
+            raise ValueError(f"Routing: window_order must be 'random' or 'sequential', got {self.window_order!r}")
+        self.loads()
+
+    def engine_spec(self) -> EngineSpec:
+        return EngineSpec(
+            model=self.model, gpu=self.gpu, tp=self.tp, mem_frac=self.mem_frac,
+            capacity_blocks=self.capacity_blocks, max_seqs=self.max_seqs,
+            slo_ttft_s=self.slo_ttft_s, slo_tbt_s=self.slo_tbt_s,
+        )
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """Built, read-only parts shared by every env of a batch (and cached across batches)."""
+
+    engine: Any
+    workload: S.Workload
+    natural_rate: np.ndarray  # requests/s of each window at the trace's own pace
+    replica_capacity_rps: float  # one replica, saturated, no prefix reuse
+    bound_rps: float  # R replicas, saturated, every reusable prefix hit (an upper bound)
+    sec_per_prefill_token: float
+    cache_entries: int
+    trace_name: str
+
+
+def reusable_tokens(trace: traces.Trace) -> np.ndarray:
+    """Prompt tokens of each request that an infinite prefix cache holding every earlier
+    request's blocks could serve: its leading blocks already seen, at most prompt - 1 tokens."""
+    n = len(trace)
+    if trace.block_ids is None:
+        return np.zeros(n, np.int64)
+    lens = np.diff(trace.block_offsets)
+    owner = np.repeat(np.arange(n), lens)
+    _, first, inverse = np.unique(trace.block_ids, return_index=True, return_inverse=True)
+    seen = owner[first][inverse] < owner  # the block appeared in an earlier request
+    pos = np.arange(owner.size) - np.repeat(trace.block_offsets[:-1], lens)
+    # Leading run of seen blocks: the first unseen position of each chain (or its length).
+    unseen_pos = np.where(seen, np.iinfo(np.int64).max, pos)
+    lead = lens.astype(np.int64)
+    nz = lens > 0
+    if nz.any():  # segments of the non-empty chains only (empty ones hold no elements)
+        lead[nz] = np.minimum(np.minimum.reduceat(unseen_pos, trace.block_offsets[:-1][nz]), lens[nz])
+    return np.minimum(lead * int(trace.block_size), trace.prompt_tokens - 1).astype(np.int64)
+
+
+def _prefill_seconds_per_token(eng, prompt: float, budget: int) -> float:
+    """Seconds per prompt token to prefill a ``prompt``-token request alone in budget chunks."""
+    done, t = 0.0, 0.0
+    while done < prompt:
+        c = min(float(budget), prompt - done)
+        t += step_time(eng.coeffs, c, c * (done + (c + 1) / 2.0), 0.0, 0.0)
+        done += c
+    return t / max(prompt, 1.0)
+
+
+def build_scenario(cfg: RoutingConfig) -> Scenario:
+    """The scenario of ``cfg``; fields that only steer episodes do not rebuild it."""
+    return _build_scenario(replace(cfg, load=DEFAULT_LOADS, rate_scale=None, stale_s=0.0,
+                                   window_order="random", drain_s=0.0))
+
+
+@cache
+def _build_scenario(cfg: RoutingConfig) -> Scenario:
+    cfg = replace(cfg, trace=DEFAULT_TRACE if cfg.trace == "default" else cfg.trace)
+    history, trace = load_split(cfg, "Routing")
+    cache_on = cfg.prefix_caching and trace.block_ids is not None
+    chain_tokens = trace.block_size or 1
+    eng = cfg.engine_spec().build(cache_on=cache_on, chain_block_tokens=chain_tokens)
+    eng = eng._replace(max_output=int(max(trace.output_tokens.max(), history.output_tokens.max())))
+    # Requests longer than the model's context or a replica's KV pool are rejected at arrival
+    # (envs.core.replica.rejected_at_arrival) and counted as `rejected`.
+    wl, rate = build_workload(trace, cfg.window_requests, cfg.predictor_accuracy, cfg.trace_seed)
+    cap_wl, _ = build_workload(history, cfg.window_requests, cfg.predictor_accuracy, cfg.trace_seed)
+    capacity = measure_capacity_rps(eng, cap_wl)
+    # The bound on the windows played: every reusable prefix served from cache (an infinite
+    # cache that saw every earlier request), the work spread perfectly over R saturated replicas.
+    reuse = reusable_tokens(trace)
+    bound_trace = trace.replace(prompt_tokens=trace.prompt_tokens - reuse, block_ids=None,
+                                block_offsets=None, block_size=None)
+    bound_wl, _ = build_workload(bound_trace, cfg.window_requests, cfg.predictor_accuracy, cfg.trace_seed)
+    bound = cfg.replicas * measure_capacity_rps(eng, bound_wl)
+    spt = _prefill_seconds_per_token(eng, float(history.prompt_tokens.mean()), cfg.budget)
+    entries = eng.capacity_blocks * eng.block_size // eng.chain_block_tokens if cache_on else 0
+    return Scenario(eng, wl, rate, capacity, bound, spt, entries, trace.meta.name)
+
+
+def episode_draws(where: str, cfg: RoutingConfig, sc: Scenario, rngs: list, envs: np.ndarray, started: np.ndarray,
+                  num_envs: int, options: list[dict[str, Any]] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Window, time scale and load level of each env's next episode (``started`` counts episodes
+    per env and is advanced; ``draw_episode`` picks the window and load: random, in turn, or
+    named by ``options[e]``)."""
+    loads = cfg.loads()
+    W = sc.workload.arrival_s.shape[0]
+    windows = np.empty(len(envs), np.int32)
+    scales = np.empty(len(envs), np.float64)
+    levels = np.empty(len(envs), np.float64)
+    for j, e in enumerate(envs):
+        windows[j], load = draw_episode(where, cfg.window_order, rngs[e], int(started[e]), int(e), num_envs, W,
+                                        "load", loads, options[e] if options else {})
+        started[e] += 1
+        levels[j] = load
+        if cfg.rate_scale is not None:
+            scales[j] = 1.0 / cfg.rate_scale
+        else:
+            scales[j] = sc.natural_rate[windows[j]] / (load * cfg.replicas * sc.replica_capacity_rps)
+    return windows, scales, levels
+
+
+class RoutingVecEnv(NativeVecEnv):
+    """E copies of Routing-v0 stepped by one kernel call (SB3 VecEnv, no per-env objects).
+
+    Episode selection (``NativeVecEnv.draw_episode``): ``window`` indexes the trace's windows,
+    the knob is ``load``."""
+
+    env_name = "Routing"
+    episode_knob = "load"
+
+    table_metrics = (
+        "effective_capacity_rps", "slo_attainment", "goodput_rps", "ttft_p50_s", "ttft_p99_s", "token_hit_ratio",
+        "load_imbalance", "offered_rps", "return_mean",
+    )
+    capacity_knob = "rate_scale"  # what agents.capacity_search varies (offered_rps is the rate)
+
+    def sweep(self) -> tuple[str, tuple[float, ...]]:
+        if self.config.rate_scale is not None:
+            return "rate_scale", (float(self.config.rate_scale),)
+        return "load", self.config.loads()
+
+    def capacity_start(self) -> float:
+        """A rate_scale near the cluster's capacity without prefix reuse (where search starts)."""
+        sc = self.scenario
+        return float(self.config.replicas * sc.replica_capacity_rps / np.median(sc.natural_rate))
+
+    def __init__(self, num_envs: int = 1, config: RoutingConfig | None = None, seed: int | None = None,
+                 **kwargs: Any):
+        unknown = set(kwargs) - set(RoutingConfig.__dataclass_fields__)
+        if unknown:
+            raise TypeError(f"Routing: unknown config field(s) {sorted(unknown)}; known: "
+                            f"{', '.join(RoutingConfig.__dataclass_fields__)}")
+        cfg = replace(config or RoutingConfig(), **kwargs)
+        cfg = replace(cfg, load=cfg.loads(), trace_params=tuple(dict(cfg.trace_params).items()))
+        cfg.validate()
+        self.config = cfg
+        self.scenario = build_scenario(cfg)
+        R = cfg.replicas
+        self.R = R
+        n_obs = K.G + R * K.F
+        super().__init__(num_envs, spaces.Box(-np.inf, np.inf, (n_obs,), np.float32), spaces.Discrete(R))
+        E = num_envs
+        self.state = S.allocate(E, R, cfg.queue_slots, cfg.window_requests, self.scenario.cache_entries)
+        self.up = np.ones((E, R), np.float32)
+        self._ttft_ema = np.zeros((E, R))
+        self._busy = np.zeros((E, R))
+        self._snap = np.zeros((E, R, K.N_REPORTED))
+        self._snap_t = np.full(E, -np.inf)
+        self._sent = np.zeros((E, R), np.int64)
+        self._obs = np.zeros((E, n_obs), np.float32)
+        self._mask = np.ones((E, R), np.bool_)
+        self._episode_load = np.zeros(E)
+        if seed is not None:
+            self.seed(seed)
+
+    # --- NativeVecEnv hooks
+    def _episode_draws(self, envs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        windows, scales, loads = episode_draws(self.env_name, self.config, self.scenario, self._rngs, envs,
+                                               self._episodes_started, self.num_envs, self._reset_opts)
+        self._episode_load[envs] = loads
+        return windows, scales
+
+    def _reset_envs(self, envs: np.ndarray) -> None:
+        sc, cfg = self.scenario, self.config
+        windows, scales = self._episode_draws(envs)
+        K.reset_all(self.state, sc.workload, sc.engine, envs.astype(np.int64), windows, scales,
+                    self.up, cfg.stale_s, cfg.hash_blocks, sc.sec_per_prefill_token, self._ttft_ema,
+                    self._busy, self._snap, self._snap_t, self._sent, self._obs, self._mask)
+
+    def advance(self) -> None:
+        """One kernel call: every env routes its pending request by ``_actions``."""
+        sc, cfg = self.scenario, self.config
+        K.step_all(self.state, sc.workload, sc.engine, self._actions, self.up, cfg.budget, cfg.drain_s,
+                   cfg.stale_s, cfg.hash_blocks, sc.sec_per_prefill_token, self._ttft_ema, self._busy,
+                   self._snap, self._snap_t, self._sent, self._obs, self._mask, self._rew, self._term,
+                   self._trunc)
+
+    def episode_extras(self, e: int) -> dict[str, Any]:
+        return {"requests": self.request_records(e)}
+
+    def feature_names(self) -> list[str]:
+        return item_features(K.REQUEST_FEATURES, K.REPLICA_FEATURES, self.R, "replica")
+
+    def action_meanings(self) -> list[str]:
+        return [f"route to replica{r}" for r in range(self.R)]
+
+    def render_text(self, e: int = 0) -> str:
+        load = "" if self.config.rate_scale is not None else f" (load {self._episode_load[e]:g})"
+        return render_replicas(self.state, e, self.scenario.engine.capacity_blocks, float(self._rew[e]),
+                               f"Routing env {e}{load}", up=self.up[e])
+
+    # --- domain metrics
+    def request_records(self, e: int) -> dict[str, np.ndarray]:
+        st = self.state
+        return {k: getattr(st, k)[e].copy() for k in ("ttft", "tbt_p99", "e2e", "fate", "slo_met")}
+
+    def episode_metrics(self, e: int) -> dict[str, float]:
+        extra = {} if self.config.rate_scale is not None else {"load": float(self._episode_load[e])}
+        return cluster_metrics(self.state, self.scenario, self._busy, e, extra)
+
+
+def cluster_metrics(st: S.ClusterState, sc: Scenario, busy: np.ndarray, e: int,
+                    extra: dict[str, float] | None = None) -> dict[str, float]:
+    """Episode metrics of env ``e`` of a multi-replica cluster (Routing-v0 and ``envs.multi.env``)."""
+    wl = sc.workload
+    w = int(st.window[e])
+    n = int(wl.n_requests[w])
+    R = st.n_queued.shape[1]
+    t0 = float(arrival_time(st, wl, e, 0))
+    t_last = float(arrival_time(st, wl, e, n - 1))
+    b = busy[e]
+    more = {
+        "offered_rps": (n - 1) / max(t_last - t0, 1e-9),
+        # max / mean replica busy time: 1 = perfectly even
+        "load_imbalance": float(b.max() / b.mean()) if b.mean() > 0 else 1.0,
+        "capacity_bound_rps": sc.bound_rps,
+        "replicas": float(R),
+        **(extra or {}),
+    }
+    m = episode_metrics(
+        ttft=st.ttft[e], tbt_p99=st.tbt_p99[e], e2e=st.e2e[e], fate=st.fate[e],
+        slo_met=st.slo_met[e], output_tokens=wl.output[w], duration_s=float(st.clock[e]) - t0,
+        counters=st.counters[e], kv_block_s=float(st.accum[e, S.A_KV_BLOCK_S]),
+        capacity_blocks=sc.engine.capacity_blocks * R, extra=more,
+    )
+    m.setdefault("token_hit_ratio", 0.0)  # no prefix chains: nothing can hit
+    m.setdefault("block_hit_ratio", 0.0)
+    return m
+
+
+class RoutingEnv(VecEnvView):
+    """The single-env Gymnasium view (E = 1) of :class:`RoutingVecEnv`."""
+
+    vec_class = RoutingVecEnv
+
+
+class RoutingVectorEnv(NativeVectorEnv):
+    """The Gymnasium ``VectorEnv`` of :class:`RoutingVecEnv` (``gymnasium.make_vec``'s vector entry point)."""
+
+    vec_class = RoutingVecEnv
