@@ -22,6 +22,9 @@ def main(argv: list[str] | None = None) -> int:
     if cmd == "comm":
         from . import comm_bench
         return comm_bench.main(rest)
+    if cmd == "fit":
+        from . import fit
+        return fit.main(rest)
     if cmd == "compare":
         from . import compare  # the one module of hwmodels that imports envs (the simulator)
         return compare.main(rest)
