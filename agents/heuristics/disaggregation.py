@@ -36,16 +36,17 @@ def _action(roles: np.ndarray, rule: int, E: int) -> np.ndarray:
     return np.repeat(np.append(roles, rule)[None, :], E, axis=0).astype(np.int64)
 
 
-def replay(config: DisaggregationConfig, windows: list[int], plans: list[np.ndarray], rule: int = K.RULE_BALANCE
+def replay(config: DisaggregationConfig, episodes: list[dict], plans: list[np.ndarray], rule: int = K.RULE_BALANCE
            ) -> tuple[np.ndarray, list[dict]]:
-    """Play each (window, plan) pair in a fresh copy of the simulator, E = all pairs at once.
+    """Play each (episode, plan) pair in a fresh copy of the simulator, E = all pairs at once.
 
-    ``plans[j]`` is roles [R] (static) or [decisions, R] (one row per interval). Returns the
-    per-interval rewards [pairs, decisions] and each pair's episode metrics.
+    ``episodes`` are reset options (``{"window": w, "load": v}``); ``plans[j]`` is roles [R]
+    (static) or [decisions, R] (one row per interval). Returns the per-interval rewards
+    [pairs, decisions] and each pair's episode metrics.
     """
-    pairs = [(w, p) for w in windows for p in plans]
+    pairs = [(ep, p) for ep in episodes for p in plans]
     env = DisaggregationVecEnv(len(pairs), config=config)
-    env.force_windows(np.array([w for w, _ in pairs]))
+    env.set_options([dict(ep) for ep, _ in pairs])
     env.reset()
     T = config.decisions
     rew = np.zeros((len(pairs), T))
@@ -66,17 +67,16 @@ def replay(config: DisaggregationConfig, windows: list[int], plans: list[np.ndar
 @cache
 def offline_search(config: DisaggregationConfig, n_mixed: int = 0, rule: int = K.RULE_BALANCE) -> int:
     """Prefill instances that maximise simulated goodput per GPU on the training part of the
-    workload (every episode window at every load level), DistServe's placement search
+    workload (two episode windows at every load level), DistServe's placement search
     (Zhong et al., OSDI'24, Sec. 4: simulate candidate placements on the workload's
     distribution, keep the one with the highest goodput per GPU)."""
-    cfg = replace(config, split="train", window_order="sequential")
+    cfg = replace(config, split="train")
     R = cfg.instances
-    probe = DisaggregationVecEnv(1, config=cfg)
-    windows = list(range(probe.scenario.workload.arrival_s.shape[0]))[: 2 * len(cfg.loads())]
+    episodes = [{"window": w, "load": v} for v in cfg.loads() for w in range(min(2, cfg.episodes_per_load))]
     counts = list(range(1, R - n_mixed))
     plans = [roles_pd(R, p, n_mixed) for p in counts]
-    _, metrics = replay(cfg, windows, plans, rule)
-    score = np.array([m["goodput_per_gpu"] for m in metrics]).reshape(len(windows), len(plans)).mean(axis=0)
+    _, metrics = replay(cfg, episodes, plans, rule)
+    score = np.array([m["goodput_per_gpu"] for m in metrics]).reshape(len(episodes), len(plans)).mean(axis=0)
     return counts[int(np.argmax(score))]
 
 
@@ -181,7 +181,7 @@ class _Clairvoyant:
         self.R = env.R
         self.plans: list[np.ndarray | None] = [None] * env.num_envs
 
-    def plan(self, window: int) -> np.ndarray:
+    def plan(self, episode: dict) -> np.ndarray:
         raise NotImplementedError
 
     def act(self, obs, mask):
@@ -191,7 +191,7 @@ class _Clairvoyant:
         for e in range(E):
             t = int(round(obs[e, K.GLOBAL_FEATURES.index("elapsed")] * T))
             if t == 0 or self.plans[e] is None:
-                self.plans[e] = self.plan(int(self.env.state.window[e]))
+                self.plans[e] = self.plan(self.env.episode_of(e))
             p = self.plans[e]
             out[e, : self.R] = p[min(t, T - 1)]
             out[e, self.R] = K.RULE_BALANCE
@@ -204,9 +204,9 @@ class StaticBest(_Clairvoyant):
 
     name = "static_best"
 
-    def plan(self, window):
+    def plan(self, episode):
         plans = candidate_plans(self.R)
-        _, metrics = replay(self.env.config, [window], plans)
+        _, metrics = replay(self.env.config, [episode], plans)
         best = int(np.argmax([m["goodput_per_gpu"] for m in metrics]))
         return np.tile(plans[best], (self.env.config.decisions, 1))
 
@@ -223,10 +223,10 @@ class OracleDP(_Clairvoyant):
 
     name = "oracle_dp"
 
-    def plan(self, window):
+    def plan(self, episode):
         cfg = self.env.config
         plans = candidate_plans(self.R)
-        v, metrics = replay(cfg, [window], plans)  # [K, T]
+        v, metrics = replay(cfg, [episode], plans)  # [K, T]
         Kn, T = v.shape
         p = self.env.params
         unit = np.abs(v).mean() / self.R * (p.switch_s / p.interval_s)
@@ -246,7 +246,7 @@ class OracleDP(_Clairvoyant):
         dp_plan = np.array([plans[k] for k in path[::-1]])
         best = int(np.argmax([m["goodput_per_gpu"] for m in metrics]))
         static = np.tile(plans[best], (T, 1))
-        _, m2 = replay(cfg, [window], [dp_plan])
+        _, m2 = replay(cfg, [episode], [dp_plan])
         return dp_plan if m2[0]["goodput_per_gpu"] > metrics[best]["goodput_per_gpu"] else static
 
 

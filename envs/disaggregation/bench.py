@@ -72,15 +72,15 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for E in a.sizes:
         native = DisaggregationVecEnv(E, seed=0)
-        W = native.scenario.workload.arrival_s.shape[0]
-        native.force_windows(np.arange(E) % W)  # both sides play the same episodes
+        P, loads = native.config.episodes_per_load, native.config.loads()
+        episodes = [{"window": e % P, "load": loads[(e // P) % len(loads)]} for e in range(E)]
+        native.set_options(episodes)  # both sides play the same episodes
         roles = ROLES[a.roles](native.R)
         native.reset()
         _run(native, roles, 1)  # warm-up: compilation
         nat, nat_cpu = np.median([_run(native, roles, a.episodes) for _ in range(a.repeats)], axis=0)
         dummy = DummyVecEnv([lambda: DisaggregationEnv() for _ in range(E)])
-        for i, env in enumerate(dummy.envs):
-            env.unwrapped._vec.force_windows(np.array([i % W]))
+        dummy.set_options(episodes)
         dummy.reset()
         dum, dum_cpu = np.median([_run(dummy, roles, a.episodes) for _ in range(max(1, a.repeats // 2))], axis=0)
         interval = native.config.interval_s

@@ -36,11 +36,10 @@ Version History
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any, ClassVar, NamedTuple
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
-import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
@@ -49,7 +48,8 @@ from envs.disaggregation import kernels as K
 from envs.disaggregation.config import DisaggregationConfig
 from envs.disaggregation.scenario import Scenario, build_scenario
 from envs.metrics import episode_metrics, percentile
-from envs.native_vec import NativeVecEnv
+from envs.native_vec import NativeVecEnv, VecEnvView, item_features
+from envs.vector import NativeVectorEnv
 
 ENV_ID = "servegym/Disaggregation-v0"
 
@@ -141,7 +141,13 @@ def make_params(cfg: DisaggregationConfig, sc: Scenario) -> Params:
 
 
 class DisaggregationVecEnv(NativeVecEnv):
-    """E copies of Disaggregation-v0 stepped by one kernel call (SB3 VecEnv, no per-env objects)."""
+    """E copies of Disaggregation-v0 stepped by one kernel call (SB3 VecEnv, no per-env objects).
+
+    Episode selection (``NativeVecEnv.draw_episode``): ``window`` indexes the
+    ``episodes_per_load`` episode windows built at each load level, the knob is ``load``."""
+
+    env_name = "Disaggregation"
+    episode_knob = "load"
 
     table_metrics = (
         "goodput_per_gpu", "slo_attainment", "ttft_p99_s", "tpot_p99_s", "kv_bytes_transferred",
@@ -163,7 +169,6 @@ class DisaggregationVecEnv(NativeVecEnv):
         R = cfg.instances
         self.R = R
         n_obs = K.G + R * K.F
-        self.render_mode = None
         super().__init__(num_envs, spaces.Box(-np.inf, np.inf, (n_obs,), np.float32),
                          spaces.MultiDiscrete([3] * R + [len(K.RULES)]))
         E = num_envs
@@ -171,108 +176,64 @@ class DisaggregationVecEnv(NativeVecEnv):
         self.state = S.allocate(E, R, cfg.queue_slots, N, 0)
         self.dstate = allocate_dstate(E, R, cfg.queue_slots, N)
         self._obs = np.zeros((E, n_obs), np.float32)
-        self._mask = np.ones((E, 3 * R + len(K.RULES)), np.bool_)
-        self._rew = np.zeros(E, np.float64)
-        self._term = np.zeros(E, np.bool_)
-        self._trunc = np.zeros(E, np.bool_)
-        self._returns = np.zeros(E, np.float64)
-        self._lengths = np.zeros(E, np.int64)
-        self._actions = np.zeros((E, R + 1), np.int64)
-        self._rngs = [np.random.default_rng() for _ in range(E)]
-        self._started = np.zeros(E, np.int64)
+        self._mask = np.ones((E, self.n_actions), np.bool_)
+        self._episode = np.zeros((E, 2))  # (window, load) of each env's episode
         self._roles_log: list[list[np.ndarray]] = [[] for _ in range(E)]
-        self._forced: np.ndarray | None = None
         if seed is not None:
             self.seed(seed)
 
     def sweep(self) -> tuple[str, tuple[float, ...]]:
         return "load", self.config.loads()
 
-    # --- VecEnv API
-    def seed(self, seed: int | None = None) -> Sequence[int | None]:
-        seeds = super().seed(seed)
-        self._rngs = [np.random.default_rng(s) for s in seeds]
-        return seeds
+    def episode_of(self, e: int) -> dict[str, Any]:
+        """Reset options that replay env ``e``'s current episode (privileged: oracles)."""
+        return {"window": int(self._episode[e, 0]), "load": float(self._episode[e, 1])}
 
-    def reset(self) -> np.ndarray:
-        for e, s in enumerate(self._seeds):
-            if s is not None:
-                self._rngs[e] = np.random.default_rng(s)
-        self._reset_seeds()
-        self._reset_options()
-        self._reset_envs(np.arange(self.num_envs))
-        self.reset_infos = [{} for _ in range(self.num_envs)]
-        return self._obs.copy()
-
-    def force_windows(self, windows: np.ndarray | None) -> None:
-        """Privileged (oracles, tests): the next reset of env e plays window ``windows[e]``."""
-        if windows is not None:
-            windows = np.asarray(windows, np.int32).reshape(self.num_envs)
-            W = self.scenario.workload.arrival_s.shape[0]
-            if windows.min() < 0 or windows.max() >= W:
-                raise ValueError(f"Disaggregation.force_windows: windows must be in [0, {W}), got {windows!r}")
-        self._forced = windows
-
-    def _draw(self, envs: np.ndarray) -> np.ndarray:
-        W = self.scenario.workload.arrival_s.shape[0]
-        out = np.empty(len(envs), np.int32)
-        for j, e in enumerate(envs):
-            if self._forced is not None:
-                out[j] = self._forced[e]
-            elif self.config.window_order == "sequential":
-                out[j] = (self._started[e] * self.num_envs + e) % W
-            else:
-                out[j] = self._rngs[e].integers(W)
-            self._started[e] += 1
-        return out
-
+    # --- NativeVecEnv hooks
     def _reset_envs(self, envs: np.ndarray) -> None:
-        windows = self._draw(envs)
-        K.reset_all(self.state, self.scenario.workload, self.scenario.engine, self.dstate, self.params,
-                    envs.astype(np.int64), windows, np.ones(len(envs)), self._obs)
-        self._returns[envs] = 0.0
-        self._lengths[envs] = 0
-        for e in envs:
+        loads = self.config.loads()
+        rows = np.empty(len(envs), np.int32)
+        for j, e in enumerate(envs):
+            w, load = self.draw_episode(int(e), self.config.episodes_per_load, loads)
+            rows[j] = w * len(loads) + loads.index(load)  # scenario windows cycle through the loads
+            self._episode[e] = (w, load)
             self._roles_log[e] = []
-
-    def step_async(self, actions: np.ndarray) -> None:
-        a = np.asarray(actions)
-        shape = (self.num_envs, self.R + 1)
-        if a.shape != shape and a.size == np.prod(shape):
-            a = a.reshape(shape)
-        if a.shape != shape or a.dtype.kind not in "iu":
-            raise ValueError(f"Disaggregation: actions must be integers of shape {shape}, got {a.dtype} {a.shape}")
-        if a[:, : self.R].min() < 0 or a[:, : self.R].max() > 2 or a[:, self.R].min() < 0 or a[:, self.R].max() >= len(K.RULES):
-            raise ValueError(f"Disaggregation: roles must be in 0..2 and the rule in 0..{len(K.RULES) - 1}, got {a!r}")
-        self._actions[:] = a
+        K.reset_all(self.state, self.scenario.workload, self.scenario.engine, self.dstate, self.params,
+                    envs.astype(np.int64), rows, np.ones(len(envs)), self._obs)
 
     def advance(self) -> None:
-        """One kernel call: every env applies ``_actions`` and runs one interval."""
+        """One kernel call: every env applies ``_actions`` (roles [R], rule) and runs one interval."""
         sc = self.scenario
         K.step_all(self.state, sc.workload, sc.engine, self.dstate, self.params, self._actions, self._obs,
                    self._rew, self._term, self._trunc)
         for e in range(self.num_envs):
             self._roles_log[e].append(self.dstate.role[e].copy())
 
-    def step_wait(self):
-        self.advance()
-        self._returns += self._rew
-        self._lengths += 1
-        done = self._term | self._trunc
-        infos: list[dict] = [{} for _ in range(self.num_envs)]
-        finished = np.flatnonzero(done)
-        for e in finished:
-            infos[e] = {
-                "terminal_observation": self._obs[e].copy(),
-                "TimeLimit.truncated": bool(self._trunc[e] and not self._term[e]),
-                "episode": {"r": float(self._returns[e]), "l": int(self._lengths[e])},
-                "metrics": self.episode_metrics(e),
-                "requests": self.request_records(e),
-                "series": self.series(e),
-            }
-        if finished.size:
-            self._reset_envs(finished)
-        return self._obs.copy(), self._rew.astype(np.float32), done.copy(), infos
+    def episode_extras(self, e: int) -> dict[str, Any]:
+        return {"requests": self.request_records(e), "series": self.series(e)}
+
+    def feature_names(self) -> list[str]:
+        return item_features(K.GLOBAL_FEATURES, K.INSTANCE_FEATURES, self.R, "instance")
+
+    def action_meanings(self) -> list[str]:
+        return ([f"instance{r} {role}" for r in range(self.R) for role in K.ROLES]
+                + [f"dispatch {rule}" for rule in K.RULES])
+
+    def render_text(self, e: int = 0) -> str:
+        st, ds = self.state, self.dstate
+        phase = ("", " draining", " warming")
+        lines = [f"Disaggregation env {e} (load {self._episode[e, 1]:g}): t = {float(st.clock[e]):.1f} s, "
+                 f"decision {int(ds.step_i[e])}/{self.config.decisions}, rule {K.RULES[int(ds.rule[e])]}, "
+                 f"handover backlog {int(ds.ho_len[e])}, transfers in flight {int(ds.n_xf[e])}, "
+                 f"last reward {float(self._rew[e]):.4g}"]
+        cap = self.scenario.engine.capacity_blocks
+        for r in range(self.R):
+            to = "" if ds.target[e, r] == ds.role[e, r] else f" -> {K.ROLES[int(ds.target[e, r])]}"
+            lines.append(f"  instance {r}: {K.ROLES[int(ds.role[e, r])]}{to}{phase[int(ds.phase[e, r])]}, "
+                         f"queued {int(st.n_queued[e, r])}, running {int(st.n_running[e, r])}, "
+                         f"KV held {int(ds.n_held[e, r])}, incoming {int(ds.n_incoming[e, r])}, "
+                         f"KV blocks {cap - int(st.free_blocks[e, r])}/{cap}")
+        return "\n".join(lines)
 
     # --- domain metrics
     def _n(self, e: int) -> int:
@@ -324,36 +285,23 @@ class DisaggregationVecEnv(NativeVecEnv):
         )
 
 
-class DisaggregationEnv(gym.Env):
+class DisaggregationEnv(VecEnvView):
     """The single-env Gymnasium view (E = 1) of :class:`DisaggregationVecEnv`."""
 
-    metadata: ClassVar[dict] = {"render_modes": []}
+    vec_class = DisaggregationVecEnv
 
-    def __init__(self, **kwargs: Any):
-        self._vec = DisaggregationVecEnv(1, **kwargs)
-        self.observation_space = self._vec.observation_space
-        self.action_space = self._vec.action_space
-        self.config = self._vec.config
 
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
-        super().reset(seed=seed)
-        if seed is not None:
-            self._vec.seed(seed)
-        obs = self._vec.reset()
-        return obs[0], {}
+class DisaggregationVectorEnv(NativeVectorEnv):
+    """The Gymnasium ``VectorEnv`` of :class:`DisaggregationVecEnv` (``gymnasium.make_vec``'s vector entry point).
 
-    def step(self, action):
-        v = self._vec
-        a = np.asarray(action)
-        if a.shape != (v.R + 1,) or not self.action_space.contains(a.astype(np.int64)):
-            raise ValueError(f"Disaggregation: action must be {v.R} roles in 0..2 and a rule in 0..1, got {action!r}")
-        v._actions[0] = a
-        v.advance()
-        info: dict[str, Any] = {}
-        if v._term[0] or v._trunc[0]:
-            info["metrics"] = v.episode_metrics(0)
-            info["requests"] = v.request_records(0)
-        return v._obs[0].copy(), float(v._rew[0]), bool(v._term[0]), bool(v._trunc[0]), info
+    Episodes hold different numbers of requests, so ``infos["final_info"]["requests"][e]`` is
+    each episode's read-only mapping of per-request arrays (an object array over envs), not
+    arrays stacked over envs."""
 
-    def action_masks(self) -> np.ndarray:
-        return self._vec._mask[0].copy()
+    vec_class = DisaggregationVecEnv
+
+    def _add_info(self, vector_infos: dict, env_info: dict, env_num: int) -> dict:
+        final = env_info.get("final_info")
+        if isinstance(final, dict) and "requests" in final:
+            env_info = {**env_info, "final_info": {**final, "requests": MappingProxyType(final["requests"])}}
+        return super()._add_info(vector_infos, env_info, env_num)

@@ -27,8 +27,17 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from envs.core.replica import ORDER_FCFS, ceil_div, enqueue, next_queued, reset_env_state, reset_replica, run_iteration
-from envs.core.state import C_PREEMPTIONS, C_PREFILL_TOKENS, FINISHED, FREE, RUNNING
+from envs.core.replica import (
+    ORDER_FCFS,
+    ceil_div,
+    enqueue,
+    next_queued,
+    rejected_at_arrival,
+    reset_env_state,
+    reset_replica,
+    run_iteration,
+)
+from envs.core.state import C_PREEMPTIONS, C_PREFILL_TOKENS, DROPPED, FINISHED, FREE, PENDING, RUNNING
 
 ROLE_PREFILL = 0
 ROLE_DECODE = 1
@@ -363,14 +372,19 @@ def simulate(st, wl, eng, ds, pr, e, t1):
             st.r_clock[e, wr] = t
             ds.blocked[e] = False
         elif ta == t:
+            i = st.next_arrival[e]
+            if wl.failed[w, i] or rejected_at_arrival(eng, wl.prompt[w, i], wl.output[w, i]):
+                # never served: the core ends it at once (FAILED / REJECTED) and counts it
+                enqueue(st, wl, eng, e, 0, i)
+                st.next_arrival[e] = i + 1
+                continue
             r = pick_prefill(st, ds, pr, e)
             if r < 0:
                 ds.blocked[e] = True
                 continue
-            i = st.next_arrival[e]
             if st.n_queued[e, r] == 0 and st.n_running[e, r] == 0 and st.r_clock[e, r] < t:
                 st.r_clock[e, r] = t
-            enqueue(st, wl, e, r, i)
+            enqueue(st, wl, eng, e, r, i)
             st.next_arrival[e] = i + 1
             ds.pending[e, r] += wl.prompt[w, i]
             ds.stalled[e, r] = False
@@ -395,6 +409,10 @@ def score(st, wl, ds, pr, e):
     missed = 0
     advancing = True
     for i in range(lo, n):
+        if not ds.scored[e, i] and st.fate[e, i] != PENDING and st.fate[e, i] != FINISHED:
+            ds.scored[e, i] = True  # failed or rejected (not an SLO miss), or dropped (a miss)
+            if st.fate[e, i] == DROPPED:
+                missed += 1
         if not ds.scored[e, i] and st.fate[e, i] == FINISHED:
             ds.scored[e, i] = True
             out = wl.output[w, i]
@@ -521,8 +539,9 @@ def step_all(st, wl, eng, ds, pr, actions, obs, reward, terminated, truncated):
                 for r in range(R):
                     end = max(end, st.r_clock[e, r])
             st.clock[e] = end
-            n = wl.n_requests[st.window[e]]
-            missed += n - int(ds.acc[e, X_MET] + ds.acc[e, X_MISSED])  # never finished
+            for i in range(wl.n_requests[st.window[e]]):
+                if st.fate[e, i] == PENDING:  # never finished (failed and rejected ones do not count)
+                    missed += 1
             terminated[e] = done
             truncated[e] = not done
         else:
