@@ -48,7 +48,7 @@ from envs import multi_kernels as MK
 from envs import routing as rt
 from envs import routing_kernels as RK
 from envs.core import state as S
-from envs.core.workload import output_histogram
+from envs.core.workload import max_window_gaps, output_histogram
 from envs.kv_admission import _load_split
 
 ROLES = ("router", "admission", "autoscaler")
@@ -118,7 +118,8 @@ class MultiCluster:
         history, _ = _load_split(replace(rc, trace=rt.DEFAULT_TRACE if rc.trace == "default" else rc.trace))
         hist = output_histogram(history.output_tokens)
         self.hist_prior = hist * (100.0 / hist.sum())
-        self.state = S.allocate(E, R, rc.queue_slots, rc.window_requests, sc.cache_entries)
+        self.state = S.allocate(E, R, rc.queue_slots, rc.window_requests, sc.cache_entries,
+                                max_window_gaps(sc.workload))
         self.n_obs = {"router": RK.G + R * RK.F,
                       "admission": len(KVK.GLOBAL_FEATURES) + K * len(KVK.CANDIDATE_FEATURES),
                       "autoscaler": MK.N_AS}

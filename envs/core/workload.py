@@ -91,3 +91,9 @@ def build_workload(
         chain_len=chain_len,
     )
     return wl, rate
+
+
+def max_window_gaps(wl: Workload) -> int:
+    """Most gaps between tokens one episode window can produce: sum of (output - 1) over its
+    requests, the largest over windows (sizes ``state.allocate(max_gaps=...)``)."""
+    return int(np.maximum(wl.output.astype(np.int64) - 1, 0).sum(axis=1).max(initial=0))
