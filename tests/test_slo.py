@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import make_trace
-from envs import kv_admission as kva
+from envs.kv_admission import env as kva
 from envs import slo
 from envs.core import state as S
 from envs.core.engine import EngineSpec, step_time
