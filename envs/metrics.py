@@ -1,7 +1,11 @@
 """The one definition of the serving metrics (../shared/DESIGN.md, "Metrics").
 
-Latency percentiles are over requests that finished; requests that were dropped or had not
-finished when the episode ended count against SLO attainment and are reported separately.
+Latency percentiles are over requests that finished (and so produced a first token); requests
+that were dropped or had not finished when the episode ended count against SLO attainment and are
+reported separately. Requests the trace marks failed (``failed``) and requests the engine rejects
+at arrival (``rejected``: longer than the model's context or the KV pool) are counts of their own:
+they never enter a percentile and are not in the denominator of SLO attainment (no policy could
+serve them).
 
 Which latency is which:
 
@@ -14,7 +18,7 @@ Which latency is which:
   output counts once per gap, not once per request.
 * ``e2e_p{50,90,99}_s``: end-to-end latency, percentiles over requests.
 
-SLO attainment = share of the episode's requests that meet the SLO check the environment's
+SLO attainment = share of the other requests that meet the SLO check the environment's
 ``slo_metric`` names (``envs/slo.py``): by default TTFT <= SLO_ttft and TPOT <= SLO_tpot (MLPerf
 Inference, DistServe), or with ``"p99_tbt"`` TTFT <= SLO_ttft and the request's p99 gap <= the
 same limit. Goodput = requests (and output tokens) per second meeting the SLO (DistServe).
@@ -62,12 +66,16 @@ def episode_metrics(
     done = fate == S.FINISHED
     met = slo_met & done
     dur = max(duration_s, 1e-9)
+    failed, rejected, dropped = (int((fate == k).sum()) for k in (S.FAILED, S.REJECTED, S.DROPPED))
+    servable = n - failed - rejected
     out: dict[str, float] = {
         "requests": float(n),
         "finished": float(done.sum()),
-        "dropped": float((fate == S.DROPPED).sum()),
-        "unfinished": float(n - done.sum() - (fate == S.DROPPED).sum()),
-        "slo_attainment": float(met.sum()) / n,
+        "dropped": float(dropped),
+        "failed": float(failed),
+        "rejected": float(rejected),
+        "unfinished": float(servable - done.sum() - dropped),
+        "slo_attainment": float(met.sum()) / max(servable, 1),
         "goodput_rps": float(met.sum()) / dur,
         "goodput_tok_s": float(output_tokens[met].sum()) / dur,
         "throughput_tok_s": float(output_tokens[done].sum()) / dur,
@@ -76,10 +84,11 @@ def episode_metrics(
         "kv_use_mean": kv_block_s / (dur * capacity_blocks),
         "duration_s": duration_s,
     }
+    first_token = done & np.isfinite(ttft)
     for name, x in (("ttft", ttft), ("e2e", e2e)):
         for q in PERCENTILES:
-            out[f"{name}_p{q}_s"] = percentile(x[done], q)
-    tp = tpot[done]
+            out[f"{name}_p{q}_s"] = percentile(x[first_token], q)
+    tp = tpot[first_token]
     tp = tp[~np.isnan(tp)]  # one-token outputs have no TPOT (MLPerf rejects them, DistServe: 0)
     for q in PERCENTILES:
         out[f"tpot_p{q}_s"] = percentile(tp, q)
