@@ -222,7 +222,9 @@ def predict(tab: Table, cal: Calibration) -> np.ndarray:
     if name.startswith("attention_"):  # the model's attention terms alone, per layer (diagnostic)
         out = np.empty(len(tab.keys))
         keep_idx = [COEFF_INDEX[k] for k in ("ATTN_PREFILL_FLOP_S_PER_PAIR", "ATTN_PREFILL_BYTES_S_PER_TOKEN",
-                                              "ATTN_DECODE_FLOP_S_PER_KV", "ATTN_DECODE_BYTES_S_PER_KV", "MOE_MISS")]
+                                              "ATTN_DECODE_FLOP_S_PER_KV", "ATTN_DECODE_BYTES_S_PER_KV", "MOE_MISS",
+                                              # neutral padding terms (divisors of iteration_time)
+                                              "PAD_DECODE_MULTIPLE", "PAD_MIXED_DECODE_MIN", "PAD_MIXED_PREFILL_MIN")]
         for mname in sorted(set(tab.extra)):
             sel = np.array([x == mname for x in tab.extra])
             model, tp = split_model(mname)
