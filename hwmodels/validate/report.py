@@ -49,6 +49,7 @@ def plot_cdfs(out: Path, data_dir: Path = DATA_DIR, profile: str = REFERENCE_PRO
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     runs = [r for r in load_runs(data_dir) if r.kind == "load"]
     windows = sorted({r.window for r in runs})
@@ -64,6 +65,7 @@ def plot_cdfs(out: Path, data_dir: Path = DATA_DIR, profile: str = REFERENCE_PRO
                     v = np.sort(vals[np.isfinite(vals)]) * 1e3
                     ax.plot(v, np.arange(1, len(v) + 1) / len(v), ls, color=c, label=f"load {r.load:.2f} {lab}")
                 ax.set_xscale("log")
+                ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
                 ax.set_title(f"{w}: {m.upper()}")
                 ax.set_xlabel("ms")
                 ax.grid(alpha=0.3)
