@@ -43,6 +43,24 @@ RECIPES: dict[str, Recipe] = {
     "servegym/ExpertPlacement-v0": Recipe("expert_placement_ppo.zip", ("--timesteps", "120000", "--seed", "0")),
 }
 
+def load_recipe(path: Path) -> tuple[str, Recipe]:
+    """A recipe JSON as ``python -m agents.sweep`` writes it (``best_recipe.json``: ``env``,
+    ``file``, ``train_args``) -> (environment id, ``Recipe``). Raises ``ValueError`` naming the
+    file and the missing or mistyped field."""
+    import json
+
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(f"recipe {path}: {err}") from None
+    for key, typ in (("env", str), ("file", str), ("train_args", list)):
+        if not isinstance(data.get(key) if isinstance(data, dict) else None, typ):
+            raise ValueError(f"recipe {path}: field {key!r} missing or not a {typ.__name__}")
+    if not all(isinstance(x, str) for x in data["train_args"]):
+        raise ValueError(f"recipe {path}: field 'train_args' must be a list of strings")
+    return data["env"], Recipe(data["file"], tuple(data["train_args"]))
+
+
 for _env_id, _recipe in RECIPES.items():
     if (HERE / _recipe.file).exists():
         ZOO[_env_id] = HERE / _recipe.file
