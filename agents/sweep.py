@@ -184,7 +184,7 @@ def run_trial(config: dict[str, Any], spec: SweepSpec) -> None:
         record = json.loads(done.read_text())
         if record.get(spec.metric) is None:
             record[spec.metric] = math.nan
-        tune.report(record)
+        tune.report({k: v for k, v in record.items() if k != "train_args"})
         return
     seed = int(config["seed"]) if "seed" in config else spec.seeds[int(config["__trial_index__"])]
     space = spec.search_space
@@ -193,7 +193,10 @@ def run_trial(config: dict[str, Any], spec: SweepSpec) -> None:
             "--out", str(trial_dir), "--no-eval", "--no-progress"]
     if (trial_dir / "checkpoint.zip").exists():
         argv.append("--resume")
-    record: dict[str, Any] = {"params": params, "seed": seed, "train_args": argv}
+    import ray
+
+    record: dict[str, Any] = {"params": params, "seed": seed, "train_args": argv,
+                              "node_id": ray.get_runtime_context().get_node_id()}
     tail = _Tail(sys.stderr)
     try:
         callbacks = [_heldout_callback(spec, argv, trial_dir)] if spec.eval_every else []
@@ -216,7 +219,7 @@ def run_trial(config: dict[str, Any], spec: SweepSpec) -> None:
                        "trial_status": "error", "trial_error": msg})
     stored = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in record.items()}
     atomic_write_text(done, json.dumps(stored, indent=2, default=str))
-    tune.report(record)
+    tune.report({k: v for k, v in record.items() if k != "train_args"})  # a list: not a metric
 
 
 # --- the sweep -----------------------------------------------------------------------------------
@@ -286,6 +289,7 @@ def trial_records(spec: SweepSpec, results: Any) -> list[dict[str, Any]]:
             "trial_id": trial_id, "config": params, "seed": seed, "status": status,
             "metric": None if value is None or not math.isfinite(value) else float(value),
             "timesteps": m.get("timesteps"), "error": error, "dir": f"trials/{trial_id}",
+            "node_id": m.get("node_id"),
         })
     records.sort(key=lambda t: t["trial_id"])
     order: dict[str, int] = {}
