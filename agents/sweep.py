@@ -113,8 +113,10 @@ def trial_settings(argv: list[str]) -> tuple[str, dict[str, Any]]:
     return a.trace, parse_env_kwargs(a.env_kwargs)
 
 
-def held_out(spec: SweepSpec, argv: list[str], checkpoint: Path) -> float:
-    """The main metric of ``checkpoint`` on held-out episodes (test split, every sweep value)."""
+def held_out(spec: SweepSpec, argv: list[str], checkpoint: Path) -> tuple[float, dict[str, Any]]:
+    """The main metric of ``checkpoint`` on held-out episodes (test split), over every value of
+    the env's swept knob, and ``{"key": knob, "values": {label: metric}}`` per value (empty
+    when the sweep has one value)."""
     from agents.evaluate import evaluate
 
     trace, kwargs = trial_settings(argv)
@@ -123,7 +125,10 @@ def held_out(spec: SweepSpec, argv: list[str], checkpoint: Path) -> float:
     metrics = report["results"][0]["metrics"]
     if spec.metric not in metrics:
         raise KeyError(f"--metric {spec.metric}: not among the evaluation's metrics ({', '.join(sorted(metrics))})")
-    return float(metrics[spec.metric])
+    knob = report["sweep"]["key"]
+    per = report["results"][0].get(f"by_{knob}", {})
+    by = {"key": knob, "values": {k: float(m[spec.metric]) for k, m in per.items()}} if per else {}
+    return float(metrics[spec.metric]), by
 
 
 def _heldout_callback(spec: SweepSpec, argv: list[str], trial_dir: Path) -> Any:
@@ -143,7 +148,7 @@ def _heldout_callback(spec: SweepSpec, argv: list[str], trial_dir: Path) -> Any:
                 self._last = self.num_timesteps
                 path = trial_dir / "heldout_eval.zip"
                 atomic_save(self.model, path)
-                value = held_out(spec, argv, path)
+                value, _ = held_out(spec, argv, path)
                 tune.report({spec.metric: value, "timesteps": int(self.num_timesteps),
                              "final": False, "trial_status": "running"})
             return True
@@ -205,8 +210,8 @@ def run_trial(config: dict[str, Any], spec: SweepSpec) -> None:
         if rc != 0:
             raise RuntimeError(f"train.py exited with {rc}")
         run = json.loads((trial_dir / "run.json").read_text())
-        value = held_out(spec, argv, trial_dir / "final.zip")
-        record.update({spec.metric: value, "timesteps": int(run["timesteps"]), "final": True,
+        value, by = held_out(spec, argv, trial_dir / "final.zip")
+        record.update({spec.metric: value, "by_sweep": by, "timesteps": int(run["timesteps"]), "final": True,
                        "trial_status": "ok", "trial_error": ""})
     except (Exception, SystemExit) as err:  # noqa: BLE001 - every failure is reported, not raised
         if isinstance(err, SystemExit):
@@ -289,7 +294,7 @@ def trial_records(spec: SweepSpec, results: Any) -> list[dict[str, Any]]:
             "trial_id": trial_id, "config": params, "seed": seed, "status": status,
             "metric": None if value is None or not math.isfinite(value) else float(value),
             "timesteps": m.get("timesteps"), "error": error, "dir": f"trials/{trial_id}",
-            "node_id": m.get("node_id"),
+            "node_id": m.get("node_id"), "by_sweep": m.get("by_sweep") or {},
         })
     records.sort(key=lambda t: t["trial_id"])
     order: dict[str, int] = {}

@@ -53,11 +53,17 @@ def summarize(trials: list[dict[str, Any]], metric: str, mode: str) -> dict[str,
     for i, g in enumerate(groups.values()):
         ok = [t for t in g["trials"] if t["status"] == "ok"]
         stats = seed_ci([t["metric"] for t in ok])
-        configs.append({
+        entry = {
             "config_id": i, "config": g["config"], metric: stats,
             "seeds": sorted(t["seed"] for t in ok),
             "failed": sorted(t["seed"] for t in g["trials"] if t["status"] != "ok"),
-        })
+        }
+        per = [t["by_sweep"] for t in ok if t.get("by_sweep")]
+        if per and len(per) == len(ok):
+            labels = list(per[0]["values"])
+            entry["by_sweep"] = {"key": per[0]["key"], "values": {
+                label: seed_ci([b["values"][label] for b in per]) for label in labels}}
+        configs.append(entry)
     sign = 1.0 if mode == "max" else -1.0
     scored = [c for c in configs if c[metric]["mean"] is not None]
     complete = [c for c in scored if not c["failed"]]
@@ -94,6 +100,15 @@ def markdown(summary: dict[str, Any]) -> str:
         best = " **best**" if c["config_id"] == summary["best_config_id"] else ""
         lines.append(f"| {_cfg_text(c['config'])}{best} | {_fmt(s['mean'])} | {ci} | "
                      f"{','.join(map(str, c['seeds'])) or '-'} | {','.join(map(str, c['failed'])) or '-'} |")
+    per = [c for c in summary["configs"] if c.get("by_sweep")]
+    if per:
+        key = per[0]["by_sweep"]["key"]
+        lines += ["", f"### Per {key} (mean held-out {m} over seeds, 95% t interval)", "",
+                  f"| config | {key} | {m} | 95% CI |", "|---|---|---|---|"]
+        for c in per:
+            for label, s in c["by_sweep"]["values"].items():
+                ci = "-" if s["ci95"] is None else f"[{_fmt(s['ci95'][0])}, {_fmt(s['ci95'][1])}]"
+                lines.append(f"| {_cfg_text(c['config'])} | {label} | {_fmt(s['mean'])} | {ci} |")
     return "\n".join(lines) + "\n"
 
 
