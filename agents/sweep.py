@@ -244,7 +244,9 @@ def _tuner(spec: SweepSpec) -> Any:
         from ray.tune.schedulers import ASHAScheduler
 
         steps = int(dict(zip(spec.base_args, spec.base_args[1:])).get("--timesteps", 300_000))
-        scheduler = ASHAScheduler(time_attr="timesteps", max_t=max(steps, spec.eval_every),
+        # Rungs at eval_every * 2^k; max_t above the last report, so that ASHA never stops a
+        # trial at its end before the final held-out evaluation.
+        scheduler = ASHAScheduler(time_attr="timesteps", max_t=steps + 2 * spec.eval_every,
                                   grace_period=spec.eval_every, reduction_factor=2)
     space = spec.search_space
     if spec.search == "optuna":

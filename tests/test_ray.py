@@ -98,6 +98,20 @@ def test_seed_ci_is_the_t_interval_and_summary_picks_the_best_complete_config():
     assert summ["best_config_id"] == 1  # x=1 has the higher mean but lost a seed
 
 
+def test_zoo_recipe_arguments_without_the_seed_and_reserved_options_refused():
+    from agents.zoo import RECIPES
+
+    base = sweep._base_args("servegym/Autoscale-v0", "zoo", None, ["--eval-episodes", "2"])
+    recipe = list(RECIPES["servegym/Autoscale-v0"].train_args)
+    assert "--seed" in recipe and "--seed" not in base
+    assert base == [*recipe[:recipe.index("--seed")], *recipe[recipe.index("--seed") + 2:],
+                    "--eval-episodes", "2"]
+    with pytest.raises(ValueError, match="--out are set by the sweep"):
+        sweep._base_args(ENV, None, None, ["--out", "x"])
+    with pytest.raises(ValueError, match="no zoo recipe"):
+        sweep._base_args("servegym/Nope-v0", "zoo", None, [])
+
+
 def test_recorded_command_drops_only_where_it_runs():
     cmd = leaderboard.recorded_command(["--quick", "--ray", "--address", "auto", "--num-cpus=4",
                                         "--out", "d"])
@@ -187,3 +201,25 @@ def test_ray_leaderboard_equals_sequential_byte_for_byte(local_ray, tmp_path, mo
             assert len(wall.findall(a)) == 1
             a, b = wall.sub(b"", a), wall.sub(b"", b)
         assert a == b, rel
+
+
+def test_optuna_search_with_asha_reports_held_out_steps(local_ray, tmp_path):
+    space = tmp_path / "space.toml"
+    space.write_text("[learning_rate]\nloguniform = [1e-5, 1e-3]\n")
+    out = tmp_path / "sweep"
+    argv = ["--env", ENV, "--algo", "ppo", "--seeds", "0", "--eval-episodes", "1",
+            "--search", "optuna", "--space", str(space), "--samples", "2", "--asha",
+            "--eval-every", "512", "--out", str(out), "--",
+            "--timesteps", "1024", "--n-envs", "2", "--env-kwargs", "window_requests=64", "load=1.1"]
+    assert sweep.main(argv) == 0
+    rep = json.loads((out / "sweep.json").read_text())
+    assert len(rep["trials"]) == 2 and len(rep["configs"]) == 2
+    lrs = [t["config"]["learning_rate"] for t in rep["trials"]]
+    assert lrs[0] != lrs[1] and all(1e-5 <= lr <= 1e-3 for lr in lrs)
+    for t in rep["trials"]:
+        # Finished (1024 steps, final evaluation) or stopped by ASHA after its 512-step report.
+        assert (t["status"], t["timesteps"]) in (("ok", 1024), ("stopped", 512)), t
+        assert t["metric"] is not None
+        run = json.loads((out / t["dir"] / "run.json").read_text()) if t["status"] == "ok" else None
+        if run:
+            assert run["hyperparams"] == {"learning_rate": t["config"]["learning_rate"]}
