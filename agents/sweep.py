@@ -290,7 +290,7 @@ def trial_records(spec: SweepSpec, results: Any) -> list[dict[str, Any]]:
             status = "stopped"  # ASHA ended it before its final evaluation
             error = f"stopped early by ASHA at {m.get('timesteps')} steps"
         elif status == "lost":
-            error = "no result reported (interrupted before its first report)"
+            status, error = "unfinished", "no result yet (interrupted before it reported; --resume runs it)"
         value = m.get(spec.metric)
         records.append({
             "trial_id": trial_id, "config": params, "seed": seed, "status": status,

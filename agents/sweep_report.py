@@ -56,7 +56,8 @@ def summarize(trials: list[dict[str, Any]], metric: str, mode: str) -> dict[str,
         entry = {
             "config_id": i, "config": g["config"], metric: stats,
             "seeds": sorted(t["seed"] for t in ok),
-            "failed": sorted(t["seed"] for t in g["trials"] if t["status"] != "ok"),
+            "failed": sorted((t["seed"] for t in g["trials"] if t["status"] != "ok"),
+                             key=lambda s: (s is None, s or 0)),
         }
         per = [t["by_sweep"] for t in ok if t.get("by_sweep")]
         if per and len(per) == len(ok):
