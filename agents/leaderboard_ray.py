@@ -11,24 +11,27 @@ run would. The progress bar advances as tasks finish, in whatever order they fin
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Callable
 
-from agents.leaderboard import PolicyRun, ScenarioResult, run_policy
 from agents.ray_cluster import connect, require_ray
-from agents.scenarios import Scenario
+from agents.scenarios import PolicyRun, Scenario, ScenarioResult
 
 MAX_RETRIES = 3  # Ray's own default for tasks; stated so the behaviour is visible here
 
 
-def _task(sc: Scenario, spec: str, quick: bool, episodes: int | None, cwd: str) -> PolicyRun:
+def _task(run_policy: Callable[..., PolicyRun], sc: Scenario, spec: str, quick: bool,
+          episodes: int | None, cwd: str) -> PolicyRun:
     if os.path.isdir(cwd):
         os.chdir(cwd)  # relative --trace paths mean what they meant to the driver
     return run_policy(sc, spec, quick, episodes)
 
 
 def run_on_ray(plan: list[tuple[Scenario, list[str], str]], quick: bool, episodes: int | None,
-               bar: Any, address: str | None = None, num_cpus: int | None = None) -> list[ScenarioResult]:
-    """Run ``plan`` (from ``agents.leaderboard.plan_runs``) on Ray; results in plan order.
+               bar: Any, run_policy: Callable[..., PolicyRun], address: str | None = None,
+               num_cpus: int | None = None) -> list[ScenarioResult]:
+    """Run ``plan`` (from ``agents.leaderboard.plan_runs``) on Ray, each pair as one task calling
+    ``run_policy(scenario, policy, quick, episodes)`` (``agents.leaderboard.run_policy``, passed
+    in, so that this module does not import the leaderboard back); results in plan order.
     Raises ``RuntimeError`` naming the scenario and policy of a task that raised."""
     ray = require_ray()
     connect(address, num_cpus)
@@ -37,7 +40,7 @@ def run_on_ray(plan: list[tuple[Scenario, list[str], str]], quick: bool, episode
     where: dict[Any, tuple[int, int]] = {}
     for i, (sc, policies, _) in enumerate(plan):
         for j, spec in enumerate(policies):
-            where[task.remote(sc, spec, quick, episodes, cwd)] = (i, j)
+            where[task.remote(run_policy, sc, spec, quick, episodes, cwd)] = (i, j)
     runs: dict[tuple[int, int], PolicyRun] = {}
     pending = list(where)
     while pending:

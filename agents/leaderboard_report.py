@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from agents.leaderboard import ScenarioResult
+    from agents.scenarios import ScenarioResult
 
 README_START = "<!-- leaderboard:start (python -m agents.leaderboard --readme README.md) -->"
 README_END = "<!-- leaderboard:end -->"

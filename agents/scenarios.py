@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 SHARED_TRACES = Path(__file__).resolve().parents[1].parent / "shared" / "traces"
 
 
@@ -117,7 +119,9 @@ SCENARIOS: list[Scenario] = [
         episodes=4, quick_episodes=1,
     ) for frac in (0.01, 0.05, 0.1, 0.25)),
     *(Scenario(
-        id=f"expert_placement/generator/deepseek-v3-h200-ep32/drift{drift}/v1",
+        # v2: held-out episode k's expert load comes from generator seed SeedSequence([k]) (the
+        # unified per-env seeding of envs.native_vec), no longer from (scenario seed, env, episode).
+        id=f"expert_placement/generator/deepseek-v3-h200-ep32/drift{drift}/v2",
         env_id="servegym/ExpertPlacement-v0", trace="default", env_kwargs={"drift": drift},
         quick_episodes=2,
     ) for drift in (0.01, 0.04, 0.15)),
@@ -165,3 +169,23 @@ def user_trace_scenarios(paths: list[str], envs_filter: list[str] | None) -> lis
             out.append(replace(base, id="/".join(parts), trace=str(p),
                                env_kwargs={**base.env_kwargs, "split": "all"}))
     return out
+
+
+@dataclass
+class PolicyRun:
+    """One policy's episodes on one scenario."""
+
+    policy: str
+    episodes: list[dict[str, float]]
+    extras: list[dict[str, Any]]
+    call_s: np.ndarray
+    wall_s: float
+
+
+@dataclass
+class ScenarioResult:
+    """Every policy's run on one scenario (``skipped``: why none ran, e.g. a missing trace)."""
+
+    scenario: Scenario
+    runs: list[PolicyRun] = field(default_factory=list)
+    skipped: str = ""

@@ -316,11 +316,20 @@ def best_recipe(spec: SweepSpec, summary: dict[str, Any]) -> dict[str, Any] | No
     best = summary["configs"][summary["best_config_id"]]
     from agents.zoo import RECIPES
 
+    from traces.builtin import versioned_name
+
     stem = spec.env.split("/")[-1].split("-")[0].lower()
-    file = RECIPES[spec.env].file if spec.env in RECIPES else f"{stem}.zip"
+    zoo = RECIPES.get(spec.env)
+    file = zoo.file if zoo else f"{stem}.zip"
+    train_args = [*train_argv(best["config"], spec.base_args), "--seed", str(spec.seeds[0])]
+    trace = trial_settings(train_args)[0]
+    # "default" means each environment's own default trace; the zoo recipe names its version.
+    if trace == "default" and zoo is not None and "--trace" not in zoo.train_args:
+        trace = zoo.trace
+    else:
+        trace = versioned_name(trace)
     return {
-        "env": spec.env, "file": file,
-        "train_args": [*train_argv(best["config"], spec.base_args), "--seed", str(spec.seeds[0])],
+        "env": spec.env, "file": file, "trace": trace, "train_args": train_args,
         "config": best["config"], "metric": spec.metric, "heldout": best[spec.metric],
         "source": f"python -m agents.sweep (--out {spec.out}), best mean held-out {spec.metric} "
                   f"over seeds {','.join(map(str, best['seeds']))}",

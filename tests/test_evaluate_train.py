@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from agents.evaluate import evaluate, main as evaluate_main, parse_env_kwargs
-from envs import kv_admission as kva
+from envs.kv_admission import env as kva
 
 ENV = kva.ENV_ID
 
@@ -70,7 +70,7 @@ def test_fast_ppo_beats_random():
     vec = kva.KVAdmissionVecEnv(8, seed=0, split="train", **kw)
     model = make_model("maskable-ppo", ENV, vec, seed=0, tensorboard_log=None)
     model.learn(16_384)
-    from agents.evaluate import run_episodes
+    from agents.rollout import run_episodes
     from agents.policy import RandomPolicy
 
     class Learned:

@@ -72,7 +72,7 @@ def test_zoo_parity_and_metadata(zoo_onnx, env_id):
     assert len(p.observation_features) == p.n_obs
     assert len(p.action_meanings) == p.n_scores
     if env_id == KV:
-        from envs import kv_admission_kernels as kern
+        from envs.kv_admission import kernels as kern
 
         assert p.observation_features[: len(kern.GLOBAL_FEATURES)] == list(kern.GLOBAL_FEATURES)
         assert p.observation_features[-1] == "cand7.fits_now"
@@ -107,7 +107,7 @@ def test_parity_every_algorithm(tiny, tmp_path, algo):
 @pytest.mark.parametrize("env_id", sorted(envs.VEC_ENVS))
 def test_export_every_environment(tmp_path, env_id):
     """A tiny checkpoint of each environment's default algorithm exports with parity and with
-    its layout's names (LAYOUTS must follow the environment's observation)."""
+    its names (the VecEnv's feature_names() and action_meanings() must follow its layout)."""
     import train
 
     with X.torch_one_thread():

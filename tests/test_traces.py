@@ -266,11 +266,23 @@ def test_diurnal_profile() -> None:
 
 def test_every_builtin_loads_and_default_is_azure_conv() -> None:
     assert set(BUILTIN_TRACES) >= {"default", "azure_conv", "azure_code", "mooncake_conv", "bursty"}
-    for name in BUILTIN_TRACES:
+    for name in (n for n in BUILTIN_TRACES if "-v" not in n):
         tr = load_trace(name, duration_s=600)
         assert len(tr) > 100 and tr.duration_s < 600
     assert load_trace("default").equals(load_trace("azure_conv"))
     assert load_trace("default", seed=3, rate_rps=9.0).equals(load_trace("azure_conv", seed=3, rate_rps=9.0))
+
+
+def test_builtin_names_carry_versions() -> None:
+    from traces.builtin import TRACE_VERSIONS, versioned_name
+
+    assert versioned_name("default") == f"azure_conv-v{TRACE_VERSIONS['azure_conv']}"
+    assert versioned_name("bursty") == versioned_name(versioned_name("bursty")) == f"bursty-v{TRACE_VERSIONS['bursty']}"
+    assert versioned_name("../some/file.csv") == "../some/file.csv"
+    assert load_trace(versioned_name("bursty"), duration_s=600).equals(load_trace("bursty", duration_s=600))
+    old = f"bursty-v{TRACE_VERSIONS['bursty'] + 1}"
+    with pytest.raises(TraceError, match=f"{old}.*bursty is at version {TRACE_VERSIONS['bursty']}"):
+        load_trace(old)
 
 
 @pytest.mark.parametrize("name", ["azure_conv", "azure_code", "mooncake_conv", "bursty"])

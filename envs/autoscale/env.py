@@ -10,11 +10,11 @@ bytes/s plus the engine start, 22.3 s for Llama-3.1-8B from a 7 GB/s NVMe); a re
 takes no new requests and drains its running ones (billed meanwhile). Prices from
 ``hwmodels.price_per_gpu_hour``.
 
-Serving is a fluid model of the replica pools (``envs.autoscale_kernels``) whose every number about
+Serving is a fluid model of the replica pools (``envs.autoscale.kernels``) whose every number about
 a replica (SLO attainment under utilisation and queue wait, TTFT/TBT quantiles, KV use, queue,
-drain time) was measured on the full cluster model (``envs.autoscale_model``). Its error against
+drain time) was measured on the full cluster model (``envs.autoscale.model``). Its error against
 the full model on the same arrivals and the same replica schedule is measured by
-``python -m envs.autoscale_full`` (``envs.autoscale_bench --fidelity`` reports it too). On held-out
+``python -m agents.autoscale_fidelity`` (``envs.autoscale.full`` holds the comparison). On held-out
 day 0, 07:00-08:00 (182,514 requests, the morning ramp), replaying each policy's replica schedule:
 ``hpa`` (often overloaded) SLO attainment 0.898 fluid vs 0.938 full, TTFT p99 25.1 s vs 19.3 s,
 per-interval attainment MAE 0.037; the zoo agent (rarely overloaded) 0.9907 vs 0.9963, TTFT p99
@@ -43,21 +43,20 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
 import hwmodels
 import traces
-from envs import autoscale_kernels as K
-from envs.autoscale_model import ReplicaCurves, cache_root, replica_curves
-from envs.native_vec import NativeVecEnv
+from envs.autoscale import kernels as K
+from envs.autoscale.model import ReplicaCurves, cache_root, replica_curves
+from envs.native_vec import NativeVecEnv, VecEnvView, item_features
+from envs.vector import NativeVectorEnv
 
 ENV_ID = "servegym/Autoscale-v0"
 DEFAULT_TRACE = "bursty"
@@ -281,7 +280,7 @@ def _build_scenario(cfg: AutoscaleConfig) -> Scenario:
                        cfg.slo_ttft_s, cfg.slo_tbt_s, cfg.trace_seed)
         for g in types
     )
-    from envs.autoscale_model import RHO_GRID
+    from envs.autoscale.model import RHO_GRID
     from envs.core.engine import EngineSpec
 
     eng = EngineSpec(model=cfg.model, gpu=types[0], tp=cfg.tp, slo_ttft_s=cfg.slo_ttft_s,
@@ -350,7 +349,14 @@ def references(sc: Scenario, window: int, penalty: float, n_steps: int) -> tuple
 
 
 class AutoscaleVecEnv(NativeVecEnv):
-    """E autoscaled clusters stepped by one kernel call (SB3 VecEnv, no per-env objects)."""
+    """E autoscaled clusters stepped by one kernel call (SB3 VecEnv, no per-env objects).
+
+    Episode selection (``NativeVecEnv.draw_episode``): ``window`` is the day (of the split), the
+    knob is ``slo_penalty``. An episode always ends by its time limit (``n_steps`` control
+    intervals): truncated, never terminated."""
+
+    env_name = "Autoscale"
+    episode_knob = "slo_penalty"
 
     table_metrics = (
         "normalized_score", "cost_usd", "slo_attainment", "gpu_hours", "cold_starts",
@@ -374,20 +380,13 @@ class AutoscaleVecEnv(NativeVecEnv):
         self.G = len(cfg.types())
         self.n_steps = round(cfg.episode_s / cfg.interval_s)
         n_obs = len(K.GLOBAL_FEATURES) + self.G * len(K.TYPE_FEATURES)
-        self.n_actions = (2 * cfg.max_step + 1) ** self.G
-        self.render_mode = None
         super().__init__(num_envs, spaces.Box(-np.inf, np.inf, (n_obs,), np.float32),
-                         spaces.Discrete(self.n_actions))
+                         spaces.Discrete((2 * cfg.max_step + 1) ** self.G))
         E = num_envs
         self.state = K.allocate(E, self.G, int(sc.pools.max_n.max()) + 1)
         self._obs = np.zeros((E, n_obs), np.float64)
         self._mask = np.ones((E, self.n_actions), np.bool_)
-        self._rew = np.zeros(E, np.float64)
-        self._returns = np.zeros(E, np.float64)
         self._penalty = np.zeros(E, np.float64)
-        self._actions = np.zeros(E, np.int64)
-        self._rngs = [np.random.default_rng() for _ in range(E)]
-        self._episodes_started = np.zeros(E, np.int64)
         if seed is not None:
             self.seed(seed)
 
@@ -403,38 +402,15 @@ class AutoscaleVecEnv(NativeVecEnv):
         targets, _, _ = references(self.scenario, int(self.state.window[e]), float(self._penalty[e]), self.n_steps)
         return targets
 
-    # --- VecEnv API
-    def seed(self, seed: int | None = None) -> Sequence[int | None]:
-        seeds = super().seed(seed)
-        self._rngs = [np.random.default_rng(s) for s in seeds]
-        return seeds
-
-    def reset(self) -> np.ndarray:
-        for e, s in enumerate(self._seeds):
-            if s is not None:
-                self._rngs[e] = np.random.default_rng(s)
-        self._reset_seeds()
-        self._reset_options()
-        self._reset_envs(np.arange(self.num_envs))
-        self.reset_infos = [{} for _ in range(self.num_envs)]
-        return self._obs.astype(np.float32)
-
+    # --- NativeVecEnv hooks
     def _reset_envs(self, envs: np.ndarray) -> None:
         sc = self.scenario
-        pens = self.config.penalties()
         W = sc.arrivals.shape[0]
         for e in envs:
-            rng = self._rngs[e]
-            if self.config.window_order == "sequential":
-                k = self._episodes_started[e] * self.num_envs + e
-                w, pen = k % W, pens[(k // W) % len(pens)]
-            else:
-                w, pen = rng.integers(W), pens[rng.integers(len(pens))]
-            self._episodes_started[e] += 1
+            w, pen = self.draw_episode(int(e), W, self.config.penalties())
             self._penalty[e] = pen
             K.reset_env(sc.pools, self.state, e, int(w), sc.init[w])
             self._write(e)
-        self._returns[envs] = 0.0
 
     def _write(self, e: int) -> None:
         sc = self.scenario
@@ -443,35 +419,32 @@ class AutoscaleVecEnv(NativeVecEnv):
                     sc.slo_ttft, sc.slo_tbt, sc.reward_unit, sc.tod0[w], self.n_steps, self._penalty[e])
         K.write_mask(sc.pools, self.state, e, self._mask)
 
-    def step_async(self, actions: np.ndarray) -> None:
-        a = np.asarray(actions).reshape(self.num_envs)
-        if a.dtype.kind not in "iu" or a.min() < 0 or a.max() >= self.n_actions:
-            raise ValueError(f"Autoscale: actions must be integers in [0, {self.n_actions}), got {a!r}")
-        self._actions[:] = a
-
     def advance(self) -> None:
+        """One kernel call: every env applies its replica change and serves a control interval."""
         sc = self.scenario
         K.step_all(sc.pools, self.state, sc.arrivals, self._actions, sc.slo_ttft, self._penalty,
                    sc.reward_unit, self._rew, self._mask)
-
-    def step_wait(self):
-        self.advance()
-        self._returns += self._rew
-        done = self.state.step >= self.n_steps
-        infos: list[dict] = [{} for _ in range(self.num_envs)]
-        sc = self.scenario
         K.write_all(sc.pools, self.state, sc.csum, self._obs, sc.ref_cap, sc.conc_ref, sc.slo_ttft,
                     sc.slo_tbt, sc.reward_unit, sc.tod0, self.n_steps, self._penalty, self._mask)
-        for e in np.flatnonzero(done):
-            infos[e] = {
-                "terminal_observation": self._obs[e].astype(np.float32),
-                "TimeLimit.truncated": True,
-                "episode": {"r": float(self._returns[e]), "l": self.n_steps},
-                "metrics": self.episode_metrics(e),
-            }
-        if done.any():
-            self._reset_envs(np.flatnonzero(done))
-        return self._obs.astype(np.float32), self._rew.astype(np.float32), done.copy(), infos
+        self._trunc[:] = self.state.step >= self.n_steps
+
+    def feature_names(self) -> list[str]:
+        return item_features(K.GLOBAL_FEATURES, K.TYPE_FEATURES, self.G, "type")
+
+    def action_meanings(self) -> list[str]:
+        types = [str(t) for t in self.config.types()]
+        k = self.config.max_step
+        deltas = np.stack(np.unravel_index(np.arange(self.n_actions), (2 * k + 1,) * len(types))[::-1], 1) - k
+        return [" ".join(f"{t}{d:+d}" for t, d in zip(types, row)) for row in deltas]
+
+    def render_text(self, e: int = 0) -> str:
+        st, cfg = self.state, self.config
+        lines = [f"Autoscale env {e}: day {int(st.window[e])}, interval {int(st.step[e])}/{self.n_steps} "
+                 f"({cfg.interval_s:g} s each), slo_penalty {self._penalty[e]:g}, last reward {float(self._rew[e]):.4g}"]
+        for g, t in enumerate(cfg.types()):
+            lines.append(f"  {t}: serving {int(st.serving[e, g])}, starting (cold start) {int(np.isfinite(st.ready_at[e, g]).sum())}")
+        lines.append(f"  legal actions: {np.flatnonzero(self._mask[e]).size} of {self.n_actions}")
+        return "\n".join(lines)
 
     # --- domain metrics
     def episode_metrics(self, e: int) -> dict[str, float]:
@@ -506,40 +479,13 @@ class AutoscaleVecEnv(NativeVecEnv):
         }
 
 
-class AutoscaleEnv(gym.Env):
+class AutoscaleEnv(VecEnvView):
     """The single-env Gymnasium view (E = 1) of :class:`AutoscaleVecEnv`."""
 
-    metadata = {"render_modes": []}
+    vec_class = AutoscaleVecEnv
 
-    def __init__(self, **kwargs: Any):
-        self._vec = AutoscaleVecEnv(1, **kwargs)
-        self.observation_space = self._vec.observation_space
-        self.action_space = self._vec.action_space
-        self.config = self._vec.config
 
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
-        super().reset(seed=seed)
-        if seed is not None:
-            self._vec.seed(seed)
-        obs = self._vec.reset()
-        return obs[0], {}
+class AutoscaleVectorEnv(NativeVectorEnv):
+    """The Gymnasium ``VectorEnv`` of :class:`AutoscaleVecEnv` (``gymnasium.make_vec``'s vector entry point)."""
 
-    def step(self, action):
-        a = np.asarray(action)
-        if a.shape not in ((), (1,)) or not self.action_space.contains(int(a.reshape(-1)[0])):
-            raise ValueError(f"Autoscale: action must be an integer in [0, {self._vec.n_actions}), got {action!r}")
-        v = self._vec
-        if v.state.step[0] >= v.n_steps:
-            raise RuntimeError("Autoscale: the episode ended (truncated); call reset()")
-        v.step_async(np.array([int(a.reshape(-1)[0])]))
-        v.advance()
-        v._returns += v._rew
-        v._write(0)
-        info: dict[str, Any] = {}
-        trunc = bool(v.state.step[0] >= v.n_steps)
-        if trunc:
-            info["metrics"] = v.episode_metrics(0)
-        return v._obs[0].astype(np.float32), float(v._rew[0]), False, trunc, info
-
-    def action_masks(self) -> np.ndarray:
-        return self._vec._mask[0].copy()
+    vec_class = AutoscaleVecEnv

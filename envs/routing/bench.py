@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from envs import routing as rt
+from envs.routing import env as rt
 
 
 def _rate(vec, steps: int, repeats: int) -> float:
