@@ -178,6 +178,34 @@ def test_raising_trial_is_reported_and_the_others_finish_and_resume_keeps_result
     assert (out / by_cfg[64]["dir"] / "final.zip").stat().st_mtime_ns == before
 
 
+def test_ray_leaderboard_task_whose_worker_dies_is_retried(local_ray, tmp_path):
+    from tqdm import tqdm
+
+    from agents.leaderboard_ray import run_on_ray
+
+    # Nested, so that cloudpickle sends it by value (workers cannot import this test module).
+    def _dies_once(sc, spec, quick, episodes):
+        """A run_policy whose first attempt kills its worker process (a lost worker, not an exception)."""
+        import os
+        from pathlib import Path
+
+        import numpy as np
+
+        from agents.scenarios import PolicyRun
+
+        marker = Path(spec)
+        if not marker.exists():
+            marker.write_text(str(os.getpid()))
+            os._exit(1)
+        return PolicyRun(spec, [{"attempt_pid": float(marker.read_text())}], [], np.zeros(1), 0.0)
+
+    sc = leaderboard.scenarios_for(["KVAdmission"])[0]
+    marker = tmp_path / "attempt"
+    (res,) = run_on_ray([(sc, [str(marker)], "")], True, 1, tqdm(disable=True), _dies_once)
+    assert [r.policy for r in res.runs] == [str(marker)]
+    assert res.runs[0].episodes[0]["attempt_pid"] > 0  # the second attempt saw the first's marker
+
+
 def test_ray_leaderboard_equals_sequential_byte_for_byte(local_ray, tmp_path, monkeypatch):
     # The first quick KVAdmission scenario, every policy, one episode: the whole leaderboard
     # code path (plan, tasks, scoring, JSON, Markdown, HTML, plots) at test size.
