@@ -232,8 +232,9 @@ def run_trial(config: dict[str, Any], spec: SweepSpec) -> None:
 def _trainable(spec: SweepSpec) -> Any:
     from ray import tune
 
-    return tune.with_resources(tune.with_parameters(run_trial, spec=spec),
-                               {"cpu": 1.0 / spec.trials_per_cpu})
+    # Ray counts resources in units of 1e-4: round down, so that k trials of 1/k CPU fit one CPU.
+    cpu = math.floor(1e4 / spec.trials_per_cpu) / 1e4
+    return tune.with_resources(tune.with_parameters(run_trial, spec=spec), {"cpu": cpu})
 
 
 def _tuner(spec: SweepSpec) -> Any:
