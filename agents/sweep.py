@@ -175,6 +175,7 @@ def run_trial(config: dict[str, Any], spec: SweepSpec) -> None:
     """Ray Tune trainable: one training run, then its held-out metric (reported, also written
     atomically to ``result.json`` so a restarted trial does not train again). An exception is
     caught and reported as ``status: error`` (so Tune's restarts are left for lost workers)."""
+    import ray
     from ray import tune
 
     import train
@@ -198,8 +199,6 @@ def run_trial(config: dict[str, Any], spec: SweepSpec) -> None:
             "--out", str(trial_dir), "--no-eval", "--no-progress"]
     if (trial_dir / "checkpoint.zip").exists():
         argv.append("--resume")
-    import ray
-
     record: dict[str, Any] = {"params": params, "seed": seed, "train_args": argv,
                               "node_id": ray.get_runtime_context().get_node_id()}
     tail = _Tail(sys.stderr)
@@ -211,8 +210,8 @@ def run_trial(config: dict[str, Any], spec: SweepSpec) -> None:
             raise RuntimeError(f"train.py exited with {rc}")
         run = json.loads((trial_dir / "run.json").read_text())
         value, by = held_out(spec, argv, trial_dir / "final.zip")
-        record.update({spec.metric: value, "by_sweep": by, "timesteps": int(run["timesteps"]), "final": True,
-                       "trial_status": "ok", "trial_error": ""})
+        record.update({spec.metric: value, "by_sweep": by, "timesteps": int(run["timesteps"]),
+                       "final": True, "trial_status": "ok", "trial_error": ""})
     except (Exception, SystemExit) as err:  # noqa: BLE001 - every failure is reported, not raised
         if isinstance(err, SystemExit):
             lines = [ln for ln in tail.text.splitlines() if ln.strip()]
