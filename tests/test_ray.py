@@ -59,6 +59,9 @@ def test_space_file_grid_sample_and_errors(tmp_path):
                                           "policy_kwargs.net_arch": [64, 64]}
     # Optuna sees indices for list-valued choices; decode maps them back.
     assert space.decode({"policy_kwargs.net_arch": 1}) == {"policy_kwargs.net_arch": [128, 128]}
+    domains = space.tune_domains()
+    assert domains["learning_rate"].categories == [1e-4, 3e-4]
+    assert domains["policy_kwargs.net_arch"].categories == [0, 1]
     cont = parse_space({"learning_rate": {"loguniform": [1e-5, 1e-3]}, "n_epochs": {"randint": [1, 4]}})
     a, b = cont.sample(5, seed=7), cont.sample(5, seed=7)
     assert a == b and all(1e-5 <= c["learning_rate"] <= 1e-3 and 1 <= c["n_epochs"] < 4 for c in a)
@@ -231,6 +234,7 @@ def test_ray_leaderboard_equals_sequential_byte_for_byte(local_ray, tmp_path, mo
         assert a == b, rel
 
 
+@pytest.mark.slow  # ~80 s here; the space's Optuna domains and decoding are checked fast above
 def test_optuna_search_with_asha_reports_held_out_steps(local_ray, tmp_path):
     space = tmp_path / "space.toml"
     space.write_text("[learning_rate]\nloguniform = [1e-5, 1e-3]\n")
