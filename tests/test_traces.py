@@ -151,9 +151,14 @@ def test_property_split_partitions(tr: Trace, frac: float) -> None:
         with pytest.raises(TraceError):
             split(tr, frac)
         return
+    cut = tr.duration_s * (1 - frac)
+    n_train = int(np.searchsorted(tr.arrival_s, cut, side="left"))
+    if n_train == 0 or n_train == len(tr):
+        with pytest.raises(TraceError, match=r"part empty \(training \d+, held-out \d+ of \d+ requests"):
+            split(tr, frac)
+        return
     train, held = split(tr, frac)
     assert len(train) + len(held) == len(tr)
-    cut = tr.duration_s * (1 - frac)
     assert np.allclose(np.concatenate([train.arrival_s, held.arrival_s + cut]), tr.arrival_s)
     assert "training" in train.meta.transforms[-1] and "held-out" in held.meta.transforms[-1]
 

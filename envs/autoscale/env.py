@@ -171,6 +171,7 @@ class Scenario:
     slo_ttft: float
     slo_tbt: float
     trace_name: str
+    unserved: np.ndarray  # int64 [W, 2]: requests of each window failed in the trace / rejected
 
 
 def _bin_counts(arrival_s: np.ndarray, duration_s: float, bin_s: float) -> np.ndarray:
@@ -230,10 +231,20 @@ def _windows(cfg: AutoscaleConfig) -> tuple[np.ndarray, np.ndarray, tuple[str, .
         train = np.stack([day(s) for s in train_seeds])
         arr = np.stack([day(s) for s in seeds])
         names = tuple(f"{name}:seed={s}" for s in seeds)
-        return arr, train, names, np.zeros(len(seeds)), (p0, o0), name
+        return arr, train, names, np.zeros(len(seeds)), (p0, o0), name, np.zeros((len(seeds), 2), np.int64)
     if cfg.rate_rps is not None:
         raise ValueError("Autoscale: rate_rps applies to generated traces; scale a trace file with rate_scale")
     tr = cfg.trace if isinstance(cfg.trace, traces.Trace) else traces.load_trace(cfg.trace, **dict(params))
+    # Requests the trace marks failed, or longer than the model's context (which the engine
+    # rejects at arrival, envs.core.replica.rejected_at_arrival), load no replica: they are
+    # counted per window and left out of the arrival counts.
+    context = hwmodels.get_model(cfg.model).context_length
+
+    def unserved(t: traces.Trace) -> tuple[np.ndarray, np.ndarray]:
+        failed = np.zeros(len(t), bool) if t.failed is None else np.asarray(t.failed)
+        need = np.asarray(t.prompt_tokens) + np.maximum(np.asarray(t.output_tokens), 1)
+        return failed, ~failed & (need > context)
+
     train_part, test_part = traces.split(tr, cfg.held_out_frac)
     cut = tr.duration_s * (1.0 - cfg.held_out_frac)
 
@@ -243,24 +254,29 @@ def _windows(cfg: AutoscaleConfig) -> tuple[np.ndarray, np.ndarray, tuple[str, .
                 f"Autoscale: episode_s={cfg.episode_s:g} is longer than the {label} part of trace "
                 f"{tr.meta.name!r} ({part.duration_s:.0f} s); set episode_s (a multiple of interval_s)")
         n = int(part.duration_s // cfg.episode_s)
-        counts, names, tod = [], [], []
+        counts, names, tod, lost = [], [], [], []
         for i in range(n):
             w = traces.window(part, i * cfg.episode_s, (i + 1) * cfg.episode_s)
-            counts.append(_bin_counts(w.arrival_s, cfg.episode_s, cfg.bin_s))
+            f, r = unserved(w)
+            counts.append(_bin_counts(w.arrival_s[~f & ~r], cfg.episode_s, cfg.bin_s))
+            lost.append((int(f.sum()), int(r.sum())))
             names.append(f"{tr.meta.name}:{label}[{i}]")
             tod.append((offset + i * cfg.episode_s) % 86400.0)
-        return counts, names, tod
+        return counts, names, tod, lost
 
-    c_tr, n_tr, t_tr = cut_windows(train_part, 0.0, "train")
+    c_tr, n_tr, t_tr, l_tr = cut_windows(train_part, 0.0, "train")
     if cfg.split == "train":
-        c, n, t = c_tr, n_tr, t_tr
+        c, n, t, lost = c_tr, n_tr, t_tr, l_tr
     else:
-        c_te, n_te, t_te = cut_windows(test_part, cut, "test")
-        c, n, t = (c_te, n_te, t_te) if cfg.split == "test" else (c_tr + c_te, n_tr + n_te, t_tr + t_te)
+        c_te, n_te, t_te, l_te = cut_windows(test_part, cut, "test")
+        c, n, t, lost = ((c_te, n_te, t_te, l_te) if cfg.split == "test"
+                         else (c_tr + c_te, n_tr + n_te, t_tr + t_te, l_tr + l_te))
     ok = ~np.asarray(train_part.failed) if train_part.failed is not None else np.ones(len(train_part), bool)
     ok &= np.asarray(train_part.output_tokens) > 0
+    ok &= ~unserved(train_part)[1]
     lengths = (np.asarray(train_part.prompt_tokens)[ok], np.asarray(train_part.output_tokens)[ok])
-    return np.stack(c), np.stack(c_tr), tuple(n), np.asarray(t, np.float64), lengths, tr.meta.name
+    return (np.stack(c), np.stack(c_tr), tuple(n), np.asarray(t, np.float64), lengths, tr.meta.name,
+            np.asarray(lost, np.int64).reshape(-1, 2))
 
 
 def build_scenario(cfg: AutoscaleConfig) -> Scenario:
@@ -272,7 +288,7 @@ def build_scenario(cfg: AutoscaleConfig) -> Scenario:
 def _build_scenario(cfg: AutoscaleConfig) -> Scenario:
     _check(cfg)
     types = cfg.types()
-    arr, train, names, tod0, lengths, trace_name = _windows(cfg)
+    arr, train, names, tod0, lengths, trace_name, unserved = _windows(cfg)
     arr = arr * cfg.rate_scale
     train = train * cfg.rate_scale
     curves = tuple(
@@ -326,7 +342,7 @@ def _build_scenario(cfg: AutoscaleConfig) -> Scenario:
         tod0=tod0, window_names=names, init=init, static_targets=static, ref_type=ref,
         ref_cap=ref_cap, safe_util=safe, conc_ref=conc_ref,
         reward_unit=float(static @ price_h * cfg.interval_s / 3600.0), peak_rps=peak,
-        slo_ttft=float(eng.slo_ttft), slo_tbt=float(eng.slo_tbt), trace_name=trace_name,
+        slo_ttft=float(eng.slo_ttft), slo_tbt=float(eng.slo_tbt), trace_name=trace_name, unserved=unserved,
     )
 
 
@@ -470,6 +486,8 @@ class AutoscaleVecEnv(NativeVecEnv):
             "static_peak_objective_usd": float(j_static),
             "oracle_objective_usd": float(j_oracle),
             "requests": float(arrived),
+            "failed": float(sc.unserved[w, 0]),
+            "rejected": float(sc.unserved[w, 1]),
             "missed": float(missed),
             "mean_replicas": float(acc[K.ACC_REPLICA_S] / cfg.episode_s),
             "ttft_p99_s": K.hist_percentile(st.ttft_hist[e], 99),

@@ -88,7 +88,7 @@ def serve_cluster(st, wl, engs, budgets, rep_type, rep_rank, sched, sched_dt):
                 continue
             if st.n_running[0, best] + st.n_queued[0, best] == 0:
                 busy[best] = max(busy[best], t_disp)
-            enqueue(st, wl, 0, best, i)
+            enqueue(st, wl, engs[rep_type[best]], 0, best, i)
             i += 1
         else:
             g = rep_type[rr]
@@ -172,7 +172,8 @@ def compare(make_policy: PolicyFactory, policy_name: str, day: int = 0, start_h:
     wl = S.Workload(arrival_s=arrival[None, :].astype(np.float64), prompt=prompt[None, :].astype(np.int32),
                     output=output[None, :].astype(np.int32), pred_bucket=np.zeros((1, n), np.int8),
                     n_requests=np.array([n], np.int32), chain_ids=np.full((1, n, 1), -1, np.int64),
-                    chain_len=np.zeros((1, n), np.int16))
+                    chain_len=np.zeros((1, n), np.int16),
+                    failed=(np.zeros(n, np.bool_) if tr.failed is None else np.asarray(tr.failed)[sel])[None, :])
     types = cfg.types()
     engs = tuple(EngineSpec(model=cfg.model, gpu=g, tp=cfg.tp, slo_ttft_s=cfg.slo_ttft_s,
                             slo_tbt_s=cfg.slo_tbt_s).build()._replace(max_output=int(output.max()))

@@ -17,7 +17,7 @@ Semantics (one call of :func:`run_iteration` = one engine iteration):
   prefill of its cached prefix (at least one token is always computed, as in vLLM); the prompt's
   blocks enter the cache when the request finishes (SGLang inserts into its radix tree then).
 * Iteration time from ``hwmodels.iteration_time`` with the iteration's prefill tokens, causal
-  attention pairs, decode sequences and KV tokens read.
+  attention pairs, decode sequences, KV tokens read and the longest decode context.
 
 Per request it records TTFT, E2E and the p99 of its gaps between tokens (see ``state.TOP_GAPS``).
 """
@@ -42,6 +42,7 @@ from envs.core.state import (
     C_CACHED_TOKENS,
     C_DECODE_TOKENS,
     C_DROPPED,
+    C_FAILED,
     C_FINISHED,
     C_ITERATIONS,
     C_OUTPUT_TOKENS_MET,
@@ -49,13 +50,16 @@ from envs.core.state import (
     C_PREFILL_TOKENS,
     C_PROMPT_TOKENS,
     C_RECOMPUTED_TOKENS,
+    C_REJECTED,
     C_SLO_MET,
     C_SLO_MISSED,
     DROPPED,
+    FAILED,
     FINISHED,
     FREE,
     N_HIST_BINS,
     QUEUED,
+    REJECTED,
     RUNNING,
     TOP_GAPS,
 )
@@ -95,10 +99,42 @@ def p99_allowed_over(n_gaps):
     return n_gaps - (99 * n_gaps + 99) // 100
 
 
+@nb.njit(cache=True, inline="always")
+def rejected_at_arrival(eng, prompt, output):
+    """Whether the engine refuses a request of ``prompt`` + ``output`` tokens at arrival.
+
+    As vLLM does: its engine refuses a prompt that leaves no room for one output token within
+    max_model_len (v1 ``Processor._validate_model_input``: "The decoder prompt (length N) plus the
+    number of requested output tokens (at least 1) is longer than the maximum model length"), and
+    its OpenAI server refuses prompt + max_tokens > max_model_len (``OpenAIServing._validate_input``:
+    "This model's maximum context length is ..."); a request the trace records with ``output``
+    tokens asked for at least that many. A request whose whole sequence does not fit the KV pool
+    is refused the same way (vLLM will not start with a max_model_len the KV pool cannot hold, so
+    such a request would meet the context-length check there).
+    """
+    need = prompt + max(output, 1)
+    return need > eng.max_model_len or need > eng.capacity_blocks * eng.block_size
+
+
 @nb.njit(cache=True)
-def enqueue(st, wl, e, r, i):
-    """Request ``i`` of env ``e``'s window arrives at replica ``r``; False if dropped."""
+def enqueue(st, wl, eng, e, r, i):
+    """Request ``i`` of env ``e``'s window arrives at replica ``r``; False if not queued.
+
+    A request the trace marks failed, or one the engine rejects (:func:`rejected_at_arrival`),
+    arrives and ends at once with fate FAILED / REJECTED, uses no KV memory or compute, and is
+    counted in ``C_FAILED`` / ``C_REJECTED`` (not as an SLO miss: no policy could serve it);
+    a request that finds the queue full is dropped (an SLO miss).
+    """
     st.counters[e, C_ARRIVED] += 1
+    w = st.window[e]
+    if wl.failed[w, i]:
+        st.fate[e, i] = FAILED
+        st.counters[e, C_FAILED] += 1
+        return False
+    if rejected_at_arrival(eng, wl.prompt[w, i], wl.output[w, i]):
+        st.fate[e, i] = REJECTED
+        st.counters[e, C_REJECTED] += 1
+        return False
     S = st.status.shape[2]
     if st.n_queued[e, r] + st.n_running[e, r] >= S:
         st.fate[e, i] = DROPPED
@@ -280,6 +316,7 @@ def run_iteration(st, wl, eng, e, r, admit_max, budget, defer, order, now):
     pairs = 0.0
     d_seqs = 0.0
     d_kv = 0.0
+    d_long = 0.0  # longest decode context (the straggler term of engine profiles)
 
     # 1. Decodes, oldest first.
     short = False  # a request could not grow: KV memory ran out this iteration
@@ -307,6 +344,7 @@ def run_iteration(st, wl, eng, e, r, admit_max, budget, defer, order, now):
         left -= 1
         d_seqs += 1.0
         d_kv += kv + 1
+        d_long = max(d_long, kv + 1.0)
         i += 1
 
     # 2. Ongoing prefills, chunked, limited by free blocks.
@@ -374,7 +412,7 @@ def run_iteration(st, wl, eng, e, r, admit_max, budget, defer, order, now):
 
     if p_tokens == 0.0 and d_seqs == 0.0:
         return 0.0
-    dt = step_time(eng.coeffs, p_tokens, pairs, d_seqs, d_kv)
+    dt = step_time(eng.coeffs, p_tokens, pairs, d_seqs, d_kv, d_long)
     t_end = now + dt
 
     # Results of the iteration, then drop finished requests from the running list.

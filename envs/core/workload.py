@@ -48,8 +48,9 @@ def build_workload(
         raise ValueError(f"window_requests must be >= 2, got {window_requests}")
     W = n // window_requests
     if W < 1:
+        part = f" ({trace.meta.transforms[-1]})" if trace.meta.transforms else ""
         raise ValueError(
-            f"trace {trace.meta.name!r} has {n} requests, fewer than one window of "
+            f"trace {trace.meta.name!r}{part} has {n} requests, fewer than one window of "
             f"{window_requests}"
         )
     N = window_requests
@@ -90,6 +91,8 @@ def build_workload(
         n_requests=np.full(W, N, np.int32),
         chain_ids=chain_ids,
         chain_len=chain_len,
+        failed=np.ascontiguousarray(
+            (np.zeros(used, np.bool_) if trace.failed is None else trace.failed[:used]).reshape(W, N)),
     )
     return wl, rate
 

@@ -125,6 +125,10 @@ class Built:
     engine: Engine
     ttft_scale: float
     name: str
+    # Requests of the part that are not served, counted per window: failed in the trace, or
+    # rejected by the engine at arrival (longer than the model's context or the KV pool).
+    failed: np.ndarray  # int64 [W]
+    rejected: np.ndarray  # int64 [W]
 
 
 def _load_part(cfg: PrefixEvictionConfig) -> traces.Trace:
@@ -161,9 +165,24 @@ def _chain_tree(ref_block: np.ndarray, pos: np.ndarray, U: int, chain: bool, nam
     return parent, depth
 
 
+def _served(trace: traces.Trace, eng: Engine) -> tuple[traces.Trace, np.ndarray, np.ndarray, np.ndarray]:
+    """The requests a replica serves (as ``envs.core.replica.enqueue`` decides), with each
+    served request's index in ``trace`` and the failed / rejected masks over ``trace``."""
+    failed = np.zeros(len(trace), bool) if trace.failed is None else np.asarray(trace.failed)
+    need = np.asarray(trace.prompt_tokens) + np.maximum(np.asarray(trace.output_tokens), 1)
+    rejected = ~failed & ((need > eng.max_model_len) | (need > eng.capacity_blocks * eng.block_size))
+    keep = np.flatnonzero(~failed & ~rejected)
+    if keep.size == len(trace):
+        return trace, keep, failed, rejected
+    return trace.select(keep), keep, failed, rejected
+
+
 @cache
 def _build(cfg: PrefixEvictionConfig) -> Built:
-    trace = _load_part(cfg)
+    whole = _load_part(cfg)
+    spec = EngineSpec(model=cfg.model, gpu=cfg.gpu, tp=cfg.tp)
+    trace, kept, failed_mask, rejected_mask = _served(whole, spec.build(cache_on=True,
+                                                                          chain_block_tokens=int(whole.block_size)))
     N = len(trace)
     W = int(cfg.window_requests)
     if W < 1 or cfg.warmup_requests < 0:
@@ -192,7 +211,6 @@ def _build(cfg: PrefixEvictionConfig) -> Built:
     next_ref[order[:-1][same]] = order[1:][same]
     prev_ref = np.full(R, -1, np.int64)
     prev_ref[order[1:][same]] = order[:-1][same]
-    spec = EngineSpec(model=cfg.model, gpu=cfg.gpu, tp=cfg.tp)
     coeffs = np.ascontiguousarray(
         hwmodels.StepTimeModel(hwmodels.get_model(cfg.model), hwmodels.get_gpu(cfg.gpu), tp=cfg.tp).coeffs,
         dtype=np.float64)
@@ -218,11 +236,14 @@ def _build(cfg: PrefixEvictionConfig) -> Built:
     # TTFT replay: one replica of the cluster model, load relative to its no-cache capacity.
     eng = spec.build(cache_on=True, chain_block_tokens=bs)
     eng = eng._replace(max_output=max(int(trace.output_tokens.max()), 1))
-    need = prompt + trace.output_tokens
-    if np.any(need > eng.capacity_blocks * eng.block_size):
-        i = int(np.argmax(need > eng.capacity_blocks * eng.block_size))
-        raise ValueError(f"PrefixEviction: request {i} needs {int(need[i])} KV tokens, more than one "
-                         f"{cfg.model} replica on {cfg.gpu} holds; choose a larger gpu/tp")
+    # Unserved requests between the first request of a window and the first of the next.
+    first = kept[starts]
+    bounds = np.append(first, len(whole))
+    bounds[0] = 0
+    cum_f = np.concatenate([[0], np.cumsum(failed_mask)])
+    cum_r = np.concatenate([[0], np.cumsum(rejected_mask)])
+    n_failed = cum_f[bounds[1:]] - cum_f[bounds[:-1]]
+    n_rejected = cum_r[bounds[1:]] - cum_r[bounds[:-1]]
     wl, _ = build_workload(trace, min(1024, N), 0.7, cfg.trace_seed)
     if not cfg.ttft_load > 0:
         raise ValueError(f"PrefixEviction: ttft_load must be > 0, got {cfg.ttft_load}")
@@ -233,7 +254,7 @@ def _build(cfg: PrefixEvictionConfig) -> Built:
     scale = rate / (cfg.ttft_load * capacity) if np.isfinite(capacity) and 0 < rate < np.inf else 1.0
     return Built(sc, U, bs, n_tenants, starts, ends, prev_ref, np.asarray(trace.arrival_s, np.float64),
                  np.asarray(trace.output_tokens, np.int64), eng, scale,
-                 trace.meta.name)
+                 trace.meta.name, n_failed.astype(np.int64), n_rejected.astype(np.int64))
 
 
 def build(cfg: PrefixEvictionConfig) -> Built:
@@ -466,6 +487,9 @@ class PrefixEvictionVecEnv(NativeVecEnv):
                 f"  candidates (block ids, LRU's victim first): {cands}")
 
     # --- domain metrics
+    def _window_index(self, start: int) -> int:
+        return int(np.searchsorted(self.built.starts, start, side="right")) - 1
+
     def episode_metrics(self, e: int) -> dict[str, float]:
         bt, iv = self.built, self.state.iv[e]
         start, end = (int(x) for x in self._win[e])
@@ -488,6 +512,8 @@ class PrefixEvictionVecEnv(NativeVecEnv):
             "capacity_blocks": float(self._cap[e]),
             "capacity_frac": float(self._frac[e]),
             "requests": float(end - start),
+            "failed": float(bt.failed[self._window_index(start)]),
+            "rejected": float(bt.rejected[self._window_index(start)]),
             "block_refs": float(refs),
             "evictions": float(iv[K.I_EVICTIONS]),
             "decisions": float(iv[K.I_DECISIONS]),

@@ -166,15 +166,8 @@ def _build_scenario(cfg: RoutingConfig) -> Scenario:
     chain_tokens = trace.block_size or 1
     eng = cfg.engine_spec().build(cache_on=cache_on, chain_block_tokens=chain_tokens)
     eng = eng._replace(max_output=int(max(trace.output_tokens.max(), history.output_tokens.max())))
-    need = trace.prompt_tokens + trace.output_tokens
-    too_big = np.flatnonzero(need > eng.capacity_blocks * eng.block_size)
-    if too_big.size:
-        i = int(too_big[0])
-        raise ValueError(
-            f"Routing: request {i} of trace {cfg.trace!r} needs {int(need[i])} KV tokens, more than "
-            f"a replica holds ({eng.capacity_blocks * eng.block_size}); raise capacity or choose a "
-            "smaller model"
-        )
+    # Requests longer than the model's context or a replica's KV pool are rejected at arrival
+    # (envs.core.replica.rejected_at_arrival) and counted as `rejected`.
     wl, rate = build_workload(trace, cfg.window_requests, cfg.predictor_accuracy, cfg.trace_seed)
     cap_wl, _ = build_workload(history, cfg.window_requests, cfg.predictor_accuracy, cfg.trace_seed)
     capacity = measure_capacity_rps(eng, cap_wl)
