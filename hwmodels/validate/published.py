@@ -119,7 +119,7 @@ def _engine(point: PublishedPoint, coeffs: np.ndarray):
         mem_frac=point.gpu_memory_utilization or DEFAULT_GPU_MEMORY_UTILIZATION,
         block_size=point.block_size or DEFAULT_BLOCK_SIZE,
         max_seqs=point.max_num_seqs or DEFAULT_MAX_NUM_SEQS,
-        slo_ttft_s=math.inf, slo_tbt_s=math.inf,  # no SLO bookkeeping: only latencies are compared
+        slo_ttft_s=math.inf, slo_tpot_s=math.inf,  # no SLO bookkeeping: only latencies are compared
     )
     try:
         eng = spec.build()
@@ -137,7 +137,7 @@ def simulate(point: PublishedPoint, profile: Profile = None, seed: int = 0) -> d
     request could never be scheduled (e.g. a prompt larger than the KV pool).
     """
     from envs.core import replica
-    from envs.core.state import C_DECODE_TOKENS, FINISHED, Workload, allocate
+    from envs.core.state import C_DECODE_TOKENS, FINISHED, REJECTED, Workload, allocate
 
     eng = _engine(point, point_coeffs(point, profile))
     n = point.num_prompts
@@ -178,7 +178,9 @@ def simulate(point: PublishedPoint, profile: Profile = None, seed: int = 0) -> d
     while finished < n:
         while nxt < n and wl.arrival_s[0, nxt] <= now:
             if not replica.enqueue(st, wl, eng, 0, 0, nxt):
-                raise HwModelError(f"point '{point.id}': request {nxt} dropped (no free slot)")
+                why = ("rejected: longer than max_model_len " f"{eng.max_model_len}"
+                       if st.fate[0, nxt] == REJECTED else "dropped (no free slot)")
+                raise HwModelError(f"point '{point.id}': request {nxt} {why}")
             nxt += 1
         dt = replica.run_iteration(st, wl, eng, 0, 0, n, budget, False, replica.ORDER_FCFS, now)
         if dt == 0.0:
