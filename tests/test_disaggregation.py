@@ -12,6 +12,7 @@ from hypothesis import strategies as st_
 import hwmodels
 import traces
 from envs.core import state as S
+from envs.core.engine import DEFAULT_PROFILE
 from envs.disaggregation import DisaggregationEnv, DisaggregationVecEnv
 from envs.disaggregation import kernels as K
 from envs.disaggregation.env import ENV_ID
@@ -59,7 +60,7 @@ def test_prefill_and_decode_instances_reproduce_engine_times_and_link_model(gpus
     rec = info["requests"]
     sc, cfg = env.scenario, env.config
     w = int(env.state.window[0])
-    stm = hwmodels.StepTimeModel(cfg.model, cfg.gpu, cfg.tp)
+    stm = hwmodels.StepTimeModel(cfg.model, cfg.gpu, cfg.tp, profile=DEFAULT_PROFILE)
     bw, lat = link_matrix(cfg)
     kvb = hwmodels.kv_bytes_per_token(cfg.model, cfg.tp)
     n = int(sc.workload.n_requests[w])
@@ -69,7 +70,7 @@ def test_prefill_and_decode_instances_reproduce_engine_times_and_link_model(gpus
         p, o = int(sc.workload.prompt[w, i]), int(sc.workload.output[w, i])
         assert rec["ttft"][i] == pytest.approx(stm.prefill_time(p, chunk_size=cfg.budget), rel=1e-9)
         t_x = hwmodels.kv_transfer_time(p * kvb, float(bw[0, 1]), lat)
-        decode = sum(stm.decode_time(1, p + j) for j in range(1, o))
+        decode = sum(stm.iteration_time(0, 0, 1, p + j, p + j) for j in range(1, o))
         assert rec["e2e"][i] - rec["ttft"][i] == pytest.approx(t_x + decode, rel=1e-9)
         moved += p * kvb
     m = info["metrics"]
@@ -85,11 +86,11 @@ def test_colocated_instance_is_the_single_replica_engine():
     rec = run_static(env, np.array([C, C]))[0]["requests"]
     sc, cfg = env.scenario, env.config
     w = int(env.state.window[0])
-    stm = hwmodels.StepTimeModel(cfg.model, cfg.gpu, cfg.tp)
+    stm = hwmodels.StepTimeModel(cfg.model, cfg.gpu, cfg.tp, profile=DEFAULT_PROFILE)
     for i in range(int(sc.workload.n_requests[w])):
         p, o = int(sc.workload.prompt[w, i]), int(sc.workload.output[w, i])
         assert rec["ttft"][i] == pytest.approx(stm.prefill_time(p, chunk_size=cfg.budget), rel=1e-9)
-        decode = sum(stm.decode_time(1, p + j) for j in range(1, o))
+        decode = sum(stm.iteration_time(0, 0, 1, p + j, p + j) for j in range(1, o))
         assert rec["e2e"][i] - rec["ttft"][i] == pytest.approx(decode, rel=1e-9)
         assert rec["tpot"][i] == pytest.approx(decode / (o - 1) if o > 1 else 0.0, rel=1e-9)
 

@@ -111,11 +111,12 @@ class DisaggregationConfig:
         self.loads()
 
     def engine_spec(self) -> EngineSpec:
-        # The core replica's p99-gap check is switched off (slo_tbt_s huge): this environment
-        # scores requests on TTFT and the per-request mean TPOT itself (MLPerf / DistServe).
+        # The same per-request check as envs.core's slo_metric="tpot" (MLPerf / DistServe); the
+        # environment re-scores each finished request with its own SLOs (Params), because a
+        # request's TTFT may be set at the handover (first_token="decode").
         return EngineSpec(model=self.model, gpu=self.gpu, tp=self.tp, mem_frac=self.mem_frac,
-                          max_seqs=self.max_seqs, slo_ttft_s=self.slo_ttft_s, slo_tbt_s=1e30,
-                          capacity_blocks=self.capacity_blocks)
+                          max_seqs=self.max_seqs, slo_ttft_s=self.slo_ttft_s, slo_tpot_s=self.slo_tpot_s,
+                          slo_metric="tpot", capacity_blocks=self.capacity_blocks)
 
     @property
     def decisions(self) -> int:
