@@ -417,7 +417,7 @@ def score(st, wl, ds, pr, e):
             ds.scored[e, i] = True
             out = wl.output[w, i]
             tpot = (st.e2e[e, i] - st.ttft[e, i]) / (out - 1) if out > 1 else 0.0
-            ds.tpot[e, i] = tpot
+            ds.tpot[e, i] = tpot if out > 1 else np.nan  # one-token outputs: no TPOT to report
             ok = st.ttft[e, i] <= pr.slo_ttft and tpot <= pr.slo_tpot
             st.slo_met[e, i] = ok
             if ok:
