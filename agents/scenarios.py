@@ -134,7 +134,7 @@ SCENARIOS: list[Scenario] = [
     *(Scenario(
         id=f"kv_admission/{tid}/llama3.1-8b-h100/{sid}/load{load}/v2",
         env_id=_KV, trace=trace, env_kwargs={"load": load, **slo},
-        episodes=4, quick_episodes=1,
+        episodes=4, quick_episodes=1, quick_kwargs={"window_requests": 256},
     ) for tid, trace, sid, slo, load in _KV_V2),
     *(Scenario(
         # v2: learned policies choose among sampled candidates (LRU's victim + random blocks, the
