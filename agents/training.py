@@ -54,6 +54,13 @@ HYPERPARAMS["servegym/Autoscale-v0"] = {
                 learning_rate=3e-4, n_epochs=10, policy_kwargs=dict(net_arch=[128, 128])),
 }
 DEFAULT_ALGO["servegym/Autoscale-v0"] = "maskable-ppo"
+HYPERPARAMS["servegym/Disaggregation-v0"] = {
+    # A 10-s role decision whose warm-up (~22 s) pays off over the next phases; requests finish
+    # seconds after the interval that served them. 48 decisions per default episode.
+    "maskable-ppo": dict(n_steps=48, batch_size=192, gamma=0.95, gae_lambda=0.95, ent_coef=0.01,
+                         learning_rate=3e-4, n_epochs=10, policy_kwargs=dict(net_arch=[128, 128])),
+}
+DEFAULT_ALGO["servegym/Disaggregation-v0"] = "maskable-ppo"
 
 
 
