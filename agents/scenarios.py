@@ -98,6 +98,11 @@ SCORING: dict[str, Scoring] = {
         training_may_see="the training days (generator seeds) or first 70% of a trace file "
                          "(split=train); scored on held-out days",
     ),
+    "servegym/Disaggregation-v0": Scoring(
+        main_metric="goodput_per_gpu", higher_is_better=True, naive="colocated", bound="oracle_dp",
+        oracles=("oracle_dp", "static_best"),
+        training_may_see="the first 70% of each trace (split=train); scored on the last 30%",
+    ),
     "servegym/Routing-v0": Scoring(
         main_metric="slo_attainment", higher_is_better=True, naive="round_robin",
         bound=None, bound_value=1.0,
@@ -155,6 +160,14 @@ SCENARIOS: list[Scenario] = [
         env_id="servegym/Autoscale-v0", trace="bursty", env_kwargs={"slo_penalty": pen, "slo_metric": "tpot"},
         episodes=4, quick_episodes=1,
     ) for pen in (0.001, 0.01)),
+    # Azure conversation (output-heavy) and code (prompt-heavy) phases alternating every 120 s;
+    # "mlperf" = the model's default SLOs (TTFT 2 s, mean TPOT 0.1 s), "tight" = TTFT 0.5 s and
+    # mean TPOT 0.03 s, where DistServe's result says disaggregation should pay.
+    *(Scenario(
+        id=f"disaggregation/azure_conv+azure_code/llama3.1-8b-h100x8/load{load}/slo_{name}/v1",
+        env_id="servegym/Disaggregation-v0", trace="default", env_kwargs={"load": load, **slo},
+        episodes=4, quick_episodes=1, quick_kwargs={"phases": 2, "phase_s": 60.0},
+    ) for load, name, slo in ((0.8, "mlperf", {}), (0.5, "tight", {"slo_ttft_s": 0.5, "slo_tpot_s": 0.03}))),
     *(Scenario(  # v2: the TTFT + TPOT SLO check (v1: p99 gap)
         id=f"routing/mooncake_conversation/llama3.1-8b-h100x8/load{load}/v2",
         env_id="servegym/Routing-v0", trace=_MOONCAKE, env_kwargs={"load": load, "slo_metric": "tpot"},

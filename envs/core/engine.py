@@ -10,6 +10,10 @@ import numpy as np
 
 import hwmodels
 
+# The environments claim vLLM's behaviour: their step times use vLLM's engine profile
+# (hwmodels/data/engine_profiles.toml [vllm]; README, Fidelity).
+DEFAULT_PROFILE = "vllm"
+
 # The step-time model lives in hwmodels; the simulator compiles that same function.
 step_time = nb.njit(cache=True)(hwmodels.iteration_time)
 
@@ -49,8 +53,9 @@ class EngineSpec:
     max_output: int = 4096
     idle_tick_s: float = 0.01
     max_model_len: int | None = None  # None: the model's context length (hwmodels catalogue)
-    # engine profile of the step-time model (hwmodels/data/engine_profiles.toml); None: calibration alone
-    profile: str | None = None
+    # engine profile of the step-time model (hwmodels/data/engine_profiles.toml): the environments
+    # claim vLLM's behaviour, so vLLM's profile; None: the H200 calibration alone (plain PyTorch kernels)
+    profile: str | None = DEFAULT_PROFILE
 
     def build(self, cache_on: bool = False, chain_block_tokens: int = 1) -> Engine:
         from envs.slo import default_slo, slo_metric_code

@@ -48,7 +48,7 @@ from envs.routing import env as rt
 from envs.routing import kernels as RK
 from envs.core import state as S
 from envs.core.workload import load_split, max_window_gaps, output_histogram
-from envs.native_vec import SingleObjectVecEnv, check_actions
+from envs.native_vec import SingleObjectVecEnv, check_actions, episode_options
 
 ROLES = ("router", "admission", "autoscaler")
 
@@ -304,7 +304,7 @@ class MultiClusterEnv(ParallelEnv):
     def reset(self, seed: int | None = None, options: dict | None = None):
         if seed is not None:
             self.core.seed(seed)
-        self.core.reset(options=[dict(options or {})])
+        self.core.reset(options=[episode_options("multi", options, "load")])
         self.core.slo_rew[:] = 0.0
         self.core.cost[:] = 0.0
         self.core.rep_slo[:] = 0.0
