@@ -44,6 +44,7 @@ import numpy as np
 from gymnasium import spaces
 
 from envs.core import state as S
+from envs.core.workload import max_window_gaps
 from envs.disaggregation import kernels as K
 from envs.disaggregation.config import DisaggregationConfig
 from envs.disaggregation.scenario import Scenario, build_scenario
@@ -173,7 +174,7 @@ class DisaggregationVecEnv(NativeVecEnv):
                          spaces.MultiDiscrete([3] * R + [len(K.RULES)]))
         E = num_envs
         N = sc.workload.arrival_s.shape[1]
-        self.state = S.allocate(E, R, cfg.queue_slots, N, 0)
+        self.state = S.allocate(E, R, cfg.queue_slots, N, 0, max_window_gaps(sc.workload))
         self.dstate = allocate_dstate(E, R, cfg.queue_slots, N)
         self._obs = np.zeros((E, n_obs), np.float32)
         self._mask = np.ones((E, self.n_actions), np.bool_)
@@ -278,7 +279,8 @@ class DisaggregationVecEnv(NativeVecEnv):
             "offered_rps": n / span,
         }
         return episode_metrics(
-            ttft=st.ttft[e, :n], tbt_p99=st.tbt_p99[e, :n], e2e=st.e2e[e, :n], fate=st.fate[e, :n],
+            ttft=st.ttft[e, :n], e2e=st.e2e[e, :n], tpot=st.tpot[e, :n], fate=st.fate[e, :n],
+            tbt_p99_episode=S.episode_tbt_p99(st.gap_heap[e], int(st.counters[e, S.C_GAPS])),
             slo_met=st.slo_met[e, :n], output_tokens=sc.workload.output[w, :n], duration_s=span,
             counters=st.counters[e], kv_block_s=float(st.accum[e, S.A_KV_BLOCK_S]),
             capacity_blocks=sc.engine.capacity_blocks * self.R, extra=extra,
