@@ -94,12 +94,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--steps", type=int, default=200_000, help="native env-steps per timed run (DummyVecEnv: 1/20)")
     p.add_argument("--warmup", type=int, default=WARMUP, help="untimed steps per env before timing (batch fill)")
+    p.add_argument("--no-full-trace", action="store_true", help="skip the whole-Azure-trace run")
     p.add_argument("--json", type=Path)
     a = p.parse_args(argv)
     if hasattr(os, "sched_setaffinity"):  # one core, as the targets are stated
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     rows = bench_sizes(a.sizes, a.repeats, a.steps, a.warmup)
-    full = bench_full_trace(AZURE_CONV)
+    full = None if a.no_full_trace else bench_full_trace(AZURE_CONV)
     report = {"env": ENV_ID, "rows": rows, "full_trace": full, "repeats": a.repeats,
               "steady_state": steady_state(
                   "timed steps after a warm-up that fills the batch", a.warmup,
