@@ -25,10 +25,19 @@ from agents.evaluate import evaluate, parse_env_kwargs, print_tables
 from agents.imitation import imitate
 from agents.policy import heuristic_names
 from agents.sb3_policy import ALGOS, algo_class
-from agents.training import DEFAULT_ALGO, ServeCallback, atomic_save, make_model
+from agents.training import (
+    DEFAULT_ALGO,
+    ServeCallback,
+    atomic_save,
+    atomic_write_text,
+    make_model,
+    parse_hyperparams,
+)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, callbacks: list | None = None) -> int:
+    """The command line above; ``callbacks`` (SB3 callbacks) also run during ``learn`` (the Ray
+    sweep's held-out reports for early stopping, ``agents.sweep``)."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--env", default="servegym/KVAdmission-v0")
     p.add_argument("--algo", choices=ALGOS, default=None, help="default: the environment's own")
@@ -39,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-envs", type=int, default=16)
     p.add_argument("--trace", default="default")
     p.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY=VALUE")
+    p.add_argument("--hyperparams", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="override the algorithm's keyword arguments (agents/training.py HYPERPARAMS): "
+                        "Python literals, dotted keys into dicts (policy_kwargs.net_arch=[64,64])")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("runs/kv_admission"))
     p.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint.zip")
@@ -58,6 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     th.set_num_threads(a.threads)
     algo = a.algo or DEFAULT_ALGO.get(a.env, "ppo")
     kwargs = parse_env_kwargs(a.env_kwargs)
+    try:
+        hyperparams = parse_hyperparams(a.hyperparams)
+    except ValueError as err:
+        p.error(str(err))
     vec = envs.make_vec(a.env, a.n_envs, seed=a.seed, trace=a.trace, split="train", **kwargs)
     out: Path = a.out
     out.mkdir(parents=True, exist_ok=True)
@@ -70,7 +86,10 @@ def main(argv: list[str] | None = None) -> int:
         model = algo_class(algo).load(ckpt, env=vec, device="cpu", tensorboard_log=str(out / "tb"))
         print(f"resuming from {ckpt} at {model.num_timesteps} steps", flush=True)
     else:
-        model = make_model(algo, a.env, vec, a.seed, str(out / "tb"))
+        try:
+            model = make_model(algo, a.env, vec, a.seed, str(out / "tb"), hyperparams)
+        except ValueError as err:
+            p.error(str(err))
     remaining = a.timesteps - (model.num_timesteps if a.resume else 0)
     t0 = time.perf_counter()
     imitation = []
@@ -79,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     if remaining > 0:
         model.learn(
             total_timesteps=remaining,
-            callback=ServeCallback(ckpt, a.save_every),
+            callback=[ServeCallback(ckpt, a.save_every), *(callbacks or [])],
             progress_bar=not a.no_progress,
             reset_num_timesteps=not a.resume,
             tb_log_name=algo,
@@ -87,9 +106,10 @@ def main(argv: list[str] | None = None) -> int:
     train_s = time.perf_counter() - t0
     final = out / "final.zip"
     atomic_save(model, final)
-    (out / "run.json").write_text(json.dumps({
+    atomic_write_text(out / "run.json", json.dumps({
         "command": command, "env": a.env, "algo": algo, "timesteps": int(model.num_timesteps),
-        "n_envs": a.n_envs, "trace": a.trace, "env_kwargs": kwargs, "seed": a.seed,
+        "n_envs": a.n_envs, "trace": a.trace, "env_kwargs": kwargs, "hyperparams": hyperparams,
+        "seed": a.seed,
         "imitate": a.imitate, "imitation": imitation, "train_wall_s": train_s,
     }, indent=2, default=str))
     print(f"trained {algo} for {model.num_timesteps} steps in {train_s:.0f} s -> {final}", flush=True)
@@ -100,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         kwargs[vec.sweep()[0]] = a.eval_at
     policies = [str(final), *heuristic_names(a.env), "random"]
     report = evaluate(a.env, policies, a.trace, a.eval_episodes, a.seed + 10_000, kwargs, "test")
-    (out / "eval.json").write_text(json.dumps(report, indent=2, default=float))
+    atomic_write_text(out / "eval.json", json.dumps(report, indent=2, default=float))
     print_tables(report)
     return 0
 

@@ -27,17 +27,24 @@ class RandomPolicy:
     name = "random"
 
     def __init__(self, env: Any, seed: int = 0):
-        self.n = int(env.action_space.n)
+        nvec = getattr(env.action_space, "nvec", None)  # MultiDiscrete: one choice per component
+        self.nvec = None if nvec is None else [int(k) for k in np.asarray(nvec).reshape(-1)]
+        self.n = int(env.action_space.n) if self.nvec is None else sum(self.nvec)
         self.rng = np.random.default_rng(seed)
 
     def act(self, obs: np.ndarray, action_mask: np.ndarray | None) -> np.ndarray:
         E = obs.shape[0]
-        if action_mask is None:
+        if action_mask is None and self.nvec is None:
             return self.rng.integers(self.n, size=E)
-        # Gumbel-free uniform choice among legal actions: random keys, masked argmax.
+        # Gumbel-free uniform choice among legal actions: random keys, masked argmax (per
+        # component for MultiDiscrete, whose mask is the components' masks concatenated).
         keys = self.rng.random((E, self.n))
-        keys[~action_mask] = -1.0
-        return keys.argmax(axis=1)
+        if action_mask is not None:
+            keys[~action_mask] = -1.0
+        if self.nvec is None:
+            return keys.argmax(axis=1)
+        cuts = np.cumsum([0] + self.nvec)
+        return np.stack([keys[:, a:b].argmax(axis=1) for a, b in zip(cuts[:-1], cuts[1:])], axis=1)
 
 
 def first_legal(actions: np.ndarray, action_mask: np.ndarray | None, fallback: np.ndarray) -> np.ndarray:

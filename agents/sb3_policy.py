@@ -65,4 +65,6 @@ class SB3Policy:
             a, _ = self.model.predict(obs, deterministic=True, action_masks=action_mask)
         else:
             a, _ = self.model.predict(obs, deterministic=True)
-        return np.asarray(a).reshape(obs.shape[0])
+        a = np.asarray(a)
+        # [E] for Discrete action spaces, [E, D] for MultiDiscrete (Disaggregation-v0)
+        return a.reshape(obs.shape[0]) if a.size == obs.shape[0] else a.reshape(obs.shape[0], -1)

@@ -32,6 +32,7 @@ PACKAGES = {
     "servegym/ExpertPlacement-v0": ("expert_placement", "ExpertPlacement"),
     "servegym/Routing-v0": ("routing", "Routing"),
     "servegym/PrefixEviction-v0": ("prefix_eviction", "PrefixEviction"),
+    "servegym/Disaggregation-v0": ("disaggregation", "Disaggregation"),
 }
 ENVS = {i: f"envs.{p}.env:{c}Env" for i, (p, c) in PACKAGES.items()}
 VEC_ENVS = {i: f"envs.{p}.env:{c}VecEnv" for i, (p, c) in PACKAGES.items()}

@@ -29,7 +29,8 @@ BENCHES: dict[str, str] = {"servegym/KVAdmission-v0": "envs.kv_admission.bench",
                            "servegym/PrefixEviction-v0": "envs.prefix_eviction.bench",
                            "servegym/Routing-v0": "envs.routing.bench",
                            "servegym/ExpertPlacement-v0": "envs.expert_placement.bench",
-                           "servegym/Autoscale-v0": "envs.autoscale.bench"}
+                           "servegym/Autoscale-v0": "envs.autoscale.bench",
+                           "servegym/Disaggregation-v0": "envs.disaggregation.bench"}
 DEFAULT = "servegym/KVAdmission-v0"
 
 # act(vec, k) -> actions [E] for the k-th step (k counts from 0 over warm-up and timed steps).

@@ -33,6 +33,7 @@ renders the cluster state as text).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -85,6 +86,35 @@ def check_actions(actions: Any, shape: tuple[int, ...], n: int, where: str) -> n
     return a.astype(np.int64)
 
 
+def check_multi_actions(actions: Any, num_envs: int, nvec: np.ndarray, where: str) -> np.ndarray:
+    """MultiDiscrete ``actions`` as int64 [num_envs, D] with component d in ``[0, nvec[d])``;
+    raises ``ValueError`` naming ``where`` and the component for a float, bool, out-of-range or
+    misshapen action."""
+    D = len(nvec)
+    a = np.asarray(actions)
+    if a.size != num_envs * D or a.dtype.kind not in "iu":
+        raise ValueError(f"{where}: actions must be integers of shape ({num_envs}, {D}) with component d in "
+                         f"[0, nvec[d]), nvec = {nvec.tolist()}; got {a.dtype} array of shape {a.shape}: {a!r}")
+    a = a.reshape(num_envs, D)
+    bad = (a < 0) | (a >= nvec[None, :])
+    if bad.any():
+        e, d = (int(x) for x in np.argwhere(bad)[0])
+        raise ValueError(f"{where}: actions must be integers with component d in [0, nvec[d]); env {e} component "
+                         f"{d} is {int(a[e, d])}, nvec[{d}] = {int(nvec[d])}")
+    return a.astype(np.int64)
+
+
+def episode_options(where: str, options: dict[str, Any] | None, knob: str) -> dict[str, Any]:
+    """The episode-naming keys of ``options`` (``window`` and ``knob``); any other key is left out
+    with a ``UserWarning`` naming it. For PettingZoo's ``reset(options=...)``, whose API test
+    passes an arbitrary key; the Gymnasium and SB3 paths refuse unknown keys (``draw_episode``)."""
+    opts = dict(options or {})
+    other = sorted(set(opts) - {"window", knob})
+    if other:
+        warnings.warn(f"{where}: reset option(s) {other} ignored; known: window, {knob}", stacklevel=3)
+    return {k: v for k, v in opts.items() if k in ("window", knob)}
+
+
 def draw_episode(where: str, order: str, rng: np.random.Generator, started: int, e: int, num_envs: int,
                  n_windows: int, knob: str, values: Sequence[Any], options: dict[str, Any]) -> tuple[int, Any]:
     """Window index in ``[0, n_windows)`` and value of ``knob`` (one of ``values``) of env ``e``'s
@@ -134,12 +164,16 @@ class NativeVecEnv(SingleObjectVecEnv):
         self.render_mode = None  # SB3 reads it in __init__; the Gymnasium view renders (VecEnvView)
         super().__init__(num_envs, observation_space, action_space)
         E = num_envs
-        self.n_actions = int(action_space.n)
+        # MultiDiscrete (one choice per component, e.g. Disaggregation-v0's role per instance):
+        # actions are [E, D]; masks are the components' masks side by side ([E, sum(nvec)]).
+        nvec = getattr(action_space, "nvec", None)
+        self.nvec = None if nvec is None else np.asarray(nvec, np.int64).reshape(-1)
+        self.n_actions = int(action_space.n) if self.nvec is None else int(self.nvec.sum())
         self._rngs = [np.random.default_rng() for _ in range(E)]
         self._episodes_started = np.zeros(E, np.int64)
         self._returns = np.zeros(E, np.float64)
         self._lengths = np.zeros(E, np.int64)
-        self._actions = np.zeros(E, np.int64)
+        self._actions = np.zeros(E if self.nvec is None else (E, len(self.nvec)), np.int64)
         self._rew = np.zeros(E, np.float64)
         self._term = np.zeros(E, np.bool_)
         self._trunc = np.zeros(E, np.bool_)
@@ -207,7 +241,10 @@ class NativeVecEnv(SingleObjectVecEnv):
             e = int(np.argmax(self._needs_reset))
             raise RuntimeError(f"{self.env_name}: step() before reset() or after the episode ended (env {e}); "
                                "call reset() first")
-        a = check_actions(actions, (self.num_envs,), self.n_actions, self.env_name)
+        if self.nvec is None:
+            a = check_actions(actions, (self.num_envs,), self.n_actions, self.env_name)
+        else:
+            a = check_multi_actions(actions, self.num_envs, self.nvec, self.env_name)
         self._actions[:] = self._accept_actions(a)
 
     def episode_extras(self, e: int) -> dict[str, Any]:
@@ -244,9 +281,9 @@ class NativeVecEnv(SingleObjectVecEnv):
         if self.num_envs != 1:
             raise RuntimeError(f"{self.env_name}: step_one needs a batch of one, not {self.num_envs}")
         a = np.asarray(action)
-        if a.shape not in ((), (1,)):
+        if self.nvec is None and a.shape not in ((), (1,)):
             raise ValueError(f"{self.env_name}: action must be one integer in [0, {self.n_actions}), got {action!r}")
-        self.step_async(a.reshape(1))
+        self.step_async(a.reshape(1) if self.nvec is None else a)
         self.advance()
         self._returns += self._rew
         self._lengths += 1

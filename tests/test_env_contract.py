@@ -32,6 +32,8 @@ SMALL = {
     "servegym/Autoscale-v0": dict(episode_s=300.0, train_days=2, test_days=1, rate_rps=30.0),
     "servegym/ExpertPlacement-v0": dict(model="Qwen3-30B-A3B", gpus=16, layers=2, intervals=2, interval_steps=8,
                                         tokens_per_gpu=256),
+    "servegym/Disaggregation-v0": dict(instances=3, phases=2, phase_s=20.0, interval_s=5.0, load=(0.4, 0.6),
+                                       episodes_per_load=2, drain_s=20.0, switch_s=3.0),
 }
 IDS = sorted(envs.ENVS)
 MAX_STEPS = 4000
@@ -41,10 +43,21 @@ def test_every_registered_id_has_a_small_scenario_here():
     assert sorted(SMALL) == IDS
 
 
-def _masked_random(rng: np.random.Generator, mask: np.ndarray) -> np.ndarray:
+def _masked_random(rng: np.random.Generator, mask: np.ndarray, space: gym.spaces.Space) -> np.ndarray:
+    """A random legal action per env ([E] for Discrete; [E, D] for MultiDiscrete, whose mask is
+    its components' masks side by side)."""
     keys = rng.random(mask.shape)
     keys[~mask] = -1.0
-    return keys.argmax(-1)
+    nvec = getattr(space, "nvec", None)
+    if nvec is None:
+        return keys.argmax(-1)
+    cuts = np.cumsum([0, *np.asarray(nvec).reshape(-1)])
+    return np.stack([keys[..., a:b].argmax(-1) for a, b in zip(cuts[:-1], cuts[1:])], axis=-1)
+
+
+def _single(a: np.ndarray):
+    """One env's action as Gymnasium's step takes it (an int for Discrete)."""
+    return int(a) if np.ndim(a) == 0 else a
 
 
 @pytest.mark.parametrize("env_id", IDS)
@@ -66,7 +79,7 @@ def test_make_vec_is_the_native_batch_with_same_step_autoreset(env_id):
     assert obs.shape == venv.observation_space.shape and obs.dtype == np.float32 and info == {}
     rng = np.random.default_rng(0)
     for _ in range(MAX_STEPS):
-        obs, rew, term, trunc, info = venv.step(_masked_random(rng, venv.action_masks()))
+        obs, rew, term, trunc, info = venv.step(_masked_random(rng, venv.action_masks(), venv.single_action_space))
         assert obs.shape == (2, *venv.single_observation_space.shape) and rew.shape == term.shape == (2,)
         if (term | trunc).any():
             break
@@ -92,15 +105,15 @@ def _first_episodes(env_id: str, E: int, seed: int, action_seed: int = 0):
     trail = []
     for _ in range(MAX_STEPS):
         mask = vec.action_masks()
-        assert mask.shape == (E, vec.action_space.n) and mask.any(1).all()
+        assert mask.shape == (E, vec.n_actions) and mask.any(1).all()
         np.testing.assert_array_equal(mask[alive], np.stack([s.action_masks() for s in singles])[alive])
-        a = _masked_random(rng, mask)
+        a = _masked_random(rng, mask, vec.action_space)
         obs, rew, done, infos = vec.step(a)
         trail.append((obs.copy(), rew.copy(), done.copy()))
         for e, s in enumerate(singles):
             if not alive[e]:
                 continue
-            o, r, term, trunc, info = s.step(int(a[e]))
+            o, r, term, trunc, info = s.step(_single(a[e]))
             assert np.float32(r) == rew[e] and (term or trunc) == done[e]
             if done[e]:
                 alive[e] = False
@@ -109,7 +122,7 @@ def _first_episodes(env_id: str, E: int, seed: int, action_seed: int = 0):
                 assert infos[e]["metrics"].keys() == info["metrics"].keys()
                 np.testing.assert_array_equal(infos[e]["terminal_observation"], o)
                 with pytest.raises(RuntimeError, match="reset"):
-                    s.step(int(a[e]))
+                    s.step(_single(a[e]))
             else:
                 np.testing.assert_array_equal(o, obs[e])
         if not alive.any():
@@ -157,17 +170,23 @@ def test_misuse_gets_a_clear_error(env_id):
     with pytest.raises(RuntimeError, match=r"step\(\) before reset\(\)"):
         vec.step(np.zeros(2, np.int64))
     vec.reset()
-    n = vec.action_space.n
+    nvec = getattr(vec.action_space, "nvec", None)
+    zero = np.zeros(2, np.int64) if nvec is None else np.zeros((2, len(nvec)), np.int64)
+    out_of_range = zero.copy()
+    if nvec is None:
+        out_of_range[1] = vec.action_space.n
+    else:
+        out_of_range[1, 0] = nvec[0]
     with pytest.raises(ValueError, match="actions must be integers"):
-        vec.step(np.zeros(2))  # floats are refused, not truncated
+        vec.step(zero.astype(np.float64))  # floats are refused, not truncated
     with pytest.raises(ValueError, match="actions must be integers"):
-        vec.step(np.array([0, n]))
+        vec.step(out_of_range)
     env = gym.make(env_id, **SMALL[env_id]).unwrapped
     with pytest.raises(RuntimeError, match=r"step\(\) before reset\(\)"):
-        env.step(0)
+        env.step(_single(zero[0]))
     env.reset(seed=0)
     with pytest.raises(ValueError, match="actions must be integers"):
-        env.step(0.0)
+        env.step(zero[0].astype(np.float64) if nvec is not None else 0.0)
     with pytest.raises(ValueError, match="actions must be integers"):
         env.step(np.float32(1.7))
     with pytest.raises(TypeError, match="bogus"):
@@ -182,5 +201,5 @@ def test_ansi_render_shows_the_cluster_state(env_id):
     env.reset(seed=0)
     text = env.render()
     assert isinstance(text, str) and text.startswith(env_id.split("/")[1].split("-")[0])
-    env.step(int(np.argmax(env.unwrapped.action_masks())))
+    env.step(_single(_masked_random(np.random.default_rng(0), env.unwrapped.action_masks(), env.action_space)))
     assert env.render() != text  # the state moved on

@@ -73,6 +73,7 @@ def _scan_nan(metrics: dict[str, float], where: str) -> None:
     assert not bad, f"{where}: NaN metrics {bad}"
 
 
+@pytest.mark.slow  # every heuristic of three environments (fast variants: test_metrics_failed, test_core invariants)
 @needs_cases
 @pytest.mark.parametrize("env_id, kwargs", [
     ("servegym/KVAdmission-v0", {"window_requests": 300, "load": 0.9}),
@@ -95,12 +96,14 @@ def test_failed_rows_never_make_a_metric_nan(env_id: str, kwargs: dict) -> None:
             assert m["failed"] == 30 and m["finished"] + m["dropped"] + m["unfinished"] == 270
 
 
+@pytest.mark.slow
 @needs_cases
 def test_failed_rows_never_make_a_metric_nan_in_the_multi_agent_cluster() -> None:
-    from envs.multi import run_team
+    from agents.heuristics.multi import team
+    from envs.multi.env import run_team
 
     p = case("edge_output0_every10th.jsonl")
-    (m,) = run_team(1, seed=0, trace=str(p), split="all", window_requests=300, replicas=4)
+    (m,) = run_team(1, team(), seed=0, trace=str(p), split="all", window_requests=300, replicas=4)
     _scan_nan(m, "multi-agent cluster")
     assert m["failed"] == 30
 

@@ -1,0 +1,262 @@
+"""Baselines and oracles of servegym/Disaggregation-v0, each deciding as the system it is named after.
+
+Actions are ``[role per instance..., rule]`` (roles 0 prefill, 1 decode, 2 colocated; rule 0
+balance, 1 overflow; ``envs.disaggregation.kernels``). Offline searches simulate the training
+part of the workload (``split="train"``), never the episodes being scored; the two oracles read
+the episode being played (privileged: they replay its window in a copy of the simulator).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from functools import cache
+
+import numpy as np
+
+from agents.policy import register_heuristics
+from envs.disaggregation import ENV_ID, DisaggregationConfig, DisaggregationVecEnv
+from envs.disaggregation import kernels as K
+
+P, D, C = K.ROLE_PREFILL, K.ROLE_DECODE, K.ROLE_COLOCATED
+_G = K.G
+_F = K.F
+
+
+def roles_pd(n_instances: int, n_prefill: int, n_mixed: int = 0) -> np.ndarray:
+    """Roles of a static split: n_prefill prefill, n_mixed colocated, the rest decode."""
+    return np.array([P] * n_prefill + [C] * n_mixed + [D] * (n_instances - n_prefill - n_mixed), np.int64)
+
+
+def candidate_plans(n_instances: int) -> list[np.ndarray]:
+    """Static configurations the searches and oracles consider: all colocated, then every P:D split."""
+    return [np.full(n_instances, C, np.int64)] + [roles_pd(n_instances, p) for p in range(1, n_instances)]
+
+
+def _action(roles: np.ndarray, rule: int, E: int) -> np.ndarray:
+    return np.repeat(np.append(roles, rule)[None, :], E, axis=0).astype(np.int64)
+
+
+def replay(config: DisaggregationConfig, episodes: list[dict], plans: list[np.ndarray], rule: int = K.RULE_BALANCE
+           ) -> tuple[np.ndarray, list[dict]]:
+    """Play each (episode, plan) pair in a fresh copy of the simulator, E = all pairs at once.
+
+    ``episodes`` are reset options (``{"window": w, "load": v}``); ``plans[j]`` is roles [R]
+    (static) or [decisions, R] (one row per interval). Returns the per-interval rewards
+    [pairs, decisions] and each pair's episode metrics.
+    """
+    pairs = [(ep, p) for ep in episodes for p in plans]
+    env = DisaggregationVecEnv(len(pairs), config=config)
+    env.set_options([dict(ep) for ep, _ in pairs])
+    env.reset()
+    T = config.decisions
+    rew = np.zeros((len(pairs), T))
+    metrics: list[dict] = [{} for _ in pairs]
+    R = config.instances
+    for t in range(T):
+        a = np.empty((len(pairs), R + 1), np.int64)
+        for j, (_, p) in enumerate(pairs):
+            a[j, :R] = p if p.ndim == 1 else p[t]
+            a[j, R] = rule
+        _, r, done, infos = env.step(a)
+        rew[:, t] = r
+        for j in np.flatnonzero(done):
+            metrics[j] = infos[j]["metrics"]
+    return rew, metrics
+
+
+@cache
+def offline_search(config: DisaggregationConfig, n_mixed: int = 0, rule: int = K.RULE_BALANCE) -> int:
+    """Prefill instances that maximise simulated goodput per GPU on the training part of the
+    workload (two episode windows at every load level), DistServe's placement search
+    (Zhong et al., OSDI'24, Sec. 4: simulate candidate placements on the workload's
+    distribution, keep the one with the highest goodput per GPU)."""
+    cfg = replace(config, split="train")
+    R = cfg.instances
+    episodes = [{"window": w, "load": v} for v in cfg.loads() for w in range(min(2, cfg.episodes_per_load))]
+    counts = list(range(1, R - n_mixed))
+    plans = [roles_pd(R, p, n_mixed) for p in counts]
+    _, metrics = replay(cfg, episodes, plans, rule)
+    score = np.array([m["goodput_per_gpu"] for m in metrics]).reshape(len(episodes), len(plans)).mean(axis=0)
+    return counts[int(np.argmax(score))]
+
+
+class _Static:
+    def __init__(self, env, roles: np.ndarray, rule: int = K.RULE_BALANCE):
+        self.roles, self.rule = roles, rule
+
+    def act(self, obs, mask):
+        return _action(self.roles, self.rule, obs.shape[0])
+
+
+class Colocated(_Static):
+    """Every instance colocated under vLLM's scheduler (continuous batching, chunked prefill):
+    no disaggregation, the deployment DistServe and Splitwise compare against. Naive reference."""
+
+    name = "colocated"
+
+    def __init__(self, env, seed: int = 0):
+        super().__init__(env, np.full(env.R, C, np.int64))
+
+
+class Fixed(_Static):
+    """A common static P:D ratio (1:1 or 1:3 of the instances), dispatch ``balance``."""
+
+    def __init__(self, env, prefill_share: float, name: str):
+        n_p = max(1, min(env.R - 1, int(round(env.R * prefill_share))))
+        super().__init__(env, roles_pd(env.R, n_p))
+        self.name = name
+
+
+class DistServe(_Static):
+    """DistServe (Zhong et al., OSDI'24): the P:D split with the highest simulated goodput per GPU
+    on the workload's training part (``offline_search``), then held fixed."""
+
+    name = "distserve"
+
+    def __init__(self, env, seed: int = 0):
+        super().__init__(env, roles_pd(env.R, offline_search(env.config)))
+
+
+class Splitwise(_Static):
+    """Splitwise (Patel et al., ISCA'24, Sec. IV-B): a prompt pool, a token pool and a mixed pool
+    (a quarter of the instances, colocated) that takes prompts when the prompt pool's backlog passes
+    ``overflow_tokens`` and handovers when no token machine has room (dispatch rule ``overflow``);
+    pool sizes from the same offline simulation search as DistServe."""
+
+    name = "splitwise"
+
+    def __init__(self, env, seed: int = 0):
+        n_m = max(1, env.R // 4)
+        n_p = offline_search(env.config, n_mixed=n_m, rule=K.RULE_OVERFLOW)
+        super().__init__(env, roles_pd(env.R, n_p, n_m), K.RULE_OVERFLOW)
+
+
+class PDServe:
+    """P/D-Serve-style dynamic ratio (Jin et al., 2024, arXiv:2408.08147, Sec. 3.3: the P:D ratio
+    is adjusted from the instances' queueing and the SLO pressure each phase is under): start
+    1:1; at a decision where no instance is switching, move one decode instance to prefill when
+    TTFT pressure is high (recent TTFT above ``hi`` of its SLO, or arrivals waiting) and TPOT
+    pressure low (recent TPOT under ``lo`` of its SLO and no handover backlog), and one prefill
+    instance to decode in the opposite case. The instance moved is the least loaded of its role."""
+
+    name = "pd_serve"
+    hi, lo = 0.5, 0.5
+
+    def __init__(self, env, seed: int = 0):
+        self.R = env.R
+        self.roles = np.tile(roles_pd(env.R, env.R // 2), (env.num_envs, 1))
+
+    def act(self, obs, mask):
+        E = obs.shape[0]
+        if self.roles.shape[0] != E:
+            self.roles = np.tile(roles_pd(self.R, self.R // 2), (E, 1))
+        g = lambda name: obs[:, K.GLOBAL_FEATURES.index(name)]  # noqa: E731
+        inst = obs[:, _G:].reshape(E, self.R, _F)
+        f = lambda name: inst[:, :, K.INSTANCE_FEATURES.index(name)]  # noqa: E731
+        fresh = g("elapsed") == 0.0
+        self.roles[fresh] = roles_pd(self.R, self.R // 2)
+        switching = f("switching").max(axis=1) > 0
+        ttft_p = (g("ttft_recent") > self.hi) | (g("waiting") > 0)
+        tpot_p = (g("tpot_recent") > self.hi) | (g("handover_backlog") > 0)
+        ttft_ok = (g("ttft_recent") < self.lo) & (g("waiting") == 0)
+        tpot_ok = (g("tpot_recent") < self.lo) & (g("handover_backlog") == 0)
+        load = f("queued") + f("running") + f("outstanding")
+        for e in np.flatnonzero(~fresh & ~switching):
+            ro = self.roles[e]
+            if ttft_p[e] and tpot_ok[e] and (ro == D).sum() > 1:
+                cand = np.flatnonzero(ro == D)
+                ro[cand[np.argmin(load[e, cand])]] = P
+            elif tpot_p[e] and ttft_ok[e] and (ro == P).sum() > 1:
+                cand = np.flatnonzero(ro == P)
+                ro[cand[np.argmin(load[e, cand])]] = D
+        return np.concatenate([self.roles, np.zeros((E, 1), np.int64)], axis=1)
+
+
+class _Clairvoyant:
+    """Base of the oracles: at each episode's first decision, reads the window the env plays
+    (privileged) and plans its whole episode by replaying that window in a copy of the simulator."""
+
+    def __init__(self, env, seed: int = 0):
+        self.env = env
+        self.R = env.R
+        self.plans: list[np.ndarray | None] = [None] * env.num_envs
+
+    def plan(self, episode: dict) -> np.ndarray:
+        raise NotImplementedError
+
+    def act(self, obs, mask):
+        E = obs.shape[0]
+        T = self.env.config.decisions
+        out = np.empty((E, self.R + 1), np.int64)
+        for e in range(E):
+            t = int(round(obs[e, K.GLOBAL_FEATURES.index("elapsed")] * T))
+            if t == 0 or self.plans[e] is None:
+                self.plans[e] = self.plan(self.env.episode_of(e))
+            p = self.plans[e]
+            out[e, : self.R] = p[min(t, T - 1)]
+            out[e, self.R] = K.RULE_BALANCE
+        return out
+
+
+class StaticBest(_Clairvoyant):
+    """Best static configuration in hindsight: every candidate (all colocated, every P:D split)
+    simulated on the episode's own requests; the one with the highest goodput per GPU is played."""
+
+    name = "static_best"
+
+    def plan(self, episode):
+        plans = candidate_plans(self.R)
+        _, metrics = replay(self.env.config, [episode], plans)
+        best = int(np.argmax([m["goodput_per_gpu"] for m in metrics]))
+        return np.tile(plans[best], (self.env.config.decisions, 1))
+
+
+class OracleDP(_Clairvoyant):
+    """Clairvoyant per-interval configuration by dynamic programming over the same simulator.
+
+    Values: v[k, t] = reward of interval t when the episode is played with candidate k throughout
+    (simulated on the episode's own requests). Switching k -> k' costs the value the changed
+    instances lose while warming: changed x switch_s / interval_s x mean |v| per instance-interval.
+    The DP (Viterbi over T intervals x K candidates) gives a plan; the plan and the best static
+    candidate are both replayed exactly and the better one is played, so the oracle is never
+    below ``static_best``. Normalized score 100."""
+
+    name = "oracle_dp"
+
+    def plan(self, episode):
+        cfg = self.env.config
+        plans = candidate_plans(self.R)
+        v, metrics = replay(cfg, [episode], plans)  # [K, T]
+        Kn, T = v.shape
+        p = self.env.params
+        unit = np.abs(v).mean() / self.R * (p.switch_s / p.interval_s)
+        changed = np.array([[(a != b).sum() for b in plans] for a in plans], np.float64)
+        cost = changed * unit
+        score = v[:, 0].copy()
+        back = np.zeros((Kn, T), np.int64)
+        for t in range(1, T):
+            tot = score[:, None] - cost  # [from, to]
+            back[:, t] = tot.argmax(axis=0)
+            score = tot.max(axis=0) + v[:, t]
+        k = int(score.argmax())
+        path = [k]
+        for t in range(T - 1, 0, -1):
+            k = int(back[k, t])
+            path.append(k)
+        dp_plan = np.array([plans[k] for k in path[::-1]])
+        best = int(np.argmax([m["goodput_per_gpu"] for m in metrics]))
+        static = np.tile(plans[best], (T, 1))
+        _, m2 = replay(cfg, [episode], [dp_plan])
+        return dp_plan if m2[0]["goodput_per_gpu"] > metrics[best]["goodput_per_gpu"] else static
+
+
+register_heuristics(ENV_ID, {
+    "colocated": Colocated,
+    "fixed_1_1": lambda env, seed=0: Fixed(env, 0.5, "fixed_1_1"),
+    "fixed_1_3": lambda env, seed=0: Fixed(env, 0.25, "fixed_1_3"),
+    "distserve": DistServe,
+    "splitwise": Splitwise,
+    "pd_serve": PDServe,
+    "static_best": StaticBest,
+    "oracle_dp": OracleDP,
+})

@@ -1,0 +1,124 @@
+"""Configuration of servegym/Disaggregation-v0: one frozen dataclass; ``--env-kwargs`` set its fields."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+import traces
+from envs.core.capacity import VLLM_BUDGET
+from envs.core.engine import EngineSpec
+
+DEFAULT_TRACE = "azure_conv"  # output-heavy phases: Azure conversation (median prompt 1,020, output 129)
+DEFAULT_SHIFT_TRACE = "azure_code"  # prompt-heavy phases: Azure code (median prompt 1,500, output 13)
+DEFAULT_LOADS = (0.5, 0.8)
+
+FIRST_TOKEN = ("decode", "prefill")
+
+
+@dataclass(frozen=True)
+class DisaggregationConfig:
+    """Everything that defines a scenario.
+
+    Workload: an episode is ``phases`` phases of ``phase_s`` seconds; even phases replay a segment
+    of ``trace``, odd phases a segment of ``shift_trace`` (None: every phase from ``trace``), each
+    at ``load`` x (instances x the request rate one colocated instance sustains on that trace's
+    mix, ``envs.core.capacity``), so a prompt-heavy and an output-heavy phase load the cluster
+    equally and only the mix shifts. ``split`` picks the training or held-out part of both traces.
+
+    Cluster: ``instances`` engine instances of ``model`` at tensor parallelism ``tp`` on ``gpu``,
+    ``gpus_per_node`` GPUs per node (instance i on node i * tp // gpus_per_node); KV moves over
+    NVLink inside a node and over the NIC across nodes (hwmodels.comm conventions).
+
+    Decisions every ``interval_s`` of simulated time: a role per instance and the dispatch rule.
+    A role change drains the instance, then costs ``switch_s`` seconds of warm-up (None: the
+    engine restart of hwmodels.cold_start_time: weight load + vLLM start-up).
+    """
+
+    trace: str | traces.Trace = "default"
+    shift_trace: str | traces.Trace | None = DEFAULT_SHIFT_TRACE
+    split: str = "train"  # "train" | "test" (held-out) | "all"
+    held_out_frac: float = 0.3
+    trace_seed: int = 0
+    phases: int = 4
+    phase_s: float = 120.0
+    load: float | tuple[float, ...] = DEFAULT_LOADS
+    episodes_per_load: int = 8  # distinct episode windows built per load level
+    window_order: str = "random"
+    instances: int = 8
+    model: str = "Llama-3.1-8B"
+    gpu: str = "H100"
+    tp: int = 1
+    gpus_per_node: int = 8
+    mem_frac: float = 0.9
+    capacity_blocks: int | None = None  # KV blocks per instance; None: hwmodels.kv_capacity_blocks
+    max_seqs: int = 1024
+    budget: int = VLLM_BUDGET  # chunked-prefill token budget per iteration
+    queue_slots: int = 512  # request slots per instance (queued + running + KV held or in flight)
+    # Requests an instance may have queued (not started) before new arrivals wait in the
+    # dispatcher's FIFO instead: DistServe's controller and llm-d's scheduler hold requests and
+    # dispatch to the shortest queue; a long engine queue would only hide the backlog from them.
+    dispatch_queue: int = 32
+    slo_ttft_s: float | None = None  # None: the model's default (envs/data/slo.toml)
+    slo_tpot_s: float | None = None  # None: the model's default TPOT (MLPerf tpot_latency)
+    interval_s: float = 10.0
+    switch_s: float | None = None
+    first_token: str = "decode"  # "decode": the client gets the first token with the handover
+    layerwise_transfer: bool = True  # KV streamed layer by layer during the prefill (Splitwise)
+    overflow_tokens: int = 2 * VLLM_BUDGET  # Splitwise rule: prefill backlog that spills to the mixed pool
+    drain_s: float = 120.0  # after the last phase, time for requests in the system to finish
+    predictor_accuracy: float = 0.7
+
+    def loads(self) -> tuple[float, ...]:
+        loads = (self.load,) if isinstance(self.load, (int, float)) else tuple(self.load)
+        if not loads or any(not (isinstance(x, (int, float)) and x > 0) for x in loads):
+            raise ValueError(f"Disaggregation: load levels must be numbers > 0, got {self.load!r}")
+        return tuple(float(x) for x in loads)
+
+    def validate(self) -> None:
+        for name in ("instances", "tp", "gpus_per_node", "phases", "episodes_per_load", "max_seqs",
+                     "budget", "queue_slots", "overflow_tokens", "dispatch_queue"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise ValueError(f"Disaggregation: {name} must be an integer >= 1, got {v!r}")
+        if self.instances < 2:
+            raise ValueError(f"Disaggregation: instances must be >= 2 (one prefill, one decode), got {self.instances}")
+        if self.gpus_per_node % self.tp:
+            raise ValueError(f"Disaggregation: tp={self.tp} must divide gpus_per_node={self.gpus_per_node}")
+        for name in ("phase_s", "interval_s"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and v > 0):
+                raise ValueError(f"Disaggregation: {name} must be a number > 0, got {v!r}")
+        for name in ("drain_s",):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and v >= 0):
+                raise ValueError(f"Disaggregation: {name} must be a number >= 0, got {v!r}")
+        if self.switch_s is not None and not (isinstance(self.switch_s, (int, float)) and self.switch_s >= 0):
+            raise ValueError(f"Disaggregation: switch_s must be None or a number >= 0, got {self.switch_s!r}")
+        for name in ("slo_ttft_s", "slo_tpot_s"):
+            v = getattr(self, name)
+            if v is not None and not (isinstance(v, (int, float)) and v > 0):
+                raise ValueError(f"Disaggregation: {name} must be None or a number > 0, got {v!r}")
+        if self.split not in ("train", "test", "all"):
+            raise ValueError(f"Disaggregation: split must be 'train', 'test' or 'all', got {self.split!r}")
+        if self.window_order not in ("random", "sequential"):
+            raise ValueError(f"Disaggregation: window_order must be 'random' or 'sequential', got {self.window_order!r}")
+        if self.first_token not in FIRST_TOKEN:
+            raise ValueError(f"Disaggregation: first_token must be one of {FIRST_TOKEN}, got {self.first_token!r}")
+        if not 0.0 < self.held_out_frac < 1.0:
+            raise ValueError(f"Disaggregation: held_out_frac must be in (0, 1), got {self.held_out_frac!r}")
+        self.loads()
+
+    def engine_spec(self) -> EngineSpec:
+        # The same per-request check as envs.core's slo_metric="tpot" (MLPerf / DistServe); the
+        # environment re-scores each finished request with its own SLOs (Params), because a
+        # request's TTFT may be set at the handover (first_token="decode").
+        return EngineSpec(model=self.model, gpu=self.gpu, tp=self.tp, mem_frac=self.mem_frac,
+                          max_seqs=self.max_seqs, slo_ttft_s=self.slo_ttft_s, slo_tpot_s=self.slo_tpot_s,
+                          slo_metric="tpot", capacity_blocks=self.capacity_blocks)
+
+    @property
+    def decisions(self) -> int:
+        """Decisions per episode: ceil(phases x phase_s / interval_s)."""
+        return int(np.ceil(self.phases * self.phase_s / self.interval_s - 1e-9))

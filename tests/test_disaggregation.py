@@ -1,0 +1,274 @@
+"""Disaggregation-v0: engine times, KV transfer, invariants across handovers, DistServe's result,
+API checks and the baselines (small clusters and short episodes; fast)."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st_
+
+import hwmodels
+import traces
+from envs.core import state as S
+from envs.core.engine import DEFAULT_PROFILE
+from envs.disaggregation import DisaggregationEnv, DisaggregationVecEnv
+from envs.disaggregation import kernels as K
+from envs.disaggregation.env import ENV_ID
+from envs.disaggregation.scenario import link_matrix
+
+P, D, C = K.ROLE_PREFILL, K.ROLE_DECODE, K.ROLE_COLOCATED
+SMALL = dict(instances=3, phases=2, phase_s=20.0, interval_s=5.0, load=0.6, episodes_per_load=2,
+             drain_s=30.0, switch_s=3.0)
+
+
+def sparse_trace() -> traces.Trace:
+    """Requests 100 s apart: each one is served alone."""
+    prompt = np.array([1000, 3000, 9000, 500, 20000, 64, 7000, 2500, 12000, 800], np.int64)
+    out = np.array([50, 20, 3, 100, 2, 40, 8, 30, 5, 60], np.int64)
+    t = np.arange(len(prompt), dtype=np.float64) * 100.0
+    return traces.Trace(t, prompt, out, traces.TraceMeta("sparse", "tests", "n/a"))
+
+
+def run_static(env, roles, rule=0):
+    E = env.num_envs
+    a = np.tile(np.append(roles, rule), (E, 1)).astype(np.int64)
+    out = [None] * E
+    while any(o is None for o in out):
+        _, _, done, infos = env.step(a)
+        for e in np.flatnonzero(done):
+            if out[e] is None:
+                out[e] = infos[e]
+    return out
+
+
+def isolated_env(roles, **kw):
+    cfg = dict(trace=sparse_trace(), shift_trace=None, split="all", instances=len(roles), phases=1,
+               phase_s=800.0, interval_s=100.0, load=0.002, episodes_per_load=1, first_token="prefill",
+               layerwise_transfer=False, drain_s=200.0)
+    cfg.update(kw)
+    env = DisaggregationVecEnv(1, seed=0, **cfg)
+    env.reset()
+    return env
+
+
+@pytest.mark.parametrize("gpus_per_node", [8, 1])
+def test_prefill_and_decode_instances_reproduce_engine_times_and_link_model(gpus_per_node):
+    env = isolated_env([P, D], gpus_per_node=gpus_per_node)
+    info = run_static(env, np.array([P, D]))[0]
+    rec = info["requests"]
+    sc, cfg = env.scenario, env.config
+    w = int(env.state.window[0])
+    stm = hwmodels.StepTimeModel(cfg.model, cfg.gpu, cfg.tp, profile=DEFAULT_PROFILE)
+    bw, lat = link_matrix(cfg)
+    kvb = hwmodels.kv_bytes_per_token(cfg.model, cfg.tp)
+    n = int(sc.workload.n_requests[w])
+    assert n >= 3 and np.all(rec["fate"] == S.FINISHED)
+    moved = 0
+    for i in range(n):
+        p, o = int(sc.workload.prompt[w, i]), int(sc.workload.output[w, i])
+        assert rec["ttft"][i] == pytest.approx(stm.prefill_time(p, chunk_size=cfg.budget), rel=1e-9)
+        t_x = hwmodels.kv_transfer_time(p * kvb, float(bw[0, 1]), lat)
+        decode = sum(stm.iteration_time(0, 0, 1, p + j, p + j) for j in range(1, o))
+        assert rec["e2e"][i] - rec["ttft"][i] == pytest.approx(t_x + decode, rel=1e-9)
+        moved += p * kvb
+    m = info["metrics"]
+    assert m["kv_bytes_transferred"] == pytest.approx(moved)
+    assert m["kv_transfers"] == n
+    # across nodes the NIC is the link; inside a node NVLink
+    expect = 0.5 * hwmodels.get_gpu(cfg.gpu).scaleup_bw if gpus_per_node == 8 else 50e9
+    assert bw[0, 1] == pytest.approx(expect * hwmodels.default_calibration().comm_eff)
+
+
+def test_colocated_instance_is_the_single_replica_engine():
+    env = isolated_env([C, C])
+    rec = run_static(env, np.array([C, C]))[0]["requests"]
+    sc, cfg = env.scenario, env.config
+    w = int(env.state.window[0])
+    stm = hwmodels.StepTimeModel(cfg.model, cfg.gpu, cfg.tp, profile=DEFAULT_PROFILE)
+    for i in range(int(sc.workload.n_requests[w])):
+        p, o = int(sc.workload.prompt[w, i]), int(sc.workload.output[w, i])
+        assert rec["ttft"][i] == pytest.approx(stm.prefill_time(p, chunk_size=cfg.budget), rel=1e-9)
+        decode = sum(stm.iteration_time(0, 0, 1, p + j, p + j) for j in range(1, o))
+        assert rec["e2e"][i] - rec["ttft"][i] == pytest.approx(decode, rel=1e-9)
+        assert rec["tpot"][i] == pytest.approx(decode / (o - 1) if o > 1 else 0.0, rel=1e-9)
+
+
+def test_layerwise_transfer_exposes_at_most_the_transfer():
+    env = isolated_env([P, D], layerwise_transfer=True, first_token="decode")
+    m = run_static(env, np.array([P, D]))[0]["metrics"]
+    lw = m["kv_transfer_exposed_s_mean"]
+    env2 = isolated_env([P, D], layerwise_transfer=False, first_token="decode")
+    full = run_static(env2, np.array([P, D]))[0]["metrics"]["kv_transfer_exposed_s_mean"]
+    assert 0 < lw < full
+
+
+def check_invariants(env):
+    st, ds = env.state, env.dstate
+    cap = env.scenario.engine.capacity_blocks
+    for e in range(env.num_envs):
+        w = int(st.window[e])
+        in_system = set()
+        for r in range(env.R):
+            status = st.status[e, r]
+            held = (status == K.HELD) | (status == K.SENDING)
+            assert st.free_blocks[e, r] >= 0
+            assert st.free_blocks[e, r] + st.blocks[e, r][status != S.FREE].sum() == cap
+            assert (status == S.QUEUED).sum() == st.n_queued[e, r]
+            assert (status == S.RUNNING).sum() == st.n_running[e, r]
+            assert held.sum() == ds.n_held[e, r]
+            assert (status == K.INCOMING).sum() == ds.n_incoming[e, r]
+            mine = st.req[e, r][(status == S.QUEUED) | (status == S.RUNNING) | held]
+            assert not (set(mine.tolist()) & in_system), "a request in two places"
+            in_system |= set(mine.tolist())
+        arrived = int(st.next_arrival[e])
+        fate = st.fate[e, :arrived]
+        assert (fate == S.DROPPED).sum() == 0
+        finished = set(np.flatnonzero(np.isin(fate, (S.FINISHED, S.FAILED, S.REJECTED))).tolist())
+        assert not (finished & in_system)
+        assert len(finished) + len(in_system) == arrived, "request conservation"
+        assert np.all(st.fate[e, arrived:] == S.PENDING)
+        assert ds.n_xf[e] == sum(ds.n_incoming[e]) and ds.n_xf[e] <= sum(ds.n_held[e])
+        assert int(env.scenario.workload.n_requests[w]) >= arrived
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st_.lists(st_.lists(st_.integers(0, 2), min_size=4, max_size=4), min_size=3, max_size=8),
+       st_.integers(0, 1), st_.integers(0, 2**16))
+def test_conservation_and_kv_capacity_across_handovers(role_seq, rule, seed):
+    env = DisaggregationVecEnv(2, seed=seed, capacity_blocks=2200, queue_slots=64, **SMALL)
+    env.reset()
+    R = env.R
+    clock = env.state.clock.copy()
+    for t in range(env.config.decisions + 1):
+        roles = np.array(role_seq[t % len(role_seq)][:R])
+        a = np.tile(np.append(roles, rule), (2, 1)).astype(np.int64)
+        a[1, :R] = np.roll(roles, 1)
+        _, _, done, infos = env.step(a)
+        check_invariants(env)
+        for e in range(2):
+            if done[e]:
+                m = infos[e]["metrics"]
+                assert m["finished"] + m["unfinished"] + m["failed"] + m["rejected"] == m["requests"]
+                clock[e] = 0.0
+            else:
+                assert env.state.clock[e] >= clock[e]
+                clock[e] = env.state.clock[e]
+
+
+def test_role_change_drains_then_warms_up():
+    env = DisaggregationVecEnv(1, seed=0, **SMALL)
+    env.reset()
+    a = np.array([[C, C, C, 0]])
+    env.step(a)
+    env.step(np.array([[P, D, D, 0]]))
+    assert env.dstate.acc[0, K.X_ROLE_CHANGES] == 3
+    assert np.all(env.dstate.phase[0] != K.ACTIVE) or np.all(env.dstate.target[0] == [P, D, D])
+    # the invalid vector (nothing decodes) is rejected as a whole
+    env.step(np.array([[P, P, P, 0]]))
+    assert env.dstate.acc[0, K.X_REJECTED] == 1
+    assert np.all(env.dstate.target[0] == [P, D, D])
+
+
+def _best_split_vs_colocated(**kw):
+    env = DisaggregationVecEnv(2, seed=0, window_order="sequential", **kw)
+    env.reset()
+    R = env.R
+    plans = [np.full(R, C)] + [np.array([P] * p + [D] * (R - p)) for p in range(1, R)]
+    good = []
+    for roles in plans:
+        env.set_options([{"window": 0}, {"window": 1}])
+        env.reset()
+        good.append(np.mean([i["metrics"]["goodput_per_gpu"] for i in run_static(env, roles)]))
+    return good[0], max(good[1:])
+
+
+DISTSERVE = dict(instances=4, phases=2, phase_s=40.0, interval_s=10.0, episodes_per_load=2, drain_s=60.0)
+
+
+def test_distserve_tight_slos_disaggregation_beats_colocation():
+    coloc, disagg = _best_split_vs_colocated(load=0.5, slo_ttft_s=0.5, slo_tpot_s=0.03, **DISTSERVE)
+    assert disagg > 1.2 * coloc
+
+
+def test_distserve_loose_slos_colocation_at_least_as_good():
+    coloc, disagg = _best_split_vs_colocated(load=0.8, slo_ttft_s=5.0, slo_tpot_s=0.2, **DISTSERVE)
+    assert coloc >= disagg
+
+
+def test_gymnasium_and_sb3_check_env():
+    from gymnasium.utils.env_checker import check_env as gym_check
+    from stable_baselines3.common.env_checker import check_env as sb3_check
+
+    env = gym.make(ENV_ID, **SMALL)
+    gym_check(env.unwrapped, skip_render_check=True)
+    sb3_check(DisaggregationEnv(**SMALL), warn=False)
+
+
+def test_native_vecenv_equals_single_copies():
+    E = 3
+    vec = DisaggregationVecEnv(E, seed=1, **SMALL)
+    eps = [{"window": 0}, {"window": 1}, {"window": 1}]
+    vec.set_options(eps)
+    obs_v = vec.reset()
+    singles = []
+    for e in range(E):
+        s = DisaggregationVecEnv(1, seed=1, **SMALL)
+        s.set_options(eps[e])
+        singles.append(s)
+    obs_s = [s.reset() for s in singles]
+    np.testing.assert_array_equal(obs_v, np.concatenate(obs_s))
+    rng = np.random.default_rng(0)
+    for _ in range(vec.config.decisions):
+        a = np.concatenate([rng.integers(0, 3, (E, vec.R)), rng.integers(0, 2, (E, 1))], axis=1)
+        o, r, d, _ = vec.step(a)
+        for e, s in enumerate(singles):
+            o1, r1, d1, _ = s.step(a[e : e + 1])
+            np.testing.assert_array_equal(o[e], o1[0])
+            assert r[e] == r1[0] and d[e] == d1[0]
+
+
+def test_same_seed_same_result():
+    def run():
+        env = DisaggregationVecEnv(2, seed=7, **SMALL)
+        env.reset()
+        return [run_static(env, np.array([P, D, D]))[e]["metrics"] for e in range(2)]
+
+    assert run() == run()
+
+
+def test_bad_config_names_the_field():
+    with pytest.raises(ValueError, match="instances"):
+        DisaggregationVecEnv(1, instances=1)
+    with pytest.raises(ValueError, match="first_token"):
+        DisaggregationVecEnv(1, first_token="later")
+    with pytest.raises(TypeError, match="replicas"):
+        DisaggregationVecEnv(1, replicas=4)
+    env = DisaggregationVecEnv(1, **SMALL)
+    env.reset()
+    with pytest.raises(ValueError, match="component 2 is 3"):
+        env.step(np.array([[0, 1, 3, 0]]))
+
+
+def test_baselines_and_oracles_run_and_rank():
+    from agents.policy import make_policy
+
+    kw = dict(SMALL, instances=4, slo_ttft_s=0.5, slo_tpot_s=0.05)
+    env = DisaggregationVecEnv(1, seed=0, **kw)
+    scores = {}
+    for name in ("colocated", "fixed_1_1", "fixed_1_3", "distserve", "splitwise", "pd_serve", "static_best",
+                 "oracle_dp"):
+        env.set_options({"window": 0})
+        obs = env.reset()
+        pol = make_policy(name, env, ENV_ID)
+        while True:
+            a = pol.act(obs, env.action_masks())
+            assert a.shape == (1, env.R + 1)
+            obs, _, done, infos = env.step(a)
+            if done[0]:
+                scores[name] = infos[0]["metrics"]["goodput_per_gpu"]
+                break
+    static = [scores[n] for n in ("colocated", "fixed_1_1", "fixed_1_3", "distserve")]
+    assert scores["static_best"] >= max(static) - 1e-9  # it searched every static split on this episode
+    assert scores["oracle_dp"] >= scores["static_best"] - 1e-9
