@@ -24,6 +24,7 @@ import numpy as np
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from envs.autoscale import env as asc
+from envs.bench import steady_state
 
 
 def _rate(vec, steps: int, repeats: int, noop: int) -> float:
@@ -68,6 +69,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"E={E:4d}  native {native:10,.0f} steps/s = {row['sim_hours_per_s']:8,.0f} simulated h/s   "
               f"dummy {dummy:9,.0f} steps/s   ratio {row['ratio']:5.1f}x", flush=True)
     report = {"env": asc.ENV_ID, "rows": rows, "repeats": a.repeats, "interval_s": interval,
+              "steady_state": steady_state(
+                  "timed control intervals from the episode's start (one warm step); a step is one control "
+                  "interval of the fluid model, whose cost does not depend on how full the cluster is; "
+                  "sim_hours_per_s says what a step simulates", 1,
+                  {str(E): [max(20, min(a.steps // E, probe.n_steps - 2)),
+                            max(5, max(20, min(a.steps // E, probe.n_steps - 2)) // 10)] for E in a.sizes},
+                  a.repeats, steps_timed_is="per row: [native, dummy] steps of each env per timed run",
+                  action="no change"),
               "machine": {"python": sys.version.split()[0], "platform": platform.platform(),
                           "processor": platform.processor(), "threads": 1}}
     if a.json:

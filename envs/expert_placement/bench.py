@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 from stable_baselines3.common.vec_env import DummyVecEnv
 
+from envs.bench import steady_state
 from envs.expert_placement import kernels as K
 from envs.expert_placement.env import ENV_ID, ExpertPlacementEnv, ExpertPlacementVecEnv
 
@@ -113,6 +114,10 @@ def main(argv: list[str] | None = None) -> int:
               f"{s['batch_steps_per_s']:,.0f} batch steps/s ({s['layer_steps_per_s']:,.0f} layer-steps/s); "
               f"load generator {s['generator_s_per_episode']:.3f} s per episode of {s['episode_batch_steps']} steps")
     report = {"env": ENV_ID, "rows": rows, "simulator": sim, "repeats": a.repeats,
+              "steady_state": steady_state(
+                  "whole episodes (load generation, resets and the episode's references inside the timing); "
+                  "the first episode warms up and is not counted", "one episode", "whole episodes", a.repeats,
+                  action="EPLB, and custom + fill"),
               "machine": {"python": sys.version.split()[0], "platform": platform.platform(), "threads": 1}}
     if a.json:
         a.json.write_text(json.dumps(report, indent=2))

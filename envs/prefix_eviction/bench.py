@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 from stable_baselines3.common.vec_env import DummyVecEnv
 
+from envs.bench import steady_state
 from envs.prefix_eviction import env as pe
 from envs.prefix_eviction import kernels as K
 
@@ -129,6 +130,13 @@ def main(argv: list[str] | None = None, policies: dict[str, PolicyFactory] | Non
     kernel = bench_kernel(a.repeats)
     print(f"kernel alone (LRU, no decision stops): {kernel:,.0f} references/s", flush=True)
     report = {"env": pe.ENV_ID, "rows": rows, "refs_per_s_kernel": kernel, "scenario": KW,
+              "steady_state": steady_state(
+                  "timed decisions after one warm step: a decision (an eviction) only arises once the cache "
+                  "is full, so every timed step is in steady state; refs_per_s_lru says what the decisions "
+                  "simulate; the kernel row replays the whole training part", 1,
+                  {str(E): [max(20, a.steps // E), max(5, max(20, a.steps // E) // 10)] for E in a.sizes},
+                  a.repeats, steps_timed_is="per row: [native, dummy] steps of each env per timed run",
+                  action="LRU's victim (candidate 0)"),
               "repeats": a.repeats,
               "machine": {"python": sys.version.split()[0], "platform": platform.platform(),
                           "processor": platform.processor(), "threads": 1}}
