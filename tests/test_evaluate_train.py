@@ -7,17 +7,21 @@ import json
 import numpy as np
 import pytest
 
-from agents.evaluate import evaluate, main as evaluate_main, parse_env_kwargs
+from agents.cli import UsageError, parse_env_kwargs
+from agents.evaluate import evaluate, main as evaluate_main
 from envs import kv_admission as kva
 
 ENV = kva.ENV_ID
 
 
 def test_parse_env_kwargs_literals_and_errors():
-    kw = parse_env_kwargs(["load=1.1", "gpu=H100", "prefix_caching=true", "load2=(0.7,0.9)"])
-    assert kw == {"load": 1.1, "gpu": "H100", "prefix_caching": True, "load2": (0.7, 0.9)}
-    with pytest.raises(ValueError, match="KEY=VALUE"):
-        parse_env_kwargs(["load"])
+    kw = parse_env_kwargs(["load=1", "gpu=H100", "prefix_caching=true", "rate_scale=none"], ENV)
+    assert kw == {"load": 1.0, "gpu": "H100", "prefix_caching": True, "rate_scale": None}
+    assert isinstance(kw["load"], float)
+    assert parse_env_kwargs(["load=(0.7,0.9)"], ENV) == parse_env_kwargs(["load=0.7,0.9"], ENV) \
+        == {"load": (0.7, 0.9)}
+    with pytest.raises(UsageError, match="KEY=VALUE"):
+        parse_env_kwargs(["load"], ENV)
 
 
 def test_evaluate_cli_writes_design_json(tmp_path):
