@@ -49,7 +49,7 @@ def test_evaluation_is_deterministic_and_same_scenarios_for_every_policy():
 
 
 def test_train_py_runs_checkpoints_resumes_and_evaluates(tmp_path, capsys):
-    import train
+    from agents import train
 
     args = ["--timesteps", "512", "--n-envs", "2", "--algo", "ppo", "--out", str(tmp_path),
             "--env-kwargs", "window_requests=64", "--eval-episodes", "1", "--eval-load", "1.1",
@@ -104,7 +104,7 @@ def test_zoo_agent_beats_vllm_fcfs_at_overload():
 @pytest.mark.slow
 def test_default_train_py_run_beats_vllm_fcfs_on_goodput_at_load_1_1(tmp_path):
     """The README's main job: `python train.py` with every default."""
-    import train
+    from agents import train
 
     assert train.main(["--out", str(tmp_path), "--no-progress", "--eval-load", "1.1"]) == 0
     rep = json.loads((tmp_path / "eval.json").read_text())
@@ -115,7 +115,7 @@ def test_default_train_py_run_beats_vllm_fcfs_on_goodput_at_load_1_1(tmp_path):
 
 @pytest.mark.parametrize("algo", ["dqn", "maskable-ppo"])
 def test_train_py_other_algorithms_produce_loadable_policies(tmp_path, algo):
-    import train
+    from agents import train
     from agents.policy import make_policy
 
     assert train.main(["--algo", algo, "--timesteps", "600", "--n-envs", "2", "--out", str(tmp_path),
