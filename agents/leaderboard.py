@@ -18,7 +18,6 @@ latencies, which vary run to run and so stay out of the JSON).
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 import time
@@ -215,13 +214,15 @@ def run(scenarios: list[Scenario], extra_policies: list[str], quick: bool, episo
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m agents.leaderboard", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    from agents import cli
+
+    p = cli.make_parser("python -m agents.leaderboard", __doc__, env_kwargs=False)
     p.add_argument("--out", type=Path, help="output directory")
     p.add_argument("--quick", action="store_true", help="every environment, few seeds, short windows")
     p.add_argument("--trace", action="append", default=[], metavar="PATH",
                    help="also score every policy on this trace file (repeatable)")
-    p.add_argument("--envs", nargs="+", help="environment ids or short names (default: all)")
+    p.add_argument("--envs", nargs="+", metavar="ENV",
+                   help="environment ids, short names or package names (default: all)")
     p.add_argument("--seeds", type=int, help="held-out episodes per scenario (default: the scenario's)")
     p.add_argument("--policy", action="append", default=[], metavar="PATH",
                    help="an extra SB3 checkpoint or ONNX file to score (repeatable)")
@@ -242,11 +243,13 @@ def main(argv: list[str] | None = None) -> int:
     if a.seeds is not None and a.seeds < 1:
         p.error("--seeds must be >= 1")
     for path in a.policy:
-        if not Path(path).exists():
-            p.error(f"--policy {path}: no such file")
+        if Path(path).suffix not in (".zip", ".onnx") or not Path(path).is_file():
+            p.error(f"--policy {path}: expected an existing SB3 checkpoint (.zip) or ONNX file (.onnx)")
     try:
         scenarios = scenarios_for(a.envs) + user_trace_scenarios(a.trace, a.envs)
-    except (ValueError, FileNotFoundError) as err:
+    except ValueError as err:
+        p.error(f"--envs {' '.join(a.envs or [])}: {err}")
+    except FileNotFoundError as err:
         p.error(str(err))
     command = "python -m agents.leaderboard " + " ".join(
         x for x in (argv if argv is not None else sys.argv[1:]))

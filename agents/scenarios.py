@@ -135,17 +135,23 @@ SCENARIOS: list[Scenario] = [
 
 
 def scenarios_for(envs_filter: list[str] | None) -> list[Scenario]:
-    """Registered scenarios of the selected environments (ids or short names such as KVAdmission)."""
+    """Registered scenarios of the selected environments (any name form of
+    ``envs.options.resolve_env_id``: ``servegym/KVAdmission-v0``, ``KVAdmission``, ``kv_admission``).
+
+    Raises ``ValueError`` naming an unknown environment or one without scenarios.
+    """
     if not envs_filter:
         return list(SCENARIOS)
+    from envs.options import resolve_env_id, short_name
+
     known = {s.env_id for s in SCENARIOS}
     wanted = set()
     for name in envs_filter:
-        hits = {e for e in known if name in (e, e.split("/")[-1], e.split("/")[-1].split("-")[0])}
-        if not hits:
-            short = sorted(e.split("/")[-1].split("-")[0] for e in known)
-            raise ValueError(f"--envs {name!r}: no scenarios for it; known: {', '.join(short)}")
-        wanted |= hits
+        env_id = resolve_env_id(name)
+        if env_id not in known:
+            raise ValueError(f"{name!r} ({env_id}) has no leaderboard scenarios; environments with "
+                             f"some: {', '.join(sorted(short_name(e) for e in known))}")
+        wanted.add(env_id)
     return [s for s in SCENARIOS if s.env_id in wanted]
 
 
