@@ -25,7 +25,7 @@ import dataclasses
 import types
 import typing
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from envs import options
 
@@ -38,16 +38,7 @@ class UsageError(ValueError):
     """A bad command-line argument; ``str(err)`` is the one-line message naming it."""
 
 
-class Parser(argparse.ArgumentParser):
-    """``argparse.ArgumentParser`` whose errors are one line on stderr and exit status 2, and
-    whose help keeps the description's and epilog's line breaks."""
-
-    def __init__(self, *args: Any, **kwargs: Any):
-        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
-        super().__init__(*args, **kwargs)
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {one_line(message)}\n")
+Parser = options.Parser
 
 
 def one_line(message: str) -> str:

@@ -12,7 +12,6 @@ cluster model (``envs.autoscale_full``: one hour of a held-out day under ``hpa``
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -23,15 +22,19 @@ from pathlib import Path
 import numpy as np
 from stable_baselines3.common.vec_env import DummyVecEnv
 
+from envs.options import Parser
 from envs import autoscale as asc
 
 
 def _rate(vec, steps: int, repeats: int, noop: int) -> float:
     vec.reset()
     if hasattr(vec, "scenario"):  # the per-window references (oracle DP) are computed once, here
-        for w in range(vec.scenario.arrivals.shape[0]):
-            for pen in vec.config.penalties():
-                asc.references(vec.scenario, w, pen, vec.n_steps)
+        from tqdm import tqdm
+
+        jobs = [(w, pen) for w in range(vec.scenario.arrivals.shape[0]) for pen in vec.config.penalties()]
+        for w, pen in tqdm(jobs, desc=f"E={vec.num_envs}: oracle references (once per window and "
+                           "penalty)", unit="window", file=sys.stderr, leave=False):
+            asc.references(vec.scenario, w, pen, vec.n_steps)
     actions = np.full(vec.num_envs, noop)
     vec.step(actions)  # warm
     rates = []
@@ -43,15 +46,18 @@ def _rate(vec, steps: int, repeats: int, noop: int) -> float:
     return float(np.median(rates))
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m envs.bench --env servegym/Autoscale-v0", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> Parser:
+    p = Parser(prog="python -m envs.bench --env servegym/Autoscale-v0", description=__doc__)
     p.add_argument("--sizes", type=int, nargs="+", default=[1, 16, 64, 256])
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--steps", type=int, default=20_000, help="native env-steps per timed run")
     p.add_argument("--fidelity", action="store_true", help="also measure the error against the full model")
     p.add_argument("--json", type=Path)
-    a = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = build_parser().parse_args(argv)
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     probe = asc.AutoscaleVecEnv(1, seed=0)
@@ -59,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     interval = probe.config.interval_s
     rows = []
     for E in a.sizes:
+        print(f"E={E:4d}: timing native and DummyVecEnv ({a.repeats} repeats each) ...",
+              file=sys.stderr, flush=True)
         steps = max(20, min(a.steps // E, probe.n_steps - 2))
         native = _rate(asc.AutoscaleVecEnv(E, seed=0), steps, a.repeats, noop)
         dummy = _rate(DummyVecEnv([lambda: asc.AutoscaleEnv() for _ in range(E)]), max(5, steps // 10),
@@ -74,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     if a.fidelity:
         from envs.autoscale_full import compare
 
+        print("fidelity: replaying one hour of held-out day 0 in the full cluster model (minutes) ...",
+              file=sys.stderr, flush=True)
         r = compare("hpa", 0, 7.0, 1.0)
         report["fidelity"] = r
         print(f"fluid vs full model (hpa, held-out day 0, 07:00-08:00, {r['requests']} requests): "

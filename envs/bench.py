@@ -1,9 +1,10 @@
 """Environment throughput: the native batched VecEnv against SB3's DummyVecEnv of single envs.
 
     python -m envs.bench [--env servegym/KVAdmission-v0] [--sizes 1 16 256 1024] [--json FILE]
+    python -m envs.bench --env ID --help      # the flags that environment's benchmark takes
 
-Other environments' benchmarks live in their own modules (``BENCHES``); ``--env ID`` hands the
-remaining arguments to that module's ``main``.
+Other environments' benchmarks live in their own modules (``BENCHES``); ``--env`` (any name form
+of ``envs.options.resolve_env_id``) hands the remaining arguments to that module's ``main``.
 
 Both run the same scenario with the same constant action (vLLM's: admit all, 8192 budget), on
 one core (the numba kernels are single-threaded); each figure is the median over ``--repeats``
@@ -13,7 +14,6 @@ simulate the whole Azure 2023 conversation trace on one replica under vLLM FCFS.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -25,6 +25,7 @@ import numpy as np
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from envs import kv_admission as kva
+from envs.options import Parser
 
 ENV_ID = kva.ENV_ID
 # Environment id -> module whose main(argv) benchmarks it (KVAdmission's is this module).
@@ -96,28 +97,79 @@ def bench_full_trace(path: Path) -> dict | None:
             "simulated_s": m["duration_s"], "slo_attainment": m["slo_attainment"]}
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if "--env" in argv:
-        i = argv.index("--env")
-        env_id = argv[i + 1] if i + 1 < len(argv) else ""
-        if env_id in BENCHES:
-            import importlib
-
-            return importlib.import_module(BENCHES[env_id]).main(argv[:i] + argv[i + 2:])
-    p = argparse.ArgumentParser(prog="python -m envs.bench", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--env", default=ENV_ID, choices=[ENV_ID, *BENCHES])
+def build_parser() -> Parser:
+    p = Parser(prog=f"python -m envs.bench --env {ENV_ID}", description=__doc__)
     p.add_argument("--sizes", type=int, nargs="+", default=[1, 16, 256, 1024])
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--steps", type=int, default=200_000, help="native env-steps per timed run")
     p.add_argument("--json", type=Path)
-    a = p.parse_args(argv)
+    return p
+
+
+def parser_of(env_id: str) -> Parser:
+    """The argument parser of ``env_id``'s benchmark."""
+    if env_id == ENV_ID:
+        return build_parser()
+    import importlib
+
+    return importlib.import_module(BENCHES[env_id]).build_parser()
+
+
+def overview() -> str:
+    """``python -m envs.bench --help``: what the command does and, per environment, only the flags
+    its benchmark takes (from each benchmark's own parser)."""
+    from envs import options
+
+    parts = [__doc__.strip(), "", "environments (--env ID, short name or package name) and the flags "
+             "each benchmark takes:"]
+    for env_id in [ENV_ID, *BENCHES]:
+        p = parser_of(env_id)
+        p.description = None
+        parts += ["", f"--env {env_id} ({options.short_name(env_id)}, {options.package_name(env_id)}):",
+                  p.format_help().rstrip()]
+    return "\n".join(parts) + "\n"
+
+
+def _split_env(argv: list[str]) -> tuple[str | None, list[str]]:
+    """``--env VALUE`` / ``--env=VALUE`` taken out of ``argv``: (the value or None, the rest)."""
+    for i, arg in enumerate(argv):
+        if arg == "--env":
+            if i + 1 >= len(argv):
+                Parser(prog="python -m envs.bench").error("argument --env: expected one argument")
+            return argv[i + 1], argv[:i] + argv[i + 2:]
+        if arg.startswith("--env="):
+            return arg.split("=", 1)[1], argv[:i] + argv[i + 1:]
+    return None, argv
+
+
+def main(argv: list[str] | None = None) -> int:
+    from envs import options
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    name, rest = _split_env(argv)
+    if name is None and any(x in ("-h", "--help") for x in rest):
+        print(overview(), end="")
+        return 0
+    env_id = ENV_ID
+    if name is not None:
+        try:
+            env_id = options.resolve_env_id(name)
+        except ValueError as err:
+            Parser(prog="python -m envs.bench").error(f"argument --env: {err}")
+    if env_id != ENV_ID:
+        if env_id not in BENCHES:
+            Parser(prog="python -m envs.bench").error(
+                f"argument --env: {env_id} has no benchmark; environments with one: "
+                f"{', '.join([ENV_ID, *BENCHES])}")
+        import importlib
+
+        return importlib.import_module(BENCHES[env_id]).main(rest)
+    a = build_parser().parse_args(rest)
     if hasattr(os, "sched_setaffinity"):  # one core, as the targets are stated
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     rows = bench_sizes(a.sizes, a.repeats, a.steps)
     full = bench_full_trace(AZURE_CONV)
-    report = {"env": a.env, "rows": rows, "full_trace": full, "repeats": a.repeats,
+    report = {"env": ENV_ID, "rows": rows, "full_trace": full, "repeats": a.repeats,
               "machine": {"python": sys.version.split()[0], "platform": platform.platform(),
                           "processor": platform.processor(), "threads": 1}}
     targets = {r["n_envs"]: r for r in rows}

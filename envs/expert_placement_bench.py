@@ -13,7 +13,6 @@ core; medians over ``--repeats`` episodes; ratios from the same run.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -24,6 +23,7 @@ from pathlib import Path
 import numpy as np
 from stable_baselines3.common.vec_env import DummyVecEnv
 
+from envs.options import Parser
 from envs import expert_placement_kernels as K
 from envs.expert_placement import ENV_ID, ExpertPlacementEnv, ExpertPlacementVecEnv
 
@@ -82,13 +82,16 @@ def bench_sim(n: int, repeats: int) -> dict:
             "gpus": v.sh.G, "layers": v.sh.L}
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m envs.bench --env " + ENV_ID, description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> Parser:
+    p = Parser(prog="python -m envs.bench --env " + ENV_ID, description=__doc__)
     p.add_argument("--sizes", type=int, nargs="+", default=[1, 16, 64])
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--json", type=Path)
-    a = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = build_parser().parse_args(argv)
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     rows = []

@@ -10,10 +10,13 @@ uses it directly, since envs know nothing of agents):
   ``--env-kwargs`` sets), each with its type annotation, default and the comment beside it.
 - ``builtin_traces()``: the built-in trace names of ``traces.BUILTIN_TRACES`` and what each is.
 - ``env_help()``: the text every command appends to its ``--help``.
+- ``Parser``: the argument parser of every command: a user error is one line on stderr,
+  ``PROG: error: ARGUMENT ...: what is allowed``, exit status 2.
 """
 
 from __future__ import annotations
 
+import argparse
 import ast
 import dataclasses
 import importlib
@@ -26,7 +29,19 @@ import types
 import typing
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import Any, NoReturn
+
+
+class Parser(argparse.ArgumentParser):
+    """``argparse.ArgumentParser`` whose errors are one line on stderr and exit status 2, and
+    whose help keeps the description's and epilog's line breaks."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {' '.join(str(message).split())}\n")
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,6 @@ Scenario: the default (mooncake_conv, training part), capacity_frac 0.05, chain 
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -26,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from stable_baselines3.common.vec_env import DummyVecEnv
 
+from envs.options import Parser
 from envs import prefix_eviction as pe
 from envs import prefix_eviction_kernels as K
 
@@ -84,14 +84,17 @@ def bench_kernel(repeats: int) -> float:
     return float(np.median(rates[1:]))
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m envs.bench --env " + pe.ENV_ID, description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> Parser:
+    p = Parser(prog="python -m envs.bench --env " + pe.ENV_ID, description=__doc__)
     p.add_argument("--sizes", type=int, nargs="+", default=[1, 16, 256])
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--steps", type=int, default=40_000, help="native decisions per timed run")
     p.add_argument("--json", type=Path)
-    a = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = build_parser().parse_args(argv)
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     import tempfile

@@ -11,7 +11,6 @@ medians over ``--repeats`` timed runs; each ratio compares figures measured in t
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -22,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from stable_baselines3.common.vec_env import DummyVecEnv
 
+from envs.options import Parser
 from envs import routing as rt
 
 
@@ -41,14 +41,17 @@ def _rate(vec, steps: int, repeats: int) -> float:
     return float(np.median(rates))
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m envs.bench --env servegym/Routing-v0", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> Parser:
+    p = Parser(prog="python -m envs.bench --env servegym/Routing-v0", description=__doc__)
     p.add_argument("--sizes", type=int, nargs="+", default=[1, 16, 256])
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--steps", type=int, default=20_000, help="native routed requests per timed run")
     p.add_argument("--json", type=Path)
-    a = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = build_parser().parse_args(argv)
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     rows = []
