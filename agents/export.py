@@ -351,7 +351,10 @@ def collect_observations(env_id: str, n: int, model: Any, seed: int = 0, n_envs:
                          **env_kwargs: Any) -> tuple[np.ndarray, np.ndarray]:
     """``n`` observations and masks from the environment's training split, acting as the
     exported graph does (the model's best legal action) and, with probability ``explore`` per
-    decision, a random legal action (to reach states the model alone avoids)."""
+    decision, a random legal action (to reach states the model alone avoids). ``progress``: a
+    bar on stderr (ExpertPlacement takes about a minute for 10,000)."""
+    from tqdm import tqdm
+
     import envs
     from agents.policy import RandomPolicy
 
