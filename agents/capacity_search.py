@@ -21,14 +21,13 @@ import numpy as np
 
 import envs
 from agents.policy import make_policy
+from agents.rollout import run_episodes
 from envs.metrics import aggregate
 
 
 def attainment_curve_point(env_id: str, spec: str, value: float, knob: str, episodes: int, seed: int,
                            kwargs: dict[str, Any]) -> dict[str, float]:
     """Mean episode metrics of ``spec`` with the rate knob at ``value``."""
-    from agents.evaluate import run_episodes
-
     vec = envs.make_vec(env_id, episodes, seed=seed, **{**kwargs, knob: value})
     eps, _ = run_episodes(vec, make_policy(spec, vec, env_id, seed=seed))
     vec.close()

@@ -21,37 +21,9 @@ import numpy as np
 
 import envs
 from agents import cli, units
-from agents.policy import Policy, heuristic_names, make_policy
+from agents.policy import heuristic_names, make_policy
+from agents.rollout import run_episodes
 from envs.metrics import aggregate
-
-
-def run_episodes(
-    vec: Any, policy: Policy, extras: list[dict[str, Any]] | None = None
-) -> tuple[list[dict[str, float]], np.ndarray]:
-    """Run each env of ``vec`` through its first episode; metrics per episode and the policy's
-    wall time per call (seconds, one call decides for the whole batch). With ``extras``, also
-    collect each episode's optional per-request records and time series (for plots)."""
-    obs = vec.reset()
-    E = vec.num_envs
-    results: list[dict[str, float] | None] = [None] * E
-    lat = []
-    while any(r is None for r in results):
-        mask = vec.action_masks()
-        t = time.perf_counter_ns()
-        actions = policy.act(obs, mask)
-        lat.append(time.perf_counter_ns() - t)
-        obs, _, dones, infos = vec.step(np.asarray(actions))
-        for e in np.flatnonzero(dones):
-            if results[e] is None:
-                m = dict(infos[e]["metrics"])
-                m["return_mean"] = infos[e]["episode"]["r"]
-                results[e] = m
-                if extras is not None:
-                    extras.append({"env": int(e), **{k: infos[e][k] for k in ("requests", "series")
-                                                     if k in infos[e]}})
-    if extras is not None:
-        extras.sort(key=lambda x: x["env"])
-    return [r for r in results if r is not None], np.asarray(lat, np.float64) * 1e-9
 
 
 def evaluate(

@@ -50,8 +50,8 @@ MASKED = float(np.finfo(np.float32).min)  # score of an illegal action before th
 
 # --- what observations and actions mean, per environment -----------------------------------
 def _kv_admission_layout(vec: Any) -> tuple[list[str], list[str]]:
-    from envs import kv_admission as kva
-    from envs import kv_admission_kernels as kern
+    from envs.kv_admission import env as kva
+    from envs.kv_admission import kernels as kern
 
     feats = _items(kern.GLOBAL_FEATURES, kern.CANDIDATE_FEATURES, vec.K, "cand")
     orders = ("fcfs", "sjf", "edf")
@@ -72,21 +72,21 @@ def _items(glob: tuple[str, ...], item: tuple[str, ...], n: int, prefix: str) ->
 
 
 def _prefix_eviction_layout(vec: Any) -> tuple[list[str], list[str]]:
-    from envs import prefix_eviction_kernels as kern
+    from envs.prefix_eviction import kernels as kern
 
     return (_items(kern.GLOBAL_FEATURES, kern.CANDIDATE_FEATURES, vec.K, "cand"),
             [f"evict cand{k}" for k in range(vec.K)])
 
 
 def _routing_layout(vec: Any) -> tuple[list[str], list[str]]:
-    from envs import routing_kernels as kern
+    from envs.routing import kernels as kern
 
     return (_items(kern.REQUEST_FEATURES, kern.REPLICA_FEATURES, vec.R, "replica"),
             [f"route to replica{r}" for r in range(vec.R)])
 
 
 def _autoscale_layout(vec: Any) -> tuple[list[str], list[str]]:
-    from envs import autoscale_kernels as kern
+    from envs.autoscale import kernels as kern
 
     types = [str(t) for t in vec.config.types()]
     k = vec.config.max_step
@@ -96,7 +96,7 @@ def _autoscale_layout(vec: Any) -> tuple[list[str], list[str]]:
 
 
 def _expert_placement_layout(vec: Any) -> tuple[list[str], list[str]]:
-    from envs import expert_placement_kernels as kern
+    from envs.expert_placement import kernels as kern
 
     # Actions mean a mode or a candidate depending on the sub-step phase: left generic.
     return (_items(kern.GLOBAL_FEATURES, kern.CANDIDATE_FEATURES, vec.K, "cand"),

@@ -21,18 +21,20 @@ from __future__ import annotations
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 import envs
-from agents.evaluate import run_episodes
 from agents.policy import ZOO, heuristic_names, make_policy
+from agents.rollout import run_episodes
 from agents.scenarios import (
     SCORING,
+    PolicyRun,
     Scenario,
+    ScenarioResult,
     Scoring,
     scenarios_for,
     user_trace_scenarios,
@@ -41,24 +43,6 @@ from envs.metrics import aggregate
 
 VERSION = 1
 BOOTSTRAP = 2000
-
-
-@dataclass
-class PolicyRun:
-    """One policy's episodes on one scenario."""
-
-    policy: str
-    episodes: list[dict[str, float]]
-    extras: list[dict[str, Any]]
-    call_s: np.ndarray
-    wall_s: float
-
-
-@dataclass
-class ScenarioResult:
-    scenario: Scenario
-    runs: list[PolicyRun] = field(default_factory=list)
-    skipped: str = ""
 
 
 def policies_for(env_id: str, extra: list[str]) -> list[str]:

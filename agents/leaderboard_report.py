@@ -16,7 +16,7 @@ import numpy as np
 from agents import units
 
 if TYPE_CHECKING:
-    from agents.leaderboard import ScenarioResult
+    from agents.scenarios import ScenarioResult
 
 README_START = "<!-- leaderboard:start (python -m agents.leaderboard --readme README.md) -->"
 README_END = "<!-- leaderboard:end -->"

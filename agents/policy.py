@@ -9,59 +9,17 @@ or a path to an SB3 checkpoint (``.zip``) or an ONNX export (``.onnx``, see ``ag
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Protocol, runtime_checkable
+from typing import Any
 
-import numpy as np
+from agents.policy_base import HEURISTICS, Policy, RandomPolicy, first_legal, register_heuristics
+from agents.zoo import ZOO
 
-
-@runtime_checkable
-class Policy(Protocol):
-    name: str
-
-    def act(self, obs: np.ndarray, action_mask: np.ndarray | None) -> np.ndarray:
-        """Actions for a batch: ``obs`` [E, ...], ``action_mask`` [E, n_actions] or None."""
-        ...
-
-
-class RandomPolicy:
-    """Uniform over the legal actions (the naive reference of every environment)."""
-
-    name = "random"
-
-    def __init__(self, env: Any, seed: int = 0):
-        self.n = int(env.action_space.n)
-        self.rng = np.random.default_rng(seed)
-
-    def act(self, obs: np.ndarray, action_mask: np.ndarray | None) -> np.ndarray:
-        E = obs.shape[0]
-        if action_mask is None:
-            return self.rng.integers(self.n, size=E)
-        # Gumbel-free uniform choice among legal actions: random keys, masked argmax.
-        keys = self.rng.random((E, self.n))
-        keys[~action_mask] = -1.0
-        return keys.argmax(axis=1)
-
-
-def first_legal(actions: np.ndarray, action_mask: np.ndarray | None, fallback: np.ndarray) -> np.ndarray:
-    """``actions`` where legal, else ``fallback`` (heuristics state their fallback explicitly)."""
-    if action_mask is None:
-        return actions
-    ok = action_mask[np.arange(len(actions)), actions]
-    return np.where(ok, actions, fallback)
-
-
-# Environment id -> {policy name -> factory(env, seed) -> Policy}
-HEURISTICS: dict[str, dict[str, Callable[..., Policy]]] = {}
-ZOO: dict[str, Path] = {}
-
-
-def register_heuristics(env_id: str, factories: dict[str, Callable[..., Policy]]) -> None:
-    HEURISTICS.setdefault(env_id, {}).update(factories)
+__all__ = ["HEURISTICS", "Policy", "RandomPolicy", "ZOO", "first_legal", "heuristic_names", "make_policy",
+           "register_heuristics"]
 
 
 def _load_registries() -> None:
     import agents.heuristics  # noqa: F401  (registers every environment's heuristics)
-    import agents.zoo  # noqa: F401
 
 
 def heuristic_names(env_id: str) -> list[str]:

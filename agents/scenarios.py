@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 SHARED_TRACES = Path(__file__).resolve().parents[1].parent / "shared" / "traces"
 
 
@@ -171,3 +173,23 @@ def user_trace_scenarios(paths: list[str], envs_filter: list[str] | None) -> lis
             out.append(replace(base, id="/".join(parts), trace=str(p),
                                env_kwargs={**base.env_kwargs, "split": "all"}))
     return out
+
+
+@dataclass
+class PolicyRun:
+    """One policy's episodes on one scenario."""
+
+    policy: str
+    episodes: list[dict[str, float]]
+    extras: list[dict[str, Any]]
+    call_s: np.ndarray
+    wall_s: float
+
+
+@dataclass
+class ScenarioResult:
+    """Every policy's run on one scenario (``skipped``: why none ran, e.g. a missing trace)."""
+
+    scenario: Scenario
+    runs: list[PolicyRun] = field(default_factory=list)
+    skipped: str = ""

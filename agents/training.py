@@ -10,8 +10,8 @@ import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
 from agents.sb3_policy import algo_class
-from envs.prefix_eviction_kernels import N_CAND as PE_CAND
-from envs.prefix_eviction_kernels import N_GLOBAL as PE_GLOBAL
+from envs.prefix_eviction.kernels import N_CAND as PE_CAND
+from envs.prefix_eviction.kernels import N_GLOBAL as PE_GLOBAL
 
 # Per (environment, algorithm) hyperparameters; anything not listed uses SB3's defaults.
 HYPERPARAMS: dict[str, dict[str, dict[str, Any]]] = {

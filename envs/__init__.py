@@ -22,18 +22,18 @@ Every environment module provides a native SB3 ``VecEnv`` (listed in ``VEC_ENVS`
 from gymnasium.envs.registration import register, registry
 
 ENVS = {
-    "servegym/KVAdmission-v0": "envs.kv_admission:KVAdmissionEnv",
-    "servegym/Autoscale-v0": "envs.autoscale:AutoscaleEnv",
-    "servegym/ExpertPlacement-v0": "envs.expert_placement:ExpertPlacementEnv",
-    "servegym/Routing-v0": "envs.routing:RoutingEnv",
-    "servegym/PrefixEviction-v0": "envs.prefix_eviction:PrefixEvictionEnv",
+    "servegym/KVAdmission-v0": "envs.kv_admission.env:KVAdmissionEnv",
+    "servegym/Autoscale-v0": "envs.autoscale.env:AutoscaleEnv",
+    "servegym/ExpertPlacement-v0": "envs.expert_placement.env:ExpertPlacementEnv",
+    "servegym/Routing-v0": "envs.routing.env:RoutingEnv",
+    "servegym/PrefixEviction-v0": "envs.prefix_eviction.env:PrefixEvictionEnv",
 }
 VEC_ENVS = {
-    "servegym/KVAdmission-v0": "envs.kv_admission:KVAdmissionVecEnv",
-    "servegym/Autoscale-v0": "envs.autoscale:AutoscaleVecEnv",
-    "servegym/ExpertPlacement-v0": "envs.expert_placement:ExpertPlacementVecEnv",
-    "servegym/Routing-v0": "envs.routing:RoutingVecEnv",
-    "servegym/PrefixEviction-v0": "envs.prefix_eviction:PrefixEvictionVecEnv",
+    "servegym/KVAdmission-v0": "envs.kv_admission.env:KVAdmissionVecEnv",
+    "servegym/Autoscale-v0": "envs.autoscale.env:AutoscaleVecEnv",
+    "servegym/ExpertPlacement-v0": "envs.expert_placement.env:ExpertPlacementVecEnv",
+    "servegym/Routing-v0": "envs.routing.env:RoutingVecEnv",
+    "servegym/PrefixEviction-v0": "envs.prefix_eviction.env:PrefixEvictionVecEnv",
 }
 
 for _id, _entry in ENVS.items():

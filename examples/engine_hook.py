@@ -8,7 +8,7 @@ An engine author wires four things; each is marked ``WIRE`` below:
 1. ``EngineView``: per iteration, the arrays the scheduler already keeps (waiting queue in
    priority order, running batch, free KV blocks, a few running averages).
 2. ``KVAdmissionObserver.build(view)``: turns them into the policy's observation and action mask
-   by calling the environment's own kernel (``envs.kv_admission_kernels.write_obs``) on a
+   by calling the environment's own kernel (``envs.kv_admission.kernels.write_obs``) on a
    one-env state filled from the view, so the features are computed by the very code the policy
    was trained on, not by a copy.
 3. ``GuardedPolicy(OnnxPolicy(path), fallback)``: onnxruntime inference within a 500 us budget,
@@ -34,8 +34,8 @@ import traces
 from agents.guarded import GuardedPolicy
 from agents.onnx_policy import OnnxPolicy
 from agents.policy import make_policy
-from envs import kv_admission as kva
-from envs import kv_admission_kernels as kern
+from envs.kv_admission import env as kva
+from envs.kv_admission import kernels as kern
 from envs.core import state as S
 from envs.core.engine import Engine, EngineSpec, step_time
 from envs.core.replica import EMA, ORDER_EDF, ORDER_FCFS, ORDER_SJF, ceil_div, hist_bin

@@ -7,8 +7,8 @@ import itertools
 import numpy as np
 import pytest
 
-from envs import autoscale as asc
-from envs import autoscale_kernels as K
+from envs.autoscale import env as asc
+from envs.autoscale import kernels as K
 
 SMALL = {"episode_s": 600.0, "train_days": 2, "test_days": 1, "rate_rps": 30.0}
 
@@ -340,8 +340,8 @@ def test_future_arrivals_never_enter_the_observation():
 
 def test_full_cluster_matches_one_replica_run():
     """The multi-replica router with one replica takes the single-replica path's results."""
-    from envs.autoscale_full import serve_cluster
-    from envs.autoscale_model import _stream_workload, serve_stream
+    from envs.autoscale.full import serve_cluster
+    from envs.autoscale.model import _stream_workload, serve_stream
     from envs.core import state as S
     from envs.core.engine import EngineSpec
 

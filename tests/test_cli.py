@@ -143,8 +143,12 @@ def test_bench_help_lists_only_each_benchmarks_flags(capsys):
     sections = out.split("\n--env ")[1:]
     assert len(sections) == len(options.env_ids())
     by_env = {s.split(" ", 1)[0]: s for s in sections}
-    assert "--steps" not in by_env["servegym/ExpertPlacement-v0"]
-    assert "--fidelity" in by_env["servegym/Autoscale-v0"] and "--fidelity" not in by_env[KV]
+    assert "--steps" not in by_env["servegym/ExpertPlacement-v0"] and "--steps" in by_env[KV]
+    every = {o for e in by_env for a in bench.parser_of(e)._actions for o in a.option_strings}
+    for env_id, text in by_env.items():
+        own = {o for a in bench.parser_of(env_id)._actions for o in a.option_strings}
+        assert all(o in text for o in own)
+        assert not any(f" {o} " in text.replace("\n", " ") for o in every - own), env_id
     with pytest.raises(SystemExit) as exit_:
         bench.main(["--env", "expert_placement", "--steps", "5"])
     assert exit_.value.code == 2 and "--steps" in capsys.readouterr().err

@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import make_trace
-from envs import kv_admission as kva
+from envs.kv_admission import env as kva
 from envs.core.engine import step_time
 from envs.core.invariants import violations
 from envs.core.replica import ORDER_FCFS

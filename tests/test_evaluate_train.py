@@ -9,7 +9,7 @@ import pytest
 
 from agents.cli import UsageError, parse_env_kwargs
 from agents.evaluate import evaluate, main as evaluate_main
-from envs import kv_admission as kva
+from envs.kv_admission import env as kva
 
 ENV = kva.ENV_ID
 
@@ -74,7 +74,7 @@ def test_fast_ppo_beats_random():
     vec = kva.KVAdmissionVecEnv(8, seed=0, split="train", **kw)
     model = make_model("maskable-ppo", ENV, vec, seed=0, tensorboard_log=None)
     model.learn(16_384)
-    from agents.evaluate import run_episodes
+    from agents.rollout import run_episodes
     from agents.policy import RandomPolicy
 
     class Learned:

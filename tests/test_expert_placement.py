@@ -10,10 +10,10 @@ import envs
 import hwmodels
 from agents.evaluate import evaluate
 from agents.policy import make_policy
-from envs import expert_placement_algos as A
-from envs import expert_placement_kernels as K
-from envs.expert_placement import ENV_ID, ExpertPlacementEnv, ExpertPlacementVecEnv
-from envs.expert_placement_sim import (
+from envs.expert_placement import algos as A
+from envs.expert_placement import kernels as K
+from envs.expert_placement.env import ENV_ID, ExpertPlacementEnv, ExpertPlacementVecEnv
+from envs.expert_placement.sim import (
     TEST_DRIFTS,
     TRAIN_DRIFTS,
     CostModel,
@@ -273,7 +273,7 @@ def test_evaluate_contract_and_vec_registry():
 def test_parallel_env_api_and_cooperative_reward():
     from pettingzoo.test import parallel_api_test
 
-    from envs.expert_placement_multi import ExpertPlacementParallelEnv
+    from envs.expert_placement.parallel import ExpertPlacementParallelEnv
 
     parallel_api_test(ExpertPlacementParallelEnv(seed=0, **SMALL), num_cycles=50)
     env = ExpertPlacementParallelEnv(seed=0, **SMALL)

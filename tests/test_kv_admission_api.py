@@ -10,7 +10,7 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import envs
 from conftest import make_trace
-from envs import kv_admission as kva
+from envs.kv_admission import env as kva
 
 TRACE = make_trace(2048, rate=20.0, prompt=np.arange(2048) % 900 + 50, output=np.arange(2048) % 300 + 5, seed=4)
 SMALL = dict(trace=TRACE, window_requests=64)

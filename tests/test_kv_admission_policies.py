@@ -8,7 +8,7 @@ import pytest
 from agents.heuristics import kv_admission as H
 from agents.policy import heuristic_names, make_policy
 from conftest import make_trace
-from envs import kv_admission as kva
+from envs.kv_admission import env as kva
 from envs.core.engine import step_time
 
 TRACE = make_trace(4096, rate=20.0, prompt=np.arange(4096) * 37 % 1500 + 50,

@@ -14,8 +14,8 @@ from agents.onnx_policy import OnnxPolicy
 from agents.policy import make_policy
 from agents.sb3_policy import SB3Policy, detect_algo
 from agents.training import HYPERPARAMS, atomic_save, make_model
-from envs.prefix_eviction_kernels import N_CAND as F
-from envs.prefix_eviction_kernels import N_GLOBAL as G
+from envs.prefix_eviction.kernels import N_CAND as F
+from envs.prefix_eviction.kernels import N_GLOBAL as G
 
 ENV = "servegym/PrefixEviction-v0"
 K = 16

@@ -9,10 +9,10 @@ from pettingzoo.test import parallel_api_test
 from test_routing import chain_trace
 
 from agents.heuristics import multi as mh
-from envs import kv_admission as kva
-from envs import multi as M
-from envs import multi_kernels as MK
-from envs import routing as rt
+from envs.kv_admission import env as kva
+from envs.multi import env as M
+from envs.multi import kernels as MK
+from envs.routing import env as rt
 from envs.core.invariants import violations
 
 R = 4
@@ -90,10 +90,10 @@ def test_autoscaler_cold_start_and_drain():
 
 def test_heuristic_team_and_role_vecenv():
     tr = chain_trace(64, rate=10.0)
-    eps = M.run_team(2, **kw(tr))
+    eps = M.run_team(2, mh.team(), **kw(tr))
     assert len(eps) == 2 and all(0 <= m["slo_attainment"] <= 1 for m in eps)
     assert all(m["cost_usd"] > 0 for m in eps)
-    vec = M.RoleVecEnv(3, role="admission", seed=0, **kw(tr))
+    vec = M.RoleVecEnv(3, role="admission", seed=0, others=mh.team(), **kw(tr))
     obs = vec.reset()
     assert obs.shape == (3 * R, vec.observation_space.shape[0])
     masks = vec.action_masks()
@@ -111,7 +111,7 @@ def test_heuristic_team_and_role_vecenv():
 def test_ppo_trains_a_role_with_parameter_sharing():
     from sb3_contrib import MaskablePPO
 
-    vec = M.RoleVecEnv(2, role="router", seed=0, **kw(chain_trace(48, rate=10.0), n_routers=2))
+    vec = M.RoleVecEnv(2, role="router", seed=0, others=mh.team(), **kw(chain_trace(48, rate=10.0), n_routers=2))
     model = MaskablePPO("MlpPolicy", vec, n_steps=16, batch_size=32, n_epochs=1, seed=0, device="cpu")
     model.learn(256)
     a, _ = model.predict(vec.reset(), action_masks=vec.action_masks(), deterministic=True)

@@ -72,7 +72,7 @@ def test_zoo_parity_and_metadata(zoo_onnx, env_id):
     assert len(p.observation_features) == p.n_obs
     assert len(p.action_meanings) == p.n_scores
     if env_id == KV:
-        from envs import kv_admission_kernels as kern
+        from envs.kv_admission import kernels as kern
 
         assert p.observation_features[: len(kern.GLOBAL_FEATURES)] == list(kern.GLOBAL_FEATURES)
         assert p.observation_features[-1] == "cand7.fits_now"

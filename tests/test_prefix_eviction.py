@@ -13,7 +13,7 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 import envs
 import traces
 from agents.policy import make_policy
-from envs import prefix_eviction as pe
+from envs.prefix_eviction import env as pe
 from traces.trace import Trace, TraceMeta
 
 BS = 512

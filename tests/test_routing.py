@@ -8,8 +8,8 @@ import pytest
 from agents.capacity_search import search
 from agents.heuristics import routing as H
 from agents.policy import make_policy
-from envs import routing as rt
-from envs import routing_kernels as K
+from envs.routing import env as rt
+from envs.routing import kernels as K
 from envs.core.invariants import violations
 from traces.trace import Trace, TraceMeta
 

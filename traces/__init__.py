@@ -9,7 +9,7 @@ from traces.errors import TraceError
 from traces.load import load_trace
 from traces.moe import ExpertLoadGenerator, load_expert_counts
 from traces.stats import trace_stats
-from traces.synthetic import BUILTIN_TRACES
+from traces.builtin import BUILTIN_TRACES
 from traces.trace import Trace, TraceMeta
 from traces.transforms import rescale_rate, split, subsample, window, windows
 

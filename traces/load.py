@@ -21,7 +21,7 @@ def load_trace(name_or_path: str | Path, *, seed: int = 0, **params: object) -> 
     File formats are recognised by content, so a file's name or extension does not matter.
     `seed` only affects generators; files are read exactly as they are.
     """
-    from traces.synthetic import BUILTIN_TRACES
+    from traces.builtin import BUILTIN_TRACES
 
     if isinstance(name_or_path, str) and name_or_path in BUILTIN_TRACES:
         gen = BUILTIN_TRACES[name_or_path]

@@ -9,8 +9,6 @@ modulates it with a daily profile (`peak_to_trough`, `peak_hour`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 
 from traces.arrivals import MMPP2, Diurnal, generate_arrivals
@@ -19,7 +17,7 @@ from traces.params import load_params
 from traces.sampling import LogNormal, QuantileTable, correlated_uniforms
 from traces.trace import Trace, TraceMeta
 
-__all__ = ["BUILTIN_TRACES", "azure_conv", "azure_code", "bursty", "make_arrivals", "describe_call"]
+__all__ = ["azure_conv", "azure_code", "bursty", "make_arrivals", "describe_call"]
 
 PARAMS_FILE = "traces/data/synthetic.toml"
 
@@ -124,17 +122,3 @@ def bursty(seed: int = 0, duration_s: float | None = None, rate_rps: float | Non
                      "generated; parameters fitted to the Azure LLM inference trace 2023 (CC-BY 4.0, Splitwise ISCA'24)")
     return Trace(t, prompt, output, meta)
 
-
-def _registry() -> dict[str, Callable[..., Trace]]:
-    from traces.sessions import mooncake_conv
-
-    return {
-        "default": azure_conv,
-        "azure_conv": azure_conv,
-        "azure_code": azure_code,
-        "mooncake_conv": mooncake_conv,
-        "bursty": bursty,
-    }
-
-
-BUILTIN_TRACES: dict[str, Callable[..., Trace]] = _registry()

@@ -13,9 +13,9 @@ import math
 
 import numpy as np
 
-from agents.policy import first_legal, register_heuristics
-from envs import autoscale as asc
-from envs import autoscale_kernels as K
+from agents.policy_base import first_legal, register_heuristics
+from envs.autoscale import env as asc
+from envs.autoscale import kernels as K
 
 ENV_ID = asc.ENV_ID
 _G0 = len(K.GLOBAL_FEATURES)
@@ -256,7 +256,7 @@ class Predictive(_Base):
 
 class Oracle(_Base):
     """Offline optimum: dynamic programming over the control intervals with the env's capacity
-    model and the episode's future arrivals (``envs.autoscale_kernels.oracle_plan``), read
+    model and the episode's future arrivals (``envs.autoscale.kernels.oracle_plan``), read
     through the env's privileged ``oracle_targets`` (never part of any observation). The cost
     bound of the normalized score (100)."""
 

@@ -2,7 +2,7 @@
 
 Each acts through the env's masked sub-steps (mode per layer; for custom, one sub-step per
 redundant replica), so the evaluator drives them exactly as it drives a learned policy. The
-placement algorithms themselves live in envs/expert_placement_algos.py (the env shows their
+placement algorithms themselves live in envs/expert_placement/algos.py (the env shows their
 projections to every policy and uses EPLB for its clairvoyant reference).
 """
 
@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from agents.policy import register_heuristics
-from envs import expert_placement_kernels as K
-from envs.expert_placement import ENV_ID
+from agents.policy_base import register_heuristics
+from envs.expert_placement import kernels as K
+from envs.expert_placement.env import ENV_ID
 
 
 class _Mode:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from agents.policy import first_legal, register_heuristics
-from envs import kv_admission as kva
-from envs import kv_admission_kernels as kern
+from agents.policy_base import first_legal, register_heuristics
+from envs.kv_admission import env as kva
+from envs.kv_admission import kernels as kern
 from envs.core.capacity import VLLM_BUDGET
 
 ENV_ID = kva.ENV_ID

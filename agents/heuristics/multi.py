@@ -1,4 +1,4 @@
-"""The multi-agent cluster's heuristic team (``envs.multi``) and its autoscaler heuristic.
+"""The multi-agent cluster's heuristic team (``envs.multi.env``) and its autoscaler heuristic.
 
 Routers and admission controllers see exactly Routing-v0's and KVAdmission-v0's observations, so
 their heuristics are those environments' own (``agents.heuristics.routing`` / ``.kv_admission``),
@@ -13,7 +13,7 @@ import numpy as np
 
 from agents.heuristics import kv_admission as kvh
 from agents.heuristics import routing as rth
-from envs import multi_kernels as MK
+from envs.multi import kernels as MK
 
 
 def _f(name: str) -> int:

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from agents.policy import register_heuristics
-from envs import prefix_eviction as pe
+from agents.policy_base import register_heuristics
+from envs.prefix_eviction import env as pe
 
 ENV_ID = pe.ENV_ID
 

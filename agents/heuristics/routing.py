@@ -2,7 +2,7 @@
 
 All act from the observation and the mask alone (the evaluator cannot tell them from a learned
 policy): per-replica load reports, prefix-hit lengths and the request's prefix hash are part of
-the observation every policy sees (``envs.routing_kernels``). Masked replicas (down, or queue
+the observation every policy sees (``envs.routing.kernels``). Masked replicas (down, or queue
 full) are never chosen: each picks the best legal replica under its own rule.
 """
 
@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from agents.policy import register_heuristics
-from envs import routing as rt
-from envs import routing_kernels as K
+from agents.policy_base import register_heuristics
+from envs.routing import env as rt
+from envs.routing import kernels as K
 
 ENV_ID = rt.ENV_ID
 _KEY_SCALE = float(1 << K.HASH_BITS)

@@ -10,8 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from agents.policy import ZOO
-
 HERE = Path(__file__).parent
 
 
@@ -43,6 +41,8 @@ RECIPES: dict[str, Recipe] = {
     "servegym/ExpertPlacement-v0": Recipe("expert_placement_ppo.zip", ("--timesteps", "120000", "--seed", "0")),
 }
 
+# Environment id -> its committed checkpoint (``--policy zoo``).
+ZOO: dict[str, Path] = {}
 for _env_id, _recipe in RECIPES.items():
     if (HERE / _recipe.file).exists():
         ZOO[_env_id] = HERE / _recipe.file

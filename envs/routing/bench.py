@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 from stable_baselines3.common.vec_env import DummyVecEnv
 
+from envs.routing import env as rt
 from envs.options import Parser
-from envs import routing as rt
 
 
 def _rate(vec, steps: int, repeats: int) -> float:

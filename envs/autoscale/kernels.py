@@ -7,7 +7,7 @@ fluid queue ``Q`` that drains at ``C`` (``Q' = max(0, Q + a - C bin_s)``): a lea
 keeps every serving replica equally busy, so each runs at utilisation ``rho = (Q + a) / (C bin_s)``
 (the backlog is served first), and a request waits ``W = Q / C`` before it reaches a replica. The
 share of the bin's arrivals that meet the SLO is ``sum_g (s_g mu_g / C) attain_g(rho, W)`` from
-the curves measured on the full model (``envs.autoscale_model``); TTFT (``ttft_q + W``) and TBT
+the curves measured on the full model (``envs.autoscale.model``); TTFT (``ttft_q + W``) and TBT
 quantiles go into log-binned histograms for the episode's percentiles. Queue, running requests
 and KV use per replica come from the same curves. With no capacity every arrival misses.
 

@@ -33,7 +33,7 @@ import numpy as np
 from gymnasium import spaces
 
 import traces
-from envs import kv_admission_kernels as K
+from envs.kv_admission import kernels as K
 from envs.core import state as S
 from envs.core.capacity import measure_capacity_rps
 from envs.core.engine import EngineSpec

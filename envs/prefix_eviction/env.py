@@ -9,7 +9,7 @@ evictable blocks (Cold-RL's setting). Measured on held-out Mooncake, Belady rest
 oldest blocks gains almost nothing over LRU (they are tail blocks of one stale conversation),
 while restricted to the sampled set it gets most of the way to full Belady, so the default is the
 one where the decision matters. Semantics of hits, pinning, stranding and recency:
-``envs.prefix_eviction_kernels``.
+``envs.prefix_eviction.kernels``.
 
 Observation: ``GLOBAL_FEATURES`` then ``CANDIDATE_FEATURES`` for each of the K candidates
 (recency, references, inter-reference time, depth, cached descendants, whether it is stranded,
@@ -31,7 +31,7 @@ under test chose; the first window of a split starts empty, as the trace does.
 
 Metrics per episode (``envs.metrics`` has no cache-only definition, so they are defined here):
 ``block_hit_ratio`` (hit block references / block references), ``token_hit_ratio``,
-``prefill_s_saved``, ``ttft_p50_s``/``ttft_p99_s`` (``envs.prefix_eviction_ttft``: the window
+``prefill_s_saved``, ``ttft_p50_s``/``ttft_p99_s`` (``envs.prefix_eviction.ttft``: the window
 replayed on one replica of the cluster model at ``ttft_load`` of its capacity with these hits),
 and the ceiling ``block_hit_ratio_infinite`` of an infinite cache over the same window.
 """
@@ -49,13 +49,13 @@ from gymnasium import spaces
 
 import hwmodels
 import traces
-from envs import prefix_eviction_kernels as K
+from envs.prefix_eviction import kernels as K
 from envs.core.capacity import measure_capacity_rps
 from envs.core.engine import Engine, EngineSpec
 from envs.core.workload import build_workload
 from envs.metrics import percentile
 from envs.native_vec import NativeVecEnv
-from envs.prefix_eviction_ttft import replay_ttft
+from envs.prefix_eviction.ttft import replay_ttft
 
 ENV_ID = "servegym/PrefixEviction-v0"
 DEFAULT_CAPACITIES = (0.01, 0.05, 0.10, 0.25)

@@ -5,7 +5,7 @@ either keeps its slots (action 0) or copies candidate k - 1 of its K candidates 
 experts by load per replica that it does not hold) into its least-loaded slot holding a redundant
 replica (an expert with another replica elsewhere). Moves apply coolest GPU first; a move whose
 victim has meanwhile become an expert's last replica is dropped, so every expert keeps a replica.
-After the last layer the interval is played with the cluster model of ``envs.expert_placement_sim``
+After the last layer the interval is played with the cluster model of ``envs.expert_placement.sim``
 (the same costs as ExpertPlacement-v0) and every agent gets the same reward: minus that interval's
 MoE time plus migration blocking, per layer-step, in ``reward_scale_s`` units (cooperative).
 """
@@ -20,8 +20,8 @@ import numpy as np
 from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
-from envs import expert_placement_algos as A
-from envs.expert_placement_sim import ExpertPlacementConfig, PlacementSim, make_config
+from envs.expert_placement import algos as A
+from envs.expert_placement.sim import ExpertPlacementConfig, PlacementSim, make_config
 
 AGENT_FEATURES = ("gpu_load", "gpu_rank", "imbalance", "layer", "interval", "evictable", "victim_load")
 CANDIDATE_FEATURES = ("present", "load", "per_replica", "per_replica_added", "replicas", "trend", "next_layer")

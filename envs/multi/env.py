@@ -6,9 +6,9 @@ Roles and their observation/action layouts (``role_spaces``):
 * ``router_j`` (``n_routers``): exactly Routing-v0's (one request each step, ``Discrete(R)``
   masked to serving replicas), each router with its own view of the load reports (stale by
   ``stale_s``; the routers of one step never see each other's concurrent choices).
-* ``admission_r`` (one per replica slot): exactly KVAdmission-v0's (``envs.kv_admission_kernels``
+* ``admission_r`` (one per replica slot): exactly KVAdmission-v0's (``envs.kv_admission.kernels``
   layout for replica r), the knobs held until the next step.
-* ``autoscaler``: a small built-in HPA-style role (``envs.multi_kernels.AUTOSCALER_FEATURES``),
+* ``autoscaler``: a small built-in HPA-style role (``envs.multi.kernels.AUTOSCALER_FEATURES``),
   ``Discrete(2 * max_step + 1)`` replica changes applied every ``interval_s``; new replicas serve
   after ``hwmodels.cold_start_time``. (servegym/Autoscale-v0 models pools of replicas as fluids
   on several GPU types with its own 21-feature observation; its heuristics read its Scenario, so
@@ -42,14 +42,14 @@ from pettingzoo import ParallelEnv
 from stable_baselines3.common.vec_env import VecEnv
 
 import hwmodels
-from envs import kv_admission as kva
-from envs import kv_admission_kernels as KVK
-from envs import multi_kernels as MK
-from envs import routing as rt
-from envs import routing_kernels as RK
+from envs.kv_admission import env as kva
+from envs.kv_admission import kernels as KVK
+from envs.multi import kernels as MK
+from envs.routing import env as rt
+from envs.routing import kernels as RK
 from envs.core import state as S
 from envs.core.workload import output_histogram
-from envs.kv_admission import _load_split
+from envs.kv_admission.env import _load_split
 
 ROLES = ("router", "admission", "autoscaler")
 
@@ -349,12 +349,13 @@ RolePolicy = Callable[[RoleView], Any]
 class RoleVecEnv(VecEnv):
     """SB3 VecEnv over E clusters x the agents of ``role`` (parameter sharing): one policy acts
     for every agent of the role; the other roles are played by ``others`` (role -> factory of a
-    batched Policy taking a :class:`RoleView`, default: ``agents.heuristics.multi.team()``).
+    batched Policy taking a :class:`RoleView`, e.g. ``agents.heuristics.multi.team()``; a role
+    missing from it raises ``KeyError``).
     Reward: the shared one (``reward="shared"``) or the agent's own term (``"replica_slo"`` for
     admission controllers)."""
 
-    def __init__(self, num_envs: int, role: str = "router", seed: int | None = None,
-                 others: dict[str, RolePolicy] | None = None, reward: str = "shared", **kwargs: Any):
+    def __init__(self, num_envs: int, role: str = "router", seed: int | None = None, *,
+                 others: dict[str, RolePolicy], reward: str = "shared", **kwargs: Any):
         if role not in ROLES:
             raise ValueError(f"multi: role must be one of {ROLES}, got {role!r}")
         if reward not in ("shared", "replica_slo") or (reward == "replica_slo" and role != "admission"):
@@ -365,10 +366,6 @@ class RoleVecEnv(VecEnv):
         obs_space, act_space = role_spaces(self.core, role)
         self.render_mode = None
         super().__init__(num_envs * self.n, obs_space, act_space)
-        if others is None:
-            from agents.heuristics.multi import team
-
-            others = team()
         self.others = {r: others[r](RoleView(self.core, r)) for r in ROLES if r != role}
         self._actions = np.zeros((num_envs, self.n), np.int64)
         self.table_metrics = rt.RoutingVecEnv.table_metrics
@@ -440,14 +437,13 @@ class RoleVecEnv(VecEnv):
         return [False for _ in self._get_indices(indices)]
 
 
-def run_team(num_envs: int, policies: dict[str, RolePolicy] | None = None, seed: int = 0,
+def run_team(num_envs: int, policies: dict[str, RolePolicy], seed: int = 0,
              **kwargs: Any) -> list[dict[str, float]]:
-    """Every env's first episode with each role played by ``policies`` (default: the heuristic
-    team); returns the episodes' metrics."""
-    from agents.heuristics.multi import team
-
+    """Every env's first episode with each role played by ``policies`` (role -> factory of a
+    policy from that role's ``RoleView``, e.g. ``agents.heuristics.multi.team()``); returns the
+    episodes' metrics."""
     core = MultiCluster(num_envs, seed=seed, **kwargs)
-    pols = {r: f(RoleView(core, r)) for r, f in (policies or team()).items()}
+    pols = {r: f(RoleView(core, r)) for r, f in policies.items()}
     core.reset()
     out: list[dict[str, float] | None] = [None] * num_envs
     while any(m is None for m in out):

@@ -11,7 +11,7 @@ outstanding prefill tokens, KV use, recent TTFT; refreshed every ``stale_s`` sec
 every decision when 0, as P/D-Serve found reports lag in production), the prefix-hit length this
 request would get there and the cache's fill (router-side state, exact as with KV-cache events),
 an estimated TTFT and the requests sent there since its last report. See
-``envs.routing_kernels.REPLICA_FEATURES``.
+``envs.routing.kernels.REPLICA_FEATURES``.
 
 Reward: +1 when a request finishes within its SLO, -1 the moment one can no longer meet it (its
 wait passes the TTFT SLO, its gaps pass the TBT allowance, or it is dropped); over an episode
@@ -33,13 +33,13 @@ import numpy as np
 from gymnasium import spaces
 
 import traces
-from envs import routing_kernels as K
+from envs.routing import kernels as K
 from envs.core import state as S
 from envs.core.capacity import VLLM_BUDGET, measure_capacity_rps
 from envs.core.engine import EngineSpec, step_time
 from envs.core.replica import arrival_time
 from envs.core.workload import build_workload
-from envs.kv_admission import _load_split
+from envs.kv_admission.env import _load_split
 from envs.metrics import episode_metrics
 from envs.native_vec import NativeVecEnv
 
@@ -352,7 +352,7 @@ class RoutingVecEnv(NativeVecEnv):
 
 def cluster_metrics(st: S.ClusterState, sc: Scenario, busy: np.ndarray, e: int,
                     extra: dict[str, float] | None = None) -> dict[str, float]:
-    """Episode metrics of env ``e`` of a multi-replica cluster (Routing-v0 and ``envs.multi``)."""
+    """Episode metrics of env ``e`` of a multi-replica cluster (Routing-v0 and ``envs.multi.env``)."""
     wl = sc.workload
     w = int(st.window[e])
     n = int(wl.n_requests[w])

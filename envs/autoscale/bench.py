@@ -1,13 +1,13 @@
 """Autoscale-v0 throughput: simulated hours per wall second, native VecEnv vs DummyVecEnv.
 
-    python -m envs.bench --env servegym/Autoscale-v0 [--sizes 1 16 64 256] [--repeats 5]
-        [--fidelity] [--json FILE]
+    python -m envs.bench --env servegym/Autoscale-v0 [--sizes 1 16 64 256] [--repeats 5] [--json FILE]
 
 Both run the default scenario with the same constant action (no change), on one core; each
 figure is the median over ``--repeats`` timed runs of whole control intervals, and every ratio
 compares figures of this one run. The normalized-score references of every window (the oracle's
-dynamic programme, a one-off per window) are computed before timing. ``--fidelity`` adds the fluid model's error against the full
-cluster model (``envs.autoscale_full``: one hour of a held-out day under ``hpa``; minutes).
+dynamic programme, a one-off per window) are computed before timing. The fluid model's error
+against the full cluster model needs a policy, so it is measured by ``python -m
+agents.autoscale_fidelity`` (one hour of a held-out day under ``hpa``: ``--hours 1``; minutes).
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 from stable_baselines3.common.vec_env import DummyVecEnv
 
+from envs.autoscale import env as asc
 from envs.options import Parser
-from envs import autoscale as asc
 
 
 def _rate(vec, steps: int, repeats: int, noop: int) -> float:
@@ -51,7 +51,6 @@ def build_parser() -> Parser:
     p.add_argument("--sizes", type=int, nargs="+", default=[1, 16, 64, 256])
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--steps", type=int, default=20_000, help="native env-steps per timed run")
-    p.add_argument("--fidelity", action="store_true", help="also measure the error against the full model")
     p.add_argument("--json", type=Path)
     return p
 
@@ -79,16 +78,6 @@ def main(argv: list[str] | None = None) -> int:
     report = {"env": asc.ENV_ID, "rows": rows, "repeats": a.repeats, "interval_s": interval,
               "machine": {"python": sys.version.split()[0], "platform": platform.platform(),
                           "processor": platform.processor(), "threads": 1}}
-    if a.fidelity:
-        from envs.autoscale_full import compare
-
-        print("fidelity: replaying one hour of held-out day 0 in the full cluster model (minutes) ...",
-              file=sys.stderr, flush=True)
-        r = compare("hpa", 0, 7.0, 1.0)
-        report["fidelity"] = r
-        print(f"fluid vs full model (hpa, held-out day 0, 07:00-08:00, {r['requests']} requests): "
-              f"SLO attainment {r['fluid']['slo_attainment']:.4f} vs {r['full']['slo_attainment']:.4f}, "
-              f"TTFT p99 {r['fluid']['ttft_p99_s']:.2f} s vs {r['full']['ttft_p99_s']:.2f} s", flush=True)
     if a.json:
         a.json.write_text(json.dumps(report, indent=2))
     return 0

@@ -39,7 +39,7 @@ import numpy as np
 
 import hwmodels
 import traces
-from envs import expert_placement_algos as A
+from envs.expert_placement import algos as A
 
 TRAIN_DRIFTS = (0.005, 0.02, 0.08)
 TEST_DRIFTS = (0.01, 0.04, 0.15)  # never seen in training: the held-out drift settings

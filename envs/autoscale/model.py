@@ -1,7 +1,7 @@
 """What Autoscale-v0 knows about one replica: response curves measured once on the full model.
 
 The autoscaling env simulates days of traffic through a fluid model of replica pools
-(``envs.autoscale_kernels``); everything that model knows about a replica of one GPU type comes
+(``envs.autoscale.kernels``); everything that model knows about a replica of one GPU type comes
 from here. One replica of the full cluster model (``envs.core``: continuous batching, paged KV,
 stall-free chunked prefill, preemption, per-request TTFT and p99 TBT) serves a stream of the
 trace's own requests arriving as a Poisson process at utilisation ``rho`` of its measured
@@ -182,7 +182,7 @@ def cache_root() -> Path:
 @functools.cache
 def _model_digest() -> str:
     """Digest of the sources the curves depend on (the full model and the step-time model)."""
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     files = sorted((root / "envs" / "core").glob("*.py")) + [Path(__file__)]
     files += sorted((root / "hwmodels").glob("*.py")) + sorted((root / "hwmodels" / "data").glob("*.toml"))
     h = hashlib.sha256()

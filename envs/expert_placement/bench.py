@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 from stable_baselines3.common.vec_env import DummyVecEnv
 
+from envs.expert_placement import kernels as K
+from envs.expert_placement.env import ENV_ID, ExpertPlacementEnv, ExpertPlacementVecEnv
 from envs.options import Parser
-from envs import expert_placement_kernels as K
-from envs.expert_placement import ENV_ID, ExpertPlacementEnv, ExpertPlacementVecEnv
 
 
 def _policy_actions(vec, mode: int) -> np.ndarray:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from envs import expert_placement_algos as A
+from envs.expert_placement import algos as A
 
 KEEP, LPT, EPLB, CUSTOM = 0, 1, 2, 3  # mode sub-step actions
 N_MODES = 4

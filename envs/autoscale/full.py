@@ -1,6 +1,7 @@
 """The fluid model of Autoscale-v0 against the full cluster model, on the same arrivals.
 
-    python -m envs.autoscale_full [--policy hpa] [--day 0] [--start-h 7] [--hours 2] [--json FILE]
+Command line (it needs a policy, so it lives with the policies): ``python -m
+agents.autoscale_fidelity [--policy hpa] [--day 0] [--start-h 7] [--hours 2] [--json FILE]``.
 
 A policy plays a held-out day in the env (the fluid model); every replica change it makes is
 recorded (serving replicas per type over time, cold starts included). The same requests of that
@@ -15,18 +16,16 @@ minutes earlier so that its replicas are loaded when the span begins).
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 import time
-from pathlib import Path
+from collections.abc import Callable
+from typing import Any
 
 import numba as nb
 import numpy as np
 
 import traces
-from envs import autoscale as asc
-from envs import autoscale_kernels as K
+from envs.autoscale import env as asc
+from envs.autoscale import kernels as K
 from envs.core import state as S
 from envs.core.engine import EngineSpec
 from envs.core.replica import (
@@ -100,15 +99,19 @@ def serve_cluster(st, wl, engs, budgets, rep_type, rep_rank, sched, sched_dt):
             busy[rr] = t_rep + dt
 
 
-def record_schedule(policy_name: str, day: int, env_kwargs: dict) -> dict:
-    """Play ``day`` of the held-out split with a policy; per-second serving replicas per type,
-    and the fluid model's per-interval arrivals/misses and TTFT histograms at every decision."""
-    from agents.policy import make_policy
+# A factory of the policy that plays the day: called with the one-env AutoscaleVecEnv it acts
+# in, returns an object with ``act(obs [1, F], action_mask [1, A]) -> actions [1]``.
+PolicyFactory = Callable[[asc.AutoscaleVecEnv], Any]
 
+
+def record_schedule(make_policy: PolicyFactory, day: int, env_kwargs: dict) -> dict:
+    """Play ``day`` of the held-out split with the policy ``make_policy(vec)``; per-second serving
+    replicas per type, and the fluid model's per-interval arrivals/misses and TTFT histograms at
+    every decision."""
     vec = asc.AutoscaleVecEnv(1, seed=0, split="test", window_order="sequential", **env_kwargs)
     vec._episodes_started[0] = day  # sequential order: this env plays window `day` next
     obs = vec.reset()
-    policy = make_policy(policy_name, vec, asc.ENV_ID)
+    policy = make_policy(vec)
     p, st = vec.scenario.pools, vec.state
     n = vec.n_steps
     sec = round(vec.config.interval_s)
@@ -135,10 +138,14 @@ def record_schedule(policy_name: str, day: int, env_kwargs: dict) -> dict:
             "window": int(day)}
 
 
-def compare(policy_name: str = "hpa", day: int = 0, start_h: float = 7.0, hours: float = 2.0,
-            env_kwargs: dict | None = None) -> dict:
+def compare(make_policy: PolicyFactory, policy_name: str, day: int = 0, start_h: float = 7.0,
+            hours: float = 2.0, env_kwargs: dict | None = None) -> dict:
+    """Fluid model against full model on hours ``start_h`` .. ``start_h + hours`` of held-out
+    ``day`` under the policy ``make_policy(vec)`` (named ``policy_name`` in the result): SLO
+    attainment and TTFT p99 (s) of both, their difference and the per-interval attainment MAE.
+    Raises ``ValueError`` when the span is outside the episode or ``rate_scale != 1``."""
     kw = dict(env_kwargs or {})
-    rec = record_schedule(policy_name, day, kw)
+    rec = record_schedule(make_policy, day, kw)
     vec = rec["vec"]
     cfg, sc = vec.config, vec.scenario
     iv = cfg.interval_s
@@ -195,32 +202,3 @@ def compare(policy_name: str = "hpa", day: int = 0, start_h: float = 7.0, hours:
         "interval_attainment_mae": float(np.mean(np.abs(per_iv_fluid - per_iv_full))),
     }
 
-
-def main(argv: list[str] | None = None) -> int:
-    from agents.evaluate import parse_env_kwargs
-
-    p = argparse.ArgumentParser(prog="python -m envs.autoscale_full", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--policy", action="append", help="policies whose schedules to replay (default hpa)")
-    p.add_argument("--day", type=int, default=0, help="held-out day (window index)")
-    p.add_argument("--start-h", type=float, default=7.0)
-    p.add_argument("--hours", type=float, default=2.0)
-    p.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY=VALUE")
-    p.add_argument("--json", type=Path)
-    a = p.parse_args(argv)
-    rows = []
-    for pol in a.policy or ["hpa"]:
-        r = compare(pol, a.day, a.start_h, a.hours, parse_env_kwargs(a.env_kwargs))
-        rows.append(r)
-        print(f"{pol:>12}: {r['requests']} requests, fluid attainment {r['fluid']['slo_attainment']:.4f} "
-              f"TTFT p99 {r['fluid']['ttft_p99_s']:.3f} s | full {r['full']['slo_attainment']:.4f} "
-              f"TTFT p99 {r['full']['ttft_p99_s']:.3f} s | error {r['attainment_error']:+.4f}, "
-              f"per-interval MAE {r['interval_attainment_mae']:.4f} (full model {r['full']['wall_s']:.0f} s)",
-              flush=True)
-    if a.json:
-        a.json.write_text(json.dumps({"env": asc.ENV_ID, "rows": rows}, indent=2))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

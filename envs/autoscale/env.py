@@ -10,11 +10,11 @@ bytes/s plus the engine start, 22.3 s for Llama-3.1-8B from a 7 GB/s NVMe); a re
 takes no new requests and drains its running ones (billed meanwhile). Prices from
 ``hwmodels.price_per_gpu_hour``.
 
-Serving is a fluid model of the replica pools (``envs.autoscale_kernels``) whose every number about
+Serving is a fluid model of the replica pools (``envs.autoscale.kernels``) whose every number about
 a replica (SLO attainment under utilisation and queue wait, TTFT/TBT quantiles, KV use, queue,
-drain time) was measured on the full cluster model (``envs.autoscale_model``). Its error against
+drain time) was measured on the full cluster model (``envs.autoscale.model``). Its error against
 the full model on the same arrivals and the same replica schedule is measured by
-``python -m envs.autoscale_full`` (``envs.autoscale_bench --fidelity`` reports it too). On held-out
+``python -m agents.autoscale_fidelity`` (``envs.autoscale.full`` holds the comparison). On held-out
 day 0, 07:00-08:00 (182,514 requests, the morning ramp), replaying each policy's replica schedule:
 ``hpa`` (often overloaded) SLO attainment 0.898 fluid vs 0.938 full, TTFT p99 25.1 s vs 19.3 s,
 per-interval attainment MAE 0.037; the zoo agent (rarely overloaded) 0.9907 vs 0.9963, TTFT p99
@@ -55,8 +55,8 @@ from gymnasium import spaces
 
 import hwmodels
 import traces
-from envs import autoscale_kernels as K
-from envs.autoscale_model import ReplicaCurves, cache_root, replica_curves
+from envs.autoscale import kernels as K
+from envs.autoscale.model import ReplicaCurves, cache_root, replica_curves
 from envs.native_vec import NativeVecEnv
 
 ENV_ID = "servegym/Autoscale-v0"
@@ -281,7 +281,7 @@ def _build_scenario(cfg: AutoscaleConfig) -> Scenario:
                        cfg.slo_ttft_s, cfg.slo_tbt_s, cfg.trace_seed)
         for g in types
     )
-    from envs.autoscale_model import RHO_GRID
+    from envs.autoscale.model import RHO_GRID
     from envs.core.engine import EngineSpec
 
     eng = EngineSpec(model=cfg.model, gpu=types[0], tp=cfg.tp, slo_ttft_s=cfg.slo_ttft_s,

@@ -6,8 +6,9 @@ Rows (one core, medians over ``--repeats``, every ratio from figures of this one
 - ``native_steps_per_s`` / ``dummy_steps_per_s``: decisions per second of the native VecEnv and
   of SB3's DummyVecEnv over Gymnasium copies, both evicting LRU's victim (candidate 0);
 - ``refs_per_s_lru``: block references per second through the VecEnv under LRU (decisions
-  round-trip through Python), ``refs_per_s_learned`` under the zoo agent through SB3/torch and
-  ``refs_per_s_learned_onnx`` under the same agent exported to ONNX (forward passes included);
+  round-trip through Python); ``python -m agents.bench_learned`` adds ``refs_per_s_learned``
+  under the zoo agent through SB3/torch and ``refs_per_s_learned_onnx`` under the same agent
+  exported to ONNX (forward passes included), through ``bench_rows``'s ``policies``;
 - ``refs_per_s_kernel``: references per second of the kernel alone replaying the trace with
   LRU victims and no decision stops (the ceiling the Python round trip is compared with).
 Scenario: the default (mooncake_conv, training part), capacity_frac 0.05, chain semantics.
@@ -20,14 +21,15 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from stable_baselines3.common.vec_env import DummyVecEnv
 
+from envs.prefix_eviction import env as pe
+from envs.prefix_eviction import kernels as K
 from envs.options import Parser
-from envs import prefix_eviction as pe
-from envs import prefix_eviction_kernels as K
 
 KW = {"capacity_frac": 0.05}
 
@@ -84,8 +86,36 @@ def bench_kernel(repeats: int) -> float:
     return float(np.median(rates[1:]))
 
 
-def build_parser() -> Parser:
-    p = Parser(prog="python -m envs.bench --env " + pe.ENV_ID, description=__doc__)
+# A policy under test: called with the VecEnv it will act in, returns act(obs, mask) -> actions.
+PolicyFactory = Callable[[pe.PrefixEvictionVecEnv], Callable[[np.ndarray, np.ndarray], np.ndarray]]
+
+
+def bench_rows(sizes: list[int], steps_budget: int, repeats: int,
+               policies: dict[str, PolicyFactory] | None = None) -> list[dict]:
+    """One row per batch size E in ``sizes``: native and DummyVecEnv decisions/s, references/s
+    under LRU and, for each ``policies`` entry NAME, ``refs_per_s_NAME`` (a tenth of the steps)."""
+    rows = []
+    for E in sizes:
+        steps = max(20, steps_budget // E)
+        native, refs_lru = _run(_Counting(E, seed=0, **KW), _lru, steps, repeats)
+        dummy_vec = DummyVecEnv([lambda: pe.PrefixEvictionEnv(**KW) for _ in range(E)])
+        dummy_vec.action_masks = lambda v=dummy_vec: np.stack([en.action_masks() for en in v.envs])
+        dummy, _ = _run_dummy(dummy_vec, max(5, steps // 10), repeats)
+        row = {"n_envs": E, "native_steps_per_s": native, "dummy_steps_per_s": dummy,
+               "ratio": native / dummy, "refs_per_s_lru": refs_lru}
+        for name, factory in (policies or {}).items():
+            vec = _Counting(E, seed=0, **KW)
+            _, row[f"refs_per_s_{name}"] = _run(vec, factory(vec), max(10, steps // 10), repeats)
+        rows.append(row)
+        extra = "".join(f"  {k[11:]} {v:10,.0f}" for k, v in row.items() if k.startswith("refs_per_s_")
+                        and k != "refs_per_s_lru")
+        print(f"E={E:4d}  native {native:10,.0f} decisions/s  dummy {dummy:8,.0f}  ratio {native / dummy:6.1f}x  "
+              f"refs/s LRU {refs_lru:11,.0f}{extra}", flush=True)
+    return rows
+
+
+def build_parser(prog: str = "python -m envs.bench --env " + pe.ENV_ID) -> Parser:
+    p = Parser(prog=prog, description=__doc__)
     p.add_argument("--sizes", type=int, nargs="+", default=[1, 16, 256])
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--steps", type=int, default=40_000, help="native decisions per timed run")
@@ -93,37 +123,12 @@ def build_parser() -> Parser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    a = build_parser().parse_args(argv)
+def main(argv: list[str] | None = None, policies: dict[str, PolicyFactory] | None = None,
+         prog: str = "python -m envs.bench --env " + pe.ENV_ID) -> int:
+    a = build_parser(prog).parse_args(argv)
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
-    import tempfile
-
-    from agents.export import export
-    from agents.policy import make_policy
-
-    onnx_path = Path(tempfile.mkdtemp()) / "prefix_eviction_zoo.onnx"
-    export(pe.ENV_ID, "zoo", onnx_path)
-    rows = []
-    for E in a.sizes:
-        steps = max(20, a.steps // E)
-        native, refs_lru = _run(_Counting(E, seed=0, **KW), _lru, steps, a.repeats)
-        dummy_vec = DummyVecEnv([lambda: pe.PrefixEvictionEnv(**KW) for _ in range(E)])
-        dummy_vec.action_masks = lambda v=dummy_vec: np.stack([en.action_masks() for en in v.envs])
-        dummy, _ = _run_dummy(dummy_vec, max(5, steps // 10), a.repeats)
-        vec = _Counting(E, seed=0, **KW)
-        learned = make_policy("zoo", vec, pe.ENV_ID)
-        _, refs_learned = _run(vec, learned.act, max(10, steps // 10), a.repeats)
-        vec = _Counting(E, seed=0, **KW)
-        _, refs_onnx = _run(vec, make_policy(str(onnx_path), vec, pe.ENV_ID).act, max(10, steps // 10),
-                            a.repeats)
-        row = {"n_envs": E, "native_steps_per_s": native, "dummy_steps_per_s": dummy,
-               "ratio": native / dummy, "refs_per_s_lru": refs_lru, "refs_per_s_learned": refs_learned,
-               "refs_per_s_learned_onnx": refs_onnx}
-        rows.append(row)
-        print(f"E={E:4d}  native {native:10,.0f} decisions/s  dummy {dummy:8,.0f}  ratio {native / dummy:6.1f}x  "
-              f"refs/s LRU {refs_lru:11,.0f}  learned {refs_learned:10,.0f}  learned ONNX {refs_onnx:10,.0f}",
-              flush=True)
+    rows = bench_rows(a.sizes, a.steps, a.repeats, policies)
     kernel = bench_kernel(a.repeats)
     print(f"kernel alone (LRU, no decision stops): {kernel:,.0f} references/s", flush=True)
     report = {"env": pe.ENV_ID, "rows": rows, "refs_per_s_kernel": kernel, "scenario": KW,

@@ -1,4 +1,4 @@
-"""Numba kernels of the multi-agent cluster (``envs.multi``): one call steps every env.
+"""Numba kernels of the multi-agent cluster (``envs.multi.env``): one call steps every env.
 
 A step is one batch of arrivals, one per ingress router (router j gets the j-th). Routers decide
 together from their own views (none sees the others' concurrent choices); each request then joins
@@ -13,11 +13,11 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from envs import kv_admission_kernels as KVK
-from envs import routing_kernels as RK
+from envs.kv_admission import kernels as KVK
+from envs.routing import kernels as RK
 from envs.core.replica import mark_late_queued, reset_env_state, reset_replica
 from envs.core.state import C_SLO_MET, C_SLO_MISSED
-from envs.kv_admission import N_ORDERS
+from envs.kv_admission.env import N_ORDERS
 
 OFF, STARTING, SERVING, DRAINING = 0, 1, 2, 3
 
@@ -38,7 +38,7 @@ N_AS = len(AUTOSCALER_FEATURES)
 
 @nb.njit(cache=True, inline="always")
 def decode_admission(a, n_budget):
-    """KVAdmission-v0's action packing (``envs.kv_admission.encode_action``)."""
+    """KVAdmission-v0's action packing (``envs.kv_admission.env.encode_action``)."""
     order = a % N_ORDERS
     a //= N_ORDERS
     defer = a % 2 == 1

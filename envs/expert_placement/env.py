@@ -2,14 +2,14 @@
 
 Expert-parallel MoE serving runs at the speed of its most loaded GPU. At every rebalance interval
 the agent sets the placement of each simulated MoE layer for the next interval through small
-masked sub-steps (``envs.expert_placement_kernels``): a mode per layer (keep, LPT repack, EPLB,
+masked sub-steps (``envs.expert_placement.kernels``): a mode per layer (keep, LPT repack, EPLB,
 or custom = EPLB's replication packed migration-aware); with ``replica_substeps=True`` custom
 then takes up to one sub-step per redundant slot choosing which of the K hottest experts gets it
 (or FILL: the rest by EPLB's greedy rule). The observation is fixed-size
 (global features + K candidate experts with loads in units of the mean expert load), so one policy
 works for any number of experts and GPUs. Reward, given when a rebalance completes: minus the
 next interval's MoE time (all layers and steps, plus migration blocking), per layer-step, in units
-of ``reward_scale_s``. The cluster model and its costs are ``envs.expert_placement_sim``.
+of ``reward_scale_s``. The cluster model and its costs are ``envs.expert_placement.sim``.
 
 Episodes: one warm-up interval on the initial (round-robin) placement fills the load history,
 then ``intervals`` rebalances. Training episodes draw generator seeds of the train split and the
@@ -26,8 +26,8 @@ import numpy as np
 from gymnasium import spaces
 
 import hwmodels
-from envs import expert_placement_kernels as K
-from envs.expert_placement_sim import ExpertPlacementConfig, PlacementSim, make_config
+from envs.expert_placement import kernels as K
+from envs.expert_placement.sim import ExpertPlacementConfig, PlacementSim, make_config
 from envs.native_vec import NativeVecEnv
 
 ENV_ID = "servegym/ExpertPlacement-v0"

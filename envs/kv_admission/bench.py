@@ -1,0 +1,120 @@
+"""KVAdmission-v0 throughput: the native batched VecEnv against SB3's DummyVecEnv of single envs.
+
+    python -m envs.bench [--env servegym/KVAdmission-v0] [--sizes 1 16 256 1024] [--json FILE]
+
+Both run the same scenario with the same constant action (vLLM's: admit all, 8192 budget), on
+one core (the numba kernels are single-threaded); each figure is the median over ``--repeats``
+timed runs, and every ratio compares figures measured in this one run. Also: wall time to
+simulate the whole Azure 2023 conversation trace on one replica under vLLM FCFS.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from stable_baselines3.common.vec_env import DummyVecEnv
+
+from envs.kv_admission import env as kva
+from envs.options import Parser
+
+ENV_ID = kva.ENV_ID
+AZURE_CONV = Path(__file__).resolve().parents[2].parent / "shared" / "traces" / "azure_llm_2023_conv.csv"
+VLLM_ACTION = kva.encode_action(len(kva.ADMIT_LEVELS) - 1, kva.BUDGET_LEVELS.index(8192), False, 0)
+
+
+def _rate(vec, steps: int, repeats: int) -> float:
+    """Median env-steps per second of ``vec`` over ``repeats`` runs of ``steps`` steps."""
+    vec.reset()
+    actions = np.full(vec.num_envs, VLLM_ACTION)
+    vec.step(actions)  # warm (compilation, first reset)
+    rates = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        for _ in range(steps):
+            vec.step(actions)
+        rates.append(steps * vec.num_envs / (time.perf_counter() - t))
+    return float(np.median(rates))
+
+
+def bench_sizes(sizes: list[int], repeats: int, budget_steps: int) -> list[dict]:
+    rows = []
+    for E in sizes:
+        steps = max(20, budget_steps // E)
+        native = _rate(kva.KVAdmissionVecEnv(E, seed=0), steps, repeats)
+        dummy_steps = max(5, steps // 20)
+        dummy = _rate(
+            DummyVecEnv([lambda: kva.KVAdmissionEnv() for _ in range(E)]), dummy_steps, repeats
+        )
+        rows.append({"n_envs": E, "native_steps_per_s": native, "dummy_steps_per_s": dummy,
+                     "ratio": native / dummy})
+        print(f"E={E:5d}  native {native:12,.0f} steps/s   dummy {dummy:10,.0f} steps/s   "
+              f"ratio {native / dummy:7.1f}x", flush=True)
+    return rows
+
+
+def bench_full_trace(path: Path) -> dict | None:
+    """Whole trace, one replica, vLLM FCFS, replayed at its own rate."""
+    if not path.exists():
+        print(f"skipping the full-trace run: {path} not found", flush=True)
+        return None
+    import traces
+
+    trace = traces.load_trace(path)
+    vec = kva.KVAdmissionVecEnv(1, seed=0, trace=trace, split="all", window_requests=len(trace),
+                                rate_scale=1.0, queue_slots=8192, drain_s=3600.0)
+    t = time.perf_counter()
+    vec.reset()
+    steps = 0
+    done = False
+    info: dict = {}
+    actions = np.array([VLLM_ACTION])
+    while not done:
+        _, _, d, infos = vec.step(actions)
+        done = bool(d[0])
+        info = infos[0]
+        steps += 1
+    wall = time.perf_counter() - t
+    m = info["metrics"]
+    print(f"full Azure conversation trace ({len(trace)} requests, {m['duration_s']:.0f} s simulated) "
+          f"under vLLM FCFS: {wall:.2f} s wall, {steps} iterations, slo_attainment "
+          f"{m['slo_attainment']:.3f}", flush=True)
+    return {"trace": str(path), "requests": len(trace), "iterations": steps, "wall_s": wall,
+            "simulated_s": m["duration_s"], "slo_attainment": m["slo_attainment"]}
+
+
+def build_parser() -> Parser:
+    p = Parser(prog="python -m envs.bench --env " + ENV_ID, description=__doc__)
+    p.add_argument("--sizes", type=int, nargs="+", default=[1, 16, 256, 1024])
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--steps", type=int, default=200_000, help="native env-steps per timed run")
+    p.add_argument("--json", type=Path)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = build_parser().parse_args(argv)
+    if hasattr(os, "sched_setaffinity"):  # one core, as the targets are stated
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    rows = bench_sizes(a.sizes, a.repeats, a.steps)
+    full = bench_full_trace(AZURE_CONV)
+    report = {"env": ENV_ID, "rows": rows, "full_trace": full, "repeats": a.repeats,
+              "machine": {"python": sys.version.split()[0], "platform": platform.platform(),
+                          "processor": platform.processor(), "threads": 1}}
+    targets = {r["n_envs"]: r for r in rows}
+    if 256 in targets:
+        print(f"target >= 20x DummyVecEnv at E=256: {targets[256]['ratio']:.1f}x")
+    if 1024 in targets:
+        print(f"target >= 100,000 env-steps/s at E=1024: {targets[1024]['native_steps_per_s']:,.0f}")
+    if a.json:
+        a.json.write_text(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
