@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import dataclasses
 import types
 import typing
 from pathlib import Path
@@ -59,6 +58,16 @@ def env_arg(name: str) -> str:
         return options.resolve_env_id(name)
     except ValueError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def single_env_arg(name: str) -> str:
+    """argparse ``type`` of ``--env`` where only a single-agent environment fits (train, export)."""
+    env_id = env_arg(name)
+    if options.is_multi_agent(env_id):
+        raise argparse.ArgumentTypeError(
+            f"{env_id} is multi-agent (teams are scored by agents.evaluate and the leaderboard; "
+            f"train a role with envs.multi.env.RoleVecEnv); single-agent: {', '.join(options.single_agent_ids())}")
+    return env_id
 
 
 def resolve_env(name: str) -> str:
@@ -157,8 +166,8 @@ def parse_env_kwargs(items: list[str] | None, env_id: str) -> dict[str, Any]:
             raise UsageError(f"--env-kwargs {item!r}: expected KEY=VALUE")
         key, raw = item.split("=", 1)
         key = key.strip()
-        if key not in fields or dataclasses.is_dataclass(fields[key].annotation):
-            valid = ", ".join(k for k, f in fields.items() if not dataclasses.is_dataclass(f.annotation))
+        if key not in fields:
+            valid = ", ".join(fields)
             raise UsageError(f"--env-kwargs {item!r}: {env_id} has no key {key!r}; valid keys: {valid}")
         if key in out:
             raise UsageError(f"--env-kwargs {item!r}: {key} given twice")
@@ -183,18 +192,18 @@ def check_env(env_id: str, kwargs: dict[str, Any], trace: Any = "default", seed:
     settings the command adds, such as ``split``) so that the environment's own checks (out of
     range, unknown model or GPU, bad trace) end as a ``UsageError`` naming the argument instead
     of a traceback later."""
-    import envs
     from traces.errors import TraceError
 
     try:
-        vec = envs.make_vec(env_id, 1, seed=seed, **{**fixed, **kwargs, "trace": trace})
+        vec = options.build(env_id, 1, seed=seed, **{**fixed, **kwargs, "trace": trace})
     except USER_ERRORS as err:
         msg = one_line(err.args[0] if isinstance(err, KeyError) and err.args else err)
         if isinstance(err, (TraceError, FileNotFoundError)):
             raise UsageError(f"--trace {trace!r}: {msg}") from None
         shown = " ".join(env_kwargs_args(kwargs))
         raise UsageError(f"--env-kwargs {shown or '(none given)'}: {msg}") from None
-    vec.close()
+    if hasattr(vec, "close"):
+        vec.close()
 
 
 def policy_choices(env_id: str) -> list[str]:

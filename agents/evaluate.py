@@ -20,9 +20,10 @@ from typing import Any
 import numpy as np
 
 import envs
-from agents import cli, units
+from agents import cli, team, units
 from agents.policy import heuristic_names, make_policy
 from agents.rollout import run_episodes
+from envs import options
 from envs.metrics import aggregate
 
 
@@ -52,9 +53,15 @@ def evaluate(
     kwargs.setdefault("split", split)
     kwargs["window_order"] = "sequential"
     kwargs["trace"] = trace
-    probe = envs.make_vec(env_id, 1, seed=seed, **kwargs)
-    knob, values = probe.sweep()
-    probe.close()
+    multi = options.is_multi_agent(env_id)
+    if multi:  # policies are teams (agents.team)
+        knob, values = team.sweep(kwargs)
+        table_metrics: tuple[str, ...] = team.TABLE_METRICS
+    else:
+        probe = envs.make_vec(env_id, 1, seed=seed, **kwargs)
+        knob, values = probe.sweep()
+        table_metrics = tuple(probe.table_metrics)
+        probe.close()
     results = []
     for spec in policies:
         per_value: dict[str, dict[str, float]] = {}
@@ -62,16 +69,19 @@ def evaluate(
         call_s = []
         t_policy = time.perf_counter()
         for value in values:
-            vec = envs.make_vec(env_id, episodes, seed=seed, **{**kwargs, knob: value})
-            policy = make_policy(spec, vec, env_id, seed=seed)
-            eps, lat = run_episodes(vec, policy)
-            vec.close()
+            if multi:
+                eps, lat = team.run_episodes(spec, episodes, seed, {**kwargs, knob: value})
+            else:
+                vec = envs.make_vec(env_id, episodes, seed=seed, **{**kwargs, knob: value})
+                policy = make_policy(spec, vec, env_id, seed=seed)
+                eps, lat = run_episodes(vec, policy)
+                vec.close()
             per_value[sweep_label(value)] = aggregate(eps)
             episodes_all += eps
             call_s.append(lat)
             if progress:
                 m = per_value[sweep_label(value)]
-                shown = ", ".join(f"{k} {m[k]:.4g}" for k in probe.table_metrics[:2] if k in m)
+                shown = ", ".join(f"{k} {m[k]:.4g}" for k in table_metrics[:2] if k in m)
                 print(f"  {spec:>18} {knob} {sweep_label(value)}: {shown}", file=sys.stderr, flush=True)
         metrics = aggregate(episodes_all)
         if timing is not None:
@@ -102,7 +112,7 @@ def evaluate(
         "episodes": episodes,
         "split": kwargs["split"],
         "sweep": {"key": knob, "values": [sweep_label(v) for v in values]},
-        "table_metrics": list(probe.table_metrics),
+        "table_metrics": list(table_metrics),
         "results": results,
     }
 
@@ -149,7 +159,9 @@ def build_parser() -> cli.Parser:
                    help="built-in trace name (listed below) or path to a trace file")
     p.add_argument("--policy", action="append", required=False,
                    help="heuristic or oracle name, random, zoo, or an SB3 checkpoint (.zip) or "
-                        "ONNX file (repeatable); default: random and every heuristic")
+                        "ONNX file (repeatable); default: random and every heuristic. On the "
+                        "multi-agent servegym/MultiCluster-v0 a team: 'team' (the heuristic team), "
+                        "'random' or ROLE=POLICY[,ROLE=POLICY] (agents/team.py)")
     p.add_argument("--episodes", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY=VALUE",
@@ -175,8 +187,16 @@ def main(argv: list[str] | None = None) -> int:
         if not 0 < a.capacity_target <= 1:
             raise cli.UsageError(f"--capacity-target {a.capacity_target}: must be in (0, 1]")
         kwargs = cli.parse_env_kwargs(a.env_kwargs, a.env)
-        policies = a.policy or ["random", *heuristic_names(a.env)]
-        cli.check_policies(a.env, policies)
+        if options.is_multi_agent(a.env):
+            policies = a.policy or team.default_teams()
+            for spec in policies:
+                try:
+                    team.parse_team(spec)
+                except ValueError as err:
+                    raise cli.UsageError(str(err)) from None
+        else:
+            policies = a.policy or ["random", *heuristic_names(a.env)]
+            cli.check_policies(a.env, policies)
         cli.check_env(a.env, kwargs, a.trace, a.seed, split=a.split)
         if a.capacity:
             from envs.options import vec_class

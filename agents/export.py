@@ -489,7 +489,7 @@ def build_parser() -> Any:
     from agents import cli
 
     p = cli.make_parser("python -m agents.export", __doc__)
-    p.add_argument("--env", type=cli.env_arg, default="servegym/KVAdmission-v0",
+    p.add_argument("--env", type=cli.single_env_arg, default="servegym/KVAdmission-v0",
                    help="environment id, short name or package name (listed below)")
     p.add_argument("--policy", required=True, help="zoo or an SB3 checkpoint (.zip)")
     p.add_argument("--onnx", type=Path, required=True, help="output file")

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 import envs
+from agents import team
 from agents.policy import ZOO, heuristic_names, make_policy
 from agents.rollout import run_episodes
 from agents.scenarios import (
@@ -40,12 +41,18 @@ from agents.scenarios import (
     user_trace_scenarios,
 )
 from envs.metrics import aggregate
+from envs.options import env_ids, is_multi_agent
 
 VERSION = 1
 BOOTSTRAP = 2000
 
 
 def policies_for(env_id: str, extra: list[str]) -> list[str]:
+    """What plays a scenario of ``env_id``: random, every heuristic and oracle, the zoo agent and
+    ``extra`` files; on a multi-agent environment the teams of ``agents.team.default_teams``
+    (``extra`` files are single-agent checkpoints and do not take part)."""
+    if is_multi_agent(env_id):
+        return team.default_teams()
     names = ["random", *heuristic_names(env_id)]
     if env_id in ZOO:
         names.append("zoo")
@@ -59,11 +66,14 @@ def run_scenario(sc: Scenario, policies: list[str], quick: bool, episodes: int |
     out = ScenarioResult(sc)
     for spec in policies:
         t = time.perf_counter()
-        vec = envs.make_vec(sc.env_id, n, seed=sc.seed, **kwargs)
-        policy = make_policy(spec, vec, sc.env_id, seed=sc.seed)
         extras: list[dict[str, Any]] = []
-        eps, call_s = run_episodes(vec, policy, extras)
-        vec.close()
+        if is_multi_agent(sc.env_id):
+            eps, call_s = team.run_episodes(spec, n, sc.seed, kwargs)
+        else:
+            vec = envs.make_vec(sc.env_id, n, seed=sc.seed, **kwargs)
+            policy = make_policy(spec, vec, sc.env_id, seed=sc.seed)
+            eps, call_s = run_episodes(vec, policy, extras)
+            vec.close()
         out.runs.append(PolicyRun(spec, eps, extras, call_s, time.perf_counter() - t))
         if progress is not None:
             progress.update(1)
@@ -180,7 +190,7 @@ def run(scenarios: list[Scenario], extra_policies: list[str], quick: bool, episo
     plan = []
     for sc in scenarios:
         ok, why = sc.trace_available()
-        if sc.env_id not in envs.VEC_ENVS:
+        if sc.env_id not in env_ids():
             ok, why = False, f"environment {sc.env_id} is not registered"
         plan.append((sc, policies_for(sc.env_id, extra_policies) if ok else [], why))
     total = sum(len(p) for _, p, _ in plan)

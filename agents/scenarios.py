@@ -101,6 +101,13 @@ SCORING: dict[str, Scoring] = {
         bound=None, bound_value=1.0,
         training_may_see="the first 70% of the trace (split=train); scored on the last 30%",
     ),
+    # Teams (agents.team): every role's policy acts for all agents of the role; the naive team
+    # is the heuristic team with round-robin routers.
+    "servegym/MultiCluster-v0": Scoring(
+        main_metric="slo_attainment", higher_is_better=True, naive="router=round_robin",
+        bound=None, bound_value=1.0,
+        training_may_see="the first 70% of the trace (split=train); scored on the last 30%",
+    ),
 }
 
 _KV = "servegym/KVAdmission-v0"
@@ -128,6 +135,12 @@ SCENARIOS: list[Scenario] = [
         env_id="servegym/Autoscale-v0", trace="bursty", env_kwargs={"slo_penalty": pen},
         episodes=4, quick_episodes=1,
     ) for pen in (0.001, 0.01)),
+    *(Scenario(
+        # Two routers, per-replica admission and an HPA-style autoscaler on 8 H100 replicas.
+        id=f"multi_cluster/mooncake_conversation/llama3.1-8b-h100x8/load{load}/v1",
+        env_id="servegym/MultiCluster-v0", trace=_MOONCAKE, env_kwargs={"load": load},
+        episodes=3, quick_episodes=1,
+    ) for load in (0.8,)),
     *(Scenario(
         id=f"routing/mooncake_conversation/llama3.1-8b-h100x8/load{load}/v1",
         env_id="servegym/Routing-v0", trace=_MOONCAKE, env_kwargs={"load": load},

@@ -35,7 +35,7 @@ from envs import options
 
 def build_parser() -> cli.Parser:
     p = cli.make_parser("python train.py", __doc__)
-    p.add_argument("--env", type=cli.env_arg, default="servegym/KVAdmission-v0",
+    p.add_argument("--env", type=cli.single_env_arg, default="servegym/KVAdmission-v0",
                    help="environment id, short name or package name (listed below)")
     p.add_argument("--algo", choices=ALGOS, default=None, help="default: the environment's own")
     p.add_argument("--timesteps", type=int, default=300_000, help="RL steps (0: imitation only)")

@@ -56,15 +56,48 @@ class ConfigField:
     doc: str
 
 
+# Multi-agent environments (PettingZoo): id -> (batched core "module:class", its config dataclass).
+# Their agents' policies are teams (one policy per role); ``agents.team`` evaluates them.
+MULTI_AGENT: dict[str, tuple[str, str]] = {
+    "servegym/MultiCluster-v0": ("envs.multi.env:MultiCluster", "envs.multi.env:MultiConfig"),
+}
+
+
 def _vec_entries() -> dict[str, str]:
     import envs
 
-    return dict(envs.VEC_ENVS)
+    return {**envs.VEC_ENVS, **{k: v[0] for k, v in MULTI_AGENT.items()}}
 
 
 def env_ids() -> list[str]:
-    """Every registered environment id, in registration order."""
+    """Every environment id: the single-agent ones (``envs.VEC_ENVS``) in registration order,
+    then the multi-agent ones (``MULTI_AGENT``)."""
     return list(_vec_entries())
+
+
+def single_agent_ids() -> list[str]:
+    """The ids of ``envs.VEC_ENVS`` (what ``train.py`` and ``agents.export`` take)."""
+    return [e for e in env_ids() if e not in MULTI_AGENT]
+
+
+def is_multi_agent(env_id: str) -> bool:
+    return env_id in MULTI_AGENT
+
+
+def _load(entry: str) -> Any:
+    module, name = entry.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def build(env_id: str, num_envs: int, seed: int | None = None, **kwargs: Any) -> Any:
+    """``num_envs`` copies of ``env_id``: the native VecEnv of a single-agent environment, the
+    batched core (e.g. ``envs.multi.env.MultiCluster``) of a multi-agent one. Raises what the
+    constructor raises for a bad config field (``ValueError``/``TypeError`` naming it)."""
+    if is_multi_agent(env_id):
+        return _load(MULTI_AGENT[env_id][0])(num_envs, seed=seed, **kwargs)
+    import envs
+
+    return envs.make_vec(env_id, num_envs, seed=seed, **kwargs)
 
 
 def short_name(env_id: str) -> str:
@@ -98,14 +131,16 @@ def resolve_env_id(name: str) -> str:
 
 
 def vec_class(env_id: str) -> type:
-    """The native VecEnv class of ``env_id`` (imports its module)."""
-    module, cls = _vec_entries()[env_id].split(":")
-    return getattr(importlib.import_module(module), cls)
+    """The native VecEnv class of ``env_id`` (the batched core of a multi-agent one)."""
+    return _load(_vec_entries()[env_id])
 
 
 def config_class(env_id: str) -> type:
     """The config dataclass whose fields the VecEnv of ``env_id`` takes as keyword arguments
-    (``config_class`` on the VecEnv, else the annotation of its ``config`` parameter)."""
+    (``config_class`` on the VecEnv, else the annotation of its ``config`` parameter; for a
+    multi-agent environment the one ``MULTI_AGENT`` names)."""
+    if is_multi_agent(env_id):
+        return _load(MULTI_AGENT[env_id][1])
     cls = vec_class(env_id)
     found = getattr(cls, "config_class", None)
     if found is None:
@@ -185,8 +220,20 @@ def fields_of(cls: type) -> list[ConfigField]:
 
 
 def config_fields(env_id: str) -> list[ConfigField]:
-    """The ``--env-kwargs`` keys of ``env_id``: its config dataclass's fields."""
-    return fields_of(config_class(env_id))
+    """The ``--env-kwargs`` keys of ``env_id``: its config dataclass's fields, a nested config
+    dataclass's fields in its place (``MultiConfig.routing``: every ``RoutingConfig`` field, as
+    ``envs.multi.env.make_config`` takes them)."""
+    out: list[ConfigField] = []
+
+    def add(cls: type) -> None:
+        for f in fields_of(cls):
+            if dataclasses.is_dataclass(f.annotation):
+                add(f.annotation)
+            else:
+                out.append(f)
+
+    add(config_class(env_id))
+    return out
 
 
 def builtin_traces() -> dict[str, str]:
@@ -209,8 +256,6 @@ def env_kwargs_help(env_id: str) -> str:
     """One line per ``--env-kwargs`` key of ``env_id``: ``key: type = default  comment``."""
     lines = []
     for f in config_fields(env_id):
-        if dataclasses.is_dataclass(f.annotation):  # a nested config (no KEY=VALUE form)
-            continue
         line = f"    {f.name}: {f.type_text} = {_default_text(f.default)}"
         if f.doc:
             line += f"  # {f.doc}"
