@@ -210,7 +210,11 @@ def run(scenarios: list[Scenario], extra_policies: list[str], quick: bool, episo
 def main(argv: list[str] | None = None) -> int:
     from agents import cli
 
+    from agents.scenarios import SCENARIOS
+
     p = cli.make_parser("python -m agents.leaderboard", __doc__, env_kwargs=False)
+    p.epilog = (p.epilog or "") + "\n\nscenarios (--envs selects them by environment):\n" + "\n".join(
+        f"  {sc.id}" for sc in SCENARIOS)
     p.add_argument("--out", type=Path, help="output directory")
     p.add_argument("--quick", action="store_true", help="every environment, few seeds, short windows")
     p.add_argument("--trace", action="append", default=[], metavar="PATH",
