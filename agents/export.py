@@ -32,7 +32,7 @@ import pickle
 import sys
 import tempfile
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from importlib import metadata as importlib_metadata
@@ -48,72 +48,6 @@ OPSET = 17
 MASKED = float(np.finfo(np.float32).min)  # score of an illegal action before the argmax
 
 
-# --- what observations and actions mean, per environment -----------------------------------
-def _kv_admission_layout(vec: Any) -> tuple[list[str], list[str]]:
-    from envs.kv_admission import env as kva
-    from envs.kv_admission import kernels as kern
-
-    feats = _items(kern.GLOBAL_FEATURES, kern.CANDIDATE_FEATURES, vec.K, "cand")
-    orders = ("fcfs", "sjf", "edf")
-    meanings = []
-    for a in range(kva.N_ACTIONS):
-        admit, budget, defer, order = kva.decode_action(a)
-        level = kva.ADMIT_LEVELS[admit]
-        meanings.append(
-            f"admit={'all' if level == kva.ALL else level} budget={kva.BUDGET_LEVELS[budget]} "
-            f"shortage={'defer' if defer else 'preempt'} order={orders[order]}"
-        )
-    return feats, meanings
-
-
-def _items(glob: tuple[str, ...], item: tuple[str, ...], n: int, prefix: str) -> list[str]:
-    """Names of a global block followed by ``n`` per-item blocks (every env's layout)."""
-    return list(glob) + [f"{prefix}{i}.{f}" for i in range(n) for f in item]
-
-
-def _prefix_eviction_layout(vec: Any) -> tuple[list[str], list[str]]:
-    from envs.prefix_eviction import kernels as kern
-
-    return (_items(kern.GLOBAL_FEATURES, kern.CANDIDATE_FEATURES, vec.K, "cand"),
-            [f"evict cand{k}" for k in range(vec.K)])
-
-
-def _routing_layout(vec: Any) -> tuple[list[str], list[str]]:
-    from envs.routing import kernels as kern
-
-    return (_items(kern.REQUEST_FEATURES, kern.REPLICA_FEATURES, vec.R, "replica"),
-            [f"route to replica{r}" for r in range(vec.R)])
-
-
-def _autoscale_layout(vec: Any) -> tuple[list[str], list[str]]:
-    from envs.autoscale import kernels as kern
-
-    types = [str(t) for t in vec.config.types()]
-    k = vec.config.max_step
-    deltas = np.stack(np.unravel_index(np.arange(vec.action_space.n), (2 * k + 1,) * len(types))[::-1], 1) - k
-    meanings = [" ".join(f"{t}{d:+d}" for t, d in zip(types, row)) for row in deltas]
-    return _items(kern.GLOBAL_FEATURES, kern.TYPE_FEATURES, vec.G, "type"), meanings
-
-
-def _expert_placement_layout(vec: Any) -> tuple[list[str], list[str]]:
-    from envs.expert_placement import kernels as kern
-
-    # Actions mean a mode or a candidate depending on the sub-step phase: left generic.
-    return (_items(kern.GLOBAL_FEATURES, kern.CANDIDATE_FEATURES, vec.K, "cand"),
-            [f"action {i}" for i in range(vec.action_space.n)])
-
-
-# Environment id -> f(vec) -> (observation feature names, action meanings). An environment not
-# listed gets generic names (obs[i], action i).
-LAYOUTS: dict[str, Callable[[Any], tuple[list[str], list[str]]]] = {
-    "servegym/KVAdmission-v0": _kv_admission_layout,
-    "servegym/PrefixEviction-v0": _prefix_eviction_layout,
-    "servegym/Routing-v0": _routing_layout,
-    "servegym/Autoscale-v0": _autoscale_layout,
-    "servegym/ExpertPlacement-v0": _expert_placement_layout,
-}
-
-
 # --- checkpoints ---------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Source:
@@ -124,6 +58,7 @@ class Source:
     command: str  # the training command, or "unknown"
     env_kwargs: dict[str, Any]
     trace: str
+    trace_version: str = ""  # the versioned trace it was trained on (``NAME-vN`` or a file), when known
 
 
 def resolve_source(env_id: str, spec: str) -> Source:
@@ -149,7 +84,8 @@ def resolve_source(env_id: str, spec: str) -> Source:
         trace = args[args.index("--trace") + 1] if "--trace" in args else "default"
         command = " ".join(["python", "train.py", "--env", env_id, *args])
         path = ZOO[env_id]
-        return Source(path, detect_algo(path), command, parse_env_kwargs(kw_items, env_id), trace)
+        return Source(path, detect_algo(path), command, parse_env_kwargs(kw_items, env_id), trace,
+                      RECIPES[env_id].trace)
     path = Path(spec)
     if path.suffix != ".zip" or not path.is_file():
         raise FileNotFoundError(f"--policy {spec!r}: expected 'zoo' or an existing SB3 checkpoint (.zip)")
@@ -430,16 +366,12 @@ def export(env_id: str, spec: str, out: Path, vecnormalize: Path | None = None,
     if probe.action_space != model.action_space:
         raise ValueError(f"{src.checkpoint}: action space {model.action_space} != {env_id}'s {probe.action_space}")
     segments = score_segments(model.action_space)
-    if env_id in LAYOUTS:
-        feats, meanings = LAYOUTS[env_id](probe)
-        if (len(feats), len(meanings)) != (model.observation_space.shape[0], sum(segments)):
-            raise ValueError(
-                f"agents.export.LAYOUTS[{env_id!r}] names {len(feats)} features and {len(meanings)} "
-                f"actions, the environment has {model.observation_space.shape[0]} and {sum(segments)}: "
-                "update it to the environment's layout")
-    else:
-        feats = [f"obs[{i}]" for i in range(model.observation_space.shape[0])]
-        meanings = [f"action {i}" for i in range(sum(segments))]
+    # What each observation entry and action means, as the environment names them.
+    feats, meanings = probe.feature_names(), probe.action_meanings()
+    if (len(feats), len(meanings)) != (model.observation_space.shape[0], sum(segments)):
+        raise ValueError(
+            f"{env_id}: feature_names() names {len(feats)} features and action_meanings() {len(meanings)} "
+            f"actions, the policy has {model.observation_space.shape[0]} and {sum(segments)}")
     probe.close()
     version = parse_env_id(env_id)[2]
     meta = {
@@ -457,6 +389,7 @@ def export(env_id: str, spec: str, out: Path, vecnormalize: Path | None = None,
             "mask": "action_mask[b, i] False = illegal; all True = unmasked",
         }),
         "training_command": src.command,
+        "training_trace": src.trace_version or src.trace,
         "checkpoint": src.checkpoint.name,
         "checkpoint_sha256": _sha256(src.checkpoint),
         "vecnormalize_sha256": _sha256(vn_path) if vecnorm is not None else "",

@@ -126,7 +126,9 @@ SCENARIOS: list[Scenario] = [
         episodes=4, quick_episodes=1,
     ) for frac in (0.01, 0.05, 0.1, 0.25)),
     *(Scenario(
-        id=f"expert_placement/generator/deepseek-v3-h200-ep32/drift{drift}/v1",
+        # v2: held-out episode k's expert load comes from generator seed SeedSequence([k]) (the
+        # unified per-env seeding of envs.native_vec), no longer from (scenario seed, env, episode).
+        id=f"expert_placement/generator/deepseek-v3-h200-ep32/drift{drift}/v2",
         env_id="servegym/ExpertPlacement-v0", trace="default", env_kwargs={"drift": drift},
         quick_episodes=2,
     ) for drift in (0.01, 0.04, 0.15)),

@@ -1,9 +1,12 @@
 """The one definition of the serving metrics (../shared/DESIGN.md, "Metrics").
 
-Latency percentiles are over requests that finished; requests that were dropped or had not
-finished when the episode ended count against SLO attainment and are reported separately.
-SLO attainment = share of the episode's requests with TTFT <= SLO_ttft and p99-of-request
-TBT <= SLO_tbt; goodput = requests (and output tokens) per second meeting the SLO.
+Latency percentiles are over requests that finished (and so produced a first token); requests
+that were dropped or had not finished when the episode ended count against SLO attainment and are
+reported separately. Requests the trace marks failed (``failed``) and requests the engine rejects
+at arrival (``rejected``: longer than the model's context or the KV pool) are counts of their own:
+they never enter a percentile and are not in the denominator of SLO attainment (no policy could
+serve them). SLO attainment = share of the other requests with TTFT <= SLO_ttft and
+p99-of-request TBT <= SLO_tbt; goodput = requests (and output tokens) per second meeting the SLO.
 """
 
 from __future__ import annotations
@@ -44,12 +47,16 @@ def episode_metrics(
     done = fate == S.FINISHED
     met = slo_met & done
     dur = max(duration_s, 1e-9)
+    failed, rejected, dropped = (int((fate == k).sum()) for k in (S.FAILED, S.REJECTED, S.DROPPED))
+    servable = n - failed - rejected
     out: dict[str, float] = {
         "requests": float(n),
         "finished": float(done.sum()),
-        "dropped": float((fate == S.DROPPED).sum()),
-        "unfinished": float(n - done.sum() - (fate == S.DROPPED).sum()),
-        "slo_attainment": float(met.sum()) / n,
+        "dropped": float(dropped),
+        "failed": float(failed),
+        "rejected": float(rejected),
+        "unfinished": float(servable - done.sum() - dropped),
+        "slo_attainment": float(met.sum()) / max(servable, 1),
         "goodput_rps": float(met.sum()) / dur,
         "goodput_tok_s": float(output_tokens[met].sum()) / dur,
         "throughput_tok_s": float(output_tokens[done].sum()) / dur,
@@ -58,9 +65,10 @@ def episode_metrics(
         "kv_use_mean": kv_block_s / (dur * capacity_blocks),
         "duration_s": duration_s,
     }
+    first_token = done & np.isfinite(ttft)
     for name, x in (("ttft", ttft), ("tbt", tbt_p99), ("e2e", e2e)):
         for q in PERCENTILES:
-            out[f"{name}_p{q}_s"] = percentile(x[done], q)
+            out[f"{name}_p{q}_s"] = percentile(x[first_token], q)
     lookups = counters[S.C_CACHE_LOOKUP_BLOCKS]
     if lookups > 0:
         out["block_hit_ratio"] = float(counters[S.C_CACHE_HIT_BLOCKS]) / float(lookups)

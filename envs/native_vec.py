@@ -1,18 +1,52 @@
-"""The SB3 ``VecEnv`` plumbing every native batched environment shares.
+"""The base every native batched environment shares, and its single-env Gymnasium view.
 
-One object steps the whole batch, so attribute and method calls go to it once per index; a
-subclass keeps its action masks in ``self._mask`` ([E, n_actions] bool).
+``NativeVecEnv`` is an SB3 ``VecEnv`` that steps E environments with one kernel call. It owns
+what is the same in every environment:
+
+- seeding: ``seed(s)`` gives env e its own generator ``np.random.default_rng(s + e)`` (SB3's and
+  Gymnasium's convention: env e of a batch seeded s plays as a single env seeded s + e), applied
+  at the next ``reset()``, which then also restarts the per-env episode counters;
+- episode selection (``draw_episode``): which window of the trace (day, layer trace ...) and
+  which value of the swept knob (load, capacity, penalty, drift) the next episode plays:
+  drawn from the env's generator (``window_order="random"``), in turn (``"sequential"``: env e
+  plays episodes e, e + E, ...), or named by ``reset`` options (``{"window": w, knob: v}``, SB3's
+  ``set_options`` or Gymnasium's ``reset(options=...)``); unknown keys raise ``ValueError``;
+- step bookkeeping: returns and lengths, ``dones = terminated | truncated``, and on an episode's
+  end ``infos[e]`` with ``terminal_observation``, ``TimeLimit.truncated = truncated and not
+  terminated``, ``episode = {"r", "l"}``, ``metrics`` and the environment's extras; then the
+  env resets in the same step;
+- action checks: a batch of integers in ``[0, n)`` of shape [E]; a float, bool or out-of-range
+  action raises ``ValueError`` naming the environment (never truncated); ``step()`` before
+  ``reset()`` raises ``RuntimeError``;
+- SB3 plumbing (one object steps the whole batch, so attribute and method calls go to it once
+  per index) and ``action_masks() -> [E, n_actions] bool``.
+
+A subclass keeps only what is its own: its config, scenario and state, ``_reset_envs(envs)``
+(start the next episode of those envs, calling ``draw_episode``, and write their observations
+and masks), ``advance()`` (apply ``self._actions`` to every env, fill ``_rew``, ``_term``,
+``_trunc``, ``_obs`` and ``_mask``), ``episode_metrics(e)``, optionally ``episode_extras(e)``,
+``_accept_actions(a)`` (masked-action rule) and ``render_text(e)``.
+
+``VecEnvView`` is the Gymnasium ``Env`` of any of them with E = 1 (``render_mode="ansi"``
+renders the cluster state as text).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
+import gymnasium as gym
 import numpy as np
 from stable_baselines3.common.vec_env import VecEnv
 
+WINDOW_ORDERS = ("random", "sequential")
 
-class NativeVecEnv(VecEnv):
+
+class SingleObjectVecEnv(VecEnv):
+    """SB3 plumbing of a VecEnv that is one object over the whole batch (no per-env objects);
+    a subclass keeps its action masks in ``self._mask`` ([E, n_actions] bool)."""
+
     _mask: np.ndarray
 
     def close(self) -> None:
@@ -30,8 +64,256 @@ class NativeVecEnv(VecEnv):
     def env_method(self, method_name: str, *args, indices=None, **kwargs) -> list[Any]:
         idx = list(self._get_indices(indices))
         if method_name == "action_masks":
-            return list(self._mask[idx])
+            return list(self.action_masks()[idx])
         return [getattr(self, method_name)(*args, **kwargs) for _ in idx]
 
     def env_is_wrapped(self, wrapper_class, indices=None) -> list[bool]:
         return [False for _ in self._get_indices(indices)]
+
+
+def check_actions(actions: Any, shape: tuple[int, ...], n: int, where: str) -> np.ndarray:
+    """``actions`` as an int64 array of ``shape`` with every entry in ``[0, n)``; raises
+    ``ValueError`` naming ``where`` for a float, bool or out-of-range action or a wrong shape."""
+    a = np.asarray(actions)
+    if a.size != int(np.prod(shape)) or a.dtype.kind not in "iu":
+        raise ValueError(f"{where}: actions must be integers in [0, {n}) of shape {shape}, got {a.dtype} "
+                         f"array of shape {a.shape}: {a!r}")
+    a = a.reshape(shape)
+    if a.size and (a.min() < 0 or a.max() >= n):
+        bad = a[(a < 0) | (a >= n)]
+        raise ValueError(f"{where}: actions must be integers in [0, {n}), got {bad.tolist()}")
+    return a.astype(np.int64)
+
+
+def draw_episode(where: str, order: str, rng: np.random.Generator, started: int, e: int, num_envs: int,
+                 n_windows: int, knob: str, values: Sequence[Any], options: dict[str, Any]) -> tuple[int, Any]:
+    """Window index in ``[0, n_windows)`` and value of ``knob`` (one of ``values``) of env ``e``'s
+    next episode, its ``started``-th. ``options`` (``{"window": int, knob: value}``, either
+    optional) name them; what they leave open is drawn from ``rng`` (``order="random"``) or
+    taken in turn (``"sequential"``: episode k = started * num_envs + e plays window
+    k % n_windows and value k // n_windows). Raises ``ValueError`` for an unknown option key, a
+    window out of range or a value not in ``values``."""
+    unknown = set(options) - {"window", knob}
+    if unknown:
+        raise ValueError(f"{where}: unknown reset option(s) {sorted(unknown)}; known: window, {knob}")
+    if order == "sequential":
+        k = started * num_envs + e
+        w, v = k % n_windows, values[(k // n_windows) % len(values)]
+    elif order == "random":
+        w, v = int(rng.integers(n_windows)), values[int(rng.integers(len(values)))]
+    else:
+        raise ValueError(f"{where}: window_order must be one of {WINDOW_ORDERS}, got {order!r}")
+    if "window" in options:
+        w = options["window"]
+        if isinstance(w, bool) or not isinstance(w, (int, np.integer)) or not 0 <= w < n_windows:
+            raise ValueError(f"{where}: reset option window must be an integer in [0, {n_windows}), got {w!r}")
+    if knob in options:
+        v = options[knob]
+        if v not in values:
+            raise ValueError(f"{where}: reset option {knob} must be one of {list(values)}, got {v!r}")
+    return int(w), v
+
+
+def item_features(glob: Sequence[str], item: Sequence[str], n: int, prefix: str) -> list[str]:
+    """Names of a global feature block followed by ``n`` per-item blocks (``prefix`` + index +
+    ``.`` + feature), the layout every environment's observation has."""
+    return list(glob) + [f"{prefix}{i}.{f}" for i in range(n) for f in item]
+
+
+class NativeVecEnv(SingleObjectVecEnv):
+    """Seeding, per-env generators, episode selection, step bookkeeping and action checks of a
+    native batched environment (see the module docstring for the subclass contract)."""
+
+    # The environment's name in error messages ("KVAdmission").
+    env_name: ClassVar[str] = "env"
+    # The config field episodes sweep (the reset option besides "window"), e.g. "load".
+    episode_knob: ClassVar[str] = ""
+
+    def __init__(self, num_envs: int, observation_space: gym.spaces.Space, action_space: gym.spaces.Discrete,
+                 seed: int | None = None):
+        self.render_mode = None  # SB3 reads it in __init__; the Gymnasium view renders (VecEnvView)
+        super().__init__(num_envs, observation_space, action_space)
+        E = num_envs
+        self.n_actions = int(action_space.n)
+        self._rngs = [np.random.default_rng() for _ in range(E)]
+        self._episodes_started = np.zeros(E, np.int64)
+        self._returns = np.zeros(E, np.float64)
+        self._lengths = np.zeros(E, np.int64)
+        self._actions = np.zeros(E, np.int64)
+        self._rew = np.zeros(E, np.float64)
+        self._term = np.zeros(E, np.bool_)
+        self._trunc = np.zeros(E, np.bool_)
+        self._reset_opts: list[dict[str, Any]] = [{} for _ in range(E)]
+        self._needs_reset = np.ones(E, np.bool_)
+        self._seeded = False
+        if seed is not None:
+            self.seed(seed)
+
+    # --- seeding and episodes
+    def seed(self, seed: int | None = None) -> Sequence[int | None]:
+        """Env e's generator becomes ``default_rng(seed + e)`` at once and again at the next
+        ``reset()`` (which also restarts the episode counters); returns the per-env seeds."""
+        seeds = super().seed(seed)
+        self._rngs = [np.random.default_rng(s) for s in seeds]
+        self._seeded = True
+        return seeds
+
+    def seed_each(self, seeds: Sequence[int | None]) -> None:
+        """Env e's generator becomes ``default_rng(seeds[e])`` (None: fresh entropy) at once and
+        again at the next ``reset()``, which restarts the episode counters."""
+        if len(seeds) != self.num_envs:
+            raise ValueError(f"{self.env_name}: seed_each got {len(seeds)} seeds for {self.num_envs} envs")
+        self._seeds = list(seeds)
+        self._rngs = [np.random.default_rng(s) for s in seeds]
+        self._seeded = True
+
+    def draw_episode(self, e: int, n_windows: int, values: Sequence[Any]) -> tuple[int, Any]:
+        """Window and ``episode_knob`` value of env ``e``'s next episode (``draw_episode``);
+        counts the episode."""
+        out = draw_episode(self.env_name, self.config.window_order, self._rngs[e], int(self._episodes_started[e]),
+                           e, self.num_envs, n_windows, self.episode_knob, values, self._reset_opts[e])
+        self._episodes_started[e] += 1
+        return out
+
+    def reset(self) -> np.ndarray:
+        for e, s in enumerate(self._seeds):
+            if s is not None:
+                self._rngs[e] = np.random.default_rng(s)
+        if self._seeded or any(s is not None for s in self._seeds):
+            self._episodes_started[:] = 0
+            self._seeded = False
+        self._reset_opts = [dict(o or {}) for o in self._options]
+        self._reset_seeds()
+        self._reset_options()
+        envs = np.arange(self.num_envs)
+        try:
+            self._reset_envs(envs)
+        finally:
+            self._reset_opts = [{} for _ in range(self.num_envs)]
+        self._returns[:] = 0.0
+        self._lengths[:] = 0
+        self._needs_reset[:] = False
+        self.reset_infos = [{} for _ in range(self.num_envs)]
+        return self._obs.astype(np.float32)
+
+    # --- stepping
+    def _accept_actions(self, a: np.ndarray) -> np.ndarray:
+        """The actions every env applies, from checked integers ``a`` [E] (default: as given;
+        an environment may refuse or replace masked ones)."""
+        return a
+
+    def step_async(self, actions: np.ndarray) -> None:
+        if self._needs_reset.any():
+            e = int(np.argmax(self._needs_reset))
+            raise RuntimeError(f"{self.env_name}: step() before reset() or after the episode ended (env {e}); "
+                               "call reset() first")
+        a = check_actions(actions, (self.num_envs,), self.n_actions, self.env_name)
+        self._actions[:] = self._accept_actions(a)
+
+    def episode_extras(self, e: int) -> dict[str, Any]:
+        """Optional per-episode records of env ``e`` for ``infos`` (``requests``, ``series``)."""
+        return {}
+
+    def episode_info(self, e: int) -> dict[str, Any]:
+        """``episode``, ``metrics`` and the extras of env ``e``'s episode that just ended."""
+        return {"episode": {"r": float(self._returns[e]), "l": int(self._lengths[e])},
+                "metrics": self.episode_metrics(e), **self.episode_extras(e)}
+
+    def step_wait(self):
+        self.advance()
+        self._returns += self._rew
+        self._lengths += 1
+        term, trunc = self._term.copy(), self._trunc.copy()
+        done = term | trunc
+        self.last_terminated, self.last_truncated = term, trunc
+        rewards = self._rew.astype(np.float32)
+        infos: list[dict] = [{} for _ in range(self.num_envs)]
+        finished = np.flatnonzero(done)
+        for e in finished:
+            infos[e] = {"terminal_observation": self._obs[e].astype(np.float32),
+                        "TimeLimit.truncated": bool(trunc[e] and not term[e]), **self.episode_info(int(e))}
+        if finished.size:
+            self._reset_envs(finished)
+            self._returns[finished] = 0.0
+            self._lengths[finished] = 0
+        return self._obs.astype(np.float32), rewards, done, infos
+
+    def step_one(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        """Gymnasium's step for env 0 of a batch of one, without the autoreset: after the episode
+        ends, ``step`` raises until ``reset()``."""
+        if self.num_envs != 1:
+            raise RuntimeError(f"{self.env_name}: step_one needs a batch of one, not {self.num_envs}")
+        a = np.asarray(action)
+        if a.shape not in ((), (1,)):
+            raise ValueError(f"{self.env_name}: action must be one integer in [0, {self.n_actions}), got {action!r}")
+        self.step_async(a.reshape(1))
+        self.advance()
+        self._returns += self._rew
+        self._lengths += 1
+        term, trunc = bool(self._term[0]), bool(self._trunc[0])
+        info: dict[str, Any] = {}
+        if term or trunc:
+            info = self.episode_info(0)
+            self._needs_reset[0] = True
+        return self._obs[0].astype(np.float32), float(self._rew[0]), term, trunc, info
+
+    # --- what observations and actions mean (ONNX export metadata, documentation)
+    def feature_names(self) -> list[str]:
+        """Name of each observation entry, in order (default: ``obs[i]``)."""
+        return [f"obs[{i}]" for i in range(self.observation_space.shape[0])]
+
+    def action_meanings(self) -> list[str]:
+        """What each action index does, in order (default: ``action i``)."""
+        return [f"action {i}" for i in range(self.n_actions)]
+
+    # --- rendering
+    def render_text(self, e: int = 0) -> str:
+        """The state of env ``e`` as text (each environment says what matters in its own)."""
+        raise NotImplementedError(f"{self.env_name}: no text rendering")
+
+
+class VecEnvView(gym.Env):
+    """The Gymnasium ``Env`` (E = 1) of a native batched environment: ``vec_class(1, **kwargs)``.
+
+    ``reset(seed=s)`` plays as env e of a batch seeded s - e; ``reset(options=...)`` names the
+    episode (``{"window": w, knob: v}``). ``render_mode``: None or ``"ansi"`` (``render()``
+    returns the cluster state as text); any other mode raises ``ValueError``.
+    """
+
+    vec_class: ClassVar[type[NativeVecEnv]]
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"]}
+
+    def __init__(self, render_mode: str | None = None, **kwargs: Any):
+        name = self.vec_class.env_name
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"{name}: render_mode must be None or one of {self.metadata['render_modes']}, "
+                             f"got {render_mode!r}")
+        self.render_mode = render_mode
+        self._vec = self.vec_class(1, **kwargs)
+        self.observation_space = self._vec.observation_space
+        self.action_space = self._vec.action_space
+        self.config = self._vec.config
+
+    @property
+    def vec(self) -> NativeVecEnv:
+        """The batch of one underneath (privileged channels of heuristics and oracles)."""
+        return self._vec
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        if seed is not None:
+            self._vec.seed(seed)
+        if options is not None:
+            self._vec.set_options(dict(options))
+        return self._vec.reset()[0], {}
+
+    def step(self, action):
+        return self._vec.step_one(action)
+
+    def action_masks(self) -> np.ndarray:
+        return self._vec.action_masks()[0]
+
+    def render(self) -> str | None:
+        if self.render_mode == "ansi":
+            return self._vec.render_text(0)
+        return None

@@ -70,6 +70,9 @@ class Model:
     v_head_dim: int
     dtype_bytes: int  # activations and KV cache
     linear_dtype_bytes: int  # linear-layer weights in the checkpoint (1 = FP8)
+    # Longest sequence (prompt + output tokens) the model serves: config.json
+    # max_position_embeddings, which vLLM takes as max_model_len by default.
+    context_length: int
     published_params: float
     aliases: tuple[str, ...] = ()
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
@@ -175,7 +178,8 @@ def _norm(name: str) -> str:
 _GPU_NUM = ("bf16_flops", "fp8_flops", "hbm_bytes", "hbm_bw", "scaleup_bw", "pcie_bw")
 _MODEL_INT = ("layers", "hidden", "heads", "kv_heads", "head_dim", "intermediate", "vocab", "experts", "top_k",
               "shared_experts", "moe_intermediate", "first_dense_layers", "q_lora_rank", "kv_lora_rank",
-              "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim", "dtype_bytes", "linear_dtype_bytes")
+              "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim", "dtype_bytes", "linear_dtype_bytes",
+              "context_length")
 REQUIRED_GPU_FIELDS = _GPU_NUM + ("price_usd_per_hour",)
 REQUIRED_MODEL_FIELDS = _MODEL_INT + ("tie_word_embeddings", "published_params")
 
@@ -218,7 +222,8 @@ def _parse_model(name: str, t: dict[str, Any]) -> Model:
     if not isinstance(t.get("hf_repo"), str):
         raise HwModelError(f"{where}: 'hf_repo' must be a string")
     v = {k: int(s.value) for k, s in ints.items()}
-    for k in ("layers", "hidden", "heads", "kv_heads", "head_dim", "vocab", "dtype_bytes", "linear_dtype_bytes"):
+    for k in ("layers", "hidden", "heads", "kv_heads", "head_dim", "vocab", "dtype_bytes", "linear_dtype_bytes",
+              "context_length"):
         if v[k] < 1:
             raise HwModelError(f"{where}: '{k}' must be >= 1, got {v[k]}")
     if v["experts"]:

@@ -167,10 +167,10 @@ def test_config_errors_name_the_field():
 def test_held_out_split_uses_other_seeds_and_drifts():
     assert not set(TRAIN_DRIFTS) & set(TEST_DRIFTS)
     assert make_config(split="test").drifts() == TEST_DRIFTS
-    a = LoadSource(make_config(**SMALL, split="train"), shape_of(make_config(**SMALL)), 0)
-    b = LoadSource(make_config(**SMALL, split="test"), shape_of(make_config(**SMALL)), 0)
-    ra, rb = np.random.default_rng(0), np.random.default_rng(0)
-    assert not np.array_equal(a.episode(0, 0, 0.01, ra), b.episode(0, 0, 0.01, rb))
+    a = LoadSource(make_config(**SMALL, split="train"), shape_of(make_config(**SMALL)))
+    b = LoadSource(make_config(**SMALL, split="test"), shape_of(make_config(**SMALL)))
+    assert not np.array_equal(a.episode(0, 0.01), b.episode(0, 0.01))
+    assert np.array_equal(a.episode(5, 0.01), a.episode(5, 0.01))
 
 
 def test_recorded_counts(tmp_path):
@@ -271,11 +271,12 @@ def test_evaluate_contract_and_vec_registry():
 
 
 def test_parallel_env_api_and_cooperative_reward():
-    from pettingzoo.test import parallel_api_test
+    from pettingzoo.test import parallel_api_test, parallel_seed_test
 
-    from envs.expert_placement.parallel import ExpertPlacementParallelEnv
+    from envs.expert_placement.parallel import ExpertPlacementParallelEnv, parallel_env
 
     parallel_api_test(ExpertPlacementParallelEnv(seed=0, **SMALL), num_cycles=50)
+    parallel_seed_test(lambda: parallel_env(**SMALL), num_cycles=50)
     env = ExpertPlacementParallelEnv(seed=0, **SMALL)
     obs, _ = env.reset(seed=0)
     total = 0.0

@@ -102,3 +102,13 @@ def test_malformed_model_table_is_rejected():
     bad = dict(good, attention="sliding")
     with pytest.raises(HwModelError, match="'attention' must be"):
         _parse_model("Bad", bad)
+
+
+def test_context_length_in_the_catalogue_with_its_source() -> None:
+    """Every model carries the context length vLLM serves it with (config.json max_position_embeddings)."""
+    expected = {"Llama-3.1-8B": 131072, "Llama-3.1-70B": 131072, "Mixtral-8x7B": 32768,
+                "Qwen3-30B-A3B": 40960, "DeepSeek-V3": 163840}
+    for name, n in expected.items():
+        m = hwmodels.get_model(name)
+        assert m.context_length == n
+        assert "max_position_embeddings" in m.sources["context_length"]

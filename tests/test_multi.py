@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from pettingzoo.test import parallel_api_test
+from pettingzoo.test import parallel_api_test, parallel_seed_test
 from test_routing import chain_trace
 
+import envs
 from agents.heuristics import multi as mh
 from envs.kv_admission import env as kva
 from envs.multi import env as M
@@ -25,9 +26,14 @@ def kw(trace, **more):
     return base
 
 
-def test_parallel_api():
+def test_parallel_api_and_seeding():
     env = M.MultiClusterEnv(**kw(chain_trace(24, rate=20.0), n_routers=2))
     parallel_api_test(env, num_cycles=40)
+    parallel_seed_test(lambda: M.parallel_env(**kw(chain_trace(24, rate=20.0), n_routers=2)), num_cycles=40)
+    assert env.metadata["name"].endswith("_v0")
+    assert isinstance(envs.make_parallel("servegym/MultiCluster-v0", **kw(chain_trace(24))), M.MultiClusterEnv)
+    with pytest.raises(RuntimeError, match=r"before reset\(\)"):
+        M.parallel_env(**kw(chain_trace(24))).step({})
 
 
 def test_roles_share_the_single_agent_layouts():

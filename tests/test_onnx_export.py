@@ -107,7 +107,7 @@ def test_parity_every_algorithm(tiny, tmp_path, algo):
 @pytest.mark.parametrize("env_id", sorted(envs.VEC_ENVS))
 def test_export_every_environment(tmp_path, env_id):
     """A tiny checkpoint of each environment's default algorithm exports with parity and with
-    its layout's names (LAYOUTS must follow the environment's observation)."""
+    its names (the VecEnv's feature_names() and action_meanings() must follow its layout)."""
     from agents import train
 
     with X.torch_one_thread():

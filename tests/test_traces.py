@@ -151,9 +151,14 @@ def test_property_split_partitions(tr: Trace, frac: float) -> None:
         with pytest.raises(TraceError):
             split(tr, frac)
         return
+    cut = tr.duration_s * (1 - frac)
+    n_train = int(np.searchsorted(tr.arrival_s, cut, side="left"))
+    if n_train == 0 or n_train == len(tr):
+        with pytest.raises(TraceError, match=r"part empty \(training \d+, held-out \d+ of \d+ requests"):
+            split(tr, frac)
+        return
     train, held = split(tr, frac)
     assert len(train) + len(held) == len(tr)
-    cut = tr.duration_s * (1 - frac)
     assert np.allclose(np.concatenate([train.arrival_s, held.arrival_s + cut]), tr.arrival_s)
     assert "training" in train.meta.transforms[-1] and "held-out" in held.meta.transforms[-1]
 
@@ -266,11 +271,23 @@ def test_diurnal_profile() -> None:
 
 def test_every_builtin_loads_and_default_is_azure_conv() -> None:
     assert set(BUILTIN_TRACES) >= {"default", "azure_conv", "azure_code", "mooncake_conv", "bursty"}
-    for name in BUILTIN_TRACES:
+    for name in (n for n in BUILTIN_TRACES if "-v" not in n):
         tr = load_trace(name, duration_s=600)
         assert len(tr) > 100 and tr.duration_s < 600
     assert load_trace("default").equals(load_trace("azure_conv"))
     assert load_trace("default", seed=3, rate_rps=9.0).equals(load_trace("azure_conv", seed=3, rate_rps=9.0))
+
+
+def test_builtin_names_carry_versions() -> None:
+    from traces.builtin import TRACE_VERSIONS, versioned_name
+
+    assert versioned_name("default") == f"azure_conv-v{TRACE_VERSIONS['azure_conv']}"
+    assert versioned_name("bursty") == versioned_name(versioned_name("bursty")) == f"bursty-v{TRACE_VERSIONS['bursty']}"
+    assert versioned_name("../some/file.csv") == "../some/file.csv"
+    assert load_trace(versioned_name("bursty"), duration_s=600).equals(load_trace("bursty", duration_s=600))
+    old = f"bursty-v{TRACE_VERSIONS['bursty'] + 1}"
+    with pytest.raises(TraceError, match=f"{old}.*bursty is at version {TRACE_VERSIONS['bursty']}"):
+        load_trace(old)
 
 
 @pytest.mark.parametrize("name", ["azure_conv", "azure_code", "mooncake_conv", "bursty"])

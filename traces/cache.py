@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: BurstGPT 0-token rows, dense hash ids, raw file times, Bailian
 _ENV = "SERVEGYM_CACHE"
 
 

@@ -9,7 +9,8 @@ import numpy as np
 
 from traces import cache
 from traces.errors import TraceError
-from traces.readers import FORMATS, burstgpt, mooncake, sniff
+from traces.readers import FORMATS, SPECS, Sniffed, burstgpt, sniff
+from traces.readers.formats import TIME_UNITS, time_divisor
 from traces.trace import Trace, TraceMeta
 
 __all__ = ["load_trace", "load_file"]
@@ -21,10 +22,10 @@ def load_trace(name_or_path: str | Path, *, seed: int = 0, **params: object) -> 
     File formats are recognised by content, so a file's name or extension does not matter.
     `seed` only affects generators; files are read exactly as they are.
     """
-    from traces.builtin import BUILTIN_TRACES
+    from traces.builtin import BUILTIN_TRACES, resolve_builtin
 
-    if isinstance(name_or_path, str) and name_or_path in BUILTIN_TRACES:
-        gen = BUILTIN_TRACES[name_or_path]
+    gen = resolve_builtin(name_or_path) if isinstance(name_or_path, str) else None
+    if gen is not None:
         sig = inspect.signature(gen)
         try:
             sig.bind(seed=seed, **params)
@@ -45,21 +46,47 @@ def load_trace(name_or_path: str | Path, *, seed: int = 0, **params: object) -> 
 
 
 def load_file(path: Path, **params: object) -> Trace:
-    """Parse (or fetch from the cache) a trace file and apply format parameters."""
-    found = sniff(path)
+    """Parse (or fetch from the cache) a trace file and apply format parameters.
+
+    Parameters every format takes: ``format`` (a name of ``traces.readers.SPECS``: skip
+    recognition, e.g. for a file whose fields fit two formats) and ``time_unit`` ("s", "ms",
+    "us", "ns": override the format's unit; not for wall-clock formats). JSONL formats take
+    ``block_size`` (tokens per hash id), BurstGPT ``model`` and ``log_type`` filters. Times are
+    converted to seconds and measured from the first arrival (recorded in the transforms).
+    Raises TraceError naming the file and the parameter or row at fault.
+    """
+    fmt = params.pop("format", None)
+    if fmt is None:
+        found = sniff(path)
+    else:
+        if fmt not in FORMATS:
+            raise TraceError(f"{path}: format={fmt!r} is not a supported format; known: {', '.join(FORMATS)}")
+        found = sniff(path)
+        if SPECS[found.format].container != SPECS[fmt].container:  # type: ignore[index]
+            raise TraceError(f"{path}: format={fmt!r} is {SPECS[fmt].container.upper()}, "  # type: ignore[index]
+                             f"but the file reads as {SPECS[found.format].container.upper()}")
+        found = Sniffed(fmt, found.header)  # type: ignore[arg-type]
+    spec = SPECS[found.format]
     module = FORMATS[found.format]
+    time_unit = params.pop("time_unit", None)
+    if time_unit is not None:
+        if spec.time_unit == "wallclock":
+            raise TraceError(f"{path}: time_unit={time_unit!r} does not apply: {spec.description} has wall-clock times")
+        time_divisor(time_unit, f"{path}")
+    unit = str(time_unit) if time_unit is not None else spec.time_unit
     parse_params: dict[str, object] = {}
-    if found.format == mooncake.FORMAT:
-        bs = params.pop("block_size", mooncake.BLOCK_SIZE)
+    if spec.container == "jsonl":
+        bs = params.pop("block_size", spec.block_size)
         if isinstance(bs, bool) or not isinstance(bs, (int, np.integer)) or bs < 1:
             raise TraceError(f"{path}: block_size must be an integer >= 1, got {bs!r}")
         parse_params["block_size"] = int(bs)
+        parse_params["time_unit_given"] = time_unit is not None
     digest = cache.file_sha256(path)
     entry = cache.entry_path(digest, found.format, parse_params)
     parsed = cache.load(entry)
     if parsed is None:
-        if found.format == mooncake.FORMAT:
-            parsed = mooncake.read(path, **parse_params)  # type: ignore[arg-type]
+        if spec.container == "jsonl":
+            parsed = module.read(path, **parse_params)  # type: ignore[arg-type]
         else:
             parsed = module.read(path, list(found.header))
         cache.store(entry, parsed)
@@ -70,8 +97,20 @@ def load_file(path: Path, **params: object) -> Trace:
     else:
         if params:
             raise TraceError(f"{path}: {module.DESCRIPTION} takes no parameters {sorted(params)}")
-        keys = ("arrival_s", "prompt_tokens", "output_tokens", "failed", "block_ids", "block_offsets", "block_size")
+        keys = ("arrival_s", "time_raw", "prompt_tokens", "output_tokens", "failed", "block_ids", "block_offsets",
+                "block_size", "tenant", "parent", "turn")
         arrays = {k: parsed[k] for k in keys if parsed.get(k) is not None}
+    raw = arrays.pop("time_raw") if "time_raw" in arrays else arrays["arrival_s"]
+    t = np.asarray(raw, dtype=np.float64)
+    if spec.time_unit != "wallclock":
+        t = t / TIME_UNITS[unit]
+        if unit != spec.time_unit:
+            notes.append(f"time_unit={unit!r} (the format's own is {spec.time_unit!r})")
+    if t.size and t[0] != 0.0:
+        notes.append(f"arrival times measured from the first arrival (file time {float(raw[0]):.10g} "
+                     f"{'s' if spec.time_unit == 'wallclock' else unit} = 0 s)")
+        t = t - t[0]
+    arrays["arrival_s"] = t
     meta = TraceMeta(
         name=path.name,
         source=f"{module.DESCRIPTION}: {path} (sha256 {digest[:16]})",

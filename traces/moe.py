@@ -42,6 +42,11 @@ def inclusion_probs(n_experts: int, top_k: int, zipf_s: float) -> np.ndarray:
     return pi
 
 
+# Version of ExpertLoadGenerator's output (``expert_load-vN`` in records such as the zoo's): bump it
+# whenever the same arguments and seed yield other counts.
+EXPERT_LOAD_VERSION = 1
+
+
 class ExpertLoadGenerator:
     """Tokens routed to each expert per batch step: int64 [steps, layers, experts].
 

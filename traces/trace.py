@@ -52,6 +52,10 @@ def _check_array(name: str, a: object, dtype: type, n: int | None) -> np.ndarray
     return a
 
 
+_ARRAYS = ("arrival_s", "prompt_tokens", "output_tokens", "block_ids", "block_offsets", "tenant", "failed",
+           "parent", "turn")
+
+
 def _first(mask: np.ndarray) -> int:
     return int(np.flatnonzero(mask)[0])
 
@@ -64,7 +68,12 @@ class Trace:
     ``block_ids[block_offsets[i]:block_offsets[i+1]]``, one id per `block_size` prompt tokens
     (the last block may be partial), so a chain always has ``ceil(prompt_tokens / block_size)``
     ids. Equal ids mean the same prefix KV block; a block is reusable only with its whole prefix.
-    `output_tokens` may be 0 only where `failed` is True (a request the source log marks failed).
+    `output_tokens` (and `prompt_tokens`) may be 0 only where `failed` is True (a request the
+    source log marks failed; BurstGPT logs some with 0 request tokens too).
+    Multi-turn structure (optional, e.g. Bailian traces): `parent[i]` is the index of the
+    request whose conversation request i continues (-1 for a first turn or a parent outside the
+    trace; always < i) and `turn[i]` its turn number (>= 1).
+    Times are seconds; a trace read from a file starts at its first arrival (t = 0).
     The trace holds read-only views of its arrays, so a validated trace cannot be changed in place.
     """
 
@@ -77,6 +86,8 @@ class Trace:
     block_size: int | None = None
     tenant: np.ndarray | None = None
     failed: np.ndarray | None = None
+    parent: np.ndarray | None = None
+    turn: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.meta, TraceMeta):
@@ -100,13 +111,16 @@ class Trace:
                     f"Trace.arrival_s[{i}] = {t[i]!r} < arrival_s[{i - 1}] = {t[i - 1]!r}: "
                     "arrivals must be sorted non-decreasing"
                 )
-            if (p < 1).any():
-                i = _first(p < 1)
-                raise TraceError(f"Trace.prompt_tokens[{i}] = {p[i]}: must be >= 1")
         failed = self.failed
         if failed is not None:
             _check_array("failed", failed, np.bool_, n)
         if n:
+            bad = p < (np.where(failed, 0, 1) if failed is not None else 1)
+            if bad.any():
+                i = _first(bad)
+                why = "must be >= 0" if failed is not None and failed[i] else (
+                    "must be >= 1 (0 is allowed only where failed[i] is True)")
+                raise TraceError(f"Trace.prompt_tokens[{i}] = {p[i]}: {why}")
             min_out = np.where(failed, 0, 1) if failed is not None else 1
             bad = o < min_out
             if bad.any():
@@ -119,8 +133,20 @@ class Trace:
             if n and (ten < 0).any():
                 i = _first(ten < 0)
                 raise TraceError(f"Trace.tenant[{i}] = {ten[i]}: tenant ids must be >= 0")
+        if (self.parent is None) != (self.turn is None):
+            raise TraceError("Trace: parent and turn must be given together (multi-turn structure)")
+        if self.parent is not None:
+            par = _check_array("parent", self.parent, np.int64, n)
+            trn = _check_array("turn", self.turn, np.int32, n)
+            bad = (par < -1) | (par >= np.arange(n))
+            if bad.any():
+                i = _first(bad)
+                raise TraceError(f"Trace.parent[{i}] = {par[i]}: must be -1 or the index of an earlier request")
+            if (trn < 1).any():
+                i = _first(trn < 1)
+                raise TraceError(f"Trace.turn[{i}] = {trn[i]}: turn numbers start at 1")
         self._check_blocks(n, p)
-        for name in ("arrival_s", "prompt_tokens", "output_tokens", "block_ids", "block_offsets", "tenant", "failed"):
+        for name in _ARRAYS:
             a = getattr(self, name)
             if a is not None:
                 view = a.view()
@@ -218,6 +244,13 @@ class Trace:
         ids = offsets = None
         if self.block_ids is not None and self.block_offsets is not None:
             ids, offsets = _gather_csr(self.block_ids, self.block_offsets, sel)
+        parent = None
+        if self.parent is not None:
+            new_index = np.full(n, -1, dtype=np.int64)
+            new_index[sel] = np.arange(sel.shape[0], dtype=np.int64)
+            old = self.parent[sel]
+            parent = np.where(old >= 0, new_index[np.maximum(old, 0)], -1)
+            parent = np.where(parent < np.arange(sel.shape[0]), parent, -1)
         return Trace(
             arrival_s=self.arrival_s[sel],
             prompt_tokens=self.prompt_tokens[sel],
@@ -228,6 +261,8 @@ class Trace:
             block_size=self.block_size,
             tenant=None if self.tenant is None else self.tenant[sel],
             failed=None if self.failed is None else self.failed[sel],
+            parent=parent,
+            turn=None if self.turn is None else self.turn[sel],
         )
 
     def replace(self, **changes: object) -> "Trace":
@@ -240,8 +275,7 @@ class Trace:
         """Bit-for-bit equality of every array and of the metadata."""
         if not isinstance(other, Trace) or self.meta != other.meta or self.block_size != other.block_size:
             return False
-        for name in ("arrival_s", "prompt_tokens", "output_tokens", "block_ids", "block_offsets",
-                     "tenant", "failed"):
+        for name in _ARRAYS:
             a, b = getattr(self, name), getattr(other, name)
             if (a is None) != (b is None):
                 return False

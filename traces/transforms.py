@@ -55,7 +55,12 @@ def windows(trace: Trace, length_s: float, *, stride_s: float | None = None) -> 
 
 
 def split(trace: Trace, held_out_frac: float = 0.3) -> tuple[Trace, Trace]:
-    """(train, held_out) by time: the first 1 - frac of the duration, then the rest (both re-zeroed)."""
+    """(train, held_out) by time: the first 1 - frac of the duration, then the rest (both re-zeroed).
+
+    Raises TraceError naming the trace, the split and the sizes when either part would be empty
+    (trace files start at their first arrival, so this happens only to traces built in memory
+    whose clock starts far before their first request).
+    """
     if not (isinstance(held_out_frac, (int, float)) and 0 < held_out_frac < 1):
         raise TraceError(f"held_out_frac must lie in (0, 1), got {held_out_frac!r}")
     if trace.duration_s <= 0:
@@ -64,6 +69,14 @@ def split(trace: Trace, held_out_frac: float = 0.3) -> tuple[Trace, Trace]:
     train = window(trace, 0.0, cut)
     held = window(trace, cut, math.inf)
     tag = f"split(held_out_frac={held_out_frac:g}) at {cut:g} s"
+    if len(train) == 0 or len(held) == 0:
+        empty = "training" if len(train) == 0 else "held-out"
+        raise TraceError(
+            f"trace {trace.meta.name!r}: {tag} leaves the {empty} part empty (training {len(train)}, "
+            f"held-out {len(held)} of {len(trace)} requests; arrivals span {float(trace.arrival_s[0]):g} .. "
+            f"{trace.duration_s:g} s); time is measured from t = 0, so a trace whose first arrival is "
+            "far from 0 must be re-zeroed first (traces.window(trace, first_arrival, inf))"
+        )
     return (train.replace(meta=train.meta.with_transform(f"{tag}: training part")),
             held.replace(meta=held.meta.with_transform(f"{tag}: held-out part")))
 

@@ -10,35 +10,41 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from traces.moe import EXPERT_LOAD_VERSION
+
 HERE = Path(__file__).parent
 
 
 @dataclass(frozen=True)
 class Recipe:
-    """A zoo checkpoint: its file name here and the ``train.py`` arguments that reproduce it."""
+    """A zoo checkpoint: its file name here, the ``train.py`` arguments that reproduce it, and
+    the versioned trace it was trained on (a built-in generator as ``NAME-vN``, see
+    ``traces.builtin``, or the file); the environment's version is in its id (``-v0``)."""
 
     file: str
     train_args: tuple[str, ...]
+    trace: str
 
 
 RECIPES: dict[str, Recipe] = {
     # `python train.py` with its defaults (MaskablePPO, 300k steps, 16 envs, seed 0).
-    "servegym/KVAdmission-v0": Recipe("kv_admission_ppo.zip", ()),
+    "servegym/KVAdmission-v0": Recipe("kv_admission_ppo.zip", (), "azure_conv-v1"),
     # MaskablePPO, 4M steps, 64 envs, seed 0, training days of `bursty` (both slo_penalty values).
     "servegym/Autoscale-v0": Recipe("autoscale_ppo.zip", (
-        "--timesteps", "4000000", "--n-envs", "64", "--seed", "0")),
+        "--timesteps", "4000000", "--n-envs", "64", "--seed", "0"), "bursty-v1"),
     # DAgger from Belady's choice among the sampled candidates (agents/imitation.py; relaxed
     # targets: any block not reused within 4x capacity), 300k labelled decisions, no RL steps, on
     # the real Mooncake conversation trace's training part (first 70%), all four capacities, seed 0.
     "servegym/PrefixEviction-v0": Recipe("prefix_eviction_dagger.zip", (
         "--trace", "../shared/traces/mooncake_conversation.jsonl", "--imitate", "300000",
-        "--timesteps", "0", "--seed", "0")),
+        "--timesteps", "0", "--seed", "0"), "../shared/traces/mooncake_conversation.jsonl"),
     # Real Mooncake conversation trace, training part (first 70%), loads 0.6/0.8/1.0, seed 0.
     "servegym/Routing-v0": Recipe("routing_ppo.zip", (
         "--trace", "../shared/traces/mooncake_conversation.jsonl", "--env-kwargs", "load=(0.6,0.8,1.0)",
-        "--timesteps", "1720320", "--seed", "0")),
+        "--timesteps", "1720320", "--seed", "0"), "../shared/traces/mooncake_conversation.jsonl"),
     # Generated expert load (DeepSeek-V3 on 32 H200s), training seeds and drifts 0.005/0.02/0.08.
-    "servegym/ExpertPlacement-v0": Recipe("expert_placement_ppo.zip", ("--timesteps", "120000", "--seed", "0")),
+    "servegym/ExpertPlacement-v0": Recipe("expert_placement_ppo.zip", ("--timesteps", "120000", "--seed", "0"),
+                                          f"expert_load-v{EXPERT_LOAD_VERSION}"),
 }
 
 # Environment id -> its committed checkpoint (``--policy zoo``).

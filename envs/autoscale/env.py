@@ -43,13 +43,11 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
@@ -57,7 +55,8 @@ import hwmodels
 import traces
 from envs.autoscale import kernels as K
 from envs.autoscale.model import ReplicaCurves, cache_root, replica_curves
-from envs.native_vec import NativeVecEnv
+from envs.native_vec import NativeVecEnv, VecEnvView, item_features
+from envs.vector import NativeVectorEnv
 
 ENV_ID = "servegym/Autoscale-v0"
 DEFAULT_TRACE = "bursty"
@@ -172,6 +171,7 @@ class Scenario:
     slo_ttft: float
     slo_tbt: float
     trace_name: str
+    unserved: np.ndarray  # int64 [W, 2]: requests of each window failed in the trace / rejected
 
 
 def _bin_counts(arrival_s: np.ndarray, duration_s: float, bin_s: float) -> np.ndarray:
@@ -231,10 +231,20 @@ def _windows(cfg: AutoscaleConfig) -> tuple[np.ndarray, np.ndarray, tuple[str, .
         train = np.stack([day(s) for s in train_seeds])
         arr = np.stack([day(s) for s in seeds])
         names = tuple(f"{name}:seed={s}" for s in seeds)
-        return arr, train, names, np.zeros(len(seeds)), (p0, o0), name
+        return arr, train, names, np.zeros(len(seeds)), (p0, o0), name, np.zeros((len(seeds), 2), np.int64)
     if cfg.rate_rps is not None:
         raise ValueError("Autoscale: rate_rps applies to generated traces; scale a trace file with rate_scale")
     tr = cfg.trace if isinstance(cfg.trace, traces.Trace) else traces.load_trace(cfg.trace, **dict(params))
+    # Requests the trace marks failed, or longer than the model's context (which the engine
+    # rejects at arrival, envs.core.replica.rejected_at_arrival), load no replica: they are
+    # counted per window and left out of the arrival counts.
+    context = hwmodels.get_model(cfg.model).context_length
+
+    def unserved(t: traces.Trace) -> tuple[np.ndarray, np.ndarray]:
+        failed = np.zeros(len(t), bool) if t.failed is None else np.asarray(t.failed)
+        need = np.asarray(t.prompt_tokens) + np.maximum(np.asarray(t.output_tokens), 1)
+        return failed, ~failed & (need > context)
+
     train_part, test_part = traces.split(tr, cfg.held_out_frac)
     cut = tr.duration_s * (1.0 - cfg.held_out_frac)
 
@@ -244,24 +254,29 @@ def _windows(cfg: AutoscaleConfig) -> tuple[np.ndarray, np.ndarray, tuple[str, .
                 f"Autoscale: episode_s={cfg.episode_s:g} is longer than the {label} part of trace "
                 f"{tr.meta.name!r} ({part.duration_s:.0f} s); set episode_s (a multiple of interval_s)")
         n = int(part.duration_s // cfg.episode_s)
-        counts, names, tod = [], [], []
+        counts, names, tod, lost = [], [], [], []
         for i in range(n):
             w = traces.window(part, i * cfg.episode_s, (i + 1) * cfg.episode_s)
-            counts.append(_bin_counts(w.arrival_s, cfg.episode_s, cfg.bin_s))
+            f, r = unserved(w)
+            counts.append(_bin_counts(w.arrival_s[~f & ~r], cfg.episode_s, cfg.bin_s))
+            lost.append((int(f.sum()), int(r.sum())))
             names.append(f"{tr.meta.name}:{label}[{i}]")
             tod.append((offset + i * cfg.episode_s) % 86400.0)
-        return counts, names, tod
+        return counts, names, tod, lost
 
-    c_tr, n_tr, t_tr = cut_windows(train_part, 0.0, "train")
+    c_tr, n_tr, t_tr, l_tr = cut_windows(train_part, 0.0, "train")
     if cfg.split == "train":
-        c, n, t = c_tr, n_tr, t_tr
+        c, n, t, lost = c_tr, n_tr, t_tr, l_tr
     else:
-        c_te, n_te, t_te = cut_windows(test_part, cut, "test")
-        c, n, t = (c_te, n_te, t_te) if cfg.split == "test" else (c_tr + c_te, n_tr + n_te, t_tr + t_te)
+        c_te, n_te, t_te, l_te = cut_windows(test_part, cut, "test")
+        c, n, t, lost = ((c_te, n_te, t_te, l_te) if cfg.split == "test"
+                         else (c_tr + c_te, n_tr + n_te, t_tr + t_te, l_tr + l_te))
     ok = ~np.asarray(train_part.failed) if train_part.failed is not None else np.ones(len(train_part), bool)
     ok &= np.asarray(train_part.output_tokens) > 0
+    ok &= ~unserved(train_part)[1]
     lengths = (np.asarray(train_part.prompt_tokens)[ok], np.asarray(train_part.output_tokens)[ok])
-    return np.stack(c), np.stack(c_tr), tuple(n), np.asarray(t, np.float64), lengths, tr.meta.name
+    return (np.stack(c), np.stack(c_tr), tuple(n), np.asarray(t, np.float64), lengths, tr.meta.name,
+            np.asarray(lost, np.int64).reshape(-1, 2))
 
 
 def build_scenario(cfg: AutoscaleConfig) -> Scenario:
@@ -273,7 +288,7 @@ def build_scenario(cfg: AutoscaleConfig) -> Scenario:
 def _build_scenario(cfg: AutoscaleConfig) -> Scenario:
     _check(cfg)
     types = cfg.types()
-    arr, train, names, tod0, lengths, trace_name = _windows(cfg)
+    arr, train, names, tod0, lengths, trace_name, unserved = _windows(cfg)
     arr = arr * cfg.rate_scale
     train = train * cfg.rate_scale
     curves = tuple(
@@ -327,7 +342,7 @@ def _build_scenario(cfg: AutoscaleConfig) -> Scenario:
         tod0=tod0, window_names=names, init=init, static_targets=static, ref_type=ref,
         ref_cap=ref_cap, safe_util=safe, conc_ref=conc_ref,
         reward_unit=float(static @ price_h * cfg.interval_s / 3600.0), peak_rps=peak,
-        slo_ttft=float(eng.slo_ttft), slo_tbt=float(eng.slo_tbt), trace_name=trace_name,
+        slo_ttft=float(eng.slo_ttft), slo_tbt=float(eng.slo_tbt), trace_name=trace_name, unserved=unserved,
     )
 
 
@@ -350,7 +365,14 @@ def references(sc: Scenario, window: int, penalty: float, n_steps: int) -> tuple
 
 
 class AutoscaleVecEnv(NativeVecEnv):
-    """E autoscaled clusters stepped by one kernel call (SB3 VecEnv, no per-env objects)."""
+    """E autoscaled clusters stepped by one kernel call (SB3 VecEnv, no per-env objects).
+
+    Episode selection (``NativeVecEnv.draw_episode``): ``window`` is the day (of the split), the
+    knob is ``slo_penalty``. An episode always ends by its time limit (``n_steps`` control
+    intervals): truncated, never terminated."""
+
+    env_name = "Autoscale"
+    episode_knob = "slo_penalty"
 
     table_metrics = (
         "normalized_score", "cost_usd", "slo_attainment", "gpu_hours", "cold_starts",
@@ -374,20 +396,13 @@ class AutoscaleVecEnv(NativeVecEnv):
         self.G = len(cfg.types())
         self.n_steps = round(cfg.episode_s / cfg.interval_s)
         n_obs = len(K.GLOBAL_FEATURES) + self.G * len(K.TYPE_FEATURES)
-        self.n_actions = (2 * cfg.max_step + 1) ** self.G
-        self.render_mode = None
         super().__init__(num_envs, spaces.Box(-np.inf, np.inf, (n_obs,), np.float32),
-                         spaces.Discrete(self.n_actions))
+                         spaces.Discrete((2 * cfg.max_step + 1) ** self.G))
         E = num_envs
         self.state = K.allocate(E, self.G, int(sc.pools.max_n.max()) + 1)
         self._obs = np.zeros((E, n_obs), np.float64)
         self._mask = np.ones((E, self.n_actions), np.bool_)
-        self._rew = np.zeros(E, np.float64)
-        self._returns = np.zeros(E, np.float64)
         self._penalty = np.zeros(E, np.float64)
-        self._actions = np.zeros(E, np.int64)
-        self._rngs = [np.random.default_rng() for _ in range(E)]
-        self._episodes_started = np.zeros(E, np.int64)
         if seed is not None:
             self.seed(seed)
 
@@ -403,38 +418,15 @@ class AutoscaleVecEnv(NativeVecEnv):
         targets, _, _ = references(self.scenario, int(self.state.window[e]), float(self._penalty[e]), self.n_steps)
         return targets
 
-    # --- VecEnv API
-    def seed(self, seed: int | None = None) -> Sequence[int | None]:
-        seeds = super().seed(seed)
-        self._rngs = [np.random.default_rng(s) for s in seeds]
-        return seeds
-
-    def reset(self) -> np.ndarray:
-        for e, s in enumerate(self._seeds):
-            if s is not None:
-                self._rngs[e] = np.random.default_rng(s)
-        self._reset_seeds()
-        self._reset_options()
-        self._reset_envs(np.arange(self.num_envs))
-        self.reset_infos = [{} for _ in range(self.num_envs)]
-        return self._obs.astype(np.float32)
-
+    # --- NativeVecEnv hooks
     def _reset_envs(self, envs: np.ndarray) -> None:
         sc = self.scenario
-        pens = self.config.penalties()
         W = sc.arrivals.shape[0]
         for e in envs:
-            rng = self._rngs[e]
-            if self.config.window_order == "sequential":
-                k = self._episodes_started[e] * self.num_envs + e
-                w, pen = k % W, pens[(k // W) % len(pens)]
-            else:
-                w, pen = rng.integers(W), pens[rng.integers(len(pens))]
-            self._episodes_started[e] += 1
+            w, pen = self.draw_episode(int(e), W, self.config.penalties())
             self._penalty[e] = pen
             K.reset_env(sc.pools, self.state, e, int(w), sc.init[w])
             self._write(e)
-        self._returns[envs] = 0.0
 
     def _write(self, e: int) -> None:
         sc = self.scenario
@@ -443,35 +435,32 @@ class AutoscaleVecEnv(NativeVecEnv):
                     sc.slo_ttft, sc.slo_tbt, sc.reward_unit, sc.tod0[w], self.n_steps, self._penalty[e])
         K.write_mask(sc.pools, self.state, e, self._mask)
 
-    def step_async(self, actions: np.ndarray) -> None:
-        a = np.asarray(actions).reshape(self.num_envs)
-        if a.dtype.kind not in "iu" or a.min() < 0 or a.max() >= self.n_actions:
-            raise ValueError(f"Autoscale: actions must be integers in [0, {self.n_actions}), got {a!r}")
-        self._actions[:] = a
-
     def advance(self) -> None:
+        """One kernel call: every env applies its replica change and serves a control interval."""
         sc = self.scenario
         K.step_all(sc.pools, self.state, sc.arrivals, self._actions, sc.slo_ttft, self._penalty,
                    sc.reward_unit, self._rew, self._mask)
-
-    def step_wait(self):
-        self.advance()
-        self._returns += self._rew
-        done = self.state.step >= self.n_steps
-        infos: list[dict] = [{} for _ in range(self.num_envs)]
-        sc = self.scenario
         K.write_all(sc.pools, self.state, sc.csum, self._obs, sc.ref_cap, sc.conc_ref, sc.slo_ttft,
                     sc.slo_tbt, sc.reward_unit, sc.tod0, self.n_steps, self._penalty, self._mask)
-        for e in np.flatnonzero(done):
-            infos[e] = {
-                "terminal_observation": self._obs[e].astype(np.float32),
-                "TimeLimit.truncated": True,
-                "episode": {"r": float(self._returns[e]), "l": self.n_steps},
-                "metrics": self.episode_metrics(e),
-            }
-        if done.any():
-            self._reset_envs(np.flatnonzero(done))
-        return self._obs.astype(np.float32), self._rew.astype(np.float32), done.copy(), infos
+        self._trunc[:] = self.state.step >= self.n_steps
+
+    def feature_names(self) -> list[str]:
+        return item_features(K.GLOBAL_FEATURES, K.TYPE_FEATURES, self.G, "type")
+
+    def action_meanings(self) -> list[str]:
+        types = [str(t) for t in self.config.types()]
+        k = self.config.max_step
+        deltas = np.stack(np.unravel_index(np.arange(self.n_actions), (2 * k + 1,) * len(types))[::-1], 1) - k
+        return [" ".join(f"{t}{d:+d}" for t, d in zip(types, row)) for row in deltas]
+
+    def render_text(self, e: int = 0) -> str:
+        st, cfg = self.state, self.config
+        lines = [f"Autoscale env {e}: day {int(st.window[e])}, interval {int(st.step[e])}/{self.n_steps} "
+                 f"({cfg.interval_s:g} s each), slo_penalty {self._penalty[e]:g}, last reward {float(self._rew[e]):.4g}"]
+        for g, t in enumerate(cfg.types()):
+            lines.append(f"  {t}: serving {int(st.serving[e, g])}, starting (cold start) {int(np.isfinite(st.ready_at[e, g]).sum())}")
+        lines.append(f"  legal actions: {np.flatnonzero(self._mask[e]).size} of {self.n_actions}")
+        return "\n".join(lines)
 
     # --- domain metrics
     def episode_metrics(self, e: int) -> dict[str, float]:
@@ -497,6 +486,8 @@ class AutoscaleVecEnv(NativeVecEnv):
             "static_peak_objective_usd": float(j_static),
             "oracle_objective_usd": float(j_oracle),
             "requests": float(arrived),
+            "failed": float(sc.unserved[w, 0]),
+            "rejected": float(sc.unserved[w, 1]),
             "missed": float(missed),
             "mean_replicas": float(acc[K.ACC_REPLICA_S] / cfg.episode_s),
             "ttft_p99_s": K.hist_percentile(st.ttft_hist[e], 99),
@@ -506,40 +497,13 @@ class AutoscaleVecEnv(NativeVecEnv):
         }
 
 
-class AutoscaleEnv(gym.Env):
+class AutoscaleEnv(VecEnvView):
     """The single-env Gymnasium view (E = 1) of :class:`AutoscaleVecEnv`."""
 
-    metadata = {"render_modes": []}
+    vec_class = AutoscaleVecEnv
 
-    def __init__(self, **kwargs: Any):
-        self._vec = AutoscaleVecEnv(1, **kwargs)
-        self.observation_space = self._vec.observation_space
-        self.action_space = self._vec.action_space
-        self.config = self._vec.config
 
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
-        super().reset(seed=seed)
-        if seed is not None:
-            self._vec.seed(seed)
-        obs = self._vec.reset()
-        return obs[0], {}
+class AutoscaleVectorEnv(NativeVectorEnv):
+    """The Gymnasium ``VectorEnv`` of :class:`AutoscaleVecEnv` (``gymnasium.make_vec``'s vector entry point)."""
 
-    def step(self, action):
-        a = np.asarray(action)
-        if a.shape not in ((), (1,)) or not self.action_space.contains(int(a.reshape(-1)[0])):
-            raise ValueError(f"Autoscale: action must be an integer in [0, {self._vec.n_actions}), got {action!r}")
-        v = self._vec
-        if v.state.step[0] >= v.n_steps:
-            raise RuntimeError("Autoscale: the episode ended (truncated); call reset()")
-        v.step_async(np.array([int(a.reshape(-1)[0])]))
-        v.advance()
-        v._returns += v._rew
-        v._write(0)
-        info: dict[str, Any] = {}
-        trunc = bool(v.state.step[0] >= v.n_steps)
-        if trunc:
-            info["metrics"] = v.episode_metrics(0)
-        return v._obs[0].astype(np.float32), float(v._rew[0]), False, trunc, info
-
-    def action_masks(self) -> np.ndarray:
-        return self._vec._mask[0].copy()
+    vec_class = AutoscaleVecEnv

@@ -88,7 +88,7 @@ def serve_cluster(st, wl, engs, budgets, rep_type, rep_rank, sched, sched_dt):
                 continue
             if st.n_running[0, best] + st.n_queued[0, best] == 0:
                 busy[best] = max(busy[best], t_disp)
-            enqueue(st, wl, 0, best, i)
+            enqueue(st, wl, engs[rep_type[best]], 0, best, i)
             i += 1
         else:
             g = rep_type[rr]
@@ -108,8 +108,8 @@ def record_schedule(make_policy: PolicyFactory, day: int, env_kwargs: dict) -> d
     """Play ``day`` of the held-out split with the policy ``make_policy(vec)``; per-second serving
     replicas per type, and the fluid model's per-interval arrivals/misses and TTFT histograms at
     every decision."""
-    vec = asc.AutoscaleVecEnv(1, seed=0, split="test", window_order="sequential", **env_kwargs)
-    vec._episodes_started[0] = day  # sequential order: this env plays window `day` next
+    vec = asc.AutoscaleVecEnv(1, seed=0, split="test", **env_kwargs)
+    vec.set_options({"window": int(day), "slo_penalty": vec.config.penalties()[0]})
     obs = vec.reset()
     policy = make_policy(vec)
     p, st = vec.scenario.pools, vec.state
@@ -172,7 +172,8 @@ def compare(make_policy: PolicyFactory, policy_name: str, day: int = 0, start_h:
     wl = S.Workload(arrival_s=arrival[None, :].astype(np.float64), prompt=prompt[None, :].astype(np.int32),
                     output=output[None, :].astype(np.int32), pred_bucket=np.zeros((1, n), np.int8),
                     n_requests=np.array([n], np.int32), chain_ids=np.full((1, n, 1), -1, np.int64),
-                    chain_len=np.zeros((1, n), np.int16))
+                    chain_len=np.zeros((1, n), np.int16),
+                    failed=(np.zeros(n, np.bool_) if tr.failed is None else np.asarray(tr.failed)[sel])[None, :])
     types = cfg.types()
     engs = tuple(EngineSpec(model=cfg.model, gpu=g, tp=cfg.tp, slo_ttft_s=cfg.slo_ttft_s,
                             slo_tbt_s=cfg.slo_tbt_s).build()._replace(max_output=int(output.max()))

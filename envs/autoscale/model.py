@@ -108,7 +108,7 @@ def serve_stream(st, wl, eng, budget, t_lo, t_hi, areas):
     now = 0.0
     while i < N or st.n_running[0, 0] + st.n_queued[0, 0] > 0:
         while i < N and arr[i] <= now:
-            enqueue(st, wl, 0, 0, i)
+            enqueue(st, wl, eng, 0, 0, i)
             i += 1
         q = st.n_queued[0, 0]
         used = eng.capacity_blocks - st.free_blocks[0, 0]
@@ -135,7 +135,7 @@ def _stream_workload(prompt: np.ndarray, output: np.ndarray, arrival: np.ndarray
         arrival_s=arrival[None, :].astype(np.float64), prompt=prompt[None, :].astype(np.int32),
         output=output[None, :].astype(np.int32), pred_bucket=np.zeros((1, n), np.int8),
         n_requests=np.array([n], np.int32), chain_ids=np.full((1, n, 1), -1, np.int64),
-        chain_len=np.zeros((1, n), np.int16),
+        chain_len=np.zeros((1, n), np.int16), failed=np.zeros((1, n), np.bool_),
     )
 
 
@@ -204,16 +204,18 @@ def replica_curves(model: str, gpu: str, tp: int, lengths: tuple[np.ndarray, np.
                    seed: int = 0) -> ReplicaCurves:
     """Measured curves of one replica (``tp`` GPUs of type ``gpu``) on requests of ``lengths``
     (prompt, output arrays of at least ``CAL_REQUESTS`` requests of the training data)."""
-    prompt, output = (np.ascontiguousarray(a[:CAL_REQUESTS], np.int64) for a in lengths)
+    eng = EngineSpec(model=model, gpu=gpu, tp=tp, slo_ttft_s=slo_ttft_s, slo_tbt_s=slo_tbt_s).build()
+    # Requests this replica would reject at arrival (over the context length or its KV pool,
+    # envs.core.replica.rejected_at_arrival) do not load it: calibrate on the others.
+    p_all, o_all = (np.asarray(a, np.int64) for a in lengths)
+    need = p_all + np.maximum(o_all, 1)
+    ok = (need <= eng.max_model_len) & (need <= eng.capacity_blocks * eng.block_size)
+    prompt, output = (np.ascontiguousarray(a[ok][:CAL_REQUESTS], np.int64) for a in (p_all, o_all))
     if len(prompt) < CAL_REQUESTS:
         raise ValueError(f"Autoscale: calibration needs {CAL_REQUESTS} requests of the training "
-                         f"data, the trace has {len(prompt)}")
-    eng = EngineSpec(model=model, gpu=gpu, tp=tp, slo_ttft_s=slo_ttft_s, slo_tbt_s=slo_tbt_s).build()
+                         f"data that a {model} replica on {tp}x {gpu} serves, the trace has {len(prompt)} "
+                         f"({int((~ok).sum())} rejected: longer than the context or the KV pool)")
     eng = eng._replace(max_output=int(output.max()))
-    too_big = np.flatnonzero(prompt + output > eng.capacity_blocks * eng.block_size)
-    if too_big.size:
-        raise ValueError(f"Autoscale: a request of {int(prompt[too_big[0]] + output[too_big[0]])} "
-                         f"tokens exceeds the KV capacity of {model} on {tp}x {gpu}")
     budget = stall_free_budget(eng)
     g = hwmodels.get_gpu(gpu)
     cold = hwmodels.cold_start_time(model, g, tp, storage_bw, engine_init_s)

@@ -28,13 +28,13 @@ def _saturated_finish_times(st, wl, eng, budget):
         reset_replica(st, eng, e, 0)
         N = wl.n_requests[e]
         for i in range(N):
-            enqueue(st, wl, e, 0, i)
+            enqueue(st, wl, eng, e, 0, i)
         st.next_arrival[e] = N
         now = 0.0
         while st.n_running[e, 0] + st.n_queued[e, 0] > 0:
             dt = run_iteration(st, wl, eng, e, 0, eng.max_seqs, budget, False, ORDER_FCFS, now)
             if dt == 0.0:
-                raise RuntimeError("replica cannot schedule a request: it exceeds KV capacity")
+                raise RuntimeError("replica cannot schedule a queued request")
             now += dt
 
 
@@ -48,10 +48,20 @@ def measure_capacity_rps(eng: Engine, wl: S.Workload, max_requests: int = 2048,
     stream = S.Workload(
         arrival_s=np.zeros((1, M)), prompt=flat(wl.prompt), output=flat(wl.output),
         pred_bucket=flat(wl.pred_bucket), n_requests=np.array([M], np.int32),
-        chain_ids=flat(wl.chain_ids), chain_len=flat(wl.chain_len),
+        chain_ids=flat(wl.chain_ids), chain_len=flat(wl.chain_len), failed=flat(wl.failed),
     )
     st = S.allocate(1, 1, M, M, 1)
     _saturated_finish_times(st, stream, eng._replace(cache_on=False), budget)
-    done = np.sort(st.e2e[0])
-    lo, hi = int(0.2 * M), int(0.8 * M)
+    # Requests the trace marks failed or the engine rejects are never served: the capacity is
+    # that of the requests it serves.
+    done = np.sort(st.e2e[0][st.fate[0] == S.FINISHED])
+    n = done.shape[0]
+    lo, hi = int(0.2 * n), int(0.8 * n)
+    if n == 0:
+        raise ValueError(
+            f"measure_capacity_rps: {n} of {M} requests were served ({int((st.fate[0] == S.FAILED).sum())} "
+            f"failed in the trace, {int((st.fate[0] == S.REJECTED).sum())} rejected by the engine); no completion "
+            "rate to measure"
+        )
+    hi = min(hi, n - 1)
     return float((hi - lo) / (done[hi] - done[lo]))

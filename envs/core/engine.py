@@ -27,6 +27,7 @@ class Engine(NamedTuple):
     chain_block_tokens: int  # tokens per prefix-chain block of the trace
     max_output: int  # max_tokens of every request (reservation-based admission)
     idle_tick_s: float  # time an idle decision lets pass when no arrival comes sooner
+    max_model_len: int  # longest prompt + output the engine accepts (vLLM max_model_len)
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class EngineSpec:
     capacity_blocks: int | None = None  # None: from hwmodels.kv_capacity_blocks
     max_output: int = 4096
     idle_tick_s: float = 0.01
+    max_model_len: int | None = None  # None: the model's context length (hwmodels catalogue)
 
     def build(self, cache_on: bool = False, chain_block_tokens: int = 1) -> Engine:
         from envs.slo import default_slo
@@ -66,6 +68,9 @@ class EngineSpec:
                 f"{self.model} on {self.tp}x {self.gpu} at mem_frac={self.mem_frac} leaves no KV "
                 f"memory (capacity {cap} blocks)"
             )
+        max_len = model.context_length if self.max_model_len is None else self.max_model_len
+        if isinstance(max_len, bool) or not isinstance(max_len, (int, np.integer)) or max_len < 2:
+            raise ValueError(f"EngineSpec.max_model_len must be an integer >= 2, got {self.max_model_len!r}")
         slo_ttft, slo_tbt = default_slo(model.name)
         stm = hwmodels.StepTimeModel(model, gpu, tp=self.tp)
         return Engine(
@@ -79,4 +84,5 @@ class EngineSpec:
             chain_block_tokens=int(chain_block_tokens),
             max_output=int(self.max_output),
             idle_tick_s=float(self.idle_tick_s),
+            max_model_len=int(max_len),
         )

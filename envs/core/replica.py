@@ -42,6 +42,7 @@ from envs.core.state import (
     C_CACHED_TOKENS,
     C_DECODE_TOKENS,
     C_DROPPED,
+    C_FAILED,
     C_FINISHED,
     C_ITERATIONS,
     C_OUTPUT_TOKENS_MET,
@@ -49,13 +50,16 @@ from envs.core.state import (
     C_PREFILL_TOKENS,
     C_PROMPT_TOKENS,
     C_RECOMPUTED_TOKENS,
+    C_REJECTED,
     C_SLO_MET,
     C_SLO_MISSED,
     DROPPED,
+    FAILED,
     FINISHED,
     FREE,
     N_HIST_BINS,
     QUEUED,
+    REJECTED,
     RUNNING,
     TOP_GAPS,
 )
@@ -95,10 +99,42 @@ def p99_allowed_over(n_gaps):
     return n_gaps - (99 * n_gaps + 99) // 100
 
 
+@nb.njit(cache=True, inline="always")
+def rejected_at_arrival(eng, prompt, output):
+    """Whether the engine refuses a request of ``prompt`` + ``output`` tokens at arrival.
+
+    As vLLM does: its engine refuses a prompt that leaves no room for one output token within
+    max_model_len (v1 ``Processor._validate_model_input``: "The decoder prompt (length N) plus the
+    number of requested output tokens (at least 1) is longer than the maximum model length"), and
+    its OpenAI server refuses prompt + max_tokens > max_model_len (``OpenAIServing._validate_input``:
+    "This model's maximum context length is ..."); a request the trace records with ``output``
+    tokens asked for at least that many. A request whose whole sequence does not fit the KV pool
+    is refused the same way (vLLM will not start with a max_model_len the KV pool cannot hold, so
+    such a request would meet the context-length check there).
+    """
+    need = prompt + max(output, 1)
+    return need > eng.max_model_len or need > eng.capacity_blocks * eng.block_size
+
+
 @nb.njit(cache=True)
-def enqueue(st, wl, e, r, i):
-    """Request ``i`` of env ``e``'s window arrives at replica ``r``; False if dropped."""
+def enqueue(st, wl, eng, e, r, i):
+    """Request ``i`` of env ``e``'s window arrives at replica ``r``; False if not queued.
+
+    A request the trace marks failed, or one the engine rejects (:func:`rejected_at_arrival`),
+    arrives and ends at once with fate FAILED / REJECTED, uses no KV memory or compute, and is
+    counted in ``C_FAILED`` / ``C_REJECTED`` (not as an SLO miss: no policy could serve it);
+    a request that finds the queue full is dropped (an SLO miss).
+    """
     st.counters[e, C_ARRIVED] += 1
+    w = st.window[e]
+    if wl.failed[w, i]:
+        st.fate[e, i] = FAILED
+        st.counters[e, C_FAILED] += 1
+        return False
+    if rejected_at_arrival(eng, wl.prompt[w, i], wl.output[w, i]):
+        st.fate[e, i] = REJECTED
+        st.counters[e, C_REJECTED] += 1
+        return False
     S = st.status.shape[2]
     if st.n_queued[e, r] + st.n_running[e, r] >= S:
         st.fate[e, i] = DROPPED

@@ -21,6 +21,8 @@ RUNNING = 2
 PENDING = 0  # not arrived yet, or queued / running when the episode ended
 FINISHED = 1
 DROPPED = 2  # arrived while the replica's queue was full
+FAILED = 3  # the trace marks it failed: it arrives but is not served (Trace.failed)
+REJECTED = 4  # the engine refuses it at arrival: longer than the model's context or the KV pool
 
 # Top gaps kept per request for its p99 time-between-tokens: exact for outputs of up to
 # 100 * TOP_GAPS + 1 tokens (nearest-rank p99 is then among the TOP_GAPS largest gaps);
@@ -44,7 +46,9 @@ C_CACHE_HIT_BLOCKS = 11
 C_CACHE_LOOKUP_BLOCKS = 12
 C_OUTPUT_TOKENS_MET = 13  # output tokens of requests that met the SLO
 C_SLO_MISSED = 14  # requests known to miss the SLO (counted the moment it becomes certain)
-N_COUNTERS = 15
+C_FAILED = 15  # arrivals the trace marks failed (never served, never an SLO miss)
+C_REJECTED = 16  # arrivals rejected by the engine (context length or KV pool), never an SLO miss
+N_COUNTERS = 17
 
 # Float accumulators per env (``ClusterState.accum[e, k]``).
 A_BUSY_S = 0  # replica-seconds spent in iterations
@@ -66,6 +70,7 @@ class Workload(NamedTuple):
     n_requests: np.ndarray  # int32 [W]
     chain_ids: np.ndarray  # int64 [W, N, B], prefix-block ids of the prompt, -1 padded
     chain_len: np.ndarray  # int16 [W, N]
+    failed: np.ndarray  # bool [W, N], the trace marks the request failed (Trace.failed)
 
 
 class ClusterState(NamedTuple):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+import traces
 from envs.core.state import N_HIST_BINS, Workload
 from traces.trace import Trace
 
@@ -47,8 +48,9 @@ def build_workload(
         raise ValueError(f"window_requests must be >= 2, got {window_requests}")
     W = n // window_requests
     if W < 1:
+        part = f" ({trace.meta.transforms[-1]})" if trace.meta.transforms else ""
         raise ValueError(
-            f"trace {trace.meta.name!r} has {n} requests, fewer than one window of "
+            f"trace {trace.meta.name!r}{part} has {n} requests, fewer than one window of "
             f"{window_requests}"
         )
     N = window_requests
@@ -89,5 +91,24 @@ def build_workload(
         n_requests=np.full(W, N, np.int32),
         chain_ids=chain_ids,
         chain_len=chain_len,
+        failed=np.ascontiguousarray(
+            (np.zeros(used, np.bool_) if trace.failed is None else trace.failed[:used]).reshape(W, N)),
     )
     return wl, rate
+
+
+def load_split(cfg, where: str) -> tuple[Trace, Trace]:
+    """(history, episodes) of a config with ``trace`` (a ``Trace``, built-in name or path),
+    ``trace_seed``, ``trace_params``, ``split`` and ``held_out_frac``: ``split="train"`` both the
+    first ``1 - held_out_frac`` of the trace, ``"test"`` that part and the held-out rest, ``"all"``
+    the whole trace twice. Raises ``ValueError`` naming ``where`` for another split."""
+    if isinstance(cfg.trace, Trace):
+        trace = cfg.trace
+    else:
+        trace = traces.load_trace(cfg.trace, seed=cfg.trace_seed, **dict(cfg.trace_params))
+    if cfg.split == "all":
+        return trace, trace
+    if cfg.split not in ("train", "test"):
+        raise ValueError(f"{where}: split must be 'train', 'test' or 'all', got {cfg.split!r}")
+    train, test = traces.split(trace, cfg.held_out_frac)
+    return (train, train) if cfg.split == "train" else (train, test)

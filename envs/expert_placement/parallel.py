@@ -22,6 +22,7 @@ from pettingzoo import ParallelEnv
 
 from envs.expert_placement import algos as A
 from envs.expert_placement.sim import ExpertPlacementConfig, PlacementSim, make_config
+from envs.native_vec import draw_episode
 
 AGENT_FEATURES = ("gpu_load", "gpu_rank", "imbalance", "layer", "interval", "evictable", "victim_load")
 CANDIDATE_FEATURES = ("present", "load", "per_replica", "per_replica_added", "replicas", "trend", "next_layer")
@@ -117,7 +118,9 @@ class ExpertPlacementParallelEnv(ParallelEnv):
 
     def __init__(self, config: ExpertPlacementConfig | None = None, seed: int | None = None, **kwargs: Any):
         self.config = cfg = make_config(config, **kwargs)
-        self.sim = PlacementSim(1, cfg, seed)
+        self.sim = PlacementSim(1, cfg)
+        self._rng = np.random.default_rng(seed)
+        self._started = 0
         sh = self.sh = self.sim.sh
         self.K = cfg.candidates
         self.possible_agents = [f"gpu_{g}" for g in range(sh.G)]
@@ -149,11 +152,15 @@ class ExpertPlacementParallelEnv(ParallelEnv):
                 for g, a in enumerate(self.agents)}
 
     def reset(self, seed: int | None = None, options: dict | None = None):
+        """``seed`` restarts the generator (as ``ExpertPlacementVecEnv`` env 0 seeded so);
+        ``options`` ``{"window": w, "drift": d}`` name the episode (``draw_episode``)."""
         if seed is not None:
-            self.sim.base_seed = self.sim.load.seed = int(seed)
-            self.sim.rngs = [np.random.default_rng([int(seed), 0])]
-            self.sim.episodes[:] = 0
-        self.sim.reset(np.array([0]))
+            self._rng = np.random.default_rng(seed)
+            self._started = 0
+        w, d = draw_episode("ExpertPlacementParallelEnv", self.config.window_order, self._rng, self._started, 0, 1,
+                            self.sim.load.n_windows, "drift", self.config.drifts(), dict(options or {}))
+        self._started += 1
+        self.sim.reset(np.array([0]), [w], [d])
         self.agents = list(self.possible_agents)
         self._layer = 0
         self._pending[:] = self.sim.place
@@ -161,12 +168,16 @@ class ExpertPlacementParallelEnv(ParallelEnv):
 
     def step(self, actions: dict[str, int]):
         sh, sim = self.sh, self.sim
+        if not self.agents:
+            raise RuntimeError("ExpertPlacementParallelEnv: step() before reset() or after the episode ended; "
+                               "call reset()")
         acts = np.zeros(sh.G, np.int64)
         for g, a in enumerate(self.agents):
             if a not in actions:
                 raise ValueError(f"ExpertPlacementParallelEnv: no action for agent {a!r}")
-            v = int(actions[a])
-            if not (0 <= v <= self.K) or not self._mask[g, v]:
+            v = actions[a]
+            if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or not (0 <= v <= self.K) \
+                    or not self._mask[g, v]:
                 raise ValueError(f"ExpertPlacementParallelEnv: action {v} of {a} is masked or out of [0, {self.K}]")
             acts[g] = v
         _apply(acts, sim.window[0, self._layer], self._pending[0, self._layer], self._cand, self._victim, sh.G)
@@ -189,3 +200,8 @@ class ExpertPlacementParallelEnv(ParallelEnv):
         if done:
             self.agents = []
         return obs, rewards, terms, truncs, infos
+
+
+def parallel_env(**kwargs: Any) -> ExpertPlacementParallelEnv:
+    """PettingZoo's module-level factory (``ExpertPlacementConfig`` fields and ``seed``)."""
+    return ExpertPlacementParallelEnv(**kwargs)

@@ -30,6 +30,7 @@ all-to-all traffic equal to what each GPU sends: no placement can do better (tes
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -365,8 +366,11 @@ class CostModel:
 class LoadSource:
     """Episodes of expert counts ``[(intervals + 1) * interval_steps, layers, E]`` (int32)."""
 
-    def __init__(self, cfg: ExpertPlacementConfig, sh: Shape, seed: int):
-        self.cfg, self.sh, self.seed = cfg, sh, int(seed)
+    # Distinct generated episodes per split (generator seeds derive from the episode's window index).
+    GENERATED_WINDOWS = 1 << 30
+
+    def __init__(self, cfg: ExpertPlacementConfig, sh: Shape):
+        self.cfg, self.sh = cfg, sh
         self.steps = (cfg.intervals + 1) * cfg.interval_steps
         self.recorded: np.ndarray | None = None
         if cfg.trace != "default":
@@ -383,13 +387,21 @@ class LoadSource:
                                  f"episode needs (intervals + 1) * interval_steps = {self.steps}")
             self.recorded = part.astype(np.int32)
 
-    def episode(self, env: int, episode: int, drift: float, rng: np.random.Generator) -> np.ndarray:
+    @property
+    def n_windows(self) -> int:
+        """Distinct episodes: start steps of the recorded part, or generated episodes."""
         if self.recorded is not None:
-            n = self.recorded.shape[0] - self.steps + 1
-            start = (episode * 7919 + env) % n if self.cfg.window_order == "sequential" else int(rng.integers(n))
+            return self.recorded.shape[0] - self.steps + 1
+        return self.GENERATED_WINDOWS
+
+    def episode(self, window: int, drift: float) -> np.ndarray:
+        """Counts of episode ``window`` (in ``[0, n_windows)``) at generator drift ``drift``."""
+        if self.recorded is not None:
+            n = self.n_windows
+            start = (window * 7919) % n  # a stride, so that consecutive windows differ
             return self.recorded[start:start + self.steps]
         # Generator seeds: even for train, odd for the held-out split, so the two never share one.
-        ss = np.random.SeedSequence([self.seed, env, episode, 0x6570])
+        ss = np.random.SeedSequence([window, 0x6570])
         gseed = int(ss.generate_state(1, np.uint64)[0] >> np.uint64(2)) * 2 + SPLITS[self.cfg.split]
         gen = traces.ExpertLoadGenerator(self.sh.L, self.sh.E, self.sh.k, self.sh.tokens_per_step,
                                          zipf_s=self.cfg.zipf_s, drift=drift, layer_corr=self.cfg.layer_corr,
@@ -400,12 +412,11 @@ class LoadSource:
 class PlacementSim:
     """n episodes: loads, placements, load history and cost accounting (no decision logic)."""
 
-    def __init__(self, n: int, cfg: ExpertPlacementConfig, seed: int | None):
+    def __init__(self, n: int, cfg: ExpertPlacementConfig):
         self.n, self.cfg = n, cfg
         self.sh = sh = shape_of(cfg)
         self.cost = CostModel(cfg, sh)
-        self.base_seed = 0 if seed is None else int(seed)
-        self.load = LoadSource(cfg, sh, self.base_seed)
+        self.load = LoadSource(cfg, sh)
         T = cfg.interval_steps
         self.counts = np.zeros((n, self.load.steps, sh.L, sh.E), np.int32)
         self.place = np.zeros((n, sh.L, sh.P), np.int64)
@@ -414,27 +425,20 @@ class PlacementSim:
         self.slow = np.zeros((n, sh.L, sh.E))  # EMA of interval means, 4-interval horizon
         self.next_share = np.zeros((n, sh.L, sh.E))  # same-index expert's window load at layer l+1
         self.interval = np.zeros(n, np.int64)
-        self.episodes = np.zeros(n, np.int64)
         self.drift = np.zeros(n)
         self.acc = np.zeros((n, 8))  # moe_s, ffn_s, a2a_s, imbalance, a2a_bytes, layer-steps, mig_bytes, mig_s
         self._slot_buf = np.zeros((n, T, sh.L, sh.P), np.int32)
         self._moved = np.zeros((n, sh.G, 2), np.int64)
         self.mean_expert_load = sh.tokens_per_step * sh.k / sh.E
         self.init_place = initial_placement(sh)
-        self.rngs = [np.random.default_rng([self.base_seed, e]) for e in range(n)]
 
     # --- episodes
-    def reset(self, envs: np.ndarray) -> None:
-        drifts = self.cfg.drifts()
-        for e in envs:
-            rng = self.rngs[e]
-            if self.cfg.window_order == "sequential":
-                d = drifts[(int(self.episodes[e]) * self.n + int(e)) % len(drifts)]
-            else:
-                d = drifts[int(rng.integers(len(drifts)))]
+    def reset(self, envs: np.ndarray, windows: Sequence[int], drifts: Sequence[float]) -> None:
+        """Start episode ``windows[i]`` (see ``LoadSource.episode``) at drift ``drifts[i]`` in env
+        ``envs[i]``."""
+        for e, w, d in zip(envs, windows, drifts):
             self.drift[e] = d
-            self.counts[e] = self.load.episode(int(e), int(self.episodes[e]), d, rng)
-            self.episodes[e] += 1
+            self.counts[e] = self.load.episode(int(w), float(d))
         self.place[envs] = self.init_place
         self.interval[envs] = 0
         self.acc[envs] = 0.0

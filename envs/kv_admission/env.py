@@ -23,12 +23,10 @@ the replica's measured capacity (``envs.core.capacity``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import cache
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
@@ -37,9 +35,11 @@ from envs.kv_admission import kernels as K
 from envs.core import state as S
 from envs.core.capacity import measure_capacity_rps
 from envs.core.engine import EngineSpec
-from envs.core.workload import build_workload, output_histogram
+from envs.core.workload import build_workload, load_split, output_histogram
 from envs.metrics import episode_metrics
-from envs.native_vec import NativeVecEnv
+from envs.native_vec import NativeVecEnv, VecEnvView, item_features
+from envs.vector import NativeVectorEnv
+from envs.render import render_replicas
 
 ENV_ID = "servegym/KVAdmission-v0"
 ALL = 1 << 30
@@ -117,21 +117,6 @@ class Scenario:
     trace_name: str
 
 
-def _load_split(cfg: KVAdmissionConfig) -> tuple[traces.Trace, traces.Trace]:
-    if isinstance(cfg.trace, traces.Trace):
-        trace = cfg.trace
-    else:
-        trace = traces.load_trace(cfg.trace, seed=cfg.trace_seed, **dict(cfg.trace_params))
-    if cfg.split == "all":
-        return trace, trace
-    train, test = traces.split(trace, cfg.held_out_frac)
-    if cfg.split == "train":
-        return train, train
-    if cfg.split == "test":
-        return train, test
-    raise ValueError(f"KVAdmission: split must be 'train', 'test' or 'all', got {cfg.split!r}")
-
-
 def build_scenario(cfg: KVAdmissionConfig) -> Scenario:
     """The scenario of ``cfg``; fields that only steer episodes do not rebuild it."""
     return _build_scenario(
@@ -142,7 +127,7 @@ def build_scenario(cfg: KVAdmissionConfig) -> Scenario:
 
 @cache
 def _build_scenario(cfg: KVAdmissionConfig) -> Scenario:
-    history, trace = _load_split(cfg)
+    history, trace = load_split(cfg, "KVAdmission")
     chain_tokens = trace.block_size or 1
     cache_on = cfg.prefix_caching and trace.block_ids is not None
     if cfg.prefix_caching and trace.block_ids is None:
@@ -150,15 +135,8 @@ def _build_scenario(cfg: KVAdmissionConfig) -> Scenario:
     eng = cfg.engine_spec().build(cache_on=cache_on, chain_block_tokens=chain_tokens)
     max_out = int(trace.output_tokens.max())
     eng = eng._replace(max_output=max(max_out, int(history.output_tokens.max())))
-    need = trace.prompt_tokens + trace.output_tokens
-    too_big = np.flatnonzero(need > eng.capacity_blocks * eng.block_size)
-    if too_big.size:
-        i = int(too_big[0])
-        raise ValueError(
-            f"KVAdmission: request {i} of trace {cfg.trace!r} needs {int(need[i])} KV tokens, more "
-            f"than the replica holds ({eng.capacity_blocks * eng.block_size}); raise capacity or "
-            "choose a smaller model"
-        )
+    # Requests longer than the model's context or the KV pool are rejected at arrival by the
+    # engine (envs.core.replica.rejected_at_arrival) and counted as `rejected`.
     wl, rate = build_workload(trace, cfg.window_requests, cfg.predictor_accuracy, cfg.trace_seed)
     cap_wl, _ = build_workload(history, cfg.window_requests, cfg.predictor_accuracy, cfg.trace_seed)
     capacity = measure_capacity_rps(eng, cap_wl)
@@ -169,8 +147,13 @@ def _build_scenario(cfg: KVAdmissionConfig) -> Scenario:
 
 
 class KVAdmissionVecEnv(NativeVecEnv):
-    """E copies of KVAdmission stepped by one kernel call (SB3 VecEnv, no per-env objects)."""
+    """E copies of KVAdmission stepped by one kernel call (SB3 VecEnv, no per-env objects).
 
+    Episode selection (``NativeVecEnv.draw_episode``): ``window`` indexes the trace's windows,
+    the knob is ``load``."""
+
+    env_name = "KVAdmission"
+    episode_knob = "load"
     # Evaluation contract (see envs/__init__.py): the printed table's columns and the swept knob.
     table_metrics = (
         "slo_attainment", "goodput_rps", "ttft_p50_s", "ttft_p99_s", "tbt_p99_s", "e2e_p99_s",
@@ -186,6 +169,8 @@ class KVAdmissionVecEnv(NativeVecEnv):
         cfg = replace(cfg, load=cfg.loads(), trace_params=tuple(dict(cfg.trace_params).items()))
         if cfg.rate_scale is not None and not cfg.rate_scale > 0:
             raise ValueError(f"KVAdmission: rate_scale must be > 0, got {cfg.rate_scale}")
+        if cfg.window_order not in ("random", "sequential"):
+            raise ValueError(f"KVAdmission: window_order must be 'random' or 'sequential', got {cfg.window_order!r}")
         self.config = cfg
         self.scenario = build_scenario(cfg)
         self.K = int(cfg.candidates)
@@ -193,7 +178,6 @@ class KVAdmissionVecEnv(NativeVecEnv):
             raise ValueError(f"KVAdmission: candidates must be >= 1, got {cfg.candidates}")
         n_obs = len(K.GLOBAL_FEATURES) + self.K * len(K.CANDIDATE_FEATURES)
         obs_space = spaces.Box(-np.inf, np.inf, (n_obs,), np.float32)
-        self.render_mode = None
         super().__init__(num_envs, obs_space, spaces.Discrete(N_ACTIONS))
         E = num_envs
         eng = self.scenario.engine
@@ -202,38 +186,13 @@ class KVAdmissionVecEnv(NativeVecEnv):
         self.state = S.allocate(E, 1, cfg.queue_slots, cfg.window_requests, cache_entries)
         self._obs = np.zeros((E, n_obs), np.float32)
         self._mask = np.ones((E, N_ACTIONS), np.bool_)
-        self._rew = np.zeros(E, np.float64)
-        self._term = np.zeros(E, np.bool_)
-        self._trunc = np.zeros(E, np.bool_)
-        self._returns = np.zeros(E, np.float64)
-        self._lengths = np.zeros(E, np.int64)
         self._admit = np.array(ADMIT_LEVELS, np.int64)
         self._budget = np.array(BUDGET_LEVELS, np.int64)
-        self._actions = np.zeros(E, np.int64)
-        self._rngs = [np.random.default_rng() for _ in range(E)]
         self._episode_load = np.zeros(E)
-        self._episodes_started = np.zeros(E, np.int64)
-        if cfg.window_order not in ("random", "sequential"):
-            raise ValueError(f"KVAdmission: window_order must be 'random' or 'sequential', got {cfg.window_order!r}")
         if seed is not None:
             self.seed(seed)
 
-    # --- VecEnv API
-    def seed(self, seed: int | None = None) -> Sequence[int | None]:
-        seeds = super().seed(seed)
-        self._rngs = [np.random.default_rng(s) for s in seeds]
-        return seeds
-
-    def reset(self) -> np.ndarray:
-        for e, s in enumerate(self._seeds):
-            if s is not None:
-                self._rngs[e] = np.random.default_rng(s)
-        self._reset_seeds()
-        self._reset_options()
-        self._reset_envs(np.arange(self.num_envs))
-        self.reset_infos = [{} for _ in range(self.num_envs)]
-        return self._obs.copy()
-
+    # --- NativeVecEnv hooks
     def _reset_envs(self, envs: np.ndarray) -> None:
         sc = self.scenario
         loads = self.config.loads()
@@ -241,15 +200,7 @@ class KVAdmissionVecEnv(NativeVecEnv):
         windows = np.empty(len(envs), np.int32)
         scales = np.empty(len(envs), np.float64)
         for j, e in enumerate(envs):
-            rng = self._rngs[e]
-            if self.config.window_order == "sequential":
-                k = self._episodes_started[e] * self.num_envs + e
-                windows[j] = k % W
-                load = loads[(k // W) % len(loads)]
-            else:
-                windows[j] = rng.integers(W)
-                load = loads[rng.integers(len(loads))]
-            self._episodes_started[e] += 1
+            windows[j], load = self.draw_episode(int(e), W, loads)
             self._episode_load[e] = load
             if self.config.rate_scale is not None:
                 scales[j] = 1.0 / self.config.rate_scale
@@ -257,14 +208,6 @@ class KVAdmissionVecEnv(NativeVecEnv):
                 scales[j] = sc.natural_rate[windows[j]] / (load * sc.capacity_rps)
         K.reset_all(self.state, sc.workload, sc.engine, envs.astype(np.int64), windows, scales,
                     sc.hist_prior, self.K, self._obs, self._mask, self._admit, len(BUDGET_LEVELS))
-        self._returns[envs] = 0.0
-        self._lengths[envs] = 0
-
-    def step_async(self, actions: np.ndarray) -> None:
-        a = np.asarray(actions).reshape(self.num_envs)
-        if a.dtype.kind not in "iu" or a.min() < 0 or a.max() >= N_ACTIONS:
-            raise ValueError(f"KVAdmission: actions must be integers in [0, {N_ACTIONS}), got {a!r}")
-        self._actions[:] = a
 
     def advance(self) -> None:
         """One kernel call: every env applies its action in ``_actions`` and runs an iteration."""
@@ -273,25 +216,25 @@ class KVAdmissionVecEnv(NativeVecEnv):
                    self.config.drain_s, self.config.recompute_penalty, self.K, self._obs, self._mask,
                    self._rew, self._term, self._trunc)
 
-    def step_wait(self):
-        self.advance()
-        self._returns += self._rew
-        self._lengths += 1
-        done = self._term | self._trunc
-        rewards = self._rew.astype(np.float32)
-        infos: list[dict] = [{} for _ in range(self.num_envs)]
-        finished = np.flatnonzero(done)
-        for e in finished:
-            infos[e] = {
-                "terminal_observation": self._obs[e].copy(),
-                "TimeLimit.truncated": bool(self._trunc[e] and not self._term[e]),
-                "episode": {"r": float(self._returns[e]), "l": int(self._lengths[e])},
-                "metrics": self.episode_metrics(e),
-                "requests": self.request_records(e),
-            }
-        if finished.size:
-            self._reset_envs(finished)
-        return self._obs.copy(), rewards, done.copy(), infos
+    def episode_extras(self, e: int) -> dict[str, Any]:
+        return {"requests": self.request_records(e)}
+
+    def feature_names(self) -> list[str]:
+        return item_features(K.GLOBAL_FEATURES, K.CANDIDATE_FEATURES, self.K, "cand")
+
+    def action_meanings(self) -> list[str]:
+        orders = ("fcfs", "sjf", "edf")
+        out = []
+        for a in range(N_ACTIONS):
+            admit, budget, defer, order = decode_action(a)
+            level = ADMIT_LEVELS[admit]
+            out.append(f"admit={'all' if level == ALL else level} budget={BUDGET_LEVELS[budget]} "
+                       f"shortage={'defer' if defer else 'preempt'} order={orders[order]}")
+        return out
+
+    def render_text(self, e: int = 0) -> str:
+        return render_replicas(self.state, e, self.scenario.engine.capacity_blocks, float(self._rew[e]),
+                               f"KVAdmission env {e} (load {self._episode_load[e]:g})")
 
     # --- domain metrics
     def request_records(self, e: int) -> dict[str, np.ndarray]:
@@ -316,37 +259,13 @@ class KVAdmissionVecEnv(NativeVecEnv):
         )
 
 
-class KVAdmissionEnv(gym.Env):
+class KVAdmissionEnv(VecEnvView):
     """The single-env Gymnasium view (E = 1) of :class:`KVAdmissionVecEnv`."""
 
-    metadata = {"render_modes": []}
+    vec_class = KVAdmissionVecEnv
 
-    def __init__(self, **kwargs: Any):
-        self._vec = KVAdmissionVecEnv(1, **kwargs)
-        self.observation_space = self._vec.observation_space
-        self.action_space = self._vec.action_space
-        self.config = self._vec.config
 
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
-        super().reset(seed=seed)
-        if seed is not None:
-            self._vec.seed(seed)  # the same per-env generator as env 0 of a VecEnv seeded so
-        obs = self._vec.reset()
-        return obs[0], {}
+class KVAdmissionVectorEnv(NativeVectorEnv):
+    """The Gymnasium ``VectorEnv`` of :class:`KVAdmissionVecEnv` (``gymnasium.make_vec``'s vector entry point)."""
 
-    def step(self, action):
-        a = np.asarray(action)
-        if a.shape not in ((), (1,)) or not self.action_space.contains(int(a.reshape(-1)[0])):
-            raise ValueError(f"KVAdmission: action must be an integer in [0, {N_ACTIONS}), got {action!r}")
-        v = self._vec
-        v._actions[0] = int(a.reshape(-1)[0])
-        v.advance()
-        info: dict[str, Any] = {}
-        if v._term[0] or v._trunc[0]:
-            info["metrics"] = v.episode_metrics(0)
-            info["requests"] = v.request_records(0)
-        return v._obs[0].copy(), float(v._rew[0]), bool(v._term[0]), bool(v._trunc[0]), info
-
-    def action_masks(self) -> np.ndarray:
-        return self._vec._mask[0].copy()
-
+    vec_class = KVAdmissionVecEnv

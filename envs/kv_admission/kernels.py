@@ -238,13 +238,13 @@ def write_obs(st, wl, eng, e, K, obs, mask, admit_levels, n_budgets, r=0):
 
 
 @nb.njit(cache=True)
-def _enqueue_arrivals(st, wl, e, until):
+def _enqueue_arrivals(st, wl, eng, e, until):
     w = st.window[e]
     N = wl.n_requests[w]
     arrival = wl.arrival_s[w]
     scale = st.time_scale[e]
     while st.next_arrival[e] < N and arrival[st.next_arrival[e]] * scale <= until:
-        enqueue(st, wl, e, 0, st.next_arrival[e])
+        enqueue(st, wl, eng, e, 0, st.next_arrival[e])
         st.next_arrival[e] += 1
 
 
@@ -273,7 +273,7 @@ def step_all(
         now = st.clock[e]
         if st.n_running[e, 0] == 0 and st.n_queued[e, 0] == 0 and st.next_arrival[e] < N:
             now = max(now, arrival[st.next_arrival[e]] * scale)
-            _enqueue_arrivals(st, wl, e, now)
+            _enqueue_arrivals(st, wl, eng, e, now)
         dt = run_iteration(st, wl, eng, e, 0, admit, budget, defer, order, now)
         if dt > 0.0:
             now += dt
@@ -283,7 +283,7 @@ def step_all(
                 idle_to = min(idle_to, max(now, arrival[st.next_arrival[e]] * scale))
             now = max(idle_to, now + 1e-6)
         st.clock[e] = now
-        _enqueue_arrivals(st, wl, e, now)
+        _enqueue_arrivals(st, wl, eng, e, now)
         mark_late_queued(st, wl, eng, e, 0, now)
 
         reward[e] = (
@@ -309,5 +309,5 @@ def reset_all(st, wl, eng, envs, windows, time_scales, hist_prior, K, obs, mask,
         t0 = arrival_time(st, wl, e, 0)
         st.clock[e] = t0
         st.r_clock[e, 0] = t0
-        _enqueue_arrivals(st, wl, e, t0)
+        _enqueue_arrivals(st, wl, eng, e, t0)
         write_obs(st, wl, eng, e, K, obs, mask, admit_levels, n_budgets)

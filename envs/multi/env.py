@@ -39,7 +39,6 @@ from typing import Any, ClassVar
 import numpy as np
 from gymnasium import spaces
 from pettingzoo import ParallelEnv
-from stable_baselines3.common.vec_env import VecEnv
 
 import hwmodels
 from envs.kv_admission import env as kva
@@ -48,8 +47,8 @@ from envs.multi import kernels as MK
 from envs.routing import env as rt
 from envs.routing import kernels as RK
 from envs.core import state as S
-from envs.core.workload import output_histogram
-from envs.kv_admission.env import _load_split
+from envs.core.workload import load_split, output_histogram
+from envs.native_vec import SingleObjectVecEnv, check_actions
 
 ROLES = ("router", "admission", "autoscaler")
 
@@ -115,7 +114,7 @@ class MultiCluster:
         self.cold_start = float(cfg.cold_start_s if cfg.cold_start_s is not None else
                                 hwmodels.cold_start_time(rc.model, rc.gpu, rc.tp))
         self.dollars_per_replica_s = hwmodels.price_per_gpu_hour(rc.gpu) * rc.tp / 3600.0
-        history, _ = _load_split(replace(rc, trace=rt.DEFAULT_TRACE if rc.trace == "default" else rc.trace))
+        history, _ = load_split(replace(rc, trace=rt.DEFAULT_TRACE if rc.trace == "default" else rc.trace), "multi")
         hist = output_histogram(history.output_tokens)
         self.hist_prior = hist * (100.0 / hist.sum())
         self.state = S.allocate(E, R, rc.queue_slots, rc.window_requests, sc.cache_entries)
@@ -165,8 +164,10 @@ class MultiCluster:
         self.seed(seed)
 
     def seed(self, seed: int | None) -> None:
-        ss = np.random.SeedSequence(seed)
-        self._rngs = [np.random.default_rng(s) for s in ss.spawn(self.num_envs)]
+        """Env e's generator becomes ``default_rng(seed + e)`` (as in every native VecEnv) and the
+        episode counters restart; None: fresh entropy."""
+        self._rngs = [np.random.default_rng(None if seed is None else seed + e) for e in range(self.num_envs)]
+        self._started[:] = 0
 
     # --- per-role views
     def obs(self, role: str) -> np.ndarray:
@@ -199,10 +200,13 @@ class MultiCluster:
             self.s_act[:] = a[:, 0]
 
     # --- dynamics
-    def reset(self, envs: np.ndarray | None = None) -> None:
+    def reset(self, envs: np.ndarray | None = None, options: list[dict[str, Any]] | None = None) -> None:
+        """Start the next episode of ``envs`` (default: all); ``options[e]`` (``{"window": w,
+        "load": v}``) names env e's episode (``envs.native_vec.draw_episode``)."""
         envs = np.arange(self.num_envs) if envs is None else np.asarray(envs)
         cfg, rc, sc = self.config, self.config.routing, self.scenario
-        windows, scales, loads = rt.episode_draws(rc, sc, self._rngs, envs, self._started, self.num_envs)
+        windows, scales, loads = rt.episode_draws("multi", rc, sc, self._rngs, envs, self._started, self.num_envs,
+                                                  options)
         self._loads[envs] = loads
         n0 = rc.replicas if cfg.initial_replicas is None else cfg.initial_replicas
         MK.reset_all(self.state, sc.workload, sc.engine, envs.astype(np.int64), windows, scales, n0,
@@ -299,7 +303,7 @@ class MultiClusterEnv(ParallelEnv):
     def reset(self, seed: int | None = None, options: dict | None = None):
         if seed is not None:
             self.core.seed(seed)
-        self.core.reset()
+        self.core.reset(options=[dict(options or {})])
         self.core.slo_rew[:] = 0.0
         self.core.cost[:] = 0.0
         self.core.rep_slo[:] = 0.0
@@ -308,13 +312,13 @@ class MultiClusterEnv(ParallelEnv):
 
     def step(self, actions: dict[str, int]):
         if not self.agents:
-            raise RuntimeError("multi: step() after the episode ended; call reset()")
+            raise RuntimeError("multi: step() before reset() or after the episode ended; call reset()")
         missing = set(self.agents) - set(actions)
         if missing:
             raise ValueError(f"multi: no action for {sorted(missing)}")
         for role in ROLES:
             names = [n for n, r, _ in self._names if r == role]
-            self.core.set_actions(role, np.array([[int(actions[n]) for n in names]], np.int64))
+            self.core.set_actions(role, np.array([[actions[n] for n in names]]))
         reward = float(self.core.step()[0])
         obs, infos = self._views()
         term, trunc = bool(self.core.terminated[0]), bool(self.core.truncated[0])
@@ -329,6 +333,12 @@ class MultiClusterEnv(ParallelEnv):
             self.agents = []
         return obs, rewards, terms, truncs, infos
 
+
+
+def parallel_env(**kwargs: Any) -> MultiClusterEnv:
+    """PettingZoo's module-level factory of the multi-agent cluster (``MultiConfig`` fields and
+    ``RoutingConfig`` fields as keyword arguments)."""
+    return MultiClusterEnv(**kwargs)
 
 class RoleView:
     """What a single-agent policy of ``role`` is built from: the role's spaces, a batch size and
@@ -346,7 +356,7 @@ class RoleView:
 RolePolicy = Callable[[RoleView], Any]
 
 
-class RoleVecEnv(VecEnv):
+class RoleVecEnv(SingleObjectVecEnv):
     """SB3 VecEnv over E clusters x the agents of ``role`` (parameter sharing): one policy acts
     for every agent of the role; the other roles are played by ``others`` (role -> factory of a
     batched Policy taking a :class:`RoleView`, e.g. ``agents.heuristics.multi.team()``; a role
@@ -368,6 +378,7 @@ class RoleVecEnv(VecEnv):
         super().__init__(num_envs * self.n, obs_space, act_space)
         self.others = {r: others[r](RoleView(self.core, r)) for r in ROLES if r != role}
         self._actions = np.zeros((num_envs, self.n), np.int64)
+        self._started = False
         self.table_metrics = rt.RoutingVecEnv.table_metrics
 
     def _flat(self, x: np.ndarray) -> np.ndarray:
@@ -381,12 +392,21 @@ class RoleVecEnv(VecEnv):
             mask = self.core.masks(r).reshape(E * n, -1)
             self.core.set_actions(r, np.asarray(pol.act(obs, mask)).reshape(E, n).astype(np.int64))
 
+    def seed(self, seed: int | None = None) -> list[int | None]:
+        """Cluster e's generator becomes ``default_rng(seed + e)`` (``MultiCluster.seed``)."""
+        self.core.seed(seed)
+        return [seed] * self.num_envs
+
     def reset(self) -> np.ndarray:
         self.core.reset()
+        self._started = True
         return self._flat(self.core.obs(self.role))
 
     def step_async(self, actions: np.ndarray) -> None:
-        self._actions[:] = np.asarray(actions).reshape(self.core.num_envs, self.n)
+        if not self._started:
+            raise RuntimeError("multi: step() before reset(); call reset() first")
+        self._actions[:] = check_actions(actions, (self.num_envs,), int(self.action_space.n),
+                                         f"multi {self.role}").reshape(self.core.num_envs, self.n)
 
     def step_wait(self):
         self.core.set_actions(self.role, self._actions)
@@ -417,24 +437,6 @@ class RoleVecEnv(VecEnv):
 
     def action_masks(self) -> np.ndarray:
         return self._flat(self.core.masks(self.role))
-
-    def close(self) -> None:
-        pass
-
-    def get_attr(self, attr_name: str, indices=None) -> list[Any]:
-        return [getattr(self, attr_name) for _ in self._get_indices(indices)]
-
-    def set_attr(self, attr_name: str, value: Any, indices=None) -> None:
-        setattr(self, attr_name, value)
-
-    def env_method(self, method_name: str, *args, indices=None, **kwargs) -> list[Any]:
-        idx = list(self._get_indices(indices))
-        if method_name == "action_masks":
-            return list(self.action_masks()[idx])
-        return [getattr(self, method_name)(*args, **kwargs) for _ in idx]
-
-    def env_is_wrapped(self, wrapper_class, indices=None) -> list[bool]:
-        return [False for _ in self._get_indices(indices)]
 
 
 def run_team(num_envs: int, policies: dict[str, RolePolicy], seed: int = 0,

@@ -207,7 +207,7 @@ def step_all(st, wl, eng, r_act, adm, s_act, admit_levels, budget_levels, life, 
                     r = alt
                     rerouted[e] += 1
             x0 = st.counters[e, C_SLO_MISSED]
-            RK.route_one(st, wl, e, r, t, rsent[j])
+            RK.route_one(st, wl, eng, e, r, t, rsent[j])
             rep_slo[e, r] -= st.counters[e, C_SLO_MISSED] - x0  # dropped at a full queue
             arrivals[e] += 1
         if st.next_arrival[e] < N:

@@ -38,12 +38,10 @@ and the ceiling ``block_hit_ratio_infinite`` of an infinite cache over the same 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import cache
 from typing import Any, NamedTuple
 
-import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
@@ -54,7 +52,8 @@ from envs.core.capacity import measure_capacity_rps
 from envs.core.engine import Engine, EngineSpec
 from envs.core.workload import build_workload
 from envs.metrics import percentile
-from envs.native_vec import NativeVecEnv
+from envs.native_vec import NativeVecEnv, VecEnvView, item_features
+from envs.vector import NativeVectorEnv
 from envs.prefix_eviction.ttft import replay_ttft
 
 ENV_ID = "servegym/PrefixEviction-v0"
@@ -126,6 +125,10 @@ class Built:
     engine: Engine
     ttft_scale: float
     name: str
+    # Requests of the part that are not served, counted per window: failed in the trace, or
+    # rejected by the engine at arrival (longer than the model's context or the KV pool).
+    failed: np.ndarray  # int64 [W]
+    rejected: np.ndarray  # int64 [W]
 
 
 def _load_part(cfg: PrefixEvictionConfig) -> traces.Trace:
@@ -162,9 +165,24 @@ def _chain_tree(ref_block: np.ndarray, pos: np.ndarray, U: int, chain: bool, nam
     return parent, depth
 
 
+def _served(trace: traces.Trace, eng: Engine) -> tuple[traces.Trace, np.ndarray, np.ndarray, np.ndarray]:
+    """The requests a replica serves (as ``envs.core.replica.enqueue`` decides), with each
+    served request's index in ``trace`` and the failed / rejected masks over ``trace``."""
+    failed = np.zeros(len(trace), bool) if trace.failed is None else np.asarray(trace.failed)
+    need = np.asarray(trace.prompt_tokens) + np.maximum(np.asarray(trace.output_tokens), 1)
+    rejected = ~failed & ((need > eng.max_model_len) | (need > eng.capacity_blocks * eng.block_size))
+    keep = np.flatnonzero(~failed & ~rejected)
+    if keep.size == len(trace):
+        return trace, keep, failed, rejected
+    return trace.select(keep), keep, failed, rejected
+
+
 @cache
 def _build(cfg: PrefixEvictionConfig) -> Built:
-    trace = _load_part(cfg)
+    whole = _load_part(cfg)
+    spec = EngineSpec(model=cfg.model, gpu=cfg.gpu, tp=cfg.tp)
+    trace, kept, failed_mask, rejected_mask = _served(whole, spec.build(cache_on=True,
+                                                                          chain_block_tokens=int(whole.block_size)))
     N = len(trace)
     W = int(cfg.window_requests)
     if W < 1 or cfg.warmup_requests < 0:
@@ -193,7 +211,6 @@ def _build(cfg: PrefixEvictionConfig) -> Built:
     next_ref[order[:-1][same]] = order[1:][same]
     prev_ref = np.full(R, -1, np.int64)
     prev_ref[order[1:][same]] = order[:-1][same]
-    spec = EngineSpec(model=cfg.model, gpu=cfg.gpu, tp=cfg.tp)
     coeffs = np.ascontiguousarray(
         hwmodels.StepTimeModel(hwmodels.get_model(cfg.model), hwmodels.get_gpu(cfg.gpu), tp=cfg.tp).coeffs,
         dtype=np.float64)
@@ -219,11 +236,14 @@ def _build(cfg: PrefixEvictionConfig) -> Built:
     # TTFT replay: one replica of the cluster model, load relative to its no-cache capacity.
     eng = spec.build(cache_on=True, chain_block_tokens=bs)
     eng = eng._replace(max_output=max(int(trace.output_tokens.max()), 1))
-    need = prompt + trace.output_tokens
-    if np.any(need > eng.capacity_blocks * eng.block_size):
-        i = int(np.argmax(need > eng.capacity_blocks * eng.block_size))
-        raise ValueError(f"PrefixEviction: request {i} needs {int(need[i])} KV tokens, more than one "
-                         f"{cfg.model} replica on {cfg.gpu} holds; choose a larger gpu/tp")
+    # Unserved requests between the first request of a window and the first of the next.
+    first = kept[starts]
+    bounds = np.append(first, len(whole))
+    bounds[0] = 0
+    cum_f = np.concatenate([[0], np.cumsum(failed_mask)])
+    cum_r = np.concatenate([[0], np.cumsum(rejected_mask)])
+    n_failed = cum_f[bounds[1:]] - cum_f[bounds[:-1]]
+    n_rejected = cum_r[bounds[1:]] - cum_r[bounds[:-1]]
     wl, _ = build_workload(trace, min(1024, N), 0.7, cfg.trace_seed)
     if not cfg.ttft_load > 0:
         raise ValueError(f"PrefixEviction: ttft_load must be > 0, got {cfg.ttft_load}")
@@ -234,7 +254,7 @@ def _build(cfg: PrefixEvictionConfig) -> Built:
     scale = rate / (cfg.ttft_load * capacity) if np.isfinite(capacity) and 0 < rate < np.inf else 1.0
     return Built(sc, U, bs, n_tenants, starts, ends, prev_ref, np.asarray(trace.arrival_s, np.float64),
                  np.asarray(trace.output_tokens, np.int64), eng, scale,
-                 trace.meta.name)
+                 trace.meta.name, n_failed.astype(np.int64), n_rejected.astype(np.int64))
 
 
 def build(cfg: PrefixEvictionConfig) -> Built:
@@ -290,7 +310,14 @@ def allocate(E: int, U: int, C: int, longest: int, ghost: bool) -> State:
 
 
 class PrefixEvictionVecEnv(NativeVecEnv):
-    """E prefix caches stepped by one kernel call (SB3 VecEnv, no per-env objects)."""
+    """E prefix caches stepped by one kernel call (SB3 VecEnv, no per-env objects).
+
+    Episode selection (``NativeVecEnv.draw_episode``): ``window`` is the episode's first request
+    (``window_order="random"``: any start of ``window_requests`` requests) or the index of a
+    held-out window (``"sequential"``); the knob is ``capacity_frac``."""
+
+    env_name = "PrefixEviction"
+    episode_knob = "capacity_frac"
 
     table_metrics = ("block_hit_ratio", "token_hit_ratio", "prefill_s_saved", "ttft_p50_s",
                      "ttft_p99_s", "block_hit_ratio_infinite", "return_mean")
@@ -317,7 +344,6 @@ class PrefixEvictionVecEnv(NativeVecEnv):
         bt = self.built
         self.caps = tuple(max(2, round(f * bt.n_blocks)) for f in cfg.capacities())
         n_obs = K.N_GLOBAL + self.K * K.N_CAND
-        self.render_mode = None
         super().__init__(num_envs, spaces.Box(-np.inf, np.inf, (n_obs,), np.float32),
                          spaces.Discrete(self.K))
         E = num_envs
@@ -330,19 +356,12 @@ class PrefixEvictionVecEnv(NativeVecEnv):
         self._mask = np.zeros((E, self.K), np.bool_)
         self._cands = np.zeros((E, self.K), np.int64)
         self._scratch = np.zeros(max(self.caps) + 2, np.int64)
-        self._rew = np.zeros(E)
-        self._done = np.zeros(E, np.bool_)
         self._noop = np.zeros(E, np.bool_)  # window needed no eviction: one no-op step ends it
         self._noop_reward = np.zeros(E)
-        self._returns = np.zeros(E)
-        self._lengths = np.zeros(E, np.int64)
         self._win = np.zeros((E, 2), np.int64)
         self._cap = np.zeros(E, np.int64)
         self._frac = np.zeros(E)
-        self._episodes_started = np.zeros(E, np.int64)
         self._all = np.arange(E, dtype=np.int64)
-        self._actions = np.zeros(E, np.int64)
-        self._rngs = [np.random.default_rng() for _ in range(E)]
         if seed is not None:
             self.seed(seed)
 
@@ -387,38 +406,24 @@ class PrefixEvictionVecEnv(NativeVecEnv):
         good[rows, self.teacher_actions()] = True
         return good
 
-    # --- VecEnv API
-    def seed(self, seed: int | None = None) -> Sequence[int | None]:
-        seeds = super().seed(seed)
-        self._rngs = [np.random.default_rng(s) for s in seeds]
-        return seeds
-
-    def reset(self) -> np.ndarray:
-        for e, s in enumerate(self._seeds):
-            if s is not None:
-                self._rngs[e] = np.random.default_rng(s)
-        self._reset_seeds()
-        self._reset_options()
-        for e in range(self.num_envs):
-            self._reset_env(e)
-        self.reset_infos = [{} for _ in range(self.num_envs)]
-        return self._obs.copy()
+    # --- NativeVecEnv hooks
+    def _reset_envs(self, envs: np.ndarray) -> None:
+        for e in envs:
+            self._reset_env(int(e))
 
     def _reset_env(self, e: int) -> None:
         bt, cfg = self.built, self.config
         caps = self.caps
         rng = self._rngs[e]
         N = len(bt.sc.req_prompt)
-        if cfg.window_order == "sequential":
-            k = int(self._episodes_started[e]) * self.num_envs + e
-            w = k % len(bt.starts)
+        sequential = cfg.window_order == "sequential"
+        w, frac = self.draw_episode(e, len(bt.starts) if sequential else N - cfg.window_requests + 1,
+                                    cfg.capacities())
+        ci = cfg.capacities().index(frac)
+        if sequential:
             start, end = int(bt.starts[w]), int(bt.ends[w])
-            ci = (k // len(bt.starts)) % len(caps)
         else:
-            start = int(rng.integers(N - cfg.window_requests + 1))
-            end = start + cfg.window_requests
-            ci = int(rng.integers(len(caps)))
-        self._episodes_started[e] += 1
+            start, end = w, w + cfg.window_requests
         self._win[e] = (start, end)
         self._cap[e] = caps[ci]
         self._frac[e] = cfg.capacities()[ci]
@@ -438,28 +443,23 @@ class PrefixEvictionVecEnv(NativeVecEnv):
             self._mask[e] = False
             self._mask[e, 0] = True
         self._obs[e] = self._obs64[e]
-        self._returns[e] = 0.0
-        self._lengths[e] = 0
 
-    def step_async(self, actions: np.ndarray) -> None:
-        a = np.asarray(actions).reshape(self.num_envs)
-        if a.dtype.kind not in "iu" or a.min() < 0 or a.max() >= self.K:
-            raise ValueError(f"PrefixEviction: actions must be integers in [0, {self.K}), got {a!r}")
+    def _accept_actions(self, a: np.ndarray) -> np.ndarray:
         legal = self._mask[np.arange(self.num_envs), a]
         if not legal.all():
             e = int(np.argmin(legal))
             raise ValueError(f"PrefixEviction: action {int(a[e])} of env {e} names no candidate "
                              f"(legal: {np.flatnonzero(self._mask[e]).tolist()})")
-        self._actions = a.astype(np.int64)
+        return a
 
     def advance(self) -> None:
         """One kernel call: every env evicts its chosen candidate and runs to its next decision
         (an env whose window needed no eviction ends on its no-op step)."""
         bt = self.built
         self._rew[:] = self._noop_reward
-        self._done[:] = self._noop
+        self._term[:] = self._noop
         K.step_all(self.state, bt.sc, self.rank, self._live(), self._actions, self.K, self._obs64,
-                   self._mask, self._cands, self._scratch, self._rew, self._done, bt.block_size,
+                   self._mask, self._cands, self._scratch, self._rew, self._term, bt.block_size,
                    bt.n_tenants)
         self._obs[:] = self._obs64
 
@@ -468,24 +468,28 @@ class PrefixEvictionVecEnv(NativeVecEnv):
             return self._all
         return np.flatnonzero(~self._noop).astype(np.int64)
 
-    def step_wait(self):
-        self.advance()
-        self._returns += self._rew
-        self._lengths += 1
-        done = self._done.copy()
-        rewards = self._rew.astype(np.float32)
-        infos: list[dict] = [{} for _ in range(self.num_envs)]
-        for e in np.flatnonzero(done):
-            infos[e] = {
-                "terminal_observation": self._obs[e].copy(),
-                "TimeLimit.truncated": False,
-                "episode": {"r": float(self._returns[e]), "l": int(self._lengths[e])},
-                "metrics": self.episode_metrics(e),
-            }
-            self._reset_env(e)
-        return self._obs.copy(), rewards, done, infos
+    def feature_names(self) -> list[str]:
+        return item_features(K.GLOBAL_FEATURES, K.CANDIDATE_FEATURES, self.K, "cand")
+
+    def action_meanings(self) -> list[str]:
+        return [f"evict cand{k}" for k in range(self.K)]
+
+    def render_text(self, e: int = 0) -> str:
+        iv = self.state.iv[e]
+        start, end = (int(x) for x in self._win[e])
+        refs = max(int(iv[K.I_REF_BLOCKS]), 1)
+        cands = [int(c) for c, m in zip(self._cands[e], self._mask[e]) if m]
+        return (f"PrefixEviction env {e}: requests {start}..{end}, cache {int(self._cap[e])} blocks "
+                f"(capacity_frac {self._frac[e]:g}), candidate set {self.config.candidate_set}\n"
+                f"  block references {int(iv[K.I_REF_BLOCKS])}, hits {int(iv[K.I_HIT_BLOCKS])} "
+                f"({int(iv[K.I_HIT_BLOCKS]) / refs:.3f}), evictions {int(iv[K.I_EVICTIONS])}, decisions "
+                f"{int(iv[K.I_DECISIONS])}, last reward {float(self._rew[e]):.4g}\n"
+                f"  candidates (block ids, LRU's victim first): {cands}")
 
     # --- domain metrics
+    def _window_index(self, start: int) -> int:
+        return int(np.searchsorted(self.built.starts, start, side="right")) - 1
+
     def episode_metrics(self, e: int) -> dict[str, float]:
         bt, iv = self.built, self.state.iv[e]
         start, end = (int(x) for x in self._win[e])
@@ -508,6 +512,8 @@ class PrefixEvictionVecEnv(NativeVecEnv):
             "capacity_blocks": float(self._cap[e]),
             "capacity_frac": float(self._frac[e]),
             "requests": float(end - start),
+            "failed": float(bt.failed[self._window_index(start)]),
+            "rejected": float(bt.rejected[self._window_index(start)]),
             "block_refs": float(refs),
             "evictions": float(iv[K.I_EVICTIONS]),
             "decisions": float(iv[K.I_DECISIONS]),
@@ -516,34 +522,13 @@ class PrefixEvictionVecEnv(NativeVecEnv):
         }
 
 
-class PrefixEvictionEnv(gym.Env):
+class PrefixEvictionEnv(VecEnvView):
     """The single-env Gymnasium view (E = 1) of :class:`PrefixEvictionVecEnv`."""
 
-    metadata: dict[str, Any] = {"render_modes": []}  # noqa: RUF012 (Gymnasium's convention)
+    vec_class = PrefixEvictionVecEnv
 
-    def __init__(self, **kwargs: Any):
-        self._vec = PrefixEvictionVecEnv(1, **kwargs)
-        self.observation_space = self._vec.observation_space
-        self.action_space = self._vec.action_space
-        self.config = self._vec.config
 
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
-        super().reset(seed=seed)
-        if seed is not None:
-            self._vec.seed(seed)
-        return self._vec.reset()[0], {}
+class PrefixEvictionVectorEnv(NativeVectorEnv):
+    """The Gymnasium ``VectorEnv`` of :class:`PrefixEvictionVecEnv` (``gymnasium.make_vec``'s vector entry point)."""
 
-    def step(self, action):
-        a = np.asarray(action)
-        if a.shape not in ((), (1,)) or not self.action_space.contains(int(a.reshape(-1)[0])):
-            raise ValueError(f"PrefixEviction: action must be an integer in [0, {self._vec.K}), got {action!r}")
-        v = self._vec
-        v.step_async(np.array([int(a.reshape(-1)[0])]))
-        v.advance()
-        info: dict[str, Any] = {}
-        if v._done[0]:
-            info["metrics"] = v.episode_metrics(0)
-        return v._obs[0].copy(), float(v._rew[0]), bool(v._done[0]), False, info
-
-    def action_masks(self) -> np.ndarray:
-        return self._vec._mask[0].copy()
+    vec_class = PrefixEvictionVecEnv

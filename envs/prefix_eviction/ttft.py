@@ -40,7 +40,7 @@ def _replay(st, wl, eng, scale, n_pre, budget):
     now = 0.0
     while True:
         while st.next_arrival[0] < N and wl.arrival_s[0, st.next_arrival[0]] * scale <= now:
-            enqueue(st, wl, 0, 0, st.next_arrival[0])
+            enqueue(st, wl, eng, 0, 0, st.next_arrival[0])
             st.next_arrival[0] += 1
         if st.n_running[0, 0] + st.n_queued[0, 0] == 0:
             if st.next_arrival[0] >= N:
@@ -69,6 +69,7 @@ def replay_ttft(eng: Engine, arrival_s: np.ndarray, prompt: np.ndarray, output: 
         n_requests=np.array([N], np.int32),
         chain_ids=chain_ids,
         chain_len=hits[None, :].copy(),
+        failed=np.zeros((1, N), np.bool_),
     )
     st = S.allocate(1, 1, N, N, B)
     if not _replay(st, wl, eng, float(time_scale), B, VLLM_BUDGET):

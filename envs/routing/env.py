@@ -23,12 +23,10 @@ times the trace's own rate.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import cache
-from typing import Any, ClassVar
+from typing import Any
 
-import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
@@ -38,10 +36,11 @@ from envs.core import state as S
 from envs.core.capacity import VLLM_BUDGET, measure_capacity_rps
 from envs.core.engine import EngineSpec, step_time
 from envs.core.replica import arrival_time
-from envs.core.workload import build_workload
-from envs.kv_admission.env import _load_split
+from envs.core.workload import build_workload, load_split
 from envs.metrics import episode_metrics
-from envs.native_vec import NativeVecEnv
+from envs.native_vec import NativeVecEnv, VecEnvView, draw_episode, item_features
+from envs.vector import NativeVectorEnv
+from envs.render import render_replicas
 
 ENV_ID = "servegym/Routing-v0"
 DEFAULT_TRACE = "mooncake_conv"  # what trace "default" means here: multi-turn, prefix chains
@@ -162,20 +161,13 @@ def build_scenario(cfg: RoutingConfig) -> Scenario:
 @cache
 def _build_scenario(cfg: RoutingConfig) -> Scenario:
     cfg = replace(cfg, trace=DEFAULT_TRACE if cfg.trace == "default" else cfg.trace)
-    history, trace = _load_split(cfg)
+    history, trace = load_split(cfg, "Routing")
     cache_on = cfg.prefix_caching and trace.block_ids is not None
     chain_tokens = trace.block_size or 1
     eng = cfg.engine_spec().build(cache_on=cache_on, chain_block_tokens=chain_tokens)
     eng = eng._replace(max_output=int(max(trace.output_tokens.max(), history.output_tokens.max())))
-    need = trace.prompt_tokens + trace.output_tokens
-    too_big = np.flatnonzero(need > eng.capacity_blocks * eng.block_size)
-    if too_big.size:
-        i = int(too_big[0])
-        raise ValueError(
-            f"Routing: request {i} of trace {cfg.trace!r} needs {int(need[i])} KV tokens, more than "
-            f"a replica holds ({eng.capacity_blocks * eng.block_size}); raise capacity or choose a "
-            "smaller model"
-        )
+    # Requests longer than the model's context or a replica's KV pool are rejected at arrival
+    # (envs.core.replica.rejected_at_arrival) and counted as `rejected`.
     wl, rate = build_workload(trace, cfg.window_requests, cfg.predictor_accuracy, cfg.trace_seed)
     cap_wl, _ = build_workload(history, cfg.window_requests, cfg.predictor_accuracy, cfg.trace_seed)
     capacity = measure_capacity_rps(eng, cap_wl)
@@ -191,24 +183,19 @@ def _build_scenario(cfg: RoutingConfig) -> Scenario:
     return Scenario(eng, wl, rate, capacity, bound, spt, entries, trace.meta.name)
 
 
-def episode_draws(cfg: RoutingConfig, sc: Scenario, rngs: list, envs: np.ndarray, started: np.ndarray,
-                  num_envs: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def episode_draws(where: str, cfg: RoutingConfig, sc: Scenario, rngs: list, envs: np.ndarray, started: np.ndarray,
+                  num_envs: int, options: list[dict[str, Any]] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Window, time scale and load level of each env's next episode (``started`` counts episodes
-    per env; ``window_order="sequential"``: env e plays windows e, e + E, ... in turn)."""
+    per env and is advanced; ``draw_episode`` picks the window and load: random, in turn, or
+    named by ``options[e]``)."""
     loads = cfg.loads()
     W = sc.workload.arrival_s.shape[0]
     windows = np.empty(len(envs), np.int32)
     scales = np.empty(len(envs), np.float64)
     levels = np.empty(len(envs), np.float64)
     for j, e in enumerate(envs):
-        rng = rngs[e]
-        if cfg.window_order == "sequential":
-            k = started[e] * num_envs + e
-            windows[j] = k % W
-            load = loads[(k // W) % len(loads)]
-        else:
-            windows[j] = rng.integers(W)
-            load = loads[rng.integers(len(loads))]
+        windows[j], load = draw_episode(where, cfg.window_order, rngs[e], int(started[e]), int(e), num_envs, W,
+                                        "load", loads, options[e] if options else {})
         started[e] += 1
         levels[j] = load
         if cfg.rate_scale is not None:
@@ -219,7 +206,13 @@ def episode_draws(cfg: RoutingConfig, sc: Scenario, rngs: list, envs: np.ndarray
 
 
 class RoutingVecEnv(NativeVecEnv):
-    """E copies of Routing-v0 stepped by one kernel call (SB3 VecEnv, no per-env objects)."""
+    """E copies of Routing-v0 stepped by one kernel call (SB3 VecEnv, no per-env objects).
+
+    Episode selection (``NativeVecEnv.draw_episode``): ``window`` indexes the trace's windows,
+    the knob is ``load``."""
+
+    env_name = "Routing"
+    episode_knob = "load"
 
     # Led by metrics every run defines; effective_capacity_rps exists only with --capacity.
     table_metrics = (
@@ -252,7 +245,6 @@ class RoutingVecEnv(NativeVecEnv):
         R = cfg.replicas
         self.R = R
         n_obs = K.G + R * K.F
-        self.render_mode = None
         super().__init__(num_envs, spaces.Box(-np.inf, np.inf, (n_obs,), np.float32), spaces.Discrete(R))
         E = num_envs
         self.state = S.allocate(E, R, cfg.queue_slots, cfg.window_requests, self.scenario.cache_entries)
@@ -264,37 +256,14 @@ class RoutingVecEnv(NativeVecEnv):
         self._sent = np.zeros((E, R), np.int64)
         self._obs = np.zeros((E, n_obs), np.float32)
         self._mask = np.ones((E, R), np.bool_)
-        self._rew = np.zeros(E, np.float64)
-        self._term = np.zeros(E, np.bool_)
-        self._trunc = np.zeros(E, np.bool_)
-        self._returns = np.zeros(E, np.float64)
-        self._lengths = np.zeros(E, np.int64)
-        self._actions = np.zeros(E, np.int64)
-        self._rngs = [np.random.default_rng() for _ in range(E)]
         self._episode_load = np.zeros(E)
-        self._episodes_started = np.zeros(E, np.int64)
         if seed is not None:
             self.seed(seed)
 
-    # --- VecEnv API
-    def seed(self, seed: int | None = None) -> Sequence[int | None]:
-        seeds = super().seed(seed)
-        self._rngs = [np.random.default_rng(s) for s in seeds]
-        return seeds
-
-    def reset(self) -> np.ndarray:
-        for e, s in enumerate(self._seeds):
-            if s is not None:
-                self._rngs[e] = np.random.default_rng(s)
-        self._reset_seeds()
-        self._reset_options()
-        self._reset_envs(np.arange(self.num_envs))
-        self.reset_infos = [{} for _ in range(self.num_envs)]
-        return self._obs.copy()
-
+    # --- NativeVecEnv hooks
     def _episode_draws(self, envs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        windows, scales, loads = episode_draws(self.config, self.scenario, self._rngs, envs,
-                                               self._episodes_started, self.num_envs)
+        windows, scales, loads = episode_draws(self.env_name, self.config, self.scenario, self._rngs, envs,
+                                               self._episodes_started, self.num_envs, self._reset_opts)
         self._episode_load[envs] = loads
         return windows, scales
 
@@ -304,14 +273,6 @@ class RoutingVecEnv(NativeVecEnv):
         K.reset_all(self.state, sc.workload, sc.engine, envs.astype(np.int64), windows, scales,
                     self.up, cfg.stale_s, cfg.hash_blocks, sc.sec_per_prefill_token, self._ttft_ema,
                     self._busy, self._snap, self._snap_t, self._sent, self._obs, self._mask)
-        self._returns[envs] = 0.0
-        self._lengths[envs] = 0
-
-    def step_async(self, actions: np.ndarray) -> None:
-        a = np.asarray(actions).reshape(self.num_envs)
-        if a.dtype.kind not in "iu" or a.min() < 0 or a.max() >= self.R:
-            raise ValueError(f"Routing: actions must be integers in [0, {self.R}), got {a!r}")
-        self._actions[:] = a
 
     def advance(self) -> None:
         """One kernel call: every env routes its pending request by ``_actions``."""
@@ -321,24 +282,19 @@ class RoutingVecEnv(NativeVecEnv):
                    self._snap, self._snap_t, self._sent, self._obs, self._mask, self._rew, self._term,
                    self._trunc)
 
-    def step_wait(self):
-        self.advance()
-        self._returns += self._rew
-        self._lengths += 1
-        done = self._term | self._trunc
-        infos: list[dict] = [{} for _ in range(self.num_envs)]
-        finished = np.flatnonzero(done)
-        for e in finished:
-            infos[e] = {
-                "terminal_observation": self._obs[e].copy(),
-                "TimeLimit.truncated": bool(self._trunc[e] and not self._term[e]),
-                "episode": {"r": float(self._returns[e]), "l": int(self._lengths[e])},
-                "metrics": self.episode_metrics(e),
-                "requests": self.request_records(e),
-            }
-        if finished.size:
-            self._reset_envs(finished)
-        return self._obs.copy(), self._rew.astype(np.float32), done.copy(), infos
+    def episode_extras(self, e: int) -> dict[str, Any]:
+        return {"requests": self.request_records(e)}
+
+    def feature_names(self) -> list[str]:
+        return item_features(K.REQUEST_FEATURES, K.REPLICA_FEATURES, self.R, "replica")
+
+    def action_meanings(self) -> list[str]:
+        return [f"route to replica{r}" for r in range(self.R)]
+
+    def render_text(self, e: int = 0) -> str:
+        load = "" if self.config.rate_scale is not None else f" (load {self._episode_load[e]:g})"
+        return render_replicas(self.state, e, self.scenario.engine.capacity_blocks, float(self._rew[e]),
+                               f"Routing env {e}{load}", up=self.up[e])
 
     # --- domain metrics
     def request_records(self, e: int) -> dict[str, np.ndarray]:
@@ -379,36 +335,13 @@ def cluster_metrics(st: S.ClusterState, sc: Scenario, busy: np.ndarray, e: int,
     return m
 
 
-class RoutingEnv(gym.Env):
+class RoutingEnv(VecEnvView):
     """The single-env Gymnasium view (E = 1) of :class:`RoutingVecEnv`."""
 
-    metadata: ClassVar[dict] = {"render_modes": []}
+    vec_class = RoutingVecEnv
 
-    def __init__(self, **kwargs: Any):
-        self._vec = RoutingVecEnv(1, **kwargs)
-        self.observation_space = self._vec.observation_space
-        self.action_space = self._vec.action_space
-        self.config = self._vec.config
 
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
-        super().reset(seed=seed)
-        if seed is not None:
-            self._vec.seed(seed)
-        obs = self._vec.reset()
-        return obs[0], {}
+class RoutingVectorEnv(NativeVectorEnv):
+    """The Gymnasium ``VectorEnv`` of :class:`RoutingVecEnv` (``gymnasium.make_vec``'s vector entry point)."""
 
-    def step(self, action):
-        a = np.asarray(action)
-        if a.shape not in ((), (1,)) or not self.action_space.contains(int(a.reshape(-1)[0])):
-            raise ValueError(f"Routing: action must be an integer in [0, {self._vec.R}), got {action!r}")
-        v = self._vec
-        v._actions[0] = int(a.reshape(-1)[0])
-        v.advance()
-        info: dict[str, Any] = {}
-        if v._term[0] or v._trunc[0]:
-            info["metrics"] = v.episode_metrics(0)
-            info["requests"] = v.request_records(0)
-        return v._obs[0].copy(), float(v._rew[0]), bool(v._term[0]), bool(v._trunc[0]), info
-
-    def action_masks(self) -> np.ndarray:
-        return self._vec._mask[0].copy()
+    vec_class = RoutingVecEnv

@@ -117,12 +117,12 @@ def advance_replica(st, wl, eng, e, r, until, admit, budget, defer, order, ttft_
 
 
 @nb.njit(cache=True)
-def route_one(st, wl, e, r, t, sent):
+def route_one(st, wl, eng, e, r, t, sent):
     """Request ``next_arrival`` arrives at ``t`` and joins replica ``r``'s queue (``sent``: the
     router's count of requests it sent there since the replica's last report)."""
     if _is_idle(st.n_queued, st.n_running, e, r) and st.r_clock[e, r] < t:
         st.r_clock[e, r] = t
-    enqueue(st, wl, e, r, st.next_arrival[e])
+    enqueue(st, wl, eng, e, r, st.next_arrival[e])
     st.next_arrival[e] += 1
     sent[e, r] += 1
 
@@ -197,7 +197,7 @@ def step_all(st, wl, eng, actions, up, budget, drain_s, stale_s, hash_blocks, se
         met0 = st.counters[e, C_SLO_MET]
         miss0 = st.counters[e, C_SLO_MISSED]
         t = wl.arrival_s[w, st.next_arrival[e]] * scale
-        route_one(st, wl, e, actions[e], t, sent)
+        route_one(st, wl, eng, e, actions[e], t, sent)
         if st.next_arrival[e] < N:
             t_next = wl.arrival_s[w, st.next_arrival[e]] * scale
             for r in range(R):

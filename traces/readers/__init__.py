@@ -8,12 +8,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from traces.errors import TraceError
-from traces.readers import azure, burstgpt, mooncake
+from traces.readers import azure, bailian, burstgpt, mooncake
 from traces.readers._common import empty_file_error, open_text
+from traces.readers.formats import SPECS
 
-__all__ = ["Sniffed", "sniff", "FORMATS"]
+__all__ = ["Sniffed", "sniff", "FORMATS", "SPECS"]
 
-FORMATS = {azure.FORMAT: azure, burstgpt.FORMAT: burstgpt, mooncake.FORMAT: mooncake}
+FORMATS = {azure.FORMAT: azure, burstgpt.FORMAT: burstgpt, mooncake.FORMAT: mooncake, bailian.FORMAT: bailian}
+_BAILIAN_ONLY = tuple(f for f in SPECS["bailian"].fields if f not in SPECS["mooncake"].fields and f != "hash_ids")
 _CSV_FORMATS = ((azure.FORMAT, tuple(azure.COLUMNS.values())), (burstgpt.FORMAT, tuple(burstgpt.COLUMNS.values())))
 
 
@@ -52,7 +54,18 @@ def sniff(path: Path) -> Sniffed:
             rec = json.loads(text)
         except json.JSONDecodeError as e:
             raise TraceError(f"{path}: line {line_no}: starts like JSON but is not valid JSON ({e.msg})") from None
+        if isinstance(rec, dict) and all(k in rec for k in bailian.REQUIRED):
+            return Sniffed(bailian.FORMAT)
         if isinstance(rec, dict) and all(k in rec for k in mooncake.REQUIRED):
+            some = [k for k in _BAILIAN_ONLY if k in rec]
+            if some:
+                missing = [k for k in bailian.REQUIRED if k not in rec]
+                raise TraceError(
+                    f"{path}: line {line_no}: ambiguous format: the record has the fields of "
+                    f"{mooncake.DESCRIPTION} and {some} of {bailian.DESCRIPTION} (missing {missing}); "
+                    "the two differ in time unit (ms / s) and block size (512 / 16 tokens): pass "
+                    "format='mooncake' or format='bailian' (trace_params) to say which"
+                )
             return Sniffed(mooncake.FORMAT)
         keys = sorted(rec) if isinstance(rec, dict) else []
         if isinstance(rec, dict) and any(k in rec for k in mooncake.REQUIRED):

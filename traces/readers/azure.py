@@ -17,11 +17,12 @@ import numpy as np
 
 from traces.errors import TraceError
 from traces.readers._common import check_sorted, int_column, iter_csv_chunks, no_rows_error, open_text, where
+from traces.readers.formats import SPECS
 
 COLUMNS = {"time": "TIMESTAMP", "prompt": "ContextTokens", "output": "GeneratedTokens"}
 FORMAT = "azure"
-DESCRIPTION = "Azure LLM inference trace CSV (TIMESTAMP, ContextTokens, GeneratedTokens)"
-LICENCE = "unknown for this file; the public Azure LLM inference traces are CC-BY 4.0 (cite Splitwise / DynamoLLM)"
+DESCRIPTION = SPECS[FORMAT].description
+LICENCE = SPECS[FORMAT].licence
 
 _OFFSET = re.compile(r"^(.*\d)\s*([+-])(\d\d):?(\d\d)$")
 

@@ -2,9 +2,16 @@
 
 Columns Timestamp (seconds from the trace start), Model, Request tokens, Response tokens,
 Total tokens, Log Type; BurstGPT_3 adds Session ID and Elapsed time, which are read past.
-A Response tokens of 0 is how BurstGPT marks a failed request: such rows are kept and flagged in
-`failed` (their output_tokens is 0). Total tokens must equal Request + Response tokens, or the row
-is an error (a mismatch means shifted columns). Each (Model, Log Type) pair becomes a tenant id.
+BurstGPT marks a failed request with 0 Response tokens (github.com/HPMLL/BurstGPT README:
+"BurstGPT_1.csv contains all of our trace ... with some failure that `Response tokens` are 0s"); a
+request that failed before its prompt was counted has 0 Request tokens as well (a row such as
+``130,ChatGPT,0,0,0,Conversation log``). Such rows
+are kept and flagged in `failed` (output_tokens 0; prompt_tokens 0 where the log says so); the
+count is recorded in the trace's transforms. A row with 0 Request tokens but a response is an
+error (no request produces a response without a prompt). Total tokens must equal Request +
+Response tokens, or the row is an error (a mismatch means shifted columns). Each (Model, Log Type)
+pair becomes a tenant id. Timestamps are seconds (``formats.SPECS``); ``traces.load`` measures
+them from the first row kept.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import numpy as np
 from traces.errors import TraceError
 from traces.readers._common import (check_sorted, float_column, int_column, iter_csv_chunks, no_rows_error,
                                     open_text, where)
+from traces.readers.formats import SPECS
 
 COLUMNS = {
     "time": "Timestamp",
@@ -26,8 +34,8 @@ COLUMNS = {
     "log": "Log Type",
 }
 FORMAT = "burstgpt"
-DESCRIPTION = "BurstGPT CSV (Timestamp, Model, Request tokens, Response tokens, Total tokens, Log Type)"
-LICENCE = "unknown for this file; the public BurstGPT release is CC-BY 4.0 (cite Wang et al., KDD 2025)"
+DESCRIPTION = SPECS[FORMAT].description
+LICENCE = SPECS[FORMAT].licence
 
 
 def _codes(values: list[str], lines: np.ndarray, path: Path, field: str, names: dict[str, int]) -> np.ndarray:
@@ -57,8 +65,16 @@ def read(path: Path, header: list[str]) -> dict[str, object]:
                 raise TraceError(f"{where(path, int(lines[i]), COLUMNS['time'])}: expected >= 0, got {c['time'][i]!r}")
             check_sorted(t, lines, c["time"], path, COLUMNS["time"], prev)
             prev = (float(t[-1]), c["time"][-1])
-            req = int_column(c["request"], lines, path, COLUMNS["request"], minimum=1)
+            req = int_column(c["request"], lines, path, COLUMNS["request"], minimum=0)
             resp = int_column(c["response"], lines, path, COLUMNS["response"], minimum=0)
+            bad = (req == 0) & (resp > 0)
+            if bad.any():
+                i = int(np.flatnonzero(bad)[0])
+                raise TraceError(
+                    f"{where(path, int(lines[i]), COLUMNS['request'])}: 0 with Response tokens {resp[i]}; "
+                    "a request with a response has a prompt (0 is how BurstGPT logs a failed request, "
+                    "whose Response tokens are 0 too)"
+                )
             total = int_column(c["total"], lines, path, COLUMNS["total"], minimum=0)
             bad = total != req + resp
             if bad.any():
@@ -75,16 +91,20 @@ def read(path: Path, header: list[str]) -> dict[str, object]:
     if not parts["t"]:
         raise no_rows_error(path)
     resp = np.concatenate(parts["resp"])
+    req = np.concatenate(parts["req"])
+    failed = resp == 0
+    n_failed, n_no_prompt = int(failed.sum()), int((req == 0).sum())
     return {
         "arrival_s": np.concatenate(parts["t"]),
-        "prompt_tokens": np.concatenate(parts["req"]),
+        "prompt_tokens": req,
         "output_tokens": resp,
-        "failed": resp == 0,
+        "failed": failed,
         "model_code": np.concatenate(parts["model"]),
         "log_code": np.concatenate(parts["log"]),
         "model_names": np.asarray(list(models), dtype=np.str_),
         "log_names": np.asarray(list(logs), dtype=np.str_),
-        "notes": [f"flagged {int((resp == 0).sum())} rows with Response tokens == 0 as failed (kept)"],
+        "notes": [f"flagged {n_failed} rows with Response tokens == 0 as failed (kept; {n_no_prompt} of them "
+                  "with Request tokens == 0)"],
     }
 
 

@@ -1,0 +1,186 @@
+"""The contract every registered environment keeps, one test per clause, parametrized over every
+id: Gymnasium's and SB3's checkers, ``gymnasium.make_vec`` returning the native batch behind the
+vector API, the native batch equal to E single envs seeded s + e, determinism, terminal flags,
+masks, reset options, rendering, and one-line errors for bad actions, bad config and misuse.
+Environment-specific behaviour is tested in each environment's own test file."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env as gym_check_env
+from gymnasium.vector import AutoresetMode
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+import envs
+import traces
+from conftest import make_trace
+from envs.native_vec import NativeVecEnv
+from envs.vector import NativeVectorEnv
+from test_routing import chain_trace
+
+# Small scenarios (short episodes, fast builds); each id's own defaults are tested in its file.
+SMALL = {
+    "servegym/KVAdmission-v0": dict(
+        trace=make_trace(1024, rate=20.0, prompt=np.arange(1024) % 900 + 50, output=np.arange(1024) % 60 + 5,
+                         seed=4), window_requests=24, load=(0.7, 1.1)),
+    "servegym/Routing-v0": dict(trace=chain_trace(96), split="all", replicas=4, window_requests=24,
+                                capacity_blocks=4096, load=(0.8, 1.0)),
+    "servegym/PrefixEviction-v0": dict(trace=traces.load_trace("mooncake_conv", seed=1, duration_s=120.0),
+                                       window_requests=40, warmup_requests=20, capacity_frac=(0.02, 0.1)),
+    "servegym/Autoscale-v0": dict(episode_s=300.0, train_days=2, test_days=1, rate_rps=30.0),
+    "servegym/ExpertPlacement-v0": dict(model="Qwen3-30B-A3B", gpus=16, layers=2, intervals=2, interval_steps=8,
+                                        tokens_per_gpu=256),
+}
+IDS = sorted(envs.ENVS)
+MAX_STEPS = 4000
+
+
+def test_every_registered_id_has_a_small_scenario_here():
+    assert sorted(SMALL) == IDS
+
+
+def _masked_random(rng: np.random.Generator, mask: np.ndarray) -> np.ndarray:
+    keys = rng.random(mask.shape)
+    keys[~mask] = -1.0
+    return keys.argmax(-1)
+
+
+@pytest.mark.parametrize("env_id", IDS)
+def test_checkers_pass(env_id):
+    env = gym.make(env_id, **SMALL[env_id]).unwrapped
+    gym_check_env(env, skip_render_check=True)
+    sb3_check_env(gym.make(env_id, **SMALL[env_id]).unwrapped, warn=True)
+
+
+@pytest.mark.parametrize("env_id", IDS)
+def test_make_vec_is_the_native_batch_with_same_step_autoreset(env_id):
+    for mode in (None, "vector_entry_point"):
+        kw = {} if mode is None else {"vectorization_mode": mode}
+        venv = gym.make_vec(env_id, 2, **kw, **SMALL[env_id])
+        assert isinstance(venv, NativeVectorEnv)
+        assert f"{type(venv.vec).__module__}:{type(venv.vec).__name__}" == envs.VEC_ENVS[env_id]
+        assert venv.metadata["autoreset_mode"] == AutoresetMode.SAME_STEP
+    obs, info = venv.reset(seed=3)
+    assert obs.shape == venv.observation_space.shape and obs.dtype == np.float32 and info == {}
+    rng = np.random.default_rng(0)
+    for _ in range(MAX_STEPS):
+        obs, rew, term, trunc, info = venv.step(_masked_random(rng, venv.action_masks()))
+        assert obs.shape == (2, *venv.single_observation_space.shape) and rew.shape == term.shape == (2,)
+        if (term | trunc).any():
+            break
+    else:
+        raise AssertionError("no episode ended")
+    ended = term | trunc
+    assert np.array_equal(info["_final_obs"], ended) and np.array_equal(info["_final_info"], ended)
+    e = int(np.argmax(ended))
+    assert venv.single_observation_space.contains(info["final_obs"][e])
+    assert info["final_info"]["_metrics"][e] and info["final_info"]["_episode"][e]
+    assert not np.array_equal(obs[e], info["final_obs"][e])  # the next episode's first observation
+
+
+def _first_episodes(env_id: str, E: int, seed: int, action_seed: int = 0):
+    """Play the batch and E single envs seeded ``seed + e`` on the same masked random actions
+    until each env's first episode ends; check they agree step by step; return the trail."""
+    vec = envs.make_vec(env_id, E, seed=seed, **SMALL[env_id])
+    singles = [gym.make(env_id, **SMALL[env_id]).unwrapped for _ in range(E)]
+    obs = vec.reset()
+    np.testing.assert_array_equal(obs, np.stack([s.reset(seed=seed + e)[0] for e, s in enumerate(singles)]))
+    rng = np.random.default_rng(action_seed)
+    alive = np.ones(E, bool)
+    trail = []
+    for _ in range(MAX_STEPS):
+        mask = vec.action_masks()
+        assert mask.shape == (E, vec.action_space.n) and mask.any(1).all()
+        np.testing.assert_array_equal(mask[alive], np.stack([s.action_masks() for s in singles])[alive])
+        a = _masked_random(rng, mask)
+        obs, rew, done, infos = vec.step(a)
+        trail.append((obs.copy(), rew.copy(), done.copy()))
+        for e, s in enumerate(singles):
+            if not alive[e]:
+                continue
+            o, r, term, trunc, info = s.step(int(a[e]))
+            assert np.float32(r) == rew[e] and (term or trunc) == done[e]
+            if done[e]:
+                alive[e] = False
+                assert infos[e]["TimeLimit.truncated"] == (trunc and not term)
+                assert infos[e]["episode"]["l"] == info["episode"]["l"]
+                assert infos[e]["metrics"].keys() == info["metrics"].keys()
+                np.testing.assert_array_equal(infos[e]["terminal_observation"], o)
+                with pytest.raises(RuntimeError, match="reset"):
+                    s.step(int(a[e]))
+            else:
+                np.testing.assert_array_equal(o, obs[e])
+        if not alive.any():
+            return trail
+    raise AssertionError(f"{env_id}: first episodes did not end within {MAX_STEPS} steps")
+
+
+@pytest.mark.parametrize("env_id", IDS)
+def test_native_batch_equals_single_envs_and_is_deterministic(env_id):
+    a, b = _first_episodes(env_id, 3, seed=11), _first_episodes(env_id, 3, seed=11)
+    assert len(a) == len(b)
+    for (oa, ra, da), (ob, rb, db) in zip(a, b):
+        np.testing.assert_array_equal(oa, ob)
+        np.testing.assert_array_equal(ra, rb)
+        np.testing.assert_array_equal(da, db)
+
+
+@pytest.mark.parametrize("env_id", IDS)
+def test_reset_options_name_the_episode(env_id):
+    # PrefixEviction's default candidates are sampled at random: take LRU's, so that the first
+    # observation depends on the episode only.
+    extra = {"candidate_set": "lru"} if env_id == "servegym/PrefixEviction-v0" else {}
+    vec = envs.make_vec(env_id, 2, seed=0, **SMALL[env_id], **extra)
+    knob, values = vec.sweep()
+    assert knob == vec.episode_knob and len(values) > 1
+    value = values[-1]
+    first = []
+    for seed in (1, 2):
+        vec.seed(seed)
+        vec.set_options({"window": 0, knob: value})
+        first.append(vec.reset())
+    np.testing.assert_array_equal(first[0], first[1])  # the same episode whatever the seed
+    vec.set_options({"day": 0})
+    with pytest.raises(ValueError, match=r"unknown reset option\(s\) \['day'\]"):
+        vec.reset()
+    vec.set_options({"window": -1})
+    with pytest.raises(ValueError, match="window must be an integer"):
+        vec.reset()
+
+
+@pytest.mark.parametrize("env_id", IDS)
+def test_misuse_gets_a_clear_error(env_id):
+    vec = envs.make_vec(env_id, 2, seed=0, **SMALL[env_id])
+    assert isinstance(vec, NativeVecEnv)
+    with pytest.raises(RuntimeError, match=r"step\(\) before reset\(\)"):
+        vec.step(np.zeros(2, np.int64))
+    vec.reset()
+    n = vec.action_space.n
+    with pytest.raises(ValueError, match="actions must be integers"):
+        vec.step(np.zeros(2))  # floats are refused, not truncated
+    with pytest.raises(ValueError, match="actions must be integers"):
+        vec.step(np.array([0, n]))
+    env = gym.make(env_id, **SMALL[env_id]).unwrapped
+    with pytest.raises(RuntimeError, match=r"step\(\) before reset\(\)"):
+        env.step(0)
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="actions must be integers"):
+        env.step(0.0)
+    with pytest.raises(ValueError, match="actions must be integers"):
+        env.step(np.float32(1.7))
+    with pytest.raises(TypeError, match="bogus"):
+        envs.make_vec(env_id, 1, bogus=1, **SMALL[env_id])
+    with pytest.raises(ValueError, match="render_mode"):
+        gym.make(env_id, render_mode="human", **SMALL[env_id])
+
+
+@pytest.mark.parametrize("env_id", IDS)
+def test_ansi_render_shows_the_cluster_state(env_id):
+    env = gym.make(env_id, render_mode="ansi", **SMALL[env_id])
+    env.reset(seed=0)
+    text = env.render()
+    assert isinstance(text, str) and text.startswith(env_id.split("/")[1].split("-")[0])
+    env.step(int(np.argmax(env.unwrapped.action_masks())))
+    assert env.render() != text  # the state moved on

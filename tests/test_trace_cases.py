@@ -1,0 +1,162 @@
+"""The failing cases of ../shared/cases (issue 19, section 2): each gives the value its README names.
+
+Tests skip with a reason when ../shared/cases is absent. The environment runs use small windows
+(the case files hold 300 requests) and one episode.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import traces
+from traces import TraceError, load_trace
+
+CASES = Path(__file__).resolve().parents[2] / "shared" / "cases"
+needs_cases = pytest.mark.skipif(not CASES.is_dir(), reason=f"case files not present at {CASES}")
+
+
+def case(name: str) -> Path:
+    p = CASES / name
+    if not p.is_file():
+        pytest.skip(f"case file {p} not present")
+    return p
+
+
+@needs_cases
+def test_burstgpt_zero_request_row_is_a_failed_request() -> None:
+    tr = load_trace(case("burstgpt_zero_request.csv"))
+    assert len(tr) == 4
+    assert tr.failed.tolist() == [False, False, False, True]
+    assert tr.prompt_tokens[3] == 0 and tr.output_tokens[3] == 0
+    assert any("flagged 1 rows" in t and "1 of them with Request tokens == 0" in t for t in tr.meta.transforms)
+    assert traces.trace_stats(tr)["failed"] == 1
+
+
+@needs_cases
+def test_burstgpt_second_file_is_measured_from_its_first_arrival() -> None:
+    tr = load_trace(case("burstgpt2_offset.csv"))
+    assert len(tr) == 5 and tr.arrival_s[0] == 0.0
+    assert tr.duration_s == pytest.approx(186.0)
+    assert tr.rate_rps == pytest.approx(5 / 186.0)
+    train, held = traces.split(tr, 0.3)  # cut at 130.2 s inside [first, last]
+    assert (len(train), len(held)) == (4, 1)
+
+
+@needs_cases
+def test_unsigned_64bit_hash_ids_are_opaque_keys(tmp_path: Path) -> None:
+    p = case("mooncake_64bit_hash_ids.jsonl")
+    tr = load_trace(p)
+    raw = [json.loads(line)["hash_ids"] for line in p.read_text().splitlines() if line.strip()]
+    flat = [h for chain in raw for h in chain]
+    assert max(flat) > 2**63  # the case really holds ids beyond int64
+    ids = tr.block_ids.tolist()
+    assert sorted(set(ids)) == list(range(len(set(flat))))  # dense
+    # equal original id <=> equal dense id
+    pairs = set(zip(flat, ids))
+    assert len(pairs) == len(set(flat)) == len(set(ids))
+    for bad, what in (("-3", "element 1 is -3"), ('"x"', "element 1 is 'x'"), ("1.5", "element 1 is 1.5")):
+        q = tmp_path / "bad.jsonl"
+        q.write_text('{"timestamp": 0, "input_length": 600, "output_length": 5, "hash_ids": [1, %s]}\n' % bad)
+        with pytest.raises(TraceError) as e:
+            load_trace(q)
+        msg = str(e.value)
+        assert str(q) in msg and "line 1" in msg and "'hash_ids'" in msg and what in msg
+
+
+def _scan_nan(metrics: dict[str, float], where: str) -> None:
+    bad = [k for k, v in metrics.items() if isinstance(v, float) and math.isnan(v)]
+    assert not bad, f"{where}: NaN metrics {bad}"
+
+
+@needs_cases
+@pytest.mark.parametrize("env_id, kwargs", [
+    ("servegym/KVAdmission-v0", {"window_requests": 300, "load": 0.9}),
+    ("servegym/Routing-v0", {"window_requests": 300, "replicas": 4, "load": 0.9}),
+    ("servegym/PrefixEviction-v0", {"window_requests": 150, "warmup_requests": 0, "capacity_frac": 0.05}),
+])
+def test_failed_rows_never_make_a_metric_nan(env_id: str, kwargs: dict) -> None:
+    from agents.evaluate import evaluate
+    from agents.policy import heuristic_names
+
+    p = case("edge_output0_every10th.jsonl")
+    policies = heuristic_names(env_id)
+    report = evaluate(env_id, policies, str(p), episodes=1, seed=0, env_kwargs=kwargs, split="all",
+                      progress=False)
+    for r in report["results"]:
+        m = r["metrics"]
+        _scan_nan(m, f"{env_id} {r['policy']}")
+        assert m["failed"] > 0 and m["rejected"] == 0, (env_id, r["policy"], m["failed"])
+        if env_id != "servegym/PrefixEviction-v0":
+            assert m["failed"] == 30 and m["finished"] + m["dropped"] + m["unfinished"] == 270
+
+
+@needs_cases
+def test_failed_rows_never_make_a_metric_nan_in_the_multi_agent_cluster() -> None:
+    from envs.multi import run_team
+
+    p = case("edge_output0_every10th.jsonl")
+    (m,) = run_team(1, seed=0, trace=str(p), split="all", window_requests=300, replicas=4)
+    _scan_nan(m, "multi-agent cluster")
+    assert m["failed"] == 30
+
+
+def test_failed_and_oversized_requests_never_make_an_autoscale_metric_nan() -> None:
+    """Autoscale on a trace file with failed rows and over-context prompts (a generated day,
+    every 10th request marked failed, every 97th longer than Llama-3.1-8B's context)."""
+    from agents.evaluate import evaluate
+
+    tr = load_trace("azure_conv", seed=0, duration_s=4 * 3600.0)
+    n = len(tr)
+    failed = np.zeros(n, bool)
+    failed[::10] = True
+    out = np.where(failed, 0, tr.output_tokens)
+    prompt = np.array(tr.prompt_tokens)
+    prompt[5::97] = 200_000
+    tr = tr.replace(failed=failed, output_tokens=out, prompt_tokens=prompt)
+    report = evaluate("servegym/Autoscale-v0", ["hpa"], tr, episodes=1, seed=0,
+                      env_kwargs={"episode_s": 1800.0}, split="test", progress=False)
+    m = report["results"][0]["metrics"]
+    _scan_nan({k: v for k, v in m.items() if k != "normalized_score"}, "Autoscale hpa")
+    assert m["failed"] > 0 and m["rejected"] > 0
+
+
+@needs_cases
+def test_prompt_over_the_context_length_is_rejected_and_the_rest_served_as_if_absent(tmp_path: Path) -> None:
+    """edge_prompt_200k.jsonl on KVAdmission (vllm_fcfs, one window of all 300 requests, load 0.7):
+    the 200,000-token prompt (Llama-3.1-8B's context is 131,072) is rejected at arrival and the
+    other 299 requests get the latency of the same file without it (served, it raised TTFT p99
+    from 29.3 s to 45.5 s)."""
+    from agents.evaluate import evaluate
+
+    p = case("edge_prompt_200k.jsonl")
+    lines = [ln for ln in p.read_text().splitlines() if ln.strip()]
+    absent = tmp_path / "absent.jsonl"
+    absent.write_text("\n".join(ln for ln in lines if json.loads(ln)["input_length"] != 200_000) + "\n")
+
+    def run(path: Path, n: int) -> dict[str, float]:
+        rep = evaluate("servegym/KVAdmission-v0", ["vllm_fcfs"], str(path), episodes=1, seed=0,
+                       env_kwargs={"window_requests": n, "load": 0.7}, split="all", progress=False)
+        return rep["results"][0]["metrics"]
+
+    with_it, without = run(p, 300), run(absent, 299)
+    assert with_it["rejected"] == 1 and with_it["failed"] == 0 and with_it["finished"] == 299
+    for k in ("ttft_p50_s", "ttft_p99_s", "tbt_p99_s", "e2e_p99_s", "slo_attainment"):
+        assert with_it[k] == pytest.approx(without[k], rel=1e-9), k
+    assert with_it["ttft_p99_s"] < 30.0  # 45.5 s when it was served
+
+
+def test_request_larger_than_the_kv_pool_is_rejected_not_an_error() -> None:
+    from envs.core.engine import EngineSpec
+    from envs.core.replica import rejected_at_arrival
+
+    eng = EngineSpec(capacity_blocks=100).build()  # 1600 tokens of KV
+    assert eng.max_model_len == 131072
+    assert rejected_at_arrival(eng, 1600, 1) and not rejected_at_arrival(eng, 1599, 1)
+    assert not rejected_at_arrival(eng, 1500, 0)  # at least one output token is asked for
+    big = EngineSpec().build()
+    assert rejected_at_arrival(big, 131072, 1) and not rejected_at_arrival(big, 131071, 1)  # vLLM's rule
