@@ -421,7 +421,7 @@ def export(env_id: str, spec: str, out: Path, vecnormalize: Path | None = None,
 def build_parser() -> Any:
     from agents import cli
 
-    p = cli.make_parser("python -m agents.export", __doc__)
+    p = cli.make_parser("python -m agents.export", __doc__, selected=cli.options.single_agent_ids())
     p.add_argument("--env", type=cli.single_env_arg, default="servegym/KVAdmission-v0",
                    help="environment id, short name or package name (listed below)")
     p.add_argument("--policy", required=True, help="zoo or an SB3 checkpoint (.zip)")

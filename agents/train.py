@@ -34,7 +34,7 @@ from envs import options
 
 
 def build_parser() -> cli.Parser:
-    p = cli.make_parser("python train.py", __doc__)
+    p = cli.make_parser("python train.py", __doc__, selected=cli.options.single_agent_ids())
     p.add_argument("--env", type=cli.single_env_arg, default="servegym/KVAdmission-v0",
                    help="environment id, short name or package name (listed below)")
     p.add_argument("--algo", choices=ALGOS, default=None, help="default: the environment's own")

@@ -117,13 +117,15 @@ def test_help_follows_a_changed_dataclass(monkeypatch):
 
 @pytest.mark.parametrize("module", ["agents.train", "agents.evaluate", "agents.export"])
 def test_help_of_commands_with_env_kwargs(module, capsys):
+    """train and export take single-agent environments only; evaluate the multi-agent one too."""
     import importlib
 
     with pytest.raises(SystemExit) as exit_:
         importlib.import_module(module).main(["--help"])
     out = capsys.readouterr().out
     assert exit_.value.code == 0
-    assert out.rstrip().endswith(options.env_help().rstrip())
+    ids = options.env_ids() if module == "agents.evaluate" else options.single_agent_ids()
+    assert out.rstrip().endswith(options.env_help(ids).rstrip())
 
 
 def test_help_of_leaderboard_lists_ids_and_traces(capsys):
