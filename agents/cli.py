@@ -70,14 +70,6 @@ def single_env_arg(name: str) -> str:
     return env_id
 
 
-def resolve_env(name: str) -> str:
-    """The registered id of ``name`` (any name form); ``UsageError`` if there is none."""
-    try:
-        return options.resolve_env_id(name)
-    except ValueError as err:
-        raise UsageError(f"--env {name!r}: {err}") from None
-
-
 # --- --env-kwargs against the config dataclass ---------------------------------------------------
 
 def _literal(raw: str) -> tuple[bool, Any]:
