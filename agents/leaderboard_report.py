@@ -79,18 +79,29 @@ def headline_markdown(report: dict[str, Any]) -> str:
             return f"{name} {_fmt(_scaled(r['main']['value'], scale))} ({_fmt(r['normalized']['value'])})"
 
         refs = {"random", "zoo", scoring["naive"], scoring["bound"], *scoring["oracles"]}
-        heur = [r for r in by[sc["id"]] if r["policy"] not in refs and not _is_path(r["policy"])]
+        heur = [r for r in by[sc["id"]] if r["policy"] not in refs and not _is_learned(r["policy"])]
         best = min(heur, key=lambda r: r["rank"])["policy"] if heur else None
+        # A team environment has no single "zoo": the best team with a zoo agent in it.
+        zoo_teams = [r for r in by[sc["id"]] if r["policy"] != "zoo" and _is_learned(r["policy"])
+                     and not _is_path(r["policy"])]
+        zoo = "zoo" if "zoo" in rows else (min(zoo_teams, key=lambda r: r["rank"])["policy"]
+                                           if zoo_teams else None)
         bound = (cell(scoring["bound"]) if scoring["bound"]
                  else f"bound {_fmt(_scaled(scoring['bound_value'], col.scale))}")
         arrow = "↑" if scoring["higher_is_better"] else "↓"
-        lines.append(f"| {sc['id']} | {col.header} {arrow} | {cell('zoo')} | {cell(best)} "
+        lines.append(f"| {sc['id']} | {col.header} {arrow} | {cell(zoo)} | {cell(best)} "
                      f"| {cell(scoring['naive'])} | {bound} |")
     return "\n".join(lines)
 
 
 def _is_path(name: str) -> bool:
     return name.endswith((".zip", ".onnx")) or "/" in name
+
+
+def _is_learned(name: str) -> bool:
+    """``zoo``, a checkpoint or ONNX file, or a team (``agents.team``) with one in a role."""
+    return name == "zoo" or _is_path(name) or any(
+        part.split("=", 1)[1] == "zoo" or _is_path(part) for part in name.split(",") if "=" in part)
 
 
 def scenario_table(rows: list[dict[str, Any]], metric_keys: list[str]) -> str:

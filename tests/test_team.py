@@ -96,3 +96,10 @@ def test_leaderboard_scores_team_scenarios():
     by = {r["policy"]: r for r in rows}
     assert by["router=round_robin"]["normalized"]["value"] in (0.0, None)  # None: naive already at the bound
     assert sorted(r["rank"] for r in rows)[0] == 1
+
+
+def test_headline_tells_learned_teams_from_heuristic_teams():
+    from agents.leaderboard_report import _is_learned
+
+    assert _is_learned("router=zoo") and _is_learned("admission=runs/x/final.zip,router=jsq")
+    assert not _is_learned("router=p2c") and not _is_learned("team") and _is_learned("zoo")
