@@ -81,7 +81,7 @@ class KVAdmissionObserver:
             arrival_s=np.full((1, slots), np.inf), prompt=np.zeros((1, slots), np.int32),
             output=np.zeros((1, slots), np.int32), pred_bucket=np.zeros((1, slots), np.int8),
             n_requests=np.full(1, N_PROGRESS, np.int32), chain_ids=np.full((1, slots, 1), -1, np.int64),
-            chain_len=np.zeros((1, slots), np.int16),
+            chain_len=np.zeros((1, slots), np.int16), failed=np.zeros((1, slots), np.bool_),
         )
         n_obs = len(kern.GLOBAL_FEATURES) + candidates * len(kern.CANDIDATE_FEATURES)
         self.obs = np.zeros((1, n_obs), np.float32)

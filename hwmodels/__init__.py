@@ -13,6 +13,7 @@ from .errors import HwModelError
 from .memory import MemoryBreakdown, kv_bytes_per_token, kv_capacity_blocks, memory_breakdown
 from .moe import expected_experts_touched, expert_ffn_time, expert_group_time
 from .pricing import price_per_gpu_hour
+from .profiles import EngineProfile, get_profile, list_profiles
 from .steptime import (COEFF_INDEX, N_COEFFS, StepTimeModel, attn_pairs, build_coeffs, decode_time,
                        iteration_time, prefill_time)
 
@@ -24,5 +25,5 @@ __all__ = [
     "prefill_time", "decode_time",
     "expert_ffn_time", "expert_group_time", "expected_experts_touched",
     "alltoall_time", "allreduce_time", "kv_transfer_time", "weight_transfer_time",
-    "cold_start_time", "price_per_gpu_hour", "HwModelError",
+    "cold_start_time", "price_per_gpu_hour", "HwModelError", "EngineProfile", "get_profile", "list_profiles",
 ]

@@ -34,6 +34,9 @@ non-decreasing in every load, and with Calibration.ideal() no term beats the phy
 
 from __future__ import annotations
 
+import dataclasses
+import math
+
 import numpy as np
 
 from .calibration import Calibration, default_calibration
@@ -59,7 +62,15 @@ ALLREDUCE_FIXED_S = 13  # s/iteration: TP all-reduce latency term (0 when tp = 1
 OVERHEAD_S = 14  # s/iteration: engine overhead + layers * per-layer kernel floor
 PER_SEQ_S = 15  # s per scheduled sequence
 ELEMENTWISE_S_PER_TOKEN = 16  # s/token: elementwise activation traffic, all layers (added by the H200 calibration)
-N_COEFFS = 17
+# Engine-profile terms (hwmodels.profiles; neutral values when no profile is given):
+DECODE_LONGEST_S_PER_TOKEN = 17  # s per token of the longest decode context: straggler (0 = absent)
+DECODE_SPLIT_CHUNK = 18  # tokens: straggler capped at this split-KV chunk ...
+DECODE_SPLIT_BELOW = 19  # ... when the padded decode sequences are fewer than this (0 = never split)
+PAD_DECODE_MULTIPLE = 20  # decode-only iterations: decode sequences padded to a multiple (1 = none)
+PAD_MIXED_POW2 = 21  # 1: iterations with prefill pad decodes and prefill tokens to powers of two
+PAD_MIXED_DECODE_MIN = 22  # smallest padded decode count of a mixed iteration (power of two)
+PAD_MIXED_PREFILL_MIN = 23  # smallest padded prefill token count (power of two)
+N_COEFFS = 24
 
 COEFF_INDEX: dict[str, int] = {
     name: idx for name, idx in globals().items()
@@ -67,18 +78,31 @@ COEFF_INDEX: dict[str, int] = {
 }
 
 
-def iteration_time(coeffs, prefill_tokens, prefill_attn_pairs, decode_seqs, decode_kv_tokens):
+def iteration_time(coeffs, prefill_tokens, prefill_attn_pairs, decode_seqs, decode_kv_tokens, longest_decode=-1.0):
     """Seconds for one engine iteration (see the module docstring for the formula).
 
-    Pure arithmetic on `coeffs` (float64 array of length N_COEFFS, from build_coeffs) and the four
-    loads; accepts numpy arrays (broadcast) or scalars, and numba.njit compiles it for scalars.
+    Pure arithmetic on `coeffs` (float64 array of length N_COEFFS, from build_coeffs) and the loads;
+    accepts numpy arrays (broadcast) or scalars, and numba.njit compiles it for scalars.
+    `longest_decode`: context tokens of the longest decoding sequence (the straggler term of an engine
+    profile); < 0 means unknown, and the mean context decode_kv_tokens / decode_seqs stands in.
     No input checking here (hot path): StepTimeModel.iteration_time validates.
     """
     c = coeffs
     p = prefill_tokens
-    t = p + decode_seqs
+    d = decode_seqs
+    f = 0.5 * (p + 1.0 - abs(p - 1.0))  # min(P, 1): the iteration has prefill
+    # CUDA-graph padding (engine profile): tokens through the linear layers
+    d_only = np.ceil(d / c[20]) * c[20]
+    d1 = 0.5 * (d + 1.0 - abs(d - 1.0))
+    dmx = 0.5 * (d + c[22] + abs(d - c[22]))
+    pmx = 0.5 * (p + c[23] + abs(p - c[23]))
+    d_pow = d1 * c[22] * 2.0 ** np.ceil(np.log2(dmx / c[22]) - 1e-9)
+    p_pow = f * c[23] * 2.0 ** np.ceil(np.log2(pmx / c[23]) - 1e-9)
+    g = c[21]
+    d_graph = (1.0 - f) * d_only + f * (g * d_pow + (1.0 - g) * d)
+    t = d_graph + f * (g * p_pow + (1.0 - g) * p)
     t1 = 0.5 * (t + 1.0 - abs(t - 1.0))  # min(T, 1)
-    s = decode_seqs + 0.5 * (p + 1.0 - abs(p - 1.0))  # D + min(P, 1)
+    s = (1.0 - f) * d_only + f * (d + 1.0)  # sequences sampled: D + min(P, 1), padded when decode-only
     s1 = 0.5 * (s + 1.0 - abs(s - 1.0))  # min(S, 1)
 
     a = t * c[0]
@@ -97,13 +121,20 @@ def iteration_time(coeffs, prefill_tokens, prefill_attn_pairs, decode_seqs, deco
     a = decode_kv_tokens * c[8]
     b = decode_kv_tokens * c[9]
     attn_dec = 0.5 * (a + b + abs(a - b))
+    # straggler: a decode kernel without split-KV waits for its longest sequence
+    unknown = (longest_decode < 0.0) * 1.0
+    dd = 0.5 * (d + 1.0 + abs(d - 1.0))  # max(D, 1)
+    lng = unknown * (decode_kv_tokens / dd) + (1.0 - unknown) * longest_decode
+    split = (d_graph < c[19]) * 1.0
+    capped = 0.5 * (lng + c[18] - abs(lng - c[18]))  # min(longest, chunk)
+    attn_dec = attn_dec + c[17] * (split * capped + (1.0 - split) * lng)
 
     a = s * c[10]
     b = s1 * c[11]
     lm_head = 0.5 * (a + b + abs(a - b))
 
     comm = t * c[12] + t1 * c[13]
-    overhead = c[14] + s * c[15]
+    overhead = c[14] + (d + f) * c[15]
     elementwise = t * c[16]
     return linear + moe + attn_pre + attn_dec + lm_head + comm + overhead + elementwise
 
@@ -128,13 +159,28 @@ def _attn_flops(m: Model, tp: int) -> tuple[float, float]:
     return m.layers * heads * prefill, m.layers * heads * decode
 
 
-def build_coeffs(model: str | Model, gpu: str | GPU, tp: int = 1, calibration: Calibration | None = None) -> np.ndarray:
-    """Fold model, GPU, TP degree and calibration into the float64 coefficient vector."""
+def build_coeffs(model: str | Model, gpu: str | GPU, tp: int = 1, calibration: Calibration | None = None,
+                 profile: "str | EngineProfile | None" = None) -> np.ndarray:
+    """Fold model, GPU, TP degree, calibration and engine profile into the float64 coefficient vector.
+
+    profile: None (the calibration alone: no straggler, no padding), a name of
+    hwmodels/data/engine_profiles.toml ("vllm", "reference") or an EngineProfile. A profile sets the
+    fixed costs (overhead_s, layer_overhead_s, per_seq_overhead_s), scales operator terms and adds
+    its kernel and CUDA-graph terms. Raises HwModelError for an unknown profile name.
+    """
+    from .profiles import EngineProfile, get_profile
+
     m, g = get_model(model), get_gpu(gpu)
     _check_tp(m, tp)
     cal = default_calibration() if calibration is None else calibration
     if not isinstance(cal, Calibration):
         raise HwModelError(f"calibration must be a hwmodels.Calibration, got {type(cal).__name__}")
+    prof = get_profile(profile) if isinstance(profile, str) else profile
+    if prof is not None and not isinstance(prof, EngineProfile):
+        raise HwModelError(f"profile must be a name or a hwmodels.EngineProfile, got {type(profile).__name__}")
+    if prof is not None:
+        cal = dataclasses.replace(cal, overhead_s=prof.overhead_s, layer_overhead_s=prof.layer_overhead_s,
+                                  per_seq_overhead_s=prof.per_seq_overhead_s)
     lin_flops = g.flops(m.linear_dtype_bytes) * cal.gemm_flops_eff
     act_flops = g.bf16_flops * cal.gemm_flops_eff
     attn_flops = g.bf16_flops * cal.attn_flops_eff
@@ -173,6 +219,24 @@ def build_coeffs(model: str | Model, gpu: str | GPU, tp: int = 1, calibration: C
     c[PER_SEQ_S] = cal.per_seq_overhead_s
     # read + write passes over the [tokens x hidden] activations in every layer (TP ranks hold them whole)
     c[ELEMENTWISE_S_PER_TOKEN] = m.layers * cal.elementwise_passes * m.hidden * m.dtype_bytes / w_bw
+    c[PAD_DECODE_MULTIPLE] = 1.0
+    c[PAD_MIXED_DECODE_MIN] = 1.0
+    c[PAD_MIXED_PREFILL_MIN] = 1.0
+    if prof is not None:
+        for i in (LIN_FLOP_S_PER_TOKEN, LIN_WEIGHT_S, ELEMENTWISE_S_PER_TOKEN):
+            c[i] *= prof.linear_scale
+        c[ATTN_PREFILL_FLOP_S_PER_PAIR] *= prof.prefill_attn_scale
+        c[ATTN_PREFILL_BYTES_S_PER_TOKEN] *= prof.prefill_attn_scale
+        c[ATTN_DECODE_BYTES_S_PER_KV] *= prof.decode_kv_read_scale
+        c[ATTN_DECODE_FLOP_S_PER_KV] *= prof.decode_kv_read_scale
+        # straggler: per token of the longest context, per layer, at the profile's per-CTA rate
+        c[DECODE_LONGEST_S_PER_TOKEN] = prof.decode_longest_s_per_token_layer * m.layers
+        c[DECODE_SPLIT_CHUNK] = prof.decode_split_chunk_tokens
+        c[DECODE_SPLIT_BELOW] = prof.decode_split_below_seqs
+        c[PAD_DECODE_MULTIPLE] = prof.pad_decode_multiple
+        c[PAD_MIXED_POW2] = 1.0 if prof.pad_mixed_pow2 else 0.0
+        c[PAD_MIXED_DECODE_MIN] = prof.pad_mixed_decode_min
+        c[PAD_MIXED_PREFILL_MIN] = prof.pad_mixed_prefill_min
     return c
 
 
@@ -219,36 +283,59 @@ class StepTimeModel:
     the module-level `iteration_time` from numba kernels.
     """
 
-    def __init__(self, model: str | Model, gpu: str | GPU, tp: int = 1, calibration: Calibration | None = None):
+    def __init__(self, model: str | Model, gpu: str | GPU, tp: int = 1, calibration: Calibration | None = None,
+                 profile=None):
         self.model = get_model(model)
         self.gpu = get_gpu(gpu)
         self.tp = tp
         self.calibration = default_calibration() if calibration is None else calibration
-        self.coeffs: np.ndarray = build_coeffs(self.model, self.gpu, tp, self.calibration)
+        self.profile = profile
+        self.coeffs: np.ndarray = build_coeffs(self.model, self.gpu, tp, self.calibration, profile)
 
     def __repr__(self) -> str:
-        return f"StepTimeModel({self.model.name!r}, {self.gpu.name!r}, tp={self.tp})"
+        prof = getattr(self.profile, "name", self.profile)
+        return f"StepTimeModel({self.model.name!r}, {self.gpu.name!r}, tp={self.tp}, profile={prof!r})"
 
-    def iteration_time(self, prefill_tokens, prefill_attn_pairs, decode_seqs, decode_kv_tokens) -> np.ndarray | float:
-        """Seconds for one iteration; numpy broadcasting over the four loads (float for scalars)."""
+    def iteration_time(self, prefill_tokens, prefill_attn_pairs, decode_seqs, decode_kv_tokens,
+                       longest_decode=None) -> np.ndarray | float:
+        """Seconds for one iteration; numpy broadcasting over the loads (float for scalars).
+        longest_decode: context of the longest decoding sequence (None: the mean stands in)."""
         p, a, d, k = _loads(prefill_tokens, prefill_attn_pairs, decode_seqs, decode_kv_tokens)
-        out = iteration_time(self.coeffs, p, a, d, k)
+        if longest_decode is None:
+            lng = -1.0
+        else:
+            lng = np.asarray(longest_decode, dtype=np.float64)
+            if not np.all(np.isfinite(lng)) or np.any(lng < 0):
+                raise HwModelError(f"iteration_time: longest_decode must be finite and >= 0, got {longest_decode!r}")
+        out = iteration_time(self.coeffs, p, a, d, k, lng)
         return float(out) if np.ndim(out) == 0 else out
 
     def breakdown(self, prefill_tokens: float, prefill_attn_pairs: float, decode_seqs: float,
-                  decode_kv_tokens: float) -> dict[str, float]:
+                  decode_kv_tokens: float, longest_decode: float | None = None) -> dict[str, float]:
         """Per-operator seconds of one iteration (they sum to iteration_time); for reports and fitting."""
         p, a, d, k = (float(x) for x in _loads(prefill_tokens, prefill_attn_pairs, decode_seqs, decode_kv_tokens))
         c = self.coeffs
-        t, s = p + d, d + min(p, 1.0)
+        # the padded token and sequence counts of iteration_time (engine profiles' CUDA graphs)
+        f = min(p, 1.0)
+        d_only = math.ceil(d / c[PAD_DECODE_MULTIPLE]) * c[PAD_DECODE_MULTIPLE]
+        d_pow = min(d, 1.0) * c[PAD_MIXED_DECODE_MIN] * 2.0 ** math.ceil(math.log2(max(d, c[PAD_MIXED_DECODE_MIN]) / c[PAD_MIXED_DECODE_MIN]) - 1e-9)
+        p_pow = f * c[PAD_MIXED_PREFILL_MIN] * 2.0 ** math.ceil(math.log2(max(p, c[PAD_MIXED_PREFILL_MIN]) / c[PAD_MIXED_PREFILL_MIN]) - 1e-9)
+        g = c[PAD_MIXED_POW2]
+        d_graph = (1 - f) * d_only + f * (g * d_pow + (1 - g) * d)
+        t = d_graph + f * (g * p_pow + (1 - g) * p)
+        s = (1 - f) * d_only + f * (d + 1.0)
+        lng = k / max(d, 1.0) if longest_decode is None else float(longest_decode)
+        if d_graph < c[DECODE_SPLIT_BELOW]:
+            lng = min(lng, c[DECODE_SPLIT_CHUNK])
         return {
             "linear": max(t * c[LIN_FLOP_S_PER_TOKEN], min(t, 1.0) * c[LIN_WEIGHT_S]),
             "moe": max(t * c[MOE_FLOP_S_PER_TOKEN], c[MOE_EXPERTS] * (1.0 - c[MOE_MISS] ** t) * c[MOE_EXPERT_S]),
             "attn_prefill": max(a * c[ATTN_PREFILL_FLOP_S_PER_PAIR], p * c[ATTN_PREFILL_BYTES_S_PER_TOKEN]),
             "attn_decode": max(k * c[ATTN_DECODE_FLOP_S_PER_KV], k * c[ATTN_DECODE_BYTES_S_PER_KV]),
+            "attn_decode_straggler": c[DECODE_LONGEST_S_PER_TOKEN] * lng,
             "lm_head": max(s * c[LMHEAD_FLOP_S_PER_SEQ], min(s, 1.0) * c[LMHEAD_WEIGHT_S]),
             "tp_comm": t * c[ALLREDUCE_S_PER_TOKEN] + min(t, 1.0) * c[ALLREDUCE_FIXED_S],
-            "overhead": c[OVERHEAD_S] + s * c[PER_SEQ_S],
+            "overhead": c[OVERHEAD_S] + (d + f) * c[PER_SEQ_S],
             "elementwise": t * c[ELEMENTWISE_S_PER_TOKEN],
         }
 

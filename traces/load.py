@@ -61,11 +61,12 @@ def load_file(path: Path, **params: object) -> Trace:
     else:
         if fmt not in FORMATS:
             raise TraceError(f"{path}: format={fmt!r} is not a supported format; known: {', '.join(FORMATS)}")
-        found = sniff(path)
-        if SPECS[found.format].container != SPECS[fmt].container:  # type: ignore[index]
-            raise TraceError(f"{path}: format={fmt!r} is {SPECS[fmt].container.upper()}, "  # type: ignore[index]
-                             f"but the file reads as {SPECS[found.format].container.upper()}")
+        found = sniff(path, container=SPECS[fmt].container)  # type: ignore[index]
         found = Sniffed(fmt, found.header)  # type: ignore[arg-type]
+        have = {h.lower() for h in found.header}
+        missing = [c for c in SPECS[fmt].fields if c.lower() not in have] if found.header else []  # type: ignore[index]
+        if missing:
+            raise TraceError(f"{path}: format={fmt!r} needs column(s) {missing}; header was {list(found.header)}")
     spec = SPECS[found.format]
     module = FORMATS[found.format]
     time_unit = params.pop("time_unit", None)

@@ -47,6 +47,8 @@ class EngineSpec:
     max_output: int = 4096
     idle_tick_s: float = 0.01
     max_model_len: int | None = None  # None: the model's context length (hwmodels catalogue)
+    # engine profile of the step-time model (hwmodels/data/engine_profiles.toml); None: calibration alone
+    profile: str | None = None
 
     def build(self, cache_on: bool = False, chain_block_tokens: int = 1) -> Engine:
         from envs.slo import default_slo
@@ -72,7 +74,7 @@ class EngineSpec:
         if isinstance(max_len, bool) or not isinstance(max_len, (int, np.integer)) or max_len < 2:
             raise ValueError(f"EngineSpec.max_model_len must be an integer >= 2, got {self.max_model_len!r}")
         slo_ttft, slo_tbt = default_slo(model.name)
-        stm = hwmodels.StepTimeModel(model, gpu, tp=self.tp)
+        stm = hwmodels.StepTimeModel(model, gpu, tp=self.tp, profile=self.profile)
         return Engine(
             coeffs=np.ascontiguousarray(stm.coeffs, dtype=np.float64),
             block_size=int(self.block_size),

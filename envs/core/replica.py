@@ -17,7 +17,7 @@ Semantics (one call of :func:`run_iteration` = one engine iteration):
   prefill of its cached prefix (at least one token is always computed, as in vLLM); the prompt's
   blocks enter the cache when the request finishes (SGLang inserts into its radix tree then).
 * Iteration time from ``hwmodels.iteration_time`` with the iteration's prefill tokens, causal
-  attention pairs, decode sequences and KV tokens read.
+  attention pairs, decode sequences, KV tokens read and the longest decode context.
 
 Per request it records TTFT, E2E and the p99 of its gaps between tokens (see ``state.TOP_GAPS``).
 """
@@ -316,6 +316,7 @@ def run_iteration(st, wl, eng, e, r, admit_max, budget, defer, order, now):
     pairs = 0.0
     d_seqs = 0.0
     d_kv = 0.0
+    d_long = 0.0  # longest decode context (the straggler term of engine profiles)
 
     # 1. Decodes, oldest first.
     short = False  # a request could not grow: KV memory ran out this iteration
@@ -343,6 +344,7 @@ def run_iteration(st, wl, eng, e, r, admit_max, budget, defer, order, now):
         left -= 1
         d_seqs += 1.0
         d_kv += kv + 1
+        d_long = max(d_long, kv + 1.0)
         i += 1
 
     # 2. Ongoing prefills, chunked, limited by free blocks.
@@ -410,7 +412,7 @@ def run_iteration(st, wl, eng, e, r, admit_max, budget, defer, order, now):
 
     if p_tokens == 0.0 and d_seqs == 0.0:
         return 0.0
-    dt = step_time(eng.coeffs, p_tokens, pairs, d_seqs, d_kv)
+    dt = step_time(eng.coeffs, p_tokens, pairs, d_seqs, d_kv, d_long)
     t_end = now + dt
 
     # Results of the iteration, then drop finished requests from the running list.

@@ -137,7 +137,7 @@ def simulate(point: PublishedPoint, profile: Profile = None, seed: int = 0) -> d
     request could never be scheduled (e.g. a prompt larger than the KV pool).
     """
     from envs.core import replica
-    from envs.core.state import C_DECODE_TOKENS, FINISHED, Workload, allocate
+    from envs.core.state import C_DECODE_TOKENS, FINISHED, REJECTED, Workload, allocate
 
     eng = _engine(point, point_coeffs(point, profile))
     n = point.num_prompts
@@ -165,6 +165,7 @@ def simulate(point: PublishedPoint, profile: Profile = None, seed: int = 0) -> d
         arrival_s=send[None, :].copy(), prompt=prompt[None, :], output=output[None, :],
         pred_bucket=np.zeros((1, n), np.int8), n_requests=np.array([n], np.int32),
         chain_ids=np.full((1, n, 1), -1, np.int64), chain_len=np.zeros((1, n), np.int16),
+        failed=np.zeros((1, n), np.bool_),
     )
     st = allocate(1, 1, slots, n)
     replica.reset_env_state(st, 0, 0, 1.0)
@@ -176,8 +177,10 @@ def simulate(point: PublishedPoint, profile: Profile = None, seed: int = 0) -> d
     decoded = 0
     while finished < n:
         while nxt < n and wl.arrival_s[0, nxt] <= now:
-            if not replica.enqueue(st, wl, 0, 0, nxt):
-                raise HwModelError(f"point '{point.id}': request {nxt} dropped (no free slot)")
+            if not replica.enqueue(st, wl, eng, 0, 0, nxt):
+                why = ("rejected: longer than max_model_len " f"{eng.max_model_len}"
+                       if st.fate[0, nxt] == REJECTED else "dropped (no free slot)")
+                raise HwModelError(f"point '{point.id}': request {nxt} {why}")
             nxt += 1
         dt = replica.run_iteration(st, wl, eng, 0, 0, n, budget, False, replica.ORDER_FCFS, now)
         if dt == 0.0:

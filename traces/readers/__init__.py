@@ -31,8 +31,12 @@ def _supported() -> str:
     return "; ".join(m.DESCRIPTION for m in FORMATS.values())
 
 
-def sniff(path: Path) -> Sniffed:
-    """Identify the format from the first non-blank line; errors name the file and what was seen."""
+def sniff(path: Path, container: str | None = None) -> Sniffed:
+    """Identify the format from the first non-blank line; errors name the file and what was seen.
+
+    With ``container`` ("csv" or "jsonl", when the caller names the format) only check that the
+    file is of that kind and return its CSV header; the format name returned is then a placeholder.
+    """
     try:
         f = open_text(path)
     except OSError as e:
@@ -49,6 +53,15 @@ def sniff(path: Path) -> Sniffed:
         except UnicodeDecodeError:
             raise TraceError(f"{path}: not a UTF-8 text file; supported formats: {_supported()}") from None
     text = first.strip()
+    if container is not None:
+        if (container == "jsonl") != text.startswith("{"):
+            raise TraceError(f"{path}: line {line_no}: the format named is {container.upper()}, but the file "
+                             f"{'is' if text.startswith('{') else 'is not'} JSON lines")
+        if container == "jsonl":
+            return Sniffed("")
+        if line_no != 1:
+            raise TraceError(f"{path}: the header must be on line 1 (found on line {line_no})")
+        return Sniffed("", tuple(h.strip() for h in next(csv.reader([text]))))
     if text.startswith("{"):
         try:
             rec = json.loads(text)

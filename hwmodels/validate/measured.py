@@ -1,0 +1,80 @@
+"""The committed reference-engine measurements (hwmodels/validate/data/h200) as arrays.
+
+Each run of ``python -m hwmodels.validate run`` is one record: its window, settings, kind
+("capacity": all requests at t = 0; "load": arrivals at a rate), per-iteration loads and times, and
+per-request token times. CPU only; imports numpy and hwmodels.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+DATA_DIR = Path(__file__).resolve().parent / "data" / "h200"
+
+
+@dataclass
+class Run:
+    window: str
+    file: str
+    kind: str  # "capacity" or "load"
+    load: float | None  # fraction of the measured capacity
+    rate_rps: float | None
+    capacity_rps: float
+    settings: dict
+    it: dict  # per-iteration arrays (float64)
+    arrival_s: np.ndarray
+    prompt: np.ndarray
+    output: np.ndarray
+    token_s: list  # per request: list of token times
+
+    @property
+    def label(self) -> str:
+        return f"{self.window} {self.kind}" + (f" load {self.load:.2f}" if self.load is not None else "")
+
+    @property
+    def iter_s(self) -> np.ndarray:
+        return self.it["end_s"] - self.it["start_s"]
+
+    def request_metrics(self) -> dict[str, np.ndarray]:
+        """Measured TTFT, TPOT ((E2E - TTFT) / (output - 1), NaN for one-token outputs) and E2E, s."""
+        first = np.array([t[0] for t in self.token_s])
+        last = np.array([t[-1] for t in self.token_s])
+        ttft = first - self.arrival_s
+        e2e = last - self.arrival_s
+        with np.errstate(invalid="ignore", divide="ignore"):
+            tpot = np.where(self.output > 1, (e2e - ttft) / (self.output - 1), np.nan)
+        return {"ttft": ttft, "tpot": tpot, "e2e": e2e}
+
+
+def load_runs(data_dir: str | Path = DATA_DIR) -> list[Run]:
+    """Every run of every ``*.json.gz`` under data_dir; ValueError if a file is malformed or a run
+    did not finish (truncated runs are not evidence)."""
+    runs = []
+    files = sorted(Path(data_dir).glob("*.json.gz"))
+    if not files:
+        raise ValueError(f"no *.json.gz measurement files in {data_dir}")
+    for f in files:
+        with gzip.open(f, "rt") as fh:
+            d = json.load(fh)
+        for i, r in enumerate(d["runs"]):
+            if r.get("truncated"):
+                raise ValueError(f"{f.name}: run {i} is truncated")
+            load = r.get("load")
+            if load is None and r["kind"] == "load":  # an absolute rate: its load is rate / capacity
+                load = r["rate_rps"] / r["capacity_rps"]
+            if r["kind"] == "load" and "load0.3" in f.name:
+                # the rate of this file was 0.3 x the first session's capacity (hwmodels/validate/data/README.md)
+                load = 0.3
+            req = r["requests"]
+            runs.append(Run(
+                window=d["window"]["name"], file=f.name, kind=r["kind"], load=load, rate_rps=r.get("rate_rps"),
+                capacity_rps=r["capacity_rps"], settings=d["settings"],
+                it={k: np.asarray(v, dtype=np.float64) for k, v in r["iterations"].items()},
+                arrival_s=np.asarray(req["arrival_s"], np.float64), prompt=np.asarray(req["prompt_tokens"], np.int64),
+                output=np.asarray(req["output_tokens"], np.int64), token_s=req["token_s"]))
+    return runs
