@@ -15,6 +15,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -57,10 +58,13 @@ def evaluate(
     if multi:  # policies are teams (agents.team)
         knob, values = team.sweep(kwargs)
         table_metrics: tuple[str, ...] = team.TABLE_METRICS
+        core = options.build(env_id, 1, seed=seed, **kwargs)
+        slo = slo_of(SimpleNamespace(config=core.config.routing, scenario=core.scenario))
     else:
         probe = envs.make_vec(env_id, 1, seed=seed, **kwargs)
         knob, values = probe.sweep()
         table_metrics = tuple(probe.table_metrics)
+        slo = slo_of(probe)
         probe.close()
     results = []
     for spec in policies:
@@ -104,7 +108,7 @@ def evaluate(
         if len(values) > 1:
             entry[f"by_{knob}"] = per_value
         results.append(entry)
-    return {
+    report = {
         "env": env_id,
         "trace": trace if isinstance(trace, str) else "<Trace>",
         "env_kwargs": {k: v for k, v in kwargs.items() if k != "trace"},
@@ -115,6 +119,20 @@ def evaluate(
         "table_metrics": list(table_metrics),
         "results": results,
     }
+    if slo is not None:
+        report["slo"] = slo
+    return report
+
+
+def slo_of(vec: Any) -> dict[str, Any] | None:
+    """The SLO an environment counts (``{"metric", "ttft_s", "tpot_s"}``, seconds), or None for
+    environments without one: ``config.slo_metric`` and the limits its scenario resolved."""
+    metric = getattr(getattr(vec, "config", None), "slo_metric", None)
+    if metric is None:
+        return None
+    sc = getattr(vec, "scenario", None)
+    eng = getattr(sc, "engine", sc)
+    return {"metric": metric, "ttft_s": float(eng.slo_ttft), "tpot_s": float(eng.slo_tpot)}
 
 
 def sweep_label(value: Any) -> str:

@@ -59,22 +59,28 @@ def policies_for(env_id: str, extra: list[str]) -> list[str]:
     return names + list(extra)
 
 
-def run_scenario(sc: Scenario, policies: list[str], quick: bool, episodes: int | None,
-                 progress: Any = None) -> ScenarioResult:
+def run_policy(sc: Scenario, spec: str, quick: bool, episodes: int | None) -> PolicyRun:
+    """One policy's held-out episodes on one scenario (a fresh env and policy: independent of
+    what ran before, so runs can go in any order or in parallel with the same results)."""
     n = episodes or sc.n_episodes(quick)
     kwargs = {"split": "test", **sc.kwargs(quick), "trace": sc.trace, "window_order": "sequential"}
+    t = time.perf_counter()
+    extras: list[dict[str, Any]] = []
+    if is_multi_agent(sc.env_id):  # a team (agents.team)
+        eps, call_s = team.run_episodes(spec, n, sc.seed, kwargs)
+    else:
+        vec = envs.make_vec(sc.env_id, n, seed=sc.seed, **kwargs)
+        policy = make_policy(spec, vec, sc.env_id, seed=sc.seed)
+        eps, call_s = run_episodes(vec, policy, extras)
+        vec.close()
+    return PolicyRun(spec, eps, extras, call_s, time.perf_counter() - t)
+
+
+def run_scenario(sc: Scenario, policies: list[str], quick: bool, episodes: int | None,
+                 progress: Any = None) -> ScenarioResult:
     out = ScenarioResult(sc)
     for spec in policies:
-        t = time.perf_counter()
-        extras: list[dict[str, Any]] = []
-        if is_multi_agent(sc.env_id):
-            eps, call_s = team.run_episodes(spec, n, sc.seed, kwargs)
-        else:
-            vec = envs.make_vec(sc.env_id, n, seed=sc.seed, **kwargs)
-            policy = make_policy(spec, vec, sc.env_id, seed=sc.seed)
-            eps, call_s = run_episodes(vec, policy, extras)
-            vec.close()
-        out.runs.append(PolicyRun(spec, eps, extras, call_s, time.perf_counter() - t))
+        out.runs.append(run_policy(sc, spec, quick, episodes))
         if progress is not None:
             progress.update(1)
     return out
@@ -183,33 +189,68 @@ def timing(results: list[ScenarioResult], wall_s: float) -> dict[str, Any]:
     return out
 
 
-def run(scenarios: list[Scenario], extra_policies: list[str], quick: bool, episodes: int | None,
-        progress: bool = True) -> list[ScenarioResult]:
-    from tqdm import tqdm
-
+def plan_runs(scenarios: list[Scenario], extra_policies: list[str]) -> list[tuple[Scenario, list[str], str]]:
+    """(scenario, its policies, why skipped) in leaderboard order; no policies when skipped."""
     plan = []
     for sc in scenarios:
         ok, why = sc.trace_available()
         if sc.env_id not in env_ids():
             ok, why = False, f"environment {sc.env_id} is not registered"
         plan.append((sc, policies_for(sc.env_id, extra_policies) if ok else [], why))
+    return plan
+
+
+def run(scenarios: list[Scenario], extra_policies: list[str], quick: bool, episodes: int | None,
+        progress: bool = True, ray: bool = False, address: str | None = None,
+        num_cpus: int | None = None) -> list[ScenarioResult]:
+    """Every planned (scenario, policy) run, sequentially or as Ray tasks (``ray=True``:
+    ``agents.leaderboard_ray``, same results in the same order)."""
+    from tqdm import tqdm
+
+    plan = plan_runs(scenarios, extra_policies)
+    for sc, policies, why in plan:
+        if not policies:
+            print(f"skipping {sc.id}: {why}", file=sys.stderr)
     total = sum(len(p) for _, p, _ in plan)
     bar = tqdm(total=total, desc="leaderboard", unit="run", disable=not progress, file=sys.stderr)
+    if ray:
+        from agents.leaderboard_ray import run_on_ray
+
+        results = run_on_ray(plan, quick, episodes, bar, run_policy, address, num_cpus)
+        bar.close()
+        return results
     results = []
     for sc, policies, why in plan:
         bar.set_postfix_str(sc.id)
         if not policies:
             results.append(ScenarioResult(sc, skipped=why))
-            print(f"skipping {sc.id}: {why}", file=sys.stderr)
             continue
         results.append(run_scenario(sc, policies, quick, episodes, bar))
     bar.close()
     return results
 
 
+def recorded_command(argv: list[str]) -> str:
+    """The command written into leaderboard.json, without the options that choose where it
+    runs (``--ray``, ``--address``, ``--num-cpus``), which never change a result: the JSON of a
+    Ray run equals the sequential one byte for byte."""
+    kept, skip = [], False
+    for tok in argv:
+        if skip:
+            skip = False
+            continue
+        name = tok.split("=", 1)[0]
+        if name in ("--address", "--num-cpus"):
+            skip = "=" not in tok
+            continue
+        if tok == "--ray":
+            continue
+        kept.append(tok)
+    return " ".join(["python -m agents.leaderboard", *kept])
+
+
 def main(argv: list[str] | None = None) -> int:
     from agents import cli
-
     from agents.scenarios import SCENARIOS
 
     p = cli.make_parser("python -m agents.leaderboard", __doc__, env_kwargs=False)
@@ -227,6 +268,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--readme", type=Path, help="rewrite this README's headline table section")
     p.add_argument("--check", type=Path, metavar="DIR", help="validate a leaderboard output directory")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--ray", action="store_true",
+                   help="run scenario x policy pairs as Ray tasks (embedded Ray on this machine's "
+                        "cores unless --address); same outputs as the sequential run")
+    p.add_argument("--address", help="Ray cluster to run on: auto or HOST:PORT (implies --ray)")
+    p.add_argument("--num-cpus", type=int, help="CPUs of the embedded Ray (default: all cores)")
     a = p.parse_args(argv)
     from agents import leaderboard_report as report_io
 
@@ -249,10 +295,10 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--envs {' '.join(a.envs or [])}: {err}")
     except FileNotFoundError as err:
         p.error(str(err))
-    command = "python -m agents.leaderboard " + " ".join(
-        x for x in (argv if argv is not None else sys.argv[1:]))
+    command = recorded_command(list(argv if argv is not None else sys.argv[1:]))
     t = time.perf_counter()
-    results = run(scenarios, a.policy, a.quick, a.seeds, progress=not a.no_progress)
+    results = run(scenarios, a.policy, a.quick, a.seeds, progress=not a.no_progress,
+                  ray=a.ray or a.address is not None, address=a.address, num_cpus=a.num_cpus)
     wall = time.perf_counter() - t
     report = build_report(results, command, a.quick)
     report_io.write_all(a.out, report, results, timing(results, wall))

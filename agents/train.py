@@ -29,7 +29,14 @@ from agents.evaluate import evaluate, print_tables
 from agents.imitation import imitate
 from agents.policy import heuristic_names
 from agents.sb3_policy import ALGOS, algo_class
-from agents.training import DEFAULT_ALGO, ServeCallback, atomic_save, make_model
+from agents.training import (
+    DEFAULT_ALGO,
+    ServeCallback,
+    atomic_save,
+    atomic_write_text,
+    make_model,
+    parse_hyperparams,
+)
 from envs import options
 
 
@@ -47,6 +54,9 @@ def build_parser() -> cli.Parser:
                    help="built-in trace name (listed below) or path to a trace file")
     p.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY=VALUE",
                    help="config fields of the environment (listed below per environment)")
+    p.add_argument("--hyperparams", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="override the algorithm's keyword arguments (agents/training.py HYPERPARAMS): "
+                        "Python literals, dotted keys into dicts (policy_kwargs.net_arch=[64,64])")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("runs/kv_admission"))
     p.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint.zip")
@@ -62,13 +72,15 @@ def build_parser() -> cli.Parser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, callbacks: list | None = None) -> int:
+    """The command line above; ``callbacks`` (SB3 callbacks) also run during ``learn`` (the Ray
+    sweep's held-out reports for early stopping, ``agents.sweep``)."""
     p = build_parser()
     a = p.parse_args(argv)
-    return cli.run_main(p, lambda: _train(a, argv))
+    return cli.run_main(p, lambda: _train(a, argv, callbacks))
 
 
-def _train(a: argparse.Namespace, argv: list[str] | None) -> int:
+def _train(a: argparse.Namespace, argv: list[str] | None, callbacks: list | None = None) -> int:
     if a.timesteps < 0 or a.imitate < 0 or a.timesteps + a.imitate < 1:
         raise cli.UsageError(f"--timesteps {a.timesteps} --imitate {a.imitate}: both must be >= 0 "
                              "and not both 0")
@@ -77,6 +89,10 @@ def _train(a: argparse.Namespace, argv: list[str] | None) -> int:
         if v < 1:
             raise cli.UsageError(f"{flag} {v}: must be >= 1")
     kwargs = cli.parse_env_kwargs(a.env_kwargs, a.env)
+    try:
+        hyperparams = parse_hyperparams(a.hyperparams)
+    except ValueError as err:
+        raise cli.UsageError(f"--hyperparams: {err}") from None
     if a.imitate and not hasattr(options.vec_class(a.env), "teacher_actions"):
         raise cli.UsageError(f"--imitate: {a.env} has no privileged teacher (teacher_actions)")
     if a.resume and not (a.out / "checkpoint.zip").exists():
@@ -94,7 +110,10 @@ def _train(a: argparse.Namespace, argv: list[str] | None) -> int:
         model = algo_class(algo).load(ckpt, env=vec, device="cpu", tensorboard_log=str(out / "tb"))
         print(f"resuming from {ckpt} at {model.num_timesteps} steps", flush=True)
     else:
-        model = make_model(algo, a.env, vec, a.seed, str(out / "tb"))
+        try:
+            model = make_model(algo, a.env, vec, a.seed, str(out / "tb"), hyperparams)
+        except ValueError as err:
+            raise cli.UsageError(f"--hyperparams: {err}") from None
     remaining = a.timesteps - (model.num_timesteps if a.resume else 0)
     t0 = time.perf_counter()
     imitation = []
@@ -103,7 +122,7 @@ def _train(a: argparse.Namespace, argv: list[str] | None) -> int:
     if remaining > 0:
         model.learn(
             total_timesteps=remaining,
-            callback=ServeCallback(ckpt, a.save_every),
+            callback=[ServeCallback(ckpt, a.save_every), *(callbacks or [])],
             progress_bar=not a.no_progress,
             reset_num_timesteps=not a.resume,
             tb_log_name=algo,
@@ -111,9 +130,10 @@ def _train(a: argparse.Namespace, argv: list[str] | None) -> int:
     train_s = time.perf_counter() - t0
     final = out / "final.zip"
     atomic_save(model, final)
-    (out / "run.json").write_text(json.dumps({
+    atomic_write_text(out / "run.json", json.dumps({
         "command": command, "env": a.env, "algo": algo, "timesteps": int(model.num_timesteps),
-        "n_envs": a.n_envs, "trace": a.trace, "env_kwargs": kwargs, "seed": a.seed,
+        "n_envs": a.n_envs, "trace": a.trace, "env_kwargs": kwargs, "hyperparams": hyperparams,
+        "seed": a.seed,
         "imitate": a.imitate, "imitation": imitation, "train_wall_s": train_s,
     }, indent=2, default=str))
     print(f"trained {algo} for {model.num_timesteps} steps in {train_s:.0f} s -> {final}", flush=True)
@@ -124,7 +144,7 @@ def _train(a: argparse.Namespace, argv: list[str] | None) -> int:
         kwargs[vec.sweep()[0]] = a.eval_at
     policies = [str(final), *heuristic_names(a.env), "random"]
     report = evaluate(a.env, policies, a.trace, a.eval_episodes, a.seed + 10_000, kwargs, "test")
-    (out / "eval.json").write_text(json.dumps(report, indent=2, default=float))
+    atomic_write_text(out / "eval.json", json.dumps(report, indent=2, default=float))
     print_tables(report)
     return 0
 

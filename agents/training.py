@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ast
+import copy
+import inspect
 import os
 from pathlib import Path
 from typing import Any
@@ -54,8 +57,48 @@ DEFAULT_ALGO["servegym/Autoscale-v0"] = "maskable-ppo"
 
 
 
-def make_model(algo: str, env_id: str, vec: Any, seed: int, tensorboard_log: str | None):
-    params = dict(HYPERPARAMS.get(env_id, {}).get(algo, {}))
+def parse_hyperparams(items: list[str] | None) -> dict[str, Any]:
+    """``KEY=VALUE`` overrides of the algorithm's keyword arguments (``--hyperparams``).
+
+    Values are Python literals (``3e-4``, ``[64, 64]``, ``True``); a dotted key sets one entry of
+    a dict argument (``policy_kwargs.net_arch=[64,64]``). Raises ``ValueError`` naming the item
+    that is not ``KEY=VALUE`` or whose value is not a literal.
+    """
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--hyperparams {item!r}: expected KEY=VALUE")
+        try:
+            value = ast.literal_eval(raw.strip())
+        except (ValueError, SyntaxError):
+            raise ValueError(f"--hyperparams {item!r}: {raw!r} is not a Python literal "
+                             "(quote strings: key='text')") from None
+        out[key.strip()] = value
+    return out
+
+
+def merge_hyperparams(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``overrides`` applied; ``a.b=v`` sets ``base['a']['b']`` (copies, never
+    mutates ``base``)."""
+    out = copy.deepcopy(base)
+    for key, value in overrides.items():
+        *parents, leaf = key.split(".")
+        node = out
+        for part in parents:
+            child = node.get(part)
+            if child is not None and not isinstance(child, dict):
+                raise ValueError(f"--hyperparams {key}: {part} is {child!r}, not a dict")
+            node = node.setdefault(part, {}) if child is None else child
+        node[leaf] = value
+    return out
+
+
+def make_model(algo: str, env_id: str, vec: Any, seed: int, tensorboard_log: str | None,
+               overrides: dict[str, Any] | None = None):
+    """A fresh SB3 model with the environment's ``HYPERPARAMS`` and ``overrides`` on top (see
+    ``parse_hyperparams``). Raises ``ValueError`` for an override the algorithm does not take."""
+    params = merge_hyperparams(HYPERPARAMS.get(env_id, {}).get(algo, {}), overrides or {})
     policy = params.pop("policy", "MlpPolicy")  # or "module:Class" of a custom policy
     if ":" in policy:
         import importlib
@@ -63,6 +106,13 @@ def make_model(algo: str, env_id: str, vec: Any, seed: int, tensorboard_log: str
         module, name = policy.split(":")
         policy = getattr(importlib.import_module(module), name)
     cls = algo_class(algo)
+    # seed, logging and device are train.py's own options, not hyperparameters.
+    accepted = set(inspect.signature(cls.__init__).parameters) - {
+        "self", "policy", "env", "seed", "verbose", "tensorboard_log", "device"}
+    unknown = sorted(set(params) - accepted)
+    if unknown:
+        raise ValueError(f"--hyperparams {', '.join(unknown)}: not keyword arguments of "
+                         f"{cls.__name__} (it takes {', '.join(sorted(accepted))})")
     return cls(policy, vec, seed=seed, verbose=0, tensorboard_log=tensorboard_log,
                device="cpu", **params)
 
@@ -72,6 +122,15 @@ def atomic_save(model: Any, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.stem + ".tmp.zip")
     model.save(tmp)
+    os.replace(tmp, path)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and ``os.replace``: a reader (or a
+    crash, or Ctrl-C) sees the old file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
     os.replace(tmp, path)
 
 

@@ -5,8 +5,23 @@ that were dropped or had not finished when the episode ended count against SLO a
 reported separately. Requests the trace marks failed (``failed``) and requests the engine rejects
 at arrival (``rejected``: longer than the model's context or the KV pool) are counts of their own:
 they never enter a percentile and are not in the denominator of SLO attainment (no policy could
-serve them). SLO attainment = share of the other requests with TTFT <= SLO_ttft and
-p99-of-request TBT <= SLO_tbt; goodput = requests (and output tokens) per second meeting the SLO.
+serve them).
+
+Which latency is which:
+
+* ``ttft_p{50,90,99}_s``: time to first token, percentiles over requests.
+* ``tpot_p{50,90,99}_s``: time per output token, TPOT = (E2E - TTFT) / (output - 1), one mean per
+  request (MLPerf Inference LoadGen, DistServe), percentiles over the requests with >= 2 output
+  tokens. This is what MLPerf's and DistServe's TPOT SLOs bound.
+* ``tbt_p99_s``: time between tokens, the p99 over every gap between consecutive tokens of every
+  request in the episode (as Sarathi-Serve reports TBT tail latency); one long stall of a long
+  output counts once per gap, not once per request.
+* ``e2e_p{50,90,99}_s``: end-to-end latency, percentiles over requests.
+
+SLO attainment = share of the other requests that meet the SLO check the environment's
+``slo_metric`` names (``envs/slo.py``): by default TTFT <= SLO_ttft and TPOT <= SLO_tpot (MLPerf
+Inference, DistServe), or with ``"p99_tbt"`` TTFT <= SLO_ttft and the request's p99 gap <= the
+same limit. Goodput = requests (and output tokens) per second meeting the SLO (DistServe).
 """
 
 from __future__ import annotations
@@ -32,8 +47,9 @@ def percentile(x: np.ndarray, q: float) -> float:
 def episode_metrics(
     *,
     ttft: np.ndarray,
-    tbt_p99: np.ndarray,
     e2e: np.ndarray,
+    tpot: np.ndarray,
+    tbt_p99_episode: float,
     fate: np.ndarray,
     slo_met: np.ndarray,
     output_tokens: np.ndarray,
@@ -43,6 +59,9 @@ def episode_metrics(
     capacity_blocks: int,
     extra: Mapping[str, float] | None = None,
 ) -> dict[str, float]:
+    """Serving metrics of one episode from per-request arrays [N] (seconds; ``fate`` codes of
+    envs.core.state, ``slo_met`` the per-request SLO check, ``tpot`` NaN for one-token outputs)
+    and the episode's p99 over all gaps between tokens (``tbt_p99_episode``, seconds)."""
     n = int(fate.shape[0])
     done = fate == S.FINISHED
     met = slo_met & done
@@ -66,9 +85,14 @@ def episode_metrics(
         "duration_s": duration_s,
     }
     first_token = done & np.isfinite(ttft)
-    for name, x in (("ttft", ttft), ("tbt", tbt_p99), ("e2e", e2e)):
+    for name, x in (("ttft", ttft), ("e2e", e2e)):
         for q in PERCENTILES:
             out[f"{name}_p{q}_s"] = percentile(x[first_token], q)
+    tp = tpot[first_token]
+    tp = tp[~np.isnan(tp)]  # one-token outputs have no TPOT (MLPerf rejects them, DistServe: 0)
+    for q in PERCENTILES:
+        out[f"tpot_p{q}_s"] = percentile(tp, q)
+    out["tbt_p99_s"] = float(tbt_p99_episode)
     lookups = counters[S.C_CACHE_LOOKUP_BLOCKS]
     if lookups > 0:
         out["block_hit_ratio"] = float(counters[S.C_CACHE_HIT_BLOCKS]) / float(lookups)

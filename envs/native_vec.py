@@ -33,6 +33,7 @@ renders the cluster state as text).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -83,6 +84,17 @@ def check_actions(actions: Any, shape: tuple[int, ...], n: int, where: str) -> n
         bad = a[(a < 0) | (a >= n)]
         raise ValueError(f"{where}: actions must be integers in [0, {n}), got {bad.tolist()}")
     return a.astype(np.int64)
+
+
+def episode_options(where: str, options: dict[str, Any] | None, knob: str) -> dict[str, Any]:
+    """The episode-naming keys of ``options`` (``window`` and ``knob``); any other key is left out
+    with a ``UserWarning`` naming it. For PettingZoo's ``reset(options=...)``, whose API test
+    passes an arbitrary key; the Gymnasium and SB3 paths refuse unknown keys (``draw_episode``)."""
+    opts = dict(options or {})
+    other = sorted(set(opts) - {"window", knob})
+    if other:
+        warnings.warn(f"{where}: reset option(s) {other} ignored; known: window, {knob}", stacklevel=3)
+    return {k: v for k, v in opts.items() if k in ("window", knob)}
 
 
 def draw_episode(where: str, order: str, rng: np.random.Generator, started: int, e: int, num_envs: int,

@@ -49,7 +49,7 @@ FIT_CATEGORIES = CATEGORIES + ("mixed_layer",)
 FITTED = ("gemm_flops_eff", "mem_bw_eff", "attn_flops_eff", "attn_mem_eff", "layer_overhead_s",
           "elementwise_passes", "gemm_latency_s", "moe_flops_eff", "moe_mem_eff", "moe_latency_s",
           "host_copy_eff", "host_copy_latency_s", "host_block_latency_s")
-NOT_FITTED = ("comm_eff", "comm_latency_s", "overhead_s", "per_seq_overhead_s")
+NOT_FITTED = ("overhead_s", "per_seq_overhead_s")  # engine fixed costs: hwmodels/profiles.py
 # what a decoder-layer measurement does not contain
 _NOT_IN_LAYER = ("LMHEAD_FLOP_S_PER_SEQ", "LMHEAD_WEIGHT_S", "ALLREDUCE_S_PER_TOKEN", "ALLREDUCE_FIXED_S", "PER_SEQ_S")
 
@@ -222,7 +222,9 @@ def predict(tab: Table, cal: Calibration) -> np.ndarray:
     if name.startswith("attention_"):  # the model's attention terms alone, per layer (diagnostic)
         out = np.empty(len(tab.keys))
         keep_idx = [COEFF_INDEX[k] for k in ("ATTN_PREFILL_FLOP_S_PER_PAIR", "ATTN_PREFILL_BYTES_S_PER_TOKEN",
-                                              "ATTN_DECODE_FLOP_S_PER_KV", "ATTN_DECODE_BYTES_S_PER_KV", "MOE_MISS")]
+                                              "ATTN_DECODE_FLOP_S_PER_KV", "ATTN_DECODE_BYTES_S_PER_KV", "MOE_MISS",
+                                              # neutral padding terms (divisors of iteration_time)
+                                              "PAD_DECODE_MULTIPLE", "PAD_MIXED_DECODE_MIN", "PAD_MIXED_PREFILL_MIN")]
         for mname in sorted(set(tab.extra)):
             sel = np.array([x == mname for x in tab.extra])
             model, tp = split_model(mname)
@@ -358,6 +360,40 @@ def ablation(cal_dir: Path = CAL_DIR) -> list[dict]:
 # Report, files, plots
 
 
+def comm_rows(cal_dir: Path = CAL_DIR) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """comm.csv (python -m hwmodels.validate comm): (op is all-reduce, algorithm bytes per GPU, seconds).
+
+    Algorithm bytes as hwmodels.comm prices them: a ring all-reduce moves 2(n-1)/n of the buffer per
+    GPU; an all-to-all sends the (n-1)/n of its buffer that goes to other GPUs."""
+    path = cal_dir / "comm.csv"
+    rows = _read(path, ("op", "gpus", "buffer_bytes", "median_s"))
+    ops = [r["op"] for r in rows]
+    bad = sorted(set(ops) - {"all_reduce", "all_to_all"})
+    if bad:
+        raise HwModelError(f"{path}: unknown op {bad[0]!r} (expected all_reduce or all_to_all)")
+    n = _num(rows, "gpus", path)
+    b = _num(rows, "buffer_bytes", path)
+    ar = np.array([o == "all_reduce" for o in ops])
+    algo = np.where(ar, 2.0 * (n - 1) / n * b, (n - 1) / n * b)
+    return ar, algo, _num(rows, "median_s", path)
+
+
+def fit_comm(cal_dir: Path = CAL_DIR) -> tuple[float, float, dict]:
+    """comm_eff and comm_latency_s from comm.csv: t = algo_bytes / (scaleup_bw/2 * comm_eff) + latency,
+    weighted least squares on the relative error over both collectives. Returns them and the MAPE."""
+    from hwmodels.catalog import get_gpu
+
+    ar, algo, t = comm_rows(cal_dir)
+    x = algo / (0.5 * get_gpu(GPU).scaleup_bw)
+    X = np.c_[x, np.ones_like(x)] / t[:, None]
+    (inv_eff, lat), *_ = np.linalg.lstsq(X, np.ones_like(t), rcond=None)
+    eff = float(min(1.0, 1.0 / inv_eff))
+    pred = x / eff + lat
+    err = (pred - t) / t * 100
+    return eff, float(max(lat, 0.0)), {"mape": round(float(np.mean(np.abs(err))), 3),
+                                       "max_abs_pct_error": round(float(np.max(np.abs(err))), 3), "n": int(len(t))}
+
+
 def report(cal: Calibration | None = None, cal_dir: Path = CAL_DIR) -> dict:
     """Held-out error per category of the given (default: current) calibration on the committed data."""
     cal = default_calibration() if cal is None else cal
@@ -377,6 +413,16 @@ def report(cal: Calibration | None = None, cal_dir: Path = CAL_DIR) -> dict:
     extra["attention_standalone_not_fitted"] = {
         c: summarize(errors_pct(tables[c], cal)) for c in ("attention_prefill", "attention_decode")}
     extra["repeatability"] = repeatability(cal_dir)
+    if (cal_dir / "comm.csv").exists():
+        from hwmodels.comm import allreduce_time, alltoall_time
+
+        ar, algo, t = comm_rows(cal_dir)
+        # back from algorithm bytes to each function's argument (2 GPUs: buffer / (n-1)/n factors)
+        buf_ar = algo / (2.0 * (2 - 1) / 2)
+        pred = np.where(ar, allreduce_time(buf_ar, GPU, 2, cal), alltoall_time(algo, GPU, 2, calibration=cal))
+        e = (pred - t) / t * 100
+        extra["comm"] = {"mape": round(float(np.mean(np.abs(e))), 3), "max_abs_pct_error": round(float(np.max(np.abs(e))), 3),
+                         "points": int(len(t)), "note": "fitted on every row (two parameters, 36 sizes)"}
     out["extra"] = extra
     out["meta"] = {
         "gpu": GPU, "calibration": cal.source, "units": "percent of measured time",
@@ -509,6 +555,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"fitting {len(FITTED)} parameters on {sum((~tables[c].held).sum() for c in FIT_CATEGORIES)} "
                   f"training rows ({', '.join(FIT_CATEGORIES)})")
             cal = fit(tables)
+            if (a.data / "comm.csv").exists():
+                eff, lat, cs = fit_comm(a.data)
+                cal = replace(cal, comm_eff=eff, comm_latency_s=lat)
+                print(f"comm (NCCL, {cs['n']} points): comm_eff {eff:.4f}, comm_latency_s {lat:.3g}, MAPE {cs['mape']}%")
             rep = report(cal, a.data)
             path = write_toml(cal, rep, a.out, a.data)
             print(f"wrote {path}")

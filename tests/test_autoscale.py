@@ -330,7 +330,7 @@ def test_future_arrivals_never_enter_the_observation():
     now_b = int(v.state.step[0]) * sc.pools.bins_per_step
     csum = sc.csum.copy()
     csum[:, now_b + 1:] += np.arange(1, csum.shape[1] - now_b) * 5.0  # a different future
-    K.write_all(sc.pools, v.state, csum, v._obs, sc.ref_cap, sc.conc_ref, sc.slo_ttft, sc.slo_tbt,
+    K.write_all(sc.pools, v.state, csum, v._obs, sc.ref_cap, sc.conc_ref, sc.slo_ttft, sc.slo_tpot,
                 sc.reward_unit, sc.tod0, v.n_steps, v._penalty, v._mask)
     assert np.array_equal(before, v._obs)
 

@@ -54,9 +54,13 @@ def test_invariants_hold_under_random_traces_and_actions(seed, rate, capacity, q
     n = 48
     prompt = rng.integers(1, 600, n)
     output = rng.integers(1, 300, n)
+    # Some requests the trace marks failed, some longer than the KV pool (rejected at arrival).
+    failed = rng.random(n) < 0.1
+    output[failed] = 0
+    prompt[rng.random(n) < 0.05] = 8000
     trace = Trace(
         np.sort(rng.exponential(1 / rate, n).cumsum()), prompt.astype(np.int64),
-        output.astype(np.int64), TraceMeta("random", "hypothesis", "n/a"),
+        output.astype(np.int64), TraceMeta("random", "hypothesis", "n/a"), failed=failed,
     )
     vec = _vec(trace, 3, window_requests=16, capacity_blocks=capacity, queue_slots=queue_slots,
                window_order="random", drain_s=30.0)
@@ -78,7 +82,8 @@ def test_invariants_hold_under_random_traces_and_actions(seed, rate, capacity, q
         clock = vec.state.clock.copy()
         for e in np.flatnonzero(dones):
             m = infos[e]["metrics"]
-            assert m["finished"] + m["dropped"] + m["unfinished"] == m["requests"]
+            assert m["finished"] + m["dropped"] + m["unfinished"] + m["failed"] + m["rejected"] == m["requests"]
+            assert not any(np.isnan(v) for v in m.values()) or m["finished"] == 0
 
 
 def test_low_load_ttft_equals_hwmodels_prefill_time():

@@ -97,10 +97,11 @@ def test_failed_rows_never_make_a_metric_nan(env_id: str, kwargs: dict) -> None:
 
 @needs_cases
 def test_failed_rows_never_make_a_metric_nan_in_the_multi_agent_cluster() -> None:
-    from envs.multi import run_team
+    from agents.heuristics.multi import team
+    from envs.multi.env import run_team
 
     p = case("edge_output0_every10th.jsonl")
-    (m,) = run_team(1, seed=0, trace=str(p), split="all", window_requests=300, replicas=4)
+    (m,) = run_team(1, team(), seed=0, trace=str(p), split="all", window_requests=300, replicas=4)
     _scan_nan(m, "multi-agent cluster")
     assert m["failed"] == 30
 

@@ -75,7 +75,7 @@ def sarathi(env, seed: int = 0) -> _Fixed:
     best = min(kva.BUDGET_LEVELS)
     for b in sorted(kva.BUDGET_LEVELS):
         t = step_time(eng.coeffs, float(b), b * (b + 1) / 2.0, 64.0, 64.0 * 2048)
-        if t <= eng.slo_tbt:
+        if t <= eng.slo_tpot:
             best = b
     return _Fixed("sarathi", _ALL, best, False, _FCFS)
 

@@ -53,9 +53,13 @@ among equals (in-cache LFU, as libCacheSim's ``LFU.c``)."""
 fifo = _ranked("fifo")
 fifo.__doc__ = """FIFO: evict the block cached longest ago, whatever its use."""
 s3fifo = _ranked("s3fifo")
-s3fifo.__doc__ = """S3-FIFO (Yang et al., "FIFO queues are all you need for cache eviction", SOSP'23;
-libCacheSim ``S3FIFOv0.c``): small/main/ghost FIFO queues, run natively by the kernel because its
-eviction moves blocks between queues (the decision is therefore never exposed)."""
+s3fifo.__doc__ = """S3-FIFO (Yang et al., "FIFO queues are all you need for cache eviction", SOSP'23) as
+libCacheSim implements it (``libCacheSim/cache/eviction/S3FIFO.c``: small queue 10%, ghost 90%,
+move-to-main threshold 2; with ``chain=False`` equal hit for hit to the ``libcachesim`` package,
+tests/test_prefix_eviction.py): small/main/ghost FIFO queues, run natively by the kernel because its
+eviction moves blocks between queues (the decision is therefore never exposed). Chain mode: when
+the queue S3-FIFO would evict from holds only the current request's pinned blocks, the other queue
+evicts (``envs.prefix_eviction_kernels.s3fifo_victim``)."""
 gdsf = _ranked("gdsf")
 gdsf.__doc__ = """GDSF (Cherkasova, "Improving WWW Proxies Performance with Greedy-Dual-Size-Frequency
 Caching Policy", HP Labs 1998): priority H = L + freq * cost / size, cost = the block's prefill

@@ -47,6 +47,25 @@ RECIPES: dict[str, Recipe] = {
                                           f"expert_load-v{EXPERT_LOAD_VERSION}"),
 }
 
+
+def load_recipe(path: Path) -> tuple[str, Recipe]:
+    """A recipe JSON as ``python -m agents.sweep`` writes it (``best_recipe.json``: ``env``,
+    ``file``, ``train_args``, ``trace``) -> (environment id, ``Recipe``). Raises ``ValueError``
+    naming the file and the missing or mistyped field."""
+    import json
+
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(f"recipe {path}: {err}") from None
+    for key, typ in (("env", str), ("file", str), ("train_args", list), ("trace", str)):
+        if not isinstance(data.get(key) if isinstance(data, dict) else None, typ):
+            raise ValueError(f"recipe {path}: field {key!r} missing or not a {typ.__name__}")
+    if not all(isinstance(x, str) for x in data["train_args"]):
+        raise ValueError(f"recipe {path}: field 'train_args' must be a list of strings")
+    return data["env"], Recipe(data["file"], tuple(data["train_args"]), data["trace"])
+
+
 # Environment id -> its committed checkpoint (``--policy zoo``).
 ZOO: dict[str, Path] = {}
 for _env_id, _recipe in RECIPES.items():

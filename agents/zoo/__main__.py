@@ -1,7 +1,7 @@
 """Reproduce the reference learned agents.
 
     python -m agents.zoo list
-    python -m agents.zoo train [--env ID ...] [--out DIR] [--dry-run]
+    python -m agents.zoo train [--env ID ...] [--recipe FILE] [--out DIR] [--dry-run]
 
 ``list`` prints each recipe as a command that runs when pasted, from any directory;
 ``train`` runs ``agents.train`` with each recipe's recorded arguments (into ``DIR/<stem>``) and
@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from agents import cli
-from agents.zoo import HERE, RECIPES, Recipe
+from agents.zoo import HERE, RECIPES, Recipe, load_recipe
 
 REPO_ROOT = HERE.parents[1]
 
@@ -41,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--env", action="append", type=cli.env_arg,
                    help="environment id, short name or package name (repeatable; default: all)")
     t.add_argument("--out", type=Path, default=Path("runs/zoo"))
+    t.add_argument("--recipe", type=Path, metavar="FILE",
+                   help="train this recipe JSON instead (python -m agents.sweep's best_recipe.json)")
     t.add_argument("--dry-run", action="store_true", help="print the commands only")
     sub.add_parser("list", help="show each recipe, whether its checkpoint exists, and its command")
     a = p.parse_args(argv)
@@ -51,14 +53,21 @@ def main(argv: list[str] | None = None) -> int:
             print(shlex.join(["python", "-m", "agents.train", *recipe_args(env_id, r),
                               "--out", f"runs/zoo/{Path(r.file).stem}"]))
         return 0
-    chosen = a.env or list(RECIPES)
-    unknown = [e for e in chosen if e not in RECIPES]
+    recipes = dict(RECIPES)
+    if a.recipe:
+        try:
+            env_id, recipe = load_recipe(a.recipe)
+        except ValueError as err:
+            t.error(f"--recipe {a.recipe}: {err}")
+        recipes = {env_id: recipe}
+    chosen = a.env or list(recipes)
+    unknown = [e for e in chosen if e not in recipes]
     if unknown:
-        t.error(f"--env {', '.join(unknown)}: no zoo recipe; environments with one: {', '.join(RECIPES)}")
+        t.error(f"--env {', '.join(unknown)}: no zoo recipe; environments with one: {', '.join(recipes)}")
     from agents import train
 
     for env_id in chosen:
-        r = RECIPES[env_id]
+        r = recipes[env_id]
         out = a.out / Path(r.file).stem
         args = [*recipe_args(env_id, r), "--out", str(out)]
         print(shlex.join(["python", "-m", "agents.train", *args]), flush=True)

@@ -89,7 +89,8 @@ class AutoscaleConfig:
     storage_bw: float | None = None  # bytes/s weights stream at (None: hwmodels' NVMe default)
     engine_init_s: float | None = None
     slo_ttft_s: float | None = None
-    slo_tbt_s: float | None = None
+    slo_tpot_s: float | None = None
+    slo_metric: str = "tpot"  # SLO check: "tpot" (MLPerf Inference, DistServe) or "p99_tbt" (envs/slo.py)
     attain_target: float = 0.99  # SLO attainment that sizes static_peak and the heuristics' targets
     peak_window_s: float = 60.0  # static_peak sizes for the highest rate over windows this long
     trace_seed: int = 0
@@ -169,7 +170,7 @@ class Scenario:
     reward_unit: float  # dollars of the static_peak fleet for one interval
     peak_rps: float  # static_peak's design rate (training data)
     slo_ttft: float
-    slo_tbt: float
+    slo_tpot: float
     trace_name: str
     unserved: np.ndarray  # int64 [W, 2]: requests of each window failed in the trace / rejected
 
@@ -293,14 +294,14 @@ def _build_scenario(cfg: AutoscaleConfig) -> Scenario:
     train = train * cfg.rate_scale
     curves = tuple(
         replica_curves(cfg.model, g, cfg.tp, lengths, cfg.storage_bw, cfg.engine_init_s,
-                       cfg.slo_ttft_s, cfg.slo_tbt_s, cfg.trace_seed)
+                       cfg.slo_ttft_s, cfg.slo_tpot_s, cfg.trace_seed, cfg.slo_metric)
         for g in types
     )
     from envs.autoscale.model import RHO_GRID
     from envs.core.engine import EngineSpec
 
     eng = EngineSpec(model=cfg.model, gpu=types[0], tp=cfg.tp, slo_ttft_s=cfg.slo_ttft_s,
-                     slo_tbt_s=cfg.slo_tbt_s).build()
+                     slo_tpot_s=cfg.slo_tpot_s, slo_metric=cfg.slo_metric).build()
     safe = np.array([c.safe_util(cfg.attain_target) for c in curves])
     mu = np.array([c.capacity_rps for c in curves])
     price_h = np.array([c.price_per_hour for c in curves])
@@ -342,7 +343,7 @@ def _build_scenario(cfg: AutoscaleConfig) -> Scenario:
         tod0=tod0, window_names=names, init=init, static_targets=static, ref_type=ref,
         ref_cap=ref_cap, safe_util=safe, conc_ref=conc_ref,
         reward_unit=float(static @ price_h * cfg.interval_s / 3600.0), peak_rps=peak,
-        slo_ttft=float(eng.slo_ttft), slo_tbt=float(eng.slo_tbt), trace_name=trace_name, unserved=unserved,
+        slo_ttft=float(eng.slo_ttft), slo_tpot=float(eng.slo_tpot), trace_name=trace_name, unserved=unserved,
     )
 
 
@@ -432,7 +433,7 @@ class AutoscaleVecEnv(NativeVecEnv):
         sc = self.scenario
         w = int(self.state.window[e])
         K.write_obs(sc.pools, self.state, e, sc.csum[w], self._obs, sc.ref_cap, sc.conc_ref,
-                    sc.slo_ttft, sc.slo_tbt, sc.reward_unit, sc.tod0[w], self.n_steps, self._penalty[e])
+                    sc.slo_ttft, sc.slo_tpot, sc.reward_unit, sc.tod0[w], self.n_steps, self._penalty[e])
         K.write_mask(sc.pools, self.state, e, self._mask)
 
     def advance(self) -> None:
@@ -441,7 +442,7 @@ class AutoscaleVecEnv(NativeVecEnv):
         K.step_all(sc.pools, self.state, sc.arrivals, self._actions, sc.slo_ttft, self._penalty,
                    sc.reward_unit, self._rew, self._mask)
         K.write_all(sc.pools, self.state, sc.csum, self._obs, sc.ref_cap, sc.conc_ref, sc.slo_ttft,
-                    sc.slo_tbt, sc.reward_unit, sc.tod0, self.n_steps, self._penalty, self._mask)
+                    sc.slo_tpot, sc.reward_unit, sc.tod0, self.n_steps, self._penalty, self._mask)
         self._trunc[:] = self.state.step >= self.n_steps
 
     def feature_names(self) -> list[str]:

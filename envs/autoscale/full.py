@@ -176,7 +176,7 @@ def compare(make_policy: PolicyFactory, policy_name: str, day: int = 0, start_h:
                     failed=(np.zeros(n, np.bool_) if tr.failed is None else np.asarray(tr.failed)[sel])[None, :])
     types = cfg.types()
     engs = tuple(EngineSpec(model=cfg.model, gpu=g, tp=cfg.tp, slo_ttft_s=cfg.slo_ttft_s,
-                            slo_tbt_s=cfg.slo_tbt_s).build()._replace(max_output=int(output.max()))
+                            slo_tpot_s=cfg.slo_tpot_s, slo_metric=cfg.slo_metric).build()._replace(max_output=int(output.max()))
                  for g in types)
     budgets = np.array([c.budget for c in sc.curves], np.int64)
     sched = rec["sched"][int(t_lo):int(t1)]

@@ -614,7 +614,7 @@ def _rate(csum, now_b, nbins, bs):
 
 
 @nb.njit(cache=True)
-def write_obs(p, st, e, csum, obs, ref_cap, conc_ref, slo_ttft, slo_tbt, reward_unit, tod0,
+def write_obs(p, st, e, csum, obs, ref_cap, conc_ref, slo_ttft, slo_tpot, reward_unit, tod0,
               n_steps, pen):
     G = st.serving.shape[1]
     bs = p.bin_s
@@ -650,7 +650,7 @@ def write_obs(p, st, e, csum, obs, ref_cap, conc_ref, slo_ttft, slo_tbt, reward_
     o[11] = c6 / max(min(have, n6), 1) / conc_ref
     arr = iv[IV_ARRIVED]
     o[12] = iv[IV_TTFT] / arr / slo_ttft if arr > 0.0 else 0.0
-    o[13] = iv[IV_TBT] / arr / slo_tbt if arr > 0.0 else 0.0
+    o[13] = iv[IV_TBT] / arr / slo_tpot if arr > 0.0 else 0.0
     o[14] = 1.0 - iv[IV_MISSED] / arr if arr > 0.0 else 1.0
     o[15] = iv[IV_MISSED] / (ref_cap * p.interval_s)
     o[16] = iv[IV_COST] / reward_unit
@@ -684,11 +684,11 @@ def write_obs(p, st, e, csum, obs, ref_cap, conc_ref, slo_ttft, slo_tbt, reward_
 
 
 @nb.njit(cache=True)
-def write_all(p, st, csum, obs, ref_cap, conc_ref, slo_ttft, slo_tbt, reward_unit, tod0, n_steps,
+def write_all(p, st, csum, obs, ref_cap, conc_ref, slo_ttft, slo_tpot, reward_unit, tod0, n_steps,
               pen, mask):
     """Observation and mask of every env (``csum``/``tod0`` per window, ``pen`` per env)."""
     for e in range(st.serving.shape[0]):
         w = st.window[e]
-        write_obs(p, st, e, csum[w], obs, ref_cap, conc_ref, slo_ttft, slo_tbt, reward_unit,
+        write_obs(p, st, e, csum[w], obs, ref_cap, conc_ref, slo_ttft, slo_tpot, reward_unit,
                   tod0[w], n_steps, pen[e])
         write_mask(p, st, e, mask)

@@ -7,7 +7,8 @@ stall-free chunked prefill, preemption, per-request TTFT and p99 TBT) serves a s
 trace's own requests arriving as a Poisson process at utilisation ``rho`` of its measured
 capacity, for every ``rho`` of ``RHO_GRID``. From the per-request outcomes:
 
-* ``attain[rho, d]``: share of requests that meet the SLO if each also waited ``d`` more seconds
+* ``attain[rho, d]``: share of requests that meet the SLO (the check ``slo_metric`` names: TTFT and
+  TPOT by default, ``envs/slo.py``) if each also waited ``d`` more seconds
   before service (``d`` on ``delay_grid``, up to the TTFT SLO): the fluid queue's wait enters here;
 * ``ttft_q[rho, k]``, ``tbt_q[rho, k]``: ``N_QUANTILES`` quantiles of TTFT and of each request's
   p99 gap between tokens;
@@ -15,9 +16,8 @@ capacity, for every ``rho`` of ``RHO_GRID``. From the per-request outcomes:
   the last arrival until the replica is empty (how long a removed replica keeps billing).
 
 Each replica runs vLLM's FCFS scheduler with the largest chunked-prefill budget whose iteration
-meets the TBT SLO (Sarathi-Serve's profiling rule, Agrawal et al. OSDI'24 Sec. 4.3): vLLM's
-8192-token default breaks the 100 ms TBT SLO of Llama-3.1-8B (see KVAdmission-v0), and no
-operator autoscales replicas that cannot meet the SLO at any load. Curves are cached on disk,
+stays within the SLO's per-token limit (Sarathi-Serve's profiling rule, Agrawal et al. OSDI'24
+Sec. 4.3): a larger budget lets one prefill chunk stall every decode past the limit. Curves are cached on disk,
 keyed by every input and the kernels' source digest, so the same inputs give the same bits.
 """
 
@@ -53,7 +53,7 @@ N_DELAYS = 17  # delay grid points from 0 to the TTFT SLO
 N_QUANTILES = 20  # TTFT/TBT quantile levels (k + 0.5) / N_QUANTILES
 BUDGET_CHOICES = (256, 512, 1024, 2048, 4096, 8192)
 CAL_REQUESTS = 3000  # requests per calibration run
-CAL_VERSION = 1
+CAL_VERSION = 2  # 2: the SLO check follows slo_metric (TPOT by default)
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,7 @@ def stall_free_budget(eng: Engine) -> int:
     TBT SLO (Sarathi-Serve's rule; the smallest choice when none does)."""
     best = BUDGET_CHOICES[0]
     for b in BUDGET_CHOICES:
-        if step_time(eng.coeffs, float(b), b * (b + 1) / 2.0, 64.0, 64.0 * 2048) <= eng.slo_tbt:
+        if step_time(eng.coeffs, float(b), b * (b + 1) / 2.0, 64.0, 64.0 * 2048) <= eng.slo_tpot:
             best = b
     return best
 
@@ -158,8 +158,12 @@ def _measure(eng: Engine, prompt: np.ndarray, output: np.ndarray, budget: int, c
         t_lo, t_hi = float(arrival[skip]), float(arrival[-1])
         end = serve_stream(st, wl, eng, budget, t_lo, t_hi, areas)
         ttft = st.ttft[0, skip:]
-        tbt_ok = st.tbt_p99[0, skip:] <= eng.slo_tbt
-        out["attain"].append([np.mean(tbt_ok & (ttft + d <= eng.slo_ttft)) for d in delays])
+        if eng.slo_metric == S.SLO_P99_TBT:
+            decode_ok = st.tbt_p99[0, skip:] <= eng.slo_tpot
+        else:  # TPOT; a one-token output has none and is checked on TTFT alone
+            tpot = st.tpot[0, skip:]
+            decode_ok = np.isnan(tpot) | (tpot <= eng.slo_tpot)
+        out["attain"].append([np.mean(decode_ok & (ttft + d <= eng.slo_ttft)) for d in delays])
         out["ttft_q"].append(np.quantile(ttft, levels))
         out["tbt_q"].append(np.quantile(st.tbt_p99[0, skip:], levels))
         span = t_hi - t_lo
@@ -200,11 +204,12 @@ def _cache_file(key: dict) -> Path:
 
 def replica_curves(model: str, gpu: str, tp: int, lengths: tuple[np.ndarray, np.ndarray],
                    storage_bw: float | None = None, engine_init_s: float | None = None,
-                   slo_ttft_s: float | None = None, slo_tbt_s: float | None = None,
-                   seed: int = 0) -> ReplicaCurves:
+                   slo_ttft_s: float | None = None, slo_tpot_s: float | None = None,
+                   seed: int = 0, slo_metric: str = "tpot") -> ReplicaCurves:
     """Measured curves of one replica (``tp`` GPUs of type ``gpu``) on requests of ``lengths``
     (prompt, output arrays of at least ``CAL_REQUESTS`` requests of the training data)."""
-    eng = EngineSpec(model=model, gpu=gpu, tp=tp, slo_ttft_s=slo_ttft_s, slo_tbt_s=slo_tbt_s).build()
+    eng = EngineSpec(model=model, gpu=gpu, tp=tp, slo_ttft_s=slo_ttft_s, slo_tpot_s=slo_tpot_s,
+                     slo_metric=slo_metric).build()
     # Requests this replica would reject at arrival (over the context length or its KV pool,
     # envs.core.replica.rejected_at_arrival) do not load it: calibrate on the others.
     p_all, o_all = (np.asarray(a, np.int64) for a in lengths)
@@ -221,7 +226,7 @@ def replica_curves(model: str, gpu: str, tp: int, lengths: tuple[np.ndarray, np.
     cold = hwmodels.cold_start_time(model, g, tp, storage_bw, engine_init_s)
     price = hwmodels.price_per_gpu_hour(g) * tp
     key = {"v": CAL_VERSION, "model": model, "gpu": g.name, "tp": tp, "budget": budget,
-           "slo": [eng.slo_ttft, eng.slo_tbt], "seed": seed, "rho": RHO_GRID.tolist(),
+           "slo": [eng.slo_ttft, eng.slo_tpot, slo_metric], "seed": seed, "rho": RHO_GRID.tolist(),
            "lengths": hashlib.sha256(prompt.tobytes() + output.tobytes()).hexdigest(),
            "coeffs": hashlib.sha256(eng.coeffs.tobytes()).hexdigest(), "kv": eng.capacity_blocks}
     path = _cache_file(key)

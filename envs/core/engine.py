@@ -10,6 +10,10 @@ import numpy as np
 
 import hwmodels
 
+# The environments claim vLLM's behaviour: their step times use vLLM's engine profile
+# (hwmodels/data/engine_profiles.toml [vllm]; README, Fidelity).
+DEFAULT_PROFILE = "vllm"
+
 # The step-time model lives in hwmodels; the simulator compiles that same function.
 step_time = nb.njit(cache=True)(hwmodels.iteration_time)
 
@@ -21,8 +25,9 @@ class Engine(NamedTuple):
     block_size: int  # tokens per paged-KV block
     capacity_blocks: int  # KV blocks of one replica
     max_seqs: int  # running requests per replica (vLLM max_num_seqs)
-    slo_ttft: float
-    slo_tbt: float
+    slo_ttft: float  # seconds
+    slo_tpot: float  # seconds: the TPOT limit (slo_metric 0) or the p99-gap limit (slo_metric 1)
+    slo_metric: int  # envs.slo.SLO_TPOT (MLPerf / DistServe) or envs.slo.SLO_P99_TBT
     cache_on: bool  # prefix caching
     chain_block_tokens: int  # tokens per prefix-chain block of the trace
     max_output: int  # max_tokens of every request (reservation-based admission)
@@ -42,16 +47,18 @@ class EngineSpec:
     # vLLM EngineArgs.get_batch_defaults: max_num_seqs 1024 on GPUs with >= 70 GiB (not A100)
     max_seqs: int = 1024
     slo_ttft_s: float | None = None  # None: the model's default (envs/data/slo.toml)
-    slo_tbt_s: float | None = None
+    slo_tpot_s: float | None = None
+    slo_metric: str = "tpot"  # per-request check: "tpot" (MLPerf, DistServe) or "p99_tbt" (envs/slo.py)
     capacity_blocks: int | None = None  # None: from hwmodels.kv_capacity_blocks
     max_output: int = 4096
     idle_tick_s: float = 0.01
     max_model_len: int | None = None  # None: the model's context length (hwmodels catalogue)
-    # engine profile of the step-time model (hwmodels/data/engine_profiles.toml); None: calibration alone
-    profile: str | None = None
+    # engine profile of the step-time model (hwmodels/data/engine_profiles.toml): the environments
+    # claim vLLM's behaviour, so vLLM's profile; None: the H200 calibration alone (plain PyTorch kernels)
+    profile: str | None = DEFAULT_PROFILE
 
     def build(self, cache_on: bool = False, chain_block_tokens: int = 1) -> Engine:
-        from envs.slo import default_slo
+        from envs.slo import default_slo, slo_metric_code
 
         model = hwmodels.get_model(self.model)
         gpu = hwmodels.get_gpu(self.gpu)
@@ -73,7 +80,12 @@ class EngineSpec:
         max_len = model.context_length if self.max_model_len is None else self.max_model_len
         if isinstance(max_len, bool) or not isinstance(max_len, (int, np.integer)) or max_len < 2:
             raise ValueError(f"EngineSpec.max_model_len must be an integer >= 2, got {self.max_model_len!r}")
-        slo_ttft, slo_tbt = default_slo(model.name)
+        metric = slo_metric_code(self.slo_metric)
+        slo_ttft, slo_tpot = default_slo(model.name)
+        for name in ("slo_ttft_s", "slo_tpot_s"):
+            v = getattr(self, name)
+            if v is not None and not v > 0:
+                raise ValueError(f"EngineSpec.{name} must be > 0 seconds, got {v!r}")
         stm = hwmodels.StepTimeModel(model, gpu, tp=self.tp, profile=self.profile)
         return Engine(
             coeffs=np.ascontiguousarray(stm.coeffs, dtype=np.float64),
@@ -81,7 +93,8 @@ class EngineSpec:
             capacity_blocks=int(cap),
             max_seqs=int(self.max_seqs),
             slo_ttft=float(self.slo_ttft_s if self.slo_ttft_s is not None else slo_ttft),
-            slo_tbt=float(self.slo_tbt_s if self.slo_tbt_s is not None else slo_tbt),
+            slo_tpot=float(self.slo_tpot_s if self.slo_tpot_s is not None else slo_tpot),
+            slo_metric=metric,
             cache_on=bool(cache_on),
             chain_block_tokens=int(chain_block_tokens),
             max_output=int(self.max_output),

@@ -17,15 +17,18 @@ def violations(st: S.ClusterState, capacity_blocks: int, block_size: int) -> lis
     for e in range(E):
         c = st.counters[e]
         in_flight = int(st.n_queued[e].sum() + st.n_running[e].sum())
-        if c[S.C_ARRIVED] != in_flight + c[S.C_FINISHED] + c[S.C_DROPPED]:
+        ended = c[S.C_FINISHED] + c[S.C_DROPPED] + c[S.C_FAILED] + c[S.C_REJECTED]
+        if c[S.C_ARRIVED] != in_flight + ended:
             out.append(
                 f"env {e}: arrived {c[S.C_ARRIVED]} != queued+running {in_flight} + finished "
-                f"{c[S.C_FINISHED]} + dropped {c[S.C_DROPPED]}"
+                f"{c[S.C_FINISHED]} + dropped {c[S.C_DROPPED]} + failed {c[S.C_FAILED]} + rejected "
+                f"{c[S.C_REJECTED]}"
             )
         if c[S.C_SLO_MET] + c[S.C_SLO_MISSED] > c[S.C_ARRIVED]:
             out.append(f"env {e}: met {c[S.C_SLO_MET]} + missed {c[S.C_SLO_MISSED]} > arrived")
         fate = st.fate[e]
-        if (fate == S.FINISHED).sum() != c[S.C_FINISHED] or (fate == S.DROPPED).sum() != c[S.C_DROPPED]:
+        if any((fate == f).sum() != c[k] for f, k in ((S.FINISHED, S.C_FINISHED), (S.DROPPED, S.C_DROPPED),
+                                                      (S.FAILED, S.C_FAILED), (S.REJECTED, S.C_REJECTED))):
             out.append(f"env {e}: per-request fates disagree with the counters")
         for r in range(R):
             status = st.status[e, r]

@@ -19,7 +19,13 @@ Semantics (one call of :func:`run_iteration` = one engine iteration):
 * Iteration time from ``hwmodels.iteration_time`` with the iteration's prefill tokens, causal
   attention pairs, decode sequences, KV tokens read and the longest decode context.
 
-Per request it records TTFT, E2E and the p99 of its gaps between tokens (see ``state.TOP_GAPS``).
+Per request it records TTFT, E2E, TPOT and the p99 of its gaps between tokens (see
+``state.TOP_GAPS``); per episode the largest gaps between tokens (``state.gap_heap``). The SLO
+check is ``eng.slo_metric`` (``envs/slo.py``): TTFT and TPOT as MLPerf Inference and DistServe
+define them, or TTFT and each request's p99 gap. A request is marked missed (``C_SLO_MISSED``) the
+moment its outcome is certain: its wait passes the TTFT SLO, or (TPOT) the time since its first
+token already exceeds SLO_tpot x (output - 1) so that even instant remaining tokens cannot bring
+the mean back, or (p99_tbt) more gaps exceed the limit than its p99 tolerates.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ from envs.core.state import (
     C_DROPPED,
     C_FAILED,
     C_FINISHED,
+    C_GAPS,
     C_ITERATIONS,
     C_OUTPUT_TOKENS_MET,
     C_PREEMPTIONS,
@@ -61,6 +68,8 @@ from envs.core.state import (
     QUEUED,
     REJECTED,
     RUNNING,
+    SLO_P99_TBT,
+    SLO_TPOT,
     TOP_GAPS,
 )
 
@@ -97,6 +106,14 @@ def hist_bin(tokens):
 def p99_allowed_over(n_gaps):
     """Gaps that may exceed the TBT SLO while the nearest-rank p99 gap still meets it."""
     return n_gaps - (99 * n_gaps + 99) // 100
+
+
+@nb.njit(cache=True, inline="always")
+def tpot_late(now, first_tok_t, out, slo_tpot):
+    """True when a request of ``out`` output tokens whose first token came at ``first_tok_t``
+    cannot meet the TPOT SLO even if every remaining token arrives at ``now``:
+    TPOT = (t_last - t_first) / (out - 1) > SLO_tpot. The finish check uses this same expression."""
+    return out > 1 and now - first_tok_t > slo_tpot * (out - 1)
 
 
 @nb.njit(cache=True, inline="always")
@@ -192,12 +209,15 @@ def mark_late_queued(st, wl, eng, e, r, now):
     s = -1
     for _ in range(st.n_queued[e, r]):
         s = next_queued(st.status, e, r, s + 1)
-        if (
-            not st.missed[e, r, s]
-            and st.generated[e, r, s] == 0
-            and now - arrival[st.req[e, r, s]] * scale > eng.slo_ttft
-        ):
-            mark_missed(st.missed, st.counters, e, r, s)
+        if st.missed[e, r, s]:
+            continue
+        q = st.req[e, r, s]
+        if st.generated[e, r, s] == 0:
+            if now - arrival[q] * scale > eng.slo_ttft:
+                mark_missed(st.missed, st.counters, e, r, s)
+        elif eng.slo_metric == SLO_TPOT:  # preempted after its first token
+            if tpot_late(now, arrival[q] * scale + st.ttft[e, q], wl.output[st.window[e], q], eng.slo_tpot):
+                mark_missed(st.missed, st.counters, e, r, s)
 
 
 @nb.njit(cache=True)
@@ -255,11 +275,47 @@ def preempt_newest(st, wl, e, r):
 
 
 @nb.njit(cache=True, inline="always")
-def _record_gap(gaps_over, missed, counters, top_gaps, slo_tbt, e, r, s, gap, allowed_over):
-    """One gap between tokens; ``allowed_over`` = gaps over the TBT SLO its p99 tolerates."""
-    if gap > slo_tbt:
+def _push_gap(gap_heap, counters, e, gap):
+    """Keep ``gap`` among the episode's largest gaps (a min-heap of gap_heap.shape[1] entries)."""
+    G = gap_heap.shape[1]
+    n = counters[e, C_GAPS]
+    counters[e, C_GAPS] = n + 1
+    h = gap_heap[e]
+    if n < G:
+        k = n
+        while k > 0:
+            p = (k - 1) // 2
+            if h[p] <= gap:
+                break
+            h[k] = h[p]
+            k = p
+        h[k] = gap
+        return
+    if gap <= h[0]:
+        return
+    k = 0
+    while True:
+        c = 2 * k + 1
+        if c >= G:
+            break
+        if c + 1 < G and h[c + 1] < h[c]:
+            c += 1
+        if h[c] >= gap:
+            break
+        h[k] = h[c]
+        k = c
+    h[k] = gap
+
+
+@nb.njit(cache=True, inline="always")
+def _record_gap(gaps_over, missed, counters, top_gaps, gap_heap, slo_tpot, p99_check, e, r, s, gap,
+                allowed_over):
+    """One gap between tokens; ``allowed_over`` = gaps over the limit its p99 tolerates (checked
+    when ``p99_check``, the p99_tbt SLO)."""
+    _push_gap(gap_heap, counters, e, gap)
+    if gap > slo_tpot:
         gaps_over[e, r, s] += 1
-        if gaps_over[e, r, s] > allowed_over:
+        if p99_check and gaps_over[e, r, s] > allowed_over:
             mark_missed(missed, counters, e, r, s)
     g = np.float32(gap)
     if g <= top_gaps[e, r, s, TOP_GAPS - 1]:
@@ -281,10 +337,17 @@ def _finish(st, wl, eng, e, r, s, now):
     tbt = 0.0
     if n_gaps > 0:
         tbt = st.top_gaps[e, r, s, min(rank, TOP_GAPS) - 1]
-    met = st.ttft[e, i] <= eng.slo_ttft and st.gaps_over[e, r, s] <= p99_allowed_over(n_gaps)
+    t_arr = wl.arrival_s[w, i] * st.time_scale[e]
+    if eng.slo_metric == SLO_P99_TBT:
+        decode_ok = st.gaps_over[e, r, s] <= p99_allowed_over(n_gaps)
+    else:
+        decode_ok = not tpot_late(now, t_arr + st.ttft[e, i], out, eng.slo_tpot)
+    met = st.ttft[e, i] <= eng.slo_ttft and decode_ok
     st.fate[e, i] = FINISHED
-    st.e2e[e, i] = now - wl.arrival_s[w, i] * st.time_scale[e]
+    st.e2e[e, i] = now - t_arr
     st.tbt_p99[e, i] = tbt
+    if n_gaps > 0:
+        st.tpot[e, i] = (st.e2e[e, i] - st.ttft[e, i]) / n_gaps
     st.slo_met[e, i] = met
     st.counters[e, C_FINISHED] += 1
     if met:
@@ -419,6 +482,8 @@ def run_iteration(st, wl, eng, e, r, admit_max, budget, defer, order, now):
     max_gap = 0.0
     keep = 0
     n = st.n_running[e, r]
+    p99_check = eng.slo_metric == SLO_P99_TBT
+    scale = st.time_scale[e]
     for i in range(n):
         s = st.run_list[e, r, i]
         work = st.sched[e, r, s]
@@ -430,21 +495,28 @@ def run_iteration(st, wl, eng, e, r, admit_max, budget, defer, order, now):
             st.kv_tokens[e, r, s] += 1
             st.generated[e, r, s] += 1
             gap = t_end - st.last_tok_t[e, r, s]
-            _record_gap(st.gaps_over, st.missed, st.counters, st.top_gaps, eng.slo_tbt, e, r, s, gap, allowed)
+            _record_gap(st.gaps_over, st.missed, st.counters, st.top_gaps, st.gap_heap, eng.slo_tpot,
+                        p99_check, e, r, s, gap, allowed)
+            if not p99_check and tpot_late(t_end, wl.arrival_s[w, q] * scale + st.ttft[e, q], out_q, eng.slo_tpot):
+                mark_missed(st.missed, st.counters, e, r, s)
             max_gap = max(max_gap, gap)
             st.last_tok_t[e, r, s] = t_end
         elif work > 0:
             st.kv_tokens[e, r, s] += work
             if st.kv_tokens[e, r, s] == st.target[e, r, s]:
                 if st.generated[e, r, s] == 0:
-                    ttft = t_end - wl.arrival_s[w, q] * st.time_scale[e]
+                    ttft = t_end - wl.arrival_s[w, q] * scale
                     st.ttft[e, q] = ttft
                     if ttft > eng.slo_ttft:
                         mark_missed(st.missed, st.counters, e, r, s)
                     st.accum[e, A_TTFT_EMA] += EMA * (ttft - st.accum[e, A_TTFT_EMA])
                 else:
                     gap = t_end - st.last_tok_t[e, r, s]
-                    _record_gap(st.gaps_over, st.missed, st.counters, st.top_gaps, eng.slo_tbt, e, r, s, gap, allowed)
+                    _record_gap(st.gaps_over, st.missed, st.counters, st.top_gaps, st.gap_heap, eng.slo_tpot,
+                                p99_check, e, r, s, gap, allowed)
+                    if not p99_check and tpot_late(t_end, wl.arrival_s[w, q] * scale + st.ttft[e, q], out_q,
+                                                   eng.slo_tpot):
+                        mark_missed(st.missed, st.counters, e, r, s)
                     max_gap = max(max_gap, gap)
                 st.generated[e, r, s] += 1
                 st.last_tok_t[e, r, s] = t_end
@@ -494,4 +566,5 @@ def reset_env_state(st, e, window, time_scale):
     st.ttft[e, :] = np.nan
     st.e2e[e, :] = np.nan
     st.tbt_p99[e, :] = np.nan
+    st.tpot[e, :] = np.nan
     st.slo_met[e, :] = False

@@ -30,6 +30,10 @@ REJECTED = 4  # the engine refuses it at arrival: longer than the model's contex
 # not depend on it: they count gaps over the TBT SLO exactly.
 TOP_GAPS = 16
 
+# Per-request SLO checks (``Engine.slo_metric``; names and sources in envs/slo.py).
+SLO_TPOT = 0  # TTFT and mean time per output token (MLPerf Inference, DistServe)
+SLO_P99_TBT = 1  # TTFT and the request's p99 gap between tokens
+
 # Integer counters per env (``ClusterState.counters[e, k]``).
 C_ARRIVED = 0
 C_DROPPED = 1
@@ -48,7 +52,8 @@ C_OUTPUT_TOKENS_MET = 13  # output tokens of requests that met the SLO
 C_SLO_MISSED = 14  # requests known to miss the SLO (counted the moment it becomes certain)
 C_FAILED = 15  # arrivals the trace marks failed (never served, never an SLO miss)
 C_REJECTED = 16  # arrivals rejected by the engine (context length or KV pool), never an SLO miss
-N_COUNTERS = 17
+C_GAPS = 17  # gaps between tokens recorded in the episode (every request, finished or not)
+N_COUNTERS = 18
 
 # Float accumulators per env (``ClusterState.accum[e, k]``).
 A_BUSY_S = 0  # replica-seconds spent in iterations
@@ -88,8 +93,13 @@ class ClusterState(NamedTuple):
     fate: np.ndarray  # int8
     ttft: np.ndarray  # float64, NaN until the first token
     e2e: np.ndarray  # float64
-    tbt_p99: np.ndarray  # float64
+    tbt_p99: np.ndarray  # float64, the request's nearest-rank p99 gap between tokens
+    tpot: np.ndarray  # float64, (E2E - TTFT) / (output - 1); NaN for one output token
     slo_met: np.ndarray  # bool
+    # The episode's largest gaps between tokens, a min-heap of the first gap_n[e] entries: sized
+    # by ``allocate(max_gaps=...)`` to hold the top 1% + 1 of every gap the episode can produce,
+    # so that the nearest-rank p99 over all gaps (Sarathi-Serve's TBT) is exact.
+    gap_heap: np.ndarray  # float64 [E, G]
     # --- per replica [E, R]
     r_clock: np.ndarray  # float64, end of the replica's last iteration
     free_blocks: np.ndarray  # int32
@@ -123,14 +133,34 @@ class ClusterState(NamedTuple):
 N_HIST_BINS = 16
 
 
+def gap_heap_size(max_gaps: int) -> int:
+    """Entries that hold the nearest-rank p99 of up to ``max_gaps`` gaps: it is the
+    (n - ceil(0.99 n) + 1)-th largest of n gaps, at most n // 100 + 1."""
+    return max(max_gaps, 0) // 100 + 1
+
+
+def episode_tbt_p99(gap_heap: np.ndarray, n_gaps: int) -> float:
+    """Nearest-rank p99 over the ``n_gaps`` gaps of an episode from its top-gap heap (NaN for none)."""
+    if n_gaps <= 0:
+        return float("nan")
+    rank = n_gaps - (99 * n_gaps + 99) // 100 + 1  # from the top
+    kept = np.sort(gap_heap[: min(n_gaps, gap_heap.shape[0])])[::-1]
+    return float(kept[min(rank, kept.shape[0]) - 1])
+
+
 def allocate(
     n_envs: int,
     n_replicas: int,
     n_slots: int,
     n_requests: int,
     cache_entries: int = 0,
+    max_gaps: int = 0,
 ) -> ClusterState:
-    """Zeroed state; ``reset_envs`` fills it for an episode."""
+    """Zeroed state; ``reset_envs`` fills it for an episode.
+
+    ``max_gaps``: the most gaps between tokens one episode can produce (the sum of output - 1 over
+    a window's requests); the episode p99 TBT is exact up to it and an upper bound beyond.
+    """
     if min(n_envs, n_replicas, n_slots, n_requests) < 1:
         raise ValueError(
             f"allocate: n_envs, n_replicas, n_slots, n_requests must be >= 1, got "
@@ -138,6 +168,8 @@ def allocate(
         )
     if cache_entries < 0:
         raise ValueError(f"allocate: cache_entries must be >= 0, got {cache_entries}")
+    if max_gaps < 0:
+        raise ValueError(f"allocate: max_gaps must be >= 0, got {max_gaps}")
     E, R, S, N = n_envs, n_replicas, n_slots, n_requests
     C = max(cache_entries, 1)
     H = 1
@@ -155,7 +187,9 @@ def allocate(
         ttft=np.full((E, N), np.nan),
         e2e=np.full((E, N), np.nan),
         tbt_p99=np.full((E, N), np.nan),
+        tpot=np.full((E, N), np.nan),
         slo_met=np.zeros((E, N), np.bool_),
+        gap_heap=np.zeros((E, gap_heap_size(max_gaps))),
         r_clock=np.zeros((E, R), np.float64),
         free_blocks=np.zeros((E, R), np.int32),
         n_queued=np.zeros((E, R), np.int32),

@@ -112,3 +112,9 @@ def load_split(cfg, where: str) -> tuple[Trace, Trace]:
         raise ValueError(f"{where}: split must be 'train', 'test' or 'all', got {cfg.split!r}")
     train, test = traces.split(trace, cfg.held_out_frac)
     return (train, train) if cfg.split == "train" else (train, test)
+
+
+def max_window_gaps(wl: Workload) -> int:
+    """Most gaps between tokens one episode window can produce: sum of (output - 1) over its
+    requests, the largest over windows (sizes ``state.allocate(max_gaps=...)``)."""
+    return int(np.maximum(wl.output.astype(np.int64) - 1, 0).sum(axis=1).max(initial=0))

@@ -3,7 +3,8 @@
 At each rebalance the agents act once per simulated MoE layer (all GPUs at once). Agent ``gpu_g``
 either keeps its slots (action 0) or copies candidate k - 1 of its K candidates (the hottest
 experts by load per replica that it does not hold) into its least-loaded slot holding a redundant
-replica (an expert with another replica elsewhere). Moves apply coolest GPU first; a move whose
+replica (an expert with another replica elsewhere); a masked action keeps the slots (counted in
+``metrics["masked_actions"]``). Moves apply coolest GPU first; a move whose
 victim has meanwhile become an expert's last replica is dropped, so every expert keeps a replica.
 After the last layer the interval is played with the cluster model of ``envs.expert_placement.sim``
 (the same costs as ExpertPlacement-v0) and every agent gets the same reward: minus that interval's
@@ -22,7 +23,7 @@ from pettingzoo import ParallelEnv
 
 from envs.expert_placement import algos as A
 from envs.expert_placement.sim import ExpertPlacementConfig, PlacementSim, make_config
-from envs.native_vec import draw_episode
+from envs.native_vec import draw_episode, episode_options
 
 AGENT_FEATURES = ("gpu_load", "gpu_rank", "imbalance", "layer", "interval", "evictable", "victim_load")
 CANDIDATE_FEATURES = ("present", "load", "per_replica", "per_replica_added", "replicas", "trend", "next_layer")
@@ -121,6 +122,7 @@ class ExpertPlacementParallelEnv(ParallelEnv):
         self.sim = PlacementSim(1, cfg)
         self._rng = np.random.default_rng(seed)
         self._started = 0
+        self._masked = 0
         sh = self.sh = self.sim.sh
         self.K = cfg.candidates
         self.possible_agents = [f"gpu_{g}" for g in range(sh.G)]
@@ -158,8 +160,10 @@ class ExpertPlacementParallelEnv(ParallelEnv):
             self._rng = np.random.default_rng(seed)
             self._started = 0
         w, d = draw_episode("ExpertPlacementParallelEnv", self.config.window_order, self._rng, self._started, 0, 1,
-                            self.sim.load.n_windows, "drift", self.config.drifts(), dict(options or {}))
+                            self.sim.load.n_windows, "drift", self.config.drifts(),
+                            episode_options("ExpertPlacementParallelEnv", options, "drift"))
         self._started += 1
+        self._masked = 0
         self.sim.reset(np.array([0]), [w], [d])
         self.agents = list(self.possible_agents)
         self._layer = 0
@@ -176,9 +180,14 @@ class ExpertPlacementParallelEnv(ParallelEnv):
             if a not in actions:
                 raise ValueError(f"ExpertPlacementParallelEnv: no action for agent {a!r}")
             v = actions[a]
-            if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or not (0 <= v <= self.K) \
-                    or not self._mask[g, v]:
-                raise ValueError(f"ExpertPlacementParallelEnv: action {v} of {a} is masked or out of [0, {self.K}]")
+            if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or not 0 <= v <= self.K:
+                raise ValueError(f"ExpertPlacementParallelEnv: action of {a} must be an integer in [0, {self.K}], "
+                                 f"got {v!r}")
+            # A masked action (e.g. sampled without the mask) keeps the slots, as ExpertPlacementVecEnv
+            # plays its first legal action; counted per episode (metrics["masked_actions"]).
+            if not self._mask[g, v]:
+                self._masked += 1
+                v = 0
             acts[g] = v
         _apply(acts, sim.window[0, self._layer], self._pending[0, self._layer], self._cand, self._victim, sh.G)
         self._layer += 1
@@ -191,7 +200,7 @@ class ExpertPlacementParallelEnv(ParallelEnv):
             self._pending[:] = sim.place
             done = bool(sim.done(np.array([0]))[0])
             if done:
-                m = sim.metrics(0)
+                m = {**sim.metrics(0), "masked_actions": float(self._masked)}
                 infos = {a: {"metrics": m} for a in self.agents}
         obs = self._observations()
         rewards = {a: reward for a in self.agents}

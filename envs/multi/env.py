@@ -47,8 +47,8 @@ from envs.multi import kernels as MK
 from envs.routing import env as rt
 from envs.routing import kernels as RK
 from envs.core import state as S
-from envs.core.workload import load_split, output_histogram
-from envs.native_vec import SingleObjectVecEnv, check_actions
+from envs.core.workload import load_split, max_window_gaps, output_histogram
+from envs.native_vec import SingleObjectVecEnv, check_actions, episode_options
 
 ROLES = ("router", "admission", "autoscaler")
 
@@ -117,7 +117,8 @@ class MultiCluster:
         history, _ = load_split(replace(rc, trace=rt.DEFAULT_TRACE if rc.trace == "default" else rc.trace), "multi")
         hist = output_histogram(history.output_tokens)
         self.hist_prior = hist * (100.0 / hist.sum())
-        self.state = S.allocate(E, R, rc.queue_slots, rc.window_requests, sc.cache_entries)
+        self.state = S.allocate(E, R, rc.queue_slots, rc.window_requests, sc.cache_entries,
+                                max_window_gaps(sc.workload))
         self.n_obs = {"router": RK.G + R * RK.F,
                       "admission": len(KVK.GLOBAL_FEATURES) + K * len(KVK.CANDIDATE_FEATURES),
                       "autoscaler": MK.N_AS}
@@ -303,7 +304,7 @@ class MultiClusterEnv(ParallelEnv):
     def reset(self, seed: int | None = None, options: dict | None = None):
         if seed is not None:
             self.core.seed(seed)
-        self.core.reset(options=[dict(options or {})])
+        self.core.reset(options=[episode_options("multi", options, "load")])
         self.core.slo_rew[:] = 0.0
         self.core.cost[:] = 0.0
         self.core.rep_slo[:] = 0.0

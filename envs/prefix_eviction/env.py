@@ -49,7 +49,7 @@ import hwmodels
 import traces
 from envs.prefix_eviction import kernels as K
 from envs.core.capacity import measure_capacity_rps
-from envs.core.engine import Engine, EngineSpec
+from envs.core.engine import DEFAULT_PROFILE, Engine, EngineSpec
 from envs.core.workload import build_workload
 from envs.metrics import percentile
 from envs.native_vec import NativeVecEnv, VecEnvView, item_features
@@ -212,7 +212,8 @@ def _build(cfg: PrefixEvictionConfig) -> Built:
     prev_ref = np.full(R, -1, np.int64)
     prev_ref[order[1:][same]] = order[:-1][same]
     coeffs = np.ascontiguousarray(
-        hwmodels.StepTimeModel(hwmodels.get_model(cfg.model), hwmodels.get_gpu(cfg.gpu), tp=cfg.tp).coeffs,
+        hwmodels.StepTimeModel(hwmodels.get_model(cfg.model), hwmodels.get_gpu(cfg.gpu), tp=cfg.tp,
+                               profile=DEFAULT_PROFILE).coeffs,
         dtype=np.float64)
     a = depth.astype(np.float64) * bs
     b = a + tokens

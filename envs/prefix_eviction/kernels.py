@@ -72,7 +72,14 @@ I_LRU_H, I_LRU_T, I_Q_H, I_Q_T, I_M_H, I_M_T, I_G_H, I_G_T = 8, 9, 10, 11, 12, 1
 I_S_SIZE, I_M_SIZE, I_G_SIZE, I_REQ_START, I_SCORE = 16, 17, 18, 19, 20
 I_HIT_BLOCKS, I_REF_BLOCKS, I_HIT_TOKENS, I_PROMPT_TOKENS = 21, 22, 23, 24
 I_EVICTIONS, I_DECISIONS, I_BYPASS, I_STRANDED_EVICT, I_GHOST_HIT, I_RNG, I_SAMPLED = 25, 26, 27, 28, 29, 30, 31
-N_IV = 32
+I_S3_EVICTED = 32  # S3-FIFO: the cache has evicted once (libCacheSim's has_evicted)
+N_IV = 33
+
+# S3-FIFO's parameters, libCacheSim S3FIFO.c defaults: small-size-ratio=0.10, ghost-size-ratio=0.90,
+# move-to-main-threshold=2.
+S3_SMALL_RATIO = 0.1
+S3_GHOST_RATIO = 0.9
+S3_MOVE_TO_MAIN = 2
 F_L, F_SAVED, F_HIT_EMA, F_REWARD, N_FV = 0, 1, 2, 3, 4
 
 
@@ -247,16 +254,24 @@ def evict_slot(st, sc, rank, e, c):
     iv[e, I_EVICTIONS] += 1
 
 
+@nb.njit(cache=True, inline="always")
+def s3_small_cap(cap):
+    """Small-queue size: libCacheSim's (int64_t)cache_size * 0.1, at least 1 (libCacheSim admits
+    nothing to a small queue of one object: its insert refuses obj_size >= small size)."""
+    return max(np.int64(cap * S3_SMALL_RATIO), 1)
+
+
 @nb.njit(cache=True)
 def _ghost_push(st, e, b, cap):
-    """S3-FIFO ghost queue (FIFO of evicted ids, as many entries as the main queue holds)."""
+    """S3-FIFO ghost queue: a FIFO of evicted ids holding (int64_t)(cache_size * 0.9) of them; an id
+    already in it keeps its place (libCacheSim's ghost is a FIFO cache: a hit does not move it)."""
     iv = st.iv
     if st.g_in[e, b]:
         return
     st.g_in[e, b] = True
     _push_front(st.g_prev, st.g_next, iv, e, I_G_H, I_G_T, b)
     iv[e, I_G_SIZE] += 1
-    while iv[e, I_G_SIZE] > cap - cap // 10:
+    while iv[e, I_G_SIZE] > np.int64(cap * S3_GHOST_RATIO):
         old = iv[e, I_G_T]
         _unlink(st.g_prev, st.g_next, iv, e, I_G_H, I_G_T, old)
         st.g_in[e, old] = False
@@ -264,50 +279,83 @@ def _ghost_push(st, e, b, cap):
 
 
 @nb.njit(cache=True)
-def s3fifo_victim(st, sc, e, q):
-    """S3-FIFO's eviction (Yang et al., SOSP'23; libCacheSim ``S3FIFOv0.c``, the paper's code):
-    small queue S = 10% of the cache, main queue M, ghost G of M's size. Evict from M while M is
-    over its share or S is empty (2-bit CLOCK: a block accessed since it entered M is reinserted
-    with its counter decremented), else from S: a block accessed while in S moves to M, one that
-    was not goes to G and is evicted. Blocks pinned by request ``q`` are passed over (rotated to
-    the head of their queue). Returns the slot to evict, or -1 when everything is pinned."""
+def _s3_evict_main(st, sc, e, q):
+    """libCacheSim ``S3FIFO_evict_main``: 2-bit CLOCK over M; returns the slot or -1 when every
+    block of M is pinned by request ``q`` (chain mode)."""
     iv = st.iv
-    cap = iv[e, I_CAP]
-    small_cap = max(cap // 10, 1)
-    guard = 4 * (iv[e, I_CNT] + 1)
-    while guard > 0:
-        guard -= 1
-        if iv[e, I_M_SIZE] > cap - small_cap or iv[e, I_S_SIZE] == 0:
-            c = iv[e, I_M_T]
-            if c < 0:
-                return -1
-            _unlink(st.q_prev, st.q_next, iv, e, I_M_H, I_M_T, c)
-            if st.pin[e, c] == q and sc.chain:
-                _push_front(st.q_prev, st.q_next, iv, e, I_M_H, I_M_T, c)
-                continue
-            f = st.s3f[e, c]
-            if f >= 1:
-                st.s3f[e, c] = min(f, 3) - 1
-                _push_front(st.q_prev, st.q_next, iv, e, I_M_H, I_M_T, c)
-                continue
-            _push_front(st.q_prev, st.q_next, iv, e, I_M_H, I_M_T, c)  # evict_slot unlinks it
-            return c
+    pinned = 0  # consecutive pinned blocks passed over
+    while iv[e, I_M_SIZE] > 0 and pinned < iv[e, I_M_SIZE]:
+        c = iv[e, I_M_T]
+        _unlink(st.q_prev, st.q_next, iv, e, I_M_H, I_M_T, c)
+        _push_front(st.q_prev, st.q_next, iv, e, I_M_H, I_M_T, c)  # kept, reinserted, or unlinked by evict_slot
+        if sc.chain and st.pin[e, c] == q:
+            pinned += 1
+            continue
+        pinned = 0
+        f = st.s3f[e, c]
+        if f >= 1:
+            st.s3f[e, c] = min(f, 3) - 1
+            continue
+        return c
+    return -1
+
+
+@nb.njit(cache=True)
+def _s3_evict_small(st, sc, e, q, cap):
+    """libCacheSim ``S3FIFO_evict_small``: from S's tail, a block with >= ``S3_MOVE_TO_MAIN``
+    accesses moves to M (the loop goes on in S), the first one with fewer goes to the ghost and is
+    the victim; returns -1 when S empties by promotions or every block left in S is pinned."""
+    iv = st.iv
+    pinned = 0
+    while iv[e, I_S_SIZE] > 0 and pinned < iv[e, I_S_SIZE]:
         c = iv[e, I_Q_T]
         _unlink(st.q_prev, st.q_next, iv, e, I_Q_H, I_Q_T, c)
-        if st.pin[e, c] == q and sc.chain:
+        if sc.chain and st.pin[e, c] == q:
             _push_front(st.q_prev, st.q_next, iv, e, I_Q_H, I_Q_T, c)
+            pinned += 1
             continue
-        if st.s3f[e, c] >= 1:  # accessed while in S: promote to M
+        pinned = 0
+        if st.s3f[e, c] >= S3_MOVE_TO_MAIN:
             iv[e, I_S_SIZE] -= 1
             iv[e, I_M_SIZE] += 1
             st.s3q[e, c] = 1
-            st.s3f[e, c] = 0
+            st.s3f[e, c] = 0  # libCacheSim inserts a new object into M: counter 0
             _push_front(st.q_prev, st.q_next, iv, e, I_M_H, I_M_T, c)
             continue
-        _push_front(st.q_prev, st.q_next, iv, e, I_Q_H, I_Q_T, c)
+        _push_front(st.q_prev, st.q_next, iv, e, I_Q_H, I_Q_T, c)  # evict_slot unlinks it
         _ghost_push(st, e, st.key[e, c], cap)
         return c
     return -1
+
+
+@nb.njit(cache=True)
+def s3fifo_victim(st, sc, e, q):
+    """S3-FIFO's eviction as libCacheSim implements it (``libCacheSim/cache/eviction/S3FIFO.c``,
+    https://github.com/1a1a11a/libCacheSim, the version libcachesim 0.3.5 runs; Yang et al.,
+    "FIFO queues are all you need for cache eviction", SOSP'23): small queue S of
+    (int64)(0.1 x capacity) blocks, main queue M of the rest, ghost G of (int64)(0.9 x capacity) ids.
+    Evict from M when M is over its size or S is empty (2-bit CLOCK: a block accessed since it
+    entered M or was last passed is reinserted with its counter decremented), else from S: blocks
+    accessed at least twice (move-to-main-threshold 2) move to M and the scan of S goes on; the
+    first with fewer goes to G and is the victim; when S empties by promotions, M evicts. Until the
+    first eviction a new block finds S full it enters M (libCacheSim's ``has_evicted``).
+
+    Chain mode: blocks pinned by request ``q`` are passed over (rotated to the head of their queue);
+    when every block of the queue the rule picks is pinned, the other queue evicts instead, so a
+    request never bypasses the cache while an unpinned block exists. Returns the slot to evict, or
+    -1 when every cached block is pinned."""
+    iv = st.iv
+    cap = iv[e, I_CAP]
+    iv[e, I_S3_EVICTED] = 1
+    if iv[e, I_M_SIZE] > cap - s3_small_cap(cap) or iv[e, I_S_SIZE] == 0:
+        c = _s3_evict_main(st, sc, e, q)
+        if c < 0:
+            c = _s3_evict_small(st, sc, e, q, cap)
+        return c
+    c = _s3_evict_small(st, sc, e, q, cap)
+    if c < 0:  # S emptied by promotions, or all of it pinned
+        c = _s3_evict_main(st, sc, e, q)
+    return c
 
 
 @nb.njit(cache=True)
@@ -330,7 +378,8 @@ def _insert(st, sc, rank, e, b, r, q):
     _push_front(st.lru_prev, st.lru_next, iv, e, I_LRU_H, I_LRU_T, c)
     if rank == R_S3FIFO:
         st.s3f[e, c] = 0
-        if iv[e, I_GHOST_HIT]:  # found in the ghost before the eviction: straight into M
+        # Found in the ghost before the eviction, or S full before the cache ever evicted: into M.
+        if iv[e, I_GHOST_HIT] or (iv[e, I_S3_EVICTED] == 0 and iv[e, I_S_SIZE] >= s3_small_cap(iv[e, I_CAP])):
             iv[e, I_GHOST_HIT] = 0
             st.s3q[e, c] = 1
             iv[e, I_M_SIZE] += 1

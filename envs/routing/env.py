@@ -36,7 +36,7 @@ from envs.core import state as S
 from envs.core.capacity import VLLM_BUDGET, measure_capacity_rps
 from envs.core.engine import EngineSpec, step_time
 from envs.core.replica import arrival_time
-from envs.core.workload import build_workload, load_split
+from envs.core.workload import build_workload, load_split, max_window_gaps
 from envs.metrics import episode_metrics
 from envs.native_vec import NativeVecEnv, VecEnvView, draw_episode, item_features
 from envs.vector import NativeVectorEnv
@@ -66,7 +66,8 @@ class RoutingConfig:
     max_seqs: int = 1024
     budget: int = VLLM_BUDGET  # chunked-prefill token budget per iteration (vLLM default)
     slo_ttft_s: float | None = None
-    slo_tbt_s: float | None = None
+    slo_tpot_s: float | None = None
+    slo_metric: str = "tpot"  # SLO check: "tpot" (MLPerf Inference, DistServe) or "p99_tbt" (envs/slo.py)
     window_requests: int = 1024
     queue_slots: int = 256  # per replica; arrivals beyond are dropped (and counted)
     predictor_accuracy: float = 0.7
@@ -104,7 +105,7 @@ class RoutingConfig:
         return EngineSpec(
             model=self.model, gpu=self.gpu, tp=self.tp, mem_frac=self.mem_frac,
             capacity_blocks=self.capacity_blocks, max_seqs=self.max_seqs,
-            slo_ttft_s=self.slo_ttft_s, slo_tbt_s=self.slo_tbt_s,
+            slo_ttft_s=self.slo_ttft_s, slo_tpot_s=self.slo_tpot_s, slo_metric=self.slo_metric,
         )
 
 
@@ -216,7 +217,7 @@ class RoutingVecEnv(NativeVecEnv):
 
     # Led by metrics every run defines; effective_capacity_rps exists only with --capacity.
     table_metrics = (
-        "slo_attainment", "goodput_rps", "ttft_p50_s", "ttft_p99_s", "token_hit_ratio",
+        "slo_attainment", "goodput_rps", "ttft_p50_s", "ttft_p99_s", "tpot_p99_s", "token_hit_ratio",
         "load_imbalance", "offered_rps", "effective_capacity_rps", "return_mean",
     )
     capacity_knob = "rate_scale"  # what agents.capacity_search varies (offered_rps is the rate)
@@ -247,7 +248,8 @@ class RoutingVecEnv(NativeVecEnv):
         n_obs = K.G + R * K.F
         super().__init__(num_envs, spaces.Box(-np.inf, np.inf, (n_obs,), np.float32), spaces.Discrete(R))
         E = num_envs
-        self.state = S.allocate(E, R, cfg.queue_slots, cfg.window_requests, self.scenario.cache_entries)
+        self.state = S.allocate(E, R, cfg.queue_slots, cfg.window_requests, self.scenario.cache_entries,
+                                max_window_gaps(self.scenario.workload))
         self.up = np.ones((E, R), np.float32)
         self._ttft_ema = np.zeros((E, R))
         self._busy = np.zeros((E, R))
@@ -299,7 +301,7 @@ class RoutingVecEnv(NativeVecEnv):
     # --- domain metrics
     def request_records(self, e: int) -> dict[str, np.ndarray]:
         st = self.state
-        return {k: getattr(st, k)[e].copy() for k in ("ttft", "tbt_p99", "e2e", "fate", "slo_met")}
+        return {k: getattr(st, k)[e].copy() for k in ("ttft", "tpot", "tbt_p99", "e2e", "fate", "slo_met")}
 
     def episode_metrics(self, e: int) -> dict[str, float]:
         extra = {} if self.config.rate_scale is not None else {"load": float(self._episode_load[e])}
@@ -325,7 +327,8 @@ def cluster_metrics(st: S.ClusterState, sc: Scenario, busy: np.ndarray, e: int,
         **(extra or {}),
     }
     m = episode_metrics(
-        ttft=st.ttft[e], tbt_p99=st.tbt_p99[e], e2e=st.e2e[e], fate=st.fate[e],
+        ttft=st.ttft[e], e2e=st.e2e[e], tpot=st.tpot[e], fate=st.fate[e],
+        tbt_p99_episode=S.episode_tbt_p99(st.gap_heap[e], int(st.counters[e, S.C_GAPS])),
         slo_met=st.slo_met[e], output_tokens=wl.output[w], duration_s=float(st.clock[e]) - t0,
         counters=st.counters[e], kv_block_s=float(st.accum[e, S.A_KV_BLOCK_S]),
         capacity_blocks=sc.engine.capacity_blocks * R, extra=more,

@@ -3,12 +3,14 @@
     python -m hwmodels.validate window --trace PATH --start I --requests N --name NAME --out FILE  # CPU
     python -m hwmodels.validate run --trace FILE [--trace FILE] [--loads 0.3 0.6 0.85] --out DIR   # GPU
     python -m hwmodels.validate comm --out DIR                        # >= 2 GPUs: NCCL all-reduce, all-to-all
-    python -m hwmodels.validate compare DIR                           # CPU: replay in the simulator
+    python -m hwmodels.validate compare [DIR] [--profile P]          # CPU: replay in the simulator
+    python -m hwmodels.validate fit [--vllm]                          # CPU: fit the reference / vllm profile
     python -m hwmodels.validate report [--json FILE]                  # CPU: every error from committed data
 
 Modules: ``model`` (random-weight Llama from the catalogue), ``engine`` (the reference
 continuous-batching engine: envs.core's scheduler, FlashAttention, CUDA graphs), ``run`` (loads of
-the measured capacity), ``comm_bench`` (NCCL collectives), ``compare`` (the simulator replay: the
-only module of hwmodels that imports envs, loaded lazily by the CLI), ``report``.
+the measured capacity), ``comm_bench`` (NCCL collectives), ``measured`` (the committed records),
+``fit`` (engine profiles), ``compare`` and ``published`` (simulator replays: the only modules of
+hwmodels that import envs, loaded lazily by the CLI), ``report``.
 The measured data live in ``hwmodels/validate/data/``.
 """

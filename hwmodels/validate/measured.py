@@ -67,9 +67,6 @@ def load_runs(data_dir: str | Path = DATA_DIR) -> list[Run]:
             load = r.get("load")
             if load is None and r["kind"] == "load":  # an absolute rate: its load is rate / capacity
                 load = r["rate_rps"] / r["capacity_rps"]
-            if r["kind"] == "load" and "load0.3" in f.name:
-                # the rate of this file was 0.3 x the first session's capacity (hwmodels/validate/data/README.md)
-                load = 0.3
             req = r["requests"]
             runs.append(Run(
                 window=d["window"]["name"], file=f.name, kind=r["kind"], load=load, rate_rps=r.get("rate_rps"),

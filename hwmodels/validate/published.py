@@ -119,7 +119,7 @@ def _engine(point: PublishedPoint, coeffs: np.ndarray):
         mem_frac=point.gpu_memory_utilization or DEFAULT_GPU_MEMORY_UTILIZATION,
         block_size=point.block_size or DEFAULT_BLOCK_SIZE,
         max_seqs=point.max_num_seqs or DEFAULT_MAX_NUM_SEQS,
-        slo_ttft_s=math.inf, slo_tbt_s=math.inf,  # no SLO bookkeeping: only latencies are compared
+        slo_ttft_s=math.inf, slo_tpot_s=math.inf,  # no SLO bookkeeping: only latencies are compared
     )
     try:
         eng = spec.build()

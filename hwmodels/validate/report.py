@@ -1,0 +1,110 @@
+"""``python -m hwmodels.validate report [--json FILE] [--plot PNG]``: every fidelity figure, recomputed
+from the committed data (CPU).
+
+- Reference engine on the H200 (hwmodels/validate/data/h200), `reference` profile: per load run,
+  the step-time model's per-iteration MAPE (these runs are held out of the profile's fit, which
+  uses the capacity runs) and the simulator's per-request TTFT / TPOT / E2E p50 and p90 errors.
+- Published vLLM / SGLang measurements (hwmodels/data/published_results.toml), `vllm` profile:
+  error per point and metric, median and max absolute error.
+
+JSON keys: iteration_mape_pct (worst load run), request_p50_max_abs_err_pct and
+request_p90_max_abs_err_pct (worst of TTFT/TPOT/E2E over the load runs), published_median_abs_err_pct,
+published_max_abs_err_pct, published_points, plus the per-run and per-point tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from hwmodels.profiles import get_profile
+
+from .compare import METRICS, compare_all, format_rows, simulate
+from .measured import DATA_DIR, load_runs
+
+REFERENCE_PROFILE = "reference"
+PUBLISHED_PROFILE = "vllm"
+
+
+def engine_summary(rows: list[dict]) -> dict:
+    worst = lambda q: max(abs(r["requests_metrics"][m][q]["err_pct"]) for r in rows for m in METRICS)  # noqa: E731
+    return {"iteration_mape_pct": max(r["iteration_mape_pct"] for r in rows),
+            "request_p50_max_abs_err_pct": worst("p50"), "request_p90_max_abs_err_pct": worst("p90")}
+
+
+def published_summary(profile: str = PUBLISHED_PROFILE) -> tuple[dict, list, str]:
+    from . import published as vp
+    from .fit import published_errors
+
+    s, rows = published_errors(get_profile(profile))
+    return s, rows, vp.format_table(vp.load_published(), rows)
+
+
+def plot_cdfs(out: Path, data_dir: Path = DATA_DIR, profile: str = REFERENCE_PROFILE) -> Path:
+    """Measured vs simulated per-request TTFT, TPOT and E2E CDFs of every load run (one PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    runs = [r for r in load_runs(data_dir) if r.kind == "load"]
+    windows = sorted({r.window for r in runs})
+    fig, axes = plt.subplots(len(windows), 3, figsize=(13, 3.6 * len(windows)), squeeze=False)
+    colors = {0.3: "tab:green", 0.6: "tab:orange", 0.85: "tab:red"}
+    for i, w in enumerate(windows):
+        for r in sorted((r for r in runs if r.window == w), key=lambda r: r.load):
+            meas, sim = r.request_metrics(), simulate(r, profile)
+            for j, m in enumerate(METRICS):
+                ax = axes[i, j]
+                c = colors.get(round(r.load, 2), "k")
+                for vals, ls, lab in ((meas[m], "-", "measured"), (sim[m], "--", "simulated")):
+                    v = np.sort(vals[np.isfinite(vals)]) * 1e3
+                    ax.plot(v, np.arange(1, len(v) + 1) / len(v), ls, color=c, label=f"load {r.load:.2f} {lab}")
+                ax.set_xscale("log")
+                ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+                ax.set_title(f"{w}: {m.upper()}")
+                ax.set_xlabel("ms")
+                ax.grid(alpha=0.3)
+        axes[i, 0].set_ylabel("share of requests")
+        axes[i, 0].legend(fontsize=7)
+    fig.suptitle(f"Reference engine on an H200 (solid) vs servegym simulator, profile '{profile}' (dashed)")
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m hwmodels.validate report", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--json", default=None, help="write every figure here")
+    p.add_argument("--plot", default=None, help="write the CDF plot (PNG) here")
+    p.add_argument("--data", default=str(DATA_DIR))
+    a = p.parse_args(argv)
+    rows = compare_all(a.data, REFERENCE_PROFILE)
+    eng = engine_summary(rows)
+    print(f"Reference engine (H200), profile '{REFERENCE_PROFILE}', load runs (held out of the fit):")
+    print(format_rows(rows))
+    pub, pub_rows, table = published_summary()
+    print(f"\nPublished measurements, profile '{PUBLISHED_PROFILE}':")
+    print(table)
+    out = {**eng, "published_median_abs_err_pct": pub["published_median_abs_err_pct"],
+           "published_max_abs_err_pct": pub["published_max_abs_err_pct"], "published_points": pub["published_points"],
+           "published_comparisons": pub["published_comparisons"], "reference_profile": REFERENCE_PROFILE,
+           "published_profile": PUBLISHED_PROFILE, "engine_runs": rows, "published_by_metric": pub["by_metric"],
+           "published_rows": pub_rows}
+    print("\n" + "\n".join(f"{k}: {out[k]:.2f}" if isinstance(out[k], float) else f"{k}: {out[k]}"
+                           for k in ("iteration_mape_pct", "request_p50_max_abs_err_pct", "request_p90_max_abs_err_pct",
+                                     "published_median_abs_err_pct", "published_max_abs_err_pct", "published_points")))
+    if a.json:
+        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.json).write_text(json.dumps(out, indent=1, default=float) + "\n")
+        print(f"wrote {a.json}")
+    if a.plot:
+        print(f"wrote {plot_cdfs(Path(a.plot), Path(a.data))}")
+    return 0

@@ -1,0 +1,257 @@
+"""Ray sweeps and the Ray leaderboard on an embedded 2-CPU Ray (issue 18).
+
+One Ray instance serves the whole module (starting one takes ~15 s here). The 2-node cluster
+test is in tests/test_ray_cluster.py. Trials train for a few hundred steps only: these tests
+check the plumbing (scheduling, records, failures, resume, byte equality), not learning.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+
+import pytest
+
+ray = pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[ray]')")
+
+from agents import leaderboard, sweep  # noqa: E402
+from agents.sweep_report import seed_ci, summarize  # noqa: E402
+from agents.sweep_space import load_space, parse_space, train_argv  # noqa: E402
+from agents.zoo import load_recipe  # noqa: E402
+
+ENV = "servegym/KVAdmission-v0"
+TINY = ["--timesteps", "256", "--n-envs", "2", "--env-kwargs", "window_requests=64"]
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    if ray.is_initialized():
+        ray.shutdown()
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    yield
+    ray.shutdown()
+
+
+def sweep_args(out, *extra: str, seeds: str = "0-1") -> list[str]:
+    return ["--env", ENV, "--algo", "ppo", "--seeds", seeds, "--eval-episodes", "1",
+            "--out", str(out), *extra, "--", *TINY]
+
+
+# --- pure parts (no Ray needed) ----------------------------------------------------------------
+
+def test_parse_seeds_ranges_lists_and_errors():
+    assert sweep.parse_seeds("0-4") == (0, 1, 2, 3, 4)
+    assert sweep.parse_seeds("3,0-1,3") == (3, 0, 1)
+    for bad in ("a", "4-2", "-1", "1-"):
+        with pytest.raises(ValueError, match="--seeds"):
+            sweep.parse_seeds(bad)
+
+
+def test_space_file_grid_sample_and_errors(tmp_path):
+    f = tmp_path / "space.toml"
+    f.write_text('[learning_rate]\ngrid = [1e-4, 3e-4]\n[env.load]\nchoice = [0.9, 1.1]\n'
+                 '["policy_kwargs.net_arch"]\nchoice = [[64, 64], [128, 128]]\n')
+    space = load_space(f)
+    assert space.names == ["learning_rate", "env.load", "policy_kwargs.net_arch"]
+    grid = space.grid()
+    assert len(grid) == 8 and grid[0] == {"learning_rate": 1e-4, "env.load": 0.9,
+                                          "policy_kwargs.net_arch": [64, 64]}
+    # Optuna sees indices for list-valued choices; decode maps them back.
+    assert space.decode({"policy_kwargs.net_arch": 1}) == {"policy_kwargs.net_arch": [128, 128]}
+    domains = space.tune_domains()
+    assert domains["learning_rate"].categories == [1e-4, 3e-4]
+    assert domains["policy_kwargs.net_arch"].categories == [0, 1]
+    cont = parse_space({"learning_rate": {"loguniform": [1e-5, 1e-3]}, "n_epochs": {"randint": [1, 4]}})
+    a, b = cont.sample(5, seed=7), cont.sample(5, seed=7)
+    assert a == b and all(1e-5 <= c["learning_rate"] <= 1e-3 and 1 <= c["n_epochs"] < 4 for c in a)
+    with pytest.raises(ValueError, match="'learning_rate'.*grid or choice"):
+        cont.grid()
+    with pytest.raises(ValueError, match="'lr': expected exactly one of"):
+        parse_space({"lr": {"uniform": [0, 1], "grid": [1]}})
+    with pytest.raises(ValueError, match="low < high"):
+        parse_space({"lr": {"uniform": [1, 0]}})
+    with pytest.raises(ValueError, match="train.\\* options"):
+        parse_space({"train.batch": {"grid": [1]}})
+
+
+def test_train_argv_merges_with_recipe_arguments():
+    base = ["--trace", "t.jsonl", "--env-kwargs", "load=(0.6,0.8)", "window_requests=64", "--timesteps", "9"]
+    argv = train_argv({"env.load": 1.1, "learning_rate": 3e-4, "policy_kwargs.net_arch": [64, 64],
+                       "train.n_envs": 4}, base)
+    assert argv == ["--trace", "t.jsonl", "--timesteps", "9", "--n-envs", "4",
+                    "--env-kwargs", "load=1.1", "window_requests=64",
+                    "--hyperparams", "learning_rate=0.0003", "policy_kwargs.net_arch=[64, 64]"]
+
+
+def test_seed_ci_is_the_t_interval_and_summary_picks_the_best_complete_config():
+    s = seed_ci([1.0, 2.0, 3.0])
+    # mean 2, s = 1, t(0.975, 2) = 4.302652729911275 (scipy.stats.t.ppf), half = 4.3027 / sqrt(3)
+    assert s["mean"] == 2.0 and s["n"] == 3
+    assert s["ci95"] == pytest.approx([2 - 2.4841377118, 2 + 2.4841377118])
+    assert seed_ci([0.5])["ci95"] is None
+    trials = [
+        {"trial_id": "a", "config": {"x": 1}, "seed": 0, "status": "ok", "metric": 0.9},
+        {"trial_id": "b", "config": {"x": 1}, "seed": 1, "status": "error", "metric": None},
+        {"trial_id": "c", "config": {"x": 2}, "seed": 0, "status": "ok", "metric": 0.5},
+        {"trial_id": "d", "config": {"x": 2}, "seed": 1, "status": "ok", "metric": 0.7},
+    ]
+    summ = summarize(trials, "m", "max")
+    assert [c["failed"] for c in summ["configs"]] == [[1], []]
+    assert summ["best_config_id"] == 1  # x=1 has the higher mean but lost a seed
+
+
+def test_zoo_recipe_arguments_without_the_seed_and_reserved_options_refused():
+    from agents.zoo import RECIPES
+
+    base = sweep._base_args("servegym/Autoscale-v0", "zoo", None, ["--eval-episodes", "2"])
+    recipe = list(RECIPES["servegym/Autoscale-v0"].train_args)
+    assert "--seed" in recipe and "--seed" not in base
+    assert base == [*recipe[:recipe.index("--seed")], *recipe[recipe.index("--seed") + 2:],
+                    "--eval-episodes", "2"]
+    with pytest.raises(ValueError, match="--out are set by the sweep"):
+        sweep._base_args(ENV, None, None, ["--out", "x"])
+    with pytest.raises(ValueError, match="no zoo recipe"):
+        sweep._base_args("servegym/Nope-v0", "zoo", None, [])
+
+
+def test_recorded_command_drops_only_where_it_runs():
+    cmd = leaderboard.recorded_command(["--quick", "--ray", "--address", "auto", "--num-cpus=4",
+                                        "--out", "d"])
+    assert cmd == "python -m agents.leaderboard --quick --out d"
+
+
+def test_train_py_hyperparams_errors(tmp_path, capsys):
+    import train
+
+    with pytest.raises(SystemExit):
+        train.main(["--timesteps", "8", "--n-envs", "1", "--algo", "ppo", "--out", str(tmp_path),
+                    "--hyperparams", "learnin_rate=1e-3", "--no-eval", "--no-progress"])
+    assert "learnin_rate: not keyword arguments of PPO" in capsys.readouterr().err
+
+
+# --- on Ray ------------------------------------------------------------------------------------
+
+def test_two_trial_sweep_lists_both_with_ci_and_a_usable_recipe(local_ray, tmp_path, capsys):
+    out = tmp_path / "sweep"
+    assert sweep.main(sweep_args(out)) == 0
+    rep = json.loads((out / "sweep.json").read_text())
+    assert [t["seed"] for t in rep["trials"]] == [0, 1]
+    assert all(t["status"] == "ok" and 0.0 <= t["metric"] <= 1.0 for t in rep["trials"])
+    (cfg,) = rep["configs"]
+    assert cfg["slo_attainment"]["n"] == 2 and cfg["seeds"] == [0, 1]
+    assert cfg["slo_attainment"]["mean"] == pytest.approx(sum(t["metric"] for t in rep["trials"]) / 2)
+    table = (out / "sweep.md").read_text()
+    for t in rep["trials"]:
+        assert t["trial_id"] in table
+        tdir = out / t["dir"]
+        run = json.loads((tdir / "run.json").read_text())
+        assert run["seed"] == t["seed"] and run["algo"] == "ppo"
+        assert (tdir / "final.zip").exists() and list((tdir / "tb").rglob("events.out.tfevents*"))
+    env_id, recipe = load_recipe(out / "best_recipe.json")
+    assert env_id == ENV and recipe.file == "kv_admission_ppo.zip"
+    assert recipe.train_args == ("--timesteps", "256", "--n-envs", "2", "--algo", "ppo",
+                                 "--env-kwargs", "window_requests=64", "--seed", "0")
+    assert "slo_attainment" in capsys.readouterr().out
+    # An existing sweep directory is not overwritten by accident.
+    with pytest.raises(SystemExit):
+        sweep.main(sweep_args(out))
+
+
+def test_raising_trial_is_reported_and_the_others_finish_and_resume_keeps_results(
+        local_ray, tmp_path):
+    space = tmp_path / "space.json"
+    space.write_text(json.dumps({"env.window_requests": {"grid": [64, -1]}}))
+    out = tmp_path / "sweep"
+    assert sweep.main(sweep_args(out, "--space", str(space), seeds="0")) == 0
+    rep = json.loads((out / "sweep.json").read_text())
+    by_cfg = {t["config"]["env.window_requests"]: t for t in rep["trials"]}
+    assert by_cfg[64]["status"] == "ok" and by_cfg[64]["metric"] is not None
+    bad = by_cfg[-1]
+    assert bad["status"] == "error" and "window_requests must be >= 2, got -1" in bad["error"]
+    assert "Traceback" in (out / bad["dir"] / "error.txt").read_text()
+    assert rep["configs"][rep["best_config_id"]]["config"] == {"env.window_requests": 64}
+    assert "window_requests must be >= 2" in (out / "sweep.md").read_text()
+    # Resuming a finished sweep trains nothing again and reports the same trials.
+    before = (out / by_cfg[64]["dir"] / "final.zip").stat().st_mtime_ns
+    assert sweep.main(["--resume", "--out", str(out)]) == 0
+    again = json.loads((out / "sweep.json").read_text())
+    assert [(t["trial_id"], t["status"], t["metric"]) for t in again["trials"]] == \
+        [(t["trial_id"], t["status"], t["metric"]) for t in rep["trials"]]
+    assert (out / by_cfg[64]["dir"] / "final.zip").stat().st_mtime_ns == before
+
+
+def test_ray_leaderboard_task_whose_worker_dies_is_retried(local_ray, tmp_path):
+    from tqdm import tqdm
+
+    from agents.leaderboard_ray import run_on_ray
+
+    # Nested, so that cloudpickle sends it by value (workers cannot import this test module).
+    def _dies_once(sc, spec, quick, episodes):
+        """A run_policy whose first attempt kills its worker process (a lost worker, not an exception)."""
+        import os
+        from pathlib import Path
+
+        import numpy as np
+
+        from agents.scenarios import PolicyRun
+
+        marker = Path(spec)
+        if not marker.exists():
+            marker.write_text(str(os.getpid()))
+            os._exit(1)
+        return PolicyRun(spec, [{"attempt_pid": float(marker.read_text())}], [], np.zeros(1), 0.0)
+
+    sc = leaderboard.scenarios_for(["KVAdmission"])[0]
+    marker = tmp_path / "attempt"
+    (res,) = run_on_ray([(sc, [str(marker)], "")], True, 1, tqdm(disable=True), _dies_once)
+    assert [r.policy for r in res.runs] == [str(marker)]
+    assert res.runs[0].episodes[0]["attempt_pid"] > 0  # the second attempt saw the first's marker
+
+
+def test_ray_leaderboard_equals_sequential_byte_for_byte(local_ray, tmp_path, monkeypatch):
+    # The first quick KVAdmission scenario, every policy, one episode: the whole leaderboard
+    # code path (plan, tasks, scoring, JSON, Markdown, HTML, plots) at test size.
+    first = leaderboard.scenarios_for(["KVAdmission"])[:1]
+    monkeypatch.setattr(leaderboard, "scenarios_for", lambda envs_filter: first)
+    out = tmp_path / "lb"
+    args = ["--quick", "--envs", "KVAdmission", "--seeds", "1", "--no-progress", "--out", str(out)]
+    assert leaderboard.main(args) == 0
+    seq = tmp_path / "seq"
+    shutil.move(out, seq)
+    assert leaderboard.main([*args, "--ray"]) == 0
+    files = sorted(p.relative_to(seq) for p in seq.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
+    assert any(f.suffix == ".png" for f in files)
+    wall = re.compile(rb"Wall time of this run: \d+ s\.")
+    for rel in files:
+        a, b = (seq / rel).read_bytes(), (out / rel).read_bytes()
+        if rel.name == "timing.json":  # wall times and latencies: different on every run by design
+            continue
+        if rel.suffix in (".md", ".html"):  # the pages state the run's wall time, nothing else varies
+            assert len(wall.findall(a)) == 1
+            a, b = wall.sub(b"", a), wall.sub(b"", b)
+        assert a == b, rel
+
+
+@pytest.mark.slow  # ~80 s here; the space's Optuna domains and decoding are checked fast above
+def test_optuna_search_with_asha_reports_held_out_steps(local_ray, tmp_path):
+    space = tmp_path / "space.toml"
+    space.write_text("[learning_rate]\nloguniform = [1e-5, 1e-3]\n")
+    out = tmp_path / "sweep"
+    argv = ["--env", ENV, "--algo", "ppo", "--seeds", "0", "--eval-episodes", "1",
+            "--search", "optuna", "--space", str(space), "--samples", "2", "--asha",
+            "--eval-every", "512", "--out", str(out), "--",
+            "--timesteps", "1024", "--n-envs", "2", "--env-kwargs", "window_requests=64", "load=1.1"]
+    assert sweep.main(argv) == 0
+    rep = json.loads((out / "sweep.json").read_text())
+    assert len(rep["trials"]) == 2 and len(rep["configs"]) == 2
+    lrs = [t["config"]["learning_rate"] for t in rep["trials"]]
+    assert lrs[0] != lrs[1] and all(1e-5 <= lr <= 1e-3 for lr in lrs)
+    for t in rep["trials"]:
+        # Finished (1024 steps, final evaluation) or stopped by ASHA after its 512-step report.
+        assert (t["status"], t["timesteps"]) in (("ok", 1024), ("stopped", 512)), t
+        assert t["metric"] is not None
+        run = json.loads((out / t["dir"] / "run.json").read_text()) if t["status"] == "ok" else None
+        if run:
+            assert run["hyperparams"] == {"learning_rate": t["config"]["learning_rate"]}
