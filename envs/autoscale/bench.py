@@ -12,7 +12,6 @@ agents.autoscale_fidelity`` (one hour of a held-out day under ``hpa``: ``--hours
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -25,14 +24,18 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 from envs.autoscale import env as asc
 from envs.bench import steady_state
+from envs.options import Parser
 
 
 def _rate(vec, steps: int, repeats: int, noop: int) -> float:
     vec.reset()
     if hasattr(vec, "scenario"):  # the per-window references (oracle DP) are computed once, here
-        for w in range(vec.scenario.arrivals.shape[0]):
-            for pen in vec.config.penalties():
-                asc.references(vec.scenario, w, pen, vec.n_steps)
+        from tqdm import tqdm
+
+        jobs = [(w, pen) for w in range(vec.scenario.arrivals.shape[0]) for pen in vec.config.penalties()]
+        for w, pen in tqdm(jobs, desc=f"E={vec.num_envs}: oracle references (once per window and "
+                           "penalty)", unit="window", file=sys.stderr, leave=False):
+            asc.references(vec.scenario, w, pen, vec.n_steps)
     actions = np.full(vec.num_envs, noop)
     vec.step(actions)  # warm
     rates = []
@@ -44,14 +47,17 @@ def _rate(vec, steps: int, repeats: int, noop: int) -> float:
     return float(np.median(rates))
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m envs.bench --env servegym/Autoscale-v0", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> Parser:
+    p = Parser(prog="python -m envs.bench --env servegym/Autoscale-v0", description=__doc__)
     p.add_argument("--sizes", type=int, nargs="+", default=[1, 16, 64, 256])
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--steps", type=int, default=20_000, help="native env-steps per timed run")
     p.add_argument("--json", type=Path)
-    a = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = build_parser().parse_args(argv)
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     probe = asc.AutoscaleVecEnv(1, seed=0)
@@ -59,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     interval = probe.config.interval_s
     rows = []
     for E in a.sizes:
+        print(f"E={E:4d}: timing native and DummyVecEnv ({a.repeats} repeats each) ...",
+              file=sys.stderr, flush=True)
         steps = max(20, min(a.steps // E, probe.n_steps - 2))
         native = _rate(asc.AutoscaleVecEnv(E, seed=0), steps, a.repeats, noop)
         dummy = _rate(DummyVecEnv([lambda: asc.AutoscaleEnv() for _ in range(E)]), max(5, steps // 10),

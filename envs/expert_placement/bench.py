@@ -13,7 +13,6 @@ core; medians over ``--repeats`` episodes; ratios from the same run.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -27,6 +26,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 from envs.bench import steady_state
 from envs.expert_placement import kernels as K
 from envs.expert_placement.env import ENV_ID, ExpertPlacementEnv, ExpertPlacementVecEnv
+from envs.options import Parser
 
 
 def _policy_actions(vec, mode: int) -> np.ndarray:
@@ -83,13 +83,16 @@ def bench_sim(n: int, repeats: int) -> dict:
             "gpus": v.sh.G, "layers": v.sh.L}
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m envs.bench --env " + ENV_ID, description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> Parser:
+    p = Parser(prog="python -m envs.bench --env " + ENV_ID, description=__doc__)
     p.add_argument("--sizes", type=int, nargs="+", default=[1, 16, 64])
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--json", type=Path)
-    a = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = build_parser().parse_args(argv)
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     rows = []

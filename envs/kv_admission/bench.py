@@ -13,7 +13,6 @@ simulate the whole Azure 2023 conversation trace on one replica under vLLM FCFS.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -26,6 +25,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 from envs.bench import cluster_probe, cluster_row, steady_rate, steady_state
 from envs.kv_admission import env as kva
+from envs.options import Parser
 
 ENV_ID = kva.ENV_ID
 AZURE_CONV = Path(__file__).resolve().parents[2].parent / "shared" / "traces" / "azure_llm_2023_conv.csv"
@@ -87,16 +87,19 @@ def bench_full_trace(path: Path) -> dict | None:
             "simulated_s": m["duration_s"], "slo_attainment": m["slo_attainment"]}
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m envs.bench --env " + ENV_ID, description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> Parser:
+    p = Parser(prog="python -m envs.bench --env " + ENV_ID, description=__doc__)
     p.add_argument("--sizes", type=int, nargs="+", default=[1, 16, 256, 1024])
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--steps", type=int, default=200_000, help="native env-steps per timed run (DummyVecEnv: 1/20)")
     p.add_argument("--warmup", type=int, default=WARMUP, help="untimed steps per env before timing (batch fill)")
     p.add_argument("--no-full-trace", action="store_true", help="skip the whole-Azure-trace run")
     p.add_argument("--json", type=Path)
-    a = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = build_parser().parse_args(argv)
     if hasattr(os, "sched_setaffinity"):  # one core, as the targets are stated
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     rows = bench_sizes(a.sizes, a.repeats, a.steps, a.warmup)

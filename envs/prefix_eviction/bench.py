@@ -16,7 +16,6 @@ Scenario: the default (mooncake_conv, training part), capacity_frac 0.05, chain 
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -31,6 +30,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 from envs.bench import steady_state
 from envs.prefix_eviction import env as pe
 from envs.prefix_eviction import kernels as K
+from envs.options import Parser
 
 KW = {"capacity_frac": 0.05}
 
@@ -115,15 +115,18 @@ def bench_rows(sizes: list[int], steps_budget: int, repeats: int,
     return rows
 
 
-def main(argv: list[str] | None = None, policies: dict[str, PolicyFactory] | None = None,
-         prog: str = "python -m envs.bench --env " + pe.ENV_ID) -> int:
-    p = argparse.ArgumentParser(prog=prog, description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser(prog: str = "python -m envs.bench --env " + pe.ENV_ID) -> Parser:
+    p = Parser(prog=prog, description=__doc__)
     p.add_argument("--sizes", type=int, nargs="+", default=[1, 16, 256])
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--steps", type=int, default=40_000, help="native decisions per timed run")
     p.add_argument("--json", type=Path)
-    a = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None, policies: dict[str, PolicyFactory] | None = None,
+         prog: str = "python -m envs.bench --env " + pe.ENV_ID) -> int:
+    a = build_parser(prog).parse_args(argv)
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     rows = bench_rows(a.sizes, a.steps, a.repeats, policies)

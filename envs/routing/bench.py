@@ -13,7 +13,6 @@ batch (all replicas of an env) and simulated seconds per wall second (one more, 
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -25,6 +24,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 from envs.bench import cluster_probe, cluster_row, steady_rate, steady_state
 from envs.routing import env as rt
+from envs.options import Parser
 
 
 # Untimed routed requests per env before timing: the replicas' batches fill (the default
@@ -36,15 +36,18 @@ def _round_robin(vec, k: int) -> np.ndarray:
     return np.full(vec.num_envs, k % vec.action_space.n)
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m envs.bench --env servegym/Routing-v0", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> Parser:
+    p = Parser(prog="python -m envs.bench --env servegym/Routing-v0", description=__doc__)
     p.add_argument("--sizes", type=int, nargs="+", default=[1, 16, 256])
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--steps", type=int, default=20_000, help="native routed requests per timed run")
     p.add_argument("--warmup", type=int, default=WARMUP, help="untimed routed requests per env before timing")
     p.add_argument("--json", type=Path)
-    a = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = build_parser().parse_args(argv)
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     rows = []
