@@ -11,12 +11,11 @@ requests, their difference and the per-interval attainment MAE.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
-from agents.evaluate import parse_env_kwargs
+from agents import cli
 from agents.policy import make_policy
 from envs.autoscale import env as asc
 from envs.autoscale.full import compare
@@ -29,18 +28,27 @@ def fidelity(policy: str = "hpa", day: int = 0, start_h: float = 7.0, hours: flo
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m agents.autoscale_fidelity", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--policy", action="append", help="policies whose schedules to replay (default hpa)")
+    p = cli.make_parser("python -m agents.autoscale_fidelity", __doc__, selected=[asc.ENV_ID])
+    p.add_argument("--policy", action="append",
+                   help="policies whose schedules to replay (default hpa; names listed by --policy x)")
     p.add_argument("--day", type=int, default=0, help="held-out day (window index)")
     p.add_argument("--start-h", type=float, default=7.0)
     p.add_argument("--hours", type=float, default=2.0)
-    p.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY=VALUE")
+    p.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="Autoscale-v0 config fields (listed below)")
     p.add_argument("--json", type=Path)
     a = p.parse_args(argv)
+    try:
+        kwargs = cli.parse_env_kwargs(a.env_kwargs, asc.ENV_ID)
+        cli.check_policies(asc.ENV_ID, a.policy or ["hpa"])
+    except cli.UsageError as err:
+        p.error(str(err))
+    if a.day < 0 or not a.hours > 0 or not 0 <= a.start_h < 24:
+        p.error(f"--day {a.day} --start-h {a.start_h} --hours {a.hours}: need day >= 0, "
+                "0 <= start-h < 24, hours > 0")
     rows = []
     for pol in a.policy or ["hpa"]:
-        r = fidelity(pol, a.day, a.start_h, a.hours, parse_env_kwargs(a.env_kwargs))
+        r = fidelity(pol, a.day, a.start_h, a.hours, kwargs)
         rows.append(r)
         print(f"{pol:>12}: {r['requests']} requests, fluid attainment {r['fluid']['slo_attainment']:.4f} "
               f"TTFT p99 {r['fluid']['ttft_p99_s']:.3f} s | full {r['full']['slo_attainment']:.4f} "

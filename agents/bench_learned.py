@@ -21,11 +21,14 @@ from envs.prefix_eviction import env as pe
 
 
 def main(argv: list[str] | None = None) -> int:
+    prog = "python -m agents.bench_learned"
+    bench.build_parser(prog).parse_args(argv)  # --help and bad flags before the minute-long export
     onnx_path = Path(tempfile.mkdtemp()) / "prefix_eviction_zoo.onnx"
-    export(pe.ENV_ID, "zoo", onnx_path)
+    print(f"{prog}: exporting the zoo agent to {onnx_path} ...", file=sys.stderr, flush=True)
+    export(pe.ENV_ID, "zoo", onnx_path, progress=True)
     policies = {"learned": lambda vec: make_policy("zoo", vec, pe.ENV_ID).act,
                 "learned_onnx": lambda vec: make_policy(str(onnx_path), vec, pe.ENV_ID).act}
-    return bench.main(argv, policies, prog="python -m agents.bench_learned")
+    return bench.main(argv, policies, prog=prog)
 
 
 if __name__ == "__main__":

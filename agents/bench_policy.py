@@ -20,7 +20,6 @@ check: ONNX p99 <= 100 us at batch 1.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -106,9 +105,11 @@ def bench_env(env_id: str, batches: list[int], calls: int, seed: int = 0) -> lis
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m agents.bench_policy", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--env", action="append", help="environment id (repeatable; default: every zoo agent)")
+    from agents import cli
+
+    p = cli.make_parser("python -m agents.bench_policy", __doc__, env_kwargs=False)
+    p.add_argument("--env", action="append", type=cli.env_arg,
+                   help="environment id, short name or package name (repeatable; default: every zoo agent)")
     p.add_argument("--calls", type=int, default=5000)
     p.add_argument("--batch", type=int, nargs="+", default=[1, 64])
     p.add_argument("--core", type=int, default=None, help="CPU to pin to (default: the last allowed)")
@@ -129,6 +130,10 @@ def main(argv: list[str] | None = None) -> int:
 
     _load_registries()
     env_ids = a.env or list(ZOO)
+    missing = [e for e in env_ids if e not in ZOO]
+    if missing:
+        p.error(f"--env {', '.join(missing)}: no zoo agent to benchmark; environments with one: "
+                f"{', '.join(ZOO)}")
     rows: list[dict[str, Any]] = []
     for env_id in env_ids:
         rows += bench_env(env_id, a.batch, a.calls, a.seed)

@@ -4,46 +4,28 @@
         --policy vllm_fcfs --policy sarathi --episodes 8 --seed 0 --env-kwargs load=1.1 --json out.json
 
 Every policy replays the same windows in the same order (``window_order=sequential``, env i
-starts with held-out window i), so differences come from the policy alone.
+starts with held-out window i), so differences come from the policy alone. ``--json FILE`` is
+byte-identical for the same command on the same machine; what varies run to run (wall times,
+the policies' decision latencies) goes to ``FILE`` with ``.timing.json`` for ``.json``.
 """
 
 from __future__ import annotations
 
-import argparse
-import ast
 import json
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 
 import envs
+from agents import cli, team, units
 from agents.policy import heuristic_names, make_policy
 from agents.rollout import run_episodes
+from envs import options
 from envs.metrics import aggregate
-
-
-def parse_env_kwargs(items: list[str] | None) -> dict[str, Any]:
-    """``KEY=VALUE`` pairs; values are Python literals where they parse (1.1, true, (0.7,0.9))."""
-    out: dict[str, Any] = {}
-    for item in items or []:
-        if "=" not in item:
-            raise ValueError(f"--env-kwargs {item!r}: expected KEY=VALUE")
-        key, raw = item.split("=", 1)
-        low = raw.strip().lower()
-        if low in ("true", "false"):
-            value: Any = low == "true"
-        else:
-            try:
-                value = ast.literal_eval(raw)
-            except (ValueError, SyntaxError):
-                value = raw
-        if isinstance(value, list):
-            value = tuple(value)
-        out[key.strip()] = value
-    return out
 
 
 def evaluate(
@@ -57,43 +39,63 @@ def evaluate(
     progress: bool = True,
     capacity: bool = False,
     capacity_target: float = 0.9,
+    timing: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The evaluation JSON of ../shared/DESIGN.md for ``policies`` on ``env_id``.
 
     Each policy plays ``episodes`` held-out episodes at every value of the environment's swept
     knob (``vec.sweep()``: load levels, cache capacities ...); metrics are means over episodes,
-    per sweep value under ``by_<knob>`` and over all of them under ``metrics``.
+    per sweep value under ``by_<knob>`` and over all of them under ``metrics``. The report is a
+    function of the arguments alone; what varies run to run goes into ``timing`` when given:
+    ``timing[policy] = {"wall_s", "decision_latency_us_p50", "decision_latency_us_p99"}`` (wall
+    seconds of the policy's episodes; microseconds per decision, one call deciding for the batch).
     """
     kwargs = dict(env_kwargs or {})
     kwargs.setdefault("split", split)
     kwargs["window_order"] = "sequential"
     kwargs["trace"] = trace
-    probe = envs.make_vec(env_id, 1, seed=seed, **kwargs)
-    knob, values = probe.sweep()
-    slo = slo_of(probe)
-    probe.close()
+    multi = options.is_multi_agent(env_id)
+    if multi:  # policies are teams (agents.team)
+        knob, values = team.sweep(kwargs)
+        table_metrics: tuple[str, ...] = team.TABLE_METRICS
+        core = options.build(env_id, 1, seed=seed, **kwargs)
+        slo = slo_of(SimpleNamespace(config=core.config.routing, scenario=core.scenario))
+    else:
+        probe = envs.make_vec(env_id, 1, seed=seed, **kwargs)
+        knob, values = probe.sweep()
+        table_metrics = tuple(probe.table_metrics)
+        slo = slo_of(probe)
+        probe.close()
     results = []
     for spec in policies:
         per_value: dict[str, dict[str, float]] = {}
         episodes_all: list[dict[str, float]] = []
         call_s = []
+        t_policy = time.perf_counter()
         for value in values:
-            vec = envs.make_vec(env_id, episodes, seed=seed, **{**kwargs, knob: value})
-            policy = make_policy(spec, vec, env_id, seed=seed)
-            eps, lat = run_episodes(vec, policy)
-            vec.close()
+            if multi:
+                eps, lat = team.run_episodes(spec, episodes, seed, {**kwargs, knob: value})
+            else:
+                vec = envs.make_vec(env_id, episodes, seed=seed, **{**kwargs, knob: value})
+                policy = make_policy(spec, vec, env_id, seed=seed)
+                eps, lat = run_episodes(vec, policy)
+                vec.close()
             per_value[sweep_label(value)] = aggregate(eps)
             episodes_all += eps
             call_s.append(lat)
             if progress:
                 m = per_value[sweep_label(value)]
-                shown = ", ".join(f"{k} {m[k]:.4g}" for k in probe.table_metrics[:2] if k in m)
+                shown = ", ".join(f"{k} {m[k]:.4g}" for k in table_metrics[:2] if k in m)
                 print(f"  {spec:>18} {knob} {sweep_label(value)}: {shown}", file=sys.stderr, flush=True)
         metrics = aggregate(episodes_all)
-        lat_all = np.concatenate(call_s)
-        # One call decides for the whole batch; per decision = per call / batch size.
-        metrics["decision_latency_us_p50"] = float(np.percentile(lat_all, 50)) * 1e6 / episodes
-        metrics["decision_latency_us_p99"] = float(np.percentile(lat_all, 99)) * 1e6 / episodes
+        if timing is not None:
+            lat_all = np.concatenate(call_s)
+            # One call decides for the whole batch; per decision = per call / batch size.
+            timing[spec] = {
+                "wall_s": time.perf_counter() - t_policy,
+                "decision_latency_us_p50": float(np.percentile(lat_all, 50)) * 1e6 / episodes,
+                "decision_latency_us_p99": float(np.percentile(lat_all, 99)) * 1e6 / episodes,
+            }
         metrics.pop(knob, None)
         entry: dict[str, Any] = {"policy": spec, "metrics": metrics}
         if capacity:
@@ -114,7 +116,7 @@ def evaluate(
         "episodes": episodes,
         "split": kwargs["split"],
         "sweep": {"key": knob, "values": [sweep_label(v) for v in values]},
-        "table_metrics": list(probe.table_metrics),
+        "table_metrics": list(table_metrics),
         "results": results,
     }
     if slo is not None:
@@ -138,17 +140,16 @@ def sweep_label(value: Any) -> str:
 
 
 def format_table(report: dict[str, Any], value: str | None = None) -> str:
-    """Markdown table of the report (at one sweep value when ``value`` is given)."""
+    """Markdown table of the report (at one sweep value when ``value`` is given), each quantity in
+    a readable unit named in its header (``agents.units``); the report itself stays in SI units."""
     cols = report["table_metrics"]
     by = f"by_{report['sweep']['key']}"
-    head = "| policy | " + " | ".join(cols) + " |"
+    picked = [r[by][value] if value is not None and by in r else r["metrics"] for r in report["results"]]
+    shown = {k: units.column(k, [m.get(k) for m in picked]) for k in cols}
+    head = "| policy | " + " | ".join(shown[k].header for k in cols) + " |"
     rows = [head, "|" + "---|" * (len(cols) + 1)]
-    for r in report["results"]:
-        m = r[by][value] if value is not None and by in r else r["metrics"]
-        cells = []
-        for k in cols:
-            v = m.get(k, float("nan"))
-            cells.append(f"{v:.3f}" if abs(v) < 1000 else f"{v:.0f}")
+    for r, m in zip(report["results"], picked):
+        cells = [units.cell(k, m.get(k), shown[k]) for k in cols]
         rows.append(f"| {r['policy']} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
@@ -162,34 +163,78 @@ def print_tables(report: dict[str, Any], file: Any = None) -> None:
         print(format_table(report, v if len(values) > 1 else None), file=file)
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m agents.evaluate", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--env", default="servegym/KVAdmission-v0")
-    p.add_argument("--trace", default="default", help="built-in trace name or path to a trace file")
+def timing_path(json_path: Path) -> Path:
+    """Where the timing of ``--json FILE`` goes: ``FILE`` with ``.timing.json`` for ``.json``."""
+    stem = json_path.name[:-5] if json_path.name.endswith(".json") else json_path.name
+    return json_path.with_name(stem + ".timing.json")
+
+
+def build_parser() -> cli.Parser:
+    p = cli.make_parser("python -m agents.evaluate", __doc__)
+    p.add_argument("--env", type=cli.env_arg, default="servegym/KVAdmission-v0",
+                   help="environment id, short name or package name (listed below)")
+    p.add_argument("--trace", default="default",
+                   help="built-in trace name (listed below) or path to a trace file")
     p.add_argument("--policy", action="append", required=False,
-                   help="heuristic name, random, zoo, or SB3 checkpoint path (repeatable); "
-                        "default: every heuristic and random")
+                   help="heuristic or oracle name, random, zoo, or an SB3 checkpoint (.zip) or "
+                        "ONNX file (repeatable); default: random and every heuristic. On the "
+                        "multi-agent servegym/MultiCluster-v0 a team: 'team' (the heuristic team), "
+                        "'random' or ROLE=POLICY[,ROLE=POLICY] (agents/team.py)")
     p.add_argument("--episodes", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY=VALUE")
+    p.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="config fields of the environment (listed below per environment)")
     p.add_argument("--split", default="test", choices=("train", "test", "all"))
-    p.add_argument("--json", type=Path, help="write the results here")
+    p.add_argument("--json", type=Path,
+                   help="write the results here (and wall times and decision latencies to "
+                        "FILE.timing.json)")
     p.add_argument("--capacity", action="store_true",
                    help="also search each policy's effective capacity (highest rate with SLO "
                         "attainment >= --capacity-target; environments with a capacity_knob)")
     p.add_argument("--capacity-target", type=float, default=0.9)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = build_parser()
     a = p.parse_args(argv)
-    if a.episodes < 1:
-        p.error("--episodes must be >= 1")
-    policies = a.policy or ["random", *heuristic_names(a.env)]
-    report = evaluate(a.env, policies, a.trace, a.episodes, a.seed, parse_env_kwargs(a.env_kwargs),
-                      a.split, capacity=a.capacity, capacity_target=a.capacity_target)
-    print_tables(report)
-    if a.json:
-        a.json.parent.mkdir(parents=True, exist_ok=True)
-        a.json.write_text(json.dumps(report, indent=2, default=float))
-    return 0
+
+    def body() -> int:
+        if a.episodes < 1:
+            raise cli.UsageError(f"--episodes {a.episodes}: must be >= 1")
+        if not 0 < a.capacity_target <= 1:
+            raise cli.UsageError(f"--capacity-target {a.capacity_target}: must be in (0, 1]")
+        kwargs = cli.parse_env_kwargs(a.env_kwargs, a.env)
+        if options.is_multi_agent(a.env):
+            policies = a.policy or team.default_teams()
+            for spec in policies:
+                try:
+                    team.parse_team(spec)
+                except ValueError as err:
+                    raise cli.UsageError(str(err)) from None
+        else:
+            policies = a.policy or ["random", *heuristic_names(a.env)]
+            cli.check_policies(a.env, policies)
+        cli.check_env(a.env, kwargs, a.trace, a.seed, split=a.split)
+        if a.capacity:
+            from envs.options import vec_class
+
+            if getattr(vec_class(a.env), "capacity_knob", None) is None:
+                raise cli.UsageError(f"--capacity: {a.env} has no capacity_knob (no arrival "
+                                     "rate to search over)")
+        timing: dict[str, Any] = {}
+        t = time.perf_counter()
+        report = evaluate(a.env, policies, a.trace, a.episodes, a.seed, kwargs, a.split,
+                          capacity=a.capacity, capacity_target=a.capacity_target, timing=timing)
+        print_tables(report)
+        if a.json:
+            a.json.parent.mkdir(parents=True, exist_ok=True)
+            a.json.write_text(json.dumps(report, indent=2, default=float))
+            timing_path(a.json).write_text(json.dumps(
+                {"wall_s": time.perf_counter() - t, "policies": timing}, indent=2))
+        return 0
+
+    return cli.run_main(p, body)
 
 
 if __name__ == "__main__":

@@ -64,7 +64,7 @@ class Source:
 def resolve_source(env_id: str, spec: str) -> Source:
     """``zoo`` (the environment's reference agent, with its recipe) or a checkpoint path (with
     ``run.json`` beside it, as ``train.py`` writes, when present)."""
-    from agents.evaluate import parse_env_kwargs
+    from agents.cli import parse_env_kwargs
     from agents.policy import ZOO, _load_registries
     from agents.sb3_policy import detect_algo
 
@@ -84,7 +84,8 @@ def resolve_source(env_id: str, spec: str) -> Source:
         trace = args[args.index("--trace") + 1] if "--trace" in args else "default"
         command = " ".join(["python", "train.py", "--env", env_id, *args])
         path = ZOO[env_id]
-        return Source(path, detect_algo(path), command, parse_env_kwargs(kw_items), trace, RECIPES[env_id].trace)
+        return Source(path, detect_algo(path), command, parse_env_kwargs(kw_items, env_id), trace,
+                      RECIPES[env_id].trace)
     path = Path(spec)
     if path.suffix != ".zip" or not path.is_file():
         raise FileNotFoundError(f"--policy {spec!r}: expected 'zoo' or an existing SB3 checkpoint (.zip)")
@@ -282,11 +283,14 @@ def check_parity(onnx_path: Path, model: Any, vecnorm: Any | None, obs: np.ndarr
 
 
 def collect_observations(env_id: str, n: int, model: Any, seed: int = 0, n_envs: int = 16,
-                         explore: float = 0.5, vecnorm: Any | None = None,
+                         explore: float = 0.5, vecnorm: Any | None = None, progress: bool = False,
                          **env_kwargs: Any) -> tuple[np.ndarray, np.ndarray]:
     """``n`` observations and masks from the environment's training split, acting as the
     exported graph does (the model's best legal action) and, with probability ``explore`` per
-    decision, a random legal action (to reach states the model alone avoids)."""
+    decision, a random legal action (to reach states the model alone avoids). ``progress``: a
+    bar on stderr (ExpertPlacement takes about a minute for 10,000)."""
+    from tqdm import tqdm
+
     import envs
     from agents.policy import RandomPolicy
 
@@ -296,14 +300,17 @@ def collect_observations(env_id: str, n: int, model: Any, seed: int = 0, n_envs:
     obs_out, mask_out = [], []
     obs = vec.reset()
     got = 0
+    bar = tqdm(total=n, desc="parity observations", unit="obs", disable=not progress, file=sys.stderr)
     while got < n:
         mask = vec.action_masks()
         obs_out.append(obs)
         mask_out.append(mask)
         got += obs.shape[0]
+        bar.update(min(obs.shape[0], n - bar.n))
         a = _reference(model, vecnorm, obs, mask)[0]
         a = np.where(rng.random(obs.shape[0]) < explore, rand.act(obs, mask), a)
         obs, _, _, _ = vec.step(a)
+    bar.close()
     vec.close()
     return np.concatenate(obs_out)[:n], np.concatenate(mask_out)[:n]
 
@@ -322,7 +329,7 @@ def _sha256(path: Path) -> str:
 
 def export(env_id: str, spec: str, out: Path, vecnormalize: Path | None = None,
            env_kwargs: dict[str, Any] | None = None, parity_obs: int = 10_000, seed: int = 0,
-           opset: int = OPSET) -> Parity | None:
+           opset: int = OPSET, progress: bool = False) -> Parity | None:
     """Export ``spec`` (``zoo`` or a checkpoint) of ``env_id`` to ``out`` and check parity on
     ``parity_obs`` observations (0: skip). Raises ``RuntimeError`` (writing nothing) on failure."""
     from gymnasium.envs.registration import parse_env_id
@@ -339,6 +346,9 @@ def export(env_id: str, spec: str, out: Path, vecnormalize: Path | None = None,
     vecnorm = load_vecnormalize(vn_path) if vn_path.is_file() else None
     kwargs = {**src.env_kwargs, **(env_kwargs or {})}
     kwargs.setdefault("trace", src.trace)
+    if progress:
+        print(f"agents.export: building {env_id} (trace {kwargs['trace']!r}) to check the layout",
+              file=sys.stderr, flush=True)
     try:
         probe = envs.make_vec(env_id, 1, seed=seed, split="train", **kwargs)
     except TraceError as err:
@@ -387,10 +397,14 @@ def export(env_id: str, spec: str, out: Path, vecnormalize: Path | None = None,
     out = Path(out)
     with tempfile.TemporaryDirectory() as tmp:
         staged = Path(tmp) / out.name
+        if progress:
+            print(f"agents.export: exporting {src.checkpoint} ({src.algo}) to ONNX opset {opset}",
+                  file=sys.stderr, flush=True)
         export_model(model, staged, vecnorm, opset, meta)
         parity = None
         if parity_obs > 0:
-            obs, mask = collect_observations(env_id, parity_obs, model, seed, vecnorm=vecnorm, **kwargs)
+            obs, mask = collect_observations(env_id, parity_obs, model, seed, vecnorm=vecnorm,
+                                             progress=progress, **kwargs)
             parity = check_parity(staged, model, vecnorm, obs, mask)
             if not parity.ok:
                 raise RuntimeError(f"ONNX parity failed for {src.checkpoint} ({env_id}): {asdict(parity)}")
@@ -404,37 +418,59 @@ def export(env_id: str, spec: str, out: Path, vecnormalize: Path | None = None,
     return parity
 
 
-def main(argv: list[str] | None = None) -> int:
-    from agents.evaluate import parse_env_kwargs
+def build_parser() -> Any:
+    from agents import cli
 
-    p = argparse.ArgumentParser(prog="python -m agents.export", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--env", default="servegym/KVAdmission-v0")
+    p = cli.make_parser("python -m agents.export", __doc__, selected=cli.options.single_agent_ids())
+    p.add_argument("--env", type=cli.single_env_arg, default="servegym/KVAdmission-v0",
+                   help="environment id, short name or package name (listed below)")
     p.add_argument("--policy", required=True, help="zoo or an SB3 checkpoint (.zip)")
     p.add_argument("--onnx", type=Path, required=True, help="output file")
     p.add_argument("--vecnormalize", type=Path, help="VecNormalize statistics (default: "
                    "vecnormalize.pkl beside the checkpoint, if present)")
     p.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY=VALUE",
-                   help="environment config the policy was trained with (default: run.json/recipe)")
+                   help="environment config the policy was trained with (default: run.json/recipe; "
+                        "keys listed below per environment)")
     p.add_argument("--parity-obs", type=int, default=10_000, help="observations of the parity check")
     p.add_argument("--no-parity", action="store_true", help="skip the parity check")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--opset", type=int, default=OPSET)
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from agents import cli
+
+    p = build_parser()
     a = p.parse_args(argv)
-    if a.parity_obs < 1 and not a.no_parity:
-        p.error("--parity-obs must be >= 1 (or pass --no-parity)")
-    try:
-        parity = export(a.env, a.policy, a.onnx, a.vecnormalize, parse_env_kwargs(a.env_kwargs),
-                        0 if a.no_parity else a.parity_obs, a.seed, a.opset)
-    except (RuntimeError, ValueError, TypeError, KeyError, FileNotFoundError) as err:
-        print(f"export failed: {err}", file=sys.stderr)
-        return 1
-    if parity is not None:
-        print(f"parity on {parity.n_obs} observations: max |score diff| {parity.max_abs_diff:.2e}, "
-              f"{parity.decided} decided by a margin > {MARGIN:g}, {parity.mismatches} mismatches, "
-              f"{parity.same_action} same action overall")
-    print(f"wrote {a.onnx}")
-    return 0
+
+    def body() -> int:
+        if a.parity_obs < 1 and not a.no_parity:
+            raise cli.UsageError(f"--parity-obs {a.parity_obs}: must be >= 1 (or pass --no-parity)")
+        if a.policy != "zoo":
+            cli.check_policies(a.env, [a.policy], allowed=(".zip",), names=False)
+        if a.vecnormalize is not None and not a.vecnormalize.is_file():
+            raise cli.UsageError(f"--vecnormalize {a.vecnormalize}: no such file")
+        kwargs = cli.parse_env_kwargs(a.env_kwargs, a.env)
+        try:
+            parity = export(a.env, a.policy, a.onnx, a.vecnormalize, kwargs,
+                            0 if a.no_parity else a.parity_obs, a.seed, a.opset,
+                            progress=not a.no_progress)
+        except RuntimeError as err:  # the parity check failed: a finding, not a usage error
+            print(f"export failed: {err}", file=sys.stderr)
+            return 1
+        except (ValueError, TypeError, KeyError, FileNotFoundError) as err:
+            raise cli.UsageError(f"--env {a.env} --policy {a.policy}: "
+                                 f"{err.args[0] if isinstance(err, KeyError) else err}") from None
+        if parity is not None:
+            print(f"parity on {parity.n_obs} observations: max |score diff| {parity.max_abs_diff:.2e}, "
+                  f"{parity.decided} decided by a margin > {MARGIN:g}, {parity.mismatches} mismatches, "
+                  f"{parity.same_action} same action overall")
+        print(f"wrote {a.onnx}")
+        return 0
+
+    return cli.run_main(p, body)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ latencies, which vary run to run and so stay out of the JSON).
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 import time
@@ -29,6 +28,7 @@ from typing import Any
 import numpy as np
 
 import envs
+from agents import team
 from agents.policy import ZOO, heuristic_names, make_policy
 from agents.rollout import run_episodes
 from agents.scenarios import (
@@ -41,12 +41,18 @@ from agents.scenarios import (
     user_trace_scenarios,
 )
 from envs.metrics import aggregate
+from envs.options import env_ids, is_multi_agent
 
 VERSION = 1
 BOOTSTRAP = 2000
 
 
 def policies_for(env_id: str, extra: list[str]) -> list[str]:
+    """What plays a scenario of ``env_id``: random, every heuristic and oracle, the zoo agent and
+    ``extra`` files; on a multi-agent environment the teams of ``agents.team.default_teams``
+    (``extra`` files are single-agent checkpoints and do not take part)."""
+    if is_multi_agent(env_id):
+        return team.default_teams()
     names = ["random", *heuristic_names(env_id)]
     if env_id in ZOO:
         names.append("zoo")
@@ -59,11 +65,14 @@ def run_policy(sc: Scenario, spec: str, quick: bool, episodes: int | None) -> Po
     n = episodes or sc.n_episodes(quick)
     kwargs = {"split": "test", **sc.kwargs(quick), "trace": sc.trace, "window_order": "sequential"}
     t = time.perf_counter()
-    vec = envs.make_vec(sc.env_id, n, seed=sc.seed, **kwargs)
-    policy = make_policy(spec, vec, sc.env_id, seed=sc.seed)
     extras: list[dict[str, Any]] = []
-    eps, call_s = run_episodes(vec, policy, extras)
-    vec.close()
+    if is_multi_agent(sc.env_id):  # a team (agents.team)
+        eps, call_s = team.run_episodes(spec, n, sc.seed, kwargs)
+    else:
+        vec = envs.make_vec(sc.env_id, n, seed=sc.seed, **kwargs)
+        policy = make_policy(spec, vec, sc.env_id, seed=sc.seed)
+        eps, call_s = run_episodes(vec, policy, extras)
+        vec.close()
     return PolicyRun(spec, eps, extras, call_s, time.perf_counter() - t)
 
 
@@ -185,7 +194,7 @@ def plan_runs(scenarios: list[Scenario], extra_policies: list[str]) -> list[tupl
     plan = []
     for sc in scenarios:
         ok, why = sc.trace_available()
-        if sc.env_id not in envs.VEC_ENVS:
+        if sc.env_id not in env_ids():
             ok, why = False, f"environment {sc.env_id} is not registered"
         plan.append((sc, policies_for(sc.env_id, extra_policies) if ok else [], why))
     return plan
@@ -241,13 +250,18 @@ def recorded_command(argv: list[str]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m agents.leaderboard", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    from agents import cli
+    from agents.scenarios import SCENARIOS
+
+    p = cli.make_parser("python -m agents.leaderboard", __doc__, env_kwargs=False)
+    p.epilog = (p.epilog or "") + "\n\nscenarios (--envs selects them by environment):\n" + "\n".join(
+        f"  {sc.id}" for sc in SCENARIOS)
     p.add_argument("--out", type=Path, help="output directory")
     p.add_argument("--quick", action="store_true", help="every environment, few seeds, short windows")
     p.add_argument("--trace", action="append", default=[], metavar="PATH",
                    help="also score every policy on this trace file (repeatable)")
-    p.add_argument("--envs", nargs="+", help="environment ids or short names (default: all)")
+    p.add_argument("--envs", nargs="+", metavar="ENV",
+                   help="environment ids, short names or package names (default: all)")
     p.add_argument("--seeds", type=int, help="held-out episodes per scenario (default: the scenario's)")
     p.add_argument("--policy", action="append", default=[], metavar="PATH",
                    help="an extra SB3 checkpoint or ONNX file to score (repeatable)")
@@ -273,11 +287,13 @@ def main(argv: list[str] | None = None) -> int:
     if a.seeds is not None and a.seeds < 1:
         p.error("--seeds must be >= 1")
     for path in a.policy:
-        if not Path(path).exists():
-            p.error(f"--policy {path}: no such file")
+        if Path(path).suffix not in (".zip", ".onnx") or not Path(path).is_file():
+            p.error(f"--policy {path}: expected an existing SB3 checkpoint (.zip) or ONNX file (.onnx)")
     try:
         scenarios = scenarios_for(a.envs) + user_trace_scenarios(a.trace, a.envs)
-    except (ValueError, FileNotFoundError) as err:
+    except ValueError as err:
+        p.error(f"--envs {' '.join(a.envs or [])}: {err}")
+    except FileNotFoundError as err:
         p.error(str(err))
     command = recorded_command(list(argv if argv is not None else sys.argv[1:]))
     t = time.perf_counter()

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from agents import units
+
 if TYPE_CHECKING:
     from agents.scenarios import ScenarioResult
 
@@ -35,11 +37,15 @@ def _fmt(x: Any) -> str:
     return f"{x:.3f}" if abs(x) < 1000 else f"{x:,.0f}"
 
 
-def _with_ci(cell: dict[str, Any]) -> str:
+def _scaled(x: Any, scale: float) -> Any:
+    return x * scale if isinstance(x, (int, float)) and not isinstance(x, bool) else x
+
+
+def _with_ci(cell: dict[str, Any], scale: float = 1.0) -> str:
     lo, hi = cell["ci95"]
     if lo is None:
-        return _fmt(cell["value"])
-    return f"{_fmt(cell['value'])} [{_fmt(lo)}, {_fmt(hi)}]"
+        return _fmt(_scaled(cell["value"], scale))
+    return f"{_fmt(_scaled(cell['value'], scale))} [{_fmt(lo * scale)}, {_fmt(hi * scale)}]"
 
 
 def _rows_by_scenario(report: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
@@ -63,19 +69,27 @@ def headline_markdown(report: dict[str, Any]) -> str:
             continue
         rows = {r["policy"]: r for r in by[sc["id"]]}
         scoring = sc["scoring"]
+        col = units.column(scoring["main_metric"], [r["main"]["value"] for r in rows.values()])
 
-        def cell(name: str | None, rows: dict[str, dict[str, Any]] = rows) -> str:
+        def cell(name: str | None, rows: dict[str, dict[str, Any]] = rows,
+                 scale: float = col.scale) -> str:
             if name is None or name not in rows:
                 return "–"
             r = rows[name]
-            return f"{name} {_fmt(r['main']['value'])} ({_fmt(r['normalized']['value'])})"
+            return f"{name} {_fmt(_scaled(r['main']['value'], scale))} ({_fmt(r['normalized']['value'])})"
 
         refs = {"random", "zoo", scoring["naive"], scoring["bound"], *scoring["oracles"]}
-        heur = [r for r in by[sc["id"]] if r["policy"] not in refs and not _is_path(r["policy"])]
+        heur = [r for r in by[sc["id"]] if r["policy"] not in refs and not _is_learned(r["policy"])]
         best = min(heur, key=lambda r: r["rank"])["policy"] if heur else None
-        bound = cell(scoring["bound"]) if scoring["bound"] else f"bound {_fmt(scoring['bound_value'])}"
+        # A team environment has no single "zoo": the best team with a zoo agent in it.
+        zoo_teams = [r for r in by[sc["id"]] if r["policy"] != "zoo" and _is_learned(r["policy"])
+                     and not _is_path(r["policy"])]
+        zoo = "zoo" if "zoo" in rows else (min(zoo_teams, key=lambda r: r["rank"])["policy"]
+                                           if zoo_teams else None)
+        bound = (cell(scoring["bound"]) if scoring["bound"]
+                 else f"bound {_fmt(_scaled(scoring['bound_value'], col.scale))}")
         arrow = "↑" if scoring["higher_is_better"] else "↓"
-        lines.append(f"| {sc['id']} | {scoring['main_metric']} {arrow} | {cell('zoo')} | {cell(best)} "
+        lines.append(f"| {sc['id']} | {col.header} {arrow} | {cell(zoo)} | {cell(best)} "
                      f"| {cell(scoring['naive'])} | {bound} |")
     return "\n".join(lines)
 
@@ -84,12 +98,23 @@ def _is_path(name: str) -> bool:
     return name.endswith((".zip", ".onnx")) or "/" in name
 
 
+def _is_learned(name: str) -> bool:
+    """``zoo``, a checkpoint or ONNX file, or a team (``agents.team``) with one in a role."""
+    return name == "zoo" or _is_path(name) or any(
+        part.split("=", 1)[1] == "zoo" or _is_path(part) for part in name.split(",") if "=" in part)
+
+
 def scenario_table(rows: list[dict[str, Any]], metric_keys: list[str]) -> str:
-    head = ["rank", "policy", f"{rows[0]['main_metric']} [95% CI]", "normalized [95% CI]", *metric_keys]
+    """Markdown table of one scenario, each quantity in a readable unit named in its header
+    (``agents.units``; the JSON keeps SI units)."""
+    main = units.column(rows[0]["main_metric"], [r["main"]["value"] for r in rows])
+    cols = {k: units.column(k, [r["metrics"].get(k) for r in rows]) for k in metric_keys}
+    head = ["rank", "policy", f"{main.header} [95% CI]", "normalized [95% CI]",
+            *(cols[k].header for k in metric_keys)]
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in sorted(rows, key=lambda r: (r["rank"], r["policy"])):
-        cells = [str(r["rank"]), r["policy"], _with_ci(r["main"]), _with_ci(r["normalized"])]
-        cells += [_fmt(r["metrics"].get(k)) for k in metric_keys]
+        cells = [str(r["rank"]), r["policy"], _with_ci(r["main"], main.scale), _with_ci(r["normalized"])]
+        cells += [_fmt(_scaled(r["metrics"].get(k), cols[k].scale)) for k in metric_keys]
         out.append("| " + " | ".join(cells) + " |")
     return "\n".join(out)
 

@@ -44,6 +44,10 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> dict[str
             except ConnectionError as err:
                 raise SystemExit(f"error: --address {address}: no Ray cluster answered ({err})") from None
         else:
+            # Ray lowers its workers' priority by 15 (worker_niceness) to keep its own daemons
+            # responsive; here the workers do all the work, so they keep the driver's priority
+            # (on a busy machine the default starves them). RAY_worker_niceness set by the user wins.
+            os.environ.setdefault("RAY_worker_niceness", "0")
             # address="local": always a fresh embedded instance, even with RAY_ADDRESS set.
             ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1, **kwargs)
     return dict(ray.cluster_resources())

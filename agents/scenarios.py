@@ -108,6 +108,13 @@ SCORING: dict[str, Scoring] = {
         bound=None, bound_value=1.0,
         training_may_see="the first 70% of the trace (split=train); scored on the last 30%",
     ),
+    # Teams (agents.team): every role's policy acts for all agents of the role; the naive team
+    # is the heuristic team with round-robin routers.
+    "servegym/MultiCluster-v0": Scoring(
+        main_metric="slo_attainment", higher_is_better=True, naive="router=round_robin",
+        bound=None, bound_value=1.0,
+        training_may_see="the first 70% of the trace (split=train); scored on the last 30%",
+    ),
 }
 
 _KV = "servegym/KVAdmission-v0"
@@ -139,7 +146,7 @@ SCENARIOS: list[Scenario] = [
     *(Scenario(
         id=f"kv_admission/{tid}/llama3.1-8b-h100/{sid}/load{load}/v2",
         env_id=_KV, trace=trace, env_kwargs={"load": load, **slo},
-        episodes=4, quick_episodes=1,
+        episodes=4, quick_episodes=1, quick_kwargs={"window_requests": 256},
     ) for tid, trace, sid, slo, load in _KV_V2),
     *(Scenario(
         # v2: learned policies choose among sampled candidates (LRU's victim + random blocks, the
@@ -168,6 +175,12 @@ SCENARIOS: list[Scenario] = [
         env_id="servegym/Disaggregation-v0", trace="default", env_kwargs={"load": load, **slo},
         episodes=4, quick_episodes=1, quick_kwargs={"phases": 2, "phase_s": 60.0},
     ) for load, name, slo in ((0.8, "mlperf", {}), (0.5, "tight", {"slo_ttft_s": 0.5, "slo_tpot_s": 0.03}))),
+    *(Scenario(
+        # Two routers, per-replica admission and an HPA-style autoscaler on 8 H100 replicas.
+        id=f"multi_cluster/mooncake_conversation/llama3.1-8b-h100x8/load{load}/v1",
+        env_id="servegym/MultiCluster-v0", trace=_MOONCAKE, env_kwargs={"load": load, "slo_metric": "tpot"},
+        episodes=3, quick_episodes=1,
+    ) for load in (0.8,)),
     *(Scenario(  # v2: the TTFT + TPOT SLO check (v1: p99 gap)
         id=f"routing/mooncake_conversation/llama3.1-8b-h100x8/load{load}/v2",
         env_id="servegym/Routing-v0", trace=_MOONCAKE, env_kwargs={"load": load, "slo_metric": "tpot"},
@@ -177,17 +190,23 @@ SCENARIOS: list[Scenario] = [
 
 
 def scenarios_for(envs_filter: list[str] | None) -> list[Scenario]:
-    """Registered scenarios of the selected environments (ids or short names such as KVAdmission)."""
+    """Registered scenarios of the selected environments (any name form of
+    ``envs.options.resolve_env_id``: ``servegym/KVAdmission-v0``, ``KVAdmission``, ``kv_admission``).
+
+    Raises ``ValueError`` naming an unknown environment or one without scenarios.
+    """
     if not envs_filter:
         return list(SCENARIOS)
+    from envs.options import resolve_env_id, short_name
+
     known = {s.env_id for s in SCENARIOS}
     wanted = set()
     for name in envs_filter:
-        hits = {e for e in known if name in (e, e.split("/")[-1], e.split("/")[-1].split("-")[0])}
-        if not hits:
-            short = sorted(e.split("/")[-1].split("-")[0] for e in known)
-            raise ValueError(f"--envs {name!r}: no scenarios for it; known: {', '.join(short)}")
-        wanted |= hits
+        env_id = resolve_env_id(name)
+        if env_id not in known:
+            raise ValueError(f"{name!r} ({env_id}) has no leaderboard scenarios; environments with "
+                             f"some: {', '.join(sorted(short_name(e) for e in known))}")
+        wanted.add(env_id)
     return [s for s in SCENARIOS if s.env_id in wanted]
 
 

@@ -104,13 +104,14 @@ class SweepSpec:
 
 def trial_settings(argv: list[str]) -> tuple[str, dict[str, Any]]:
     """The trace and environment kwargs that ``train.py`` will use with ``argv``."""
-    from agents.evaluate import parse_env_kwargs
+    from agents import cli
 
     p = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    p.add_argument("--env", type=cli.env_arg, default="servegym/KVAdmission-v0")
     p.add_argument("--trace", default="default")
     p.add_argument("--env-kwargs", nargs="*", default=[])
     a, _ = p.parse_known_args(argv)
-    return a.trace, parse_env_kwargs(a.env_kwargs)
+    return a.trace, cli.parse_env_kwargs(a.env_kwargs, a.env)
 
 
 def held_out(spec: SweepSpec, argv: list[str], checkpoint: Path) -> tuple[float, dict[str, Any]]:
@@ -178,7 +179,7 @@ def run_trial(config: dict[str, Any], spec: SweepSpec) -> None:
     import ray
     from ray import tune
 
-    import train
+    from agents import train
 
     trial_id = tune.get_context().get_trial_id()
     if spec.cwd and os.path.isdir(spec.cwd):

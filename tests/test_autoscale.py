@@ -308,8 +308,10 @@ def test_predictive_buys_the_cheapest_covering_fleet():
 def test_references_and_normalized_score():
     from agents.evaluate import evaluate
 
+    # The p99-gap check: on this 10-minute window the TPOT check lets static_peak's fleet be the
+    # oracle's as well (no gap to normalize by); the normalization is the same under either check.
     rep = evaluate(asc.ENV_ID, ["static_peak", "oracle", "hpa"], episodes=1, seed=0,
-                   env_kwargs={**SMALL, "slo_penalty": 0.01, "peak_window_s": 2.0},
+                   env_kwargs={**SMALL, "slo_penalty": 0.01, "peak_window_s": 2.0, "slo_metric": "p99_tbt"},
                    progress=False)
     by = {r["policy"]: r["metrics"] for r in rep["results"]}
     assert by["static_peak"]["normalized_score"] == pytest.approx(0.0, abs=1e-6)

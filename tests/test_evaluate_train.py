@@ -7,17 +7,21 @@ import json
 import numpy as np
 import pytest
 
-from agents.evaluate import evaluate, main as evaluate_main, parse_env_kwargs
+from agents.cli import UsageError, parse_env_kwargs
+from agents.evaluate import evaluate, main as evaluate_main
 from envs.kv_admission import env as kva
 
 ENV = kva.ENV_ID
 
 
 def test_parse_env_kwargs_literals_and_errors():
-    kw = parse_env_kwargs(["load=1.1", "gpu=H100", "prefix_caching=true", "load2=(0.7,0.9)"])
-    assert kw == {"load": 1.1, "gpu": "H100", "prefix_caching": True, "load2": (0.7, 0.9)}
-    with pytest.raises(ValueError, match="KEY=VALUE"):
-        parse_env_kwargs(["load"])
+    kw = parse_env_kwargs(["load=1", "gpu=H100", "prefix_caching=true", "rate_scale=none"], ENV)
+    assert kw == {"load": 1.0, "gpu": "H100", "prefix_caching": True, "rate_scale": None}
+    assert isinstance(kw["load"], float)
+    assert parse_env_kwargs(["load=(0.7,0.9)"], ENV) == parse_env_kwargs(["load=0.7,0.9"], ENV) \
+        == {"load": (0.7, 0.9)}
+    with pytest.raises(UsageError, match="KEY=VALUE"):
+        parse_env_kwargs(["load"], ENV)
 
 
 def test_evaluate_cli_writes_design_json(tmp_path):
@@ -45,7 +49,7 @@ def test_evaluation_is_deterministic_and_same_scenarios_for_every_policy():
 
 
 def test_train_py_runs_checkpoints_resumes_and_evaluates(tmp_path, capsys):
-    import train
+    from agents import train
 
     args = ["--timesteps", "512", "--n-envs", "2", "--algo", "ppo", "--out", str(tmp_path),
             "--env-kwargs", "window_requests=64", "--eval-episodes", "1", "--eval-load", "1.1",
@@ -66,7 +70,10 @@ def test_fast_ppo_beats_random():
     """A short MaskablePPO run already beats uniform random on held-out windows."""
     from agents.training import make_model
 
-    kw = dict(window_requests=128, load=1.1, drain_s=20.0)
+    # The p99-gap check, where the prefill budget decides most outcomes (random: ~0.05 at load 1.1);
+    # under the TPOT check random admission already meets ~0.92 there (README), too little to learn
+    # in 16k steps.
+    kw = dict(window_requests=128, load=1.1, drain_s=20.0, slo_metric="p99_tbt")
     vec = kva.KVAdmissionVecEnv(8, seed=0, split="train", **kw)
     model = make_model("maskable-ppo", ENV, vec, seed=0, tensorboard_log=None)
     model.learn(16_384)
@@ -103,7 +110,7 @@ def test_zoo_agent_beats_reservation_admission_at_overload():
 @pytest.mark.slow
 def test_default_train_py_run_beats_vllm_fcfs_on_goodput_at_load_1_1(tmp_path):
     """The README's main job: `python train.py` with every default."""
-    import train
+    from agents import train
 
     assert train.main(["--out", str(tmp_path), "--no-progress", "--eval-load", "1.1"]) == 0
     rep = json.loads((tmp_path / "eval.json").read_text())
@@ -114,7 +121,7 @@ def test_default_train_py_run_beats_vllm_fcfs_on_goodput_at_load_1_1(tmp_path):
 
 @pytest.mark.parametrize("algo", ["dqn", "maskable-ppo"])
 def test_train_py_other_algorithms_produce_loadable_policies(tmp_path, algo):
-    import train
+    from agents import train
     from agents.policy import make_policy
 
     assert train.main(["--algo", algo, "--timesteps", "600", "--n-envs", "2", "--out", str(tmp_path),

@@ -34,11 +34,6 @@ EXCEPTIONS: dict[str, tuple[set[str], str]] = {
                                             "validate the simulator against a real engine"),
     "hwmodels.validate.published": ({"envs"}, "replays published vLLM/SGLang workloads through envs.core "
                                               "to compare the simulator with their measurements"),
-    # Remove once train.py's body lives under agents/ (the command-line part of issue 20: `python
-    # -m agents.zoo train` must work outside the repository root, where `train` is not importable).
-    "agents.zoo.__main__": ({"train"}, "re-runs the zoo recipes through train.main"),
-    # Likewise (issue 18): each sweep trial is one train.main run.
-    "agents.sweep": ({"train"}, "each sweep trial runs train.main"),
 }
 # envs.core is the shared cluster model: it may use these envs modules besides itself.
 CORE_MAY_IMPORT = {"envs.slo", "envs.metrics"}

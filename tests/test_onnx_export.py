@@ -39,7 +39,7 @@ def zoo_onnx(tmp_path_factory) -> dict[str, tuple[Path, X.Parity]]:
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> dict[str, Path]:
     """PPO, MaskablePPO and DQN checkpoints from train.py, a few hundred steps each."""
-    import train
+    from agents import train
 
     out = {}
     for algo in ("ppo", "maskable-ppo", "dqn"):
@@ -108,7 +108,7 @@ def test_parity_every_algorithm(tiny, tmp_path, algo):
 def test_export_every_environment(tmp_path, env_id):
     """A tiny checkpoint of each environment's default algorithm exports with parity and with
     its names (the VecEnv's feature_names() and action_meanings() must follow its layout)."""
-    import train
+    from agents import train
 
     with X.torch_one_thread():
         assert train.main(["--env", env_id, "--timesteps", "256", "--n-envs", "2", "--no-eval",
@@ -163,10 +163,13 @@ def test_parity_check_catches_a_wrong_graph(tiny, tmp_path):
 
 def test_cli_errors_write_nothing(tmp_path, capsys):
     out = tmp_path / "x.onnx"
-    assert X.main(["--policy", "zoo", "--onnx", str(out), "--env-kwargs", "candidates=4"]) == 1
-    assert "shape" in capsys.readouterr().err and not out.exists()
-    assert X.main(["--policy", str(tmp_path / "missing.zip"), "--onnx", str(out)]) == 1
-    assert not out.exists()
+    for args, says in ((["--policy", "zoo", "--env-kwargs", "candidates=4"], "shape"),
+                       (["--policy", str(tmp_path / "missing.zip")], "missing.zip")):
+        with pytest.raises(SystemExit) as exit_:
+            X.main([*args, "--onnx", str(out)])
+        err = capsys.readouterr().err
+        assert exit_.value.code == 2 and says in err and len(err.strip().splitlines()) == 1, err
+        assert not out.exists()
 
 
 def test_multidiscrete_export(tmp_path):

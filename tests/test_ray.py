@@ -28,7 +28,9 @@ TINY = ["--timesteps", "256", "--n-envs", "2", "--env-kwargs", "window_requests=
 def local_ray():
     if ray.is_initialized():
         ray.shutdown()
-    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    from agents.ray_cluster import connect
+
+    connect(None, num_cpus=2)  # the embedded Ray every command starts, on 2 CPUs
     yield
     ray.shutdown()
 

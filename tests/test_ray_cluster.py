@@ -13,11 +13,12 @@ from agents import sweep  # noqa: E402
 
 
 @pytest.fixture
-def two_node_cluster():
+def two_node_cluster(monkeypatch):
     from ray.cluster_utils import Cluster
 
     if ray.is_initialized():
         ray.shutdown()
+    monkeypatch.setenv("RAY_worker_niceness", "0")  # as agents.ray_cluster does for embedded Ray
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
     cluster.add_node(num_cpus=1)
     cluster.wait_for_nodes()

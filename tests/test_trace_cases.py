@@ -73,6 +73,7 @@ def _scan_nan(metrics: dict[str, float], where: str) -> None:
     assert not bad, f"{where}: NaN metrics {bad}"
 
 
+@pytest.mark.slow  # every heuristic of three environments (fast variants: test_metrics_failed, test_core invariants)
 @needs_cases
 @pytest.mark.parametrize("env_id, kwargs", [
     ("servegym/KVAdmission-v0", {"window_requests": 300, "load": 0.9}),
@@ -95,6 +96,7 @@ def test_failed_rows_never_make_a_metric_nan(env_id: str, kwargs: dict) -> None:
             assert m["failed"] == 30 and m["finished"] + m["dropped"] + m["unfinished"] == 270
 
 
+@pytest.mark.slow
 @needs_cases
 def test_failed_rows_never_make_a_metric_nan_in_the_multi_agent_cluster() -> None:
     from agents.heuristics.multi import team

@@ -1,56 +1,76 @@
 """Reproduce the reference learned agents.
 
+    python -m agents.zoo list
     python -m agents.zoo train [--env ID ...] [--recipe FILE] [--out DIR] [--dry-run]
 
-Runs ``train.py`` with each recipe's recorded arguments (into ``DIR/<stem>``) and copies the
-final checkpoint over the zoo file beside this module.
+``list`` prints each recipe as a command that runs when pasted, from any directory;
+``train`` runs ``agents.train`` with each recipe's recorded arguments (into ``DIR/<stem>``) and
+copies the final checkpoint over the zoo file beside this module. A recipe's relative trace path
+(``../shared/traces/...``) is relative to the repository root.
 """
 
 from __future__ import annotations
 
-import argparse
+import shlex
 import shutil
 import sys
 from pathlib import Path
 
-from agents.zoo import HERE, RECIPES, load_recipe
+from agents import cli
+from agents.zoo import HERE, RECIPES, Recipe, load_recipe
+
+REPO_ROOT = HERE.parents[1]
+
+
+def recipe_args(env_id: str, recipe: Recipe) -> list[str]:
+    """``agents.train`` arguments of ``recipe``: ``--env`` first, a relative ``--trace`` path
+    resolved against the repository root."""
+    args = list(recipe.train_args)
+    if "--trace" in args:
+        i = args.index("--trace") + 1
+        path = Path(args[i])
+        if (path.suffix or "/" in args[i]) and not path.is_absolute():
+            args[i] = str((REPO_ROOT / path).resolve())
+    return ["--env", env_id, *args]
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m agents.zoo", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.make_parser("python -m agents.zoo", __doc__, env_kwargs=False)
     sub = p.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("train", help="retrain zoo agents with their recorded commands")
-    t.add_argument("--env", action="append", help="environment id (repeatable; default: all)")
+    t.add_argument("--env", action="append", type=cli.env_arg,
+                   help="environment id, short name or package name (repeatable; default: all)")
     t.add_argument("--out", type=Path, default=Path("runs/zoo"))
     t.add_argument("--recipe", type=Path, metavar="FILE",
                    help="train this recipe JSON instead (python -m agents.sweep's best_recipe.json)")
     t.add_argument("--dry-run", action="store_true", help="print the commands only")
-    sub.add_parser("list", help="show each recipe and whether its checkpoint exists")
+    sub.add_parser("list", help="show each recipe, whether its checkpoint exists, and its command")
     a = p.parse_args(argv)
     if a.cmd == "list":
         for env_id, r in RECIPES.items():
             have = "present" if (HERE / r.file).exists() else "missing"
-            print(f"{env_id}: {r.file} ({have})  python train.py {' '.join(r.train_args)}")
+            print(f"# {env_id}: {r.file} ({have})")
+            print(shlex.join(["python", "-m", "agents.train", *recipe_args(env_id, r),
+                              "--out", f"runs/zoo/{Path(r.file).stem}"]))
         return 0
     recipes = dict(RECIPES)
     if a.recipe:
         try:
             env_id, recipe = load_recipe(a.recipe)
         except ValueError as err:
-            p.error(str(err))
+            t.error(f"--recipe {a.recipe}: {err}")
         recipes = {env_id: recipe}
     chosen = a.env or list(recipes)
     unknown = [e for e in chosen if e not in recipes]
     if unknown:
-        p.error(f"no zoo recipe for {', '.join(unknown)}; known: {', '.join(recipes)}")
-    import train
+        t.error(f"--env {', '.join(unknown)}: no zoo recipe; environments with one: {', '.join(recipes)}")
+    from agents import train
 
     for env_id in chosen:
         r = recipes[env_id]
         out = a.out / Path(r.file).stem
-        args = ["--env", env_id, *r.train_args, "--out", str(out)]
-        print("python train.py " + " ".join(args), flush=True)
+        args = [*recipe_args(env_id, r), "--out", str(out)]
+        print(shlex.join(["python", "-m", "agents.train", *args]), flush=True)
         if a.dry_run:
             continue
         rc = train.main(args)

@@ -12,7 +12,6 @@ agents.autoscale_fidelity`` (one hour of a held-out day under ``hpa``: ``--hours
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -24,14 +23,19 @@ import numpy as np
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from envs.autoscale import env as asc
+from envs.bench import steady_state
+from envs.options import Parser
 
 
 def _rate(vec, steps: int, repeats: int, noop: int) -> float:
     vec.reset()
     if hasattr(vec, "scenario"):  # the per-window references (oracle DP) are computed once, here
-        for w in range(vec.scenario.arrivals.shape[0]):
-            for pen in vec.config.penalties():
-                asc.references(vec.scenario, w, pen, vec.n_steps)
+        from tqdm import tqdm
+
+        jobs = [(w, pen) for w in range(vec.scenario.arrivals.shape[0]) for pen in vec.config.penalties()]
+        for w, pen in tqdm(jobs, desc=f"E={vec.num_envs}: oracle references (once per window and "
+                           "penalty)", unit="window", file=sys.stderr, leave=False):
+            asc.references(vec.scenario, w, pen, vec.n_steps)
     actions = np.full(vec.num_envs, noop)
     vec.step(actions)  # warm
     rates = []
@@ -43,14 +47,17 @@ def _rate(vec, steps: int, repeats: int, noop: int) -> float:
     return float(np.median(rates))
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m envs.bench --env servegym/Autoscale-v0", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> Parser:
+    p = Parser(prog="python -m envs.bench --env servegym/Autoscale-v0", description=__doc__)
     p.add_argument("--sizes", type=int, nargs="+", default=[1, 16, 64, 256])
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--steps", type=int, default=20_000, help="native env-steps per timed run")
     p.add_argument("--json", type=Path)
-    a = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = build_parser().parse_args(argv)
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     probe = asc.AutoscaleVecEnv(1, seed=0)
@@ -58,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     interval = probe.config.interval_s
     rows = []
     for E in a.sizes:
+        print(f"E={E:4d}: timing native and DummyVecEnv ({a.repeats} repeats each) ...",
+              file=sys.stderr, flush=True)
         steps = max(20, min(a.steps // E, probe.n_steps - 2))
         native = _rate(asc.AutoscaleVecEnv(E, seed=0), steps, a.repeats, noop)
         dummy = _rate(DummyVecEnv([lambda: asc.AutoscaleEnv() for _ in range(E)]), max(5, steps // 10),
@@ -68,6 +77,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"E={E:4d}  native {native:10,.0f} steps/s = {row['sim_hours_per_s']:8,.0f} simulated h/s   "
               f"dummy {dummy:9,.0f} steps/s   ratio {row['ratio']:5.1f}x", flush=True)
     report = {"env": asc.ENV_ID, "rows": rows, "repeats": a.repeats, "interval_s": interval,
+              "steady_state": steady_state(
+                  "timed control intervals from the episode's start (one warm step); a step is one control "
+                  "interval of the fluid model, whose cost does not depend on how full the cluster is; "
+                  "sim_hours_per_s says what a step simulates", 1,
+                  {str(E): [max(20, min(a.steps // E, probe.n_steps - 2)),
+                            max(5, max(20, min(a.steps // E, probe.n_steps - 2)) // 10)] for E in a.sizes},
+                  a.repeats, steps_timed_is="per row: [native, dummy] steps of each env per timed run",
+                  action="no change"),
               "machine": {"python": sys.version.split()[0], "platform": platform.platform(),
                           "processor": platform.processor(), "threads": 1}}
     if a.json:

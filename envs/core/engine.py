@@ -68,6 +68,8 @@ class EngineSpec:
         if not 0.0 < self.mem_frac <= 1.0:
             raise ValueError(f"EngineSpec.mem_frac must be in (0, 1], got {self.mem_frac}")
         cap = self.capacity_blocks
+        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, (int, np.integer)) or cap < 1):
+            raise ValueError(f"capacity_blocks must be an integer >= 1 (KV blocks per replica), got {cap!r}")
         if cap is None:
             cap = hwmodels.kv_capacity_blocks(model, gpu, self.tp, self.mem_frac, self.block_size)
         if cap < 1:

@@ -15,7 +15,6 @@ The issue's target: >= 1,000 simulated seconds per wall second per env on one co
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -26,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from stable_baselines3.common.vec_env import DummyVecEnv
 
+from envs.options import Parser
 from envs.disaggregation import kernels as K
 from envs.disaggregation.env import DisaggregationEnv, DisaggregationVecEnv
 
@@ -58,15 +58,18 @@ def _clocks(vec) -> np.ndarray:
     return np.array([e.unwrapped._vec.state.clock[0] for e in vec.envs])
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m envs.bench --env servegym/Disaggregation-v0", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> Parser:
+    p = Parser(prog="python -m envs.bench --env servegym/Disaggregation-v0", description=__doc__)
     p.add_argument("--sizes", type=int, nargs="+", default=[1, 8])
     p.add_argument("--episodes", type=int, default=1, help="episodes per env per timed run")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--roles", choices=sorted(ROLES), default="5p3d")
     p.add_argument("--json", type=Path)
-    a = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = build_parser().parse_args(argv)
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     rows = []

@@ -13,7 +13,6 @@ core; medians over ``--repeats`` episodes; ratios from the same run.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -24,8 +23,10 @@ from pathlib import Path
 import numpy as np
 from stable_baselines3.common.vec_env import DummyVecEnv
 
+from envs.bench import steady_state
 from envs.expert_placement import kernels as K
 from envs.expert_placement.env import ENV_ID, ExpertPlacementEnv, ExpertPlacementVecEnv
+from envs.options import Parser
 
 
 def _policy_actions(vec, mode: int) -> np.ndarray:
@@ -82,13 +83,16 @@ def bench_sim(n: int, repeats: int) -> dict:
             "gpus": v.sh.G, "layers": v.sh.L}
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m envs.bench --env " + ENV_ID, description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> Parser:
+    p = Parser(prog="python -m envs.bench --env " + ENV_ID, description=__doc__)
     p.add_argument("--sizes", type=int, nargs="+", default=[1, 16, 64])
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--json", type=Path)
-    a = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = build_parser().parse_args(argv)
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     rows = []
@@ -113,6 +117,10 @@ def main(argv: list[str] | None = None) -> int:
               f"{s['batch_steps_per_s']:,.0f} batch steps/s ({s['layer_steps_per_s']:,.0f} layer-steps/s); "
               f"load generator {s['generator_s_per_episode']:.3f} s per episode of {s['episode_batch_steps']} steps")
     report = {"env": ENV_ID, "rows": rows, "simulator": sim, "repeats": a.repeats,
+              "steady_state": steady_state(
+                  "whole episodes (load generation, resets and the episode's references inside the timing); "
+                  "the first episode warms up and is not counted", "one episode", "whole episodes", a.repeats,
+                  action="EPLB, and custom + fill"),
               "machine": {"python": sys.version.split()[0], "platform": platform.platform(), "threads": 1}}
     if a.json:
         a.json.write_text(json.dumps(report, indent=2))

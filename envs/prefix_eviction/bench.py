@@ -16,7 +16,6 @@ Scenario: the default (mooncake_conv, training part), capacity_frac 0.05, chain 
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -28,8 +27,10 @@ from pathlib import Path
 import numpy as np
 from stable_baselines3.common.vec_env import DummyVecEnv
 
+from envs.bench import steady_state
 from envs.prefix_eviction import env as pe
 from envs.prefix_eviction import kernels as K
+from envs.options import Parser
 
 KW = {"capacity_frac": 0.05}
 
@@ -114,21 +115,31 @@ def bench_rows(sizes: list[int], steps_budget: int, repeats: int,
     return rows
 
 
-def main(argv: list[str] | None = None, policies: dict[str, PolicyFactory] | None = None,
-         prog: str = "python -m envs.bench --env " + pe.ENV_ID) -> int:
-    p = argparse.ArgumentParser(prog=prog, description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser(prog: str = "python -m envs.bench --env " + pe.ENV_ID) -> Parser:
+    p = Parser(prog=prog, description=__doc__)
     p.add_argument("--sizes", type=int, nargs="+", default=[1, 16, 256])
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--steps", type=int, default=40_000, help="native decisions per timed run")
     p.add_argument("--json", type=Path)
-    a = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None, policies: dict[str, PolicyFactory] | None = None,
+         prog: str = "python -m envs.bench --env " + pe.ENV_ID) -> int:
+    a = build_parser(prog).parse_args(argv)
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     rows = bench_rows(a.sizes, a.steps, a.repeats, policies)
     kernel = bench_kernel(a.repeats)
     print(f"kernel alone (LRU, no decision stops): {kernel:,.0f} references/s", flush=True)
     report = {"env": pe.ENV_ID, "rows": rows, "refs_per_s_kernel": kernel, "scenario": KW,
+              "steady_state": steady_state(
+                  "timed decisions after one warm step: a decision (an eviction) only arises once the cache "
+                  "is full, so every timed step is in steady state; refs_per_s_lru says what the decisions "
+                  "simulate; the kernel row replays the whole training part", 1,
+                  {str(E): [max(20, a.steps // E), max(5, max(20, a.steps // E) // 10)] for E in a.sizes},
+                  a.repeats, steps_timed_is="per row: [native, dummy] steps of each env per timed run",
+                  action="LRU's victim (candidate 0)"),
               "repeats": a.repeats,
               "machine": {"python": sys.version.split()[0], "platform": platform.platform(),
                           "processor": platform.processor(), "threads": 1}}

@@ -6,62 +6,68 @@ Every routed request also simulates what the replicas do until the next arrival 
 engine iterations), so requests/s measures the whole cluster model, not the router alone. The
 action is round-robin (computed in numpy, negligible), the scenario the default one (8 replicas
 of Llama-3.1-8B on H100, the built-in Mooncake-like conversation trace, load 0.9). One core;
-medians over ``--repeats`` timed runs; each ratio compares figures measured in this run.
+steady state: ``--warmup`` untimed requests per env first, then medians over ``--repeats`` timed
+runs; each ratio compares figures measured in this run. Each row also gives the mean running
+batch (all replicas of an env) and simulated seconds per wall second (one more, untimed run).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 from stable_baselines3.common.vec_env import DummyVecEnv
 
+from envs.bench import cluster_probe, cluster_row, steady_rate, steady_state
 from envs.routing import env as rt
+from envs.options import Parser
 
 
-def _rate(vec, steps: int, repeats: int) -> float:
-    """Median routed requests/s of ``vec`` over ``repeats`` runs of ``steps`` steps."""
-    vec.reset()
-    R = vec.action_space.n
-    k = 0
-    vec.step(np.full(vec.num_envs, 0))  # warm: compilation, first reset
-    rates = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        for _ in range(steps):
-            k += 1
-            vec.step(np.full(vec.num_envs, k % R))
-        rates.append(steps * vec.num_envs / (time.perf_counter() - t))
-    return float(np.median(rates))
+# Untimed routed requests per env before timing: the replicas' batches fill (the default
+# window has 1024 requests; episodes then also end and restart inside the timed runs).
+WARMUP = 300
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m envs.bench --env servegym/Routing-v0", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+def _round_robin(vec, k: int) -> np.ndarray:
+    return np.full(vec.num_envs, k % vec.action_space.n)
+
+
+def build_parser() -> Parser:
+    p = Parser(prog="python -m envs.bench --env servegym/Routing-v0", description=__doc__)
     p.add_argument("--sizes", type=int, nargs="+", default=[1, 16, 256])
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--steps", type=int, default=20_000, help="native routed requests per timed run")
+    p.add_argument("--warmup", type=int, default=WARMUP, help="untimed routed requests per env before timing")
     p.add_argument("--json", type=Path)
-    a = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = build_parser().parse_args(argv)
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     rows = []
     for E in a.sizes:
         steps = max(20, a.steps // E)
-        native = _rate(rt.RoutingVecEnv(E, seed=0, load=0.9), steps, a.repeats)
-        dummy = _rate(DummyVecEnv([lambda: rt.RoutingEnv(load=0.9) for _ in range(E)]),
-                      max(5, steps // 10), a.repeats)
-        rows.append({"n_envs": E, "native_steps_per_s": native, "dummy_steps_per_s": dummy,
-                     "ratio": native / dummy})
-        print(f"E={E:4d}  native {native:9,.0f} routed req/s   dummy {dummy:9,.0f} req/s   ratio "
-              f"{native / dummy:5.2f}x", flush=True)
+        native = steady_rate(rt.RoutingVecEnv(E, seed=0, load=0.9), _round_robin, a.warmup, steps, a.repeats,
+                             cluster_probe)
+        dummy = steady_rate(DummyVecEnv([lambda: rt.RoutingEnv(load=0.9) for _ in range(E)]), _round_robin,
+                            a.warmup, max(5, steps // 10), a.repeats)
+        row = cluster_row(E, native, dummy)
+        rows.append(row)
+        print(f"E={E:4d}  native {row['native_steps_per_s']:9,.0f} routed req/s   dummy {row['dummy_steps_per_s']:9,.0f}"
+              f"   ratio {row['ratio']:5.2f}x   mean batch (all replicas) {row['mean_batch']:6.1f}   "
+              f"{row['simulated_s_per_wall_s']:7,.1f} simulated s/s", flush=True)
     report = {"env": rt.ENV_ID, "rows": rows, "repeats": a.repeats, "unit": "routed requests/s",
+              "steady_state": steady_state(
+                  "timed routed requests after a warm-up that fills the replicas' batches", a.warmup,
+                  {str(E): [max(20, a.steps // E), max(5, max(20, a.steps // E) // 10)] for E in a.sizes}, a.repeats,
+                  steps_timed_is="per row: [native, dummy] steps of each env per timed run",
+                  action="round-robin"),
               "machine": {"python": sys.version.split()[0], "platform": platform.platform(),
                           "processor": platform.processor(), "threads": 1}}
     at = {r["n_envs"]: r for r in rows}

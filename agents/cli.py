@@ -1,0 +1,238 @@
+"""One command-line convention for every servegym command (train, evaluate, leaderboard, export,
+zoo; ``envs.bench`` follows it through ``envs.options``).
+
+- ``--env`` takes an environment's full id, its id without namespace, its short name or its
+  package name (``servegym/KVAdmission-v0``, ``KVAdmission-v0``, ``KVAdmission``,
+  ``kv_admission``): ``env_arg`` is the argparse ``type``.
+- ``--env-kwargs KEY=VALUE`` is parsed against the environment's config dataclass
+  (``parse_env_kwargs``): the value's type comes from the field's annotation (``1.5`` is refused
+  for an ``int`` field, never truncated; ``none`` gives ``None``; a tuple is written ``0.6,0.8``
+  or ``'(0.6, 0.8)'``); an unknown key lists the valid ones.
+- A user error (unknown key, wrong type, out of range, unknown policy or trace) ends in one line
+  on stderr, ``PROG: error: ARGUMENT ...: what is allowed``, exit status 2 (``Parser.error``);
+  tracebacks are left for bugs. ``check_env`` builds the environment once so that the
+  environment's own range checks (which name the field) surface the same way.
+- ``--help`` ends with the environment ids, the built-in traces and every environment's
+  ``--env-kwargs`` keys with type and default (``envs.options.env_help``, generated from the
+  config dataclasses).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+from envs import options
+
+# What constructing an environment from user arguments raises for bad arguments (TraceError and
+# HwModelError are ValueErrors).
+USER_ERRORS = (ValueError, TypeError, KeyError, FileNotFoundError)
+
+
+class UsageError(ValueError):
+    """A bad command-line argument; ``str(err)`` is the one-line message naming it."""
+
+
+Parser = options.Parser
+
+
+def one_line(message: str) -> str:
+    return " ".join(str(message).split())
+
+
+def make_parser(prog: str, doc: str | None, envs_help: bool = True, env_kwargs: bool = True,
+                selected: list[str] | None = None) -> Parser:
+    """A ``Parser`` for ``prog`` whose ``--help`` ends with ``envs.options.env_help`` (environment
+    ids, built-in traces and, with ``env_kwargs``, every ``--env-kwargs`` key)."""
+    epilog = options.env_help(selected, kwargs=env_kwargs) if envs_help else None
+    return Parser(prog=prog, description=doc, epilog=epilog)
+
+
+def env_arg(name: str) -> str:
+    """argparse ``type`` of ``--env``: the registered id that ``name`` denotes."""
+    try:
+        return options.resolve_env_id(name)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def single_env_arg(name: str) -> str:
+    """argparse ``type`` of ``--env`` where only a single-agent environment fits (train, export)."""
+    env_id = env_arg(name)
+    if options.is_multi_agent(env_id):
+        raise argparse.ArgumentTypeError(
+            f"{env_id} is multi-agent (teams are scored by agents.evaluate and the leaderboard; "
+            f"train a role with envs.multi.env.RoleVecEnv); single-agent: {', '.join(options.single_agent_ids())}")
+    return env_id
+
+
+# --- --env-kwargs against the config dataclass ---------------------------------------------------
+
+def _literal(raw: str) -> tuple[bool, Any]:
+    low = raw.strip().lower()
+    if low in ("true", "false"):
+        return True, low == "true"
+    if low in ("none", "null"):
+        return True, None
+    try:
+        value = ast.literal_eval(raw.strip())
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return False, None
+    return True, value
+
+
+def conform(value: Any, annotation: Any) -> tuple[bool, Any]:
+    """``(True, converted)`` when ``value`` is an instance of ``annotation`` (``int`` widens to
+    ``float``, a list or dict to a tuple), else ``(False, None)``. Never rounds or clamps."""
+    if annotation is Any:
+        return True, value
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        for a in args:
+            ok, v = conform(value, a)
+            if ok:
+                return True, v
+        return False, None
+    if annotation is type(None):
+        return (value is None), None
+    if annotation is bool:
+        return (isinstance(value, bool)), value
+    if annotation is int:
+        return (isinstance(value, int) and not isinstance(value, bool)), value
+    if annotation is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return ok, (float(value) if ok else None)
+    if annotation is str:
+        return isinstance(value, str), value
+    if origin is tuple:
+        if isinstance(value, dict):
+            value = tuple(value.items())
+        if not isinstance(value, (tuple, list)):
+            return False, None
+        items = list(value)
+        if len(args) == 2 and args[1] is Ellipsis:
+            kinds = [args[0]] * len(items)
+        elif len(args) == len(items):
+            kinds = list(args)
+        else:
+            return False, None
+        out = []
+        for item, kind in zip(items, kinds):
+            ok, v = conform(item, kind)
+            if not ok:
+                return False, None
+            out.append(v)
+        return True, tuple(out)
+    if isinstance(annotation, type):
+        return isinstance(value, annotation), value
+    return True, value
+
+
+def parse_value(raw: str, annotation: Any) -> tuple[bool, Any]:
+    """``raw`` (the text after ``=``) as a value of ``annotation``: a Python literal if it parses
+    as one that fits, else the text itself where ``str`` fits."""
+    ok, value = _literal(raw)
+    if ok:
+        fits, conv = conform(value, annotation)
+        if fits:
+            return True, conv
+    return conform(raw, annotation)
+
+
+def parse_env_kwargs(items: list[str] | None, env_id: str) -> dict[str, Any]:
+    """``KEY=VALUE`` strings as the keyword arguments of ``env_id``'s config dataclass.
+
+    Raises ``UsageError`` naming the item: no ``=``, a key the config does not have (listing the
+    valid keys), a key given twice, or a value that does not fit the field's annotation (naming
+    the expected type).
+    """
+    fields = {f.name: f for f in options.config_fields(env_id)}
+    out: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise UsageError(f"--env-kwargs {item!r}: expected KEY=VALUE")
+        key, raw = item.split("=", 1)
+        key = key.strip()
+        if key not in fields:
+            valid = ", ".join(fields)
+            raise UsageError(f"--env-kwargs {item!r}: {env_id} has no key {key!r}; valid keys: {valid}")
+        if key in out:
+            raise UsageError(f"--env-kwargs {item!r}: {key} given twice")
+        ok, value = parse_value(raw, fields[key].annotation)
+        if not ok:
+            raise UsageError(f"--env-kwargs {item!r}: {key} must be {fields[key].type_text}, "
+                             f"got {raw!r}")
+        out[key] = value
+    return out
+
+
+def env_kwargs_args(kwargs: dict[str, Any]) -> list[str]:
+    """``KEY=VALUE`` strings that ``parse_env_kwargs`` reads back as ``kwargs``."""
+    return [f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}" for k, v in kwargs.items()]
+
+
+# --- checks that need the environment --------------------------------------------------------
+
+def check_env(env_id: str, kwargs: dict[str, Any], trace: Any = "default", seed: int | None = 0,
+              **fixed: Any) -> None:
+    """Build ``env_id`` once (one env) from the user's ``kwargs`` and ``trace`` (plus ``fixed``
+    settings the command adds, such as ``split``) so that the environment's own checks (out of
+    range, unknown model or GPU, bad trace) end as a ``UsageError`` naming the argument instead
+    of a traceback later."""
+    from traces.errors import TraceError
+
+    try:
+        vec = options.build(env_id, 1, seed=seed, **{**fixed, **kwargs, "trace": trace})
+    except USER_ERRORS as err:
+        msg = one_line(err.args[0] if isinstance(err, KeyError) and err.args else err)
+        if isinstance(err, (TraceError, FileNotFoundError)):
+            raise UsageError(f"--trace {trace!r}: {msg}") from None
+        shown = " ".join(env_kwargs_args(kwargs))
+        raise UsageError(f"--env-kwargs {shown or '(none given)'}: {msg}") from None
+    if hasattr(vec, "close"):
+        vec.close()
+
+
+def policy_choices(env_id: str) -> list[str]:
+    """Policy names ``--policy`` accepts for ``env_id`` besides checkpoint and ONNX paths."""
+    from agents.policy import ZOO, heuristic_names
+
+    names = ["random", *heuristic_names(env_id)]
+    if env_id in ZOO:
+        names.append("zoo")
+    return names
+
+
+def check_policies(env_id: str, specs: list[str], allowed: tuple[str, ...] = (".zip", ".onnx"),
+                   names: bool = True) -> None:
+    """Each of ``specs`` is a policy name of ``env_id`` (with ``names``) or an existing file with
+    one of the ``allowed`` suffixes; else ``UsageError`` naming it and what is allowed."""
+    choices = policy_choices(env_id) if names else []
+    from agents.policy import ZOO
+
+    for spec in specs:
+        if spec in choices:
+            continue
+        if spec == "zoo" and env_id not in ZOO:
+            raise UsageError(f"--policy zoo: no reference learned agent for {env_id}; "
+                             f"environments with one: {', '.join(ZOO)}")
+        path = Path(spec)
+        if path.suffix in allowed and path.is_file():
+            continue
+        files = " or ".join(f"an existing {s} file" for s in allowed)
+        named = f"one of {', '.join(choices)}, or " if choices else ""
+        raise UsageError(f"--policy {spec!r}: not a policy of {env_id}; allowed: {named}{files}")
+
+
+def run_main(parser: Parser, body: typing.Callable[[], int]) -> int:
+    """``body()``, with any ``UsageError`` it raises ended as ``parser.error`` (one line, exit 2)."""
+    try:
+        return body()
+    except UsageError as err:
+        parser.error(str(err))
+

@@ -1,0 +1,153 @@
+"""Train an agent on a servegym environment, then score it against the heuristics.
+
+    python train.py                      # KVAdmission-v0, embedded default trace, a few minutes
+    python train.py --env servegym/KVAdmission-v0 --algo ppo|maskable-ppo|dqn --timesteps N \
+        --n-envs E --trace NAME|PATH --env-kwargs load=1.1 --seed S --out DIR [--resume]
+
+``python -m agents.train`` is the same command from any directory (``train.py`` at the
+repository root is a shim over this module).
+
+Logs to TensorBoard (``DIR/tb``: RL curves and serve/* domain metrics), checkpoints atomically
+to ``DIR/checkpoint.zip`` (``--resume`` continues from it), saves ``DIR/final.zip`` and, unless
+``--no-eval``, evaluates it with every heuristic on held-out windows and prints the table
+(also ``DIR/eval.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch as th
+
+import envs
+from agents import cli
+from agents.evaluate import evaluate, print_tables
+from agents.imitation import imitate
+from agents.policy import heuristic_names
+from agents.sb3_policy import ALGOS, algo_class
+from agents.training import (
+    DEFAULT_ALGO,
+    ServeCallback,
+    atomic_save,
+    atomic_write_text,
+    make_model,
+    parse_hyperparams,
+)
+from envs import options
+
+
+def build_parser() -> cli.Parser:
+    p = cli.make_parser("python train.py", __doc__, selected=cli.options.single_agent_ids())
+    p.add_argument("--env", type=cli.single_env_arg, default="servegym/KVAdmission-v0",
+                   help="environment id, short name or package name (listed below)")
+    p.add_argument("--algo", choices=ALGOS, default=None, help="default: the environment's own")
+    p.add_argument("--timesteps", type=int, default=300_000, help="RL steps (0: imitation only)")
+    p.add_argument("--imitate", type=int, default=0, metavar="N",
+                   help="first N decisions of DAgger from the env's privileged teacher "
+                        "(agents/imitation.py; PrefixEviction-v0: Belady among the candidates)")
+    p.add_argument("--n-envs", type=int, default=16)
+    p.add_argument("--trace", default="default",
+                   help="built-in trace name (listed below) or path to a trace file")
+    p.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="config fields of the environment (listed below per environment)")
+    p.add_argument("--hyperparams", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="override the algorithm's keyword arguments (agents/training.py HYPERPARAMS): "
+                        "Python literals, dotted keys into dicts (policy_kwargs.net_arch=[64,64])")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=Path("runs/kv_admission"))
+    p.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint.zip")
+    p.add_argument("--save-every", type=int, default=50_000, help="env steps between checkpoints")
+    p.add_argument("--eval-episodes", type=int, default=8)
+    p.add_argument("--eval-at", "--eval-load", dest="eval_at", type=float, default=None,
+                   help="evaluate at this value of the env's swept knob only (KVAdmission: load; "
+                        "default: every value)")
+    p.add_argument("--no-eval", action="store_true")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads (small MLPs train fastest on one; more only contend)")
+    return p
+
+
+def main(argv: list[str] | None = None, callbacks: list | None = None) -> int:
+    """The command line above; ``callbacks`` (SB3 callbacks) also run during ``learn`` (the Ray
+    sweep's held-out reports for early stopping, ``agents.sweep``)."""
+    p = build_parser()
+    a = p.parse_args(argv)
+    return cli.run_main(p, lambda: _train(a, argv, callbacks))
+
+
+def _train(a: argparse.Namespace, argv: list[str] | None, callbacks: list | None = None) -> int:
+    if a.timesteps < 0 or a.imitate < 0 or a.timesteps + a.imitate < 1:
+        raise cli.UsageError(f"--timesteps {a.timesteps} --imitate {a.imitate}: both must be >= 0 "
+                             "and not both 0")
+    for flag, v in (("--n-envs", a.n_envs), ("--eval-episodes", a.eval_episodes),
+                    ("--save-every", a.save_every), ("--threads", a.threads)):
+        if v < 1:
+            raise cli.UsageError(f"{flag} {v}: must be >= 1")
+    kwargs = cli.parse_env_kwargs(a.env_kwargs, a.env)
+    try:
+        hyperparams = parse_hyperparams(a.hyperparams)
+    except ValueError as err:
+        raise cli.UsageError(f"--hyperparams: {err}") from None
+    if a.imitate and not hasattr(options.vec_class(a.env), "teacher_actions"):
+        raise cli.UsageError(f"--imitate: {a.env} has no privileged teacher (teacher_actions)")
+    if a.resume and not (a.out / "checkpoint.zip").exists():
+        raise cli.UsageError(f"--resume: no checkpoint at {a.out / 'checkpoint.zip'}")
+    cli.check_env(a.env, kwargs, a.trace, a.seed, split="train")
+    th.set_num_threads(a.threads)
+    algo = a.algo or DEFAULT_ALGO.get(a.env, "ppo")
+    vec = envs.make_vec(a.env, a.n_envs, seed=a.seed, trace=a.trace, split="train", **kwargs)
+    out: Path = a.out
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt = out / "checkpoint.zip"
+    command = " ".join(["python", "train.py", *(argv if argv is not None else sys.argv[1:])])
+
+    if a.resume:
+        model = algo_class(algo).load(ckpt, env=vec, device="cpu", tensorboard_log=str(out / "tb"))
+        print(f"resuming from {ckpt} at {model.num_timesteps} steps", flush=True)
+    else:
+        try:
+            model = make_model(algo, a.env, vec, a.seed, str(out / "tb"), hyperparams)
+        except ValueError as err:
+            raise cli.UsageError(f"--hyperparams: {err}") from None
+    remaining = a.timesteps - (model.num_timesteps if a.resume else 0)
+    t0 = time.perf_counter()
+    imitation = []
+    if a.imitate and not a.resume:
+        imitation = imitate(model, vec, a.imitate, seed=a.seed)
+    if remaining > 0:
+        model.learn(
+            total_timesteps=remaining,
+            callback=[ServeCallback(ckpt, a.save_every), *(callbacks or [])],
+            progress_bar=not a.no_progress,
+            reset_num_timesteps=not a.resume,
+            tb_log_name=algo,
+        )
+    train_s = time.perf_counter() - t0
+    final = out / "final.zip"
+    atomic_save(model, final)
+    atomic_write_text(out / "run.json", json.dumps({
+        "command": command, "env": a.env, "algo": algo, "timesteps": int(model.num_timesteps),
+        "n_envs": a.n_envs, "trace": a.trace, "env_kwargs": kwargs, "hyperparams": hyperparams,
+        "seed": a.seed,
+        "imitate": a.imitate, "imitation": imitation, "train_wall_s": train_s,
+    }, indent=2, default=str))
+    print(f"trained {algo} for {model.num_timesteps} steps in {train_s:.0f} s -> {final}", flush=True)
+
+    if a.no_eval:
+        return 0
+    if a.eval_at is not None:
+        kwargs[vec.sweep()[0]] = a.eval_at
+    policies = [str(final), *heuristic_names(a.env), "random"]
+    report = evaluate(a.env, policies, a.trace, a.eval_episodes, a.seed + 10_000, kwargs, "test")
+    atomic_write_text(out / "eval.json", json.dumps(report, indent=2, default=float))
+    print_tables(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,156 @@
+"""Fuzzing every environment: random masked actions over random scenarios, invariants after every batch.
+
+    python -m envs.fuzz [--env ID ...] [--steps 1000000] [--seed S] [--scenario-steps 20000]
+
+For each environment (default: all of ``envs.VEC_ENVS``) it plays ``--steps`` env-steps in total,
+drawing a new random scenario every ``--scenario-steps`` env-steps: a batch size E in [1, 8], a
+seed, and the environment's random knobs (:func:`draw_scenario`). The cluster environments
+(KVAdmission, Routing) play random traces (Poisson arrivals at a random rate, random prompt and
+output lengths, some requests marked failed, some too long for the KV pool so that the engine
+rejects them) on random KV capacities, queue sizes and loads; the others play their default
+traces at random values of their swept knob. Each step takes a uniformly random legal action
+(``action_masks``). After every batch it checks:
+
+- no NaN or infinity in observations or rewards, and at least one legal action per env;
+- for ``envs.core`` clusters (``vec.state``): request conservation, KV blocks used + free =
+  capacity with free >= 0 (KV <= capacity), no KV beyond a request's tokens, the slot lists
+  (``envs.core.invariants.violations``), and clocks that never run backward within an episode.
+
+Prints progress and the first violations; exits 1 if any invariant broke, 0 otherwise. The
+slow test ``tests/test_fuzz.py`` runs it at full size; CI runs a short variant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+import envs
+from traces.trace import Trace, TraceMeta
+
+CLUSTER_ENVS = ("servegym/KVAdmission-v0", "servegym/Routing-v0")
+
+
+def random_trace(rng: np.random.Generator, n: int) -> Trace:
+    """``n`` requests, Poisson arrivals at a log-uniform rate in [0.5, 200] req/s, prompts of 1 to
+    4000 tokens (some longer than a small KV pool), outputs of 1 to 400, 3% marked failed."""
+    rate = float(np.exp(rng.uniform(np.log(0.5), np.log(200.0))))
+    t = np.cumsum(rng.exponential(1.0 / rate, n))
+    t -= t[0]
+    prompt = np.where(rng.random(n) < 0.05, rng.integers(1000, 4000, n), rng.integers(1, 800, n))
+    return Trace(t.astype(np.float64), prompt.astype(np.int64), rng.integers(1, 400, n).astype(np.int64),
+                 TraceMeta(f"fuzz-{rate:.3g}rps", "envs.fuzz", "n/a"), failed=rng.random(n) < 0.03)
+
+
+def draw_scenario(env_id: str, rng: np.random.Generator) -> tuple[int, dict[str, Any]]:
+    """Batch size and constructor kwargs of a random scenario of ``env_id``."""
+    E = int(rng.integers(1, 9))
+    if env_id in CLUSTER_ENVS:
+        kw: dict[str, Any] = {
+            "trace": random_trace(rng, int(rng.integers(96, 400))), "split": "all",
+            "window_requests": int(rng.integers(8, 64)), "capacity_blocks": int(rng.integers(80, 600)),
+            "queue_slots": int(rng.integers(4, 64)), "drain_s": 30.0,
+            "load": tuple(float(x) for x in rng.uniform(0.2, 2.5, 2)),
+        }
+        if env_id == "servegym/KVAdmission-v0":
+            kw["candidates"] = int(rng.integers(1, 9))
+            kw["max_seqs"] = int(rng.integers(4, 256))
+        else:
+            kw["replicas"] = int(rng.integers(1, 5))
+            kw["stale_s"] = float(rng.choice([0.0, 0.5]))
+        return E, kw
+    if env_id == "servegym/PrefixEviction-v0":
+        return E, {"capacity_frac": tuple(float(x) for x in rng.uniform(0.01, 0.3, 2))}
+    return E, {}
+
+
+def check_batch(vec, obs: np.ndarray, rew: np.ndarray, dones: np.ndarray, clock: np.ndarray | None) -> list[str]:
+    """Violations after one batch step (see the module docstring)."""
+    out: list[str] = []
+    if not np.isfinite(obs).all():
+        e = int(np.argmax(~np.isfinite(obs).all(1)))
+        out.append(f"env {e}: non-finite observation entries {np.flatnonzero(~np.isfinite(obs[e])).tolist()}")
+    if not np.isfinite(rew).all():
+        out.append(f"non-finite rewards {rew.tolist()}")
+    mask = vec.action_masks()
+    if not mask.any(1).all():
+        out.append(f"env {int(np.argmin(mask.any(1)))}: no legal action")
+    if clock is not None:
+        from envs.core.invariants import violations
+
+        eng = vec.scenario.engine
+        out += violations(vec.state, eng.capacity_blocks, eng.block_size)
+        live = ~dones
+        back = live & (vec.state.clock < clock)
+        if back.any():
+            e = int(np.argmax(back))
+            out.append(f"env {e}: clock ran backward from {clock[e]!r} to {vec.state.clock[e]!r}")
+    return out
+
+
+def fuzz(env_id: str, steps: int, seed: int, scenario_steps: int, log=print) -> tuple[int, list[str]]:
+    """Play ``steps`` env-steps of ``env_id`` (see the module docstring); returns (env-steps
+    played, violations, each prefixed with the scenario that broke)."""
+    if steps < 1 or scenario_steps < 1:
+        raise ValueError(f"fuzz: steps and scenario_steps must be >= 1, got {steps}, {scenario_steps}")
+    rng = np.random.default_rng(seed)
+    done_steps = 0
+    bad: list[str] = []
+    t0 = time.perf_counter()
+    next_log = 0
+    while done_steps < steps and not bad:
+        E, kw = draw_scenario(env_id, rng)
+        s_seed = int(rng.integers(2**31))
+        vec = envs.make_vec(env_id, E, seed=s_seed, **kw)
+        is_cluster = env_id in CLUSTER_ENVS
+        obs = vec.reset()
+        clock = vec.state.clock.copy() if is_cluster else None
+        where = f"{env_id} E={E} seed={s_seed} {({k: v for k, v in kw.items() if k != 'trace'})}"
+        n = 0
+        while n < min(scenario_steps, steps - done_steps):
+            mask = vec.action_masks()
+            keys = rng.random(mask.shape)
+            keys[~mask] = -1.0
+            obs, rew, dones, _ = vec.step(keys.argmax(1))
+            errs = check_batch(vec, obs, rew, dones, clock)
+            if errs:
+                bad = [f"{where} step {n // E}: {m}" for m in errs[:10]]
+                break
+            if is_cluster:
+                clock = vec.state.clock.copy()
+            n += E
+        done_steps += n
+        if done_steps >= next_log or bad:
+            log(f"{env_id}: {done_steps:,} env-steps, {time.perf_counter() - t0:,.0f} s, "
+                f"{'VIOLATION' if bad else 'no violation'}")
+            next_log = done_steps + max(steps // 20, 1)
+    return done_steps, bad
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m envs.fuzz", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--env", nargs="+", default=list(envs.VEC_ENVS), help="environment ids (default: all)")
+    p.add_argument("--steps", type=int, default=1_000_000, help="env-steps per environment")
+    p.add_argument("--scenario-steps", type=int, default=20_000, help="env-steps per random scenario")
+    p.add_argument("--seed", type=int, default=0)
+    a = p.parse_args(argv)
+    unknown = [e for e in a.env if e not in envs.VEC_ENVS]
+    if unknown:
+        p.error(f"--env: unknown {unknown}; known: {', '.join(envs.VEC_ENVS)}")
+    failed = False
+    for env_id in a.env:
+        n, bad = fuzz(env_id, a.steps, a.seed, a.scenario_steps, log=lambda m: print(m, flush=True))
+        for m in bad:
+            print(f"VIOLATION {m}", flush=True)
+        print(f"{env_id}: {n:,} env-steps, {len(bad)} violations", flush=True)
+        failed |= bool(bad)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

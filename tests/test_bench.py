@@ -1,0 +1,54 @@
+"""envs.bench: steady-state accounting (no timing assertions: only what the figures mean)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from envs import bench
+from envs.kv_admission import bench as kvb
+from envs.kv_admission import env as kva
+
+
+def test_warmup_fills_the_batch_and_probe_counts_what_a_step_simulates():
+    cold = bench.steady_rate(kva.KVAdmissionVecEnv(2, seed=0), kvb._vllm, 0, 20, 1, bench.cluster_probe)
+    warm = bench.steady_rate(kva.KVAdmissionVecEnv(2, seed=0), kvb._vllm, 600, 200, 1, bench.cluster_probe)
+    # Right after reset the batch is nearly empty; after the warm-up it is full (the artefact of issue 16).
+    assert warm["batch_mean"] > 3 * cold["batch_mean"], (cold["batch_mean"], warm["batch_mean"])
+    assert warm["simulated_s_per_step"] > 0 and warm["finished_per_step"] > 0
+    assert warm["steps_per_s"] > 0 and len(warm["steps_per_s_runs"]) == 1
+    with pytest.raises(ValueError, match="steps and repeats"):
+        bench.steady_rate(kva.KVAdmissionVecEnv(1, seed=0), kvb._vllm, 0, 0, 1)
+
+
+def test_probe_quantities_match_the_state_of_a_twin_run():
+    vec = kva.KVAdmissionVecEnv(1, seed=0)
+    out = bench.steady_rate(vec, kvb._vllm, 0, 300, 1, bench.cluster_probe)
+    # The probe run is steps 301..600 of the first episode (no episode ends this early): its
+    # per-step figures times 300 are what the state gained over a twin stopped after 300 steps.
+    twin = kva.KVAdmissionVecEnv(1, seed=0)
+    twin.reset()
+    for k in range(300):
+        twin.step(kvb._vllm(twin, k))
+    assert out["finished_per_step"] * 300 == pytest.approx(vec.state.counters[0, 2] - twin.state.counters[0, 2])
+    assert out["simulated_s_per_step"] * 300 == pytest.approx(vec.state.clock[0] - twin.state.clock[0])
+
+
+def test_kv_admission_bench_json_has_design_keys_and_steady_state(tmp_path):
+    out = tmp_path / "b.json"
+    assert kvb.main(["--sizes", "2", "--steps", "40", "--repeats", "1", "--warmup", "50", "--no-full-trace",
+                     "--json", str(out)]) == 0
+    d = json.loads(out.read_text())
+    assert d["env"] == kva.ENV_ID
+    row = d["rows"][0]
+    for k in ("n_envs", "native_steps_per_s", "dummy_steps_per_s", "ratio", "mean_batch",
+              "finished_requests_per_s", "simulated_s_per_wall_s"):
+        assert k in row and np.isfinite(row[k]), k
+    assert d["steady_state"]["warmup_steps"] == 50 and d["steady_state"]["repeats"] == 1
+
+
+def test_dispatcher_rejects_unknown_env(capsys):
+    assert bench.main(["--env", "servegym/Nope-v0"]) == 2
+    assert "known" in capsys.readouterr().err

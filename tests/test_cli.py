@@ -1,0 +1,254 @@
+"""One command-line convention: name forms, typed --env-kwargs, one-line errors with exit status 2,
+--help generated from the config dataclasses, commands that run from any directory, JSON that is
+byte-identical across runs."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agents import cli, units
+from envs import options
+
+ROOT = Path(__file__).resolve().parents[1]
+KV = "servegym/KVAdmission-v0"
+
+
+# --- name forms ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("env_id", options.env_ids())
+def test_every_name_form_resolves(env_id):
+    short = options.short_name(env_id)
+    forms = {env_id, env_id.split("/")[-1], short, options.package_name(env_id), short.lower(),
+             env_id.upper()}
+    assert {options.resolve_env_id(f) for f in forms} == {env_id}
+
+
+def test_name_forms_of_kv_admission_and_unknown_name():
+    for form in ("servegym/KVAdmission-v0", "KVAdmission", "kv_admission", "KVAdmission-v0"):
+        assert cli.env_arg(form) == KV
+    with pytest.raises(ValueError, match=r"unknown environment 'nope'; known: KVAdmission"):
+        options.resolve_env_id("nope")
+
+
+# --- --env-kwargs against the dataclass ----------------------------------------------------
+
+def test_env_kwargs_take_their_type_from_the_annotation():
+    kw = cli.parse_env_kwargs(["load=1", "capacity_blocks=500", "rate_scale=none", "gpu=H100",
+                               "prefix_caching=True", "model=Llama-3.1-8B"], KV)
+    assert kw == {"load": 1.0, "capacity_blocks": 500, "rate_scale": None, "gpu": "H100",
+                  "prefix_caching": True, "model": "Llama-3.1-8B"}
+    assert type(kw["load"]) is float and type(kw["capacity_blocks"]) is int
+    # tuples: with or without parentheses (the unquoted form needs no shell quoting)
+    assert cli.parse_env_kwargs(["load=0.6,0.8,1.0"], KV) == {"load": (0.6, 0.8, 1.0)}
+    assert cli.parse_env_kwargs(["load=(0.6, 0.8)"], KV) == {"load": (0.6, 0.8)}
+    assert cli.parse_env_kwargs(["load=[1, 2]"], KV) == {"load": (1.0, 2.0)}
+    assert cli.parse_env_kwargs(["trace_params=(('rate_rps', 5),)"], KV) == {"trace_params": (("rate_rps", 5),)}
+    # a string field keeps text that happens to parse as a number
+    assert cli.parse_env_kwargs(["gpu=100"], KV) == {"gpu": "100"}
+
+
+@pytest.mark.parametrize("item, says", [
+    ("bogus=1", r"has no key 'bogus'; valid keys: trace, split, .*capacity_blocks"),
+    ("load=abc", r"load must be float \| tuple\[float, \.\.\.\], got 'abc'"),
+    ("capacity_blocks=1.5", r"capacity_blocks must be int \| None, got '1.5'"),
+    ("prefix_caching=1", r"prefix_caching must be bool"),
+    ("tp=true", r"tp must be int"),
+    ("load", r"expected KEY=VALUE"),
+])
+def test_env_kwargs_errors_name_the_key_and_what_is_allowed(item, says):
+    with pytest.raises(cli.UsageError, match=says):
+        cli.parse_env_kwargs([item], KV)
+
+
+def test_env_kwargs_given_twice_is_refused():
+    with pytest.raises(cli.UsageError, match="load given twice"):
+        cli.parse_env_kwargs(["load=1", "load=2"], KV)
+
+
+@pytest.mark.parametrize("env_id", options.env_ids())
+def test_every_default_round_trips_through_the_parser(env_id):
+    """What --help shows as a field's default parses back (as KEY=VALUE) to that default."""
+    for f in options.config_fields(env_id):
+        if dataclasses.is_dataclass(f.annotation) or not isinstance(f.default, (str, int, float, tuple, type(None))):
+            continue
+        item = cli.env_kwargs_args({f.name: f.default})[0]
+        assert cli.parse_env_kwargs([item], env_id) == {f.name: f.default}, item
+
+
+def test_capacity_blocks_zero_blames_capacity_blocks():
+    with pytest.raises(cli.UsageError, match=r"capacity_blocks=0: capacity_blocks must be an integer >= 1") as err:
+        cli.check_env(KV, {"capacity_blocks": 0})
+    assert "mem_frac" not in str(err.value)
+
+
+# --- --help generated from the config dataclasses ------------------------------------------
+
+def test_help_lists_every_field_with_type_and_default_from_the_dataclass():
+    text = options.env_help()
+    for env_id in options.env_ids():
+        assert env_id in text
+        for f in options.config_fields(env_id):
+            if not dataclasses.is_dataclass(f.annotation):
+                assert f"    {f.name}: {f.type_text} = " in text, (env_id, f.name)
+    for name in options.builtin_traces():
+        assert f"  {name}: " in text
+
+
+def test_help_follows_a_changed_dataclass(monkeypatch):
+    """The listing is read from the dataclass: a new field appears with no other edit."""
+    from envs import kv_admission as kva
+
+    @dataclasses.dataclass(frozen=True)
+    class Extended(kva.KVAdmissionConfig):
+        brand_new_knob: int = 7  # a field added after the help text was written
+
+    monkeypatch.setattr(kva.KVAdmissionVecEnv, "config_class", Extended, raising=False)
+    assert "    brand_new_knob: int = 7  # a field added after the help text was written" in options.env_help([KV])
+    assert cli.parse_env_kwargs(["brand_new_knob=3"], KV) == {"brand_new_knob": 3}
+
+
+@pytest.mark.parametrize("module", ["agents.train", "agents.evaluate", "agents.export"])
+def test_help_of_commands_with_env_kwargs(module, capsys):
+    """train and export take single-agent environments only; evaluate the multi-agent one too."""
+    import importlib
+
+    with pytest.raises(SystemExit) as exit_:
+        importlib.import_module(module).main(["--help"])
+    out = capsys.readouterr().out
+    assert exit_.value.code == 0
+    ids = options.env_ids() if module == "agents.evaluate" else options.single_agent_ids()
+    assert out.rstrip().endswith(options.env_help(ids).rstrip())
+
+
+def test_help_of_leaderboard_lists_ids_and_traces(capsys):
+    from agents import leaderboard
+
+    with pytest.raises(SystemExit):
+        leaderboard.main(["--help"])
+    out = capsys.readouterr().out
+    assert all(e in out for e in options.env_ids()) and "mooncake_conv" in out
+
+
+def test_bench_help_lists_only_each_benchmarks_flags(capsys):
+    from envs import bench
+
+    assert bench.main(["--help"]) == 0
+    out = capsys.readouterr().out
+    sections = out.split("\n--env ")[1:]
+    assert len(sections) == len(bench.BENCHES) == len(options.single_agent_ids())
+    by_env = {s.split(" ", 1)[0]: s for s in sections}
+    assert "--steps" not in by_env["servegym/ExpertPlacement-v0"] and "--steps" in by_env[KV]
+    every = {o for e in by_env for a in bench.parser_of(e)._actions for o in a.option_strings}
+    for env_id, text in by_env.items():
+        own = {o for a in bench.parser_of(env_id)._actions for o in a.option_strings}
+        assert all(o in text for o in own)
+        assert not any(f" {o} " in text.replace("\n", " ") for o in every - own), env_id
+    with pytest.raises(SystemExit) as exit_:
+        bench.main(["--env", "expert_placement", "--steps", "5"])
+    assert exit_.value.code == 2 and "--steps" in capsys.readouterr().err
+
+
+# --- one line, exit status 2 ---------------------------------------------------------------
+
+def _bad(tmp_path: Path) -> list[tuple[str, list[str], str]]:
+    return [
+        ("agents.train", ["--env-kwargs", "bogus=1", "--out", str(tmp_path / "t")], "valid keys: trace"),
+        ("agents.train", ["--env", "Nope"], "argument --env: unknown environment 'Nope'"),
+        ("agents.train", ["--timesteps", "0"], "--timesteps 0 --imitate 0"),
+        ("agents.train", ["--imitate", "10", "--out", str(tmp_path / "t")], "no privileged teacher"),
+        ("agents.evaluate", ["--env-kwargs", "load=abc"], "load must be float"),
+        ("agents.evaluate", ["--policy", "nope"], "--policy 'nope': not a policy of servegym/KVAdmission-v0; allowed: one of random, vllm_fcfs"),
+        ("agents.evaluate", ["--trace", "nope"], "--trace 'nope': unknown trace 'nope'"),
+        ("agents.evaluate", ["--env", "kv_admission", "--env-kwargs", "capacity_blocks=1.5"], "capacity_blocks must be int | None"),
+        ("agents.evaluate", ["--episodes", "0"], "--episodes 0: must be >= 1"),
+        ("agents.evaluate", ["--env", "ExpertPlacement", "--capacity"], "no capacity_knob"),
+        ("agents.leaderboard", ["--envs", "Nope", "--out", str(tmp_path / "lb")], "--envs Nope: unknown environment"),
+        ("agents.leaderboard", ["--policy", "x.txt", "--out", str(tmp_path / "lb")], "--policy x.txt: expected"),
+        ("agents.export", ["--policy", "missing.zip", "--onnx", str(tmp_path / "x.onnx")], "--policy 'missing.zip'"),
+        ("agents.export", ["--env", "Routing", "--policy", "zoo", "--onnx", str(tmp_path / "x.onnx"),
+                           "--env-kwargs", "replicas=x"], "replicas must be int"),
+        ("agents.zoo", ["train", "--env", "Nope"], "unknown environment 'Nope'"),
+        ("envs.bench", ["--env", "Nope"], "unknown environment 'Nope'"),
+        ("envs.bench", ["--sizes", "x"], "--sizes: invalid int value"),
+    ]
+
+
+def test_every_command_ends_a_user_error_in_one_line_with_status_2(tmp_path, capsys):
+    import importlib
+
+    for module, args, says in _bad(tmp_path):
+        main = importlib.import_module(module if module != "agents.zoo" else "agents.zoo.__main__").main
+        with pytest.raises(SystemExit) as exit_:
+            main(args)
+        err = capsys.readouterr().err
+        assert exit_.value.code == 2, (module, args, err)
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and "Traceback" not in err, (module, args, err)
+        assert says in lines[0], (module, args, lines[0])
+
+
+def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_commands_run_outside_the_repository_and_zoo_list_pastes(tmp_path):
+    r = _run(["-m", "agents.zoo", "list"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    commands = [line for line in r.stdout.splitlines() if not line.startswith("#")]
+    from agents.zoo import RECIPES
+
+    assert len(commands) == len(RECIPES)
+    for line in commands:
+        argv = shlex.split(line)  # a shell reads it as these words (no syntax error)
+        assert argv[:3] == ["python", "-m", "agents.train"] and "--env" in argv, line
+        from agents.train import build_parser
+
+        a = build_parser().parse_args(argv[3:])  # and agents.train accepts them
+        cli.parse_env_kwargs(a.env_kwargs, a.env)
+    r = _run(["-m", "agents.train", "--env", "Nope"], tmp_path)
+    assert r.returncode == 2 and "No module named" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith("python train.py: error: argument --env")
+
+
+# --- evaluation JSON -----------------------------------------------------------------------
+
+def test_evaluation_json_is_byte_identical_and_timing_goes_beside_it(tmp_path, capsys):
+    from agents.evaluate import main
+
+    args = ["--policy", "vllm_fcfs", "--policy", "random", "--episodes", "2", "--env-kwargs", "load=1.1",
+            "window_requests=64"]
+    assert main([*args, "--json", str(tmp_path / "a.json")]) == 0
+    assert main([*args, "--json", str(tmp_path / "b.json")]) == 0
+    assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
+    assert "latency" not in (tmp_path / "a.json").read_text()
+    timing = json.loads((tmp_path / "a.timing.json").read_text())
+    assert set(timing["policies"]) == {"vllm_fcfs", "random"}
+    assert timing["policies"]["random"]["decision_latency_us_p50"] > 0
+    table = capsys.readouterr().out
+    assert "| ttft_p99 (" in table and "| goodput (req/s) |" in table and "ttft_p99_s" not in table
+
+
+# --- units ---------------------------------------------------------------------------------
+
+def test_table_units():
+    assert units.column("moe_layer_time_s", [0.0018, 0.0021]) == units.Column("moe_layer_time (us)", 1e6)
+    assert units.column("ttft_p99_s", [0.4, 0.05]) == units.Column("ttft_p99 (ms)", 1e3)
+    assert units.column("e2e_p99_s", [30.0]) == units.Column("e2e_p99 (s)", 1.0)
+    assert units.column("migration_bytes", [3.2e10]).header == "migration (GB)"
+    assert units.column("cost_usd").header == "cost ($)"
+    assert units.column("goodput_rps").header == "goodput (req/s)"
+    assert units.column("throughput_tok_s").header == "throughput (tok/s)"
+    assert units.column("slo_attainment").header == "slo_attainment"
+    assert units.cell("moe_layer_time_s", 0.0018, units.column("moe_layer_time_s", [0.0018])) == "1,800"
+    assert units.cell("migration_bytes", 123456789012.0) == "123.5"
+    assert units.fmt(float("nan")) == "–"

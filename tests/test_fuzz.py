@@ -1,0 +1,81 @@
+"""Fuzzed invariants (envs.fuzz), numba bounds checking over every kernel, and the soak script."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import envs
+from envs import fuzz, soak
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_fuzz_short_kv_admission_finds_no_violation():
+    n, bad = fuzz.fuzz("servegym/KVAdmission-v0", 600, seed=3, scenario_steps=200, log=lambda m: None)
+    assert not bad, bad
+    assert n >= 600
+
+
+def test_fuzz_check_catches_a_broken_state():
+    vec = envs.make_vec("servegym/KVAdmission-v0", 2, seed=0, **fuzz.draw_scenario(
+        "servegym/KVAdmission-v0", np.random.default_rng(0))[1])
+    obs = vec.reset()
+    clock = vec.state.clock.copy()
+    vec.state.free_blocks[1, 0] += 1  # a block out of thin air: KV accounting broken
+    obs[0, 0] = np.nan
+    errs = fuzz.check_batch(vec, obs, np.zeros(2), np.zeros(2, bool), clock + 1.0)
+    text = " | ".join(errs)
+    assert "non-finite observation" in text and "capacity" in text and "backward" in text, errs
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("env_id", list(envs.VEC_ENVS))
+def test_fuzz_full_size(env_id):
+    n, bad = fuzz.fuzz(env_id, 1_000_000, seed=0, scenario_steps=20_000, log=lambda m: None)
+    assert not bad, bad
+
+
+def _boundscheck_run(env_ids: list[str], steps: int, tmp_path: Path) -> subprocess.CompletedProcess:
+    """Fuzz ``env_ids`` in a subprocess with NUMBA_BOUNDSCHECK=1 and a fresh numba cache (so no
+    kernel compiled without checks is reused), after a positive control: an out-of-bounds index
+    in a jitted function must raise IndexError there."""
+    code = (
+        "import numba, numpy as np, sys\n"
+        "f = numba.njit(lambda a, i: a[i])\n"
+        "try:\n    f(np.zeros(3), 5)\nexcept IndexError:\n    pass\n"
+        "else:\n    sys.exit('bounds checking is off')\n"
+        "from envs import fuzz\n"
+        f"for env_id in {env_ids!r}:\n"
+        f"    n, bad = fuzz.fuzz(env_id, {steps}, 0, {max(steps // 3, 1)}, log=lambda m: None)\n"
+        "    assert not bad, bad\n"
+        "    print(env_id, n, 'ok')\n"
+    )
+    env = dict(os.environ, NUMBA_BOUNDSCHECK="1", NUMBA_CACHE_DIR=str(tmp_path / "numba"),
+               PYTHONPATH=f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=3600)
+
+
+def test_kernels_under_numba_boundscheck_kv_admission(tmp_path):
+    """The CI variant (one environment): its kernels compile afresh with bounds checks."""
+    r = _boundscheck_run(["servegym/KVAdmission-v0"], 300, tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+@pytest.mark.slow
+def test_kernels_under_numba_boundscheck_every_env(tmp_path):
+    r = _boundscheck_run(list(envs.VEC_ENVS), 300, tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_soak_reports_rss_at_start_and_end():
+    r = soak.soak("servegym/KVAdmission-v0", 400, 4, 0, log=lambda m: None)
+    assert r["env_steps"] == 400 and r["rss_start_bytes"] > 0 and r["rss_end_bytes"] > 0
+    with pytest.raises(ValueError, match="steps"):
+        soak.soak("servegym/KVAdmission-v0", 10, 4, 0)
