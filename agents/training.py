@@ -101,6 +101,20 @@ def merge_hyperparams(base: dict[str, Any], overrides: dict[str, Any]) -> dict[s
     return out
 
 
+def _init_keywords(cls: type) -> set[str]:
+    """Named parameters of ``cls.__init__``, and of its bases' while each passes ``**kwargs`` on
+    (a subclass such as ``MaskedDQN(*args, double_q, **kwargs)`` takes all of DQN's)."""
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        if "__init__" not in vars(klass):
+            continue
+        params = inspect.signature(vars(klass)["__init__"]).parameters.values()
+        names |= {p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            break
+    return names
+
+
 def make_model(algo: str, env_id: str, vec: Any, seed: int, tensorboard_log: str | None,
                overrides: dict[str, Any] | None = None):
     """A fresh SB3 model with the environment's ``HYPERPARAMS`` and ``overrides`` on top (see
@@ -114,8 +128,7 @@ def make_model(algo: str, env_id: str, vec: Any, seed: int, tensorboard_log: str
         policy = getattr(importlib.import_module(module), name)
     cls = algo_class(algo)
     # seed, logging and device are train.py's own options, not hyperparameters.
-    accepted = set(inspect.signature(cls.__init__).parameters) - {
-        "self", "policy", "env", "seed", "verbose", "tensorboard_log", "device"}
+    accepted = _init_keywords(cls) - {"self", "policy", "env", "seed", "verbose", "tensorboard_log", "device"}
     unknown = sorted(set(params) - accepted)
     if unknown:
         raise ValueError(f"--hyperparams {', '.join(unknown)}: not keyword arguments of "

@@ -50,5 +50,9 @@ def test_kv_admission_bench_json_has_design_keys_and_steady_state(tmp_path):
 
 
 def test_dispatcher_rejects_unknown_env(capsys):
-    assert bench.main(["--env", "servegym/Nope-v0"]) == 2
-    assert "known" in capsys.readouterr().err
+    """The CLI convention: one line naming the argument and what is allowed, exit status 2."""
+    with pytest.raises(SystemExit) as exc:
+        bench.main(["--env", "servegym/Nope-v0"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "--env" in err and "known" in err

@@ -34,7 +34,9 @@ def test_dagger_learns_the_teachers_choices():
     after = _agreement(model, vec)
     assert [h["round"] for h in history] == list(range(6))
     assert history[-1]["loss"] < history[0]["loss"]
-    assert after > before + 0.05, (before, after)
+    # The untrained student already agrees often (LRU's victim is offered first and many candidates
+    # are never reused within the horizon), so measure the disagreements DAgger removes.
+    assert (1 - after) < 0.75 * (1 - before), (before, after)
 
 
 def test_imitate_rejects_envs_without_a_teacher_and_too_few_steps():
