@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numba as nb
 import numpy as np
@@ -56,6 +56,15 @@ class EngineSpec:
     # engine profile of the step-time model (hwmodels/data/engine_profiles.toml): the environments
     # claim vLLM's behaviour, so vLLM's profile; None: the H200 calibration alone (plain PyTorch kernels)
     profile: str | None = DEFAULT_PROFILE
+
+    # The fields an environment config shares with the engine (same names, same meaning).
+    SHARED_FIELDS = ("model", "gpu", "tp", "mem_frac", "capacity_blocks", "max_seqs", "slo_ttft_s",
+                     "slo_tpot_s", "slo_metric")
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> EngineSpec:
+        """The engine of an environment config that has every field of ``SHARED_FIELDS``."""
+        return cls(**{name: getattr(cfg, name) for name in cls.SHARED_FIELDS})
 
     def build(self, cache_on: bool = False, chain_block_tokens: int = 1) -> Engine:
         from envs.slo import default_slo, slo_metric_code

@@ -102,11 +102,7 @@ class RoutingConfig:
         self.loads()
 
     def engine_spec(self) -> EngineSpec:
-        return EngineSpec(
-            model=self.model, gpu=self.gpu, tp=self.tp, mem_frac=self.mem_frac,
-            capacity_blocks=self.capacity_blocks, max_seqs=self.max_seqs,
-            slo_ttft_s=self.slo_ttft_s, slo_tpot_s=self.slo_tpot_s, slo_metric=self.slo_metric,
-        )
+        return EngineSpec.from_config(self)
 
 
 @dataclass(frozen=True)
