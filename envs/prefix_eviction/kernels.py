@@ -440,23 +440,36 @@ def _evictable(st, sc, e, c, q):
     return not (sc.chain and st.pin[e, c] == q)
 
 
+SAMPLE_BLOCK = 64  # random draws gathered at a time by _sampled_candidates
+GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # splitmix64's increment
+
+
+def scratch_size(max_cap: int) -> int:
+    """Length of the int64 ``scratch`` the kernels take: the heap walk's frontier (``max_cap + 2``)
+    or the sampled candidates' gather buffers (3 x ``SAMPLE_BLOCK``), whichever is longer."""
+    return max(int(max_cap) + 2, 3 * SAMPLE_BLOCK)
+
+
 @nb.njit(cache=True, inline="always")
-def _rand_below(iv, e, n):
-    """splitmix64 step of env ``e``'s generator state (``iv[e, I_RNG]``): uniform in [0, n)."""
-    z = np.uint64(iv[e, I_RNG]) + np.uint64(0x9E3779B97F4A7C15)
-    iv[e, I_RNG] = np.int64(z)
+def _splitmix(z):
     z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
     z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    z = z ^ (z >> np.uint64(31))
-    return np.int64(z % np.uint64(n))
+    return z ^ (z >> np.uint64(31))
 
 
 @nb.njit(cache=True)
-def _sampled_candidates(st, sc, e, q, K, out):
+def _sampled_candidates(st, sc, e, q, K, out, scratch):
     """LRU's victim, then up to K - 1 distinct evictable blocks drawn uniformly from the cache
     (LRB's sampled candidates, Song et al. NSDI'20; Redis's approximated LRU samples the same
     way), each draw retried a few times to find a leaf of the prefix tree in chain mode (evicting
-    an inner block strands its descendants; SGLang's radix tree evicts leaves only)."""
+    an inner block strands its descendants; SGLang's radix tree evicts leaves only).
+
+    Draw i is splitmix64 of ``iv[e, I_RNG] + (i + 1) * GOLDEN`` modulo the capacity, and the state
+    advances by the draws used. The draws are computed ``SAMPLE_BLOCK`` at a time and their slots'
+    key, pin and leaf flag gathered in loops without data-dependent branches (so the cache misses
+    overlap), then consumed in order by the same rule as one draw at a time (tests keep that
+    reference, ``tests/test_prefix_eviction_kernels.py``). ``scratch``: int64, at least
+    3 x ``SAMPLE_BLOCK`` long (``scratch_size``)."""
     iv = st.iv
     n = 0
     c = iv[e, I_LRU_T]
@@ -468,17 +481,40 @@ def _sampled_candidates(st, sc, e, q, K, out):
         c = st.lru_prev[e, c]
     if n == 0:
         return 0
-    cap = iv[e, I_CAP]  # occupied slots are 0..cap-1 (the free stack hands out the lowest first)
+    cap = np.uint64(iv[e, I_CAP])  # occupied slots are 0..cap-1 (the free stack hands out the lowest first)
+    chain = sc.chain
+    B = SAMPLE_BLOCK
+    z = np.uint64(iv[e, I_RNG])
+    used = 0  # draws consumed
+    have = 0  # draws gathered (the buffer holds draws have - B .. have - 1)
     for _ in range(4 * K):
         if n >= K:
             break
         pick = -1
         for _try in range(4):
-            c = _rand_below(iv, e, cap)
-            if st.key[e, c] < 0 or not _evictable(st, sc, e, c, q):
+            if used == have:
+                for j in range(B):
+                    z += GOLDEN
+                    scratch[j] = np.int64(_splitmix(z) % cap)
+                for j in range(B):
+                    scratch[B + j] = st.key[e, scratch[j]]
+                    scratch[2 * B + j] = st.pin[e, scratch[j]]
+                for j in range(B):  # 0: not evictable, 1: evictable inner block, 2: evictable leaf
+                    b = scratch[B + j]
+                    if b < 0 or (chain and scratch[2 * B + j] == q):
+                        scratch[2 * B + j] = 0
+                    elif not chain or st.desc[e, b] == 0:
+                        scratch[2 * B + j] = 2
+                    else:
+                        scratch[2 * B + j] = 1
+                have += B
+            j = used - (have - B)
+            used += 1
+            flag = scratch[2 * B + j]
+            if flag == 0:
                 continue
-            pick = c
-            if not sc.chain or st.desc[e, st.key[e, c]] == 0:
+            pick = scratch[j]
+            if flag == 2:
                 break
         if pick < 0:
             continue
@@ -490,6 +526,7 @@ def _sampled_candidates(st, sc, e, q, K, out):
         if not dup:
             out[n] = pick
             n += 1
+    iv[e, I_RNG] = np.int64(np.uint64(iv[e, I_RNG]) + np.uint64(used) * GOLDEN)
     return n
 
 
@@ -498,7 +535,7 @@ def candidates(st, sc, rank, e, q, K, out, scratch):
     """The K first evictable slots in the order of ``rank``; returns how many were found."""
     n = 0
     if rank == R_LRU and st.iv[e, I_SAMPLED]:
-        return _sampled_candidates(st, sc, e, q, K, out)
+        return _sampled_candidates(st, sc, e, q, K, out, scratch)
     if rank == R_LRU or rank == R_LRU_LEAF:
         c = st.iv[e, I_LRU_T]
         while c >= 0 and n < K:
