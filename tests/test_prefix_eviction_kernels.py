@@ -98,3 +98,16 @@ def test_sampled_candidates_equal_the_one_draw_at_a_time_reference(chain, candid
                 st.iv[e, K.I_RNG] = rng0
                 checked += 1
     assert checked > 100
+
+
+def test_bench_kernel_rows_equal_libcachesim_hit_for_hit():
+    """The benchmark's kernel-vs-libCacheSim rows replay the same stream: flat-mode hits equal
+    libCacheSim's ``process_trace`` hits for LRU, FIFO, LFU and S3-FIFO (no timing asserted)."""
+    pytest.importorskip("libcachesim", reason="libcachesim not installed (pip install libcachesim)")
+    from envs.prefix_eviction import bench
+
+    out = bench.bench_against_libcachesim(1)
+    assert set(out["rankings"]) == {"lru", "fifo", "lfu", "s3fifo"}
+    for name, row in out["rankings"].items():
+        assert row["flat_hits"] == row["libcachesim_hits"] > 0, name
+        assert row["chain_refs_per_s"] > 0 and row["flat_refs_per_s"] > 0
