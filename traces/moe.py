@@ -109,6 +109,39 @@ class ExpertLoadGenerator:
         rank = np.argsort(np.argsort(-self._z, axis=1, kind="stable"), axis=1, kind="stable")
         return self._pi_rank[rank]
 
+    def _latent_steps(self, steps: int) -> np.ndarray:
+        """The latent scores in force at each of the next ``steps`` steps, [steps, layers, experts],
+        advancing the generator past them. Equal, bit for bit and draw for draw, to recording
+        ``self._z`` and advancing one step at a time (per step: ``_layer_noise`` when drift > 0,
+        z <- sqrt(1-drift^2) z + drift noise, a permutation at each phase shift): the normals of
+        the steps between two phase shifts are drawn in one call (the same stream in the same
+        order), the layer correlation is applied across those steps at once, and the AR(1) update
+        runs with the same operations per step (tests keep the one-step reference)."""
+        L, E = self.n_layers, self.n_experts
+        Z = np.empty((steps, L, E))
+        d, rho, every = self.drift, self.layer_corr, self.phase_shift_every
+        a = np.sqrt(1 - d * d)
+        c = np.sqrt(1 - rho * rho)
+        s = 0
+        while s < steps:
+            n = steps - s if not every else min(steps - s, every - self._step % every)
+            block = Z[s:s + n]
+            block[0] = self._z
+            if d > 0:
+                noise = self._rng.standard_normal((n, L, E))  # eps of steps s..s+n-1, in draw order
+                for layer in range(1, L):
+                    noise[:, layer] = rho * noise[:, layer - 1] + c * noise[:, layer]
+                for i in range(n - 1):
+                    np.add(a * block[i], d * noise[i], out=block[i + 1])
+                self._z = a * block[n - 1] + d * noise[n - 1]
+            else:
+                block[1:] = self._z
+            self._step += n
+            s += n
+            if every and self._step % every == 0:
+                self._z = self._z[:, self._rng.permutation(E)]
+        return Z
+
     def _advance(self) -> None:
         d = self.drift
         if d > 0:
@@ -124,10 +157,11 @@ class ExpertLoadGenerator:
         T, k = self.tokens_per_step, self.top_k
         full = self._pi_rank >= 1.0
         slots = T * (k - int(full.sum()))
+        # popularity() of every step at once: the expert at sorted position i gets pi_rank[i]
+        # (argsort of a permutation is its inverse, so this is pi_rank[argsort(argsort(-z))]).
+        order = np.argsort(-self._latent_steps(steps), axis=2, kind="stable")
         pis = np.empty((steps, self.n_layers, self.n_experts))
-        for s in range(steps):
-            pis[s] = self.popularity()
-            self._advance()
+        np.put_along_axis(pis, order, np.broadcast_to(self._pi_rank, pis.shape), axis=2)
         out = np.zeros((steps, self.n_layers, self.n_experts), dtype=np.int64)
         is_full = pis >= 1.0
         out[is_full] = T
