@@ -13,6 +13,7 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
+import numba as nb
 import numpy as np
 
 from traces.errors import TraceError
@@ -40,6 +41,63 @@ def inclusion_probs(n_experts: int, top_k: int, zipf_s: float) -> np.ndarray:
         free = top_k - capped.sum()
         pi = np.where(capped, 1.0, free * w / w[~capped].sum())
     return pi
+
+
+@nb.njit(cache=True)
+def _ar1_block(block: np.ndarray, noise: np.ndarray, a: float, d: float, rho: float, c: float) -> np.ndarray:
+    """Latent scores of n steps without a phase shift: ``block[0]`` holds the scores in force at
+    the first step; fills ``block[1:]`` and returns the scores after the last. ``noise[i]`` holds
+    the normals of step i ([n, layers, experts]) and becomes that step's layer-correlated noise
+    (``noise[l] = rho noise[l-1] + c eps[l]``); each step z <- a z + d noise. The same IEEE
+    operations in the same order as numpy's elementwise expressions (no fused multiply-add)."""
+    n, L, E = noise.shape
+    z = np.empty((L, E))
+    for i in range(n):
+        for x in range(E):
+            prev = noise[i, 0, x]
+            for layer in range(1, L):
+                prev = rho * prev + c * noise[i, layer, x]
+                noise[i, layer, x] = prev
+        for layer in range(L):
+            for x in range(E):
+                v = a * block[i, layer, x] + d * noise[i, layer, x]
+                if i + 1 < n:
+                    block[i + 1, layer, x] = v
+                else:
+                    z[layer, x] = v
+    return z
+
+
+@nb.njit(cache=True)
+def _popularity_steps(Z: np.ndarray, pi_rank: np.ndarray, out: np.ndarray) -> None:
+    """``out[s, l, x] = pi_rank[rank of expert x]`` with experts ranked by descending latent score
+    ``Z[s, l]`` (ties: lower index first), i.e. ``pi_rank[argsort(argsort(-z, stable), stable)]``
+    of ``popularity()`` for every step. Each row is insertion-sorted from the previous step's
+    order of the same layer (scores drift slowly, so few experts move); the order is total
+    (score, then index), so the result is the stable sort's whatever the starting order."""
+    n, L, E = Z.shape
+    order = np.empty((L, E), np.int64)
+    for layer in range(L):
+        for x in range(E):
+            order[layer, x] = x
+    for s in range(n):
+        for layer in range(L):
+            o = order[layer]
+            z = Z[s, layer]
+            for i in range(1, E):
+                x = o[i]
+                v = -z[x]
+                j = i
+                while j > 0:
+                    w = -z[o[j - 1]]
+                    if w > v or (w == v and o[j - 1] > x):
+                        o[j] = o[j - 1]
+                        j -= 1
+                    else:
+                        break
+                o[j] = x
+            for i in range(E):
+                out[s, layer, o[i]] = pi_rank[i]
 
 
 # Version of ExpertLoadGenerator's output (``expert_load-vN`` in records such as the zoo's): bump it
@@ -129,11 +187,7 @@ class ExpertLoadGenerator:
             block[0] = self._z
             if d > 0:
                 noise = self._rng.standard_normal((n, L, E))  # eps of steps s..s+n-1, in draw order
-                for layer in range(1, L):
-                    noise[:, layer] = rho * noise[:, layer - 1] + c * noise[:, layer]
-                for i in range(n - 1):
-                    np.add(a * block[i], d * noise[i], out=block[i + 1])
-                self._z = a * block[n - 1] + d * noise[n - 1]
+                self._z = _ar1_block(block, noise, a, d, rho, c)
             else:
                 block[1:] = self._z
             self._step += n
@@ -159,9 +213,8 @@ class ExpertLoadGenerator:
         slots = T * (k - int(full.sum()))
         # popularity() of every step at once: the expert at sorted position i gets pi_rank[i]
         # (argsort of a permutation is its inverse, so this is pi_rank[argsort(argsort(-z))]).
-        order = np.argsort(-self._latent_steps(steps), axis=2, kind="stable")
         pis = np.empty((steps, self.n_layers, self.n_experts))
-        np.put_along_axis(pis, order, np.broadcast_to(self._pi_rank, pis.shape), axis=2)
+        _popularity_steps(self._latent_steps(steps), self._pi_rank, pis)
         out = np.zeros((steps, self.n_layers, self.n_experts), dtype=np.int64)
         is_full = pis >= 1.0
         out[is_full] = T

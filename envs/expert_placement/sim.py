@@ -177,25 +177,39 @@ def initial_placement(sh: Shape) -> np.ndarray:
 
 # ---------------------------------------------------------------- dispatch (numba)
 @nb.njit(cache=True)
-def _waterfill(n: int, loads: np.ndarray, m: int, out: np.ndarray) -> None:
+def _stable_order(key: np.ndarray, m: int, order: np.ndarray) -> None:
+    """``order[:m]`` = indices of ``key[:m]`` in ascending key, lowest index first on ties: what
+    ``np.argsort(key[:m], kind="mergesort")`` returns, by insertion sort into a caller's buffer
+    (m is a handful of GPUs or the replicated experts, and no array is allocated per call)."""
+    for i in range(m):
+        v = key[i]
+        j = i
+        while j > 0 and key[order[j - 1]] > v:
+            order[j] = order[j - 1]
+            j -= 1
+        order[j] = i
+
+
+@nb.njit(cache=True)
+def _waterfill(n: int, loads: np.ndarray, m: int, out: np.ndarray, order: np.ndarray) -> None:
     """Split n tokens over m GPUs with ``loads`` so the lowest fill up first (integers; the
-    remainder goes to the lowest-loaded GPUs, lowest index first on ties)."""
-    order = np.argsort(loads[:m], kind="mergesort")
-    s = loads[order]
-    # find the level: raise the j lowest to s[j] while tokens last
+    remainder goes to the lowest-loaded GPUs, lowest index first on ties). ``order``: int64
+    buffer of at least m entries."""
+    _stable_order(loads, m, order)
+    # find the level: raise the j lowest to their next load while tokens last
     j = 1
     used = 0
-    while j < m and used + j * (s[j] - s[j - 1]) <= n:
-        used += j * (s[j] - s[j - 1])
+    while j < m and used + j * (loads[order[j]] - loads[order[j - 1]]) <= n:
+        used += j * (loads[order[j]] - loads[order[j - 1]])
         j += 1
-    level = s[j - 1]
+    level = loads[order[j - 1]]
     rest = n - used
     add = rest // j
     rem = rest - add * j
     for i in range(m):
         out[i] = 0
     for i in range(j):
-        out[order[i]] = level - s[i] + add + (1 if i < rem else 0)
+        out[order[i]] = level - loads[order[i]] + add + (1 if i < rem else 0)
 
 
 @nb.njit(cache=True)
@@ -213,6 +227,9 @@ def dispatch_batch(counts: np.ndarray, place: np.ndarray, S: int, G: int, even: 
     first = np.zeros(E, np.int64)
     nxt = np.zeros(P, np.int64)
     order = np.zeros(E, np.int64)
+    key = np.zeros(E, np.int64)
+    srt = np.zeros(E, np.int64)
+    gorder = np.zeros(G, np.int64)
     for e_ in range(n):
         for l in range(L):
             pl = place[e_, l]
@@ -240,10 +257,9 @@ def dispatch_batch(counts: np.ndarray, place: np.ndarray, S: int, G: int, even: 
                     if cnt[x] > 1:
                         order[nr] = x
                         nr += 1
-                key = np.empty(nr, np.int64)
                 for i in range(nr):
                     key[i] = -row[order[i]]
-                srt = np.argsort(key, kind="mergesort")
+                _stable_order(key, nr, srt)
                 for i in range(nr):
                     x = order[srt[i]]
                     tok = row[x]
@@ -271,7 +287,7 @@ def dispatch_batch(counts: np.ndarray, place: np.ndarray, S: int, G: int, even: 
                             m += 1
                         hslots[onhost[g]] += 1
                         p = nxt[p]
-                    _waterfill(tok, hload, m, share)
+                    _waterfill(tok, hload, m, share, gorder)
                     for i2 in range(m):
                         gpu_load[hosts[i2]] += share[i2]
                     # split each GPU's share evenly over its slots of x
