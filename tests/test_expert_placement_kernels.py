@@ -162,3 +162,40 @@ def test_stable_order_is_mergesort_argsort():
         key = rng.integers(-5, 5, 64)
         S._stable_order(key, m, out)
         assert out[:m].tolist() == np.argsort(key[:m], kind="mergesort").tolist()
+
+
+def layer_costs_ref(cm: S.CostModel, slot_tokens: np.ndarray) -> dict[str, np.ndarray]:
+    """CostModel.layer_costs as numpy expressions, as it was before issue 16."""
+    sh = cm.sh
+    per_gpu = slot_tokens.reshape(*slot_tokens.shape[:-1], sh.G, sh.S)
+    ffn = cm.group_time(per_gpu).max(-1)
+    load = per_gpu.sum(-1)
+    peak = load.max(-1).astype(np.float64)
+    rows = np.maximum(peak, cm.sent_rows)
+    a2a = cm.a2a(rows)
+    return {"moe_s": ffn + 2.0 * a2a, "ffn_s": ffn, "a2a_s": 2.0 * a2a,
+            "imbalance": peak / np.maximum(load.mean(-1), 1e-12), "a2a_bytes": 2.0 * rows * sh.row_bytes}
+
+
+@pytest.mark.parametrize("kw", [{}, {"gpus": 16}, {"gpus": 8, "redundant_slots": 64}, {"gpus": 64}])
+def test_layer_costs_equal_the_numpy_reference(kw):
+    cfg = S.make_config(**kw)
+    sh = S.shape_of(cfg)
+    cm = S.CostModel(cfg, sh)
+    rng = np.random.default_rng(sh.S)
+    slots = rng.integers(0, 3 * cfg.tokens_per_gpu, (2, 5, 3, sh.P)).astype(np.int32)
+    slots[0, 0, 0] = 0  # an idle layer
+    slots[0, 1, 0, : sh.S] = 0  # an idle GPU
+    slots[1, 0, 0, 0] = sh.tokens_per_step + 5  # beyond the table: it grows
+    want = layer_costs_ref(cm, slots)
+    got = cm.layer_costs(slots)
+    assert want.keys() == got.keys()
+    for k in want:
+        assert got[k].shape == want[k].shape and got[k].dtype == want[k].dtype, k
+        assert np.array_equal(got[k], want[k]), k
+
+
+@pytest.mark.parametrize("n", [0, 1, 5, 7, 8, 9, 16, 17, 100, 128, 129, 300, 2048])
+def test_pairwise_sum_is_numpys(n):
+    a = np.random.default_rng(n).random(n + 3) * 1e-3
+    assert S.pairwise_sum(a, 3, n) == a[3:].sum()
