@@ -199,3 +199,12 @@ def test_layer_costs_equal_the_numpy_reference(kw):
 def test_pairwise_sum_is_numpys(n):
     a = np.random.default_rng(n).random(n + 3) * 1e-3
     assert S.pairwise_sum(a, 3, n) == a[3:].sum()
+
+
+def test_bench_cluster_model_row():
+    """The benchmark's cluster-model row runs (it broke once when LoadSource.episode changed)."""
+    from envs.expert_placement import bench
+
+    row = bench.bench_sim(1, 1)
+    assert row["batch_steps_per_s"] > 0 and row["generator_s_per_episode"] > 0
+    assert row["references_s_per_episode"] > 0 and row["episode_batch_steps"] == 17 * 32

@@ -7,8 +7,9 @@ normalized-score references included): sub-steps per second of the native VecEnv
 DummyVecEnv over the Gymnasium view, under EPLB (one sub-step per layer per rebalance) and under
 custom + fill (two per layer); rebalance decisions per second (a rebalance = every simulated layer
 decided and the next interval of 32 batch steps played); and the cluster model alone: simulated
-batch steps per second (each step = every simulated MoE layer: dispatch, FFN, all-to-all). One
-core; medians over ``--repeats`` episodes; ratios from the same run.
+batch steps per second (each step = every simulated MoE layer: dispatch, FFN, all-to-all), and the
+seconds one episode's load generation and its two reference costs (round-robin, clairvoyant EPLB)
+take. One core; medians over ``--repeats`` episodes; ratios from the same run.
 """
 
 from __future__ import annotations
@@ -73,12 +74,17 @@ def bench_sim(n: int, repeats: int) -> dict:
         dt = time.perf_counter() - t
         rates.append(n * v.config.intervals * v.config.interval_steps / dt)
     r = float(np.median(rates))
-    gen = []
+    gen, refs = [], []
     for rep in range(repeats):
         t = time.perf_counter()
-        sim.load.episode(0, rep, v.config.drifts()[0], np.random.default_rng(rep))
+        sim.load.episode(rep, v.config.drifts()[0])
         gen.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        for kind in ("round_robin", "eplb_clairvoyant"):
+            sim.reference_cost(0, kind)
+        refs.append(time.perf_counter() - t)
     return {"n_envs": n, "batch_steps_per_s": r, "generator_s_per_episode": float(np.median(gen)),
+            "references_s_per_episode": float(np.median(refs)),
             "episode_batch_steps": sim.load.steps, "layer_steps_per_s": r * v.sh.L, "experts": v.sh.E,
             "gpus": v.sh.G, "layers": v.sh.L}
 
@@ -115,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     for s in sim:
         print(f"cluster model, {s['n_envs']} envs, E={s['experts']} on {s['gpus']} GPUs: "
               f"{s['batch_steps_per_s']:,.0f} batch steps/s ({s['layer_steps_per_s']:,.0f} layer-steps/s); "
-              f"load generator {s['generator_s_per_episode']:.3f} s per episode of {s['episode_batch_steps']} steps")
+              f"load generator {s['generator_s_per_episode']:.3f} s per episode of {s['episode_batch_steps']} steps, "
+              f"reference costs {s['references_s_per_episode']:.3f} s per episode")
     report = {"env": ENV_ID, "rows": rows, "simulator": sim, "repeats": a.repeats,
               "steady_state": steady_state(
                   "whole episodes (load generation, resets and the episode's references inside the timing); "
