@@ -453,8 +453,8 @@ GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # splitmix64's increment
 
 def scratch_size(max_cap: int) -> int:
     """Length of the int64 ``scratch`` the kernels take: the heap walk's frontier (``max_cap + 2``)
-    or the sampled candidates' gather buffers (3 x ``SAMPLE_BLOCK``), whichever is longer."""
-    return max(int(max_cap) + 2, 3 * SAMPLE_BLOCK)
+    or the sampled candidates' gather buffers (4 x ``SAMPLE_BLOCK``), whichever is longer."""
+    return max(int(max_cap) + 2, 4 * SAMPLE_BLOCK)
 
 
 @nb.njit(inline="always", **JIT)
@@ -476,7 +476,7 @@ def _sampled_candidates(st, sc, e, q, K, out, scratch):
     key, pin and leaf flag gathered in loops without data-dependent branches (so the cache misses
     overlap), then consumed in order by the same rule as one draw at a time (tests keep that
     reference, ``tests/test_prefix_eviction_kernels.py``). ``scratch``: int64, at least
-    3 x ``SAMPLE_BLOCK`` long (``scratch_size``)."""
+    4 x ``SAMPLE_BLOCK`` long (``scratch_size``)."""
     iv = st.iv
     n = 0
     c = iv[e, I_LRU_T]
@@ -506,11 +506,14 @@ def _sampled_candidates(st, sc, e, q, K, out, scratch):
                 for j in range(B):
                     scratch[B + j] = st.key[e, scratch[j]]
                     scratch[2 * B + j] = st.pin[e, scratch[j]]
+                if chain:  # descendants of each drawn block, gathered without a branch per draw
+                    for j in range(B):
+                        scratch[3 * B + j] = st.desc[e, max(scratch[B + j], 0)]
                 for j in range(B):  # 0: not evictable, 1: evictable inner block, 2: evictable leaf
                     b = scratch[B + j]
                     if b < 0 or (chain and scratch[2 * B + j] == q):
                         scratch[2 * B + j] = 0
-                    elif not chain or st.desc[e, b] == 0:
+                    elif not chain or scratch[3 * B + j] == 0:
                         scratch[2 * B + j] = 2
                     else:
                         scratch[2 * B + j] = 1
