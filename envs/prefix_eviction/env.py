@@ -356,7 +356,7 @@ class PrefixEvictionVecEnv(NativeVecEnv):
         self._obs64 = np.zeros((E, n_obs), np.float64)
         self._mask = np.zeros((E, self.K), np.bool_)
         self._cands = np.zeros((E, self.K), np.int64)
-        self._scratch = np.zeros(max(self.caps) + 2, np.int64)
+        self._scratch = np.zeros(K.scratch_size(max(self.caps)), np.int64)
         self._noop = np.zeros(E, np.bool_)  # window needed no eviction: one no-op step ends it
         self._noop_reward = np.zeros(E)
         self._win = np.zeros((E, 2), np.int64)
