@@ -44,6 +44,7 @@ from agents.scenarios import (
     Scoring,
     held_out_windows,
     scenarios_for,
+    transfer_note,
     user_trace_scenarios,
     windows_note,
 )
@@ -179,8 +180,9 @@ def build_report(results: list[ScenarioResult], command: str, quick: bool) -> di
             entry["skipped"] = res.skipped
         else:
             entry["episodes"] = len(res.runs[0].episodes)
-            if sc.track != "main":  # the transfer track says how many distinct samples it holds
+            if sc.track != "main":  # the transfer track says what is held out and how many samples it holds
                 entry["track"] = sc.track
+                entry["held_out"] = transfer_note(sc)
                 windows = res.runs[0].windows
                 entry["distinct_windows"] = min(entry["episodes"], windows) if windows is not None else None
                 note = windows_note(entry["episodes"], windows)

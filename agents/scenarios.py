@@ -230,6 +230,13 @@ def family_of(entry: str) -> str:
     return WORKLOAD_FAMILY[entry]
 
 
+def transfer_note(sc: Scenario) -> str:
+    """What a transfer scenario holds out: its family and the families training may see."""
+    trained = sorted({family_of(w) for w in TRAINING_WORKLOADS[sc.env_id]})
+    return (f"workload family {family_of(sc.trace)} ({_tid(sc.trace)}, played whole) is outside the training "
+            f"distribution (agents.scenarios.TRAINING_WORKLOADS: families {', '.join(trained)})")
+
+
 def _tid(trace: str) -> str:
     return Path(trace).stem if "/" in trace else trace
 
