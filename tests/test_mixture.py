@@ -139,3 +139,13 @@ def test_reset_option_workload_names_a_part():
     vec.set_options({"workload": 2})
     with pytest.raises(ValueError, match=r"reset option workload must be an integer in \[0, 2\)"):
         vec.reset()
+
+
+def test_run_record_lists_every_part_and_seed():
+    from agents.train import workload_record
+
+    vec = KVAdmissionVecEnv(1, workloads=("azure_conv", "burstgpt_like"), workload_seeds=2, trace_seed=5, **KV)
+    assert workload_record(vec) == {"workload_parts": [
+        {"name": "azure_conv-v1", "seed": 5}, {"name": "azure_conv-v1", "seed": 6},
+        {"name": "burstgpt_like-v1", "seed": 5}, {"name": "burstgpt_like-v1", "seed": 6}]}
+    assert workload_record(KVAdmissionVecEnv(1, trace="azure_conv", **KV)) == {}
