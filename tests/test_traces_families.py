@@ -18,7 +18,7 @@ from traces.fit import idc
 from traces.params import load_params, load_sources
 
 FAMILIES = ("azure_code_bursty", "burstgpt_like", "agentic")
-CODE_FILE = Path(__file__).resolve().parents[1].parent / "shared" / "traces" / "AzureLLMInferenceTrace_code.csv"
+CODE_FILE = Path(__file__).resolve().parents[1].parent / "shared" / "traces" / "azure_llm_2023_code.csv"
 
 
 @pytest.mark.parametrize("name", FAMILIES)
