@@ -246,6 +246,8 @@ def test_bad_config_names_the_field():
         DisaggregationVecEnv(1, first_token="later")
     with pytest.raises(TypeError, match="replicas"):
         DisaggregationVecEnv(1, replicas=4)
+    with pytest.raises(TypeError, match="slo_metric"):  # fixed to the TTFT + TPOT check, not a field
+        DisaggregationVecEnv(1, slo_metric="p99_tbt")
     env = DisaggregationVecEnv(1, **SMALL)
     env.reset()
     with pytest.raises(ValueError, match="component 2 is 3"):

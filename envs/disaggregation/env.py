@@ -36,7 +36,7 @@ Version History
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import fields, replace
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
@@ -157,10 +157,10 @@ class DisaggregationVecEnv(NativeVecEnv):
 
     def __init__(self, num_envs: int = 1, config: DisaggregationConfig | None = None, seed: int | None = None,
                  **kwargs: Any):
-        unknown = set(kwargs) - set(DisaggregationConfig.__dataclass_fields__)
+        known = [f.name for f in fields(DisaggregationConfig)]  # not the ClassVar slo_metric
+        unknown = set(kwargs) - set(known)
         if unknown:
-            raise TypeError(f"Disaggregation: unknown config field(s) {sorted(unknown)}; known: "
-                            f"{', '.join(DisaggregationConfig.__dataclass_fields__)}")
+            raise TypeError(f"Disaggregation: unknown config field(s) {sorted(unknown)}; known: {', '.join(known)}")
         cfg = replace(config or DisaggregationConfig(), **kwargs)
         cfg.validate()
         cfg = replace(cfg, load=cfg.loads())
