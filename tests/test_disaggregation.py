@@ -275,3 +275,32 @@ def test_baselines_and_oracles_run_and_rank():
     static = [scores[n] for n in ("colocated", "fixed_1_1", "fixed_1_3", "distserve")]
     assert scores["static_best"] >= max(static) - 1e-9  # it searched every static split on this episode
     assert scores["oracle_dp"] >= scores["static_best"] - 1e-9
+
+
+def test_onnx_export_parity_on_real_observations(tmp_path):
+    """A short MaskablePPO run (train.py, the default algorithm) exports through agents.export;
+    onnxruntime and SB3 agree on observations the environment emits, with the env's names."""
+    from agents import export as X
+    from agents import train
+    from agents.onnx_policy import OnnxPolicy
+    from agents.sb3_policy import algo_class
+
+    kw = [f"{k}={v}" for k, v in SMALL.items()]
+    with X.torch_one_thread():
+        assert train.main(["--env", ENV_ID, "--timesteps", "64", "--n-envs", "2", "--no-eval", "--no-progress",
+                           "--out", str(tmp_path), "--seed", "1", "--env-kwargs", *kw]) == 0
+    out = tmp_path / "p.onnx"
+    parity = X.export(ENV_ID, str(tmp_path / "final.zip"), out, parity_obs=600)
+    assert parity.ok and parity.n_obs == 600 and parity.mismatches == 0 and parity.max_abs_diff <= X.ATOL
+    assert parity.decided > 0.9 * parity.n_obs  # the check is not vacuous
+    p = OnnxPolicy(out)
+    env = DisaggregationVecEnv(1, **SMALL)
+    assert p.observation_features == env.feature_names() and p.action_meanings == env.action_meanings()
+    assert p.metadata["env_id"] == ENV_ID and p.metadata["algorithm"] == "maskable-ppo"
+    model = algo_class("maskable-ppo").load(tmp_path / "final.zip", device="cpu")
+    obs, mask = X.collect_observations(ENV_ID, 96, model, seed=5, n_envs=4, **SMALL)
+    assert obs.shape == (96, K.G + 3 * K.F) and np.abs(obs).sum() > 0
+    sb3, _ = model.predict(obs, deterministic=True, action_masks=mask)
+    a = p.act(obs, mask)
+    assert a.shape == (96, 4)  # roles of 3 instances + the dispatch rule
+    np.testing.assert_array_equal(a, sb3)
