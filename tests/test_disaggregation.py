@@ -304,3 +304,25 @@ def test_onnx_export_parity_on_real_observations(tmp_path):
     a = p.act(obs, mask)
     assert a.shape == (96, 4)  # roles of 3 instances + the dispatch rule
     np.testing.assert_array_equal(a, sb3)
+
+
+def test_llama70b_tp4_scenarios_quick():
+    """The Llama-3.1-70B TP=4 leaderboard family (8 instances on 32 H100s, 4 nodes), quick variant:
+    the cluster is what the id says, the baselines and oracles run through the leaderboard's own
+    path and rank as they must; under MLPerf's interactive SLOs disaggregation beats colocation."""
+    from agents import leaderboard as lb
+    from agents.scenarios import SCENARIOS
+
+    fam = [s for s in SCENARIOS if "llama3.1-70b-tp4-h100x32" in s.id]
+    assert len(fam) == 2
+    for sc in fam:
+        env = DisaggregationVecEnv(1, split="test", **sc.kwargs(quick=True))
+        assert env.scenario.n_gpus == 32 and env.R == 8 and env.config.tp == 4
+        bw = env.scenario.link_bw
+        assert bw[0, 1] > bw[0, 2]  # instances 0, 1 share node 0 (NVLink); 2 is on node 1 (NIC)
+        good = {p: lb.run_policy(sc, p, quick=True, episodes=None).episodes[0]["goodput_per_gpu"]
+                for p in ("colocated", "distserve", "static_best", "oracle_dp")}
+        assert good["static_best"] >= max(good["colocated"], good["distserve"]) - 1e-9
+        assert good["oracle_dp"] >= good["static_best"] - 1e-9
+        if "interactive" in sc.id:
+            assert good["distserve"] > 1.5 * good["colocated"]
