@@ -277,18 +277,24 @@ def test_baselines_and_oracles_run_and_rank():
     assert scores["oracle_dp"] >= scores["static_best"] - 1e-9
 
 
-def test_onnx_export_parity_on_real_observations(tmp_path):
-    """A short MaskablePPO run (train.py, the default algorithm) exports through agents.export;
-    onnxruntime and SB3 agree on observations the environment emits, with the env's names."""
+STICKY = ["policy='agents.sticky_roles:StickyRolePolicy'", "policy_kwargs.keep_logit=3.0"]
+
+
+@pytest.mark.parametrize("hyperparams", [[], STICKY], ids=["mlp", "sticky_roles"])
+def test_onnx_export_parity_on_real_observations(tmp_path, hyperparams):
+    """A short MaskablePPO run (train.py, the default algorithm; plain MLP policy and the
+    keep-role prior of agents.sticky_roles) exports through agents.export; onnxruntime and SB3
+    agree on observations the environment emits, with the env's names."""
     from agents import export as X
     from agents import train
     from agents.onnx_policy import OnnxPolicy
     from agents.sb3_policy import algo_class
 
     kw = [f"{k}={v}" for k, v in SMALL.items()]
+    hp = ["--hyperparams", *hyperparams] if hyperparams else []
     with X.torch_one_thread():
         assert train.main(["--env", ENV_ID, "--timesteps", "64", "--n-envs", "2", "--no-eval", "--no-progress",
-                           "--out", str(tmp_path), "--seed", "1", "--env-kwargs", *kw]) == 0
+                           "--out", str(tmp_path), "--seed", "1", "--env-kwargs", *kw, *hp]) == 0
     out = tmp_path / "p.onnx"
     parity = X.export(ENV_ID, str(tmp_path / "final.zip"), out, parity_obs=600)
     assert parity.ok and parity.n_obs == 600 and parity.mismatches == 0 and parity.max_abs_diff <= X.ATOL
@@ -326,3 +332,46 @@ def test_llama70b_tp4_scenarios_quick():
         assert good["oracle_dp"] >= good["static_best"] - 1e-9
         if "interactive" in sc.id:
             assert good["distserve"] > 1.5 * good["colocated"]
+
+
+def test_masks_hold_the_target_of_a_switching_instance():
+    env = DisaggregationVecEnv(1, seed=0, **dict(SMALL, switch_s=30.0))
+    env.reset()
+    assert env.action_masks().all()
+    env.step(np.array([[P, D, C, 0]]))  # the first decision places the roles at no cost
+    assert env.action_masks().all()
+    env.step(np.array([[D, D, C, 0]]))  # instance 0: prefill -> decode, 30 s warm-up > the 5 s interval
+    m = env.action_masks()[0]
+    assert env.dstate.phase[0, 0] != K.ACTIVE and env.dstate.role[0, 0] == P
+    np.testing.assert_array_equal(m[:3], [False, True, False])  # only the target (decode)
+    assert m[3:].all()  # the other instances and the rule are free
+    env.step(np.array([[P, D, C, 0]]))  # the env still applies a masked action (policies without masks)
+    assert env.dstate.target[0, 0] == P
+
+
+def test_sticky_role_prior_keeps_roles_and_refuses_other_layouts():
+    import torch as th
+    from gymnasium import spaces
+    from sb3_contrib import MaskablePPO
+
+    from agents.sticky_roles import StickyRolePolicy, prior_matrix
+
+    env = DisaggregationVecEnv(2, seed=0, **dict(SMALL, switch_s=30.0))
+    model = MaskablePPO(StickyRolePolicy, env, n_steps=8, batch_size=16, device="cpu", seed=0,
+                        policy_kwargs={"keep_logit": 3.0})
+    obs = env.reset()
+    dist = model.policy.get_distribution(th.as_tensor(obs))
+    keep = np.exp(3.0) / (np.exp(3.0) + 2.0)
+    for r in range(env.R):  # all colocated at reset: the prior favours colocated
+        np.testing.assert_allclose(dist.distributions[r].probs.detach().numpy()[:, C], keep, atol=0.01)
+    np.testing.assert_allclose(dist.distributions[env.R].probs.detach().numpy(), 0.5, atol=0.01)  # the rule
+    obs, *_ = env.step(np.array([[P, D, C, 0]] * 2))
+    obs, *_ = env.step(np.array([[D, D, C, 0]] * 2))  # instance 0 switching: no prior on it
+    p0 = model.policy.get_distribution(th.as_tensor(obs)).distributions[0].probs.detach().numpy()
+    np.testing.assert_allclose(p0, 1.0 / 3.0, atol=0.01)
+    with pytest.raises(ValueError, match="layout"):
+        prior_matrix(K.G + 3 * K.F + 1, np.array([3, 3, 3, 2]), 3.0)
+    with pytest.raises(ValueError, match="keep_logit"):
+        StickyRolePolicy(env.observation_space, env.action_space, lambda _: 3e-4, keep_logit=-1.0)
+    with pytest.raises(ValueError, match="MultiDiscrete"):
+        StickyRolePolicy(env.observation_space, spaces.Discrete(4), lambda _: 3e-4)
