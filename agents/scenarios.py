@@ -178,9 +178,11 @@ SCENARIOS: list[Scenario] = [
     ) for pen in (0.001, 0.01)),
     # Azure conversation (output-heavy) and code (prompt-heavy) phases alternating every 120 s;
     # "mlperf" = the model's default SLOs (TTFT 2 s, mean TPOT 0.1 s), "tight" = TTFT 0.5 s and
-    # mean TPOT 0.03 s, where DistServe's result says disaggregation should pay.
+    # mean TPOT 0.03 s, where DistServe's result says disaggregation should pay. v2: the oracles
+    # (static_best, oracle_dp: the 100 of the normalized score) search every count of prefill,
+    # colocated and decode instances, not only all-colocated and pure P:D splits (v1).
     *(Scenario(
-        id=f"disaggregation/azure_conv+azure_code/llama3.1-8b-h100x8/load{load}/slo_{name}/v1",
+        id=f"disaggregation/azure_conv+azure_code/llama3.1-8b-h100x8/load{load}/slo_{name}/v2",
         env_id="servegym/Disaggregation-v0", trace="default", env_kwargs={"load": load, **slo},
         episodes=4, quick_episodes=1, quick_kwargs={"phases": 2, "phase_s": 60.0},
     ) for load, name, slo in ((0.8, "mlperf", {}), (0.5, "tight", {"slo_ttft_s": 0.5, "slo_tpot_s": 0.03}))),

@@ -254,6 +254,17 @@ def test_bad_config_names_the_field():
         env.step(np.array([[0, 1, 3, 0]]))
 
 
+def test_oracle_candidates_are_every_serving_count_of_roles():
+    from agents.heuristics.disaggregation import candidate_plans
+
+    for R in (2, 3, 8):
+        plans = candidate_plans(R)
+        counts = {tuple(np.bincount(p, minlength=3)) for p in plans}
+        want = {(p, d, R - p - d) for p in range(R + 1) for d in range(R + 1 - p)} - {(R, 0, 0), (0, R, 0)}
+        assert counts == want and len(plans) == len(want)  # each (prefill, decode, colocated) count once
+        assert (plans[0] == C).all()  # all colocated first
+
+
 def test_baselines_and_oracles_run_and_rank():
     from agents.policy import make_policy
 
