@@ -206,25 +206,36 @@ def fill_obs(st, wl, eng, e, K, obs, mask, admit_levels, sc, row, r=0):
     sc.n_order[row] = m
 
     # Reservation, backlog, decoding and Past-Future's inputs (integer sums: exact in any order),
-    # then an insertion sort by remaining output (stable; nearly sorted already).
+    # then an insertion sort by remaining output (stable; the order is nearly sorted already).
     lens = sc.length[row]
     rems = sc.rem[row]
+    req = st.req[e, r]
+    generated = st.generated[e, r]
+    kv_tokens = st.kv_tokens[e, r]
+    target = st.target[e, r]
+    max_out = eng.max_output
     reserve = 0
     backlog = 0
     decoding = 0
     for i in range(n_run):
         s = order[i]
-        prompt = prompt_w[st.req[e, r, s]]
-        g = st.generated[e, r, s]
-        reserve += ceil_div(prompt + eng.max_output, bs)
-        kv = st.kv_tokens[e, r, s]
-        tgt = st.target[e, r, s]
+        prompt = prompt_w[req[s]]
+        g = generated[s]
+        reserve += ceil_div(prompt + max_out, bs)
+        kv = kv_tokens[s]
+        tgt = target[s]
         backlog += tgt - kv
         if kv >= tgt:
             decoding += 1
         cond = _expected_output(suf_c, suf_s, g)
-        x = max(min(cond, eng.max_output) - g, 1.0)
-        ln = float(prompt + g)
+        rems[i] = max(min(cond, max_out) - g, 1.0)
+        lens[i] = prompt + g
+    for i in range(1, n_run):
+        x = rems[i]
+        if rems[i - 1] <= x:
+            continue
+        ln = lens[i]
+        s = order[i]
         j = i
         while j > 0 and rems[j - 1] > x:
             rems[j] = rems[j - 1]
