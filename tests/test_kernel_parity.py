@@ -71,6 +71,21 @@ def test_kv_admission_stateless_write_obs_matches_reference():
     assert np.array_equal(mask, ref_mask)
 
 
+def test_kv_admission_obs_survives_stamp_wrap():
+    """The int32 marks of ``ObsScratch`` start over at the stamp limit, still matching the reference."""
+    vec = kva.KVAdmissionVecEnv(2, seed=1, load=1.3)
+    rng = np.random.default_rng(1)
+    vec.reset()
+    for _ in range(200):
+        vec.step(_masked_random(rng, vec.action_masks()))
+    vec._scratch.stamp[:] = KK._STAMP_MAX - 2
+    for t in range(6):
+        obs, _, _, _ = vec.step(_masked_random(rng, vec.action_masks()))
+        ref_obs, _ = _kv_reference_obs(vec)
+        assert obs.tobytes() == ref_obs.tobytes(), f"step {t} after the stamp limit"
+    assert vec._scratch.stamp.max() < 10
+
+
 def test_peaks_ties_and_extremes_match_one_pass_per_configuration():
     """``_peaks`` against the reference ``_peak`` (one pass per configuration) on random inputs
     with many equal remaining lengths, candidates inserted above, inside and below the batch."""
@@ -87,3 +102,55 @@ def test_peaks_ties_and_extremes_match_one_pass_per_configuration():
         assert peak[0] == ref._peak(lens, rems, n, 0.0, 0.0, mean_out)
         for k in range(K):
             assert peak[k + 1] == ref._peak(lens, rems, n, extra[k], k + 1.0, mean_out), (trial, k)
+
+
+def _rt_reference_advance(vec) -> None:
+    sc, cfg = vec.scenario, vec.config
+    ref.rt_step_all(vec.state, sc.workload, sc.engine, vec._actions, vec.up, cfg.budget, cfg.drain_s, cfg.stale_s,
+                    cfg.hash_blocks, sc.sec_per_prefill_token, vec._ttft_ema, vec._busy, vec._snap, vec._snap_t,
+                    vec._sent, vec._obs, vec._mask, vec._rew, vec._term, vec._trunc)
+
+
+def _same_info(a: dict, b: dict) -> bool:
+    if a.keys() != b.keys():
+        return False
+    for k in a:
+        x, y = a[k], b[k]
+        if isinstance(x, dict):
+            if not _same_info(x, y):
+                return False
+        elif isinstance(x, np.ndarray):
+            if x.tobytes() != np.asarray(y).tobytes():
+                return False
+        elif not (x == y or (x != x and y != y)):  # NaN metrics compare equal
+            return False
+    return True
+
+
+@pytest.mark.parametrize("E, steps, kwargs", [
+    (1, 1200, {}),
+    (6, 300, {"stale_s": 0.5, "load": 1.3}),
+    (4, 300, {"replicas": 3, "slo_metric": "p99_tbt", "queue_slots": 16, "load": 1.5}),
+])
+def test_routing_steps_match_reference(E, steps, kwargs):
+    from envs.routing import env as rt
+
+    fast = rt.RoutingVecEnv(E, seed=7, **kwargs)
+    slow = rt.RoutingVecEnv(E, seed=7, **kwargs)
+    slow.advance = lambda: _rt_reference_advance(slow)
+    rng = np.random.default_rng(E)
+    o1, o2 = fast.reset(), slow.reset()
+    ended = 0
+    for t in range(steps):
+        assert o1.tobytes() == o2.tobytes(), f"step {t}: observation differs from the reference"
+        assert np.array_equal(fast.action_masks(), slow.action_masks()), f"step {t}: mask differs"
+        a = _masked_random(rng, fast.action_masks())
+        o1, r1, d1, i1 = fast.step(a)
+        o2, r2, d2, i2 = slow.step(a)
+        assert r1.tobytes() == r2.tobytes() and np.array_equal(d1, d2), f"step {t}: reward or episode end differs"
+        assert all(_same_info(x, y) for x, y in zip(i1, i2)), f"step {t}: infos differ"
+        ended += int(d1.sum())
+    for name, x, y in zip(fast.state._fields, fast.state, slow.state):
+        assert x.tobytes() == y.tobytes(), f"state.{name} differs from the reference after {steps} steps"
+    assert fast._busy.tobytes() == slow._busy.tobytes() and fast._ttft_ema.tobytes() == slow._ttft_ema.tobytes()
+    assert int(fast.state.counters[:, 8].sum()) > steps, "replicas ran too few iterations to compare"

@@ -9,13 +9,13 @@ import numpy as np
 
 from envs.core.replica import (
     arrival_time,
-    mark_late_queued,
+    mark_late_queued_inline,
     next_queued,
     ceil_div,
     enqueue,
     reset_env_state,
     reset_replica,
-    run_iteration,
+    run_iteration_inline,
 )
 from envs.core.state import (
     A_GAP_EMA,
@@ -60,6 +60,9 @@ CANDIDATE_FEATURES = (
 )
 
 
+_STAMP_MAX = np.iinfo(np.int32).max
+
+
 class ObsScratch(NamedTuple):
     """Working memory of :func:`fill_obs`, one row per observed replica (``row``), kept between
     calls so that building an observation allocates nothing and sorts almost nothing.
@@ -68,16 +71,16 @@ class ObsScratch(NamedTuple):
     remaining output (the next call starts from this order, so its insertion sort only moves the
     few requests whose rank changed); ``mark``/``stamp``: which slots a call has placed; ``rem``,
     ``length``: the sorted inputs of the peak; ``suf``: the suffix tables of the output-length
-    history; ``heads``/``head_seq``: the K FCFS queue heads; ``peak``: the K + 1 peaks.
+    history and Past-Future's conditional mean per bin; ``heads``/``head_seq``: the K FCFS queue heads; ``peak``: the K + 1 peaks.
     """
 
     order: np.ndarray  # int32 [rows, M], M = running requests a replica can hold
     n_order: np.ndarray  # int32 [rows]
-    mark: np.ndarray  # int64 [rows, S]
+    mark: np.ndarray  # int32 [rows, S], the stamp of the last call that placed the slot
     stamp: np.ndarray  # int64 [rows]
     rem: np.ndarray  # float64 [rows, M]
     length: np.ndarray  # float64 [rows, M]
-    suf: np.ndarray  # float64 [rows, 2, N_HIST_BINS + 1]
+    suf: np.ndarray  # float64 [rows, 3, N_HIST_BINS + 1]: suffix counts, suffix sums, E[L | bin >= b]
     heads: np.ndarray  # int64 [rows, K]
     head_seq: np.ndarray  # int64 [rows, K]
     peak: np.ndarray  # float64 [rows, K + 1]
@@ -93,35 +96,38 @@ def obs_scratch(rows: int, max_running: int, slots: int, K: int) -> ObsScratch:
     M = min(max_running, slots)
     return ObsScratch(
         order=np.zeros((rows, M), np.int32), n_order=np.zeros(rows, np.int32),
-        mark=np.zeros((rows, slots), np.int64), stamp=np.zeros(rows, np.int64),
-        rem=np.zeros((rows, M)), length=np.zeros((rows, M)), suf=np.zeros((rows, 2, N_HIST_BINS + 1)),
+        mark=np.zeros((rows, slots), np.int32), stamp=np.zeros(rows, np.int64),
+        rem=np.zeros((rows, M)), length=np.zeros((rows, M)), suf=np.zeros((rows, 3, N_HIST_BINS + 1)),
         heads=np.zeros((rows, K), np.int64), head_seq=np.zeros((rows, K), np.int64),
         peak=np.zeros((rows, K + 1)), extra_len=np.zeros((rows, K)),
     )
 
 
 @nb.njit(cache=True)
-def _hist_tables(hist, suf_c, suf_s):
-    """Suffix counts and sums of the output-length history (log2 bins, bin b ~ 1.5 * 2**b)."""
+def _hist_tables(hist, suf_c, suf_s, cond):
+    """Suffix counts and sums of the output-length history (log2 bins, bin b ~ 1.5 * 2**b), and
+    ``cond[b]`` = E[L | L in bin >= b] (NaN where no history is that long)."""
     suf_c[N_HIST_BINS] = 0.0
     suf_s[N_HIST_BINS] = 0.0
     for b in range(N_HIST_BINS - 1, -1, -1):
         mid = 1.0 if b == 0 else 1.5 * (1 << b)
         suf_c[b] = suf_c[b + 1] + hist[b]
         suf_s[b] = suf_s[b + 1] + hist[b] * mid
+        cond[b] = suf_s[b] / suf_c[b] if suf_c[b] > 0 else np.nan
 
 
 @nb.njit(cache=True, inline="always")
-def _expected_output(suf_c, suf_s, g):
-    """Past-Future's estimate from the history of output lengths: E[L | L > g]."""
+def _expected_output(cond, g):
+    """Past-Future's estimate from the history of output lengths: E[L | L > g] (``cond`` from
+    :func:`_hist_tables`; g + 1 where the history has no longer output)."""
     b = 0
     mid = 1.0
     while b < N_HIST_BINS and mid <= g:
         b += 1
         mid = 1.5 * (1 << b)
-    if b >= N_HIST_BINS or suf_c[b] <= 0:
+    if b >= N_HIST_BINS or np.isnan(cond[b]):
         return g + 1.0
-    return suf_s[b] / suf_c[b]
+    return cond[b]
 
 
 @nb.njit(cache=True)
@@ -182,14 +188,18 @@ def fill_obs(st, wl, eng, e, K, obs, mask, admit_levels, sc, row, r=0):
     status = st.status
     suf_c = sc.suf[row, 0]
     suf_s = sc.suf[row, 1]
-    _hist_tables(st.out_hist[e], suf_c, suf_s)
+    cond_tab = sc.suf[row, 2]
+    _hist_tables(st.out_hist[e], suf_c, suf_s, cond_tab)
 
     # Running requests: last call's order (those still running), then the newly admitted.
     n_run = st.n_running[e, r]
-    stamp = sc.stamp[row] + 1
-    sc.stamp[row] = stamp
     order = sc.order[row]
     mark = sc.mark[row]
+    stamp = sc.stamp[row] + 1
+    if stamp > _STAMP_MAX:  # int32 marks: start over rather than wrap onto an old stamp
+        mark[:] = 0
+        stamp = 1
+    sc.stamp[row] = stamp
     m = 0
     for i in range(sc.n_order[row]):
         s = order[i]
@@ -227,7 +237,7 @@ def fill_obs(st, wl, eng, e, K, obs, mask, admit_levels, sc, row, r=0):
         backlog += tgt - kv
         if kv >= tgt:
             decoding += 1
-        cond = _expected_output(suf_c, suf_s, g)
+        cond = _expected_output(cond_tab, g)
         rems[i] = max(min(cond, max_out) - g, 1.0)
         lens[i] = prompt + g
     for i in range(1, n_run):
@@ -361,8 +371,8 @@ def write_obs(st, wl, eng, e, K, obs, mask, admit_levels, n_budgets, r=0):
 def _fresh_scratch(slots, max_running, K):
     M = min(max_running, slots)
     return ObsScratch(
-        np.zeros((1, M), np.int32), np.zeros(1, np.int32), np.zeros((1, slots), np.int64), np.zeros(1, np.int64),
-        np.zeros((1, M)), np.zeros((1, M)), np.zeros((1, 2, N_HIST_BINS + 1)),
+        np.zeros((1, M), np.int32), np.zeros(1, np.int32), np.zeros((1, slots), np.int32), np.zeros(1, np.int64),
+        np.zeros((1, M)), np.zeros((1, M)), np.zeros((1, 3, N_HIST_BINS + 1)),
         np.zeros((1, K), np.int64), np.zeros((1, K), np.int64), np.zeros((1, K + 1)), np.zeros((1, K)),
     )
 
@@ -406,7 +416,7 @@ def step_all(
         if st.n_running[e, 0] == 0 and st.n_queued[e, 0] == 0 and st.next_arrival[e] < N:
             now = max(now, arrival[st.next_arrival[e]] * scale)
             _enqueue_arrivals(st, wl, eng, e, now)
-        dt = run_iteration(st, wl, eng, e, 0, admit, budget, defer, order, now)
+        dt = run_iteration_inline(st, wl, eng, e, 0, admit, budget, defer, order, now)
         if dt > 0.0:
             now += dt
         else:
@@ -416,7 +426,7 @@ def step_all(
             now = max(idle_to, now + 1e-6)
         st.clock[e] = now
         _enqueue_arrivals(st, wl, eng, e, now)
-        mark_late_queued(st, wl, eng, e, 0, now)
+        mark_late_queued_inline(st, wl, eng, e, 0, now)
 
         reward[e] = (
             (st.counters[e, C_SLO_MET] - met0)
