@@ -71,7 +71,9 @@ class ObsScratch(NamedTuple):
     remaining output (the next call starts from this order, so its insertion sort only moves the
     few requests whose rank changed); ``mark``/``stamp``: which slots a call has placed; ``rem``,
     ``length``: the sorted inputs of the peak; ``suf``: the suffix tables of the output-length
-    history and Past-Future's conditional mean per bin; ``heads``/``head_seq``: the K FCFS queue heads; ``peak``: the K + 1 peaks.
+    history and Past-Future's conditional mean per bin; ``heads``/``head_seq``: the K FCFS queue
+    heads; ``peak``: the K + 1 peaks. Sized by what a replica can hold (``max_running`` running
+    requests, ``slots`` request slots), not by the trace.
     """
 
     order: np.ndarray  # int32 [rows, M], M = running requests a replica can hold
