@@ -18,6 +18,7 @@ latencies, which vary run to run and so stay out of the JSON).
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 import time
@@ -202,9 +203,10 @@ def plan_runs(scenarios: list[Scenario], extra_policies: list[str]) -> list[tupl
 
 def run(scenarios: list[Scenario], extra_policies: list[str], quick: bool, episodes: int | None,
         progress: bool = True, ray: bool = False, address: str | None = None,
-        num_cpus: int | None = None) -> list[ScenarioResult]:
-    """Every planned (scenario, policy) run, sequentially or as Ray tasks (``ray=True``:
-    ``agents.leaderboard_ray``, same results in the same order)."""
+        num_cpus: int | None = None, hints: dict[str, Any] | None = None) -> list[ScenarioResult]:
+    """Every planned (scenario, policy) run, sequentially or on Ray workers (``ray=True``:
+    ``agents.leaderboard_ray``, same results in the same order; ``hints``, a previous run's
+    ``timing.json``, only orders the Ray runs longest first)."""
     from tqdm import tqdm
 
     plan = plan_runs(scenarios, extra_policies)
@@ -216,7 +218,7 @@ def run(scenarios: list[Scenario], extra_policies: list[str], quick: bool, episo
     if ray:
         from agents.leaderboard_ray import run_on_ray
 
-        results = run_on_ray(plan, quick, episodes, bar, run_policy, address, num_cpus)
+        results = run_on_ray(plan, quick, episodes, bar, run_policy, address, num_cpus, hints)
         bar.close()
         return results
     results = []
@@ -269,8 +271,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--check", type=Path, metavar="DIR", help="validate a leaderboard output directory")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--ray", action="store_true",
-                   help="run scenario x policy pairs as Ray tasks (embedded Ray on this machine's "
-                        "cores unless --address); same outputs as the sequential run")
+                   help="run scenario x policy pairs on Ray worker actors (embedded Ray on this machine's "
+                        "cores unless --address; an earlier timing.json in --out orders them longest "
+                        "first); same outputs as the sequential run")
     p.add_argument("--address", help="Ray cluster to run on: auto or HOST:PORT (implies --ray)")
     p.add_argument("--num-cpus", type=int, help="CPUs of the embedded Ray (default: all cores)")
     a = p.parse_args(argv)
@@ -296,9 +299,16 @@ def main(argv: list[str] | None = None) -> int:
     except FileNotFoundError as err:
         p.error(str(err))
     command = recorded_command(list(argv if argv is not None else sys.argv[1:]))
+    hints = None  # the previous run's wall times in --out order the Ray runs, longest first
+    if (a.out / "timing.json").is_file():
+        try:
+            hints = json.loads((a.out / "timing.json").read_text())
+        except ValueError:
+            hints = None  # a damaged timing file only loses the ordering; it is rewritten below
     t = time.perf_counter()
     results = run(scenarios, a.policy, a.quick, a.seeds, progress=not a.no_progress,
-                  ray=a.ray or a.address is not None, address=a.address, num_cpus=a.num_cpus)
+                  ray=a.ray or a.address is not None, address=a.address, num_cpus=a.num_cpus,
+                  hints=hints)
     wall = time.perf_counter() - t
     report = build_report(results, command, a.quick)
     report_io.write_all(a.out, report, results, timing(results, wall))

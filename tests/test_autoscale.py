@@ -376,3 +376,18 @@ def test_trace_file_by_path(shared_traces):
         asc.AutoscaleVecEnv(1, trace=str(path), rate_rps=10.0, episode_s=600.0)
     with pytest.raises(ValueError, match="episode_s"):
         asc.AutoscaleVecEnv(1, trace=str(path), episode_s=7200.0)
+
+
+def test_references_come_back_from_the_disk_cache_unchanged(vec, tmp_path, monkeypatch):
+    # A parallel leaderboard's workers each need the oracle's plan of the same days: the first
+    # computes and stores it, the others read it back, identical to computing it again.
+    monkeypatch.setenv("SERVEGYM_CACHE", str(tmp_path))
+    sc, n = vec.scenario, vec.n_steps
+    monkeypatch.setattr(asc, "_REFS", {})
+    computed = asc.references(sc, 0, 0.01, n)
+    assert len(list((tmp_path / "autoscale").glob("refs-*.npz"))) == 1
+    monkeypatch.setattr(asc, "_REFS", {})
+    monkeypatch.setattr(K, "oracle_plan", lambda *a: pytest.fail("recomputed instead of read"))
+    read = asc.references(sc, 0, 0.01, n)
+    np.testing.assert_array_equal(read[0], computed[0])
+    assert read[1:] == computed[1:]

@@ -211,6 +211,47 @@ def test_ray_leaderboard_task_whose_worker_dies_is_retried(local_ray, tmp_path):
     assert res.runs[0].episodes[0]["attempt_pid"] > 0  # the second attempt saw the first's marker
 
 
+def test_affinity_keeps_each_environment_on_the_workers_that_warmed_it():
+    from agents.leaderboard_ray import Affinity
+
+    runs = {"A": [(1.0, ("a", i)) for i in range(6)], "B": [(1.0, ("b", i)) for i in range(2)]}
+    runs["B"].append((9.0, ("b", 9)))
+    d = Affinity(runs, 2)
+    # Worker 0 takes the environment with the most work (B: 11 s), its longest run first; worker
+    # 1 then takes A (6 s with no holder beats B's 2 s left per holder).
+    assert d.next(0) == ("b", 9) and d.next(1) == ("a", 0)
+    # Each keeps to its own environment while it has runs, equal runs in plan order...
+    assert [d.next(0), d.next(1), d.next(0), d.next(1)] == [("b", 0), ("a", 1), ("b", 1), ("a", 2)]
+    # ...and a worker whose environments are done helps with another one.
+    assert [d.next(0), d.next(0), d.next(1), d.next(0)] == [("a", 3), ("a", 4), ("a", 5), None]
+    assert d.warmed == [{"A", "B"}, {"A"}]
+
+
+def test_ray_leaderboard_returns_runs_in_plan_order_from_worker_actors(local_ray):
+    from tqdm import tqdm
+
+    from agents.leaderboard_ray import run_on_ray
+
+    def _pid(sc, spec, quick, episodes):
+        """A run_policy that reports which worker process ran it."""
+        import os
+
+        import numpy as np
+
+        from agents.scenarios import PolicyRun
+
+        return PolicyRun(spec, [{"pid": float(os.getpid())}], [], np.zeros(1), 0.0)
+
+    kv = leaderboard.scenarios_for(["KVAdmission"])[0]
+    rt = leaderboard.scenarios_for(["Routing"])[0]
+    plan = [(kv, [f"k{i}" for i in range(4)], ""), (rt, [f"r{i}" for i in range(4)], "")]
+    res = run_on_ray(plan, True, 1, tqdm(disable=True), _pid,
+                     hints={"scenarios": {rt.id: {"r3": {"wall_s": 9.0}}}})
+    assert [[r.policy for r in s.runs] for s in res] == [p for _, p, _ in plan]
+    # the longest run (r3) started first, alone on its worker, which then kept to Routing
+    assert len({r.episodes[0]["pid"] for r in res[0].runs + res[1].runs}) == 2
+
+
 def test_ray_leaderboard_equals_sequential_byte_for_byte(local_ray, tmp_path, monkeypatch):
     # The first quick KVAdmission scenario, every policy, one episode: the whole leaderboard
     # code path (plan, tasks, scoring, JSON, Markdown, HTML, plots) at test size.
