@@ -308,7 +308,8 @@ def collect_observations(env_id: str, n: int, model: Any, seed: int = 0, n_envs:
         got += obs.shape[0]
         bar.update(min(obs.shape[0], n - bar.n))
         a = _reference(model, vecnorm, obs, mask)[0]
-        a = np.where(rng.random(obs.shape[0]) < explore, rand.act(obs, mask), a)
+        explored = rng.random(obs.shape[0]) < explore
+        a = np.where(explored[:, None] if a.ndim > 1 else explored, rand.act(obs, mask), a)  # [E] or [E, D]
         obs, _, _, _ = vec.step(a)
     bar.close()
     vec.close()

@@ -1,12 +1,17 @@
 """Every policy on every scenario, one score that means the same thing everywhere.
 
-    python -m agents.leaderboard [--quick] [--trace PATH ...] [--envs NAME ...] [--seeds N]
+    python -m agents.leaderboard [--quick] [--trace PATH ...] [--envs NAME ...] [--track main|transfer] [--seeds N]
         [--policy CHECKPOINT_OR_ONNX ...] [--readme README.md] --out DIR
     python -m agents.leaderboard --check DIR
 
 For each scenario of ``agents.scenarios`` (held-out windows only), every registered heuristic and
 oracle of its environment, ``random``, the reference learned agent (``zoo``) and any checkpoint
 or ONNX file given with ``--policy`` play the same episodes (episode i = held-out window i).
+The transfer track (``--track transfer``; ids ``<env>/transfer/<family>/...``) plays workload
+families that the training distribution of ``agents.scenarios.TRAINING_WORKLOADS`` never
+contains; its zoo column stays empty until agents are trained on that distribution, and its
+scenario entries say how many distinct held-out windows their episodes hold. ``--quick`` plays
+one transfer scenario.
 Scores: the main metric raw, and normalized (0 = the naive reference, 100 = the oracle or bound),
 each with a 95% paired bootstrap interval over episodes; rank within each scenario.
 
@@ -38,8 +43,11 @@ from agents.scenarios import (
     Scenario,
     ScenarioResult,
     Scoring,
+    held_out_windows,
     scenarios_for,
+    transfer_note,
     user_trace_scenarios,
+    windows_note,
 )
 from envs.metrics import aggregate
 from envs.options import env_ids, is_multi_agent
@@ -67,14 +75,16 @@ def run_policy(sc: Scenario, spec: str, quick: bool, episodes: int | None) -> Po
     kwargs = {"split": "test", **sc.kwargs(quick), "trace": sc.trace, "window_order": "sequential"}
     t = time.perf_counter()
     extras: list[dict[str, Any]] = []
+    windows = None
     if is_multi_agent(sc.env_id):  # a team (agents.team)
         eps, call_s = team.run_episodes(spec, n, sc.seed, kwargs)
     else:
         vec = envs.make_vec(sc.env_id, n, seed=sc.seed, **kwargs)
+        windows = held_out_windows(vec)
         policy = make_policy(spec, vec, sc.env_id, seed=sc.seed)
         eps, call_s = run_episodes(vec, policy, extras)
         vec.close()
-    return PolicyRun(spec, eps, extras, call_s, time.perf_counter() - t)
+    return PolicyRun(spec, eps, extras, call_s, time.perf_counter() - t, windows)
 
 
 def run_scenario(sc: Scenario, policies: list[str], quick: bool, episodes: int | None,
@@ -171,6 +181,14 @@ def build_report(results: list[ScenarioResult], command: str, quick: bool) -> di
             entry["skipped"] = res.skipped
         else:
             entry["episodes"] = len(res.runs[0].episodes)
+            if sc.track != "main":  # the transfer track says what is held out and how many samples it holds
+                entry["track"] = sc.track
+                entry["held_out"] = transfer_note(sc)
+                windows = res.runs[0].windows
+                entry["distinct_windows"] = min(entry["episodes"], windows) if windows is not None else None
+                note = windows_note(entry["episodes"], windows)
+                if note:
+                    entry["note"] = note
             rows += score_scenario(res, i)
         scenarios.append(entry)
     return {"version": VERSION, "command": command, "quick": quick, "scenarios": scenarios,
@@ -197,7 +215,10 @@ def plan_runs(scenarios: list[Scenario], extra_policies: list[str]) -> list[tupl
         ok, why = sc.trace_available()
         if sc.env_id not in env_ids():
             ok, why = False, f"environment {sc.env_id} is not registered"
-        plan.append((sc, policies_for(sc.env_id, extra_policies) if ok else [], why))
+        policies = policies_for(sc.env_id, extra_policies) if ok else []
+        if sc.track == "transfer":  # no zoo agent trained on a distribution yet: its column stays empty
+            policies = [p for p in policies if p != "zoo"]
+        plan.append((sc, policies, why))
     return plan
 
 
@@ -262,6 +283,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="every environment, few seeds, short windows")
     p.add_argument("--trace", action="append", default=[], metavar="PATH",
                    help="also score every policy on this trace file (repeatable)")
+    p.add_argument("--track", choices=("main", "transfer"),
+                   help="only the scenarios of this track (default: both; transfer = workload families held "
+                        "out of the training distribution, agents.scenarios.TRAINING_WORKLOADS)")
     p.add_argument("--envs", nargs="+", metavar="ENV",
                    help="environment ids, short names or package names (default: all)")
     p.add_argument("--seeds", type=int, help="held-out episodes per scenario (default: the scenario's)")
@@ -294,6 +318,10 @@ def main(argv: list[str] | None = None) -> int:
             p.error(f"--policy {path}: expected an existing SB3 checkpoint (.zip) or ONNX file (.onnx)")
     try:
         scenarios = scenarios_for(a.envs) + user_trace_scenarios(a.trace, a.envs)
+        if a.quick:  # the quick run keeps every main scenario and one of the transfer track
+            scenarios = [sc for sc in scenarios if sc.in_quick]
+        if a.track:
+            scenarios = [sc for sc in scenarios if sc.track == a.track]
     except ValueError as err:
         p.error(f"--envs {' '.join(a.envs or [])}: {err}")
     except FileNotFoundError as err:

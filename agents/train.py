@@ -72,6 +72,15 @@ def build_parser() -> cli.Parser:
     return p
 
 
+def workload_record(vec) -> dict:
+    """``{"workload_parts": [{"name", "seed"}, ...]}`` of an env trained on a workload mixture
+    (``workloads`` config; envs.core.mixture): every family and generator seed episodes were drawn
+    from, for the run record; empty for an env on one trace."""
+    built = getattr(vec, "scenario", None) or getattr(vec, "built", None)
+    parts = getattr(built, "parts", ())
+    return {"workload_parts": [p.info() for p in parts]} if parts else {}
+
+
 def main(argv: list[str] | None = None, callbacks: list | None = None) -> int:
     """The command line above; ``callbacks`` (SB3 callbacks) also run during ``learn`` (the Ray
     sweep's held-out reports for early stopping, ``agents.sweep``)."""
@@ -135,6 +144,7 @@ def _train(a: argparse.Namespace, argv: list[str] | None, callbacks: list | None
         "n_envs": a.n_envs, "trace": a.trace, "env_kwargs": kwargs, "hyperparams": hyperparams,
         "seed": a.seed,
         "imitate": a.imitate, "imitation": imitation, "train_wall_s": train_s,
+        **workload_record(vec),
     }, indent=2, default=str))
     print(f"trained {algo} for {model.num_timesteps} steps in {train_s:.0f} s -> {final}", flush=True)
 

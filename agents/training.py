@@ -56,9 +56,15 @@ HYPERPARAMS["servegym/Autoscale-v0"] = {
 DEFAULT_ALGO["servegym/Autoscale-v0"] = "maskable-ppo"
 HYPERPARAMS["servegym/Disaggregation-v0"] = {
     # A 10-s role decision whose warm-up (~22 s) pays off over the next phases; requests finish
-    # seconds after the interval that served them. 48 decisions per default episode.
-    "maskable-ppo": dict(n_steps=48, batch_size=192, gamma=0.95, gae_lambda=0.95, ent_coef=0.01,
-                         learning_rate=3e-4, n_epochs=10, policy_kwargs=dict(net_arch=[128, 128])),
+    # seconds after the interval that served them. 48 decisions per default episode. The plain
+    # MLP policy changes 183 roles per episode at the start and reaches 0.3 goodput per GPU after
+    # 4k steps; the keep-role prior of agents.sticky_roles (keep_logit 5: 3 changes per episode)
+    # starts near colocated serving (10 on the training windows) and explores one instance at a
+    # time (envs/disaggregation/README.md, Learning). No entropy bonus: it would pull the
+    # role logits back to uniform against the prior.
+    "maskable-ppo": dict(policy="agents.sticky_roles:StickyRolePolicy", n_steps=48, batch_size=192,
+                         gamma=0.95, gae_lambda=0.95, ent_coef=0.0, learning_rate=3e-4, n_epochs=10,
+                         policy_kwargs=dict(net_arch=[128, 128], keep_logit=5.0)),
 }
 DEFAULT_ALGO["servegym/Disaggregation-v0"] = "maskable-ppo"
 

@@ -116,21 +116,69 @@ def episode_options(where: str, options: dict[str, Any] | None, knob: str) -> di
 
 
 def draw_episode(where: str, order: str, rng: np.random.Generator, started: int, e: int, num_envs: int,
-                 n_windows: int, knob: str, values: Sequence[Any], options: dict[str, Any]) -> tuple[int, Any]:
+                 n_windows: int, knob: str, values: Sequence[Any], options: dict[str, Any],
+                 groups: Sequence[int] | None = None) -> tuple[int, Any]:
     """Window index in ``[0, n_windows)`` and value of ``knob`` (one of ``values``) of env ``e``'s
     next episode, its ``started``-th. ``options`` (``{"window": int, knob: value}``, either
     optional) name them; what they leave open is drawn from ``rng`` (``order="random"``) or
     taken in turn (``"sequential"``: episode k = started * num_envs + e plays window
     k % n_windows and value k // n_windows). Raises ``ValueError`` for an unknown option key, a
-    window out of range or a value not in ``values``."""
-    unknown = set(options) - {"window", knob}
+    window out of range or a value not in ``values``.
+
+    ``groups`` (a workload mixture, ``envs.core.mixture``): window offsets of its parts, ``[0,
+    ..., n_windows]``; a random episode then draws its part uniformly, a window of that part and
+    the value (so every part plays equally often whatever its number of windows), and the
+    option ``workload`` (a part index) restricts the draw to one part. Without ``groups`` the
+    draws are exactly as before (same generator calls in the same order)."""
+    known = {"window", knob} | ({"workload"} if groups is not None else set())
+    unknown = set(options) - known
     if unknown:
-        raise ValueError(f"{where}: unknown reset option(s) {sorted(unknown)}; known: window, {knob}")
+        raise ValueError(f"{where}: unknown reset option(s) {sorted(unknown)}; known: window, {knob}"
+                         + (", workload" if groups is not None else ""))
+    if groups is not None:
+        return _draw_mixture_episode(where, order, rng, started, e, num_envs, n_windows, knob, values, options,
+                                     groups)
     if order == "sequential":
         k = started * num_envs + e
         w, v = k % n_windows, values[(k // n_windows) % len(values)]
     elif order == "random":
         w, v = int(rng.integers(n_windows)), values[int(rng.integers(len(values)))]
+    else:
+        raise ValueError(f"{where}: window_order must be one of {WINDOW_ORDERS}, got {order!r}")
+    if "window" in options:
+        w = options["window"]
+        if isinstance(w, bool) or not isinstance(w, (int, np.integer)) or not 0 <= w < n_windows:
+            raise ValueError(f"{where}: reset option window must be an integer in [0, {n_windows}), got {w!r}")
+    if knob in options:
+        v = options[knob]
+        if v not in values:
+            raise ValueError(f"{where}: reset option {knob} must be one of {list(values)}, got {v!r}")
+    return int(w), v
+
+
+def _draw_mixture_episode(where: str, order: str, rng: np.random.Generator, started: int, e: int, num_envs: int,
+                          n_windows: int, knob: str, values: Sequence[Any], options: dict[str, Any],
+                          groups: Sequence[int]) -> tuple[int, Any]:
+    """``draw_episode`` over the parts of a workload mixture (window offsets ``groups``)."""
+    g = np.asarray(groups, np.int64)
+    n_parts = g.size - 1
+    if n_parts < 1 or g[0] != 0 or g[-1] != n_windows or (np.diff(g) < 1).any():
+        raise ValueError(f"{where}: workload groups {g.tolist()} must rise strictly from 0 to {n_windows}")
+    part = options.get("workload")
+    if part is not None and (isinstance(part, bool) or not isinstance(part, (int, np.integer))
+                             or not 0 <= part < n_parts):
+        raise ValueError(f"{where}: reset option workload must be an integer in [0, {n_parts}), got {part!r}")
+    if order == "sequential":
+        k = started * num_envs + e
+        if part is None:
+            w, v = k % n_windows, values[(k // n_windows) % len(values)]
+        else:
+            size = int(g[part + 1] - g[part])
+            w, v = int(g[part]) + k % size, values[(k // size) % len(values)]
+    elif order == "random":
+        p = int(rng.integers(n_parts)) if part is None else int(part)
+        w = int(g[p]) + int(rng.integers(g[p + 1] - g[p]))
+        v = values[int(rng.integers(len(values)))]
     else:
         raise ValueError(f"{where}: window_order must be one of {WINDOW_ORDERS}, got {order!r}")
     if "window" in options:
@@ -201,11 +249,12 @@ class NativeVecEnv(SingleObjectVecEnv):
         self._rngs = [np.random.default_rng(s) for s in seeds]
         self._seeded = True
 
-    def draw_episode(self, e: int, n_windows: int, values: Sequence[Any]) -> tuple[int, Any]:
-        """Window and ``episode_knob`` value of env ``e``'s next episode (``draw_episode``);
-        counts the episode."""
+    def draw_episode(self, e: int, n_windows: int, values: Sequence[Any],
+                     groups: Sequence[int] | None = None) -> tuple[int, Any]:
+        """Window and ``episode_knob`` value of env ``e``'s next episode (``draw_episode``;
+        ``groups``: window offsets of a workload mixture's parts); counts the episode."""
         out = draw_episode(self.env_name, self.config.window_order, self._rngs[e], int(self._episodes_started[e]),
-                           e, self.num_envs, n_windows, self.episode_knob, values, self._reset_opts[e])
+                           e, self.num_envs, n_windows, self.episode_knob, values, self._reset_opts[e], groups)
         self._episodes_started[e] += 1
         return out
 

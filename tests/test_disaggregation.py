@@ -246,10 +246,23 @@ def test_bad_config_names_the_field():
         DisaggregationVecEnv(1, first_token="later")
     with pytest.raises(TypeError, match="replicas"):
         DisaggregationVecEnv(1, replicas=4)
+    with pytest.raises(TypeError, match="slo_metric"):  # fixed to the TTFT + TPOT check, not a field
+        DisaggregationVecEnv(1, slo_metric="p99_tbt")
     env = DisaggregationVecEnv(1, **SMALL)
     env.reset()
     with pytest.raises(ValueError, match="component 2 is 3"):
         env.step(np.array([[0, 1, 3, 0]]))
+
+
+def test_oracle_candidates_are_every_serving_count_of_roles():
+    from agents.heuristics.disaggregation import candidate_plans
+
+    for R in (2, 3, 8):
+        plans = candidate_plans(R)
+        counts = {tuple(np.bincount(p, minlength=3)) for p in plans}
+        want = {(p, d, R - p - d) for p in range(R + 1) for d in range(R + 1 - p)} - {(R, 0, 0), (0, R, 0)}
+        assert counts == want and len(plans) == len(want)  # each (prefill, decode, colocated) count once
+        assert (plans[0] == C).all()  # all colocated first
 
 
 def test_baselines_and_oracles_run_and_rank():
@@ -273,3 +286,104 @@ def test_baselines_and_oracles_run_and_rank():
     static = [scores[n] for n in ("colocated", "fixed_1_1", "fixed_1_3", "distserve")]
     assert scores["static_best"] >= max(static) - 1e-9  # it searched every static split on this episode
     assert scores["oracle_dp"] >= scores["static_best"] - 1e-9
+
+
+PLAIN_MLP = ["policy='MlpPolicy'", "policy_kwargs={'net_arch': [64, 64]}"]
+
+
+@pytest.mark.parametrize("hyperparams", [PLAIN_MLP, []], ids=["mlp", "sticky_roles_default"])
+def test_onnx_export_parity_on_real_observations(tmp_path, hyperparams):
+    """A short MaskablePPO run (train.py, the default algorithm; SB3's plain MLP policy and the
+    default keep-role prior of agents.sticky_roles) exports through agents.export; onnxruntime and SB3
+    agree on observations the environment emits, with the env's names."""
+    from agents import export as X
+    from agents import train
+    from agents.onnx_policy import OnnxPolicy
+    from agents.sb3_policy import algo_class
+
+    kw = [f"{k}={v}" for k, v in SMALL.items()]
+    hp = ["--hyperparams", *hyperparams] if hyperparams else []
+    with X.torch_one_thread():
+        assert train.main(["--env", ENV_ID, "--timesteps", "64", "--n-envs", "2", "--no-eval", "--no-progress",
+                           "--out", str(tmp_path), "--seed", "1", "--env-kwargs", *kw, *hp]) == 0
+    out = tmp_path / "p.onnx"
+    parity = X.export(ENV_ID, str(tmp_path / "final.zip"), out, parity_obs=600)
+    assert parity.ok and parity.n_obs == 600 and parity.mismatches == 0 and parity.max_abs_diff <= X.ATOL
+    assert parity.decided > 0.9 * parity.n_obs  # the check is not vacuous
+    p = OnnxPolicy(out)
+    env = DisaggregationVecEnv(1, **SMALL)
+    assert p.observation_features == env.feature_names() and p.action_meanings == env.action_meanings()
+    assert p.metadata["env_id"] == ENV_ID and p.metadata["algorithm"] == "maskable-ppo"
+    model = algo_class("maskable-ppo").load(tmp_path / "final.zip", device="cpu")
+    assert type(model.policy).__name__ == ("MaskableActorCriticPolicy" if hyperparams else "StickyRolePolicy")
+    obs, mask = X.collect_observations(ENV_ID, 96, model, seed=5, n_envs=4, **SMALL)
+    assert obs.shape == (96, K.G + 3 * K.F) and np.abs(obs).sum() > 0
+    sb3, _ = model.predict(obs, deterministic=True, action_masks=mask)
+    a = p.act(obs, mask)
+    assert a.shape == (96, 4)  # roles of 3 instances + the dispatch rule
+    np.testing.assert_array_equal(a, sb3)
+
+
+def test_llama70b_tp4_scenarios_quick():
+    """The Llama-3.1-70B TP=4 leaderboard family (8 instances on 32 H100s, 4 nodes), quick variant:
+    the cluster is what the id says, the baselines and oracles run through the leaderboard's own
+    path and rank as they must; under MLPerf's interactive SLOs disaggregation beats colocation."""
+    from agents import leaderboard as lb
+    from agents.scenarios import SCENARIOS
+
+    fam = [s for s in SCENARIOS if "llama3.1-70b-tp4-h100x32" in s.id]
+    assert len(fam) == 2
+    for sc in fam:
+        env = DisaggregationVecEnv(1, split="test", **sc.kwargs(quick=True))
+        assert env.scenario.n_gpus == 32 and env.R == 8 and env.config.tp == 4
+        bw = env.scenario.link_bw
+        assert bw[0, 1] > bw[0, 2]  # instances 0, 1 share node 0 (NVLink); 2 is on node 1 (NIC)
+        good = {p: lb.run_policy(sc, p, quick=True, episodes=None).episodes[0]["goodput_per_gpu"]
+                for p in ("colocated", "distserve", "static_best", "oracle_dp")}
+        assert good["static_best"] >= max(good["colocated"], good["distserve"]) - 1e-9
+        assert good["oracle_dp"] >= good["static_best"] - 1e-9
+        if "interactive" in sc.id:
+            assert good["distserve"] > 1.5 * good["colocated"]
+
+
+def test_masks_hold_the_target_of_a_switching_instance():
+    env = DisaggregationVecEnv(1, seed=0, **dict(SMALL, switch_s=30.0))
+    env.reset()
+    assert env.action_masks().all()
+    env.step(np.array([[P, D, C, 0]]))  # the first decision places the roles at no cost
+    assert env.action_masks().all()
+    env.step(np.array([[D, D, C, 0]]))  # instance 0: prefill -> decode, 30 s warm-up > the 5 s interval
+    m = env.action_masks()[0]
+    assert env.dstate.phase[0, 0] != K.ACTIVE and env.dstate.role[0, 0] == P
+    np.testing.assert_array_equal(m[:3], [False, True, False])  # only the target (decode)
+    assert m[3:].all()  # the other instances and the rule are free
+    env.step(np.array([[P, D, C, 0]]))  # the env still applies a masked action (policies without masks)
+    assert env.dstate.target[0, 0] == P
+
+
+def test_sticky_role_prior_keeps_roles_and_refuses_other_layouts():
+    import torch as th
+    from gymnasium import spaces
+    from sb3_contrib import MaskablePPO
+
+    from agents.sticky_roles import StickyRolePolicy, prior_matrix
+
+    env = DisaggregationVecEnv(2, seed=0, **dict(SMALL, switch_s=30.0))
+    model = MaskablePPO(StickyRolePolicy, env, n_steps=8, batch_size=16, device="cpu", seed=0,
+                        policy_kwargs={"keep_logit": 3.0})
+    obs = env.reset()
+    dist = model.policy.get_distribution(th.as_tensor(obs))
+    keep = np.exp(3.0) / (np.exp(3.0) + 2.0)
+    for r in range(env.R):  # all colocated at reset: the prior favours colocated
+        np.testing.assert_allclose(dist.distributions[r].probs.detach().numpy()[:, C], keep, atol=0.01)
+    np.testing.assert_allclose(dist.distributions[env.R].probs.detach().numpy(), 0.5, atol=0.01)  # the rule
+    obs, *_ = env.step(np.array([[P, D, C, 0]] * 2))
+    obs, *_ = env.step(np.array([[D, D, C, 0]] * 2))  # instance 0 switching: no prior on it
+    p0 = model.policy.get_distribution(th.as_tensor(obs)).distributions[0].probs.detach().numpy()
+    np.testing.assert_allclose(p0, 1.0 / 3.0, atol=0.01)
+    with pytest.raises(ValueError, match="layout"):
+        prior_matrix(K.G + 3 * K.F + 1, np.array([3, 3, 3, 2]), 3.0)
+    with pytest.raises(ValueError, match="keep_logit"):
+        StickyRolePolicy(env.observation_space, env.action_space, lambda _: 3e-4, keep_logit=-1.0)
+    with pytest.raises(ValueError, match="MultiDiscrete"):
+        StickyRolePolicy(env.observation_space, spaces.Discrete(4), lambda _: 3e-4)

@@ -134,3 +134,46 @@ def test_load_expert_counts_not_npz(tmp_path: Path) -> None:
         load_expert_counts(q)
     with pytest.raises(TraceError, match="no such file"):
         load_expert_counts(tmp_path / "missing.npz")
+
+
+def _reference_generate(g: ExpertLoadGenerator, steps: int) -> np.ndarray:
+    """generate() one step at a time, as it was before the batched version (issue 16): each
+    step's popularity() then _advance(); the counts drawn the same way afterwards."""
+    T, k = g.tokens_per_step, g.top_k
+    full = g._pi_rank >= 1.0
+    slots = T * (k - int(full.sum()))
+    pis = np.empty((steps, g.n_layers, g.n_experts))
+    for s in range(steps):
+        pis[s] = g.popularity()
+        g._advance()
+    out = np.zeros((steps, g.n_layers, g.n_experts), dtype=np.int64)
+    is_full = pis >= 1.0
+    out[is_full] = T
+    q = np.where(is_full, 0.0, pis)
+    if slots > 0 and steps:
+        q /= q.sum(axis=2, keepdims=True)
+        out += g._rng.multinomial(slots, q)
+        for _ in range(1000):
+            bad = (out > T).any(axis=2)
+            if not bad.any():
+                break
+            out[bad] = np.where(is_full[bad], T, 0) + g._rng.multinomial(slots, q[bad])
+    return out
+
+
+@pytest.mark.parametrize("kw", [
+    dict(zipf_s=1.0, drift=0.01, layer_corr=0.5),
+    dict(zipf_s=0.0, drift=0.0, layer_corr=0.0, phase_shift_every=3),
+    dict(zipf_s=0.6, drift=1.0, layer_corr=1.0, phase_shift_every=7),
+    dict(zipf_s=2.5, drift=0.05, layer_corr=0.3, phase_shift_every=1),  # capped experts, redraws
+    dict(zipf_s=1.5, drift=0.2, layer_corr=0.9, phase_shift_every=40),
+])
+@pytest.mark.parametrize("shape", [(4, 64, 8, 2048), (1, 8, 8, 5), (3, 16, 2, 50)])
+def test_batched_generate_equals_the_one_step_reference(kw, shape) -> None:
+    """Counts, and the generator's state after them, equal stepping one step at a time, over a
+    sequence of calls that start and end between phase shifts."""
+    fast, ref = ExpertLoadGenerator(*shape, seed=3, **kw), ExpertLoadGenerator(*shape, seed=3, **kw)
+    for n in (0, 1, 5, 37, 2, 60):
+        assert np.array_equal(fast.generate(n), _reference_generate(ref, n)), n
+        assert np.array_equal(fast._z, ref._z) and fast._step == ref._step
+    assert np.array_equal(fast.popularity(), ref.popularity())

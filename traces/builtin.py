@@ -1,7 +1,8 @@
 """The built-in trace names ``load_trace`` resolves, each to its generator, with versions.
 
 ``default`` is the embedded default (``azure_conv``). The generators: ``traces.synthetic``
-(``azure_conv``, ``azure_code``, ``bursty``) and ``traces.sessions`` (``mooncake_conv``).
+(``azure_conv``, ``azure_code``, ``bursty``), ``traces.sessions`` (``mooncake_conv``) and
+``traces.families`` (``azure_code_bursty``, ``burstgpt_like``, ``agentic``).
 
 Every generator has a version (``TRACE_VERSIONS``). A change that alters what a generator yields
 for the same seed and parameters (its parameters in ``traces/data``, its draws or their order)
@@ -18,6 +19,7 @@ import re
 from collections.abc import Callable
 
 from traces.errors import TraceError
+from traces.families import agentic, azure_code_bursty, burstgpt_like
 from traces.sessions import mooncake_conv
 from traces.synthetic import azure_code, azure_conv, bursty
 from traces.trace import Trace
@@ -30,6 +32,9 @@ _GENERATORS: dict[str, tuple[int, Callable[..., Trace]]] = {
     "azure_code": (1, azure_code),
     "mooncake_conv": (1, mooncake_conv),
     "bursty": (1, bursty),
+    "azure_code_bursty": (1, azure_code_bursty),
+    "burstgpt_like": (1, burstgpt_like),
+    "agentic": (1, agentic),
 }
 _ALIASES = {"default": "azure_conv"}
 

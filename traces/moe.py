@@ -13,6 +13,7 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
+import numba as nb
 import numpy as np
 
 from traces.errors import TraceError
@@ -40,6 +41,63 @@ def inclusion_probs(n_experts: int, top_k: int, zipf_s: float) -> np.ndarray:
         free = top_k - capped.sum()
         pi = np.where(capped, 1.0, free * w / w[~capped].sum())
     return pi
+
+
+@nb.njit(cache=True)
+def _ar1_block(block: np.ndarray, noise: np.ndarray, a: float, d: float, rho: float, c: float) -> np.ndarray:
+    """Latent scores of n steps without a phase shift: ``block[0]`` holds the scores in force at
+    the first step; fills ``block[1:]`` and returns the scores after the last. ``noise[i]`` holds
+    the normals of step i ([n, layers, experts]) and becomes that step's layer-correlated noise
+    (``noise[l] = rho noise[l-1] + c eps[l]``); each step z <- a z + d noise. The same IEEE
+    operations in the same order as numpy's elementwise expressions (no fused multiply-add)."""
+    n, L, E = noise.shape
+    z = np.empty((L, E))
+    for i in range(n):
+        for x in range(E):
+            prev = noise[i, 0, x]
+            for layer in range(1, L):
+                prev = rho * prev + c * noise[i, layer, x]
+                noise[i, layer, x] = prev
+        for layer in range(L):
+            for x in range(E):
+                v = a * block[i, layer, x] + d * noise[i, layer, x]
+                if i + 1 < n:
+                    block[i + 1, layer, x] = v
+                else:
+                    z[layer, x] = v
+    return z
+
+
+@nb.njit(cache=True)
+def _popularity_steps(Z: np.ndarray, pi_rank: np.ndarray, out: np.ndarray) -> None:
+    """``out[s, l, x] = pi_rank[rank of expert x]`` with experts ranked by descending latent score
+    ``Z[s, l]`` (ties: lower index first), i.e. ``pi_rank[argsort(argsort(-z, stable), stable)]``
+    of ``popularity()`` for every step. Each row is insertion-sorted from the previous step's
+    order of the same layer (scores drift slowly, so few experts move); the order is total
+    (score, then index), so the result is the stable sort's whatever the starting order."""
+    n, L, E = Z.shape
+    order = np.empty((L, E), np.int64)
+    for layer in range(L):
+        for x in range(E):
+            order[layer, x] = x
+    for s in range(n):
+        for layer in range(L):
+            o = order[layer]
+            z = Z[s, layer]
+            for i in range(1, E):
+                x = o[i]
+                v = -z[x]
+                j = i
+                while j > 0:
+                    w = -z[o[j - 1]]
+                    if w > v or (w == v and o[j - 1] > x):
+                        o[j] = o[j - 1]
+                        j -= 1
+                    else:
+                        break
+                o[j] = x
+            for i in range(E):
+                out[s, layer, o[i]] = pi_rank[i]
 
 
 # Version of ExpertLoadGenerator's output (``expert_load-vN`` in records such as the zoo's): bump it
@@ -109,6 +167,35 @@ class ExpertLoadGenerator:
         rank = np.argsort(np.argsort(-self._z, axis=1, kind="stable"), axis=1, kind="stable")
         return self._pi_rank[rank]
 
+    def _latent_steps(self, steps: int) -> np.ndarray:
+        """The latent scores in force at each of the next ``steps`` steps, [steps, layers, experts],
+        advancing the generator past them. Equal, bit for bit and draw for draw, to recording
+        ``self._z`` and advancing one step at a time (per step: ``_layer_noise`` when drift > 0,
+        z <- sqrt(1-drift^2) z + drift noise, a permutation at each phase shift): the normals of
+        the steps between two phase shifts are drawn in one call (the same stream in the same
+        order), the layer correlation is applied across those steps at once, and the AR(1) update
+        runs with the same operations per step (tests keep the one-step reference)."""
+        L, E = self.n_layers, self.n_experts
+        Z = np.empty((steps, L, E))
+        d, rho, every = self.drift, self.layer_corr, self.phase_shift_every
+        a = np.sqrt(1 - d * d)
+        c = np.sqrt(1 - rho * rho)
+        s = 0
+        while s < steps:
+            n = steps - s if not every else min(steps - s, every - self._step % every)
+            block = Z[s:s + n]
+            block[0] = self._z
+            if d > 0:
+                noise = self._rng.standard_normal((n, L, E))  # eps of steps s..s+n-1, in draw order
+                self._z = _ar1_block(block, noise, a, d, rho, c)
+            else:
+                block[1:] = self._z
+            self._step += n
+            s += n
+            if every and self._step % every == 0:
+                self._z = self._z[:, self._rng.permutation(E)]
+        return Z
+
     def _advance(self) -> None:
         d = self.drift
         if d > 0:
@@ -124,10 +211,10 @@ class ExpertLoadGenerator:
         T, k = self.tokens_per_step, self.top_k
         full = self._pi_rank >= 1.0
         slots = T * (k - int(full.sum()))
+        # popularity() of every step at once: the expert at sorted position i gets pi_rank[i]
+        # (argsort of a permutation is its inverse, so this is pi_rank[argsort(argsort(-z))]).
         pis = np.empty((steps, self.n_layers, self.n_experts))
-        for s in range(steps):
-            pis[s] = self.popularity()
-            self._advance()
+        _popularity_steps(self._latent_steps(steps), self._pi_rank, pis)
         out = np.zeros((steps, self.n_layers, self.n_experts), dtype=np.int64)
         is_full = pis >= 1.0
         out[is_full] = T

@@ -28,8 +28,16 @@ def roles_pd(n_instances: int, n_prefill: int, n_mixed: int = 0) -> np.ndarray:
 
 
 def candidate_plans(n_instances: int) -> list[np.ndarray]:
-    """Static configurations the searches and oracles consider: all colocated, then every P:D split."""
-    return [np.full(n_instances, C, np.int64)] + [roles_pd(n_instances, p) for p in range(1, n_instances)]
+    """Static configurations the oracles consider: every count of prefill, colocated and decode
+    instances that can serve (at least one instance prefills and one decodes), all colocated
+    first, then the pure P:D splits, then the mixed pools. Mixed pools matter: on the held-out
+    episodes of the default scenario at load 0.8 the best of these reaches 12.97 goodput per GPU
+    against 12.6 all colocated, every pure split far below (envs/disaggregation/README.md)."""
+    R = n_instances
+    plans = [np.full(R, C, np.int64)] + [roles_pd(R, p) for p in range(1, R)]
+    for n_c in range(1, R):  # n_c colocated, p prefill, the rest decode
+        plans += [roles_pd(R, p, n_c) for p in range(0, R - n_c + 1)]
+    return plans
 
 
 def _action(roles: np.ndarray, rule: int, E: int) -> np.ndarray:
@@ -199,8 +207,8 @@ class _Clairvoyant:
 
 
 class StaticBest(_Clairvoyant):
-    """Best static configuration in hindsight: every candidate (all colocated, every P:D split)
-    simulated on the episode's own requests; the one with the highest goodput per GPU is played."""
+    """Best static configuration in hindsight: every candidate of ``candidate_plans`` (every count
+    of prefill, colocated and decode instances) simulated on the episode's own requests; the one with the highest goodput per GPU is played."""
 
     name = "static_best"
 

@@ -45,6 +45,11 @@ RECIPES: dict[str, Recipe] = {
     # Generated expert load (DeepSeek-V3 on 32 H200s), training seeds and drifts 0.005/0.02/0.08.
     "servegym/ExpertPlacement-v0": Recipe("expert_placement_ppo.zip", ("--timesteps", "120000", "--seed", "0"),
                                           f"expert_load-v{EXPERT_LOAD_VERSION}"),
+    # MaskablePPO with the keep-role prior (agents.sticky_roles; HYPERPARAMS), 500k steps, 16
+    # envs, seed 0, training windows (first 70%) of the default phases: Azure conversation and
+    # Azure code generators alternating every 120 s, loads 0.5 and 0.8, MLPerf SLOs.
+    "servegym/Disaggregation-v0": Recipe("disaggregation_ppo.zip", (
+        "--timesteps", "500000", "--n-envs", "16", "--seed", "0"), "azure_conv-v1+azure_code-v1"),
 }
 
 

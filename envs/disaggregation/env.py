@@ -13,7 +13,11 @@ Action Space
     ``MultiDiscrete([3] * R + [2])``: a role per instance (0 prefill, 1 decode, 2 colocated),
     then the dispatch rule (0 balance, 1 overflow; ``kernels.pick_prefill`` / ``pick_decode``).
     A role vector with no instance that prefills or none that decodes is rejected as a whole
-    (roles unchanged; counted in the metric ``rejected_role_actions``). Masks are all true.
+    (roles unchanged; counted in the metric ``rejected_role_actions``). ``action_masks()``
+    allows only the target role of an instance that is switching (draining or warming up: its
+    observation shows the old role, not the target) and everything else; the environment still
+    applies a masked action (a new target; back to the old role cancels a drain), so policies
+    that ignore masks behave as before.
 Observation Space
     ``Box`` of ``G + R * F`` floats: ``kernels.GLOBAL_FEATURES`` then ``INSTANCE_FEATURES`` per
     instance.
@@ -36,7 +40,7 @@ Version History
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import fields, replace
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
@@ -157,10 +161,10 @@ class DisaggregationVecEnv(NativeVecEnv):
 
     def __init__(self, num_envs: int = 1, config: DisaggregationConfig | None = None, seed: int | None = None,
                  **kwargs: Any):
-        unknown = set(kwargs) - set(DisaggregationConfig.__dataclass_fields__)
+        known = [f.name for f in fields(DisaggregationConfig)]  # not the ClassVar slo_metric
+        unknown = set(kwargs) - set(known)
         if unknown:
-            raise TypeError(f"Disaggregation: unknown config field(s) {sorted(unknown)}; known: "
-                            f"{', '.join(DisaggregationConfig.__dataclass_fields__)}")
+            raise TypeError(f"Disaggregation: unknown config field(s) {sorted(unknown)}; known: {', '.join(known)}")
         cfg = replace(config or DisaggregationConfig(), **kwargs)
         cfg.validate()
         cfg = replace(cfg, load=cfg.loads())
@@ -201,6 +205,7 @@ class DisaggregationVecEnv(NativeVecEnv):
             self._roles_log[e] = []
         K.reset_all(self.state, self.scenario.workload, self.scenario.engine, self.dstate, self.params,
                     envs.astype(np.int64), rows, np.ones(len(envs)), self._obs)
+        self._update_masks()
 
     def advance(self) -> None:
         """One kernel call: every env applies ``_actions`` (roles [R], rule) and runs one interval."""
@@ -209,6 +214,14 @@ class DisaggregationVecEnv(NativeVecEnv):
                    self._rew, self._term, self._trunc)
         for e in range(self.num_envs):
             self._roles_log[e].append(self.dstate.role[e].copy())
+        self._update_masks()
+
+    def _update_masks(self) -> None:
+        """Role columns of a switching instance: only its target is legal (see Action Space)."""
+        ds, R = self.dstate, self.R
+        switching = (ds.phase != K.ACTIVE) | (ds.target != ds.role)  # [E, R]
+        target = np.arange(3)[None, None, :] == ds.target[:, :, None]  # [E, R, 3]
+        self._mask[:, : 3 * R] = (~switching[:, :, None] | target).reshape(-1, 3 * R)
 
     def episode_extras(self, e: int) -> dict[str, Any]:
         return {"requests": self.request_records(e), "series": self.series(e)}

@@ -7,8 +7,9 @@ normalized-score references included): sub-steps per second of the native VecEnv
 DummyVecEnv over the Gymnasium view, under EPLB (one sub-step per layer per rebalance) and under
 custom + fill (two per layer); rebalance decisions per second (a rebalance = every simulated layer
 decided and the next interval of 32 batch steps played); and the cluster model alone: simulated
-batch steps per second (each step = every simulated MoE layer: dispatch, FFN, all-to-all). One
-core; medians over ``--repeats`` episodes; ratios from the same run.
+batch steps per second (each step = every simulated MoE layer: dispatch, FFN, all-to-all), and the
+seconds one episode's load generation and its two reference costs (round-robin, clairvoyant EPLB)
+take. One core; medians over ``--repeats`` episodes; ratios from the same run.
 """
 
 from __future__ import annotations
@@ -29,6 +30,13 @@ from envs.expert_placement.env import ENV_ID, ExpertPlacementEnv, ExpertPlacemen
 from envs.options import Parser
 
 
+# The timer of every figure: wall clock (default) or, with ``--clock cpu``, this thread's CPU
+# time (``time.thread_time``: on a machine shared with other jobs, time the process was not
+# running is left out; the kernels and numpy run in this thread).
+CLOCK = [time.perf_counter]
+CLOCKS = {"wall": time.perf_counter, "cpu": time.thread_time}
+
+
 def _policy_actions(vec, mode: int) -> np.ndarray:
     """``mode`` on mode sub-steps; FILL (every remaining replica by EPLB's greedy rule) on
     replica sub-steps: 4 layers x 2 sub-steps per rebalance for custom."""
@@ -43,14 +51,14 @@ def _rate(vec, mode: int, repeats: int) -> tuple[float, float]:
     rates, rebal = [], []
     for rep in range(repeats + 1):  # the first episode warms up (compilation)
         steps = n_reb = 0
-        t = time.perf_counter()
+        t = CLOCK[0]()
         while True:
             _, r, d, _ = vec.step(_policy_actions(vec, mode))
             steps += 1
             n_reb += int(np.count_nonzero(r))
             if d.all():
                 break
-        dt = time.perf_counter() - t
+        dt = CLOCK[0]() - t
         if rep:
             rates.append(steps * vec.num_envs / dt)
             rebal.append(n_reb / dt)
@@ -67,18 +75,23 @@ def bench_sim(n: int, repeats: int) -> dict:
     for _ in range(repeats):
         sim.interval[:] = 0
         place = sim.place.copy()
-        t = time.perf_counter()
+        t = CLOCK[0]()
         for _ in range(v.config.intervals):
             sim.run_interval(envs, place)
-        dt = time.perf_counter() - t
+        dt = CLOCK[0]() - t
         rates.append(n * v.config.intervals * v.config.interval_steps / dt)
     r = float(np.median(rates))
-    gen = []
+    gen, refs = [], []
     for rep in range(repeats):
-        t = time.perf_counter()
-        sim.load.episode(0, rep, v.config.drifts()[0], np.random.default_rng(rep))
-        gen.append(time.perf_counter() - t)
+        t = CLOCK[0]()
+        sim.load.episode(rep, v.config.drifts()[0])
+        gen.append(CLOCK[0]() - t)
+        t = CLOCK[0]()
+        for kind in ("round_robin", "eplb_clairvoyant"):
+            sim.reference_cost(0, kind)
+        refs.append(CLOCK[0]() - t)
     return {"n_envs": n, "batch_steps_per_s": r, "generator_s_per_episode": float(np.median(gen)),
+            "references_s_per_episode": float(np.median(refs)),
             "episode_batch_steps": sim.load.steps, "layer_steps_per_s": r * v.sh.L, "experts": v.sh.E,
             "gpus": v.sh.G, "layers": v.sh.L}
 
@@ -87,12 +100,15 @@ def build_parser() -> Parser:
     p = Parser(prog="python -m envs.bench --env " + ENV_ID, description=__doc__)
     p.add_argument("--sizes", type=int, nargs="+", default=[1, 16, 64])
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--clock", choices=tuple(CLOCKS), default="wall",
+                   help="wall clock, or this thread's CPU time (for a machine shared with other jobs)")
     p.add_argument("--json", type=Path)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
+    CLOCK[0] = CLOCKS[a.clock]
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     rows = []
@@ -115,8 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     for s in sim:
         print(f"cluster model, {s['n_envs']} envs, E={s['experts']} on {s['gpus']} GPUs: "
               f"{s['batch_steps_per_s']:,.0f} batch steps/s ({s['layer_steps_per_s']:,.0f} layer-steps/s); "
-              f"load generator {s['generator_s_per_episode']:.3f} s per episode of {s['episode_batch_steps']} steps")
-    report = {"env": ENV_ID, "rows": rows, "simulator": sim, "repeats": a.repeats,
+              f"load generator {s['generator_s_per_episode']:.3f} s per episode of {s['episode_batch_steps']} steps, "
+              f"reference costs {s['references_s_per_episode']:.3f} s per episode")
+    report = {"env": ENV_ID, "rows": rows, "simulator": sim, "repeats": a.repeats, "clock": a.clock,
               "steady_state": steady_state(
                   "whole episodes (load generation, resets and the episode's references inside the timing); "
                   "the first episode warms up and is not counted", "one episode", "whole episodes", a.repeats,

@@ -38,6 +38,15 @@ from envs.kv_admission import kernels as K
 from envs.core import state as S
 from envs.core.capacity import measure_capacity_rps
 from envs.core.engine import EngineSpec
+from envs.core.mixture import (
+    Part,
+    check_mixture_config,
+    common_block_size,
+    dense_offset_chains,
+    load_parts,
+    merge_workloads,
+    normalize_workloads,
+)
 from envs.core.workload import build_workload, load_split, max_window_gaps, output_histogram
 from envs.metrics import episode_metrics
 from envs.native_vec import NativeVecEnv, VecEnvView, item_features
@@ -96,6 +105,10 @@ class KVAdmissionConfig:
     prefix_caching: bool = False
     trace_params: tuple[tuple[str, Any], ...] = ()  # forwarded to traces.load_trace
     window_order: str = "random"  # "random" | "sequential" (env e replays windows e, e+E, ...)
+    # Training on a distribution (envs.core.mixture): built-in trace names and file paths that replace
+    # trace; each episode draws a family (and generator seed) uniformly, then a window, then a load.
+    workloads: tuple[str, ...] | str = ()
+    workload_seeds: int = 1  # generator seeds per built-in family in workloads (trace_seed, trace_seed + 1, ...)
 
     def loads(self) -> tuple[float, ...]:
         loads = (self.load,) if isinstance(self.load, (int, float)) else tuple(self.load)
@@ -117,6 +130,15 @@ class Scenario:
     capacity_rps: float
     hist_prior: np.ndarray
     trace_name: str
+    # A workload mixture (config.workloads; envs.core.mixture), else empty / None:
+    parts: tuple[Part, ...] = ()  # each part's family and generator seed
+    groups: np.ndarray | None = None  # int64 [P + 1], window offsets of the parts
+    part_capacity_rps: np.ndarray | None = None  # float64 [P], capacity measured on each part's history
+    part_hist_prior: np.ndarray | None = None  # float64 [P, bins], each part's Past-Future prior
+
+    def part_of(self, window: int) -> int:
+        """Index of the part that holds ``window`` (0 for a single trace)."""
+        return 0 if self.groups is None else int(np.searchsorted(self.groups, window, side="right")) - 1
 
 
 def build_scenario(cfg: KVAdmissionConfig) -> Scenario:
@@ -129,6 +151,8 @@ def build_scenario(cfg: KVAdmissionConfig) -> Scenario:
 
 @cache
 def _build_scenario(cfg: KVAdmissionConfig) -> Scenario:
+    if cfg.workloads:
+        return _build_mixture(cfg)
     history, trace = load_split(cfg, "KVAdmission")
     chain_tokens = trace.block_size or 1
     cache_on = cfg.prefix_caching and trace.block_ids is not None
@@ -146,6 +170,32 @@ def _build_scenario(cfg: KVAdmissionConfig) -> Scenario:
     hist = output_histogram(history.output_tokens)
     hist = hist * (100.0 / hist.sum())
     return Scenario(eng, wl, rate, capacity, hist, trace.meta.name)
+
+
+def _build_mixture(cfg: KVAdmissionConfig) -> Scenario:
+    """The scenario of a workload mixture: every part's windows, natural rates, capacity and prior."""
+    parts, loaded = load_parts(cfg, "KVAdmission")
+    labels = [p.label for p in parts]
+    bs = common_block_size(loaded, labels, "KVAdmission")
+    if cfg.prefix_caching and bs is None:
+        raise ValueError(f"KVAdmission: prefix_caching=True but no trace of workloads {list(cfg.workloads)} has block ids")
+    cache_on = cfg.prefix_caching and bs is not None
+    eng = cfg.engine_spec().build(cache_on=cache_on, chain_block_tokens=bs or 1)
+    eng = eng._replace(max_output=max(int(max(h.output_tokens.max(), t.output_tokens.max())) for h, t in loaded))
+    wls, rates, caps, priors, groups, next_id = [], [], [], [], [0], 0
+    for history, trace in loaded:
+        trace, next_id = dense_offset_chains(trace, next_id)
+        wl, rate = build_workload(trace, cfg.window_requests, cfg.predictor_accuracy, cfg.trace_seed)
+        cap_wl, _ = build_workload(history, cfg.window_requests, cfg.predictor_accuracy, cfg.trace_seed)
+        caps.append(measure_capacity_rps(eng, cap_wl))
+        hist = output_histogram(history.output_tokens)
+        priors.append(hist * (100.0 / hist.sum()))
+        wls.append(wl)
+        rates.append(rate)
+        groups.append(groups[-1] + wl.arrival_s.shape[0])
+    name = "mixture(" + ", ".join(dict.fromkeys(labels)) + ")"
+    return Scenario(eng, merge_workloads(wls), np.concatenate(rates), float(np.mean(caps)), priors[0], name,
+                    parts, np.array(groups, np.int64), np.array(caps, np.float64), np.array(priors))
 
 
 class KVAdmissionVecEnv(NativeVecEnv):
@@ -168,7 +218,9 @@ class KVAdmissionVecEnv(NativeVecEnv):
     def __init__(self, num_envs: int = 1, config: KVAdmissionConfig | None = None, seed: int | None = None,
                  **kwargs: Any):
         cfg = replace(config or KVAdmissionConfig(), **kwargs)
-        cfg = replace(cfg, load=cfg.loads(), trace_params=tuple(dict(cfg.trace_params).items()))
+        cfg = replace(cfg, load=cfg.loads(), trace_params=tuple(dict(cfg.trace_params).items()),
+                      workloads=normalize_workloads(cfg.workloads, "KVAdmission"))
+        check_mixture_config(cfg, "KVAdmission")
         if cfg.rate_scale is not None and not cfg.rate_scale > 0:
             raise ValueError(f"KVAdmission: rate_scale must be > 0, got {cfg.rate_scale}")
         if cfg.window_order not in ("random", "sequential"):
@@ -203,6 +255,8 @@ class KVAdmissionVecEnv(NativeVecEnv):
         W = sc.workload.arrival_s.shape[0]
         windows = np.empty(len(envs), np.int32)
         scales = np.empty(len(envs), np.float64)
+        if sc.groups is not None:
+            return self._reset_mixture(envs, loads, W)
         for j, e in enumerate(envs):
             windows[j], load = self.draw_episode(int(e), W, loads)
             self._episode_load[e] = load
@@ -214,6 +268,26 @@ class KVAdmissionVecEnv(NativeVecEnv):
                     sc.hist_prior, self.K, self._obs, self._mask, self._admit, len(BUDGET_LEVELS),
                     self._scratch)
 
+    def _reset_mixture(self, envs: np.ndarray, loads: tuple[float, ...], W: int) -> None:
+        """Reset of a workload mixture: part, window and load per env; each part's envs reset
+        with the part's Past-Future prior and loads relative to the part's capacity."""
+        sc = self.scenario
+        windows = np.empty(len(envs), np.int32)
+        scales = np.empty(len(envs), np.float64)
+        part = np.empty(len(envs), np.int64)
+        for j, e in enumerate(envs):
+            windows[j], load = self.draw_episode(int(e), W, loads, sc.groups)
+            self._episode_load[e] = load
+            part[j] = sc.part_of(int(windows[j]))
+            if self.config.rate_scale is not None:
+                scales[j] = 1.0 / self.config.rate_scale
+            else:
+                scales[j] = sc.natural_rate[windows[j]] / (load * sc.part_capacity_rps[part[j]])
+        for p in np.unique(part):
+            sel = part == p
+            K.reset_all(self.state, sc.workload, sc.engine, envs[sel].astype(np.int64), windows[sel], scales[sel],
+                        sc.part_hist_prior[p], self.K, self._obs, self._mask, self._admit, len(BUDGET_LEVELS))
+
     def advance(self) -> None:
         """One kernel call: every env applies its action in ``_actions`` and runs an iteration."""
         sc = self.scenario
@@ -222,7 +296,12 @@ class KVAdmissionVecEnv(NativeVecEnv):
                    self._rew, self._term, self._trunc, self._scratch)
 
     def episode_extras(self, e: int) -> dict[str, Any]:
-        return {"requests": self.request_records(e)}
+        out: dict[str, Any] = {"requests": self.request_records(e)}
+        sc = self.scenario
+        if sc.groups is not None:  # a workload mixture: which family, generator seed and window played
+            w = int(self.state.window[e])
+            out["workload"] = {**sc.parts[sc.part_of(w)].info(), "window": w}
+        return out
 
     def feature_names(self) -> list[str]:
         return item_features(K.GLOBAL_FEATURES, K.CANDIDATE_FEATURES, self.K, "cand")

@@ -96,6 +96,9 @@ def make_config(**kwargs: Any) -> MultiConfig:
     rcfg = replace(rt.RoutingConfig(), **{k: v for k, v in kwargs.items() if k in routing_fields})
     rcfg = replace(rcfg, load=rcfg.loads(), trace_params=tuple(dict(rcfg.trace_params).items()))
     rcfg.validate()
+    if rcfg.workloads:
+        raise ValueError(f"multi: workloads (a workload mixture) is not supported by the multi-agent cluster yet; "
+                         f"got workloads={rcfg.workloads!r}; pass one trace")
     cfg = MultiConfig(routing=rcfg, **{k: v for k, v in kwargs.items() if k in own})
     cfg.validate()
     return cfg

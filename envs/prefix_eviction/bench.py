@@ -10,7 +10,11 @@ Rows (one core, medians over ``--repeats``, every ratio from figures of this one
   under the zoo agent through SB3/torch and ``refs_per_s_learned_onnx`` under the same agent
   exported to ONNX (forward passes included), through ``bench_rows``'s ``policies``;
 - ``refs_per_s_kernel``: references per second of the kernel alone replaying the trace with
-  LRU victims and no decision stops (the ceiling the Python round trip is compared with).
+  LRU victims and no decision stops (the ceiling the Python round trip is compared with);
+- ``kernel_vs_libcachesim``: per ranking (LRU, FIFO, LFU, S3-FIFO) the kernel's references/s over
+  the whole training part, in chain mode and in flat mode (every reference an independent object),
+  and libCacheSim's ``process_trace`` (the libcachesim package, if installed) over the same flat
+  stream at the same capacity, with both hit counts (equal).
 Scenario: the default (mooncake_conv, training part), capacity_frac 0.05, chain semantics.
 """
 
@@ -20,6 +24,7 @@ import json
 import os
 import platform
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -35,6 +40,13 @@ from envs.options import Parser
 KW = {"capacity_frac": 0.05}
 
 
+# The timer of every figure: wall clock (default) or, with ``--clock cpu``, this thread's CPU
+# time (``time.thread_time``: on a machine shared with other jobs, time the process was not
+# running is left out; the kernels and numpy run in this thread).
+CLOCK = [time.perf_counter]
+CLOCKS = {"wall": time.perf_counter, "cpu": time.thread_time}
+
+
 def _run(vec, act, steps: int, repeats: int) -> tuple[float, float]:
     """Median decisions/s and references/s of ``steps`` calls."""
     obs = vec.reset()
@@ -42,10 +54,10 @@ def _run(vec, act, steps: int, repeats: int) -> tuple[float, float]:
     d_rates, r_rates = [], []
     for _ in range(repeats):
         refs0 = _ref_count(vec)
-        t = time.perf_counter()
+        t = CLOCK[0]()
         for _ in range(steps):
             obs, _, _, _ = vec.step(act(obs, vec.action_masks()))
-        dt = time.perf_counter() - t
+        dt = CLOCK[0]() - t
         d_rates.append(steps * vec.num_envs / dt)
         r_rates.append((_ref_count(vec) - refs0) / dt)
     return float(np.median(d_rates)), float(np.median(r_rates))
@@ -80,11 +92,87 @@ def bench_kernel(repeats: int) -> float:
     N = len(bt.sc.req_prompt)
     rates = []
     for _ in range(repeats + 1):
-        t = time.perf_counter()
+        t = CLOCK[0]()
         K.reset_env(vec.state, bt.sc, K.R_LRU, 0, vec.caps[0], 0, N, N, vec.K, False, vec._obs64,
                     vec._mask, vec._cands[0], vec._scratch, bt.block_size, bt.n_tenants)
-        rates.append(len(bt.sc.ref_block) / (time.perf_counter() - t))
+        rates.append(len(bt.sc.ref_block) / (CLOCK[0]() - t))
     return float(np.median(rates[1:]))
+
+
+# Rankings compared with libCacheSim (its class of the same policy; hit-for-hit equal on a flat stream).
+LIBCACHESIM = {"lru": "LRU", "fifo": "FIFO", "lfu": "LFU", "s3fifo": "S3FIFO"}
+
+
+def _replay(vec: pe.PrefixEvictionVecEnv, ranking: str, repeats: int) -> tuple[float, int]:
+    """Median references/s of the kernel replaying the whole part scored under ``ranking`` (its
+    own victims, no decision stops) and the block hits of the replay."""
+    bt = vec.built
+    N = len(bt.sc.req_prompt)
+    vec.set_ranking(ranking, native=True)
+    rates = []
+    for _ in range(repeats + 1):  # the first replay compiles
+        t = CLOCK[0]()
+        K.reset_env(vec.state, bt.sc, pe.RANKINGS[ranking], 0, vec.caps[0], 0, 0, N, vec.K, False, vec._obs64,
+                    vec._mask, vec._cands[0], vec._scratch, bt.block_size, bt.n_tenants)
+        rates.append(len(bt.sc.ref_block) / (CLOCK[0]() - t))
+    return float(np.median(rates[1:])), int(vec.state.iv[0, K.I_HIT_BLOCKS])
+
+
+def _libcachesim_replay(lcs, ref_block: np.ndarray, capacity: int, ranking: str, repeats: int,
+                        tmp: Path) -> tuple[float, int]:
+    """Median references/s of libCacheSim's ``process_trace`` over the same reference string (one
+    object per block id, size 1, read from an oracleGeneral binary file in the page cache) and its
+    hits."""
+    path = tmp / "refs.oracleGeneral.bin"
+    if not path.exists():
+        rec = np.zeros(len(ref_block), np.dtype([("t", "<u4"), ("id", "<u8"), ("size", "<u4"), ("next", "<i8")]))
+        rec["t"] = np.arange(len(ref_block))
+        rec["id"] = ref_block.astype(np.uint64) + 1  # 0 is libCacheSim's "no object"
+        rec["size"] = 1
+        rec["next"] = -1
+        rec.tofile(path)
+    reader = lcs.TraceReader(str(path), lcs.TraceType.ORACLE_GENERAL_TRACE)
+    rates, miss = [], 1.0
+    for _ in range(repeats + 1):
+        cache = getattr(lcs, LIBCACHESIM[ranking])(cache_size=capacity)
+        t = CLOCK[0]()
+        miss = cache.process_trace(reader)[0]
+        rates.append(len(ref_block) / (CLOCK[0]() - t))
+    return float(np.median(rates[1:])), int(round(len(ref_block) * (1.0 - miss)))
+
+
+def bench_against_libcachesim(repeats: int) -> dict:
+    """Per ranking of ``LIBCACHESIM``: references/s of the kernel over the default scenario's
+    training part in chain mode (the environment's semantics) and in flat mode (each reference an
+    independent object: the textbook stream), and of libCacheSim's ``process_trace`` over that
+    same flat stream at the same capacity, with both hit counts (equal: the tests check it too).
+    libCacheSim's rows are absent (``None``) where the package is not installed."""
+    try:
+        import libcachesim as lcs
+    except ImportError:
+        lcs = None
+    vec = {chain: pe.PrefixEvictionVecEnv(1, seed=0, **KW, chain=chain, warmup_requests=0,
+                                          window_requests=len(pe.PrefixEvictionVecEnv(1, **KW).built.sc.req_prompt))
+           for chain in (True, False)}
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in LIBCACHESIM:
+            row = {}
+            row["chain_refs_per_s"], row["chain_hits"] = _replay(vec[True], name, repeats)
+            row["flat_refs_per_s"], row["flat_hits"] = _replay(vec[False], name, repeats)
+            row["libcachesim_refs_per_s"] = row["libcachesim_hits"] = None
+            if lcs is not None:
+                row["libcachesim_refs_per_s"], row["libcachesim_hits"] = _libcachesim_replay(
+                    lcs, vec[False].built.sc.ref_block, vec[False].caps[0], name, repeats, Path(tmp))
+                row["flat_over_libcachesim"] = row["flat_refs_per_s"] / row["libcachesim_refs_per_s"]
+            out[name] = row
+            lc = (f"libCacheSim {row['libcachesim_refs_per_s']:12,.0f} refs/s ({row['libcachesim_hits']} hits), "
+                  f"kernel/libCacheSim {row['flat_over_libcachesim']:5.1f}x" if lcs is not None
+                  else "libCacheSim not installed")
+            print(f"{name:7s} kernel chain {row['chain_refs_per_s']:12,.0f} refs/s  flat {row['flat_refs_per_s']:12,.0f} "
+                  f"refs/s ({row['flat_hits']} hits)  {lc}", flush=True)
+    return {"capacity_blocks": vec[False].caps[0], "references": int(len(vec[False].built.sc.ref_block)),
+            "rankings": out}
 
 
 # A policy under test: called with the VecEnv it will act in, returns act(obs, mask) -> actions.
@@ -120,6 +208,8 @@ def build_parser(prog: str = "python -m envs.bench --env " + pe.ENV_ID) -> Parse
     p.add_argument("--sizes", type=int, nargs="+", default=[1, 16, 256])
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--steps", type=int, default=40_000, help="native decisions per timed run")
+    p.add_argument("--clock", choices=tuple(CLOCKS), default="wall",
+                   help="wall clock, or this thread's CPU time (for a machine shared with other jobs)")
     p.add_argument("--json", type=Path)
     return p
 
@@ -127,12 +217,15 @@ def build_parser(prog: str = "python -m envs.bench --env " + pe.ENV_ID) -> Parse
 def main(argv: list[str] | None = None, policies: dict[str, PolicyFactory] | None = None,
          prog: str = "python -m envs.bench --env " + pe.ENV_ID) -> int:
     a = build_parser(prog).parse_args(argv)
+    CLOCK[0] = CLOCKS[a.clock]
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     rows = bench_rows(a.sizes, a.steps, a.repeats, policies)
     kernel = bench_kernel(a.repeats)
     print(f"kernel alone (LRU, no decision stops): {kernel:,.0f} references/s", flush=True)
-    report = {"env": pe.ENV_ID, "rows": rows, "refs_per_s_kernel": kernel, "scenario": KW,
+    vs_lcs = bench_against_libcachesim(a.repeats)
+    report = {"env": pe.ENV_ID, "rows": rows, "refs_per_s_kernel": kernel, "kernel_vs_libcachesim": vs_lcs,
+              "scenario": KW,
               "steady_state": steady_state(
                   "timed decisions after one warm step: a decision (an eviction) only arises once the cache "
                   "is full, so every timed step is in steady state; refs_per_s_lru says what the decisions "
@@ -140,7 +233,7 @@ def main(argv: list[str] | None = None, policies: dict[str, PolicyFactory] | Non
                   {str(E): [max(20, a.steps // E), max(5, max(20, a.steps // E) // 10)] for E in a.sizes},
                   a.repeats, steps_timed_is="per row: [native, dummy] steps of each env per timed run",
                   action="LRU's victim (candidate 0)"),
-              "repeats": a.repeats,
+              "repeats": a.repeats, "clock": a.clock,
               "machine": {"python": sys.version.split()[0], "platform": platform.platform(),
                           "processor": platform.processor(), "threads": 1}}
     if a.json:
@@ -152,10 +245,10 @@ def _run_dummy(vec, steps: int, repeats: int) -> tuple[float, float]:
     vec.reset()
     rates = []
     for _ in range(repeats):
-        t = time.perf_counter()
+        t = CLOCK[0]()
         for _ in range(steps):
             vec.step(vec.action_masks().argmax(1))
-        rates.append(steps * vec.num_envs / (time.perf_counter() - t))
+        rates.append(steps * vec.num_envs / (CLOCK[0]() - t))
     return float(np.median(rates)), 0.0
 
 

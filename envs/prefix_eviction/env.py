@@ -50,6 +50,7 @@ import traces
 from envs.prefix_eviction import kernels as K
 from envs.core.capacity import measure_capacity_rps
 from envs.core.engine import DEFAULT_PROFILE, Engine, EngineSpec
+from envs.core.mixture import Part, check_mixture_config, normalize_workloads, parts_of
 from envs.core.workload import build_workload
 from envs.metrics import percentile
 from envs.native_vec import NativeVecEnv, VecEnvView, item_features
@@ -84,6 +85,11 @@ class PrefixEvictionConfig:
     trace_seed: int = 0
     trace_params: tuple[tuple[str, Any], ...] = ()  # forwarded to traces.load_trace
     window_order: str = "random"  # "random" | "sequential" (env e plays windows e, e+E, ...)
+    # Training on a distribution (envs.core.mixture): built-in trace names and file paths with prefix
+    # chains that replace trace; each episode draws a family (and generator seed) uniformly, then a
+    # window, then a capacity (a fraction of that part's distinct blocks).
+    workloads: tuple[str, ...] | str = ()
+    workload_seeds: int = 1  # generator seeds per built-in family in workloads (trace_seed, trace_seed + 1, ...)
 
     def capacities(self) -> tuple[float, ...]:
         c = self.capacity_frac
@@ -129,9 +135,24 @@ class Built:
     # rejected by the engine at arrival (longer than the model's context or the KV pool).
     failed: np.ndarray  # int64 [W]
     rejected: np.ndarray  # int64 [W]
+    # A workload mixture (config.workloads; envs.core.mixture), else empty / None. Parts are built
+    # one by one and laid end to end: ids, references and requests of part p follow those of p - 1.
+    parts: tuple[Part, ...] = ()
+    request_groups: np.ndarray | None = None  # int64 [P + 1], request offsets of the parts
+    window_groups: np.ndarray | None = None  # int64 [P + 1], offsets of the parts' sequential windows
+    part_blocks: np.ndarray | None = None  # int64 [P], distinct blocks of each part (capacities scale with it)
+    part_ttft_scale: np.ndarray | None = None  # float64 [P], each part's TTFT replay time scale
+
+    def part_of_request(self, q: int) -> int:
+        """Index of the part that holds request ``q`` (0 for a single trace)."""
+        if self.request_groups is None:
+            return 0
+        return int(np.searchsorted(self.request_groups, q, side="right")) - 1
 
 
 def _load_part(cfg: PrefixEvictionConfig) -> traces.Trace:
+    if cfg.workloads:
+        raise AssertionError("a workload mixture loads its parts in _build_mixture")
     if isinstance(cfg.trace, traces.Trace):
         trace = cfg.trace
     else:
@@ -179,7 +200,12 @@ def _served(trace: traces.Trace, eng: Engine) -> tuple[traces.Trace, np.ndarray,
 
 @cache
 def _build(cfg: PrefixEvictionConfig) -> Built:
-    whole = _load_part(cfg)
+    if cfg.workloads:
+        return _build_mixture(cfg)
+    return _build_from(cfg, _load_part(cfg))
+
+
+def _build_from(cfg: PrefixEvictionConfig, whole: traces.Trace) -> Built:
     spec = EngineSpec(model=cfg.model, gpu=cfg.gpu, tp=cfg.tp)
     trace, kept, failed_mask, rejected_mask = _served(whole, spec.build(cache_on=True,
                                                                           chain_block_tokens=int(whole.block_size)))
@@ -258,6 +284,67 @@ def _build(cfg: PrefixEvictionConfig) -> Built:
                  trace.meta.name, n_failed.astype(np.int64), n_rejected.astype(np.int64))
 
 
+def _build_mixture(cfg: PrefixEvictionConfig) -> Built:
+    """Every part of ``cfg.workloads`` built alone (``_build_from``), then laid end to end: block
+    ids, references and requests of each part offset past the previous ones, so that no block,
+    next-use link or window crosses from one part into another."""
+    parts = parts_of(cfg, "PrefixEviction")
+    builts = []
+    for p in parts:
+        try:
+            whole = _load_part(replace(cfg, trace=p.name, trace_seed=p.seed, workloads=()))
+        except (traces.TraceError, ValueError) as err:
+            raise ValueError(f"PrefixEviction: workloads entry {p.name!r} (seed {p.seed}): {err}") from None
+        builts.append(_build_from(cfg, whole))
+    sizes = {b.block_size for b in builts}
+    if len(sizes) > 1:
+        raise ValueError(f"PrefixEviction: workloads mix prefix-block sizes {sorted(sizes)} "
+                         f"({', '.join(f'{p.label}: {b.block_size}' for p, b in zip(parts, builts))}); "
+                         "a prefix cache indexes one block size")
+    U = np.cumsum([0] + [b.n_blocks for b in builts])
+    R = np.cumsum([0] + [len(b.sc.ref_block) for b in builts])
+    N = np.cumsum([0] + [len(b.sc.req_prompt) for b in builts])
+    Wn = np.cumsum([0] + [len(b.starts) for b in builts])
+
+    def cat(get, shift=None, keep=None):
+        out = []
+        for k, b in enumerate(builts):
+            a = np.asarray(get(b))
+            if shift is not None:
+                add = shift[k]
+                a = a + add if keep is None else np.where(a == keep, a, a + add)
+            out.append(a)
+        return np.concatenate(out)
+
+    sc0 = builts[0].sc
+    sc = Scenario(
+        chain=sc0.chain,
+        ref_block=cat(lambda b: b.sc.ref_block, U).astype(np.int32),
+        ref_tokens=cat(lambda b: b.sc.ref_tokens),
+        next_ref=cat(lambda b: b.sc.next_ref, R, K.NEVER).astype(np.int64),
+        req_off=np.concatenate([b.sc.req_off[:-1] + R[k] for k, b in enumerate(builts)] + [[R[-1]]]).astype(np.int64),
+        req_prompt=cat(lambda b: b.sc.req_prompt),
+        req_tenant=cat(lambda b: b.sc.req_tenant).astype(np.int32),
+        parent=cat(lambda b: b.sc.parent, U, -1).astype(np.int32),
+        depth=cat(lambda b: b.sc.depth),
+        tokens=cat(lambda b: b.sc.tokens),
+        cost=cat(lambda b: b.sc.cost),
+        cost0=sc0.cost0,
+        coeffs=sc0.coeffs,
+    )
+    eng = builts[0].engine._replace(max_output=max(b.engine.max_output for b in builts))
+    labels = [p.label for p in parts]
+    return Built(
+        sc, int(U[-1]), builts[0].block_size, max(b.n_tenants for b in builts),
+        cat(lambda b: b.starts, N), cat(lambda b: b.ends, N), cat(lambda b: b.prev_ref, R, -1),
+        cat(lambda b: b.arrival_s), cat(lambda b: b.output), eng, float("nan"),
+        "mixture(" + ", ".join(dict.fromkeys(labels)) + ")",
+        cat(lambda b: b.failed), cat(lambda b: b.rejected),
+        parts, N.astype(np.int64), Wn.astype(np.int64), np.array([b.n_blocks for b in builts], np.int64),
+        np.array([b.ttft_scale for b in builts], np.float64),
+    )
+
+
 def build(cfg: PrefixEvictionConfig) -> Built:
     """The scenario of ``cfg``; fields that only steer episodes do not rebuild it."""
     return _build(replace(cfg, capacity_frac=DEFAULT_CAPACITIES, candidates=1, window_order="random"))
@@ -330,7 +417,9 @@ class PrefixEvictionVecEnv(NativeVecEnv):
                  seed: int | None = None, **kwargs: Any):
         cfg = replace(config or PrefixEvictionConfig(), **kwargs)
         cfg = replace(cfg, capacity_frac=cfg.capacities(), chain=bool(cfg.chain),
-                      trace_params=tuple(dict(cfg.trace_params).items()))
+                      trace_params=tuple(dict(cfg.trace_params).items()),
+                      workloads=normalize_workloads(cfg.workloads, "PrefixEviction"))
+        check_mixture_config(cfg, "PrefixEviction")
         if cfg.window_order not in ("random", "sequential"):
             raise ValueError(f"PrefixEviction: window_order must be 'random' or 'sequential', "
                              f"got {cfg.window_order!r}")
@@ -344,6 +433,11 @@ class PrefixEvictionVecEnv(NativeVecEnv):
         self.K = cfg.candidates
         bt = self.built
         self.caps = tuple(max(2, round(f * bt.n_blocks)) for f in cfg.capacities())
+        # A mixture's capacities are fractions of each part's own distinct blocks.
+        self.part_caps = None if bt.part_blocks is None else tuple(
+            tuple(max(2, round(f * int(u))) for f in cfg.capacities()) for u in bt.part_blocks)
+        if self.part_caps is not None:
+            self.caps = tuple(max(c) for c in zip(*self.part_caps))
         n_obs = K.N_GLOBAL + self.K * K.N_CAND
         super().__init__(num_envs, spaces.Box(-np.inf, np.inf, (n_obs,), np.float32),
                          spaces.Discrete(self.K))
@@ -356,7 +450,7 @@ class PrefixEvictionVecEnv(NativeVecEnv):
         self._obs64 = np.zeros((E, n_obs), np.float64)
         self._mask = np.zeros((E, self.K), np.bool_)
         self._cands = np.zeros((E, self.K), np.int64)
-        self._scratch = np.zeros(max(self.caps) + 2, np.int64)
+        self._scratch = np.zeros(K.scratch_size(max(self.caps)), np.int64)
         self._noop = np.zeros(E, np.bool_)  # window needed no eviction: one no-op step ends it
         self._noop_reward = np.zeros(E)
         self._win = np.zeros((E, 2), np.int64)
@@ -418,8 +512,21 @@ class PrefixEvictionVecEnv(NativeVecEnv):
         rng = self._rngs[e]
         N = len(bt.sc.req_prompt)
         sequential = cfg.window_order == "sequential"
-        w, frac = self.draw_episode(e, len(bt.starts) if sequential else N - cfg.window_requests + 1,
-                                    cfg.capacities())
+        part_start = 0
+        if bt.request_groups is None:
+            w, frac = self.draw_episode(e, len(bt.starts) if sequential else N - cfg.window_requests + 1,
+                                        cfg.capacities())
+        else:
+            # Random starts of part p: request_groups[p] .. request_groups[p + 1] - window_requests.
+            g = bt.request_groups
+            start_groups = np.concatenate([[0], np.cumsum(np.diff(g) - cfg.window_requests + 1)])
+            groups = bt.window_groups if sequential else start_groups
+            w, frac = self.draw_episode(e, int(groups[-1]), cfg.capacities(), groups)
+            p = int(np.searchsorted(groups, w, side="right")) - 1
+            if not sequential:
+                w = int(g[p] + (w - start_groups[p]))
+            part_start = int(g[p])
+            caps = self.part_caps[p]
         ci = cfg.capacities().index(frac)
         if sequential:
             start, end = int(bt.starts[w]), int(bt.ends[w])
@@ -428,7 +535,7 @@ class PrefixEvictionVecEnv(NativeVecEnv):
         self._win[e] = (start, end)
         self._cap[e] = caps[ci]
         self._frac[e] = cfg.capacities()[ci]
-        warm = max(0, start - cfg.warmup_requests)
+        warm = max(part_start, start - cfg.warmup_requests)
         self.state.iv[e, K.I_RNG] = int(rng.integers(1 << 62))
         self.state.iv[e, K.I_SAMPLED] = cfg.candidate_set == "sampled"
         more = K.reset_env(self.state, bt.sc, self.rank, e, caps[ci], warm, start, end, self.K,
@@ -496,11 +603,14 @@ class PrefixEvictionVecEnv(NativeVecEnv):
         start, end = (int(x) for x in self._win[e])
         refs = max(int(iv[K.I_REF_BLOCKS]), 1)
         r0, r1 = bt.sc.req_off[start], bt.sc.req_off[end]
-        warm = bt.sc.req_off[max(0, start - self.config.warmup_requests)]
+        p = bt.part_of_request(start)
+        part_start = 0 if bt.request_groups is None else int(bt.request_groups[p])
+        warm = bt.sc.req_off[max(part_start, start - self.config.warmup_requests)]
         infinite = float(np.mean(bt.prev_ref[r0:r1] >= warm)) if r1 > r0 else 0.0
         hit_tok = self.state.hit_tok[e, : end - start]
+        scale = bt.ttft_scale if bt.part_ttft_scale is None else float(bt.part_ttft_scale[p])
         ttft = replay_ttft(bt.engine, bt.arrival_s[start:end], bt.sc.req_prompt[start:end],
-                           bt.output[start:end], hit_tok, bt.ttft_scale)
+                           bt.output[start:end], hit_tok, scale)
         ok = np.isfinite(ttft)
         return {
             "block_hit_ratio": int(iv[K.I_HIT_BLOCKS]) / refs,
@@ -521,6 +631,14 @@ class PrefixEvictionVecEnv(NativeVecEnv):
             "stranding_evictions": float(iv[K.I_STRANDED_EVICT]),
             "bypassed_blocks": float(iv[K.I_BYPASS]),
         }
+
+
+    def episode_extras(self, e: int) -> dict[str, Any]:
+        bt = self.built
+        if bt.request_groups is None:
+            return {}
+        start = int(self._win[e, 0])  # a workload mixture: which family, generator seed and window played
+        return {"workload": {**bt.parts[bt.part_of_request(start)].info(), "first_request": start}}
 
 
 class PrefixEvictionEnv(VecEnvView):

@@ -33,6 +33,13 @@ import numpy as np
 
 from envs.core.engine import step_time
 
+# Every kernel here is compiled without numba's reference counting (``_nrt=False``, numba's
+# CPU target option ``nrt``): they only index arrays their caller owns and allocate none, and
+# with counting on, each read of a ``State``/``Scenario`` field in a loop paid an atomic
+# incref/decref pair, which was most of the time of a cache reference (issue 16). A kernel that
+# allocated an array would fail to compile, not run unsafely.
+JIT = {"cache": True, "_nrt": False}
+
 # Rankings: the order in which the K candidates are listed (the first one is the ranking's own
 # victim). The learned agent always sees R_LRU (the K oldest, or with ``iv[e, I_SAMPLED]`` LRU's
 # victim then random blocks); the others serve the heuristics natively.
@@ -85,7 +92,7 @@ F_L, F_SAVED, F_HIT_EMA, F_REWARD, N_FV = 0, 1, 2, 3, 4
 
 # ----------------------------------------------------------------------------- linked lists
 # Doubly linked lists over slots; ``iv[e, h]`` is the newest end, ``iv[e, t]`` the oldest.
-@nb.njit(cache=True, inline="always")
+@nb.njit(inline="always", **JIT)
 def _push_front(prv, nxt, iv, e, h, t, c):
     head = iv[e, h]
     prv[e, c] = -1
@@ -97,7 +104,7 @@ def _push_front(prv, nxt, iv, e, h, t, c):
     iv[e, h] = c
 
 
-@nb.njit(cache=True, inline="always")
+@nb.njit(inline="always", **JIT)
 def _unlink(prv, nxt, iv, e, h, t, c):
     p = prv[e, c]
     n = nxt[e, c]
@@ -114,12 +121,12 @@ def _unlink(prv, nxt, iv, e, h, t, c):
 
 
 # ----------------------------------------------------------------------------- min-heap
-@nb.njit(cache=True, inline="always")
+@nb.njit(inline="always", **JIT)
 def _less(k1, k2, e, a, b):
     return k1[e, a] < k1[e, b] or (k1[e, a] == k1[e, b] and k2[e, a] < k2[e, b])
 
 
-@nb.njit(cache=True)
+@nb.njit(**JIT)
 def _sift_up(heap, hpos, k1, k2, e, i):
     c = heap[e, i]
     while i > 0:
@@ -134,7 +141,7 @@ def _sift_up(heap, hpos, k1, k2, e, i):
     hpos[e, c] = i
 
 
-@nb.njit(cache=True)
+@nb.njit(**JIT)
 def _sift_down(heap, hpos, k1, k2, e, i, n):
     c = heap[e, i]
     while True:
@@ -153,14 +160,14 @@ def _sift_down(heap, hpos, k1, k2, e, i, n):
     hpos[e, c] = i
 
 
-@nb.njit(cache=True)
+@nb.njit(**JIT)
 def _heap_fix(heap, hpos, k1, k2, iv, e, c):
     i = hpos[e, c]
     _sift_up(heap, hpos, k1, k2, e, i)
     _sift_down(heap, hpos, k1, k2, e, hpos[e, c], iv[e, I_HSIZE])
 
 
-@nb.njit(cache=True)
+@nb.njit(**JIT)
 def _heap_push(heap, hpos, k1, k2, iv, e, c):
     n = iv[e, I_HSIZE]
     heap[e, n] = c
@@ -169,7 +176,7 @@ def _heap_push(heap, hpos, k1, k2, iv, e, c):
     _sift_up(heap, hpos, k1, k2, e, n)
 
 
-@nb.njit(cache=True)
+@nb.njit(**JIT)
 def _heap_remove(heap, hpos, k1, k2, iv, e, c):
     i = hpos[e, c]
     n = iv[e, I_HSIZE] - 1
@@ -185,7 +192,7 @@ def _heap_remove(heap, hpos, k1, k2, iv, e, c):
 
 
 # ----------------------------------------------------------------------------- cost model
-@nb.njit(cache=True)
+@nb.njit(**JIT)
 def prefill_saved_s(coeffs, prompt, hit_tokens):
     """Prefill seconds a cached prefix of ``hit_tokens`` saves a ``prompt``-token request: one
     prefill iteration of the whole prompt minus one of the uncached rest attending to the cached
@@ -201,7 +208,7 @@ def prefill_saved_s(coeffs, prompt, hit_tokens):
 
 
 # ----------------------------------------------------------------------------- the cache
-@nb.njit(cache=True)
+@nb.njit(**JIT)
 def _keys(rank, k1, k2, e, c, freq, last_t, next_use, cost, L):
     """Heap key of slot ``c`` under a priority ranking (smallest = evicted first)."""
     if rank == R_LFU:  # least frequently used, least recently used among equals
@@ -215,7 +222,7 @@ def _keys(rank, k1, k2, e, c, freq, last_t, next_use, cost, L):
         k2[e, c] = last_t
 
 
-@nb.njit(cache=True)
+@nb.njit(**JIT)
 def _desc_add(parent, desc, e, b, d):
     a = parent[b]
     while a >= 0:
@@ -223,7 +230,7 @@ def _desc_add(parent, desc, e, b, d):
         a = parent[a]
 
 
-@nb.njit(cache=True)
+@nb.njit(**JIT)
 def evict_slot(st, sc, rank, e, c):
     """Remove slot ``c`` from every structure and return it to the free stack."""
     iv = st.iv
@@ -254,14 +261,14 @@ def evict_slot(st, sc, rank, e, c):
     iv[e, I_EVICTIONS] += 1
 
 
-@nb.njit(cache=True, inline="always")
+@nb.njit(inline="always", **JIT)
 def s3_small_cap(cap):
     """Small-queue size: libCacheSim's (int64_t)cache_size * 0.1, at least 1 (libCacheSim admits
     nothing to a small queue of one object: its insert refuses obj_size >= small size)."""
     return max(np.int64(cap * S3_SMALL_RATIO), 1)
 
 
-@nb.njit(cache=True)
+@nb.njit(**JIT)
 def _ghost_push(st, e, b, cap):
     """S3-FIFO ghost queue: a FIFO of evicted ids holding (int64_t)(cache_size * 0.9) of them; an id
     already in it keeps its place (libCacheSim's ghost is a FIFO cache: a hit does not move it)."""
@@ -278,7 +285,7 @@ def _ghost_push(st, e, b, cap):
         iv[e, I_G_SIZE] -= 1
 
 
-@nb.njit(cache=True)
+@nb.njit(**JIT)
 def _s3_evict_main(st, sc, e, q):
     """libCacheSim ``S3FIFO_evict_main``: 2-bit CLOCK over M; returns the slot or -1 when every
     block of M is pinned by request ``q`` (chain mode)."""
@@ -300,7 +307,7 @@ def _s3_evict_main(st, sc, e, q):
     return -1
 
 
-@nb.njit(cache=True)
+@nb.njit(**JIT)
 def _s3_evict_small(st, sc, e, q, cap):
     """libCacheSim ``S3FIFO_evict_small``: from S's tail, a block with >= ``S3_MOVE_TO_MAIN``
     accesses moves to M (the loop goes on in S), the first one with fewer goes to the ghost and is
@@ -328,7 +335,7 @@ def _s3_evict_small(st, sc, e, q, cap):
     return -1
 
 
-@nb.njit(cache=True)
+@nb.njit(**JIT)
 def s3fifo_victim(st, sc, e, q):
     """S3-FIFO's eviction as libCacheSim implements it (``libCacheSim/cache/eviction/S3FIFO.c``,
     https://github.com/1a1a11a/libCacheSim, the version libcachesim 0.3.5 runs; Yang et al.,
@@ -358,7 +365,7 @@ def s3fifo_victim(st, sc, e, q):
     return c
 
 
-@nb.njit(cache=True)
+@nb.njit(**JIT)
 def _insert(st, sc, rank, e, b, r, q):
     """Cache block ``b`` (referenced by reference ``r`` of request ``q``) in a free slot."""
     iv = st.iv
@@ -397,7 +404,7 @@ def _insert(st, sc, rank, e, b, r, q):
         _desc_add(sc.parent, st.desc, e, b, 1)
 
 
-@nb.njit(cache=True)
+@nb.njit(**JIT)
 def _touch(st, sc, rank, e, c, r, q):
     """Reference ``r`` (of request ``q``) to the cached slot ``c``."""
     st.prev_t[e, c] = st.last_t[e, c]
@@ -417,7 +424,7 @@ def _touch(st, sc, rank, e, c, r, q):
         _heap_fix(st.heap, st.hpos, st.k1, st.k2, st.iv, e, c)
 
 
-@nb.njit(cache=True)
+@nb.njit(**JIT)
 def _end_request(st, sc, rank, e, q):
     """Chain mode: stamp the request's cached chain as used, tail first (ancestors newest)."""
     r0 = sc.req_off[q]
@@ -435,28 +442,41 @@ def _end_request(st, sc, rank, e, q):
             _heap_fix(st.heap, st.hpos, st.k1, st.k2, st.iv, e, c)
 
 
-@nb.njit(cache=True)
+@nb.njit(**JIT)
 def _evictable(st, sc, e, c, q):
     return not (sc.chain and st.pin[e, c] == q)
 
 
-@nb.njit(cache=True, inline="always")
-def _rand_below(iv, e, n):
-    """splitmix64 step of env ``e``'s generator state (``iv[e, I_RNG]``): uniform in [0, n)."""
-    z = np.uint64(iv[e, I_RNG]) + np.uint64(0x9E3779B97F4A7C15)
-    iv[e, I_RNG] = np.int64(z)
+SAMPLE_BLOCK = 64  # random draws gathered at a time by _sampled_candidates
+GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # splitmix64's increment
+
+
+def scratch_size(max_cap: int) -> int:
+    """Length of the int64 ``scratch`` the kernels take: the heap walk's frontier (``max_cap + 2``)
+    or the sampled candidates' gather buffers (3 x ``SAMPLE_BLOCK``), whichever is longer."""
+    return max(int(max_cap) + 2, 3 * SAMPLE_BLOCK)
+
+
+@nb.njit(inline="always", **JIT)
+def _splitmix(z):
     z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
     z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    z = z ^ (z >> np.uint64(31))
-    return np.int64(z % np.uint64(n))
+    return z ^ (z >> np.uint64(31))
 
 
-@nb.njit(cache=True)
-def _sampled_candidates(st, sc, e, q, K, out):
+@nb.njit(**JIT)
+def _sampled_candidates(st, sc, e, q, K, out, scratch):
     """LRU's victim, then up to K - 1 distinct evictable blocks drawn uniformly from the cache
     (LRB's sampled candidates, Song et al. NSDI'20; Redis's approximated LRU samples the same
     way), each draw retried a few times to find a leaf of the prefix tree in chain mode (evicting
-    an inner block strands its descendants; SGLang's radix tree evicts leaves only)."""
+    an inner block strands its descendants; SGLang's radix tree evicts leaves only).
+
+    Draw i is splitmix64 of ``iv[e, I_RNG] + (i + 1) * GOLDEN`` modulo the capacity, and the state
+    advances by the draws used. The draws are computed ``SAMPLE_BLOCK`` at a time and their slots'
+    key, pin and leaf flag gathered in loops without data-dependent branches (so the cache misses
+    overlap), then consumed in order by the same rule as one draw at a time (tests keep that
+    reference, ``tests/test_prefix_eviction_kernels.py``). ``scratch``: int64, at least
+    3 x ``SAMPLE_BLOCK`` long (``scratch_size``)."""
     iv = st.iv
     n = 0
     c = iv[e, I_LRU_T]
@@ -468,17 +488,40 @@ def _sampled_candidates(st, sc, e, q, K, out):
         c = st.lru_prev[e, c]
     if n == 0:
         return 0
-    cap = iv[e, I_CAP]  # occupied slots are 0..cap-1 (the free stack hands out the lowest first)
+    cap = np.uint64(iv[e, I_CAP])  # occupied slots are 0..cap-1 (the free stack hands out the lowest first)
+    chain = sc.chain
+    B = SAMPLE_BLOCK
+    z = np.uint64(iv[e, I_RNG])
+    used = 0  # draws consumed
+    have = 0  # draws gathered (the buffer holds draws have - B .. have - 1)
     for _ in range(4 * K):
         if n >= K:
             break
         pick = -1
         for _try in range(4):
-            c = _rand_below(iv, e, cap)
-            if st.key[e, c] < 0 or not _evictable(st, sc, e, c, q):
+            if used == have:
+                for j in range(B):
+                    z += GOLDEN
+                    scratch[j] = np.int64(_splitmix(z) % cap)
+                for j in range(B):
+                    scratch[B + j] = st.key[e, scratch[j]]
+                    scratch[2 * B + j] = st.pin[e, scratch[j]]
+                for j in range(B):  # 0: not evictable, 1: evictable inner block, 2: evictable leaf
+                    b = scratch[B + j]
+                    if b < 0 or (chain and scratch[2 * B + j] == q):
+                        scratch[2 * B + j] = 0
+                    elif not chain or st.desc[e, b] == 0:
+                        scratch[2 * B + j] = 2
+                    else:
+                        scratch[2 * B + j] = 1
+                have += B
+            j = used - (have - B)
+            used += 1
+            flag = scratch[2 * B + j]
+            if flag == 0:
                 continue
-            pick = c
-            if not sc.chain or st.desc[e, st.key[e, c]] == 0:
+            pick = scratch[j]
+            if flag == 2:
                 break
         if pick < 0:
             continue
@@ -490,15 +533,16 @@ def _sampled_candidates(st, sc, e, q, K, out):
         if not dup:
             out[n] = pick
             n += 1
+    iv[e, I_RNG] = np.int64(np.uint64(iv[e, I_RNG]) + np.uint64(used) * GOLDEN)
     return n
 
 
-@nb.njit(cache=True)
+@nb.njit(**JIT)
 def candidates(st, sc, rank, e, q, K, out, scratch):
     """The K first evictable slots in the order of ``rank``; returns how many were found."""
     n = 0
     if rank == R_LRU and st.iv[e, I_SAMPLED]:
-        return _sampled_candidates(st, sc, e, q, K, out)
+        return _sampled_candidates(st, sc, e, q, K, out, scratch)
     if rank == R_LRU or rank == R_LRU_LEAF:
         c = st.iv[e, I_LRU_T]
         while c >= 0 and n < K:
@@ -544,7 +588,7 @@ def candidates(st, sc, rank, e, q, K, out, scratch):
     return n
 
 
-@nb.njit(cache=True)
+@nb.njit(**JIT)
 def write_obs(st, sc, rank, e, K, n, cands, obs, mask, block_size, n_tenants):
     iv = st.iv
     q = iv[e, I_REQ]
@@ -587,7 +631,7 @@ def write_obs(st, sc, rank, e, K, n, cands, obs, mask, block_size, n_tenants):
         o[base + 11] = 1.0 if k == 0 and rank == R_LRU else 0.0
 
 
-@nb.njit(cache=True)
+@nb.njit(**JIT)
 def advance(st, sc, rank, e, K, decide, obs, mask, cands, scratch, block_size, n_tenants):
     """Run env ``e`` until a decision (returns True, candidates in ``cands``, obs written) or the
     end of its window (returns False). ``decide=False`` takes each ranking's first candidate
@@ -666,7 +710,7 @@ def advance(st, sc, rank, e, K, decide, obs, mask, cands, scratch, block_size, n
     return False
 
 
-@nb.njit(cache=True)
+@nb.njit(**JIT)
 def reset_env(st, sc, rank, e, cap, warm_start, start, end, K, decide, obs, mask, cands, scratch,
               block_size, n_tenants):
     """Empty env ``e``'s cache, replay requests [warm_start, start) unscored with the ranking's
@@ -716,7 +760,7 @@ def reset_env(st, sc, rank, e, cap, warm_start, start, end, K, decide, obs, mask
     return advance(st, sc, rank, e, K, decide, obs, mask, cands, scratch, block_size, n_tenants)
 
 
-@nb.njit(cache=True)
+@nb.njit(**JIT)
 def step_all(st, sc, rank, envs, actions, K, obs, mask, cands, scratch, reward, done, block_size,
              n_tenants):
     """Each env of ``envs`` evicts its chosen candidate (an index into its candidates), inserts

@@ -35,6 +35,15 @@ from envs.routing import kernels as K
 from envs.core import state as S
 from envs.core.capacity import VLLM_BUDGET, measure_capacity_rps
 from envs.core.engine import EngineSpec, step_time
+from envs.core.mixture import (
+    Part,
+    check_mixture_config,
+    common_block_size,
+    dense_offset_chains,
+    load_parts,
+    merge_workloads,
+    normalize_workloads,
+)
 from envs.core.replica import arrival_time
 from envs.core.workload import build_workload, load_split, max_window_gaps
 from envs.metrics import episode_metrics
@@ -77,6 +86,10 @@ class RoutingConfig:
     hash_blocks: int = 2  # prefix blocks the prefix_key hashes (Mooncake: system prompt + 1)
     trace_params: tuple[tuple[str, Any], ...] = ()
     window_order: str = "random"
+    # Training on a distribution (envs.core.mixture): built-in trace names and file paths that replace
+    # trace; each episode draws a family (and generator seed) uniformly, then a window, then a load.
+    workloads: tuple[str, ...] | str = ()
+    workload_seeds: int = 1  # generator seeds per built-in family in workloads (trace_seed, trace_seed + 1, ...)
 
     def loads(self) -> tuple[float, ...]:
         loads = (self.load,) if isinstance(self.load, (int, float)) else tuple(self.load)
@@ -117,6 +130,19 @@ class Scenario:
     sec_per_prefill_token: float
     cache_entries: int
     trace_name: str
+    # A workload mixture (config.workloads; envs.core.mixture), else empty / None:
+    parts: tuple[Part, ...] = ()  # each part's family and generator seed
+    groups: np.ndarray | None = None  # int64 [P + 1], window offsets of the parts
+    part_capacity_rps: np.ndarray | None = None  # float64 [P], one replica on each part's history
+    part_bound_rps: np.ndarray | None = None  # float64 [P], the capacity bound of each part's windows
+
+    def part_of(self, window: int) -> int:
+        """Index of the part that holds ``window`` (0 for a single trace)."""
+        return 0 if self.groups is None else int(np.searchsorted(self.groups, window, side="right")) - 1
+
+    def bound_of(self, window: int) -> float:
+        """The capacity bound (requests/s) of the windows ``window`` belongs to."""
+        return self.bound_rps if self.part_bound_rps is None else float(self.part_bound_rps[self.part_of(window)])
 
 
 def reusable_tokens(trace: traces.Trace) -> np.ndarray:
@@ -157,6 +183,8 @@ def build_scenario(cfg: RoutingConfig) -> Scenario:
 
 @cache
 def _build_scenario(cfg: RoutingConfig) -> Scenario:
+    if cfg.workloads:
+        return _build_mixture(cfg)
     cfg = replace(cfg, trace=DEFAULT_TRACE if cfg.trace == "default" else cfg.trace)
     history, trace = load_split(cfg, "Routing")
     cache_on = cfg.prefix_caching and trace.block_ids is not None
@@ -180,6 +208,39 @@ def _build_scenario(cfg: RoutingConfig) -> Scenario:
     return Scenario(eng, wl, rate, capacity, bound, spt, entries, trace.meta.name)
 
 
+def _build_mixture(cfg: RoutingConfig) -> Scenario:
+    """The scenario of a workload mixture: every part's windows, natural rates, capacity and bound.
+
+    The prefill speed the observation's wait estimates use (``sec_per_prefill_token``) is one
+    number for the mixture: measured at the mean prompt of all parts' histories together."""
+    parts, loaded = load_parts(cfg, "Routing")
+    bs = common_block_size(loaded, [p.label for p in parts], "Routing")
+    cache_on = cfg.prefix_caching and bs is not None
+    eng = cfg.engine_spec().build(cache_on=cache_on, chain_block_tokens=bs or 1)
+    eng = eng._replace(max_output=max(int(max(h.output_tokens.max(), t.output_tokens.max())) for h, t in loaded))
+    wls, rates, caps, bounds, groups, next_id = [], [], [], [], [0], 0
+    for history, trace in loaded:
+        trace, next_id = dense_offset_chains(trace, next_id)
+        wl, rate = build_workload(trace, cfg.window_requests, cfg.predictor_accuracy, cfg.trace_seed)
+        cap_wl, _ = build_workload(history, cfg.window_requests, cfg.predictor_accuracy, cfg.trace_seed)
+        caps.append(measure_capacity_rps(eng, cap_wl))
+        reuse = reusable_tokens(trace)
+        bound_trace = trace.replace(prompt_tokens=trace.prompt_tokens - reuse, block_ids=None,
+                                    block_offsets=None, block_size=None)
+        bound_wl, _ = build_workload(bound_trace, cfg.window_requests, cfg.predictor_accuracy, cfg.trace_seed)
+        bounds.append(cfg.replicas * measure_capacity_rps(eng, bound_wl))
+        wls.append(wl)
+        rates.append(rate)
+        groups.append(groups[-1] + wl.arrival_s.shape[0])
+    mean_prompt = float(np.concatenate([h.prompt_tokens for h, _ in loaded]).mean())
+    spt = _prefill_seconds_per_token(eng, mean_prompt, cfg.budget)
+    entries = eng.capacity_blocks * eng.block_size // eng.chain_block_tokens if cache_on else 0
+    name = "mixture(" + ", ".join(dict.fromkeys(p.label for p in parts)) + ")"
+    return Scenario(eng, merge_workloads(wls), np.concatenate(rates), float(np.mean(caps)), float(np.mean(bounds)),
+                    spt, entries, name, parts, np.array(groups, np.int64), np.array(caps, np.float64),
+                    np.array(bounds, np.float64))
+
+
 def episode_draws(where: str, cfg: RoutingConfig, sc: Scenario, rngs: list, envs: np.ndarray, started: np.ndarray,
                   num_envs: int, options: list[dict[str, Any]] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Window, time scale and load level of each env's next episode (``started`` counts episodes
@@ -192,13 +253,14 @@ def episode_draws(where: str, cfg: RoutingConfig, sc: Scenario, rngs: list, envs
     levels = np.empty(len(envs), np.float64)
     for j, e in enumerate(envs):
         windows[j], load = draw_episode(where, cfg.window_order, rngs[e], int(started[e]), int(e), num_envs, W,
-                                        "load", loads, options[e] if options else {})
+                                        "load", loads, options[e] if options else {}, sc.groups)
         started[e] += 1
         levels[j] = load
+        capacity = sc.replica_capacity_rps if sc.groups is None else sc.part_capacity_rps[sc.part_of(int(windows[j]))]
         if cfg.rate_scale is not None:
             scales[j] = 1.0 / cfg.rate_scale
         else:
-            scales[j] = sc.natural_rate[windows[j]] / (load * cfg.replicas * sc.replica_capacity_rps)
+            scales[j] = sc.natural_rate[windows[j]] / (load * cfg.replicas * capacity)
     return windows, scales, levels
 
 
@@ -235,8 +297,10 @@ class RoutingVecEnv(NativeVecEnv):
             raise TypeError(f"Routing: unknown config field(s) {sorted(unknown)}; known: "
                             f"{', '.join(RoutingConfig.__dataclass_fields__)}")
         cfg = replace(config or RoutingConfig(), **kwargs)
-        cfg = replace(cfg, load=cfg.loads(), trace_params=tuple(dict(cfg.trace_params).items()))
+        cfg = replace(cfg, load=cfg.loads(), trace_params=tuple(dict(cfg.trace_params).items()),
+                      workloads=normalize_workloads(cfg.workloads, "Routing"))
         cfg.validate()
+        check_mixture_config(cfg, "Routing")
         self.config = cfg
         self.scenario = build_scenario(cfg)
         R = cfg.replicas
@@ -281,7 +345,12 @@ class RoutingVecEnv(NativeVecEnv):
                    self._trunc)
 
     def episode_extras(self, e: int) -> dict[str, Any]:
-        return {"requests": self.request_records(e)}
+        out: dict[str, Any] = {"requests": self.request_records(e)}
+        sc = self.scenario
+        if sc.groups is not None:  # a workload mixture: which family, generator seed and window played
+            w = int(self.state.window[e])
+            out["workload"] = {**sc.parts[sc.part_of(w)].info(), "window": w}
+        return out
 
     def feature_names(self) -> list[str]:
         return item_features(K.REQUEST_FEATURES, K.REPLICA_FEATURES, self.R, "replica")
@@ -318,7 +387,7 @@ def cluster_metrics(st: S.ClusterState, sc: Scenario, busy: np.ndarray, e: int,
         "offered_rps": (n - 1) / max(t_last - t0, 1e-9),
         # max / mean replica busy time: 1 = perfectly even
         "load_imbalance": float(b.max() / b.mean()) if b.mean() > 0 else 1.0,
-        "capacity_bound_rps": sc.bound_rps,
+        "capacity_bound_rps": sc.bound_of(w),
         "replicas": float(R),
         **(extra or {}),
     }

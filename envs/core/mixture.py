@@ -1,0 +1,150 @@
+"""Training on a distribution of workloads: the parts a config's ``workloads`` list names.
+
+A config with ``workloads = ("azure_conv-v1", "../shared/traces/azure_llm_2023_conv.csv", ...)``
+plays episodes from several workload families instead of one trace. Each entry is a built-in
+trace name (plain or ``NAME-vN``) or a trace file path; a built-in generator contributes
+``workload_seeds`` parts (generator seeds ``trace_seed``, ``trace_seed + 1``, ...), a file one
+part. The config's ``split`` and ``held_out_frac`` apply to every part separately, so training
+(``split="train"``) sees the first part of every family and never a held-out window.
+
+Each episode draws its part uniformly (every family and seed equally often, whatever its
+length), then a window of that part, then the swept knob (``envs.native_vec.draw_episode`` with
+``groups``); the episode's info records the part (``workload``: name, generator seed, window).
+Loads are relative to each part's own measured capacity, so ``load=1.3`` means the same overload
+on a code trace as on a conversation trace.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+import traces
+from envs.core import state as S
+from envs.core.workload import load_split
+from traces.builtin import resolve_builtin, versioned_name
+from traces.trace import Trace
+
+__all__ = ["Part", "normalize_workloads", "parts_of", "load_parts", "dense_offset_chains", "merge_workloads", "check_mixture_config"]
+
+
+@dataclass(frozen=True)
+class Part:
+    """One member of a workload distribution: ``name`` as configured, ``label`` what results
+    record (``NAME-vN`` of a built-in generator, the path of a file) and the generator ``seed``."""
+
+    name: str
+    label: str
+    seed: int
+
+    def info(self) -> dict[str, Any]:
+        return {"name": self.label, "seed": self.seed}
+
+
+def normalize_workloads(value: Any, where: str) -> tuple[str, ...]:
+    """``workloads`` as a tuple of strings: a list or tuple as it is, one string as its
+    comma-separated entries (``--env-kwargs workloads=azure_conv,agentic``); raises ``ValueError``
+    naming ``where`` for anything else."""
+    if isinstance(value, str):
+        return tuple(x.strip() for x in value.split(",") if x.strip())
+    if isinstance(value, (list, tuple)) and all(isinstance(x, str) for x in value):
+        return tuple(value)
+    raise ValueError(f"{where}: workloads must be a tuple of built-in trace names or file paths, got {value!r}")
+
+
+def check_mixture_config(cfg: Any, where: str) -> None:
+    """Raises ``ValueError`` naming ``where`` and the field for a bad ``workloads`` /
+    ``workload_seeds`` or for fields that cannot apply to every part (``trace_params``, a
+    ``Trace`` object as ``trace``)."""
+    w = cfg.workloads
+    if not isinstance(w, tuple) or not all(isinstance(x, str) and x for x in w):
+        raise ValueError(f"{where}: workloads must be a tuple of built-in trace names or file paths, got {w!r}")
+    if len(set(w)) != len(w):
+        dup = sorted({x for x in w if w.count(x) > 1})
+        raise ValueError(f"{where}: workloads lists {dup} more than once")
+    n = cfg.workload_seeds
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"{where}: workload_seeds must be an integer >= 1, got {n!r}")
+    if w and cfg.trace_params:
+        raise ValueError(f"{where}: trace_params cannot be combined with workloads (each family takes its own "
+                         f"parameters); got trace_params={dict(cfg.trace_params)!r}")
+    if w and isinstance(cfg.trace, Trace):
+        raise ValueError(f"{where}: workloads replaces trace; pass trace='default' (got a Trace object)")
+
+
+def parts_of(cfg: Any, where: str) -> tuple[Part, ...]:
+    """The parts of ``cfg.workloads`` in order (each built-in name ``workload_seeds`` times)."""
+    check_mixture_config(cfg, where)
+    out: list[Part] = []
+    for name in cfg.workloads:
+        try:
+            builtin = resolve_builtin(name) is not None
+        except traces.TraceError as err:
+            raise ValueError(f"{where}: workloads entry {name!r}: {err}") from None
+        if builtin:
+            out += [Part(name, versioned_name(name), int(cfg.trace_seed) + k) for k in range(cfg.workload_seeds)]
+        else:
+            out.append(Part(name, name, int(cfg.trace_seed)))
+    return tuple(out)
+
+
+def load_parts(cfg: Any, where: str) -> tuple[tuple[Part, ...], list[tuple[Trace, Trace]]]:
+    """Every part's (history, episodes) under the config's split (``load_split`` per part)."""
+    parts = parts_of(cfg, where)
+    loaded = []
+    for p in parts:
+        try:
+            loaded.append(load_split(replace(cfg, trace=p.name, trace_seed=p.seed, workloads=()), where))
+        except traces.TraceError as err:
+            raise ValueError(f"{where}: workloads entry {p.name!r} (seed {p.seed}): {err}") from None
+    return parts, loaded
+
+
+def dense_offset_chains(trace: Trace, offset: int) -> tuple[Trace, int]:
+    """``trace`` with its block ids remapped to ``offset .. offset + distinct - 1`` (so that parts
+    of a mixture never share a block), and the next free id. A trace without chains is returned
+    as it is."""
+    if trace.block_ids is None:
+        return trace, offset
+    uniq, inv = np.unique(np.asarray(trace.block_ids), return_inverse=True)
+    ids = (inv.astype(np.int64) + offset).astype(np.int64)
+    return trace.replace(block_ids=ids), offset + int(uniq.size)
+
+
+def merge_workloads(wls: list[S.Workload]) -> S.Workload:
+    """The windows of every workload in order, one Workload (chains padded to the longest)."""
+    B = max(w.chain_ids.shape[2] for w in wls)
+
+    def pad(c: np.ndarray) -> np.ndarray:
+        if c.shape[2] == B:
+            return c
+        out = np.full((c.shape[0], c.shape[1], B), -1, np.int64)
+        out[:, :, : c.shape[2]] = c
+        return out
+
+    return S.Workload(
+        arrival_s=np.ascontiguousarray(np.concatenate([w.arrival_s for w in wls])),
+        prompt=np.ascontiguousarray(np.concatenate([w.prompt for w in wls])),
+        output=np.ascontiguousarray(np.concatenate([w.output for w in wls])),
+        pred_bucket=np.ascontiguousarray(np.concatenate([w.pred_bucket for w in wls])),
+        n_requests=np.ascontiguousarray(np.concatenate([w.n_requests for w in wls])),
+        chain_ids=np.ascontiguousarray(np.concatenate([pad(w.chain_ids) for w in wls])),
+        chain_len=np.ascontiguousarray(np.concatenate([w.chain_len for w in wls])),
+        failed=np.ascontiguousarray(np.concatenate([w.failed for w in wls])),
+    )
+
+
+def common_block_size(loaded: list[tuple[Trace, Trace]], labels: list[str], where: str) -> int | None:
+    """The block size every part with prefix chains shares (None when no part has chains);
+    raises ``ValueError`` naming two parts whose block sizes differ."""
+    seen: dict[int, str] = {}
+    for (hist, tr), label in zip(loaded, labels):
+        if tr.block_size is not None:
+            seen.setdefault(int(tr.block_size), label)
+    if len(seen) > 1:
+        (a, la), (b, lb) = list(seen.items())[:2]
+        raise ValueError(f"{where}: workloads mix prefix-block sizes ({la}: {a} tokens, {lb}: {b} tokens); "
+                         "a prefix cache indexes one block size")
+    return next(iter(seen), None)

@@ -1,0 +1,113 @@
+"""PrefixEviction-v0 kernels: each fast path against the plain one it replaced (kept here as the
+reference), on the states a real episode goes through, so that equality cannot silently go stale."""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+import pytest
+
+from envs.prefix_eviction import env as pe
+from envs.prefix_eviction import kernels as K
+
+
+# --- references: the code the fast paths replaced, one operation at a time
+@nb.njit(cache=True)
+def _rand_below_ref(iv, e, n):
+    """splitmix64 step of env ``e``'s generator state (``iv[e, I_RNG]``): uniform in [0, n)."""
+    z = np.uint64(iv[e, K.I_RNG]) + np.uint64(0x9E3779B97F4A7C15)
+    iv[e, K.I_RNG] = np.int64(z)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    z = z ^ (z >> np.uint64(31))
+    return np.int64(z % np.uint64(n))
+
+
+@nb.njit(cache=True)
+def sampled_candidates_ref(st, sc, e, q, Kc, out):
+    """The sampled candidate set drawn one draw at a time (before the gathered version)."""
+    iv = st.iv
+    n = 0
+    c = iv[e, K.I_LRU_T]
+    while c >= 0:
+        if not (sc.chain and st.pin[e, c] == q):
+            out[0] = c
+            n = 1
+            break
+        c = st.lru_prev[e, c]
+    if n == 0:
+        return 0
+    cap = iv[e, K.I_CAP]
+    for _ in range(4 * Kc):
+        if n >= Kc:
+            break
+        pick = -1
+        for _try in range(4):
+            c = _rand_below_ref(iv, e, cap)
+            if st.key[e, c] < 0 or (sc.chain and st.pin[e, c] == q):
+                continue
+            pick = c
+            if not sc.chain or st.desc[e, st.key[e, c]] == 0:
+                break
+        if pick < 0:
+            continue
+        dup = False
+        for i in range(n):
+            if out[i] == pick:
+                dup = True
+                break
+        if not dup:
+            out[n] = pick
+            n += 1
+    return n
+
+
+def _episode_states(chain: bool, candidates: int, steps: int, seed: int):
+    """A small-window batch stepped with random legal actions: yields it at every decision."""
+    vec = pe.PrefixEvictionVecEnv(3, seed=seed, chain=chain, candidates=candidates, window_requests=30,
+                                  warmup_requests=30, capacity_frac=(0.01, 0.05))
+    rng = np.random.default_rng(seed)
+    vec.reset()
+    for _ in range(steps):
+        yield vec
+        m = vec.action_masks()
+        vec.step(np.array([rng.choice(np.flatnonzero(r)) for r in m]))
+
+
+@pytest.mark.parametrize("chain", [True, False])
+@pytest.mark.parametrize("candidates", [2, 16, 64])
+def test_sampled_candidates_equal_the_one_draw_at_a_time_reference(chain, candidates):
+    checked = 0
+    for vec in _episode_states(chain, candidates, 60, seed=candidates):
+        st, sc = vec.state, vec.built.sc
+        for e in range(vec.num_envs):
+            q = int(st.iv[e, K.I_REQ])
+            if q >= st.iv[e, K.I_REQ_END]:
+                continue
+            for trial in range(3):  # the env's own generator state, then two others
+                rng0 = int(st.iv[e, K.I_RNG]) if trial == 0 else int(np.int64(np.uint64(trial * 0x1234567891)))
+                st.iv[e, K.I_RNG] = rng0
+                want = np.full(candidates, -1, np.int64)
+                n_want = sampled_candidates_ref(st, sc, e, q, candidates, want)
+                rng_want = int(st.iv[e, K.I_RNG])
+                st.iv[e, K.I_RNG] = rng0
+                got = np.full(candidates, -1, np.int64)
+                n_got = K._sampled_candidates(st, sc, e, q, candidates, got,
+                                              np.zeros(K.scratch_size(int(st.iv[e, K.I_CAP])), np.int64))
+                assert (n_got, got.tolist(), int(st.iv[e, K.I_RNG])) == (n_want, want.tolist(), rng_want)
+                st.iv[e, K.I_RNG] = rng0
+                checked += 1
+    assert checked > 100
+
+
+def test_bench_kernel_rows_equal_libcachesim_hit_for_hit():
+    """The benchmark's kernel-vs-libCacheSim rows replay the same stream: flat-mode hits equal
+    libCacheSim's ``process_trace`` hits for LRU, FIFO, LFU and S3-FIFO (no timing asserted)."""
+    pytest.importorskip("libcachesim", reason="libcachesim not installed (pip install libcachesim)")
+    from envs.prefix_eviction import bench
+
+    out = bench.bench_against_libcachesim(1)
+    assert set(out["rankings"]) == {"lru", "fifo", "lfu", "s3fifo"}
+    for name, row in out["rankings"].items():
+        assert row["flat_hits"] == row["libcachesim_hits"] > 0, name
+        assert row["chain_refs_per_s"] > 0 and row["flat_refs_per_s"] > 0

@@ -1,0 +1,67 @@
+"""The leaderboard's transfer track: workload families held out of the training distribution.
+
+Every transfer scenario's family is outside ``TRAINING_WORKLOADS`` of its environment (whole
+families, not only later windows), each environment has two or more held-out families, ids are
+versioned, ``--quick`` plays at most one transfer scenario, and a scenario whose episodes replay
+a window says so.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+import traces
+from agents import scenarios as scn
+from traces.builtin import resolve_builtin
+
+TRANSFER_ENVS = ("servegym/KVAdmission-v0", "servegym/Routing-v0", "servegym/PrefixEviction-v0")
+
+
+def test_transfer_families_are_disjoint_from_the_training_distribution():
+    for env_id in TRANSFER_ENVS:
+        trained = {scn.family_of(w) for w in scn.TRAINING_WORKLOADS[env_id]}
+        held_out = {scn.family_of(s.trace) for s in scn.TRANSFER_SCENARIOS if s.env_id == env_id}
+        assert held_out and not held_out & trained, (env_id, held_out & trained)
+        assert len(held_out) >= 2, env_id
+    # Every entry names a current built-in generator or a shared trace file.
+    entries = {w for ws in scn.TRAINING_WORKLOADS.values() for w in ws} | {s.trace for s in scn.TRANSFER_SCENARIOS}
+    for entry in entries:
+        assert "/" in entry or resolve_builtin(entry) is not None, entry
+
+
+def test_family_of_names_an_unknown_entry():
+    with pytest.raises(KeyError, match="no_such-v1"):
+        scn.family_of("no_such-v1")
+
+
+def test_transfer_scenarios_are_versioned_held_out_and_quick_keeps_one():
+    ids = [s.id for s in scn.TRANSFER_SCENARIOS]
+    assert len(ids) == len(set(ids)) and all(i.endswith("/v1") and "/transfer/" in i for i in ids)
+    assert all(s in scn.SCENARIOS and s.track == "transfer" for s in scn.TRANSFER_SCENARIOS)
+    assert sum(s.in_quick for s in scn.TRANSFER_SCENARIOS) == 1
+    for s in scn.TRANSFER_SCENARIOS:
+        assert s.env_kwargs["split"] == "all"  # a held-out family plays whole: no part of it was trained on
+    assert all(s.track == "main" for s in scn.SCENARIOS if s not in scn.TRANSFER_SCENARIOS)
+
+
+def test_generated_transfer_families_hold_distinct_windows_for_every_episode():
+    """A held-out part with one window replayed is one sample: each generated family's scenario
+    has at least as many distinct windows as episodes (files absent here are checked when run)."""
+    for s in scn.TRANSFER_SCENARIOS:
+        if "/" in s.trace:
+            continue
+        tr = traces.load_trace(s.trace, seed=0, **dict(s.env_kwargs.get("trace_params", ())))
+        window = 1000 if s.env_id.endswith("PrefixEviction-v0") else 1024
+        assert len(tr) // window >= s.episodes, (s.id, len(tr) // window, s.episodes)
+
+
+def test_windows_note_says_when_a_window_is_replayed():
+    assert scn.windows_note(4, 4) == "" and scn.windows_note(4, None) == ""
+    assert "3 episodes replay 1 distinct held-out window(s)" in scn.windows_note(3, 1)
+
+
+def test_user_traces_replay_only_main_scenarios(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.6805900,374,44\n")
+    out = scn.user_trace_scenarios([str(path)], ["KVAdmission"])
+    assert out and all(s.track == "main" and "/transfer/" not in s.id for s in out)
