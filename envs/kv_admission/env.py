@@ -286,7 +286,8 @@ class KVAdmissionVecEnv(NativeVecEnv):
         for p in np.unique(part):
             sel = part == p
             K.reset_all(self.state, sc.workload, sc.engine, envs[sel].astype(np.int64), windows[sel], scales[sel],
-                        sc.part_hist_prior[p], self.K, self._obs, self._mask, self._admit, len(BUDGET_LEVELS))
+                        sc.part_hist_prior[p], self.K, self._obs, self._mask, self._admit, len(BUDGET_LEVELS),
+                        self._scratch)
 
     def advance(self) -> None:
         """One kernel call: every env applies its action in ``_actions`` and runs an iteration."""
