@@ -34,6 +34,8 @@ def _kv_reference_obs(vec: kva.KVAdmissionVecEnv) -> tuple[np.ndarray, np.ndarra
     (1, 1500, {}),
     (16, 400, {"candidates": 3, "slo_metric": "p99_tbt"}),
     (8, 300, {"trace": "mooncake_conv", "prefix_caching": True, "load": 1.5}),
+    (4, 600, {"workloads": ("azure_conv", "burstgpt_like-v1"), "workload_seeds": 2, "load": (1.1, 1.5),
+              "window_requests": 128, "drain_s": 5.0}),  # a workload mixture: resets per part, episodes end
 ])
 def test_kv_admission_obs_matches_reference(E, steps, kwargs):
     vec = kva.KVAdmissionVecEnv(E, seed=11, **kwargs)
