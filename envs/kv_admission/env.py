@@ -241,6 +241,7 @@ class KVAdmissionVecEnv(NativeVecEnv):
                                 max_window_gaps(self.scenario.workload))
         self._obs = np.zeros((E, n_obs), np.float32)
         self._mask = np.ones((E, N_ACTIONS), np.bool_)
+        self._scratch = K.obs_scratch(E, eng.max_seqs, cfg.queue_slots, self.K)
         self._admit = np.array(ADMIT_LEVELS, np.int64)
         self._budget = np.array(BUDGET_LEVELS, np.int64)
         self._episode_load = np.zeros(E)
@@ -264,7 +265,8 @@ class KVAdmissionVecEnv(NativeVecEnv):
             else:
                 scales[j] = sc.natural_rate[windows[j]] / (load * sc.capacity_rps)
         K.reset_all(self.state, sc.workload, sc.engine, envs.astype(np.int64), windows, scales,
-                    sc.hist_prior, self.K, self._obs, self._mask, self._admit, len(BUDGET_LEVELS))
+                    sc.hist_prior, self.K, self._obs, self._mask, self._admit, len(BUDGET_LEVELS),
+                    self._scratch)
 
     def _reset_mixture(self, envs: np.ndarray, loads: tuple[float, ...], W: int) -> None:
         """Reset of a workload mixture: part, window and load per env; each part's envs reset
@@ -284,14 +286,15 @@ class KVAdmissionVecEnv(NativeVecEnv):
         for p in np.unique(part):
             sel = part == p
             K.reset_all(self.state, sc.workload, sc.engine, envs[sel].astype(np.int64), windows[sel], scales[sel],
-                        sc.part_hist_prior[p], self.K, self._obs, self._mask, self._admit, len(BUDGET_LEVELS))
+                        sc.part_hist_prior[p], self.K, self._obs, self._mask, self._admit, len(BUDGET_LEVELS),
+                        self._scratch)
 
     def advance(self) -> None:
         """One kernel call: every env applies its action in ``_actions`` and runs an iteration."""
         sc = self.scenario
         K.step_all(self.state, sc.workload, sc.engine, self._actions, self._admit, self._budget,
                    self.config.drain_s, self.config.recompute_penalty, self.K, self._obs, self._mask,
-                   self._rew, self._term, self._trunc)
+                   self._rew, self._term, self._trunc, self._scratch)
 
     def episode_extras(self, e: int) -> dict[str, Any]:
         out: dict[str, Any] = {"requests": self.request_records(e)}

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numba as nb
 import numpy as np
 
 from envs.core.replica import (
     arrival_time,
-    mark_late_queued,
+    mark_late_queued_inline,
     next_queued,
     ceil_div,
     enqueue,
     reset_env_state,
     reset_replica,
-    run_iteration,
+    run_iteration_inline,
 )
 from envs.core.state import (
     A_GAP_EMA,
@@ -24,6 +26,7 @@ from envs.core.state import (
     C_SLO_MET,
     C_SLO_MISSED,
     N_HIST_BINS,
+    RUNNING,
 )
 
 # Observation layout: GLOBAL_FEATURES, then CANDIDATE_FEATURES for each of the K queue heads.
@@ -57,63 +60,124 @@ CANDIDATE_FEATURES = (
 )
 
 
+_STAMP_MAX = np.iinfo(np.int32).max
+
+
+class ObsScratch(NamedTuple):
+    """Working memory of :func:`fill_obs`, one row per observed replica (``row``), kept between
+    calls so that building an observation allocates nothing and sorts almost nothing.
+
+    ``order[row, :n_order[row]]``: the running slots of the last call, ascending by Past-Future's
+    remaining output (the next call starts from this order, so its insertion sort only moves the
+    few requests whose rank changed); ``mark``/``stamp``: which slots a call has placed; ``rem``,
+    ``length``: the sorted inputs of the peak; ``suf``: the suffix tables of the output-length
+    history and Past-Future's conditional mean per bin; ``heads``/``head_seq``: the K FCFS queue
+    heads; ``peak``: the K + 1 peaks. Sized by what a replica can hold (``max_running`` running
+    requests, ``slots`` request slots), not by the trace.
+    """
+
+    order: np.ndarray  # int32 [rows, M], M = running requests a replica can hold
+    n_order: np.ndarray  # int32 [rows]
+    mark: np.ndarray  # int32 [rows, S], the stamp of the last call that placed the slot
+    stamp: np.ndarray  # int64 [rows]
+    rem: np.ndarray  # float64 [rows, M]
+    length: np.ndarray  # float64 [rows, M]
+    suf: np.ndarray  # float64 [rows, 3, N_HIST_BINS + 1]: suffix counts, suffix sums, E[L | bin >= b]
+    heads: np.ndarray  # int64 [rows, K]
+    head_seq: np.ndarray  # int64 [rows, K]
+    peak: np.ndarray  # float64 [rows, K + 1]
+    extra_len: np.ndarray  # float64 [rows, K]
+
+
+def obs_scratch(rows: int, max_running: int, slots: int, K: int) -> ObsScratch:
+    """:class:`ObsScratch` for ``rows`` replicas of up to ``max_running`` running requests in
+    ``slots`` request slots with ``K`` candidates; raises ``ValueError`` for a size < 1."""
+    if min(rows, max_running, slots, K) < 1:
+        raise ValueError(f"obs_scratch: rows, max_running, slots, K must be >= 1, got {rows}, {max_running}, "
+                         f"{slots}, {K}")
+    M = min(max_running, slots)
+    return ObsScratch(
+        order=np.zeros((rows, M), np.int32), n_order=np.zeros(rows, np.int32),
+        mark=np.zeros((rows, slots), np.int32), stamp=np.zeros(rows, np.int64),
+        rem=np.zeros((rows, M)), length=np.zeros((rows, M)), suf=np.zeros((rows, 3, N_HIST_BINS + 1)),
+        heads=np.zeros((rows, K), np.int64), head_seq=np.zeros((rows, K), np.int64),
+        peak=np.zeros((rows, K + 1)), extra_len=np.zeros((rows, K)),
+    )
+
+
 @nb.njit(cache=True)
-def _hist_tables(hist):
-    """Suffix counts and sums of the output-length history (log2 bins, bin b ~ 1.5 * 2**b)."""
-    suf_c = np.zeros(N_HIST_BINS + 1)
-    suf_s = np.zeros(N_HIST_BINS + 1)
+def _hist_tables(hist, suf_c, suf_s, cond):
+    """Suffix counts and sums of the output-length history (log2 bins, bin b ~ 1.5 * 2**b), and
+    ``cond[b]`` = E[L | L in bin >= b] (NaN where no history is that long)."""
+    suf_c[N_HIST_BINS] = 0.0
+    suf_s[N_HIST_BINS] = 0.0
     for b in range(N_HIST_BINS - 1, -1, -1):
         mid = 1.0 if b == 0 else 1.5 * (1 << b)
         suf_c[b] = suf_c[b + 1] + hist[b]
         suf_s[b] = suf_s[b + 1] + hist[b] * mid
-    return suf_c, suf_s
+        cond[b] = suf_s[b] / suf_c[b] if suf_c[b] > 0 else np.nan
 
 
 @nb.njit(cache=True, inline="always")
-def _expected_output(suf_c, suf_s, g):
-    """Past-Future's estimate from the history of output lengths: E[L | L > g]."""
+def _expected_output(cond, g):
+    """Past-Future's estimate from the history of output lengths: E[L | L > g] (``cond`` from
+    :func:`_hist_tables`; g + 1 where the history has no longer output)."""
     b = 0
     mid = 1.0
     while b < N_HIST_BINS and mid <= g:
         b += 1
         mid = 1.5 * (1 << b)
-    if b >= N_HIST_BINS or suf_c[b] <= 0:
+    if b >= N_HIST_BINS or np.isnan(cond[b]):
         return g + 1.0
-    return suf_s[b] / suf_c[b]
+    return cond[b]
 
 
 @nb.njit(cache=True)
-def _peak(lens, rems, n, extra_len, extra_cnt, extra_rem):
-    """Peak future KV tokens when each request i grows by rems[i] then leaves (Past-Future).
+def _peaks(lens, rems, n, extra_rem, extra_len, n_extra, peak):
+    """Past-Future's peak future KV tokens (Past-Future: each running request i grows by rems[i]
+    tokens, then leaves) of the running batch (``peak[0]``) and of the batch plus the first k + 1
+    queued candidates (``peak[k + 1]``, k < ``n_extra``: ``extra_len[k]`` more tokens in k + 1
+    requests that each have ``extra_rem`` left), in one pass over ``lens``/``rems`` sorted by
+    ascending remaining length.
 
-    ``lens``/``rems`` sorted by ascending remaining length; ``extra_cnt`` more requests of total
-    length ``extra_len`` that each have ``extra_rem`` left.
-    """
-    peak = 0.0
+    Each value is the same floating-point expression a pass per configuration evaluates: suffix
+    sums of lengths and counts are exact integers in float64, so adding a configuration's extras
+    to the batch's sums is the same number either way, and the maximum over positions does not
+    depend on the order of requests with equal remaining length (within such a group the last
+    position holds the largest sum)."""
+    best = 0.0  # positions above the candidates' insertion point: the same for every configuration
+    for k in range(n_extra):
+        peak[k + 1] = 0.0
     suf_len = 0.0
     suf_cnt = 0.0
-    extra_done = False
+    inserted = False
     for j in range(n - 1, -1, -1):
-        if not extra_done and rems[j] < extra_rem:
-            suf_len += extra_len
-            suf_cnt += extra_cnt
-            extra_done = True
-            if extra_cnt > 0:
-                peak = max(peak, suf_len + suf_cnt * extra_rem)
+        r = rems[j]
+        if not inserted and r < extra_rem:
+            inserted = True
+            for k in range(n_extra):
+                peak[k + 1] = max(peak[k + 1], (suf_len + extra_len[k]) + (suf_cnt + (k + 1.0)) * extra_rem)
         suf_len += lens[j]
         suf_cnt += 1.0
-        peak = max(peak, suf_len + suf_cnt * rems[j])
-    if not extra_done and extra_cnt > 0:
-        suf_len += extra_len
-        suf_cnt += extra_cnt
-        peak = max(peak, suf_len + suf_cnt * extra_rem)
-    return peak
+        v = suf_len + suf_cnt * r
+        best = max(best, v)
+        if inserted:
+            for k in range(n_extra):
+                peak[k + 1] = max(peak[k + 1], (suf_len + extra_len[k]) + (suf_cnt + (k + 1.0)) * r)
+    if not inserted:
+        for k in range(n_extra):
+            peak[k + 1] = max(peak[k + 1], (suf_len + extra_len[k]) + (suf_cnt + (k + 1.0)) * extra_rem)
+    peak[0] = best
+    for k in range(n_extra):
+        peak[k + 1] = max(peak[k + 1], best)
 
 
 @nb.njit(cache=True)
-def write_obs(st, wl, eng, e, K, obs, mask, admit_levels, n_budgets, r=0):
-    """Observation and mask of replica ``r`` of env ``e`` (KVAdmission-v0 has one replica; the
-    multi-agent cluster's admission controllers use this same layout for each of theirs)."""
+def fill_obs(st, wl, eng, e, K, obs, mask, admit_levels, sc, row, r=0):
+    """Observation and mask of replica ``r`` of env ``e`` into ``obs[e]``/``mask[e]``, with
+    ``sc`` (:class:`ObsScratch`) row ``row`` as working memory (KVAdmission-v0: row e; one
+    replica per env). No allocation, one Past-Future pass, and the running requests sorted by
+    an insertion sort that starts from the row's previous order."""
     w = st.window[e]
     bs = eng.block_size
     cap = float(eng.capacity_blocks)
@@ -122,46 +186,93 @@ def write_obs(st, wl, eng, e, K, obs, mask, admit_levels, n_budgets, r=0):
     N = wl.n_requests[w]
     arrival = wl.arrival_s[w]
     scale = st.time_scale[e]
+    prompt_w = wl.prompt[w]
+    status = st.status
+    suf_c = sc.suf[row, 0]
+    suf_s = sc.suf[row, 1]
+    cond_tab = sc.suf[row, 2]
+    _hist_tables(st.out_hist[e], suf_c, suf_s, cond_tab)
 
-    # Running requests: reservation, backlog, Past-Future inputs.
+    # Running requests: last call's order (those still running), then the newly admitted.
     n_run = st.n_running[e, r]
-    lens = np.empty(n_run)
-    rems = np.empty(n_run)
-    reserve = 0.0
-    backlog = 0.0
-    decoding = 0
-    suf_c, suf_s = _hist_tables(st.out_hist[e])
+    order = sc.order[row]
+    mark = sc.mark[row]
+    stamp = sc.stamp[row] + 1
+    if stamp > _STAMP_MAX:  # int32 marks: start over rather than wrap onto an old stamp
+        mark[:] = 0
+        stamp = 1
+    sc.stamp[row] = stamp
+    m = 0
+    for i in range(sc.n_order[row]):
+        s = order[i]
+        if status[e, r, s] == RUNNING and mark[s] != stamp:
+            mark[s] = stamp
+            order[m] = s
+            m += 1
     for i in range(n_run):
         s = st.run_list[e, r, i]
-        q = st.req[e, r, s]
-        prompt = wl.prompt[w, q]
-        g = st.generated[e, r, s]
-        reserve += ceil_div(prompt + eng.max_output, bs)
-        kv = st.kv_tokens[e, r, s]
-        backlog += st.target[e, r, s] - kv
-        if kv >= st.target[e, r, s]:
+        if mark[s] != stamp:
+            mark[s] = stamp
+            order[m] = s
+            m += 1
+    sc.n_order[row] = m
+
+    # Reservation, backlog, decoding and Past-Future's inputs (integer sums: exact in any order),
+    # then an insertion sort by remaining output (stable; the order is nearly sorted already).
+    lens = sc.length[row]
+    rems = sc.rem[row]
+    req = st.req[e, r]
+    generated = st.generated[e, r]
+    kv_tokens = st.kv_tokens[e, r]
+    target = st.target[e, r]
+    max_out = eng.max_output
+    reserve = 0
+    backlog = 0
+    decoding = 0
+    for i in range(n_run):
+        s = order[i]
+        prompt = prompt_w[req[s]]
+        g = generated[s]
+        reserve += ceil_div(prompt + max_out, bs)
+        kv = kv_tokens[s]
+        tgt = target[s]
+        backlog += tgt - kv
+        if kv >= tgt:
             decoding += 1
-        cond = _expected_output(suf_c, suf_s, g)
+        cond = _expected_output(cond_tab, g)
+        rems[i] = max(min(cond, max_out) - g, 1.0)
         lens[i] = prompt + g
-        rems[i] = max(min(cond, eng.max_output) - g, 1.0)
-    order = np.argsort(rems)
-    lens = lens[order]
-    rems = rems[order]
+    for i in range(1, n_run):
+        x = rems[i]
+        if rems[i - 1] <= x:
+            continue
+        ln = lens[i]
+        s = order[i]
+        j = i
+        while j > 0 and rems[j - 1] > x:
+            rems[j] = rems[j - 1]
+            lens[j] = lens[j - 1]
+            order[j] = order[j - 1]
+            j -= 1
+        rems[j] = x
+        lens[j] = ln
+        order[j] = s
     mean_out = suf_s[0] / suf_c[0] if suf_c[0] > 0 else 0.0
-    peak0 = _peak(lens, rems, n_run, 0.0, 0.0, mean_out)
 
     # The K oldest queued requests (FCFS heads) and queue-wide sums, in one pass.
-    heads = np.full(K, -1, np.int64)
-    head_seq = np.full(K, np.iinfo(np.int64).max, np.int64)
-    q_tokens = 0.0
+    heads = sc.heads[row]
+    head_seq = sc.head_seq[row]
+    for k in range(K):
+        heads[k] = -1
+        head_seq[k] = np.iinfo(np.int64).max
+    q_tokens = 0
     late = 0
     n_q = st.n_queued[e, r]
     s = -1
     for _ in range(n_q):
-        s = next_queued(st.status, e, r, s + 1)
-        q = st.req[e, r, s]
+        s = next_queued(status, e, r, s + 1)
         q_tokens += st.target[e, r, s]
-        if st.generated[e, r, s] == 0 and now - arrival[q] * scale > eng.slo_ttft:
+        if st.generated[e, r, s] == 0 and now - arrival[st.req[e, r, s]] * scale > eng.slo_ttft:
             late += 1
         sq = st.seq[e, r, s]
         if sq < head_seq[K - 1]:
@@ -173,14 +284,27 @@ def write_obs(st, wl, eng, e, K, obs, mask, admit_levels, n_budgets, r=0):
             head_seq[k] = sq
             heads[k] = s
 
+    # The candidates' cumulative lengths, then every configuration's Past-Future peak at once.
+    extra_len = sc.extra_len[row]
+    n_heads = 0
+    cum_len = 0
+    for k in range(K):
+        if heads[k] < 0:
+            break
+        cum_len += st.target[e, r, heads[k]]
+        extra_len[k] = cum_len
+        n_heads += 1
+    peak = sc.peak[row]
+    _peaks(lens, rems, n_run, mean_out, extra_len, n_heads, peak)
+
     o = obs[e]
     o[0] = st.free_blocks[e, r] / cap
     o[1] = np.log2(1.0 + n_q) / 10.0
     o[2] = n_run / eng.max_seqs
     o[3] = decoding / eng.max_seqs
-    o[4] = backlog / cap_tok
-    o[5] = reserve / cap
-    o[6] = peak0 / cap_tok
+    o[4] = float(backlog) / cap_tok
+    o[5] = float(reserve) / cap
+    o[6] = peak[0] / cap_tok
     o[7] = st.accum[e, A_TTFT_EMA] / eng.slo_ttft
     o[8] = st.accum[e, A_GAP_EMA] / eng.slo_tpot
     o[9] = st.accum[e, A_LAST_ITER_S] / eng.slo_tpot
@@ -190,12 +314,11 @@ def write_obs(st, wl, eng, e, K, obs, mask, admit_levels, n_budgets, r=0):
     o[11] = st.accum[e, A_RECOMPUTE_EMA] / cap_tok
     o[12] = st.next_arrival[e] / N
     o[13] = late / n_q if n_q > 0 else 0.0
-    o[14] = q_tokens / cap_tok
+    o[14] = float(q_tokens) / cap_tok
     o[15] = mean_out / eng.max_output
 
     G = 16
     F = 8
-    cum_len = 0.0
     cum_res = reserve
     cum_blocks = 0
     for k in range(K):
@@ -207,16 +330,15 @@ def write_obs(st, wl, eng, e, K, obs, mask, admit_levels, n_budgets, r=0):
             continue
         q = st.req[e, r, s]
         tgt = st.target[e, r, s]
-        cum_len += tgt
-        cum_res += ceil_div(wl.prompt[w, q] + eng.max_output, bs)
+        cum_res += ceil_div(prompt_w[q] + eng.max_output, bs)
         cum_blocks += ceil_div(tgt, bs)
         o[base + 0] = 1.0
         o[base + 1] = tgt / cap_tok
         o[base + 2] = wl.pred_bucket[w, q] / 7.0
         o[base + 3] = (now - arrival[q] * scale) / eng.slo_ttft
         o[base + 4] = 1.0 if st.generated[e, r, s] > 0 else 0.0
-        o[base + 5] = cum_res / cap
-        o[base + 6] = _peak(lens, rems, n_run, cum_len, k + 1.0, mean_out) / cap_tok
+        o[base + 5] = float(cum_res) / cap
+        o[base + 6] = peak[k + 1] / cap_tok
         o[base + 7] = 1.0 if cum_blocks <= st.free_blocks[e, r] else 0.0
 
     # Action mask: admit levels beyond what can be admitted are masked (0 stays legal unless
@@ -238,6 +360,26 @@ def write_obs(st, wl, eng, e, K, obs, mask, admit_levels, n_budgets, r=0):
 
 
 @nb.njit(cache=True)
+def write_obs(st, wl, eng, e, K, obs, mask, admit_levels, n_budgets, r=0):
+    """Observation and mask of replica ``r`` of env ``e`` (KVAdmission-v0 has one replica; the
+    multi-agent cluster's admission controllers and ``examples/engine_hook.py`` use this same
+    layout for each of theirs): :func:`fill_obs` with fresh working memory (one call's worth of
+    allocation; a batch that builds observations every step keeps an :class:`ObsScratch`)."""
+    sc = _fresh_scratch(st.status.shape[2], eng.max_seqs, K)
+    fill_obs(st, wl, eng, e, K, obs, mask, admit_levels, sc, 0, r)
+
+
+@nb.njit(cache=True)
+def _fresh_scratch(slots, max_running, K):
+    M = min(max_running, slots)
+    return ObsScratch(
+        np.zeros((1, M), np.int32), np.zeros(1, np.int32), np.zeros((1, slots), np.int32), np.zeros(1, np.int64),
+        np.zeros((1, M)), np.zeros((1, M)), np.zeros((1, 3, N_HIST_BINS + 1)),
+        np.zeros((1, K), np.int64), np.zeros((1, K), np.int64), np.zeros((1, K + 1)), np.zeros((1, K)),
+    )
+
+
+@nb.njit(cache=True)
 def _enqueue_arrivals(st, wl, eng, e, until):
     w = st.window[e]
     N = wl.n_requests[w]
@@ -251,8 +393,10 @@ def _enqueue_arrivals(st, wl, eng, e, until):
 @nb.njit(cache=True)
 def step_all(
     st, wl, eng, actions, admit_levels, budget_levels, drain_s, recompute_penalty, K,
-    obs, mask, reward, terminated, truncated,
+    obs, mask, reward, terminated, truncated, sc,
 ):
+    """Every env applies ``actions[e]`` and runs one engine iteration; rewards, episode ends and
+    the next observations (``sc``: the batch's :class:`ObsScratch`, row e for env e)."""
     n_budget = budget_levels.shape[0]
     for e in range(actions.shape[0]):
         a = actions[e]
@@ -274,7 +418,7 @@ def step_all(
         if st.n_running[e, 0] == 0 and st.n_queued[e, 0] == 0 and st.next_arrival[e] < N:
             now = max(now, arrival[st.next_arrival[e]] * scale)
             _enqueue_arrivals(st, wl, eng, e, now)
-        dt = run_iteration(st, wl, eng, e, 0, admit, budget, defer, order, now)
+        dt = run_iteration_inline(st, wl, eng, e, 0, admit, budget, defer, order, now)
         if dt > 0.0:
             now += dt
         else:
@@ -284,7 +428,7 @@ def step_all(
             now = max(idle_to, now + 1e-6)
         st.clock[e] = now
         _enqueue_arrivals(st, wl, eng, e, now)
-        mark_late_queued(st, wl, eng, e, 0, now)
+        mark_late_queued_inline(st, wl, eng, e, 0, now)
 
         reward[e] = (
             (st.counters[e, C_SLO_MET] - met0)
@@ -295,12 +439,12 @@ def step_all(
         terminated[e] = st.next_arrival[e] >= N and empty
         last = arrival[N - 1] * scale
         truncated[e] = (not terminated[e]) and now > last + drain_s
-        write_obs(st, wl, eng, e, K, obs, mask, admit_levels, n_budget)
+        fill_obs(st, wl, eng, e, K, obs, mask, admit_levels, sc, e)
 
 
 @nb.njit(cache=True)
 def reset_all(st, wl, eng, envs, windows, time_scales, hist_prior, K, obs, mask, admit_levels,
-              n_budgets):
+              n_budgets, sc):
     for j in range(envs.shape[0]):
         e = envs[j]
         reset_env_state(st, e, windows[j], time_scales[j])
@@ -310,4 +454,5 @@ def reset_all(st, wl, eng, envs, windows, time_scales, hist_prior, K, obs, mask,
         st.clock[e] = t0
         st.r_clock[e, 0] = t0
         _enqueue_arrivals(st, wl, eng, e, t0)
-        write_obs(st, wl, eng, e, K, obs, mask, admit_levels, n_budgets)
+        sc.n_order[e] = 0
+        fill_obs(st, wl, eng, e, K, obs, mask, admit_levels, sc, e)

@@ -15,11 +15,11 @@ from envs.core import prefix
 from envs.core.replica import (
     ORDER_FCFS,
     enqueue,
-    mark_late_queued,
+    mark_late_queued_inline,
     next_queued,
     reset_env_state,
     reset_replica,
-    run_iteration,
+    run_iteration_inline,
 )
 from envs.core.state import A_TTFT_EMA, C_SLO_MET, C_SLO_MISSED
 
@@ -102,7 +102,7 @@ def advance_replica(st, wl, eng, e, r, until, admit, budget, defer, order, ttft_
     stuck = 0
     while st.r_clock[e, r] < until and not _is_idle(st.n_queued, st.n_running, e, r):
         st.accum[e, A_TTFT_EMA] = ttft_ema[e, r]
-        dt = run_iteration(st, wl, eng, e, r, admit, budget, defer, order, st.r_clock[e, r])
+        dt = run_iteration_inline(st, wl, eng, e, r, admit, budget, defer, order, st.r_clock[e, r])
         ttft_ema[e, r] = st.accum[e, A_TTFT_EMA]
         if dt == 0.0:
             if admit == 0:  # told to admit nothing with nothing running: idle to the next decision
@@ -203,7 +203,7 @@ def step_all(st, wl, eng, actions, up, budget, drain_s, stale_s, hash_blocks, se
             for r in range(R):
                 advance_replica(st, wl, eng, e, r, t_next, eng.max_seqs, budget, False, ORDER_FCFS,
                                 ttft_ema, busy)
-                mark_late_queued(st, wl, eng, e, r, t_next)
+                mark_late_queued_inline(st, wl, eng, e, r, t_next)
             st.clock[e] = t_next
             terminated[e] = False
             truncated[e] = False

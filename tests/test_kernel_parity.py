@@ -1,0 +1,158 @@
+"""The fast kernels of issue 16 against the straightforward ones they replaced, bit for bit.
+
+``tests/reference_kernels.py`` keeps the replaced kernels verbatim. KVAdmission-v0: after every
+step of random masked actions, the reference ``write_obs`` rebuilds each env's observation and
+mask from the same state, and they must equal the env's own, byte for byte. Routing-v0: two
+batches with the same seed, one stepped by the env and one by the reference ``step_all``, must
+give the same observations, masks, rewards, episode ends and per-request records at every step.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import reference_kernels as ref
+from envs.kv_admission import env as kva
+from envs.kv_admission import kernels as KK
+
+
+def _masked_random(rng: np.random.Generator, mask: np.ndarray) -> np.ndarray:
+    return (rng.random(mask.shape) * mask).argmax(1)
+
+
+def _kv_reference_obs(vec: kva.KVAdmissionVecEnv) -> tuple[np.ndarray, np.ndarray]:
+    sc = vec.scenario
+    obs = np.full_like(vec._obs, np.nan)
+    mask = np.zeros_like(vec._mask)
+    for e in range(vec.num_envs):
+        ref.kv_write_obs(vec.state, sc.workload, sc.engine, e, vec.K, obs, mask, vec._admit, len(kva.BUDGET_LEVELS))
+    return obs, mask
+
+
+@pytest.mark.parametrize("E, steps, kwargs", [
+    (1, 1500, {}),
+    (16, 400, {"candidates": 3, "slo_metric": "p99_tbt"}),
+    (8, 300, {"trace": "mooncake_conv", "prefix_caching": True, "load": 1.5}),
+    (4, 600, {"workloads": ("azure_conv", "burstgpt_like-v1"), "workload_seeds": 2, "load": (1.1, 1.5),
+              "window_requests": 128, "drain_s": 5.0}),  # a workload mixture: resets per part, episodes end
+])
+def test_kv_admission_obs_matches_reference(E, steps, kwargs):
+    vec = kva.KVAdmissionVecEnv(E, seed=11, **kwargs)
+    rng = np.random.default_rng(E)
+    obs = vec.reset()
+    busiest = 0
+    for t in range(steps):
+        ref_obs, ref_mask = _kv_reference_obs(vec)
+        assert obs.tobytes() == ref_obs.tobytes(), f"step {t}: observation differs from the reference"
+        assert np.array_equal(vec.action_masks(), ref_mask), f"step {t}: mask differs from the reference"
+        busiest = max(busiest, int(vec.state.n_running.max()))
+        obs, _, _, infos = vec.step(_masked_random(rng, vec.action_masks()))
+        for e, info in enumerate(infos):  # an episode ended: its terminal observation too
+            if "terminal_observation" in info:
+                assert np.isfinite(info["terminal_observation"]).all()
+    assert busiest >= 8, f"the batch never filled (at most {busiest} running): the comparison proved little"
+
+
+def test_kv_admission_stateless_write_obs_matches_reference():
+    """``write_obs`` (fresh working memory each call, as the multi-agent cluster and the engine
+    hook call it) and the batch's ``fill_obs`` (working memory kept across steps) agree with the
+    reference on the same states."""
+    vec = kva.KVAdmissionVecEnv(4, seed=5, load=1.5)
+    rng = np.random.default_rng(0)
+    vec.reset()
+    sc = vec.scenario
+    for _ in range(300):
+        vec.step(_masked_random(rng, vec.action_masks()))
+    obs = np.zeros_like(vec._obs)
+    mask = np.zeros_like(vec._mask)
+    for e in range(4):
+        KK.write_obs(vec.state, sc.workload, sc.engine, e, vec.K, obs, mask, vec._admit, len(kva.BUDGET_LEVELS))
+    ref_obs, ref_mask = _kv_reference_obs(vec)
+    assert obs.tobytes() == ref_obs.tobytes() == vec._obs.tobytes()
+    assert np.array_equal(mask, ref_mask)
+
+
+def test_kv_admission_obs_survives_stamp_wrap():
+    """The int32 marks of ``ObsScratch`` start over at the stamp limit, still matching the reference."""
+    vec = kva.KVAdmissionVecEnv(2, seed=1, load=1.3)
+    rng = np.random.default_rng(1)
+    vec.reset()
+    for _ in range(200):
+        vec.step(_masked_random(rng, vec.action_masks()))
+    vec._scratch.stamp[:] = KK._STAMP_MAX - 2
+    for t in range(6):
+        obs, _, _, _ = vec.step(_masked_random(rng, vec.action_masks()))
+        ref_obs, _ = _kv_reference_obs(vec)
+        assert obs.tobytes() == ref_obs.tobytes(), f"step {t} after the stamp limit"
+    assert vec._scratch.stamp.max() < 10
+
+
+def test_peaks_ties_and_extremes_match_one_pass_per_configuration():
+    """``_peaks`` against the reference ``_peak`` (one pass per configuration) on random inputs
+    with many equal remaining lengths, candidates inserted above, inside and below the batch."""
+    rng = np.random.default_rng(3)
+    for trial in range(400):
+        n = int(rng.integers(0, 40))
+        rems = np.sort(rng.choice([1.0, 2.5, 7.25, 100.0 / 3.0, 400.0], n) + rng.integers(0, 3, n) * (trial % 2))
+        lens = rng.integers(1, 5000, n).astype(np.float64)
+        K = int(rng.integers(1, 9))
+        extra = np.cumsum(rng.integers(1, 3000, K)).astype(np.float64)
+        mean_out = float(rng.choice([0.5, 1.0, 7.25, 50.0, 1e4]))
+        peak = np.zeros(K + 1)
+        KK._peaks(lens, rems, n, mean_out, extra, K, peak)
+        assert peak[0] == ref._peak(lens, rems, n, 0.0, 0.0, mean_out)
+        for k in range(K):
+            assert peak[k + 1] == ref._peak(lens, rems, n, extra[k], k + 1.0, mean_out), (trial, k)
+
+
+def _rt_reference_advance(vec) -> None:
+    sc, cfg = vec.scenario, vec.config
+    ref.rt_step_all(vec.state, sc.workload, sc.engine, vec._actions, vec.up, cfg.budget, cfg.drain_s, cfg.stale_s,
+                    cfg.hash_blocks, sc.sec_per_prefill_token, vec._ttft_ema, vec._busy, vec._snap, vec._snap_t,
+                    vec._sent, vec._obs, vec._mask, vec._rew, vec._term, vec._trunc)
+
+
+def _same_info(a: dict, b: dict) -> bool:
+    if a.keys() != b.keys():
+        return False
+    for k in a:
+        x, y = a[k], b[k]
+        if isinstance(x, dict):
+            if not _same_info(x, y):
+                return False
+        elif isinstance(x, np.ndarray):
+            if x.tobytes() != np.asarray(y).tobytes():
+                return False
+        elif not (x == y or (x != x and y != y)):  # NaN metrics compare equal
+            return False
+    return True
+
+
+@pytest.mark.parametrize("E, steps, kwargs", [
+    (1, 1200, {}),
+    (6, 300, {"stale_s": 0.5, "load": 1.3}),
+    (4, 300, {"replicas": 3, "slo_metric": "p99_tbt", "queue_slots": 16, "load": 1.5}),
+])
+def test_routing_steps_match_reference(E, steps, kwargs):
+    from envs.routing import env as rt
+
+    fast = rt.RoutingVecEnv(E, seed=7, **kwargs)
+    slow = rt.RoutingVecEnv(E, seed=7, **kwargs)
+    slow.advance = lambda: _rt_reference_advance(slow)
+    rng = np.random.default_rng(E)
+    o1, o2 = fast.reset(), slow.reset()
+    ended = 0
+    for t in range(steps):
+        assert o1.tobytes() == o2.tobytes(), f"step {t}: observation differs from the reference"
+        assert np.array_equal(fast.action_masks(), slow.action_masks()), f"step {t}: mask differs"
+        a = _masked_random(rng, fast.action_masks())
+        o1, r1, d1, i1 = fast.step(a)
+        o2, r2, d2, i2 = slow.step(a)
+        assert r1.tobytes() == r2.tobytes() and np.array_equal(d1, d2), f"step {t}: reward or episode end differs"
+        assert all(_same_info(x, y) for x, y in zip(i1, i2)), f"step {t}: infos differ"
+        ended += int(d1.sum())
+    for name, x, y in zip(fast.state._fields, fast.state, slow.state):
+        assert x.tobytes() == y.tobytes(), f"state.{name} differs from the reference after {steps} steps"
+    assert fast._busy.tobytes() == slow._busy.tobytes() and fast._ttft_ema.tobytes() == slow._ttft_ema.tobytes()
+    assert int(fast.state.counters[:, 8].sum()) > steps, "replicas ran too few iterations to compare"
