@@ -121,7 +121,7 @@ def test_stale_reports_freeze_load_and_count_sent():
     for _ in range(3):
         obs, *_ = v.step(np.array([1]))
     assert np.array_equal(H.replica_feature(obs, "queued", R), q0)
-    assert H.replica_feature(obs, "sent", R)[0, 1] * K.COUNT_SCALE == 3
+    assert H.replica_count(obs, "sent", R)[0, 1] == 3
     assert H.request_feature(obs, "report_age")[0] > 0
     fresh = vec(tr)
     fresh.reset()
@@ -188,10 +188,10 @@ def test_round_robin_jsq_p2c_on_hand_built_loads():
     o = _obs(4)
     mask = np.array([[True, False, True, True]])
     assert [int(rr.act(o, mask)[0]) for _ in range(4)] == [0, 2, 3, 0]
-    o = _obs(4, outstanding=np.array([3, 1, 2, 5]) / K.TOKEN_SCALE)
+    o = _obs(4, outstanding=np.array([3, 1, 2, 5]) * 1e-3)  # prefill work in TTFT SLOs
     assert H.JSQ(env).act(o, None)[0] == 1
     assert H.JSQ(env).act(o, np.array([[True, False, True, True]]))[0] == 2
-    o = _obs(2, queued=np.array([5, 1]) / K.COUNT_SCALE)
+    o = _obs(2, queued=np.array([5, 1]) / 2.5, count_unit=2.5 / K.COUNT_SCALE)  # 5 and 1 requests
     p = H.PowerOfTwo(_Env(2), seed=3)
     assert all(p.act(o, None)[0] == 1 for _ in range(20))  # with R = 2 both are always drawn
 
@@ -214,16 +214,21 @@ def test_prefix_hash_is_consistent():
 def test_sglang_cache_aware_follows_its_thresholds():
     env = _Env(3)
     sg = H.SGLangCacheAware(env)
-    cnt = lambda *x: np.array(x) / K.COUNT_SCALE
+    unit = 0.37  # requests one replica serves in one TTFT SLO: counts are in this unit
+    cnt = lambda *x: np.array(x) / unit
+    u = unit / K.COUNT_SCALE
     # Imbalanced (40 - 2 > 32 and 40 > 1.1 * 2): least loaded, whatever the cache says.
-    o = _obs(3, queued=cnt(40, 2, 10), prefix_hit=np.array([0.9, 0, 0]))
+    o = _obs(3, queued=cnt(40, 2, 10), prefix_hit=np.array([0.9, 0, 0]), count_unit=u)
     assert sg.act(o, None)[0] == 1
+    # 33 - 2 <= 32 requests: balanced, whatever the unit, so the best match.
+    o = _obs(3, queued=cnt(33, 2, 10), prefix_hit=np.array([0.9, 0, 0]), count_unit=u)
+    assert sg.act(o, None)[0] == 0
     # Balanced, match rate 0.6 > 0.5: the best match.
-    o = _obs(3, queued=cnt(10, 2, 12), prefix_hit=np.array([0.1, 0.2, 0.6]))
+    o = _obs(3, queued=cnt(10, 2, 12), prefix_hit=np.array([0.1, 0.2, 0.6]), count_unit=u)
     assert sg.act(o, None)[0] == 2
     # Balanced, match 0.4 <= 0.5: the smallest tree.
     o = _obs(3, queued=cnt(10, 2, 12), prefix_hit=np.array([0.1, 0.2, 0.4]),
-             cache_fill=np.array([0.9, 0.5, 0.3]))
+             cache_fill=np.array([0.9, 0.5, 0.3]), count_unit=u)
     assert sg.act(o, None)[0] == 2
 
 
