@@ -285,10 +285,74 @@ def test_bad_config_is_named():
         vec(tr, rate_scale=0.0)
     with pytest.raises(TypeError, match="unknown config"):
         vec(tr, replica=3)
+    with pytest.raises(ValueError, match="ttft_bound_x"):
+        vec(tr, ttft_bound_x=0.5)
+    with pytest.raises(ValueError, match="ttft_bound_penalty"):
+        vec(tr, ttft_bound_penalty=-1.0)
     v = vec(tr)
     v.reset()
     with pytest.raises(ValueError, match="actions"):
         v.step(np.array([R]))
+
+
+def _starve_trace() -> Trace:
+    """Two long prompts (120k, 60k tokens) then a 40k-token request V and a short one S."""
+    return Trace(np.array([0.0, 0.05, 0.1, 0.2]), np.array([120_000, 60_000, 40_000, 500], np.int64),
+                 np.full(4, 8, np.int64), TraceMeta("starve", "tests", "n/a"))
+
+
+def _play_actions(tr, actions, **kw):
+    v = vec(tr, replicas=2, capacity_blocks=20_000, **kw)
+    v.reset()
+    ret = 0.0
+    for a in actions:
+        _, r, d, infos = v.step(np.array([a]))
+        ret += float(r[0])
+    assert d[0]
+    return ret, infos[0], v.ttft_bound_s
+
+
+def test_ttft_bound_makes_starving_one_request_lose():
+    # Two replicas; replica 0 holds both long prompts. V misses its 2-s TTFT SLO wherever it goes.
+    # "fair" sends V to the idle replica 1, where its prefill delays S past the SLO too; "starve"
+    # parks V behind the long prompts (TTFT ~23 s, past the 10-s bound) so that S meets the SLO.
+    tr = _starve_trace()
+    fair, starve = [0, 0, 1, 1], [0, 0, 0, 1]
+    f0, fi0, _ = _play_actions(tr, fair, ttft_bound_penalty=0.0)
+    s0, si0, _ = _play_actions(tr, starve, ttft_bound_penalty=0.0)
+    assert si0["metrics"]["slo_attainment"] > fi0["metrics"]["slo_attainment"]
+    assert s0 > f0  # without the bound, starving V pays
+    f2, fi2, bound = _play_actions(tr, fair)  # the default bound: 5 x TTFT SLO, 2 per bound-length past it
+    s2, si2, _ = _play_actions(tr, starve)
+    assert bound == pytest.approx(5 * 2.0)
+    assert s2 < f2  # with it, starving V loses
+    for ret0, ret2, info in ((f0, f2, fi2), (s0, s2, si2)):  # the charge is the TTFT past the bound
+        ttft = info["requests"]["ttft"]
+        assert ret0 - ret2 == pytest.approx(2.0 * np.maximum(ttft - bound, 0).sum() / bound)
+    ttft = si2["requests"]["ttft"]
+    assert ttft[2] > bound and ttft[3] < 2.0
+    assert si2["metrics"]["ttft_over_bound"] == pytest.approx(3 / 4)
+    assert si2["metrics"]["slo_attainment_bounded"] == 0.0  # 75% of requests past the bound: score 0
+
+
+def test_tail_bound_metrics_count_unserved_requests_as_late():
+    from envs.core import state as S
+
+    n = 200
+    ttft = np.full(n, 1.0)
+    fate = np.full(n, S.FINISHED, np.int8)
+    m = rt.tail_bound_metrics(ttft, fate, 0.9, 10.0)
+    assert m == {"ttft_bound_s": 10.0, "ttft_over_bound": 0.0, "slo_attainment_bounded": 0.9}
+    ttft[:2] = 11.0  # 2 of 200 = 1% past the bound: the p99 is still within it
+    assert rt.tail_bound_metrics(ttft, fate, 0.9, 10.0)["slo_attainment_bounded"] == 0.9
+    fate[2] = S.DROPPED  # a third request never served: past it
+    ttft[2] = np.nan
+    m = rt.tail_bound_metrics(ttft, fate, 0.9, 10.0)
+    assert m["ttft_over_bound"] == pytest.approx(3 / 200) and m["slo_attainment_bounded"] == 0.0
+    fate[2] = S.REJECTED  # rejected requests are not servable: out of the denominator
+    m = rt.tail_bound_metrics(ttft, fate, 0.9, 10.0)
+    assert m["ttft_over_bound"] == pytest.approx(2 / 199)  # > 1% of 199: the p99 (198th of 199) is past it
+    assert m["slo_attainment_bounded"] == 0.0
 
 
 def test_scorer_policy_is_permutation_equivariant():

@@ -99,7 +99,7 @@ class RoutingConfig:
     # The TTFT tail bound (issue 21): ttft_bound_x x the TTFT SLO. Reward: -ttft_bound_penalty per
     # bound-length of TTFT beyond it; score: slo_attainment_bounded (0 if > 1% of requests exceed it).
     ttft_bound_x: float = 5.0
-    ttft_bound_penalty: float = 1.0
+    ttft_bound_penalty: float = 2.0
 
     def loads(self) -> tuple[float, ...]:
         loads = (self.load,) if isinstance(self.load, (int, float)) else tuple(self.load)
@@ -198,7 +198,8 @@ def _prefill_seconds_per_token(eng, prompt: float, budget: int) -> float:
 def build_scenario(cfg: RoutingConfig) -> Scenario:
     """The scenario of ``cfg``; fields that only steer episodes do not rebuild it."""
     return _build_scenario(replace(cfg, load=DEFAULT_LOADS, rate_scale=None, stale_s=0.0,
-                                   window_order="random", drain_s=0.0, ttft_bound_x=5.0, ttft_bound_penalty=1.0))
+                                   window_order="random", drain_s=0.0, ttft_bound_x=RoutingConfig.ttft_bound_x,
+                                   ttft_bound_penalty=RoutingConfig.ttft_bound_penalty))
 
 
 @cache
