@@ -355,6 +355,35 @@ def test_tail_bound_metrics_count_unserved_requests_as_late():
     assert m["slo_attainment_bounded"] == 0.0
 
 
+def test_routing_scenarios_state_the_tail_bound_and_moved_versions():
+    from agents import scenarios as scn
+
+    ids = [s.id for s in scn.SCENARIOS if s.env_id == rt.ENV_ID]
+    assert ids and all(i.endswith("/v3") for i in ids if "/transfer/" not in i)
+    assert all(i.endswith("/v2") for i in ids if "/transfer/" in i)
+    assert not any(i.endswith(("/mooncake_conversation/llama3.1-8b-h100x8/load0.6/v2", "load2.5/v1")) for i in ids)
+    assert all(s.env_kwargs["ttft_bound_x"] == 5.0 for s in scn.SCENARIOS if s.env_id == rt.ENV_ID)
+    scoring = scn.SCORING[rt.ENV_ID]
+    assert scoring.main_metric == "slo_attainment_bounded" and "ttft_p99_s" in scoring.beside
+    assert {"slo_attainment_bounded", "ttft_over_bound", "ttft_bound_s"} <= set(rt.RoutingVecEnv.table_metrics) | {
+        "ttft_bound_s"}
+
+
+def test_same_seed_same_return_with_the_bound():
+    got = []
+    for _ in range(2):
+        v = vec(_starve_trace(), n_envs=3, replicas=2, capacity_blocks=20_000)
+        rng = np.random.default_rng(3)
+        v.reset()
+        total = np.zeros(3)
+        for _ in range(4):
+            _, r, _, _ = v.step(rng.integers(0, 2, 3))
+            total += r
+        assert (v._charged.sum(1) > 0).all()  # the 120k-token prompt passes the bound wherever it goes
+        got.append((total.tobytes(), v._charged.tobytes()))
+    assert got[0] == got[1]
+
+
 def test_scorer_policy_is_permutation_equivariant():
     import torch as th
 
