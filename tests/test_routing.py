@@ -376,11 +376,14 @@ def test_same_seed_same_return_with_the_bound():
         rng = np.random.default_rng(3)
         v.reset()
         total = np.zeros(3)
-        for _ in range(4):
+        for _ in range(3):
             _, r, _, _ = v.step(rng.integers(0, 2, 3))
             total += r
         assert (v._charged.sum(1) > 0).all()  # the 120k-token prompt passes the bound wherever it goes
-        got.append((total.tobytes(), v._charged.tobytes()))
+        charged = v._charged.tobytes()
+        _, r, d, _ = v.step(rng.integers(0, 2, 3))  # the last request: the episodes end
+        assert d.all()
+        got.append(((total + r).tobytes(), charged))
     assert got[0] == got[1]
 
 
