@@ -30,7 +30,8 @@ trace (issue 21). Two facts make the constraint safe:
   (``candidate_set="lru"``, ``candidates`` >= the capacity), Belady among the candidates makes
   the same hits with the constraint as without it, which is full Belady's
   (``tests/test_prefix_eviction_leaf.py`` checks both on random chain traces). Among sampled
-  candidates it is an empirical question: ``/work/notes``-style figures are in the env README.
+  candidates no such exact statement holds (the draws differ); the measured hit ratios of Belady
+  among leaf candidates, among all candidates and of full Belady are in this env's README.
 
 The heuristics the kernel runs natively (``set_ranking(name, native=True)``: lru, lfu, s3fifo,
 ...) keep the eviction rule of the system they are named after whatever this field says (vLLM's
