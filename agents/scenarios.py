@@ -169,8 +169,11 @@ SCENARIOS: list[Scenario] = [
     *(Scenario(
         # v2: learned policies choose among sampled candidates (LRU's victim + random blocks, the
         # env's default now), not among the 16 least recently used blocks as in v1.
-        id=f"prefix_eviction/mooncake_conversation/llama3.1-8b-h100/capacity{frac}/v2",
-        env_id="servegym/PrefixEviction-v0", trace=_MOONCAKE, env_kwargs={"capacity_frac": frac},
+        # v3: the candidates are leaves of the cached prefix tree only (evict_leaves_only, as
+        # SGLang evicts; v2 offered inner blocks too, whose eviction strands their descendants).
+        id=f"prefix_eviction/mooncake_conversation/llama3.1-8b-h100/capacity{frac}/v3",
+        env_id="servegym/PrefixEviction-v0", trace=_MOONCAKE,
+        env_kwargs={"capacity_frac": frac, "evict_leaves_only": True},
         episodes=4, quick_episodes=1,
     ) for frac in (0.01, 0.05, 0.1, 0.25)),
     *(Scenario(
@@ -321,8 +324,10 @@ TRANSFER_SCENARIOS: list[Scenario] = [
         episodes=n, quick_episodes=1, track="transfer", in_quick=False,
     ) for trace, extra, n, loads in _TRANSFER_ROUTING for load in loads),
     *(Scenario(
-        id=f"prefix_eviction/transfer/{_tid(trace)}/llama3.1-8b-h100/capacity{frac}/v1",
-        env_id="servegym/PrefixEviction-v0", trace=trace, env_kwargs={"capacity_frac": frac, "split": "all", **extra},
+        # v2: leaf candidates only (evict_leaves_only, as the main track's v3).
+        id=f"prefix_eviction/transfer/{_tid(trace)}/llama3.1-8b-h100/capacity{frac}/v2",
+        env_id="servegym/PrefixEviction-v0", trace=trace,
+        env_kwargs={"capacity_frac": frac, "split": "all", "evict_leaves_only": True, **extra},
         episodes=n, quick_episodes=1, track="transfer", in_quick=False,
     ) for trace, extra, n, fracs in _TRANSFER_PREFIX for frac in fracs),
 ]

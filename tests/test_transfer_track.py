@@ -38,7 +38,7 @@ def test_family_of_names_an_unknown_entry():
 
 def test_transfer_scenarios_are_versioned_held_out_and_quick_keeps_one():
     ids = [s.id for s in scn.TRANSFER_SCENARIOS]
-    assert len(ids) == len(set(ids)) and all(re.search(r"/v\d+$", i) and "/transfer/" in i for i in ids)
+    assert len(ids) == len(set(ids)) and all(re.fullmatch(r"v\d+", i.rsplit("/", 1)[1]) and "/transfer/" in i for i in ids)
     assert all(s in scn.SCENARIOS and s.track == "transfer" for s in scn.TRANSFER_SCENARIOS)
     assert sum(s.in_quick for s in scn.TRANSFER_SCENARIOS) == 1
     for s in scn.TRANSFER_SCENARIOS:
