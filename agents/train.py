@@ -31,11 +31,14 @@ from agents.policy import heuristic_names
 from agents.sb3_policy import ALGOS, algo_class
 from agents.training import (
     DEFAULT_ALGO,
+    DEVICES,
     ServeCallback,
     atomic_save,
     atomic_write_text,
     make_model,
     parse_hyperparams,
+    policy_spec,
+    resolve_device,
 )
 from envs import options
 
@@ -67,6 +70,9 @@ def build_parser() -> cli.Parser:
                         "default: every value)")
     p.add_argument("--no-eval", action="store_true")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--device", choices=DEVICES, default="auto",
+                   help="torch device of the policy: auto = cpu for small MLP policies (every "
+                        "default here; SB3 advises CPU for them), cuda where available otherwise")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (small MLPs train fastest on one; more only contend)")
     return p
@@ -109,6 +115,10 @@ def _train(a: argparse.Namespace, argv: list[str] | None, callbacks: list | None
     cli.check_env(a.env, kwargs, a.trace, a.seed, split="train")
     th.set_num_threads(a.threads)
     algo = a.algo or DEFAULT_ALGO.get(a.env, "ppo")
+    try:
+        device = resolve_device(a.device, policy_spec(algo, a.env, hyperparams))
+    except ValueError as err:
+        raise cli.UsageError(str(err)) from None
     vec = envs.make_vec(a.env, a.n_envs, seed=a.seed, trace=a.trace, split="train", **kwargs)
     out: Path = a.out
     out.mkdir(parents=True, exist_ok=True)
@@ -116,11 +126,11 @@ def _train(a: argparse.Namespace, argv: list[str] | None, callbacks: list | None
     command = " ".join(["python", "train.py", *(argv if argv is not None else sys.argv[1:])])
 
     if a.resume:
-        model = algo_class(algo).load(ckpt, env=vec, device="cpu", tensorboard_log=str(out / "tb"))
+        model = algo_class(algo).load(ckpt, env=vec, device=device, tensorboard_log=str(out / "tb"))
         print(f"resuming from {ckpt} at {model.num_timesteps} steps", flush=True)
     else:
         try:
-            model = make_model(algo, a.env, vec, a.seed, str(out / "tb"), hyperparams)
+            model = make_model(algo, a.env, vec, a.seed, str(out / "tb"), hyperparams, device)
         except ValueError as err:
             raise cli.UsageError(f"--hyperparams: {err}") from None
     remaining = a.timesteps - (model.num_timesteps if a.resume else 0)
@@ -142,7 +152,7 @@ def _train(a: argparse.Namespace, argv: list[str] | None, callbacks: list | None
     atomic_write_text(out / "run.json", json.dumps({
         "command": command, "env": a.env, "algo": algo, "timesteps": int(model.num_timesteps),
         "n_envs": a.n_envs, "trace": a.trace, "env_kwargs": kwargs, "hyperparams": hyperparams,
-        "seed": a.seed,
+        "seed": a.seed, "device": device,
         "imitate": a.imitate, "imitation": imitation, "train_wall_s": train_s,
         **workload_record(vec),
     }, indent=2, default=str))

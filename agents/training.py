@@ -121,10 +121,48 @@ def _init_keywords(cls: type) -> set[str]:
     return names
 
 
+# Policies that are small MLPs (SB3's MlpPolicy and servegym's own per-candidate scorer, keep-role
+# prior and dueling Q-network): ``--device auto`` trains them on the CPU, as SB3 advises ("PPO is
+# meant to be run primarily on the CPU, especially when you are not using a CNN",
+# https://stable-baselines3.readthedocs.io/en/master/modules/ppo.html, Notes).
+MLP_POLICIES = frozenset({
+    "MlpPolicy", "agents.scorer_policy:ItemScorerPolicy", "agents.sticky_roles:StickyRolePolicy",
+    "agents.masked_dqn:DuelingItemDQNPolicy",
+})
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def policy_spec(algo: str, env_id: str, overrides: dict[str, Any] | None = None) -> str:
+    """The policy ``make_model`` builds for ``algo`` on ``env_id``: ``"MlpPolicy"`` or the
+    ``"module:Class"`` of a custom policy (``HYPERPARAMS`` with ``overrides`` on top)."""
+    params = merge_hyperparams(HYPERPARAMS.get(env_id, {}).get(algo, {}), overrides or {})
+    return str(params.get("policy", "MlpPolicy"))
+
+
+def resolve_device(requested: str, policy: str) -> str:
+    """The torch device to train ``policy`` (a ``policy_spec``) on: ``"cpu"`` or ``"cuda"``.
+
+    ``"auto"`` is ``"cpu"`` for the small MLPs of ``MLP_POLICIES`` (SB3's advice) and ``"cuda"``
+    for any other policy where torch sees a CUDA device. Raises ``ValueError`` (one line) for
+    ``"cuda"`` without a CUDA device and for a name outside ``DEVICES``.
+    """
+    import torch as th
+
+    if requested not in DEVICES:
+        raise ValueError(f"--device {requested!r}: expected one of {', '.join(DEVICES)}")
+    if requested == "cuda" and not th.cuda.is_available():
+        raise ValueError(f"--device cuda: torch {th.__version__} sees no CUDA device "
+                         "(torch.cuda.is_available() is False); use --device cpu or auto")
+    if requested == "auto":
+        return "cpu" if policy in MLP_POLICIES or not th.cuda.is_available() else "cuda"
+    return requested
+
+
 def make_model(algo: str, env_id: str, vec: Any, seed: int, tensorboard_log: str | None,
-               overrides: dict[str, Any] | None = None):
+               overrides: dict[str, Any] | None = None, device: str = "cpu"):
     """A fresh SB3 model with the environment's ``HYPERPARAMS`` and ``overrides`` on top (see
-    ``parse_hyperparams``). Raises ``ValueError`` for an override the algorithm does not take."""
+    ``parse_hyperparams``), its tensors on ``device`` (``"cpu"``/``"cuda"``, see
+    ``resolve_device``). Raises ``ValueError`` for an override the algorithm does not take."""
     params = merge_hyperparams(HYPERPARAMS.get(env_id, {}).get(algo, {}), overrides or {})
     policy = params.pop("policy", "MlpPolicy")  # or "module:Class" of a custom policy
     if ":" in policy:
@@ -140,7 +178,7 @@ def make_model(algo: str, env_id: str, vec: Any, seed: int, tensorboard_log: str
         raise ValueError(f"--hyperparams {', '.join(unknown)}: not keyword arguments of "
                          f"{cls.__name__} (it takes {', '.join(sorted(accepted))})")
     return cls(policy, vec, seed=seed, verbose=0, tensorboard_log=tensorboard_log,
-               device="cpu", **params)
+               device=device, **params)
 
 
 def atomic_save(model: Any, path: Path) -> None:
