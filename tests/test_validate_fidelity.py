@@ -12,14 +12,14 @@ import pytest
 import hwmodels
 from hwmodels.errors import HwModelError
 from hwmodels.profiles import get_profile, list_profiles
-from hwmodels.validate.fit import fit_reference, iteration_errors
-from hwmodels.validate.measured import load_runs
+from hwmodels.validate.fit import FITTED, fit_reference, iteration_errors
+from hwmodels.validate.measured import load_runs, longest_prefill_context
 
 RUNS = load_runs()
 LOAD_RUNS = [r for r in RUNS if r.kind == "load"]
 # per-iteration MAPE bounds of the reference profile on the held-out load runs (measured: Azure
-# 4.4-5.9%, Mooncake 5.5-12.2%)
-ITER_MAPE_BOUND = {"azure_conv": 6.5, "mooncake_conv": 13.0}
+# 2.2-3.1%, Mooncake 4.4-6.6%)
+ITER_MAPE_BOUND = {"azure_conv": 3.5, "mooncake_conv": 7.2}
 
 
 def test_committed_runs_cover_both_windows_at_three_loads():
@@ -41,8 +41,7 @@ def test_iteration_error_of_reference_profile(run):
 def test_reference_profile_is_the_fit_of_the_capacity_runs():
     prof, _ = fit_reference([r for r in RUNS if r.kind == "capacity"], get_profile("reference"))
     committed = get_profile("reference")
-    for k in ("overhead_s", "layer_overhead_s", "per_seq_overhead_s", "linear_scale", "prefill_attn_scale",
-              "decode_kv_read_scale", "decode_longest_s_per_token_layer"):
+    for k in FITTED:
         assert getattr(prof, k) == pytest.approx(getattr(committed, k), rel=2e-3), k
 
 
@@ -59,6 +58,37 @@ def test_straggler_and_padding_terms():
     assert b9["linear"] == b16["linear"]
     for m, args in ((ref, (300, 5e4, 9, 9000, 3000)), (vllm, (0, 0, 13, 20000, 4000))):
         assert sum(m.breakdown(*args).values()) == pytest.approx(m.iteration_time(*args))
+
+
+def test_split_kv_table_follows_flash_attention_heuristic():
+    from hwmodels.profiles import fa2_num_splits, split_chunk_table
+
+    # FlashAttention-2 num_splits_heuristic on 2 x 132 SMs, max_seqlen_k 87843 (687 blocks of 128):
+    # 8 / 16 / 24 padded sequences x 8 KV heads split 4 / 2 / 4 ways, 32 fill the GPU (no split)
+    assert [fa2_num_splits(d * 8, 264, 687) for d in (8, 16, 24, 32)] == [4, 2, 4, 1]
+    assert split_chunk_table(get_profile("reference"), 8) == [22016.0, 44032.0, 22016.0, 0.0]
+    assert split_chunk_table(get_profile("vllm"), 8) == [0.0] * 4
+    ref = hwmodels.StepTimeModel("Llama-3.1-8B", "H200", profile="reference")
+    # one 60k-token decode: 16 padded sequences split in 2 (chunk 44032), 24 in 4 (chunk 22016)
+    b16 = ref.breakdown(0, 0, 16, 16 * 4000, longest_decode=60000)["attn_decode_straggler"]
+    b24 = ref.breakdown(0, 0, 24, 24 * 4000, longest_decode=60000)["attn_decode_straggler"]
+    assert b16 == pytest.approx(2 * b24)
+
+
+def test_prefill_straggler_and_its_derivation_from_the_records():
+    ref = hwmodels.StepTimeModel("Llama-3.1-8B", "H200", profile="reference")
+    # a 47-token chunk at the end of an 87k prompt costs far more than its causal pairs say
+    pairs = hwmodels.attn_pairs(47, 87683)
+    assert ref.iteration_time(47, pairs, 0, 0, longest_prefill=87730) > 3 * ref.iteration_time(47, pairs, 0, 0)
+    # longest prefill context: prompts 5, 3, 4 as one stream, iterations taking 4, 0, 6, 2 tokens
+    got = longest_prefill_context(np.array([4.0, 0.0, 6.0, 2.0]), np.array([5, 3, 4]))
+    assert got.tolist() == [4.0, 0.0, 5.0, 4.0]  # request 0 ends (5), 1 whole (3), 2 to 2; then 2 to 4
+    with pytest.raises(ValueError, match="preemption"):
+        longest_prefill_context(np.array([4.0]), np.array([5]))
+    # against the committed runs: every iteration's longest prefill is at least its largest chunk share
+    for r in RUNS:
+        lp, p = r.it["longest_prefill_context"], r.it["prefill_tokens"]
+        assert np.all((lp > 0) == (p > 0)) and np.all(lp <= r.prompt.max())
 
 
 def test_profiles_catalogue_and_errors():
