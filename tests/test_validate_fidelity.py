@@ -117,7 +117,7 @@ def test_simulator_replay_of_one_load_run():
     out = compare_run(run, "reference")
     m = out["requests_metrics"]
     assert out["iterations_simulated"] == pytest.approx(out["iterations_measured"], rel=0.05)
-    for metric, bound in (("ttft", 15.0), ("tpot", 6.0), ("e2e", 6.0)):
+    for metric, bound in (("ttft", 7.0), ("tpot", 4.0), ("e2e", 4.0)):  # measured +4.8 / +1.6 / +1.5%
         assert abs(m[metric]["p50"]["err_pct"]) <= bound, metric
 
 
@@ -127,5 +127,5 @@ def test_simulator_replay_of_every_load_run():
     from hwmodels.validate.report import engine_summary
 
     s = engine_summary(compare_all())
-    assert s["iteration_mape_pct"] <= 13.0
-    assert s["request_p50_max_abs_err_pct"] <= 25.0 and s["request_p90_max_abs_err_pct"] <= 22.0
+    assert s["iteration_mape_pct"] <= 7.2  # measured 6.6 (Mooncake 0.6)
+    assert s["request_p50_max_abs_err_pct"] <= 15.0 and s["request_p90_max_abs_err_pct"] <= 22.0  # 13.7, 20.5
