@@ -28,7 +28,7 @@ from envs.core.state import (
     N_HIST_BINS,
     REJECTED,
 )
-from envs.routing.kernels import COUNT_SCALE, F, G, HASH_BITS, LOAD_ARRIVALS, N_REPORTED, prefix_key
+from envs.routing.kernels import COUNT_SCALE, F, G, HASH_BITS, LOAD_ARRIVALS, MIN_RATE_SPAN_S, N_REPORTED, prefix_key
 
 
 # --- KVAdmission-v0 (envs/kv_admission/kernels.py at 6d12e3f)
@@ -299,7 +299,7 @@ def rt_write_obs(st, wl, eng, e, i, obs, mask, up, ttft_ema, snap, snap_t, sent,
     o[4] = (now - snap_t[e]) / eng.slo_ttft
     k = min(i, LOAD_ARRIVALS)
     o[5] = 0.0 if k == 0 else k / max((wl.arrival_s[w, i] - wl.arrival_s[w, i - k]) * st.time_scale[e],
-                                      eng.slo_ttft) / (R * cap_rps)
+                                      MIN_RATE_SPAN_S) / (R * cap_rps)
     o[6] = unit / COUNT_SCALE
     n_chain = wl.chain_len[w, i]
     chain = wl.chain_ids[w, i]

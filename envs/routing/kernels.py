@@ -37,7 +37,7 @@ REQUEST_FEATURES = (
     "prefix_key",  # hash of the request's first hash_blocks prefix blocks, in [0, 1) (2**-24 steps)
     "arrived",  # share of the episode's requests routed so far
     "report_age",  # age of the replicas' load reports / SLO (0 when reports are fresh)
-    "load",  # arrivals / (R x replica capacity x span): the last LOAD_ARRIVALS arrivals, span >= SLO
+    "load",  # arrival rate over the last LOAD_ARRIVALS arrivals / (R x replica capacity)
     "count_unit",  # replica capacity (requests/s, no prefix reuse) x SLO / COUNT_SCALE
 )
 REPLICA_FEATURES = (
@@ -57,9 +57,8 @@ F = len(REPLICA_FEATURES)
 COUNT_SCALE = 64.0  # count_unit's scale (heuristics recover request counts: count x unit)
 N_REPORTED = 5  # queued, running, outstanding, kv_use, ttft_recent
 HASH_BITS = 24
-LOAD_ARRIVALS = 16  # arrivals the "load" feature's rate spans; the span is at least the TTFT SLO, so a
-# burst of simultaneous arrivals reads as its arrivals per SLO (at most 16 / (SLO x R x capacity)), not as
-# an unbounded rate
+LOAD_ARRIVALS = 16  # arrivals the "load" feature's rate spans
+MIN_RATE_SPAN_S = 1e-3  # the rate's time span is at least this (a burst of simultaneous arrivals)
 
 
 @nb.njit(cache=True, inline="always")
@@ -178,7 +177,7 @@ def write_obs(st, wl, eng, e, i, obs, mask, up, ttft_ema, snap, snap_t, sent, st
     o[4] = (now - snap_t[e]) / eng.slo_ttft
     k = min(i, LOAD_ARRIVALS)
     if k > 0:
-        span = max((wl.arrival_s[w, i] - wl.arrival_s[w, i - k]) * st.time_scale[e], eng.slo_ttft)
+        span = max((wl.arrival_s[w, i] - wl.arrival_s[w, i - k]) * st.time_scale[e], MIN_RATE_SPAN_S)
         o[5] = k / span / (R * cap_rps)
     else:
         o[5] = 0.0
