@@ -69,9 +69,11 @@ def imitate(model: Any, vec: Any, steps: int, rounds: int = 6, epochs: int = 4, 
         policy.set_training_mode(True)
         for _ in range(epochs):
             for idx in th.randperm(len(Y), generator=th.Generator().manual_seed(seed + rnd)).split(batch_size):
-                dist = policy.get_distribution(X[idx], action_masks=M[idx.numpy()])
+                # The batch goes to the policy's device (cuda under train.py --device cuda).
+                dist = policy.get_distribution(X[idx].to(policy.device), action_masks=M[idx.numpy()])
                 logp = dist.distribution.logits  # normalized log-probabilities, illegal ~ -1e8
-                loss = -th.logsumexp(logp.masked_fill(~Y[idx], -th.inf), dim=1).mean()
+                good = Y[idx].to(policy.device)
+                loss = -th.logsumexp(logp.masked_fill(~good, -th.inf), dim=1).mean()
                 opt.zero_grad()
                 loss.backward()
                 th.nn.utils.clip_grad_norm_(policy.parameters(), 0.5)

@@ -328,14 +328,15 @@ def main(argv: list[str] | None = None) -> int:
         p.error(str(err))
     command = recorded_command(list(argv if argv is not None else sys.argv[1:]))
     hints = None  # the previous run's wall times in --out order the Ray runs, longest first
-    if (a.out / "timing.json").is_file():
+    ray = a.ray or a.address is not None
+    if ray and (a.out / "timing.json").is_file():
         try:
             hints = json.loads((a.out / "timing.json").read_text())
         except ValueError:
             hints = None  # a damaged timing file only loses the ordering; it is rewritten below
     t = time.perf_counter()
     results = run(scenarios, a.policy, a.quick, a.seeds, progress=not a.no_progress,
-                  ray=a.ray or a.address is not None, address=a.address, num_cpus=a.num_cpus,
+                  ray=ray, address=a.address, num_cpus=a.num_cpus,
                   hints=hints)
     wall = time.perf_counter() - t
     report = build_report(results, command, a.quick)

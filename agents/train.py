@@ -31,11 +31,16 @@ from agents.policy import heuristic_names
 from agents.sb3_policy import ALGOS, algo_class
 from agents.training import (
     DEFAULT_ALGO,
+    DEVICES,
     ServeCallback,
     atomic_save,
     atomic_write_text,
+    default_n_envs,
     make_model,
+    no_distribution_validation,
     parse_hyperparams,
+    policy_spec,
+    resolve_device,
 )
 from envs import options
 
@@ -49,7 +54,9 @@ def build_parser() -> cli.Parser:
     p.add_argument("--imitate", type=int, default=0, metavar="N",
                    help="first N decisions of DAgger from the env's privileged teacher "
                         "(agents/imitation.py; PrefixEviction-v0: Belady among the candidates)")
-    p.add_argument("--n-envs", type=int, default=16)
+    p.add_argument("--n-envs", type=int, default=None,
+                   help="envs stepped as one batch (default: the environment's own, "
+                        "agents/training.py N_ENVS; 16 where not listed)")
     p.add_argument("--trace", default="default",
                    help="built-in trace name (listed below) or path to a trace file")
     p.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY=VALUE",
@@ -67,6 +74,9 @@ def build_parser() -> cli.Parser:
                         "default: every value)")
     p.add_argument("--no-eval", action="store_true")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--device", choices=DEVICES, default="auto",
+                   help="torch device of the policy: auto = cpu for small MLP policies (every "
+                        "default here; SB3 advises CPU for them), cuda where available otherwise")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (small MLPs train fastest on one; more only contend)")
     return p
@@ -93,7 +103,7 @@ def _train(a: argparse.Namespace, argv: list[str] | None, callbacks: list | None
     if a.timesteps < 0 or a.imitate < 0 or a.timesteps + a.imitate < 1:
         raise cli.UsageError(f"--timesteps {a.timesteps} --imitate {a.imitate}: both must be >= 0 "
                              "and not both 0")
-    for flag, v in (("--n-envs", a.n_envs), ("--eval-episodes", a.eval_episodes),
+    for flag, v in (("--n-envs", 1 if a.n_envs is None else a.n_envs), ("--eval-episodes", a.eval_episodes),
                     ("--save-every", a.save_every), ("--threads", a.threads)):
         if v < 1:
             raise cli.UsageError(f"{flag} {v}: must be >= 1")
@@ -109,6 +119,12 @@ def _train(a: argparse.Namespace, argv: list[str] | None, callbacks: list | None
     cli.check_env(a.env, kwargs, a.trace, a.seed, split="train")
     th.set_num_threads(a.threads)
     algo = a.algo or DEFAULT_ALGO.get(a.env, "ppo")
+    if a.n_envs is None:
+        a.n_envs = default_n_envs(a.env, algo)
+    try:
+        device = resolve_device(a.device, policy_spec(algo, a.env, hyperparams))
+    except ValueError as err:
+        raise cli.UsageError(str(err)) from None
     vec = envs.make_vec(a.env, a.n_envs, seed=a.seed, trace=a.trace, split="train", **kwargs)
     out: Path = a.out
     out.mkdir(parents=True, exist_ok=True)
@@ -116,33 +132,34 @@ def _train(a: argparse.Namespace, argv: list[str] | None, callbacks: list | None
     command = " ".join(["python", "train.py", *(argv if argv is not None else sys.argv[1:])])
 
     if a.resume:
-        model = algo_class(algo).load(ckpt, env=vec, device="cpu", tensorboard_log=str(out / "tb"))
+        model = algo_class(algo).load(ckpt, env=vec, device=device, tensorboard_log=str(out / "tb"))
         print(f"resuming from {ckpt} at {model.num_timesteps} steps", flush=True)
     else:
         try:
-            model = make_model(algo, a.env, vec, a.seed, str(out / "tb"), hyperparams)
+            model = make_model(algo, a.env, vec, a.seed, str(out / "tb"), hyperparams, device)
         except ValueError as err:
             raise cli.UsageError(f"--hyperparams: {err}") from None
     remaining = a.timesteps - (model.num_timesteps if a.resume else 0)
     t0 = time.perf_counter()
     imitation = []
-    if a.imitate and not a.resume:
-        imitation = imitate(model, vec, a.imitate, seed=a.seed)
-    if remaining > 0:
-        model.learn(
-            total_timesteps=remaining,
-            callback=[ServeCallback(ckpt, a.save_every), *(callbacks or [])],
-            progress_bar=not a.no_progress,
-            reset_num_timesteps=not a.resume,
-            tb_log_name=algo,
-        )
+    with no_distribution_validation():
+        if a.imitate and not a.resume:
+            imitation = imitate(model, vec, a.imitate, seed=a.seed)
+        if remaining > 0:
+            model.learn(
+                total_timesteps=remaining,
+                callback=[ServeCallback(ckpt, a.save_every), *(callbacks or [])],
+                progress_bar=not a.no_progress,
+                reset_num_timesteps=not a.resume,
+                tb_log_name=algo,
+            )
     train_s = time.perf_counter() - t0
     final = out / "final.zip"
     atomic_save(model, final)
     atomic_write_text(out / "run.json", json.dumps({
         "command": command, "env": a.env, "algo": algo, "timesteps": int(model.num_timesteps),
         "n_envs": a.n_envs, "trace": a.trace, "env_kwargs": kwargs, "hyperparams": hyperparams,
-        "seed": a.seed,
+        "seed": a.seed, "device": device,
         "imitate": a.imitate, "imitation": imitation, "train_wall_s": train_s,
         **workload_record(vec),
     }, indent=2, default=str))

@@ -19,9 +19,13 @@ what a step simulates beside steps/s (requests/s, simulated seconds per wall sec
 from __future__ import annotations
 
 import importlib
+import json
+import os
+import platform
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -38,6 +42,60 @@ BENCHES: dict[str, str] = {"servegym/KVAdmission-v0": "envs.kv_admission.bench",
                            "servegym/Disaggregation-v0": "envs.disaggregation.bench"}
 DEFAULT = "servegym/KVAdmission-v0"
 PROG = "python -m envs.bench"
+
+
+# The timer of every figure: wall clock (default) or, with ``--clock cpu``, this thread's CPU time
+# (``time.thread_time``: on a machine shared with other jobs, time the process was not running is
+# left out; the kernels and numpy run in this thread). ``start`` sets it, ``now`` reads it.
+CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.thread_time}
+_CLOCK: list[Callable[[], float]] = [time.perf_counter]
+
+
+def now() -> float:
+    """The benchmark clock (seconds): ``CLOCKS[--clock]``, wall clock until ``start`` sets it."""
+    return _CLOCK[0]()
+
+
+def bench_parser(prog: str, doc: str | None, sizes: list[int], repeats: int, steps: int | None = None,
+                 steps_help: str = "native env-steps per timed run", warmup: int | None = None,
+                 warmup_help: str = "untimed steps per env before timing (batch fill)",
+                 clock: bool = True) -> Parser:
+    """The flags every environment's benchmark shares: ``--sizes`` (envs per batch, one row
+    each), ``--repeats`` (timed runs per figure, median), ``--steps`` and ``--warmup`` where the
+    benchmark times a number of steps (given a default), ``--clock`` (wall|cpu, ``CLOCKS``) unless
+    ``clock`` is False, and ``--json FILE``; the caller adds its own flags to the returned parser."""
+    p = Parser(prog=prog, description=doc)
+    p.add_argument("--sizes", type=int, nargs="+", default=sizes)
+    p.add_argument("--repeats", type=int, default=repeats)
+    if steps is not None:
+        p.add_argument("--steps", type=int, default=steps, help=steps_help)
+    if warmup is not None:
+        p.add_argument("--warmup", type=int, default=warmup, help=warmup_help)
+    if clock:
+        p.add_argument("--clock", choices=tuple(CLOCKS), default="wall",
+                       help="wall clock, or this thread's CPU time (for a machine shared with other jobs)")
+    p.add_argument("--json", type=Path)
+    return p
+
+
+def start(args: Any) -> None:
+    """Before timing: the clock of ``args.clock`` (if the parser has one) and this process pinned
+    to one core (the kernels are single-threaded; the targets are stated per core)."""
+    _CLOCK[0] = CLOCKS[getattr(args, "clock", "wall")]
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+
+
+def machine() -> dict[str, Any]:
+    """The ``"machine"`` object of a benchmark JSON (one thread: the pinned core)."""
+    return {"python": sys.version.split()[0], "platform": platform.platform(),
+            "processor": platform.processor(), "threads": 1}
+
+
+def write_json(path: Path | None, report: dict) -> None:
+    """``report`` as indented JSON at ``path`` (nothing when ``path`` is None)."""
+    if path is not None:
+        Path(path).write_text(json.dumps(report, indent=2))
 
 
 def parser_of(env_id: str) -> Parser:
@@ -77,7 +135,8 @@ def steady_rate(vec, act: Act, warmup: int, steps: int, repeats: int,
     """Steady-state throughput of ``vec`` (any SB3 VecEnv).
 
     Resets, runs ``warmup`` untimed steps (compilation, filling the batch), then ``repeats``
-    timed runs of ``steps`` steps each; returns ``steps_per_s`` (median env-steps per wall second).
+    timed runs of ``steps`` steps each; returns ``steps_per_s`` (median env-steps per second of
+    the benchmark clock, ``now``).
     With ``probe`` (vec -> {name: per-env cumulative quantity [E]}, e.g. the simulated clock or
     finished requests), one more run of ``steps`` steps, untimed so the probe's cost stays out
     of the timing, measures each quantity's mean increase per env-step (``NAME_per_step``) over
@@ -95,11 +154,11 @@ def steady_rate(vec, act: Act, warmup: int, steps: int, repeats: int,
         k += 1
     rates = []
     for _ in range(repeats):
-        t = time.perf_counter()
+        t = now()
         for _ in range(steps):
             vec.step(act(vec, k))
             k += 1
-        rates.append(steps * vec.num_envs / (time.perf_counter() - t))
+        rates.append(steps * vec.num_envs / (now() - t))
     out = {"steps_per_s": float(np.median(rates)), "steps_per_s_runs": [float(r) for r in rates]}
     if probe is None:
         return out
@@ -111,12 +170,12 @@ def steady_rate(vec, act: Act, warmup: int, steps: int, repeats: int,
         k += 1
         after = probe(vec)
         live = ~np.asarray(done, bool)
-        for name, now in after.items():
+        for name, value in after.items():
             if name.startswith("level_"):
-                sums[name] = sums.get(name, 0.0) + float(now.sum())
-                counts[name] = counts.get(name, 0) + now.size
+                sums[name] = sums.get(name, 0.0) + float(value.sum())
+                counts[name] = counts.get(name, 0) + value.size
             else:
-                sums[name] = sums.get(name, 0.0) + float((now - before[name])[live].sum())
+                sums[name] = sums.get(name, 0.0) + float((value - before[name])[live].sum())
                 counts[name] = counts.get(name, 0) + int(live.sum())
         before = after
     for name, s in sums.items():

@@ -12,18 +12,13 @@ agents.autoscale_fidelity`` (one hour of a held-out day under ``hpa``: ``--hours
 
 from __future__ import annotations
 
-import json
-import os
-import platform
 import sys
-import time
-from pathlib import Path
 
 import numpy as np
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from envs.autoscale import env as asc
-from envs.bench import steady_state
+from envs.bench import bench_parser, machine, now, start, steady_state, write_json
 from envs.options import Parser
 
 
@@ -40,26 +35,20 @@ def _rate(vec, steps: int, repeats: int, noop: int) -> float:
     vec.step(actions)  # warm
     rates = []
     for _ in range(repeats):
-        t = time.perf_counter()
+        t = now()
         for _ in range(steps):
             vec.step(actions)
-        rates.append(steps * vec.num_envs / (time.perf_counter() - t))
+        rates.append(steps * vec.num_envs / (now() - t))
     return float(np.median(rates))
 
 
 def build_parser() -> Parser:
-    p = Parser(prog="python -m envs.bench --env servegym/Autoscale-v0", description=__doc__)
-    p.add_argument("--sizes", type=int, nargs="+", default=[1, 16, 64, 256])
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--steps", type=int, default=20_000, help="native env-steps per timed run")
-    p.add_argument("--json", type=Path)
-    return p
+    return bench_parser("python -m envs.bench --env servegym/Autoscale-v0", __doc__, [1, 16, 64, 256], 5, 20_000)
 
 
 def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
-    if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    start(a)
     probe = asc.AutoscaleVecEnv(1, seed=0)
     noop = int(probe.action_of(np.zeros((1, probe.G), np.int64))[0])
     interval = probe.config.interval_s
@@ -76,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(row)
         print(f"E={E:4d}  native {native:10,.0f} steps/s = {row['sim_hours_per_s']:8,.0f} simulated h/s   "
               f"dummy {dummy:9,.0f} steps/s   ratio {row['ratio']:5.1f}x", flush=True)
-    report = {"env": asc.ENV_ID, "rows": rows, "repeats": a.repeats, "interval_s": interval,
+    report = {"env": asc.ENV_ID, "rows": rows, "repeats": a.repeats, "clock": a.clock, "interval_s": interval,
               "steady_state": steady_state(
                   "timed control intervals from the episode's start (one warm step); a step is one control "
                   "interval of the fluid model, whose cost does not depend on how full the cluster is; "
@@ -85,10 +74,8 @@ def main(argv: list[str] | None = None) -> int:
                             max(5, max(20, min(a.steps // E, probe.n_steps - 2)) // 10)] for E in a.sizes},
                   a.repeats, steps_timed_is="per row: [native, dummy] steps of each env per timed run",
                   action="no change"),
-              "machine": {"python": sys.version.split()[0], "platform": platform.platform(),
-                          "processor": platform.processor(), "threads": 1}}
-    if a.json:
-        a.json.write_text(json.dumps(report, indent=2))
+              "machine": machine()}
+    write_json(a.json, report)
     return 0
 
 

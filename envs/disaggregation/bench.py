@@ -15,16 +15,14 @@ The issue's target: >= 1,000 simulated seconds per wall second per env on one co
 
 from __future__ import annotations
 
-import json
-import os
 import platform
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 from stable_baselines3.common.vec_env import DummyVecEnv
 
+from envs.bench import bench_parser, start, write_json
 from envs.options import Parser
 from envs.disaggregation import kernels as K
 from envs.disaggregation.env import DisaggregationEnv, DisaggregationVecEnv
@@ -59,19 +57,16 @@ def _clocks(vec) -> np.ndarray:
 
 
 def build_parser() -> Parser:
-    p = Parser(prog="python -m envs.bench --env servegym/Disaggregation-v0", description=__doc__)
-    p.add_argument("--sizes", type=int, nargs="+", default=[1, 8])
+    # No --clock: every row gives both the wall-clock and the CPU-time figure.
+    p = bench_parser("python -m envs.bench --env servegym/Disaggregation-v0", __doc__, [1, 8], 3, clock=False)
     p.add_argument("--episodes", type=int, default=1, help="episodes per env per timed run")
-    p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--roles", choices=sorted(ROLES), default="5p3d")
-    p.add_argument("--json", type=Path)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
-    if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    start(a)
     rows = []
     for E in a.sizes:
         native = DisaggregationVecEnv(E, seed=0)
@@ -95,8 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     out = {"env": "servegym/Disaggregation-v0", "rows": rows, "roles": a.roles,
            "target_sim_s_per_s_one_core": 1000.0, "cpu": platform.processor() or platform.machine(),
            "python": sys.version.split()[0]}
-    if a.json:
-        a.json.write_text(json.dumps(out, indent=2))
+    write_json(a.json, out)
     return 0
 
 

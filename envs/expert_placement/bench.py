@@ -14,27 +14,17 @@ take. One core; medians over ``--repeats`` episodes; ratios from the same run.
 
 from __future__ import annotations
 
-import json
-import os
-import platform
 import sys
-import time
-from pathlib import Path
 
 import numpy as np
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from envs.bench import steady_state
+from envs.bench import bench_parser, machine, now, start, steady_state, write_json
 from envs.expert_placement import kernels as K
 from envs.expert_placement.env import ENV_ID, ExpertPlacementEnv, ExpertPlacementVecEnv
 from envs.options import Parser
 
 
-# The timer of every figure: wall clock (default) or, with ``--clock cpu``, this thread's CPU
-# time (``time.thread_time``: on a machine shared with other jobs, time the process was not
-# running is left out; the kernels and numpy run in this thread).
-CLOCK = [time.perf_counter]
-CLOCKS = {"wall": time.perf_counter, "cpu": time.thread_time}
 
 
 def _policy_actions(vec, mode: int) -> np.ndarray:
@@ -51,14 +41,14 @@ def _rate(vec, mode: int, repeats: int) -> tuple[float, float]:
     rates, rebal = [], []
     for rep in range(repeats + 1):  # the first episode warms up (compilation)
         steps = n_reb = 0
-        t = CLOCK[0]()
+        t = now()
         while True:
             _, r, d, _ = vec.step(_policy_actions(vec, mode))
             steps += 1
             n_reb += int(np.count_nonzero(r))
             if d.all():
                 break
-        dt = CLOCK[0]() - t
+        dt = now() - t
         if rep:
             rates.append(steps * vec.num_envs / dt)
             rebal.append(n_reb / dt)
@@ -75,21 +65,21 @@ def bench_sim(n: int, repeats: int) -> dict:
     for _ in range(repeats):
         sim.interval[:] = 0
         place = sim.place.copy()
-        t = CLOCK[0]()
+        t = now()
         for _ in range(v.config.intervals):
             sim.run_interval(envs, place)
-        dt = CLOCK[0]() - t
+        dt = now() - t
         rates.append(n * v.config.intervals * v.config.interval_steps / dt)
     r = float(np.median(rates))
     gen, refs = [], []
     for rep in range(repeats):
-        t = CLOCK[0]()
+        t = now()
         sim.load.episode(rep, v.config.drifts()[0])
-        gen.append(CLOCK[0]() - t)
-        t = CLOCK[0]()
+        gen.append(now() - t)
+        t = now()
         for kind in ("round_robin", "eplb_clairvoyant"):
             sim.reference_cost(0, kind)
-        refs.append(CLOCK[0]() - t)
+        refs.append(now() - t)
     return {"n_envs": n, "batch_steps_per_s": r, "generator_s_per_episode": float(np.median(gen)),
             "references_s_per_episode": float(np.median(refs)),
             "episode_batch_steps": sim.load.steps, "layer_steps_per_s": r * v.sh.L, "experts": v.sh.E,
@@ -97,20 +87,12 @@ def bench_sim(n: int, repeats: int) -> dict:
 
 
 def build_parser() -> Parser:
-    p = Parser(prog="python -m envs.bench --env " + ENV_ID, description=__doc__)
-    p.add_argument("--sizes", type=int, nargs="+", default=[1, 16, 64])
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--clock", choices=tuple(CLOCKS), default="wall",
-                   help="wall clock, or this thread's CPU time (for a machine shared with other jobs)")
-    p.add_argument("--json", type=Path)
-    return p
+    return bench_parser("python -m envs.bench --env " + ENV_ID, __doc__, [1, 16, 64], 3)
 
 
 def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
-    CLOCK[0] = CLOCKS[a.clock]
-    if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    start(a)
     rows = []
     for E in a.sizes:
         row: dict = {"n_envs": E}
@@ -138,9 +120,8 @@ def main(argv: list[str] | None = None) -> int:
                   "whole episodes (load generation, resets and the episode's references inside the timing); "
                   "the first episode warms up and is not counted", "one episode", "whole episodes", a.repeats,
                   action="EPLB, and custom + fill"),
-              "machine": {"python": sys.version.split()[0], "platform": platform.platform(), "threads": 1}}
-    if a.json:
-        a.json.write_text(json.dumps(report, indent=2))
+              "machine": machine()}
+    write_json(a.json, report)
     return 0
 
 

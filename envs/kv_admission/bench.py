@@ -13,17 +13,13 @@ simulate the whole Azure 2023 conversation trace on one replica under vLLM FCFS.
 
 from __future__ import annotations
 
-import json
-import os
-import platform
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from envs.bench import cluster_probe, cluster_row, steady_rate, steady_state
+from envs.bench import bench_parser, cluster_probe, cluster_row, machine, now, start, steady_rate, steady_state, write_json
 from envs.kv_admission import env as kva
 from envs.options import Parser
 
@@ -67,7 +63,7 @@ def bench_full_trace(path: Path) -> dict | None:
     trace = traces.load_trace(path)
     vec = kva.KVAdmissionVecEnv(1, seed=0, trace=trace, split="all", window_requests=len(trace),
                                 rate_scale=1.0, queue_slots=8192, drain_s=3600.0)
-    t = time.perf_counter()
+    t = now()
     vec.reset()
     steps = 0
     done = False
@@ -78,7 +74,7 @@ def bench_full_trace(path: Path) -> dict | None:
         done = bool(d[0])
         info = infos[0]
         steps += 1
-    wall = time.perf_counter() - t
+    wall = now() - t
     m = info["metrics"]
     print(f"full Azure conversation trace ({len(trace)} requests, {m['duration_s']:.0f} s simulated) "
           f"under vLLM FCFS: {wall:.2f} s wall, {steps} iterations, slo_attainment "
@@ -88,36 +84,29 @@ def bench_full_trace(path: Path) -> dict | None:
 
 
 def build_parser() -> Parser:
-    p = Parser(prog="python -m envs.bench --env " + ENV_ID, description=__doc__)
-    p.add_argument("--sizes", type=int, nargs="+", default=[1, 16, 256, 1024])
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--steps", type=int, default=200_000, help="native env-steps per timed run (DummyVecEnv: 1/20)")
-    p.add_argument("--warmup", type=int, default=WARMUP, help="untimed steps per env before timing (batch fill)")
+    p = bench_parser("python -m envs.bench --env " + ENV_ID, __doc__, [1, 16, 256, 1024], 5, 200_000,
+                     "native env-steps per timed run (DummyVecEnv: 1/20)", WARMUP)
     p.add_argument("--no-full-trace", action="store_true", help="skip the whole-Azure-trace run")
-    p.add_argument("--json", type=Path)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
-    if hasattr(os, "sched_setaffinity"):  # one core, as the targets are stated
-        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    start(a)  # the clock, and one core, as the targets are stated
     rows = bench_sizes(a.sizes, a.repeats, a.steps, a.warmup)
     full = None if a.no_full_trace else bench_full_trace(AZURE_CONV)
-    report = {"env": ENV_ID, "rows": rows, "full_trace": full, "repeats": a.repeats,
+    report = {"env": ENV_ID, "rows": rows, "full_trace": full, "repeats": a.repeats, "clock": a.clock,
               "steady_state": steady_state(
                   "timed steps after a warm-up that fills the batch", a.warmup,
                   {str(E): [max(20, a.steps // E), max(5, max(20, a.steps // E) // 20)] for E in a.sizes}, a.repeats,
                   steps_timed_is="per row: [native, dummy] steps of each env per timed run",
                   action="vLLM FCFS (admit all, 8192 budget)"),
-              "machine": {"python": sys.version.split()[0], "platform": platform.platform(),
-                          "processor": platform.processor(), "threads": 1}}
+              "machine": machine()}
     targets = {r["n_envs"]: r for r in rows}
     if 256 in targets:
         print(f"target (issue 16) >= 200,000 env-steps/s and >= 8x DummyVecEnv at E=256: "
               f"{targets[256]['native_steps_per_s']:,.0f} steps/s, {targets[256]['ratio']:.1f}x")
-    if a.json:
-        a.json.write_text(json.dumps(report, indent=2))
+    write_json(a.json, report)
     return 0
 
 

@@ -20,19 +20,15 @@ Scenario: the default (mooncake_conv, training part), capacity_frac 0.05, chain 
 
 from __future__ import annotations
 
-import json
-import os
-import platform
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from envs.bench import steady_state
+from envs.bench import bench_parser, machine, now, start, steady_state, write_json
 from envs.prefix_eviction import env as pe
 from envs.prefix_eviction import kernels as K
 from envs.options import Parser
@@ -40,11 +36,6 @@ from envs.options import Parser
 KW = {"capacity_frac": 0.05}
 
 
-# The timer of every figure: wall clock (default) or, with ``--clock cpu``, this thread's CPU
-# time (``time.thread_time``: on a machine shared with other jobs, time the process was not
-# running is left out; the kernels and numpy run in this thread).
-CLOCK = [time.perf_counter]
-CLOCKS = {"wall": time.perf_counter, "cpu": time.thread_time}
 
 
 def _run(vec, act, steps: int, repeats: int) -> tuple[float, float]:
@@ -54,10 +45,10 @@ def _run(vec, act, steps: int, repeats: int) -> tuple[float, float]:
     d_rates, r_rates = [], []
     for _ in range(repeats):
         refs0 = _ref_count(vec)
-        t = CLOCK[0]()
+        t = now()
         for _ in range(steps):
             obs, _, _, _ = vec.step(act(obs, vec.action_masks()))
-        dt = CLOCK[0]() - t
+        dt = now() - t
         d_rates.append(steps * vec.num_envs / dt)
         r_rates.append((_ref_count(vec) - refs0) / dt)
     return float(np.median(d_rates)), float(np.median(r_rates))
@@ -92,10 +83,10 @@ def bench_kernel(repeats: int) -> float:
     N = len(bt.sc.req_prompt)
     rates = []
     for _ in range(repeats + 1):
-        t = CLOCK[0]()
+        t = now()
         K.reset_env(vec.state, bt.sc, K.R_LRU, 0, vec.caps[0], 0, N, N, vec.K, False, vec._obs64,
                     vec._mask, vec._cands[0], vec._scratch, bt.block_size, bt.n_tenants)
-        rates.append(len(bt.sc.ref_block) / (CLOCK[0]() - t))
+        rates.append(len(bt.sc.ref_block) / (now() - t))
     return float(np.median(rates[1:]))
 
 
@@ -111,10 +102,10 @@ def _replay(vec: pe.PrefixEvictionVecEnv, ranking: str, repeats: int) -> tuple[f
     vec.set_ranking(ranking, native=True)
     rates = []
     for _ in range(repeats + 1):  # the first replay compiles
-        t = CLOCK[0]()
+        t = now()
         K.reset_env(vec.state, bt.sc, pe.RANKINGS[ranking], 0, vec.caps[0], 0, 0, N, vec.K, False, vec._obs64,
                     vec._mask, vec._cands[0], vec._scratch, bt.block_size, bt.n_tenants)
-        rates.append(len(bt.sc.ref_block) / (CLOCK[0]() - t))
+        rates.append(len(bt.sc.ref_block) / (now() - t))
     return float(np.median(rates[1:])), int(vec.state.iv[0, K.I_HIT_BLOCKS])
 
 
@@ -135,9 +126,9 @@ def _libcachesim_replay(lcs, ref_block: np.ndarray, capacity: int, ranking: str,
     rates, miss = [], 1.0
     for _ in range(repeats + 1):
         cache = getattr(lcs, LIBCACHESIM[ranking])(cache_size=capacity)
-        t = CLOCK[0]()
+        t = now()
         miss = cache.process_trace(reader)[0]
-        rates.append(len(ref_block) / (CLOCK[0]() - t))
+        rates.append(len(ref_block) / (now() - t))
     return float(np.median(rates[1:])), int(round(len(ref_block) * (1.0 - miss)))
 
 
@@ -204,22 +195,13 @@ def bench_rows(sizes: list[int], steps_budget: int, repeats: int,
 
 
 def build_parser(prog: str = "python -m envs.bench --env " + pe.ENV_ID) -> Parser:
-    p = Parser(prog=prog, description=__doc__)
-    p.add_argument("--sizes", type=int, nargs="+", default=[1, 16, 256])
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--steps", type=int, default=40_000, help="native decisions per timed run")
-    p.add_argument("--clock", choices=tuple(CLOCKS), default="wall",
-                   help="wall clock, or this thread's CPU time (for a machine shared with other jobs)")
-    p.add_argument("--json", type=Path)
-    return p
+    return bench_parser(prog, __doc__, [1, 16, 256], 3, 40_000, "native decisions per timed run")
 
 
 def main(argv: list[str] | None = None, policies: dict[str, PolicyFactory] | None = None,
          prog: str = "python -m envs.bench --env " + pe.ENV_ID) -> int:
     a = build_parser(prog).parse_args(argv)
-    CLOCK[0] = CLOCKS[a.clock]
-    if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    start(a)
     rows = bench_rows(a.sizes, a.steps, a.repeats, policies)
     kernel = bench_kernel(a.repeats)
     print(f"kernel alone (LRU, no decision stops): {kernel:,.0f} references/s", flush=True)
@@ -234,10 +216,8 @@ def main(argv: list[str] | None = None, policies: dict[str, PolicyFactory] | Non
                   a.repeats, steps_timed_is="per row: [native, dummy] steps of each env per timed run",
                   action="LRU's victim (candidate 0)"),
               "repeats": a.repeats, "clock": a.clock,
-              "machine": {"python": sys.version.split()[0], "platform": platform.platform(),
-                          "processor": platform.processor(), "threads": 1}}
-    if a.json:
-        a.json.write_text(json.dumps(report, indent=2))
+              "machine": machine()}
+    write_json(a.json, report)
     return 0
 
 
@@ -245,10 +225,10 @@ def _run_dummy(vec, steps: int, repeats: int) -> tuple[float, float]:
     vec.reset()
     rates = []
     for _ in range(repeats):
-        t = CLOCK[0]()
+        t = now()
         for _ in range(steps):
             vec.step(vec.action_masks().argmax(1))
-        rates.append(steps * vec.num_envs / (CLOCK[0]() - t))
+        rates.append(steps * vec.num_envs / (now() - t))
     return float(np.median(rates)), 0.0
 
 

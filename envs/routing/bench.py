@@ -13,16 +13,12 @@ batch (all replicas of an env) and simulated seconds per wall second (one more, 
 
 from __future__ import annotations
 
-import json
-import os
-import platform
 import sys
-from pathlib import Path
 
 import numpy as np
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from envs.bench import cluster_probe, cluster_row, steady_rate, steady_state
+from envs.bench import bench_parser, cluster_probe, cluster_row, machine, start, steady_rate, steady_state, write_json
 from envs.routing import env as rt
 from envs.options import Parser
 
@@ -37,19 +33,14 @@ def _round_robin(vec, k: int) -> np.ndarray:
 
 
 def build_parser() -> Parser:
-    p = Parser(prog="python -m envs.bench --env servegym/Routing-v0", description=__doc__)
-    p.add_argument("--sizes", type=int, nargs="+", default=[1, 16, 256])
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--steps", type=int, default=20_000, help="native routed requests per timed run")
-    p.add_argument("--warmup", type=int, default=WARMUP, help="untimed routed requests per env before timing")
-    p.add_argument("--json", type=Path)
-    return p
+    return bench_parser("python -m envs.bench --env servegym/Routing-v0", __doc__, [1, 16, 256], 3, 20_000,
+                        "native routed requests per timed run", WARMUP,
+                        "untimed routed requests per env before timing")
 
 
 def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
-    if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    start(a)
     rows = []
     for E in a.sizes:
         steps = max(20, a.steps // E)
@@ -62,19 +53,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"E={E:4d}  native {row['native_steps_per_s']:9,.0f} routed req/s   dummy {row['dummy_steps_per_s']:9,.0f}"
               f"   ratio {row['ratio']:5.2f}x   mean batch (all replicas) {row['mean_batch']:6.1f}   "
               f"{row['simulated_s_per_wall_s']:7,.1f} simulated s/s", flush=True)
-    report = {"env": rt.ENV_ID, "rows": rows, "repeats": a.repeats, "unit": "routed requests/s",
+    report = {"env": rt.ENV_ID, "rows": rows, "repeats": a.repeats, "clock": a.clock, "unit": "routed requests/s",
               "steady_state": steady_state(
                   "timed routed requests after a warm-up that fills the replicas' batches", a.warmup,
                   {str(E): [max(20, a.steps // E), max(5, max(20, a.steps // E) // 10)] for E in a.sizes}, a.repeats,
                   steps_timed_is="per row: [native, dummy] steps of each env per timed run",
                   action="round-robin"),
-              "machine": {"python": sys.version.split()[0], "platform": platform.platform(),
-                          "processor": platform.processor(), "threads": 1}}
+              "machine": machine()}
     at = {r["n_envs"]: r for r in rows}
     if 256 in at:
         print(f"routed requests/s at E=256: {at[256]['native_steps_per_s']:,.0f}")
-    if a.json:
-        a.json.write_text(json.dumps(report, indent=2))
+    write_json(a.json, report)
     return 0
 
 

@@ -1,0 +1,74 @@
+"""``train.py --device``: the device resolution, the one-line error for cuda without a CUDA
+device, and a CPU run whose model and record say cpu (the lead checks cuda on the GPU machine)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch as th
+
+from agents import train
+from agents.training import policy_spec, resolve_device
+
+ENV = "servegym/KVAdmission-v0"
+
+
+def test_auto_is_cpu_for_mlp_policies_and_cuda_for_others_where_available(monkeypatch):
+    monkeypatch.setattr(th.cuda, "is_available", lambda: True)
+    assert policy_spec("maskable-ppo", ENV) == "MlpPolicy"
+    assert resolve_device("auto", policy_spec("maskable-ppo", ENV)) == "cpu"
+    assert resolve_device("auto", policy_spec("maskable-ppo", "servegym/PrefixEviction-v0")) == "cpu"
+    assert resolve_device("auto", "CnnPolicy") == "cuda"
+    assert resolve_device("cuda", "MlpPolicy") == "cuda"
+    monkeypatch.setattr(th.cuda, "is_available", lambda: False)
+    assert resolve_device("auto", "CnnPolicy") == "cpu"
+    assert resolve_device("cpu", "CnnPolicy") == "cpu"
+    with pytest.raises(ValueError, match="--device 'tpu'"):
+        resolve_device("tpu", "MlpPolicy")
+
+
+def test_device_cuda_without_cuda_is_one_line_usage_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(th.cuda, "is_available", lambda: False)
+    with pytest.raises(SystemExit) as exc:
+        train.main(["--device", "cuda", "--timesteps", "64", "--n-envs", "2", "--out", str(tmp_path),
+                    "--no-eval", "--no-progress"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].endswith("--device cuda: torch " + th.__version__ + " sees no CUDA device "
+                            "(torch.cuda.is_available() is False); use --device cpu or auto"), err
+    assert not (tmp_path / "final.zip").exists()
+
+
+def test_device_cpu_trains_resumes_and_records_cpu(tmp_path):
+    args = ["--device", "cpu", "--algo", "ppo", "--timesteps", "256", "--n-envs", "2",
+            "--env-kwargs", "window_requests=64", "--out", str(tmp_path), "--no-eval", "--no-progress"]
+    assert train.main(args) == 0
+    run = json.loads((tmp_path / "run.json").read_text())
+    assert run["device"] == "cpu"
+    from agents.sb3_policy import algo_class
+
+    model = algo_class("ppo").load(tmp_path / "final.zip", device="cpu")
+    assert all(p.device.type == "cpu" for p in model.policy.parameters())
+    args[args.index("--timesteps") + 1] = "512"
+    assert train.main([*args, "--resume"]) == 0
+    assert json.loads((tmp_path / "run.json").read_text())["timesteps"] >= 512
+
+
+def test_kv_admission_default_rollout_is_256_envs_by_16_steps_and_zoo_recipe_pins_16_by_256(tmp_path):
+    """train.py's KVAdmission default keeps the 4,096-step rollout as 256 envs x 16 steps
+    (issue 16); other algorithms and environments keep 16 envs; the zoo recipe keeps the shape
+    its checkpoint was trained with."""
+    from agents.training import HYPERPARAMS, default_n_envs
+    from agents.zoo import RECIPES
+
+    assert default_n_envs(ENV, "maskable-ppo") == 256 and default_n_envs(ENV, "dqn") == 16
+    assert default_n_envs("servegym/Routing-v0", "maskable-ppo") == 16
+    assert train.main(["--timesteps", "4096", "--env-kwargs", "window_requests=64", "--out", str(tmp_path),
+                       "--no-eval", "--no-progress"]) == 0
+    run = json.loads((tmp_path / "run.json").read_text())
+    assert run["n_envs"] == 256 and run["timesteps"] == 4096
+    assert 256 * HYPERPARAMS[ENV]["maskable-ppo"]["n_steps"] == 16 * 256
+    args = RECIPES[ENV].train_args
+    assert args[args.index("--n-envs") + 1] == "16"
+    assert args[args.index("--hyperparams") + 1] == "n_steps=256"
