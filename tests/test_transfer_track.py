@@ -67,3 +67,13 @@ def test_user_traces_replay_only_main_scenarios(tmp_path):
     path.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.6805900,374,44\n")
     out = scn.user_trace_scenarios([str(path)], ["KVAdmission"])
     assert out and all(s.track == "main" and "/transfer/" not in s.id for s in out)
+
+
+def test_only_zoo_agents_trained_on_a_distribution_play_the_transfer_track():
+    from agents.leaderboard import zoo_on_distribution
+    from agents.zoo import RECIPES, Recipe
+
+    assert Recipe("x.zip", ("--env-kwargs", "workloads=a,b", "load=1.1"), "a+b").on_distribution
+    assert not Recipe("x.zip", ("--trace", "a.jsonl"), "a.jsonl").on_distribution
+    assert zoo_on_distribution("servegym/Routing-v0") == RECIPES["servegym/Routing-v0"].on_distribution
+    assert not zoo_on_distribution("servegym/Autoscale-v0") and not zoo_on_distribution("no/such-v0")

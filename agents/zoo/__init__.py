@@ -29,6 +29,13 @@ class Recipe:
     train_args: tuple[str, ...]
     trace: str
 
+    @property
+    def on_distribution(self) -> bool:
+        """Trained on a workload distribution (an env ``workloads=`` mixture, envs.core.mixture),
+        so the leaderboard's transfer track, whose families that distribution never holds, scores
+        it; an agent of one trace is scored on the main track only."""
+        return any(a.startswith("workloads=") for a in self.train_args)
+
 
 RECIPES: dict[str, Recipe] = {
     # `python train.py` (MaskablePPO, 300k steps, seed 0) with the rollout shape the checkpoint
