@@ -24,16 +24,21 @@ def _agreement(model, vec, steps: int = 150) -> float:
     return hits / (steps * vec.num_envs)
 
 
-def test_dagger_learns_the_teachers_choices():
+@pytest.mark.parametrize("leaves", [False, True])
+def test_dagger_learns_the_teachers_choices(leaves):
     tr = traces.load_trace("mooncake_conv", seed=2, duration_s=300.0)
     vec = envs.make_vec(ENV, 8, seed=0, trace=tr, split="all", window_requests=200, warmup_requests=100,
-                        capacity_frac=(0.05, 0.1))
+                        capacity_frac=(0.05, 0.1), evict_leaves_only=leaves)
     model = make_model("maskable-ppo", ENV, vec, 0, None)
     before = _agreement(model, vec)
     history = imitate(model, vec, 8 * 6 * 60, rounds=6, epochs=4, seed=0, log=lambda _: None)
     after = _agreement(model, vec)
     assert [h["round"] for h in history] == list(range(6))
-    assert history[-1]["loss"] < history[0]["loss"]
+    if not leaves:
+        # Round 0's data are the teacher's own states; later rounds add the student's. With leaf
+        # candidates round 0's states are the easy ones (0.06 then 0.10 here), so the loss order
+        # across rounds says nothing there; the agreement below is the test of learning.
+        assert history[-1]["loss"] < history[0]["loss"]
     # The untrained student already agrees often (LRU's victim is offered first and many candidates
     # are never reused within the horizon), so measure the disagreements DAgger removes.
     assert (1 - after) < 0.75 * (1 - before), (before, after)

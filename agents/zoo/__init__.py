@@ -43,12 +43,16 @@ RECIPES: dict[str, Recipe] = {
     # MaskablePPO, 4M steps, 64 envs, seed 0, training days of `bursty` (both slo_penalty values).
     "servegym/Autoscale-v0": Recipe("autoscale_ppo.zip", (
         "--timesteps", "4000000", "--n-envs", "64", "--seed", "0"), "bursty-v1"),
-    # DAgger from Belady's choice among the sampled candidates (agents/imitation.py; relaxed
-    # targets: any block not reused within 4x capacity), 300k labelled decisions, no RL steps, on
-    # the real Mooncake conversation trace's training part (first 70%), all four capacities, seed 0.
+    # DAgger from Belady's choice among the sampled leaf candidates (evict_leaves_only, the
+    # default; agents/imitation.py; relaxed targets: any block not reused within 4x capacity),
+    # 100k labelled decisions, no RL steps, 16 envs, seed 0, on PrefixEviction's training
+    # distribution (agents.scenarios.TRAINING_WORKLOADS: each episode draws the mooncake_conv
+    # generator or the real Mooncake conversation trace's training part, first 70%), capacities
+    # 1/5/10/25% of each part's distinct blocks. Seeds 1-2 of the same command: issue 21's notes.
     "servegym/PrefixEviction-v0": Recipe("prefix_eviction_dagger.zip", (
-        "--trace", "../shared/traces/mooncake_conversation.jsonl", "--imitate", "300000",
-        "--timesteps", "0", "--seed", "0"), "../shared/traces/mooncake_conversation.jsonl"),
+        "--env-kwargs", "workloads=('mooncake_conv-v1','../shared/traces/mooncake_conversation.jsonl')",
+        "--imitate", "100000", "--timesteps", "0", "--seed", "0"),
+        "mooncake_conv-v1+../shared/traces/mooncake_conversation.jsonl"),
     # Issue 21 (the transfer track): MaskablePPO (HYPERPARAMS), 1,720,320 steps (~600 s on one core of the
     # GPU machine's host: 1,460 steps/s measured here on a loaded 2-core box, x2), 16 envs, seed 0, on the
     # training distribution agents.scenarios.TRAINING_WORKLOADS["servegym/Routing-v0"] (Azure and Mooncake
