@@ -9,7 +9,8 @@ oracle of its environment, ``random``, the reference learned agent (``zoo``) and
 or ONNX file given with ``--policy`` play the same episodes (episode i = held-out window i).
 The transfer track (``--track transfer``; ids ``<env>/transfer/<family>/...``) plays workload
 families that the training distribution of ``agents.scenarios.TRAINING_WORKLOADS`` never
-contains; its zoo column stays empty until agents are trained on that distribution, and its
+contains; its zoo column holds only agents whose recipe trains on a distribution
+(``agents.zoo.Recipe.on_distribution``; the others stay empty there), and its
 scenario entries say how many distinct held-out windows their episodes hold. ``--quick`` plays
 one transfer scenario.
 Scores: the main metric raw, and normalized (0 = the naive reference, 100 = the oracle or bound),
@@ -208,6 +209,14 @@ def timing(results: list[ScenarioResult], wall_s: float) -> dict[str, Any]:
     return out
 
 
+def zoo_on_distribution(env_id: str) -> bool:
+    """Whether ``env_id``'s zoo recipe trains on a workload distribution (then it plays the
+    transfer track)."""
+    from agents.zoo import RECIPES
+
+    return env_id in RECIPES and RECIPES[env_id].on_distribution
+
+
 def plan_runs(scenarios: list[Scenario], extra_policies: list[str]) -> list[tuple[Scenario, list[str], str]]:
     """(scenario, its policies, why skipped) in leaderboard order; no policies when skipped."""
     plan = []
@@ -216,8 +225,8 @@ def plan_runs(scenarios: list[Scenario], extra_policies: list[str]) -> list[tupl
         if sc.env_id not in env_ids():
             ok, why = False, f"environment {sc.env_id} is not registered"
         policies = policies_for(sc.env_id, extra_policies) if ok else []
-        if sc.track == "transfer":  # no zoo agent trained on a distribution yet: its column stays empty
-            policies = [p for p in policies if p != "zoo"]
+        if sc.track == "transfer" and not zoo_on_distribution(sc.env_id):
+            policies = [p for p in policies if p != "zoo"]  # a one-trace agent is not a transfer entry
         plan.append((sc, policies, why))
     return plan
 
@@ -328,14 +337,15 @@ def main(argv: list[str] | None = None) -> int:
         p.error(str(err))
     command = recorded_command(list(argv if argv is not None else sys.argv[1:]))
     hints = None  # the previous run's wall times in --out order the Ray runs, longest first
-    if (a.out / "timing.json").is_file():
+    ray = a.ray or a.address is not None
+    if ray and (a.out / "timing.json").is_file():
         try:
             hints = json.loads((a.out / "timing.json").read_text())
         except ValueError:
             hints = None  # a damaged timing file only loses the ordering; it is rewritten below
     t = time.perf_counter()
     results = run(scenarios, a.policy, a.quick, a.seeds, progress=not a.no_progress,
-                  ray=a.ray or a.address is not None, address=a.address, num_cpus=a.num_cpus,
+                  ray=ray, address=a.address, num_cpus=a.num_cpus,
                   hints=hints)
     wall = time.perf_counter() - t
     report = build_report(results, command, a.quick)

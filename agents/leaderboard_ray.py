@@ -62,14 +62,15 @@ class Affinity:
         # longest last (popped first); equal lengths in key order (stable sorts)
         self.todo = {env: sorted(sorted(r, key=lambda x: x[1], reverse=True), key=lambda x: x[0])
                      for env, r in runs.items()}
+        self.work = {env: sum(x[0] for x in r) for env, r in self.todo.items()}  # expected s left
         self.warmed: list[set[str]] = [set() for _ in range(n_workers)]
         self.holders: dict[str, int] = defaultdict(int)
 
     def next(self, w: int) -> Any:
-        left = {env: r for env, r in self.todo.items() if r}
+        left = [env for env, r in self.todo.items() if r]
         if not left:
             return None
-        work = {env: sum(x[0] for x in r) for env, r in left.items()}
+        work = self.work
         own = [env for env in left if env in self.warmed[w]]
         if own:
             env = max(own, key=lambda e: (work[e], e))
@@ -77,7 +78,9 @@ class Affinity:
             env = max(left, key=lambda e: (work[e] / (self.holders[e] + 1), e))
             self.warmed[w].add(env)
             self.holders[env] += 1
-        return left[env].pop()[1]
+        expected, key = self.todo[env].pop()
+        work[env] -= expected
+        return key
 
 
 def run_on_ray(plan: list[tuple[Scenario, list[str], str]], quick: bool, episodes: int | None,

@@ -119,11 +119,15 @@ def scenario_table(rows: list[dict[str, Any]], metric_keys: list[str]) -> str:
     return "\n".join(out)
 
 
-def _metric_keys(rows: list[dict[str, Any]], limit: int = 6) -> list[str]:
+def _metric_keys(rows: list[dict[str, Any]], limit: int = 6, beside: tuple[str, ...] = ()) -> list[str]:
+    """The metric columns of a scenario's table: the scoring's ``beside`` metrics first, then
+    tails, rates and ratios."""
     main = rows[0]["main_metric"]
     keys = [k for k in rows[0]["metrics"] if k != main and k != "return_mean"]
-    preferred = [k for k in keys if k.endswith(("_p99_s", "_rps", "_ratio", "_usd", "_bytes", "imbalance"))]
-    return (preferred + [k for k in keys if k not in preferred])[:limit]
+    first = [k for k in beside if k in keys]
+    preferred = [k for k in keys if k.endswith(("_p99_s", "_rps", "_ratio", "_usd", "_bytes", "imbalance"))
+                 and k not in first]
+    return (first + preferred + [k for k in keys if k not in preferred and k not in first])[:limit]
 
 
 def markdown(report: dict[str, Any], wall_s: float | None = None) -> str:
@@ -143,7 +147,8 @@ def markdown(report: dict[str, Any], wall_s: float | None = None) -> str:
         parts.append(f"{sc['env']}, trace `{sc['trace']}`, {sc['episodes']} episodes, seed {sc['seed']}, "
                      f"env kwargs `{json.dumps(sc['env_kwargs'], sort_keys=True)}`. Naive: `{s['naive']}`; "
                      f"bound: `{s['bound'] or s['bound_value']}`. Training may see: {s['training_may_see']}.")
-        parts += ["", scenario_table(by[sc["id"]], _metric_keys(by[sc["id"]]))]
+        beside = tuple(sc.get("scoring", {}).get("beside", ()))
+        parts += ["", scenario_table(by[sc["id"]], _metric_keys(by[sc["id"]], beside=beside))]
     if wall_s is not None:
         parts += ["", f"Wall time of this run: {wall_s:.0f} s."]
     return "\n".join(parts) + "\n"

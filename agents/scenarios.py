@@ -40,6 +40,7 @@ class Scoring:
     training_may_see: str = ""
     trace_kind: str = "requests"  # what --trace PATH files feed: "requests" or "expert_load"
     oracles: tuple[str, ...] = ()  # policies that see the future (never "the best heuristic")
+    beside: tuple[str, ...] = ()  # metrics the tables show first, next to the main one
 
 
 @dataclass(frozen=True)
@@ -105,10 +106,16 @@ SCORING: dict[str, Scoring] = {
         oracles=("oracle_dp", "static_best"),
         training_may_see="the first 70% of each trace (split=train); scored on the last 30%",
     ),
+    # The rule (issue 21): SLO attainment counts only while the TTFT tail stays bounded. Each
+    # episode scores slo_attainment_bounded = its SLO attainment if its TTFT p99 (a request never
+    # served counted as infinitely late) is within the scenario's bound (ttft_bound_x x the TTFT
+    # SLO, 5 x 2 s = 10 s here), else 0: a router that buys attainment by starving a few requests
+    # loses. ttft_p99_s and ttft_over_bound are reported beside it (envs/routing/README.md).
     "servegym/Routing-v0": Scoring(
-        main_metric="slo_attainment", higher_is_better=True, naive="round_robin",
+        main_metric="slo_attainment_bounded", higher_is_better=True, naive="round_robin",
         bound=None, bound_value=1.0,
         training_may_see="the first 70% of the trace (split=train); scored on the last 30%",
+        beside=("slo_attainment", "ttft_p99_s", "ttft_over_bound"),
     ),
     # Teams (agents.team): every role's policy acts for all agents of the role; the naive team
     # is the heuristic team with round-robin routers.
@@ -162,8 +169,11 @@ SCENARIOS: list[Scenario] = [
     *(Scenario(
         # v2: learned policies choose among sampled candidates (LRU's victim + random blocks, the
         # env's default now), not among the 16 least recently used blocks as in v1.
-        id=f"prefix_eviction/mooncake_conversation/llama3.1-8b-h100/capacity{frac}/v2",
-        env_id="servegym/PrefixEviction-v0", trace=_MOONCAKE, env_kwargs={"capacity_frac": frac},
+        # v3: the candidates are leaves of the cached prefix tree only (evict_leaves_only, as
+        # SGLang evicts; v2 offered inner blocks too, whose eviction strands their descendants).
+        id=f"prefix_eviction/mooncake_conversation/llama3.1-8b-h100/capacity{frac}/v3",
+        env_id="servegym/PrefixEviction-v0", trace=_MOONCAKE,
+        env_kwargs={"capacity_frac": frac, "evict_leaves_only": True},
         episodes=4, quick_episodes=1,
     ) for frac in (0.01, 0.05, 0.1, 0.25)),
     *(Scenario(
@@ -206,9 +216,11 @@ SCENARIOS: list[Scenario] = [
         env_id="servegym/MultiCluster-v0", trace=_MOONCAKE, env_kwargs={"load": load, "slo_metric": "tpot"},
         episodes=3, quick_episodes=1,
     ) for load in (0.8,)),
-    *(Scenario(  # v2: the TTFT + TPOT SLO check (v1: p99 gap)
-        id=f"routing/mooncake_conversation/llama3.1-8b-h100x8/load{load}/v2",
-        env_id="servegym/Routing-v0", trace=_MOONCAKE, env_kwargs={"load": load, "slo_metric": "tpot"},
+    *(Scenario(  # v2: the TTFT + TPOT SLO check (v1: p99 gap). v3: scored by slo_attainment_bounded (the
+        # TTFT tail bound, 5 x the TTFT SLO; SCORING), the observation relative to capacity and the SLO.
+        id=f"routing/mooncake_conversation/llama3.1-8b-h100x8/load{load}/v3",
+        env_id="servegym/Routing-v0", trace=_MOONCAKE,
+        env_kwargs={"load": load, "slo_metric": "tpot", "ttft_bound_x": 5.0},
         episodes=3, quick_episodes=1,
     ) for load in (0.6, 0.9)),
 ]
@@ -275,7 +287,11 @@ def _tid(trace: str) -> str:
 #   tier (best 0.81 / 0.69 at 1.3 / 1.5). agentic: best 0.86 / 0.55 at 1.1 / 1.3.
 # - Routing: loads are fractions of the capacity without prefix reuse; agentic reuses ~80% of its
 #   blocks, so every router meets the SLO for >= 99% of requests at 0.6-0.9 and jsq still 0.99 at
-#   1.5; at 2.0 / 2.5 the best is 0.88 / 0.71. The code family: best 0.78 / 0.68 at 0.3 / 0.45.
+#   1.5. v2 (scored by slo_attainment_bounded, the TTFT tail bound of 10 s; 3 episodes, seed 10000,
+#   measured at 2bdd73d): agentic at 1.75 / 2.0: best jsq 0.961 (TTFT p99 1.3 s) / p2c 0.728 (5.1 s),
+#   sglang_cache_aware 0.829 at 2.0 breaks the bound (p99 16.9 s: 0); at 2.5 (v1's load) every heuristic
+#   breaks it in most episodes (best bounded 0.20), so v2 plays 1.75 / 2.0. The code family: best
+#   sglang_cache_aware 0.780 / 0.677 at 0.3 / 0.45, every TTFT p99 <= 2.5 s (its misses are TPOT).
 # - PrefixEviction: agentic's working set is small: at 1% of its distinct blocks LRU is within
 #   0.05 of Belady (0.756 vs 0.803), at 0.2% / 0.5% within 0.20 / 0.14. The Mooncake synthetic
 #   trace separates at 5% / 10% (LRU 0.109 / 0.183, Belady 0.319 / 0.407).
@@ -286,7 +302,7 @@ _TRANSFER_KV = (
 )
 _TRANSFER_ROUTING = (
     ("azure_code_bursty-v1", {}, 3, (0.3, 0.45)),
-    ("agentic-v1", {}, 3, (2.0, 2.5)),
+    ("agentic-v1", {}, 3, (1.75, 2.0)),
 )
 _TRANSFER_PREFIX = (
     ("agentic-v1", {}, 4, (0.002, 0.005)),
@@ -300,14 +316,18 @@ TRANSFER_SCENARIOS: list[Scenario] = [
         in_quick=(trace == "agentic-v1" and load == 1.3),
     ) for trace, tier, extra, n, loads in _TRANSFER_KV for load in loads),
     *(Scenario(
-        id=f"routing/transfer/{_tid(trace)}/llama3.1-8b-h100x8/load{load}/v1",
+        # v2: scored by slo_attainment_bounded (the TTFT tail bound; SCORING), the observation relative
+        # to capacity and the SLO, agentic at loads 1.75 / 2.0 (v1: 2.0 / 2.5).
+        id=f"routing/transfer/{_tid(trace)}/llama3.1-8b-h100x8/load{load}/v2",
         env_id="servegym/Routing-v0", trace=trace, env_kwargs={"load": load, "split": "all", "slo_metric": "tpot",
-                                                              **extra},
+                                                              "ttft_bound_x": 5.0, **extra},
         episodes=n, quick_episodes=1, track="transfer", in_quick=False,
     ) for trace, extra, n, loads in _TRANSFER_ROUTING for load in loads),
     *(Scenario(
-        id=f"prefix_eviction/transfer/{_tid(trace)}/llama3.1-8b-h100/capacity{frac}/v1",
-        env_id="servegym/PrefixEviction-v0", trace=trace, env_kwargs={"capacity_frac": frac, "split": "all", **extra},
+        # v2: leaf candidates only (evict_leaves_only, as the main track's v3).
+        id=f"prefix_eviction/transfer/{_tid(trace)}/llama3.1-8b-h100/capacity{frac}/v2",
+        env_id="servegym/PrefixEviction-v0", trace=trace,
+        env_kwargs={"capacity_frac": frac, "split": "all", "evict_leaves_only": True, **extra},
         episodes=n, quick_episodes=1, track="transfer", in_quick=False,
     ) for trace, extra, n, fracs in _TRANSFER_PREFIX for frac in fracs),
 ]

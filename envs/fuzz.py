@@ -14,7 +14,8 @@ traces at random values of their swept knob. Each step takes a uniformly random 
 - no NaN or infinity in observations or rewards, and at least one legal action per env;
 - for ``envs.core`` clusters (``vec.state``): request conservation, KV blocks used + free =
   capacity with free >= 0 (KV <= capacity), no KV beyond a request's tokens, the slot lists
-  (``envs.core.invariants.violations``), and clocks that never run backward within an episode.
+  (``envs.core.invariants.violations``), and clocks (env and replica) that never run backward within an episode; a replica clock may lead
+  the env clock in Routing-v0, where the iteration in flight at a decision ends after it.
 
 Prints progress and the first violations; exits 1 if any invariant broke, 0 otherwise. The
 slow test ``tests/test_fuzz.py`` runs it at full size; CI runs a short variant.
@@ -33,6 +34,8 @@ import envs
 from traces.trace import Trace, TraceMeta
 
 CLUSTER_ENVS = ("servegym/KVAdmission-v0", "servegym/Routing-v0")
+# Decisions come while replicas are busy: the iteration in flight ends after the env clock.
+IN_FLIGHT_ENVS = ("servegym/Routing-v0",)
 
 
 def random_trace(rng: np.random.Generator, n: int) -> Trace:
@@ -68,8 +71,10 @@ def draw_scenario(env_id: str, rng: np.random.Generator) -> tuple[int, dict[str,
     return E, {}
 
 
-def check_batch(vec, obs: np.ndarray, rew: np.ndarray, dones: np.ndarray, clock: np.ndarray | None) -> list[str]:
-    """Violations after one batch step (see the module docstring)."""
+def check_batch(vec, obs: np.ndarray, rew: np.ndarray, dones: np.ndarray, clock: np.ndarray | None,
+                r_clock: np.ndarray | None = None, env_id: str = "servegym/KVAdmission-v0") -> list[str]:
+    """Violations after one batch step (see the module docstring); ``clock``/``r_clock``: the env
+    and replica clocks before the step (None: not a cluster env)."""
     out: list[str] = []
     if not np.isfinite(obs).all():
         e = int(np.argmax(~np.isfinite(obs).all(1)))
@@ -83,12 +88,19 @@ def check_batch(vec, obs: np.ndarray, rew: np.ndarray, dones: np.ndarray, clock:
         from envs.core.invariants import violations
 
         eng = vec.scenario.engine
-        out += violations(vec.state, eng.capacity_blocks, eng.block_size)
+        out += violations(vec.state, eng.capacity_blocks, eng.block_size,
+                          in_flight_iterations=env_id in IN_FLIGHT_ENVS)
         live = ~dones
         back = live & (vec.state.clock < clock)
         if back.any():
             e = int(np.argmax(back))
             out.append(f"env {e}: clock ran backward from {clock[e]!r} to {vec.state.clock[e]!r}")
+        if r_clock is not None:
+            r_back = live[:, None] & (vec.state.r_clock < r_clock)
+            if r_back.any():
+                e, r = (int(i) for i in np.argwhere(r_back)[0])
+                out.append(f"env {e} replica {r}: clock ran backward from {r_clock[e, r]!r} to "
+                           f"{vec.state.r_clock[e, r]!r}")
     return out
 
 
@@ -109,6 +121,7 @@ def fuzz(env_id: str, steps: int, seed: int, scenario_steps: int, log=print) -> 
         is_cluster = env_id in CLUSTER_ENVS
         obs = vec.reset()
         clock = vec.state.clock.copy() if is_cluster else None
+        r_clock = vec.state.r_clock.copy() if is_cluster else None
         where = f"{env_id} E={E} seed={s_seed} {({k: v for k, v in kw.items() if k != 'trace'})}"
         n = 0
         while n < min(scenario_steps, steps - done_steps):
@@ -116,12 +129,13 @@ def fuzz(env_id: str, steps: int, seed: int, scenario_steps: int, log=print) -> 
             keys = rng.random(mask.shape)
             keys[~mask] = -1.0
             obs, rew, dones, _ = vec.step(keys.argmax(1))
-            errs = check_batch(vec, obs, rew, dones, clock)
+            errs = check_batch(vec, obs, rew, dones, clock, r_clock, env_id)
             if errs:
                 bad = [f"{where} step {n // E}: {m}" for m in errs[:10]]
                 break
             if is_cluster:
                 clock = vec.state.clock.copy()
+                r_clock = vec.state.r_clock.copy()
             n += E
         done_steps += n
         if done_steps >= next_log or bad:

@@ -35,8 +35,11 @@ FIELDS: dict[str, tuple[type, float]] = {  # field: (kind, minimum)
     "prefill_attn_scale": (float, 0.0),
     "decode_kv_read_scale": (float, 0.0),
     "decode_longest_s_per_token_layer": (float, 0.0),
-    "decode_split_chunk_tokens": (float, 1.0),
-    "decode_split_below_seqs": (float, 0.0),
+    "decode_split_longest_s_per_token_layer": (float, 0.0),
+    "decode_split_kv_tokens": (float, 0.0),
+    "decode_split_sm_slots": (float, 0.0),
+    "linear_min_share": (float, 0.0),
+    "prefill_longest_s_per_token_layer": (float, 0.0),
     "pad_decode_multiple": (float, 1.0),
     "pad_mixed_pow2": (bool, 0.0),
     "pad_mixed_decode_min": (float, 1.0),
@@ -53,9 +56,15 @@ class EngineProfile:
     linear_scale, prefill_attn_scale, decode_kv_read_scale: multipliers of the calibrated linear
     (+ elementwise), prefill-attention and decode-attention (KV read) times.
     decode_longest_s_per_token_layer: straggler, seconds per context token of the longest decoding
-    sequence per layer (0 = split-KV kernel, time follows the KV read alone);
-    decode_split_chunk_tokens / decode_split_below_seqs: the kernel splits the KV into chunks of this
-    many tokens (capping the straggler) when the padded decode batch has fewer sequences than this.
+    sequence per layer when the decode kernel does not split the KV (0 = no straggler: time follows
+    the KV read alone); decode_split_longest_s_per_token_layer: the same when it splits the KV, on
+    at most one split-KV chunk. decode_split_kv_tokens / decode_split_sm_slots: the max_seqlen_k the
+    engine passes to FlashAttention-2 and 2 x SMs; with the model's KV heads they give the chunk per
+    padded decode count (split_chunk_table; decode_split_kv_tokens 0 = the kernel never splits).
+    linear_min_share: GEMM time = max(FLOP, weight) + this x min(FLOP, weight) (0 = plain roofline).
+    prefill_longest_s_per_token_layer: prefill attention takes at least this x the longest prefill
+    context (kv + chunk) per layer (FlashAttention's prefill kernel: one CTA per query block reads
+    the whole prefix; 0 = no such floor).
     pad_decode_multiple: decode-only batches padded to a multiple of this (CUDA-graph capture sizes);
     pad_mixed_pow2: batches with prefill padded to powers of two (decodes >= pad_mixed_decode_min,
     prefill tokens >= pad_mixed_prefill_min).
@@ -69,8 +78,11 @@ class EngineProfile:
     prefill_attn_scale: float = 1.0
     decode_kv_read_scale: float = 1.0
     decode_longest_s_per_token_layer: float = 0.0
-    decode_split_chunk_tokens: float = 1.0
-    decode_split_below_seqs: float = 0.0
+    decode_split_longest_s_per_token_layer: float = 0.0
+    decode_split_kv_tokens: float = 0.0
+    decode_split_sm_slots: float = 0.0
+    linear_min_share: float = 0.0
+    prefill_longest_s_per_token_layer: float = 0.0
     pad_decode_multiple: float = 1.0
     pad_mixed_pow2: bool = False
     pad_mixed_decode_min: float = 1.0
@@ -111,3 +123,59 @@ def get_profile(name: "str | EngineProfile") -> EngineProfile:
     if name not in profiles:
         raise HwModelError(f"unknown engine profile {name!r}; known: {', '.join(sorted(profiles))}")
     return profiles[name]
+
+
+def fa2_num_splits(batch_nheads_mblocks: int, sm_slots: int, num_n_blocks: int, max_splits: int = 128) -> int:
+    """FlashAttention-2's split-KV count (flash_api.cpp ``num_splits_heuristic``, as PyTorch's
+    aten/src/ATen/native/transformers/cuda/flash_attn/flash_api.cpp ships it): 1 when the CTAs
+    almost fill the GPU (>= 0.8 x sm_slots), else the fewest splits whose wave efficiency is
+    >= 0.85 x the best. sm_slots is 2 x SMs there."""
+    if batch_nheads_mblocks >= 0.8 * sm_slots:
+        return 1
+    max_splits = min(max_splits, sm_slots, num_n_blocks)
+
+    def cdiv(a: int, b: int) -> int:
+        return -(-a // b)
+
+    def eligible(s: int) -> bool:
+        return s == 1 or cdiv(num_n_blocks, s) != cdiv(num_n_blocks, s - 1)
+
+    eff = []
+    for s in range(1, max_splits + 1):
+        w = batch_nheads_mblocks * s / sm_slots
+        eff.append(w / -(-w // 1) if eligible(s) else 0.0)
+    best = max(eff)
+    for s in range(1, max_splits + 1):
+        if eligible(s) and eff[s - 1] >= 0.85 * best:
+            return s
+    return 1
+
+
+SPLIT_TABLE_ENTRIES = 4  # padded decode counts unit x 1..4 (hwmodels.steptime DECODE_SPLIT_CHUNK_1..4)
+FA2_SPLITKV_BLOCK_N = 128  # FlashAttention-2 split-KV kernel, head_dim <= 128: kBlockN = 128 (flash_api.cpp)
+
+
+def split_chunk_table(profile: EngineProfile, kv_heads: int) -> list[float]:
+    """Split-KV chunk (tokens) of a decode batch padded to k x profile.pad_decode_multiple sequences,
+    k = 1..4; 0 where the kernel does not split. Decode with GQA runs swapped (seqlen_q = group,
+    heads = KV heads: one query block), so the CTAs are padded sequences x KV heads, and a split covers
+    ceil(blocks / splits) blocks of 128 tokens of max_seqlen_k. Raises HwModelError when a batch past
+    the table would still split (the table would be too short for this model)."""
+    if profile.decode_split_kv_tokens <= 0:
+        return [0.0] * SPLIT_TABLE_ENTRIES
+    if profile.decode_split_sm_slots < 1:
+        raise HwModelError(f"engine profile {profile.name!r}: decode_split_sm_slots must be >= 1 when "
+                           f"decode_split_kv_tokens is set, got {profile.decode_split_sm_slots}")
+    nb = -(-int(profile.decode_split_kv_tokens) // FA2_SPLITKV_BLOCK_N)
+    slots, unit = int(profile.decode_split_sm_slots), int(profile.pad_decode_multiple)
+    out = []
+    for k in range(1, SPLIT_TABLE_ENTRIES + 2):
+        s = fa2_num_splits(k * unit * kv_heads, slots, nb)
+        if k > SPLIT_TABLE_ENTRIES:
+            if s > 1:
+                raise HwModelError(f"engine profile {profile.name!r}: FlashAttention would still split the KV "
+                                   f"at {k * unit} decode sequences x {kv_heads} KV heads; the split table "
+                                   f"covers {SPLIT_TABLE_ENTRIES} x {unit}")
+            break
+        out.append(float(-(-nb // s) * FA2_SPLITKV_BLOCK_N) if s > 1 else 0.0)
+    return out

@@ -28,6 +28,16 @@ Operator times, each max(FLOP time at calibrated efficiency, byte time at calibr
             over the activations (calibrated: Calibration.elementwise_passes)
   overhead  c[OVERHEAD_S] + S * c[PER_SEQ_S]   (OVERHEAD_S also holds layers * layer_overhead_s and
             MoE layers * moe_latency_s: fixed kernel time per layer, fitted on a real H200)
+Engine-profile terms (hwmodels.profiles; zero without a profile):
+  linear    + c[LINEAR_MIN_SHARE] * min(FLOP time, weight time): near the ridge point a GEMM neither
+            streams its weights at full bandwidth nor computes at peak (0 = the plain roofline)
+  attn_pre  max(attn_pre, c[PREFILL_LONGEST_S_PER_TOKEN] * longest prefill context): FlashAttention's
+            prefill kernel gives each (query block, head) one CTA that reads the whole prefix, so a short
+            chunk late in a long prompt runs on few SMs for as long as that prefix takes
+  attn_dec  + straggler: c[DECODE_LONGEST_S_PER_TOKEN] * longest decode context when the kernel does
+            not split the KV, or c[DECODE_SPLIT_LONGEST_S_PER_TOKEN] * min(longest, chunk) when it does;
+            the chunk comes from a table over the padded decode count (FlashAttention-2's
+            num_splits heuristic, hwmodels.profiles.split_chunk_table)
 Operators run one after another on the GPU, so the iteration time is their sum. All terms are
 non-decreasing in every load, and with Calibration.ideal() no term beats the physical roofline.
 """
@@ -64,13 +74,19 @@ PER_SEQ_S = 15  # s per scheduled sequence
 ELEMENTWISE_S_PER_TOKEN = 16  # s/token: elementwise activation traffic, all layers (added by the H200 calibration)
 # Engine-profile terms (hwmodels.profiles; neutral values when no profile is given):
 DECODE_LONGEST_S_PER_TOKEN = 17  # s per token of the longest decode context: straggler (0 = absent)
-DECODE_SPLIT_CHUNK = 18  # tokens: straggler capped at this split-KV chunk ...
-DECODE_SPLIT_BELOW = 19  # ... when the padded decode sequences are fewer than this (0 = never split)
+DECODE_SPLIT_UNIT = 18  # padded decode sequences per step of the split-KV chunk table (>= 1)
+DECODE_SPLIT_LONGEST_S_PER_TOKEN = 19  # s per token of the longest decode context when the kernel splits the KV
 PAD_DECODE_MULTIPLE = 20  # decode-only iterations: decode sequences padded to a multiple (1 = none)
 PAD_MIXED_POW2 = 21  # 1: iterations with prefill pad decodes and prefill tokens to powers of two
 PAD_MIXED_DECODE_MIN = 22  # smallest padded decode count of a mixed iteration (power of two)
 PAD_MIXED_PREFILL_MIN = 23  # smallest padded prefill token count (power of two)
-N_COEFFS = 24
+DECODE_SPLIT_CHUNK_1 = 24  # split-KV chunk (tokens) of a padded decode batch of 1 x DECODE_SPLIT_UNIT sequences
+DECODE_SPLIT_CHUNK_2 = 25  # ... 2 x unit (0 = the kernel does not split: straggler on the whole context)
+DECODE_SPLIT_CHUNK_3 = 26  # ... 3 x unit
+DECODE_SPLIT_CHUNK_4 = 27  # ... 4 x unit (larger batches never split)
+LINEAR_MIN_SHARE = 28  # linear = max(FLOP time, weight time) + this x min(...): GEMMs near the ridge point
+PREFILL_LONGEST_S_PER_TOKEN = 29  # s per token of the longest prefill context (kv + chunk): prefill straggler
+N_COEFFS = 30
 
 COEFF_INDEX: dict[str, int] = {
     name: idx for name, idx in globals().items()
@@ -78,13 +94,16 @@ COEFF_INDEX: dict[str, int] = {
 }
 
 
-def iteration_time(coeffs, prefill_tokens, prefill_attn_pairs, decode_seqs, decode_kv_tokens, longest_decode=-1.0):
+def iteration_time(coeffs, prefill_tokens, prefill_attn_pairs, decode_seqs, decode_kv_tokens, longest_decode=-1.0,
+                   longest_prefill=-1.0):
     """Seconds for one engine iteration (see the module docstring for the formula).
 
     Pure arithmetic on `coeffs` (float64 array of length N_COEFFS, from build_coeffs) and the loads;
     accepts numpy arrays (broadcast) or scalars, and numba.njit compiles it for scalars.
     `longest_decode`: context tokens of the longest decoding sequence (the straggler term of an engine
     profile); < 0 means unknown, and the mean context decode_kv_tokens / decode_seqs stands in.
+    `longest_prefill`: context after the prefill chunk that reaches furthest into its prompt (kv + chunk;
+    the prefill straggler of engine profiles); < 0 means unknown and drops that term.
     No input checking here (hot path): StepTimeModel.iteration_time validates.
     """
     c = coeffs
@@ -107,7 +126,7 @@ def iteration_time(coeffs, prefill_tokens, prefill_attn_pairs, decode_seqs, deco
 
     a = t * c[0]
     b = t1 * c[1]
-    linear = 0.5 * (a + b + abs(a - b))
+    linear = 0.5 * (a + b + abs(a - b)) + c[28] * 0.5 * (a + b - abs(a - b))
 
     touched = c[4] * (1.0 - c[5] ** t)
     a = t * c[2]
@@ -117,6 +136,10 @@ def iteration_time(coeffs, prefill_tokens, prefill_attn_pairs, decode_seqs, deco
     a = prefill_attn_pairs * c[6]
     b = p * c[7]
     attn_pre = 0.5 * (a + b + abs(a - b))
+    # prefill straggler: a chunk late in a long prompt reads the whole prefix; FlashAttention's
+    # prefill kernel does not split the KV, so few query blocks leave the GPU waiting for them
+    lp = 0.5 * (longest_prefill + abs(longest_prefill)) * c[29] * f
+    attn_pre = 0.5 * (attn_pre + lp + abs(attn_pre - lp))
 
     a = decode_kv_tokens * c[8]
     b = decode_kv_tokens * c[9]
@@ -125,9 +148,11 @@ def iteration_time(coeffs, prefill_tokens, prefill_attn_pairs, decode_seqs, deco
     unknown = (longest_decode < 0.0) * 1.0
     dd = 0.5 * (d + 1.0 + abs(d - 1.0))  # max(D, 1)
     lng = unknown * (decode_kv_tokens / dd) + (1.0 - unknown) * longest_decode
-    split = (d_graph < c[19]) * 1.0
-    capped = 0.5 * (lng + c[18] - abs(lng - c[18]))  # min(longest, chunk)
-    attn_dec = attn_dec + c[17] * (split * capped + (1.0 - split) * lng)
+    kk = d_graph / c[18]  # step of the split-KV table
+    chunk = (kk == 1.0) * c[24] + (kk == 2.0) * c[25] + (kk == 3.0) * c[26] + (kk == 4.0) * c[27]
+    split = (chunk > 0.0) * 1.0
+    capped = 0.5 * (lng + chunk - abs(lng - chunk))  # min(longest, chunk)
+    attn_dec = attn_dec + split * c[19] * capped + (1.0 - split) * c[17] * lng
 
     a = s * c[10]
     b = s1 * c[11]
@@ -168,7 +193,7 @@ def build_coeffs(model: str | Model, gpu: str | GPU, tp: int = 1, calibration: C
     fixed costs (overhead_s, layer_overhead_s, per_seq_overhead_s), scales operator terms and adds
     its kernel and CUDA-graph terms. Raises HwModelError for an unknown profile name.
     """
-    from .profiles import EngineProfile, get_profile
+    from .profiles import EngineProfile, get_profile, split_chunk_table
 
     m, g = get_model(model), get_gpu(gpu)
     _check_tp(m, tp)
@@ -220,6 +245,7 @@ def build_coeffs(model: str | Model, gpu: str | GPU, tp: int = 1, calibration: C
     # read + write passes over the [tokens x hidden] activations in every layer (TP ranks hold them whole)
     c[ELEMENTWISE_S_PER_TOKEN] = m.layers * cal.elementwise_passes * m.hidden * m.dtype_bytes / w_bw
     c[PAD_DECODE_MULTIPLE] = 1.0
+    c[DECODE_SPLIT_UNIT] = 1.0
     c[PAD_MIXED_DECODE_MIN] = 1.0
     c[PAD_MIXED_PREFILL_MIN] = 1.0
     if prof is not None:
@@ -231,8 +257,12 @@ def build_coeffs(model: str | Model, gpu: str | GPU, tp: int = 1, calibration: C
         c[ATTN_DECODE_FLOP_S_PER_KV] *= prof.decode_kv_read_scale
         # straggler: per token of the longest context, per layer, at the profile's per-CTA rate
         c[DECODE_LONGEST_S_PER_TOKEN] = prof.decode_longest_s_per_token_layer * m.layers
-        c[DECODE_SPLIT_CHUNK] = prof.decode_split_chunk_tokens
-        c[DECODE_SPLIT_BELOW] = prof.decode_split_below_seqs
+        c[DECODE_SPLIT_LONGEST_S_PER_TOKEN] = prof.decode_split_longest_s_per_token_layer * m.layers
+        c[DECODE_SPLIT_UNIT] = prof.pad_decode_multiple
+        for k, chunk in enumerate(split_chunk_table(prof, m.kv_heads // tp)):
+            c[DECODE_SPLIT_CHUNK_1 + k] = chunk
+        c[LINEAR_MIN_SHARE] = prof.linear_min_share
+        c[PREFILL_LONGEST_S_PER_TOKEN] = prof.prefill_longest_s_per_token_layer * m.layers
         c[PAD_DECODE_MULTIPLE] = prof.pad_decode_multiple
         c[PAD_MIXED_POW2] = 1.0 if prof.pad_mixed_pow2 else 0.0
         c[PAD_MIXED_DECODE_MIN] = prof.pad_mixed_decode_min
@@ -297,9 +327,11 @@ class StepTimeModel:
         return f"StepTimeModel({self.model.name!r}, {self.gpu.name!r}, tp={self.tp}, profile={prof!r})"
 
     def iteration_time(self, prefill_tokens, prefill_attn_pairs, decode_seqs, decode_kv_tokens,
-                       longest_decode=None) -> np.ndarray | float:
+                       longest_decode=None, longest_prefill=None) -> np.ndarray | float:
         """Seconds for one iteration; numpy broadcasting over the loads (float for scalars).
-        longest_decode: context of the longest decoding sequence (None: the mean stands in)."""
+        longest_decode: context of the longest decoding sequence (None: the mean stands in);
+        longest_prefill: kv + chunk of the prefill chunk deepest into its prompt (None: no prefill straggler).
+        HwModelError for loads that are not finite and >= 0."""
         p, a, d, k = _loads(prefill_tokens, prefill_attn_pairs, decode_seqs, decode_kv_tokens)
         if longest_decode is None:
             lng = -1.0
@@ -307,11 +339,18 @@ class StepTimeModel:
             lng = np.asarray(longest_decode, dtype=np.float64)
             if not np.all(np.isfinite(lng)) or np.any(lng < 0):
                 raise HwModelError(f"iteration_time: longest_decode must be finite and >= 0, got {longest_decode!r}")
-        out = iteration_time(self.coeffs, p, a, d, k, lng)
+        if longest_prefill is None:
+            lpf = -1.0
+        else:
+            lpf = np.asarray(longest_prefill, dtype=np.float64)
+            if not np.all(np.isfinite(lpf)) or np.any(lpf < 0):
+                raise HwModelError(f"iteration_time: longest_prefill must be finite and >= 0, got {longest_prefill!r}")
+        out = iteration_time(self.coeffs, p, a, d, k, lng, lpf)
         return float(out) if np.ndim(out) == 0 else out
 
     def breakdown(self, prefill_tokens: float, prefill_attn_pairs: float, decode_seqs: float,
-                  decode_kv_tokens: float, longest_decode: float | None = None) -> dict[str, float]:
+                  decode_kv_tokens: float, longest_decode: float | None = None,
+                  longest_prefill: float | None = None) -> dict[str, float]:
         """Per-operator seconds of one iteration (they sum to iteration_time); for reports and fitting."""
         p, a, d, k = (float(x) for x in _loads(prefill_tokens, prefill_attn_pairs, decode_seqs, decode_kv_tokens))
         c = self.coeffs
@@ -325,14 +364,17 @@ class StepTimeModel:
         t = d_graph + f * (g * p_pow + (1 - g) * p)
         s = (1 - f) * d_only + f * (d + 1.0)
         lng = k / max(d, 1.0) if longest_decode is None else float(longest_decode)
-        if d_graph < c[DECODE_SPLIT_BELOW]:
-            lng = min(lng, c[DECODE_SPLIT_CHUNK])
+        kk = d_graph / c[DECODE_SPLIT_UNIT]
+        chunk = c[DECODE_SPLIT_CHUNK_1 + int(kk) - 1] if kk in (1.0, 2.0, 3.0, 4.0) else 0.0
+        strag = c[DECODE_SPLIT_LONGEST_S_PER_TOKEN] * min(lng, chunk) if chunk > 0 else c[DECODE_LONGEST_S_PER_TOKEN] * lng
+        lf, lw = t * c[LIN_FLOP_S_PER_TOKEN], min(t, 1.0) * c[LIN_WEIGHT_S]
+        lp = f * c[PREFILL_LONGEST_S_PER_TOKEN] * max(0.0, -1.0 if longest_prefill is None else float(longest_prefill))
         return {
-            "linear": max(t * c[LIN_FLOP_S_PER_TOKEN], min(t, 1.0) * c[LIN_WEIGHT_S]),
+            "linear": max(lf, lw) + c[LINEAR_MIN_SHARE] * min(lf, lw),
             "moe": max(t * c[MOE_FLOP_S_PER_TOKEN], c[MOE_EXPERTS] * (1.0 - c[MOE_MISS] ** t) * c[MOE_EXPERT_S]),
-            "attn_prefill": max(a * c[ATTN_PREFILL_FLOP_S_PER_PAIR], p * c[ATTN_PREFILL_BYTES_S_PER_TOKEN]),
+            "attn_prefill": max(a * c[ATTN_PREFILL_FLOP_S_PER_PAIR], p * c[ATTN_PREFILL_BYTES_S_PER_TOKEN], lp),
             "attn_decode": max(k * c[ATTN_DECODE_FLOP_S_PER_KV], k * c[ATTN_DECODE_BYTES_S_PER_KV]),
-            "attn_decode_straggler": c[DECODE_LONGEST_S_PER_TOKEN] * lng,
+            "attn_decode_straggler": strag,
             "lm_head": max(s * c[LMHEAD_FLOP_S_PER_SEQ], min(s, 1.0) * c[LMHEAD_WEIGHT_S]),
             "tp_comm": t * c[ALLREDUCE_S_PER_TOKEN] + min(t, 1.0) * c[ALLREDUCE_FIXED_S],
             "overhead": c[OVERHEAD_S] + (d + f) * c[PER_SEQ_S],

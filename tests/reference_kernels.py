@@ -4,7 +4,9 @@ kept verbatim as the reference that tests/test_kernel_parity.py compares the fas
 * ``kv_write_obs``: KVAdmission-v0's observation as of commit 6d12e3f (``envs/kv_admission/kernels.py``:
   an argsort and allocations per call, the Past-Future peak recomputed K + 1 times).
 * ``rt_step_all``: Routing-v0's step as of 6d12e3f (``envs/routing/kernels.py``: every replica of an env
-  advanced and every load report recomputed at every decision).
+  advanced and every load report recomputed at every decision), with issue 21's changes written the
+  plain way: the observation relative to capacity and the SLO, and the TTFT tail-bound charge
+  rescanning every arrived request at every decision (the kernel keeps a first-open index).
 """
 
 from __future__ import annotations
@@ -21,9 +23,12 @@ from envs.core.state import (
     A_TTFT_EMA,
     C_SLO_MET,
     C_SLO_MISSED,
+    DROPPED,
+    FAILED,
     N_HIST_BINS,
+    REJECTED,
 )
-from envs.routing.kernels import COUNT_SCALE, F, G, HASH_BITS, N_REPORTED, TOKEN_SCALE, prefix_key
+from envs.routing.kernels import COUNT_SCALE, F, G, HASH_BITS, LOAD_ARRIVALS, MIN_RATE_SPAN_S, N_REPORTED, prefix_key
 
 
 # --- KVAdmission-v0 (envs/kv_admission/kernels.py at 6d12e3f)
@@ -264,7 +269,7 @@ def route_one(st, wl, eng, e, r, t, sent):
 
 @nb.njit(cache=True)
 def rt_write_obs(st, wl, eng, e, i, obs, mask, up, ttft_ema, snap, snap_t, sent, stale_s, hash_blocks,
-              sec_per_tok):
+              sec_per_tok, cap_rps):
     """Observation and mask of a router of env ``e`` for request ``i`` (``snap``/``snap_t``/
     ``sent``: that router's view of the load reports)."""
     w = st.window[e]
@@ -274,22 +279,28 @@ def rt_write_obs(st, wl, eng, e, i, obs, mask, up, ttft_ema, snap, snap_t, sent,
     now = st.clock[e]
     i = min(i, N - 1)
     prompt = wl.prompt[w, i]
+    unit = cap_rps * eng.slo_ttft
+    work_scale = sec_per_tok / eng.slo_ttft
     if stale_s <= 0.0 or now - snap_t[e] >= stale_s:
         cap = float(eng.capacity_blocks)
         for r in range(R):
-            snap[e, r, 0] = st.n_queued[e, r] / COUNT_SCALE
-            snap[e, r, 1] = st.n_running[e, r] / COUNT_SCALE
-            snap[e, r, 2] = outstanding_tokens(st, e, r) / TOKEN_SCALE
+            snap[e, r, 0] = st.n_queued[e, r] / unit
+            snap[e, r, 1] = st.n_running[e, r] / unit
+            snap[e, r, 2] = outstanding_tokens(st, e, r) * work_scale
             snap[e, r, 3] = 1.0 - st.free_blocks[e, r] / cap
             snap[e, r, 4] = ttft_ema[e, r] / eng.slo_ttft
             sent[e, r] = 0
         snap_t[e] = now
     o = obs[e]
-    o[0] = prompt / TOKEN_SCALE
+    o[0] = prompt * work_scale
     o[1] = wl.pred_bucket[w, i] / 7.0
     o[2] = prefix_key(wl, w, i, hash_blocks) / float(1 << HASH_BITS)
     o[3] = i / N
     o[4] = (now - snap_t[e]) / eng.slo_ttft
+    k = min(i, LOAD_ARRIVALS)
+    o[5] = 0.0 if k == 0 else k / max((wl.arrival_s[w, i] - wl.arrival_s[w, i - k]) * st.time_scale[e],
+                                      MIN_RATE_SPAN_S) / (R * cap_rps)
+    o[6] = unit / COUNT_SCALE
     n_chain = wl.chain_len[w, i]
     chain = wl.chain_ids[w, i]
     C = st.pc_key.shape[2]
@@ -305,9 +316,8 @@ def rt_write_obs(st, wl, eng, e, i, obs, mask, up, ttft_ema, snap, snap_t, sent,
             o[base + 1 + k] = snap[e, r, k]
         o[base + 6] = cached / prompt
         o[base + 7] = st.pc_count[e, r] / C if eng.cache_on else 0.0
-        work = snap[e, r, 2] * TOKEN_SCALE + prompt - cached
-        o[base + 8] = work * sec_per_tok / eng.slo_ttft
-        o[base + 9] = sent[e, r] / COUNT_SCALE
+        o[base + 8] = snap[e, r, 2] + (prompt - cached) * work_scale
+        o[base + 9] = sent[e, r] / unit
         ok = up[e, r] > 0 and st.n_queued[e, r] + st.n_running[e, r] < S
         mask[e, r] = ok
         any_ok = any_ok or ok
@@ -322,8 +332,26 @@ def rt_write_obs(st, wl, eng, e, i, obs, mask, up, ttft_ema, snap, snap_t, sent,
 
 
 @nb.njit(cache=True)
-def rt_step_all(st, wl, eng, actions, up, budget, drain_s, stale_s, hash_blocks, sec_per_tok,
-                ttft_ema, busy, snap, snap_t, sent, obs, mask, reward, terminated, truncated):
+def rt_ttft_excess(st, wl, e, now, bound_s, charged):
+    """TTFT beyond the bound newly accrued by env ``e``'s arrived requests (s), every one rescanned."""
+    w = st.window[e]
+    total = 0.0
+    for q in range(st.next_arrival[e]):
+        f = st.fate[e, q]
+        if f == DROPPED or f == FAILED or f == REJECTED:
+            continue
+        t = st.ttft[e, q]
+        x = max((t if t == t else now - wl.arrival_s[w, q] * st.time_scale[e]) - bound_s, 0.0)
+        if x > charged[e, q]:
+            total += x - charged[e, q]
+            charged[e, q] = x
+    return total
+
+
+@nb.njit(cache=True)
+def rt_step_all(st, wl, eng, actions, up, budget, drain_s, stale_s, hash_blocks, sec_per_tok, cap_rps,
+                bound_s, bound_penalty, charged, ttft_ema, busy, snap, snap_t, sent, obs, mask, reward,
+                terminated, truncated):
     R = st.n_queued.shape[1]
     for e in range(actions.shape[0]):
         w = st.window[e]
@@ -355,5 +383,7 @@ def rt_step_all(st, wl, eng, actions, up, budget, drain_s, stale_s, hash_blocks,
             terminated[e] = empty
             truncated[e] = not empty
         reward[e] = (st.counters[e, C_SLO_MET] - met0) - (st.counters[e, C_SLO_MISSED] - miss0)
+        if bound_penalty > 0.0:
+            reward[e] -= bound_penalty * rt_ttft_excess(st, wl, e, st.clock[e], bound_s, charged) / bound_s
         rt_write_obs(st, wl, eng, e, st.next_arrival[e], obs, mask, up, ttft_ema, snap, snap_t, sent, stale_s,
-                     hash_blocks, sec_per_tok)
+                     hash_blocks, sec_per_tok, cap_rps[e])

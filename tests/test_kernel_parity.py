@@ -109,7 +109,8 @@ def test_peaks_ties_and_extremes_match_one_pass_per_configuration():
 def _rt_reference_advance(vec) -> None:
     sc, cfg = vec.scenario, vec.config
     ref.rt_step_all(vec.state, sc.workload, sc.engine, vec._actions, vec.up, cfg.budget, cfg.drain_s, cfg.stale_s,
-                    cfg.hash_blocks, sc.sec_per_prefill_token, vec._ttft_ema, vec._busy, vec._snap, vec._snap_t,
+                    cfg.hash_blocks, sc.sec_per_prefill_token, vec._cap_rps, vec.ttft_bound_s,
+                    float(cfg.ttft_bound_penalty), vec._charged, vec._ttft_ema, vec._busy, vec._snap, vec._snap_t,
                     vec._sent, vec._obs, vec._mask, vec._rew, vec._term, vec._trunc)
 
 
@@ -155,7 +156,10 @@ def test_routing_steps_match_reference(E, steps, kwargs):
     for name, x, y in zip(fast.state._fields, fast.state, slow.state):
         assert x.tobytes() == y.tobytes(), f"state.{name} differs from the reference after {steps} steps"
     assert fast._busy.tobytes() == slow._busy.tobytes() and fast._ttft_ema.tobytes() == slow._ttft_ema.tobytes()
+    assert fast._charged.tobytes() == slow._charged.tobytes(), "TTFT tail-bound charges differ"
     assert int(fast.state.counters[:, 8].sum()) > steps, "replicas ran too few iterations to compare"
+    if kwargs.get("load", 0) >= 1.3:  # random routing past capacity: the tail-bound term was exercised
+        assert fast._charged.sum() > 0
 
 
 @pytest.mark.parametrize("E, steps, kwargs", [

@@ -34,12 +34,12 @@ def refs_trace(refs: list[int]) -> Trace:
     return chain_trace([[r] for r in refs])
 
 
-def run(trace: Trace, policy: str, capacity: int, chain: bool = False, actions=None) -> dict:
+def run(trace: Trace, policy: str, capacity: int, chain: bool = False, actions=None, **kw) -> dict:
     """One whole-trace episode (no warm-up) under ``policy``, or with decisions exposed (LRU
-    candidates) and ``actions(vec)`` choosing."""
+    candidates) and ``actions(vec)`` choosing; ``kw``: more config fields."""
     U = len(np.unique(trace.block_ids))
     vec = pe.PrefixEvictionVecEnv(1, seed=0, trace=trace, split="all", window_requests=len(trace),
-                                  warmup_requests=0, capacity_frac=capacity / U, chain=chain)
+                                  warmup_requests=0, capacity_frac=capacity / U, chain=chain, **kw)
     assert vec.caps == (capacity,)
     pol = make_policy(policy, vec, pe.ENV_ID) if actions is None else None
     obs = vec.reset()
@@ -229,12 +229,12 @@ def test_chain_semantics_stranding_and_leaf_first():
         legal = vec.action_masks()[0]
         return int(np.flatnonzero(legal & (depth == 0))[0])
 
-    m = run(tr, "lru", 3, chain=True, actions=evict_root)
+    m = run(tr, "lru", 3, chain=True, actions=evict_root, evict_leaves_only=False)
     # a evicted: b, c stay cached but stranded, so X's lookup stops at once; re-inserting a
     # makes them usable again.
     assert m["block_hits"] == 0 and m["stranding_evictions"] == 1
     tr2 = chain_trace([[1, 2, 3], [4], [1, 2, 3], [1, 2, 3]])
-    m2 = run(tr2, "lru", 3, chain=True, actions=evict_root)
+    m2 = run(tr2, "lru", 3, chain=True, actions=evict_root, evict_leaves_only=False)
     # X's second lookup misses (a evicted); re-inserting a (the root policy now evicts d) makes
     # the stranded b, c usable again, so X's third pass hits all 3.
     assert m2["block_hits"] == 3 and m2["stranding_evictions"] == 1
@@ -263,8 +263,11 @@ def test_chain_mode_orders_on_a_conversation_trace():
 
 def test_checkers_and_registration():
     kw = {"trace": _conv_trace(120.0), "window_requests": 100, "warmup_requests": 50, "capacity_frac": 0.05}
-    gym_check_env(pe.PrefixEvictionEnv(**kw), skip_render_check=True)
-    sb3_check_env(pe.PrefixEvictionEnv(**kw), warn=True)
+    # The checkers step unmasked random actions; with leaves only, fewer than K candidates is
+    # common, so they check the layout with the constraint off (masked rollouts with it on:
+    # test_vecenv_matches_gymnasium_copies_and_is_deterministic).
+    gym_check_env(pe.PrefixEvictionEnv(**kw, evict_leaves_only=False), skip_render_check=True)
+    sb3_check_env(pe.PrefixEvictionEnv(**kw, evict_leaves_only=False), warn=True)
     vec = envs.make_vec(pe.ENV_ID, 2, seed=0, **kw)
     assert vec.sweep() == ("capacity_frac", (0.05,))
 
@@ -377,14 +380,17 @@ def test_sampled_candidates_lru_victim_first_distinct_evictable_mostly_leaves():
     assert decisions == 800 and leaves_sampled / n_sampled > leaves_cache / n_cache + 0.1
 
 
-def test_lru_candidate_set_is_the_k_oldest():
+@pytest.mark.parametrize("leaves", [False, True])
+def test_lru_candidate_set_is_the_k_oldest(leaves):
     kw = {"trace": _conv_trace(240.0), "window_requests": 150, "warmup_requests": 100,
-          "capacity_frac": 0.05, "candidate_set": "lru"}
+          "capacity_frac": 0.05, "candidate_set": "lru", "evict_leaves_only": leaves}
     vec = pe.PrefixEvictionVecEnv(1, seed=3, **kw)
     vec.reset()
     for _ in range(50):
         q = int(vec.state.iv[0, pe.K.I_REQ])
-        oldest = [c for c in _lru_order(vec) if vec.state.pin[0, c] != q][: vec.K]
+        st = vec.state
+        oldest = [c for c in _lru_order(vec)
+                  if st.pin[0, c] != q and not (leaves and st.desc[0, st.key[0, c]] > 0)][: vec.K]
         n = int(vec._mask[0].sum())
         assert vec._cands[0, :n].tolist() == oldest[:n]
         vec.step(np.zeros(1, np.int64))

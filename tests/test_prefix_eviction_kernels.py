@@ -27,10 +27,11 @@ def _rand_below_ref(iv, e, n):
 def sampled_candidates_ref(st, sc, e, q, Kc, out):
     """The sampled candidate set drawn one draw at a time (before the gathered version)."""
     iv = st.iv
+    leaf_only = sc.chain and iv[e, K.I_LEAF_ONLY] != 0
     n = 0
     c = iv[e, K.I_LRU_T]
     while c >= 0:
-        if not (sc.chain and st.pin[e, c] == q):
+        if not (sc.chain and st.pin[e, c] == q) and not (leaf_only and st.desc[e, st.key[e, c]] > 0):
             out[0] = c
             n = 1
             break
@@ -45,6 +46,8 @@ def sampled_candidates_ref(st, sc, e, q, Kc, out):
         for _try in range(4):
             c = _rand_below_ref(iv, e, cap)
             if st.key[e, c] < 0 or (sc.chain and st.pin[e, c] == q):
+                continue
+            if leaf_only and st.desc[e, st.key[e, c]] > 0:
                 continue
             pick = c
             if not sc.chain or st.desc[e, st.key[e, c]] == 0:
@@ -62,10 +65,10 @@ def sampled_candidates_ref(st, sc, e, q, Kc, out):
     return n
 
 
-def _episode_states(chain: bool, candidates: int, steps: int, seed: int):
+def _episode_states(chain: bool, candidates: int, steps: int, seed: int, leaves: bool = True):
     """A small-window batch stepped with random legal actions: yields it at every decision."""
     vec = pe.PrefixEvictionVecEnv(3, seed=seed, chain=chain, candidates=candidates, window_requests=30,
-                                  warmup_requests=30, capacity_frac=(0.01, 0.05))
+                                  warmup_requests=30, capacity_frac=(0.01, 0.05), evict_leaves_only=leaves)
     rng = np.random.default_rng(seed)
     vec.reset()
     for _ in range(steps):
@@ -74,11 +77,11 @@ def _episode_states(chain: bool, candidates: int, steps: int, seed: int):
         vec.step(np.array([rng.choice(np.flatnonzero(r)) for r in m]))
 
 
-@pytest.mark.parametrize("chain", [True, False])
+@pytest.mark.parametrize("chain,leaves", [(True, True), (True, False), (False, True)])
 @pytest.mark.parametrize("candidates", [2, 16, 64])
-def test_sampled_candidates_equal_the_one_draw_at_a_time_reference(chain, candidates):
+def test_sampled_candidates_equal_the_one_draw_at_a_time_reference(chain, leaves, candidates):
     checked = 0
-    for vec in _episode_states(chain, candidates, 60, seed=candidates):
+    for vec in _episode_states(chain, candidates, 60, seed=candidates, leaves=leaves):
         st, sc = vec.state, vec.built.sc
         for e in range(vec.num_envs):
             q = int(st.iv[e, K.I_REQ])

@@ -91,8 +91,8 @@ def test_invariants_and_metrics_under_random_routing():
         assert (v.state.clock[live] >= t_prev[live]).all(), "time ran backward"
         t_prev = v.state.clock.copy()
         # Replica clocks may run ahead of the env clock (iterations in flight at a decision).
-        bad = [m for m in violations(v.state, v.scenario.engine.capacity_blocks, v.scenario.engine.block_size)
-               if "ahead of the env clock" not in m]
+        bad = violations(v.state, v.scenario.engine.capacity_blocks, v.scenario.engine.block_size,
+                         in_flight_iterations=True)
         assert not bad, bad
         for e in np.flatnonzero(d & ~done):
             m = infos[e]["metrics"]
@@ -121,7 +121,7 @@ def test_stale_reports_freeze_load_and_count_sent():
     for _ in range(3):
         obs, *_ = v.step(np.array([1]))
     assert np.array_equal(H.replica_feature(obs, "queued", R), q0)
-    assert H.replica_feature(obs, "sent", R)[0, 1] * K.COUNT_SCALE == 3
+    assert H.replica_count(obs, "sent", R)[0, 1] == 3
     assert H.request_feature(obs, "report_age")[0] > 0
     fresh = vec(tr)
     fresh.reset()
@@ -188,10 +188,10 @@ def test_round_robin_jsq_p2c_on_hand_built_loads():
     o = _obs(4)
     mask = np.array([[True, False, True, True]])
     assert [int(rr.act(o, mask)[0]) for _ in range(4)] == [0, 2, 3, 0]
-    o = _obs(4, outstanding=np.array([3, 1, 2, 5]) / K.TOKEN_SCALE)
+    o = _obs(4, outstanding=np.array([3, 1, 2, 5]) * 1e-3)  # prefill work in TTFT SLOs
     assert H.JSQ(env).act(o, None)[0] == 1
     assert H.JSQ(env).act(o, np.array([[True, False, True, True]]))[0] == 2
-    o = _obs(2, queued=np.array([5, 1]) / K.COUNT_SCALE)
+    o = _obs(2, queued=np.array([5, 1]) / 2.5, count_unit=2.5 / K.COUNT_SCALE)  # 5 and 1 requests
     p = H.PowerOfTwo(_Env(2), seed=3)
     assert all(p.act(o, None)[0] == 1 for _ in range(20))  # with R = 2 both are always drawn
 
@@ -214,16 +214,21 @@ def test_prefix_hash_is_consistent():
 def test_sglang_cache_aware_follows_its_thresholds():
     env = _Env(3)
     sg = H.SGLangCacheAware(env)
-    cnt = lambda *x: np.array(x) / K.COUNT_SCALE
+    unit = 0.37  # requests one replica serves in one TTFT SLO: counts are in this unit
+    cnt = lambda *x: np.array(x) / unit
+    u = unit / K.COUNT_SCALE
     # Imbalanced (40 - 2 > 32 and 40 > 1.1 * 2): least loaded, whatever the cache says.
-    o = _obs(3, queued=cnt(40, 2, 10), prefix_hit=np.array([0.9, 0, 0]))
+    o = _obs(3, queued=cnt(40, 2, 10), prefix_hit=np.array([0.9, 0, 0]), count_unit=u)
     assert sg.act(o, None)[0] == 1
+    # 33 - 2 <= 32 requests: balanced, whatever the unit, so the best match.
+    o = _obs(3, queued=cnt(33, 2, 10), prefix_hit=np.array([0.9, 0, 0]), count_unit=u)
+    assert sg.act(o, None)[0] == 0
     # Balanced, match rate 0.6 > 0.5: the best match.
-    o = _obs(3, queued=cnt(10, 2, 12), prefix_hit=np.array([0.1, 0.2, 0.6]))
+    o = _obs(3, queued=cnt(10, 2, 12), prefix_hit=np.array([0.1, 0.2, 0.6]), count_unit=u)
     assert sg.act(o, None)[0] == 2
     # Balanced, match 0.4 <= 0.5: the smallest tree.
     o = _obs(3, queued=cnt(10, 2, 12), prefix_hit=np.array([0.1, 0.2, 0.4]),
-             cache_fill=np.array([0.9, 0.5, 0.3]))
+             cache_fill=np.array([0.9, 0.5, 0.3]), count_unit=u)
     assert sg.act(o, None)[0] == 2
 
 
@@ -280,10 +285,105 @@ def test_bad_config_is_named():
         vec(tr, rate_scale=0.0)
     with pytest.raises(TypeError, match="unknown config"):
         vec(tr, replica=3)
+    with pytest.raises(ValueError, match="ttft_bound_x"):
+        vec(tr, ttft_bound_x=0.5)
+    with pytest.raises(ValueError, match="ttft_bound_penalty"):
+        vec(tr, ttft_bound_penalty=-1.0)
     v = vec(tr)
     v.reset()
     with pytest.raises(ValueError, match="actions"):
         v.step(np.array([R]))
+
+
+def _starve_trace() -> Trace:
+    """Two long prompts (120k, 60k tokens) then a 40k-token request V and a short one S."""
+    return Trace(np.array([0.0, 0.05, 0.1, 0.2]), np.array([120_000, 60_000, 40_000, 500], np.int64),
+                 np.full(4, 8, np.int64), TraceMeta("starve", "tests", "n/a"))
+
+
+def _play_actions(tr, actions, **kw):
+    v = vec(tr, replicas=2, capacity_blocks=20_000, **kw)
+    v.reset()
+    ret = 0.0
+    for a in actions:
+        _, r, d, infos = v.step(np.array([a]))
+        ret += float(r[0])
+    assert d[0]
+    return ret, infos[0], v.ttft_bound_s
+
+
+def test_ttft_bound_makes_starving_one_request_lose():
+    # Two replicas; replica 0 holds both long prompts. V misses its 2-s TTFT SLO wherever it goes.
+    # "fair" sends V to the idle replica 1, where its prefill delays S past the SLO too; "starve"
+    # parks V behind the long prompts (TTFT ~23 s, past the 10-s bound) so that S meets the SLO.
+    tr = _starve_trace()
+    fair, starve = [0, 0, 1, 1], [0, 0, 0, 1]
+    f0, fi0, _ = _play_actions(tr, fair, ttft_bound_penalty=0.0)
+    s0, si0, _ = _play_actions(tr, starve, ttft_bound_penalty=0.0)
+    assert si0["metrics"]["slo_attainment"] > fi0["metrics"]["slo_attainment"]
+    assert s0 > f0  # without the bound, starving V pays
+    f2, fi2, bound = _play_actions(tr, fair)  # the default bound: 5 x TTFT SLO, 2 per bound-length past it
+    s2, si2, _ = _play_actions(tr, starve)
+    assert bound == pytest.approx(5 * 2.0)
+    assert s2 < f2  # with it, starving V loses
+    for ret0, ret2, info in ((f0, f2, fi2), (s0, s2, si2)):  # the charge is the TTFT past the bound
+        ttft = info["requests"]["ttft"]
+        assert ret0 - ret2 == pytest.approx(2.0 * np.maximum(ttft - bound, 0).sum() / bound)
+    ttft = si2["requests"]["ttft"]
+    assert ttft[2] > bound and ttft[3] < 2.0
+    assert si2["metrics"]["ttft_over_bound"] == pytest.approx(3 / 4)
+    assert si2["metrics"]["slo_attainment_bounded"] == 0.0  # 75% of requests past the bound: score 0
+
+
+def test_tail_bound_metrics_count_unserved_requests_as_late():
+    from envs.core import state as S
+
+    n = 200
+    ttft = np.full(n, 1.0)
+    fate = np.full(n, S.FINISHED, np.int8)
+    m = rt.tail_bound_metrics(ttft, fate, 0.9, 10.0)
+    assert m == {"ttft_bound_s": 10.0, "ttft_over_bound": 0.0, "slo_attainment_bounded": 0.9}
+    ttft[:2] = 11.0  # 2 of 200 = 1% past the bound: the p99 is still within it
+    assert rt.tail_bound_metrics(ttft, fate, 0.9, 10.0)["slo_attainment_bounded"] == 0.9
+    fate[2] = S.DROPPED  # a third request never served: past it
+    ttft[2] = np.nan
+    m = rt.tail_bound_metrics(ttft, fate, 0.9, 10.0)
+    assert m["ttft_over_bound"] == pytest.approx(3 / 200) and m["slo_attainment_bounded"] == 0.0
+    fate[2] = S.REJECTED  # rejected requests are not servable: out of the denominator
+    m = rt.tail_bound_metrics(ttft, fate, 0.9, 10.0)
+    assert m["ttft_over_bound"] == pytest.approx(2 / 199)  # > 1% of 199: the p99 (198th of 199) is past it
+    assert m["slo_attainment_bounded"] == 0.0
+
+
+def test_routing_scenarios_state_the_tail_bound_and_moved_versions():
+    from agents import scenarios as scn
+
+    ids = [s.id for s in scn.SCENARIOS if s.env_id == rt.ENV_ID]
+    assert ids and all(i.endswith("/v3") for i in ids if "/transfer/" not in i)
+    assert all(i.endswith("/v2") for i in ids if "/transfer/" in i)
+    assert not any(i.endswith(("/mooncake_conversation/llama3.1-8b-h100x8/load0.6/v2", "load2.5/v1")) for i in ids)
+    assert all(s.env_kwargs["ttft_bound_x"] == 5.0 for s in scn.SCENARIOS if s.env_id == rt.ENV_ID)
+    scoring = scn.SCORING[rt.ENV_ID]
+    assert scoring.main_metric == "slo_attainment_bounded" and "ttft_p99_s" in scoring.beside
+    assert {"slo_attainment_bounded", "ttft_over_bound", "ttft_bound_s"} <= set(rt.RoutingVecEnv.table_metrics) | {
+        "ttft_bound_s"}
+
+
+def test_same_seed_same_return_with_the_bound():
+    def returns(**kw):
+        v = vec(_starve_trace(), n_envs=3, replicas=2, capacity_blocks=20_000, **kw)
+        rng = np.random.default_rng(3)
+        v.reset()
+        total = np.zeros(3)
+        for _ in range(4):
+            _, r, d, _ = v.step(rng.integers(0, 2, 3))
+            total += r
+        assert d.all()
+        return total
+
+    a, b = returns(), returns()
+    assert a.tobytes() == b.tobytes()
+    assert (a < returns(ttft_bound_penalty=0.0)).all()  # the 120k-token prompt passes the bound wherever it goes
 
 
 def test_scorer_policy_is_permutation_equivariant():
@@ -302,14 +402,32 @@ def test_scorer_policy_is_permutation_equivariant():
     assert th.allclose(v, v_p, atol=1e-6)
 
 
+def test_zoo_recipe_trains_on_the_transfer_distribution():
+    from pathlib import Path
+
+    from agents import scenarios as scn
+    from agents.zoo import RECIPES, ROUTING_WORKLOADS
+
+    root = Path(__file__).resolve().parents[1]
+    resolved = tuple(str((root / w).resolve()) if "/" in w else w for w in ROUTING_WORKLOADS)
+    assert resolved == scn.TRAINING_WORKLOADS[rt.ENV_ID]
+    args = RECIPES[rt.ENV_ID].train_args
+    assert "workloads=" + ",".join(ROUTING_WORKLOADS) in args and "--trace" not in args
+
+
 @pytest.mark.slow  # ~90 s on a loaded 2-core machine (6,000 decisions plus the scenario build)
 def test_zoo_router_beats_jsq_on_held_out_mooncake(shared_traces):
-    """The reference agent against the best heuristic, on the three held-out windows of the real
-    Mooncake conversation trace at load 0.8 (0.901 vs 0.862 SLO attainment when it was trained)."""
+    """The reference agent (trained on the transfer distribution, which holds the training part of
+    this trace) against JSQ on the three held-out windows of the real Mooncake conversation trace at
+    load 0.8, scored as the leaderboard scores Routing: SLO attainment within the TTFT tail bound."""
+    from agents.policy import ZOO
+
+    if rt.ENV_ID not in ZOO:
+        pytest.skip("no Routing-v0 zoo checkpoint for the current observation (agents/zoo RECIPES)")
     kw = {"trace": str(shared_traces / "mooncake_conversation.jsonl"), "split": "test",
           "window_order": "sequential", "load": 0.8}
     got = {}
     for name in ("zoo", "jsq"):
         v = rt.RoutingVecEnv(3, seed=0, **kw)
-        got[name] = np.mean([m["slo_attainment"] for m in play(v, make_policy(name, v, rt.ENV_ID).act)])
-    assert got["zoo"] > got["jsq"] + 0.02, got
+        got[name] = np.mean([m["slo_attainment_bounded"] for m in play(v, make_policy(name, v, rt.ENV_ID).act)])
+    assert got["zoo"] >= got["jsq"], got

@@ -8,6 +8,8 @@ a window says so.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 import traces
@@ -36,7 +38,7 @@ def test_family_of_names_an_unknown_entry():
 
 def test_transfer_scenarios_are_versioned_held_out_and_quick_keeps_one():
     ids = [s.id for s in scn.TRANSFER_SCENARIOS]
-    assert len(ids) == len(set(ids)) and all(i.endswith("/v1") and "/transfer/" in i for i in ids)
+    assert len(ids) == len(set(ids)) and all(re.fullmatch(r"v\d+", i.rsplit("/", 1)[1]) and "/transfer/" in i for i in ids)
     assert all(s in scn.SCENARIOS and s.track == "transfer" for s in scn.TRANSFER_SCENARIOS)
     assert sum(s.in_quick for s in scn.TRANSFER_SCENARIOS) == 1
     for s in scn.TRANSFER_SCENARIOS:
@@ -65,3 +67,13 @@ def test_user_traces_replay_only_main_scenarios(tmp_path):
     path.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.6805900,374,44\n")
     out = scn.user_trace_scenarios([str(path)], ["KVAdmission"])
     assert out and all(s.track == "main" and "/transfer/" not in s.id for s in out)
+
+
+def test_only_zoo_agents_trained_on_a_distribution_play_the_transfer_track():
+    from agents.leaderboard import zoo_on_distribution
+    from agents.zoo import RECIPES, Recipe
+
+    assert Recipe("x.zip", ("--env-kwargs", "workloads=a,b", "load=1.1"), "a+b").on_distribution
+    assert not Recipe("x.zip", ("--trace", "a.jsonl"), "a.jsonl").on_distribution
+    assert zoo_on_distribution("servegym/Routing-v0") == RECIPES["servegym/Routing-v0"].on_distribution
+    assert not zoo_on_distribution("servegym/Autoscale-v0") and not zoo_on_distribution("no/such-v0")

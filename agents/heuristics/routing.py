@@ -37,10 +37,21 @@ def _argmin_legal(score: np.ndarray, legal: np.ndarray) -> np.ndarray:
     return np.where(legal, score, np.inf).argmin(1)
 
 
+def replica_count(obs: np.ndarray, name: str, R: int) -> np.ndarray:
+    """[E, R] request counts of a count feature (``queued``, ``running``, ``sent``: the observation
+    holds them in units of ``count_unit``), rounded to whole requests against float32 rounding."""
+    unit = request_feature(obs, "count_unit").astype(np.float64) * K.COUNT_SCALE
+    return np.rint(replica_feature(obs, name, R).astype(np.float64) * unit[:, None])
+
+
 def outstanding_requests(obs: np.ndarray, R: int) -> np.ndarray:
-    """Queued + running requests per replica (as reported), plus those sent since the report."""
-    return (replica_feature(obs, "queued", R) + replica_feature(obs, "running", R)
-            + replica_feature(obs, "sent", R)) * K.COUNT_SCALE
+    """Queued + running requests per replica (as reported), plus those sent since the report: [E, R]
+    request counts (the observation holds them in units of ``count_unit``, a replica's requests per
+    TTFT SLO; rounded to whole requests against float32 rounding)."""
+    unit = request_feature(obs, "count_unit").astype(np.float64) * K.COUNT_SCALE
+    rel = (replica_feature(obs, "queued", R).astype(np.float64) + replica_feature(obs, "running", R)
+           + replica_feature(obs, "sent", R))
+    return np.rint(rel * unit[:, None])
 
 
 def _mix(x: np.ndarray, salt: int) -> np.ndarray:

@@ -17,7 +17,8 @@ Semantics (one call of :func:`run_iteration` = one engine iteration):
   prefill of its cached prefix (at least one token is always computed, as in vLLM); the prompt's
   blocks enter the cache when the request finishes (SGLang inserts into its radix tree then).
 * Iteration time from ``hwmodels.iteration_time`` with the iteration's prefill tokens, causal
-  attention pairs, decode sequences, KV tokens read and the longest decode context.
+  attention pairs, decode sequences, KV tokens read, the longest decode context and the deepest
+  prefill context (kv + chunk).
 
 Per request it records TTFT, E2E, TPOT and the p99 of its gaps between tokens (see
 ``state.TOP_GAPS``); per episode the largest gaps between tokens (``state.gap_heap``). The SLO
@@ -380,6 +381,7 @@ def run_iteration(st, wl, eng, e, r, admit_max, budget, defer, order, now):
     d_seqs = 0.0
     d_kv = 0.0
     d_long = 0.0  # longest decode context (the straggler term of engine profiles)
+    p_long = 0.0  # kv + chunk of the prefill chunk deepest into its prompt (prefill straggler)
 
     # 1. Decodes, oldest first.
     short = False  # a request could not grow: KV memory ran out this iteration
@@ -430,6 +432,7 @@ def run_iteration(st, wl, eng, e, r, admit_max, budget, defer, order, now):
         left -= chunk
         p_tokens += chunk
         pairs += chunk * (kv + (chunk + 1) / 2.0)
+        p_long = max(p_long, kv + chunk + 0.0)
 
     # 3. New requests, in the chosen order, while budget, blocks and batch slots allow; none
     # in an iteration that ran short of KV (vLLM V1 schedules waiting requests only when it
@@ -471,11 +474,12 @@ def run_iteration(st, wl, eng, e, r, admit_max, budget, defer, order, now):
         left -= chunk
         p_tokens += chunk
         pairs += chunk * (cached + (chunk + 1) / 2.0)
+        p_long = max(p_long, cached + chunk + 0.0)
         admitted += 1
 
     if p_tokens == 0.0 and d_seqs == 0.0:
         return 0.0
-    dt = step_time(eng.coeffs, p_tokens, pairs, d_seqs, d_kv, d_long)
+    dt = step_time(eng.coeffs, p_tokens, pairs, d_seqs, d_kv, d_long, p_long)
     t_end = now + dt
 
     # Results of the iteration, then drop finished requests from the running list.

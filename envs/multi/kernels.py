@@ -164,7 +164,7 @@ def write_all(st, wl, eng, e, J, r_obs, r_mask, up, ttft_ema, rsnap, rsnap_t, rs
               last_rate, last_missed, cap_rps, max_step, min_replicas):
     for j in range(J):
         RK.write_obs(st, wl, eng, e, st.next_arrival[e] + j, r_obs[j], r_mask[j], up, ttft_ema,
-                     rsnap[j], rsnap_t[j], rsent[j], stale_s, hash_blocks, spt)
+                     rsnap[j], rsnap_t[j], rsent[j], stale_s, hash_blocks, spt, cap_rps)
     for r in range(life.shape[1]):
         KVK.write_obs(st, wl, eng, e, K, a_obs[r], a_mask[r], admit_levels, n_budgets, r)
     write_autoscaler(st, eng, e, s_obs, s_mask, life, ttft_ema, control, last_rate, last_missed,

@@ -11,6 +11,33 @@ while restricted to the sampled set it gets most of the way to full Belady, so t
 one where the decision matters. Semantics of hits, pinning, stranding and recency:
 ``envs.prefix_eviction.kernels``.
 
+Leaf-only eviction (``evict_leaves_only``, default on; chain mode): the candidates offered to a
+deciding policy are leaves of the cached prefix tree (no cached block below them), as SGLang's
+radix cache evicts (``python/sglang/srt/mem_cache/radix_cache.py``, ``RadixCache.evict``: a heap
+of the leaves ``_collect_leaves`` returns, keyed by last access time). Evicting an inner block
+strands its cached descendants (they cannot hit until the prefix is re-inserted); the zoo agent
+trained without the constraint did that in 79-81% of its evictions on an unseen Mooncake-format
+trace (issue 21). Two facts make the constraint safe:
+
+- It never empties a candidate set: a block pinned by the request being inserted has its cached
+  ancestors pinned too (the request references them first), so below any evictable block every
+  cached block is evictable, and the deepest of them is an evictable leaf.
+- It costs the Belady bound nothing: a request that references a block references each of its
+  ancestors earlier, so an inner block's next use comes strictly before each of its cached
+  descendants' (or all are never used again), and Belady's victim (farthest next use;
+  never-used-again ones least recently used first, and a request stamps its ancestors more
+  recently than their descendants) is always a leaf. Offered every evictable block
+  (``candidate_set="lru"``, ``candidates`` >= the capacity), Belady among the candidates makes
+  the same hits with the constraint as without it, which is full Belady's
+  (``tests/test_prefix_eviction_leaf.py`` checks both on random chain traces). Among sampled
+  candidates no such exact statement holds (the draws differ); the measured hit ratios of Belady
+  among leaf candidates, among all candidates and of full Belady are in this env's README.
+
+The heuristics the kernel runs natively (``set_ranking(name, native=True)``: lru, lfu, s3fifo,
+...) keep the eviction rule of the system they are named after whatever this field says (vLLM's
+LRU may evict an inner block; ``lru_leaf`` is SGLang's); the constraint shapes what a policy that
+decides (a learned agent, ``belady_candidates``) is offered, and the LRU victims of its warm-up.
+
 Observation: ``GLOBAL_FEATURES`` then ``CANDIDATE_FEATURES`` for each of the K candidates
 (recency, references, inter-reference time, depth, cached descendants, whether it is stranded,
 tokens, the prefill seconds its loss would cost at its position from hwmodels, tenant). The
@@ -75,6 +102,9 @@ class PrefixEvictionConfig:
     chain: bool = True  # False: blocks are independent objects (textbook cache simulation)
     candidates: int = 16  # K
     candidate_set: str = "sampled"  # "sampled" (LRU's victim + K-1 random blocks) | "lru" (K oldest)
+    # Chain mode: candidates are leaves of the cached prefix tree only (SGLang; module docstring).
+    # Off = the behaviour before issue 21 (scenario ids up to prefix_eviction/.../v2).
+    evict_leaves_only: bool = True
     teacher_horizon: float = 4.0  # imitation targets only: see PrefixEvictionVecEnv.teacher_targets
     window_requests: int = 1000
     warmup_requests: int = 1000
@@ -347,7 +377,8 @@ def _build_mixture(cfg: PrefixEvictionConfig) -> Built:
 
 def build(cfg: PrefixEvictionConfig) -> Built:
     """The scenario of ``cfg``; fields that only steer episodes do not rebuild it."""
-    return _build(replace(cfg, capacity_frac=DEFAULT_CAPACITIES, candidates=1, window_order="random"))
+    return _build(replace(cfg, capacity_frac=DEFAULT_CAPACITIES, candidates=1, window_order="random",
+                          evict_leaves_only=True, candidate_set="sampled", teacher_horizon=4.0))
 
 
 class State(NamedTuple):
@@ -426,6 +457,8 @@ class PrefixEvictionVecEnv(NativeVecEnv):
         if cfg.candidate_set not in CANDIDATE_SETS:
             raise ValueError(f"PrefixEviction: candidate_set must be one of {', '.join(CANDIDATE_SETS)}, "
                              f"got {cfg.candidate_set!r}")
+        if not isinstance(cfg.evict_leaves_only, (bool, np.bool_)):
+            raise ValueError(f"PrefixEviction: evict_leaves_only must be true or false, got {cfg.evict_leaves_only!r}")
         if not (isinstance(cfg.candidates, int) and cfg.candidates >= 2):
             raise ValueError(f"PrefixEviction: candidates must be an integer >= 2, got {cfg.candidates!r}")
         self.config = cfg
@@ -538,6 +571,7 @@ class PrefixEvictionVecEnv(NativeVecEnv):
         warm = max(part_start, start - cfg.warmup_requests)
         self.state.iv[e, K.I_RNG] = int(rng.integers(1 << 62))
         self.state.iv[e, K.I_SAMPLED] = cfg.candidate_set == "sampled"
+        self.state.iv[e, K.I_LEAF_ONLY] = cfg.evict_leaves_only and cfg.chain and not self.native
         more = K.reset_env(self.state, bt.sc, self.rank, e, caps[ci], warm, start, end, self.K,
                            not self.native, self._obs64, self._mask, self._cands[e], self._scratch, bt.block_size,
                            bt.n_tenants)
@@ -588,7 +622,8 @@ class PrefixEvictionVecEnv(NativeVecEnv):
         refs = max(int(iv[K.I_REF_BLOCKS]), 1)
         cands = [int(c) for c, m in zip(self._cands[e], self._mask[e]) if m]
         return (f"PrefixEviction env {e}: requests {start}..{end}, cache {int(self._cap[e])} blocks "
-                f"(capacity_frac {self._frac[e]:g}), candidate set {self.config.candidate_set}\n"
+                f"(capacity_frac {self._frac[e]:g}), candidate set {self.config.candidate_set}"
+                f"{', leaves only' if self.state.iv[e, K.I_LEAF_ONLY] else ''}\n"
                 f"  block references {int(iv[K.I_REF_BLOCKS])}, hits {int(iv[K.I_HIT_BLOCKS])} "
                 f"({int(iv[K.I_HIT_BLOCKS]) / refs:.3f}), evictions {int(iv[K.I_EVICTIONS])}, decisions "
                 f"{int(iv[K.I_DECISIONS])}, last reward {float(self._rew[e]):.4g}\n"

@@ -48,7 +48,7 @@ NEVER = np.int64(1) << np.int64(60)  # next use of a block never referenced agai
 
 GLOBAL_FEATURES = (
     "fill",  # cached blocks / capacity
-    "capacity",  # log10(capacity blocks) / 5
+    "req_capacity",  # log1p(chain length of the request / capacity blocks)
     "req_hit",  # cached prefix of the request being inserted / its chain length
     "req_len",  # log1p(chain length of the request) / 6
     "position",  # log1p(depth of the block to insert) / 6
@@ -80,7 +80,8 @@ I_S_SIZE, I_M_SIZE, I_G_SIZE, I_REQ_START, I_SCORE = 16, 17, 18, 19, 20
 I_HIT_BLOCKS, I_REF_BLOCKS, I_HIT_TOKENS, I_PROMPT_TOKENS = 21, 22, 23, 24
 I_EVICTIONS, I_DECISIONS, I_BYPASS, I_STRANDED_EVICT, I_GHOST_HIT, I_RNG, I_SAMPLED = 25, 26, 27, 28, 29, 30, 31
 I_S3_EVICTED = 32  # S3-FIFO: the cache has evicted once (libCacheSim's has_evicted)
-N_IV = 33
+I_LEAF_ONLY = 33  # chain mode: a deciding policy's candidates are leaves of the cached prefix tree only
+N_IV = 34
 
 # S3-FIFO's parameters, libCacheSim S3FIFO.c defaults: small-size-ratio=0.10, ghost-size-ratio=0.90,
 # move-to-main-threshold=2.
@@ -437,7 +438,7 @@ def _end_request(st, sc, rank, e, q):
         st.last_t[e, c] = t
         _unlink(st.lru_prev, st.lru_next, st.iv, e, I_LRU_H, I_LRU_T, c)
         _push_front(st.lru_prev, st.lru_next, st.iv, e, I_LRU_H, I_LRU_T, c)
-        if rank == R_LFU or rank == R_GDSF:
+        if rank == R_LFU or rank == R_GDSF or rank == R_BELADY:  # the recency tie-break of each key
             st.k2[e, c] = t
             _heap_fix(st.heap, st.hpos, st.k1, st.k2, st.iv, e, c)
 
@@ -471,6 +472,14 @@ def _sampled_candidates(st, sc, e, q, K, out, scratch):
     way), each draw retried a few times to find a leaf of the prefix tree in chain mode (evicting
     an inner block strands its descendants; SGLang's radix tree evicts leaves only).
 
+    With ``iv[e, I_LEAF_ONLY]`` (chain mode) only leaves are candidates: the first is the least
+    recently used evictable leaf (SGLang's own victim) and a draw that lands on an inner block is
+    discarded like a pinned one, so the others are distinct leaves drawn uniformly among the
+    evictable leaves (rejection sampling; fewer than K - 1 when the 4 x K draws of up to 4 tries
+    find fewer, which the action mask shows). A candidate set is never emptied by the
+    constraint: an evictable block always has an evictable leaf in its subtree (the env's
+    ``evict_leaves_only`` docstring).
+
     Draw i is splitmix64 of ``iv[e, I_RNG] + (i + 1) * GOLDEN`` modulo the capacity, and the state
     advances by the draws used. The draws are computed ``SAMPLE_BLOCK`` at a time and their slots'
     key, pin and leaf flag gathered in loops without data-dependent branches (so the cache misses
@@ -478,10 +487,12 @@ def _sampled_candidates(st, sc, e, q, K, out, scratch):
     reference, ``tests/test_prefix_eviction_kernels.py``). ``scratch``: int64, at least
     4 x ``SAMPLE_BLOCK`` long (``scratch_size``)."""
     iv = st.iv
+    chain = sc.chain
+    leaf_only = chain and iv[e, I_LEAF_ONLY] != 0
     n = 0
     c = iv[e, I_LRU_T]
     while c >= 0:
-        if _evictable(st, sc, e, c, q):
+        if _evictable(st, sc, e, c, q) and not (leaf_only and st.desc[e, st.key[e, c]] > 0):
             out[0] = c
             n = 1
             break
@@ -489,7 +500,6 @@ def _sampled_candidates(st, sc, e, q, K, out, scratch):
     if n == 0:
         return 0
     cap = np.uint64(iv[e, I_CAP])  # occupied slots are 0..cap-1 (the free stack hands out the lowest first)
-    chain = sc.chain
     B = SAMPLE_BLOCK
     z = np.uint64(iv[e, I_RNG])
     used = 0  # draws consumed
@@ -515,6 +525,8 @@ def _sampled_candidates(st, sc, e, q, K, out, scratch):
                         scratch[2 * B + j] = 0
                     elif not chain or scratch[3 * B + j] == 0:
                         scratch[2 * B + j] = 2
+                    elif leaf_only:  # an inner block is no candidate: the draw is retried
+                        scratch[2 * B + j] = 0
                     else:
                         scratch[2 * B + j] = 1
                 have += B
@@ -542,14 +554,17 @@ def _sampled_candidates(st, sc, e, q, K, out, scratch):
 
 @nb.njit(**JIT)
 def candidates(st, sc, rank, e, q, K, out, scratch):
-    """The K first evictable slots in the order of ``rank``; returns how many were found."""
+    """The K first evictable slots in the order of ``rank``; returns how many were found.
+    ``R_LRU`` with ``iv[e, I_LEAF_ONLY]`` (chain mode) lists evictable leaves only (``R_LRU_LEAF``'s
+    order); the other rankings are heuristics the kernel runs natively, each with its own rule."""
     n = 0
     if rank == R_LRU and st.iv[e, I_SAMPLED]:
         return _sampled_candidates(st, sc, e, q, K, out, scratch)
     if rank == R_LRU or rank == R_LRU_LEAF:
+        leaves = rank == R_LRU_LEAF or (sc.chain and st.iv[e, I_LEAF_ONLY] != 0)
         c = st.iv[e, I_LRU_T]
         while c >= 0 and n < K:
-            if _evictable(st, sc, e, c, q) and (rank == R_LRU or st.desc[e, st.key[e, c]] == 0):
+            if _evictable(st, sc, e, c, q) and not (leaves and st.desc[e, st.key[e, c]] > 0):
                 out[n] = c
                 n += 1
             c = st.lru_prev[e, c]
@@ -601,7 +616,7 @@ def write_obs(st, sc, rank, e, K, n, cands, obs, mask, block_size, n_tenants):
     now = r0 + iv[e, I_J]
     o = obs[e]
     o[0] = iv[e, I_CNT] / cap
-    o[1] = np.log10(cap) / 5.0
+    o[1] = np.log1p(clen / cap)
     o[2] = iv[e, I_HITLEN] / max(clen, 1)
     o[3] = np.log1p(clen) / 6.0
     o[4] = np.log1p(iv[e, I_J]) / 6.0
@@ -720,10 +735,10 @@ def reset_env(st, sc, rank, e, cap, warm_start, start, end, K, decide, obs, mask
     own victims, and run to the first decision of the window [start, end) (with ``decide``
     False: through the whole window, each victim the ranking's first candidate)."""
     iv = st.iv
-    rng, sampled = iv[e, I_RNG], iv[e, I_SAMPLED]  # set by the caller before the reset
+    rng, sampled, leaf = iv[e, I_RNG], iv[e, I_SAMPLED], iv[e, I_LEAF_ONLY]  # set by the caller
     for i in range(N_IV):
         iv[e, i] = 0
-    iv[e, I_RNG], iv[e, I_SAMPLED] = rng, sampled
+    iv[e, I_RNG], iv[e, I_SAMPLED], iv[e, I_LEAF_ONLY] = rng, sampled, leaf
     for i in range(N_FV):
         st.fv[e, i] = 0.0
     for col in (I_LRU_H, I_LRU_T, I_Q_H, I_Q_T, I_M_H, I_M_T, I_G_H, I_G_T):

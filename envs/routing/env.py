@@ -16,7 +16,13 @@ an estimated TTFT and the requests sent there since its last report. See
 Reward: +1 when a request finishes within its SLO, -1 the moment one can no longer meet it (its
 wait passes the TTFT SLO, its gaps pass the TBT allowance, or it is dropped); over an episode
 2 * met - requests, so it ranks routers as SLO goodput does, with the miss signalled when it
-happens. Episodes are windows of a trace (training or held-out part) replayed at a load level:
+happens. A TTFT tail bound (``ttft_bound_x`` x the TTFT SLO) keeps a router from buying that by
+starving a few requests: every bound-length of TTFT a request accrues beyond the bound costs
+``ttft_bound_penalty`` more, charged as it accrues (so a wait that grows without limit costs
+without limit), and the episode metric ``slo_attainment_bounded`` (the leaderboard's main
+metric) is the SLO attainment if at most 1% of the requests exceed the bound or got no first
+token (the TTFT p99 with unserved requests counted as infinitely late is within the bound),
+else 0. Episodes are windows of a trace (training or held-out part) replayed at a load level:
 a fraction of the cluster's capacity without prefix reuse (``load``), or at ``rate_scale``
 times the trace's own rate.
 """
@@ -87,6 +93,10 @@ class RoutingConfig:
     # trace; each episode draws a family (and generator seed) uniformly, then a window, then a load.
     workloads: tuple[str, ...] | str = ()
     workload_seeds: int = 1  # generator seeds per built-in family in workloads (trace_seed, trace_seed + 1, ...)
+    # The TTFT tail bound (issue 21): ttft_bound_x x the TTFT SLO. Reward: -ttft_bound_penalty per
+    # bound-length of TTFT beyond it; score: slo_attainment_bounded (0 if > 1% of requests exceed it).
+    ttft_bound_x: float = 5.0
+    ttft_bound_penalty: float = 2.0
 
     def loads(self) -> tuple[float, ...]:
         loads = (self.load,) if isinstance(self.load, (int, float)) else tuple(self.load)
@@ -107,6 +117,11 @@ class RoutingConfig:
             raise ValueError(f"Routing: drain_s must be >= 0, got {self.drain_s!r}")
         if self.split not in ("train", "test", "all"):
             raise ValueError(f"Routing: split must be 'train', 'test' or 'all', got {self.split!r}")
+        if not (isinstance(self.ttft_bound_x, (int, float)) and self.ttft_bound_x >= 1.0):
+            raise ValueError(f"Routing: ttft_bound_x (the TTFT tail bound in TTFT SLOs) must be a number >= 1, "
+                             f"got {self.ttft_bound_x!r}")
+        if not (isinstance(self.ttft_bound_penalty, (int, float)) and self.ttft_bound_penalty >= 0):
+            raise ValueError(f"Routing: ttft_bound_penalty must be a number >= 0, got {self.ttft_bound_penalty!r}")
         if self.window_order not in ("random", "sequential"):
             raise ValueError(f"Routing: window_order must be 'random' or 'sequential', got {self.window_order!r}")
         self.loads()
@@ -140,6 +155,11 @@ class Scenario:
     def bound_of(self, window: int) -> float:
         """The capacity bound (requests/s) of the windows ``window`` belongs to."""
         return self.bound_rps if self.part_bound_rps is None else float(self.part_bound_rps[self.part_of(window)])
+
+    def capacity_of(self, window: int) -> float:
+        """One replica's capacity (requests/s, no prefix reuse) on the part ``window`` belongs to."""
+        return (self.replica_capacity_rps if self.part_capacity_rps is None
+                else float(self.part_capacity_rps[self.part_of(window)]))
 
 
 def reusable_tokens(trace: traces.Trace) -> np.ndarray:
@@ -175,7 +195,8 @@ def _prefill_seconds_per_token(eng, prompt: float, budget: int) -> float:
 def build_scenario(cfg: RoutingConfig) -> Scenario:
     """The scenario of ``cfg``; fields that only steer episodes do not rebuild it."""
     return _build_scenario(replace(cfg, load=DEFAULT_LOADS, rate_scale=None, stale_s=0.0,
-                                   window_order="random", drain_s=0.0))
+                                   window_order="random", drain_s=0.0, ttft_bound_x=RoutingConfig.ttft_bound_x,
+                                   ttft_bound_penalty=RoutingConfig.ttft_bound_penalty))
 
 
 @cache
@@ -238,7 +259,7 @@ def episode_draws(where: str, cfg: RoutingConfig, sc: Scenario, rngs: list, envs
                                         "load", loads, options[e] if options else {}, sc.groups)
         started[e] += 1
         levels[j] = load
-        capacity = sc.replica_capacity_rps if sc.groups is None else sc.part_capacity_rps[sc.part_of(int(windows[j]))]
+        capacity = sc.capacity_of(int(windows[j]))
         if cfg.rate_scale is not None:
             scales[j] = 1.0 / cfg.rate_scale
         else:
@@ -256,9 +277,10 @@ class RoutingVecEnv(NativeVecEnv):
     episode_knob = "load"
 
     # Led by metrics every run defines; effective_capacity_rps exists only with --capacity.
+    # slo_attainment_bounded is the leaderboard's main metric (agents.scenarios.SCORING).
     table_metrics = (
-        "slo_attainment", "goodput_rps", "ttft_p50_s", "ttft_p99_s", "tpot_p99_s", "token_hit_ratio",
-        "load_imbalance", "offered_rps", "effective_capacity_rps", "return_mean",
+        "slo_attainment_bounded", "slo_attainment", "ttft_p99_s", "ttft_over_bound", "goodput_rps", "ttft_p50_s",
+        "tpot_p99_s", "token_hit_ratio", "load_imbalance", "offered_rps", "effective_capacity_rps", "return_mean",
     )
     capacity_knob = "rate_scale"  # what agents.capacity_search varies (offered_rps is the rate)
 
@@ -301,6 +323,10 @@ class RoutingVecEnv(NativeVecEnv):
         self._obs = np.zeros((E, n_obs), np.float32)
         self._mask = np.ones((E, R), np.bool_)
         self._episode_load = np.zeros(E)
+        self._cap_rps = np.full(E, self.scenario.replica_capacity_rps)  # of each env's workload part
+        self._charged = np.zeros((E, cfg.window_requests))  # TTFT beyond the bound charged (s)
+        self._first_open = np.zeros(E, np.int64)
+        self.ttft_bound_s = cfg.ttft_bound_x * self.scenario.engine.slo_ttft
         if seed is not None:
             self.seed(seed)
 
@@ -314,15 +340,19 @@ class RoutingVecEnv(NativeVecEnv):
     def _reset_envs(self, envs: np.ndarray) -> None:
         sc, cfg = self.scenario, self.config
         windows, scales = self._episode_draws(envs)
+        for e, w in zip(envs, windows):
+            self._cap_rps[e] = sc.capacity_of(int(w))
         K.reset_all(self.state, sc.workload, sc.engine, envs.astype(np.int64), windows, scales,
-                    self.up, cfg.stale_s, cfg.hash_blocks, sc.sec_per_prefill_token, self._ttft_ema,
-                    self._busy, self._snap, self._snap_t, self._sent, self._obs, self._mask)
+                    self.up, cfg.stale_s, cfg.hash_blocks, sc.sec_per_prefill_token, self._cap_rps,
+                    self._charged, self._first_open, self._ttft_ema, self._busy, self._snap, self._snap_t,
+                    self._sent, self._obs, self._mask)
 
     def advance(self) -> None:
         """One kernel call: every env routes its pending request by ``_actions``."""
         sc, cfg = self.scenario, self.config
         K.step_all(self.state, sc.workload, sc.engine, self._actions, self.up, cfg.budget, cfg.drain_s,
-                   cfg.stale_s, cfg.hash_blocks, sc.sec_per_prefill_token, self._ttft_ema, self._busy,
+                   cfg.stale_s, cfg.hash_blocks, sc.sec_per_prefill_token, self._cap_rps, self.ttft_bound_s,
+                   float(cfg.ttft_bound_penalty), self._charged, self._first_open, self._ttft_ema, self._busy,
                    self._snap, self._snap_t, self._sent, self._obs, self._mask, self._rew, self._term,
                    self._trunc)
 
@@ -352,7 +382,29 @@ class RoutingVecEnv(NativeVecEnv):
 
     def episode_metrics(self, e: int) -> dict[str, float]:
         extra = {} if self.config.rate_scale is not None else {"load": float(self._episode_load[e])}
-        return cluster_metrics(self.state, self.scenario, self._busy, e, extra)
+        m = cluster_metrics(self.state, self.scenario, self._busy, e, extra)
+        m.update(tail_bound_metrics(self.state.ttft[e], self.state.fate[e], m["slo_attainment"], self.ttft_bound_s))
+        return m
+
+
+# The share of servable requests allowed past the TTFT tail bound: the bound is on the p99.
+BOUND_SHARE = 0.01
+
+
+def tail_bound_metrics(ttft: np.ndarray, fate: np.ndarray, slo_attainment: float, bound_s: float) -> dict[str, float]:
+    """The TTFT tail-bound metrics of one episode from per-request TTFT [N] (s, NaN without a first
+    token) and fates [N] (``envs.core.state`` codes): ``ttft_bound_s``; ``ttft_over_bound``, the share
+    of servable requests (not failed, not rejected) whose TTFT exceeds ``bound_s`` or that never
+    produced a first token (dropped, or unfinished at the episode's end); ``slo_attainment_bounded``
+    = ``slo_attainment`` when ``ttft_over_bound`` <= ``BOUND_SHARE`` (the p99 of TTFT, an unserved
+    request counting as infinitely late, is within the bound), else 0."""
+    servable = (fate != S.FAILED) & (fate != S.REJECTED)
+    n = int(servable.sum())
+    with np.errstate(invalid="ignore"):
+        over = servable & ~(ttft <= bound_s)  # NaN (no first token) counts as over
+    share = float(over.sum()) / max(n, 1)
+    return {"ttft_bound_s": float(bound_s), "ttft_over_bound": share,
+            "slo_attainment_bounded": slo_attainment if share <= BOUND_SHARE else 0.0}
 
 
 def cluster_metrics(st: S.ClusterState, sc: Scenario, busy: np.ndarray, e: int,

@@ -4,6 +4,12 @@ Between two decisions every replica runs its own engine iterations (vLLM FCFS, c
 under the token budget, ``envs.core.replica.run_iteration``) up to the next arrival; an
 iteration that starts before the arrival may end after it (it is in flight when the router
 decides), so replica clocks can run ahead of the env clock, never behind an arrival they serve.
+
+Observation quantities are relative to capacity and the SLO (so that a policy transfers across
+workload families, load levels and SLO tiers): work in units of the TTFT SLO (prefill seconds /
+TTFT SLO), request counts in units of what one replica serves in one TTFT SLO (``count_unit`` =
+the replica's capacity in requests/s without prefix reuse x TTFT SLO), the arrival rate as a
+fraction of the cluster's capacity.
 """
 
 from __future__ import annotations
@@ -21,34 +27,45 @@ from envs.core.replica import (
     reset_replica,
     run_iteration_inline,
 )
-from envs.core.state import A_TTFT_EMA, C_SLO_MET, C_SLO_MISSED
+from envs.core.state import A_TTFT_EMA, C_SLO_MET, C_SLO_MISSED, DROPPED, FAILED, REJECTED
 
 # Observation layout: REQUEST_FEATURES, then REPLICA_FEATURES for each replica (replica-major).
+# "SLO" = the TTFT SLO; "unit" = count_unit, requests one replica serves in one TTFT SLO.
 REQUEST_FEATURES = (
-    "prompt",  # prompt tokens / TOKEN_SCALE
+    "prompt",  # prefill time of the prompt alone (prompt tokens x prefill s/token) / SLO
     "pred_bucket",  # noisy predicted output-length bucket / (buckets - 1)
     "prefix_key",  # hash of the request's first hash_blocks prefix blocks, in [0, 1) (2**-24 steps)
     "arrived",  # share of the episode's requests routed so far
-    "report_age",  # age of the replicas' load reports / TTFT SLO (0 when reports are fresh)
+    "report_age",  # age of the replicas' load reports / SLO (0 when reports are fresh)
+    "load",  # arrival rate over the last LOAD_ARRIVALS arrivals / (R x replica capacity)
+    "count_unit",  # replica capacity (requests/s, no prefix reuse) x SLO / COUNT_SCALE
 )
 REPLICA_FEATURES = (
     "up",  # 1 if the replica serves (Routing-v0: always; the multi-agent cluster scales replicas)
-    "queued",  # queued requests / COUNT_SCALE               (reported: stale when stale_s > 0)
-    "running",  # running requests / COUNT_SCALE             (reported)
-    "outstanding",  # prefill tokens not yet computed, queued + running / TOKEN_SCALE (reported)
-    "kv_use",  # used KV blocks / capacity                   (reported)
-    "ttft_recent",  # the replica's recent TTFT / TTFT SLO   (reported)
+    "queued",  # queued requests / unit                       (reported: stale when stale_s > 0)
+    "running",  # running requests / unit                     (reported)
+    "outstanding",  # prefill tokens not yet computed, queued + running, x prefill s/token / SLO (reported)
+    "kv_use",  # used KV blocks / capacity                    (reported)
+    "ttft_recent",  # the replica's recent TTFT / SLO         (reported)
     "prefix_hit",  # share of this prompt cached there (router-side: exact, as with KV events)
     "cache_fill",  # prefix-cache entries in use / entries     (router-side)
-    "est_ttft",  # (outstanding + uncached prompt) x prefill s/token / TTFT SLO
-    "sent",  # requests routed there since its last report / COUNT_SCALE
+    "est_ttft",  # (outstanding + uncached prompt) x prefill s/token / SLO
+    "sent",  # requests routed there since its last report / unit
 )
 G = len(REQUEST_FEATURES)
 F = len(REPLICA_FEATURES)
-COUNT_SCALE = 64.0
-TOKEN_SCALE = 65536.0
+COUNT_SCALE = 64.0  # count_unit's scale (heuristics recover request counts: count x unit)
 N_REPORTED = 5  # queued, running, outstanding, kv_use, ttft_recent
 HASH_BITS = 24
+LOAD_ARRIVALS = 16  # arrivals the "load" feature's rate spans
+MIN_RATE_SPAN_S = 1e-3  # the rate's time span is at least this (a burst of simultaneous arrivals)
+
+
+@nb.njit(cache=True, inline="always")
+def count_unit(cap_rps, slo_ttft_s):
+    """Requests one replica serves in one TTFT SLO: ``cap_rps`` (requests/s of one saturated
+    replica without prefix reuse) x ``slo_ttft_s`` (s); the observation's unit of request counts."""
+    return cap_rps * slo_ttft_s
 
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX2 = np.uint64(0x94D049BB133111EB)
@@ -129,9 +146,10 @@ def route_one(st, wl, eng, e, r, t, sent):
 
 @nb.njit(cache=True)
 def write_obs(st, wl, eng, e, i, obs, mask, up, ttft_ema, snap, snap_t, sent, stale_s, hash_blocks,
-              sec_per_tok):
+              sec_per_tok, cap_rps):
     """Observation and mask of a router of env ``e`` for request ``i`` (``snap``/``snap_t``/
-    ``sent``: that router's view of the load reports)."""
+    ``sent``: that router's view of the load reports; ``cap_rps``: one replica's capacity in
+    requests/s on the env's workload, the unit of counts and of the load)."""
     w = st.window[e]
     N = wl.n_requests[w]
     R = st.n_queued.shape[1]
@@ -139,22 +157,31 @@ def write_obs(st, wl, eng, e, i, obs, mask, up, ttft_ema, snap, snap_t, sent, st
     now = st.clock[e]
     i = min(i, N - 1)
     prompt = wl.prompt[w, i]
+    unit = count_unit(cap_rps, eng.slo_ttft)
+    work_scale = sec_per_tok / eng.slo_ttft  # prefill tokens -> TTFT SLOs
     if stale_s <= 0.0 or now - snap_t[e] >= stale_s:
         cap = float(eng.capacity_blocks)
         for r in range(R):
-            snap[e, r, 0] = st.n_queued[e, r] / COUNT_SCALE
-            snap[e, r, 1] = st.n_running[e, r] / COUNT_SCALE
-            snap[e, r, 2] = outstanding_tokens(st, e, r) / TOKEN_SCALE
+            snap[e, r, 0] = st.n_queued[e, r] / unit
+            snap[e, r, 1] = st.n_running[e, r] / unit
+            snap[e, r, 2] = outstanding_tokens(st, e, r) * work_scale
             snap[e, r, 3] = 1.0 - st.free_blocks[e, r] / cap
             snap[e, r, 4] = ttft_ema[e, r] / eng.slo_ttft
             sent[e, r] = 0
         snap_t[e] = now
     o = obs[e]
-    o[0] = prompt / TOKEN_SCALE
+    o[0] = prompt * work_scale
     o[1] = wl.pred_bucket[w, i] / 7.0
     o[2] = prefix_key(wl, w, i, hash_blocks) / float(1 << HASH_BITS)
     o[3] = i / N
     o[4] = (now - snap_t[e]) / eng.slo_ttft
+    k = min(i, LOAD_ARRIVALS)
+    if k > 0:
+        span = max((wl.arrival_s[w, i] - wl.arrival_s[w, i - k]) * st.time_scale[e], MIN_RATE_SPAN_S)
+        o[5] = k / span / (R * cap_rps)
+    else:
+        o[5] = 0.0
+    o[6] = unit / COUNT_SCALE
     n_chain = wl.chain_len[w, i]
     chain = wl.chain_ids[w, i]
     C = st.pc_key.shape[2]
@@ -170,9 +197,8 @@ def write_obs(st, wl, eng, e, i, obs, mask, up, ttft_ema, snap, snap_t, sent, st
             o[base + 1 + k] = snap[e, r, k]
         o[base + 6] = cached / prompt
         o[base + 7] = st.pc_count[e, r] / C if eng.cache_on else 0.0
-        work = snap[e, r, 2] * TOKEN_SCALE + prompt - cached
-        o[base + 8] = work * sec_per_tok / eng.slo_ttft
-        o[base + 9] = sent[e, r] / COUNT_SCALE
+        o[base + 8] = snap[e, r, 2] + (prompt - cached) * work_scale
+        o[base + 9] = sent[e, r] / unit
         ok = up[e, r] > 0 and st.n_queued[e, r] + st.n_running[e, r] < S
         mask[e, r] = ok
         any_ok = any_ok or ok
@@ -187,8 +213,45 @@ def write_obs(st, wl, eng, e, i, obs, mask, up, ttft_ema, snap, snap_t, sent, st
 
 
 @nb.njit(cache=True)
-def step_all(st, wl, eng, actions, up, budget, drain_s, stale_s, hash_blocks, sec_per_tok,
-             ttft_ema, busy, snap, snap_t, sent, obs, mask, reward, terminated, truncated):
+def ttft_excess(st, wl, e, now, bound_s, charged, first_open):
+    """Seconds of TTFT beyond ``bound_s`` that env ``e``'s arrived requests accrued since the last
+    call, up to ``now`` (s): a request with a first token counts TTFT - bound, one still waiting
+    its wait so far - bound, each at most once (``charged`` [E, N] float64 holds what each request
+    was charged, ``first_open`` [E] the first request not yet settled: these two are the kernel's
+    state, zeroed at reset). Dropped, failed and rejected requests are never charged (a drop is an
+    SLO miss already)."""
+    w = st.window[e]
+    scale = st.time_scale[e]
+    total = 0.0
+    settled = True
+    for q in range(first_open[e], st.next_arrival[e]):
+        f = st.fate[e, q]
+        waiting = False
+        if f != DROPPED and f != FAILED and f != REJECTED:
+            t = st.ttft[e, q]
+            if t == t:  # first token produced: TTFT final
+                x = max(t - bound_s, 0.0)
+            else:
+                x = max(now - wl.arrival_s[w, q] * scale - bound_s, 0.0)
+                waiting = True
+            if x > charged[e, q]:
+                total += x - charged[e, q]
+                charged[e, q] = x
+        if settled and not waiting:
+            first_open[e] = q + 1
+        else:
+            settled = False
+    return total
+
+
+@nb.njit(cache=True)
+def step_all(st, wl, eng, actions, up, budget, drain_s, stale_s, hash_blocks, sec_per_tok, cap_rps,
+             bound_s, bound_penalty, charged, first_open, ttft_ema, busy, snap, snap_t, sent, obs, mask,
+             reward, terminated, truncated):
+    """Route every env's pending request by ``actions`` [E] and run the replicas to the next
+    arrival (or drain). ``cap_rps`` [E]: one replica's capacity (requests/s) on each env's
+    workload; reward = SLO met - SLO missed - ``bound_penalty`` x (TTFT beyond ``bound_s``) /
+    ``bound_s`` (see ``ttft_excess``; no tail term when ``bound_penalty`` is 0)."""
     R = st.n_queued.shape[1]
     for e in range(actions.shape[0]):
         w = st.window[e]
@@ -220,19 +283,25 @@ def step_all(st, wl, eng, actions, up, budget, drain_s, stale_s, hash_blocks, se
             terminated[e] = empty
             truncated[e] = not empty
         reward[e] = (st.counters[e, C_SLO_MET] - met0) - (st.counters[e, C_SLO_MISSED] - miss0)
+        if bound_penalty > 0.0:
+            reward[e] -= bound_penalty * ttft_excess(st, wl, e, st.clock[e], bound_s, charged, first_open) / bound_s
         write_obs(st, wl, eng, e, st.next_arrival[e], obs, mask, up, ttft_ema, snap, snap_t, sent, stale_s,
-                  hash_blocks, sec_per_tok)
+                  hash_blocks, sec_per_tok, cap_rps[e])
 
 
 @nb.njit(cache=True)
-def reset_all(st, wl, eng, envs, windows, time_scales, up, stale_s, hash_blocks, sec_per_tok,
-              ttft_ema, busy, snap, snap_t, sent, obs, mask):
+def reset_all(st, wl, eng, envs, windows, time_scales, up, stale_s, hash_blocks, sec_per_tok, cap_rps,
+              charged, first_open, ttft_ema, busy, snap, snap_t, sent, obs, mask):
+    """Start the episodes of ``envs`` on ``windows`` at ``time_scales`` (``cap_rps`` [E] already
+    set for them)."""
     R = st.n_queued.shape[1]
     for j in range(envs.shape[0]):
         e = envs[j]
         reset_env_state(st, e, windows[j], time_scales[j])
         t0 = wl.arrival_s[windows[j], 0] * time_scales[j]
         st.clock[e] = t0
+        charged[e, :] = 0.0
+        first_open[e] = 0
         for r in range(R):
             reset_replica(st, eng, e, r)
             st.r_clock[e, r] = t0
@@ -241,4 +310,4 @@ def reset_all(st, wl, eng, envs, windows, time_scales, up, stale_s, hash_blocks,
             sent[e, r] = 0
         snap_t[e] = -np.inf
         write_obs(st, wl, eng, e, st.next_arrival[e], obs, mask, up, ttft_ema, snap, snap_t, sent, stale_s,
-                  hash_blocks, sec_per_tok)
+                  hash_blocks, sec_per_tok, cap_rps[e])

@@ -1,17 +1,20 @@
 """``python -m hwmodels.validate fit``: fit the `reference` engine profile to the measured iterations.
 
-The profile's fitted terms enter the iteration time linearly, so they are a weighted least-squares
-fit (weights 1/measured: relative error), done in two parts that the records separate:
+A fit on the relative error (weights 1/measured), in two parts that the records separate:
 
-- host time per iteration (wall - GPU time, CUDA events): overhead_s + per_seq_overhead_s * sequences;
-- GPU time: linear_scale * (linear + elementwise) + prefill_attn_scale * prefill attention
-  + decode_kv_read_scale * decode attention + straggler * longest decode context (capped at the
-  split-KV chunk in small batches) + layers * layer_overhead_s + LM head (not scaled).
+- host time per iteration (wall - GPU time, CUDA events): overhead_s + per_seq_overhead_s * sequences
+  (weighted least squares);
+- GPU time: linear_scale * (max(FLOP, weight) + linear_min_share * min(FLOP, weight) + elementwise)
+  + max(prefill_attn_scale * prefill attention, prefill straggler * longest prefill context)
+  + decode_kv_read_scale * decode attention + decode straggler * longest decode context (split-KV
+  kernel: capped at its chunk, own rate; otherwise the whole context) + layers * layer_overhead_s
+  + LM head (not scaled): bounded non-linear least squares (scipy), from a fixed start.
 
 Fitted on the capacity runs only (all requests at t = 0); the load runs are held out, and `report`
 gives the error on them. Kernel-shape terms are not fitted: the CUDA-graph padding rules are the
-engine's (hwmodels/validate/engine.py), and the split-KV chunk and batch threshold follow
-FlashAttention-2's num_splits heuristic for the engine's graphs (see engine_profiles.toml).
+engine's (hwmodels/validate/engine.py), and the split-KV chunks follow FlashAttention-2's num_splits
+heuristic for the engine's graphs (hwmodels.profiles.split_chunk_table, engine_profiles.toml). The
+longest prefill context of each iteration is derived from the records (measured.longest_prefill_context).
 """
 
 from __future__ import annotations
@@ -28,19 +31,25 @@ from hwmodels.steptime import build_coeffs, iteration_time
 from .measured import Run, load_runs
 
 # coefficient groups of hwmodels.steptime (indices)
-GROUPS = {"linear": (0, 1, 16), "prefill_attn": (6, 7), "decode_attn": (8, 9), "straggler": (17,), "lm_head": (10, 11)}
-SHAPE = (18, 19, 20, 21, 22, 23)  # padding and split terms: kept in every group
+GROUPS = {"linear": (0, 1), "elementwise": (16,), "prefill_attn": (6, 7), "decode_attn": (8, 9), "lm_head": (10, 11),
+          "straggler_split": (19,), "straggler_full": (17,)}
+SHAPE = (18, 20, 21, 22, 23, 24, 25, 26, 27)  # padding and split-table terms: kept in every group
+GPU_TERMS = ("layer_overhead_s", "linear_scale", "linear_min_share", "prefill_attn_scale",
+             "prefill_longest_s_per_token_layer", "decode_kv_read_scale", "decode_split_longest_s_per_token_layer",
+             "decode_longest_s_per_token_layer")
+FITTED = ("overhead_s", "per_seq_overhead_s") + GPU_TERMS
 
 
 def components(run: Run, model: str, gpu: str, profile: EngineProfile) -> dict[str, np.ndarray]:
-    """Per-iteration seconds of each group under `profile`'s kernel shape with unit scales."""
-    unit = EngineProfile(name="unit", overhead_s=0.0, layer_overhead_s=0.0, per_seq_overhead_s=0.0,
-                         decode_longest_s_per_token_layer=1.0 / hwmodels.get_model(model).layers,
-                         decode_split_chunk_tokens=profile.decode_split_chunk_tokens,
-                         decode_split_below_seqs=profile.decode_split_below_seqs,
-                         pad_decode_multiple=profile.pad_decode_multiple, pad_mixed_pow2=profile.pad_mixed_pow2,
-                         pad_mixed_decode_min=profile.pad_mixed_decode_min,
-                         pad_mixed_prefill_min=profile.pad_mixed_prefill_min)
+    """Per-iteration seconds of each group under `profile`'s kernel shape with unit scales
+    (stragglers: context tokens of the longest decode, capped at the split-KV chunk where the kernel
+    splits; "linear_min": min(FLOP, weight) time of the linear layers)."""
+    layers = hwmodels.get_model(model).layers
+    unit = dataclasses.replace(profile, name="unit", overhead_s=0.0, layer_overhead_s=0.0, per_seq_overhead_s=0.0,
+                               linear_scale=1.0, prefill_attn_scale=1.0, decode_kv_read_scale=1.0,
+                               decode_longest_s_per_token_layer=1.0 / layers,
+                               decode_split_longest_s_per_token_layer=1.0 / layers, linear_min_share=0.0,
+                               prefill_longest_s_per_token_layer=0.0)
     full = build_coeffs(model, gpu, 1, None, unit)
     it = run.it
     out = {}
@@ -48,8 +57,15 @@ def components(run: Run, model: str, gpu: str, profile: EngineProfile) -> dict[s
         c = np.zeros_like(full)
         c[list(idx) + list(SHAPE)] = full[list(idx) + list(SHAPE)]
         c[20] = c[20] or 1.0
+        c[18] = c[18] or 1.0
         out[name] = iteration_time(c, it["prefill_tokens"], it["prefill_attn_pairs"], it["decode_seqs"],
                                    it["decode_kv_tokens"], it["longest_decode_context"])
+    c = np.zeros_like(full)
+    c[[0, 1] + list(SHAPE)] = full[[0, 1] + list(SHAPE)]
+    c[20], c[18], c[28] = c[20] or 1.0, c[18] or 1.0, 1.0
+    out["linear_min"] = iteration_time(c, it["prefill_tokens"], it["prefill_attn_pairs"], it["decode_seqs"],
+                                       it["decode_kv_tokens"], it["longest_decode_context"]) - out["linear"]
+    out["longest_prefill"] = it["longest_prefill_context"] * (it["prefill_tokens"] > 0) * layers
     out["seqs"] = it["decode_seqs"] + np.minimum(it["prefill_tokens"], 1.0)
     return out
 
@@ -68,8 +84,24 @@ def _wls(X: np.ndarray, y: np.ndarray, w: np.ndarray, names: list[str]) -> dict[
     return out
 
 
+def gpu_model(x: np.ndarray, cat: dict[str, np.ndarray], layers: int) -> np.ndarray:
+    """GPU seconds per iteration of hwmodels.steptime for the GPU_TERMS values `x` (same formula)."""
+    fixed, s_lin, k_min, s_pf, r_pf, s_dec, r_split, r_full = x
+    lin = s_lin * (cat["linear"] + k_min * cat["linear_min"] + cat["elementwise"])
+    pre = np.maximum(s_pf * cat["prefill_attn"], r_pf * cat["longest_prefill"])
+    strag = layers * (r_split * cat["straggler_split"] + r_full * cat["straggler_full"])
+    return layers * fixed + lin + pre + s_dec * cat["decode_attn"] + strag + cat["lm_head"]
+
+
 def fit_reference(runs: list[Run], base: EngineProfile) -> tuple[EngineProfile, dict]:
-    """The reference profile fitted on `runs` (kernel shape from `base`); returns it and fit stats."""
+    """The reference profile fitted on `runs` (kernel shape from `base`); returns it and fit stats.
+
+    Host time (wall - CUDA-event GPU time): overhead_s + per_seq_overhead_s x sequences, weighted
+    least squares. GPU time: GPU_TERMS by bounded non-linear least squares on the relative error
+    (scipy.optimize.least_squares, trust-region reflective, from a fixed start: reproducible), each
+    run weighted equally."""
+    from scipy.optimize import least_squares
+
     model = runs[0].settings["model"]
     gpu = runs[0].settings["gpu_catalog"]
     layers = hwmodels.get_model(model).layers
@@ -79,21 +111,15 @@ def fit_reference(runs: list[Run], base: EngineProfile) -> tuple[EngineProfile, 
     gpu_s = np.concatenate([r.it["gpu_s"] for r in runs])
     host = wall - gpu_s
     # relative error, each run weighted equally (short and long runs, both windows)
-    w = np.concatenate([np.full(len(r.iter_s), 1.0 / np.sqrt(len(r.iter_s))) for r in runs]) / wall
-    h = _wls(np.c_[np.ones_like(host), cat["seqs"]], host, w, ["overhead_s", "per_seq_overhead_s"])
-    names = ["linear_scale", "prefill_attn_scale", "decode_kv_read_scale", "straggler", "fixed"]
-    X = np.c_[cat["linear"], cat["prefill_attn"], cat["decode_attn"], cat["straggler"], np.ones_like(wall)]
-    g = _wls(X, gpu_s - cat["lm_head"], w, names)
-    prof = EngineProfile(
-        name="reference", overhead_s=h["overhead_s"], layer_overhead_s=g["fixed"] / layers,
-        per_seq_overhead_s=h["per_seq_overhead_s"], linear_scale=g["linear_scale"],
-        prefill_attn_scale=g["prefill_attn_scale"], decode_kv_read_scale=g["decode_kv_read_scale"],
-        decode_longest_s_per_token_layer=g["straggler"] / layers,
-        decode_split_chunk_tokens=base.decode_split_chunk_tokens, decode_split_below_seqs=base.decode_split_below_seqs,
-        pad_decode_multiple=base.pad_decode_multiple, pad_mixed_pow2=base.pad_mixed_pow2,
-        pad_mixed_decode_min=base.pad_mixed_decode_min, pad_mixed_prefill_min=base.pad_mixed_prefill_min,
-        description=base.description, sources=base.sources)
-    return prof, {"iterations": int(len(wall)), "runs": [r.label for r in runs]}
+    w = np.concatenate([np.full(len(r.iter_s), 1.0 / np.sqrt(len(r.iter_s))) for r in runs])
+    h = _wls(np.c_[np.ones_like(host), cat["seqs"]], host, w / wall, ["overhead_s", "per_seq_overhead_s"])
+    x0 = np.array([4e-5, 1.0, 0.0, 1.0, 0.0, 1.0, 1e-8, 1e-8])
+    scale = np.array([1e-5, 1.0, 1.0, 1.0, 1e-8, 1.0, 1e-8, 1e-8])
+    sol = least_squares(lambda z: (gpu_model(z * scale, cat, layers) - gpu_s) / gpu_s * w, x0 / scale,
+                        bounds=(np.zeros(len(x0)), np.full(len(x0), np.inf)), method="trf", x_scale=1.0)
+    g = dict(zip(GPU_TERMS, (float(v) for v in sol.x * scale)))
+    prof = dataclasses.replace(base, overhead_s=h["overhead_s"], per_seq_overhead_s=h["per_seq_overhead_s"], **g)
+    return prof, {"iterations": int(len(wall)), "runs": [r.label for r in runs], "gpu_fit_cost": float(sol.cost)}
 
 
 def iteration_errors(run: Run, profile) -> np.ndarray:
@@ -102,7 +128,7 @@ def iteration_errors(run: Run, profile) -> np.ndarray:
     c = build_coeffs(s["model"], s["gpu_catalog"], 1, None, profile)
     it = run.it
     pred = iteration_time(c, it["prefill_tokens"], it["prefill_attn_pairs"], it["decode_seqs"],
-                          it["decode_kv_tokens"], it["longest_decode_context"])
+                          it["decode_kv_tokens"], it["longest_decode_context"], it["longest_prefill_context"])
     return (pred - run.iter_s) / run.iter_s
 
 
@@ -122,8 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     train = [r for r in runs if r.kind == "capacity"]
     prof, stats = fit_reference(train, get_profile("reference"))
     print(f"fitted on {stats['iterations']} iterations of {len(train)} capacity runs:")
-    for k in ("overhead_s", "layer_overhead_s", "per_seq_overhead_s", "linear_scale", "prefill_attn_scale",
-              "decode_kv_read_scale", "decode_longest_s_per_token_layer"):
+    for k in FITTED:
         print(f"  {k} = {getattr(prof, k)!r}")
     for r in runs:
         e = iteration_errors(r, prof)

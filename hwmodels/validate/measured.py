@@ -51,6 +51,33 @@ class Run:
         return {"ttft": ttft, "tpot": tpot, "e2e": e2e}
 
 
+def longest_prefill_context(prefill_tokens: np.ndarray, prompt: np.ndarray) -> np.ndarray:
+    """Per iteration, kv + chunk of the prefill chunk that reaches deepest into its prompt (0 without
+    prefill), derived from the records: with FCFS admission, ongoing prefills first and no preemption,
+    the engine computes the prompts as one stream in arrival order, iteration j taking the next
+    prefill_tokens[j] tokens of it (hwmodels/validate/engine.py Engine.schedule). Shapes: [iterations],
+    [requests] -> [iterations]."""
+    ends = np.cumsum(prefill_tokens)
+    starts = ends - prefill_tokens
+    bounds = np.concatenate([[0], np.cumsum(prompt)])  # request i's prompt is stream [bounds[i], bounds[i+1])
+    if ends[-1] != bounds[-1]:
+        raise ValueError(f"prefill tokens ({ends[-1]:.0f}) differ from the prompts' total ({bounds[-1]}): "
+                         "the stream derivation needs a run without preemption")
+    out = np.zeros(len(ends))
+    has = prefill_tokens > 0
+    # requests overlapping [start, end): first = the one holding token `start`, last = holding `end - 1`
+    first = np.searchsorted(bounds, starts[has], side="right") - 1
+    last = np.searchsorted(bounds, ends[has] - 1, side="right") - 1
+    # the last request's chunk ends at `end`; any earlier one finished its whole prompt here
+    deep_last = ends[has] - bounds[last]
+    longest_done = np.zeros(has.sum())
+    for n, (a, b) in enumerate(zip(first, last)):
+        if b > a:
+            longest_done[n] = prompt[a:b].max()
+    out[has] = np.maximum(deep_last, longest_done)
+    return out
+
+
 def load_runs(data_dir: str | Path = DATA_DIR) -> list[Run]:
     """Every run of every ``*.json.gz`` under data_dir; ValueError if a file is malformed or a run
     did not finish (truncated runs are not evidence)."""
@@ -68,10 +95,15 @@ def load_runs(data_dir: str | Path = DATA_DIR) -> list[Run]:
             if load is None and r["kind"] == "load":  # an absolute rate: its load is rate / capacity
                 load = r["rate_rps"] / r["capacity_rps"]
             req = r["requests"]
+            it = {k: np.asarray(v, dtype=np.float64) for k, v in r["iterations"].items()}
+            prompt = np.asarray(req["prompt_tokens"], np.int64)
+            # -1 (unknown) where preemption broke the prompt stream (none in the committed runs)
+            it["longest_prefill_context"] = (longest_prefill_context(it["prefill_tokens"], prompt)
+                                             if r.get("preemptions", 0) == 0 else np.full(len(it["prefill_tokens"]), -1.0))
             runs.append(Run(
                 window=d["window"]["name"], file=f.name, kind=r["kind"], load=load, rate_rps=r.get("rate_rps"),
                 capacity_rps=r["capacity_rps"], settings=d["settings"],
-                it={k: np.asarray(v, dtype=np.float64) for k, v in r["iterations"].items()},
-                arrival_s=np.asarray(req["arrival_s"], np.float64), prompt=np.asarray(req["prompt_tokens"], np.int64),
+                it=it,
+                arrival_s=np.asarray(req["arrival_s"], np.float64), prompt=prompt,
                 output=np.asarray(req["output_tokens"], np.int64), token_s=req["token_s"]))
     return runs
