@@ -168,9 +168,10 @@ def test_routing_steps_match_reference(E, steps, kwargs):
     (2, 500, {"queue_slots": 24, "load": 1.5, "window_requests": 256}),  # a queue limit that drops requests
 ])
 def test_kv_admission_sized_arrays_match_full_size(E, steps, kwargs):
-    """KVAdmission sizes its slots by the window (not ``queue_slots``) and its per-slot top gaps by
-    the longest output (``state.top_gaps_needed``): every observation, reward, episode end, info
-    and per-request record equals that of a batch with the full-size arrays."""
+    """KVAdmission sizes its slots by the window (not ``queue_slots``), its per-slot top gaps by
+    the longest output (``state.top_gaps_needed``) and packs its hot per-slot fields
+    (``state.PACKED_SLOT_FIELDS``): every observation, reward, episode end, info and per-request
+    record equals that of a batch with the full-size, unpacked arrays."""
     from envs.core import state as S
 
     sized = kva.KVAdmissionVecEnv(E, seed=3, **kwargs)
@@ -181,6 +182,8 @@ def test_kv_admission_sized_arrays_match_full_size(E, steps, kwargs):
     full._scratch = KK.obs_scratch(E, eng.max_seqs, cfg.queue_slots, full.K)
     assert st.status.shape[2] == min(cfg.queue_slots, cfg.window_requests)
     assert st.top_gaps.shape[3] == S.top_gaps_needed(eng.max_output) <= S.TOP_GAPS
+    assert st.target.base is st.kv_tokens.base and st.target.strides[-1] == 4 * len(S.PACKED_SLOT_FIELDS)
+    assert full.state.target.flags.c_contiguous
     rng = np.random.default_rng(E)
     o1, o2 = sized.reset(), full.reset()
     ended = 0

@@ -133,6 +133,11 @@ class ClusterState(NamedTuple):
 # Output-length histogram for Past-Future: log2 bins of output tokens.
 N_HIST_BINS = 16
 
+# The int32 per-slot fields an engine iteration reads and writes for every running request;
+# ``allocate(packed=True)`` stores them side by side (one [E, R, S, 7] array, each field a strided
+# view of it), so that one request's fields share a cache line instead of lying in seven arrays.
+PACKED_SLOT_FIELDS = ("req", "target", "kv_tokens", "generated", "blocks", "gaps_over", "sched")
+
 
 def top_gaps_needed(max_output: int) -> int:
     """Largest gaps to keep per request so that every request of up to ``max_output`` output
@@ -166,14 +171,17 @@ def allocate(
     cache_entries: int = 0,
     max_gaps: int = 0,
     top_gaps: int = TOP_GAPS,
+    packed: bool = False,
 ) -> ClusterState:
     """Zeroed state; ``reset_envs`` fills it for an episode.
 
     ``max_gaps``: the most gaps between tokens one episode can produce (the sum of output - 1 over
     a window's requests); the episode p99 TBT is exact up to it and an upper bound beyond.
     ``top_gaps``: largest gaps kept per request slot, 1 to ``TOP_GAPS`` (``top_gaps_needed`` of
-    the scenario's longest output keeps every request's p99 exact). Raises ``ValueError`` naming
-    the argument out of range.
+    the scenario's longest output keeps every request's p99 exact). ``packed``: the hot per-slot
+    fields (``PACKED_SLOT_FIELDS``) as strided views of one array, one request's side by side
+    (kernels compile for these non-contiguous views; values are the same). Raises ``ValueError``
+    naming the argument out of range.
     """
     if min(n_envs, n_replicas, n_slots, n_requests) < 1:
         raise ValueError(
@@ -191,7 +199,7 @@ def allocate(
     H = 1
     while H < 2 * C:
         H *= 2
-    return ClusterState(
+    st = ClusterState(
         window=np.zeros(E, np.int32),
         time_scale=np.ones(E, np.float64),
         next_arrival=np.zeros(E, np.int32),
@@ -230,3 +238,7 @@ def allocate(
         pc_count=np.zeros((E, R), np.int32),
         pc_table=np.full((E, R, H), -1, np.int32),
     )
+    if not packed:
+        return st
+    hot = np.zeros((E, R, S, len(PACKED_SLOT_FIELDS)), np.int32)
+    return st._replace(**{name: hot[..., k] for k, name in enumerate(PACKED_SLOT_FIELDS)})

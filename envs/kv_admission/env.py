@@ -221,10 +221,12 @@ class KVAdmissionVecEnv(NativeVecEnv):
         # Arrays sized by what the scenario can use: no more request slots than requests in a
         # window (a window of N requests never has more than N in the replica, so a queue
         # limit above N never drops one), and per slot only as many top gaps as the longest
-        # output's p99 needs (S.top_gaps_needed). Results are the same as at full size.
+        # output's p99 needs (S.top_gaps_needed); the hot per-slot fields packed side by side
+        # (S.PACKED_SLOT_FIELDS). Results are the same as at full size, unpacked.
         slots = min(cfg.queue_slots, self.scenario.workload.arrival_s.shape[1])
         self.state = S.allocate(E, 1, slots, cfg.window_requests, cache_entries,
-                                max_window_gaps(self.scenario.workload), S.top_gaps_needed(eng.max_output))
+                                max_window_gaps(self.scenario.workload), S.top_gaps_needed(eng.max_output),
+                                packed=True)
         self._obs = np.zeros((E, n_obs), np.float32)
         self._mask = np.ones((E, N_ACTIONS), np.bool_)
         self._scratch = K.obs_scratch(E, eng.max_seqs, slots, self.K)
