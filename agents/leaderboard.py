@@ -28,6 +28,7 @@ import json
 import math
 import sys
 import time
+import zlib
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -53,7 +54,7 @@ from agents.scenarios import (
 from envs.metrics import aggregate
 from envs.options import env_ids, is_multi_agent
 
-VERSION = 1
+VERSION = 2  # 2: bootstrap intervals seeded by the scenario id (1: by its index in the run)
 BOOTSTRAP = 2000
 
 
@@ -100,8 +101,11 @@ def run_scenario(sc: Scenario, policies: list[str], quick: bool, episodes: int |
 
 # --- scoring -----------------------------------------------------------------------------------
 
-def _bootstrap_idx(n: int, seed: int) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, n, size=(BOOTSTRAP, n))
+def _bootstrap_idx(n: int, scenario_id: str) -> np.ndarray:
+    """Resampled episode indices, [BOOTSTRAP, n], seeded by the scenario id alone, so that a
+    scenario's intervals do not depend on which other scenarios the run holds (``--envs``,
+    ``--track``, ``--quick``) or in what order they finish."""
+    return np.random.default_rng(zlib.crc32(scenario_id.encode())).integers(0, n, size=(BOOTSTRAP, n))
 
 
 def _ci(samples: np.ndarray) -> list[float | None]:
@@ -111,13 +115,13 @@ def _ci(samples: np.ndarray) -> list[float | None]:
     return [float(np.percentile(s, 2.5)), float(np.percentile(s, 97.5))]
 
 
-def score_scenario(res: ScenarioResult, index: int) -> list[dict[str, Any]]:
+def score_scenario(res: ScenarioResult) -> list[dict[str, Any]]:
     """Rows (one per policy) with raw and normalized main metric, CIs, rank and all metrics."""
     sc, scoring = res.scenario, SCORING[res.scenario.env_id]
     key = scoring.main_metric
     raw = {r.policy: np.array([ep[key] for ep in r.episodes], np.float64) for r in res.runs}
     n = min(len(v) for v in raw.values())
-    idx = _bootstrap_idx(n, seed=index)
+    idx = _bootstrap_idx(n, sc.id)
     boot = {p: v[:n][idx].mean(axis=1) for p, v in raw.items()}
 
     def normalized(values: dict[str, np.ndarray], p: str) -> np.ndarray | float:
@@ -173,7 +177,7 @@ def _finite(x: float) -> float | None:
 def build_report(results: list[ScenarioResult], command: str, quick: bool) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     scenarios = []
-    for i, res in enumerate(results):
+    for res in results:
         sc = res.scenario
         scoring = SCORING[sc.env_id]
         entry = {"id": sc.id, "env": sc.env_id, "trace": sc.trace, "env_kwargs": sc.kwargs(quick),
@@ -190,7 +194,7 @@ def build_report(results: list[ScenarioResult], command: str, quick: bool) -> di
                 note = windows_note(entry["episodes"], windows)
                 if note:
                     entry["note"] = note
-            rows += score_scenario(res, i)
+            rows += score_scenario(res)
         scenarios.append(entry)
     return {"version": VERSION, "command": command, "quick": quick, "scenarios": scenarios,
             "rows": rows}

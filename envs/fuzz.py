@@ -71,6 +71,19 @@ def draw_scenario(env_id: str, rng: np.random.Generator) -> tuple[int, dict[str,
     return E, {}
 
 
+def random_legal_actions(vec, rng: np.random.Generator) -> np.ndarray:
+    """A uniformly random legal action per env: [E] for a Discrete action space, [E, D] for a
+    MultiDiscrete one (``vec.nvec``; its masks are the components' masks side by side)."""
+    mask = vec.action_masks()
+    keys = rng.random(mask.shape)
+    keys[~mask] = -1.0
+    nvec = getattr(vec, "nvec", None)
+    if nvec is None:
+        return keys.argmax(1)
+    bounds = np.concatenate([[0], np.cumsum(nvec)])
+    return np.stack([keys[:, lo:hi].argmax(1) for lo, hi in zip(bounds[:-1], bounds[1:])], axis=1)
+
+
 def check_batch(vec, obs: np.ndarray, rew: np.ndarray, dones: np.ndarray, clock: np.ndarray | None,
                 r_clock: np.ndarray | None = None, env_id: str = "servegym/KVAdmission-v0") -> list[str]:
     """Violations after one batch step (see the module docstring); ``clock``/``r_clock``: the env
@@ -82,8 +95,12 @@ def check_batch(vec, obs: np.ndarray, rew: np.ndarray, dones: np.ndarray, clock:
     if not np.isfinite(rew).all():
         out.append(f"non-finite rewards {rew.tolist()}")
     mask = vec.action_masks()
-    if not mask.any(1).all():
-        out.append(f"env {int(np.argmin(mask.any(1)))}: no legal action")
+    nvec = getattr(vec, "nvec", None)
+    bounds = [0, mask.shape[1]] if nvec is None else np.concatenate([[0], np.cumsum(nvec)]).tolist()
+    for d, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
+        legal = mask[:, lo:hi].any(1)
+        if not legal.all():
+            out.append(f"env {int(np.argmin(legal))}: no legal action" + ("" if nvec is None else f" in component {d}"))
     if clock is not None:
         from envs.core.invariants import violations
 
@@ -125,10 +142,7 @@ def fuzz(env_id: str, steps: int, seed: int, scenario_steps: int, log=print) -> 
         where = f"{env_id} E={E} seed={s_seed} {({k: v for k, v in kw.items() if k != 'trace'})}"
         n = 0
         while n < min(scenario_steps, steps - done_steps):
-            mask = vec.action_masks()
-            keys = rng.random(mask.shape)
-            keys[~mask] = -1.0
-            obs, rew, dones, _ = vec.step(keys.argmax(1))
+            obs, rew, dones, _ = vec.step(random_legal_actions(vec, rng))
             errs = check_batch(vec, obs, rew, dones, clock, r_clock, env_id)
             if errs:
                 bad = [f"{where} step {n // E}: {m}" for m in errs[:10]]

@@ -94,3 +94,15 @@ def test_soak_reports_rss_at_start_and_end():
     assert r["env_steps"] == 400 and r["rss_start_bytes"] > 0 and r["rss_end_bytes"] > 0
     with pytest.raises(ValueError, match="steps"):
         soak.soak("servegym/KVAdmission-v0", 10, 4, 0)
+
+
+def test_random_legal_actions_draw_each_multidiscrete_component_from_its_own_mask():
+    class Vec:  # a MultiDiscrete([3, 2]) batch of 2: masks side by side
+        nvec = np.array([3, 2])
+
+        def action_masks(self):
+            return np.array([[False, False, True, True, False], [True, True, False, False, True]])
+
+    for s in range(20):
+        a = fuzz.random_legal_actions(Vec(), np.random.default_rng(s))
+        assert a.shape == (2, 2) and a[0].tolist() == [2, 0] and a[1, 0] in (0, 1) and a[1, 1] == 1

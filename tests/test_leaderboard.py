@@ -34,7 +34,7 @@ def scoring(monkeypatch):
 def test_normalized_score_is_zero_at_naive_and_hundred_at_bound(scoring):
     env = scoring(Scoring(main_metric="m", higher_is_better=True, naive="naive", bound="oracle"))
     res = _result(env, {"naive": [0.2, 0.4], "oracle": [0.8, 1.0], "mid": [0.5, 0.7]})
-    rows = {r["policy"]: r for r in lb.score_scenario(res, 0)}
+    rows = {r["policy"]: r for r in lb.score_scenario(res)}
     assert rows["naive"]["normalized"]["value"] == pytest.approx(0.0)
     assert rows["oracle"]["normalized"]["value"] == pytest.approx(100.0)
     assert rows["mid"]["normalized"]["value"] == pytest.approx(50.0)
@@ -46,7 +46,7 @@ def test_normalized_score_is_zero_at_naive_and_hundred_at_bound(scoring):
 def test_lower_is_better_ranks_and_constant_bound(scoring):
     env = scoring(Scoring(main_metric="m", higher_is_better=False, naive="a", bound=None, bound_value=0.0))
     res = _result(env, {"a": [4.0, 4.0], "b": [1.0, 1.0], "c": [1.0, 1.0]})
-    rows = {r["policy"]: r for r in lb.score_scenario(res, 0)}
+    rows = {r["policy"]: r for r in lb.score_scenario(res)}
     assert rows["b"]["rank"] == rows["c"]["rank"] == 1 and rows["a"]["rank"] == 3  # ties share a rank
     assert rows["b"]["normalized"]["value"] == pytest.approx(75.0)  # (1 - 4) / (0 - 4)
 
@@ -54,7 +54,7 @@ def test_lower_is_better_ranks_and_constant_bound(scoring):
 def test_environment_reported_normalized_metric_is_used_as_is(scoring):
     env = scoring(Scoring(main_metric="m", higher_is_better=True, naive="a", normalized_metric="ns"))
     res = _result(env, {"a": [0.1, 0.3], "b": [0.2, 0.2]}, extra_key="ns")
-    rows = {r["policy"]: r for r in lb.score_scenario(res, 0)}
+    rows = {r["policy"]: r for r in lb.score_scenario(res)}
     assert rows["a"]["normalized"]["value"] == pytest.approx(2.0)
 
 
@@ -106,3 +106,16 @@ def test_readme_section_is_rewritten_between_markers(tmp_path):
     readme.write_text("no markers")
     with pytest.raises(ValueError, match="marker"):
         rep.update_readme(readme, report)
+
+
+def test_a_scenarios_intervals_do_not_depend_on_the_rest_of_the_run():
+    from agents.scenarios import PolicyRun, ScenarioResult
+
+    sc = lb.scenarios_for(["KVAdmission"])[0]
+    runs = [PolicyRun(p, [{"slo_attainment": v} for v in vals], [], np.zeros(1), 0.0)
+            for p, vals in (("vllm_fcfs", (0.2, 0.5, 0.4, 0.9)), ("sjf", (0.3, 0.8, 0.6, 0.7)))]
+    res = ScenarioResult(sc, runs)
+    alone = lb.build_report([res], "cmd", False)["rows"]
+    other = ScenarioResult(lb.scenarios_for(["KVAdmission"])[1], runs)
+    after = [r for r in lb.build_report([other, res], "cmd", False)["rows"] if r["scenario"] == sc.id]
+    assert alone == after

@@ -92,7 +92,7 @@ def test_leaderboard_scores_team_scenarios():
     sc = Scenario(id="multi_cluster/test/v1", env_id=team.ENV_ID, trace=tr, env_kwargs=kw(tr, load=0.8),
                   episodes=2)
     res = lb.run_scenario(sc, ["team", "router=round_robin", "random"], quick=False, episodes=None)
-    rows = lb.score_scenario(res, 0)
+    rows = lb.score_scenario(res)
     by = {r["policy"]: r for r in rows}
     assert by["router=round_robin"]["normalized"]["value"] in (0.0, None)  # None: naive already at the bound
     assert sorted(r["rank"] for r in rows)[0] == 1

@@ -55,20 +55,16 @@ def test_device_cpu_trains_resumes_and_records_cpu(tmp_path):
     assert json.loads((tmp_path / "run.json").read_text())["timesteps"] >= 512
 
 
-def test_kv_admission_default_rollout_is_256_envs_by_16_steps_and_zoo_recipe_pins_16_by_256(tmp_path):
-    """train.py's KVAdmission default keeps the 4,096-step rollout as 256 envs x 16 steps
-    (issue 16); other algorithms and environments keep 16 envs; the zoo recipe keeps the shape
-    its checkpoint was trained with."""
+def test_kv_admission_default_rollout_is_16_envs_by_256_steps_and_the_zoo_recipe_is_the_default(tmp_path):
+    """train.py's KVAdmission default keeps 16 envs x 256 steps (256 x 16 trained a far worse
+    policy, agents/training.py); default_n_envs answers 16 where N_ENVS lists nothing."""
     from agents.training import HYPERPARAMS, default_n_envs
     from agents.zoo import RECIPES
 
-    assert default_n_envs(ENV, "maskable-ppo") == 256 and default_n_envs(ENV, "dqn") == 16
-    assert default_n_envs("servegym/Routing-v0", "maskable-ppo") == 16
-    assert train.main(["--timesteps", "4096", "--env-kwargs", "window_requests=64", "--out", str(tmp_path),
+    assert default_n_envs(ENV, "maskable-ppo") == 16 and default_n_envs("servegym/Routing-v0", "maskable-ppo") == 16
+    assert HYPERPARAMS[ENV]["maskable-ppo"]["n_steps"] == 256
+    assert train.main(["--timesteps", "512", "--env-kwargs", "window_requests=64", "--out", str(tmp_path),
                        "--no-eval", "--no-progress"]) == 0
     run = json.loads((tmp_path / "run.json").read_text())
-    assert run["n_envs"] == 256 and run["timesteps"] == 4096
-    assert 256 * HYPERPARAMS[ENV]["maskable-ppo"]["n_steps"] == 16 * 256
-    args = RECIPES[ENV].train_args
-    assert args[args.index("--n-envs") + 1] == "16"
-    assert args[args.index("--hyperparams") + 1] == "n_steps=256"
+    assert run["n_envs"] == 16
+    assert RECIPES[ENV].train_args == ()

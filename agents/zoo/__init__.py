@@ -38,11 +38,8 @@ class Recipe:
 
 
 RECIPES: dict[str, Recipe] = {
-    # `python train.py` (MaskablePPO, 300k steps, seed 0) with the rollout shape the checkpoint
-    # was trained with, 16 envs x 256 steps; train.py's own default is now 256 envs x 16 steps
-    # (agents/training.py N_ENVS), which changes the result.
-    "servegym/KVAdmission-v0": Recipe("kv_admission_ppo.zip", (
-        "--n-envs", "16", "--hyperparams", "n_steps=256"), "azure_conv-v1"),
+    # `python train.py` with its defaults (MaskablePPO, 300k steps, 16 envs, seed 0).
+    "servegym/KVAdmission-v0": Recipe("kv_admission_ppo.zip", (), "azure_conv-v1"),
     # MaskablePPO, 4M steps, 64 envs, seed 0, training days of `bursty` (both slo_penalty values).
     "servegym/Autoscale-v0": Recipe("autoscale_ppo.zip", (
         "--timesteps", "4000000", "--n-envs", "64", "--seed", "0"), "bursty-v1"),
