@@ -211,6 +211,18 @@ def cluster_row(E: int, native: dict[str, float], dummy: dict[str, float]) -> di
             "dummy_steps_per_s_runs": dummy["steps_per_s_runs"]}
 
 
+def row_steps(E: int, steps: int, dummy_div: int) -> tuple[int, int]:
+    """Steps of each env per timed run in the row of ``E`` envs: (native, DummyVecEnv) for a
+    budget of ``steps`` native env-steps; DummyVecEnv runs 1/``dummy_div`` of them (it is slower)."""
+    native = max(20, steps // E)
+    return native, max(5, native // dummy_div)
+
+
+def steps_timed(sizes: list[int], steps: int, dummy_div: int) -> dict[str, list[int]]:
+    """The ``steps_timed`` of a ``steady_state`` object: ``row_steps`` of every row."""
+    return {str(E): list(row_steps(E, steps, dummy_div)) for E in sizes}
+
+
 def steady_state(method: str, warmup_steps: int | None, steps_timed: int | str, repeats: int, **extra: Any) -> dict:
     """The top-level ``"steady_state"`` object of a benchmark JSON."""
     return {"method": method, "warmup_steps": warmup_steps, "steps_timed": steps_timed, "repeats": repeats,

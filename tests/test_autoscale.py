@@ -391,3 +391,18 @@ def test_references_come_back_from_the_disk_cache_unchanged(vec, tmp_path, monke
     read = asc.references(sc, 0, 0.01, n)
     np.testing.assert_array_equal(read[0], computed[0])
     assert read[1:] == computed[1:]
+
+
+def test_cache_save_writes_whole_files_and_leaves_no_temporaries(tmp_path):
+    """The one writer of the Autoscale disk cache (curves, generated days, references)."""
+    from envs.autoscale.model import cache_save
+
+    day = np.arange(12, dtype=np.int64)
+    cache_save(tmp_path / "sub" / "day-x.npy", day)
+    cache_save(tmp_path / "refs-x.npz", {"targets": np.eye(3), "static": np.array(2.5)})
+    assert np.array_equal(np.load(tmp_path / "sub" / "day-x.npy"), day)
+    with np.load(tmp_path / "refs-x.npz") as z:
+        assert np.array_equal(z["targets"], np.eye(3)) and float(z["static"]) == 2.5
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == ["day-x.npy", "refs-x.npz"]
+    with pytest.raises(ValueError, match=r"day-z\.txt: expected a \.npy or \.npz path"):
+        cache_save(tmp_path / "day-z.txt", day)

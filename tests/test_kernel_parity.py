@@ -160,3 +160,46 @@ def test_routing_steps_match_reference(E, steps, kwargs):
     assert int(fast.state.counters[:, 8].sum()) > steps, "replicas ran too few iterations to compare"
     if kwargs.get("load", 0) >= 1.3:  # random routing past capacity: the tail-bound term was exercised
         assert fast._charged.sum() > 0
+
+
+@pytest.mark.parametrize("E, steps, kwargs", [
+    (4, 700, {"window_requests": 128, "drain_s": 5.0, "load": 1.5}),  # episodes end inside the run
+    (3, 500, {"trace": "mooncake_conv", "slo_metric": "p99_tbt", "load": 1.5, "window_requests": 256}),
+    (2, 500, {"queue_slots": 24, "load": 1.5, "window_requests": 256}),  # a queue limit that drops requests
+])
+def test_kv_admission_sized_arrays_match_full_size(E, steps, kwargs):
+    """KVAdmission sizes its slots by the window (not ``queue_slots``), its per-slot top gaps by
+    the longest output (``state.top_gaps_needed``) and packs its hot per-slot fields
+    (``state.PACKED_SLOT_FIELDS``): every observation, reward, episode end, info and per-request
+    record equals that of a batch with the full-size, unpacked arrays."""
+    from envs.core import state as S
+
+    sized = kva.KVAdmissionVecEnv(E, seed=3, **kwargs)
+    full = kva.KVAdmissionVecEnv(E, seed=3, **kwargs)
+    st, cfg, eng = sized.state, full.config, full.scenario.engine
+    full.state = S.allocate(E, 1, cfg.queue_slots, cfg.window_requests, st.pc_key.shape[2],
+                            (st.gap_heap.shape[1] - 1) * 100, S.TOP_GAPS)
+    full._scratch = KK.obs_scratch(E, eng.max_seqs, cfg.queue_slots, full.K)
+    assert st.status.shape[2] == min(cfg.queue_slots, cfg.window_requests)
+    assert st.top_gaps.shape[3] == S.top_gaps_needed(eng.max_output) <= S.TOP_GAPS
+    assert st.target.base is st.kv_tokens.base and st.target.strides[-1] == 4 * len(S.PACKED_SLOT_FIELDS)
+    assert full.state.target.flags.c_contiguous
+    rng = np.random.default_rng(E)
+    o1, o2 = sized.reset(), full.reset()
+    ended = 0
+    for t in range(steps):
+        assert o1.tobytes() == o2.tobytes(), f"step {t}: observation differs from the full-size batch"
+        a = _masked_random(rng, sized.action_masks())
+        o1, r1, d1, i1 = sized.step(a)
+        o2, r2, d2, i2 = full.step(a)
+        assert r1.tobytes() == r2.tobytes() and np.array_equal(d1, d2), f"step {t}: reward or episode end differs"
+        assert all(_same_info(x, y) for x, y in zip(i1, i2)), f"step {t}: infos differ"
+        ended += int(d1.sum())
+    for name in ("counters", "accum", "clock", "fate", "ttft", "e2e", "tbt_p99", "tpot", "slo_met", "gap_heap"):
+        assert getattr(sized.state, name).tobytes() == getattr(full.state, name).tobytes(), name
+    c = sized.state.counters
+    assert c[:, S.C_FINISHED].sum() > 0, "no request finished: the comparison proved little"
+    if "drain_s" in kwargs:
+        assert ended > 0, "no episode ended"
+    if "queue_slots" in kwargs:
+        assert c[:, S.C_DROPPED].sum() > 0, "the queue limit dropped nothing"

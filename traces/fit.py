@@ -46,6 +46,27 @@ def quantile_table(x: np.ndarray) -> dict[str, list[float]]:
     return {"probs": [round(float(p), 6) for p in probs], "values": [round(float(v), 3) for v in values]}
 
 
+def sourced_quantiles(x: np.ndarray, source: str) -> dict[str, tuple[list[float], str]]:
+    """A TOML section of empirical quantiles of ``x``: ``probs`` and ``values`` of
+    :func:`quantile_table`, each with ``source`` (the data file records where every number
+    comes from)."""
+    return {k: (v, source) for k, v in quantile_table(x).items()}
+
+
+def write_fit(text: str, out: Path, fitted_from: Path, check: bool) -> int:
+    """The end of a fitting command (``traces.fit``, ``traces.fit_families``): write ``text``
+    (the fitted data file) to ``out`` and return 0; with ``check`` (``--check``) write nothing
+    and return 0 if ``out`` already holds exactly ``text`` (a fresh fit of ``fitted_from``), else 1."""
+    if check:
+        same = out.is_file() and out.read_text() == text
+        print(f"{out}: {'matches' if same else 'DIFFERS FROM'} a fresh fit of {fitted_from}")
+        return 0 if same else 1
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    print(f"wrote {out}")
+    return 0
+
+
 def idc(t: np.ndarray, window_s: float) -> float:
     """Index of dispersion (Var/Mean) of counts in consecutive windows, last partial window dropped."""
     c = np.bincount((t // window_s).astype(np.int64))[:-1]
@@ -110,8 +131,8 @@ def fit_azure_conv(tr: Trace) -> dict[str, Any]:
                                                               "on mean rate, inter-arrival CV and IDC at 1/10/60/300 s")),
             "switch": ([round(x, 8) for x in mmpp.switch], src("rate of leaving each state (1/s), same fit")),
         },
-        "prompt": {k: (v, src("empirical quantiles of ContextTokens")) for k, v in quantile_table(tr.prompt_tokens).items()},
-        "output": {k: (v, src("empirical quantiles of GeneratedTokens")) for k, v in quantile_table(tr.output_tokens).items()},
+        "prompt": sourced_quantiles(tr.prompt_tokens, src("empirical quantiles of ContextTokens")),
+        "output": sourced_quantiles(tr.output_tokens, src("empirical quantiles of GeneratedTokens")),
     }
 
 
@@ -176,7 +197,7 @@ def fit_mooncake(tr: Trace) -> dict[str, Any]:
     # 3-second timestamp bins: counts per distinct timestamp show whether roots are Poisson
     _, per_bin = np.unique(t, return_counts=True)
     src = lambda what: _fitted(MOONCAKE_FILE, what)  # noqa: E731
-    qt = lambda x, what: {k: (v, src(what)) for k, v in quantile_table(x).items()}  # noqa: E731
+    qt = lambda x, what: sourced_quantiles(x, src(what))  # noqa: E731
     return {
         "duration_s": (3600.0, "one hour, the length of the real trace (3,537 s from first to last request)"),
         "rate_rps": (round(root_rate / (1 - mean_children), 6),
@@ -292,15 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     ap.add_argument("--check", action="store_true", help="fail if --out differs from a fresh fit")
     a = ap.parse_args(argv)
-    text = fit_all(a.traces)
-    if a.check:
-        same = a.out.is_file() and a.out.read_text() == text
-        print(f"{a.out}: {'matches' if same else 'DIFFERS FROM'} a fresh fit of {a.traces}")
-        return 0 if same else 1
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(text)
-    print(f"wrote {a.out}")
-    return 0
+    return write_fit(fit_all(a.traces), a.out, a.traces, a.check)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from traces.fit import IDC_WINDOWS_S, fit_mmpp, quantile_table, spearman, to_toml
+from traces.fit import IDC_WINDOWS_S, fit_mmpp, sourced_quantiles, spearman, to_toml, write_fit
 from traces.load import load_trace
 from traces.trace import Trace
 
@@ -113,10 +113,8 @@ def fit_code(tr: Trace) -> dict[str, Any]:
                               "and IDC at 1/10/60/300 s (traces.fit.fit_mmpp)")),
             "switch": ([round(x, 8) for x in mmpp.switch], _fitted("rate of leaving each state (1/s), same fit")),
         },
-        "prompt": {k: (v, _fitted("empirical quantiles of ContextTokens"))
-                   for k, v in quantile_table(tr.prompt_tokens).items()},
-        "output": {k: (v, _fitted("empirical quantiles of GeneratedTokens"))
-                   for k, v in quantile_table(tr.output_tokens).items()},
+        "prompt": sourced_quantiles(tr.prompt_tokens, _fitted("empirical quantiles of ContextTokens")),
+        "output": sourced_quantiles(tr.output_tokens, _fitted("empirical quantiles of GeneratedTokens")),
         "reference": {
             "prompt_median": (1500.0, "Splitwise (Patel et al., ISCA 2024), Sec. III-B / Fig. 3: median prompt "
                                       "1,500 tokens for coding"),
@@ -145,15 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     if not a.code.is_file():
         ap.error(f"--code {a.code}: no such file")
-    text = fit_all(a.code)
-    if a.check:
-        same = a.out.is_file() and a.out.read_text() == text
-        print(f"{a.out}: {'matches' if same else 'DIFFERS FROM'} a fresh fit of {a.code}")
-        return 0 if same else 1
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(text)
-    print(f"wrote {a.out}")
-    return 0
+    return write_fit(fit_all(a.code), a.out, a.code, a.check)
 
 
 if __name__ == "__main__":

@@ -43,7 +43,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
@@ -55,7 +54,7 @@ from gymnasium import spaces
 import hwmodels
 import traces
 from envs.autoscale import kernels as K
-from envs.autoscale.model import ReplicaCurves, cache_root, replica_curves
+from envs.autoscale.model import ReplicaCurves, cache_root, cache_save, replica_curves
 from envs.native_vec import NativeVecEnv, VecEnvView, item_features
 from envs.vector import NativeVectorEnv
 
@@ -203,13 +202,7 @@ def _generated_day(name: str, seed: int, duration_s: float, rate: float, params:
             pass
     tr = traces.load_trace(name, seed=seed, duration_s=duration_s, rate_rps=rate, **dict(params))
     counts = _bin_counts(tr.arrival_s, duration_s, bin_s)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npy")
-        np.save(tmp, counts)
-        tmp.replace(path)
-    except OSError:
-        pass
+    cache_save(path, counts)
     if want_lengths:
         return counts, np.asarray(tr.prompt_tokens), np.asarray(tr.output_tokens)
     return counts, None, None
@@ -379,13 +372,8 @@ def references(sc: Scenario, window: int, penalty: float, n_steps: int) -> tuple
             c_s, m_s, _ = K.run_plan(p, a, init, static, sc.slo_ttft)
             c_o, m_o, _ = K.run_plan(p, a, init, targets, sc.slo_ttft)
             _REFS[key] = (targets, float(c_s + penalty * m_s), float(c_o + penalty * m_o))
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
-                np.savez(tmp, targets=targets, static=_REFS[key][1], oracle=_REFS[key][2])
-                tmp.replace(path)
-            except OSError:
-                pass  # the cache only saves time
+            cache_save(path, {"targets": targets, "static": np.array(_REFS[key][1]),
+                              "oracle": np.array(_REFS[key][2])})
     return _REFS[key]
 
 

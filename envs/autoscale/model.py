@@ -183,6 +183,26 @@ def cache_root() -> Path:
     return (Path(base) if base else Path.home() / ".cache" / "servegym") / "autoscale"
 
 
+def cache_save(path: Path, data: np.ndarray | dict[str, np.ndarray]) -> None:
+    """Write a cache file under ``cache_root()`` atomically: ``data`` (one array to a ``.npy``
+    path, named arrays to a ``.npz`` path) goes to a temporary file of this process, then
+    ``os.replace`` puts it at ``path``, so that a reader (another process of a parallel sweep
+    or leaderboard) sees the whole file or none. An ``OSError`` (read-only or full disk) is
+    ignored: the cache only saves time. Raises ``ValueError`` for a suffix other than .npy / .npz."""
+    if path.suffix not in (".npy", ".npz"):
+        raise ValueError(f"cache_save: {path}: expected a .npy or .npz path")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp{path.suffix}")
+        if path.suffix == ".npy":
+            np.save(tmp, data)
+        else:
+            np.savez(tmp, **data)
+        os.replace(tmp, path)
+    except OSError:
+        pass
+
+
 @functools.cache
 def _model_digest() -> str:
     """Digest of the sources the curves depend on (the full model and the step-time model)."""
@@ -242,13 +262,7 @@ def replica_curves(model: str, gpu: str, tp: int, lengths: tuple[np.ndarray, np.
         capacity = measure_capacity_rps(eng, wl, CAL_REQUESTS, budget)
         data = _measure(eng, prompt, output, budget, capacity, seed)
         data["capacity_rps"] = np.array(capacity)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp.npz")
-            np.savez(tmp, **data)
-            tmp.replace(path)
-        except OSError:
-            pass  # the cache only saves time
+        cache_save(path, data)
     return ReplicaCurves(
         gpu=g.name, budget=budget, capacity_rps=float(data["capacity_rps"]), cold_start_s=cold,
         price_per_hour=price, delay_grid=data["delay_grid"], attain=data["attain"],

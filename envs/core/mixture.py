@@ -16,6 +16,7 @@ on a code trace as on a conversation trace.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -27,7 +28,8 @@ from envs.core.workload import load_split
 from traces.builtin import resolve_builtin, versioned_name
 from traces.trace import Trace
 
-__all__ = ["Part", "normalize_workloads", "parts_of", "load_parts", "dense_offset_chains", "merge_workloads", "check_mixture_config"]
+__all__ = ["Part", "Mixture", "build_mixture", "normalize_workloads", "parts_of", "load_parts", "dense_offset_chains",
+           "merge_workloads", "check_mixture_config"]
 
 
 @dataclass(frozen=True)
@@ -148,3 +150,58 @@ def common_block_size(loaded: list[tuple[Trace, Trace]], labels: list[str], wher
         raise ValueError(f"{where}: workloads mix prefix-block sizes ({la}: {a} tokens, {lb}: {b} tokens); "
                          "a prefix cache indexes one block size")
     return next(iter(seen), None)
+
+
+@dataclass(frozen=True)
+class Mixture:
+    """What every environment's scenario of a workload mixture shares (``build_mixture``)."""
+
+    parts: tuple[Part, ...]
+    loaded: list[tuple[Trace, Trace]]  # each part's (history, episodes), as load_parts gives them
+    engine: Any  # the engine for every part (prefix cache on if configured and any part has chains)
+    cache_on: bool
+    workload: S.Workload  # every part's windows in order (merge_workloads)
+    natural_rate: np.ndarray  # float64 [W], requests/s of each window at its trace's own pace
+    groups: np.ndarray  # int64 [P + 1], window offsets of the parts
+    part_capacity_rps: np.ndarray  # float64 [P], one replica saturated on each part's history
+    per_part: list[Any]  # what ``per_part`` returned for each part, in order
+    name: str  # "mixture(label, ...)", each label once
+
+
+def build_mixture(cfg: Any, where: str, per_part: Callable[[Any, Trace, Trace], Any] | None = None,
+                  cache_needs_chains: bool = False) -> Mixture:
+    """The parts of ``cfg.workloads`` built for one engine: each part's windows (its prefix-block
+    ids moved to a range of their own, ``dense_offset_chains``), natural rates and capacity
+    measured on its history (``envs.core.capacity.measure_capacity_rps``), and ``per_part(engine,
+    history, episodes)`` for what one environment adds per part (a prior, a bound).
+
+    ``cfg`` has the fields of a single-trace config plus ``workloads`` / ``workload_seeds``
+    (``window_requests``, ``predictor_accuracy``, ``trace_seed``, ``prefix_caching`` and
+    ``engine_spec()``). Raises ``ValueError`` naming ``where`` for a bad entry, parts whose
+    prefix-block sizes differ, or (``cache_needs_chains``) prefix caching asked for when no part
+    has block ids.
+    """
+    from envs.core.capacity import measure_capacity_rps
+    from envs.core.workload import build_workload
+
+    parts, loaded = load_parts(cfg, where)
+    labels = [p.label for p in parts]
+    bs = common_block_size(loaded, labels, where)
+    if cache_needs_chains and cfg.prefix_caching and bs is None:
+        raise ValueError(f"{where}: prefix_caching=True but no trace of workloads {list(cfg.workloads)} has block ids")
+    cache_on = bool(cfg.prefix_caching and bs is not None)
+    eng = cfg.engine_spec().build(cache_on=cache_on, chain_block_tokens=bs or 1)
+    eng = eng._replace(max_output=max(int(max(h.output_tokens.max(), t.output_tokens.max())) for h, t in loaded))
+    wls, rates, caps, extra, groups, next_id = [], [], [], [], [0], 0
+    for history, trace in loaded:
+        trace, next_id = dense_offset_chains(trace, next_id)
+        wl, rate = build_workload(trace, cfg.window_requests, cfg.predictor_accuracy, cfg.trace_seed)
+        cap_wl, _ = build_workload(history, cfg.window_requests, cfg.predictor_accuracy, cfg.trace_seed)
+        caps.append(measure_capacity_rps(eng, cap_wl))
+        extra.append(per_part(eng, history, trace) if per_part is not None else None)
+        wls.append(wl)
+        rates.append(rate)
+        groups.append(groups[-1] + wl.arrival_s.shape[0])
+    name = "mixture(" + ", ".join(dict.fromkeys(labels)) + ")"
+    return Mixture(parts, loaded, eng, cache_on, merge_workloads(wls), np.concatenate(rates),
+                   np.array(groups, np.int64), np.array(caps, np.float64), extra, name)

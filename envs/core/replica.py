@@ -71,7 +71,6 @@ from envs.core.state import (
     RUNNING,
     SLO_P99_TBT,
     SLO_TPOT,
-    TOP_GAPS,
 )
 
 # Queue orders for admission.
@@ -319,9 +318,10 @@ def _record_gap(gaps_over, missed, counters, top_gaps, gap_heap, slo_tpot, p99_c
         if p99_check and gaps_over[e, r, s] > allowed_over:
             mark_missed(missed, counters, e, r, s)
     g = np.float32(gap)
-    if g <= top_gaps[e, r, s, TOP_GAPS - 1]:
+    T = top_gaps.shape[3]  # TOP_GAPS, or fewer where the scenario's outputs are short (state.allocate)
+    if g <= top_gaps[e, r, s, T - 1]:
         return
-    k = TOP_GAPS - 1
+    k = T - 1
     while k > 0 and top_gaps[e, r, s, k - 1] < g:
         top_gaps[e, r, s, k] = top_gaps[e, r, s, k - 1]
         k -= 1
@@ -337,7 +337,7 @@ def _finish(st, wl, eng, e, r, s, now):
     rank = n_gaps - (99 * n_gaps + 99) // 100 + 1  # nearest-rank p99, counted from the top
     tbt = 0.0
     if n_gaps > 0:
-        tbt = st.top_gaps[e, r, s, min(rank, TOP_GAPS) - 1]
+        tbt = st.top_gaps[e, r, s, min(rank, st.top_gaps.shape[3]) - 1]
     t_arr = wl.arrival_s[w, i] * st.time_scale[e]
     if eng.slo_metric == SLO_P99_TBT:
         decode_ok = st.gaps_over[e, r, s] <= p99_allowed_over(n_gaps)

@@ -27,7 +27,8 @@ REJECTED = 4  # the engine refuses it at arrival: longer than the model's contex
 # Top gaps kept per request for its p99 time-between-tokens: exact for outputs of up to
 # 100 * TOP_GAPS + 1 tokens (nearest-rank p99 is then among the TOP_GAPS largest gaps);
 # beyond, the reported value is the TOP_GAPS-th largest gap, an upper bound. SLO checks do
-# not depend on it: they count gaps over the TBT SLO exactly.
+# not depend on it: they count gaps over the TBT SLO exactly. A scenario whose outputs are
+# shorter keeps fewer (``top_gaps_needed``; ``allocate(top_gaps=...)``) with the same results.
 TOP_GAPS = 16
 
 # Per-request SLO checks (``Engine.slo_metric``; names and sources in envs/slo.py).
@@ -120,7 +121,7 @@ class ClusterState(NamedTuple):
     last_tok_t: np.ndarray  # float64
     gaps_over: np.ndarray  # int32, gaps longer than the TBT SLO
     missed: np.ndarray  # bool, the request can no longer meet its SLO
-    top_gaps: np.ndarray  # float32 [E, R, S, TOP_GAPS], descending
+    top_gaps: np.ndarray  # float32 [E, R, S, T], descending; T <= TOP_GAPS (allocate)
     # --- prefix cache per replica [E, R, C] (C may be 1 when caching is off)
     pc_key: np.ndarray  # int64, block id, -1 = empty
     pc_last: np.ndarray  # float64, last access time
@@ -131,6 +132,20 @@ class ClusterState(NamedTuple):
 
 # Output-length histogram for Past-Future: log2 bins of output tokens.
 N_HIST_BINS = 16
+
+# The int32 per-slot fields an engine iteration reads and writes for every running request;
+# ``allocate(packed=True)`` stores them side by side (one [E, R, S, 7] array, each field a strided
+# view of it), so that one request's fields share a cache line instead of lying in seven arrays.
+PACKED_SLOT_FIELDS = ("req", "target", "kv_tokens", "generated", "blocks", "gaps_over", "sched")
+
+
+def top_gaps_needed(max_output: int) -> int:
+    """Largest gaps to keep per request so that every request of up to ``max_output`` output
+    tokens gets its exact nearest-rank p99 gap: the p99 of n = output - 1 gaps is the
+    (n - ceil(0.99 n) + 1)-th largest (n // 100 + 1), at most ``TOP_GAPS`` (1 for max_output <= 100).
+    Keeping the top T of the top ``TOP_GAPS`` changes no result while T >= that rank."""
+    n = max(int(max_output) - 1, 0)
+    return min(TOP_GAPS, n - (99 * n + 99) // 100 + 1)
 
 
 def gap_heap_size(max_gaps: int) -> int:
@@ -155,11 +170,18 @@ def allocate(
     n_requests: int,
     cache_entries: int = 0,
     max_gaps: int = 0,
+    top_gaps: int = TOP_GAPS,
+    packed: bool = False,
 ) -> ClusterState:
     """Zeroed state; ``reset_envs`` fills it for an episode.
 
     ``max_gaps``: the most gaps between tokens one episode can produce (the sum of output - 1 over
     a window's requests); the episode p99 TBT is exact up to it and an upper bound beyond.
+    ``top_gaps``: largest gaps kept per request slot, 1 to ``TOP_GAPS`` (``top_gaps_needed`` of
+    the scenario's longest output keeps every request's p99 exact). ``packed``: the hot per-slot
+    fields (``PACKED_SLOT_FIELDS``) as strided views of one array, one request's side by side
+    (kernels compile for these non-contiguous views; values are the same). Raises ``ValueError``
+    naming the argument out of range.
     """
     if min(n_envs, n_replicas, n_slots, n_requests) < 1:
         raise ValueError(
@@ -170,12 +192,14 @@ def allocate(
         raise ValueError(f"allocate: cache_entries must be >= 0, got {cache_entries}")
     if max_gaps < 0:
         raise ValueError(f"allocate: max_gaps must be >= 0, got {max_gaps}")
+    if not 1 <= top_gaps <= TOP_GAPS:
+        raise ValueError(f"allocate: top_gaps must be in 1..{TOP_GAPS}, got {top_gaps}")
     E, R, S, N = n_envs, n_replicas, n_slots, n_requests
     C = max(cache_entries, 1)
     H = 1
     while H < 2 * C:
         H *= 2
-    return ClusterState(
+    st = ClusterState(
         window=np.zeros(E, np.int32),
         time_scale=np.ones(E, np.float64),
         next_arrival=np.zeros(E, np.int32),
@@ -207,10 +231,14 @@ def allocate(
         last_tok_t=np.zeros((E, R, S), np.float64),
         gaps_over=np.zeros((E, R, S), np.int32),
         missed=np.zeros((E, R, S), np.bool_),
-        top_gaps=np.zeros((E, R, S, TOP_GAPS), np.float32),
+        top_gaps=np.zeros((E, R, S, top_gaps), np.float32),
         pc_key=np.full((E, R, C), -1, np.int64),
         pc_last=np.zeros((E, R, C), np.float64),
         pc_depth=np.zeros((E, R, C), np.int16),
         pc_count=np.zeros((E, R), np.int32),
         pc_table=np.full((E, R, H), -1, np.int32),
     )
+    if not packed:
+        return st
+    hot = np.zeros((E, R, S, len(PACKED_SLOT_FIELDS)), np.int32)
+    return st._replace(**{name: hot[..., k] for k, name in enumerate(PACKED_SLOT_FIELDS)})

@@ -19,7 +19,19 @@ from pathlib import Path
 import numpy as np
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from envs.bench import bench_parser, cluster_probe, cluster_row, machine, now, start, steady_rate, steady_state, write_json
+from envs.bench import (
+    bench_parser,
+    cluster_probe,
+    cluster_row,
+    machine,
+    now,
+    row_steps,
+    start,
+    steady_rate,
+    steady_state,
+    steps_timed,
+    write_json,
+)
 from envs.kv_admission import env as kva
 from envs.options import Parser
 
@@ -28,6 +40,7 @@ AZURE_CONV = Path(__file__).resolve().parents[2].parent / "shared" / "traces" / 
 # Untimed steps before timing: from an empty replica the running batch of the default scenario
 # fills within ~500 iterations (mean ~70 requests after, against ~8 in the first 48 steps).
 WARMUP = 2000
+DUMMY_DIV = 20  # DummyVecEnv times 1/20 of the native steps
 VLLM_ACTION = kva.encode_action(len(kva.ADMIT_LEVELS) - 1, kva.BUDGET_LEVELS.index(8192), False, 0)
 
 
@@ -40,10 +53,10 @@ def bench_sizes(sizes: list[int], repeats: int, budget_steps: int, warmup: int) 
     after ``warmup`` steps, and what a native step simulates (``envs.bench.cluster_row``)."""
     rows = []
     for E in sizes:
-        steps = max(20, budget_steps // E)
+        steps, dummy_steps = row_steps(E, budget_steps, DUMMY_DIV)
         native = steady_rate(kva.KVAdmissionVecEnv(E, seed=0), _vllm, warmup, steps, repeats, cluster_probe)
         dummy = steady_rate(DummyVecEnv([lambda: kva.KVAdmissionEnv() for _ in range(E)]), _vllm, warmup,
-                            max(5, steps // 20), repeats)
+                            dummy_steps, repeats)
         row = cluster_row(E, native, dummy)
         rows.append(row)
         print(f"E={E:5d}  native {row['native_steps_per_s']:10,.0f} steps/s   dummy {row['dummy_steps_per_s']:9,.0f}"
@@ -98,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {"env": ENV_ID, "rows": rows, "full_trace": full, "repeats": a.repeats, "clock": a.clock,
               "steady_state": steady_state(
                   "timed steps after a warm-up that fills the batch", a.warmup,
-                  {str(E): [max(20, a.steps // E), max(5, max(20, a.steps // E) // 20)] for E in a.sizes}, a.repeats,
+                  steps_timed(a.sizes, a.steps, DUMMY_DIV), a.repeats,
                   steps_timed_is="per row: [native, dummy] steps of each env per timed run",
                   action="vLLM FCFS (admit all, 8192 budget)"),
               "machine": machine()}

@@ -40,11 +40,8 @@ from envs.core.capacity import measure_capacity_rps
 from envs.core.engine import EngineSpec
 from envs.core.mixture import (
     Part,
+    build_mixture,
     check_mixture_config,
-    common_block_size,
-    dense_offset_chains,
-    load_parts,
-    merge_workloads,
     normalize_workloads,
 )
 from envs.core.workload import build_workload, load_split, max_window_gaps, output_histogram
@@ -166,36 +163,20 @@ def _build_scenario(cfg: KVAdmissionConfig) -> Scenario:
     wl, rate = build_workload(trace, cfg.window_requests, cfg.predictor_accuracy, cfg.trace_seed)
     cap_wl, _ = build_workload(history, cfg.window_requests, cfg.predictor_accuracy, cfg.trace_seed)
     capacity = measure_capacity_rps(eng, cap_wl)
-    # Past-Future's history: the output lengths of the training part, weighted as 100 requests.
-    hist = output_histogram(history.output_tokens)
-    hist = hist * (100.0 / hist.sum())
-    return Scenario(eng, wl, rate, capacity, hist, trace.meta.name)
+    return Scenario(eng, wl, rate, capacity, _hist_prior(history), trace.meta.name)
 
 
 def _build_mixture(cfg: KVAdmissionConfig) -> Scenario:
     """The scenario of a workload mixture: every part's windows, natural rates, capacity and prior."""
-    parts, loaded = load_parts(cfg, "KVAdmission")
-    labels = [p.label for p in parts]
-    bs = common_block_size(loaded, labels, "KVAdmission")
-    if cfg.prefix_caching and bs is None:
-        raise ValueError(f"KVAdmission: prefix_caching=True but no trace of workloads {list(cfg.workloads)} has block ids")
-    cache_on = cfg.prefix_caching and bs is not None
-    eng = cfg.engine_spec().build(cache_on=cache_on, chain_block_tokens=bs or 1)
-    eng = eng._replace(max_output=max(int(max(h.output_tokens.max(), t.output_tokens.max())) for h, t in loaded))
-    wls, rates, caps, priors, groups, next_id = [], [], [], [], [0], 0
-    for history, trace in loaded:
-        trace, next_id = dense_offset_chains(trace, next_id)
-        wl, rate = build_workload(trace, cfg.window_requests, cfg.predictor_accuracy, cfg.trace_seed)
-        cap_wl, _ = build_workload(history, cfg.window_requests, cfg.predictor_accuracy, cfg.trace_seed)
-        caps.append(measure_capacity_rps(eng, cap_wl))
-        hist = output_histogram(history.output_tokens)
-        priors.append(hist * (100.0 / hist.sum()))
-        wls.append(wl)
-        rates.append(rate)
-        groups.append(groups[-1] + wl.arrival_s.shape[0])
-    name = "mixture(" + ", ".join(dict.fromkeys(labels)) + ")"
-    return Scenario(eng, merge_workloads(wls), np.concatenate(rates), float(np.mean(caps)), priors[0], name,
-                    parts, np.array(groups, np.int64), np.array(caps, np.float64), np.array(priors))
+    m = build_mixture(cfg, "KVAdmission", lambda eng, history, trace: _hist_prior(history), cache_needs_chains=True)
+    return Scenario(m.engine, m.workload, m.natural_rate, float(np.mean(m.part_capacity_rps)), m.per_part[0],
+                    m.name, m.parts, m.groups, m.part_capacity_rps, np.array(m.per_part))
+
+
+def _hist_prior(history: traces.Trace) -> np.ndarray:
+    """Past-Future's prior: the output lengths of the training part, weighted as 100 requests."""
+    hist = output_histogram(history.output_tokens)
+    return hist * (100.0 / hist.sum())
 
 
 class KVAdmissionVecEnv(NativeVecEnv):
@@ -237,11 +218,18 @@ class KVAdmissionVecEnv(NativeVecEnv):
         eng = self.scenario.engine
         # The prefix cache indexes what the KV pool can hold, in the trace's chain blocks.
         cache_entries = eng.capacity_blocks * eng.block_size // eng.chain_block_tokens if eng.cache_on else 0
-        self.state = S.allocate(E, 1, cfg.queue_slots, cfg.window_requests, cache_entries,
-                                max_window_gaps(self.scenario.workload))
+        # Arrays sized by what the scenario can use: no more request slots than requests in a
+        # window (a window of N requests never has more than N in the replica, so a queue
+        # limit above N never drops one), and per slot only as many top gaps as the longest
+        # output's p99 needs (S.top_gaps_needed); the hot per-slot fields packed side by side
+        # (S.PACKED_SLOT_FIELDS). Results are the same as at full size, unpacked.
+        slots = min(cfg.queue_slots, self.scenario.workload.arrival_s.shape[1])
+        self.state = S.allocate(E, 1, slots, cfg.window_requests, cache_entries,
+                                max_window_gaps(self.scenario.workload), S.top_gaps_needed(eng.max_output),
+                                packed=True)
         self._obs = np.zeros((E, n_obs), np.float32)
         self._mask = np.ones((E, N_ACTIONS), np.bool_)
-        self._scratch = K.obs_scratch(E, eng.max_seqs, cfg.queue_slots, self.K)
+        self._scratch = K.obs_scratch(E, eng.max_seqs, slots, self.K)
         self._admit = np.array(ADMIT_LEVELS, np.int64)
         self._budget = np.array(BUDGET_LEVELS, np.int64)
         self._episode_load = np.zeros(E)

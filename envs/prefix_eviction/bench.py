@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from envs.bench import bench_parser, machine, now, start, steady_state, write_json
+from envs.bench import bench_parser, machine, now, row_steps, start, steady_state, steps_timed, write_json
 from envs.prefix_eviction import env as pe
 from envs.prefix_eviction import kernels as K
 from envs.options import Parser
@@ -176,11 +176,11 @@ def bench_rows(sizes: list[int], steps_budget: int, repeats: int,
     under LRU and, for each ``policies`` entry NAME, ``refs_per_s_NAME`` (a tenth of the steps)."""
     rows = []
     for E in sizes:
-        steps = max(20, steps_budget // E)
+        steps, dummy_steps = row_steps(E, steps_budget, 10)
         native, refs_lru = _run(_Counting(E, seed=0, **KW), _lru, steps, repeats)
         dummy_vec = DummyVecEnv([lambda: pe.PrefixEvictionEnv(**KW) for _ in range(E)])
         dummy_vec.action_masks = lambda v=dummy_vec: np.stack([en.action_masks() for en in v.envs])
-        dummy, _ = _run_dummy(dummy_vec, max(5, steps // 10), repeats)
+        dummy, _ = _run_dummy(dummy_vec, dummy_steps, repeats)
         row = {"n_envs": E, "native_steps_per_s": native, "dummy_steps_per_s": dummy,
                "ratio": native / dummy, "refs_per_s_lru": refs_lru}
         for name, factory in (policies or {}).items():
@@ -212,7 +212,7 @@ def main(argv: list[str] | None = None, policies: dict[str, PolicyFactory] | Non
                   "timed decisions after one warm step: a decision (an eviction) only arises once the cache "
                   "is full, so every timed step is in steady state; refs_per_s_lru says what the decisions "
                   "simulate; the kernel row replays the whole training part", 1,
-                  {str(E): [max(20, a.steps // E), max(5, max(20, a.steps // E) // 10)] for E in a.sizes},
+                  steps_timed(a.sizes, a.steps, 10),
                   a.repeats, steps_timed_is="per row: [native, dummy] steps of each env per timed run",
                   action="LRU's victim (candidate 0)"),
               "repeats": a.repeats, "clock": a.clock,

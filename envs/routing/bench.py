@@ -18,7 +18,18 @@ import sys
 import numpy as np
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from envs.bench import bench_parser, cluster_probe, cluster_row, machine, start, steady_rate, steady_state, write_json
+from envs.bench import (
+    bench_parser,
+    cluster_probe,
+    cluster_row,
+    machine,
+    row_steps,
+    start,
+    steady_rate,
+    steady_state,
+    steps_timed,
+    write_json,
+)
 from envs.routing import env as rt
 from envs.options import Parser
 
@@ -43,11 +54,11 @@ def main(argv: list[str] | None = None) -> int:
     start(a)
     rows = []
     for E in a.sizes:
-        steps = max(20, a.steps // E)
+        steps, dummy_steps = row_steps(E, a.steps, 10)
         native = steady_rate(rt.RoutingVecEnv(E, seed=0, load=0.9), _round_robin, a.warmup, steps, a.repeats,
                              cluster_probe)
         dummy = steady_rate(DummyVecEnv([lambda: rt.RoutingEnv(load=0.9) for _ in range(E)]), _round_robin,
-                            a.warmup, max(5, steps // 10), a.repeats)
+                            a.warmup, dummy_steps, a.repeats)
         row = cluster_row(E, native, dummy)
         rows.append(row)
         print(f"E={E:4d}  native {row['native_steps_per_s']:9,.0f} routed req/s   dummy {row['dummy_steps_per_s']:9,.0f}"
@@ -56,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {"env": rt.ENV_ID, "rows": rows, "repeats": a.repeats, "clock": a.clock, "unit": "routed requests/s",
               "steady_state": steady_state(
                   "timed routed requests after a warm-up that fills the replicas' batches", a.warmup,
-                  {str(E): [max(20, a.steps // E), max(5, max(20, a.steps // E) // 10)] for E in a.sizes}, a.repeats,
+                  steps_timed(a.sizes, a.steps, 10), a.repeats,
                   steps_timed_is="per row: [native, dummy] steps of each env per timed run",
                   action="round-robin"),
               "machine": machine()}

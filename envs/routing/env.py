@@ -43,11 +43,8 @@ from envs.core.capacity import VLLM_BUDGET, measure_capacity_rps
 from envs.core.engine import EngineSpec, step_time
 from envs.core.mixture import (
     Part,
+    build_mixture,
     check_mixture_config,
-    common_block_size,
-    dense_offset_chains,
-    load_parts,
-    merge_workloads,
     normalize_workloads,
 )
 from envs.core.replica import arrival_time
@@ -217,13 +214,7 @@ def _build_scenario(cfg: RoutingConfig) -> Scenario:
     wl, rate = build_workload(trace, cfg.window_requests, cfg.predictor_accuracy, cfg.trace_seed)
     cap_wl, _ = build_workload(history, cfg.window_requests, cfg.predictor_accuracy, cfg.trace_seed)
     capacity = measure_capacity_rps(eng, cap_wl)
-    # The bound on the windows played: every reusable prefix served from cache (an infinite
-    # cache that saw every earlier request), the work spread perfectly over R saturated replicas.
-    reuse = reusable_tokens(trace)
-    bound_trace = trace.replace(prompt_tokens=trace.prompt_tokens - reuse, block_ids=None,
-                                block_offsets=None, block_size=None)
-    bound_wl, _ = build_workload(bound_trace, cfg.window_requests, cfg.predictor_accuracy, cfg.trace_seed)
-    bound = cfg.replicas * measure_capacity_rps(eng, bound_wl)
+    bound = _bound_rps(cfg, eng, trace)
     spt = _prefill_seconds_per_token(eng, float(history.prompt_tokens.mean()), cfg.budget)
     entries = eng.capacity_blocks * eng.block_size // eng.chain_block_tokens if cache_on else 0
     return Scenario(eng, wl, rate, capacity, bound, spt, entries, trace.meta.name)
@@ -234,32 +225,23 @@ def _build_mixture(cfg: RoutingConfig) -> Scenario:
 
     The prefill speed the observation's wait estimates use (``sec_per_prefill_token``) is one
     number for the mixture: measured at the mean prompt of all parts' histories together."""
-    parts, loaded = load_parts(cfg, "Routing")
-    bs = common_block_size(loaded, [p.label for p in parts], "Routing")
-    cache_on = cfg.prefix_caching and bs is not None
-    eng = cfg.engine_spec().build(cache_on=cache_on, chain_block_tokens=bs or 1)
-    eng = eng._replace(max_output=max(int(max(h.output_tokens.max(), t.output_tokens.max())) for h, t in loaded))
-    wls, rates, caps, bounds, groups, next_id = [], [], [], [], [0], 0
-    for history, trace in loaded:
-        trace, next_id = dense_offset_chains(trace, next_id)
-        wl, rate = build_workload(trace, cfg.window_requests, cfg.predictor_accuracy, cfg.trace_seed)
-        cap_wl, _ = build_workload(history, cfg.window_requests, cfg.predictor_accuracy, cfg.trace_seed)
-        caps.append(measure_capacity_rps(eng, cap_wl))
-        reuse = reusable_tokens(trace)
-        bound_trace = trace.replace(prompt_tokens=trace.prompt_tokens - reuse, block_ids=None,
-                                    block_offsets=None, block_size=None)
-        bound_wl, _ = build_workload(bound_trace, cfg.window_requests, cfg.predictor_accuracy, cfg.trace_seed)
-        bounds.append(cfg.replicas * measure_capacity_rps(eng, bound_wl))
-        wls.append(wl)
-        rates.append(rate)
-        groups.append(groups[-1] + wl.arrival_s.shape[0])
-    mean_prompt = float(np.concatenate([h.prompt_tokens for h, _ in loaded]).mean())
+    m = build_mixture(cfg, "Routing", lambda eng, history, trace: _bound_rps(cfg, eng, trace))
+    eng = m.engine
+    mean_prompt = float(np.concatenate([h.prompt_tokens for h, _ in m.loaded]).mean())
     spt = _prefill_seconds_per_token(eng, mean_prompt, cfg.budget)
-    entries = eng.capacity_blocks * eng.block_size // eng.chain_block_tokens if cache_on else 0
-    name = "mixture(" + ", ".join(dict.fromkeys(p.label for p in parts)) + ")"
-    return Scenario(eng, merge_workloads(wls), np.concatenate(rates), float(np.mean(caps)), float(np.mean(bounds)),
-                    spt, entries, name, parts, np.array(groups, np.int64), np.array(caps, np.float64),
-                    np.array(bounds, np.float64))
+    entries = eng.capacity_blocks * eng.block_size // eng.chain_block_tokens if m.cache_on else 0
+    return Scenario(eng, m.workload, m.natural_rate, float(np.mean(m.part_capacity_rps)), float(np.mean(m.per_part)),
+                    spt, entries, m.name, m.parts, m.groups, m.part_capacity_rps, np.array(m.per_part, np.float64))
+
+
+def _bound_rps(cfg: RoutingConfig, eng: Any, trace: traces.Trace) -> float:
+    """The bound on ``trace``'s windows: every reusable prefix served from cache (an infinite
+    cache that saw every earlier request), the work spread perfectly over R saturated replicas."""
+    reuse = reusable_tokens(trace)
+    bound_trace = trace.replace(prompt_tokens=trace.prompt_tokens - reuse, block_ids=None,
+                                block_offsets=None, block_size=None)
+    bound_wl, _ = build_workload(bound_trace, cfg.window_requests, cfg.predictor_accuracy, cfg.trace_seed)
+    return cfg.replicas * measure_capacity_rps(eng, bound_wl)
 
 
 def episode_draws(where: str, cfg: RoutingConfig, sc: Scenario, rngs: list, envs: np.ndarray, started: np.ndarray,
