@@ -77,3 +77,14 @@ def test_only_zoo_agents_trained_on_a_distribution_play_the_transfer_track():
     assert not Recipe("x.zip", ("--trace", "a.jsonl"), "a.jsonl").on_distribution
     assert zoo_on_distribution("servegym/Routing-v0") == RECIPES["servegym/Routing-v0"].on_distribution
     assert not zoo_on_distribution("servegym/Autoscale-v0") and not zoo_on_distribution("no/such-v0")
+
+
+def test_zoo_commands_resolve_mixture_files_against_the_repository_root():
+    from agents.zoo import Recipe
+    from agents.zoo.__main__ import REPO_ROOT, recipe_args
+
+    shared = str((REPO_ROOT / "../shared/traces/x.jsonl").resolve())
+    comma = recipe_args("E", Recipe("a.zip", ("--env-kwargs", "workloads=azure_conv-v1,../shared/traces/x.jsonl"), "t"))
+    assert comma == ["--env", "E", "--env-kwargs", f"workloads=azure_conv-v1,{shared}"]
+    tup = recipe_args("E", Recipe("a.zip", ("--env-kwargs", "workloads=('bursty-v1','../shared/traces/x.jsonl')"), "t"))
+    assert tup[-1] == "workloads=" + repr(("bursty-v1", shared))

@@ -11,6 +11,8 @@ copies the final checkpoint over the zoo file beside this module. A recipe's rel
 
 from __future__ import annotations
 
+import ast
+
 import shlex
 import shutil
 import sys
@@ -22,15 +24,31 @@ from agents.zoo import HERE, RECIPES, Recipe, load_recipe
 REPO_ROOT = HERE.parents[1]
 
 
+def _from_root(entry: str) -> str:
+    """A relative trace-file path resolved against the repository root; a built-in trace name
+    (no suffix, no slash) or an absolute path unchanged."""
+    path = Path(entry)
+    if (path.suffix or "/" in entry) and not path.is_absolute():
+        return str((REPO_ROOT / path).resolve())
+    return entry
+
+
 def recipe_args(env_id: str, recipe: Recipe) -> list[str]:
-    """``agents.train`` arguments of ``recipe``: ``--env`` first, a relative ``--trace`` path
-    resolved against the repository root."""
+    """``agents.train`` arguments of ``recipe``: ``--env`` first, a relative ``--trace`` path and
+    the relative file entries of a ``workloads=`` mixture (comma list or tuple literal) resolved
+    against the repository root, so the command runs from any directory."""
     args = list(recipe.train_args)
     if "--trace" in args:
         i = args.index("--trace") + 1
-        path = Path(args[i])
-        if (path.suffix or "/" in args[i]) and not path.is_absolute():
-            args[i] = str((REPO_ROOT / path).resolve())
+        args[i] = _from_root(args[i])
+    for i, a in enumerate(args):
+        if a.startswith("workloads="):
+            value = a.split("=", 1)[1]
+            if value.startswith("("):
+                entries = [_from_root(e) for e in ast.literal_eval(value)]
+                args[i] = "workloads=" + repr(tuple(entries))
+            else:
+                args[i] = "workloads=" + ",".join(_from_root(e) for e in value.split(","))
     return ["--env", env_id, *args]
 
 
