@@ -71,17 +71,22 @@ def draw_scenario(env_id: str, rng: np.random.Generator) -> tuple[int, dict[str,
     return E, {}
 
 
+def _components(vec, width: int) -> list[tuple[int, int]]:
+    """Column ranges of the action mask: one for a Discrete space, one per component of a
+    MultiDiscrete one (``vec.nvec``; masks side by side)."""
+    nvec = getattr(vec, "nvec", None)
+    bounds = [0, width] if nvec is None else [0, *np.cumsum(nvec).tolist()]
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
 def random_legal_actions(vec, rng: np.random.Generator) -> np.ndarray:
     """A uniformly random legal action per env: [E] for a Discrete action space, [E, D] for a
     MultiDiscrete one (``vec.nvec``; its masks are the components' masks side by side)."""
     mask = vec.action_masks()
     keys = rng.random(mask.shape)
     keys[~mask] = -1.0
-    nvec = getattr(vec, "nvec", None)
-    if nvec is None:
-        return keys.argmax(1)
-    bounds = np.concatenate([[0], np.cumsum(nvec)])
-    return np.stack([keys[:, lo:hi].argmax(1) for lo, hi in zip(bounds[:-1], bounds[1:])], axis=1)
+    parts = [keys[:, lo:hi].argmax(1) for lo, hi in _components(vec, mask.shape[1])]
+    return parts[0] if getattr(vec, "nvec", None) is None else np.stack(parts, axis=1)
 
 
 def check_batch(vec, obs: np.ndarray, rew: np.ndarray, dones: np.ndarray, clock: np.ndarray | None,
@@ -95,12 +100,11 @@ def check_batch(vec, obs: np.ndarray, rew: np.ndarray, dones: np.ndarray, clock:
     if not np.isfinite(rew).all():
         out.append(f"non-finite rewards {rew.tolist()}")
     mask = vec.action_masks()
-    nvec = getattr(vec, "nvec", None)
-    bounds = [0, mask.shape[1]] if nvec is None else np.concatenate([[0], np.cumsum(nvec)]).tolist()
-    for d, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
+    multi = getattr(vec, "nvec", None) is not None
+    for d, (lo, hi) in enumerate(_components(vec, mask.shape[1])):
         legal = mask[:, lo:hi].any(1)
         if not legal.all():
-            out.append(f"env {int(np.argmin(legal))}: no legal action" + ("" if nvec is None else f" in component {d}"))
+            out.append(f"env {int(np.argmin(legal))}: no legal action" + (f" in component {d}" if multi else ""))
     if clock is not None:
         from envs.core.invariants import violations
 

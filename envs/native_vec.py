@@ -145,6 +145,13 @@ def draw_episode(where: str, order: str, rng: np.random.Generator, started: int,
         w, v = int(rng.integers(n_windows)), values[int(rng.integers(len(values)))]
     else:
         raise ValueError(f"{where}: window_order must be one of {WINDOW_ORDERS}, got {order!r}")
+    return _with_options(where, w, v, n_windows, knob, values, options)
+
+
+def _with_options(where: str, w: int, v: Any, n_windows: int, knob: str, values: Sequence[Any],
+                  options: dict[str, Any]) -> tuple[int, Any]:
+    """The drawn (window, knob value), each replaced by its reset option where one is given;
+    ``ValueError`` naming the option for a window outside [0, n_windows) or a value not listed."""
     if "window" in options:
         w = options["window"]
         if isinstance(w, bool) or not isinstance(w, (int, np.integer)) or not 0 <= w < n_windows:
@@ -181,15 +188,7 @@ def _draw_mixture_episode(where: str, order: str, rng: np.random.Generator, star
         v = values[int(rng.integers(len(values)))]
     else:
         raise ValueError(f"{where}: window_order must be one of {WINDOW_ORDERS}, got {order!r}")
-    if "window" in options:
-        w = options["window"]
-        if isinstance(w, bool) or not isinstance(w, (int, np.integer)) or not 0 <= w < n_windows:
-            raise ValueError(f"{where}: reset option window must be an integer in [0, {n_windows}), got {w!r}")
-    if knob in options:
-        v = options[knob]
-        if v not in values:
-            raise ValueError(f"{where}: reset option {knob} must be one of {list(values)}, got {v!r}")
-    return int(w), v
+    return _with_options(where, w, v, n_windows, knob, values, options)
 
 
 def item_features(glob: Sequence[str], item: Sequence[str], n: int, prefix: str) -> list[str]:
