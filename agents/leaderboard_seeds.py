@@ -23,7 +23,8 @@ one per training seed) played. For every scenario of the file holding all of the
 
 Numbers: the main metric in the unit of ``agents.units`` (SLO attainment as is; a time in the unit
 named in the header), three decimals (thousands separated from 1000); the difference carries its
-sign (``0.000`` when it rounds to zero). ``--beside`` metrics keep SI units (seconds for ``*_s`` keys), three significant digits.
+sign (``0.000`` when it rounds to zero). ``--beside`` metrics keep SI units (seconds for ``*_s``
+keys), three significant digits.
 
 ``--json FILE`` writes the same numbers unrounded. Errors (a file that is not a leaderboard JSON,
 an ``--agent`` absent from it, an unknown ``--beside`` metric, no scenario holding every agent):
@@ -127,11 +128,13 @@ def seed_rows(report: dict[str, Any], agents: list[str], beside: list[str] = (),
     present = {r["policy"] for r in report["rows"]}
     missing = [a for a in agents if a not in present]
     if missing:
-        raise ValueError(f"{source}: policy {missing[0]!r} is in no row (policies: {', '.join(sorted(present))})")
+        raise ValueError(f"{source}: policy {missing[0]!r} is in no row "
+                         f"(policies: {', '.join(sorted(present))})")
     metrics = {k for r in report["rows"] for k in r["metrics"]}
     for m in beside:
         if m not in metrics:
-            raise ValueError(f"{source}: unknown metric {m!r} (--beside); the rows report {', '.join(sorted(metrics))}")
+            raise ValueError(f"{source}: unknown metric {m!r} (--beside); the rows report "
+                             f"{', '.join(sorted(metrics))}")
     by: dict[str, dict[str, dict[str, Any]]] = {}
     for r in report["rows"]:
         by.setdefault(r["scenario"], {})[r["policy"]] = r
