@@ -1,7 +1,7 @@
 """Every policy on every scenario, one score that means the same thing everywhere.
 
-    python -m agents.leaderboard [--quick] [--trace PATH ...] [--envs NAME ...] [--track main|transfer] [--seeds N]
-        [--policy CHECKPOINT_OR_ONNX ...] [--readme README.md] --out DIR
+    python -m agents.leaderboard [--quick] [--trace PATH ...] [--envs NAME ...] [--track main|transfer]
+        [--scenarios GLOB ...] [--seeds N] [--policy CHECKPOINT_OR_ONNX ...] [--readme README.md] --out DIR
     python -m agents.leaderboard --check DIR
 
 For each scenario of ``agents.scenarios`` (held-out windows only), every registered heuristic and
@@ -24,6 +24,7 @@ latencies, which vary run to run and so stay out of the JSON).
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import math
 import sys
@@ -70,11 +71,17 @@ def policies_for(env_id: str, extra: list[str]) -> list[str]:
     return names + list(extra)
 
 
-def run_policy(sc: Scenario, spec: str, quick: bool, episodes: int | None) -> PolicyRun:
+def _env_kwargs(sc: Scenario, quick: bool) -> dict[str, Any]:
+    return {"split": "test", **sc.kwargs(quick), "trace": sc.trace, "window_order": "sequential"}
+
+
+def run_policy(sc: Scenario, spec: str, quick: bool, episodes: int | None,
+               shards: list[Any] | None = None) -> PolicyRun:
     """One policy's held-out episodes on one scenario (a fresh env and policy: independent of
-    what ran before, so runs can go in any order or in parallel with the same results)."""
+    what ran before, so runs can go in any order or in parallel with the same results).
+    ``shards``: results of ``run_shard`` for a ``Sharded`` policy, computed elsewhere first."""
     n = episodes or sc.n_episodes(quick)
-    kwargs = {"split": "test", **sc.kwargs(quick), "trace": sc.trace, "window_order": "sequential"}
+    kwargs = _env_kwargs(sc, quick)
     t = time.perf_counter()
     extras: list[dict[str, Any]] = []
     windows = None
@@ -84,9 +91,22 @@ def run_policy(sc: Scenario, spec: str, quick: bool, episodes: int | None) -> Po
         vec = envs.make_vec(sc.env_id, n, seed=sc.seed, **kwargs)
         windows = held_out_windows(vec)
         policy = make_policy(spec, vec, sc.env_id, seed=sc.seed)
+        if shards is not None:
+            policy.preload(shards)
         eps, call_s = run_episodes(vec, policy, extras)
         vec.close()
     return PolicyRun(spec, eps, extras, call_s, time.perf_counter() - t, windows)
+
+
+def run_shard(sc: Scenario, spec: str, quick: bool, episodes: int | None, index: int) -> Any:
+    """Shard ``index`` of the ``Sharded`` policy ``spec`` on ``sc``'s held-out episodes (the same
+    env and policy ``run_policy`` builds, reset so that each env holds its episode)."""
+    n = episodes or sc.n_episodes(quick)
+    vec = envs.make_vec(sc.env_id, n, seed=sc.seed, **_env_kwargs(sc, quick))
+    vec.reset()
+    out = make_policy(spec, vec, sc.env_id, seed=sc.seed).run_shard(index)
+    vec.close()
+    return out
 
 
 def run_scenario(sc: Scenario, policies: list[str], quick: bool, episodes: int | None,
@@ -210,6 +230,9 @@ def timing(results: list[ScenarioResult], wall_s: float) -> dict[str, Any]:
                 "decision_latency_us_p99": float(np.percentile(r.call_s, 99)) * 1e6 / len(r.episodes),
             } for r in res.runs
         }
+        if res.shard_s:  # --ray: the shards run ahead of the Sharded policies (agents.leaderboard_ray)
+            out.setdefault("shards", {})[res.scenario.id] = {
+                g: {"n": len(w), "wall_s": w} for g, w in res.shard_s.items()}
     return out
 
 
@@ -252,7 +275,7 @@ def run(scenarios: list[Scenario], extra_policies: list[str], quick: bool, episo
     if ray:
         from agents.leaderboard_ray import run_on_ray
 
-        results = run_on_ray(plan, quick, episodes, bar, run_policy, address, num_cpus, hints)
+        results = run_on_ray(plan, quick, episodes, bar, run_policy, address, num_cpus, hints, run_shard)
         bar.close()
         return results
     results = []
@@ -301,6 +324,9 @@ def main(argv: list[str] | None = None) -> int:
                         "out of the training distribution, agents.scenarios.TRAINING_WORKLOADS)")
     p.add_argument("--envs", nargs="+", metavar="ENV",
                    help="environment ids, short names or package names (default: all)")
+    p.add_argument("--scenarios", nargs="+", metavar="GLOB",
+                   help="only the scenarios whose id matches one of these shell patterns (fnmatch), e.g. "
+                        "'disaggregation/*load0.8*'")
     p.add_argument("--seeds", type=int, help="held-out episodes per scenario (default: the scenario's)")
     p.add_argument("--policy", action="append", default=[], metavar="PATH",
                    help="an extra SB3 checkpoint or ONNX file to score (repeatable)")
@@ -335,6 +361,12 @@ def main(argv: list[str] | None = None) -> int:
             scenarios = [sc for sc in scenarios if sc.in_quick]
         if a.track:
             scenarios = [sc for sc in scenarios if sc.track == a.track]
+        if a.scenarios:
+            unmatched = [g for g in a.scenarios if not any(fnmatch.fnmatchcase(sc.id, g) for sc in scenarios)]
+            if unmatched:
+                p.error(f"--scenarios {' '.join(unmatched)}: no scenario of this run matches "
+                        "(python -m agents.leaderboard --help lists the ids)")
+            scenarios = [sc for sc in scenarios if any(fnmatch.fnmatchcase(sc.id, g) for g in a.scenarios)]
     except ValueError as err:
         p.error(f"--envs {' '.join(a.envs or [])}: {err}")
     except FileNotFoundError as err:

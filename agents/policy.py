@@ -11,11 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from agents.policy_base import HEURISTICS, Policy, RandomPolicy, first_legal, register_heuristics
+from agents.policy_base import HEURISTICS, Policy, RandomPolicy, Sharded, first_legal, register_heuristics
+from agents.policy_base import shard_spec as _shard_spec
 from agents.zoo import ZOO
 
-__all__ = ["HEURISTICS", "Policy", "RandomPolicy", "ZOO", "first_legal", "heuristic_names", "make_policy",
-           "register_heuristics"]
+__all__ = ["HEURISTICS", "Policy", "RandomPolicy", "Sharded", "ZOO", "first_legal", "heuristic_names",
+           "make_policy", "register_heuristics", "shard_spec"]
 
 
 def _load_registries() -> None:
@@ -25,6 +26,13 @@ def _load_registries() -> None:
 def heuristic_names(env_id: str) -> list[str]:
     _load_registries()
     return list(HEURISTICS.get(env_id, {}))
+
+
+def shard_spec(env_id: str, spec: str) -> tuple[str, int] | None:
+    """(shard group, shards per episode) of ``spec`` when it is a ``Sharded`` heuristic of
+    ``env_id`` (``agents.policy_base.shard_spec``), else None."""
+    _load_registries()
+    return _shard_spec(env_id, spec)
 
 
 def make_policy(spec: str, env: Any, env_id: str, seed: int = 0) -> Policy:

@@ -21,6 +21,23 @@ class Policy(Protocol):
         ...
 
 
+@runtime_checkable
+class Sharded(Protocol):
+    """A policy whose costly part is independent, deterministic work that a scheduler may run
+    beforehand elsewhere (a clairvoyant oracle's replays of its episodes): ``shards_per_episode``
+    shards per episode of the batch, shared by every policy of the same ``shard_group`` on the same
+    scenario. ``run_shard(i)`` (after the env's ``reset()``) computes shard i and returns a
+    picklable result; ``preload(results)`` hands them to the policy before its episodes start. A
+    policy given its shards plays exactly as one that computes everything itself."""
+
+    shard_group: str
+    shards_per_episode: int
+
+    def run_shard(self, index: int) -> Any: ...
+
+    def preload(self, results: list[Any]) -> None: ...
+
+
 class RandomPolicy:
     """Uniform over the legal actions (the naive reference of every environment)."""
 
@@ -57,6 +74,14 @@ def first_legal(actions: np.ndarray, action_mask: np.ndarray | None, fallback: n
 
 # Environment id -> {policy name -> factory(env, seed) -> Policy}
 HEURISTICS: dict[str, dict[str, Callable[..., Policy]]] = {}
+
+
+def shard_spec(env_id: str, spec: str) -> tuple[str, int] | None:
+    """(shard group, shards per episode) of the registered heuristic ``spec`` of ``env_id`` when
+    it is ``Sharded``, else None (random, files, the zoo and unsharded heuristics)."""
+    factory = HEURISTICS.get(env_id, {}).get(spec)
+    group, per_episode = getattr(factory, "shard_group", None), getattr(factory, "shards_per_episode", 0)
+    return (group, int(per_episode)) if group and per_episode > 0 else None
 
 
 def register_heuristics(env_id: str, factories: dict[str, Callable[..., Policy]]) -> None:

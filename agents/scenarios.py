@@ -414,3 +414,5 @@ class ScenarioResult:
     scenario: Scenario
     runs: list[PolicyRun] = field(default_factory=list)
     skipped: str = ""
+    # shard group -> wall seconds of each shard run ahead of the runs (``--ray`` only; timing.json)
+    shard_s: dict[str, list[float]] = field(default_factory=dict)

@@ -387,3 +387,31 @@ def test_sticky_role_prior_keeps_roles_and_refuses_other_layouts():
         StickyRolePolicy(env.observation_space, env.action_space, lambda _: 3e-4, keep_logit=-1.0)
     with pytest.raises(ValueError, match="MultiDiscrete"):
         StickyRolePolicy(env.observation_space, spaces.Discrete(4), lambda _: 3e-4)
+
+
+def test_oracle_shards_preloaded_give_the_same_episodes(monkeypatch):
+    """The leaderboard's Ray path hands an oracle its candidate replays computed as shards
+    (agents.leaderboard.run_shard): the episodes equal those of an oracle that replays alone."""
+    from agents import leaderboard
+    from agents.heuristics import disaggregation as H
+    from agents.policy import shard_spec
+
+    sc = next(s for s in leaderboard.scenarios_for(["Disaggregation"]) if s.in_quick)
+    assert shard_spec(sc.env_id, "oracle_dp") == ("disaggregation.candidate_replays", H.CANDIDATE_SHARDS)
+    assert shard_spec(sc.env_id, "colocated") is None and shard_spec(sc.env_id, "random") is None
+    H._REPLAYS.clear()
+    alone = leaderboard.run_policy(sc, "oracle_dp", True, 1)
+    H._REPLAYS.clear()
+    shards = [leaderboard.run_shard(sc, "static_best", True, 1, k) for k in range(H.CANDIDATE_SHARDS)]
+    assert [part for _, part, _, _ in shards] == list(range(H.CANDIDATE_SHARDS))
+    assert not H._REPLAYS  # shards are computed apart, not stored where they ran
+    replayed = []
+    real = H.replay
+    monkeypatch.setattr(H, "replay", lambda cfg, eps, plans, *a: replayed.append(len(plans)) or real(cfg, eps, plans, *a))
+    preloaded = leaderboard.run_policy(sc, "oracle_dp", True, 1, shards=shards)
+    assert preloaded.episodes == alone.episodes
+    assert replayed == [1]  # only the DP plan's own check; the candidates came from the shards
+    with pytest.raises(IndexError, match="shard 4 out of range"):
+        leaderboard.run_shard(sc, "oracle_dp", True, 1, H.CANDIDATE_SHARDS)
+    with pytest.raises(ValueError, match="slice 0 of episode .* twice"):
+        leaderboard.run_policy(sc, "oracle_dp", True, 1, shards=shards + shards[:1])

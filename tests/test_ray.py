@@ -298,3 +298,36 @@ def test_optuna_search_with_asha_reports_held_out_steps(local_ray, tmp_path):
         run = json.loads((out / t["dir"] / "run.json").read_text()) if t["status"] == "ok" else None
         if run:
             assert run["hyperparams"] == {"learning_rate": t["config"]["learning_rate"]}
+
+
+def test_affinity_holds_back_runs_until_they_are_ready():
+    from agents.leaderboard_ray import Affinity
+
+    waiting = {("b", 9)}
+    runs = {"A": [(1.0, ("a", 0))], "B": [(9.0, ("b", 9)), (2.0, ("b", 0))]}
+    d = Affinity(runs, 2, ready=lambda key: key not in waiting)
+    # B has the most work but its longest run waits (its shards): its longest ready run goes first
+    assert d.next(0) == ("b", 0) and d.next(1) == ("a", 0)
+    assert d.next(0) is None and not d.done()  # nothing ready: the worker idles
+    waiting.clear()
+    assert d.next(1) == ("b", 9) and d.done()
+
+
+def test_ray_leaderboard_shards_the_oracles_with_byte_identical_results(local_ray, tmp_path, monkeypatch):
+    # Disaggregation's clairvoyant oracles (static_best, oracle_dp) share one shard group: their
+    # candidate replays run as separate Ray runs first; the scores equal the sequential run's.
+    first = [sc for sc in leaderboard.scenarios_for(["Disaggregation"]) if sc.in_quick][:1]
+    monkeypatch.setattr(leaderboard, "scenarios_for", lambda envs_filter: first)
+    monkeypatch.setattr(leaderboard, "policies_for",
+                        lambda env_id, extra: ["random", "colocated", "static_best", "oracle_dp"])
+    out = tmp_path / "lb"
+    args = ["--quick", "--envs", "Disaggregation", "--no-progress", "--out", str(out)]
+    assert leaderboard.main(args) == 0
+    seq = tmp_path / "seq"
+    shutil.move(out, seq)
+    assert leaderboard.main([*args, "--ray"]) == 0
+    assert (seq / "leaderboard.json").read_bytes() == (out / "leaderboard.json").read_bytes()
+    timing = json.loads((out / "timing.json").read_text())
+    (groups,) = timing["shards"].values()
+    assert groups["disaggregation.candidate_replays"]["n"] == 4  # 1 episode x 4 slices of the candidates
+    assert "shards" not in json.loads((seq / "timing.json").read_text())

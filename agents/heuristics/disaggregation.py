@@ -180,9 +180,43 @@ class PDServe:
         return np.concatenate([self.roles, np.zeros((E, 1), np.int64)], axis=1)
 
 
+# Candidate replays of an episode, shared by both oracles: (config, window, load) -> (rewards [K, T],
+# episode metrics [K]) of every candidate of ``candidate_plans``. Filled by the first oracle that
+# plays the episode, or ahead of it by shards (``_Clairvoyant.run_shard``) run elsewhere; a process
+# keeps what it has computed (a few kB per episode).
+_REPLAYS: dict[tuple, tuple[np.ndarray, list[dict]]] = {}
+CANDIDATE_SHARDS = 4  # shards per episode: the candidates split into this many contiguous slices
+
+
+def _replay_key(config: DisaggregationConfig, episode: dict) -> tuple:
+    return (config, int(episode["window"]), float(episode["load"]))
+
+
+def _shard_slices(n_candidates: int) -> list[np.ndarray]:
+    return np.array_split(np.arange(n_candidates), CANDIDATE_SHARDS)
+
+
+def candidate_replays(config: DisaggregationConfig, episode: dict) -> tuple[np.ndarray, list[dict]]:
+    """Rewards [K, T] and metrics of every candidate of ``candidate_plans`` played through
+    ``episode`` (reset options), memoized per process. Each candidate runs in its own env, so the
+    values are the same whether the candidates are replayed together or in shards."""
+    key = _replay_key(config, episode)
+    if key not in _REPLAYS:
+        _REPLAYS[key] = replay(config, [episode], candidate_plans(config.instances))
+    return _REPLAYS[key]
+
+
 class _Clairvoyant:
     """Base of the oracles: at each episode's first decision, reads the window the env plays
-    (privileged) and plans its whole episode by replaying that window in a copy of the simulator."""
+    (privileged) and plans its whole episode by replaying that window in a copy of the simulator.
+
+    Sharding (``agents.policy_base.Sharded``): the candidate replays of the ``num_envs`` episodes
+    are ``num_envs * CANDIDATE_SHARDS`` independent shards. ``agents.leaderboard --ray`` runs them
+    on other workers (once per scenario for both oracles: ``shard_group``) and hands the results to
+    ``preload``; the plans, and so the episodes, are the same as when this policy replays alone."""
+
+    shard_group = "disaggregation.candidate_replays"
+    shards_per_episode = CANDIDATE_SHARDS
 
     def __init__(self, env, seed: int = 0):
         self.env = env
@@ -191,6 +225,32 @@ class _Clairvoyant:
 
     def plan(self, episode: dict) -> np.ndarray:
         raise NotImplementedError
+
+    def run_shard(self, index: int) -> tuple[tuple, int, np.ndarray, list[dict]]:
+        """Shard ``index`` in [0, num_envs * CANDIDATE_SHARDS): one slice of the candidates replayed
+        through env ``index // CANDIDATE_SHARDS``'s episode (the env must have been reset).
+        Returns (episode key, slice, rewards [k, T], metrics [k]); ``IndexError`` out of range."""
+        e, part = divmod(index, CANDIDATE_SHARDS)
+        if not 0 <= e < self.env.num_envs:
+            raise IndexError(f"{self.name}: shard {index} out of range [0, {self.env.num_envs * CANDIDATE_SHARDS})")
+        episode = self.env.episode_of(e)
+        plans = candidate_plans(self.R)
+        rows = _shard_slices(len(plans))[part]
+        v, metrics = replay(self.env.config, [episode], [plans[k] for k in rows])
+        return _replay_key(self.env.config, episode), part, v, metrics
+
+    def preload(self, results: list[tuple[tuple, int, np.ndarray, list[dict]]]) -> None:
+        """Store the candidate replays of ``run_shard`` results; an episode whose slices are not
+        all there is left to be replayed here. ``ValueError`` for a slice given twice."""
+        parts: dict[tuple, dict[int, tuple[np.ndarray, list[dict]]]] = {}
+        for key, part, v, metrics in results:
+            if part in parts.setdefault(key, {}):
+                raise ValueError(f"{self.name}: preload got slice {part} of episode {key[1:]} twice")
+            parts[key][part] = (v, metrics)
+        for key, got in parts.items():
+            if len(got) == CANDIDATE_SHARDS:
+                ordered = [got[i] for i in range(CANDIDATE_SHARDS)]
+                _REPLAYS[key] = (np.concatenate([v for v, _ in ordered]), [m for _, ms in ordered for m in ms])
 
     def act(self, obs, mask):
         E = obs.shape[0]
@@ -214,7 +274,7 @@ class StaticBest(_Clairvoyant):
 
     def plan(self, episode):
         plans = candidate_plans(self.R)
-        _, metrics = replay(self.env.config, [episode], plans)
+        _, metrics = candidate_replays(self.env.config, episode)
         best = int(np.argmax([m["goodput_per_gpu"] for m in metrics]))
         return np.tile(plans[best], (self.env.config.decisions, 1))
 
@@ -234,7 +294,7 @@ class OracleDP(_Clairvoyant):
     def plan(self, episode):
         cfg = self.env.config
         plans = candidate_plans(self.R)
-        v, metrics = replay(cfg, [episode], plans)  # [K, T]
+        v, metrics = candidate_replays(cfg, episode)  # [K, T]
         Kn, T = v.shape
         p = self.env.params
         unit = np.abs(v).mean() / self.R * (p.switch_s / p.interval_s)
