@@ -28,8 +28,9 @@ keys), three significant digits.
 
 ``--json FILE`` writes the same numbers unrounded. Errors (a file that is not a leaderboard JSON,
 an ``--agent`` absent from it, an unknown ``--beside`` metric, no scenario holding every agent):
-one line naming the file and what is wrong (``ValueError`` from the functions, exit status 1 from
-the command). A scenario holding only some of the agents is left out with a note on stderr.
+one line naming the file and what is wrong (``ValueError`` from the functions; from the command
+``PROG: error: ...`` on stderr, exit status 2, the convention of ``agents.cli``). A scenario
+holding only some of the agents is left out with a note on stderr.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agents import units
+from agents import cli, units
 from agents.leaderboard_report import _is_learned
 from agents.sweep_report import seed_ci
 
@@ -240,8 +241,7 @@ def to_json(rows: list[SeedRow], source: str, agents: list[str], seeds: list[str
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m agents.leaderboard_seeds",
-                                description=__doc__.split("\n\n")[0])
+    p = cli.Parser(prog="python -m agents.leaderboard_seeds", description=__doc__.split("\n\n")[0])
     p.add_argument("leaderboard_json", type=Path, help="leaderboard.json of an agents.leaderboard run")
     p.add_argument("--agent", nargs="+", required=True, metavar="POLICY",
                    help="the agent's policies as the run names them, one per training seed")
@@ -272,7 +272,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         md, data = table_for(args, notes)
     except ValueError as err:
-        raise SystemExit(f"error: {err}") from None
+        parser().error(str(err))
     for n in notes:
         print(f"note: {n}", file=sys.stderr)
     out = parser().parse_args(args).json

@@ -117,7 +117,7 @@ def test_a_scenario_missing_a_seed_is_left_out_with_a_note():
     (lambda r: r["rows"][0]["main"].update(value=None), ["--agent", *SEEDS], "rows\\[0\\].*not a finite number"),
     (lambda r: r["scenarios"][0]["scoring"].pop("oracles"), ["--agent", *SEEDS], "scoring has no 'oracles'"),
 ])
-def test_errors_name_the_file_and_what_is_wrong(tmp_path, mutate, args, match):
+def test_errors_name_the_file_and_what_is_wrong(tmp_path, capsys, mutate, args, match):
     rep = _report()
     if mutate:
         mutate(rep)
@@ -126,8 +126,10 @@ def test_errors_name_the_file_and_what_is_wrong(tmp_path, mutate, args, match):
         ls.table_for([str(path), *args])
     with pytest.raises(SystemExit) as exc:
         ls.main([str(path), *args])
-    assert str(path) in str(exc.value) or "--seeds" in str(exc.value)
-    assert "\n" not in str(exc.value)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.count("\n") == 1 and re.search(match, err)
+    assert err.startswith("python -m agents.leaderboard_seeds: error: ")
+    assert str(path) in err or "--seeds" in err
 
 
 def test_unreadable_files(tmp_path):
