@@ -132,6 +132,8 @@ def test_bad_config_is_named():
         M.MultiCluster(1, **kw(tr, initial_replicas=9))
     with pytest.raises(TypeError, match="unknown config"):
         M.MultiCluster(1, **kw(tr, routers=2))
+    with pytest.raises(TypeError, match="ttft_bound_x .* not used by the multi-agent cluster"):
+        M.MultiCluster(1, **kw(tr, ttft_bound_x=3.0))  # Routing-v0's tail bound: refused, not ignored
     core = M.MultiCluster(1, **kw(tr))
     with pytest.raises(ValueError, match="router actions"):
         core.set_actions("router", np.array([[0, R]]))

@@ -152,6 +152,20 @@ def common_block_size(loaded: list[tuple[Trace, Trace]], labels: list[str], wher
     return next(iter(seen), None)
 
 
+def part_index(groups: np.ndarray | None, window: int) -> int:
+    """Index of the part that holds ``window`` (``groups``: window offsets of the parts, [P + 1];
+    None for a single trace, whose one part is 0)."""
+    return 0 if groups is None else int(np.searchsorted(groups, window, side="right")) - 1
+
+
+def workload_played(parts: tuple[Part, ...] | None, groups: np.ndarray | None, window: int) -> dict[str, Any] | None:
+    """What an episode of a mixture played (its part's family, generator seed and file, and the
+    window), for the episode's extras; None for a single trace."""
+    if groups is None or parts is None:
+        return None
+    return {**parts[part_index(groups, window)].info(), "window": int(window)}
+
+
 @dataclass(frozen=True)
 class Mixture:
     """What every environment's scenario of a workload mixture shares (``build_mixture``)."""

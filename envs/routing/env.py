@@ -46,6 +46,8 @@ from envs.core.mixture import (
     build_mixture,
     check_mixture_config,
     normalize_workloads,
+    part_index,
+    workload_played,
 )
 from envs.core.replica import arrival_time
 from envs.core.workload import build_workload, load_split, max_window_gaps
@@ -150,7 +152,7 @@ class Scenario:
 
     def part_of(self, window: int) -> int:
         """Index of the part that holds ``window`` (0 for a single trace)."""
-        return 0 if self.groups is None else int(np.searchsorted(self.groups, window, side="right")) - 1
+        return part_index(self.groups, window)
 
     def bound_of(self, window: int) -> float:
         """The capacity bound (requests/s) of the windows ``window`` belongs to."""
@@ -358,10 +360,9 @@ class RoutingVecEnv(NativeVecEnv):
 
     def episode_extras(self, e: int) -> dict[str, Any]:
         out: dict[str, Any] = {"requests": self.request_records(e)}
-        sc = self.scenario
-        if sc.groups is not None:  # a workload mixture: which family, generator seed and window played
-            w = int(self.state.window[e])
-            out["workload"] = {**sc.parts[sc.part_of(w)].info(), "window": w}
+        played = workload_played(self.scenario.parts, self.scenario.groups, int(self.state.window[e]))
+        if played is not None:  # a workload mixture: which family, generator seed and window played
+            out["workload"] = played
         return out
 
     def feature_names(self) -> list[str]:
