@@ -69,6 +69,13 @@ RECIPES: dict[str, Recipe] = {
     # MaskablePPO with the keep-role prior (agents.sticky_roles; HYPERPARAMS), 500k steps, 16
     # envs, seed 0, training windows (first 70%) of the default phases: Azure conversation and
     # Azure code generators alternating every 120 s, loads 0.5 and 0.8, MLPerf SLOs.
+    # Time: the env is the bottleneck (one core: about 1.9 h at 70-80 steps/s). Measured on the
+    # shared 2-core box (load average 2.3-2.6, no idle core), 2,304 steps: 110 steps/s in one
+    # process, 92 with --vec-procs 2 (two workers on one free core). With --vec-procs 16 on 16
+    # idle cores each worker steps one env (~8-9 ms per 10-s interval at ~1,200 simulated s per
+    # CPU-s, envs/disaggregation/README.md, Speed; the one-process run's time was nearly all env
+    # steps at that rate): an estimate, not a measurement, of 1,000-1,500 steps/s, 6-9 minutes for
+    # the 500k steps. Same results for any --vec-procs.
     "servegym/Disaggregation-v0": Recipe("disaggregation_ppo.zip", (
         "--timesteps", "500000", "--n-envs", "16", "--seed", "0"), "azure_conv-v1+azure_code-v1"),
 }
