@@ -98,11 +98,11 @@ def limits(point: PublishedPoint) -> list[str]:
     out = []
     if point.max_num_batched_tokens is None and point.chunked_prefill is None:
         out.append(f"token budget not stated: {NO_CHUNK_MIN_BATCHED_TOKENS} assumed (the smallest vLLM default)")
-    if point.chunked_prefill is False:
+    if point.chunked_prefill is False and not point.prefill_first:
         out.append("no chunked prefill: vLLM V0 runs prefills alone, before decodes; the simulator mixes them")
     if (point.num_scheduler_steps or 1) > 1:
         out.append(f"multi-step scheduling ({point.num_scheduler_steps} steps) is not modelled")
-    if point.engine == "sglang":
+    if point.engine == "sglang" and not point.prefill_first:
         out.append("SGLang runs prefill batches apart from decode batches (mixed chunks are opt-in); "
                    "the simulator mixes them")
     if point.max_num_seqs is None:
@@ -125,7 +125,10 @@ def _engine(point: PublishedPoint, coeffs: np.ndarray):
         eng = spec.build()
     except (HwModelError, ValueError) as exc:
         raise HwModelError(f"point '{point.id}' (row {point.row}): {exc}") from exc
-    return eng._replace(coeffs=np.ascontiguousarray(coeffs, dtype=np.float64), max_output=max(max(point.output_lens), 1))
+    # the point's scheduler: prefill batches first (vLLM V0, SGLang) or mixed batches (vLLM V1);
+    # prompts whole when chunked prefill is off
+    return eng._replace(coeffs=np.ascontiguousarray(coeffs, dtype=np.float64), max_output=max(max(point.output_lens), 1),
+                        prefill_first=bool(point.prefill_first), chunked_prefill=point.chunked_prefill is not False)
 
 
 def simulate(point: PublishedPoint, profile: Profile = None, seed: int = 0) -> dict[str, np.ndarray | float | int]:
