@@ -292,14 +292,19 @@ def error_table(points: Sequence[PublishedPoint], predictions: Sequence[dict[str
                 continue
             pred = pr["predicted"][name]
             rows.append({"id": pt.id, "metric": name, "unit": METRICS[name], "published": pub,
-                         "predicted": pred, "err_pct": 100.0 * (pred - pub) / pub})
+                         "predicted": pred, "err_pct": 100.0 * (pred - pub) / pub, "excluded": pt.excluded})
     return rows
 
 
 def error_summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Headline numbers over an error_table: median and max absolute error in percent, counts."""
+    """Headline numbers over an error_table: median and max absolute error in percent, counts.
+
+    Rows of points marked excluded (the data file's `excluded` reason) are left out of every figure
+    and counted in "excluded_points"."""
+    excluded = sorted({r["id"] for r in rows if r.get("excluded")})
+    rows = [r for r in rows if not r.get("excluded")]
     if not rows:
-        raise HwModelError("error_summary: no rows (no published metric matched)")
+        raise HwModelError("error_summary: no rows (no published metric matched, or every point is excluded)")
     abs_err = np.abs([r["err_pct"] for r in rows])
     by_metric = {}
     for name in sorted({r["metric"] for r in rows}):
@@ -312,6 +317,7 @@ def error_summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "published_median_abs_err_pct": float(np.median(abs_err)),
         "published_max_abs_err_pct": float(np.max(abs_err)),
         "by_metric": by_metric,
+        "excluded_points": excluded,
     }
 
 
@@ -320,13 +326,18 @@ def format_table(points: Sequence[PublishedPoint], rows: Sequence[dict[str, Any]
     by_id = {p.id: p for p in points}
     lines = ["| point | engine | model | GPU x TP | load | metric | published | predicted | error |",
              "| --- | --- | --- | --- | --- | --- | ---: | ---: | ---: |"]
+    notes = []
     for r in rows:
         p = by_id[r["id"]]
+        if p.excluded and p.id not in notes:
+            notes.append(p.id)
         load = (f"burst {p.num_prompts}" if p.load == "burst" else f"conc {p.concurrency}"
                 if p.load == "concurrency" else f"{p.request_rate:g} req/s")
         lines.append(f"| {p.id} | {p.engine} {p.engine_version} | {p.published_model} ({p.weight_dtype}) | "
                      f"{p.gpu} x{p.tp} | {load} | {r['metric']} | {r['published']:.4g} | {r['predicted']:.4g} | "
-                     f"{r['err_pct']:+.1f}% |")
+                     f"{r['err_pct']:+.1f}%{' (excluded)' if p.excluded else ''} |")
+    for pid in notes:
+        lines.append(f"\nExcluded from the summary: {pid}: {by_id[pid].excluded}")
     return "\n".join(lines)
 
 
