@@ -17,9 +17,10 @@ np.median / np.mean / np.percentile(99), and throughputs = totals / duration (fi
 completion). Bursts and closed loops measure from a cold engine, as the benchmark does (its one
 warm-up request finishes before the clock starts), so there is no warm-up to discard.
 
-What the simulator does not model (reported per point in `limits`): vLLM V0 without chunked prefill
-runs prefills alone and before decodes, the simulator mixes decodes and prefill chunks under the
-budget (Sarathi-Serve / vLLM V1); multi-step scheduling (num_scheduler_steps > 1) streams tokens in
+The engine's scheduler is the point's: `prefill_first` points (vLLM V0, SGLang) run a batch of
+prefills whenever a waiting request can start and decodes otherwise (whole prompts when chunked
+prefill is off); the others mix decodes and prefill chunks under the budget (vLLM V1, Sarathi-Serve).
+What the simulator does not model (reported per point in `limits`): multi-step scheduling (num_scheduler_steps > 1) streams tokens in
 chunks and admits new requests only every k steps; HTTP, tokenization and detokenization time.
 
 The step-time terms are an argument (`profile`), so an engine profile can be fitted against these
@@ -100,6 +101,9 @@ def limits(point: PublishedPoint) -> list[str]:
         out.append(f"token budget not stated: {NO_CHUNK_MIN_BATCHED_TOKENS} assumed (the smallest vLLM default)")
     if point.chunked_prefill is False and not point.prefill_first:
         out.append("no chunked prefill: vLLM V0 runs prefills alone, before decodes; the simulator mixes them")
+    if point.load == "burst" and point.engine == "vllm" and point.dataset.startswith("ShareGPT"):
+        out.append("the API server's lead-in before the engine sees the burst (HTTP, tokenization, requests "
+                   "reaching the engine out of order) is not modelled")
     if (point.num_scheduler_steps or 1) > 1:
         out.append(f"multi-step scheduling ({point.num_scheduler_steps} steps) is not modelled")
     if point.engine == "sglang" and not point.prefill_first:
