@@ -372,161 +372,127 @@ def _finish(st, wl, eng, e, r, s, now):
     st.status[e, r, s] = FREE
 
 
-@nb.njit(cache=True, inline="always")
-def _schedule_decodes(st, wl, e, r, bs, left, defer):
-    """Step 1: running decodes, oldest first, preempting the newest when KV runs out.
-
-    Returns (left, decode seqs, decode KV tokens, longest decode context, short)."""
-    d_seqs = 0.0
-    d_kv = 0.0
-    d_long = 0.0
-    short = False  # a request could not grow: KV memory ran out this iteration
-    i = 0
-    while i < st.n_running[e, r] and left > 0:
-        s = st.run_list[e, r, i]
-        kv = st.kv_tokens[e, r, s]
-        if kv < st.target[e, r, s]:
-            i += 1
-            continue
-        need = ceil_div(kv + 1, bs) - st.blocks[e, r, s]
-        if need > st.free_blocks[e, r]:
-            short = True
-            if defer and i > 0:
-                i += 1
-                continue
-            while need > st.free_blocks[e, r] and st.run_list[e, r, st.n_running[e, r] - 1] != s:
-                preempt_newest(st, wl, e, r)
-            if need > st.free_blocks[e, r]:
-                preempt_newest(st, wl, e, r)  # s itself
-                break
-        st.blocks[e, r, s] += need
-        st.free_blocks[e, r] -= need
-        st.sched[e, r, s] = -1
-        left -= 1
-        d_seqs += 1.0
-        d_kv += kv + 1
-        d_long = max(d_long, kv + 1.0)
-        i += 1
-    return left, d_seqs, d_kv, d_long, short
-
-
-@nb.njit(cache=True, inline="always")
-def _schedule_ongoing_prefills(st, e, r, bs, left):
-    """Step 2: chunks of prefills already running, limited by budget and free blocks.
-
-    Returns (left, prefill tokens, attention pairs, deepest prefill context)."""
-    p_tokens = 0.0
-    pairs = 0.0
-    p_long = 0.0
-    for i in range(st.n_running[e, r]):
-        if left <= 0:
-            break
-        s = st.run_list[e, r, i]
-        kv = st.kv_tokens[e, r, s]
-        if kv >= st.target[e, r, s]:
-            continue
-        chunk = min(st.target[e, r, s] - kv, left)
-        room = (st.blocks[e, r, s] + st.free_blocks[e, r]) * bs - kv
-        chunk = min(chunk, room)
-        if chunk <= 0:
-            continue
-        need = max(ceil_div(kv + chunk, bs) - st.blocks[e, r, s], 0)
-        st.blocks[e, r, s] += need
-        st.free_blocks[e, r] -= need
-        st.sched[e, r, s] = chunk
-        left -= chunk
-        p_tokens += chunk
-        pairs += chunk * (kv + (chunk + 1) / 2.0)
-        p_long = max(p_long, kv + chunk + 0.0)
-    return left, p_tokens, pairs, p_long
-
-
-@nb.njit(cache=True, inline="always")
-def _admit_new(st, wl, eng, e, r, w, bs, admit_max, left, order, now, whole):
-    """Step 3: new requests in the chosen order while budget, blocks and batch slots allow.
-
-    ``whole``: a prompt is scheduled whole or not at all (vLLM V0 without chunked prefill,
-    ``Scheduler._schedule_prefills(enable_chunking=False)`` stops at the first prompt over the
-    budget); otherwise the last one admitted may be a chunk. Returns (left, prefill tokens,
-    attention pairs, deepest prefill context)."""
-    p_tokens = 0.0
-    pairs = 0.0
-    p_long = 0.0
-    admitted = 0
-    while admitted < admit_max and left > 0 and st.n_queued[e, r] > 0 and st.n_running[e, r] < eng.max_seqs:
-        s = pick_queued(st, wl, eng, e, r, order, now)
-        q = st.req[e, r, s]
-        tgt = st.target[e, r, s]
-        cached_blocks = 0
-        if eng.cache_on:
-            n_chain = wl.chain_len[w, q]
-            cached_blocks = prefix.match_length(st, e, r, wl.chain_ids[w, q], n_chain)
-        cached = min(cached_blocks * eng.chain_block_tokens, tgt - 1)
-        if whole and tgt - cached > left:
-            break  # vLLM V0: the prompt does not fit the remaining budget; it waits for the next batch
-        chunk = min(tgt - cached, left)
-        need = ceil_div(cached + chunk, bs)
-        if need > st.free_blocks[e, r]:
-            break  # head-of-line: vLLM stops admitting when the next request does not fit
-        if eng.cache_on:
-            prefix.touch(st, e, r, wl.chain_ids[w, q], cached_blocks, now)
-            st.counters[e, C_CACHE_HIT_BLOCKS] += cached_blocks
-            st.counters[e, C_CACHE_LOOKUP_BLOCKS] += wl.chain_len[w, q]
-        st.counters[e, C_CACHED_TOKENS] += cached
-        st.counters[e, C_PROMPT_TOKENS] += tgt
-        st.status[e, r, s] = RUNNING
-        st.n_queued[e, r] -= 1
-        st.run_list[e, r, st.n_running[e, r]] = s
-        st.n_running[e, r] += 1
-        st.kv_tokens[e, r, s] = cached
-        st.blocks[e, r, s] = need
-        st.free_blocks[e, r] -= need
-        st.sched[e, r, s] = chunk
-        left -= chunk
-        p_tokens += chunk
-        pairs += chunk * (cached + (chunk + 1) / 2.0)
-        p_long = max(p_long, cached + chunk + 0.0)
-        admitted += 1
-    return left, p_tokens, pairs, p_long
-
-
 @nb.njit(cache=True)
 def run_iteration(st, wl, eng, e, r, admit_max, budget, defer, order, now):
     """Schedule and run one iteration of replica ``r`` of env ``e`` starting at ``now``.
 
-    ``eng.prefill_first`` selects the scheduler (see the module docstring): False, decodes then
-    prefill chunks in one batch; True, a prefill batch whenever a waiting request can start
-    (whole prompts unless ``eng.chunked_prefill``), decodes only when none can.
+    ``eng.prefill_first`` selects the scheduler (see the module docstring): False, decodes (1) then
+    prefill chunks (2, 3) in one batch; True, prefill chunks (2, 3) first and decodes (1) only when
+    no prefill could be scheduled, whole prompts unless ``eng.chunked_prefill``. One copy of each
+    step in one loop of two rounds keeps the kernel as fast as a straight sequence.
     Returns the iteration's duration in seconds; 0.0 when nothing could be scheduled.
     """
     bs = eng.block_size
     w = st.window[e]
+    left = budget
+    p_tokens = 0.0
+    pairs = 0.0
     d_seqs = 0.0
     d_kv = 0.0
     d_long = 0.0  # longest decode context (the straggler term of engine profiles)
-    if not eng.prefill_first:
-        # 1. decodes; 2. ongoing prefill chunks; 3. new requests, none in an iteration that ran
-        # short of KV (vLLM V1 schedules waiting requests only when it preempted nothing).
-        left, d_seqs, d_kv, d_long, short = _schedule_decodes(st, wl, e, r, bs, budget, defer)
-        left, p_tokens, pairs, p_long = _schedule_ongoing_prefills(st, e, r, bs, left)
-        if not short:
-            left, p2, pairs2, p_long2 = _admit_new(st, wl, eng, e, r, w, bs, admit_max, left, order, now, False)
-            p_tokens += p2
-            pairs += pairs2
-            p_long = max(p_long, p_long2)
-    else:
-        # Prefill batch first: a chunked prompt's next chunk, then new requests; decodes only when
-        # no prefill could be scheduled (vLLM V0 Scheduler._schedule_default: "Don't schedule decodes
-        # if prefills are scheduled"; SGLang Scheduler.get_next_batch_to_run: "Run prefill first if
-        # possible").
-        left, p_tokens, pairs, p_long = _schedule_ongoing_prefills(st, e, r, bs, budget)
-        left, p2, pairs2, p_long2 = _admit_new(st, wl, eng, e, r, w, bs, admit_max, left, order, now,
-                                               not eng.chunked_prefill)
-        p_tokens += p2
-        pairs += pairs2
-        p_long = max(p_long, p_long2)
-        if p_tokens == 0.0:
-            left, d_seqs, d_kv, d_long, short = _schedule_decodes(st, wl, e, r, bs, budget, defer)
+    p_long = 0.0  # kv + chunk of the prefill chunk deepest into its prompt (prefill straggler)
+    short = False  # a request could not grow: KV memory ran out this iteration
+    pf = eng.prefill_first
+    whole = pf and not eng.chunked_prefill  # vLLM V0 without chunked prefill: prompts whole or not at all
+
+    # Round 0 / 1: mixed (pf False): decodes, then prefills; prefill-first: prefills, then decodes only
+    # if no prefill was scheduled (vLLM V0 Scheduler._schedule_default: "Don't schedule decodes if
+    # prefills are scheduled"; SGLang Scheduler.get_next_batch_to_run: "Run prefill first if possible").
+    for rnd in range(2):
+        if (rnd == 0) != pf and not (pf and p_tokens > 0.0):
+            # 1. Decodes, oldest first.
+            i = 0
+            while i < st.n_running[e, r] and left > 0:
+                s = st.run_list[e, r, i]
+                kv = st.kv_tokens[e, r, s]
+                if kv < st.target[e, r, s]:
+                    i += 1
+                    continue
+                need = ceil_div(kv + 1, bs) - st.blocks[e, r, s]
+                if need > st.free_blocks[e, r]:
+                    short = True
+                    if defer and i > 0:
+                        i += 1
+                        continue
+                    while need > st.free_blocks[e, r] and st.run_list[e, r, st.n_running[e, r] - 1] != s:
+                        preempt_newest(st, wl, e, r)
+                    if need > st.free_blocks[e, r]:
+                        preempt_newest(st, wl, e, r)  # s itself
+                        break
+                st.blocks[e, r, s] += need
+                st.free_blocks[e, r] -= need
+                st.sched[e, r, s] = -1
+                left -= 1
+                d_seqs += 1.0
+                d_kv += kv + 1
+                d_long = max(d_long, kv + 1.0)
+                i += 1
+        if (rnd == 0) == pf:
+            # 2. Ongoing prefills, chunked, limited by free blocks.
+            for i in range(st.n_running[e, r]):
+                if left <= 0:
+                    break
+                s = st.run_list[e, r, i]
+                kv = st.kv_tokens[e, r, s]
+                if kv >= st.target[e, r, s]:
+                    continue
+                chunk = min(st.target[e, r, s] - kv, left)
+                room = (st.blocks[e, r, s] + st.free_blocks[e, r]) * bs - kv
+                chunk = min(chunk, room)
+                if chunk <= 0:
+                    continue
+                need = max(ceil_div(kv + chunk, bs) - st.blocks[e, r, s], 0)
+                st.blocks[e, r, s] += need
+                st.free_blocks[e, r] -= need
+                st.sched[e, r, s] = chunk
+                left -= chunk
+                p_tokens += chunk
+                pairs += chunk * (kv + (chunk + 1) / 2.0)
+                p_long = max(p_long, kv + chunk + 0.0)
+            # 3. New requests, in the chosen order, while budget, blocks and batch slots allow; none
+            # in an iteration that ran short of KV (vLLM V1 schedules waiting requests only when it
+            # preempted nothing).
+            admitted = 0
+            while (
+                not short
+                and admitted < admit_max
+                and left > 0
+                and st.n_queued[e, r] > 0
+                and st.n_running[e, r] < eng.max_seqs
+            ):
+                s = pick_queued(st, wl, eng, e, r, order, now)
+                q = st.req[e, r, s]
+                tgt = st.target[e, r, s]
+                cached_blocks = 0
+                if eng.cache_on:
+                    n_chain = wl.chain_len[w, q]
+                    cached_blocks = prefix.match_length(st, e, r, wl.chain_ids[w, q], n_chain)
+                cached = min(cached_blocks * eng.chain_block_tokens, tgt - 1)
+                if whole and tgt - cached > left:
+                    break  # vLLM V0 _schedule_prefills: the prompt exceeds the remaining budget; next batch
+                chunk = min(tgt - cached, left)
+                need = ceil_div(cached + chunk, bs)
+                if need > st.free_blocks[e, r]:
+                    break  # head-of-line: vLLM stops admitting when the next request does not fit
+                if eng.cache_on:
+                    prefix.touch(st, e, r, wl.chain_ids[w, q], cached_blocks, now)
+                    st.counters[e, C_CACHE_HIT_BLOCKS] += cached_blocks
+                    st.counters[e, C_CACHE_LOOKUP_BLOCKS] += wl.chain_len[w, q]
+                st.counters[e, C_CACHED_TOKENS] += cached
+                st.counters[e, C_PROMPT_TOKENS] += tgt
+                st.status[e, r, s] = RUNNING
+                st.n_queued[e, r] -= 1
+                st.run_list[e, r, st.n_running[e, r]] = s
+                st.n_running[e, r] += 1
+                st.kv_tokens[e, r, s] = cached
+                st.blocks[e, r, s] = need
+                st.free_blocks[e, r] -= need
+                st.sched[e, r, s] = chunk
+                left -= chunk
+                p_tokens += chunk
+                pairs += chunk * (cached + (chunk + 1) / 2.0)
+                p_long = max(p_long, cached + chunk + 0.0)
+                admitted += 1
 
     if p_tokens == 0.0 and d_seqs == 0.0:
         return 0.0
