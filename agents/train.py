@@ -2,7 +2,7 @@
 
     python train.py                      # KVAdmission-v0, embedded default trace, a few minutes
     python train.py --env servegym/KVAdmission-v0 --algo ppo|maskable-ppo|dqn --timesteps N \
-        --n-envs E --trace NAME|PATH --env-kwargs load=1.1 --seed S --out DIR [--resume]
+        --n-envs E [--vec-procs N] --trace NAME|PATH --env-kwargs load=1.1 --seed S --out DIR [--resume]
 
 ``python -m agents.train`` is the same command from any directory (``train.py`` at the
 repository root is a shim over this module).
@@ -43,6 +43,7 @@ from agents.training import (
     resolve_device,
 )
 from envs import options
+from envs.subproc_vec import SubprocNativeVecEnv
 
 
 def build_parser() -> cli.Parser:
@@ -57,6 +58,10 @@ def build_parser() -> cli.Parser:
     p.add_argument("--n-envs", type=int, default=None,
                    help="envs stepped as one batch (default: the environment's own, "
                         "agents/training.py N_ENVS; 16 where not listed)")
+    p.add_argument("--vec-procs", type=int, default=1, metavar="N",
+                   help="worker processes stepping the envs (envs/subproc_vec.py, SB3's SubprocVecEnv design "
+                        "with a native batch of about E/N envs per worker): 1 = one batch in this process; "
+                        "the same seed gives the same run for any N")
     p.add_argument("--trace", default="default",
                    help="built-in trace name (listed below) or path to a trace file")
     p.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY=VALUE",
@@ -86,6 +91,8 @@ def workload_record(vec) -> dict:
     """``{"workload_parts": [{"name", "seed"}, ...]}`` of an env trained on a workload mixture
     (``workloads`` config; envs.core.mixture): every family and generator seed episodes were drawn
     from, for the run record; empty for an env on one trace."""
+    if isinstance(vec, SubprocNativeVecEnv):  # every worker builds the same scenario: ask the first
+        return vec.call_first(workload_record)
     built = getattr(vec, "scenario", None) or getattr(vec, "built", None)
     parts = getattr(built, "parts", ())
     return {"workload_parts": [p.info() for p in parts]} if parts else {}
@@ -104,6 +111,7 @@ def _train(a: argparse.Namespace, argv: list[str] | None, callbacks: list | None
         raise cli.UsageError(f"--timesteps {a.timesteps} --imitate {a.imitate}: both must be >= 0 "
                              "and not both 0")
     for flag, v in (("--n-envs", 1 if a.n_envs is None else a.n_envs), ("--eval-episodes", a.eval_episodes),
+                    ("--vec-procs", a.vec_procs),
                     ("--save-every", a.save_every), ("--threads", a.threads)):
         if v < 1:
             raise cli.UsageError(f"{flag} {v}: must be >= 1")
@@ -125,7 +133,22 @@ def _train(a: argparse.Namespace, argv: list[str] | None, callbacks: list | None
         device = resolve_device(a.device, policy_spec(algo, a.env, hyperparams))
     except ValueError as err:
         raise cli.UsageError(str(err)) from None
-    vec = envs.make_vec(a.env, a.n_envs, seed=a.seed, trace=a.trace, split="train", **kwargs)
+    if a.vec_procs > a.n_envs:
+        raise cli.UsageError(f"--vec-procs {a.vec_procs}: more worker processes than envs (--n-envs {a.n_envs})")
+    if a.vec_procs > 1 and a.imitate:
+        raise cli.UsageError("--imitate: the privileged teacher needs the envs in this process (--vec-procs 1)")
+    if a.vec_procs > 1:
+        vec = SubprocNativeVecEnv(a.env, a.n_envs, a.vec_procs, seed=a.seed, trace=a.trace, split="train", **kwargs)
+    else:
+        vec = envs.make_vec(a.env, a.n_envs, seed=a.seed, trace=a.trace, split="train", **kwargs)
+    try:
+        return _learn(a, argv, callbacks, vec, algo, device, kwargs, hyperparams)
+    finally:
+        vec.close()
+
+
+def _learn(a: argparse.Namespace, argv: list[str] | None, callbacks: list | None, vec, algo: str, device: str,
+           kwargs: dict, hyperparams: dict) -> int:
     out: Path = a.out
     out.mkdir(parents=True, exist_ok=True)
     ckpt = out / "checkpoint.zip"
@@ -158,7 +181,7 @@ def _train(a: argparse.Namespace, argv: list[str] | None, callbacks: list | None
     atomic_save(model, final)
     atomic_write_text(out / "run.json", json.dumps({
         "command": command, "env": a.env, "algo": algo, "timesteps": int(model.num_timesteps),
-        "n_envs": a.n_envs, "trace": a.trace, "env_kwargs": kwargs, "hyperparams": hyperparams,
+        "n_envs": a.n_envs, "vec_procs": a.vec_procs, "trace": a.trace, "env_kwargs": kwargs, "hyperparams": hyperparams,
         "seed": a.seed, "device": device,
         "imitate": a.imitate, "imitation": imitation, "train_wall_s": train_s,
         **workload_record(vec),

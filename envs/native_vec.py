@@ -227,8 +227,17 @@ class NativeVecEnv(SingleObjectVecEnv):
         self._reset_opts: list[dict[str, Any]] = [{} for _ in range(E)]
         self._needs_reset = np.ones(E, np.bool_)
         self._seeded = False
+        self._slice = (0, E)  # (first env, envs of the whole batch): batch_slice
         if seed is not None:
             self.seed(seed)
+
+    def batch_slice(self, first: int, total: int) -> None:
+        """This batch is envs ``first ... first + num_envs - 1`` of a batch of ``total`` (a worker
+        of ``envs.subproc_vec``): ``window_order="sequential"`` then numbers episodes as that batch
+        does (seeding is the caller's: ``seed(s + first)``). ``ValueError`` if the range does not fit."""
+        if not (0 <= first and first + self.num_envs <= total):
+            raise ValueError(f"{self.env_name}: batch_slice({first}, {total}) does not hold {self.num_envs} envs")
+        self._slice = (int(first), int(total))
 
     # --- seeding and episodes
     def seed(self, seed: int | None = None) -> Sequence[int | None]:
@@ -252,8 +261,9 @@ class NativeVecEnv(SingleObjectVecEnv):
                      groups: Sequence[int] | None = None) -> tuple[int, Any]:
         """Window and ``episode_knob`` value of env ``e``'s next episode (``draw_episode``;
         ``groups``: window offsets of a workload mixture's parts); counts the episode."""
+        first, total = self._slice
         out = draw_episode(self.env_name, self.config.window_order, self._rngs[e], int(self._episodes_started[e]),
-                           e, self.num_envs, n_windows, self.episode_knob, values, self._reset_opts[e], groups)
+                           first + e, total, n_windows, self.episode_knob, values, self._reset_opts[e], groups)
         self._episodes_started[e] += 1
         return out
 

@@ -35,7 +35,7 @@ from envs.core.replica import (
     rejected_at_arrival,
     reset_env_state,
     reset_replica,
-    run_iteration,
+    run_iteration_inline,
 )
 from envs.core.state import C_PREEMPTIONS, C_PREFILL_TOKENS, DROPPED, FINISHED, FREE, PENDING, RUNNING
 
@@ -302,9 +302,14 @@ def iterate(st, wl, eng, ds, pr, e, r):
     now = st.r_clock[e, r]
     p0 = st.counters[e, C_PREFILL_TOKENS]
     n0 = st.counters[e, C_PREEMPTIONS]
-    dt = run_iteration(st, wl, eng, e, r, eng.max_seqs, pr.budget, False, ORDER_FCFS, now)
-    if dt == 0.0:  # a preemption-only iteration: the next one admits
-        dt = run_iteration(st, wl, eng, e, r, eng.max_seqs, pr.budget, False, ORDER_FCFS, now)
+    # At most two tries: after a preemption-only iteration (0 s) the next one admits. The replica's
+    # iteration is inlined (one call site): a compiled call taking the state tuple would pay a
+    # reference-count update per member array, each iteration.
+    dt = 0.0
+    for _ in range(2):
+        dt = run_iteration_inline(st, wl, eng, e, r, eng.max_seqs, pr.budget, False, ORDER_FCFS, now)
+        if dt != 0.0:
+            break
     if dt == 0.0:  # nothing fits until KV held here leaves or reserved KV lands
         ds.stalled[e, r] = True
         ds.pending[e, r] = outstanding(st, e, r)

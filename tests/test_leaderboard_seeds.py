@@ -1,0 +1,170 @@
+"""agents.leaderboard_seeds: the seed table on a hand-built leaderboard JSON, its errors, and the
+README's seed tables as the command's output on the committed runs."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from agents import leaderboard_seeds as ls
+
+ROOT = Path(__file__).resolve().parents[1]
+SEEDS = ["a/s0.zip", "a/s1.zip", "a/s2.zip"]
+
+
+def _row(scenario: str, policy: str, value: float, **metrics: float) -> dict:
+    return {"scenario": scenario, "env": "test/Env-v0", "policy": policy, "rank": 1, "main_metric": "m",
+            "main": {"value": value, "ci95": [value, value]}, "metrics": {"m": value, **metrics}}
+
+
+def _scenario(sid: str, higher: bool = True, oracles: tuple = ("oracle",), bound: str | None = "oracle") -> dict:
+    return {"id": sid, "env": "test/Env-v0", "scoring": {
+        "main_metric": "m", "higher_is_better": higher, "naive": "naive", "bound": bound,
+        "bound_value": None if bound else 1.0, "oracles": list(oracles), "beside": []}}
+
+
+def _report() -> dict:
+    a, b = "env/tr/llama3.1-8b-h100/load1/v1", "env/transfer/fam-v1/llama3.1-8b-h100x8/load2/v2"
+    rows = [
+        # a: the oracle and random beat every heuristic, and so does a learned team: none counts.
+        _row(a, "a/s0.zip", 0.5, lat_s=2.0), _row(a, "a/s1.zip", 0.6, lat_s=4.0), _row(a, "a/s2.zip", 0.8, lat_s=6.0),
+        _row(a, "oracle", 0.99, lat_s=0.1), _row(a, "random", 0.95, lat_s=0.2), _row(a, "zoo", 0.9, lat_s=0.3),
+        _row(a, "router=zoo,scaler=hpa", 0.97, lat_s=0.3), _row(a, "other/x.onnx", 0.96, lat_s=0.3),
+        _row(a, "naive", 0.1, lat_s=9.0), _row(a, "sjf", 0.7, lat_s=1.5), _row(a, "fcfs", 0.65, lat_s=1.0),
+        # b: two heuristics tied at the best value, both named.
+        _row(b, "a/s0.zip", 0.9, lat_s=1.0), _row(b, "a/s1.zip", 0.9, lat_s=1.0), _row(b, "a/s2.zip", 0.9, lat_s=1.0),
+        _row(b, "oracle", 1.0, lat_s=0.5), _row(b, "naive", 0.2, lat_s=3.0), _row(b, "sjf", 0.8, lat_s=2.5),
+        _row(b, "fcfs", 0.8, lat_s=1.25),
+    ]
+    return {"command": "test", "version": 2, "quick": False, "scenarios": [_scenario(a), _scenario(b)],
+            "rows": rows}
+
+
+def _write(tmp_path: Path, report: dict) -> Path:
+    path = tmp_path / "leaderboard.json"
+    path.write_text(json.dumps(report))
+    return path
+
+
+def test_rows_give_mean_t_interval_best_heuristic_and_difference():
+    rows = ls.seed_rows(_report(), SEEDS, ["lat_s"])
+    a, b = rows
+    x = np.array([0.5, 0.6, 0.8])
+    half = stats.t.ppf(0.975, 2) * x.std(ddof=1) / np.sqrt(3)
+    assert a.agent == [0.5, 0.6, 0.8]
+    assert a.seed["mean"] == pytest.approx(x.mean())
+    assert a.seed["ci95"] == pytest.approx([x.mean() - half, x.mean() + half])
+    assert a.best == ["sjf"] and a.best_value == 0.7  # not oracle, random, zoo, a team with zoo, a file
+    assert a.difference == pytest.approx(x.mean() - 0.7)
+    assert a.beside["lat_s"] == (pytest.approx(4.0), [1.5])
+    assert b.best == ["fcfs", "sjf"] and b.best_value == 0.8
+    assert b.seed["ci95"] == pytest.approx([0.9, 0.9])  # equal seeds: a zero-width interval
+    assert b.beside["lat_s"] == (pytest.approx(1.0), [1.25, 2.5])
+
+
+def test_lower_is_better_picks_the_smallest_heuristic():
+    rep = _report()
+    for sc in rep["scenarios"]:
+        sc["scoring"]["higher_is_better"] = False
+    a, b = ls.seed_rows(rep, SEEDS)
+    assert a.best == ["naive"] and a.best_value == 0.1  # the naive reference is a heuristic like any
+    assert b.best == ["naive"]
+
+
+def test_markdown_cells(tmp_path):
+    md, data = ls.table_for([str(_write(tmp_path, _report())), "--agent", *SEEDS, "--beside", "lat_s",
+                             "--seeds", "3", "4", "5", "--label", "ppo"])
+    lines = md.splitlines()
+    assert lines[0] == ("| scenario | ppo, seeds 3 / 4 / 5 | mean [95% t interval] | best heuristic | ppo − best "
+                        "| lat ppo (mean) / best (s) |")
+    lo, hi = data["rows"][0]["ci95"]
+    assert lines[2] == (f"| tr/load1/v1 | 0.500 / 0.600 / 0.800 | 0.633 [{lo:.3f}, {hi:.3f}] | sjf 0.700 | -0.067 "
+                        f"| 4.00 / 1.50 |")
+    assert lines[3] == ("| transfer/fam-v1/load2/v2 | 0.900 / 0.900 / 0.900 | 0.900 [0.900, 0.900] "
+                        "| fcfs, sjf 0.800 | +0.100 | 1.00 / 1.25, 2.50 |")
+    assert data["rows"][1]["best_heuristic"] == ["fcfs", "sjf"] and data["seeds"] == ["3", "4", "5"]
+
+
+def test_short_id_drops_the_environment_and_the_model_gpu_part():
+    assert ls.short_id("kv_admission/azure_conv/llama3.1-8b-h100/mlperf_server/load1.3/v2") == \
+        "azure_conv/mlperf_server/load1.3/v2"
+    assert ls.short_id("routing/transfer/agentic-v1/llama3.1-8b-h100x8/load2.0/v2") == "transfer/agentic-v1/load2.0/v2"
+    with pytest.raises(ValueError, match="not ENV/"):
+        ls.short_id("env/trace/v1")
+
+
+def test_a_scenario_missing_a_seed_is_left_out_with_a_note():
+    rep = _report()
+    rep["rows"] = [r for r in rep["rows"] if not (r["policy"] == "a/s2.zip" and "transfer" in r["scenario"])]
+    notes: list[str] = []
+    rows = ls.seed_rows(rep, SEEDS, notes=notes)
+    assert [r.short for r in rows] == ["tr/load1/v1"]
+    assert len(notes) == 1 and "no row for a/s2.zip" in notes[0]
+
+
+@pytest.mark.parametrize("mutate, args, match", [
+    (None, ["--agent", "a/s0.zip", "a/nope.zip"], "policy 'a/nope.zip' is in no row"),
+    (None, ["--agent", *SEEDS, "--beside", "ttft_p99_s"], "unknown metric 'ttft_p99_s'"),
+    (None, ["--agent", "a/s0.zip", "a/s0.zip"], "given twice"),
+    (None, ["--agent", *SEEDS, "--seeds", "0", "1"], "--seeds gives 2 seeds for 3"),
+    (lambda r: r.pop("rows"), ["--agent", *SEEDS], "not a leaderboard JSON \\(no list 'rows'\\)"),
+    (lambda r: r["rows"][0]["main"].update(value=None), ["--agent", *SEEDS], "rows\\[0\\].*not a finite number"),
+    (lambda r: r["scenarios"][0]["scoring"].pop("oracles"), ["--agent", *SEEDS], "scoring has no 'oracles'"),
+])
+def test_errors_name_the_file_and_what_is_wrong(tmp_path, capsys, mutate, args, match):
+    rep = _report()
+    if mutate:
+        mutate(rep)
+    path = _write(tmp_path, rep)
+    with pytest.raises(ValueError, match=match):
+        ls.table_for([str(path), *args])
+    with pytest.raises(SystemExit) as exc:
+        ls.main([str(path), *args])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.count("\n") == 1 and re.search(match, err)
+    assert err.startswith("python -m agents.leaderboard_seeds: error: ")
+    assert str(path) in err or "--seeds" in err
+
+
+def test_unreadable_files(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(ValueError, match=f"{bad}: not JSON"):
+        ls.load(bad)
+    with pytest.raises(ValueError, match="no such file"):
+        ls.load(tmp_path / "absent.json")
+    bad.write_text("[1, 2]")
+    with pytest.raises(ValueError, match="top level is list"):
+        ls.load(bad)
+
+
+def test_json_output_holds_the_table_numbers(tmp_path, capsys):
+    out = tmp_path / "seeds.json"
+    ls.main([str(_write(tmp_path, _report())), "--agent", *SEEDS, "--json", str(out)])
+    data = json.loads(out.read_text())
+    assert capsys.readouterr().out.startswith("| scenario |")
+    assert [r["best_heuristic"] for r in data["rows"]] == [["sjf"], ["fcfs", "sjf"]]
+    assert data["rows"][0]["mean"] == pytest.approx(np.mean([0.5, 0.6, 0.8]))
+
+
+def _readme_commands() -> list[tuple[str, str]]:
+    """(command, the README text after its code block) for every seed-table command in the README."""
+    text = (ROOT / "README.md").read_text()
+    found = re.findall(r"```\n(python -m agents\.leaderboard_seeds [^\n]*)\n```\n\n", text)
+    return [(cmd, text.split(f"```\n{cmd}\n```\n\n", 1)[1]) for cmd in found]
+
+
+def test_readme_seed_tables_are_the_commands_output(monkeypatch):
+    commands = _readme_commands()
+    assert {shlex.split(c)[3] for c, _ in commands} == {
+        "agents/zoo/results/kv_admission_mixture_seeds.json", "agents/zoo/results/routing_transfer_seeds.json"}
+    monkeypatch.chdir(ROOT)
+    for cmd, after in commands:
+        md, _ = ls.table_for(shlex.split(cmd)[3:])
+        assert after.startswith(md + "\n"), f"README table after `{cmd}` is not its output; run it and paste"
