@@ -34,6 +34,13 @@ Schema of one row (``[[point]]``; the file header says the same):
                        its Poisson send times); the totals are then required and must match the draw
     max_model_len, max_num_seqs, max_num_batched_tokens, gpu_memory_utilization, block_size,
     num_scheduler_steps, chunked_prefill   engine settings (as run; config_source says where read)
+    prefill_first      true: the engine's scheduler runs a batch of prefills whenever a waiting request
+                       can start and decodes only otherwise (vLLM V0, SGLang); false or absent: decodes
+                       and prefill chunks share each batch (vLLM V1); scheduler_source (required with
+                       prefill_first) names the engine code (repository, file, function) that does it
+    excluded           why the point is left out of the summary (median / max error): the run measured
+                       something the simulator does not model, with the evidence (source file + line);
+                       the report still lists the point, marked excluded
     source             where the measured numbers were read: repo + path + commit, or paper + table
     config_source      where the settings above were read (if not in `source`)
     [point.metrics]    measured values, names in vLLM benchmark_serving's terms (METRICS below)
@@ -85,7 +92,7 @@ _KNOWN = set(_REQUIRED_STR) | set(_OPTIONAL_INT) | {
     "tp", "num_prompts", "concurrency", "request_rate", "input_lens", "output_lens", "input_len", "output_len",
     "gpu_memory_utilization", "chunked_prefill", "config_source", "dataset", "metrics", "note",
     "total_input_tokens", "total_output_tokens", "lens_from", "random_input_len", "random_output_len",
-    "random_range_ratio", "seed"}
+    "random_range_ratio", "seed", "prefill_first", "scheduler_source", "excluded"}
 LENS_FROM = ("sglang-random",)
 
 
@@ -124,6 +131,9 @@ class PublishedPoint:
     block_size: int | None = None
     num_scheduler_steps: int | None = None
     chunked_prefill: bool | None = None
+    prefill_first: bool = False
+    scheduler_source: str = ""
+    excluded: str = ""  # non-empty: left out of the error summary, with this reason
     config_source: str = ""
     dataset: str = ""
     note: str = ""
@@ -261,7 +271,17 @@ def _parse_point(t: Any, row: int, path: Path) -> PublishedPoint:
         if not isinstance(t["chunked_prefill"], bool):
             raise _err(where, f"field 'chunked_prefill' must be true/false, got {t['chunked_prefill']!r}")
         opt["chunked_prefill"] = t["chunked_prefill"]
-    for k in ("config_source", "dataset", "note"):
+    if "prefill_first" in t:
+        if not isinstance(t["prefill_first"], bool):
+            raise _err(where, f"field 'prefill_first' must be true/false, got {t['prefill_first']!r}")
+        opt["prefill_first"] = t["prefill_first"]
+    if t.get("prefill_first") and not (isinstance(t.get("scheduler_source"), str) and t["scheduler_source"].strip()):
+        raise _err(where, "prefill_first = true needs 'scheduler_source' (the engine code that schedules so)")
+    if "scheduler_source" in t and "prefill_first" not in t:
+        raise _err(where, "field 'scheduler_source' is only meaningful with 'prefill_first'")
+    if "excluded" in t and not (isinstance(t["excluded"], str) and t["excluded"].strip()):
+        raise _err(where, f"field 'excluded' must be a non-empty reason with its evidence, got {t['excluded']!r}")
+    for k in ("config_source", "dataset", "note", "scheduler_source", "excluded"):
         if k in t:
             if not isinstance(t[k], str):
                 raise _err(where, f"field '{k}' must be text, got {t[k]!r}")

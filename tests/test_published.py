@@ -200,7 +200,62 @@ def test_output_len_zero_counts_with_ttft_zero_as_benchmark_serving_does():
 
 def test_limits_name_what_the_simulator_does_not_model():
     by_id = {p.id: p for p in load_published()}
-    lam = vp.limits(by_id["lambda-a4f9f43-1xh100-llama3-8b-bf16-burst10"])
-    assert any("multi-step" in x for x in lam) and any("no chunked prefill" in x for x in lam)
-    sgl = vp.limits(by_id["datacrunch-c091ef5-4xh200-llama33-70b-bf16-sglang-rate1"])
-    assert any("SGLang" in x for x in sgl)
+    lam = by_id["lambda-a4f9f43-1xh100-llama3-8b-bf16-burst10"]
+    assert any("multi-step" in x for x in vp.limits(lam))
+    # the prefill-first scheduler of vLLM V0 is modelled for these points, so it is no longer a limit
+    assert lam.prefill_first and not any("no chunked prefill" in x for x in vp.limits(lam))
+    assert any("no chunked prefill" in x for x in vp.limits(dataclasses.replace(lam, prefill_first=False)))
+    sgl = by_id["datacrunch-c091ef5-4xh200-llama33-70b-bf16-sglang-rate1"]
+    assert sgl.prefill_first and sgl.chunked_prefill
+    assert any("SGLang" in x for x in vp.limits(dataclasses.replace(sgl, prefill_first=False)))
+
+
+PREFILL_FIRST = 'prefill_first = true\nscheduler_source = "test"\nmax_num_batched_tokens = 40\n'
+
+
+def test_prefill_first_whole_prompts_run_before_any_decode(tmp_path):
+    # vLLM V0 without chunked prefill: budget 40, prompts of 30: one whole prompt per iteration, and no
+    # decode while a prompt waits; the mixed scheduler decodes request 0 in the second iteration
+    text = GOOD_ROW.replace("input_lens = [10, 20, 30]", "input_lens = [30, 30, 30]").replace(
+        "total_input_tokens = 60", "total_input_tokens = 90").replace("chunked_prefill = false\n",
+                                                                      "chunked_prefill = false\n" + PREFILL_FIRST)
+    (pt,) = load_published(_write(tmp_path, text))
+    first = vp.simulate(pt)
+    assert list(first["iteration_decodes"][:4]) == [0, 0, 0, 2]  # request 1 asked for 1 token: done at TTFT
+    assert first["ttft_s"][0] < first["ttft_s"][1] < first["ttft_s"][2]
+    mixed = vp.simulate(dataclasses.replace(pt, prefill_first=False))
+    assert mixed["iteration_decodes"][1] == 1
+    assert first["ttft_s"][2] < mixed["ttft_s"][2]  # prefills are not slowed by decodes
+
+
+def test_prefill_first_chunked_continues_the_chunk_before_decodes(tmp_path):
+    # SGLang: prompts split at the budget; the chunked prompt's rest leads the next prefill batch
+    text = GOOD_ROW.replace("num_prompts = 3", "num_prompts = 2").replace(
+        "input_lens = [10, 20, 30]", "input_lens = [30, 30]").replace("output_lens = [5, 1, 8]", "output_lens = [5, 8]").replace(
+        "total_input_tokens = 60", "total_input_tokens = 60").replace(
+        "chunked_prefill = false\n", "chunked_prefill = true\n" + PREFILL_FIRST)
+    (pt,) = load_published(_write(tmp_path, text))
+    sim = vp.simulate(pt)
+    assert list(sim["iteration_decodes"][:3]) == [0, 0, 2]
+    assert sim["ttft_s"][0] < sim["ttft_s"][1]
+
+
+def test_prefill_first_needs_its_source_and_exclusion_needs_a_reason(tmp_path):
+    text = GOOD_ROW.replace("chunked_prefill = false\n", "chunked_prefill = false\nprefill_first = true\n")
+    with pytest.raises(HwModelError, match=r"point 1 \(id 't-1'\).*scheduler_source"):
+        load_published(_write(tmp_path, text))
+    text = GOOD_ROW.replace("max_model_len = 2048", 'max_model_len = 2048\nexcluded = ""')
+    with pytest.raises(HwModelError, match="excluded"):
+        load_published(_write(tmp_path, text))
+
+
+def test_excluded_points_are_listed_but_left_out_of_the_summary():
+    pts = load_published()[:2]
+    pts = [pts[0], dataclasses.replace(pts[1], excluded="test reason (file.py:1)")]
+    preds = vp.predict_points(pts)
+    rows = vp.error_table(pts, preds)
+    s = vp.error_summary(rows)
+    assert s["excluded_points"] == [pts[1].id] and s["published_points"] == 1
+    assert s["published_comparisons"] == len(pts[0].metrics)
+    table = vp.format_table(pts, rows)
+    assert "(excluded)" in table and "test reason (file.py:1)" in table

@@ -33,6 +33,13 @@ class Engine(NamedTuple):
     max_output: int  # max_tokens of every request (reservation-based admission)
     idle_tick_s: float  # time an idle decision lets pass when no arrival comes sooner
     max_model_len: int  # longest prompt + output the engine accepts (vLLM max_model_len)
+    # Scheduler (envs/core/replica.py run_iteration). False: decodes first, then prefill chunks in the
+    # same batch under the budget (vLLM V1, Sarathi-Serve): what the environments run. True: a batch of
+    # prefills whenever a waiting request can start, decodes only otherwise (vLLM V0, SGLang).
+    prefill_first: bool = False
+    # With prefill_first: True, a prompt larger than the remaining budget is split (SGLang
+    # chunked_prefill_size); False, prompts are scheduled whole (vLLM V0 without chunked prefill).
+    chunked_prefill: bool = True
 
 
 @dataclass(frozen=True)

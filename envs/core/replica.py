@@ -7,6 +7,11 @@ Semantics (one call of :func:`run_iteration` = one engine iteration):
 * Stall-free chunked prefill under a token budget: running decodes are scheduled first, then
   ongoing prefill chunks, then new requests, until the budget is spent (Sarathi-Serve, OSDI'24,
   Sec. 4; vLLM's chunked-prefill scheduler orders decodes before prefills the same way).
+* ``eng.prefill_first`` (vLLM V0, SGLang; the published-point validation uses it, the environments
+  do not): an iteration is a prefill batch whenever a waiting request can start (ongoing chunk
+  first, then new requests; whole prompts unless ``eng.chunked_prefill``), decodes run only in
+  iterations without prefill (vLLM V0 ``Scheduler._schedule_default``; SGLang
+  ``Scheduler.get_next_batch_to_run``).
 * Preemption by recompute: when a decode needs a block and none is free, the newest running
   request is preempted (vLLM ``Scheduler``: ``self.running.pop()`` for FCFS), its KV freed and
   the request put back first in line with its generated tokens to recompute as prompt.
@@ -371,6 +376,10 @@ def _finish(st, wl, eng, e, r, s, now):
 def run_iteration(st, wl, eng, e, r, admit_max, budget, defer, order, now):
     """Schedule and run one iteration of replica ``r`` of env ``e`` starting at ``now``.
 
+    ``eng.prefill_first`` selects the scheduler (see the module docstring): False, decodes (1) then
+    prefill chunks (2, 3) in one batch; True, prefill chunks (2, 3) first and decodes (1) only when
+    no prefill could be scheduled, whole prompts unless ``eng.chunked_prefill``. One copy of each
+    step in one loop of two rounds keeps the kernel as fast as a straight sequence.
     Returns the iteration's duration in seconds; 0.0 when nothing could be scheduled.
     """
     bs = eng.block_size
@@ -382,100 +391,108 @@ def run_iteration(st, wl, eng, e, r, admit_max, budget, defer, order, now):
     d_kv = 0.0
     d_long = 0.0  # longest decode context (the straggler term of engine profiles)
     p_long = 0.0  # kv + chunk of the prefill chunk deepest into its prompt (prefill straggler)
-
-    # 1. Decodes, oldest first.
     short = False  # a request could not grow: KV memory ran out this iteration
-    i = 0
-    while i < st.n_running[e, r] and left > 0:
-        s = st.run_list[e, r, i]
-        kv = st.kv_tokens[e, r, s]
-        if kv < st.target[e, r, s]:
-            i += 1
-            continue
-        need = ceil_div(kv + 1, bs) - st.blocks[e, r, s]
-        if need > st.free_blocks[e, r]:
-            short = True
-            if defer and i > 0:
+    pf = eng.prefill_first
+    whole = pf and not eng.chunked_prefill  # vLLM V0 without chunked prefill: prompts whole or not at all
+
+    # Round 0 / 1: mixed (pf False): decodes, then prefills; prefill-first: prefills, then decodes only
+    # if no prefill was scheduled (vLLM V0 Scheduler._schedule_default: "Don't schedule decodes if
+    # prefills are scheduled"; SGLang Scheduler.get_next_batch_to_run: "Run prefill first if possible").
+    for rnd in range(2):
+        if (rnd == 0) != pf and not (pf and p_tokens > 0.0):
+            # 1. Decodes, oldest first.
+            i = 0
+            while i < st.n_running[e, r] and left > 0:
+                s = st.run_list[e, r, i]
+                kv = st.kv_tokens[e, r, s]
+                if kv < st.target[e, r, s]:
+                    i += 1
+                    continue
+                need = ceil_div(kv + 1, bs) - st.blocks[e, r, s]
+                if need > st.free_blocks[e, r]:
+                    short = True
+                    if defer and i > 0:
+                        i += 1
+                        continue
+                    while need > st.free_blocks[e, r] and st.run_list[e, r, st.n_running[e, r] - 1] != s:
+                        preempt_newest(st, wl, e, r)
+                    if need > st.free_blocks[e, r]:
+                        preempt_newest(st, wl, e, r)  # s itself
+                        break
+                st.blocks[e, r, s] += need
+                st.free_blocks[e, r] -= need
+                st.sched[e, r, s] = -1
+                left -= 1
+                d_seqs += 1.0
+                d_kv += kv + 1
+                d_long = max(d_long, kv + 1.0)
                 i += 1
-                continue
-            while need > st.free_blocks[e, r] and st.run_list[e, r, st.n_running[e, r] - 1] != s:
-                preempt_newest(st, wl, e, r)
-            if need > st.free_blocks[e, r]:
-                preempt_newest(st, wl, e, r)  # s itself
-                break
-        st.blocks[e, r, s] += need
-        st.free_blocks[e, r] -= need
-        st.sched[e, r, s] = -1
-        left -= 1
-        d_seqs += 1.0
-        d_kv += kv + 1
-        d_long = max(d_long, kv + 1.0)
-        i += 1
-
-    # 2. Ongoing prefills, chunked, limited by free blocks.
-    for i in range(st.n_running[e, r]):
-        if left <= 0:
-            break
-        s = st.run_list[e, r, i]
-        kv = st.kv_tokens[e, r, s]
-        if kv >= st.target[e, r, s]:
-            continue
-        chunk = min(st.target[e, r, s] - kv, left)
-        room = (st.blocks[e, r, s] + st.free_blocks[e, r]) * bs - kv
-        chunk = min(chunk, room)
-        if chunk <= 0:
-            continue
-        need = max(ceil_div(kv + chunk, bs) - st.blocks[e, r, s], 0)
-        st.blocks[e, r, s] += need
-        st.free_blocks[e, r] -= need
-        st.sched[e, r, s] = chunk
-        left -= chunk
-        p_tokens += chunk
-        pairs += chunk * (kv + (chunk + 1) / 2.0)
-        p_long = max(p_long, kv + chunk + 0.0)
-
-    # 3. New requests, in the chosen order, while budget, blocks and batch slots allow; none
-    # in an iteration that ran short of KV (vLLM V1 schedules waiting requests only when it
-    # preempted nothing).
-    admitted = 0
-    while (
-        not short
-        and admitted < admit_max
-        and left > 0
-        and st.n_queued[e, r] > 0
-        and st.n_running[e, r] < eng.max_seqs
-    ):
-        s = pick_queued(st, wl, eng, e, r, order, now)
-        q = st.req[e, r, s]
-        tgt = st.target[e, r, s]
-        cached_blocks = 0
-        if eng.cache_on:
-            n_chain = wl.chain_len[w, q]
-            cached_blocks = prefix.match_length(st, e, r, wl.chain_ids[w, q], n_chain)
-        cached = min(cached_blocks * eng.chain_block_tokens, tgt - 1)
-        chunk = min(tgt - cached, left)
-        need = ceil_div(cached + chunk, bs)
-        if need > st.free_blocks[e, r]:
-            break  # head-of-line: vLLM stops admitting when the next request does not fit
-        if eng.cache_on:
-            prefix.touch(st, e, r, wl.chain_ids[w, q], cached_blocks, now)
-            st.counters[e, C_CACHE_HIT_BLOCKS] += cached_blocks
-            st.counters[e, C_CACHE_LOOKUP_BLOCKS] += wl.chain_len[w, q]
-        st.counters[e, C_CACHED_TOKENS] += cached
-        st.counters[e, C_PROMPT_TOKENS] += tgt
-        st.status[e, r, s] = RUNNING
-        st.n_queued[e, r] -= 1
-        st.run_list[e, r, st.n_running[e, r]] = s
-        st.n_running[e, r] += 1
-        st.kv_tokens[e, r, s] = cached
-        st.blocks[e, r, s] = need
-        st.free_blocks[e, r] -= need
-        st.sched[e, r, s] = chunk
-        left -= chunk
-        p_tokens += chunk
-        pairs += chunk * (cached + (chunk + 1) / 2.0)
-        p_long = max(p_long, cached + chunk + 0.0)
-        admitted += 1
+        if (rnd == 0) == pf:
+            # 2. Ongoing prefills, chunked, limited by free blocks.
+            for i in range(st.n_running[e, r]):
+                if left <= 0:
+                    break
+                s = st.run_list[e, r, i]
+                kv = st.kv_tokens[e, r, s]
+                if kv >= st.target[e, r, s]:
+                    continue
+                chunk = min(st.target[e, r, s] - kv, left)
+                room = (st.blocks[e, r, s] + st.free_blocks[e, r]) * bs - kv
+                chunk = min(chunk, room)
+                if chunk <= 0:
+                    continue
+                need = max(ceil_div(kv + chunk, bs) - st.blocks[e, r, s], 0)
+                st.blocks[e, r, s] += need
+                st.free_blocks[e, r] -= need
+                st.sched[e, r, s] = chunk
+                left -= chunk
+                p_tokens += chunk
+                pairs += chunk * (kv + (chunk + 1) / 2.0)
+                p_long = max(p_long, kv + chunk + 0.0)
+            # 3. New requests, in the chosen order, while budget, blocks and batch slots allow; none
+            # in an iteration that ran short of KV (vLLM V1 schedules waiting requests only when it
+            # preempted nothing).
+            admitted = 0
+            while (
+                not short
+                and admitted < admit_max
+                and left > 0
+                and st.n_queued[e, r] > 0
+                and st.n_running[e, r] < eng.max_seqs
+            ):
+                s = pick_queued(st, wl, eng, e, r, order, now)
+                q = st.req[e, r, s]
+                tgt = st.target[e, r, s]
+                cached_blocks = 0
+                if eng.cache_on:
+                    n_chain = wl.chain_len[w, q]
+                    cached_blocks = prefix.match_length(st, e, r, wl.chain_ids[w, q], n_chain)
+                cached = min(cached_blocks * eng.chain_block_tokens, tgt - 1)
+                if whole and tgt - cached > left:
+                    break  # vLLM V0 _schedule_prefills: the prompt exceeds the remaining budget; next batch
+                chunk = min(tgt - cached, left)
+                need = ceil_div(cached + chunk, bs)
+                if need > st.free_blocks[e, r]:
+                    break  # head-of-line: vLLM stops admitting when the next request does not fit
+                if eng.cache_on:
+                    prefix.touch(st, e, r, wl.chain_ids[w, q], cached_blocks, now)
+                    st.counters[e, C_CACHE_HIT_BLOCKS] += cached_blocks
+                    st.counters[e, C_CACHE_LOOKUP_BLOCKS] += wl.chain_len[w, q]
+                st.counters[e, C_CACHED_TOKENS] += cached
+                st.counters[e, C_PROMPT_TOKENS] += tgt
+                st.status[e, r, s] = RUNNING
+                st.n_queued[e, r] -= 1
+                st.run_list[e, r, st.n_running[e, r]] = s
+                st.n_running[e, r] += 1
+                st.kv_tokens[e, r, s] = cached
+                st.blocks[e, r, s] = need
+                st.free_blocks[e, r] -= need
+                st.sched[e, r, s] = chunk
+                left -= chunk
+                p_tokens += chunk
+                pairs += chunk * (cached + (chunk + 1) / 2.0)
+                p_long = max(p_long, cached + chunk + 0.0)
+                admitted += 1
 
     if p_tokens == 0.0 and d_seqs == 0.0:
         return 0.0

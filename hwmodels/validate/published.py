@@ -17,9 +17,10 @@ np.median / np.mean / np.percentile(99), and throughputs = totals / duration (fi
 completion). Bursts and closed loops measure from a cold engine, as the benchmark does (its one
 warm-up request finishes before the clock starts), so there is no warm-up to discard.
 
-What the simulator does not model (reported per point in `limits`): vLLM V0 without chunked prefill
-runs prefills alone and before decodes, the simulator mixes decodes and prefill chunks under the
-budget (Sarathi-Serve / vLLM V1); multi-step scheduling (num_scheduler_steps > 1) streams tokens in
+The engine's scheduler is the point's: `prefill_first` points (vLLM V0, SGLang) run a batch of
+prefills whenever a waiting request can start and decodes otherwise (whole prompts when chunked
+prefill is off); the others mix decodes and prefill chunks under the budget (vLLM V1, Sarathi-Serve).
+What the simulator does not model (reported per point in `limits`): multi-step scheduling (num_scheduler_steps > 1) streams tokens in
 chunks and admits new requests only every k steps; HTTP, tokenization and detokenization time.
 
 The step-time terms are an argument (`profile`), so an engine profile can be fitted against these
@@ -98,11 +99,14 @@ def limits(point: PublishedPoint) -> list[str]:
     out = []
     if point.max_num_batched_tokens is None and point.chunked_prefill is None:
         out.append(f"token budget not stated: {NO_CHUNK_MIN_BATCHED_TOKENS} assumed (the smallest vLLM default)")
-    if point.chunked_prefill is False:
+    if point.chunked_prefill is False and not point.prefill_first:
         out.append("no chunked prefill: vLLM V0 runs prefills alone, before decodes; the simulator mixes them")
+    if point.load == "burst" and point.engine == "vllm" and point.dataset.startswith("ShareGPT"):
+        out.append("the API server's lead-in before the engine sees the burst (HTTP, tokenization, requests "
+                   "reaching the engine out of order) is not modelled")
     if (point.num_scheduler_steps or 1) > 1:
         out.append(f"multi-step scheduling ({point.num_scheduler_steps} steps) is not modelled")
-    if point.engine == "sglang":
+    if point.engine == "sglang" and not point.prefill_first:
         out.append("SGLang runs prefill batches apart from decode batches (mixed chunks are opt-in); "
                    "the simulator mixes them")
     if point.max_num_seqs is None:
@@ -125,7 +129,10 @@ def _engine(point: PublishedPoint, coeffs: np.ndarray):
         eng = spec.build()
     except (HwModelError, ValueError) as exc:
         raise HwModelError(f"point '{point.id}' (row {point.row}): {exc}") from exc
-    return eng._replace(coeffs=np.ascontiguousarray(coeffs, dtype=np.float64), max_output=max(max(point.output_lens), 1))
+    # the point's scheduler: prefill batches first (vLLM V0, SGLang) or mixed batches (vLLM V1);
+    # prompts whole when chunked prefill is off
+    return eng._replace(coeffs=np.ascontiguousarray(coeffs, dtype=np.float64), max_output=max(max(point.output_lens), 1),
+                        prefill_first=bool(point.prefill_first), chunked_prefill=point.chunked_prefill is not False)
 
 
 def simulate(point: PublishedPoint, profile: Profile = None, seed: int = 0) -> dict[str, np.ndarray | float | int]:
@@ -289,14 +296,19 @@ def error_table(points: Sequence[PublishedPoint], predictions: Sequence[dict[str
                 continue
             pred = pr["predicted"][name]
             rows.append({"id": pt.id, "metric": name, "unit": METRICS[name], "published": pub,
-                         "predicted": pred, "err_pct": 100.0 * (pred - pub) / pub})
+                         "predicted": pred, "err_pct": 100.0 * (pred - pub) / pub, "excluded": pt.excluded})
     return rows
 
 
 def error_summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Headline numbers over an error_table: median and max absolute error in percent, counts."""
+    """Headline numbers over an error_table: median and max absolute error in percent, counts.
+
+    Rows of points marked excluded (the data file's `excluded` reason) are left out of every figure
+    and counted in "excluded_points"."""
+    excluded = sorted({r["id"] for r in rows if r.get("excluded")})
+    rows = [r for r in rows if not r.get("excluded")]
     if not rows:
-        raise HwModelError("error_summary: no rows (no published metric matched)")
+        raise HwModelError("error_summary: no rows (no published metric matched, or every point is excluded)")
     abs_err = np.abs([r["err_pct"] for r in rows])
     by_metric = {}
     for name in sorted({r["metric"] for r in rows}):
@@ -309,6 +321,7 @@ def error_summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "published_median_abs_err_pct": float(np.median(abs_err)),
         "published_max_abs_err_pct": float(np.max(abs_err)),
         "by_metric": by_metric,
+        "excluded_points": excluded,
     }
 
 
@@ -317,13 +330,18 @@ def format_table(points: Sequence[PublishedPoint], rows: Sequence[dict[str, Any]
     by_id = {p.id: p for p in points}
     lines = ["| point | engine | model | GPU x TP | load | metric | published | predicted | error |",
              "| --- | --- | --- | --- | --- | --- | ---: | ---: | ---: |"]
+    notes = []
     for r in rows:
         p = by_id[r["id"]]
+        if p.excluded and p.id not in notes:
+            notes.append(p.id)
         load = (f"burst {p.num_prompts}" if p.load == "burst" else f"conc {p.concurrency}"
                 if p.load == "concurrency" else f"{p.request_rate:g} req/s")
         lines.append(f"| {p.id} | {p.engine} {p.engine_version} | {p.published_model} ({p.weight_dtype}) | "
                      f"{p.gpu} x{p.tp} | {load} | {r['metric']} | {r['published']:.4g} | {r['predicted']:.4g} | "
-                     f"{r['err_pct']:+.1f}% |")
+                     f"{r['err_pct']:+.1f}%{' (excluded)' if p.excluded else ''} |")
+    for pid in notes:
+        lines.append(f"\nExcluded from the summary: {pid}: {by_id[pid].excluded}")
     return "\n".join(lines)
 
 

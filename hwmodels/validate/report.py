@@ -9,7 +9,8 @@ from the committed data (CPU).
 
 JSON keys: iteration_mape_pct (worst load run), request_p50_max_abs_err_pct and
 request_p90_max_abs_err_pct (worst of TTFT/TPOT/E2E over the load runs), published_median_abs_err_pct,
-published_max_abs_err_pct, published_points, plus the per-run and per-point tables.
+published_max_abs_err_pct, published_points (points in the summary), published_excluded_points (ids
+listed but left out, each with its reason in the data file), plus the per-run and per-point tables.
 """
 
 from __future__ import annotations
@@ -95,12 +96,14 @@ def main(argv: list[str] | None = None) -> int:
     print(table)
     out = {**eng, "published_median_abs_err_pct": pub["published_median_abs_err_pct"],
            "published_max_abs_err_pct": pub["published_max_abs_err_pct"], "published_points": pub["published_points"],
-           "published_comparisons": pub["published_comparisons"], "reference_profile": REFERENCE_PROFILE,
+           "published_comparisons": pub["published_comparisons"],
+           "published_excluded_points": pub["excluded_points"], "reference_profile": REFERENCE_PROFILE,
            "published_profile": PUBLISHED_PROFILE, "engine_runs": rows, "published_by_metric": pub["by_metric"],
            "published_rows": pub_rows}
     print("\n" + "\n".join(f"{k}: {out[k]:.2f}" if isinstance(out[k], float) else f"{k}: {out[k]}"
                            for k in ("iteration_mape_pct", "request_p50_max_abs_err_pct", "request_p90_max_abs_err_pct",
-                                     "published_median_abs_err_pct", "published_max_abs_err_pct", "published_points")))
+                                     "published_median_abs_err_pct", "published_max_abs_err_pct", "published_points",
+                                     "published_excluded_points")))
     if a.json:
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
         Path(a.json).write_text(json.dumps(out, indent=1, default=float) + "\n")
