@@ -91,3 +91,22 @@ def test_train_vec_procs_2_same_run_as_1(tmp_path):
     for k in p1:
         assert th.equal(p1[k], p2[k]), k
     assert run1["vec_procs"] == 1 and run2["vec_procs"] == 2 and run2["timesteps"] == run1["timesteps"]
+
+
+def test_routing_workers_number_sequential_episodes_as_one_batch():
+    # Routing-v0 draws its episodes in envs.routing.env.episode_draws, which takes the worker's slice.
+    kw = dict(window_order="sequential", window_requests=64, replicas=2, load=(0.5, 0.9))
+    E = 4
+    one = envs.make_vec("servegym/Routing-v0", E, seed=1, **kw)
+    many = SubprocNativeVecEnv("servegym/Routing-v0", E, 2, seed=1, **kw)
+    try:
+        np.testing.assert_array_equal(one.reset(), many.reset())
+        for _ in range(200):
+            a = one.action_masks().argmax(axis=1)
+            o1, r1, d1, _ = one.step(a)
+            o2, r2, d2, _ = many.step(a)
+            np.testing.assert_array_equal(o1, o2)
+            np.testing.assert_array_equal(r1, r2)
+            np.testing.assert_array_equal(d1, d2)
+    finally:
+        many.close()

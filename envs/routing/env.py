@@ -247,17 +247,19 @@ def _bound_rps(cfg: RoutingConfig, eng: Any, trace: traces.Trace) -> float:
 
 
 def episode_draws(where: str, cfg: RoutingConfig, sc: Scenario, rngs: list, envs: np.ndarray, started: np.ndarray,
-                  num_envs: int, options: list[dict[str, Any]] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                  num_envs: int, options: list[dict[str, Any]] | None = None,
+                  first: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Window, time scale and load level of each env's next episode (``started`` counts episodes
     per env and is advanced; ``draw_episode`` picks the window and load: random, in turn, or
-    named by ``options[e]``)."""
+    named by ``options[e]``). ``first``, ``num_envs``: this batch is envs ``first ...`` of a
+    batch of ``num_envs`` (a worker's slice, ``NativeVecEnv.batch_slice``)."""
     loads = cfg.loads()
     W = sc.workload.arrival_s.shape[0]
     windows = np.empty(len(envs), np.int32)
     scales = np.empty(len(envs), np.float64)
     levels = np.empty(len(envs), np.float64)
     for j, e in enumerate(envs):
-        windows[j], load = draw_episode(where, cfg.window_order, rngs[e], int(started[e]), int(e), num_envs, W,
+        windows[j], load = draw_episode(where, cfg.window_order, rngs[e], int(started[e]), first + int(e), num_envs, W,
                                         "load", loads, options[e] if options else {}, sc.groups)
         started[e] += 1
         levels[j] = load
@@ -334,8 +336,9 @@ class RoutingVecEnv(NativeVecEnv):
 
     # --- NativeVecEnv hooks
     def _episode_draws(self, envs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        first, total = self._slice  # a worker's slice of a larger batch (envs.subproc_vec)
         windows, scales, loads = episode_draws(self.env_name, self.config, self.scenario, self._rngs, envs,
-                                               self._episodes_started, self.num_envs, self._reset_opts)
+                                               self._episodes_started, total, self._reset_opts, first)
         self._episode_load[envs] = loads
         return windows, scales
 
