@@ -71,11 +71,10 @@ RECIPES: dict[str, Recipe] = {
     # Azure code generators alternating every 120 s, loads 0.5 and 0.8, MLPerf SLOs.
     # Time: the env is the bottleneck (one core: about 1.9 h at 70-80 steps/s). Measured on the
     # shared 2-core box (load average 2.3-2.6, no idle core), 2,304 steps: 110 steps/s in one
-    # process, 92 with --vec-procs 2 (two workers on one free core). With --vec-procs 16 on 16
-    # idle cores each worker steps one env (~8-9 ms per 10-s interval at ~1,200 simulated s per
-    # CPU-s, envs/disaggregation/README.md, Speed; the one-process run's time was nearly all env
-    # steps at that rate): an estimate, not a measurement, of 1,000-1,500 steps/s, 6-9 minutes for
-    # the 500k steps. Same results for any --vec-procs.
+    # process, 92 with --vec-procs 2 (two workers on one free core). Measured on the GPU machine's
+    # 16 idle cores with --vec-procs 16: 49,152 steps in 244 s of training, 201 steps/s, so about
+    # 41 minutes for the 500k steps (the 1,000-1,500 steps/s estimated from the env's speed alone
+    # did not hold). Same results for any --vec-procs.
     "servegym/Disaggregation-v0": Recipe("disaggregation_ppo.zip", (
         "--timesteps", "500000", "--n-envs", "16", "--seed", "0"), "azure_conv-v1+azure_code-v1"),
 }
