@@ -130,6 +130,24 @@ def _same_info(a: dict, b: dict) -> bool:
     return True
 
 
+def _lockstep(a, b, rng: np.random.Generator, steps: int, what: str) -> int:
+    """Step VecEnvs ``a`` and ``b`` with the same random legal actions for ``steps`` steps,
+    asserting equal observations, masks, rewards, episode ends and infos (``what`` names ``b`` in
+    the messages); returns how many episodes ended."""
+    o1, o2 = a.reset(), b.reset()
+    ended = 0
+    for t in range(steps):
+        assert o1.tobytes() == o2.tobytes(), f"step {t}: observation differs from {what}"
+        assert np.array_equal(a.action_masks(), b.action_masks()), f"step {t}: mask differs from {what}"
+        act = _masked_random(rng, a.action_masks())
+        o1, r1, d1, i1 = a.step(act)
+        o2, r2, d2, i2 = b.step(act)
+        assert r1.tobytes() == r2.tobytes() and np.array_equal(d1, d2), f"step {t}: reward or episode end differs"
+        assert all(_same_info(x, y) for x, y in zip(i1, i2)), f"step {t}: infos differ"
+        ended += int(d1.sum())
+    return ended
+
+
 @pytest.mark.parametrize("E, steps, kwargs", [
     (1, 1200, {}),
     (6, 300, {"stale_s": 0.5, "load": 1.3}),
@@ -141,18 +159,7 @@ def test_routing_steps_match_reference(E, steps, kwargs):
     fast = rt.RoutingVecEnv(E, seed=7, **kwargs)
     slow = rt.RoutingVecEnv(E, seed=7, **kwargs)
     slow.advance = lambda: _rt_reference_advance(slow)
-    rng = np.random.default_rng(E)
-    o1, o2 = fast.reset(), slow.reset()
-    ended = 0
-    for t in range(steps):
-        assert o1.tobytes() == o2.tobytes(), f"step {t}: observation differs from the reference"
-        assert np.array_equal(fast.action_masks(), slow.action_masks()), f"step {t}: mask differs"
-        a = _masked_random(rng, fast.action_masks())
-        o1, r1, d1, i1 = fast.step(a)
-        o2, r2, d2, i2 = slow.step(a)
-        assert r1.tobytes() == r2.tobytes() and np.array_equal(d1, d2), f"step {t}: reward or episode end differs"
-        assert all(_same_info(x, y) for x, y in zip(i1, i2)), f"step {t}: infos differ"
-        ended += int(d1.sum())
+    _lockstep(fast, slow, np.random.default_rng(E), steps, "the reference")
     for name, x, y in zip(fast.state._fields, fast.state, slow.state):
         assert x.tobytes() == y.tobytes(), f"state.{name} differs from the reference after {steps} steps"
     assert fast._busy.tobytes() == slow._busy.tobytes() and fast._ttft_ema.tobytes() == slow._ttft_ema.tobytes()
@@ -184,17 +191,7 @@ def test_kv_admission_sized_arrays_match_full_size(E, steps, kwargs):
     assert st.top_gaps.shape[3] == S.top_gaps_needed(eng.max_output) <= S.TOP_GAPS
     assert st.target.base is st.kv_tokens.base and st.target.strides[-1] == 4 * len(S.PACKED_SLOT_FIELDS)
     assert full.state.target.flags.c_contiguous
-    rng = np.random.default_rng(E)
-    o1, o2 = sized.reset(), full.reset()
-    ended = 0
-    for t in range(steps):
-        assert o1.tobytes() == o2.tobytes(), f"step {t}: observation differs from the full-size batch"
-        a = _masked_random(rng, sized.action_masks())
-        o1, r1, d1, i1 = sized.step(a)
-        o2, r2, d2, i2 = full.step(a)
-        assert r1.tobytes() == r2.tobytes() and np.array_equal(d1, d2), f"step {t}: reward or episode end differs"
-        assert all(_same_info(x, y) for x, y in zip(i1, i2)), f"step {t}: infos differ"
-        ended += int(d1.sum())
+    ended = _lockstep(sized, full, np.random.default_rng(E), steps, "the full-size batch")
     for name in ("counters", "accum", "clock", "fate", "ttft", "e2e", "tbt_p99", "tpot", "slo_met", "gap_heap"):
         assert getattr(sized.state, name).tobytes() == getattr(full.state, name).tobytes(), name
     c = sized.state.counters
