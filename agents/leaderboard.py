@@ -75,20 +75,23 @@ def _env_kwargs(sc: Scenario, quick: bool) -> dict[str, Any]:
     return {"split": "test", **sc.kwargs(quick), "trace": sc.trace, "window_order": "sequential"}
 
 
+def _held_out_vec(sc: Scenario, quick: bool, episodes: int | None) -> Any:
+    """The batch of ``sc``'s held-out episodes (env i plays episode i), seeded by the scenario."""
+    return envs.make_vec(sc.env_id, episodes or sc.n_episodes(quick), seed=sc.seed, **_env_kwargs(sc, quick))
+
+
 def run_policy(sc: Scenario, spec: str, quick: bool, episodes: int | None,
                shards: list[Any] | None = None) -> PolicyRun:
     """One policy's held-out episodes on one scenario (a fresh env and policy: independent of
     what ran before, so runs can go in any order or in parallel with the same results).
     ``shards``: results of ``run_shard`` for a ``Sharded`` policy, computed elsewhere first."""
-    n = episodes or sc.n_episodes(quick)
-    kwargs = _env_kwargs(sc, quick)
     t = time.perf_counter()
     extras: list[dict[str, Any]] = []
     windows = None
     if is_multi_agent(sc.env_id):  # a team (agents.team)
-        eps, call_s = team.run_episodes(spec, n, sc.seed, kwargs)
+        eps, call_s = team.run_episodes(spec, episodes or sc.n_episodes(quick), sc.seed, _env_kwargs(sc, quick))
     else:
-        vec = envs.make_vec(sc.env_id, n, seed=sc.seed, **kwargs)
+        vec = _held_out_vec(sc, quick, episodes)
         windows = held_out_windows(vec)
         policy = make_policy(spec, vec, sc.env_id, seed=sc.seed)
         if shards is not None:
@@ -101,8 +104,7 @@ def run_policy(sc: Scenario, spec: str, quick: bool, episodes: int | None,
 def run_shard(sc: Scenario, spec: str, quick: bool, episodes: int | None, index: int) -> Any:
     """Shard ``index`` of the ``Sharded`` policy ``spec`` on ``sc``'s held-out episodes (the same
     env and policy ``run_policy`` builds, reset so that each env holds its episode)."""
-    n = episodes or sc.n_episodes(quick)
-    vec = envs.make_vec(sc.env_id, n, seed=sc.seed, **_env_kwargs(sc, quick))
+    vec = _held_out_vec(sc, quick, episodes)
     vec.reset()
     out = make_policy(spec, vec, sc.env_id, seed=sc.seed).run_shard(index)
     vec.close()

@@ -184,12 +184,10 @@ def run_on_ray(plan: list[tuple[Scenario, list[str], str]], quick: bool, episode
         if key[0] == "shard":
             spec = group_spec[(i, key[2])][0]
             ref = workers[w].shard.remote(run_shard, sc, spec, quick, episodes, cwd, key[3])
-        elif key in needs:
-            got = shard_out[needs[key]]
-            ref = workers[w].run.remote(run_policy, sc, policies[key[2]], quick, episodes, cwd,
-                                        [got[k] for k in sorted(got)])
         else:
-            ref = workers[w].run.remote(run_policy, sc, policies[key[2]], quick, episodes, cwd)
+            got = shard_out[needs[key]] if key in needs else None
+            ref = workers[w].run.remote(run_policy, sc, policies[key[2]], quick, episodes, cwd,
+                                        None if got is None else [got[k] for k in sorted(got)])
         where[ref] = (w, key)
 
     for w in range(n_workers):
@@ -217,13 +215,11 @@ def run_on_ray(plan: list[tuple[Scenario, list[str], str]], quick: bool, episode
             runs[(i, key[2])] = out
             bar.update(1)
             bar.set_postfix_str(f"{sc.id} {policies[key[2]]}")
-        submit(w)
-        while idle and not dispatch.done():  # a finished shard group may have made runs ready
-            n_idle = len(idle)
-            for v in [idle.pop() for _ in range(n_idle)]:
-                submit(v)
-            if len(idle) == n_idle:
-                break
+        # Only a finished item changes what is ready (a shard group's last shard frees its runs):
+        # offer work to this worker, then once to each idle one.
+        waiting, idle[:] = idle[:], []
+        for v in (w, *waiting):
+            submit(v)
     if not dispatch.done():  # cannot happen: every shard group's shards are runs of their own
         raise RuntimeError("leaderboard --ray: runs left whose shards never ran")
     for a in workers:
