@@ -40,6 +40,7 @@ import numpy as np
 
 import hwmodels
 import traces
+from traces.numeric import pairwise_sum
 from envs.expert_placement import algos as A
 
 TRAIN_DRIFTS = (0.005, 0.02, 0.08)
@@ -310,72 +311,6 @@ def migration_counts(old: np.ndarray, new: np.ndarray, G: int, gpn: int, E: int,
     for e in range(old.shape[0]):
         for l in range(old.shape[1]):
             A.moved_experts(old[e, l], new[e, l], G, gpn, E, out[e])
-
-
-@nb.njit(cache=True)
-def _pairwise_leaf(a: np.ndarray, lo: int, n: int) -> float:
-    if n < 8:
-        res = 0.0
-        for i in range(n):
-            res += a[lo + i]
-        return res
-    r0, r1, r2, r3 = a[lo], a[lo + 1], a[lo + 2], a[lo + 3]
-    r4, r5, r6, r7 = a[lo + 4], a[lo + 5], a[lo + 6], a[lo + 7]
-    i = 8
-    while i < n - n % 8:
-        r0 += a[lo + i]
-        r1 += a[lo + i + 1]
-        r2 += a[lo + i + 2]
-        r3 += a[lo + i + 3]
-        r4 += a[lo + i + 4]
-        r5 += a[lo + i + 5]
-        r6 += a[lo + i + 6]
-        r7 += a[lo + i + 7]
-        i += 8
-    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
-    while i < n:
-        res += a[lo + i]
-        i += 1
-    return res
-
-
-@nb.njit(cache=True)
-def pairwise_sum(a: np.ndarray, lo: int, n: int) -> float:
-    """``a[lo:lo + n].sum()`` in numpy's order (``pairwise_sum`` of numpy's loops: sequential
-    below 8 values, 8 accumulators up to 128, above that the sum of two halves split at a multiple
-    of 8), so that a sum over a contiguous last axis is reproduced bit for bit. The halving runs on
-    an explicit stack (a recursive numba function loaded from numba's cache crashed)."""
-    if n <= 128:
-        return _pairwise_leaf(a, lo, n)
-    los = np.empty(64, np.int64)
-    ns = np.empty(64, np.int64)
-    stage = np.zeros(64, np.int64)
-    vals = np.empty(64)
-    sp = 1
-    nv = 0
-    los[0], ns[0] = lo, n
-    while sp > 0:
-        t = sp - 1
-        m = ns[t]
-        h = m // 2
-        h -= h % 8
-        if m <= 128:
-            vals[nv] = _pairwise_leaf(a, los[t], m)
-            nv += 1
-            sp -= 1
-        elif stage[t] == 0:
-            stage[t] = 1
-            los[sp], ns[sp], stage[sp] = los[t], h, 0
-            sp += 1
-        elif stage[t] == 1:
-            stage[t] = 2
-            los[sp], ns[sp], stage[sp] = los[t] + h, m - h, 0
-            sp += 1
-        else:
-            nv -= 1
-            vals[nv - 1] = vals[nv - 1] + vals[nv]
-            sp -= 1
-    return vals[0]
 
 
 @nb.njit(cache=True)
