@@ -94,25 +94,29 @@ def _popularity_rows(z: np.ndarray, noise: np.ndarray, shift_at: np.ndarray, per
             qr = q[s, layer]
             orow = out[s, layer]
             for i in range(E):
-                qr[o[i]] = pi_rank[i]
-            for x in range(E):
-                if qr[x] >= 1.0:
+                x = o[i]
+                p = pi_rank[i]
+                if p >= 1.0:
                     orow[x] = T
                     qr[x] = 0.0
+                else:
+                    qr[x] = p
             if normalize:
                 tot = pairwise_sum(qr, 0, E)
                 for x in range(E):
                     qr[x] = qr[x] / tot
         if d > 0:
             ns = noise[s]
-            for x in range(E):
-                prev = ns[0, x]
-                for layer in range(1, L):
-                    prev = rho * prev + c * ns[layer, x]
-                    ns[layer, x] = prev
-            for layer in range(L):
+            for layer in range(1, L):
+                up = ns[layer - 1]
+                cur = ns[layer]
                 for x in range(E):
-                    z[layer, x] = a * z[layer, x] + d * ns[layer, x]
+                    cur[x] = rho * up[x] + c * cur[x]
+            for layer in range(L):
+                zl = z[layer]
+                nl = ns[layer]
+                for x in range(E):
+                    zl[x] = a * zl[x] + d * nl[x]
         if j_shift < shift_at.shape[0] and shift_at[j_shift] == s:
             perm = perms[j_shift]
             for layer in range(L):

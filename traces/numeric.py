@@ -36,15 +36,54 @@ def _pairwise_leaf(a: np.ndarray, lo: int, n: int) -> float:
     return res
 
 
+# Allocation-free halving for n up to 1,800: a split of n leaves halves of at most n / 2 + 7, so
+# _pairwise_1 (splitting once, leaves below) takes n <= 242, _pairwise_2 n <= 470, _pairwise_3
+# n <= 926, _pairwise_4 n <= 1,838.
+@nb.njit(cache=True)
+def _pairwise_1(a: np.ndarray, lo: int, n: int) -> float:
+    if n <= 128:
+        return _pairwise_leaf(a, lo, n)
+    h = n // 2
+    h -= h % 8
+    return _pairwise_leaf(a, lo, h) + _pairwise_leaf(a, lo + h, n - h)
+
+
+@nb.njit(cache=True)
+def _pairwise_2(a: np.ndarray, lo: int, n: int) -> float:
+    if n <= 128:
+        return _pairwise_leaf(a, lo, n)
+    h = n // 2
+    h -= h % 8
+    return _pairwise_1(a, lo, h) + _pairwise_1(a, lo + h, n - h)
+
+
+@nb.njit(cache=True)
+def _pairwise_3(a: np.ndarray, lo: int, n: int) -> float:
+    if n <= 128:
+        return _pairwise_leaf(a, lo, n)
+    h = n // 2
+    h -= h % 8
+    return _pairwise_2(a, lo, h) + _pairwise_2(a, lo + h, n - h)
+
+
+@nb.njit(cache=True)
+def _pairwise_4(a: np.ndarray, lo: int, n: int) -> float:
+    if n <= 128:
+        return _pairwise_leaf(a, lo, n)
+    h = n // 2
+    h -= h % 8
+    return _pairwise_3(a, lo, h) + _pairwise_3(a, lo + h, n - h)
+
+
 @nb.njit(cache=True)
 def pairwise_sum(a: np.ndarray, lo: int, n: int) -> float:
     """``a[lo:lo + n].sum()`` of a float64 array in numpy's order (``pairwise_sum`` of numpy's
     loops: sequential below 8 values, 8 accumulators up to 128, above that the sum of two halves
     split at a multiple of 8), so that a sum over a contiguous last axis is reproduced bit for bit
-    (``x.sum(-1)`` of a C-contiguous array). The halving runs on an explicit stack (a recursive
-    numba function loaded from numba's cache crashed)."""
-    if n <= 128:
-        return _pairwise_leaf(a, lo, n)
+    (``x.sum(-1)`` of a C-contiguous array). Up to 1,800 values without allocating; longer sums
+    halve on an explicit stack (a recursive numba function loaded from numba's cache crashed)."""
+    if n <= 1800:
+        return _pairwise_4(a, lo, n)
     los = np.empty(64, np.int64)
     ns = np.empty(64, np.int64)
     stage = np.zeros(64, np.int64)
