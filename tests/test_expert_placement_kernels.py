@@ -195,6 +195,32 @@ def test_layer_costs_equal_the_numpy_reference(kw):
         assert np.array_equal(got[k], want[k]), k
 
 
+@pytest.mark.parametrize("dispatch", ["least_loaded", "even"])
+@pytest.mark.parametrize("kw", [{}, {"gpus": 16}, {"gpus": 8, "redundant_slots": 64}, {"model": "Mixtral-8x7B", "gpus": 4,
+                                                                                   "gpus_per_node": 4}])
+def test_dispatch_costs_equal_dispatch_then_layer_costs(kw, dispatch):
+    """The fused pass (used by the environment and its references) returns, bit for bit, the
+    numpy reference costs of the replaced dispatch's slots, counts beyond the FFN table included."""
+    cfg = S.make_config(dispatch=dispatch, **kw)
+    sh = S.shape_of(cfg)
+    rng = np.random.default_rng(sh.P)
+    n, T, L = 3, 7, 2
+    counts = rng.integers(0, 2 * cfg.tokens_per_gpu, (n, T, L, sh.E)).astype(np.int32)
+    counts[0, 0, 0] = 0  # an idle layer
+    counts[1, 2, 1, : sh.E // 4] = 0  # idle experts (and GPUs)
+    counts[2, 3, 0, 1] = sh.tokens_per_step + 9  # beyond the table: it grows
+    place = _placements(rng, n, L, sh.E, sh.G, sh.S)
+    place[0] = S.initial_placement(sh)[:L]
+    slots = np.zeros((n, T, L, sh.P), np.int32)
+    dispatch_batch_ref(counts, place, sh.S, sh.G, dispatch == "even", slots)
+    want = layer_costs_ref(S.CostModel(cfg, sh), slots)
+    got = S.CostModel(cfg, sh).dispatch_costs(counts, place)
+    assert want.keys() == got.keys()
+    for k in want:
+        assert got[k].shape == want[k].shape and got[k].dtype == want[k].dtype, k
+        assert np.array_equal(got[k], want[k]), k
+
+
 @pytest.mark.parametrize("n", [0, 1, 5, 7, 8, 9, 16, 17, 100, 128, 129, 300, 2048])
 def test_pairwise_sum_is_numpys(n):
     a = np.random.default_rng(n).random(n + 3) * 1e-3
