@@ -29,6 +29,25 @@ import torch as th
 from gymnasium import spaces
 
 Teacher = Callable[[np.ndarray, np.ndarray], np.ndarray]
+# Environments whose teacher lives in agents (it replays the simulator, which the env layer does not
+# do for itself): id -> "module:function(vec, data_path, procs) -> teacher callable".
+TEACHERS = {"servegym/Disaggregation-v0": "agents.disaggregation_teacher:teacher_for"}
+
+
+def has_teacher(env_id: str, vec_class: type) -> bool:
+    """Whether DAgger can teach ``env_id``: the env's own ``teacher_actions`` or a ``TEACHERS`` entry."""
+    return hasattr(vec_class, "teacher_actions") or env_id in TEACHERS
+
+
+def teacher_for(env_id: str, vec: Any, data_path: Any = None, procs: int = 1) -> Teacher | None:
+    """The ``TEACHERS`` teacher of ``env_id`` built on ``vec`` (None: the env's own
+    ``teacher_actions``, which ``imitate`` uses by default)."""
+    if env_id not in TEACHERS or hasattr(vec, "teacher_actions"):
+        return None
+    import importlib
+
+    module, fn = TEACHERS[env_id].split(":")
+    return getattr(importlib.import_module(module), fn)(vec, data_path, procs)
 
 
 def _good_actions(vec: Any, teacher: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

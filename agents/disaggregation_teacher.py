@@ -1,0 +1,260 @@
+"""The privileged teacher of Disaggregation-v0 for DAgger (agents/imitation.py), and its precompute.
+
+The teacher plays, for every training episode, a per-interval plan of instance roles found by
+replaying the episode's own requests in the simulator (privileged: it reads the future workload):
+
+1. Every static candidate of ``agents.heuristics.disaggregation.candidate_plans`` (43 for 8
+   instances) is replayed through the episode: per-interval rewards v [K, T] and goodput per GPU.
+2. The common start: the student's first observation is the same in every episode (nothing has
+   arrived yet), so its first decision cannot depend on the episode. The teacher therefore starts
+   every episode at one configuration, the candidate with the highest mean goodput per GPU relative
+   to each training episode's best candidate (the best static choice under that ignorance; on the
+   leaderboard's four families, 4 prefill + 4 colocated instances: 96-100% of each family's best).
+3. From there, ``oracle_dp``'s dynamic program (same switching-cost model, ``viterbi`` with the
+   first interval fixed to the common start) plans the role changes; the plan is replayed exactly
+   and kept only if it beats staying at the common start, as OracleDP keeps its plan only if it
+   beats the best static candidate.
+
+The student sees only its observation; the teacher's label at decision t of an episode is row t of
+the episode's plan (dispatch rule ``balance``, as the oracles). Replays dominate the cost (about
+0.3 s per candidate episode for Llama-3.1-8B at load 0.8 on one core), so ``compute`` runs them in
+``procs`` processes, and ``python -m agents.disaggregation_teacher`` writes them once to a file
+that several training seeds share (``train.py --teacher-data FILE``).
+
+    python -m agents.disaggregation_teacher --scenarios 'disaggregation/*' --procs 16 --out teacher.pkl
+"""
+
+from __future__ import annotations
+
+import argparse
+import pickle
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from agents.heuristics import disaggregation as H
+from envs.disaggregation import ENV_ID, DisaggregationConfig, DisaggregationVecEnv
+from envs.disaggregation import kernels as K
+
+FORMAT = 1  # version of the file ``save`` writes
+
+
+@dataclass
+class TeacherData:
+    """Plans of every training episode: ``plans[(config, window, load)]`` = roles [T, R] (int64);
+    ``start`` = the common first configuration, roles [R]; ``stats`` = one row per episode
+    (family, window, load, goodput per GPU of the common start, of the teacher's plan and of the
+    best static candidate, role changes of the plan)."""
+
+    start: np.ndarray
+    plans: dict[tuple, np.ndarray]
+    stats: list[dict[str, Any]] = field(default_factory=list)
+
+    def plan_of(self, config: DisaggregationConfig, episode: dict) -> np.ndarray:
+        key = H._replay_key(config, episode)
+        if key not in self.plans:
+            raise KeyError(f"disaggregation teacher: no plan for window {key[1]} at load {key[2]} of config "
+                           f"(model={config.model}, tp={config.tp}, split={config.split}, slo_ttft_s={config.slo_ttft_s}, "
+                           f"slo_tpot_s={config.slo_tpot_s}); compute the teacher data over this config")
+        return self.plans[key]
+
+
+def training_episodes(config: DisaggregationConfig) -> list[dict]:
+    """Every episode a batch of ``config`` draws (``NativeVecEnv.draw_episode``: a window among
+    ``episodes_per_load`` at each load level), as reset options."""
+    return [{"window": w, "load": v} for v in config.loads() for w in range(config.episodes_per_load)]
+
+
+def _replay_job(config: DisaggregationConfig, episode: dict, plans: list[np.ndarray]) -> tuple[np.ndarray, list[dict]]:
+    return H.replay(config, [episode], plans)
+
+
+def _map(procs: int, jobs: list[tuple]) -> list[tuple[np.ndarray, list[dict]]]:
+    if procs <= 1:
+        return [_replay_job(*j) for j in jobs]
+    import multiprocessing as mp
+
+    ctx = mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
+    with ProcessPoolExecutor(procs, mp_context=ctx) as pool:
+        return list(pool.map(_replay_job, *zip(*jobs)))
+
+
+def compute(configs: Sequence[DisaggregationConfig], procs: int = 1, names: Sequence[str] | None = None,
+            log: Any = print) -> TeacherData:
+    """The teacher's plans for every training episode of every config (module docstring).
+
+    ``configs``: the configs of the training batches (``DisaggregationVecEnv.config``, so the keys
+    match what the envs report); ``procs``: worker processes for the replays. Raises
+    ``ValueError`` when the configs have different instance counts or no episode has a positive
+    goodput in any candidate."""
+    if not configs:
+        raise ValueError("disaggregation teacher: no configs")
+    R = configs[0].instances
+    if any(c.instances != R for c in configs):
+        raise ValueError(f"disaggregation teacher: configs with different instance counts "
+                         f"{sorted({c.instances for c in configs})}; one student has one action layout")
+    names = list(names) if names is not None else [f"config{i}" for i in range(len(configs))]
+    cands = H.candidate_plans(R)
+    slices = H._shard_slices(len(cands))
+    episodes = [(i, c, ep) for i, c in enumerate(configs) for ep in training_episodes(c)]
+    t0 = time.perf_counter()
+    jobs = [(c, ep, [cands[k] for k in sl]) for _, c, ep in episodes for sl in slices]
+    out = _map(procs, jobs)
+    n = len(slices)
+    values, metrics = [], []
+    for j in range(len(episodes)):
+        parts = out[j * n:(j + 1) * n]
+        values.append(np.concatenate([v for v, _ in parts]))
+        metrics.append([m for _, ms in parts for m in ms])
+    good = np.array([[m["goodput_per_gpu"] for m in ms] for ms in metrics])  # [episodes, K]
+    best = good.max(axis=1)
+    ok = best > 0
+    if not ok.any():
+        raise ValueError("disaggregation teacher: no candidate serves any request within the SLOs in any episode")
+    start = int(np.argmax((good[ok] / best[ok, None]).mean(axis=0)))
+    log(f"teacher: {len(episodes)} episodes x {len(cands)} candidates replayed in {time.perf_counter() - t0:.0f} s; "
+        f"common start {role_counts(cands[start])} (mean {100 * (good[ok, start] / best[ok]).mean():.1f}% of each "
+        f"episode's best static candidate)")
+    params = {}
+    dp_plans = []
+    for (i, c, ep), v in zip(episodes, values):
+        if i not in params:
+            params[i] = DisaggregationVecEnv(1, config=c).params
+        path = H.viterbi(v, H.switch_costs(v, cands, params[i]), start=start)
+        dp_plans.append(np.array([cands[k] for k in path], np.int64))
+    moving = [j for j, p in enumerate(dp_plans) if np.any(p != p[0])]
+    checked = _map(procs, [(episodes[j][1], episodes[j][2], [dp_plans[j]]) for j in moving])
+    dp_good = dict(zip(moving, (m[0]["goodput_per_gpu"] for _, m in checked)))
+    data = TeacherData(start=cands[start].copy(), plans={})
+    T_of = {}
+    for j, (i, c, ep) in enumerate(episodes):
+        T = T_of.setdefault(i, c.decisions)
+        static = np.tile(cands[start], (T, 1))
+        use_dp = j in dp_good and dp_good[j] > good[j, start]
+        plan = dp_plans[j] if use_dp else static
+        data.plans[H._replay_key(c, ep)] = plan
+        data.stats.append({"family": names[i], "window": ep["window"], "load": ep["load"],
+                           "start_goodput_per_gpu": float(good[j, start]),
+                           "plan_goodput_per_gpu": float(dp_good[j] if use_dp else good[j, start]),
+                           "best_static_goodput_per_gpu": float(best[j]),
+                           "best_static": role_counts(cands[int(good[j].argmax())]),
+                           "plan_role_changes": int((plan[1:] != plan[:-1]).sum())})
+    for name in names:
+        rows = [s for s in data.stats if s["family"] == name]
+        if rows:
+            log(f"teacher {name}: {len(rows)} episodes, plan/best static goodput per GPU "
+                f"{np.mean([r['plan_goodput_per_gpu'] for r in rows]):.4g}/"
+                f"{np.mean([r['best_static_goodput_per_gpu'] for r in rows]):.4g}, "
+                f"{sum(r['plan_role_changes'] > 0 for r in rows)} plans change roles")
+    return data
+
+
+def role_counts(roles: np.ndarray) -> str:
+    """``"4p4c0d"``: prefill, colocated and decode instances of a role vector."""
+    return f"{int((roles == K.ROLE_PREFILL).sum())}p{int((roles == K.ROLE_COLOCATED).sum())}c" \
+           f"{int((roles == K.ROLE_DECODE).sum())}d"
+
+
+def save(data: TeacherData, path: Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_bytes(pickle.dumps({"format": FORMAT, "start": data.start, "plans": data.plans, "stats": data.stats}))
+    tmp.replace(path)
+
+
+def load(path: Path) -> TeacherData:
+    """``TeacherData`` from a file ``save`` wrote; ``ValueError`` naming the file when it is not
+    one (or of another format version)."""
+    try:
+        raw = pickle.loads(Path(path).read_bytes())
+    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ModuleNotFoundError) as err:
+        raise ValueError(f"teacher data {path}: {err}") from None
+    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+        raise ValueError(f"teacher data {path}: not a format-{FORMAT} file of agents.disaggregation_teacher")
+    return TeacherData(np.asarray(raw["start"]), raw["plans"], raw["stats"])
+
+
+class DisaggregationTeacher:
+    """``teacher(obs, masks) -> actions [E, R + 1]`` for DAgger: row t of each env's episode plan
+    (t from the observation's ``elapsed``), dispatch rule ``balance``. ``vec``: a
+    ``DisaggregationVecEnv`` or an ``agents.family_vec.FamilyVecEnv`` of them (envs in this
+    process: the teacher asks each env which episode it plays)."""
+
+    def __init__(self, vec: Any, data: TeacherData):
+        self.vec, self.data = vec, data
+        self._elapsed = K.GLOBAL_FEATURES.index("elapsed")
+
+    def _config(self, e: int) -> DisaggregationConfig:
+        return self.vec.config_of(e) if hasattr(self.vec, "config_of") else self.vec.config
+
+    def __call__(self, obs: np.ndarray, masks: np.ndarray) -> np.ndarray:
+        E = obs.shape[0]
+        R = len(self.data.start)
+        out = np.full((E, R + 1), K.RULE_BALANCE, np.int64)
+        for e in range(E):
+            cfg = self._config(e)
+            plan = self.data.plan_of(cfg, self.vec.episode_of(e))
+            t = int(round(float(obs[e, self._elapsed]) * cfg.decisions))
+            out[e, :R] = plan[min(t, len(plan) - 1)]
+        return out
+
+
+def configs_of(vec: Any) -> tuple[list[DisaggregationConfig], list[str]]:
+    """The configs (and names) of a ``DisaggregationVecEnv`` or a ``FamilyVecEnv`` of them."""
+    if hasattr(vec, "parts"):
+        return [p.config for p in vec.parts], list(vec.names)
+    return [vec.config], ["config0"]
+
+
+def teacher_for(vec: Any, data_path: Path | None = None, procs: int = 1, log: Any = print) -> DisaggregationTeacher:
+    """The teacher of ``vec``: plans from ``data_path`` (``save``'s file) or computed now with
+    ``procs`` processes. ``ValueError`` when the file lacks an episode of ``vec``'s configs."""
+    configs, names = configs_of(vec)
+    if data_path is not None:
+        data = load(data_path)
+        for c in configs:
+            for ep in training_episodes(c):
+                try:
+                    data.plan_of(c, ep)
+                except KeyError as err:
+                    raise ValueError(f"teacher data {data_path}: {err.args[0]}") from None
+    else:
+        data = compute(configs, procs, names, log)
+    return DisaggregationTeacher(vec, data)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from agents import cli
+    from agents.family_vec import family_specs, make_family_vec
+
+    p = argparse.ArgumentParser("python -m agents.disaggregation_teacher", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--scenarios", nargs="+", required=True, metavar="GLOB",
+                   help="leaderboard scenario ids of Disaggregation-v0 (agents.scenarios) whose configs train")
+    p.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY=VALUE", help="override every family's config")
+    p.add_argument("--procs", type=int, default=1, help="worker processes for the replays")
+    p.add_argument("--out", type=Path, required=True, help="file to write (pickle)")
+    a = p.parse_args(argv)
+    if a.procs < 1:
+        p.error(f"--procs {a.procs}: must be >= 1")
+    try:
+        specs = family_specs(ENV_ID, a.scenarios, cli.parse_env_kwargs(a.env_kwargs, ENV_ID))
+    except (ValueError, cli.UsageError) as err:
+        p.error(str(err))
+    vec = make_family_vec(ENV_ID, len(specs), 0, specs, "train")
+    configs, names = configs_of(vec)
+    vec.close()
+    data = compute(configs, a.procs, names)
+    save(data, a.out)
+    print(f"wrote {a.out}: {len(data.plans)} episode plans, common start {role_counts(data.start)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
