@@ -57,6 +57,8 @@ def build_parser() -> cli.Parser:
                    help="first N decisions of DAgger from the env's privileged teacher "
                         "(agents/imitation.py; PrefixEviction-v0: Belady among the candidates; "
                         "Disaggregation-v0: agents/disaggregation_teacher.py)")
+    p.add_argument("--imitate-kwargs", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="DAgger settings (agents.imitation.imitate): rounds, epochs, batch_size, learning_rate")
     p.add_argument("--teacher-data", type=Path, default=None, metavar="FILE",
                    help="the teacher's precomputed plans for --imitate (Disaggregation-v0: "
                         "python -m agents.disaggregation_teacher ... --out FILE); default: computed now")
@@ -109,6 +111,23 @@ def workload_record(vec) -> dict:
     return {"workload_parts": [p.info() for p in parts]} if parts else {}
 
 
+IMITATE_KEYS = {"rounds": int, "epochs": int, "batch_size": int, "learning_rate": float}
+
+
+def parse_imitate_kwargs(items: list[str]) -> dict:
+    """``--imitate-kwargs`` items as ``imitate`` keyword arguments; ``ValueError`` naming an item
+    with an unknown key, a value of the wrong type or a value <= 0."""
+    out = {}
+    for key, value in parse_hyperparams(items).items():
+        typ = IMITATE_KEYS.get(key)
+        if typ is None:
+            raise ValueError(f"{key!r} is not one of {', '.join(IMITATE_KEYS)}")
+        if isinstance(value, bool) or not isinstance(value, (int, float) if typ is float else int) or value <= 0:
+            raise ValueError(f"{key}={value!r}: expected a{'n integer' if typ is int else ' number'} > 0")
+        out[key] = typ(value)
+    return out
+
+
 def main(argv: list[str] | None = None, callbacks: list | None = None) -> int:
     """The command line above; ``callbacks`` (SB3 callbacks) also run during ``learn`` (the Ray
     sweep's held-out reports for early stopping, ``agents.sweep``)."""
@@ -133,6 +152,11 @@ def _train(a: argparse.Namespace, argv: list[str] | None, callbacks: list | None
         raise cli.UsageError(f"--hyperparams: {err}") from None
     if a.imitate and not has_teacher(a.env, options.vec_class(a.env)):
         raise cli.UsageError(f"--imitate: {a.env} has no privileged teacher (teacher_actions)")
+    try:
+        imitate_kwargs = parse_imitate_kwargs(a.imitate_kwargs)
+    except ValueError as err:
+        raise cli.UsageError(f"--imitate-kwargs: {err}") from None
+    a.imitate_kwargs = imitate_kwargs
     if a.teacher_procs < 1:
         raise cli.UsageError(f"--teacher-procs {a.teacher_procs}: must be >= 1")
     if a.teacher_data is not None and not a.teacher_data.is_file():
@@ -202,7 +226,7 @@ def _learn(a: argparse.Namespace, argv: list[str] | None, callbacks: list | None
                 teacher = teacher_for(a.env, vec, a.teacher_data, a.teacher_procs)
             except ValueError as err:
                 raise cli.UsageError(str(err)) from None
-            imitation = imitate(model, vec, a.imitate, seed=a.seed, teacher=teacher)
+            imitation = imitate(model, vec, a.imitate, seed=a.seed, teacher=teacher, **a.imitate_kwargs)
         if remaining > 0:
             model.learn(
                 total_timesteps=remaining,
@@ -220,7 +244,7 @@ def _learn(a: argparse.Namespace, argv: list[str] | None, callbacks: list | None
         "seed": a.seed, "device": device,
         **({"scenarios": [{"name": sp.name, "trace": sp.trace, "env_kwargs": sp.env_kwargs} for sp in specs]}
            if specs else {}),
-        "imitate": a.imitate, "imitation": imitation, "train_wall_s": train_s,
+        "imitate": a.imitate, "imitate_kwargs": a.imitate_kwargs, "imitation": imitation, "train_wall_s": train_s,
         **workload_record(vec),
     }, indent=2, default=str))
     print(f"trained {algo} for {model.num_timesteps} steps in {train_s:.0f} s -> {final}", flush=True)

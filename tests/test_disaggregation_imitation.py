@@ -184,12 +184,17 @@ def test_train_cli_scenarios_and_imitation(tmp_path):
     glob = "disaggregation/*llama3.1-8b*"
     assert teacher_main(["--scenarios", glob, "--env-kwargs", *tiny, "--out", str(tmp_path / "t.pkl")]) == 0
     rc = train.main(["--env", ENV_ID, "--scenarios", glob, "--env-kwargs", *tiny, "--imitate", "48",
-                     "--timesteps", "0", "--n-envs", "2", "--no-eval", "--no-progress", "--teacher-data",
+                     "--timesteps", "0", "--n-envs", "2", "--no-eval", "--no-progress", "--imitate-kwargs", "epochs=2",
+                     "batch_size=16", "--teacher-data",
                      str(tmp_path / "t.pkl"), "--out", str(tmp_path / "run")])
     assert rc == 0
     run = json.loads((tmp_path / "run" / "run.json").read_text())
     assert [s["name"] for s in run["scenarios"]] == [s.name for s in family_specs(ENV_ID, [glob])]
-    assert len(run["imitation"]) == 6
+    assert len(run["imitation"]) == 6 and run["imitate_kwargs"] == {"epochs": 2, "batch_size": 16}
+    for bad in ("epoch=2", "epochs=0", "learning_rate='x'"):
+        with pytest.raises(SystemExit):
+            train.main(["--env", ENV_ID, "--imitate", "48", "--timesteps", "0", "--imitate-kwargs", bad,
+                        "--out", str(tmp_path / "x")])
     assert (tmp_path / "run" / "final.zip").exists()
     with pytest.raises(SystemExit):
         train.main(["--env", ENV_ID, "--scenarios", "nothing/*", "--imitate", "48", "--timesteps", "0",
