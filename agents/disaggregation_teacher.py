@@ -11,9 +11,10 @@ replaying the episode's own requests in the simulator (privileged: it reads the 
    to each training episode's best candidate (the best static choice under that ignorance; on the
    leaderboard's four families, 4 prefill + 4 colocated instances: 96-100% of each family's best).
 3. From there, ``oracle_dp``'s dynamic program (same switching-cost model, ``viterbi`` with the
-   first interval fixed to the common start) plans the role changes; the plan is replayed exactly
-   and kept only if it beats staying at the common start, as OracleDP keeps its plan only if it
-   beats the best static candidate.
+   first interval fixed to the common start) plans the role changes; that plan and a move at the
+   second decision to each of the episode's three best static candidates are replayed exactly, and
+   the best of them is the teacher's plan if it beats staying at the common start (as OracleDP
+   keeps its plan only if it beats the best static candidate).
 
 The student sees only its observation; the teacher's label at decision t of an episode is row t of
 the episode's plan (dispatch rule ``balance``, as the oracles). Replays dominate the cost (about
@@ -85,11 +86,12 @@ def _map(procs: int, jobs: list[tuple]) -> list[tuple[np.ndarray, list[dict]]]:
 
 
 def compute(configs: Sequence[DisaggregationConfig], procs: int = 1, names: Sequence[str] | None = None,
-            log: Any = print) -> TeacherData:
+            log: Any = print, switch_to: int = 3) -> TeacherData:
     """The teacher's plans for every training episode of every config (module docstring).
 
     ``configs``: the configs of the training batches (``DisaggregationVecEnv.config``, so the keys
-    match what the envs report); ``procs``: worker processes for the replays. Raises
+    match what the envs report); ``procs``: worker processes for the replays; ``switch_to``: how
+    many of the episode's best static candidates are tried as a move at the second decision. Raises
     ``ValueError`` when the configs have different instance counts or no episode has a positive
     goodput in any candidate."""
     if not configs:
@@ -127,20 +129,30 @@ def compute(configs: Sequence[DisaggregationConfig], procs: int = 1, names: Sequ
             params[i] = DisaggregationVecEnv(1, config=c).params
         path = H.viterbi(v, H.switch_costs(v, cands, params[i]), start=start)
         dp_plans.append(np.array([cands[k] for k in path], np.int64))
-    moving = [j for j, p in enumerate(dp_plans) if np.any(p != p[0])]
-    checked = _map(procs, [(episodes[j][1], episodes[j][2], [dp_plans[j]]) for j in moving])
-    dp_good = dict(zip(moving, (m[0]["goodput_per_gpu"] for _, m in checked)))
-    data = TeacherData(start=cands[start].copy(), plans={})
-    T_of = {}
+    # Alternatives to the common start per episode, each replayed exactly: the DP's plan, and a move
+    # at the second decision (the first whose observation has seen the episode) to each of the
+    # ``switch_to`` best static candidates.
+    alts: list[tuple[int, np.ndarray]] = []
     for j, (i, c, ep) in enumerate(episodes):
-        T = T_of.setdefault(i, c.decisions)
-        static = np.tile(cands[start], (T, 1))
-        use_dp = j in dp_good and dp_good[j] > good[j, start]
-        plan = dp_plans[j] if use_dp else static
+        if np.any(dp_plans[j] != dp_plans[j][0]):
+            alts.append((j, dp_plans[j]))
+        for k in [k for k in np.argsort(-good[j], kind="stable") if k != start][:switch_to]:
+            plan = np.tile(cands[k], (c.decisions, 1))
+            plan[0] = cands[start]
+            alts.append((j, plan))
+    checked = _map(procs, [(episodes[j][1], episodes[j][2], [plan]) for j, plan in alts])
+    chosen: dict[int, tuple[float, np.ndarray]] = {}
+    for (j, plan), (_, m) in zip(alts, checked):
+        g = m[0]["goodput_per_gpu"]
+        if g > good[j, start] and g > chosen.get(j, (-np.inf, None))[0]:
+            chosen[j] = (g, plan)
+    data = TeacherData(start=cands[start].copy(), plans={})
+    for j, (i, c, ep) in enumerate(episodes):
+        g, plan = chosen.get(j, (float(good[j, start]), np.tile(cands[start], (c.decisions, 1))))
         data.plans[H._replay_key(c, ep)] = plan
         data.stats.append({"family": names[i], "window": ep["window"], "load": ep["load"],
                            "start_goodput_per_gpu": float(good[j, start]),
-                           "plan_goodput_per_gpu": float(dp_good[j] if use_dp else good[j, start]),
+                           "plan_goodput_per_gpu": float(g),
                            "best_static_goodput_per_gpu": float(best[j]),
                            "best_static": role_counts(cands[int(good[j].argmax())]),
                            "plan_role_changes": int((plan[1:] != plan[:-1]).sum())})
