@@ -44,6 +44,9 @@ FIELDS: dict[str, tuple[type, float]] = {  # field: (kind, minimum)
     "pad_mixed_pow2": (bool, 0.0),
     "pad_mixed_decode_min": (float, 1.0),
     "pad_mixed_prefill_min": (float, 1.0),
+    "moe_expert_scale": (float, 0.0),
+    "fp8_gemm_scale": (float, 0.0),
+    "frontend_s_per_request": (float, 0.0),
 }
 
 
@@ -68,6 +71,16 @@ class EngineProfile:
     pad_decode_multiple: decode-only batches padded to a multiple of this (CUDA-graph capture sizes);
     pad_mixed_pow2: batches with prefill padded to powers of two (decodes >= pad_mixed_decode_min,
     prefill tokens >= pad_mixed_prefill_min).
+    moe_expert_scale: multiplier of the calibrated routed-expert time (weight streaming and GEMM FLOPs
+    of the touched experts): the engine's fused MoE kernel against the calibrated grouped GEMMs.
+    fp8_gemm_scale: multiplier of the GEMM FLOP time of linear layers served in FP8 (W8A8): the
+    engine's FP8 GEMMs (with their activation quantization) against the FP8 peak x the calibrated
+    GEMM efficiency.
+    frontend_s_per_request: CPU seconds the engine's API server spends on each request before the
+    scheduler sees it (HTTP, tokenization), shared among the requests in flight as one event loop
+    shares its CPU (processor sharing: a burst of n reaches the scheduler after about n x this).
+    Only hwmodels.validate's replay of published client-side benchmarks uses it; the environments
+    start a request's clock when it reaches the scheduler.
     """
 
     name: str
@@ -87,6 +100,9 @@ class EngineProfile:
     pad_mixed_pow2: bool = False
     pad_mixed_decode_min: float = 1.0
     pad_mixed_prefill_min: float = 1.0
+    moe_expert_scale: float = 1.0
+    fp8_gemm_scale: float = 1.0
+    frontend_s_per_request: float = 0.0
     description: str = dataclasses.field(default="", compare=False)
     sources: tuple = dataclasses.field(default=(), compare=False, repr=False)
 

@@ -38,6 +38,9 @@ Schema of one row (``[[point]]``; the file header says the same):
                        can start and decodes only otherwise (vLLM V0, SGLang); false or absent: decodes
                        and prefill chunks share each batch (vLLM V1); scheduler_source (required with
                        prefill_first) names the engine code (repository, file, function) that does it
+    overlap_schedule   true: the scheduler prepares the next batch while the current one runs (SGLang's
+                       overlap scheduler, on by default since v0.4), so a request arriving during batch
+                       k joins batch k + 2 at the earliest; overlap_source (required) says where read
     excluded           why the point is left out of the summary (median / max error): the run measured
                        something the simulator does not model, with the evidence (source file + line);
                        the report still lists the point, marked excluded
@@ -92,7 +95,8 @@ _KNOWN = set(_REQUIRED_STR) | set(_OPTIONAL_INT) | {
     "tp", "num_prompts", "concurrency", "request_rate", "input_lens", "output_lens", "input_len", "output_len",
     "gpu_memory_utilization", "chunked_prefill", "config_source", "dataset", "metrics", "note",
     "total_input_tokens", "total_output_tokens", "lens_from", "random_input_len", "random_output_len",
-    "random_range_ratio", "seed", "prefill_first", "scheduler_source", "excluded"}
+    "random_range_ratio", "seed", "prefill_first", "scheduler_source", "excluded", "overlap_schedule",
+    "overlap_source"}
 LENS_FROM = ("sglang-random",)
 
 
@@ -133,6 +137,7 @@ class PublishedPoint:
     chunked_prefill: bool | None = None
     prefill_first: bool = False
     scheduler_source: str = ""
+    overlap_schedule: bool = False
     excluded: str = ""  # non-empty: left out of the error summary, with this reason
     config_source: str = ""
     dataset: str = ""
@@ -277,6 +282,12 @@ def _parse_point(t: Any, row: int, path: Path) -> PublishedPoint:
         opt["prefill_first"] = t["prefill_first"]
     if t.get("prefill_first") and not (isinstance(t.get("scheduler_source"), str) and t["scheduler_source"].strip()):
         raise _err(where, "prefill_first = true needs 'scheduler_source' (the engine code that schedules so)")
+    if "overlap_schedule" in t:
+        if not isinstance(t["overlap_schedule"], bool):
+            raise _err(where, f"field 'overlap_schedule' must be true/false, got {t['overlap_schedule']!r}")
+        if t["overlap_schedule"] and not (isinstance(t.get("overlap_source"), str) and t["overlap_source"].strip()):
+            raise _err(where, "overlap_schedule = true needs 'overlap_source' (where the setting was read)")
+        opt["overlap_schedule"] = t["overlap_schedule"]
     if "scheduler_source" in t and "prefill_first" not in t:
         raise _err(where, "field 'scheduler_source' is only meaningful with 'prefill_first'")
     if "excluded" in t and not (isinstance(t["excluded"], str) and t["excluded"].strip()):

@@ -267,6 +267,11 @@ def build_coeffs(model: str | Model, gpu: str | GPU, tp: int = 1, calibration: C
         c[PAD_MIXED_POW2] = 1.0 if prof.pad_mixed_pow2 else 0.0
         c[PAD_MIXED_DECODE_MIN] = prof.pad_mixed_decode_min
         c[PAD_MIXED_PREFILL_MIN] = prof.pad_mixed_prefill_min
+        c[MOE_FLOP_S_PER_TOKEN] *= prof.moe_expert_scale
+        c[MOE_EXPERT_S] *= prof.moe_expert_scale
+        if m.linear_dtype_bytes == 1:  # FP8 weights: the engine's FP8 GEMMs
+            c[LIN_FLOP_S_PER_TOKEN] *= prof.fp8_gemm_scale
+            c[MOE_FLOP_S_PER_TOKEN] *= prof.fp8_gemm_scale
     return c
 
 

@@ -259,3 +259,88 @@ def test_excluded_points_are_listed_but_left_out_of_the_summary():
     assert s["published_comparisons"] == len(pts[0].metrics)
     table = vp.format_table(pts, rows)
     assert "(excluded)" in table and "test reason (file.py:1)" in table
+
+
+def test_api_server_is_processor_sharing():
+    # three requests of 4 ms at t=0 share the loop (each done at 12 ms); one sent at 5 ms joins:
+    # the three then have 4 - 5/3 ms left at 4-way sharing (done at 14.33 ms), the fourth 1.67 ms alone
+    s = vp.ApiServer(0.004)
+    for i in range(3):
+        s.add(0.0, i)
+    s.add(0.005, 3)
+    out = s.advance(1.0)
+    assert [q for q, _ in out] == [0, 1, 2, 3]
+    assert [t for _, t in out] == pytest.approx([0.005 + 4 * (0.004 - 0.005 / 3)] * 3 + [0.016])
+    # alone, a request waits its own work; no work, no wait; time never runs backwards
+    s = vp.ApiServer(0.002)
+    s.add(1.0, 0)
+    assert s.next_done() == pytest.approx(1.002) and s.advance(2.0) == [(0, pytest.approx(1.002))]
+    z = vp.ApiServer(0.0)
+    z.add(0.5, 7)
+    assert z.advance(0.5) == [(7, 0.5)]
+    with pytest.raises(HwModelError, match="before the server's clock"):
+        z.advance(0.1)
+    with pytest.raises(HwModelError, match="work_s"):
+        vp.ApiServer(-1.0)
+
+
+def test_frontend_delays_a_burst_by_its_size_and_offline_runs_not_at_all(tmp_path):
+    (pt,) = load_published(_write(tmp_path, GOOD_ROW))
+    prof = hwmodels.get_profile("vllm")
+    bare = vp.simulate(pt, dataclasses.replace(prof, frontend_s_per_request=0.0))
+    fe = vp.simulate(pt, dataclasses.replace(prof, frontend_s_per_request=0.01))
+    # all three reach the scheduler after 3 x 10 ms; TTFT counts from the send
+    assert fe["arrival_s"] == pytest.approx([0.03] * 3)
+    assert fe["ttft_s"] == pytest.approx(bare["ttft_s"] + 0.03)
+    offline = dataclasses.replace(pt, dataset="random token ids (benchmark_latency.py: --batch-size 3)")
+    assert not vp.served_online(offline) and vp.served_online(pt)
+    assert vp.simulate(offline, dataclasses.replace(prof, frontend_s_per_request=0.01))["ttft_s"] == \
+        pytest.approx(bare["ttft_s"])
+
+
+def test_multi_step_decode_runs_admit_no_one_until_they_end(tmp_path):
+    # vLLM V0 multi-step (prefill first, whole prompts): request 0's prefill is one iteration, then a
+    # decode run of k = 4 iterations; request 1, sent during the run's first iteration, waits for it
+    text = GOOD_ROW.replace("num_prompts = 3", "num_prompts = 2").replace(
+        "input_lens = [10, 20, 30]", "input_lens = [10, 10]").replace("output_lens = [5, 1, 8]", "output_lens = [9, 3]").replace(
+        "total_input_tokens = 60", "total_input_tokens = 20").replace(
+        'load = "burst"', 'load = "rate"\nrequest_rate = 100').replace(
+        "chunked_prefill = false\n", "chunked_prefill = false\n" + PREFILL_FIRST)
+    (pt,) = load_published(_write(tmp_path, text))
+    prefill = vp.simulate(dataclasses.replace(pt, num_prompts=1, input_lens=(10,), output_lens=(1,)))["iteration_s"][0]
+    pt = dataclasses.replace(pt, send_s=(0.0, 1.2 * prefill))  # during the first decode iteration
+    one = vp.simulate(dataclasses.replace(pt, num_scheduler_steps=1))
+    four = vp.simulate(dataclasses.replace(pt, num_scheduler_steps=4))
+    assert list(one["iteration_decodes"][:3]) == [0, 1, 0]  # request 1's prefill next
+    assert list(four["iteration_decodes"][:6]) == [0, 1, 1, 1, 1, 0]  # after the run of 4
+    assert four["ttft_s"][1] > one["ttft_s"][1] and four["ttft_s"][0] == one["ttft_s"][0]
+
+
+def test_overlap_scheduler_sees_arrivals_one_batch_late(tmp_path):
+    # SGLang's overlap scheduler prepares batch k + 1 when batch k starts: a request arriving during
+    # a decode batch waits one more batch than with the plain scheduler
+    text = GOOD_ROW.replace("num_prompts = 3", "num_prompts = 2").replace(
+        "input_lens = [10, 20, 30]", "input_lens = [10, 10]").replace("output_lens = [5, 1, 8]", "output_lens = [20, 3]").replace(
+        "total_input_tokens = 60", "total_input_tokens = 20").replace('load = "burst"', 'load = "rate"\nrequest_rate = 100')
+    (pt,) = load_published(_write(tmp_path, text))
+    plain = vp.simulate(pt)
+    over = vp.simulate(dataclasses.replace(pt, overlap_schedule=True, send_s=tuple(plain["send_s"])))
+    assert over["ttft_s"][0] == plain["ttft_s"][0]  # an idle engine schedules a new request at once
+    assert over["ttft_s"][1] > plain["ttft_s"][1]
+    bad = GOOD_ROW.replace("chunked_prefill = false\n", "chunked_prefill = false\noverlap_schedule = true\n")
+    with pytest.raises(HwModelError, match="overlap_source"):
+        load_published(_write(tmp_path, bad))
+    with pytest.raises(HwModelError, match="overlap_schedule.*true/false"):
+        load_published(_write(tmp_path, GOOD_ROW.replace("chunked_prefill = false\n", 'chunked_prefill = false\noverlap_schedule = "yes"\n')))
+
+
+def test_committed_published_figures_meet_the_targets():
+    # the vllm profile as committed: median |error| <= 15%, none above 30% (issue 15), excluded
+    # points listed with their reasons; recomputed here, so the model cannot drift from the data
+    from hwmodels.validate.fit import published_errors
+
+    s, rows = published_errors(hwmodels.get_profile("vllm"))
+    assert s["published_points"] >= 12
+    assert s["published_median_abs_err_pct"] <= 15.0
+    assert s["published_max_abs_err_pct"] <= 30.0
+    assert len(s["excluded_points"]) <= 2 and all(r["excluded"] for r in rows if r["id"] in s["excluded_points"])

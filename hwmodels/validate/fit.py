@@ -136,10 +136,13 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m hwmodels.validate fit", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--vllm", action="store_true", help="fit the vllm profile to the published points instead")
+    p.add_argument("--all", action="store_true", help="with --vllm: refit the step-time terms too (changes "
+                   "every environment's step times), not only " + ", ".join(VLLM_VALIDATE_ONLY))
     a = p.parse_args(argv)
     if a.vllm:
-        prof, s = fit_vllm(get_profile("vllm"))
-        for k in VLLM_SEARCH:
+        fields = tuple(VLLM_SEARCH) if a.all else VLLM_VALIDATE_ONLY
+        prof, s = fit_vllm(get_profile("vllm"), fields=fields)
+        for k in fields:
             print(f"  {k} = {getattr(prof, k)!r}")
         print(f"published: median {s['published_median_abs_err_pct']:.2f}%, max {s['published_max_abs_err_pct']:.1f}% "
               f"over {s['published_points']} points; write these into hwmodels/data/engine_profiles.toml [vllm]")
@@ -162,7 +165,7 @@ def published_errors(profile: EngineProfile) -> tuple[dict, list]:
     from . import published as vp  # replays through envs.core (allowed edge, see published.py)
 
     pts = vp.load_published()
-    preds = vp.predict_points(pts, lambda m, g, tp: build_coeffs(m, g, tp, None, profile))
+    preds = vp.predict_points(pts, profile)
     rows = vp.error_table(pts, preds)
     return vp.error_summary(rows), rows
 
@@ -170,27 +173,44 @@ def published_errors(profile: EngineProfile) -> tuple[dict, list]:
 VLLM_SEARCH = {  # field: candidate values (coordinate search, a few passes)
     "layer_overhead_s": (0.0, 5e-6, 1e-5, 2e-5, 3e-5, 4e-5, 6e-5),
     "overhead_s": (0.0, 2e-4, 5e-4, 1e-3, 2e-3),
-    "linear_scale": (0.85, 0.9, 0.95, 1.0, 1.05, 1.1),
+    "linear_scale": (0.85, 0.9, 0.95, 1.0, 1.05, 1.1, 1.15),
     "decode_kv_read_scale": (0.6, 0.8, 1.0, 1.2),
+    "moe_expert_scale": (0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0),
+    "fp8_gemm_scale": (1.0, 1.2, 1.4, 1.6, 1.8, 2.0, 2.2, 2.4),
+    "frontend_s_per_request": (0.0, 1e-3, 2e-3, 2.5e-3, 3e-3, 3.5e-3, 4e-3, 4.5e-3, 5e-3, 6e-3),
 }
 
 
-def fit_vllm(base: EngineProfile, passes: int = 2, log=print) -> tuple[EngineProfile, dict]:
-    """Coordinate search of VLLM_SEARCH minimising the median absolute error over the published
-    points (ties: the max). Kernel-shape terms stay as `base` has them."""
-    def score(p):
-        s, _ = published_errors(p)
-        return (round(s["published_median_abs_err_pct"], 3), s["published_max_abs_err_pct"]), s
+# Fields of the vllm profile that no environment's step times read: the environments serve dense
+# bf16 models and start a request's clock at the scheduler. Fitting only these (the default) keeps
+# every leaderboard scenario's dynamics; --all refits the step-time terms too.
+VLLM_VALIDATE_ONLY = ("moe_expert_scale", "fp8_gemm_scale", "frontend_s_per_request")
+
+
+def fit_vllm(base: EngineProfile, passes: int = 2, log=print,
+             fields: tuple[str, ...] = VLLM_VALIDATE_ONLY) -> tuple[EngineProfile, dict]:
+    """Coordinate search of VLLM_SEARCH[fields] over the published points, in two stages from `base`: the
+    median absolute error first (ties: the max), then, from there, the largest absolute error
+    (minimax, to 0.1 point; ties: the median): a greedy minimax search from a poor start stalls
+    in a corner of the grid. Kernel-shape terms stay as `base` has them."""
+    def median_key(s):
+        return (round(s["published_median_abs_err_pct"], 3), s["published_max_abs_err_pct"])
+
+    def max_key(s):
+        return (round(s["published_max_abs_err_pct"], 1), s["published_median_abs_err_pct"])
+
     best = base
-    best_key, best_s = score(best)
+    best_s, _ = published_errors(best)
     log(f"start: median {best_s['published_median_abs_err_pct']:.2f}%, max {best_s['published_max_abs_err_pct']:.1f}%")
-    for _ in range(passes):
-        for field_, values in VLLM_SEARCH.items():
-            for v in values:
-                cand = dataclasses.replace(best, **{field_: v})
-                key, s = score(cand)
-                if key < best_key:
-                    best, best_key, best_s = cand, key, s
-                    log(f"  {field_} = {v}: median {s['published_median_abs_err_pct']:.2f}%, "
-                        f"max {s['published_max_abs_err_pct']:.1f}%")
+    for stage, key in (("median", median_key), ("max", max_key)):
+        best_key = key(best_s)
+        for _ in range(passes):
+            for field_ in fields:
+                for v in VLLM_SEARCH[field_]:
+                    cand = dataclasses.replace(best, **{field_: v})
+                    s, _ = published_errors(cand)
+                    if key(s) < best_key:
+                        best, best_key, best_s = cand, key(s), s
+                        log(f"  [{stage}] {field_} = {v}: median {s['published_median_abs_err_pct']:.2f}%, "
+                            f"max {s['published_max_abs_err_pct']:.1f}%")
     return best, best_s

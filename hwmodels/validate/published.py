@@ -20,12 +20,18 @@ warm-up request finishes before the clock starts), so there is no warm-up to dis
 The engine's scheduler is the point's: `prefill_first` points (vLLM V0, SGLang) run a batch of
 prefills whenever a waiting request can start and decodes otherwise (whole prompts when chunked
 prefill is off); the others mix decodes and prefill chunks under the budget (vLLM V1, Sarathi-Serve).
-What the simulator does not model (reported per point in `limits`): multi-step scheduling (num_scheduler_steps > 1) streams tokens in
-chunks and admits new requests only every k steps; HTTP, tokenization and detokenization time.
+With `num_scheduler_steps` k > 1 (vLLM V0 multi-step scheduling) a decode batch runs k iterations
+before the scheduler runs again. With `overlap_schedule` (SGLang's overlap scheduler) the scheduler
+prepares each batch while the previous one runs, so it sees only requests that arrived before the
+previous batch started. Requests of a serving benchmark pass the engine's API server first
+(``ApiServer``: processor sharing of the profile's ``frontend_s_per_request``); TTFT and E2E count
+from the client's send. What the simulator does not model (reported per point in `limits`): tokens
+streamed in chunks of k under multi-step scheduling (ITL), detokenization, work that grows with the
+prompt in the API server.
 
 The step-time terms are an argument (`profile`), so an engine profile can be fitted against these
-points: a hwmodels.Calibration, or a callable (model, gpu, tp) -> coefficient vector
-(hwmodels.steptime layout, N_COEFFS floats).
+points: a hwmodels.EngineProfile (step-time terms and the API server), a hwmodels.Calibration, or a
+callable (model, gpu, tp) -> coefficient vector (hwmodels.steptime layout, N_COEFFS floats).
 
 This module imports envs.core (an upward import from hwmodels): only hwmodels.validate may.
 """
@@ -47,10 +53,11 @@ import hwmodels
 from hwmodels.calibration import Calibration
 from hwmodels.catalog import GPU, Model
 from hwmodels.errors import HwModelError
+from hwmodels.profiles import EngineProfile
 from hwmodels.published import METRICS, WEIGHT_DTYPES, PublishedPoint, load_published
 from hwmodels.steptime import N_COEFFS, build_coeffs
 
-Profile = Calibration | Callable[[Model, GPU, int], np.ndarray] | None
+Profile = Calibration | EngineProfile | Callable[[Model, GPU, int], np.ndarray] | None
 
 # vLLM defaults where a source does not state a setting (vllm/engine/arg_utils.py EngineArgs, v0.5-v0.6:
 # max_num_seqs 256, block_size 16, gpu_memory_utilization 0.90; vllm/config.py SchedulerConfig: without
@@ -72,9 +79,11 @@ def point_coeffs(point: PublishedPoint, profile: Profile = None) -> np.ndarray:
     m, g = served_model(point), hwmodels.get_gpu(point.gpu)
     if profile is None or isinstance(profile, Calibration):
         return build_coeffs(m, g, point.tp, profile)
+    if isinstance(profile, EngineProfile):
+        return build_coeffs(m, g, point.tp, None, profile)
     if not callable(profile):
-        raise HwModelError(f"profile must be a hwmodels.Calibration, a callable (model, gpu, tp) -> coeffs, "
-                           f"or None; got {type(profile).__name__}")
+        raise HwModelError(f"profile must be a hwmodels.Calibration, a hwmodels.EngineProfile, a callable "
+                           f"(model, gpu, tp) -> coeffs, or None; got {type(profile).__name__}")
     c = np.asarray(profile(m, g, point.tp), dtype=np.float64)
     if c.shape != (N_COEFFS,) or not np.all(np.isfinite(c)) or np.any(c < 0):
         raise HwModelError(f"point '{point.id}': profile returned coefficients of shape {c.shape}; expected "
@@ -102,10 +111,11 @@ def limits(point: PublishedPoint) -> list[str]:
     if point.chunked_prefill is False and not point.prefill_first:
         out.append("no chunked prefill: vLLM V0 runs prefills alone, before decodes; the simulator mixes them")
     if point.load == "burst" and point.engine == "vllm" and point.dataset.startswith("ShareGPT"):
-        out.append("the API server's lead-in before the engine sees the burst (HTTP, tokenization, requests "
-                   "reaching the engine out of order) is not modelled")
+        out.append("requests reach the engine out of order in the source's records; the API server model "
+                   "keeps the send order")
     if (point.num_scheduler_steps or 1) > 1:
-        out.append(f"multi-step scheduling ({point.num_scheduler_steps} steps) is not modelled")
+        out.append(f"multi-step scheduling ({point.num_scheduler_steps} steps) streams tokens in chunks; "
+                   "ITL is not modelled chunk by chunk")
     if point.engine == "sglang" and not point.prefill_first:
         out.append("SGLang runs prefill batches apart from decode batches (mixed chunks are opt-in); "
                    "the simulator mixes them")
@@ -135,16 +145,74 @@ def _engine(point: PublishedPoint, coeffs: np.ndarray):
                         prefill_first=bool(point.prefill_first), chunked_prefill=point.chunked_prefill is not False)
 
 
-def simulate(point: PublishedPoint, profile: Profile = None, seed: int = 0) -> dict[str, np.ndarray | float | int]:
-    """Replay the point's requests through one simulated replica.
+class ApiServer:
+    """An engine's API server in front of its scheduler, as one egalitarian processor-sharing server.
 
-    Returns per-request arrays (seconds, in the point's request order): "send_s", "ttft_s", "e2e_s";
+    Each request costs ``work_s`` of CPU (HTTP, parsing, tokenization) before the scheduler sees it,
+    and the requests in the server share its one event loop (an asyncio server interleaves its
+    handlers): alone, a request waits ``work_s``; a burst of n sent together reaches the scheduler
+    after about n x ``work_s``. With equal work, requests leave in the order they came.
+    Times in seconds; ``add`` and ``advance`` take non-decreasing times (HwModelError otherwise).
+    """
+
+    def __init__(self, work_s: float):
+        if not (math.isfinite(work_s) and work_s >= 0.0):
+            raise HwModelError(f"ApiServer: work_s must be a finite number >= 0, got {work_s!r}")
+        self.work_s = work_s
+        self.t = 0.0
+        self.jobs: list[list] = []  # [request index, remaining work], oldest first
+        self.done: list[tuple[int, float]] = []  # left the server, not yet collected by advance()
+
+    def add(self, t: float, idx: int) -> None:
+        """Request `idx` sent at `t`."""
+        self._run(t)
+        self.jobs.append([idx, self.work_s])
+
+    def next_done(self) -> float:
+        """When the oldest request in the server reaches the scheduler (inf when none is in it)."""
+        return self.t + self.jobs[0][1] * len(self.jobs) if self.jobs else math.inf
+
+    def advance(self, t: float) -> list[tuple[int, float]]:
+        """Run the server until `t`; returns (request index, time it reaches the scheduler) of every
+        request that left since the last call, in order."""
+        self._run(t)
+        out, self.done = self.done, []
+        return out
+
+    def _run(self, t: float) -> None:
+        if t < self.t:
+            raise HwModelError(f"ApiServer: time {t} is before the server's clock {self.t}")
+        while self.jobs and self.next_done() <= t:
+            done_t, rem = self.next_done(), self.jobs[0][1]
+            for j in self.jobs:
+                j[1] -= rem
+            self.t = done_t
+            while self.jobs and self.jobs[0][1] <= 0.0:
+                self.done.append((self.jobs.pop(0)[0], done_t))
+        if self.jobs:
+            share = (t - self.t) / len(self.jobs)
+            for j in self.jobs:
+                j[1] -= share
+        self.t = t
+
+
+def simulate(point: PublishedPoint, profile: Profile = None, seed: int = 0) -> dict[str, np.ndarray | float | int]:
+    """Replay the point's requests through one simulated replica behind its API server.
+
+    Requests pass the API server (``ApiServer`` with the profile's ``frontend_s_per_request`` when
+    `profile` is an EngineProfile, else none; offline runs such as benchmark_latency.py have none) and then the engine. With ``num_scheduler_steps`` k > 1 the engine
+    runs vLLM V0's multi-step scheduling: a decode batch runs k iterations back to back before the
+    scheduler runs again (no admission in between; a prefill batch runs one iteration); requests
+    leave the batch when they finish.
+
+    Returns per-request arrays (seconds, in the point's request order): "send_s" (client send),
+    "arrival_s" (reaches the scheduler), "ttft_s" and "e2e_s" (from the send, as the client measures);
     per-iteration arrays "iteration_s" (duration) and "iteration_decodes" (tokens decoded); and
     "iterations" (engine iterations run). Raises HwModelError if the model does not fit or a
     request could never be scheduled (e.g. a prompt larger than the KV pool).
     """
     from envs.core import replica
-    from envs.core.state import C_DECODE_TOKENS, FINISHED, REJECTED, Workload, allocate
+    from envs.core.state import C_DECODE_TOKENS, C_PREFILL_TOKENS, FINISHED, REJECTED, Workload, allocate
 
     eng = _engine(point, point_coeffs(point, profile))
     n = point.num_prompts
@@ -167,9 +235,12 @@ def simulate(point: PublishedPoint, profile: Profile = None, seed: int = 0) -> d
         send = np.full(n, np.inf)
         send[: point.concurrency] = 0.0
     closed = point.load == "concurrency"
+    fe = profile.frontend_s_per_request if isinstance(profile, EngineProfile) else 0.0
+    server = ApiServer(fe if served_online(point) else 0.0)
+    unsent = 0  # requests [0, unsent) have been handed to the server
     slots = n if not closed else min(n, point.concurrency)
     wl = Workload(
-        arrival_s=send[None, :].copy(), prompt=prompt[None, :], output=output[None, :],
+        arrival_s=np.full((1, n), np.inf), prompt=prompt[None, :], output=output[None, :],
         pred_bucket=np.zeros((1, n), np.int8), n_requests=np.array([n], np.int32),
         chain_ids=np.full((1, n, 1), -1, np.int64), chain_len=np.zeros((1, n), np.int16),
         failed=np.zeros((1, n), np.bool_),
@@ -178,40 +249,69 @@ def simulate(point: PublishedPoint, profile: Profile = None, seed: int = 0) -> d
     replica.reset_env_state(st, 0, 0, 1.0)
     replica.reset_replica(st, eng, 0, 0)
     budget = token_budget(point)
+    steps = point.num_scheduler_steps or 1
     now, nxt, finished = 0.0, 0, 0
+    run_left = 0  # iterations left in the current multi-step decode run
+    # overlap scheduling: the batch starting now was scheduled when the previous one started
+    prev_start = -math.inf
     iter_s: list[float] = []  # duration of each iteration
     iter_decodes: list[int] = []  # tokens it decoded (each one a gap between two tokens of a request)
     decoded = 0
     while finished < n:
-        while nxt < n and wl.arrival_s[0, nxt] <= now:
+        while unsent < n and send[unsent] <= now:
+            server.add(float(send[unsent]), unsent)
+            unsent += 1
+        for q, t in server.advance(now):
+            wl.arrival_s[0, q] = t
+        seen = prev_start if point.overlap_schedule and prev_start > -math.inf else now
+        while nxt < n and wl.arrival_s[0, nxt] <= seen:
             if not replica.enqueue(st, wl, eng, 0, 0, nxt):
                 why = ("rejected: longer than max_model_len " f"{eng.max_model_len}"
                        if st.fate[0, nxt] == REJECTED else "dropped (no free slot)")
                 raise HwModelError(f"point '{point.id}': request {nxt} {why}")
             nxt += 1
-        dt = replica.run_iteration(st, wl, eng, 0, 0, n, budget, False, replica.ORDER_FCFS, now)
+        prefilled = int(st.counters[0, C_PREFILL_TOKENS])
+        admit = 0 if run_left > 0 else n
+        dt = replica.run_iteration(st, wl, eng, 0, 0, admit, budget, False, replica.ORDER_FCFS, now)
         if dt == 0.0:
-            if nxt < n and math.isfinite(wl.arrival_s[0, nxt]):
-                now = max(now, float(wl.arrival_s[0, nxt]))
+            run_left = 0
+            if prev_start > -math.inf:  # the engine goes idle: it schedules afresh
+                prev_start = -math.inf
+                continue
+            nxt_t = min(server.next_done(), float(send[unsent]) if unsent < n else math.inf,
+                        float(wl.arrival_s[0, nxt]) if nxt < n else math.inf)
+            if math.isfinite(nxt_t):
+                now = max(now, nxt_t)
                 continue
             raise HwModelError(f"point '{point.id}': the simulated engine stalled with {n - finished} requests "
                                "unfinished (nothing schedulable)")
+        if run_left > 0:
+            run_left -= 1
+        elif int(st.counters[0, C_PREFILL_TOKENS]) == prefilled:  # a decode batch: k iterations
+            run_left = steps - 1
+        prev_start = now
         now += dt
         iter_s.append(dt)
         iter_decodes.append(int(st.counters[0, C_DECODE_TOKENS]) - decoded)
         decoded = int(st.counters[0, C_DECODE_TOKENS])
         done = int(np.count_nonzero(st.fate[0] == FINISHED))
         if closed:  # each finish frees one client, which sends the next unsent request now
-            k = nxt
             for _ in range(done - finished):
-                while k < n and math.isfinite(wl.arrival_s[0, k]):
-                    k += 1
-                if k < n:
-                    wl.arrival_s[0, k] = now
+                if unsent < n:
+                    send[unsent] = now
+                    server.add(now, unsent)
+                    unsent += 1
         finished = done
-    return {"send_s": wl.arrival_s[0].copy(), "ttft_s": st.ttft[0].copy(), "e2e_s": st.e2e[0].copy(),
-            "iteration_s": np.asarray(iter_s), "iteration_decodes": np.asarray(iter_decodes, np.int64),
-            "iterations": len(iter_s)}
+    lead = wl.arrival_s[0] - send  # time in the API server
+    return {"send_s": send, "arrival_s": wl.arrival_s[0].copy(), "ttft_s": st.ttft[0] + lead,
+            "e2e_s": st.e2e[0] + lead, "iteration_s": np.asarray(iter_s),
+            "iteration_decodes": np.asarray(iter_decodes, np.int64), "iterations": len(iter_s)}
+
+
+def served_online(point: PublishedPoint) -> bool:
+    """Whether the point's requests went through the engine's API server (a serving benchmark) rather
+    than straight into the engine (vLLM's offline benchmark_latency.py)."""
+    return not point.dataset.startswith("random token ids (benchmark_latency.py")
 
 
 def metrics_from_requests(send_s, ttft_s, e2e_s, input_lens, output_lens, iteration_s=None,
