@@ -220,7 +220,7 @@ class DisaggregationTeacher:
 def configs_of(vec: Any) -> tuple[list[DisaggregationConfig], list[str]]:
     """The configs (and names) of a ``DisaggregationVecEnv`` or a ``FamilyVecEnv`` of them."""
     if hasattr(vec, "parts"):
-        return [p.config for p in vec.parts], list(vec.names)
+        return [vec.config_of(lo) for lo, _ in vec.slices], list(vec.names)
     return [vec.config], ["config0"]
 
 

@@ -49,14 +49,20 @@ class FamilyVecEnv(VecEnv):
         raise IndexError(f"FamilyVecEnv: env {e} out of range [0, {self.num_envs})")
 
     def config_of(self, e: int) -> Any:
-        """The config of env ``e``'s part (a native part's ``config``)."""
-        k, _ = self.part_of(e)
-        return self.parts[k].config
+        """The config of env ``e``'s part (a native part's ``config``, or asked of a worker)."""
+        k, i = self.part_of(e)
+        part = self.parts[k]
+        return part.config if hasattr(part, "config") else part.get_attr("config", [i])[0]
 
     def episode_of(self, e: int) -> dict[str, Any]:
-        """Reset options replaying env ``e``'s current episode (a native part's ``episode_of``)."""
+        """Reset options replaying env ``e``'s current episode (the part's ``episode_of``; a
+        ``SubprocNativeVecEnv`` part's worker answers for its own batch)."""
         k, i = self.part_of(e)
-        return self.parts[k].episode_of(i)
+        part = self.parts[k]
+        if hasattr(part, "episode_of"):
+            return part.episode_of(i)
+        lo = next(lo for lo, hi in part.slices if lo <= i < hi)
+        return part.env_method("episode_of", i - lo, indices=[i])[0]
 
     # --- SB3 VecEnv
     def seed(self, seed: int | None = None) -> Sequence[int | None]:

@@ -185,8 +185,9 @@ def _train(a: argparse.Namespace, argv: list[str] | None, callbacks: list | None
         raise cli.UsageError(str(err)) from None
     if a.vec_procs > a.n_envs:
         raise cli.UsageError(f"--vec-procs {a.vec_procs}: more worker processes than envs (--n-envs {a.n_envs})")
-    if a.vec_procs > 1 and a.imitate:
-        raise cli.UsageError("--imitate: the privileged teacher needs the envs in this process (--vec-procs 1)")
+    if a.vec_procs > 1 and a.imitate and (specs is None or hasattr(options.vec_class(a.env), "teacher_actions")):
+        raise cli.UsageError("--imitate: the privileged teacher needs the envs in this process (--vec-procs 1; "
+                             "with --scenarios an agents teacher asks the workers for their episodes)")
     if specs is not None:
         try:
             vec = make_family_vec(a.env, a.n_envs, a.seed, specs, "train", a.vec_procs)

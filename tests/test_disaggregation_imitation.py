@@ -207,3 +207,23 @@ def test_envs_make_vec_is_what_family_parts_are():
     ref = envs.make_vec(ENV_ID, 2, seed=3, trace=specs[0].trace, split="train", **specs[0].env_kwargs)
     np.testing.assert_array_equal(fam.reset(), ref.reset())
     assert fam.config_of(0) == ref.config
+
+
+def test_family_vec_with_worker_parts_is_the_same_batch():
+    """--vec-procs with --scenarios: each family's part in a worker process steps as in this process,
+    and the teacher's questions (config_of, episode_of) are answered by the workers."""
+    specs = family_specs(ENV_ID, ["disaggregation/*8b*"], {"phases": 1, "phase_s": 20.0, "episodes_per_load": 3})
+    one = make_family_vec(ENV_ID, 4, 1, specs, "train")
+    sub = make_family_vec(ENV_ID, 4, 1, specs, "train", vec_procs=4)
+    try:
+        assert [type(p).__name__ for p in sub.parts] == ["SubprocNativeVecEnv"] * 2
+        np.testing.assert_array_equal(one.reset(), sub.reset())
+        a = np.tile(np.append(H.roles_pd(8, 4, 4), 0), (4, 1))
+        for _ in range(5):
+            r1, r2 = one.step(a), sub.step(a)
+            for x, y in zip(r1[:3], r2[:3]):
+                np.testing.assert_array_equal(x, y)
+            assert [one.episode_of(e) for e in range(4)] == [sub.episode_of(e) for e in range(4)]
+        assert [one.config_of(e) for e in range(4)] == [sub.config_of(e) for e in range(4)]
+    finally:
+        sub.close()
