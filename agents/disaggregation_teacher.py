@@ -42,7 +42,7 @@ from agents.heuristics import disaggregation as H
 from envs.disaggregation import ENV_ID, DisaggregationConfig, DisaggregationVecEnv
 from envs.disaggregation import kernels as K
 
-FORMAT = 1  # version of the file ``save`` writes
+FORMAT = 2  # version of the file ``save`` writes (2: value-to-go tables for states off the plan)
 
 
 @dataclass
@@ -55,6 +55,10 @@ class TeacherData:
     start: np.ndarray
     plans: dict[tuple, np.ndarray]
     stats: list[dict[str, Any]] = field(default_factory=list)
+    # Per episode (same keys): value-to-go [K, T] of each candidate from each decision on (the DP of
+    # ``value_to_go``) and the switching cost per changed instance, for states off the plan.
+    to_go: dict[tuple, np.ndarray] = field(default_factory=dict)
+    unit: dict[tuple, float] = field(default_factory=dict)
 
     def plan_of(self, config: DisaggregationConfig, episode: dict) -> np.ndarray:
         key = H._replay_key(config, episode)
@@ -63,6 +67,16 @@ class TeacherData:
                            f"(model={config.model}, tp={config.tp}, split={config.split}, slo_ttft_s={config.slo_ttft_s}, "
                            f"slo_tpot_s={config.slo_tpot_s}); compute the teacher data over this config")
         return self.plans[key]
+
+
+def value_to_go(v: np.ndarray, cost: np.ndarray) -> np.ndarray:
+    """W [K, T]: the best sum of ``v[k_s, s] - cost[k_s-1, k_s]`` over s >= t when interval t is
+    played with candidate k (the backward form of ``viterbi``'s dynamic program)."""
+    W = np.empty_like(v)
+    W[:, -1] = v[:, -1]
+    for t in range(v.shape[1] - 2, -1, -1):
+        W[:, t] = v[:, t] + (W[None, :, t + 1] - cost).max(axis=1)
+    return W
 
 
 def training_episodes(config: DisaggregationConfig) -> list[dict]:
@@ -123,12 +137,15 @@ def compute(configs: Sequence[DisaggregationConfig], procs: int = 1, names: Sequ
         f"common start {role_counts(cands[start])} (mean {100 * (good[ok, start] / best[ok]).mean():.1f}% of each "
         f"episode's best static candidate)")
     params = {}
-    dp_plans = []
+    dp_plans, to_go, units = [], [], []
     for (i, c, ep), v in zip(episodes, values):
         if i not in params:
             params[i] = DisaggregationVecEnv(1, config=c).params
-        path = H.viterbi(v, H.switch_costs(v, cands, params[i]), start=start)
+        cost = H.switch_costs(v, cands, params[i])
+        path = H.viterbi(v, cost, start=start)
         dp_plans.append(np.array([cands[k] for k in path], np.int64))
+        to_go.append(value_to_go(v, cost))
+        units.append(float(np.abs(v).mean() / R * (params[i].switch_s / params[i].interval_s)))
     # Alternatives to the common start per episode, each replayed exactly: the DP's plan, and a move
     # at the second decision (the first whose observation has seen the episode) to each of the
     # ``switch_to`` best static candidates.
@@ -149,7 +166,10 @@ def compute(configs: Sequence[DisaggregationConfig], procs: int = 1, names: Sequ
     data = TeacherData(start=cands[start].copy(), plans={})
     for j, (i, c, ep) in enumerate(episodes):
         g, plan = chosen.get(j, (float(good[j, start]), np.tile(cands[start], (c.decisions, 1))))
-        data.plans[H._replay_key(c, ep)] = plan
+        key = H._replay_key(c, ep)
+        data.plans[key] = plan
+        data.to_go[key] = to_go[j]
+        data.unit[key] = units[j]
         data.stats.append({"family": names[i], "window": ep["window"], "load": ep["load"],
                            "start_goodput_per_gpu": float(good[j, start]),
                            "plan_goodput_per_gpu": float(g),
@@ -176,7 +196,8 @@ def save(data: TeacherData, path: Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_bytes(pickle.dumps({"format": FORMAT, "start": data.start, "plans": data.plans, "stats": data.stats}))
+    tmp.write_bytes(pickle.dumps({"format": FORMAT, "start": data.start, "plans": data.plans, "stats": data.stats,
+                                  "to_go": data.to_go, "unit": data.unit}))
     tmp.replace(path)
 
 
@@ -189,31 +210,64 @@ def load(path: Path) -> TeacherData:
         raise ValueError(f"teacher data {path}: {err}") from None
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         raise ValueError(f"teacher data {path}: not a format-{FORMAT} file of agents.disaggregation_teacher")
-    return TeacherData(np.asarray(raw["start"]), raw["plans"], raw["stats"])
+    return TeacherData(np.asarray(raw["start"]), raw["plans"], raw["stats"], raw["to_go"], raw["unit"])
 
 
 class DisaggregationTeacher:
-    """``teacher(obs, masks) -> actions [E, R + 1]`` for DAgger: row t of each env's episode plan
-    (t from the observation's ``elapsed``), dispatch rule ``balance``. ``vec``: a
-    ``DisaggregationVecEnv`` or an ``agents.family_vec.FamilyVecEnv`` of them (envs in this
-    process: the teacher asks each env which episode it plays)."""
+    """``teacher(obs, masks) -> actions [E, R + 1]`` for DAgger, dispatch rule ``balance`` (as the
+    oracles). At decision t (from the observation's ``elapsed``) of an episode with plan P:
+
+    - t = 0: P[0], the common start;
+    - the instances' current roles (a switching instance counted at its target, the one role its
+      mask allows) equal P[t - 1], i.e. the student has followed the plan: P[t];
+    - otherwise (a state the student's own choices led to): the best of staying and moving to each
+      candidate by the value-to-go table, W[k, t] - changed instances x the switching cost
+      (staying is valued as the candidate with the same prefill / colocated / decode counts).
+
+    ``vec``: a ``DisaggregationVecEnv`` or an ``agents.family_vec.FamilyVecEnv`` of them (it asks
+    each env which episode it plays)."""
 
     def __init__(self, vec: Any, data: TeacherData):
         self.vec, self.data = vec, data
         self._elapsed = K.GLOBAL_FEATURES.index("elapsed")
+        self.R = len(data.start)
+        self.cands = np.array(H.candidate_plans(self.R))  # [K, R]
+        self._counts = {tuple(np.bincount(c, minlength=3)): k for k, c in enumerate(self.cands)}
 
     def _config(self, e: int) -> DisaggregationConfig:
         return self.vec.config_of(e) if hasattr(self.vec, "config_of") else self.vec.config
 
+    def current_roles(self, obs: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """Roles [R] an env's instances serve or are switching to, from its observation [n_obs] and
+        mask [3R + rules]: a switching instance's mask allows only its target."""
+        R = self.R
+        onehot = obs[K.G:K.G + R * K.F].reshape(R, K.F)[:, :3]
+        m = mask[: 3 * R].reshape(R, 3)
+        return np.where(m.sum(axis=1) == 1, m.argmax(axis=1), onehot.argmax(axis=1)).astype(np.int64)
+
+    def decide(self, key: tuple, plan: np.ndarray, t: int, roles: np.ndarray) -> np.ndarray:
+        """Roles [R] the teacher names at decision ``t`` with the instances at ``roles`` (class docstring)."""
+        if t == 0:
+            return plan[0]
+        if np.array_equal(roles, plan[t - 1]):
+            return plan[t]
+        W = self.data.to_go[key][:, t]
+        move = W - (self.cands != roles[None, :]).sum(axis=1) * self.data.unit[key]
+        k = int(np.argmax(move))
+        same = self._counts.get(tuple(np.bincount(roles, minlength=3)))
+        if same is not None and W[same] >= move[k]:
+            return roles
+        return self.cands[k]
+
     def __call__(self, obs: np.ndarray, masks: np.ndarray) -> np.ndarray:
         E = obs.shape[0]
-        R = len(self.data.start)
-        out = np.full((E, R + 1), K.RULE_BALANCE, np.int64)
+        out = np.full((E, self.R + 1), K.RULE_BALANCE, np.int64)
         for e in range(E):
             cfg = self._config(e)
-            plan = self.data.plan_of(cfg, self.vec.episode_of(e))
-            t = int(round(float(obs[e, self._elapsed]) * cfg.decisions))
-            out[e, :R] = plan[min(t, len(plan) - 1)]
+            episode = self.vec.episode_of(e)
+            plan = self.data.plan_of(cfg, episode)
+            t = min(int(round(float(obs[e, self._elapsed]) * cfg.decisions)), len(plan) - 1)
+            out[e, : self.R] = self.decide(H._replay_key(cfg, episode), plan, t, self.current_roles(obs[e], masks[e]))
         return out
 
 

@@ -227,3 +227,31 @@ def test_family_vec_with_worker_parts_is_the_same_batch():
         assert [one.config_of(e) for e in range(4)] == [sub.config_of(e) for e in range(4)]
     finally:
         sub.close()
+
+
+def test_value_to_go_is_the_dp_value_and_the_teacher_weighs_switching_off_the_plan():
+    rng = np.random.default_rng(4)
+    v = rng.normal(size=(3, 5))
+    cost = rng.uniform(0, 1, size=(3, 3))
+    np.fill_diagonal(cost, 0)
+    W = T.value_to_go(v, cost)
+    for t in range(5):  # W[k, t] = the best path value from t on that starts at k
+        for k in range(3):
+            best = max(_path_value(v[:, t:], cost, (k, *p)) for p in itertools.product(range(3), repeat=4 - t))
+            assert W[k, t] == pytest.approx(best)
+    # decide(): R = 3, candidates of candidate_plans(3); a plan that starts at the start and moves at t = 1.
+    cands = np.array(H.candidate_plans(3))
+    Kn, Tn = len(cands), 4
+    start, other = cands[0], cands[3]
+    plan = np.array([start, other, other, other])
+    to_go = np.zeros((Kn, Tn))
+    to_go[3] = 10.0  # moving to `other` is worth 10 from any decision
+    key = ("cfg", 0, 0.5)
+    data = T.TeacherData(start=start, plans={key: plan}, to_go={key: to_go}, unit={key: 1.0})
+    teacher = T.DisaggregationTeacher(None, data)
+    assert np.array_equal(teacher.decide(key, plan, 0, cands[5]), start)  # t = 0: the common start
+    assert np.array_equal(teacher.decide(key, plan, 1, start), other)  # on the plan: its next row
+    off = cands[1]  # not on the plan: move if 10 beats the changed instances x unit
+    assert np.array_equal(teacher.decide(key, plan, 2, off), other)
+    data.unit[key] = 100.0  # switching costs more than it brings: stay
+    assert np.array_equal(teacher.decide(key, plan, 2, off), off)

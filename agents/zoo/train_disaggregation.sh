@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Disaggregation-v0's zoo agent (issue 17): the teacher's replays on every core, DAgger for 3 seeds in
-# parallel (one process and core each), then the leaderboard of the 3 checkpoints on every core.
+# parallel (5 cores each), then the leaderboard of the 3 checkpoints on every core.
 #
 #   OUT=DIR bash agents/zoo/train_disaggregation.sh [full|small]
 #
@@ -47,10 +47,12 @@ python3 -m agents.disaggregation_teacher --scenarios "$G" "${EK[@]}" --procs "$N
   > "$W/teacher.log" 2>&1 || { stage "teacher failed"; tail -20 "$W/teacher.log"; pack; exit 1; }
 cat "$W/teacher.log"; stage "teacher"; pack
 
-# 3. DAgger, 3 seeds in parallel, one core each.
+# 3. DAgger, 3 seeds in parallel: with 15 cores or more each seed on 5 of them (its process and one
+#    worker process per family: --vec-procs 4); else all on the cores there are, in one process each.
 for s in 0 1 2; do
-  taskset -c $(( s % NCPU )) python3 -m agents.train --env $ENV --scenarios "$G" "${EK[@]}" --imitate "$STEPS" \
-    --timesteps 0 --n-envs "$N_ENVS" --imitate-kwargs epochs=20 batch_size=256 --teacher-data "$W/teacher.pkl" \
+  if [ "$NCPU" -ge 15 ]; then PIN=(taskset -c $(( 5 * s ))-$(( 5 * s + 4 ))); VP=4; else PIN=(); VP=1; fi
+  "${PIN[@]}" python3 -m agents.train --env $ENV --scenarios "$G" "${EK[@]}" --imitate "$STEPS" --timesteps 0 \
+    --n-envs "$N_ENVS" --vec-procs $VP --imitate-kwargs epochs=20 batch_size=256 --teacher-data "$W/teacher.pkl" \
     --no-eval --no-progress --seed $s --out "$W/s$s" > "$W/train_s$s.log" 2>&1 &
 done
 wait
