@@ -10,14 +10,22 @@ replaying the episode's own requests in the simulator (privileged: it reads the 
    every episode at one configuration, the candidate with the highest mean goodput per GPU relative
    to each training episode's best candidate (the best static choice under that ignorance; on the
    leaderboard's four families, 4 prefill + 4 colocated instances: 96-100% of each family's best).
-3. From there, ``oracle_dp``'s dynamic program (same switching-cost model, ``viterbi`` with the
-   first interval fixed to the common start) plans the role changes; that plan and a move at the
-   second decision to each of the episode's three best static candidates are replayed exactly, and
-   the best of them is the teacher's plan if it beats staying at the common start (as OracleDP
-   keeps its plan only if it beats the best static candidate).
+3. The observation shows the load (``arrival_rate``, relative to the cluster's capacity) but not
+   the model or the SLOs, and a move that is right for one family can collapse another (on the
+   leaderboard's families: 5 prefill + 3 colocated, the 70B family's best static split at load 0.8,
+   keeps 57% of the 8B family's goodput at the same load). So the teacher makes one move per load
+   level, at the second decision (the first whose observation has seen the episode): each of the
+   level's ``switch_to`` best candidates by mean share of each episode's best is replayed exactly
+   from the common start on every training episode at that level, and the one with the best mean
+   share is every such episode's plan if it beats staying at the start.
+4. In states off the plan (the student's own choices led there; DAgger labels them too) the
+   teacher weighs moving to the plan's configuration against staying with ``oracle_dp``'s
+   dynamic program (value-to-go per candidate, same switching-cost model, ``value_to_go``).
 
 The student sees only its observation; the teacher's label at decision t of an episode is row t of
-the episode's plan (dispatch rule ``balance``, as the oracles). Replays dominate the cost (about
+the episode's plan (dispatch rule ``balance``, as the oracles); imitating a per-episode clairvoyant
+plan instead taught moves the student then made in the wrong family (one held-out 8B episode at
+3.2 goodput per GPU instead of 13). Replays dominate the cost (about
 0.3 s per candidate episode for Llama-3.1-8B at load 0.8 on one core), so ``compute`` runs them in
 ``procs`` processes, and ``python -m agents.disaggregation_teacher`` writes them once to a file
 that several training seeds share (``train.py --teacher-data FILE``).
@@ -105,7 +113,7 @@ def compute(configs: Sequence[DisaggregationConfig], procs: int = 1, names: Sequ
 
     ``configs``: the configs of the training batches (``DisaggregationVecEnv.config``, so the keys
     match what the envs report); ``procs``: worker processes for the replays; ``switch_to``: how
-    many of the episode's best static candidates are tried as a move at the second decision. Raises
+    many of a load level's best static candidates are tried as its move at the second decision. Raises
     ``ValueError`` when the configs have different instance counts or no episode has a positive
     goodput in any candidate."""
     if not configs:
@@ -137,32 +145,43 @@ def compute(configs: Sequence[DisaggregationConfig], procs: int = 1, names: Sequ
         f"common start {role_counts(cands[start])} (mean {100 * (good[ok, start] / best[ok]).mean():.1f}% of each "
         f"episode's best static candidate)")
     params = {}
-    dp_plans, to_go, units = [], [], []
+    to_go, units = [], []
     for (i, c, ep), v in zip(episodes, values):
         if i not in params:
             params[i] = DisaggregationVecEnv(1, config=c).params
-        cost = H.switch_costs(v, cands, params[i])
-        path = H.viterbi(v, cost, start=start)
-        dp_plans.append(np.array([cands[k] for k in path], np.int64))
-        to_go.append(value_to_go(v, cost))
+        to_go.append(value_to_go(v, H.switch_costs(v, cands, params[i])))
         units.append(float(np.abs(v).mean() / R * (params[i].switch_s / params[i].interval_s)))
-    # Alternatives to the common start per episode, each replayed exactly: the DP's plan, and a move
-    # at the second decision (the first whose observation has seen the episode) to each of the
-    # ``switch_to`` best static candidates.
-    alts: list[tuple[int, np.ndarray]] = []
-    for j, (i, c, ep) in enumerate(episodes):
-        if np.any(dp_plans[j] != dp_plans[j][0]):
-            alts.append((j, dp_plans[j]))
-        for k in [k for k in np.argsort(-good[j], kind="stable") if k != start][:switch_to]:
-            plan = np.tile(cands[k], (c.decisions, 1))
-            plan[0] = cands[start]
-            alts.append((j, plan))
-    checked = _map(procs, [(episodes[j][1], episodes[j][2], [plan]) for j, plan in alts])
+    # One move per group of episodes the observation cannot tell apart (same load level), at the
+    # second decision: each of the group's ``switch_to`` best candidates by mean share of each
+    # episode's best, replayed exactly on every episode of the group; the best mean share wins if it
+    # beats staying at the start.
+    rel = np.where(ok[:, None], good / np.where(ok, best, 1.0)[:, None], 0.0)
+    groups: dict[float, list[int]] = {}
+    for j, (_, _, ep) in enumerate(episodes):
+        groups.setdefault(float(ep["load"]), []).append(j)
+    alts = []
+    for load, js in groups.items():
+        for k in [k for k in np.argsort(-rel[js].mean(axis=0), kind="stable") if k != start][:switch_to]:
+            for j in js:
+                alts.append((load, int(k), j))
+    checked = _map(procs, [(episodes[j][1], episodes[j][2], [_move_plan(cands, start, k, episodes[j][1].decisions)])
+                           for _, k, j in alts])
+    moved = {(load, k, j): m[0]["goodput_per_gpu"] for (load, k, j), (_, m) in zip(alts, checked)}
+    move: dict[float, int | None] = {}
+    for load, js in groups.items():
+        share = {k: np.mean([moved[(ld, kk, j)] / best[j] if ok[j] else 0.0 for (ld, kk, j) in moved
+                             if ld == load and kk == k]) for k in {k for ld, k, _ in moved if ld == load}}
+        k_best = max(share, key=share.get) if share else None
+        stay = float(rel[js, start].mean())
+        move[load] = k_best if k_best is not None and share[k_best] > stay else None
+        log(f"teacher load {load:g}: {len(js)} episodes, start {100 * stay:.2f}% of each episode's best, "
+            + ", ".join(f"move to {role_counts(cands[k])} {100 * v:.2f}%" for k, v in sorted(share.items(), key=lambda x: -x[1]))
+            + f" -> {'stay' if move[load] is None else role_counts(cands[move[load]])}")
     chosen: dict[int, tuple[float, np.ndarray]] = {}
-    for (j, plan), (_, m) in zip(alts, checked):
-        g = m[0]["goodput_per_gpu"]
-        if g > good[j, start] and g > chosen.get(j, (-np.inf, None))[0]:
-            chosen[j] = (g, plan)
+    for j, (_, c, ep) in enumerate(episodes):
+        k = move[float(ep["load"])]
+        if k is not None:
+            chosen[j] = (moved[(float(ep["load"]), k, j)], _move_plan(cands, start, k, c.decisions))
     data = TeacherData(start=cands[start].copy(), plans={})
     for j, (i, c, ep) in enumerate(episodes):
         g, plan = chosen.get(j, (float(good[j, start]), np.tile(cands[start], (c.decisions, 1))))
@@ -184,6 +203,13 @@ def compute(configs: Sequence[DisaggregationConfig], procs: int = 1, names: Sequ
                 f"{np.mean([r['best_static_goodput_per_gpu'] for r in rows]):.4g}, "
                 f"{sum(r['plan_role_changes'] > 0 for r in rows)} plans change roles")
     return data
+
+
+def _move_plan(cands: list[np.ndarray], start: int, k: int, T: int) -> np.ndarray:
+    """Roles [T, R]: candidate ``start`` at the first decision, candidate ``k`` from the second on."""
+    plan = np.tile(cands[k], (T, 1))
+    plan[0] = cands[start]
+    return plan
 
 
 def role_counts(roles: np.ndarray) -> str:
@@ -220,9 +246,10 @@ class DisaggregationTeacher:
     - t = 0: P[0], the common start;
     - the instances' current roles (a switching instance counted at its target, the one role its
       mask allows) equal P[t - 1], i.e. the student has followed the plan: P[t];
-    - otherwise (a state the student's own choices led to): the best of staying and moving to each
-      candidate by the value-to-go table, W[k, t] - changed instances x the switching cost
-      (staying is valued as the candidate with the same prefill / colocated / decode counts).
+    - otherwise (a state the student's own choices led to): P[t] unless staying is worth more by
+      the value-to-go table: W[P[t], t] - changed instances x the switching cost against W of the
+      candidate with the current prefill / colocated / decode counts (a role vector with no such
+      candidate, i.e. one that cannot serve, always moves).
 
     ``vec``: a ``DisaggregationVecEnv`` or an ``agents.family_vec.FamilyVecEnv`` of them (it asks
     each env which episode it plays)."""
@@ -249,15 +276,15 @@ class DisaggregationTeacher:
         """Roles [R] the teacher names at decision ``t`` with the instances at ``roles`` (class docstring)."""
         if t == 0:
             return plan[0]
-        if np.array_equal(roles, plan[t - 1]):
+        if np.array_equal(roles, plan[t - 1]) or np.array_equal(roles, plan[t]):
             return plan[t]
         W = self.data.to_go[key][:, t]
-        move = W - (self.cands != roles[None, :]).sum(axis=1) * self.data.unit[key]
-        k = int(np.argmax(move))
+        target = self._counts[tuple(np.bincount(plan[t], minlength=3))]
+        gain = W[target] - (plan[t] != roles).sum() * self.data.unit[key]
         same = self._counts.get(tuple(np.bincount(roles, minlength=3)))
-        if same is not None and W[same] >= move[k]:
+        if same is not None and W[same] >= gain:
             return roles
-        return self.cands[k]
+        return plan[t]
 
     def __call__(self, obs: np.ndarray, masks: np.ndarray) -> np.ndarray:
         E = obs.shape[0]

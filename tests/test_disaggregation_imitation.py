@@ -148,9 +148,13 @@ def test_teacher_plans_every_training_episode_and_the_student_follows_it(tmp_pat
         g = np.array([x["goodput_per_gpu"] for x in m])
         shares.append(g / g.max())
     assert np.array_equal(cands[int(np.argmax(np.mean(shares, axis=0)))], data.start)
-    for s in data.stats:  # the plan is the start unless its exact replay beat it
-        assert s["plan_goodput_per_gpu"] >= s["start_goodput_per_gpu"]
-        assert s["plan_goodput_per_gpu"] <= s["best_static_goodput_per_gpu"] or s["plan_role_changes"] > 0
+    # One plan per load level: the start, then (if it beat staying on the level's mean) one move.
+    by_load = {}
+    for cfg, ep in episodes:
+        by_load.setdefault(ep["load"], set()).add(data.plan_of(cfg, ep).tobytes())
+    assert all(len(v) == 1 for v in by_load.values())
+    for s in data.stats:
+        assert s["plan_role_changes"] <= TINY["instances"]  # one move: at most every instance once
     T.save(data, tmp_path / "t.pkl")
     teacher = T.teacher_for(fam, tmp_path / "t.pkl")
     obs = fam.reset()
@@ -245,13 +249,16 @@ def test_value_to_go_is_the_dp_value_and_the_teacher_weighs_switching_off_the_pl
     start, other = cands[0], cands[3]
     plan = np.array([start, other, other, other])
     to_go = np.zeros((Kn, Tn))
-    to_go[3] = 10.0  # moving to `other` is worth 10 from any decision
+    to_go[3] = 10.0  # being at `other` is worth 10 from any decision, every other candidate 0
     key = ("cfg", 0, 0.5)
     data = T.TeacherData(start=start, plans={key: plan}, to_go={key: to_go}, unit={key: 1.0})
     teacher = T.DisaggregationTeacher(None, data)
     assert np.array_equal(teacher.decide(key, plan, 0, cands[5]), start)  # t = 0: the common start
     assert np.array_equal(teacher.decide(key, plan, 1, start), other)  # on the plan: its next row
-    off = cands[1]  # not on the plan: move if 10 beats the changed instances x unit
+    assert np.array_equal(teacher.decide(key, plan, 2, other), other)
+    off = cands[1]  # off the plan: move to the plan's row if 10 beats the changed instances x unit
     assert np.array_equal(teacher.decide(key, plan, 2, off), other)
     data.unit[key] = 100.0  # switching costs more than it brings: stay
     assert np.array_equal(teacher.decide(key, plan, 2, off), off)
+    cannot_serve = np.array([P, P, P])  # no candidate has these counts: always move
+    assert np.array_equal(teacher.decide(key, plan, 2, cannot_serve), other)
