@@ -4,7 +4,7 @@
 #
 #   OUT=DIR bash agents/zoo/train_disaggregation.sh [full|small]
 #
-# full: the zoo recipe (agents/zoo/__init__.py RECIPES["servegym/Disaggregation-v0"]), about 6-7 minutes
+# full: the zoo recipe (agents/zoo/__init__.py RECIPES["servegym/Disaggregation-v0"]), about 5.5 minutes (estimate)
 # on the 16-core GPU host; small: the same stages scaled down (1 window per family, 768 DAgger steps,
 # leaderboard --quick) to time a box. Writes to $OUT: s0.zip s1.zip s2.zip (the checkpoints),
 # stages.txt (seconds at the end of each stage), logs17.tgz (every log, the run records, the
