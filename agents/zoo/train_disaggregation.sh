@@ -26,7 +26,7 @@ case $MODE in
 esac
 T0=$(date +%s)
 stage() { echo "$(( $(date +%s) - T0 )) s: $*" | tee -a "$OUT/stages.txt"; }
-pack() { tar czf "$OUT/logs17.tgz" -C "$W" $(cd "$W" && ls -d *.log teacher.pkl s*/run.json 2>/dev/null); }
+pack() { tar czf "$OUT/logs17.tgz" -C "$W" $(cd "$W" && ls -d *.log teacher.pkl s*/run.json seeds.* 2>/dev/null); }
 stage "start ($MODE, $NCPU cores, $STEPS DAgger decisions x $N_ENVS envs per seed)"
 
 # 1. Compile the numba kernels once, before many processes would compile them at the same time.
@@ -63,7 +63,11 @@ stage "DAgger"; pack
 python3 -m agents.leaderboard --envs disaggregation "${LBQ[@]}" --policy "$OUT/s0.zip" --policy "$OUT/s1.zip" \
   --policy "$OUT/s2.zip" --ray --num-cpus "$NCPU" --no-progress --out "$W/lb" > "$W/lb.log" 2>&1
 rc=$?
-tail -5 "$W/lb.log"; stage "leaderboard (rc $rc)"; pack
-tar czf "$OUT/lb17.tgz" -C "$W" --exclude='*.png' lb
-grep -A 12 "^## .*disaggregation\|^### .*disaggregation" "$W/lb/leaderboard.md" | head -80
+tail -5 "$W/lb.log"; stage "leaderboard (rc $rc)"
+# The 3 seeds against the best baseline per scenario: mean and 95% t interval over seeds.
+python3 -m agents.leaderboard_seeds "$W/lb/leaderboard.json" --agent "$OUT/s0.zip" "$OUT/s1.zip" "$OUT/s2.zip" \
+  --seeds 0 1 2 --beside role_changes --json "$W/seeds.json" > "$W/seeds.md" 2>> "$W/lb.log"; cat "$W/seeds.md"
+cp "$W/seeds.json" "$W/lb/" 2>/dev/null; pack
+tar czf "$OUT/lb17.tgz" -C "$W" --exclude='*.png' lb seeds.md
+sed -n '/^## Headline/,$p' "$W/lb/leaderboard.md" | grep -v "^servegym/\|^$" | head -70
 exit $rc
