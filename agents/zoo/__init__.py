@@ -85,7 +85,9 @@ RECIPES: dict[str, Recipe] = {
     # teacher's 8 episodes 183 s on one core, DAgger 4,608 decisions 62 s in one process): on the
     # 16-core host about 60 s for the teacher (32 episodes on 16 processes), 70-125 s per seed
     # (9,216 decisions; 3 seeds at once), plus numba compilation (~80 s on a fresh machine) and the
-    # leaderboard (~100 s): about 5.5 minutes, at most ~7.5. Device times: pending the lead's run.
+    # leaderboard (~100 s): about 5.5 minutes, at most ~7.5. The script's scaled-down mode (`small`:
+    # 1 window per family, 768 decisions, leaderboard --quick) ran in 148 s on the 2-core box with
+    # NCPU=1 (teacher 59 s, DAgger 36 s, leaderboard 49 s). Device times: pending the lead's run.
     # It replaces the MaskablePPO recipe (500k steps: 41 min per seed at the 201 steps/s measured
     # with --vec-procs 16 on the 16-core host, over the device budget; 9k steps learned nothing,
     # envs/disaggregation/README.md "Learning").
