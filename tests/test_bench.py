@@ -56,3 +56,28 @@ def test_dispatcher_rejects_unknown_env(capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "--env" in err and "known" in err
+
+
+def test_disaggregation_bench_plays_the_same_episodes_on_both_sides_at_every_run():
+    from envs.disaggregation import bench as db
+
+    native, dummy = db._make(2, True), db._make(2, False)
+    roles = db.ROLES["5p3d"](native.R)
+    seen = []
+    for vec in (native, dummy, native):
+        db._restart(vec)
+        eps = [tuple(native._episode[e]) if vec is native else tuple(vec.envs[e].unwrapped.vec._episode[0])
+               for e in range(2)]
+        seen.append(eps)
+    # env e plays episode e of the sequence: window e at the first load, on both sides, at every restart
+    assert seen[0] == seen[1] == seen[2] == [(0.0, 0.5), (1.0, 0.5)]
+    # the next episodes continue the sequence (episodes 2 and 3) after the first ends
+    vec = db._make(1, True)
+    db._restart(vec)
+    a = np.array([roles + [0]], np.int64)
+    for _ in range(vec.config.decisions):
+        _, _, done, infos = vec.step(a)
+    assert done[0] and tuple(vec._episode[0]) == (1.0, 0.5)
+    # the ended episode's simulated time, read from its metrics, is its end clock (>= the decisions' span)
+    m = infos[0]["metrics"]
+    assert m["gpu_hours"] * 3600.0 / m["gpus"] >= vec.config.decisions * vec.config.interval_s

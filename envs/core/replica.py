@@ -281,56 +281,37 @@ def preempt_newest(st, wl, e, r):
 
 @nb.njit(cache=True, inline="always")
 def _push_gap(gap_heap, counters, e, gap):
-    """Keep ``gap`` among the episode's largest gaps (a min-heap of gap_heap.shape[1] entries)."""
+    """Keep ``gap`` among the episode's largest gaps (a min-heap of gap_heap.shape[1] entries).
+
+    Indexes ``gap_heap[e, k]`` directly: a row view ``gap_heap[e]`` per token would cost a
+    reference-count update (an atomic add and subtract) on every call (issue 17)."""
     G = gap_heap.shape[1]
     n = counters[e, C_GAPS]
     counters[e, C_GAPS] = n + 1
-    h = gap_heap[e]
     if n < G:
         k = n
         while k > 0:
             p = (k - 1) // 2
-            if h[p] <= gap:
+            if gap_heap[e, p] <= gap:
                 break
-            h[k] = h[p]
+            gap_heap[e, k] = gap_heap[e, p]
             k = p
-        h[k] = gap
+        gap_heap[e, k] = gap
         return
-    if gap <= h[0]:
+    if gap <= gap_heap[e, 0]:
         return
     k = 0
     while True:
         c = 2 * k + 1
         if c >= G:
             break
-        if c + 1 < G and h[c + 1] < h[c]:
+        if c + 1 < G and gap_heap[e, c + 1] < gap_heap[e, c]:
             c += 1
-        if h[c] >= gap:
+        if gap_heap[e, c] >= gap:
             break
-        h[k] = h[c]
+        gap_heap[e, k] = gap_heap[e, c]
         k = c
-    h[k] = gap
-
-
-@nb.njit(cache=True, inline="always")
-def _record_gap(gaps_over, missed, counters, top_gaps, gap_heap, slo_tpot, p99_check, e, r, s, gap,
-                allowed_over):
-    """One gap between tokens; ``allowed_over`` = gaps over the limit its p99 tolerates (checked
-    when ``p99_check``, the p99_tbt SLO)."""
-    _push_gap(gap_heap, counters, e, gap)
-    if gap > slo_tpot:
-        gaps_over[e, r, s] += 1
-        if p99_check and gaps_over[e, r, s] > allowed_over:
-            mark_missed(missed, counters, e, r, s)
-    g = np.float32(gap)
-    T = top_gaps.shape[3]  # TOP_GAPS, or fewer where the scenario's outputs are short (state.allocate)
-    if g <= top_gaps[e, r, s, T - 1]:
-        return
-    k = T - 1
-    while k > 0 and top_gaps[e, r, s, k - 1] < g:
-        top_gaps[e, r, s, k] = top_gaps[e, r, s, k - 1]
-        k -= 1
-    top_gaps[e, r, s, k] = g
+    gap_heap[e, k] = gap
 
 
 @nb.njit(cache=True)
@@ -505,6 +486,7 @@ def run_iteration(st, wl, eng, e, r, admit_max, budget, defer, order, now):
     n = st.n_running[e, r]
     p99_check = eng.slo_metric == SLO_P99_TBT
     scale = st.time_scale[e]
+    T = st.top_gaps.shape[3]  # TOP_GAPS, or fewer where the scenario's outputs are short (state.allocate)
     for i in range(n):
         s = st.run_list[e, r, i]
         work = st.sched[e, r, s]
@@ -512,16 +494,10 @@ def run_iteration(st, wl, eng, e, r, admit_max, budget, defer, order, now):
         q = st.req[e, r, s]
         out_q = wl.output[w, q]
         allowed = p99_allowed_over(out_q - 1)
+        tok = False  # a token after the first: record its gap
         if work == -1:
             st.kv_tokens[e, r, s] += 1
-            st.generated[e, r, s] += 1
-            gap = t_end - st.last_tok_t[e, r, s]
-            _record_gap(st.gaps_over, st.missed, st.counters, st.top_gaps, st.gap_heap, eng.slo_tpot,
-                        p99_check, e, r, s, gap, allowed)
-            if not p99_check and tpot_late(t_end, wl.arrival_s[w, q] * scale + st.ttft[e, q], out_q, eng.slo_tpot):
-                mark_missed(st.missed, st.counters, e, r, s)
-            max_gap = max(max_gap, gap)
-            st.last_tok_t[e, r, s] = t_end
+            tok = True
         elif work > 0:
             st.kv_tokens[e, r, s] += work
             if st.kv_tokens[e, r, s] == st.target[e, r, s]:
@@ -531,16 +507,31 @@ def run_iteration(st, wl, eng, e, r, admit_max, budget, defer, order, now):
                     if ttft > eng.slo_ttft:
                         mark_missed(st.missed, st.counters, e, r, s)
                     st.accum[e, A_TTFT_EMA] += EMA * (ttft - st.accum[e, A_TTFT_EMA])
+                    st.generated[e, r, s] += 1
+                    st.last_tok_t[e, r, s] = t_end
                 else:
-                    gap = t_end - st.last_tok_t[e, r, s]
-                    _record_gap(st.gaps_over, st.missed, st.counters, st.top_gaps, st.gap_heap, eng.slo_tpot,
-                                p99_check, e, r, s, gap, allowed)
-                    if not p99_check and tpot_late(t_end, wl.arrival_s[w, q] * scale + st.ttft[e, q], out_q,
-                                                   eng.slo_tpot):
-                        mark_missed(st.missed, st.counters, e, r, s)
-                    max_gap = max(max_gap, gap)
-                st.generated[e, r, s] += 1
-                st.last_tok_t[e, r, s] = t_end
+                    tok = True
+        if tok:
+            # The gap's records, written here against the state's fields: a helper taking the arrays
+            # as arguments paid a reference-count update (atomic) per array per token (issue 17).
+            st.generated[e, r, s] += 1
+            gap = t_end - st.last_tok_t[e, r, s]
+            _push_gap(st.gap_heap, st.counters, e, gap)
+            if gap > eng.slo_tpot:
+                st.gaps_over[e, r, s] += 1
+                if p99_check and st.gaps_over[e, r, s] > allowed:
+                    mark_missed(st.missed, st.counters, e, r, s)
+            g = np.float32(gap)
+            if not g <= st.top_gaps[e, r, s, T - 1]:  # keep the request's T largest gaps, descending
+                k = T - 1
+                while k > 0 and st.top_gaps[e, r, s, k - 1] < g:
+                    st.top_gaps[e, r, s, k] = st.top_gaps[e, r, s, k - 1]
+                    k -= 1
+                st.top_gaps[e, r, s, k] = g
+            if not p99_check and tpot_late(t_end, wl.arrival_s[w, q] * scale + st.ttft[e, q], out_q, eng.slo_tpot):
+                mark_missed(st.missed, st.counters, e, r, s)
+            max_gap = max(max_gap, gap)
+            st.last_tok_t[e, r, s] = t_end
         if st.generated[e, r, s] >= out_q:
             _finish(st, wl, eng, e, r, s, t_end)
         else:
