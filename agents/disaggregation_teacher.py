@@ -5,19 +5,18 @@ replaying the episode's own requests in the simulator (privileged: it reads the 
 
 1. Every static candidate of ``agents.heuristics.disaggregation.candidate_plans`` (43 for 8
    instances) is replayed through the episode: per-interval rewards v [K, T] and goodput per GPU.
-2. The common start: the student's first observation is the same in every episode (nothing has
-   arrived yet), so its first decision cannot depend on the episode. The teacher therefore starts
-   every episode at one configuration, the candidate with the highest mean goodput per GPU relative
-   to each training episode's best candidate (the best static choice under that ignorance; on the
-   leaderboard's four families, 4 prefill + 4 colocated instances: 96-100% of each family's best).
-3. The observation shows the load (``arrival_rate``, relative to the cluster's capacity) but not
-   the model or the SLOs, and a move that is right for one family can collapse another (on the
-   leaderboard's families: 5 prefill + 3 colocated, the 70B family's best static split at load 0.8,
-   keeps 57% of the 8B family's goodput at the same load). So the teacher makes one move per load
-   level, at the second decision (the first whose observation has seen the episode): each of the
-   level's ``switch_to`` best candidates by mean share of each episode's best is replayed exactly
-   from the common start on every training episode at that level, and the one with the best mean
-   share is every such episode's plan if it beats staying at the start.
+2. The start: the student's first observation shows the SLO setting (``ttft_headroom``,
+   ``tpot_headroom``: the scenario's SLOs against the model's step times) but nothing of the
+   episode's requests (none has arrived), so its first decision can depend on the setting only.
+   The teacher therefore starts every episode of a setting at one configuration, the candidate with
+   the highest mean goodput per GPU relative to each of the setting's training episodes' best
+   candidate (the best static choice under that ignorance, as DistServe's offline search).
+3. The observation then shows the load (``arrival_rate``, relative to the cluster's capacity), and
+   a move that is right at one load can collapse another; the teacher makes one move per setting
+   and load level, at the second decision (the first whose observation has seen the episode):
+   each of the group's ``switch_to`` best candidates by mean share of each episode's best is
+   replayed exactly from the start on every training episode of the group, and the one with the
+   best mean share is every such episode's plan if it beats staying at the start.
 4. In states off the plan (the student's own choices led there; DAgger labels them too) the
    teacher weighs moving to the plan's configuration against staying with ``oracle_dp``'s
    dynamic program (value-to-go per candidate, same switching-cost model, ``value_to_go``).
@@ -50,17 +49,18 @@ from agents.heuristics import disaggregation as H
 from envs.disaggregation import ENV_ID, DisaggregationConfig, DisaggregationVecEnv
 from envs.disaggregation import kernels as K
 
-FORMAT = 2  # version of the file ``save`` writes (2: value-to-go tables for states off the plan)
+FORMAT = 3  # version of the file ``save`` writes (2: value-to-go tables for states off the plan; 3: a start per SLO setting)
 
 
 @dataclass
 class TeacherData:
     """Plans of every training episode: ``plans[(config, window, load)]`` = roles [T, R] (int64);
-    ``start`` = the common first configuration, roles [R]; ``stats`` = one row per episode
+    ``starts[(ttft_headroom, tpot_headroom)]`` = the first configuration, roles [R], of the episodes
+    whose observation shows that setting; ``stats`` = one row per episode
     (family, window, load, goodput per GPU of the common start, of the teacher's plan and of the
     best static candidate, role changes of the plan)."""
 
-    start: np.ndarray
+    starts: dict[tuple, np.ndarray]
     plans: dict[tuple, np.ndarray]
     stats: list[dict[str, Any]] = field(default_factory=list)
     # Per episode (same keys): value-to-go [K, T] of each candidate from each decision on (the DP of
@@ -140,50 +140,61 @@ def compute(configs: Sequence[DisaggregationConfig], procs: int = 1, names: Sequ
     ok = best > 0
     if not ok.any():
         raise ValueError("disaggregation teacher: no candidate serves any request within the SLOs in any episode")
-    start = int(np.argmax((good[ok] / best[ok, None]).mean(axis=0)))
-    log(f"teacher: {len(episodes)} episodes x {len(cands)} candidates replayed in {time.perf_counter() - t0:.0f} s; "
-        f"common start {role_counts(cands[start])} (mean {100 * (good[ok, start] / best[ok]).mean():.1f}% of each "
-        f"episode's best static candidate)")
-    params = {}
+    params = {i: DisaggregationVecEnv(1, config=c).params for i, c in enumerate(configs)}
+    rel = np.where(ok[:, None], good / np.where(ok, best, 1.0)[:, None], 0.0)
+    # The observation tells configs apart by their SLO headroom features (not by name): one common
+    # start per distinct (ttft_headroom, tpot_headroom), the best mean share over its episodes.
+    setting = {i: (round(p.ttft_headroom, 9), round(p.tpot_headroom, 9)) for i, p in params.items()}
+    by_setting: dict[tuple, list[int]] = {}
+    for j, (i, _, _) in enumerate(episodes):
+        by_setting.setdefault(setting[i], []).append(j)
+    starts: dict[tuple, int] = {}
+    for key, js in by_setting.items():
+        js_ok = [j for j in js if ok[j]] or js
+        starts[key] = int(np.argmax(rel[js_ok].mean(axis=0)))
+        log(f"teacher setting {key}: {len(js)} episodes, start {role_counts(cands[starts[key]])} (mean "
+            f"{100 * rel[js_ok, starts[key]].mean():.1f}% of each episode's best static candidate)")
+    log(f"teacher: {len(episodes)} episodes x {len(cands)} candidates replayed in {time.perf_counter() - t0:.0f} s")
     to_go, units = [], []
     for (i, c, ep), v in zip(episodes, values):
-        if i not in params:
-            params[i] = DisaggregationVecEnv(1, config=c).params
         to_go.append(value_to_go(v, H.switch_costs(v, cands, params[i])))
         units.append(float(np.abs(v).mean() / R * (params[i].switch_s / params[i].interval_s)))
-    # One move per group of episodes the observation cannot tell apart (same load level), at the
-    # second decision: each of the group's ``switch_to`` best candidates by mean share of each
-    # episode's best, replayed exactly on every episode of the group; the best mean share wins if it
-    # beats staying at the start.
-    rel = np.where(ok[:, None], good / np.where(ok, best, 1.0)[:, None], 0.0)
-    groups: dict[float, list[int]] = {}
-    for j, (_, _, ep) in enumerate(episodes):
-        groups.setdefault(float(ep["load"]), []).append(j)
+    # One move per group of episodes the observation cannot tell apart (same setting and load level),
+    # at the second decision: each of the group's ``switch_to`` best candidates by mean share of
+    # each episode's best, replayed exactly on every episode of the group; the best mean share wins
+    # if it beats staying at the group's start.
+    groups: dict[tuple, list[int]] = {}
+    for j, (i, _, ep) in enumerate(episodes):
+        groups.setdefault((setting[i], float(ep["load"])), []).append(j)
     alts = []
-    for load, js in groups.items():
+    for g, js in groups.items():
+        start = starts[g[0]]
         for k in [k for k in np.argsort(-rel[js].mean(axis=0), kind="stable") if k != start][:switch_to]:
             for j in js:
-                alts.append((load, int(k), j))
-    checked = _map(procs, [(episodes[j][1], episodes[j][2], [_move_plan(cands, start, k, episodes[j][1].decisions)])
-                           for _, k, j in alts])
-    moved = {(load, k, j): m[0]["goodput_per_gpu"] for (load, k, j), (_, m) in zip(alts, checked)}
-    move: dict[float, int | None] = {}
-    for load, js in groups.items():
-        share = {k: np.mean([moved[(ld, kk, j)] / best[j] if ok[j] else 0.0 for (ld, kk, j) in moved
-                             if ld == load and kk == k]) for k in {k for ld, k, _ in moved if ld == load}}
+                alts.append((g, int(k), j))
+    checked = _map(procs, [(episodes[j][1], episodes[j][2],
+                            [_move_plan(cands, starts[g[0]], k, episodes[j][1].decisions)]) for g, k, j in alts])
+    moved = {(g, k, j): m[0]["goodput_per_gpu"] for (g, k, j), (_, m) in zip(alts, checked)}
+    move: dict[tuple, int | None] = {}
+    for g, js in groups.items():
+        start = starts[g[0]]
+        share = {k: np.mean([moved[(gg, kk, j)] / best[j] if ok[j] else 0.0 for (gg, kk, j) in moved
+                             if gg == g and kk == k]) for k in {k for gg, k, _ in moved if gg == g}}
         k_best = max(share, key=share.get) if share else None
         stay = float(rel[js, start].mean())
-        move[load] = k_best if k_best is not None and share[k_best] > stay else None
-        log(f"teacher load {load:g}: {len(js)} episodes, start {100 * stay:.2f}% of each episode's best, "
+        move[g] = k_best if k_best is not None and share[k_best] > stay else None
+        log(f"teacher setting {g[0]} load {g[1]:g}: {len(js)} episodes, start {role_counts(cands[start])} "
+            f"{100 * stay:.2f}% of each episode's best, "
             + ", ".join(f"move to {role_counts(cands[k])} {100 * v:.2f}%" for k, v in sorted(share.items(), key=lambda x: -x[1]))
-            + f" -> {'stay' if move[load] is None else role_counts(cands[move[load]])}")
+            + f" -> {'stay' if move[g] is None else role_counts(cands[move[g]])}")
     chosen: dict[int, tuple[float, np.ndarray]] = {}
-    for j, (_, c, ep) in enumerate(episodes):
-        k = move[float(ep["load"])]
-        if k is not None:
-            chosen[j] = (moved[(float(ep["load"]), k, j)], _move_plan(cands, start, k, c.decisions))
-    data = TeacherData(start=cands[start].copy(), plans={})
     for j, (i, c, ep) in enumerate(episodes):
+        g = (setting[i], float(ep["load"]))
+        if move[g] is not None:
+            chosen[j] = (moved[(g, move[g], j)], _move_plan(cands, starts[setting[i]], move[g], c.decisions))
+    data = TeacherData(starts={key: cands[k].copy() for key, k in starts.items()}, plans={})
+    for j, (i, c, ep) in enumerate(episodes):
+        start = starts[setting[i]]
         g, plan = chosen.get(j, (float(good[j, start]), np.tile(cands[start], (c.decisions, 1))))
         key = H._replay_key(c, ep)
         data.plans[key] = plan
@@ -222,7 +233,7 @@ def save(data: TeacherData, path: Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_bytes(pickle.dumps({"format": FORMAT, "start": data.start, "plans": data.plans, "stats": data.stats,
+    tmp.write_bytes(pickle.dumps({"format": FORMAT, "starts": data.starts, "plans": data.plans, "stats": data.stats,
                                   "to_go": data.to_go, "unit": data.unit}))
     tmp.replace(path)
 
@@ -236,7 +247,7 @@ def load(path: Path) -> TeacherData:
         raise ValueError(f"teacher data {path}: {err}") from None
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         raise ValueError(f"teacher data {path}: not a format-{FORMAT} file of agents.disaggregation_teacher")
-    return TeacherData(np.asarray(raw["start"]), raw["plans"], raw["stats"], raw["to_go"], raw["unit"])
+    return TeacherData(raw["starts"], raw["plans"], raw["stats"], raw["to_go"], raw["unit"])
 
 
 class DisaggregationTeacher:
@@ -257,7 +268,7 @@ class DisaggregationTeacher:
     def __init__(self, vec: Any, data: TeacherData):
         self.vec, self.data = vec, data
         self._elapsed = K.GLOBAL_FEATURES.index("elapsed")
-        self.R = len(data.start)
+        self.R = len(next(iter(data.plans.values()))[0])
         self.cands = np.array(H.candidate_plans(self.R))  # [K, R]
         self._counts = {tuple(np.bincount(c, minlength=3)): k for k, c in enumerate(self.cands)}
 
@@ -345,7 +356,8 @@ def main(argv: list[str] | None = None) -> int:
     vec.close()
     data = compute(configs, a.procs, names)
     save(data, a.out)
-    print(f"wrote {a.out}: {len(data.plans)} episode plans, common start {role_counts(data.start)}")
+    print(f"wrote {a.out}: {len(data.plans)} episode plans, starts "
+          + ", ".join(f"{k}: {role_counts(v)}" for k, v in data.starts.items()))
     return 0
 
 

@@ -136,18 +136,21 @@ def test_teacher_plans_every_training_episode_and_the_student_follows_it(tmp_pat
     episodes = [(p.config, ep) for p in fam.parts for ep in T.training_episodes(p.config)]
     assert len(data.plans) == len(episodes) == 4
     R = TINY["instances"]
+    setting = {id(p.config): (round(p.params.ttft_headroom, 9), round(p.params.tpot_headroom, 9)) for p in fam.parts}
+    assert len(set(setting.values())) == 2 and set(data.starts) == set(setting.values())  # the SLOs differ
     for cfg, ep in episodes:
         plan = data.plan_of(cfg, ep)
         assert plan.shape == (cfg.decisions, R)
-        np.testing.assert_array_equal(plan[0], data.start)  # the common start
-    # The start is the candidate with the best mean share of each episode's best static goodput.
+        np.testing.assert_array_equal(plan[0], data.starts[setting[id(cfg)]])  # the setting's start
+    # A setting's start is the candidate with the best mean share of each of its episodes' best.
     cands = H.candidate_plans(R)
-    shares = []
-    for cfg, ep in episodes:
-        _, m = H.replay(cfg, [ep], cands)
-        g = np.array([x["goodput_per_gpu"] for x in m])
-        shares.append(g / g.max())
-    assert np.array_equal(cands[int(np.argmax(np.mean(shares, axis=0)))], data.start)
+    for p in fam.parts:
+        shares = []
+        for ep in T.training_episodes(p.config):
+            _, m = H.replay(p.config, [ep], cands)
+            g = np.array([x["goodput_per_gpu"] for x in m])
+            shares.append(g / g.max())
+        assert np.array_equal(cands[int(np.argmax(np.mean(shares, axis=0)))], data.starts[setting[id(p.config)]])
     # One plan per load level: the start, then (if it beat staying on the level's mean) one move.
     by_load = {}
     for cfg, ep in episodes:
@@ -159,7 +162,8 @@ def test_teacher_plans_every_training_episode_and_the_student_follows_it(tmp_pat
     teacher = T.teacher_for(fam, tmp_path / "t.pkl")
     obs = fam.reset()
     a = teacher(obs, fam.action_masks())
-    assert a.shape == (4, R + 1) and np.all(a[:, :R] == data.start) and np.all(a[:, R] == K.RULE_BALANCE)
+    first = np.array([data.starts[setting[id(fam.config_of(e))]] for e in range(4)])
+    assert a.shape == (4, R + 1) and np.all(a[:, :R] == first) and np.all(a[:, R] == K.RULE_BALANCE)
     model = make_model("maskable-ppo", ENV_ID, fam, 0, None)
     imitate(model, fam, 4 * 8 * 4, rounds=4, epochs=20, batch_size=64, learning_rate=3e-3, seed=0,
             log=lambda _: None, teacher=teacher)
@@ -172,7 +176,7 @@ def test_teacher_data_errors_name_the_file_and_the_episode(tmp_path):
     with pytest.raises(ValueError, match="bad.pkl"):
         T.load(bad)
     vec = DisaggregationVecEnv(1, seed=0, **TINY)
-    data = T.TeacherData(start=np.array([P, C, D]), plans={})
+    data = T.TeacherData(starts={(0.0, 0.0): np.array([P, C, D])}, plans={})
     T.save(data, tmp_path / "empty.pkl")
     with pytest.raises(ValueError, match="empty.pkl.*no plan for window 0"):
         T.teacher_for(vec, tmp_path / "empty.pkl")
@@ -251,7 +255,7 @@ def test_value_to_go_is_the_dp_value_and_the_teacher_weighs_switching_off_the_pl
     to_go = np.zeros((Kn, Tn))
     to_go[3] = 10.0  # being at `other` is worth 10 from any decision, every other candidate 0
     key = ("cfg", 0, 0.5)
-    data = T.TeacherData(start=start, plans={key: plan}, to_go={key: to_go}, unit={key: 1.0})
+    data = T.TeacherData(starts={(0.0, 0.0): start}, plans={key: plan}, to_go={key: to_go}, unit={key: 1.0})
     teacher = T.DisaggregationTeacher(None, data)
     assert np.array_equal(teacher.decide(key, plan, 0, cands[5]), start)  # t = 0: the common start
     assert np.array_equal(teacher.decide(key, plan, 1, start), other)  # on the plan: its next row
