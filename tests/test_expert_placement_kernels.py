@@ -154,6 +154,21 @@ def test_dispatch_equals_the_reference(even, E, G, S_):
     assert np.array_equal(got.sum(-1), counts.sum(-1))
 
 
+def test_waterfill_equals_the_reference():
+    """The two-GPU fast path and the general path against the replaced implementation (ties, zero
+    tokens, tokens below and above the load gap)."""
+    rng = np.random.default_rng(11)
+    got, want, order = np.zeros(8, np.int64), np.zeros(8, np.int64), np.zeros(8, np.int64)
+    for _ in range(4000):
+        m = int(rng.integers(1, 7))
+        loads = rng.integers(0, 4 if rng.random() < 0.3 else 60, 8)
+        n = int(rng.integers(0, 120))
+        got[:] = want[:] = -1
+        S._waterfill(n, loads, m, got, order)
+        _waterfill_ref(n, loads, m, want)
+        assert got[:m].tolist() == want[:m].tolist(), (n, loads[:m])
+
+
 def test_stable_order_is_mergesort_argsort():
     rng = np.random.default_rng(0)
     out = np.zeros(64, np.int64)

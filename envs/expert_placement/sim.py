@@ -196,6 +196,17 @@ def _waterfill(n: int, loads: np.ndarray, m: int, out: np.ndarray, order: np.nda
     """Split n tokens over m GPUs with ``loads`` so the lowest fill up first (integers; the
     remainder goes to the lowest-loaded GPUs, lowest index first on ties). ``order``: int64
     buffer of at least m entries."""
+    if m == 2:  # an expert on two GPUs, the common case, written out (the same integers)
+        o0, o1 = (1, 0) if loads[0] > loads[1] else (0, 1)
+        d = loads[o1] - loads[o0]
+        if d > n:
+            out[o0] = n
+            out[o1] = 0
+        else:
+            add = (n - d) // 2
+            out[o0] = d + add + (n - d - 2 * add)
+            out[o1] = add
+        return
     _stable_order(loads, m, order)
     # find the level: raise the j lowest to their next load while tokens last
     j = 1
