@@ -212,7 +212,8 @@ def test_layer_costs_equal_the_numpy_reference(kw):
 
 @pytest.mark.parametrize("dispatch", ["least_loaded", "even"])
 @pytest.mark.parametrize("kw", [{}, {"gpus": 16}, {"gpus": 8, "redundant_slots": 64}, {"model": "Mixtral-8x7B", "gpus": 4,
-                                                                                   "gpus_per_node": 4}])
+                                                                                   "gpus_per_node": 4},
+                                {"gpus": 2, "gpus_per_node": 2}])  # 9, 17, 40, 3 and 129 slots per GPU
 def test_dispatch_costs_equal_dispatch_then_layer_costs(kw, dispatch):
     """The fused pass (used by the environment and its references) returns, bit for bit, the
     numpy reference costs of the replaced dispatch's slots, counts beyond the FFN table included."""

@@ -311,10 +311,8 @@ def _dispatch_costs(counts, place, S, G, even, table, latency, ffn, peak, total,
                 pk = 0
                 tot = 0
                 for g in range(G):
-                    for j in range(S):
-                        buf[j] = table[o[g * S + j]]
                     load = gpu_load[g]
-                    v = pairwise_sum(buf, 0, S) + (latency if load > 0 else 0.0)
+                    v = _slot_time_sum(table, o, g * S, S, buf) + (latency if load > 0 else 0.0)
                     if v > best or g == 0:
                         best = v
                     if load > pk or g == 0:
@@ -323,6 +321,39 @@ def _dispatch_costs(counts, place, S, G, even, table, latency, ffn, peak, total,
                 ffn[e_, t, l] = best
                 peak[e_, t, l] = pk
                 total[e_, t, l] = tot
+
+
+@nb.njit(cache=True, _nrt=False, inline="always")
+def _slot_time_sum(table, o, lo, S, buf) -> float:
+    """``pairwise_sum`` of ``table[o[lo:lo + S]]`` (one GPU's FFN times), reading the table
+    directly for S <= 128 (numpy's sequential sum below 8 values, 8 accumulators up to 128)."""
+    if S < 8:
+        res = 0.0
+        for j in range(S):
+            res += table[o[lo + j]]
+        return res
+    if S > 128:
+        for j in range(S):
+            buf[j] = table[o[lo + j]]
+        return pairwise_sum(buf, 0, S)
+    r0, r1, r2, r3 = table[o[lo]], table[o[lo + 1]], table[o[lo + 2]], table[o[lo + 3]]
+    r4, r5, r6, r7 = table[o[lo + 4]], table[o[lo + 5]], table[o[lo + 6]], table[o[lo + 7]]
+    i = 8
+    while i < S - S % 8:
+        r0 += table[o[lo + i]]
+        r1 += table[o[lo + i + 1]]
+        r2 += table[o[lo + i + 2]]
+        r3 += table[o[lo + i + 3]]
+        r4 += table[o[lo + i + 4]]
+        r5 += table[o[lo + i + 5]]
+        r6 += table[o[lo + i + 6]]
+        r7 += table[o[lo + i + 7]]
+        i += 8
+    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    while i < S:
+        res += table[o[lo + i]]
+        i += 1
+    return res
 
 
 @nb.njit(cache=True, _nrt=False)
