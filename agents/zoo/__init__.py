@@ -68,26 +68,23 @@ RECIPES: dict[str, Recipe] = {
                                           f"expert_load-v{EXPERT_LOAD_VERSION}"),
     # Issue 17: DAgger (agents/imitation.py, MultiDiscrete) from the privileged teacher of
     # agents/disaggregation_teacher.py (replays of each training episode with every static candidate:
-    # the common start 4 prefill + 4 colocated instances, which the first, blank observation forces,
-    # then one move per load level, the best on the mean of exact replays over that level's episodes)
-    # into MaskablePPO's keep-role policy (agents.sticky_roles, HYPERPARAMS), 9,216 labelled
-    # decisions, 8 envs (2 per family), no RL steps, seed 0. Training distribution: the four
-    # main-track leaderboard scenarios of Disaggregation-v0 (--scenarios: 8B on 8 H100 at load 0.8
-    # MLPerf SLOs and load 0.5 tight SLOs, 70B TP4 on 32 H100 at load 0.8 MLPerf and load 0.5 MLPerf
-    # interactive), their training windows (first 70% of the Azure conversation / code traces, 8
-    # windows per family); one agent for all four, as the leaderboard plays one zoo checkpoint per
-    # environment. Without --teacher-data the teacher's 32 x 43 candidate replays run in this
-    # process (--teacher-procs N: N processes; same plans). The 3-seed run with its leaderboard:
-    # `OUT=DIR bash agents/zoo/train_disaggregation.sh` (the teacher once with `python -m
-    # agents.disaggregation_teacher --scenarios 'disaggregation/*' --procs 16 --out FILE`, then this
-    # command with --teacher-data FILE --vec-procs 4 for each seed on 5 cores, then the leaderboard).
-    # Time, estimated from the scaled-down run on the shared 2-core box (2 windows per family: the
-    # teacher's 8 episodes 183 s on one core, DAgger 4,608 decisions 62 s in one process): on the
-    # 16-core host about 60 s for the teacher (32 episodes on 16 processes), 70-125 s per seed
-    # (9,216 decisions; 3 seeds at once), plus numba compilation (~80 s on a fresh machine) and the
-    # leaderboard (~100 s): about 5.5 minutes, at most ~7.5. The script's scaled-down mode (`small`:
-    # 1 window per family, 768 decisions, leaderboard --quick) ran in 148 s on the 2-core box with
-    # NCPU=1 (teacher 59 s, DAgger 36 s, leaderboard 49 s). Device times: pending the lead's run.
+    # a start per SLO setting, the one the first observation can tell apart by its ttft_headroom /
+    # tpot_headroom features, then one move per setting and load level, the best on the mean of exact
+    # replays over that group's episodes) into MaskablePPO's keep-role policy (agents.sticky_roles,
+    # HYPERPARAMS), 9,216 labelled decisions, 8 envs (2 per family), no RL steps, seed 0. Training
+    # distribution: the four main-track leaderboard scenarios of Disaggregation-v0 (--scenarios: 8B
+    # on 8 H100 at load 0.8 MLPerf SLOs and load 0.5 tight SLOs, 70B TP4 on 32 H100 at load 0.8
+    # MLPerf and load 0.5 MLPerf interactive), their training windows (first 70% of the Azure
+    # conversation / code traces, 8 windows per family); one agent for all four, as the leaderboard
+    # plays one zoo checkpoint per environment. Without --teacher-data the teacher's 32 x 43
+    # candidate replays run in this process (--teacher-procs N: N processes; same plans). The 3-seed
+    # run with its leaderboard: `OUT=DIR bash agents/zoo/train_disaggregation.sh` (the teacher once
+    # with `python -m agents.disaggregation_teacher --scenarios 'disaggregation/*' --procs 16 --out
+    # FILE`, then this command with --teacher-data FILE --vec-procs 4 for each seed on 5 cores, then
+    # the leaderboard). Measured on the 16-core GPU host (fresh machine, 2026-12-01): 374 s in all:
+    # numba compilation and the teacher 158 s (its 32 x 43 replays 56 s on 16 processes), DAgger
+    # 96-100 s per seed (3 seeds at once), the leaderboard of the 3 checkpoints 58 s (--ray). Seed 0
+    # is the committed checkpoint; the 3 seeds' leaderboard is agents/zoo/results/disaggregation_seeds.json.
     # It replaces the MaskablePPO recipe (500k steps: 41 min per seed at the 201 steps/s measured
     # with --vec-procs 16 on the 16-core host, over the device budget; 9k steps learned nothing,
     # envs/disaggregation/README.md "Learning").
