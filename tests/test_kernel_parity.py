@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import reference_kernels as ref
+from envs.core import state as S
 from envs.kv_admission import env as kva
 from envs.kv_admission import kernels as KK
 
@@ -152,6 +153,9 @@ def _lockstep(a, b, rng: np.random.Generator, steps: int, what: str) -> int:
     (1, 1200, {}),
     (6, 300, {"stale_s": 0.5, "load": 1.3}),
     (4, 300, {"replicas": 3, "slo_metric": "p99_tbt", "queue_slots": 16, "load": 1.5}),
+    # KV pressure: preemptions inside the core's iteration loop (run_iteration with until), which
+    # the reference runs as one call per iteration
+    (3, 300, {"replicas": 3, "capacity_blocks": 1500, "load": 1.3}),
 ])
 def test_routing_steps_match_reference(E, steps, kwargs):
     from envs.routing import env as rt
@@ -167,6 +171,9 @@ def test_routing_steps_match_reference(E, steps, kwargs):
     assert int(fast.state.counters[:, 8].sum()) > steps, "replicas ran too few iterations to compare"
     if kwargs.get("load", 0) >= 1.3:  # random routing past capacity: the tail-bound term was exercised
         assert fast._charged.sum() > 0
+    if "capacity_blocks" in kwargs:
+        preempted = int(fast.state.counters[:, S.C_PREEMPTIONS].sum())
+        assert preempted > 0, "no preemption: the KV-pressure case proved little"
 
 
 @pytest.mark.parametrize("E, steps, kwargs", [

@@ -37,6 +37,11 @@ from envs.options import Parser
 # Untimed routed requests per env before timing: the replicas' batches fill (the default
 # window has 1024 requests; episodes then also end and restart inside the timed runs).
 WARMUP = 300
+# DummyVecEnv runs 1/DUMMY_DIV of the native steps per timed run. At 1/10 its runs at E = 256 were 7
+# steps per env (0.2 s): on a shared machine they swung 94-135 us per routed request between runs (a
+# garbage-collection pause lands in one run and not the next) and the median of 3 came out low; at 1/2
+# (39 steps per env) its runs agreed within about 12%.
+DUMMY_DIV = 2
 
 
 def _round_robin(vec, k: int) -> np.ndarray:
@@ -54,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     start(a)
     rows = []
     for E in a.sizes:
-        steps, dummy_steps = row_steps(E, a.steps, 10)
+        steps, dummy_steps = row_steps(E, a.steps, DUMMY_DIV)
         native = steady_rate(rt.RoutingVecEnv(E, seed=0, load=0.9), _round_robin, a.warmup, steps, a.repeats,
                              cluster_probe)
         dummy = steady_rate(DummyVecEnv([lambda: rt.RoutingEnv(load=0.9) for _ in range(E)]), _round_robin,
@@ -67,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {"env": rt.ENV_ID, "rows": rows, "repeats": a.repeats, "clock": a.clock, "unit": "routed requests/s",
               "steady_state": steady_state(
                   "timed routed requests after a warm-up that fills the replicas' batches", a.warmup,
-                  steps_timed(a.sizes, a.steps, 10), a.repeats,
+                  steps_timed(a.sizes, a.steps, DUMMY_DIV), a.repeats,
                   steps_timed_is="per row: [native, dummy] steps of each env per timed run",
                   action="round-robin"),
               "machine": machine()}

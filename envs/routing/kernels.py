@@ -25,7 +25,7 @@ from envs.core.replica import (
     next_queued,
     reset_env_state,
     reset_replica,
-    run_iteration_inline,
+    run_iteration,
 )
 from envs.core.state import A_TTFT_EMA, C_SLO_MET, C_SLO_MISSED, DROPPED, FAILED, REJECTED
 
@@ -114,23 +114,15 @@ def outstanding_tokens(st, e, r):
 @nb.njit(cache=True)
 def advance_replica(st, wl, eng, e, r, until, admit, budget, defer, order, ttft_ema, busy):
     """Run replica ``r``'s iterations that start before ``until`` under the scheduling knobs of
-    ``run_iteration`` (Routing-v0: vLLM's). The core keeps one recent-TTFT average per env; it
-    is swapped with the replica's own around each iteration."""
-    stuck = 0
-    while st.r_clock[e, r] < until and not _is_idle(st.n_queued, st.n_running, e, r):
+    ``run_iteration`` (Routing-v0: vLLM's), adding their durations to ``busy[e, r]``. The core keeps
+    one recent-TTFT average per env; the replica's own (``ttft_ema[e, r]``) stands in for it while
+    the replica runs (only its iterations change it). One call of the core's iteration loop
+    (``run_iteration`` with ``until``), not a call per iteration (issue 16: a call or an inlined
+    helper taking the state tuple paid a reference-count update per member array per iteration)."""
+    if st.r_clock[e, r] < until and not _is_idle(st.n_queued, st.n_running, e, r):
         st.accum[e, A_TTFT_EMA] = ttft_ema[e, r]
-        dt = run_iteration_inline(st, wl, eng, e, r, admit, budget, defer, order, st.r_clock[e, r])
+        run_iteration(st, wl, eng, e, r, admit, budget, defer, order, st.r_clock[e, r], until, busy)
         ttft_ema[e, r] = st.accum[e, A_TTFT_EMA]
-        if dt == 0.0:
-            if admit == 0:  # told to admit nothing with nothing running: idle to the next decision
-                st.r_clock[e, r] = until
-                break
-            stuck += 1  # a preemption-only iteration; the next one admits
-            if stuck > 1:
-                raise RuntimeError("routing: a replica with work could not schedule it")
-        else:
-            stuck = 0
-            busy[e, r] += dt
 
 
 @nb.njit(cache=True)
@@ -164,7 +156,8 @@ def write_obs(st, wl, eng, e, i, obs, mask, up, ttft_ema, snap, snap_t, sent, st
         for r in range(R):
             snap[e, r, 0] = st.n_queued[e, r] / unit
             snap[e, r, 1] = st.n_running[e, r] / unit
-            snap[e, r, 2] = outstanding_tokens(st, e, r) * work_scale
+            idle = _is_idle(st.n_queued, st.n_running, e, r)
+            snap[e, r, 2] = (0 if idle else outstanding_tokens(st, e, r)) * work_scale
             snap[e, r, 3] = 1.0 - st.free_blocks[e, r] / cap
             snap[e, r, 4] = ttft_ema[e, r] / eng.slo_ttft
             sent[e, r] = 0
@@ -189,7 +182,7 @@ def write_obs(st, wl, eng, e, i, obs, mask, up, ttft_ema, snap, snap_t, sent, st
     for r in range(R):
         base = G + r * F
         cached = 0
-        if eng.cache_on:
+        if eng.cache_on and n_chain > 0 and st.pc_count[e, r] > 0:  # an empty cache matches nothing
             blocks = prefix.match_length(st, e, r, chain, n_chain)
             cached = min(blocks * eng.chain_block_tokens, prompt - 1)
         o[base + 0] = up[e, r]
@@ -264,9 +257,13 @@ def step_all(st, wl, eng, actions, up, budget, drain_s, stale_s, hash_blocks, se
         if st.next_arrival[e] < N:
             t_next = wl.arrival_s[w, st.next_arrival[e]] * scale
             for r in range(R):
-                advance_replica(st, wl, eng, e, r, t_next, eng.max_seqs, budget, False, ORDER_FCFS,
-                                ttft_ema, busy)
-                mark_late_queued_inline(st, wl, eng, e, r, t_next)
+                # Calls only where there is work: each call passes the state tuple (a reference-count
+                # update per member array), and most replicas are idle or have nothing queued.
+                if st.r_clock[e, r] < t_next and not _is_idle(st.n_queued, st.n_running, e, r):
+                    advance_replica(st, wl, eng, e, r, t_next, eng.max_seqs, budget, False, ORDER_FCFS,
+                                    ttft_ema, busy)
+                if st.n_queued[e, r] > 0:
+                    mark_late_queued_inline(st, wl, eng, e, r, t_next)
             st.clock[e] = t_next
             terminated[e] = False
             truncated[e] = False
