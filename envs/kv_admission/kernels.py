@@ -7,6 +7,7 @@ from typing import NamedTuple
 import numba as nb
 import numpy as np
 
+from envs.core.lazy import materialize, reset_lazy, run_iteration_lazy_inline
 from envs.core.replica import (
     arrival_time,
     mark_late_queued_inline,
@@ -15,7 +16,6 @@ from envs.core.replica import (
     enqueue,
     reset_env_state,
     reset_replica,
-    run_iteration_inline,
 )
 from envs.core.state import (
     A_GAP_EMA,
@@ -173,11 +173,13 @@ def _peaks(lens, rems, n, extra_rem, extra_len, n_extra, peak):
 
 
 @nb.njit(cache=True)
-def fill_obs(st, wl, eng, e, K, obs, mask, admit_levels, sc, row, r=0):
+def fill_obs(st, wl, eng, e, K, obs, mask, admit_levels, sc, row, r=0, lz=None):
     """Observation and mask of replica ``r`` of env ``e`` into ``obs[e]``/``mask[e]``, with
     ``sc`` (:class:`ObsScratch`) row ``row`` as working memory (KVAdmission-v0: row e; one
     replica per env). No allocation, one Past-Future pass, and the running requests sorted by
-    an insertion sort that starts from the row's previous order."""
+    an insertion sort that starts from the row's previous order. ``lz``: the batch's
+    :class:`envs.core.lazy.LazyDecode` when its lazy requests are not written back (replica 0;
+    a lazy request has ``it - a`` more tokens than its fields say), None for a plain state."""
     w = st.window[e]
     bs = eng.block_size
     cap = float(eng.capacity_blocks)
@@ -235,6 +237,11 @@ def fill_obs(st, wl, eng, e, K, obs, mask, admit_levels, sc, row, r=0):
         g = generated[s]
         reserve += ceil_div(prompt + max_out, bs)
         kv = kv_tokens[s]
+        if lz is not None:
+            a = lz.seg[e, s, 0]
+            if a >= 0:
+                g += lz.it[e] - a
+                kv += lz.it[e] - a
         tgt = target[s]
         backlog += tgt - kv
         if kv >= tgt:
@@ -393,10 +400,11 @@ def _enqueue_arrivals(st, wl, eng, e, until):
 @nb.njit(cache=True)
 def step_all(
     st, wl, eng, actions, admit_levels, budget_levels, drain_s, recompute_penalty, K,
-    obs, mask, reward, terminated, truncated, sc,
+    obs, mask, reward, terminated, truncated, sc, lz,
 ):
     """Every env applies ``actions[e]`` and runs one engine iteration; rewards, episode ends and
-    the next observations (``sc``: the batch's :class:`ObsScratch`, row e for env e)."""
+    the next observations (``sc``: the batch's :class:`ObsScratch`, row e for env e; ``lz``: its
+    :class:`envs.core.lazy.LazyDecode`, the steady decoders kept lazily between steps)."""
     n_budget = budget_levels.shape[0]
     for e in range(actions.shape[0]):
         a = actions[e]
@@ -418,7 +426,7 @@ def step_all(
         if st.n_running[e, 0] == 0 and st.n_queued[e, 0] == 0 and st.next_arrival[e] < N:
             now = max(now, arrival[st.next_arrival[e]] * scale)
             _enqueue_arrivals(st, wl, eng, e, now)
-        dt = run_iteration_inline(st, wl, eng, e, 0, admit, budget, defer, order, now)
+        dt = run_iteration_lazy_inline(st, wl, eng, lz, e, admit, budget, defer, order, now)
         if dt > 0.0:
             now += dt
         else:
@@ -439,14 +447,16 @@ def step_all(
         terminated[e] = st.next_arrival[e] >= N and empty
         last = arrival[N - 1] * scale
         truncated[e] = (not terminated[e]) and now > last + drain_s
-        fill_obs(st, wl, eng, e, K, obs, mask, admit_levels, sc, e)
+        fill_obs(st, wl, eng, e, K, obs, mask, admit_levels, sc, e, 0, lz)
 
 
 @nb.njit(cache=True)
 def reset_all(st, wl, eng, envs, windows, time_scales, hist_prior, K, obs, mask, admit_levels,
-              n_budgets, sc):
+              n_budgets, sc, lz):
     for j in range(envs.shape[0]):
         e = envs[j]
+        materialize(st, eng, lz, e)  # the ended episode's slots as the per-request iteration leaves them
+        reset_lazy(lz, e)
         reset_env_state(st, e, windows[j], time_scales[j])
         reset_replica(st, eng, e, 0)
         st.out_hist[e, :] = hist_prior
@@ -455,4 +465,4 @@ def reset_all(st, wl, eng, envs, windows, time_scales, hist_prior, K, obs, mask,
         st.r_clock[e, 0] = t0
         _enqueue_arrivals(st, wl, eng, e, t0)
         sc.n_order[e] = 0
-        fill_obs(st, wl, eng, e, K, obs, mask, admit_levels, sc, e)
+        fill_obs(st, wl, eng, e, K, obs, mask, admit_levels, sc, e, 0, lz)
