@@ -121,7 +121,7 @@ def test_written_back_state_keeps_the_same_trajectory():
 
 def test_allocate_lazy_sizes_and_errors():
     lz = lazy.allocate_lazy(2, 5, 16, 1000)
-    assert lz.tlog.shape == (2, 1024) and lz.seg.shape == (2, 5, 2) and lz.phase.shape == (2, 16)
-    assert (lz.seg == -1).all() and np.isinf(lz.dead).all()
+    assert lz.glog.shape == (2, 1024) and lz.dead.shape == (2, 5) and lz.phase.shape == (2, 16)
+    assert np.isinf(lz.dead).all() and (lz.agg == 0).all()
     with pytest.raises(ValueError, match="max_output"):
         lazy.allocate_lazy(2, 5, 16, 0)

@@ -9,19 +9,21 @@ the end of the previous iteration), and a new block every ``block_size`` tokens.
 the same iteration with those requests kept lazily, so an iteration costs O(1) per steady decoder
 instead of the per-request updates:
 
-* A lazy request ``s`` records the iteration ``a`` from which it decodes every iteration
-  (``seg[e, s, 0]``) and the iteration of its last token (``seg[e, s, 1]``). Its ``generated``,
-  ``kv_tokens`` and ``last_tok_t`` fields are those of iteration ``a``; after iteration ``j`` it
-  has ``j - a`` more tokens and its ``blocks`` are ``ceil(kv_tokens / block_size)`` (true of every
-  running request between iterations).
+* A lazy request ``s`` records, in its own per-slot fields (the packed ones an iteration reads
+  anyway: no other array is touched per request), the iteration ``a`` from which it decodes every
+  iteration as ``blocks = -(a + 1)`` (a running request's blocks are otherwise >= 0) and the
+  iteration of its last token as ``sched``. Its ``generated``, ``kv_tokens``, ``gaps_over``,
+  ``top_gaps`` and ``last_tok_t`` are those of iteration ``a``; after iteration ``j`` it has
+  ``j - a`` more tokens and ``ceil(kv_tokens / block_size)`` blocks (true of every running
+  request between iterations).
 * The iteration's decode totals come from aggregates: the count of lazy requests, the sum and the
   maximum of ``kv_tokens - a`` (integers, so the float sums the iteration-time model reads are the
   same numbers the per-request loop adds up), and the count per block phase ``(kv_tokens - a) mod
   block_size`` (which of them need a new block this iteration).
-* The end time of every iteration goes into a ring log (``tlog``); a request's gaps are the
-  differences of consecutive entries, replayed in order into its gap count over the SLO and its
+* The length of every iteration, its end minus the previous one's (the gap every lazy request
+  sees), goes into a ring log (``glog``); a request's gaps are its entries, replayed in order into its gap count over the SLO and its
   top gaps (the same float64 subtractions and float32 insertions as the per-request loop) when it
-  leaves the lazy set: when it finishes (``seg[e, s, 1]``), or before any iteration that is not
+  leaves the lazy set: when it finishes (its ``sched``), or before any iteration that is not
   steady. The episode's gap heap and count get the iteration's gap once per lazy request each
   iteration (the heap keeps the largest gaps as a multiset: the order of pushes does not change
   which values it holds).
@@ -95,8 +97,8 @@ class LazyDecode(NamedTuple):
     """The lazy set of E envs of one replica each, beside their ``ClusterState``."""
 
     it: np.ndarray  # int64 [E], iterations run (with work) this episode
-    tlog: np.ndarray  # float64 [E, L], end time of iteration j at [e, j % L]; L > longest output
-    seg: np.ndarray  # int64 [E, S, 2]: iteration a the request went lazy (-1: not lazy), its last token's
+    t_last: np.ndarray  # float64 [E], end time of the last iteration
+    glog: np.ndarray  # float64 [E, L], end of iteration j minus end of j - 1 at [e, j % L]; L > longest output
     dead: np.ndarray  # float64 [E, S], the TPOT check's key (inf: no check left)
     min_dead: np.ndarray  # float64 [E], a lower bound of dead over the lazy set
     agg: np.ndarray  # int64 [E, N_AGG]
@@ -114,8 +116,7 @@ def allocate_lazy(n_envs: int, n_slots: int, block_size: int, max_output: int) -
     while L < max_output + 2:
         L *= 2
     return LazyDecode(
-        it=np.zeros(n_envs, np.int64), tlog=np.zeros((n_envs, L)), seg=np.full((n_envs, n_slots, 2), -1, np.int64),
-        dead=np.full((n_envs, n_slots), np.inf), min_dead=np.full(n_envs, np.inf),
+        it=np.zeros(n_envs, np.int64), t_last=np.zeros(n_envs), glog=np.zeros((n_envs, L)), dead=np.full((n_envs, n_slots), np.inf), min_dead=np.full(n_envs, np.inf),
         agg=np.zeros((n_envs, N_AGG), np.int64), phase=np.zeros((n_envs, block_size), np.int64),
     )
 
@@ -124,7 +125,7 @@ def allocate_lazy(n_envs: int, n_slots: int, block_size: int, max_output: int) -
 def reset_lazy(lz, e):
     """Env ``e`` starts an episode: nothing lazy, no iteration run."""
     lz.it[e] = 0
-    lz.seg[e, :, 0] = -1
+    lz.t_last[e] = 0.0
     lz.dead[e, :] = np.inf
     lz.min_dead[e] = np.inf
     lz.agg[e, :] = 0
@@ -132,19 +133,18 @@ def reset_lazy(lz, e):
 
 
 @nb.njit(cache=True, inline="always")
-def _leave(st, eng, lz, e, s, upto):
-    """Write lazy request ``s`` back as of the end of iteration ``upto``: its tokens, KV, blocks,
-    last token time, and its gaps replayed in order (gap count over the SLO, top gaps)."""
+def _leave(st, eng, lz, e, s, upto, t_upto):
+    """Write lazy request ``s`` back as of the end of iteration ``upto`` (at ``t_upto``): its
+    tokens, KV, blocks, last token time, and its gaps replayed in order (gap count over the SLO,
+    top gaps)."""
     r = 0
-    a = lz.seg[e, s, 0]
-    L = lz.tlog.shape[1]
+    a = -st.blocks[e, r, s] - 1
+    M = lz.glog.shape[1] - 1  # L is a power of 2
     T = st.top_gaps.shape[3]
     kv0 = st.kv_tokens[e, r, s]
     b = kv0 - a
-    prev = st.last_tok_t[e, r, s]
     for j in range(a + 1, upto + 1):
-        t = lz.tlog[e, j % L]
-        gap = t - prev
+        gap = lz.glog[e, j & M]
         if gap > eng.slo_tpot:
             st.gaps_over[e, r, s] += 1
         g = np.float32(gap)
@@ -154,14 +154,13 @@ def _leave(st, eng, lz, e, s, upto):
                 st.top_gaps[e, r, s, k] = st.top_gaps[e, r, s, k - 1]
                 k -= 1
             st.top_gaps[e, r, s, k] = g
-        prev = t
     m = upto - a
     st.generated[e, r, s] += m
     kv = kv0 + m
     st.kv_tokens[e, r, s] = kv
     st.blocks[e, r, s] = ceil_div(kv, eng.block_size)
-    st.last_tok_t[e, r, s] = prev
-    lz.seg[e, s, 0] = -1
+    st.sched[e, r, s] = 0
+    st.last_tok_t[e, r, s] = t_upto
     lz.dead[e, s] = np.inf
     lz.agg[e, G_LAZY] -= 1
     lz.agg[e, G_SUM] -= b
@@ -179,8 +178,8 @@ def materialize(st, eng, lz, e):
     upto = lz.it[e]
     for i in range(st.n_running[e, 0]):
         s = st.run_list[e, 0, i]
-        if lz.seg[e, s, 0] >= 0:
-            _leave(st, eng, lz, e, s, upto)
+        if st.blocks[e, 0, s] < 0:
+            _leave(st, eng, lz, e, s, upto, lz.t_last[e])
     lz.min_dead[e] = np.inf
     lz.agg[e, G_MAX_OK] = 0
 
@@ -199,8 +198,8 @@ def _enter(st, wl, eng, lz, e, s, a, t_arr):
     r = 0
     q = st.req[e, r, s]
     out = wl.output[st.window[e], q]
-    lz.seg[e, s, 0] = a
-    lz.seg[e, s, 1] = a + (out - st.generated[e, r, s])
+    st.blocks[e, r, s] = -(a + 1)
+    st.sched[e, r, s] = a + (out - st.generated[e, r, s])
     b = st.kv_tokens[e, r, s] - a
     if lz.agg[e, G_LAZY] == 0:
         lz.agg[e, G_MAX] = b
@@ -229,7 +228,6 @@ def run_iteration_lazy(st, wl, eng, lz, e, admit_max, budget, defer, order, now)
     bs = eng.block_size
     w = st.window[e]
     k = lz.it[e]
-    L = lz.tlog.shape[1]
     left = budget
     p_tokens = 0.0
     pairs = 0.0
@@ -253,9 +251,9 @@ def run_iteration_lazy(st, wl, eng, lz, e, admit_max, budget, defer, order, now)
             mx = np.iinfo(np.int64).min
             for i in range(n_run):
                 s = st.run_list[e, r, i]
-                a = lz.seg[e, s, 0]
-                if a >= 0:
-                    mx = max(mx, st.kv_tokens[e, r, s] - a)
+                blk = st.blocks[e, r, s]
+                if blk < 0:
+                    mx = max(mx, st.kv_tokens[e, r, s] + blk + 1)
             lz.agg[e, G_MAX] = mx
             lz.agg[e, G_MAX_OK] = 1
         kv_sum = lz.agg[e, G_SUM] + n_lazy * (k + 1)  # sum of kv_tokens + 1 over the decoders
@@ -263,7 +261,7 @@ def run_iteration_lazy(st, wl, eng, lz, e, admit_max, budget, defer, order, now)
         if n_run > n_lazy:
             for i in range(n_run):
                 s = st.run_list[e, r, i]
-                if lz.seg[e, s, 0] >= 0:
+                if st.blocks[e, r, s] < 0:
                     continue
                 kv = st.kv_tokens[e, r, s]
                 if kv < st.target[e, r, s]:
@@ -277,7 +275,7 @@ def run_iteration_lazy(st, wl, eng, lz, e, admit_max, budget, defer, order, now)
             if n_dec > n_lazy:
                 for i in range(n_run):
                     s = st.run_list[e, r, i]
-                    if lz.seg[e, s, 0] >= 0:
+                    if st.blocks[e, r, s] < 0:
                         continue
                     kv = st.kv_tokens[e, r, s]
                     if kv < st.target[e, r, s]:
@@ -327,7 +325,7 @@ def run_iteration_lazy(st, wl, eng, lz, e, admit_max, budget, defer, order, now)
             if left <= 0:
                 break
             s = st.run_list[e, r, i]
-            if lz.seg[e, s, 0] >= 0:
+            if st.blocks[e, r, s] < 0:
                 continue
             kv = st.kv_tokens[e, r, s]
             if kv >= st.target[e, r, s]:
@@ -393,14 +391,16 @@ def run_iteration_lazy(st, wl, eng, lz, e, admit_max, budget, defer, order, now)
     dt = step_time(eng.coeffs, p_tokens, pairs, d_seqs, d_kv, d_long, p_long)
     t_end = now + dt
     k1 = k + 1
-    lz.tlog[e, k1 % L] = t_end
+    it_gap = t_end - lz.t_last[e]  # a lazy request's gap: its last token came at the last iteration's end
+    lz.glog[e, k1 & (lz.glog.shape[1] - 1)] = it_gap
+    lz.t_last[e] = t_end
     lz.it[e] = k1
 
     max_gap = 0.0
     scale = st.time_scale[e]
     if steady:
         # Every lazy request's token: the gap since the last iteration's end, once per request.
-        gap = t_end - lz.tlog[e, k % L]
+        gap = it_gap
         max_gap = gap
         G = st.gap_heap.shape[1]
         if st.counters[e, C_GAPS] >= G and gap <= st.gap_heap[e, 0]:
@@ -412,7 +412,7 @@ def run_iteration_lazy(st, wl, eng, lz, e, admit_max, budget, defer, order, now)
             lo = np.inf
             for i in range(st.n_running[e, r]):
                 s = st.run_list[e, r, i]
-                if lz.seg[e, s, 0] < 0:
+                if st.blocks[e, r, s] >= 0:
                     continue
                 if lz.dead[e, s] <= t_end:
                     q = st.req[e, r, s]
@@ -432,9 +432,9 @@ def run_iteration_lazy(st, wl, eng, lz, e, admit_max, budget, defer, order, now)
     T = st.top_gaps.shape[3]
     for i in range(n):
         s = st.run_list[e, r, i]
-        if lz.seg[e, s, 0] >= 0:
-            if lz.seg[e, s, 1] == k1:  # its last token
-                _leave(st, eng, lz, e, s, k1)
+        if st.blocks[e, r, s] < 0:
+            if st.sched[e, r, s] == k1:  # its last token
+                _leave(st, eng, lz, e, s, k1, t_end)
                 _finish(st, wl, eng, e, r, s, t_end)
             else:
                 st.run_list[e, r, keep] = s

@@ -307,6 +307,22 @@ class KVAdmissionVecEnv(NativeVecEnv):
                    self.config.drain_s, self.config.recompute_penalty, self.K, self._obs, self._mask,
                    self._rew, self._term, self._trunc, self._scratch, self._lazy)
 
+    def run_fixed(self, action: int, max_steps: int) -> tuple[int, tuple]:
+        """``step(np.full(num_envs, action))`` up to ``max_steps`` times in one kernel call (a
+        fixed-action policy such as vLLM's needs no Python between steps), stopping after the
+        first step in which an episode ends. Returns the number of steps and ``step``'s
+        ``(obs, rewards, dones, infos)`` of the last one; every episode record is what stepping one
+        at a time gives. ``ValueError`` for ``max_steps`` < 1 or an action outside the space."""
+        if max_steps < 1:
+            raise ValueError(f"KVAdmission: run_fixed max_steps must be >= 1, got {max_steps}")
+        self.step_async(np.full(self.num_envs, action))
+        sc = self.scenario
+        n = K.step_repeat(self._state, sc.workload, sc.engine, self._actions, self._admit, self._budget,
+                          self.config.drain_s, self.config.recompute_penalty, self.K, self._obs, self._mask,
+                          self._rew, self._term, self._trunc, self._scratch, self._lazy, self._returns,
+                          self._lengths, int(max_steps))
+        return int(n), self._after_advance()
+
     def episode_extras(self, e: int) -> dict[str, Any]:
         out: dict[str, Any] = {"requests": self.request_records(e)}
         played = workload_played(self.scenario.parts, self.scenario.groups, int(self._state.window[e]))

@@ -179,7 +179,8 @@ def fill_obs(st, wl, eng, e, K, obs, mask, admit_levels, sc, row, r=0, lz=None):
     replica per env). No allocation, one Past-Future pass, and the running requests sorted by
     an insertion sort that starts from the row's previous order. ``lz``: the batch's
     :class:`envs.core.lazy.LazyDecode` when its lazy requests are not written back (replica 0;
-    a lazy request has ``it - a`` more tokens than its fields say), None for a plain state."""
+    a lazy request, ``blocks < 0``, has ``it - a`` more tokens than its fields say), None for a
+    plain state."""
     w = st.window[e]
     bs = eng.block_size
     cap = float(eng.capacity_blocks)
@@ -238,10 +239,10 @@ def fill_obs(st, wl, eng, e, K, obs, mask, admit_levels, sc, row, r=0, lz=None):
         reserve += ceil_div(prompt + max_out, bs)
         kv = kv_tokens[s]
         if lz is not None:
-            a = lz.seg[e, s, 0]
-            if a >= 0:
-                g += lz.it[e] - a
-                kv += lz.it[e] - a
+            blk = st.blocks[e, r, s]
+            if blk < 0:  # lazy since iteration -(blk + 1) (envs.core.lazy)
+                g += lz.it[e] + blk + 1
+                kv += lz.it[e] + blk + 1
         tgt = target[s]
         backlog += tgt - kv
         if kv >= tgt:
@@ -448,6 +449,29 @@ def step_all(
         last = arrival[N - 1] * scale
         truncated[e] = (not terminated[e]) and now > last + drain_s
         fill_obs(st, wl, eng, e, K, obs, mask, admit_levels, sc, e, 0, lz)
+
+
+@nb.njit(cache=True)
+def step_repeat(
+    st, wl, eng, actions, admit_levels, budget_levels, drain_s, recompute_penalty, K,
+    obs, mask, reward, terminated, truncated, sc, lz, returns, lengths, max_steps,
+):
+    """:func:`step_all` with the same ``actions`` up to ``max_steps`` times, stopping after the
+    first step in which an episode ends; ``returns``/``lengths`` get every step's rewards and counts
+    but the last one's (``NativeVecEnv._after_advance`` adds those, as after one step). Returns the
+    number of steps run."""
+    for i in range(max_steps):
+        step_all(st, wl, eng, actions, admit_levels, budget_levels, drain_s, recompute_penalty, K,
+                 obs, mask, reward, terminated, truncated, sc, lz)
+        if i == max_steps - 1:
+            return max_steps
+        for e in range(actions.shape[0]):
+            if terminated[e] or truncated[e]:
+                return i + 1
+        for e in range(actions.shape[0]):
+            returns[e] += reward[e]
+            lengths[e] += 1
+    return max_steps
 
 
 @nb.njit(cache=True)
