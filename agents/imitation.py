@@ -1,24 +1,53 @@
-"""DAgger from an environment's privileged teacher into an SB3 maskable policy.
+"""DAgger from a privileged teacher into an SB3 maskable policy (Discrete or MultiDiscrete actions).
 
 Ross, Gordon & Bagnell, "A Reduction of Imitation Learning and Structured Prediction to No-Regret
 Online Learning" (AISTATS 2011). Round 0 follows the teacher; round i lets the student act with
 probability 1 - 0.5^i, and every visited state is labelled with the teacher's action, so the
-student learns the teacher's choice on the states its own mistakes lead to. The aggregated data
-train the policy's masked logits to put their mass on the actions the teacher accepts
-(-log of the probability of that set; one action when the teacher names one).
+student learns the teacher's choice on the states its own mistakes lead to.
+
+Loss. Discrete actions: -log of the probability the masked policy puts on the set of actions the
+teacher accepts (its ``teacher_targets()`` where it has them, else its one action). MultiDiscrete
+actions (Disaggregation-v0: a role per instance and a dispatch rule): -sum over components of the
+log-probability of the teacher's choice for that component (the policy's components are
+independent categoricals, so this is -log p(teacher's action)); a component whose teacher choice
+the mask forbids (an instance that is switching may only keep its target) is left out of the sum.
 
 The teacher is the env's ``teacher_actions()`` (PrefixEviction-v0: Belady's choice among the
-current candidates, which reads next-use times). It is privileged: it labels training states,
-the student only ever sees the observation. The result is an ordinary checkpoint of the same
-algorithm, which RL can go on training (``train.py --imitate N --timesteps M``).
+current candidates, which reads next-use times) or a callable ``teacher(obs, masks) -> actions``
+(Disaggregation-v0: ``agents.disaggregation_teacher``, which replays the episode). It is
+privileged: it labels training states, the student only ever sees the observation. The result is
+an ordinary checkpoint of the same algorithm, which RL can go on training
+(``train.py --imitate N --timesteps M``).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch as th
+from gymnasium import spaces
+
+Teacher = Callable[[np.ndarray, np.ndarray], np.ndarray]
+# Environments whose teacher lives in agents (it replays the simulator, which the env layer does not
+# do for itself): id -> "module:function(vec, data_path, procs) -> teacher callable".
+TEACHERS = {"servegym/Disaggregation-v0": "agents.disaggregation_teacher:teacher_for"}
+
+
+def has_teacher(env_id: str, vec_class: type) -> bool:
+    """Whether DAgger can teach ``env_id``: the env's own ``teacher_actions`` or a ``TEACHERS`` entry."""
+    return hasattr(vec_class, "teacher_actions") or env_id in TEACHERS
+
+
+def teacher_for(env_id: str, vec: Any, data_path: Any = None, procs: int = 1) -> Teacher | None:
+    """The ``TEACHERS`` teacher of ``env_id`` built on ``vec`` (None: the env's own
+    ``teacher_actions``, which ``imitate`` uses by default)."""
+    if env_id not in TEACHERS or hasattr(vec, "teacher_actions"):
+        return None
+    import importlib
+
+    module, fn = TEACHERS[env_id].split(":")
+    return getattr(importlib.import_module(module), fn)(vec, data_path, procs)
 
 
 def _good_actions(vec: Any, teacher: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -31,14 +60,68 @@ def _good_actions(vec: Any, teacher: np.ndarray, shape: tuple[int, int]) -> np.n
     return good
 
 
+def component_legal(actions: np.ndarray, masks: np.ndarray, nvec: np.ndarray) -> np.ndarray:
+    """Whether each component of MultiDiscrete ``actions`` [E, C] is allowed by the flat
+    ``masks`` [E, sum(nvec)] (SB3-contrib's layout: the components' masks one after another)."""
+    offsets = np.concatenate([[0], np.cumsum(nvec)[:-1]])
+    return masks[np.arange(len(actions))[:, None], offsets[None, :] + actions]
+
+
+def _label(vec: Any, teacher: np.ndarray, mask: np.ndarray, multi: np.ndarray | None) -> np.ndarray:
+    """Discrete: the good-action set [E, A] (bool); MultiDiscrete: the teacher's action with -1
+    in the components the mask forbids [E, C] (int64)."""
+    if multi is None:
+        return _good_actions(vec, teacher, mask.shape)
+    return np.where(component_legal(teacher, mask, multi), teacher, -1).astype(np.int64)
+
+
+def _agrees(label: np.ndarray, student: np.ndarray, multi: np.ndarray | None) -> np.ndarray:
+    """Per env [E]: the student's action is one the teacher accepts (MultiDiscrete: every
+    labelled component equal)."""
+    if multi is None:
+        return label[np.arange(len(label)), student]
+    return np.all((label < 0) | (label == student), axis=1)
+
+
+def _loss(dist: Any, label: th.Tensor, multi: np.ndarray | None) -> th.Tensor:
+    if multi is None:
+        logp = dist.distribution.logits  # normalized log-probabilities, illegal ~ -1e8
+        return -th.logsumexp(logp.masked_fill(~label, -th.inf), dim=1).mean()
+    total = th.zeros(label.shape[0], device=label.device)
+    for c, cat in enumerate(dist.distributions):  # one MaskableCategorical per component
+        y = label[:, c]
+        ok = y >= 0
+        logp = cat.logits.gather(1, y.clamp(min=0)[:, None])[:, 0]
+        total = total - th.where(ok, logp, th.zeros_like(logp))
+    return total.mean()
+
+
 def imitate(model: Any, vec: Any, steps: int, rounds: int = 6, epochs: int = 4, batch_size: int = 1024,
-            learning_rate: float = 1e-3, seed: int = 0, log: Any = print) -> list[dict[str, float]]:
-    """Run DAgger for ``steps`` labelled decisions (over all envs) and return per-round stats."""
-    if not hasattr(vec, "teacher_actions"):
-        raise ValueError(f"imitate: {type(vec).__name__} has no privileged teacher_actions()")
+            learning_rate: float = 1e-3, seed: int = 0, log: Any = print,
+            teacher: Teacher | None = None) -> list[dict[str, float]]:
+    """Run DAgger for ``steps`` labelled decisions (over all envs) and return per-round stats
+    (``round``, ``beta``, ``samples``, ``loss`` (mean of the round's last 20 minibatches),
+    ``student_agrees`` (share of decisions where the student's greedy action is the teacher's),
+    and the env's headline metric over the episodes the round finished).
+
+    ``teacher``: ``teacher(obs [E, n_obs], masks [E, n_mask]) -> actions`` (Discrete [E],
+    MultiDiscrete [E, C]); default the env's ``teacher_actions()``. Raises ``ValueError`` when
+    there is no teacher, for fewer steps than one per env per round, or for an action space
+    other than Discrete / MultiDiscrete."""
+    if teacher is None:
+        if not hasattr(vec, "teacher_actions"):
+            raise ValueError(f"imitate: {type(vec).__name__} has no privileged teacher_actions()")
+        teacher = lambda obs, mask: vec.teacher_actions()  # noqa: E731
     if steps < rounds * vec.num_envs:
         raise ValueError(f"imitate: steps={steps} is fewer than one step per env per round "
                          f"({rounds} rounds x {vec.num_envs} envs)")
+    space = vec.action_space
+    if isinstance(space, spaces.MultiDiscrete):
+        multi = np.asarray(space.nvec, np.int64).ravel()
+    elif isinstance(space, spaces.Discrete):
+        multi = None
+    else:
+        raise ValueError(f"imitate: needs a Discrete or MultiDiscrete action space, got {space}")
     policy = model.policy
     opt = th.optim.Adam(policy.parameters(), lr=learning_rate)
     rng = np.random.default_rng(seed)
@@ -52,14 +135,15 @@ def imitate(model: Any, vec: Any, steps: int, rounds: int = 6, epochs: int = 4, 
         agree, episodes = 0, []
         for _ in range(per_round):
             mask = vec.action_masks()
-            teacher = vec.teacher_actions()
-            good = _good_actions(vec, teacher, mask.shape)
+            taught = np.asarray(teacher(obs, mask), np.int64)
+            label = _label(vec, taught, mask, multi)
             student, _ = model.predict(obs, action_masks=mask, deterministic=True)
-            agree += int(np.sum(good[np.arange(E), student]))
+            agree += int(np.sum(_agrees(label, student, multi)))
             obs_buf.append(obs.copy())
             mask_buf.append(mask.copy())
-            label_buf.append(good)
-            act = np.where(rng.random(E) < beta, teacher, student)
+            label_buf.append(label)
+            pick = rng.random(E) < beta
+            act = np.where(pick if multi is None else pick[:, None], taught, student)
             obs, _, _, infos = vec.step(act)
             episodes += [i["metrics"] for i in infos if "metrics" in i]
         X = th.as_tensor(np.concatenate(obs_buf))
@@ -71,9 +155,7 @@ def imitate(model: Any, vec: Any, steps: int, rounds: int = 6, epochs: int = 4, 
             for idx in th.randperm(len(Y), generator=th.Generator().manual_seed(seed + rnd)).split(batch_size):
                 # The batch goes to the policy's device (cuda under train.py --device cuda).
                 dist = policy.get_distribution(X[idx].to(policy.device), action_masks=M[idx.numpy()])
-                logp = dist.distribution.logits  # normalized log-probabilities, illegal ~ -1e8
-                good = Y[idx].to(policy.device)
-                loss = -th.logsumexp(logp.masked_fill(~good, -th.inf), dim=1).mean()
+                loss = _loss(dist, Y[idx].to(policy.device), multi)
                 opt.zero_grad()
                 loss.backward()
                 th.nn.utils.clip_grad_norm_(policy.parameters(), 0.5)

@@ -26,7 +26,8 @@ import torch as th
 import envs
 from agents import cli
 from agents.evaluate import evaluate, print_tables
-from agents.imitation import imitate
+from agents.family_vec import family_specs, make_family_vec
+from agents.imitation import has_teacher, imitate, teacher_for
 from agents.policy import heuristic_names
 from agents.sb3_policy import ALGOS, algo_class
 from agents.training import (
@@ -54,7 +55,19 @@ def build_parser() -> cli.Parser:
     p.add_argument("--timesteps", type=int, default=300_000, help="RL steps (0: imitation only)")
     p.add_argument("--imitate", type=int, default=0, metavar="N",
                    help="first N decisions of DAgger from the env's privileged teacher "
-                        "(agents/imitation.py; PrefixEviction-v0: Belady among the candidates)")
+                        "(agents/imitation.py; PrefixEviction-v0: Belady among the candidates; "
+                        "Disaggregation-v0: agents/disaggregation_teacher.py)")
+    p.add_argument("--imitate-kwargs", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="DAgger settings (agents.imitation.imitate): rounds, epochs, batch_size, learning_rate")
+    p.add_argument("--teacher-data", type=Path, default=None, metavar="FILE",
+                   help="the teacher's precomputed plans for --imitate (Disaggregation-v0: "
+                        "python -m agents.disaggregation_teacher ... --out FILE); default: computed now")
+    p.add_argument("--teacher-procs", type=int, default=1, metavar="N",
+                   help="worker processes computing the teacher's replays when --teacher-data is not given")
+    p.add_argument("--scenarios", nargs="+", default=None, metavar="GLOB",
+                   help="train on the configs of these main-track leaderboard scenarios of --env "
+                        "(agents.scenarios ids, fnmatch globs; training split): the --n-envs envs are "
+                        "split evenly among them, --env-kwargs apply on top of each; evaluation plays each")
     p.add_argument("--n-envs", type=int, default=None,
                    help="envs stepped as one batch (default: the environment's own, "
                         "agents/training.py N_ENVS; 16 where not listed)")
@@ -98,6 +111,23 @@ def workload_record(vec) -> dict:
     return {"workload_parts": [p.info() for p in parts]} if parts else {}
 
 
+IMITATE_KEYS = {"rounds": int, "epochs": int, "batch_size": int, "learning_rate": float}
+
+
+def parse_imitate_kwargs(items: list[str]) -> dict:
+    """``--imitate-kwargs`` items as ``imitate`` keyword arguments; ``ValueError`` naming an item
+    with an unknown key, a value of the wrong type or a value <= 0."""
+    out = {}
+    for key, value in parse_hyperparams(items).items():
+        typ = IMITATE_KEYS.get(key)
+        if typ is None:
+            raise ValueError(f"{key!r} is not one of {', '.join(IMITATE_KEYS)}")
+        if isinstance(value, bool) or not isinstance(value, (int, float) if typ is float else int) or value <= 0:
+            raise ValueError(f"{key}={value!r}: expected a{'n integer' if typ is int else ' number'} > 0")
+        out[key] = typ(value)
+    return out
+
+
 def main(argv: list[str] | None = None, callbacks: list | None = None) -> int:
     """The command line above; ``callbacks`` (SB3 callbacks) also run during ``learn`` (the Ray
     sweep's held-out reports for early stopping, ``agents.sweep``)."""
@@ -120,11 +150,31 @@ def _train(a: argparse.Namespace, argv: list[str] | None, callbacks: list | None
         hyperparams = parse_hyperparams(a.hyperparams)
     except ValueError as err:
         raise cli.UsageError(f"--hyperparams: {err}") from None
-    if a.imitate and not hasattr(options.vec_class(a.env), "teacher_actions"):
+    if a.imitate and not has_teacher(a.env, options.vec_class(a.env)):
         raise cli.UsageError(f"--imitate: {a.env} has no privileged teacher (teacher_actions)")
+    try:
+        imitate_kwargs = parse_imitate_kwargs(a.imitate_kwargs)
+    except ValueError as err:
+        raise cli.UsageError(f"--imitate-kwargs: {err}") from None
+    a.imitate_kwargs = imitate_kwargs
+    if a.teacher_procs < 1:
+        raise cli.UsageError(f"--teacher-procs {a.teacher_procs}: must be >= 1")
+    if a.teacher_data is not None and not a.teacher_data.is_file():
+        raise cli.UsageError(f"--teacher-data {a.teacher_data}: no such file")
     if a.resume and not (a.out / "checkpoint.zip").exists():
         raise cli.UsageError(f"--resume: no checkpoint at {a.out / 'checkpoint.zip'}")
-    cli.check_env(a.env, kwargs, a.trace, a.seed, split="train")
+    specs = None
+    if a.scenarios:
+        if a.trace != "default":
+            raise cli.UsageError(f"--trace {a.trace}: --scenarios trains on each scenario's own trace")
+        try:
+            specs = family_specs(a.env, a.scenarios, kwargs)
+        except ValueError as err:
+            raise cli.UsageError(str(err)) from None
+        for spec in specs:
+            cli.check_env(a.env, spec.env_kwargs, spec.trace, a.seed, split="train")
+    else:
+        cli.check_env(a.env, kwargs, a.trace, a.seed, split="train")
     th.set_num_threads(a.threads)
     algo = a.algo or DEFAULT_ALGO.get(a.env, "ppo")
     if a.n_envs is None:
@@ -135,20 +185,26 @@ def _train(a: argparse.Namespace, argv: list[str] | None, callbacks: list | None
         raise cli.UsageError(str(err)) from None
     if a.vec_procs > a.n_envs:
         raise cli.UsageError(f"--vec-procs {a.vec_procs}: more worker processes than envs (--n-envs {a.n_envs})")
-    if a.vec_procs > 1 and a.imitate:
-        raise cli.UsageError("--imitate: the privileged teacher needs the envs in this process (--vec-procs 1)")
-    if a.vec_procs > 1:
+    if a.vec_procs > 1 and a.imitate and (specs is None or hasattr(options.vec_class(a.env), "teacher_actions")):
+        raise cli.UsageError("--imitate: the privileged teacher needs the envs in this process (--vec-procs 1; "
+                             "with --scenarios an agents teacher asks the workers for their episodes)")
+    if specs is not None:
+        try:
+            vec = make_family_vec(a.env, a.n_envs, a.seed, specs, "train", a.vec_procs)
+        except ValueError as err:
+            raise cli.UsageError(str(err)) from None
+    elif a.vec_procs > 1:
         vec = SubprocNativeVecEnv(a.env, a.n_envs, a.vec_procs, seed=a.seed, trace=a.trace, split="train", **kwargs)
     else:
         vec = envs.make_vec(a.env, a.n_envs, seed=a.seed, trace=a.trace, split="train", **kwargs)
     try:
-        return _learn(a, argv, callbacks, vec, algo, device, kwargs, hyperparams)
+        return _learn(a, argv, callbacks, vec, algo, device, kwargs, hyperparams, specs)
     finally:
         vec.close()
 
 
 def _learn(a: argparse.Namespace, argv: list[str] | None, callbacks: list | None, vec, algo: str, device: str,
-           kwargs: dict, hyperparams: dict) -> int:
+           kwargs: dict, hyperparams: dict, specs: list | None = None) -> int:
     out: Path = a.out
     out.mkdir(parents=True, exist_ok=True)
     ckpt = out / "checkpoint.zip"
@@ -167,7 +223,11 @@ def _learn(a: argparse.Namespace, argv: list[str] | None, callbacks: list | None
     imitation = []
     with no_distribution_validation():
         if a.imitate and not a.resume:
-            imitation = imitate(model, vec, a.imitate, seed=a.seed)
+            try:
+                teacher = teacher_for(a.env, vec, a.teacher_data, a.teacher_procs)
+            except ValueError as err:
+                raise cli.UsageError(str(err)) from None
+            imitation = imitate(model, vec, a.imitate, seed=a.seed, teacher=teacher, **a.imitate_kwargs)
         if remaining > 0:
             model.learn(
                 total_timesteps=remaining,
@@ -183,19 +243,26 @@ def _learn(a: argparse.Namespace, argv: list[str] | None, callbacks: list | None
         "command": command, "env": a.env, "algo": algo, "timesteps": int(model.num_timesteps),
         "n_envs": a.n_envs, "vec_procs": a.vec_procs, "trace": a.trace, "env_kwargs": kwargs, "hyperparams": hyperparams,
         "seed": a.seed, "device": device,
-        "imitate": a.imitate, "imitation": imitation, "train_wall_s": train_s,
+        **({"scenarios": [{"name": sp.name, "trace": sp.trace, "env_kwargs": sp.env_kwargs} for sp in specs]}
+           if specs else {}),
+        "imitate": a.imitate, "imitate_kwargs": a.imitate_kwargs, "imitation": imitation, "train_wall_s": train_s,
         **workload_record(vec),
     }, indent=2, default=str))
     print(f"trained {algo} for {model.num_timesteps} steps in {train_s:.0f} s -> {final}", flush=True)
 
     if a.no_eval:
         return 0
-    if a.eval_at is not None:
-        kwargs[vec.sweep()[0]] = a.eval_at
     policies = [str(final), *heuristic_names(a.env), "random"]
-    report = evaluate(a.env, policies, a.trace, a.eval_episodes, a.seed + 10_000, kwargs, "test")
-    atomic_write_text(out / "eval.json", json.dumps(report, indent=2, default=float))
-    print_tables(report)
+    runs = [(a.trace, kwargs)] if specs is None else [(sp.trace, dict(sp.env_kwargs)) for sp in specs]
+    reports = []
+    for trace, kw in runs:
+        if a.eval_at is not None:
+            kw[vec.sweep()[0] if specs is None else options.vec_class(a.env).episode_knob] = a.eval_at
+        report = evaluate(a.env, policies, trace, a.eval_episodes, a.seed + 10_000, kw, "test")
+        print_tables(report)
+        reports.append(report)
+    # One report as before; with --scenarios a list, one per scenario.
+    atomic_write_text(out / "eval.json", json.dumps(reports[0] if specs is None else reports, indent=2, default=float))
     return 0
 
 

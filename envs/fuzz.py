@@ -68,6 +68,23 @@ def draw_scenario(env_id: str, rng: np.random.Generator) -> tuple[int, dict[str,
         return E, kw
     if env_id == "servegym/PrefixEviction-v0":
         return E, {"capacity_frac": tuple(float(x) for x in rng.uniform(0.01, 0.3, 2))}
+    if env_id == "servegym/Disaggregation-v0":
+        # Random traces for both phase kinds (or one), cluster sizes, node layouts, KV pools that
+        # reject long prompts, queue and dispatch sizes, decision intervals, warm-ups, first-token
+        # and transfer modes, SLOs and loads; episodes of 1-3 phases of 20-60 s.
+        tp = int(rng.choice([1, 2]))
+        return E, {
+            "trace": random_trace(rng, int(rng.integers(96, 400))),
+            "shift_trace": None if rng.random() < 0.3 else random_trace(rng, int(rng.integers(96, 400))),
+            "split": "all", "instances": int(rng.integers(2, 9)), "tp": tp, "gpus_per_node": tp * int(rng.choice([1, 2, 4])),
+            "capacity_blocks": int(rng.integers(120, 3000)), "queue_slots": int(rng.integers(8, 128)),
+            "dispatch_queue": int(rng.integers(1, 33)), "phases": int(rng.integers(1, 4)),
+            "phase_s": float(rng.choice([20.0, 40.0, 60.0])), "interval_s": float(rng.choice([2.0, 5.0, 10.0])),
+            "switch_s": float(rng.uniform(0.0, 8.0)), "drain_s": float(rng.choice([0.0, 30.0])),
+            "first_token": str(rng.choice(["decode", "prefill"])), "layerwise_transfer": bool(rng.random() < 0.5),
+            "slo_ttft_s": float(rng.uniform(0.2, 4.0)), "slo_tpot_s": float(rng.uniform(0.02, 0.3)),
+            "episodes_per_load": 2, "load": tuple(float(x) for x in rng.uniform(0.2, 2.0, 2)),
+        }
     return E, {}
 
 

@@ -1,6 +1,7 @@
 """Disaggregation-v0 plays the recorded episodes bit for bit (issue 17: the kernel got faster, the
 results did not change). ``tests/golden/disaggregation.json`` was recorded at commit 0151d4d, before
-the speed work, by ``tests/golden/disaggregation_golden.py``: metrics as exact floats, SHA-256 of
+the speed work (re-recorded at 84fa820 for two new observation features, metrics and per-request
+records unchanged), by ``tests/golden/disaggregation_golden.py``: metrics as exact floats, SHA-256 of
 every observation, mask, reward and done flag and of the per-request records."""
 
 from __future__ import annotations

@@ -49,6 +49,16 @@ def test_fuzz_routing_lets_iterations_in_flight_lead_but_not_run_backward():
     assert not any("ahead of the env clock" in m for m in errs), errs
 
 
+def test_fuzz_disaggregation_draws_random_clusters_and_traces_and_finds_no_violation():
+    rng = np.random.default_rng(5)
+    drawn = [fuzz.draw_scenario("servegym/Disaggregation-v0", rng)[1] for _ in range(12)]
+    assert len({d["instances"] for d in drawn}) > 2 and len({d["interval_s"] for d in drawn}) > 1
+    assert all(d["trace"].meta.source == "envs.fuzz" for d in drawn)
+    assert any(d["shift_trace"] is None for d in drawn) and any(d["shift_trace"] is not None for d in drawn)
+    n, bad = fuzz.fuzz("servegym/Disaggregation-v0", 120, seed=11, scenario_steps=40, log=lambda m: None)
+    assert not bad and n >= 120, bad
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("env_id", list(envs.VEC_ENVS))
 def test_fuzz_full_size(env_id):

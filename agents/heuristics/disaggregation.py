@@ -206,6 +206,38 @@ def candidate_replays(config: DisaggregationConfig, episode: dict) -> tuple[np.n
     return _REPLAYS[key]
 
 
+def switch_costs(v: np.ndarray, plans: list[np.ndarray], params) -> np.ndarray:
+    """OracleDP's cost [K, K] of switching candidate k -> k' between intervals: the value the
+    changed instances lose while warming, changed x switch_s / interval_s x mean |v| per
+    instance-interval (``v``: per-interval rewards [K, T] of the candidates; ``params``: the env's
+    ``Params``)."""
+    R = len(plans[0])
+    unit = np.abs(v).mean() / R * (params.switch_s / params.interval_s)
+    changed = np.array([[(a != b).sum() for b in plans] for a in plans], np.float64)
+    return changed * unit
+
+
+def viterbi(v: np.ndarray, cost: np.ndarray, start: int | None = None) -> list[int]:
+    """Candidate index per interval [T] maximising sum of ``v[k_t, t]`` minus ``cost[k_t-1, k_t]``
+    (dynamic programming over T intervals x K candidates); ``start``: the first interval's
+    candidate is fixed to it (None: free)."""
+    Kn, T = v.shape
+    score = v[:, 0].copy()
+    if start is not None:
+        score[np.arange(Kn) != start] = -np.inf
+    back = np.zeros((Kn, T), np.int64)
+    for t in range(1, T):
+        tot = score[:, None] - cost  # [from, to]
+        back[:, t] = tot.argmax(axis=0)
+        score = tot.max(axis=0) + v[:, t]
+    k = int(score.argmax())
+    path = [k]
+    for t in range(T - 1, 0, -1):
+        k = int(back[k, t])
+        path.append(k)
+    return path[::-1]
+
+
 class _Clairvoyant:
     """Base of the oracles: at each episode's first decision, reads the window the env plays
     (privileged) and plans its whole episode by replaying that window in a copy of the simulator.
@@ -295,25 +327,10 @@ class OracleDP(_Clairvoyant):
         cfg = self.env.config
         plans = candidate_plans(self.R)
         v, metrics = candidate_replays(cfg, episode)  # [K, T]
-        Kn, T = v.shape
-        p = self.env.params
-        unit = np.abs(v).mean() / self.R * (p.switch_s / p.interval_s)
-        changed = np.array([[(a != b).sum() for b in plans] for a in plans], np.float64)
-        cost = changed * unit
-        score = v[:, 0].copy()
-        back = np.zeros((Kn, T), np.int64)
-        for t in range(1, T):
-            tot = score[:, None] - cost  # [from, to]
-            back[:, t] = tot.argmax(axis=0)
-            score = tot.max(axis=0) + v[:, t]
-        k = int(score.argmax())
-        path = [k]
-        for t in range(T - 1, 0, -1):
-            k = int(back[k, t])
-            path.append(k)
-        dp_plan = np.array([plans[k] for k in path[::-1]])
+        path = viterbi(v, switch_costs(v, plans, self.env.params))
+        dp_plan = np.array([plans[k] for k in path])
         best = int(np.argmax([m["goodput_per_gpu"] for m in metrics]))
-        static = np.tile(plans[best], (T, 1))
+        static = np.tile(plans[best], (v.shape[1], 1))
         _, m2 = replay(cfg, [episode], [dp_plan])
         return dp_plan if m2[0]["goodput_per_gpu"] > metrics[best]["goodput_per_gpu"] else static
 

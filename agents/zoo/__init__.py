@@ -66,17 +66,31 @@ RECIPES: dict[str, Recipe] = {
     # Generated expert load (DeepSeek-V3 on 32 H200s), training seeds and drifts 0.005/0.02/0.08.
     "servegym/ExpertPlacement-v0": Recipe("expert_placement_ppo.zip", ("--timesteps", "120000", "--seed", "0"),
                                           f"expert_load-v{EXPERT_LOAD_VERSION}"),
-    # MaskablePPO with the keep-role prior (agents.sticky_roles; HYPERPARAMS), 500k steps, 16
-    # envs, seed 0, training windows (first 70%) of the default phases: Azure conversation and
-    # Azure code generators alternating every 120 s, loads 0.5 and 0.8, MLPerf SLOs.
-    # Time: the env is the bottleneck (one core: about 1.9 h at 70-80 steps/s). Measured on the
-    # shared 2-core box (load average 2.3-2.6, no idle core), 2,304 steps: 110 steps/s in one
-    # process, 92 with --vec-procs 2 (two workers on one free core). Measured on the GPU machine's
-    # 16 idle cores with --vec-procs 16: 49,152 steps in 244 s of training, 201 steps/s, so about
-    # 41 minutes for the 500k steps (the 1,000-1,500 steps/s estimated from the env's speed alone
-    # did not hold). Same results for any --vec-procs.
-    "servegym/Disaggregation-v0": Recipe("disaggregation_ppo.zip", (
-        "--timesteps", "500000", "--n-envs", "16", "--seed", "0"), "azure_conv-v1+azure_code-v1"),
+    # Issue 17: DAgger (agents/imitation.py, MultiDiscrete) from the privileged teacher of
+    # agents/disaggregation_teacher.py (replays of each training episode with every static candidate:
+    # a start per SLO setting, the one the first observation can tell apart by its ttft_headroom /
+    # tpot_headroom features, then one move per setting and load level, the best on the mean of exact
+    # replays over that group's episodes) into MaskablePPO's keep-role policy (agents.sticky_roles,
+    # HYPERPARAMS), 9,216 labelled decisions, 8 envs (2 per family), no RL steps, seed 0. Training
+    # distribution: the four main-track leaderboard scenarios of Disaggregation-v0 (--scenarios: 8B
+    # on 8 H100 at load 0.8 MLPerf SLOs and load 0.5 tight SLOs, 70B TP4 on 32 H100 at load 0.8
+    # MLPerf and load 0.5 MLPerf interactive), their training windows (first 70% of the Azure
+    # conversation / code traces, 8 windows per family); one agent for all four, as the leaderboard
+    # plays one zoo checkpoint per environment. Without --teacher-data the teacher's 32 x 43
+    # candidate replays run in this process (--teacher-procs N: N processes; same plans). The 3-seed
+    # run with its leaderboard: `OUT=DIR bash agents/zoo/train_disaggregation.sh` (the teacher once
+    # with `python -m agents.disaggregation_teacher --scenarios 'disaggregation/*' --procs 16 --out
+    # FILE`, then this command with --teacher-data FILE --vec-procs 4 for each seed on 5 cores, then
+    # the leaderboard). Measured on the 16-core GPU host (fresh machine, 2026-12-01): 374 s in all:
+    # numba compilation and the teacher 158 s (its 32 x 43 replays 56 s on 16 processes), DAgger
+    # 96-100 s per seed (3 seeds at once), the leaderboard of the 3 checkpoints 58 s (--ray). Seed 0
+    # is the committed checkpoint; the 3 seeds' leaderboard is agents/zoo/results/disaggregation_seeds.json.
+    # It replaces the MaskablePPO recipe (500k steps: 41 min per seed at the 201 steps/s measured
+    # with --vec-procs 16 on the 16-core host, over the device budget; 9k steps learned nothing,
+    # envs/disaggregation/README.md "Learning").
+    "servegym/Disaggregation-v0": Recipe("disaggregation_dagger.zip", (
+        "--scenarios", "disaggregation/*", "--imitate", "9216", "--timesteps", "0", "--n-envs", "8",
+        "--imitate-kwargs", "epochs=20", "batch_size=256", "--seed", "0"), "azure_conv-v1+azure_code-v1"),
 }
 
 

@@ -80,6 +80,8 @@ class Params(NamedTuple):
     drain_s: float
     n_gpus: int
     ref_rps: float  # instances x one colocated instance's capacity on the first trace
+    ttft_headroom: float  # log2(SLO TTFT / Scenario.ref_prefill_s) / HEADROOM_SCALE (observation)
+    tpot_headroom: float  # log2(SLO TPOT / Scenario.ref_decode_s) / HEADROOM_SCALE (observation)
 
 
 class DState(NamedTuple):
@@ -131,6 +133,8 @@ def allocate_dstate(E: int, R: int, slots: int, N: int) -> DState:
 
 
 def make_params(cfg: DisaggregationConfig, sc: Scenario) -> Params:
+    slo_ttft = float(sc.slo_ttft_s if cfg.slo_ttft_s is None else cfg.slo_ttft_s)
+    slo_tpot = float(sc.slo_tpot_s if cfg.slo_tpot_s is None else cfg.slo_tpot_s)
     return Params(
         budget=int(cfg.budget), dispatch_queue=int(cfg.dispatch_queue), overflow_tokens=float(cfg.overflow_tokens),
         kv_bytes_gpu=sc.kv_bytes_per_token_gpu,
@@ -138,10 +142,11 @@ def make_params(cfg: DisaggregationConfig, sc: Scenario) -> Params:
         layers=sc.layers, tp=int(cfg.tp),
         first_token=K.FIRST_TOKEN_DECODE if cfg.first_token == "decode" else K.FIRST_TOKEN_PREFILL,
         switch_s=float(sc.switch_s if cfg.switch_s is None else cfg.switch_s),
-        slo_ttft=float(sc.slo_ttft_s if cfg.slo_ttft_s is None else cfg.slo_ttft_s),
-        slo_tpot=float(sc.slo_tpot_s if cfg.slo_tpot_s is None else cfg.slo_tpot_s),
+        slo_ttft=slo_ttft, slo_tpot=slo_tpot,
         interval_s=float(cfg.interval_s), decisions=cfg.decisions, drain_s=float(cfg.drain_s),
         n_gpus=sc.n_gpus, ref_rps=float(cfg.instances * sc.capacity_rps[0]),
+        ttft_headroom=float(np.log2(slo_ttft / sc.ref_prefill_s)) / K.HEADROOM_SCALE,
+        tpot_headroom=float(np.log2(slo_tpot / sc.ref_decode_s)) / K.HEADROOM_SCALE,
     )
 
 

@@ -71,6 +71,10 @@ GLOBAL_FEATURES = (
     "tpot_recent",  # mean TPOT of requests finished in the last interval / TPOT SLO
     "attainment_recent",  # share of those requests within both SLOs (1 when none finished)
     "rule",  # dispatch rule in force (0 balance, 1 overflow)
+    # The scenario's SLOs against one instance's step times at the training parts' mean request
+    # (constant in an episode; known before the first request, as to DistServe's offline search):
+    "ttft_headroom",  # log2(SLO TTFT / prefill time of the mean prompt) / HEADROOM_SCALE
+    "tpot_headroom",  # log2(SLO TPOT / decode iteration time of one sequence) / HEADROOM_SCALE
 )
 INSTANCE_FEATURES = (
     "prefill",  # role one-hot (the role it serves in now; while switching, the old one)
@@ -89,6 +93,7 @@ COUNT_SCALE = 64.0
 TOKEN_SCALE = 65536.0
 TOKEN_SCALE_PROMPT = 4096.0
 TOKEN_SCALE_OUTPUT = 1024.0
+HEADROOM_SCALE = 8.0  # log2 ratios of 2^-8 .. 2^8 map to -1 .. 1
 
 # Per-env accumulators (DState.acc[e, k]).
 X_KV_BYTES = 0  # KV bytes moved, all GPUs of the instances
@@ -491,6 +496,8 @@ def write_obs(st, wl, eng, ds, pr, e, obs):
     o[7] = ds.acc[e, X_FIN_TPOT] / max(nf, 1.0) / pr.slo_tpot
     o[8] = ds.acc[e, X_FIN_MET] / nf if nf > 0 else 1.0
     o[9] = ds.rule[e]
+    o[10] = pr.ttft_headroom
+    o[11] = pr.tpot_headroom
     cap = float(eng.capacity_blocks)
     for r in range(R):
         b = G + r * F

@@ -44,6 +44,11 @@ class Scenario:
     price_usd_per_gpu_hour: float
     trace_names: tuple[str, ...]
     wrapped: int  # phase segments that replayed their source part cyclically
+    # One instance's step times at the training parts' mean request (hwmodels.iteration_time): a
+    # whole-prompt prefill alone, and a decode iteration of one sequence at mid-output context. The
+    # observation states the SLOs against them, so a policy can tell models and SLO tiers apart.
+    ref_prefill_s: float
+    ref_decode_s: float
 
 
 def _load(cfg: DisaggregationConfig, spec) -> tuple[traces.Trace, traces.Trace]:
@@ -154,10 +159,24 @@ def _build(cfg: DisaggregationConfig) -> Scenario:
     bw, lat = link_matrix(cfg)
     switch = hwmodels.cold_start_time(model, cfg.gpu, cfg.tp)
     names = tuple(s if isinstance(s, str) else s.meta.name for s in sources)
+    ref_prefill, ref_decode = reference_step_times(eng, [h for h, _ in parts])
     return Scenario(
         engine=eng, workload=wl, window_load=np.array([loads[w % len(loads)] for w in range(W)]),
         phase_source=np.array(src_rows, np.int8), capacity_rps=caps, slo_ttft_s=slo_ttft, slo_tpot_s=slo_tpot,
         switch_s=float(switch), kv_bytes_per_token_gpu=float(hwmodels.kv_bytes_per_token(model, cfg.tp)),
         link_bw=bw, link_latency_s=lat, layers=int(model.layers), n_gpus=cfg.instances * cfg.tp,
         price_usd_per_gpu_hour=float(hwmodels.price_per_gpu_hour(cfg.gpu)), trace_names=names, wrapped=wrapped,
+        ref_prefill_s=ref_prefill, ref_decode_s=ref_decode,
     )
+
+
+def reference_step_times(eng, history: list[traces.Trace]) -> tuple[float, float]:
+    """(prefill s, decode s) of one instance of ``eng`` at the mean request of ``history`` (the
+    training parts): prefill of one mean prompt alone (attention pairs P (P + 1) / 2), and a decode
+    iteration of one sequence at the mean prompt plus half the mean output (hwmodels.iteration_time)."""
+    p = float(np.mean(np.concatenate([h.prompt_tokens for h in history])))
+    o = float(np.mean(np.concatenate([h.output_tokens for h in history])))
+    ctx = p + 0.5 * o
+    prefill = float(hwmodels.iteration_time(eng.coeffs, p, p * (p + 1.0) / 2.0, 0.0, 0.0, -1.0, p))
+    decode = float(hwmodels.iteration_time(eng.coeffs, 0.0, 0.0, 1.0, ctx, ctx, -1.0))
+    return prefill, decode
