@@ -321,11 +321,13 @@ def run_iteration_lazy(st, wl, eng, lz, e, admit_max, budget, defer, order, now)
             i += 1
     # 2. Ongoing prefills, chunked, limited by free blocks (lazy requests are decoders: skipped).
     if n_prefill > 0:
+        run_list = st.run_list
+        blocks = st.blocks
         for i in range(st.n_running[e, r]):
             if left <= 0:
                 break
-            s = st.run_list[e, r, i]
-            if st.blocks[e, r, s] < 0:
+            s = run_list[e, r, i]
+            if blocks[e, r, s] < 0:
                 continue
             kv = st.kv_tokens[e, r, s]
             if kv >= st.target[e, r, s]:
@@ -430,14 +432,19 @@ def run_iteration_lazy(st, wl, eng, lz, e, admit_max, budget, defer, order, now)
     n = st.n_running[e, r]
     p99_check = eng.slo_metric == SLO_P99_TBT
     T = st.top_gaps.shape[3]
+    # The arrays read for every request, taken out of the state tuple once: an access through the
+    # tuple in the loop pays an atomic reference-count update each time (perf: a fifth of a step).
+    run_list = st.run_list
+    blocks = st.blocks
+    sched = st.sched
     for i in range(n):
-        s = st.run_list[e, r, i]
-        if st.blocks[e, r, s] < 0:
-            if st.sched[e, r, s] == k1:  # its last token
+        s = run_list[e, r, i]
+        if blocks[e, r, s] < 0:
+            if sched[e, r, s] == k1:  # its last token
                 _leave(st, eng, lz, e, s, k1, t_end)
                 _finish(st, wl, eng, e, r, s, t_end)
             else:
-                st.run_list[e, r, keep] = s
+                run_list[e, r, keep] = s
                 keep += 1
             continue
         work = st.sched[e, r, s]
