@@ -35,7 +35,8 @@ Episode End
 Arguments
     ``DisaggregationConfig`` fields (``config.py``).
 Version History
-    v0: first version.
+    v0: first version (``ttft_headroom`` / ``tpot_headroom`` added to the observation before the
+    first zoo agent; results unchanged).
 """
 
 from __future__ import annotations
