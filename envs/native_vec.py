@@ -316,6 +316,11 @@ class NativeVecEnv(SingleObjectVecEnv):
 
     def step_wait(self):
         self.advance()
+        return self._after_advance()
+
+    def _after_advance(self):
+        """The rest of ``step_wait`` once ``advance`` has run: returns and lengths, infos of the
+        episodes that ended (their metrics), their resets; ``(obs, rewards, dones, infos)``."""
         self._returns += self._rew
         self._lengths += 1
         term, trunc = self._term.copy(), self._trunc.copy()

@@ -387,3 +387,73 @@ def rt_step_all(st, wl, eng, actions, up, budget, drain_s, stale_s, hash_blocks,
             reward[e] -= bound_penalty * rt_ttft_excess(st, wl, e, st.clock[e], bound_s, charged) / bound_s
         rt_write_obs(st, wl, eng, e, st.next_arrival[e], obs, mask, up, ttft_ema, snap, snap_t, sent, stale_s,
                      hash_blocks, sec_per_tok, cap_rps[e])
+
+
+# --- KVAdmission-v0's step before the lazy decoders (envs/kv_admission/kernels.py at 089590b): every
+# env's iteration is envs.core.replica.run_iteration, the per-request loop; the observation is the
+# kernels' fill_obs on that plain state.
+
+from envs.core.replica import mark_late_queued_inline, run_iteration_inline  # noqa: E402
+from envs.core.state import C_RECOMPUTED_TOKENS  # noqa: E402
+from envs.kv_admission.kernels import fill_obs  # noqa: E402
+
+
+@nb.njit(cache=True)
+def _kv_enqueue_arrivals(st, wl, eng, e, until):
+    w = st.window[e]
+    N = wl.n_requests[w]
+    arrival = wl.arrival_s[w]
+    scale = st.time_scale[e]
+    while st.next_arrival[e] < N and arrival[st.next_arrival[e]] * scale <= until:
+        enqueue(st, wl, eng, e, 0, st.next_arrival[e])
+        st.next_arrival[e] += 1
+
+
+@nb.njit(cache=True)
+def kv_step_all(
+    st, wl, eng, actions, admit_levels, budget_levels, drain_s, recompute_penalty, K,
+    obs, mask, reward, terminated, truncated, sc,
+):
+    n_budget = budget_levels.shape[0]
+    for e in range(actions.shape[0]):
+        a = actions[e]
+        order = a % 3
+        a //= 3
+        defer = a % 2 == 1
+        a //= 2
+        budget = budget_levels[a % n_budget]
+        admit = admit_levels[a // n_budget]
+        w = st.window[e]
+        N = wl.n_requests[w]
+        arrival = wl.arrival_s[w]
+        scale = st.time_scale[e]
+        met0 = st.counters[e, C_SLO_MET]
+        miss0 = st.counters[e, C_SLO_MISSED]
+        rec0 = st.counters[e, C_RECOMPUTED_TOKENS]
+
+        now = st.clock[e]
+        if st.n_running[e, 0] == 0 and st.n_queued[e, 0] == 0 and st.next_arrival[e] < N:
+            now = max(now, arrival[st.next_arrival[e]] * scale)
+            _kv_enqueue_arrivals(st, wl, eng, e, now)
+        dt = run_iteration_inline(st, wl, eng, e, 0, admit, budget, defer, order, now)
+        if dt > 0.0:
+            now += dt
+        else:
+            idle_to = now + eng.idle_tick_s
+            if st.next_arrival[e] < N:
+                idle_to = min(idle_to, max(now, arrival[st.next_arrival[e]] * scale))
+            now = max(idle_to, now + 1e-6)
+        st.clock[e] = now
+        _kv_enqueue_arrivals(st, wl, eng, e, now)
+        mark_late_queued_inline(st, wl, eng, e, 0, now)
+
+        reward[e] = (
+            (st.counters[e, C_SLO_MET] - met0)
+            - (st.counters[e, C_SLO_MISSED] - miss0)
+            - recompute_penalty * (st.counters[e, C_RECOMPUTED_TOKENS] - rec0) / 1000.0
+        )
+        empty = st.n_running[e, 0] == 0 and st.n_queued[e, 0] == 0
+        terminated[e] = st.next_arrival[e] >= N and empty
+        last = arrival[N - 1] * scale
+        truncated[e] = (not terminated[e]) and now > last + drain_s
+        fill_obs(st, wl, eng, e, K, obs, mask, admit_levels, sc, e)

@@ -106,3 +106,29 @@ def test_action_encoding_round_trips_and_masks_are_consistent():
     vec.reset()
     mask = vec.action_masks()
     assert mask.any(axis=1).all()
+
+
+def test_run_fixed_is_stepping_one_at_a_time():
+    """``run_fixed`` (the steps of a fixed action in one kernel call) leaves the batch where as many
+    ``step`` calls leave it: same last observations, rewards, episode ends, infos, returns."""
+    from envs.kv_admission.bench import VLLM_ACTION
+
+    kw = dict(window_requests=64, drain_s=5.0, load=1.3)
+    fast, slow = kva.KVAdmissionVecEnv(3, seed=4, **kw), kva.KVAdmissionVecEnv(3, seed=4, **kw)
+    fast.reset(), slow.reset()
+    ended = total = 0
+    for max_steps in (1, 7, 500, 500, 3, 500, 500):
+        n, (o1, r1, d1, i1) = fast.run_fixed(VLLM_ACTION, max_steps)
+        assert 1 <= n <= max_steps and (n == max_steps or d1.any())
+        for _ in range(n):
+            o2, r2, d2, i2 = slow.step(np.full(3, VLLM_ACTION))
+        assert o1.tobytes() == o2.tobytes() and r1.tobytes() == r2.tobytes() and np.array_equal(d1, d2)
+        assert fast._returns.tobytes() == slow._returns.tobytes() and np.array_equal(fast._lengths, slow._lengths)
+        for x, y in zip(i1, i2):
+            assert x.keys() == y.keys() and x.get("episode") == y.get("episode")
+            assert str(x.get("metrics")) == str(y.get("metrics"))
+        ended += int(d1.sum())
+        total += n
+    assert ended > 0, "no episode ended inside run_fixed"
+    with pytest.raises(ValueError, match="max_steps"):
+        fast.run_fixed(VLLM_ACTION, 0)

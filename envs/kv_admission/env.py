@@ -35,6 +35,7 @@ from gymnasium import spaces
 
 import traces
 from envs.kv_admission import kernels as K
+from envs.core import lazy
 from envs.core import state as S
 from envs.core.capacity import measure_capacity_rps
 from envs.core.engine import EngineSpec
@@ -226,9 +227,13 @@ class KVAdmissionVecEnv(NativeVecEnv):
         # output's p99 needs (S.top_gaps_needed); the hot per-slot fields packed side by side
         # (S.PACKED_SLOT_FIELDS). Results are the same as at full size, unpacked.
         slots = min(cfg.queue_slots, self.scenario.workload.arrival_s.shape[1])
-        self.state = S.allocate(E, 1, slots, cfg.window_requests, cache_entries,
-                                max_window_gaps(self.scenario.workload), S.top_gaps_needed(eng.max_output),
-                                packed=True)
+        self._state = S.allocate(E, 1, slots, cfg.window_requests, cache_entries,
+                                 max_window_gaps(self.scenario.workload), S.top_gaps_needed(eng.max_output),
+                                 packed=True)
+        # Steady decoders kept lazily between steps (envs.core.lazy; the mixed scheduler only).
+        if eng.prefill_first:
+            raise ValueError("KVAdmission: the engine must use the mixed scheduler (prefill_first=False)")
+        self._lazy = lazy.allocate_lazy(E, slots, eng.block_size, eng.max_output)
         self._obs = np.zeros((E, n_obs), np.float32)
         self._mask = np.ones((E, N_ACTIONS), np.bool_)
         self._scratch = K.obs_scratch(E, eng.max_seqs, slots, self.K)
@@ -237,6 +242,22 @@ class KVAdmissionVecEnv(NativeVecEnv):
         self._episode_load = np.zeros(E)
         if seed is not None:
             self.seed(seed)
+
+    @property
+    def state(self) -> S.ClusterState:
+        """The batch's ``ClusterState`` with every lazily kept decoder written back
+        (``envs.core.lazy.materialize``), so that its per-slot fields are those of
+        ``envs.core.replica.run_iteration``; the kernels keep going from it with the same results."""
+        lazy.materialize_all(self._state, self.scenario.engine, self._lazy)
+        return self._state
+
+    @state.setter
+    def state(self, st: S.ClusterState) -> None:
+        """Replace the batch's state (other sizes, other layouts: tests compare them); the lazy set
+        starts empty, sized to it. Call ``reset`` after."""
+        eng = self.scenario.engine
+        self._state = st
+        self._lazy = lazy.allocate_lazy(self.num_envs, st.status.shape[2], eng.block_size, eng.max_output)
 
     # --- NativeVecEnv hooks
     def _reset_envs(self, envs: np.ndarray) -> None:
@@ -254,9 +275,9 @@ class KVAdmissionVecEnv(NativeVecEnv):
                 scales[j] = 1.0 / self.config.rate_scale
             else:
                 scales[j] = sc.natural_rate[windows[j]] / (load * sc.capacity_rps)
-        K.reset_all(self.state, sc.workload, sc.engine, envs.astype(np.int64), windows, scales,
+        K.reset_all(self._state, sc.workload, sc.engine, envs.astype(np.int64), windows, scales,
                     sc.hist_prior, self.K, self._obs, self._mask, self._admit, len(BUDGET_LEVELS),
-                    self._scratch)
+                    self._scratch, self._lazy)
 
     def _reset_mixture(self, envs: np.ndarray, loads: tuple[float, ...], W: int) -> None:
         """Reset of a workload mixture: part, window and load per env; each part's envs reset
@@ -275,20 +296,36 @@ class KVAdmissionVecEnv(NativeVecEnv):
                 scales[j] = sc.natural_rate[windows[j]] / (load * sc.part_capacity_rps[part[j]])
         for p in np.unique(part):
             sel = part == p
-            K.reset_all(self.state, sc.workload, sc.engine, envs[sel].astype(np.int64), windows[sel], scales[sel],
+            K.reset_all(self._state, sc.workload, sc.engine, envs[sel].astype(np.int64), windows[sel], scales[sel],
                         sc.part_hist_prior[p], self.K, self._obs, self._mask, self._admit, len(BUDGET_LEVELS),
-                        self._scratch)
+                        self._scratch, self._lazy)
 
     def advance(self) -> None:
         """One kernel call: every env applies its action in ``_actions`` and runs an iteration."""
         sc = self.scenario
-        K.step_all(self.state, sc.workload, sc.engine, self._actions, self._admit, self._budget,
+        K.step_all(self._state, sc.workload, sc.engine, self._actions, self._admit, self._budget,
                    self.config.drain_s, self.config.recompute_penalty, self.K, self._obs, self._mask,
-                   self._rew, self._term, self._trunc, self._scratch)
+                   self._rew, self._term, self._trunc, self._scratch, self._lazy)
+
+    def run_fixed(self, action: int, max_steps: int) -> tuple[int, tuple]:
+        """``step(np.full(num_envs, action))`` up to ``max_steps`` times in one kernel call (a
+        fixed-action policy such as vLLM's needs no Python between steps), stopping after the
+        first step in which an episode ends. Returns the number of steps and ``step``'s
+        ``(obs, rewards, dones, infos)`` of the last one; every episode record is what stepping one
+        at a time gives. ``ValueError`` for ``max_steps`` < 1 or an action outside the space."""
+        if max_steps < 1:
+            raise ValueError(f"KVAdmission: run_fixed max_steps must be >= 1, got {max_steps}")
+        self.step_async(np.full(self.num_envs, action))
+        sc = self.scenario
+        n = K.step_repeat(self._state, sc.workload, sc.engine, self._actions, self._admit, self._budget,
+                          self.config.drain_s, self.config.recompute_penalty, self.K, self._obs, self._mask,
+                          self._rew, self._term, self._trunc, self._scratch, self._lazy, self._returns,
+                          self._lengths, int(max_steps))
+        return int(n), self._after_advance()
 
     def episode_extras(self, e: int) -> dict[str, Any]:
         out: dict[str, Any] = {"requests": self.request_records(e)}
-        played = workload_played(self.scenario.parts, self.scenario.groups, int(self.state.window[e]))
+        played = workload_played(self.scenario.parts, self.scenario.groups, int(self._state.window[e]))
         if played is not None:  # a workload mixture: which family, generator seed and window played
             out["workload"] = played
         return out
@@ -313,11 +350,11 @@ class KVAdmissionVecEnv(NativeVecEnv):
     # --- domain metrics
     def request_records(self, e: int) -> dict[str, np.ndarray]:
         """Per-request outcomes of env ``e``'s episode (copies, in window order)."""
-        st = self.state
+        st = self._state  # per-request records and counters: never lazy
         return {k: getattr(st, k)[e].copy() for k in ("ttft", "tpot", "tbt_p99", "e2e", "fate", "slo_met")}
 
     def episode_metrics(self, e: int) -> dict[str, float]:
-        st, sc = self.state, self.scenario
+        st, sc = self._state, self.scenario  # per-request records, counters, clocks: never lazy
         from envs.core.replica import (
             arrival_time,  # numba function, callable from Python
         )

@@ -7,6 +7,7 @@ from typing import NamedTuple
 import numba as nb
 import numpy as np
 
+from envs.core.lazy import materialize, reset_lazy, run_iteration_lazy_inline
 from envs.core.replica import (
     arrival_time,
     mark_late_queued_inline,
@@ -15,7 +16,6 @@ from envs.core.replica import (
     enqueue,
     reset_env_state,
     reset_replica,
-    run_iteration_inline,
 )
 from envs.core.state import (
     A_GAP_EMA,
@@ -173,11 +173,14 @@ def _peaks(lens, rems, n, extra_rem, extra_len, n_extra, peak):
 
 
 @nb.njit(cache=True)
-def fill_obs(st, wl, eng, e, K, obs, mask, admit_levels, sc, row, r=0):
+def fill_obs(st, wl, eng, e, K, obs, mask, admit_levels, sc, row, r=0, lz=None):
     """Observation and mask of replica ``r`` of env ``e`` into ``obs[e]``/``mask[e]``, with
     ``sc`` (:class:`ObsScratch`) row ``row`` as working memory (KVAdmission-v0: row e; one
     replica per env). No allocation, one Past-Future pass, and the running requests sorted by
-    an insertion sort that starts from the row's previous order."""
+    an insertion sort that starts from the row's previous order. ``lz``: the batch's
+    :class:`envs.core.lazy.LazyDecode` when its lazy requests are not written back (replica 0;
+    a lazy request, ``blocks < 0``, has ``it - a`` more tokens than its fields say), None for a
+    plain state."""
     w = st.window[e]
     bs = eng.block_size
     cap = float(eng.capacity_blocks)
@@ -225,6 +228,7 @@ def fill_obs(st, wl, eng, e, K, obs, mask, admit_levels, sc, row, r=0):
     generated = st.generated[e, r]
     kv_tokens = st.kv_tokens[e, r]
     target = st.target[e, r]
+    blocks = st.blocks[e, r]
     max_out = eng.max_output
     reserve = 0
     backlog = 0
@@ -235,6 +239,11 @@ def fill_obs(st, wl, eng, e, K, obs, mask, admit_levels, sc, row, r=0):
         g = generated[s]
         reserve += ceil_div(prompt + max_out, bs)
         kv = kv_tokens[s]
+        if lz is not None:
+            blk = blocks[s]
+            if blk < 0:  # lazy since iteration -(blk + 1) (envs.core.lazy)
+                g += lz.it[e] + blk + 1
+                kv += lz.it[e] + blk + 1
         tgt = target[s]
         backlog += tgt - kv
         if kv >= tgt:
@@ -268,13 +277,14 @@ def fill_obs(st, wl, eng, e, K, obs, mask, admit_levels, sc, row, r=0):
     q_tokens = 0
     late = 0
     n_q = st.n_queued[e, r]
+    seq = st.seq[e, r]
     s = -1
     for _ in range(n_q):
         s = next_queued(status, e, r, s + 1)
-        q_tokens += st.target[e, r, s]
-        if st.generated[e, r, s] == 0 and now - arrival[st.req[e, r, s]] * scale > eng.slo_ttft:
+        q_tokens += target[s]
+        if generated[s] == 0 and now - arrival[req[s]] * scale > eng.slo_ttft:
             late += 1
-        sq = st.seq[e, r, s]
+        sq = seq[s]
         if sq < head_seq[K - 1]:
             k = K - 1
             while k > 0 and head_seq[k - 1] > sq:
@@ -359,6 +369,12 @@ def fill_obs(st, wl, eng, e, K, obs, mask, admit_levels, sc, row, r=0):
             mask[e, a * per_admit + j] = ok
 
 
+# fill_obs compiled for inlining into step_all's loop over envs: a compiled call taking the state
+# tuples pays an atomic reference-count update per member array (about 70 of them), which was a
+# fifth of a step's time (perf, E = 256).
+fill_obs_inline = nb.njit(inline="always")(fill_obs.py_func)
+
+
 @nb.njit(cache=True)
 def write_obs(st, wl, eng, e, K, obs, mask, admit_levels, n_budgets, r=0):
     """Observation and mask of replica ``r`` of env ``e`` (KVAdmission-v0 has one replica; the
@@ -393,10 +409,11 @@ def _enqueue_arrivals(st, wl, eng, e, until):
 @nb.njit(cache=True)
 def step_all(
     st, wl, eng, actions, admit_levels, budget_levels, drain_s, recompute_penalty, K,
-    obs, mask, reward, terminated, truncated, sc,
+    obs, mask, reward, terminated, truncated, sc, lz,
 ):
     """Every env applies ``actions[e]`` and runs one engine iteration; rewards, episode ends and
-    the next observations (``sc``: the batch's :class:`ObsScratch`, row e for env e)."""
+    the next observations (``sc``: the batch's :class:`ObsScratch`, row e for env e; ``lz``: its
+    :class:`envs.core.lazy.LazyDecode`, the steady decoders kept lazily between steps)."""
     n_budget = budget_levels.shape[0]
     for e in range(actions.shape[0]):
         a = actions[e]
@@ -418,7 +435,7 @@ def step_all(
         if st.n_running[e, 0] == 0 and st.n_queued[e, 0] == 0 and st.next_arrival[e] < N:
             now = max(now, arrival[st.next_arrival[e]] * scale)
             _enqueue_arrivals(st, wl, eng, e, now)
-        dt = run_iteration_inline(st, wl, eng, e, 0, admit, budget, defer, order, now)
+        dt = run_iteration_lazy_inline(st, wl, eng, lz, e, admit, budget, defer, order, now)
         if dt > 0.0:
             now += dt
         else:
@@ -439,14 +456,39 @@ def step_all(
         terminated[e] = st.next_arrival[e] >= N and empty
         last = arrival[N - 1] * scale
         truncated[e] = (not terminated[e]) and now > last + drain_s
-        fill_obs(st, wl, eng, e, K, obs, mask, admit_levels, sc, e)
+        fill_obs_inline(st, wl, eng, e, K, obs, mask, admit_levels, sc, e, 0, lz)
+
+
+@nb.njit(cache=True)
+def step_repeat(
+    st, wl, eng, actions, admit_levels, budget_levels, drain_s, recompute_penalty, K,
+    obs, mask, reward, terminated, truncated, sc, lz, returns, lengths, max_steps,
+):
+    """:func:`step_all` with the same ``actions`` up to ``max_steps`` times, stopping after the
+    first step in which an episode ends; ``returns``/``lengths`` get every step's rewards and counts
+    but the last one's (``NativeVecEnv._after_advance`` adds those, as after one step). Returns the
+    number of steps run."""
+    for i in range(max_steps):
+        step_all(st, wl, eng, actions, admit_levels, budget_levels, drain_s, recompute_penalty, K,
+                 obs, mask, reward, terminated, truncated, sc, lz)
+        if i == max_steps - 1:
+            return max_steps
+        for e in range(actions.shape[0]):
+            if terminated[e] or truncated[e]:
+                return i + 1
+        for e in range(actions.shape[0]):
+            returns[e] += reward[e]
+            lengths[e] += 1
+    return max_steps
 
 
 @nb.njit(cache=True)
 def reset_all(st, wl, eng, envs, windows, time_scales, hist_prior, K, obs, mask, admit_levels,
-              n_budgets, sc):
+              n_budgets, sc, lz):
     for j in range(envs.shape[0]):
         e = envs[j]
+        materialize(st, eng, lz, e)  # the ended episode's slots as the per-request iteration leaves them
+        reset_lazy(lz, e)
         reset_env_state(st, e, windows[j], time_scales[j])
         reset_replica(st, eng, e, 0)
         st.out_hist[e, :] = hist_prior
@@ -455,4 +497,4 @@ def reset_all(st, wl, eng, envs, windows, time_scales, hist_prior, K, obs, mask,
         st.r_clock[e, 0] = t0
         _enqueue_arrivals(st, wl, eng, e, t0)
         sc.n_order[e] = 0
-        fill_obs(st, wl, eng, e, K, obs, mask, admit_levels, sc, e)
+        fill_obs(st, wl, eng, e, K, obs, mask, admit_levels, sc, e, 0, lz)

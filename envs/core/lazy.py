@@ -1,0 +1,518 @@
+"""One replica's engine iteration with its steady decoders kept lazily (KVAdmission-v0's hot path).
+
+:func:`envs.core.replica.run_iteration` touches every running request every iteration: its KV
+block, token count, gap between tokens, top gaps, TPOT check and finish check. In steady state
+almost all of them are *steady decoders*: running requests that produced a token in the last
+iteration and will produce one in the next. For those the per-request work is the same for all:
+each gets one token, one KV token, a gap equal to the iteration's length (its last token came at
+the end of the previous iteration), and a new block every ``block_size`` tokens. This module runs
+the same iteration with those requests kept lazily, so an iteration costs O(1) per steady decoder
+instead of the per-request updates:
+
+* A lazy request ``s`` records, in its own per-slot fields (the packed ones an iteration reads
+  anyway: no other array is touched per request), the iteration ``a`` from which it decodes every
+  iteration as ``blocks = -(a + 1)`` (a running request's blocks are otherwise >= 0) and the
+  iteration of its last token as ``sched``. Its ``generated``, ``kv_tokens``, ``gaps_over``,
+  ``top_gaps`` and ``last_tok_t`` are those of iteration ``a``; after iteration ``j`` it has
+  ``j - a`` more tokens and ``ceil(kv_tokens / block_size)`` blocks (true of every running
+  request between iterations).
+* The iteration's decode totals come from aggregates: the count of lazy requests, the sum and the
+  maximum of ``kv_tokens - a`` (integers, so the float sums the iteration-time model reads are the
+  same numbers the per-request loop adds up), and the count per block phase ``(kv_tokens - a) mod
+  block_size`` (which of them need a new block this iteration).
+* The length of every iteration, its end minus the previous one's (the gap every lazy request
+  sees), goes into a ring log (``glog``); a request's gaps are its entries, replayed in order into its gap count over the SLO and its
+  top gaps (the same float64 subtractions and float32 insertions as the per-request loop) when it
+  leaves the lazy set: when it finishes (its ``sched``), or before any iteration that is not
+  steady. The episode's gap heap and count get the iteration's gap once per lazy request each
+  iteration (the heap keeps the largest gaps as a multiset: the order of pushes does not change
+  which values it holds).
+* The TPOT check (``tpot_late``, evaluated at each token) fires at the first token time past the
+  request's limit; a lazy request keeps that limit, lowered by a margin far below any rounding
+  error, as a key (``dead``), and the exact check runs only for requests whose key has passed.
+
+An iteration is steady when every running decoder fits (their new blocks are free, the token
+budget covers one token each): the decode loop then schedules every decoder and the order of the
+loop changes nothing. Otherwise (a KV shortage: preemption or deferral; a budget smaller than the
+batch) every lazy request is written back first and the iteration runs the per-request loop of
+``run_iteration`` unchanged. Requests that produced a token in an iteration become lazy after it.
+Lazy decoding serves the mixed scheduler (``eng.prefill_first`` False) under the TPOT SLO check;
+under ``slo_metric="p99_tbt"`` (a miss depends on each request's count of long gaps) no request
+becomes lazy and every iteration is the per-request loop. Observations, rewards and records are the
+same, bit for bit, as ``run_iteration``'s (tests/test_kv_admission_lazy.py replays both).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numba as nb
+import numpy as np
+
+from envs.core import prefix
+from envs.core.engine import step_time
+from envs.core.replica import (
+    EMA,
+    _finish,
+    _push_gap,
+    ceil_div,
+    mark_missed,
+    p99_allowed_over,
+    pick_queued,
+    preempt_newest,
+    tpot_late,
+)
+from envs.core.state import (
+    A_BUSY_S,
+    A_GAP_EMA,
+    A_KV_BLOCK_S,
+    A_LAST_ITER_S,
+    A_RECOMPUTE_EMA,
+    A_TTFT_EMA,
+    C_CACHE_HIT_BLOCKS,
+    C_CACHE_LOOKUP_BLOCKS,
+    C_CACHED_TOKENS,
+    C_DECODE_TOKENS,
+    C_GAPS,
+    C_ITERATIONS,
+    C_PREFILL_TOKENS,
+    C_PROMPT_TOKENS,
+    RUNNING,
+    SLO_P99_TBT,
+)
+
+# Per-env aggregates of the lazy set (``LazyDecode.agg[e, k]``).
+G_LAZY = 0  # lazy requests
+G_SUM = 1  # sum of kv_tokens - a over them
+G_MAX = 2  # max of kv_tokens - a (valid when G_MAX_OK is 1)
+G_MAX_OK = 3
+N_AGG = 4
+
+# The TPOT key is lowered by this relative margin (plus as much absolute, in seconds): far above
+# float64 rounding (1e-16), far below an iteration (>= 1e-4 s), so the exact check is never late.
+DEAD_MARGIN = 1e-9
+
+
+class LazyDecode(NamedTuple):
+    """The lazy set of E envs of one replica each, beside their ``ClusterState``."""
+
+    it: np.ndarray  # int64 [E], iterations run (with work) this episode
+    t_last: np.ndarray  # float64 [E], end time of the last iteration
+    glog: np.ndarray  # float64 [E, L], end of iteration j minus end of j - 1 at [e, j % L]; L > longest output
+    dead: np.ndarray  # float64 [E, S], the TPOT check's key (inf: no check left)
+    min_dead: np.ndarray  # float64 [E], a lower bound of dead over the lazy set
+    agg: np.ndarray  # int64 [E, N_AGG]
+    phase: np.ndarray  # int64 [E, block_size], lazy requests per (kv_tokens - a) mod block_size
+
+
+def allocate_lazy(n_envs: int, n_slots: int, block_size: int, max_output: int) -> LazyDecode:
+    """Empty lazy sets for ``n_envs`` envs of ``n_slots`` request slots whose outputs are at most
+    ``max_output`` tokens (a request decodes lazily for fewer iterations than that, so the ring log
+    holds every gap it can need). Raises ``ValueError`` for a size < 1."""
+    if min(n_envs, n_slots, block_size, max_output) < 1:
+        raise ValueError(f"allocate_lazy: n_envs, n_slots, block_size, max_output must be >= 1, got {n_envs}, "
+                         f"{n_slots}, {block_size}, {max_output}")
+    L = 2
+    while L < max_output + 2:
+        L *= 2
+    return LazyDecode(
+        it=np.zeros(n_envs, np.int64), t_last=np.zeros(n_envs), glog=np.zeros((n_envs, L)), dead=np.full((n_envs, n_slots), np.inf), min_dead=np.full(n_envs, np.inf),
+        agg=np.zeros((n_envs, N_AGG), np.int64), phase=np.zeros((n_envs, block_size), np.int64),
+    )
+
+
+@nb.njit(cache=True)
+def reset_lazy(lz, e):
+    """Env ``e`` starts an episode: nothing lazy, no iteration run."""
+    lz.it[e] = 0
+    lz.t_last[e] = 0.0
+    lz.dead[e, :] = np.inf
+    lz.min_dead[e] = np.inf
+    lz.agg[e, :] = 0
+    lz.phase[e, :] = 0
+
+
+@nb.njit(cache=True, inline="always")
+def _leave(st, eng, lz, e, s, upto, t_upto):
+    """Write lazy request ``s`` back as of the end of iteration ``upto`` (at ``t_upto``): its
+    tokens, KV, blocks, last token time, and its gaps replayed in order (gap count over the SLO,
+    top gaps)."""
+    r = 0
+    a = -st.blocks[e, r, s] - 1
+    M = lz.glog.shape[1] - 1  # L is a power of 2
+    T = st.top_gaps.shape[3]
+    kv0 = st.kv_tokens[e, r, s]
+    b = kv0 - a
+    for j in range(a + 1, upto + 1):
+        gap = lz.glog[e, j & M]
+        if gap > eng.slo_tpot:
+            st.gaps_over[e, r, s] += 1
+        g = np.float32(gap)
+        if not g <= st.top_gaps[e, r, s, T - 1]:
+            k = T - 1
+            while k > 0 and st.top_gaps[e, r, s, k - 1] < g:
+                st.top_gaps[e, r, s, k] = st.top_gaps[e, r, s, k - 1]
+                k -= 1
+            st.top_gaps[e, r, s, k] = g
+    m = upto - a
+    st.generated[e, r, s] += m
+    kv = kv0 + m
+    st.kv_tokens[e, r, s] = kv
+    st.blocks[e, r, s] = ceil_div(kv, eng.block_size)
+    st.sched[e, r, s] = 0
+    st.last_tok_t[e, r, s] = t_upto
+    lz.dead[e, s] = np.inf
+    lz.agg[e, G_LAZY] -= 1
+    lz.agg[e, G_SUM] -= b
+    lz.phase[e, b % eng.block_size] -= 1
+    if b == lz.agg[e, G_MAX]:
+        lz.agg[e, G_MAX_OK] = 0
+
+
+@nb.njit(cache=True)
+def materialize(st, eng, lz, e):
+    """Every lazy request of env ``e`` written back (``ClusterState`` then holds what
+    ``run_iteration`` would have); the lazy set is empty after."""
+    if lz.agg[e, G_LAZY] == 0:
+        return
+    upto = lz.it[e]
+    for i in range(st.n_running[e, 0]):
+        s = st.run_list[e, 0, i]
+        if st.blocks[e, 0, s] < 0:
+            _leave(st, eng, lz, e, s, upto, lz.t_last[e])
+    lz.min_dead[e] = np.inf
+    lz.agg[e, G_MAX_OK] = 0
+
+
+@nb.njit(cache=True)
+def materialize_all(st, eng, lz):
+    """:func:`materialize` for every env."""
+    for e in range(lz.it.shape[0]):
+        materialize(st, eng, lz, e)
+
+
+@nb.njit(cache=True, inline="always")
+def _enter(st, wl, eng, lz, e, s, a, t_arr):
+    """Request ``s``, which produced a token at the end of iteration ``a``, decodes lazily from
+    there (``t_arr``: its arrival time)."""
+    r = 0
+    q = st.req[e, r, s]
+    out = wl.output[st.window[e], q]
+    st.blocks[e, r, s] = -(a + 1)
+    st.sched[e, r, s] = a + (out - st.generated[e, r, s])
+    b = st.kv_tokens[e, r, s] - a
+    if lz.agg[e, G_LAZY] == 0:
+        lz.agg[e, G_MAX] = b
+        lz.agg[e, G_MAX_OK] = 1
+    elif lz.agg[e, G_MAX_OK] == 1 and b > lz.agg[e, G_MAX]:
+        lz.agg[e, G_MAX] = b
+    lz.agg[e, G_LAZY] += 1
+    lz.agg[e, G_SUM] += b
+    lz.phase[e, b % eng.block_size] += 1
+    key = np.inf
+    if not st.missed[e, r, s] and out > 1:
+        key = (t_arr + st.ttft[e, q]) + eng.slo_tpot * (out - 1)
+        key -= DEAD_MARGIN * (abs(key) + 1.0)
+    lz.dead[e, s] = key
+    if key < lz.min_dead[e]:
+        lz.min_dead[e] = key
+
+
+@nb.njit(cache=True)
+def run_iteration_lazy(st, wl, eng, lz, e, admit_max, budget, defer, order, now):
+    """One iteration of env ``e``'s replica 0 starting at ``now``, as
+    :func:`envs.core.replica.run_iteration` (mixed scheduler: ``eng.prefill_first`` must be
+    False) runs it, with steady decoders lazy (module docstring). Returns the iteration's
+    duration in seconds; 0.0 when nothing could be scheduled."""
+    r = 0
+    bs = eng.block_size
+    w = st.window[e]
+    k = lz.it[e]
+    left = budget
+    p_tokens = 0.0
+    pairs = 0.0
+    d_seqs = 0.0
+    d_kv = 0.0
+    d_long = 0.0
+    p_long = 0.0
+    short = False
+    whole = False  # prefill_first is False: prompts are chunked
+    n_lazy = lz.agg[e, G_LAZY]
+    steady = False
+    n_prefill = st.n_running[e, r]  # running requests still in their prefill (known when steady)
+
+    if n_lazy > 0:
+        # Is the iteration steady? Every decoder's new block must be free and the budget must
+        # cover a token each; then the decode loop would schedule them all, in any order.
+        n_run = st.n_running[e, r]
+        need = lz.phase[e, (-k) % bs]
+        n_dec = n_lazy
+        if lz.agg[e, G_MAX_OK] == 0:
+            mx = np.iinfo(np.int64).min
+            for i in range(n_run):
+                s = st.run_list[e, r, i]
+                blk = st.blocks[e, r, s]
+                if blk < 0:
+                    mx = max(mx, st.kv_tokens[e, r, s] + blk + 1)
+            lz.agg[e, G_MAX] = mx
+            lz.agg[e, G_MAX_OK] = 1
+        kv_sum = lz.agg[e, G_SUM] + n_lazy * (k + 1)  # sum of kv_tokens + 1 over the decoders
+        kv_max = lz.agg[e, G_MAX] + k + 1
+        if n_run > n_lazy:
+            for i in range(n_run):
+                s = st.run_list[e, r, i]
+                if st.blocks[e, r, s] < 0:
+                    continue
+                kv = st.kv_tokens[e, r, s]
+                if kv < st.target[e, r, s]:
+                    continue
+                need += ceil_div(kv + 1, bs) - st.blocks[e, r, s]
+                n_dec += 1
+                kv_sum += kv + 1
+                kv_max = max(kv_max, kv + 1)
+        if need <= st.free_blocks[e, r] and n_dec <= left:
+            steady = True
+            if n_dec > n_lazy:
+                for i in range(n_run):
+                    s = st.run_list[e, r, i]
+                    if st.blocks[e, r, s] < 0:
+                        continue
+                    kv = st.kv_tokens[e, r, s]
+                    if kv < st.target[e, r, s]:
+                        continue
+                    st.blocks[e, r, s] += ceil_div(kv + 1, bs) - st.blocks[e, r, s]
+                    st.sched[e, r, s] = -1
+            st.free_blocks[e, r] -= need
+            left -= n_dec
+            d_seqs = float(n_dec)
+            d_kv = float(kv_sum)
+            d_long = float(kv_max)
+            n_prefill = n_run - n_dec
+        else:
+            materialize(st, eng, lz, e)
+
+    if not steady:
+        # 1. Decodes, oldest first (run_iteration's loop, every request written back).
+        i = 0
+        while i < st.n_running[e, r] and left > 0:
+            s = st.run_list[e, r, i]
+            kv = st.kv_tokens[e, r, s]
+            if kv < st.target[e, r, s]:
+                i += 1
+                continue
+            need = ceil_div(kv + 1, bs) - st.blocks[e, r, s]
+            if need > st.free_blocks[e, r]:
+                short = True
+                if defer and i > 0:
+                    i += 1
+                    continue
+                while need > st.free_blocks[e, r] and st.run_list[e, r, st.n_running[e, r] - 1] != s:
+                    preempt_newest(st, wl, e, r)
+                if need > st.free_blocks[e, r]:
+                    preempt_newest(st, wl, e, r)  # s itself
+                    break
+            st.blocks[e, r, s] += need
+            st.free_blocks[e, r] -= need
+            st.sched[e, r, s] = -1
+            left -= 1
+            d_seqs += 1.0
+            d_kv += kv + 1
+            d_long = max(d_long, kv + 1.0)
+            i += 1
+    # 2. Ongoing prefills, chunked, limited by free blocks (lazy requests are decoders: skipped).
+    if n_prefill > 0:
+        run_list = st.run_list
+        blocks = st.blocks
+        for i in range(st.n_running[e, r]):
+            if left <= 0:
+                break
+            s = run_list[e, r, i]
+            if blocks[e, r, s] < 0:
+                continue
+            kv = st.kv_tokens[e, r, s]
+            if kv >= st.target[e, r, s]:
+                continue
+            chunk = min(st.target[e, r, s] - kv, left)
+            room = (st.blocks[e, r, s] + st.free_blocks[e, r]) * bs - kv
+            chunk = min(chunk, room)
+            if chunk <= 0:
+                continue
+            need = max(ceil_div(kv + chunk, bs) - st.blocks[e, r, s], 0)
+            st.blocks[e, r, s] += need
+            st.free_blocks[e, r] -= need
+            st.sched[e, r, s] = chunk
+            left -= chunk
+            p_tokens += chunk
+            pairs += chunk * (kv + (chunk + 1) / 2.0)
+            p_long = max(p_long, kv + chunk + 0.0)
+    # 3. New requests (run_iteration's loop).
+    admitted = 0
+    while (
+        not short
+        and admitted < admit_max
+        and left > 0
+        and st.n_queued[e, r] > 0
+        and st.n_running[e, r] < eng.max_seqs
+    ):
+        s = pick_queued(st, wl, eng, e, r, order, now)
+        q = st.req[e, r, s]
+        tgt = st.target[e, r, s]
+        cached_blocks = 0
+        if eng.cache_on:
+            n_chain = wl.chain_len[w, q]
+            cached_blocks = prefix.match_length(st, e, r, wl.chain_ids[w, q], n_chain)
+        cached = min(cached_blocks * eng.chain_block_tokens, tgt - 1)
+        if whole and tgt - cached > left:
+            break
+        chunk = min(tgt - cached, left)
+        need = ceil_div(cached + chunk, bs)
+        if need > st.free_blocks[e, r]:
+            break
+        if eng.cache_on:
+            prefix.touch(st, e, r, wl.chain_ids[w, q], cached_blocks, now)
+            st.counters[e, C_CACHE_HIT_BLOCKS] += cached_blocks
+            st.counters[e, C_CACHE_LOOKUP_BLOCKS] += wl.chain_len[w, q]
+        st.counters[e, C_CACHED_TOKENS] += cached
+        st.counters[e, C_PROMPT_TOKENS] += tgt
+        st.status[e, r, s] = RUNNING
+        st.n_queued[e, r] -= 1
+        st.run_list[e, r, st.n_running[e, r]] = s
+        st.n_running[e, r] += 1
+        st.kv_tokens[e, r, s] = cached
+        st.blocks[e, r, s] = need
+        st.free_blocks[e, r] -= need
+        st.sched[e, r, s] = chunk
+        left -= chunk
+        p_tokens += chunk
+        pairs += chunk * (cached + (chunk + 1) / 2.0)
+        p_long = max(p_long, cached + chunk + 0.0)
+        admitted += 1
+
+    if p_tokens == 0.0 and d_seqs == 0.0:
+        return 0.0
+    dt = step_time(eng.coeffs, p_tokens, pairs, d_seqs, d_kv, d_long, p_long)
+    t_end = now + dt
+    k1 = k + 1
+    it_gap = t_end - lz.t_last[e]  # a lazy request's gap: its last token came at the last iteration's end
+    lz.glog[e, k1 & (lz.glog.shape[1] - 1)] = it_gap
+    lz.t_last[e] = t_end
+    lz.it[e] = k1
+
+    max_gap = 0.0
+    scale = st.time_scale[e]
+    if steady:
+        # Every lazy request's token: the gap since the last iteration's end, once per request.
+        gap = it_gap
+        max_gap = gap
+        G = st.gap_heap.shape[1]
+        if st.counters[e, C_GAPS] >= G and gap <= st.gap_heap[e, 0]:
+            st.counters[e, C_GAPS] += n_lazy  # the heap is full of gaps at least as long
+        else:
+            for _ in range(n_lazy):
+                _push_gap(st.gap_heap, st.counters, e, gap)
+        if t_end >= lz.min_dead[e]:  # some lazy request's TPOT check may fire at this token
+            lo = np.inf
+            for i in range(st.n_running[e, r]):
+                s = st.run_list[e, r, i]
+                if st.blocks[e, r, s] >= 0:
+                    continue
+                if lz.dead[e, s] <= t_end:
+                    q = st.req[e, r, s]
+                    if st.missed[e, r, s]:
+                        lz.dead[e, s] = np.inf
+                    elif tpot_late(t_end, wl.arrival_s[w, q] * scale + st.ttft[e, q], wl.output[w, q],
+                                   eng.slo_tpot):
+                        mark_missed(st.missed, st.counters, e, r, s)
+                        lz.dead[e, s] = np.inf
+                lo = min(lo, lz.dead[e, s])
+            lz.min_dead[e] = lo
+
+    # Results of the iteration, then drop finished requests from the running list.
+    keep = 0
+    n = st.n_running[e, r]
+    p99_check = eng.slo_metric == SLO_P99_TBT
+    T = st.top_gaps.shape[3]
+    # The arrays read for every request, taken out of the state tuple once: an access through the
+    # tuple in the loop pays an atomic reference-count update each time (perf: a fifth of a step).
+    run_list = st.run_list
+    blocks = st.blocks
+    sched = st.sched
+    for i in range(n):
+        s = run_list[e, r, i]
+        if blocks[e, r, s] < 0:
+            if sched[e, r, s] == k1:  # its last token
+                _leave(st, eng, lz, e, s, k1, t_end)
+                _finish(st, wl, eng, e, r, s, t_end)
+            else:
+                run_list[e, r, keep] = s
+                keep += 1
+            continue
+        work = st.sched[e, r, s]
+        st.sched[e, r, s] = 0
+        q = st.req[e, r, s]
+        out_q = wl.output[w, q]
+        allowed = p99_allowed_over(out_q - 1)
+        tok = False  # a token after the first: record its gap
+        first = False
+        if work == -1:
+            st.kv_tokens[e, r, s] += 1
+            tok = True
+        elif work > 0:
+            st.kv_tokens[e, r, s] += work
+            if st.kv_tokens[e, r, s] == st.target[e, r, s]:
+                if st.generated[e, r, s] == 0:
+                    ttft = t_end - wl.arrival_s[w, q] * scale
+                    st.ttft[e, q] = ttft
+                    if ttft > eng.slo_ttft:
+                        mark_missed(st.missed, st.counters, e, r, s)
+                    st.accum[e, A_TTFT_EMA] += EMA * (ttft - st.accum[e, A_TTFT_EMA])
+                    st.generated[e, r, s] += 1
+                    st.last_tok_t[e, r, s] = t_end
+                    first = True
+                else:
+                    tok = True
+        if tok:
+            st.generated[e, r, s] += 1
+            gap = t_end - st.last_tok_t[e, r, s]
+            _push_gap(st.gap_heap, st.counters, e, gap)
+            if gap > eng.slo_tpot:
+                st.gaps_over[e, r, s] += 1
+                if p99_check and st.gaps_over[e, r, s] > allowed:
+                    mark_missed(st.missed, st.counters, e, r, s)
+            g = np.float32(gap)
+            if not g <= st.top_gaps[e, r, s, T - 1]:
+                kk = T - 1
+                while kk > 0 and st.top_gaps[e, r, s, kk - 1] < g:
+                    st.top_gaps[e, r, s, kk] = st.top_gaps[e, r, s, kk - 1]
+                    kk -= 1
+                st.top_gaps[e, r, s, kk] = g
+            if not p99_check and tpot_late(t_end, wl.arrival_s[w, q] * scale + st.ttft[e, q], out_q, eng.slo_tpot):
+                mark_missed(st.missed, st.counters, e, r, s)
+            max_gap = max(max_gap, gap)
+            st.last_tok_t[e, r, s] = t_end
+        if st.generated[e, r, s] >= out_q:
+            _finish(st, wl, eng, e, r, s, t_end)
+        else:
+            st.run_list[e, r, keep] = s
+            keep += 1
+            if (tok or first) and not p99_check:
+                _enter(st, wl, eng, lz, e, s, k1, wl.arrival_s[w, q] * scale)
+    st.n_running[e, r] = keep
+
+    used = eng.capacity_blocks - st.free_blocks[e, r]
+    st.counters[e, C_PREFILL_TOKENS] += np.int64(p_tokens)
+    st.counters[e, C_DECODE_TOKENS] += np.int64(d_seqs)
+    st.counters[e, C_ITERATIONS] += 1
+    st.accum[e, A_BUSY_S] += dt
+    st.accum[e, A_KV_BLOCK_S] += used * dt
+    st.accum[e, A_LAST_ITER_S] = dt
+    if max_gap > 0.0:
+        st.accum[e, A_GAP_EMA] += EMA * (max_gap - st.accum[e, A_GAP_EMA])
+    st.accum[e, A_RECOMPUTE_EMA] *= 1.0 - EMA
+    st.r_clock[e, r] = t_end
+    return dt
+
+
+# Compiled for inlining into the batch loop (numba IR inlining): a compiled call that takes the state
+# tuples pays an atomic reference-count update per member array, about 50 of them per call.
+run_iteration_lazy_inline = nb.njit(inline="always")(run_iteration_lazy.py_func)
