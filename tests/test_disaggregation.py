@@ -254,6 +254,25 @@ def test_bad_config_names_the_field():
         env.step(np.array([[0, 1, 3, 0]]))
 
 
+
+@pytest.mark.parametrize("field", ["slo_ttft_s", "slo_tpot_s"])
+@pytest.mark.parametrize("value", [0.0, -0.5, float("inf"), float("nan"), 1e-300, True])
+def test_bad_slo_is_rejected_naming_the_field(field, value):
+    # inf made ttft_headroom / tpot_headroom infinite; 1e-300 overflowed TTFT / SLO in the float32 observation
+    with pytest.raises(ValueError, match=f"{field} must be None or a finite number of seconds >= 1e-06"):
+        DisaggregationVecEnv(1, **{field: value})
+
+
+@pytest.mark.parametrize("slo", [dict(slo_ttft_s=1e-6, slo_tpot_s=1e-6), dict(slo_ttft_s=1e9, slo_tpot_s=1e9)])
+def test_observation_stays_finite_at_the_extreme_slos_accepted(slo):
+    env = DisaggregationVecEnv(1, seed=0, **SMALL, **slo)
+    obs = env.reset()
+    head = [K.GLOBAL_FEATURES.index("ttft_headroom"), K.GLOBAL_FEATURES.index("tpot_headroom")]
+    assert np.isfinite(obs).all() and np.abs(obs[0, head]).min() > 1.5  # extreme, stated, not clamped
+    for _ in range(4):
+        obs, rew, _, _ = env.step(np.array([[P, D, C, 0]]))
+        assert np.isfinite(obs).all() and np.isfinite(rew).all()
+
 def test_oracle_candidates_are_every_serving_count_of_roles():
     from agents.heuristics.disaggregation import candidate_plans
 
