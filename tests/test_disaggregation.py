@@ -273,6 +273,29 @@ def test_observation_stays_finite_at_the_extreme_slos_accepted(slo):
         obs, rew, _, _ = env.step(np.array([[P, D, C, 0]]))
         assert np.isfinite(obs).all() and np.isfinite(rew).all()
 
+
+def _trace(t, name):
+    n = len(t)
+    return traces.Trace(np.asarray(t, np.float64), np.full(n, 500, np.int64), np.full(n, 50, np.int64),
+                        traces.TraceMeta(name, "tests", "n/a"))
+
+
+def test_a_trace_part_with_one_arrival_instant_is_an_error_not_an_endless_loop():
+    # 140 requests 0.5 s apart, then 60 at one instant: the held-out part (the last 30% of the
+    # time span) has every arrival at t = 200 s; _phase_segment used to double its index array
+    # until memory ran out
+    t = np.concatenate([np.arange(140) * 0.5, np.full(60, 200.0)])
+    kw = dict(SMALL, trace=_trace(t, "tail_burst"), shift_trace=None)
+    with pytest.raises(ValueError, match="trace 'tail_burst': its test part \\(60 requests\\) has all arrivals at one"):
+        DisaggregationVecEnv(1, split="test", **kw)
+    DisaggregationVecEnv(1, split="train", **kw)  # the training part is fine
+
+
+def test_a_trace_too_short_for_the_capacity_measurement_names_the_trace():
+    kw = dict(SMALL, trace=_trace(np.arange(5) * 10.0, "five"), shift_trace=None)
+    with pytest.raises(ValueError, match="trace 'five': its training part .* has 3 requests; .* at least 4"):
+        DisaggregationVecEnv(1, split="test", **kw)
+
 def test_oracle_candidates_are_every_serving_count_of_roles():
     from agents.heuristics.disaggregation import candidate_plans
 
