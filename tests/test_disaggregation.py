@@ -457,3 +457,19 @@ def test_oracle_shards_preloaded_give_the_same_episodes(monkeypatch):
         leaderboard.run_shard(sc, "oracle_dp", True, 1, H.CANDIDATE_SHARDS)
     with pytest.raises(ValueError, match="slice 0 of episode .* twice"):
         leaderboard.run_policy(sc, "oracle_dp", True, 1, shards=shards + shards[:1])
+
+
+def test_zoo_agent_on_another_instance_count_is_a_one_line_usage_error(capsys):
+    # SB3 used to fail deep in predict ("Unexpected observation shape (1, 48) for Box environment")
+    from agents.evaluate import main
+    from agents.policy import make_policy
+    from agents.policy_base import PolicyMismatch
+
+    with pytest.raises(PolicyMismatch, match=r"disaggregation_dagger.zip: trained on observations \('Box', \(84,\)\)"):
+        make_policy("zoo", DisaggregationVecEnv(1, **SMALL), ENV_ID)
+    kw = [f"{k}={v}" for k, v in SMALL.items()]
+    with pytest.raises(SystemExit) as exc:
+        main(["--env", ENV_ID, "--policy", "zoo", "--episodes", "1", "--env-kwargs", *kw])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("python -m agents.evaluate: error: --policy: ") and "(39,)" in err
