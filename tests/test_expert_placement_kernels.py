@@ -154,6 +154,21 @@ def test_dispatch_equals_the_reference(even, E, G, S_):
     assert np.array_equal(got.sum(-1), counts.sum(-1))
 
 
+def test_waterfill_equals_the_reference():
+    """The two-GPU fast path and the general path against the replaced implementation (ties, zero
+    tokens, tokens below and above the load gap)."""
+    rng = np.random.default_rng(11)
+    got, want, order = np.zeros(8, np.int64), np.zeros(8, np.int64), np.zeros(8, np.int64)
+    for _ in range(4000):
+        m = int(rng.integers(1, 7))
+        loads = rng.integers(0, 4 if rng.random() < 0.3 else 60, 8)
+        n = int(rng.integers(0, 120))
+        got[:] = want[:] = -1
+        S._waterfill(n, loads, m, got, order)
+        _waterfill_ref(n, loads, m, want)
+        assert got[:m].tolist() == want[:m].tolist(), (n, loads[:m])
+
+
 def test_stable_order_is_mergesort_argsort():
     rng = np.random.default_rng(0)
     out = np.zeros(64, np.int64)
@@ -189,6 +204,33 @@ def test_layer_costs_equal_the_numpy_reference(kw):
     slots[1, 0, 0, 0] = sh.tokens_per_step + 5  # beyond the table: it grows
     want = layer_costs_ref(cm, slots)
     got = cm.layer_costs(slots)
+    assert want.keys() == got.keys()
+    for k in want:
+        assert got[k].shape == want[k].shape and got[k].dtype == want[k].dtype, k
+        assert np.array_equal(got[k], want[k]), k
+
+
+@pytest.mark.parametrize("dispatch", ["least_loaded", "even"])
+@pytest.mark.parametrize("kw", [{}, {"gpus": 16}, {"gpus": 8, "redundant_slots": 64}, {"model": "Mixtral-8x7B", "gpus": 4,
+                                                                                   "gpus_per_node": 4},
+                                {"gpus": 2, "gpus_per_node": 2}])  # 9, 17, 40, 3 and 129 slots per GPU
+def test_dispatch_costs_equal_dispatch_then_layer_costs(kw, dispatch):
+    """The fused pass (used by the environment and its references) returns, bit for bit, the
+    numpy reference costs of the replaced dispatch's slots, counts beyond the FFN table included."""
+    cfg = S.make_config(dispatch=dispatch, **kw)
+    sh = S.shape_of(cfg)
+    rng = np.random.default_rng(sh.P)
+    n, T, L = 3, 7, 2
+    counts = rng.integers(0, 2 * cfg.tokens_per_gpu, (n, T, L, sh.E)).astype(np.int32)
+    counts[0, 0, 0] = 0  # an idle layer
+    counts[1, 2, 1, : sh.E // 4] = 0  # idle experts (and GPUs)
+    counts[2, 3, 0, 1] = sh.tokens_per_step + 9  # beyond the table: it grows
+    place = _placements(rng, n, L, sh.E, sh.G, sh.S)
+    place[0] = S.initial_placement(sh)[:L]
+    slots = np.zeros((n, T, L, sh.P), np.int32)
+    dispatch_batch_ref(counts, place, sh.S, sh.G, dispatch == "even", slots)
+    want = layer_costs_ref(S.CostModel(cfg, sh), slots)
+    got = S.CostModel(cfg, sh).dispatch_costs(counts, place)
     assert want.keys() == got.keys()
     for k in want:
         assert got[k].shape == want[k].shape and got[k].dtype == want[k].dtype, k

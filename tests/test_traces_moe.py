@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from traces import ExpertLoadGenerator, TraceError, load_expert_counts
+from traces import moe
 from traces.moe import inclusion_probs
 
 
@@ -136,16 +137,26 @@ def test_load_expert_counts_not_npz(tmp_path: Path) -> None:
         load_expert_counts(tmp_path / "missing.npz")
 
 
+def _reference_advance(g: ExpertLoadGenerator) -> None:
+    """One step of the latent scores, as ExpertLoadGenerator._advance was before issue 16."""
+    d = g.drift
+    if d > 0:
+        g._z = np.sqrt(1 - d * d) * g._z + d * g._layer_noise()
+    g._step += 1
+    if g.phase_shift_every and g._step % g.phase_shift_every == 0:
+        g._z = g._z[:, g._rng.permutation(g.n_experts)]
+
+
 def _reference_generate(g: ExpertLoadGenerator, steps: int) -> np.ndarray:
-    """generate() one step at a time, as it was before the batched version (issue 16): each
-    step's popularity() then _advance(); the counts drawn the same way afterwards."""
+    """generate() one step at a time, as it was before issue 16 (commit 711ea3f): each step's
+    popularity() then the advance; the counts drawn afterwards with numpy's multinomial."""
     T, k = g.tokens_per_step, g.top_k
     full = g._pi_rank >= 1.0
     slots = T * (k - int(full.sum()))
     pis = np.empty((steps, g.n_layers, g.n_experts))
     for s in range(steps):
         pis[s] = g.popularity()
-        g._advance()
+        _reference_advance(g)
     out = np.zeros((steps, g.n_layers, g.n_experts), dtype=np.int64)
     is_full = pis >= 1.0
     out[is_full] = T
@@ -177,3 +188,35 @@ def test_batched_generate_equals_the_one_step_reference(kw, shape) -> None:
         assert np.array_equal(fast.generate(n), _reference_generate(ref, n)), n
         assert np.array_equal(fast._z, ref._z) and fast._step == ref._step
     assert np.array_equal(fast.popularity(), ref.popularity())
+
+
+def test_numba_multinomial_is_numpys_here() -> None:
+    """numba's port of numpy's binomial sampler matches the installed numpy (else the generator
+    would fall back to numpy's multinomial: correct, but slower)."""
+    assert moe.numba_multinomial_is_numpys()
+
+
+@pytest.mark.parametrize("kw", [dict(zipf_s=0.6, drift=0.02), dict(zipf_s=2.5, drift=0.05, phase_shift_every=3)])
+def test_numpy_multinomial_fallback_draws_the_same(kw, monkeypatch) -> None:
+    """Where numba's sampler differed from numpy's, generate() draws with numpy: same counts."""
+    fast = ExpertLoadGenerator(3, 64, 8, 256, seed=5, **kw).generate(40)
+    monkeypatch.setattr(moe, "_NUMBA_MULTINOMIAL_OK", False)
+    assert np.array_equal(ExpertLoadGenerator(3, 64, 8, 256, seed=5, **kw).generate(40), fast)
+
+
+def test_redraw_limit_raises() -> None:
+    """A row that stays over tokens_per_step after 1000 redraws is an error, as before."""
+    g = ExpertLoadGenerator(1, 4, 3, 1, zipf_s=0.0, drift=0.0, seed=0)
+    g._pi_rank = np.array([0.9, 1e-300, 1e-300, 1e-300])  # 3 slots, 1 token: all 3 go to one expert
+    with pytest.raises(TraceError, match="within tokens_per_step"):
+        g.generate(2)
+
+
+def test_env_sized_generate_equals_the_one_step_reference() -> None:
+    """ExpertPlacement's default episode (DeepSeek-V3: 256 experts, top-8, 32 x 256 tokens, 4 layers,
+    544 steps): counts equal the one-step reference's over two episodes' worth of calls."""
+    kw = dict(zipf_s=0.6, drift=0.02, layer_corr=0.5, seed=123456789)
+    fast, ref = ExpertLoadGenerator(4, 256, 8, 8192, **kw), ExpertLoadGenerator(4, 256, 8, 8192, **kw)
+    for n in (544, 544):
+        assert np.array_equal(fast.generate(n), _reference_generate(ref, n))
+    assert np.array_equal(fast._z, ref._z)

@@ -17,6 +17,7 @@ import numba as nb
 import numpy as np
 
 from traces.errors import TraceError
+from traces.numeric import pairwise_sum
 
 __all__ = ["ExpertLoadGenerator", "load_expert_counts", "inclusion_probs"]
 
@@ -44,60 +45,179 @@ def inclusion_probs(n_experts: int, top_k: int, zipf_s: float) -> np.ndarray:
 
 
 @nb.njit(cache=True)
-def _ar1_block(block: np.ndarray, noise: np.ndarray, a: float, d: float, rho: float, c: float) -> np.ndarray:
-    """Latent scores of n steps without a phase shift: ``block[0]`` holds the scores in force at
-    the first step; fills ``block[1:]`` and returns the scores after the last. ``noise[i]`` holds
-    the normals of step i ([n, layers, experts]) and becomes that step's layer-correlated noise
-    (``noise[l] = rho noise[l-1] + c eps[l]``); each step z <- a z + d noise. The same IEEE
-    operations in the same order as numpy's elementwise expressions (no fused multiply-add)."""
-    n, L, E = noise.shape
-    z = np.empty((L, E))
-    for i in range(n):
-        for x in range(E):
-            prev = noise[i, 0, x]
-            for layer in range(1, L):
-                prev = rho * prev + c * noise[i, layer, x]
-                noise[i, layer, x] = prev
-        for layer in range(L):
-            for x in range(E):
-                v = a * block[i, layer, x] + d * noise[i, layer, x]
-                if i + 1 < n:
-                    block[i + 1, layer, x] = v
-                else:
-                    z[layer, x] = v
-    return z
+def _popularity_rows(z: np.ndarray, noise: np.ndarray, shift_at: np.ndarray, perms: np.ndarray, a: float, d: float,
+                     rho: float, c: float, pi_rank: np.ndarray, T: int, normalize: bool, q: np.ndarray,
+                     out: np.ndarray) -> None:
+    """Every step's popularity and the counts of the experts that take every token.
 
-
-@nb.njit(cache=True)
-def _popularity_steps(Z: np.ndarray, pi_rank: np.ndarray, out: np.ndarray) -> None:
-    """``out[s, l, x] = pi_rank[rank of expert x]`` with experts ranked by descending latent score
-    ``Z[s, l]`` (ties: lower index first), i.e. ``pi_rank[argsort(argsort(-z, stable), stable)]``
-    of ``popularity()`` for every step. Each row is insertion-sorted from the previous step's
-    order of the same layer (scores drift slowly, so few experts move); the order is total
-    (score, then index), so the result is the stable sort's whatever the starting order."""
-    n, L, E = Z.shape
+    ``z`` [layers, experts]: latent scores in force at the first step, advanced in place past the
+    last. Per step s: the inclusion probabilities ``pi_rank[rank]`` with experts ranked by
+    descending score (ties: lower index first), i.e. ``popularity()``; where one is >= 1 the
+    expert gets ``out = T`` and ``q = 0``, else ``q`` = the probability, divided by the row's sum
+    (numpy's pairwise order) when ``normalize``; then, if d > 0, the scores advance with the step's
+    normals ``noise[s]`` [layers, experts] (made layer-correlated in place,
+    ``noise[l] = rho noise[l-1] + c eps[l]``; z <- a z + d noise); then, where ``shift_at[j] == s``,
+    the experts' scores are permuted by ``perms[j]`` (a phase shift). The same IEEE operations in
+    the same order as the numpy expressions of the one-step generator (no fused multiply-add).
+    Ranks are insertion-sorted from the previous step's order of the same layer (scores drift
+    slowly, so few experts move); the order is total (score, then index), so the result is the
+    stable sort's whatever the starting order."""
+    steps, L, E = out.shape
     order = np.empty((L, E), np.int64)
+    keys = np.empty((L, E))  # -score of the expert at each sorted position
     for layer in range(L):
         for x in range(E):
             order[layer, x] = x
-    for s in range(n):
+    tmp = np.empty(E)
+    j_shift = 0
+    for s in range(steps):
         for layer in range(L):
             o = order[layer]
-            z = Z[s, layer]
+            ks = keys[layer]
+            zl = z[layer]
+            for i in range(E):
+                ks[i] = -zl[o[i]]
             for i in range(1, E):
                 x = o[i]
-                v = -z[x]
+                v = ks[i]
                 j = i
                 while j > 0:
-                    w = -z[o[j - 1]]
+                    w = ks[j - 1]
                     if w > v or (w == v and o[j - 1] > x):
                         o[j] = o[j - 1]
+                        ks[j] = w
                         j -= 1
                     else:
                         break
                 o[j] = x
+                ks[j] = v
+            qr = q[s, layer]
+            orow = out[s, layer]
             for i in range(E):
-                out[s, layer, o[i]] = pi_rank[i]
+                x = o[i]
+                p = pi_rank[i]
+                if p >= 1.0:
+                    orow[x] = T
+                    qr[x] = 0.0
+                else:
+                    qr[x] = p
+            if normalize:
+                tot = pairwise_sum(qr, 0, E)
+                for x in range(E):
+                    qr[x] = qr[x] / tot
+        if d > 0:
+            ns = noise[s]
+            for layer in range(1, L):
+                up = ns[layer - 1]
+                cur = ns[layer]
+                for x in range(E):
+                    cur[x] = rho * up[x] + c * cur[x]
+            for layer in range(L):
+                zl = z[layer]
+                nl = ns[layer]
+                for x in range(E):
+                    zl[x] = a * zl[x] + d * nl[x]
+        if j_shift < shift_at.shape[0] and shift_at[j_shift] == s:
+            perm = perms[j_shift]
+            for layer in range(L):
+                for x in range(E):
+                    tmp[x] = z[layer, perm[x]]
+                for x in range(E):
+                    z[layer, x] = tmp[x]
+            j_shift += 1
+
+
+@nb.njit(cache=True)
+def _multinomial_row(rng: np.random.Generator, n: int, p: np.ndarray, out: np.ndarray) -> None:
+    """Adds a multinomial draw of n over probabilities ``p`` to ``out``: numpy's
+    ``random_multinomial`` (numpy/random/src/distributions/distributions.c: one conditional
+    binomial per category, stopping when nothing is left), with numba's port of numpy's binomial
+    sampler (inversion / BTPE) on the same bit generator, so draw for draw ``Generator.multinomial``."""
+    d = p.shape[0]
+    remaining_p = 1.0
+    dn = n
+    for j in range(d - 1):
+        x = rng.binomial(dn, p[j] / remaining_p)
+        out[j] += x
+        dn -= x
+        if dn <= 0:
+            break
+        remaining_p -= p[j]
+    if dn > 0:
+        out[d - 1] += dn
+
+
+@nb.njit(cache=True)
+def _draw_counts(rng: np.random.Generator, slots: int, T: int, q: np.ndarray, out: np.ndarray,
+                 max_redraws: int) -> bool:
+    """``out[r] += multinomial(slots, q[r])`` for every row r of [rows, experts] in order, then,
+    while some row has an expert above T, that row is reset (T where the expert takes every token,
+    0 elsewhere) and drawn again, rows in order, at most max_redraws rounds: numpy's
+    ``out += rng.multinomial(slots, q)`` and the redraw loop of the one-step generator, draw for
+    draw. False when rows were still over T after max_redraws rounds."""
+    R, E = q.shape
+    for r in range(R):
+        _multinomial_row(rng, slots, q[r], out[r])
+    for _ in range(max_redraws):
+        clean = True
+        for r in range(R):
+            orow = out[r]
+            bad = False
+            for x in range(E):
+                if orow[x] > T:
+                    bad = True
+                    break
+            if not bad:
+                continue
+            clean = False
+            qr = q[r]
+            for x in range(E):
+                if qr[x] != 0.0:  # q == 0: the expert takes every token (T) or none (0); no draw changes it
+                    orow[x] = 0
+            _multinomial_row(rng, slots, qr, orow)
+        if clean:
+            return True
+    return False
+
+
+@nb.njit(cache=True)
+def _fill_normals(rng: np.random.Generator, out: np.ndarray) -> None:
+    """``rng.standard_normal(out=out)`` (C order) with numba's port of numpy's ziggurat: the same
+    draws, at about half the time of numpy's call here."""
+    flat = out.reshape(-1)
+    for i in range(flat.shape[0]):
+        flat[i] = rng.standard_normal()
+
+
+_NUMBA_MULTINOMIAL_OK: bool | None = None
+
+
+def numba_multinomial_is_numpys() -> bool:
+    """Whether ``_multinomial_row`` and ``_fill_normals`` draw what the installed numpy's
+    ``Generator.multinomial`` and ``standard_normal`` draw, checked once per process on fixed
+    rows that take both of numpy's binomial samplers (inversion, BTPE with its squeeze and
+    Stirling tests) and on 20,000 normals (the ziggurat's tail included). numba ports numpy's
+    samplers per numpy version; a numba older than the installed numpy may not, and the
+    generator then uses numpy's."""
+    global _NUMBA_MULTINOMIAL_OK
+    if _NUMBA_MULTINOMIAL_OK is None:
+        mine, ref = np.random.default_rng(0x7A), np.random.default_rng(0x7A)
+        got = np.empty((4, 5000))
+        _fill_normals(mine, got)
+        ok = bool(np.array_equal(got, ref.standard_normal((4, 5000)))) and mine.random() == ref.random()
+        src = np.random.default_rng(0x6D6E)
+        probs = [src.dirichlet(np.full(m, a)) for m, a in ((256, 1.0), (64, 0.3), (8, 2.0), (3, 5.0), (1, 1.0))]
+        for seed, n in ((1, 65536), (2, 1_000_000), (3, 40), (4, 7)):
+            mine, ref = np.random.default_rng(seed), np.random.default_rng(seed)
+            for p in probs:
+                got = np.zeros(p.shape[0], np.int64)
+                for _ in range(4):
+                    got[:] = 0
+                    _multinomial_row(mine, n, p, got)
+                    ok &= bool(np.array_equal(got, ref.multinomial(n, p)))
+            ok &= bool(mine.integers(1 << 62) == ref.integers(1 << 62))
+        _NUMBA_MULTINOMIAL_OK = ok
+    return _NUMBA_MULTINOMIAL_OK
 
 
 # Version of ExpertLoadGenerator's output (``expert_load-vN`` in records such as the zoo's): bump it
@@ -167,68 +287,78 @@ class ExpertLoadGenerator:
         rank = np.argsort(np.argsort(-self._z, axis=1, kind="stable"), axis=1, kind="stable")
         return self._pi_rank[rank]
 
-    def _latent_steps(self, steps: int) -> np.ndarray:
-        """The latent scores in force at each of the next ``steps`` steps, [steps, layers, experts],
-        advancing the generator past them. Equal, bit for bit and draw for draw, to recording
-        ``self._z`` and advancing one step at a time (per step: ``_layer_noise`` when drift > 0,
-        z <- sqrt(1-drift^2) z + drift noise, a permutation at each phase shift): the normals of
-        the steps between two phase shifts are drawn in one call (the same stream in the same
-        order), the layer correlation is applied across those steps at once, and the AR(1) update
-        runs with the same operations per step (tests keep the one-step reference)."""
-        L, E = self.n_layers, self.n_experts
-        Z = np.empty((steps, L, E))
-        d, rho, every = self.drift, self.layer_corr, self.phase_shift_every
-        a = np.sqrt(1 - d * d)
-        c = np.sqrt(1 - rho * rho)
+    def _draw_noise(self, steps: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The draws that move the latent scores over the next ``steps`` steps, in the one-step
+        generator's order (per step: ``_layer_noise``'s normals when drift > 0; a permutation at
+        each phase shift), advancing the step count: the normals of the steps between two phase
+        shifts in one call (the same stream in the same order). Returns the normals
+        [steps, layers, experts] ([0, ...] when drift = 0), the steps after which a phase shift
+        falls, and their permutations [shifts, experts]."""
+        L, E, d, every = self.n_layers, self.n_experts, self.drift, self.phase_shift_every
+        noise = np.empty((steps if d > 0 else 0, L, E))
+        shift_at: list[int] = []
+        perms: list[np.ndarray] = []
         s = 0
         while s < steps:
             n = steps - s if not every else min(steps - s, every - self._step % every)
-            block = Z[s:s + n]
-            block[0] = self._z
             if d > 0:
-                noise = self._rng.standard_normal((n, L, E))  # eps of steps s..s+n-1, in draw order
-                self._z = _ar1_block(block, noise, a, d, rho, c)
-            else:
-                block[1:] = self._z
+                if numba_multinomial_is_numpys():
+                    _fill_normals(self._rng, noise[s:s + n])
+                else:
+                    self._rng.standard_normal(out=noise[s:s + n])
             self._step += n
             s += n
             if every and self._step % every == 0:
-                self._z = self._z[:, self._rng.permutation(E)]
-        return Z
-
-    def _advance(self) -> None:
-        d = self.drift
-        if d > 0:
-            self._z = np.sqrt(1 - d * d) * self._z + d * self._layer_noise()
-        self._step += 1
-        if self.phase_shift_every and self._step % self.phase_shift_every == 0:
-            self._z = self._z[:, self._rng.permutation(self.n_experts)]
+                shift_at.append(s - 1)
+                perms.append(self._rng.permutation(E))
+        return (noise, np.array(shift_at, np.int64),
+                np.array(perms, np.int64).reshape(len(perms), E))
 
     def generate(self, steps: int) -> np.ndarray:
-        """The next `steps` batch steps of expert counts, int64 [steps, layers, experts]."""
+        """The next `steps` batch steps of expert counts, int64 [steps, layers, experts].
+
+        Equal, bit for bit and draw for draw, to stepping one step at a time (each step's
+        popularity(), then the latent scores' advance) and then drawing every step's counts with
+        numpy's multinomial (tests keep that generator as the reference): the draws of the latent
+        scores come first (``_draw_noise``), one numba pass computes every step's popularity,
+        and the multinomials are drawn in numba from the same bit generator (``_draw_counts``;
+        numpy's own samplers where numba's ports differ, ``numba_multinomial_is_numpys``).
+
+        Raises:
+            TraceError: ``steps`` is not an integer >= 0, or a row kept an expert above
+                tokens_per_step after 1000 redraws (lower zipf_s).
+        """
         if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
             raise TraceError(f"steps must be an integer >= 0, got {steps!r}")
-        T, k = self.tokens_per_step, self.top_k
-        full = self._pi_rank >= 1.0
-        slots = T * (k - int(full.sum()))
-        # popularity() of every step at once: the expert at sorted position i gets pi_rank[i]
-        # (argsort of a permutation is its inverse, so this is pi_rank[argsort(argsort(-z))]).
-        pis = np.empty((steps, self.n_layers, self.n_experts))
-        _popularity_steps(self._latent_steps(steps), self._pi_rank, pis)
-        out = np.zeros((steps, self.n_layers, self.n_experts), dtype=np.int64)
-        is_full = pis >= 1.0
-        out[is_full] = T
-        q = np.where(is_full, 0.0, pis)
-        if slots > 0 and steps:
-            q /= q.sum(axis=2, keepdims=True)
+        steps = int(steps)
+        T, k, L, E = self.tokens_per_step, self.top_k, self.n_layers, self.n_experts
+        slots = T * (k - int((self._pi_rank >= 1.0).sum()))
+        d, rho = self.drift, self.layer_corr
+        noise, shift_at, perms = self._draw_noise(steps)
+        out = np.zeros((steps, L, E), dtype=np.int64)
+        q = np.empty((steps, L, E))
+        draw = slots > 0 and steps > 0
+        z = self._z.copy()
+        _popularity_rows(z, noise, shift_at, perms, np.sqrt(1 - d * d), d, rho, np.sqrt(1 - rho * rho),
+                         self._pi_rank, T, draw, q, out)
+        self._z = z
+        if not draw:
+            return out
+        if numba_multinomial_is_numpys():
+            ok = _draw_counts(self._rng, slots, T, q.reshape(-1, E), out.reshape(-1, E), _MAX_REDRAWS)
+        else:
             out += self._rng.multinomial(slots, q)
+            is_full = (q == 0.0) & (out == T)
             for _ in range(_MAX_REDRAWS):
                 bad = (out > T).any(axis=2)
                 if not bad.any():
+                    ok = True
                     break
                 out[bad] = np.where(is_full[bad], T, 0) + self._rng.multinomial(slots, q[bad])
             else:
-                raise TraceError("ExpertLoadGenerator: could not draw counts within tokens_per_step; lower zipf_s")
+                ok = False
+        if not ok:
+            raise TraceError("ExpertLoadGenerator: could not draw counts within tokens_per_step; lower zipf_s")
         return out
 
 

@@ -27,14 +27,30 @@ def replicate(weight: np.ndarray, num_phy: int, phy2log: np.ndarray, logcnt: np.
     for i in range(n):
         phy2log[i] = i
         logcnt[i] = 1
-    for i in range(n, num_phy):
+    add_replicas(weight, logcnt, num_phy - n, phy2log, n)
+
+
+@nb.njit(cache=True)
+def add_replicas(weight: np.ndarray, logcnt: np.ndarray, k: int, phy2log: np.ndarray, start: int) -> None:
+    """Give k more replicas, each to the expert with the largest weight / replica count (first
+    index on ties), updating ``logcnt``; the i-th goes to ``phy2log[start + i]`` when
+    ``phy2log`` is not empty. Each expert's ratio is divided once and again only when it gains a
+    replica (the same quotients as dividing at every scan)."""
+    n = weight.shape[0]
+    if k <= 0:
+        return
+    ratio = np.empty(n)
+    for e in range(n):
+        ratio[e] = weight[e] / logcnt[e]
+    for i in range(k):
         best, best_v = 0, -1.0
         for e in range(n):
-            v = weight[e] / logcnt[e]
-            if v > best_v:
-                best, best_v = e, v
-        phy2log[i] = best
+            if ratio[e] > best_v:
+                best, best_v = e, ratio[e]
+        if phy2log.shape[0] > 0:
+            phy2log[start + i] = best
         logcnt[best] += 1
+        ratio[best] = weight[best] / logcnt[best]
 
 
 @nb.njit(cache=True)
@@ -156,10 +172,33 @@ def sticky_pack(weight: np.ndarray, logcnt: np.ndarray, current: np.ndarray, num
     for e in range(n):
         total += weight[e]
     avg = total / num_gpus
-    # home[g, e] = 1 while GPU g hosts e now and has not yet been given a replica of e
-    home = np.zeros((num_gpus, n), np.bool_)
-    for p in range(P):
-        home[p // per, current[p]] = True
+    # The GPUs that host e now, ascending (hosts[start[e]:start[e + 1]]), each with a flag that
+    # stays 1 until it is given a replica of e: the "home" choice scans these, not every GPU.
+    start = np.zeros(n + 1, np.int64)
+    last = np.full(n, -1, np.int64)
+    p = 0
+    for g in range(num_gpus):
+        for _ in range(per):
+            e = current[p]
+            if last[e] != g:
+                last[e] = g
+                start[e + 1] += 1
+            p += 1
+    for e in range(n):
+        start[e + 1] += start[e]
+    hosts = np.empty(start[n], np.int64)
+    free = np.ones(start[n], np.bool_)
+    pos = start[:n].copy()
+    last[:] = -1
+    p = 0
+    for g in range(num_gpus):
+        for _ in range(per):
+            e = current[p]
+            if last[e] != g:
+                last[e] = g
+                hosts[pos[e]] = g
+                pos[e] += 1
+            p += 1
     items = np.empty(P, np.int64)
     iw = np.empty(P)
     k = 0
@@ -179,13 +218,16 @@ def sticky_pack(weight: np.ndarray, logcnt: np.ndarray, current: np.ndarray, num
             if fill[g] < per and (lpt < 0 or load[g] < load[lpt]):
                 lpt = g
         h = -1
-        for g in range(num_gpus):
-            if home[g, e] and fill[g] < per and (h < 0 or load[g] < load[h]):
+        for i in range(start[e], start[e + 1]):
+            g = hosts[i]
+            if free[i] and fill[g] < per and (h < 0 or load[g] < load[h]):
                 h = g
         g = lpt
         if h >= 0 and load[h] + w <= max(avg, load[lpt] + w):
             g = h
-        home[g, e] = False
+        for i in range(start[e], start[e + 1]):
+            if hosts[i] == g:
+                free[i] = False
         out[g * per + fill[g]] = e
         load[g] += w
         fill[g] += 1
@@ -198,8 +240,11 @@ def gpu_loads(weight: np.ndarray, phy2log: np.ndarray, num_gpus: int, out: np.nd
     replica_counts(phy2log, weight.shape[0], cnt)
     per = phy2log.shape[0] // num_gpus
     out[:] = 0.0
-    for p in range(phy2log.shape[0]):
-        out[p // per] += weight[phy2log[p]] / cnt[phy2log[p]]
+    p = 0
+    for g in range(num_gpus):  # slot p = g * per + j is on GPU g
+        for _ in range(per):
+            out[g] += weight[phy2log[p]] / cnt[phy2log[p]]
+            p += 1
 
 
 @nb.njit(cache=True)

@@ -180,13 +180,7 @@ def observe(e: int, layer: int, phase: np.ndarray, rep_done: np.ndarray, cnt_pen
 @nb.njit(cache=True)
 def _fill(w: np.ndarray, cnt: np.ndarray, n: int) -> None:
     """Give n more replicas, each to the expert with the largest load per replica (EPLB's rule)."""
-    for _ in range(n):
-        best, best_v = 0, -1.0
-        for x in range(w.shape[0]):
-            v = w[x] / cnt[x]
-            if v > best_v:
-                best, best_v = x, v
-        cnt[best] += 1
+    A.add_replicas(w, cnt, n, np.empty(0, np.int64), 0)
 
 
 @nb.njit(cache=True)

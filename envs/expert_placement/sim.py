@@ -40,6 +40,7 @@ import numpy as np
 
 import hwmodels
 import traces
+from traces.numeric import pairwise_sum
 from envs.expert_placement import algos as A
 
 TRAIN_DRIFTS = (0.005, 0.02, 0.08)
@@ -195,6 +196,17 @@ def _waterfill(n: int, loads: np.ndarray, m: int, out: np.ndarray, order: np.nda
     """Split n tokens over m GPUs with ``loads`` so the lowest fill up first (integers; the
     remainder goes to the lowest-loaded GPUs, lowest index first on ties). ``order``: int64
     buffer of at least m entries."""
+    if m == 2:  # an expert on two GPUs, the common case, written out (the same integers)
+        o0, o1 = (1, 0) if loads[0] > loads[1] else (0, 1)
+        d = loads[o1] - loads[o0]
+        if d > n:
+            out[o0] = n
+            out[o1] = 0
+        else:
+            add = (n - d) // 2
+            out[o0] = d + add + (n - d - 2 * add)
+            out[o1] = add
+        return
     _stable_order(loads, m, order)
     # find the level: raise the j lowest to their next load while tokens last
     j = 1
@@ -219,88 +231,206 @@ def dispatch_batch(counts: np.ndarray, place: np.ndarray, S: int, G: int, even: 
     P = place.shape[2]
     z = lambda k: np.zeros(k, np.int64)  # noqa: E731
     _dispatch(counts, place, S, G, even, out, z(E), z(G), z(G), z(G), z(G), z(G), np.full(G, -1, np.int64), z(E), z(P),
-              z(E), z(E), z(E), z(G))
+              z(E), z(E), z(E), z(G), z(E), z(P))
+
+
+@nb.njit(cache=True)
+def dispatch_costs(counts: np.ndarray, place: np.ndarray, S: int, G: int, even: bool, table: np.ndarray,
+                   latency: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``dispatch_batch`` and ``_gpu_costs`` in one pass, without the tokens-per-slot array: for
+    counts ``[n, T, L, E]`` and placements ``[n, L, P]``, the slowest GPU's FFN time (float64), the
+    peak GPU load and the total load (int64), each ``[n, T, L]``; bit for bit what
+    ``_gpu_costs`` returns on ``dispatch_batch``'s output (tests check it). ``table`` must cover
+    every count (``CostModel.ffn_table``)."""
+    n, T, L, E = counts.shape
+    P = place.shape[2]
+    ffn = np.empty((n, T, L))
+    peak = np.empty((n, T, L), np.int64)
+    total = np.empty((n, T, L), np.int64)
+    z = lambda k: np.zeros(k, np.int64)  # noqa: E731
+    _dispatch_costs(counts, place, S, G, even, table, latency, ffn, peak, total, z(P), np.zeros(S), z(E), z(G), z(G),
+                    z(G), z(G), z(G), np.full(G, -1, np.int64), z(E), z(P), z(E), z(E), z(E), z(G), z(E), z(P))
+    return ffn, peak, total
+
+
+@nb.njit(cache=True, _nrt=False)
+def _slot_lists(pl, cnt, first, nxt, singles, order, srt):
+    """Each expert's replica count and the linked list of its slots, in slot order; the experts
+    with one replica (``singles[:ns]``) and with several (``order[:nr]``), by index; ``srt[:nr]``
+    reset to the identity. Returns (ns, nr)."""
+    cnt[:] = 0
+    first[:] = -1
+    for p in range(pl.shape[0] - 1, -1, -1):
+        x = pl[p]
+        cnt[x] += 1
+        nxt[p] = first[x]
+        first[x] = p
+    ns = 0
+    nr = 0
+    for x in range(cnt.shape[0]):
+        if cnt[x] == 1:
+            singles[ns] = x
+            ns += 1
+        elif cnt[x] > 1:
+            order[nr] = x
+            srt[nr] = nr
+            nr += 1
+    return ns, nr
 
 
 # Compiled without numba's reference counting (its per-view incref/decref pairs were a large part of
-# the time): it allocates nothing; dispatch_batch hands it every buffer.
+# the time): they allocate nothing; dispatch_batch and dispatch_costs hand them every buffer.
 @nb.njit(cache=True, _nrt=False)
 def _dispatch(counts, place, S, G, even, out, cnt, gpu_load, hosts, hslots, hload, share, onhost, first, nxt, order,
-              key, srt, gorder) -> None:
+              key, srt, gorder, singles, gpu_of) -> None:
     n, T, L, E = counts.shape
-    P = place.shape[2]
+    for p in range(gpu_of.shape[0]):
+        gpu_of[p] = p // S
     for e_ in range(n):
         for l in range(L):
-            pl = place[e_, l]
-            cnt[:] = 0
-            first[:] = -1
-            for p in range(P - 1, -1, -1):  # linked list of each expert's slots, in slot order
-                x = pl[p]
-                cnt[x] += 1
-                nxt[p] = first[x]
-                first[x] = p
+            ns, nr = _slot_lists(place[e_, l], cnt, first, nxt, singles, order, srt)
             for t in range(T):
-                row = counts[e_, t, l]
-                o = out[e_, t, l]
-                gpu_load[:] = 0
-                for p in range(P):
-                    o[p] = 0
-                for x in range(E):
-                    if cnt[x] == 1:
-                        p = first[x]
-                        o[p] = row[x]
-                        gpu_load[p // S] += row[x]
-                # replicated experts, most tokens first
-                nr = 0
-                for x in range(E):
-                    if cnt[x] > 1:
-                        order[nr] = x
-                        nr += 1
-                for i in range(nr):
-                    key[i] = -row[order[i]]
-                _stable_order(key, nr, srt)
-                for i in range(nr):
-                    x = order[srt[i]]
-                    tok = row[x]
-                    if even:
-                        base = tok // cnt[x]
-                        rem = tok - base * cnt[x]
-                        p = first[x]
-                        r = 0
-                        while p >= 0:
-                            v = base + (1 if r < rem else 0)
-                            o[p] = v
-                            gpu_load[p // S] += v
-                            r += 1
-                            p = nxt[p]
-                        continue
-                    m = 0  # distinct GPUs holding x
-                    p = first[x]
-                    while p >= 0:
-                        g = p // S
-                        if onhost[g] < 0:
-                            onhost[g] = m
-                            hosts[m] = g
-                            hslots[m] = 0
-                            hload[m] = gpu_load[g]
-                            m += 1
-                        hslots[onhost[g]] += 1
-                        p = nxt[p]
-                    _waterfill(tok, hload, m, share, gorder)
-                    for i2 in range(m):
-                        gpu_load[hosts[i2]] += share[i2]
-                    # split each GPU's share evenly over its slots of x
-                    p = first[x]
-                    while p >= 0:
-                        h = onhost[p // S]
-                        q = share[h] // hslots[h]
-                        r = share[h] - q * hslots[h]
-                        o[p] = q + r  # the first slot on that GPU takes the remainder
-                        share[h] -= q + r
-                        hslots[h] -= 1
-                        p = nxt[p]
-                    for i2 in range(m):
-                        onhost[hosts[i2]] = -1
+                _dispatch_step(counts[e_, t, l], out[e_, t, l], S, even, cnt, gpu_load, hosts, hslots, hload, share,
+                               onhost, first, nxt, order, key, srt, gorder, singles, ns, nr, gpu_of)
+
+
+@nb.njit(cache=True, _nrt=False)
+def _dispatch_costs(counts, place, S, G, even, table, latency, ffn, peak, total, o, buf, cnt, gpu_load, hosts, hslots,
+                    hload, share, onhost, first, nxt, order, key, srt, gorder, singles, gpu_of) -> None:
+    n, T, L, E = counts.shape
+    for p in range(gpu_of.shape[0]):
+        gpu_of[p] = p // S
+    for e_ in range(n):
+        for l in range(L):
+            ns, nr = _slot_lists(place[e_, l], cnt, first, nxt, singles, order, srt)
+            for t in range(T):
+                _dispatch_step(counts[e_, t, l], o, S, even, cnt, gpu_load, hosts, hslots, hload, share, onhost, first,
+                               nxt, order, key, srt, gorder, singles, ns, nr, gpu_of)
+                # _gpu_costs of this row: the GPU's load is gpu_load[g] (its slots' integer sum)
+                best = 0.0
+                pk = 0
+                tot = 0
+                for g in range(G):
+                    load = gpu_load[g]
+                    v = _slot_time_sum(table, o, g * S, S, buf) + (latency if load > 0 else 0.0)
+                    if v > best or g == 0:
+                        best = v
+                    if load > pk or g == 0:
+                        pk = load
+                    tot += load
+                ffn[e_, t, l] = best
+                peak[e_, t, l] = pk
+                total[e_, t, l] = tot
+
+
+@nb.njit(cache=True, _nrt=False, inline="always")
+def _slot_time_sum(table, o, lo, S, buf) -> float:
+    """``pairwise_sum`` of ``table[o[lo:lo + S]]`` (one GPU's FFN times), reading the table
+    directly for S <= 128 (numpy's sequential sum below 8 values, 8 accumulators up to 128)."""
+    if S < 8:
+        res = 0.0
+        for j in range(S):
+            res += table[o[lo + j]]
+        return res
+    if S > 128:
+        for j in range(S):
+            buf[j] = table[o[lo + j]]
+        return pairwise_sum(buf, 0, S)
+    r0, r1, r2, r3 = table[o[lo]], table[o[lo + 1]], table[o[lo + 2]], table[o[lo + 3]]
+    r4, r5, r6, r7 = table[o[lo + 4]], table[o[lo + 5]], table[o[lo + 6]], table[o[lo + 7]]
+    i = 8
+    while i < S - S % 8:
+        r0 += table[o[lo + i]]
+        r1 += table[o[lo + i + 1]]
+        r2 += table[o[lo + i + 2]]
+        r3 += table[o[lo + i + 3]]
+        r4 += table[o[lo + i + 4]]
+        r5 += table[o[lo + i + 5]]
+        r6 += table[o[lo + i + 6]]
+        r7 += table[o[lo + i + 7]]
+        i += 8
+    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    while i < S:
+        res += table[o[lo + i]]
+        i += 1
+    return res
+
+
+@nb.njit(cache=True, _nrt=False)
+def _dispatch_step(row, o, S, even, cnt, gpu_load, hosts, hslots, hload, share, onhost, first, nxt, order, key, srt,
+                   gorder, singles, ns, nr, gpu_of) -> None:
+    """Tokens per slot ``o[P]`` of one step and layer (counts ``row[E]``) and each GPU's load
+    ``gpu_load[G]``, for the lists of ``_slot_lists`` (every slot is written: it holds a single
+    expert or one replica of a replicated one). ``gpu_of[p]``: slot p's GPU (a 64-bit integer
+    division per slot was most of the time)."""
+    gpu_load[:] = 0
+    for i in range(ns):
+        x = singles[i]
+        p = first[x]
+        o[p] = row[x]
+        gpu_load[gpu_of[p]] += row[x]
+    # replicated experts, most tokens first (ties: lower index): insertion-sorted from the previous
+    # step's order of this layer (loads drift slowly); a total order, so the stable argsort's result
+    for i in range(nr):
+        key[i] = -row[order[i]]
+    for i in range(1, nr):
+        v = srt[i]
+        kv = key[v]
+        j = i
+        while j > 0:
+            u = srt[j - 1]
+            ku = key[u]
+            if ku > kv or (ku == kv and u > v):
+                srt[j] = u
+                j -= 1
+            else:
+                break
+        srt[j] = v
+    for i in range(nr):
+        x = order[srt[i]]
+        tok = row[x]
+        if even:
+            base = tok // cnt[x]
+            rem = tok - base * cnt[x]
+            p = first[x]
+            r = 0
+            while p >= 0:
+                v = base + (1 if r < rem else 0)
+                o[p] = v
+                gpu_load[gpu_of[p]] += v
+                r += 1
+                p = nxt[p]
+            continue
+        m = 0  # distinct GPUs holding x
+        p = first[x]
+        while p >= 0:
+            g = gpu_of[p]
+            if onhost[g] < 0:
+                onhost[g] = m
+                hosts[m] = g
+                hslots[m] = 0
+                hload[m] = gpu_load[g]
+                m += 1
+            hslots[onhost[g]] += 1
+            p = nxt[p]
+        _waterfill(tok, hload, m, share, gorder)
+        for i2 in range(m):
+            gpu_load[hosts[i2]] += share[i2]
+        # split each GPU's share evenly over its slots of x
+        p = first[x]
+        while p >= 0:
+            h = onhost[gpu_of[p]]
+            if hslots[h] == 1:  # (no integer division: the common case)
+                q, r = share[h], 0
+            else:
+                q = share[h] // hslots[h]
+                r = share[h] - q * hslots[h]
+            o[p] = q + r  # the first slot on that GPU takes the remainder
+            share[h] -= q + r
+            hslots[h] -= 1
+            p = nxt[p]
+        for i2 in range(m):
+            onhost[hosts[i2]] = -1
 
 
 @nb.njit(cache=True)
@@ -310,72 +440,6 @@ def migration_counts(old: np.ndarray, new: np.ndarray, G: int, gpn: int, E: int,
     for e in range(old.shape[0]):
         for l in range(old.shape[1]):
             A.moved_experts(old[e, l], new[e, l], G, gpn, E, out[e])
-
-
-@nb.njit(cache=True)
-def _pairwise_leaf(a: np.ndarray, lo: int, n: int) -> float:
-    if n < 8:
-        res = 0.0
-        for i in range(n):
-            res += a[lo + i]
-        return res
-    r0, r1, r2, r3 = a[lo], a[lo + 1], a[lo + 2], a[lo + 3]
-    r4, r5, r6, r7 = a[lo + 4], a[lo + 5], a[lo + 6], a[lo + 7]
-    i = 8
-    while i < n - n % 8:
-        r0 += a[lo + i]
-        r1 += a[lo + i + 1]
-        r2 += a[lo + i + 2]
-        r3 += a[lo + i + 3]
-        r4 += a[lo + i + 4]
-        r5 += a[lo + i + 5]
-        r6 += a[lo + i + 6]
-        r7 += a[lo + i + 7]
-        i += 8
-    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
-    while i < n:
-        res += a[lo + i]
-        i += 1
-    return res
-
-
-@nb.njit(cache=True)
-def pairwise_sum(a: np.ndarray, lo: int, n: int) -> float:
-    """``a[lo:lo + n].sum()`` in numpy's order (``pairwise_sum`` of numpy's loops: sequential
-    below 8 values, 8 accumulators up to 128, above that the sum of two halves split at a multiple
-    of 8), so that a sum over a contiguous last axis is reproduced bit for bit. The halving runs on
-    an explicit stack (a recursive numba function loaded from numba's cache crashed)."""
-    if n <= 128:
-        return _pairwise_leaf(a, lo, n)
-    los = np.empty(64, np.int64)
-    ns = np.empty(64, np.int64)
-    stage = np.zeros(64, np.int64)
-    vals = np.empty(64)
-    sp = 1
-    nv = 0
-    los[0], ns[0] = lo, n
-    while sp > 0:
-        t = sp - 1
-        m = ns[t]
-        h = m // 2
-        h -= h % 8
-        if m <= 128:
-            vals[nv] = _pairwise_leaf(a, los[t], m)
-            nv += 1
-            sp -= 1
-        elif stage[t] == 0:
-            stage[t] = 1
-            los[sp], ns[sp], stage[sp] = los[t], h, 0
-            sp += 1
-        elif stage[t] == 1:
-            stage[t] = 2
-            los[sp], ns[sp], stage[sp] = los[t] + h, m - h, 0
-            sp += 1
-        else:
-            nv -= 1
-            vals[nv - 1] = vals[nv - 1] + vals[nv]
-            sp -= 1
-    return vals[0]
 
 
 @nb.njit(cache=True)
@@ -456,6 +520,19 @@ class CostModel:
         lead = slot_tokens.shape[:-1]
         flat = np.ascontiguousarray(slot_tokens).reshape(-1, sh.P)
         ffn, peak_i, total = (a.reshape(lead) for a in _gpu_costs(flat, self.ffn_table, self.latency, sh.G, sh.S))
+        return self._costs(ffn, peak_i, total)
+
+    def dispatch_costs(self, counts: np.ndarray, place: np.ndarray) -> dict[str, np.ndarray]:
+        """``layer_costs`` of ``dispatch_batch(counts [n, T, L, E], place [n, L, P])``, bit for bit,
+        in one numba pass without the tokens-per-slot array (``dispatch_costs``): dict of float64
+        ``[n, T, L]`` arrays as ``layer_costs``."""
+        self._fit_table(counts)  # a slot's tokens never exceed its expert's count
+        ffn, peak_i, total = dispatch_costs(counts, place, self.sh.S, self.sh.G, self.cfg.dispatch == "even",
+                                            self.ffn_table, self.latency)
+        return self._costs(ffn, peak_i, total)
+
+    def _costs(self, ffn: np.ndarray, peak_i: np.ndarray, total: np.ndarray) -> dict[str, np.ndarray]:
+        sh = self.sh
         peak = peak_i.astype(np.float64)
         rows = np.maximum(peak, self.sent_rows)
         a2a = self.a2a(rows)
@@ -537,7 +614,6 @@ class PlacementSim:
         self.sh = sh = shape_of(cfg)
         self.cost = CostModel(cfg, sh)
         self.load = LoadSource(cfg, sh)
-        T = cfg.interval_steps
         self.counts = np.zeros((n, self.load.steps, sh.L, sh.E), np.int32)
         self.place = np.zeros((n, sh.L, sh.P), np.int64)
         self.last = np.zeros((n, sh.L, sh.E))  # last step's load / mean expert load
@@ -547,7 +623,6 @@ class PlacementSim:
         self.interval = np.zeros(n, np.int64)
         self.drift = np.zeros(n)
         self.acc = np.zeros((n, 8))  # moe_s, ffn_s, a2a_s, imbalance, a2a_bytes, layer-steps, mig_bytes, mig_s
-        self._slot_buf = np.zeros((n, T, sh.L, sh.P), np.int32)
         self._moved = np.zeros((n, sh.G, 2), np.int64)
         self.mean_expert_load = sh.tokens_per_step * sh.k / sh.E
         self.init_place = initial_placement(sh)
@@ -594,9 +669,7 @@ class PlacementSim:
             moved = self._moved[: len(envs)]
             migration_counts(self.place[envs], new_place, self.sh.G, self.sh.gpn, self.sh.E, moved)
             mig_b, mig_s = self.cost.migration(moved)
-            slots = self._slot_buf[: len(envs)]
-            dispatch_batch(counts, new_place, self.sh.S, self.sh.G, self.cfg.dispatch == "even", slots)
-            c = self.cost.layer_costs(slots)
+            c = self.cost.dispatch_costs(counts, new_place)
             self.place[envs] = new_place
         acc = self.acc[envs]
         for j, key in enumerate(("moe_s", "ffn_s", "a2a_s", "imbalance", "a2a_bytes")):
@@ -634,9 +707,7 @@ class PlacementSim:
         moved = np.zeros((I, sh.G, 2), np.int64)
         migration_counts(old, places, sh.G, sh.gpn, sh.E, moved)
         _, mig_s = self.cost.migration(moved)
-        slots = np.zeros((I, self.cfg.interval_steps, sh.L, sh.P), np.int32)
-        dispatch_batch(counts, places, sh.S, sh.G, self.cfg.dispatch == "even", slots)
-        return float(self.cost.layer_costs(slots)["moe_s"].sum() + mig_s.sum())
+        return float(self.cost.dispatch_costs(counts, places)["moe_s"].sum() + mig_s.sum())
 
     def clairvoyant_placement(self, envs: np.ndarray) -> np.ndarray:
         """EPLB on each env's true next-interval load: [len(envs), L, P]."""
