@@ -247,6 +247,9 @@ def load(path: Path) -> TeacherData:
         raise ValueError(f"teacher data {path}: {err}") from None
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         raise ValueError(f"teacher data {path}: not a format-{FORMAT} file of agents.disaggregation_teacher")
+    missing = [k for k in ("starts", "plans", "stats", "to_go", "unit") if k not in raw]
+    if missing:
+        raise ValueError(f"teacher data {path}: format-{FORMAT} file without the key(s) {missing}")
     return TeacherData(raw["starts"], raw["plans"], raw["stats"], raw["to_go"], raw["unit"])
 
 
@@ -349,9 +352,9 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--procs {a.procs}: must be >= 1")
     try:
         specs = family_specs(ENV_ID, a.scenarios, cli.parse_env_kwargs(a.env_kwargs, ENV_ID))
-    except (ValueError, cli.UsageError) as err:
-        p.error(str(err))
-    vec = make_family_vec(ENV_ID, len(specs), 0, specs, "train")
+        vec = make_family_vec(ENV_ID, len(specs), 0, specs, "train")
+    except (ValueError, TypeError, cli.UsageError) as err:  # config.validate, unknown fields, scenario build
+        p.error(f"--scenarios / --env-kwargs: {err}")
     configs, names = configs_of(vec)
     vec.close()
     data = compute(configs, a.procs, names)

@@ -23,6 +23,7 @@ import numpy as np
 import envs
 from agents import cli, team, units
 from agents.policy import heuristic_names, make_policy
+from agents.policy_base import PolicyMismatch
 from agents.rollout import run_episodes
 from envs import options
 from envs.metrics import aggregate
@@ -224,8 +225,11 @@ def main(argv: list[str] | None = None) -> int:
                                      "rate to search over)")
         timing: dict[str, Any] = {}
         t = time.perf_counter()
-        report = evaluate(a.env, policies, a.trace, a.episodes, a.seed, kwargs, a.split,
-                          capacity=a.capacity, capacity_target=a.capacity_target, timing=timing)
+        try:
+            report = evaluate(a.env, policies, a.trace, a.episodes, a.seed, kwargs, a.split,
+                              capacity=a.capacity, capacity_target=a.capacity_target, timing=timing)
+        except PolicyMismatch as err:
+            raise cli.UsageError(f"--policy: {err}") from None
         print_tables(report)
         if a.json:
             a.json.parent.mkdir(parents=True, exist_ok=True)

@@ -48,7 +48,9 @@ class OnnxPolicy:
         self.n_obs = int(self.session.get_inputs()[0].shape[1])
         self.n_scores = int(self.session.get_inputs()[1].shape[1])
         if env is not None and tuple(env.observation_space.shape) != (self.n_obs,):
-            raise ValueError(f"{self.path}: takes observations of shape ({self.n_obs},), the "
+            from agents.policy_base import PolicyMismatch
+
+            raise PolicyMismatch(f"{self.path}: takes observations of shape ({self.n_obs},), the "
                              f"environment emits {env.observation_space.shape} (different --env-kwargs?)")
         self._all_legal: dict[int, np.ndarray] = {}
 

@@ -12,6 +12,12 @@ from typing import Any, Callable, Protocol, runtime_checkable
 import numpy as np
 
 
+class PolicyMismatch(ValueError):
+    """A learned policy (SB3 checkpoint or ONNX file) whose observation or action layout is not the
+    environment's (e.g. trained on 8 instances, asked to play 4); the message names the file and both
+    layouts. The CLIs report it as a usage error."""
+
+
 @runtime_checkable
 class Policy(Protocol):
     name: str

@@ -46,6 +46,29 @@ def detect_algo(path: Path) -> str:
     raise ValueError(f"{path}: not a PPO, MaskablePPO, DQN or dueling DQN checkpoint of stable-baselines3")
 
 
+def _layout(space: Any) -> tuple:
+    from gymnasium import spaces
+
+    if isinstance(space, spaces.MultiDiscrete):
+        return ("MultiDiscrete", tuple(int(n) for n in np.ravel(space.nvec)))
+    if isinstance(space, spaces.Discrete):
+        return ("Discrete", int(space.n))
+    return (type(space).__name__, tuple(getattr(space, "shape", None) or ()))
+
+
+def check_layout(path: Path, model: Any, env: Any) -> None:
+    """``PolicyMismatch`` naming ``path`` when ``model``'s observation shape or action space is not
+    ``env``'s (SB3 itself fails deep in ``predict`` on a shape, and would not notice an action
+    space of another size)."""
+    from agents.policy_base import PolicyMismatch
+
+    for what, mine, theirs in (("observations", model.observation_space, getattr(env, "observation_space", None)),
+                               ("actions", model.action_space, getattr(env, "action_space", None))):
+        if theirs is not None and _layout(mine) != _layout(theirs):
+            raise PolicyMismatch(f"{path}: trained on {what} {_layout(mine)}, the environment has "
+                                 f"{_layout(theirs)} (different --env-kwargs, e.g. instances or replicas?)")
+
+
 class SB3Policy:
     """Deterministic actions of a saved SB3 model; masks are used where the algorithm takes them."""
 
@@ -59,6 +82,8 @@ class SB3Policy:
         torch.set_num_threads(1)
         self.model = algo_class(self.algo).load(self.path, device="cpu")
         self.name = str(self.path)
+        if env is not None:
+            check_layout(self.path, self.model, env)
 
     def act(self, obs: np.ndarray, action_mask: np.ndarray | None) -> np.ndarray:
         if self.algo in ("maskable-ppo", "dueling-dqn"):

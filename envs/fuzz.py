@@ -191,6 +191,11 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [e for e in a.env if e not in envs.VEC_ENVS]
     if unknown:
         p.error(f"--env: unknown {unknown}; known: {', '.join(envs.VEC_ENVS)}")
+    for flag, v in (("--steps", a.steps), ("--scenario-steps", a.scenario_steps)):
+        if v < 1:
+            p.error(f"{flag} {v}: must be >= 1")
+    if a.seed < 0:
+        p.error(f"--seed {a.seed}: must be >= 0 (numpy seeds are non-negative)")
     failed = False
     for env_id in a.env:
         n, bad = fuzz(env_id, a.steps, a.seed, a.scenario_steps, log=lambda m: print(m, flush=True))

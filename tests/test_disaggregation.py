@@ -254,6 +254,48 @@ def test_bad_config_names_the_field():
         env.step(np.array([[0, 1, 3, 0]]))
 
 
+
+@pytest.mark.parametrize("field", ["slo_ttft_s", "slo_tpot_s"])
+@pytest.mark.parametrize("value", [0.0, -0.5, float("inf"), float("nan"), 1e-300, True])
+def test_bad_slo_is_rejected_naming_the_field(field, value):
+    # inf made ttft_headroom / tpot_headroom infinite; 1e-300 overflowed TTFT / SLO in the float32 observation
+    with pytest.raises(ValueError, match=f"{field} must be None or a finite number of seconds >= 1e-06"):
+        DisaggregationVecEnv(1, **{field: value})
+
+
+@pytest.mark.parametrize("slo", [dict(slo_ttft_s=1e-6, slo_tpot_s=1e-6), dict(slo_ttft_s=1e9, slo_tpot_s=1e9)])
+def test_observation_stays_finite_at_the_extreme_slos_accepted(slo):
+    env = DisaggregationVecEnv(1, seed=0, **SMALL, **slo)
+    obs = env.reset()
+    head = [K.GLOBAL_FEATURES.index("ttft_headroom"), K.GLOBAL_FEATURES.index("tpot_headroom")]
+    assert np.isfinite(obs).all() and np.abs(obs[0, head]).min() > 1.5  # extreme, stated, not clamped
+    for _ in range(4):
+        obs, rew, _, _ = env.step(np.array([[P, D, C, 0]]))
+        assert np.isfinite(obs).all() and np.isfinite(rew).all()
+
+
+def _trace(t, name):
+    n = len(t)
+    return traces.Trace(np.asarray(t, np.float64), np.full(n, 500, np.int64), np.full(n, 50, np.int64),
+                        traces.TraceMeta(name, "tests", "n/a"))
+
+
+def test_a_trace_part_with_one_arrival_instant_is_an_error_not_an_endless_loop():
+    # 140 requests 0.5 s apart, then 60 at one instant: the held-out part (the last 30% of the
+    # time span) has every arrival at t = 200 s; _phase_segment used to double its index array
+    # until memory ran out
+    t = np.concatenate([np.arange(140) * 0.5, np.full(60, 200.0)])
+    kw = dict(SMALL, trace=_trace(t, "tail_burst"), shift_trace=None)
+    with pytest.raises(ValueError, match="trace 'tail_burst': its test part \\(60 requests\\) has all arrivals at one"):
+        DisaggregationVecEnv(1, split="test", **kw)
+    DisaggregationVecEnv(1, split="train", **kw)  # the training part is fine
+
+
+def test_a_trace_too_short_for_the_capacity_measurement_names_the_trace():
+    kw = dict(SMALL, trace=_trace(np.arange(5) * 10.0, "five"), shift_trace=None)
+    with pytest.raises(ValueError, match="trace 'five': its training part .* has 3 requests; .* at least 4"):
+        DisaggregationVecEnv(1, split="test", **kw)
+
 def test_oracle_candidates_are_every_serving_count_of_roles():
     from agents.heuristics.disaggregation import candidate_plans
 
@@ -415,3 +457,19 @@ def test_oracle_shards_preloaded_give_the_same_episodes(monkeypatch):
         leaderboard.run_shard(sc, "oracle_dp", True, 1, H.CANDIDATE_SHARDS)
     with pytest.raises(ValueError, match="slice 0 of episode .* twice"):
         leaderboard.run_policy(sc, "oracle_dp", True, 1, shards=shards + shards[:1])
+
+
+def test_zoo_agent_on_another_instance_count_is_a_one_line_usage_error(capsys):
+    # SB3 used to fail deep in predict ("Unexpected observation shape (1, 48) for Box environment")
+    from agents.evaluate import main
+    from agents.policy import make_policy
+    from agents.policy_base import PolicyMismatch
+
+    with pytest.raises(PolicyMismatch, match=r"disaggregation_dagger.zip: trained on observations \('Box', \(84,\)\)"):
+        make_policy("zoo", DisaggregationVecEnv(1, **SMALL), ENV_ID)
+    kw = [f"{k}={v}" for k, v in SMALL.items()]
+    with pytest.raises(SystemExit) as exc:
+        main(["--env", ENV_ID, "--policy", "zoo", "--episodes", "1", "--env-kwargs", *kw])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("python -m agents.evaluate: error: --policy: ") and "(39,)" in err

@@ -266,3 +266,21 @@ def test_value_to_go_is_the_dp_value_and_the_teacher_weighs_switching_off_the_pl
     assert np.array_equal(teacher.decide(key, plan, 2, off), off)
     cannot_serve = np.array([P, P, P])  # no candidate has these counts: always move
     assert np.array_equal(teacher.decide(key, plan, 2, cannot_serve), other)
+
+
+def test_teacher_data_without_a_key_is_a_value_error_naming_it(tmp_path):
+    import pickle
+
+    f = tmp_path / "partial.pkl"
+    f.write_bytes(pickle.dumps({"format": T.FORMAT, "starts": {}}))
+    with pytest.raises(ValueError, match=r"partial.pkl: .*\['plans', 'stats', 'to_go', 'unit'\]"):
+        T.load(f)
+
+
+def test_teacher_cli_bad_config_is_a_one_line_usage_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        T.main(["--scenarios", "disaggregation/*8b*", "--env-kwargs", "instances=1", "--out", str(tmp_path / "t.pkl")])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "--env-kwargs" in err and "instances must be >= 2" in err
+    assert not (tmp_path / "t.pkl").exists()

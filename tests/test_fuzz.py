@@ -116,3 +116,18 @@ def test_random_legal_actions_draw_each_multidiscrete_component_from_its_own_mas
     for s in range(20):
         a = fuzz.random_legal_actions(Vec(), np.random.default_rng(s))
         assert a.shape == (2, 2) and a[0].tolist() == [2, 0] and a[1, 0] in (0, 1) and a[1, 1] == 1
+
+
+@pytest.mark.parametrize("argv, named", [
+    (["--steps", "0"], "--steps 0: must be >= 1"),
+    (["--steps", "10", "--scenario-steps", "-2"], "--scenario-steps -2: must be >= 1"),
+    (["--steps", "10", "--seed", "-1"], "--seed -1: must be >= 0"),
+])
+def test_fuzz_cli_names_a_bad_argument_in_one_line(argv, named, capsys):
+    from envs.fuzz import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--env", "servegym/Disaggregation-v0", *argv])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert named in err[-1] and "Traceback" not in "\n".join(err)

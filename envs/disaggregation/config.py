@@ -16,6 +16,10 @@ DEFAULT_SHIFT_TRACE = "azure_code"  # prompt-heavy phases: Azure code (median pr
 DEFAULT_LOADS = (0.5, 0.8)
 
 FIRST_TOKEN = ("decode", "prefill")
+# Smallest SLO accepted (1 us, far below any engine iteration): an infinite SLO made the
+# observation's ttft_headroom / tpot_headroom infinite, and one near 1e-300 s overflowed
+# ttft_recent / tpot_recent (TTFT / SLO) to infinity in the float32 observation.
+MIN_SLO_S = 1e-6
 
 
 @dataclass(frozen=True)
@@ -102,8 +106,10 @@ class DisaggregationConfig:
             raise ValueError(f"Disaggregation: switch_s must be None or a number >= 0, got {self.switch_s!r}")
         for name in ("slo_ttft_s", "slo_tpot_s"):
             v = getattr(self, name)
-            if v is not None and not (isinstance(v, (int, float)) and v > 0):
-                raise ValueError(f"Disaggregation: {name} must be None or a number > 0, got {v!r}")
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))
+                                  or not (MIN_SLO_S <= v < float("inf"))):
+                raise ValueError(f"Disaggregation: {name} must be None or a finite number of seconds >= {MIN_SLO_S:g} "
+                                 f"(the observation divides TTFT and TPOT by it and states log2 of it), got {v!r}")
         if self.split not in ("train", "test", "all"):
             raise ValueError(f"Disaggregation: split must be 'train', 'test' or 'all', got {self.split!r}")
         if self.window_order not in ("random", "sequential"):

@@ -60,6 +60,21 @@ def _load(cfg: DisaggregationConfig, spec) -> tuple[traces.Trace, traces.Trace]:
     return train, (train if cfg.split == "train" else test)
 
 
+def _check_parts(cfg: DisaggregationConfig, name: str, history: traces.Trace, played: traces.Trace) -> None:
+    """``ValueError`` naming the trace and its part when the part cannot make episodes: the capacity
+    measurement needs a window of >= 2 requests from the first half of the training part, and a
+    phase rescales the played part's gaps to its arrival rate, so the part needs two distinct
+    arrival times (with none, ``_phase_segment`` never reached the end of the phase)."""
+    hist = "training" if cfg.split != "all" else "whole"
+    if len(history) < 4:
+        raise ValueError(f"Disaggregation: trace {name!r}: its {hist} part (held_out_frac={cfg.held_out_frac}) has "
+                         f"{len(history)} requests; the capacity measurement needs at least 4")
+    for part, tr in ((hist, history), (cfg.split if cfg.split != "all" else "whole", played)):
+        if len(tr) < 2 or not np.ptp(tr.arrival_s) > 0:
+            raise ValueError(f"Disaggregation: trace {name!r}: its {part} part ({len(tr)} requests) has all arrivals "
+                             f"at one instant, so a phase has no arrival rate to rescale")
+
+
 def link_matrix(cfg: DisaggregationConfig) -> tuple[np.ndarray, float]:
     """Achieved per-GPU bandwidth between instances [R, R] and the per-transfer latency.
 
@@ -110,6 +125,8 @@ def _build(cfg: DisaggregationConfig) -> Scenario:
     if cfg.shift_trace is not None:
         sources.append(cfg.shift_trace)
     parts = [_load(cfg, s) for s in sources]
+    for s, (h, pl) in zip(sources, parts):
+        _check_parts(cfg, s if isinstance(s, str) else s.meta.name, h, pl)
     eng = cfg.engine_spec().build()
     max_out = max(int(p.output_tokens.max()) for h, pl in parts for p in (h, pl))
     eng = eng._replace(max_output=max_out)
