@@ -74,6 +74,11 @@ def bench_full_trace(path: Path) -> dict | None:
     import traces
 
     trace = traces.load_trace(path)
+    # Compile first (steady state, not numba's first call): the same kernels on a short window.
+    warm = kva.KVAdmissionVecEnv(1, seed=0, trace=trace, split="all", window_requests=64, rate_scale=1.0,
+                                 queue_slots=8192, drain_s=3600.0)
+    warm.reset()
+    warm.run_fixed(VLLM_ACTION, 1 << 30)
     vec = kva.KVAdmissionVecEnv(1, seed=0, trace=trace, split="all", window_requests=len(trace),
                                 rate_scale=1.0, queue_slots=8192, drain_s=3600.0)
     t = now()
