@@ -133,18 +133,17 @@ def reset_lazy(lz, e):
 
 
 @nb.njit(cache=True, inline="always")
-def _leave(st, eng, lz, e, s, upto, t_upto):
+def _leave(st, eng, lz, e, r, z, s, upto, t_upto):
     """Write lazy request ``s`` back as of the end of iteration ``upto`` (at ``t_upto``): its
     tokens, KV, blocks, last token time, and its gaps replayed in order (gap count over the SLO,
     top gaps)."""
-    r = 0
     a = -st.blocks[e, r, s] - 1
     M = lz.glog.shape[1] - 1  # L is a power of 2
     T = st.top_gaps.shape[3]
     kv0 = st.kv_tokens[e, r, s]
     b = kv0 - a
     for j in range(a + 1, upto + 1):
-        gap = lz.glog[e, j & M]
+        gap = lz.glog[z, j & M]
         if gap > eng.slo_tpot:
             st.gaps_over[e, r, s] += 1
         g = np.float32(gap)
@@ -161,27 +160,28 @@ def _leave(st, eng, lz, e, s, upto, t_upto):
     st.blocks[e, r, s] = ceil_div(kv, eng.block_size)
     st.sched[e, r, s] = 0
     st.last_tok_t[e, r, s] = t_upto
-    lz.dead[e, s] = np.inf
-    lz.agg[e, G_LAZY] -= 1
-    lz.agg[e, G_SUM] -= b
-    lz.phase[e, b % eng.block_size] -= 1
-    if b == lz.agg[e, G_MAX]:
-        lz.agg[e, G_MAX_OK] = 0
+    lz.dead[z, s] = np.inf
+    lz.agg[z, G_LAZY] -= 1
+    lz.agg[z, G_SUM] -= b
+    lz.phase[z, b % eng.block_size] -= 1
+    if b == lz.agg[z, G_MAX]:
+        lz.agg[z, G_MAX_OK] = 0
 
 
 @nb.njit(cache=True)
-def materialize(st, eng, lz, e):
+def materialize(st, eng, lz, e, r=0, row=None):
     """Every lazy request of env ``e`` written back (``ClusterState`` then holds what
     ``run_iteration`` would have); the lazy set is empty after."""
-    if lz.agg[e, G_LAZY] == 0:
+    z = e if row is None else row
+    if lz.agg[z, G_LAZY] == 0:
         return
-    upto = lz.it[e]
-    for i in range(st.n_running[e, 0]):
-        s = st.run_list[e, 0, i]
-        if st.blocks[e, 0, s] < 0:
-            _leave(st, eng, lz, e, s, upto, lz.t_last[e])
-    lz.min_dead[e] = np.inf
-    lz.agg[e, G_MAX_OK] = 0
+    upto = lz.it[z]
+    for i in range(st.n_running[e, r]):
+        s = st.run_list[e, r, i]
+        if st.blocks[e, r, s] < 0:
+            _leave(st, eng, lz, e, r, z, s, upto, lz.t_last[z])
+    lz.min_dead[z] = np.inf
+    lz.agg[z, G_MAX_OK] = 0
 
 
 @nb.njit(cache=True)
@@ -192,42 +192,41 @@ def materialize_all(st, eng, lz):
 
 
 @nb.njit(cache=True, inline="always")
-def _enter(st, wl, eng, lz, e, s, a, t_arr):
+def _enter(st, wl, eng, lz, e, r, z, s, a, t_arr):
     """Request ``s``, which produced a token at the end of iteration ``a``, decodes lazily from
     there (``t_arr``: its arrival time)."""
-    r = 0
     q = st.req[e, r, s]
     out = wl.output[st.window[e], q]
     st.blocks[e, r, s] = -(a + 1)
     st.sched[e, r, s] = a + (out - st.generated[e, r, s])
     b = st.kv_tokens[e, r, s] - a
-    if lz.agg[e, G_LAZY] == 0:
-        lz.agg[e, G_MAX] = b
-        lz.agg[e, G_MAX_OK] = 1
-    elif lz.agg[e, G_MAX_OK] == 1 and b > lz.agg[e, G_MAX]:
-        lz.agg[e, G_MAX] = b
-    lz.agg[e, G_LAZY] += 1
-    lz.agg[e, G_SUM] += b
-    lz.phase[e, b % eng.block_size] += 1
+    if lz.agg[z, G_LAZY] == 0:
+        lz.agg[z, G_MAX] = b
+        lz.agg[z, G_MAX_OK] = 1
+    elif lz.agg[z, G_MAX_OK] == 1 and b > lz.agg[z, G_MAX]:
+        lz.agg[z, G_MAX] = b
+    lz.agg[z, G_LAZY] += 1
+    lz.agg[z, G_SUM] += b
+    lz.phase[z, b % eng.block_size] += 1
     key = np.inf
     if not st.missed[e, r, s] and out > 1:
         key = (t_arr + st.ttft[e, q]) + eng.slo_tpot * (out - 1)
         key -= DEAD_MARGIN * (abs(key) + 1.0)
-    lz.dead[e, s] = key
-    if key < lz.min_dead[e]:
-        lz.min_dead[e] = key
+    lz.dead[z, s] = key
+    if key < lz.min_dead[z]:
+        lz.min_dead[z] = key
 
 
 @nb.njit(cache=True)
-def run_iteration_lazy(st, wl, eng, lz, e, admit_max, budget, defer, order, now):
+def run_iteration_lazy(st, wl, eng, lz, e, admit_max, budget, defer, order, now, r=0, row=None, enter=True):
     """One iteration of env ``e``'s replica 0 starting at ``now``, as
     :func:`envs.core.replica.run_iteration` (mixed scheduler: ``eng.prefill_first`` must be
     False) runs it, with steady decoders lazy (module docstring). Returns the iteration's
     duration in seconds; 0.0 when nothing could be scheduled."""
-    r = 0
+    z = e if row is None else row  # the replica's row of lz
     bs = eng.block_size
     w = st.window[e]
-    k = lz.it[e]
+    k = lz.it[z]
     left = budget
     p_tokens = 0.0
     pairs = 0.0
@@ -237,7 +236,7 @@ def run_iteration_lazy(st, wl, eng, lz, e, admit_max, budget, defer, order, now)
     p_long = 0.0
     short = False
     whole = False  # prefill_first is False: prompts are chunked
-    n_lazy = lz.agg[e, G_LAZY]
+    n_lazy = lz.agg[z, G_LAZY]
     steady = False
     n_prefill = st.n_running[e, r]  # running requests still in their prefill (known when steady)
 
@@ -245,19 +244,19 @@ def run_iteration_lazy(st, wl, eng, lz, e, admit_max, budget, defer, order, now)
         # Is the iteration steady? Every decoder's new block must be free and the budget must
         # cover a token each; then the decode loop would schedule them all, in any order.
         n_run = st.n_running[e, r]
-        need = lz.phase[e, (-k) % bs]
+        need = lz.phase[z, (-k) % bs]
         n_dec = n_lazy
-        if lz.agg[e, G_MAX_OK] == 0:
+        if lz.agg[z, G_MAX_OK] == 0:
             mx = np.iinfo(np.int64).min
             for i in range(n_run):
                 s = st.run_list[e, r, i]
                 blk = st.blocks[e, r, s]
                 if blk < 0:
                     mx = max(mx, st.kv_tokens[e, r, s] + blk + 1)
-            lz.agg[e, G_MAX] = mx
-            lz.agg[e, G_MAX_OK] = 1
-        kv_sum = lz.agg[e, G_SUM] + n_lazy * (k + 1)  # sum of kv_tokens + 1 over the decoders
-        kv_max = lz.agg[e, G_MAX] + k + 1
+            lz.agg[z, G_MAX] = mx
+            lz.agg[z, G_MAX_OK] = 1
+        kv_sum = lz.agg[z, G_SUM] + n_lazy * (k + 1)  # sum of kv_tokens + 1 over the decoders
+        kv_max = lz.agg[z, G_MAX] + k + 1
         if n_run > n_lazy:
             for i in range(n_run):
                 s = st.run_list[e, r, i]
@@ -289,7 +288,7 @@ def run_iteration_lazy(st, wl, eng, lz, e, admit_max, budget, defer, order, now)
             d_long = float(kv_max)
             n_prefill = n_run - n_dec
         else:
-            materialize(st, eng, lz, e)
+            materialize(st, eng, lz, e, r, z)
 
     if not steady:
         # 1. Decodes, oldest first (run_iteration's loop, every request written back).
@@ -393,10 +392,10 @@ def run_iteration_lazy(st, wl, eng, lz, e, admit_max, budget, defer, order, now)
     dt = step_time(eng.coeffs, p_tokens, pairs, d_seqs, d_kv, d_long, p_long)
     t_end = now + dt
     k1 = k + 1
-    it_gap = t_end - lz.t_last[e]  # a lazy request's gap: its last token came at the last iteration's end
-    lz.glog[e, k1 & (lz.glog.shape[1] - 1)] = it_gap
-    lz.t_last[e] = t_end
-    lz.it[e] = k1
+    it_gap = t_end - lz.t_last[z]  # a lazy request's gap: its last token came at the last iteration's end
+    lz.glog[z, k1 & (lz.glog.shape[1] - 1)] = it_gap
+    lz.t_last[z] = t_end
+    lz.it[z] = k1
 
     max_gap = 0.0
     scale = st.time_scale[e]
@@ -410,22 +409,22 @@ def run_iteration_lazy(st, wl, eng, lz, e, admit_max, budget, defer, order, now)
         else:
             for _ in range(n_lazy):
                 _push_gap(st.gap_heap, st.counters, e, gap)
-        if t_end >= lz.min_dead[e]:  # some lazy request's TPOT check may fire at this token
+        if t_end >= lz.min_dead[z]:  # some lazy request's TPOT check may fire at this token
             lo = np.inf
             for i in range(st.n_running[e, r]):
                 s = st.run_list[e, r, i]
                 if st.blocks[e, r, s] >= 0:
                     continue
-                if lz.dead[e, s] <= t_end:
+                if lz.dead[z, s] <= t_end:
                     q = st.req[e, r, s]
                     if st.missed[e, r, s]:
-                        lz.dead[e, s] = np.inf
+                        lz.dead[z, s] = np.inf
                     elif tpot_late(t_end, wl.arrival_s[w, q] * scale + st.ttft[e, q], wl.output[w, q],
                                    eng.slo_tpot):
                         mark_missed(st.missed, st.counters, e, r, s)
-                        lz.dead[e, s] = np.inf
-                lo = min(lo, lz.dead[e, s])
-            lz.min_dead[e] = lo
+                        lz.dead[z, s] = np.inf
+                lo = min(lo, lz.dead[z, s])
+            lz.min_dead[z] = lo
 
     # Results of the iteration, then drop finished requests from the running list.
     keep = 0
@@ -441,7 +440,7 @@ def run_iteration_lazy(st, wl, eng, lz, e, admit_max, budget, defer, order, now)
         s = run_list[e, r, i]
         if blocks[e, r, s] < 0:
             if sched[e, r, s] == k1:  # its last token
-                _leave(st, eng, lz, e, s, k1, t_end)
+                _leave(st, eng, lz, e, r, z, s, k1, t_end)
                 _finish(st, wl, eng, e, r, s, t_end)
             else:
                 run_list[e, r, keep] = s
@@ -495,8 +494,8 @@ def run_iteration_lazy(st, wl, eng, lz, e, admit_max, budget, defer, order, now)
         else:
             st.run_list[e, r, keep] = s
             keep += 1
-            if (tok or first) and not p99_check:
-                _enter(st, wl, eng, lz, e, s, k1, wl.arrival_s[w, q] * scale)
+            if (tok or first) and not p99_check and enter:
+                _enter(st, wl, eng, lz, e, r, z, s, k1, wl.arrival_s[w, q] * scale)
     st.n_running[e, r] = keep
 
     used = eng.capacity_blocks - st.free_blocks[e, r]

@@ -80,9 +80,11 @@ def _run(vec, roles: list[int], episodes: int) -> tuple[float, float]:
 
 
 def _clocks(vec) -> np.ndarray:
+    # _state, not state: the clocks are exact without writing the lazy decoders back (which the
+    # public ``state`` does, at a cost a training loop does not pay)
     if isinstance(vec, DisaggregationVecEnv):
-        return vec.state.clock.copy()
-    return np.array([e.unwrapped.vec.state.clock[0] for e in vec.envs])
+        return vec._state.clock.copy()
+    return np.array([e.unwrapped.vec._state.clock[0] for e in vec.envs])
 
 
 def build_parser() -> Parser:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from envs.core.lazy import materialize, reset_lazy, run_iteration_lazy_inline
 from envs.core.replica import (
     ORDER_FCFS,
     ceil_div,
@@ -35,7 +36,6 @@ from envs.core.replica import (
     rejected_at_arrival,
     reset_env_state,
     reset_replica,
-    run_iteration_inline,
 )
 from envs.core.state import C_PREEMPTIONS, C_PREFILL_TOKENS, DROPPED, FINISHED, FREE, PENDING, RUNNING
 
@@ -302,8 +302,9 @@ def check_drained(st, ds, pr, e, r, now):
 
 
 @nb.njit(cache=True)
-def simulate(st, wl, eng, ds, pr, e, t1):
-    """Run env ``e``'s events that happen before ``t1``."""
+def simulate(st, wl, eng, ds, pr, lz, e, t1):
+    """Run env ``e``'s events that happen before ``t1`` (``lz``: the instances' lazy decoders, row
+    ``e * R + r``; ``envs.core.lazy``)."""
     R = st.n_queued.shape[1]
     w = st.window[e]
     N = wl.n_requests[w]
@@ -368,7 +369,8 @@ def simulate(st, wl, eng, ds, pr, e, t1):
             # At most two tries: after a preemption-only iteration (0 s) the next one admits.
             dt = 0.0
             for _ in range(2):
-                dt = run_iteration_inline(st, wl, eng, e, r, eng.max_seqs, pr.budget, False, ORDER_FCFS, now)
+                dt = run_iteration_lazy_inline(st, wl, eng, lz, e, eng.max_seqs, pr.budget, False, ORDER_FCFS, now,
+                                               r, e * R + r, ds.role[e, r] != ROLE_PREFILL)
                 if dt != 0.0:
                     break
             if dt == 0.0:  # nothing fits until KV held here leaves or reserved KV lands
@@ -524,7 +526,7 @@ def all_done(st, ds, wl, e):
 
 
 @nb.njit(cache=True)
-def step_all(st, wl, eng, ds, pr, actions, obs, reward, terminated, truncated):
+def step_all(st, wl, eng, ds, pr, lz, actions, obs, reward, terminated, truncated):
     """Every env applies its action (roles [R], rule) and runs one interval."""
     E = actions.shape[0]
     R = st.n_queued.shape[1]
@@ -543,7 +545,7 @@ def step_all(st, wl, eng, ds, pr, actions, obs, reward, terminated, truncated):
             t1 = pr.decisions * pr.interval_s + pr.drain_s
         if ds.ho_len[e] > 0:
             start_transfers(st, ds, eng, pr, e, st.clock[e])
-        simulate(st, wl, eng, ds, pr, e, t1)
+        simulate(st, wl, eng, ds, pr, lz, e, t1)
         met, missed = score(st, wl, ds, pr, e)
         if last:
             done = all_done(st, ds, wl, e)
@@ -567,13 +569,14 @@ def step_all(st, wl, eng, ds, pr, actions, obs, reward, terminated, truncated):
 
 
 @nb.njit(cache=True)
-def reset_all(st, wl, eng, ds, pr, envs, windows, time_scales, obs):
+def reset_all(st, wl, eng, ds, pr, lz, envs, windows, time_scales, obs):
     R = st.n_queued.shape[1]
     for j in range(envs.shape[0]):
         e = envs[j]
         reset_env_state(st, e, windows[j], time_scales[j])
         for r in range(R):
             reset_replica(st, eng, e, r)
+            reset_lazy(lz, e * R + r)
             ds.role[e, r] = ROLE_COLOCATED
             ds.target[e, r] = ROLE_COLOCATED
             ds.phase[e, r] = ACTIVE
@@ -594,3 +597,13 @@ def reset_all(st, wl, eng, ds, pr, envs, windows, time_scales, obs):
         ds.tpot[e, :] = np.nan
         ds.acc[e, :] = 0.0
         write_obs(st, wl, eng, ds, pr, e, obs)
+
+
+@nb.njit(cache=True)
+def materialize_all(st, eng, lz):
+    """Every lazily kept decoder of every instance written back (``envs.core.lazy.materialize``):
+    the per-slot fields of ``st`` are then those of ``envs.core.replica.run_iteration``."""
+    E, R = st.n_running.shape
+    for e in range(E):
+        for r in range(R):
+            materialize(st, eng, lz, e, r, e * R + r)
