@@ -133,39 +133,41 @@ def reset_lazy(lz, e):
 
 
 @nb.njit(cache=True, inline="always")
-def _leave(st, eng, lz, e, r, z, s, upto, t_upto):
-    """Write lazy request ``s`` back as of the end of iteration ``upto`` (at ``t_upto``): its
-    tokens, KV, blocks, last token time, and its gaps replayed in order (gap count over the SLO,
-    top gaps)."""
-    a = -st.blocks[e, r, s] - 1
-    M = lz.glog.shape[1] - 1  # L is a power of 2
-    T = st.top_gaps.shape[3]
-    kv0 = st.kv_tokens[e, r, s]
+def _leave(blocks, kv_tokens, generated, sched, last_tok_t, gaps_over, top_gaps, glog, dead, agg, phase, slo_tpot, bs,
+           e, r, z, s, upto, t_upto):
+    """Write lazy request ``s`` of replica ``r`` (lazy row ``z``) back as of the end of iteration
+    ``upto`` (at ``t_upto``): its tokens, KV, blocks, last token time, and its gaps replayed in
+    order (gap count over ``slo_tpot``, top gaps). Takes the arrays it writes, not the state
+    tuples: an inlined helper taking a tuple pays a reference-count update per member array per call."""
+    a = -blocks[e, r, s] - 1
+    M = glog.shape[1] - 1  # L is a power of 2
+    T = top_gaps.shape[3]
+    kv0 = kv_tokens[e, r, s]
     b = kv0 - a
     for j in range(a + 1, upto + 1):
-        gap = lz.glog[z, j & M]
-        if gap > eng.slo_tpot:
-            st.gaps_over[e, r, s] += 1
+        gap = glog[z, j & M]
+        if gap > slo_tpot:
+            gaps_over[e, r, s] += 1
         g = np.float32(gap)
-        if not g <= st.top_gaps[e, r, s, T - 1]:
+        if not g <= top_gaps[e, r, s, T - 1]:
             k = T - 1
-            while k > 0 and st.top_gaps[e, r, s, k - 1] < g:
-                st.top_gaps[e, r, s, k] = st.top_gaps[e, r, s, k - 1]
+            while k > 0 and top_gaps[e, r, s, k - 1] < g:
+                top_gaps[e, r, s, k] = top_gaps[e, r, s, k - 1]
                 k -= 1
-            st.top_gaps[e, r, s, k] = g
+            top_gaps[e, r, s, k] = g
     m = upto - a
-    st.generated[e, r, s] += m
+    generated[e, r, s] += m
     kv = kv0 + m
-    st.kv_tokens[e, r, s] = kv
-    st.blocks[e, r, s] = ceil_div(kv, eng.block_size)
-    st.sched[e, r, s] = 0
-    st.last_tok_t[e, r, s] = t_upto
-    lz.dead[z, s] = np.inf
-    lz.agg[z, G_LAZY] -= 1
-    lz.agg[z, G_SUM] -= b
-    lz.phase[z, b % eng.block_size] -= 1
-    if b == lz.agg[z, G_MAX]:
-        lz.agg[z, G_MAX_OK] = 0
+    kv_tokens[e, r, s] = kv
+    blocks[e, r, s] = ceil_div(kv, bs)
+    sched[e, r, s] = 0
+    last_tok_t[e, r, s] = t_upto
+    dead[z, s] = np.inf
+    agg[z, G_LAZY] -= 1
+    agg[z, G_SUM] -= b
+    phase[z, b % bs] -= 1
+    if b == agg[z, G_MAX]:
+        agg[z, G_MAX_OK] = 0
 
 
 @nb.njit(cache=True)
@@ -179,7 +181,8 @@ def materialize(st, eng, lz, e, r=0, row=None):
     for i in range(st.n_running[e, r]):
         s = st.run_list[e, r, i]
         if st.blocks[e, r, s] < 0:
-            _leave(st, eng, lz, e, r, z, s, upto, lz.t_last[z])
+            _leave(st.blocks, st.kv_tokens, st.generated, st.sched, st.last_tok_t, st.gaps_over, st.top_gaps,
+                   lz.glog, lz.dead, lz.agg, lz.phase, eng.slo_tpot, eng.block_size, e, r, z, s, upto, lz.t_last[z])
     lz.min_dead[z] = np.inf
     lz.agg[z, G_MAX_OK] = 0
 
@@ -192,29 +195,29 @@ def materialize_all(st, eng, lz):
 
 
 @nb.njit(cache=True, inline="always")
-def _enter(st, wl, eng, lz, e, r, z, s, a, t_arr):
-    """Request ``s``, which produced a token at the end of iteration ``a``, decodes lazily from
-    there (``t_arr``: its arrival time)."""
-    q = st.req[e, r, s]
-    out = wl.output[st.window[e], q]
-    st.blocks[e, r, s] = -(a + 1)
-    st.sched[e, r, s] = a + (out - st.generated[e, r, s])
-    b = st.kv_tokens[e, r, s] - a
-    if lz.agg[z, G_LAZY] == 0:
-        lz.agg[z, G_MAX] = b
-        lz.agg[z, G_MAX_OK] = 1
-    elif lz.agg[z, G_MAX_OK] == 1 and b > lz.agg[z, G_MAX]:
-        lz.agg[z, G_MAX] = b
-    lz.agg[z, G_LAZY] += 1
-    lz.agg[z, G_SUM] += b
-    lz.phase[z, b % eng.block_size] += 1
+def _enter(blocks, sched, generated, kv_tokens, missed, ttft, agg, phase, dead, min_dead, slo_tpot, bs,
+           e, r, z, s, q, out, a, t_arr):
+    """Request ``s`` of replica ``r`` (lazy row ``z``; request ``q`` of the window, ``out`` output
+    tokens), which produced a token at the end of iteration ``a``, decodes lazily from there
+    (``t_arr``: its arrival time). Takes arrays, not the state tuples (see ``_leave``)."""
+    blocks[e, r, s] = -(a + 1)
+    sched[e, r, s] = a + (out - generated[e, r, s])
+    b = kv_tokens[e, r, s] - a
+    if agg[z, G_LAZY] == 0:
+        agg[z, G_MAX] = b
+        agg[z, G_MAX_OK] = 1
+    elif agg[z, G_MAX_OK] == 1 and b > agg[z, G_MAX]:
+        agg[z, G_MAX] = b
+    agg[z, G_LAZY] += 1
+    agg[z, G_SUM] += b
+    phase[z, b % bs] += 1
     key = np.inf
-    if not st.missed[e, r, s] and out > 1:
-        key = (t_arr + st.ttft[e, q]) + eng.slo_tpot * (out - 1)
+    if not missed[e, r, s] and out > 1:
+        key = (t_arr + ttft[e, q]) + slo_tpot * (out - 1)
         key -= DEAD_MARGIN * (abs(key) + 1.0)
-    lz.dead[z, s] = key
-    if key < lz.min_dead[z]:
-        lz.min_dead[z] = key
+    dead[z, s] = key
+    if key < min_dead[z]:
+        min_dead[z] = key
 
 
 @nb.njit(cache=True)
@@ -440,7 +443,8 @@ def run_iteration_lazy(st, wl, eng, lz, e, admit_max, budget, defer, order, now,
         s = run_list[e, r, i]
         if blocks[e, r, s] < 0:
             if sched[e, r, s] == k1:  # its last token
-                _leave(st, eng, lz, e, r, z, s, k1, t_end)
+                _leave(st.blocks, st.kv_tokens, st.generated, st.sched, st.last_tok_t, st.gaps_over, st.top_gaps,
+                       lz.glog, lz.dead, lz.agg, lz.phase, eng.slo_tpot, bs, e, r, z, s, k1, t_end)
                 _finish(st, wl, eng, e, r, s, t_end)
             else:
                 run_list[e, r, keep] = s
@@ -495,7 +499,8 @@ def run_iteration_lazy(st, wl, eng, lz, e, admit_max, budget, defer, order, now,
             st.run_list[e, r, keep] = s
             keep += 1
             if (tok or first) and not p99_check and enter:
-                _enter(st, wl, eng, lz, e, r, z, s, k1, wl.arrival_s[w, q] * scale)
+                _enter(st.blocks, st.sched, st.generated, st.kv_tokens, st.missed, st.ttft, lz.agg, lz.phase, lz.dead,
+                       lz.min_dead, eng.slo_tpot, bs, e, r, z, s, q, out_q, k1, wl.arrival_s[w, q] * scale)
     st.n_running[e, r] = keep
 
     used = eng.capacity_blocks - st.free_blocks[e, r]
