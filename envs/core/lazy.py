@@ -53,10 +53,12 @@ from envs.core import prefix
 from envs.core.engine import step_time
 from envs.core.replica import (
     EMA,
+    ORDER_FCFS,
     _finish,
     _push_gap,
     ceil_div,
     mark_missed,
+    next_queued,
     p99_allowed_over,
     pick_queued,
     preempt_newest,
@@ -94,7 +96,9 @@ DEAD_MARGIN = 1e-9
 
 
 class LazyDecode(NamedTuple):
-    """The lazy set of E envs of one replica each, beside their ``ClusterState``."""
+    """Lazy sets beside a ``ClusterState``, one row per replica that runs lazily: row ``e`` for
+    env ``e``'s replica 0 (KVAdmission-v0, the default of every function here), or any other
+    numbering the caller passes as ``row`` (Disaggregation-v0: ``e * R + r``)."""
 
     it: np.ndarray  # int64 [E], iterations run (with work) this episode
     t_last: np.ndarray  # float64 [E], end time of the last iteration
@@ -106,7 +110,7 @@ class LazyDecode(NamedTuple):
 
 
 def allocate_lazy(n_envs: int, n_slots: int, block_size: int, max_output: int) -> LazyDecode:
-    """Empty lazy sets for ``n_envs`` envs of ``n_slots`` request slots whose outputs are at most
+    """Empty lazy sets for ``n_envs`` rows (replicas) of ``n_slots`` request slots whose outputs are at most
     ``max_output`` tokens (a request decodes lazily for fewer iterations than that, so the ring log
     holds every gap it can need). Raises ``ValueError`` for a size < 1."""
     if min(n_envs, n_slots, block_size, max_output) < 1:
@@ -172,8 +176,8 @@ def _leave(blocks, kv_tokens, generated, sched, last_tok_t, gaps_over, top_gaps,
 
 @nb.njit(cache=True)
 def materialize(st, eng, lz, e, r=0, row=None):
-    """Every lazy request of env ``e`` written back (``ClusterState`` then holds what
-    ``run_iteration`` would have); the lazy set is empty after."""
+    """Every lazy request of env ``e``'s replica ``r`` (lazy row ``row``, default ``e``) written back
+    (``ClusterState`` then holds what ``run_iteration`` would have); the lazy set is empty after."""
     z = e if row is None else row
     if lz.agg[z, G_LAZY] == 0:
         return
@@ -189,7 +193,7 @@ def materialize(st, eng, lz, e, r=0, row=None):
 
 @nb.njit(cache=True)
 def materialize_all(st, eng, lz):
-    """:func:`materialize` for every env."""
+    """:func:`materialize` for every env's replica 0 (row ``e``)."""
     for e in range(lz.it.shape[0]):
         materialize(st, eng, lz, e)
 
@@ -222,10 +226,13 @@ def _enter(blocks, sched, generated, kv_tokens, missed, ttft, agg, phase, dead, 
 
 @nb.njit(cache=True)
 def run_iteration_lazy(st, wl, eng, lz, e, admit_max, budget, defer, order, now, r=0, row=None, enter=True):
-    """One iteration of env ``e``'s replica 0 starting at ``now``, as
+    """One iteration of env ``e``'s replica ``r`` (lazy row ``row``, default ``e``) starting at ``now``, as
     :func:`envs.core.replica.run_iteration` (mixed scheduler: ``eng.prefill_first`` must be
     False) runs it, with steady decoders lazy (module docstring). Returns the iteration's
-    duration in seconds; 0.0 when nothing could be scheduled."""
+    duration in seconds; 0.0 when nothing could be scheduled. ``enter`` False: no request becomes
+    lazy (Disaggregation-v0's prefill instances hand a request over after its first token).
+    Requests are added to the replica between calls only as ``run_iteration``'s callers add them
+    (queued, or running with ``blocks = ceil(kv_tokens / block_size)``)."""
     z = e if row is None else row  # the replica's row of lz
     bs = eng.block_size
     w = st.window[e]
@@ -356,7 +363,18 @@ def run_iteration_lazy(st, wl, eng, lz, e, admit_max, budget, defer, order, now,
         and st.n_queued[e, r] > 0
         and st.n_running[e, r] < eng.max_seqs
     ):
-        s = pick_queued(st, wl, eng, e, r, order, now)
+        # FCFS (the lowest seq, pick_queued's choice) written out: a call taking the state tuples
+        # paid a reference-count update per member array, about 50 per admission (issue 17)
+        if order == ORDER_FCFS:
+            s = -1
+            best_seq = 0
+            j = -1
+            for _ in range(st.n_queued[e, r]):
+                j = next_queued(st.status, e, r, j + 1)
+                if s < 0 or st.seq[e, r, j] < best_seq:
+                    s, best_seq = j, st.seq[e, r, j]
+        else:
+            s = pick_queued(st, wl, eng, e, r, order, now)
         q = st.req[e, r, s]
         tgt = st.target[e, r, s]
         cached_blocks = 0

@@ -19,7 +19,11 @@ a handover that had to wait sends all of it then. Transfers run alongside both i
 iterations (separate copy engines / NICs), so they only delay the request itself.
 
 Between decisions the kernel runs a discrete-event loop over arrivals, engine iterations
-(each instance in the order of its clock), transfer landings and warm-up ends.
+(each instance in the order of its clock), transfer landings and warm-up ends. An engine
+iteration is ``envs.core.lazy.run_iteration_lazy`` (the same results as
+``envs.core.replica.run_iteration``, bit for bit): the steady decoders of a decode or colocated
+instance are kept lazily, O(1) per iteration instead of per request; ``DisaggregationVecEnv.state``
+writes them back.
 """
 
 from __future__ import annotations
