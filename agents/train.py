@@ -258,7 +258,7 @@ def _learn(a: argparse.Namespace, argv: list[str] | None, callbacks: list | None
     reports = []
     for trace, kw in runs:
         if a.eval_at is not None:
-            kw[vec.sweep()[0] if specs is None else options.vec_class(a.env).episode_knob] = a.eval_at
+            kw[options.vec_class(a.env).episode_knob] = a.eval_at  # vec may be a subprocess wrapper
         report = evaluate(a.env, policies, trace, a.eval_episodes, a.seed + 10_000, kw, "test")
         print_tables(report)
         reports.append(report)
