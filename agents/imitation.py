@@ -31,7 +31,8 @@ from gymnasium import spaces
 Teacher = Callable[[np.ndarray, np.ndarray], np.ndarray]
 # Environments whose teacher lives in agents (it replays the simulator, which the env layer does not
 # do for itself): id -> "module:function(vec, data_path, procs) -> teacher callable".
-TEACHERS = {"servegym/Disaggregation-v0": "agents.disaggregation_teacher:teacher_for"}
+TEACHERS = {"servegym/Disaggregation-v0": "agents.disaggregation_teacher:teacher_for",
+            "servegym/KVAdmission-v0": "agents.kv_admission_teacher:teacher_for"}
 
 
 def has_teacher(env_id: str, vec_class: type) -> bool:

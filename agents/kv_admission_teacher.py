@@ -1,0 +1,295 @@
+"""The privileged teacher of KVAdmission-v0 for DAgger (agents/imitation.py): the per-episode best
+heuristic in hindsight.
+
+For every training episode (a window of the config's trace or workload mixture at one load level)
+every registered KVAdmission heuristic (``agents.heuristics.kv_admission``: vLLM, Sarathi-Serve,
+reservation, Past-Future, SJF) is played once through the exact episode, in a separate batch that
+replays it (``KVAdmissionVecEnv.episode_of`` names it, ``window_order="sequential"`` plays every
+episode of the config once; the simulator has no randomness of its own, so a replay is the
+episode). The teacher's label in any state of that episode, on or off the path a heuristic would
+take, is the action the episode's winner takes in that state: every heuristic acts from the
+observation and mask only, so it can act in states the student's own choices led to.
+
+The winner is the heuristic with the highest SLO attainment on the episode (the leaderboard's main
+metric), ties going to the earlier heuristic in registration order (``vllm_fcfs``, ``sarathi``,
+``conservative``, ``past_future``, ``sjf``). The mean over episodes of the winner's attainment is
+at least that of the best single heuristic, and above it wherever the winner changes with window,
+load, family or SLO, so a student that can tell those apart from its observation can beat every
+fixed heuristic. It is privileged: the student sees only its observation.
+
+Replays cost one episode per heuristic per training episode (a 1024-request Mooncake window is
+about 10^5 engine iterations, an Azure one a few thousand), so ``compute`` runs one job per
+(config, heuristic) in ``procs`` processes, and ``python -m agents.kv_admission_teacher`` writes
+the result once to a file that several training seeds share (``train.py --teacher-data FILE``):
+
+    python -m agents.kv_admission_teacher --env-kwargs workloads=... --procs 16 --out teacher.pkl
+"""
+
+from __future__ import annotations
+
+import argparse
+import pickle
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from agents.policy import heuristic_names, make_policy
+from envs.kv_admission.env import ENV_ID, KVAdmissionConfig, KVAdmissionVecEnv
+
+FORMAT = 1  # version of the file ``save`` writes
+METRIC = "slo_attainment"
+
+
+def config_key(cfg: KVAdmissionConfig) -> str:
+    """What identifies a config's episodes: every field that moves them (``window_order`` only
+    chooses which episode plays next; ``trace`` is unused under ``workloads``)."""
+    return repr(replace(cfg, window_order="random", trace="default" if cfg.workloads else cfg.trace))
+
+
+def episode_key(cfg: KVAdmissionConfig, episode: dict) -> tuple[str, int, float]:
+    """``(config_key, window, load)`` of an episode (``KVAdmissionVecEnv.episode_of``'s dict)."""
+    return config_key(cfg), int(episode["window"]), round(float(episode["load"]), 9)
+
+
+@dataclass
+class TeacherData:
+    """``heuristics``: names in tie-break order; ``scores[key]`` = SLO attainment of each heuristic
+    [H] on the episode ``key`` (``episode_key``), ``returns[key]`` their episode returns [H];
+    ``labels[config_key]`` a readable name of each config (its SLO and load levels)."""
+
+    heuristics: tuple[str, ...]
+    scores: dict[tuple, np.ndarray] = field(default_factory=dict)
+    returns: dict[tuple, np.ndarray] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+
+    def best(self, key: tuple) -> int:
+        """Index of the episode's winner (highest attainment, the first on ties); ``KeyError``
+        naming the episode when it was not computed."""
+        if key not in self.scores:
+            raise KeyError(f"kv_admission teacher: no replays of window {key[1]} at load {key[2]} of config "
+                           f"{self.labels.get(key[0], key[0])}; compute the teacher data over this config")
+        return int(np.argmax(self.scores[key]))  # argmax returns the first maximum
+
+    def summary(self) -> list[dict[str, Any]]:
+        """Per config: episodes, mean attainment of each heuristic and of the per-episode best, and
+        how often each heuristic wins."""
+        out = []
+        for ck, label in self.labels.items():
+            keys = [k for k in self.scores if k[0] == ck]
+            if not keys:
+                continue
+            s = np.array([self.scores[k] for k in keys])
+            wins = np.bincount(s.argmax(axis=1), minlength=len(self.heuristics))
+            out.append({"config": label, "episodes": len(keys),
+                        "mean": {h: float(s[:, i].mean()) for i, h in enumerate(self.heuristics)},
+                        "per_episode_best": float(s.max(axis=1).mean()),
+                        "wins": {h: int(wins[i]) for i, h in enumerate(self.heuristics)}})
+        return out
+
+
+def config_label(cfg: KVAdmissionConfig) -> str:
+    """A short readable name of a config: workloads or trace, SLO and loads."""
+    src = ",".join(Path(w).name for w in cfg.workloads) if cfg.workloads else str(cfg.trace)
+    return (f"{src} split={cfg.split} slo={cfg.slo_metric} ttft={cfg.slo_ttft_s} tpot={cfg.slo_tpot_s} "
+            f"loads={cfg.loads()}")
+
+
+def training_episodes(cfg: KVAdmissionConfig) -> list[dict]:
+    """Every episode a batch of ``cfg`` can draw: each window of its scenario at each load level,
+    in the order ``window_order="sequential"`` plays them (episode k: window k % W, load k // W)."""
+    W = KVAdmissionVecEnv(1, config=cfg).scenario.workload.arrival_s.shape[0]
+    return [{"window": w, "load": v} for v in cfg.loads() for w in range(W)]
+
+
+def replay(cfg: KVAdmissionConfig, heuristic: str, n_envs: int = 64) -> dict[tuple, tuple[float, float]]:
+    """``heuristic`` played through every episode of ``cfg`` once (``training_episodes``):
+    ``{episode_key: (SLO attainment, return)}``. ``n_envs`` envs step as one batch, each playing
+    episodes k = e, e + n_envs, ... in turn (``window_order="sequential"``); a batch stops when
+    every episode has ended once."""
+    seq = replace(cfg, window_order="sequential")
+    probe = KVAdmissionVecEnv(1, config=seq)
+    n_total = probe.scenario.workload.arrival_s.shape[0] * len(cfg.loads())
+    E = max(1, min(int(n_envs), n_total))
+    vec = KVAdmissionVecEnv(E, config=seq, seed=0)
+    policy = make_policy(heuristic, vec, ENV_ID)
+    obs = vec.reset()
+    playing = [vec.episode_of(e) for e in range(E)]
+    index = list(range(E))  # episode number k of each env's current episode
+    out: dict[tuple, tuple[float, float]] = {}
+    while len(out) < n_total:
+        obs, _, dones, infos = vec.step(policy.act(obs, vec.action_masks()))
+        for e in np.flatnonzero(dones):
+            if index[e] < n_total:
+                out[episode_key(cfg, playing[e])] = (float(infos[e]["metrics"][METRIC]), float(infos[e]["episode"]["r"]))
+            playing[e] = vec.episode_of(int(e))
+            index[e] += E
+    return out
+
+
+def _replay_job(cfg: KVAdmissionConfig, heuristic: str, n_envs: int) -> dict[tuple, tuple[float, float]]:
+    return replay(cfg, heuristic, n_envs)
+
+
+def compute(configs: Sequence[KVAdmissionConfig], procs: int = 1, n_envs: int = 64,
+            heuristics: Sequence[str] | None = None, log: Any = print) -> TeacherData:
+    """Every heuristic's replay of every episode of every config (configs with the same
+    ``config_key`` are replayed once). ``procs`` worker processes run the (config, heuristic) jobs.
+    Raises ``ValueError`` for no configs or an unknown heuristic name."""
+    if not configs:
+        raise ValueError("kv_admission teacher: no configs")
+    names = tuple(heuristics) if heuristics is not None else tuple(heuristic_names(ENV_ID))
+    unknown = [h for h in names if h not in heuristic_names(ENV_ID)]
+    if unknown or not names:
+        raise ValueError(f"kv_admission teacher: heuristics {unknown or list(names)} are not KVAdmission heuristics "
+                         f"({', '.join(heuristic_names(ENV_ID))})")
+    unique = {config_key(c): c for c in configs}
+    jobs = [(c, h, n_envs) for c in unique.values() for h in names]
+    t0 = time.perf_counter()
+    if procs <= 1:
+        results = [_replay_job(*j) for j in jobs]
+    else:
+        import multiprocessing as mp
+
+        ctx = mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
+        with ProcessPoolExecutor(procs, mp_context=ctx) as pool:
+            results = list(pool.map(_replay_job, *zip(*jobs)))
+    data = TeacherData(names, labels={k: config_label(c) for k, c in unique.items()})
+    for (c, h, _), res in zip(jobs, results):
+        i = names.index(h)
+        for key, (score, ret) in res.items():
+            data.scores.setdefault(key, np.full(len(names), np.nan))[i] = score
+            data.returns.setdefault(key, np.full(len(names), np.nan))[i] = ret
+    log(f"kv_admission teacher: {len(data.scores)} episodes x {len(names)} heuristics replayed in "
+        f"{time.perf_counter() - t0:.0f} s")
+    for row in data.summary():
+        log(f"  {row['config']}: {row['episodes']} episodes, mean SLO attainment "
+            + ", ".join(f"{h} {v:.4f}" for h, v in row["mean"].items())
+            + f"; per-episode best {row['per_episode_best']:.4f}; wins "
+            + ", ".join(f"{h} {v}" for h, v in row["wins"].items()))
+    return data
+
+
+def save(data: TeacherData, path: Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_bytes(pickle.dumps({"format": FORMAT, "env": ENV_ID, "heuristics": data.heuristics,
+                                  "scores": data.scores, "returns": data.returns, "labels": data.labels}))
+    tmp.replace(path)
+
+
+def load(path: Path) -> TeacherData:
+    """``TeacherData`` from a file ``save`` wrote; ``ValueError`` naming the file when it is not
+    one (another environment's, or another format version)."""
+    try:
+        raw = pickle.loads(Path(path).read_bytes())
+    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ModuleNotFoundError) as err:
+        raise ValueError(f"teacher data {path}: {err}") from None
+    if not isinstance(raw, dict) or raw.get("format") != FORMAT or raw.get("env") != ENV_ID:
+        raise ValueError(f"teacher data {path}: not a format-{FORMAT} file of agents.kv_admission_teacher")
+    return TeacherData(tuple(raw["heuristics"]), raw["scores"], raw["returns"], raw["labels"])
+
+
+class KVAdmissionTeacher:
+    """``teacher(obs [E, n_obs], masks [E, 108]) -> actions [E]`` for DAgger: in env e, the action
+    the winner of e's current episode (``TeacherData.best``) takes in this state.
+
+    ``vec``: a ``KVAdmissionVecEnv`` or an ``agents.family_vec.FamilyVecEnv`` of them (one per SLO
+    setting, say); each env is asked which config and episode it plays. The heuristics of each
+    config are built on a batch of one of that config (Sarathi's budget depends on its SLO)."""
+
+    def __init__(self, vec: Any, data: TeacherData):
+        self.vec, self.data = vec, data
+        self._policies: dict[str, list[Any]] = {}
+
+    def _config(self, e: int) -> KVAdmissionConfig:
+        return self.vec.config_of(e) if hasattr(self.vec, "config_of") else self.vec.config
+
+    def policies(self, cfg: KVAdmissionConfig) -> list[Any]:
+        key = config_key(cfg)
+        if key not in self._policies:
+            one = KVAdmissionVecEnv(1, config=cfg)
+            self._policies[key] = [make_policy(h, one, ENV_ID) for h in self.data.heuristics]
+        return self._policies[key]
+
+    def winners(self) -> list[tuple[KVAdmissionConfig, int]]:
+        """(config, winner index) of each env's current episode."""
+        out = []
+        for e in range(self.vec.num_envs):
+            cfg = self._config(e)
+            out.append((cfg, self.data.best(episode_key(cfg, self.vec.episode_of(e)))))
+        return out
+
+    def __call__(self, obs: np.ndarray, masks: np.ndarray) -> np.ndarray:
+        actions = np.empty(obs.shape[0], np.int64)
+        groups: dict[tuple[str, int], tuple[KVAdmissionConfig, list[int]]] = {}
+        for e, (cfg, h) in enumerate(self.winners()):
+            groups.setdefault((config_key(cfg), h), (cfg, []))[1].append(e)
+        for (_, h), (cfg, idx) in groups.items():
+            actions[idx] = self.policies(cfg)[h].act(obs[idx], masks[idx])
+        return actions
+
+
+def configs_of(vec: Any) -> list[KVAdmissionConfig]:
+    """The configs of a ``KVAdmissionVecEnv`` or of the parts of a ``FamilyVecEnv`` of them."""
+    if hasattr(vec, "parts"):
+        return [vec.config_of(lo) for lo, _ in vec.slices]
+    return [vec.config]
+
+
+def teacher_for(vec: Any, data_path: Path | None = None, procs: int = 1, log: Any = print) -> KVAdmissionTeacher:
+    """The teacher of ``vec``: replays from ``data_path`` (``save``'s file) or computed now with
+    ``procs`` processes. ``ValueError`` when the file lacks a config of ``vec``."""
+    configs = configs_of(vec)
+    if data_path is not None:
+        data = load(data_path)
+        missing = [config_label(c) for c in configs if config_key(c) not in data.labels]
+        if missing:
+            raise ValueError(f"teacher data {data_path}: no replays of config(s) {missing}; "
+                             f"it holds {list(data.labels.values())}")
+    else:
+        data = compute(configs, procs, log=log)
+    return KVAdmissionTeacher(vec, data)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from agents import cli
+    from agents.family_vec import family_specs
+
+    p = argparse.ArgumentParser("python -m agents.kv_admission_teacher", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--scenarios", nargs="*", default=None, metavar="GLOB",
+                   help="main-track scenario ids of KVAdmission-v0 whose configs train (as train.py --scenarios); "
+                        "default: one config from --env-kwargs")
+    p.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="config fields (on top of each scenario's with --scenarios), as train.py's")
+    p.add_argument("--trace", default="default", help="trace without --scenarios (as train.py's --trace)")
+    p.add_argument("--procs", type=int, default=1, help="worker processes for the replays")
+    p.add_argument("--n-envs", type=int, default=64, help="envs per replay batch")
+    p.add_argument("--out", type=Path, required=True, help="file to write (pickle)")
+    a = p.parse_args(argv)
+    if a.procs < 1 or a.n_envs < 1:
+        p.error(f"--procs {a.procs} --n-envs {a.n_envs}: both must be >= 1")
+    try:
+        kwargs = cli.parse_env_kwargs(a.env_kwargs, ENV_ID)
+        if a.scenarios:
+            specs = family_specs(ENV_ID, a.scenarios, kwargs)
+            configs = [KVAdmissionVecEnv(1, **{**s.env_kwargs, "trace": s.trace, "split": "train"}).config
+                       for s in specs]
+        else:
+            configs = [KVAdmissionVecEnv(1, **{**kwargs, "trace": a.trace, "split": "train"}).config]
+    except (ValueError, TypeError, cli.UsageError) as err:
+        p.error(f"--scenarios / --env-kwargs: {err}")
+    data = compute(configs, a.procs, a.n_envs)
+    save(data, a.out)
+    print(f"wrote {a.out}: {len(data.scores)} episodes of {len(data.labels)} config(s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
