@@ -45,10 +45,20 @@ FORMAT = 1  # version of the file ``save`` writes
 METRIC = "slo_attainment"
 
 
+def _entry(name: Any) -> Any:
+    """A trace entry with a file path made absolute (``../shared/traces/x.csv`` from the repository
+    root and the resolved path name the same file); a built-in name or a ``Trace`` unchanged."""
+    if isinstance(name, str) and ("/" in name or Path(name).suffix):
+        return str(Path(name).resolve())
+    return name
+
+
 def config_key(cfg: KVAdmissionConfig) -> str:
-    """What identifies a config's episodes: every field that moves them (``window_order`` only
-    chooses which episode plays next; ``trace`` is unused under ``workloads``)."""
-    return repr(replace(cfg, window_order="random", trace="default" if cfg.workloads else cfg.trace))
+    """What identifies a config's episodes: every field that moves them, trace files by absolute
+    path (``window_order`` only chooses which episode plays next; ``trace`` is unused under
+    ``workloads``)."""
+    trace = "default" if cfg.workloads else _entry(cfg.trace)
+    return repr(replace(cfg, window_order="random", trace=trace, workloads=tuple(_entry(w) for w in cfg.workloads)))
 
 
 def episode_key(cfg: KVAdmissionConfig, episode: dict) -> tuple[str, int, float]:
@@ -150,15 +160,29 @@ def compute(configs: Sequence[KVAdmissionConfig], procs: int = 1, n_envs: int = 
     unique = {config_key(c): c for c in configs}
     jobs = [(c, h, n_envs) for c in unique.values() for h in names]
     t0 = time.perf_counter()
+    labels = {k: config_label(c) for k, c in unique.items()}
+
+    def done(i: int) -> None:  # progress: long work shows it
+        c, h, _ = jobs[i]
+        log(f"kv_admission teacher: {h} replayed on {labels[config_key(c)]} "
+            f"({time.perf_counter() - t0:.0f} s, job {i + 1}/{len(jobs)})")
+
+    results: list[dict] = [{} for _ in jobs]
     if procs <= 1:
-        results = [_replay_job(*j) for j in jobs]
+        for i, j in enumerate(jobs):
+            results[i] = _replay_job(*j)
+            done(i)
     else:
         import multiprocessing as mp
+        from concurrent.futures import as_completed
 
         ctx = mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
         with ProcessPoolExecutor(procs, mp_context=ctx) as pool:
-            results = list(pool.map(_replay_job, *zip(*jobs)))
-    data = TeacherData(names, labels={k: config_label(c) for k, c in unique.items()})
+            futures = {pool.submit(_replay_job, *j): i for i, j in enumerate(jobs)}
+            for f in as_completed(futures):
+                results[futures[f]] = f.result()
+                done(futures[f])
+    data = TeacherData(names, labels=labels)
     for (c, h, _), res in zip(jobs, results):
         i = names.index(h)
         for key, (score, ret) in res.items():
@@ -285,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
             configs = [KVAdmissionVecEnv(1, **{**kwargs, "trace": a.trace, "split": "train"}).config]
     except (ValueError, TypeError, cli.UsageError) as err:
         p.error(f"--scenarios / --env-kwargs: {err}")
-    data = compute(configs, a.procs, a.n_envs)
+    data = compute(configs, a.procs, a.n_envs, log=lambda m: print(m, flush=True))
     save(data, a.out)
     print(f"wrote {a.out}: {len(data.scores)} episodes of {len(data.labels)} config(s)")
     return 0
