@@ -17,7 +17,7 @@ Scores: the main metric raw, and normalized (0 = the naive reference, 100 = the 
 each with a 95% paired bootstrap interval over episodes; rank within each scenario.
 
 Writes ``leaderboard.json`` (one row per scenario x policy, every metric; identical for the same
-command on the same machine), ``leaderboard.md``, ``leaderboard.html`` (self-contained, tables and
+command on the same machine and commit; ``code`` records the git commit), ``leaderboard.md``, ``leaderboard.html`` (self-contained, tables and
 plots) with the plots as PNG under ``plots/``, and ``timing.json`` (wall times and decision
 latencies, which vary run to run and so stay out of the JSON).
 """
@@ -40,6 +40,7 @@ import envs
 from agents import team
 from agents.policy import ZOO, heuristic_names, make_policy
 from agents.rollout import run_episodes
+from agents.provenance import code_version
 from agents.scenarios import (
     SCORING,
     PolicyRun,
@@ -218,8 +219,8 @@ def build_report(results: list[ScenarioResult], command: str, quick: bool) -> di
                     entry["note"] = note
             rows += score_scenario(res)
         scenarios.append(entry)
-    return {"version": VERSION, "command": command, "quick": quick, "scenarios": scenarios,
-            "rows": rows}
+    return {"version": VERSION, "command": command, "code": code_version(), "quick": quick,
+            "scenarios": scenarios, "rows": rows}
 
 
 def timing(results: list[ScenarioResult], wall_s: float) -> dict[str, Any]:

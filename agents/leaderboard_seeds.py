@@ -9,8 +9,8 @@ one per training seed) played. For every scenario of the file holding all of the
 (printed to stdout; the README's seed tables are this output):
 
 - scenario: the id shortened by one rule: ``ENV/[transfer/]TRACE/MODEL-GPU/REST`` (the layout of
-  ``agents.scenarios``) becomes ``[transfer/]TRACE/REST``: the environment prefix and the model/GPU
-  part are dropped (every scenario of one table shares them);
+  ``agents.scenarios``) becomes ``[transfer/]TRACE/REST``: the environment prefix is dropped, and
+  the model/GPU part too when every row of the table shares it;
 - each seed's main metric (the scenario's scoring; the mean over its held-out episodes);
 - the mean over seeds and its 95% Student t interval (``agents.sweep_report.seed_ci``);
 - the best heuristic and its main metric: the best value among the run's policies other than
@@ -39,7 +39,7 @@ import argparse
 import json
 import math
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -69,15 +69,27 @@ class SeedRow:
         return self.seed["mean"] - self.best_value
 
 
-def short_id(scenario_id: str) -> str:
-    """``ENV/[transfer/]TRACE/MODEL-GPU/REST`` -> ``[transfer/]TRACE/REST``.
-
-    Raises ``ValueError`` for an id with too few parts for that layout."""
+def _split_id(scenario_id: str) -> tuple[list[str], int]:
     parts = scenario_id.split("/")
     lead = 3 if len(parts) > 1 and parts[1] == "transfer" else 2  # parts before MODEL-GPU
     if len(parts) < lead + 2:
         raise ValueError(f"scenario id {scenario_id!r} is not ENV/[transfer/]TRACE/MODEL-GPU/REST")
-    return "/".join(parts[1:lead] + parts[lead + 1:])
+    return parts, lead
+
+
+def short_id(scenario_id: str, keep_model: bool = False) -> str:
+    """``ENV/[transfer/]TRACE/MODEL-GPU/REST`` -> ``[transfer/]TRACE/REST`` (with ``keep_model``:
+    ``[transfer/]TRACE/MODEL-GPU/REST``).
+
+    Raises ``ValueError`` for an id with too few parts for that layout."""
+    parts, lead = _split_id(scenario_id)
+    return "/".join(parts[1:lead] + parts[lead + (0 if keep_model else 1):])
+
+
+def model_part(scenario_id: str) -> str:
+    """The ``MODEL-GPU`` part of a scenario id (``ValueError`` as ``short_id``)."""
+    parts, lead = _split_id(scenario_id)
+    return parts[lead]
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -173,6 +185,8 @@ def seed_rows(report: dict[str, Any], agents: list[str], beside: list[str] = (),
                            values, seed_ci(values), best, float(best_value), side))
     if not out:
         raise ValueError(f"{source}: no scenario holds every --agent ({', '.join(agents)})")
+    if len({model_part(r.scenario) for r in out}) > 1:  # e.g. Disaggregation's 8B and 70B rows
+        out = [replace(r, short=short_id(r.scenario, keep_model=True)) for r in out]
     return out
 
 

@@ -13,9 +13,11 @@ import numpy as np
 
 
 class PolicyMismatch(ValueError):
-    """A learned policy (SB3 checkpoint or ONNX file) whose observation or action layout is not the
-    environment's (e.g. trained on 8 instances, asked to play 4); the message names the file and both
-    layouts. The CLIs report it as a usage error."""
+    """A policy that cannot play the environment as configured: a learned policy (SB3 checkpoint or
+    ONNX file) whose observation or action layout is not the environment's (e.g. trained on 8
+    instances, asked to play 4; the message names the file and both layouts), or a heuristic whose
+    design needs what the configuration lacks (Splitwise's three pools on 2 instances). The CLIs
+    report it as a usage error."""
 
 
 @runtime_checkable

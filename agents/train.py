@@ -29,6 +29,7 @@ from agents.evaluate import evaluate, print_tables
 from agents.family_vec import family_specs, make_family_vec
 from agents.imitation import has_teacher, imitate, teacher_for
 from agents.policy import heuristic_names
+from agents.provenance import code_version
 from agents.sb3_policy import ALGOS, algo_class
 from agents.training import (
     DEFAULT_ALGO,
@@ -240,7 +241,7 @@ def _learn(a: argparse.Namespace, argv: list[str] | None, callbacks: list | None
     final = out / "final.zip"
     atomic_save(model, final)
     atomic_write_text(out / "run.json", json.dumps({
-        "command": command, "env": a.env, "algo": algo, "timesteps": int(model.num_timesteps),
+        "command": command, "code": code_version(), "env": a.env, "algo": algo, "timesteps": int(model.num_timesteps),
         "n_envs": a.n_envs, "vec_procs": a.vec_procs, "trace": a.trace, "env_kwargs": kwargs, "hyperparams": hyperparams,
         "seed": a.seed, "device": device,
         **({"scenarios": [{"name": sp.name, "trace": sp.trace, "env_kwargs": sp.env_kwargs} for sp in specs]}
@@ -257,7 +258,7 @@ def _learn(a: argparse.Namespace, argv: list[str] | None, callbacks: list | None
     reports = []
     for trace, kw in runs:
         if a.eval_at is not None:
-            kw[vec.sweep()[0] if specs is None else options.vec_class(a.env).episode_knob] = a.eval_at
+            kw[options.vec_class(a.env).episode_knob] = a.eval_at  # vec may be a subprocess wrapper
         report = evaluate(a.env, policies, trace, a.eval_episodes, a.seed + 10_000, kw, "test")
         print_tables(report)
         reports.append(report)

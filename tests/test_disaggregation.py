@@ -473,3 +473,17 @@ def test_zoo_agent_on_another_instance_count_is_a_one_line_usage_error(capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("python -m agents.evaluate: error: --policy: ") and "(39,)" in err
+
+
+def test_splitwise_needs_three_pools():
+    """Splitwise's prompt, token and mixed pools need 3 instances: on 2 it says so (the CLIs turn
+    PolicyMismatch into a one-line usage error) instead of searching an empty set of splits."""
+    from agents.policy import make_policy
+    from agents.policy_base import PolicyMismatch
+    from agents.heuristics.disaggregation import offline_search
+
+    env = DisaggregationVecEnv(1, seed=0, **dict(SMALL, instances=2))
+    with pytest.raises(PolicyMismatch, match="instances >= 3.*instances=2"):
+        make_policy("splitwise", env, ENV_ID)
+    with pytest.raises(ValueError, match="instances=2 leaves no prefill and decode"):
+        offline_search(env.config, n_mixed=1)

@@ -84,11 +84,21 @@ def test_markdown_cells(tmp_path):
     assert lines[0] == ("| scenario | ppo, seeds 3 / 4 / 5 | mean [95% t interval] | best heuristic | ppo − best "
                         "| lat ppo (mean) / best (s) |")
     lo, hi = data["rows"][0]["ci95"]
-    assert lines[2] == (f"| tr/load1/v1 | 0.500 / 0.600 / 0.800 | 0.633 [{lo:.3f}, {hi:.3f}] | sjf 0.700 | -0.067 "
+    assert lines[2] == (f"| tr/llama3.1-8b-h100/load1/v1 | 0.500 / 0.600 / 0.800 | 0.633 [{lo:.3f}, {hi:.3f}] | sjf 0.700 | -0.067 "
                         f"| 4.00 / 1.50 |")
-    assert lines[3] == ("| transfer/fam-v1/load2/v2 | 0.900 / 0.900 / 0.900 | 0.900 [0.900, 0.900] "
+    assert lines[3] == ("| transfer/fam-v1/llama3.1-8b-h100x8/load2/v2 | 0.900 / 0.900 / 0.900 | 0.900 [0.900, 0.900] "
                         "| fcfs, sjf 0.800 | +0.100 | 1.00 / 1.25, 2.50 |")
     assert data["rows"][1]["best_heuristic"] == ["fcfs", "sjf"] and data["seeds"] == ["3", "4", "5"]
+
+
+def test_rows_keep_the_model_gpu_part_only_where_the_table_mixes_them():
+    report = _report()  # its two scenarios run on different model/GPU parts
+    assert [r.short for r in ls.seed_rows(report, SEEDS)] == [
+        "tr/llama3.1-8b-h100/load1/v1", "transfer/fam-v1/llama3.1-8b-h100x8/load2/v2"]
+    b = "env/transfer/fam-v1/llama3.1-8b-h100x8/load2/v2"
+    one = dict(report, scenarios=[s for s in report["scenarios"] if s["id"] == b],
+               rows=[r for r in report["rows"] if r["scenario"] == b])
+    assert [r.short for r in ls.seed_rows(one, SEEDS)] == ["transfer/fam-v1/load2/v2"]
 
 
 def test_short_id_drops_the_environment_and_the_model_gpu_part():

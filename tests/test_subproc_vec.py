@@ -110,3 +110,16 @@ def test_routing_workers_number_sequential_episodes_as_one_batch():
             np.testing.assert_array_equal(d1, d2)
     finally:
         many.close()
+
+
+def test_train_vec_procs_with_eval_at(tmp_path, capsys):
+    """--eval-at with --vec-procs: the knob comes from the env class (the subprocess wrapper has no
+    sweep()), and the evaluation plays that one value."""
+    kw = [f"{k}={v}" for k, v in SMALL.items()]
+    rc = train.main(["--env", ENV, "--timesteps", "96", "--n-envs", "2", "--vec-procs", "2", "--seed", "0",
+                     "--out", str(tmp_path / "r"), "--no-progress", "--eval-at", "0.9", "--eval-episodes", "1",
+                     "--env-kwargs", *kw, "--hyperparams", "n_steps=24", "batch_size=48", "n_epochs=1"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "load=0.9" in out and "load=0.6" not in out
+    assert set(json.loads((tmp_path / "r" / "run.json").read_text())["code"]) == {"commit", "dirty"}

@@ -14,6 +14,7 @@ from functools import cache
 import numpy as np
 
 from agents.policy import register_heuristics
+from agents.policy_base import PolicyMismatch
 from envs.disaggregation import ENV_ID, DisaggregationConfig, DisaggregationVecEnv
 from envs.disaggregation import kernels as K
 
@@ -80,6 +81,9 @@ def offline_search(config: DisaggregationConfig, n_mixed: int = 0, rule: int = K
     distribution, keep the one with the highest goodput per GPU)."""
     cfg = replace(config, split="train")
     R = cfg.instances
+    if R - n_mixed < 2:
+        raise ValueError(f"offline_search: instances={R} leaves no prefill and decode instance beside "
+                         f"{n_mixed} mixed one(s); need instances >= {n_mixed + 2}")
     episodes = [{"window": w, "load": v} for v in cfg.loads() for w in range(min(2, cfg.episodes_per_load))]
     counts = list(range(1, R - n_mixed))
     plans = [roles_pd(R, p, n_mixed) for p in counts]
@@ -134,6 +138,8 @@ class Splitwise(_Static):
     name = "splitwise"
 
     def __init__(self, env, seed: int = 0):
+        if env.R < 3:
+            raise PolicyMismatch(f"splitwise: needs instances >= 3 (a prompt, a token and a mixed pool), got instances={env.R}")
         n_m = max(1, env.R // 4)
         n_p = offline_search(env.config, n_mixed=n_m, rule=K.RULE_OVERFLOW)
         super().__init__(env, roles_pd(env.R, n_p, n_m), K.RULE_OVERFLOW)
