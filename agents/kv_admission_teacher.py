@@ -39,10 +39,51 @@ from typing import Any, Sequence
 import numpy as np
 
 from agents.policy import heuristic_names, make_policy
+from agents.heuristics.kv_admission import _ALL, _Fixed
+from envs.kv_admission import env as kva
 from envs.kv_admission.env import ENV_ID, KVAdmissionConfig, KVAdmissionVecEnv
 
 FORMAT = 1  # version of the file ``save`` writes
 METRIC = "slo_attainment"
+
+
+ORDERS = ("fcfs", "sjf", "edf")
+
+
+def static_candidates() -> tuple[str, ...]:
+    """Names of the static schedules beyond the heuristics: admit every request that fits, one
+    prefill budget, one shortage rule and one queue order every iteration (``static_b2048_sjf_preempt``);
+    the two that are heuristics already (vLLM: 8192 / FCFS / preempt; SJF: 8192 / SJF / preempt) left out."""
+    out = []
+    for b in kva.BUDGET_LEVELS:
+        for order in ORDERS:
+            for shortage in ("preempt", "defer"):
+                if shortage == "preempt" and b == 8192 and order in ("fcfs", "sjf"):
+                    continue
+                out.append(f"static_b{b}_{order}_{shortage}")
+    return tuple(out)
+
+
+def candidate_names(kind: str) -> tuple[str, ...]:
+    """The teacher's candidates in tie-break order: ``"heuristics"`` = every registered KVAdmission
+    heuristic; ``"static"`` = those, then ``static_candidates()``. ``ValueError`` for another kind."""
+    if kind == "heuristics":
+        return tuple(heuristic_names(ENV_ID))
+    if kind == "static":
+        return tuple(heuristic_names(ENV_ID)) + static_candidates()
+    raise ValueError(f"kv_admission teacher: candidates must be 'heuristics' or 'static', got {kind!r}")
+
+
+def make_candidate(name: str, vec: Any) -> Any:
+    """The policy a candidate name stands for on ``vec`` (a heuristic, or a static schedule of
+    ``static_candidates``); ``ValueError`` naming it when it is neither."""
+    if name in heuristic_names(ENV_ID):
+        return make_policy(name, vec, ENV_ID)
+    if name in static_candidates():
+        _, b, order, shortage = name.split("_")
+        return _Fixed(name, _ALL, int(b[1:]), shortage == "defer", ORDERS.index(order))
+    raise ValueError(f"kv_admission teacher: {name!r} is neither a KVAdmission heuristic "
+                     f"({', '.join(heuristic_names(ENV_ID))}) nor a static candidate (static_b2048_sjf_preempt ...)")
 
 
 def _entry(name: Any) -> Any:
@@ -126,7 +167,7 @@ def replay(cfg: KVAdmissionConfig, heuristic: str, n_envs: int = 64) -> dict[tup
     n_total = probe.scenario.workload.arrival_s.shape[0] * len(cfg.loads())
     E = max(1, min(int(n_envs), n_total))
     vec = KVAdmissionVecEnv(E, config=seq, seed=0)
-    policy = make_policy(heuristic, vec, ENV_ID)
+    policy = make_candidate(heuristic, vec)
     obs = vec.reset()
     playing = [vec.episode_of(e) for e in range(E)]
     index = list(range(E))  # episode number k of each env's current episode
@@ -152,11 +193,12 @@ def compute(configs: Sequence[KVAdmissionConfig], procs: int = 1, n_envs: int = 
     Raises ``ValueError`` for no configs or an unknown heuristic name."""
     if not configs:
         raise ValueError("kv_admission teacher: no configs")
-    names = tuple(heuristics) if heuristics is not None else tuple(heuristic_names(ENV_ID))
-    unknown = [h for h in names if h not in heuristic_names(ENV_ID)]
+    names = tuple(heuristics) if heuristics is not None else candidate_names("heuristics")
+    known = candidate_names("static")
+    unknown = [h for h in names if h not in known]
     if unknown or not names:
-        raise ValueError(f"kv_admission teacher: heuristics {unknown or list(names)} are not KVAdmission heuristics "
-                         f"({', '.join(heuristic_names(ENV_ID))})")
+        raise ValueError(f"kv_admission teacher: candidates {unknown or list(names)} are neither KVAdmission "
+                         f"heuristics ({', '.join(heuristic_names(ENV_ID))}) nor static candidates")
     unique = {config_key(c): c for c in configs}
     jobs = [(c, h, n_envs) for c in unique.values() for h in names]
     t0 = time.perf_counter()
@@ -238,7 +280,7 @@ class KVAdmissionTeacher:
         key = config_key(cfg)
         if key not in self._policies:
             one = KVAdmissionVecEnv(1, config=cfg)
-            self._policies[key] = [make_policy(h, one, ENV_ID) for h in self.data.heuristics]
+            self._policies[key] = [make_candidate(h, one) for h in self.data.heuristics]
         return self._policies[key]
 
     def winners(self) -> list[tuple[KVAdmissionConfig, int]]:
@@ -295,6 +337,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--trace", default="default", help="trace without --scenarios (as train.py's --trace)")
     p.add_argument("--procs", type=int, default=1, help="worker processes for the replays")
     p.add_argument("--n-envs", type=int, default=64, help="envs per replay batch")
+    p.add_argument("--candidates", choices=("heuristics", "static"), default="heuristics",
+                   help="the policies replayed: every KVAdmission heuristic, or those and every static schedule "
+                        "(admit all, one budget, shortage rule and queue order: 16 more)")
     p.add_argument("--out", type=Path, required=True, help="file to write (pickle)")
     a = p.parse_args(argv)
     if a.procs < 1 or a.n_envs < 1:
@@ -309,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
             configs = [KVAdmissionVecEnv(1, **{**kwargs, "trace": a.trace, "split": "train"}).config]
     except (ValueError, TypeError, cli.UsageError) as err:
         p.error(f"--scenarios / --env-kwargs: {err}")
-    data = compute(configs, a.procs, a.n_envs, log=lambda m: print(m, flush=True))
+    data = compute(configs, a.procs, a.n_envs, candidate_names(a.candidates), log=lambda m: print(m, flush=True))
     save(data, a.out)
     print(f"wrote {a.out}: {len(data.scores)} episodes of {len(data.labels)} config(s)")
     return 0

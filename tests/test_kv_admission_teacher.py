@@ -142,3 +142,35 @@ def test_dagger_with_the_teacher_is_registered_and_learns(data, tmp_path):
     hist2 = imitate(again, vec2, 4 * 3 * 150, rounds=3, epochs=10, batch_size=256, seed=0, teacher=teacher_for(ENV, vec2, path),
                     log=lambda *_: None)
     assert json.dumps(hist) == json.dumps(hist2)  # same seed, same run
+
+
+def test_zoo_recipe_and_script_train_on_the_transfer_distribution():
+    from pathlib import Path
+
+    from agents import scenarios as scn
+    from agents.zoo import KV_ADMISSION_TRANSFER, KV_ADMISSION_WORKLOADS
+
+    root = Path(__file__).resolve().parents[1]
+    resolved = tuple(str((root / w).resolve()) if "/" in w else w for w in KV_ADMISSION_WORKLOADS)
+    assert resolved == scn.TRAINING_WORKLOADS[ENV]
+    args = KV_ADMISSION_TRANSFER.train_args
+    assert KV_ADMISSION_TRANSFER.on_distribution and "--imitate" in args and "--trace" not in args
+    script = (root / "agents" / "zoo" / "train_kv_admission.sh").read_text()
+    assert "workloads=" + repr(KV_ADMISSION_WORKLOADS).replace(" ", "").replace('"', "'") in script
+
+
+def test_static_candidates_are_the_schedules_they_name():
+    names = T.candidate_names("static")
+    assert names[:5] == tuple(heuristic_names(ENV)) and len(names) == 5 + 16
+    assert "static_b8192_fcfs_preempt" not in names  # vllm_fcfs
+    vec = kva.KVAdmissionVecEnv(2, seed=0, **TINY)
+    obs = vec.reset()
+    a = T.make_candidate("static_b2048_sjf_defer", vec).act(obs, vec.action_masks())
+    admit, budget, defer, order = kva.decode_action(int(a[0]))
+    assert (kva.BUDGET_LEVELS[budget], defer, order) == (2048, True, 1)
+    with pytest.raises(ValueError, match="static_b999"):
+        T.make_candidate("static_b999_sjf_defer", vec)
+    with pytest.raises(ValueError, match="'best'"):
+        T.candidate_names("best")
+    d = T.compute([vec.config], heuristics=("sarathi", "static_b512_edf_preempt"), log=lambda *_: None)
+    assert d.heuristics == ("sarathi", "static_b512_edf_preempt") and len(d.scores) == 4
