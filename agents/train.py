@@ -57,12 +57,14 @@ def build_parser() -> cli.Parser:
     p.add_argument("--imitate", type=int, default=0, metavar="N",
                    help="first N decisions of DAgger from the env's privileged teacher "
                         "(agents/imitation.py; PrefixEviction-v0: Belady among the candidates; "
-                        "Disaggregation-v0: agents/disaggregation_teacher.py)")
+                        "Disaggregation-v0: agents/disaggregation_teacher.py; KVAdmission-v0: "
+                        "agents/kv_admission_teacher.py)")
     p.add_argument("--imitate-kwargs", nargs="*", default=[], metavar="KEY=VALUE",
                    help="DAgger settings (agents.imitation.imitate): rounds, epochs, batch_size, learning_rate")
     p.add_argument("--teacher-data", type=Path, default=None, metavar="FILE",
                    help="the teacher's precomputed plans for --imitate (Disaggregation-v0: "
-                        "python -m agents.disaggregation_teacher ... --out FILE); default: computed now")
+                        "python -m agents.disaggregation_teacher ... --out FILE; KVAdmission-v0: "
+                        "python -m agents.kv_admission_teacher ... --out FILE); default: computed now")
     p.add_argument("--teacher-procs", type=int, default=1, metavar="N",
                    help="worker processes computing the teacher's replays when --teacher-data is not given")
     p.add_argument("--scenarios", nargs="+", default=None, metavar="GLOB",
