@@ -16,6 +16,7 @@ to ``DIR/checkpoint.zip`` (``--resume`` continues from it), saves ``DIR/final.zi
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import sys
 import time
@@ -186,6 +187,10 @@ def _train(a: argparse.Namespace, argv: list[str] | None, callbacks: list | None
         device = resolve_device(a.device, policy_spec(algo, a.env, hyperparams))
     except ValueError as err:
         raise cli.UsageError(str(err)) from None
+    rounds = a.imitate_kwargs.get("rounds", inspect.signature(imitate).parameters["rounds"].default)
+    if a.imitate and a.imitate < rounds * a.n_envs:
+        raise cli.UsageError(f"--imitate {a.imitate}: fewer than one decision per env per DAgger round "
+                             f"({rounds} rounds x {a.n_envs} envs = {rounds * a.n_envs})")
     if a.vec_procs > a.n_envs:
         raise cli.UsageError(f"--vec-procs {a.vec_procs}: more worker processes than envs (--n-envs {a.n_envs})")
     if a.vec_procs > 1 and a.imitate and (specs is None or hasattr(options.vec_class(a.env), "teacher_actions")):
