@@ -186,7 +186,8 @@ def replay(cfg: KVAdmissionConfig, heuristic: str, n_envs: int = 64) -> dict[tup
         obs, _, dones, infos = vec.step(policy.act(obs, vec.action_masks()))
         for e in np.flatnonzero(dones):
             if index[e] < n_total:
-                out[episode_key(cfg, playing[e])] = (float(infos[e]["metrics"][METRIC]), float(infos[e]["episode"]["r"]))
+                info = infos[e]
+                out[episode_key(cfg, playing[e])] = (float(info["metrics"][METRIC]), float(info["episode"]["r"]))
             playing[e] = vec.episode_of(int(e))
             index[e] += E
     return out

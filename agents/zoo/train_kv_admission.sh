@@ -42,7 +42,7 @@ cat "$W/teacher.log"; stage "teacher"; pack
 # 2. DAgger (+ PPO), 3 seeds in parallel, one process each (the teacher reads the envs in-process).
 for s in 0 1 2; do
   python3 -m agents.train --env $ENV --env-kwargs "${EK[@]}" --imitate "$STEPS" --timesteps "$RL" \
-    --teacher-data "$W/teacher.pkl" --no-eval --no-progress --seed $s --out "$W/s$s" > "$W/train_s$s.log" 2>&1 &
+    --imitate-kwargs epochs=10 batch_size=512 --teacher-data "$W/teacher.pkl" --no-eval --no-progress --seed $s --out "$W/s$s" > "$W/train_s$s.log" 2>&1 &
 done
 wait
 for s in 0 1 2; do tail -3 "$W/train_s$s.log"; cp "$W/s$s/final.zip" "$OUT/s$s.zip" || { stage "seed $s failed"; pack; exit 1; }; done
