@@ -14,7 +14,8 @@ the mask forbids (an instance that is switching may only keep its target) is lef
 
 The teacher is the env's ``teacher_actions()`` (PrefixEviction-v0: Belady's choice among the
 current candidates, which reads next-use times) or a callable ``teacher(obs, masks) -> actions``
-(Disaggregation-v0: ``agents.disaggregation_teacher``, which replays the episode). It is
+(Disaggregation-v0: ``agents.disaggregation_teacher``, which replays the episode; KVAdmission-v0:
+``agents.kv_admission_teacher``, the action of the episode's best schedule in hindsight). It is
 privileged: it labels training states, the student only ever sees the observation. The result is
 an ordinary checkpoint of the same algorithm, which RL can go on training
 (``train.py --imitate N --timesteps M``).
@@ -31,7 +32,8 @@ from gymnasium import spaces
 Teacher = Callable[[np.ndarray, np.ndarray], np.ndarray]
 # Environments whose teacher lives in agents (it replays the simulator, which the env layer does not
 # do for itself): id -> "module:function(vec, data_path, procs) -> teacher callable".
-TEACHERS = {"servegym/Disaggregation-v0": "agents.disaggregation_teacher:teacher_for"}
+TEACHERS = {"servegym/Disaggregation-v0": "agents.disaggregation_teacher:teacher_for",
+            "servegym/KVAdmission-v0": "agents.kv_admission_teacher:teacher_for"}
 
 
 def has_teacher(env_id: str, vec_class: type) -> bool:

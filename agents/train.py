@@ -16,6 +16,7 @@ to ``DIR/checkpoint.zip`` (``--resume`` continues from it), saves ``DIR/final.zi
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import sys
 import time
@@ -57,12 +58,14 @@ def build_parser() -> cli.Parser:
     p.add_argument("--imitate", type=int, default=0, metavar="N",
                    help="first N decisions of DAgger from the env's privileged teacher "
                         "(agents/imitation.py; PrefixEviction-v0: Belady among the candidates; "
-                        "Disaggregation-v0: agents/disaggregation_teacher.py)")
+                        "Disaggregation-v0: agents/disaggregation_teacher.py; KVAdmission-v0: "
+                        "agents/kv_admission_teacher.py)")
     p.add_argument("--imitate-kwargs", nargs="*", default=[], metavar="KEY=VALUE",
                    help="DAgger settings (agents.imitation.imitate): rounds, epochs, batch_size, learning_rate")
     p.add_argument("--teacher-data", type=Path, default=None, metavar="FILE",
                    help="the teacher's precomputed plans for --imitate (Disaggregation-v0: "
-                        "python -m agents.disaggregation_teacher ... --out FILE); default: computed now")
+                        "python -m agents.disaggregation_teacher ... --out FILE; KVAdmission-v0: "
+                        "python -m agents.kv_admission_teacher ... --out FILE); default: computed now")
     p.add_argument("--teacher-procs", type=int, default=1, metavar="N",
                    help="worker processes computing the teacher's replays when --teacher-data is not given")
     p.add_argument("--scenarios", nargs="+", default=None, metavar="GLOB",
@@ -184,6 +187,10 @@ def _train(a: argparse.Namespace, argv: list[str] | None, callbacks: list | None
         device = resolve_device(a.device, policy_spec(algo, a.env, hyperparams))
     except ValueError as err:
         raise cli.UsageError(str(err)) from None
+    rounds = a.imitate_kwargs.get("rounds", inspect.signature(imitate).parameters["rounds"].default)
+    if a.imitate and a.imitate < rounds * a.n_envs:
+        raise cli.UsageError(f"--imitate {a.imitate}: fewer than one decision per env per DAgger round "
+                             f"({rounds} rounds x {a.n_envs} envs = {rounds * a.n_envs})")
     if a.vec_procs > a.n_envs:
         raise cli.UsageError(f"--vec-procs {a.vec_procs}: more worker processes than envs (--n-envs {a.n_envs})")
     if a.vec_procs > 1 and a.imitate and (specs is None or hasattr(options.vec_class(a.env), "teacher_actions")):

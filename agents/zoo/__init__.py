@@ -94,6 +94,28 @@ RECIPES: dict[str, Recipe] = {
 }
 
 
+# Issue 21's KVAdmission-v0 transfer agent, not yet trained at full scale (no checkpoint here; RECIPES keeps
+# the one-trace agent until it is, then this entry replaces RECIPES["servegym/KVAdmission-v0"]): DAgger
+# (agents/imitation.py) from the per-episode best schedule in hindsight (agents/kv_admission_teacher.py,
+# --candidates static: the 5 KVAdmission heuristics and 16 static budget / shortage / queue-order schedules
+# replayed through each training episode; the label in any state is the action of the episode's winner by
+# SLO attainment) into MaskablePPO's policy, 1,000,000 labelled decisions, 10 epochs per round of
+# minibatches of 512 (4 epochs of 1024, the default, did worse at 300k decisions), 16 envs, no RL steps (300k PPO
+# steps after 300k DAgger decisions lost 0.01-0.06 on the held-out families), seed 0, on the training
+# distribution agents.scenarios.TRAINING_WORKLOADS (Azure and Mooncake conversation and bursty generators,
+# training parts of the real Azure and Mooncake conversation traces) at loads 1.1/1.3/1.5 under MLPerf's
+# Server SLO. --teacher-data names the file of `python -m agents.kv_admission_teacher --env-kwargs
+# workloads=... --procs 16 --out FILE` (483 episodes x 21 candidates); without it train.py replays them
+# in this process (--teacher-procs N: N processes; same labels). The 3-seed run with its
+# leaderboard: `OUT=DIR bash agents/zoo/train_kv_admission.sh` (it passes --teacher-data).
+KV_ADMISSION_WORKLOADS = ("azure_conv-v1", "bursty-v1", "mooncake_conv-v1", "../shared/traces/azure_llm_2023_conv.csv",
+                          "../shared/traces/mooncake_conversation.jsonl")
+KV_ADMISSION_TRANSFER = Recipe("kv_admission_dagger.zip", (
+    "--env-kwargs", "workloads=" + ",".join(KV_ADMISSION_WORKLOADS),
+    "--imitate", "1000000", "--timesteps", "0", "--imitate-kwargs", "epochs=10", "batch_size=512", "--seed", "0"),
+    "+".join(KV_ADMISSION_WORKLOADS))
+
+
 def load_recipe(path: Path) -> tuple[str, Recipe]:
     """A recipe JSON as ``python -m agents.sweep`` writes it (``best_recipe.json``: ``env``,
     ``file``, ``train_args``, ``trace``) -> (environment id, ``Recipe``). Raises ``ValueError``

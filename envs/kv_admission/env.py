@@ -199,6 +199,15 @@ class KVAdmissionVecEnv(NativeVecEnv):
     def sweep(self) -> tuple[str, tuple[float, ...]]:
         return "load", self.config.loads()
 
+    def episode_of(self, e: int) -> dict[str, Any]:
+        """Reset options that replay env ``e``'s current episode, ``{"window": w, "load": v}``
+        (``w`` indexes every window of the scenario, across the parts of a workload mixture);
+        privileged: teachers replay it (agents.kv_admission_teacher). ``IndexError`` for an env
+        out of range; before the first ``reset()`` the values are those of no episode."""
+        if not 0 <= e < self.num_envs:
+            raise IndexError(f"KVAdmission: env {e} out of range [0, {self.num_envs})")
+        return {"window": int(self._state.window[e]), "load": float(self._episode_load[e])}
+
     def __init__(self, num_envs: int = 1, config: KVAdmissionConfig | None = None, seed: int | None = None,
                  **kwargs: Any):
         cfg = replace(config or KVAdmissionConfig(), **kwargs)

@@ -1,0 +1,376 @@
+"""The privileged teacher of KVAdmission-v0 for DAgger (agents/imitation.py): the per-episode best
+schedule in hindsight.
+
+For every training episode (a window of the config's trace or workload mixture at one load level)
+every candidate is played once through the exact episode, in a separate batch that replays it
+(``KVAdmissionVecEnv.episode_of`` names it, ``window_order="sequential"`` plays every episode of the
+config once; the simulator has no randomness of its own, so a replay is the episode). The candidates
+(``candidate_names``): every registered KVAdmission heuristic (``agents.heuristics.kv_admission``:
+vLLM, Sarathi-Serve, reservation, Past-Future, SJF) and, with ``"static"`` (the default of
+``teacher_for``), every static schedule besides them (admit what fits, one prefill budget, one
+shortage rule, one queue order: Sarathi-Serve's budget with SJF's order, say). The teacher's label
+in any state of that episode, on or off the path the winner would take, is the action the
+episode's winner takes in that state: every candidate acts from the observation and mask only, so
+it can act in states the student's own choices led to.
+
+The winner is the candidate with the highest SLO attainment on the episode (the leaderboard's main
+metric), ties going to the earlier candidate (the heuristics in registration order ``vllm_fcfs``,
+``sarathi``, ``conservative``, ``past_future``, ``sjf``, then the static schedules). The mean over
+episodes of the winner's attainment is at least that of the best single candidate, and above it
+wherever the winner changes with window, load, family or SLO, so a student that can tell those
+apart from its observation can beat every fixed heuristic. It is privileged: the student sees only
+its observation.
+
+Measured on the training distribution (agents.scenarios.TRAINING_WORKLOADS, load 1.3, MLPerf Server
+SLO, 161 training windows): mean SLO attainment of the best heuristic (``sjf``) 0.732, of the best
+static schedule (2048-token budget, SJF order) 0.793, of the per-episode best over the 5 heuristics
+and 5 static schedules 0.800; with the heuristics alone (loads 1.1/1.3/1.5, 483 episodes) ``sjf``
+0.733 and the per-episode best 0.753.
+
+Replays cost one episode per candidate per training episode (a 1024-request Mooncake window is
+about 10^5 engine iterations, an Azure one a few thousand), so ``compute`` runs one job per
+(config, candidate) in ``procs`` processes, and ``python -m agents.kv_admission_teacher`` writes
+the result once to a file that several training seeds share (``train.py --teacher-data FILE``):
+
+    python -m agents.kv_admission_teacher --env-kwargs workloads=... --candidates static --procs 16 --out teacher.pkl
+"""
+
+from __future__ import annotations
+
+import argparse
+import pickle
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from agents.policy import heuristic_names, make_policy
+from agents.heuristics.kv_admission import _ALL, _Fixed
+from envs.kv_admission import env as kva
+from envs.kv_admission.env import ENV_ID, KVAdmissionConfig, KVAdmissionVecEnv
+
+FORMAT = 1  # version of the file ``save`` writes
+METRIC = "slo_attainment"
+
+
+ORDERS = ("fcfs", "sjf", "edf")
+
+
+def static_candidates() -> tuple[str, ...]:
+    """Names of the static schedules beyond the heuristics: admit every request that fits, one
+    prefill budget, one shortage rule and one queue order every iteration (``static_b2048_sjf_preempt``);
+    the two that are heuristics already (vLLM: 8192 / FCFS / preempt; SJF: 8192 / SJF / preempt) left out."""
+    out = []
+    for b in kva.BUDGET_LEVELS:
+        for order in ORDERS:
+            for shortage in ("preempt", "defer"):
+                if shortage == "preempt" and b == 8192 and order in ("fcfs", "sjf"):
+                    continue
+                out.append(f"static_b{b}_{order}_{shortage}")
+    return tuple(out)
+
+
+def candidate_names(kind: str) -> tuple[str, ...]:
+    """The teacher's candidates in tie-break order: ``"heuristics"`` = every registered KVAdmission
+    heuristic; ``"static"`` = those, then ``static_candidates()``. ``ValueError`` for another kind."""
+    if kind == "heuristics":
+        return tuple(heuristic_names(ENV_ID))
+    if kind == "static":
+        return tuple(heuristic_names(ENV_ID)) + static_candidates()
+    raise ValueError(f"kv_admission teacher: candidates must be 'heuristics' or 'static', got {kind!r}")
+
+
+def make_candidate(name: str, vec: Any) -> Any:
+    """The policy a candidate name stands for on ``vec`` (a heuristic, or a static schedule of
+    ``static_candidates``); ``ValueError`` naming it when it is neither."""
+    if name in heuristic_names(ENV_ID):
+        return make_policy(name, vec, ENV_ID)
+    if name in static_candidates():
+        _, b, order, shortage = name.split("_")
+        return _Fixed(name, _ALL, int(b[1:]), shortage == "defer", ORDERS.index(order))
+    raise ValueError(f"kv_admission teacher: {name!r} is neither a KVAdmission heuristic "
+                     f"({', '.join(heuristic_names(ENV_ID))}) nor a static candidate (static_b2048_sjf_preempt ...)")
+
+
+def _entry(name: Any) -> Any:
+    """A trace entry with a file path made absolute (``../shared/traces/x.csv`` from the repository
+    root and the resolved path name the same file); a built-in name or a ``Trace`` unchanged."""
+    if isinstance(name, str) and ("/" in name or Path(name).suffix):
+        return str(Path(name).resolve())
+    return name
+
+
+def config_key(cfg: KVAdmissionConfig) -> str:
+    """What identifies a config's episodes: every field that moves them, trace files by absolute
+    path (``window_order`` only chooses which episode plays next; ``trace`` is unused under
+    ``workloads``)."""
+    trace = "default" if cfg.workloads else _entry(cfg.trace)
+    return repr(replace(cfg, window_order="random", trace=trace, workloads=tuple(_entry(w) for w in cfg.workloads)))
+
+
+def episode_key(cfg: KVAdmissionConfig, episode: dict) -> tuple[str, int, float]:
+    """``(config_key, window, load)`` of an episode (``KVAdmissionVecEnv.episode_of``'s dict)."""
+    return config_key(cfg), int(episode["window"]), round(float(episode["load"]), 9)
+
+
+@dataclass
+class TeacherData:
+    """``heuristics``: names in tie-break order; ``scores[key]`` = SLO attainment of each heuristic
+    [H] on the episode ``key`` (``episode_key``), ``returns[key]`` their episode returns [H];
+    ``labels[config_key]`` a readable name of each config (its SLO and load levels)."""
+
+    heuristics: tuple[str, ...]
+    scores: dict[tuple, np.ndarray] = field(default_factory=dict)
+    returns: dict[tuple, np.ndarray] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+
+    def best(self, key: tuple) -> int:
+        """Index of the episode's winner (highest attainment, the first on ties); ``KeyError``
+        naming the episode when it was not computed."""
+        if key not in self.scores:
+            raise KeyError(f"kv_admission teacher: no replays of window {key[1]} at load {key[2]} of config "
+                           f"{self.labels.get(key[0], key[0])}; compute the teacher data over this config")
+        return int(np.argmax(self.scores[key]))  # argmax returns the first maximum
+
+    def summary(self) -> list[dict[str, Any]]:
+        """Per config: episodes, mean attainment of each heuristic and of the per-episode best, and
+        how often each heuristic wins."""
+        out = []
+        for ck, label in self.labels.items():
+            keys = [k for k in self.scores if k[0] == ck]
+            if not keys:
+                continue
+            s = np.array([self.scores[k] for k in keys])
+            wins = np.bincount(s.argmax(axis=1), minlength=len(self.heuristics))
+            out.append({"config": label, "episodes": len(keys),
+                        "mean": {h: float(s[:, i].mean()) for i, h in enumerate(self.heuristics)},
+                        "per_episode_best": float(s.max(axis=1).mean()),
+                        "wins": {h: int(wins[i]) for i, h in enumerate(self.heuristics)}})
+        return out
+
+
+def config_label(cfg: KVAdmissionConfig) -> str:
+    """A short readable name of a config: workloads or trace, SLO and loads."""
+    src = ",".join(Path(w).name for w in cfg.workloads) if cfg.workloads else str(cfg.trace)
+    return (f"{src} split={cfg.split} slo={cfg.slo_metric} ttft={cfg.slo_ttft_s} tpot={cfg.slo_tpot_s} "
+            f"loads={cfg.loads()}")
+
+
+def training_episodes(cfg: KVAdmissionConfig) -> list[dict]:
+    """Every episode a batch of ``cfg`` can draw: each window of its scenario at each load level,
+    in the order ``window_order="sequential"`` plays them (episode k: window k % W, load k // W)."""
+    W = KVAdmissionVecEnv(1, config=cfg).scenario.workload.arrival_s.shape[0]
+    return [{"window": w, "load": v} for v in cfg.loads() for w in range(W)]
+
+
+def replay(cfg: KVAdmissionConfig, heuristic: str, n_envs: int = 64) -> dict[tuple, tuple[float, float]]:
+    """``heuristic`` played through every episode of ``cfg`` once (``training_episodes``):
+    ``{episode_key: (SLO attainment, return)}``. ``n_envs`` envs step as one batch, each playing
+    episodes k = e, e + n_envs, ... in turn (``window_order="sequential"``); a batch stops when
+    every episode has ended once."""
+    seq = replace(cfg, window_order="sequential")
+    probe = KVAdmissionVecEnv(1, config=seq)
+    n_total = probe.scenario.workload.arrival_s.shape[0] * len(cfg.loads())
+    E = max(1, min(int(n_envs), n_total))
+    vec = KVAdmissionVecEnv(E, config=seq, seed=0)
+    policy = make_candidate(heuristic, vec)
+    obs = vec.reset()
+    playing = [vec.episode_of(e) for e in range(E)]
+    index = list(range(E))  # episode number k of each env's current episode
+    out: dict[tuple, tuple[float, float]] = {}
+    while len(out) < n_total:
+        obs, _, dones, infos = vec.step(policy.act(obs, vec.action_masks()))
+        for e in np.flatnonzero(dones):
+            if index[e] < n_total:
+                info = infos[e]
+                out[episode_key(cfg, playing[e])] = (float(info["metrics"][METRIC]), float(info["episode"]["r"]))
+            playing[e] = vec.episode_of(int(e))
+            index[e] += E
+    return out
+
+
+def _replay_job(cfg: KVAdmissionConfig, heuristic: str, n_envs: int) -> dict[tuple, tuple[float, float]]:
+    return replay(cfg, heuristic, n_envs)
+
+
+def compute(configs: Sequence[KVAdmissionConfig], procs: int = 1, n_envs: int = 64,
+            heuristics: Sequence[str] | None = None, log: Any = print) -> TeacherData:
+    """Every heuristic's replay of every episode of every config (configs with the same
+    ``config_key`` are replayed once). ``procs`` worker processes run the (config, heuristic) jobs.
+    Raises ``ValueError`` for no configs or an unknown heuristic name."""
+    if not configs:
+        raise ValueError("kv_admission teacher: no configs")
+    names = tuple(heuristics) if heuristics is not None else candidate_names("heuristics")
+    known = candidate_names("static")
+    unknown = [h for h in names if h not in known]
+    if unknown or not names:
+        raise ValueError(f"kv_admission teacher: candidates {unknown or list(names)} are neither KVAdmission "
+                         f"heuristics ({', '.join(heuristic_names(ENV_ID))}) nor static candidates")
+    unique = {config_key(c): c for c in configs}
+    jobs = [(c, h, n_envs) for c in unique.values() for h in names]
+    t0 = time.perf_counter()
+    labels = {k: config_label(c) for k, c in unique.items()}
+
+    def done(i: int) -> None:  # progress: long work shows it
+        c, h, _ = jobs[i]
+        log(f"kv_admission teacher: {h} replayed on {labels[config_key(c)]} "
+            f"({time.perf_counter() - t0:.0f} s, job {i + 1}/{len(jobs)})")
+
+    results: list[dict] = [{} for _ in jobs]
+    if procs <= 1:
+        for i, j in enumerate(jobs):
+            results[i] = _replay_job(*j)
+            done(i)
+    else:
+        import multiprocessing as mp
+        from concurrent.futures import as_completed
+
+        ctx = mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
+        with ProcessPoolExecutor(procs, mp_context=ctx) as pool:
+            futures = {pool.submit(_replay_job, *j): i for i, j in enumerate(jobs)}
+            for f in as_completed(futures):
+                results[futures[f]] = f.result()
+                done(futures[f])
+    data = TeacherData(names, labels=labels)
+    for (c, h, _), res in zip(jobs, results):
+        i = names.index(h)
+        for key, (score, ret) in res.items():
+            data.scores.setdefault(key, np.full(len(names), np.nan))[i] = score
+            data.returns.setdefault(key, np.full(len(names), np.nan))[i] = ret
+    log(f"kv_admission teacher: {len(data.scores)} episodes x {len(names)} heuristics replayed in "
+        f"{time.perf_counter() - t0:.0f} s")
+    for row in data.summary():
+        log(f"  {row['config']}: {row['episodes']} episodes, mean SLO attainment "
+            + ", ".join(f"{h} {v:.4f}" for h, v in row["mean"].items())
+            + f"; per-episode best {row['per_episode_best']:.4f}; wins "
+            + ", ".join(f"{h} {v}" for h, v in row["wins"].items()))
+    return data
+
+
+def save(data: TeacherData, path: Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_bytes(pickle.dumps({"format": FORMAT, "env": ENV_ID, "heuristics": data.heuristics,
+                                  "scores": data.scores, "returns": data.returns, "labels": data.labels}))
+    tmp.replace(path)
+
+
+def load(path: Path) -> TeacherData:
+    """``TeacherData`` from a file ``save`` wrote; ``ValueError`` naming the file when it is not
+    one (another environment's, or another format version)."""
+    try:
+        raw = pickle.loads(Path(path).read_bytes())
+    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ModuleNotFoundError) as err:
+        raise ValueError(f"teacher data {path}: {err}") from None
+    if not isinstance(raw, dict) or raw.get("format") != FORMAT or raw.get("env") != ENV_ID:
+        raise ValueError(f"teacher data {path}: not a format-{FORMAT} file of agents.kv_admission_teacher")
+    return TeacherData(tuple(raw["heuristics"]), raw["scores"], raw["returns"], raw["labels"])
+
+
+class KVAdmissionTeacher:
+    """``teacher(obs [E, n_obs], masks [E, 108]) -> actions [E]`` for DAgger: in env e, the action
+    the winner of e's current episode (``TeacherData.best``) takes in this state.
+
+    ``vec``: a ``KVAdmissionVecEnv`` or an ``agents.family_vec.FamilyVecEnv`` of them (one per SLO
+    setting, say); each env is asked which config and episode it plays. The heuristics of each
+    config are built on a batch of one of that config (Sarathi's budget depends on its SLO)."""
+
+    def __init__(self, vec: Any, data: TeacherData):
+        self.vec, self.data = vec, data
+        self._policies: dict[str, list[Any]] = {}
+
+    def _config(self, e: int) -> KVAdmissionConfig:
+        return self.vec.config_of(e) if hasattr(self.vec, "config_of") else self.vec.config
+
+    def policies(self, cfg: KVAdmissionConfig) -> list[Any]:
+        key = config_key(cfg)
+        if key not in self._policies:
+            one = KVAdmissionVecEnv(1, config=cfg)
+            self._policies[key] = [make_candidate(h, one) for h in self.data.heuristics]
+        return self._policies[key]
+
+    def winners(self) -> list[tuple[KVAdmissionConfig, int]]:
+        """(config, winner index) of each env's current episode."""
+        out = []
+        for e in range(self.vec.num_envs):
+            cfg = self._config(e)
+            out.append((cfg, self.data.best(episode_key(cfg, self.vec.episode_of(e)))))
+        return out
+
+    def __call__(self, obs: np.ndarray, masks: np.ndarray) -> np.ndarray:
+        actions = np.empty(obs.shape[0], np.int64)
+        groups: dict[tuple[str, int], tuple[KVAdmissionConfig, list[int]]] = {}
+        for e, (cfg, h) in enumerate(self.winners()):
+            groups.setdefault((config_key(cfg), h), (cfg, []))[1].append(e)
+        for (_, h), (cfg, idx) in groups.items():
+            actions[idx] = self.policies(cfg)[h].act(obs[idx], masks[idx])
+        return actions
+
+
+def configs_of(vec: Any) -> list[KVAdmissionConfig]:
+    """The configs of a ``KVAdmissionVecEnv`` or of the parts of a ``FamilyVecEnv`` of them."""
+    if hasattr(vec, "parts"):
+        return [vec.config_of(lo) for lo, _ in vec.slices]
+    return [vec.config]
+
+
+def teacher_for(vec: Any, data_path: Path | None = None, procs: int = 1, log: Any = print) -> KVAdmissionTeacher:
+    """The teacher of ``vec``: replays from ``data_path`` (``save``'s file) or, every candidate of
+    ``candidate_names("static")``, computed now with ``procs`` processes. ``ValueError`` when the
+    file lacks a config of ``vec``."""
+    configs = configs_of(vec)
+    if data_path is not None:
+        data = load(data_path)
+        missing = [config_label(c) for c in configs if config_key(c) not in data.labels]
+        if missing:
+            raise ValueError(f"teacher data {data_path}: no replays of config(s) {missing}; "
+                             f"it holds {list(data.labels.values())}")
+    else:
+        data = compute(configs, procs, heuristics=candidate_names("static"), log=log)
+    return KVAdmissionTeacher(vec, data)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from agents import cli
+    from agents.family_vec import family_specs
+
+    p = argparse.ArgumentParser("python -m agents.kv_admission_teacher", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--scenarios", nargs="*", default=None, metavar="GLOB",
+                   help="main-track scenario ids of KVAdmission-v0 whose configs train (as train.py --scenarios); "
+                        "default: one config from --env-kwargs")
+    p.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="config fields (on top of each scenario's with --scenarios), as train.py's")
+    p.add_argument("--trace", default="default", help="trace without --scenarios (as train.py's --trace)")
+    p.add_argument("--procs", type=int, default=1, help="worker processes for the replays")
+    p.add_argument("--n-envs", type=int, default=64, help="envs per replay batch")
+    p.add_argument("--candidates", choices=("heuristics", "static"), default="static",
+                   help="the policies replayed: every KVAdmission heuristic, or those and every static schedule "
+                        "(admit all, one budget, shortage rule and queue order: 16 more)")
+    p.add_argument("--out", type=Path, required=True, help="file to write (pickle)")
+    a = p.parse_args(argv)
+    if a.procs < 1 or a.n_envs < 1:
+        p.error(f"--procs {a.procs} --n-envs {a.n_envs}: both must be >= 1")
+    try:
+        kwargs = cli.parse_env_kwargs(a.env_kwargs, ENV_ID)
+        if a.scenarios:
+            specs = family_specs(ENV_ID, a.scenarios, kwargs)
+            configs = [KVAdmissionVecEnv(1, **{**s.env_kwargs, "trace": s.trace, "split": "train"}).config
+                       for s in specs]
+        else:
+            configs = [KVAdmissionVecEnv(1, **{**kwargs, "trace": a.trace, "split": "train"}).config]
+    except (ValueError, TypeError, cli.UsageError) as err:
+        p.error(f"--scenarios / --env-kwargs: {err}")
+    data = compute(configs, a.procs, a.n_envs, candidate_names(a.candidates), log=lambda m: print(m, flush=True))
+    save(data, a.out)
+    print(f"wrote {a.out}: {len(data.scores)} episodes of {len(data.labels)} config(s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

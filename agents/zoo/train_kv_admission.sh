@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# KVAdmission-v0's transfer agent (issue 21): the teacher's replays (every heuristic and static schedule through
+# every training episode) on every core, DAgger (optionally then MaskablePPO, RL=N) for 3 seeds in parallel,
+# then the leaderboard of the 3 checkpoints (main and transfer tracks) on every core, and the seeds against
+# the best heuristic per scenario.
+#
+#   OUT=DIR bash agents/zoo/train_kv_admission.sh [full|small]
+#
+# full: the recipe of agents/zoo/__init__.py KV_ADMISSION_TRANSFER (issue 21) on the 16-core GPU host;
+# small: the same stages scaled down (256-request windows, load 1.3 only, 30k DAgger decisions, leaderboard
+# --quick) to time a box. Writes to $OUT: s0.zip s1.zip s2.zip (the checkpoints), stages.txt
+# (seconds at the end of each stage), logs21.tgz (every log, the run records, the teacher's data) and
+# lb21.tgz (the leaderboard's output, the seeds table). Environment: NCPU (default nproc), W (work
+# directory, default /tmp/w21), STEPS (DAgger decisions per seed, 16 envs), RL (MaskablePPO steps after it).
+# Run from the repository root (the workload files are ../shared/traces/..., as the recipe names them).
+set -o pipefail
+MODE=${1:-full}
+: "${OUT:?set OUT to the output directory}"
+W=${W:-/tmp/w21}
+NCPU=${NCPU:-$(nproc)}
+mkdir -p "$OUT" "$W"
+export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 RAY_USAGE_STATS_ENABLED=0
+ENV=servegym/KVAdmission-v0
+# agents.scenarios.TRAINING_WORKLOADS["servegym/KVAdmission-v0"] (tests/test_kv_admission_teacher.py keeps them equal)
+WL="workloads=('azure_conv-v1','bursty-v1','mooncake_conv-v1','../shared/traces/azure_llm_2023_conv.csv','../shared/traces/mooncake_conversation.jsonl')"
+case $MODE in
+  full) EK=("$WL"); STEPS=${STEPS:-1000000}; RL=${RL:-0}; LBQ=();;
+  small) EK=("$WL" window_requests=256 load=1.3); STEPS=${STEPS:-30000}; RL=${RL:-0}; LBQ=(--quick);;
+  *) echo "usage: OUT=DIR bash $0 [full|small]" >&2; exit 2;;
+esac
+T0=$(date +%s)
+stage() { echo "$(( $(date +%s) - T0 )) s: $*" | tee -a "$OUT/stages.txt"; }
+pack() { tar czf "$OUT/logs21.tgz" -C "$W" $(cd "$W" && ls -d *.log teacher.pkl s*/run.json seeds.* 2>/dev/null); }
+stage "start ($MODE, $NCPU cores, $STEPS DAgger decisions + $RL PPO steps per seed)"
+
+# 1. The teacher: every candidate (the 5 heuristics and 16 static schedules) through every training episode
+#    (161 windows x 3 loads), once for the 3 seeds.
+python3 -m agents.kv_admission_teacher --env-kwargs "${EK[@]}" --candidates static --procs "$NCPU" \
+  --out "$W/teacher.pkl" > "$W/teacher.log" 2>&1 || { stage "teacher failed"; tail -20 "$W/teacher.log"; pack; exit 1; }
+cat "$W/teacher.log"; stage "teacher"; pack
+
+# 2. DAgger (+ PPO), 3 seeds in parallel, one process each (the teacher reads the envs in-process).
+for s in 0 1 2; do
+  python3 -m agents.train --env $ENV --env-kwargs "${EK[@]}" --imitate "$STEPS" --timesteps "$RL" \
+    --imitate-kwargs epochs=10 batch_size=512 --teacher-data "$W/teacher.pkl" --no-eval --no-progress --seed $s --out "$W/s$s" > "$W/train_s$s.log" 2>&1 &
+done
+wait
+for s in 0 1 2; do tail -3 "$W/train_s$s.log"; cp "$W/s$s/final.zip" "$OUT/s$s.zip" || { stage "seed $s failed"; pack; exit 1; }; done
+stage "DAgger"; pack
+
+# 3. The leaderboard of KVAdmission-v0 (main and transfer tracks) with the 3 checkpoints.
+python3 -m agents.leaderboard --envs kv_admission "${LBQ[@]}" --policy "$OUT/s0.zip" --policy "$OUT/s1.zip" \
+  --policy "$OUT/s2.zip" --ray --num-cpus "$NCPU" --no-progress --out "$W/lb" > "$W/lb.log" 2>&1
+rc=$?
+tail -5 "$W/lb.log"; stage "leaderboard (rc $rc)"
+# The 3 seeds against the best heuristic per scenario: mean and 95% t interval over seeds.
+python3 -m agents.leaderboard_seeds "$W/lb/leaderboard.json" --agent "$OUT/s0.zip" "$OUT/s1.zip" "$OUT/s2.zip" \
+  --seeds 0 1 2 --json "$W/seeds.json" > "$W/seeds.md" 2>> "$W/lb.log"; cat "$W/seeds.md"
+cp "$W/seeds.json" "$W/seeds.md" "$W/lb/" 2>/dev/null; pack
+tar czf "$OUT/lb21.tgz" -C "$W" --exclude='*.png' lb seeds.md
+exit $rc

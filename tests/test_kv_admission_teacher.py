@@ -1,0 +1,176 @@
+"""KVAdmission-v0's imitation teacher (agents.kv_admission_teacher): the per-episode best heuristic
+in hindsight, its replays, its labels, and DAgger / train.py --imitate with it (tiny trace; fast)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from agents import kv_admission_teacher as T
+from agents.imitation import TEACHERS, imitate, teacher_for
+from agents.policy import heuristic_names, make_policy
+from agents.training import make_model
+from conftest import make_trace
+from envs.kv_admission import env as kva
+
+ENV = kva.ENV_ID
+# 4 windows of 48 requests (2 in the training split) with long prompts and mixed outputs on a
+# small KV pool, so that the heuristics' choices differ per episode.
+TRACE = make_trace(192, rate=30.0, prompt=np.arange(192) * 997 % 3000 + 200,
+                   output=np.arange(192) * 53 % 400 + 2, seed=7)
+TINY = dict(trace=TRACE, window_requests=48, load=(1.1, 1.5), capacity_blocks=1500, drain_s=30.0)
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    import torch as th
+
+    n = th.get_num_threads()
+    th.set_num_threads(1)
+    yield
+    th.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return T.compute([kva.KVAdmissionVecEnv(1, **TINY).config], log=lambda *_: None)
+
+
+def _play(cfg, heuristic: str, episode: dict) -> float:
+    """SLO attainment of ``heuristic`` on one episode in a fresh batch of one."""
+    vec = kva.KVAdmissionVecEnv(1, config=cfg, seed=123)
+    vec.set_options([episode])
+    obs = vec.reset()
+    pol = make_policy(heuristic, vec, ENV)
+    while True:
+        obs, _, done, infos = vec.step(pol.act(obs, vec.action_masks()))
+        if done[0]:
+            return infos[0]["metrics"]["slo_attainment"]
+
+
+def test_episode_of_names_the_episode_a_reset_replays():
+    vec = kva.KVAdmissionVecEnv(3, seed=4, **TINY)
+    obs = vec.reset()
+    episodes = [vec.episode_of(e) for e in range(3)]
+    again = kva.KVAdmissionVecEnv(3, seed=99, **TINY)
+    again.set_options(episodes)
+    assert np.array_equal(again.reset(), obs)
+    assert [again.episode_of(e) for e in range(3)] == episodes
+    with pytest.raises(IndexError, match="env 3"):
+        vec.episode_of(3)
+
+
+def test_replays_cover_every_episode_and_match_a_single_env(data):
+    cfg = kva.KVAdmissionVecEnv(1, **TINY).config
+    episodes = T.training_episodes(cfg)
+    assert len(data.scores) == len(episodes) == 2 * 2  # 2 training windows x 2 loads
+    assert data.heuristics == tuple(heuristic_names(ENV))
+    for ep in episodes[:3]:
+        key = T.episode_key(cfg, ep)
+        for i, h in enumerate(data.heuristics):
+            assert data.scores[key][i] == _play(cfg, h, ep), (ep, h)
+    # The heuristics disagree on this trace: more than one wins some episode, and the per-episode best
+    # beats the best fixed heuristic on average.
+    s = np.array(list(data.scores.values()))
+    assert len(set(s.argmax(axis=1))) > 1
+    assert s.max(axis=1).mean() > s.mean(axis=0).max()
+
+
+def test_teacher_labels_are_the_episode_winners_actions(data):
+    vec = kva.KVAdmissionVecEnv(4, seed=1, **TINY)
+    teacher = T.KVAdmissionTeacher(vec, data)
+    pols = {h: make_policy(h, vec, ENV) for h in data.heuristics}
+    obs = vec.reset()
+    seen = set()
+    for _ in range(200):
+        mask = vec.action_masks()
+        got = teacher(obs, mask)
+        for e in range(4):
+            key = T.episode_key(vec.config, vec.episode_of(e))
+            best = data.heuristics[int(np.argmax(data.scores[key]))]
+            seen.add(best)
+            assert got[e] == pols[best].act(obs[e:e + 1], mask[e:e + 1])[0]
+        assert mask[np.arange(4), got].all()
+        obs, *_ = vec.step(got)
+    assert seen  # every env's episode had a winner
+
+
+def test_ties_go_to_the_first_heuristic_and_unknown_episodes_raise():
+    d = T.TeacherData(("a", "b", "c"), scores={("k", 0, 1.1): np.array([0.5, 0.7, 0.7])}, labels={"k": "cfg"})
+    assert d.best(("k", 0, 1.1)) == 1
+    with pytest.raises(KeyError, match="window 3 at load 1.1 of config cfg"):
+        d.best(("k", 3, 1.1))
+
+
+def test_compute_is_deterministic_and_save_load_round_trips(data, tmp_path):
+    again = T.compute([kva.KVAdmissionVecEnv(1, **TINY).config], log=lambda *_: None)
+    assert data.scores.keys() == again.scores.keys()
+    assert all(np.array_equal(data.scores[k], again.scores[k]) for k in data.scores)
+    path = tmp_path / "t.pkl"
+    T.save(data, path)
+    back = T.load(path)
+    assert back.heuristics == data.heuristics and back.labels == data.labels
+    assert all(np.array_equal(back.scores[k], data.scores[k]) for k in data.scores)
+    (tmp_path / "bad.pkl").write_bytes(b"not a pickle")
+    with pytest.raises(ValueError, match="bad.pkl"):
+        T.load(tmp_path / "bad.pkl")
+
+
+def test_teacher_data_for_another_config_is_refused(data, tmp_path):
+    path = tmp_path / "t.pkl"
+    T.save(data, path)
+    vec = kva.KVAdmissionVecEnv(2, seed=0, **{**TINY, "slo_metric": "p99_tbt"})
+    with pytest.raises(ValueError, match="no replays of config"):
+        T.teacher_for(vec, path)
+
+
+def test_dagger_with_the_teacher_is_registered_and_learns(data, tmp_path):
+    assert ENV in TEACHERS
+    vec = kva.KVAdmissionVecEnv(4, seed=2, **TINY)
+    path = tmp_path / "t.pkl"
+    T.save(data, path)
+    teacher = teacher_for(ENV, vec, path)
+    assert isinstance(teacher, T.KVAdmissionTeacher)
+    model = make_model("maskable-ppo", ENV, vec, 0, None, {}, "cpu")
+    kw = dict(rounds=3, epochs=10, batch_size=256, seed=0, log=lambda *_: None)
+    hist = imitate(model, vec, 4 * 3 * 150, teacher=teacher, **kw)
+    assert hist[-1]["student_agrees"] > hist[0]["student_agrees"]
+    assert hist[-1]["student_agrees"] > 0.6
+    vec2 = kva.KVAdmissionVecEnv(4, seed=2, **TINY)
+    again = make_model("maskable-ppo", ENV, vec2, 0, None, {}, "cpu")
+    hist2 = imitate(again, vec2, 4 * 3 * 150, teacher=teacher_for(ENV, vec2, path), **kw)
+    assert json.dumps(hist) == json.dumps(hist2)  # same seed, same run
+
+
+def test_zoo_recipe_and_script_train_on_the_transfer_distribution():
+    from pathlib import Path
+
+    from agents import scenarios as scn
+    from agents.zoo import KV_ADMISSION_TRANSFER, KV_ADMISSION_WORKLOADS
+
+    root = Path(__file__).resolve().parents[1]
+    resolved = tuple(str((root / w).resolve()) if "/" in w else w for w in KV_ADMISSION_WORKLOADS)
+    assert resolved == scn.TRAINING_WORKLOADS[ENV]
+    args = KV_ADMISSION_TRANSFER.train_args
+    assert KV_ADMISSION_TRANSFER.on_distribution and "--imitate" in args and "--trace" not in args
+    script = (root / "agents" / "zoo" / "train_kv_admission.sh").read_text()
+    assert "workloads=" + repr(KV_ADMISSION_WORKLOADS).replace(" ", "").replace('"', "'") in script
+
+
+def test_static_candidates_are_the_schedules_they_name():
+    names = T.candidate_names("static")
+    assert names[:5] == tuple(heuristic_names(ENV)) and len(names) == 5 + 16
+    assert "static_b8192_fcfs_preempt" not in names  # vllm_fcfs
+    vec = kva.KVAdmissionVecEnv(2, seed=0, **TINY)
+    obs = vec.reset()
+    a = T.make_candidate("static_b2048_sjf_defer", vec).act(obs, vec.action_masks())
+    admit, budget, defer, order = kva.decode_action(int(a[0]))
+    assert (kva.BUDGET_LEVELS[budget], defer, order) == (2048, True, 1)
+    with pytest.raises(ValueError, match="static_b999"):
+        T.make_candidate("static_b999_sjf_defer", vec)
+    with pytest.raises(ValueError, match="'best'"):
+        T.candidate_names("best")
+    d = T.compute([vec.config], heuristics=("sarathi", "static_b512_edf_preempt"), log=lambda *_: None)
+    assert d.heuristics == ("sarathi", "static_b512_edf_preempt") and len(d.scores) == 4
