@@ -38,6 +38,7 @@ from gymnasium import spaces
 
 import traces
 from envs.routing import kernels as K
+from envs.routing import teacher as T
 from envs.core import state as S
 from envs.core.capacity import VLLM_BUDGET, measure_capacity_rps
 from envs.core.engine import EngineSpec, step_time
@@ -378,6 +379,30 @@ class RoutingVecEnv(NativeVecEnv):
         load = "" if self.config.rate_scale is not None else f" (load {self._episode_load[e]:g})"
         return render_replicas(self.state, e, self.scenario.engine.capacity_blocks, float(self._rew[e]),
                                f"Routing env {e}{load}", up=self.up[e])
+
+    def teacher_actions(self, mode: str = T.DEFAULT_MODE, horizon_s: float = T.DEFAULT_HORIZON_S) -> np.ndarray:
+        """The privileged teacher's replica for every env's pending request [E] (int64):
+        ``envs.routing.teacher`` replays each replica alone from now with and without the request,
+        knowing the true output lengths (``mode`` ``"marginal"``: the fewest SLO outcomes lost,
+        ``"ttft"``: the soonest first token; ``horizon_s``: seconds replayed after the arrival).
+        For imitation targets and as a reference policy, never for the observation.
+        ``ValueError`` for an unknown ``mode`` or a ``horizon_s`` <= 0."""
+        if mode not in T.MODES:
+            raise ValueError(f"Routing teacher_actions: mode must be one of {', '.join(T.MODES)}, got {mode!r}")
+        if not horizon_s > 0:
+            raise ValueError(f"Routing teacher_actions: horizon_s must be > 0, got {horizon_s!r}")
+        sc, cfg = self.scenario, self.config
+        if getattr(self, "_teacher_rows", None) is None:
+            self._teacher_rows = T.scratch_like(self.state)
+        rows = self._teacher_rows
+        out = np.zeros((2 * self.R, 2))
+        acts = np.zeros(self.num_envs, np.int64)
+        for e in range(self.num_envs):
+            T.load_rows(rows, self.state, e)
+            T.play_candidates(rows, sc.workload, sc.engine, int(self.state.next_arrival[e]), cfg.budget,
+                              float(horizon_s), mode == "ttft", self.ttft_bound_s, float(cfg.ttft_bound_penalty), out)
+            acts[e] = T.choose(out, self._mask[e], mode)
+        return acts
 
     # --- domain metrics
     def request_records(self, e: int) -> dict[str, np.ndarray]:
