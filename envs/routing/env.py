@@ -387,22 +387,43 @@ class RoutingVecEnv(NativeVecEnv):
         ``"ttft"``: the soonest first token; ``horizon_s``: seconds replayed after the arrival).
         For imitation targets and as a reference policy, never for the observation.
         ``ValueError`` for an unknown ``mode`` or a ``horizon_s`` <= 0."""
+        out = self._teacher_outcomes(mode, horizon_s)
+        return np.array([T.choose(out[e], self._mask[e], mode) for e in range(self.num_envs)], np.int64)
+
+    def teacher_targets(self, slack: float = T.TARGET_TTFT_SLACK) -> np.ndarray:
+        """Every replica the default teacher accepts [E, R] (bool): the legal replicas with its best
+        reward delta whose first token for the request comes within ``slack`` x the TTFT SLO of the
+        soonest among them (``envs.routing.teacher.targets``; equally good replicas, e.g. idle ones,
+        are all right, so imitation does not learn an arbitrary tie-break). Privileged, as
+        :meth:`teacher_actions` (whose replays it reuses while the state has not moved)."""
+        out = self._teacher_outcomes(T.DEFAULT_MODE, T.DEFAULT_HORIZON_S)
+        slack_s = float(slack) * self.scenario.engine.slo_ttft
+        return np.stack([T.targets(out[e], self._mask[e], slack_s) for e in range(self.num_envs)])
+
+    def _teacher_outcomes(self, mode: str, horizon_s: float) -> np.ndarray:
+        """``envs.routing.teacher.play_candidates``' rows of every env [E, 2R, 2], kept until the
+        batch steps (one replay serves ``teacher_actions`` and ``teacher_targets``)."""
         if mode not in T.MODES:
             raise ValueError(f"Routing teacher_actions: mode must be one of {', '.join(T.MODES)}, got {mode!r}")
-        if not horizon_s > 0:
+        if not (isinstance(horizon_s, (int, float)) and horizon_s > 0):
             raise ValueError(f"Routing teacher_actions: horizon_s must be > 0, got {horizon_s!r}")
+        st = self.state
+        key = (mode, float(horizon_s), st.window.tobytes(), st.next_arrival.tobytes(), st.clock.tobytes())
+        cached = getattr(self, "_teacher_cache", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
         sc, cfg = self.scenario, self.config
         if getattr(self, "_teacher_rows", None) is None:
-            self._teacher_rows = T.scratch_like(self.state)
+            self._teacher_rows = T.scratch_like(st)
         rows = self._teacher_rows
-        out = np.zeros((2 * self.R, 2))
-        acts = np.zeros(self.num_envs, np.int64)
+        out = np.zeros((self.num_envs, 2 * self.R, 2))
+        busy = np.zeros((2 * self.R, self.R))
         for e in range(self.num_envs):
-            T.load_rows(rows, self.state, e)
-            T.play_candidates(rows, sc.workload, sc.engine, int(self.state.next_arrival[e]), cfg.budget,
-                              float(horizon_s), mode == "ttft", self.ttft_bound_s, float(cfg.ttft_bound_penalty), out)
-            acts[e] = T.choose(out, self._mask[e], mode)
-        return acts
+            T.load_rows(rows, st, e)
+            T.play_candidates(rows, sc.workload, sc.engine, int(st.next_arrival[e]), cfg.budget, float(horizon_s),
+                              mode == "ttft", self.ttft_bound_s, float(cfg.ttft_bound_penalty), busy, out[e])
+        self._teacher_cache = (key, out)
+        return out
 
     # --- domain metrics
     def request_records(self, e: int) -> dict[str, np.ndarray]:
