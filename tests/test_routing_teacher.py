@@ -22,7 +22,7 @@ def _outcomes(v, mode: str = "marginal") -> np.ndarray:
     T.load_rows(rows, v.state, 0)
     out = np.zeros((2 * v.R, 2))
     T.play_candidates(rows, v.scenario.workload, v.scenario.engine, int(v.state.next_arrival[0]), v.config.budget,
-                      T.DEFAULT_HORIZON_S, mode == "ttft", v.ttft_bound_s, float(v.config.ttft_bound_penalty),
+                      v.config.teacher_horizon_s, mode == "ttft", v.ttft_bound_s, float(v.config.ttft_bound_penalty),
                       np.zeros((2 * v.R, v.R)), out)
     return out
 

@@ -32,11 +32,6 @@ from envs.core.state import C_SLO_MET, C_SLO_MISSED, DROPPED, FAILED, REJECTED
 
 MODES = ("marginal", "ttft")
 DEFAULT_MODE = "marginal"
-# Seconds replayed per candidate after the arrival. 20 s covers the TTFT SLO and the decode of most
-# outputs at the TPOT SLO's pace; 60 s routed the same to within 0.001 SLO attainment on the agentic
-# family at load 2.0 (one held-out episode: 0.993 at 60 s, 0.994 at 20 s) at about 3x the cost.
-DEFAULT_HORIZON_S = 20.0
-TARGET_TTFT_SLACK = 0.05  # teacher_targets: first tokens within 5% of the TTFT SLO of the soonest are ties
 
 # ClusterState fields of one env (copied whole to every scratch row); the rest are per replica.
 PER_ENV_FIELDS = ("window", "time_scale", "next_arrival", "clock", "counters", "accum", "out_hist", "fate",
