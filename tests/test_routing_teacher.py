@@ -61,6 +61,7 @@ def test_marginal_rule_spares_a_decode_the_soonest_first_token_would_break():
         v.step(np.array([1]))
         out = _outcomes(v)
         assert v.teacher_actions("ttft")[0] == 1 and v.teacher_actions("marginal")[0] == 0
+        assert list(v.teacher_targets()[0]) == [True, False]
         _, _, d, infos = v.step(np.array([a]))
         assert d[0]
         req = infos[0]["requests"]
@@ -69,6 +70,21 @@ def test_marginal_rule_spares_a_decode_the_soonest_first_token_would_break():
         # Reward deltas (met +1, missed -1): replica 0 gains B and keeps A; replica 1 gains B, loses C.
         assert out[0, 0] - out[2, 0] == 1.0 and out[1, 0] - out[3, 0] == -1.0
     assert met[0].all() and list(met[1]) == [True, False, True]
+
+
+def test_targets_hold_every_equally_good_replica():
+    # The first request of an episode: every replica is idle and gives the same first token, so every
+    # one is a target (imitation must not learn the lowest-index tie-break); the action is replica 0.
+    tr = _trace([0.0, 0.01], [8000, 100], [4, 4])
+    v = vec(tr)
+    v.reset()
+    assert v.teacher_targets().all() and v.teacher_actions()[0] == 0
+    v.step(np.array([2]))
+    good = v.teacher_targets()[0]  # replica 2 is prefilling the first: it would delay the second
+    assert not good[2] and good[[0, 1, 3]].all()
+    tight = vec(tr, teacher_ttft_slack=0.0)
+    tight.reset()
+    assert tight.teacher_targets().all()  # exact ties stay ties at slack 0
 
 
 def test_teacher_is_deterministic_and_leaves_the_env_untouched():
@@ -116,3 +132,7 @@ def test_teacher_rejects_bad_arguments():
         v.teacher_actions("oracle")
     with pytest.raises(ValueError, match="horizon_s must be > 0"):
         v.teacher_actions(horizon_s=0.0)
+    with pytest.raises(ValueError, match="teacher_horizon_s must be a number > 0"):
+        vec(chain_trace(n=8), teacher_horizon_s=-1.0)
+    with pytest.raises(ValueError, match="teacher_ttft_slack must be a number >= 0"):
+        vec(chain_trace(n=8), teacher_ttft_slack=-0.1)
