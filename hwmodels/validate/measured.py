@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 DATA_DIR = Path(__file__).resolve().parent / "data" / "h200"
+REPEAT_DIR = DATA_DIR.parent / "h200_repeat"  # the same windows and rates, measured again (report.repeat_spread)
 
 
 @dataclass

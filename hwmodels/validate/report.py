@@ -7,10 +7,16 @@ from the committed data (CPU).
 - Published vLLM / SGLang measurements (hwmodels/data/published_results.toml), `vllm` profile:
   error per point and metric, median and max absolute error.
 
+- The engine's own run-to-run spread (hwmodels/validate/data/h200_repeat: the same Mooncake window
+  replayed again at the same rates in a later session): per metric and percentile, how far a
+  repeat's measured value lies from the original's. It says how much of a model error can be noise.
+
 JSON keys: iteration_mape_pct (worst load run), request_p50_max_abs_err_pct and
 request_p90_max_abs_err_pct (worst of TTFT/TPOT/E2E over the load runs), published_median_abs_err_pct,
 published_max_abs_err_pct, published_points (points in the summary), published_excluded_points (ids
-listed but left out, each with its reason in the data file), plus the per-run and per-point tables.
+listed but left out, each with its reason in the data file), engine_repeat_runs,
+engine_repeat_p50_max_abs_diff_pct and engine_repeat_p90_max_abs_diff_pct (largest spread of a
+repeat from the original over TTFT/TPOT/E2E), plus the per-run and per-point tables.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ import numpy as np
 from hwmodels.profiles import get_profile
 
 from .compare import METRICS, compare_all, format_rows, simulate
-from .measured import DATA_DIR, load_runs
+from .measured import DATA_DIR, REPEAT_DIR, Run, load_runs
 
 REFERENCE_PROFILE = "reference"
 PUBLISHED_PROFILE = "vllm"
@@ -34,6 +40,26 @@ def engine_summary(rows: list[dict]) -> dict:
     worst = lambda q: max(abs(r["requests_metrics"][m][q]["err_pct"]) for r in rows for m in METRICS)  # noqa: E731
     return {"iteration_mape_pct": max(r["iteration_mape_pct"] for r in rows),
             "request_p50_max_abs_err_pct": worst("p50"), "request_p90_max_abs_err_pct": worst("p90")}
+
+
+def repeat_spread(original: list[Run], repeats: list[Run]) -> dict:
+    """How far each repeated load run's measured TTFT / TPOT / E2E p50 and p90 lie from the original
+    run of the same window at the same rate (relative, %): the engine's own noise, which bounds how
+    closely any model can be judged. Raises ValueError for a repeat with no original to compare."""
+    rows = []
+    for rep in (r for r in repeats if r.kind == "load"):
+        match = [o for o in original if o.kind == "load" and o.window == rep.window
+                 and abs(o.arrival_s[-1] - rep.arrival_s[-1]) <= 1e-9 * max(1.0, rep.arrival_s[-1])]
+        if not match:
+            raise ValueError(f"repeat {rep.file} {rep.label}: no original run of {rep.window} with the same arrivals")
+        a, b = match[0].request_metrics(), rep.request_metrics()
+        diff = {m: {f"p{q}": 100.0 * (np.nanpercentile(b[m], q) / np.nanpercentile(a[m], q) - 1.0) for q in (50, 90)}
+                for m in METRICS}
+        rows.append({"window": rep.window, "load": match[0].load, "diff_pct": diff,
+                     "iteration_median_diff_pct": 100.0 * (np.median(rep.iter_s) / np.median(match[0].iter_s) - 1.0)})
+    worst = lambda q: max((abs(r["diff_pct"][m][q]) for r in rows for m in METRICS), default=float("nan"))  # noqa: E731
+    return {"engine_repeat_runs": rows, "engine_repeat_p50_max_abs_diff_pct": worst("p50"),
+            "engine_repeat_p90_max_abs_diff_pct": worst("p90")}
 
 
 def published_summary(profile: str = PUBLISHED_PROFILE) -> tuple[dict, list, str]:
@@ -86,15 +112,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", default=None, help="write every figure here")
     p.add_argument("--plot", default=None, help="write the CDF plot (PNG) here")
     p.add_argument("--data", default=str(DATA_DIR))
+    p.add_argument("--repeat-data", default=str(REPEAT_DIR), help="repeated runs of the same windows and rates")
     a = p.parse_args(argv)
     rows = compare_all(a.data, REFERENCE_PROFILE)
     eng = engine_summary(rows)
     print(f"Reference engine (H200), profile '{REFERENCE_PROFILE}', load runs (held out of the fit):")
     print(format_rows(rows))
+    spread = repeat_spread(load_runs(a.data), load_runs(a.repeat_data))
+    print("\nThe engine against itself: a repeat's measured value against the original run's")
+    print("| window | load | median iteration | TTFT p50 / p90 | TPOT p50 / p90 | E2E p50 / p90 |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for r in spread["engine_repeat_runs"]:
+        cells = [f"{r['diff_pct'][m]['p50']:+.1f}% / {r['diff_pct'][m]['p90']:+.1f}%" for m in METRICS]
+        print(f"| {r['window']} | {r['load']:.2f} | {r['iteration_median_diff_pct']:+.1f}% | " + " | ".join(cells) + " |")
     pub, pub_rows, table = published_summary()
     print(f"\nPublished measurements, profile '{PUBLISHED_PROFILE}':")
     print(table)
-    out = {**eng, "published_median_abs_err_pct": pub["published_median_abs_err_pct"],
+    out = {**eng, **spread, "published_median_abs_err_pct": pub["published_median_abs_err_pct"],
            "published_max_abs_err_pct": pub["published_max_abs_err_pct"], "published_points": pub["published_points"],
            "published_comparisons": pub["published_comparisons"],
            "published_excluded_points": pub["excluded_points"], "reference_profile": REFERENCE_PROFILE,
@@ -102,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
            "published_rows": pub_rows}
     print("\n" + "\n".join(f"{k}: {out[k]:.2f}" if isinstance(out[k], float) else f"{k}: {out[k]}"
                            for k in ("iteration_mape_pct", "request_p50_max_abs_err_pct", "request_p90_max_abs_err_pct",
+                                     "engine_repeat_p50_max_abs_diff_pct", "engine_repeat_p90_max_abs_diff_pct",
                                      "published_median_abs_err_pct", "published_max_abs_err_pct", "published_points",
                                      "published_excluded_points")))
     if a.json:
