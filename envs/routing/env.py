@@ -107,6 +107,7 @@ class RoutingConfig:
     # replicas are equally good targets.
     teacher_horizon_s: float = 20.0
     teacher_ttft_slack: float = 0.05
+    teacher_threads: int = 1  # threads replaying the batch's envs (the same labels for any number)
 
     def loads(self) -> tuple[float, ...]:
         loads = (self.load,) if isinstance(self.load, (int, float)) else tuple(self.load)
@@ -136,6 +137,8 @@ class RoutingConfig:
             raise ValueError(f"Routing: teacher_horizon_s must be a number > 0, got {self.teacher_horizon_s!r}")
         if not (isinstance(self.teacher_ttft_slack, (int, float)) and self.teacher_ttft_slack >= 0):
             raise ValueError(f"Routing: teacher_ttft_slack must be a number >= 0, got {self.teacher_ttft_slack!r}")
+        if not isinstance(self.teacher_threads, (int, np.integer)) or self.teacher_threads < 1:
+            raise ValueError(f"Routing: teacher_threads must be an integer >= 1, got {self.teacher_threads!r}")
         if self.window_order not in ("random", "sequential"):
             raise ValueError(f"Routing: window_order must be 'random' or 'sequential', got {self.window_order!r}")
         self.loads()
@@ -212,7 +215,8 @@ def build_scenario(cfg: RoutingConfig) -> Scenario:
                                    window_order="random", drain_s=0.0, ttft_bound_x=RoutingConfig.ttft_bound_x,
                                    ttft_bound_penalty=RoutingConfig.ttft_bound_penalty,
                                    teacher_horizon_s=RoutingConfig.teacher_horizon_s,
-                                   teacher_ttft_slack=RoutingConfig.teacher_ttft_slack))
+                                   teacher_ttft_slack=RoutingConfig.teacher_ttft_slack,
+                                   teacher_threads=RoutingConfig.teacher_threads))
 
 
 @cache
@@ -428,17 +432,35 @@ class RoutingVecEnv(NativeVecEnv):
         if cached is not None and cached[0] == key:
             return cached[1]
         sc, cfg = self.scenario, self.config
-        if getattr(self, "_teacher_rows", None) is None:
-            self._teacher_rows = T.scratch_like(st)
-        rows = self._teacher_rows
+        threads = min(int(cfg.teacher_threads), self.num_envs)
+        if getattr(self, "_teacher_rows", None) is None:  # scratch rows per thread
+            self._teacher_rows = [(T.scratch_like(st), np.zeros((2 * self.R, self.R))) for _ in range(threads)]
         out = np.zeros((self.num_envs, 2 * self.R, 2))
-        busy = np.zeros((2 * self.R, self.R))
-        for e in range(self.num_envs):
-            T.load_rows(rows, st, e)
-            T.play_candidates(rows, sc.workload, sc.engine, int(st.next_arrival[e]), cfg.budget, float(horizon_s),
-                              mode == "ttft", self.ttft_bound_s, float(cfg.ttft_bound_penalty), busy, out[e])
+
+        def replay(k: int) -> None:
+            rows, busy = self._teacher_rows[k]
+            for e in range(k, self.num_envs, threads):  # each env's replay is independent of the others
+                T.load_rows(rows, st, e)
+                T.play_candidates(rows, sc.workload, sc.engine, int(st.next_arrival[e]), cfg.budget, float(horizon_s),
+                                  mode == "ttft", self.ttft_bound_s, float(cfg.ttft_bound_penalty), busy, out[e])
+
+        if threads == 1:
+            replay(0)
+        else:
+            from concurrent.futures import ThreadPoolExecutor
+
+            if getattr(self, "_teacher_pool", None) is None:
+                self._teacher_pool = ThreadPoolExecutor(threads)
+            list(self._teacher_pool.map(replay, range(threads)))
         self._teacher_cache = (key, out)
         return out
+
+    def close(self) -> None:
+        pool = getattr(self, "_teacher_pool", None)
+        if pool is not None:
+            pool.shutdown()
+            self._teacher_pool = None
+        super().close()
 
     # --- domain metrics
     def request_records(self, e: int) -> dict[str, np.ndarray]:

@@ -58,7 +58,7 @@ def load_rows(scratch: S.ClusterState, st: S.ClusterState, e: int) -> None:
         getattr(scratch, f)[rows, reps] = getattr(st, f)[e, reps]
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _bound_excess(sc, wl, j, now, bound_s):
     """Seconds of TTFT beyond ``bound_s`` of row ``j``'s arrived requests at ``now`` (a request
     still waiting counts its wait so far), as ``envs.routing.kernels.ttft_excess`` charges them."""
@@ -77,7 +77,7 @@ def _bound_excess(sc, wl, j, now, bound_s):
     return total
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)  # nogil: threads replay different envs at once (RoutingConfig.teacher_threads)
 def play_candidates(sc, wl, eng, i, budget, horizon_s, first_token_only, bound_s, bound_penalty, busy, out):
     """Play the 2R rows of ``sc`` (``load_rows``): row r < R gets request ``i`` at replica r, then
     replica r runs alone (vLLM FCFS under ``budget``) until it is idle or ``horizon_s`` past the
