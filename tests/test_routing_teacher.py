@@ -137,3 +137,51 @@ def test_teacher_rejects_bad_arguments():
         vec(chain_trace(n=8), teacher_horizon_s=-1.0)
     with pytest.raises(ValueError, match="teacher_ttft_slack must be a number >= 0"):
         vec(chain_trace(n=8), teacher_ttft_slack=-0.1)
+
+
+def test_pending_zoo_recipe_imitates_the_teacher_on_the_transfer_distribution():
+    from pathlib import Path
+
+    from agents import scenarios as scn
+    from agents.training import parse_hyperparams
+    from agents.zoo import PENDING, ROUTING_WORKLOADS
+    from envs.routing import kernels as K
+
+    args = list(PENDING["servegym/Routing-v0"].train_args)
+    assert "workloads=" + ",".join(ROUTING_WORKLOADS) in args and "--trace" not in args
+    root = Path(__file__).resolve().parents[1]
+    assert tuple(str((root / w).resolve()) if "/" in w else w for w in ROUTING_WORKLOADS) == \
+        scn.TRAINING_WORKLOADS["servegym/Routing-v0"]
+    assert int(args[args.index("--imitate") + 1]) > 0 and args[args.index("--timesteps") + 1] == "0"
+    i = args.index("--hyperparams")
+    hp = parse_hyperparams(args[i + 1:i + 3])
+    assert hp["policy"] == "agents.scorer_policy:ItemScorerPolicy"
+    assert (hp["policy_kwargs"]["n_global"], hp["policy_kwargs"]["n_item"]) == (K.G, K.F)  # the observation's layout
+
+
+def test_dagger_learns_the_routing_teacher():
+    # DAgger (agents/imitation.py, the train.py --imitate path) into the per-replica scorer on a loaded
+    # 4-replica cluster: the student's greedy choice, student driving, lands in the teacher's target set
+    # more often after imitation than before.
+    from agents.imitation import imitate
+    from agents.training import make_model
+    from envs.routing import kernels as K
+
+    tr = chain_trace(n=512, rate=40.0, seed=5, convs=32)
+    v = vec(tr, n_envs=4, window_requests=128, window_order="random")
+    hp = {"policy": "agents.scorer_policy:ItemScorerPolicy", "policy_kwargs": {"n_global": K.G, "n_item": K.F}}
+    model = make_model("maskable-ppo", "servegym/Routing-v0", v, 0, None, hp)
+
+    def agreement(steps: int = 100) -> float:
+        obs, hits = v.reset(), 0
+        for _ in range(steps):
+            a, _ = model.predict(obs, action_masks=v.action_masks(), deterministic=True)
+            hits += int(v.teacher_targets()[np.arange(v.num_envs), a].sum())
+            obs, *_ = v.step(a)
+        return hits / (steps * v.num_envs)
+
+    before = agreement()
+    history = imitate(model, v, 4 * 6 * 80, rounds=6, epochs=6, batch_size=256, seed=0, log=lambda _: None)
+    after = agreement()
+    assert [h["round"] for h in history] == list(range(6))
+    assert (1 - after) < 0.75 * (1 - before), (before, after)
