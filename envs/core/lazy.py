@@ -53,10 +53,12 @@ from envs.core import prefix
 from envs.core.engine import step_time
 from envs.core.replica import (
     EMA,
+    ORDER_FCFS,
     _finish,
     _push_gap,
     ceil_div,
     mark_missed,
+    next_queued,
     p99_allowed_over,
     pick_queued,
     preempt_newest,
@@ -94,7 +96,9 @@ DEAD_MARGIN = 1e-9
 
 
 class LazyDecode(NamedTuple):
-    """The lazy set of E envs of one replica each, beside their ``ClusterState``."""
+    """Lazy sets beside a ``ClusterState``, one row per replica that runs lazily: row ``e`` for
+    env ``e``'s replica 0 (KVAdmission-v0, the default of every function here), or any other
+    numbering the caller passes as ``row`` (Disaggregation-v0: ``e * R + r``)."""
 
     it: np.ndarray  # int64 [E], iterations run (with work) this episode
     t_last: np.ndarray  # float64 [E], end time of the last iteration
@@ -106,7 +110,7 @@ class LazyDecode(NamedTuple):
 
 
 def allocate_lazy(n_envs: int, n_slots: int, block_size: int, max_output: int) -> LazyDecode:
-    """Empty lazy sets for ``n_envs`` envs of ``n_slots`` request slots whose outputs are at most
+    """Empty lazy sets for ``n_envs`` rows (replicas) of ``n_slots`` request slots whose outputs are at most
     ``max_output`` tokens (a request decodes lazily for fewer iterations than that, so the ring log
     holds every gap it can need). Raises ``ValueError`` for a size < 1."""
     if min(n_envs, n_slots, block_size, max_output) < 1:
@@ -133,101 +137,106 @@ def reset_lazy(lz, e):
 
 
 @nb.njit(cache=True, inline="always")
-def _leave(st, eng, lz, e, s, upto, t_upto):
-    """Write lazy request ``s`` back as of the end of iteration ``upto`` (at ``t_upto``): its
-    tokens, KV, blocks, last token time, and its gaps replayed in order (gap count over the SLO,
-    top gaps)."""
-    r = 0
-    a = -st.blocks[e, r, s] - 1
-    M = lz.glog.shape[1] - 1  # L is a power of 2
-    T = st.top_gaps.shape[3]
-    kv0 = st.kv_tokens[e, r, s]
+def _leave(blocks, kv_tokens, generated, sched, last_tok_t, gaps_over, top_gaps, glog, dead, agg, phase, slo_tpot, bs,
+           e, r, z, s, upto, t_upto):
+    """Write lazy request ``s`` of replica ``r`` (lazy row ``z``) back as of the end of iteration
+    ``upto`` (at ``t_upto``): its tokens, KV, blocks, last token time, and its gaps replayed in
+    order (gap count over ``slo_tpot``, top gaps). Takes the arrays it writes, not the state
+    tuples: an inlined helper taking a tuple pays a reference-count update per member array per call."""
+    a = -blocks[e, r, s] - 1
+    M = glog.shape[1] - 1  # L is a power of 2
+    T = top_gaps.shape[3]
+    kv0 = kv_tokens[e, r, s]
     b = kv0 - a
     for j in range(a + 1, upto + 1):
-        gap = lz.glog[e, j & M]
-        if gap > eng.slo_tpot:
-            st.gaps_over[e, r, s] += 1
+        gap = glog[z, j & M]
+        if gap > slo_tpot:
+            gaps_over[e, r, s] += 1
         g = np.float32(gap)
-        if not g <= st.top_gaps[e, r, s, T - 1]:
+        if not g <= top_gaps[e, r, s, T - 1]:
             k = T - 1
-            while k > 0 and st.top_gaps[e, r, s, k - 1] < g:
-                st.top_gaps[e, r, s, k] = st.top_gaps[e, r, s, k - 1]
+            while k > 0 and top_gaps[e, r, s, k - 1] < g:
+                top_gaps[e, r, s, k] = top_gaps[e, r, s, k - 1]
                 k -= 1
-            st.top_gaps[e, r, s, k] = g
+            top_gaps[e, r, s, k] = g
     m = upto - a
-    st.generated[e, r, s] += m
+    generated[e, r, s] += m
     kv = kv0 + m
-    st.kv_tokens[e, r, s] = kv
-    st.blocks[e, r, s] = ceil_div(kv, eng.block_size)
-    st.sched[e, r, s] = 0
-    st.last_tok_t[e, r, s] = t_upto
-    lz.dead[e, s] = np.inf
-    lz.agg[e, G_LAZY] -= 1
-    lz.agg[e, G_SUM] -= b
-    lz.phase[e, b % eng.block_size] -= 1
-    if b == lz.agg[e, G_MAX]:
-        lz.agg[e, G_MAX_OK] = 0
+    kv_tokens[e, r, s] = kv
+    blocks[e, r, s] = ceil_div(kv, bs)
+    sched[e, r, s] = 0
+    last_tok_t[e, r, s] = t_upto
+    dead[z, s] = np.inf
+    agg[z, G_LAZY] -= 1
+    agg[z, G_SUM] -= b
+    phase[z, b % bs] -= 1
+    if b == agg[z, G_MAX]:
+        agg[z, G_MAX_OK] = 0
 
 
 @nb.njit(cache=True)
-def materialize(st, eng, lz, e):
-    """Every lazy request of env ``e`` written back (``ClusterState`` then holds what
-    ``run_iteration`` would have); the lazy set is empty after."""
-    if lz.agg[e, G_LAZY] == 0:
+def materialize(st, eng, lz, e, r=0, row=None):
+    """Every lazy request of env ``e``'s replica ``r`` (lazy row ``row``, default ``e``) written back
+    (``ClusterState`` then holds what ``run_iteration`` would have); the lazy set is empty after."""
+    z = e if row is None else row
+    if lz.agg[z, G_LAZY] == 0:
         return
-    upto = lz.it[e]
-    for i in range(st.n_running[e, 0]):
-        s = st.run_list[e, 0, i]
-        if st.blocks[e, 0, s] < 0:
-            _leave(st, eng, lz, e, s, upto, lz.t_last[e])
-    lz.min_dead[e] = np.inf
-    lz.agg[e, G_MAX_OK] = 0
+    upto = lz.it[z]
+    for i in range(st.n_running[e, r]):
+        s = st.run_list[e, r, i]
+        if st.blocks[e, r, s] < 0:
+            _leave(st.blocks, st.kv_tokens, st.generated, st.sched, st.last_tok_t, st.gaps_over, st.top_gaps,
+                   lz.glog, lz.dead, lz.agg, lz.phase, eng.slo_tpot, eng.block_size, e, r, z, s, upto, lz.t_last[z])
+    lz.min_dead[z] = np.inf
+    lz.agg[z, G_MAX_OK] = 0
 
 
 @nb.njit(cache=True)
 def materialize_all(st, eng, lz):
-    """:func:`materialize` for every env."""
+    """:func:`materialize` for every env's replica 0 (row ``e``)."""
     for e in range(lz.it.shape[0]):
         materialize(st, eng, lz, e)
 
 
 @nb.njit(cache=True, inline="always")
-def _enter(st, wl, eng, lz, e, s, a, t_arr):
-    """Request ``s``, which produced a token at the end of iteration ``a``, decodes lazily from
-    there (``t_arr``: its arrival time)."""
-    r = 0
-    q = st.req[e, r, s]
-    out = wl.output[st.window[e], q]
-    st.blocks[e, r, s] = -(a + 1)
-    st.sched[e, r, s] = a + (out - st.generated[e, r, s])
-    b = st.kv_tokens[e, r, s] - a
-    if lz.agg[e, G_LAZY] == 0:
-        lz.agg[e, G_MAX] = b
-        lz.agg[e, G_MAX_OK] = 1
-    elif lz.agg[e, G_MAX_OK] == 1 and b > lz.agg[e, G_MAX]:
-        lz.agg[e, G_MAX] = b
-    lz.agg[e, G_LAZY] += 1
-    lz.agg[e, G_SUM] += b
-    lz.phase[e, b % eng.block_size] += 1
+def _enter(blocks, sched, generated, kv_tokens, missed, ttft, agg, phase, dead, min_dead, slo_tpot, bs,
+           e, r, z, s, q, out, a, t_arr):
+    """Request ``s`` of replica ``r`` (lazy row ``z``; request ``q`` of the window, ``out`` output
+    tokens), which produced a token at the end of iteration ``a``, decodes lazily from there
+    (``t_arr``: its arrival time). Takes arrays, not the state tuples (see ``_leave``)."""
+    blocks[e, r, s] = -(a + 1)
+    sched[e, r, s] = a + (out - generated[e, r, s])
+    b = kv_tokens[e, r, s] - a
+    if agg[z, G_LAZY] == 0:
+        agg[z, G_MAX] = b
+        agg[z, G_MAX_OK] = 1
+    elif agg[z, G_MAX_OK] == 1 and b > agg[z, G_MAX]:
+        agg[z, G_MAX] = b
+    agg[z, G_LAZY] += 1
+    agg[z, G_SUM] += b
+    phase[z, b % bs] += 1
     key = np.inf
-    if not st.missed[e, r, s] and out > 1:
-        key = (t_arr + st.ttft[e, q]) + eng.slo_tpot * (out - 1)
+    if not missed[e, r, s] and out > 1:
+        key = (t_arr + ttft[e, q]) + slo_tpot * (out - 1)
         key -= DEAD_MARGIN * (abs(key) + 1.0)
-    lz.dead[e, s] = key
-    if key < lz.min_dead[e]:
-        lz.min_dead[e] = key
+    dead[z, s] = key
+    if key < min_dead[z]:
+        min_dead[z] = key
 
 
 @nb.njit(cache=True)
-def run_iteration_lazy(st, wl, eng, lz, e, admit_max, budget, defer, order, now):
-    """One iteration of env ``e``'s replica 0 starting at ``now``, as
+def run_iteration_lazy(st, wl, eng, lz, e, admit_max, budget, defer, order, now, r=0, row=None, enter=True):
+    """One iteration of env ``e``'s replica ``r`` (lazy row ``row``, default ``e``) starting at ``now``, as
     :func:`envs.core.replica.run_iteration` (mixed scheduler: ``eng.prefill_first`` must be
     False) runs it, with steady decoders lazy (module docstring). Returns the iteration's
-    duration in seconds; 0.0 when nothing could be scheduled."""
-    r = 0
+    duration in seconds; 0.0 when nothing could be scheduled. ``enter`` False: no request becomes
+    lazy (Disaggregation-v0's prefill instances hand a request over after its first token).
+    Requests are added to the replica between calls only as ``run_iteration``'s callers add them
+    (queued, or running with ``blocks = ceil(kv_tokens / block_size)``)."""
+    z = e if row is None else row  # the replica's row of lz
     bs = eng.block_size
     w = st.window[e]
-    k = lz.it[e]
+    k = lz.it[z]
     left = budget
     p_tokens = 0.0
     pairs = 0.0
@@ -237,7 +246,7 @@ def run_iteration_lazy(st, wl, eng, lz, e, admit_max, budget, defer, order, now)
     p_long = 0.0
     short = False
     whole = False  # prefill_first is False: prompts are chunked
-    n_lazy = lz.agg[e, G_LAZY]
+    n_lazy = lz.agg[z, G_LAZY]
     steady = False
     n_prefill = st.n_running[e, r]  # running requests still in their prefill (known when steady)
 
@@ -245,19 +254,19 @@ def run_iteration_lazy(st, wl, eng, lz, e, admit_max, budget, defer, order, now)
         # Is the iteration steady? Every decoder's new block must be free and the budget must
         # cover a token each; then the decode loop would schedule them all, in any order.
         n_run = st.n_running[e, r]
-        need = lz.phase[e, (-k) % bs]
+        need = lz.phase[z, (-k) % bs]
         n_dec = n_lazy
-        if lz.agg[e, G_MAX_OK] == 0:
+        if lz.agg[z, G_MAX_OK] == 0:
             mx = np.iinfo(np.int64).min
             for i in range(n_run):
                 s = st.run_list[e, r, i]
                 blk = st.blocks[e, r, s]
                 if blk < 0:
                     mx = max(mx, st.kv_tokens[e, r, s] + blk + 1)
-            lz.agg[e, G_MAX] = mx
-            lz.agg[e, G_MAX_OK] = 1
-        kv_sum = lz.agg[e, G_SUM] + n_lazy * (k + 1)  # sum of kv_tokens + 1 over the decoders
-        kv_max = lz.agg[e, G_MAX] + k + 1
+            lz.agg[z, G_MAX] = mx
+            lz.agg[z, G_MAX_OK] = 1
+        kv_sum = lz.agg[z, G_SUM] + n_lazy * (k + 1)  # sum of kv_tokens + 1 over the decoders
+        kv_max = lz.agg[z, G_MAX] + k + 1
         if n_run > n_lazy:
             for i in range(n_run):
                 s = st.run_list[e, r, i]
@@ -289,7 +298,7 @@ def run_iteration_lazy(st, wl, eng, lz, e, admit_max, budget, defer, order, now)
             d_long = float(kv_max)
             n_prefill = n_run - n_dec
         else:
-            materialize(st, eng, lz, e)
+            materialize(st, eng, lz, e, r, z)
 
     if not steady:
         # 1. Decodes, oldest first (run_iteration's loop, every request written back).
@@ -354,7 +363,18 @@ def run_iteration_lazy(st, wl, eng, lz, e, admit_max, budget, defer, order, now)
         and st.n_queued[e, r] > 0
         and st.n_running[e, r] < eng.max_seqs
     ):
-        s = pick_queued(st, wl, eng, e, r, order, now)
+        # FCFS (the lowest seq, pick_queued's choice) written out: a call taking the state tuples
+        # paid a reference-count update per member array, about 50 per admission (issue 17)
+        if order == ORDER_FCFS:
+            s = -1
+            best_seq = 0
+            j = -1
+            for _ in range(st.n_queued[e, r]):
+                j = next_queued(st.status, e, r, j + 1)
+                if s < 0 or st.seq[e, r, j] < best_seq:
+                    s, best_seq = j, st.seq[e, r, j]
+        else:
+            s = pick_queued(st, wl, eng, e, r, order, now)
         q = st.req[e, r, s]
         tgt = st.target[e, r, s]
         cached_blocks = 0
@@ -393,10 +413,10 @@ def run_iteration_lazy(st, wl, eng, lz, e, admit_max, budget, defer, order, now)
     dt = step_time(eng.coeffs, p_tokens, pairs, d_seqs, d_kv, d_long, p_long)
     t_end = now + dt
     k1 = k + 1
-    it_gap = t_end - lz.t_last[e]  # a lazy request's gap: its last token came at the last iteration's end
-    lz.glog[e, k1 & (lz.glog.shape[1] - 1)] = it_gap
-    lz.t_last[e] = t_end
-    lz.it[e] = k1
+    it_gap = t_end - lz.t_last[z]  # a lazy request's gap: its last token came at the last iteration's end
+    lz.glog[z, k1 & (lz.glog.shape[1] - 1)] = it_gap
+    lz.t_last[z] = t_end
+    lz.it[z] = k1
 
     max_gap = 0.0
     scale = st.time_scale[e]
@@ -410,22 +430,22 @@ def run_iteration_lazy(st, wl, eng, lz, e, admit_max, budget, defer, order, now)
         else:
             for _ in range(n_lazy):
                 _push_gap(st.gap_heap, st.counters, e, gap)
-        if t_end >= lz.min_dead[e]:  # some lazy request's TPOT check may fire at this token
+        if t_end >= lz.min_dead[z]:  # some lazy request's TPOT check may fire at this token
             lo = np.inf
             for i in range(st.n_running[e, r]):
                 s = st.run_list[e, r, i]
                 if st.blocks[e, r, s] >= 0:
                     continue
-                if lz.dead[e, s] <= t_end:
+                if lz.dead[z, s] <= t_end:
                     q = st.req[e, r, s]
                     if st.missed[e, r, s]:
-                        lz.dead[e, s] = np.inf
+                        lz.dead[z, s] = np.inf
                     elif tpot_late(t_end, wl.arrival_s[w, q] * scale + st.ttft[e, q], wl.output[w, q],
                                    eng.slo_tpot):
                         mark_missed(st.missed, st.counters, e, r, s)
-                        lz.dead[e, s] = np.inf
-                lo = min(lo, lz.dead[e, s])
-            lz.min_dead[e] = lo
+                        lz.dead[z, s] = np.inf
+                lo = min(lo, lz.dead[z, s])
+            lz.min_dead[z] = lo
 
     # Results of the iteration, then drop finished requests from the running list.
     keep = 0
@@ -441,7 +461,8 @@ def run_iteration_lazy(st, wl, eng, lz, e, admit_max, budget, defer, order, now)
         s = run_list[e, r, i]
         if blocks[e, r, s] < 0:
             if sched[e, r, s] == k1:  # its last token
-                _leave(st, eng, lz, e, s, k1, t_end)
+                _leave(st.blocks, st.kv_tokens, st.generated, st.sched, st.last_tok_t, st.gaps_over, st.top_gaps,
+                       lz.glog, lz.dead, lz.agg, lz.phase, eng.slo_tpot, bs, e, r, z, s, k1, t_end)
                 _finish(st, wl, eng, e, r, s, t_end)
             else:
                 run_list[e, r, keep] = s
@@ -495,8 +516,9 @@ def run_iteration_lazy(st, wl, eng, lz, e, admit_max, budget, defer, order, now)
         else:
             st.run_list[e, r, keep] = s
             keep += 1
-            if (tok or first) and not p99_check:
-                _enter(st, wl, eng, lz, e, s, k1, wl.arrival_s[w, q] * scale)
+            if (tok or first) and not p99_check and enter:
+                _enter(st.blocks, st.sched, st.generated, st.kv_tokens, st.missed, st.ttft, lz.agg, lz.phase, lz.dead,
+                       lz.min_dead, eng.slo_tpot, bs, e, r, z, s, q, out_q, k1, wl.arrival_s[w, q] * scale)
     st.n_running[e, r] = keep
 
     used = eng.capacity_blocks - st.free_blocks[e, r]

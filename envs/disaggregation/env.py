@@ -48,6 +48,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from gymnasium import spaces
 
+from envs.core import lazy
 from envs.core import state as S
 from envs.core.workload import max_window_gaps
 from envs.disaggregation import kernels as K
@@ -188,7 +189,10 @@ class DisaggregationVecEnv(NativeVecEnv):
         # TBT, so a slot keeps only its largest gap (state.tbt_p99 then holds that upper bound, unread
         # here); the per-token insertion into 16 sorted gaps was a third of the kernel's time (issue 17).
         # The episode's TBT p99 comes from gap_heap, exact.
-        self.state = S.allocate(E, R, cfg.queue_slots, N, 0, max_gaps=max_window_gaps(sc.workload), top_gaps=1)
+        self._state = S.allocate(E, R, cfg.queue_slots, N, 0, max_gaps=max_window_gaps(sc.workload), top_gaps=1)
+        # Steady decoders of every instance kept lazily (envs.core.lazy, one row per instance, e * R + r):
+        # an engine iteration then costs O(1) per steady decoder instead of its per-request updates.
+        self._lazy = lazy.allocate_lazy(E * R, cfg.queue_slots, sc.engine.block_size, sc.engine.max_output)
         self.dstate = allocate_dstate(E, R, cfg.queue_slots, N)
         self._obs = np.zeros((E, n_obs), np.float32)
         self._mask = np.ones((E, self.n_actions), np.bool_)
@@ -196,6 +200,14 @@ class DisaggregationVecEnv(NativeVecEnv):
         self._roles_log: list[list[np.ndarray]] = [[] for _ in range(E)]
         if seed is not None:
             self.seed(seed)
+
+    @property
+    def state(self) -> S.ClusterState:
+        """The batch's ``ClusterState`` with every lazily kept decoder written back
+        (``kernels.materialize_all``), so that its per-slot fields are those of
+        ``envs.core.replica.run_iteration``; the kernels go on from it with the same results."""
+        K.materialize_all(self._state, self.scenario.engine, self._lazy)
+        return self._state
 
     def sweep(self) -> tuple[str, tuple[float, ...]]:
         return "load", self.config.loads()
@@ -213,14 +225,14 @@ class DisaggregationVecEnv(NativeVecEnv):
             rows[j] = w * len(loads) + loads.index(load)  # scenario windows cycle through the loads
             self._episode[e] = (w, load)
             self._roles_log[e] = []
-        K.reset_all(self.state, self.scenario.workload, self.scenario.engine, self.dstate, self.params,
+        K.reset_all(self._state, self.scenario.workload, self.scenario.engine, self.dstate, self.params, self._lazy,
                     envs.astype(np.int64), rows, np.ones(len(envs)), self._obs)
         self._update_masks()
 
     def advance(self) -> None:
         """One kernel call: every env applies ``_actions`` (roles [R], rule) and runs one interval."""
         sc = self.scenario
-        K.step_all(self.state, sc.workload, sc.engine, self.dstate, self.params, self._actions, self._obs,
+        K.step_all(self._state, sc.workload, sc.engine, self.dstate, self.params, self._lazy, self._actions, self._obs,
                    self._rew, self._term, self._trunc)
         for e in range(self.num_envs):
             self._roles_log[e].append(self.dstate.role[e].copy())
@@ -244,7 +256,7 @@ class DisaggregationVecEnv(NativeVecEnv):
                 + [f"dispatch {rule}" for rule in K.RULES])
 
     def render_text(self, e: int = 0) -> str:
-        st, ds = self.state, self.dstate
+        st, ds = self._state, self.dstate  # counts and free blocks: exact without writing lazy decoders back
         phase = ("", " draining", " warming")
         lines = [f"Disaggregation env {e} (load {self._episode[e, 1]:g}): t = {float(st.clock[e]):.1f} s, "
                  f"decision {int(ds.step_i[e])}/{self.config.decisions}, rule {K.RULES[int(ds.rule[e])]}, "
@@ -261,11 +273,11 @@ class DisaggregationVecEnv(NativeVecEnv):
 
     # --- domain metrics
     def _n(self, e: int) -> int:
-        return int(self.scenario.workload.n_requests[self.state.window[e]])
+        return int(self.scenario.workload.n_requests[self._state.window[e]])
 
     def request_records(self, e: int) -> dict[str, np.ndarray]:
         n = self._n(e)
-        st = self.state
+        st = self._state  # per-request records: never lazy
         out = {k: getattr(st, k)[e, :n].copy() for k in ("ttft", "e2e", "fate", "slo_met")}
         out["tpot"] = self.dstate.tpot[e, :n].copy()
         return out
@@ -277,7 +289,7 @@ class DisaggregationVecEnv(NativeVecEnv):
                  (K.ROLE_COLOCATED, "colocated_instances"))}
 
     def episode_metrics(self, e: int) -> dict[str, float]:
-        st, ds, sc, cfg = self.state, self.dstate, self.scenario, self.config
+        st, ds, sc, cfg = self._state, self.dstate, self.scenario, self.config  # per-request records, counters: never lazy
         n = self._n(e)
         w = int(st.window[e])
         span = cfg.phases * cfg.phase_s

@@ -19,7 +19,11 @@ a handover that had to wait sends all of it then. Transfers run alongside both i
 iterations (separate copy engines / NICs), so they only delay the request itself.
 
 Between decisions the kernel runs a discrete-event loop over arrivals, engine iterations
-(each instance in the order of its clock), transfer landings and warm-up ends.
+(each instance in the order of its clock), transfer landings and warm-up ends. An engine
+iteration is ``envs.core.lazy.run_iteration_lazy`` (the same results as
+``envs.core.replica.run_iteration``, bit for bit): the steady decoders of a decode or colocated
+instance are kept lazily, O(1) per iteration instead of per request; ``DisaggregationVecEnv.state``
+writes them back.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from envs.core.lazy import materialize, reset_lazy, run_iteration_lazy_inline
 from envs.core.replica import (
     ORDER_FCFS,
     ceil_div,
@@ -35,7 +40,6 @@ from envs.core.replica import (
     rejected_at_arrival,
     reset_env_state,
     reset_replica,
-    run_iteration_inline,
 )
 from envs.core.state import C_PREEMPTIONS, C_PREFILL_TOKENS, DROPPED, FINISHED, FREE, PENDING, RUNNING
 
@@ -115,186 +119,14 @@ N_ACC = 15
 
 
 @nb.njit(cache=True, inline="always")
-def _load(st, ds, e, r):
-    return st.n_queued[e, r] + st.n_running[e, r] + ds.n_held[e, r] + ds.n_incoming[e, r]
-
-
-@nb.njit(cache=True, inline="always")
 def instance_empty(st, ds, e, r):
     return st.n_queued[e, r] == 0 and st.n_running[e, r] == 0 and ds.n_held[e, r] == 0 and ds.n_incoming[e, r] == 0
 
 
 @nb.njit(cache=True, inline="always")
-def outstanding(st, e, r):
-    """Prefill tokens not yet computed for the instance's queued and running requests."""
-    tot = 0
-    for i in range(st.n_running[e, r]):
-        s = st.run_list[e, r, i]
-        tot += max(st.target[e, r, s] - st.kv_tokens[e, r, s], 0)
-    s = -1
-    for _ in range(st.n_queued[e, r]):
-        s = next_queued(st.status, e, r, s + 1)
-        tot += st.target[e, r, s] - st.kv_tokens[e, r, s]
-    return tot
-
-
-@nb.njit(cache=True, inline="always")
-def pick_prefill(st, ds, pr, e):
-    """Instance for a new request under the env's rule; -1 when none can take it."""
-    R = st.n_queued.shape[1]
-    S = st.status.shape[2]
-    best_p, val_p, best_c, val_c = -1, np.inf, -1, np.inf
-    for r in range(R):
-        if ds.phase[e, r] != ACTIVE or ds.role[e, r] == ROLE_DECODE or _load(st, ds, e, r) >= S:
-            continue
-        if st.n_queued[e, r] >= pr.dispatch_queue:  # the dispatcher holds it in its own FIFO
-            continue
-        v = ds.pending[e, r]
-        if ds.role[e, r] == ROLE_PREFILL:
-            if v < val_p:
-                best_p, val_p = r, v
-        elif v < val_c:
-            best_c, val_c = r, v
-    if ds.rule[e] == RULE_OVERFLOW:
-        # Splitwise (ISCA'24 Sec. IV-B): the prompt pool first; the mixed pool takes a request
-        # when the prompt pool is backed up past overflow_tokens (or is empty).
-        if best_p >= 0 and (val_p <= pr.overflow_tokens or best_c < 0):
-            return best_p
-        return best_c
-    # balance: least outstanding prefill work among every instance that prefills (JSQ on tokens)
-    if best_c >= 0 and (best_p < 0 or val_c < val_p):
-        return best_c
-    return best_p
-
-
-@nb.njit(cache=True, inline="always")
-def pick_decode(st, ds, eng, e, need):
-    """Instance to receive a handover of ``need`` KV blocks; -1 when none has room now.
-
-    Decode instances first, the one with the most free KV (DistServe's decode instances pull
-    when they have memory); colocated instances take handovers only under the overflow rule
-    when no decode instance has room (Splitwise's mixed pool), or when no decode instance is
-    active at all.
-    """
-    R = st.n_queued.shape[1]
-    S = st.status.shape[2]
-    best_d, free_d, best_c, free_c = -1, -1, -1, -1
-    any_d = False
-    for r in range(R):
-        if ds.phase[e, r] != ACTIVE or ds.role[e, r] == ROLE_PREFILL:
-            continue
-        if ds.role[e, r] == ROLE_DECODE:
-            any_d = True
-        if _load(st, ds, e, r) >= S or st.n_running[e, r] + ds.n_incoming[e, r] >= eng.max_seqs:
-            continue
-        free = st.free_blocks[e, r] - need
-        # keep one block per running request free for its next token (vLLM's watermark idea)
-        if free < st.n_running[e, r] + ds.n_incoming[e, r] + 1:
-            continue
-        if ds.role[e, r] == ROLE_DECODE:
-            if free > free_d:
-                best_d, free_d = r, free
-        elif free > free_c:
-            best_c, free_c = r, free
-    if best_d >= 0:
-        return best_d
-    if ds.rule[e] == RULE_OVERFLOW or not any_d:
-        return best_c
-    return -1
-
-
-@nb.njit(cache=True, inline="always")
-def _free_slot(st, e, r):
-    S = st.status.shape[2]
-    for s in range(S):
-        if st.status[e, r, s] == FREE:
-            return s
-    return -1
-
-
-@nb.njit(cache=True, inline="always")
-def start_transfers(st, ds, eng, pr, e, now):
-    """Hand the backlog over, oldest first, while a decode instance has room (head-of-line)."""
-    Q = ds.ho_r.shape[1]
-    while ds.ho_len[e] > 0:
-        h = ds.ho_head[e]
-        src = ds.ho_r[e, h]
-        s = ds.ho_s[e, h]
-        tokens = st.kv_tokens[e, src, s]
-        need = ceil_div(tokens, eng.block_size)
-        dst = pick_decode(st, ds, eng, e, need)
-        if dst < 0:
-            return
-        d = _free_slot(st, e, dst)
-        ds.ho_head[e] = (h + 1) % Q
-        ds.ho_len[e] -= 1
-        t0 = max(now, ds.ho_t[e, h])
-        bytes_gpu = tokens * pr.kv_bytes_gpu
-        t_x = bytes_gpu / pr.link_bw[src, dst] + pr.link_latency_s
-        exposed = t_x
-        if pr.layerwise and t0 <= ds.ho_t[e, h]:
-            exposed = max(t_x - ds.ho_dt[e, h], t_x / pr.layers)
-        st.status[e, src, s] = SENDING
-        st.status[e, dst, d] = INCOMING
-        st.req[e, dst, d] = st.req[e, src, s]
-        st.blocks[e, dst, d] = need
-        st.free_blocks[e, dst] -= need
-        ds.n_incoming[e, dst] += 1
-        x = ds.n_xf[e]
-        ds.xf_sr[e, x] = src
-        ds.xf_ss[e, x] = s
-        ds.xf_dr[e, x] = dst
-        ds.xf_ds[e, x] = d
-        ds.xf_land[e, x] = t0 + exposed
-        ds.n_xf[e] = x + 1
-        ds.acc[e, X_KV_BYTES] += bytes_gpu * pr.tp
-        ds.acc[e, X_TRANSFERS] += 1.0
-        ds.acc[e, X_TRANSFER_S] += exposed
-
-
-@nb.njit(cache=True, inline="always")
-def land(st, wl, ds, pr, e, x):
-    """Transfer ``x`` lands: the decode instance runs the request from its next iteration."""
-    src, s, dst, d = ds.xf_sr[e, x], ds.xf_ss[e, x], ds.xf_dr[e, x], ds.xf_ds[e, x]
-    t = ds.xf_land[e, x]
-    q = st.req[e, src, s]
-    tokens = st.kv_tokens[e, src, s]
-    st.free_blocks[e, src] += st.blocks[e, src, s]
-    st.blocks[e, src, s] = 0
-    st.status[e, src, s] = FREE
-    ds.n_held[e, src] -= 1
-    ds.stalled[e, src] = False
-    was_idle = st.n_running[e, dst] == 0 and st.n_queued[e, dst] == 0
-    st.status[e, dst, d] = RUNNING
-    st.run_list[e, dst, st.n_running[e, dst]] = d
-    st.n_running[e, dst] += 1
-    ds.n_incoming[e, dst] -= 1
-    st.seq[e, dst, d] = st.next_seq[e, dst]
-    st.next_seq[e, dst] += 1
-    st.target[e, dst, d] = tokens
-    st.kv_tokens[e, dst, d] = tokens
-    st.generated[e, dst, d] = st.generated[e, src, s]
-    st.gaps_over[e, dst, d] = 0
-    st.missed[e, dst, d] = st.missed[e, src, s]
-    st.top_gaps[e, dst, d, :] = 0.0
-    st.sched[e, dst, d] = 0
-    if pr.first_token == FIRST_TOKEN_DECODE:
-        st.last_tok_t[e, dst, d] = t
-        st.ttft[e, q] = t - wl.arrival_s[st.window[e], q] * st.time_scale[e]
-    else:
-        st.last_tok_t[e, dst, d] = st.last_tok_t[e, src, s]
-    if was_idle and st.r_clock[e, dst] < t:
-        st.r_clock[e, dst] = t
-    ds.stalled[e, dst] = False
-    n = ds.n_xf[e] - 1
-    ds.xf_sr[e, x], ds.xf_ss[e, x], ds.xf_dr[e, x], ds.xf_ds[e, x] = ds.xf_sr[e, n], ds.xf_ss[e, n], ds.xf_dr[e, n], ds.xf_ds[e, n]
-    ds.xf_land[e, x] = ds.xf_land[e, n]
-    ds.n_xf[e] = n
-    check_drained(st, ds, pr, e, src, t)
-
-
-@nb.njit(cache=True, inline="always")
 def check_drained(st, ds, pr, e, r, now):
+    """A draining instance with nothing left starts its warm-up (for the step's own checks;
+    ``simulate`` has its copy, ``drained``)."""
     if ds.phase[e, r] == DRAINING and instance_empty(st, ds, e, r):
         ds.phase[e, r] = WARMING
         ds.warm_until[e, r] = max(now, st.r_clock[e, r]) + pr.switch_s
@@ -302,13 +134,228 @@ def check_drained(st, ds, pr, e, r, now):
 
 
 @nb.njit(cache=True)
-def simulate(st, wl, eng, ds, pr, e, t1):
-    """Run env ``e``'s events that happen before ``t1``."""
+def simulate(st, wl, eng, ds, pr, lz, e, t0, t1):
+    """Run env ``e``'s events from ``t0`` (the handover backlog is offered first) until ``t1``
+    (``lz``: the instances' lazy decoders, row ``e * R + r``; ``envs.core.lazy``).
+
+    The event loop's helpers are closures over the state tuples, not module functions that take
+    them: numba inlines a closure and loads each captured tuple where it is used, while an inlined
+    function that takes the tuples as arguments paid an atomic reference-count update (an add,
+    then a subtract) per member array on every call, about 70 per event (issue 17).
+    """
     R = st.n_queued.shape[1]
+    S = st.status.shape[2]
+    Q = ds.ho_r.shape[1]
     w = st.window[e]
     N = wl.n_requests[w]
     scale = st.time_scale[e]
     arrival = wl.arrival_s[w]
+
+    def load(r):
+        return st.n_queued[e, r] + st.n_running[e, r] + ds.n_held[e, r] + ds.n_incoming[e, r]
+
+    def drained(r, now):
+        """A draining instance with nothing left starts its warm-up."""
+        if ds.phase[e, r] == DRAINING and st.n_queued[e, r] == 0 and st.n_running[e, r] == 0 \
+                and ds.n_held[e, r] == 0 and ds.n_incoming[e, r] == 0:
+            ds.phase[e, r] = WARMING
+            ds.warm_until[e, r] = max(now, st.r_clock[e, r]) + pr.switch_s
+            ds.acc[e, X_WARM_GPU_S] += pr.switch_s * pr.tp
+
+    def outstanding(r):
+        """Prefill tokens not yet computed for the instance's queued and running requests."""
+        tot = 0
+        for i in range(st.n_running[e, r]):
+            s = st.run_list[e, r, i]
+            tot += max(st.target[e, r, s] - st.kv_tokens[e, r, s], 0)
+        s = -1
+        for _ in range(st.n_queued[e, r]):
+            s = next_queued(st.status, e, r, s + 1)
+            tot += st.target[e, r, s] - st.kv_tokens[e, r, s]
+        return tot
+
+    def pick_prefill():
+        """Instance for a new request under the env's rule; -1 when none can take it."""
+        best_p, val_p, best_c, val_c = -1, np.inf, -1, np.inf
+        for r in range(R):
+            if ds.phase[e, r] != ACTIVE or ds.role[e, r] == ROLE_DECODE or load(r) >= S:
+                continue
+            if st.n_queued[e, r] >= pr.dispatch_queue:  # the dispatcher holds it in its own FIFO
+                continue
+            v = ds.pending[e, r]
+            if ds.role[e, r] == ROLE_PREFILL:
+                if v < val_p:
+                    best_p, val_p = r, v
+            elif v < val_c:
+                best_c, val_c = r, v
+        if ds.rule[e] == RULE_OVERFLOW:
+            # Splitwise (ISCA'24 Sec. IV-B): the prompt pool first; the mixed pool takes a request
+            # when the prompt pool is backed up past overflow_tokens (or is empty).
+            if best_p >= 0 and (val_p <= pr.overflow_tokens or best_c < 0):
+                return best_p
+            return best_c
+        # balance: least outstanding prefill work among every instance that prefills (JSQ on tokens)
+        if best_c >= 0 and (best_p < 0 or val_c < val_p):
+            return best_c
+        return best_p
+
+    def pick_decode(need):
+        """Instance to receive a handover of ``need`` KV blocks; -1 when none has room now.
+
+        Decode instances first, the one with the most free KV (DistServe's decode instances pull
+        when they have memory); colocated instances take handovers only under the overflow rule
+        when no decode instance has room (Splitwise's mixed pool), or when no decode instance is
+        active at all.
+        """
+        best_d, free_d, best_c, free_c = -1, -1, -1, -1
+        any_d = False
+        for r in range(R):
+            if ds.phase[e, r] != ACTIVE or ds.role[e, r] == ROLE_PREFILL:
+                continue
+            if ds.role[e, r] == ROLE_DECODE:
+                any_d = True
+            if load(r) >= S or st.n_running[e, r] + ds.n_incoming[e, r] >= eng.max_seqs:
+                continue
+            free = st.free_blocks[e, r] - need
+            # keep one block per running request free for its next token (vLLM's watermark idea)
+            if free < st.n_running[e, r] + ds.n_incoming[e, r] + 1:
+                continue
+            if ds.role[e, r] == ROLE_DECODE:
+                if free > free_d:
+                    best_d, free_d = r, free
+            elif free > free_c:
+                best_c, free_c = r, free
+        if best_d >= 0:
+            return best_d
+        if ds.rule[e] == RULE_OVERFLOW or not any_d:
+            return best_c
+        return -1
+
+    def free_slot(r):
+        for s in range(S):
+            if st.status[e, r, s] == FREE:
+                return s
+        return -1
+
+    def start_transfers(now):
+        """Hand the backlog over, oldest first, while a decode instance has room (head-of-line)."""
+        while ds.ho_len[e] > 0:
+            h = ds.ho_head[e]
+            src = ds.ho_r[e, h]
+            s = ds.ho_s[e, h]
+            tokens = st.kv_tokens[e, src, s]
+            need = ceil_div(tokens, eng.block_size)
+            dst = pick_decode(need)
+            if dst < 0:
+                return
+            d = free_slot(dst)
+            ds.ho_head[e] = (h + 1) % Q
+            ds.ho_len[e] -= 1
+            t0 = max(now, ds.ho_t[e, h])
+            bytes_gpu = tokens * pr.kv_bytes_gpu
+            t_x = bytes_gpu / pr.link_bw[src, dst] + pr.link_latency_s
+            exposed = t_x
+            if pr.layerwise and t0 <= ds.ho_t[e, h]:
+                exposed = max(t_x - ds.ho_dt[e, h], t_x / pr.layers)
+            st.status[e, src, s] = SENDING
+            st.status[e, dst, d] = INCOMING
+            st.req[e, dst, d] = st.req[e, src, s]
+            st.blocks[e, dst, d] = need
+            st.free_blocks[e, dst] -= need
+            ds.n_incoming[e, dst] += 1
+            x = ds.n_xf[e]
+            ds.xf_sr[e, x] = src
+            ds.xf_ss[e, x] = s
+            ds.xf_dr[e, x] = dst
+            ds.xf_ds[e, x] = d
+            ds.xf_land[e, x] = t0 + exposed
+            ds.n_xf[e] = x + 1
+            ds.acc[e, X_KV_BYTES] += bytes_gpu * pr.tp
+            ds.acc[e, X_TRANSFERS] += 1.0
+            ds.acc[e, X_TRANSFER_S] += exposed
+
+    def land(x):
+        """Transfer ``x`` lands: the decode instance runs the request from its next iteration."""
+        src, s, dst, d = ds.xf_sr[e, x], ds.xf_ss[e, x], ds.xf_dr[e, x], ds.xf_ds[e, x]
+        t = ds.xf_land[e, x]
+        q = st.req[e, src, s]
+        tokens = st.kv_tokens[e, src, s]
+        st.free_blocks[e, src] += st.blocks[e, src, s]
+        st.blocks[e, src, s] = 0
+        st.status[e, src, s] = FREE
+        ds.n_held[e, src] -= 1
+        ds.stalled[e, src] = False
+        was_idle = st.n_running[e, dst] == 0 and st.n_queued[e, dst] == 0
+        st.status[e, dst, d] = RUNNING
+        st.run_list[e, dst, st.n_running[e, dst]] = d
+        st.n_running[e, dst] += 1
+        ds.n_incoming[e, dst] -= 1
+        st.seq[e, dst, d] = st.next_seq[e, dst]
+        st.next_seq[e, dst] += 1
+        st.target[e, dst, d] = tokens
+        st.kv_tokens[e, dst, d] = tokens
+        st.generated[e, dst, d] = st.generated[e, src, s]
+        st.gaps_over[e, dst, d] = 0
+        st.missed[e, dst, d] = st.missed[e, src, s]
+        st.top_gaps[e, dst, d, :] = 0.0
+        st.sched[e, dst, d] = 0
+        if pr.first_token == FIRST_TOKEN_DECODE:
+            st.last_tok_t[e, dst, d] = t
+            st.ttft[e, q] = t - arrival[q] * scale
+        else:
+            st.last_tok_t[e, dst, d] = st.last_tok_t[e, src, s]
+        if was_idle and st.r_clock[e, dst] < t:
+            st.r_clock[e, dst] = t
+        ds.stalled[e, dst] = False
+        n = ds.n_xf[e] - 1
+        ds.xf_sr[e, x], ds.xf_ss[e, x], ds.xf_dr[e, x], ds.xf_ds[e, x] = ds.xf_sr[e, n], ds.xf_ss[e, n], ds.xf_dr[e, n], ds.xf_ds[e, n]
+        ds.xf_land[e, x] = ds.xf_land[e, n]
+        ds.n_xf[e] = n
+        drained(src, t)
+
+    def iterate(r):
+        """One engine iteration of instance ``r``; a prefill instance then hands finished
+        prefills over."""
+        now = st.r_clock[e, r]
+        p0 = st.counters[e, C_PREFILL_TOKENS]
+        n0 = st.counters[e, C_PREEMPTIONS]
+        # At most two tries: after a preemption-only iteration (0 s) the next one admits.
+        dt = 0.0
+        for _ in range(2):
+            dt = run_iteration_lazy_inline(st, wl, eng, lz, e, eng.max_seqs, pr.budget, False, ORDER_FCFS, now,
+                                           r, e * R + r, ds.role[e, r] != ROLE_PREFILL)
+            if dt != 0.0:
+                break
+        if dt == 0.0:  # nothing fits until KV held here leaves or reserved KV lands
+            ds.stalled[e, r] = True
+            ds.pending[e, r] = outstanding(r)
+            return
+        ds.busy[e, r] += dt
+        if ds.role[e, r] == ROLE_PREFILL:
+            keep = 0
+            for i in range(st.n_running[e, r]):
+                s = st.run_list[e, r, i]
+                if st.generated[e, r, s] >= 1:
+                    st.status[e, r, s] = HELD
+                    ds.n_held[e, r] += 1
+                    k = (ds.ho_head[e] + ds.ho_len[e]) % Q
+                    ds.ho_r[e, k] = r
+                    ds.ho_s[e, k] = s
+                    ds.ho_t[e, k] = st.r_clock[e, r]
+                    ds.ho_dt[e, k] = dt
+                    ds.ho_len[e] += 1
+                else:
+                    st.run_list[e, r, keep] = s
+                    keep += 1
+            st.n_running[e, r] = keep
+        if st.counters[e, C_PREEMPTIONS] != n0:  # recompute re-queued work: count it exactly
+            ds.pending[e, r] = outstanding(r)
+        else:
+            ds.pending[e, r] -= st.counters[e, C_PREFILL_TOKENS] - p0
+        drained(r, st.r_clock[e, r])
+
+    if ds.ho_len[e] > 0:
+        start_transfers(t0)
     while True:
         ta = np.inf
         if st.next_arrival[e] < N and not ds.blocked[e]:
@@ -330,7 +377,7 @@ def simulate(st, wl, eng, ds, pr, e, t1):
         if t >= t1:
             break
         if tx == t:
-            land(st, wl, ds, pr, e, xi)
+            land(xi)
             ds.blocked[e] = False
         elif tw == t:
             ds.role[e, wr] = ds.target[e, wr]
@@ -344,7 +391,7 @@ def simulate(st, wl, eng, ds, pr, e, t1):
                 enqueue(st, wl, eng, e, 0, i)
                 st.next_arrival[e] = i + 1
                 continue
-            r = pick_prefill(st, ds, pr, e)
+            r = pick_prefill()
             if r < 0:
                 ds.blocked[e] = True
                 continue
@@ -357,57 +404,11 @@ def simulate(st, wl, eng, ds, pr, e, t1):
             ds.acc[e, X_ARR_N] += 1.0
             ds.acc[e, X_ARR_PROMPT] += wl.prompt[w, i]
         else:
-            # One engine iteration of instance rr; a prefill instance then hands finished prefills
-            # over. Written out here, not in a helper: an inlined helper taking the state tuples
-            # paid a reference-count update (an atomic add, then a subtract) per member array on
-            # every call, about half the kernel's time (issue 17).
-            r = rr
-            now = st.r_clock[e, r]
-            p0 = st.counters[e, C_PREFILL_TOKENS]
-            n0 = st.counters[e, C_PREEMPTIONS]
-            # At most two tries: after a preemption-only iteration (0 s) the next one admits.
-            dt = 0.0
-            for _ in range(2):
-                dt = run_iteration_inline(st, wl, eng, e, r, eng.max_seqs, pr.budget, False, ORDER_FCFS, now)
-                if dt != 0.0:
-                    break
-            if dt == 0.0:  # nothing fits until KV held here leaves or reserved KV lands
-                ds.stalled[e, r] = True
-                ds.pending[e, r] = outstanding(st, e, r)
-            else:
-                ds.busy[e, r] += dt
-                if ds.role[e, r] == ROLE_PREFILL:
-                    Q = ds.ho_r.shape[1]
-                    keep = 0
-                    for i in range(st.n_running[e, r]):
-                        s = st.run_list[e, r, i]
-                        if st.generated[e, r, s] >= 1:
-                            st.status[e, r, s] = HELD
-                            ds.n_held[e, r] += 1
-                            k = (ds.ho_head[e] + ds.ho_len[e]) % Q
-                            ds.ho_r[e, k] = r
-                            ds.ho_s[e, k] = s
-                            ds.ho_t[e, k] = st.r_clock[e, r]
-                            ds.ho_dt[e, k] = dt
-                            ds.ho_len[e] += 1
-                        else:
-                            st.run_list[e, r, keep] = s
-                            keep += 1
-                    st.n_running[e, r] = keep
-                if st.counters[e, C_PREEMPTIONS] != n0:  # recompute re-queued work: count it exactly
-                    ds.pending[e, r] = outstanding(st, e, r)
-                else:
-                    ds.pending[e, r] -= st.counters[e, C_PREFILL_TOKENS] - p0
-                # check_drained, written out (see above)
-                if ds.phase[e, r] == DRAINING and st.n_queued[e, r] == 0 and st.n_running[e, r] == 0 \
-                        and ds.n_held[e, r] == 0 and ds.n_incoming[e, r] == 0:
-                    ds.phase[e, r] = WARMING
-                    ds.warm_until[e, r] = st.r_clock[e, r] + pr.switch_s
-                    ds.acc[e, X_WARM_GPU_S] += pr.switch_s * pr.tp
+            iterate(rr)
             ds.blocked[e] = False
             t = st.r_clock[e, rr]
         if ds.ho_len[e] > 0:
-            start_transfers(st, ds, eng, pr, e, t)
+            start_transfers(t)
 
 
 @nb.njit(cache=True)
@@ -524,7 +525,7 @@ def all_done(st, ds, wl, e):
 
 
 @nb.njit(cache=True)
-def step_all(st, wl, eng, ds, pr, actions, obs, reward, terminated, truncated):
+def step_all(st, wl, eng, ds, pr, lz, actions, obs, reward, terminated, truncated):
     """Every env applies its action (roles [R], rule) and runs one interval."""
     E = actions.shape[0]
     R = st.n_queued.shape[1]
@@ -541,9 +542,7 @@ def step_all(st, wl, eng, ds, pr, actions, obs, reward, terminated, truncated):
         t1 = st.clock[e] + pr.interval_s
         if last:
             t1 = pr.decisions * pr.interval_s + pr.drain_s
-        if ds.ho_len[e] > 0:
-            start_transfers(st, ds, eng, pr, e, st.clock[e])
-        simulate(st, wl, eng, ds, pr, e, t1)
+        simulate(st, wl, eng, ds, pr, lz, e, st.clock[e], t1)
         met, missed = score(st, wl, ds, pr, e)
         if last:
             done = all_done(st, ds, wl, e)
@@ -567,13 +566,14 @@ def step_all(st, wl, eng, ds, pr, actions, obs, reward, terminated, truncated):
 
 
 @nb.njit(cache=True)
-def reset_all(st, wl, eng, ds, pr, envs, windows, time_scales, obs):
+def reset_all(st, wl, eng, ds, pr, lz, envs, windows, time_scales, obs):
     R = st.n_queued.shape[1]
     for j in range(envs.shape[0]):
         e = envs[j]
         reset_env_state(st, e, windows[j], time_scales[j])
         for r in range(R):
             reset_replica(st, eng, e, r)
+            reset_lazy(lz, e * R + r)
             ds.role[e, r] = ROLE_COLOCATED
             ds.target[e, r] = ROLE_COLOCATED
             ds.phase[e, r] = ACTIVE
@@ -594,3 +594,13 @@ def reset_all(st, wl, eng, ds, pr, envs, windows, time_scales, obs):
         ds.tpot[e, :] = np.nan
         ds.acc[e, :] = 0.0
         write_obs(st, wl, eng, ds, pr, e, obs)
+
+
+@nb.njit(cache=True)
+def materialize_all(st, eng, lz):
+    """Every lazily kept decoder of every instance written back (``envs.core.lazy.materialize``):
+    the per-slot fields of ``st`` are then those of ``envs.core.replica.run_iteration``."""
+    E, R = st.n_running.shape
+    for e in range(E):
+        for r in range(R):
+            materialize(st, eng, lz, e, r, e * R + r)
