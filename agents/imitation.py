@@ -13,9 +13,11 @@ independent categoricals, so this is -log p(teacher's action)); a component whos
 the mask forbids (an instance that is switching may only keep its target) is left out of the sum.
 
 The teacher is the env's ``teacher_actions()`` (PrefixEviction-v0: Belady's choice among the
-current candidates, which reads next-use times) or a callable ``teacher(obs, masks) -> actions``
-(Disaggregation-v0: ``agents.disaggregation_teacher``, which replays the episode; KVAdmission-v0:
-``agents.kv_admission_teacher``, the action of the episode's best schedule in hindsight). It is
+current candidates, which reads next-use times; Routing-v0: each replica replayed alone with and
+without the request on the true output lengths, ``envs/routing/teacher.py``) or a callable
+``teacher(obs, masks) -> actions`` (Disaggregation-v0: ``agents.disaggregation_teacher``, which
+replays the episode; KVAdmission-v0: ``agents.kv_admission_teacher``, the action of the episode's
+best schedule in hindsight). It is
 privileged: it labels training states, the student only ever sees the observation. The result is
 an ordinary checkpoint of the same algorithm, which RL can go on training
 (``train.py --imitate N --timesteps M``).

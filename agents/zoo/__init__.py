@@ -139,3 +139,26 @@ ZOO: dict[str, Path] = {}
 for _env_id, _recipe in RECIPES.items():
     if (HERE / _recipe.file).exists():
         ZOO[_env_id] = HERE / _recipe.file
+
+
+# Recipes whose checkpoint is not committed yet (trained on the GPU host, then moved into RECIPES with
+# the file); ``python -m agents.zoo list`` prints them marked "pending", ``train --pending`` runs them.
+PENDING: dict[str, Recipe] = {
+    # Issue 21: DAgger (agents/imitation.py) from Routing-v0's privileged teacher (envs/routing/teacher.py,
+    # env.teacher_actions / teacher_targets: each replica replayed alone for 20 s with and without the
+    # request on the true output lengths; the replica where it costs the fewest SLO outcomes, exact ties
+    # all targets) into MaskablePPO's permutation-equivariant per-replica scorer (agents/scorer_policy.py:
+    # within 0.008 of the MLP on each of the 6 Routing scenarios, one seed, 32,768 decisions; it reads any
+    # replica count),
+    # 65,536 labelled decisions (32,768 scored 0.017 lower on the agentic family at load 2.0 and
+    # 0.004-0.005 lower on the code family), on the transfer distribution
+    # TRAINING_WORKLOADS["servegym/Routing-v0"] at loads 0.3-2.0 of each part's capacity, 16 envs, no RL steps, seed 0; teacher_threads=4 replays the
+    # batch's envs on 4 threads (the same labels). Measured here (2-core box shared with other jobs, 2
+    # threads): 525 s for seed 0. The 3-seed run with its leaderboard: `OUT=DIR bash agents/zoo/train_routing.sh`.
+    "servegym/Routing-v0": Recipe("routing_dagger.zip", (
+        "--env-kwargs", "workloads=" + ",".join(ROUTING_WORKLOADS), "load=(0.3,0.6,0.9,1.2,1.6,2.0)",
+        "workload_seeds=2", "teacher_threads=4", "--imitate", "65536", "--timesteps", "0",
+        "--imitate-kwargs", "epochs=8", "batch_size=512",
+        "--hyperparams", "policy='agents.scorer_policy:ItemScorerPolicy'",
+        "policy_kwargs={'n_global':7,'n_item':10,'hidden':64}", "--seed", "0"), "+".join(ROUTING_WORKLOADS)),
+}

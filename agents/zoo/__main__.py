@@ -1,10 +1,10 @@
 """Reproduce the reference learned agents.
 
     python -m agents.zoo list
-    python -m agents.zoo train [--env ID ...] [--recipe FILE] [--out DIR] [--dry-run]
+    python -m agents.zoo train [--env ID ...] [--recipe FILE | --pending] [--out DIR] [--dry-run]
 
-``list`` prints each recipe as a command that runs when pasted, from any directory;
-``train`` runs ``agents.train`` with each recipe's recorded arguments (into ``DIR/<stem>``) and
+``list`` prints each recipe as a command that runs when pasted, from any directory (the pending
+ones, ``agents.zoo.PENDING``, as comments: a checkpoint not committed yet); ``train`` runs ``agents.train`` with each recipe's recorded arguments (into ``DIR/<stem>``) and
 copies the final checkpoint over the zoo file beside this module. A recipe's relative trace path
 (``../shared/traces/...``) is relative to the repository root.
 """
@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from agents import cli
-from agents.zoo import HERE, RECIPES, Recipe, load_recipe
+from agents.zoo import HERE, PENDING, RECIPES, Recipe, load_recipe
 
 REPO_ROOT = HERE.parents[1]
 
@@ -61,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--out", type=Path, default=Path("runs/zoo"))
     t.add_argument("--recipe", type=Path, metavar="FILE",
                    help="train this recipe JSON instead (python -m agents.sweep's best_recipe.json)")
+    t.add_argument("--pending", action="store_true",
+                   help="train the pending recipes (agents.zoo.PENDING: checkpoints not committed yet) instead")
     t.add_argument("--dry-run", action="store_true", help="print the commands only")
     sub.add_parser("list", help="show each recipe, whether its checkpoint exists, and its command")
     a = p.parse_args(argv)
@@ -70,8 +72,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"# {env_id}: {r.file} ({have})")
             print(shlex.join(["python", "-m", "agents.train", *recipe_args(env_id, r),
                               "--out", f"runs/zoo/{Path(r.file).stem}"]))
+        for env_id, r in PENDING.items():
+            print(f"# {env_id}: {r.file} (pending: python -m agents.zoo train --pending --env {env_id})")
+            print("# " + shlex.join(["python", "-m", "agents.train", *recipe_args(env_id, r),
+                                     "--out", f"runs/zoo/{Path(r.file).stem}"]))
         return 0
-    recipes = dict(RECIPES)
+    if a.recipe and a.pending:
+        t.error("--recipe and --pending: give one")
+    recipes = dict(PENDING if a.pending else RECIPES)
     if a.recipe:
         try:
             env_id, recipe = load_recipe(a.recipe)

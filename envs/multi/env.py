@@ -86,9 +86,10 @@ class MultiConfig:
             raise ValueError(f"multi: cost_weight must be >= 0, got {self.cost_weight}")
 
 
-# Routing-v0 fields of its router's reward and score only (the TTFT tail bound); the cluster's agents
-# are rewarded by their own terms (``MultiConfig``), so these would be accepted and never read.
-ROUTER_ONLY_FIELDS = ("ttft_bound_x", "ttft_bound_penalty")
+# Routing-v0 fields of its router's reward and score only (the TTFT tail bound) and of its privileged
+# imitation teacher; the cluster's agents are rewarded by their own terms (``MultiConfig``) and have no
+# teacher, so these would be accepted and never read.
+ROUTER_ONLY_FIELDS = ("ttft_bound_x", "ttft_bound_penalty", "teacher_horizon_s", "teacher_ttft_slack", "teacher_threads")
 
 
 def make_config(**kwargs: Any) -> MultiConfig:
@@ -96,8 +97,8 @@ def make_config(**kwargs: Any) -> MultiConfig:
     routing_fields = set(rt.RoutingConfig.__dataclass_fields__) - set(ROUTER_ONLY_FIELDS)
     router_only = sorted(set(kwargs) & set(ROUTER_ONLY_FIELDS))
     if router_only:
-        raise TypeError(f"multi: {', '.join(router_only)} (Routing-v0's TTFT tail bound in its reward and score) "
-                        "is not used by the multi-agent cluster, whose score is slo_attainment")
+        raise TypeError(f"multi: {', '.join(router_only)} (Routing-v0's TTFT tail bound in its reward and score, or "
+                        "its imitation teacher) is not used by the multi-agent cluster, whose score is slo_attainment")
     unknown = set(kwargs) - own - routing_fields
     if unknown:
         raise TypeError(f"multi: unknown config field(s) {sorted(unknown)}; known: "

@@ -38,6 +38,7 @@ from gymnasium import spaces
 
 import traces
 from envs.routing import kernels as K
+from envs.routing import teacher as T
 from envs.core import state as S
 from envs.core.capacity import VLLM_BUDGET, measure_capacity_rps
 from envs.core.engine import EngineSpec, step_time
@@ -99,6 +100,15 @@ class RoutingConfig:
     # bound-length of TTFT beyond it; score: slo_attainment_bounded (0 if > 1% of requests exceed it).
     ttft_bound_x: float = 5.0
     ttft_bound_penalty: float = 2.0
+    # The privileged teacher (imitation targets only; envs/routing/teacher.py): seconds each replica is
+    # replayed after the arrival (20 s covers the TTFT SLO and the decode of most outputs at the TPOT
+    # SLO's pace; 60 s routed the agentic family at load 2.0 to within 0.001 SLO attainment, one held-out
+    # episode 0.993 vs 0.994, at about 3x the cost), and the slack (in TTFT SLOs) within which
+    # replicas are equally good targets (0: exact ties only, e.g. idle replicas; 0.05 taught worse, the
+    # agentic family at load 2.0 0.883 against 0.936 at 0, one seed, 32,768 decisions).
+    teacher_horizon_s: float = 20.0
+    teacher_ttft_slack: float = 0.0
+    teacher_threads: int = 1  # threads replaying the batch's envs (the same labels for any number)
 
     def loads(self) -> tuple[float, ...]:
         loads = (self.load,) if isinstance(self.load, (int, float)) else tuple(self.load)
@@ -124,6 +134,12 @@ class RoutingConfig:
                              f"got {self.ttft_bound_x!r}")
         if not (isinstance(self.ttft_bound_penalty, (int, float)) and self.ttft_bound_penalty >= 0):
             raise ValueError(f"Routing: ttft_bound_penalty must be a number >= 0, got {self.ttft_bound_penalty!r}")
+        if not (isinstance(self.teacher_horizon_s, (int, float)) and self.teacher_horizon_s > 0):
+            raise ValueError(f"Routing: teacher_horizon_s must be a number > 0, got {self.teacher_horizon_s!r}")
+        if not (isinstance(self.teacher_ttft_slack, (int, float)) and self.teacher_ttft_slack >= 0):
+            raise ValueError(f"Routing: teacher_ttft_slack must be a number >= 0, got {self.teacher_ttft_slack!r}")
+        if not isinstance(self.teacher_threads, (int, np.integer)) or self.teacher_threads < 1:
+            raise ValueError(f"Routing: teacher_threads must be an integer >= 1, got {self.teacher_threads!r}")
         if self.window_order not in ("random", "sequential"):
             raise ValueError(f"Routing: window_order must be 'random' or 'sequential', got {self.window_order!r}")
         self.loads()
@@ -198,7 +214,10 @@ def build_scenario(cfg: RoutingConfig) -> Scenario:
     """The scenario of ``cfg``; fields that only steer episodes do not rebuild it."""
     return _build_scenario(replace(cfg, load=DEFAULT_LOADS, rate_scale=None, stale_s=0.0,
                                    window_order="random", drain_s=0.0, ttft_bound_x=RoutingConfig.ttft_bound_x,
-                                   ttft_bound_penalty=RoutingConfig.ttft_bound_penalty))
+                                   ttft_bound_penalty=RoutingConfig.ttft_bound_penalty,
+                                   teacher_horizon_s=RoutingConfig.teacher_horizon_s,
+                                   teacher_ttft_slack=RoutingConfig.teacher_ttft_slack,
+                                   teacher_threads=RoutingConfig.teacher_threads))
 
 
 @cache
@@ -378,6 +397,71 @@ class RoutingVecEnv(NativeVecEnv):
         load = "" if self.config.rate_scale is not None else f" (load {self._episode_load[e]:g})"
         return render_replicas(self.state, e, self.scenario.engine.capacity_blocks, float(self._rew[e]),
                                f"Routing env {e}{load}", up=self.up[e])
+
+    def teacher_actions(self, mode: str = T.DEFAULT_MODE, horizon_s: float | None = None) -> np.ndarray:
+        """The privileged teacher's replica for every env's pending request [E] (int64):
+        ``envs.routing.teacher`` replays each replica alone from now with and without the request,
+        knowing the true output lengths (``mode`` ``"marginal"``: the fewest SLO outcomes lost,
+        ``"ttft"``: the soonest first token; ``horizon_s``: seconds replayed after the arrival, default
+        the config's ``teacher_horizon_s``).
+        For imitation targets and as a reference policy, never for the observation.
+        ``ValueError`` for an unknown ``mode`` or a ``horizon_s`` <= 0."""
+        out = self._teacher_outcomes(mode, self.config.teacher_horizon_s if horizon_s is None else horizon_s)
+        return np.array([T.choose(out[e], self._mask[e], mode) for e in range(self.num_envs)], np.int64)
+
+    def teacher_targets(self, slack: float | None = None) -> np.ndarray:
+        """Every replica the default teacher accepts [E, R] (bool): the legal replicas with its best
+        reward delta whose first token for the request comes within ``slack`` (default the config's
+        ``teacher_ttft_slack``) x the TTFT SLO of the
+        soonest among them (``envs.routing.teacher.targets``; equally good replicas, e.g. idle ones,
+        are all right, so imitation does not learn an arbitrary tie-break). Privileged, as
+        :meth:`teacher_actions` (whose replays it reuses while the state has not moved)."""
+        out = self._teacher_outcomes(T.DEFAULT_MODE, self.config.teacher_horizon_s)
+        slack_s = float(self.config.teacher_ttft_slack if slack is None else slack) * self.scenario.engine.slo_ttft
+        return np.stack([T.targets(out[e], self._mask[e], slack_s) for e in range(self.num_envs)])
+
+    def _teacher_outcomes(self, mode: str, horizon_s: float) -> np.ndarray:
+        """``envs.routing.teacher.play_candidates``' rows of every env [E, 2R, 2], kept until the
+        batch steps (one replay serves ``teacher_actions`` and ``teacher_targets``)."""
+        if mode not in T.MODES:
+            raise ValueError(f"Routing teacher_actions: mode must be one of {', '.join(T.MODES)}, got {mode!r}")
+        if not (isinstance(horizon_s, (int, float)) and horizon_s > 0):
+            raise ValueError(f"Routing teacher_actions: horizon_s must be > 0, got {horizon_s!r}")
+        st = self.state
+        key = (mode, float(horizon_s), st.window.tobytes(), st.next_arrival.tobytes(), st.clock.tobytes())
+        cached = getattr(self, "_teacher_cache", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        sc, cfg = self.scenario, self.config
+        threads = min(int(cfg.teacher_threads), self.num_envs)
+        if getattr(self, "_teacher_rows", None) is None:  # scratch rows per thread
+            self._teacher_rows = [(T.scratch_like(st), np.zeros((2 * self.R, self.R))) for _ in range(threads)]
+        out = np.zeros((self.num_envs, 2 * self.R, 2))
+
+        def replay(k: int) -> None:
+            rows, busy = self._teacher_rows[k]
+            for e in range(k, self.num_envs, threads):  # each env's replay is independent of the others
+                T.load_rows(rows, st, e)
+                T.play_candidates(rows, sc.workload, sc.engine, int(st.next_arrival[e]), cfg.budget, float(horizon_s),
+                                  mode == "ttft", self.ttft_bound_s, float(cfg.ttft_bound_penalty), busy, out[e])
+
+        if threads == 1:
+            replay(0)
+        else:
+            from concurrent.futures import ThreadPoolExecutor
+
+            if getattr(self, "_teacher_pool", None) is None:
+                self._teacher_pool = ThreadPoolExecutor(threads)
+            list(self._teacher_pool.map(replay, range(threads)))
+        self._teacher_cache = (key, out)
+        return out
+
+    def close(self) -> None:
+        pool = getattr(self, "_teacher_pool", None)
+        if pool is not None:
+            pool.shutdown()
+            self._teacher_pool = None
+        super().close()
 
     # --- domain metrics
     def request_records(self, e: int) -> dict[str, np.ndarray]:
