@@ -139,15 +139,15 @@ def test_teacher_rejects_bad_arguments():
         vec(chain_trace(n=8), teacher_ttft_slack=-0.1)
 
 
-def test_pending_zoo_recipe_imitates_the_teacher_on_the_transfer_distribution():
+def test_zoo_recipe_imitates_the_teacher_on_the_transfer_distribution():
     from pathlib import Path
 
     from agents import scenarios as scn
     from agents.training import parse_hyperparams
-    from agents.zoo import PENDING, ROUTING_WORKLOADS
+    from agents.zoo import RECIPES, ROUTING_WORKLOADS
     from envs.routing import kernels as K
 
-    args = list(PENDING["servegym/Routing-v0"].train_args)
+    args = list(RECIPES["servegym/Routing-v0"].train_args)
     assert "workloads=" + ",".join(ROUTING_WORKLOADS) in args and "--trace" not in args
     root = Path(__file__).resolve().parents[1]
     assert tuple(str((root / w).resolve()) if "/" in w else w for w in ROUTING_WORKLOADS) == \

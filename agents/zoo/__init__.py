@@ -53,16 +53,24 @@ RECIPES: dict[str, Recipe] = {
         "--env-kwargs", "workloads=('mooncake_conv-v1','../shared/traces/mooncake_conversation.jsonl')",
         "--imitate", "100000", "--timesteps", "0", "--seed", "0"),
         "mooncake_conv-v1+../shared/traces/mooncake_conversation.jsonl"),
-    # Issue 21 (the transfer track): MaskablePPO (HYPERPARAMS), 1,720,320 steps (~600 s on one core of the
-    # GPU machine's host: 1,460 steps/s measured here on a loaded 2-core box, x2), 16 envs, seed 0, on the
-    # training distribution agents.scenarios.TRAINING_WORKLOADS["servegym/Routing-v0"] (Azure and Mooncake
-    # conversation generators, 2 generator seeds each, and the training parts of the real Azure and
-    # Mooncake conversation traces), each episode at a load drawn from 0.3-2.0 of that part's capacity;
-    # the TTFT tail-bound reward (5 x the TTFT SLO) and the capacity/SLO-relative observation. A new file
-    # name: the checkpoint of the earlier observation (routing_ppo.zip) cannot read this one.
-    "servegym/Routing-v0": Recipe("routing_ppo_transfer.zip", (
+    # Issue 21: DAgger (agents/imitation.py) from Routing-v0's privileged teacher (envs/routing/teacher.py,
+    # env.teacher_actions / teacher_targets: each replica replayed alone for 20 s with and without the
+    # request on the true output lengths; the replica where it costs the fewest SLO outcomes, exact ties
+    # all targets) into MaskablePPO's permutation-equivariant per-replica scorer (agents/scorer_policy.py:
+    # within 0.008 of the MLP on each of the 6 Routing scenarios, one seed, 32,768 decisions; it reads any
+    # replica count),
+    # 65,536 labelled decisions (32,768 scored 0.017 lower on the agentic family at load 2.0 and
+    # 0.004-0.005 lower on the code family), on the transfer distribution
+    # TRAINING_WORKLOADS["servegym/Routing-v0"] at loads 0.3-2.0 of each part's capacity, 16 envs, no RL steps, seed 0; teacher_threads=4 replays the
+    # batch's envs on 4 threads (the same labels). 525 s for seed 0 on the loaded 2-core box (2 threads); on the 16-core GPU host
+    # the 3 seeds in parallel took 178 s and their leaderboard 34 s (`OUT=DIR bash agents/zoo/train_routing.sh`).
+    # It replaces routing_ppo_transfer.zip (MaskablePPO, 1,720,320 steps), which it beats on all 6 Routing scenarios.
+    "servegym/Routing-v0": Recipe("routing_dagger.zip", (
         "--env-kwargs", "workloads=" + ",".join(ROUTING_WORKLOADS), "load=(0.3,0.6,0.9,1.2,1.6,2.0)",
-        "workload_seeds=2", "--timesteps", "1720320", "--seed", "0"), "+".join(ROUTING_WORKLOADS)),
+        "workload_seeds=2", "teacher_threads=4", "--imitate", "65536", "--timesteps", "0",
+        "--imitate-kwargs", "epochs=8", "batch_size=512",
+        "--hyperparams", "policy='agents.scorer_policy:ItemScorerPolicy'",
+        "policy_kwargs={'n_global':7,'n_item':10,'hidden':64}", "--seed", "0"), "+".join(ROUTING_WORKLOADS)),
     # Generated expert load (DeepSeek-V3 on 32 H200s), training seeds and drifts 0.005/0.02/0.08.
     "servegym/ExpertPlacement-v0": Recipe("expert_placement_ppo.zip", ("--timesteps", "120000", "--seed", "0"),
                                           f"expert_load-v{EXPERT_LOAD_VERSION}"),
@@ -144,21 +152,4 @@ for _env_id, _recipe in RECIPES.items():
 # Recipes whose checkpoint is not committed yet (trained on the GPU host, then moved into RECIPES with
 # the file); ``python -m agents.zoo list`` prints them marked "pending", ``train --pending`` runs them.
 PENDING: dict[str, Recipe] = {
-    # Issue 21: DAgger (agents/imitation.py) from Routing-v0's privileged teacher (envs/routing/teacher.py,
-    # env.teacher_actions / teacher_targets: each replica replayed alone for 20 s with and without the
-    # request on the true output lengths; the replica where it costs the fewest SLO outcomes, exact ties
-    # all targets) into MaskablePPO's permutation-equivariant per-replica scorer (agents/scorer_policy.py:
-    # within 0.008 of the MLP on each of the 6 Routing scenarios, one seed, 32,768 decisions; it reads any
-    # replica count),
-    # 65,536 labelled decisions (32,768 scored 0.017 lower on the agentic family at load 2.0 and
-    # 0.004-0.005 lower on the code family), on the transfer distribution
-    # TRAINING_WORKLOADS["servegym/Routing-v0"] at loads 0.3-2.0 of each part's capacity, 16 envs, no RL steps, seed 0; teacher_threads=4 replays the
-    # batch's envs on 4 threads (the same labels). Measured here (2-core box shared with other jobs, 2
-    # threads): 525 s for seed 0. The 3-seed run with its leaderboard: `OUT=DIR bash agents/zoo/train_routing.sh`.
-    "servegym/Routing-v0": Recipe("routing_dagger.zip", (
-        "--env-kwargs", "workloads=" + ",".join(ROUTING_WORKLOADS), "load=(0.3,0.6,0.9,1.2,1.6,2.0)",
-        "workload_seeds=2", "teacher_threads=4", "--imitate", "65536", "--timesteps", "0",
-        "--imitate-kwargs", "epochs=8", "batch_size=512",
-        "--hyperparams", "policy='agents.scorer_policy:ItemScorerPolicy'",
-        "policy_kwargs={'n_global':7,'n_item':10,'hidden':64}", "--seed", "0"), "+".join(ROUTING_WORKLOADS)),
 }

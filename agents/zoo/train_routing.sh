@@ -4,7 +4,7 @@
 #
 #   OUT=DIR bash agents/zoo/train_routing.sh [full|small]
 #
-# full: the pending zoo recipe (agents/zoo/__init__.py PENDING["servegym/Routing-v0"]) for seeds 0, 1, 2;
+# full: the zoo recipe (agents/zoo/__init__.py RECIPES["servegym/Routing-v0"]) for seeds 0, 1, 2;
 # small: the same stages scaled down (STEPS=4096 DAgger decisions, leaderboard --quick) to time a box.
 # The teacher (envs/routing/teacher.py) replays every replica per decision inside each seed's process
 # (train.py --imitate needs the envs in its process: --vec-procs 1), so a seed uses one core; the 3 run
@@ -32,9 +32,9 @@ pack() { tar czf "$OUT/logs21.tgz" -C "$W" $(cd "$W" && ls -d *.log s*/run.json 
 # The recipe's train.py arguments (repository-relative trace paths resolved), seed and steps replaced.
 mapfile -t ARGS < <(python3 - "$STEPS" <<'PY'
 import sys
-from agents.zoo import PENDING
+from agents.zoo import RECIPES
 from agents.zoo.__main__ import recipe_args
-args = recipe_args("servegym/Routing-v0", PENDING["servegym/Routing-v0"])
+args = recipe_args("servegym/Routing-v0", RECIPES["servegym/Routing-v0"])
 steps = sys.argv[1]
 if steps:
     args[args.index("--imitate") + 1] = steps
