@@ -49,9 +49,9 @@ def repeat_spread(original: list[Run], repeats: list[Run]) -> dict:
     rows = []
     for rep in (r for r in repeats if r.kind == "load"):
         match = [o for o in original if o.kind == "load" and o.window == rep.window
-                 and abs(o.arrival_s[-1] - rep.arrival_s[-1]) <= 1e-9 * max(1.0, rep.arrival_s[-1])]
+                 and np.isclose(o.rate_rps, rep.rate_rps, rtol=1e-12)]
         if not match:
-            raise ValueError(f"repeat {rep.file} {rep.label}: no original run of {rep.window} with the same arrivals")
+            raise ValueError(f"repeat {rep.file} {rep.label}: no original run of {rep.window} at rate {rep.rate_rps!r}")
         a, b = match[0].request_metrics(), rep.request_metrics()
         diff = {m: {f"p{q}": 100.0 * (np.nanpercentile(b[m], q) / np.nanpercentile(a[m], q) - 1.0) for q in (50, 90)}
                 for m in METRICS}
