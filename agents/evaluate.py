@@ -164,6 +164,31 @@ def print_tables(report: dict[str, Any], file: Any = None) -> None:
         print(format_table(report, v if len(values) > 1 else None), file=file)
 
 
+def report_json(report: Any) -> str:
+    """``report`` as strict JSON (RFC 8259, what ``jq`` and browsers parse): a metric with no value
+    (the TPOT percentiles of episodes where no request decoded a second token, say) is ``null``, not
+    ``NaN``; numpy scalars and arrays become numbers and lists. Raises TypeError for other objects."""
+
+    def clean(x: Any) -> Any:
+        if isinstance(x, dict):
+            return {str(k): clean(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return [clean(v) for v in x]
+        if isinstance(x, np.ndarray):
+            return clean(x.tolist())
+        if isinstance(x, (bool, np.bool_)):
+            return bool(x)
+        if isinstance(x, (int, np.integer)):
+            return int(x)
+        if isinstance(x, (float, np.floating)):
+            return float(x) if np.isfinite(x) else None
+        if x is None or isinstance(x, str):
+            return x
+        raise TypeError(f"report_json: cannot write {type(x).__name__} {x!r}")
+
+    return json.dumps(clean(report), indent=2, allow_nan=False)
+
+
 def timing_path(json_path: Path) -> Path:
     """Where the timing of ``--json FILE`` goes: ``FILE`` with ``.timing.json`` for ``.json``."""
     stem = json_path.name[:-5] if json_path.name.endswith(".json") else json_path.name
@@ -233,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         print_tables(report)
         if a.json:
             a.json.parent.mkdir(parents=True, exist_ok=True)
-            a.json.write_text(json.dumps(report, indent=2, default=float))
+            a.json.write_text(report_json(report))
             timing_path(a.json).write_text(json.dumps(
                 {"wall_s": time.perf_counter() - t, "policies": timing}, indent=2))
         return 0

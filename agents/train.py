@@ -26,7 +26,7 @@ import torch as th
 
 import envs
 from agents import cli
-from agents.evaluate import evaluate, print_tables
+from agents.evaluate import evaluate, print_tables, report_json
 from agents.family_vec import family_specs, make_family_vec
 from agents.imitation import has_teacher, imitate, teacher_for
 from agents.policy import heuristic_names
@@ -270,7 +270,7 @@ def _learn(a: argparse.Namespace, argv: list[str] | None, callbacks: list | None
         print_tables(report)
         reports.append(report)
     # One report as before; with --scenarios a list, one per scenario.
-    atomic_write_text(out / "eval.json", json.dumps(reports[0] if specs is None else reports, indent=2, default=float))
+    atomic_write_text(out / "eval.json", report_json(reports[0] if specs is None else reports))
     return 0
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from agents.cli import UsageError, parse_env_kwargs
-from agents.evaluate import evaluate, main as evaluate_main
+from agents.evaluate import evaluate, main as evaluate_main, report_json
 from envs.kv_admission import env as kva
 
 ENV = kva.ENV_ID
@@ -38,6 +38,18 @@ def test_evaluate_cli_writes_design_json(tmp_path):
                   "e2e_p99_s", "throughput_tok_s", "preemptions", "return_mean"):
             assert k in r["metrics"], k
         assert 0.0 <= r["metrics"]["slo_attainment"] <= 1.0
+
+
+def test_report_json_is_strict_json():
+    # A metric with no value (NaN: no request decoded twice) is null, never the non-standard NaN token.
+    rep = {"metrics": {"tpot_p99_s": float("nan"), "cost": np.float32(1.5), "n": np.int64(3), "inf": np.inf},
+           "arr": np.array([1.0, np.nan]), "ok": np.bool_(True), "names": ("a", "b")}
+    text = report_json(rep)
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text) == {"metrics": {"tpot_p99_s": None, "cost": 1.5, "n": 3, "inf": None},
+                                "arr": [1.0, None], "ok": True, "names": ["a", "b"]}
+    with pytest.raises(TypeError, match="report_json: cannot write object"):
+        report_json({"x": object()})
 
 
 def test_evaluation_is_deterministic_and_same_scenarios_for_every_policy():
