@@ -12,7 +12,7 @@ Modules: ``model`` (random-weight Llama from the catalogue), ``engine`` (the ref
 continuous-batching engine: envs.core's scheduler, FlashAttention, CUDA graphs), ``run`` (loads of
 the measured capacity), ``comm_bench`` (NCCL collectives), ``measured`` (the committed records),
 ``fit`` (engine profiles), ``floor`` (the iteration error no model of the loads can remove),
-``waves`` (decode attention timed by CTA waves: tested, rejected), ``compare`` and ``published`` (simulator replays: the only modules of
-hwmodels that import envs, loaded lazily by the CLI), ``report``.
+``waves`` (decode attention timed by CTA waves: tested, rejected), ``compare`` and ``published``
+(simulator replays: the only modules of hwmodels that import envs, loaded lazily by the CLI), ``report``.
 The measured data live in ``hwmodels/validate/data/``.
 """

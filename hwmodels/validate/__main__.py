@@ -34,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     if cmd == "report":
         from . import report
         return report.main(rest)
-    print(f"validate: unknown command {cmd!r}; expected run, compare, fit, report, waves, window or comm", file=sys.stderr)
+    print(f"validate: unknown command {cmd!r}; expected run, compare, fit, report, waves, window or comm",
+          file=sys.stderr)
     return 2
 
 

@@ -125,7 +125,8 @@ def decode_contexts(run: Run) -> list[list[int]]:
         j = np.searchsorted(end, ts - 2e-6)
         bad = (j >= len(end)) | (np.abs(end[np.minimum(j, len(end) - 1)] - ts) > 1.5e-6)
         if np.any(bad):
-            raise ValueError(f"{run.file} {run.label}: request {i} token {int(np.argmax(bad))} matches no iteration end")
+            raise ValueError(f"{run.file} {run.label}: request {i} token {int(np.argmax(bad))} "
+                             "matches no iteration end")
         for k in range(1, len(ts)):
             out[j[k]].append(int(run.prompt[i]) + k)
     if sum(len(c) for c in out) != int(run.it["decode_seqs"].sum()):

@@ -12,7 +12,8 @@ from the committed data (CPU).
   repeat's measured value lies from the original's. It says how much of a model error can be noise.
 
 JSON keys: iteration_mape_pct (worst load run), iteration_mape_floor_pct (the largest floor of a load
-run: the iteration MAPE that no model of the recorded loads can beat, hwmodels/validate/floor.py), request_p50_max_abs_err_pct and
+run: the iteration MAPE that no model of the recorded loads can beat, hwmodels/validate/floor.py),
+request_p50_max_abs_err_pct and
 request_p90_max_abs_err_pct (worst of TTFT/TPOT/E2E over the load runs), published_median_abs_err_pct,
 published_max_abs_err_pct, published_points (points in the summary), published_excluded_points (ids
 listed but left out, each with its reason in the data file), engine_repeat_runs,
