@@ -1,4 +1,4 @@
-"""``python -m hwmodels.validate run|compare|report|window|comm`` (see hwmodels/validate/__init__.py)."""
+"""``python -m hwmodels.validate run|compare|fit|report|waves|window|comm`` (see hwmodels/validate/__init__.py)."""
 
 from __future__ import annotations
 
@@ -25,13 +25,17 @@ def main(argv: list[str] | None = None) -> int:
     if cmd == "fit":
         from . import fit
         return fit.main(rest)
+    if cmd == "waves":
+        from . import waves
+        return waves.main(rest)
     if cmd == "compare":
         from . import compare  # the one module of hwmodels that imports envs (the simulator)
         return compare.main(rest)
     if cmd == "report":
         from . import report
         return report.main(rest)
-    print(f"validate: unknown command {cmd!r}; expected run, compare, report, window or comm", file=sys.stderr)
+    print(f"validate: unknown command {cmd!r}; expected run, compare, fit, report, waves, window or comm",
+          file=sys.stderr)
     return 2
 
 

@@ -100,8 +100,6 @@ def fit_reference(runs: list[Run], base: EngineProfile) -> tuple[EngineProfile, 
     least squares. GPU time: GPU_TERMS by bounded non-linear least squares on the relative error
     (scipy.optimize.least_squares, trust-region reflective, from a fixed start: reproducible), each
     run weighted equally."""
-    from scipy.optimize import least_squares
-
     model = runs[0].settings["model"]
     gpu = runs[0].settings["gpu_catalog"]
     layers = hwmodels.get_model(model).layers
@@ -113,13 +111,23 @@ def fit_reference(runs: list[Run], base: EngineProfile) -> tuple[EngineProfile, 
     # relative error, each run weighted equally (short and long runs, both windows)
     w = np.concatenate([np.full(len(r.iter_s), 1.0 / np.sqrt(len(r.iter_s))) for r in runs])
     h = _wls(np.c_[np.ones_like(host), cat["seqs"]], host, w / wall, ["overhead_s", "per_seq_overhead_s"])
+    g, cost = fit_gpu_terms(cat, gpu_s, w, layers)
+    prof = dataclasses.replace(base, overhead_s=h["overhead_s"], per_seq_overhead_s=h["per_seq_overhead_s"], **g)
+    return prof, {"iterations": int(len(wall)), "runs": [r.label for r in runs], "gpu_fit_cost": cost}
+
+
+def fit_gpu_terms(cat: dict[str, np.ndarray], gpu_s: np.ndarray, w: np.ndarray, layers: int,
+                  model=gpu_model) -> tuple[dict[str, float], float]:
+    """GPU_TERMS minimising sum ((model(x, cat, layers) - gpu_s) / gpu_s * w)^2, x >= 0: bounded
+    non-linear least squares (scipy trust-region reflective) from a fixed start; returns the terms
+    and the final cost."""
+    from scipy.optimize import least_squares
+
     x0 = np.array([4e-5, 1.0, 0.0, 1.0, 0.0, 1.0, 1e-8, 1e-8])
     scale = np.array([1e-5, 1.0, 1.0, 1.0, 1e-8, 1.0, 1e-8, 1e-8])
-    sol = least_squares(lambda z: (gpu_model(z * scale, cat, layers) - gpu_s) / gpu_s * w, x0 / scale,
+    sol = least_squares(lambda z: (model(z * scale, cat, layers) - gpu_s) / gpu_s * w, x0 / scale,
                         bounds=(np.zeros(len(x0)), np.full(len(x0), np.inf)), method="trf", x_scale=1.0)
-    g = dict(zip(GPU_TERMS, (float(v) for v in sol.x * scale)))
-    prof = dataclasses.replace(base, overhead_s=h["overhead_s"], per_seq_overhead_s=h["per_seq_overhead_s"], **g)
-    return prof, {"iterations": int(len(wall)), "runs": [r.label for r in runs], "gpu_fit_cost": float(sol.cost)}
+    return dict(zip(GPU_TERMS, (float(v) for v in sol.x * scale))), float(sol.cost)
 
 
 def iteration_errors(run: Run, profile) -> np.ndarray:

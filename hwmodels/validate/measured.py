@@ -108,3 +108,27 @@ def load_runs(data_dir: str | Path = DATA_DIR) -> list[Run]:
                 arrival_s=np.asarray(req["arrival_s"], np.float64), prompt=prompt,
                 output=np.asarray(req["output_tokens"], np.int64), token_s=req["token_s"]))
     return runs
+
+
+def decode_contexts(run: Run) -> list[list[int]]:
+    """Per iteration, the context length (KV tokens read, the new token's included) of every decoding
+    sequence, in batch order, rebuilt from the records: token k >= 1 of request i is produced by a
+    decode of context prompt_i + k in the iteration whose end time it carries (engine.py appends the
+    iteration's end to token_s of every request it emitted for), and the engine batches decodes in
+    running order, which is arrival order under FCFS without preemption. ValueError when a token time
+    matches no iteration end or the run preempted."""
+    end = run.it["end_s"]
+    out: list[list[int]] = [[] for _ in range(len(end))]
+    for i, ts in enumerate(run.token_s):
+        ts = np.asarray(ts, dtype=np.float64)
+        # token times are rounded to 1 us in the records, iteration ends to 0.1 us
+        j = np.searchsorted(end, ts - 2e-6)
+        bad = (j >= len(end)) | (np.abs(end[np.minimum(j, len(end) - 1)] - ts) > 1.5e-6)
+        if np.any(bad):
+            raise ValueError(f"{run.file} {run.label}: request {i} token {int(np.argmax(bad))} "
+                             "matches no iteration end")
+        for k in range(1, len(ts)):
+            out[j[k]].append(int(run.prompt[i]) + k)
+    if sum(len(c) for c in out) != int(run.it["decode_seqs"].sum()):
+        raise ValueError(f"{run.file} {run.label}: rebuilt decodes differ from the recorded decode_seqs (preemption?)")
+    return out

@@ -11,7 +11,9 @@ from the committed data (CPU).
   replayed again at the same rates in a later session): per metric and percentile, how far a
   repeat's measured value lies from the original's. It says how much of a model error can be noise.
 
-JSON keys: iteration_mape_pct (worst load run), request_p50_max_abs_err_pct and
+JSON keys: iteration_mape_pct (worst load run), iteration_mape_floor_pct (the largest floor of a load
+run: the iteration MAPE that no model of the recorded loads can beat, hwmodels/validate/floor.py),
+request_p50_max_abs_err_pct and
 request_p90_max_abs_err_pct (worst of TTFT/TPOT/E2E over the load runs), published_median_abs_err_pct,
 published_max_abs_err_pct, published_points (points in the summary), published_excluded_points (ids
 listed but left out, each with its reason in the data file), engine_repeat_runs,
@@ -39,6 +41,7 @@ PUBLISHED_PROFILE = "vllm"
 def engine_summary(rows: list[dict]) -> dict:
     worst = lambda q: max(abs(r["requests_metrics"][m][q]["err_pct"]) for r in rows for m in METRICS)  # noqa: E731
     return {"iteration_mape_pct": max(r["iteration_mape_pct"] for r in rows),
+            "iteration_mape_floor_pct": max(r["iteration_mape_floor_pct"] for r in rows),
             "request_p50_max_abs_err_pct": worst("p50"), "request_p90_max_abs_err_pct": worst("p90")}
 
 
@@ -135,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
            "published_profile": PUBLISHED_PROFILE, "engine_runs": rows, "published_by_metric": pub["by_metric"],
            "published_rows": pub_rows}
     print("\n" + "\n".join(f"{k}: {out[k]:.2f}" if isinstance(out[k], float) else f"{k}: {out[k]}"
-                           for k in ("iteration_mape_pct", "request_p50_max_abs_err_pct", "request_p90_max_abs_err_pct",
+                           for k in ("iteration_mape_pct", "iteration_mape_floor_pct", "request_p50_max_abs_err_pct", "request_p90_max_abs_err_pct",
                                      "engine_repeat_p50_max_abs_diff_pct", "engine_repeat_p90_max_abs_diff_pct",
                                      "published_median_abs_err_pct", "published_max_abs_err_pct", "published_points",
                                      "published_excluded_points")))
