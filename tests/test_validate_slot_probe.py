@@ -1,0 +1,120 @@
+"""hwmodels.validate.slot_probe: the batches it times (CPU), the report over a JSON, and the timing on CUDA."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from hwmodels.validate import slot_probe as sp
+from hwmodels.validate.measured import load_runs
+from hwmodels.validate.slot_probe_report import analyse, report
+
+
+@pytest.fixture(scope="module")
+def real():
+    return sp.select_real(load_runs())
+
+
+def test_constants_match_the_engine():
+    eng = pytest.importorskip("hwmodels.validate.engine")
+    assert sp.DECODE_PAD == eng.DECODE_PAD
+    for n in range(1, 40):
+        assert sp.padded(n) == eng.padded_shape(n, 0, 256, 2048)[0]
+    with pytest.raises(ValueError, match="n >= 1"):
+        sp.padded(0)
+
+
+def test_real_batches_are_the_21_27_ms_example(real):
+    # the README example: at load 0.85, 15 / 14 / 13 / 12 sequences ran 27.0 / 20.6 / 20.6 / 27.0 ms
+    hi = [r for r in real if r["run"].endswith("0.85")]
+    assert [r["decode_seqs"] for r in hi] == [15, 14, 13, 12]
+    assert [round(float(np.median(r["recorded_gpu_ms"])), 0) for r in hi] == [27, 21, 21, 27]
+    for r in real:
+        assert r["pad_decode"] == 16 and len(r["contexts"]) == r["decode_seqs"]
+        assert sp.REAL_LONGEST[0] <= max(r["contexts"]) <= sp.REAL_LONGEST[1]
+        assert r["stretch"][0] <= r["iteration"] <= r["stretch"][1]
+        # running order is arrival order: the newest request (the 28k prompt) decodes last
+        assert int(np.argmax(r["contexts"])) == len(r["contexts"]) - 1
+    # consecutive stretches of one run differ by exactly one request leaving
+    assert hi[0]["contexts"][:2] == [10901, 14373]
+    assert hi[1]["contexts"][1] == 14373 + (hi[1]["iteration"] - hi[0]["iteration"])
+
+
+def test_batch_arrays_follow_engine_fill_stage():
+    c = [5, 28000, 7]
+    starts, rows = sp.kv_starts(c)
+    assert starts == [0, 5, 28005] and rows == 28013
+    cu, used = sp.batch_arrays(c, starts, rows - 1)
+    assert len(cu) == 9 and len(used) == 8
+    assert cu[:3] == [0, 5, 28005] and cu[3:] == [28012] * 6
+    assert used == [5, 28000, 7, 1, 1, 1, 1, 1]
+    with pytest.raises(ValueError, match="contexts must be positive"):
+        sp.kv_starts([3, 0])
+    with pytest.raises(ValueError, match="2 starts"):
+        sp.batch_arrays(c, [0, 5], 99)
+
+
+def test_slot_orders_move_only_the_longest():
+    c = [3, 9, 1, 4]
+    orders = dict(sp.slot_orders(c))
+    assert orders["recorded"] == [0, 1, 2, 3]
+    assert [orders[f"long@{s}"] for s in range(4)] == [[1, 0, 2, 3], [0, 1, 2, 3], [0, 2, 1, 3], [0, 2, 3, 1]]
+    assert [c[i] for i in orders["ascending"]] == [1, 3, 4, 9]
+    assert [c[i] for i in orders["descending"]] == [9, 4, 3, 1]
+    for perm in orders.values():
+        assert sorted(perm) == [0, 1, 2, 3]
+
+
+def test_configs_keep_each_sequence_on_its_rows(real):
+    cfgs = sp.configs(real[:1], synth_n=(8, 9))
+    b = real[0]
+    starts, rows = sp.kv_starts(b["contexts"])
+    row_of = dict(zip(starts, b["contexts"]))  # contiguous ranges: start row -> that sequence's context
+    mine = [c for c in cfgs if c["group"] == "real"]
+    assert len(mine) == len(b["contexts"]) + 3
+    for c in mine:
+        assert sorted(c["contexts"]) == sorted(b["contexts"]) and c["rows"] == rows
+        assert all(row_of[s] == n for s, n in zip(c["starts"], c["contexts"]))
+    syn = [c for c in cfgs if c["group"] == "synthetic"]
+    assert len(syn) == 8 + 9
+    for c in syn:
+        s = int(c["order"].split("@")[1])
+        assert c["contexts"][s] == sp.SYNTH_LONG and c["starts"][s] == 0
+        assert sorted(c["contexts"]) == sorted([sp.SYNTH_LONG] + [sp.SYNTH_SHORT] * (c["batch"] - 1))
+
+
+def test_report_over_a_made_up_json(tmp_path, real):
+    # timings constructed so that attention alone carries the split: the report must say so
+    cfgs = sp.configs(real, synth_n=(8,))
+    rng = np.random.default_rng(0)
+    for c in cfgs:
+        slow = c["group"] == "real" and np.median(real[c["batch"]]["recorded_gpu_ms"]) > 24
+        base = 9.0 if slow else 2.6
+        c["replay_ms"] = list(base + 0.01 * rng.standard_normal(20))
+    d = {"environment": {"gpu": "test"}, "layers": 32, "repeats": 20, "synthetic": {"long": 1, "short": 1},
+         "real_batches": real, "configs": cfgs}
+    p = tmp_path / "probe.json"
+    p.write_text(json.dumps(d))
+    a = analyse(d)
+    assert a["verdict"]["reproduced"] and abs(a["verdict"]["attn_split_ms"] - 6.4) < 0.2
+    assert "REPRODUCED" in report(str(p))
+    for c in cfgs:  # attention flat: not reproduced
+        c["replay_ms"] = [3.0] * 20
+    p.write_text(json.dumps(d))
+    assert "NOT reproduced" in report(str(p))
+    cfgs[0]["replay_ms"] = []
+    with pytest.raises(ValueError, match="no replay_ms"):
+        analyse(d)
+
+
+def test_timing_on_cuda(real):
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("CUDA is absent: the timing part of slot_probe runs on a GPU machine only")
+    cfgs = sp.configs(real[:1], synth_n=(8,))
+    meta = sp.run_probe(cfgs, repeats=3, warmup=1, layers=2, buffers=2, log=lambda s: None)
+    assert meta["flash_check_rel_err"] < 2e-2
+    for c in cfgs:
+        assert len(c["replay_ms"]) == 3 and all(t > 0 for t in c["replay_ms"])
