@@ -167,7 +167,7 @@ def environment() -> dict:
     return env
 
 
-def run_probe(cfgs: list[dict], repeats: int = 25, warmup: int = 3, layers: int = LAYERS,
+def run_probe(cfgs: list[dict], repeats: int = 21, warmup: int = 2, layers: int = LAYERS,
               buffers: int = KV_BUFFERS, seed: int = 0, log=print) -> dict:
     """Time every configuration on CUDA (see the module docstring): per configuration the list of
     `repeats` replay times in ms (each `layers` attention calls). RuntimeError without CUDA."""
@@ -180,7 +180,8 @@ def run_probe(cfgs: list[dict], repeats: int = 25, warmup: int = 3, layers: int 
     dev = torch.device("cuda")
     g = torch.Generator(device=dev).manual_seed(seed)
     rows = max(c["rows"] for c in cfgs)
-    # at least 64 MiB of K+V per buffer, so consecutive calls never find their KV in the 50 MB L2
+    # at least 64 MiB of K+V per buffer, so consecutive calls never find their KV in the L2 cache
+    # (50 MB on the H100 SXM / H200: NVIDIA H100 Tensor Core GPU Architecture whitepaper, 2022)
     rows = max(rows, (64 << 20) // (2 * KV_HEADS * HEAD_DIM * 2) + 1)
     kc = [torch.randn((rows, KV_HEADS, HEAD_DIM), generator=g, device=dev, dtype=torch.bfloat16) for _ in range(buffers)]
     vc = [torch.randn((rows, KV_HEADS, HEAD_DIM), generator=g, device=dev, dtype=torch.bfloat16) for _ in range(buffers)]
@@ -259,8 +260,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m hwmodels.validate.slot_probe", description=__doc__.split("\n")[0])
     ap.add_argument("--out", help="write the timings (JSON) here (needs CUDA)")
     ap.add_argument("--report", help="print the analysis of a probe JSON (CPU)")
-    ap.add_argument("--repeats", type=int, default=25)
-    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=21, help="timed rounds (>= 20; default 21)")
+    ap.add_argument("--warmup", type=int, default=2, help="untimed rounds first (default 2)")
     ap.add_argument("--quick", action="store_true", help="2 real batches, n = 8 and 16 only, 5 repeats (a smoke test)")
     a = ap.parse_args(argv)
     if a.report:
@@ -281,7 +282,11 @@ def main(argv: list[str] | None = None) -> int:
     cfgs = configs(real, synth)
     print(f"{len(real)} real batches, {len(cfgs)} configurations, {repeats} repeats x {LAYERS} calls", flush=True)
     t0 = time.perf_counter()
-    meta = run_probe(cfgs, repeats=repeats, warmup=a.warmup, log=lambda s: print(s, flush=True))
+    try:
+        meta = run_probe(cfgs, repeats=repeats, warmup=a.warmup, log=lambda s: print(s, flush=True))
+    except RuntimeError as e:
+        print(e, file=sys.stderr)
+        return 2
     out = {"environment": environment(), "layers": LAYERS, "kv_buffers": KV_BUFFERS, "repeats": repeats,
            "warmup": a.warmup, "decode_pad": DECODE_PAD, "synthetic": {"long": SYNTH_LONG, "short": SYNTH_SHORT},
            "real_batches": real, "configs": cfgs, **meta, "total_wall_s": round(time.perf_counter() - t0, 2)}
