@@ -167,41 +167,84 @@ def training_episodes(cfg: KVAdmissionConfig) -> list[dict]:
     return [{"window": w, "load": v} for v in cfg.loads() for w in range(W)]
 
 
-def replay(cfg: KVAdmissionConfig, heuristic: str, n_envs: int = 64) -> dict[tuple, tuple[float, float]]:
-    """``heuristic`` played through every episode of ``cfg`` once (``training_episodes``):
-    ``{episode_key: (SLO attainment, return)}``. ``n_envs`` envs step as one batch, each playing
-    episodes k = e, e + n_envs, ... in turn (``window_order="sequential"``); a batch stops when
-    every episode has ended once."""
+def replay(cfg: KVAdmissionConfig, heuristic: str, n_envs: int = 64,
+           episodes: tuple[int, int] | None = None) -> dict[tuple, tuple[float, float]]:
+    """``heuristic`` played through every episode of ``cfg`` once (``training_episodes``), or
+    through episodes ``first <= k < stop`` of that list with ``episodes=(first, stop)``:
+    ``{episode_key: (SLO attainment, return)}``. Without ``episodes``, ``n_envs`` envs step as one
+    batch, each playing episodes k = e, e + n_envs, ... in turn (``window_order="sequential"``); a
+    batch stops when every episode has ended once. With ``episodes``, a batch of ``stop - first``
+    envs plays them, env e episode ``first + e`` (a slice of the sequential batch of one env per
+    episode, ``batch_slice``), and stops when each has ended once (the simulator has no randomness
+    of its own, so an episode's result does not depend on the batch it plays in).
+    ``ValueError`` for a range outside ``[0, number of episodes]`` or an empty one."""
     seq = replace(cfg, window_order="sequential")
     probe = KVAdmissionVecEnv(1, config=seq)
     n_total = probe.scenario.workload.arrival_s.shape[0] * len(cfg.loads())
-    E = max(1, min(int(n_envs), n_total))
-    vec = KVAdmissionVecEnv(E, config=seq, seed=0)
+    if episodes is None:
+        first, E = 0, max(1, min(int(n_envs), n_total))
+        vec = KVAdmissionVecEnv(E, config=seq, seed=0)
+    else:
+        first, stop = int(episodes[0]), int(episodes[1])
+        if not 0 <= first < stop <= n_total:
+            raise ValueError(f"kv_admission teacher: episodes {episodes} must satisfy 0 <= first < stop <= {n_total}")
+        E = stop - first
+        vec = KVAdmissionVecEnv(E, config=seq, seed=0)
+        vec.batch_slice(first, n_total)
+    n_want = n_total if episodes is None else E
+    step = E if episodes is None else n_total  # episode number k advances by this at each env's next episode
     policy = make_candidate(heuristic, vec)
     obs = vec.reset()
     playing = [vec.episode_of(e) for e in range(E)]
-    index = list(range(E))  # episode number k of each env's current episode
+    index = [first + e for e in range(E)]  # episode number k of each env's current episode
     out: dict[tuple, tuple[float, float]] = {}
-    while len(out) < n_total:
+    while len(out) < n_want:
         obs, _, dones, infos = vec.step(policy.act(obs, vec.action_masks()))
         for e in np.flatnonzero(dones):
             if index[e] < n_total:
                 info = infos[e]
                 out[episode_key(cfg, playing[e])] = (float(info["metrics"][METRIC]), float(info["episode"]["r"]))
             playing[e] = vec.episode_of(int(e))
-            index[e] += E
+            index[e] += step
     return out
 
 
-def _replay_job(cfg: KVAdmissionConfig, heuristic: str, n_envs: int) -> dict[tuple, tuple[float, float]]:
-    return replay(cfg, heuristic, n_envs)
+def _replay_job(cfg: KVAdmissionConfig, heuristic: str, n_envs: int,
+                episodes: tuple[int, int] | None = None) -> dict[tuple, tuple[float, float]]:
+    return replay(cfg, heuristic, n_envs, episodes)
+
+
+def episode_jobs(cfg: KVAdmissionConfig, chunk: int) -> list[tuple[int, int]]:
+    """Ranges ``(first, stop)`` of ``training_episodes(cfg)`` that cover it once, each within one
+    load level and one part of a workload mixture (whose episodes cost alike) and at most ``chunk``
+    long, largest estimated cost first (cost: their windows' prompt and output tokens, a proxy of
+    engine iterations).
+    ``ValueError`` for ``chunk < 1``."""
+    if chunk < 1:
+        raise ValueError(f"kv_admission teacher: chunk must be >= 1, got {chunk}")
+    sc = KVAdmissionVecEnv(1, config=cfg).scenario
+    wl = sc.workload
+    W = wl.arrival_s.shape[0]
+    groups = [int(g) for g in sc.groups] if getattr(sc, "groups", None) is not None else [0, W]
+    tokens = (np.where(np.isfinite(wl.arrival_s), wl.prompt.astype(np.int64) + wl.output, 0)).sum(axis=1)
+    out = []
+    for li in range(len(cfg.loads())):
+        for lo, hi in zip(groups[:-1], groups[1:]):
+            for f in range(lo, hi, chunk):
+                out.append((li * W + f, li * W + min(hi, f + chunk), int(tokens[f:min(hi, f + chunk)].sum())))
+    out.sort(key=lambda r: (-r[2], r[0]))
+    return [(f, t) for f, t, _ in out]
 
 
 def compute(configs: Sequence[KVAdmissionConfig], procs: int = 1, n_envs: int = 64,
-            heuristics: Sequence[str] | None = None, log: Any = print) -> TeacherData:
+            heuristics: Sequence[str] | None = None, log: Any = print, chunk: int | None = None,
+            shard: tuple[int, int] = (0, 1)) -> TeacherData:
     """Every heuristic's replay of every episode of every config (configs with the same
-    ``config_key`` are replayed once). ``procs`` worker processes run the (config, heuristic) jobs.
-    Raises ``ValueError`` for no configs or an unknown heuristic name."""
+    ``config_key`` are replayed once). ``procs`` worker processes run the jobs: one per (config,
+    heuristic), or with ``chunk`` one per (config, heuristic, range of at most ``chunk`` episodes
+    of ``episode_jobs``), costliest first, so that many processes stay busy. ``shard=(i, n)``
+    runs jobs i, i + n, ... of that list only (``merge`` joins the n files; same result as one run).
+    Raises ``ValueError`` for no configs, an unknown heuristic name or a bad shard."""
     if not configs:
         raise ValueError("kv_admission teacher: no configs")
     names = tuple(heuristics) if heuristics is not None else candidate_names("heuristics")
@@ -210,15 +253,22 @@ def compute(configs: Sequence[KVAdmissionConfig], procs: int = 1, n_envs: int = 
     if unknown or not names:
         raise ValueError(f"kv_admission teacher: candidates {unknown or list(names)} are neither KVAdmission "
                          f"heuristics ({', '.join(heuristic_names(ENV_ID))}) nor static candidates")
+    i_shard, n_shard = shard
+    if not 0 <= i_shard < n_shard:
+        raise ValueError(f"kv_admission teacher: shard {i_shard}/{n_shard} must satisfy 0 <= i < n")
     unique = {config_key(c): c for c in configs}
-    jobs = [(c, h, n_envs) for c in unique.values() for h in names]
+    if chunk is None:
+        jobs = [(c, h, n_envs, None) for c in unique.values() for h in names]
+    else:
+        jobs = [(c, h, n_envs, r) for c in unique.values() for r in episode_jobs(c, chunk) for h in names]
+    jobs = jobs[i_shard::n_shard]
     t0 = time.perf_counter()
     labels = {k: config_label(c) for k, c in unique.items()}
 
     def done(i: int) -> None:  # progress: long work shows it
-        c, h, _ = jobs[i]
-        log(f"kv_admission teacher: {h} replayed on {labels[config_key(c)]} "
-            f"({time.perf_counter() - t0:.0f} s, job {i + 1}/{len(jobs)})")
+        c, h, _, r = jobs[i]
+        log(f"kv_admission teacher: {h} replayed on {labels[config_key(c)]}" + (f" episodes {r[0]}-{r[1] - 1}" if r else "")
+            + f" ({time.perf_counter() - t0:.0f} s, job {i + 1}/{len(jobs)})")
 
     results: list[dict] = [{} for _ in jobs]
     if procs <= 1:
@@ -236,19 +286,48 @@ def compute(configs: Sequence[KVAdmissionConfig], procs: int = 1, n_envs: int = 
                 results[futures[f]] = f.result()
                 done(futures[f])
     data = TeacherData(names, labels=labels)
-    for (c, h, _), res in zip(jobs, results):
+    for (c, h, _, _), res in zip(jobs, results):
         i = names.index(h)
         for key, (score, ret) in res.items():
             data.scores.setdefault(key, np.full(len(names), np.nan))[i] = score
             data.returns.setdefault(key, np.full(len(names), np.nan))[i] = ret
     log(f"kv_admission teacher: {len(data.scores)} episodes x {len(names)} heuristics replayed in "
-        f"{time.perf_counter() - t0:.0f} s")
+        f"{time.perf_counter() - t0:.0f} s" + (f" (shard {i_shard}/{n_shard})" if n_shard > 1 else ""))
+    if n_shard == 1:
+        log_summary(data, log)
+    return data
+
+
+def log_summary(data: TeacherData, log: Any = print) -> None:
     for row in data.summary():
         log(f"  {row['config']}: {row['episodes']} episodes, mean SLO attainment "
             + ", ".join(f"{h} {v:.4f}" for h, v in row["mean"].items())
             + f"; per-episode best {row['per_episode_best']:.4f}; wins "
             + ", ".join(f"{h} {v}" for h, v in row["wins"].items()))
-    return data
+
+
+def merge(parts: Sequence[TeacherData]) -> TeacherData:
+    """The shards of one teacher run (``compute(..., shard=(i, n))`` for i < n) as one
+    ``TeacherData``. ``ValueError`` when they differ in candidates or an episode lacks a candidate's
+    replay in every shard (a shard missing)."""
+    if not parts:
+        raise ValueError("kv_admission teacher: merge of no shards")
+    names = parts[0].heuristics
+    out = TeacherData(names)
+    for d in parts:
+        if d.heuristics != names:
+            raise ValueError(f"kv_admission teacher: shards replay different candidates: {names} vs {d.heuristics}")
+        out.labels.update(d.labels)
+        for key, s in d.scores.items():
+            for table, src in ((out.scores, s), (out.returns, d.returns[key])):
+                have = table.setdefault(key, np.full(len(names), np.nan))
+                fill = ~np.isnan(src)
+                have[fill] = src[fill]
+    missing = [(out.labels.get(k[0], k[0])[:40], k[1], k[2]) for k, s in out.scores.items() if np.isnan(s).any()]
+    if missing:
+        raise ValueError(f"kv_admission teacher: merged shards lack replays of {len(missing)} episode(s), "
+                         f"e.g. window {missing[0][1]} at load {missing[0][2]}; is a shard missing?")
+    return out
 
 
 def save(data: TeacherData, path: Path) -> None:
@@ -260,16 +339,21 @@ def save(data: TeacherData, path: Path) -> None:
     tmp.replace(path)
 
 
-def load(path: Path) -> TeacherData:
+def load(path: Path, complete: bool = True) -> TeacherData:
     """``TeacherData`` from a file ``save`` wrote; ``ValueError`` naming the file when it is not
-    one (another environment's, or another format version)."""
+    one (another environment's, or another format version) or, with ``complete``, when an episode
+    lacks a candidate's replay (one shard of ``compute(..., shard=...)``: ``merge`` them first)."""
     try:
         raw = pickle.loads(Path(path).read_bytes())
     except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ModuleNotFoundError) as err:
         raise ValueError(f"teacher data {path}: {err}") from None
     if not isinstance(raw, dict) or raw.get("format") != FORMAT or raw.get("env") != ENV_ID:
         raise ValueError(f"teacher data {path}: not a format-{FORMAT} file of agents.kv_admission_teacher")
-    return TeacherData(tuple(raw["heuristics"]), raw["scores"], raw["returns"], raw["labels"])
+    data = TeacherData(tuple(raw["heuristics"]), raw["scores"], raw["returns"], raw["labels"])
+    if complete and any(np.isnan(s).any() for s in data.scores.values()):
+        raise ValueError(f"teacher data {path}: some episodes lack a candidate's replay (one shard of a "
+                         f"--shard run?); merge the shards with --merge")
+    return data
 
 
 class KVAdmissionTeacher:
@@ -352,10 +436,39 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--candidates", choices=("heuristics", "static"), default="static",
                    help="the policies replayed: every KVAdmission heuristic, or those and every static schedule "
                         "(admit all, one budget, shortage rule and queue order: 16 more)")
+    p.add_argument("--chunk", type=int, default=None, metavar="N",
+                   help="one job per (candidate, at most N episodes of one load and workload part), costliest "
+                        "first, instead of one per candidate (keeps many --procs busy; same result)")
+    p.add_argument("--shard", default=None, metavar="I/N",
+                   help="run jobs I, I+N, ... only (with --chunk); --merge joins the N files (same result)")
+    p.add_argument("--merge", nargs="+", type=Path, default=None, metavar="FILE",
+                   help="join the shard files of one run into --out (replays nothing)")
     p.add_argument("--out", type=Path, required=True, help="file to write (pickle)")
     a = p.parse_args(argv)
     if a.procs < 1 or a.n_envs < 1:
         p.error(f"--procs {a.procs} --n-envs {a.n_envs}: both must be >= 1")
+    if a.chunk is not None and a.chunk < 1:
+        p.error(f"--chunk {a.chunk}: must be >= 1")
+    if a.merge:
+        try:
+            data = merge([load(f, complete=False) for f in a.merge])
+        except ValueError as err:
+            p.error(f"--merge: {err}")
+        log_summary(data, lambda m: print(m, flush=True))
+        save(data, a.out)
+        print(f"wrote {a.out}: {len(data.scores)} episodes of {len(data.labels)} config(s) from {len(a.merge)} shard(s)")
+        return 0
+    shard = (0, 1)
+    if a.shard is not None:
+        try:
+            i, n = (int(x) for x in a.shard.split("/"))
+        except ValueError:
+            p.error(f"--shard {a.shard!r}: must be I/N with integers, e.g. 0/2")
+        if not 0 <= i < n:
+            p.error(f"--shard {a.shard}: must satisfy 0 <= I < N")
+        if a.chunk is None and n > 1:
+            p.error("--shard needs --chunk (shards split the episode ranges)")
+        shard = (i, n)
     try:
         kwargs = cli.parse_env_kwargs(a.env_kwargs, ENV_ID)
         if a.scenarios:
@@ -366,7 +479,8 @@ def main(argv: list[str] | None = None) -> int:
             configs = [KVAdmissionVecEnv(1, **{**kwargs, "trace": a.trace, "split": "train"}).config]
     except (ValueError, TypeError, cli.UsageError) as err:
         p.error(f"--scenarios / --env-kwargs: {err}")
-    data = compute(configs, a.procs, a.n_envs, candidate_names(a.candidates), log=lambda m: print(m, flush=True))
+    data = compute(configs, a.procs, a.n_envs, candidate_names(a.candidates), log=lambda m: print(m, flush=True),
+                   chunk=a.chunk, shard=shard)
     save(data, a.out)
     print(f"wrote {a.out}: {len(data.scores)} episodes of {len(data.labels)} config(s)")
     return 0

@@ -174,3 +174,24 @@ def test_static_candidates_are_the_schedules_they_name():
         T.candidate_names("best")
     d = T.compute([vec.config], heuristics=("sarathi", "static_b512_edf_preempt"), log=lambda *_: None)
     assert d.heuristics == ("sarathi", "static_b512_edf_preempt") and len(d.scores) == 4
+
+
+def test_chunked_and_sharded_replays_equal_the_whole(data, tmp_path):
+    cfg = kva.KVAdmissionVecEnv(1, **TINY).config
+    ranges = T.episode_jobs(cfg, 1)
+    assert sorted(ranges) == [(k, k + 1) for k in range(4)]  # one per episode, each within a load
+    chunked = T.compute([cfg], chunk=1, log=lambda *_: None)
+    shards = [T.compute([cfg], chunk=1, shard=(i, 3), log=lambda *_: None) for i in range(3)]
+    for i, d in enumerate(shards):
+        T.save(d, tmp_path / f"s{i}.pkl")
+    with pytest.raises(ValueError, match="shard"):
+        T.load(tmp_path / "s0.pkl")  # a lone shard is incomplete
+    with pytest.raises(ValueError, match="lack replays"):
+        T.merge(shards[:2])
+    merged = T.merge([T.load(tmp_path / f"s{i}.pkl", complete=False) for i in range(3)])
+    for d in (chunked, merged):
+        assert d.scores.keys() == data.scores.keys()
+        for k in data.scores:
+            assert np.array_equal(d.scores[k], data.scores[k]) and np.array_equal(d.returns[k], data.returns[k])
+    with pytest.raises(ValueError, match="shard 3/3"):
+        T.compute([cfg], chunk=1, shard=(3, 3))
