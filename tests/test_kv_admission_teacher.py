@@ -157,11 +157,17 @@ def test_zoo_recipe_and_script_train_on_the_transfer_distribution():
     assert KV_ADMISSION_TRANSFER.on_distribution and "--imitate" in args and "--trace" not in args
     script = (root / "agents" / "zoo" / "train_kv_admission.sh").read_text()
     assert "workloads=" + repr(KV_ADMISSION_WORKLOADS).replace(" ", "").replace('"', "'") in script
+    steps = args[args.index("--imitate") + 1]
+    assert f"STEPS=${{STEPS:-{steps}}}" in script  # the script's full run is the recipe's budget
+    assert "--candidates \"$CANDIDATES\"" in script and "CANDIDATES=${CANDIDATES:-transfer}" in script
 
 
 def test_static_candidates_are_the_schedules_they_name():
     names = T.candidate_names("static")
     assert names[:5] == tuple(heuristic_names(ENV)) and len(names) == 5 + 16
+    cut = T.candidate_names("transfer")  # the heuristics, then the statics that win episodes, in the same order
+    assert cut[:5] == names[:5] and 5 < len(cut) < len(names)
+    assert [n for n in names if n in cut] == list(cut)
     assert "static_b8192_fcfs_preempt" not in names  # vllm_fcfs
     vec = kva.KVAdmissionVecEnv(2, seed=0, **TINY)
     obs = vec.reset()

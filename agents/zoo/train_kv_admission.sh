@@ -1,43 +1,64 @@
 #!/usr/bin/env bash
-# KVAdmission-v0's transfer agent (issue 21): the teacher's replays (every heuristic and static schedule through
-# every training episode) on every core, DAgger (optionally then MaskablePPO, RL=N) for 3 seeds in parallel,
-# then the leaderboard of the 3 checkpoints (main and transfer tracks) on every core, and the seeds against
-# the best heuristic per scenario.
+# KVAdmission-v0's transfer agent (issue 21): the teacher's replays (the candidates through every training
+# episode) on every core, DAgger (optionally then MaskablePPO, RL=N) for 3 seeds in parallel, then the
+# leaderboard of the 3 checkpoints (main and transfer tracks) on every core, and the seeds against the best
+# heuristic per scenario.
 #
-#   OUT=DIR bash agents/zoo/train_kv_admission.sh [full|small]
+#   OUT=DIR bash agents/zoo/train_kv_admission.sh teacher            # device call 1: the teacher only
+#   TEACHER=FILE OUT=DIR bash agents/zoo/train_kv_admission.sh train  # device call 2: DAgger + leaderboard
+#   OUT=DIR bash agents/zoo/train_kv_admission.sh [full|small]        # both stages in one run
 #
-# full: the recipe of agents/zoo/__init__.py KV_ADMISSION_TRANSFER (issue 21) on the 16-core GPU host;
-# small: the same stages scaled down (256-request windows, load 1.3 only, 30k DAgger decisions, leaderboard
-# --quick) to time a box. Writes to $OUT: s0.zip s1.zip s2.zip (the checkpoints), stages.txt
-# (seconds at the end of each stage), logs21.tgz (every log, the run records, the teacher's data) and
-# lb21.tgz (the leaderboard's output, the seeds table). Environment: NCPU (default nproc), W (work
-# directory, default /tmp/w21), STEPS (DAgger decisions per seed, 16 envs), RL (MaskablePPO steps after it).
+# teacher / train / full: the recipe of agents/zoo/__init__.py KV_ADMISSION_TRANSFER (issue 21) on the 16-core
+# GPU host, split in two so that each fits one 10-minute call (teacher.pkl of call 1 comes back under $OUT;
+# call 2 reads it from TEACHER, e.g. the file copied into the repository root before the call);
+# small: the same stages scaled down (the Azure and bursty families only, 256-request windows, load 1.3,
+# 30k DAgger decisions, leaderboard --quick) to time a box. Writes to $OUT: teacher.pkl (teacher, small, full), s0.zip s1.zip s2.zip (the
+# checkpoints), stages.txt (seconds at the end of each stage), logs21.tgz (every log, the run records, the
+# teacher's data) and lb21.tgz (the leaderboard's output, the seeds table). Environment: NCPU (default
+# nproc), W (work directory, default /tmp/w21), STEPS (DAgger decisions per seed, 16 envs), RL (MaskablePPO
+# steps after it), CANDIDATES (the teacher's, agents.kv_admission_teacher --candidates; default transfer),
+# CHUNK (episodes per teacher job, default 8; small 32), SHARD (I/N: this call replays one shard of the teacher's jobs).
 # Run from the repository root (the workload files are ../shared/traces/..., as the recipe names them).
 set -o pipefail
 MODE=${1:-full}
 : "${OUT:?set OUT to the output directory}"
 W=${W:-/tmp/w21}
 NCPU=${NCPU:-$(nproc)}
+CANDIDATES=${CANDIDATES:-transfer}
 mkdir -p "$OUT" "$W"
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 RAY_USAGE_STATS_ENABLED=0
 ENV=servegym/KVAdmission-v0
 # agents.scenarios.TRAINING_WORKLOADS["servegym/KVAdmission-v0"] (tests/test_kv_admission_teacher.py keeps them equal)
 WL="workloads=('azure_conv-v1','bursty-v1','mooncake_conv-v1','../shared/traces/azure_llm_2023_conv.csv','../shared/traces/mooncake_conversation.jsonl')"
 case $MODE in
-  full) EK=("$WL"); STEPS=${STEPS:-1000000}; RL=${RL:-0}; LBQ=();;
-  small) EK=("$WL" window_requests=256 load=1.3); STEPS=${STEPS:-30000}; RL=${RL:-0}; LBQ=(--quick);;
-  *) echo "usage: OUT=DIR bash $0 [full|small]" >&2; exit 2;;
+  full|teacher|train) EK=("$WL"); STEPS=${STEPS:-65536}; RL=${RL:-0}; LBQ=(); CHUNK=${CHUNK:-8};;
+  # small: the three cheap families only (the two Mooncake ones hold ~75% of the replay time), to test a box.
+  small) EK=("workloads=('azure_conv-v1','bursty-v1','../shared/traces/azure_llm_2023_conv.csv')" window_requests=256 load=1.3)
+         STEPS=${STEPS:-30000}; RL=${RL:-0}; LBQ=(--quick); CHUNK=${CHUNK:-32};;
+  *) echo "usage: OUT=DIR bash $0 [full|small|teacher|train]" >&2; exit 2;;
 esac
 T0=$(date +%s)
 stage() { echo "$(( $(date +%s) - T0 )) s: $*" | tee -a "$OUT/stages.txt"; }
-pack() { tar czf "$OUT/logs21.tgz" -C "$W" $(cd "$W" && ls -d *.log teacher.pkl s*/run.json seeds.* 2>/dev/null); }
-stage "start ($MODE, $NCPU cores, $STEPS DAgger decisions + $RL PPO steps per seed)"
+pack() { tar czf "$OUT/logs21.tgz" -C "$W" $(cd "$W" && ls -d *.log teacher*.pkl s*/run.json seeds.* 2>/dev/null); }
+stage "start ($MODE, $NCPU cores, teacher candidates $CANDIDATES, $STEPS DAgger decisions + $RL PPO steps per seed)"
 
-# 1. The teacher: every candidate (the 5 heuristics and 16 static schedules) through every training episode
-#    (161 windows x 3 loads), once for the 3 seeds.
-python3 -m agents.kv_admission_teacher --env-kwargs "${EK[@]}" --candidates static --procs "$NCPU" \
-  --out "$W/teacher.pkl" > "$W/teacher.log" 2>&1 || { stage "teacher failed"; tail -20 "$W/teacher.log"; pack; exit 1; }
-cat "$W/teacher.log"; stage "teacher"; pack
+# 1. The teacher: every candidate (--candidates transfer: the 5 heuristics and the static schedules that win
+#    episodes, agents.kv_admission_teacher.TRANSFER_STATIC) through every training episode (161 windows x 3
+#    loads), once for the 3 seeds; one job per (candidate, CHUNK episodes of one load and part), costliest first.
+if [ "$MODE" = train ]; then
+  : "${TEACHER:?set TEACHER to the teacher.pkl of the teacher call}"
+  cp "$TEACHER" "$W/teacher.pkl" || { stage "no teacher file $TEACHER"; exit 1; }
+  stage "teacher from $TEACHER"
+else
+  # numba compiles the env's kernels once here (cache=True) before NCPU workers would at once.
+  python3 -c "from envs.kv_admission.env import KVAdmissionVecEnv as V; import numpy as np; v=V(2, seed=0, window_requests=64); v.reset(); [v.step(np.zeros(2, np.int64)) for _ in range(50)]" > "$W/warm.log" 2>&1 || { stage "warm-up failed"; cat "$W/warm.log"; exit 1; }
+  stage "numba warm-up"
+  SH=(); [ -n "${SHARD:-}" ] && SH=(--shard "$SHARD")
+  python3 -m agents.kv_admission_teacher --env-kwargs "${EK[@]}" --candidates "$CANDIDATES" --chunk "$CHUNK" \
+    "${SH[@]}" --procs "$NCPU" --out "$W/teacher.pkl" > "$W/teacher.log" 2>&1 || { stage "teacher failed"; tail -20 "$W/teacher.log"; pack; exit 1; }
+  tail -4 "$W/teacher.log"; cp "$W/teacher.pkl" "$OUT/teacher.pkl"; stage "teacher"; pack
+  [ "$MODE" = teacher ] && exit 0
+fi
 
 # 2. DAgger (+ PPO), 3 seeds in parallel, one process each (the teacher reads the envs in-process).
 for s in 0 1 2; do
