@@ -184,10 +184,11 @@ def test_static_candidates_are_the_schedules_they_name():
 
 def test_chunked_and_sharded_replays_equal_the_whole(data, tmp_path):
     cfg = kva.KVAdmissionVecEnv(1, **TINY).config
-    ranges = T.episode_jobs(cfg, 1)
+    ranges = T.episode_jobs(cfg, 99)
     assert sorted(ranges) == [(k, k + 1) for k in range(4)]  # one per episode, each within a load
-    chunked = T.compute([cfg], chunk=1, log=lambda *_: None)
-    shards = [T.compute([cfg], chunk=1, shard=(i, 3), log=lambda *_: None) for i in range(3)]
+    assert sorted(T.episode_jobs(cfg, 1)) == [(0, 2), (2, 4)]  # one per load
+    chunked = T.compute([cfg], split=99, log=lambda *_: None)
+    shards = [T.compute([cfg], split=99, shard=(i, 3), log=lambda *_: None) for i in range(3)]
     for i, d in enumerate(shards):
         T.save(d, tmp_path / f"s{i}.pkl")
     with pytest.raises(ValueError, match="shard"):
@@ -200,4 +201,4 @@ def test_chunked_and_sharded_replays_equal_the_whole(data, tmp_path):
         for k in data.scores:
             assert np.array_equal(d.scores[k], data.scores[k]) and np.array_equal(d.returns[k], data.returns[k])
     with pytest.raises(ValueError, match="shard 3/3"):
-        T.compute([cfg], chunk=1, shard=(3, 3))
+        T.compute([cfg], split=99, shard=(3, 3))

@@ -51,7 +51,7 @@ class Recipe:
 # 0.01-0.06 on the held-out families), seed 0, on the training distribution agents.scenarios.TRAINING_WORKLOADS
 # (Azure and Mooncake conversation and bursty generators, training parts of the real Azure and Mooncake
 # conversation traces) at loads 1.1/1.3/1.5 under MLPerf's Server SLO. --teacher-data names the file of
-# `python -m agents.kv_admission_teacher --env-kwargs workloads=... --chunk 8 --procs 16 --out FILE` (483
+# `python -m agents.kv_admission_teacher --env-kwargs workloads=... --split 32 --procs 16 --out FILE` (483
 # episodes x the transfer candidates); without it train.py replays them in this process (--teacher-procs N: N
 # processes; same labels). The 3-seed run with its leaderboard, in two device calls:
 # `OUT=DIR bash agents/zoo/train_kv_admission.sh teacher`, then `TEACHER=FILE OUT=DIR bash
