@@ -33,7 +33,7 @@ ENV=servegym/KVAdmission-v0
 # agents.scenarios.TRAINING_WORKLOADS["servegym/KVAdmission-v0"] (tests/test_kv_admission_teacher.py keeps them equal)
 WL="workloads=('azure_conv-v1','bursty-v1','mooncake_conv-v1','../shared/traces/azure_llm_2023_conv.csv','../shared/traces/mooncake_conversation.jsonl')"
 case $MODE in
-  full) EK=("$WL"); STEPS=${STEPS:-65536}; RL=${RL:-0}; LBQ=(); SPLIT=${SPLIT:-32};;
+  full) EK=("$WL"); STEPS=${STEPS:-49152}; RL=${RL:-0}; LBQ=(); SPLIT=${SPLIT:-32};;
   # small: the three cheap families only (the two Mooncake ones hold ~75% of the replay time), to test a box.
   small) EK=("workloads=('azure_conv-v1','bursty-v1','../shared/traces/azure_llm_2023_conv.csv')" window_requests=256 load=1.3)
          STEPS=${STEPS:-30000}; RL=${RL:-0}; LBQ=(--quick); SPLIT=${SPLIT:-4};;
