@@ -6,9 +6,10 @@ every candidate is played once through the exact episode, in a separate batch th
 (``KVAdmissionVecEnv.episode_of`` names it, ``window_order="sequential"`` plays every episode of the
 config once; the simulator has no randomness of its own, so a replay is the episode). The candidates
 (``candidate_names``): every registered KVAdmission heuristic (``agents.heuristics.kv_admission``:
-vLLM, Sarathi-Serve, reservation, Past-Future, SJF) and, with ``"static"`` (the default of
-``teacher_for``), every static schedule besides them (admit what fits, one prefill budget, one
-shortage rule, one queue order: Sarathi-Serve's budget with SJF's order, say). The teacher's label
+vLLM, Sarathi-Serve, reservation, Past-Future, SJF) and, with ``"static"``, every static schedule
+besides them (admit what fits, one prefill budget, one shortage rule, one queue order:
+Sarathi-Serve's budget with SJF's order, say), or with ``"transfer"`` (the default of
+``teacher_for`` and of the command) those of them that win episodes (``TRANSFER_STATIC``). The teacher's label
 in any state of that episode, on or off the path the winner would take, is the action the
 episode's winner takes in that state: every candidate acts from the observation and mask only, so
 it can act in states the student's own choices led to.
@@ -29,15 +30,18 @@ and 5 static schedules 0.800; with the heuristics alone (loads 1.1/1.3/1.5, 483 
 
 Replays cost one episode per candidate per training episode (a 1024-request Mooncake window is
 about 10^5 engine iterations, an Azure one a few thousand), so ``compute`` runs one job per
-(config, candidate) in ``procs`` processes, and ``python -m agents.kv_admission_teacher`` writes
+(config, candidate), or with ``split`` per (config, candidate, range of episodes), in ``procs``
+processes (``shard`` splits the jobs over several runs, ``merge`` joins them), and ``python -m agents.kv_admission_teacher`` writes
 the result once to a file that several training seeds share (``train.py --teacher-data FILE``):
 
-    python -m agents.kv_admission_teacher --env-kwargs workloads=... --candidates static --procs 16 --out teacher.pkl
+    python -m agents.kv_admission_teacher --env-kwargs workloads=... --split 32 --procs 16 --out teacher.pkl
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import hashlib
 import pickle
 import sys
 import time
@@ -74,14 +78,32 @@ def static_candidates() -> tuple[str, ...]:
     return tuple(out)
 
 
+# The static schedules of the transfer recipe (``candidate_names("transfer")``), measured on a sample of the
+# training distribution (agents.scenarios.TRAINING_WORKLOADS, MLPerf Server SLO, 1024-request windows): 4
+# windows of each of azure_conv-v1, bursty-v1 and the Azure conversation trace at each of loads 1.1/1.3/1.5,
+# and window 0 of each Mooncake family at 1.3 (38 episodes; `python -m agents.zoo.kv_admission_candidate_sample`). Winners (highest attainment, ties to the earlier candidate)
+# among all 21: static_b2048_sjf_preempt 13, sarathi 6, static_b8192_edf_defer 5, static_b2048_edf_defer 4,
+# static_b8192_sjf_defer 4, vllm_fcfs 2, static_b2048_edf_preempt 2, past_future 1, static_b2048_sjf_defer 1,
+# the other 12 none (the 512-token schedules' `defer` variants tie their `preempt` twins exactly). Mean SLO
+# attainment of the per-episode best: 0.8332 over all 21 and 0.8332 over the heuristics and these 4 (backward
+# elimination: the two 2048-token `preempt` winners are near-ties of their `defer` twins; cutting a third
+# static would cost 0.0006-0.006); best single candidate static_b2048_sjf_defer 0.8182, best heuristic sjf
+# 0.7699. 9 candidates instead of 21 keep the full teacher within one 10-minute device call.
+TRANSFER_STATIC: tuple[str, ...] = ("static_b2048_sjf_defer", "static_b2048_edf_defer", "static_b8192_sjf_defer",
+                                    "static_b8192_edf_defer")
+
+
 def candidate_names(kind: str) -> tuple[str, ...]:
     """The teacher's candidates in tie-break order: ``"heuristics"`` = every registered KVAdmission
-    heuristic; ``"static"`` = those, then ``static_candidates()``. ``ValueError`` for another kind."""
+    heuristic; ``"static"`` = those, then ``static_candidates()``; ``"transfer"`` = the heuristics,
+    then ``TRANSFER_STATIC`` (the statics that win episodes). ``ValueError`` for another kind."""
     if kind == "heuristics":
         return tuple(heuristic_names(ENV_ID))
     if kind == "static":
         return tuple(heuristic_names(ENV_ID)) + static_candidates()
-    raise ValueError(f"kv_admission teacher: candidates must be 'heuristics' or 'static', got {kind!r}")
+    if kind == "transfer":
+        return tuple(heuristic_names(ENV_ID)) + TRANSFER_STATIC
+    raise ValueError(f"kv_admission teacher: candidates must be 'heuristics', 'static' or 'transfer', got {kind!r}")
 
 
 def make_candidate(name: str, vec: Any) -> Any:
@@ -97,16 +119,25 @@ def make_candidate(name: str, vec: Any) -> Any:
 
 
 def _entry(name: Any) -> Any:
-    """A trace entry with a file path made absolute (``../shared/traces/x.csv`` from the repository
-    root and the resolved path name the same file); a built-in name or a ``Trace`` unchanged."""
+    """A trace entry as a key: a file by its name and content digest (``../shared/traces/x.csv``
+    from the repository root, its absolute path, or a copy of it in another checkout, such as
+    the next device call's, name the same file); a built-in name or a ``Trace`` unchanged."""
     if isinstance(name, str) and ("/" in name or Path(name).suffix):
-        return str(Path(name).resolve())
+        return _file_digest(str(Path(name).resolve()))
     return name
 
 
+@functools.lru_cache(maxsize=64)
+def _file_digest(path: str) -> str:
+    try:
+        return f"{Path(path).name}#sha256:{hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]}"
+    except OSError:  # the config's own loader reports a missing file; the key still names it
+        return path
+
+
 def config_key(cfg: KVAdmissionConfig) -> str:
-    """What identifies a config's episodes: every field that moves them, trace files by absolute
-    path (``window_order`` only chooses which episode plays next; ``trace`` is unused under
+    """What identifies a config's episodes: every field that moves them, trace files by name and
+    content digest (``window_order`` only chooses which episode plays next; ``trace`` is unused under
     ``workloads``)."""
     trace = "default" if cfg.workloads else _entry(cfg.trace)
     return repr(replace(cfg, window_order="random", trace=trace, workloads=tuple(_entry(w) for w in cfg.workloads)))
@@ -167,41 +198,94 @@ def training_episodes(cfg: KVAdmissionConfig) -> list[dict]:
     return [{"window": w, "load": v} for v in cfg.loads() for w in range(W)]
 
 
-def replay(cfg: KVAdmissionConfig, heuristic: str, n_envs: int = 64) -> dict[tuple, tuple[float, float]]:
-    """``heuristic`` played through every episode of ``cfg`` once (``training_episodes``):
-    ``{episode_key: (SLO attainment, return)}``. ``n_envs`` envs step as one batch, each playing
-    episodes k = e, e + n_envs, ... in turn (``window_order="sequential"``); a batch stops when
-    every episode has ended once."""
+def replay(cfg: KVAdmissionConfig, heuristic: str, n_envs: int = 64,
+           episodes: tuple[int, int] | None = None) -> dict[tuple, tuple[float, float]]:
+    """``heuristic`` played through every episode of ``cfg`` once (``training_episodes``), or
+    through episodes ``first <= k < stop`` of that list with ``episodes=(first, stop)``:
+    ``{episode_key: (SLO attainment, return)}``. Without ``episodes``, ``n_envs`` envs step as one
+    batch, each playing episodes k = e, e + n_envs, ... in turn (``window_order="sequential"``); a
+    batch stops when every episode has ended once. With ``episodes``, a batch of ``stop - first``
+    envs plays them, env e episode ``first + e`` (a slice of the sequential batch of one env per
+    episode, ``batch_slice``), and stops when each has ended once (the simulator has no randomness
+    of its own, so an episode's result does not depend on the batch it plays in).
+    ``ValueError`` for a range outside ``[0, number of episodes]`` or an empty one."""
     seq = replace(cfg, window_order="sequential")
     probe = KVAdmissionVecEnv(1, config=seq)
     n_total = probe.scenario.workload.arrival_s.shape[0] * len(cfg.loads())
-    E = max(1, min(int(n_envs), n_total))
-    vec = KVAdmissionVecEnv(E, config=seq, seed=0)
+    if episodes is None:
+        first, E = 0, max(1, min(int(n_envs), n_total))
+        vec = KVAdmissionVecEnv(E, config=seq, seed=0)
+    else:
+        first, stop = int(episodes[0]), int(episodes[1])
+        if not 0 <= first < stop <= n_total:
+            raise ValueError(f"kv_admission teacher: episodes {episodes} must satisfy 0 <= first < stop <= {n_total}")
+        E = stop - first
+        vec = KVAdmissionVecEnv(E, config=seq, seed=0)
+        vec.batch_slice(first, n_total)
+    n_want = n_total if episodes is None else E
+    step = E if episodes is None else n_total  # episode number k advances by this at each env's next episode
     policy = make_candidate(heuristic, vec)
     obs = vec.reset()
     playing = [vec.episode_of(e) for e in range(E)]
-    index = list(range(E))  # episode number k of each env's current episode
+    index = [first + e for e in range(E)]  # episode number k of each env's current episode
     out: dict[tuple, tuple[float, float]] = {}
-    while len(out) < n_total:
+    while len(out) < n_want:
         obs, _, dones, infos = vec.step(policy.act(obs, vec.action_masks()))
         for e in np.flatnonzero(dones):
             if index[e] < n_total:
                 info = infos[e]
                 out[episode_key(cfg, playing[e])] = (float(info["metrics"][METRIC]), float(info["episode"]["r"]))
             playing[e] = vec.episode_of(int(e))
-            index[e] += E
+            index[e] += step
     return out
 
 
-def _replay_job(cfg: KVAdmissionConfig, heuristic: str, n_envs: int) -> dict[tuple, tuple[float, float]]:
-    return replay(cfg, heuristic, n_envs)
+def _replay_job(cfg: KVAdmissionConfig, heuristic: str, n_envs: int,
+                episodes: tuple[int, int] | None = None) -> dict[tuple, tuple[float, float]]:
+    return replay(cfg, heuristic, n_envs, episodes)
+
+
+def episode_jobs(cfg: KVAdmissionConfig, split: int) -> list[tuple[int, int]]:
+    """Ranges ``(first, stop)`` of ``training_episodes(cfg)`` that cover it once, each within one
+    load level and one part of a workload mixture and each holding about ``1 / split`` of the
+    episodes' cost or less (cost: a window's prompt and output tokens, a proxy of engine
+    iterations; a range holds at least one episode), costliest first. A range plays as one batch,
+    so larger ranges step more envs per call (0.04 s per 256-request Azure episode in ranges of 32
+    against 0.12 s in ranges of 4 on the 2-core box) and ``split`` trades that for balance over
+    processes. ``ValueError`` for ``split < 1``."""
+    if split < 1:
+        raise ValueError(f"kv_admission teacher: split must be >= 1, got {split}")
+    sc = KVAdmissionVecEnv(1, config=cfg).scenario
+    wl = sc.workload
+    W = wl.arrival_s.shape[0]
+    groups = [int(g) for g in sc.groups] if getattr(sc, "groups", None) is not None else [0, W]
+    tokens = np.where(np.isfinite(wl.arrival_s), wl.prompt.astype(np.int64) + wl.output, 0).sum(axis=1)
+    n_loads = len(cfg.loads())
+    budget = tokens.sum() * n_loads / split
+    out = []
+    for li in range(n_loads):
+        for lo, hi in zip(groups[:-1], groups[1:]):
+            f = lo
+            while f < hi:
+                t, cost = f + 1, int(tokens[f])
+                while t < hi and cost + tokens[t] <= budget:
+                    cost += int(tokens[t])
+                    t += 1
+                out.append((li * W + f, li * W + t, cost))
+                f = t
+    out.sort(key=lambda r: (-r[2], r[0]))
+    return [(f, t) for f, t, _ in out]
 
 
 def compute(configs: Sequence[KVAdmissionConfig], procs: int = 1, n_envs: int = 64,
-            heuristics: Sequence[str] | None = None, log: Any = print) -> TeacherData:
+            heuristics: Sequence[str] | None = None, log: Any = print, split: int | None = None,
+            shard: tuple[int, int] = (0, 1)) -> TeacherData:
     """Every heuristic's replay of every episode of every config (configs with the same
-    ``config_key`` are replayed once). ``procs`` worker processes run the (config, heuristic) jobs.
-    Raises ``ValueError`` for no configs or an unknown heuristic name."""
+    ``config_key`` are replayed once). ``procs`` worker processes run the jobs: one per (config,
+    heuristic), or with ``split`` one per (config, heuristic, range of ``episode_jobs(config,
+    split)``), costliest first, so that many processes stay busy. ``shard=(i, n)``
+    runs jobs i, i + n, ... of that list only (``merge`` joins the n files; same result as one run).
+    Raises ``ValueError`` for no configs, an unknown heuristic name or a bad shard."""
     if not configs:
         raise ValueError("kv_admission teacher: no configs")
     names = tuple(heuristics) if heuristics is not None else candidate_names("heuristics")
@@ -210,15 +294,22 @@ def compute(configs: Sequence[KVAdmissionConfig], procs: int = 1, n_envs: int = 
     if unknown or not names:
         raise ValueError(f"kv_admission teacher: candidates {unknown or list(names)} are neither KVAdmission "
                          f"heuristics ({', '.join(heuristic_names(ENV_ID))}) nor static candidates")
+    i_shard, n_shard = shard
+    if not 0 <= i_shard < n_shard:
+        raise ValueError(f"kv_admission teacher: shard {i_shard}/{n_shard} must satisfy 0 <= i < n")
     unique = {config_key(c): c for c in configs}
-    jobs = [(c, h, n_envs) for c in unique.values() for h in names]
+    if split is None:
+        jobs = [(c, h, n_envs, None) for c in unique.values() for h in names]
+    else:
+        jobs = [(c, h, n_envs, r) for c in unique.values() for r in episode_jobs(c, split) for h in names]
+    jobs = jobs[i_shard::n_shard]
     t0 = time.perf_counter()
     labels = {k: config_label(c) for k, c in unique.items()}
 
     def done(i: int) -> None:  # progress: long work shows it
-        c, h, _ = jobs[i]
-        log(f"kv_admission teacher: {h} replayed on {labels[config_key(c)]} "
-            f"({time.perf_counter() - t0:.0f} s, job {i + 1}/{len(jobs)})")
+        c, h, _, r = jobs[i]
+        log(f"kv_admission teacher: {h} replayed on {labels[config_key(c)]}" + (f" episodes {r[0]}-{r[1] - 1}" if r else "")
+            + f" ({time.perf_counter() - t0:.0f} s, job {i + 1}/{len(jobs)})")
 
     results: list[dict] = [{} for _ in jobs]
     if procs <= 1:
@@ -236,19 +327,48 @@ def compute(configs: Sequence[KVAdmissionConfig], procs: int = 1, n_envs: int = 
                 results[futures[f]] = f.result()
                 done(futures[f])
     data = TeacherData(names, labels=labels)
-    for (c, h, _), res in zip(jobs, results):
+    for (c, h, _, _), res in zip(jobs, results):
         i = names.index(h)
         for key, (score, ret) in res.items():
             data.scores.setdefault(key, np.full(len(names), np.nan))[i] = score
             data.returns.setdefault(key, np.full(len(names), np.nan))[i] = ret
     log(f"kv_admission teacher: {len(data.scores)} episodes x {len(names)} heuristics replayed in "
-        f"{time.perf_counter() - t0:.0f} s")
+        f"{time.perf_counter() - t0:.0f} s" + (f" (shard {i_shard}/{n_shard})" if n_shard > 1 else ""))
+    if n_shard == 1:
+        log_summary(data, log)
+    return data
+
+
+def log_summary(data: TeacherData, log: Any = print) -> None:
     for row in data.summary():
         log(f"  {row['config']}: {row['episodes']} episodes, mean SLO attainment "
             + ", ".join(f"{h} {v:.4f}" for h, v in row["mean"].items())
             + f"; per-episode best {row['per_episode_best']:.4f}; wins "
             + ", ".join(f"{h} {v}" for h, v in row["wins"].items()))
-    return data
+
+
+def merge(parts: Sequence[TeacherData]) -> TeacherData:
+    """The shards of one teacher run (``compute(..., shard=(i, n))`` for i < n) as one
+    ``TeacherData``. ``ValueError`` when they differ in candidates or an episode lacks a candidate's
+    replay in every shard (a shard missing)."""
+    if not parts:
+        raise ValueError("kv_admission teacher: merge of no shards")
+    names = parts[0].heuristics
+    out = TeacherData(names)
+    for d in parts:
+        if d.heuristics != names:
+            raise ValueError(f"kv_admission teacher: shards replay different candidates: {names} vs {d.heuristics}")
+        out.labels.update(d.labels)
+        for key, s in d.scores.items():
+            for table, src in ((out.scores, s), (out.returns, d.returns[key])):
+                have = table.setdefault(key, np.full(len(names), np.nan))
+                fill = ~np.isnan(src)
+                have[fill] = src[fill]
+    missing = [(out.labels.get(k[0], k[0])[:40], k[1], k[2]) for k, s in out.scores.items() if np.isnan(s).any()]
+    if missing:
+        raise ValueError(f"kv_admission teacher: merged shards lack replays of {len(missing)} episode(s), "
+                         f"e.g. window {missing[0][1]} at load {missing[0][2]}; is a shard missing?")
+    return out
 
 
 def save(data: TeacherData, path: Path) -> None:
@@ -260,16 +380,21 @@ def save(data: TeacherData, path: Path) -> None:
     tmp.replace(path)
 
 
-def load(path: Path) -> TeacherData:
+def load(path: Path, complete: bool = True) -> TeacherData:
     """``TeacherData`` from a file ``save`` wrote; ``ValueError`` naming the file when it is not
-    one (another environment's, or another format version)."""
+    one (another environment's, or another format version) or, with ``complete``, when an episode
+    lacks a candidate's replay (one shard of ``compute(..., shard=...)``: ``merge`` them first)."""
     try:
         raw = pickle.loads(Path(path).read_bytes())
     except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ModuleNotFoundError) as err:
         raise ValueError(f"teacher data {path}: {err}") from None
     if not isinstance(raw, dict) or raw.get("format") != FORMAT or raw.get("env") != ENV_ID:
         raise ValueError(f"teacher data {path}: not a format-{FORMAT} file of agents.kv_admission_teacher")
-    return TeacherData(tuple(raw["heuristics"]), raw["scores"], raw["returns"], raw["labels"])
+    data = TeacherData(tuple(raw["heuristics"]), raw["scores"], raw["returns"], raw["labels"])
+    if complete and any(np.isnan(s).any() for s in data.scores.values()):
+        raise ValueError(f"teacher data {path}: some episodes lack a candidate's replay (one shard of a "
+                         f"--shard run?); merge the shards with --merge")
+    return data
 
 
 class KVAdmissionTeacher:
@@ -321,7 +446,7 @@ def configs_of(vec: Any) -> list[KVAdmissionConfig]:
 
 def teacher_for(vec: Any, data_path: Path | None = None, procs: int = 1, log: Any = print) -> KVAdmissionTeacher:
     """The teacher of ``vec``: replays from ``data_path`` (``save``'s file) or, every candidate of
-    ``candidate_names("static")``, computed now with ``procs`` processes. ``ValueError`` when the
+    ``candidate_names("transfer")`` (the zoo recipe's), computed now with ``procs`` processes. ``ValueError`` when the
     file lacks a config of ``vec``."""
     configs = configs_of(vec)
     if data_path is not None:
@@ -331,7 +456,7 @@ def teacher_for(vec: Any, data_path: Path | None = None, procs: int = 1, log: An
             raise ValueError(f"teacher data {data_path}: no replays of config(s) {missing}; "
                              f"it holds {list(data.labels.values())}")
     else:
-        data = compute(configs, procs, heuristics=candidate_names("static"), log=log)
+        data = compute(configs, procs, heuristics=candidate_names("transfer"), log=log)
     return KVAdmissionTeacher(vec, data)
 
 
@@ -349,13 +474,44 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--trace", default="default", help="trace without --scenarios (as train.py's --trace)")
     p.add_argument("--procs", type=int, default=1, help="worker processes for the replays")
     p.add_argument("--n-envs", type=int, default=64, help="envs per replay batch")
-    p.add_argument("--candidates", choices=("heuristics", "static"), default="static",
-                   help="the policies replayed: every KVAdmission heuristic, or those and every static schedule "
-                        "(admit all, one budget, shortage rule and queue order: 16 more)")
+    p.add_argument("--candidates", choices=("heuristics", "static", "transfer"), default="transfer",
+                   help="the policies replayed: every KVAdmission heuristic; those and every static schedule "
+                        "(admit all, one budget, shortage rule and queue order: 16 more); or those and the "
+                        "static schedules that win episodes (TRANSFER_STATIC, the zoo recipe's)")
+    p.add_argument("--split", type=int, default=None, metavar="N",
+                   help="one job per (candidate, range of episodes of one load and workload part holding about 1/N "
+                        "of the cost), costliest first, instead of one per candidate (keeps many --procs busy; "
+                        "same result)")
+    p.add_argument("--shard", default=None, metavar="I/N",
+                   help="run jobs I, I+N, ... only (with --split); --merge joins the N files (same result)")
+    p.add_argument("--merge", nargs="+", type=Path, default=None, metavar="FILE",
+                   help="join the shard files of one run into --out (replays nothing)")
     p.add_argument("--out", type=Path, required=True, help="file to write (pickle)")
     a = p.parse_args(argv)
     if a.procs < 1 or a.n_envs < 1:
         p.error(f"--procs {a.procs} --n-envs {a.n_envs}: both must be >= 1")
+    if a.split is not None and a.split < 1:
+        p.error(f"--split {a.split}: must be >= 1")
+    if a.merge:
+        try:
+            data = merge([load(f, complete=False) for f in a.merge])
+        except ValueError as err:
+            p.error(f"--merge: {err}")
+        log_summary(data, lambda m: print(m, flush=True))
+        save(data, a.out)
+        print(f"wrote {a.out}: {len(data.scores)} episodes of {len(data.labels)} config(s) from {len(a.merge)} shard(s)")
+        return 0
+    shard = (0, 1)
+    if a.shard is not None:
+        try:
+            i, n = (int(x) for x in a.shard.split("/"))
+        except ValueError:
+            p.error(f"--shard {a.shard!r}: must be I/N with integers, e.g. 0/2")
+        if not 0 <= i < n:
+            p.error(f"--shard {a.shard}: must satisfy 0 <= I < N")
+        if a.split is None and n > 1:
+            p.error("--shard needs --split (shards split the episode ranges)")
+        shard = (i, n)
     try:
         kwargs = cli.parse_env_kwargs(a.env_kwargs, ENV_ID)
         if a.scenarios:
@@ -366,7 +522,8 @@ def main(argv: list[str] | None = None) -> int:
             configs = [KVAdmissionVecEnv(1, **{**kwargs, "trace": a.trace, "split": "train"}).config]
     except (ValueError, TypeError, cli.UsageError) as err:
         p.error(f"--scenarios / --env-kwargs: {err}")
-    data = compute(configs, a.procs, a.n_envs, candidate_names(a.candidates), log=lambda m: print(m, flush=True))
+    data = compute(configs, a.procs, a.n_envs, candidate_names(a.candidates), log=lambda m: print(m, flush=True),
+                   split=a.split, shard=shard)
     save(data, a.out)
     print(f"wrote {a.out}: {len(data.scores)} episodes of {len(data.labels)} config(s)")
     return 0

@@ -157,11 +157,17 @@ def test_zoo_recipe_and_script_train_on_the_transfer_distribution():
     assert KV_ADMISSION_TRANSFER.on_distribution and "--imitate" in args and "--trace" not in args
     script = (root / "agents" / "zoo" / "train_kv_admission.sh").read_text()
     assert "workloads=" + repr(KV_ADMISSION_WORKLOADS).replace(" ", "").replace('"', "'") in script
+    steps = args[args.index("--imitate") + 1]
+    assert f"STEPS=${{STEPS:-{steps}}}" in script  # the script's full run is the recipe's budget
+    assert "--candidates \"$CANDIDATES\"" in script and "CANDIDATES=${CANDIDATES:-transfer}" in script
 
 
 def test_static_candidates_are_the_schedules_they_name():
     names = T.candidate_names("static")
     assert names[:5] == tuple(heuristic_names(ENV)) and len(names) == 5 + 16
+    cut = T.candidate_names("transfer")  # the heuristics, then the statics that win episodes, in the same order
+    assert cut[:5] == names[:5] and 5 < len(cut) < len(names)
+    assert [n for n in names if n in cut] == list(cut)
     assert "static_b8192_fcfs_preempt" not in names  # vllm_fcfs
     vec = kva.KVAdmissionVecEnv(2, seed=0, **TINY)
     obs = vec.reset()
@@ -174,3 +180,25 @@ def test_static_candidates_are_the_schedules_they_name():
         T.candidate_names("best")
     d = T.compute([vec.config], heuristics=("sarathi", "static_b512_edf_preempt"), log=lambda *_: None)
     assert d.heuristics == ("sarathi", "static_b512_edf_preempt") and len(d.scores) == 4
+
+
+def test_chunked_and_sharded_replays_equal_the_whole(data, tmp_path):
+    cfg = kva.KVAdmissionVecEnv(1, **TINY).config
+    ranges = T.episode_jobs(cfg, 99)
+    assert sorted(ranges) == [(k, k + 1) for k in range(4)]  # one per episode, each within a load
+    assert sorted(T.episode_jobs(cfg, 1)) == [(0, 2), (2, 4)]  # one per load
+    chunked = T.compute([cfg], split=99, log=lambda *_: None)
+    shards = [T.compute([cfg], split=99, shard=(i, 3), log=lambda *_: None) for i in range(3)]
+    for i, d in enumerate(shards):
+        T.save(d, tmp_path / f"s{i}.pkl")
+    with pytest.raises(ValueError, match="shard"):
+        T.load(tmp_path / "s0.pkl")  # a lone shard is incomplete
+    with pytest.raises(ValueError, match="lack replays"):
+        T.merge(shards[:2])
+    merged = T.merge([T.load(tmp_path / f"s{i}.pkl", complete=False) for i in range(3)])
+    for d in (chunked, merged):
+        assert d.scores.keys() == data.scores.keys()
+        for k in data.scores:
+            assert np.array_equal(d.scores[k], data.scores[k]) and np.array_equal(d.returns[k], data.returns[k])
+    with pytest.raises(ValueError, match="shard 3/3"):
+        T.compute([cfg], split=99, shard=(3, 3))

@@ -37,8 +37,37 @@ class Recipe:
         return any(a.startswith("workloads=") for a in self.train_args)
 
 
+# Issue 21's KVAdmission-v0 transfer agent, trained on the GPU host in two device calls (no checkpoint here yet;
+# RECIPES keeps the one-trace agent until it is, then RECIPES["servegym/KVAdmission-v0"] becomes this entry):
+# DAgger (agents/imitation.py) from the per-episode best schedule in hindsight (agents/kv_admission_teacher.py,
+# --candidates transfer: the 5 KVAdmission heuristics and the static budget / shortage / queue-order schedules
+# that won episodes of a 38-episode sample of the 21 candidates (TRANSFER_STATIC there says which, and what the
+# cut costs the teacher) replayed through each training episode; the label in any state is the action of the
+# episode's winner by SLO attainment) into MaskablePPO's policy, 49,152 labelled decisions (6 rounds x 16 envs x
+# 512; the budget one 10-minute device call holds with the leaderboard: DAgger trains 35 sample-passes per
+# decision, 6 rounds x 10 epochs over the aggregate, 30,000 decisions took 133-138 s per seed with 3 seeds on
+# the loaded 2-core box, about 2.3 CPU-s per 1k decisions; at that small scale the student's agreement with
+# the teacher stopped rising after round 3, 20,000 decisions: 0.84, 0.72, 0.79 in rounds 3-5), 10 epochs per
+# round of minibatches of 512 (4 epochs of 1024, the default, did worse at 300k decisions), 16 envs, no RL steps (300k PPO steps after 300k DAgger decisions lost
+# 0.01-0.06 on the held-out families), seed 0, on the training distribution agents.scenarios.TRAINING_WORKLOADS
+# (Azure and Mooncake conversation and bursty generators, training parts of the real Azure and Mooncake
+# conversation traces) at loads 1.1/1.3/1.5 under MLPerf's Server SLO. --teacher-data names the file of
+# `python -m agents.kv_admission_teacher --env-kwargs workloads=... --split 32 --procs 16 --out FILE` (483
+# episodes x the transfer candidates); without it train.py replays them in this process (--teacher-procs N: N
+# processes; same labels). The 3-seed run with its leaderboard, in two device calls:
+# `OUT=DIR bash agents/zoo/train_kv_admission.sh full teacher`, then `TEACHER=FILE OUT=DIR bash
+# agents/zoo/train_kv_admission.sh full train` (it passes --teacher-data).
+KV_ADMISSION_WORKLOADS = ("azure_conv-v1", "bursty-v1", "mooncake_conv-v1", "../shared/traces/azure_llm_2023_conv.csv",
+                          "../shared/traces/mooncake_conversation.jsonl")
+KV_ADMISSION_TRANSFER = Recipe("kv_admission_dagger.zip", (
+    "--env-kwargs", "workloads=" + ",".join(KV_ADMISSION_WORKLOADS),
+    "--imitate", "49152", "--timesteps", "0", "--imitate-kwargs", "epochs=10", "batch_size=512", "--seed", "0"),
+    "+".join(KV_ADMISSION_WORKLOADS))
+
+
 RECIPES: dict[str, Recipe] = {
-    # `python train.py` with its defaults (MaskablePPO, 300k steps, 16 envs, seed 0).
+    # `python train.py` with its defaults (MaskablePPO, 300k steps, 16 envs, seed 0). Issue 21's swap, once
+    # kv_admission_dagger.zip is committed: this line becomes `"servegym/KVAdmission-v0": KV_ADMISSION_TRANSFER,`.
     "servegym/KVAdmission-v0": Recipe("kv_admission_ppo.zip", (), "azure_conv-v1"),
     # MaskablePPO, 4M steps, 64 envs, seed 0, training days of `bursty` (both slo_penalty values).
     "servegym/Autoscale-v0": Recipe("autoscale_ppo.zip", (
@@ -100,28 +129,6 @@ RECIPES: dict[str, Recipe] = {
         "--scenarios", "disaggregation/*", "--imitate", "9216", "--timesteps", "0", "--n-envs", "8",
         "--imitate-kwargs", "epochs=20", "batch_size=256", "--seed", "0"), "azure_conv-v1+azure_code-v1"),
 }
-
-
-# Issue 21's KVAdmission-v0 transfer agent, not yet trained at full scale (no checkpoint here; RECIPES keeps
-# the one-trace agent until it is, then this entry replaces RECIPES["servegym/KVAdmission-v0"]): DAgger
-# (agents/imitation.py) from the per-episode best schedule in hindsight (agents/kv_admission_teacher.py,
-# --candidates static: the 5 KVAdmission heuristics and 16 static budget / shortage / queue-order schedules
-# replayed through each training episode; the label in any state is the action of the episode's winner by
-# SLO attainment) into MaskablePPO's policy, 1,000,000 labelled decisions, 10 epochs per round of
-# minibatches of 512 (4 epochs of 1024, the default, did worse at 300k decisions), 16 envs, no RL steps (300k PPO
-# steps after 300k DAgger decisions lost 0.01-0.06 on the held-out families), seed 0, on the training
-# distribution agents.scenarios.TRAINING_WORKLOADS (Azure and Mooncake conversation and bursty generators,
-# training parts of the real Azure and Mooncake conversation traces) at loads 1.1/1.3/1.5 under MLPerf's
-# Server SLO. --teacher-data names the file of `python -m agents.kv_admission_teacher --env-kwargs
-# workloads=... --procs 16 --out FILE` (483 episodes x 21 candidates); without it train.py replays them
-# in this process (--teacher-procs N: N processes; same labels). The 3-seed run with its
-# leaderboard: `OUT=DIR bash agents/zoo/train_kv_admission.sh` (it passes --teacher-data).
-KV_ADMISSION_WORKLOADS = ("azure_conv-v1", "bursty-v1", "mooncake_conv-v1", "../shared/traces/azure_llm_2023_conv.csv",
-                          "../shared/traces/mooncake_conversation.jsonl")
-KV_ADMISSION_TRANSFER = Recipe("kv_admission_dagger.zip", (
-    "--env-kwargs", "workloads=" + ",".join(KV_ADMISSION_WORKLOADS),
-    "--imitate", "1000000", "--timesteps", "0", "--imitate-kwargs", "epochs=10", "batch_size=512", "--seed", "0"),
-    "+".join(KV_ADMISSION_WORKLOADS))
 
 
 def load_recipe(path: Path) -> tuple[str, Recipe]:

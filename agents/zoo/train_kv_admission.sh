@@ -1,43 +1,70 @@
 #!/usr/bin/env bash
-# KVAdmission-v0's transfer agent (issue 21): the teacher's replays (every heuristic and static schedule through
-# every training episode) on every core, DAgger (optionally then MaskablePPO, RL=N) for 3 seeds in parallel,
-# then the leaderboard of the 3 checkpoints (main and transfer tracks) on every core, and the seeds against
-# the best heuristic per scenario.
+# KVAdmission-v0's transfer agent (issue 21): the teacher's replays (the candidates through every training
+# episode) on every core, DAgger (optionally then MaskablePPO, RL=N) for 3 seeds in parallel, then the
+# leaderboard of the 3 checkpoints (main and transfer tracks) on every core, and the seeds against the best
+# heuristic per scenario.
 #
-#   OUT=DIR bash agents/zoo/train_kv_admission.sh [full|small]
+#   OUT=DIR bash agents/zoo/train_kv_admission.sh full teacher             # device call 1: the teacher only
+#   TEACHER=FILE OUT=DIR bash agents/zoo/train_kv_admission.sh full train  # device call 2: DAgger + leaderboard
+#   OUT=DIR bash agents/zoo/train_kv_admission.sh [full|small] [all]       # both in one run
 #
-# full: the recipe of agents/zoo/__init__.py KV_ADMISSION_TRANSFER (issue 21) on the 16-core GPU host;
-# small: the same stages scaled down (256-request windows, load 1.3 only, 30k DAgger decisions, leaderboard
-# --quick) to time a box. Writes to $OUT: s0.zip s1.zip s2.zip (the checkpoints), stages.txt
-# (seconds at the end of each stage), logs21.tgz (every log, the run records, the teacher's data) and
-# lb21.tgz (the leaderboard's output, the seeds table). Environment: NCPU (default nproc), W (work
-# directory, default /tmp/w21), STEPS (DAgger decisions per seed, 16 envs), RL (MaskablePPO steps after it).
+# full: the recipe of agents/zoo/__init__.py KV_ADMISSION_TRANSFER (issue 21) on the 16-core
+# GPU host, split in two so that each fits one 10-minute call (teacher.pkl of call 1 comes back under $OUT;
+# call 2 reads it from TEACHER, e.g. the file copied into the repository root before the call);
+# small: the same stages scaled down (the Azure and bursty families only, 256-request windows, load 1.3,
+# 30k DAgger decisions, leaderboard --quick) to time a box. Writes to $OUT: teacher.pkl (teacher, small, full), s0.zip s1.zip s2.zip (the
+# checkpoints), stages.txt (seconds at the end of each stage), logs21.tgz (every log, the run records, the
+# teacher's data) and lb21.tgz (the leaderboard's output, the seeds table). Environment: NCPU (default
+# nproc), W (work directory, default /tmp/w21), STEPS (DAgger decisions per seed, 16 envs), RL (MaskablePPO
+# steps after it), CANDIDATES (the teacher's, agents.kv_admission_teacher --candidates; default transfer),
+# SPLIT (teacher jobs per candidate, by cost: --split; default 32, small 4), SHARD (I/N: this call replays one shard of the teacher's jobs).
 # Run from the repository root (the workload files are ../shared/traces/..., as the recipe names them).
+# Measured: `NCPU=2 ... small all` on the loaded 2-core box (niced, 2026-12-01): teacher (9 candidates x 587
+# episodes) 93 s, DAgger (3 seeds x 30,000 decisions at once) 139 s, leaderboard --quick 98 s, 336 s in all.
+# Predicted on the 16-core host (2x slower per core): full teacher 330-430 s, full train 320-430 s.
 set -o pipefail
 MODE=${1:-full}
+STAGE=${2:-all}
+case $STAGE in all|teacher|train) ;; *) echo "usage: OUT=DIR bash $0 [full|small] [all|teacher|train]" >&2; exit 2;; esac
 : "${OUT:?set OUT to the output directory}"
 W=${W:-/tmp/w21}
 NCPU=${NCPU:-$(nproc)}
+CANDIDATES=${CANDIDATES:-transfer}
 mkdir -p "$OUT" "$W"
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 RAY_USAGE_STATS_ENABLED=0
 ENV=servegym/KVAdmission-v0
 # agents.scenarios.TRAINING_WORKLOADS["servegym/KVAdmission-v0"] (tests/test_kv_admission_teacher.py keeps them equal)
 WL="workloads=('azure_conv-v1','bursty-v1','mooncake_conv-v1','../shared/traces/azure_llm_2023_conv.csv','../shared/traces/mooncake_conversation.jsonl')"
 case $MODE in
-  full) EK=("$WL"); STEPS=${STEPS:-1000000}; RL=${RL:-0}; LBQ=();;
-  small) EK=("$WL" window_requests=256 load=1.3); STEPS=${STEPS:-30000}; RL=${RL:-0}; LBQ=(--quick);;
-  *) echo "usage: OUT=DIR bash $0 [full|small]" >&2; exit 2;;
+  full) EK=("$WL"); STEPS=${STEPS:-49152}; RL=${RL:-0}; LBQ=(); SPLIT=${SPLIT:-32};;
+  # small: the three cheap families only (the two Mooncake ones hold ~75% of the replay time), to test a box.
+  small) EK=("workloads=('azure_conv-v1','bursty-v1','../shared/traces/azure_llm_2023_conv.csv')" window_requests=256 load=1.3)
+         STEPS=${STEPS:-30000}; RL=${RL:-0}; LBQ=(--quick); SPLIT=${SPLIT:-4};;
+  *) echo "usage: OUT=DIR bash $0 [full|small] [all|teacher|train]" >&2; exit 2;;
 esac
 T0=$(date +%s)
 stage() { echo "$(( $(date +%s) - T0 )) s: $*" | tee -a "$OUT/stages.txt"; }
-pack() { tar czf "$OUT/logs21.tgz" -C "$W" $(cd "$W" && ls -d *.log teacher.pkl s*/run.json seeds.* 2>/dev/null); }
-stage "start ($MODE, $NCPU cores, $STEPS DAgger decisions + $RL PPO steps per seed)"
+pack() { tar czf "$OUT/logs21.tgz" -C "$W" $(cd "$W" && ls -d *.log teacher*.pkl s*/run.json seeds.* 2>/dev/null); }
+stage "start ($MODE $STAGE, $NCPU cores, teacher candidates $CANDIDATES, $STEPS DAgger decisions + $RL PPO steps per seed)"
 
-# 1. The teacher: every candidate (the 5 heuristics and 16 static schedules) through every training episode
-#    (161 windows x 3 loads), once for the 3 seeds.
-python3 -m agents.kv_admission_teacher --env-kwargs "${EK[@]}" --candidates static --procs "$NCPU" \
-  --out "$W/teacher.pkl" > "$W/teacher.log" 2>&1 || { stage "teacher failed"; tail -20 "$W/teacher.log"; pack; exit 1; }
-cat "$W/teacher.log"; stage "teacher"; pack
+# 1. The teacher: every candidate (--candidates transfer: the 5 heuristics and the static schedules that win
+#    episodes, agents.kv_admission_teacher.TRANSFER_STATIC) through every training episode (161 windows x 3
+#    loads), once for the 3 seeds; one job per (candidate, range of episodes of one load and part holding ~1/SPLIT
+#    of the cost), costliest first.
+# numba compiles the env's kernels once here (cache=True) before several processes would at once.
+python3 -c "from envs.kv_admission.env import KVAdmissionVecEnv as V; import numpy as np; v=V(2, seed=0, window_requests=64); v.reset(); [v.step(np.zeros(2, np.int64)) for _ in range(50)]" > "$W/warm.log" 2>&1 || { stage "warm-up failed"; cat "$W/warm.log"; exit 1; }
+stage "numba warm-up"
+if [ "$STAGE" = train ]; then
+  : "${TEACHER:?set TEACHER to the teacher.pkl of the teacher call}"
+  cmp -s "$TEACHER" "$W/teacher.pkl" || cp "$TEACHER" "$W/teacher.pkl" || { stage "no teacher file $TEACHER"; exit 1; }
+  stage "teacher from $TEACHER"
+else
+  SH=(); [ -n "${SHARD:-}" ] && SH=(--shard "$SHARD")
+  python3 -m agents.kv_admission_teacher --env-kwargs "${EK[@]}" --candidates "$CANDIDATES" --split "$SPLIT" \
+    "${SH[@]}" --procs "$NCPU" --out "$W/teacher.pkl" > "$W/teacher.log" 2>&1 || { stage "teacher failed"; tail -20 "$W/teacher.log"; pack; exit 1; }
+  tail -4 "$W/teacher.log"; cp "$W/teacher.pkl" "$OUT/teacher.pkl"; stage "teacher"; pack
+  [ "$STAGE" = teacher ] && exit 0
+fi
 
 # 2. DAgger (+ PPO), 3 seeds in parallel, one process each (the teacher reads the envs in-process).
 for s in 0 1 2; do
