@@ -151,7 +151,7 @@ def test_two_trial_sweep_lists_both_with_ci_and_a_usable_recipe(local_ray, tmp_p
         assert run["seed"] == t["seed"] and run["algo"] == "ppo"
         assert (tdir / "final.zip").exists() and list((tdir / "tb").rglob("events.out.tfevents*"))
     env_id, recipe = load_recipe(out / "best_recipe.json")
-    assert env_id == ENV and recipe.file == "kv_admission_ppo.zip"
+    assert env_id == ENV and recipe.file == "kv_admission_dagger.zip"
     assert recipe.train_args == ("--timesteps", "256", "--n-envs", "2", "--algo", "ppo",
                                  "--env-kwargs", "window_requests=64", "--seed", "0")
     assert "slo_attainment" in capsys.readouterr().out
