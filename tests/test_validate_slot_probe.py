@@ -118,3 +118,27 @@ def test_timing_on_cuda(real):
     assert meta["flash_check_rel_err"] < 2e-2
     for c in cfgs:
         assert len(c["replay_ms"]) == 3 and all(t > 0 for t in c["replay_ms"])
+
+
+def test_committed_h200_probe_slot_placement_explains_most_of_the_split():
+    # The probe run on the H200 (hwmodels/validate/data/h200_slot_probe.json): in the real Mooncake
+    # decode batches the same contexts take 1.4-1.5x longer in some slot orders than in others, and
+    # the attention in the engine's own order plus one constant rest of the layer reproduces 7 of the
+    # 9 recorded iteration times (27.0 vs 20.6 ms) within 2%; two slow ones stay unexplained.
+    import json
+    from pathlib import Path
+
+    import numpy as np
+
+    from hwmodels.validate.slot_probe_report import analyse
+
+    path = Path(__file__).resolve().parents[1] / "hwmodels" / "validate" / "data" / "h200_slot_probe.json"
+    res = analyse(json.loads(path.read_text()))
+    real = res["real"]
+    assert len(real) == 9
+    assert sum(r["slot_ratio"] >= 1.4 for r in real) == 8  # all but the 9-sequence batch at load 0.3
+    rest = float(np.median([r["rest_ms"] for r in real]))
+    err = [abs(r["attn_recorded_order_ms"] + rest - r["recorded_ms"]) / r["recorded_ms"] for r in real]
+    assert sum(e <= 0.02 for e in err) == 7
+    # One long sequence among short ones barely cares where it sits (<= 6%): the spread needs several heavy blocks.
+    assert max(s["slot_ratio"] for s in res["synthetic"]) <= 1.06
