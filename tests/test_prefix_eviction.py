@@ -476,3 +476,32 @@ def test_s3fifo_chain_mode_evicts_main_when_small_queue_is_all_pinned():
         m = run(tr, policy, 20, chain=True)
         assert m["bypassed_blocks"] == 0, policy
         assert m["block_hits"] == 40, policy
+
+
+def test_reinserted_counts_evictions_of_the_block_id_since_warm_up():
+    """The candidate feature ``reinserted`` is log1p of how often the candidate's block id was
+    evicted since the episode's warm-up began, counted independently here from the victims."""
+    kw = {"trace": _conv_trace(240.0), "window_requests": 150, "warmup_requests": 0, "capacity_frac": 0.05}
+    vec = pe.PrefixEvictionVecEnv(1, seed=3, **kw)
+    vec.reset()
+    F, G = pe.K.N_CAND, pe.K.N_GLOBAL
+    f = pe.K.CANDIDATE_FEATURES.index("reinserted")
+    rng = np.random.default_rng(0)
+    counted = np.zeros(vec.built.n_blocks, np.int64)
+    seen_positive = False
+    for _ in range(300):
+        iv = vec.state.iv[0]
+        if int(iv[pe.K.I_EVICTIONS]) != int(iv[pe.K.I_DECISIONS]) - 1:
+            break  # a forced eviction (one legal candidate) happened outside a decision: stop counting
+        mask = vec.action_masks()[0]
+        n = int(mask.sum())
+        blocks = vec.state.key[0, vec._cands[0, :n]]
+        got = vec._obs[0, G + f::F][:n]
+        np.testing.assert_allclose(got, np.log1p(counted[blocks]), rtol=1e-6)
+        seen_positive |= bool((got > 0).any())
+        a = _masked_random(rng, vec.action_masks())
+        counted[vec.state.key[0, vec._cands[0, a[0]]]] += 1
+        _, _, done, _ = vec.step(a)
+        if done[0]:
+            break
+    assert seen_positive
