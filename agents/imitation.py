@@ -6,7 +6,12 @@ probability 1 - 0.5^i, and every visited state is labelled with the teacher's ac
 student learns the teacher's choice on the states its own mistakes lead to.
 
 Loss. Discrete actions: -log of the probability the masked policy puts on the set of actions the
-teacher accepts (its ``teacher_targets()`` where it has them, else its one action). MultiDiscrete
+teacher accepts (its ``teacher_targets()`` where it has them, else its one action). With
+``target="values"`` (an env with ``teacher_values()``, PrefixEviction-v0: each candidate's log
+next-use distance): the mean squared error between the policy's raw per-action scores (its logits
+before normalization) and those values over the legal actions, so the greedy action is the
+largest predicted value (LRB's regression of the time to the next request, Song et al. NSDI'20,
+in place of classifying Belady's one choice, whose ties among never-reused blocks are arbitrary). MultiDiscrete
 actions (Disaggregation-v0: a role per instance and a dispatch rule): -sum over components of the
 log-probability of the teacher's choice for that component (the policy's components are
 independent categoricals, so this is -log p(teacher's action)); a component whose teacher choice
@@ -87,6 +92,20 @@ def _agrees(label: np.ndarray, student: np.ndarray, multi: np.ndarray | None) ->
     return np.all((label < 0) | (label == student), axis=1)
 
 
+def _scores(policy: Any, obs: th.Tensor) -> th.Tensor:
+    """Raw action scores [B, A] of an SB3 actor-critic policy: its action head before the
+    categorical's normalization (which shifts each row by a constant)."""
+    features = policy.extract_features(obs, policy.pi_features_extractor)
+    return policy.action_net(policy.mlp_extractor.forward_actor(features))
+
+
+def _value_loss(policy: Any, obs: th.Tensor, mask: th.Tensor, values: th.Tensor) -> th.Tensor:
+    """Masked mean squared error between the raw scores and the teacher's values."""
+    err = (_scores(policy, obs) - values) ** 2
+    m = mask.to(err.dtype)
+    return (err * m).sum() / m.sum().clamp(min=1.0)
+
+
 def _loss(dist: Any, label: th.Tensor, multi: np.ndarray | None) -> th.Tensor:
     if multi is None:
         logp = dist.distribution.logits  # normalized log-probabilities, illegal ~ -1e8
@@ -102,16 +121,19 @@ def _loss(dist: Any, label: th.Tensor, multi: np.ndarray | None) -> th.Tensor:
 
 def imitate(model: Any, vec: Any, steps: int, rounds: int = 6, epochs: int = 4, batch_size: int = 1024,
             learning_rate: float = 1e-3, seed: int = 0, log: Any = print,
-            teacher: Teacher | None = None) -> list[dict[str, float]]:
+            teacher: Teacher | None = None, target: str = "set") -> list[dict[str, float]]:
     """Run DAgger for ``steps`` labelled decisions (over all envs) and return per-round stats
     (``round``, ``beta``, ``samples``, ``loss`` (mean of the round's last 20 minibatches),
     ``student_agrees`` (share of decisions where the student's greedy action is the teacher's),
     and the env's headline metric over the episodes the round finished).
 
     ``teacher``: ``teacher(obs [E, n_obs], masks [E, n_mask]) -> actions`` (Discrete [E],
-    MultiDiscrete [E, C]); default the env's ``teacher_actions()``. Raises ``ValueError`` when
-    there is no teacher, for fewer steps than one per env per round, or for an action space
-    other than Discrete / MultiDiscrete."""
+    MultiDiscrete [E, C]); default the env's ``teacher_actions()``. ``target``: ``"set"`` (the
+    loss on the accepted actions, module docstring) or ``"values"`` (regression on the env's
+    ``teacher_values()``; Discrete only; the teacher's action still drives round 0's mixing and
+    ``student_agrees``). Raises ``ValueError`` when there is no teacher, for fewer steps than one
+    per env per round, for an action space other than Discrete / MultiDiscrete, or for a
+    ``target`` the env cannot give."""
     if teacher is None:
         if not hasattr(vec, "teacher_actions"):
             raise ValueError(f"imitate: {type(vec).__name__} has no privileged teacher_actions()")
@@ -126,12 +148,18 @@ def imitate(model: Any, vec: Any, steps: int, rounds: int = 6, epochs: int = 4, 
         multi = None
     else:
         raise ValueError(f"imitate: needs a Discrete or MultiDiscrete action space, got {space}")
+    if target not in ("set", "values"):
+        raise ValueError(f"imitate: target must be 'set' or 'values', got {target!r}")
+    values = target == "values"
+    if values and (multi is not None or not hasattr(vec, "teacher_values")):
+        raise ValueError(f"imitate: target='values' needs a Discrete env with teacher_values(); "
+                         f"{type(vec).__name__} has {'none' if multi is None else 'a MultiDiscrete action space'}")
     policy = model.policy
     opt = th.optim.Adam(policy.parameters(), lr=learning_rate)
     rng = np.random.default_rng(seed)
     E = vec.num_envs
     per_round = steps // (rounds * E)
-    obs_buf, mask_buf, label_buf = [], [], []
+    obs_buf, mask_buf, label_buf, value_buf = [], [], [], []
     history: list[dict[str, float]] = []
     obs = vec.reset()
     for rnd in range(rounds):
@@ -146,6 +174,8 @@ def imitate(model: Any, vec: Any, steps: int, rounds: int = 6, epochs: int = 4, 
             obs_buf.append(obs.copy())
             mask_buf.append(mask.copy())
             label_buf.append(label)
+            if values:
+                value_buf.append(np.asarray(vec.teacher_values(), np.float32))
             pick = rng.random(E) < beta
             act = np.where(pick if multi is None else pick[:, None], taught, student)
             obs, _, _, infos = vec.step(act)
@@ -153,13 +183,18 @@ def imitate(model: Any, vec: Any, steps: int, rounds: int = 6, epochs: int = 4, 
         X = th.as_tensor(np.concatenate(obs_buf))
         M = np.concatenate(mask_buf)
         Y = th.as_tensor(np.concatenate(label_buf))
+        V = th.as_tensor(np.concatenate(value_buf)) if values else None
         losses = []
         policy.set_training_mode(True)
         for _ in range(epochs):
             for idx in th.randperm(len(Y), generator=th.Generator().manual_seed(seed + rnd)).split(batch_size):
                 # The batch goes to the policy's device (cuda under train.py --device cuda).
-                dist = policy.get_distribution(X[idx].to(policy.device), action_masks=M[idx.numpy()])
-                loss = _loss(dist, Y[idx].to(policy.device), multi)
+                if values:
+                    loss = _value_loss(policy, X[idx].to(policy.device), th.as_tensor(M[idx.numpy()]).to(policy.device),
+                                       V[idx].to(policy.device))
+                else:
+                    dist = policy.get_distribution(X[idx].to(policy.device), action_masks=M[idx.numpy()])
+                    loss = _loss(dist, Y[idx].to(policy.device), multi)
                 opt.zero_grad()
                 loss.backward()
                 th.nn.utils.clip_grad_norm_(policy.parameters(), 0.5)

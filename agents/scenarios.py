@@ -171,7 +171,8 @@ SCENARIOS: list[Scenario] = [
         # env's default now), not among the 16 least recently used blocks as in v1.
         # v3: the candidates are leaves of the cached prefix tree only (evict_leaves_only, as
         # SGLang evicts; v2 offered inner blocks too, whose eviction strands their descendants).
-        id=f"prefix_eviction/mooncake_conversation/llama3.1-8b-h100/capacity{frac}/v3",
+        # v4: the observation gains the candidate feature "reinserted" (issue 21).
+        id=f"prefix_eviction/mooncake_conversation/llama3.1-8b-h100/capacity{frac}/v4",
         env_id="servegym/PrefixEviction-v0", trace=_MOONCAKE,
         env_kwargs={"capacity_frac": frac, "evict_leaves_only": True},
         episodes=4, quick_episodes=1,
@@ -325,7 +326,8 @@ TRANSFER_SCENARIOS: list[Scenario] = [
     ) for trace, extra, n, loads in _TRANSFER_ROUTING for load in loads),
     *(Scenario(
         # v2: leaf candidates only (evict_leaves_only, as the main track's v3).
-        id=f"prefix_eviction/transfer/{_tid(trace)}/llama3.1-8b-h100/capacity{frac}/v2",
+        # v3: the observation gains the candidate feature "reinserted" (as the main track's v4).
+        id=f"prefix_eviction/transfer/{_tid(trace)}/llama3.1-8b-h100/capacity{frac}/v3",
         env_id="servegym/PrefixEviction-v0", trace=trace,
         env_kwargs={"capacity_frac": frac, "split": "all", "evict_leaves_only": True, **extra},
         episodes=n, quick_episodes=1, track="transfer", in_quick=False,

@@ -116,6 +116,7 @@ def workload_record(vec) -> dict:
 
 
 IMITATE_KEYS = {"rounds": int, "epochs": int, "batch_size": int, "learning_rate": float}
+IMITATE_TARGETS = ("set", "values")  # imitate(target=...): agents/imitation.py
 
 
 def parse_imitate_kwargs(items: list[str]) -> dict:
@@ -123,9 +124,14 @@ def parse_imitate_kwargs(items: list[str]) -> dict:
     with an unknown key, a value of the wrong type or a value <= 0."""
     out = {}
     for key, value in parse_hyperparams(items).items():
+        if key == "target":
+            if value not in IMITATE_TARGETS:
+                raise ValueError(f"target={value!r}: expected one of {', '.join(IMITATE_TARGETS)}")
+            out[key] = value
+            continue
         typ = IMITATE_KEYS.get(key)
         if typ is None:
-            raise ValueError(f"{key!r} is not one of {', '.join(IMITATE_KEYS)}")
+            raise ValueError(f"{key!r} is not one of {', '.join([*IMITATE_KEYS, 'target'])}")
         if isinstance(value, bool) or not isinstance(value, (int, float) if typ is float else int) or value <= 0:
             raise ValueError(f"{key}={value!r}: expected a{'n integer' if typ is int else ' number'} > 0")
         out[key] = typ(value)

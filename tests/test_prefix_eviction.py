@@ -476,3 +476,28 @@ def test_s3fifo_chain_mode_evicts_main_when_small_queue_is_all_pinned():
         m = run(tr, policy, 20, chain=True)
         assert m["bypassed_blocks"] == 0, policy
         assert m["block_hits"] == 40, policy
+
+
+def test_reinserted_counts_evictions_of_the_block_id_since_warm_up():
+    """The candidate feature ``reinserted`` is log1p of how often the candidate's block id was
+    evicted since the episode's warm-up began: the per-id counts add up to the env's own eviction
+    counter (no warm-up here, so both start at the reset), and ids evicted earlier come back."""
+    kw = {"trace": _conv_trace(600.0), "window_requests": 1000, "warmup_requests": 0, "capacity_frac": 0.02}
+    vec = pe.PrefixEvictionVecEnv(1, seed=3, **kw)
+    vec.reset()
+    F, G = pe.K.N_CAND, pe.K.N_GLOBAL
+    f = pe.K.CANDIDATE_FEATURES.index("reinserted")
+    rng = np.random.default_rng(0)
+    seen_positive = False
+    for _ in range(5000):
+        n_evict = vec.state.n_evict[0]
+        assert int(n_evict.sum()) == int(vec.state.iv[0, pe.K.I_EVICTIONS])
+        n = int(vec.action_masks()[0].sum())
+        blocks = vec.state.key[0, vec._cands[0, :n]]
+        got = vec._obs[0, G + f::F][:n]
+        np.testing.assert_allclose(got, np.log1p(n_evict[blocks]), rtol=1e-6)
+        seen_positive |= bool((got > 0).any())
+        _, _, done, _ = vec.step(_masked_random(rng, vec.action_masks()))
+        if done[0] or seen_positive:
+            break
+    assert seen_positive

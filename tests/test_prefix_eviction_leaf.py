@@ -100,9 +100,9 @@ def test_leaf_only_is_deterministic_per_seed():
 def test_scenarios_carry_leaf_only_in_their_versioned_ids():
     prefix = [s for s in SCENARIOS if s.env_id == pe.ENV_ID]
     assert {s.id for s in prefix if s.track == "main"} == {
-        f"prefix_eviction/mooncake_conversation/llama3.1-8b-h100/capacity{f}/v3" for f in (0.01, 0.05, 0.1, 0.25)}
+        f"prefix_eviction/mooncake_conversation/llama3.1-8b-h100/capacity{f}/v4" for f in (0.01, 0.05, 0.1, 0.25)}
     transfer = [s for s in prefix if s.track == "transfer"]
-    assert transfer and all(s.id.endswith("/v2") for s in transfer)
+    assert transfer and all(s.id.endswith("/v3") for s in transfer)
     # The meaning of an id does not hang on the config default.
     assert all(s.env_kwargs["evict_leaves_only"] is True for s in prefix)
 

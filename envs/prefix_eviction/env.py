@@ -40,7 +40,8 @@ decides (a learned agent, ``belady_candidates``) is offered, and the LRU victims
 
 Observation: ``GLOBAL_FEATURES`` then ``CANDIDATE_FEATURES`` for each of the K candidates
 (recency, references, inter-reference time, depth, cached descendants, whether it is stranded,
-tokens, the prefill seconds its loss would cost at its position from hwmodels, tenant). The
+tokens, the prefill seconds its loss would cost at its position from hwmodels, tenant, LRU's
+victim, and how often its block id was evicted before: S3-FIFO's ghost-hit signal). The
 future (next-use times) is never observed; Belady reads it through the privileged
 ``set_ranking("belady")`` the oracle's factory calls, and imitation learning through
 ``teacher_actions``/``teacher_targets``, not through the observation.
@@ -106,6 +107,7 @@ class PrefixEvictionConfig:
     # Off = the behaviour before issue 21 (scenario ids up to prefix_eviction/.../v2).
     evict_leaves_only: bool = True
     teacher_horizon: float = 4.0  # imitation targets only: see PrefixEvictionVecEnv.teacher_targets
+    teacher_clip: float = 16.0  # imitation targets only: see PrefixEvictionVecEnv.teacher_values
     window_requests: int = 1000
     warmup_requests: int = 1000
     model: str = "Llama-3.1-8B"
@@ -378,7 +380,8 @@ def _build_mixture(cfg: PrefixEvictionConfig) -> Built:
 def build(cfg: PrefixEvictionConfig) -> Built:
     """The scenario of ``cfg``; fields that only steer episodes do not rebuild it."""
     return _build(replace(cfg, capacity_frac=DEFAULT_CAPACITIES, candidates=1, window_order="random",
-                          evict_leaves_only=True, candidate_set="sampled", teacher_horizon=4.0))
+                          evict_leaves_only=True, candidate_set="sampled", teacher_horizon=4.0,
+                          teacher_clip=16.0))
 
 
 class State(NamedTuple):
@@ -388,6 +391,7 @@ class State(NamedTuple):
     fv: np.ndarray
     where: np.ndarray  # int32 [E, U], slot of each block or -1
     desc: np.ndarray  # int32 [E, U], cached blocks in each block's subtree (chain mode)
+    n_evict: np.ndarray  # int32 [E, U], evictions of each block id since the episode's warm-up began
     g_in: np.ndarray  # bool [E, U or 1], S3-FIFO ghost membership
     g_prev: np.ndarray
     g_next: np.ndarray
@@ -419,6 +423,7 @@ def allocate(E: int, U: int, C: int, longest: int, ghost: bool) -> State:
     G = U if ghost else 1
     return State(
         iv=i64(E, K.N_IV), fv=np.zeros((E, K.N_FV)), where=i32(E, U), desc=np.zeros((E, U), np.int32),
+        n_evict=np.zeros((E, U), np.int32),
         g_in=np.zeros((E, G), np.bool_), g_prev=i32(E, G), g_next=i32(E, G),
         key=i32(E, C), free=i32(E, C), lru_prev=i32(E, C), lru_next=i32(E, C), q_prev=i32(E, C),
         q_next=i32(E, C), heap=i32(E, C), hpos=i32(E, C), k1=np.zeros((E, C)), k2=i64(E, C),
@@ -533,6 +538,22 @@ class PrefixEvictionVecEnv(NativeVecEnv):
         good = self._mask & far
         good[rows, self.teacher_actions()] = True
         return good
+
+    def teacher_values(self, clip: float | None = None) -> np.ndarray:
+        """Each candidate's next-use distance, the quantity Belady ranks by, as a regression target
+        [E, K] float32: log1p(min(block references until its next use / capacity, ``clip``)) (default
+        ``teacher_clip``; a block never used again gets log1p(clip)); 0 where the mask has no
+        candidate. LRB (Song et al., NSDI'20) learns the same quantity (log time to next request)
+        and evicts the largest prediction among sampled candidates. Privileged, as
+        :meth:`teacher_actions`. ``ValueError`` for a clip that is not > 0."""
+        clip = self.config.teacher_clip if clip is None else float(clip)
+        if not clip > 0:
+            raise ValueError(f"PrefixEviction: teacher_clip must be > 0, got {clip!r}")
+        st, c = self.state, self._cands
+        rows = np.arange(self.num_envs)
+        now = self.built.sc.req_off[st.iv[rows, K.I_REQ]] + st.iv[rows, K.I_J]
+        dist = (st.next_use[rows[:, None], c] - now[:, None]) / self._cap[:, None]
+        return np.where(self._mask, np.log1p(np.clip(dist, 0.0, clip)), 0.0).astype(np.float32)
 
     # --- NativeVecEnv hooks
     def _reset_envs(self, envs: np.ndarray) -> None:

@@ -69,6 +69,9 @@ CANDIDATE_FEATURES = (
     "cost",  # prefill seconds its loss would cost at its position / a first block's
     "tenant",  # tenant of its last request / number of tenants (0 if the trace has none)
     "lru_victim",  # 1 for the least recently used evictable block (LRU's own victim)
+    # log1p(times this block id was evicted since the episode's warm-up began): a block evicted and
+    # requested again is reused (S3-FIFO's ghost hit, Yang et al. SOSP'23, admits it to its main queue).
+    "reinserted",
 )
 N_GLOBAL = len(GLOBAL_FEATURES)
 N_CAND = len(CANDIDATE_FEATURES)
@@ -240,6 +243,7 @@ def evict_slot(st, sc, rank, e, c):
         iv[e, I_STRANDED_EVICT] += 1
     st.where[e, b] = -1
     st.key[e, c] = -1
+    st.n_evict[e, b] += 1
     _unlink(st.lru_prev, st.lru_next, iv, e, I_LRU_H, I_LRU_T, c)
     if rank == R_S3FIFO:
         if st.s3q[e, c] == 0:
@@ -647,6 +651,7 @@ def write_obs(st, sc, rank, e, K, n, cands, obs, mask, block_size, n_tenants):
         o[base + 9] = sc.cost[b] / sc.cost0
         o[base + 10] = (st.tenant[e, c] + 1.0) / n_tenants if n_tenants > 0 else 0.0
         o[base + 11] = 1.0 if k == 0 and rank == R_LRU else 0.0
+        o[base + 12] = np.log1p(st.n_evict[e, b])
 
 
 @nb.njit(**JIT)
@@ -758,6 +763,7 @@ def reset_env(st, sc, rank, e, cap, warm_start, start, end, K, decide, obs, mask
         st.pin[e, c] = -1
     if sc.chain:
         st.desc[e, :] = 0
+    st.n_evict[e, :] = 0
     if rank == R_S3FIFO:
         st.g_in[e, :] = False
     iv[e, I_FREE_TOP] = C
