@@ -64,6 +64,6 @@ def test_match_length_stops_at_the_first_missing_block():
     chain = np.array([10, 11, 12, 13], np.int64)
     for j, k in enumerate(chain[:3]):
         prefix.insert(stt, 0, 0, k, j, 0.0)
-    assert prefix.match_length(stt, 0, 0, chain, 4) == 3
+    assert prefix.match_length(stt.pc_key, stt.pc_table, 0, 0, chain, 4) == 3
     prefix.evict(stt, 0, 0, prefix.find(stt, 0, 0, 11))
-    assert prefix.match_length(stt, 0, 0, chain, 4) == 1  # 12 is stranded without 11
+    assert prefix.match_length(stt.pc_key, stt.pc_table, 0, 0, chain, 4) == 1  # 12 is stranded without 11
