@@ -82,8 +82,32 @@ def _delete_pos(pc_key, pc_table, e, r, pos):
     pc_table[e, r, i] = -1
 
 
+_INF_BITS = np.int64(0x7FF0000000000000)  # +inf as int64 bits: larger than every finite non-negative double
+
+
 @nb.njit(cache=True)
 def _lru_victim(pc_last, pc_depth, pc_count, e, r):
+    """The scan below in two passes where it can: non-negative doubles order as their int64 bits, so
+    the oldest stamp is an integer minimum (a loop LLVM vectorizes), then the deepest entry with it,
+    the first among equals. A negative stamp, -0.0 or NaN falls back to the scan."""
+    n = pc_count[e, r]
+    if n > 0:
+        bits = pc_last[e, r, :n].view(np.int64)
+        lo = bits[0]
+        for c in range(1, n):
+            lo = min(lo, bits[c])
+        if 0 <= lo <= _INF_BITS:
+            best = -1
+            best_d = -1
+            for c in range(n):
+                if bits[c] == lo and pc_depth[e, r, c] > best_d:
+                    best, best_d = c, pc_depth[e, r, c]
+            return best
+    return _lru_victim_scan(pc_last, pc_depth, pc_count, e, r)
+
+
+@nb.njit(cache=True)
+def _lru_victim_scan(pc_last, pc_depth, pc_count, e, r):
     n = pc_count[e, r]
     best = -1
     best_t = np.inf
