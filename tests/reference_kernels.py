@@ -309,7 +309,7 @@ def rt_write_obs(st, wl, eng, e, i, obs, mask, up, ttft_ema, snap, snap_t, sent,
         base = G + r * F
         cached = 0
         if eng.cache_on:
-            blocks = prefix.match_length(st, e, r, chain, n_chain)
+            blocks = prefix.match_length(st.pc_key, st.pc_table, e, r, chain, n_chain)
             cached = min(blocks * eng.chain_block_tokens, prompt - 1)
         o[base + 0] = up[e, r]
         for k in range(N_REPORTED):

@@ -64,6 +64,26 @@ def test_match_length_stops_at_the_first_missing_block():
     chain = np.array([10, 11, 12, 13], np.int64)
     for j, k in enumerate(chain[:3]):
         prefix.insert(stt, 0, 0, k, j, 0.0)
-    assert prefix.match_length(stt, 0, 0, chain, 4) == 3
+    assert prefix.match_length(stt.pc_key, stt.pc_table, 0, 0, chain, 4) == 3
     prefix.evict(stt, 0, 0, prefix.find(stt, 0, 0, 11))
-    assert prefix.match_length(stt, 0, 0, chain, 4) == 1  # 12 is stranded without 11
+    assert prefix.match_length(stt.pc_key, stt.pc_table, 0, 0, chain, 4) == 1  # 12 is stranded without 11
+
+
+def test_lru_victim_two_pass_matches_the_scan():
+    """The integer-minimum victim search picks the scan's entry (oldest, deepest, first), and falls
+    back to the scan for -0.0, negative and infinite stamps."""
+    rng = np.random.default_rng(1)
+    E, R, C = 3, 2, 300
+    for trial in range(300):
+        last = np.floor(rng.random((E, R, C)) * rng.integers(1, 50)) * rng.choice([1.0, 0.5, 1e-3])
+        if trial % 7 == 0:
+            last[0, 0, rng.integers(C)] = -0.0
+        if trial % 11 == 0:
+            last[1, 1, rng.integers(C)] = -1.0
+        if trial % 13 == 0:
+            last[2, 0, :] = np.inf
+        depth = rng.integers(0, 6, (E, R, C)).astype(np.int16)
+        count = rng.integers(0, C + 1, (E, R)).astype(np.int32)
+        for e in range(E):
+            for r in range(R):
+                assert prefix._lru_victim(last, depth, count, e, r) == prefix._lru_victim_scan(last, depth, count, e, r)

@@ -380,7 +380,7 @@ def run_iteration_lazy(st, wl, eng, lz, e, admit_max, budget, defer, order, now,
         cached_blocks = 0
         if eng.cache_on:
             n_chain = wl.chain_len[w, q]
-            cached_blocks = prefix.match_length(st, e, r, wl.chain_ids[w, q], n_chain)
+            cached_blocks = prefix.match_length(st.pc_key, st.pc_table, e, r, wl.chain_ids[w, q], n_chain)
         cached = min(cached_blocks * eng.chain_block_tokens, tgt - 1)
         if whole and tgt - cached > left:
             break
@@ -389,7 +389,7 @@ def run_iteration_lazy(st, wl, eng, lz, e, admit_max, budget, defer, order, now,
         if need > st.free_blocks[e, r]:
             break
         if eng.cache_on:
-            prefix.touch(st, e, r, wl.chain_ids[w, q], cached_blocks, now)
+            prefix.touch(st.pc_key, st.pc_last, st.pc_table, e, r, wl.chain_ids[w, q], cached_blocks, now)
             st.counters[e, C_CACHE_HIT_BLOCKS] += cached_blocks
             st.counters[e, C_CACHE_LOOKUP_BLOCKS] += wl.chain_len[w, q]
         st.counters[e, C_CACHED_TOKENS] += cached

@@ -9,6 +9,12 @@ open-addressing index (linear probing, backward-shift deletion) so lookups cost 
 Default eviction is LRU with ties broken deepest-first. Every access to a chain stamps all of its
 cached prefix, so an ancestor is never older than its descendants and LRU evicts leaves first,
 as SGLang's radix tree does.
+
+The functions taking ``st`` (the whole ``ClusterState``) are the interface; the helpers they share
+take only the cache's arrays (``cache_of(st)``: pc_key, pc_last, pc_depth, pc_count, pc_table).
+A helper taking the state tuple, inlined or called, paid an atomic reference-count update per
+member array (about 40) per call: a finished request inserting its 24 chain blocks paid thousands
+(issue 16).
 """
 
 from __future__ import annotations
@@ -20,115 +26,176 @@ _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
 @nb.njit(cache=True, inline="always")
+def cache_of(st):
+    """The prefix cache's arrays of ``st``: (pc_key, pc_last, pc_depth, pc_count, pc_table)."""
+    return (st.pc_key, st.pc_last, st.pc_depth, st.pc_count, st.pc_table)
+
+
+@nb.njit(cache=True, inline="always")
 def _slot_of(key, mask):
     h = np.uint64(key) * _GOLDEN
     return np.int64(h >> np.uint64(32)) & mask
 
 
 @nb.njit(cache=True, inline="always")
-def _table_pos(st, e, r, key):
+def _table_pos(pc_key, pc_table, e, r, key):
     """Index-table slot of ``key``: where it is, or the empty slot where it would go."""
-    H = st.pc_table.shape[2]
+    H = pc_table.shape[2]
     mask = H - 1
     h = _slot_of(key, mask)
     while True:
-        c = st.pc_table[e, r, h]
-        if c < 0 or st.pc_key[e, r, c] == key:
+        c = pc_table[e, r, h]
+        if c < 0 or pc_key[e, r, c] == key:
             return h
         h = (h + 1) & mask
 
 
 @nb.njit(cache=True, inline="always")
+def _find(pc_key, pc_table, e, r, key):
+    return pc_table[e, r, _table_pos(pc_key, pc_table, e, r, key)]
+
+
+@nb.njit(cache=True, inline="always")
 def find(st, e, r, key):
     """Entry holding ``key``, or -1."""
-    return st.pc_table[e, r, _table_pos(st, e, r, key)]
+    return _find(st.pc_key, st.pc_table, e, r, key)
 
 
 @nb.njit(cache=True)
-def _delete_pos(st, e, r, pos):
-    mask = st.pc_table.shape[2] - 1
+def _delete_pos(pc_key, pc_table, e, r, pos):
+    mask = pc_table.shape[2] - 1
     i = pos
     j = pos
     while True:
         j = (j + 1) & mask
-        c = st.pc_table[e, r, j]
+        c = pc_table[e, r, j]
         if c < 0:
             break
-        k = _slot_of(st.pc_key[e, r, c], mask)
+        k = _slot_of(pc_key[e, r, c], mask)
         if i <= j:
             stays = i < k <= j
         else:
             stays = k > i or k <= j
         if not stays:
-            st.pc_table[e, r, i] = c
+            pc_table[e, r, i] = c
             i = j
-    st.pc_table[e, r, i] = -1
+    pc_table[e, r, i] = -1
+
+
+_INF_BITS = np.int64(0x7FF0000000000000)  # +inf as int64 bits: larger than every finite non-negative double
 
 
 @nb.njit(cache=True)
-def lru_victim(st, e, r):
-    """Least recently used entry, deepest first among equals."""
-    n = st.pc_count[e, r]
+def _lru_victim(pc_last, pc_depth, pc_count, e, r):
+    """The scan below in two passes where it can: non-negative doubles order as their int64 bits, so
+    the oldest stamp is an integer minimum (a loop LLVM vectorizes), then the deepest entry with it,
+    the first among equals. A negative stamp, -0.0 or NaN falls back to the scan."""
+    n = pc_count[e, r]
+    if n > 0:
+        bits = pc_last[e, r, :n].view(np.int64)
+        lo = bits[0]
+        for c in range(1, n):
+            lo = min(lo, bits[c])
+        if 0 <= lo <= _INF_BITS:
+            best = -1
+            best_d = -1
+            for c in range(n):
+                if bits[c] == lo and pc_depth[e, r, c] > best_d:
+                    best, best_d = c, pc_depth[e, r, c]
+            return best
+    return _lru_victim_scan(pc_last, pc_depth, pc_count, e, r)
+
+
+@nb.njit(cache=True)
+def _lru_victim_scan(pc_last, pc_depth, pc_count, e, r):
+    n = pc_count[e, r]
     best = -1
     best_t = np.inf
     best_d = -1
     for c in range(n):
-        t = st.pc_last[e, r, c]
-        d = st.pc_depth[e, r, c]
+        t = pc_last[e, r, c]
+        d = pc_depth[e, r, c]
         if t < best_t or (t == best_t and d > best_d):
             best, best_t, best_d = c, t, d
     return best
 
 
 @nb.njit(cache=True)
+def lru_victim(st, e, r):
+    """Least recently used entry, deepest first among equals."""
+    return _lru_victim(st.pc_last, st.pc_depth, st.pc_count, e, r)
+
+
+@nb.njit(cache=True)
+def _evict(pc, e, r, c):
+    pc_key, pc_last, pc_depth, pc_count, pc_table = pc
+    _delete_pos(pc_key, pc_table, e, r, _table_pos(pc_key, pc_table, e, r, pc_key[e, r, c]))
+    last = pc_count[e, r] - 1
+    if c != last:
+        key = pc_key[e, r, last]
+        pc_table[e, r, _table_pos(pc_key, pc_table, e, r, key)] = c
+        pc_key[e, r, c] = key
+        pc_last[e, r, c] = pc_last[e, r, last]
+        pc_depth[e, r, c] = pc_depth[e, r, last]
+    pc_key[e, r, last] = -1
+    pc_count[e, r] = last
+
+
+@nb.njit(cache=True)
 def evict(st, e, r, c):
     """Remove entry ``c``; the last entry moves into its place so entries stay dense."""
-    _delete_pos(st, e, r, _table_pos(st, e, r, st.pc_key[e, r, c]))
-    last = st.pc_count[e, r] - 1
-    if c != last:
-        key = st.pc_key[e, r, last]
-        st.pc_table[e, r, _table_pos(st, e, r, key)] = c
-        st.pc_key[e, r, c] = key
-        st.pc_last[e, r, c] = st.pc_last[e, r, last]
-        st.pc_depth[e, r, c] = st.pc_depth[e, r, last]
-    st.pc_key[e, r, last] = -1
-    st.pc_count[e, r] = last
+    _evict(cache_of(st), e, r, c)
 
 
 @nb.njit(cache=True, inline="always")
-def insert(st, e, r, key, depth, now):
-    """Add ``key`` (evicting the LRU entry when full) or refresh it. Returns its entry."""
-    c = find(st, e, r, key)
+def _insert(pc, e, r, key, depth, now):
+    pc_key, pc_last, pc_depth, pc_count, pc_table = pc
+    c = _find(pc_key, pc_table, e, r, key)
     if c >= 0:
-        st.pc_last[e, r, c] = now
+        pc_last[e, r, c] = now
         return c
-    if st.pc_count[e, r] == st.pc_key.shape[2]:
-        evict(st, e, r, lru_victim(st, e, r))
-    c = st.pc_count[e, r]
-    st.pc_key[e, r, c] = key
-    st.pc_last[e, r, c] = now
-    st.pc_depth[e, r, c] = depth
-    st.pc_table[e, r, _table_pos(st, e, r, key)] = c
-    st.pc_count[e, r] = c + 1
+    if pc_count[e, r] == pc_key.shape[2]:
+        _evict(pc, e, r, _lru_victim(pc_last, pc_depth, pc_count, e, r))
+    c = pc_count[e, r]
+    pc_key[e, r, c] = key
+    pc_last[e, r, c] = now
+    pc_depth[e, r, c] = depth
+    pc_table[e, r, _table_pos(pc_key, pc_table, e, r, key)] = c
+    pc_count[e, r] = c + 1
     return c
 
 
-@nb.njit(cache=True, inline="always")
-def match_length(st, e, r, chain, n):
-    """Number of leading blocks of ``chain[:n]`` that are cached."""
+@nb.njit(cache=True)
+def insert(st, e, r, key, depth, now):
+    """Add ``key`` (evicting the LRU entry when full) or refresh it. Returns its entry."""
+    return _insert(cache_of(st), e, r, key, depth, now)
+
+
+@nb.njit(cache=True)
+def insert_chain(pc, e, r, chain, n, now):
+    """``insert`` of ``chain[j]`` at depth j for each j < ``n``, in order, all at ``now`` (a finished
+    request's prompt blocks); ``pc``: ``cache_of(st)``."""
     for j in range(n):
-        if find(st, e, r, chain[j]) < 0:
+        _insert(pc, e, r, chain[j], j, now)
+
+
+@nb.njit(cache=True, inline="always")
+def match_length(pc_key, pc_table, e, r, chain, n):
+    """Number of leading blocks of ``chain[:n]`` that are cached (``st.pc_key``, ``st.pc_table``)."""
+    for j in range(n):
+        if _find(pc_key, pc_table, e, r, chain[j]) < 0:
             return j
     return n
 
 
-@nb.njit(cache=True, inline="always")
-def touch(st, e, r, chain, n, now):
-    """Stamp the first ``n`` (cached) blocks of a chain as used at ``now``."""
+@nb.njit(cache=True)
+def touch(pc_key, pc_last, pc_table, e, r, chain, n, now):
+    """Stamp the first ``n`` (cached) blocks of a chain as used at ``now`` (``st.pc_key``,
+    ``st.pc_last``, ``st.pc_table``)."""
     for j in range(n):
-        c = find(st, e, r, chain[j])
+        c = _find(pc_key, pc_table, e, r, chain[j])
         if c >= 0:
-            st.pc_last[e, r, c] = now
+            pc_last[e, r, c] = now
 
 
 @nb.njit(cache=True)

@@ -346,8 +346,7 @@ def _finish(st, wl, eng, e, r, s, now):
     if eng.cache_on:
         n = wl.chain_len[w, i]
         chain = wl.chain_ids[w, i]
-        for j in range(n):
-            prefix.insert(st, e, r, chain[j], j, now)
+        prefix.insert_chain(prefix.cache_of(st), e, r, chain, n, now)
     st.free_blocks[e, r] += st.blocks[e, r, s]
     st.blocks[e, r, s] = 0
     st.status[e, r, s] = FREE
@@ -466,7 +465,7 @@ def run_iteration(st, wl, eng, e, r, admit_max, budget, defer, order, now, until
                     cached_blocks = 0
                     if eng.cache_on:
                         n_chain = wl.chain_len[w, q]
-                        cached_blocks = prefix.match_length(st, e, r, wl.chain_ids[w, q], n_chain)
+                        cached_blocks = prefix.match_length(st.pc_key, st.pc_table, e, r, wl.chain_ids[w, q], n_chain)
                     cached = min(cached_blocks * eng.chain_block_tokens, tgt - 1)
                     if whole and tgt - cached > left:
                         break  # vLLM V0 _schedule_prefills: the prompt exceeds the remaining budget; next batch
@@ -475,7 +474,7 @@ def run_iteration(st, wl, eng, e, r, admit_max, budget, defer, order, now, until
                     if need > st.free_blocks[e, r]:
                         break  # head-of-line: vLLM stops admitting when the next request does not fit
                     if eng.cache_on:
-                        prefix.touch(st, e, r, wl.chain_ids[w, q], cached_blocks, now)
+                        prefix.touch(st.pc_key, st.pc_last, st.pc_table, e, r, wl.chain_ids[w, q], cached_blocks, now)
                         st.counters[e, C_CACHE_HIT_BLOCKS] += cached_blocks
                         st.counters[e, C_CACHE_LOOKUP_BLOCKS] += wl.chain_len[w, q]
                     st.counters[e, C_CACHED_TOKENS] += cached

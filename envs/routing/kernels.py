@@ -98,16 +98,18 @@ def _is_idle(n_queued, n_running, e, r):
 
 
 @nb.njit(cache=True)
-def outstanding_tokens(st, e, r):
-    """Prefill tokens not yet computed for the replica's queued and running requests."""
+def outstanding_tokens(n_running, run_list, n_queued, status, target, kv_tokens, e, r):
+    """Prefill tokens not yet computed for the replica's queued and running requests (the state's
+    arrays of those names: a call taking the whole state tuple paid a reference-count update per
+    member array, issue 16)."""
     tot = 0
-    for i in range(st.n_running[e, r]):
-        s = st.run_list[e, r, i]
-        tot += max(st.target[e, r, s] - st.kv_tokens[e, r, s], 0)
+    for i in range(n_running[e, r]):
+        s = run_list[e, r, i]
+        tot += max(target[e, r, s] - kv_tokens[e, r, s], 0)
     s = -1
-    for _ in range(st.n_queued[e, r]):
-        s = next_queued(st.status, e, r, s + 1)
-        tot += st.target[e, r, s] - st.kv_tokens[e, r, s]
+    for _ in range(n_queued[e, r]):
+        s = next_queued(status, e, r, s + 1)
+        tot += target[e, r, s] - kv_tokens[e, r, s]
     return tot
 
 
@@ -157,7 +159,8 @@ def write_obs(st, wl, eng, e, i, obs, mask, up, ttft_ema, snap, snap_t, sent, st
             snap[e, r, 0] = st.n_queued[e, r] / unit
             snap[e, r, 1] = st.n_running[e, r] / unit
             idle = _is_idle(st.n_queued, st.n_running, e, r)
-            snap[e, r, 2] = (0 if idle else outstanding_tokens(st, e, r)) * work_scale
+            snap[e, r, 2] = (0 if idle else outstanding_tokens(st.n_running, st.run_list, st.n_queued, st.status,
+                                                                  st.target, st.kv_tokens, e, r)) * work_scale
             snap[e, r, 3] = 1.0 - st.free_blocks[e, r] / cap
             snap[e, r, 4] = ttft_ema[e, r] / eng.slo_ttft
             sent[e, r] = 0
@@ -183,7 +186,7 @@ def write_obs(st, wl, eng, e, i, obs, mask, up, ttft_ema, snap, snap_t, sent, st
         base = G + r * F
         cached = 0
         if eng.cache_on and n_chain > 0 and st.pc_count[e, r] > 0:  # an empty cache matches nothing
-            blocks = prefix.match_length(st, e, r, chain, n_chain)
+            blocks = prefix.match_length(st.pc_key, st.pc_table, e, r, chain, n_chain)
             cached = min(blocks * eng.chain_block_tokens, prompt - 1)
         o[base + 0] = up[e, r]
         for k in range(N_REPORTED):
@@ -259,9 +262,13 @@ def step_all(st, wl, eng, actions, up, budget, drain_s, stale_s, hash_blocks, se
             for r in range(R):
                 # Calls only where there is work: each call passes the state tuple (a reference-count
                 # update per member array), and most replicas are idle or have nothing queued.
+                # advance_replica's body, written out: a call taking the state tuple pays a reference-count
+                # update per member array on entry and exit (issue 16).
                 if st.r_clock[e, r] < t_next and not _is_idle(st.n_queued, st.n_running, e, r):
-                    advance_replica(st, wl, eng, e, r, t_next, eng.max_seqs, budget, False, ORDER_FCFS,
-                                    ttft_ema, busy)
+                    st.accum[e, A_TTFT_EMA] = ttft_ema[e, r]
+                    run_iteration(st, wl, eng, e, r, eng.max_seqs, budget, False, ORDER_FCFS, st.r_clock[e, r], t_next,
+                                  busy)
+                    ttft_ema[e, r] = st.accum[e, A_TTFT_EMA]
                 if st.n_queued[e, r] > 0:
                     mark_late_queued_inline(st, wl, eng, e, r, t_next)
             st.clock[e] = t_next
@@ -272,8 +279,11 @@ def step_all(st, wl, eng, actions, up, budget, drain_s, stale_s, hash_blocks, se
             end = t
             empty = True
             for r in range(R):
-                advance_replica(st, wl, eng, e, r, t + drain_s, eng.max_seqs, budget, False, ORDER_FCFS,
-                                ttft_ema, busy)
+                if st.r_clock[e, r] < t + drain_s and not _is_idle(st.n_queued, st.n_running, e, r):
+                    st.accum[e, A_TTFT_EMA] = ttft_ema[e, r]
+                    run_iteration(st, wl, eng, e, r, eng.max_seqs, budget, False, ORDER_FCFS, st.r_clock[e, r],
+                                  t + drain_s, busy)
+                    ttft_ema[e, r] = st.accum[e, A_TTFT_EMA]
                 end = max(end, st.r_clock[e, r])
                 empty = empty and _is_idle(st.n_queued, st.n_running, e, r)
             st.clock[e] = end
