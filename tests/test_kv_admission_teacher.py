@@ -244,3 +244,18 @@ def test_teacher_over_slo_tiers_labels_each_family_by_its_own_config(tmp_path):
         assert cfg == vec.config_of(e) and h == data.best(T.episode_key(cfg, vec.episode_of(e)))
     assert {c.slo_ttft_s for c, _ in wins} == {2.0, 0.5}
     assert teacher(vec.reset(), vec.action_masks()).shape == (4,)
+
+
+def test_script_tiers_mode_names_valid_tiers():
+    import re
+    from pathlib import Path
+
+    from agents.family_vec import slo_tier_specs
+
+    script = (Path(__file__).resolve().parents[1] / "agents" / "zoo" / "train_kv_admission.sh").read_text()
+    tiers = re.search(r'^KV_TIERS="([^"]+)"$', script, re.M).group(1).split()
+    specs = slo_tier_specs("default", tiers, {})
+    assert specs[0].env_kwargs["slo_ttft_s"] == 2.0 and "load" not in specs[0].env_kwargs  # full's loads
+    assert len({(s.env_kwargs["slo_ttft_s"], s.env_kwargs["slo_tpot_s"]) for s in specs}) == len(specs) == 3
+    assert all(s.env_kwargs["slo_metric"] == "tpot" for s in specs)  # the observation cannot tell p99_tbt apart
+    assert 'TI=(--slo-tiers "${TA[@]}")' in script and "--env-kwargs \"${EK[@]}\" \"${TI[@]}\"" in script
