@@ -33,6 +33,10 @@
 # Mooncake interactive 0.9 1.75x, chatbot 1.1 1.26x (server 1.1 1.09x), interactive 1.3 1.02x; Azure
 # interactive 1.2-1.4x, chatbot 0.9-1.0x; Mooncake interactive 1.1 taken as ~1.25x (between 0.9 and 1.3, not measured). Predicted on the 16-core host: teacher 127 s x (1 + 1.75/3 + 1.25/3
 # + 1.26/3) = 310 s, DAgger 3 x 49,152 decisions on 18 envs 50-60 s, leaderboard 53 s, ~430 s in all.
+# Measured (tiers, scaled down): `TIERS="mlperf_server mlperf_interactive:0.9 distserve_chatbot:1.1"
+# CANDIDATES=heuristics STEPS=1800 NCPU=2 ... small all` on the loaded 2-core box (niced, a test run beside it,
+# 2026-12-01): teacher (5 heuristics x 1761 episodes, 3 configs) 349 s, DAgger (3 seeds x 1800 decisions, 18
+# envs) 26 s.
 # Run from the repository root (the workload files are ../shared/traces/..., as the recipe names them).
 # Measured: `NCPU=2 ... small all` on the loaded 2-core box (niced, 2026-12-01): teacher (9 candidates x 587
 # episodes) 93 s, DAgger (3 seeds x 30,000 decisions at once) 139 s, leaderboard --quick 98 s, 336 s in all.
