@@ -146,6 +146,47 @@ def family_specs(env_id: str, globs: Sequence[str], overrides: dict[str, Any] | 
     return [FamilySpec(s.id, s.trace, {**s.env_kwargs, **(overrides or {})}) for s in hit]
 
 
+SLO_FIELDS = ("slo_metric", "slo_ttft_s", "slo_tpot_s")
+
+
+def slo_tier_specs(trace: str, tiers: Sequence[str], overrides: dict[str, Any] | None = None) -> list[FamilySpec]:
+    """One family per SLO tier over the same trace or workload mixture (``overrides``: the
+    ``--env-kwargs``), so that a training batch crosses the mixture with the tiers. Each entry of
+    ``tiers`` is ``TIER`` or ``TIER:LOAD,LOAD,...``: an SLO id as the scenario ids spell it
+    (``agents.scenarios.slo_tier_kwargs``: ``mlperf_server``, ``mlperf_interactive``,
+    ``distserve_chatbot``, ``..._p99tbt``), optionally with the load levels of that family (tighter
+    tiers saturate at lower loads); without them the family plays ``overrides``' loads. The SLO is
+    that of ``overrides``' ``model`` (default Llama-3.1-8B, KVAdmission-v0's). The family's
+    name is the entry. ``ValueError`` naming the entry for an unknown tier, a bad load list, a tier
+    given twice, or ``overrides`` that set the SLO themselves (``slo_metric`` / ``slo_ttft_s`` / ``slo_tpot_s``)."""
+    from agents.scenarios import slo_tier_kwargs
+
+    model = (overrides or {}).get("model", "Llama-3.1-8B")
+    clash = [k for k in SLO_FIELDS if k in (overrides or {})]
+    if clash:
+        raise ValueError(f"--slo-tiers: each tier sets the SLO; drop {', '.join(clash)} from --env-kwargs")
+    if not tiers:
+        raise ValueError("--slo-tiers: no tier given")
+    out, seen = [], set()
+    for entry in tiers:
+        tier, _, loads = entry.partition(":")
+        if tier in seen:
+            raise ValueError(f"--slo-tiers {entry}: tier {tier} given twice")
+        seen.add(tier)
+        kw = {**(overrides or {}), **slo_tier_kwargs(tier, model)}
+        if loads:
+            try:
+                levels = tuple(float(x) for x in loads.split(","))
+            except ValueError:
+                raise ValueError(f"--slo-tiers {entry}: loads must be numbers separated by commas, "
+                                 f"e.g. {tier}:0.9,1.1") from None
+            if not all(v > 0 for v in levels):
+                raise ValueError(f"--slo-tiers {entry}: load levels must be > 0")
+            kw["load"] = levels
+        out.append(FamilySpec(entry, trace, kw))
+    return out
+
+
 def make_family_vec(env_id: str, n_envs: int, seed: int | None, specs: Sequence[FamilySpec], split: str,
                     vec_procs: int = 1) -> FamilyVecEnv:
     """``n_envs`` envs split evenly among ``specs`` (``split`` part of each trace), each part a

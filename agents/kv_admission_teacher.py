@@ -245,14 +245,14 @@ def _replay_job(cfg: KVAdmissionConfig, heuristic: str, n_envs: int,
     return replay(cfg, heuristic, n_envs, episodes)
 
 
-def episode_jobs(cfg: KVAdmissionConfig, split: int) -> list[tuple[int, int]]:
+def episode_jobs(cfg: KVAdmissionConfig, split: int, with_cost: bool = False) -> list[tuple[int, ...]]:
     """Ranges ``(first, stop)`` of ``training_episodes(cfg)`` that cover it once, each within one
     load level and one part of a workload mixture and each holding about ``1 / split`` of the
     episodes' cost or less (cost: a window's prompt and output tokens, a proxy of engine
     iterations; a range holds at least one episode), costliest first. A range plays as one batch,
     so larger ranges step more envs per call (0.04 s per 256-request Azure episode in ranges of 32
     against 0.12 s in ranges of 4 on the 2-core box) and ``split`` trades that for balance over
-    processes. ``ValueError`` for ``split < 1``."""
+    processes. ``with_cost``: ``(first, stop, cost)`` instead. ``ValueError`` for ``split < 1``."""
     if split < 1:
         raise ValueError(f"kv_admission teacher: split must be >= 1, got {split}")
     sc = KVAdmissionVecEnv(1, config=cfg).scenario
@@ -274,7 +274,7 @@ def episode_jobs(cfg: KVAdmissionConfig, split: int) -> list[tuple[int, int]]:
                 out.append((li * W + f, li * W + t, cost))
                 f = t
     out.sort(key=lambda r: (-r[2], r[0]))
-    return [(f, t) for f, t, _ in out]
+    return out if with_cost else [(f, t) for f, t, _ in out]
 
 
 def compute(configs: Sequence[KVAdmissionConfig], procs: int = 1, n_envs: int = 64,
@@ -301,7 +301,11 @@ def compute(configs: Sequence[KVAdmissionConfig], procs: int = 1, n_envs: int = 
     if split is None:
         jobs = [(c, h, n_envs, None) for c in unique.values() for h in names]
     else:
-        jobs = [(c, h, n_envs, r) for c in unique.values() for r in episode_jobs(c, split) for h in names]
+        # costliest first over every config (several configs, e.g. SLO tiers: one pool stays balanced)
+        ranged = sorted(((-cost, k, (f, t)) for k, c in enumerate(unique.values())
+                         for f, t, cost in episode_jobs(c, split, with_cost=True)), key=lambda r: r[:2])
+        cfgs = list(unique.values())
+        jobs = [(cfgs[k], h, n_envs, r) for _, k, r in ranged for h in names]
     jobs = jobs[i_shard::n_shard]
     t0 = time.perf_counter()
     labels = {k: config_label(c) for k, c in unique.items()}
@@ -462,13 +466,16 @@ def teacher_for(vec: Any, data_path: Path | None = None, procs: int = 1, log: An
 
 def main(argv: list[str] | None = None) -> int:
     from agents import cli
-    from agents.family_vec import family_specs
+    from agents.family_vec import family_specs, slo_tier_specs
 
     p = argparse.ArgumentParser("python -m agents.kv_admission_teacher", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--scenarios", nargs="*", default=None, metavar="GLOB",
                    help="main-track scenario ids of KVAdmission-v0 whose configs train (as train.py --scenarios); "
                         "default: one config from --env-kwargs")
+    p.add_argument("--slo-tiers", nargs="+", default=None, metavar="TIER[:LOADS]",
+                   help="one config per SLO tier over --env-kwargs' config, as train.py --slo-tiers "
+                        "(agents.family_vec.slo_tier_specs; the same entries name the same configs)")
     p.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY=VALUE",
                    help="config fields (on top of each scenario's with --scenarios), as train.py's")
     p.add_argument("--trace", default="default", help="trace without --scenarios (as train.py's --trace)")
@@ -514,14 +521,17 @@ def main(argv: list[str] | None = None) -> int:
         shard = (i, n)
     try:
         kwargs = cli.parse_env_kwargs(a.env_kwargs, ENV_ID)
-        if a.scenarios:
-            specs = family_specs(ENV_ID, a.scenarios, kwargs)
+        if a.scenarios and a.slo_tiers:
+            p.error("--slo-tiers: not with --scenarios (each scenario has its own SLO)")
+        if a.scenarios or a.slo_tiers:
+            specs = (family_specs(ENV_ID, a.scenarios, kwargs) if a.scenarios
+                     else slo_tier_specs(a.trace, a.slo_tiers, kwargs))
             configs = [KVAdmissionVecEnv(1, **{**s.env_kwargs, "trace": s.trace, "split": "train"}).config
                        for s in specs]
         else:
             configs = [KVAdmissionVecEnv(1, **{**kwargs, "trace": a.trace, "split": "train"}).config]
     except (ValueError, TypeError, cli.UsageError) as err:
-        p.error(f"--scenarios / --env-kwargs: {err}")
+        p.error(f"--scenarios / --slo-tiers / --env-kwargs: {err}")
     data = compute(configs, a.procs, a.n_envs, candidate_names(a.candidates), log=lambda m: print(m, flush=True),
                    split=a.split, shard=shard)
     save(data, a.out)

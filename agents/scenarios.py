@@ -136,6 +136,21 @@ def _slo(tier: str, metric: str = "tpot", model: str = "Llama-3.1-8B") -> dict[s
     return {"slo_metric": metric, "slo_ttft_s": ttft, "slo_tpot_s": tpot}
 
 
+def slo_tier_kwargs(tier_id: str, model: str = "Llama-3.1-8B") -> dict[str, Any]:
+    """env_kwargs (``slo_metric``, ``slo_ttft_s``, ``slo_tpot_s``) of an SLO id as the scenario ids
+    spell it: ``mlperf_server`` (the model's MLPerf Server SLO, envs/data/slo.toml ``[models]``), a
+    published tier of that file (``mlperf_interactive``, ``distserve_chatbot`` ...), either with the
+    suffix ``_p99tbt`` for the p99-gap check (``mlperf_server_p99tbt``); otherwise the TTFT + mean TPOT
+    check (MLPerf Inference, DistServe). ``ValueError`` naming the id and the known tiers (an unknown
+    tier, or a model the tier has no SLO for)."""
+    base, metric = (tier_id[:-len("_p99tbt")], "p99_tbt") if tier_id.endswith("_p99tbt") else (tier_id, "tpot")
+    try:
+        return _slo(base, metric, model)
+    except KeyError as err:
+        raise ValueError(f"SLO tier {tier_id!r} (model {model}): {err.args[0]} (or mlperf_server; "
+                         f"each optionally with _p99tbt)") from None
+
+
 def _slo_pair(tier: str, model: str) -> dict[str, float]:
     """Disaggregation-v0 env_kwargs of a published SLO tier (it always checks TTFT + mean TPOT)."""
     ttft, tpot = tier_slo(tier, model)

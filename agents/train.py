@@ -27,7 +27,7 @@ import torch as th
 import envs
 from agents import cli
 from agents.evaluate import evaluate, print_tables, report_json
-from agents.family_vec import family_specs, make_family_vec
+from agents.family_vec import FamilyVecEnv, family_specs, make_family_vec, slo_tier_specs
 from agents.imitation import has_teacher, imitate, teacher_for
 from agents.policy import heuristic_names
 from agents.provenance import code_version
@@ -72,6 +72,11 @@ def build_parser() -> cli.Parser:
                    help="train on the configs of these main-track leaderboard scenarios of --env "
                         "(agents.scenarios ids, fnmatch globs; training split): the --n-envs envs are "
                         "split evenly among them, --env-kwargs apply on top of each; evaluation plays each")
+    p.add_argument("--slo-tiers", nargs="+", default=None, metavar="TIER[:LOADS]",
+                   help="train on --env-kwargs' config (its trace or workloads mixture) under each of these SLO "
+                        "tiers (agents.scenarios.slo_tier_kwargs ids: mlperf_server, mlperf_interactive, "
+                        "distserve_chatbot, ..._p99tbt), each optionally at its own loads (mlperf_interactive:0.9,1.3): "
+                        "one family per tier, the --n-envs envs split evenly among them (agents.family_vec.slo_tier_specs)")
     p.add_argument("--n-envs", type=int, default=None,
                    help="envs stepped as one batch (default: the environment's own, "
                         "agents/training.py N_ENVS; 16 where not listed)")
@@ -110,6 +115,9 @@ def workload_record(vec) -> dict:
     from, for the run record; empty for an env on one trace."""
     if isinstance(vec, SubprocNativeVecEnv):  # every worker builds the same scenario: ask the first
         return vec.call_first(workload_record)
+    if isinstance(vec, FamilyVecEnv):  # one record when every family draws the same parts (--slo-tiers)
+        recs = [workload_record(p) for p in vec.parts]
+        return recs[0] if all(r == recs[0] for r in recs) else {"workload_parts_by_family": dict(zip(vec.names, recs))}
     built = getattr(vec, "scenario", None) or getattr(vec, "built", None)
     parts = getattr(built, "parts", ())
     return {"workload_parts": [p.info() for p in parts]} if parts else {}
@@ -174,7 +182,16 @@ def _train(a: argparse.Namespace, argv: list[str] | None, callbacks: list | None
     if a.resume and not (a.out / "checkpoint.zip").exists():
         raise cli.UsageError(f"--resume: no checkpoint at {a.out / 'checkpoint.zip'}")
     specs = None
-    if a.scenarios:
+    if a.scenarios and a.slo_tiers:
+        raise cli.UsageError("--slo-tiers: not with --scenarios (each scenario has its own SLO)")
+    if a.slo_tiers:
+        try:
+            specs = slo_tier_specs(a.trace, a.slo_tiers, kwargs)
+        except ValueError as err:
+            raise cli.UsageError(str(err)) from None
+        for spec in specs:
+            cli.check_env(a.env, spec.env_kwargs, spec.trace, a.seed, split="train")
+    elif a.scenarios:
         if a.trace != "default":
             raise cli.UsageError(f"--trace {a.trace}: --scenarios trains on each scenario's own trace")
         try:

@@ -202,3 +202,60 @@ def test_chunked_and_sharded_replays_equal_the_whole(data, tmp_path):
             assert np.array_equal(d.scores[k], data.scores[k]) and np.array_equal(d.returns[k], data.returns[k])
     with pytest.raises(ValueError, match="shard 3/3"):
         T.compute([cfg], split=99, shard=(3, 3))
+
+
+def test_slo_tier_specs_cross_one_config_with_the_tiers():
+    from agents.family_vec import slo_tier_specs
+
+    specs = slo_tier_specs("default", ["mlperf_server", "mlperf_interactive:0.9,1.3", "distserve_chatbot_p99tbt"],
+                           {"load": (1.1, 1.5), "window_requests": 256})
+    assert [s.name for s in specs] == ["mlperf_server", "mlperf_interactive:0.9,1.3", "distserve_chatbot_p99tbt"]
+    kw = [s.env_kwargs for s in specs]
+    # envs/data/slo.toml: MLPerf Server 2 s / 100 ms, MLPerf interactive 0.5 s / 30 ms, DistServe chatbot 0.25 s / 0.1 s
+    assert (kw[0]["slo_ttft_s"], kw[0]["slo_tpot_s"], kw[0]["slo_metric"], kw[0]["load"]) == (2.0, 0.1, "tpot", (1.1, 1.5))
+    assert (kw[1]["slo_ttft_s"], kw[1]["slo_tpot_s"], kw[1]["load"]) == (0.5, 0.03, (0.9, 1.3))
+    assert (kw[2]["slo_ttft_s"], kw[2]["slo_tpot_s"], kw[2]["slo_metric"]) == (0.25, 0.1, "p99_tbt")
+    assert all(k["window_requests"] == 256 for k in kw)
+    for tiers, over, msg in ((["nope"], {}, "nope"), (["mlperf_server:x"], {}, "numbers"),
+                             (["mlperf_server:0"], {}, "> 0"), (["mlperf_server", "mlperf_server:1.1"], {}, "twice"),
+                             (["mlperf_server"], {"slo_tpot_s": 0.1}, "slo_tpot_s"), ([], {}, "no tier")):
+        with pytest.raises(ValueError, match=msg):
+            slo_tier_specs("default", tiers, over)
+
+
+def test_teacher_over_slo_tiers_labels_each_family_by_its_own_config(tmp_path):
+    from agents.family_vec import make_family_vec, slo_tier_specs
+
+    over = {k: v for k, v in TINY.items() if k != "trace"}
+    specs = slo_tier_specs(TRACE, ["mlperf_server", "mlperf_interactive:1.3"], over)
+    configs = [kva.KVAdmissionVecEnv(1, **{**s.env_kwargs, "trace": s.trace}).config for s in specs]
+    data = T.compute(configs, log=lambda *_: None)
+    assert len(data.labels) == 2 and len(data.scores) == 2 * 2 + 2  # 2 training windows x (2 loads, 1 load)
+    assert data.summary()[0]["mean"] != data.summary()[1]["mean"]  # each family is scored under its own SLO
+    split = T.compute(configs, split=3, log=lambda *_: None)  # jobs over both configs, costliest first
+    assert all(np.array_equal(split.scores[k], data.scores[k]) for k in data.scores)
+    vec = make_family_vec(ENV, 4, 0, specs, "train")
+    path = tmp_path / "t.pkl"
+    T.save(data, path)
+    teacher = T.teacher_for(vec, path)
+    vec.reset()
+    wins = teacher.winners()
+    for e, (cfg, h) in enumerate(wins):
+        assert cfg == vec.config_of(e) and h == data.best(T.episode_key(cfg, vec.episode_of(e)))
+    assert {c.slo_ttft_s for c, _ in wins} == {2.0, 0.5}
+    assert teacher(vec.reset(), vec.action_masks()).shape == (4,)
+
+
+def test_script_tiers_mode_names_valid_tiers():
+    import re
+    from pathlib import Path
+
+    from agents.family_vec import slo_tier_specs
+
+    script = (Path(__file__).resolve().parents[1] / "agents" / "zoo" / "train_kv_admission.sh").read_text()
+    tiers = re.search(r'^KV_TIERS="([^"]+)"$', script, re.M).group(1).split()
+    specs = slo_tier_specs("default", tiers, {})
+    assert specs[0].env_kwargs["slo_ttft_s"] == 2.0 and "load" not in specs[0].env_kwargs  # full's loads
+    assert len({(s.env_kwargs["slo_ttft_s"], s.env_kwargs["slo_tpot_s"]) for s in specs}) == len(specs) == 3
+    assert all(s.env_kwargs["slo_metric"] == "tpot" for s in specs)  # the observation cannot tell p99_tbt apart
+    assert 'TI=(--slo-tiers "${TA[@]}")' in script and "--env-kwargs \"${EK[@]}\" \"${TI[@]}\"" in script

@@ -149,3 +149,9 @@ def test_run_record_lists_every_part_and_seed():
         {"name": "azure_conv-v1", "seed": 5}, {"name": "azure_conv-v1", "seed": 6},
         {"name": "burstgpt_like-v1", "seed": 5}, {"name": "burstgpt_like-v1", "seed": 6}]}
     assert workload_record(KVAdmissionVecEnv(1, trace="azure_conv", **KV)) == {}
+    from agents.family_vec import FamilyVecEnv  # --slo-tiers: the same mixture in every family, one record
+
+    other = KVAdmissionVecEnv(1, trace="azure_conv", **KV)
+    assert workload_record(FamilyVecEnv([vec, vec])) == workload_record(vec)
+    assert workload_record(FamilyVecEnv([vec, other], ["a", "b"])) == {
+        "workload_parts_by_family": {"a": workload_record(vec), "b": {}}}
