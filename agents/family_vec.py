@@ -159,6 +159,8 @@ def slo_tier_specs(trace: str, tiers: Sequence[str], overrides: dict[str, Any] |
     that of ``overrides``' ``model`` (default Llama-3.1-8B, KVAdmission-v0's). The family's
     name is the entry. ``ValueError`` naming the entry for an unknown tier, a bad load list, a tier
     given twice, or ``overrides`` that set the SLO themselves (``slo_metric`` / ``slo_ttft_s`` / ``slo_tpot_s``)."""
+    import math
+
     from agents.scenarios import slo_tier_kwargs
 
     model = (overrides or {}).get("model", "Llama-3.1-8B")
@@ -169,19 +171,19 @@ def slo_tier_specs(trace: str, tiers: Sequence[str], overrides: dict[str, Any] |
         raise ValueError("--slo-tiers: no tier given")
     out, seen = [], set()
     for entry in tiers:
-        tier, _, loads = entry.partition(":")
+        tier, sep, loads = entry.partition(":")
         if tier in seen:
             raise ValueError(f"--slo-tiers {entry}: tier {tier} given twice")
         seen.add(tier)
         kw = {**(overrides or {}), **slo_tier_kwargs(tier, model)}
-        if loads:
+        if sep:
             try:
                 levels = tuple(float(x) for x in loads.split(","))
             except ValueError:
                 raise ValueError(f"--slo-tiers {entry}: loads must be numbers separated by commas, "
                                  f"e.g. {tier}:0.9,1.1") from None
-            if not all(v > 0 for v in levels):
-                raise ValueError(f"--slo-tiers {entry}: load levels must be > 0")
+            if not all(math.isfinite(v) and v > 0 for v in levels):
+                raise ValueError(f"--slo-tiers {entry}: load levels must be finite and > 0")
             kw["load"] = levels
         out.append(FamilySpec(entry, trace, kw))
     return out

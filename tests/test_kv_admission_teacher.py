@@ -218,7 +218,10 @@ def test_slo_tier_specs_cross_one_config_with_the_tiers():
     assert all(k["window_requests"] == 256 for k in kw)
     for tiers, over, msg in ((["nope"], {}, "nope"), (["mlperf_server:x"], {}, "numbers"),
                              (["mlperf_server:0"], {}, "> 0"), (["mlperf_server", "mlperf_server:1.1"], {}, "twice"),
-                             (["mlperf_server"], {"slo_tpot_s": 0.1}, "slo_tpot_s"), ([], {}, "no tier")):
+                             (["mlperf_server"], {"slo_tpot_s": 0.1}, "slo_tpot_s"), ([], {}, "no tier"),
+                             # an empty load list after ':' and a non-finite load are refused, not ignored
+                             (["mlperf_server:"], {}, "numbers"), (["mlperf_server:inf"], {}, "finite"),
+                             (["mlperf_server:nan"], {}, "finite")):
         with pytest.raises(ValueError, match=msg):
             slo_tier_specs("default", tiers, over)
 
