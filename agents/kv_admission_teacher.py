@@ -390,8 +390,10 @@ def load(path: Path, complete: bool = True) -> TeacherData:
     lacks a candidate's replay (one shard of ``compute(..., shard=...)``: ``merge`` them first)."""
     try:
         raw = pickle.loads(Path(path).read_bytes())
-    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ModuleNotFoundError) as err:
-        raise ValueError(f"teacher data {path}: {err}") from None
+    # a file that is not a pickle can fail in the unpickler with any of these (b'garbage': ValueError from int())
+    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError, ValueError, IndexError,
+            KeyError, TypeError, UnicodeDecodeError) as err:
+        raise ValueError(f"teacher data {path}: not a teacher file ({type(err).__name__}: {err})") from None
     if not isinstance(raw, dict) or raw.get("format") != FORMAT or raw.get("env") != ENV_ID:
         raise ValueError(f"teacher data {path}: not a format-{FORMAT} file of agents.kv_admission_teacher")
     data = TeacherData(tuple(raw["heuristics"]), raw["scores"], raw["returns"], raw["labels"])

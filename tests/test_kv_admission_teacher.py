@@ -262,3 +262,12 @@ def test_script_tiers_mode_names_valid_tiers():
     assert len({(s.env_kwargs["slo_ttft_s"], s.env_kwargs["slo_tpot_s"]) for s in specs}) == len(specs) == 3
     assert all(s.env_kwargs["slo_metric"] == "tpot" for s in specs)  # the observation cannot tell p99_tbt apart
     assert 'TI=(--slo-tiers "${TA[@]}")' in script and "--env-kwargs \"${EK[@]}\" \"${TI[@]}\"" in script
+
+
+@pytest.mark.parametrize("raw", [b"garbage\n", b"", b"\x80\x04\x95", b"(lp0\nI1\n"])
+def test_load_of_a_non_teacher_file_names_the_file(tmp_path, raw):
+    # b"garbage\n" is read by the unpickler as opcode 'g' and fails in int(): it must still name the file
+    path = tmp_path / "junk.pkl"
+    path.write_bytes(raw)
+    with pytest.raises(ValueError, match="junk.pkl"):
+        T.load(path)
