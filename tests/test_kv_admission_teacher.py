@@ -271,3 +271,15 @@ def test_load_of_a_non_teacher_file_names_the_file(tmp_path, raw):
     path.write_bytes(raw)
     with pytest.raises(ValueError, match="junk.pkl"):
         T.load(path)
+
+
+@pytest.mark.parametrize("args, what", [(["bogus"], "mode 'bogus'"), (["small", "nope"], "stage 'nope'")])
+def test_script_refuses_a_bad_mode_or_stage_before_creating_anything(tmp_path, args, what):
+    import subprocess
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "agents" / "zoo" / "train_kv_admission.sh"
+    env = {"PATH": "/usr/bin:/bin", "OUT": str(tmp_path / "out"), "W": str(tmp_path / "w")}
+    r = subprocess.run(["bash", str(script), *args], env=env, capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2 and what in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists() and not (tmp_path / "w").exists()
