@@ -171,10 +171,19 @@ def _train(a: argparse.Namespace, argv: list[str] | None, callbacks: list | None
     if a.imitate and not has_teacher(a.env, options.vec_class(a.env)):
         raise cli.UsageError(f"--imitate: {a.env} has no privileged teacher (teacher_actions)")
     try:
+        a.imitate_kwargs_raw = list(a.imitate_kwargs)
         imitate_kwargs = parse_imitate_kwargs(a.imitate_kwargs)
     except ValueError as err:
         raise cli.UsageError(f"--imitate-kwargs: {err}") from None
     a.imitate_kwargs = imitate_kwargs
+    if imitate_kwargs and not a.imitate:
+        raise cli.UsageError(f"--imitate-kwargs {' '.join(a.imitate_kwargs_raw)}: only with --imitate N > 0 "
+                             "(without DAgger they would be ignored)")
+    if imitate_kwargs.get("target") == "values" and not hasattr(options.vec_class(a.env), "teacher_values"):
+        # agents/imitation.py: imitate(target='values') needs the env's teacher_values(); refused here
+        # before any env or model is built
+        raise cli.UsageError(f"--imitate-kwargs target='values': {a.env} has no teacher_values() "
+                             "(PrefixEviction-v0 has); use target='set'")
     if a.teacher_procs < 1:
         raise cli.UsageError(f"--teacher-procs {a.teacher_procs}: must be >= 1")
     if a.teacher_data is not None and not a.teacher_data.is_file():

@@ -112,3 +112,19 @@ def test_imitate_kwargs_take_the_target():
     assert parse_imitate_kwargs(["target='values'", "epochs=2"]) == {"target": "values", "epochs": 2}
     with pytest.raises(ValueError, match="target='x': expected one of set, values"):
         parse_imitate_kwargs(["target='x'"])
+
+
+@pytest.mark.parametrize("argv, msg", [
+    # without --imitate the kwargs were silently ignored
+    (["--env", "PrefixEviction", "--timesteps", "1", "--imitate-kwargs", "target='values'"], "only with --imitate"),
+    # KVAdmission has no teacher_values: refused before any env or model is built (was a traceback from imitate)
+    (["--env", "KVAdmission", "--timesteps", "0", "--imitate", "4096", "--imitate-kwargs", "target='values'"],
+     "has no teacher_values"),
+])
+def test_train_refuses_imitate_kwargs_it_cannot_use(tmp_path, capsys, argv, msg):
+    from agents.train import main
+
+    with pytest.raises(SystemExit) as exc:
+        main([*argv, "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and msg in err[-1] and not (tmp_path / "run").exists()
