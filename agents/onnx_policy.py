@@ -44,7 +44,9 @@ class OnnxPolicy:
         self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
         self.env_id = self.metadata.get("env_id")
         if env_id is not None and self.env_id != env_id:
-            raise ValueError(f"{self.path}: exported for {self.env_id}, not {env_id}")
+            from agents.policy_base import PolicyMismatch  # a ValueError the CLIs end in one line
+
+            raise PolicyMismatch(f"{self.path}: exported for {self.env_id}, not {env_id}")
         self.n_obs = int(self.session.get_inputs()[0].shape[1])
         self.n_scores = int(self.session.get_inputs()[1].shape[1])
         if env is not None and tuple(env.observation_space.shape) != (self.n_obs,):

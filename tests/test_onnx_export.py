@@ -19,6 +19,7 @@ from agents import export as X
 from agents.guarded import GuardedPolicy
 from agents.onnx_policy import OnnxPolicy
 from agents.policy import ZOO, _load_registries, make_policy
+from agents.policy_base import PolicyMismatch
 
 ROOT = Path(__file__).resolve().parents[1]
 KV = "servegym/KVAdmission-v0"
@@ -222,7 +223,8 @@ def test_onnx_policy_in_evaluate(zoo_onnx):
     path, _ = zoo_onnx[KV]
     vec = envs.make_vec(KV, 1, seed=0)
     assert isinstance(make_policy(str(path), vec, KV), OnnxPolicy)
-    with pytest.raises(ValueError, match="exported for"):
+    # a PolicyMismatch, which agents.evaluate ends in one line (a plain ValueError was a traceback)
+    with pytest.raises(PolicyMismatch, match="exported for"):
         make_policy(str(path), vec, "servegym/Other-v0")
     with pytest.raises(ValueError, match="shape"):
         make_policy(str(path), envs.make_vec(KV, 1, seed=0, candidates=4), KV)
