@@ -142,3 +142,18 @@ def test_committed_h200_probe_slot_placement_explains_most_of_the_split():
     assert sum(e <= 0.02 for e in err) == 7
     # One long sequence among short ones barely cares where it sits (<= 6%): the spread needs several heavy blocks.
     assert max(s["slot_ratio"] for s in res["synthetic"]) <= 1.06
+
+
+@pytest.mark.parametrize("text, what", [("", "cannot read it as JSON"), ('{"configs": [{"gro', "cannot read it as JSON"),
+                                        ("garbage", "cannot read it as JSON"), ("{}", "KeyError: 'configs'"),
+                                        ("[1, 2]", "TypeError")])
+def test_report_of_a_bad_file_is_one_line_naming_it(tmp_path, capsys, text, what):
+    # a truncated or foreign JSON was a traceback (JSONDecodeError / KeyError / TypeError)
+    path = tmp_path / "probe.json"
+    path.write_text(text)
+    with pytest.raises(ValueError, match="probe.json"):
+        report(str(path))
+    with pytest.raises(SystemExit) as exc:
+        sp.main(["--report", str(path)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and what in err[-1] and str(path) in err[-1]

@@ -266,7 +266,11 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     if a.report:
         from .slot_probe_report import report
-        print(report(a.report))
+        try:
+            text = report(a.report)
+        except ValueError as err:
+            ap.error(str(err))
+        print(text)
         return 0
     if not a.out:
         ap.error("give --out FILE.json (time on CUDA) or --report FILE.json")

@@ -73,8 +73,22 @@ def analyse(d: dict) -> dict:
 
 
 def report(path: str) -> str:
-    with open(path) as f:
-        d = json.load(f)
+    """The printed analysis of the probe JSON at ``path``. ``ValueError`` naming ``path`` when it
+    cannot be read, is not JSON, or lacks what ``slot_probe --out`` writes (``configs``, ``layers``,
+    ``real_batches``, ``synthetic``, ``repeats``)."""
+    try:
+        with open(path) as f:
+            d = json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"slot_probe report {path}: cannot read it as JSON ({err})") from None
+    try:
+        return _report(path, d)
+    except (KeyError, TypeError, IndexError, AttributeError) as err:
+        raise ValueError(f"slot_probe report {path}: not a slot_probe --out JSON "
+                         f"({type(err).__name__}: {err})") from None
+
+
+def _report(path: str, d: dict) -> str:
     a = analyse(d)
     env = d.get("environment", {})
     L = d["layers"]
