@@ -175,7 +175,10 @@ def slo_tier_specs(trace: str, tiers: Sequence[str], overrides: dict[str, Any] |
         if tier in seen:
             raise ValueError(f"--slo-tiers {entry}: tier {tier} given twice")
         seen.add(tier)
-        kw = {**(overrides or {}), **slo_tier_kwargs(tier, model)}
+        try:
+            kw = {**(overrides or {}), **slo_tier_kwargs(tier, model)}
+        except ValueError as err:
+            raise ValueError(f"--slo-tiers {entry}: {err}") from None
         if sep:
             try:
                 levels = tuple(float(x) for x in loads.split(","))

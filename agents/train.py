@@ -16,6 +16,7 @@ to ``DIR/checkpoint.zip`` (``--resume`` continues from it), saves ``DIR/final.zi
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import inspect
 import json
 import sys
@@ -27,7 +28,7 @@ import torch as th
 import envs
 from agents import cli
 from agents.evaluate import evaluate, print_tables, report_json
-from agents.family_vec import FamilyVecEnv, family_specs, make_family_vec, slo_tier_specs
+from agents.family_vec import SLO_FIELDS, FamilyVecEnv, family_specs, make_family_vec, slo_tier_specs
 from agents.imitation import has_teacher, imitate, teacher_for
 from agents.policy import heuristic_names
 from agents.provenance import code_version
@@ -194,6 +195,10 @@ def _train(a: argparse.Namespace, argv: list[str] | None, callbacks: list | None
     if a.scenarios and a.slo_tiers:
         raise cli.UsageError("--slo-tiers: not with --scenarios (each scenario has its own SLO)")
     if a.slo_tiers:
+        have = {f.name for f in dataclasses.fields(options.config_class(a.env))}
+        if not set(SLO_FIELDS) <= have:  # each tier sets these config fields
+            raise cli.UsageError(f"--slo-tiers: {a.env} has no SLO setting ({', '.join(SLO_FIELDS)}); "
+                                 "KVAdmission-v0 has")
         try:
             specs = slo_tier_specs(a.trace, a.slo_tiers, kwargs)
         except ValueError as err:

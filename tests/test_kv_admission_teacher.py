@@ -283,3 +283,18 @@ def test_script_refuses_a_bad_mode_or_stage_before_creating_anything(tmp_path, a
     r = subprocess.run(["bash", str(script), *args], env=env, capture_output=True, text=True, timeout=30)
     assert r.returncode == 2 and what in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists() and not (tmp_path / "w").exists()
+
+
+@pytest.mark.parametrize("argv, msg", [
+    # PrefixEviction has no SLO fields: the error blamed --env-kwargs the user had not given
+    (["--env", "PrefixEviction", "--timesteps", "64", "--slo-tiers", "mlperf_server"], "--slo-tiers: servegym/PrefixEviction-v0 has no SLO"),
+    # an unknown tier names the flag and the entry
+    (["--env", "KVAdmission", "--imitate", "4096", "--timesteps", "0", "--slo-tiers", "bogus:1.1"], "--slo-tiers bogus:1.1: "),
+])
+def test_train_slo_tiers_errors_name_the_flag(tmp_path, capsys, argv, msg):
+    from agents.train import main
+
+    with pytest.raises(SystemExit) as exc:
+        main([*argv, "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and msg in err[-1]
