@@ -502,6 +502,11 @@ def main(argv: list[str] | None = None) -> int:
     if a.split is not None and a.split < 1:
         p.error(f"--split {a.split}: must be >= 1")
     if a.merge:
+        ignored = [flag for flag, v in (("--scenarios", a.scenarios), ("--slo-tiers", a.slo_tiers),
+                                        ("--env-kwargs", a.env_kwargs), ("--shard", a.shard), ("--split", a.split))
+                   if v]
+        if ignored:  # merge replays nothing: these would be silently ignored
+            p.error(f"--merge: not with {', '.join(ignored)} (merge joins the shard files as they are)")
         try:
             data = merge([load(f, complete=False) for f in a.merge])
         except ValueError as err:

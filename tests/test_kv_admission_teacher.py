@@ -298,3 +298,10 @@ def test_train_slo_tiers_errors_name_the_flag(tmp_path, capsys, argv, msg):
         main([*argv, "--out", str(tmp_path / "run")])
     err = capsys.readouterr().err.strip().splitlines()
     assert exc.value.code == 2 and msg in err[-1]
+
+
+def test_merge_refuses_flags_it_would_ignore(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        T.main(["--merge", str(tmp_path / "a.pkl"), "--slo-tiers", "bogus", "--shard", "0/2", "--out", str(tmp_path / "m.pkl")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and "--merge: not with --slo-tiers, --shard" in err[-1]
