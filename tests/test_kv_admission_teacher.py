@@ -287,9 +287,11 @@ def test_script_refuses_a_bad_mode_or_stage_before_creating_anything(tmp_path, a
 
 @pytest.mark.parametrize("argv, msg", [
     # PrefixEviction has no SLO fields: the error blamed --env-kwargs the user had not given
-    (["--env", "PrefixEviction", "--timesteps", "64", "--slo-tiers", "mlperf_server"], "--slo-tiers: servegym/PrefixEviction-v0 has no SLO"),
+    (["--env", "PrefixEviction", "--timesteps", "64", "--slo-tiers", "mlperf_server"],
+     "--slo-tiers: servegym/PrefixEviction-v0 has no SLO"),
     # an unknown tier names the flag and the entry
-    (["--env", "KVAdmission", "--imitate", "4096", "--timesteps", "0", "--slo-tiers", "bogus:1.1"], "--slo-tiers bogus:1.1: "),
+    (["--env", "KVAdmission", "--imitate", "4096", "--timesteps", "0", "--slo-tiers", "bogus:1.1"],
+     "--slo-tiers bogus:1.1: "),
 ])
 def test_train_slo_tiers_errors_name_the_flag(tmp_path, capsys, argv, msg):
     from agents.train import main
@@ -302,6 +304,7 @@ def test_train_slo_tiers_errors_name_the_flag(tmp_path, capsys, argv, msg):
 
 def test_merge_refuses_flags_it_would_ignore(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
-        T.main(["--merge", str(tmp_path / "a.pkl"), "--slo-tiers", "bogus", "--shard", "0/2", "--out", str(tmp_path / "m.pkl")])
+        T.main(["--merge", str(tmp_path / "a.pkl"), "--slo-tiers", "bogus", "--shard", "0/2",
+                "--out", str(tmp_path / "m.pkl")])
     err = capsys.readouterr().err.strip().splitlines()
     assert exc.value.code == 2 and "--merge: not with --slo-tiers, --shard" in err[-1]

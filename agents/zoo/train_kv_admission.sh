@@ -45,8 +45,9 @@ set -o pipefail
 MODE=${1:-full}
 STAGE=${2:-all}
 # both arguments checked before anything is created (a bad mode used to make $OUT and $W first)
-case $MODE in full|small|tiers) ;; *) echo "$0: mode '$MODE': must be full, small or tiers (usage: OUT=DIR bash $0 [full|small|tiers] [all|teacher|train])" >&2; exit 2;; esac
-case $STAGE in all|teacher|train) ;; *) echo "$0: stage '$STAGE': must be all, teacher or train (usage: OUT=DIR bash $0 [full|small|tiers] [all|teacher|train])" >&2; exit 2;; esac
+USAGE="usage: OUT=DIR bash $0 [full|small|tiers] [all|teacher|train]"
+case $MODE in full|small|tiers) ;; *) echo "$0: mode '$MODE': must be full, small or tiers ($USAGE)" >&2; exit 2;; esac
+case $STAGE in all|teacher|train) ;; *) echo "$0: stage '$STAGE': must be all, teacher or train ($USAGE)" >&2; exit 2;; esac
 : "${OUT:?set OUT to the output directory}"
 W=${W:-/tmp/w21}
 NCPU=${NCPU:-$(nproc)}
