@@ -198,8 +198,10 @@ def _split_list_options(argv: list[str], names: tuple[str, ...]) -> tuple[list[s
 
 def train_argv(config: dict[str, Any], base: list[str] | tuple[str, ...] = ()) -> list[str]:
     """``train.py`` arguments: ``base`` (a recipe's) with one configuration applied on top
-    (names as in the space file; a configured key replaces the same key of ``base``)."""
-    rest, items = _split_list_options(list(base), ("--env-kwargs", "--hyperparams"))
+    (names as in the space file; a configured key replaces the same key of ``base``). A
+    configuration with ``train.imitate`` 0 drops the recipe's ``--imitate-kwargs`` (train.py
+    refuses them without imitation)."""
+    rest, items = _split_list_options(list(base), ("--env-kwargs", "--hyperparams", "--imitate-kwargs"))
     env_kw = {i.partition("=")[0]: i for i in items["--env-kwargs"]}
     hyper = {i.partition("=")[0]: i for i in items["--hyperparams"]}
     opts: list[str] = []
@@ -211,7 +213,9 @@ def train_argv(config: dict[str, Any], base: list[str] | tuple[str, ...] = ()) -
             opts += [TRAIN_OPTIONS[name[6:]], str(value)]
         else:
             hyper[name] = f"{name}={value!r}"
-    return [*rest, *opts, *(["--env-kwargs", *env_kw.values()] if env_kw else []),
+    imitate_kw = items["--imitate-kwargs"] if config.get("train.imitate", 1) != 0 else []
+    return [*rest, *opts, *(["--imitate-kwargs", *imitate_kw] if imitate_kw else []),
+            *(["--env-kwargs", *env_kw.values()] if env_kw else []),
             *(["--hyperparams", *hyper.values()] if hyper else [])]
 
 

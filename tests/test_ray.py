@@ -86,6 +86,16 @@ def test_train_argv_merges_with_recipe_arguments():
                     "--hyperparams", "learning_rate=0.0003", "policy_kwargs.net_arch=[64, 64]"]
 
 
+def test_train_argv_keeps_imitate_kwargs_only_while_imitating():
+    # train.py refuses --imitate-kwargs without --imitate: a configuration that sets imitate to 0 on a
+    # DAgger recipe drops them; any other keeps them (placed before --env-kwargs).
+    base = ["--imitate", "100", "--imitate-kwargs", "epochs=10", "batch_size=512", "--seed", "0"]
+    assert train_argv({"train.imitate": 0}, base) == ["--imitate", "100", "--seed", "0", "--imitate", "0"]
+    assert train_argv({"train.imitate": 50}, base) == [
+        "--imitate", "100", "--seed", "0", "--imitate", "50", "--imitate-kwargs", "epochs=10", "batch_size=512"]
+    assert train_argv({}, base) == ["--imitate", "100", "--seed", "0", "--imitate-kwargs", "epochs=10", "batch_size=512"]
+
+
 def test_seed_ci_is_the_t_interval_and_summary_picks_the_best_complete_config():
     s = seed_ci([1.0, 2.0, 3.0])
     # mean 2, s = 1, t(0.975, 2) = 4.302652729911275 (scipy.stats.t.ppf), half = 4.3027 / sqrt(3)
