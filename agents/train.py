@@ -199,23 +199,17 @@ def _train(a: argparse.Namespace, argv: list[str] | None, callbacks: list | None
         if not set(SLO_FIELDS) <= have:  # each tier sets these config fields
             raise cli.UsageError(f"--slo-tiers: {a.env} has no SLO setting ({', '.join(SLO_FIELDS)}); "
                                  "KVAdmission-v0 has")
-        try:
+    elif a.scenarios and a.trace != "default":
+        raise cli.UsageError(f"--trace {a.trace}: --scenarios trains on each scenario's own trace")
+    try:  # a training distribution of families: one per SLO tier, or one per scenario
+        if a.slo_tiers:
             specs = slo_tier_specs(a.trace, a.slo_tiers, kwargs)
-        except ValueError as err:
-            raise cli.UsageError(str(err)) from None
-        for spec in specs:
-            cli.check_env(a.env, spec.env_kwargs, spec.trace, a.seed, split="train")
-    elif a.scenarios:
-        if a.trace != "default":
-            raise cli.UsageError(f"--trace {a.trace}: --scenarios trains on each scenario's own trace")
-        try:
+        elif a.scenarios:
             specs = family_specs(a.env, a.scenarios, kwargs)
-        except ValueError as err:
-            raise cli.UsageError(str(err)) from None
-        for spec in specs:
-            cli.check_env(a.env, spec.env_kwargs, spec.trace, a.seed, split="train")
-    else:
-        cli.check_env(a.env, kwargs, a.trace, a.seed, split="train")
+    except ValueError as err:
+        raise cli.UsageError(str(err)) from None
+    for trace, env_kwargs in ([(a.trace, kwargs)] if specs is None else [(sp.trace, sp.env_kwargs) for sp in specs]):
+        cli.check_env(a.env, env_kwargs, trace, a.seed, split="train")
     th.set_num_threads(a.threads)
     algo = a.algo or DEFAULT_ALGO.get(a.env, "ppo")
     if a.n_envs is None:
