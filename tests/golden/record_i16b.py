@@ -144,11 +144,17 @@ def main(argv=None) -> int:
         got.update(pe_cases())
     if a.only in (None, "ep", "gen"):
         got.update({k: v for k, v in ep_cases().items() if a.only is None or k.startswith(a.only)})
-    if a.out:
-        with open(a.out, "w") as f:
+    return write_and_check(got, a.out, a.check)
+
+
+def write_and_check(got: dict[str, str], out: str | None, check: str | None) -> int:
+    """Write the digests to ``out``; compare them with the file ``check`` (each differing case
+    printed): exit code 1 if any differs, else 0."""
+    if out:
+        with open(out, "w") as f:
             json.dump(got, f, indent=1, sort_keys=True)
-    if a.check:
-        want = json.load(open(a.check))
+    if check:
+        want = json.load(open(check))
         bad = [k for k in got if want.get(k) != got[k]]
         for k in bad:
             print("DIFFERS:", k)
