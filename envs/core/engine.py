@@ -38,18 +38,11 @@ def pow2_ceil_log2(x):
 
 
 @nb.njit(cache=True, inline="always")
-def _decode_step_time(c, d, decode_kv_tokens, longest_decode):
-    """``step_time`` of an iteration without prefill (P = 0, no attention pairs, finite D and
-    longest prefill), the same floating-point operations with f = min(P, 1) = 0 folded where the
-    result is exact for the non-negative coefficients and loads iterations have: f x (finite) is
-    +-0, and x + (+-0) is x for x >= 0 (the CUDA-graph terms
-    d_graph = t = s = d_only; attn_pre = 0; overhead = c14 + D c15)."""
-    d_only = np.ceil(d / c[20]) * c[20]
-    t = d_only
-    t1 = 0.5 * (t + 1.0 - abs(t - 1.0))
-    s = d_only
-    s1 = 0.5 * (s + 1.0 - abs(s - 1.0))
-
+def _shared_terms(c, t, t1, s, s1, d, d_graph, decode_kv_tokens, longest_decode):
+    """The terms ``step_time`` and ``_decode_step_time`` share, as one floating-point sequence:
+    linear, MoE, decode attention (its straggler through the split chunk of the padded decode
+    batch ``d_graph``), LM head, communication and elementwise seconds, for the padded token
+    count ``t`` (``t1`` = min(t, 1)) and LM-head rows ``s`` (``s1`` = min(s, 1))."""
     a = t * c[0]
     b = t1 * c[1]
     linear = 0.5 * (a + b + abs(a - b)) + c[28] * 0.5 * (a + b - abs(a - b))
@@ -65,7 +58,7 @@ def _decode_step_time(c, d, decode_kv_tokens, longest_decode):
     unknown = (longest_decode < 0.0) * 1.0
     dd = 0.5 * (d + 1.0 + abs(d - 1.0))
     lng = unknown * (decode_kv_tokens / dd) + (1.0 - unknown) * longest_decode
-    kk = t / c[18]
+    kk = d_graph / c[18]
     chunk = (kk == 1.0) * c[24] + (kk == 2.0) * c[25] + (kk == 3.0) * c[26] + (kk == 4.0) * c[27]
     split = (chunk > 0.0) * 1.0
     capped = 0.5 * (lng + chunk - abs(lng - chunk))
@@ -76,8 +69,26 @@ def _decode_step_time(c, d, decode_kv_tokens, longest_decode):
     lm_head = 0.5 * (a + b + abs(a - b))
 
     comm = t * c[12] + t1 * c[13]
-    overhead = c[14] + d * c[15]
     elementwise = t * c[16]
+    return linear, moe, attn_dec, lm_head, comm, elementwise
+
+
+@nb.njit(cache=True, inline="always")
+def _decode_step_time(c, d, decode_kv_tokens, longest_decode):
+    """``step_time`` of an iteration without prefill (P = 0, no attention pairs, finite D and
+    longest prefill), the same floating-point operations with f = min(P, 1) = 0 folded where the
+    result is exact for the non-negative coefficients and loads iterations have: f x (finite) is
+    +-0, and x + (+-0) is x for x >= 0 (the CUDA-graph terms
+    d_graph = t = s = d_only; attn_pre = 0; overhead = c14 + D c15)."""
+    d_only = np.ceil(d / c[20]) * c[20]
+    t = d_only
+    t1 = 0.5 * (t + 1.0 - abs(t - 1.0))
+    s = d_only
+    s1 = 0.5 * (s + 1.0 - abs(s - 1.0))
+
+    linear, moe, attn_dec, lm_head, comm, elementwise = _shared_terms(
+        c, t, t1, s, s1, d, t, decode_kv_tokens, longest_decode)
+    overhead = c[14] + d * c[15]
     return linear + moe + attn_dec + lm_head + comm + overhead + elementwise
 
 
@@ -108,40 +119,14 @@ def step_time(coeffs, prefill_tokens, prefill_attn_pairs, decode_seqs, decode_kv
     s = (1.0 - f) * d_only + f * (d + 1.0)
     s1 = 0.5 * (s + 1.0 - abs(s - 1.0))
 
-    a = t * c[0]
-    b = t1 * c[1]
-    linear = 0.5 * (a + b + abs(a - b)) + c[28] * 0.5 * (a + b - abs(a - b))
-
-    touched = c[4] * (1.0 - (1.0 if c[5] == 1.0 else c[5] ** t))
-    a = t * c[2]
-    b = touched * c[3]
-    moe = 0.5 * (a + b + abs(a - b))
-
+    linear, moe, attn_dec, lm_head, comm, elementwise = _shared_terms(
+        c, t, t1, s, s1, d, d_graph, decode_kv_tokens, longest_decode)
     a = prefill_attn_pairs * c[6]
     b = p * c[7]
     attn_pre = 0.5 * (a + b + abs(a - b))
     lp = 0.5 * (longest_prefill + abs(longest_prefill)) * c[29] * f
     attn_pre = 0.5 * (attn_pre + lp + abs(attn_pre - lp))
-
-    a = decode_kv_tokens * c[8]
-    b = decode_kv_tokens * c[9]
-    attn_dec = 0.5 * (a + b + abs(a - b))
-    unknown = (longest_decode < 0.0) * 1.0
-    dd = 0.5 * (d + 1.0 + abs(d - 1.0))
-    lng = unknown * (decode_kv_tokens / dd) + (1.0 - unknown) * longest_decode
-    kk = d_graph / c[18]
-    chunk = (kk == 1.0) * c[24] + (kk == 2.0) * c[25] + (kk == 3.0) * c[26] + (kk == 4.0) * c[27]
-    split = (chunk > 0.0) * 1.0
-    capped = 0.5 * (lng + chunk - abs(lng - chunk))
-    attn_dec = attn_dec + split * c[19] * capped + (1.0 - split) * c[17] * lng
-
-    a = s * c[10]
-    b = s1 * c[11]
-    lm_head = 0.5 * (a + b + abs(a - b))
-
-    comm = t * c[12] + t1 * c[13]
     overhead = c[14] + (d + f) * c[15]
-    elementwise = t * c[16]
     return linear + moe + attn_pre + attn_dec + lm_head + comm + overhead + elementwise
 
 
