@@ -9,6 +9,11 @@ import pytest
 from agents.provenance import ROOT, code_version
 
 
+@pytest.fixture(autouse=True)
+def _no_named_commit(monkeypatch):
+    monkeypatch.delenv("SERVEGYM_COMMIT", raising=False)
+
+
 def test_code_version_outside_git_is_none(tmp_path):
     assert code_version(tmp_path) == {"commit": None, "dirty": None}
 
@@ -35,3 +40,11 @@ def test_leaderboard_json_records_the_commit():
 
     report = build_report([], "python -m agents.leaderboard", quick=True)
     assert report["code"] == code_version()
+
+
+def test_named_commit_overrides_git_and_is_checked(tmp_path, monkeypatch):
+    monkeypatch.setenv("SERVEGYM_COMMIT", "a" * 40)
+    assert code_version(tmp_path) == {"commit": "a" * 40, "dirty": None, "source": "SERVEGYM_COMMIT"}
+    monkeypatch.setenv("SERVEGYM_COMMIT", "8a377e9")
+    with pytest.raises(ValueError, match="SERVEGYM_COMMIT='8a377e9': expected a 40-hex"):
+        code_version(tmp_path)
