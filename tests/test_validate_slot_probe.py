@@ -157,3 +157,16 @@ def test_report_of_a_bad_file_is_one_line_naming_it(tmp_path, capsys, text, what
         sp.main(["--report", str(path)])
     err = capsys.readouterr().err.strip().splitlines()
     assert exc.value.code == 2 and what in err[-1] and str(path) in err[-1]
+
+
+def test_out_without_cuda_is_one_line_and_nothing_else(tmp_path, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is present: --out would time for real")
+    from hwmodels.validate.slot_probe import main
+
+    assert main(["--out", str(tmp_path / "p.json")]) == 2
+    cap = capsys.readouterr()
+    assert cap.out == "" and len(cap.err.strip().splitlines()) == 1 and "needs CUDA" in cap.err
+    assert not (tmp_path / "p.json").exists()

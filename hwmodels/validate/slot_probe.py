@@ -276,6 +276,12 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("give --out FILE.json (time on CUDA) or --report FILE.json")
     if a.repeats < 20 and not a.quick:
         ap.error(f"--repeats must be >= 20 (medians of at least 20), got {a.repeats}")
+    import torch
+
+    if not torch.cuda.is_available():  # before any plan line: one line says why nothing ran
+        print("slot_probe: --out needs CUDA, which is not available here (--report FILE.json runs on CPU)",
+              file=sys.stderr)
+        return 2
     from .measured import load_runs
 
     real = select_real(load_runs())
