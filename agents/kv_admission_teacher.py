@@ -353,8 +353,11 @@ def log_summary(data: TeacherData, log: Any = print) -> None:
 
 def merge(parts: Sequence[TeacherData]) -> TeacherData:
     """The shards of one teacher run (``compute(..., shard=(i, n))`` for i < n) as one
-    ``TeacherData``. ``ValueError`` when they differ in candidates or an episode lacks a candidate's
-    replay in every shard (a shard missing)."""
+    ``TeacherData``. Files of different configs join as their union (each episode is keyed by its
+    config). ``ValueError`` when they differ in candidates, when two files replay the same
+    candidate on the same episode with different results (made by different code or settings:
+    neither is dropped silently), or an episode lacks a candidate's replay in every shard (a shard
+    missing)."""
     if not parts:
         raise ValueError("kv_admission teacher: merge of no shards")
     names = parts[0].heuristics
@@ -367,6 +370,12 @@ def merge(parts: Sequence[TeacherData]) -> TeacherData:
             for table, src in ((out.scores, s), (out.returns, d.returns[key])):
                 have = table.setdefault(key, np.full(len(names), np.nan))
                 fill = ~np.isnan(src)
+                clash = fill & ~np.isnan(have) & (have != src)
+                if clash.any():
+                    h = names[int(np.flatnonzero(clash)[0])]
+                    raise ValueError(f"kv_admission teacher: two files disagree on {h}'s replay of window {key[1]} "
+                                     f"at load {key[2]} of {d.labels.get(key[0], key[0])[:40]}: {have[clash][0]!r} vs "
+                                     f"{src[clash][0]!r} (made by different code or settings?)")
                 have[fill] = src[fill]
     missing = [(out.labels.get(k[0], k[0])[:40], k[1], k[2]) for k, s in out.scores.items() if np.isnan(s).any()]
     if missing:

@@ -308,3 +308,18 @@ def test_merge_refuses_flags_it_would_ignore(tmp_path, capsys):
                 "--out", str(tmp_path / "m.pkl")])
     err = capsys.readouterr().err.strip().splitlines()
     assert exc.value.code == 2 and "--merge: not with --slo-tiers, --shard" in err[-1]
+
+
+def test_merge_takes_the_union_of_configs_and_refuses_disagreeing_replays():
+    key_a, key_b = ("ka", 0, 1.1), ("kb", 0, 1.1)
+    a = T.TeacherData(("x", "y"), scores={key_a: np.array([0.5, 0.6])}, returns={key_a: np.array([1.0, 2.0])},
+                      labels={"ka": "cfg a"})
+    b = T.TeacherData(("x", "y"), scores={key_b: np.array([0.7, 0.1])}, returns={key_b: np.array([3.0, 4.0])},
+                      labels={"kb": "cfg b"})
+    u = T.merge([a, b])
+    assert set(u.scores) == {key_a, key_b} and u.best(key_b) == 0
+    assert T.merge([a, a]).scores[key_a].tolist() == [0.5, 0.6]  # the same replay twice agrees
+    c = T.TeacherData(("x", "y"), scores={key_a: np.array([0.5, 0.9])}, returns={key_a: np.array([1.0, 2.0])},
+                      labels={"ka": "cfg a"})
+    with pytest.raises(ValueError, match="two files disagree on y's replay of window 0 at load 1.1 of cfg a"):
+        T.merge([a, c])
