@@ -270,6 +270,9 @@ TRAINING_WORKLOADS: dict[str, tuple[str, ...]] = {
     _KV: ("azure_conv-v1", "bursty-v1", "mooncake_conv-v1", _AZURE_CONV_FILE, _MOONCAKE),
     "servegym/Routing-v0": ("azure_conv-v1", "mooncake_conv-v1", _AZURE_CONV_FILE, _MOONCAKE),
     "servegym/PrefixEviction-v0": ("mooncake_conv-v1", _MOONCAKE),
+    # The cluster's routers train on Routing-v0's distribution (agents.train_multi); its admission seats hold
+    # KVAdmission-v0's zoo agent, trained on that environment's distribution above (the same families).
+    "servegym/MultiCluster-v0": ("azure_conv-v1", "mooncake_conv-v1", _AZURE_CONV_FILE, _MOONCAKE),
 }
 
 
