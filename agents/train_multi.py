@@ -95,8 +95,14 @@ def make_model(vec: Any, warm_start: str, seed: int) -> Any:
     path = ZOO[ROUTING_ID] if warm_start == "zoo" else Path(warm_start)
     if not Path(path).is_file():
         raise ValueError(f"--warm-start {warm_start}: no such checkpoint {path}")
-    model = MaskablePPO.load(path, env=vec, device="cpu", seed=seed)
-    return model
+    # The per-replica scorer reads any replica count: its spaces follow the cluster's (an MLP of another
+    # width fails to load its weights, reported as the file not fitting).
+    try:
+        return MaskablePPO.load(path, env=vec, device="cpu", seed=seed, custom_objects={
+            "observation_space": vec.observation_space, "action_space": vec.action_space})
+    except (RuntimeError, ValueError) as err:
+        raise ValueError(f"--warm-start {warm_start}: {path} does not fit the cluster's router seat: "
+                         f"{str(err).splitlines()[0]}") from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=6)
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--batch-size", type=int, default=512)
+    p.add_argument("--learning-rate", type=float, default=1e-3, help="Adam's step size in DAgger's updates")
     p.add_argument("--out", type=Path, required=True)
     a = p.parse_args(argv)
     if a.clusters < 1:
@@ -136,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     vec.seed(a.seed)
     try:
         history = imitate(model, vec, a.steps, rounds=a.rounds, epochs=a.epochs, batch_size=a.batch_size,
-                          seed=a.seed, log=lambda s: print(s, flush=True))
+                          learning_rate=a.learning_rate, seed=a.seed, log=lambda s: print(s, flush=True))
     except ValueError as err:
         p.error(f"--steps {a.steps}: {err}")
     a.out.mkdir(parents=True, exist_ok=True)
@@ -145,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
            "code": code_version(), "env": ENV_ID, "role": "router", "workloads": workloads,
            "loads": list(a.loads), "seed": a.seed, "steps": a.steps, "clusters_per_workload": a.clusters,
            "warm_start": a.warm_start, "admission": a.admission, "autoscaler": "hpa",
+           "rounds": a.rounds, "epochs": a.epochs, "batch_size": a.batch_size, "learning_rate": a.learning_rate,
            "imitation": history, "wall_s": time.perf_counter() - t0}
     (a.out / "run.json").write_text(json.dumps(run, indent=1) + "\n")
     print(f"wrote {a.out / 'final.zip'} ({run['wall_s']:.0f} s)")
