@@ -5,9 +5,9 @@
 
 ``list`` prints each recipe as a command that runs when pasted, from any directory (the pending
 ones, ``agents.zoo.PENDING``, as comments: a checkpoint not committed yet); ``train`` runs the recipe's
-trainer (``agents.train``, or ``agents.train_multi`` for the multi-agent cluster's router) with its recorded arguments (into ``DIR/<stem>``) and
-copies the final checkpoint over the zoo file beside this module. A recipe's relative trace path
-(``../shared/traces/...``) is relative to the repository root.
+trainer (``agents.train``, or ``agents.train_multi`` for the multi-agent cluster's router) with its
+recorded arguments (into ``DIR/<stem>``) and copies the final checkpoint over the zoo file beside this
+module. A recipe's relative trace path (``../shared/traces/...``) is relative to the repository root.
 """
 
 from __future__ import annotations
