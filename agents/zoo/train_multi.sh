@@ -18,7 +18,7 @@ MODE=${1:-full}
 : "${OUT:?set OUT to the output directory}"
 case $MODE in
   full) STEPS=${STEPS:-}; CLUSTERS=(); LBQ=();;
-  small) STEPS=${STEPS:-768}; CLUSTERS=(--clusters 1); LBQ=(--seeds 1 --scenarios 'multi_cluster/transfer/azure_code_bursty/*load0.3/*');;
+  small) STEPS=${STEPS:-768}; CLUSTERS=(--clusters 1); LBQ=(--seeds 1 --scenarios 'multi_cluster/transfer/azure_code_bursty-v1/*load0.3/*');;
   *) echo "usage: OUT=DIR bash $0 [full|small]" >&2; exit 2;;
 esac
 W=${W:-/tmp/w21multi}
