@@ -205,7 +205,7 @@ def build_parser() -> cli.Parser:
                    help="heuristic or oracle name, random, zoo, or an SB3 checkpoint (.zip) or "
                         "ONNX file (repeatable); default: random and every heuristic. On the "
                         "multi-agent servegym/MultiCluster-v0 a team: 'team' (the heuristic team), "
-                        "'random' or ROLE=POLICY[,ROLE=POLICY] (agents/team.py)")
+                        "'zoo' (the trained team), 'random' or ROLE=POLICY[,ROLE=POLICY] (agents/team.py)")
     p.add_argument("--episodes", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY=VALUE",

@@ -1,7 +1,8 @@
 """Every policy on every scenario, one score that means the same thing everywhere.
 
     python -m agents.leaderboard [--quick] [--trace PATH ...] [--envs NAME ...] [--track main|transfer]
-        [--scenarios GLOB ...] [--seeds N] [--policy CHECKPOINT_OR_ONNX ...] [--readme README.md] --out DIR
+        [--scenarios GLOB ...] [--seeds N] [--policy CHECKPOINT_OR_ONNX ...] [--team SPEC ...] [--readme README.md]
+        --out DIR
     python -m agents.leaderboard --check DIR
 
 For each scenario of ``agents.scenarios`` (held-out windows only), every registered heuristic and
@@ -62,14 +63,16 @@ BOOTSTRAP = 2000
 
 def policies_for(env_id: str, extra: list[str]) -> list[str]:
     """What plays a scenario of ``env_id``: random, every heuristic and oracle, the zoo agent and
-    ``extra`` files; on a multi-agent environment the teams of ``agents.team.default_teams``
-    (``extra`` files are single-agent checkpoints and do not take part)."""
+    ``extra`` files; on a multi-agent environment the teams of ``agents.team.default_teams`` and the
+    ``extra`` entries that are team specs (``ROLE=POLICY[,...]``, ``--team``; files do not take part there,
+    team specs nowhere else)."""
     if is_multi_agent(env_id):
-        return team.default_teams()
+        teams = team.default_teams()
+        return teams + [t for t in extra if "=" in t and t not in teams]  # --team SPEC
     names = ["random", *heuristic_names(env_id)]
     if env_id in ZOO:
         names.append("zoo")
-    return names + list(extra)
+    return names + [p for p in extra if "=" not in p]
 
 
 def _env_kwargs(sc: Scenario, quick: bool) -> dict[str, Any]:
@@ -333,6 +336,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, help="held-out episodes per scenario (default: the scenario's)")
     p.add_argument("--policy", action="append", default=[], metavar="PATH",
                    help="an extra SB3 checkpoint or ONNX file to score (repeatable)")
+    p.add_argument("--team", action="append", default=[], metavar="SPEC",
+                   help="an extra team for the multi-agent scenarios, ROLE=POLICY[,ROLE=POLICY ...] "
+                        "(agents.team; e.g. router=runs/s1/final.zip,admission=sarathi; repeatable)")
     p.add_argument("--readme", type=Path, help="rewrite this README's headline table section")
     p.add_argument("--check", type=Path, metavar="DIR", help="validate a leaderboard output directory")
     p.add_argument("--no-progress", action="store_true")
@@ -358,6 +364,13 @@ def main(argv: list[str] | None = None) -> int:
     for path in a.policy:
         if Path(path).suffix not in (".zip", ".onnx") or not Path(path).is_file():
             p.error(f"--policy {path}: expected an existing SB3 checkpoint (.zip) or ONNX file (.onnx)")
+    for spec in a.team:
+        try:
+            if "=" not in spec:
+                raise ValueError("expected ROLE=POLICY[,ROLE=POLICY ...] (default teams play anyway)")
+            team.parse_team(spec)
+        except ValueError as err:
+            p.error(f"--team {spec}: {err}")
     try:
         scenarios = scenarios_for(a.envs) + user_trace_scenarios(a.trace, a.envs)
         if a.quick:  # the quick run keeps every main scenario and one of the transfer track
@@ -383,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError:
             hints = None  # a damaged timing file only loses the ordering; it is rewritten below
     t = time.perf_counter()
-    results = run(scenarios, a.policy, a.quick, a.seeds, progress=not a.no_progress,
+    results = run(scenarios, a.policy + a.team, a.quick, a.seeds, progress=not a.no_progress,
                   ray=ray, address=a.address, num_cpus=a.num_cpus,
                   hints=hints)
     wall = time.perf_counter() - t

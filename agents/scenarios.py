@@ -270,6 +270,9 @@ TRAINING_WORKLOADS: dict[str, tuple[str, ...]] = {
     _KV: ("azure_conv-v1", "bursty-v1", "mooncake_conv-v1", _AZURE_CONV_FILE, _MOONCAKE),
     "servegym/Routing-v0": ("azure_conv-v1", "mooncake_conv-v1", _AZURE_CONV_FILE, _MOONCAKE),
     "servegym/PrefixEviction-v0": ("mooncake_conv-v1", _MOONCAKE),
+    # The cluster's routers train on Routing-v0's distribution (agents.train_multi); its admission seats hold
+    # KVAdmission-v0's zoo agent, trained on that environment's distribution above (the same families).
+    "servegym/MultiCluster-v0": ("azure_conv-v1", "mooncake_conv-v1", _AZURE_CONV_FILE, _MOONCAKE),
 }
 
 
@@ -324,6 +327,16 @@ _TRANSFER_PREFIX = (
     ("agentic-v1", {}, 4, (0.002, 0.005)),
     (_MOONCAKE_SYNTHETIC_FILE, {}, 3, (0.05, 0.1)),  # 3,993 requests: three windows of 1,000 after warm-up
 )
+# - MultiCluster (teams; the routers' transfer families at two loads each): the cluster's autoscaler and
+#   admission seats make it harder than Routing-v0 at the same load. Measured at 5b79935 (3 episodes, seed
+#   10000, 2-core box): the code family at 0.3 / 0.45: the heuristic team 0.469 / 0.427, every router
+#   heuristic within 0.02 of it, admission=sarathi 0.794 / 0.811 (its TPOT misses are prefill interference);
+#   agentic at 1.0 every team >= 0.957 (near the bound), so 1.3 / 1.75: the heuristic team 0.451 / 0.186,
+#   best router heuristic sglang_cache_aware 0.559 / 0.307 (TTFT p99 29 / 39 s), admission=sarathi 0.552 / 0.311.
+_TRANSFER_MULTI = (
+    ("azure_code_bursty-v1", 3, (0.3, 0.45)),  # 9 distinct windows of 1,024 requests
+    ("agentic-v1", 3, (1.3, 1.75)),  # 22 distinct windows
+)
 TRANSFER_SCENARIOS: list[Scenario] = [
     *(Scenario(
         id=f"kv_admission/transfer/{_tid(trace)}/llama3.1-8b-h100/{tier}/load{load}/v1",
@@ -347,6 +360,14 @@ TRANSFER_SCENARIOS: list[Scenario] = [
         env_kwargs={"capacity_frac": frac, "split": "all", "evict_leaves_only": True, **extra},
         episodes=n, quick_episodes=1, track="transfer", in_quick=False,
     ) for trace, extra, n, fracs in _TRANSFER_PREFIX for frac in fracs),
+    *(Scenario(
+        # Teams (agents.team) of two routers, per-replica admission and the HPA autoscaler on 8 H100s, on the
+        # Routing transfer families (held out of TRAINING_WORKLOADS["servegym/MultiCluster-v0"] and of the
+        # KVAdmission distribution its admission agent saw), played whole.
+        id=f"multi_cluster/transfer/{_tid(trace)}/llama3.1-8b-h100x8/load{load}/v1",
+        env_id="servegym/MultiCluster-v0", trace=trace, env_kwargs={"load": load, "split": "all", "slo_metric": "tpot"},
+        episodes=n, quick_episodes=1, track="transfer", in_quick=False,
+    ) for trace, n, loads in _TRANSFER_MULTI for load in loads),
 ]
 SCENARIOS += TRANSFER_SCENARIOS
 

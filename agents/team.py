@@ -7,6 +7,9 @@ team:
 
 - ``team``: the heuristic team of ``agents.heuristics.multi.team()`` (``jsq`` routers,
   ``vllm_fcfs`` admission controllers, ``hpa`` autoscaler);
+- ``zoo``: the trained team (``agents.zoo.MULTI_TEAM``): the router trained in the cluster
+  (``agents.train_multi``, the zoo checkpoint of ``servegym/MultiCluster-v0``) in every router seat,
+  the other seats as ``MULTI_TEAM`` names them;
 - ``random``: every role uniform over its legal actions;
 - ``ROLE=P[,ROLE=P ...]``: those roles played by ``P``, the others by the heuristic team's member.
   ``P`` is a role heuristic (``agents.heuristics.multi.ROLE_HEURISTICS``), ``random``, or for
@@ -57,13 +60,19 @@ def parse_team(spec: str) -> dict[str, str]:
             for role, factory in team().items()}
     if spec == "team":
         return base
+    if spec == "zoo":
+        from agents.zoo import MULTI_TEAM, ZOO
+
+        if ENV_ID not in ZOO:
+            raise ValueError(f"--policy zoo: {ENV_ID} has no zoo checkpoint yet (agents/zoo/__init__.py RECIPES)")
+        return {**base, **MULTI_TEAM, "router": str(ZOO[ENV_ID])}
     if spec == "random":
         return {role: "random" for role in ROLES}
     out = dict(base)
     seen = set()
     for part in spec.split(","):
         if "=" not in part:
-            raise ValueError(f"--policy {spec!r}: expected 'team', 'random' or ROLE=POLICY[,ROLE=POLICY ...] "
+            raise ValueError(f"--policy {spec!r}: expected 'team', 'zoo', 'random' or ROLE=POLICY[,ROLE=POLICY ...] "
                              f"with ROLE one of {', '.join(ROLES)}")
         role, name = (x.strip() for x in part.split("=", 1))
         if role not in ROLES:
@@ -82,13 +91,21 @@ def parse_team(spec: str) -> dict[str, str]:
 
 def default_teams() -> list[str]:
     """The teams evaluated when none is named: ``random``, the heuristic team, each other router
-    heuristic in the team, and the learned router and admission agents where a zoo agent exists."""
+    heuristic and each other admission heuristic in the team (so the best heuristic team is searched
+    over both seats), the learned router and admission agents where a zoo agent exists, and the
+    trained team (``zoo``) with its control: Routing-v0's zoo router seated unchanged in the trained
+    team's other seats (what training in the cluster adds)."""
     from agents.heuristics.multi import ROLE_HEURISTICS
+    from agents.zoo import MULTI_TEAM, ZOO
 
     base = parse_team("team")
     specs = ["random", "team"]
     specs += [f"router={h}" for h in ROLE_HEURISTICS["router"] if h != base["router"]]
+    specs += [f"admission={h}" for h in ROLE_HEURISTICS["admission"] if h != base["admission"]]
     specs += [f"{role}=zoo" for role in ("router", "admission") if "zoo" in role_choices(role)]
+    if ENV_ID in ZOO:
+        seated = ",".join(["router=zoo", *(f"{r}={p}" for r, p in MULTI_TEAM.items() if p != base[r])])
+        specs += [s for s in (seated, "zoo") if s not in specs]
     return specs
 
 

@@ -210,9 +210,15 @@ def test_commands_run_outside_the_repository_and_zoo_list_pastes(tmp_path):
     from agents.zoo import RECIPES
 
     assert len(commands) == len(RECIPES)
+    trainers = {r.trainer for r in RECIPES.values()}
+    assert trainers <= {"agents.train", "agents.train_multi"}
     for line in commands:
         argv = shlex.split(line)  # a shell reads it as these words (no syntax error)
-        assert argv[:3] == ["python", "-m", "agents.train"] and "--env" in argv, line
+        assert argv[:2] == ["python", "-m"] and argv[2] in trainers, line
+        if argv[2] == "agents.train_multi":  # the multi-agent cluster's router: its own options
+            assert "--workloads" in argv and "--out" in argv and "--env" not in argv, line
+            continue
+        assert "--env" in argv, line
         from agents.train import build_parser
 
         a = build_parser().parse_args(argv[3:])  # and agents.train accepts them

@@ -28,13 +28,14 @@ class Recipe:
     file: str
     train_args: tuple[str, ...]
     trace: str
+    trainer: str = "agents.train"  # the module run as ``python -m TRAINER *train_args`` (train.py's: with --env ID)
 
     @property
     def on_distribution(self) -> bool:
-        """Trained on a workload distribution (an env ``workloads=`` mixture, envs.core.mixture),
-        so the leaderboard's transfer track, whose families that distribution never holds, scores
-        it; an agent of one trace is scored on the main track only."""
-        return any(a.startswith("workloads=") for a in self.train_args)
+        """Trained on a workload distribution (an env ``workloads=`` mixture, envs.core.mixture, or
+        ``agents.train_multi``'s ``--workloads``), so the leaderboard's transfer track, whose families
+        that distribution never holds, scores it; an agent of one trace is scored on the main track only."""
+        return any(a.startswith("workloads=") or a == "--workloads" for a in self.train_args)
 
 
 # Issue 21's KVAdmission-v0 transfer agent, the zoo's KVAdmission agent (it replaced kv_admission_ppo.zip, MaskablePPO
@@ -133,6 +134,19 @@ RECIPES: dict[str, Recipe] = {
     # It replaces the MaskablePPO recipe (500k steps: 41 min per seed at the 201 steps/s measured
     # with --vec-procs 16 on the 16-core host, over the device budget; 9k steps learned nothing,
     # envs/disaggregation/README.md "Learning").
+    # Issue 21's multi-agent cluster: the router role trained IN the cluster (agents/train_multi.py: one
+    # envs.multi.env.RoleVecEnv per training workload, parameter sharing over both router seats) by DAgger from
+    # Routing-v0's privileged teacher (RoleVecEnv.teacher_targets: every replica replayed alone with and
+    # without the router's request; routers of one step labelled independently), warm-started from Routing-v0's
+    # zoo router (routing_dagger.zip, the same per-replica scorer), 16,384 labelled decisions (6 rounds x 32
+    # router seats x 85; 8 epochs of minibatches of 512), 4 clusters per workload, loads 0.3-2.0, no RL steps,
+    # seed 0, on Routing-v0's training distribution (ROUTING_WORKLOADS; agents.scenarios.TRAINING_WORKLOADS),
+    # in the seats it plays in: MULTI_TEAM's admission controllers and the HPA autoscaler. `--policy zoo` on
+    # the cluster is that team (agents.team.parse_team). The 3-seed run with its leaderboard:
+    # `OUT=DIR bash agents/zoo/train_multi.sh`.
+    "servegym/MultiCluster-v0": Recipe("multi_router_dagger.zip", (
+        "--workloads", *ROUTING_WORKLOADS, "--steps", "16384", "--clusters", "4", "--admission", "sarathi",
+        "--seed", "0"), "+".join(ROUTING_WORKLOADS), trainer="agents.train_multi"),
     "servegym/Disaggregation-v0": Recipe("disaggregation_dagger.zip", (
         "--scenarios", "disaggregation/*", "--imitate", "9216", "--timesteps", "0", "--n-envs", "8",
         "--imitate-kwargs", "epochs=20", "batch_size=256", "--seed", "0"), "azure_conv-v1+azure_code-v1"),
@@ -156,6 +170,12 @@ def load_recipe(path: Path) -> tuple[str, Recipe]:
         raise ValueError(f"recipe {path}: field 'train_args' must be a list of strings")
     return data["env"], Recipe(data["file"], tuple(data["train_args"]), data["trace"])
 
+
+# The multi-agent cluster's trained team (``--policy zoo`` there, ``agents.team``): the zoo router of
+# RECIPES["servegym/MultiCluster-v0"] in every router seat and these policies in the other seats. Sarathi-Serve's
+# admission (a heuristic: the cluster's best admission seat on the held-out code family, 0.79-0.81 against
+# 0.43-0.47 for vLLM FCFS and KVAdmission-v0's zoo agent, agents/scenarios.py _TRANSFER_MULTI).
+MULTI_TEAM: dict[str, str] = {"admission": "sarathi", "autoscaler": "hpa"}
 
 # Environment id -> its committed checkpoint (``--policy zoo``).
 ZOO: dict[str, Path] = {}

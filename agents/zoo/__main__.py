@@ -4,9 +4,10 @@
     python -m agents.zoo train [--env ID ...] [--recipe FILE | --pending] [--out DIR] [--dry-run]
 
 ``list`` prints each recipe as a command that runs when pasted, from any directory (the pending
-ones, ``agents.zoo.PENDING``, as comments: a checkpoint not committed yet); ``train`` runs ``agents.train`` with each recipe's recorded arguments (into ``DIR/<stem>``) and
-copies the final checkpoint over the zoo file beside this module. A recipe's relative trace path
-(``../shared/traces/...``) is relative to the repository root.
+ones, ``agents.zoo.PENDING``, as comments: a checkpoint not committed yet); ``train`` runs the recipe's
+trainer (``agents.train``, or ``agents.train_multi`` for the multi-agent cluster's router) with its
+recorded arguments (into ``DIR/<stem>``) and copies the final checkpoint over the zoo file beside this
+module. A recipe's relative trace path (``../shared/traces/...``) is relative to the repository root.
 """
 
 from __future__ import annotations
@@ -49,6 +50,13 @@ def recipe_args(env_id: str, recipe: Recipe) -> list[str]:
                 args[i] = "workloads=" + repr(tuple(entries))
             else:
                 args[i] = "workloads=" + ",".join(_from_root(e) for e in value.split(","))
+    if recipe.trainer != "agents.train":  # its own command line (agents.train_multi: --workloads ENTRY ...)
+        if "--workloads" in args:
+            i = args.index("--workloads") + 1
+            while i < len(args) and not args[i].startswith("--"):
+                args[i] = _from_root(args[i])
+                i += 1
+        return args
     return ["--env", env_id, *args]
 
 
@@ -70,11 +78,11 @@ def main(argv: list[str] | None = None) -> int:
         for env_id, r in RECIPES.items():
             have = "present" if (HERE / r.file).exists() else "missing"
             print(f"# {env_id}: {r.file} ({have})")
-            print(shlex.join(["python", "-m", "agents.train", *recipe_args(env_id, r),
+            print(shlex.join(["python", "-m", r.trainer, *recipe_args(env_id, r),
                               "--out", f"runs/zoo/{Path(r.file).stem}"]))
         for env_id, r in PENDING.items():
             print(f"# {env_id}: {r.file} (pending: python -m agents.zoo train --pending --env {env_id})")
-            print("# " + shlex.join(["python", "-m", "agents.train", *recipe_args(env_id, r),
+            print("# " + shlex.join(["python", "-m", r.trainer, *recipe_args(env_id, r),
                                      "--out", f"runs/zoo/{Path(r.file).stem}"]))
         return 0
     if a.recipe and a.pending:
@@ -90,16 +98,16 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [e for e in chosen if e not in recipes]
     if unknown:
         t.error(f"--env {', '.join(unknown)}: no zoo recipe; environments with one: {', '.join(recipes)}")
-    from agents import train
+    import importlib
 
     for env_id in chosen:
         r = recipes[env_id]
         out = a.out / Path(r.file).stem
         args = [*recipe_args(env_id, r), "--out", str(out)]
-        print(shlex.join(["python", "-m", "agents.train", *args]), flush=True)
+        print(shlex.join(["python", "-m", r.trainer, *args]), flush=True)
         if a.dry_run:
             continue
-        rc = train.main(args)
+        rc = importlib.import_module(r.trainer).main(args)
         if rc != 0:
             return rc
         shutil.copyfile(out / "final.zip", HERE / r.file)

@@ -46,6 +46,7 @@ from envs.kv_admission import kernels as KVK
 from envs.multi import kernels as MK
 from envs.routing import env as rt
 from envs.routing import kernels as RK
+from envs.routing import teacher as T
 from envs.core import state as S
 from envs.core.workload import load_split, max_window_gaps, output_histogram
 from envs.native_vec import SingleObjectVecEnv, check_actions, episode_options
@@ -451,6 +452,58 @@ class RoleVecEnv(SingleObjectVecEnv):
 
     def action_masks(self) -> np.ndarray:
         return self._flat(self.core.masks(self.role))
+
+    # --- the routers' privileged teacher (imitation targets; never part of the observation)
+    def teacher_actions(self) -> np.ndarray:
+        """Routing-v0's privileged teacher (``envs.routing.teacher``, rule ``"marginal"``) for every
+        router's pending request [num_envs] (int64; agent k = cluster k // n_routers, router k % n_routers):
+        each replica replayed alone from now with and without router j's request (the step's j-th
+        arrival) on the true output lengths, under vLLM FCFS, over ``teacher_horizon_s`` (Routing-v0's
+        default 20 s), charging TTFT beyond Routing-v0's tail bound (5 x the TTFT SLO, penalty 2.0) as its
+        teacher does. Approximations in the cluster: routers of one step are labelled independently (router
+        j's replay does not hold routers 0..j-1's requests of the same step), and the replay runs vLLM FCFS
+        whatever knobs the admission controllers hold. Router only: ``ValueError`` for another role."""
+        out = self._teacher_outcomes()
+        mask = self.action_masks()
+        return np.array([T.choose(out[k], mask[k], "marginal") for k in range(self.num_envs)], np.int64)
+
+    def teacher_targets(self) -> np.ndarray:
+        """Every replica the teacher accepts per router [num_envs, R] (bool): its best reward delta
+        (``envs.routing.teacher.targets`` with Routing-v0's default slack); see :meth:`teacher_actions`."""
+        out = self._teacher_outcomes()
+        mask = self.action_masks()
+        rc = self.core.config.routing
+        slack_s = float(rc.teacher_ttft_slack) * self.core.scenario.engine.slo_ttft
+        return np.stack([T.targets(out[k], mask[k], slack_s) for k in range(self.num_envs)])
+
+    def _teacher_outcomes(self) -> np.ndarray:
+        """``envs.routing.teacher.play_candidates``' rows per router [num_envs, 2R, 2], kept until the
+        batch steps. A router without a request this step (the window's end) gets all-zero rows."""
+        if self.role != "router":
+            raise ValueError(f"multi: the privileged teacher labels routers only, not {self.role!r}")
+        core = self.core
+        st = core.state
+        key = (st.window.tobytes(), st.next_arrival.tobytes(), st.clock.tobytes())
+        cached = getattr(self, "_teacher_cache", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        rc, sc, R, J = core.config.routing, core.scenario, core.R, core.J
+        if getattr(self, "_teacher_rows", None) is None:
+            self._teacher_rows = (T.scratch_like(st), np.zeros((2 * R, R)))
+        rows, busy = self._teacher_rows
+        bound_s = float(rc.ttft_bound_x) * sc.engine.slo_ttft
+        out = np.zeros((self.num_envs, 2 * R, 2))
+        for e in range(core.num_envs):
+            n = int(sc.workload.n_requests[st.window[e]])
+            for j in range(J):
+                i = int(st.next_arrival[e]) + j
+                if i >= n:
+                    continue
+                T.load_rows(rows, st, e)
+                T.play_candidates(rows, sc.workload, sc.engine, i, rc.budget, float(rc.teacher_horizon_s), False,
+                                  bound_s, float(rc.ttft_bound_penalty), busy, out[e * J + j])
+        self._teacher_cache = (key, out)
+        return out
 
 
 def run_team(num_envs: int, policies: dict[str, RolePolicy], seed: int = 0,

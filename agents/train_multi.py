@@ -1,0 +1,164 @@
+"""Train the multi-agent cluster's router role in the cluster itself: DAgger from Routing-v0's privileged
+teacher, parameter sharing over every router seat, on the training distribution.
+
+    python -m agents.train_multi [--steps N] [--seed S] [--clusters C] [--loads L ...] [--warm-start zoo|none|PATH]
+        [--admission zoo|HEURISTIC] [--workloads ENTRY ...] --out DIR
+
+The batch is one ``envs.multi.env.RoleVecEnv`` (role ``router``) per training workload
+(``agents.scenarios.TRAINING_WORKLOADS["servegym/MultiCluster-v0"]``: Routing-v0's transfer
+distribution, the Azure and Mooncake conversation generators and the real traces' training parts, first
+70%), ``--clusters`` clusters each, joined as one SB3 VecEnv (``agents.family_vec.FamilyVecEnv``); each
+episode draws its load from ``--loads`` (fractions of the cluster's capacity without prefix reuse). The
+other seats are the team the router will play in: ``--admission`` (default ``zoo``, KVAdmission-v0's
+reference agent) in every admission seat and HPA (``agents.heuristics.multi.HPA``) as the autoscaler.
+
+The labels are ``RoleVecEnv.teacher_targets`` (each replica replayed alone with and without the
+router's request, Routing-v0's teacher; ``envs/routing/teacher.py``); the loss and the schedule are
+``agents.imitation.imitate`` (Ross et al. 2011). ``--warm-start zoo`` starts from Routing-v0's zoo
+checkpoint (a MaskablePPO per-replica scorer, ``agents/scorer_policy.py``: the router observation here is
+exactly Routing-v0's), ``none`` from a fresh scorer of the same shape.
+
+Writes ``DIR/final.zip`` (a MaskablePPO checkpoint of Routing-v0's observation and action spaces, so
+``--policy router=DIR/final.zip`` seats it) and ``DIR/run.json`` (command, git commit, workloads, loads,
+seed, per-round DAgger statistics, wall seconds). Same seed, same checkpoint on one machine. Errors (an
+unknown admission policy, a warm-start file that does not exist or does not fit, too few steps for one
+per env per round): one line naming the option, exit status 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agents import cli
+
+ENV_ID = "servegym/MultiCluster-v0"
+ROUTING_ID = "servegym/Routing-v0"
+# Routing-v0's zoo recipe's load levels (agents/zoo/__init__.py), fractions of capacity without reuse.
+LOADS = (0.3, 0.6, 0.9, 1.2, 1.6, 2.0)
+# The per-replica scorer of Routing-v0's zoo recipe (used with --warm-start none).
+SCORER = {"policy": "agents.scorer_policy:ItemScorerPolicy",
+          "policy_kwargs": {"n_global": 7, "n_item": 10, "hidden": 64}}
+
+
+class RouterFamilyVec:
+    """Mixin for ``FamilyVecEnv`` over router ``RoleVecEnv`` parts: the parts' teachers joined."""
+
+    def teacher_actions(self) -> np.ndarray:
+        return np.concatenate([p.teacher_actions() for p in self.parts])
+
+    def teacher_targets(self) -> np.ndarray:
+        return np.concatenate([p.teacher_targets() for p in self.parts])
+
+
+def build_vec(workloads: list[str], clusters: int, loads: tuple[float, ...], seed: int, admission: str,
+              extra: dict[str, Any] | None = None) -> Any:
+    """The training batch: one router ``RoleVecEnv`` of ``clusters`` clusters per entry of ``workloads``
+    (its ``split="train"`` part), loads drawn from ``loads``, ``admission`` in every admission seat and
+    HPA as autoscaler. Part k's clusters are seeded ``seed + k * clusters + c``."""
+    from agents.family_vec import FamilyVecEnv
+    from agents.heuristics.multi import HPA, ROLE_HEURISTICS
+    from agents.policy import make_policy
+    from envs.multi.env import RoleVecEnv
+
+    if admission in ROLE_HEURISTICS["admission"]:
+        adm = lambda view: ROLE_HEURISTICS["admission"][admission](view, seed)  # noqa: E731
+    elif admission == "zoo":
+        adm = lambda view: make_policy("zoo", view, "servegym/KVAdmission-v0", seed)  # noqa: E731
+    else:
+        raise ValueError(f"--admission {admission!r}: one of zoo, {', '.join(ROLE_HEURISTICS['admission'])}")
+    others = {"admission": adm, "autoscaler": lambda view: HPA(view, seed)}
+    cls = type("RouterFamilyVecEnv", (RouterFamilyVec, FamilyVecEnv), {})
+    parts = [RoleVecEnv(clusters, "router", seed + k * clusters, others=others, trace=w, split="train",
+                        load=tuple(loads), slo_metric="tpot", **(extra or {}))
+             for k, w in enumerate(workloads)]
+    return cls(parts, names=list(workloads))
+
+
+def make_model(vec: Any, warm_start: str, seed: int) -> Any:
+    """A MaskablePPO model on ``vec``: Routing-v0's zoo checkpoint, a checkpoint file, or (``none``) a
+    fresh per-replica scorer. ``ValueError`` naming the file when it is missing or its spaces differ."""
+    from sb3_contrib import MaskablePPO
+
+    from agents.zoo import ZOO
+
+    if warm_start == "none":
+        from agents.scorer_policy import ItemScorerPolicy
+
+        return MaskablePPO(ItemScorerPolicy, vec, policy_kwargs=dict(SCORER["policy_kwargs"]), seed=seed,
+                           device="cpu", verbose=0)
+    path = ZOO[ROUTING_ID] if warm_start == "zoo" else Path(warm_start)
+    if not Path(path).is_file():
+        raise ValueError(f"--warm-start {warm_start}: no such checkpoint {path}")
+    # The per-replica scorer reads any replica count: its spaces follow the cluster's (an MLP of another
+    # width fails to load its weights, reported as the file not fitting).
+    try:
+        return MaskablePPO.load(path, env=vec, device="cpu", seed=seed, custom_objects={
+            "observation_space": vec.observation_space, "action_space": vec.action_space})
+    except (RuntimeError, ValueError) as err:
+        raise ValueError(f"--warm-start {warm_start}: {path} does not fit the cluster's router seat: "
+                         f"{str(err).splitlines()[0]}") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    from agents.scenarios import TRAINING_WORKLOADS
+
+    p = cli.make_parser("python -m agents.train_multi", __doc__, envs_help=False)
+    p.add_argument("--steps", type=int, default=16384, help="DAgger decisions over all router seats")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--clusters", type=int, default=4, help="clusters per training workload (2 routers each)")
+    p.add_argument("--loads", type=float, nargs="+", default=list(LOADS))
+    p.add_argument("--workloads", nargs="+", default=None,
+                   help="trace entries (default: agents.scenarios.TRAINING_WORKLOADS of the multi-agent cluster)")
+    p.add_argument("--warm-start", default="zoo", help="zoo (Routing-v0's zoo checkpoint), none, or a checkpoint")
+    p.add_argument("--admission", default="zoo", help="the admission seats' policy during training")
+    p.add_argument("--rounds", type=int, default=6)
+    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=512)
+    p.add_argument("--learning-rate", type=float, default=1e-3, help="Adam's step size in DAgger's updates")
+    p.add_argument("--out", type=Path, required=True)
+    a = p.parse_args(argv)
+    if a.clusters < 1:
+        p.error(f"--clusters must be >= 1, got {a.clusters}")
+    if not all(np.isfinite(v) and v > 0 for v in a.loads):
+        p.error(f"--loads must be finite and > 0, got {a.loads}")
+    workloads = list(a.workloads or TRAINING_WORKLOADS[ENV_ID])
+    t0 = time.perf_counter()
+    import torch as th
+
+    th.manual_seed(a.seed)
+    try:
+        vec = build_vec(workloads, a.clusters, tuple(a.loads), a.seed, a.admission)
+        model = make_model(vec, a.warm_start, a.seed)
+    except (ValueError, FileNotFoundError) as err:
+        p.error(str(err))
+    from agents.imitation import imitate
+    from agents.provenance import code_version
+
+    vec.seed(a.seed)
+    try:
+        history = imitate(model, vec, a.steps, rounds=a.rounds, epochs=a.epochs, batch_size=a.batch_size,
+                          learning_rate=a.learning_rate, seed=a.seed, log=lambda s: print(s, flush=True))
+    except ValueError as err:
+        p.error(f"--steps {a.steps}: {err}")
+    a.out.mkdir(parents=True, exist_ok=True)
+    model.save(a.out / "final.zip")
+    run = {"command": " ".join(["python -m agents.train_multi", *(argv if argv is not None else sys.argv[1:])]),
+           "code": code_version(), "env": ENV_ID, "role": "router", "workloads": workloads,
+           "loads": list(a.loads), "seed": a.seed, "steps": a.steps, "clusters_per_workload": a.clusters,
+           "warm_start": a.warm_start, "admission": a.admission, "autoscaler": "hpa",
+           "rounds": a.rounds, "epochs": a.epochs, "batch_size": a.batch_size, "learning_rate": a.learning_rate,
+           "imitation": history, "wall_s": time.perf_counter() - t0}
+    (a.out / "run.json").write_text(json.dumps(run, indent=1) + "\n")
+    print(f"wrote {a.out / 'final.zip'} ({run['wall_s']:.0f} s)")
+    vec.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,123 @@
+"""The multi-agent cluster's trained team: the routers' privileged teacher in the cluster, agents.train_multi,
+the zoo team and the transfer track."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from test_routing import chain_trace
+
+from agents import team
+from agents import train_multi as tm
+from agents.heuristics import multi as mh
+from envs.multi import env as M
+
+SMALL = {"replicas": 4, "window_requests": 48, "capacity_blocks": 4096}
+
+
+def _vec(role="router", **more):
+    tr = chain_trace(96, rate=12.0)
+    return M.RoleVecEnv(2, role, seed=0, others=mh.team(), trace=tr, split="all", load=1.2, **{**SMALL, **more})
+
+
+def test_router_teacher_labels_legal_replicas_and_beats_round_robin():
+    """The teacher's replica is legal and among its accepted targets; as a router it meets the SLO for at
+    least as many requests as round-robin on the same episodes (it replays every replica's future)."""
+    vec = _vec()
+    vec.seed(0)
+    vec.reset()
+    done_slo = {"teacher": [], "round_robin": []}
+    for name in done_slo:
+        vec.seed(0)
+        vec.reset()
+        k = 0
+        while len(done_slo[name]) < 2:
+            mask = vec.action_masks()
+            if name == "teacher":
+                a = vec.teacher_actions()
+                good = vec.teacher_targets()
+                assert a.shape == (vec.num_envs,) and mask[np.arange(vec.num_envs), a].all()
+                assert good[np.arange(vec.num_envs), a].all() and (good <= mask).all()
+            else:
+                a = np.array([np.flatnonzero(m)[(k + i) % m.sum()] for i, m in enumerate(mask)])
+            k += 1
+            _, _, _, infos = vec.step(a)
+            done_slo[name] += [i["metrics"]["slo_attainment"] for i in infos if "metrics" in i]
+    assert np.mean(done_slo["teacher"]) >= np.mean(done_slo["round_robin"])
+    with pytest.raises(ValueError, match="labels routers only"):
+        _vec("admission").teacher_actions()
+
+
+def test_train_multi_writes_a_router_checkpoint_that_seats_in_the_team(tmp_path, monkeypatch):
+    """A tiny DAgger run (warm-started from Routing-v0's zoo router) writes a checkpoint and run.json; the
+    same seed gives the same parameters; the checkpoint plays the router seat of a team."""
+    tr = chain_trace(96, rate=12.0)
+    real = tm.build_vec
+    monkeypatch.setattr(tm, "build_vec", lambda w, c, loads, seed, adm: real([tr], c, loads, seed, adm, SMALL))
+    outs = []
+    for k in range(2):
+        out = tmp_path / f"run{k}"
+        assert tm.main(["--steps", "48", "--clusters", "2", "--loads", "1.2", "--admission", "sarathi",
+                        "--rounds", "2", "--epochs", "1", "--out", str(out)]) == 0
+        outs.append(out)
+    run = json.loads((outs[0] / "run.json").read_text())
+    assert run["role"] == "router" and run["admission"] == "sarathi" and len(run["imitation"]) == 2
+    from sb3_contrib import MaskablePPO
+
+    p0, p1 = (MaskablePPO.load(o / "final.zip", device="cpu").policy.state_dict() for o in outs)
+    assert all(np.array_equal(p0[k].numpy(), p1[k].numpy()) for k in p0)
+    spec = f"router={outs[0] / 'final.zip'},admission=sarathi"
+    eps, _ = team.run_episodes(spec, 1, 0, {"trace": tr, "split": "all", "load": 1.2, **SMALL})
+    assert 0 <= eps[0]["slo_attainment"] <= 1
+
+
+def test_train_multi_refuses_bad_options_in_one_line(capsys, tmp_path):
+    for args, says in ((["--admission", "lru"], "--admission 'lru'"), (["--warm-start", "nope.zip"], "no such"),
+                       (["--clusters", "0"], "--clusters")):
+        with pytest.raises(SystemExit) as exit_:
+            tm.main([*args, "--out", str(tmp_path)])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert exit_.value.code == 2 and says in err[-1]
+
+
+def test_zoo_team_and_its_control_are_default_teams():
+    from agents.zoo import MULTI_TEAM, RECIPES, ZOO
+
+    recipe = RECIPES[team.ENV_ID]
+    assert recipe.trainer == "agents.train_multi" and recipe.on_distribution
+    assert MULTI_TEAM["admission"] in recipe.train_args  # trained in the seats it plays in
+    if team.ENV_ID in ZOO:
+        spec = team.parse_team("zoo")
+        assert spec["router"] == str(ZOO[team.ENV_ID]) and spec["admission"] == MULTI_TEAM["admission"]
+        specs = team.default_teams()
+        assert "zoo" in specs and f"router=zoo,admission={MULTI_TEAM['admission']}" in specs
+        assert "admission=sarathi" in specs  # the best heuristic team is searched over both seats
+
+
+def test_multi_transfer_track_holds_out_its_families():
+    from agents.leaderboard import plan_runs
+    from agents.scenarios import TRAINING_WORKLOADS, TRANSFER_SCENARIOS, family_of
+    from agents.zoo import RECIPES
+
+    multi = [s for s in TRANSFER_SCENARIOS if s.env_id == team.ENV_ID]
+    assert len({s.trace for s in multi}) >= 2 and all(s.id.endswith("/v1") for s in multi)
+    trained = {family_of(w) for w in TRAINING_WORKLOADS[team.ENV_ID]}
+    trained |= {family_of(w) for w in TRAINING_WORKLOADS["servegym/KVAdmission-v0"]}  # the admission agent's
+    assert all(family_of(s.trace) not in trained for s in multi)
+    args = RECIPES[team.ENV_ID].train_args
+    i = args.index("--workloads") + 1
+    assert tuple(args[i:i + len(TRAINING_WORKLOADS[team.ENV_ID])]) == tuple(
+        w if "/" not in w else "../shared/traces/" + w.rsplit("/", 1)[1] for w in TRAINING_WORKLOADS[team.ENV_ID])
+    plan = plan_runs(multi[:1], ["router=zoo,admission=conservative"])
+    assert "router=zoo,admission=conservative" in plan[0][1] or not plan[0][1]
+
+
+def test_leaderboard_refuses_a_bad_team_in_one_line(capsys, tmp_path):
+    from agents.leaderboard import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--envs", "multi", "--team", "router=lru", "--out", str(tmp_path)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and "--team router=lru" in err[-1]
