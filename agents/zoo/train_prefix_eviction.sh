@@ -5,7 +5,8 @@
 #
 #   OUT=DIR bash agents/zoo/train_prefix_eviction.sh [full|small]
 #
-# full: the zoo recipe (agents/zoo/__init__.py RECIPES["servegym/PrefixEviction-v0"]) for seeds 0, 1, 2;
+# full: the pending recipe (agents/zoo/__init__.py PENDING["servegym/PrefixEviction-v0"]; the zoo's, RECIPES,
+# when none is pending) for seeds 0, 1, 2;
 # small: the same stages scaled down (STEPS=4096 DAgger decisions, leaderboard --quick) to time a box.
 # The teacher (env.teacher_values: each candidate's next use, read from the trace) runs inside each
 # seed's process, so a seed uses one core; the 3 run at once. Writes to $OUT: s0.zip s1.zip s2.zip (the
@@ -37,9 +38,10 @@ pack() { tar czf "$OUT/logs21.tgz" -C "$W" $(cd "$W" && ls -d *.log s*/run.json 
 # The recipe's train.py arguments (repository-relative trace paths resolved), seed and steps replaced.
 mapfile -t ARGS < <(python3 - "$STEPS" <<'PY'
 import sys
-from agents.zoo import RECIPES
+from agents.zoo import PENDING, RECIPES
 from agents.zoo.__main__ import recipe_args
-args = recipe_args("servegym/PrefixEviction-v0", RECIPES["servegym/PrefixEviction-v0"])
+env = "servegym/PrefixEviction-v0"
+args = recipe_args(env, PENDING.get(env) or RECIPES[env])
 steps = sys.argv[1]
 if steps:
     args[args.index("--imitate") + 1] = steps
