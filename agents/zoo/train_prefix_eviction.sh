@@ -14,10 +14,11 @@
 # the best heuristic per scenario), logs21.tgz (logs, run records) and lb21.tgz (the leaderboard's
 # output). Environment: NCPU (default nproc), W (work directory, default /tmp/w21pe), STEPS (DAgger
 # decisions per seed).
-# Measured: small mode on the loaded 2-core dev box (NCPU=2, 2026-12-01): 1,433 s, rc 0 (numba 44 s,
-# DAgger 348 s for the 3 seeds at once, leaderboard --quick 1,035 s). Full mode not run yet; one seed
-# of the recipe took 173 s alone on that box, so expect roughly 350 s of DAgger on the 16-core host
-# (2x slower per core) plus its ~70 s PrefixEviction leaderboard: run it with a 600 s limit.
+# Measured on the loaded 2-core dev box (NCPU=2, 2026-12-01), the pending 128-env recipe: small mode 615 s,
+# rc 0 (numba 25 s, DAgger 75 s for the 3 seeds at once, leaderboard --quick 511 s). Full mode not run
+# there; one seed of the full recipe took 80 s alone on that box (190-200 s with 4 jobs at once), and the
+# zoo recipe's 3 seeds (133 s for one seed here) took 72 s on the 16-core host, so expect ~100 s of DAgger
+# plus the ~70 s PrefixEviction leaderboard there: run it with a 600 s limit.
 set -o pipefail
 MODE=${1:-full}
 : "${OUT:?set OUT to the output directory}"
