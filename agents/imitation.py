@@ -121,7 +121,8 @@ def _loss(dist: Any, label: th.Tensor, multi: np.ndarray | None) -> th.Tensor:
 
 def imitate(model: Any, vec: Any, steps: int, rounds: int = 6, epochs: int = 4, batch_size: int = 1024,
             learning_rate: float = 1e-3, seed: int = 0, log: Any = print,
-            teacher: Teacher | None = None, target: str = "set") -> list[dict[str, float]]:
+            teacher: Teacher | None = None, target: str = "set",
+            max_grad_norm: float | None = 0.5) -> list[dict[str, float]]:
     """Run DAgger for ``steps`` labelled decisions (over all envs) and return per-round stats
     (``round``, ``beta``, ``samples``, ``loss`` (mean of the round's last 20 minibatches),
     ``student_agrees`` (share of decisions where the student's greedy action is the teacher's),
@@ -131,9 +132,12 @@ def imitate(model: Any, vec: Any, steps: int, rounds: int = 6, epochs: int = 4, 
     MultiDiscrete [E, C]); default the env's ``teacher_actions()``. ``target``: ``"set"`` (the
     loss on the accepted actions, module docstring) or ``"values"`` (regression on the env's
     ``teacher_values()``; Discrete only; the teacher's action still drives round 0's mixing and
-    ``student_agrees``). Raises ``ValueError`` when there is no teacher, for fewer steps than one
-    per env per round, for an action space other than Discrete / MultiDiscrete, or for a
-    ``target`` the env cannot give."""
+    ``student_agrees``). ``max_grad_norm``: each minibatch's gradient is clipped to this global L2
+    norm (``torch.nn.utils.clip_grad_norm_``; 0.5, SB3's PPO default, keeps the recipes trained
+    before it was an argument reproducible), None for no clipping. Raises ``ValueError`` when there
+    is no teacher, for fewer steps than one per env per round, for an action space other than
+    Discrete / MultiDiscrete, for a ``target`` the env cannot give, or for a ``max_grad_norm`` that
+    is not None or > 0."""
     if teacher is None:
         if not hasattr(vec, "teacher_actions"):
             raise ValueError(f"imitate: {type(vec).__name__} has no privileged teacher_actions()")
@@ -150,6 +154,8 @@ def imitate(model: Any, vec: Any, steps: int, rounds: int = 6, epochs: int = 4, 
         raise ValueError(f"imitate: needs a Discrete or MultiDiscrete action space, got {space}")
     if target not in ("set", "values"):
         raise ValueError(f"imitate: target must be 'set' or 'values', got {target!r}")
+    if max_grad_norm is not None and not (isinstance(max_grad_norm, (int, float)) and max_grad_norm > 0):
+        raise ValueError(f"imitate: max_grad_norm must be None or a number > 0, got {max_grad_norm!r}")
     values = target == "values"
     if values and (multi is not None or not hasattr(vec, "teacher_values")):
         raise ValueError(f"imitate: target='values' needs a Discrete env with teacher_values(); "
@@ -197,7 +203,8 @@ def imitate(model: Any, vec: Any, steps: int, rounds: int = 6, epochs: int = 4, 
                     loss = _loss(dist, Y[idx].to(policy.device), multi)
                 opt.zero_grad()
                 loss.backward()
-                th.nn.utils.clip_grad_norm_(policy.parameters(), 0.5)
+                if max_grad_norm is not None:
+                    th.nn.utils.clip_grad_norm_(policy.parameters(), max_grad_norm)
                 opt.step()
                 losses.append(loss.item())
         policy.set_training_mode(False)

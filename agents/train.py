@@ -62,7 +62,8 @@ def build_parser() -> cli.Parser:
                         "Disaggregation-v0: agents/disaggregation_teacher.py; KVAdmission-v0: "
                         "agents/kv_admission_teacher.py)")
     p.add_argument("--imitate-kwargs", nargs="*", default=[], metavar="KEY=VALUE",
-                   help="DAgger settings (agents.imitation.imitate): rounds, epochs, batch_size, learning_rate")
+                   help="DAgger settings (agents.imitation.imitate): rounds, epochs, batch_size, learning_rate, "
+                        "target, max_grad_norm (a number, or None for no gradient clipping)")
     p.add_argument("--teacher-data", type=Path, default=None, metavar="FILE",
                    help="the teacher's precomputed plans for --imitate (Disaggregation-v0: "
                         "python -m agents.disaggregation_teacher ... --out FILE; KVAdmission-v0: "
@@ -124,15 +125,19 @@ def workload_record(vec) -> dict:
     return {"workload_parts": [p.info() for p in parts]} if parts else {}
 
 
-IMITATE_KEYS = {"rounds": int, "epochs": int, "batch_size": int, "learning_rate": float}
+IMITATE_KEYS = {"rounds": int, "epochs": int, "batch_size": int, "learning_rate": float, "max_grad_norm": float}
 IMITATE_TARGETS = ("set", "values")  # imitate(target=...): agents/imitation.py
 
 
 def parse_imitate_kwargs(items: list[str]) -> dict:
     """``--imitate-kwargs`` items as ``imitate`` keyword arguments; ``ValueError`` naming an item
-    with an unknown key, a value of the wrong type or a value <= 0."""
+    with an unknown key, a value of the wrong type or a value <= 0 (``max_grad_norm`` may also be
+    None: no gradient clipping)."""
     out = {}
     for key, value in parse_hyperparams(items).items():
+        if key == "max_grad_norm" and value is None:
+            out[key] = None
+            continue
         if key == "target":
             if value not in IMITATE_TARGETS:
                 raise ValueError(f"target={value!r}: expected one of {', '.join(IMITATE_TARGETS)}")

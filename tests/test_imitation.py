@@ -106,10 +106,35 @@ def test_dagger_regression_on_next_use_learns_belady_order():
         imitate(None, kv, 1000, rounds=1, teacher=lambda o, m: np.zeros(2, np.int64), target="values")
 
 
+def test_max_grad_norm_is_the_clip_and_none_turns_it_off():
+    tr = traces.load_trace("mooncake_conv", seed=2, duration_s=300.0)
+
+    def trained(**kw):
+        vec = envs.make_vec(ENV, 4, seed=0, trace=tr, split="all", window_requests=200, warmup_requests=100,
+                            capacity_frac=0.05)
+        th.manual_seed(0)
+        model = make_model("maskable-ppo", ENV, vec, 0, None)
+        imitate(model, vec, 4 * 2 * 40, rounds=2, epochs=2, batch_size=64, seed=0, log=lambda _: None,
+                target="values", **kw)
+        return th.cat([p.detach().flatten() for p in model.policy.parameters()])
+
+    default, clipped, free = trained(), trained(max_grad_norm=0.5), trained(max_grad_norm=None)
+    assert th.equal(default, clipped)  # the default is the clip every recipe was trained with
+    assert not th.allclose(default, free)  # None trains without it
+    with pytest.raises(ValueError, match="max_grad_norm must be None or a number > 0, got 0"):
+        imitate(None, envs.make_vec(ENV, 2, seed=0, trace=tr, split="all", window_requests=200,
+                                    warmup_requests=100), 1000, rounds=1, target="values", max_grad_norm=0)
+
+
 def test_imitate_kwargs_take_the_target():
     from agents.train import parse_imitate_kwargs
 
     assert parse_imitate_kwargs(["target='values'", "epochs=2"]) == {"target": "values", "epochs": 2}
+    assert parse_imitate_kwargs(["max_grad_norm=None", "learning_rate=3e-4"]) == {"max_grad_norm": None,
+                                                                                    "learning_rate": 3e-4}
+    assert parse_imitate_kwargs(["max_grad_norm=2"]) == {"max_grad_norm": 2.0}
+    with pytest.raises(ValueError, match="max_grad_norm=0: expected a number > 0"):
+        parse_imitate_kwargs(["max_grad_norm=0"])
     with pytest.raises(ValueError, match="target='x': expected one of set, values"):
         parse_imitate_kwargs(["target='x'"])
 

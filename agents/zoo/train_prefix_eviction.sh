@@ -5,7 +5,8 @@
 #
 #   OUT=DIR bash agents/zoo/train_prefix_eviction.sh [full|small]
 #
-# full: the zoo recipe (agents/zoo/__init__.py RECIPES["servegym/PrefixEviction-v0"]) for seeds 0, 1, 2;
+# full: the pending recipe (agents/zoo/__init__.py PENDING["servegym/PrefixEviction-v0"]; the zoo's, RECIPES,
+# when none is pending) for seeds 0, 1, 2;
 # small: the same stages scaled down (STEPS=4096 DAgger decisions, leaderboard --quick) to time a box.
 # The teacher (env.teacher_values: each candidate's next use, read from the trace) runs inside each
 # seed's process, so a seed uses one core; the 3 run at once. Writes to $OUT: s0.zip s1.zip s2.zip (the
@@ -13,10 +14,11 @@
 # the best heuristic per scenario), logs21.tgz (logs, run records) and lb21.tgz (the leaderboard's
 # output). Environment: NCPU (default nproc), W (work directory, default /tmp/w21pe), STEPS (DAgger
 # decisions per seed).
-# Measured: small mode on the loaded 2-core dev box (NCPU=2, 2026-12-01): 1,433 s, rc 0 (numba 44 s,
-# DAgger 348 s for the 3 seeds at once, leaderboard --quick 1,035 s). Full mode not run yet; one seed
-# of the recipe took 173 s alone on that box, so expect roughly 350 s of DAgger on the 16-core host
-# (2x slower per core) plus its ~70 s PrefixEviction leaderboard: run it with a 600 s limit.
+# Measured on the loaded 2-core dev box (NCPU=2, 2026-12-01), the pending 128-env recipe: small mode 615 s,
+# rc 0 (numba 25 s, DAgger 75 s for the 3 seeds at once, leaderboard --quick 511 s). Full mode not run
+# there; one seed of the full recipe took 80 s alone on that box (190-200 s with 4 jobs at once), and the
+# zoo recipe's 3 seeds (133 s for one seed here) took 72 s on the 16-core host, so expect ~100 s of DAgger
+# plus the ~70 s PrefixEviction leaderboard there: run it with a 600 s limit.
 set -o pipefail
 MODE=${1:-full}
 : "${OUT:?set OUT to the output directory}"
@@ -37,9 +39,10 @@ pack() { tar czf "$OUT/logs21.tgz" -C "$W" $(cd "$W" && ls -d *.log s*/run.json 
 # The recipe's train.py arguments (repository-relative trace paths resolved), seed and steps replaced.
 mapfile -t ARGS < <(python3 - "$STEPS" <<'PY'
 import sys
-from agents.zoo import RECIPES
+from agents.zoo import PENDING, RECIPES
 from agents.zoo.__main__ import recipe_args
-args = recipe_args("servegym/PrefixEviction-v0", RECIPES["servegym/PrefixEviction-v0"])
+env = "servegym/PrefixEviction-v0"
+args = recipe_args(env, PENDING.get(env) or RECIPES[env])
 steps = sys.argv[1]
 if steps:
     args[args.index("--imitate") + 1] = steps
