@@ -28,13 +28,16 @@ class Recipe:
     file: str
     train_args: tuple[str, ...]
     trace: str
+    transfer: bool = False  # scored on the transfer track although it has no workloads= mixture
 
     @property
     def on_distribution(self) -> bool:
         """Trained on a workload distribution (an env ``workloads=`` mixture, envs.core.mixture),
-        so the leaderboard's transfer track, whose families that distribution never holds, scores
-        it; an agent of one trace is scored on the main track only."""
-        return any(a.startswith("workloads=") for a in self.train_args)
+        or marked ``transfer`` (ExpertPlacement-v0: one generator regime, every other expert-load
+        family held out: agents.scenarios TRANSFER_SCENARIOS_EP), so the leaderboard's transfer
+        track, whose families training never saw, scores it; an agent of one trace is scored on
+        the main track only."""
+        return self.transfer or any(a.startswith("workloads=") for a in self.train_args)
 
 
 # Issue 21's KVAdmission-v0 transfer agent, the zoo's KVAdmission agent (it replaced kv_admission_ppo.zip, MaskablePPO
