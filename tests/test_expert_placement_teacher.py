@@ -113,3 +113,21 @@ def test_teacher_episode_cost_against_every_fixed_mode():
             t = _episode_cost("teacher", seed, drift=drift)
             fixed = {m: _episode_cost(m, seed, drift=drift) for m in range(K.N_MODES)}
             assert t <= min(fixed.values()) * (1 + 1e-12), (drift, seed, t, fixed)
+
+
+def test_device_script_reads_the_recipe_and_parses(tmp_path):
+    """agents/zoo/train_expert_placement.sh: valid bash; its recipe block gives train.py the
+    DAgger recipe with the steps replaced and the seed removed (the script adds each seed)."""
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "agents" / "zoo" / "train_expert_placement.sh"
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    block = re.search(r"<<'PY'\n(.*?)\nPY\n", script.read_text(), re.S).group(1)
+    root = str(script.parents[2])
+    out = subprocess.run([sys.executable, "-", "1536"], input=block, capture_output=True, text=True, cwd=root,
+                         check=True).stdout.split("\n")
+    assert out[:2] == ["--env", "servegym/ExpertPlacement-v0"] and "--seed" not in out
+    assert out[out.index("--imitate") + 1] == "1536" and out[out.index("--timesteps") + 1] == "0"
