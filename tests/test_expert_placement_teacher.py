@@ -131,3 +131,14 @@ def test_device_script_reads_the_recipe_and_parses(tmp_path):
                          check=True).stdout.split("\n")
     assert out[:2] == ["--env", "servegym/ExpertPlacement-v0"] and "--seed" not in out
     assert out[out.index("--imitate") + 1] == "1536" and out[out.index("--timesteps") + 1] == "0"
+
+
+def test_teacher_values_are_minus_the_excess_cost_in_percent():
+    v = ExpertPlacementVecEnv(2, seed=1, replica_substeps=True, **SMALL)
+    v.reset()
+    v.step(np.array([K.CUSTOM, K.KEEP]))  # env 0 enters a replica sub-step, env 1 its second layer
+    c, val, a = v.teacher_costs(), v.teacher_values(), v.teacher_actions()
+    assert (val[0] == 0).all()
+    want = -np.minimum(100 * (c[1] - c[1].min()) / c[1].min(), 50.0)
+    assert val[1, :K.N_MODES] == pytest.approx(want, rel=1e-6) and val[1, a[1]] == 0 and (val[1] <= 0).all()
+    assert (val[1, K.N_MODES:] == 0).all()

@@ -178,6 +178,22 @@ class ExpertPlacementVecEnv(NativeVecEnv):
         out[~mode, K.FILL] = True
         return out
 
+    def teacher_values(self, clip_pct: float = 50.0) -> np.ndarray:
+        """Each action's value for imitation by regression (``agents.imitation``, ``target="values"``)
+        [E, A] (float32): on a mode sub-step minus each mode's excess cost over the best mode, in
+        percent of the best (:meth:`teacher_costs`; 0 for the teacher's choice, at most ``clip_pct``
+        below: only actions far from the best are clipped, never the order near it), so a policy
+        that regresses them and takes the largest picks the mode of least expected cost given what
+        it observes, not the mode the teacher picks most often (a teacher reading the future picks
+        KEEP or EPLB where the observation cannot tell). 0 elsewhere (a replica sub-step's legal
+        actions: FILL or a candidate; the teacher does not choose replicas)."""
+        c = self.teacher_costs()
+        out = np.zeros((self.num_envs, self.n_actions), np.float32)
+        mode = self.phase == K.MODE
+        lo = c[mode].min(1, keepdims=True)
+        out[mode, :K.N_MODES] = -np.minimum(100.0 * (c[mode] - lo) / lo, clip_pct)
+        return out
+
     def episode_metrics(self, e: int) -> dict[str, float]:
         return {**self.sim.metrics(e), "masked_actions": float(self._masked[e])}
 
