@@ -155,8 +155,9 @@ class ExpertPlacementVecEnv(NativeVecEnv):
                 e = int(e)
                 key = (int(self._episodes_started[e]), int(self.sim.interval[e]))
                 if self._teacher_tables[e] is None or self._teacher_tables[e][0] != key:
-                    self._teacher_tables[e] = (key, T.interval_table(self.sim, e))
-                out[e] = T.mode_costs(self.sim, e, int(self.layer[e]), self.pending[e], self._teacher_tables[e][1])
+                    self._teacher_tables[e] = (key, T.interval_table(self.sim, e, self.config.teacher_rollout))
+                out[e] = T.mode_costs(self.sim, e, int(self.layer[e]), self.pending[e], self._teacher_tables[e][1],
+                                      self.config.teacher_rollout)
             self._teacher_cache = out
         return self._teacher_cache
 
