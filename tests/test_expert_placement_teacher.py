@@ -17,18 +17,18 @@ SMALL = {"model": "Qwen3-30B-A3B", "gpus": 16, "layers": 2, "intervals": 3, "int
          "tokens_per_gpu": 256, "split": "test", "drift": 0.04}
 
 
-def _rebalance_cost(modes, seed=3, intervals_before=1, **kw):
-    """(interval cost in seconds the env charges for playing ``modes`` per layer at the rebalance
-    after ``intervals_before`` sticky_eplb rebalances, the teacher's least cost at that rebalance's
-    first layer)."""
-    v = ExpertPlacementVecEnv(1, seed=seed, **{**SMALL, **kw})
+def _rebalance_cost(modes, seed=3, intervals_before=1, rollout=0, **kw):
+    """(cost in seconds the env charges for playing ``modes`` per layer at the rebalance after
+    ``intervals_before`` sticky_eplb rebalances, then ``rollout`` sticky_eplb rebalances; the
+    teacher's least cost at that rebalance's first layer, with the same ``rollout``)."""
+    v = ExpertPlacementVecEnv(1, seed=seed, **{**SMALL, "teacher_rollout": rollout, **kw})
     v.reset()
     L = v.sh.L
     for _ in range(intervals_before * L):
         v.step(np.array([K.CUSTOM]))
     best = float(v.teacher_costs()[0].min())
     before = _charged(v)
-    for m in modes:
+    for m in [*modes, *[K.CUSTOM] * (rollout * L)]:
         v.step(np.array([m]))
     return _charged(v) - before, best
 
@@ -54,6 +54,15 @@ def test_teacher_cost_is_the_interval_cost_the_env_charges():
 
 def test_teacher_is_the_best_mode_combination_of_a_rebalance():
     costs = [_rebalance_cost(c) for c in itertools.product(range(K.N_MODES), repeat=2)]
+    best = costs[0][1]
+    assert all(b == best for _, b in costs)
+    assert min(c for c, _ in costs) == pytest.approx(best, rel=1e-12)
+
+
+def test_rollout_teacher_is_the_best_combination_then_sticky_eplb():
+    """With teacher_rollout=1 a combination's cost is what the env charges for it followed by one
+    sticky_eplb rebalance (one interval before, the combination's, sticky's, one more to end on)."""
+    costs = [_rebalance_cost(c, rollout=1, intervals=4) for c in itertools.product(range(K.N_MODES), repeat=2)]
     best = costs[0][1]
     assert all(b == best for _, b in costs)
     assert min(c for c, _ in costs) == pytest.approx(best, rel=1e-12)
