@@ -186,4 +186,8 @@ for _env_id, _recipe in RECIPES.items():
 # Recipes whose checkpoint is not committed yet (trained on the GPU host, then moved into RECIPES with
 # the file); ``python -m agents.zoo list`` prints them marked "pending", ``train --pending`` runs them.
 PENDING: dict[str, Recipe] = {
+    # Trained here (3 seeds) it wins over sticky_eplb at drift 0.01 on every family but ties or loses by up to
+    # 0.3 normalized at 0.04 / 0.15 on some (README "servegym/ExpertPlacement-v0"): not committed as the zoo
+    # agent; expert_placement_ppo.zip stays until a checkpoint meets issue 21's target.
+    "servegym/ExpertPlacement-v0": EXPERT_PLACEMENT_DAGGER,
 }
