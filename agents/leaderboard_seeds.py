@@ -1,7 +1,7 @@
 """A learned agent's training seeds against the best heuristic, from one leaderboard run's JSON.
 
     python -m agents.leaderboard_seeds LEADERBOARD_JSON --agent SEED0 SEED1 ... [--seeds S0 S1 ...]
-        [--beside METRIC ...] [--label TEXT] [--json FILE]
+        [--beside METRIC ...] [--metric METRIC [--lower-is-better]] [--label TEXT] [--json FILE]
 
 ``LEADERBOARD_JSON`` is the ``leaderboard.json`` of an ``agents.leaderboard`` run in which every
 ``--agent`` (a policy name as the run wrote it, usually a checkpoint path given with ``--policy``;
@@ -128,10 +128,13 @@ def load(path: Path) -> dict[str, Any]:
 
 def seed_rows(report: dict[str, Any], agents: list[str], beside: list[str] = (),
               source: str = "leaderboard JSON",
-              notes: list[str] | None = None) -> list[SeedRow]:
+              notes: list[str] | None = None, metric: tuple[str, bool] | None = None) -> list[SeedRow]:
     """The rows of every scenario of ``report`` (a ``load``-ed leaderboard JSON) holding every
     policy in ``agents``, in the report's scenario order. ``notes`` (if given) receives one line per
-    scenario left out because it holds only some of the agents. Raises ``ValueError`` naming
+    scenario left out because it holds only some of the agents. ``metric`` ((name, higher is
+    better)): rank and report that metric of the rows instead of each scenario's main metric (e.g.
+    ExpertPlacement's normalized_score, which counts migration time; its main metric, the MoE layer
+    time, does not). Raises ``ValueError`` naming
     ``source``: no agents, an agent twice, an agent in no row, a ``beside`` metric no row reports,
     no scenario holding every agent, a scenario with no heuristic."""
     if not agents:
@@ -144,7 +147,7 @@ def seed_rows(report: dict[str, Any], agents: list[str], beside: list[str] = (),
         raise ValueError(f"{source}: policy {missing[0]!r} is in no row "
                          f"(policies: {', '.join(sorted(present))})")
     metrics = {k for r in report["rows"] for k in r["metrics"]}
-    for m in beside:
+    for m in [*beside, *([metric[0]] if metric else [])]:
         if m not in metrics:
             raise ValueError(f"{source}: unknown metric {m!r} (--beside); the rows report "
                              f"{', '.join(sorted(metrics))}")
@@ -163,7 +166,15 @@ def seed_rows(report: dict[str, Any], agents: list[str], beside: list[str] = (),
             if notes is not None and len(absent) < len(agents):
                 notes.append(f"{source}: scenario {sc['id']} left out: no row for {', '.join(absent)}")
             continue
-        s = sc["scoring"]
+        s = dict(sc["scoring"])
+        if metric is not None:
+            s["main_metric"], s["higher_is_better"] = metric
+            rows = {p: {**r, "main": {"value": r["metrics"].get(metric[0], math.nan)}} for p, r in rows.items()}
+            bad = [p for p, r in rows.items() if not isinstance(r["main"]["value"], (int, float))
+                   or not math.isfinite(r["main"]["value"])]
+            if bad:
+                raise ValueError(f"{source}: scenario {sc['id']} policy {bad[0]}: metric {metric[0]!r} is not a "
+                                 f"finite number")
         refs = {"random", "zoo", *s["oracles"], *([s["bound"]] if s["bound"] else []), *agents}
         heur = {p: r for p, r in rows.items() if p not in refs and not _is_learned(p)}
         if not heur:
@@ -263,6 +274,9 @@ def parser() -> argparse.ArgumentParser:
                    help="training seed of each --agent, in order (default: 0 1 ... N-1)")
     p.add_argument("--beside", nargs="+", default=[], metavar="METRIC",
                    help="metrics shown as agent mean / best heuristic (e.g. ttft_p99_s)")
+    p.add_argument("--metric", metavar="METRIC",
+                   help="rank by this metric of the rows instead of each scenario's main metric")
+    p.add_argument("--lower-is-better", action="store_true", help="--metric: lower values are better")
     p.add_argument("--label", default="agent", help="the agent's name in the headers (default: agent)")
     p.add_argument("--json", type=Path, metavar="FILE", help="also write the numbers to FILE")
     return p
@@ -276,7 +290,8 @@ def table_for(argv: list[str], notes: list[str] | None = None) -> tuple[str, dic
     if len(seeds) != len(a.agent):
         raise ValueError(f"--seeds gives {len(seeds)} seeds for {len(a.agent)} --agent policies")
     source = str(a.leaderboard_json)
-    rows = seed_rows(load(a.leaderboard_json), a.agent, a.beside, source, notes)
+    metric = (a.metric, not a.lower_is_better) if a.metric else None
+    rows = seed_rows(load(a.leaderboard_json), a.agent, a.beside, source, notes, metric)
     return markdown(rows, seeds, a.label, a.beside), to_json(rows, source, a.agent, seeds, a.beside)
 
 

@@ -77,6 +77,16 @@ def test_lower_is_better_picks_the_smallest_heuristic():
     assert b.best == ["naive"]
 
 
+def test_metric_ranks_by_another_metric_of_the_rows():
+    """--metric (ExpertPlacement: normalized_score counts migration, the main metric does not)."""
+    a, b = ls.seed_rows(_report(), SEEDS, metric=("lat_s", False))
+    assert a.main_metric == "lat_s" and not a.higher_is_better
+    assert a.agent == [2.0, 4.0, 6.0] and a.best == ["fcfs"] and a.best_value == 1.0  # sjf's 1.5, naive's 9
+    assert b.best == ["fcfs"] and b.best_value == 1.25
+    with pytest.raises(ValueError, match="unknown metric 'nope'"):
+        ls.seed_rows(_report(), SEEDS, metric=("nope", True))
+
+
 def test_markdown_cells(tmp_path):
     md, data = ls.table_for([str(_write(tmp_path, _report())), "--agent", *SEEDS, "--beside", "lat_s",
                              "--seeds", "3", "4", "5", "--label", "ppo"])

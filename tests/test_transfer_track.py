@@ -17,6 +17,7 @@ from agents import scenarios as scn
 from traces.builtin import resolve_builtin
 
 TRANSFER_ENVS = ("servegym/KVAdmission-v0", "servegym/Routing-v0", "servegym/PrefixEviction-v0")
+EP = "servegym/ExpertPlacement-v0"
 
 
 def test_transfer_families_are_disjoint_from_the_training_distribution():
@@ -42,7 +43,11 @@ def test_transfer_scenarios_are_versioned_held_out_and_quick_keeps_one():
     assert all(s in scn.SCENARIOS and s.track == "transfer" for s in scn.TRANSFER_SCENARIOS)
     assert sum(s.in_quick for s in scn.TRANSFER_SCENARIOS) == 1
     for s in scn.TRANSFER_SCENARIOS:
-        assert s.env_kwargs["split"] == "all"  # a held-out family plays whole: no part of it was trained on
+        # A held-out family plays whole: no part of it was trained on. ExpertPlacement's generator
+        # families also draw held-out generator seeds (split=test), so no latent noise of a training
+        # episode reappears under another regime.
+        want = "test" if s.env_id == EP and s.trace == "default" else "all"
+        assert s.env_kwargs["split"] == want, s.id
     assert all(s.track == "main" for s in scn.SCENARIOS if s not in scn.TRANSFER_SCENARIOS)
 
 
@@ -50,11 +55,35 @@ def test_generated_transfer_families_hold_distinct_windows_for_every_episode():
     """A held-out part with one window replayed is one sample: each generated family's scenario
     has at least as many distinct windows as episodes (files absent here are checked when run)."""
     for s in scn.TRANSFER_SCENARIOS:
-        if "/" in s.trace:
+        if "/" in s.trace or s.env_id == EP:  # ExpertPlacement: below
             continue
         tr = traces.load_trace(s.trace, seed=0, **dict(s.env_kwargs.get("trace_params", ())))
         window = 1000 if s.env_id.endswith("PrefixEviction-v0") else 1024
         assert len(tr) // window >= s.episodes, (s.id, len(tr) // window, s.episodes)
+
+
+def test_expert_placement_families_are_held_out_of_its_training_regime():
+    """Each ExpertPlacement transfer family differs from the training regime (the config defaults
+    the zoo recipe trains on) in the load process or the model; the recorded-counts file is the
+    committed generated one, reproducible by its command, and holds a start for every episode."""
+    from envs.expert_placement.sim import ExpertPlacementConfig
+    from traces.moe_counts import FILE, STEPS, generated_counts
+
+    eps = [s for s in scn.TRANSFER_SCENARIOS if s.env_id == EP]
+    base = ExpertPlacementConfig()
+    families = set()
+    for s in eps:
+        assert s.held_out and "outside training" in s.held_out or "GENERATED" in s.held_out
+        changed = {k: v for k, v in s.env_kwargs.items() if k not in ("drift", "split") and getattr(base, k) != v}
+        assert changed or s.trace != "default", s.id
+        families.add(s.id.split("/")[2])
+    assert len(families) >= 2 and any(s.trace == str(FILE) for s in eps)
+    drifts = {s.env_kwargs.get("drift") for s in eps if s.trace == "default"}
+    assert drifts == {0.01, 0.04, 0.15}  # the main track's held-out drifts
+    got = traces.load_expert_counts(FILE)
+    assert got.shape == (STEPS, 4, 256) and (got == generated_counts()).all()
+    rec = next(s for s in eps if s.trace == str(FILE))
+    assert STEPS - 17 * 32 + 1 >= rec.episodes
 
 
 def test_windows_note_says_when_a_window_is_replayed():

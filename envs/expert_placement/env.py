@@ -25,6 +25,7 @@ from gymnasium import spaces
 
 import hwmodels
 from envs.expert_placement import kernels as K
+from envs.expert_placement import teacher as T
 from envs.expert_placement.sim import ExpertPlacementConfig, PlacementSim, make_config
 from envs.native_vec import NativeVecEnv, VecEnvView, item_features
 from envs.vector import NativeVectorEnv
@@ -96,6 +97,10 @@ class ExpertPlacementVecEnv(NativeVecEnv):
         self.layer[envs] = 0
         self.rep_done[envs] = 0
         self._masked[envs] = 0
+        self._teacher_cache = None
+        if getattr(self, "_teacher_tables", None) is not None:
+            for e in envs:
+                self._teacher_tables[int(e)] = None
         self._refresh(np.asarray(envs))
 
     def _refresh(self, envs: np.ndarray) -> None:
@@ -123,6 +128,7 @@ class ExpertPlacementVecEnv(NativeVecEnv):
                         sim.place, self.pending, self.proj, sim.window, sh.R, sh.G, cfg.replica_substeps)
         self._rew[:] = 0.0
         self._term[:] = False
+        self._teacher_cache = None
         ready = np.flatnonzero(self.phase == K.READY)
         if ready.size:
             if self.oracle == "eplb_clairvoyant":
@@ -133,6 +139,61 @@ class ExpertPlacementVecEnv(NativeVecEnv):
             self.layer[ready] = 0
             self._term[ready[sim.done(ready)]] = True
         self._refresh(self._all)
+
+    # --- the privileged teacher (imitation labels only; envs/expert_placement/teacher.py)
+    def teacher_costs(self) -> np.ndarray:
+        """Each mode's cost in seconds for every env [E, 4] (float64; ``inf`` on a replica sub-step):
+        ``envs.expert_placement.teacher.mode_costs`` on the next interval's true load (this layer's and
+        the later layers' MoE time, these chosen at their best, + the rebalance's migration, the
+        layers before as the policy chose them). Privileged: it reads the future load. Kept until
+        the batch steps; the per-rebalance table until the rebalance ends."""
+        if getattr(self, "_teacher_cache", None) is None:
+            out = np.full((self.num_envs, K.N_MODES), np.inf)
+            if getattr(self, "_teacher_tables", None) is None:
+                self._teacher_tables = [None] * self.num_envs
+            for e in np.flatnonzero(self.phase == K.MODE):
+                e = int(e)
+                key = (int(self._episodes_started[e]), int(self.sim.interval[e]))
+                if self._teacher_tables[e] is None or self._teacher_tables[e][0] != key:
+                    self._teacher_tables[e] = (key, T.interval_table(self.sim, e, self.config.teacher_rollout))
+                out[e] = T.mode_costs(self.sim, e, int(self.layer[e]), self.pending[e], self._teacher_tables[e][1],
+                                      self.config.teacher_rollout)
+            self._teacher_cache = out
+        return self._teacher_cache
+
+    def teacher_actions(self) -> np.ndarray:
+        """The teacher's action for every env [E] (int64): on a mode sub-step the mode of least
+        interval cost in hindsight (:meth:`teacher_costs`; the first of equal costs), on a replica
+        sub-step FILL (EPLB's greedy replicas: the teacher does not choose replicas)."""
+        c = self.teacher_costs()
+        return np.where(self.phase == K.MODE, c.argmin(1), K.FILL).astype(np.int64)
+
+    def teacher_targets(self) -> np.ndarray:
+        """Every action the teacher accepts [E, A] (bool): the modes whose cost equals the least
+        (to 1e-12 relative: two modes giving the same placement tie), FILL on a replica sub-step."""
+        c = self.teacher_costs()
+        out = np.zeros((self.num_envs, self.n_actions), bool)
+        mode = self.phase == K.MODE
+        lo = c.min(1, keepdims=True)
+        out[:, :K.N_MODES] = mode[:, None] & (c <= lo + 1e-12 * np.abs(lo))
+        out[~mode, K.FILL] = True
+        return out
+
+    def teacher_values(self, clip_pct: float = 50.0) -> np.ndarray:
+        """Each action's value for imitation by regression (``agents.imitation``, ``target="values"``)
+        [E, A] (float32): on a mode sub-step minus each mode's excess cost over the best mode, in
+        percent of the best (:meth:`teacher_costs`; 0 for the teacher's choice, at most ``clip_pct``
+        below: only actions far from the best are clipped, never the order near it), so a policy
+        that regresses them and takes the largest picks the mode of least expected cost given what
+        it observes, not the mode the teacher picks most often (a teacher reading the future picks
+        KEEP or EPLB where the observation cannot tell). 0 elsewhere (a replica sub-step's legal
+        actions: FILL or a candidate; the teacher does not choose replicas)."""
+        c = self.teacher_costs()
+        out = np.zeros((self.num_envs, self.n_actions), np.float32)
+        mode = self.phase == K.MODE
+        lo = c[mode].min(1, keepdims=True)
+        out[mode, :K.N_MODES] = -np.minimum(100.0 * (c[mode] - lo) / lo, clip_pct)
+        return out
 
     def episode_metrics(self, e: int) -> dict[str, float]:
         return {**self.sim.metrics(e), "masked_actions": float(self._masked[e])}

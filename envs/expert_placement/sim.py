@@ -74,6 +74,9 @@ class ExpertPlacementConfig:
     dispatch: str = "least_loaded"  # "least_loaded" | "even"
     inter_node_bw: float | None = None  # bytes/s per GPU NIC; None: hwmodels' data/infra.toml
     reward_scale_s: float = 1e-3  # reward unit: -(seconds per MoE layer-step) / this
+    # Privileged teacher only (imitation labels, envs/expert_placement/teacher.py): intervals after the
+    # next one that its cost plays sticky_eplb from the placement a mode leaves (0: the next interval only).
+    teacher_rollout: int = 0
 
     def drifts(self) -> tuple[float, ...]:
         if self.drift is None:
@@ -115,7 +118,7 @@ def make_config(config: ExpertPlacementConfig | None = None, **kwargs: Any) -> E
     if m.experts + R < G:
         raise ValueError(f"ExpertPlacement: {m.experts} experts + {R} redundant slots leave GPUs without a slot")
     for name, lo in (("layers", 1), ("tokens_per_gpu", 1), ("interval_steps", 1), ("intervals", 1),
-                     ("candidates", 1)):
+                     ("candidates", 1), ("teacher_rollout", 0)):
         _int(name, getattr(cfg, name), lo)
     if not isinstance(cfg.replica_substeps, bool):
         raise TypeError(f"ExpertPlacement: replica_substeps must be true or false, got {cfg.replica_substeps!r}")
