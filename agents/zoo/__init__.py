@@ -81,7 +81,10 @@ KV_ADMISSION_TRANSFER = Recipe("kv_admission_dagger.zip", (
 # held-out settings; the rollout teacher (--env-kwargs teacher_rollout=1 or 2, 24,576 decisions) on 8 and 7.
 # Seed 0 took 88.8 s user CPU (91.8 s wall, one core of the 2-core box; the same weights bit for bit as the
 # 3-seed run's seed 0). The 3-seed run with its leaderboard: `OUT=DIR bash agents/zoo/train_expert_placement.sh`
-# (small mode here: 104 s).
+# (small mode here: 104 s). The committed file is seed 0 of that run on the 16-core GPU host (2026-12-01, 8 cores:
+# DAgger 169 s for the 3 seeds at once, leaderboard 70 s; agents/zoo/results/expert_placement_dagger_seeds.json):
+# >= sticky_eplb's normalized score (point means) on 11 of 13 settings, -0.20 and -0.14 at drift 0.04 on the
+# training regime and Qwen EP16 (within the seed intervals).
 EXPERT_PLACEMENT_DAGGER = Recipe("expert_placement_dagger.zip", (
     "--imitate", "32768", "--timesteps", "0", "--imitate-kwargs", "target='values'", "epochs=10", "batch_size=512",
     "--seed", "0"), f"expert_load-v{EXPERT_LOAD_VERSION}", transfer=True)
@@ -96,20 +99,38 @@ RECIPES: dict[str, Recipe] = {
     # Belady's quantity, log1p(min(next-use distance in block references / capacity, 16))
     # (env.teacher_values, as LRB learns the time to the next request; the greedy action evicts the
     # largest prediction), among the sampled leaf candidates (evict_leaves_only), with the candidate
-    # feature `reinserted` (without it the same recipe reached 0.085 / 0.127 instead of 0.110 / 0.159 on
-    # held-out Mooncake at 5% / 10%, one seed, /tmp harness of issue 21's notes). 96,000 labelled
-    # decisions in 4 rounds (4 epochs of minibatches of 512 per round), no RL steps, 16 envs, seed 0,
-    # on PrefixEviction's training distribution (agents.scenarios.TRAINING_WORKLOADS: the
-    # mooncake_conv generator and the real Mooncake conversation trace's training part, first 70%) at
-    # capacities 1/2/5/10/25% of each part's distinct blocks. 173 s on the loaded 2-core box. It
-    # replaces prefix_eviction_dagger.zip (relaxed-Belady set targets, 12 candidate features: it no
-    # longer loads against the 13-feature observation). Seeds 0-2 with their leaderboard:
+    # feature `reinserted`, 96,000 labelled decisions in 4 rounds (4 epochs of minibatches of 512),
+    # no RL steps, seed 0, on PrefixEviction's training distribution (agents.scenarios.TRAINING_WORKLOADS:
+    # the mooncake_conv generator and the real Mooncake conversation trace's training part, first 70%)
+    # at capacities 1/2/5/10/25% of each part's distinct blocks. Seeds 0-2 with their leaderboard on the
+    # 16-core GPU host (2026-12-01, `OUT=DIR bash agents/zoo/train_prefix_eviction.sh full`, 8 cores:
+    # DAgger 85 s for the 3 seeds at once, leaderboard 138 s; agents/zoo/results/prefix_eviction_dagger128_seeds.json).
+    # It replaces prefix_eviction_dagger_values.zip (the same recipe on 16 envs with the gradient clipped at 0.5:
+    # better on agentic, worse on Mooncake up to 10%, README). It is that recipe on 128 envs instead of 16 and without
+    # gradient clipping (imitate max_grad_norm=None). The same 96,000 decisions then come from 8x as many
+    # training windows and capacity draws (16 envs x 1,500 decisions per round replay few episodes each).
+    # Measured on the loaded 2-core dev box (2026-12-01, seed 0 unless said; the leaderboard's held-out
+    # windows and eval seed 10000, scratch loop matching agents.evaluate to 4 decimals on the zoo file),
+    # block hit ratio on held-out Mooncake 5% / 10% and agentic 0.5%:
+    #   16 envs, clip 0.5 (the zoo recipe):  0.092 / 0.136 / 0.553 (the zoo file: 0.093 / 0.136 / 0.553)
+    #   16 envs, no clip:                    0.092 / 0.130 / 0.527
+    #   64 envs, no clip:                    0.102 / 0.145 / 0.526 (192,000 decisions: 0.098 / 0.143 / 0.535)
+    #   128 envs, clip 0.5:                  0.099 / 0.142 / 0.543
+    #   256 envs, clip 0.5, seeds 0/1/2:     0.102 / 0.149 / 0.543, 0.103 / 0.149 / 0.532, 0.100 / 0.145 / 0.536
+    #   128 envs, no clip, seeds 0/1/2:      0.116 / 0.155 / 0.533, 0.108 / 0.153 / 0.536, 0.113 / 0.157 / 0.531
+    #     (Mooncake 1% / 25%, agentic 0.2%: 0.054 / 0.222 / 0.452, 0.053 / 0.224 / 0.463, 0.055 / 0.223 / 0.453)
+    #   256 envs, no clip, seeds 0/1/2:      0.117 / 0.161 / 0.529, 0.114 / 0.152 / 0.529, 0.115 / 0.156 / 0.530
+    #   512 envs, no clip:                   0.116 / 0.153 / 0.530
+    # (128 and 256 within 0.003 of each other on the 3-seed means: the gain levels off past 128 envs.)
+    # On one fixed teacher-labelled dataset (48,000 decisions, same init seed) clip 0.5 vs none, 12 epochs
+    # and a pairwise (RankNet) loss all fit alike (0.078 / 0.112 +- 0.001 at 5% / 10%): the fit is not the
+    # limit; the states DAgger visits are. Seeds 0-2 with their leaderboard:
     # `OUT=DIR bash agents/zoo/train_prefix_eviction.sh`.
-    "servegym/PrefixEviction-v0": Recipe("prefix_eviction_dagger_values.zip", (
+    "servegym/PrefixEviction-v0": Recipe("prefix_eviction_dagger_values128.zip", (
         "--env-kwargs", "workloads=('mooncake_conv-v1','../shared/traces/mooncake_conversation.jsonl')",
         "capacity_frac=(0.01,0.02,0.05,0.1,0.25)",
-        "--imitate", "96000", "--timesteps", "0", "--imitate-kwargs", "target='values'", "rounds=4", "epochs=4",
-        "batch_size=512", "--seed", "0"),
+        "--imitate", "96000", "--timesteps", "0", "--n-envs", "128", "--imitate-kwargs", "target='values'",
+        "rounds=4", "epochs=4", "batch_size=512", "max_grad_norm=None", "--seed", "0"),
         "mooncake_conv-v1+../shared/traces/mooncake_conversation.jsonl"),
     # Issue 21: DAgger (agents/imitation.py) from Routing-v0's privileged teacher (envs/routing/teacher.py,
     # env.teacher_actions / teacher_targets: each replica replayed alone for 20 s with and without the
@@ -129,9 +150,9 @@ RECIPES: dict[str, Recipe] = {
         "--imitate-kwargs", "epochs=8", "batch_size=512",
         "--hyperparams", "policy='agents.scorer_policy:ItemScorerPolicy'",
         "policy_kwargs={'n_global':7,'n_item':10,'hidden':64}", "--seed", "0"), "+".join(ROUTING_WORKLOADS)),
-    # Generated expert load (DeepSeek-V3 on 32 H200s), training seeds and drifts 0.005/0.02/0.08.
-    "servegym/ExpertPlacement-v0": Recipe("expert_placement_ppo.zip", ("--timesteps", "120000", "--seed", "0"),
-                                          f"expert_load-v{EXPERT_LOAD_VERSION}"),
+    # EXPERT_PLACEMENT_DAGGER (above); it replaced expert_placement_ppo.zip (MaskablePPO, 120k steps), which lost
+    # to sticky_eplb at every drift by 1.9-14.7 normalized while moving 4-6x more bytes.
+    "servegym/ExpertPlacement-v0": EXPERT_PLACEMENT_DAGGER,
     # Issue 17: DAgger (agents/imitation.py, MultiDiscrete) from the privileged teacher of
     # agents/disaggregation_teacher.py (replays of each training episode with every static candidate:
     # a start per SLO setting, the one the first observation can tell apart by its ttft_headroom /
@@ -207,34 +228,4 @@ for _env_id, _recipe in RECIPES.items():
 # Recipes whose checkpoint is not committed yet (trained on the GPU host, then moved into RECIPES with
 # the file); ``python -m agents.zoo list`` prints them marked "pending", ``train --pending`` runs them.
 PENDING: dict[str, Recipe] = {
-    # Issue 21: the zoo recipe of prefix_eviction_dagger_values.zip on 128 envs instead of 16 and without
-    # gradient clipping (imitate max_grad_norm=None). The same 96,000 decisions then come from 8x as many
-    # training windows and capacity draws (16 envs x 1,500 decisions per round replay few episodes each).
-    # Measured on the loaded 2-core dev box (2026-12-01, seed 0 unless said; the leaderboard's held-out
-    # windows and eval seed 10000, scratch loop matching agents.evaluate to 4 decimals on the zoo file),
-    # block hit ratio on held-out Mooncake 5% / 10% and agentic 0.5%:
-    #   16 envs, clip 0.5 (the zoo recipe):  0.092 / 0.136 / 0.553 (the zoo file: 0.093 / 0.136 / 0.553)
-    #   16 envs, no clip:                    0.092 / 0.130 / 0.527
-    #   64 envs, no clip:                    0.102 / 0.145 / 0.526 (192,000 decisions: 0.098 / 0.143 / 0.535)
-    #   128 envs, clip 0.5:                  0.099 / 0.142 / 0.543
-    #   256 envs, clip 0.5, seeds 0/1/2:     0.102 / 0.149 / 0.543, 0.103 / 0.149 / 0.532, 0.100 / 0.145 / 0.536
-    #   128 envs, no clip, seeds 0/1/2:      0.116 / 0.155 / 0.533, 0.108 / 0.153 / 0.536, 0.113 / 0.157 / 0.531
-    #     (Mooncake 1% / 25%, agentic 0.2%: 0.054 / 0.222 / 0.452, 0.053 / 0.224 / 0.463, 0.055 / 0.223 / 0.453)
-    #   256 envs, no clip, seeds 0/1/2:      0.117 / 0.161 / 0.529, 0.114 / 0.152 / 0.529, 0.115 / 0.156 / 0.530
-    #   512 envs, no clip:                   0.116 / 0.153 / 0.530
-    # (128 and 256 within 0.003 of each other on the 3-seed means: the gain levels off past 128 envs.)
-    # On one fixed teacher-labelled dataset (48,000 decisions, same init seed) clip 0.5 vs none, 12 epochs
-    # and a pairwise (RankNet) loss all fit alike (0.078 / 0.112 +- 0.001 at 5% / 10%): the fit is not the
-    # limit; the states DAgger visits are. Seeds 0-2 with their leaderboard:
-    # `OUT=DIR bash agents/zoo/train_prefix_eviction.sh` (it trains this pending recipe).
-    "servegym/PrefixEviction-v0": Recipe("prefix_eviction_dagger_values128.zip", (
-        "--env-kwargs", "workloads=('mooncake_conv-v1','../shared/traces/mooncake_conversation.jsonl')",
-        "capacity_frac=(0.01,0.02,0.05,0.1,0.25)",
-        "--imitate", "96000", "--timesteps", "0", "--n-envs", "128", "--imitate-kwargs", "target='values'",
-        "rounds=4", "epochs=4", "batch_size=512", "max_grad_norm=None", "--seed", "0"),
-        "mooncake_conv-v1+../shared/traces/mooncake_conversation.jsonl"),
-    # Trained here (3 seeds) it wins over sticky_eplb at drift 0.01 on every family but ties or loses by up to
-    # 0.3 normalized at 0.04 / 0.15 on some (README "servegym/ExpertPlacement-v0"): not committed as the zoo
-    # agent; expert_placement_ppo.zip stays until a checkpoint meets issue 21's target.
-    "servegym/ExpertPlacement-v0": EXPERT_PLACEMENT_DAGGER,
 }
