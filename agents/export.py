@@ -74,6 +74,10 @@ def resolve_source(env_id: str, spec: str) -> Source:
 
         if env_id not in ZOO:
             raise KeyError(f"--policy zoo: no reference learned agent for {env_id}; known: {', '.join(ZOO)}")
+        if RECIPES[env_id].trainer != "agents.train":  # a team (the multi-agent cluster): export its seat
+            raise ValueError(f"--policy zoo: {env_id}'s zoo entry is a team whose learned seat is the router "
+                             f"{ZOO[env_id]}; routers see Routing-v0's observation, so export it with "
+                             f"--env servegym/Routing-v0 --policy {ZOO[env_id]}")
         args = list(RECIPES[env_id].train_args)
         kw_items: list[str] = []
         if "--env-kwargs" in args:

@@ -20,11 +20,12 @@ from agents.guarded import GuardedPolicy
 from agents.onnx_policy import OnnxPolicy
 from agents.policy import ZOO, _load_registries, make_policy
 from agents.policy_base import PolicyMismatch
+from agents.zoo import RECIPES
 
 ROOT = Path(__file__).resolve().parents[1]
 KV = "servegym/KVAdmission-v0"
 _load_registries()
-ZOO_IDS = sorted(ZOO)
+ZOO_IDS = sorted(e for e, r in RECIPES.items() if r.trainer == "agents.train")  # single-env agents
 
 
 @pytest.fixture(scope="module")
@@ -366,3 +367,9 @@ def test_bench_time_calls():
 
     us = time_calls(lambda o, m: o.sum(), np.zeros((10, 3)), np.ones((10, 2), bool), 4, 50, warmup=5)
     assert us.shape == (50,) and (us > 0).all()
+
+
+def test_the_multi_agent_zoo_team_names_its_router_seat_to_export():
+    multi = "servegym/MultiCluster-v0"
+    with pytest.raises(ValueError, match="export it with --env servegym/Routing-v0 --policy .*multi_router_dagger.zip"):
+        X.resolve_source(multi, "zoo")
