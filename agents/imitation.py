@@ -136,12 +136,19 @@ def imitate(model: Any, vec: Any, steps: int, rounds: int = 6, epochs: int = 4, 
     norm (``torch.nn.utils.clip_grad_norm_``; 0.5, SB3's PPO default, keeps the recipes trained
     before it was an argument reproducible), None for no clipping. Raises ``ValueError`` when there
     is no teacher, for fewer steps than one per env per round, for an action space other than
-    Discrete / MultiDiscrete, for a ``target`` the env cannot give, or for a ``max_grad_norm`` that
-    is not None or > 0."""
+    Discrete / MultiDiscrete, for a ``target`` the env cannot give, for ``rounds`` / ``epochs`` /
+    ``batch_size`` not an integer >= 1, a ``learning_rate`` not finite and > 0, or a
+    ``max_grad_norm`` that is not None or finite and > 0."""
     if teacher is None:
         if not hasattr(vec, "teacher_actions"):
             raise ValueError(f"imitate: {type(vec).__name__} has no privileged teacher_actions()")
         teacher = lambda obs, mask: vec.teacher_actions()  # noqa: E731
+    for name, v in (("rounds", rounds), ("epochs", epochs), ("batch_size", batch_size)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise ValueError(f"imitate: {name} must be an integer >= 1, got {v!r}")
+    if isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float)) \
+            or not np.isfinite(learning_rate) or learning_rate <= 0:
+        raise ValueError(f"imitate: learning_rate must be a finite number > 0, got {learning_rate!r}")
     if steps < rounds * vec.num_envs:
         raise ValueError(f"imitate: steps={steps} is fewer than one step per env per round "
                          f"({rounds} rounds x {vec.num_envs} envs)")
@@ -154,8 +161,10 @@ def imitate(model: Any, vec: Any, steps: int, rounds: int = 6, epochs: int = 4, 
         raise ValueError(f"imitate: needs a Discrete or MultiDiscrete action space, got {space}")
     if target not in ("set", "values"):
         raise ValueError(f"imitate: target must be 'set' or 'values', got {target!r}")
-    if max_grad_norm is not None and not (isinstance(max_grad_norm, (int, float)) and max_grad_norm > 0):
-        raise ValueError(f"imitate: max_grad_norm must be None or a number > 0, got {max_grad_norm!r}")
+    if max_grad_norm is not None and (isinstance(max_grad_norm, bool)
+                                      or not isinstance(max_grad_norm, (int, float))
+                                      or not np.isfinite(max_grad_norm) or max_grad_norm <= 0):
+        raise ValueError(f"imitate: max_grad_norm must be None or a finite number > 0, got {max_grad_norm!r}")
     values = target == "values"
     if values and (multi is not None or not hasattr(vec, "teacher_values")):
         raise ValueError(f"imitate: target='values' needs a Discrete env with teacher_values(); "

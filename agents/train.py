@@ -20,6 +20,7 @@ import dataclasses
 import inspect
 import json
 import sys
+import math
 import time
 from pathlib import Path
 
@@ -131,10 +132,11 @@ IMITATE_TARGETS = ("set", "values")  # imitate(target=...): agents/imitation.py
 
 def parse_imitate_kwargs(items: list[str]) -> dict:
     """``--imitate-kwargs`` items as ``imitate`` keyword arguments; ``ValueError`` naming an item
-    with an unknown key, a value of the wrong type or a value <= 0 (``max_grad_norm`` may also be
+    with an unknown key, a value of the wrong type, a value not finite or <= 0 (``max_grad_norm`` may also be
     None: no gradient clipping)."""
     out = {}
-    for key, value in parse_hyperparams(items).items():
+    # the caller names the option (--imitate-kwargs): was reported as --hyperparams
+    for key, value in parse_hyperparams(items, flag="").items():
         if key == "max_grad_norm" and value is None:
             out[key] = None
             continue
@@ -146,8 +148,9 @@ def parse_imitate_kwargs(items: list[str]) -> dict:
         typ = IMITATE_KEYS.get(key)
         if typ is None:
             raise ValueError(f"{key!r} is not one of {', '.join([*IMITATE_KEYS, 'target'])}")
-        if isinstance(value, bool) or not isinstance(value, (int, float) if typ is float else int) or value <= 0:
-            raise ValueError(f"{key}={value!r}: expected a{'n integer' if typ is int else ' number'} > 0")
+        if isinstance(value, bool) or not isinstance(value, (int, float) if typ is float else int) \
+                or not math.isfinite(value) or value <= 0:
+            raise ValueError(f"{key}={value!r}: expected a{'n integer' if typ is int else ' finite number'} > 0")
         out[key] = typ(value)
     return out
 
@@ -189,7 +192,7 @@ def _train(a: argparse.Namespace, argv: list[str] | None, callbacks: list | None
         # agents/imitation.py: imitate(target='values') needs the env's teacher_values(); refused here
         # before any env or model is built
         raise cli.UsageError(f"--imitate-kwargs target='values': {a.env} has no teacher_values() "
-                             "(PrefixEviction-v0 has); use target='set'")
+                             "(PrefixEviction-v0 and ExpertPlacement-v0 have); use target='set'")
     if a.teacher_procs < 1:
         raise cli.UsageError(f"--teacher-procs {a.teacher_procs}: must be >= 1")
     if a.teacher_data is not None and not a.teacher_data.is_file():

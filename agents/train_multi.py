@@ -22,7 +22,8 @@ Writes ``DIR/final.zip`` (a MaskablePPO checkpoint of Routing-v0's observation a
 ``--policy router=DIR/final.zip`` seats it) and ``DIR/run.json`` (command, git commit, workloads, loads,
 seed, per-round DAgger statistics, wall seconds). Same seed, same checkpoint on one machine. Errors (an
 unknown admission policy, a warm-start file that does not exist or does not fit, too few steps for one
-per env per round): one line naming the option, exit status 2.
+per env per round, a --rounds, --epochs or --batch-size below 1, a --learning-rate not finite and > 0,
+a negative --seed): one line naming the option, exit status 2.
 """
 
 from __future__ import annotations
@@ -127,6 +128,13 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--clusters must be >= 1, got {a.clusters}")
     if not all(np.isfinite(v) and v > 0 for v in a.loads):
         p.error(f"--loads must be finite and > 0, got {a.loads}")
+    for flag, v in (("--rounds", a.rounds), ("--epochs", a.epochs), ("--batch-size", a.batch_size)):
+        if v < 1:
+            p.error(f"{flag} must be >= 1, got {v}")
+    if not (np.isfinite(a.learning_rate) and a.learning_rate > 0):
+        p.error(f"--learning-rate must be finite and > 0, got {a.learning_rate}")
+    if a.seed < 0:
+        p.error(f"--seed must be >= 0, got {a.seed}")
     workloads = list(a.workloads or TRAINING_WORKLOADS[ENV_ID])
     t0 = time.perf_counter()
     import torch as th

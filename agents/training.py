@@ -83,22 +83,24 @@ DEFAULT_ALGO["servegym/Disaggregation-v0"] = "maskable-ppo"
 
 
 
-def parse_hyperparams(items: list[str] | None) -> dict[str, Any]:
+def parse_hyperparams(items: list[str] | None, flag: str = "--hyperparams") -> dict[str, Any]:
     """``KEY=VALUE`` overrides of the algorithm's keyword arguments (``--hyperparams``).
 
     Values are Python literals (``3e-4``, ``[64, 64]``, ``True``); a dotted key sets one entry of
     a dict argument (``policy_kwargs.net_arch=[64,64]``). Raises ``ValueError`` naming the item
-    that is not ``KEY=VALUE`` or whose value is not a literal.
+    that is not ``KEY=VALUE`` or whose value is not a literal, prefixed with ``flag`` (the option the
+    items came from; empty for none).
     """
+    where = f"{flag} " if flag else ""
     out: dict[str, Any] = {}
     for item in items or []:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
-            raise ValueError(f"--hyperparams {item!r}: expected KEY=VALUE")
+            raise ValueError(f"{where}{item!r}: expected KEY=VALUE")
         try:
             value = ast.literal_eval(raw.strip())
         except (ValueError, SyntaxError):
-            raise ValueError(f"--hyperparams {item!r}: {raw!r} is not a Python literal "
+            raise ValueError(f"{where}{item!r}: {raw!r} is not a Python literal "
                              "(quote strings: key='text')") from None
         out[key.strip()] = value
     return out

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -121,9 +123,24 @@ def test_max_grad_norm_is_the_clip_and_none_turns_it_off():
     default, clipped, free = trained(), trained(max_grad_norm=0.5), trained(max_grad_norm=None)
     assert th.equal(default, clipped)  # the default is the clip every recipe was trained with
     assert not th.allclose(default, free)  # None trains without it
-    with pytest.raises(ValueError, match="max_grad_norm must be None or a number > 0, got 0"):
+    with pytest.raises(ValueError, match="max_grad_norm must be None or a finite number > 0, got 0"):
         imitate(None, envs.make_vec(ENV, 2, seed=0, trace=tr, split="all", window_requests=200,
                                     warmup_requests=100), 1000, rounds=1, target="values", max_grad_norm=0)
+
+
+@pytest.mark.parametrize("kw, says", [
+    (dict(rounds=0), "rounds must be an integer >= 1, got 0"),  # was a ZeroDivisionError
+    (dict(epochs=-1), "epochs must be an integer >= 1, got -1"),  # was a silent run with NaN losses
+    (dict(batch_size=0), "batch_size must be an integer >= 1, got 0"),  # was a torch RuntimeError
+    (dict(learning_rate=float("nan")), "learning_rate must be a finite number > 0, got nan"),
+    (dict(max_grad_norm=float("nan")), "max_grad_norm must be None or a finite number > 0, got nan"),
+    (dict(max_grad_norm=True), "max_grad_norm must be None or a finite number > 0, got True"),
+])
+def test_imitate_refuses_bad_loop_settings_before_any_step(kw, says):
+    tr = traces.load_trace("mooncake_conv", seed=2, duration_s=300.0)
+    vec = envs.make_vec(ENV, 2, seed=0, trace=tr, split="all", window_requests=200, warmup_requests=100)
+    with pytest.raises(ValueError, match=re.escape("imitate: " + says)):
+        imitate(None, vec, 1000, target="values", **kw)
 
 
 def test_imitate_kwargs_take_the_target():
@@ -133,8 +150,15 @@ def test_imitate_kwargs_take_the_target():
     assert parse_imitate_kwargs(["max_grad_norm=None", "learning_rate=3e-4"]) == {"max_grad_norm": None,
                                                                                     "learning_rate": 3e-4}
     assert parse_imitate_kwargs(["max_grad_norm=2"]) == {"max_grad_norm": 2.0}
-    with pytest.raises(ValueError, match="max_grad_norm=0: expected a number > 0"):
+    with pytest.raises(ValueError, match="max_grad_norm=0: expected a finite number > 0"):
         parse_imitate_kwargs(["max_grad_norm=0"])
+    # inf (the literal 1e999) passed the > 0 check
+    for item in ("max_grad_norm=1e999", "learning_rate=1e999"):
+        with pytest.raises(ValueError, match="expected a finite number > 0"):
+            parse_imitate_kwargs([item])
+    # a value that is not a literal was reported as a --hyperparams item
+    with pytest.raises(ValueError, match=r"^'epochs=x': 'x' is not a Python literal"):
+        parse_imitate_kwargs(["epochs=x"])
     with pytest.raises(ValueError, match="target='x': expected one of set, values"):
         parse_imitate_kwargs(["target='x'"])
 

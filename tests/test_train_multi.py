@@ -75,7 +75,14 @@ def test_train_multi_writes_a_router_checkpoint_that_seats_in_the_team(tmp_path,
 
 def test_train_multi_refuses_bad_options_in_one_line(capsys, tmp_path):
     for args, says in ((["--admission", "lru"], "--admission 'lru'"), (["--warm-start", "nope.zip"], "no such"),
-                       (["--clusters", "0"], "--clusters")):
+                       (["--clusters", "0"], "--clusters"),
+                       # these were a ZeroDivisionError, a silent NaN-loss run, a torch traceback, an
+                       # error naming --steps, and argparse's message without the option
+                       (["--rounds", "0"], "--rounds must be >= 1, got 0"),
+                       (["--epochs", "-1"], "--epochs must be >= 1, got -1"),
+                       (["--batch-size", "0"], "--batch-size must be >= 1, got 0"),
+                       (["--learning-rate", "nan"], "--learning-rate must be finite and > 0, got nan"),
+                       (["--seed", "-1"], "--seed must be >= 0, got -1")):
         with pytest.raises(SystemExit) as exit_:
             tm.main([*args, "--out", str(tmp_path)])
         err = capsys.readouterr().err.strip().splitlines()
