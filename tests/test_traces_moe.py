@@ -220,3 +220,15 @@ def test_env_sized_generate_equals_the_one_step_reference() -> None:
     for n in (544, 544):
         assert np.array_equal(fast.generate(n), _reference_generate(ref, n))
     assert np.array_equal(fast._z, ref._z)
+
+
+def test_moe_counts_refuses_an_out_it_would_not_write_in_one_line(tmp_path, capsys):
+    # was: a FileNotFoundError traceback for a missing directory, and "wrote X" while numpy wrote X.npz
+    from traces.moe_counts import main
+
+    for out, says in ((tmp_path / "counts", "must end in .npz"), (tmp_path / "no" / "c.npz", "no such directory")):
+        with pytest.raises(SystemExit) as exit_:
+            main(["--out", str(out)])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert exit_.value.code == 2 and f"--out {out}: {says}" in err[-1]
+    assert list(tmp_path.iterdir()) == []
