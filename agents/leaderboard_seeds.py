@@ -27,7 +27,8 @@ sign (``0.000`` when it rounds to zero). ``--beside`` metrics keep SI units (sec
 keys), three significant digits.
 
 ``--json FILE`` writes the same numbers unrounded. Errors (a file that is not a leaderboard JSON,
-an ``--agent`` absent from it, an unknown ``--beside`` metric, no scenario holding every agent):
+an ``--agent`` absent from it, an unknown ``--beside`` or ``--metric`` metric, a seed named twice,
+``--lower-is-better`` without ``--metric``, no scenario holding every agent):
 one line naming the file and what is wrong (``ValueError`` from the functions; from the command
 ``PROG: error: ...`` on stderr, exit status 2, the convention of ``agents.cli``). A scenario
 holding only some of the agents is left out with a note on stderr.
@@ -147,9 +148,9 @@ def seed_rows(report: dict[str, Any], agents: list[str], beside: list[str] = (),
         raise ValueError(f"{source}: policy {missing[0]!r} is in no row "
                          f"(policies: {', '.join(sorted(present))})")
     metrics = {k for r in report["rows"] for k in r["metrics"]}
-    for m in [*beside, *([metric[0]] if metric else [])]:
+    for m, flag in [*((b, "--beside") for b in beside), *([(metric[0], "--metric")] if metric else [])]:
         if m not in metrics:
-            raise ValueError(f"{source}: unknown metric {m!r} (--beside); the rows report "
+            raise ValueError(f"{source}: unknown metric {m!r} ({flag}); the rows report "
                              f"{', '.join(sorted(metrics))}")
     by: dict[str, dict[str, dict[str, Any]]] = {}
     for r in report["rows"]:
@@ -289,6 +290,11 @@ def table_for(argv: list[str], notes: list[str] | None = None) -> tuple[str, dic
     seeds = a.seeds or [str(i) for i in range(len(a.agent))]
     if len(seeds) != len(a.agent):
         raise ValueError(f"--seeds gives {len(seeds)} seeds for {len(a.agent)} --agent policies")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"--seeds {' '.join(seeds)}: a seed named twice (one training seed per --agent)")
+    if a.lower_is_better and not a.metric:
+        # it was ignored: the scenarios' main metrics carry their own direction
+        raise ValueError("--lower-is-better: only with --metric")
     source = str(a.leaderboard_json)
     metric = (a.metric, not a.lower_is_better) if a.metric else None
     rows = seed_rows(load(a.leaderboard_json), a.agent, a.beside, source, notes, metric)

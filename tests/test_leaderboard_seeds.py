@@ -133,6 +133,11 @@ def test_a_scenario_missing_a_seed_is_left_out_with_a_note():
     (None, ["--agent", *SEEDS, "--beside", "ttft_p99_s"], "unknown metric 'ttft_p99_s'"),
     (None, ["--agent", "a/s0.zip", "a/s0.zip"], "given twice"),
     (None, ["--agent", *SEEDS, "--seeds", "0", "1"], "--seeds gives 2 seeds for 3"),
+    # an unknown --metric was reported as --beside; a seed named twice and --lower-is-better without
+    # --metric were accepted (the latter ignored)
+    (None, ["--agent", *SEEDS, "--metric", "nosuch"], "unknown metric 'nosuch' \\(--metric\\)"),
+    (None, ["--agent", *SEEDS, "--seeds", "0", "0", "1"], "--seeds 0 0 1: a seed named twice"),
+    (None, ["--agent", *SEEDS, "--lower-is-better"], "--lower-is-better: only with --metric"),
     (lambda r: r.pop("rows"), ["--agent", *SEEDS], "not a leaderboard JSON \\(no list 'rows'\\)"),
     (lambda r: r["rows"][0]["main"].update(value=None), ["--agent", *SEEDS], "rows\\[0\\].*not a finite number"),
     (lambda r: r["scenarios"][0]["scoring"].pop("oracles"), ["--agent", *SEEDS], "scoring has no 'oracles'"),
@@ -149,7 +154,7 @@ def test_errors_name_the_file_and_what_is_wrong(tmp_path, capsys, mutate, args, 
     err = capsys.readouterr().err
     assert exc.value.code == 2 and err.count("\n") == 1 and re.search(match, err)
     assert err.startswith("python -m agents.leaderboard_seeds: error: ")
-    assert str(path) in err or "--seeds" in err
+    assert str(path) in err or "--seeds" in err or "--lower-is-better" in err
 
 
 def test_unreadable_files(tmp_path):
