@@ -387,6 +387,20 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--envs {' '.join(a.envs or [])}: {err}")
     except FileNotFoundError as err:
         p.error(str(err))
+    # a checkpoint or ONNX file in a seat whose layout it does not fit was a PolicyMismatch traceback
+    # after the scenarios before it had run: each --team is seated once on each multi-agent scenario
+    # picked (about 2 s each on the dev box)
+    if a.team:
+        from agents.policy_base import PolicyMismatch
+        from envs.multi.env import MultiCluster
+
+        for sc in (sc for sc in scenarios if is_multi_agent(sc.env_id)):
+            core = MultiCluster(1, seed=sc.seed, **_env_kwargs(sc, a.quick))
+            for spec in a.team:
+                try:
+                    team.make_team(spec, core, sc.seed)
+                except PolicyMismatch as err:
+                    p.error(f"--team {spec}: {sc.id}: {err}")
     command = recorded_command(list(argv if argv is not None else sys.argv[1:]))
     hints = None  # the previous run's wall times in --out order the Ray runs, longest first
     ray = a.ray or a.address is not None

@@ -128,3 +128,16 @@ def test_leaderboard_refuses_a_bad_team_in_one_line(capsys, tmp_path):
         main(["--envs", "multi", "--team", "router=lru", "--out", str(tmp_path)])
     err = capsys.readouterr().err.strip().splitlines()
     assert exit_.value.code == 2 and "--team router=lru" in err[-1]
+
+
+def test_leaderboard_refuses_a_team_whose_checkpoint_does_not_fit_its_seat(capsys, tmp_path):
+    # was: a PolicyMismatch traceback once the run reached the multi-agent scenario
+    from agents.leaderboard import main
+    from agents.zoo import ZOO
+
+    spec = f"admission={ZOO['servegym/ExpertPlacement-v0']}"
+    with pytest.raises(SystemExit) as exit_:
+        main(["--envs", "multi", "--scenarios", "multi_cluster/mooncake*", "--team", spec, "--out", str(tmp_path)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and f"--team {spec}: multi_cluster/" in err[-1] and "trained on observations" in err[-1]
+    assert not (tmp_path / "leaderboard.json").exists()
