@@ -193,6 +193,10 @@ def check_env(env_id: str, kwargs: dict[str, Any], trace: Any = "default", seed:
         if isinstance(err, (TraceError, FileNotFoundError)):
             raise UsageError(f"--trace {trace!r}: {msg}") from None
         shown = " ".join(env_kwargs_args(kwargs))
+        if not shown and isinstance(trace, (str, Path)) and str(trace) != "default":
+            # no --env-kwargs given: the trace is what the environment refused (too few requests for a
+            # window, no block ids, counts of another shape); it was reported as '--env-kwargs (none given)'
+            raise UsageError(f"--trace {str(trace)!r}: {msg}") from None
         raise UsageError(f"--env-kwargs {shown or '(none given)'}: {msg}") from None
     if hasattr(vec, "close"):
         vec.close()

@@ -89,6 +89,15 @@ def test_capacity_blocks_zero_blames_capacity_blocks():
     assert "mem_frac" not in str(err.value)
 
 
+def test_a_trace_the_env_refuses_without_env_kwargs_blames_the_trace(tmp_path):
+    # was reported as '--env-kwargs (none given): ... has 2 requests, fewer than one window'
+    f = tmp_path / "short.jsonl"
+    f.write_text("".join(f'{{"timestamp": {i * 1000}, "input_length": 64, "output_length": 8, "hash_ids": [{i}]}}\n'
+                         for i in range(4)))
+    with pytest.raises(cli.UsageError, match=r"^--trace '.*short\.jsonl': .*fewer than one window"):
+        cli.check_env("servegym/PrefixEviction-v0", {}, trace=str(f))
+
+
 # --- --help generated from the config dataclasses ------------------------------------------
 
 def test_help_lists_every_field_with_type_and_default_from_the_dataclass():

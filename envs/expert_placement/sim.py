@@ -75,7 +75,8 @@ class ExpertPlacementConfig:
     inter_node_bw: float | None = None  # bytes/s per GPU NIC; None: hwmodels' data/infra.toml
     reward_scale_s: float = 1e-3  # reward unit: -(seconds per MoE layer-step) / this
     # Privileged teacher only (imitation labels, envs/expert_placement/teacher.py): intervals after the
-    # next one that its cost plays sticky_eplb from the placement a mode leaves (0: the next interval only).
+    # next one that its cost plays sticky_eplb from the placement a mode leaves (0: the next interval only;
+    # a larger value than the intervals left in the episode plays to its end: teacher.interval_table).
     teacher_rollout: int = 0
 
     def drifts(self) -> tuple[float, ...]:
