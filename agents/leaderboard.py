@@ -359,6 +359,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1 if problems else 0
     if a.out is None:
         p.error("--out DIR is required (unless --check)")
+    try:  # a bad SERVEGYM_COMMIT was a traceback when the report was built, after every scenario ran
+        code_version()
+    except ValueError as err:
+        p.error(str(err))
     if a.seeds is not None and a.seeds < 1:
         p.error("--seeds must be >= 1")
     for path in a.policy:

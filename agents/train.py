@@ -164,6 +164,10 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> int:
 
 
 def _train(a: argparse.Namespace, argv: list[str] | None, callbacks: list | None = None) -> int:
+    try:  # a bad SERVEGYM_COMMIT was a traceback when the run record was written, after training
+        code_version()
+    except ValueError as err:
+        raise cli.UsageError(str(err)) from None
     if a.timesteps < 0 or a.imitate < 0 or a.timesteps + a.imitate < 1:
         raise cli.UsageError(f"--timesteps {a.timesteps} --imitate {a.imitate}: both must be >= 0 "
                              "and not both 0")

@@ -135,6 +135,12 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--learning-rate must be finite and > 0, got {a.learning_rate}")
     if a.seed < 0:
         p.error(f"--seed must be >= 0, got {a.seed}")
+    from agents.provenance import code_version
+
+    try:  # a bad SERVEGYM_COMMIT was a traceback when run.json was written, after training
+        code_version()
+    except ValueError as err:
+        p.error(str(err))
     workloads = list(a.workloads or TRAINING_WORKLOADS[ENV_ID])
     t0 = time.perf_counter()
     import torch as th
@@ -146,7 +152,6 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as err:
         p.error(str(err))
     from agents.imitation import imitate
-    from agents.provenance import code_version
 
     vec.seed(a.seed)
     try:

@@ -48,3 +48,20 @@ def test_named_commit_overrides_git_and_is_checked(tmp_path, monkeypatch):
     monkeypatch.setenv("SERVEGYM_COMMIT", "8a377e9")
     with pytest.raises(ValueError, match="SERVEGYM_COMMIT='8a377e9': expected a 40-hex"):
         code_version(tmp_path)
+
+
+@pytest.mark.parametrize("module, argv", [
+    ("agents.train", ["--env", "KVAdmission", "--timesteps", "1"]),
+    ("agents.train_multi", ["--steps", "64"]),
+    ("agents.leaderboard", ["--scenarios", "multi_cluster/mooncake*"]),
+])
+def test_a_bad_commit_variable_stops_a_cli_before_it_runs(module, argv, monkeypatch, tmp_path, capsys):
+    # was: a ValueError traceback when the run record was written, after the whole run
+    import importlib
+
+    monkeypatch.setenv("SERVEGYM_COMMIT", "abc")
+    with pytest.raises(SystemExit) as exit_:
+        importlib.import_module(module).main([*argv, "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and "SERVEGYM_COMMIT='abc': expected a 40-hex" in err[-1]
+    assert not (tmp_path / "o").exists()
