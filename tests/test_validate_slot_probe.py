@@ -170,3 +170,16 @@ def test_out_without_cuda_is_one_line_and_nothing_else(tmp_path, capsys):
     cap = capsys.readouterr()
     assert cap.out == "" and len(cap.err.strip().splitlines()) == 1 and "needs CUDA" in cap.err
     assert not (tmp_path / "p.json").exists()
+
+
+@pytest.mark.parametrize("args, says", [
+    # these were accepted and ignored (--report) or accepted until the CUDA check (--warmup -1)
+    (["--report", "r.json", "--repeats", "3"], "--out, --quick, --repeats and --warmup do not apply"),
+    (["--report", "r.json", "--out", "p.json"], "--out, --quick, --repeats and --warmup do not apply"),
+    (["--out", "p.json", "--warmup", "-1"], "--warmup must be >= 0, got -1"),
+])
+def test_options_that_do_not_apply_are_refused_in_one_line(args, says, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        sp.main(args)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and says in err[-1]

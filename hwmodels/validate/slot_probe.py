@@ -256,6 +256,12 @@ def run_probe(cfgs: list[dict], repeats: int = 21, warmup: int = 2, layers: int 
     return {"flash_check_rel_err": err, "timing_wall_s": round(wall, 2), "kv_rows": rows}
 
 
+def argv_has(argv: list[str] | None, *flags: str) -> bool:
+    """Whether the command line (``argv``, default ``sys.argv[1:]``) names one of ``flags``."""
+    args = sys.argv[1:] if argv is None else argv
+    return any(x == f or x.startswith(f + "=") for x in args for f in flags)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m hwmodels.validate.slot_probe", description=__doc__.split("\n")[0])
     ap.add_argument("--out", help="write the timings (JSON) here (needs CUDA)")
@@ -264,6 +270,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=2, help="untimed rounds first (default 2)")
     ap.add_argument("--quick", action="store_true", help="2 real batches, n = 8 and 16 only, 5 repeats (a smoke test)")
     a = ap.parse_args(argv)
+    if a.report and (a.out or a.quick or argv_has(argv, "--repeats", "--warmup")):
+        # they were ignored: --report only reads a probe JSON
+        ap.error("--report FILE.json reads a probe's timings: --out, --quick, --repeats and --warmup do not apply")
+    if a.warmup < 0:
+        ap.error(f"--warmup must be >= 0, got {a.warmup}")
     if a.report:
         from .slot_probe_report import report
         try:
