@@ -200,7 +200,8 @@ def _finite(x: float) -> float | None:
 
 # --- the run -----------------------------------------------------------------------------------
 
-def build_report(results: list[ScenarioResult], command: str, quick: bool) -> dict[str, Any]:
+def build_report(results: list[ScenarioResult], command: str, quick: bool,
+                 code: dict[str, Any] | None = None) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     scenarios = []
     for res in results:
@@ -222,7 +223,7 @@ def build_report(results: list[ScenarioResult], command: str, quick: bool) -> di
                     entry["note"] = note
             rows += score_scenario(res)
         scenarios.append(entry)
-    return {"version": VERSION, "command": command, "code": code_version(), "quick": quick,
+    return {"version": VERSION, "command": command, "code": code_version() if code is None else code, "quick": quick,
             "scenarios": scenarios, "rows": rows}
 
 
@@ -360,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.out is None:
         p.error("--out DIR is required (unless --check)")
     try:  # a bad SERVEGYM_COMMIT was a traceback when the report was built, after every scenario ran
-        code_version()
+        code = code_version()  # taken once, before the run: the commit the scenarios ran
     except ValueError as err:
         p.error(str(err))
     if a.seeds is not None and a.seeds < 1:
@@ -418,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
                   ray=ray, address=a.address, num_cpus=a.num_cpus,
                   hints=hints)
     wall = time.perf_counter() - t
-    report = build_report(results, command, a.quick)
+    report = build_report(results, command, a.quick, code)
     report_io.write_all(a.out, report, results, timing(results, wall))
     print(report_io.headline_markdown(report))
     print(f"\nwrote {a.out}/leaderboard.json, .md, .html and plots/ in {wall:.0f} s wall")

@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> int:
 
 def _train(a: argparse.Namespace, argv: list[str] | None, callbacks: list | None = None) -> int:
     try:  # a bad SERVEGYM_COMMIT was a traceback when the run record was written, after training
-        code_version()
+        code = code_version()  # taken once, before training: the commit that trained
     except ValueError as err:
         raise cli.UsageError(str(err)) from None
     if a.timesteps < 0 or a.imitate < 0 or a.timesteps + a.imitate < 1:
@@ -249,13 +249,13 @@ def _train(a: argparse.Namespace, argv: list[str] | None, callbacks: list | None
     else:
         vec = envs.make_vec(a.env, a.n_envs, seed=a.seed, trace=a.trace, split="train", **kwargs)
     try:
-        return _learn(a, argv, callbacks, vec, algo, device, kwargs, hyperparams, specs)
+        return _learn(a, argv, callbacks, vec, algo, device, kwargs, hyperparams, code, specs)
     finally:
         vec.close()
 
 
 def _learn(a: argparse.Namespace, argv: list[str] | None, callbacks: list | None, vec, algo: str, device: str,
-           kwargs: dict, hyperparams: dict, specs: list | None = None) -> int:
+           kwargs: dict, hyperparams: dict, code: dict, specs: list | None = None) -> int:
     out: Path = a.out
     out.mkdir(parents=True, exist_ok=True)
     ckpt = out / "checkpoint.zip"
@@ -291,7 +291,7 @@ def _learn(a: argparse.Namespace, argv: list[str] | None, callbacks: list | None
     final = out / "final.zip"
     atomic_save(model, final)
     atomic_write_text(out / "run.json", json.dumps({
-        "command": command, "code": code_version(), "env": a.env, "algo": algo, "timesteps": int(model.num_timesteps),
+        "command": command, "code": code, "env": a.env, "algo": algo, "timesteps": int(model.num_timesteps),
         "n_envs": a.n_envs, "vec_procs": a.vec_procs, "trace": a.trace, "env_kwargs": kwargs, "hyperparams": hyperparams,
         "seed": a.seed, "device": device,
         **({"scenarios": [{"name": sp.name, "trace": sp.trace, "env_kwargs": sp.env_kwargs} for sp in specs]}

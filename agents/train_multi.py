@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     from agents.provenance import code_version
 
     try:  # a bad SERVEGYM_COMMIT was a traceback when run.json was written, after training
-        code_version()
+        code = code_version()  # taken once, before training: the commit that trained
     except ValueError as err:
         p.error(str(err))
     workloads = list(a.workloads or TRAINING_WORKLOADS[ENV_ID])
@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     a.out.mkdir(parents=True, exist_ok=True)
     model.save(a.out / "final.zip")
     run = {"command": " ".join(["python -m agents.train_multi", *(argv if argv is not None else sys.argv[1:])]),
-           "code": code_version(), "env": ENV_ID, "role": "router", "workloads": workloads,
+           "code": code, "env": ENV_ID, "role": "router", "workloads": workloads,
            "loads": list(a.loads), "seed": a.seed, "steps": a.steps, "clusters_per_workload": a.clusters,
            "warm_start": a.warm_start, "admission": a.admission, "autoscaler": "hpa",
            "rounds": a.rounds, "epochs": a.epochs, "batch_size": a.batch_size, "learning_rate": a.learning_rate,

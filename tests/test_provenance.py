@@ -65,3 +65,17 @@ def test_a_bad_commit_variable_stops_a_cli_before_it_runs(module, argv, monkeypa
     err = capsys.readouterr().err.strip().splitlines()
     assert exit_.value.code == 2 and "SERVEGYM_COMMIT='abc': expected a 40-hex" in err[-1]
     assert not (tmp_path / "o").exists()
+
+
+def test_train_takes_the_commit_once_before_training(monkeypatch, tmp_path):
+    # the run record holds the commit read at start (the one that trained), from one git call, not two
+    import json
+
+    import agents.train as train
+
+    calls = []
+    monkeypatch.setattr(train, "code_version", lambda: calls.append(1) or {"commit": "c" * 40, "dirty": False})
+    assert train.main(["--env", "KVAdmission", "--timesteps", "64", "--n-envs", "2", "--no-eval", "--no-progress",
+                       "--out", str(tmp_path / "o"), "--hyperparams", "n_steps=32", "batch_size=64"]) == 0
+    assert len(calls) == 1
+    assert json.loads((tmp_path / "o" / "run.json").read_text())["code"]["commit"] == "c" * 40
