@@ -1,0 +1,79 @@
+"""traces.fetch: catalogue entries pinned by size and SHA-256; a wrong file is refused and leaves nothing."""
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from traces import fetch as F
+from traces.errors import TraceError
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "traces"
+
+
+@pytest.fixture
+def tiny(tmp_path, monkeypatch):
+    """A catalogue of one small file, with its true size and hash."""
+    body = b'{"timestamp": 0, "input_length": 10, "output_length": 2, "hash_ids": [1]}\n'
+    src = tmp_path / "src.jsonl"
+    src.write_bytes(body)
+    cat = tmp_path / "cat.toml"
+    cat.write_text(f'["tiny.jsonl"]\nurl = "{src.as_uri()}"\nsha256 = "{hashlib.sha256(body).hexdigest()}"\n'
+                   f'bytes = {len(body)}\nsource = "a test file"\nlicence = "none"\n')
+    read = F.catalogue.__wrapped__  # uncached, so the real catalogue's cache is left alone
+    monkeypatch.setattr(F, "catalogue", lambda path=cat: read(path))
+    monkeypatch.setenv("SERVEGYM_TRACE_DIR", str(tmp_path / "cache"))
+    return src, body
+
+
+def test_fetch_downloads_checks_and_installs(tiny, tmp_path):
+    src, body = tiny
+    path = F.fetch("tiny.jsonl")  # from its file:// URL
+    assert path == tmp_path / "cache" / "tiny.jsonl" and path.read_bytes() == body
+    assert F.locate("tiny.jsonl", shared=tmp_path / "none") == path
+
+
+def test_a_copy_that_differs_is_refused_and_leaves_nothing(tiny, tmp_path):
+    src, body = tiny
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(body.replace(b"10", b"11"))  # same size, other bytes
+    with pytest.raises(TraceError, match=r"bad.jsonl has SHA-256 [0-9a-f]{64}, the catalogue's tiny.jsonl has"):
+        F.fetch("tiny.jsonl", source=bad)
+    short = tmp_path / "short.jsonl"
+    short.write_bytes(body[:-1])
+    with pytest.raises(TraceError, match=f"short.jsonl has {len(body) - 1} bytes, the catalogue's tiny.jsonl has"):
+        F.fetch("tiny.jsonl", source=short)
+    assert not (tmp_path / "cache").exists() or list((tmp_path / "cache").iterdir()) == []
+
+
+def test_unknown_name_and_cli_errors(tiny, capsys):
+    with pytest.raises(TraceError, match=r"no public trace 'nope.csv' \(have tiny.jsonl\)"):
+        F.fetch("nope.csv")
+    assert F.main(["nope.csv"]) == 2
+    assert "no public trace 'nope.csv'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        F.main(["tiny.jsonl", "tiny.jsonl", "--from", "x"])
+    assert F.main(["tiny.jsonl"]) == 0
+
+
+def test_locate_prefers_the_shared_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("SERVEGYM_TRACE_DIR", str(tmp_path / "cache"))
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "shared" / "x.csv").write_text("a")
+    assert F.locate("x.csv", shared=tmp_path / "shared") == tmp_path / "shared" / "x.csv"
+    assert F.locate("y.csv", shared=tmp_path / "shared") == tmp_path / "cache" / "y.csv"
+
+
+def test_the_real_catalogue_is_well_formed():
+    cat = F.catalogue()
+    assert {"azure_llm_2023_conv.csv", "azure_llm_2023_code.csv", "mooncake_conversation.jsonl",
+            "mooncake_synthetic.jsonl"} <= set(cat)
+    for e in cat.values():
+        assert e.url.startswith("https://raw.githubusercontent.com/") and len(e.url.split("/")[5]) == 40  # a commit
+
+
+@pytest.mark.skipif(not SHARED.exists(), reason="../shared/traces absent (the shared production traces)")
+@pytest.mark.parametrize("name", ["azure_llm_2023_conv.csv", "mooncake_conversation.jsonl"])
+def test_the_shared_copies_are_the_catalogued_files(name, tmp_path):
+    # the pinned hashes are the files every shared-trace test and leaderboard number was measured on
+    assert F.fetch(name, tmp_path, source=SHARED / name).read_bytes() == (SHARED / name).read_bytes()
