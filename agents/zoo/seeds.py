@@ -103,10 +103,29 @@ class SeedRun:
 
 
 SEED_RUNS: dict[str, SeedRun] = {
-    # Issue 21's transfer agent. small: the three cheap families only (the two Mooncake ones hold ~75%
-    # of the replay time), 256-request windows at load 1.3. tiers: MLPerf Server at the recipe's loads,
-    # MLPerf interactive at 0.9/1.1 and DistServe chatbot at 1.1 (agents/zoo/train_kv_admission.sh says
-    # why and what it costs), 6 envs per tier.
+    # Issue 21's transfer agent: the teacher's replays (every candidate through every training episode:
+    # 161 windows x 3 loads; one job per candidate and ~1/SPLIT of the cost, costliest first) on every
+    # core, then DAgger (then MaskablePPO with RL=N) for the seeds, one process each. full: split in two
+    # device calls (--stage teacher: teacher.pkl comes back in OUT; --stage train with TEACHER=that file).
+    # small: the three cheap families only (the two Mooncake ones hold ~75% of the replay time),
+    # 256-request windows at load 1.3, 30k decisions, leaderboard --quick. Measured (small, NCPU=2, the
+    # loaded 2-core box, niced, 2026-12-01): teacher (9 candidates x 587 episodes) 93 s, DAgger 139 s,
+    # leaderboard 98 s, 336 s in all; predicted on the 16-core host (2x slower per core): full teacher
+    # 330-430 s, full train 320-430 s (measured there: teacher 127 s, DAgger 48 s, leaderboard 53 s).
+    # tiers (one call): the full mixture under 3 SLO tiers, 6 envs per tier. The MLPerf-Server-only agent
+    # loses under MLPerf interactive and DistServe chatbot; its observation is relative to the SLO, so the
+    # tpot tiers can be told apart (the p99_tbt rule cannot and is left out): MLPerf Server at the
+    # recipe's loads 1.1/1.3/1.5, MLPerf interactive at 0.9/1.1 and DistServe chatbot at 1.1 (the main
+    # track's loads of those tiers and one above; at 1.3 MLPerf interactive leaves 0.03-0.09 attainment
+    # on azure_conv-v1 windows, no signal). Replay cost per episode relative to MLPerf Server's mean over
+    # its 3 loads, measured on the loaded 2-core box (sarathi and static_b2048_sjf_defer, 4 azure_conv-v1
+    # and 1 mooncake_conv-v1 1024-request windows per load; Mooncake holds ~75% of the cost): Mooncake
+    # interactive 0.9 1.75x, chatbot 1.1 1.26x (server 1.1 1.09x), interactive 1.3 1.02x; Azure
+    # interactive 1.2-1.4x, chatbot 0.9-1.0x; Mooncake interactive 1.1 taken as ~1.25x (not measured).
+    # Predicted on the 16-core host: teacher 127 s x (1 + 1.75/3 + 1.25/3 + 1.26/3) = 310 s, DAgger 50-60 s,
+    # leaderboard 53 s, ~430 s in all. Measured scaled down (TIERS="mlperf_server mlperf_interactive:0.9
+    # distserve_chatbot:1.1" CANDIDATES=heuristics STEPS=1800 NCPU=2 small, the loaded 2-core box,
+    # 2026-12-01): teacher (5 heuristics x 1761 episodes, 3 configs) 349 s, DAgger 26 s.
     "kv_admission": SeedRun(
         "servegym/KVAdmission-v0", "21", "/tmp/w21", "kv_admission", "kv_admission",
         Small(30000, env_kwargs=("window_requests=256", "load=1.3"), drop_workloads=("mooncake",),
@@ -115,29 +134,44 @@ SEED_RUNS: dict[str, SeedRun] = {
                         split=(("full", 32), ("small", 4), ("tiers", 16)), log_tail=4, to_out=True),
         tiers=("mlperf_server", "mlperf_interactive:0.9,1.1", "distserve_chatbot:1.1"), envs_per_tier=6,
         seeds_to_out=False),
-    # Issue 21: the teacher (env.teacher_values) runs inside each seed's process, one core per seed.
+    # Issue 21: the teacher (env.teacher_values: each candidate's next use, read from the trace) runs
+    # inside each seed's process, one core per seed; the recipe is PENDING's when one is pending.
+    # Measured (small, NCPU=2, the loaded 2-core box, 2026-12-01, the 128-env recipe): 615 s, rc 0 (numba
+    # 25 s, DAgger 75 s for the 3 seeds at once, leaderboard --quick 511 s). Full on the 16-core host
+    # (8 cores): DAgger 85 s for the 3 seeds at once, leaderboard 138 s: run it with a 600 s limit.
     "prefix_eviction": SeedRun(
         "servegym/PrefixEviction-v0", "21", "/tmp/w21pe", "prefix_eviction", "prefix_eviction",
         Small(4096, leaderboard=("--quick",)), pending=True),
-    # Issue 21: ranked by normalized score (it counts migration time; MoE layer time, the main metric, does not).
+    # Issue 21: the teacher (envs/expert_placement/teacher.py) reads the env's future load, so it runs in
+    # each seed's process (one core each). Ranked by normalized score (it counts migration time; MoE layer
+    # time, the main metric, does not). small: 1536 decisions, 2 episodes per leaderboard scenario. Full on
+    # the 16-core host (8 cores, 2026-12-01): DAgger 169 s for the 3 seeds at once, leaderboard 70 s.
     "expert_placement": SeedRun(
         "servegym/ExpertPlacement-v0", "21", "/tmp/w21ep", "expert_placement", "expert_placement",
         Small(1536, leaderboard=("--seeds", "2")),
         seeds_options=("--metric", "normalized_score", "--beside", "migration_bytes", "moe_layer_time_s")),
-    # Issue 21: the teacher replays every replica per decision inside each seed's process.
+    # Issue 21: the teacher (envs/routing/teacher.py) replays every replica per decision inside each
+    # seed's process (train.py --imitate needs the envs in its process: --vec-procs 1), one core per seed.
+    # Full on the 16-core host: 3 seeds at once 178 s, leaderboard 34 s.
     "routing": SeedRun(
         "servegym/Routing-v0", "21", "/tmp/w21rt", "routing", "routing",
         Small(4096, leaderboard=("--quick",)), seeds_options=("--beside", "ttft_p99_s")),
-    # Issue 17: the teacher's replays on every core, then each seed on 5 cores (its process and one
-    # worker per family: --vec-procs 4). small: 1 window per family, 4 envs.
+    # Issue 17: the teacher's replays on every core, then each seed on 5 cores when there are 5 per seed
+    # (its process and one worker process per family: --vec-procs 4), else on the cores there are, one
+    # process each. small: 1 window per family, 768 decisions on 4 envs, leaderboard --quick. Full on the
+    # 16-core host (fresh machine, 2026-12-01): 374 s in all (numba and the teacher 158 s, DAgger 96-100 s
+    # per seed at once, leaderboard 58 s).
     "disaggregation": SeedRun(
         "servegym/Disaggregation-v0", "17", "/tmp/w17", "disaggregation", "disaggregation",
         Small(768, options=(("--n-envs", ("4",)),), env_kwargs=("episodes_per_load=1",), leaderboard=("--quick",)),
         seeds_options=("--beside", "role_changes"),
         teacher=Teacher("agents.disaggregation_teacher", ("--scenarios", "--env-kwargs")),
         cores_per_seed=5, seeds_to_out=False, headline_lines=70),
-    # Issue 21: the router role trained in the cluster (agents.train_multi), one core per seed. small:
-    # 1 cluster per workload; the leaderboard on the transfer track's code family at load 0.3, 1 seed.
+    # Issue 21: the router role trained in the cluster by DAgger from Routing-v0's privileged teacher
+    # (agents.train_multi; the teacher replays every replica per decision in the seed's process, one core
+    # per seed), then the multi-agent leaderboard with each seed's team (router=sK.zip + MULTI_TEAM).
+    # small: 768 decisions, 1 cluster per workload; the leaderboard on the transfer track's code family at
+    # load 0.3, 1 seed. Measured on the loaded 2-core box: 412-541 s per seed (full), leaderboard 45 s.
     "multi": SeedRun(
         "servegym/MultiCluster-v0", "21", "/tmp/w21multi", "multi", "multi",
         Small(768, options=(("--clusters", ("1",)),),
