@@ -237,7 +237,6 @@ class Plan:
     seeds: tuple[Command, ...]
     leaderboard: Command
     seeds_table: Command
-    agents: tuple[str, ...]
     logs_tgz: str
     lb_tgz: str
 
@@ -248,22 +247,26 @@ class Plan:
         out = [f"# {self.name} ({s.mode}, stage {s.stage}): OUT={s.out} W={w} NCPU={s.ncpu}; "
                f"from {REPO_ROOT} with {env}", f"# {self.start}", "# numba warm-up", self.warmup.shell()]
         if self.teacher_file is not None:
-            out += ["# the teacher from a file", f"cp {shlex.quote(str(self.teacher_file))} {w / 'teacher.pkl'}"]
+            out += ["# the teacher from a file", _cp(self.teacher_file, w / "teacher.pkl")]
         elif self.teacher is not None:
             out += ["# the teacher, once for all seeds", self.teacher.shell()]
             if self.run.teacher.to_out or s.stage == "teacher":
-                out.append(f"cp {w / 'teacher.pkl'} {s.out / 'teacher.pkl'}")
+                out.append(_cp(w / "teacher.pkl", s.out / "teacher.pkl"))
         if s.stage == "teacher":
             return out
         out.append(f"# {len(self.seeds)} seeds at once")
         out += [c.shell() + " &" for c in self.seeds]
         out.append("wait")
-        out += [f"cp {w / f's{k}' / 'final.zip'} {s.out / f's{k}.zip'}" for k in range(len(self.seeds))]
+        out += [_cp(w / f"s{k}" / "final.zip", s.out / f"s{k}.zip") for k in range(len(self.seeds))]
         out += ["# the leaderboard, then the seeds against the best baseline per scenario",
                 self.leaderboard.shell(), self.seeds_table.shell(),
                 f"# {self.logs_tgz}: W's *.log teacher*.pkl s*/run.json seeds.*; {self.lb_tgz}: W's lb (no *.png) "
                 f"and seeds.md" + ("; seeds.md and seeds.json copied into OUT" if self.run.seeds_to_out else "")]
         return out
+
+
+def _cp(src: Path, dest: Path) -> str:
+    return shlex.join(["cp", str(src), str(dest)])
 
 
 class PlanError(ValueError):
@@ -443,4 +446,4 @@ def plan(name: str, s: Settings, python: str = sys.executable) -> Plan:
     if run.team_seat:
         start += f"; seats {run.team_seat}=sK.zip,{seats}"
     return Plan(name, run, s, start, warmup, teacher, s.teacher if s.stage == "train" else None, tuple(seeds),
-                leaderboard, seeds_table, agents, f"logs{run.tag}.tgz", f"lb{run.tag}.tgz")
+                leaderboard, seeds_table, f"logs{run.tag}.tgz", f"lb{run.tag}.tgz")
