@@ -146,6 +146,9 @@ SEED_RUNS: dict[str, SeedRun] = {
     # each seed's process (one core each). Ranked by normalized score (it counts migration time; MoE layer
     # time, the main metric, does not). small: 1536 decisions, 2 episodes per leaderboard scenario. Full on
     # the 16-core host (8 cores, 2026-12-01): DAgger 169 s for the 3 seeds at once, leaderboard 70 s.
+    # Measured through this driver (small, `OUT=DIR W=DIR NCPU=2 nice -n 10 bash agents/zoo/train_expert_placement.sh
+    # small`, the loaded 2-core box with other jobs, fresh numba cache, 2026-12-01): 442 s, rc 0 (numba
+    # 97 s, DAgger 248 s for the 3 seeds at once, leaderboard 94 s).
     "expert_placement": SeedRun(
         "servegym/ExpertPlacement-v0", "21", "/tmp/w21ep", "expert_placement", "expert_placement",
         Small(1536, leaderboard=("--seeds", "2")),
