@@ -125,21 +125,20 @@ def test_teacher_episode_cost_against_every_fixed_mode():
 
 
 def test_device_script_reads_the_recipe_and_parses(tmp_path):
-    """agents/zoo/train_expert_placement.sh: valid bash; its recipe block gives train.py the
-    DAgger recipe with the steps replaced and the seed removed (the script adds each seed)."""
-    import re
+    """agents/zoo/train_expert_placement.sh (python -m agents.zoo seeds expert_placement): valid bash;
+    its seeds run train.py with the DAgger recipe, the steps replaced and each seed's own --seed."""
     import subprocess
-    import sys
     from pathlib import Path
+
+    from agents.zoo.seeds import Settings, option_values, plan
 
     script = Path(__file__).resolve().parents[1] / "agents" / "zoo" / "train_expert_placement.sh"
     assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
-    block = re.search(r"<<'PY'\n(.*?)\nPY\n", script.read_text(), re.S).group(1)
-    root = str(script.parents[2])
-    out = subprocess.run([sys.executable, "-", "1536"], input=block, capture_output=True, text=True, cwd=root,
-                         check=True).stdout.split("\n")
-    assert out[:2] == ["--env", "servegym/ExpertPlacement-v0"] and "--seed" not in out
-    assert out[out.index("--imitate") + 1] == "1536" and out[out.index("--timesteps") + 1] == "0"
+    p = plan("expert_placement", Settings(tmp_path / "o", tmp_path / "w", 2, steps=1536))
+    for k, c in enumerate(p.seeds):
+        out = list(c.argv[3:])
+        assert out[:2] == ["--env", "servegym/ExpertPlacement-v0"] and option_values(out, "--seed") == [str(k)]
+        assert option_values(out, "--imitate") == ["1536"] and option_values(out, "--timesteps") == ["0"]
 
 
 def test_teacher_values_are_minus_the_excess_cost_in_percent():

@@ -155,11 +155,17 @@ def test_zoo_recipe_and_script_train_on_the_transfer_distribution():
     assert resolved == scn.TRAINING_WORKLOADS[ENV]
     args = KV_ADMISSION_TRANSFER.train_args
     assert KV_ADMISSION_TRANSFER.on_distribution and "--imitate" in args and "--trace" not in args
-    script = (root / "agents" / "zoo" / "train_kv_admission.sh").read_text()
-    assert "workloads=" + repr(KV_ADMISSION_WORKLOADS).replace(" ", "").replace('"', "'") in script
-    steps = args[args.index("--imitate") + 1]
-    assert f"STEPS=${{STEPS:-{steps}}}" in script  # the script's full run is the recipe's budget
-    assert "--candidates \"$CANDIDATES\"" in script and "CANDIDATES=${CANDIDATES:-transfer}" in script
+    # the device run (agents/zoo/train_kv_admission.sh -> python -m agents.zoo seeds kv_admission): the
+    # teacher and every seed on the recipe's mixture, the seeds with the recipe's budget
+    from agents.zoo.seeds import Settings, option_values, plan
+
+    p = plan("kv_admission", Settings(Path("/o"), Path("/w"), 4))
+    mixture = "workloads=" + ",".join(resolved)
+    assert option_values(list(p.teacher.argv), "--env-kwargs") == [mixture]
+    assert option_values(list(p.teacher.argv), "--candidates") == ["transfer"]
+    for c in p.seeds:
+        assert option_values(list(c.argv), "--env-kwargs") == [mixture]
+        assert option_values(list(c.argv), "--imitate") == [args[args.index("--imitate") + 1]]
 
 
 def test_static_candidates_are_the_schedules_they_name():
@@ -250,18 +256,20 @@ def test_teacher_over_slo_tiers_labels_each_family_by_its_own_config(tmp_path):
 
 
 def test_script_tiers_mode_names_valid_tiers():
-    import re
     from pathlib import Path
 
     from agents.family_vec import slo_tier_specs
 
-    script = (Path(__file__).resolve().parents[1] / "agents" / "zoo" / "train_kv_admission.sh").read_text()
-    tiers = re.search(r'^KV_TIERS="([^"]+)"$', script, re.M).group(1).split()
+    from agents.zoo.seeds import SEED_RUNS, Settings, option_values, plan
+
+    tiers = list(SEED_RUNS["kv_admission"].tiers)  # the tiers mode of agents/zoo/train_kv_admission.sh
     specs = slo_tier_specs("default", tiers, {})
     assert specs[0].env_kwargs["slo_ttft_s"] == 2.0 and "load" not in specs[0].env_kwargs  # full's loads
     assert len({(s.env_kwargs["slo_ttft_s"], s.env_kwargs["slo_tpot_s"]) for s in specs}) == len(specs) == 3
     assert all(s.env_kwargs["slo_metric"] == "tpot" for s in specs)  # the observation cannot tell p99_tbt apart
-    assert 'TI=(--slo-tiers "${TA[@]}")' in script and "--env-kwargs \"${EK[@]}\" \"${TI[@]}\"" in script
+    p = plan("kv_admission", Settings(Path("/o"), Path("/w"), 4, "tiers"))
+    assert option_values(list(p.teacher.argv), "--slo-tiers") == tiers  # the teacher and the seeds alike
+    assert all(option_values(list(c.argv), "--slo-tiers") == tiers for c in p.seeds)
 
 
 @pytest.mark.parametrize("raw", [b"garbage\n", b"", b"\x80\x04\x95", b"(lp0\nI1\n"])
@@ -278,8 +286,10 @@ def test_script_refuses_a_bad_mode_or_stage_before_creating_anything(tmp_path, a
     import subprocess
     from pathlib import Path
 
+    import os
+
     script = Path(__file__).resolve().parents[1] / "agents" / "zoo" / "train_kv_admission.sh"
-    env = {"PATH": "/usr/bin:/bin", "OUT": str(tmp_path / "out"), "W": str(tmp_path / "w")}
+    env = {"PATH": os.environ["PATH"], "OUT": str(tmp_path / "out"), "W": str(tmp_path / "w")}
     r = subprocess.run(["bash", str(script), *args], env=env, capture_output=True, text=True, timeout=30)
     assert r.returncode == 2 and what in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists() and not (tmp_path / "w").exists()

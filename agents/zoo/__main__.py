@@ -2,17 +2,18 @@
 
     python -m agents.zoo list
     python -m agents.zoo train [--env ID ...] [--recipe FILE | --pending] [--out DIR] [--dry-run]
+    python -m agents.zoo seeds NAME --out DIR [--mode full|small|tiers] [--stage all|teacher|train]
+        [--ncpu N] [--work DIR] [--steps N] [--n-seeds N] [--dry-run]
 
 ``list`` prints each recipe as a command that runs when pasted, from any directory (the pending
 ones, ``agents.zoo.PENDING``, as comments: a checkpoint not committed yet); ``train`` runs the recipe's
 trainer (``agents.train``, or ``agents.train_multi`` for the multi-agent cluster's router) with its
 recorded arguments (into ``DIR/<stem>``) and copies the final checkpoint over the zoo file beside this
-module. A recipe's relative trace path (``../shared/traces/...``) is relative to the repository root.
+module. ``seeds`` trains a recipe's seeds at once and plays them on the leaderboard (the GPU host's
+runs, ``agents.zoo.seeds``; ``agents/zoo/train_*.sh`` call it). A recipe's relative trace path (``../shared/traces/...``) is relative to the repository root.
 """
 
 from __future__ import annotations
-
-import ast
 
 import shlex
 import shutil
@@ -20,44 +21,9 @@ import sys
 from pathlib import Path
 
 from agents import cli
-from agents.zoo import HERE, PENDING, RECIPES, Recipe, load_recipe
+from agents.zoo import HERE, PENDING, RECIPES, load_recipe, seeds_driver
+from agents.zoo.args import REPO_ROOT, recipe_args  # noqa: F401  (REPO_ROOT: re-exported)
 
-REPO_ROOT = HERE.parents[1]
-
-
-def _from_root(entry: str) -> str:
-    """A relative trace-file path resolved against the repository root; a built-in trace name
-    (no suffix, no slash) or an absolute path unchanged."""
-    path = Path(entry)
-    if (path.suffix or "/" in entry) and not path.is_absolute():
-        return str((REPO_ROOT / path).resolve())
-    return entry
-
-
-def recipe_args(env_id: str, recipe: Recipe) -> list[str]:
-    """``agents.train`` arguments of ``recipe``: ``--env`` first, a relative ``--trace`` path and
-    the relative file entries of a ``workloads=`` mixture (comma list or tuple literal) resolved
-    against the repository root, so the command runs from any directory."""
-    args = list(recipe.train_args)
-    if "--trace" in args:
-        i = args.index("--trace") + 1
-        args[i] = _from_root(args[i])
-    for i, a in enumerate(args):
-        if a.startswith("workloads="):
-            value = a.split("=", 1)[1]
-            if value.startswith("("):
-                entries = [_from_root(e) for e in ast.literal_eval(value)]
-                args[i] = "workloads=" + repr(tuple(entries))
-            else:
-                args[i] = "workloads=" + ",".join(_from_root(e) for e in value.split(","))
-    if recipe.trainer != "agents.train":  # its own command line (agents.train_multi: --workloads ENTRY ...)
-        if "--workloads" in args:
-            i = args.index("--workloads") + 1
-            while i < len(args) and not args[i].startswith("--"):
-                args[i] = _from_root(args[i])
-                i += 1
-        return args
-    return ["--env", env_id, *args]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,7 +39,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="train the pending recipes (agents.zoo.PENDING: checkpoints not committed yet) instead")
     t.add_argument("--dry-run", action="store_true", help="print the commands only")
     sub.add_parser("list", help="show each recipe, whether its checkpoint exists, and its command")
+    sp = seeds_driver.add_parser(sub)
     a = p.parse_args(argv)
+    if a.cmd == "seeds":
+        return seeds_driver.run_cli(a, sp)
     if a.cmd == "list":
         for env_id, r in RECIPES.items():
             have = "present" if (HERE / r.file).exists() else "missing"
