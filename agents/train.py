@@ -33,7 +33,7 @@ from agents.family_vec import SLO_FIELDS, FamilyVecEnv, family_specs, make_famil
 from agents.imitation import has_teacher, imitate, teacher_for
 from agents.policy import heuristic_names
 from agents.provenance import code_version
-from agents.sb3_policy import ALGOS, algo_class
+from agents.sb3_policy import ALGOS, algo_class, no_distribution_validation
 from agents.training import (
     DEFAULT_ALGO,
     DEVICES,
@@ -42,7 +42,6 @@ from agents.training import (
     atomic_write_text,
     default_n_envs,
     make_model,
-    no_distribution_validation,
     parse_hyperparams,
     policy_spec,
     resolve_device,

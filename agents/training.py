@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ast
-import contextlib
 import copy
 import inspect
 import os
@@ -194,22 +193,6 @@ def make_model(algo: str, env_id: str, vec: Any, seed: int, tensorboard_log: str
                          f"{cls.__name__} (it takes {', '.join(sorted(accepted))})")
     return cls(policy, vec, seed=seed, verbose=0, tensorboard_log=tensorboard_log,
                device=device, **params)
-
-
-@contextlib.contextmanager
-def no_distribution_validation():
-    """torch's argument checks of distributions off inside the block (restored after): SB3 and
-    sb3-contrib build a Categorical for every policy call, and each build checks its logits
-    (``torch.distributions.Distribution.set_default_validate_args``; issue 16: "validation of
-    distributions off in the hot loop"). The checks only raise on bad input; values are the same."""
-    import torch as th
-
-    before = th.distributions.Distribution._validate_args
-    th.distributions.Distribution.set_default_validate_args(False)
-    try:
-        yield
-    finally:
-        th.distributions.Distribution.set_default_validate_args(before)
 
 
 def atomic_save(model: Any, path: Path) -> None:
