@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import hashlib
 import os
 import shutil
 import sys
@@ -27,6 +26,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from traces.cache import file_sha256
 from traces.errors import TraceError
 
 CATALOGUE_FILE = Path(__file__).resolve().parent / "data" / "public_traces.toml"
@@ -88,14 +88,6 @@ def missing_hint(path: str | Path) -> str:
     return "../shared/traces absent?"
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def fetch(name: str, dest: Path | None = None, source: str | Path | None = None) -> Path:
     """Install catalogue file ``name`` into ``dest`` (default :func:`cache_dir`) from its pinned URL,
     or from the local copy ``source``; return its path. An already installed file with the right
@@ -107,7 +99,7 @@ def fetch(name: str, dest: Path | None = None, source: str | Path | None = None)
     entry = cat[name]
     dest = cache_dir() if dest is None else Path(dest)
     target = dest / name
-    if target.exists() and _sha256(target) == entry.sha256:
+    if target.exists() and file_sha256(target) == entry.sha256:
         return target
     dest.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{name}.", dir=dest)
@@ -130,7 +122,7 @@ def fetch(name: str, dest: Path | None = None, source: str | Path | None = None)
         size = tmp.stat().st_size
         if size != entry.bytes:
             raise TraceError(f"traces.fetch: {where} has {size} bytes, the catalogue's {name} has {entry.bytes}")
-        digest = _sha256(tmp)
+        digest = file_sha256(tmp)
         if digest != entry.sha256:
             raise TraceError(f"traces.fetch: {where} has SHA-256 {digest}, the catalogue's {name} has {entry.sha256}")
         tmp.chmod(0o644)  # mkstemp's 0600 would hide it from other users of a shared cache
