@@ -237,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
                 try:
                     team.parse_team(spec)
                 except ValueError as err:
-                    raise cli.UsageError(str(err)) from None
+                    raise cli.UsageError(f"--policy {err}") from None
         else:
             policies = a.policy or ["random", *heuristic_names(a.env)]
             cli.check_policies(a.env, policies)

@@ -370,12 +370,12 @@ def main(argv: list[str] | None = None) -> int:
         if Path(path).suffix not in (".zip", ".onnx") or not Path(path).is_file():
             p.error(f"--policy {path}: expected an existing SB3 checkpoint (.zip) or ONNX file (.onnx)")
     for spec in a.team:
+        if "=" not in spec:
+            p.error(f"--team {spec!r}: expected ROLE=POLICY[,ROLE=POLICY ...] (default teams play anyway)")
         try:
-            if "=" not in spec:
-                raise ValueError("expected ROLE=POLICY[,ROLE=POLICY ...] (default teams play anyway)")
             team.parse_team(spec)
-        except ValueError as err:
-            p.error(f"--team {spec}: {err}")
+        except ValueError as err:  # the message starts with the spec
+            p.error(f"--team {err}")
     try:
         scenarios = scenarios_for(a.envs) + user_trace_scenarios(a.trace, a.envs)
         if a.quick:  # the quick run keeps every main scenario and one of the transfer track

@@ -64,7 +64,7 @@ def parse_team(spec: str) -> dict[str, str]:
         from agents.zoo import MULTI_TEAM, ZOO
 
         if ENV_ID not in ZOO:
-            raise ValueError(f"--policy zoo: {ENV_ID} has no zoo checkpoint yet (agents/zoo/__init__.py RECIPES)")
+            raise ValueError(f"'zoo': {ENV_ID} has no zoo checkpoint yet (agents/zoo/__init__.py RECIPES)")
         return {**base, **MULTI_TEAM, "router": str(ZOO[ENV_ID])}
     if spec == "random":
         return {role: "random" for role in ROLES}
@@ -72,19 +72,19 @@ def parse_team(spec: str) -> dict[str, str]:
     seen = set()
     for part in spec.split(","):
         if "=" not in part:
-            raise ValueError(f"--policy {spec!r}: expected 'team', 'zoo', 'random' or ROLE=POLICY[,ROLE=POLICY ...] "
+            raise ValueError(f"{spec!r}: expected 'team', 'zoo', 'random' or ROLE=POLICY[,ROLE=POLICY ...] "
                              f"with ROLE one of {', '.join(ROLES)}")
         role, name = (x.strip() for x in part.split("=", 1))
         if role not in ROLES:
-            raise ValueError(f"--policy {spec!r}: no role {role!r}; roles: {', '.join(ROLES)}")
+            raise ValueError(f"{spec!r}: no role {role!r}; roles: {', '.join(ROLES)}")
         if role in seen:
-            raise ValueError(f"--policy {spec!r}: role {role} given twice")
+            raise ValueError(f"{spec!r}: role {role} given twice")
         seen.add(role)
         path = Path(name)
         if name not in role_choices(role) and not (
                 role in SAME_AS and path.suffix in (".zip", ".onnx") and path.is_file()):
             files = " or an SB3 checkpoint (.zip) / ONNX file of " + SAME_AS[role] if role in SAME_AS else ""
-            raise ValueError(f"--policy {spec!r}: {role} takes one of {', '.join(role_choices(role))}{files}")
+            raise ValueError(f"{spec!r}: {role} takes one of {', '.join(role_choices(role))}{files}")
         out[role] = name
     return out
 

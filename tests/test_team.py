@@ -73,7 +73,14 @@ def test_evaluate_cli_refuses_a_bad_team_in_one_line(capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["--env", "multi", "--policy", "router=lru"])
     err = capsys.readouterr().err.strip().splitlines()
-    assert exit_.value.code == 2 and len(err) == 1 and "router takes one of" in err[0]
+    assert exit_.value.code == 2 and len(err) == 1 and "--policy 'router=lru': router takes one of" in err[0]
+    from agents.leaderboard import main as lb_main
+
+    for bad, says in (("router=lru", "--team 'router=lru': router takes one of"), ("jsq", "--team 'jsq': expected ROLE")):
+        with pytest.raises(SystemExit) as exit_:  # each CLI names its own option, not another's
+            lb_main(["--team", bad, "--out", "unused"])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert exit_.value.code == 2 and len(err) == 1 and says in err[0] and "--policy" not in err[0]
     from agents.train import main as train_main
 
     with pytest.raises(SystemExit) as exit_:
