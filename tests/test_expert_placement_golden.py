@@ -2,7 +2,9 @@
 cluster model got faster, the results did not change). ``tests/golden/expert_placement.json`` was
 recorded by ``tests/golden/expert_placement_golden.py`` on the code of commit 711ea3f (before issue
 16's first ExpertPlacement change) for envs/expert_placement and traces/moe.py: SHA-256 of every
-episode's expert counts and of every observation, mask, reward and done flag, metrics as exact floats."""
+episode's expert counts and of every observation, mask, reward and done flag, metrics as exact floats.
+The observation digests were re-recorded on b8730e7 (issue 21's features in time; counts and metrics
+unchanged)."""
 
 from __future__ import annotations
 

@@ -84,7 +84,16 @@ KV_ADMISSION_TRANSFER = Recipe("kv_admission_dagger.zip", (
 # (small mode here: 104 s). The committed file is seed 0 of that run on the 16-core GPU host (2026-12-01, 8 cores:
 # DAgger 169 s for the 3 seeds at once, leaderboard 70 s; agents/zoo/results/expert_placement_dagger_seeds.json):
 # >= sticky_eplb's normalized score (point means) on 11 of 13 settings, -0.20 and -0.14 at drift 0.04 on the
-# training regime and Qwen EP16 (within the seed intervals).
+# training regime and Qwen EP16 (within the seed intervals). Then the observation gained eight global features in
+# time (fractions of the last interval's MoE time: each option's MoE time on the last interval, the migration
+# blocking of the layers already decided in the rebalance and what each option adds to it; kernels.GLOBAL_FEATURES).
+# Seed 0 of this recipe on the 2-core box (345 s wall, 127 s user CPU; the committed file), normalized score on the
+# leaderboard's episodes (8, seed 10000), main track drift 0.01 / 0.04 / 0.15 and Qwen EP16 drift 0.04, with the
+# features / without (the previous zoo file, seed 0 of the device run) / sticky_eplb:
+#   108.121 / 108.410 / 80.030 / 103.286  |  108.050 / 107.400 / 80.030 / 102.894  |  104.531 / 107.903 / 80.032 / 103.291
+# (migration 16.4 / 81.3 / 191.3 / 14.1 GB per episode against sticky_eplb's 119.3 / 151.4 / 191.7 / 21.2). Ablations,
+# seed 0: the MoE-time features alone 107.996 / 108.104 / 79.944 / 103.226, the migration ones alone 107.994 /
+# 107.797 / 80.032 / 103.536; this recipe with 65,536 decisions 108.155 / 108.310 / 80.032 / 103.543 (633 s wall).
 EXPERT_PLACEMENT_DAGGER = Recipe("expert_placement_dagger.zip", (
     "--imitate", "32768", "--timesteps", "0", "--imitate-kwargs", "target='values'", "epochs=10", "batch_size=512",
     "--seed", "0"), f"expert_load-v{EXPERT_LOAD_VERSION}", transfer=True)

@@ -78,6 +78,9 @@ class ExpertPlacementVecEnv(NativeVecEnv):
         a2a = float(self.sim.cost.a2a(np.array(self.sim.cost.sent_rows))) * 2 * cfg.interval_steps
         self._mig_cost = float(fetch) / a2a
         self._all = np.arange(n)
+        self._sent_rows = int(cfg.tokens_per_gpu * sh.k)  # CostModel.sent_rows
+        self._a2a2 = np.zeros(0)
+        self._fit_time_tables(sh.tokens_per_step * sh.k)
         if seed is not None:
             self.seed(seed)
 
@@ -93,6 +96,7 @@ class ExpertPlacementVecEnv(NativeVecEnv):
         drifts = self.config.drifts()
         picks = [self.draw_episode(int(e), self.sim.load.n_windows, drifts) for e in envs]
         self.sim.reset(envs, [w for w, _ in picks], [d for _, d in picks])
+        self._fit_time_tables(int(self.sim.counts[envs].sum(-1, dtype=np.int64).max()))
         self.phase[envs] = K.MODE
         self.layer[envs] = 0
         self.rep_done[envs] = 0
@@ -103,6 +107,14 @@ class ExpertPlacementVecEnv(NativeVecEnv):
                 self._teacher_tables[int(e)] = None
         self._refresh(np.asarray(envs))
 
+    def _fit_time_tables(self, max_rows: int) -> None:
+        """The kernels' all-to-all and migration time tables (``CostModel.time_tables``), grown to cover a
+        busiest GPU of ``max_rows`` token rows (a step's total count; recorded counts may exceed the
+        generator's tokens_per_step x top_k) and the most experts a GPU can receive in a rebalance."""
+        if max_rows >= self._a2a2.shape[0]:
+            self._a2a2, self._mig_in, self._mig_out = self.sim.cost.time_tables(
+                max(max_rows, self._sent_rows), self.sh.L * self.sh.S)
+
     def _refresh(self, envs: np.ndarray) -> None:
         sim, sh = self.sim, self.sh
         self.feats[envs, 14] = self._mig_cost
@@ -111,7 +123,9 @@ class ExpertPlacementVecEnv(NativeVecEnv):
         frac = sim.interval / self.config.intervals
         K.refresh(envs, self.phase, self.layer, self.rep_done, self.cnt_pend, sim.window, sim.last, sim.slow,
                   sim.next_share, sim.place, self.proj, self.feats, self.cand, self._obs, self._mask, sh.R, frac,
-                  sh.G, sh.gpn, sh.groups, sh.nodes)
+                  sh.G, sh.gpn, sh.groups, sh.nodes, sim.counts, sim.interval, self.config.interval_steps,
+                  sim.last_moe_s, self.pending, sh.S, self.config.dispatch == "even", sim.cost.ffn_table,
+                  sim.cost.latency, self._a2a2, self._sent_rows, self._mig_in, self._mig_out)
 
     def _accept_actions(self, a: np.ndarray) -> np.ndarray:
         # A masked action (from an algorithm that ignores masks, e.g. plain PPO) becomes the first

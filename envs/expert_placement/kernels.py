@@ -17,6 +17,7 @@ import numba as nb
 import numpy as np
 
 from envs.expert_placement import algos as A
+from envs.expert_placement.sim import dispatch_costs
 
 KEEP, LPT, EPLB, CUSTOM = 0, 1, 2, 3  # mode sub-step actions
 N_MODES = 4
@@ -45,6 +46,17 @@ GLOBAL_FEATURES = (
     "gpu_min",  # ... min
     "redundancy",  # redundant slots / slots
     "gpus_inv",  # 1 / GPUs
+    # In time, as fractions of the last interval's MoE time (all layers and steps, the placement it was played on):
+    # what moving this layer would have saved on the interval just observed against what it costs in migration
+    # blocking, which is the slowest GPU's fetch summed over ALL layers of the rebalance (issue 21).
+    "moe_keep",  # this layer's MoE time on the last interval, current placement (KEEP)
+    "dmoe_lpt",  # this layer's MoE time on the last interval's counts after LPT, minus KEEP's
+    "dmoe_eplb",  # ... after EPLB, minus KEEP's
+    "dmoe_custom",  # ... after CUSTOM (EPLB's replicas, sticky packing), minus KEEP's
+    "mig_committed",  # migration blocking of the layers already decided in this rebalance
+    "dmig_lpt",  # blocking added by LPT on this layer, on top of the committed layers' moves
+    "dmig_eplb",  # ... by EPLB
+    "dmig_custom",  # ... by CUSTOM
 )
 CANDIDATE_FEATURES = (
     "present",  # 1 if there is a k-th expert
@@ -79,10 +91,36 @@ def _moved_frac(old: np.ndarray, new: np.ndarray, G: int, gpn: int, E: int, buf:
 
 
 @nb.njit(cache=True)
+def _blocking(mv: np.ndarray, mig_in: np.ndarray, mig_out: np.ndarray) -> float:
+    """Migration blocking seconds of ``mv[G, 2]`` received experts (own node, other node): the slowest
+    GPU's fetch, ``CostModel.migration``'s time from its per-count tables."""
+    t = 0.0
+    for g in range(mv.shape[0]):
+        t = max(t, mig_in[mv[g, 0]], mig_out[mv[g, 1]])
+    return t
+
+
+@nb.njit(cache=True)
+def _layer_moe_s(c4: np.ndarray, pl: np.ndarray, S: int, G: int, even: bool, ffn_table: np.ndarray, latency: float,
+                 a2a2: np.ndarray, sent_rows: int) -> float:
+    """MoE seconds of one layer over one interval: counts ``c4[1, T, 1, E]`` on placement ``pl[1, 1, P]``
+    (``CostModel.dispatch_costs``' moe_s summed over steps; ``a2a2[rows]`` = both all-to-alls' seconds)."""
+    ffn, peak, _ = dispatch_costs(c4, pl, S, G, even, ffn_table, latency)
+    t = 0.0
+    for i in range(ffn.shape[1]):
+        t += ffn[0, i, 0] + a2a2[max(peak[0, i, 0], sent_rows)]
+    return t
+
+
+@nb.njit(cache=True)
 def prepare_layer(e: int, layer: int, window: np.ndarray, slow: np.ndarray, place: np.ndarray, proj: np.ndarray,
-                  feats: np.ndarray, G: int, gpn: int, groups: int, nodes: int) -> None:
+                  feats: np.ndarray, G: int, gpn: int, groups: int, nodes: int, counts: np.ndarray, k0: int, T: int,
+                  last_moe_s: np.ndarray, pending: np.ndarray, S: int, even: bool, ffn_table: np.ndarray,
+                  latency: float, a2a2: np.ndarray, sent_rows: int, mig_in: np.ndarray, mig_out: np.ndarray) -> None:
     """Options of env e's layer: proj[e, 0..2] = LPT, EPLB, CUSTOM-greedy placements; feats[e] =
-    their imbalance and moved share (GLOBAL_FEATURES 5..17)."""
+    their imbalance and moved share (GLOBAL_FEATURES 5..17) and, in time (20..27), each option's MoE
+    time on the last interval's counts ``counts[e, k0:k0 + T]`` (the last interval) and the migration blocking it adds to
+    the layers already decided (``pending[e, :layer]``), over the last interval's MoE time ``last_moe_s[e]``."""
     w = window[e, layer]
     cur = place[e, layer]
     E = w.shape[0]
@@ -113,6 +151,28 @@ def prepare_layer(e: int, layer: int, window: np.ndarray, slow: np.ndarray, plac
         f[15] = srt[-1] / m
         f[16] = srt[G // 2] / m
         f[17] = srt[0] / m
+    # In time: the options on the last interval's counts, and the migration each adds to the committed layers'.
+    total = last_moe_s[e].sum()
+    c4 = np.empty((1, T, 1, E), counts.dtype)
+    for t in range(c4.shape[1]):
+        for x in range(E):
+            c4[0, t, 0, x] = counts[e, k0 + t, layer, x]
+    pl = np.empty((1, 1, P), np.int64)
+    committed = np.zeros((G, 2), np.int64)
+    for l in range(layer):
+        A.moved_experts(place[e, l], pending[e, l], G, gpn, E, committed)
+    base = _blocking(committed, mig_in, mig_out)
+    keep = last_moe_s[e, layer]
+    f[20] = keep / total if total > 0 else 0.0
+    f[24] = base / total if total > 0 else 0.0
+    for j in range(3):
+        pl[0, 0, :] = proj[e, j]
+        t_j = _layer_moe_s(c4, pl, S, G, even, ffn_table, latency, a2a2, sent_rows)
+        mv[:] = committed
+        A.moved_experts(cur, proj[e, j], G, gpn, E, mv)
+        d_mig = _blocking(mv, mig_in, mig_out) - base
+        f[21 + j] = (t_j - keep) / total if total > 0 else 0.0
+        f[25 + j] = d_mig / total if total > 0 else 0.0
 
 
 @nb.njit(cache=True)
@@ -236,11 +296,17 @@ def apply_actions(envs: np.ndarray, actions: np.ndarray, phase: np.ndarray, laye
 def refresh(envs: np.ndarray, phase: np.ndarray, layer: np.ndarray, rep_done: np.ndarray, cnt_pend: np.ndarray,
             window: np.ndarray, last: np.ndarray, slow: np.ndarray, next_share: np.ndarray, place: np.ndarray,
             proj: np.ndarray, feats: np.ndarray, cand: np.ndarray, obs: np.ndarray, mask: np.ndarray, R: int,
-            interval_frac: np.ndarray, G: int, gpn: int, groups: int, nodes: int) -> None:
-    """Prepare the options of envs entering a layer (mode sub-step) and observe every env in ``envs``."""
+            interval_frac: np.ndarray, G: int, gpn: int, groups: int, nodes: int, counts: np.ndarray,
+            interval: np.ndarray, T: int, last_moe_s: np.ndarray, pending: np.ndarray, S: int, even: bool,
+            ffn_table: np.ndarray, latency: float, a2a2: np.ndarray, sent_rows: int, mig_in: np.ndarray,
+            mig_out: np.ndarray) -> None:
+    """Prepare the options of envs entering a layer (mode sub-step) and observe every env in ``envs``;
+    ``interval[e]`` is the interval just played (its counts are ``counts[e, interval[e] * T:][:T]``)."""
     for i in range(envs.shape[0]):
         e = envs[i]
         if phase[e] == MODE:
-            prepare_layer(e, layer[e], window, slow, place, proj, feats, G, gpn, groups, nodes)
+            prepare_layer(e, layer[e], window, slow, place, proj, feats, G, gpn, groups, nodes, counts,
+                          interval[e] * T, T, last_moe_s, pending, S, even, ffn_table, latency, a2a2, sent_rows,
+                          mig_in, mig_out)
         observe(e, layer[e], phase, rep_done, cnt_pend, window, last, slow, next_share, place, feats, cand, obs,
                 mask, R, interval_frac[e], G)

@@ -554,6 +554,18 @@ class CostModel:
         return {"moe_s": ffn + 2.0 * a2a, "ffn_s": ffn, "a2a_s": 2.0 * a2a, "imbalance": np.ones_like(ffn),
                 "a2a_bytes": 2.0 * rows * sh.row_bytes}
 
+    def time_tables(self, max_rows: int, max_moved: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per-count tables for the numba kernels (``envs.expert_placement.kernels``), elementwise the
+        same hwmodels expressions as :meth:`_costs` and :meth:`migration`: both all-to-alls' seconds when
+        the busiest GPU moves r token rows ``[max_rows + 1]``, and a GPU's fetch seconds of n experts from
+        its own node and from another node ``[max_moved + 1]`` each (float64)."""
+        a2a2 = 2.0 * np.asarray(self.a2a(np.arange(max_rows + 1, dtype=np.float64)), np.float64)
+        b = np.arange(max_moved + 1, dtype=np.float64) * self.sh.expert_bytes
+        t_in = hwmodels.weight_transfer_time(b, self.gpu, intra_node=True, calibration=self.cal)
+        t_out = hwmodels.weight_transfer_time(b, self.gpu, intra_node=False, inter_node_bw=self.cfg.inter_node_bw,
+                                              calibration=self.cal)
+        return a2a2, np.asarray(t_in, np.float64), np.asarray(t_out, np.float64)
+
     def migration(self, moved: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Bytes and blocking seconds of ``moved[n, G, 2]`` received experts (own node, other node)."""
         b = moved.astype(np.float64) * self.sh.expert_bytes
@@ -624,6 +636,9 @@ class PlacementSim:
         self.window = np.zeros((n, sh.L, sh.E))  # last interval's mean load (the EPLB window)
         self.slow = np.zeros((n, sh.L, sh.E))  # EMA of interval means, 4-interval horizon
         self.next_share = np.zeros((n, sh.L, sh.E))  # same-index expert's window load at layer l+1
+        # MoE seconds of the last interval per layer (summed over its steps) on the placement it was played on
+        # (the warm-up interval's on the initial placement): the observation's unit of time
+        self.last_moe_s = np.zeros((n, sh.L))
         self.interval = np.zeros(n, np.int64)
         self.drift = np.zeros(n)
         self.acc = np.zeros((n, 8))  # moe_s, ffn_s, a2a_s, imbalance, a2a_bytes, layer-steps, mig_bytes, mig_s
@@ -643,6 +658,8 @@ class PlacementSim:
         self.acc[envs] = 0.0
         self.last[envs] = self.window[envs] = self.slow[envs] = 0.0
         self._observe_interval(envs, 0, first=True)  # warm-up interval: history only, not scored
+        warm = self.cost.dispatch_costs(self.interval_counts(envs, 0), self.place[envs])
+        self.last_moe_s[envs] = warm["moe_s"].sum(1)
 
     def interval_counts(self, envs: np.ndarray, k: int | np.ndarray) -> np.ndarray:
         """Counts of interval k (0 = warm-up) for ``envs``: [len(envs), T, L, E]."""
@@ -682,6 +699,7 @@ class PlacementSim:
         acc[:, 6] += mig_b
         acc[:, 7] += mig_s
         self.acc[envs] = acc
+        self.last_moe_s[envs] = c["moe_s"].sum(1)
         self.interval[envs] = k
         self._observe_interval(envs, k)
         return c["moe_s"].sum((1, 2)) + mig_s

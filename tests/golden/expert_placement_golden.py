@@ -18,7 +18,9 @@ split, both oracles) or recorded counts, and records
 
 ``tests/test_expert_placement_golden.py`` compares the current code with ``expert_placement.json``,
 recorded on the code of commit 711ea3f (before issue 16's first ExpertPlacement change, 8e6dda0)
-for ``envs/expert_placement`` and ``traces/moe.py``, bit for bit.
+for ``envs/expert_placement`` and ``traces/moe.py``, bit for bit. Re-recorded on b8730e7 (issue 21:
+the observation gained eight global features in time): only ``steps`` changed (observations); every
+case's ``inputs``, ``counts`` and ``metrics`` stayed 711ea3f's, bit for bit.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
+# inputs, counts and metrics: 711ea3f's; steps (observations): b8730e7's (issue 21's features in time)
+RECORDED_ON = "711ea3f (envs/expert_placement, traces/moe.py); steps re-recorded on b8730e7 (observation v0 + time features)"
 SMALL = dict(layers=2, interval_steps=8, intervals=4)
 # name -> (config overrides, envs, episodes per env, plan, seed, oracle)
 # plan: "eplb" / "keep" / "custom" (that mode, FILL on replica sub-steps), "legal" (seeded random
@@ -159,7 +163,7 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     got = {name: play(name) for name in a.cases}
     if a.out:
-        Path(a.out).write_text(json.dumps({"commit": "711ea3f (envs/expert_placement, traces/moe.py)", "cases": got},
+        Path(a.out).write_text(json.dumps({"commit": RECORDED_ON, "cases": got},
                                           indent=1) + "\n")
     if a.check:
         want = json.loads(Path(a.check).read_text())["cases"]
