@@ -94,8 +94,14 @@ KV_ADMISSION_TRANSFER = Recipe("kv_admission_dagger.zip", (
 # (migration 16.4 / 81.3 / 191.3 / 14.1 GB per episode against sticky_eplb's 119.3 / 151.4 / 191.7 / 21.2). Ablations,
 # seed 0: the MoE-time features alone 107.996 / 108.104 / 79.944 / 103.226, the migration ones alone 107.994 /
 # 107.797 / 80.032 / 103.536; this recipe with 65,536 decisions 108.155 / 108.310 / 80.032 / 103.543 (633 s wall).
+# On the 16-core GPU host (2026-12-01, ff90a45, 3 seeds each, `OUT=DIR NCPU=16 [STEPS=65536] bash
+# agents/zoo/train_expert_placement.sh full`): 32,768 decisions (DAgger 123 s) >= sticky_eplb on 11 of 13 settings
+# (-0.054 at drift 0.04 on the training regime, -0.044 at 0.15 with phase shifts); 65,536 (DAgger 212 s) also on
+# 11 of 13, the two misses smaller and at drift 0.15 (-0.061 phase shifts, -0.025 Qwen EP16), +0.145 at drift 0.04
+# on the training regime. The recipe is the 65,536 one; the committed file is its seed 0 from that run
+# (agents/zoo/results/expert_placement_dagger_seeds.json).
 EXPERT_PLACEMENT_DAGGER = Recipe("expert_placement_dagger.zip", (
-    "--imitate", "32768", "--timesteps", "0", "--imitate-kwargs", "target='values'", "epochs=10", "batch_size=512",
+    "--imitate", "65536", "--timesteps", "0", "--imitate-kwargs", "target='values'", "epochs=10", "batch_size=512",
     "--seed", "0"), f"expert_load-v{EXPERT_LOAD_VERSION}", transfer=True)
 
 
