@@ -122,7 +122,8 @@ def _loss(dist: Any, label: th.Tensor, multi: np.ndarray | None) -> th.Tensor:
 def imitate(model: Any, vec: Any, steps: int, rounds: int = 6, epochs: int = 4, batch_size: int = 1024,
             learning_rate: float = 1e-3, seed: int = 0, log: Any = print,
             teacher: Teacher | None = None, target: str = "set",
-            max_grad_norm: float | None = 0.5, beta0: float = 1.0) -> list[dict[str, float]]:
+            max_grad_norm: float | None = 0.5, beta0: float = 1.0,
+            roll_in: str = "teacher") -> list[dict[str, float]]:
     """Run DAgger for ``steps`` labelled decisions (over all envs) and return per-round stats
     (``round``, ``beta``, ``samples``, ``loss`` (mean of the round's last 20 minibatches),
     ``student_agrees`` (share of decisions where the student's greedy action is the teacher's),
@@ -139,11 +140,14 @@ def imitate(model: Any, vec: Any, steps: int, rounds: int = 6, epochs: int = 4, 
     trained before it was an argument; 0.0 lets the student act from the first step, so no labelled state
     comes from the teacher's own trajectory: on PrefixEviction-v0's agentic family Belady's states hold
     only the old blocks that will be reused, and a fit to them learns the reverse of LRU's order,
-    envs/prefix_eviction/README.md). Raises ``ValueError`` when there
+    envs/prefix_eviction/README.md). ``roll_in``: who acts in that share: ``"teacher"`` (its action) or
+    ``"first"`` (the first legal action: the env's own ranking's choice, PrefixEviction-v0's LRU victim),
+    so the labelled states are those a plain heuristic reaches, not the oracle's. Raises ``ValueError`` when there
     is no teacher, for fewer steps than one per env per round, for an action space other than
     Discrete / MultiDiscrete, for a ``target`` the env cannot give, for ``rounds`` / ``epochs`` /
     ``batch_size`` not an integer >= 1, a ``learning_rate`` not finite and > 0, a
-    ``max_grad_norm`` that is not None or finite and > 0, or a ``beta0`` outside [0, 1]."""
+    ``max_grad_norm`` that is not None or finite and > 0, a ``beta0`` outside [0, 1], or a ``roll_in``
+    other than "teacher" / "first" (or "first" with MultiDiscrete actions)."""
     if teacher is None:
         if not hasattr(vec, "teacher_actions"):
             raise ValueError(f"imitate: {type(vec).__name__} has no privileged teacher_actions()")
@@ -173,6 +177,8 @@ def imitate(model: Any, vec: Any, steps: int, rounds: int = 6, epochs: int = 4, 
                                       or not np.isfinite(max_grad_norm) or max_grad_norm <= 0):
         raise ValueError(f"imitate: max_grad_norm must be None or a finite number > 0, got {max_grad_norm!r}")
     values = target == "values"
+    if roll_in not in ("teacher", "first") or (roll_in == "first" and multi is not None):
+        raise ValueError(f"imitate: roll_in must be 'teacher' or 'first' (Discrete only), got {roll_in!r}")
     if values and (multi is not None or not hasattr(vec, "teacher_values")):
         raise ValueError(f"imitate: target='values' needs a Discrete env with teacher_values(); "
                          f"{type(vec).__name__} has {'none' if multi is None else 'a MultiDiscrete action space'}")
@@ -199,7 +205,8 @@ def imitate(model: Any, vec: Any, steps: int, rounds: int = 6, epochs: int = 4, 
             if values:
                 value_buf.append(np.asarray(vec.teacher_values(), np.float32))
             pick = rng.random(E) < beta
-            act = np.where(pick if multi is None else pick[:, None], taught, student)
+            lead = taught if roll_in == "teacher" else np.argmax(mask, axis=1)
+            act = np.where(pick if multi is None else pick[:, None], lead, student)
             obs, _, _, infos = vec.step(act)
             episodes += [i["metrics"] for i in infos if "metrics" in i]
         X = th.as_tensor(np.concatenate(obs_buf))
