@@ -122,7 +122,8 @@ def _loss(dist: Any, label: th.Tensor, multi: np.ndarray | None) -> th.Tensor:
 def imitate(model: Any, vec: Any, steps: int, rounds: int = 6, epochs: int = 4, batch_size: int = 1024,
             learning_rate: float = 1e-3, seed: int = 0, log: Any = print,
             teacher: Teacher | None = None, target: str = "set",
-            max_grad_norm: float | None = 0.5) -> list[dict[str, float]]:
+            max_grad_norm: float | None = 0.5, beta0: float = 1.0,
+            roll_in: str = "teacher") -> list[dict[str, float]]:
     """Run DAgger for ``steps`` labelled decisions (over all envs) and return per-round stats
     (``round``, ``beta``, ``samples``, ``loss`` (mean of the round's last 20 minibatches),
     ``student_agrees`` (share of decisions where the student's greedy action is the teacher's),
@@ -134,11 +135,19 @@ def imitate(model: Any, vec: Any, steps: int, rounds: int = 6, epochs: int = 4, 
     ``teacher_values()``; Discrete only; the teacher's action still drives round 0's mixing and
     ``student_agrees``). ``max_grad_norm``: each minibatch's gradient is clipped to this global L2
     norm (``torch.nn.utils.clip_grad_norm_``; 0.5, SB3's PPO default, keeps the recipes trained
-    before it was an argument reproducible), None for no clipping. Raises ``ValueError`` when there
+    before it was an argument reproducible), None for no clipping. ``beta0``: the teacher's share of
+    round 0's actions; round i's is ``beta0 * 0.5**i`` (1.0, Ross et al.'s schedule, keeps the recipes
+    trained before it was an argument; 0.0 lets the student act from the first step, so no labelled state
+    comes from the teacher's own trajectory: on PrefixEviction-v0's agentic family Belady's states hold
+    only the old blocks that will be reused, and a fit to them learns the reverse of LRU's order,
+    envs/prefix_eviction/README.md). ``roll_in``: who acts in that share: ``"teacher"`` (its action) or
+    ``"first"`` (the first legal action: the env's own ranking's choice, PrefixEviction-v0's LRU victim),
+    so the labelled states are those a plain heuristic reaches, not the oracle's. Raises ``ValueError`` when there
     is no teacher, for fewer steps than one per env per round, for an action space other than
     Discrete / MultiDiscrete, for a ``target`` the env cannot give, for ``rounds`` / ``epochs`` /
-    ``batch_size`` not an integer >= 1, a ``learning_rate`` not finite and > 0, or a
-    ``max_grad_norm`` that is not None or finite and > 0."""
+    ``batch_size`` not an integer >= 1, a ``learning_rate`` not finite and > 0, a
+    ``max_grad_norm`` that is not None or finite and > 0, a ``beta0`` outside [0, 1], or a ``roll_in``
+    other than "teacher" / "first" (or "first" with MultiDiscrete actions)."""
     if teacher is None:
         if not hasattr(vec, "teacher_actions"):
             raise ValueError(f"imitate: {type(vec).__name__} has no privileged teacher_actions()")
@@ -146,6 +155,8 @@ def imitate(model: Any, vec: Any, steps: int, rounds: int = 6, epochs: int = 4, 
     for name, v in (("rounds", rounds), ("epochs", epochs), ("batch_size", batch_size)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
             raise ValueError(f"imitate: {name} must be an integer >= 1, got {v!r}")
+    if isinstance(beta0, bool) or not isinstance(beta0, (int, float)) or not 0.0 <= beta0 <= 1.0:
+        raise ValueError(f"imitate: beta0 must be a number in [0, 1], got {beta0!r}")
     if isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float)) \
             or not np.isfinite(learning_rate) or learning_rate <= 0:
         raise ValueError(f"imitate: learning_rate must be a finite number > 0, got {learning_rate!r}")
@@ -166,6 +177,8 @@ def imitate(model: Any, vec: Any, steps: int, rounds: int = 6, epochs: int = 4, 
                                       or not np.isfinite(max_grad_norm) or max_grad_norm <= 0):
         raise ValueError(f"imitate: max_grad_norm must be None or a finite number > 0, got {max_grad_norm!r}")
     values = target == "values"
+    if roll_in not in ("teacher", "first") or (roll_in == "first" and multi is not None):
+        raise ValueError(f"imitate: roll_in must be 'teacher' or 'first' (Discrete only), got {roll_in!r}")
     if values and (multi is not None or not hasattr(vec, "teacher_values")):
         raise ValueError(f"imitate: target='values' needs a Discrete env with teacher_values(); "
                          f"{type(vec).__name__} has {'none' if multi is None else 'a MultiDiscrete action space'}")
@@ -178,7 +191,7 @@ def imitate(model: Any, vec: Any, steps: int, rounds: int = 6, epochs: int = 4, 
     history: list[dict[str, float]] = []
     obs = vec.reset()
     for rnd in range(rounds):
-        beta = 0.5 ** rnd
+        beta = beta0 * 0.5 ** rnd
         agree, episodes = 0, []
         for _ in range(per_round):
             mask = vec.action_masks()
@@ -192,7 +205,8 @@ def imitate(model: Any, vec: Any, steps: int, rounds: int = 6, epochs: int = 4, 
             if values:
                 value_buf.append(np.asarray(vec.teacher_values(), np.float32))
             pick = rng.random(E) < beta
-            act = np.where(pick if multi is None else pick[:, None], taught, student)
+            lead = taught if roll_in == "teacher" else np.argmax(mask, axis=1)
+            act = np.where(pick if multi is None else pick[:, None], lead, student)
             obs, _, _, infos = vec.step(act)
             episodes += [i["metrics"] for i in infos if "metrics" in i]
         X = th.as_tensor(np.concatenate(obs_buf))

@@ -132,12 +132,22 @@ IMITATE_TARGETS = ("set", "values")  # imitate(target=...): agents/imitation.py
 def parse_imitate_kwargs(items: list[str]) -> dict:
     """``--imitate-kwargs`` items as ``imitate`` keyword arguments; ``ValueError`` naming an item
     with an unknown key, a value of the wrong type, a value not finite or <= 0 (``max_grad_norm`` may also be
-    None: no gradient clipping)."""
+    None: no gradient clipping; ``beta0`` is a number in [0, 1]; ``roll_in`` 'teacher' or 'first')."""
     out = {}
     # the caller names the option (--imitate-kwargs): was reported as --hyperparams
     for key, value in parse_hyperparams(items, flag="").items():
         if key == "max_grad_norm" and value is None:
             out[key] = None
+            continue
+        if key == "roll_in":
+            if value not in ("teacher", "first"):
+                raise ValueError(f"roll_in={value!r}: expected 'teacher' or 'first'")
+            out[key] = value
+            continue
+        if key == "beta0":  # the teacher's share of round 0 (imitate): 0 is allowed
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+                raise ValueError(f"beta0={value!r}: expected a number in [0, 1]")
+            out[key] = float(value)
             continue
         if key == "target":
             if value not in IMITATE_TARGETS:
@@ -146,7 +156,7 @@ def parse_imitate_kwargs(items: list[str]) -> dict:
             continue
         typ = IMITATE_KEYS.get(key)
         if typ is None:
-            raise ValueError(f"{key!r} is not one of {', '.join([*IMITATE_KEYS, 'target'])}")
+            raise ValueError(f"{key!r} is not one of {', '.join([*IMITATE_KEYS, 'target', 'beta0', 'roll_in'])}")
         if isinstance(value, bool) or not isinstance(value, (int, float) if typ is float else int) \
                 or not math.isfinite(value) or value <= 0:
             raise ValueError(f"{key}={value!r}: expected a{'n integer' if typ is int else ' finite number'} > 0")

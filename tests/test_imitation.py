@@ -135,6 +135,8 @@ def test_max_grad_norm_is_the_clip_and_none_turns_it_off():
     (dict(learning_rate=float("nan")), "learning_rate must be a finite number > 0, got nan"),
     (dict(max_grad_norm=float("nan")), "max_grad_norm must be None or a finite number > 0, got nan"),
     (dict(max_grad_norm=True), "max_grad_norm must be None or a finite number > 0, got True"),
+    (dict(beta0=1.5), "beta0 must be a number in [0, 1], got 1.5"),
+    (dict(beta0=-0.1), "beta0 must be a number in [0, 1], got -0.1"),
 ])
 def test_imitate_refuses_bad_loop_settings_before_any_step(kw, says):
     tr = traces.load_trace("mooncake_conv", seed=2, duration_s=300.0)
@@ -150,6 +152,12 @@ def test_imitate_kwargs_take_the_target():
     assert parse_imitate_kwargs(["max_grad_norm=None", "learning_rate=3e-4"]) == {"max_grad_norm": None,
                                                                                     "learning_rate": 3e-4}
     assert parse_imitate_kwargs(["max_grad_norm=2"]) == {"max_grad_norm": 2.0}
+    assert parse_imitate_kwargs(["beta0=0"]) == {"beta0": 0.0}
+    assert parse_imitate_kwargs(["roll_in='first'"]) == {"roll_in": "first"}
+    with pytest.raises(ValueError, match="roll_in='lru': expected 'teacher' or 'first'"):
+        parse_imitate_kwargs(["roll_in='lru'"])
+    with pytest.raises(ValueError, match=re.escape("beta0=2: expected a number in [0, 1]")):
+        parse_imitate_kwargs(["beta0=2"])
     with pytest.raises(ValueError, match="max_grad_norm=0: expected a finite number > 0"):
         parse_imitate_kwargs(["max_grad_norm=0"])
     # inf (the literal 1e999) passed the > 0 check
@@ -177,3 +185,43 @@ def test_train_refuses_imitate_kwargs_it_cannot_use(tmp_path, capsys, argv, msg)
         main([*argv, "--out", str(tmp_path / "run")])
     err = capsys.readouterr().err.strip().splitlines()
     assert exc.value.code == 2 and msg in err[-1] and not (tmp_path / "run").exists()
+
+
+def test_beta0_and_roll_in_choose_who_acts():
+    """beta0 scales the teacher's share of each round (round i: beta0 * 0.5**i): with 0 every
+    stepped action is the student's greedy one, with 1 (the default) round 0 steps the teacher's,
+    and with roll_in='first' that share steps the first legal action (PrefixEviction: LRU's victim)."""
+    tr = traces.load_trace("mooncake_conv", seed=2, duration_s=300.0)
+
+    def round0(**kw):
+        vec = envs.make_vec(ENV, 4, seed=0, trace=tr, split="all", window_requests=200, warmup_requests=100,
+                            capacity_frac=0.05)
+        th.manual_seed(0)
+        model = make_model("maskable-ppo", ENV, vec, 0, None)
+        stepped, student, teacher, first = [], [], [], []
+        step = vec.step
+
+        def recording(a):
+            if len(stepped) < 40:  # round 0 (rounds=2 x 4 envs x 40 steps): the model is not trained yet
+                mask = vec.action_masks()
+                stepped.append(np.asarray(a).copy())
+                student.append(model.predict(vec._obs.copy(), action_masks=mask, deterministic=True)[0])
+                teacher.append(vec.teacher_actions())
+                first.append(np.argmax(mask, axis=1))
+            return step(a)
+
+        vec.step = recording
+        hist = imitate(model, vec, 4 * 2 * 40, rounds=2, epochs=1, batch_size=64, seed=0, log=lambda _: None,
+                       target="values", **kw)
+        return hist, np.array(stepped), np.array(student), np.array(teacher), np.array(first)
+
+    hist, stepped, student, teacher, first = round0(beta0=0.0)
+    assert [h["beta"] for h in hist] == [0.0, 0.0]
+    assert np.array_equal(stepped, student)
+    hist, stepped, student, teacher, first = round0()
+    assert [h["beta"] for h in hist] == [1.0, 0.5]
+    assert np.array_equal(stepped, teacher) and not np.array_equal(stepped, student)
+    hist, stepped, student, teacher, first = round0(roll_in="first")
+    assert np.array_equal(stepped, first) and not np.array_equal(stepped, teacher)
+    with pytest.raises(ValueError, match="roll_in must be 'teacher' or 'first'"):
+        round0(roll_in="lru")
