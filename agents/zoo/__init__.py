@@ -141,12 +141,36 @@ RECIPES: dict[str, Recipe] = {
     # and a pairwise (RankNet) loss all fit alike (0.078 / 0.112 +- 0.001 at 5% / 10%): the fit is not the
     # limit; the states DAgger visits are. Seeds 0-2 with their leaderboard:
     # `OUT=DIR bash agents/zoo/train_prefix_eviction.sh`.
-    "servegym/PrefixEviction-v0": Recipe("prefix_eviction_dagger_values128.zip", (
+    # Issue 21 (branch i21pe3): the zoo recipe with the DAgger roll-in by LRU instead of Belady
+    # (imitate roll_in='first': the beta share of each round acts with LRU's victim, candidate 0) and 16
+    # epochs. Belady's own states teach the reverse of LRU's order on agentic traffic (the old blocks it
+    # keeps are the ones that come back; agents/zoo/results/i21pe3_diagnosis/README.md). Measured on the
+    # loaded 2-core dev box (2026-12-01, agents.evaluate settings, eval seed 10000), block hit ratio on held-out
+    # Mooncake 1 / 5 / 10 / 25% and agentic 0.2 / 0.5%:
+    #   this recipe, seed 0 (181 s):           0.053 / 0.111 / 0.157 / 0.235, 0.483 / 0.582
+    #   this recipe, seed 1 (229 s):           0.053 / 0.105 / 0.159 / 0.237, 0.483 / 0.582
+    #   the previous zoo file (seed 0):         0.053 / 0.116 / 0.155 / 0.222, 0.454 / 0.534
+    #   best heuristic:                         0.051 / 0.088 / 0.143 / 0.236, 0.481 / 0.625
+    # Still short of LRU at agentic 0.5% (by 0.043); at agentic 0.2% and Mooncake 25% within 0.002 of the best
+    # heuristic either way; LRU-to-Belady gap closed 23% / 20% at 5% and 12% / 13% at 10%. 3 seeds and their
+    # leaderboard: `OUT=$OUT NCPU=6 bash agents/zoo/train_prefix_eviction.sh full` on the GPU host (2026-12-01 at
+    # 725e64c, 6 cores beside the full leaderboard: DAgger 98 s, leaderboard 182 s; seed 0 is the committed file,
+    # agents/zoo/results/prefix_eviction_lru_rollin_seeds.json): >= the best heuristic's point mean on 7 of 8
+    # scenarios (Mooncake 1/5/10% +0.001/+0.021/+0.015, 25% 0.000; agentic 0.2% +0.002; Mooncake synthetic 5/10%
+    # +0.006/+0.001), agentic 0.5% -0.045. It replaced prefix_eviction_dagger_values128.zip, whose recipe was
+    # this one with epochs=4 and no roll_in (it lost Mooncake 25% by 0.013 and agentic by 0.025 / 0.091):
+    "servegym/PrefixEviction-v0": Recipe("prefix_eviction_dagger_lru_rollin.zip", (
         "--env-kwargs", "workloads=('mooncake_conv-v1','../shared/traces/mooncake_conversation.jsonl')",
         "capacity_frac=(0.01,0.02,0.05,0.1,0.25)",
         "--imitate", "96000", "--timesteps", "0", "--n-envs", "128", "--imitate-kwargs", "target='values'",
-        "rounds=4", "epochs=4", "batch_size=512", "max_grad_norm=None", "--seed", "0"),
+        "rounds=4", "epochs=16", "batch_size=512", "max_grad_norm=None", "roll_in='first'", "--seed", "0"),
         "mooncake_conv-v1+../shared/traces/mooncake_conversation.jsonl"),
+    # "servegym/PrefixEviction-v0": Recipe("prefix_eviction_dagger_values128.zip", (
+    # "--env-kwargs", "workloads=('mooncake_conv-v1','../shared/traces/mooncake_conversation.jsonl')",
+    # "capacity_frac=(0.01,0.02,0.05,0.1,0.25)",
+    # "--imitate", "96000", "--timesteps", "0", "--n-envs", "128", "--imitate-kwargs", "target='values'",
+    # "rounds=4", "epochs=4", "batch_size=512", "max_grad_norm=None", "--seed", "0"),
+    # "mooncake_conv-v1+../shared/traces/mooncake_conversation.jsonl"),
     # Issue 21: DAgger (agents/imitation.py) from Routing-v0's privileged teacher (envs/routing/teacher.py,
     # env.teacher_actions / teacher_targets: each replica replayed alone for 20 s with and without the
     # request on the true output lengths; the replica where it costs the fewest SLO outcomes, exact ties
@@ -243,23 +267,4 @@ for _env_id, _recipe in RECIPES.items():
 # Recipes whose checkpoint is not committed yet (trained on the GPU host, then moved into RECIPES with
 # the file); ``python -m agents.zoo list`` prints them marked "pending", ``train --pending`` runs them.
 PENDING: dict[str, Recipe] = {
-    # Issue 21 (branch i21pe3): the zoo recipe with the DAgger roll-in by LRU instead of Belady
-    # (imitate roll_in='first': the beta share of each round acts with LRU's victim, candidate 0) and 16
-    # epochs. Belady's own states teach the reverse of LRU's order on agentic traffic (the old blocks it
-    # keeps are the ones that come back; agents/zoo/results/i21pe3_diagnosis/README.md). Measured on the
-    # loaded 2-core dev box (2026-12-01, agents.evaluate settings, eval seed 10000), block hit ratio on held-out
-    # Mooncake 1 / 5 / 10 / 25% and agentic 0.2 / 0.5%:
-    #   this recipe, seed 0 (181 s):           0.053 / 0.111 / 0.157 / 0.235, 0.483 / 0.582
-    #   this recipe, seed 1 (229 s):           0.053 / 0.105 / 0.159 / 0.237, 0.483 / 0.582
-    #   the zoo file (RECIPES, seed 0):         0.053 / 0.116 / 0.155 / 0.222, 0.454 / 0.534
-    #   best heuristic:                         0.051 / 0.088 / 0.143 / 0.236, 0.481 / 0.625
-    # Still short of LRU at agentic 0.5% (by 0.043); at agentic 0.2% and Mooncake 25% within 0.002 of the best
-    # heuristic either way; LRU-to-Belady gap closed 23% / 20% at 5% and 12% / 13% at 10%. 3 seeds and their
-    # leaderboard: `OUT=$OUT NCPU=8 bash agents/zoo/train_prefix_eviction.sh full` on the GPU host.
-    "servegym/PrefixEviction-v0": Recipe("prefix_eviction_dagger_lru_rollin.zip", (
-        "--env-kwargs", "workloads=('mooncake_conv-v1','../shared/traces/mooncake_conversation.jsonl')",
-        "capacity_frac=(0.01,0.02,0.05,0.1,0.25)",
-        "--imitate", "96000", "--timesteps", "0", "--n-envs", "128", "--imitate-kwargs", "target='values'",
-        "rounds=4", "epochs=16", "batch_size=512", "max_grad_norm=None", "roll_in='first'", "--seed", "0"),
-        "mooncake_conv-v1+../shared/traces/mooncake_conversation.jsonl"),
 }
