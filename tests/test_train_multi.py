@@ -127,7 +127,7 @@ def test_leaderboard_refuses_a_bad_team_in_one_line(capsys, tmp_path):
     with pytest.raises(SystemExit) as exit_:
         main(["--envs", "multi", "--team", "router=lru", "--out", str(tmp_path)])
     err = capsys.readouterr().err.strip().splitlines()
-    assert exit_.value.code == 2 and "--team router=lru" in err[-1]
+    assert exit_.value.code == 2 and "--team 'router=lru': router takes one of" in err[-1]
 
 
 def test_leaderboard_refuses_a_team_whose_checkpoint_does_not_fit_its_seat(capsys, tmp_path):
