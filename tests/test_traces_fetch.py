@@ -56,6 +56,18 @@ def test_unknown_name_and_cli_errors(tiny, capsys):
     assert F.main(["tiny.jsonl"]) == 0
 
 
+def test_an_install_directory_that_cannot_be_made_is_a_one_line_error(tiny, tmp_path, capsys):
+    src, body = tiny
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    for bad in (blocker, blocker / "sub"):  # a file where the directory should be, and one below it
+        with pytest.raises(TraceError, match=f"cannot write tiny.jsonl into {bad} "):
+            F.fetch("tiny.jsonl", dest=bad, source=src)
+        assert F.main(["tiny.jsonl", "--from", str(src), "--dir", str(bad)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "Traceback" not in err and str(bad) in err
+
+
 def test_locate_prefers_the_shared_folder(tmp_path, monkeypatch):
     monkeypatch.setenv("SERVEGYM_TRACE_DIR", str(tmp_path / "cache"))
     (tmp_path / "shared").mkdir()

@@ -92,7 +92,8 @@ def fetch(name: str, dest: Path | None = None, source: str | Path | None = None)
     """Install catalogue file ``name`` into ``dest`` (default :func:`cache_dir`) from its pinned URL,
     or from the local copy ``source``; return its path. An already installed file with the right
     hash is kept. ``TraceError`` (one line, naming the file) for an unknown name, a failed download,
-    or a size or SHA-256 other than the catalogue's; nothing is written then."""
+    an install directory that cannot be created or written, or a size or SHA-256 other than the
+    catalogue's; nothing is written then."""
     cat = catalogue()
     if name not in cat:
         raise TraceError(f"traces.fetch: no public trace {name!r} (have {', '.join(sorted(cat))})")
@@ -101,8 +102,11 @@ def fetch(name: str, dest: Path | None = None, source: str | Path | None = None)
     target = dest / name
     if target.exists() and file_sha256(target) == entry.sha256:
         return target
-    dest.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{name}.", dir=dest)
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{name}.", dir=dest)
+    except OSError as e:
+        raise TraceError(f"traces.fetch: cannot write {name} into {dest} ({e.strerror or e})") from None
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as out:
@@ -125,8 +129,11 @@ def fetch(name: str, dest: Path | None = None, source: str | Path | None = None)
         digest = file_sha256(tmp)
         if digest != entry.sha256:
             raise TraceError(f"traces.fetch: {where} has SHA-256 {digest}, the catalogue's {name} has {entry.sha256}")
-        tmp.chmod(0o644)  # mkstemp's 0600 would hide it from other users of a shared cache
-        os.replace(tmp, target)
+        try:
+            tmp.chmod(0o644)  # mkstemp's 0600 would hide it from other users of a shared cache
+            os.replace(tmp, target)
+        except OSError as e:
+            raise TraceError(f"traces.fetch: cannot install {target} ({e.strerror or e})") from None
     finally:
         tmp.unlink(missing_ok=True)
     return target
