@@ -206,6 +206,11 @@ def test_stages_of_a_teacher_run():
     ("multi", {"n_envs": 4}, "--n-envs / --rl-steps: multi's trainer agents.train_multi"),
     ("routing", {"steps": 0}, "--steps 0: must be a positive integer"),
     ("routing", {"n_seeds": 0}, "--n-seeds 0"),
+    ("kv_admission", {"candidates": "bogus"}, "--candidates 'bogus': must be heuristics, static or transfer"),
+    ("kv_admission", {"shard": "5/3"}, "--shard 5/3: must satisfy 0 <= I < N"),
+    ("kv_admission", {"shard": "x"}, "--shard 'x': must be I/N with integers"),
+    ("kv_admission", {"tiers": ("bogus",)}, "--tiers bogus: SLO tier 'bogus'"),
+    ("kv_admission", {"tiers": ("mlperf_server:x",)}, "--tiers mlperf_server:x: loads must be numbers"),
 ])
 def test_plan_refuses_bad_settings_in_one_line(name, s, msg):
     with pytest.raises(PlanError, match="^" + msg.replace("(", r"\(").replace("*", r"\*")) as err:
@@ -252,6 +257,18 @@ def test_cli_errors_exit_2_in_one_line_before_creating_anything(tmp_path, args, 
     r = _cli(args, env, cwd=tmp_path)
     assert r.returncode == 2 and msg in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_unusable_out_or_work_dir_exits_2_and_leaves_nothing(tmp_path):
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    for args, msg in ((["--out", str(blocker)], f"--out / OUT {blocker}: exists and is not a directory"),
+                      (["--out", str(blocker / "o")], f"--out / OUT {blocker / 'o'}: {blocker} is not a directory"),
+                      (["--out", str(tmp_path / "o"), "--work", str(blocker)],
+                       f"--work / W {blocker}: exists and is not a directory")):
+        r = _cli(["routing", *args], cwd=tmp_path)
+        assert r.returncode == 2 and msg in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert sorted(x.name for x in tmp_path.iterdir()) == ["afile"]
 
 
 def test_wrappers_exec_the_driver_with_their_arguments(tmp_path):

@@ -25,6 +25,8 @@ from agents.zoo.args import REPO_ROOT, recipe_args
 
 MODES = ("full", "small", "tiers")
 STAGES = ("all", "teacher", "train")
+# agents.kv_admission_teacher's --candidates kinds (its candidate_names)
+CANDIDATE_KINDS = ("heuristics", "static", "transfer")
 # What every child process gets (one BLAS/OpenMP thread each: the seeds and Ray's workers share the cores).
 CHILD_ENV = {"PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "RAY_USAGE_STATS_ENABLED": "0"}
 # Trainer module -> (its option of labelled decisions, options every seed gets).
@@ -383,6 +385,22 @@ def plan(name: str, s: Settings, python: str = sys.executable) -> Plan:
                         (s.tiers, "--tiers")):
         if value is not None and not (t and t.candidates):
             raise PlanError(f"{what}: {name}'s seed run does not take it (kv_admission's does)")
+    if s.candidates is not None and s.candidates not in CANDIDATE_KINDS:
+        raise PlanError(f"--candidates '{s.candidates}': must be {', '.join(CANDIDATE_KINDS[:-1])} or "
+                        f"{CANDIDATE_KINDS[-1]} (agents.kv_admission_teacher)")
+    if s.shard is not None:
+        try:
+            i_shard, n_shard = (int(x) for x in s.shard.split("/"))
+        except ValueError:
+            raise PlanError(f"--shard '{s.shard}': must be I/N with integers, e.g. 0/2") from None
+        if not 0 <= i_shard < n_shard:
+            raise PlanError(f"--shard {s.shard}: must satisfy 0 <= I < N")
+    if s.tiers:
+        from agents.family_vec import slo_tier_specs
+        try:
+            slo_tier_specs("mixture", s.tiers)  # the teacher's and trainer's check, before any stage runs
+        except ValueError as err:
+            raise PlanError(f"--tiers {str(err).removeprefix('--slo-tiers ')}") from None
     if s.teacher is not None and s.stage != "train":
         raise PlanError(f"--teacher {s.teacher}: only with --stage train")
     if s.stage == "train" and s.teacher is None:

@@ -116,7 +116,36 @@ def run_cli(a: argparse.Namespace, p: argparse.ArgumentParser) -> int:
     if a.dry_run:
         print("\n".join(pl.lines()))
         return 0
+    for path, what in ((s.out, "--out / OUT"), (s.work, "--work / W")):
+        problem = unwritable(path)
+        if problem:
+            p.error(f"{what} {path}: {problem}")
+    made = []
+    for path, what in ((s.out, "--out / OUT"), (s.work, "--work / W")):
+        try:
+            if not path.is_dir():
+                path.mkdir(parents=True)
+                made.append(path)
+        except OSError as err:
+            for d in reversed(made):  # leave nothing behind for bad input
+                shutil.rmtree(d, ignore_errors=True)
+            p.error(f"{what} {path}: cannot be created ({err.strerror or err})")
     return execute(pl)
+
+
+def unwritable(path: Path) -> str | None:
+    """Why directory ``path`` cannot be used (made where missing, then written), or None; checked for
+    OUT and W before anything is created."""
+    if path.exists():
+        if not path.is_dir():
+            return "exists and is not a directory"
+        return None if os.access(path, os.W_OK | os.X_OK) else "not writable"
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"{parent} is not a directory"
+    return None if os.access(parent, os.W_OK | os.X_OK) else f"cannot be created ({parent} is not writable)"
 
 
 # --- running a plan -------------------------------------------------------------------------------
