@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from envs.slo import default_slo, tier_slo
-from traces.fetch import locate, missing_hint
+from traces.fetch import locate, missing_hint, not_the_catalogued
 from traces.moe_counts import FILE as EXPERT_COUNTS_FILE
 
 SHARED_TRACES = Path(__file__).resolve().parents[1].parent / "shared" / "traces"
@@ -68,6 +68,9 @@ class Scenario:
             path = Path(self.trace)
             if not path.exists():
                 return False, f"trace file {path} not found ({missing_hint(path)})"
+            wrong = not_the_catalogued(path)
+            if wrong:
+                return False, f"trace file {wrong} (reinstall: `python -m traces.fetch {path.name}`)"
         return True, ""
 
     def kwargs(self, quick: bool) -> dict[str, Any]:

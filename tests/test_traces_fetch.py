@@ -89,3 +89,23 @@ def test_the_real_catalogue_is_well_formed():
 def test_the_shared_copies_are_the_catalogued_files(name, tmp_path):
     # the pinned hashes are the files every shared-trace test and leaderboard number was measured on
     assert F.fetch(name, tmp_path, source=SHARED / name).read_bytes() == (SHARED / name).read_bytes()
+
+
+def test_an_installed_copy_that_differs_is_named_and_its_scenario_skipped(tiny, tmp_path):
+    from dataclasses import replace
+
+    from agents.scenarios import TRANSFER_SCENARIOS
+
+    src, body = tiny
+    good = F.fetch("tiny.jsonl", source=src)
+    assert F.not_the_catalogued(good) is None
+    assert F.not_the_catalogued(tmp_path / "other.jsonl") is None  # not catalogued: nothing to compare
+    sc = replace(TRANSFER_SCENARIOS[0], trace=str(good))
+    assert sc.trace_available() == (True, "")
+    good.write_bytes(body[:-1])  # a truncated copy
+    ok, why = sc.trace_available()
+    assert not ok and why == (f"trace file {good} has {len(body) - 1} bytes, the catalogue's tiny.jsonl has "
+                              f"{len(body)} (reinstall: `python -m traces.fetch tiny.jsonl`)")
+    good.write_bytes(body.replace(b"10", b"11"))  # same size, other bytes
+    assert F.not_the_catalogued(good).startswith(f"{good} has SHA-256 ")
+    assert not sc.trace_available()[0]

@@ -88,6 +88,29 @@ def missing_hint(path: str | Path) -> str:
     return "../shared/traces absent?"
 
 
+def not_the_catalogued(path: str | Path) -> str | None:
+    """Why trace file ``path`` is not the catalogue's file of its name (size, then SHA-256), or None
+    when it is, or when its name is not catalogued or it does not exist (scenarios call this before
+    playing an installed trace, so that a truncated or replaced copy is skipped with this reason
+    rather than failing mid-run or scoring other data). Hashes are memoized by (path, size, mtime)."""
+    path = Path(path)
+    entry = catalogue().get(path.name)
+    if entry is None or not path.is_file():
+        return None
+    st = path.stat()
+    if st.st_size != entry.bytes:
+        return f"{path} has {st.st_size} bytes, the catalogue's {path.name} has {entry.bytes}"
+    digest = _sha256_of(str(path), st.st_size, st.st_mtime_ns)
+    if digest != entry.sha256:
+        return f"{path} has SHA-256 {digest}, the catalogue's {path.name} has {entry.sha256}"
+    return None
+
+
+@functools.lru_cache(maxsize=16)
+def _sha256_of(path: str, size: int, mtime_ns: int) -> str:
+    return file_sha256(Path(path))
+
+
 def fetch(name: str, dest: Path | None = None, source: str | Path | None = None) -> Path:
     """Install catalogue file ``name`` into ``dest`` (default :func:`cache_dir`) from its pinned URL,
     or from the local copy ``source``; return its path. An already installed file with the right
