@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import os
 import types
 import typing
 from pathlib import Path
@@ -231,6 +232,26 @@ def check_policies(env_id: str, specs: list[str], allowed: tuple[str, ...] = (".
         files = " or ".join(f"an existing {s} file" for s in allowed)
         named = f"one of {', '.join(choices)}, or " if choices else ""
         raise UsageError(f"--policy {spec!r}: not a policy of {env_id}; allowed: {named}{files}")
+
+
+def check_output(path: Path, option: str, directory: bool = False) -> None:
+    """``UsageError`` naming ``option`` and ``path`` when the output there cannot be written: it
+    exists as the wrong kind (a directory for a file, a file for a directory), or the nearest
+    existing ancestor of what must be created is not a writable directory. Called before a run,
+    so that a long evaluation does not end in a traceback at its write."""
+    path = Path(path)
+    if path.exists():
+        if directory != path.is_dir():
+            raise UsageError(f"{option} {path}: exists and is {'not ' if directory else ''}a directory")
+        target = path if directory else path.parent
+    else:
+        target = path.parent
+        while not target.exists():
+            target = target.parent
+        if not target.is_dir():
+            raise UsageError(f"{option} {path}: {target} is not a directory")
+    if not os.access(target, os.W_OK | os.X_OK):
+        raise UsageError(f"{option} {path}: {target} is not writable")
 
 
 def run_main(parser: Parser, body: typing.Callable[[], int]) -> int:

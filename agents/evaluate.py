@@ -242,6 +242,8 @@ def main(argv: list[str] | None = None) -> int:
             policies = a.policy or ["random", *heuristic_names(a.env)]
             cli.check_policies(a.env, policies)
         cli.check_env(a.env, kwargs, a.trace, a.seed, split=a.split)
+        if a.json:
+            cli.check_output(a.json, "--json")  # before the run, not a traceback at its end
         if a.capacity:
             from envs.options import vec_class
 

@@ -458,6 +458,7 @@ def main(argv: list[str] | None = None) -> int:
         if a.vecnormalize is not None and not a.vecnormalize.is_file():
             raise cli.UsageError(f"--vecnormalize {a.vecnormalize}: no such file")
         kwargs = cli.parse_env_kwargs(a.env_kwargs, a.env)
+        cli.check_output(a.onnx, "--onnx")  # before the parity run, not a traceback at the write
         try:
             parity = export(a.env, a.policy, a.onnx, a.vecnormalize, kwargs,
                             0 if a.no_parity else a.parity_obs, a.seed, a.opset,

@@ -360,6 +360,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1 if problems else 0
     if a.out is None:
         p.error("--out DIR is required (unless --check)")
+    try:
+        cli.check_output(a.out, "--out", directory=True)  # was a traceback at the write, after every scenario ran
+    except cli.UsageError as err:
+        p.error(str(err))
     try:  # a bad SERVEGYM_COMMIT was a traceback when the report was built, after every scenario ran
         code = code_version()  # taken once, before the run: the commit the scenarios ran
     except ValueError as err:

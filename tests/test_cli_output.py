@@ -1,0 +1,42 @@
+"""Output paths a CLI cannot write are usage errors (one line naming the option, exit 2) before any
+run, not a traceback at the write after it (evaluate --json, export --onnx, leaderboard --out)."""
+
+from __future__ import annotations
+
+import pytest
+
+from agents import cli
+
+
+def test_check_output_names_the_option_and_why(tmp_path):
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    cli.check_output(tmp_path / "new" / "deeper" / "r.json", "--json")  # created later: fine
+    cli.check_output(tmp_path / "lb", "--out", directory=True)
+    cli.check_output(blocker, "--json")  # an existing file is overwritten
+    for path, directory, msg in ((blocker / "r.json", False, f"--x {blocker / 'r.json'}: {blocker} is not a directory"),
+                                 (blocker, True, f"--x {blocker}: exists and is not a directory"),
+                                 (tmp_path, False, f"--x {tmp_path}: exists and is a directory")):
+        with pytest.raises(cli.UsageError) as err:
+            cli.check_output(path, "--x", directory=directory)
+        assert str(err.value) == msg
+
+
+@pytest.mark.parametrize("module, args, msg", [
+    ("agents.evaluate", ["--env", "servegym/PrefixEviction-v0", "--policy", "lru", "--episodes", "1",
+                         "--json", "{B}/r.json"], "--json {B}/r.json: {B} is not a directory"),
+    ("agents.export", ["--env", "servegym/PrefixEviction-v0", "--policy", "zoo", "--onnx", "{B}/x.onnx"],
+     "--onnx {B}/x.onnx: {B} is not a directory"),
+    ("agents.leaderboard", ["--scenarios", "prefix_eviction/*", "--out", "{B}"],
+     "--out {B}: exists and is not a directory"),
+])
+def test_clis_refuse_an_unwritable_output_before_running(module, args, msg, tmp_path, capsys):
+    import importlib
+
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    main = importlib.import_module(module).main
+    with pytest.raises(SystemExit) as exc:
+        main([x.replace("{B}", str(blocker)) for x in args])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and err[-1].endswith(msg.replace("{B}", str(blocker))), err
