@@ -280,6 +280,15 @@ def test_wrappers_exec_the_driver_with_their_arguments(tmp_path):
     r = subprocess.run(["bash", str(REPO_ROOT / "agents/zoo/train_multi.sh")], env=e, capture_output=True, text=True,
                        cwd=tmp_path, timeout=120)
     assert r.returncode == 2 and "--out: not given" in r.stderr  # OUT unset: exit 2 (the scripts exited 1)
+    # options after the positional ones reach the driver (a dropped --dry-run ran the whole plan)
+    r = subprocess.run(["bash", str(REPO_ROOT / "agents/zoo/train_routing.sh"), "small", "--dry-run"],
+                       env={**e, "OUT": str(tmp_path / "o"), "W": str(tmp_path / "w")}, capture_output=True,
+                       text=True, cwd=tmp_path, timeout=120)
+    assert r.returncode == 0 and "--imitate" in r.stdout, r.stderr
+    assert sorted(x.name for x in tmp_path.iterdir()) == []
+    r = subprocess.run(["bash", str(REPO_ROOT / "agents/zoo/train_kv_admission.sh"), "small", "all", "--ncpu", "0"],
+                       env={**e, "OUT": str(tmp_path / "o")}, capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert r.returncode == 2 and "--ncpu 0: must be a positive integer" in r.stderr
 
 
 # --- the runner on stand-in commands (fast: no training) ---------------------------------------------
