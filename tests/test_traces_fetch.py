@@ -91,7 +91,7 @@ def test_the_shared_copies_are_the_catalogued_files(name, tmp_path):
     assert F.fetch(name, tmp_path, source=SHARED / name).read_bytes() == (SHARED / name).read_bytes()
 
 
-def test_an_installed_copy_that_differs_is_named_and_its_scenario_skipped(tiny, tmp_path):
+def test_an_installed_copy_that_differs_is_named_and_its_scenario_skipped(tiny, tmp_path, capsys):
     from dataclasses import replace
 
     from agents.scenarios import TRANSFER_SCENARIOS
@@ -109,3 +109,5 @@ def test_an_installed_copy_that_differs_is_named_and_its_scenario_skipped(tiny, 
     good.write_bytes(body.replace(b"10", b"11"))  # same size, other bytes
     assert F.not_the_catalogued(good).startswith(f"{good} has SHA-256 ")
     assert not sc.trace_available()[0]
+    F.main(["--list"])  # the listing says so too
+    assert f"NOT the catalogued file: {good} has SHA-256" in capsys.readouterr().out

@@ -179,7 +179,9 @@ def main(argv: list[str] | None = None) -> int:
         if a.list:
             for e in catalogue().values():
                 where = locate(e.name)
-                state = where if where.exists() else "not installed"
+                wrong = not_the_catalogued(where) if where.exists() else None
+                state = "not installed" if not where.exists() else (f"NOT the catalogued file: {wrong}" if wrong
+                                                                     else where)
                 print(f"{e.name}\t{e.bytes} bytes\t{e.licence}\t{state}\n    {e.source}")
         for name in a.names:
             path = fetch(name, a.dir, a.source)
