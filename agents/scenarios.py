@@ -17,10 +17,9 @@ from typing import Any
 import numpy as np
 
 from envs.slo import default_slo, tier_slo
-from traces.fetch import locate, missing_hint, not_the_catalogued
+from traces.fetch import SHARED_TRACES, locate, missing_hint, not_the_catalogued
 from traces.moe_counts import FILE as EXPERT_COUNTS_FILE
 
-SHARED_TRACES = Path(__file__).resolve().parents[1].parent / "shared" / "traces"
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ import tomllib
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from traces.cache import file_sha256
 from traces.errors import TraceError
@@ -98,11 +99,17 @@ def not_the_catalogued(path: str | Path) -> str | None:
     if entry is None or not path.is_file():
         return None
     st = path.stat()
-    if st.st_size != entry.bytes:
-        return f"{path} has {st.st_size} bytes, the catalogue's {path.name} has {entry.bytes}"
-    digest = _sha256_of(str(path), st.st_size, st.st_mtime_ns)
-    if digest != entry.sha256:
-        return f"{path} has SHA-256 {digest}, the catalogue's {path.name} has {entry.sha256}"
+    return _mismatch(entry, path, st.st_size, lambda: _sha256_of(str(path), st.st_size, st.st_mtime_ns))
+
+
+def _mismatch(entry: PublicTrace, shown: str | Path, size: int, digest: Callable[[], str]) -> str | None:
+    """Why a file of ``size`` bytes (shown as ``shown``) is not ``entry``'s: its size, else its
+    SHA-256 (``digest()``, only computed when the size matches); None when it is."""
+    if size != entry.bytes:
+        return f"{shown} has {size} bytes, the catalogue's {entry.name} has {entry.bytes}"
+    got = digest()
+    if got != entry.sha256:
+        return f"{shown} has SHA-256 {got}, the catalogue's {entry.name} has {entry.sha256}"
     return None
 
 
@@ -145,13 +152,10 @@ def fetch(name: str, dest: Path | None = None, source: str | Path | None = None)
                         shutil.copyfileobj(r, out)
                 except OSError as e:
                     raise TraceError(f"traces.fetch: download of {name} from {entry.url} failed ({e})") from None
-        where = source if source is not None else entry.url
-        size = tmp.stat().st_size
-        if size != entry.bytes:
-            raise TraceError(f"traces.fetch: {where} has {size} bytes, the catalogue's {name} has {entry.bytes}")
-        digest = file_sha256(tmp)
-        if digest != entry.sha256:
-            raise TraceError(f"traces.fetch: {where} has SHA-256 {digest}, the catalogue's {name} has {entry.sha256}")
+        wrong = _mismatch(entry, source if source is not None else entry.url, tmp.stat().st_size,
+                          lambda: file_sha256(tmp))
+        if wrong:
+            raise TraceError(f"traces.fetch: {wrong}")
         try:
             tmp.chmod(0o644)  # mkstemp's 0600 would hide it from other users of a shared cache
             os.replace(tmp, target)
