@@ -78,7 +78,7 @@ class ExpertPlacementVecEnv(NativeVecEnv):
         a2a = float(self.sim.cost.a2a(np.array(self.sim.cost.sent_rows))) * 2 * cfg.interval_steps
         self._mig_cost = float(fetch) / a2a
         self._all = np.arange(n)
-        self._sent_rows = int(cfg.tokens_per_gpu * sh.k)  # CostModel.sent_rows
+        self._sent_rows = int(self.sim.cost.sent_rows)
         self._a2a2 = np.zeros(0)
         self._fit_time_tables(sh.tokens_per_step * sh.k)
         if seed is not None:
