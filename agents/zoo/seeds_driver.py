@@ -23,6 +23,7 @@ import tarfile
 import time
 from pathlib import Path
 
+from agents.cli import UsageError, check_output
 from agents.zoo.args import REPO_ROOT
 from agents.zoo.seeds import (CHILD_ENV, MODES, SEED_RUNS, STAGES, Command, Plan, PlanError, Settings, plan,
                               recipe_of)
@@ -117,9 +118,10 @@ def run_cli(a: argparse.Namespace, p: argparse.ArgumentParser) -> int:
         print("\n".join(pl.lines()))
         return 0
     for path, what in ((s.out, "--out / OUT"), (s.work, "--work / W")):
-        problem = unwritable(path)
-        if problem:
-            p.error(f"{what} {path}: {problem}")
+        try:
+            check_output(path, what, directory=True)
+        except UsageError as err:
+            p.error(str(err))
     made = []
     for path, what in ((s.out, "--out / OUT"), (s.work, "--work / W")):
         try:
@@ -131,21 +133,6 @@ def run_cli(a: argparse.Namespace, p: argparse.ArgumentParser) -> int:
                 shutil.rmtree(d, ignore_errors=True)
             p.error(f"{what} {path}: cannot be created ({err.strerror or err})")
     return execute(pl)
-
-
-def unwritable(path: Path) -> str | None:
-    """Why directory ``path`` cannot be used (made where missing, then written), or None; checked for
-    OUT and W before anything is created."""
-    if path.exists():
-        if not path.is_dir():
-            return "exists and is not a directory"
-        return None if os.access(path, os.W_OK | os.X_OK) else "not writable"
-    parent = path.parent
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir():
-        return f"{parent} is not a directory"
-    return None if os.access(parent, os.W_OK | os.X_OK) else f"cannot be created ({parent} is not writable)"
 
 
 # --- running a plan -------------------------------------------------------------------------------
