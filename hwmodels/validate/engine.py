@@ -17,7 +17,18 @@ varlen interface. Should the physical store be too fragmented for a request that
 admits, the request waits (head of line) and ``phys_stalls`` counts it: a difference from the
 simulator that the records make visible (zero in every committed run).
 
-Execution: the batch is laid out as [decode tokens | prefill tokens]. On CUDA every iteration
+Execution: the batch is laid out as [decode tokens | prefill tokens], the decodes longest context
+first (``decode_order="longest_first"``, the default; "scheduler" keeps the scheduler's oldest-first
+order). The order changes no result, only how FlashAttention's decode thread blocks land on the
+SMs: the engine's graphs fix max_seqlen_k at max_context, so a sequence far below it is not split
+and each of its KV-head blocks reads its whole context alone; in the scheduler's order the
+longest sequence's blocks sometimes share SMs, and an iteration of the same batch ran 20.6 or
+27.0 ms depending only on that sequence's slot (hwmodels/validate/data/h200_slot_probe.json,
+``python -m hwmodels.validate.slot_probe --report``: 1.46-1.48x between slots in 8 of 9 real
+batches, within 7% of the fastest slot with the batch sorted longest first). Launching the longest
+work first is the classic longest-processing-time rule (Graham, "Bounds on multiprocessing timing
+anomalies", 1969); vLLM avoids the imbalance differently, by splitting the KV (its FlashAttention
+num_splits / scheduler metadata). On CUDA every iteration
 replays a CUDA graph captured for its padded shape (decode-only: decode sequences padded to a
 multiple of 8; mixed: decode sequences padded to a power of two >= 8 (or 0), prefill tokens to a
 power of two >= 128, up to 8 prefill sequences); shapes outside the captured set run eagerly and
@@ -48,6 +59,7 @@ DECODE_PAD = 8  # decode-only graphs: sequences padded to a multiple of this (vL
 MIX_DECODE_BUCKETS = (0, 8, 16, 32, 64, 128, 256)
 MIX_PREFILL_MIN = 128
 MIX_PREFILL_SEQS = 8  # prefill sequences a mixed graph holds
+DECODE_ORDERS = ("longest_first", "scheduler")
 
 
 def _pow2_at_least(x: int, lo: int) -> int:
@@ -157,7 +169,9 @@ class Engine:
     def __init__(self, dims: ModelDims, device: str = "cuda", dtype: torch.dtype | None = None,
                  budget: int = 2048, block_size: int = 16, capacity_blocks: int = 0,
                  max_seqs: int = 256, max_context: int = 32768, kv_rows: int | None = None, seed: int = 0,
-                 graphs: bool | None = None, pad: bool = True, log=print):
+                 graphs: bool | None = None, pad: bool = True, decode_order: str = "longest_first", log=print):
+        if decode_order not in DECODE_ORDERS:
+            raise ValueError(f"Engine: decode_order must be one of {DECODE_ORDERS}, got {decode_order!r}")
         for name, v in (("budget", budget), ("block_size", block_size), ("capacity_blocks", capacity_blocks),
                         ("max_seqs", max_seqs), ("max_context", max_context)):
             if not isinstance(v, int) or v < 1:
@@ -169,6 +183,7 @@ class Engine:
         self.budget, self.block_size, self.capacity_blocks = budget, block_size, capacity_blocks
         self.max_seqs, self.max_context, self.pad = max_seqs, max_context, pad
         self.flash = self.cuda
+        self.decode_order = decode_order
         self.use_graphs = self.cuda and (graphs is None or bool(graphs))
         self.log = log
         self.w = LlamaWeights(dims, self.device, self.dtype, seed)
@@ -369,6 +384,10 @@ class Engine:
         if graph is None and len(pf) > npf:
             npf = len(pf)
         max_q = pp if graph is not None else max([r.sched for r in pf], default=1)
+        perm = None
+        if self.decode_order == "longest_first" and D > 1:
+            perm = sorted(range(D), key=lambda j: (-dec[j].kv, j))
+            dec = [dec[j] for j in perm]
         lay, host = self._fill_stage(dec, pf, dp, pp, npf)
         used = sum(n for _, n in lay.values())
         self.d_stage[:used].copy_(self.h_stage[:used], non_blocking=True)
@@ -389,7 +408,11 @@ class Engine:
             e1.synchronize()  # the iteration's one host synchronisation
             gpu_s = e0.elapsed_time(e1) / 1e3
         toks = self.h_tokens[:n].numpy()
-        res = np.concatenate([toks[:D], toks[dp:dp + len(pf)]])
+        dtoks = toks[:D]
+        if perm is not None:  # back to the scheduler's order
+            dtoks = np.empty_like(dtoks)
+            dtoks[perm] = toks[:D]
+        res = np.concatenate([dtoks, toks[dp:dp + len(pf)]])
         return res, gpu_s, (dp, pp, graph is not None)
 
     # ---------------------------------------------------------------- CUDA graphs

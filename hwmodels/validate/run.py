@@ -108,6 +108,8 @@ def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentP
     p.add_argument("--max-seqs", type=int, default=256)
     p.add_argument("--mem-frac", type=float, default=0.9, help="GPU memory fraction for KV (vLLM's default)")
     p.add_argument("--no-graphs", action="store_true", help="eager execution (not a valid reference)")
+    p.add_argument("--decode-order", choices=("longest_first", "scheduler"), default="longest_first",
+                   help="order of the decodes in the kernels' batch (engine.py docstring says why longest first)")
     p.add_argument("--budget-s", type=float, default=float("inf"), help="stop starting/continuing runs past this")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tiny", action="store_true",
@@ -174,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         cap_blocks, rows = 4096, 2 * 4096 * args.block_size
     eng = Engine(dims, device=dev.type, budget=args.budget, block_size=args.block_size, capacity_blocks=cap_blocks,
                  max_seqs=args.max_seqs, max_context=max_context, kv_rows=rows, seed=args.seed,
-                 graphs=not args.no_graphs, log=log)
+                 graphs=not args.no_graphs, decode_order=args.decode_order, log=log)
     log(f"weights + KV allocated ({rows} KV rows)")
     eng.capture_graphs()
     # warm-up: a few requests end to end (not recorded)
@@ -185,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.cuda.synchronize()
     settings = dict(model=dims.name, gpu_catalog=args.gpu, budget=args.budget, block_size=args.block_size,
                     capacity_blocks=cap_blocks, kv_rows=rows, max_seqs=args.max_seqs, max_context=max_context,
-                    graphs=not args.no_graphs, seed=args.seed, mem_frac=args.mem_frac)
+                    graphs=not args.no_graphs, decode_order=args.decode_order, seed=args.seed, mem_frac=args.mem_frac)
     deadline = args.budget_s
     for w in windows:
         res = {"window": {k: w[k] for k in w}, "settings": settings, "runs": []}
