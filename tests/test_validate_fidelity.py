@@ -17,14 +17,14 @@ import hwmodels.validate
 from hwmodels.errors import HwModelError
 from hwmodels.profiles import get_profile, list_profiles
 from hwmodels.validate.fit import FITTED, fit_reference, iteration_errors
-from hwmodels.validate.measured import load_runs, longest_prefill_context
+from hwmodels.validate.measured import SCHEDULER_ORDER_DIR, load_runs, longest_prefill_context
 
 RUNS = load_runs()
 REPORT = json.loads((Path(hwmodels.validate.__file__).parent / "data" / "report.json").read_text())
 LOAD_RUNS = [r for r in RUNS if r.kind == "load"]
-# per-iteration MAPE bounds of the reference profile on the held-out load runs (measured: Azure
-# 2.2-3.1%, Mooncake 4.4-6.6%)
-ITER_MAPE_BOUND = {"azure_conv": 3.5, "mooncake_conv": 7.2}
+# per-iteration MAPE bounds of the reference profile on the held-out load runs: issue 15's target,
+# 5% (measured: Azure 3.0-3.9%, Mooncake 2.7-3.6%)
+ITER_MAPE_BOUND = {"azure_conv": 5.0, "mooncake_conv": 5.0}
 
 
 def test_committed_runs_cover_both_windows_at_three_loads():
@@ -44,7 +44,12 @@ def test_iteration_error_of_reference_profile(run):
 
 
 def test_reference_profile_is_the_fit_of_the_capacity_runs():
-    prof, _ = fit_reference([r for r in RUNS if r.kind == "capacity"], get_profile("reference"))
+    """The committed profile is what `fit` gives on the capacity runs of both sessions (FIT_DIRS)."""
+    from hwmodels.validate.fit import FIT_DIRS
+
+    train = [r for d in FIT_DIRS for r in load_runs(d) if r.kind == "capacity"]
+    assert len(train) == 6
+    prof, _ = fit_reference(train, get_profile("reference"))
     committed = get_profile("reference")
     for k in FITTED:
         assert getattr(prof, k) == pytest.approx(getattr(committed, k), rel=2e-3), k
@@ -122,7 +127,7 @@ def test_simulator_replay_of_one_load_run():
     out = compare_run(run, "reference")
     m = out["requests_metrics"]
     assert out["iterations_simulated"] == pytest.approx(out["iterations_measured"], rel=0.05)
-    for metric, bound in (("ttft", 7.0), ("tpot", 4.0), ("e2e", 4.0)):  # measured +4.8 / +1.6 / +1.5%
+    for metric, bound in (("ttft", 5.0), ("tpot", 5.0), ("e2e", 6.0)):  # measured +3.5 / +3.5 / +4.7%
         assert abs(m[metric]["p50"]["err_pct"]) <= bound, metric
 
 
@@ -132,8 +137,9 @@ def test_simulator_replay_of_every_load_run():
     from hwmodels.validate.report import engine_summary
 
     s = engine_summary(compare_all())
-    assert s["iteration_mape_pct"] <= 7.2  # measured 6.6 (Mooncake 0.6)
-    assert s["request_p50_max_abs_err_pct"] <= 15.0 and s["request_p90_max_abs_err_pct"] <= 22.0  # 13.7, 20.5
+    # issue 15's targets: iteration MAPE <= 5% at every load, p50 within 10%, p90 within 15%
+    assert s["iteration_mape_pct"] <= 5.0  # measured 3.91 (Azure 0.6)
+    assert s["request_p50_max_abs_err_pct"] <= 10.0 and s["request_p90_max_abs_err_pct"] <= 15.0  # 8.49, 10.68
     # the committed report (README's table) is what the data give today
     for k in ("iteration_mape_pct", "iteration_mape_floor_pct", "request_p50_max_abs_err_pct",
               "request_p90_max_abs_err_pct"):
@@ -143,7 +149,7 @@ def test_simulator_replay_of_every_load_run():
 def test_committed_report_iteration_errors_and_floors_recomputed():
     """report.json's per-run iteration MAPE and floor are the committed data's (fast: no replay); the
     floor (hwmodels/validate/floor.py) stays under the model's MAPE on every run and is small: most of
-    the Mooncake error is the model's (measured floors 0.4-1.3%, MAPE 2.2-6.6%)."""
+    the error is the model's (measured floors 0.2-0.8%, MAPE 2.7-3.9%)."""
     from hwmodels.validate.floor import iteration_floor
 
     rows = {(r["window"], round(r["load"], 2)): r for r in REPORT["engine_runs"]}
@@ -158,7 +164,8 @@ def test_committed_report_iteration_errors_and_floors_recomputed():
         assert 0.0 < floor < 0.5 * mape, run.label
         floors.append(floor)
     assert max(floors) == pytest.approx(REPORT["iteration_mape_floor_pct"], abs=1e-6)
-    assert 1.0 < REPORT["iteration_mape_floor_pct"] < 1.5  # Mooncake 0.6: 1.25%
+    # Azure 0.3: 0.82%; in the scheduler's decode order Mooncake 0.6 had 1.25%, the slot effect
+    assert 0.5 < REPORT["iteration_mape_floor_pct"] < 1.0
 
 
 def test_iteration_floor_on_known_groups():
@@ -275,15 +282,20 @@ def test_simulator_schedule_is_the_engine_schedule(monkeypatch):
 
 
 def test_the_engine_repeats_itself_so_the_model_errors_are_not_noise():
-    """The Mooncake window replayed again at the same rates in a later session (data/h200_repeat):
-    every measured TTFT / TPOT / E2E p50 and p90 within 2% of the original run (measured: at most
-    1.9% and 1.7%), far inside the model's worst errors (13.7% at p50, 20.5% at p90)."""
+    """The Mooncake window at load 0.6 replayed again at the same rate after a restart of the engine
+    (data/h200_repeat): every measured TTFT / TPOT / E2E p50 and p90 within 1% of the original run
+    (measured: at most 0.47% and 0.28%), far inside the model's worst errors (8.5% at p50, 10.7% at
+    p90). The earlier sessions' repeats, in the scheduler's decode order, agree within 1.9% / 1.7%."""
     from hwmodels.validate.measured import REPEAT_DIR
     from hwmodels.validate.report import repeat_spread
 
     repeats = load_runs(REPEAT_DIR)
     s = repeat_spread(RUNS, repeats)
-    assert len(s["engine_repeat_runs"]) == 4 and {round(r["load"], 2) for r in s["engine_repeat_runs"]} == {0.6, 0.85}
-    assert s["engine_repeat_p50_max_abs_diff_pct"] <= 2.0 and s["engine_repeat_p90_max_abs_diff_pct"] <= 2.0
+    assert len(s["engine_repeat_runs"]) == 1 and {round(r["load"], 2) for r in s["engine_repeat_runs"]} == {0.6}
+    assert s["engine_repeat_p50_max_abs_diff_pct"] <= 1.0 and s["engine_repeat_p90_max_abs_diff_pct"] <= 1.0
+    old = load_runs(SCHEDULER_ORDER_DIR)
+    s_old = repeat_spread(old, load_runs(SCHEDULER_ORDER_DIR.parent / "h200_repeat"))
+    assert len(s_old["engine_repeat_runs"]) == 4
+    assert s_old["engine_repeat_p50_max_abs_diff_pct"] <= 2.0 and s_old["engine_repeat_p90_max_abs_diff_pct"] <= 2.0
     with pytest.raises(ValueError, match="no original run"):
         repeat_spread([r for r in RUNS if r.window != "mooncake_conv"], repeats)

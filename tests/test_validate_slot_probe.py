@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 
 from hwmodels.validate import slot_probe as sp
-from hwmodels.validate.measured import load_runs
+from hwmodels.validate.measured import SCHEDULER_ORDER_DIR, load_runs
 from hwmodels.validate.slot_probe_report import analyse, report
 
 
 @pytest.fixture(scope="module")
 def real():
-    return sp.select_real(load_runs())
+    return sp.select_real(load_runs(SCHEDULER_ORDER_DIR))
 
 
 def test_constants_match_the_engine():
@@ -121,7 +121,7 @@ def test_timing_on_cuda(real):
 
 
 def test_committed_h200_probe_slot_placement_explains_most_of_the_split():
-    # The probe run on the H200 (hwmodels/validate/data/h200_slot_probe.json): in the real Mooncake
+    # The probe run on the H200 (hwmodels/validate/data/h200_scheduler_order/slot_probe.json): in the real Mooncake
     # decode batches the same contexts take 1.4-1.5x longer in some slot orders than in others, and
     # the attention in the engine's own order plus one constant rest of the layer reproduces 7 of the
     # 9 recorded iteration times (27.0 vs 20.6 ms) within 2%; two slow ones stay unexplained.
@@ -132,7 +132,7 @@ def test_committed_h200_probe_slot_placement_explains_most_of_the_split():
 
     from hwmodels.validate.slot_probe_report import analyse
 
-    path = Path(__file__).resolve().parents[1] / "hwmodels" / "validate" / "data" / "h200_slot_probe.json"
+    path = Path(__file__).resolve().parents[1] / "hwmodels" / "validate" / "data" / "h200_scheduler_order" / "slot_probe.json"
     res = analyse(json.loads(path.read_text()))
     real = res["real"]
     assert len(real) == 9

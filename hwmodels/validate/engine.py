@@ -23,7 +23,7 @@ order). The order changes no result, only how FlashAttention's decode thread blo
 SMs: the engine's graphs fix max_seqlen_k at max_context, so a sequence far below it is not split
 and each of its KV-head blocks reads its whole context alone; in the scheduler's order the
 longest sequence's blocks sometimes share SMs, and an iteration of the same batch ran 20.6 or
-27.0 ms depending only on that sequence's slot (hwmodels/validate/data/h200_slot_probe.json,
+27.0 ms depending only on that sequence's slot (hwmodels/validate/data/h200_scheduler_order/slot_probe.json,
 ``python -m hwmodels.validate.slot_probe --report``: 1.46-1.48x between slots in 8 of 9 real
 batches, within 7% of the fastest slot with the batch sorted longest first). Launching the longest
 work first is the classic longest-processing-time rule (Graham, "Bounds on multiprocessing timing

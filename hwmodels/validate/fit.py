@@ -10,8 +10,9 @@ A fit on the relative error (weights 1/measured), in two parts that the records 
   kernel: capped at its chunk, own rate; otherwise the whole context) + layers * layer_overhead_s
   + LM head (not scaled): bounded non-linear least squares (scipy), from a fixed start.
 
-Fitted on the capacity runs only (all requests at t = 0); the load runs are held out, and `report`
-gives the error on them. Kernel-shape terms are not fitted: the CUDA-graph padding rules are the
+Fitted on the capacity runs only (all requests at t = 0) of both measuring sessions (FIT_DIRS: the
+current one and the earlier one in the scheduler's decode order); the load runs are held out, and
+`report` gives the error on them. Kernel-shape terms are not fitted: the CUDA-graph padding rules are the
 engine's (hwmodels/validate/engine.py), and the split-KV chunks follow FlashAttention-2's num_splits
 heuristic for the engine's graphs (hwmodels.profiles.split_chunk_table, engine_profiles.toml). The
 longest prefill context of each iteration is derived from the records (measured.longest_prefill_context).
@@ -28,7 +29,12 @@ import hwmodels
 from hwmodels.profiles import EngineProfile, get_profile
 from hwmodels.steptime import build_coeffs, iteration_time
 
-from .measured import Run, load_runs
+from .measured import DATA_DIR, SCHEDULER_ORDER_DIR, Run, load_runs
+
+# The capacity runs of both sessions: the GPU time of one capacity run agrees across them (median 8.12
+# vs 8.08 ms for the Azure window), the host time per iteration does not (median 0.52 vs 0.14 ms), and
+# one session cannot tell the host's typical cost. The load runs of the current session are held out.
+FIT_DIRS = (DATA_DIR, SCHEDULER_ORDER_DIR)
 
 # coefficient groups of hwmodels.steptime (indices)
 GROUPS = {"linear": (0, 1), "elementwise": (16,), "prefill_attn": (6, 7), "decode_attn": (8, 9), "lm_head": (10, 11),
@@ -156,9 +162,10 @@ def main(argv: list[str] | None = None) -> int:
               f"over {s['published_points']} points; write these into hwmodels/data/engine_profiles.toml [vllm]")
         return 0
     runs = load_runs()
-    train = [r for r in runs if r.kind == "capacity"]
+    train = [r for d in FIT_DIRS for r in load_runs(d) if r.kind == "capacity"]
     prof, stats = fit_reference(train, get_profile("reference"))
-    print(f"fitted on {stats['iterations']} iterations of {len(train)} capacity runs:")
+    print(f"fitted on {stats['iterations']} iterations of {len(train)} capacity runs "
+          f"({', '.join(str(d.relative_to(DATA_DIR.parent)) for d in FIT_DIRS)}):")
     for k in FITTED:
         print(f"  {k} = {getattr(prof, k)!r}")
     for r in runs:

@@ -16,6 +16,9 @@ import numpy as np
 
 DATA_DIR = Path(__file__).resolve().parent / "data" / "h200"
 REPEAT_DIR = DATA_DIR.parent / "h200_repeat"  # the same windows and rates, measured again (report.repeat_spread)
+# The earlier runs, decodes in the scheduler's order (engine --decode-order scheduler): the evidence
+# behind the slot probe (slot_probe.py) and behind launching the longest decode first.
+SCHEDULER_ORDER_DIR = DATA_DIR.parent / "h200_scheduler_order" / "h200"
 
 
 @dataclass
@@ -79,9 +82,23 @@ def longest_prefill_context(prefill_tokens: np.ndarray, prompt: np.ndarray) -> n
     return out
 
 
+def truncated_runs(data_dir: str | Path = DATA_DIR) -> list[str]:
+    """"file: window kind rate" of every run under data_dir that the engine stopped at its time
+    budget (``run --budget-s``): such a run is not evidence, `load_runs` leaves it out, and
+    `report` names it."""
+    out = []
+    for f in sorted(Path(data_dir).glob("*.json.gz")):
+        with gzip.open(f, "rt") as fh:
+            d = json.load(fh)
+        out += [f"{f.name}: {d['window']['name']} {r['kind']} {r.get('rate_rps')!r} req/s"
+                for r in d["runs"] if r.get("truncated")]
+    return out
+
+
 def load_runs(data_dir: str | Path = DATA_DIR) -> list[Run]:
-    """Every run of every ``*.json.gz`` under data_dir; ValueError if a file is malformed or a run
-    did not finish (truncated runs are not evidence)."""
+    """Every finished run of every ``*.json.gz`` under data_dir; ValueError if a file is malformed
+    or none is there. Runs the engine truncated at its time budget are not evidence and are left
+    out (`truncated_runs` lists them; `report` prints them)."""
     runs = []
     files = sorted(Path(data_dir).glob("*.json.gz"))
     if not files:
@@ -91,7 +108,7 @@ def load_runs(data_dir: str | Path = DATA_DIR) -> list[Run]:
             d = json.load(fh)
         for i, r in enumerate(d["runs"]):
             if r.get("truncated"):
-                raise ValueError(f"{f.name}: run {i} is truncated")
+                continue
             load = r.get("load")
             if load is None and r["kind"] == "load":  # an absolute rate: its load is rate / capacity
                 load = r["rate_rps"] / r["capacity_rps"]

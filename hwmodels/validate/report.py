@@ -32,7 +32,7 @@ import numpy as np
 from hwmodels.profiles import get_profile
 
 from .compare import METRICS, compare_all, format_rows, simulate
-from .measured import DATA_DIR, REPEAT_DIR, Run, load_runs
+from .measured import DATA_DIR, REPEAT_DIR, Run, load_runs, truncated_runs
 
 REFERENCE_PROFILE = "reference"
 PUBLISHED_PROFILE = "vllm"
@@ -121,6 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     eng = engine_summary(rows)
     print(f"Reference engine (H200), profile '{REFERENCE_PROFILE}', load runs (held out of the fit):")
     print(format_rows(rows))
+    left_out = truncated_runs(a.data)
+    for t in left_out:
+        print(f"left out, stopped at the engine's time budget (run --budget-s), not evidence: {t}")
     spread = repeat_spread(load_runs(a.data), load_runs(a.repeat_data))
     print("\nThe engine against itself: a repeat's measured value against the original run's")
     print("| window | load | median iteration | TTFT p50 / p90 | TPOT p50 / p90 | E2E p50 / p90 |")
@@ -135,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
            "published_max_abs_err_pct": pub["published_max_abs_err_pct"], "published_points": pub["published_points"],
            "published_comparisons": pub["published_comparisons"],
            "published_excluded_points": pub["excluded_points"], "reference_profile": REFERENCE_PROFILE,
-           "published_profile": PUBLISHED_PROFILE, "engine_runs": rows, "published_by_metric": pub["by_metric"],
+           "published_profile": PUBLISHED_PROFILE, "engine_runs": rows, "truncated_runs_left_out": left_out, "published_by_metric": pub["by_metric"],
            "published_rows": pub_rows}
     print("\n" + "\n".join(f"{k}: {out[k]:.2f}" if isinstance(out[k], float) else f"{k}: {out[k]}"
                            for k in ("iteration_mape_pct", "iteration_mape_floor_pct", "request_p50_max_abs_err_pct", "request_p90_max_abs_err_pct",

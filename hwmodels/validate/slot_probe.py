@@ -1,6 +1,7 @@
 """``python -m hwmodels.validate.slot_probe --out FILE.json``: does a sequence's slot set decode attention time?
 
-Issue 15: in the committed Mooncake load runs (hwmodels/validate/data/h200), decode-only iterations
+Issue 15: in the committed Mooncake load runs of the engine's scheduler order
+(hwmodels/validate/data/h200_scheduler_order/h200), decode-only iterations
 padded to 16 sequences with the same ~28k longest context ran 27.0 or 20.6 ms, switching exactly when
 a request left the batch, independent of the KV totals. Hypothesis: where FlashAttention-2's thread
 blocks land on the SMs (two heavy CTAs of the long sequence sharing an SM run at half speed), which
@@ -293,9 +294,9 @@ def main(argv: list[str] | None = None) -> int:
         print("slot_probe: --out needs CUDA, which is not available here (--report FILE.json runs on CPU)",
               file=sys.stderr)
         return 2
-    from .measured import load_runs
+    from .measured import SCHEDULER_ORDER_DIR, load_runs
 
-    real = select_real(load_runs())
+    real = select_real(load_runs(SCHEDULER_ORDER_DIR))
     synth = SYNTH_N
     repeats = a.repeats
     if a.quick:

@@ -32,7 +32,7 @@ import hwmodels
 from hwmodels.profiles import FA2_SPLITKV_BLOCK_N, EngineProfile, fa2_num_splits, get_profile
 
 from .fit import components, fit_gpu_terms, gpu_model
-from .measured import Run, decode_contexts, load_runs
+from .measured import DATA_DIR, Run, decode_contexts, load_runs
 
 MODES = ("wave", "list")
 
@@ -110,10 +110,12 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m hwmodels.validate waves", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--mode", choices=MODES + ("both",), default="both")
+    p.add_argument("--data", default=str(DATA_DIR), help="folder of run outputs (*.json.gz); the README's "
+                   "figures are from hwmodels/validate/data/h200_scheduler_order/h200")
     a = p.parse_args(argv)
     from .fit import iteration_errors
 
-    runs = load_runs()
+    runs = load_runs(a.data)
     ref = {r.label + r.file: float(np.mean(np.abs(iteration_errors(r, "reference"))) * 100) for r in runs}
     for mode in (MODES if a.mode == "both" else (a.mode,)):
         terms, rows = evaluate(runs, mode)
