@@ -56,6 +56,7 @@ from agents.policy import heuristic_names, make_policy
 from agents.heuristics.kv_admission import _ALL, _Fixed
 from envs.kv_admission import env as kva
 from envs.kv_admission.env import ENV_ID, KVAdmissionConfig, KVAdmissionVecEnv
+from envs.core.mixture import entry_name, entry_params
 
 FORMAT = 1  # version of the file ``save`` writes
 METRIC = "slo_attainment"
@@ -121,7 +122,10 @@ def make_candidate(name: str, vec: Any) -> Any:
 def _entry(name: Any) -> Any:
     """A trace entry as a key: a file by its name and content digest (``../shared/traces/x.csv``
     from the repository root, its absolute path, or a copy of it in another checkout, such as
-    the next device call's, name the same file); a built-in name or a ``Trace`` unchanged."""
+    the next device call's, name the same file); a built-in name or a ``Trace`` unchanged; a
+    ``workloads`` entry with its own trace_params as (key of its name, its trace_params)."""
+    if isinstance(name, tuple):  # (name or path, trace_params): envs.core.mixture.WorkloadEntry
+        return (_entry(name[0]), name[1])
     if isinstance(name, str) and ("/" in name or Path(name).suffix):
         return _file_digest(str(Path(name).resolve()))
     return name
@@ -186,7 +190,8 @@ class TeacherData:
 
 def config_label(cfg: KVAdmissionConfig) -> str:
     """A short readable name of a config: workloads or trace, SLO and loads."""
-    src = ",".join(Path(w).name for w in cfg.workloads) if cfg.workloads else str(cfg.trace)
+    src = ",".join(Path(entry_name(w)).name + (str(dict(entry_params(w))) if entry_params(w) else "")
+                   for w in cfg.workloads) if cfg.workloads else str(cfg.trace)
     return (f"{src} split={cfg.split} slo={cfg.slo_metric} ttft={cfg.slo_ttft_s} tpot={cfg.slo_tpot_s} "
             f"loads={cfg.loads()}")
 

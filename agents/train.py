@@ -164,6 +164,22 @@ def parse_imitate_kwargs(items: list[str]) -> dict:
     return out
 
 
+EVAL_SPLIT = "test"  # the evaluation after training plays the held-out part of every trace
+EVAL_SEED_OFFSET = 10_000  # ... with seed --seed + 10000
+
+
+def eval_runs(a: argparse.Namespace, kwargs: dict, specs: list | None) -> list[tuple[object, dict]]:
+    """``(trace, env_kwargs)`` of each evaluation after training: the run's own trace and
+    ``--env-kwargs``, or each family's (``--scenarios``, ``--slo-tiers``); ``--eval-at`` fixes the
+    environment's swept knob."""
+    runs = [(a.trace, dict(kwargs))] if specs is None else [(sp.trace, dict(sp.env_kwargs)) for sp in specs]
+    if a.eval_at is not None:
+        knob = options.vec_class(a.env).episode_knob  # asked of the class: vec may be a subprocess wrapper
+        for _, kw in runs:
+            kw[knob] = a.eval_at
+    return runs
+
+
 def main(argv: list[str] | None = None, callbacks: list | None = None) -> int:
     """The command line above; ``callbacks`` (SB3 callbacks) also run during ``learn`` (the Ray
     sweep's held-out reports for early stopping, ``agents.sweep``)."""
@@ -231,6 +247,15 @@ def _train(a: argparse.Namespace, argv: list[str] | None, callbacks: list | None
         raise cli.UsageError(str(err)) from None
     for trace, env_kwargs in ([(a.trace, kwargs)] if specs is None else [(sp.trace, sp.env_kwargs) for sp in specs]):
         cli.check_env(a.env, env_kwargs, trace, a.seed, split="train")
+    if not a.no_eval:  # the evaluation after training plays the held-out part of each: checked now, before any
+        # training (a part too short for one window was a traceback at the end of the run)
+        for trace, env_kwargs in eval_runs(a, kwargs, specs):
+            try:
+                cli.check_env(a.env, env_kwargs, trace, EVAL_SEED_OFFSET + a.seed, split=EVAL_SPLIT,
+                              window_order="sequential")
+            except cli.UsageError as err:
+                raise cli.UsageError(f"the evaluation after training (split={EVAL_SPLIT!r}; --no-eval skips it): "
+                                     f"{err}") from None
     th.set_num_threads(a.threads)
     algo = a.algo or DEFAULT_ALGO.get(a.env, "ppo")
     if a.n_envs is None:
@@ -313,12 +338,9 @@ def _learn(a: argparse.Namespace, argv: list[str] | None, callbacks: list | None
     if a.no_eval:
         return 0
     policies = [str(final), *heuristic_names(a.env), "random"]
-    runs = [(a.trace, kwargs)] if specs is None else [(sp.trace, dict(sp.env_kwargs)) for sp in specs]
     reports = []
-    for trace, kw in runs:
-        if a.eval_at is not None:
-            kw[options.vec_class(a.env).episode_knob] = a.eval_at  # vec may be a subprocess wrapper
-        report = evaluate(a.env, policies, trace, a.eval_episodes, a.seed + 10_000, kw, "test")
+    for trace, kw in eval_runs(a, kwargs, specs):
+        report = evaluate(a.env, policies, trace, a.eval_episodes, EVAL_SEED_OFFSET + a.seed, kw, EVAL_SPLIT)
         print_tables(report)
         reports.append(report)
     # One report as before; with --scenarios a list, one per scenario.

@@ -108,17 +108,24 @@ def test_dagger_regression_on_next_use_learns_belady_order():
         imitate(None, kv, 1000, rounds=1, teacher=lambda o, m: np.zeros(2, np.int64), target="values")
 
 
+def _trained_values(n_envs: int, rounds: int, epochs: int, batch_size: int, **kw) -> th.Tensor:
+    """The policy's parameters after DAgger regression (target='values') on a short Mooncake trace, 40
+    decisions per env per round, from seed 0; ``kw`` go to ``imitate``."""
+    tr = traces.load_trace("mooncake_conv", seed=2, duration_s=300.0)
+    vec = envs.make_vec(ENV, n_envs, seed=0, trace=tr, split="all", window_requests=200, warmup_requests=100,
+                        capacity_frac=0.05)
+    th.manual_seed(0)
+    model = make_model("maskable-ppo", ENV, vec, 0, None)
+    imitate(model, vec, n_envs * rounds * 40, rounds=rounds, epochs=epochs, batch_size=batch_size, seed=0,
+            log=lambda _: None, target="values", **kw)
+    return th.cat([p.detach().flatten() for p in model.policy.parameters()])
+
+
 def test_max_grad_norm_is_the_clip_and_none_turns_it_off():
     tr = traces.load_trace("mooncake_conv", seed=2, duration_s=300.0)
 
     def trained(**kw):
-        vec = envs.make_vec(ENV, 4, seed=0, trace=tr, split="all", window_requests=200, warmup_requests=100,
-                            capacity_frac=0.05)
-        th.manual_seed(0)
-        model = make_model("maskable-ppo", ENV, vec, 0, None)
-        imitate(model, vec, 4 * 2 * 40, rounds=2, epochs=2, batch_size=64, seed=0, log=lambda _: None,
-                target="values", **kw)
-        return th.cat([p.detach().flatten() for p in model.policy.parameters()])
+        return _trained_values(4, 2, 2, 64, **kw)
 
     default, clipped, free = trained(), trained(max_grad_norm=0.5), trained(max_grad_norm=None)
     assert th.equal(default, clipped)  # the default is the clip every recipe was trained with
@@ -126,6 +133,15 @@ def test_max_grad_norm_is_the_clip_and_none_turns_it_off():
     with pytest.raises(ValueError, match="max_grad_norm must be None or a finite number > 0, got 0"):
         imitate(None, envs.make_vec(ENV, 2, seed=0, trace=tr, split="all", window_requests=200,
                                     warmup_requests=100), 1000, rounds=1, target="values", max_grad_norm=0)
+
+
+def test_numpy_scalars_are_numbers_to_imitate():
+    """learning_rate and max_grad_norm go through one check (a finite number > 0): a numpy float32 or int64
+    (a sweep's grid) trains as the same Python number does; it was refused as 'must be a finite number > 0,
+    got 0.0009765625'."""
+    as_python = _trained_values(2, 1, 1, 32, learning_rate=2.0 ** -10, max_grad_norm=1.0)
+    assert th.equal(_trained_values(2, 1, 1, 32, learning_rate=np.float32(2.0 ** -10), max_grad_norm=np.int64(1)),
+                    as_python)
 
 
 @pytest.mark.parametrize("kw, says", [

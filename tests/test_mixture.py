@@ -121,10 +121,57 @@ def test_prefix_eviction_mixture_capacities_per_part_and_one_part_equivalence():
     ({"workloads": ("azure_conv",), "trace_params": (("rate_rps", 2.0),)}, "trace_params cannot be combined"),
     ({"workloads": ("azure_conv",), "workload_seeds": 0}, "workload_seeds must be an integer >= 1"),
     ({"workloads": 3}, "workloads must be a tuple"),
+    ({"workloads": (("azure_conv", 3),)}, r"workloads entry \('azure_conv', 3\): expected a built-in trace name"),
+    ({"workloads": (("azure_conv", {"bogus": 1}),)}, "workloads entry 'azure_conv' .*unexpected keyword argument 'bogus'"),
 ])
 def test_bad_workloads_are_named(kwargs, match):
     with pytest.raises(ValueError, match=match):
         KVAdmissionVecEnv(1, **{**KV, **kwargs})
+
+
+def test_an_entry_carries_its_own_trace_params():
+    """(name, trace_params) loads that part as a single-trace config with those trace_params does,
+    and the part records them; a dict and (key, value) pairs are the same entry."""
+    four_h = {"duration_s": 14400.0}
+    kw = dict(window_requests=256, split="test")
+    mixed = build_scenario(KVAdmissionConfig(workloads=("azure_conv", ("burstgpt_like-v1", four_h)), **kw))
+    alone = build_scenario(KVAdmissionConfig(trace="burstgpt_like-v1", trace_params=tuple(four_h.items()), **kw))
+    part = slice(mixed.groups[1], mixed.groups[2])
+    assert np.array_equal(mixed.workload.prompt[part], alone.workload.prompt)
+    assert np.array_equal(mixed.workload.arrival_s[part], alone.workload.arrival_s)
+    assert [p.info() for p in mixed.parts] == [
+        {"name": "azure_conv-v1", "seed": 0}, {"name": "burstgpt_like-v1", "seed": 0, "trace_params": four_h}]
+    as_pairs = KVAdmissionVecEnv(1, workloads=("azure_conv", ("burstgpt_like-v1", (("duration_s", 14400.0),))), **kw)
+    assert as_pairs.config.workloads == ("azure_conv", ("burstgpt_like-v1", (("duration_s", 14400.0),)))
+    assert as_pairs.scenario.parts == mixed.parts
+
+
+def test_a_held_out_part_shorter_than_a_window_names_the_entry_and_what_to_set():
+    """burstgpt_like's default hour at generator seed 1 leaves 947 held-out requests."""
+    with pytest.raises(ValueError, match=r"^KVAdmission: workloads entry 'burstgpt_like-v1' \(seed 1\) has 947 requests "
+                       r"in its held-out part \(split='test', held_out_frac=0.3\), fewer than one window of "
+                       r"window_requests=1024; give the entry a longer trace, e\.g\. workloads entry "
+                       r"\('burstgpt_like-v1', \{'duration_s': 7200\.0\}\) \(now \d+ s\), or set window_requests <= 947$"):
+        KVAdmissionVecEnv(1, workloads=("azure_conv", "burstgpt_like-v1"), workload_seeds=2, split="test")
+    with pytest.raises(ValueError, match=r"^PrefixEviction: workloads entry 'agentic' \(seed 0\) has \d+ requests "
+                       r"in its held-out part .*window_requests=100000; give the entry a longer trace"):
+        PrefixEvictionVecEnv(1, workloads=("agentic",), split="test", window_requests=100_000, warmup_requests=0)
+
+
+def test_train_refuses_a_short_held_out_part_before_training(tmp_path, capsys):
+    """The evaluation after training plays split='test': a part too short for one window is a one-line
+    usage error before anything is built or trained, not a traceback after training."""
+    from agents.train import main
+
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit) as exit_:
+        main(["--env-kwargs", "workloads=azure_conv-v1,burstgpt_like-v1", "workload_seeds=2",
+              "--timesteps", "64", "--n-envs", "2", "--no-progress", "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and len(err) == 1, err
+    assert "the evaluation after training (split='test'; --no-eval skips it)" in err[0]
+    assert "workloads entry 'burstgpt_like-v1' (seed 1) has 947 requests in its held-out part" in err[0]
+    assert not out.exists()  # nothing trained, nothing written
 
 
 def test_prefix_eviction_refuses_a_family_without_chains():

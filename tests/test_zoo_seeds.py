@@ -275,7 +275,7 @@ def test_wrappers_exec_the_driver_with_their_arguments(tmp_path):
     for name in SEED_RUNS:
         script = REPO_ROOT / "agents" / "zoo" / f"train_{name}.sh"
         code = [x for x in script.read_text().splitlines() if x and not x.startswith("#")]
-        assert len(code) == 1 and f"python3 -m agents.zoo seeds {name} --mode \"${{1:-full}}\"" in code[0]
+        assert len(code) == 1 and code[0].endswith(f"python3 -m agents.zoo seeds {name} \"$@\"")
     e = {k: v for k, v in os.environ.items() if k != "OUT"}
     r = subprocess.run(["bash", str(REPO_ROOT / "agents/zoo/train_multi.sh")], env=e, capture_output=True, text=True,
                        cwd=tmp_path, timeout=120)
@@ -289,6 +289,36 @@ def test_wrappers_exec_the_driver_with_their_arguments(tmp_path):
     r = subprocess.run(["bash", str(REPO_ROOT / "agents/zoo/train_kv_admission.sh"), "small", "all", "--ncpu", "0"],
                        env={**e, "OUT": str(tmp_path / "o")}, capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert r.returncode == 2 and "--ncpu 0: must be a positive integer" in r.stderr
+
+
+def _wrapper(name: str, args: list[str], tmp_path) -> subprocess.CompletedProcess:
+    e = {k: v for k, v in os.environ.items() if k not in ("OUT", "W", "NCPU", "STEPS", "TEACHER")}
+    return subprocess.run(["bash", str(REPO_ROOT / "agents" / "zoo" / f"train_{name}.sh"), *args],
+                          env={**e, "OUT": str(tmp_path / "o"), "W": str(tmp_path / "w")}, capture_output=True,
+                          text=True, cwd=tmp_path, timeout=120)
+
+
+@pytest.mark.parametrize("name", list(SEED_RUNS))
+def test_wrappers_take_an_option_where_mode_is_expected_as_the_default_mode(tmp_path, name):
+    """train_NAME.sh --dry-run: MODE (and STAGE) left out, the options reach the driver (it was argparse's
+    'argument --mode: expected one argument')."""
+    r = _wrapper(name, ["--dry-run"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith(f"# {name} (full, stage all): ") and "\n# start (full" in r.stdout
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_wrappers_mode_then_an_option_and_bad_modes(tmp_path):
+    r = _wrapper("kv_admission", ["small", "--dry-run"], tmp_path)  # STAGE left out: all
+    assert r.returncode == 0 and r.stdout.startswith("# kv_admission (small, stage all): "), r.stderr
+    r = _wrapper("routing", ["", "--dry-run"], tmp_path)  # an empty MODE is the default, as ${1:-full} was
+    assert r.returncode == 0 and r.stdout.startswith("# routing (full, stage all): "), r.stderr
+    for args, msg in ((["fulll", "--dry-run"], "MODE / --mode 'fulll': must be full, small or tiers (MODE and STAGE "
+                                              "come right after NAME, before any option)"),
+                      (["small", "--mode", "full", "--dry-run"], "MODE 'small' and --mode 'full': give one")):
+        r = _wrapper("kv_admission", args, tmp_path)
+        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and msg in r.stderr, r.stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 # --- the runner on stand-in commands (fast: no training) ---------------------------------------------

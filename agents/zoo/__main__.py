@@ -2,7 +2,7 @@
 
     python -m agents.zoo list
     python -m agents.zoo train [--env ID ...] [--recipe FILE | --pending] [--out DIR] [--dry-run]
-    python -m agents.zoo seeds NAME --out DIR [--mode full|small|tiers] [--stage all|teacher|train]
+    python -m agents.zoo seeds NAME [MODE [STAGE]] --out DIR [--mode full|small|tiers] [--stage all|teacher|train]
         [--ncpu N] [--work DIR] [--steps N] [--n-seeds N] [--dry-run]
 
 ``list`` prints each recipe as a command that runs when pasted, from any directory (the pending

@@ -40,8 +40,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("seeds", help="a recipe's seeds at once, then their leaderboard (the device runs)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("name", metavar="NAME", help=f"the seed run: {', '.join(SEED_RUNS)}")
-    p.add_argument("--mode", default="full", help=f"{', '.join(MODES)} (tiers: kv_admission only; default full)")
-    p.add_argument("--stage", default="all", help=f"{', '.join(STAGES)} (teacher, train: runs with a teacher)")
+    # MODE and STAGE may come as words after NAME (as the agents/zoo/train_*.sh wrappers pass their own
+    # arguments on) or as --mode / --stage; an option right after NAME leaves both at their defaults
+    p.add_argument("mode_word", nargs="?", metavar="MODE", help="the same as --mode")
+    p.add_argument("stage_word", nargs="?", metavar="STAGE", help="the same as --stage")
+    p.add_argument("--mode", help=f"{', '.join(MODES)} (tiers: kv_admission only; default full)")
+    p.add_argument("--stage", help=f"{', '.join(STAGES)} (teacher, train: runs with a teacher; default all)")
     p.add_argument("--out", help="output directory [OUT]; required")
     p.add_argument("--work", help="work directory [W]; default the run's (/tmp/w21...)")
     p.add_argument("--ncpu", help="cores for the teacher and the leaderboard [NCPU]; default the usable cores")
@@ -64,10 +68,15 @@ def settings_from(a: argparse.Namespace, p: argparse.ArgumentParser) -> tuple[st
     exit 2) for a bad or missing value."""
     if a.name not in SEED_RUNS:
         p.error(f"NAME '{a.name}': one of {', '.join(SEED_RUNS)}")
-    if a.mode not in MODES:
-        p.error(f"--mode '{a.mode}': must be {', '.join(MODES[:-1])} or {MODES[-1]}")
-    if a.stage not in STAGES:
-        p.error(f"--stage '{a.stage}': must be {', '.join(STAGES[:-1])} or {STAGES[-1]}")
+    for key, word, default, allowed in (("mode", "MODE", "full", MODES), ("stage", "STAGE", "all", STAGES)):
+        given, as_word = getattr(a, key), getattr(a, f"{key}_word") or None  # '' = unset, as ${1:-full} was
+        if given is not None and as_word is not None and given != as_word:
+            p.error(f"{word} '{as_word}' and --{key} '{given}': give one")
+        value = as_word if as_word is not None else given if given is not None else default
+        if value not in allowed:
+            p.error(f"{word} / --{key} '{value}': must be {', '.join(allowed[:-1])} or {allowed[-1]} "
+                    f"(MODE and STAGE come right after NAME, before any option)")
+        setattr(a, key, value)
     run = SEED_RUNS[a.name]
     takes = {"teacher": a.stage == "train", "candidates": bool(run.teacher and run.teacher.candidates),
              "n_envs": recipe_of(run).trainer == "agents.train"}

@@ -2,7 +2,10 @@
 
 A config with ``workloads = ("azure_conv-v1", "../shared/traces/azure_llm_2023_conv.csv", ...)``
 plays episodes from several workload families instead of one trace. Each entry is a built-in
-trace name (plain or ``NAME-vN``) or a trace file path; a built-in generator contributes
+trace name (plain or ``NAME-vN``) or a trace file path, or a pair ``(NAME_OR_PATH, trace_params)``
+that gives that entry its own ``traces.load_trace`` parameters, as a single-trace config's
+``trace_params`` does (``("burstgpt_like-v1", {"duration_s": 14400.0})``: four hours of the
+generator, as ``agents.scenarios`` plays it); a built-in generator contributes
 ``workload_seeds`` parts (generator seeds ``trace_seed``, ``trace_seed + 1``, ...), a file one
 part. The config's ``split`` and ``held_out_frac`` apply to every part separately, so training
 (``split="train"``) sees the first part of every family and never a held-out window.
@@ -24,36 +27,76 @@ import numpy as np
 
 import traces
 from envs.core import state as S
-from envs.core.workload import load_split
+from envs.core.workload import TooFewRequests, load_split
 from traces.builtin import resolve_builtin, versioned_name
 from traces.trace import Trace
 
-__all__ = ["Part", "Mixture", "build_mixture", "normalize_workloads", "parts_of", "load_parts", "dense_offset_chains",
-           "merge_workloads", "check_mixture_config"]
+__all__ = ["Part", "Mixture", "WorkloadEntry", "build_mixture", "normalize_workloads", "parts_of", "load_parts",
+           "dense_offset_chains", "merge_workloads", "check_mixture_config", "too_few_requests", "entry_name",
+           "entry_params", "part_config"]
+
+# One ``workloads`` entry: a built-in trace name or file path, or (name or path, trace_params) with
+# trace_params as (key, value) pairs (a dict is accepted and kept as its pairs, in order).
+WorkloadEntry = str | tuple[str, tuple[tuple[str, Any], ...]]
 
 
 @dataclass(frozen=True)
 class Part:
     """One member of a workload distribution: ``name`` as configured, ``label`` what results
-    record (``NAME-vN`` of a built-in generator, the path of a file) and the generator ``seed``."""
+    record (``NAME-vN`` of a built-in generator, the path of a file), the generator ``seed`` and
+    the entry's own ``trace_params`` ((key, value) pairs; empty: the loader's defaults)."""
 
     name: str
     label: str
     seed: int
+    trace_params: tuple[tuple[str, Any], ...] = ()
 
     def info(self) -> dict[str, Any]:
-        return {"name": self.label, "seed": self.seed}
+        out: dict[str, Any] = {"name": self.label, "seed": self.seed}
+        if self.trace_params:
+            out["trace_params"] = dict(self.trace_params)
+        return out
 
 
-def normalize_workloads(value: Any, where: str) -> tuple[str, ...]:
-    """``workloads`` as a tuple of strings: a list or tuple as it is, one string as its
-    comma-separated entries (``--env-kwargs workloads=azure_conv,agentic``); raises ``ValueError``
-    naming ``where`` for anything else."""
+_ENTRY_FORMS = ("a built-in trace name or file path, or (name or path, trace_params) with trace_params a dict "
+                "or (key, value) pairs, e.g. ('burstgpt_like-v1', {'duration_s': 14400.0})")
+
+
+def _normalize_entry(entry: Any, where: str) -> WorkloadEntry:
+    """One entry as a string, or ``(name, ((key, value), ...))`` when it carries trace_params
+    (an entry with empty trace_params is its name alone)."""
+    if isinstance(entry, str):
+        return entry
+    if isinstance(entry, (list, tuple)) and len(entry) == 2 and isinstance(entry[0], str):
+        params = entry[1]
+        if isinstance(params, dict):
+            params = tuple(params.items())
+        if isinstance(params, (list, tuple)) and all(
+                isinstance(kv, (list, tuple)) and len(kv) == 2 and isinstance(kv[0], str) for kv in params):
+            pairs = tuple((k, v) for k, v in params)
+            return (entry[0], pairs) if pairs else entry[0]
+    raise ValueError(f"{where}: workloads entry {entry!r}: expected {_ENTRY_FORMS}")
+
+
+def entry_name(entry: WorkloadEntry) -> str:
+    """The trace name or path of a normalized ``workloads`` entry."""
+    return entry if isinstance(entry, str) else entry[0]
+
+
+def entry_params(entry: WorkloadEntry) -> tuple[tuple[str, Any], ...]:
+    """The entry's own trace_params ((key, value) pairs; empty for a bare name or path)."""
+    return () if isinstance(entry, str) else entry[1]
+
+
+def normalize_workloads(value: Any, where: str) -> tuple[WorkloadEntry, ...]:
+    """``workloads`` as a tuple of entries (``WorkloadEntry``): a list or tuple entry by entry,
+    one string as its comma-separated entries (``--env-kwargs workloads=azure_conv,agentic``);
+    raises ``ValueError`` naming ``where`` (and the entry) for anything else."""
     if isinstance(value, str):
         return tuple(x.strip() for x in value.split(",") if x.strip())
-    if isinstance(value, (list, tuple)) and all(isinstance(x, str) for x in value):
-        return tuple(value)
-    raise ValueError(f"{where}: workloads must be a tuple of built-in trace names or file paths, got {value!r}")
+    if isinstance(value, (list, tuple)):
+        return tuple(_normalize_entry(x, where) for x in value)
+    raise ValueError(f"{where}: workloads must be a tuple of entries ({_ENTRY_FORMS}), got {value!r}")
 
 
 def check_mixture_config(cfg: Any, where: str) -> None:
@@ -61,17 +104,17 @@ def check_mixture_config(cfg: Any, where: str) -> None:
     ``workload_seeds`` or for fields that cannot apply to every part (``trace_params``, a
     ``Trace`` object as ``trace``)."""
     w = cfg.workloads
-    if not isinstance(w, tuple) or not all(isinstance(x, str) and x for x in w):
-        raise ValueError(f"{where}: workloads must be a tuple of built-in trace names or file paths, got {w!r}")
+    if not isinstance(w, tuple) or not all(x == _normalize_entry(x, where) and entry_name(x) for x in w):
+        raise ValueError(f"{where}: workloads must be a tuple of entries ({_ENTRY_FORMS}), got {w!r}")
     if len(set(w)) != len(w):
-        dup = sorted({x for x in w if w.count(x) > 1})
-        raise ValueError(f"{where}: workloads lists {dup} more than once")
+        dup = sorted({repr(x) for x in w if w.count(x) > 1})
+        raise ValueError(f"{where}: workloads lists {', '.join(dup)} more than once")
     n = cfg.workload_seeds
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"{where}: workload_seeds must be an integer >= 1, got {n!r}")
     if w and cfg.trace_params:
-        raise ValueError(f"{where}: trace_params cannot be combined with workloads (each family takes its own "
-                         f"parameters); got trace_params={dict(cfg.trace_params)!r}")
+        raise ValueError(f"{where}: trace_params cannot be combined with workloads (each entry takes its own: "
+                         f"(name, trace_params)); got trace_params={dict(cfg.trace_params)!r}")
     if w and isinstance(cfg.trace, Trace):
         raise ValueError(f"{where}: workloads replaces trace; pass trace='default' (got a Trace object)")
 
@@ -80,15 +123,17 @@ def parts_of(cfg: Any, where: str) -> tuple[Part, ...]:
     """The parts of ``cfg.workloads`` in order (each built-in name ``workload_seeds`` times)."""
     check_mixture_config(cfg, where)
     out: list[Part] = []
-    for name in cfg.workloads:
+    for entry in cfg.workloads:
+        name, params = entry_name(entry), entry_params(entry)
         try:
             builtin = resolve_builtin(name) is not None
         except traces.TraceError as err:
             raise ValueError(f"{where}: workloads entry {name!r}: {err}") from None
         if builtin:
-            out += [Part(name, versioned_name(name), int(cfg.trace_seed) + k) for k in range(cfg.workload_seeds)]
+            out += [Part(name, versioned_name(name), int(cfg.trace_seed) + k, params)
+                    for k in range(cfg.workload_seeds)]
         else:
-            out.append(Part(name, name, int(cfg.trace_seed)))
+            out.append(Part(name, name, int(cfg.trace_seed), params))
     return tuple(out)
 
 
@@ -98,10 +143,41 @@ def load_parts(cfg: Any, where: str) -> tuple[tuple[Part, ...], list[tuple[Trace
     loaded = []
     for p in parts:
         try:
-            loaded.append(load_split(replace(cfg, trace=p.name, trace_seed=p.seed, workloads=()), where))
+            loaded.append(load_split(part_config(cfg, p), where))
         except traces.TraceError as err:
             raise ValueError(f"{where}: workloads entry {p.name!r} (seed {p.seed}): {err}") from None
     return parts, loaded
+
+
+def part_config(cfg: Any, part: Part) -> Any:
+    """The single-trace config that loads ``part``: its trace, generator seed and trace_params."""
+    return replace(cfg, trace=part.name, trace_seed=part.seed, trace_params=part.trace_params, workloads=())
+
+
+def too_few_requests(where: str, cfg: Any, part: Part, short: TooFewRequests, held_out: bool) -> ValueError:
+    """The one-line error for a part whose ``held_out`` (else training) part of the trace holds
+    fewer requests than one window: the entry, its generator seed, the requests it has, the
+    window, and what to set. For a built-in generator that is a longer ``duration_s`` for this
+    entry alone, estimated from the shortfall with a 25% margin and rounded up to whole hours (a
+    generator's requests grow in proportion to its duration), or a smaller ``window_requests``;
+    for a file, ``held_out_frac`` or ``window_requests``."""
+    entry = part.name if not part.trace_params else (part.name, dict(part.trace_params))
+    which = {"all": "whole trace", "train": "training part", "test": "held-out part" if held_out else "training part"}
+    builtin = resolve_builtin(part.name) is not None
+    seed = f" (seed {part.seed})" if builtin else ""
+    what = (f"{where}: workloads entry {entry!r}{seed} has {short.requests} requests in its "
+            f"{which.get(cfg.split, cfg.split)} (split={cfg.split!r}, held_out_frac={cfg.held_out_frac}), fewer than "
+            f"one window of window_requests={short.window}")
+    if builtin:
+        whole = traces.load_trace(part.name, seed=part.seed, **dict(part.trace_params))
+        span = float(whole.arrival_s[-1] - whole.arrival_s[0])
+        hours = max(1, int(np.ceil(1.25 * span * short.window / max(short.requests, 1) / 3600.0)))
+        longer = (part.name, {**dict(part.trace_params), "duration_s": 3600.0 * hours})
+        return ValueError(f"{what}; give the entry a longer trace, e.g. workloads entry {longer!r} (now "
+                          f"{span:.0f} s), or set window_requests <= {short.requests}")
+    frac = {"test": "raise held_out_frac" if held_out else "lower held_out_frac", "train": "lower held_out_frac"}
+    knob = f"{frac[cfg.split]} (now {cfg.held_out_frac}) or " if cfg.split in frac else ""
+    return ValueError(f"{what}; {knob}set window_requests <= {short.requests}")
 
 
 def dense_offset_chains(trace: Trace, offset: int) -> tuple[Trace, int]:
@@ -207,10 +283,16 @@ def build_mixture(cfg: Any, where: str, per_part: Callable[[Any, Trace, Trace], 
     eng = cfg.engine_spec().build(cache_on=cache_on, chain_block_tokens=bs or 1)
     eng = eng._replace(max_output=max(int(max(h.output_tokens.max(), t.output_tokens.max())) for h, t in loaded))
     wls, rates, caps, extra, groups, next_id = [], [], [], [], [0], 0
-    for history, trace in loaded:
+    for part, (history, trace) in zip(parts, loaded):
         trace, next_id = dense_offset_chains(trace, next_id)
-        wl, rate = build_workload(trace, cfg.window_requests, cfg.predictor_accuracy, cfg.trace_seed)
-        cap_wl, _ = build_workload(history, cfg.window_requests, cfg.predictor_accuracy, cfg.trace_seed)
+        try:  # the held-out part is the one that runs short (the training part is 1 - held_out_frac)
+            wl, rate = build_workload(trace, cfg.window_requests, cfg.predictor_accuracy, cfg.trace_seed)
+        except TooFewRequests as short:
+            raise too_few_requests(where, cfg, part, short, held_out=True) from None
+        try:
+            cap_wl, _ = build_workload(history, cfg.window_requests, cfg.predictor_accuracy, cfg.trace_seed)
+        except TooFewRequests as short:
+            raise too_few_requests(where, cfg, part, short, held_out=False) from None
         caps.append(measure_capacity_rps(eng, cap_wl))
         extra.append(per_part(eng, history, trace) if per_part is not None else None)
         wls.append(wl)

@@ -13,6 +13,18 @@ BUCKET_EDGES = np.array([32, 64, 128, 256, 512, 1024, 2048], np.int64)
 N_BUCKETS = len(BUCKET_EDGES) + 1
 
 
+class TooFewRequests(ValueError):
+    """A trace (or the part of it a split keeps) holds fewer requests than one episode window:
+    ``requests`` it has, ``window`` it needs. A ``ValueError``, so callers that catch those still
+    do; a workload mixture catches it to name the entry and what to set
+    (``envs.core.mixture.too_few_requests``)."""
+
+    def __init__(self, message: str, requests: int, window: int):
+        super().__init__(message)
+        self.requests = int(requests)
+        self.window = int(window)
+
+
 def output_bucket(tokens: np.ndarray) -> np.ndarray:
     return np.searchsorted(BUCKET_EDGES, tokens, side="left").astype(np.int8)
 
@@ -42,17 +54,18 @@ def build_workload(
     seed: int,
 ) -> tuple[Workload, np.ndarray]:
     """Consecutive windows of ``window_requests`` requests; returns them and each one's
-    natural arrival rate (requests/s), which load levels rescale."""
+    natural arrival rate (requests/s), which load levels rescale. Raises ``TooFewRequests`` (a
+    ``ValueError``) for a trace shorter than one window, ``ValueError`` for ``window_requests`` < 2
+    or a window whose arrivals are all at one instant."""
     n = len(trace)
     if window_requests < 2:
         raise ValueError(f"window_requests must be >= 2, got {window_requests}")
     W = n // window_requests
     if W < 1:
         part = f" ({trace.meta.transforms[-1]})" if trace.meta.transforms else ""
-        raise ValueError(
+        raise TooFewRequests(
             f"trace {trace.meta.name!r}{part} has {n} requests, fewer than one window of "
-            f"{window_requests}"
-        )
+            f"{window_requests}", n, window_requests)
     N = window_requests
     rng = np.random.default_rng(seed)
     used = W * N

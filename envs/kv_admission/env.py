@@ -41,6 +41,7 @@ from envs.core.capacity import measure_capacity_rps
 from envs.core.engine import EngineSpec
 from envs.core.mixture import (
     Part,
+    WorkloadEntry,
     build_mixture,
     check_mixture_config,
     normalize_workloads,
@@ -105,9 +106,10 @@ class KVAdmissionConfig:
     prefix_caching: bool = False
     trace_params: tuple[tuple[str, Any], ...] = ()  # forwarded to traces.load_trace
     window_order: str = "random"  # "random" | "sequential" (env e replays windows e, e+E, ...)
-    # Training on a distribution (envs.core.mixture): built-in trace names and file paths that replace
+    # Training on a distribution (envs.core.mixture): built-in trace names and file paths (each may be a
+    # (name, trace_params) pair: its own traces.load_trace parameters) that replace
     # trace; each episode draws a family (and generator seed) uniformly, then a window, then a load.
-    workloads: tuple[str, ...] | str = ()
+    workloads: tuple[WorkloadEntry, ...] | str = ()
     workload_seeds: int = 1  # generator seeds per built-in family in workloads (trace_seed, trace_seed + 1, ...)
 
     def loads(self) -> tuple[float, ...]:
@@ -142,10 +144,12 @@ class Scenario:
 
 
 def build_scenario(cfg: KVAdmissionConfig) -> Scenario:
-    """The scenario of ``cfg``; fields that only steer episodes do not rebuild it."""
+    """The scenario of ``cfg``; fields that only steer episodes do not rebuild it. ``ValueError``
+    for a bad ``workloads`` value (``envs.core.mixture.normalize_workloads``)."""
     return _build_scenario(
         replace(cfg, load=DEFAULT_LOADS, rate_scale=None, window_order="random",
-                recompute_penalty=0.0, candidates=1, drain_s=0.0)
+                recompute_penalty=0.0, candidates=1, drain_s=0.0,
+                workloads=normalize_workloads(cfg.workloads, "KVAdmission"))
     )
 
 

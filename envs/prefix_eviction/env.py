@@ -78,8 +78,16 @@ import traces
 from envs.prefix_eviction import kernels as K
 from envs.core.capacity import measure_capacity_rps
 from envs.core.engine import DEFAULT_PROFILE, Engine, EngineSpec
-from envs.core.mixture import Part, check_mixture_config, normalize_workloads, parts_of
-from envs.core.workload import build_workload
+from envs.core.mixture import (
+    Part,
+    WorkloadEntry,
+    check_mixture_config,
+    normalize_workloads,
+    part_config,
+    parts_of,
+    too_few_requests,
+)
+from envs.core.workload import TooFewRequests, build_workload
 from envs.metrics import percentile
 from envs.native_vec import NativeVecEnv, VecEnvView, item_features
 from envs.vector import NativeVectorEnv
@@ -118,9 +126,10 @@ class PrefixEvictionConfig:
     trace_params: tuple[tuple[str, Any], ...] = ()  # forwarded to traces.load_trace
     window_order: str = "random"  # "random" | "sequential" (env e plays windows e, e+E, ...)
     # Training on a distribution (envs.core.mixture): built-in trace names and file paths with prefix
-    # chains that replace trace; each episode draws a family (and generator seed) uniformly, then a
+    # chains (each may be a (name, trace_params) pair: its own traces.load_trace parameters) that
+    # replace trace; each episode draws a family (and generator seed) uniformly, then a
     # window, then a capacity (a fraction of that part's distinct blocks).
-    workloads: tuple[str, ...] | str = ()
+    workloads: tuple[WorkloadEntry, ...] | str = ()
     workload_seeds: int = 1  # generator seeds per built-in family in workloads (trace_seed, trace_seed + 1, ...)
 
     def capacities(self) -> tuple[float, ...]:
@@ -247,8 +256,8 @@ def _build_from(cfg: PrefixEvictionConfig, whole: traces.Trace) -> Built:
         raise ValueError(f"PrefixEviction: window_requests must be >= 1 and warmup_requests >= 0, "
                          f"got {cfg.window_requests}, {cfg.warmup_requests}")
     if N < W:
-        raise ValueError(f"PrefixEviction: trace {trace.meta.name!r} ({cfg.split}) has {N} requests, "
-                         f"fewer than one window of window_requests={W}")
+        raise TooFewRequests(f"PrefixEviction: trace {trace.meta.name!r} ({cfg.split}) has {N} requests, "
+                             f"fewer than one window of window_requests={W}", N, W)
     bs = int(trace.block_size)
     off = np.asarray(trace.block_offsets, np.int64)
     lens = np.diff(off)
@@ -324,10 +333,13 @@ def _build_mixture(cfg: PrefixEvictionConfig) -> Built:
     builts = []
     for p in parts:
         try:
-            whole = _load_part(replace(cfg, trace=p.name, trace_seed=p.seed, workloads=()))
+            whole = _load_part(part_config(cfg, p))
         except (traces.TraceError, ValueError) as err:
             raise ValueError(f"PrefixEviction: workloads entry {p.name!r} (seed {p.seed}): {err}") from None
-        builts.append(_build_from(cfg, whole))
+        try:
+            builts.append(_build_from(cfg, whole))
+        except TooFewRequests as short:
+            raise too_few_requests("PrefixEviction", cfg, p, short, held_out=True) from None
     sizes = {b.block_size for b in builts}
     if len(sizes) > 1:
         raise ValueError(f"PrefixEviction: workloads mix prefix-block sizes {sorted(sizes)} "

@@ -44,6 +44,7 @@ from envs.core.capacity import VLLM_BUDGET, measure_capacity_rps
 from envs.core.engine import EngineSpec, step_time
 from envs.core.mixture import (
     Part,
+    WorkloadEntry,
     build_mixture,
     check_mixture_config,
     normalize_workloads,
@@ -92,9 +93,10 @@ class RoutingConfig:
     hash_blocks: int = 2  # prefix blocks the prefix_key hashes (Mooncake: system prompt + 1)
     trace_params: tuple[tuple[str, Any], ...] = ()
     window_order: str = "random"
-    # Training on a distribution (envs.core.mixture): built-in trace names and file paths that replace
+    # Training on a distribution (envs.core.mixture): built-in trace names and file paths (each may be a
+    # (name, trace_params) pair: its own traces.load_trace parameters) that replace
     # trace; each episode draws a family (and generator seed) uniformly, then a window, then a load.
-    workloads: tuple[str, ...] | str = ()
+    workloads: tuple[WorkloadEntry, ...] | str = ()
     workload_seeds: int = 1  # generator seeds per built-in family in workloads (trace_seed, trace_seed + 1, ...)
     # The TTFT tail bound (issue 21): ttft_bound_x x the TTFT SLO. Reward: -ttft_bound_penalty per
     # bound-length of TTFT beyond it; score: slo_attainment_bounded (0 if > 1% of requests exceed it).
@@ -211,8 +213,10 @@ def _prefill_seconds_per_token(eng, prompt: float, budget: int) -> float:
 
 
 def build_scenario(cfg: RoutingConfig) -> Scenario:
-    """The scenario of ``cfg``; fields that only steer episodes do not rebuild it."""
+    """The scenario of ``cfg``; fields that only steer episodes do not rebuild it. ``ValueError``
+    for a bad ``workloads`` value (``envs.core.mixture.normalize_workloads``)."""
     return _build_scenario(replace(cfg, load=DEFAULT_LOADS, rate_scale=None, stale_s=0.0,
+                                   workloads=normalize_workloads(cfg.workloads, "Routing"),
                                    window_order="random", drain_s=0.0, ttft_bound_x=RoutingConfig.ttft_bound_x,
                                    ttft_bound_penalty=RoutingConfig.ttft_bound_penalty,
                                    teacher_horizon_s=RoutingConfig.teacher_horizon_s,
