@@ -29,6 +29,7 @@ import argparse
 import hashlib
 import json
 import pickle
+import shlex
 import sys
 import tempfile
 import warnings
@@ -86,7 +87,7 @@ def resolve_source(env_id: str, spec: str) -> Source:
                 kw_items.append(args[i])
                 i += 1
         trace = args[args.index("--trace") + 1] if "--trace" in args else "default"
-        command = " ".join(["python", "train.py", "--env", env_id, *args])
+        command = shlex.join(["python", "train.py", "--env", env_id, *args])
         path = ZOO[env_id]
         return Source(path, detect_algo(path), command, parse_env_kwargs(kw_items, env_id), trace,
                       RECIPES[env_id].trace)

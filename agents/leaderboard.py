@@ -28,6 +28,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import math
+import shlex
 import sys
 import time
 import zlib
@@ -312,7 +313,7 @@ def recorded_command(argv: list[str]) -> str:
         if tok == "--ray":
             continue
         kept.append(tok)
-    return " ".join(["python -m agents.leaderboard", *kept])
+    return shlex.join(["python", "-m", "agents.leaderboard", *kept])
 
 
 def main(argv: list[str] | None = None) -> int:

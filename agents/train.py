@@ -19,6 +19,7 @@ import argparse
 import dataclasses
 import inspect
 import json
+import shlex
 import sys
 import math
 import time
@@ -293,7 +294,7 @@ def _learn(a: argparse.Namespace, argv: list[str] | None, callbacks: list | None
     out: Path = a.out
     out.mkdir(parents=True, exist_ok=True)
     ckpt = out / "checkpoint.zip"
-    command = " ".join(["python", "train.py", *(argv if argv is not None else sys.argv[1:])])
+    command = shlex.join(["python", "train.py", *(argv if argv is not None else sys.argv[1:])])  # pastes back into a shell
 
     if a.resume:
         model = algo_class(algo).load(ckpt, env=vec, device=device, tensorboard_log=str(out / "tb"))

@@ -29,6 +29,7 @@ a negative --seed): one line naming the option, exit status 2.
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -161,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--steps {a.steps}: {err}")
     a.out.mkdir(parents=True, exist_ok=True)
     model.save(a.out / "final.zip")
-    run = {"command": " ".join(["python -m agents.train_multi", *(argv if argv is not None else sys.argv[1:])]),
+    run = {"command": shlex.join(["python", "-m", "agents.train_multi", *(argv if argv is not None else sys.argv[1:])]),
            "code": code, "env": ENV_ID, "role": "router", "workloads": workloads,
            "loads": list(a.loads), "seed": a.seed, "steps": a.steps, "clusters_per_workload": a.clusters,
            "warm_start": a.warm_start, "admission": a.admission, "autoscaler": "hpa",

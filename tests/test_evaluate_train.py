@@ -63,6 +63,8 @@ def test_evaluation_is_deterministic_and_same_scenarios_for_every_policy():
 def test_train_py_runs_checkpoints_resumes_and_evaluates(tmp_path, capsys):
     from agents import train
 
+    tmp_path = tmp_path / "run 1"  # a space: the recorded command must quote it
+
     args = ["--timesteps", "512", "--n-envs", "2", "--algo", "ppo", "--out", str(tmp_path),
             "--env-kwargs", "window_requests=64", "--eval-episodes", "1", "--eval-load", "1.1",
             "--no-progress", "--save-every", "256"]
@@ -76,6 +78,9 @@ def test_train_py_runs_checkpoints_resumes_and_evaluates(tmp_path, capsys):
     assert train.main([*args[:1], "1024", *args[2:], "--resume", "--no-eval"]) == 0
     run = json.loads((tmp_path / "run.json").read_text())
     assert run["timesteps"] >= 1024
+    # the recorded command pastes back into a shell (shlex-quoted), arguments and all
+    import shlex
+    assert shlex.split(run["command"]) == ["python", "train.py", *args[:1], "1024", *args[2:], "--resume", "--no-eval"]
 
 
 def test_fast_ppo_beats_random():
