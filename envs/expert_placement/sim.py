@@ -229,13 +229,18 @@ def _waterfill(n: int, loads: np.ndarray, m: int, out: np.ndarray, order: np.nda
 
 
 @nb.njit(cache=True)
+def _buffers(E: int, P: int, G: int) -> np.ndarray:
+    """The int64 scratch rows ``_dispatch`` and ``_dispatch_costs`` take ([_NBUF, max(E, P, G) + 1])."""
+    return np.zeros((_NBUF, max(E, P, G) + 1), np.int64)
+
+
+_NBUF = 22
+
+
+@nb.njit(cache=True)
 def dispatch_batch(counts: np.ndarray, place: np.ndarray, S: int, G: int, even: bool, out: np.ndarray) -> None:
     """Tokens per physical slot ``out[n, T, L, P]`` for counts ``[n, T, L, E]`` and placements ``[n, L, P]``."""
-    E = counts.shape[3]
-    P = place.shape[2]
-    z = lambda k: np.zeros(k, np.int64)  # noqa: E731
-    _dispatch(counts, place, S, G, even, out, z(E), z(G), z(G), z(G), z(G), z(G), np.full(G, -1, np.int64), z(E), z(P),
-              z(E), z(E), z(E), z(G), z(E), z(P))
+    _dispatch(counts, place, S, G, even, out, _buffers(counts.shape[3], place.shape[2], G))
 
 
 @nb.njit(cache=True)
@@ -247,21 +252,25 @@ def dispatch_costs(counts: np.ndarray, place: np.ndarray, S: int, G: int, even: 
     ``_gpu_costs`` returns on ``dispatch_batch``'s output (tests check it). ``table`` must cover
     every count (``CostModel.ffn_table``)."""
     n, T, L, E = counts.shape
-    P = place.shape[2]
     ffn = np.empty((n, T, L))
     peak = np.empty((n, T, L), np.int64)
     total = np.empty((n, T, L), np.int64)
-    z = lambda k: np.zeros(k, np.int64)  # noqa: E731
-    _dispatch_costs(counts, place, S, G, even, table, latency, ffn, peak, total, z(P), np.zeros(S), z(E), z(G), z(G),
-                    z(G), z(G), z(G), np.full(G, -1, np.int64), z(E), z(P), z(E), z(E), z(E), z(G), z(E), z(P))
+    _dispatch_costs(counts, place, S, G, even, table, latency, ffn, peak, total, np.zeros(S),
+                    _buffers(E, place.shape[2], G))
     return ffn, peak, total
 
 
 @nb.njit(cache=True, _nrt=False)
-def _slot_lists(pl, cnt, first, nxt, singles, order, srt):
-    """Each expert's replica count and the linked list of its slots, in slot order; the experts
-    with one replica (``singles[:ns]``) and with several (``order[:nr]``), by index; ``srt[:nr]``
-    reset to the identity. Returns (ns, nr)."""
+def _layer_lists(pl, gpu_of, cnt, first, nxt, singles, sslot, sgpu, order, srt, hstart, hcnt, host_g, host_ns, slot_h,
+                 onhost):
+    """What dispatch needs of one layer's placement ``pl[P]``, once per placement (every step
+    reuses it): each expert's replica count and the linked list of its slots, in slot order; the
+    experts with one replica (``singles[:ns]``, by index) with their slot and GPU (``sslot``,
+    ``sgpu``); the experts with several (``order[:nr]``, by index) with ``srt[:nr]`` reset to the
+    identity and their distinct GPUs in order of first appearance along the slot list
+    (``host_g[hstart[i]:][:hcnt[i]]``, each with its number of the expert's slots ``host_ns``),
+    and for each of their slots the index of its GPU in that list (``slot_h[p]``). ``onhost[G]``
+    must be -1 and is left so. Returns (ns, nr)."""
     cnt[:] = 0
     first[:] = -1
     for p in range(pl.shape[0] - 1, -1, -1):
@@ -271,13 +280,34 @@ def _slot_lists(pl, cnt, first, nxt, singles, order, srt):
         first[x] = p
     ns = 0
     nr = 0
+    pos = 0
     for x in range(cnt.shape[0]):
         if cnt[x] == 1:
             singles[ns] = x
+            sslot[ns] = first[x]
+            sgpu[ns] = gpu_of[first[x]]
             ns += 1
         elif cnt[x] > 1:
             order[nr] = x
             srt[nr] = nr
+            m = 0
+            p = first[x]
+            while p >= 0:
+                g = gpu_of[p]
+                if onhost[g] < 0:
+                    onhost[g] = m
+                    host_g[pos + m] = g
+                    host_ns[pos + m] = 0
+                    m += 1
+                h = onhost[g]
+                host_ns[pos + h] += 1
+                slot_h[p] = h
+                p = nxt[p]
+            for h in range(m):
+                onhost[host_g[pos + h]] = -1
+            hstart[nr] = pos
+            hcnt[nr] = m
+            pos += m
             nr += 1
     return ns, nr
 
@@ -285,31 +315,36 @@ def _slot_lists(pl, cnt, first, nxt, singles, order, srt):
 # Compiled without numba's reference counting (its per-view incref/decref pairs were a large part of
 # the time): they allocate nothing; dispatch_batch and dispatch_costs hand them every buffer.
 @nb.njit(cache=True, _nrt=False)
-def _dispatch(counts, place, S, G, even, out, cnt, gpu_load, hosts, hslots, hload, share, onhost, first, nxt, order,
-              key, srt, gorder, singles, gpu_of) -> None:
+def _dispatch(counts, place, S, G, even, out, b) -> None:
     n, T, L, E = counts.shape
-    for p in range(gpu_of.shape[0]):
+    gpu_of, onhost = b[16], b[6]
+    for p in range(place.shape[2]):
         gpu_of[p] = p // S
+    onhost[:] = -1
     for e_ in range(n):
         for l in range(L):
-            ns, nr = _slot_lists(place[e_, l], cnt, first, nxt, singles, order, srt)
+            ns, nr = _layer_lists(place[e_, l], gpu_of, b[0], b[1], b[2], b[3], b[4], b[5], b[7], b[8], b[9], b[10],
+                                  b[11], b[12], b[13], onhost)
             for t in range(T):
-                _dispatch_step(counts[e_, t, l], out[e_, t, l], S, even, cnt, gpu_load, hosts, hslots, hload, share,
-                               onhost, first, nxt, order, key, srt, gorder, singles, ns, nr, gpu_of)
+                _dispatch_step(counts[e_, t, l], out[e_, t, l], even, b[17], b[0], b[1], b[2], b[3], b[4], b[5], ns,
+                               b[7], b[8], b[15], nr, b[9], b[10], b[11], b[12], b[13], b[18], b[19], b[20], b[21])
 
 
 @nb.njit(cache=True, _nrt=False)
-def _dispatch_costs(counts, place, S, G, even, table, latency, ffn, peak, total, o, buf, cnt, gpu_load, hosts, hslots,
-                    hload, share, onhost, first, nxt, order, key, srt, gorder, singles, gpu_of) -> None:
+def _dispatch_costs(counts, place, S, G, even, table, latency, ffn, peak, total, buf, b) -> None:
     n, T, L, E = counts.shape
-    for p in range(gpu_of.shape[0]):
+    gpu_of, onhost, o = b[16], b[6], b[14]
+    for p in range(place.shape[2]):
         gpu_of[p] = p // S
+    onhost[:] = -1
     for e_ in range(n):
         for l in range(L):
-            ns, nr = _slot_lists(place[e_, l], cnt, first, nxt, singles, order, srt)
+            ns, nr = _layer_lists(place[e_, l], gpu_of, b[0], b[1], b[2], b[3], b[4], b[5], b[7], b[8], b[9], b[10],
+                                  b[11], b[12], b[13], onhost)
+            gpu_load = b[17]
             for t in range(T):
-                _dispatch_step(counts[e_, t, l], o, S, even, cnt, gpu_load, hosts, hslots, hload, share, onhost, first,
-                               nxt, order, key, srt, gorder, singles, ns, nr, gpu_of)
+                _dispatch_step(counts[e_, t, l], o, even, gpu_load, b[0], b[1], b[2], b[3], b[4], b[5], ns, b[7], b[8],
+                               b[15], nr, b[9], b[10], b[11], b[12], b[13], b[18], b[19], b[20], b[21])
                 # _gpu_costs of this row: the GPU's load is gpu_load[g] (its slots' integer sum)
                 best = 0.0
                 pk = 0
@@ -325,8 +360,6 @@ def _dispatch_costs(counts, place, S, G, even, table, latency, ffn, peak, total,
                 ffn[e_, t, l] = best
                 peak[e_, t, l] = pk
                 total[e_, t, l] = tot
-
-
 @nb.njit(cache=True, _nrt=False, inline="always")
 def _slot_time_sum(table, o, lo, S, buf) -> float:
     """``pairwise_sum`` of ``table[o[lo:lo + S]]`` (one GPU's FFN times), reading the table
@@ -361,18 +394,16 @@ def _slot_time_sum(table, o, lo, S, buf) -> float:
 
 
 @nb.njit(cache=True, _nrt=False)
-def _dispatch_step(row, o, S, even, cnt, gpu_load, hosts, hslots, hload, share, onhost, first, nxt, order, key, srt,
-                   gorder, singles, ns, nr, gpu_of) -> None:
+def _dispatch_step(row, o, even, gpu_load, cnt, first, nxt, singles, sslot, sgpu, ns, order, srt, key, nr, hstart, hcnt,
+                   host_g, host_ns, slot_h, hload, hsl, share, gorder) -> None:
     """Tokens per slot ``o[P]`` of one step and layer (counts ``row[E]``) and each GPU's load
-    ``gpu_load[G]``, for the lists of ``_slot_lists`` (every slot is written: it holds a single
-    expert or one replica of a replicated one). ``gpu_of[p]``: slot p's GPU (a 64-bit integer
-    division per slot was most of the time)."""
+    ``gpu_load[G]``, for the lists of ``_layer_lists`` (every slot is written: it holds a single
+    expert or one replica of a replicated one)."""
     gpu_load[:] = 0
     for i in range(ns):
-        x = singles[i]
-        p = first[x]
-        o[p] = row[x]
-        gpu_load[gpu_of[p]] += row[x]
+        v = row[singles[i]]
+        o[sslot[i]] = v
+        gpu_load[sgpu[i]] += v
     # replicated experts, most tokens first (ties: lower index): insertion-sorted from the previous
     # step's order of this layer (loads drift slowly); a total order, so the stable argsort's result
     for i in range(nr):
@@ -391,50 +422,45 @@ def _dispatch_step(row, o, S, even, cnt, gpu_load, hosts, hslots, hload, share, 
                 break
         srt[j] = v
     for i in range(nr):
-        x = order[srt[i]]
+        ix = srt[i]
+        x = order[ix]
         tok = row[x]
+        h0 = hstart[ix]
         if even:
-            base = tok // cnt[x]
-            rem = tok - base * cnt[x]
+            c = cnt[x]
+            base = tok // c
+            rem = tok - base * c
             p = first[x]
             r = 0
             while p >= 0:
                 v = base + (1 if r < rem else 0)
                 o[p] = v
-                gpu_load[gpu_of[p]] += v
+                gpu_load[host_g[h0 + slot_h[p]]] += v
                 r += 1
                 p = nxt[p]
             continue
-        m = 0  # distinct GPUs holding x
-        p = first[x]
-        while p >= 0:
-            g = gpu_of[p]
-            if onhost[g] < 0:
-                onhost[g] = m
-                hosts[m] = g
-                hslots[m] = 0
-                hload[m] = gpu_load[g]
-                m += 1
-            hslots[onhost[g]] += 1
-            p = nxt[p]
+        # the distinct GPUs holding x (in order of first appearance along its slots) share its
+        # tokens, the least loaded filled first
+        m = hcnt[ix]
+        for h in range(m):
+            hload[h] = gpu_load[host_g[h0 + h]]
+            hsl[h] = host_ns[h0 + h]
         _waterfill(tok, hload, m, share, gorder)
-        for i2 in range(m):
-            gpu_load[hosts[i2]] += share[i2]
+        for h in range(m):
+            gpu_load[host_g[h0 + h]] += share[h]
         # split each GPU's share evenly over its slots of x
         p = first[x]
         while p >= 0:
-            h = onhost[gpu_of[p]]
-            if hslots[h] == 1:  # (no integer division: the common case)
+            h = slot_h[p]
+            if hsl[h] == 1:  # (no integer division: the common case)
                 q, r = share[h], 0
             else:
-                q = share[h] // hslots[h]
-                r = share[h] - q * hslots[h]
+                q = share[h] // hsl[h]
+                r = share[h] - q * hsl[h]
             o[p] = q + r  # the first slot on that GPU takes the remainder
             share[h] -= q + r
-            hslots[h] -= 1
+            hsl[h] -= 1
             p = nxt[p]
-        for i2 in range(m):
-            onhost[hosts[i2]] = -1
 
 
 @nb.njit(cache=True)
