@@ -220,7 +220,9 @@ def _waterfill(n: int, loads: np.ndarray, m: int, out: np.ndarray, order: np.nda
         j += 1
     level = loads[order[j - 1]]
     rest = n - used
-    add = rest // j
+    # rest // j without a 64-bit integer division: rest >= 0 and j <= m, so a double's quotient
+    # truncates to the same integer while rest < 2**40 (its rounding error stays below 1 / j)
+    add = rest if j == 1 else (int(rest / j) if rest < 1099511627776 else rest // j)
     rem = rest - add * j
     for i in range(m):
         out[i] = 0
