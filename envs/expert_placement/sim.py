@@ -232,8 +232,9 @@ def _waterfill(n: int, loads: np.ndarray, m: int, out: np.ndarray, order: np.nda
 
 @nb.njit(cache=True)
 def _buffers(E: int, P: int, G: int) -> np.ndarray:
-    """The int64 scratch rows ``_dispatch`` and ``_dispatch_costs`` take ([_NBUF, max(E, P, G) + 1])."""
-    return np.zeros((_NBUF, max(E, P, G) + 1), np.int64)
+    """The int64 scratch rows ``_dispatch``, ``_dispatch_costs`` and ``moe_s_sum`` take
+    ([_NBUF, max(E, P, G) + 1]; uninitialised: each row is written before it is read)."""
+    return np.empty((_NBUF, max(E, P, G) + 1), np.int64)
 
 
 _NBUF = 22
@@ -257,7 +258,7 @@ def dispatch_costs(counts: np.ndarray, place: np.ndarray, S: int, G: int, even: 
     ffn = np.empty((n, T, L))
     peak = np.empty((n, T, L), np.int64)
     total = np.empty((n, T, L), np.int64)
-    _dispatch_costs(counts, place, S, G, even, table, latency, ffn, peak, total, np.zeros(S),
+    _dispatch_costs(counts, place, S, G, even, table, latency, ffn, peak, total, np.empty(S),
                     _buffers(E, place.shape[2], G))
     return ffn, peak, total
 
@@ -347,21 +348,51 @@ def _dispatch_costs(counts, place, S, G, even, table, latency, ffn, peak, total,
             for t in range(T):
                 _dispatch_step(counts[e_, t, l], o, even, gpu_load, b[0], b[1], b[2], b[3], b[4], b[5], ns, b[7], b[8],
                                b[15], nr, b[9], b[10], b[11], b[12], b[13], b[18], b[19], b[20], b[21])
-                # _gpu_costs of this row: the GPU's load is gpu_load[g] (its slots' integer sum)
-                best = 0.0
-                pk = 0
-                tot = 0
-                for g in range(G):
-                    load = gpu_load[g]
-                    v = _slot_time_sum(table, o, g * S, S, buf) + (latency if load > 0 else 0.0)
-                    if v > best or g == 0:
-                        best = v
-                    if load > pk or g == 0:
-                        pk = load
-                    tot += load
+                best, pk, tot = _step_costs(table, o, gpu_load, G, S, latency, buf)
                 ffn[e_, t, l] = best
                 peak[e_, t, l] = pk
                 total[e_, t, l] = tot
+
+
+@nb.njit(cache=True, _nrt=False)
+def moe_s_sum(counts, e, k0, T, l, pl, S, G, even, table, latency, a2a2, sent_rows, buf, b) -> float:
+    """MoE seconds of layer ``l`` on placement ``pl[P]`` summed over env e's steps ``k0 .. k0 + T - 1``
+    of ``counts[n, steps, L, E]``: ``dispatch_costs``' slowest-GPU FFN time of each step plus
+    ``a2a2[max(peak GPU load, sent_rows)]`` (both all-to-alls' seconds by token rows:
+    ``CostModel.time_tables``), added in step order; the same floats as summing ``dispatch_costs``
+    on those rows in a loop, without copying the rows or allocating. ``buf``: float64 [S];
+    ``b``: ``_buffers(E, P, G)``."""
+    gpu_of, onhost, o, gpu_load = b[16], b[6], b[14], b[17]
+    for p in range(pl.shape[0]):
+        gpu_of[p] = p // S
+    onhost[:] = -1
+    ns, nr = _layer_lists(pl, gpu_of, b[0], b[1], b[2], b[3], b[4], b[5], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
+                          onhost)
+    t = 0.0
+    for s in range(T):
+        _dispatch_step(counts[e, k0 + s, l], o, even, gpu_load, b[0], b[1], b[2], b[3], b[4], b[5], ns, b[7], b[8],
+                       b[15], nr, b[9], b[10], b[11], b[12], b[13], b[18], b[19], b[20], b[21])
+        best, pk, _ = _step_costs(table, o, gpu_load, G, S, latency, buf)
+        t += best + a2a2[max(pk, sent_rows)]
+    return t
+
+
+@nb.njit(cache=True, _nrt=False, inline="always")
+def _step_costs(table, o, gpu_load, G, S, latency, buf):
+    """``_gpu_costs`` of one step's tokens per slot ``o[G * S]`` with the GPUs' loads ``gpu_load[G]``
+    (their slots' integer sums): (slowest GPU's FFN seconds, peak load, total load)."""
+    best = 0.0
+    pk = 0
+    tot = 0
+    for g in range(G):
+        load = gpu_load[g]
+        v = _slot_time_sum(table, o, g * S, S, buf) + (latency if load > 0 else 0.0)
+        if v > best or g == 0:
+            best = v
+        if load > pk or g == 0:
+            pk = load
+        tot += load
+    return best, pk, tot
 @nb.njit(cache=True, _nrt=False, inline="always")
 def _slot_time_sum(table, o, lo, S, buf) -> float:
     """``pairwise_sum`` of ``table[o[lo:lo + S]]`` (one GPU's FFN times), reading the table
