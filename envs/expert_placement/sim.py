@@ -355,13 +355,14 @@ def _dispatch_costs(counts, place, S, G, even, table, latency, ffn, peak, total,
 
 
 @nb.njit(cache=True, _nrt=False)
-def moe_s_sum(counts, e, k0, T, l, pl, S, G, even, table, latency, a2a2, sent_rows, buf, b) -> float:
+def moe_s_sum(counts, e, k0, T, l, pl, S, G, even, table, latency, a2a2, sent_rows, buf, b, ffn, peak) -> float:
     """MoE seconds of layer ``l`` on placement ``pl[P]`` summed over env e's steps ``k0 .. k0 + T - 1``
     of ``counts[n, steps, L, E]``: ``dispatch_costs``' slowest-GPU FFN time of each step plus
     ``a2a2[max(peak GPU load, sent_rows)]`` (both all-to-alls' seconds by token rows:
     ``CostModel.time_tables``), added in step order; the same floats as summing ``dispatch_costs``
-    on those rows in a loop, without copying the rows or allocating. ``buf``: float64 [S];
-    ``b``: ``_buffers(E, P, G)``."""
+    on those rows in a loop, without copying the rows or allocating. Each step's FFN time and peak
+    GPU load (``dispatch_costs``' ffn and peak) are written to ``ffn[T]`` and ``peak[T]``.
+    ``buf``: float64 [S]; ``b``: ``_buffers(E, P, G)``."""
     gpu_of, onhost, o, gpu_load = b[16], b[6], b[14], b[17]
     for p in range(pl.shape[0]):
         gpu_of[p] = p // S
@@ -373,6 +374,8 @@ def moe_s_sum(counts, e, k0, T, l, pl, S, G, even, table, latency, a2a2, sent_ro
         _dispatch_step(counts[e, k0 + s, l], o, even, gpu_load, b[0], b[1], b[2], b[3], b[4], b[5], ns, b[7], b[8],
                        b[15], nr, b[9], b[10], b[11], b[12], b[13], b[18], b[19], b[20], b[21])
         best, pk, _ = _step_costs(table, o, gpu_load, G, S, latency, buf)
+        ffn[s] = best
+        peak[s] = pk
         t += best + a2a2[max(pk, sent_rows)]
     return t
 
@@ -602,6 +605,11 @@ class CostModel:
         return {"moe_s": ffn + 2.0 * a2a, "ffn_s": ffn, "a2a_s": 2.0 * a2a,
                 "imbalance": peak / np.maximum(total / sh.G, 1e-12), "a2a_bytes": 2.0 * rows * sh.row_bytes}
 
+    def moe_s(self, ffn: np.ndarray, peak_i: np.ndarray) -> np.ndarray:
+        """``_costs``' moe_s alone (the same expressions): the slowest GPU's FFN seconds ``ffn`` plus both
+        all-to-alls of the busiest GPU's token rows (its peak load ``peak_i``, at least ``sent_rows``)."""
+        return ffn + 2.0 * self.a2a(np.maximum(peak_i.astype(np.float64), self.sent_rows))
+
     def bound_costs(self, counts: np.ndarray) -> dict[str, np.ndarray]:
         """Perfect balance for counts ``[..., E]``: a lower bound on every placement's layer time."""
         sh = self.sh
@@ -702,6 +710,16 @@ class PlacementSim:
         self.drift = np.zeros(n)
         self.acc = np.zeros((n, 8))  # moe_s, ffn_s, a2a_s, imbalance, a2a_bytes, layer-steps, mig_bytes, mig_s
         self._moved = np.zeros((n, sh.G, 2), np.int64)
+        # The EPLB option of each rebalance as kernels.prepare_layer computed it (after interval k: EPLB on
+        # interval k's mean load, dispatched over interval k, layer by layer): its placement and each step's FFN
+        # time and peak GPU load; ``opt_ok[e, k, l]`` says they were written in the current episode. Where the
+        # placement is the clairvoyant reference's of that interval (EPLB on its summed counts: usually), its
+        # rows are reference_cost's, which reads them instead of dispatching again.
+        I, T = cfg.intervals, cfg.interval_steps
+        self.opt_place = np.zeros((n, I + 1, sh.L, sh.P), np.int16 if sh.E <= np.iinfo(np.int16).max else np.int64)
+        self.opt_ffn = np.zeros((n, I + 1, sh.L, T))
+        self.opt_peak = np.zeros((n, I + 1, sh.L, T), np.int64)
+        self.opt_ok = np.zeros((n, I + 1, sh.L), np.bool_)
         self.mean_expert_load = sh.tokens_per_step * sh.k / sh.E
         self.init_place = initial_placement(sh)
 
@@ -714,6 +732,7 @@ class PlacementSim:
             self.counts[e] = self.load.episode(int(w), float(d))
         self.place[envs] = self.init_place
         self.interval[envs] = 0
+        self.opt_ok[envs] = False
         self.acc[envs] = 0.0
         self.last[envs] = self.window[envs] = self.slow[envs] = 0.0
         self._observe_interval(envs, 0, first=True)  # warm-up interval: history only, not scored
@@ -788,7 +807,23 @@ class PlacementSim:
         moved = np.zeros((I, sh.G, 2), np.int64)
         migration_counts(old, places, sh.G, sh.gpn, sh.E, moved)
         _, mig_s = self.cost.migration(moved)
-        return float(self.cost.dispatch_costs(counts, places)["moe_s"].sum() + mig_s.sum())
+        if kind == "round_robin" or not self.opt_ok[e, 1:].any():
+            return float(self.cost.dispatch_costs(counts, places)["moe_s"].sum() + mig_s.sum())
+        # clairvoyant: the rows the kernels kept (the same placement on the same counts), the others dispatched here
+        ok = self.opt_ok[e, 1:] & (self.opt_place[e, 1:] == places).all(-1)  # [I, L]
+        ffn = np.empty((I, self.cfg.interval_steps, sh.L))
+        peak = np.empty(ffn.shape, np.int64)
+        ffn.transpose(0, 2, 1)[ok] = self.opt_ffn[e, 1:][ok]
+        peak.transpose(0, 2, 1)[ok] = self.opt_peak[e, 1:][ok]
+        i, l = np.nonzero(~ok)
+        if i.size:
+            self.cost._fit_table(counts)
+            f, p, _ = dispatch_costs(np.ascontiguousarray(counts[i, :, l][:, :, None]),
+                                     np.ascontiguousarray(places[i, l][:, None]), sh.S, sh.G,
+                                     self.cfg.dispatch == "even", self.cost.ffn_table, self.cost.latency)
+            ffn.transpose(0, 2, 1)[i, l] = f[:, :, 0]
+            peak.transpose(0, 2, 1)[i, l] = p[:, :, 0]
+        return float(self.cost.moe_s(ffn, peak).sum() + mig_s.sum())
 
     def clairvoyant_placement(self, envs: np.ndarray) -> np.ndarray:
         """EPLB on each env's true next-interval load: [len(envs), L, P]."""
