@@ -96,7 +96,8 @@ class ExpertPlacementVecEnv(NativeVecEnv):
         drifts = self.config.drifts()
         picks = [self.draw_episode(int(e), self.sim.load.n_windows, drifts) for e in envs]
         self.sim.reset(envs, [w for w, _ in picks], [d for _, d in picks])
-        self._fit_time_tables(int(self.sim.counts[envs].sum(-1, dtype=np.int64).max()))
+        if self.sim.load.recorded is not None:  # generated rows sum to tokens_per_step x top_k: the tables cover them
+            self._fit_time_tables(max(int(self.sim.counts[e].sum(-1, dtype=np.int64).max()) for e in envs))
         self.phase[envs] = K.MODE
         self.layer[envs] = 0
         self.rep_done[envs] = 0

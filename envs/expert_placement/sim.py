@@ -674,19 +674,27 @@ class LoadSource:
             return self.recorded.shape[0] - self.steps + 1
         return self.GENERATED_WINDOWS
 
-    def episode(self, window: int, drift: float) -> np.ndarray:
-        """Counts of episode ``window`` (in ``[0, n_windows)``) at generator drift ``drift``."""
+    def episode(self, window: int, drift: float, out: np.ndarray | None = None) -> np.ndarray:
+        """Counts of episode ``window`` (in ``[0, n_windows)``) at generator drift ``drift``; written
+        into ``out`` (int32 [steps, layers, E]) and returned when given."""
         if self.recorded is not None:
             n = self.n_windows
             start = (window * 7919) % n  # a stride, so that consecutive windows differ
-            return self.recorded[start:start + self.steps]
+            if out is None:
+                return self.recorded[start:start + self.steps]
+            out[:] = self.recorded[start:start + self.steps]
+            return out
         # Generator seeds: even for train, odd for the held-out split, so the two never share one.
         ss = np.random.SeedSequence([window, 0x6570])
         gseed = int(ss.generate_state(1, np.uint64)[0] >> np.uint64(2)) * 2 + SPLITS[self.cfg.split]
         gen = traces.ExpertLoadGenerator(self.sh.L, self.sh.E, self.sh.k, self.sh.tokens_per_step,
                                          zipf_s=self.cfg.zipf_s, drift=drift, layer_corr=self.cfg.layer_corr,
                                          phase_shift_every=self.cfg.phase_shift_every, seed=gseed)
-        return gen.generate(self.steps).astype(np.int32)
+        c = gen.generate(self.steps)  # counts <= tokens_per_step: int32 holds them
+        if out is None:
+            return c.astype(np.int32)
+        out[:] = c
+        return out
 
 
 class PlacementSim:
@@ -729,7 +737,7 @@ class PlacementSim:
         ``envs[i]``."""
         for e, w, d in zip(envs, windows, drifts):
             self.drift[e] = d
-            self.counts[e] = self.load.episode(int(w), float(d))
+            self.load.episode(int(w), float(d), out=self.counts[e])
         self.place[envs] = self.init_place
         self.interval[envs] = 0
         self.opt_ok[envs] = False
