@@ -252,7 +252,8 @@ def test_bench_cluster_model_row():
     assert row["references_s_per_episode"] > 0 and row["episode_batch_steps"] == 17 * 32
 
 
-@pytest.mark.parametrize("kw", [{}, {"dispatch": "even", "gpus": 16}, {"gpus": 8, "redundant_slots": 64, "intervals": 3}])
+@pytest.mark.parametrize("kw", [{}, {"dispatch": "even", "gpus": 16},
+                                {"gpus": 8, "redundant_slots": 64, "intervals": 3}])
 def test_clairvoyant_reference_from_kept_rows_equals_dispatching_it(kw):
     """reference_cost('eplb_clairvoyant') reads the rows the kernels kept of each rebalance's EPLB
     option (where it is the reference's placement) and dispatches the rest: bit for bit the cost of

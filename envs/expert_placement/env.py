@@ -126,8 +126,8 @@ class ExpertPlacementVecEnv(NativeVecEnv):
                   sim.next_share, sim.place, self.proj, self.feats, self.cand, self._obs, self._mask, sh.R, frac,
                   sh.G, sh.gpn, sh.groups, sh.nodes, sim.counts, sim.interval, self.config.interval_steps,
                   sim.last_moe_s, self.pending, sh.S, self.config.dispatch == "even", sim.cost.ffn_table,
-                  sim.cost.latency, self._a2a2, self._sent_rows, self._mig_in, self._mig_out, sim.opt_place, sim.opt_ffn,
-                  sim.opt_peak, sim.opt_ok)
+                  sim.cost.latency, self._a2a2, self._sent_rows, self._mig_in, self._mig_out, sim.opt_place,
+                  sim.opt_ffn, sim.opt_peak, sim.opt_ok)
 
     def _accept_actions(self, a: np.ndarray) -> np.ndarray:
         # A masked action (from an algorithm that ignores masks, e.g. plain PPO) becomes the first
