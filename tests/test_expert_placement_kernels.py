@@ -250,3 +250,63 @@ def test_bench_cluster_model_row():
     row = bench.bench_sim(1, 1)
     assert row["batch_steps_per_s"] > 0 and row["generator_s_per_episode"] > 0
     assert row["references_s_per_episode"] > 0 and row["episode_batch_steps"] == 17 * 32
+
+
+@pytest.mark.parametrize("kw", [{}, {"dispatch": "even", "gpus": 16},
+                                {"gpus": 8, "redundant_slots": 64, "intervals": 3}])
+def test_clairvoyant_reference_from_kept_rows_equals_dispatching_it(kw):
+    """reference_cost('eplb_clairvoyant') reads the rows the kernels kept of each rebalance's EPLB
+    option (where it is the reference's placement) and dispatches the rest: bit for bit the cost of
+    dispatching every interval, whether all rows, some (a kept placement made wrong) or none are kept."""
+    from envs.expert_placement import kernels as K
+    from envs.expert_placement.env import ExpertPlacementVecEnv
+
+    vec = ExpertPlacementVecEnv(2, seed=3, intervals=kw.pop("intervals", 4), **kw)
+    vec.reset()
+    sim = vec.sim
+    rng = np.random.default_rng(0)
+    while not (sim.interval >= sim.cfg.intervals - 1).all():  # into the last rebalance (its first layer prepared)
+        vec.step(rng.integers(0, K.N_MODES, 2))
+    I = sim.cfg.intervals
+    assert sim.opt_ok[:, 1:I - 1].all() and sim.opt_ok[:, I - 1, 0].all() and not sim.opt_ok[:, I].any()
+    from envs.expert_placement import algos as A
+
+    sh = sim.sh
+    for e in range(2):
+        w = sim.interval_counts(np.full(I - 2, e), np.arange(1, I - 1)).sum(1).astype(np.float64)
+        ref = np.empty((I - 2, sh.L, sh.P), np.int64)
+        for i in range(I - 2):
+            for l in range(sh.L):
+                A.eplb(w[i, l], sh.P, sh.groups, sh.nodes, sh.G, ref[i, l])
+        assert (sim.opt_place[e, 1:I - 1] == ref).all()  # the kept rows are the reference's: they are read
+        with_rows = sim.reference_cost(e, "eplb_clairvoyant")
+        sim.opt_place[e, 1, 0] = np.roll(sim.opt_place[e, 1, 0], 1)  # not the reference's placement: dispatched
+        partly = sim.reference_cost(e, "eplb_clairvoyant")
+        ok = sim.opt_ok[e].copy()
+        sim.opt_ok[e] = False
+        none = sim.reference_cost(e, "eplb_clairvoyant")
+        sim.opt_ok[e] = ok
+        assert with_rows == partly == none
+
+
+def test_moe_s_sum_equals_dispatch_costs_summed():
+    """kernels' per-option interval time (moe_s_sum, counts read in place) is the sum, in step order,
+    of dispatch_costs' FFN time plus the all-to-all table at the peak load, with its ffn and peak."""
+    cfg = S.make_config()
+    sh = S.shape_of(cfg)
+    rng = np.random.default_rng(1)
+    T = 5
+    counts = rng.integers(0, 600, (2, 3 * T, sh.L, sh.E)).astype(np.int32)
+    place = _placements(rng, 1, 1, sh.E, sh.G, sh.S)
+    cm = S.CostModel(cfg, sh)
+    a2a2 = np.linspace(1e-5, 2e-5, sh.tokens_per_step * sh.k + 1)
+    sent = int(cm.sent_rows)
+    ffn, peak = np.empty(T), np.empty(T, np.int64)
+    got = S.moe_s_sum(counts, 1, T, T, 2, place[0, 0], sh.S, sh.G, False, cm.ffn_table, cm.latency, a2a2, sent,
+                      np.empty(sh.S), S._buffers(sh.E, sh.P, sh.G), ffn, peak)
+    f, p, _ = S.dispatch_costs(np.ascontiguousarray(counts[1:2, T:2 * T, 2:3]), place, sh.S, sh.G, False, cm.ffn_table,
+                               cm.latency)
+    want = 0.0
+    for t in range(T):
+        want += f[0, t, 0] + a2a2[max(p[0, t, 0], sent)]
+    assert got == want and np.array_equal(ffn, f[0, :, 0]) and np.array_equal(peak, p[0, :, 0])

@@ -96,7 +96,8 @@ class ExpertPlacementVecEnv(NativeVecEnv):
         drifts = self.config.drifts()
         picks = [self.draw_episode(int(e), self.sim.load.n_windows, drifts) for e in envs]
         self.sim.reset(envs, [w for w, _ in picks], [d for _, d in picks])
-        self._fit_time_tables(int(self.sim.counts[envs].sum(-1, dtype=np.int64).max()))
+        if self.sim.load.recorded is not None:  # generated rows sum to tokens_per_step x top_k: the tables cover them
+            self._fit_time_tables(max(int(self.sim.counts[e].sum(-1, dtype=np.int64).max()) for e in envs))
         self.phase[envs] = K.MODE
         self.layer[envs] = 0
         self.rep_done[envs] = 0
@@ -125,7 +126,8 @@ class ExpertPlacementVecEnv(NativeVecEnv):
                   sim.next_share, sim.place, self.proj, self.feats, self.cand, self._obs, self._mask, sh.R, frac,
                   sh.G, sh.gpn, sh.groups, sh.nodes, sim.counts, sim.interval, self.config.interval_steps,
                   sim.last_moe_s, self.pending, sh.S, self.config.dispatch == "even", sim.cost.ffn_table,
-                  sim.cost.latency, self._a2a2, self._sent_rows, self._mig_in, self._mig_out)
+                  sim.cost.latency, self._a2a2, self._sent_rows, self._mig_in, self._mig_out, sim.opt_place,
+                  sim.opt_ffn, sim.opt_peak, sim.opt_ok)
 
     def _accept_actions(self, a: np.ndarray) -> np.ndarray:
         # A masked action (from an algorithm that ignores masks, e.g. plain PPO) becomes the first

@@ -17,7 +17,7 @@ import numba as nb
 import numpy as np
 
 from envs.expert_placement import algos as A
-from envs.expert_placement.sim import dispatch_costs
+from envs.expert_placement.sim import _buffers, moe_s_sum
 
 KEEP, LPT, EPLB, CUSTOM = 0, 1, 2, 3  # mode sub-step actions
 N_MODES = 4
@@ -101,26 +101,18 @@ def _blocking(mv: np.ndarray, mig_in: np.ndarray, mig_out: np.ndarray) -> float:
 
 
 @nb.njit(cache=True)
-def _layer_moe_s(c4: np.ndarray, pl: np.ndarray, S: int, G: int, even: bool, ffn_table: np.ndarray, latency: float,
-                 a2a2: np.ndarray, sent_rows: int) -> float:
-    """MoE seconds of one layer over one interval: counts ``c4[1, T, 1, E]`` on placement ``pl[1, 1, P]``
-    (``CostModel.dispatch_costs``' moe_s summed over steps; ``a2a2[rows]`` = both all-to-alls' seconds)."""
-    ffn, peak, _ = dispatch_costs(c4, pl, S, G, even, ffn_table, latency)
-    t = 0.0
-    for i in range(ffn.shape[1]):
-        t += ffn[0, i, 0] + a2a2[max(peak[0, i, 0], sent_rows)]
-    return t
-
-
-@nb.njit(cache=True)
 def prepare_layer(e: int, layer: int, window: np.ndarray, slow: np.ndarray, place: np.ndarray, proj: np.ndarray,
                   feats: np.ndarray, G: int, gpn: int, groups: int, nodes: int, counts: np.ndarray, k0: int, T: int,
                   last_moe_s: np.ndarray, pending: np.ndarray, S: int, even: bool, ffn_table: np.ndarray,
-                  latency: float, a2a2: np.ndarray, sent_rows: int, mig_in: np.ndarray, mig_out: np.ndarray) -> None:
+                  latency: float, a2a2: np.ndarray, sent_rows: int, mig_in: np.ndarray, mig_out: np.ndarray,
+                  opt_place: np.ndarray, opt_ffn: np.ndarray, opt_peak: np.ndarray, opt_ok: np.ndarray) -> None:
     """Options of env e's layer: proj[e, 0..2] = LPT, EPLB, CUSTOM-greedy placements; feats[e] =
     their imbalance and moved share (GLOBAL_FEATURES 5..17) and, in time (20..27), each option's MoE
     time on the last interval's counts ``counts[e, k0:k0 + T]`` (the last interval) and the migration blocking it adds to
-    the layers already decided (``pending[e, :layer]``), over the last interval's MoE time ``last_moe_s[e]``."""
+    the layers already decided (``pending[e, :layer]``), over the last interval's MoE time ``last_moe_s[e]``.
+    The EPLB option's placement and per-step FFN time and peak load on that interval are kept for
+    ``PlacementSim.reference_cost`` in ``opt_place``, ``opt_ffn`` and ``opt_peak[e, k, layer]`` (k = k0 // T),
+    and ``opt_ok[e, k, layer]`` is set."""
     w = window[e, layer]
     cur = place[e, layer]
     E = w.shape[0]
@@ -153,11 +145,13 @@ def prepare_layer(e: int, layer: int, window: np.ndarray, slow: np.ndarray, plac
         f[17] = srt[0] / m
     # In time: the options on the last interval's counts, and the migration each adds to the committed layers'.
     total = last_moe_s[e].sum()
-    c4 = np.empty((1, T, 1, E), counts.dtype)
-    for t in range(c4.shape[1]):
-        for x in range(E):
-            c4[0, t, 0, x] = counts[e, k0 + t, layer, x]
-    pl = np.empty((1, 1, P), np.int64)
+    b = _buffers(E, P, G)
+    sbuf = np.empty(S)
+    k = k0 // T
+    opt_place[e, k, layer] = proj[e, 1]
+    opt_ok[e, k, layer] = True
+    tmp_ffn = np.empty(T)
+    tmp_peak = np.empty(T, np.int64)
     committed = np.zeros((G, 2), np.int64)
     for l in range(layer):
         A.moved_experts(place[e, l], pending[e, l], G, gpn, E, committed)
@@ -166,8 +160,8 @@ def prepare_layer(e: int, layer: int, window: np.ndarray, slow: np.ndarray, plac
     f[20] = keep / total if total > 0 else 0.0
     f[24] = base / total if total > 0 else 0.0
     for j in range(3):
-        pl[0, 0, :] = proj[e, j]
-        t_j = _layer_moe_s(c4, pl, S, G, even, ffn_table, latency, a2a2, sent_rows)
+        t_j = moe_s_sum(counts, e, k0, T, layer, proj[e, j], S, G, even, ffn_table, latency, a2a2, sent_rows, sbuf, b,
+                        opt_ffn[e, k, layer] if j == 1 else tmp_ffn, opt_peak[e, k, layer] if j == 1 else tmp_peak)
         mv[:] = committed
         A.moved_experts(cur, proj[e, j], G, gpn, E, mv)
         d_mig = _blocking(mv, mig_in, mig_out) - base
@@ -299,7 +293,8 @@ def refresh(envs: np.ndarray, phase: np.ndarray, layer: np.ndarray, rep_done: np
             interval_frac: np.ndarray, G: int, gpn: int, groups: int, nodes: int, counts: np.ndarray,
             interval: np.ndarray, T: int, last_moe_s: np.ndarray, pending: np.ndarray, S: int, even: bool,
             ffn_table: np.ndarray, latency: float, a2a2: np.ndarray, sent_rows: int, mig_in: np.ndarray,
-            mig_out: np.ndarray) -> None:
+            mig_out: np.ndarray, opt_place: np.ndarray, opt_ffn: np.ndarray, opt_peak: np.ndarray,
+            opt_ok: np.ndarray) -> None:
     """Prepare the options of envs entering a layer (mode sub-step) and observe every env in ``envs``;
     ``interval[e]`` is the interval just played (its counts are ``counts[e, interval[e] * T:][:T]``)."""
     for i in range(envs.shape[0]):
@@ -307,6 +302,6 @@ def refresh(envs: np.ndarray, phase: np.ndarray, layer: np.ndarray, rep_done: np
         if phase[e] == MODE:
             prepare_layer(e, layer[e], window, slow, place, proj, feats, G, gpn, groups, nodes, counts,
                           interval[e] * T, T, last_moe_s, pending, S, even, ffn_table, latency, a2a2, sent_rows,
-                          mig_in, mig_out)
+                          mig_in, mig_out, opt_place, opt_ffn, opt_peak, opt_ok)
         observe(e, layer[e], phase, rep_done, cnt_pend, window, last, slow, next_share, place, feats, cand, obs,
                 mask, R, interval_frac[e], G)

@@ -220,7 +220,9 @@ def _waterfill(n: int, loads: np.ndarray, m: int, out: np.ndarray, order: np.nda
         j += 1
     level = loads[order[j - 1]]
     rest = n - used
-    add = rest // j
+    # rest // j without a 64-bit integer division: rest >= 0 and j <= m, so a double's quotient
+    # truncates to the same integer while rest < 2**40 (its rounding error stays below 1 / j)
+    add = rest if j == 1 else (int(rest / j) if rest < 1099511627776 else rest // j)
     rem = rest - add * j
     for i in range(m):
         out[i] = 0
@@ -229,13 +231,19 @@ def _waterfill(n: int, loads: np.ndarray, m: int, out: np.ndarray, order: np.nda
 
 
 @nb.njit(cache=True)
+def _buffers(E: int, P: int, G: int) -> np.ndarray:
+    """The int64 scratch rows ``_dispatch``, ``_dispatch_costs`` and ``moe_s_sum`` take
+    ([_NBUF, max(E, P, G) + 1]; uninitialised: each row is written before it is read)."""
+    return np.empty((_NBUF, max(E, P, G) + 1), np.int64)
+
+
+_NBUF = 22
+
+
+@nb.njit(cache=True)
 def dispatch_batch(counts: np.ndarray, place: np.ndarray, S: int, G: int, even: bool, out: np.ndarray) -> None:
     """Tokens per physical slot ``out[n, T, L, P]`` for counts ``[n, T, L, E]`` and placements ``[n, L, P]``."""
-    E = counts.shape[3]
-    P = place.shape[2]
-    z = lambda k: np.zeros(k, np.int64)  # noqa: E731
-    _dispatch(counts, place, S, G, even, out, z(E), z(G), z(G), z(G), z(G), z(G), np.full(G, -1, np.int64), z(E), z(P),
-              z(E), z(E), z(E), z(G), z(E), z(P))
+    _dispatch(counts, place, S, G, even, out, _buffers(counts.shape[3], place.shape[2], G))
 
 
 @nb.njit(cache=True)
@@ -247,21 +255,25 @@ def dispatch_costs(counts: np.ndarray, place: np.ndarray, S: int, G: int, even: 
     ``_gpu_costs`` returns on ``dispatch_batch``'s output (tests check it). ``table`` must cover
     every count (``CostModel.ffn_table``)."""
     n, T, L, E = counts.shape
-    P = place.shape[2]
     ffn = np.empty((n, T, L))
     peak = np.empty((n, T, L), np.int64)
     total = np.empty((n, T, L), np.int64)
-    z = lambda k: np.zeros(k, np.int64)  # noqa: E731
-    _dispatch_costs(counts, place, S, G, even, table, latency, ffn, peak, total, z(P), np.zeros(S), z(E), z(G), z(G),
-                    z(G), z(G), z(G), np.full(G, -1, np.int64), z(E), z(P), z(E), z(E), z(E), z(G), z(E), z(P))
+    _dispatch_costs(counts, place, S, G, even, table, latency, ffn, peak, total, np.empty(S),
+                    _buffers(E, place.shape[2], G))
     return ffn, peak, total
 
 
 @nb.njit(cache=True, _nrt=False)
-def _slot_lists(pl, cnt, first, nxt, singles, order, srt):
-    """Each expert's replica count and the linked list of its slots, in slot order; the experts
-    with one replica (``singles[:ns]``) and with several (``order[:nr]``), by index; ``srt[:nr]``
-    reset to the identity. Returns (ns, nr)."""
+def _layer_lists(pl, gpu_of, cnt, first, nxt, singles, sslot, sgpu, order, srt, hstart, hcnt, host_g, host_ns, slot_h,
+                 onhost):
+    """What dispatch needs of one layer's placement ``pl[P]``, once per placement (every step
+    reuses it): each expert's replica count and the linked list of its slots, in slot order; the
+    experts with one replica (``singles[:ns]``, by index) with their slot and GPU (``sslot``,
+    ``sgpu``); the experts with several (``order[:nr]``, by index) with ``srt[:nr]`` reset to the
+    identity and their distinct GPUs in order of first appearance along the slot list
+    (``host_g[hstart[i]:][:hcnt[i]]``, each with its number of the expert's slots ``host_ns``),
+    and for each of their slots the index of its GPU in that list (``slot_h[p]``). ``onhost[G]``
+    must be -1 and is left so. Returns (ns, nr)."""
     cnt[:] = 0
     first[:] = -1
     for p in range(pl.shape[0] - 1, -1, -1):
@@ -271,13 +283,34 @@ def _slot_lists(pl, cnt, first, nxt, singles, order, srt):
         first[x] = p
     ns = 0
     nr = 0
+    pos = 0
     for x in range(cnt.shape[0]):
         if cnt[x] == 1:
             singles[ns] = x
+            sslot[ns] = first[x]
+            sgpu[ns] = gpu_of[first[x]]
             ns += 1
         elif cnt[x] > 1:
             order[nr] = x
             srt[nr] = nr
+            m = 0
+            p = first[x]
+            while p >= 0:
+                g = gpu_of[p]
+                if onhost[g] < 0:
+                    onhost[g] = m
+                    host_g[pos + m] = g
+                    host_ns[pos + m] = 0
+                    m += 1
+                h = onhost[g]
+                host_ns[pos + h] += 1
+                slot_h[p] = h
+                p = nxt[p]
+            for h in range(m):
+                onhost[host_g[pos + h]] = -1
+            hstart[nr] = pos
+            hcnt[nr] = m
+            pos += m
             nr += 1
     return ns, nr
 
@@ -285,48 +318,84 @@ def _slot_lists(pl, cnt, first, nxt, singles, order, srt):
 # Compiled without numba's reference counting (its per-view incref/decref pairs were a large part of
 # the time): they allocate nothing; dispatch_batch and dispatch_costs hand them every buffer.
 @nb.njit(cache=True, _nrt=False)
-def _dispatch(counts, place, S, G, even, out, cnt, gpu_load, hosts, hslots, hload, share, onhost, first, nxt, order,
-              key, srt, gorder, singles, gpu_of) -> None:
+def _dispatch(counts, place, S, G, even, out, b) -> None:
     n, T, L, E = counts.shape
-    for p in range(gpu_of.shape[0]):
+    gpu_of, onhost = b[16], b[6]
+    for p in range(place.shape[2]):
         gpu_of[p] = p // S
+    onhost[:] = -1
     for e_ in range(n):
         for l in range(L):
-            ns, nr = _slot_lists(place[e_, l], cnt, first, nxt, singles, order, srt)
+            ns, nr = _layer_lists(place[e_, l], gpu_of, b[0], b[1], b[2], b[3], b[4], b[5], b[7], b[8], b[9], b[10],
+                                  b[11], b[12], b[13], onhost)
             for t in range(T):
-                _dispatch_step(counts[e_, t, l], out[e_, t, l], S, even, cnt, gpu_load, hosts, hslots, hload, share,
-                               onhost, first, nxt, order, key, srt, gorder, singles, ns, nr, gpu_of)
+                _dispatch_step(counts[e_, t, l], out[e_, t, l], even, b[17], b[0], b[1], b[2], b[3], b[4], b[5], ns,
+                               b[7], b[8], b[15], nr, b[9], b[10], b[11], b[12], b[13], b[18], b[19], b[20], b[21])
 
 
 @nb.njit(cache=True, _nrt=False)
-def _dispatch_costs(counts, place, S, G, even, table, latency, ffn, peak, total, o, buf, cnt, gpu_load, hosts, hslots,
-                    hload, share, onhost, first, nxt, order, key, srt, gorder, singles, gpu_of) -> None:
+def _dispatch_costs(counts, place, S, G, even, table, latency, ffn, peak, total, buf, b) -> None:
     n, T, L, E = counts.shape
-    for p in range(gpu_of.shape[0]):
+    gpu_of, onhost, o = b[16], b[6], b[14]
+    for p in range(place.shape[2]):
         gpu_of[p] = p // S
+    onhost[:] = -1
     for e_ in range(n):
         for l in range(L):
-            ns, nr = _slot_lists(place[e_, l], cnt, first, nxt, singles, order, srt)
+            ns, nr = _layer_lists(place[e_, l], gpu_of, b[0], b[1], b[2], b[3], b[4], b[5], b[7], b[8], b[9], b[10],
+                                  b[11], b[12], b[13], onhost)
+            gpu_load = b[17]
             for t in range(T):
-                _dispatch_step(counts[e_, t, l], o, S, even, cnt, gpu_load, hosts, hslots, hload, share, onhost, first,
-                               nxt, order, key, srt, gorder, singles, ns, nr, gpu_of)
-                # _gpu_costs of this row: the GPU's load is gpu_load[g] (its slots' integer sum)
-                best = 0.0
-                pk = 0
-                tot = 0
-                for g in range(G):
-                    load = gpu_load[g]
-                    v = _slot_time_sum(table, o, g * S, S, buf) + (latency if load > 0 else 0.0)
-                    if v > best or g == 0:
-                        best = v
-                    if load > pk or g == 0:
-                        pk = load
-                    tot += load
+                _dispatch_step(counts[e_, t, l], o, even, gpu_load, b[0], b[1], b[2], b[3], b[4], b[5], ns, b[7], b[8],
+                               b[15], nr, b[9], b[10], b[11], b[12], b[13], b[18], b[19], b[20], b[21])
+                best, pk, tot = _step_costs(table, o, gpu_load, G, S, latency, buf)
                 ffn[e_, t, l] = best
                 peak[e_, t, l] = pk
                 total[e_, t, l] = tot
 
 
+@nb.njit(cache=True, _nrt=False)
+def moe_s_sum(counts, e, k0, T, l, pl, S, G, even, table, latency, a2a2, sent_rows, buf, b, ffn, peak) -> float:
+    """MoE seconds of layer ``l`` on placement ``pl[P]`` summed over env e's steps ``k0 .. k0 + T - 1``
+    of ``counts[n, steps, L, E]``: ``dispatch_costs``' slowest-GPU FFN time of each step plus
+    ``a2a2[max(peak GPU load, sent_rows)]`` (both all-to-alls' seconds by token rows:
+    ``CostModel.time_tables``), added in step order; the same floats as summing ``dispatch_costs``
+    on those rows in a loop, without copying the rows or allocating. Each step's FFN time and peak
+    GPU load (``dispatch_costs``' ffn and peak) are written to ``ffn[T]`` and ``peak[T]``.
+    ``buf``: float64 [S]; ``b``: ``_buffers(E, P, G)``."""
+    gpu_of, onhost, o, gpu_load = b[16], b[6], b[14], b[17]
+    for p in range(pl.shape[0]):
+        gpu_of[p] = p // S
+    onhost[:] = -1
+    ns, nr = _layer_lists(pl, gpu_of, b[0], b[1], b[2], b[3], b[4], b[5], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
+                          onhost)
+    t = 0.0
+    for s in range(T):
+        _dispatch_step(counts[e, k0 + s, l], o, even, gpu_load, b[0], b[1], b[2], b[3], b[4], b[5], ns, b[7], b[8],
+                       b[15], nr, b[9], b[10], b[11], b[12], b[13], b[18], b[19], b[20], b[21])
+        best, pk, _ = _step_costs(table, o, gpu_load, G, S, latency, buf)
+        ffn[s] = best
+        peak[s] = pk
+        t += best + a2a2[max(pk, sent_rows)]
+    return t
+
+
+@nb.njit(cache=True, _nrt=False, inline="always")
+def _step_costs(table, o, gpu_load, G, S, latency, buf):
+    """``_gpu_costs`` of one step's tokens per slot ``o[G * S]`` with the GPUs' loads ``gpu_load[G]``
+    (their slots' integer sums): (slowest GPU's FFN seconds, peak load, total load)."""
+    best = 0.0
+    pk = 0
+    tot = 0
+    for g in range(G):
+        load = gpu_load[g]
+        v = _slot_time_sum(table, o, g * S, S, buf) + (latency if load > 0 else 0.0)
+        if v > best or g == 0:
+            best = v
+        if load > pk or g == 0:
+            pk = load
+        tot += load
+    return best, pk, tot
 @nb.njit(cache=True, _nrt=False, inline="always")
 def _slot_time_sum(table, o, lo, S, buf) -> float:
     """``pairwise_sum`` of ``table[o[lo:lo + S]]`` (one GPU's FFN times), reading the table
@@ -361,18 +430,16 @@ def _slot_time_sum(table, o, lo, S, buf) -> float:
 
 
 @nb.njit(cache=True, _nrt=False)
-def _dispatch_step(row, o, S, even, cnt, gpu_load, hosts, hslots, hload, share, onhost, first, nxt, order, key, srt,
-                   gorder, singles, ns, nr, gpu_of) -> None:
+def _dispatch_step(row, o, even, gpu_load, cnt, first, nxt, singles, sslot, sgpu, ns, order, srt, key, nr, hstart, hcnt,
+                   host_g, host_ns, slot_h, hload, hsl, share, gorder) -> None:
     """Tokens per slot ``o[P]`` of one step and layer (counts ``row[E]``) and each GPU's load
-    ``gpu_load[G]``, for the lists of ``_slot_lists`` (every slot is written: it holds a single
-    expert or one replica of a replicated one). ``gpu_of[p]``: slot p's GPU (a 64-bit integer
-    division per slot was most of the time)."""
+    ``gpu_load[G]``, for the lists of ``_layer_lists`` (every slot is written: it holds a single
+    expert or one replica of a replicated one)."""
     gpu_load[:] = 0
     for i in range(ns):
-        x = singles[i]
-        p = first[x]
-        o[p] = row[x]
-        gpu_load[gpu_of[p]] += row[x]
+        v = row[singles[i]]
+        o[sslot[i]] = v
+        gpu_load[sgpu[i]] += v
     # replicated experts, most tokens first (ties: lower index): insertion-sorted from the previous
     # step's order of this layer (loads drift slowly); a total order, so the stable argsort's result
     for i in range(nr):
@@ -391,50 +458,45 @@ def _dispatch_step(row, o, S, even, cnt, gpu_load, hosts, hslots, hload, share, 
                 break
         srt[j] = v
     for i in range(nr):
-        x = order[srt[i]]
+        ix = srt[i]
+        x = order[ix]
         tok = row[x]
+        h0 = hstart[ix]
         if even:
-            base = tok // cnt[x]
-            rem = tok - base * cnt[x]
+            c = cnt[x]
+            base = tok // c
+            rem = tok - base * c
             p = first[x]
             r = 0
             while p >= 0:
                 v = base + (1 if r < rem else 0)
                 o[p] = v
-                gpu_load[gpu_of[p]] += v
+                gpu_load[host_g[h0 + slot_h[p]]] += v
                 r += 1
                 p = nxt[p]
             continue
-        m = 0  # distinct GPUs holding x
-        p = first[x]
-        while p >= 0:
-            g = gpu_of[p]
-            if onhost[g] < 0:
-                onhost[g] = m
-                hosts[m] = g
-                hslots[m] = 0
-                hload[m] = gpu_load[g]
-                m += 1
-            hslots[onhost[g]] += 1
-            p = nxt[p]
+        # the distinct GPUs holding x (in order of first appearance along its slots) share its
+        # tokens, the least loaded filled first
+        m = hcnt[ix]
+        for h in range(m):
+            hload[h] = gpu_load[host_g[h0 + h]]
+            hsl[h] = host_ns[h0 + h]
         _waterfill(tok, hload, m, share, gorder)
-        for i2 in range(m):
-            gpu_load[hosts[i2]] += share[i2]
+        for h in range(m):
+            gpu_load[host_g[h0 + h]] += share[h]
         # split each GPU's share evenly over its slots of x
         p = first[x]
         while p >= 0:
-            h = onhost[gpu_of[p]]
-            if hslots[h] == 1:  # (no integer division: the common case)
+            h = slot_h[p]
+            if hsl[h] == 1:  # (no integer division: the common case)
                 q, r = share[h], 0
             else:
-                q = share[h] // hslots[h]
-                r = share[h] - q * hslots[h]
+                q = share[h] // hsl[h]
+                r = share[h] - q * hsl[h]
             o[p] = q + r  # the first slot on that GPU takes the remainder
             share[h] -= q + r
-            hslots[h] -= 1
+            hsl[h] -= 1
             p = nxt[p]
-        for i2 in range(m):
-            onhost[hosts[i2]] = -1
 
 
 @nb.njit(cache=True)
@@ -543,6 +605,11 @@ class CostModel:
         return {"moe_s": ffn + 2.0 * a2a, "ffn_s": ffn, "a2a_s": 2.0 * a2a,
                 "imbalance": peak / np.maximum(total / sh.G, 1e-12), "a2a_bytes": 2.0 * rows * sh.row_bytes}
 
+    def moe_s(self, ffn: np.ndarray, peak_i: np.ndarray) -> np.ndarray:
+        """``_costs``' moe_s alone (the same expressions): the slowest GPU's FFN seconds ``ffn`` plus both
+        all-to-alls of the busiest GPU's token rows (its peak load ``peak_i``, at least ``sent_rows``)."""
+        return ffn + 2.0 * self.a2a(np.maximum(peak_i.astype(np.float64), self.sent_rows))
+
     def bound_costs(self, counts: np.ndarray) -> dict[str, np.ndarray]:
         """Perfect balance for counts ``[..., E]``: a lower bound on every placement's layer time."""
         sh = self.sh
@@ -607,19 +674,27 @@ class LoadSource:
             return self.recorded.shape[0] - self.steps + 1
         return self.GENERATED_WINDOWS
 
-    def episode(self, window: int, drift: float) -> np.ndarray:
-        """Counts of episode ``window`` (in ``[0, n_windows)``) at generator drift ``drift``."""
+    def episode(self, window: int, drift: float, out: np.ndarray | None = None) -> np.ndarray:
+        """Counts of episode ``window`` (in ``[0, n_windows)``) at generator drift ``drift``; written
+        into ``out`` (int32 [steps, layers, E]) and returned when given."""
         if self.recorded is not None:
             n = self.n_windows
             start = (window * 7919) % n  # a stride, so that consecutive windows differ
-            return self.recorded[start:start + self.steps]
+            if out is None:
+                return self.recorded[start:start + self.steps]
+            out[:] = self.recorded[start:start + self.steps]
+            return out
         # Generator seeds: even for train, odd for the held-out split, so the two never share one.
         ss = np.random.SeedSequence([window, 0x6570])
         gseed = int(ss.generate_state(1, np.uint64)[0] >> np.uint64(2)) * 2 + SPLITS[self.cfg.split]
         gen = traces.ExpertLoadGenerator(self.sh.L, self.sh.E, self.sh.k, self.sh.tokens_per_step,
                                          zipf_s=self.cfg.zipf_s, drift=drift, layer_corr=self.cfg.layer_corr,
                                          phase_shift_every=self.cfg.phase_shift_every, seed=gseed)
-        return gen.generate(self.steps).astype(np.int32)
+        c = gen.generate(self.steps)  # counts <= tokens_per_step: int32 holds them
+        if out is None:
+            return c.astype(np.int32)
+        out[:] = c
+        return out
 
 
 class PlacementSim:
@@ -643,6 +718,16 @@ class PlacementSim:
         self.drift = np.zeros(n)
         self.acc = np.zeros((n, 8))  # moe_s, ffn_s, a2a_s, imbalance, a2a_bytes, layer-steps, mig_bytes, mig_s
         self._moved = np.zeros((n, sh.G, 2), np.int64)
+        # The EPLB option of each rebalance as kernels.prepare_layer computed it (after interval k: EPLB on
+        # interval k's mean load, dispatched over interval k, layer by layer): its placement and each step's FFN
+        # time and peak GPU load; ``opt_ok[e, k, l]`` says they were written in the current episode. Where the
+        # placement is the clairvoyant reference's of that interval (EPLB on its summed counts: usually), its
+        # rows are reference_cost's, which reads them instead of dispatching again.
+        I, T = cfg.intervals, cfg.interval_steps
+        self.opt_place = np.zeros((n, I + 1, sh.L, sh.P), np.int16 if sh.E <= np.iinfo(np.int16).max else np.int64)
+        self.opt_ffn = np.zeros((n, I + 1, sh.L, T))
+        self.opt_peak = np.zeros((n, I + 1, sh.L, T), np.int64)
+        self.opt_ok = np.zeros((n, I + 1, sh.L), np.bool_)
         self.mean_expert_load = sh.tokens_per_step * sh.k / sh.E
         self.init_place = initial_placement(sh)
 
@@ -652,9 +737,10 @@ class PlacementSim:
         ``envs[i]``."""
         for e, w, d in zip(envs, windows, drifts):
             self.drift[e] = d
-            self.counts[e] = self.load.episode(int(w), float(d))
+            self.load.episode(int(w), float(d), out=self.counts[e])
         self.place[envs] = self.init_place
         self.interval[envs] = 0
+        self.opt_ok[envs] = False
         self.acc[envs] = 0.0
         self.last[envs] = self.window[envs] = self.slow[envs] = 0.0
         self._observe_interval(envs, 0, first=True)  # warm-up interval: history only, not scored
@@ -729,7 +815,23 @@ class PlacementSim:
         moved = np.zeros((I, sh.G, 2), np.int64)
         migration_counts(old, places, sh.G, sh.gpn, sh.E, moved)
         _, mig_s = self.cost.migration(moved)
-        return float(self.cost.dispatch_costs(counts, places)["moe_s"].sum() + mig_s.sum())
+        if kind == "round_robin" or not self.opt_ok[e, 1:].any():
+            return float(self.cost.dispatch_costs(counts, places)["moe_s"].sum() + mig_s.sum())
+        # clairvoyant: the rows the kernels kept (the same placement on the same counts), the others dispatched here
+        ok = self.opt_ok[e, 1:] & (self.opt_place[e, 1:] == places).all(-1)  # [I, L]
+        ffn = np.empty((I, self.cfg.interval_steps, sh.L))
+        peak = np.empty(ffn.shape, np.int64)
+        ffn.transpose(0, 2, 1)[ok] = self.opt_ffn[e, 1:][ok]
+        peak.transpose(0, 2, 1)[ok] = self.opt_peak[e, 1:][ok]
+        i, l = np.nonzero(~ok)
+        if i.size:
+            self.cost._fit_table(counts)
+            f, p, _ = dispatch_costs(np.ascontiguousarray(counts[i, :, l][:, :, None]),
+                                     np.ascontiguousarray(places[i, l][:, None]), sh.S, sh.G,
+                                     self.cfg.dispatch == "even", self.cost.ffn_table, self.cost.latency)
+            ffn.transpose(0, 2, 1)[i, l] = f[:, :, 0]
+            peak.transpose(0, 2, 1)[i, l] = p[:, :, 0]
+        return float(self.cost.moe_s(ffn, peak).sum() + mig_s.sum())
 
     def clairvoyant_placement(self, envs: np.ndarray) -> np.ndarray:
         """EPLB on each env's true next-interval load: [len(envs), L, P]."""
