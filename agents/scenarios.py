@@ -264,6 +264,11 @@ _MOONCAKE_SYNTHETIC_FILE = str(locate("mooncake_synthetic.jsonl", SHARED_TRACES)
 # 8,819 requests; CC-BY 4.0), the trace the azure_code_bursty generator was fitted to; found and
 # installed the same way (`python -m traces.fetch azure_llm_2023_code.csv`).
 _AZURE_CODE_FILE = str(locate("azure_llm_2023_code.csv", SHARED_TRACES))
+# ServeGen's production rate records of Alibaba Model Studio's "m-large" language model (14 days of
+# per-client rates in 10-minute windows; traces.servegen, Apache-2.0): real days of arrivals for
+# Autoscale-v0, a family no agent trains on. A clone of github.com/alibaba/ServeGen at the pinned
+# commit, in ../shared/traces/ServeGen or the fetch cache ($SERVEGYM_TRACE_DIR/ServeGen); skipped without it.
+_SERVEGEN_M_LARGE = str(locate("ServeGen/data/language/m-large", SHARED_TRACES))
 WORKLOAD_FAMILY: dict[str, str] = {
     "azure_conv-v1": "azure_conv",
     "bursty-v1": "azure_conv",  # Azure conversation lengths and MMPP, diurnal day
@@ -276,6 +281,7 @@ WORKLOAD_FAMILY: dict[str, str] = {
     _MOONCAKE_SYNTHETIC_FILE: "mooncake_synthetic",
     "burstgpt_like-v1": "burstgpt",
     "agentic-v1": "agentic",
+    _SERVEGEN_M_LARGE: "servegen",
 }
 # The default training distribution of each environment (its `workloads` config value for agents of
 # the transfer track): the Azure and Mooncake conversation families, generators and real training parts.
@@ -390,6 +396,15 @@ TRANSFER_SCENARIOS: list[Scenario] = [
         env_id="servegym/MultiCluster-v0", trace=trace, env_kwargs={"load": load, "split": "all", "slo_metric": "tpot"},
         episodes=n, quick_episodes=1, track="transfer", in_quick=False,
     ) for trace, n, loads in _TRANSFER_MULTI for load in loads),
+    *(Scenario(
+        # Real days: the ServeGen m-large records thinned to the main track's mean rate (60 requests/s),
+        # azure_conv lengths as the bursty days; every whole day of the 14 is one episode (split=all: no
+        # agent trains on ServeGen; the fleet is sized on the first 70%, as for any trace file).
+        id=f"autoscale/transfer/servegen_m_large/llama3.1-8b-h100+l40s/penalty{pen}/v1",
+        env_id="servegym/Autoscale-v0", trace=_SERVEGEN_M_LARGE,
+        env_kwargs={"slo_penalty": pen, "slo_metric": "tpot", "split": "all", "trace_params": (("rate_rps", 60.0),)},
+        episodes=13, quick_episodes=1, track="transfer", in_quick=False,
+    ) for pen in (0.001, 0.01)),
 ]
 
 # ExpertPlacement-v0's expert-load families. Training (the zoo recipe) sees one generator regime only:

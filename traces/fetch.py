@@ -84,6 +84,11 @@ def locate(name: str, shared: Path = SHARED_TRACES) -> Path:
 def missing_hint(path: str | Path) -> str:
     """What to do about a trace file that is not there (for skip reasons and errors)."""
     name = Path(path).name
+    if "ServeGen" in Path(path).parts:
+        from traces.servegen import SERVEGEN_COMMIT, SERVEGEN_URL
+
+        return (f"clone {SERVEGEN_URL} into ../shared/traces/ServeGen or {cache_dir() / 'ServeGen'} and check out "
+                f"{SERVEGEN_COMMIT}")
     if name in catalogue():
         return f"put it in ../shared/traces or run `python -m traces.fetch {name}`"
     return "../shared/traces absent?"

@@ -17,10 +17,12 @@ __all__ = ["load_trace", "load_file"]
 
 
 def load_trace(name_or_path: str | Path, *, seed: int = 0, **params: object) -> Trace:
-    """A built-in trace by name (generator; `params` forwarded) or a trace file by path.
+    """A built-in trace by name (generator; `params` forwarded), a trace file by path, or a ServeGen
+    model folder (``traces.servegen``: production rate records replayed as arrivals; `params`
+    forwarded).
 
     File formats are recognised by content, so a file's name or extension does not matter.
-    `seed` only affects generators; files are read exactly as they are.
+    `seed` affects generators and ServeGen's arrival draws; files are read exactly as they are.
     """
     from traces.builtin import BUILTIN_TRACES, resolve_builtin
 
@@ -40,8 +42,20 @@ def load_trace(name_or_path: str | Path, *, seed: int = 0, **params: object) -> 
             f"unknown trace {str(name_or_path)!r}: not a built-in name (known: {', '.join(sorted(BUILTIN_TRACES))}) "
             f"and no file at {path.resolve()}"
         )
+    if path.is_dir():
+        from traces import servegen
+
+        if not servegen.is_servegen_dir(path):
+            raise TraceError(f"{path}: is a directory, expected a trace file (or a ServeGen model folder of "
+                             "chunk-<client>-trace.csv files)")
+        sig = inspect.signature(servegen.servegen_trace)
+        try:
+            sig.bind(path, seed=seed, **params)
+        except TypeError as e:
+            raise TraceError(f"ServeGen records {path}: {e}; accepted parameters: seed, rate_rps, days, check") from None
+        return servegen.servegen_trace(path, seed=seed, **params)  # type: ignore[arg-type]
     if not path.is_file():
-        raise TraceError(f"{path}: is a directory, expected a trace file")
+        raise TraceError(f"{path}: is not a regular file, expected a trace file")
     return load_file(path, **params)
 
 
