@@ -49,6 +49,10 @@ def test_transfer_scenarios_are_versioned_held_out_and_quick_keeps_one():
         want = "test" if s.env_id == EP and s.trace == "default" else "all"
         assert s.env_kwargs["split"] == want, s.id
     assert all(s.track == "main" for s in scn.SCENARIOS if s not in scn.TRANSFER_SCENARIOS)
+    # every transfer scenario says what it holds out (leaderboard.json's "held_out"), including
+    # environments with no TRAINING_WORKLOADS entry (Autoscale's ServeGen days state it themselves)
+    for s in (x for x in scn.SCENARIOS if x.track == "transfer"):
+        assert scn.transfer_note(s), s.id
 
 
 def test_generated_transfer_families_hold_distinct_windows_for_every_episode():
