@@ -107,9 +107,10 @@ EXPERT_PLACEMENT_DAGGER = Recipe("expert_placement_dagger.zip", (
 
 RECIPES: dict[str, Recipe] = {
     "servegym/KVAdmission-v0": KV_ADMISSION_TRANSFER,
-    # MaskablePPO, 4M steps, 64 envs, seed 0, training days of `bursty` (both slo_penalty values).
+    # MaskablePPO, 4M steps, 64 envs, seed 0, training days of `bursty` (both slo_penalty values). Scored on the
+    # transfer track (transfer=True): ServeGen's real days (agents.scenarios, traces.servegen) are held out of it.
     "servegym/Autoscale-v0": Recipe("autoscale_ppo.zip", (
-        "--timesteps", "4000000", "--n-envs", "64", "--seed", "0"), "bursty-v1"),
+        "--timesteps", "4000000", "--n-envs", "64", "--seed", "0"), "bursty-v1", transfer=True),
     # Issue 21: DAgger (agents/imitation.py, target='values') regressing each candidate's score on
     # Belady's quantity, log1p(min(next-use distance in block references / capacity, 16))
     # (env.teacher_values, as LRB learns the time to the next request; the greedy action evicts the
