@@ -16,9 +16,11 @@ per-sequence contexts rebuilt from the records (measured.decode_contexts), in la
 
 Either replaces the profile's two straggler terms (tokens x a fitted per-token rate; the KV-read term
 stays), refitted like ``fit`` on the capacity runs only; the held-out load runs give the verdict.
-Measured (this command): both are far worse than the committed profile, on the capacity runs they
-are fitted to as on the held-out load runs (Mooncake iteration MAPE 12-18% against 4.1-6.6%, Azure
-3.7-7.8% against 1.9-3.1%), so the profile keeps its split-capped longest-context straggler.
+Measured (this command with ``--data hwmodels/validate/data/h200_scheduler_order/h200``, the runs it
+was written for): both are far worse than the profile, on the capacity runs they are fitted to as on
+the held-out load runs (Mooncake iteration MAPE 12-18% against 4.1-6.6%), so the profile keeps its
+split-capped longest-context straggler; on the current runs (decodes longest first) the same holds
+(Mooncake 11-17% against 2.7-3.7%).
 """
 
 from __future__ import annotations
