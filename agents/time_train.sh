@@ -4,6 +4,8 @@
 # fills both checkouts' numba caches (so neither timed run compiles kernels).
 #
 #   OUT=DIR bash agents/time_train.sh OLD_TREE [SEED]
+#   OUT=DIR TRAIN_ARGS="--timesteps 8192 --env-kwargs window_requests=64" bash agents/time_train.sh OLD_TREE
+#                                     (scaled down: TRAIN_ARGS go to every timed run)
 #
 # OLD_TREE: a plain copy of the older commit, e.g. `git archive 5558941 | tar -x -C old5558941`.
 # Runs, each with --seed SEED (default 0) and --no-progress, from this repository's root:
@@ -13,7 +15,8 @@
 # Writes OUT/NAME.log (the command's output, then `wall_s`, `cpu_s` of the process and its children)
 # and OUT/NAME/ (run.json, eval.json); prints one line per run and the held-out score of each
 # (the trained agent's slo_attainment and return_mean over the evaluation's loads, eval.json).
-# About 1.3x the old run's wall time in all (warm-up in parallel, then the timed runs in parallel).
+# About 1.3x the old run's wall time plus the kernels' compile time in all (warm-up in parallel, then
+# the timed runs in parallel). Needs 12 cores for the pinning; with fewer (a test run) nothing is pinned.
 set -euo pipefail
 OLD=$(cd "${1:?usage: OUT=DIR bash agents/time_train.sh OLD_TREE [SEED]}" && pwd)
 SEED=${2:-0}
@@ -22,10 +25,16 @@ NEW=$(pwd)
 mkdir -p "$OUT"
 [ -f "$OLD/train.py" ] || { echo "time_train.sh: $OLD/train.py: no such file (OLD_TREE is a checkout)" >&2; exit 2; }
 
+read -r -a EXTRA <<< "${TRAIN_ARGS:-}"
+PIN=1
+[ "$(nproc)" -ge 12 ] || { PIN=0; echo "time_train.sh: $(nproc) cores, fewer than 12: runs not pinned" >&2; }
+
 run() {  # NAME TREE CORES ARGS...: train.py in TREE pinned to CORES; wall and CPU seconds appended to the log
     local name=$1 tree=$2 cores=$3
     shift 3
-    (cd "$tree" && PYTHONPATH="$tree" taskset -c "$cores" python -c '
+    local pin=()
+    [ "$PIN" = 1 ] && pin=(taskset -c "$cores")
+    (cd "$tree" && PYTHONPATH="$tree" "${pin[@]}" python -c '
 import resource, subprocess, sys, time
 t = time.perf_counter()
 rc = subprocess.call([sys.executable, "train.py", *sys.argv[1:]])
@@ -39,9 +48,9 @@ run warm_old "$OLD" 8,9 --timesteps 4096 --eval-episodes 1 --no-progress --out "
 run warm_new "$NEW" 10,11 --timesteps 4096 --eval-episodes 1 --no-progress --out "$OUT/warm_new" &
 wait
 
-run old "$OLD" 0,1 --seed "$SEED" --no-progress --out "$OUT/old" &
-run new "$NEW" 2,3 --seed "$SEED" --no-progress --out "$OUT/new" &
-run new_t2 "$NEW" 4,5 --seed "$SEED" --no-progress --threads 2 --out "$OUT/new_t2" &
+run old "$OLD" 0,1 --seed "$SEED" --no-progress --out "$OUT/old" "${EXTRA[@]}" &
+run new "$NEW" 2,3 --seed "$SEED" --no-progress --out "$OUT/new" "${EXTRA[@]}" &
+run new_t2 "$NEW" 4,5 --seed "$SEED" --no-progress --threads 2 --out "$OUT/new_t2" "${EXTRA[@]}" &
 wait
 
 for name in old new new_t2; do
