@@ -12,7 +12,10 @@
 #   old:        cores 0,1   OLD_TREE's `python train.py`
 #   new:        cores 2,3   this checkout's `python train.py`
 #   new_t2:     cores 4,5   this checkout's `python train.py --threads 2`
-# Writes OUT/NAME.log (the command's output, then `wall_s`, `cpu_s` of the process and its children)
+#   new_vp2:    cores 6,7   this checkout's `python train.py --vec-procs 2` (the envs in 2 workers; same run)
+# Writes OUT/NAME.log (the command's output, then `wall_s`, and `cpu_s`: the train.py process's CPU and
+# that of the children it waited for, which leaves out worker processes it did not reap: the heuristics'
+# evaluation worker, --vec-procs workers)
 # and OUT/NAME/ (run.json, eval.json); prints one line per run and the held-out score of each
 # (the trained agent's slo_attainment and return_mean over the evaluation's loads, eval.json).
 # About 1.3x the old run's wall time plus the kernels' compile time in all (warm-up in parallel, then
@@ -51,9 +54,10 @@ wait
 run old "$OLD" 0,1 --seed "$SEED" --no-progress --out "$OUT/old" "${EXTRA[@]}" &
 run new "$NEW" 2,3 --seed "$SEED" --no-progress --out "$OUT/new" "${EXTRA[@]}" &
 run new_t2 "$NEW" 4,5 --seed "$SEED" --no-progress --threads 2 --out "$OUT/new_t2" "${EXTRA[@]}" &
+run new_vp2 "$NEW" 6,7 --seed "$SEED" --no-progress --vec-procs 2 --out "$OUT/new_vp2" "${EXTRA[@]}" &
 wait
 
-for name in old new new_t2; do
+for name in old new new_t2 new_vp2; do
     python - "$OUT" "$name" <<'EOF'
 import json, sys
 out, name = sys.argv[1:]
