@@ -27,7 +27,8 @@ HYPERPARAMS: dict[str, dict[str, dict[str, Any]]] = {
         # process (48.0 s against 56.9 s). Not further: 256 envs x 16 steps trained to a far worse
         # policy, 0.366 against 0.693 (seed 0, one core of the GPU machine's host; GAE over 16 steps
         # cannot see goodput that arrives hundreds of iterations later), and minibatches of 2,048 (half
-        # the gradient steps) collapsed to 0.350 (32 x 128, seed 0) and 0.274 (64 x 64, seed 1).
+        # the gradient steps) collapsed to 0.350 (32 x 128, seed 0) and 0.274 (64 x 64, seed 1), as did
+        # 4 epochs in place of 5 (64 x 64, seed 0: 0.327; seed 1: 0.734).
         "ppo": dict(n_steps=256, batch_size=1024, gamma=0.995, gae_lambda=0.95, ent_coef=0.01,
                     learning_rate=3e-4, n_epochs=5, policy_kwargs=dict(net_arch=[128, 128])),
         "maskable-ppo": dict(n_steps=64, batch_size=1024, gamma=0.995, gae_lambda=0.95,
