@@ -22,9 +22,9 @@ HYPERPARAMS: dict[str, dict[str, dict[str, Any]]] = {
         # Goodput arrives hundreds of iterations after the admission that earns it: long horizon.
         # MaskablePPO's rollouts: 64 envs x 64 steps (N_ENVS below; the same 4,096-step rollout as
         # 16 x 256, in a quarter of the policy calls; issue 16). Held-out SLO attainment of
-        # `python train.py`, seeds 0/1/2 (300k steps, 2-core box, 2026-12-01): 64 x 64 0.654/0.727/0.744
-        # (mean 0.708), 16 x 256 0.686/0.736/0.675 (mean 0.699), with 15% less CPU in the training
-        # process (48.0 s against 56.9 s). Not further: 256 envs x 16 steps trained to a far worse
+        # `python train.py`, seeds 0-4 (300k steps, 2-core box, 2026-12-01): 64 x 64 0.654/0.727/0.744/
+        # 0.738/0.765 (mean 0.726, sd 0.043), 16 x 256 0.686/0.736/0.675/0.617/0.704 (mean 0.684, sd 0.044),
+        # with 15% less CPU in the training process (48.0 s against 56.9 s, seeds 0-2 / 1-2 in one window). Not further: 256 envs x 16 steps trained to a far worse
         # policy, 0.366 against 0.693 (seed 0, one core of the GPU machine's host; GAE over 16 steps
         # cannot see goodput that arrives hundreds of iterations later), and minibatches of 2,048 (half
         # the gradient steps) collapsed to 0.350 (32 x 128, seed 0) and 0.274 (64 x 64, seed 1), as did
