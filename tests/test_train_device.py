@@ -57,7 +57,7 @@ def test_device_cpu_trains_resumes_and_records_cpu(tmp_path):
 
 def test_kv_admission_default_rollout_is_64_envs_by_64_steps_and_the_zoo_recipe_keeps_its_16_envs(tmp_path):
     """train.py's KVAdmission default is 64 envs x 64 steps (the 4,096-step rollout of 16 x 256 in a
-    quarter of the policy calls, the same held-out score over 3 seeds; 256 x 16 trained a far worse
+    quarter of the policy calls, a held-out score as good over 5 seeds; 256 x 16 trained a far worse
     policy, agents/training.py); default_n_envs answers 16 where N_ENVS lists nothing."""
     from agents.training import HYPERPARAMS, default_n_envs
     from agents.zoo import RECIPES
