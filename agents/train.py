@@ -29,6 +29,7 @@ import torch as th
 
 import envs
 from agents import cli
+from agents.eval_ahead import EvalAhead, merge
 from agents.evaluate import evaluate, print_tables, report_json
 from agents.family_vec import SLO_FIELDS, FamilyVecEnv, family_specs, make_family_vec, slo_tier_specs
 from agents.imitation import has_teacher, imitate, teacher_for
@@ -305,6 +306,21 @@ def _learn(a: argparse.Namespace, argv: list[str] | None, callbacks: list | None
         except ValueError as err:
             raise cli.UsageError(f"--hyperparams: {err}") from None
     remaining = a.timesteps - (model.num_timesteps if a.resume else 0)
+    with EvalAhead() as ahead:
+        # the heuristics' held-out episodes need nothing from training: one worker plays them meanwhile
+        pending = [] if a.no_eval else [
+            (trace, kw, ahead.submit(a.env, [*heuristic_names(a.env), "random"], trace, a.eval_episodes,
+                                     EVAL_SEED_OFFSET + a.seed, kw, EVAL_SPLIT))
+            for trace, kw in eval_runs(a, kwargs, specs)]
+        return _learn_and_score(a, callbacks, vec, algo, device, model, remaining, command, kwargs,
+                                hyperparams, code, specs, pending)
+
+
+def _learn_and_score(a: argparse.Namespace, callbacks: list | None, vec, algo: str, device: str, model,
+                     remaining: int, command: str, kwargs: dict, hyperparams: dict, code: dict,
+                     specs: list | None, pending: list) -> int:
+    out: Path = a.out
+    ckpt = out / "checkpoint.zip"
     t0 = time.perf_counter()
     imitation = []
     with no_distribution_validation():
@@ -338,10 +354,10 @@ def _learn(a: argparse.Namespace, argv: list[str] | None, callbacks: list | None
 
     if a.no_eval:
         return 0
-    policies = [str(final), *heuristic_names(a.env), "random"]
     reports = []
-    for trace, kw in eval_runs(a, kwargs, specs):
-        report = evaluate(a.env, policies, trace, a.eval_episodes, EVAL_SEED_OFFSET + a.seed, kw, EVAL_SPLIT)
+    for trace, kw, heuristics in pending:  # the agent first, then every heuristic and random, as one call gives
+        report = merge(evaluate(a.env, [str(final)], trace, a.eval_episodes, EVAL_SEED_OFFSET + a.seed, kw,
+                                EVAL_SPLIT), heuristics.result())
         print_tables(report)
         reports.append(report)
     # One report as before; with --scenarios a list, one per scenario.

@@ -100,7 +100,9 @@ def _expected(name: str, mode: str, ncpu: int) -> dict:
             train = _replace(train, "--imitate", "30000")
         ek = train[3:train.index("--imitate")]
         ti = ["--slo-tiers", *tiers] if tiers else []
-        ne = ["--n-envs", "18"] if tiers else []
+        if tiers:  # 6 envs per tier in place of the recipe's 16
+            train = _replace(train, "--n-envs", "18")
+        ne = []
         split = {"full": "32", "small": "4", "tiers": "16"}[mode]
         teacher = [PY, "-m", "agents.kv_admission_teacher", "--env-kwargs", *ek, *ti, "--candidates", "transfer",
                    "--split", split, "--procs", str(ncpu), "--out", "/w/teacher.pkl"]

@@ -61,12 +61,14 @@ class Recipe:
 # episodes x the transfer candidates); without it train.py replays them in this process (--teacher-procs N: N
 # processes; same labels). The 3-seed run with its leaderboard, in two device calls:
 # `OUT=DIR bash agents/zoo/train_kv_admission.sh full teacher`, then `TEACHER=FILE OUT=DIR bash
-# agents/zoo/train_kv_admission.sh full train` (it passes --teacher-data).
+# agents/zoo/train_kv_admission.sh full train` (it passes --teacher-data). --n-envs 16: the count it was trained at
+# (train.py's KVAdmission default became 64 envs x 64 steps for RL, issue 16).
 KV_ADMISSION_WORKLOADS = ("azure_conv-v1", "bursty-v1", "mooncake_conv-v1", "../shared/traces/azure_llm_2023_conv.csv",
                           "../shared/traces/mooncake_conversation.jsonl")
 KV_ADMISSION_TRANSFER = Recipe("kv_admission_dagger.zip", (
     "--env-kwargs", "workloads=" + ",".join(KV_ADMISSION_WORKLOADS),
-    "--imitate", "49152", "--timesteps", "0", "--imitate-kwargs", "epochs=10", "batch_size=512", "--seed", "0"),
+    "--imitate", "49152", "--timesteps", "0", "--imitate-kwargs", "epochs=10", "batch_size=512", "--n-envs", "16",
+    "--seed", "0"),
     "+".join(KV_ADMISSION_WORKLOADS))
 
 # Issue 21's ExpertPlacement-v0 agent: DAgger regression (agents/imitation.py, target='values') on the privileged

@@ -1,0 +1,35 @@
+"""agents.eval_ahead: the heuristics' held-out evaluation in a worker, joined to the agent's part,
+gives the report of one ``evaluate`` call over all the policies."""
+
+from __future__ import annotations
+
+import pytest
+
+from agents.eval_ahead import EvalAhead, merge
+from agents.evaluate import evaluate, report_json
+from envs.kv_admission import env as kva
+
+ENV = kva.ENV_ID
+KW = {"window_requests": 64}
+
+
+def test_worker_report_merged_is_the_report_of_one_call():
+    one = evaluate(ENV, ["vllm_fcfs", "sjf", "random"], "default", 2, 10_000, KW, "test", progress=False)
+    first = evaluate(ENV, ["vllm_fcfs"], "default", 2, 10_000, KW, "test", progress=False)
+    with EvalAhead() as ahead:
+        rest = ahead.submit(ENV, ["sjf", "random"], "default", 2, 10_000, KW, "test").result()
+    assert report_json(merge(first, rest)) == report_json(one)  # byte for byte, key order included
+
+
+def test_merge_refuses_reports_of_other_scenarios():
+    a = evaluate(ENV, ["vllm_fcfs"], "default", 1, 0, {**KW, "load": 1.1}, progress=False)
+    b = evaluate(ENV, ["sjf"], "default", 1, 1, {**KW, "load": 1.1}, progress=False)
+    with pytest.raises(ValueError, match="differ in 'seed'"):
+        merge(a, b)
+
+
+def test_a_worker_error_is_raised_by_result():
+    with EvalAhead() as ahead:
+        fut = ahead.submit(ENV, ["no_such_policy"], "default", 1, 0, KW, "test")
+        with pytest.raises(Exception, match="no_such_policy"):
+            fut.result()
