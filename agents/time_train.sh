@@ -37,7 +37,7 @@ run() {  # NAME TREE CORES ARGS...: train.py in TREE pinned to CORES; wall and C
     shift 3
     local pin=()
     [ "$PIN" = 1 ] && pin=(taskset -c "$cores")
-    (cd "$tree" && PYTHONPATH="$tree" "${pin[@]}" python -c '
+    (cd "$tree" && PYTHONPATH="$tree${PYTHONPATH:+:$PYTHONPATH}" "${pin[@]}" python -c '
 import resource, subprocess, sys, time
 t = time.perf_counter()
 rc = subprocess.call([sys.executable, "train.py", *sys.argv[1:]])
