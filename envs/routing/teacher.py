@@ -32,6 +32,9 @@ from envs.core.state import C_SLO_MET, C_SLO_MISSED, DROPPED, FAILED, REJECTED
 
 MODES = ("marginal", "ttft")
 DEFAULT_MODE = "marginal"
+# The output lengths replayed: "true" (the privileged default) or "predicted" (envs.routing.predicted:
+# what a router can know from the predicted bucket and the tokens generated so far).
+LENGTHS = ("true", "predicted")
 
 # ClusterState fields of one env (copied whole to every scratch row); the rest are per replica.
 PER_ENV_FIELDS = ("window", "time_scale", "next_arrival", "clock", "counters", "accum", "out_hist", "fate",
