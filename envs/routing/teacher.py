@@ -16,6 +16,11 @@ difference between its two rows. Two rules:
   prefill chunks would push running decodes past the TPOT SLO; ties (equal deltas) go to the
   soonest first token, then the lowest index.
 
+With ``lengths="predicted"`` (``RoutingConfig.teacher_lengths``) the env replays on
+``envs.routing.predicted.believed_window`` instead: every output length replaced by what a router can
+predict from the request's bucket and the tokens it has generated (issue 21's test of whether the
+teacher's edge is the true lengths; on the code family it is).
+
 Privileged like PrefixEviction-v0's Belady teacher: it reads the future (output lengths, completion
 times), labels imitation targets and serves as a bound-like reference policy, never the observation.
 It ignores arrivals after the pending one (myopic), so it is a strong policy, not an oracle.
