@@ -5,7 +5,9 @@
 POLICY: ``teacher:true`` / ``teacher:predicted`` (``RoutingVecEnv.teacher_actions(lengths=...)``, rule
 "marginal", horizon 20 s), the diagnostic mixes ``teacher:live`` (predicted lengths for the requests queued
 or running at the replicas, the pending request's true length) and ``teacher:pending`` (the pending
-request's predicted length, the others' true lengths), or anything ``--policy`` takes (heuristics). A
+request's predicted length, the others' true lengths), ``teacher:noisyS`` (each request's true length x
+exp(N(0, S^2)), drawn once per request (seed 0), at least 1 more token than it has generated: a
+per-request length predictor with log-normal error S), or anything ``--policy`` takes (heuristics). A
 suffix ``@accX`` plays it on the scenario with ``predictor_accuracy=X`` (how often the predicted bucket is
 the true one; the scenarios' default 0.7), e.g. ``teacher:predicted@acc1.0``. Plays every Routing scenario (main
 and transfer track) whose id contains one of the SUBSTRs on the leaderboard's held-out episodes
@@ -47,6 +49,24 @@ def _mix(part: str):
     return window
 
 
+def _noisy(sigma: float, seed: int = 0):
+    """``believed_window`` whose lengths are the true ones x exp(N(0, sigma^2)) (fixed per request)."""
+    noise = {}
+
+    def window(table, wl, st, e):
+        b = _believed(table, wl, st, e)
+        if "x" not in noise:
+            noise["x"] = np.exp(np.random.default_rng(seed).normal(0.0, sigma, wl.output.shape))
+        w = int(st.window[e])
+        out = np.maximum(np.round(wl.output[w] * noise["x"][w]), 1).astype(np.int32)
+        live = (st.status[e] == 1) | (st.status[e] == 2)  # QUEUED, RUNNING
+        q = st.req[e][live]
+        out[q] = np.maximum(out[q], st.generated[e][live] + 1)
+        return b._replace(output=out[None, :])
+
+    return window
+
+
 class Teacher:
     """The env's teacher as a policy: ``act`` ignores the observation and asks the env."""
 
@@ -64,9 +84,11 @@ def play(sc, spec: str) -> list[dict]:
     if not spec.startswith("teacher:"):
         return run_policy(sc, spec, False, None).episodes
     part = spec.split(":", 1)[1]
-    P.believed_window = _mix(part) if part in ("live", "pending") else _believed
+    mixed = part in ("live", "pending") or part.startswith("noisy")
+    P.believed_window = (_noisy(float(part[5:])) if part.startswith("noisy") else _mix(part) if mixed
+                         else _believed)
     vec = _held_out_vec(sc, False, None)
-    eps, _ = run_episodes(vec, Teacher(vec, "predicted" if part in ("live", "pending") else part))
+    eps, _ = run_episodes(vec, Teacher(vec, "predicted" if mixed else part))
     vec.close()
     P.believed_window = _believed
     return eps
