@@ -189,13 +189,14 @@ def test_dagger_learns_the_routing_teacher():
 
 def test_predicted_lengths_never_read_a_true_length():
     # Permuting the true output lengths among the requests of one predicted bucket keeps every
-    # bucket's length distribution, so the predicted-length teacher's choices stay the same at every
+    # bucket's length distribution, so the predicted-length teachers' choices (mean lengths and
+    # sampled lengths) stay the same at every
     # state; the true-length teacher's change (the test can fail: the permutation matters).
     c = chain_trace(n=160, rate=14.0, seed=5)
     rng = np.random.default_rng(0)
     tr = Trace(c.arrival_s, c.prompt_tokens, rng.choice([8, 40, 90, 200, 400, 900], len(c)).astype(np.int64), c.meta,
                block_ids=c.block_ids, block_offsets=c.block_offsets, block_size=BS)
-    v = vec(tr, n_envs=2)
+    v = vec(tr, n_envs=2, teacher_samples=2)
     wl = v.scenario.workload
     wl.output.flags.writeable = True  # the test swaps the true lengths in place (the scenario is this test's)
     true_out = wl.output.copy()
@@ -211,9 +212,11 @@ def test_predicted_lengths_never_read_a_true_length():
         for name, outputs in (("orig", true_out), ("perm", perm)):
             wl.output[:] = outputs
             v._teacher_cache = None
-            both[name] = (v.teacher_actions(lengths="predicted"), v.teacher_actions(lengths="true"))
+            both[name] = (v.teacher_actions(lengths="predicted"), v.teacher_actions(lengths="true"),
+                          v.teacher_actions(lengths="sampled"))
         wl.output[:] = true_out
         np.testing.assert_array_equal(both["orig"][0], both["perm"][0])
+        np.testing.assert_array_equal(both["orig"][2], both["perm"][2])
         changed += int((both["orig"][1] != both["perm"][1]).sum())
         v.step(both["orig"][0])
     assert changed > 0
@@ -238,3 +241,9 @@ def test_predicted_lengths_are_the_conditional_mean():
         vec(chain_trace(n=8), teacher_lengths="oracle")
     with pytest.raises(ValueError, match="lengths must be one of"):
         vec(chain_trace(n=8)).teacher_actions(lengths="exact")
+    with pytest.raises(ValueError, match="teacher_samples must be an integer >= 1"):
+        vec(chain_trace(n=8), teacher_samples=0)
+    # Sampled lengths: drawn from the bucket's lengths longer than those generated (70 is not > 80).
+    draws = np.stack([P.sample_lengths(t, np.array([2, 2]), np.array([80, 0]), np.random.default_rng(k))
+                      for k in range(200)])
+    assert set(draws[:, 0]) == {100, 130} and set(draws[:, 1]) == {70, 100, 130}

@@ -116,6 +116,9 @@ class RoutingConfig:
     # know: each request's expected length given its predicted bucket and tokens generated so far,
     # envs/routing/predicted.py; issue 21's test of whether the teacher's edge is the true lengths).
     teacher_lengths: str = "true"
+    # "sampled": the reward deltas averaged over this many draws of every length from its bucket's
+    # calibration distribution (E[outcome], not the outcome of E[length]: an SLO miss is not linear in it).
+    teacher_samples: int = 8
 
     def loads(self) -> tuple[float, ...]:
         loads = (self.load,) if isinstance(self.load, (int, float)) else tuple(self.load)
@@ -147,6 +150,8 @@ class RoutingConfig:
             raise ValueError(f"Routing: teacher_ttft_slack must be a number >= 0, got {self.teacher_ttft_slack!r}")
         if not isinstance(self.teacher_threads, (int, np.integer)) or self.teacher_threads < 1:
             raise ValueError(f"Routing: teacher_threads must be an integer >= 1, got {self.teacher_threads!r}")
+        if not isinstance(self.teacher_samples, (int, np.integer)) or self.teacher_samples < 1:
+            raise ValueError(f"Routing: teacher_samples must be an integer >= 1, got {self.teacher_samples!r}")
         if self.teacher_lengths not in T.LENGTHS:
             raise ValueError(f"Routing: teacher_lengths must be one of {', '.join(T.LENGTHS)}, "
                              f"got {self.teacher_lengths!r}")
@@ -230,7 +235,8 @@ def build_scenario(cfg: RoutingConfig) -> Scenario:
                                    teacher_horizon_s=RoutingConfig.teacher_horizon_s,
                                    teacher_ttft_slack=RoutingConfig.teacher_ttft_slack,
                                    teacher_threads=RoutingConfig.teacher_threads,
-                                   teacher_lengths=RoutingConfig.teacher_lengths))
+                                   teacher_lengths=RoutingConfig.teacher_lengths,
+                                   teacher_samples=RoutingConfig.teacher_samples))
 
 
 @cache
@@ -456,7 +462,7 @@ class RoutingVecEnv(NativeVecEnv):
             self._teacher_rows = [(T.scratch_like(st), np.zeros((2 * self.R, self.R))) for _ in range(threads)]
         out = np.zeros((self.num_envs, 2 * self.R, 2))
         table = None
-        if lengths == "predicted":
+        if lengths != "true":
             if getattr(self, "_length_table", None) is None:  # calibrated on this env's workload
                 self._length_table = P.length_table(sc.workload)
             table = self._length_table
@@ -464,6 +470,18 @@ class RoutingVecEnv(NativeVecEnv):
         def replay(k: int) -> None:
             rows, busy = self._teacher_rows[k]
             for e in range(k, self.num_envs, threads):  # each env's replay is independent of the others
+                if lengths == "sampled":  # the mean outcome over draws (seeded by the state: same state, same draws)
+                    rng = np.random.default_rng([int(st.window[e]), int(st.next_arrival[e]), int(cfg.trace_seed)])
+                    acc = np.zeros((2 * self.R, 2))
+                    for _ in range(int(cfg.teacher_samples)):
+                        T.load_rows(rows, st, e)
+                        wl = P.believed_window(table, sc.workload, st, e, rng)
+                        rows.window[:] = 0
+                        T.play_candidates(rows, wl, sc.engine, int(st.next_arrival[e]), cfg.budget, float(horizon_s),
+                                          mode == "ttft", self.ttft_bound_s, float(cfg.ttft_bound_penalty), busy, out[e])
+                        acc += out[e]
+                    out[e] = acc / int(cfg.teacher_samples)
+                    continue
                 T.load_rows(rows, st, e)
                 wl = sc.workload
                 if table is not None:  # one window whose outputs are the predicted lengths, as row 0

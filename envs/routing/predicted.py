@@ -78,18 +78,49 @@ def expected_length(table: LengthTable, bucket: np.ndarray, generated: np.ndarra
     return res.astype(np.int32)
 
 
-def believed_window(table: LengthTable, wl: S.Workload, st: S.ClusterState, e: int) -> S.Workload:
+def sample_lengths(table: LengthTable, bucket: np.ndarray, generated: np.ndarray,
+                   rng: np.random.Generator) -> np.ndarray:
+    """One draw [n] (int32, tokens, > ``generated``) of the total output length of requests with
+    predicted ``bucket`` [n] that have generated ``generated`` [n] tokens, from the calibration
+    lengths of that bucket longer than ``generated`` (the pooled ones if none; then 1 more token)."""
+    bucket = np.asarray(bucket, np.int64)
+    g = np.asarray(generated, np.int64)
+    res = g + 1
+    todo = np.ones(bucket.shape, bool)
+    for k in np.unique(bucket):
+        for pool in (int(k), N_BUCKETS):  # the bucket, else the pooled distribution
+            x = table.lengths[pool]
+            at = np.flatnonzero((bucket == k) & todo)
+            if at.size == 0:
+                break
+            j = np.searchsorted(x, g[at], side="right")  # lengths > g start at j
+            ok = j < x.size
+            pick = j[ok] + np.floor(rng.random(int(ok.sum())) * (x.size - j[ok])).astype(np.int64)
+            res[at[ok]] = x[pick]
+            todo[at[ok]] = False
+    return np.maximum(res, g + 1).astype(np.int32)
+
+
+def believed_window(table: LengthTable, wl: S.Workload, st: S.ClusterState, e: int,
+                    rng: np.random.Generator | None = None) -> S.Workload:
     """Env ``e``'s window of ``wl`` as one window (row 0) whose ``output`` is what a router predicts
-    (``expected_length``): every request from its bucket alone, the requests queued or running at
-    env ``e``'s replicas from their bucket and the tokens they have generated. The other fields are
-    views of ``wl``'s row; replays on it never read a true output length."""
+    (``expected_length``; with ``rng``, one draw of ``sample_lengths`` instead): every request from
+    its bucket alone, the requests queued or running at env ``e``'s replicas from their bucket and
+    the tokens they have generated. The other fields are views of ``wl``'s row; replays on it never
+    read a true output length."""
     w = int(st.window[e])
-    bucket = wl.pred_bucket[w]
-    out = table.fresh[bucket.astype(np.int64)]
+    bucket = wl.pred_bucket[w].astype(np.int64)
+    if rng is None:
+        out = table.fresh[bucket]
+    else:
+        i = int(st.next_arrival[e])  # the pending request (later ones never arrive in a replay)
+        out = table.fresh[bucket].copy()
+        out[i:i + 1] = sample_lengths(table, bucket[i:i + 1], np.zeros(1, np.int64), rng)
     live = (st.status[e] == S.QUEUED) | (st.status[e] == S.RUNNING)
     if live.any():
         q = st.req[e][live]
-        out[q] = expected_length(table, bucket[q], st.generated[e][live])
+        g = st.generated[e][live]
+        out[q] = expected_length(table, bucket[q], g) if rng is None else sample_lengths(table, bucket[q], g, rng)
     return S.Workload(
         arrival_s=wl.arrival_s[w:w + 1], prompt=wl.prompt[w:w + 1], output=out[None, :],
         pred_bucket=wl.pred_bucket[w:w + 1], n_requests=wl.n_requests[w:w + 1],

@@ -39,7 +39,8 @@ MODES = ("marginal", "ttft")
 DEFAULT_MODE = "marginal"
 # The output lengths replayed: "true" (the privileged default) or "predicted" (envs.routing.predicted:
 # what a router can know from the predicted bucket and the tokens generated so far).
-LENGTHS = ("true", "predicted")
+# "sampled": the outcomes averaged over draws of the lengths from the bucket's distribution.
+LENGTHS = ("true", "predicted", "sampled")
 
 # ClusterState fields of one env (copied whole to every scratch row); the rest are per replica.
 PER_ENV_FIELDS = ("window", "time_scale", "next_arrival", "clock", "counters", "accum", "out_hist", "fate",

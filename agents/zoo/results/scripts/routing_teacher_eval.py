@@ -2,7 +2,7 @@
 
     PYTHONPATH=. python3 agents/zoo/results/scripts/routing_teacher_eval.py SUBSTR[,SUBSTR...] POLICY[,POLICY...] OUT.json
 
-POLICY: ``teacher:true`` / ``teacher:predicted`` (``RoutingVecEnv.teacher_actions(lengths=...)``, rule
+POLICY: ``teacher:true`` / ``teacher:predicted`` / ``teacher:sampled`` (``RoutingVecEnv.teacher_actions(lengths=...)``, rule
 "marginal", horizon 20 s), the diagnostic mixes ``teacher:live`` (predicted lengths for the requests queued
 or running at the replicas, the pending request's true length) and ``teacher:pending`` (the pending
 request's predicted length, the others' true lengths), ``teacher:noisyS`` (each request's true length x
