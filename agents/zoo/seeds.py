@@ -158,8 +158,8 @@ SEED_RUNS: dict[str, SeedRun] = {
     # Issue 21: the teacher (envs/routing/teacher.py) replays every replica per decision inside each
     # seed's process (train.py --imitate needs the envs in its process: --vec-procs 1), one core per seed.
     # Full on the 16-core host: 3 seeds at once 178 s, leaderboard 34 s (the true-length recipe); the
-    # recipe is PENDING's when one is pending (issue 21: the sampled-length teacher, 4 draws, 32,768
-    # decisions: expected about 2 x 178 s, not measured there).
+    # recipe is PENDING's when one is pending (issue 21: the sampled-length teacher, 4 draws, 16,384
+    # decisions: expected about 280 s for the 3 seeds, not measured there).
     "routing": SeedRun(
         "servegym/Routing-v0", "21", "/tmp/w21rt", "routing", "routing",
         Small(4096, leaderboard=("--quick",)), seeds_options=("--beside", "ttft_p99_s"), pending=True),
