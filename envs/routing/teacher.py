@@ -16,10 +16,11 @@ difference between its two rows. Two rules:
   prefill chunks would push running decodes past the TPOT SLO; ties (equal deltas) go to the
   soonest first token, then the lowest index.
 
-With ``lengths="predicted"`` (``RoutingConfig.teacher_lengths``) the env replays on
+With ``lengths="predicted"`` or ``"sampled"`` (``RoutingConfig.teacher_lengths``) the env replays on
 ``envs.routing.predicted.believed_window`` instead: every output length replaced by what a router can
-predict from the request's bucket and the tokens it has generated (issue 21's test of whether the
-teacher's edge is the true lengths; on the code family it is).
+predict from the request's bucket and the tokens it has generated (its conditional mean, or draws
+whose outcomes are averaged; issue 21's test of whether the teacher's edge is the true lengths: on
+the code family the sampled lengths keep most of it, the mean lengths lose it).
 
 Privileged like PrefixEviction-v0's Belady teacher: it reads the future (output lengths, completion
 times), labels imitation targets and serves as a bound-like reference policy, never the observation.
