@@ -112,9 +112,10 @@ class RoutingConfig:
     teacher_horizon_s: float = 20.0
     teacher_ttft_slack: float = 0.0
     teacher_threads: int = 1  # threads replaying the batch's envs (the same labels for any number)
-    # The output lengths the teacher replays with: "true" (privileged) or "predicted" (what a router can
-    # know: each request's expected length given its predicted bucket and tokens generated so far,
-    # envs/routing/predicted.py; issue 21's test of whether the teacher's edge is the true lengths).
+    # The output lengths the teacher replays with: "true" (privileged), "predicted" or "sampled" (what a
+    # router can know: each request's expected length, or draws of it, given its predicted bucket and the
+    # tokens generated so far, envs/routing/predicted.py, calibrated on this env's workload, every family
+    # of a mixture pooled; issue 21's test of whether the teacher's edge is the true lengths).
     teacher_lengths: str = "true"
     # "sampled": the reward deltas averaged over this many draws of every length from its bucket's
     # calibration distribution (E[outcome], not the outcome of E[length]: an SLO miss is not linear in it).
@@ -422,7 +423,8 @@ class RoutingVecEnv(NativeVecEnv):
         """The privileged teacher's replica for every env's pending request [E] (int64):
         ``envs.routing.teacher`` replays each replica alone from now with and without the request,
         knowing the true output lengths (``lengths`` ``"true"``) or only their prediction
-        (``"predicted"``: ``envs.routing.predicted``; default the config's ``teacher_lengths``)
+        (``"predicted"``: conditional means, ``"sampled"``: outcomes averaged over ``teacher_samples``
+        draws, seeded by the state; ``envs.routing.predicted``; default the config's ``teacher_lengths``)
         (``mode`` ``"marginal"``: the fewest SLO outcomes lost, ``"ttft"``: the soonest first token;
         ``horizon_s``: seconds replayed after the arrival, default the config's ``teacher_horizon_s``).
         For imitation targets and as a reference policy, never for the observation.

@@ -1,4 +1,5 @@
-"""Output lengths as a router could predict them, for the teacher's ``lengths="predicted"`` replays.
+"""Output lengths as a router could predict them, for the teacher's ``lengths="predicted"`` and
+``"sampled"`` replays (``RoutingConfig.teacher_lengths``).
 
 A router never sees a request's true output length, only the workload's noisy predicted bucket
 (``Workload.pred_bucket``, ``envs.core.workload.noisy_buckets``: the true log2 bucket with
@@ -16,6 +17,8 @@ The table keeps per bucket only the sorted lengths, so it depends on the true le
 through each bucket's distribution: permuting true lengths among the requests of one bucket
 leaves every estimate unchanged (``tests/test_routing_teacher.py``). The pooled distribution
 stands in for a bucket with no calibration request, or none longer than ``g`` (then 1 more token).
+``sample_lengths`` draws from the same conditional distributions instead of taking their means (the
+teacher then averages its outcomes over draws: an SLO miss is not linear in the length).
 """
 
 from __future__ import annotations
