@@ -276,9 +276,11 @@ PENDING: dict[str, Recipe] = {
     # DAgger time (8,192 decisions, seed 0, the loaded 2-core box: 255 s against 41 s), so 16,384
     # decisions per seed (the family ablation's budget; a quarter of the recipe's) to fit the 16-core
     # host's 600 s call: expected about 178 s / 4 x 6.2 = 280 s for the 3 seeds, leaderboard 34 s.
-    # Direction at 8,192 decisions (seed 0): the same as the true-length teacher's student, at jsq's
-    # level on the code family (0.743 / 0.669 against 0.737 / 0.670). Not trained at full budget yet
-    # (`OUT=DIR bash agents/zoo/train_routing.sh`).
+    # Direction on the loaded 2-core box, seed 0: at jsq's level on the code family at 8,192 decisions
+    # (0.743 / 0.669, the true-length teacher's student 0.737 / 0.670) and at this recipe's 16,384 (0.736 /
+    # 0.675, 331 s), while a diagnostic student of this teacher trained on the code generator itself
+    # beats the best heuristic at 0.45 (0.762 / 0.695): the labels are learnable there, these families
+    # rarely show the move. 3 seeds not trained (`OUT=DIR bash agents/zoo/train_routing.sh`).
     "servegym/Routing-v0": Recipe("routing_dagger.zip", (
         "--env-kwargs", "workloads=" + ",".join(ROUTING_WORKLOADS), "load=(0.3,0.6,0.9,1.2,1.6,2.0)",
         "workload_seeds=2", "teacher_threads=4", "teacher_lengths='sampled'", "teacher_samples=4",
