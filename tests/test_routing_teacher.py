@@ -140,14 +140,24 @@ def test_teacher_rejects_bad_arguments():
 
 
 def test_zoo_recipe_imitates_the_teacher_on_the_transfer_distribution():
+    from agents.zoo import PENDING, RECIPES
+
+    recipes = [RECIPES["servegym/Routing-v0"]]
+    if "servegym/Routing-v0" in PENDING:  # issue 21: the same recipe imitating the sampled-length teacher
+        recipes.append(PENDING["servegym/Routing-v0"])
+        assert "teacher_lengths='sampled'" in recipes[-1].train_args
+    for recipe in recipes:
+        _check_recipe(list(recipe.train_args))
+
+
+def _check_recipe(args):
     from pathlib import Path
 
     from agents import scenarios as scn
     from agents.training import parse_hyperparams
-    from agents.zoo import RECIPES, ROUTING_WORKLOADS
+    from agents.zoo import ROUTING_WORKLOADS
     from envs.routing import kernels as K
 
-    args = list(RECIPES["servegym/Routing-v0"].train_args)
     assert "workloads=" + ",".join(ROUTING_WORKLOADS) in args and "--trace" not in args
     root = Path(__file__).resolve().parents[1]
     assert tuple(str((root / w).resolve()) if "/" in w else w for w in ROUTING_WORKLOADS) == \
@@ -185,3 +195,65 @@ def test_dagger_learns_the_routing_teacher():
     after = agreement()
     assert [h["round"] for h in history] == list(range(6))
     assert (1 - after) < 0.75 * (1 - before), (before, after)
+
+
+def test_predicted_lengths_never_read_a_true_length():
+    # Permuting the true output lengths among the requests of one predicted bucket keeps every
+    # bucket's length distribution, so the predicted-length teachers' choices (mean lengths and
+    # sampled lengths) stay the same at every
+    # state; the true-length teacher's change (the test can fail: the permutation matters).
+    c = chain_trace(n=160, rate=14.0, seed=5)
+    rng = np.random.default_rng(0)
+    tr = Trace(c.arrival_s, c.prompt_tokens, rng.choice([8, 40, 90, 200, 400, 900], len(c)).astype(np.int64), c.meta,
+               block_ids=c.block_ids, block_offsets=c.block_offsets, block_size=BS)
+    v = vec(tr, n_envs=2, teacher_samples=2)
+    wl = v.scenario.workload
+    wl.output.flags.writeable = True  # the test swaps the true lengths in place (the scenario is this test's)
+    true_out = wl.output.copy()
+    perm = true_out.copy()
+    for b in np.unique(wl.pred_bucket):
+        at = np.argwhere(wl.pred_bucket == b)
+        perm[at[:, 0], at[:, 1]] = true_out[at[:, 0], at[:, 1]][rng.permutation(len(at))]
+    assert (perm != true_out).mean() > 0.3
+    v.reset()
+    changed = 0
+    for _ in range(120):
+        both = {}
+        for name, outputs in (("orig", true_out), ("perm", perm)):
+            wl.output[:] = outputs
+            v._teacher_cache = None
+            both[name] = (v.teacher_actions(lengths="predicted"), v.teacher_actions(lengths="true"),
+                          v.teacher_actions(lengths="sampled"))
+        wl.output[:] = true_out
+        np.testing.assert_array_equal(both["orig"][0], both["perm"][0])
+        np.testing.assert_array_equal(both["orig"][2], both["perm"][2])
+        changed += int((both["orig"][1] != both["perm"][1]).sum())
+        v.step(both["orig"][0])
+    assert changed > 0
+
+
+def test_predicted_lengths_are_the_conditional_mean():
+    # Bucket 2 (65..128 tokens) holds lengths 70, 100, 130 (one noisy): a fresh request is predicted
+    # their mean, 100; one that has generated 80 tokens the mean of those longer than 80, 115; one
+    # past every calibration length gets 1 more token.
+    from envs.core import state as S
+    from envs.routing import predicted as P
+    out = np.array([[70, 100, 130, 5]], np.int32)
+    wl = S.Workload(arrival_s=np.zeros((1, 4)), prompt=np.ones((1, 4), np.int32), output=out,
+                    pred_bucket=np.array([[2, 2, 2, 0]], np.int8), n_requests=np.array([4], np.int32),
+                    chain_ids=np.full((1, 4, 1), -1, np.int64), chain_len=np.zeros((1, 4), np.int16),
+                    failed=np.zeros((1, 4), bool))
+    t = P.length_table(wl)
+    assert t.fresh[2] == 100 and t.fresh[0] == 5
+    assert t.fresh[5] == round(out.mean())  # an empty bucket: the pooled mean
+    np.testing.assert_array_equal(P.expected_length(t, np.array([2, 2, 0]), np.array([80, 500, 0])), [115, 501, 5])
+    with pytest.raises(ValueError, match="teacher_lengths must be one of"):
+        vec(chain_trace(n=8), teacher_lengths="oracle")
+    with pytest.raises(ValueError, match="lengths must be one of"):
+        vec(chain_trace(n=8)).teacher_actions(lengths="exact")
+    with pytest.raises(ValueError, match="teacher_samples must be an integer >= 1"):
+        vec(chain_trace(n=8), teacher_samples=0)
+    # Sampled lengths: drawn from the bucket's lengths longer than those generated (70 is not > 80).
+    draws = np.stack([P.sample_lengths(t, np.array([2, 2]), np.array([80, 0]), np.random.default_rng(k))
+                      for k in range(200)])
+    assert set(draws[:, 0]) == {100, 130} and set(draws[:, 1]) == {70, 100, 130}

@@ -47,7 +47,7 @@ def _expected(name: str, mode: str, ncpu: int) -> dict:
     teacher = None
     small = mode == "small"
     if name in ("routing", "prefix_eviction", "expert_placement"):
-        train = _base(env_id, pending=name == "prefix_eviction")
+        train = _base(env_id, pending=name in ("prefix_eviction", "routing"))
         if small:
             train = _replace(train, "--imitate", {"routing": "4096", "prefix_eviction": "4096",
                                                   "expert_placement": "1536"}[name])
@@ -162,13 +162,17 @@ def test_plan_reads_the_recipe_when_planned(monkeypatch):
 
     env_id = "servegym/Routing-v0"
     monkeypatch.setitem(RECIPES, env_id, Recipe("x.zip", ("--imitate", "77", "--timesteps", "0", "--seed", "0"), "t"))
+    monkeypatch.delitem(PENDING, env_id, raising=False)  # Routing reads a pending recipe first (none here)
     p = plan("routing", Settings(OUT, W, 2))
     assert p.seeds[1].argv[3:] == ("--env", env_id, "--imitate", "77", "--timesteps", "0", "--no-eval",
                                    "--no-progress", "--seed", "1", "--out", "/w/s1")
     monkeypatch.setitem(PENDING, "servegym/PrefixEviction-v0", RECIPES[env_id])  # PrefixEviction: a pending one first
     assert "77" in plan("prefix_eviction", Settings(OUT, W, 2)).seeds[0].argv
-    monkeypatch.setitem(PENDING, "servegym/Routing-v0", Recipe("y.zip", ("--imitate", "5"), "t"))  # not Routing's
-    assert "77" in plan("routing", Settings(OUT, W, 2)).seeds[0].argv
+    monkeypatch.setitem(PENDING, "servegym/Routing-v0", Recipe("y.zip", ("--imitate", "5", "--seed", "0"), "t"))
+    assert "5" in plan("routing", Settings(OUT, W, 2)).seeds[0].argv  # Routing's pending recipe (issue 21)
+    ep = "servegym/ExpertPlacement-v0"
+    monkeypatch.setitem(PENDING, ep, Recipe("y.zip", ("--imitate", "5", "--seed", "0"), "t"))  # not ExpertPlacement's
+    assert "5" not in plan("expert_placement", Settings(OUT, W, 2)).seeds[0].argv
 
 
 def test_settings_override_the_mode():

@@ -270,4 +270,25 @@ for _env_id, _recipe in RECIPES.items():
 # Recipes whose checkpoint is not committed yet (trained on the GPU host, then moved into RECIPES with
 # the file); ``python -m agents.zoo list`` prints them marked "pending", ``train --pending`` runs them.
 PENDING: dict[str, Recipe] = {
+    # Issue 21: the Routing-v0 recipe (RECIPES) imitating the teacher that knows only what a router can
+    # (teacher_lengths='sampled', envs/routing/predicted.py: each replica's reward delta averaged over 4
+    # draws of every queued, running and pending request's output length from its predicted bucket's
+    # distribution, given the tokens generated so far). Played as a policy it keeps most of the
+    # true-length teacher's code-family edge (agents/zoo/results/routing_teacher_lengths.json: 0.808 /
+    # 0.719 against sglang_cache_aware's 0.780 / 0.677). 4 draws cost 6.2x the true-length teacher's
+    # DAgger time (8,192 decisions, seed 0, the loaded 2-core box: 255 s against 41 s), so 16,384
+    # decisions per seed (the family ablation's budget; a quarter of the recipe's) to fit the 16-core
+    # host's 600 s call: expected about 178 s / 4 x 6.2 = 280 s for the 3 seeds, leaderboard 34 s.
+    # Direction on the loaded 2-core box, seed 0: at jsq's level on the code family at 8,192 decisions
+    # (0.743 / 0.669, the true-length teacher's student 0.737 / 0.670) and at this recipe's 16,384 (0.736 /
+    # 0.675, 331 s), while a diagnostic student of this teacher trained on the code generator itself
+    # beats the best heuristic at 0.45 (0.762 / 0.695): the labels are learnable there, these families
+    # rarely show the move. 3 seeds not trained (`OUT=DIR bash agents/zoo/train_routing.sh`).
+    "servegym/Routing-v0": Recipe("routing_dagger.zip", (
+        "--env-kwargs", "workloads=" + ",".join(ROUTING_WORKLOADS), "load=(0.3,0.6,0.9,1.2,1.6,2.0)",
+        "workload_seeds=2", "teacher_threads=4", "teacher_lengths='sampled'", "teacher_samples=4",
+        "--imitate", "16384", "--timesteps", "0",
+        "--imitate-kwargs", "epochs=8", "batch_size=512",
+        "--hyperparams", "policy='agents.scorer_policy:ItemScorerPolicy'",
+        "policy_kwargs={'n_global':7,'n_item':10,'hidden':64}", "--seed", "0"), "+".join(ROUTING_WORKLOADS)),
 }

@@ -38,6 +38,7 @@ from gymnasium import spaces
 
 import traces
 from envs.routing import kernels as K
+from envs.routing import predicted as P
 from envs.routing import teacher as T
 from envs.core import state as S
 from envs.core.capacity import VLLM_BUDGET, measure_capacity_rps
@@ -111,6 +112,14 @@ class RoutingConfig:
     teacher_horizon_s: float = 20.0
     teacher_ttft_slack: float = 0.0
     teacher_threads: int = 1  # threads replaying the batch's envs (the same labels for any number)
+    # The output lengths the teacher replays with: "true" (privileged), "predicted" or "sampled" (what a
+    # router can know: each request's expected length, or draws of it, given its predicted bucket and the
+    # tokens generated so far, envs/routing/predicted.py, calibrated on this env's workload, every family
+    # of a mixture pooled; issue 21's test of whether the teacher's edge is the true lengths).
+    teacher_lengths: str = "true"
+    # "sampled": the reward deltas averaged over this many draws of every length from its bucket's
+    # calibration distribution (E[outcome], not the outcome of E[length]: an SLO miss is not linear in it).
+    teacher_samples: int = 8
 
     def loads(self) -> tuple[float, ...]:
         loads = (self.load,) if isinstance(self.load, (int, float)) else tuple(self.load)
@@ -142,6 +151,11 @@ class RoutingConfig:
             raise ValueError(f"Routing: teacher_ttft_slack must be a number >= 0, got {self.teacher_ttft_slack!r}")
         if not isinstance(self.teacher_threads, (int, np.integer)) or self.teacher_threads < 1:
             raise ValueError(f"Routing: teacher_threads must be an integer >= 1, got {self.teacher_threads!r}")
+        if not isinstance(self.teacher_samples, (int, np.integer)) or self.teacher_samples < 1:
+            raise ValueError(f"Routing: teacher_samples must be an integer >= 1, got {self.teacher_samples!r}")
+        if self.teacher_lengths not in T.LENGTHS:
+            raise ValueError(f"Routing: teacher_lengths must be one of {', '.join(T.LENGTHS)}, "
+                             f"got {self.teacher_lengths!r}")
         if self.window_order not in ("random", "sequential"):
             raise ValueError(f"Routing: window_order must be 'random' or 'sequential', got {self.window_order!r}")
         self.loads()
@@ -221,7 +235,9 @@ def build_scenario(cfg: RoutingConfig) -> Scenario:
                                    ttft_bound_penalty=RoutingConfig.ttft_bound_penalty,
                                    teacher_horizon_s=RoutingConfig.teacher_horizon_s,
                                    teacher_ttft_slack=RoutingConfig.teacher_ttft_slack,
-                                   teacher_threads=RoutingConfig.teacher_threads))
+                                   teacher_threads=RoutingConfig.teacher_threads,
+                                   teacher_lengths=RoutingConfig.teacher_lengths,
+                                   teacher_samples=RoutingConfig.teacher_samples))
 
 
 @cache
@@ -402,15 +418,19 @@ class RoutingVecEnv(NativeVecEnv):
         return render_replicas(self.state, e, self.scenario.engine.capacity_blocks, float(self._rew[e]),
                                f"Routing env {e}{load}", up=self.up[e])
 
-    def teacher_actions(self, mode: str = T.DEFAULT_MODE, horizon_s: float | None = None) -> np.ndarray:
+    def teacher_actions(self, mode: str = T.DEFAULT_MODE, horizon_s: float | None = None,
+                        lengths: str | None = None) -> np.ndarray:
         """The privileged teacher's replica for every env's pending request [E] (int64):
         ``envs.routing.teacher`` replays each replica alone from now with and without the request,
-        knowing the true output lengths (``mode`` ``"marginal"``: the fewest SLO outcomes lost,
-        ``"ttft"``: the soonest first token; ``horizon_s``: seconds replayed after the arrival, default
-        the config's ``teacher_horizon_s``).
+        knowing the true output lengths (``lengths`` ``"true"``) or only their prediction
+        (``"predicted"``: conditional means, ``"sampled"``: outcomes averaged over ``teacher_samples``
+        draws, seeded by the state; ``envs.routing.predicted``; default the config's ``teacher_lengths``)
+        (``mode`` ``"marginal"``: the fewest SLO outcomes lost, ``"ttft"``: the soonest first token;
+        ``horizon_s``: seconds replayed after the arrival, default the config's ``teacher_horizon_s``).
         For imitation targets and as a reference policy, never for the observation.
-        ``ValueError`` for an unknown ``mode`` or a ``horizon_s`` <= 0."""
-        out = self._teacher_outcomes(mode, self.config.teacher_horizon_s if horizon_s is None else horizon_s)
+        ``ValueError`` for an unknown ``mode`` or ``lengths`` or a ``horizon_s`` <= 0."""
+        out = self._teacher_outcomes(mode, self.config.teacher_horizon_s if horizon_s is None else horizon_s,
+                                     self.config.teacher_lengths if lengths is None else lengths)
         return np.array([T.choose(out[e], self._mask[e], mode) for e in range(self.num_envs)], np.int64)
 
     def teacher_targets(self, slack: float | None = None) -> np.ndarray:
@@ -420,19 +440,21 @@ class RoutingVecEnv(NativeVecEnv):
         soonest among them (``envs.routing.teacher.targets``; equally good replicas, e.g. idle ones,
         are all right, so imitation does not learn an arbitrary tie-break). Privileged, as
         :meth:`teacher_actions` (whose replays it reuses while the state has not moved)."""
-        out = self._teacher_outcomes(T.DEFAULT_MODE, self.config.teacher_horizon_s)
+        out = self._teacher_outcomes(T.DEFAULT_MODE, self.config.teacher_horizon_s, self.config.teacher_lengths)
         slack_s = float(self.config.teacher_ttft_slack if slack is None else slack) * self.scenario.engine.slo_ttft
         return np.stack([T.targets(out[e], self._mask[e], slack_s) for e in range(self.num_envs)])
 
-    def _teacher_outcomes(self, mode: str, horizon_s: float) -> np.ndarray:
+    def _teacher_outcomes(self, mode: str, horizon_s: float, lengths: str) -> np.ndarray:
         """``envs.routing.teacher.play_candidates``' rows of every env [E, 2R, 2], kept until the
         batch steps (one replay serves ``teacher_actions`` and ``teacher_targets``)."""
         if mode not in T.MODES:
             raise ValueError(f"Routing teacher_actions: mode must be one of {', '.join(T.MODES)}, got {mode!r}")
         if not (isinstance(horizon_s, (int, float)) and horizon_s > 0):
             raise ValueError(f"Routing teacher_actions: horizon_s must be > 0, got {horizon_s!r}")
+        if lengths not in T.LENGTHS:
+            raise ValueError(f"Routing teacher_actions: lengths must be one of {', '.join(T.LENGTHS)}, got {lengths!r}")
         st = self.state
-        key = (mode, float(horizon_s), st.window.tobytes(), st.next_arrival.tobytes(), st.clock.tobytes())
+        key = (mode, float(horizon_s), lengths, st.window.tobytes(), st.next_arrival.tobytes(), st.clock.tobytes())
         cached = getattr(self, "_teacher_cache", None)
         if cached is not None and cached[0] == key:
             return cached[1]
@@ -441,12 +463,33 @@ class RoutingVecEnv(NativeVecEnv):
         if getattr(self, "_teacher_rows", None) is None:  # scratch rows per thread
             self._teacher_rows = [(T.scratch_like(st), np.zeros((2 * self.R, self.R))) for _ in range(threads)]
         out = np.zeros((self.num_envs, 2 * self.R, 2))
+        table = None
+        if lengths != "true":
+            if getattr(self, "_length_table", None) is None:  # calibrated on this env's workload
+                self._length_table = P.length_table(sc.workload)
+            table = self._length_table
 
         def replay(k: int) -> None:
             rows, busy = self._teacher_rows[k]
             for e in range(k, self.num_envs, threads):  # each env's replay is independent of the others
+                if lengths == "sampled":  # the mean outcome over draws (seeded by the state: same state, same draws)
+                    rng = np.random.default_rng([int(st.window[e]), int(st.next_arrival[e]), int(cfg.trace_seed)])
+                    acc = np.zeros((2 * self.R, 2))
+                    for _ in range(int(cfg.teacher_samples)):
+                        T.load_rows(rows, st, e)
+                        wl = P.believed_window(table, sc.workload, st, e, rng)
+                        rows.window[:] = 0
+                        T.play_candidates(rows, wl, sc.engine, int(st.next_arrival[e]), cfg.budget, float(horizon_s),
+                                          mode == "ttft", self.ttft_bound_s, float(cfg.ttft_bound_penalty), busy, out[e])
+                        acc += out[e]
+                    out[e] = acc / int(cfg.teacher_samples)
+                    continue
                 T.load_rows(rows, st, e)
-                T.play_candidates(rows, sc.workload, sc.engine, int(st.next_arrival[e]), cfg.budget, float(horizon_s),
+                wl = sc.workload
+                if table is not None:  # one window whose outputs are the predicted lengths, as row 0
+                    wl = P.believed_window(table, wl, st, e)
+                    rows.window[:] = 0
+                T.play_candidates(rows, wl, sc.engine, int(st.next_arrival[e]), cfg.budget, float(horizon_s),
                                   mode == "ttft", self.ttft_bound_s, float(cfg.ttft_bound_penalty), busy, out[e])
 
         if threads == 1:

@@ -16,6 +16,12 @@ difference between its two rows. Two rules:
   prefill chunks would push running decodes past the TPOT SLO; ties (equal deltas) go to the
   soonest first token, then the lowest index.
 
+With ``lengths="predicted"`` or ``"sampled"`` (``RoutingConfig.teacher_lengths``) the env replays on
+``envs.routing.predicted.believed_window`` instead: every output length replaced by what a router can
+predict from the request's bucket and the tokens it has generated (its conditional mean, or draws
+whose outcomes are averaged; issue 21's test of whether the teacher's edge is the true lengths: on
+the code family the sampled lengths keep most of it, the mean lengths lose it).
+
 Privileged like PrefixEviction-v0's Belady teacher: it reads the future (output lengths, completion
 times), labels imitation targets and serves as a bound-like reference policy, never the observation.
 It ignores arrivals after the pending one (myopic), so it is a strong policy, not an oracle.
@@ -32,6 +38,10 @@ from envs.core.state import C_SLO_MET, C_SLO_MISSED, DROPPED, FAILED, REJECTED
 
 MODES = ("marginal", "ttft")
 DEFAULT_MODE = "marginal"
+# The output lengths replayed: "true" (the privileged default) or "predicted" (envs.routing.predicted:
+# what a router can know from the predicted bucket and the tokens generated so far).
+# "sampled": the outcomes averaged over draws of the lengths from the bucket's distribution.
+LENGTHS = ("true", "predicted", "sampled")
 
 # ClusterState fields of one env (copied whole to every scratch row); the rest are per replica.
 PER_ENV_FIELDS = ("window", "time_scale", "next_arrival", "clock", "counters", "accum", "out_hist", "fate",
