@@ -95,6 +95,14 @@ def test_bad_records_name_file_and_line(tmp_path, row, match):
         read_records(d, check=False)
 
 
+def test_non_utf8_record_names_file_and_line(tmp_path):
+    d = tmp_path / "m-bad"
+    d.mkdir()
+    (d / "chunk-0-trace.csv").write_bytes(b"0,0,0,,0,0\n\xff\xfe,1,2,Gamma,1,1\n")
+    with pytest.raises(TraceError, match=r"chunk-0-trace.csv:2: not UTF-8 text \(byte 0xff at offset 11\)"):
+        read_records(d, check=False)
+
+
 def test_bad_arguments_and_unpinned_records_are_refused(tmp_path):
     d = write_folder(tmp_path)
     with pytest.raises(TraceError, match="not the pinned ServeGen records of 'm-test'"):

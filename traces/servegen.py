@@ -94,7 +94,13 @@ def read_records(folder: str | Path, check: bool = True) -> Records:
     for _, path in files:
         raw = path.read_bytes()
         digest.update(path.name.encode() + b"\0" + raw)
-        for no, line in enumerate(raw.decode("utf-8").splitlines(), 1):
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            line_no = raw.count(b"\n", 0, e.start) + 1
+            raise TraceError(f"{path}:{line_no}: not UTF-8 text (byte {raw[e.start]:#04x} "
+                             f"at offset {e.start}); ServeGen's records are ASCII CSV") from None
+        for no, line in enumerate(text.splitlines(), 1):
             f = line.strip().split(",")
             where = f"{path}:{no}"
             if len(f) != 6:
