@@ -109,6 +109,8 @@ def test_bad_arguments_and_unpinned_records_are_refused(tmp_path):
         servegen_trace(d)
     with pytest.raises(TraceError, match=r"rate_rps must be in \(0, "):
         servegen_trace(d, rate_rps=records_mean() * 1.01, check=False)
+    with pytest.raises(TraceError, match="check must be True or False"):
+        servegen_trace(d, check="no")
     with pytest.raises(TraceError, match=r"days must be an integer in \[1, 2\]"):
         servegen_trace(d, days=3, check=False)
     with pytest.raises(TraceError, match="no ServeGen chunk"):
