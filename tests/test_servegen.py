@@ -73,6 +73,8 @@ def test_load_trace_reads_a_servegen_folder(tmp_path):
     assert tr.meta.name == "servegen_m-test" and "thinned to 0.002 req/s" in tr.meta.source
     with pytest.raises(TraceError, match="accepted parameters: seed, rate_rps, days, check"):
         traces.load_trace(d, rate=1.0)
+    with pytest.raises(TraceError, match=r"chunk-0-trace.csv: one client's ServeGen rate records.*pass its model folder"):
+        traces.load_trace(d / "chunk-0-trace.csv")
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(TraceError, match="is a directory, expected a trace file"):

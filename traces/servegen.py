@@ -39,7 +39,7 @@ from traces.errors import TraceError
 from traces.params import load_params
 from traces.trace import Trace, TraceMeta
 
-__all__ = ["RECORDS", "SERVEGEN_COMMIT", "is_servegen_dir", "read_records", "servegen_trace"]
+__all__ = ["RECORDS", "SERVEGEN_COMMIT", "is_record_file", "is_servegen_dir", "read_records", "servegen_trace"]
 
 SERVEGEN_URL = "https://github.com/alibaba/ServeGen"
 SERVEGEN_COMMIT = "f891d1189eb32b3868dfc443800c4150548c282a"  # 2025-06-09, "Fix SyntaxError in clientpool.py"
@@ -73,6 +73,11 @@ class Records:
 def _files(folder: Path) -> list[tuple[int, Path]]:
     found = [(int(m[1]), p) for p in folder.iterdir() if (m := _FILE.match(p.name))]
     return sorted(found)
+
+
+def is_record_file(path: str | Path) -> bool:
+    """Whether `path` is named as one client's ServeGen records (``chunk-<client>-trace.csv``)."""
+    return bool(_FILE.match(Path(path).name))
 
 
 def is_servegen_dir(path: str | Path) -> bool:
