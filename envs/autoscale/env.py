@@ -247,7 +247,9 @@ def _windows(cfg: AutoscaleConfig) -> tuple[np.ndarray, np.ndarray, tuple[str, .
         if part.duration_s < cfg.episode_s:
             raise ValueError(
                 f"Autoscale: episode_s={cfg.episode_s:g} is longer than the {label} part of trace "
-                f"{tr.meta.name!r} ({part.duration_s:.0f} s); set episode_s (a multiple of interval_s)")
+                f"{tr.meta.name!r} ({part.duration_s:.0f} s, held_out_frac={cfg.held_out_frac:g}); set episode_s "
+                f"(a multiple of interval_s), give a longer trace (e.g. trace_params days= for ServeGen records), or "
+                f"{'raise' if label == 'test' else 'lower'} held_out_frac")
         n = int(part.duration_s // cfg.episode_s)
         counts, names, tod, lost = [], [], [], []
         for i in range(n):
