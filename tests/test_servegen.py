@@ -132,3 +132,22 @@ def test_pinned_m_large_records():
     assert mean == pytest.approx(195.8, abs=0.1)  # the records' requests/s over the 14 days
     tr = servegen_trace(M_LARGE, rate_rps=2.0, days=1)
     assert len(tr) == pytest.approx(2.0 * 86400, rel=0.05)
+
+
+def test_leaderboard_skips_a_servegen_folder_that_is_empty_or_another_checkout(tmp_path):
+    """Before: trace_available checked only that the folder existed, and the leaderboard then died
+    in load_trace with a traceback; now the scenario is skipped with the reason."""
+    import dataclasses
+
+    from agents.scenarios import SCENARIOS
+
+    sc = next(s for s in SCENARIOS if "servegen_m_large" in s.id)
+    folder = tmp_path / "m-large"
+    folder.mkdir()
+    ok, why = dataclasses.replace(sc, trace=str(folder)).trace_available()
+    assert not ok and why.startswith(f"ServeGen records {folder}: no ServeGen chunk-<client>-trace.csv files")
+    (folder / "chunk-0-trace.csv").write_text("0,0,0,,0,0\n")
+    ok, why = dataclasses.replace(sc, trace=str(folder)).trace_available()
+    assert not ok and "not the pinned ServeGen records of 'm-large'" in why
+    d = write_folder(tmp_path)  # a model RECORDS does not pin: nothing to check against
+    assert dataclasses.replace(sc, trace=str(d)).trace_available() == (True, "")
