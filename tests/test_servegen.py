@@ -151,3 +151,11 @@ def test_leaderboard_skips_a_servegen_folder_that_is_empty_or_another_checkout(t
     assert not ok and "not the pinned ServeGen records of 'm-large'" in why
     d = write_folder(tmp_path)  # a model RECORDS does not pin: nothing to check against
     assert dataclasses.replace(sc, trace=str(d)).trace_available() == (True, "")
+
+
+def test_autoscale_rate_rps_on_servegen_records_says_trace_params(tmp_path):
+    from envs.autoscale import env as asc
+
+    d = write_folder(tmp_path)
+    with pytest.raises(ValueError, match=r"ServeGen records .*m-test take their mean rate as trace_params=\{'rate_rps': 3\}"):
+        asc.AutoscaleVecEnv(1, trace=str(d), rate_rps=3.0)
