@@ -142,7 +142,28 @@ def parse_value(raw: str, annotation: Any) -> tuple[bool, Any]:
         fits, conv = conform(value, annotation)
         if fits:
             return True, conv
+        if isinstance(value, (tuple, list, dict, set)):
+            return False, None  # a container that does not fit is a mistake, not a text value
+    elif raw.strip()[:1] in ("(", "[", "{") and _admits_tuple(annotation):
+        return False, None  # meant as a literal (the field takes tuples) but does not parse as one
     return conform(raw, annotation)
+
+
+def _admits_tuple(annotation: Any) -> bool:
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return any(_admits_tuple(a) for a in typing.get_args(annotation))
+    return typing.get_origin(annotation) is tuple
+
+
+def _literal_problem(raw: str) -> str:
+    """Why ``raw`` is not the Python literal it looks like (empty when it is one or does not look like one)."""
+    if raw.strip()[:1] not in ("(", "[", "{"):
+        return ""
+    try:
+        ast.literal_eval(raw.strip())
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError) as e:
+        return f" (not a Python literal: {type(e).__name__}: {getattr(e, 'msg', None) or e})"
+    return ""
 
 
 def parse_env_kwargs(items: list[str] | None, env_id: str) -> dict[str, Any]:
@@ -167,7 +188,7 @@ def parse_env_kwargs(items: list[str] | None, env_id: str) -> dict[str, Any]:
         ok, value = parse_value(raw, fields[key].annotation)
         if not ok:
             raise UsageError(f"--env-kwargs {item!r}: {key} must be {fields[key].type_text}, "
-                             f"got {raw!r}")
+                             f"got {raw!r}{_literal_problem(raw)}")
         out[key] = value
     return out
 

@@ -67,6 +67,11 @@ class Scenario:
             path = Path(self.trace)
             if not path.exists():
                 return False, f"trace file {path} not found ({missing_hint(path)})"
+            if path.is_dir():  # a ServeGen model folder: present but empty or another checkout is skipped too
+                from traces.servegen import not_the_pinned
+
+                wrong = not_the_pinned(path)
+                return (False, f"ServeGen records {wrong}") if wrong else (True, "")
             wrong = not_the_catalogued(path)
             if wrong:
                 return False, f"trace file {wrong} (reinstall: `python -m traces.fetch {path.name}`)"

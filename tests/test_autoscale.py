@@ -406,3 +406,14 @@ def test_cache_save_writes_whole_files_and_leaves_no_temporaries(tmp_path):
     assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == ["day-x.npy", "refs-x.npz"]
     with pytest.raises(ValueError, match=r"day-z\.txt: expected a \.npy or \.npz path"):
         cache_save(tmp_path / "day-z.txt", day)
+
+
+@pytest.mark.parametrize("frac, label, hint", [(0.3, "test", "raise held_out_frac"), (0.7, "train", "lower held_out_frac")])
+def test_trace_part_shorter_than_an_episode_says_what_to_set(frac, label, hint):
+    import traces
+
+    n = 20000  # two requests a second over 10,000 s: a 0.3 test part or a 0.3 train part (3000 s) < 3600 s
+    tr = traces.Trace(np.arange(n, dtype=np.float64) / 2, np.full(n, 100), np.full(n, 50),
+                      traces.TraceMeta("flat", "written by this test", "none"))
+    with pytest.raises(ValueError, match=rf"longer than the {label} part of trace 'flat' .*held_out_frac={frac:g}\).*{hint}"):
+        asc.AutoscaleVecEnv(1, trace=tr, episode_s=3600.0, held_out_frac=frac, split="all")

@@ -68,6 +68,18 @@ def test_env_kwargs_errors_name_the_key_and_what_is_allowed(item, says):
         cli.parse_env_kwargs([item], KV)
 
 
+def test_env_kwargs_workloads_literal_that_does_not_fit_is_not_taken_as_text():
+    # before: a 3-element entry or an unclosed '(' fell back to text, split at commas into
+    # entries such as "('azure_conv-v1'", and the environment reported that as an unknown trace
+    ok = "workloads=('azure_conv-v1',('burstgpt_like-v1',{'duration_s':14400.0}))"
+    assert cli.parse_env_kwargs([ok], KV)["workloads"] == ("azure_conv-v1", ("burstgpt_like-v1", (("duration_s", 14400.0),)))
+    assert cli.parse_env_kwargs(["workloads=azure_conv-v1,bursty-v1"], KV) == {"workloads": "azure_conv-v1,bursty-v1"}
+    with pytest.raises(cli.UsageError, match=r"workloads must be tuple\[.*got \"\('azure_conv-v1',\('b.*3\)\)\"$"):
+        cli.parse_env_kwargs(["workloads=('azure_conv-v1',('burstgpt_like-v1',{'duration_s':1.0},3))"], KV)
+    with pytest.raises(cli.UsageError, match=r"not a Python literal: SyntaxError: '\(' was never closed"):
+        cli.parse_env_kwargs(["workloads=('azure_conv-v1',('burstgpt_like-v1',{'duration_s':1.0})"], KV)
+
+
 def test_env_kwargs_given_twice_is_refused():
     with pytest.raises(cli.UsageError, match="load given twice"):
         cli.parse_env_kwargs(["load=1", "load=2"], KV)

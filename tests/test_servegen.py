@@ -73,6 +73,8 @@ def test_load_trace_reads_a_servegen_folder(tmp_path):
     assert tr.meta.name == "servegen_m-test" and "thinned to 0.002 req/s" in tr.meta.source
     with pytest.raises(TraceError, match="accepted parameters: seed, rate_rps, days, check"):
         traces.load_trace(d, rate=1.0)
+    with pytest.raises(TraceError, match=r"chunk-0-trace.csv: one client's ServeGen rate records.*pass its model folder"):
+        traces.load_trace(d / "chunk-0-trace.csv")
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(TraceError, match="is a directory, expected a trace file"):
@@ -95,12 +97,22 @@ def test_bad_records_name_file_and_line(tmp_path, row, match):
         read_records(d, check=False)
 
 
+def test_non_utf8_record_names_file_and_line(tmp_path):
+    d = tmp_path / "m-bad"
+    d.mkdir()
+    (d / "chunk-0-trace.csv").write_bytes(b"0,0,0,,0,0\n\xff\xfe,1,2,Gamma,1,1\n")
+    with pytest.raises(TraceError, match=r"chunk-0-trace.csv:2: not UTF-8 text \(byte 0xff at offset 11\)"):
+        read_records(d, check=False)
+
+
 def test_bad_arguments_and_unpinned_records_are_refused(tmp_path):
     d = write_folder(tmp_path)
     with pytest.raises(TraceError, match="not the pinned ServeGen records of 'm-test'"):
         servegen_trace(d)
     with pytest.raises(TraceError, match=r"rate_rps must be in \(0, "):
         servegen_trace(d, rate_rps=records_mean() * 1.01, check=False)
+    with pytest.raises(TraceError, match="check must be True or False"):
+        servegen_trace(d, check="no")
     with pytest.raises(TraceError, match=r"days must be an integer in \[1, 2\]"):
         servegen_trace(d, days=3, check=False)
     with pytest.raises(TraceError, match="no ServeGen chunk"):
@@ -120,3 +132,30 @@ def test_pinned_m_large_records():
     assert mean == pytest.approx(195.8, abs=0.1)  # the records' requests/s over the 14 days
     tr = servegen_trace(M_LARGE, rate_rps=2.0, days=1)
     assert len(tr) == pytest.approx(2.0 * 86400, rel=0.05)
+
+
+def test_leaderboard_skips_a_servegen_folder_that_is_empty_or_another_checkout(tmp_path):
+    """Before: trace_available checked only that the folder existed, and the leaderboard then died
+    in load_trace with a traceback; now the scenario is skipped with the reason."""
+    import dataclasses
+
+    from agents.scenarios import SCENARIOS
+
+    sc = next(s for s in SCENARIOS if "servegen_m_large" in s.id)
+    folder = tmp_path / "m-large"
+    folder.mkdir()
+    ok, why = dataclasses.replace(sc, trace=str(folder)).trace_available()
+    assert not ok and why.startswith(f"ServeGen records {folder}: no ServeGen chunk-<client>-trace.csv files")
+    (folder / "chunk-0-trace.csv").write_text("0,0,0,,0,0\n")
+    ok, why = dataclasses.replace(sc, trace=str(folder)).trace_available()
+    assert not ok and "not the pinned ServeGen records of 'm-large'" in why
+    d = write_folder(tmp_path)  # a model RECORDS does not pin: nothing to check against
+    assert dataclasses.replace(sc, trace=str(d)).trace_available() == (True, "")
+
+
+def test_autoscale_rate_rps_on_servegen_records_says_trace_params(tmp_path):
+    from envs.autoscale import env as asc
+
+    d = write_folder(tmp_path)
+    with pytest.raises(ValueError, match=r"ServeGen records .*m-test take their mean rate as trace_params=\{'rate_rps': 3\}"):
+        asc.AutoscaleVecEnv(1, trace=str(d), rate_rps=3.0)

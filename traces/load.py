@@ -56,7 +56,15 @@ def load_trace(name_or_path: str | Path, *, seed: int = 0, **params: object) -> 
         return servegen.servegen_trace(path, seed=seed, **params)  # type: ignore[arg-type]
     if not path.is_file():
         raise TraceError(f"{path}: is not a regular file, expected a trace file")
-    return load_file(path, **params)
+    try:
+        return load_file(path, **params)
+    except TraceError as e:
+        from traces import servegen
+
+        if servegen.is_record_file(path) and "unknown trace format" in str(e):  # formats go by content, not name
+            raise TraceError(f"{path}: one client's ServeGen rate records, not a trace of requests; pass its model "
+                             f"folder {path.parent} (every client's records, traces.servegen)") from None
+        raise
 
 
 def load_file(path: Path, **params: object) -> Trace:

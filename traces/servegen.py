@@ -39,7 +39,7 @@ from traces.errors import TraceError
 from traces.params import load_params
 from traces.trace import Trace, TraceMeta
 
-__all__ = ["RECORDS", "SERVEGEN_COMMIT", "is_servegen_dir", "read_records", "servegen_trace"]
+__all__ = ["RECORDS", "SERVEGEN_COMMIT", "is_record_file", "is_servegen_dir", "not_the_pinned", "read_records", "records_sha256", "servegen_trace"]
 
 SERVEGEN_URL = "https://github.com/alibaba/ServeGen"
 SERVEGEN_COMMIT = "f891d1189eb32b3868dfc443800c4150548c282a"  # 2025-06-09, "Fix SyntaxError in clientpool.py"
@@ -75,10 +75,38 @@ def _files(folder: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
+def is_record_file(path: str | Path) -> bool:
+    """Whether `path` is named as one client's ServeGen records (``chunk-<client>-trace.csv``)."""
+    return bool(_FILE.match(Path(path).name))
+
+
 def is_servegen_dir(path: str | Path) -> bool:
     """Whether `path` is a folder holding ServeGen ``chunk-<client>-trace.csv`` files."""
     p = Path(path)
     return p.is_dir() and bool(_files(p))
+
+
+def records_sha256(folder: str | Path) -> str:
+    """RECORDS' digest of `folder`'s chunk-<client>-trace.csv files (SHA-256 over file name, NUL,
+    file bytes, in client order); reads the files without parsing them."""
+    digest = hashlib.sha256()
+    for _, path in _files(Path(folder)):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def not_the_pinned(folder: str | Path) -> str | None:
+    """Why `folder` cannot be replayed as its model's pinned records, or None when it can: no
+    chunk-<client>-trace.csv files, or, for a model RECORDS pins, other files (SHA-256). For the
+    leaderboard, which skips such a scenario with this reason instead of failing mid-run."""
+    folder = Path(folder)
+    if not is_servegen_dir(folder):
+        return f"{folder}: no ServeGen chunk-<client>-trace.csv files (clone {SERVEGEN_URL} at {SERVEGEN_COMMIT})"
+    want = RECORDS.get(folder.name)
+    if want is not None and (sha := records_sha256(folder)) != want:
+        return (f"{folder}: not the pinned ServeGen records of {folder.name!r} (SHA-256 {sha[:16]}..., pinned "
+                f"{want[:16]}...; check out {SERVEGEN_COMMIT})")
+    return None
 
 
 def read_records(folder: str | Path, check: bool = True) -> Records:
@@ -94,7 +122,13 @@ def read_records(folder: str | Path, check: bool = True) -> Records:
     for _, path in files:
         raw = path.read_bytes()
         digest.update(path.name.encode() + b"\0" + raw)
-        for no, line in enumerate(raw.decode("utf-8").splitlines(), 1):
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            line_no = raw.count(b"\n", 0, e.start) + 1
+            raise TraceError(f"{path}:{line_no}: not UTF-8 text (byte {raw[e.start]:#04x} "
+                             f"at offset {e.start}); ServeGen's records are ASCII CSV") from None
+        for no, line in enumerate(text.splitlines(), 1):
             f = line.strip().split(",")
             where = f"{path}:{no}"
             if len(f) != 6:
@@ -139,6 +173,8 @@ def servegen_trace(folder: str | Path, seed: int = 0, rate_rps: float = 60.0, da
     mean as constructed, sum(ceil(rate x 600) - 1) / span: thinning cannot add requests); days: the first `days` whole days (default: every
     whole day the records cover). Same seed, same arrivals. Raises TraceError on bad arguments or
     records (see read_records)."""
+    if not isinstance(check, (bool, np.bool_)):
+        raise TraceError(f"servegen_trace: check must be True or False for {folder}, got {check!r}")
     rec = read_records(folder, check)
     whole = int(rec.duration_s // 86400.0)
     if days is None:

@@ -53,6 +53,7 @@ from gymnasium import spaces
 
 import hwmodels
 import traces
+from traces.servegen import is_servegen_dir
 from envs.autoscale import kernels as K
 from envs.autoscale.model import ReplicaCurves, cache_root, cache_save, replica_curves
 from envs.native_vec import NativeVecEnv, VecEnvView, item_features
@@ -228,6 +229,9 @@ def _windows(cfg: AutoscaleConfig) -> tuple[np.ndarray, np.ndarray, tuple[str, .
         names = tuple(f"{name}:seed={s}" for s in seeds)
         return arr, train, names, np.zeros(len(seeds)), (p0, o0), name, np.zeros((len(seeds), 2), np.int64)
     if cfg.rate_rps is not None:
+        if isinstance(cfg.trace, (str, Path)) and is_servegen_dir(cfg.trace):
+            raise ValueError(f"Autoscale: rate_rps applies to generated traces; ServeGen records {cfg.trace} take "
+                             f"their mean rate as trace_params={{'rate_rps': {cfg.rate_rps:g}}}")
         raise ValueError("Autoscale: rate_rps applies to generated traces; scale a trace file with rate_scale")
     tr = cfg.trace if isinstance(cfg.trace, traces.Trace) else traces.load_trace(cfg.trace, **dict(params))
     # Requests the trace marks failed, or longer than the model's context (which the engine
@@ -247,7 +251,9 @@ def _windows(cfg: AutoscaleConfig) -> tuple[np.ndarray, np.ndarray, tuple[str, .
         if part.duration_s < cfg.episode_s:
             raise ValueError(
                 f"Autoscale: episode_s={cfg.episode_s:g} is longer than the {label} part of trace "
-                f"{tr.meta.name!r} ({part.duration_s:.0f} s); set episode_s (a multiple of interval_s)")
+                f"{tr.meta.name!r} ({part.duration_s:.0f} s, held_out_frac={cfg.held_out_frac:g}); set episode_s "
+                f"(a multiple of interval_s), give a longer trace (e.g. trace_params days= for ServeGen records), or "
+                f"{'raise' if label == 'test' else 'lower'} held_out_frac")
         n = int(part.duration_s // cfg.episode_s)
         counts, names, tod, lost = [], [], [], []
         for i in range(n):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 
+ANALYSES = ("compare", "fit", "report", "waves")  # CPU commands over recorded runs: bad input ends in one line, exit 2
+
 
 def main(argv: list[str] | None = None) -> int:
     from . import __doc__ as doc
@@ -13,6 +15,16 @@ def main(argv: list[str] | None = None) -> int:
         print(doc)
         return 0 if argv else 2
     cmd, rest = argv[0], argv[1:]
+    if cmd not in ANALYSES:  # the GPU commands keep their tracebacks
+        return _dispatch(cmd, rest)
+    try:
+        return _dispatch(cmd, rest)
+    except (ValueError, OSError) as e:  # bad --data / --json, malformed or truncated run files
+        print(f"python -m hwmodels.validate {cmd}: error: {e}", file=sys.stderr)
+        return 2
+
+
+def _dispatch(cmd: str, rest: list[str]) -> int:
     if cmd == "run":
         from . import run
         return run.main(rest)

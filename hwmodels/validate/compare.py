@@ -23,6 +23,7 @@ import hwmodels
 
 from .fit import iteration_errors
 from .floor import iteration_floor
+from .outpath import check_writable
 from .measured import DATA_DIR, Run, load_runs
 
 METRICS = ("ttft", "tpot", "e2e")
@@ -125,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
                    "or 'none' for the calibration alone")
     p.add_argument("--json", default=None)
     a = p.parse_args(argv)
+    check_writable(a.json, "--json")
     prof = None if a.profile == "none" else a.profile
     rows = compare_all(a.dir, prof)
     print(format_rows(rows))

@@ -82,14 +82,27 @@ def longest_prefill_context(prefill_tokens: np.ndarray, prompt: np.ndarray) -> n
     return out
 
 
+def read_run_file(path: Path) -> dict:
+    """One run file (``run``'s gzipped JSON); ValueError naming the file when it is not gzip,
+    is truncated, is not JSON, or lacks the ``window``/``runs``/``settings`` fields."""
+    try:
+        with gzip.open(path, "rt") as fh:
+            d = json.load(fh)
+    except (OSError, EOFError, ValueError) as e:  # gzip.BadGzipFile is an OSError, JSONDecodeError a ValueError
+        raise ValueError(f"{path}: not a readable run file (gzipped JSON): {e}") from None
+    missing = [k for k in ("window", "runs", "settings") if not isinstance(d, dict) or k not in d]
+    if missing:
+        raise ValueError(f"{path}: not a run file of `python -m hwmodels.validate run`: no field(s) {missing}")
+    return d
+
+
 def truncated_runs(data_dir: str | Path = DATA_DIR) -> list[str]:
     """"file: window kind rate" of every run under data_dir that the engine stopped at its time
     budget (``run --budget-s``): such a run is not evidence, `load_runs` leaves it out, and
     `report` names it."""
     out = []
     for f in sorted(Path(data_dir).glob("*.json.gz")):
-        with gzip.open(f, "rt") as fh:
-            d = json.load(fh)
+        d = read_run_file(f)
         out += [f"{f.name}: {d['window']['name']} {r['kind']} {r.get('rate_rps')!r} req/s"
                 for r in d["runs"] if r.get("truncated")]
     return out
@@ -104,26 +117,35 @@ def load_runs(data_dir: str | Path = DATA_DIR) -> list[Run]:
     if not files:
         raise ValueError(f"no *.json.gz measurement files in {data_dir}")
     for f in files:
-        with gzip.open(f, "rt") as fh:
-            d = json.load(fh)
-        for i, r in enumerate(d["runs"]):
-            if r.get("truncated"):
-                continue
-            load = r.get("load")
-            if load is None and r["kind"] == "load":  # an absolute rate: its load is rate / capacity
-                load = r["rate_rps"] / r["capacity_rps"]
-            req = r["requests"]
-            it = {k: np.asarray(v, dtype=np.float64) for k, v in r["iterations"].items()}
-            prompt = np.asarray(req["prompt_tokens"], np.int64)
-            # -1 (unknown) where preemption broke the prompt stream (none in the committed runs)
-            it["longest_prefill_context"] = (longest_prefill_context(it["prefill_tokens"], prompt)
-                                             if r.get("preemptions", 0) == 0 else np.full(len(it["prefill_tokens"]), -1.0))
-            runs.append(Run(
-                window=d["window"]["name"], file=f.name, kind=r["kind"], load=load, rate_rps=r.get("rate_rps"),
-                capacity_rps=r["capacity_rps"], settings=d["settings"],
-                it=it,
-                arrival_s=np.asarray(req["arrival_s"], np.float64), prompt=prompt,
-                output=np.asarray(req["output_tokens"], np.int64), token_s=req["token_s"]))
+        d = read_run_file(f)
+        try:
+            runs += _file_runs(f, d)
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"{f}: malformed run record ({type(e).__name__}: {e})") from None
+    return runs
+
+
+def _file_runs(f: Path, d: dict) -> list[Run]:
+    """The finished runs of one parsed run file `f` (see load_runs)."""
+    runs = []
+    for i, r in enumerate(d["runs"]):
+        if r.get("truncated"):
+            continue
+        load = r.get("load")
+        if load is None and r["kind"] == "load":  # an absolute rate: its load is rate / capacity
+            load = r["rate_rps"] / r["capacity_rps"]
+        req = r["requests"]
+        it = {k: np.asarray(v, dtype=np.float64) for k, v in r["iterations"].items()}
+        prompt = np.asarray(req["prompt_tokens"], np.int64)
+        # -1 (unknown) where preemption broke the prompt stream (none in the committed runs)
+        it["longest_prefill_context"] = (longest_prefill_context(it["prefill_tokens"], prompt)
+                                         if r.get("preemptions", 0) == 0 else np.full(len(it["prefill_tokens"]), -1.0))
+        runs.append(Run(
+            window=d["window"]["name"], file=f.name, kind=r["kind"], load=load, rate_rps=r.get("rate_rps"),
+            capacity_rps=r["capacity_rps"], settings=d["settings"],
+            it=it,
+            arrival_s=np.asarray(req["arrival_s"], np.float64), prompt=prompt,
+            output=np.asarray(req["output_tokens"], np.int64), token_s=req["token_s"]))
     return runs
 
 

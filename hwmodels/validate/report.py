@@ -32,6 +32,7 @@ import numpy as np
 from hwmodels.profiles import get_profile
 
 from .compare import METRICS, compare_all, format_rows, simulate
+from .outpath import check_writable
 from .measured import DATA_DIR, REPEAT_DIR, Run, load_runs, truncated_runs
 
 REFERENCE_PROFILE = "reference"
@@ -117,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", default=str(DATA_DIR))
     p.add_argument("--repeat-data", default=str(REPEAT_DIR), help="repeated runs of the same windows and rates")
     a = p.parse_args(argv)
+    check_writable(a.json, "--json")
+    check_writable(a.plot, "--plot")
     rows = compare_all(a.data, REFERENCE_PROFILE)
     eng = engine_summary(rows)
     print(f"Reference engine (H200), profile '{REFERENCE_PROFILE}', load runs (held out of the fit):")

@@ -18,9 +18,10 @@ Either replaces the profile's two straggler terms (tokens x a fitted per-token r
 stays), refitted like ``fit`` on the capacity runs only; the held-out load runs give the verdict.
 Measured (this command with ``--data hwmodels/validate/data/h200_scheduler_order/h200``, the runs it
 was written for): both are far worse than the profile, on the capacity runs they are fitted to as on
-the held-out load runs (Mooncake iteration MAPE 12-18% against 4.1-6.6%), so the profile keeps its
+the held-out load runs (Mooncake iteration MAPE 6.0-17.7% against 4.1-6.5%; 11.6-17.7% at the
+capacity runs and loads 0.6 / 0.85, 6.0 / 9.0% (list / wave) at load 0.3), so the profile keeps its
 split-capped longest-context straggler; on the current runs (decodes longest first) the same holds
-(Mooncake 11-17% against 2.7-3.7%).
+(Mooncake 5.5-16.8% against 2.7-3.7%; 11.3-16.8% above load 0.3).
 """
 
 from __future__ import annotations
