@@ -170,9 +170,9 @@ def servegen_trace(folder: str | Path, seed: int = 0, rate_rps: float = 60.0, da
     """The records of `folder` (a ServeGen ``data/<category>/<model>`` folder) as a Trace.
 
     rate_rps: mean arrival rate over the replayed span (requests/s, > 0, at most the records' own
-    mean as constructed, sum(ceil(rate x 600) - 1) / span: thinning cannot add requests); days: the first `days` whole days (default: every
-    whole day the records cover). Same seed, same arrivals. Raises TraceError on bad arguments or
-    records (see read_records)."""
+    mean as constructed, sum(ceil(rate x 600) - 1) / span: thinning cannot add requests); days:
+    the first `days` whole days (default: every whole day the records cover). Same seed, same
+    arrivals. Raises TraceError on bad arguments or records (see read_records)."""
     if not isinstance(check, (bool, np.bool_)):
         raise TraceError(f"servegen_trace: check must be True or False for {folder}, got {check!r}")
     rec = read_records(folder, check)
