@@ -28,13 +28,7 @@ def load_trace(name_or_path: str | Path, *, seed: int = 0, **params: object) -> 
 
     gen = resolve_builtin(name_or_path) if isinstance(name_or_path, str) else None
     if gen is not None:
-        sig = inspect.signature(gen)
-        try:
-            sig.bind(seed=seed, **params)
-        except TypeError as e:
-            raise TraceError(
-                f"built-in trace {name_or_path!r}: {e}; accepted parameters: {', '.join(sig.parameters)}"
-            ) from None
+        _check_params(gen, f"built-in trace {name_or_path!r}", seed=seed, **params)
         return gen(seed=seed, **params)
     path = Path(name_or_path)
     if not path.exists():
@@ -48,11 +42,7 @@ def load_trace(name_or_path: str | Path, *, seed: int = 0, **params: object) -> 
         if not servegen.is_servegen_dir(path):
             raise TraceError(f"{path}: is a directory, expected a trace file (or a ServeGen model folder of "
                              "chunk-<client>-trace.csv files)")
-        sig = inspect.signature(servegen.servegen_trace)
-        try:
-            sig.bind(path, seed=seed, **params)
-        except TypeError as e:
-            raise TraceError(f"ServeGen records {path}: {e}; accepted parameters: seed, rate_rps, days, check") from None
+        _check_params(servegen.servegen_trace, f"ServeGen records {path}", path, seed=seed, **params)
         return servegen.servegen_trace(path, seed=seed, **params)  # type: ignore[arg-type]
     if not path.is_file():
         raise TraceError(f"{path}: is not a regular file, expected a trace file")
@@ -65,6 +55,17 @@ def load_trace(name_or_path: str | Path, *, seed: int = 0, **params: object) -> 
             raise TraceError(f"{path}: one client's ServeGen rate records, not a trace of requests; pass its model "
                              f"folder {path.parent} (every client's records, traces.servegen)") from None
         raise
+
+
+def _check_params(fn, label: str, *args: object, **params: object) -> None:
+    """TraceError naming `label`, the mismatch and the keyword parameters `fn` accepts (those after
+    the positional `args`) when ``fn(*args, **params)`` would not bind."""
+    sig = inspect.signature(fn)
+    try:
+        sig.bind(*args, **params)
+    except TypeError as e:
+        accepted = list(sig.parameters)[len(args):]
+        raise TraceError(f"{label}: {e}; accepted parameters: {', '.join(accepted)}") from None
 
 
 def load_file(path: Path, **params: object) -> Trace:

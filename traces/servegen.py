@@ -95,17 +95,25 @@ def records_sha256(folder: str | Path) -> str:
     return digest.hexdigest()
 
 
+def _no_files(folder: Path) -> str:
+    return f"{folder}: no ServeGen chunk-<client>-trace.csv files (clone {SERVEGEN_URL} at {SERVEGEN_COMMIT})"
+
+
+def _unpinned(folder: Path, sha: str, want: str) -> str:
+    return (f"{folder}: not the pinned ServeGen records of {folder.name!r} (SHA-256 {sha[:16]}..., pinned "
+            f"{want[:16]}...; check out {SERVEGEN_COMMIT})")
+
+
 def not_the_pinned(folder: str | Path) -> str | None:
     """Why `folder` cannot be replayed as its model's pinned records, or None when it can: no
     chunk-<client>-trace.csv files, or, for a model RECORDS pins, other files (SHA-256). For the
     leaderboard, which skips such a scenario with this reason instead of failing mid-run."""
     folder = Path(folder)
     if not is_servegen_dir(folder):
-        return f"{folder}: no ServeGen chunk-<client>-trace.csv files (clone {SERVEGEN_URL} at {SERVEGEN_COMMIT})"
+        return _no_files(folder)
     want = RECORDS.get(folder.name)
     if want is not None and (sha := records_sha256(folder)) != want:
-        return (f"{folder}: not the pinned ServeGen records of {folder.name!r} (SHA-256 {sha[:16]}..., pinned "
-                f"{want[:16]}...; check out {SERVEGEN_COMMIT})")
+        return _unpinned(folder, sha, want)
     return None
 
 
@@ -115,7 +123,7 @@ def read_records(folder: str | Path, check: bool = True) -> Records:
     folder = Path(folder)
     files = _files(folder) if folder.is_dir() else []
     if not files:
-        raise TraceError(f"{folder}: no ServeGen chunk-<client>-trace.csv files (clone {SERVEGEN_URL} at {SERVEGEN_COMMIT})")
+        raise TraceError(_no_files(folder))
     digest = hashlib.sha256()
     cols: list[list[float]] = [[], [], [], [], []]
     end = 0.0
@@ -158,9 +166,10 @@ def read_records(folder: str | Path, check: bool = True) -> Records:
     sha = digest.hexdigest()
     want = RECORDS.get(folder.name)
     if check and sha != want:
+        if want is not None:
+            raise TraceError(_unpinned(folder, sha, want))
         raise TraceError(f"{folder}: not the pinned ServeGen records of {folder.name!r} (SHA-256 {sha[:16]}..., "
-                         + (f"pinned {want[:16]}...; check out {SERVEGEN_COMMIT})" if want else
-                            f"pinned models: {', '.join(RECORDS)}); pass check=False for other records"))
+                         f"pinned models: {', '.join(RECORDS)}); pass check=False for other records")
     a = [np.asarray(c, np.float64) for c in cols]
     return Records(a[0], a[1], a[2].astype(np.int8), a[3], a[4], end, len(files), sha)
 
