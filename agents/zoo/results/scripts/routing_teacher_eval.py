@@ -16,16 +16,14 @@ and transfer track) whose id contains one of the SUBSTRs on the leaderboard's he
 scenario x policy (the mean and per-episode ``slo_attainment_bounded``, ``ttft_p99_s``), after each row.
 """
 import dataclasses
-import json
 import sys
-import time
 
 import numpy as np
 
 from agents.leaderboard import _held_out_vec, run_policy
 from agents.rollout import run_episodes
-from agents.scenarios import SCENARIOS, TRANSFER_SCENARIOS
 from envs.routing import predicted as P
+from routing_eval import evaluate  # this folder (sys.path[0] when run as a script)
 
 _believed = P.believed_window
 
@@ -97,22 +95,4 @@ def play(sc, spec: str) -> list[dict]:
 if __name__ == "__main__":
     if len(sys.argv) != 4:
         sys.exit(__doc__)
-    pats, pols, out = sys.argv[1].split(","), sys.argv[2].split(","), sys.argv[3]
-    seen, rows = set(), []
-    for sc in list(SCENARIOS) + list(TRANSFER_SCENARIOS):
-        if sc.id in seen or not sc.id.startswith("routing") or not any(p in sc.id for p in pats):
-            continue
-        seen.add(sc.id)
-        for p in pols:
-            t = time.time()
-            eps = play(sc, p)
-            v = [float(e["slo_attainment_bounded"]) for e in eps]
-            a = [float(e["slo_attainment"]) for e in eps]
-            q = [float(e["ttft_p99_s"]) for e in eps]
-            rows.append({"scenario": sc.id, "policy": p, "value": float(np.mean(v)), "episodes": v,
-                         "slo_attainment": float(np.mean(a)), "ttft_p99_s": float(np.mean(q)), "ttft_p99_eps": q,
-                         "wall_s": round(time.time() - t, 1)})
-            print(f"{sc.id} {p:20s} {np.mean(v):.3f} {np.round(v, 3).tolist()} p99 {np.mean(q):.2f} "
-                  f"({time.time() - t:.0f}s)", flush=True)
-            with open(out, "w") as f:
-                json.dump(rows, f, indent=1)
+    evaluate(sys.argv[1].split(","), sys.argv[2].split(","), sys.argv[3], play)
