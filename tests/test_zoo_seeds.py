@@ -319,8 +319,10 @@ def test_wrappers_mode_then_an_option_and_bad_modes(tmp_path):
     assert r.returncode == 0 and r.stdout.startswith("# kv_admission (small, stage all): "), r.stderr
     r = _wrapper("routing", ["", "--dry-run"], tmp_path)  # an empty MODE is the default, as ${1:-full} was
     assert r.returncode == 0 and r.stdout.startswith("# routing (full, stage all): "), r.stderr
-    for args, msg in ((["fulll", "--dry-run"], "MODE / --mode 'fulll': must be full, small or tiers (MODE and STAGE "
-                                              "come right after NAME, before any option)"),
+    r = _wrapper("kv_admission", ["--dry-run", "small", "teacher"], tmp_path)  # the words after an option
+    assert r.returncode == 0 and r.stdout.startswith("# kv_admission (small, stage teacher): "), r.stderr
+    for args, msg in ((["fulll", "--dry-run"], "MODE / --mode 'fulll': must be full, small or tiers"),
+                      (["--dry-run", "fulll"], "MODE / --mode 'fulll': must be full, small or tiers"),
                       (["small", "--mode", "full", "--dry-run"], "MODE 'small' and --mode 'full': give one")):
         r = _wrapper("kv_admission", args, tmp_path)
         assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and msg in r.stderr, r.stderr

@@ -40,9 +40,12 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--dry-run", action="store_true", help="print the commands only")
     sub.add_parser("list", help="show each recipe, whether its checkpoint exists, and its command")
     sp = seeds_driver.add_parser(sub)
-    a = p.parse_args(argv)
-    if a.cmd == "seeds":
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["seeds"]:  # MODE / STAGE words may follow options (train_X.sh --dry-run small)
+        a = sp.parse_intermixed_args(argv[1:])
+        a.cmd = "seeds"
         return seeds_driver.run_cli(a, sp)
+    a = p.parse_args(argv)
     if a.cmd == "list":
         for env_id, r in RECIPES.items():
             have = "present" if (HERE / r.file).exists() else "missing"

@@ -41,7 +41,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("name", metavar="NAME", help=f"the seed run: {', '.join(SEED_RUNS)}")
     # MODE and STAGE may come as words after NAME (as the agents/zoo/train_*.sh wrappers pass their own
-    # arguments on) or as --mode / --stage; an option right after NAME leaves both at their defaults
+    # arguments on), before or after the options, or as --mode / --stage
     p.add_argument("mode_word", nargs="?", metavar="MODE", help="the same as --mode")
     p.add_argument("stage_word", nargs="?", metavar="STAGE", help="the same as --stage")
     p.add_argument("--mode", help=f"{', '.join(MODES)} (tiers: kv_admission only; default full)")
@@ -74,8 +74,7 @@ def settings_from(a: argparse.Namespace, p: argparse.ArgumentParser) -> tuple[st
             p.error(f"{word} '{as_word}' and --{key} '{given}': give one")
         value = as_word if as_word is not None else given if given is not None else default
         if value not in allowed:
-            p.error(f"{word} / --{key} '{value}': must be {', '.join(allowed[:-1])} or {allowed[-1]} "
-                    f"(MODE and STAGE come right after NAME, before any option)")
+            p.error(f"{word} / --{key} '{value}': must be {', '.join(allowed[:-1])} or {allowed[-1]}")
         setattr(a, key, value)
     run = SEED_RUNS[a.name]
     takes = {"teacher": a.stage == "train", "candidates": bool(run.teacher and run.teacher.candidates),
