@@ -1,0 +1,50 @@
+"""train.py --snapshots: DIR/steps_N.zip is the model a run of --timesteps N ends with."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch as th
+
+from agents import train
+from agents.cli import UsageError
+from agents.sb3_policy import algo_class
+
+SMALL = ["--n-envs", "4", "--env-kwargs", "window_requests=64", "--hyperparams", "n_steps=32", "batch_size=64",
+         "n_epochs=2", "--no-eval", "--no-progress"]
+
+
+def _params(path):
+    model = algo_class("maskable-ppo").load(path, device="cpu")
+    return model.num_timesteps, model.policy.state_dict(), model.policy.optimizer.state_dict()["state"]
+
+
+def test_snapshot_equals_the_final_model_of_the_shorter_run(tmp_path):
+    # 128 steps per rollout: a snapshot at 200 is taken after the second rollout's update (256 steps),
+    # where a --timesteps 200 run stops
+    assert train.main(["--timesteps", "512", "--snapshots", "200", "512", "--out", str(tmp_path / "long"),
+                       *SMALL]) == 0
+    assert train.main(["--timesteps", "200", "--out", str(tmp_path / "short"), *SMALL]) == 0
+    steps, snap, snap_opt = _params(tmp_path / "long" / "steps_200.zip")
+    short_steps, short, short_opt = _params(tmp_path / "short" / "final.zip")
+    assert steps == short_steps == 256
+    assert snap.keys() == short.keys()
+    for k in snap:
+        assert th.equal(snap[k], short[k]), k
+    for i in snap_opt:  # Adam's moments too: the snapshot would resume as the shorter run would
+        assert th.equal(snap_opt[i]["exp_avg"], short_opt[i]["exp_avg"])
+    # a snapshot at the run's own total is its final model
+    last, final = _params(tmp_path / "long" / "steps_512.zip"), _params(tmp_path / "long" / "final.zip")
+    assert last[0] == final[0] == 512 and all(th.equal(last[1][k], final[1][k]) for k in final[1])
+    # and the longer run went on learning past the snapshot
+    assert not all(th.equal(snap[k], final[1][k]) for k in snap)
+    run = json.loads((tmp_path / "long" / "run.json").read_text())
+    assert run["snapshots"] == {"200": str(tmp_path / "long" / "steps_200.zip"),
+                                "512": str(tmp_path / "long" / "steps_512.zip")}
+
+
+def test_snapshot_beyond_the_run_is_refused(tmp_path):
+    with pytest.raises(UsageError, match="--snapshots 600: must be in 1..--timesteps"):
+        train._train(train.build_parser().parse_args(["--timesteps", "512", "--snapshots", "600",
+                                                       "--out", str(tmp_path), *SMALL]), None)
