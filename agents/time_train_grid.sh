@@ -1,0 +1,149 @@
+#!/bin/bash
+# Issue 16's training target over seeds: `python train.py` under several configurations x 5 seeds, every run
+# pinned to ONE core of its own, all side by side (16 cores: 16 runs at a time, a queue feeds the rest), after
+# a warm-up that fills the numba caches; then the held-out score of every snapshot the full-length runs kept.
+#
+#   OUT=DIR bash agents/time_train_grid.sh [OLD_TREE]
+#   OUT=DIR TRAIN_ARGS="--timesteps 8192 --env-kwargs window_requests=64" SHORT_STEPS=4096 SNAPSHOTS=4096 \
+#       SEEDS="0 1" bash agents/time_train_grid.sh          (scaled down: a test of the script, any core count)
+#
+# Configurations (CONFIGS overrides them: one "NAME ARGS..." per line; ARGS are train.py flags):
+#   base        this checkout's defaults
+#   net64       --hyperparams policy_kwargs.net_arch=[64,64]   (SB3's MaskablePPO default net; update 0.66x)
+#   base_short  --timesteps SHORT_STEPS (default 200000)
+#   net64_short both
+# and with OLD_TREE (a plain copy of an older checkout, e.g. `git archive c4f1388 | tar -x -C old`) its
+# `python train.py --seed 0`, first in the queue, as `old`.
+# TRAIN_ARGS go to every run before the configuration's own flags; SEEDS (default "0 1 2 3 4").
+# Configurations without their own --timesteps also keep SNAPSHOTS (default "150000 200000 250000", train.py
+# --snapshots): `python -m agents.snapshot_eval` scores each after the timed runs, the held-out score a run of
+# --timesteps N would reach (the same model: agents/training.py SnapshotCallback), i.e. a learning curve.
+#
+# Writes OUT/NAME_sSEED.log (train.py's output, then `rc`, `wall_s` and `cpu_s`: the train.py process's CPU and
+# that of the children it reaped, which leaves out the heuristics' evaluation worker: it shares the run's core,
+# so its time is in wall_s), OUT/NAME_sSEED/ (run.json, eval.json, steps_N.zip, eval_steps_N.json),
+# OUT/summary.txt: per configuration the median wall time (and its ratio to base and old), mean CPU, and the
+# trained agent's held-out slo_attainment (eval.json, mean over the evaluation's loads): each seed, mean and sd;
+# then per snapshot step the same score.
+# Wall: about the warm-up (~1 min) + two runs of the longest configuration on one core + the snapshot
+# evaluations; 21 runs on 16 cores of the GPU machine's host: ~5 min expected (a 2-core-pinned default run took
+# 50 s there, c4f1388 114 s).
+set -euo pipefail
+: "${OUT:?OUT must name an output directory}"
+OLD=""
+if [ $# -ge 1 ]; then
+    OLD=$(cd "$1" && pwd)
+    [ -f "$OLD/train.py" ] || { echo "time_train_grid.sh: $OLD/train.py: no such file (OLD_TREE is a checkout)" >&2; exit 2; }
+fi
+NEW=$(pwd)
+[ -f "$NEW/agents/time_train_grid.sh" ] || { echo "time_train_grid.sh: run it from the repository root" >&2; exit 2; }
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+SEEDS=${SEEDS:-0 1 2 3 4}
+SHORT=${SHORT_STEPS:-200000}
+SNAPS=${SNAPSHOTS:-150000 200000 250000}
+CONFIGS=${CONFIGS:-"base
+net64 --hyperparams policy_kwargs.net_arch=[64,64]
+base_short --timesteps $SHORT
+net64_short --timesteps $SHORT --hyperparams policy_kwargs.net_arch=[64,64]"}
+read -r -a EXTRA <<< "${TRAIN_ARGS:-}"
+NCORES=$(nproc)
+
+# run NAME TREE CORE ARGS...: train.py of TREE pinned to CORE, wall and CPU seconds appended to OUT/NAME.log
+run() {
+    local name=$1 tree=$2 core=$3
+    shift 3
+    (cd "$tree" && PYTHONPATH="$tree${PYTHONPATH:+:$PYTHONPATH}" taskset -c "$core" python -c '
+import resource, subprocess, sys, time
+t = time.perf_counter()
+rc = subprocess.call([sys.executable, "train.py", *sys.argv[1:]])
+r = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(f"rc {rc} wall_s {time.perf_counter() - t:.1f} cpu_s {r.ru_utime + r.ru_stime:.1f}")
+sys.exit(rc)' "$@") > "$OUT/$name.log" 2>&1 || echo "time_train_grid.sh: $name failed (rc $?): $OUT/$name.log" >&2
+}
+
+# the job list, one "NAME TREE ARGS..." per line: old first (the longest), then config-major per seed
+JOBS="$OUT/jobs.txt"
+: > "$JOBS"
+[ -n "$OLD" ] && echo "old_s0 $OLD --seed 0 --no-progress --out $OUT/old_s0 ${EXTRA[*]}" >> "$JOBS"
+for seed in $SEEDS; do
+    while read -r name args; do
+        [ -n "$name" ] || continue
+        snap=""
+        [[ " $args " == *" --timesteps "* ]] || snap="--snapshots $SNAPS"
+        echo "${name}_s$seed $NEW --seed $seed --no-progress --out $OUT/${name}_s$seed ${EXTRA[*]} $args $snap" >> "$JOBS"
+    done <<< "$CONFIGS"
+done
+
+# warm-up: a short run of each checkout compiles (and caches) the kernels training and evaluation use
+run warm_new "$NEW" 0 --timesteps 4096 --eval-episodes 1 --no-progress --out "$OUT/warm_new" &
+[ -n "$OLD" ] && run warm_old "$OLD" 1 --timesteps 4096 --eval-episodes 1 --no-progress --out "$OUT/warm_old" &
+wait
+
+# one worker per core, each taking the next job from the list (flock), so every run has a core to itself
+worker() {
+    local core=$1 line
+    while :; do
+        line=$(flock "$JOBS.lock" bash -c 'head -n 1 "$1"; sed -i 1d "$1"' _ "$JOBS")
+        [ -n "$line" ] || return 0
+        read -r -a job <<< "$line"
+        run "${job[0]}" "${job[1]}" "$core" "${job[@]:2}"
+    done
+}
+cp "$JOBS" "$OUT/jobs_all.txt"
+for ((c = 0; c < NCORES; c++)); do worker "$c" & done
+wait
+
+# held-out scores of the snapshots (after the timed runs: not pinned, all cores)
+for d in "$OUT"/*_s*/; do
+    if [ -f "$d/steps_${SNAPS%% *}.zip" ]; then echo "${d%/}"; fi
+done | xargs -r -P "$NCORES" -n 1 python -m agents.snapshot_eval > "$OUT/snapshots.txt"
+
+python - "$OUT" "$SNAPS" "$SHORT" <<'EOF' | tee "$OUT/summary.txt"
+import json, re, statistics as st, sys
+from pathlib import Path
+out, snaps, short = Path(sys.argv[1]), [int(n) for n in sys.argv[2].split()], int(sys.argv[3])
+names = [line.split()[0] for line in (out / "jobs_all.txt").read_text().splitlines()]
+configs = list(dict.fromkeys(re.sub(r"_s\d+$", "", n) for n in names))
+rows = {}
+for cfg in configs:
+    walls, cpus, scores, snap = [], [], [], {n: [] for n in snaps}
+    for name in [n for n in names if re.sub(r"_s\d+$", "", n) == cfg]:
+        log = (out / f"{name}.log").read_text().strip().splitlines()
+        m = re.match(r"rc (\d+) wall_s ([\d.]+) cpu_s ([\d.]+)", log[-1] if log else "")
+        if not m or m[1] != "0":
+            print(f"{name}: failed, see {out / name}.log")
+            continue
+        walls.append(float(m[2])); cpus.append(float(m[3]))
+        scores.append(json.loads((out / name / "eval.json").read_text())["results"][0]["metrics"]["slo_attainment"])
+        for n in snaps:
+            f = out / name / f"eval_steps_{n}.json"
+            if f.is_file():
+                snap[n].append(json.loads(f.read_text())["results"][0]["metrics"]["slo_attainment"])
+    rows[cfg] = walls, cpus, scores, snap
+
+def score(v):
+    sd = f" sd {st.stdev(v):.3f}" if len(v) > 1 else ""
+    return f"{' / '.join(f'{x:.3f}' for x in v)} (mean {st.mean(v):.3f}{sd})" if v else "-"
+
+base = st.median(rows["base"][0]) if rows.get("base", [[]])[0] else None
+old = st.median(rows["old"][0]) if rows.get("old", [[]])[0] else None
+print(f"{'config':12s} runs  wall median  vs base  vs old  cpu mean  held-out slo_attainment (seeds in order)")
+for cfg, (walls, cpus, scores, snap) in rows.items():
+    if not walls:
+        continue
+    w = st.median(walls)
+    vb = f"{w / base:.2f}x" if base else "-"
+    vo = f"{w / old:.2f}x" if old else "-"
+    print(f"{cfg:12s} {len(walls):4d}  {w:9.1f} s  {vb:>7s}  {vo:>6s}  {st.mean(cpus):6.1f} s  {score(scores)}")
+    for n, v in snap.items():
+        if v:
+            print(f"{'':12s} snapshot at {n} steps (a --timesteps {n} run's final model): {score(v)}")
+# the snapshot claim, checked: CFG_short (--timesteps SHORT) scores as CFG's snapshot at SHORT, seed for seed
+for cfg, (_, _, scores, _) in rows.items():
+    full = rows.get(cfg.removesuffix("_short")) if cfg.endswith("_short") else None
+    if full and scores and full[3].get(short):
+        same = scores == full[3][short]
+        print(f"check: {cfg} held-out scores {'equal' if same else 'DIFFER from'} {cfg.removesuffix('_short')}'s "
+              f"snapshot at {short}")
+EOF
