@@ -1,7 +1,8 @@
 #!/bin/bash
 # Issue 16's training target over seeds: `python train.py` under several configurations x 5 seeds, every run
-# pinned to ONE core of its own, all side by side (16 cores: 16 runs at a time, a queue feeds the rest), after
-# a warm-up that fills the numba caches; then the held-out score of every snapshot the full-length runs kept.
+# pinned to ONE core of its own, all side by side (one core per run while there are cores, then a queue feeds
+# the rest; the defaults make 20 runs, 21 with OLD_TREE), after a warm-up that fills the numba caches; then
+# the held-out score of every snapshot the full-length runs kept.
 #
 #   OUT=DIR bash agents/time_train_grid.sh [OLD_TREE]
 #   OUT=DIR TRAIN_ARGS="--timesteps 8192 --env-kwargs window_requests=64" SHORT_STEPS=4096 SNAPSHOTS=4096 \
@@ -9,11 +10,17 @@
 #
 # Configurations (CONFIGS overrides them: one "NAME ARGS..." per line; ARGS are train.py flags):
 #   base        this checkout's defaults
-#   net64       --hyperparams policy_kwargs.net_arch=[64,64]   (SB3's MaskablePPO default net; update 0.66x)
-#   base_short  --timesteps SHORT_STEPS (default 200000)
-#   net64_short both
+#   net64       --hyperparams policy_kwargs.net_arch=[64,64]   (SB3's MaskablePPO default net: the update
+#               0.66x, the learner 0.78x per rollout on the 2-core box, agents.profile_train)
+#   net64_short the same for --timesteps SHORT_STEPS (default 250000)
+#   net64_e4    net64 with --hyperparams n_epochs=4 (the update 0.8x again; a fallback if net64_short is not
+#               fast enough: 4 epochs with the [128,128] net scored 0.327 and 0.734 on seeds 0-1,
+#               agents/training.py)
 # and with OLD_TREE (a plain copy of an older checkout, e.g. `git archive c4f1388 | tar -x -C old`) its
 # `python train.py --seed 0`, first in the queue, as `old`.
+# Runs are queued configuration by configuration (OLD_TREE's first), so on 16 cores the first three
+# configurations (and old) run side by side and net64_e4 runs as cores free up: its wall times come from a
+# less loaded machine and are not comparable with the others' (its scores are).
 # TRAIN_ARGS go to every run before the configuration's own flags; SEEDS (default "0 1 2 3 4").
 # Configurations without their own --timesteps also keep SNAPSHOTS (default "150000 200000 250000", train.py
 # --snapshots): `python -m agents.snapshot_eval` scores each after the timed runs, the held-out score a run of
@@ -25,9 +32,12 @@
 # OUT/summary.txt: per configuration the median wall time (and its ratio to base and old), mean CPU, and the
 # trained agent's held-out slo_attainment (eval.json, mean over the evaluation's loads): each seed, mean and sd;
 # then per snapshot step the same score.
-# Wall: about the warm-up (~1 min) + two runs of the longest configuration on one core + the snapshot
-# evaluations; 21 runs on 16 cores of the GPU machine's host: ~5 min expected (a 2-core-pinned default run took
-# 50 s there, c4f1388 114 s).
+# For each snapshot step it also prints an estimated wall time of a run of that many steps: the run's wall time
+# less the training time (run.json train_wall_s) of the rollouts it would not have run. An estimate; the
+# _short configuration is the measured one.
+# Wall: the warm-up (~1 min), then the longest run on one core (c4f1388 with OLD_TREE: ~2 min; a 2-core-pinned
+# default run took 50 s on the GPU machine's host, c4f1388 114 s), then the snapshot evaluations (~30 s):
+# ~5 min expected on its 16 cores (net64_e4 adds one run length).
 set -euo pipefail
 : "${OUT:?OUT must name an output directory}"
 OLD=""
@@ -40,12 +50,12 @@ NEW=$(pwd)
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 SEEDS=${SEEDS:-0 1 2 3 4}
-SHORT=${SHORT_STEPS:-200000}
+SHORT=${SHORT_STEPS:-250000}
 SNAPS=${SNAPSHOTS:-150000 200000 250000}
 CONFIGS=${CONFIGS:-"base
 net64 --hyperparams policy_kwargs.net_arch=[64,64]
-base_short --timesteps $SHORT
-net64_short --timesteps $SHORT --hyperparams policy_kwargs.net_arch=[64,64]"}
+net64_short --timesteps $SHORT --hyperparams policy_kwargs.net_arch=[64,64]
+net64_e4 --hyperparams policy_kwargs.net_arch=[64,64] n_epochs=4"}
 read -r -a EXTRA <<< "${TRAIN_ARGS:-}"
 NCORES=$(nproc)
 
@@ -62,18 +72,18 @@ print(f"rc {rc} wall_s {time.perf_counter() - t:.1f} cpu_s {r.ru_utime + r.ru_st
 sys.exit(rc)' "$@") > "$OUT/$name.log" 2>&1 || echo "time_train_grid.sh: $name failed (rc $?): $OUT/$name.log" >&2
 }
 
-# the job list, one "NAME TREE ARGS..." per line: old first (the longest), then config-major per seed
+# the job list, one "NAME TREE ARGS..." per line: old first (the longest), then configuration by configuration
 JOBS="$OUT/jobs.txt"
 : > "$JOBS"
 [ -n "$OLD" ] && echo "old_s0 $OLD --seed 0 --no-progress --out $OUT/old_s0 ${EXTRA[*]}" >> "$JOBS"
-for seed in $SEEDS; do
-    while read -r name args; do
-        [ -n "$name" ] || continue
-        snap=""
-        [[ " $args " == *" --timesteps "* ]] || snap="--snapshots $SNAPS"
+while read -r name args; do
+    [ -n "$name" ] || continue
+    snap=""
+    [[ " $args " == *" --timesteps "* ]] || snap="--snapshots $SNAPS"
+    for seed in $SEEDS; do
         echo "${name}_s$seed $NEW --seed $seed --no-progress --out $OUT/${name}_s$seed ${EXTRA[*]} $args $snap" >> "$JOBS"
-    done <<< "$CONFIGS"
-done
+    done
+done <<< "$CONFIGS"
 
 # warm-up: a short run of each checkout compiles (and caches) the kernels training and evaluation use
 run warm_new "$NEW" 0 --timesteps 4096 --eval-episodes 1 --no-progress --out "$OUT/warm_new" &
@@ -100,14 +110,15 @@ for d in "$OUT"/*_s*/; do
 done | xargs -r -P "$NCORES" -n 1 python -m agents.snapshot_eval > "$OUT/snapshots.txt"
 
 python - "$OUT" "$SNAPS" "$SHORT" <<'EOF' | tee "$OUT/summary.txt"
-import json, re, statistics as st, sys
+import json, math, re, statistics as st, sys
 from pathlib import Path
+from agents.training import HYPERPARAMS, merge_hyperparams
 out, snaps, short = Path(sys.argv[1]), [int(n) for n in sys.argv[2].split()], int(sys.argv[3])
 names = [line.split()[0] for line in (out / "jobs_all.txt").read_text().splitlines()]
 configs = list(dict.fromkeys(re.sub(r"_s\d+$", "", n) for n in names))
 rows = {}
 for cfg in configs:
-    walls, cpus, scores, snap = [], [], [], {n: [] for n in snaps}
+    walls, cpus, scores, snap, est = [], [], [], {n: [] for n in snaps}, {n: [] for n in snaps}
     for name in [n for n in names if re.sub(r"_s\d+$", "", n) == cfg]:
         log = (out / f"{name}.log").read_text().strip().splitlines()
         m = re.match(r"rc (\d+) wall_s ([\d.]+) cpu_s ([\d.]+)", log[-1] if log else "")
@@ -116,11 +127,15 @@ for cfg in configs:
             continue
         walls.append(float(m[2])); cpus.append(float(m[3]))
         scores.append(json.loads((out / name / "eval.json").read_text())["results"][0]["metrics"]["slo_attainment"])
+        run = json.loads((out / name / "run.json").read_text())
         for n in snaps:
             f = out / name / f"eval_steps_{n}.json"
             if f.is_file():
                 snap[n].append(json.loads(f.read_text())["results"][0]["metrics"]["slo_attainment"])
-    rows[cfg] = walls, cpus, scores, snap
+                rollout = run["n_envs"] * merge_hyperparams(HYPERPARAMS[run["env"]][run["algo"]], run["hyperparams"])["n_steps"]
+                total = run["timesteps"] // rollout  # rollouts run; a --timesteps n run stops after ceil(n / rollout)
+                est[n].append(walls[-1] - run["train_wall_s"] * (1 - math.ceil(n / rollout) / total))
+    rows[cfg] = walls, cpus, scores, snap, est
 
 def score(v):
     sd = f" sd {st.stdev(v):.3f}" if len(v) > 1 else ""
@@ -129,18 +144,23 @@ def score(v):
 base = st.median(rows["base"][0]) if rows.get("base", [[]])[0] else None
 old = st.median(rows["old"][0]) if rows.get("old", [[]])[0] else None
 print(f"{'config':12s} runs  wall median  vs base  vs old  cpu mean  held-out slo_attainment (seeds in order)")
-for cfg, (walls, cpus, scores, snap) in rows.items():
+def ratios(w):
+    return (f"{w / base:.2f}x" if base else "-"), (f"{w / old:.2f}x" if old else "-")
+
+for cfg, (walls, cpus, scores, snap, est) in rows.items():
     if not walls:
         continue
     w = st.median(walls)
-    vb = f"{w / base:.2f}x" if base else "-"
-    vo = f"{w / old:.2f}x" if old else "-"
+    vb, vo = ratios(w)
     print(f"{cfg:12s} {len(walls):4d}  {w:9.1f} s  {vb:>7s}  {vo:>6s}  {st.mean(cpus):6.1f} s  {score(scores)}")
     for n, v in snap.items():
         if v:
-            print(f"{'':12s} snapshot at {n} steps (a --timesteps {n} run's final model): {score(v)}")
+            e = st.median(est[n])
+            eb, eo = ratios(e)
+            print(f"{'':12s} snapshot at {n} steps (a --timesteps {n} run's final model): {score(v)}; "
+                  f"estimated wall {e:.1f} s ({eb} vs base, {eo} vs old)")
 # the snapshot claim, checked: CFG_short (--timesteps SHORT) scores as CFG's snapshot at SHORT, seed for seed
-for cfg, (_, _, scores, _) in rows.items():
+for cfg, (_, _, scores, _, _) in rows.items():
     full = rows.get(cfg.removesuffix("_short")) if cfg.endswith("_short") else None
     if full and scores and full[3].get(short):
         same = scores == full[3][short]
