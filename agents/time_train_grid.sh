@@ -9,17 +9,15 @@
 #       SEEDS="0 1" bash agents/time_train_grid.sh          (scaled down: a test of the script, any core count)
 #
 # Configurations (CONFIGS overrides them: one "NAME ARGS..." per line; ARGS are train.py flags):
-#   base        this checkout's defaults
-#   net64       --hyperparams policy_kwargs.net_arch=[64,64]   (SB3's MaskablePPO default net: the update
-#               0.66x, the learner 0.78x per rollout on the 2-core box, agents.profile_train)
-#   net64_short the same for --timesteps SHORT_STEPS (default 250000)
-#   net64_e4    net64 with --hyperparams n_epochs=4 (the update 0.8x again; a fallback if net64_short is not
-#               fast enough: 4 epochs with the [128,128] net scored 0.327 and 0.734 on seeds 0-1,
-#               agents/training.py)
+#   base           this checkout's defaults
+#   net64_e4       --hyperparams policy_kwargs.net_arch=[64,64] n_epochs=4: SB3's MaskablePPO default net (the
+#                  update 0.66x per rollout on the 2-core box, agents.profile_train) and 4 epochs (0.8x again)
+#   net64_e4_short the same for --timesteps SHORT_STEPS (default 250000)
+#   net64          --hyperparams policy_kwargs.net_arch=[64,64] (5 epochs)
 # and with OLD_TREE (a plain copy of an older checkout, e.g. `git archive c4f1388 | tar -x -C old`) its
 # `python train.py --seed 0`, first in the queue, as `old`.
 # Runs are queued configuration by configuration (OLD_TREE's first), so on 16 cores the first three
-# configurations (and old) run side by side and net64_e4 runs as cores free up: its wall times come from a
+# configurations (and old) run side by side and net64 runs as cores free up: its wall times come from a
 # less loaded machine and are not comparable with the others' (its scores are).
 # TRAIN_ARGS go to every run before the configuration's own flags; SEEDS (default "0 1 2 3 4").
 # Configurations without their own --timesteps also keep SNAPSHOTS (default "150000 200000 250000", train.py
@@ -37,7 +35,7 @@
 # _short configuration is the measured one.
 # Wall: the warm-up (~1 min), then the longest run on one core (c4f1388 with OLD_TREE: ~2 min; a 2-core-pinned
 # default run took 50 s on the GPU machine's host, c4f1388 114 s), then the snapshot evaluations (~30 s):
-# ~5 min expected on its 16 cores (net64_e4 adds one run length).
+# ~5 min expected on its 16 cores (net64 adds one run length).
 set -euo pipefail
 : "${OUT:?OUT must name an output directory}"
 OLD=""
@@ -53,9 +51,9 @@ SEEDS=${SEEDS:-0 1 2 3 4}
 SHORT=${SHORT_STEPS:-250000}
 SNAPS=${SNAPSHOTS:-150000 200000 250000}
 CONFIGS=${CONFIGS:-"base
-net64 --hyperparams policy_kwargs.net_arch=[64,64]
-net64_short --timesteps $SHORT --hyperparams policy_kwargs.net_arch=[64,64]
-net64_e4 --hyperparams policy_kwargs.net_arch=[64,64] n_epochs=4"}
+net64_e4 --hyperparams policy_kwargs.net_arch=[64,64] n_epochs=4
+net64_e4_short --timesteps $SHORT --hyperparams policy_kwargs.net_arch=[64,64] n_epochs=4
+net64 --hyperparams policy_kwargs.net_arch=[64,64]"}
 read -r -a EXTRA <<< "${TRAIN_ARGS:-}"
 NCORES=$(nproc)
 
@@ -143,7 +141,7 @@ def score(v):
 
 base = st.median(rows["base"][0]) if rows.get("base", [[]])[0] else None
 old = st.median(rows["old"][0]) if rows.get("old", [[]])[0] else None
-print(f"{'config':12s} runs  wall median  vs base  vs old  cpu mean  held-out slo_attainment (seeds in order)")
+print(f"{'config':14s} runs  wall median  vs base  vs old  cpu mean  held-out slo_attainment (seeds in order)")
 def ratios(w):
     return (f"{w / base:.2f}x" if base else "-"), (f"{w / old:.2f}x" if old else "-")
 
@@ -152,12 +150,12 @@ for cfg, (walls, cpus, scores, snap, est) in rows.items():
         continue
     w = st.median(walls)
     vb, vo = ratios(w)
-    print(f"{cfg:12s} {len(walls):4d}  {w:9.1f} s  {vb:>7s}  {vo:>6s}  {st.mean(cpus):6.1f} s  {score(scores)}")
+    print(f"{cfg:14s} {len(walls):4d}  {w:9.1f} s  {vb:>7s}  {vo:>6s}  {st.mean(cpus):6.1f} s  {score(scores)}")
     for n, v in snap.items():
         if v:
             e = st.median(est[n])
             eb, eo = ratios(e)
-            print(f"{'':12s} snapshot at {n} steps (a --timesteps {n} run's final model): {score(v)}; "
+            print(f"{'':14s} snapshot at {n} steps (a --timesteps {n} run's final model): {score(v)}; "
                   f"estimated wall {e:.1f} s ({eb} vs base, {eo} vs old)")
 # the snapshot claim, checked: CFG_short (--timesteps SHORT) scores as CFG's snapshot at SHORT, seed for seed
 for cfg, (_, _, scores, _, _) in rows.items():
