@@ -1,7 +1,7 @@
 #!/bin/bash
 # Issue 16's training target over seeds: `python train.py` under several configurations x 5 seeds, every run
 # pinned to ONE core of its own, all side by side (one core per run while there are cores, then a queue feeds
-# the rest; the defaults make 20 runs, 21 with OLD_TREE), after a warm-up that fills the numba caches; then
+# the rest; the defaults make 15 runs, 16 with OLD_TREE), after a warm-up that fills the numba caches; then
 # the held-out score of every snapshot the full-length runs kept.
 #
 #   OUT=DIR bash agents/time_train_grid.sh [OLD_TREE]
@@ -9,17 +9,18 @@
 #       SEEDS="0 1" bash agents/time_train_grid.sh          (scaled down: a test of the script, any core count)
 #
 # Configurations (CONFIGS overrides them: one "NAME ARGS..." per line; ARGS are train.py flags):
-#   base           this checkout's defaults
-#   net64_e4       --hyperparams policy_kwargs.net_arch=[64,64] n_epochs=4: SB3's MaskablePPO default net (the
-#                  update 0.66x per rollout on the 2-core box, agents.profile_train) and 4 epochs (0.8x again)
-#   net64_e4_short the same for --timesteps SHORT_STEPS (default 250000)
-#   net64          --hyperparams policy_kwargs.net_arch=[64,64] (5 epochs)
+#   base        this checkout's defaults
+#   net64_e4    --hyperparams policy_kwargs.net_arch=[64,64] n_epochs=4: SB3's MaskablePPO default net (the
+#               update 0.66x per rollout on the 2-core box, agents.profile_train) and 4 epochs (0.8x again)
+#   net64_short --timesteps SHORT_STEPS (default 250000) --hyperparams policy_kwargs.net_arch=[64,64] (5 epochs)
 # and with OLD_TREE (a plain copy of an older checkout, e.g. `git archive c4f1388 | tar -x -C old`) its
 # `python train.py --seed 0`, first in the queue, as `old`.
-# Runs are queued configuration by configuration (OLD_TREE's first), so on 16 cores the first three
-# configurations (and old) run side by side and net64 runs as cores free up: its wall times come from a
-# less loaded machine and are not comparable with the others' (its scores are).
-# TRAIN_ARGS go to every run before the configuration's own flags; SEEDS (default "0 1 2 3 4").
+# Runs are queued configuration by configuration (OLD_TREE's first): on 16 cores the default 15 runs and old
+# run side by side; runs beyond one per core (more configurations or seeds) start as cores free up, on a less
+# loaded machine, and their wall times are not comparable with the first ones' (their scores are).
+# TRAIN_ARGS go to every run before the configuration's own flags; SEEDS (default "0 1 2 3 4"); CORES_PER_RUN
+# (default 1) pins each run to that many cores instead (2: the heuristics' evaluation worker, agents/eval_ahead.py,
+# gets a core beside training, as on any machine of two or more cores; on one core its ~10 s add to the wall).
 # Configurations without their own --timesteps also keep SNAPSHOTS (default "150000 200000 250000", train.py
 # --snapshots): `python -m agents.snapshot_eval` scores each after the timed runs, the held-out score a run of
 # --timesteps N would reach (the same model: agents/training.py SnapshotCallback), i.e. a learning curve.
@@ -35,7 +36,7 @@
 # _short configuration is the measured one.
 # Wall: the warm-up (~1 min), then the longest run on one core (c4f1388 with OLD_TREE: ~2 min; a 2-core-pinned
 # default run took 50 s on the GPU machine's host, c4f1388 114 s), then the snapshot evaluations (~30 s):
-# ~5 min expected on its 16 cores (net64 adds one run length).
+# ~4 min expected on its 16 cores.
 set -euo pipefail
 : "${OUT:?OUT must name an output directory}"
 OLD=""
@@ -52,12 +53,13 @@ SHORT=${SHORT_STEPS:-250000}
 SNAPS=${SNAPSHOTS:-150000 200000 250000}
 CONFIGS=${CONFIGS:-"base
 net64_e4 --hyperparams policy_kwargs.net_arch=[64,64] n_epochs=4
-net64_e4_short --timesteps $SHORT --hyperparams policy_kwargs.net_arch=[64,64] n_epochs=4
-net64 --hyperparams policy_kwargs.net_arch=[64,64]"}
+net64_short --timesteps $SHORT --hyperparams policy_kwargs.net_arch=[64,64]"}
 read -r -a EXTRA <<< "${TRAIN_ARGS:-}"
 NCORES=$(nproc)
+PER=${CORES_PER_RUN:-1}
+[ "$PER" -ge 1 ] && [ "$PER" -le "$NCORES" ] || { echo "time_train_grid.sh: CORES_PER_RUN=$PER: must be 1..$NCORES" >&2; exit 2; }
 
-# run NAME TREE CORE ARGS...: train.py of TREE pinned to CORE, wall and CPU seconds appended to OUT/NAME.log
+# run NAME TREE CORES ARGS...: train.py of TREE pinned to CORES, wall and CPU seconds appended to OUT/NAME.log
 run() {
     local name=$1 tree=$2 core=$3
     shift 3
@@ -88,7 +90,8 @@ run warm_new "$NEW" 0 --timesteps 4096 --eval-episodes 1 --no-progress --out "$O
 [ -n "$OLD" ] && run warm_old "$OLD" 1 --timesteps 4096 --eval-episodes 1 --no-progress --out "$OUT/warm_old" &
 wait
 
-# one worker per core, each taking the next job from the list (flock), so every run has a core to itself
+# one worker per CORES_PER_RUN cores, each taking the next job from the list (flock), so every run has its
+# cores to itself
 worker() {
     local core=$1 line
     while :; do
@@ -99,7 +102,7 @@ worker() {
     done
 }
 cp "$JOBS" "$OUT/jobs_all.txt"
-for ((c = 0; c < NCORES; c++)); do worker "$c" & done
+for ((c = 0; c + PER <= NCORES; c += PER)); do worker "$c-$((c + PER - 1))" & done
 wait
 
 # held-out scores of the snapshots (after the timed runs: not pinned, all cores)
