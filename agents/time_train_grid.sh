@@ -36,7 +36,7 @@
 # _short configuration is the measured one.
 # Wall: the warm-up (~1 min), then the longest run on one core (c4f1388 with OLD_TREE: ~2 min; a 2-core-pinned
 # default run took 50 s on the GPU machine's host, c4f1388 114 s), then the snapshot evaluations (~30 s):
-# ~4 min expected on its 16 cores.
+# 5-6 min expected on its 16 cores (the warm-up compiles OLD_TREE's kernels from scratch: 1-3 min).
 set -euo pipefail
 : "${OUT:?OUT must name an output directory}"
 OLD=""
