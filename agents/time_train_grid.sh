@@ -34,9 +34,9 @@
 # For each snapshot step it also prints an estimated wall time of a run of that many steps: the run's wall time
 # less the training time (run.json train_wall_s) of the rollouts it would not have run. An estimate; the
 # _short configuration is the measured one.
-# Wall: the warm-up (~1 min), then the longest run on one core (c4f1388 with OLD_TREE: ~2 min; a 2-core-pinned
-# default run took 50 s on the GPU machine's host, c4f1388 114 s), then the snapshot evaluations (~30 s):
-# 5-6 min expected on its 16 cores (the warm-up compiles OLD_TREE's kernels from scratch: 1-3 min).
+# Wall: the warm-up (1-3 min: it compiles OLD_TREE's kernels from scratch), then the longest run on one core
+# (c4f1388 with OLD_TREE: ~2 min; a 2-core-pinned default run took 50 s on the GPU machine's host, c4f1388
+# 114 s), then the snapshot evaluations (~30 s): 5-6 min expected on its 16 cores.
 set -euo pipefail
 : "${OUT:?OUT must name an output directory}"
 OLD=""
