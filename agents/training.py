@@ -256,7 +256,8 @@ class SnapshotCallback(BaseCallback):
     ``--timesteps N`` ends with (SB3's ``learn`` stops at the first rollout boundary at or past N; with
     constant learning rate and clip range, the hyperparameters of every ``HYPERPARAMS`` entry, nothing in
     the update depends on the total, so the two are equal parameter for parameter:
-    tests/test_snapshots.py). A held-out learning curve for the cost of a save per snapshot."""
+    tests/test_snapshots.py). A held-out learning curve for the cost of a save per snapshot. A resumed
+    run keeps none for the steps its checkpoint had already passed."""
 
     def __init__(self, out: Path, steps: list[int]):
         super().__init__()
@@ -270,6 +271,9 @@ class SnapshotCallback(BaseCallback):
             path = self.out / f"steps_{n}.zip"
             atomic_save(self.model, path)
             self.saved[n] = str(path)
+
+    def _on_training_start(self) -> None:  # --resume: steps the checkpoint had passed get no snapshot
+        self.due = [n for n in self.due if n > self.model.num_timesteps]
 
     def _on_rollout_start(self) -> None:  # after the previous rollout's update (SB3: collect, then train)
         self._save_due()
