@@ -45,7 +45,10 @@ set -euo pipefail
 OLD=""
 if [ $# -ge 1 ]; then
     OLD=$(cd "$1" && pwd)
-    [ -f "$OLD/train.py" ] || { echo "time_train_grid.sh: $OLD/train.py: no such file (OLD_TREE is a checkout)" >&2; exit 2; }
+    [ -f "$OLD/train.py" ] || {
+        echo "time_train_grid.sh: $OLD/train.py: no such file (OLD_TREE is a checkout)" >&2
+        exit 2
+    }
 fi
 NEW=$(pwd)
 [ -f "$NEW/agents/time_train_grid.sh" ] || { echo "time_train_grid.sh: run it from the repository root" >&2; exit 2; }
@@ -60,7 +63,10 @@ net64_e4_short --timesteps $SHORT --hyperparams policy_kwargs.net_arch=[64,64] n
 read -r -a EXTRA <<< "${TRAIN_ARGS:-}"
 NCORES=$(nproc)
 PER=${CORES_PER_RUN:-1}
-[ "$PER" -ge 1 ] && [ "$PER" -le "$NCORES" ] || { echo "time_train_grid.sh: CORES_PER_RUN=$PER: must be 1..$NCORES" >&2; exit 2; }
+[ "$PER" -ge 1 ] && [ "$PER" -le "$NCORES" ] || {
+    echo "time_train_grid.sh: CORES_PER_RUN=$PER: must be 1..$NCORES" >&2
+    exit 2
+}
 
 # run NAME TREE CORES ARGS...: train.py of TREE pinned to CORES, wall and CPU seconds appended to OUT/NAME.log
 run() {
@@ -84,7 +90,8 @@ while read -r name args; do
     snap=""
     [[ " $args " == *" --timesteps "* ]] || snap="--snapshots $SNAPS"
     for seed in $SEEDS; do
-        echo "${name}_s$seed $NEW --seed $seed --no-progress --out $OUT/${name}_s$seed ${EXTRA[*]} $args $snap" >> "$JOBS"
+        echo "${name}_s$seed $NEW --seed $seed --no-progress --out $OUT/${name}_s$seed ${EXTRA[*]} $args $snap" \
+            >> "$JOBS"
     done
 done <<< "$CONFIGS"
 
@@ -136,7 +143,8 @@ for cfg in configs:
             f = out / name / f"eval_steps_{n}.json"
             if f.is_file():
                 snap[n].append(json.loads(f.read_text())["results"][0]["metrics"]["slo_attainment"])
-                rollout = run["n_envs"] * merge_hyperparams(HYPERPARAMS[run["env"]][run["algo"]], run["hyperparams"])["n_steps"]
+                params = merge_hyperparams(HYPERPARAMS[run["env"]][run["algo"]], run["hyperparams"])
+                rollout = run["n_envs"] * params["n_steps"]
                 total = run["timesteps"] // rollout  # rollouts run; a --timesteps n run stops after ceil(n / rollout)
                 est[n].append(walls[-1] - run["train_wall_s"] * (1 - math.ceil(n / rollout) / total))
     rows[cfg] = walls, cpus, scores, snap, est
