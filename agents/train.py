@@ -40,6 +40,7 @@ from agents.training import (
     DEFAULT_ALGO,
     DEVICES,
     ServeCallback,
+    SnapshotCallback,
     atomic_save,
     atomic_write_text,
     default_n_envs,
@@ -99,6 +100,10 @@ def build_parser() -> cli.Parser:
     p.add_argument("--out", type=Path, default=Path("runs/kv_admission"))
     p.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint.zip")
     p.add_argument("--save-every", type=int, default=50_000, help="env steps between checkpoints")
+    p.add_argument("--snapshots", type=int, nargs="+", default=[], metavar="N",
+                   help="also keep DIR/steps_N.zip: the model a run of --timesteps N ends with, for each N "
+                        "(a held-out learning curve: python -m agents.evaluate --policy DIR/steps_N.zip "
+                        "--seed 10000+SEED plays train.py's evaluation; agents/training.py SnapshotCallback)")
     p.add_argument("--eval-episodes", type=int, default=8)
     p.add_argument("--eval-at", "--eval-load", dest="eval_at", type=float, default=None,
                    help="evaluate at this value of the env's swept knob only (KVAdmission: load; "
@@ -203,6 +208,9 @@ def _train(a: argparse.Namespace, argv: list[str] | None, callbacks: list | None
                     ("--save-every", a.save_every), ("--threads", a.threads)):
         if v < 1:
             raise cli.UsageError(f"{flag} {v}: must be >= 1")
+    for n in a.snapshots:
+        if not 1 <= n <= a.timesteps:
+            raise cli.UsageError(f"--snapshots {n}: must be in 1..--timesteps ({a.timesteps})")
     kwargs = cli.parse_env_kwargs(a.env_kwargs, a.env)
     try:
         hyperparams = parse_hyperparams(a.hyperparams)
@@ -323,6 +331,7 @@ def _learn_and_score(a: argparse.Namespace, callbacks: list | None, vec, algo: s
     ckpt = out / "checkpoint.zip"
     t0 = time.perf_counter()
     imitation = []
+    snapshots = SnapshotCallback(out, a.snapshots)
     with no_distribution_validation():
         if a.imitate and not a.resume:
             try:
@@ -333,7 +342,8 @@ def _learn_and_score(a: argparse.Namespace, callbacks: list | None, vec, algo: s
         if remaining > 0:
             model.learn(
                 total_timesteps=remaining,
-                callback=[ServeCallback(ckpt, a.save_every), *(callbacks or [])],
+                callback=[ServeCallback(ckpt, a.save_every), *([snapshots] if a.snapshots else []),
+                          *(callbacks or [])],
                 progress_bar=not a.no_progress,
                 reset_num_timesteps=not a.resume,
                 tb_log_name=algo,
@@ -348,6 +358,7 @@ def _learn_and_score(a: argparse.Namespace, callbacks: list | None, vec, algo: s
         **({"scenarios": [{"name": sp.name, "trace": sp.trace, "env_kwargs": sp.env_kwargs} for sp in specs]}
            if specs else {}),
         "imitate": a.imitate, "imitate_kwargs": a.imitate_kwargs, "imitation": imitation, "train_wall_s": train_s,
+        **({"snapshots": snapshots.saved} if a.snapshots else {}),
         **workload_record(vec),
     }, indent=2, default=str))
     print(f"trained {algo} for {model.num_timesteps} steps in {train_s:.0f} s -> {final}", flush=True)

@@ -250,6 +250,41 @@ class ServeCallback(BaseCallback):
     def _on_training_end(self) -> None:
         self._on_rollout_end()
         atomic_save(self.model, self.checkpoint)
+class SnapshotCallback(BaseCallback):
+    """Copies of the model at chosen step counts (``train.py --snapshots``): ``DIR/steps_N.zip`` is the
+    model after the first rollout's update that brings the run to N or more steps, the model a run of
+    ``--timesteps N`` ends with (SB3's ``learn`` stops at the first rollout boundary at or past N; with
+    constant learning rate and clip range, the hyperparameters of every ``HYPERPARAMS`` entry, nothing in
+    the update depends on the total, so the two are equal parameter for parameter:
+    tests/test_snapshots.py). A held-out learning curve for the cost of a save per snapshot. A resumed
+    run keeps none for the steps its checkpoint had already passed."""
+
+    def __init__(self, out: Path, steps: list[int]):
+        super().__init__()
+        self.out = out
+        self.due = sorted(set(steps))
+        self.saved: dict[int, str] = {}
+
+    def _save_due(self) -> None:
+        while self.due and self.model.num_timesteps >= self.due[0]:
+            n = self.due.pop(0)
+            path = self.out / f"steps_{n}.zip"
+            atomic_save(self.model, path)
+            self.saved[n] = str(path)
+
+    def _on_training_start(self) -> None:  # --resume: steps the checkpoint had passed get no snapshot
+        self.due = [n for n in self.due if n > self.model.num_timesteps]
+
+    def _on_rollout_start(self) -> None:  # after the previous rollout's update (SB3: collect, then train)
+        self._save_due()
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_training_end(self) -> None:  # a snapshot at the run's own total is its final model
+        self._save_due()
+
+
 HYPERPARAMS["servegym/PrefixEviction-v0"] = {
     # One shared scorer per candidate block (agents/scorer_policy.py); an eviction pays off (or
     # costs) when the evicted block would have been reused, hundreds of decisions later.

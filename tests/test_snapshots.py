@@ -1,0 +1,74 @@
+"""train.py --snapshots: DIR/steps_N.zip is the model a run of --timesteps N ends with."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch as th
+
+from agents import snapshot_eval, train
+from agents.cli import UsageError
+from agents.sb3_policy import algo_class
+
+SMALL = ["--n-envs", "4", "--env-kwargs", "window_requests=64", "--hyperparams", "n_steps=32", "batch_size=64",
+         "n_epochs=2", "--no-eval", "--no-progress"]
+
+
+def _params(path):
+    model = algo_class("maskable-ppo").load(path, device="cpu")
+    return model.num_timesteps, model.policy.state_dict(), model.policy.optimizer.state_dict()["state"]
+
+
+def test_snapshot_equals_the_final_model_of_the_shorter_run(tmp_path, capsys):
+    # 128 steps per rollout: a snapshot at 200 is taken after the second rollout's update (256 steps),
+    # where a --timesteps 200 run stops
+    assert train.main(["--timesteps", "512", "--snapshots", "200", "512", "--out", str(tmp_path / "long"),
+                       *SMALL[:-2], "--eval-episodes", "1", "--eval-at", "1.1", "--no-progress"]) == 0
+    assert train.main(["--timesteps", "200", "--out", str(tmp_path / "short"), *SMALL]) == 0
+    steps, snap, snap_opt = _params(tmp_path / "long" / "steps_200.zip")
+    short_steps, short, short_opt = _params(tmp_path / "short" / "final.zip")
+    assert steps == short_steps == 256
+    assert snap.keys() == short.keys()
+    for k in snap:
+        assert th.equal(snap[k], short[k]), k
+    for i in snap_opt:  # Adam's moments too: the snapshot would resume as the shorter run would
+        assert th.equal(snap_opt[i]["exp_avg"], short_opt[i]["exp_avg"])
+    # a snapshot at the run's own total is its final model
+    last, final = _params(tmp_path / "long" / "steps_512.zip"), _params(tmp_path / "long" / "final.zip")
+    assert last[0] == final[0] == 512 and all(th.equal(last[1][k], final[1][k]) for k in final[1])
+    # and the longer run went on learning past the snapshot
+    assert not all(th.equal(snap[k], final[1][k]) for k in snap)
+    # agents.snapshot_eval plays train.py's held-out evaluation: the final-step snapshot scores as final.zip did
+    assert snapshot_eval.main([str(tmp_path / "long")]) == 0
+    ours = json.loads((tmp_path / "long" / "eval_steps_512.json").read_text())["results"][0]["metrics"]
+    trains = json.loads((tmp_path / "long" / "eval.json").read_text())["results"][0]["metrics"]
+    assert ours == trains
+    assert f"{tmp_path / 'long'} 200 slo_attainment" in capsys.readouterr().out
+    run = json.loads((tmp_path / "long" / "run.json").read_text())
+    assert run["snapshots"] == {"200": str(tmp_path / "long" / "steps_200.zip"),
+                                "512": str(tmp_path / "long" / "steps_512.zip")}
+
+
+def test_snapshot_beyond_the_run_is_refused(tmp_path):
+    with pytest.raises(UsageError, match="--snapshots 600: must be in 1..--timesteps"):
+        train._train(train.build_parser().parse_args(["--timesteps", "512", "--snapshots", "600",
+                                                       "--out", str(tmp_path), *SMALL]), None)
+
+
+def test_snapshot_eval_refuses_a_run_without_snapshots(tmp_path):
+    assert train.main(["--timesteps", "128", "--out", str(tmp_path), *SMALL]) == 0
+    with pytest.raises(SystemExit):
+        snapshot_eval.main([str(tmp_path)])
+    with pytest.raises(ValueError, match="the run kept no snapshots"):
+        snapshot_eval.snapshot_args(tmp_path)
+    with pytest.raises(ValueError, match="no run.json"):
+        snapshot_eval.snapshot_args(tmp_path / "nothing")
+
+
+def test_a_resumed_run_keeps_no_snapshot_of_steps_it_had_passed(tmp_path):
+    assert train.main(["--timesteps", "256", "--out", str(tmp_path), "--save-every", "64", *SMALL]) == 0
+    assert train.main(["--timesteps", "512", "--snapshots", "128", "384", "--resume", "--out", str(tmp_path),
+                       *SMALL]) == 0
+    assert not (tmp_path / "steps_128.zip").exists()
+    assert _params(tmp_path / "steps_384.zip")[0] == 384
