@@ -43,7 +43,7 @@ from typing import Any
 
 from agents.sweep_report import config_key, markdown, summarize
 from agents.sweep_space import SearchSpace, load_space, parse_space, train_argv
-from agents.training import atomic_write_text
+from agents.training import DEFAULT_ALGO, atomic_write_text, default_timesteps
 
 SPEC_FILE = "sweep_spec.json"
 RESERVED = ("--env", "--seed", "--out", "--resume", "--no-eval")
@@ -244,7 +244,9 @@ def _tuner(spec: SweepSpec) -> Any:
     if spec.asha:
         from ray.tune.schedulers import ASHAScheduler
 
-        steps = int(dict(zip(spec.base_args, spec.base_args[1:])).get("--timesteps", 300_000))
+        given = dict(zip(spec.base_args, spec.base_args[1:]))
+        steps = (int(given["--timesteps"]) if "--timesteps" in given else
+                 default_timesteps(spec.env, given.get("--algo") or DEFAULT_ALGO.get(spec.env, "ppo")))
         # Rungs at eval_every * 2^k; max_t above the last report, so that ASHA never stops a
         # trial at its end before the final held-out evaluation.
         scheduler = ASHAScheduler(time_attr="timesteps", max_t=steps + 2 * spec.eval_every,

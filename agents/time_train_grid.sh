@@ -5,17 +5,13 @@
 # the held-out score of every snapshot the full-length runs kept.
 #
 #   OUT=DIR bash agents/time_train_grid.sh [OLD_TREE]
-#   OUT=DIR TRAIN_ARGS="--timesteps 8192 --env-kwargs window_requests=64" SHORT_STEPS=4096 SNAPSHOTS=4096 \
+#   OUT=DIR TRAIN_ARGS="--timesteps 8192 --env-kwargs window_requests=64" SNAPSHOTS=4096 \
 #       SEEDS="0 1" bash agents/time_train_grid.sh          (scaled down: a test of the script, any core count)
 #
 # Configurations (CONFIGS overrides them: one "NAME ARGS..." per line; ARGS are train.py flags):
-#   base           this checkout's defaults
-#   net64_e4       --hyperparams policy_kwargs.net_arch=[64,64] n_epochs=4: SB3's MaskablePPO default net (the
-#                  update 0.66x per rollout on the 2-core box, agents.profile_train) and 4 epochs (0.8x again)
-#   net64_e4_short the same for --timesteps SHORT_STEPS (default 200000): the candidate that reaches ~0.7x
-#                  (2-core box, seed 1 side by side: the training process's CPU 50.7 s at the defaults, 40.3 s
-#                  net64_e4, 38.7 s [64,64] at 250k steps; with agents.profile_train's per-rollout ratios that
-#                  is ~18 s fixed (startup, the agent's evaluation) and ~33 s of learner: net64_e4 at 200k ~0.65x)
+#   base           this checkout's defaults (KVAdmission-v0's MaskablePPO: [64, 64] x 4 epochs, 200k steps)
+#   prev           the defaults before them (29e4ff3: [128, 128] x 5 epochs, 300k steps); the grid that chose
+#                  the new ones (2026-12-01, this script's earlier configurations, seeds 0-4): README, Speed
 # and with OLD_TREE (a plain copy of an older checkout, e.g. `git archive c4f1388 | tar -x -C old`) its
 # `python train.py --seed 0`, first in the queue, as `old`.
 # Runs are queued configuration by configuration (OLD_TREE's first): on 16 cores the default 15 runs and old
@@ -24,7 +20,7 @@
 # TRAIN_ARGS go to every run before the configuration's own flags; SEEDS (default "0 1 2 3 4"); CORES_PER_RUN
 # (default 1) pins each run to that many cores instead (2: the heuristics' evaluation worker, agents/eval_ahead.py,
 # gets a core beside training, as on any machine of two or more cores; on one core its ~10 s add to the wall).
-# Configurations without their own --timesteps also keep SNAPSHOTS (default "150000 200000 250000", train.py
+# Configurations without their own --timesteps also keep SNAPSHOTS (default "100000 150000", train.py
 # --snapshots): `python -m agents.snapshot_eval` scores each after the timed runs, the held-out score a run of
 # --timesteps N would reach (the same model: agents/training.py SnapshotCallback), i.e. a learning curve.
 #
@@ -55,11 +51,10 @@ NEW=$(pwd)
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 SEEDS=${SEEDS:-0 1 2 3 4}
-SHORT=${SHORT_STEPS:-200000}
-SNAPS=${SNAPSHOTS:-150000 200000 250000}
+SHORT=${SHORT_STEPS:-200000}  # a configuration NAME_short (--timesteps SHORT) is checked against NAME's snapshot
+SNAPS=${SNAPSHOTS:-100000 150000}
 CONFIGS=${CONFIGS:-"base
-net64_e4 --hyperparams policy_kwargs.net_arch=[64,64] n_epochs=4
-net64_e4_short --timesteps $SHORT --hyperparams policy_kwargs.net_arch=[64,64] n_epochs=4"}
+prev --timesteps 300000 --hyperparams policy_kwargs.net_arch=[128,128] n_epochs=5"}
 read -r -a EXTRA <<< "${TRAIN_ARGS:-}"
 NCORES=$(nproc)
 PER=${CORES_PER_RUN:-1}

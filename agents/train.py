@@ -44,6 +44,7 @@ from agents.training import (
     atomic_save,
     atomic_write_text,
     default_n_envs,
+    default_timesteps,
     make_model,
     parse_hyperparams,
     policy_spec,
@@ -58,7 +59,9 @@ def build_parser() -> cli.Parser:
     p.add_argument("--env", type=cli.single_env_arg, default="servegym/KVAdmission-v0",
                    help="environment id, short name or package name (listed below)")
     p.add_argument("--algo", choices=ALGOS, default=None, help="default: the environment's own")
-    p.add_argument("--timesteps", type=int, default=300_000, help="RL steps (0: imitation only)")
+    p.add_argument("--timesteps", type=int, default=None,
+                   help="RL steps (0: imitation only; default the environment's: 200,000 for KVAdmission-v0's "
+                        "MaskablePPO, else 300,000; agents.training.default_timesteps)")
     p.add_argument("--imitate", type=int, default=0, metavar="N",
                    help="first N decisions of DAgger from the env's privileged teacher "
                         "(agents/imitation.py; PrefixEviction-v0: Belady among the candidates; "
@@ -200,6 +203,9 @@ def _train(a: argparse.Namespace, argv: list[str] | None, callbacks: list | None
         code = code_version()  # taken once, before training: the commit that trained
     except ValueError as err:
         raise cli.UsageError(str(err)) from None
+    algo = a.algo or DEFAULT_ALGO.get(a.env, "ppo")
+    if a.timesteps is None:
+        a.timesteps = default_timesteps(a.env, algo)
     if a.timesteps < 0 or a.imitate < 0 or a.timesteps + a.imitate < 1:
         raise cli.UsageError(f"--timesteps {a.timesteps} --imitate {a.imitate}: both must be >= 0 "
                              "and not both 0")
@@ -267,7 +273,6 @@ def _train(a: argparse.Namespace, argv: list[str] | None, callbacks: list | None
                 raise cli.UsageError(f"the evaluation after training (split={EVAL_SPLIT!r}; --no-eval skips it): "
                                      f"{err}") from None
     th.set_num_threads(a.threads)
-    algo = a.algo or DEFAULT_ALGO.get(a.env, "ppo")
     if a.n_envs is None:
         a.n_envs = default_n_envs(a.env, algo)
     try:

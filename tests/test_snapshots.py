@@ -72,3 +72,14 @@ def test_a_resumed_run_keeps_no_snapshot_of_steps_it_had_passed(tmp_path):
                        *SMALL]) == 0
     assert not (tmp_path / "steps_128.zip").exists()
     assert _params(tmp_path / "steps_384.zip")[0] == 384
+
+
+def test_default_timesteps_are_the_environments():
+    from agents.training import default_timesteps
+
+    assert default_timesteps("servegym/KVAdmission-v0", "maskable-ppo") == 200_000  # python train.py's run
+    assert default_timesteps("servegym/KVAdmission-v0", "ppo") == 300_000
+    assert default_timesteps("servegym/Routing-v0", "maskable-ppo") == 300_000
+    # the default is the one checked: a snapshot past KVAdmission's 200k steps is refused before any training
+    with pytest.raises(UsageError, match=r"--snapshots 250000: must be in 1..--timesteps \(200000\)"):
+        train._train(train.build_parser().parse_args(["--snapshots", "250000", "--no-progress"]), None)
