@@ -6,6 +6,9 @@ from typing import NamedTuple
 
 import numba as nb
 import numpy as np
+from llvmlite import ir
+from numba.core import types
+from numba.core.extending import intrinsic
 
 from envs.core.lazy import materialize, reset_lazy, run_iteration_lazy_inline
 from envs.core.replica import (
@@ -118,18 +121,55 @@ def _hist_tables(hist, suf_c, suf_s, cond):
         cond[b] = suf_s[b] / suf_c[b] if suf_c[b] > 0 else np.nan
 
 
+@intrinsic
+def _bit_length(typingctx, x):
+    """Bits of a non-negative int64 (0 for 0): 64 minus LLVM's count of leading zeros."""
+    if not isinstance(x, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        v = context.cast(builder, args[0], signature.args[0], types.int64)
+        lz = builder.ctlz(v, ir.Constant(ir.IntType(1), 0))
+        return builder.sub(ir.Constant(ir.IntType(64), 64), lz)
+
+    return types.int64(x), codegen
+
+
+@nb.njit(cache=True, inline="always")
+def _output_bin(g):
+    """The first bin b (log2 bins: bin 0 from 1.0, bin b >= 1 from 1.5 * 2**b, at most N_HIST_BINS)
+    whose lower edge exceeds the integer ``g`` >= 0: the count of edges <= g, which for g >= 1 is 1 +
+    the bit length of g // 3 (1.5 * 2**b <= g iff 2**(b - 1) <= g // 3). The same b as the loop
+    ``while b < N_HIST_BINS and 1.5 * 2**b <= g`` (tests/test_kernel_parity.py checks every g)."""
+    if g < 1:
+        return 0
+    return min(1 + _bit_length(g // 3), N_HIST_BINS)
+
+
 @nb.njit(cache=True, inline="always")
 def _expected_output(cond, g):
     """Past-Future's estimate from the history of output lengths: E[L | L > g] (``cond`` from
-    :func:`_hist_tables`; g + 1 where the history has no longer output)."""
-    b = 0
-    mid = 1.0
-    while b < N_HIST_BINS and mid <= g:
-        b += 1
-        mid = 1.5 * (1 << b)
+    :func:`_hist_tables`; g + 1 where the history has no longer output); ``g`` an integer >= 0."""
+    b = _output_bin(g)
     if b >= N_HIST_BINS or np.isnan(cond[b]):
         return g + 1.0
     return cond[b]
+
+
+@nb.njit(cache=True, inline="always")
+def _ceil_blocks(a, bs, shift):
+    """ceil(a / bs) blocks for a >= 0: a shift where ``bs`` is 2**shift (``shift`` >= 0; -1: divide)."""
+    if shift >= 0:
+        return (a + (bs - 1)) >> shift
+    return ceil_div(a, bs)
+
+
+@nb.njit(cache=True, inline="always")
+def _pow2_shift(bs):
+    """k where bs == 2**k (bs >= 1), else -1."""
+    if bs < 1 or bs & (bs - 1) != 0:
+        return -1
+    return _bit_length(bs) - 1
 
 
 @nb.njit(cache=True)
@@ -230,6 +270,7 @@ def fill_obs(st, wl, eng, e, K, obs, mask, admit_levels, sc, row, r=0, lz=None):
     target = st.target[e, r]
     blocks = st.blocks[e, r]
     max_out = eng.max_output
+    shift = _pow2_shift(bs)
     reserve = 0
     backlog = 0
     decoding = 0
@@ -237,7 +278,7 @@ def fill_obs(st, wl, eng, e, K, obs, mask, admit_levels, sc, row, r=0, lz=None):
         s = order[i]
         prompt = prompt_w[req[s]]
         g = generated[s]
-        reserve += ceil_div(prompt + max_out, bs)
+        reserve += _ceil_blocks(prompt + max_out, bs, shift)
         kv = kv_tokens[s]
         if lz is not None:
             blk = blocks[s]
@@ -340,8 +381,8 @@ def fill_obs(st, wl, eng, e, K, obs, mask, admit_levels, sc, row, r=0, lz=None):
             continue
         q = st.req[e, r, s]
         tgt = st.target[e, r, s]
-        cum_res += ceil_div(prompt_w[q] + eng.max_output, bs)
-        cum_blocks += ceil_div(tgt, bs)
+        cum_res += _ceil_blocks(prompt_w[q] + eng.max_output, bs, shift)
+        cum_blocks += _ceil_blocks(tgt, bs, shift)
         o[base + 0] = 1.0
         o[base + 1] = tgt / cap_tok
         o[base + 2] = wl.pred_bucket[w, q] / 7.0
