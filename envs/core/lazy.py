@@ -250,6 +250,17 @@ def run_iteration_lazy(st, wl, eng, lz, e, admit_max, budget, defer, order, now,
     steady = False
     n_prefill = st.n_running[e, r]  # running requests still in their prefill (known when steady)
 
+    # The arrays read per request, taken out of the state tuple once: an access through the tuple
+    # in a loop pays an atomic reference-count update each time (perf: a fifth of a step).
+    run_list = st.run_list
+    blocks = st.blocks
+    kv_tokens = st.kv_tokens
+    target = st.target
+    sched = st.sched
+    status = st.status
+    seq = st.seq
+    dead = lz.dead
+
     if n_lazy > 0:
         # Is the iteration steady? Every decoder's new block must be free and the budget must
         # cover a token each; then the decode loop would schedule them all, in any order.
@@ -259,23 +270,23 @@ def run_iteration_lazy(st, wl, eng, lz, e, admit_max, budget, defer, order, now,
         if lz.agg[z, G_MAX_OK] == 0:
             mx = np.iinfo(np.int64).min
             for i in range(n_run):
-                s = st.run_list[e, r, i]
-                blk = st.blocks[e, r, s]
+                s = run_list[e, r, i]
+                blk = blocks[e, r, s]
                 if blk < 0:
-                    mx = max(mx, st.kv_tokens[e, r, s] + blk + 1)
+                    mx = max(mx, kv_tokens[e, r, s] + blk + 1)
             lz.agg[z, G_MAX] = mx
             lz.agg[z, G_MAX_OK] = 1
         kv_sum = lz.agg[z, G_SUM] + n_lazy * (k + 1)  # sum of kv_tokens + 1 over the decoders
         kv_max = lz.agg[z, G_MAX] + k + 1
         if n_run > n_lazy:
             for i in range(n_run):
-                s = st.run_list[e, r, i]
-                if st.blocks[e, r, s] < 0:
+                s = run_list[e, r, i]
+                if blocks[e, r, s] < 0:
                     continue
-                kv = st.kv_tokens[e, r, s]
-                if kv < st.target[e, r, s]:
+                kv = kv_tokens[e, r, s]
+                if kv < target[e, r, s]:
                     continue
-                need += ceil_div(kv + 1, bs) - st.blocks[e, r, s]
+                need += ceil_div(kv + 1, bs) - blocks[e, r, s]
                 n_dec += 1
                 kv_sum += kv + 1
                 kv_max = max(kv_max, kv + 1)
@@ -283,14 +294,14 @@ def run_iteration_lazy(st, wl, eng, lz, e, admit_max, budget, defer, order, now,
             steady = True
             if n_dec > n_lazy:
                 for i in range(n_run):
-                    s = st.run_list[e, r, i]
-                    if st.blocks[e, r, s] < 0:
+                    s = run_list[e, r, i]
+                    if blocks[e, r, s] < 0:
                         continue
-                    kv = st.kv_tokens[e, r, s]
-                    if kv < st.target[e, r, s]:
+                    kv = kv_tokens[e, r, s]
+                    if kv < target[e, r, s]:
                         continue
-                    st.blocks[e, r, s] += ceil_div(kv + 1, bs) - st.blocks[e, r, s]
-                    st.sched[e, r, s] = -1
+                    blocks[e, r, s] += ceil_div(kv + 1, bs) - blocks[e, r, s]
+                    sched[e, r, s] = -1
             st.free_blocks[e, r] -= need
             left -= n_dec
             d_seqs = float(n_dec)
@@ -370,9 +381,9 @@ def run_iteration_lazy(st, wl, eng, lz, e, admit_max, budget, defer, order, now,
             best_seq = 0
             j = -1
             for _ in range(st.n_queued[e, r]):
-                j = next_queued(st.status, e, r, j + 1)
-                if s < 0 or st.seq[e, r, j] < best_seq:
-                    s, best_seq = j, st.seq[e, r, j]
+                j = next_queued(status, e, r, j + 1)
+                if s < 0 or seq[e, r, j] < best_seq:
+                    s, best_seq = j, seq[e, r, j]
         else:
             s = pick_queued(st, wl, eng, e, r, order, now)
         q = st.req[e, r, s]
@@ -433,18 +444,18 @@ def run_iteration_lazy(st, wl, eng, lz, e, admit_max, budget, defer, order, now,
         if t_end >= lz.min_dead[z]:  # some lazy request's TPOT check may fire at this token
             lo = np.inf
             for i in range(st.n_running[e, r]):
-                s = st.run_list[e, r, i]
-                if st.blocks[e, r, s] >= 0:
+                s = run_list[e, r, i]
+                if blocks[e, r, s] >= 0:
                     continue
-                if lz.dead[z, s] <= t_end:
+                if dead[z, s] <= t_end:
                     q = st.req[e, r, s]
                     if st.missed[e, r, s]:
-                        lz.dead[z, s] = np.inf
+                        dead[z, s] = np.inf
                     elif tpot_late(t_end, wl.arrival_s[w, q] * scale + st.ttft[e, q], wl.output[w, q],
                                    eng.slo_tpot):
                         mark_missed(st.missed, st.counters, e, r, s)
-                        lz.dead[z, s] = np.inf
-                lo = min(lo, lz.dead[z, s])
+                        dead[z, s] = np.inf
+                lo = min(lo, dead[z, s])
             lz.min_dead[z] = lo
 
     # Results of the iteration, then drop finished requests from the running list.
@@ -452,11 +463,6 @@ def run_iteration_lazy(st, wl, eng, lz, e, admit_max, budget, defer, order, now,
     n = st.n_running[e, r]
     p99_check = eng.slo_metric == SLO_P99_TBT
     T = st.top_gaps.shape[3]
-    # The arrays read for every request, taken out of the state tuple once: an access through the
-    # tuple in the loop pays an atomic reference-count update each time (perf: a fifth of a step).
-    run_list = st.run_list
-    blocks = st.blocks
-    sched = st.sched
     for i in range(n):
         s = run_list[e, r, i]
         if blocks[e, r, s] < 0:
