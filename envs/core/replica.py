@@ -599,6 +599,8 @@ def run_iteration(st, wl, eng, e, r, admit_max, budget, defer, order, now, until
 # compiled call that takes the state tuple pays a reference-count update per member array.
 run_iteration_inline = nb.njit(inline="always")(run_iteration.py_func)
 mark_late_queued_inline = nb.njit(inline="always")(mark_late_queued.py_func)
+_finish_inline = nb.njit(inline="always")(_finish.py_func)
+enqueue_inline = nb.njit(inline="always")(enqueue.py_func)
 
 
 @nb.njit(cache=True)

@@ -16,7 +16,7 @@ from envs.core.replica import (
     mark_late_queued_inline,
     next_queued,
     ceil_div,
-    enqueue,
+    enqueue_inline,
     reset_env_state,
     reset_replica,
 )
@@ -446,14 +446,13 @@ def _fresh_scratch(slots, max_running, K):
 def _enqueue_arrivals(st, wl, eng, e, until):
     """Env ``e``'s requests that arrive by ``until`` into its queue. Inlined: step_all calls it every
     step, and a compiled call taking the state tuples pays an atomic reference-count update per
-    member array (perf, E = 256: NRT_incref/decref were 18% of samples); ``enqueue`` is called only
-    for a request that arrives."""
+    member array (perf, E = 256: NRT_incref/decref were 18% of samples); so is ``enqueue``."""
     w = st.window[e]
     N = wl.n_requests[w]
     arrival = wl.arrival_s[w]
     scale = st.time_scale[e]
     while st.next_arrival[e] < N and arrival[st.next_arrival[e]] * scale <= until:
-        enqueue(st, wl, eng, e, 0, st.next_arrival[e])
+        enqueue_inline(st, wl, eng, e, 0, st.next_arrival[e])
         st.next_arrival[e] += 1
 
 
