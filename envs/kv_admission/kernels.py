@@ -203,7 +203,12 @@ def _peaks(lens, rems, n, extra_rem, extra_len, n_extra, peak):
         best = max(best, v)
         if inserted:
             for k in range(n_extra):
-                peak[k + 1] = max(peak[k + 1], (suf_len + extra_len[k]) + (suf_cnt + (k + 1.0)) * r)
+                v = (suf_len + extra_len[k]) + (suf_cnt + (k + 1.0)) * r
+                p = peak[k + 1]
+                if v > p:  # a store on both branches: one select and a plain store (max's conditional store
+                    peak[k + 1] = v  # compiled to a masked store, which stalled the next loads)
+                else:
+                    peak[k + 1] = p
     if not inserted:
         for k in range(n_extra):
             peak[k + 1] = max(peak[k + 1], (suf_len + extra_len[k]) + (suf_cnt + (k + 1.0)) * extra_rem)
