@@ -89,6 +89,39 @@ def test_kv_admission_obs_survives_stamp_wrap():
     assert vec._scratch.stamp.max() < 10
 
 
+def test_output_bin_and_block_count_match_the_loops_they_replace():
+    """fill_obs's O(1) Past-Future bin (1 + bit length of g // 3) is the bin loop's answer for every
+    output length up to 2**20 and at the cap; its block count by shift is ceil_div for every block size."""
+    import numba as nb
+
+    from envs.core.replica import ceil_div
+
+    @nb.njit
+    def mismatches(n):
+        bad = 0
+        for g in range(n):
+            b = 0
+            mid = 1.0
+            while b < S.N_HIST_BINS and mid <= g:
+                b += 1
+                mid = 1.5 * (1 << b)
+            if KK._output_bin(g) != b:
+                bad += 1
+        for g in (3 * 2**14, 2**40, 2**62):  # 1.5 * 2**15 <= g: the last bin
+            if KK._output_bin(g) != S.N_HIST_BINS:
+                bad += 1
+        for bs in range(1, 70):
+            shift = KK._pow2_shift(bs)
+            if (shift >= 0) != (bs & (bs - 1) == 0) or (shift >= 0 and (1 << shift) != bs):
+                bad += 1
+            for a in range(0, 3000):
+                if KK._ceil_blocks(a, bs, shift) != ceil_div(a, bs):
+                    bad += 1
+        return bad
+
+    assert mismatches(1 << 20) == 0
+
+
 def test_peaks_ties_and_extremes_match_one_pass_per_configuration():
     """``_peaks`` against the reference ``_peak`` (one pass per configuration) on random inputs
     with many equal remaining lengths, candidates inserted above, inside and below the batch."""

@@ -55,6 +55,7 @@ from envs.core.replica import (
     EMA,
     ORDER_FCFS,
     _finish,
+    _finish_inline,
     _push_gap,
     ceil_div,
     mark_missed,
@@ -250,6 +251,17 @@ def run_iteration_lazy(st, wl, eng, lz, e, admit_max, budget, defer, order, now,
     steady = False
     n_prefill = st.n_running[e, r]  # running requests still in their prefill (known when steady)
 
+    # The arrays read per request, taken out of the state tuple once: an access through the tuple
+    # in a loop pays an atomic reference-count update each time (perf: a fifth of a step).
+    run_list = st.run_list
+    blocks = st.blocks
+    kv_tokens = st.kv_tokens
+    target = st.target
+    sched = st.sched
+    status = st.status
+    seq = st.seq
+    dead = lz.dead
+
     if n_lazy > 0:
         # Is the iteration steady? Every decoder's new block must be free and the budget must
         # cover a token each; then the decode loop would schedule them all, in any order.
@@ -259,23 +271,23 @@ def run_iteration_lazy(st, wl, eng, lz, e, admit_max, budget, defer, order, now,
         if lz.agg[z, G_MAX_OK] == 0:
             mx = np.iinfo(np.int64).min
             for i in range(n_run):
-                s = st.run_list[e, r, i]
-                blk = st.blocks[e, r, s]
+                s = run_list[e, r, i]
+                blk = blocks[e, r, s]
                 if blk < 0:
-                    mx = max(mx, st.kv_tokens[e, r, s] + blk + 1)
+                    mx = max(mx, kv_tokens[e, r, s] + blk + 1)
             lz.agg[z, G_MAX] = mx
             lz.agg[z, G_MAX_OK] = 1
         kv_sum = lz.agg[z, G_SUM] + n_lazy * (k + 1)  # sum of kv_tokens + 1 over the decoders
         kv_max = lz.agg[z, G_MAX] + k + 1
         if n_run > n_lazy:
             for i in range(n_run):
-                s = st.run_list[e, r, i]
-                if st.blocks[e, r, s] < 0:
+                s = run_list[e, r, i]
+                if blocks[e, r, s] < 0:
                     continue
-                kv = st.kv_tokens[e, r, s]
-                if kv < st.target[e, r, s]:
+                kv = kv_tokens[e, r, s]
+                if kv < target[e, r, s]:
                     continue
-                need += ceil_div(kv + 1, bs) - st.blocks[e, r, s]
+                need += ceil_div(kv + 1, bs) - blocks[e, r, s]
                 n_dec += 1
                 kv_sum += kv + 1
                 kv_max = max(kv_max, kv + 1)
@@ -283,14 +295,14 @@ def run_iteration_lazy(st, wl, eng, lz, e, admit_max, budget, defer, order, now,
             steady = True
             if n_dec > n_lazy:
                 for i in range(n_run):
-                    s = st.run_list[e, r, i]
-                    if st.blocks[e, r, s] < 0:
+                    s = run_list[e, r, i]
+                    if blocks[e, r, s] < 0:
                         continue
-                    kv = st.kv_tokens[e, r, s]
-                    if kv < st.target[e, r, s]:
+                    kv = kv_tokens[e, r, s]
+                    if kv < target[e, r, s]:
                         continue
-                    st.blocks[e, r, s] += ceil_div(kv + 1, bs) - st.blocks[e, r, s]
-                    st.sched[e, r, s] = -1
+                    blocks[e, r, s] += ceil_div(kv + 1, bs) - blocks[e, r, s]
+                    sched[e, r, s] = -1
             st.free_blocks[e, r] -= need
             left -= n_dec
             d_seqs = float(n_dec)
@@ -370,9 +382,9 @@ def run_iteration_lazy(st, wl, eng, lz, e, admit_max, budget, defer, order, now,
             best_seq = 0
             j = -1
             for _ in range(st.n_queued[e, r]):
-                j = next_queued(st.status, e, r, j + 1)
-                if s < 0 or st.seq[e, r, j] < best_seq:
-                    s, best_seq = j, st.seq[e, r, j]
+                j = next_queued(status, e, r, j + 1)
+                if s < 0 or seq[e, r, j] < best_seq:
+                    s, best_seq = j, seq[e, r, j]
         else:
             s = pick_queued(st, wl, eng, e, r, order, now)
         q = st.req[e, r, s]
@@ -433,92 +445,105 @@ def run_iteration_lazy(st, wl, eng, lz, e, admit_max, budget, defer, order, now,
         if t_end >= lz.min_dead[z]:  # some lazy request's TPOT check may fire at this token
             lo = np.inf
             for i in range(st.n_running[e, r]):
-                s = st.run_list[e, r, i]
-                if st.blocks[e, r, s] >= 0:
+                s = run_list[e, r, i]
+                if blocks[e, r, s] >= 0:
                     continue
-                if lz.dead[z, s] <= t_end:
+                if dead[z, s] <= t_end:
                     q = st.req[e, r, s]
                     if st.missed[e, r, s]:
-                        lz.dead[z, s] = np.inf
+                        dead[z, s] = np.inf
                     elif tpot_late(t_end, wl.arrival_s[w, q] * scale + st.ttft[e, q], wl.output[w, q],
                                    eng.slo_tpot):
                         mark_missed(st.missed, st.counters, e, r, s)
-                        lz.dead[z, s] = np.inf
-                lo = min(lo, lz.dead[z, s])
+                        dead[z, s] = np.inf
+                lo = min(lo, dead[z, s])
             lz.min_dead[z] = lo
 
-    # Results of the iteration, then drop finished requests from the running list.
+    # Results of the iteration, then drop finished requests from the running list. The arrays the
+    # loop reads are taken out of the tuples once (an access through a tuple, or an array argument
+    # taken from one, pays an atomic reference-count update each time); _finish inlined for the same reason.
+    req = st.req
+    generated = st.generated
+    ttft_q = st.ttft
+    missed = st.missed
+    counters = st.counters
+    accum = st.accum
+    last_tok_t = st.last_tok_t
+    gap_heap = st.gap_heap
+    gaps_over = st.gaps_over
+    top_gaps = st.top_gaps
+    output_w = wl.output[w]
+    arrival_w = wl.arrival_s[w]
+    glog = lz.glog
+    agg = lz.agg
+    phase = lz.phase
+    min_dead = lz.min_dead
     keep = 0
     n = st.n_running[e, r]
     p99_check = eng.slo_metric == SLO_P99_TBT
     T = st.top_gaps.shape[3]
-    # The arrays read for every request, taken out of the state tuple once: an access through the
-    # tuple in the loop pays an atomic reference-count update each time (perf: a fifth of a step).
-    run_list = st.run_list
-    blocks = st.blocks
-    sched = st.sched
     for i in range(n):
         s = run_list[e, r, i]
         if blocks[e, r, s] < 0:
             if sched[e, r, s] == k1:  # its last token
-                _leave(st.blocks, st.kv_tokens, st.generated, st.sched, st.last_tok_t, st.gaps_over, st.top_gaps,
-                       lz.glog, lz.dead, lz.agg, lz.phase, eng.slo_tpot, bs, e, r, z, s, k1, t_end)
-                _finish(st, wl, eng, e, r, s, t_end)
+                _leave(blocks, kv_tokens, generated, sched, last_tok_t, gaps_over, top_gaps,
+                       glog, dead, agg, phase, eng.slo_tpot, bs, e, r, z, s, k1, t_end)
+                _finish_inline(st, wl, eng, e, r, s, t_end)
             else:
                 run_list[e, r, keep] = s
                 keep += 1
             continue
-        work = st.sched[e, r, s]
-        st.sched[e, r, s] = 0
-        q = st.req[e, r, s]
-        out_q = wl.output[w, q]
+        work = sched[e, r, s]
+        sched[e, r, s] = 0
+        q = req[e, r, s]
+        out_q = output_w[q]
         allowed = p99_allowed_over(out_q - 1)
         tok = False  # a token after the first: record its gap
         first = False
         if work == -1:
-            st.kv_tokens[e, r, s] += 1
+            kv_tokens[e, r, s] += 1
             tok = True
         elif work > 0:
-            st.kv_tokens[e, r, s] += work
-            if st.kv_tokens[e, r, s] == st.target[e, r, s]:
-                if st.generated[e, r, s] == 0:
-                    ttft = t_end - wl.arrival_s[w, q] * scale
-                    st.ttft[e, q] = ttft
+            kv_tokens[e, r, s] += work
+            if kv_tokens[e, r, s] == target[e, r, s]:
+                if generated[e, r, s] == 0:
+                    ttft = t_end - arrival_w[q] * scale
+                    ttft_q[e, q] = ttft
                     if ttft > eng.slo_ttft:
-                        mark_missed(st.missed, st.counters, e, r, s)
-                    st.accum[e, A_TTFT_EMA] += EMA * (ttft - st.accum[e, A_TTFT_EMA])
-                    st.generated[e, r, s] += 1
-                    st.last_tok_t[e, r, s] = t_end
+                        mark_missed(missed, counters, e, r, s)
+                    accum[e, A_TTFT_EMA] += EMA * (ttft - accum[e, A_TTFT_EMA])
+                    generated[e, r, s] += 1
+                    last_tok_t[e, r, s] = t_end
                     first = True
                 else:
                     tok = True
         if tok:
-            st.generated[e, r, s] += 1
-            gap = t_end - st.last_tok_t[e, r, s]
-            _push_gap(st.gap_heap, st.counters, e, gap)
+            generated[e, r, s] += 1
+            gap = t_end - last_tok_t[e, r, s]
+            _push_gap(gap_heap, counters, e, gap)
             if gap > eng.slo_tpot:
-                st.gaps_over[e, r, s] += 1
-                if p99_check and st.gaps_over[e, r, s] > allowed:
-                    mark_missed(st.missed, st.counters, e, r, s)
+                gaps_over[e, r, s] += 1
+                if p99_check and gaps_over[e, r, s] > allowed:
+                    mark_missed(missed, counters, e, r, s)
             g = np.float32(gap)
-            if not g <= st.top_gaps[e, r, s, T - 1]:
+            if not g <= top_gaps[e, r, s, T - 1]:
                 kk = T - 1
-                while kk > 0 and st.top_gaps[e, r, s, kk - 1] < g:
-                    st.top_gaps[e, r, s, kk] = st.top_gaps[e, r, s, kk - 1]
+                while kk > 0 and top_gaps[e, r, s, kk - 1] < g:
+                    top_gaps[e, r, s, kk] = top_gaps[e, r, s, kk - 1]
                     kk -= 1
-                st.top_gaps[e, r, s, kk] = g
-            if not p99_check and tpot_late(t_end, wl.arrival_s[w, q] * scale + st.ttft[e, q], out_q, eng.slo_tpot):
-                mark_missed(st.missed, st.counters, e, r, s)
+                top_gaps[e, r, s, kk] = g
+            if not p99_check and tpot_late(t_end, arrival_w[q] * scale + ttft_q[e, q], out_q, eng.slo_tpot):
+                mark_missed(missed, counters, e, r, s)
             max_gap = max(max_gap, gap)
-            st.last_tok_t[e, r, s] = t_end
-        if st.generated[e, r, s] >= out_q:
-            _finish(st, wl, eng, e, r, s, t_end)
+            last_tok_t[e, r, s] = t_end
+        if generated[e, r, s] >= out_q:
+            _finish_inline(st, wl, eng, e, r, s, t_end)
         else:
-            st.run_list[e, r, keep] = s
+            run_list[e, r, keep] = s
             keep += 1
             if (tok or first) and not p99_check and enter:
-                _enter(st.blocks, st.sched, st.generated, st.kv_tokens, st.missed, st.ttft, lz.agg, lz.phase, lz.dead,
-                       lz.min_dead, eng.slo_tpot, bs, e, r, z, s, q, out_q, k1, wl.arrival_s[w, q] * scale)
+                _enter(blocks, sched, generated, kv_tokens, missed, ttft_q, agg, phase, dead,
+                       min_dead, eng.slo_tpot, bs, e, r, z, s, q, out_q, k1, arrival_w[q] * scale)
     st.n_running[e, r] = keep
 
     used = eng.capacity_blocks - st.free_blocks[e, r]

@@ -211,18 +211,26 @@ def mark_late_queued(st, wl, eng, e, r, now):
         return
     arrival = wl.arrival_s[st.window[e]]
     scale = st.time_scale[e]
+    # The arrays read per queued request, taken out of the tuples once: an access through a tuple
+    # in the loop pays an atomic reference-count update (perf: KVAdmission's inlined copy of this loop)
+    status = st.status
+    missed = st.missed
+    req = st.req
+    generated = st.generated
+    counters = st.counters
+    slo_ttft = eng.slo_ttft
     s = -1
     for _ in range(st.n_queued[e, r]):
-        s = next_queued(st.status, e, r, s + 1)
-        if st.missed[e, r, s]:
+        s = next_queued(status, e, r, s + 1)
+        if missed[e, r, s]:
             continue
-        q = st.req[e, r, s]
-        if st.generated[e, r, s] == 0:
-            if now - arrival[q] * scale > eng.slo_ttft:
-                mark_missed(st.missed, st.counters, e, r, s)
+        q = req[e, r, s]
+        if generated[e, r, s] == 0:
+            if now - arrival[q] * scale > slo_ttft:
+                mark_missed(missed, counters, e, r, s)
         elif eng.slo_metric == SLO_TPOT:  # preempted after its first token
             if tpot_late(now, arrival[q] * scale + st.ttft[e, q], wl.output[st.window[e], q], eng.slo_tpot):
-                mark_missed(st.missed, st.counters, e, r, s)
+                mark_missed(missed, counters, e, r, s)
 
 
 @nb.njit(cache=True)
@@ -591,6 +599,8 @@ def run_iteration(st, wl, eng, e, r, admit_max, budget, defer, order, now, until
 # compiled call that takes the state tuple pays a reference-count update per member array.
 run_iteration_inline = nb.njit(inline="always")(run_iteration.py_func)
 mark_late_queued_inline = nb.njit(inline="always")(mark_late_queued.py_func)
+_finish_inline = nb.njit(inline="always")(_finish.py_func)
+enqueue_inline = nb.njit(inline="always")(enqueue.py_func)
 
 
 @nb.njit(cache=True)

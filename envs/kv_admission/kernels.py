@@ -6,6 +6,9 @@ from typing import NamedTuple
 
 import numba as nb
 import numpy as np
+from llvmlite import ir
+from numba.core import types
+from numba.core.extending import intrinsic
 
 from envs.core.lazy import materialize, reset_lazy, run_iteration_lazy_inline
 from envs.core.replica import (
@@ -13,7 +16,7 @@ from envs.core.replica import (
     mark_late_queued_inline,
     next_queued,
     ceil_div,
-    enqueue,
+    enqueue_inline,
     reset_env_state,
     reset_replica,
 )
@@ -105,7 +108,7 @@ def obs_scratch(rows: int, max_running: int, slots: int, K: int) -> ObsScratch:
     )
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def _hist_tables(hist, suf_c, suf_s, cond):
     """Suffix counts and sums of the output-length history (log2 bins, bin b ~ 1.5 * 2**b), and
     ``cond[b]`` = E[L | L in bin >= b] (NaN where no history is that long)."""
@@ -118,21 +121,58 @@ def _hist_tables(hist, suf_c, suf_s, cond):
         cond[b] = suf_s[b] / suf_c[b] if suf_c[b] > 0 else np.nan
 
 
+@intrinsic
+def _bit_length(typingctx, x):
+    """Bits of a non-negative int64 (0 for 0): 64 minus LLVM's count of leading zeros."""
+    if not isinstance(x, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        v = context.cast(builder, args[0], signature.args[0], types.int64)
+        lz = builder.ctlz(v, ir.Constant(ir.IntType(1), 0))
+        return builder.sub(ir.Constant(ir.IntType(64), 64), lz)
+
+    return types.int64(x), codegen
+
+
+@nb.njit(cache=True, inline="always")
+def _output_bin(g):
+    """The first bin b (log2 bins: bin 0 from 1.0, bin b >= 1 from 1.5 * 2**b, at most N_HIST_BINS)
+    whose lower edge exceeds the integer ``g`` >= 0: the count of edges <= g, which for g >= 1 is 1 +
+    the bit length of g // 3 (1.5 * 2**b <= g iff 2**(b - 1) <= g // 3). The same b as the loop
+    ``while b < N_HIST_BINS and 1.5 * 2**b <= g`` (tests/test_kernel_parity.py checks every g)."""
+    if g < 1:
+        return 0
+    return min(1 + _bit_length(g // 3), N_HIST_BINS)
+
+
 @nb.njit(cache=True, inline="always")
 def _expected_output(cond, g):
     """Past-Future's estimate from the history of output lengths: E[L | L > g] (``cond`` from
-    :func:`_hist_tables`; g + 1 where the history has no longer output)."""
-    b = 0
-    mid = 1.0
-    while b < N_HIST_BINS and mid <= g:
-        b += 1
-        mid = 1.5 * (1 << b)
+    :func:`_hist_tables`; g + 1 where the history has no longer output); ``g`` an integer >= 0."""
+    b = _output_bin(g)
     if b >= N_HIST_BINS or np.isnan(cond[b]):
         return g + 1.0
     return cond[b]
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
+def _ceil_blocks(a, bs, shift):
+    """ceil(a / bs) blocks for a >= 0: a shift where ``bs`` is 2**shift (``shift`` >= 0; -1: divide)."""
+    if shift >= 0:
+        return (a + (bs - 1)) >> shift
+    return ceil_div(a, bs)
+
+
+@nb.njit(cache=True, inline="always")
+def _pow2_shift(bs):
+    """k where bs == 2**k (bs >= 1), else -1."""
+    if bs < 1 or bs & (bs - 1) != 0:
+        return -1
+    return _bit_length(bs) - 1
+
+
+@nb.njit(cache=True, inline="always")
 def _peaks(lens, rems, n, extra_rem, extra_len, n_extra, peak):
     """Past-Future's peak future KV tokens (Past-Future: each running request i grows by rems[i]
     tokens, then leaves) of the running batch (``peak[0]``) and of the batch plus the first k + 1
@@ -163,7 +203,12 @@ def _peaks(lens, rems, n, extra_rem, extra_len, n_extra, peak):
         best = max(best, v)
         if inserted:
             for k in range(n_extra):
-                peak[k + 1] = max(peak[k + 1], (suf_len + extra_len[k]) + (suf_cnt + (k + 1.0)) * r)
+                v = (suf_len + extra_len[k]) + (suf_cnt + (k + 1.0)) * r
+                p = peak[k + 1]
+                if v > p:  # a store on both branches: one select and a plain store (max's conditional store
+                    peak[k + 1] = v  # compiled to a masked store, which stalled the next loads)
+                else:
+                    peak[k + 1] = p
     if not inserted:
         for k in range(n_extra):
             peak[k + 1] = max(peak[k + 1], (suf_len + extra_len[k]) + (suf_cnt + (k + 1.0)) * extra_rem)
@@ -212,8 +257,9 @@ def fill_obs(st, wl, eng, e, K, obs, mask, admit_levels, sc, row, r=0, lz=None):
             mark[s] = stamp
             order[m] = s
             m += 1
+    run_list = st.run_list[e, r]
     for i in range(n_run):
-        s = st.run_list[e, r, i]
+        s = run_list[i]
         if mark[s] != stamp:
             mark[s] = stamp
             order[m] = s
@@ -230,6 +276,10 @@ def fill_obs(st, wl, eng, e, K, obs, mask, admit_levels, sc, row, r=0, lz=None):
     target = st.target[e, r]
     blocks = st.blocks[e, r]
     max_out = eng.max_output
+    shift = _pow2_shift(bs)
+    it_e = 0  # iterations the env's lazy set has run (read out of lz once, not per request)
+    if lz is not None:
+        it_e = lz.it[e]
     reserve = 0
     backlog = 0
     decoding = 0
@@ -237,13 +287,13 @@ def fill_obs(st, wl, eng, e, K, obs, mask, admit_levels, sc, row, r=0, lz=None):
         s = order[i]
         prompt = prompt_w[req[s]]
         g = generated[s]
-        reserve += ceil_div(prompt + max_out, bs)
+        reserve += _ceil_blocks(prompt + max_out, bs, shift)
         kv = kv_tokens[s]
         if lz is not None:
             blk = blocks[s]
             if blk < 0:  # lazy since iteration -(blk + 1) (envs.core.lazy)
-                g += lz.it[e] + blk + 1
-                kv += lz.it[e] + blk + 1
+                g += it_e + blk + 1
+                kv += it_e + blk + 1
         tgt = target[s]
         backlog += tgt - kv
         if kv >= tgt:
@@ -301,7 +351,7 @@ def fill_obs(st, wl, eng, e, K, obs, mask, admit_levels, sc, row, r=0, lz=None):
     for k in range(K):
         if heads[k] < 0:
             break
-        cum_len += st.target[e, r, heads[k]]
+        cum_len += target[heads[k]]
         extra_len[k] = cum_len
         n_heads += 1
     peak = sc.peak[row]
@@ -320,7 +370,7 @@ def fill_obs(st, wl, eng, e, K, obs, mask, admit_levels, sc, row, r=0, lz=None):
     o[9] = st.accum[e, A_LAST_ITER_S] / eng.slo_tpot
     o[10] = 0.0
     if heads[0] >= 0:
-        o[10] = (now - arrival[st.req[e, r, heads[0]]] * scale) / eng.slo_ttft
+        o[10] = (now - arrival[req[heads[0]]] * scale) / eng.slo_ttft
     o[11] = st.accum[e, A_RECOMPUTE_EMA] / cap_tok
     o[12] = st.next_arrival[e] / N
     o[13] = late / n_q if n_q > 0 else 0.0
@@ -331,6 +381,8 @@ def fill_obs(st, wl, eng, e, K, obs, mask, admit_levels, sc, row, r=0, lz=None):
     F = 8
     cum_res = reserve
     cum_blocks = 0
+    free = st.free_blocks[e, r]
+    pred_bucket = wl.pred_bucket[w]
     for k in range(K):
         base = G + k * F
         s = heads[k]
@@ -338,18 +390,18 @@ def fill_obs(st, wl, eng, e, K, obs, mask, admit_levels, sc, row, r=0, lz=None):
             for f in range(F):
                 o[base + f] = 0.0
             continue
-        q = st.req[e, r, s]
-        tgt = st.target[e, r, s]
-        cum_res += ceil_div(prompt_w[q] + eng.max_output, bs)
-        cum_blocks += ceil_div(tgt, bs)
+        q = req[s]
+        tgt = target[s]
+        cum_res += _ceil_blocks(prompt_w[q] + eng.max_output, bs, shift)
+        cum_blocks += _ceil_blocks(tgt, bs, shift)
         o[base + 0] = 1.0
         o[base + 1] = tgt / cap_tok
-        o[base + 2] = wl.pred_bucket[w, q] / 7.0
+        o[base + 2] = pred_bucket[q] / 7.0
         o[base + 3] = (now - arrival[q] * scale) / eng.slo_ttft
-        o[base + 4] = 1.0 if st.generated[e, r, s] > 0 else 0.0
+        o[base + 4] = 1.0 if generated[s] > 0 else 0.0
         o[base + 5] = float(cum_res) / cap
         o[base + 6] = peak[k + 1] / cap_tok
-        o[base + 7] = 1.0 if cum_blocks <= st.free_blocks[e, r] else 0.0
+        o[base + 7] = 1.0 if cum_blocks <= free else 0.0
 
     # Action mask: admit levels beyond what can be admitted are masked (0 stays legal unless
     # nothing runs and requests wait, which would only let time pass).
@@ -395,14 +447,17 @@ def _fresh_scratch(slots, max_running, K):
     )
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def _enqueue_arrivals(st, wl, eng, e, until):
+    """Env ``e``'s requests that arrive by ``until`` into its queue. Inlined: step_all calls it every
+    step, and a compiled call taking the state tuples pays an atomic reference-count update per
+    member array (perf, E = 256: NRT_incref/decref were 18% of samples); so is ``enqueue``."""
     w = st.window[e]
     N = wl.n_requests[w]
     arrival = wl.arrival_s[w]
     scale = st.time_scale[e]
     while st.next_arrival[e] < N and arrival[st.next_arrival[e]] * scale <= until:
-        enqueue(st, wl, eng, e, 0, st.next_arrival[e])
+        enqueue_inline(st, wl, eng, e, 0, st.next_arrival[e])
         st.next_arrival[e] += 1
 
 
