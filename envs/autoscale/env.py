@@ -437,6 +437,21 @@ class AutoscaleVecEnv(NativeVecEnv):
         targets, _, _ = references(self.scenario, int(self.state.window[e]), float(self._penalty[e]), self.n_steps)
         return targets
 
+    def teacher_actions(self) -> np.ndarray:
+        """Privileged (DAgger's teacher, ``agents/imitation.py``): per env the action [E] (int64) that
+        moves each type's serving + starting replicas toward the oracle's target for the current
+        interval, at most ``max_step`` per type: how ``kernels.run_plan`` replays the oracle's plan
+        (``kernels.follow_plan``), so following these labels from the episode's start plays the
+        oracle's objective exactly. Off the oracle's trajectory (after a student's deviation) it
+        steers back toward the plan's fleet of this interval; the plan is not recomputed. Reads the
+        future arrivals through ``oracle_targets``: never an observation."""
+        E, G = self.num_envs, self.G
+        deltas = np.zeros((E, G), np.int64)
+        for e in range(E):
+            k = min(int(self.state.step[e]), self.n_steps - 1)
+            K.follow_plan(self.state, e, self.oracle_targets(e)[k], self.config.max_step, deltas[e])
+        return self.action_of(deltas)
+
     # --- NativeVecEnv hooks
     def _reset_envs(self, envs: np.ndarray) -> None:
         sc = self.scenario
