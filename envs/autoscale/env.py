@@ -228,6 +228,43 @@ def _windows(cfg: AutoscaleConfig) -> tuple[np.ndarray, np.ndarray, tuple[str, .
         arr = np.stack([day(s) for s in seeds])
         names = tuple(f"{name}:seed={s}" for s in seeds)
         return arr, train, names, np.zeros(len(seeds)), (p0, o0), name, np.zeros((len(seeds), 2), np.int64)
+    if cfg.rate_rps is None and isinstance(cfg.trace, (str, Path)) and is_servegen_dir(cfg.trace):
+        return _servegen_windows(cfg)
+    return _file_windows(cfg)
+
+
+# Training-part lengths a cached ServeGen build keeps: replica_curves reads the first CAL_REQUESTS (3,000) that
+# fit the engine's context and KV, so a prefix this long gives the same curves unless over 85% of it did not fit.
+_CACHED_LENGTHS = 20_000
+
+
+def _servegen_windows(cfg: AutoscaleConfig):
+    """``_file_windows`` of ServeGen records, cached on disk (``cache_root()``): replaying 14 days of a model's
+    records costs minutes (about 120 s for m-small on the 2-core box), every process of a training run or a
+    leaderboard would pay it. Keyed by the records' SHA-256 (``traces.servegen.records_sha256``), every field
+    ``_file_windows`` reads and the traces package's source; the training lengths are kept as their first
+    ``_CACHED_LENGTHS``."""
+    from traces.servegen import records_sha256
+
+    key = json.dumps([records_sha256(cfg.trace), list(map(list, dict(cfg.trace_params).items())), cfg.split,
+                      cfg.episode_s, cfg.bin_s, cfg.held_out_frac, cfg.model, _source_digest()], default=str)
+    path = cache_root() / f"servegen-{hashlib.sha256(key.encode()).hexdigest()[:20]}.npz"
+    try:
+        with np.load(path) as z:
+            return (z["arr"], z["train"], tuple(str(x) for x in z["names"]), z["tod0"],
+                    (z["prompt"], z["output"]), str(z["trace_name"]), z["unserved"])
+    except (OSError, ValueError, KeyError):
+        pass
+    arr, train, names, tod0, (prompt, output), trace_name, unserved = out = _file_windows(cfg)
+    cache_save(path, {"arr": arr, "train": train, "names": np.asarray(names), "tod0": tod0,
+                      "prompt": prompt[:_CACHED_LENGTHS], "output": output[:_CACHED_LENGTHS],
+                      "trace_name": np.asarray(trace_name), "unserved": unserved})
+    return arr, train, names, tod0, (prompt[:_CACHED_LENGTHS], output[:_CACHED_LENGTHS]), trace_name, unserved
+
+
+def _file_windows(cfg: AutoscaleConfig):
+    """``_windows`` of a trace file or folder (a ``Trace`` object too)."""
+    params = tuple(dict(cfg.trace_params).items())
     if cfg.rate_rps is not None:
         if isinstance(cfg.trace, (str, Path)) and is_servegen_dir(cfg.trace):
             raise ValueError(f"Autoscale: rate_rps applies to generated traces; ServeGen records {cfg.trace} take "
