@@ -291,4 +291,15 @@ PENDING: dict[str, Recipe] = {
         "--imitate-kwargs", "epochs=8", "batch_size=512",
         "--hyperparams", "policy='agents.scorer_policy:ItemScorerPolicy'",
         "policy_kwargs={'n_global':7,'n_item':10,'hidden':64}", "--seed", "0"), "+".join(ROUTING_WORKLOADS)),
+    # Issue 21 (branch i21as): DAgger (agents/imitation.py) from the DP oracle's plan (env.teacher_actions: the
+    # change that moves each type's fleet toward the oracle's target of the interval, the oracle's own replay)
+    # into MaskablePPO's policy, no RL steps, on Autoscale-v0's training families (agents.scenarios.TRAINING_FAMILIES:
+    # the bursty generator's training days and ServeGen's m-mid and m-small real days, first 70% each, thinned to
+    # 60 requests/s; both slo_penalty values), 16 envs per family. ServeGen's m-large records (the transfer
+    # track's real days) are in no training family. Seeds 0-2 with their leaderboard:
+    # `OUT=DIR bash agents/zoo/train_autoscale.sh` (agents/zoo/seeds.py SEED_RUNS["autoscale"]).
+    "servegym/Autoscale-v0": Recipe("autoscale_dagger.zip", (
+        "--families", "all", "--imitate", "294912", "--timesteps", "0", "--n-envs", "48",
+        "--imitate-kwargs", "epochs=4", "batch_size=1024", "--seed", "0"),
+        "bursty-v1+servegen_m_mid+servegen_m_small", transfer=True),
 }
