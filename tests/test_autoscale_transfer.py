@@ -105,3 +105,26 @@ def test_servegen_windows_come_back_from_the_disk_cache_unchanged(tmp_path, monk
             np.testing.assert_array_equal(got[i], direct[i])
         for a, b in zip(got[4], direct[4]):
             np.testing.assert_array_equal(a, b[:asc._CACHED_LENGTHS])
+
+
+def test_teacher_lookahead_targets_the_largest_plan_fleet_ahead():
+    kw = {**SMALL, "episode_s": 1800.0, "peak_window_s": 2.0, "slo_penalty": 0.01}
+    plain = asc.AutoscaleVecEnv(1, seed=0, **kw)
+    ahead = asc.AutoscaleVecEnv(1, seed=0, **kw, teacher_lookahead=6)
+    for v in (plain, ahead):
+        v.set_options([{"window": 0}])
+        v.reset()
+    plan = plain.oracle_targets(0)
+    k = plain.config.max_step
+    for step in range(plain.n_steps):
+        fleet = plain.state.serving[0] + np.isfinite(plain.state.ready_at[0]).sum(1)
+        want = np.clip(plan[step:step + 6].max(0) - fleet, -k, k)
+        assert ahead.teacher_actions()[0] == plain.action_of(want[None])[0]
+        a = plain.teacher_actions()
+        plain.step(a)
+        ahead.step(a)  # both follow the plain label: the same states
+
+
+def test_teacher_lookahead_must_be_a_positive_integer():
+    with pytest.raises(ValueError, match="teacher_lookahead must be an integer >= 1, got 0"):
+        asc.AutoscaleVecEnv(1, **SMALL, teacher_lookahead=0)

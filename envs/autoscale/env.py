@@ -96,6 +96,9 @@ class AutoscaleConfig:
     peak_window_s: float = 60.0  # static_peak sizes for the highest rate over windows this long
     trace_seed: int = 0
     trace_params: tuple[tuple[str, Any], ...] = ()
+    # DAgger's teacher (teacher_actions): the label moves toward the largest oracle target of this many
+    # intervals from now (1: the oracle's own plan; more: the headroom a policy without foresight needs)
+    teacher_lookahead: int = 1
 
     def penalties(self) -> tuple[float, ...]:
         v = (self.slo_penalty,) if isinstance(self.slo_penalty, (int, float)) else tuple(self.slo_penalty)
@@ -137,7 +140,7 @@ def _check(cfg: AutoscaleConfig) -> None:
         raise ValueError(f"Autoscale: split must be 'train', 'test' or 'all', got {cfg.split!r}")
     if cfg.window_order not in ("random", "sequential"):
         raise ValueError(f"Autoscale: window_order must be 'random' or 'sequential', got {cfg.window_order!r}")
-    for name in ("train_days", "test_days", "max_step", "tp"):
+    for name in ("train_days", "test_days", "max_step", "tp", "teacher_lookahead"):
         v = getattr(cfg, name)
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ValueError(f"Autoscale: {name} must be an integer >= 1, got {v!r}")
@@ -479,14 +482,17 @@ class AutoscaleVecEnv(NativeVecEnv):
         moves each type's serving + starting replicas toward the oracle's target for the current
         interval, at most ``max_step`` per type: how ``kernels.run_plan`` replays the oracle's plan
         (``kernels.follow_plan``), so following these labels from the episode's start plays the
-        oracle's objective exactly. Off the oracle's trajectory (after a student's deviation) it
-        steers back toward the plan's fleet of this interval; the plan is not recomputed. Reads the
+        oracle's objective exactly. With ``teacher_lookahead`` L > 1 the target is each type's largest
+        over the plan's next L intervals (this one included). Off the oracle's trajectory (after a
+        student's deviation) it steers back toward that fleet; the plan is not recomputed. Reads the
         future arrivals through ``oracle_targets``: never an observation."""
         E, G = self.num_envs, self.G
+        L = self.config.teacher_lookahead
         deltas = np.zeros((E, G), np.int64)
         for e in range(E):
             k = min(int(self.state.step[e]), self.n_steps - 1)
-            K.follow_plan(self.state, e, self.oracle_targets(e)[k], self.config.max_step, deltas[e])
+            target = self.oracle_targets(e)[k:k + L].max(axis=0)
+            K.follow_plan(self.state, e, target, self.config.max_step, deltas[e])
         return self.action_of(deltas)
 
     # --- NativeVecEnv hooks
