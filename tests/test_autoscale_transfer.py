@@ -128,3 +128,30 @@ def test_teacher_lookahead_targets_the_largest_plan_fleet_ahead():
 def test_teacher_lookahead_must_be_a_positive_integer():
     with pytest.raises(ValueError, match="teacher_lookahead must be an integer >= 1, got 0"):
         asc.AutoscaleVecEnv(1, **SMALL, teacher_lookahead=0)
+
+
+def test_teacher_cover_adds_reference_replicas_until_the_recent_rate_is_covered():
+    kw = {**SMALL, "episode_s": 1800.0, "slo_penalty": 0.001}
+    v = asc.AutoscaleVecEnv(1, seed=0, **kw, teacher_cover=3.0)
+    v.set_options([{"window": 0}])
+    v.reset()
+    sc, k = v.scenario, v.config.max_step
+    safe = sc.pools.mu * sc.safe_util
+    for _ in range(6):
+        v.step(v.action_of(np.zeros((1, v.G), np.int64)))
+    now_b = int(v.state.step[0]) * sc.pools.bins_per_step
+    rate = (sc.csum[0][now_b] - sc.csum[0][now_b - 15]) / 30.0
+    target = v.oracle_targets(0)[int(v.state.step[0])].copy()
+    assert target @ safe < 3.0 * rate  # the plan alone leaves the cover short here
+    while target @ safe < 3.0 * rate - 1e-9:
+        target[sc.ref_type] += 1
+    fleet = v.state.serving[0] + np.isfinite(v.state.ready_at[0]).sum(1)
+    want = np.clip(np.minimum(target, sc.pools.max_n) - fleet, -k, k)
+    assert v.teacher_actions()[0] == v.action_of(want[None])[0]
+
+
+@pytest.mark.parametrize("value", [-0.5, float("inf"), True])
+def test_teacher_cover_must_be_a_finite_number_not_below_zero(value):
+    with pytest.raises(ValueError, match="teacher_cover must be a finite number >= 0") as err:
+        asc.AutoscaleVecEnv(1, **SMALL, teacher_cover=value)
+    assert "\n" not in str(err.value)

@@ -99,6 +99,9 @@ class AutoscaleConfig:
     # DAgger's teacher (teacher_actions): the label moves toward the largest oracle target of this many
     # intervals from now (1: the oracle's own plan; more: the headroom a policy without foresight needs)
     teacher_lookahead: int = 1
+    # ... and never a fleet whose SLO-safe capacity is below this multiple of the last 30 s' arrival rate
+    # (reference replicas added; 0: off): what the observation shows must be served, whatever the plan knew
+    teacher_cover: float = 0.0
 
     def penalties(self) -> tuple[float, ...]:
         v = (self.slo_penalty,) if isinstance(self.slo_penalty, (int, float)) else tuple(self.slo_penalty)
@@ -144,6 +147,9 @@ def _check(cfg: AutoscaleConfig) -> None:
         v = getattr(cfg, name)
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ValueError(f"Autoscale: {name} must be an integer >= 1, got {v!r}")
+    if isinstance(cfg.teacher_cover, bool) or not isinstance(cfg.teacher_cover, (int, float)) \
+            or not 0 <= cfg.teacher_cover < math.inf:
+        raise ValueError(f"Autoscale: teacher_cover must be a finite number >= 0, got {cfg.teacher_cover!r}")
     if not 0 < cfg.attain_target < 1:
         raise ValueError(f"Autoscale: attain_target must be in (0, 1), got {cfg.attain_target!r}")
     if cfg.held_out_frac >= 1:
@@ -483,16 +489,30 @@ class AutoscaleVecEnv(NativeVecEnv):
         interval, at most ``max_step`` per type: how ``kernels.run_plan`` replays the oracle's plan
         (``kernels.follow_plan``), so following these labels from the episode's start plays the
         oracle's objective exactly. With ``teacher_lookahead`` L > 1 the target is each type's largest
-        over the plan's next L intervals (this one included). Off the oracle's trajectory (after a
-        student's deviation) it steers back toward that fleet; the plan is not recomputed. Reads the
-        future arrivals through ``oracle_targets``: never an observation."""
+        over the plan's next L intervals (this one included); with ``teacher_cover`` c > 0, reference
+        replicas are added to it until its SLO-safe capacity (``mu x safe_util`` per type) covers c x the
+        arrival rate of the last 30 s (the observation's ``rate_30s``), up to ``max_replicas``. Off the
+        oracle's trajectory (after a student's deviation) it steers back toward that fleet; the plan is
+        not recomputed. Reads the future arrivals through ``oracle_targets``: never an observation."""
         E, G = self.num_envs, self.G
-        L = self.config.teacher_lookahead
+        cfg, sc = self.config, self.scenario
+        L, cover = cfg.teacher_lookahead, cfg.teacher_cover
+        safe = sc.pools.mu * sc.safe_util
+        span = max(int(30.0 / cfg.bin_s), 1)
         deltas = np.zeros((E, G), np.int64)
         for e in range(E):
             k = min(int(self.state.step[e]), self.n_steps - 1)
             target = self.oracle_targets(e)[k:k + L].max(axis=0)
-            K.follow_plan(self.state, e, target, self.config.max_step, deltas[e])
+            if cover > 0:
+                now_b = int(self.state.step[e]) * sc.pools.bins_per_step
+                csum = sc.csum[int(self.state.window[e])]
+                lo = max(now_b - span, 0)
+                rate = (csum[now_b] - csum[lo]) / ((now_b - lo) * cfg.bin_s) if now_b > lo else 0.0
+                short = cover * rate - float(target @ safe)
+                if short > 0:
+                    r = sc.ref_type
+                    target[r] = min(target[r] + math.ceil(short / safe[r] - 1e-9), int(sc.pools.max_n[r]))
+            K.follow_plan(self.state, e, target, cfg.max_step, deltas[e])
         return self.action_of(deltas)
 
     # --- NativeVecEnv hooks
