@@ -299,7 +299,7 @@ PENDING: dict[str, Recipe] = {
     # track's real days) are in no training family. Seeds 0-2 with their leaderboard:
     # `OUT=DIR bash agents/zoo/train_autoscale.sh` (agents/zoo/seeds.py SEED_RUNS["autoscale"]).
     "servegym/Autoscale-v0": Recipe("autoscale_dagger.zip", (
-        "--families", "all", "--imitate", "294912", "--timesteps", "0", "--n-envs", "48",
+        "--families", "all", "--env-kwargs", "teacher_lookahead=4", "teacher_cover=1.15", "--imitate", "294912", "--timesteps", "0", "--n-envs", "48",
         "--imitate-kwargs", "epochs=4", "batch_size=1024", "--seed", "0"),
         "bursty-v1+servegen_m_mid+servegen_m_small", transfer=True),
 }
