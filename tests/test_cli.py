@@ -184,8 +184,11 @@ def _bad(tmp_path: Path) -> list[tuple[str, list[str], str]]:
         ("agents.train", ["--env-kwargs", "bogus=1", "--out", str(tmp_path / "t")], "valid keys: trace"),
         ("agents.train", ["--env", "Nope"], "argument --env: unknown environment 'Nope'"),
         ("agents.train", ["--timesteps", "0"], "--timesteps 0 --imitate 0"),
-        ("agents.train", ["--env", "servegym/Autoscale-v0", "--imitate", "10", "--out", str(tmp_path / "t")],
-         "no privileged teacher"),
+        # (every single-agent environment has a privileged teacher now, Autoscale-v0's since issue 21)
+        ("agents.train", ["--env", "servegym/Autoscale-v0", "--families", "m_large", "--imitate", "96", "--out",
+                          str(tmp_path / "t")], "--families m_large: not a training family of servegym/Autoscale-v0"),
+        ("agents.train", ["--env", "servegym/Autoscale-v0", "--families", "bursty", "--trace", "bursty", "--imitate",
+                          "96", "--out", str(tmp_path / "t")], "--families: not with --scenarios, --slo-tiers or --trace"),
         ("agents.train", ["--imitate", "10", "--out", str(tmp_path / "t")], "fewer than one decision per env"),
         ("agents.evaluate", ["--env-kwargs", "load=abc"], "load must be float"),
         ("agents.evaluate", ["--policy", "nope"], "--policy 'nope': not a policy of servegym/KVAdmission-v0; allowed: one of random, vllm_fcfs"),
