@@ -156,7 +156,8 @@ def family_specs(env_id: str, globs: Sequence[str], overrides: dict[str, Any] | 
     return [FamilySpec(s.id, s.trace, {**s.env_kwargs, **(overrides or {})}) for s in hit]
 
 
-def training_family_specs(env_id: str, names: Sequence[str], overrides: dict[str, Any] | None = None) -> list[FamilySpec]:
+def training_family_specs(env_id: str, names: Sequence[str],
+                          overrides: dict[str, Any] | None = None) -> list[FamilySpec]:
     """The named training families of ``env_id`` (``agents.scenarios.TRAINING_FAMILIES``; ``all``: every
     one), each with its env kwargs and ``overrides`` on top. ``ValueError`` (one line) naming an unknown
     name or one given twice, or an ``env_id`` that has no training families."""

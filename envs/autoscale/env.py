@@ -260,14 +260,14 @@ def _servegen_windows(cfg: AutoscaleConfig):
     path = cache_root() / f"servegen-{hashlib.sha256(key.encode()).hexdigest()[:20]}.npz"
     try:
         with np.load(path) as z:
-            return (z["arr"].astype(np.float64), z["train"].astype(np.float64), tuple(str(x) for x in z["names"]), z["tod0"],
-                    (z["prompt"], z["output"]), str(z["trace_name"]), z["unserved"])
+            return (z["arr"].astype(np.float64), z["train"].astype(np.float64), tuple(str(x) for x in z["names"]),
+                    z["tod0"], (z["prompt"], z["output"]), str(z["trace_name"]), z["unserved"])
     except (OSError, ValueError, KeyError):
         pass
-    arr, train, names, tod0, (prompt, output), trace_name, unserved = out = _file_windows(cfg)
+    arr, train, names, tod0, (prompt, output), trace_name, unserved = _file_windows(cfg)
     # arrival counts per bin are whole numbers (_bin_counts): int32 holds them exactly in half the bytes
-    cache_save(path, {"arr": arr.astype(np.int32), "train": train.astype(np.int32), "names": np.asarray(names), "tod0": tod0,
-                      "prompt": prompt[:_CACHED_LENGTHS], "output": output[:_CACHED_LENGTHS],
+    cache_save(path, {"arr": arr.astype(np.int32), "train": train.astype(np.int32), "names": np.asarray(names),
+                      "tod0": tod0, "prompt": prompt[:_CACHED_LENGTHS], "output": output[:_CACHED_LENGTHS],
                       "trace_name": np.asarray(trace_name), "unserved": unserved})
     return arr, train, names, tod0, (prompt[:_CACHED_LENGTHS], output[:_CACHED_LENGTHS]), trace_name, unserved
 
