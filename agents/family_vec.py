@@ -93,6 +93,16 @@ class FamilyVecEnv(VecEnv):
     def action_masks(self) -> np.ndarray:
         return np.concatenate([p.action_masks() for p in self.parts])
 
+    def teacher_actions(self) -> np.ndarray:
+        """The parts' privileged ``teacher_actions()`` one after another [num_envs] (DAgger's labels,
+        agents/imitation.py); ``ValueError`` naming the first part that has none in this process (a
+        subprocess part's envs live in its workers)."""
+        for name, p in zip(self.names, self.parts):
+            if not hasattr(p, "teacher_actions"):
+                raise ValueError(f"FamilyVecEnv: part {name} ({type(p).__name__}) has no teacher_actions() "
+                                 "in this process")
+        return np.concatenate([np.asarray(p.teacher_actions()) for p in self.parts])
+
     def close(self) -> None:
         for p in self.parts:
             p.close()
@@ -144,6 +154,34 @@ def family_specs(env_id: str, globs: Sequence[str], overrides: dict[str, Any] | 
         raise ValueError(f"--scenarios {' '.join(globs)}: no main-track scenario of {env_id} matches; its ids: "
                          + ", ".join(s.id for s in own))
     return [FamilySpec(s.id, s.trace, {**s.env_kwargs, **(overrides or {})}) for s in hit]
+
+
+def training_family_specs(env_id: str, names: Sequence[str],
+                          overrides: dict[str, Any] | None = None) -> list[FamilySpec]:
+    """The named training families of ``env_id`` (``agents.scenarios.TRAINING_FAMILIES``; ``all``: every
+    one), each with its env kwargs and ``overrides`` on top. ``ValueError`` (one line) naming an unknown
+    name or one given twice, or an ``env_id`` that has no training families."""
+    from agents.scenarios import TRAINING_FAMILIES
+
+    own = TRAINING_FAMILIES.get(env_id)
+    if not own:
+        have = ", ".join(TRAINING_FAMILIES) or "none"
+        raise ValueError(f"--families: {env_id} has no training families in agents.scenarios.TRAINING_FAMILIES "
+                         f"(environments that have: {have})")
+    if not names:
+        raise ValueError("--families: no family given")
+    picked = list(own) if list(names) == ["all"] else list(names)
+    out, seen = [], set()
+    for name in picked:
+        if name not in own:
+            raise ValueError(f"--families {name}: not a training family of {env_id}; its families: "
+                             f"{', '.join(own)} (or all)")
+        if name in seen:
+            raise ValueError(f"--families {name}: given twice")
+        seen.add(name)
+        trace, kw = own[name]
+        out.append(FamilySpec(name, trace, {**kw, **(overrides or {})}))
+    return out
 
 
 SLO_FIELDS = ("slo_metric", "slo_ttft_s", "slo_tpot_s")

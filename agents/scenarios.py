@@ -300,6 +300,25 @@ TRAINING_WORKLOADS: dict[str, tuple[str, ...]] = {
 }
 
 
+# ServeGen's records of Model Studio's two other language models, "m-mid" and "m-small" (the same pinned clone as
+# m-large, traces.servegen.RECORDS): Autoscale-v0's real training days. m-large's records stay out of every
+# training distribution: they are the transfer track's real days (autoscale/transfer/servegen_m_large).
+_SERVEGEN_M_MID = str(locate("ServeGen/data/language/m-mid", SHARED_TRACES))
+_SERVEGEN_M_SMALL = str(locate("ServeGen/data/language/m-small", SHARED_TRACES))
+# Environments whose config has no workload mixture train on a concatenation of families instead
+# (agents.family_vec.FamilyVecEnv; `train.py --families NAME ...`): name -> (trace, env kwargs), each
+# family's training split (first 70% of a file, training seeds of a generator). Autoscale-v0: the bursty
+# generator days and ServeGen's m-mid and m-small real days thinned to the main track's mean of 60
+# requests/s, as the transfer scenarios play m-large.
+TRAINING_FAMILIES: dict[str, dict[str, tuple[str, dict[str, Any]]]] = {
+    "servegym/Autoscale-v0": {
+        "bursty": ("bursty", {"slo_metric": "tpot"}),
+        "servegen_m_mid": (_SERVEGEN_M_MID, {"slo_metric": "tpot", "trace_params": (("rate_rps", 60.0),)}),
+        "servegen_m_small": (_SERVEGEN_M_SMALL, {"slo_metric": "tpot", "trace_params": (("rate_rps", 60.0),)}),
+    },
+}
+
+
 def family_of(entry: str) -> str:
     """The workload family of a trace entry (a versioned built-in name or a shared trace path);
     ``KeyError`` naming the entry for one that ``WORKLOAD_FAMILY`` does not list."""

@@ -31,7 +31,8 @@ import envs
 from agents import cli
 from agents.eval_ahead import EvalAhead, merge
 from agents.evaluate import evaluate, print_tables, report_json
-from agents.family_vec import SLO_FIELDS, FamilyVecEnv, family_specs, make_family_vec, slo_tier_specs
+from agents.family_vec import (SLO_FIELDS, FamilyVecEnv, family_specs, make_family_vec, slo_tier_specs,
+                                training_family_specs)
 from agents.imitation import has_teacher, imitate, teacher_for
 from agents.policy import heuristic_names
 from agents.provenance import code_version
@@ -80,6 +81,10 @@ def build_parser() -> cli.Parser:
                    help="train on the configs of these main-track leaderboard scenarios of --env "
                         "(agents.scenarios ids, fnmatch globs; training split): the --n-envs envs are "
                         "split evenly among them, --env-kwargs apply on top of each; evaluation plays each")
+    p.add_argument("--families", nargs="+", default=None, metavar="NAME",
+                   help="train on these training families of --env (agents.scenarios.TRAINING_FAMILIES; 'all': "
+                        "every one; Autoscale-v0: bursty, servegen_m_mid, servegen_m_small), each its own trace and "
+                        "env kwargs, training split: the --n-envs envs split evenly among them, --env-kwargs on top")
     p.add_argument("--slo-tiers", nargs="+", default=None, metavar="TIER[:LOADS]",
                    help="train on --env-kwargs' config (its trace or workloads mixture) under each of these SLO "
                         "tiers (agents.scenarios.slo_tier_kwargs ids: mlperf_server, mlperf_interactive, "
@@ -247,6 +252,8 @@ def _train(a: argparse.Namespace, argv: list[str] | None, callbacks: list | None
     specs = None
     if a.scenarios and a.slo_tiers:
         raise cli.UsageError("--slo-tiers: not with --scenarios (each scenario has its own SLO)")
+    if a.families and (a.scenarios or a.slo_tiers or a.trace != "default"):
+        raise cli.UsageError("--families: not with --scenarios, --slo-tiers or --trace (each family has its own trace)")
     if a.slo_tiers:
         have = {f.name for f in dataclasses.fields(options.config_class(a.env))}
         if not set(SLO_FIELDS) <= have:  # each tier sets these config fields
@@ -259,6 +266,8 @@ def _train(a: argparse.Namespace, argv: list[str] | None, callbacks: list | None
             specs = slo_tier_specs(a.trace, a.slo_tiers, kwargs)
         elif a.scenarios:
             specs = family_specs(a.env, a.scenarios, kwargs)
+        elif a.families:
+            specs = training_family_specs(a.env, a.families, kwargs)
     except ValueError as err:
         raise cli.UsageError(str(err)) from None
     for trace, env_kwargs in ([(a.trace, kwargs)] if specs is None else [(sp.trace, sp.env_kwargs) for sp in specs]):

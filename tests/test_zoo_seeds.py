@@ -59,6 +59,14 @@ def _expected(name: str, mode: str, ncpu: int) -> dict:
         seeds_opts = {"routing": ["--beside", "ttft_p99_s"], "prefix_eviction": [],
                       "expert_placement": ["--metric", "normalized_score", "--beside", "migration_bytes",
                                            "moe_layer_time_s"]}[name]
+    elif name == "autoscale":
+        train = _base(env_id, pending=True)
+        if small:
+            train = _replace(_replace(train, "--imitate", "6144"), "--n-envs", "6")
+        per_seed = [[PY, "-m", "agents.train", *train, "--no-eval", "--no-progress", "--seed", str(k), "--out",
+                     f"/w/s{k}"] for k in range(3)]
+        lb_extra = [*(["--seeds", "1"] if small else []), *policies]
+        agents = zips
     elif name == "multi":
         train = _base(env_id)
         if small:

@@ -76,8 +76,34 @@ def multi() -> None:
         vec.step(vec.teacher_actions())
 
 
+def autoscale() -> None:
+    """Also builds every training family's scenario and the transfer scenarios' (ServeGen's replays,
+    minutes each, land in the autoscale disk cache) and the oracle's plans of every training day
+    (``references``, cached on disk), once, before the seeds and the leaderboard's workers would each
+    compute them."""
+    import envs
+    from agents.family_vec import training_family_specs
+    from agents.scenarios import SCENARIOS
+    from envs.autoscale import env as asc
+
+    vec = envs.make_vec(asc.ENV_ID, 2, seed=0, episode_s=600.0, train_days=2, test_days=1)
+    vec.reset()
+    for _ in range(12):
+        vec.step(vec.teacher_actions())
+    for f in training_family_specs(asc.ENV_ID, ["all"]):
+        v = asc.AutoscaleVecEnv(1, trace=f.trace, split="train", **f.env_kwargs)
+        for w in range(v.scenario.arrivals.shape[0]):
+            for pen in v.config.penalties():
+                asc.references(v.scenario, w, pen, v.n_steps)
+    for sc in SCENARIOS:
+        if sc.env_id == asc.ENV_ID and sc.track == "transfer" and sc.trace_available()[0]:
+            v = asc.AutoscaleVecEnv(1, trace=sc.trace, **sc.env_kwargs)
+            for w in range(v.scenario.arrivals.shape[0]):
+                asc.references(v.scenario, w, v.config.penalties()[0], v.n_steps)
+
+
 WARMUPS: dict[str, Callable[[], None]] = {f.__name__: f for f in (
-    kv_admission, prefix_eviction, expert_placement, routing, disaggregation, multi)}
+    kv_admission, prefix_eviction, expert_placement, routing, disaggregation, multi, autoscale)}
 
 
 def main(argv: list[str] | None = None) -> int:

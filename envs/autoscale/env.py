@@ -96,6 +96,12 @@ class AutoscaleConfig:
     peak_window_s: float = 60.0  # static_peak sizes for the highest rate over windows this long
     trace_seed: int = 0
     trace_params: tuple[tuple[str, Any], ...] = ()
+    # DAgger's teacher (teacher_actions): the label moves toward the largest oracle target of this many
+    # intervals from now (1: the oracle's own plan; more: the headroom a policy without foresight needs)
+    teacher_lookahead: int = 1
+    # ... and never a fleet whose SLO-safe capacity is below this multiple of the last 30 s' arrival rate
+    # (reference replicas added; 0: off): what the observation shows must be served, whatever the plan knew
+    teacher_cover: float = 0.0
 
     def penalties(self) -> tuple[float, ...]:
         v = (self.slo_penalty,) if isinstance(self.slo_penalty, (int, float)) else tuple(self.slo_penalty)
@@ -137,10 +143,13 @@ def _check(cfg: AutoscaleConfig) -> None:
         raise ValueError(f"Autoscale: split must be 'train', 'test' or 'all', got {cfg.split!r}")
     if cfg.window_order not in ("random", "sequential"):
         raise ValueError(f"Autoscale: window_order must be 'random' or 'sequential', got {cfg.window_order!r}")
-    for name in ("train_days", "test_days", "max_step", "tp"):
+    for name in ("train_days", "test_days", "max_step", "tp", "teacher_lookahead"):
         v = getattr(cfg, name)
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ValueError(f"Autoscale: {name} must be an integer >= 1, got {v!r}")
+    if isinstance(cfg.teacher_cover, bool) or not isinstance(cfg.teacher_cover, (int, float)) \
+            or not 0 <= cfg.teacher_cover < math.inf:
+        raise ValueError(f"Autoscale: teacher_cover must be a finite number >= 0, got {cfg.teacher_cover!r}")
     if not 0 < cfg.attain_target < 1:
         raise ValueError(f"Autoscale: attain_target must be in (0, 1), got {cfg.attain_target!r}")
     if cfg.held_out_frac >= 1:
@@ -228,6 +237,44 @@ def _windows(cfg: AutoscaleConfig) -> tuple[np.ndarray, np.ndarray, tuple[str, .
         arr = np.stack([day(s) for s in seeds])
         names = tuple(f"{name}:seed={s}" for s in seeds)
         return arr, train, names, np.zeros(len(seeds)), (p0, o0), name, np.zeros((len(seeds), 2), np.int64)
+    if cfg.rate_rps is None and isinstance(cfg.trace, (str, Path)) and is_servegen_dir(cfg.trace):
+        return _servegen_windows(cfg)
+    return _file_windows(cfg)
+
+
+# Training-part lengths a cached ServeGen build keeps: replica_curves reads the first CAL_REQUESTS (3,000) that
+# fit the engine's context and KV, so a prefix this long gives the same curves unless over 85% of it did not fit.
+_CACHED_LENGTHS = 20_000
+
+
+def _servegen_windows(cfg: AutoscaleConfig):
+    """``_file_windows`` of ServeGen records, cached on disk (``cache_root()``): replaying 14 days of a model's
+    records costs minutes (about 120 s for m-small on the 2-core box), every process of a training run or a
+    leaderboard would pay it. Keyed by the records' SHA-256 (``traces.servegen.records_sha256``), every field
+    ``_file_windows`` reads and the traces package's source; the training lengths are kept as their first
+    ``_CACHED_LENGTHS``."""
+    from traces.servegen import records_sha256
+
+    key = json.dumps([records_sha256(cfg.trace), list(map(list, dict(cfg.trace_params).items())), cfg.split,
+                      cfg.episode_s, cfg.bin_s, cfg.held_out_frac, cfg.model, _source_digest()], default=str)
+    path = cache_root() / f"servegen-{hashlib.sha256(key.encode()).hexdigest()[:20]}.npz"
+    try:
+        with np.load(path) as z:
+            return (z["arr"].astype(np.float64), z["train"].astype(np.float64), tuple(str(x) for x in z["names"]),
+                    z["tod0"], (z["prompt"], z["output"]), str(z["trace_name"]), z["unserved"])
+    except (OSError, ValueError, KeyError):
+        pass
+    arr, train, names, tod0, (prompt, output), trace_name, unserved = _file_windows(cfg)
+    # arrival counts per bin are whole numbers (_bin_counts): int32 holds them exactly in half the bytes
+    cache_save(path, {"arr": arr.astype(np.int32), "train": train.astype(np.int32), "names": np.asarray(names),
+                      "tod0": tod0, "prompt": prompt[:_CACHED_LENGTHS], "output": output[:_CACHED_LENGTHS],
+                      "trace_name": np.asarray(trace_name), "unserved": unserved})
+    return arr, train, names, tod0, (prompt[:_CACHED_LENGTHS], output[:_CACHED_LENGTHS]), trace_name, unserved
+
+
+def _file_windows(cfg: AutoscaleConfig):
+    """``_windows`` of a trace file or folder (a ``Trace`` object too)."""
+    params = tuple(dict(cfg.trace_params).items())
     if cfg.rate_rps is not None:
         if isinstance(cfg.trace, (str, Path)) and is_servegen_dir(cfg.trace):
             raise ValueError(f"Autoscale: rate_rps applies to generated traces; ServeGen records {cfg.trace} take "
@@ -436,6 +483,38 @@ class AutoscaleVecEnv(NativeVecEnv):
         """Privileged: the oracle's plan for env ``e``'s episode (for oracle policies only)."""
         targets, _, _ = references(self.scenario, int(self.state.window[e]), float(self._penalty[e]), self.n_steps)
         return targets
+
+    def teacher_actions(self) -> np.ndarray:
+        """Privileged (DAgger's teacher, ``agents/imitation.py``): per env the action [E] (int64) that
+        moves each type's serving + starting replicas toward the oracle's target for the current
+        interval, at most ``max_step`` per type: how ``kernels.run_plan`` replays the oracle's plan
+        (``kernels.follow_plan``), so following these labels from the episode's start plays the
+        oracle's objective exactly. With ``teacher_lookahead`` L > 1 the target is each type's largest
+        over the plan's next L intervals (this one included); with ``teacher_cover`` c > 0, reference
+        replicas are added to it until its SLO-safe capacity (``mu x safe_util`` per type) covers c x the
+        arrival rate of the last 30 s (the observation's ``rate_30s``), up to ``max_replicas``. Off the
+        oracle's trajectory (after a student's deviation) it steers back toward that fleet; the plan is
+        not recomputed. Reads the future arrivals through ``oracle_targets``: never an observation."""
+        E, G = self.num_envs, self.G
+        cfg, sc = self.config, self.scenario
+        L, cover = cfg.teacher_lookahead, cfg.teacher_cover
+        safe = sc.pools.mu * sc.safe_util
+        span = max(int(30.0 / cfg.bin_s), 1)
+        deltas = np.zeros((E, G), np.int64)
+        for e in range(E):
+            k = min(int(self.state.step[e]), self.n_steps - 1)
+            target = self.oracle_targets(e)[k:k + L].max(axis=0)
+            if cover > 0:
+                now_b = int(self.state.step[e]) * sc.pools.bins_per_step
+                csum = sc.csum[int(self.state.window[e])]
+                lo = max(now_b - span, 0)
+                rate = (csum[now_b] - csum[lo]) / ((now_b - lo) * cfg.bin_s) if now_b > lo else 0.0
+                short = cover * rate - float(target @ safe)
+                if short > 0:
+                    r = sc.ref_type
+                    target[r] = min(target[r] + math.ceil(short / safe[r] - 1e-9), int(sc.pools.max_n[r]))
+            K.follow_plan(self.state, e, target, cfg.max_step, deltas[e])
+        return self.action_of(deltas)
 
     # --- NativeVecEnv hooks
     def _reset_envs(self, envs: np.ndarray) -> None:
