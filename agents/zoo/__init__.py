@@ -291,7 +291,7 @@ PENDING: dict[str, Recipe] = {
         "--imitate-kwargs", "epochs=8", "batch_size=512",
         "--hyperparams", "policy='agents.scorer_policy:ItemScorerPolicy'",
         "policy_kwargs={'n_global':7,'n_item':10,'hidden':64}", "--seed", "0"), "+".join(ROUTING_WORKLOADS)),
-    # Issue 21 (branch i21as): DAgger (agents/imitation.py) from the DP oracle's plan (env.teacher_actions: the
+    # Issue 21: DAgger (agents/imitation.py) from the DP oracle's plan (env.teacher_actions: the
     # change that moves each type's fleet toward the oracle's target of the interval, the oracle's own replay)
     # into MaskablePPO's policy, no RL steps, on Autoscale-v0's training families (agents.scenarios.TRAINING_FAMILIES:
     # the bursty generator's training days and ServeGen's m-mid and m-small real days, first 70% each, thinned to
