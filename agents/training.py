@@ -64,7 +64,9 @@ def default_n_envs(env_id: str, algo: str) -> int:
 # machine's host (agents/time_train_grid.sh, one pinned core per run, seeds 0-4, held-out SLO attainment):
 # 0.789/0.714/0.774/0.824/0.709 (mean 0.762) in 58.4 s median wall, against 0.654/0.727/0.701/0.690/0.765
 # (mean 0.707) in 67.2 s for 300k steps of [128, 128] x 5 epochs; the same [64, 64] x 4 epochs run on to
-# 250k collapsed on seed 4 (0.267), so longer is not safer.
+# 250k collapsed on seed 4 (0.267), so longer is not safer. Seeds 5-9 (a second grid, 47.0 s against 63.2 s):
+# 0.772/0.703/0.759/0.533/0.711 (mean 0.696) against 0.652/0.767/0.686/0.733/0.772 (mean 0.722); over the ten
+# seeds 0.729 against 0.715, with a wider spread.
 DEFAULT_TIMESTEPS = 300_000
 TIMESTEPS: dict[str, dict[str, int]] = {"servegym/KVAdmission-v0": {"maskable-ppo": 200_000}}
 
