@@ -35,5 +35,5 @@ def test_main_prints_the_split(capsys):
     assert profile_train.main(["--n-envs", "4", "--hyperparams", "n_steps=32", "batch_size=64",
                                "--rollouts", "1"]) == 0
     out = capsys.readouterr().out
-    assert "4 envs x 32 steps, batch 64, 5 epochs (10 gradient steps per update)" in out
+    assert "4 envs x 32 steps, batch 64, 4 epochs (8 gradient steps per update), net [64, 64]" in out
     assert "per rollout: collect" in out and "backward" in out
