@@ -281,6 +281,10 @@ def _train(a: argparse.Namespace, argv: list[str] | None, callbacks: list | None
             except cli.UsageError as err:
                 raise cli.UsageError(f"the evaluation after training (split={EVAL_SPLIT!r}; --no-eval skips it): "
                                      f"{err}") from None
+    try:  # an unwritable --out was a traceback after the envs were built (out.mkdir in _learn)
+        a.out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise cli.UsageError(f"--out {a.out}: cannot create the directory ({err.strerror or err})") from None
     th.set_num_threads(a.threads)
     if a.n_envs is None:
         a.n_envs = default_n_envs(a.env, algo)

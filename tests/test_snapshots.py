@@ -83,3 +83,46 @@ def test_default_timesteps_are_the_environments():
     # the default is the one checked: a snapshot past KVAdmission's 200k steps is refused before any training
     with pytest.raises(UsageError, match=r"--snapshots 250000: must be in 1..--timesteps \(200000\)"):
         train._train(train.build_parser().parse_args(["--snapshots", "250000", "--no-progress"]), None)
+
+
+def _record(run_dir, command, snapshots):
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "run.json").write_text(json.dumps({"command": command, "snapshots": snapshots}))
+
+
+def test_snapshot_eval_names_a_bad_directory_or_record(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match="file: not a directory"):  # was a NotADirectoryError traceback
+        snapshot_eval.snapshot_args(tmp_path / "file")
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "run.json").write_text("{")
+    with pytest.raises(ValueError, match=r"broken/run.json: not valid JSON"):
+        snapshot_eval.snapshot_args(tmp_path / "broken")
+
+
+def test_snapshot_eval_refuses_a_families_run(tmp_path):
+    # evaluated on --trace's default, not on each family's trace, before this was refused
+    _record(tmp_path, "python train.py --env Autoscale --families all --snapshots 64",
+            {"64": str(tmp_path / "steps_64.zip")})
+    with pytest.raises(ValueError, match="--families run"):
+        snapshot_eval.snapshot_args(tmp_path)
+
+
+def test_snapshot_eval_prefers_the_directorys_own_copy_and_names_a_missing_one(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "steps_64.zip").write_text("copy")
+    (tmp_path / "orig").mkdir()
+    (tmp_path / "orig" / "steps_64.zip").write_text("original")
+    snaps = {64: tmp_path / "orig" / "steps_64.zip", 128: tmp_path / "orig" / "steps_128.zip"}
+    with pytest.raises(ValueError, match="snapshot steps_128.zip is missing"):
+        snapshot_eval.snapshot_paths(tmp_path / "run", snaps)
+    (tmp_path / "orig" / "steps_128.zip").write_text("original")
+    assert snapshot_eval.snapshot_paths(tmp_path / "run", snaps) == {
+        64: tmp_path / "run" / "steps_64.zip", 128: tmp_path / "orig" / "steps_128.zip"}
+
+
+def test_an_unwritable_out_is_refused_before_any_env_is_built(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UsageError, match="--out .*file/run: cannot create the directory"):
+        train._train(train.build_parser().parse_args(["--timesteps", "128", "--out", str(tmp_path / "file" / "run"),
+                                                       *SMALL]), None)
