@@ -29,7 +29,7 @@ def snapshot_args(run_dir: Path) -> tuple[argparse.Namespace, dict, dict[int, Pa
     """``(train.py's arguments, its env kwargs, {N: DIR/steps_N.zip})`` of the run in ``run_dir``, read
     from its ``run.json``; ``ValueError`` naming ``run_dir`` when there is no ``run.json``, no snapshot,
     or the run trained on several families (``--scenarios``, ``--slo-tiers``, ``--families``)."""
-    if not run_dir.is_dir():  # a file here was a NotADirectoryError traceback
+    if run_dir.exists() and not run_dir.is_dir():  # a file here was a NotADirectoryError traceback
         raise ValueError(f"{run_dir}: not a directory (a train.py --out directory)")
     try:
         run = json.loads((run_dir / "run.json").read_text())

@@ -299,6 +299,10 @@ class SnapshotCallback(BaseCallback):
             self.saved[n] = str(path)
 
     def _on_training_start(self) -> None:  # --resume: steps the checkpoint had passed get no snapshot
+        passed = [n for n in self.due if n <= self.model.num_timesteps]
+        if passed:  # said, not silently dropped
+            print(f"--snapshots {' '.join(map(str, passed))}: not kept (the resumed checkpoint is at "
+                  f"{self.model.num_timesteps} steps)", flush=True)
         self.due = [n for n in self.due if n > self.model.num_timesteps]
 
     def _on_rollout_start(self) -> None:  # after the previous rollout's update (SB3: collect, then train)

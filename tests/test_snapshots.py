@@ -66,11 +66,12 @@ def test_snapshot_eval_refuses_a_run_without_snapshots(tmp_path):
         snapshot_eval.snapshot_args(tmp_path / "nothing")
 
 
-def test_a_resumed_run_keeps_no_snapshot_of_steps_it_had_passed(tmp_path):
+def test_a_resumed_run_keeps_no_snapshot_of_steps_it_had_passed(tmp_path, capsys):
     assert train.main(["--timesteps", "256", "--out", str(tmp_path), "--save-every", "64", *SMALL]) == 0
     assert train.main(["--timesteps", "512", "--snapshots", "128", "384", "--resume", "--out", str(tmp_path),
                        *SMALL]) == 0
     assert not (tmp_path / "steps_128.zip").exists()
+    assert "--snapshots 128: not kept (the resumed checkpoint is at 256 steps)" in capsys.readouterr().out
     assert _params(tmp_path / "steps_384.zip")[0] == 384
 
 
