@@ -121,9 +121,3 @@ def test_snapshot_eval_prefers_the_directorys_own_copy_and_names_a_missing_one(t
     assert snapshot_eval.snapshot_paths(tmp_path / "run", snaps) == {
         64: tmp_path / "run" / "steps_64.zip", 128: tmp_path / "orig" / "steps_128.zip"}
 
-
-def test_an_unwritable_out_is_refused_before_any_env_is_built(tmp_path):
-    (tmp_path / "file").write_text("x")
-    with pytest.raises(UsageError, match="--out .*file/run: cannot create the directory"):
-        train._train(train.build_parser().parse_args(["--timesteps", "128", "--out", str(tmp_path / "file" / "run"),
-                                                       *SMALL]), None)
