@@ -8,7 +8,8 @@ held-out episodes from seed ``--seed`` + 10000) played by the snapshot alone: th
 the ``eval.json`` a run of ``--timesteps N`` would write (the snapshot is that run's final model:
 ``agents.training.SnapshotCallback``). Writes ``DIR/eval_steps_N.json`` (``agents.evaluate``'s report)
 and prints one line per snapshot: ``DIR N slo_attainment return_mean``. Runs of ``--scenarios``,
-``--slo-tiers`` or ``--families`` (several evaluations) are refused, as is a directory without ``run.json`` or snapshots.
+``--slo-tiers`` or ``--families`` (several evaluations) are refused, as is a directory without ``run.json``
+or snapshots.
 """
 
 from __future__ import annotations

@@ -19,7 +19,8 @@
 # loaded machine, and their wall times are not comparable with the first ones' (their scores are).
 # TRAIN_ARGS go to every run after the configuration's own flags, so they override them (the scaled-down mode's
 # --timesteps shortens every configuration; before them, prev's own --timesteps 300000 won); a flag taking a list
-# (--hyperparams, --env-kwargs) in both is refused, as the later list would replace the earlier. SEEDS (default "0 1 2 3 4"); CORES_PER_RUN
+# (--hyperparams, --env-kwargs) in both is refused, as the later list would replace the earlier.
+# SEEDS (default "0 1 2 3 4"); CORES_PER_RUN
 # (default 1) pins each run to that many cores instead (2: the heuristics' evaluation worker, agents/eval_ahead.py,
 # gets a core beside training, as on any machine of two or more cores; on one core its ~10 s add to the wall).
 # Configurations without their own --timesteps also keep SNAPSHOTS (default "100000 150000", train.py
@@ -88,7 +89,8 @@ while read -r name args; do
     [[ " $args " == *" --timesteps "* ]] || snap="--snapshots $SNAPS"
     for flag in --hyperparams --env-kwargs; do
         if [[ " $args " == *" $flag "* && " ${EXTRA[*]} " == *" $flag "* ]]; then
-            echo "time_train_grid.sh: TRAIN_ARGS and configuration $name both give $flag (one list would replace the other)" >&2
+            echo "time_train_grid.sh: TRAIN_ARGS and configuration $name both give $flag" \
+                "(one list would replace the other)" >&2
             exit 2
         fi
     done
