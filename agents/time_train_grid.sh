@@ -22,7 +22,8 @@
 # (--hyperparams, --env-kwargs) in both is refused, as the later list would replace the earlier.
 # SEEDS (default "0 1 2 3 4").
 # CORES_PER_RUN (default 1) pins each run to that many cores instead (2: the heuristics' evaluation worker,
-# agents/eval_ahead.py, gets a core beside training, as on any machine of two or more cores; on one core its ~10 s add to the wall).
+# agents/eval_ahead.py, gets a core beside training, as on any machine of two or more cores; on one core its
+# ~10 s add to the wall).
 # Configurations without their own --timesteps also keep SNAPSHOTS (default "100000 150000", train.py
 # --snapshots): `python -m agents.snapshot_eval` scores each after the timed runs, the held-out score a run of
 # --timesteps N would reach (the same model: agents/training.py SnapshotCallback), i.e. a learning curve.
