@@ -170,6 +170,8 @@ def training_family_specs(env_id: str, names: Sequence[str],
                          f"(environments that have: {have})")
     if not names:
         raise ValueError("--families: no family given")
+    if "all" in names and len(names) > 1:  # was "--families all: not a training family ... (or all)"
+        raise ValueError(f"--families {' '.join(names)}: 'all' (every family) stands alone")
     picked = list(own) if list(names) == ["all"] else list(names)
     out, seen = [], set()
     for name in picked:

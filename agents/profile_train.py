@@ -23,6 +23,8 @@ import statistics
 import sys
 import time
 
+from agents.cli import single_env_arg
+
 PARTS = (  # (part, test on a profiled Python function's file and name); first match wins
     ("backward", lambda f, n: "autograd" in f or "run_backward" in n),
     ("forward (linear, tanh)", lambda f, n: "torch/nn/modules" in f or "torch_layers.py" in f),
@@ -55,7 +57,8 @@ def split(stats: pstats.Stats) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m agents.profile_train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--env", default="servegym/KVAdmission-v0")
+    p.add_argument("--env", type=single_env_arg, default="servegym/KVAdmission-v0",
+                   help="environment id, short name or package name (a short name was a KeyError traceback)")
     p.add_argument("--n-envs", type=int, default=None, help="default: train.py's for the environment")
     p.add_argument("--hyperparams", nargs="*", default=[], metavar="KEY=VALUE")
     p.add_argument("--rollouts", type=int, default=5)
@@ -63,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     if a.rollouts < 1:
         p.error(f"--rollouts {a.rollouts}: must be >= 1")
+    if a.n_envs is not None and a.n_envs < 1:  # 0 silently became the default, a negative count a traceback
+        p.error(f"--n-envs {a.n_envs}: must be >= 1")
 
     import torch as th
     from stable_baselines3.common.callbacks import CallbackList
@@ -73,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
 
     th.set_num_threads(1)  # train.py's --threads default
     algo = DEFAULT_ALGO.get(a.env, "ppo")
-    n_envs = a.n_envs or default_n_envs(a.env, algo)
+    n_envs = default_n_envs(a.env, algo) if a.n_envs is None else a.n_envs
     try:
         overrides = parse_hyperparams(a.hyperparams)
         vec = envs.make_vec(a.env, n_envs, seed=a.seed, trace="default", split="train")

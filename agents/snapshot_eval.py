@@ -7,8 +7,9 @@ final model (``agents.train``: the run's own trace and ``--env-kwargs``, or ``--
 held-out episodes from seed ``--seed`` + 10000) played by the snapshot alone: the trained agent's row of
 the ``eval.json`` a run of ``--timesteps N`` would write (the snapshot is that run's final model:
 ``agents.training.SnapshotCallback``). Writes ``DIR/eval_steps_N.json`` (``agents.evaluate``'s report)
-and prints one line per snapshot: ``DIR N slo_attainment return_mean``. Runs of ``--scenarios`` or
-``--slo-tiers`` (several evaluations) are refused, as is a directory without ``run.json`` or snapshots.
+and prints one line per snapshot: ``DIR N slo_attainment return_mean``. Runs of ``--scenarios``,
+``--slo-tiers`` or ``--families`` (several evaluations) are refused, as is a directory without ``run.json``
+or snapshots.
 """
 
 from __future__ import annotations
@@ -28,17 +29,36 @@ from agents.training import atomic_write_text
 def snapshot_args(run_dir: Path) -> tuple[argparse.Namespace, dict, dict[int, Path]]:
     """``(train.py's arguments, its env kwargs, {N: DIR/steps_N.zip})`` of the run in ``run_dir``, read
     from its ``run.json``; ``ValueError`` naming ``run_dir`` when there is no ``run.json``, no snapshot,
-    or the run trained on several families (``--scenarios``, ``--slo-tiers``)."""
+    or the run trained on several families (``--scenarios``, ``--slo-tiers``, ``--families``)."""
+    if run_dir.exists() and not run_dir.is_dir():  # a file here was a NotADirectoryError traceback
+        raise ValueError(f"{run_dir}: not a directory (a train.py --out directory)")
     try:
         run = json.loads((run_dir / "run.json").read_text())
     except FileNotFoundError:
         raise ValueError(f"{run_dir}: no run.json (not a train.py output directory)") from None
+    except json.JSONDecodeError as err:  # was reported without naming the file
+        raise ValueError(f"{run_dir / 'run.json'}: not valid JSON ({err})") from None
+    if not isinstance(run, dict) or not isinstance(run.get("command"), str):
+        raise ValueError(f"{run_dir / 'run.json'}: no 'command' (not a train.py run record)")
     if not run.get("snapshots"):
         raise ValueError(f"{run_dir}: the run kept no snapshots (train.py --snapshots N ...)")
     a = build_parser().parse_args(shlex.split(run["command"])[2:])  # "python train.py ARGS"
-    if a.scenarios or a.slo_tiers:
-        raise ValueError(f"{run_dir}: a --scenarios/--slo-tiers run (several evaluations); not supported")
+    if a.scenarios or a.slo_tiers or a.families:  # --families was evaluated on --trace, not on each family's
+        raise ValueError(f"{run_dir}: a --scenarios/--slo-tiers/--families run (several evaluations); not supported")
     return a, cli.parse_env_kwargs(a.env_kwargs, a.env), {int(n): Path(p) for n, p in run["snapshots"].items()}
+
+
+def snapshot_paths(run_dir: Path, snaps: dict[int, Path]) -> dict[int, Path]:
+    """``{N: file}`` in step order: ``run_dir``'s own ``steps_N.zip`` first (a copied directory's ``run.json``
+    still names the original's files), else the path ``run.json`` recorded; ``ValueError`` naming the first
+    snapshot found in neither place, before any is evaluated."""
+    out = {}
+    for n, recorded in sorted(snaps.items()):
+        path = run_dir / recorded.name
+        out[n] = path if path.is_file() else recorded
+        if not out[n].is_file():
+            raise ValueError(f"{run_dir}: snapshot steps_{n}.zip is missing (neither {path} nor {recorded})")
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,9 +74,11 @@ def main(argv: list[str] | None = None) -> int:
             except ValueError as err:
                 raise cli.UsageError(str(err)) from None
             ((trace, kw),) = eval_runs(targs, kwargs, None)
-            for n, path in sorted(snaps.items()):
-                if not path.is_file():  # recorded where the run wrote it: a moved directory holds it here
-                    path = run_dir / path.name
+            try:
+                paths = snapshot_paths(run_dir, snaps)
+            except ValueError as err:
+                raise cli.UsageError(str(err)) from None
+            for n, path in paths.items():
                 rep = evaluate(targs.env, [str(path)], trace, targs.eval_episodes,
                                EVAL_SEED_OFFSET + targs.seed, kw, EVAL_SPLIT, progress=False)
                 atomic_write_text(run_dir / f"eval_steps_{n}.json", report_json(rep))

@@ -17,9 +17,13 @@
 # Runs are queued configuration by configuration (OLD_TREE's first): on 16 cores the default 15 runs and old
 # run side by side; runs beyond one per core (more configurations or seeds) start as cores free up, on a less
 # loaded machine, and their wall times are not comparable with the first ones' (their scores are).
-# TRAIN_ARGS go to every run before the configuration's own flags; SEEDS (default "0 1 2 3 4"); CORES_PER_RUN
-# (default 1) pins each run to that many cores instead (2: the heuristics' evaluation worker, agents/eval_ahead.py,
-# gets a core beside training, as on any machine of two or more cores; on one core its ~10 s add to the wall).
+# TRAIN_ARGS go to every run after the configuration's own flags, so they override them (the scaled-down mode's
+# --timesteps shortens every configuration; before them, prev's own --timesteps 300000 won); a flag taking a list
+# (--hyperparams, --env-kwargs) in both is refused, as the later list would replace the earlier.
+# SEEDS (default "0 1 2 3 4").
+# CORES_PER_RUN (default 1) pins each run to that many cores instead (2: the heuristics' evaluation worker,
+# agents/eval_ahead.py, gets a core beside training, as on any machine of two or more cores; on one core its
+# ~10 s add to the wall).
 # Configurations without their own --timesteps also keep SNAPSHOTS (default "100000 150000", train.py
 # --snapshots): `python -m agents.snapshot_eval` scores each after the timed runs, the held-out score a run of
 # --timesteps N would reach (the same model: agents/training.py SnapshotCallback), i.e. a learning curve.
@@ -84,8 +88,15 @@ while read -r name args; do
     [ -n "$name" ] || continue
     snap=""
     [[ " $args " == *" --timesteps "* ]] || snap="--snapshots $SNAPS"
+    for flag in --hyperparams --env-kwargs; do
+        if [[ " $args " == *" $flag "* && " ${EXTRA[*]} " == *" $flag "* ]]; then
+            echo "time_train_grid.sh: TRAIN_ARGS and configuration $name both give $flag" \
+                "(one list would replace the other)" >&2
+            exit 2
+        fi
+    done
     for seed in $SEEDS; do
-        echo "${name}_s$seed $NEW --seed $seed --no-progress --out $OUT/${name}_s$seed ${EXTRA[*]} $args $snap" \
+        echo "${name}_s$seed $NEW --seed $seed --no-progress --out $OUT/${name}_s$seed $args ${EXTRA[*]} $snap" \
             >> "$JOBS"
     done
 done <<< "$CONFIGS"

@@ -219,6 +219,10 @@ def _train(a: argparse.Namespace, argv: list[str] | None, callbacks: list | None
                     ("--save-every", a.save_every), ("--threads", a.threads)):
         if v < 1:
             raise cli.UsageError(f"{flag} {v}: must be >= 1")
+    if a.seed < 0:  # was reported as "--env-kwargs (none given): expected non-negative integer"
+        raise cli.UsageError(f"--seed {a.seed}: must be >= 0")
+    if a.eval_at is not None and not math.isfinite(a.eval_at):  # inf passed (--env-kwargs refuses it)
+        raise cli.UsageError(f"--eval-at {a.eval_at}: must be a finite number")
     for n in a.snapshots:
         if not 1 <= n <= a.timesteps:
             raise cli.UsageError(f"--snapshots {n}: must be in 1..--timesteps ({a.timesteps})")
@@ -281,6 +285,10 @@ def _train(a: argparse.Namespace, argv: list[str] | None, callbacks: list | None
             except cli.UsageError as err:
                 raise cli.UsageError(f"the evaluation after training (split={EVAL_SPLIT!r}; --no-eval skips it): "
                                      f"{err}") from None
+    try:  # an unwritable --out was a traceback after the envs were built (out.mkdir in _learn)
+        a.out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise cli.UsageError(f"--out {a.out}: cannot create the directory ({err.strerror or err})") from None
     th.set_num_threads(a.threads)
     if a.n_envs is None:
         a.n_envs = default_n_envs(a.env, algo)

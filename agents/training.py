@@ -215,8 +215,17 @@ def make_model(algo: str, env_id: str, vec: Any, seed: int, tensorboard_log: str
     if unknown:
         raise ValueError(f"--hyperparams {', '.join(unknown)}: not keyword arguments of "
                          f"{cls.__name__} (it takes {', '.join(sorted(accepted))})")
+    for key in COUNT_HYPERPARAMS & set(params):  # 0, negative or 1.5 were tracebacks inside SB3's constructor or learn
+        value = params[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"--hyperparams {key}={value!r}: expected an integer >= 1")
     return cls(policy, vec, seed=seed, verbose=0, tensorboard_log=tensorboard_log,
                device=device, **params)
+
+
+# Hyperparameters that count something (steps per env per rollout, minibatch size, epochs, replay capacity, steps
+# between target updates: SB3's PPO and DQN signatures); each must be a positive integer.
+COUNT_HYPERPARAMS = frozenset({"n_steps", "batch_size", "n_epochs", "buffer_size", "target_update_interval"})
 
 
 def atomic_save(model: Any, path: Path) -> None:
@@ -292,6 +301,10 @@ class SnapshotCallback(BaseCallback):
             self.saved[n] = str(path)
 
     def _on_training_start(self) -> None:  # --resume: steps the checkpoint had passed get no snapshot
+        passed = [n for n in self.due if n <= self.model.num_timesteps]
+        if passed:  # said, not silently dropped
+            print(f"--snapshots {' '.join(map(str, passed))}: not kept (the resumed checkpoint is at "
+                  f"{self.model.num_timesteps} steps)", flush=True)
         self.due = [n for n in self.due if n > self.model.num_timesteps]
 
     def _on_rollout_start(self) -> None:  # after the previous rollout's update (SB3: collect, then train)

@@ -53,7 +53,8 @@ def test_training_families_hold_m_large_out_and_name_bad_input():
     assert held and all(f.trace not in held and "m-large" not in f.trace for f in fams)
     assert {f.name for f in training_family_specs(asc.ENV_ID, ["bursty"])} == {"bursty"}
     for names, msg in ((["m-large"], "--families m-large: not a training family"),
-                       (["bursty", "bursty"], "--families bursty: given twice"), ([], "no family given")):
+                       (["bursty", "bursty"], "--families bursty: given twice"), ([], "no family given"),
+                       (["all", "bursty"], "--families all bursty: 'all' .* stands alone")):
         with pytest.raises(ValueError, match=msg) as err:
             training_family_specs(asc.ENV_ID, names)
         assert "\n" not in str(err.value)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import cProfile
 import pstats
 
+import pytest
+
 import torch as th
 
 from agents import profile_train
@@ -37,3 +39,26 @@ def test_main_prints_the_split(capsys):
     out = capsys.readouterr().out
     assert "4 envs x 32 steps, batch 64, 4 epochs (8 gradient steps per update), net [64, 64]" in out
     assert "per rollout: collect" in out and "backward" in out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--n-envs", "0"], "--n-envs 0: must be >= 1"),  # was silently the default
+    (["--n-envs", "-3"], "--n-envs -3: must be >= 1"),  # was an IndexError traceback
+    (["--env", "nope"], "unknown environment 'nope'"),  # was a KeyError traceback (so was a short name)
+    (["--hyperparams", "n_steps=0"], "n_steps=0: expected an integer >= 1"),  # was an UnboundLocalError
+])
+def test_bad_arguments_end_in_one_line_and_exit_2(argv, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        profile_train.main([*argv, "--rollouts", "1"])
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_count_hyperparameters_must_be_positive_integers():
+    import envs
+    from agents.training import make_model
+
+    vec = envs.make_vec("servegym/KVAdmission-v0", 2, seed=0, trace="default", split="train", window_requests=64)
+    for key, value in (("n_steps", 0), ("batch_size", 0), ("n_epochs", 0), ("n_steps", 1.5), ("n_epochs", True)):
+        with pytest.raises(ValueError, match=f"{key}={value!r}: expected an integer >= 1"):
+            make_model("maskable-ppo", "servegym/KVAdmission-v0", vec, 0, None, {key: value})

@@ -66,11 +66,12 @@ def test_snapshot_eval_refuses_a_run_without_snapshots(tmp_path):
         snapshot_eval.snapshot_args(tmp_path / "nothing")
 
 
-def test_a_resumed_run_keeps_no_snapshot_of_steps_it_had_passed(tmp_path):
+def test_a_resumed_run_keeps_no_snapshot_of_steps_it_had_passed(tmp_path, capsys):
     assert train.main(["--timesteps", "256", "--out", str(tmp_path), "--save-every", "64", *SMALL]) == 0
     assert train.main(["--timesteps", "512", "--snapshots", "128", "384", "--resume", "--out", str(tmp_path),
                        *SMALL]) == 0
     assert not (tmp_path / "steps_128.zip").exists()
+    assert "--snapshots 128: not kept (the resumed checkpoint is at 256 steps)" in capsys.readouterr().out
     assert _params(tmp_path / "steps_384.zip")[0] == 384
 
 
@@ -83,3 +84,40 @@ def test_default_timesteps_are_the_environments():
     # the default is the one checked: a snapshot past KVAdmission's 200k steps is refused before any training
     with pytest.raises(UsageError, match=r"--snapshots 250000: must be in 1..--timesteps \(200000\)"):
         train._train(train.build_parser().parse_args(["--snapshots", "250000", "--no-progress"]), None)
+
+
+def _record(run_dir, command, snapshots):
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "run.json").write_text(json.dumps({"command": command, "snapshots": snapshots}))
+
+
+def test_snapshot_eval_names_a_bad_directory_or_record(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match="file: not a directory"):  # was a NotADirectoryError traceback
+        snapshot_eval.snapshot_args(tmp_path / "file")
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "run.json").write_text("{")
+    with pytest.raises(ValueError, match=r"broken/run.json: not valid JSON"):
+        snapshot_eval.snapshot_args(tmp_path / "broken")
+
+
+def test_snapshot_eval_refuses_a_families_run(tmp_path):
+    # evaluated on --trace's default, not on each family's trace, before this was refused
+    _record(tmp_path, "python train.py --env Autoscale --families all --snapshots 64",
+            {"64": str(tmp_path / "steps_64.zip")})
+    with pytest.raises(ValueError, match="--families run"):
+        snapshot_eval.snapshot_args(tmp_path)
+
+
+def test_snapshot_eval_prefers_the_directorys_own_copy_and_names_a_missing_one(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "steps_64.zip").write_text("copy")
+    (tmp_path / "orig").mkdir()
+    (tmp_path / "orig" / "steps_64.zip").write_text("original")
+    snaps = {64: tmp_path / "orig" / "steps_64.zip", 128: tmp_path / "orig" / "steps_128.zip"}
+    with pytest.raises(ValueError, match="snapshot steps_128.zip is missing"):
+        snapshot_eval.snapshot_paths(tmp_path / "run", snaps)
+    (tmp_path / "orig" / "steps_128.zip").write_text("original")
+    assert snapshot_eval.snapshot_paths(tmp_path / "run", snaps) == {
+        64: tmp_path / "run" / "steps_64.zip", 128: tmp_path / "orig" / "steps_128.zip"}
+
