@@ -48,10 +48,16 @@ def has_teacher(env_id: str, vec_class: type) -> bool:
     return hasattr(vec_class, "teacher_actions") or env_id in TEACHERS
 
 
+def _teaches_itself(vec: Any) -> bool:
+    """``vec`` has its own ``teacher_actions()``; a FamilyVecEnv only where every part has one (its
+    Disaggregation-v0 parts have none: their teacher is TEACHERS')."""
+    return hasattr(vec, "teacher_actions") and all(hasattr(p, "teacher_actions") for p in getattr(vec, "parts", ()))
+
+
 def teacher_for(env_id: str, vec: Any, data_path: Any = None, procs: int = 1) -> Teacher | None:
     """The ``TEACHERS`` teacher of ``env_id`` built on ``vec`` (None: the env's own
     ``teacher_actions``, which ``imitate`` uses by default)."""
-    if env_id not in TEACHERS or hasattr(vec, "teacher_actions"):
+    if env_id not in TEACHERS or _teaches_itself(vec):
         return None
     import importlib
 
