@@ -147,6 +147,28 @@ def main(argv=None) -> int:
     return write_and_check(got, a.out, a.check)
 
 
+def state_digest(played: str, state, extra=()) -> str:
+    """SHA-256 over a run's ``play`` digest, every field of the env's state namedtuple (by name) and the
+    ``extra`` arrays (an env's working memory outside its state)."""
+    d = Digest()
+    d.h.update(played.encode())
+    for k, v in state._asdict().items():
+        d.h.update(k.encode())
+        d.arr(v)
+    for a in extra:
+        d.arr(a)
+    return d.hex()
+
+
+def cli(cases, argv=None) -> int:
+    """``--out FILE`` / ``--check FILE`` over the digests ``cases()`` returns (``write_and_check``)."""
+    p = argparse.ArgumentParser()
+    p.add_argument("--out")
+    p.add_argument("--check")
+    a = p.parse_args(argv)
+    return write_and_check(cases(), a.out, a.check)
+
+
 def write_and_check(got: dict[str, str], out: str | None, check: str | None) -> int:
     """Write the digests to ``out``; compare them with the file ``check`` (each differing case
     printed): exit code 1 if any differs, else 0."""

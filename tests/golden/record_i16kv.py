@@ -15,7 +15,6 @@ keep the reference paths).
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -23,7 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from record_i16b import Digest, play, write_and_check  # noqa: E402
+from record_i16b import Digest, cli, play, state_digest  # noqa: E402
 
 # name, config fields, E, steps, policy ("random" legal actions, "vllm" fixed, "run_fixed" in the kernel)
 CASES = [
@@ -70,25 +69,10 @@ def kv_cases() -> dict[str, str]:
     for name, kw, E, steps, policy in CASES:
         vec = kva.KVAdmissionVecEnv(E, seed=5, **kw)
         h = play(vec, steps, 11) if policy == "random" else _play_fixed(vec, steps, policy == "run_fixed")
-        d = Digest()
-        d.h.update(h.encode())
-        for k, v in vec.state._asdict().items():
-            d.h.update(k.encode())
-            d.arr(v)
-        for v in vec._scratch:
-            d.arr(v)
-        out[f"kv/{name}"] = d.hex()
+        out[f"kv/{name}"] = state_digest(h, vec.state, vec._scratch)
         print(name, out[f"kv/{name}"][:16], flush=True)
     return out
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser()
-    p.add_argument("--out")
-    p.add_argument("--check")
-    a = p.parse_args(argv)
-    return write_and_check(kv_cases(), a.out, a.check)
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli(kv_cases))

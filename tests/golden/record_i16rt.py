@@ -12,13 +12,12 @@ are of one machine's floating point, so this is a tool to run beside a change, n
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from record_i16b import Digest, play, write_and_check  # noqa: E402
+from record_i16b import cli, play, state_digest  # noqa: E402
 
 CASES = [
     ("default", {}, 4, 300),
@@ -40,25 +39,11 @@ def rt_cases() -> dict[str, str]:
     for name, kw, E, steps in CASES:
         vec = rt.RoutingVecEnv(E, seed=3, **kw)
         h = play(vec, steps, 7)
-        d = Digest()
-        d.h.update(h.encode())
-        for k, v in vec.state._asdict().items():
-            d.h.update(k.encode())
-            d.arr(v)
-        for a in (vec._ttft_ema, vec._busy, vec._snap, vec._snap_t, vec._sent, vec._charged, vec._first_open):
-            d.arr(a)
-        out[f"rt/{name}"] = d.hex()
+        out[f"rt/{name}"] = state_digest(h, vec.state, (vec._ttft_ema, vec._busy, vec._snap, vec._snap_t, vec._sent,
+                                                           vec._charged, vec._first_open))
         print(name, out[f"rt/{name}"][:16], flush=True)
     return out
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser()
-    p.add_argument("--out")
-    p.add_argument("--check")
-    a = p.parse_args(argv)
-    return write_and_check(rt_cases(), a.out, a.check)
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli(rt_cases))
