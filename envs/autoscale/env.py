@@ -506,9 +506,7 @@ class AutoscaleVecEnv(NativeVecEnv):
             target = self.oracle_targets(e)[k:k + L].max(axis=0)
             if cover > 0:
                 now_b = int(self.state.step[e]) * sc.pools.bins_per_step
-                csum = sc.csum[int(self.state.window[e])]
-                lo = max(now_b - span, 0)
-                rate = (csum[now_b] - csum[lo]) / ((now_b - lo) * cfg.bin_s) if now_b > lo else 0.0
+                rate = K._rate(sc.csum[int(self.state.window[e])], now_b, span, cfg.bin_s)
                 short = cover * rate - float(target @ safe)
                 if short > 0:
                     r = sc.ref_type
