@@ -278,6 +278,8 @@ class ServeCallback(BaseCallback):
     def _on_training_end(self) -> None:
         self._on_rollout_end()
         atomic_save(self.model, self.checkpoint)
+
+
 class SnapshotCallback(BaseCallback):
     """Copies of the model at chosen step counts (``train.py --snapshots``): ``DIR/steps_N.zip`` is the
     model after the first rollout's update that brings the run to N or more steps, the model a run of
