@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -71,31 +72,22 @@ def evaluate(
     for spec in policies:
         per_value: dict[str, dict[str, float]] = {}
         episodes_all: list[dict[str, float]] = []
-        call_s = []
         t_policy = time.perf_counter()
-        for value in values:
-            if multi:
-                eps, lat = team.run_episodes(spec, episodes, seed, {**kwargs, knob: value})
-            else:
-                vec = envs.make_vec(env_id, episodes, seed=seed, **{**kwargs, knob: value})
-                policy = make_policy(spec, vec, env_id, seed=seed)
-                eps, lat = run_episodes(vec, policy)
-                vec.close()
+        played = _play_sweep(env_id, spec, episodes, seed, kwargs, knob, values, multi)
+        for value, eps in zip(values, played.episodes):
             per_value[sweep_label(value)] = aggregate(eps)
             episodes_all += eps
-            call_s.append(lat)
             if progress:
                 m = per_value[sweep_label(value)]
                 shown = ", ".join(f"{k} {m[k]:.4g}" for k in table_metrics[:2] if k in m)
                 print(f"  {spec:>18} {knob} {sweep_label(value)}: {shown}", file=sys.stderr, flush=True)
         metrics = aggregate(episodes_all)
         if timing is not None:
-            lat_all = np.concatenate(call_s)
             # One call decides for the whole batch; per decision = per call / batch size.
             timing[spec] = {
                 "wall_s": time.perf_counter() - t_policy,
-                "decision_latency_us_p50": float(np.percentile(lat_all, 50)) * 1e6 / episodes,
-                "decision_latency_us_p99": float(np.percentile(lat_all, 99)) * 1e6 / episodes,
+                "decision_latency_us_p50": float(np.percentile(played.call_s, 50)) * 1e6 / played.batch,
+                "decision_latency_us_p99": float(np.percentile(played.call_s, 99)) * 1e6 / played.batch,
             }
         metrics.pop(knob, None)
         entry: dict[str, Any] = {"policy": spec, "metrics": metrics}
@@ -123,6 +115,56 @@ def evaluate(
     if slo is not None:
         report["slo"] = slo
     return report
+
+
+@dataclass
+class Played:
+    """One policy's episodes at each sweep value (``episodes[i]``: the value ``values[i]``), its
+    wall time per call (seconds, ``call_s``) and the envs one call decided for (``batch``)."""
+
+    episodes: list[list[dict[str, float]]]
+    call_s: np.ndarray
+    batch: int
+
+
+def _play_sweep(env_id: str, spec: str, episodes: int, seed: int, kwargs: dict[str, Any], knob: str,
+                values: tuple[Any, ...], multi: bool) -> Played:
+    """``spec``'s ``episodes`` episodes at every sweep value: env e (seed ``seed + e``) plays the
+    sequential episode e of a batch of ``episodes`` at that value.
+
+    A policy that declares ``row_independent`` (env e's action depends on env e's observation,
+    mask and history alone: the SB3 and ONNX agents, pure heuristics) plays every value in one batch
+    of ``episodes x values`` envs, each seeded, numbered (``NativeVecEnv.number_episodes``) and
+    given its value (a reset option) as in its value's own batch: the same episodes in a third of
+    the calls at three values (issue 16: train.py's held-out evaluation), where the environment's
+    episodes do not depend on the other values of the sweep (``NativeVecEnv.episodes_independent_of_sweep``).
+    Any other policy (random, oracles, stateful heuristics), environment (Disaggregation), a
+    multi-agent team, or a knob that is not the env's episode knob (Routing's ``rate_scale``) plays
+    one batch per value."""
+    cls = None if multi else options.vec_class(env_id)
+    if cls is not None and len(values) > 1 and knob == cls.episode_knob and cls.episodes_independent_of_sweep:
+        index = [e for _ in values for e in range(episodes)]
+        vec = envs.make_vec(env_id, episodes * len(values), seed=seed, **{**kwargs, knob: tuple(values)})
+        vec.seed_each([seed + e for e in index])
+        vec.number_episodes(index, episodes)
+        vec.set_options([{knob: v} for v in values for _ in range(episodes)])
+        policy = make_policy(spec, vec, env_id, seed=seed)
+        if getattr(policy, "row_independent", False):
+            eps, lat = run_episodes(vec, policy)
+            vec.close()
+            return Played([eps[i * episodes:(i + 1) * episodes] for i in range(len(values))], lat, vec.num_envs)
+        vec.close()
+    played, call_s = [], []
+    for value in values:
+        if multi:
+            eps, lat = team.run_episodes(spec, episodes, seed, {**kwargs, knob: value})
+        else:
+            vec = envs.make_vec(env_id, episodes, seed=seed, **{**kwargs, knob: value})
+            eps, lat = run_episodes(vec, make_policy(spec, vec, env_id, seed=seed))
+            vec.close()
+        played.append(eps)
+        call_s.append(lat)
+    return Played(played, np.concatenate(call_s), episodes)
 
 
 def slo_of(vec: Any) -> dict[str, Any] | None:

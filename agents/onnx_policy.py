@@ -29,6 +29,8 @@ def session_options(threads: int = 1) -> ort.SessionOptions:
 class OnnxPolicy:
     """Deterministic actions of an exported policy; ``metadata`` holds what export recorded."""
 
+    row_independent = True  # each row's action from that row's observation and mask (policy_base.Policy)
+
     def __init__(self, path: str | Path, env: Any | None = None, env_id: str | None = None,
                  threads: int = 1):
         self.path = Path(path)

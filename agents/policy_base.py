@@ -22,6 +22,11 @@ class PolicyMismatch(ValueError):
 
 @runtime_checkable
 class Policy(Protocol):
+    """``name`` and ``act``. A policy may also set ``row_independent = True`` when env e's action
+    depends only on env e's observation, mask and its own history (no generator or state shared
+    across rows, no read of other envs): the evaluator then plays every sweep value in one batch
+    (``agents.evaluate``); without it, one batch per value."""
+
     name: str
 
     def act(self, obs: np.ndarray, action_mask: np.ndarray | None) -> np.ndarray:

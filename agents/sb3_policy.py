@@ -89,6 +89,8 @@ def check_layout(path: Path, model: Any, env: Any) -> None:
 class SB3Policy:
     """Deterministic actions of a saved SB3 model; masks are used where the algorithm takes them."""
 
+    row_independent = True  # each row's action from that row's observation and mask (policy_base.Policy)
+
     def __init__(self, path: str | Path, env: Any | None = None):
         self.path = Path(path)
         self.algo = detect_algo(self.path)

@@ -205,6 +205,11 @@ class NativeVecEnv(SingleObjectVecEnv):
     env_name: ClassVar[str] = "env"
     # The config field episodes sweep (the reset option besides "window"), e.g. "load".
     episode_knob: ClassVar[str] = ""
+    # True where the episode that reset options name ({"window": w, knob: v}) is the same whichever
+    # knob values the config lists, so one batch can play a whole sweep (agents.evaluate; tested per
+    # environment in tests/test_evaluate_batched.py). Not Disaggregation: it generates its windows for
+    # all of its loads in one draw.
+    episodes_independent_of_sweep: ClassVar[bool] = False
 
     def __init__(self, num_envs: int, observation_space: gym.spaces.Space, action_space: gym.spaces.Discrete,
                  seed: int | None = None):
@@ -227,7 +232,10 @@ class NativeVecEnv(SingleObjectVecEnv):
         self._reset_opts: list[dict[str, Any]] = [{} for _ in range(E)]
         self._needs_reset = np.ones(E, np.bool_)
         self._seeded = False
-        self._slice = (0, E)  # (first env, envs of the whole batch): batch_slice
+        # Sequential episode numbering: env e plays as env _seq_index[e] of a batch of _seq_total
+        # (batch_slice, number_episodes).
+        self._seq_index = np.arange(E, dtype=np.int64)
+        self._seq_total = E
         if seed is not None:
             self.seed(seed)
 
@@ -237,7 +245,20 @@ class NativeVecEnv(SingleObjectVecEnv):
         does (seeding is the caller's: ``seed(s + first)``). ``ValueError`` if the range does not fit."""
         if not (0 <= first and first + self.num_envs <= total):
             raise ValueError(f"{self.env_name}: batch_slice({first}, {total}) does not hold {self.num_envs} envs")
-        self._slice = (int(first), int(total))
+        self.number_episodes(range(first, first + self.num_envs), total)
+
+    def number_episodes(self, index: Sequence[int], total: int) -> None:
+        """``window_order="sequential"``: env e numbers its episodes as env ``index[e]`` of a batch
+        of ``total`` does (its k-th episode is the batch's episode ``k * total + index[e]``), so
+        envs of one batch can replay the episodes of several smaller ones side by side
+        (``agents.evaluate`` plays every load level of a sweep in one batch; ``batch_slice`` is
+        the contiguous case). ``ValueError`` for ``index`` not of length ``num_envs`` or an entry
+        outside ``[0, total)``."""
+        idx = np.asarray(index, np.int64).reshape(-1)
+        if idx.size != self.num_envs or (idx.size and (idx.min() < 0 or idx.max() >= total)):
+            raise ValueError(f"{self.env_name}: number_episodes needs {self.num_envs} indices in [0, {total}), "
+                             f"got {np.asarray(index).tolist()}")
+        self._seq_index, self._seq_total = idx, int(total)
 
     # --- seeding and episodes
     def seed(self, seed: int | None = None) -> Sequence[int | None]:
@@ -261,9 +282,8 @@ class NativeVecEnv(SingleObjectVecEnv):
                      groups: Sequence[int] | None = None) -> tuple[int, Any]:
         """Window and ``episode_knob`` value of env ``e``'s next episode (``draw_episode``;
         ``groups``: window offsets of a workload mixture's parts); counts the episode."""
-        first, total = self._slice
         out = draw_episode(self.env_name, self.config.window_order, self._rngs[e], int(self._episodes_started[e]),
-                           first + e, total, n_windows, self.episode_knob, values, self._reset_opts[e], groups)
+                           int(self._seq_index[e]), self._seq_total, n_windows, self.episode_knob, values, self._reset_opts[e], groups)
         self._episodes_started[e] += 1
         return out
 

@@ -40,6 +40,8 @@ def _admit_index_for(count: np.ndarray) -> np.ndarray:
 class _Fixed:
     """Same admit/budget/preempt/order choice every iteration (vLLM, Sarathi-Serve, SJF)."""
 
+    row_independent = True  # a function of each env's own mask (agents.policy_base.Policy)
+
     def __init__(self, name: str, admit: int, budget: int, defer: bool, order: int):
         self.name = name
         self.action = kva.encode_action(admit, _budget_index(budget), defer, order)
@@ -89,6 +91,8 @@ def sjf(env, seed: int = 0) -> _Fixed:
 
 class _Thresholded:
     """FCFS admission of the longest run of queue heads whose cumulative estimate fits."""
+
+    row_independent = True  # a function of each env's own observation and mask
 
     def __init__(self, name: str, feature: str, K: int, limit: float = 1.0):
         self.name, self.feature, self.K, self.limit = name, feature, K, limit

@@ -439,6 +439,7 @@ class AutoscaleVecEnv(NativeVecEnv):
 
     env_name = "Autoscale"
     episode_knob = "slo_penalty"
+    episodes_independent_of_sweep = True  # the scenario is built for DEFAULT_PENALTIES
 
     table_metrics = (
         "normalized_score", "cost_usd", "slo_attainment", "gpu_hours", "cold_starts",

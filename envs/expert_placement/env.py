@@ -43,6 +43,7 @@ class ExpertPlacementVecEnv(NativeVecEnv):
 
     env_name = "ExpertPlacement"
     episode_knob = "drift"
+    episodes_independent_of_sweep = True  # the generator draws each (window, drift) episode on its own
     table_metrics = ("normalized_score", "moe_layer_time_s", "migration_bytes", "imbalance", "tokens_per_gpu_s",
                      "a2a_bytes", "return_mean")
 

@@ -194,6 +194,7 @@ class KVAdmissionVecEnv(NativeVecEnv):
 
     env_name = "KVAdmission"
     episode_knob = "load"
+    episodes_independent_of_sweep = True  # the scenario is built for DEFAULT_LOADS, a load rescales a window
     # Evaluation contract (see envs/__init__.py): the printed table's columns and the swept knob.
     table_metrics = (
         "slo_attainment", "goodput_rps", "ttft_p50_s", "ttft_p99_s", "tpot_p99_s", "tbt_p99_s", "e2e_p99_s",

@@ -454,6 +454,7 @@ class PrefixEvictionVecEnv(NativeVecEnv):
 
     env_name = "PrefixEviction"
     episode_knob = "capacity_frac"
+    episodes_independent_of_sweep = True  # each capacity sizes its own episodes' cache
 
     table_metrics = ("block_hit_ratio", "token_hit_ratio", "prefill_s_saved", "ttft_p50_s",
                      "ttft_p99_s", "block_hit_ratio_infinite", "return_mean")

@@ -287,18 +287,19 @@ def _bound_rps(cfg: RoutingConfig, eng: Any, trace: traces.Trace) -> float:
 
 def episode_draws(where: str, cfg: RoutingConfig, sc: Scenario, rngs: list, envs: np.ndarray, started: np.ndarray,
                   num_envs: int, options: list[dict[str, Any]] | None = None,
-                  first: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                  index: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Window, time scale and load level of each env's next episode (``started`` counts episodes
     per env and is advanced; ``draw_episode`` picks the window and load: random, in turn, or
-    named by ``options[e]``). ``first``, ``num_envs``: this batch is envs ``first ...`` of a
-    batch of ``num_envs`` (a worker's slice, ``NativeVecEnv.batch_slice``)."""
+    named by ``options[e]``). ``num_envs``, ``index``: env e numbers its episodes as env
+    ``index[e]`` (default e) of a batch of ``num_envs`` (``NativeVecEnv.number_episodes``)."""
     loads = cfg.loads()
     W = sc.workload.arrival_s.shape[0]
     windows = np.empty(len(envs), np.int32)
     scales = np.empty(len(envs), np.float64)
     levels = np.empty(len(envs), np.float64)
     for j, e in enumerate(envs):
-        windows[j], load = draw_episode(where, cfg.window_order, rngs[e], int(started[e]), first + int(e), num_envs, W,
+        windows[j], load = draw_episode(where, cfg.window_order, rngs[e], int(started[e]),
+                                        int(e if index is None else index[e]), num_envs, W,
                                         "load", loads, options[e] if options else {}, sc.groups)
         started[e] += 1
         levels[j] = load
@@ -318,6 +319,7 @@ class RoutingVecEnv(NativeVecEnv):
 
     env_name = "Routing"
     episode_knob = "load"
+    episodes_independent_of_sweep = True  # a load rescales a window's time
 
     # Led by metrics every run defines; effective_capacity_rps exists only with --capacity.
     # slo_attainment_bounded is the leaderboard's main metric (agents.scenarios.SCORING).
@@ -375,9 +377,10 @@ class RoutingVecEnv(NativeVecEnv):
 
     # --- NativeVecEnv hooks
     def _episode_draws(self, envs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        first, total = self._slice  # a worker's slice of a larger batch (envs.subproc_vec)
+        # numbered as envs of a larger batch where asked (a worker's slice: envs.subproc_vec)
         windows, scales, loads = episode_draws(self.env_name, self.config, self.scenario, self._rngs, envs,
-                                               self._episodes_started, total, self._reset_opts, first)
+                                               self._episodes_started, self._seq_total, self._reset_opts,
+                                               self._seq_index)
         self._episode_load[envs] = loads
         return windows, scales
 

@@ -1,0 +1,110 @@
+"""``agents.evaluate`` plays a row-independent policy's whole sweep in one batch where the environment
+allows it; the episodes and every metric must be those of one batch per sweep value (the way every
+other policy plays), on every single-agent environment, and Disaggregation (whose windows depend on the
+loads listed) keeps one batch per value."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import envs
+from agents import evaluate as ev
+from agents.policy import make_policy
+from agents.policy_base import HEURISTICS
+from agents.rollout import run_episodes
+from envs import options
+from test_env_contract import SMALL
+
+SINGLE = sorted(e for e in SMALL if e != "servegym/MultiCluster-v0")
+
+
+class _Projected:
+    """A deterministic policy whose action depends on its row's observation: the legal action (per
+    component for MultiDiscrete) with the largest score of a fixed random projection of the row."""
+
+    def __init__(self, env, seed: int = 0, row_independent: bool = True):
+        self.name = "projected"
+        self.row_independent = row_independent
+        nvec = getattr(env.action_space, "nvec", None)
+        self.cuts = np.cumsum([0, *np.asarray(nvec).reshape(-1)]) if nvec is not None else None
+        n = int(env.action_space.n) if nvec is None else int(self.cuts[-1])
+        self.w = np.random.default_rng(7).normal(size=(int(np.prod(env.observation_space.shape)), n))
+        self.batches: list[int] = []
+
+    def act(self, obs, action_mask):
+        self.batches.append(obs.shape[0])
+        keys = np.tanh(obs.reshape(obs.shape[0], -1).astype(np.float64)) @ self.w
+        if action_mask is not None:
+            keys[~action_mask] = -np.inf
+        if self.cuts is None:
+            return keys.argmax(1)
+        return np.stack([keys[:, a:b].argmax(1) for a, b in zip(self.cuts[:-1], self.cuts[1:])], axis=1)
+
+
+@pytest.fixture
+def projected(monkeypatch):
+    made: list[_Projected] = []
+
+    def factory(row_independent):
+        def make(env, seed=0):
+            made.append(_Projected(env, seed, row_independent))
+            return made[-1]
+        return make
+
+    for env_id in SINGLE:
+        monkeypatch.setitem(HEURISTICS, env_id, {**HEURISTICS.get(env_id, {}), "projected": factory(True),
+                                                 "projected_serial": factory(False)})
+    return made
+
+
+def _per_value(env_id, spec, trace, episodes, seed, kwargs, knob, values):
+    """Each sweep value in a batch of its own, as evaluate plays any policy that is not row-independent."""
+    out = []
+    for v in values:
+        vec = envs.make_vec(env_id, episodes, seed=seed, **{**kwargs, "trace": trace, knob: v})
+        eps, _ = run_episodes(vec, make_policy(spec, vec, env_id, seed=seed))
+        vec.close()
+        out.append(eps)
+    return out
+
+
+@pytest.mark.parametrize("env_id", SINGLE)
+def test_one_batch_plays_the_episodes_of_one_batch_per_value(env_id, projected):
+    kwargs = dict(SMALL[env_id])
+    trace = kwargs.pop("trace", "default")
+    kwargs.setdefault("split", "test")
+    kwargs["window_order"] = "sequential"
+    probe = envs.make_vec(env_id, 1, seed=0, **{**kwargs, "trace": trace})
+    knob, values = probe.sweep()
+    probe.close()
+    if len(values) < 2:
+        pytest.skip(f"{env_id}: its small scenario sweeps one {knob} value")
+    episodes, seed = 3, 11
+    report = ev.evaluate(env_id, ["projected", "projected_serial"], trace, episodes, seed, dict(kwargs),
+                         kwargs["split"], progress=False)
+    batched, serial = report["results"]
+    one_batch = options.vec_class(env_id).episodes_independent_of_sweep
+    assert set(projected[0].batches) == {episodes * len(values) if one_batch else episodes}
+    assert set(projected[-1].batches) == {episodes}  # one batch per value
+    reference = _per_value(env_id, "projected", trace, episodes, seed, kwargs, knob, values)
+    for v, eps in zip(values, reference):
+        want = json.loads(ev.report_json(ev.aggregate(eps)))
+        for r in (batched, serial):
+            assert json.loads(ev.report_json(r[f"by_{knob}"][ev.sweep_label(v)])) == want, (r["policy"], v)
+
+
+def test_number_episodes_numbers_sequential_episodes_and_refuses_bad_indices():
+    kwargs = {**SMALL["servegym/KVAdmission-v0"], "window_order": "sequential"}
+    one = envs.make_vec("servegym/KVAdmission-v0", 4, seed=0, **kwargs)
+    one.reset()
+    two = envs.make_vec("servegym/KVAdmission-v0", 2, seed=2, **kwargs)
+    two.number_episodes([2, 3], 4)  # the last two envs of the batch of four
+    two.reset()
+    assert [two.episode_of(e) for e in range(2)] == [one.episode_of(e) for e in (2, 3)]
+    with pytest.raises(ValueError, match="number_episodes needs 2 indices in \\[0, 4\\)"):
+        two.number_episodes([0, 4], 4)
+    with pytest.raises(ValueError, match="number_episodes needs 2 indices"):
+        two.number_episodes([0], 4)
