@@ -20,7 +20,7 @@
 # TRAIN_ARGS go to every run after the configuration's own flags, so they override them (the scaled-down mode's
 # --timesteps shortens every configuration; before them, prev's own --timesteps 300000 won); a flag taking a list
 # (--hyperparams, --env-kwargs) in both is refused, as the later list would replace the earlier.
-# SEEDS (default "0 1 2 3 4").
+# SEEDS (default "0 1 2 3 4"). SNAPSHOTS="" keeps none (and skips their evaluation).
 # CORES_PER_RUN (default 1) pins each run to that many cores instead (2: the heuristics' evaluation worker,
 # agents/eval_ahead.py, gets a core beside training, as on any machine of two or more cores; on one core its
 # ~10 s add to the wall).
@@ -56,11 +56,14 @@ mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 SEEDS=${SEEDS:-0 1 2 3 4}
 SHORT=${SHORT_STEPS:-200000}  # a configuration NAME_short (--timesteps SHORT) is checked against NAME's snapshot
-SNAPS=${SNAPSHOTS:-100000 150000}
+SNAPS=${SNAPSHOTS-100000 150000}
 CONFIGS=${CONFIGS:-"base
 prev --timesteps 300000 --hyperparams policy_kwargs.net_arch=[128,128] n_epochs=5"}
 read -r -a EXTRA <<< "${TRAIN_ARGS:-}"
-NCORES=$(nproc)
+# the cores this script may use (its own affinity: `taskset -c 6-15 bash agents/time_train_grid.sh` runs a grid
+# beside another), numbered 0 .. NCORES-1 below
+read -r -a CORES <<< "$(python3 -c 'import os; print(*sorted(os.sched_getaffinity(0)))')"
+NCORES=${#CORES[@]}
 PER=${CORES_PER_RUN:-1}
 [ "$PER" -ge 1 ] && [ "$PER" -le "$NCORES" ] || {
     echo "time_train_grid.sh: CORES_PER_RUN=$PER: must be 1..$NCORES" >&2
@@ -87,7 +90,7 @@ JOBS="$OUT/jobs.txt"
 while read -r name args; do
     [ -n "$name" ] || continue
     snap=""
-    [[ " $args " == *" --timesteps "* ]] || snap="--snapshots $SNAPS"
+    [[ " $args " == *" --timesteps "* || -z "${SNAPS// /}" ]] || snap="--snapshots $SNAPS"
     for flag in --hyperparams --env-kwargs; do
         if [[ " $args " == *" $flag "* && " ${EXTRA[*]} " == *" $flag "* ]]; then
             echo "time_train_grid.sh: TRAIN_ARGS and configuration $name both give $flag" \
@@ -102,8 +105,9 @@ while read -r name args; do
 done <<< "$CONFIGS"
 
 # warm-up: a short run of each checkout compiles (and caches) the kernels training and evaluation use
-run warm_new "$NEW" 0 --timesteps 4096 --eval-episodes 1 --no-progress --out "$OUT/warm_new" &
-[ -n "$OLD" ] && run warm_old "$OLD" 1 --timesteps 4096 --eval-episodes 1 --no-progress --out "$OUT/warm_old" &
+run warm_new "$NEW" "${CORES[0]}" --timesteps 4096 --eval-episodes 1 --no-progress --out "$OUT/warm_new" &
+[ -n "$OLD" ] && run warm_old "$OLD" "${CORES[$((1 % NCORES))]}" --timesteps 4096 --eval-episodes 1 --no-progress \
+    --out "$OUT/warm_old" &
 wait
 
 # one worker per CORES_PER_RUN cores, each taking the next job from the list (flock), so every run has its
@@ -118,7 +122,10 @@ worker() {
     done
 }
 cp "$JOBS" "$OUT/jobs_all.txt"
-for ((c = 0; c + PER <= NCORES; c += PER)); do worker "$c-$((c + PER - 1))" & done
+for ((c = 0; c + PER <= NCORES; c += PER)); do
+    cores=("${CORES[@]:c:PER}")
+    worker "$(IFS=,; echo "${cores[*]}")" &
+done
 wait
 
 # held-out scores of the snapshots (after the timed runs: not pinned, all cores)

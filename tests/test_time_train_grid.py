@@ -37,3 +37,10 @@ def test_a_list_flag_in_both_train_args_and_a_configuration_is_refused(tmp_path)
     r = _grid(tmp_path, TRAIN_ARGS="--hyperparams n_epochs=3", SEEDS="0")
     assert r.returncode == 2
     assert "configuration prev both give --hyperparams" in r.stderr
+
+
+def test_empty_snapshots_keep_none(tmp_path):
+    r = _grid(tmp_path, SNAPSHOTS="", SEEDS="0")
+    assert r.returncode == 0, r.stderr
+    jobs = (tmp_path / "out" / "jobs_all.txt").read_text()
+    assert "base_s0" in jobs and "--snapshots" not in jobs
