@@ -13,12 +13,26 @@ ENV = kva.ENV_ID
 KW = {"window_requests": 64}
 
 
-def test_worker_report_merged_is_the_report_of_one_call():
+@pytest.mark.parametrize("workers", [1, 0])  # a worker process; none (one usable core): in this process
+def test_worker_report_merged_is_the_report_of_one_call(workers):
     one = evaluate(ENV, ["vllm_fcfs", "sjf", "random"], "default", 2, 10_000, KW, "test", progress=False)
     first = evaluate(ENV, ["vllm_fcfs"], "default", 2, 10_000, KW, "test", progress=False)
-    with EvalAhead() as ahead:
+    with EvalAhead(workers) as ahead:
         rest = ahead.submit(ENV, ["sjf", "random"], "default", 2, 10_000, KW, "test").result()
     assert report_json(merge(first, rest)) == report_json(one)  # byte for byte, key order included
+
+
+def test_one_usable_core_starts_no_worker(monkeypatch):
+    import agents.eval_ahead as ea
+
+    monkeypatch.setattr(ea, "usable_cores", lambda: 1)
+    with EvalAhead() as ahead:
+        assert ahead._pool is None
+    monkeypatch.setattr(ea, "usable_cores", lambda: 2)
+    with EvalAhead() as ahead:
+        assert ahead._pool is not None
+    with pytest.raises(ValueError, match="workers must be 0 or 1, got 2"):
+        EvalAhead(2)
 
 
 def test_merge_refuses_reports_of_other_scenarios():
@@ -28,8 +42,9 @@ def test_merge_refuses_reports_of_other_scenarios():
         merge(a, b)
 
 
-def test_a_worker_error_is_raised_by_result():
-    with EvalAhead() as ahead:
+@pytest.mark.parametrize("workers", [1, 0])
+def test_a_worker_error_is_raised_by_result(workers):
+    with EvalAhead(workers) as ahead:
         fut = ahead.submit(ENV, ["no_such_policy"], "default", 1, 0, KW, "test")
         with pytest.raises(Exception, match="no_such_policy"):
             fut.result()
