@@ -125,19 +125,22 @@ def _direct_mode(model: Any):
     sb3-contrib's ``MaskableCategorical.apply_masking`` does (-1e8 outside the mask, normalized
     again), then ``argmax`` of the softmax (``MaskableCategoricalDistribution.mode``). Same actions,
     bit for bit (a test replays episodes against ``predict``), about 2.7x faster per call, which is
-    most of an evaluation's time (issue 16). ``None`` for anything else (custom policy classes,
-    MultiDiscrete, DQN): those keep ``predict``."""
+    most of an evaluation's time (issue 16). ``None`` for anything else (custom policy classes
+    other than ``agents.masked_policy.MaskedMlpPolicy``, MultiDiscrete, DQN): those keep ``predict``."""
     import torch as th
     import torch.nn.functional as F
     from gymnasium import spaces
     from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
     from stable_baselines3.common.policies import ActorCriticPolicy
 
+    from agents.masked_policy import MaskedMlpPolicy
+
     p = model.policy
-    if type(p) not in (MaskableActorCriticPolicy, ActorCriticPolicy) or not isinstance(p.action_space, spaces.Discrete) \
+    if type(p) not in (MaskableActorCriticPolicy, MaskedMlpPolicy, ActorCriticPolicy) \
+            or not isinstance(p.action_space, spaces.Discrete) \
             or not isinstance(p.observation_space, spaces.Box) or p.share_features_extractor is not True:
         return None
-    masked = type(p) is MaskableActorCriticPolicy
+    masked = type(p) is not ActorCriticPolicy
     p.set_training_mode(False)
     huge_neg = th.tensor(-1e8, dtype=th.float32)
     shape = p.observation_space.shape

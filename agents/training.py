@@ -203,6 +203,9 @@ def make_model(algo: str, env_id: str, vec: Any, seed: int, tensorboard_log: str
     ``resolve_device``). Raises ``ValueError`` for an override the algorithm does not take."""
     params = merge_hyperparams(HYPERPARAMS.get(env_id, {}).get(algo, {}), overrides or {})
     policy = params.pop("policy", "MlpPolicy")  # or "module:Class" of a custom policy
+    if policy == "MlpPolicy" and algo == "maskable-ppo" and _discrete_box(vec):
+        # sb3-contrib's MLP policy, bit for bit, without distribution objects in the hot loop
+        policy = "agents.masked_policy:MaskedMlpPolicy"
     if ":" in policy:
         import importlib
 
@@ -221,6 +224,12 @@ def make_model(algo: str, env_id: str, vec: Any, seed: int, tensorboard_log: str
             raise ValueError(f"--hyperparams {key}={value!r}: expected an integer >= 1")
     return cls(policy, vec, seed=seed, verbose=0, tensorboard_log=tensorboard_log,
                device=device, **params)
+
+
+def _discrete_box(vec: Any) -> bool:
+    from gymnasium import spaces
+
+    return isinstance(vec.action_space, spaces.Discrete) and isinstance(vec.observation_space, spaces.Box)
 
 
 # Hyperparameters that count something (steps per env per rollout, minibatch size, epochs, replay capacity, steps

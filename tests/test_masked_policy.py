@@ -1,0 +1,76 @@
+"""agents.masked_policy.MaskedMlpPolicy trains exactly as sb3-contrib's MaskableActorCriticPolicy."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch as th
+from sb3_contrib import MaskablePPO
+from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
+
+import envs
+from agents.masked_policy import MaskedMlpPolicy
+from agents.sb3_policy import SB3Policy, no_distribution_validation
+from agents.training import make_model
+
+ENV = "servegym/KVAdmission-v0"
+SMALL = {"window_requests": 64}
+HP = {"n_steps": 32, "batch_size": 64, "n_epochs": 2, "policy_kwargs": {"net_arch": [16, 16]}}
+
+
+def _trained(policy: str | None, seed: int = 3):
+    vec = envs.make_vec(ENV, 4, seed=seed, **SMALL)
+    model = make_model("maskable-ppo", ENV, vec, seed, None, {**HP, **({"policy": policy} if policy else {})})
+    with no_distribution_validation():
+        model.learn(4 * 32 * 3)
+    return model
+
+
+def test_training_is_bit_identical_to_sb3_contrib():
+    th.set_num_threads(1)
+    ours = _trained(None)  # make_model's default for a masked Discrete env
+    theirs = _trained("sb3_contrib.common.maskable.policies:MaskableActorCriticPolicy")
+    assert type(ours.policy) is MaskedMlpPolicy and type(theirs.policy) is MaskableActorCriticPolicy
+    for (name, a), (_, b) in zip(ours.policy.state_dict().items(), theirs.policy.state_dict().items()):
+        assert th.equal(a, b), name
+    assert ours.logger.name_to_value.keys() == theirs.logger.name_to_value.keys()
+    assert ours.logger.name_to_value["train/entropy_loss"] == theirs.logger.name_to_value["train/entropy_loss"]
+
+
+def test_evaluate_actions_and_forward_match_the_parent_on_random_masks():
+    th.set_num_threads(1)
+    model = _trained(None)
+    p = model.policy
+    rng = np.random.default_rng(0)
+    obs = th.as_tensor(rng.normal(size=(50, *p.observation_space.shape)), dtype=th.float32)
+    masks = rng.random((50, p.action_space.n)) < 0.3
+    masks[np.arange(50), rng.integers(p.action_space.n, size=50)] = True  # at least one legal action
+    actions = th.as_tensor(np.array([rng.choice(np.flatnonzero(m)) for m in masks]))
+    with th.no_grad():
+        mine = p.evaluate_actions(obs, actions, th.as_tensor(masks))
+        parent = MaskableActorCriticPolicy.evaluate_actions(p, obs, actions, th.as_tensor(masks))
+        for a, b in zip(mine, parent):
+            assert th.equal(a, b)
+        th.manual_seed(5)
+        f_mine = p.forward(obs, action_masks=masks)
+        th.manual_seed(5)
+        f_parent = MaskableActorCriticPolicy.forward(p, obs, action_masks=masks)
+    for a, b in zip(f_mine, f_parent):
+        assert th.equal(a, b)
+    assert masks[np.arange(50), f_mine[0].numpy()].all()  # sampled actions are legal
+
+
+def test_a_saved_model_loads_and_acts_deterministically(tmp_path):
+    model = _trained(None)
+    model.save(tmp_path / "m.zip")
+    loaded = MaskablePPO.load(tmp_path / "m.zip")
+    assert type(loaded.policy) is MaskedMlpPolicy
+    vec = envs.make_vec(ENV, 3, seed=0, **SMALL)
+    pol = SB3Policy(tmp_path / "m.zip", vec)
+    assert pol._mode is not None  # the direct deterministic path takes it
+    obs = vec.reset()
+    for _ in range(50):
+        mask = vec.action_masks()
+        a = pol.act(obs, mask)
+        b, _ = loaded.predict(obs, deterministic=True, action_masks=mask)
+        np.testing.assert_array_equal(a, b)
+        obs, *_ = vec.step(a)
