@@ -22,15 +22,15 @@
 # (--hyperparams, --env-kwargs) in both is refused, as the later list would replace the earlier.
 # SEEDS (default "0 1 2 3 4"). SNAPSHOTS="" keeps none (and skips their evaluation).
 # CORES_PER_RUN (default 1) pins each run to that many cores instead (2: the heuristics' evaluation worker,
-# agents/eval_ahead.py, gets a core beside training, as on any machine of two or more cores; on one core its
-# ~10 s add to the wall).
+# agents/eval_ahead.py, gets a core beside training, as on any machine of two or more cores; on one core there
+# is no worker and the heuristics are evaluated after training, in the run's process).
 # Configurations without their own --timesteps also keep SNAPSHOTS (default "100000 150000", train.py
 # --snapshots): `python -m agents.snapshot_eval` scores each after the timed runs, the held-out score a run of
 # --timesteps N would reach (the same model: agents/training.py SnapshotCallback), i.e. a learning curve.
 #
 # Writes OUT/NAME_sSEED.log (train.py's output, then `rc`, `wall_s` and `cpu_s`: the train.py process's CPU and
-# that of the children it reaped, which leaves out the heuristics' evaluation worker: it shares the run's core,
-# so its time is in wall_s), OUT/NAME_sSEED/ (run.json, eval.json, steps_N.zip, eval_steps_N.json),
+# that of the children it reaped, which leaves out a heuristics' evaluation worker where CORES_PER_RUN >= 2
+# starts one), OUT/NAME_sSEED/ (run.json, eval.json, steps_N.zip, eval_steps_N.json),
 # OUT/summary.txt: per configuration the median wall time (and its ratio to base and old), mean CPU, and the
 # trained agent's held-out slo_attainment (eval.json, mean over the evaluation's loads): each seed, mean and sd;
 # then per snapshot step the same score.
