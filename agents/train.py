@@ -4,6 +4,10 @@
     python train.py --env servegym/KVAdmission-v0 --algo ppo|maskable-ppo|dqn --timesteps N \
         --n-envs E [--vec-procs N] --trace NAME|PATH --env-kwargs load=1.1 --seed S --out DIR [--resume]
 
+RL after imitation: ``--imitate N --timesteps M`` runs M PPO steps on the imitated policy; ``--init FILE`` starts
+from a saved model's policy instead (a DAgger run's ``final.zip``); ``--critic-warmup W`` trains the value
+function alone for the first W of the M steps.
+
 ``python -m agents.train`` is the same command from any directory (``train.py`` at the
 repository root is a shim over this module).
 
