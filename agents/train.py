@@ -397,7 +397,8 @@ def _learn_and_score(a: argparse.Namespace, callbacks: list | None, vec, algo: s
             model.learn(
                 total_timesteps=remaining,
                 callback=[ServeCallback(ckpt, a.save_every), *([snapshots] if a.snapshots else []),
-                          *([CriticWarmup(a.critic_warmup)] if a.critic_warmup and not a.resume else []),
+                          # a resumed run keeps the critic alone until its total passes W too
+                          *([CriticWarmup(a.critic_warmup)] if a.critic_warmup else []),
                           *(callbacks or [])],
                 progress_bar=not a.no_progress,
                 reset_num_timesteps=not a.resume,

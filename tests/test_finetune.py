@@ -108,3 +108,19 @@ def test_init_names_a_file_of_another_shape(imitated, tmp_path, capsys):
               "policy_kwargs={'net_arch':[8]}", "--out", str(tmp_path / "run")])
     err = capsys.readouterr().err.strip().splitlines()
     assert exc.value.code == 2 and f"--init {path}: not a policy of this run's shape" in err[-1]
+
+
+def test_a_resumed_run_keeps_the_warm_up_until_its_total_passes_it(imitated, tmp_path):
+    from sb3_contrib import MaskablePPO
+
+    path, bc = imitated
+    obs, masks = _probe()
+    out = tmp_path / "run"
+    # one rollout (4 envs x 32 steps = 128) of critic only, then resumed for one more inside W = 256
+    assert main([*BASE, "--init", str(path), "--timesteps", "128", "--critic-warmup", "128", "--out", str(out)]) == 0
+    first = MaskablePPO.load(out / "checkpoint.zip")
+    assert main([*BASE, "--resume", "--timesteps", "256", "--critic-warmup", "256", "--out", str(out)]) == 0
+    resumed = MaskablePPO.load(out / "final.zip")
+    assert resumed.num_timesteps == 256
+    np.testing.assert_array_equal(_probs(resumed, obs, masks), _probs(bc, obs, masks))  # the actor stayed frozen
+    assert not th.equal(resumed.policy.value_net.weight, first.policy.value_net.weight)  # the critic went on
