@@ -4,6 +4,10 @@
     python train.py --env servegym/KVAdmission-v0 --algo ppo|maskable-ppo|dqn --timesteps N \
         --n-envs E [--vec-procs N] --trace NAME|PATH --env-kwargs load=1.1 --seed S --out DIR [--resume]
 
+RL after imitation: ``--imitate N --timesteps M`` runs M PPO steps on the imitated policy; ``--init FILE`` starts
+from a saved model's policy instead (a DAgger run's ``final.zip``); ``--critic-warmup W`` trains the value
+function alone for the first W of the M steps.
+
 ``python -m agents.train`` is the same command from any directory (``train.py`` at the
 repository root is a shim over this module).
 
@@ -26,6 +30,7 @@ import time
 from pathlib import Path
 
 import torch as th
+from stable_baselines3.common.save_util import load_from_zip_file
 
 import envs
 from agents import cli
@@ -40,6 +45,7 @@ from agents.sb3_policy import ALGOS, algo_class, no_distribution_validation
 from agents.training import (
     DEFAULT_ALGO,
     DEVICES,
+    CriticWarmup,
     ServeCallback,
     SnapshotCallback,
     atomic_save,
@@ -71,6 +77,13 @@ def build_parser() -> cli.Parser:
     p.add_argument("--imitate-kwargs", nargs="*", default=[], metavar="KEY=VALUE",
                    help="DAgger settings (agents.imitation.imitate): rounds, epochs, batch_size, learning_rate, "
                         "target, max_grad_norm (a number, or None for no gradient clipping)")
+    p.add_argument("--init", type=Path, default=None, metavar="FILE",
+                   help="start from the policy weights of this saved model (a train.py final.zip of the same env, "
+                        "algorithm and network: e.g. a DAgger run's, so --timesteps fine-tunes it with RL); the "
+                        "hyperparameters are this run's")
+    p.add_argument("--critic-warmup", type=int, default=0, metavar="N",
+                   help="the first N RL steps train the value function only, the policy frozen "
+                        "(agents.training.CriticWarmup: after --imitate or --init the critic is untrained)")
     p.add_argument("--teacher-data", type=Path, default=None, metavar="FILE",
                    help="the teacher's precomputed plans for --imitate (Disaggregation-v0: "
                         "python -m agents.disaggregation_teacher ... --out FILE; KVAdmission-v0: "
@@ -251,6 +264,11 @@ def _train(a: argparse.Namespace, argv: list[str] | None, callbacks: list | None
         raise cli.UsageError(f"--teacher-procs {a.teacher_procs}: must be >= 1")
     if a.teacher_data is not None and not a.teacher_data.is_file():
         raise cli.UsageError(f"--teacher-data {a.teacher_data}: no such file")
+    if a.init is not None and (a.resume or not a.init.is_file()):
+        raise cli.UsageError(f"--init {a.init}: " + ("not with --resume (the checkpoint has its own weights)"
+                                                     if a.resume else "no such file"))
+    if not 0 <= a.critic_warmup <= a.timesteps:
+        raise cli.UsageError(f"--critic-warmup {a.critic_warmup}: must be in 0..--timesteps ({a.timesteps})")
     if a.resume and not (a.out / "checkpoint.zip").exists():
         raise cli.UsageError(f"--resume: no checkpoint at {a.out / 'checkpoint.zip'}")
     specs = None
@@ -320,6 +338,18 @@ def _train(a: argparse.Namespace, argv: list[str] | None, callbacks: list | None
         vec.close()
 
 
+def init_policy(model, path: Path) -> None:
+    """Load the policy weights of the model saved at ``path`` (SB3's zip: its ``policy`` state dict) into
+    ``model``'s policy, keeping ``model``'s own hyperparameters and optimizer; ``cli.UsageError`` naming the
+    file when it is no SB3 model or its policy's parameters differ in name or shape."""
+    try:
+        _, params, _ = load_from_zip_file(path, device=model.device)
+        model.policy.load_state_dict(params["policy"])
+    except (ValueError, KeyError, RuntimeError, OSError, TypeError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise cli.UsageError(f"--init {path}: not a policy of this run's shape ({first})") from None
+
+
 def _learn(a: argparse.Namespace, argv: list[str] | None, callbacks: list | None, vec, algo: str, device: str,
            kwargs: dict, hyperparams: dict, code: dict, specs: list | None = None) -> int:
     out: Path = a.out
@@ -335,6 +365,8 @@ def _learn(a: argparse.Namespace, argv: list[str] | None, callbacks: list | None
             model = make_model(algo, a.env, vec, a.seed, str(out / "tb"), hyperparams, device)
         except ValueError as err:
             raise cli.UsageError(f"--hyperparams: {err}") from None
+        if a.init is not None:
+            init_policy(model, a.init)
     remaining = a.timesteps - (model.num_timesteps if a.resume else 0)
     with EvalAhead() as ahead:
         # the heuristics' held-out episodes need nothing from training: one worker plays them meanwhile
@@ -365,6 +397,8 @@ def _learn_and_score(a: argparse.Namespace, callbacks: list | None, vec, algo: s
             model.learn(
                 total_timesteps=remaining,
                 callback=[ServeCallback(ckpt, a.save_every), *([snapshots] if a.snapshots else []),
+                          # a resumed run keeps the critic alone until its total passes W too
+                          *([CriticWarmup(a.critic_warmup)] if a.critic_warmup else []),
                           *(callbacks or [])],
                 progress_bar=not a.no_progress,
                 reset_num_timesteps=not a.resume,
@@ -379,6 +413,8 @@ def _learn_and_score(a: argparse.Namespace, callbacks: list | None, vec, algo: s
         "seed": a.seed, "device": device,
         **({"scenarios": [{"name": sp.name, "trace": sp.trace, "env_kwargs": sp.env_kwargs} for sp in specs]}
            if specs else {}),
+        **({"init": str(a.init)} if a.init is not None else {}),
+        **({"critic_warmup": a.critic_warmup} if a.critic_warmup else {}),
         "imitate": a.imitate, "imitate_kwargs": a.imitate_kwargs, "imitation": imitation, "train_wall_s": train_s,
         **({"snapshots": snapshots.saved} if a.snapshots else {}),
         **workload_record(vec),

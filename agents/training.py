@@ -328,6 +328,52 @@ class SnapshotCallback(BaseCallback):
         self._save_due()
 
 
+class CriticWarmup(BaseCallback):
+    """PPO's first ``steps`` RL steps train the value function only (``train.py --critic-warmup``): every
+    policy parameter outside the value path (``mlp_extractor.value_net``, ``value_net``,
+    ``vf_features_extractor``) is frozen (``requires_grad`` False: no gradient, so SB3's Adam and gradient
+    clipping leave it as it is) through the update of each rollout that ends at or before ``steps`` steps.
+    After behaviour cloning (``--imitate``) the actor imitates the teacher but the critic is untrained, so
+    the first advantages are noise and an unfrozen update moves the imitated actor by that noise; fitting
+    the critic to the imitated policy's own returns first is the critic warm-up of PPO fine-tuning from a
+    cloned policy (Zheng et al. 2023, "Secrets of RLHF in Large Language Models Part I: PPO", critic
+    pre-training). Raises ``ValueError`` at the start of training when the policy has no such value path
+    (a custom policy names its parameters otherwise)."""
+
+    VALUE_PREFIXES = ("mlp_extractor.value_net.", "value_net.", "vf_features_extractor.")
+
+    def __init__(self, steps: int):
+        super().__init__()
+        self.steps = steps
+        self.frozen: list[Any] = []
+
+    def _on_training_start(self) -> None:
+        if self.model.num_timesteps >= self.steps:
+            return
+        named = list(self.model.policy.named_parameters())
+        if not any(n.startswith(self.VALUE_PREFIXES) for n, _ in named):
+            raise ValueError(f"--critic-warmup: {type(self.model.policy).__name__} has no value-function "
+                             f"parameters named {', '.join(self.VALUE_PREFIXES)}")
+        self.frozen = [p for n, p in named if not n.startswith(self.VALUE_PREFIXES) and p.requires_grad]
+        for param in self.frozen:
+            param.requires_grad_(False)
+
+    def _on_rollout_end(self) -> None:  # SB3 collects, then trains: this rollout's update is next
+        if self.frozen and self.model.num_timesteps > self.steps:
+            self._release()
+
+    def _release(self) -> None:
+        for param in self.frozen:
+            param.requires_grad_(True)
+        self.frozen = []
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_training_end(self) -> None:  # a run that ends inside the warm-up saves a trainable model
+        self._release()
+
+
 HYPERPARAMS["servegym/PrefixEviction-v0"] = {
     # One shared scorer per candidate block (agents/scorer_policy.py); an eviction pays off (or
     # costs) when the evicted block would have been reused, hundreds of decisions later.
