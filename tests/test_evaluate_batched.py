@@ -108,3 +108,25 @@ def test_number_episodes_numbers_sequential_episodes_and_refuses_bad_indices():
         two.number_episodes([0, 4], 4)
     with pytest.raises(ValueError, match="number_episodes needs 2 indices"):
         two.number_episodes([0], 4)
+
+
+@pytest.mark.parametrize("env_id", SINGLE)
+def test_every_row_independent_heuristic_plays_as_in_one_batch_per_value(env_id):
+    from agents.policy import heuristic_names
+
+    kwargs = dict(SMALL[env_id])
+    trace = kwargs.pop("trace", "default")
+    kwargs.setdefault("split", "test")
+    kwargs["window_order"] = "sequential"
+    probe = envs.make_vec(env_id, 2, seed=0, **{**kwargs, "trace": trace})
+    knob, values = probe.sweep()
+    names = [n for n in heuristic_names(env_id) if getattr(make_policy(n, probe, env_id), "row_independent", False)]
+    probe.close()
+    if not names or len(values) < 2:
+        pytest.skip(f"{env_id}: no row-independent heuristic, or one {knob} value")
+    episodes, seed = 2, 4
+    report = ev.evaluate(env_id, names, trace, episodes, seed, dict(kwargs), kwargs["split"], progress=False)
+    for name, result in zip(names, report["results"]):
+        for v, eps in zip(values, _per_value(env_id, name, trace, episodes, seed, kwargs, knob, values)):
+            want = json.loads(ev.report_json(ev.aggregate(eps)))
+            assert json.loads(ev.report_json(result[f"by_{knob}"][ev.sweep_label(v)])) == want, (name, v)

@@ -99,6 +99,7 @@ class RoundRobin:
     ``--policy round_robin``): one counter per env of the batch, skipping masked replicas."""
 
     name = "round_robin"
+    row_independent = True  # one counter per env, its own history (agents.policy_base.Policy)
 
     def __init__(self, env, seed: int = 0):
         self.R = env.action_space.n
@@ -122,6 +123,7 @@ class JSQ:
     the vLLM production-stack router). Ties go to fewer outstanding requests, then lower index."""
 
     name = "jsq"
+    row_independent = True  # a function of each env's own observation and mask (agents.policy_base.Policy)
 
     def __init__(self, env, seed: int = 0):
         self.R = env.action_space.n
@@ -164,6 +166,7 @@ class PrefixHash:
     production-stack router, llm-d's prefix scorer in isolation and Ray Serve's prefix routing)."""
 
     name = "prefix_hash"
+    row_independent = True  # a function of each env's own observation and mask (agents.policy_base.Policy)
 
     def __init__(self, env, seed: int = 0):
         self.R = env.action_space.n
@@ -190,6 +193,7 @@ class SGLangCacheAware:
     """
 
     name = "sglang_cache_aware"
+    row_independent = True  # a function of each env's own observation and mask (agents.policy_base.Policy)
 
     def __init__(self, env, seed: int = 0, cache_threshold: float = 0.5, balance_abs: float = 32,
                  balance_rel: float = 1.1):
@@ -227,6 +231,7 @@ class DualMap:
     """
 
     name = "dualmap"
+    row_independent = True  # a function of each env's own observation and mask (agents.policy_base.Policy)
 
     def __init__(self, env, seed: int = 0):
         self.R = env.action_space.n
