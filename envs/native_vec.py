@@ -243,6 +243,9 @@ class NativeVecEnv(SingleObjectVecEnv):
         """This batch is envs ``first ... first + num_envs - 1`` of a batch of ``total`` (a worker
         of ``envs.subproc_vec``): ``window_order="sequential"`` then numbers episodes as that batch
         does (seeding is the caller's: ``seed(s + first)``). ``ValueError`` if the range does not fit."""
+        for name, x in (("first", first), ("total", total)):
+            if isinstance(x, (bool, np.bool_)) or not isinstance(x, (int, np.integer)):
+                raise TypeError(f"{self.env_name}: batch_slice {name} must be an integer, got {x!r}")
         if not (0 <= first and first + self.num_envs <= total):
             raise ValueError(f"{self.env_name}: batch_slice({first}, {total}) does not hold {self.num_envs} envs")
         self.number_episodes(range(first, first + self.num_envs), total)
@@ -253,12 +256,18 @@ class NativeVecEnv(SingleObjectVecEnv):
         envs of one batch can replay the episodes of several smaller ones side by side
         (``agents.evaluate`` plays every load level of a sweep in one batch; ``batch_slice`` is
         the contiguous case). ``ValueError`` for ``index`` not of length ``num_envs`` or an entry
-        outside ``[0, total)``."""
-        idx = np.asarray(index, np.int64).reshape(-1)
-        if idx.size != self.num_envs or (idx.size and (idx.min() < 0 or idx.max() >= total)):
+        outside ``[0, total)``; ``TypeError`` for a ``total`` or entry that is not an integer (a
+        float is not truncated, a bool is not a number here)."""
+        if isinstance(total, (bool, np.bool_)) or not isinstance(total, (int, np.integer)):
+            raise TypeError(f"{self.env_name}: number_episodes total must be an integer, got {total!r}")
+        entries = list(index)
+        bad = [x for x in entries if isinstance(x, (bool, np.bool_)) or not isinstance(x, (int, np.integer))]
+        if bad:
+            raise TypeError(f"{self.env_name}: number_episodes indices must be integers, got {bad[0]!r}")
+        if len(entries) != self.num_envs or any(not 0 <= x < total for x in entries):
             raise ValueError(f"{self.env_name}: number_episodes needs {self.num_envs} indices in [0, {total}), "
-                             f"got {np.asarray(index).tolist()}")
-        self._seq_index, self._seq_total = idx, int(total)
+                             f"got {[int(x) for x in entries]}")
+        self._seq_index, self._seq_total = np.array([int(x) for x in entries], np.int64), int(total)
 
     # --- seeding and episodes
     def seed(self, seed: int | None = None) -> Sequence[int | None]:

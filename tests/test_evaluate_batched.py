@@ -130,3 +130,20 @@ def test_every_row_independent_heuristic_plays_as_in_one_batch_per_value(env_id)
         for v, eps in zip(values, _per_value(env_id, name, trace, episodes, seed, kwargs, knob, values)):
             want = json.loads(ev.report_json(ev.aggregate(eps)))
             assert json.loads(ev.report_json(result[f"by_{knob}"][ev.sweep_label(v)])) == want, (name, v)
+
+
+def test_number_episodes_and_batch_slice_refuse_non_integers_instead_of_truncating():
+    vec = envs.make_vec("servegym/KVAdmission-v0", 2, seed=0, **SMALL["servegym/KVAdmission-v0"])
+    for index, total, what in (([0, 1.5], 3, "indices must be integers, got 1.5"),
+                               ([0, True], 3, "indices must be integers, got True"),
+                               ([[0], [1]], 3, "indices must be integers, got \\[0\\]"),
+                               ([0, 1], 2.7, "total must be an integer, got 2.7"),
+                               ([0, 1], "3", "total must be an integer, got '3'")):
+        with pytest.raises(TypeError, match=what):
+            vec.number_episodes(index, total)
+    with pytest.raises(ValueError, match="needs 2 indices in \\[0, 3\\)"):
+        vec.number_episodes([0, 2**70], 3)  # not an OverflowError from numpy
+    with pytest.raises(TypeError, match="batch_slice total must be an integer, got 2.5"):
+        vec.batch_slice(0, 2.5)
+    vec.number_episodes(np.array([1, 0]), np.int64(2))  # numpy integers are integers
+    assert vec._seq_index.tolist() == [1, 0] and vec._seq_total == 2
