@@ -159,13 +159,13 @@ def _init_keywords(cls: type) -> set[str]:
     return names
 
 
-# Policies that are small MLPs (SB3's MlpPolicy and servegym's own per-candidate scorer, keep-role
-# prior and dueling Q-network): ``--device auto`` trains them on the CPU, as SB3 advises ("PPO is
-# meant to be run primarily on the CPU, especially when you are not using a CNN",
-# https://stable-baselines3.readthedocs.io/en/master/modules/ppo.html, Notes).
+# Policies that are small MLPs (SB3's MlpPolicy, its tensor-only MaskablePPO variant, and servegym's
+# own per-candidate scorer, keep-role prior and dueling Q-network): ``--device auto`` trains them on
+# the CPU, as SB3 advises ("PPO is meant to be run primarily on the CPU, especially when you are not
+# using a CNN", https://stable-baselines3.readthedocs.io/en/master/modules/ppo.html, Notes).
 MLP_POLICIES = frozenset({
     "MlpPolicy", "agents.scorer_policy:ItemScorerPolicy", "agents.sticky_roles:StickyRolePolicy",
-    "agents.masked_dqn:DuelingItemDQNPolicy",
+    "agents.masked_dqn:DuelingItemDQNPolicy", "agents.masked_policy:MaskedMlpPolicy",
 })
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -206,11 +206,11 @@ def make_model(algo: str, env_id: str, vec: Any, seed: int, tensorboard_log: str
     if policy == "MlpPolicy" and algo == "maskable-ppo" and _discrete_box(vec):
         # sb3-contrib's MLP policy, bit for bit, without distribution objects in the hot loop
         policy = "agents.masked_policy:MaskedMlpPolicy"
+    if not isinstance(policy, str):
+        raise ValueError(f"--hyperparams policy={policy!r}: expected a policy name ('MlpPolicy') or "
+                         "'module:Class' of a custom policy")
     if ":" in policy:
-        import importlib
-
-        module, name = policy.split(":")
-        policy = getattr(importlib.import_module(module), name)
+        policy = _import_policy(policy)
     cls = algo_class(algo)
     # seed, logging and device are train.py's own options, not hyperparameters.
     accepted = _init_keywords(cls) - {"self", "policy", "env", "seed", "verbose", "tensorboard_log", "device"}
@@ -224,6 +224,26 @@ def make_model(algo: str, env_id: str, vec: Any, seed: int, tensorboard_log: str
             raise ValueError(f"--hyperparams {key}={value!r}: expected an integer >= 1")
     return cls(policy, vec, seed=seed, verbose=0, tensorboard_log=tensorboard_log,
                device=device, **params)
+
+
+def _import_policy(spec: str) -> type:
+    """The class ``spec`` (``"module:Class"``) names; ``ValueError`` (one line) where it names none."""
+    import importlib
+
+    from stable_baselines3.common.policies import BasePolicy
+
+    module, _, name = spec.partition(":")
+    if not module or not name or ":" in name:
+        raise ValueError(f"--hyperparams policy={spec!r}: expected 'module:Class'")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except ImportError as err:
+        raise ValueError(f"--hyperparams policy={spec!r}: cannot import {module!r} ({err})") from None
+    except AttributeError:
+        raise ValueError(f"--hyperparams policy={spec!r}: module {module!r} has no {name!r}") from None
+    if not (isinstance(cls, type) and issubclass(cls, BasePolicy)):
+        raise ValueError(f"--hyperparams policy={spec!r}: not an SB3 policy class (stable_baselines3 BasePolicy)")
+    return cls
 
 
 def _discrete_box(vec: Any) -> bool:

@@ -74,3 +74,21 @@ def test_a_saved_model_loads_and_acts_deterministically(tmp_path):
         b, _ = loaded.predict(obs, deterministic=True, action_masks=mask)
         np.testing.assert_array_equal(a, b)
         obs, *_ = vec.step(a)
+
+
+def test_make_model_refuses_a_bad_policy_spec_in_one_line():
+    import pytest
+
+    from agents.training import MLP_POLICIES, policy_spec, resolve_device
+
+    vec = envs.make_vec(ENV, 2, seed=0, **SMALL)
+    for spec, what in (("foo_no_such_module:Bar", "cannot import 'foo_no_such_module'"),
+                       ("agents.masked_policy:Nope", "module 'agents.masked_policy' has no 'Nope'"),
+                       ("a:b:c", "expected 'module:Class'"),
+                       ("agents.masked_policy:np", "not an SB3 policy class"),
+                       (3, "expected a policy name")):
+        with pytest.raises(ValueError, match=what):
+            make_model("maskable-ppo", ENV, vec, 0, None, {**HP, "policy": spec})
+    # named explicitly, the MLP still trains on the CPU under --device auto (as MlpPolicy does)
+    spec = policy_spec("maskable-ppo", ENV, {"policy": "agents.masked_policy:MaskedMlpPolicy"})
+    assert spec in MLP_POLICIES and resolve_device("auto", spec) == "cpu"
