@@ -65,7 +65,7 @@ read -r -a EXTRA <<< "${TRAIN_ARGS:-}"
 read -r -a CORES <<< "$(python3 -c 'import os; print(*sorted(os.sched_getaffinity(0)))')"
 NCORES=${#CORES[@]}
 PER=${CORES_PER_RUN:-1}
-[ "$PER" -ge 1 ] && [ "$PER" -le "$NCORES" ] || {
+[[ "$PER" =~ ^[0-9]+$ ]] && [ "$PER" -ge 1 ] && [ "$PER" -le "$NCORES" ] || {
     echo "time_train_grid.sh: CORES_PER_RUN=$PER: must be 1..$NCORES" >&2
     exit 2
 }
