@@ -51,6 +51,7 @@ def evaluate(
     function of the arguments alone; what varies run to run goes into ``timing`` when given:
     ``timing[policy] = {"wall_s", "decision_latency_us_p50", "decision_latency_us_p99"}`` (wall
     seconds of the policy's episodes; microseconds per decision, one call deciding for the batch).
+    Raises ``RepeatedSweepValue`` for a sweep that lists a value twice.
     """
     kwargs = dict(env_kwargs or {})
     kwargs.setdefault("split", split)
@@ -68,6 +69,10 @@ def evaluate(
         table_metrics = tuple(probe.table_metrics)
         slo = slo_of(probe)
         probe.close()
+    repeated = repeated_sweep_values(values)
+    if repeated:  # by_<knob> would keep one of them and metrics would count its episodes twice
+        raise RepeatedSweepValue(f"{knob}={tuple(values)}: sweep value(s) {', '.join(repeated)} given more "
+                                 f"than once ({env_id})")
     results = []
     for spec in policies:
         per_value: dict[str, dict[str, float]] = {}
@@ -115,6 +120,11 @@ def evaluate(
     if slo is not None:
         report["slo"] = slo
     return report
+
+
+class RepeatedSweepValue(ValueError):
+    """A sweep that lists a value twice (``load=1.1,1.1``; values equal as ``sweep_label`` writes
+    them). The CLI reports it as a usage error."""
 
 
 @dataclass
@@ -176,6 +186,13 @@ def slo_of(vec: Any) -> dict[str, Any] | None:
     sc = getattr(vec, "scenario", None)
     eng = getattr(sc, "engine", sc)
     return {"metric": metric, "ttft_s": float(eng.slo_ttft), "tpot_s": float(eng.slo_tpot)}
+
+
+def repeated_sweep_values(values: Any) -> list[str]:
+    """The labels (``sweep_label``) that ``values`` (one value or a tuple of them) lists more than
+    once, sorted; empty for a sweep ``evaluate`` can report."""
+    labels = [sweep_label(v) for v in (values if isinstance(values, (tuple, list)) else (values,))]
+    return sorted({x for x in labels if labels.count(x) > 1})
 
 
 def sweep_label(value: Any) -> str:
@@ -299,6 +316,8 @@ def main(argv: list[str] | None = None) -> int:
                               capacity=a.capacity, capacity_target=a.capacity_target, timing=timing)
         except PolicyMismatch as err:
             raise cli.UsageError(f"--policy: {err}") from None
+        except RepeatedSweepValue as err:
+            raise cli.UsageError(f"--env-kwargs {err}") from None
         print_tables(report)
         if a.json:
             a.json.parent.mkdir(parents=True, exist_ok=True)

@@ -35,7 +35,7 @@ from stable_baselines3.common.save_util import load_from_zip_file
 import envs
 from agents import cli
 from agents.eval_ahead import EvalAhead, merge
-from agents.evaluate import evaluate, print_tables, report_json
+from agents.evaluate import evaluate, print_tables, repeated_sweep_values, report_json
 from agents.family_vec import (SLO_FIELDS, FamilyVecEnv, family_specs, make_family_vec, slo_tier_specs,
                                 training_family_specs)
 from agents.imitation import has_teacher, imitate, teacher_for
@@ -269,6 +269,12 @@ def _train(a: argparse.Namespace, argv: list[str] | None, callbacks: list | None
                                                      if a.resume else "no such file"))
     if not 0 <= a.critic_warmup <= a.timesteps:
         raise cli.UsageError(f"--critic-warmup {a.critic_warmup}: must be in 0..--timesteps ({a.timesteps})")
+    knob = options.vec_class(a.env).episode_knob
+    if not a.no_eval and a.eval_at is None and repeated_sweep_values(kwargs.get(knob, ())):
+        # the held-out evaluation refuses it (agents.evaluate.RepeatedSweepValue): after training, as a traceback
+        raise cli.UsageError(f"--env-kwargs {knob}={kwargs[knob]}: the held-out evaluation after training "
+                             f"lists {', '.join(repeated_sweep_values(kwargs[knob]))} twice; give each once, "
+                             "or --eval-at X or --no-eval")
     if a.resume and not (a.out / "checkpoint.zip").exists():
         raise cli.UsageError(f"--resume: no checkpoint at {a.out / 'checkpoint.zip'}")
     specs = None

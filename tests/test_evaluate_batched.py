@@ -147,3 +147,20 @@ def test_number_episodes_and_batch_slice_refuse_non_integers_instead_of_truncati
         vec.batch_slice(0, 2.5)
     vec.number_episodes(np.array([1, 0]), np.int64(2))  # numpy integers are integers
     assert vec._seq_index.tolist() == [1, 0] and vec._seq_total == 2
+
+
+def test_a_sweep_listing_a_value_twice_is_refused_by_evaluate_and_before_training(tmp_path, capsys):
+    # by_load kept one "1.1" entry and the overall metrics counted its episodes twice
+    from agents import train
+
+    assert ev.repeated_sweep_values((1.1, 1.3, 1.1)) == ["1.1"] and ev.repeated_sweep_values(1.1) == []
+    kv = "servegym/KVAdmission-v0"
+    with pytest.raises(ev.RepeatedSweepValue, match="sweep value\\(s\\) 1.1 given more than once"):
+        ev.evaluate(kv, ["vllm_fcfs"], episodes=1, env_kwargs={**SMALL[kv], "load": (1.1, 1.1)}, progress=False)
+    for main, args in ((ev.main, ["--policy", "vllm_fcfs", "--episodes", "1"]),
+                       (train.main, ["--timesteps", "64", "--n-envs", "2", "--no-progress", "--out", str(tmp_path)])):
+        with pytest.raises(SystemExit) as exc:
+            main([*args, "--env-kwargs", "load=1.1,1.1", "window_requests=64"])
+        assert exc.value.code == 2
+        assert "1.1" in capsys.readouterr().err.strip().splitlines()[-1]
+    assert not (tmp_path / "final.zip").exists()  # refused before training
