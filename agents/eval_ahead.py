@@ -60,7 +60,7 @@ class EvalAhead:
     def __init__(self, workers: int | None = None) -> None:
         if workers is None:
             workers = 1 if usable_cores() >= 2 else 0
-        if workers not in (0, 1):
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers not in (0, 1):
             raise ValueError(f"EvalAhead: workers must be 0 or 1, got {workers!r}")
         self._pool = None
         if workers:

@@ -33,6 +33,9 @@ def test_one_usable_core_starts_no_worker(monkeypatch):
         assert ahead._pool is not None
     with pytest.raises(ValueError, match="workers must be 0 or 1, got 2"):
         EvalAhead(2)
+    for bad in (True, 1.0, "1"):  # True and 1.0 were taken as one worker
+        with pytest.raises(ValueError, match="workers must be 0 or 1"):
+            EvalAhead(bad)
 
 
 def test_merge_refuses_reports_of_other_scenarios():
