@@ -269,12 +269,6 @@ def _train(a: argparse.Namespace, argv: list[str] | None, callbacks: list | None
                                                      if a.resume else "no such file"))
     if not 0 <= a.critic_warmup <= a.timesteps:
         raise cli.UsageError(f"--critic-warmup {a.critic_warmup}: must be in 0..--timesteps ({a.timesteps})")
-    knob = options.vec_class(a.env).episode_knob
-    if not a.no_eval and a.eval_at is None and repeated_sweep_values(kwargs.get(knob, ())):
-        # the held-out evaluation refuses it (agents.evaluate.RepeatedSweepValue): after training, as a traceback
-        raise cli.UsageError(f"--env-kwargs {knob}={kwargs[knob]}: the held-out evaluation after training "
-                             f"lists {', '.join(repeated_sweep_values(kwargs[knob]))} twice; give each once, "
-                             "or --eval-at X or --no-eval")
     if a.resume and not (a.out / "checkpoint.zip").exists():
         raise cli.UsageError(f"--resume: no checkpoint at {a.out / 'checkpoint.zip'}")
     specs = None
@@ -302,7 +296,13 @@ def _train(a: argparse.Namespace, argv: list[str] | None, callbacks: list | None
         cli.check_env(a.env, env_kwargs, trace, a.seed, split="train")
     if not a.no_eval:  # the evaluation after training plays the held-out part of each: checked now, before any
         # training (a part too short for one window was a traceback at the end of the run)
+        knob = options.vec_class(a.env).episode_knob
         for trace, env_kwargs in eval_runs(a, kwargs, specs):
+            repeated = repeated_sweep_values(env_kwargs.get(knob, ()))
+            if repeated:  # evaluate refuses it (RepeatedSweepValue): after training, as a traceback
+                raise cli.UsageError(f"the evaluation after training (--no-eval skips it): {knob}="
+                                     f"{env_kwargs[knob]} lists {', '.join(repeated)} twice; give each once "
+                                     "or --eval-at X")
             try:
                 cli.check_env(a.env, env_kwargs, trace, EVAL_SEED_OFFSET + a.seed, split=EVAL_SPLIT,
                               window_order="sequential")

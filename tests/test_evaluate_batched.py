@@ -163,4 +163,8 @@ def test_a_sweep_listing_a_value_twice_is_refused_by_evaluate_and_before_trainin
             main([*args, "--env-kwargs", "load=1.1,1.1", "window_requests=64"])
         assert exc.value.code == 2
         assert "1.1" in capsys.readouterr().err.strip().splitlines()[-1]
+    with pytest.raises(SystemExit) as exc:  # a tier's own loads, too
+        train.main(["--timesteps", "64", "--n-envs", "2", "--no-progress", "--out", str(tmp_path),
+                    "--slo-tiers", "mlperf_interactive:1.1,1.1", "--env-kwargs", "window_requests=64"])
+    assert exc.value.code == 2 and "lists 1.1 twice" in capsys.readouterr().err
     assert not (tmp_path / "final.zip").exists()  # refused before training
