@@ -287,6 +287,8 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         if a.episodes < 1:
             raise cli.UsageError(f"--episodes {a.episodes}: must be >= 1")
+        if a.seed < 0:  # was reported as "--env-kwargs ...: expected non-negative integer"
+            raise cli.UsageError(f"--seed {a.seed}: must be >= 0")
         if not 0 < a.capacity_target <= 1:
             raise cli.UsageError(f"--capacity-target {a.capacity_target}: must be in (0, 1]")
         kwargs = cli.parse_env_kwargs(a.env_kwargs, a.env)

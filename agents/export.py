@@ -452,6 +452,8 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
 
     def body() -> int:
+        if a.seed < 0:  # was reported as "--env ... --policy ...: expected non-negative integer"
+            raise cli.UsageError(f"--seed {a.seed}: must be >= 0")
         if a.parity_obs < 1 and not a.no_parity:
             raise cli.UsageError(f"--parity-obs {a.parity_obs}: must be >= 1 (or pass --no-parity)")
         if a.policy != "zoo":
