@@ -50,7 +50,10 @@ def evaluate(
     per sweep value under ``by_<knob>`` and over all of them under ``metrics``. The report is a
     function of the arguments alone; what varies run to run goes into ``timing`` when given:
     ``timing[policy] = {"wall_s", "decision_latency_us_p50", "decision_latency_us_p99"}`` (wall
-    seconds of the policy's episodes; microseconds per decision, one call deciding for the batch).
+    seconds of the policy's episodes; microseconds per decision, one call deciding for the batch:
+    ``episodes`` envs, or ``episodes x`` sweep values where ``_play_sweep`` plays the sweep in one
+    batch: a row-independent policy's figure is then per call / that larger batch, lower than one
+    batch per value gives and not comparable with timing files written before 5f47989).
     Raises ``RepeatedSweepValue`` for a sweep that lists a value twice.
     """
     kwargs = dict(env_kwargs or {})
