@@ -205,9 +205,15 @@ def _reference(model: Any, vecnorm: Any | None, obs: np.ndarray, mask: np.ndarra
     return masked_argmax(scores, mask, score_segments(model.action_space)), scores
 
 
+class OpsetError(ValueError):
+    """An ``opset`` torch's TorchScript exporter cannot write this graph in (unsupported version,
+    or an operator the graph uses that the version lacks: ``where`` before opset 9)."""
+
+
 def export_model(model: Any, out: Path, vecnorm: Any | None = None, opset: int = OPSET,
                  metadata: dict[str, str] | None = None) -> None:
-    """Write ``model`` (an SB3 PPO, MaskablePPO, DQN or MaskedDQN with a Box observation) as ONNX."""
+    """Write ``model`` (an SB3 PPO, MaskablePPO, DQN or MaskedDQN with a Box observation) as ONNX.
+    Raises ``OpsetError`` for an ``opset`` torch cannot write the graph in."""
     import onnx
     import torch
 
@@ -228,12 +234,17 @@ def export_model(model: Any, out: Path, vecnorm: Any | None = None, opset: int =
         # torch >= 2.9 defaults to the dynamo exporter (needs onnxscript); the TorchScript
         # exporter handles these MLPs exactly and has no extra dependency.
         warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(
-            graph, dummy, str(out), dynamo=False, opset_version=opset,
-            input_names=["obs", "action_mask"], output_names=["action", score_name],
-            dynamic_axes={"obs": {0: "batch"}, "action_mask": {0: "batch"},
-                          "action": {0: "batch"}, score_name: {0: "batch"}},
-        )
+        try:
+            torch.onnx.export(
+                graph, dummy, str(out), dynamo=False, opset_version=opset,
+                input_names=["obs", "action_mask"], output_names=["action", score_name],
+                dynamic_axes={"obs": {0: "batch"}, "action_mask": {0: "batch"},
+                              "action": {0: "batch"}, score_name: {0: "batch"}},
+            )
+        except RuntimeError as err:  # an opset torch cannot write, or one without an operator the graph uses
+            if "opset" not in str(err):
+                raise
+            raise OpsetError(f"--opset {opset}: {str(err).splitlines()[0]} (default {OPSET})") from None
     proto = onnx.load(str(out))
     onnx.checker.check_model(proto)
     set_metadata(proto, {"opset": str(opset), **(metadata or {})})
@@ -466,6 +477,8 @@ def main(argv: list[str] | None = None) -> int:
             parity = export(a.env, a.policy, a.onnx, a.vecnormalize, kwargs,
                             0 if a.no_parity else a.parity_obs, a.seed, a.opset,
                             progress=not a.no_progress)
+        except OpsetError as err:
+            raise cli.UsageError(str(err)) from None
         except RuntimeError as err:  # the parity check failed: a finding, not a usage error
             print(f"export failed: {err}", file=sys.stderr)
             return 1

@@ -176,6 +176,18 @@ def test_cli_errors_write_nothing(tmp_path, capsys):
         assert not out.exists()
 
 
+def test_an_opset_torch_cannot_write_is_a_usage_error(tmp_path, capsys):
+    # was "export failed: Unsupported onnx_opset_version: 0", exit 1: the parity check's failure
+    out = tmp_path / "x.onnx"
+    for opset, says in (("0", "--opset 0: Unsupported onnx_opset_version: 0"),
+                        ("7", "--opset 7: ONNX export failed on where")):
+        with pytest.raises(SystemExit) as exit_:
+            X.main(["--policy", "zoo", "--onnx", str(out), "--no-parity", "--no-progress", "--opset", opset])
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert exit_.value.code == 2 and says in lines[-1], lines
+        assert not out.exists()
+
+
 def test_multidiscrete_export(tmp_path):
     from stable_baselines3 import PPO
 
