@@ -50,4 +50,5 @@ def test_empty_snapshots_keep_none(tmp_path):
 def test_cores_per_run_outside_the_affinity_or_not_a_count_is_one_line(tmp_path, per):
     r = _grid(tmp_path, CORES_PER_RUN=per, SEEDS="0")
     assert r.returncode == 2
-    assert r.stderr.strip().splitlines() == [f"time_train_grid.sh: CORES_PER_RUN={per}: must be 1..{len(os.sched_getaffinity(0))}"]
+    n = len(os.sched_getaffinity(0))
+    assert r.stderr.strip().splitlines() == [f"time_train_grid.sh: CORES_PER_RUN={per}: must be 1..{n}"]
