@@ -272,7 +272,9 @@ def build_parser() -> cli.Parser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY=VALUE",
                    help="config fields of the environment (listed below per environment)")
-    p.add_argument("--split", default="test", choices=("train", "test", "all"))
+    p.add_argument("--split", default=None, choices=("train", "test", "all"),
+                   help="windows to replay (default test: the held-out ones); --env-kwargs split=... "
+                        "is the same setting")
     p.add_argument("--json", type=Path,
                    help="write the results here (and wall times and decision latencies to "
                         "FILE.timing.json)")
@@ -295,6 +297,13 @@ def main(argv: list[str] | None = None) -> int:
         if not 0 < a.capacity_target <= 1:
             raise cli.UsageError(f"--capacity-target {a.capacity_target}: must be in (0, 1]")
         kwargs = cli.parse_env_kwargs(a.env_kwargs, a.env)
+        # both settings were taken silently: --env-kwargs split won over --split, window_order became sequential
+        if a.split is not None and kwargs.get("split", a.split) != a.split:
+            raise cli.UsageError(f"--split {a.split} --env-kwargs split={kwargs['split']}: two different splits")
+        a.split = a.split or kwargs.get("split", "test")
+        if kwargs.get("window_order", "sequential") != "sequential":
+            raise cli.UsageError(f"--env-kwargs window_order={kwargs['window_order']}: the evaluation replays "
+                                 "the windows in order (sequential), the same ones for every policy")
         if options.is_multi_agent(a.env):
             policies = a.policy or team.default_teams()
             for spec in policies:
