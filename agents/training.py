@@ -206,10 +206,12 @@ def make_model(algo: str, env_id: str, vec: Any, seed: int, tensorboard_log: str
     if policy == "MlpPolicy" and algo == "maskable-ppo" and _discrete_box(vec):
         # sb3-contrib's MLP policy, bit for bit, without distribution objects in the hot loop
         policy = "agents.masked_policy:MaskedMlpPolicy"
-    if not isinstance(policy, str):
+    from stable_baselines3.common.policies import BasePolicy
+
+    if not isinstance(policy, str) and not (isinstance(policy, type) and issubclass(policy, BasePolicy)):
         raise ValueError(f"--hyperparams policy={policy!r}: expected a policy name ('MlpPolicy') or "
                          "'module:Class' of a custom policy")
-    if ":" in policy:
+    if isinstance(policy, str) and ":" in policy:
         policy = _import_policy(policy)
     cls = algo_class(algo)
     # seed, logging and device are train.py's own options, not hyperparameters.

@@ -89,6 +89,8 @@ def test_make_model_refuses_a_bad_policy_spec_in_one_line():
                        (3, "expected a policy name")):
         with pytest.raises(ValueError, match=what):
             make_model("maskable-ppo", ENV, vec, 0, None, {**HP, "policy": spec})
+    assert type(make_model("maskable-ppo", ENV, vec, 0, None, {**HP, "policy": MaskedMlpPolicy}).policy) \
+        is MaskedMlpPolicy  # a class, as SB3 takes it, still works
     # named explicitly, the MLP still trains on the CPU under --device auto (as MlpPolicy does)
     spec = policy_spec("maskable-ppo", ENV, {"policy": "agents.masked_policy:MaskedMlpPolicy"})
     assert spec in MLP_POLICIES and resolve_device("auto", spec) == "cpu"
