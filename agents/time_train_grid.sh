@@ -41,9 +41,10 @@
 # (c4f1388 with OLD_TREE: ~2 min; a 2-core-pinned default run took 50 s on the GPU machine's host, c4f1388
 # 114 s), then the snapshot evaluations (~30 s): 5-6 min expected on its 16 cores.
 set -euo pipefail
-: "${OUT:?OUT must name an output directory}"
+[ -n "${OUT:-}" ] || { echo "time_train_grid.sh: OUT must name an output directory" >&2; exit 2; }
 OLD=""
 if [ $# -ge 1 ]; then
+    [ -d "$1" ] || { echo "time_train_grid.sh: OLD_TREE $1: no such directory" >&2; exit 2; }
     OLD=$(cd "$1" && pwd)
     [ -f "$OLD/train.py" ] || {
         echo "time_train_grid.sh: $OLD/train.py: no such file (OLD_TREE is a checkout)" >&2
@@ -55,6 +56,7 @@ NEW=$(pwd)
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 SEEDS=${SEEDS:-0 1 2 3 4}
+[ -n "${SEEDS// /}" ] || { echo "time_train_grid.sh: SEEDS is empty (no run to time)" >&2; exit 2; }
 SHORT=${SHORT_STEPS:-200000}  # a configuration NAME_short (--timesteps SHORT) is checked against NAME's snapshot
 SNAPS=${SNAPSHOTS-100000 150000}
 CONFIGS=${CONFIGS:-"base

@@ -52,3 +52,16 @@ def test_cores_per_run_outside_the_affinity_or_not_a_count_is_one_line(tmp_path,
     assert r.returncode == 2
     n = len(os.sched_getaffinity(0))
     assert r.stderr.strip().splitlines() == [f"time_train_grid.sh: CORES_PER_RUN={per}: must be 1..{n}"]
+
+
+@pytest.mark.parametrize("env, args, says", [
+    ({"OUT": ""}, [], "time_train_grid.sh: OUT must name an output directory"),
+    ({}, ["/nonexistent_old_tree"], "time_train_grid.sh: OLD_TREE /nonexistent_old_tree: no such directory"),
+    ({"SEEDS": " "}, [], "time_train_grid.sh: SEEDS is empty (no run to time)"),  # ran the warm-up, then nothing
+])
+def test_bad_settings_are_one_line_exit_2_before_any_run(tmp_path, env, args, says):
+    full = {**os.environ, "OUT": str(tmp_path / "out"), **env}
+    r = subprocess.run(["bash", "agents/time_train_grid.sh", *args], cwd=ROOT, env=full, capture_output=True,
+                       text=True, timeout=60)
+    assert (r.returncode, r.stderr.strip().splitlines()) == (2, [says])
+    assert not (tmp_path / "out" / "warm_new.log").exists()
