@@ -16,6 +16,11 @@ for bit (``tests/test_masked_policy.py`` trains both and compares every paramete
 learner time (``python -m agents.profile_train``: 1.57 -> 1.48 CPU-s for six 4,096-step rollouts of
 KVAdmission-v0's default). Anything else (no mask, a deterministic action, a MultiDiscrete action
 space) goes through the parent class unchanged.
+
+A checkpoint of a model trained with it names the parent class (``agents.training.make_model`` sets
+``policy_class``; ``portable_policy_class``): its parameters are the parent's, so stock sb3-contrib
+loads it without servegym, and evaluation, export and ``--resume`` compute the same function (a
+resumed run trains through the parent class, at its speed).
 """
 
 from __future__ import annotations
@@ -65,3 +70,9 @@ class MaskedMlpPolicy(MaskableActorCriticPolicy):
         values = self.value_net(latent_vf)
         p_log_p = th.where(masks, logits * th.softmax(logits, dim=-1), th.tensor(0.0, device=logits.device))
         return values, log_prob, -p_log_p.sum(-1)
+
+
+def portable_policy_class(policy: MaskableActorCriticPolicy) -> type[MaskableActorCriticPolicy]:
+    """The class a checkpoint of ``policy`` should name: sb3-contrib's ``MaskableActorCriticPolicy``
+    for a ``MaskedMlpPolicy`` (same parameters, same function), else ``policy``'s own class."""
+    return MaskableActorCriticPolicy if type(policy) is MaskedMlpPolicy else type(policy)

@@ -224,8 +224,13 @@ def make_model(algo: str, env_id: str, vec: Any, seed: int, tensorboard_log: str
         value = params[key]
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"--hyperparams {key}={value!r}: expected an integer >= 1")
-    return cls(policy, vec, seed=seed, verbose=0, tensorboard_log=tensorboard_log,
-               device=device, **params)
+    model = cls(policy, vec, seed=seed, verbose=0, tensorboard_log=tensorboard_log, device=device, **params)
+    from agents.masked_policy import MaskedMlpPolicy, portable_policy_class
+
+    if type(model.policy) is MaskedMlpPolicy:
+        # the checkpoint names sb3-contrib's class, which computes the same function: plain sb3-contrib loads it
+        model.policy_class = portable_policy_class(model.policy)
+    return model
 
 
 def _import_policy(spec: str) -> type:

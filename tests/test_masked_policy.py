@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import zipfile
+
 import numpy as np
 import torch as th
 from sb3_contrib import MaskablePPO
@@ -59,11 +61,15 @@ def test_evaluate_actions_and_forward_match_the_parent_on_random_masks():
     assert masks[np.arange(50), f_mine[0].numpy()].all()  # sampled actions are legal
 
 
-def test_a_saved_model_loads_and_acts_deterministically(tmp_path):
+def test_a_checkpoint_names_sb3_contribs_class_and_acts_the_same(tmp_path):
     model = _trained(None)
     model.save(tmp_path / "m.zip")
+    with zipfile.ZipFile(tmp_path / "m.zip") as z:  # stock sb3-contrib loads it: no servegym class inside
+        assert b"masked_policy" not in z.read("data")
     loaded = MaskablePPO.load(tmp_path / "m.zip")
-    assert type(loaded.policy) is MaskedMlpPolicy
+    assert type(loaded.policy) is MaskableActorCriticPolicy
+    for (name, a), (_, b) in zip(loaded.policy.state_dict().items(), model.policy.state_dict().items()):
+        assert th.equal(a, b), name
     vec = envs.make_vec(ENV, 3, seed=0, **SMALL)
     pol = SB3Policy(tmp_path / "m.zip", vec)
     assert pol._mode is not None  # the direct deterministic path takes it
