@@ -154,7 +154,7 @@ def _with_options(where: str, w: int, v: Any, n_windows: int, knob: str, values:
     ``ValueError`` naming the option for a window outside [0, n_windows) or a value not listed."""
     if "window" in options:
         w = options["window"]
-        if isinstance(w, bool) or not isinstance(w, (int, np.integer)) or not 0 <= w < n_windows:
+        if not _is_integer(w) or not 0 <= w < n_windows:
             raise ValueError(f"{where}: reset option window must be an integer in [0, {n_windows}), got {w!r}")
     if knob in options:
         v = options[knob]
@@ -172,8 +172,7 @@ def _draw_mixture_episode(where: str, order: str, rng: np.random.Generator, star
     if n_parts < 1 or g[0] != 0 or g[-1] != n_windows or (np.diff(g) < 1).any():
         raise ValueError(f"{where}: workload groups {g.tolist()} must rise strictly from 0 to {n_windows}")
     part = options.get("workload")
-    if part is not None and (isinstance(part, bool) or not isinstance(part, (int, np.integer))
-                             or not 0 <= part < n_parts):
+    if part is not None and (not _is_integer(part) or not 0 <= part < n_parts):
         raise ValueError(f"{where}: reset option workload must be an integer in [0, {n_parts}), got {part!r}")
     if order == "sequential":
         k = started * num_envs + e
@@ -189,6 +188,11 @@ def _draw_mixture_episode(where: str, order: str, rng: np.random.Generator, star
     else:
         raise ValueError(f"{where}: window_order must be one of {WINDOW_ORDERS}, got {order!r}")
     return _with_options(where, w, v, n_windows, knob, values, options)
+
+
+def _is_integer(x: Any) -> bool:
+    """A Python or numpy integer, not a bool (an index or count here; a float is never truncated)."""
+    return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
 
 
 def item_features(glob: Sequence[str], item: Sequence[str], n: int, prefix: str) -> list[str]:
@@ -244,7 +248,7 @@ class NativeVecEnv(SingleObjectVecEnv):
         of ``envs.subproc_vec``): ``window_order="sequential"`` then numbers episodes as that batch
         does (seeding is the caller's: ``seed(s + first)``). ``ValueError`` if the range does not fit."""
         for name, x in (("first", first), ("total", total)):
-            if isinstance(x, (bool, np.bool_)) or not isinstance(x, (int, np.integer)):
+            if not _is_integer(x):
                 raise TypeError(f"{self.env_name}: batch_slice {name} must be an integer, got {x!r}")
         if not (0 <= first and first + self.num_envs <= total):
             raise ValueError(f"{self.env_name}: batch_slice({first}, {total}) does not hold {self.num_envs} envs")
@@ -258,10 +262,10 @@ class NativeVecEnv(SingleObjectVecEnv):
         the contiguous case). ``ValueError`` for ``index`` not of length ``num_envs`` or an entry
         outside ``[0, total)``; ``TypeError`` for a ``total`` or entry that is not an integer (a
         float is not truncated, a bool is not a number here)."""
-        if isinstance(total, (bool, np.bool_)) or not isinstance(total, (int, np.integer)):
+        if not _is_integer(total):
             raise TypeError(f"{self.env_name}: number_episodes total must be an integer, got {total!r}")
         entries = list(index)
-        bad = [x for x in entries if isinstance(x, (bool, np.bool_)) or not isinstance(x, (int, np.integer))]
+        bad = [x for x in entries if not _is_integer(x)]
         if bad:
             raise TypeError(f"{self.env_name}: number_episodes indices must be integers, got {bad[0]!r}")
         if len(entries) != self.num_envs or any(not 0 <= x < total for x in entries):
@@ -292,7 +296,8 @@ class NativeVecEnv(SingleObjectVecEnv):
         """Window and ``episode_knob`` value of env ``e``'s next episode (``draw_episode``;
         ``groups``: window offsets of a workload mixture's parts); counts the episode."""
         out = draw_episode(self.env_name, self.config.window_order, self._rngs[e], int(self._episodes_started[e]),
-                           int(self._seq_index[e]), self._seq_total, n_windows, self.episode_knob, values, self._reset_opts[e], groups)
+                           int(self._seq_index[e]), self._seq_total, n_windows, self.episode_knob, values,
+                           self._reset_opts[e], groups)
         self._episodes_started[e] += 1
         return out
 

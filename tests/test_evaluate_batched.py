@@ -60,6 +60,25 @@ def projected(monkeypatch):
     return made
 
 
+def _scenario(env_id):
+    """The small scenario of ``env_id`` as evaluate plays it: ``(trace, env kwargs, knob, sweep values)``."""
+    kwargs = dict(SMALL[env_id])
+    trace = kwargs.pop("trace", "default")
+    kwargs.setdefault("split", "test")
+    kwargs["window_order"] = "sequential"
+    probe = envs.make_vec(env_id, 1, seed=0, **{**kwargs, "trace": trace})
+    knob, values = probe.sweep()
+    probe.close()
+    return trace, kwargs, knob, values
+
+
+def _assert_as_per_value(result, reference, knob, values):
+    """``result``'s metrics at each sweep value equal those of ``reference`` (episodes per value)."""
+    for v, eps in zip(values, reference):
+        want = json.loads(ev.report_json(ev.aggregate(eps)))
+        assert json.loads(ev.report_json(result[f"by_{knob}"][ev.sweep_label(v)])) == want, (result["policy"], v)
+
+
 def _per_value(env_id, spec, trace, episodes, seed, kwargs, knob, values):
     """Each sweep value in a batch of its own, as evaluate plays any policy that is not row-independent."""
     out = []
@@ -73,13 +92,7 @@ def _per_value(env_id, spec, trace, episodes, seed, kwargs, knob, values):
 
 @pytest.mark.parametrize("env_id", SINGLE)
 def test_one_batch_plays_the_episodes_of_one_batch_per_value(env_id, projected):
-    kwargs = dict(SMALL[env_id])
-    trace = kwargs.pop("trace", "default")
-    kwargs.setdefault("split", "test")
-    kwargs["window_order"] = "sequential"
-    probe = envs.make_vec(env_id, 1, seed=0, **{**kwargs, "trace": trace})
-    knob, values = probe.sweep()
-    probe.close()
+    trace, kwargs, knob, values = _scenario(env_id)
     if len(values) < 2:
         pytest.skip(f"{env_id}: its small scenario sweeps one {knob} value")
     episodes, seed = 3, 11
@@ -90,10 +103,8 @@ def test_one_batch_plays_the_episodes_of_one_batch_per_value(env_id, projected):
     assert set(projected[0].batches) == {episodes * len(values) if one_batch else episodes}
     assert set(projected[-1].batches) == {episodes}  # one batch per value
     reference = _per_value(env_id, "projected", trace, episodes, seed, kwargs, knob, values)
-    for v, eps in zip(values, reference):
-        want = json.loads(ev.report_json(ev.aggregate(eps)))
-        for r in (batched, serial):
-            assert json.loads(ev.report_json(r[f"by_{knob}"][ev.sweep_label(v)])) == want, (r["policy"], v)
+    for r in (batched, serial):
+        _assert_as_per_value(r, reference, knob, values)
 
 
 def test_number_episodes_numbers_sequential_episodes_and_refuses_bad_indices():
@@ -114,12 +125,8 @@ def test_number_episodes_numbers_sequential_episodes_and_refuses_bad_indices():
 def test_every_row_independent_heuristic_plays_as_in_one_batch_per_value(env_id):
     from agents.policy import heuristic_names
 
-    kwargs = dict(SMALL[env_id])
-    trace = kwargs.pop("trace", "default")
-    kwargs.setdefault("split", "test")
-    kwargs["window_order"] = "sequential"
+    trace, kwargs, knob, values = _scenario(env_id)
     probe = envs.make_vec(env_id, 2, seed=0, **{**kwargs, "trace": trace})
-    knob, values = probe.sweep()
     names = [n for n in heuristic_names(env_id) if getattr(make_policy(n, probe, env_id), "row_independent", False)]
     probe.close()
     if not names or len(values) < 2:
@@ -127,9 +134,8 @@ def test_every_row_independent_heuristic_plays_as_in_one_batch_per_value(env_id)
     episodes, seed = 2, 4
     report = ev.evaluate(env_id, names, trace, episodes, seed, dict(kwargs), kwargs["split"], progress=False)
     for name, result in zip(names, report["results"]):
-        for v, eps in zip(values, _per_value(env_id, name, trace, episodes, seed, kwargs, knob, values)):
-            want = json.loads(ev.report_json(ev.aggregate(eps)))
-            assert json.loads(ev.report_json(result[f"by_{knob}"][ev.sweep_label(v)])) == want, (name, v)
+        reference = _per_value(env_id, name, trace, episodes, seed, kwargs, knob, values)
+        _assert_as_per_value(result, reference, knob, values)
 
 
 def test_number_episodes_and_batch_slice_refuse_non_integers_instead_of_truncating():
