@@ -202,6 +202,23 @@ def test_settings_override_the_mode():
     assert a.count("--policy") == 0 and len(a[a.index("--agent") + 1:a.index("--seeds")]) == 2
 
 
+def test_env_kwargs_are_set_by_key_for_the_seeds_and_the_teacher():
+    ep = plan("expert_placement", Settings(OUT, W, 2, env_kwargs=("drift=(0.005,0.02,0.08,0.3)",)))
+    a = list(ep.seeds[0].argv)
+    assert a[a.index("--env-kwargs") + 1:a.index("--env-kwargs") + 2] == ["drift=(0.005,0.02,0.08,0.3)"]
+    kv = plan("kv_admission", Settings(OUT, W, 2, env_kwargs=("load=1.3", "window_requests=512")))
+    for argv in (kv.seeds[1].argv, kv.teacher.argv):
+        a = list(argv)
+        i = a.index("--env-kwargs")
+        assert a.count("--env-kwargs") == 1 and a[i + 1].startswith("workloads=azure_conv-v1,")  # the recipe's kept
+        assert a[i + 2:i + 4] == ["load=1.3", "window_requests=512"]
+    again = plan("kv_admission", Settings(OUT, W, 2, env_kwargs=("workloads=bursty-v1",)))
+    a = list(again.seeds[0].argv)
+    assert a[a.index("--env-kwargs") + 1] == "workloads=bursty-v1"  # set by key: the recipe's value replaced
+    r = _cli(["expert_placement", "--dry-run"], {"OUT": "/o", "ENV_KWARGS": "drift=0.3 layers=2"})
+    assert r.returncode == 0 and "--env-kwargs drift=0.3 layers=2 --no-eval" in r.stdout, r.stderr
+
+
 def test_stages_of_a_teacher_run():
     t = plan("kv_admission", Settings(OUT, W, 4, stage="teacher"))
     assert t.teacher is not None and t.lines()[-1] == "cp /w/teacher.pkl /o/teacher.pkl"  # stops there
@@ -217,7 +234,9 @@ def test_stages_of_a_teacher_run():
     ("routing", {"candidates": "static"}, "--candidates: routing's seed run does not take it"),
     ("kv_admission", {"stage": "train"}, "--stage train: set TEACHER"),
     ("kv_admission", {"teacher": Path("/t.pkl")}, "--teacher /t.pkl: only with --stage train"),
-    ("multi", {"n_envs": 4}, "--n-envs / --rl-steps: multi's trainer agents.train_multi"),
+    ("multi", {"n_envs": 4}, "--n-envs / --rl-steps / --env-kwargs: multi's trainer agents.train_multi"),
+    ("multi", {"env_kwargs": ("load=1",)}, "--n-envs / --rl-steps / --env-kwargs: multi's trainer"),
+    ("expert_placement", {"env_kwargs": ("drift",)}, "--env-kwargs 'drift': each entry must be KEY=VALUE"),
     ("routing", {"steps": 0}, "--steps 0: must be a positive integer"),
     ("routing", {"n_seeds": 0}, "--n-seeds 0"),
     ("kv_admission", {"candidates": "bogus"}, "--candidates 'bogus': must be heuristics, static or transfer"),
@@ -240,7 +259,7 @@ def test_option_helpers():
 
 
 def _cli(args, env=None, cwd=None):
-    e = {k: v for k, v in os.environ.items() if k not in ("OUT", "W", "NCPU", "STEPS", "TEACHER")}
+    e = {k: v for k, v in os.environ.items() if k not in ("OUT", "W", "NCPU", "STEPS", "TEACHER", "ENV_KWARGS")}
     e.update(env or {})
     e["PYTHONPATH"] = str(REPO_ROOT)
     return subprocess.run([sys.executable, "-m", "agents.zoo", "seeds", *args], env=e, capture_output=True,
@@ -306,7 +325,7 @@ def test_wrappers_exec_the_driver_with_their_arguments(tmp_path):
 
 
 def _wrapper(name: str, args: list[str], tmp_path) -> subprocess.CompletedProcess:
-    e = {k: v for k, v in os.environ.items() if k not in ("OUT", "W", "NCPU", "STEPS", "TEACHER")}
+    e = {k: v for k, v in os.environ.items() if k not in ("OUT", "W", "NCPU", "STEPS", "TEACHER", "ENV_KWARGS")}
     return subprocess.run(["bash", str(REPO_ROOT / "agents" / "zoo" / f"train_{name}.sh"), *args],
                           env={**e, "OUT": str(tmp_path / "o"), "W": str(tmp_path / "w")}, capture_output=True,
                           text=True, cwd=tmp_path, timeout=120)

@@ -203,6 +203,8 @@ class Settings:
     ``out`` (OUT) and ``work`` (W) absolute; ``ncpu`` (NCPU) cores for the teacher and the leaderboard;
     ``steps`` (STEPS) labelled decisions per seed, None = the mode's; ``n_envs`` (N_ENVS) and
     ``rl_steps`` (RL: RL steps after DAgger) replace the recipe's ``--n-envs`` / ``--timesteps``;
+    ``env_kwargs`` (ENV_KWARGS: KEY=VALUE entries) are set by key in the recipe's ``--env-kwargs`` (a
+    training-distribution variant, e.g. ``drift=(0.005,0.02,0.08,0.3)``; the teacher gets them too);
     ``candidates`` (CANDIDATES), ``split`` (SPLIT), ``shard`` (SHARD) and ``tiers`` (TIERS) are the
     teacher's; ``teacher`` (TEACHER) the teacher.pkl that ``--stage train`` reads."""
 
@@ -220,6 +222,7 @@ class Settings:
     shard: str | None = None
     tiers: tuple[str, ...] | None = None
     teacher: Path | None = None
+    env_kwargs: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -374,6 +377,9 @@ def trainer_args(run: SeedRun, s: Settings) -> tuple[str, list[str]]:
         args = set_option(args, "--n-envs", [str(run.envs_per_tier * len(tiers))])
     if s.rl_steps is not None:
         args = set_option(args, "--timesteps", [str(s.rl_steps)])
+    if s.env_kwargs:
+        args = set_option(args, "--env-kwargs", _set_env_kwargs(option_values(args, "--env-kwargs") or [],
+                                                                s.env_kwargs, ()))
     if tiers:
         args = set_option(args, "--slo-tiers", list(tiers))
     return recipe.trainer, args
@@ -423,9 +429,12 @@ def plan(name: str, s: Settings, python: str = sys.executable) -> Plan:
             raise PlanError(f"{what} {value}: must be a positive integer")
     if s.rl_steps is not None and s.rl_steps < 0:
         raise PlanError(f"--rl-steps {s.rl_steps}: must be >= 0")
+    for kv in s.env_kwargs or ():
+        if "=" not in kv or not kv.split("=", 1)[0].isidentifier():
+            raise PlanError(f"--env-kwargs '{kv}': each entry must be KEY=VALUE with KEY a name")
     trainer, args = trainer_args(run, s)
-    if trainer != "agents.train" and (s.n_envs is not None or s.rl_steps is not None):
-        raise PlanError(f"--n-envs / --rl-steps: {name}'s trainer {trainer} has neither")
+    if trainer != "agents.train" and (s.n_envs is not None or s.rl_steps is not None or s.env_kwargs):
+        raise PlanError(f"--n-envs / --rl-steps / --env-kwargs: {name}'s trainer {trainer} has none of them")
     w, out, py = s.work, s.out, (python, "-m")
 
     warmup = Command((*py, "agents.zoo.warmup", run.warmup), w / "warm.log")

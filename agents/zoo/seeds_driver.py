@@ -31,9 +31,10 @@ from agents.zoo.seeds import (CHILD_ENV, MODES, SEED_RUNS, STAGES, Command, Plan
 # option -> (environment variable, type) read when the option is not given
 FROM_ENV = {"out": ("OUT", Path), "work": ("W", Path), "ncpu": ("NCPU", int), "steps": ("STEPS", int),
             "n_envs": ("N_ENVS", int), "rl_steps": ("RL", int), "candidates": ("CANDIDATES", str),
-            "split": ("SPLIT", int), "shard": ("SHARD", str), "tiers": ("TIERS", str), "teacher": ("TEACHER", Path)}
+            "split": ("SPLIT", int), "shard": ("SHARD", str), "tiers": ("TIERS", str), "teacher": ("TEACHER", Path),
+            "env_kwargs": ("ENV_KWARGS", str)}
 # the variables read only where the run takes them (a wrapper's caller may have any of them set)
-_WHERE_TAKEN = {"candidates", "split", "shard", "tiers", "teacher", "n_envs", "rl_steps"}
+_WHERE_TAKEN = {"candidates", "split", "shard", "tiers", "teacher", "n_envs", "rl_steps", "env_kwargs"}
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -59,6 +60,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--tiers", help="SLO tiers, space-separated TIER[:LOADS], kv_admission [TIERS]; "
                                    "default none (tiers mode: the run's)")
     p.add_argument("--teacher", help="teacher.pkl of the teacher call, --stage train [TEACHER]")
+    p.add_argument("--env-kwargs", help="space-separated KEY=VALUE entries set by key in the recipe's "
+                                        "--env-kwargs, agents.train recipes [ENV_KWARGS]")
     p.add_argument("--dry-run", action="store_true", help="print the commands only; create nothing")
     return p
 
@@ -80,7 +83,7 @@ def settings_from(a: argparse.Namespace, p: argparse.ArgumentParser) -> tuple[st
     takes = {"teacher": a.stage == "train", "candidates": bool(run.teacher and run.teacher.candidates),
              "n_envs": recipe_of(run).trainer == "agents.train"}
     takes.update(split=takes["candidates"], shard=takes["candidates"], tiers=takes["candidates"],
-                 rl_steps=takes["n_envs"])
+                 rl_steps=takes["n_envs"], env_kwargs=takes["n_envs"])
     values: dict = {}
     for key, (var, typ) in FROM_ENV.items():
         raw, where = getattr(a, key), f"--{key.replace('_', '-')}"
@@ -108,11 +111,14 @@ def settings_from(a: argparse.Namespace, p: argparse.ArgumentParser) -> tuple[st
     tiers = tuple(values.pop("tiers").split()) if "tiers" in values else None
     if tiers == ():
         p.error("--tiers: empty")
+    env_kwargs = tuple(values.pop("env_kwargs").split()) if "env_kwargs" in values else None
+    if env_kwargs == ():
+        p.error("--env-kwargs: empty")
     out = values.pop("out").resolve()
     work = Path(values.pop("work", run.work)).resolve()
     ncpu = values.pop("ncpu", len(os.sched_getaffinity(0)))
     teacher = values.pop("teacher", None)
-    return a.name, Settings(out, work, ncpu, a.mode, a.stage, n_seeds, tiers=tiers,
+    return a.name, Settings(out, work, ncpu, a.mode, a.stage, n_seeds, tiers=tiers, env_kwargs=env_kwargs,
                             teacher=teacher.resolve() if teacher else None, **values)
 
 
