@@ -1,11 +1,14 @@
 """A learned agent's training seeds against the best heuristic, from one leaderboard run's JSON.
 
-    python -m agents.leaderboard_seeds LEADERBOARD_JSON --agent SEED0 SEED1 ... [--seeds S0 S1 ...]
+    python -m agents.leaderboard_seeds LEADERBOARD_JSON [...] --agent SEED0 SEED1 ... [--seeds S0 S1 ...]
         [--beside METRIC ...] [--metric METRIC [--lower-is-better]] [--label TEXT] [--json FILE]
 
 ``LEADERBOARD_JSON`` is the ``leaderboard.json`` of an ``agents.leaderboard`` run in which every
 ``--agent`` (a policy name as the run wrote it, usually a checkpoint path given with ``--policy``;
-one per training seed) played. For every scenario of the file holding all of them, a Markdown row
+one per training seed) played. Several JSONs are one run split by scenario (e.g. one
+``--scenarios ID`` process per scenario where Ray is not installed): their scenarios and rows are
+read together, a scenario in two files is an error, and files from different commits get a note on
+stderr. For every scenario of the files holding all of them, a Markdown row
 (printed to stdout; the README's seed tables are this output):
 
 - scenario: the id shortened by one rule: ``ENV/[transfer/]TRACE/MODEL-GPU/REST`` (the layout of
@@ -125,6 +128,28 @@ def load(path: Path) -> dict[str, Any]:
             raise ValueError(f"{path}: rows[{i}] ({r['scenario']}, {r['policy']}): main value "
                              f"{v!r} is not a finite number")
     return report
+
+
+def load_many(paths: list[Path]) -> dict[str, Any]:
+    """The ``load``-ed JSONs of one run split by scenario, as one report (scenarios and rows in the
+    order of ``paths``). Raises ``ValueError`` naming both files when a scenario id is in two of them;
+    ``code`` is the first file's, ``commits`` every file's commit (a note when they differ)."""
+    merged: dict[str, Any] = {"scenarios": [], "rows": []}
+    where: dict[str, Path] = {}
+    commits = []
+    for path in paths:
+        report = load(path)
+        for sc in report["scenarios"]:
+            if sc["id"] in where:
+                raise ValueError(f"{path}: scenario {sc['id']} is also in {where[sc['id']]} "
+                                 f"(split runs must not overlap)")
+            where[sc["id"]] = path
+        merged["scenarios"] += report["scenarios"]
+        merged["rows"] += report["rows"]
+        merged.setdefault("code", report.get("code"))
+        commits.append((report.get("code") or {}).get("commit"))
+    merged["commits"] = commits
+    return merged
 
 
 def seed_rows(report: dict[str, Any], agents: list[str], beside: list[str] = (),
@@ -268,7 +293,8 @@ def to_json(rows: list[SeedRow], source: str, agents: list[str], seeds: list[str
 
 def parser() -> argparse.ArgumentParser:
     p = cli.Parser(prog="python -m agents.leaderboard_seeds", description=__doc__.split("\n\n")[0])
-    p.add_argument("leaderboard_json", type=Path, help="leaderboard.json of an agents.leaderboard run")
+    p.add_argument("leaderboard_json", type=Path, nargs="+",
+                   help="leaderboard.json of an agents.leaderboard run (several: one run split by scenario)")
     p.add_argument("--agent", nargs="+", required=True, metavar="POLICY",
                    help="the agent's policies as the run names them, one per training seed")
     p.add_argument("--seeds", nargs="+", metavar="SEED",
@@ -295,9 +321,14 @@ def table_for(argv: list[str], notes: list[str] | None = None) -> tuple[str, dic
     if a.lower_is_better and not a.metric:
         # it was ignored: the scenarios' main metrics carry their own direction
         raise ValueError("--lower-is-better: only with --metric")
-    source = str(a.leaderboard_json)
+    files = a.leaderboard_json
+    source = str(files[0]) if len(files) == 1 else f"{files[0]} (+{len(files) - 1} more)"
     metric = (a.metric, not a.lower_is_better) if a.metric else None
-    rows = seed_rows(load(a.leaderboard_json), a.agent, a.beside, source, notes, metric)
+    report = load(files[0]) if len(files) == 1 else load_many(files)
+    if len(set(report.get("commits", []))) > 1 and notes is not None:
+        notes.append(f"the {len(files)} files come from {len(set(report['commits']))} commits: "
+                     f"{', '.join(sorted(map(str, set(report['commits']))))}")
+    rows = seed_rows(report, a.agent, a.beside, source, notes, metric)
     return markdown(rows, seeds, a.label, a.beside), to_json(rows, source, a.agent, seeds, a.beside)
 
 
