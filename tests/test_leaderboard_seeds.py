@@ -192,8 +192,41 @@ def test_readme_seed_tables_are_the_commands_output(monkeypatch):
         "agents/zoo/results/disaggregation_seeds.json", "agents/zoo/results/kv_admission_dagger_seeds.json",
         "agents/zoo/results/prefix_eviction_lru_rollin_seeds.json", "agents/zoo/results/multi_team_seeds.json",
         "agents/zoo/results/expert_placement_dagger_seeds.json",
-        "agents/zoo/results/kv_admission_dagger_azure_code_seeds.json"}
+        "agents/zoo/results/kv_admission_dagger_azure_code_seeds.json",
+        "agents/zoo/results/kv_admission_dagger98k_seeds.json"}
     monkeypatch.chdir(ROOT)
     for cmd, after in commands:
         md, _ = ls.table_for(shlex.split(cmd)[3:])
         assert after.startswith(md + "\n"), f"README table after `{cmd}` is not its output; run it and paste"
+
+
+def _split(tmp_path: Path, report: dict, commits: tuple[str, str] = ("c1", "c1")) -> list[Path]:
+    """``report`` as two leaderboard JSONs of one run split by scenario (one scenario each)."""
+    paths = []
+    for k, (sc, commit) in enumerate(zip(report["scenarios"], commits)):
+        part = {**report, "scenarios": [sc], "rows": [r for r in report["rows"] if r["scenario"] == sc["id"]],
+                "code": {"commit": commit}}
+        paths.append(tmp_path / f"part{k}.json")
+        paths[-1].write_text(json.dumps(part))
+    return paths
+
+
+def test_a_run_split_by_scenario_gives_the_table_of_the_whole_run(tmp_path, capsys):
+    whole = _write(tmp_path, _report())
+    ls.main([str(whole), "--agent", *SEEDS])
+    want = capsys.readouterr().out
+    parts = _split(tmp_path, _report())
+    ls.main([*map(str, parts), "--agent", *SEEDS])
+    got = capsys.readouterr()
+    assert got.out == want and "commits" not in got.err
+    ls.main([*map(str, _split(tmp_path, _report(), ("c1", "c2"))), "--agent", *SEEDS])
+    assert "note: the 2 files come from 2 commits: c1, c2" in capsys.readouterr().err
+
+
+def test_a_scenario_in_two_files_is_an_error(tmp_path):
+    part = _split(tmp_path, _report())[0]
+    with pytest.raises(ValueError, match=f"^{part}: scenario env/tr/llama3.1-8b-h100/load1/v1 is also in {part}"):
+        ls.load_many([part, part])
+    with pytest.raises(SystemExit) as err:
+        ls.main([str(part), str(tmp_path / "absent.json"), "--agent", *SEEDS])
+    assert err.value.code == 2
