@@ -12,7 +12,8 @@ function alone for the first W of the M steps.
 repository root is a shim over this module).
 
 Logs to TensorBoard (``DIR/tb``: RL curves and serve/* domain metrics), checkpoints atomically
-to ``DIR/checkpoint.zip`` (``--resume`` continues from it), saves ``DIR/final.zip`` and, unless
+to ``DIR/checkpoint.zip`` (``--resume`` continues from it, with the hyperparameters recorded in
+``DIR/hyperparams.json`` when the run was created; different ``--hyperparams`` are refused), saves ``DIR/final.zip`` and, unless
 ``--no-eval``, evaluates it with every heuristic on held-out windows and prints the table
 (also ``DIR/eval.json``).
 """
@@ -28,6 +29,7 @@ import sys
 import math
 import time
 from pathlib import Path
+from typing import Any
 
 import torch as th
 from stable_baselines3.common.save_util import load_from_zip_file
@@ -271,6 +273,8 @@ def _train(a: argparse.Namespace, argv: list[str] | None, callbacks: list | None
         raise cli.UsageError(f"--critic-warmup {a.critic_warmup}: must be in 0..--timesteps ({a.timesteps})")
     if a.resume and not (a.out / "checkpoint.zip").exists():
         raise cli.UsageError(f"--resume: no checkpoint at {a.out / 'checkpoint.zip'}")
+    if a.resume:
+        hyperparams = resumed_hyperparams(a.out, hyperparams, a.hyperparams)
     specs = None
     if a.scenarios and a.slo_tiers:
         raise cli.UsageError("--slo-tiers: not with --scenarios (each scenario has its own SLO)")
@@ -344,6 +348,36 @@ def _train(a: argparse.Namespace, argv: list[str] | None, callbacks: list | None
         vec.close()
 
 
+HYPERPARAMS_FILE = "hyperparams.json"  # beside checkpoint.zip: the --hyperparams the run was created with
+
+
+def _as_json(h: dict) -> Any:
+    return json.loads(json.dumps(h, sort_keys=True, default=str))
+
+
+def resumed_hyperparams(out: Path, given: dict, given_raw: list[str]) -> dict:
+    """The hyperparameters a ``--resume`` of ``out`` trains with: SB3 restores them from the
+    checkpoint, so they are the ones ``out/hyperparams.json`` recorded when the run was created.
+    ``cli.UsageError`` when ``--hyperparams`` were given and differ from those (they would be ignored);
+    with none given, the recorded ones (so run.json records what trained). A checkpoint written before
+    the file existed: the given ones, with a note on stderr that they are not checked."""
+    path = out / HYPERPARAMS_FILE
+    if not path.is_file():
+        if given:
+            print(f"note: --resume: {path} not found (a run from before it was recorded); the checkpoint "
+                  f"keeps its own hyperparameters, --hyperparams {' '.join(given_raw)} are not checked",
+                  file=sys.stderr)
+        return given
+    try:
+        recorded = json.loads(path.read_text())
+    except (ValueError, OSError) as err:
+        raise cli.UsageError(f"--resume: {path}: unreadable ({err})") from None
+    if given and _as_json(given) != recorded:
+        raise cli.UsageError(f"--hyperparams {' '.join(given_raw)}: --resume keeps the checkpoint's, "
+                             f"{json.dumps(recorded, sort_keys=True)} ({path}); give the same or none")
+    return recorded if not given else given
+
+
 def init_policy(model, path: Path) -> None:
     """Load the policy weights of the model saved at ``path`` (SB3's zip: its ``policy`` state dict) into
     ``model``'s policy, keeping ``model``'s own hyperparameters and optimizer; ``cli.UsageError`` naming the
@@ -373,6 +407,7 @@ def _learn(a: argparse.Namespace, argv: list[str] | None, callbacks: list | None
             raise cli.UsageError(f"--hyperparams: {err}") from None
         if a.init is not None:
             init_policy(model, a.init)
+        atomic_write_text(out / HYPERPARAMS_FILE, json.dumps(_as_json(hyperparams), sort_keys=True))
     remaining = a.timesteps - (model.num_timesteps if a.resume else 0)
     with EvalAhead() as ahead:
         # the heuristics' held-out episodes need nothing from training: one worker plays them meanwhile
