@@ -13,9 +13,9 @@ repository root is a shim over this module).
 
 Logs to TensorBoard (``DIR/tb``: RL curves and serve/* domain metrics), checkpoints atomically
 to ``DIR/checkpoint.zip`` (``--resume`` continues from it, with the hyperparameters recorded in
-``DIR/hyperparams.json`` when the run was created; different ``--hyperparams`` are refused), saves ``DIR/final.zip`` and, unless
-``--no-eval``, evaluates it with every heuristic on held-out windows and prints the table
-(also ``DIR/eval.json``).
+``DIR/hyperparams.json`` when the run was created; different ``--hyperparams`` are refused), saves
+``DIR/final.zip`` and, unless ``--no-eval``, evaluates it with every heuristic on held-out windows
+and prints the table (also ``DIR/eval.json``).
 """
 
 from __future__ import annotations
