@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import ast
 import os
+import tempfile
 import types
 import typing
 from pathlib import Path
@@ -273,6 +274,11 @@ def check_output(path: Path, option: str, directory: bool = False) -> None:
             raise UsageError(f"{option} {path}: {target} is not a directory")
     if not os.access(target, os.W_OK | os.X_OK):
         raise UsageError(f"{option} {path}: {target} is not writable")
+    try:  # access() says yes to root almost everywhere (e.g. /proc): create and remove a file there
+        with tempfile.NamedTemporaryFile(dir=target, prefix=".servegym-probe-"):
+            pass
+    except OSError as err:
+        raise UsageError(f"{option} {path}: {target} is not writable ({err.strerror or err})") from None
 
 
 def run_main(parser: Parser, body: typing.Callable[[], int]) -> int:

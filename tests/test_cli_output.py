@@ -3,6 +3,9 @@ run, not a traceback at the write after it (evaluate --json, export --onnx, lead
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
 from agents import cli
@@ -20,6 +23,15 @@ def test_check_output_names_the_option_and_why(tmp_path):
         with pytest.raises(cli.UsageError) as err:
             cli.check_output(path, "--x", directory=directory)
         assert str(err.value) == msg
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc")
+def test_a_directory_no_file_can_be_created_in_is_refused_even_for_root(tmp_path):
+    # os.access() answers yes to root for /proc; the check creates (and removes) a file there instead
+    with pytest.raises(cli.UsageError, match=r"^--json /proc/r.json: /proc is not writable \("):
+        cli.check_output(Path("/proc/r.json"), "--json")
+    cli.check_output(tmp_path / "r.json", "--json")
+    assert list(tmp_path.iterdir()) == []  # the probe file is gone
 
 
 @pytest.mark.parametrize("module, args, msg", [
