@@ -432,7 +432,8 @@ def plan(name: str, s: Settings, python: str = sys.executable) -> Plan:
         raise PlanError(f"--rl-steps {s.rl_steps}: must be >= 0")
     for kv in s.env_kwargs or ():
         if "=" not in kv or not kv.split("=", 1)[0].isidentifier():
-            raise PlanError(f"--env-kwargs '{kv}': each entry must be KEY=VALUE with KEY a name")
+            raise PlanError(f"--env-kwargs '{kv}': each entry must be KEY=VALUE with KEY a name "
+                             "(entries are space-separated: write a tuple without spaces, e.g. drift=(0.005,0.02))")
     trainer, args = trainer_args(run, s)
     if trainer != "agents.train" and (s.n_envs is not None or s.rl_steps is not None or s.env_kwargs):
         raise PlanError(f"--n-envs / --rl-steps / --env-kwargs: {name}'s trainer {trainer} has none of them")
