@@ -135,3 +135,12 @@ def test_a_scenario_that_quick_or_track_leaves_out_is_named_as_such(tmp_path, ca
             lb.main(["--envs", "kv_admission", *flags, "--scenarios", sid, "--out", str(tmp_path / "o")])
         assert err.value.code == 2
         assert f"--scenarios {sid}: no scenario of this run matches ({why})" in capsys.readouterr().err
+
+
+def test_scenarios_given_twice_keeps_both(tmp_path, capsys):
+    # the last --scenarios replaced the earlier ones: 'kv_admission/nope' was dropped and the run went on
+    ok = "kv_admission/bursty/llama3.1-8b-h100/mlperf_server/load1.1/v2"
+    with pytest.raises(SystemExit) as err:
+        lb.main(["--envs", "kv_admission", "--scenarios", "kv_admission/nope", "--scenarios", ok,
+                 "--out", str(tmp_path / "o")])
+    assert err.value.code == 2 and "--scenarios kv_admission/nope: no scenario" in capsys.readouterr().err
