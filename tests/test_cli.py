@@ -108,6 +108,10 @@ def test_a_trace_the_env_refuses_without_env_kwargs_blames_the_trace(tmp_path):
                          for i in range(4)))
     with pytest.raises(cli.UsageError, match=r"^--trace '.*short\.jsonl': .*fewer than one window"):
         cli.check_env("servegym/PrefixEviction-v0", {}, trace=str(f))
+    # KVAdmission's message names the setting and the most it may be for this trace
+    with pytest.raises(cli.UsageError, match=r"has 4 requests, fewer than one window of window_requests=1024; "
+                                             r"set window_requests <= 4$"):
+        cli.check_env(KV, {"split": "all"}, trace=str(f))
 
 
 # --- --help generated from the config dataclasses ------------------------------------------
