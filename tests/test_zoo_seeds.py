@@ -416,3 +416,9 @@ def test_runner_teacher_stage_returns_the_file(tmp_path):
     p = dataclasses.replace(p, settings=dataclasses.replace(p.settings, stage="teacher"))
     assert execute(p) == 0
     assert (out / "teacher.pkl").read_bytes() == b"T" and not (out / "s0.zip").exists()
+
+
+def test_an_environment_variable_the_run_does_not_take_gets_a_note():
+    r = _cli(["multi", "--dry-run"], {"OUT": "/o", "ENV_KWARGS": "load=0.8"})
+    assert r.returncode == 0 and "load=0.8" not in r.stdout, r.stderr
+    assert r.stderr.strip() == "note: ENV_KWARGS=load=0.8 not used: multi's run (full, stage all) does not take it"

@@ -7,7 +7,7 @@ OUT/sK.zip (seed K's final checkpoint), OUT/logsTAG.tgz (W's ``*.log``, ``teache
 plots, and ``seeds.md``), OUT/teacher.pkl where the run's teacher says so or with ``--stage
 teacher``, and OUT/seeds.md and seeds.json where the run says so (the device returns ~8 files).
 Every option not given is read from the environment variable in brackets in ``--help``, as the
-wrappers' callers set them. Exit status: the leaderboard's; 1 when a stage fails (warm-up, teacher,
+wrappers' callers set them; one the run does not take is left out with a note on stderr. Exit status: the leaderboard's; 1 when a stage fails (warm-up, teacher,
 a seed: its log's tail is printed); 2 for bad input, before anything is created.
 """
 
@@ -19,6 +19,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tarfile
 import time
 from pathlib import Path
@@ -90,6 +91,8 @@ def settings_from(a: argparse.Namespace, p: argparse.ArgumentParser) -> tuple[st
         if raw is None:
             raw, where = os.environ.get(var) or None, var  # empty = unset, as the scripts' ${VAR:-default}
             if raw is not None and key in _WHERE_TAKEN and not takes.get(key, True):
+                print(f"note: {var}={raw} not used: {a.name}'s run ({a.mode}, stage {a.stage}) does not take it",
+                      file=sys.stderr)
                 raw = None
         if raw is None:
             continue
