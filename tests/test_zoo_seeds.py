@@ -422,3 +422,14 @@ def test_an_environment_variable_the_run_does_not_take_gets_a_note():
     r = _cli(["multi", "--dry-run"], {"OUT": "/o", "ENV_KWARGS": "load=0.8"})
     assert r.returncode == 0 and "load=0.8" not in r.stdout, r.stderr
     assert r.stderr.strip() == "note: ENV_KWARGS=load=0.8 not used: multi's run (full, stage all) does not take it"
+
+
+def test_env_kwargs_and_tiers_given_twice_keep_every_use():
+    # the last --env-kwargs replaced the earlier ones (load=1.3 dropped silently)
+    r = _cli(["kv_admission", "--dry-run", "--env-kwargs", "load=1.3", "--env-kwargs", "window_requests=512",
+              "--tiers", "mlperf_server", "--tiers", "mlperf_interactive:0.9"], {"OUT": "/o"})
+    assert r.returncode == 0, r.stderr
+    assert " load=1.3 window_requests=512 --imitate" in r.stdout
+    assert "--slo-tiers mlperf_server mlperf_interactive:0.9 " in r.stdout
+    r = _cli(["kv_admission", "--dry-run", "--env-kwargs", "load=1.3", "--env-kwargs", "load=1.5"], {"OUT": "/o"})
+    assert r.returncode == 2 and "--env-kwargs 'load=1.5': load given twice" in r.stderr

@@ -58,11 +58,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--candidates", help="the teacher's candidates, kv_admission [CANDIDATES]; default transfer")
     p.add_argument("--split", help="teacher jobs per candidate, kv_admission [SPLIT]; default 32, small 4, tiers 16")
     p.add_argument("--shard", help="I/N: replay one shard of the teacher's jobs, kv_admission [SHARD]")
-    p.add_argument("--tiers", help="SLO tiers, space-separated TIER[:LOADS], kv_admission [TIERS]; "
+    p.add_argument("--tiers", action="append", help="SLO tiers, space-separated TIER[:LOADS], kv_admission [TIERS]; "
                                    "default none (tiers mode: the run's)")
     p.add_argument("--teacher", help="teacher.pkl of the teacher call, --stage train [TEACHER]")
-    p.add_argument("--env-kwargs", help="space-separated KEY=VALUE entries set by key in the recipe's "
-                                        "--env-kwargs, agents.train recipes [ENV_KWARGS]")
+    p.add_argument("--env-kwargs", action="append", help="space-separated KEY=VALUE entries set by key in the "
+                   "recipe's --env-kwargs, agents.train recipes [ENV_KWARGS]; repeatable")
     p.add_argument("--dry-run", action="store_true", help="print the commands only; create nothing")
     return p
 
@@ -88,6 +88,8 @@ def settings_from(a: argparse.Namespace, p: argparse.ArgumentParser) -> tuple[st
     values: dict = {}
     for key, (var, typ) in FROM_ENV.items():
         raw, where = getattr(a, key), f"--{key.replace('_', '-')}"
+        if isinstance(raw, list):  # --env-kwargs / --tiers given several times: every use counts
+            raw = " ".join(raw)
         if raw is None:
             raw, where = os.environ.get(var) or None, var  # empty = unset, as the scripts' ${VAR:-default}
             if raw is not None and key in _WHERE_TAKEN and not takes.get(key, True):
