@@ -361,13 +361,15 @@ def table_for(argv: list[str], notes: list[str] | None = None) -> tuple[str, dic
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     notes: list[str] = []
+    out = parser().parse_args(args).json
     try:
+        if out is not None:
+            cli.check_output(out, "--json")  # a directory or an unwritable place was a traceback after the table
         md, data = table_for(args, notes)
-    except ValueError as err:
+    except ValueError as err:  # cli.UsageError is one
         parser().error(str(err))
     for n in notes:
         print(f"note: {n}", file=sys.stderr)
-    out = parser().parse_args(args).json
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(data, indent=1, allow_nan=False) + "\n")

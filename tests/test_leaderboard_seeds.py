@@ -256,3 +256,13 @@ def test_split_parts_that_are_not_one_run_are_errors(tmp_path):
         with pytest.raises(SystemExit) as err:
             ls.main([*argv, "--agent", *SEEDS])
         assert err.value.code == 2
+
+
+def test_a_json_path_that_cannot_be_written_is_a_one_line_error(tmp_path, capsys):
+    src = _write(tmp_path, _report())
+    (tmp_path / "afile").write_text("")
+    for out, says in ((tmp_path, "exists and is a directory"), (tmp_path / "afile" / "x.json", "is not a directory")):
+        with pytest.raises(SystemExit) as err:
+            ls.main([str(src), "--agent", *SEEDS, "--json", str(out)])
+        msg = capsys.readouterr().err
+        assert err.value.code == 2 and f"--json {out}: " in msg and says in msg and msg.count("\n") == 1
