@@ -383,6 +383,7 @@ def main(argv: list[str] | None = None) -> int:
             p.error(f"--team {err}")
     try:
         scenarios = scenarios_for(a.envs) + user_trace_scenarios(a.trace, a.envs)
+        every = scenarios
         if a.quick:  # the quick run keeps every main scenario and one of the transfer track
             scenarios = [sc for sc in scenarios if sc.in_quick]
         if a.track:
@@ -390,8 +391,11 @@ def main(argv: list[str] | None = None) -> int:
         if a.scenarios:
             unmatched = [g for g in a.scenarios if not any(fnmatch.fnmatchcase(sc.id, g) for sc in scenarios)]
             if unmatched:
-                p.error(f"--scenarios {' '.join(unmatched)}: no scenario of this run matches "
-                        "(python -m agents.leaderboard --help lists the ids)")
+                left = [f for f, on in (("--quick", a.quick), (f"--track {a.track}", a.track)) if on]
+                why = (f"{' and '.join(left)} leave{'s' if len(left) == 1 else ''} out every scenario it matches"
+                       if left and all(any(fnmatch.fnmatchcase(sc.id, g) for sc in every) for g in unmatched)
+                       else "python -m agents.leaderboard --help lists the ids")
+                p.error(f"--scenarios {' '.join(unmatched)}: no scenario of this run matches ({why})")
             scenarios = [sc for sc in scenarios if any(fnmatch.fnmatchcase(sc.id, g) for g in a.scenarios)]
     except ValueError as err:
         p.error(f"--envs {' '.join(a.envs or [])}: {err}")

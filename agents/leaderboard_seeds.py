@@ -7,8 +7,9 @@
 ``--agent`` (a policy name as the run wrote it, usually a checkpoint path given with ``--policy``;
 one per training seed) played. Several JSONs are one run split by scenario (e.g. one
 ``--scenarios ID`` process per scenario where Ray is not installed): their scenarios and rows are
-read together, a scenario in two files is an error, and files from different commits get a note on
-stderr. For every scenario of the files holding all of them, a Markdown row
+read together; a file given twice, a file with no scenario, a scenario in two files and files run
+with different ``quick`` or JSON ``version`` are errors, and files from different commits get a note
+on stderr. For every scenario of the files holding all of them, a Markdown row
 (printed to stdout; the README's seed tables are this output):
 
 - scenario: the id shortened by one rule: ``ENV/[transfer/]TRACE/MODEL-GPU/REST`` (the layout of
@@ -103,6 +104,10 @@ def load(path: Path) -> dict[str, Any]:
         report = json.loads(Path(path).read_text())
     except FileNotFoundError:
         raise ValueError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ValueError(f"{path}: is a directory (give its leaderboard.json)") from None
+    except OSError as err:
+        raise ValueError(f"{path}: cannot be read ({err.strerror or err})") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"{path}: not JSON ({err})") from None
     if not isinstance(report, dict):
@@ -111,6 +116,10 @@ def load(path: Path) -> dict[str, Any]:
     for key in ("scenarios", "rows"):
         if not isinstance(report.get(key), list):
             raise ValueError(f"{path}: not a leaderboard JSON (no list {key!r})")
+    for key in ("scenarios", "rows"):
+        for i, x in enumerate(report[key]):
+            if not isinstance(x, dict):
+                raise ValueError(f"{path}: {key}[{i}] is a {type(x).__name__}, expected an object")
     for i, sc in enumerate(report["scenarios"]):
         for key in ("id", "scoring"):
             if key not in sc:
@@ -132,13 +141,30 @@ def load(path: Path) -> dict[str, Any]:
 
 def load_many(paths: list[Path]) -> dict[str, Any]:
     """The ``load``-ed JSONs of one run split by scenario, as one report (scenarios and rows in the
-    order of ``paths``). Raises ``ValueError`` naming both files when a scenario id is in two of them;
-    ``code`` is the first file's, ``commits`` every file's commit (a note when they differ)."""
+    order of ``paths``). Raises ``ValueError`` naming the file: given twice, holding no scenario, a
+    scenario id also in another file (naming both), or run with other settings than the first file
+    (``quick``, the JSON ``version``: one run's split parts share them); ``code`` is the first file's,
+    ``commits`` every file's commit (a note when they differ)."""
     merged: dict[str, Any] = {"scenarios": [], "rows": []}
     where: dict[str, Path] = {}
     commits = []
+    first: tuple[Path, dict[str, Any]] | None = None
+    seen: dict[Path, Path] = {}
     for path in paths:
+        same = seen.get(Path(path).resolve())
+        if same is not None:
+            raise ValueError(f"{path}: given twice (also as {same})")
+        seen[Path(path).resolve()] = path
         report = load(path)
+        if not report["scenarios"]:
+            raise ValueError(f"{path}: holds no scenario (a split run's part plays at least one)")
+        settings = {k: report.get(k) for k in ("quick", "version")}
+        if first is None:
+            first = (path, settings)
+        for k, v in settings.items():
+            if v != first[1][k]:
+                raise ValueError(f"{path}: {k} is {v!r} but {first[1][k]!r} in {first[0]} "
+                                 f"(the parts of one run share their settings)")
         for sc in report["scenarios"]:
             if sc["id"] in where:
                 raise ValueError(f"{path}: scenario {sc['id']} is also in {where[sc['id']]} "
@@ -335,13 +361,15 @@ def table_for(argv: list[str], notes: list[str] | None = None) -> tuple[str, dic
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     notes: list[str] = []
+    out = parser().parse_args(args).json
     try:
+        if out is not None:
+            cli.check_output(out, "--json")  # a directory or an unwritable place was a traceback after the table
         md, data = table_for(args, notes)
-    except ValueError as err:
+    except ValueError as err:  # cli.UsageError is one
         parser().error(str(err))
     for n in notes:
         print(f"note: {n}", file=sys.stderr)
-    out = parser().parse_args(args).json
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(data, indent=1, allow_nan=False) + "\n")

@@ -96,7 +96,7 @@ while read -r name args; do
     for flag in --hyperparams --env-kwargs; do
         if [[ " $args " == *" $flag "* && " ${EXTRA[*]} " == *" $flag "* ]]; then
             echo "time_train_grid.sh: TRAIN_ARGS and configuration $name both give $flag" \
-                "(one list would replace the other)" >&2
+                "(give it once)" >&2
             exit 2
         fi
     done

@@ -32,13 +32,31 @@ from functools import cache
 from typing import Any, NoReturn
 
 
+class _ExtendWhenRepeated(argparse.Action):
+    """A list option (``nargs`` ``+`` or ``*``) given again adds its values to the earlier ones
+    (``--scenarios A --scenarios B`` is ``--scenarios A B``); argparse's default, the last one
+    replacing the others, dropped A silently. The first use still replaces the default."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        current = getattr(namespace, self.dest, None)
+        given = current is not None and current is not self.default
+        setattr(namespace, self.dest, [*current, *values] if given else list(values))
+
+
 class Parser(argparse.ArgumentParser):
-    """``argparse.ArgumentParser`` whose errors are one line on stderr and exit status 2, and
-    whose help keeps the description's and epilog's line breaks."""
+    """``argparse.ArgumentParser`` whose errors are one line on stderr and exit status 2, whose
+    help keeps the description's and epilog's line breaks, and whose list options (``nargs`` ``+``
+    or ``*`` without an ``action``) collect every use of the option (``_ExtendWhenRepeated``)."""
 
     def __init__(self, *args: Any, **kwargs: Any):
         kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
         super().__init__(*args, **kwargs)
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        for action in self._actions:  # the parser's and its groups' (they share the list)
+            if type(action) is argparse._StoreAction and action.option_strings and action.nargs in ("+", "*"):
+                action.__class__ = _ExtendWhenRepeated
+        return super().parse_known_args(args, namespace)
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {' '.join(str(message).split())}\n")

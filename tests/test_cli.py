@@ -108,6 +108,10 @@ def test_a_trace_the_env_refuses_without_env_kwargs_blames_the_trace(tmp_path):
                          for i in range(4)))
     with pytest.raises(cli.UsageError, match=r"^--trace '.*short\.jsonl': .*fewer than one window"):
         cli.check_env("servegym/PrefixEviction-v0", {}, trace=str(f))
+    # KVAdmission's message names the setting and the most it may be for this trace
+    with pytest.raises(cli.UsageError, match=r"has 4 requests, fewer than one window of window_requests=1024; "
+                                             r"set window_requests <= 4$"):
+        cli.check_env(KV, {"split": "all"}, trace=str(f))
 
 
 # --- --help generated from the config dataclasses ------------------------------------------
@@ -285,3 +289,21 @@ def test_table_units():
     assert units.cell("moe_layer_time_s", 0.0018, units.column("moe_layer_time_s", [0.0018])) == "1,800"
     assert units.cell("migration_bytes", 123456789012.0) == "123.5"
     assert units.fmt(float("nan")) == "–"
+
+
+def test_a_list_option_given_twice_keeps_both_uses():
+    # argparse's nargs='+' let the last use replace the earlier ones: `--env-kwargs load=1.1
+    # --env-kwargs window_requests=64` dropped load silently
+    p = options.Parser(prog="x")
+    p.add_argument("--env-kwargs", nargs="*", default=[])
+    p.add_argument("--scenarios", nargs="+")
+    p.add_argument_group("g").add_argument("--loads", type=float, nargs="+", default=[1.0])
+    a = p.parse_args(["--env-kwargs", "load=1.1", "--scenarios", "a", "--env-kwargs", "window_requests=64",
+                      "--scenarios", "b", "c", "--loads", "2", "--loads", "3"])
+    assert a.env_kwargs == ["load=1.1", "window_requests=64"] and a.scenarios == ["a", "b", "c"]
+    assert a.loads == [2.0, 3.0]
+    again = p.parse_args(["--loads", "4"])  # the first use replaces the default; parsers are reused
+    assert again.loads == [4.0] and again.env_kwargs == [] and again.scenarios is None
+    assert p.parse_args([]).loads == [1.0]
+    with pytest.raises(cli.UsageError, match="load given twice"):
+        cli.parse_env_kwargs(p.parse_args(["--env-kwargs", "load=1", "--env-kwargs", "load=2"]).env_kwargs, KV)

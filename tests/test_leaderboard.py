@@ -123,3 +123,24 @@ def test_a_scenarios_intervals_do_not_depend_on_the_rest_of_the_run():
     other = ScenarioResult(lb.scenarios_for(["KVAdmission"])[1], runs)
     after = [r for r in lb.build_report([other, res], "cmd", False)["rows"] if r["scenario"] == sc.id]
     assert alone == after
+
+
+def test_a_scenario_that_quick_or_track_leaves_out_is_named_as_such(tmp_path, capsys):
+    transfer = "kv_admission/transfer/azure_llm_2023_code/llama3.1-8b-h100/mlperf_server/load0.3/v1"
+    for flags, why in ((["--quick"], "--quick leaves out every scenario it matches"),
+                       (["--track", "main"], "--track main leaves out every scenario it matches"),
+                       ([], "python -m agents.leaderboard --help lists the ids")):
+        sid = transfer if flags else "kv_admission/nope"
+        with pytest.raises(SystemExit) as err:
+            lb.main(["--envs", "kv_admission", *flags, "--scenarios", sid, "--out", str(tmp_path / "o")])
+        assert err.value.code == 2
+        assert f"--scenarios {sid}: no scenario of this run matches ({why})" in capsys.readouterr().err
+
+
+def test_scenarios_given_twice_keeps_both(tmp_path, capsys):
+    # the last --scenarios replaced the earlier ones: 'kv_admission/nope' was dropped and the run went on
+    ok = "kv_admission/bursty/llama3.1-8b-h100/mlperf_server/load1.1/v2"
+    with pytest.raises(SystemExit) as err:
+        lb.main(["--envs", "kv_admission", "--scenarios", "kv_admission/nope", "--scenarios", ok,
+                 "--out", str(tmp_path / "o")])
+    assert err.value.code == 2 and "--scenarios kv_admission/nope: no scenario" in capsys.readouterr().err

@@ -225,8 +225,44 @@ def test_a_run_split_by_scenario_gives_the_table_of_the_whole_run(tmp_path, caps
 
 def test_a_scenario_in_two_files_is_an_error(tmp_path):
     part = _split(tmp_path, _report())[0]
-    with pytest.raises(ValueError, match=f"^{part}: scenario env/tr/llama3.1-8b-h100/load1/v1 is also in {part}"):
-        ls.load_many([part, part])
+    copy = tmp_path / "copy.json"
+    copy.write_text(part.read_text())
+    with pytest.raises(ValueError, match=f"^{copy}: scenario env/tr/llama3.1-8b-h100/load1/v1 is also in {part}"):
+        ls.load_many([part, copy])
     with pytest.raises(SystemExit) as err:
         ls.main([str(part), str(tmp_path / "absent.json"), "--agent", *SEEDS])
     assert err.value.code == 2
+
+
+def test_split_parts_that_are_not_one_run_are_errors(tmp_path):
+    part, other = _split(tmp_path, _report())
+    again = tmp_path / ".." / tmp_path.name / "part0.json"  # the same file by another path
+    with pytest.raises(ValueError, match="^" + re.escape(f"{again}: given twice (also as {part})")):
+        ls.load_many([part, again])
+    with pytest.raises(ValueError, match=f"^{tmp_path}: is a directory"):
+        ls.load_many([part, tmp_path])
+    empty = tmp_path / "empty.json"
+    empty.write_text(json.dumps({**_report(), "scenarios": [], "rows": []}))
+    with pytest.raises(ValueError, match=f"^{empty}: holds no scenario"):
+        ls.load_many([part, empty])
+    other.write_text(json.dumps({**json.loads(other.read_text()), "quick": True}))
+    with pytest.raises(ValueError, match=f"^{other}: quick is True but False in {part}"):
+        ls.load_many([part, other])
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"scenarios": [1], "rows": []}))
+    with pytest.raises(ValueError, match=f"^{bad}: scenarios\\[0\\] is a int, expected an object"):
+        ls.load(bad)
+    for argv in ([str(part), str(tmp_path)], [str(part), str(part)]):
+        with pytest.raises(SystemExit) as err:
+            ls.main([*argv, "--agent", *SEEDS])
+        assert err.value.code == 2
+
+
+def test_a_json_path_that_cannot_be_written_is_a_one_line_error(tmp_path, capsys):
+    src = _write(tmp_path, _report())
+    (tmp_path / "afile").write_text("")
+    for out, says in ((tmp_path, "exists and is a directory"), (tmp_path / "afile" / "x.json", "is not a directory")):
+        with pytest.raises(SystemExit) as err:
+            ls.main([str(src), "--agent", *SEEDS, "--json", str(out)])
+        msg = capsys.readouterr().err
+        assert err.value.code == 2 and f"--json {out}: " in msg and says in msg and msg.count("\n") == 1

@@ -237,6 +237,10 @@ def test_stages_of_a_teacher_run():
     ("multi", {"n_envs": 4}, "--n-envs / --rl-steps / --env-kwargs: multi's trainer agents.train_multi"),
     ("multi", {"env_kwargs": ("load=1",)}, "--n-envs / --rl-steps / --env-kwargs: multi's trainer"),
     ("expert_placement", {"env_kwargs": ("drift",)}, "--env-kwargs 'drift': each entry must be KEY=VALUE"),
+    ("kv_admission", {"env_kwargs": ("drift=0.3",)}, "--env-kwargs 'drift=0.3': servegym/KVAdmission-v0 has no key"),
+    ("kv_admission", {"env_kwargs": ("load=1.3", "load=1.5")}, "--env-kwargs 'load=1.5': load given twice"),
+    ("kv_admission", {"env_kwargs": ("load=",)}, "--env-kwargs 'load=': load must be float"),
+    ("routing", {"env_kwargs": ("load=abc",)}, "--env-kwargs 'load=abc': load must be float"),
     ("routing", {"steps": 0}, "--steps 0: must be a positive integer"),
     ("routing", {"n_seeds": 0}, "--n-seeds 0"),
     ("kv_admission", {"candidates": "bogus"}, "--candidates 'bogus': must be heuristics, static or transfer"),
@@ -412,3 +416,20 @@ def test_runner_teacher_stage_returns_the_file(tmp_path):
     p = dataclasses.replace(p, settings=dataclasses.replace(p.settings, stage="teacher"))
     assert execute(p) == 0
     assert (out / "teacher.pkl").read_bytes() == b"T" and not (out / "s0.zip").exists()
+
+
+def test_an_environment_variable_the_run_does_not_take_gets_a_note():
+    r = _cli(["multi", "--dry-run"], {"OUT": "/o", "ENV_KWARGS": "load=0.8"})
+    assert r.returncode == 0 and "load=0.8" not in r.stdout, r.stderr
+    assert r.stderr.strip() == "note: ENV_KWARGS=load=0.8 not used: multi's run (full, stage all) does not take it"
+
+
+def test_env_kwargs_and_tiers_given_twice_keep_every_use():
+    # the last --env-kwargs replaced the earlier ones (load=1.3 dropped silently)
+    r = _cli(["kv_admission", "--dry-run", "--env-kwargs", "load=1.3", "--env-kwargs", "window_requests=512",
+              "--tiers", "mlperf_server", "--tiers", "mlperf_interactive:0.9"], {"OUT": "/o"})
+    assert r.returncode == 0, r.stderr
+    assert " load=1.3 window_requests=512 --imitate" in r.stdout
+    assert "--slo-tiers mlperf_server mlperf_interactive:0.9 " in r.stdout
+    r = _cli(["kv_admission", "--dry-run", "--env-kwargs", "load=1.3", "--env-kwargs", "load=1.5"], {"OUT": "/o"})
+    assert r.returncode == 2 and "--env-kwargs 'load=1.5': load given twice" in r.stderr

@@ -388,7 +388,8 @@ def trainer_args(run: SeedRun, s: Settings) -> tuple[str, list[str]]:
 def plan(name: str, s: Settings, python: str = sys.executable) -> Plan:
     """The commands of seed run ``name`` (a key of SEED_RUNS) under settings ``s``; the recipe is
     read from ``agents.zoo`` now. Raises PlanError (one line) for an unknown name, a mode or stage
-    the run does not have, or a setting it does not take."""
+    the run does not have, a setting it does not take, or an ``env_kwargs`` entry the environment's
+    config refuses (``agents.cli.parse_env_kwargs``: unknown key, a key twice, a value of the wrong type)."""
     if name not in SEED_RUNS:
         raise PlanError(f"seed run '{name}': one of {', '.join(SEED_RUNS)}")
     run = SEED_RUNS[name]
@@ -431,10 +432,17 @@ def plan(name: str, s: Settings, python: str = sys.executable) -> Plan:
         raise PlanError(f"--rl-steps {s.rl_steps}: must be >= 0")
     for kv in s.env_kwargs or ():
         if "=" not in kv or not kv.split("=", 1)[0].isidentifier():
-            raise PlanError(f"--env-kwargs '{kv}': each entry must be KEY=VALUE with KEY a name")
+            raise PlanError(f"--env-kwargs '{kv}': each entry must be KEY=VALUE with KEY a name "
+                             "(entries are space-separated: write a tuple without spaces, e.g. drift=(0.005,0.02))")
     trainer, args = trainer_args(run, s)
     if trainer != "agents.train" and (s.n_envs is not None or s.rl_steps is not None or s.env_kwargs):
         raise PlanError(f"--n-envs / --rl-steps / --env-kwargs: {name}'s trainer {trainer} has none of them")
+    if s.env_kwargs:
+        from agents.cli import UsageError, parse_env_kwargs
+        try:  # the trainer's and the teacher's check (unknown key, key twice, wrong type), before any stage runs
+            parse_env_kwargs(list(s.env_kwargs), run.env_id)
+        except UsageError as err:
+            raise PlanError(str(err)) from None
     w, out, py = s.work, s.out, (python, "-m")
 
     warmup = Command((*py, "agents.zoo.warmup", run.warmup), w / "warm.log")

@@ -7,7 +7,7 @@ OUT/sK.zip (seed K's final checkpoint), OUT/logsTAG.tgz (W's ``*.log``, ``teache
 plots, and ``seeds.md``), OUT/teacher.pkl where the run's teacher says so or with ``--stage
 teacher``, and OUT/seeds.md and seeds.json where the run says so (the device returns ~8 files).
 Every option not given is read from the environment variable in brackets in ``--help``, as the
-wrappers' callers set them. Exit status: the leaderboard's; 1 when a stage fails (warm-up, teacher,
+wrappers' callers set them; one the run does not take is left out with a note on stderr. Exit status: the leaderboard's; 1 when a stage fails (warm-up, teacher,
 a seed: its log's tail is printed); 2 for bad input, before anything is created.
 """
 
@@ -19,6 +19,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tarfile
 import time
 from pathlib import Path
@@ -57,11 +58,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--candidates", help="the teacher's candidates, kv_admission [CANDIDATES]; default transfer")
     p.add_argument("--split", help="teacher jobs per candidate, kv_admission [SPLIT]; default 32, small 4, tiers 16")
     p.add_argument("--shard", help="I/N: replay one shard of the teacher's jobs, kv_admission [SHARD]")
-    p.add_argument("--tiers", help="SLO tiers, space-separated TIER[:LOADS], kv_admission [TIERS]; "
+    p.add_argument("--tiers", action="append", help="SLO tiers, space-separated TIER[:LOADS], kv_admission [TIERS]; "
                                    "default none (tiers mode: the run's)")
     p.add_argument("--teacher", help="teacher.pkl of the teacher call, --stage train [TEACHER]")
-    p.add_argument("--env-kwargs", help="space-separated KEY=VALUE entries set by key in the recipe's "
-                                        "--env-kwargs, agents.train recipes [ENV_KWARGS]")
+    p.add_argument("--env-kwargs", action="append", help="space-separated KEY=VALUE entries set by key in the "
+                   "recipe's --env-kwargs, agents.train recipes [ENV_KWARGS]; repeatable")
     p.add_argument("--dry-run", action="store_true", help="print the commands only; create nothing")
     return p
 
@@ -87,9 +88,13 @@ def settings_from(a: argparse.Namespace, p: argparse.ArgumentParser) -> tuple[st
     values: dict = {}
     for key, (var, typ) in FROM_ENV.items():
         raw, where = getattr(a, key), f"--{key.replace('_', '-')}"
+        if isinstance(raw, list):  # --env-kwargs / --tiers given several times: every use counts
+            raw = " ".join(raw)
         if raw is None:
             raw, where = os.environ.get(var) or None, var  # empty = unset, as the scripts' ${VAR:-default}
             if raw is not None and key in _WHERE_TAKEN and not takes.get(key, True):
+                print(f"note: {var}={raw} not used: {a.name}'s run ({a.mode}, stage {a.stage}) does not take it",
+                      file=sys.stderr)
                 raw = None
         if raw is None:
             continue

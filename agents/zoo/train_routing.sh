@@ -1,3 +1,3 @@
 #!/usr/bin/env bash
-# OUT=DIR [NCPU W STEPS] bash agents/zoo/train_routing.sh [full|small] [seeds options, e.g. --dry-run]: agents/zoo/seeds.py SEED_RUNS["routing"] says what it runs.
+# OUT=DIR [NCPU W STEPS ENV_KWARGS="K=V ..."] bash agents/zoo/train_routing.sh [full|small] [seeds options, e.g. --dry-run]: agents/zoo/seeds.py SEED_RUNS["routing"] says what it runs.
 PYTHONPATH="$(cd "$(dirname "$0")/../.." && pwd)${PYTHONPATH:+:$PYTHONPATH}" exec python3 -m agents.zoo seeds routing "$@"

@@ -65,7 +65,8 @@ def build_workload(
         part = f" ({trace.meta.transforms[-1]})" if trace.meta.transforms else ""
         raise TooFewRequests(
             f"trace {trace.meta.name!r}{part} has {n} requests, fewer than one window of "
-            f"{window_requests}", n, window_requests)
+            f"window_requests={window_requests}" + (f"; set window_requests <= {n}" if n >= 2 else ""),
+            n, window_requests)
     N = window_requests
     rng = np.random.default_rng(seed)
     used = W * N
