@@ -173,48 +173,106 @@ def _pow2_shift(bs):
 
 
 @nb.njit(cache=True, inline="always")
+def _lane(suf_len, suf_cnt, el, c, r, p):
+    """One configuration's running maximum: max(p, (suf_len + el) + (suf_cnt + c) * r) as a select."""
+    v = (suf_len + el) + (suf_cnt + c) * r
+    return v if v > p else p
+
+
+_PEAK_LANES = 8  # configurations per pass of _peaks (K <= 8, the default, is one pass)
+
+
+@nb.njit(cache=True, inline="always")
 def _peaks(lens, rems, n, extra_rem, extra_len, n_extra, peak):
     """Past-Future's peak future KV tokens (Past-Future: each running request i grows by rems[i]
     tokens, then leaves) of the running batch (``peak[0]``) and of the batch plus the first k + 1
     queued candidates (``peak[k + 1]``, k < ``n_extra``: ``extra_len[k]`` more tokens in k + 1
-    requests that each have ``extra_rem`` left), in one pass over ``lens``/``rems`` sorted by
-    ascending remaining length.
+    requests that each have ``extra_rem`` left), over ``lens``/``rems`` sorted by ascending
+    remaining length: one pass for the batch and the candidates' insertion point, then one pass
+    per 8 configurations below that point with their maxima in registers.
 
     Each value is the same floating-point expression a pass per configuration evaluates: suffix
-    sums of lengths and counts are exact integers in float64, so adding a configuration's extras
-    to the batch's sums is the same number either way, and the maximum over positions does not
-    depend on the order of requests with equal remaining length (within such a group the last
-    position holds the largest sum)."""
+    sums of lengths and counts are exact integers in float64 (so the second pass's sums, restarted
+    at the insertion point, are the first pass's, and adding a configuration's extras to the
+    batch's sums is the same number either way), and the maximum of positive values does not
+    depend on the order it is taken in nor on the order of requests with equal remaining length
+    (within such a group the last position holds the largest sum)."""
     best = 0.0  # positions above the candidates' insertion point: the same for every configuration
-    for k in range(n_extra):
-        peak[k + 1] = 0.0
     suf_len = 0.0
     suf_cnt = 0.0
-    inserted = False
+    ins = -1  # the candidates go above position ins (the first, descending, with r < extra_rem)
+    ins_len = 0.0
+    ins_cnt = 0.0
     for j in range(n - 1, -1, -1):
         r = rems[j]
-        if not inserted and r < extra_rem:
-            inserted = True
-            for k in range(n_extra):
-                peak[k + 1] = max(peak[k + 1], (suf_len + extra_len[k]) + (suf_cnt + (k + 1.0)) * extra_rem)
+        if ins < 0 and r < extra_rem:
+            ins = j
+            ins_len = suf_len
+            ins_cnt = suf_cnt
         suf_len += lens[j]
         suf_cnt += 1.0
         v = suf_len + suf_cnt * r
         best = max(best, v)
-        if inserted:
-            for k in range(n_extra):
-                v = (suf_len + extra_len[k]) + (suf_cnt + (k + 1.0)) * r
-                p = peak[k + 1]
-                if v > p:  # a store on both branches: one select and a plain store (max's conditional store
-                    peak[k + 1] = v  # compiled to a masked store, which stalled the next loads)
-                else:
-                    peak[k + 1] = p
-    if not inserted:
-        for k in range(n_extra):
-            peak[k + 1] = max(peak[k + 1], (suf_len + extra_len[k]) + (suf_cnt + (k + 1.0)) * extra_rem)
+    if ins < 0:
+        ins_len = suf_len
+        ins_cnt = suf_cnt
     peak[0] = best
-    for k in range(n_extra):
-        peak[k + 1] = max(peak[k + 1], best)
+    for k0 in range(0, n_extra, _PEAK_LANES):
+        # Lanes past n_extra compute with no extra length and are not stored.
+        e0 = extra_len[k0]
+        e1 = extra_len[k0 + 1] if k0 + 1 < n_extra else 0.0
+        e2 = extra_len[k0 + 2] if k0 + 2 < n_extra else 0.0
+        e3 = extra_len[k0 + 3] if k0 + 3 < n_extra else 0.0
+        e4 = extra_len[k0 + 4] if k0 + 4 < n_extra else 0.0
+        e5 = extra_len[k0 + 5] if k0 + 5 < n_extra else 0.0
+        e6 = extra_len[k0 + 6] if k0 + 6 < n_extra else 0.0
+        e7 = extra_len[k0 + 7] if k0 + 7 < n_extra else 0.0
+        c0 = k0 + 1.0
+        c1 = k0 + 2.0
+        c2 = k0 + 3.0
+        c3 = k0 + 4.0
+        c4 = k0 + 5.0
+        c5 = k0 + 6.0
+        c6 = k0 + 7.0
+        c7 = k0 + 8.0
+        # The candidates' own term at the insertion point (each configuration starts from 0.0).
+        p0 = _lane(ins_len, ins_cnt, e0, c0, extra_rem, 0.0)
+        p1 = _lane(ins_len, ins_cnt, e1, c1, extra_rem, 0.0)
+        p2 = _lane(ins_len, ins_cnt, e2, c2, extra_rem, 0.0)
+        p3 = _lane(ins_len, ins_cnt, e3, c3, extra_rem, 0.0)
+        p4 = _lane(ins_len, ins_cnt, e4, c4, extra_rem, 0.0)
+        p5 = _lane(ins_len, ins_cnt, e5, c5, extra_rem, 0.0)
+        p6 = _lane(ins_len, ins_cnt, e6, c6, extra_rem, 0.0)
+        p7 = _lane(ins_len, ins_cnt, e7, c7, extra_rem, 0.0)
+        sl = ins_len
+        sc = ins_cnt
+        for j in range(ins, -1, -1):
+            r = rems[j]
+            sl += lens[j]
+            sc += 1.0
+            p0 = _lane(sl, sc, e0, c0, r, p0)
+            p1 = _lane(sl, sc, e1, c1, r, p1)
+            p2 = _lane(sl, sc, e2, c2, r, p2)
+            p3 = _lane(sl, sc, e3, c3, r, p3)
+            p4 = _lane(sl, sc, e4, c4, r, p4)
+            p5 = _lane(sl, sc, e5, c5, r, p5)
+            p6 = _lane(sl, sc, e6, c6, r, p6)
+            p7 = _lane(sl, sc, e7, c7, r, p7)
+        peak[k0 + 1] = max(p0, best)
+        if k0 + 1 < n_extra:
+            peak[k0 + 2] = max(p1, best)
+        if k0 + 2 < n_extra:
+            peak[k0 + 3] = max(p2, best)
+        if k0 + 3 < n_extra:
+            peak[k0 + 4] = max(p3, best)
+        if k0 + 4 < n_extra:
+            peak[k0 + 5] = max(p4, best)
+        if k0 + 5 < n_extra:
+            peak[k0 + 6] = max(p5, best)
+        if k0 + 6 < n_extra:
+            peak[k0 + 7] = max(p6, best)
+        if k0 + 7 < n_extra:
+            peak[k0 + 8] = max(p7, best)
 
 
 @nb.njit(cache=True)
