@@ -258,21 +258,9 @@ def _peaks(lens, rems, n, extra_rem, extra_len, n_extra, peak):
             p5 = _lane(sl, sc, e5, c5, r, p5)
             p6 = _lane(sl, sc, e6, c6, r, p6)
             p7 = _lane(sl, sc, e7, c7, r, p7)
-        peak[k0 + 1] = max(p0, best)
-        if k0 + 1 < n_extra:
-            peak[k0 + 2] = max(p1, best)
-        if k0 + 2 < n_extra:
-            peak[k0 + 3] = max(p2, best)
-        if k0 + 3 < n_extra:
-            peak[k0 + 4] = max(p3, best)
-        if k0 + 4 < n_extra:
-            peak[k0 + 5] = max(p4, best)
-        if k0 + 5 < n_extra:
-            peak[k0 + 6] = max(p5, best)
-        if k0 + 6 < n_extra:
-            peak[k0 + 7] = max(p6, best)
-        if k0 + 7 < n_extra:
-            peak[k0 + 8] = max(p7, best)
+        lanes = (p0, p1, p2, p3, p4, p5, p6, p7)
+        for i in range(min(_PEAK_LANES, n_extra - k0)):  # the lanes of real configurations (k0 < n_extra)
+            peak[k0 + 1 + i] = max(lanes[i], best)
 
 
 @nb.njit(cache=True)
