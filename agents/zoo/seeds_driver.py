@@ -7,8 +7,9 @@ OUT/sK.zip (seed K's final checkpoint), OUT/logsTAG.tgz (W's ``*.log``, ``teache
 plots, and ``seeds.md``), OUT/teacher.pkl where the run's teacher says so or with ``--stage
 teacher``, and OUT/seeds.md and seeds.json where the run says so (the device returns ~8 files).
 Every option not given is read from the environment variable in brackets in ``--help``, as the
-wrappers' callers set them; one the run does not take is left out with a note on stderr. Exit status: the leaderboard's; 1 when a stage fails (warm-up, teacher,
-a seed: its log's tail is printed); 2 for bad input, before anything is created.
+wrappers' callers set them; one the run does not take is left out with a note on stderr. Exit
+status: the leaderboard's; 1 when a stage fails (warm-up, teacher, a seed: its log's tail is
+printed); 2 for bad input, before anything is created.
 """
 
 from __future__ import annotations
