@@ -132,6 +132,14 @@ def test_kernels_under_numba_boundscheck_kv_admission(tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
 
 
+def test_kernels_under_numba_boundscheck_prefix_eviction(tmp_path):
+    """The CI variant for PrefixEviction-v0, whose kernels run without reference counting
+    (``_nrt=False``) and whose out-of-contract call corrupted the heap (issue 16): 126 s on the
+    loaded 2-core box, compilation included."""
+    r = _boundscheck_run(["servegym/PrefixEviction-v0"], 300, tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
 @pytest.mark.slow
 def test_kernels_under_numba_boundscheck_every_env(tmp_path):
     r = _boundscheck_run(list(envs.VEC_ENVS), 300, tmp_path)
