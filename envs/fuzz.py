@@ -15,7 +15,13 @@ traces at random values of their swept knob. Each step takes a uniformly random 
 - for ``envs.core`` clusters (``vec.state``): request conservation, KV blocks used + free =
   capacity with free >= 0 (KV <= capacity), no KV beyond a request's tokens, the slot lists
   (``envs.core.invariants.violations``), and clocks (env and replica) that never run backward within an episode; a replica clock may lead
-  the env clock in Routing-v0, where the iteration in flight at a decision ends after it.
+  the env clock in Routing-v0, where the iteration in flight at a decision ends after it;
+- Disaggregation-v0: the same rules across the KV handover between instances
+  (``envs.disaggregation.invariants.violations``) and an env clock that never runs backward;
+- PrefixEviction-v0: cached blocks within 0 and the env's capacity, hits <= references.
+
+Autoscale-v0 and ExpertPlacement-v0 (a fluid model and a placement cost model, no request
+slots) get the first check only.
 
 Prints progress and the first violations; exits 1 if any invariant broke, 0 otherwise. The
 slow test ``tests/test_fuzz.py`` runs it at full size; CI runs a short variant.
@@ -34,6 +40,8 @@ import envs
 from traces.trace import Trace, TraceMeta
 
 CLUSTER_ENVS = ("servegym/KVAdmission-v0", "servegym/Routing-v0")
+DISAGGREGATION = "servegym/Disaggregation-v0"
+PREFIX_EVICTION = "servegym/PrefixEviction-v0"
 # Decisions come while replicas are busy: the iteration in flight ends after the env clock.
 IN_FLIGHT_ENVS = ("servegym/Routing-v0",)
 
@@ -106,6 +114,23 @@ def random_legal_actions(vec, rng: np.random.Generator) -> np.ndarray:
     return parts[0] if getattr(vec, "nvec", None) is None else np.stack(parts, axis=1)
 
 
+def _cache_violations(vec) -> list[str]:
+    """PrefixEviction-v0: each env's cached blocks within [0, its capacity], hits <= references."""
+    from envs.prefix_eviction import kernels as PK
+
+    iv = vec.state.iv
+    out = []
+    bad = (iv[:, PK.I_CNT] < 0) | (iv[:, PK.I_CNT] > iv[:, PK.I_CAP])
+    if bad.any():
+        e = int(np.argmax(bad))
+        out.append(f"env {e}: {int(iv[e, PK.I_CNT])} cached blocks outside 0..capacity {int(iv[e, PK.I_CAP])}")
+    over = iv[:, PK.I_HIT_BLOCKS] > iv[:, PK.I_REF_BLOCKS]
+    if over.any():
+        e = int(np.argmax(over))
+        out.append(f"env {e}: {int(iv[e, PK.I_HIT_BLOCKS])} block hits > {int(iv[e, PK.I_REF_BLOCKS])} references")
+    return out
+
+
 def check_batch(vec, obs: np.ndarray, rew: np.ndarray, dones: np.ndarray, clock: np.ndarray | None,
                 r_clock: np.ndarray | None = None, env_id: str = "servegym/KVAdmission-v0") -> list[str]:
     """Violations after one batch step (see the module docstring); ``clock``/``r_clock``: the env
@@ -122,6 +147,18 @@ def check_batch(vec, obs: np.ndarray, rew: np.ndarray, dones: np.ndarray, clock:
         legal = mask[:, lo:hi].any(1)
         if not legal.all():
             out.append(f"env {int(np.argmin(legal))}: no legal action" + (f" in component {d}" if multi else ""))
+    if env_id == PREFIX_EVICTION:
+        out += _cache_violations(vec)
+    if env_id == DISAGGREGATION:
+        from envs.disaggregation.invariants import violations as handover_violations
+
+        out += handover_violations(vec)
+        if clock is not None:
+            back = ~dones & (vec.state.clock < clock)
+            if back.any():
+                e = int(np.argmax(back))
+                out.append(f"env {e}: clock ran backward from {clock[e]!r} to {vec.state.clock[e]!r}")
+        return out
     if clock is not None:
         from envs.core.invariants import violations
 
@@ -157,8 +194,9 @@ def fuzz(env_id: str, steps: int, seed: int, scenario_steps: int, log=print) -> 
         s_seed = int(rng.integers(2**31))
         vec = envs.make_vec(env_id, E, seed=s_seed, **kw)
         is_cluster = env_id in CLUSTER_ENVS
+        clocked = is_cluster or env_id == DISAGGREGATION
         obs = vec.reset()
-        clock = vec.state.clock.copy() if is_cluster else None
+        clock = vec.state.clock.copy() if clocked else None
         r_clock = vec.state.r_clock.copy() if is_cluster else None
         where = f"{env_id} E={E} seed={s_seed} {({k: v for k, v in kw.items() if k != 'trace'})}"
         n = 0
@@ -168,8 +206,9 @@ def fuzz(env_id: str, steps: int, seed: int, scenario_steps: int, log=print) -> 
             if errs:
                 bad = [f"{where} step {n // E}: {m}" for m in errs[:10]]
                 break
-            if is_cluster:
+            if clocked:
                 clock = vec.state.clock.copy()
+            if is_cluster:
                 r_clock = vec.state.r_clock.copy()
             n += E
         done_steps += n

@@ -81,3 +81,21 @@ def test_disaggregation_bench_plays_the_same_episodes_on_both_sides_at_every_run
     # the ended episode's simulated time, read from its metrics, is its end clock (>= the decisions' span)
     m = infos[0]["metrics"]
     assert m["gpu_hours"] * 3600.0 / m["gpus"] >= vec.config.decisions * vec.config.interval_s
+
+
+def test_disaggregation_bench_json_has_steady_state_and_what_a_step_simulates(tmp_path):
+    """Issue 16: every environment's benchmark JSON says how its rows were measured and what a step
+    simulates (requests/s and simulated seconds per wall second) beside steps/s."""
+    from envs.disaggregation import bench as db
+
+    out = tmp_path / "d.json"
+    assert db.main(["--sizes", "1", "--episodes", "1", "--repeats", "1", "--json", str(out)]) == 0
+    d = json.loads(out.read_text())
+    assert d["env"] == "servegym/Disaggregation-v0"
+    row = d["rows"][0]
+    for k in ("n_envs", "native_steps_per_s", "dummy_steps_per_s", "ratio", "finished_requests_per_s",
+              "simulated_s_per_wall_s"):
+        assert k in row and np.isfinite(row[k]) and row[k] > 0, k
+    assert row["simulated_s_per_wall_s"] == row["native_sim_s_per_s"]
+    ss = d["steady_state"]
+    assert ss["steps_timed"] == "whole episodes" and ss["repeats"] == 1 and ss["episodes_per_run"] == 1

@@ -16,6 +16,7 @@ from envs.core.engine import DEFAULT_PROFILE
 from envs.disaggregation import DisaggregationEnv, DisaggregationVecEnv
 from envs.disaggregation import kernels as K
 from envs.disaggregation.env import ENV_ID
+from envs.disaggregation.invariants import violations as handover_violations
 from envs.disaggregation.scenario import link_matrix
 
 P, D, C = K.ROLE_PREFILL, K.ROLE_DECODE, K.ROLE_COLOCATED
@@ -148,6 +149,7 @@ def test_conservation_and_kv_capacity_across_handovers(role_seq, rule, seed):
         a[1, :R] = np.roll(roles, 1)
         _, _, done, infos = env.step(a)
         check_invariants(env)
+        assert not handover_violations(env)  # envs.fuzz's check agrees with this test's
         for e in range(2):
             if done[e]:
                 m = infos[e]["metrics"]

@@ -59,6 +59,45 @@ def test_fuzz_disaggregation_draws_random_clusters_and_traces_and_finds_no_viola
     assert not bad and n >= 120, bad
 
 
+@pytest.mark.parametrize("env_id", ["servegym/PrefixEviction-v0", "servegym/ExpertPlacement-v0",
+                                    "servegym/Autoscale-v0"])
+def test_fuzz_short_finds_no_violation(env_id):
+    """The CI variant for the environments the tests above do not fuzz (issue 16: a fast variant of
+    the fuzz per environment); random scenarios of their swept knob, random legal actions."""
+    n, bad = fuzz.fuzz(env_id, 120, seed=7, scenario_steps=40, log=lambda m: None)
+    assert not bad and n >= 120, bad
+
+
+def test_fuzz_checks_disaggregation_handover_invariants_and_clock():
+    """Disaggregation-v0 is checked for conservation and KV capacity across handovers, and for its
+    clock (it was checked for finite observations and legal actions only)."""
+    env_id = "servegym/Disaggregation-v0"
+    vec = envs.make_vec(env_id, 2, seed=0, **fuzz.draw_scenario(env_id, np.random.default_rng(5))[1])
+    obs = vec.reset()
+    for _ in range(3):
+        obs, rew, dones, _ = vec.step(fuzz.random_legal_actions(vec, np.random.default_rng(0)))
+    clock = vec.state.clock.copy()
+    assert not fuzz.check_batch(vec, obs, rew, dones, clock, None, env_id)
+    vec._state.free_blocks[1, 0] += 1  # a block out of thin air
+    errs = fuzz.check_batch(vec, obs, rew, np.zeros(2, bool), clock + 1.0, None, env_id)
+    text = " | ".join(errs)
+    assert "env 1 instance 0: used" in text and "capacity" in text and "clock ran backward" in text, errs
+
+
+def test_fuzz_checks_prefix_eviction_cache_occupancy():
+    env_id = "servegym/PrefixEviction-v0"
+    vec = envs.make_vec(env_id, 2, seed=0, capacity_frac=0.05)
+    obs = vec.reset()
+    obs, rew, dones, _ = vec.step(fuzz.random_legal_actions(vec, np.random.default_rng(0)))
+    assert not fuzz.check_batch(vec, obs, rew, dones, None, None, env_id)
+    from envs.prefix_eviction import kernels as PK
+
+    vec.state.iv[0, PK.I_CNT] = vec.state.iv[0, PK.I_CAP] + 1
+    vec.state.iv[1, PK.I_HIT_BLOCKS] = vec.state.iv[1, PK.I_REF_BLOCKS] + 1
+    text = " | ".join(fuzz.check_batch(vec, obs, rew, dones, None, None, env_id))
+    assert "env 0:" in text and "outside 0..capacity" in text and "env 1:" in text and "block hits >" in text, text
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("env_id", list(envs.VEC_ENVS))
 def test_fuzz_full_size(env_id):
@@ -90,6 +129,14 @@ def _boundscheck_run(env_ids: list[str], steps: int, tmp_path: Path) -> subproce
 def test_kernels_under_numba_boundscheck_kv_admission(tmp_path):
     """The CI variant (one environment): its kernels compile afresh with bounds checks."""
     r = _boundscheck_run(["servegym/KVAdmission-v0"], 300, tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_kernels_under_numba_boundscheck_prefix_eviction(tmp_path):
+    """The CI variant for PrefixEviction-v0, whose kernels run without reference counting
+    (``_nrt=False``) and whose out-of-contract call corrupted the heap (issue 16): 126 s on the
+    loaded 2-core box, compilation included."""
+    r = _boundscheck_run(["servegym/PrefixEviction-v0"], 300, tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
 
 

@@ -71,3 +71,27 @@ def test_kv_admission_default_rollout_is_64_envs_by_64_steps_and_the_zoo_recipe_
     assert run["n_envs"] == 64
     args = RECIPES[ENV].train_args  # the zoo agent (DAgger) was trained with 16 envs: its recipe says so
     assert args[args.index("--n-envs") + 1] == "16"
+
+
+def test_train_learns_with_distribution_validation_off_and_restores_it(tmp_path):
+    """Issue 16: torch's argument checks of distributions are off in train.py's hot loop (SB3 builds a
+    distribution at every policy call and update) and back to what they were afterwards."""
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    seen: list[bool] = []
+
+    class Record(BaseCallback):
+        def _on_step(self) -> bool:
+            seen.append(bool(th.distributions.Distribution._validate_args))
+            return True
+
+    before = th.distributions.Distribution._validate_args
+    th.distributions.Distribution.set_default_validate_args(True)
+    try:
+        assert train.main(["--timesteps", "128", "--n-envs", "2", "--env-kwargs", "window_requests=64",
+                           "--hyperparams", "n_steps=64", "batch_size=64", "--out", str(tmp_path), "--no-eval",
+                           "--no-progress"], callbacks=[Record()]) == 0
+        assert seen and not any(seen)
+        assert th.distributions.Distribution._validate_args is True
+    finally:
+        th.distributions.Distribution.set_default_validate_args(before)

@@ -28,7 +28,7 @@ import time
 import numpy as np
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from envs.bench import bench_parser, start, write_json
+from envs.bench import bench_parser, start, steady_state, write_json
 from envs.options import Parser
 from envs.disaggregation import kernels as K
 from envs.disaggregation.env import DisaggregationEnv, DisaggregationVecEnv
@@ -56,13 +56,14 @@ def _restart(vec) -> None:
     vec.reset()
 
 
-def _run(vec, roles: list[int], episodes: int) -> tuple[float, float]:
+def _run(vec, roles: list[int], episodes: int) -> tuple[float, float, float]:
     """Simulated seconds (all envs together) per wall second and per CPU second of this process,
-    over the batch's first ``episodes`` episodes (``episodes / E`` whole episodes per env, every
-    env in step; the same episodes at every size and on both sides). An episode's simulated time
-    runs to its end clock, the last step's drain included. One core runs the batch, so this is
-    the throughput of one core; with E = 1 it is the rate one env advances. The CPU figure is
-    what a core of one's own would give on a shared machine."""
+    and finished requests per wall second, over the batch's first ``episodes`` episodes
+    (``episodes / E`` whole episodes per env, every env in step; the same episodes at every size
+    and on both sides). An episode's simulated time runs to its end clock, the last step's drain
+    included; its finished requests are its metrics' ``finished``. One core runs the batch, so
+    this is the throughput of one core; with E = 1 it is the rate one env advances. The CPU
+    figure is what a core of one's own would give on a shared machine."""
     E = vec.num_envs
     a = np.tile(np.array(roles + [0], np.int64), (E, 1))
     steps = vec.get_attr("config")[0].decisions * (episodes // E)
@@ -70,6 +71,7 @@ def _run(vec, roles: list[int], episodes: int) -> tuple[float, float]:
     t = time.perf_counter()
     c = time.process_time()
     sim = 0.0
+    finished = 0.0
     for _ in range(steps):
         before = _clocks(vec)
         _, _, dones, infos = vec.step(a)
@@ -77,8 +79,10 @@ def _run(vec, roles: list[int], episodes: int) -> tuple[float, float]:
         for e in np.flatnonzero(dones):  # reset in the same step: the ended episode's clock from its metrics
             m = infos[e]["metrics"]
             after[e] = m["gpu_hours"] * 3600.0 / m["gpus"]
+            finished += m["finished"]
         sim += float(np.sum(after - before))
-    return sim / (time.perf_counter() - t), sim / (time.process_time() - c)
+    wall = time.perf_counter() - t
+    return sim / wall, sim / (time.process_time() - c), finished / wall
 
 
 def _clocks(vec) -> np.ndarray:
@@ -110,16 +114,25 @@ def main(argv: list[str] | None = None) -> int:
         native = _make(E, True)
         roles = ROLES[a.roles](native.R)
         _run(native, roles, E)  # warm-up: compilation
-        nat, nat_cpu = np.median([_run(native, roles, a.episodes) for _ in range(a.repeats)], axis=0)
+        nat, nat_cpu, nat_fin = np.median([_run(native, roles, a.episodes) for _ in range(a.repeats)], axis=0)
         dummy = _make(E, False)
-        dum, dum_cpu = np.median([_run(dummy, roles, a.episodes) for _ in range(max(1, a.repeats // 2))], axis=0)
+        dum, dum_cpu, _ = np.median([_run(dummy, roles, a.episodes) for _ in range(max(1, a.repeats // 2))], axis=0)
         interval = native.config.interval_s
         rows.append({"n_envs": E, "native_steps_per_s": float(nat / interval), "dummy_steps_per_s": float(dum / interval),
                      "ratio": nat / dum, "native_sim_s_per_s": nat, "dummy_sim_s_per_s": dum,
-                     "native_sim_s_per_cpu_s": nat_cpu, "dummy_sim_s_per_cpu_s": dum_cpu})
+                     "native_sim_s_per_cpu_s": nat_cpu, "dummy_sim_s_per_cpu_s": dum_cpu,
+                     # the names of envs.bench.cluster_row, as the other cluster benchmarks report them
+                     "simulated_s_per_wall_s": float(nat), "finished_requests_per_s": float(nat_fin)})
         print(f"E={E:4d}  native {nat:8.0f} sim-s/s ({nat / interval:7.1f} steps/s; {nat_cpu:.0f} sim-s per CPU-s)   "
-              f"dummy {dum:8.0f} sim-s/s ({dum_cpu:.0f} per CPU-s)   ratio {nat / dum:.2f}", flush=True)
+              f"dummy {dum:8.0f} sim-s/s ({dum_cpu:.0f} per CPU-s)   ratio {nat / dum:.2f}   "
+              f"native {nat_fin:,.0f} finished req/s", flush=True)
     out = {"env": "servegym/Disaggregation-v0", "rows": rows, "roles": a.roles, "episodes_per_run": a.episodes,
+           "steady_state": steady_state(
+               "whole episodes (each timed run replays the same --episodes episodes, shared among the envs, to "
+               "their end clocks); a step is one decision interval; native_steps_per_s counts interval_s of "
+               "simulated time as one step", "one episode per env (compilation)",
+               "whole episodes", a.repeats, episodes_per_run=a.episodes,
+               dummy_repeats=max(1, a.repeats // 2), action=f"fixed roles {a.roles}, dispatch rule 0"),
            "target_sim_s_per_s_one_core": 1000.0, "cpu": platform.processor() or platform.machine(),
            "python": sys.version.split()[0]}
     write_json(a.json, out)
