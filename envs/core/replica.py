@@ -488,7 +488,7 @@ def run_iteration(st, wl, eng, e, r, admit_max, budget, defer, order, now, until
                         and st.n_queued[e, r] > 0
                         and st.n_running[e, r] < eng.max_seqs
                     ):
-                        s = pick_queued(st, wl, eng, e, r, order, now)
+                        s = pick_queued_inline(st, wl, eng, e, r, order, now)
                         q = st.req[e, r, s]
                         tgt = st.target[e, r, s]
                         cached_blocks = 0
@@ -593,7 +593,7 @@ def run_iteration(st, wl, eng, e, r, admit_max, budget, defer, order, now, until
                     max_gap = max(max_gap, gap)
                     st.last_tok_t[e, r, s] = t_end
                 if st.generated[e, r, s] >= out_q:
-                    _finish(st, wl, eng, e, r, s, t_end)
+                    _finish_inline(st, wl, eng, e, r, s, t_end)
                 else:
                     st.run_list[e, r, keep] = s
                     keep += 1
@@ -628,6 +628,7 @@ def run_iteration(st, wl, eng, e, r, admit_max, budget, defer, order, now, until
 run_iteration_inline = nb.njit(inline="always")(run_iteration.py_func)
 mark_late_queued_inline = nb.njit(inline="always")(mark_late_queued.py_func)
 _finish_inline = nb.njit(inline="always")(_finish.py_func)
+pick_queued_inline = nb.njit(inline="always")(pick_queued.py_func)
 enqueue_inline = nb.njit(inline="always")(enqueue.py_func)
 
 
