@@ -148,6 +148,11 @@ def step_time(coeffs, prefill_tokens, prefill_attn_pairs, decode_seqs, decode_kv
     return linear + moe + attn_pre + attn_dec + lm_head + comm + overhead + elementwise
 
 
+
+# step_time compiled for inlining (numba IR) into the engine iteration (envs/core/replica.py), which calls
+# it once per iteration (~200 per routed request in Routing-v0): no call, no array passed.
+step_time_inline = nb.njit(inline="always")(step_time.py_func)
+
 class Engine(NamedTuple):
     """Scalars and the step-time coefficients, in the form numba kernels take."""
 

@@ -40,7 +40,7 @@ import numba as nb
 import numpy as np
 
 from envs.core import prefix
-from envs.core.engine import step_time
+from envs.core.engine import step_time_inline
 from envs.core.state import (
     A_BUSY_S,
     A_GAP_EMA,
@@ -536,7 +536,7 @@ def run_iteration(st, wl, eng, e, r, admit_max, budget, defer, order, now, until
                     if stuck > 1:
                         raise RuntimeError("run_iteration: a replica with work could not schedule it")
                     continue
-            dt = step_time(eng.coeffs, p_tokens, pairs, d_seqs, d_kv, d_long, p_long)
+            dt = step_time_inline(eng.coeffs, p_tokens, pairs, d_seqs, d_kv, d_long, p_long)
             t_end = now + dt
 
             # Results of the iteration, then drop finished requests from the running list.
