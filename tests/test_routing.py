@@ -435,3 +435,38 @@ def test_zoo_router_keeps_the_tail_bound_on_held_out_mooncake(shared_traces):
     assert all(m["ttft_over_bound"] <= rt.BOUND_SHARE for m in got["zoo"]), got["zoo"]
     zoo, jsq = (np.mean([m["slo_attainment_bounded"] for m in got[k]]) for k in ("zoo", "jsq"))
     assert zoo > jsq - 0.03, (zoo, jsq)
+
+
+def test_run_iteration_all_replicas_matches_one_call_per_replica():
+    """``run_iteration`` with ``ema`` (every replica of an env in one call, as Routing-v0's step runs them)
+    leaves the same state, bit for bit, as one call per replica with work plus ``mark_late_queued``."""
+    from envs.core.replica import ORDER_FCFS, mark_late_queued, run_iteration
+
+    vec = rt.RoutingVecEnv(3, seed=1, window_requests=48, load=1.6, replicas=R)
+    vec.reset()
+    rng = np.random.default_rng(0)
+    sc, cfg = vec.scenario, vec.config
+    checked = 0
+    for _ in range(30):
+        vec.step(rng.integers(0, R, 3))
+        for e in range(3):
+            a = type(vec.state)(*[x.copy() for x in vec.state])
+            b = type(vec.state)(*[x.copy() for x in vec.state])
+            ema_a, ema_b = vec._ttft_ema.copy(), vec._ttft_ema.copy()
+            busy_a, busy_b = vec._busy.copy(), vec._busy.copy()
+            until = float(a.r_clock[e].max()) + 0.05
+            run_iteration(a, sc.workload, sc.engine, e, 0, sc.engine.max_seqs, cfg.budget, False, ORDER_FCFS, 0.0,
+                          until, busy_a, ema_a, True)
+            for r in range(R):
+                if b.r_clock[e, r] < until and (b.n_queued[e, r] or b.n_running[e, r]):
+                    b.accum[e, K.A_TTFT_EMA] = ema_b[e, r]
+                    run_iteration(b, sc.workload, sc.engine, e, r, sc.engine.max_seqs, cfg.budget, False, ORDER_FCFS,
+                                  float(b.r_clock[e, r]), until, busy_b)
+                    ema_b[e, r] = b.accum[e, K.A_TTFT_EMA]
+                    checked += 1
+                if b.n_queued[e, r] > 0:
+                    mark_late_queued(b, sc.workload, sc.engine, e, r, until)
+            for name, x, y in zip(a._fields, a, b):
+                assert x.tobytes() == y.tobytes(), name
+            assert ema_a.tobytes() == ema_b.tobytes() and busy_a.tobytes() == busy_b.tobytes()
+    assert checked > 0

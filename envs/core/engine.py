@@ -38,6 +38,17 @@ def pow2_ceil_log2(x):
 
 
 @nb.njit(cache=True, inline="always")
+def _coefficients(coeffs):
+    """``coeffs`` (float64 [N_COEFFS = 30]) as a tuple of floats: a tuple of scalars has no reference
+    count, so ``step_time`` can branch on the coefficients without updating the array's on every call
+    (an alias of the array in a function with branches kept an atomic increment and decrement)."""
+    return (coeffs[0], coeffs[1], coeffs[2], coeffs[3], coeffs[4], coeffs[5], coeffs[6], coeffs[7], coeffs[8],
+            coeffs[9], coeffs[10], coeffs[11], coeffs[12], coeffs[13], coeffs[14], coeffs[15], coeffs[16],
+            coeffs[17], coeffs[18], coeffs[19], coeffs[20], coeffs[21], coeffs[22], coeffs[23], coeffs[24],
+            coeffs[25], coeffs[26], coeffs[27], coeffs[28], coeffs[29])
+
+
+@nb.njit(cache=True, inline="always")
 def _shared_terms(c, t, t1, s, s1, d, d_graph, decode_kv_tokens, longest_decode):
     """The terms ``step_time`` and ``_decode_step_time`` share, as one floating-point sequence:
     linear, MoE, decode attention (its straggler through the split chunk of the padded decode
@@ -47,7 +58,14 @@ def _shared_terms(c, t, t1, s, s1, d, d_graph, decode_kv_tokens, longest_decode)
     b = t1 * c[1]
     linear = 0.5 * (a + b + abs(a - b)) + c[28] * 0.5 * (a + b - abs(a - b))
 
-    touched = c[4] * (1.0 - (1.0 if c[5] == 1.0 else c[5] ** t))
+    # c4 x (1 - c5 ** t) of hwmodels.iteration_time; a dense model's c4 = +-0 gives c4 itself (+-0 times a
+    # finite 1 - c5 ** t in [0, 1] where 0 <= c5 <= 1 and t is not NaN) without the pow call. The guard
+    # ``1.0 if c5 == 1.0 else c5 ** t`` did not avoid it: LLVM folds that select into the call (pow(1, y)
+    # is 1), which then ran on every iteration.
+    if c[4] == 0.0 and 0.0 <= c[5] <= 1.0 and t == t:
+        touched = c[4]
+    else:
+        touched = c[4] * (1.0 - c[5] ** t)
     a = t * c[2]
     b = touched * c[3]
     moe = 0.5 * (a + b + abs(a - b))
@@ -97,10 +115,10 @@ def step_time(coeffs, prefill_tokens, prefill_attn_pairs, decode_seqs, decode_kv
               longest_prefill=-1.0):
     """Seconds of one engine iteration: ``hwmodels.iteration_time`` (its formula, arguments and units),
     scalars only, bit-identical to it (``step_time_reference``): the powers of two of the CUDA-graph
-    padding through :func:`pow2_ceil_log2`, and ``c[5] ** t`` skipped where ``c[5]`` is 1 (a dense
-    model: pow(1, y) is 1 for every y). About 6x faster (three libm calls of ~20 ns each were most
+    padding through :func:`pow2_ceil_log2`, and ``c[5] ** t`` skipped for a dense model (c4 = 0, see
+    ``_shared_terms``); the coefficients read once into a tuple (``_coefficients``). About 6x faster (three libm calls of ~20 ns each were most
     of its time; Routing-v0 runs ~200 iterations per routed request)."""
-    c = coeffs
+    c = _coefficients(coeffs)
     p = prefill_tokens
     d = decode_seqs
     if p == 0.0 and prefill_attn_pairs == 0.0 and abs(longest_prefill) < np.inf and abs(d) < np.inf:
@@ -129,6 +147,11 @@ def step_time(coeffs, prefill_tokens, prefill_attn_pairs, decode_seqs, decode_kv
     overhead = c[14] + (d + f) * c[15]
     return linear + moe + attn_pre + attn_dec + lm_head + comm + overhead + elementwise
 
+
+
+# step_time compiled for inlining (numba IR) into the engine iteration (envs/core/replica.py), which calls
+# it once per iteration (~200 per routed request in Routing-v0): no call, no array passed.
+step_time_inline = nb.njit(inline="always")(step_time.py_func)
 
 class Engine(NamedTuple):
     """Scalars and the step-time coefficients, in the form numba kernels take."""

@@ -40,7 +40,7 @@ import numba as nb
 import numpy as np
 
 from envs.core import prefix
-from envs.core.engine import step_time
+from envs.core.engine import step_time_inline
 from envs.core.state import (
     A_BUSY_S,
     A_GAP_EMA,
@@ -361,7 +361,8 @@ def _finish(st, wl, eng, e, r, s, now):
 
 
 @nb.njit(cache=True)
-def run_iteration(st, wl, eng, e, r, admit_max, budget, defer, order, now, until=None, busy=None):
+def run_iteration(st, wl, eng, e, r, admit_max, budget, defer, order, now, until=None, busy=None, ema=None,
+                  late=False):
     """Schedule and run one iteration of replica ``r`` of env ``e`` starting at ``now``.
 
     ``eng.prefill_first`` selects the scheduler (see the module docstring): False, decodes (1) then
@@ -381,216 +382,254 @@ def run_iteration(st, wl, eng, e, r, admit_max, budget, defer, order, now, until
     every iteration (half of Routing-v0's time at ~200 iterations per routed request; issue 16).
     Without ``until`` numba compiles the single iteration alone (the ``until is None`` branches are
     pruned at compile time).
-    """
-    stuck = 0
-    dt = 0.0
-    while True:  # once without until
-        if until is not None:
-            if not (st.r_clock[e, r] < until and (st.n_queued[e, r] != 0 or st.n_running[e, r] != 0)):
-                break
-            now = st.r_clock[e, r]
-        bs = eng.block_size
-        w = st.window[e]
-        left = budget
-        p_tokens = 0.0
-        pairs = 0.0
-        d_seqs = 0.0
-        d_kv = 0.0
-        d_long = 0.0  # longest decode context (the straggler term of engine profiles)
-        p_long = 0.0  # kv + chunk of the prefill chunk deepest into its prompt (prefill straggler)
-        short = False  # a request could not grow: KV memory ran out this iteration
-        pf = eng.prefill_first
-        whole = pf and not eng.chunked_prefill  # vLLM V0 without chunked prefill: prompts whole or not at all
 
-        # Round 0 / 1: mixed (pf False): decodes, then prefills; prefill-first: prefills, then decodes only
-        # if no prefill was scheduled (vLLM V0 Scheduler._schedule_default: "Don't schedule decodes if
-        # prefills are scheduled"; SGLang Scheduler.get_next_batch_to_run: "Run prefill first if possible").
-        for rnd in range(2):
-            if (rnd == 0) != pf and not (pf and p_tokens > 0.0):
-                # 1. Decodes, oldest first.
-                i = 0
-                while i < st.n_running[e, r] and left > 0:
-                    s = st.run_list[e, r, i]
-                    kv = st.kv_tokens[e, r, s]
-                    if kv < st.target[e, r, s]:
-                        i += 1
-                        continue
-                    need = ceil_div(kv + 1, bs) - st.blocks[e, r, s]
-                    if need > st.free_blocks[e, r]:
-                        short = True
-                        if defer and i > 0:
+    With ``until``, ``busy`` and ``ema`` (float64 [E, R]): every replica of env ``e`` in order (``r`` is
+    not used), each as above, the core's one recent-TTFT average per env (``st.accum[e, A_TTFT_EMA]``)
+    standing in for the replica's own ``ema[e, r]`` while that replica runs (set from it before, written
+    back after); with ``late`` also, after each replica, ``mark_late_queued`` at ``until``. The same
+    results as one call per replica, without ``R - 1`` calls' reference-count updates of the state
+    tuple's ~50 arrays (issue 16: Routing-v0's step made 8 such calls per env).
+    """
+    # The arrays of the per-request loops, taken out of the tuples once per call: reading a field of the
+    # state tuple inside a loop paid an atomic reference-count increment and decrement each time (perf:
+    # around every token's top-gap insertion and last-token stamp; issue 16). The helpers that take ``st``
+    # see the same arrays.
+    accum, counters, r_clock = st.accum, st.counters, st.r_clock
+    n_running, n_queued, free_blocks = st.n_running, st.n_queued, st.free_blocks
+    run_list, status, req, sched = st.run_list, st.status, st.req, st.sched
+    kv_tokens, target, blocks, generated = st.kv_tokens, st.target, st.blocks, st.generated
+    last_tok_t, top_gaps, gaps_over, missed = st.last_tok_t, st.top_gaps, st.gaps_over, st.missed
+    gap_heap, req_ttft = st.gap_heap, st.ttft
+    arrival_s, output = wl.arrival_s, wl.output
+    dt = 0.0
+    r0 = r
+    r1 = r + 1
+    if ema is not None:  # every replica of env e, in order
+        r0 = 0
+        r1 = n_queued.shape[1]
+    for r in range(r0, r1):
+        stuck = 0
+        if ema is not None:
+            if r_clock[e, r] < until and (n_queued[e, r] != 0 or n_running[e, r] != 0):
+                accum[e, A_TTFT_EMA] = ema[e, r]
+            else:
+                if late and n_queued[e, r] > 0:
+                    mark_late_queued_inline(st, wl, eng, e, r, until)
+                continue
+        while True:  # once without until
+            if until is not None:
+                if not (r_clock[e, r] < until and (n_queued[e, r] != 0 or n_running[e, r] != 0)):
+                    break
+                now = r_clock[e, r]
+            bs = eng.block_size
+            w = st.window[e]
+            left = budget
+            p_tokens = 0.0
+            pairs = 0.0
+            d_seqs = 0.0
+            d_kv = 0.0
+            d_long = 0.0  # longest decode context (the straggler term of engine profiles)
+            p_long = 0.0  # kv + chunk of the prefill chunk deepest into its prompt (prefill straggler)
+            short = False  # a request could not grow: KV memory ran out this iteration
+            pf = eng.prefill_first
+            whole = pf and not eng.chunked_prefill  # vLLM V0 without chunked prefill: prompts whole or not at all
+
+            # Round 0 / 1: mixed (pf False): decodes, then prefills; prefill-first: prefills, then decodes only
+            # if no prefill was scheduled (vLLM V0 Scheduler._schedule_default: "Don't schedule decodes if
+            # prefills are scheduled"; SGLang Scheduler.get_next_batch_to_run: "Run prefill first if possible").
+            for rnd in range(2):
+                if (rnd == 0) != pf and not (pf and p_tokens > 0.0):
+                    # 1. Decodes, oldest first.
+                    i = 0
+                    while i < n_running[e, r] and left > 0:
+                        s = run_list[e, r, i]
+                        kv = kv_tokens[e, r, s]
+                        if kv < target[e, r, s]:
                             i += 1
                             continue
-                        while need > st.free_blocks[e, r] and st.run_list[e, r, st.n_running[e, r] - 1] != s:
-                            preempt_newest(st, wl, e, r)
-                        if need > st.free_blocks[e, r]:
-                            preempt_newest(st, wl, e, r)  # s itself
+                        need = ceil_div(kv + 1, bs) - blocks[e, r, s]
+                        if need > free_blocks[e, r]:
+                            short = True
+                            if defer and i > 0:
+                                i += 1
+                                continue
+                            while need > free_blocks[e, r] and run_list[e, r, n_running[e, r] - 1] != s:
+                                preempt_newest(st, wl, e, r)
+                            if need > free_blocks[e, r]:
+                                preempt_newest(st, wl, e, r)  # s itself
+                                break
+                        blocks[e, r, s] += need
+                        free_blocks[e, r] -= need
+                        sched[e, r, s] = -1
+                        left -= 1
+                        d_seqs += 1.0
+                        d_kv += kv + 1
+                        d_long = max(d_long, kv + 1.0)
+                        i += 1
+                if (rnd == 0) == pf:
+                    # 2. Ongoing prefills, chunked, limited by free blocks.
+                    for i in range(n_running[e, r]):
+                        if left <= 0:
                             break
-                    st.blocks[e, r, s] += need
-                    st.free_blocks[e, r] -= need
-                    st.sched[e, r, s] = -1
-                    left -= 1
-                    d_seqs += 1.0
-                    d_kv += kv + 1
-                    d_long = max(d_long, kv + 1.0)
-                    i += 1
-            if (rnd == 0) == pf:
-                # 2. Ongoing prefills, chunked, limited by free blocks.
-                for i in range(st.n_running[e, r]):
-                    if left <= 0:
+                        s = run_list[e, r, i]
+                        kv = kv_tokens[e, r, s]
+                        if kv >= target[e, r, s]:
+                            continue
+                        chunk = min(target[e, r, s] - kv, left)
+                        room = (blocks[e, r, s] + free_blocks[e, r]) * bs - kv
+                        chunk = min(chunk, room)
+                        if chunk <= 0:
+                            continue
+                        need = max(ceil_div(kv + chunk, bs) - blocks[e, r, s], 0)
+                        blocks[e, r, s] += need
+                        free_blocks[e, r] -= need
+                        sched[e, r, s] = chunk
+                        left -= chunk
+                        p_tokens += chunk
+                        pairs += chunk * (kv + (chunk + 1) / 2.0)
+                        p_long = max(p_long, kv + chunk + 0.0)
+                    # 3. New requests, in the chosen order, while budget, blocks and batch slots allow; none
+                    # in an iteration that ran short of KV (vLLM V1 schedules waiting requests only when it
+                    # preempted nothing).
+                    admitted = 0
+                    while (
+                        not short
+                        and admitted < admit_max
+                        and left > 0
+                        and n_queued[e, r] > 0
+                        and n_running[e, r] < eng.max_seqs
+                    ):
+                        s = pick_queued_inline(st, wl, eng, e, r, order, now)
+                        q = req[e, r, s]
+                        tgt = target[e, r, s]
+                        cached_blocks = 0
+                        if eng.cache_on:
+                            n_chain = wl.chain_len[w, q]
+                            cached_blocks = prefix.match_length(st.pc_key, st.pc_table, e, r, wl.chain_ids[w, q],
+                                                                n_chain)
+                        cached = min(cached_blocks * eng.chain_block_tokens, tgt - 1)
+                        if whole and tgt - cached > left:
+                            break  # vLLM V0 _schedule_prefills: the prompt exceeds the remaining budget; next batch
+                        chunk = min(tgt - cached, left)
+                        need = ceil_div(cached + chunk, bs)
+                        if need > free_blocks[e, r]:
+                            break  # head-of-line: vLLM stops admitting when the next request does not fit
+                        if eng.cache_on:
+                            prefix.touch(st.pc_key, st.pc_last, st.pc_table, e, r, wl.chain_ids[w, q], cached_blocks,
+                                         now)
+                            counters[e, C_CACHE_HIT_BLOCKS] += cached_blocks
+                            counters[e, C_CACHE_LOOKUP_BLOCKS] += wl.chain_len[w, q]
+                        counters[e, C_CACHED_TOKENS] += cached
+                        counters[e, C_PROMPT_TOKENS] += tgt
+                        status[e, r, s] = RUNNING
+                        n_queued[e, r] -= 1
+                        run_list[e, r, n_running[e, r]] = s
+                        n_running[e, r] += 1
+                        kv_tokens[e, r, s] = cached
+                        blocks[e, r, s] = need
+                        free_blocks[e, r] -= need
+                        sched[e, r, s] = chunk
+                        left -= chunk
+                        p_tokens += chunk
+                        pairs += chunk * (cached + (chunk + 1) / 2.0)
+                        p_long = max(p_long, cached + chunk + 0.0)
+                        admitted += 1
+
+            if p_tokens == 0.0 and d_seqs == 0.0:
+                if until is None:
+                    return 0.0
+                else:
+                    dt = 0.0
+                    if admit_max == 0:  # told to admit nothing with nothing running: idle until then
+                        r_clock[e, r] = until
                         break
-                    s = st.run_list[e, r, i]
-                    kv = st.kv_tokens[e, r, s]
-                    if kv >= st.target[e, r, s]:
-                        continue
-                    chunk = min(st.target[e, r, s] - kv, left)
-                    room = (st.blocks[e, r, s] + st.free_blocks[e, r]) * bs - kv
-                    chunk = min(chunk, room)
-                    if chunk <= 0:
-                        continue
-                    need = max(ceil_div(kv + chunk, bs) - st.blocks[e, r, s], 0)
-                    st.blocks[e, r, s] += need
-                    st.free_blocks[e, r] -= need
-                    st.sched[e, r, s] = chunk
-                    left -= chunk
-                    p_tokens += chunk
-                    pairs += chunk * (kv + (chunk + 1) / 2.0)
-                    p_long = max(p_long, kv + chunk + 0.0)
-                # 3. New requests, in the chosen order, while budget, blocks and batch slots allow; none
-                # in an iteration that ran short of KV (vLLM V1 schedules waiting requests only when it
-                # preempted nothing).
-                admitted = 0
-                while (
-                    not short
-                    and admitted < admit_max
-                    and left > 0
-                    and st.n_queued[e, r] > 0
-                    and st.n_running[e, r] < eng.max_seqs
-                ):
-                    s = pick_queued(st, wl, eng, e, r, order, now)
-                    q = st.req[e, r, s]
-                    tgt = st.target[e, r, s]
-                    cached_blocks = 0
-                    if eng.cache_on:
-                        n_chain = wl.chain_len[w, q]
-                        cached_blocks = prefix.match_length(st.pc_key, st.pc_table, e, r, wl.chain_ids[w, q], n_chain)
-                    cached = min(cached_blocks * eng.chain_block_tokens, tgt - 1)
-                    if whole and tgt - cached > left:
-                        break  # vLLM V0 _schedule_prefills: the prompt exceeds the remaining budget; next batch
-                    chunk = min(tgt - cached, left)
-                    need = ceil_div(cached + chunk, bs)
-                    if need > st.free_blocks[e, r]:
-                        break  # head-of-line: vLLM stops admitting when the next request does not fit
-                    if eng.cache_on:
-                        prefix.touch(st.pc_key, st.pc_last, st.pc_table, e, r, wl.chain_ids[w, q], cached_blocks, now)
-                        st.counters[e, C_CACHE_HIT_BLOCKS] += cached_blocks
-                        st.counters[e, C_CACHE_LOOKUP_BLOCKS] += wl.chain_len[w, q]
-                    st.counters[e, C_CACHED_TOKENS] += cached
-                    st.counters[e, C_PROMPT_TOKENS] += tgt
-                    st.status[e, r, s] = RUNNING
-                    st.n_queued[e, r] -= 1
-                    st.run_list[e, r, st.n_running[e, r]] = s
-                    st.n_running[e, r] += 1
-                    st.kv_tokens[e, r, s] = cached
-                    st.blocks[e, r, s] = need
-                    st.free_blocks[e, r] -= need
-                    st.sched[e, r, s] = chunk
-                    left -= chunk
-                    p_tokens += chunk
-                    pairs += chunk * (cached + (chunk + 1) / 2.0)
-                    p_long = max(p_long, cached + chunk + 0.0)
-                    admitted += 1
+                    stuck += 1  # a preemption-only iteration; the next one admits
+                    if stuck > 1:
+                        raise RuntimeError("run_iteration: a replica with work could not schedule it")
+                    continue
+            dt = step_time_inline(eng.coeffs, p_tokens, pairs, d_seqs, d_kv, d_long, p_long)
+            t_end = now + dt
 
-        if p_tokens == 0.0 and d_seqs == 0.0:
+            # Results of the iteration, then drop finished requests from the running list.
+            max_gap = 0.0
+            keep = 0
+            n = n_running[e, r]
+            p99_check = eng.slo_metric == SLO_P99_TBT
+            scale = st.time_scale[e]
+            T = top_gaps.shape[3]  # TOP_GAPS, or fewer where the scenario's outputs are short (state.allocate)
+            for i in range(n):
+                s = run_list[e, r, i]
+                work = sched[e, r, s]
+                sched[e, r, s] = 0
+                q = req[e, r, s]
+                out_q = output[w, q]
+                allowed = p99_allowed_over(out_q - 1)
+                tok = False  # a token after the first: record its gap
+                if work == -1:
+                    kv_tokens[e, r, s] += 1
+                    tok = True
+                elif work > 0:
+                    kv_tokens[e, r, s] += work
+                    if kv_tokens[e, r, s] == target[e, r, s]:
+                        if generated[e, r, s] == 0:
+                            ttft = t_end - arrival_s[w, q] * scale
+                            req_ttft[e, q] = ttft
+                            if ttft > eng.slo_ttft:
+                                mark_missed(missed, counters, e, r, s)
+                            accum[e, A_TTFT_EMA] += EMA * (ttft - accum[e, A_TTFT_EMA])
+                            generated[e, r, s] += 1
+                            last_tok_t[e, r, s] = t_end
+                        else:
+                            tok = True
+                if tok:
+                    # The gap's records, written here against the state's fields: a helper taking the arrays
+                    # as arguments paid a reference-count update (atomic) per array per token (issue 17).
+                    generated[e, r, s] += 1
+                    gap = t_end - last_tok_t[e, r, s]
+                    _push_gap(gap_heap, counters, e, gap)
+                    if gap > eng.slo_tpot:
+                        gaps_over[e, r, s] += 1
+                        if p99_check and gaps_over[e, r, s] > allowed:
+                            mark_missed(missed, counters, e, r, s)
+                    g = np.float32(gap)
+                    if not g <= top_gaps[e, r, s, T - 1]:  # keep the request's T largest gaps, descending
+                        k = T - 1
+                        while k > 0 and top_gaps[e, r, s, k - 1] < g:
+                            top_gaps[e, r, s, k] = top_gaps[e, r, s, k - 1]
+                            k -= 1
+                        top_gaps[e, r, s, k] = g
+                    if not p99_check and tpot_late(t_end, arrival_s[w, q] * scale + req_ttft[e, q], out_q,
+                                                   eng.slo_tpot):
+                        mark_missed(missed, counters, e, r, s)
+                    max_gap = max(max_gap, gap)
+                    last_tok_t[e, r, s] = t_end
+                if generated[e, r, s] >= out_q:
+                    _finish_inline(st, wl, eng, e, r, s, t_end)
+                else:
+                    run_list[e, r, keep] = s
+                    keep += 1
+            n_running[e, r] = keep
+
+            used = eng.capacity_blocks - free_blocks[e, r]
+            counters[e, C_PREFILL_TOKENS] += np.int64(p_tokens)
+            counters[e, C_DECODE_TOKENS] += np.int64(d_seqs)
+            counters[e, C_ITERATIONS] += 1
+            accum[e, A_BUSY_S] += dt
+            accum[e, A_KV_BLOCK_S] += used * dt
+            accum[e, A_LAST_ITER_S] = dt
+            if max_gap > 0.0:
+                accum[e, A_GAP_EMA] += EMA * (max_gap - accum[e, A_GAP_EMA])
+            accum[e, A_RECOMPUTE_EMA] *= 1.0 - EMA
+            r_clock[e, r] = t_end
             if until is None:
-                return 0.0
+                return dt
             else:
-                dt = 0.0
-                if admit_max == 0:  # told to admit nothing with nothing running: idle until then
-                    st.r_clock[e, r] = until
-                    break
-                stuck += 1  # a preemption-only iteration; the next one admits
-                if stuck > 1:
-                    raise RuntimeError("run_iteration: a replica with work could not schedule it")
-                continue
-        dt = step_time(eng.coeffs, p_tokens, pairs, d_seqs, d_kv, d_long, p_long)
-        t_end = now + dt
-
-        # Results of the iteration, then drop finished requests from the running list.
-        max_gap = 0.0
-        keep = 0
-        n = st.n_running[e, r]
-        p99_check = eng.slo_metric == SLO_P99_TBT
-        scale = st.time_scale[e]
-        T = st.top_gaps.shape[3]  # TOP_GAPS, or fewer where the scenario's outputs are short (state.allocate)
-        for i in range(n):
-            s = st.run_list[e, r, i]
-            work = st.sched[e, r, s]
-            st.sched[e, r, s] = 0
-            q = st.req[e, r, s]
-            out_q = wl.output[w, q]
-            allowed = p99_allowed_over(out_q - 1)
-            tok = False  # a token after the first: record its gap
-            if work == -1:
-                st.kv_tokens[e, r, s] += 1
-                tok = True
-            elif work > 0:
-                st.kv_tokens[e, r, s] += work
-                if st.kv_tokens[e, r, s] == st.target[e, r, s]:
-                    if st.generated[e, r, s] == 0:
-                        ttft = t_end - wl.arrival_s[w, q] * scale
-                        st.ttft[e, q] = ttft
-                        if ttft > eng.slo_ttft:
-                            mark_missed(st.missed, st.counters, e, r, s)
-                        st.accum[e, A_TTFT_EMA] += EMA * (ttft - st.accum[e, A_TTFT_EMA])
-                        st.generated[e, r, s] += 1
-                        st.last_tok_t[e, r, s] = t_end
-                    else:
-                        tok = True
-            if tok:
-                # The gap's records, written here against the state's fields: a helper taking the arrays
-                # as arguments paid a reference-count update (atomic) per array per token (issue 17).
-                st.generated[e, r, s] += 1
-                gap = t_end - st.last_tok_t[e, r, s]
-                _push_gap(st.gap_heap, st.counters, e, gap)
-                if gap > eng.slo_tpot:
-                    st.gaps_over[e, r, s] += 1
-                    if p99_check and st.gaps_over[e, r, s] > allowed:
-                        mark_missed(st.missed, st.counters, e, r, s)
-                g = np.float32(gap)
-                if not g <= st.top_gaps[e, r, s, T - 1]:  # keep the request's T largest gaps, descending
-                    k = T - 1
-                    while k > 0 and st.top_gaps[e, r, s, k - 1] < g:
-                        st.top_gaps[e, r, s, k] = st.top_gaps[e, r, s, k - 1]
-                        k -= 1
-                    st.top_gaps[e, r, s, k] = g
-                if not p99_check and tpot_late(t_end, wl.arrival_s[w, q] * scale + st.ttft[e, q], out_q, eng.slo_tpot):
-                    mark_missed(st.missed, st.counters, e, r, s)
-                max_gap = max(max_gap, gap)
-                st.last_tok_t[e, r, s] = t_end
-            if st.generated[e, r, s] >= out_q:
-                _finish(st, wl, eng, e, r, s, t_end)
-            else:
-                st.run_list[e, r, keep] = s
-                keep += 1
-        st.n_running[e, r] = keep
-
-        used = eng.capacity_blocks - st.free_blocks[e, r]
-        st.counters[e, C_PREFILL_TOKENS] += np.int64(p_tokens)
-        st.counters[e, C_DECODE_TOKENS] += np.int64(d_seqs)
-        st.counters[e, C_ITERATIONS] += 1
-        st.accum[e, A_BUSY_S] += dt
-        st.accum[e, A_KV_BLOCK_S] += used * dt
-        st.accum[e, A_LAST_ITER_S] = dt
-        if max_gap > 0.0:
-            st.accum[e, A_GAP_EMA] += EMA * (max_gap - st.accum[e, A_GAP_EMA])
-        st.accum[e, A_RECOMPUTE_EMA] *= 1.0 - EMA
-        st.r_clock[e, r] = t_end
-        if until is None:
-            return dt
-        else:
-            stuck = 0
-            busy[e, r] += dt
+                stuck = 0
+                busy[e, r] += dt
+        if ema is not None:
+            ema[e, r] = accum[e, A_TTFT_EMA]
+            if late and n_queued[e, r] > 0:
+                mark_late_queued_inline(st, wl, eng, e, r, until)
     return dt
 
 
@@ -600,6 +639,7 @@ def run_iteration(st, wl, eng, e, r, admit_max, budget, defer, order, now, until
 run_iteration_inline = nb.njit(inline="always")(run_iteration.py_func)
 mark_late_queued_inline = nb.njit(inline="always")(mark_late_queued.py_func)
 _finish_inline = nb.njit(inline="always")(_finish.py_func)
+pick_queued_inline = nb.njit(inline="always")(pick_queued.py_func)
 enqueue_inline = nb.njit(inline="always")(enqueue.py_func)
 
 

@@ -21,7 +21,6 @@ from envs.core import prefix
 from envs.core.replica import (
     ORDER_FCFS,
     enqueue,
-    mark_late_queued_inline,
     next_queued,
     reset_env_state,
     reset_replica,
@@ -259,18 +258,11 @@ def step_all(st, wl, eng, actions, up, budget, drain_s, stale_s, hash_blocks, se
         route_one(st, wl, eng, e, actions[e], t, sent)
         if st.next_arrival[e] < N:
             t_next = wl.arrival_s[w, st.next_arrival[e]] * scale
-            for r in range(R):
-                # Calls only where there is work: each call passes the state tuple (a reference-count
-                # update per member array), and most replicas are idle or have nothing queued.
-                # advance_replica's body, written out: a call taking the state tuple pays a reference-count
-                # update per member array on entry and exit (issue 16).
-                if st.r_clock[e, r] < t_next and not _is_idle(st.n_queued, st.n_running, e, r):
-                    st.accum[e, A_TTFT_EMA] = ttft_ema[e, r]
-                    run_iteration(st, wl, eng, e, r, eng.max_seqs, budget, False, ORDER_FCFS, st.r_clock[e, r], t_next,
-                                  busy)
-                    ttft_ema[e, r] = st.accum[e, A_TTFT_EMA]
-                if st.n_queued[e, r] > 0:
-                    mark_late_queued_inline(st, wl, eng, e, r, t_next)
+            # Every replica to t_next (advance_replica's body for each, then mark_late_queued) in one call:
+            # a call taking the state tuple pays a reference-count update per member array on entry and
+            # exit (issue 16), once per env instead of once per replica with work.
+            run_iteration(st, wl, eng, e, 0, eng.max_seqs, budget, False, ORDER_FCFS, 0.0, t_next, busy, ttft_ema,
+                          True)
             st.clock[e] = t_next
             terminated[e] = False
             truncated[e] = False
@@ -278,12 +270,9 @@ def step_all(st, wl, eng, actions, up, budget, drain_s, stale_s, hash_blocks, se
             # The last request: drain every replica (up to drain_s after it arrived).
             end = t
             empty = True
+            run_iteration(st, wl, eng, e, 0, eng.max_seqs, budget, False, ORDER_FCFS, 0.0, t + drain_s, busy, ttft_ema,
+                          False)
             for r in range(R):
-                if st.r_clock[e, r] < t + drain_s and not _is_idle(st.n_queued, st.n_running, e, r):
-                    st.accum[e, A_TTFT_EMA] = ttft_ema[e, r]
-                    run_iteration(st, wl, eng, e, r, eng.max_seqs, budget, False, ORDER_FCFS, st.r_clock[e, r],
-                                  t + drain_s, busy)
-                    ttft_ema[e, r] = st.accum[e, A_TTFT_EMA]
                 end = max(end, st.r_clock[e, r])
                 empty = empty and _is_idle(st.n_queued, st.n_running, e, r)
             st.clock[e] = end
