@@ -89,7 +89,12 @@ G_LAZY = 0  # lazy requests
 G_SUM = 1  # sum of kv_tokens - a over them
 G_MAX = 2  # max of kv_tokens - a (valid when G_MAX_OK is 1)
 G_MAX_OK = 3
-N_AGG = 4
+# A lower bound of ``sched`` (the iteration of the last token) over the lazy set: 0 (the value after
+# allocate_lazy and reset_lazy) until an iteration's results loop sets it, left as it is when
+# requests leave the set. While the next iteration is below it and every running request is
+# lazy, the results loop would only keep every request where it is: the iteration skips it.
+G_NEXT_END = 4
+N_AGG = 5
 
 # The TPOT key is lowered by this relative margin (plus as much absolute, in seconds): far above
 # float64 rounding (1e-16), far below an iteration (>= 1e-4 s), so the exact check is never late.
@@ -482,6 +487,10 @@ def run_iteration_lazy(st, wl, eng, lz, e, admit_max, budget, defer, order, now,
     n = st.n_running[e, r]
     p99_check = eng.slo_metric == SLO_P99_TBT
     T = st.top_gaps.shape[3]
+    if steady and n == n_lazy and k1 < agg[z, G_NEXT_END]:
+        n = 0  # every running request is lazy (none admitted) and none has its last token now
+        keep = n_lazy
+    next_end = np.iinfo(np.int64).max  # G_NEXT_END after the loop: the least sched of the lazy set
     for i in range(n):
         s = run_list[e, r, i]
         if blocks[e, r, s] < 0:
@@ -492,6 +501,7 @@ def run_iteration_lazy(st, wl, eng, lz, e, admit_max, budget, defer, order, now,
             else:
                 run_list[e, r, keep] = s
                 keep += 1
+                next_end = min(next_end, np.int64(sched[e, r, s]))
             continue
         work = sched[e, r, s]
         sched[e, r, s] = 0
@@ -544,6 +554,9 @@ def run_iteration_lazy(st, wl, eng, lz, e, admit_max, budget, defer, order, now,
             if (tok or first) and not p99_check and enter:
                 _enter(blocks, sched, generated, kv_tokens, missed, ttft_q, agg, phase, dead,
                        min_dead, eng.slo_tpot, bs, e, r, z, s, q, out_q, k1, arrival_w[q] * scale)
+                next_end = min(next_end, np.int64(sched[e, r, s]))
+    if n > 0:
+        agg[z, G_NEXT_END] = next_end
     st.n_running[e, r] = keep
 
     used = eng.capacity_blocks - st.free_blocks[e, r]
