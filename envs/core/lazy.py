@@ -80,6 +80,7 @@ from envs.core.state import (
     C_ITERATIONS,
     C_PREFILL_TOKENS,
     C_PROMPT_TOKENS,
+    QUEUED,
     RUNNING,
     SLO_P99_TBT,
 )
@@ -231,14 +232,20 @@ def _enter(blocks, sched, generated, kv_tokens, missed, ttft, agg, phase, dead, 
 
 
 @nb.njit(cache=True)
-def run_iteration_lazy(st, wl, eng, lz, e, admit_max, budget, defer, order, now, r=0, row=None, enter=True):
+def run_iteration_lazy(st, wl, eng, lz, e, admit_max, budget, defer, order, now, r=0, row=None, enter=True,
+                       heads=None, head_seq=None):
     """One iteration of env ``e``'s replica ``r`` (lazy row ``row``, default ``e``) starting at ``now``, as
     :func:`envs.core.replica.run_iteration` (mixed scheduler: ``eng.prefill_first`` must be
     False) runs it, with steady decoders lazy (module docstring). Returns the iteration's
     duration in seconds; 0.0 when nothing could be scheduled. ``enter`` False: no request becomes
     lazy (Disaggregation-v0's prefill instances hand a request over after its first token).
     Requests are added to the replica between calls only as ``run_iteration``'s callers add them
-    (queued, or running with ``blocks = ceil(kv_tokens / block_size)``)."""
+    (queued, or running with ``blocks = ceil(kv_tokens / block_size)``). ``heads``/``head_seq``
+    (int64 [K], optional): the queue's K lowest-``seq`` slots and their ``seq``, ascending, -1 past
+    the queue's length, as the queue stands at the call (KVAdmission's observation leaves them
+    so: ``envs.kv_admission.kernels.fill_obs``); FCFS admission then takes the k-th admitted from
+    them (a head that is no longer queued with that ``seq``, or none left: a scan of the slots, as
+    without them). The queue gains no lower ``seq`` before admission (a preemption stops it)."""
     z = e if row is None else row  # the replica's row of lz
     bs = eng.block_size
     w = st.window[e]
@@ -384,12 +391,17 @@ def run_iteration_lazy(st, wl, eng, lz, e, admit_max, budget, defer, order, now,
         # paid a reference-count update per member array, about 50 per admission (issue 17)
         if order == ORDER_FCFS:
             s = -1
-            best_seq = 0
-            j = -1
-            for _ in range(st.n_queued[e, r]):
-                j = next_queued(status, e, r, j + 1)
-                if s < 0 or seq[e, r, j] < best_seq:
-                    s, best_seq = j, seq[e, r, j]
+            if heads is not None and admitted < heads.shape[0]:
+                h = heads[admitted]
+                if h >= 0 and status[e, r, h] == QUEUED and seq[e, r, h] == head_seq[admitted]:
+                    s = h
+            if s < 0:
+                best_seq = 0
+                j = -1
+                for _ in range(st.n_queued[e, r]):
+                    j = next_queued(status, e, r, j + 1)
+                    if s < 0 or seq[e, r, j] < best_seq:
+                        s, best_seq = j, seq[e, r, j]
         else:
             s = pick_queued(st, wl, eng, e, r, order, now)
         q = st.req[e, r, s]

@@ -558,7 +558,10 @@ def step_all(
         if st.n_running[e, 0] == 0 and st.n_queued[e, 0] == 0 and st.next_arrival[e] < N:
             now = max(now, arrival[st.next_arrival[e]] * scale)
             _enqueue_arrivals(st, wl, eng, e, now)
-        dt = run_iteration_lazy_inline(st, wl, eng, lz, e, admit, budget, defer, order, now)
+        # FCFS admission takes the queue's heads from the last observation (nothing changed the
+        # queue since: arrivals at the start come only into an empty queue, whose heads are none).
+        dt = run_iteration_lazy_inline(st, wl, eng, lz, e, admit, budget, defer, order, now, 0, e, True,
+                                       sc.heads[e], sc.head_seq[e])
         if dt > 0.0:
             now += dt
         else:
