@@ -26,6 +26,8 @@ from envs.core.state import (
     A_LAST_ITER_S,
     A_RECOMPUTE_EMA,
     A_TTFT_EMA,
+    C_FINISHED,
+    C_PREEMPTIONS,
     C_RECOMPUTED_TOKENS,
     C_SLO_MET,
     C_SLO_MISSED,
@@ -266,7 +268,7 @@ def _peaks(lens, rems, n, extra_rem, extra_len, n_extra, peak):
 
 
 @nb.njit(cache=True)
-def fill_obs(st, wl, eng, e, K, obs, mask, admit_levels, sc, row, r=0, lz=None, mark_late=False):
+def fill_obs(st, wl, eng, e, K, obs, mask, admit_levels, sc, row, r=0, lz=None, mark_late=False, same_running=False):
     """Observation and mask of replica ``r`` of env ``e`` into ``obs[e]``/``mask[e]``, with
     ``sc`` (:class:`ObsScratch`) row ``row`` as working memory (KVAdmission-v0: row e; one
     replica per env). No allocation, one Past-Future pass, and the running requests sorted by
@@ -274,7 +276,10 @@ def fill_obs(st, wl, eng, e, K, obs, mask, admit_levels, sc, row, r=0, lz=None, 
     :class:`envs.core.lazy.LazyDecode` when its lazy requests are not written back (replica 0;
     a lazy request, ``blocks < 0``, has ``it - a`` more tokens than its fields say), None for a
     plain state. ``mark_late``: also what ``envs.core.replica.mark_late_queued`` does at the env's
-    clock, in the same pass over the queue (step_all: one scan of the slots instead of two)."""
+    clock, in the same pass over the queue (step_all: one scan of the slots instead of two).
+    ``same_running``: the replica runs the same requests as at the row's last call (none admitted,
+    finished or preempted since), so the last order holds every running slot: it is kept as it
+    is, with the marks that the two passes below would set."""
     w = st.window[e]
     bs = eng.block_size
     cap = float(eng.capacity_blocks)
@@ -300,19 +305,24 @@ def fill_obs(st, wl, eng, e, K, obs, mask, admit_levels, sc, row, r=0, lz=None, 
         stamp = 1
     sc.stamp[row] = stamp
     m = 0
-    for i in range(sc.n_order[row]):
-        s = order[i]
-        if status[e, r, s] == RUNNING and mark[s] != stamp:
-            mark[s] = stamp
-            order[m] = s
-            m += 1
-    run_list = st.run_list[e, r]
-    for i in range(n_run):
-        s = run_list[i]
-        if mark[s] != stamp:
-            mark[s] = stamp
-            order[m] = s
-            m += 1
+    if same_running and sc.n_order[row] == n_run:
+        for i in range(n_run):
+            mark[order[i]] = stamp
+        m = n_run
+    else:
+        for i in range(sc.n_order[row]):
+            s = order[i]
+            if status[e, r, s] == RUNNING and mark[s] != stamp:
+                mark[s] = stamp
+                order[m] = s
+                m += 1
+        run_list = st.run_list[e, r]
+        for i in range(n_run):
+            s = run_list[i]
+            if mark[s] != stamp:
+                mark[s] = stamp
+                order[m] = s
+                m += 1
     sc.n_order[row] = m
 
     # Reservation, backlog, decoding and Past-Future's inputs (integer sums: exact in any order),
@@ -553,6 +563,9 @@ def step_all(
         met0 = st.counters[e, C_SLO_MET]
         miss0 = st.counters[e, C_SLO_MISSED]
         rec0 = st.counters[e, C_RECOMPUTED_TOKENS]
+        fin0 = st.counters[e, C_FINISHED]
+        pre0 = st.counters[e, C_PREEMPTIONS]
+        run0 = st.n_running[e, 0]
 
         now = st.clock[e]
         if st.n_running[e, 0] == 0 and st.n_queued[e, 0] == 0 and st.next_arrival[e] < N:
@@ -572,8 +585,12 @@ def step_all(
         st.clock[e] = now
         _enqueue_arrivals(st, wl, eng, e, now)
         # The observation, with mark_late_queued's marks in its pass over the queue (before the
-        # reward, which counts them; the observation reads no counter).
-        fill_obs_inline(st, wl, eng, e, K, obs, mask, admit_levels, sc, e, 0, lz, True)
+        # reward, which counts them; the observation reads no counter). The running requests are
+        # the same as at the last observation when none was finished or preempted (the only ways
+        # out) and their count did not change (none admitted).
+        same = (st.n_running[e, 0] == run0 and st.counters[e, C_FINISHED] == fin0
+                and st.counters[e, C_PREEMPTIONS] == pre0)
+        fill_obs_inline(st, wl, eng, e, K, obs, mask, admit_levels, sc, e, 0, lz, True, same)
 
         reward[e] = (
             (st.counters[e, C_SLO_MET] - met0)
