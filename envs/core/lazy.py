@@ -80,6 +80,7 @@ from envs.core.state import (
     C_ITERATIONS,
     C_PREFILL_TOKENS,
     C_PROMPT_TOKENS,
+    QUEUED,
     RUNNING,
     SLO_P99_TBT,
 )
@@ -89,7 +90,12 @@ G_LAZY = 0  # lazy requests
 G_SUM = 1  # sum of kv_tokens - a over them
 G_MAX = 2  # max of kv_tokens - a (valid when G_MAX_OK is 1)
 G_MAX_OK = 3
-N_AGG = 4
+# A lower bound of ``sched`` (the iteration of the last token) over the lazy set: 0 (the value after
+# allocate_lazy and reset_lazy) until an iteration's results loop sets it, left as it is when
+# requests leave the set. While the next iteration is below it and every running request is
+# lazy, the results loop would only keep every request where it is: the iteration skips it.
+G_NEXT_END = 4
+N_AGG = 5
 
 # The TPOT key is lowered by this relative margin (plus as much absolute, in seconds): far above
 # float64 rounding (1e-16), far below an iteration (>= 1e-4 s), so the exact check is never late.
@@ -226,14 +232,20 @@ def _enter(blocks, sched, generated, kv_tokens, missed, ttft, agg, phase, dead, 
 
 
 @nb.njit(cache=True)
-def run_iteration_lazy(st, wl, eng, lz, e, admit_max, budget, defer, order, now, r=0, row=None, enter=True):
+def run_iteration_lazy(st, wl, eng, lz, e, admit_max, budget, defer, order, now, r=0, row=None, enter=True,
+                       heads=None, head_seq=None):
     """One iteration of env ``e``'s replica ``r`` (lazy row ``row``, default ``e``) starting at ``now``, as
     :func:`envs.core.replica.run_iteration` (mixed scheduler: ``eng.prefill_first`` must be
     False) runs it, with steady decoders lazy (module docstring). Returns the iteration's
     duration in seconds; 0.0 when nothing could be scheduled. ``enter`` False: no request becomes
     lazy (Disaggregation-v0's prefill instances hand a request over after its first token).
     Requests are added to the replica between calls only as ``run_iteration``'s callers add them
-    (queued, or running with ``blocks = ceil(kv_tokens / block_size)``)."""
+    (queued, or running with ``blocks = ceil(kv_tokens / block_size)``). ``heads``/``head_seq``
+    (int64 [K], optional): the queue's K lowest-``seq`` slots and their ``seq``, ascending, -1 past
+    the queue's length, as the queue stands at the call (KVAdmission's observation leaves them
+    so: ``envs.kv_admission.kernels.fill_obs``); FCFS admission then takes the k-th admitted from
+    them (a head that is no longer queued with that ``seq``, or none left: a scan of the slots, as
+    without them). The queue gains no lower ``seq`` before admission (a preemption stops it)."""
     z = e if row is None else row  # the replica's row of lz
     bs = eng.block_size
     w = st.window[e]
@@ -379,12 +391,17 @@ def run_iteration_lazy(st, wl, eng, lz, e, admit_max, budget, defer, order, now,
         # paid a reference-count update per member array, about 50 per admission (issue 17)
         if order == ORDER_FCFS:
             s = -1
-            best_seq = 0
-            j = -1
-            for _ in range(st.n_queued[e, r]):
-                j = next_queued(status, e, r, j + 1)
-                if s < 0 or seq[e, r, j] < best_seq:
-                    s, best_seq = j, seq[e, r, j]
+            if heads is not None and admitted < heads.shape[0]:
+                h = heads[admitted]
+                if h >= 0 and status[e, r, h] == QUEUED and seq[e, r, h] == head_seq[admitted]:
+                    s = h
+            if s < 0:
+                best_seq = 0
+                j = -1
+                for _ in range(st.n_queued[e, r]):
+                    j = next_queued(status, e, r, j + 1)
+                    if s < 0 or seq[e, r, j] < best_seq:
+                        s, best_seq = j, seq[e, r, j]
         else:
             s = pick_queued(st, wl, eng, e, r, order, now)
         q = st.req[e, r, s]
@@ -482,6 +499,10 @@ def run_iteration_lazy(st, wl, eng, lz, e, admit_max, budget, defer, order, now,
     n = st.n_running[e, r]
     p99_check = eng.slo_metric == SLO_P99_TBT
     T = st.top_gaps.shape[3]
+    if steady and n == n_lazy and k1 < agg[z, G_NEXT_END]:
+        n = 0  # every running request is lazy (none admitted) and none has its last token now
+        keep = n_lazy
+    next_end = np.iinfo(np.int64).max  # G_NEXT_END after the loop: the least sched of the lazy set
     for i in range(n):
         s = run_list[e, r, i]
         if blocks[e, r, s] < 0:
@@ -492,6 +513,7 @@ def run_iteration_lazy(st, wl, eng, lz, e, admit_max, budget, defer, order, now,
             else:
                 run_list[e, r, keep] = s
                 keep += 1
+                next_end = min(next_end, np.int64(sched[e, r, s]))
             continue
         work = sched[e, r, s]
         sched[e, r, s] = 0
@@ -544,6 +566,9 @@ def run_iteration_lazy(st, wl, eng, lz, e, admit_max, budget, defer, order, now,
             if (tok or first) and not p99_check and enter:
                 _enter(blocks, sched, generated, kv_tokens, missed, ttft_q, agg, phase, dead,
                        min_dead, eng.slo_tpot, bs, e, r, z, s, q, out_q, k1, arrival_w[q] * scale)
+                next_end = min(next_end, np.int64(sched[e, r, s]))
+    if n > 0:
+        agg[z, G_NEXT_END] = next_end
     st.n_running[e, r] = keep
 
     used = eng.capacity_blocks - st.free_blocks[e, r]

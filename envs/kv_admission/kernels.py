@@ -13,23 +13,27 @@ from numba.core.extending import intrinsic
 from envs.core.lazy import materialize, reset_lazy, run_iteration_lazy_inline
 from envs.core.replica import (
     arrival_time,
-    mark_late_queued_inline,
-    next_queued,
     ceil_div,
     enqueue_inline,
+    mark_missed,
+    next_queued,
     reset_env_state,
     reset_replica,
+    tpot_late,
 )
 from envs.core.state import (
     A_GAP_EMA,
     A_LAST_ITER_S,
     A_RECOMPUTE_EMA,
     A_TTFT_EMA,
+    C_FINISHED,
+    C_PREEMPTIONS,
     C_RECOMPUTED_TOKENS,
     C_SLO_MET,
     C_SLO_MISSED,
     N_HIST_BINS,
     RUNNING,
+    SLO_TPOT,
 )
 
 # Observation layout: GLOBAL_FEATURES, then CANDIDATE_FEATURES for each of the K queue heads.
@@ -264,14 +268,18 @@ def _peaks(lens, rems, n, extra_rem, extra_len, n_extra, peak):
 
 
 @nb.njit(cache=True)
-def fill_obs(st, wl, eng, e, K, obs, mask, admit_levels, sc, row, r=0, lz=None):
+def fill_obs(st, wl, eng, e, K, obs, mask, admit_levels, sc, row, r=0, lz=None, mark_late=False, same_running=False):
     """Observation and mask of replica ``r`` of env ``e`` into ``obs[e]``/``mask[e]``, with
     ``sc`` (:class:`ObsScratch`) row ``row`` as working memory (KVAdmission-v0: row e; one
     replica per env). No allocation, one Past-Future pass, and the running requests sorted by
     an insertion sort that starts from the row's previous order. ``lz``: the batch's
     :class:`envs.core.lazy.LazyDecode` when its lazy requests are not written back (replica 0;
     a lazy request, ``blocks < 0``, has ``it - a`` more tokens than its fields say), None for a
-    plain state."""
+    plain state. ``mark_late``: also what ``envs.core.replica.mark_late_queued`` does at the env's
+    clock, in the same pass over the queue (step_all: one scan of the slots instead of two).
+    ``same_running``: the replica runs the same requests as at the row's last call (none admitted,
+    finished or preempted since), so the last order holds every running slot: it is kept as it
+    is, with the marks that the two passes below would set."""
     w = st.window[e]
     bs = eng.block_size
     cap = float(eng.capacity_blocks)
@@ -297,19 +305,24 @@ def fill_obs(st, wl, eng, e, K, obs, mask, admit_levels, sc, row, r=0, lz=None):
         stamp = 1
     sc.stamp[row] = stamp
     m = 0
-    for i in range(sc.n_order[row]):
-        s = order[i]
-        if status[e, r, s] == RUNNING and mark[s] != stamp:
-            mark[s] = stamp
-            order[m] = s
-            m += 1
-    run_list = st.run_list[e, r]
-    for i in range(n_run):
-        s = run_list[i]
-        if mark[s] != stamp:
-            mark[s] = stamp
-            order[m] = s
-            m += 1
+    if same_running and sc.n_order[row] == n_run:
+        for i in range(n_run):
+            mark[order[i]] = stamp
+        m = n_run
+    else:
+        for i in range(sc.n_order[row]):
+            s = order[i]
+            if status[e, r, s] == RUNNING and mark[s] != stamp:
+                mark[s] = stamp
+                order[m] = s
+                m += 1
+        run_list = st.run_list[e, r]
+        for i in range(n_run):
+            s = run_list[i]
+            if mark[s] != stamp:
+                mark[s] = stamp
+                order[m] = s
+                m += 1
     sc.n_order[row] = m
 
     # Reservation, backlog, decoding and Past-Future's inputs (integer sums: exact in any order),
@@ -374,12 +387,20 @@ def fill_obs(st, wl, eng, e, K, obs, mask, admit_levels, sc, row, r=0, lz=None):
     late = 0
     n_q = st.n_queued[e, r]
     seq = st.seq[e, r]
+    missed = st.missed
     s = -1
     for _ in range(n_q):
         s = next_queued(status, e, r, s + 1)
         q_tokens += target[s]
-        if generated[s] == 0 and now - arrival[req[s]] * scale > eng.slo_ttft:
-            late += 1
+        if generated[s] == 0:
+            if now - arrival[req[s]] * scale > eng.slo_ttft:
+                late += 1
+                if mark_late:
+                    mark_missed(missed, st.counters, e, r, s)
+        elif mark_late and eng.slo_metric == SLO_TPOT and not missed[e, r, s]:  # preempted after its first token
+            q = req[s]
+            if tpot_late(now, arrival[q] * scale + st.ttft[e, q], wl.output[w, q], eng.slo_tpot):
+                mark_missed(missed, st.counters, e, r, s)
         sq = seq[s]
         if sq < head_seq[K - 1]:
             k = K - 1
@@ -507,7 +528,18 @@ def _enqueue_arrivals(st, wl, eng, e, until):
         st.next_arrival[e] += 1
 
 
-@nb.njit(cache=True)
+# step_all and step_repeat are compiled without numba's reference counting (``_nrt=False``, numba's
+# CPU target option ``nrt``, as envs/prefix_eviction/kernels.py): they index arrays their caller
+# owns and allocate none (numba compiles the helpers they call with the same option, so anything in
+# the call tree that allocated or returned a new array would fail to compile, not leak or run
+# unsafely; numba's allocation statistics show no record left alive after episodes with
+# preemption, drops, the prefix cache and run_fixed). With counting on, every read of a state
+# tuple's member and every row view (``obs[e]``, ``sc.order[row]``) in the loop over envs paid an
+# atomic incref/decref pair, about 200 per env-step: a quarter of the compiled samples (perf, E = 256).
+JIT_NO_NRT = {"cache": True, "_nrt": False}
+
+
+@nb.njit(**JIT_NO_NRT)
 def step_all(
     st, wl, eng, actions, admit_levels, budget_levels, drain_s, recompute_penalty, K,
     obs, mask, reward, terminated, truncated, sc, lz,
@@ -531,12 +563,18 @@ def step_all(
         met0 = st.counters[e, C_SLO_MET]
         miss0 = st.counters[e, C_SLO_MISSED]
         rec0 = st.counters[e, C_RECOMPUTED_TOKENS]
+        fin0 = st.counters[e, C_FINISHED]
+        pre0 = st.counters[e, C_PREEMPTIONS]
+        run0 = st.n_running[e, 0]
 
         now = st.clock[e]
         if st.n_running[e, 0] == 0 and st.n_queued[e, 0] == 0 and st.next_arrival[e] < N:
             now = max(now, arrival[st.next_arrival[e]] * scale)
             _enqueue_arrivals(st, wl, eng, e, now)
-        dt = run_iteration_lazy_inline(st, wl, eng, lz, e, admit, budget, defer, order, now)
+        # FCFS admission takes the queue's heads from the last observation (nothing changed the
+        # queue since: arrivals at the start come only into an empty queue, whose heads are none).
+        dt = run_iteration_lazy_inline(st, wl, eng, lz, e, admit, budget, defer, order, now, 0, e, True,
+                                       sc.heads[e], sc.head_seq[e])
         if dt > 0.0:
             now += dt
         else:
@@ -546,7 +584,13 @@ def step_all(
             now = max(idle_to, now + 1e-6)
         st.clock[e] = now
         _enqueue_arrivals(st, wl, eng, e, now)
-        mark_late_queued_inline(st, wl, eng, e, 0, now)
+        # The observation, with mark_late_queued's marks in its pass over the queue (before the
+        # reward, which counts them; the observation reads no counter). The running requests are
+        # the same as at the last observation when none was finished or preempted (the only ways
+        # out) and their count did not change (none admitted).
+        same = (st.n_running[e, 0] == run0 and st.counters[e, C_FINISHED] == fin0
+                and st.counters[e, C_PREEMPTIONS] == pre0)
+        fill_obs_inline(st, wl, eng, e, K, obs, mask, admit_levels, sc, e, 0, lz, True, same)
 
         reward[e] = (
             (st.counters[e, C_SLO_MET] - met0)
@@ -557,10 +601,9 @@ def step_all(
         terminated[e] = st.next_arrival[e] >= N and empty
         last = arrival[N - 1] * scale
         truncated[e] = (not terminated[e]) and now > last + drain_s
-        fill_obs_inline(st, wl, eng, e, K, obs, mask, admit_levels, sc, e, 0, lz)
 
 
-@nb.njit(cache=True)
+@nb.njit(**JIT_NO_NRT)
 def step_repeat(
     st, wl, eng, actions, admit_levels, budget_levels, drain_s, recompute_penalty, K,
     obs, mask, reward, terminated, truncated, sc, lz, returns, lengths, max_steps,
