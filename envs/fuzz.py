@@ -44,6 +44,10 @@ DISAGGREGATION = "servegym/Disaggregation-v0"
 PREFIX_EVICTION = "servegym/PrefixEviction-v0"
 # Decisions come while replicas are busy: the iteration in flight ends after the env clock.
 IN_FLIGHT_ENVS = ("servegym/Routing-v0",)
+# The multi-agent cluster (PettingZoo parallel env; fuzzed through its batched core and RoleVecEnv).
+MULTI = "servegym/MultiCluster-v0"
+# Every environment envs.fuzz knows: the single-agent VecEnvs, then the multi-agent cluster.
+FUZZ_ENVS = (*envs.VEC_ENVS, MULTI)
 
 
 def random_trace(rng: np.random.Generator, n: int) -> Trace:
@@ -74,6 +78,8 @@ def draw_scenario(env_id: str, rng: np.random.Generator) -> tuple[int, dict[str,
             kw["replicas"] = int(rng.integers(1, 5))
             kw["stale_s"] = float(rng.choice([0.0, 0.5]))
         return E, kw
+    if env_id == MULTI:
+        return E, draw_multi(rng)
     if env_id == "servegym/PrefixEviction-v0":
         return E, {"capacity_frac": tuple(float(x) for x in rng.uniform(0.01, 0.3, 2))}
     if env_id == "servegym/Disaggregation-v0":
@@ -94,6 +100,72 @@ def draw_scenario(env_id: str, rng: np.random.Generator) -> tuple[int, dict[str,
             "episodes_per_load": 2, "load": tuple(float(x) for x in rng.uniform(0.2, 2.0, 2)),
         }
     return E, {}
+
+
+def draw_multi(rng: np.random.Generator) -> dict[str, Any]:
+    """``RoleVecEnv`` kwargs of a random MultiCluster-v0 scenario: the role a policy plays through
+    the VecEnv (the others by :class:`RandomLegal`) and its reward, a random trace, 1-5 replica
+    slots, 1-4 routers, the autoscaler's floor, initial fleet, period, step size and cold start,
+    report staleness, KV pools that reject long prompts, queue sizes, admission candidates, loads."""
+    R = int(rng.integers(1, 6))
+    lo = int(rng.integers(1, R + 1))
+    role = str(rng.choice(["router", "admission", "autoscaler"]))
+    return {
+        "role": role, "reward": "replica_slo" if role == "admission" and rng.random() < 0.5 else "shared",
+        "trace": random_trace(rng, int(rng.integers(96, 400))), "split": "all",
+        "window_requests": int(rng.integers(8, 64)), "capacity_blocks": int(rng.integers(80, 600)),
+        "queue_slots": int(rng.integers(4, 64)), "drain_s": float(rng.choice([0.0, 30.0])),
+        "load": tuple(float(x) for x in rng.uniform(0.2, 2.5, 2)), "replicas": R,
+        "stale_s": float(rng.choice([0.0, 0.5, 2.0])), "n_routers": int(rng.integers(1, 5)),
+        "min_replicas": lo, "initial_replicas": None if rng.random() < 0.3 else int(rng.integers(lo, R + 1)),
+        "interval_s": float(rng.choice([0.5, 2.0, 15.0])), "max_step": int(rng.integers(1, 4)),
+        "cold_start_s": None if rng.random() < 0.3 else float(rng.uniform(0.0, 20.0)),
+        "candidates": int(rng.integers(1, 9)), "cost_weight": float(rng.uniform(0.0, 60.0)),
+    }
+
+
+class RandomLegal:
+    """A batched policy of one role of MultiCluster-v0 (``RoleVecEnv``'s ``others``): a uniformly
+    random legal action per agent from its mask, drawn from ``rng``."""
+
+    def __init__(self, rng: np.random.Generator):
+        self.rng = rng
+
+    def act(self, obs: np.ndarray, action_mask: np.ndarray) -> np.ndarray:
+        keys = self.rng.random(action_mask.shape)
+        keys[~np.asarray(action_mask, bool)] = -1.0
+        return keys.argmax(1)
+
+
+def make_multi(E: int, seed: int, kw: dict[str, Any], rng: np.random.Generator):
+    """A ``RoleVecEnv`` of ``E`` clusters for :func:`draw_multi`'s ``kw``, the other roles random."""
+    from envs.multi.env import ROLES, RoleVecEnv
+
+    role = kw["role"]
+    others = {r: (lambda view: RandomLegal(rng)) for r in ROLES if r != role}
+    return RoleVecEnv(E, seed=seed, others=others, **kw)
+
+
+def multi_violations(vec, before: dict[str, np.ndarray], dones: np.ndarray) -> list[str]:
+    """MultiCluster-v0 after a step of ``vec`` (a ``RoleVecEnv``): every role's observations finite
+    and every agent with a legal action, ``envs.multi.invariants``' state rules, and its rules
+    across the step for clusters whose episode did not end (``before``: its snapshot)."""
+    from envs.multi import invariants as MI
+    from envs.multi.env import ROLES
+
+    core = vec.core
+    out: list[str] = []
+    for role in ROLES:
+        o, m = core.obs(role), core.masks(role)
+        if not np.isfinite(o).all():
+            e, i = (int(x) for x in np.argwhere(~np.isfinite(o).all(2))[0])
+            out.append(f"env {e} {role} {i}: non-finite observation entries {np.flatnonzero(~np.isfinite(o[e, i])).tolist()}")
+        if not m.any(2).all():
+            e, i = (int(x) for x in np.argwhere(~m.any(2))[0])
+            out.append(f"env {e} {role} {i}: no legal action")
+    out += MI.violations(core)
+    live = ~np.asarray(dones, bool).reshape(core.num_envs, -1)[:, 0]
+    return out + MI.step_violations(core, before, live)
 
 
 def _components(vec, width: int) -> list[tuple[int, int]]:
@@ -192,17 +264,24 @@ def fuzz(env_id: str, steps: int, seed: int, scenario_steps: int, log=print) -> 
     while done_steps < steps and not bad:
         E, kw = draw_scenario(env_id, rng)
         s_seed = int(rng.integers(2**31))
-        vec = envs.make_vec(env_id, E, seed=s_seed, **kw)
+        multi = env_id == MULTI
+        vec = make_multi(E, s_seed, kw, rng) if multi else envs.make_vec(env_id, E, seed=s_seed, **kw)
         is_cluster = env_id in CLUSTER_ENVS
         clocked = is_cluster or env_id == DISAGGREGATION
         obs = vec.reset()
         clock = vec.state.clock.copy() if clocked else None
         r_clock = vec.state.r_clock.copy() if is_cluster else None
+        if multi:
+            from envs.multi.invariants import snapshot
+            before = snapshot(vec.core)
         where = f"{env_id} E={E} seed={s_seed} {({k: v for k, v in kw.items() if k != 'trace'})}"
         n = 0
         while n < min(scenario_steps, steps - done_steps):
             obs, rew, dones, _ = vec.step(random_legal_actions(vec, rng))
             errs = check_batch(vec, obs, rew, dones, clock, r_clock, env_id)
+            if multi:
+                errs += multi_violations(vec, before, dones)
+                before = snapshot(vec.core)
             if errs:
                 bad = [f"{where} step {n // E}: {m}" for m in errs[:10]]
                 break
@@ -222,14 +301,14 @@ def fuzz(env_id: str, steps: int, seed: int, scenario_steps: int, log=print) -> 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m envs.fuzz", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--env", nargs="+", default=list(envs.VEC_ENVS), help="environment ids (default: all)")
+    p.add_argument("--env", nargs="+", default=list(FUZZ_ENVS), help="environment ids (default: all)")
     p.add_argument("--steps", type=int, default=1_000_000, help="env-steps per environment")
     p.add_argument("--scenario-steps", type=int, default=20_000, help="env-steps per random scenario")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
-    unknown = [e for e in a.env if e not in envs.VEC_ENVS]
+    unknown = [e for e in a.env if e not in FUZZ_ENVS]
     if unknown:
-        p.error(f"--env: unknown {unknown}; known: {', '.join(envs.VEC_ENVS)}")
+        p.error(f"--env: unknown {unknown}; known: {', '.join(FUZZ_ENVS)}")
     for flag, v in (("--steps", a.steps), ("--scenario-steps", a.scenario_steps)):
         if v < 1:
             p.error(f"{flag} {v}: must be >= 1")
