@@ -98,8 +98,87 @@ def test_fuzz_checks_prefix_eviction_cache_occupancy():
     assert "env 0:" in text and "outside 0..capacity" in text and "env 1:" in text and "block hits >" in text, text
 
 
+def test_fuzz_short_multi_cluster_draws_random_clusters_and_finds_no_violation():
+    """MultiCluster-v0's CI variant: random roles through RoleVecEnv, random legal actions for
+    every seat, random clusters; every lifecycle state of a replica is reached."""
+    rng = np.random.default_rng(4)
+    drawn = [fuzz.draw_scenario(fuzz.MULTI, rng)[1] for _ in range(12)]
+    assert {d["role"] for d in drawn} == {"router", "admission", "autoscaler"}
+    assert len({d["replicas"] for d in drawn}) > 2 and len({d["n_routers"] for d in drawn}) > 1
+    assert len({d["stale_s"] for d in drawn}) > 1 and all(d["min_replicas"] <= d["replicas"] for d in drawn)
+    n, bad = fuzz.fuzz(fuzz.MULTI, 240, seed=2, scenario_steps=80, log=lambda m: None)
+    assert not bad and n >= 240, bad
+    from envs.multi import kernels as MK
+
+    E, kw = fuzz.draw_scenario(fuzz.MULTI, np.random.default_rng(2))
+    kw.update(role="autoscaler", replicas=4, min_replicas=1, initial_replicas=4, interval_s=0.5, cold_start_s=1.0)
+    rng = np.random.default_rng(0)
+    vec = fuzz.make_multi(2, 0, kw, rng)
+    vec.reset()
+    seen = set()
+    for _ in range(150):
+        vec.step(fuzz.random_legal_actions(vec, rng))
+        seen |= set(np.unique(vec.core.life).tolist())
+    assert seen == {MK.OFF, MK.STARTING, MK.SERVING, MK.DRAINING}, seen
+
+
+def _multi_vec(steps: int = 20):
+    E, kw = fuzz.draw_scenario(fuzz.MULTI, np.random.default_rng(2))
+    kw.update(role="router", replicas=3, min_replicas=1, initial_replicas=3)
+    rng = np.random.default_rng(0)
+    vec = fuzz.make_multi(2, 0, kw, rng)
+    vec.reset()
+    for _ in range(steps):
+        _, _, dones, _ = vec.step(fuzz.random_legal_actions(vec, rng))
+    return vec, dones
+
+
+def test_fuzz_multi_cluster_catches_broken_states():
+    """Negative controls: each deliberately broken state of the multi-agent cluster is named."""
+    from envs.core import state as S
+    from envs.multi import invariants as MI
+    from envs.multi import kernels as MK
+
+    vec, dones = _multi_vec()
+    core = vec.core
+    before = MI.snapshot(core)
+    live = np.ones(2, bool)
+    assert not fuzz.multi_violations(vec, before, np.zeros(vec.num_envs, bool))
+    core.state.free_blocks[0, 1] += 1  # a KV block out of thin air
+    core.state.counters[1, S.C_ARRIVED] += 1  # a request counted twice
+    text = " | ".join(MI.violations(core))
+    assert "env 0 replica 1: used" in text and "capacity" in text, text
+    assert "env 1: arrived counter" in text and "queued+running" in text, text
+
+    vec, _ = _multi_vec()
+    core = vec.core
+    busy = np.argwhere(core.state.n_queued + core.state.n_running > 0)
+    e, r = (int(i) for i in busy[0])
+    core.life[e, r] = MK.STARTING  # requests on a replica that is still cold-starting
+    core.life[1 - e, :] = MK.DRAINING  # no fleet, nobody serving
+    text = " | ".join(MI.violations(core))
+    assert f"env {e} replica {r}:" in text and "requests on a STARTING replica" in text, text
+    assert f"env {e} replica {r}: up 1.0 but STARTING" in text, text
+    assert f"env {1 - e}: fleet 0 outside" in text and f"env {1 - e}: no SERVING replica" in text, text
+
+    vec, _ = _multi_vec()
+    core = vec.core
+    before = MI.snapshot(core)
+    before["clock"][0] += 1.0
+    before["billed_s"][1] += 1.0
+    before["r_clock"][1, 2] += 1.0
+    text = " | ".join(MI.step_violations(core, before, live))
+    assert "env 0: clock ran backward" in text and "env 1: billed replica-seconds ran backward" in text, text
+    assert "env 1 replica 2: clock ran backward" in text, text
+    assert not MI.step_violations(core, before, np.zeros(2, bool))  # episodes that restarted: not compared
+    core.r_obs[0, 1, 0] = np.inf
+    core.s_mask[0, :] = False
+    text = " | ".join(fuzz.multi_violations(vec, MI.snapshot(core), np.zeros(vec.num_envs, bool)))
+    assert "env 1 router 0: non-finite observation" in text and "env 0 autoscaler 0: no legal action" in text, text
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("env_id", list(envs.VEC_ENVS))
+@pytest.mark.parametrize("env_id", list(fuzz.FUZZ_ENVS))
 def test_fuzz_full_size(env_id):
     n, bad = fuzz.fuzz(env_id, 1_000_000, seed=0, scenario_steps=20_000, log=lambda m: None)
     assert not bad, bad
