@@ -39,7 +39,8 @@ BENCHES: dict[str, str] = {"servegym/KVAdmission-v0": "envs.kv_admission.bench",
                            "servegym/Routing-v0": "envs.routing.bench",
                            "servegym/ExpertPlacement-v0": "envs.expert_placement.bench",
                            "servegym/Autoscale-v0": "envs.autoscale.bench",
-                           "servegym/Disaggregation-v0": "envs.disaggregation.bench"}
+                           "servegym/Disaggregation-v0": "envs.disaggregation.bench",
+                           "servegym/MultiCluster-v0": "envs.multi.bench"}
 DEFAULT = "servegym/KVAdmission-v0"
 PROG = "python -m envs.bench"
 
