@@ -99,3 +99,43 @@ def test_disaggregation_bench_json_has_steady_state_and_what_a_step_simulates(tm
     assert row["simulated_s_per_wall_s"] == row["native_sim_s_per_s"]
     ss = d["steady_state"]
     assert ss["steps_timed"] == "whole episodes" and ss["repeats"] == 1 and ss["episodes_per_run"] == 1
+
+
+def _rows_have(row: dict, keys: tuple[str, ...]) -> None:
+    for k in keys:
+        assert k in row and np.isfinite(row[k]) and row[k] > 0, (k, row.get(k))
+
+
+def test_multi_cluster_bench_json_has_steady_state_and_what_a_step_simulates(tmp_path):
+    out = tmp_path / "m.json"
+    assert bench.main(["--env", "servegym/MultiCluster-v0", "--sizes", "2", "--steps", "40", "--warmup", "10",
+                       "--repeats", "1", "--json", str(out)]) == 0
+    d = json.loads(out.read_text())
+    assert d["env"] == "servegym/MultiCluster-v0" and "PettingZoo" in d["dummy"]
+    row = d["rows"][0]
+    _rows_have(row, ("n_envs", "native_steps_per_s", "dummy_steps_per_s", "ratio", "mean_batch",
+                     "routed_requests_per_s", "finished_requests_per_s", "simulated_s_per_wall_s"))
+    # two routers: each joint step routes two requests (no episode of 1024 requests ends this early)
+    assert row["routed_per_step"] == 2.0
+    assert row["routed_requests_per_s"] == pytest.approx(2.0 * row["native_steps_per_s"])
+    ss = d["steady_state"]
+    assert ss["warmup_steps"] == 10 and ss["repeats"] == 1 and ss["steps_timed"] == {"2": [20, 5]}
+
+
+def test_multi_cluster_bench_plays_the_same_episodes_on_both_sides():
+    """The native RoleVecEnv and the PettingZoo envs see the same clusters under the same actions."""
+    from envs.multi import bench as mb
+
+    native, pz = mb.NativeClusters(2, load=0.9), mb.PettingZooClusters(2, load=0.9)
+    native.reset()
+    pz.reset()
+    for k in range(30):
+        m = native.router_masks()
+        assert (m == pz.router_masks()).all()
+        a = mb._round_robin(m, k)
+        assert (m[np.arange(2)[:, None], np.arange(a.shape[1])[None], a]).all()  # legal
+        native.step(a)
+        pz.step(a)
+    for e in range(2):
+        assert pz.envs[e].core.state.clock[0] == native.state.clock[e]
+        assert (pz.envs[e].core.state.counters[0] == native.state.counters[e]).all()
