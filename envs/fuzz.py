@@ -42,6 +42,8 @@ from traces.trace import Trace, TraceMeta
 CLUSTER_ENVS = ("servegym/KVAdmission-v0", "servegym/Routing-v0")
 DISAGGREGATION = "servegym/Disaggregation-v0"
 PREFIX_EVICTION = "servegym/PrefixEviction-v0"
+EXPERT_PLACEMENT = "servegym/ExpertPlacement-v0"
+AUTOSCALE = "servegym/Autoscale-v0"
 # Decisions come while replicas are busy: the iteration in flight ends after the env clock.
 IN_FLIGHT_ENVS = ("servegym/Routing-v0",)
 # The multi-agent cluster (PettingZoo parallel env; fuzzed through its batched core and RoleVecEnv).
@@ -80,6 +82,8 @@ def draw_scenario(env_id: str, rng: np.random.Generator) -> tuple[int, dict[str,
         return E, kw
     if env_id == MULTI:
         return E, draw_multi(rng)
+    if env_id == EXPERT_PLACEMENT:
+        return E, draw_expert_placement(rng)
     if env_id == "servegym/PrefixEviction-v0":
         return E, {"capacity_frac": tuple(float(x) for x in rng.uniform(0.01, 0.3, 2))}
     if env_id == "servegym/Disaggregation-v0":
@@ -100,6 +104,28 @@ def draw_scenario(env_id: str, rng: np.random.Generator) -> tuple[int, dict[str,
             "episodes_per_load": 2, "load": tuple(float(x) for x in rng.uniform(0.2, 2.0, 2)),
         }
     return E, {}
+
+
+def draw_expert_placement(rng: np.random.Generator) -> dict[str, Any]:
+    """ExpertPlacement-v0 kwargs of a random scenario: an MoE model (8, 128 or 256 experts), 2-32
+    GPUs on nodes of 4 or 8, 0-2 extra redundant slots per GPU beyond the fewest that fill them,
+    1-4 layers, batch sizes, generator drift, skew, layer correlation and phase shifts, interval
+    lengths and counts, candidates, per-replica sub-steps and both dispatch rules."""
+    model = str(rng.choice(["Mixtral-8x7B", "Qwen3-30B-A3B", "DeepSeek-V3"]))
+    import hwmodels
+
+    experts = hwmodels.get_model(model).experts
+    G = int(rng.choice([2, 4, 8])) if experts <= 8 else int(rng.choice([8, 16, 32]))
+    return {
+        "model": model, "gpus": G, "gpus_per_node": min(G, int(rng.choice([4, 8]))),
+        "redundant_slots": (-experts) % G + G * int(rng.integers(0, 3)), "layers": int(rng.integers(1, 5)),
+        "tokens_per_gpu": int(rng.choice([16, 64, 256])), "drift": float(rng.uniform(0.0, 1.0)),
+        "zipf_s": float(rng.uniform(0.2, 1.2)), "layer_corr": float(rng.uniform(0.0, 1.0)),
+        "phase_shift_every": None if rng.random() < 0.5 else int(rng.integers(8, 65)),
+        "interval_steps": int(rng.choice([4, 8, 16])), "intervals": int(rng.integers(2, 7)),
+        "candidates": int(rng.integers(1, 13)), "replica_substeps": bool(rng.random() < 0.5),
+        "dispatch": str(rng.choice(["least_loaded", "even"])), "split": str(rng.choice(["train", "test"])),
+    }
 
 
 def draw_multi(rng: np.random.Generator) -> dict[str, Any]:
@@ -251,6 +277,24 @@ def check_batch(vec, obs: np.ndarray, rew: np.ndarray, dones: np.ndarray, clock:
     return out
 
 
+class _Watcher:
+    """An environment's invariants module, imported when first used: ``snapshot(vec)``,
+    ``violations(vec)`` and ``step_violations(vec, before, live)``."""
+
+    def __init__(self, module: str):
+        self.module = module
+
+    def __getattr__(self, name: str):
+        import importlib
+
+        return getattr(importlib.import_module(self.module), name)
+
+
+# Environments whose state and step rules live in their own invariants module.
+_WATCHERS = {EXPERT_PLACEMENT: _Watcher("envs.expert_placement.invariants"),
+             AUTOSCALE: _Watcher("envs.autoscale.invariants")}
+
+
 def fuzz(env_id: str, steps: int, seed: int, scenario_steps: int, log=print) -> tuple[int, list[str]]:
     """Play ``steps`` env-steps of ``env_id`` (see the module docstring); returns (env-steps
     played, violations, each prefixed with the scenario that broke)."""
@@ -271,9 +315,12 @@ def fuzz(env_id: str, steps: int, seed: int, scenario_steps: int, log=print) -> 
         obs = vec.reset()
         clock = vec.state.clock.copy() if clocked else None
         r_clock = vec.state.r_clock.copy() if is_cluster else None
+        watcher = _WATCHERS.get(env_id)
         if multi:
             from envs.multi.invariants import snapshot
             before = snapshot(vec.core)
+        elif watcher is not None:
+            before = watcher.snapshot(vec)
         where = f"{env_id} E={E} seed={s_seed} {({k: v for k, v in kw.items() if k != 'trace'})}"
         n = 0
         while n < min(scenario_steps, steps - done_steps):
@@ -282,6 +329,9 @@ def fuzz(env_id: str, steps: int, seed: int, scenario_steps: int, log=print) -> 
             if multi:
                 errs += multi_violations(vec, before, dones)
                 before = snapshot(vec.core)
+            elif watcher is not None:
+                errs += watcher.violations(vec) + watcher.step_violations(vec, before, ~np.asarray(dones, bool))
+                before = watcher.snapshot(vec)
             if errs:
                 bad = [f"{where} step {n // E}: {m}" for m in errs[:10]]
                 break
