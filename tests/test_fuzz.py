@@ -68,6 +68,80 @@ def test_fuzz_short_finds_no_violation(env_id):
     assert not bad and n >= 120, bad
 
 
+def test_fuzz_draws_non_default_expert_placement_and_autoscale_configs():
+    rng = np.random.default_rng(0)
+    ep = [fuzz.draw_scenario(fuzz.EXPERT_PLACEMENT, rng)[1] for _ in range(12)]
+    assert len({d["model"] for d in ep}) > 1 and len({d["gpus"] for d in ep}) > 1
+    assert {d["replica_substeps"] for d in ep} == {True, False} and len({d["dispatch"] for d in ep}) == 2
+    asc = [fuzz.draw_scenario(fuzz.AUTOSCALE, rng)[1] for _ in range(12)]
+    assert len({d["gpu_types"] for d in asc}) > 1 and len({d["interval_s"] for d in asc}) > 1
+    assert all(d["interval_s"] % d["bin_s"] == 0 and d["engine_init_s"] < d["interval_s"] - 10 for d in asc)
+
+
+def _played_interval(env_id: str, kw: dict, module):
+    """A 2-env batch stepped with random legal actions until an env plays an interval without its
+    episode ending; returns (vec, snapshot before that step, live mask)."""
+    vec = envs.make_vec(env_id, 2, seed=0, **kw)
+    vec.reset()
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        before = module.snapshot(vec)
+        _, _, dones, _ = vec.step(fuzz.random_legal_actions(vec, rng))
+        live = ~np.asarray(dones, bool)
+        assert not module.violations(vec) and not module.step_violations(vec, before, live)
+        key = "interval" if "interval" in before else "step"
+        now = vec.sim.interval if key == "interval" else vec.state.step
+        if (live & (now != before[key])).any():
+            return vec, before, live
+    raise AssertionError("no interval played in 200 steps")
+
+
+def test_fuzz_expert_placement_invariants_catch_broken_states():
+    """Negative controls: a placement that loses an expert (its tokens go nowhere), an id out of
+    range, migration bytes for an unchanged placement, costs that shrink are each named."""
+    from envs.expert_placement import invariants as EI
+
+    kw = dict(model="Mixtral-8x7B", gpus=4, gpus_per_node=4, layers=2, interval_steps=4, intervals=3)
+    vec, before, live = _played_interval(fuzz.EXPERT_PLACEMENT, kw, EI)
+    e = int(np.argmax(live & (vec.sim.interval != before["interval"])))
+    assert not EI.dispatch_violations(vec, np.array([e]))
+    lost = int(vec.sim.place[e, 1, 0])
+    vec.sim.place[e, 1][vec.sim.place[e, 1] == lost] = (lost + 1) % vec.sh.E  # expert `lost` on no slot
+    text = " | ".join(EI.violations(vec) + EI.dispatch_violations(vec, np.array([e])))
+    assert f"env {e} layer 1: experts [{lost}] on no slot" in text, text
+    assert f"env {e} layer 1 step" in text and f"expert {lost}'s slots got 0 tokens" in text, text
+    vec.sim.place[1 - e, 0, 2] = vec.sh.E
+    assert f"env {1 - e} layer 0: expert ids outside" in " | ".join(EI.violations(vec))
+    b = {k: v.copy() for k, v in before.items()}
+    b["place"][e] = vec.sim.place[e]  # as if the placement had not changed, yet bytes moved
+    b["acc"][e, EI.ACC_MIG_BYTES] = vec.sim.acc[e, EI.ACC_MIG_BYTES] - 1.0
+    b["acc"][1 - e, 0] = vec.sim.acc[1 - e, 0] + 1.0
+    text = " | ".join(EI.step_violations(vec, b, np.ones(2, bool)))
+    assert f"env {e}: 1 migration bytes with the placement unchanged" in text, text
+    assert f"env {1 - e}: accumulated MoE seconds decreased" in text, text
+
+
+def test_fuzz_autoscale_invariants_catch_broken_states():
+    """Negative controls: a fleet over its limit, a negative backlog, arrivals the trace does not
+    have, a cost that shrinks and a clock that stands still are each named."""
+    from envs.autoscale import invariants as AI
+
+    kw = dict(gpu_types=("H100", "L40S"), max_replicas=(40, 40), episode_s=4 * 3600.0)
+    vec, before, live = _played_interval(fuzz.AUTOSCALE, kw, AI)
+    st = vec.state
+    st.serving[0, 1] = vec.scenario.pools.max_n[1] + 1
+    st.Q[1] = -1.0
+    st.acc[0, 2] += 5.0  # ACC_ARRIVED
+    text = " | ".join(AI.violations(vec))
+    assert "env 0 type 1: serving" in text and "outside [0, max_replicas" in text, text
+    assert "env 1: backlog -1.0" in text and "env 0: arrived" in text and "!= the trace's" in text, text
+    b = {k: v.copy() for k, v in before.items()}
+    b["acc"][0, 0] = st.acc[0, 0] + 1.0  # ACC_COST
+    b["step"][1] = st.step[1]
+    text = " | ".join(AI.step_violations(vec, b, np.ones(2, bool)))
+    assert "env 0: cost decreased" in text and "env 1: clock went from interval" in text, text
+
+
 def test_fuzz_checks_disaggregation_handover_invariants_and_clock():
     """Disaggregation-v0 is checked for conservation and KV capacity across handovers, and for its
     clock (it was checked for finite observations and legal actions only)."""

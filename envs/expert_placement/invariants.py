@@ -81,6 +81,8 @@ def dispatch_violations(vec, envs: np.ndarray) -> list[str]:
         if (slots[i] < 0).any():
             out.append(f"env {e}: negative tokens on a slot")
         for l in range(sh.L):
+            if place[i, l].min() < 0 or place[i, l].max() >= sh.E:
+                continue  # ids out of range: :func:`violations` names them; dispatch cannot index them
             per_expert = np.zeros((counts.shape[1], sh.E), np.int64)
             np.add.at(per_expert.T, place[i, l], slots[i, :, l].T)
             bad = per_expert != counts[i, :, l]
