@@ -139,3 +139,50 @@ def test_multi_cluster_bench_plays_the_same_episodes_on_both_sides():
     for e in range(2):
         assert pz.envs[e].core.state.clock[0] == native.state.clock[e]
         assert (pz.envs[e].core.state.counters[0] == native.state.counters[e]).all()
+
+
+@pytest.mark.parametrize("env_id, argv, rates", [
+    ("servegym/Routing-v0", ["--steps", "20", "--warmup", "5"],
+     ("mean_batch", "finished_requests_per_s", "simulated_s_per_wall_s")),
+    ("servegym/Autoscale-v0", ["--steps", "20"], ("sim_hours_per_s", "simulated_s_per_wall_s", "requests_per_s")),
+])
+def test_bench_json_has_steady_state_and_per_row_rates(env_id, argv, rates, tmp_path):
+    """Issue 16: every benchmark JSON has the top-level steady_state object and, per row, steps/s
+    beside what a step simulates (tiny sizes: what the keys mean, not how fast)."""
+    out = tmp_path / "b.json"
+    assert bench.main(["--env", env_id, "--sizes", "1", "--repeats", "1", *argv, "--json", str(out)]) == 0
+    d = json.loads(out.read_text())
+    assert d["env"] == env_id
+    _rows_have(d["rows"][0], ("n_envs", "native_steps_per_s", "dummy_steps_per_s", "ratio", *rates))
+    ss = d["steady_state"]
+    for k in ("method", "warmup_steps", "steps_timed", "repeats"):
+        assert k in ss, k
+    assert ss["repeats"] == 1
+
+
+def test_autoscale_bench_requests_per_s_is_the_trace_arrivals_per_interval():
+    from envs.autoscale import bench as ab
+    from envs.autoscale import env as asc
+
+    vec = asc.AutoscaleVecEnv(2, seed=0)
+    noop = int(vec.action_of(np.zeros((2, vec.G), np.int64))[0])
+    _, per_step = ab._rate(vec, 10, 1, noop)
+    # 1 warm step + 10 timed: the arrivals counted are the trace's over those intervals of each env's day
+    bins = 11 * vec.scenario.pools.bins_per_step
+    want = sum(vec.scenario.arrivals[int(vec.state.window[e]), :bins].sum() for e in range(2)) / 22
+    assert per_step == pytest.approx(want) and per_step > 0
+
+
+@pytest.mark.slow
+def test_expert_placement_bench_json_has_steady_state_and_tokens_per_s(tmp_path):
+    """Whole episodes of the default scenario (two per figure): slow on the 2-core box."""
+    from envs.expert_placement import bench as eb
+
+    out = tmp_path / "e.json"
+    assert eb.main(["--sizes", "1", "--repeats", "1", "--json", str(out)]) == 0
+    d = json.loads(out.read_text())
+    row = d["rows"][0]
+    _rows_have(row, ("n_envs", "native_steps_per_s", "dummy_steps_per_s", "ratio", "eplb_rebalances_per_s",
+                     "batch_steps_per_s", "tokens_per_s"))
+    assert row["batch_steps_per_s"] == pytest.approx(row["eplb_rebalances_per_s"] * 32)
+    assert d["steady_state"]["steps_timed"] == "whole episodes" and d["steady_state"]["repeats"] == 1
