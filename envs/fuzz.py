@@ -2,14 +2,16 @@
 
     python -m envs.fuzz [--env ID ...] [--steps 1000000] [--seed S] [--scenario-steps 20000]
 
-For each environment (default: all of ``envs.VEC_ENVS``) it plays ``--steps`` env-steps in total,
-drawing a new random scenario every ``--scenario-steps`` env-steps: a batch size E in [1, 8], a
-seed, and the environment's random knobs (:func:`draw_scenario`). The cluster environments
-(KVAdmission, Routing) play random traces (Poisson arrivals at a random rate, random prompt and
-output lengths, some requests marked failed, some too long for the KV pool so that the engine
-rejects them) on random KV capacities, queue sizes and loads; the others play their default
-traces at random values of their swept knob. Each step takes a uniformly random legal action
-(``action_masks``). After every batch it checks:
+For each environment (default: every one in ``FUZZ_ENVS``: ``envs.VEC_ENVS`` and the multi-agent
+``servegym/MultiCluster-v0``) it plays ``--steps`` env-steps in total, drawing a new random
+scenario every ``--scenario-steps`` env-steps: a batch size E in [1, 8], a seed, and the
+environment's random knobs (:func:`draw_scenario`). The cluster environments (KVAdmission, Routing,
+Disaggregation, MultiCluster) play random traces (Poisson arrivals at a random rate, random prompt
+and output lengths, some requests marked failed, some too long for the KV pool so that the engine
+rejects them) on random KV capacities, queue sizes and loads; ExpertPlacement and Autoscale play
+random non-default configurations (:func:`draw_expert_placement`, :func:`draw_autoscale`);
+PrefixEviction its default trace at random capacities. Each step takes a uniformly random legal
+action (``action_masks``). After every batch it checks:
 
 - no NaN or infinity in observations or rewards, and at least one legal action per env;
 - for ``envs.core`` clusters (``vec.state``): request conservation, KV blocks used + free =
@@ -18,13 +20,24 @@ traces at random values of their swept knob. Each step takes a uniformly random 
   the env clock in Routing-v0, where the iteration in flight at a decision ends after it;
 - Disaggregation-v0: the same rules across the KV handover between instances
   (``envs.disaggregation.invariants.violations``) and an env clock that never runs backward;
-- PrefixEviction-v0: cached blocks within 0 and the env's capacity, hits <= references.
-
-Autoscale-v0 and ExpertPlacement-v0 (a fluid model and a placement cost model, no request
-slots) get the first check only.
+- PrefixEviction-v0: cached blocks within 0 and the env's capacity, hits <= references;
+- ExpertPlacement-v0 (``envs.expert_placement.invariants``): every placement a valid map (each
+  expert on >= 1 slot, the config's slots per GPU), tokens conserved through dispatch on each
+  interval played, the interval counter and accumulated costs monotone, migration bytes >= 0 and
+  0 when the placement is unchanged;
+- Autoscale-v0 (``envs.autoscale.invariants``): fleet sizes within bounds, requests conserved by the
+  fluid model (arrivals = the trace's, 0 <= arrived - backlog <= capacity integral, missed <=
+  arrived), cost and the other accumulators monotone, the clock one interval on per step;
+- MultiCluster-v0 (``envs.multi.invariants``), stepped through ``RoleVecEnv`` with a random role as
+  the VecEnv's and the others played by :class:`RandomLegal` (so every seat acts randomly from its
+  mask): every role's observations finite and every agent with a legal action, the cluster rules
+  above per replica, arrivals counted once across routers, no request on an OFF or starting
+  replica, the autoscaler's fleet within bounds, monotone env, replica, billing clocks. An
+  env-step of MultiCluster-v0 is one joint step of one cluster (every agent acts once).
 
 Prints progress and the first violations; exits 1 if any invariant broke, 0 otherwise. The
-slow test ``tests/test_fuzz.py`` runs it at full size; CI runs a short variant.
+slow test ``tests/test_fuzz.py`` runs it at full size; CI runs a short variant;
+``envs/fuzz_parallel.sh`` runs one environment as many processes side by side.
 """
 
 from __future__ import annotations
