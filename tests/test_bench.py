@@ -186,3 +186,27 @@ def test_expert_placement_bench_json_has_steady_state_and_tokens_per_s(tmp_path)
                      "batch_steps_per_s", "tokens_per_s"))
     assert row["batch_steps_per_s"] == pytest.approx(row["eplb_rebalances_per_s"] * 32)
     assert d["steady_state"]["steps_timed"] == "whole episodes" and d["steady_state"]["repeats"] == 1
+
+
+def test_prefix_eviction_bench_rows_give_decisions_and_references_per_s():
+    """The fast variant: the rows' rate fields (main also replays the whole training part in the
+    kernel and in libCacheSim: the slow test below)."""
+    from envs.prefix_eviction import bench as pb
+
+    row = pb.bench_rows([2], 40, 1)[0]
+    _rows_have(row, ("n_envs", "native_steps_per_s", "dummy_steps_per_s", "ratio", "refs_per_s_lru"))
+    # a decision is an eviction: at least one reference per decision
+    assert row["refs_per_s_lru"] >= row["native_steps_per_s"]
+
+
+@pytest.mark.slow
+def test_prefix_eviction_bench_json_has_steady_state(tmp_path):
+    """About 105 s on the loaded 2-core box (28 s CPU)."""
+    out = tmp_path / "p.json"
+    assert bench.main(["--env", "servegym/PrefixEviction-v0", "--sizes", "1", "--steps", "40", "--repeats", "1",
+                       "--json", str(out)]) == 0
+    d = json.loads(out.read_text())
+    assert d["env"] == "servegym/PrefixEviction-v0" and d["refs_per_s_kernel"] > 0
+    _rows_have(d["rows"][0], ("n_envs", "native_steps_per_s", "dummy_steps_per_s", "ratio", "refs_per_s_lru"))
+    ss = d["steady_state"]
+    assert ss["warmup_steps"] == 1 and ss["steps_timed"] == {"1": [40, 5]} and ss["repeats"] == 1
