@@ -1,4 +1,6 @@
-"""Environment throughput: each environment's native batched VecEnv against SB3's DummyVecEnv.
+"""Environment throughput: each environment's native batched VecEnv against SB3's DummyVecEnv
+(for the multi-agent ``servegym/MultiCluster-v0``: its batched ``RoleVecEnv`` against PettingZoo
+parallel envs stepped per agent in Python, ``envs.multi.bench``).
 
     python -m envs.bench [--env ID] [benchmark flags ...] [--json FILE]
     python -m envs.bench --help               # every environment and the flags its benchmark takes
