@@ -3,7 +3,7 @@
 # env-steps per environment with zero invariant violations; one process takes too long for a 10-minute call).
 #
 #   OUT=DIR [ENV=servegym/Disaggregation-v0] [PROCS=16] [STEPS=31250] [SEED0=5000] [SCENARIO_STEPS=5000] \
-#       [LIMIT_S=540] bash envs/fuzz_parallel.sh
+#       [LIMIT_S=540] [WARM_STEPS=50] bash envs/fuzz_parallel.sh
 #
 # Process i runs `python -m envs.fuzz --env ENV --steps STEPS --seed SEED0+i --scenario-steps SCENARIO_STEPS`
 # on core i under `timeout LIMIT_S`; its log is OUT/fuzz_SEED.log. At the end, OUT/summary.txt holds per
@@ -13,8 +13,8 @@
 # ENV is any id `python -m envs.fuzz` knows (envs.fuzz.FUZZ_ENVS: the single-agent environments and
 # servegym/MultiCluster-v0). First, unless WARM_STEPS=0, one process plays WARM_STEPS (default 50)
 # env-steps with seed SEED0-1 (log OUT/fuzz_warm.log) so that numba compiles the kernels once into its
-# cache instead of in every process at once (16 concurrent compilations of the multi-agent kernels took
-# most of a 540 s limit); a violation or failure there stops the script with exit status 1, and its
+# cache instead of in every process at once (on the loaded 2-core box, two processes compiling the
+# multi-agent kernels at once spent 328 s before their first progress line); a violation or failure there stops the script with exit status 1, and its
 # env-steps are not in the totals.
 set -euo pipefail
 [ -n "${OUT:-}" ] || { echo "fuzz_parallel.sh: set OUT to the output directory" >&2; exit 2; }
