@@ -282,8 +282,9 @@ def _boundscheck_run(env_ids: list[str], steps: int, tmp_path: Path) -> subproce
 def test_kernels_under_numba_boundscheck_kv_admission_and_multi_cluster(tmp_path):
     """The CI variant: KVAdmission-v0's kernels and the multi-agent cluster's (envs/multi/kernels.py,
     which call KVAdmission's and Routing's) compile afresh with bounds checks in one process, then
-    300 random steps each (measured on the loaded 2-core box: 300 s for KVAdmission alone, 278 s
-    for both, 229 s for MultiCluster alone: the shared compilation makes the second nearly free)."""
+    300 random steps each (on the loaded 2-core box, 2026-12-02: this test 205 s; by hand in one
+    session 300 s for KVAdmission alone, 278 s for both, 229 s for MultiCluster alone: the shared
+    compilation makes the second nearly free)."""
     r = _boundscheck_run(["servegym/KVAdmission-v0", "servegym/MultiCluster-v0"], 300, tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
 
