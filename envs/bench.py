@@ -1,4 +1,6 @@
-"""Environment throughput: each environment's native batched VecEnv against SB3's DummyVecEnv.
+"""Environment throughput: each environment's native batched VecEnv against SB3's DummyVecEnv
+(for the multi-agent ``servegym/MultiCluster-v0``: its batched ``RoleVecEnv`` against PettingZoo
+parallel envs stepped per agent in Python, ``envs.multi.bench``).
 
     python -m envs.bench [--env ID] [benchmark flags ...] [--json FILE]
     python -m envs.bench --help               # every environment and the flags its benchmark takes
@@ -39,7 +41,8 @@ BENCHES: dict[str, str] = {"servegym/KVAdmission-v0": "envs.kv_admission.bench",
                            "servegym/Routing-v0": "envs.routing.bench",
                            "servegym/ExpertPlacement-v0": "envs.expert_placement.bench",
                            "servegym/Autoscale-v0": "envs.autoscale.bench",
-                           "servegym/Disaggregation-v0": "envs.disaggregation.bench"}
+                           "servegym/Disaggregation-v0": "envs.disaggregation.bench",
+                           "servegym/MultiCluster-v0": "envs.multi.bench"}
 DEFAULT = "servegym/KVAdmission-v0"
 PROG = "python -m envs.bench"
 

@@ -3,13 +3,19 @@
 # env-steps per environment with zero invariant violations; one process takes too long for a 10-minute call).
 #
 #   OUT=DIR [ENV=servegym/Disaggregation-v0] [PROCS=16] [STEPS=31250] [SEED0=5000] [SCENARIO_STEPS=5000] \
-#       [LIMIT_S=540] bash envs/fuzz_parallel.sh
+#       [LIMIT_S=540] [WARM_STEPS=50] bash envs/fuzz_parallel.sh
 #
 # Process i runs `python -m envs.fuzz --env ENV --steps STEPS --seed SEED0+i --scenario-steps SCENARIO_STEPS`
 # on core i under `timeout LIMIT_S`; its log is OUT/fuzz_SEED.log. At the end, OUT/summary.txt holds per
 # process the env-steps reached (the final line, or the last progress line of a process the timeout
 # stopped), its violations, and the totals. Exit status 1 if any process reported a violation or failed
 # other than by the timeout. Run twice with different SEED0 (e.g. 5000 and 6000) for 16 x 31,250 x 2 = 10^6.
+# ENV is any id `python -m envs.fuzz` knows (envs.fuzz.FUZZ_ENVS: the single-agent environments and
+# servegym/MultiCluster-v0). First, unless WARM_STEPS=0, one process plays WARM_STEPS (default 50)
+# env-steps with seed SEED0-1 (log OUT/fuzz_warm.log) so that numba compiles the kernels once into its
+# cache instead of in every process at once (on the loaded 2-core box, two processes compiling the
+# multi-agent kernels at once spent 328 s before their first progress line); a violation or failure there stops the script with exit status 1, and its
+# env-steps are not in the totals.
 set -euo pipefail
 [ -n "${OUT:-}" ] || { echo "fuzz_parallel.sh: set OUT to the output directory" >&2; exit 2; }
 ENV="${ENV:-servegym/Disaggregation-v0}"
@@ -18,7 +24,8 @@ STEPS="${STEPS:-31250}"
 SEED0="${SEED0:-5000}"
 SCENARIO_STEPS="${SCENARIO_STEPS:-5000}"
 LIMIT_S="${LIMIT_S:-540}"
-for v in PROCS STEPS SEED0 SCENARIO_STEPS LIMIT_S; do
+WARM_STEPS="${WARM_STEPS:-50}"
+for v in PROCS STEPS SEED0 SCENARIO_STEPS LIMIT_S WARM_STEPS; do
   [[ "${!v}" =~ ^[0-9]+$ ]] || { echo "fuzz_parallel.sh: $v=${!v}: expected a non-negative integer" >&2; exit 2; }
 done
 (( PROCS >= 1 && STEPS >= 1 && SCENARIO_STEPS >= 1 && LIMIT_S >= 1 )) \
@@ -26,6 +33,14 @@ done
 mkdir -p "$OUT"
 cd "$(dirname "$0")/.."
 ncores=$(nproc)
+if (( WARM_STEPS > 0 )); then
+  if ! timeout "$LIMIT_S" python3 -m envs.fuzz --env "$ENV" --steps "$WARM_STEPS" --seed $((SEED0 > 0 ? SEED0 - 1 : 0)) \
+      --scenario-steps "$WARM_STEPS" >"$OUT/fuzz_warm.log" 2>&1; then
+    echo "fuzz_parallel.sh: the warm-up run failed or found a violation: $OUT/fuzz_warm.log" >&2
+    tail -n 20 "$OUT/fuzz_warm.log" >&2
+    exit 1
+  fi
+fi
 pids=()
 for ((i = 0; i < PROCS; i++)); do
   seed=$((SEED0 + i))

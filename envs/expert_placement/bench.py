@@ -22,6 +22,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 from envs.bench import bench_parser, machine, now, start, steady_state, write_json
 from envs.expert_placement import kernels as K
 from envs.expert_placement.env import ENV_ID, ExpertPlacementEnv, ExpertPlacementVecEnv
+from envs.expert_placement.sim import make_config
 from envs.options import Parser
 
 
@@ -105,6 +106,14 @@ def main(argv: list[str] | None = None) -> int:
             row[f"{name}_ratio"] = native / dummy
             print(f"E={E:4d} {name:6s}: native {native:9,.0f} sub-steps/s ({reb:7,.1f} rebalances/s), "
                   f"dummy {dummy:9,.0f}, ratio {native / dummy:5.1f}x", flush=True)
+        # What the decisions simulate: every rebalance plays the next interval's batch steps (every
+        # simulated MoE layer of each), each step tokens_per_gpu x gpus tokens.
+        cfg = make_config()
+        for name in ("eplb", "custom"):
+            row[f"{name}_batch_steps_per_s"] = row[f"{name}_rebalances_per_s"] * cfg.interval_steps
+            row[f"{name}_tokens_per_s"] = row[f"{name}_batch_steps_per_s"] * cfg.tokens_per_gpu * cfg.gpus
+        row["batch_steps_per_s"] = row["eplb_batch_steps_per_s"]
+        row["tokens_per_s"] = row["eplb_tokens_per_s"]
         row["native_steps_per_s"] = row["eplb_native_steps_per_s"]
         row["dummy_steps_per_s"] = row["eplb_dummy_steps_per_s"]
         row["ratio"] = row["eplb_ratio"]
@@ -119,7 +128,9 @@ def main(argv: list[str] | None = None) -> int:
               "steady_state": steady_state(
                   "whole episodes (load generation, resets and the episode's references inside the timing); "
                   "the first episode warms up and is not counted", "one episode", "whole episodes", a.repeats,
-                  action="EPLB, and custom + fill"),
+                  action="EPLB, and custom + fill",
+                  work="batch_steps_per_s / tokens_per_s: simulated MoE batch steps (every simulated layer) and "
+                       "the tokens they route, per wall second, through the native VecEnv under EPLB"),
               "machine": machine()}
     write_json(a.json, report)
     return 0
