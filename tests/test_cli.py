@@ -168,7 +168,7 @@ def test_bench_help_lists_only_each_benchmarks_flags(capsys):
     assert bench.main(["--help"]) == 0
     out = capsys.readouterr().out
     sections = out.split("\n--env ")[1:]
-    assert len(sections) == len(bench.BENCHES) == len(options.single_agent_ids())
+    assert len(sections) == len(bench.BENCHES) == len(options.env_ids())  # MultiCluster-v0 included
     by_env = {s.split(" ", 1)[0]: s for s in sections}
     assert "--steps" not in by_env["servegym/ExpertPlacement-v0"] and "--steps" in by_env[KV]
     every = {o for e in by_env for a in bench.parser_of(e)._actions for o in a.option_strings}

@@ -255,7 +255,7 @@ def test_simulator_schedule_is_the_engine_schedule(monkeypatch):
         seen.append((p, d, k, lpf))
         return (it["start_s"][j + 1] if j + 1 < len(run.iter_s) else it["end_s"][j]) - it["start_s"][j]
 
-    monkeypatch.setattr(R, "step_time", measured)
+    monkeypatch.setattr(R, "step_time_inline", measured)  # the iteration's step-time call (inlined when compiled)
     eng, n = _engine(run, "reference"), len(run.arrival_s)
     wl = S.Workload(arrival_s=run.arrival_s[None, :].copy(), prompt=run.prompt[None, :].astype(np.int32),
                     output=run.output[None, :].astype(np.int32), pred_bucket=np.zeros((1, n), np.int8),
