@@ -511,7 +511,7 @@ TRANSFER_SCENARIOS_HW: list[Scenario] = [
         env_kwargs={"load": load, "split": split, "model": model, "gpu": gpu, **_slo("mlperf_server", model=model)},
         episodes=4, quick_episodes=1, quick_kwargs={"window_requests": 256}, track="transfer", in_quick=False,
         held_out=(f"hardware: {model} on one {gpu} is outside training (the zoo agent: {KV_TRAINED_HARDWARE}; "
-                  f"the hardware distributions of training leave it out); {note}"),
+                  f"envs.kv_admission.hardware's distributions leave it out); {note}"),
     ) for hw, model, gpu, load in KV_HELD_OUT_HARDWARE for tid, trace, split, note in _TRANSFER_KV_HW
 ]
 TRANSFER_SCENARIOS += TRANSFER_SCENARIOS_HW
