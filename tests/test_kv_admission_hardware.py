@@ -170,3 +170,19 @@ def test_teacher_command_refuses_hardware_with_tiers(tmp_path, capsys):
     with pytest.raises(SystemExit):
         T.main(["--hardware", "nvidia-v1:0", "--out", str(tmp_path / "t.pkl")])
     assert "DRAWS must be in 1..12" in capsys.readouterr().err
+
+
+def test_seed_run_passes_the_hardware_to_the_teacher_and_every_seed(tmp_path):
+    from agents.zoo.seeds import PlanError, Settings, option_values, plan
+
+    s = Settings(tmp_path / "out", tmp_path / "w", 16, hardware="nvidia-v1:2:0")
+    pl = plan("kv_admission", s)
+    for argv in (pl.teacher.argv, *(c.argv for c in pl.seeds)):
+        assert option_values(list(argv), "--hardware") == ["nvidia-v1:2:0"], argv
+    for bad, msg in (("nvidia-v1:0", "DRAWS must be in"), ("gpu-v9", "unknown distribution")):
+        with pytest.raises(PlanError, match=msg):
+            plan("kv_admission", Settings(tmp_path / "out", tmp_path / "w", 16, hardware=bad))
+    with pytest.raises(PlanError, match="not with SLO tiers"):
+        plan("kv_admission", Settings(tmp_path / "out", tmp_path / "w", 16, mode="tiers", hardware="nvidia-v1:2"))
+    with pytest.raises(PlanError, match="--hardware: prefix_eviction's seed run does not take it"):
+        plan("prefix_eviction", Settings(tmp_path / "out", tmp_path / "w", 16, hardware="nvidia-v1:2"))
