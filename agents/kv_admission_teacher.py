@@ -192,8 +192,11 @@ def config_label(cfg: KVAdmissionConfig) -> str:
     """A short readable name of a config: workloads or trace, SLO and loads."""
     src = ",".join(Path(entry_name(w)).name + (str(dict(entry_params(w))) if entry_params(w) else "")
                    for w in cfg.workloads) if cfg.workloads else str(cfg.trace)
+    base = KVAdmissionConfig()
+    engine = ("" if (cfg.model, cfg.gpu, cfg.tp, cfg.capacity_blocks) == (base.model, base.gpu, base.tp, base.capacity_blocks)
+              else f" engine={cfg.model}/{cfg.gpu}/tp{cfg.tp}/kv={cfg.capacity_blocks}")  # another engine (--hardware)
     return (f"{src} split={cfg.split} slo={cfg.slo_metric} ttft={cfg.slo_ttft_s} tpot={cfg.slo_tpot_s} "
-            f"loads={cfg.loads()}")
+            f"loads={cfg.loads()}{engine}")
 
 
 def training_episodes(cfg: KVAdmissionConfig) -> list[dict]:

@@ -143,6 +143,11 @@ def test_teacher_over_hardware_labels_each_engine_by_its_own_config(tmp_path):
     configs = [KVAdmissionVecEnv(1, **{**s.env_kwargs, "trace": s.trace}).config for s in specs]
     data = T.compute(configs, heuristics=("vllm_fcfs", "sarathi", "sjf"), log=lambda *_: None)
     assert len(data.labels) == 2 and len(data.scores) == 2 * 2 * 2  # 2 engines x 2 training windows x 2 loads
+    # the log and summary name each engine (the default engine's label is unchanged)
+    assert [lab.split(" engine=")[1] for lab in data.labels.values()] == [
+        f"{s.env_kwargs['model']}/{s.env_kwargs['gpu']}/tp{s.env_kwargs['tp']}/kv={s.env_kwargs['capacity_blocks']}"
+        for s in specs]
+    assert "engine=" not in T.config_label(KVAdmissionVecEnv(1, trace=trace, window_requests=48).config)
     path = tmp_path / "t.pkl"
     T.save(data, path)
     vec = make_family_vec(ENV_ID, 4, 0, specs, "train")
