@@ -232,6 +232,27 @@ def slo_tier_specs(trace: str, tiers: Sequence[str], overrides: dict[str, Any] |
     return out
 
 
+HARDWARE_FIELDS = ("model", "gpu", "tp", "capacity_blocks")
+
+
+def hardware_specs(trace: str, spec: str, overrides: dict[str, Any] | None = None) -> list[FamilySpec]:
+    """One family per engine drawn by ``--hardware spec`` (``NAME[:DRAWS[:SEED]]``,
+    ``envs.kv_admission.hardware``: a seeded draw of GPU x model x KV capacity fraction) over the same trace
+    or workload mixture (``overrides``: the ``--env-kwargs``), each with the engine's ``model``, ``gpu``,
+    ``tp`` and ``capacity_blocks``; the family's name is the engine's (``HardwareDraw.name``). The draw is at
+    ``overrides``' ``mem_frac`` (default 0.9). ``ValueError`` (one line) for a bad spec
+    (``envs.kv_admission.hardware.parse_hardware``) or ``overrides`` that set an engine field themselves."""
+    from envs.kv_admission.hardware import draw_hardware, parse_hardware
+
+    clash = [k for k in HARDWARE_FIELDS if k in (overrides or {})]
+    if clash:
+        raise ValueError(f"--hardware: each drawn engine sets {', '.join(HARDWARE_FIELDS)}; drop {', '.join(clash)} "
+                         "from --env-kwargs")
+    name, draws, seed = parse_hardware(spec)
+    engines = draw_hardware(name, draws, seed, float((overrides or {}).get("mem_frac", 0.9)))
+    return [FamilySpec(d.name, trace, {**(overrides or {}), **d.env_kwargs()}) for d in engines]
+
+
 def make_family_vec(env_id: str, n_envs: int, seed: int | None, specs: Sequence[FamilySpec], split: str,
                     vec_procs: int = 1) -> FamilyVecEnv:
     """``n_envs`` envs split evenly among ``specs`` (``split`` part of each trace), each part a

@@ -192,8 +192,11 @@ def config_label(cfg: KVAdmissionConfig) -> str:
     """A short readable name of a config: workloads or trace, SLO and loads."""
     src = ",".join(Path(entry_name(w)).name + (str(dict(entry_params(w))) if entry_params(w) else "")
                    for w in cfg.workloads) if cfg.workloads else str(cfg.trace)
+    base = KVAdmissionConfig()
+    engine = ("" if (cfg.model, cfg.gpu, cfg.tp, cfg.capacity_blocks) == (base.model, base.gpu, base.tp, base.capacity_blocks)
+              else f" engine={cfg.model}/{cfg.gpu}/tp{cfg.tp}/kv={cfg.capacity_blocks}")  # another engine (--hardware)
     return (f"{src} split={cfg.split} slo={cfg.slo_metric} ttft={cfg.slo_ttft_s} tpot={cfg.slo_tpot_s} "
-            f"loads={cfg.loads()}")
+            f"loads={cfg.loads()}{engine}")
 
 
 def training_episodes(cfg: KVAdmissionConfig) -> list[dict]:
@@ -482,7 +485,7 @@ def teacher_for(vec: Any, data_path: Path | None = None, procs: int = 1, log: An
 
 def main(argv: list[str] | None = None) -> int:
     from agents import cli
-    from agents.family_vec import family_specs, slo_tier_specs
+    from agents.family_vec import family_specs, hardware_specs, slo_tier_specs
 
     p = argparse.ArgumentParser("python -m agents.kv_admission_teacher", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -492,6 +495,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--slo-tiers", nargs="+", default=None, metavar="TIER[:LOADS]",
                    help="one config per SLO tier over --env-kwargs' config, as train.py --slo-tiers "
                         "(agents.family_vec.slo_tier_specs; the same entries name the same configs)")
+    p.add_argument("--hardware", default=None, metavar="NAME[:DRAWS[:SEED]]",
+                   help="one config per engine drawn from a hardware distribution over --env-kwargs' config, as "
+                        "train.py --hardware (agents.family_vec.hardware_specs; the same spec names the same configs)")
     p.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY=VALUE",
                    help="config fields (on top of each scenario's with --scenarios), as train.py's")
     p.add_argument("--trace", default="default", help="trace without --scenarios (as train.py's --trace)")
@@ -517,6 +523,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--split {a.split}: must be >= 1")
     if a.merge:
         ignored = [flag for flag, v in (("--scenarios", a.scenarios), ("--slo-tiers", a.slo_tiers),
+                                        ("--hardware", a.hardware),
                                         ("--env-kwargs", a.env_kwargs), ("--shard", a.shard), ("--split", a.split))
                    if v]
         if ignored:  # merge replays nothing: these would be silently ignored
@@ -544,15 +551,18 @@ def main(argv: list[str] | None = None) -> int:
         kwargs = cli.parse_env_kwargs(a.env_kwargs, ENV_ID)
         if a.scenarios and a.slo_tiers:
             p.error("--slo-tiers: not with --scenarios (each scenario has its own SLO)")
-        if a.scenarios or a.slo_tiers:
+        if a.hardware is not None and (a.scenarios or a.slo_tiers):
+            p.error("--hardware: not with --scenarios or --slo-tiers (one config per engine)")
+        if a.scenarios or a.slo_tiers or a.hardware is not None:
             specs = (family_specs(ENV_ID, a.scenarios, kwargs) if a.scenarios
-                     else slo_tier_specs(a.trace, a.slo_tiers, kwargs))
+                     else slo_tier_specs(a.trace, a.slo_tiers, kwargs) if a.slo_tiers
+                     else hardware_specs(a.trace, a.hardware, kwargs))
             configs = [KVAdmissionVecEnv(1, **{**s.env_kwargs, "trace": s.trace, "split": "train"}).config
                        for s in specs]
         else:
             configs = [KVAdmissionVecEnv(1, **{**kwargs, "trace": a.trace, "split": "train"}).config]
     except (ValueError, TypeError, cli.UsageError) as err:
-        p.error(f"--scenarios / --slo-tiers / --env-kwargs: {err}")
+        p.error(f"--scenarios / --slo-tiers / --hardware / --env-kwargs: {err}")
     data = compute(configs, a.procs, a.n_envs, candidate_names(a.candidates), log=lambda m: print(m, flush=True),
                    split=a.split, shard=shard)
     save(data, a.out)

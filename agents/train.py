@@ -38,7 +38,7 @@ import envs
 from agents import cli
 from agents.eval_ahead import EvalAhead, merge
 from agents.evaluate import evaluate, print_tables, repeated_sweep_values, report_json
-from agents.family_vec import (SLO_FIELDS, FamilyVecEnv, family_specs, make_family_vec, slo_tier_specs,
+from agents.family_vec import (SLO_FIELDS, FamilyVecEnv, family_specs, hardware_specs, make_family_vec, slo_tier_specs,
                                 training_family_specs)
 from agents.imitation import has_teacher, imitate, teacher_for
 from agents.policy import heuristic_names
@@ -60,7 +60,10 @@ from agents.training import (
     resolve_device,
 )
 from envs import options
+from envs.kv_admission.hardware import hardware_record
 from envs.subproc_vec import SubprocNativeVecEnv
+
+HARDWARE_ENV = "servegym/KVAdmission-v0"  # the environment with hardware distributions (--hardware)
 
 
 def build_parser() -> cli.Parser:
@@ -105,6 +108,12 @@ def build_parser() -> cli.Parser:
                         "tiers (agents.scenarios.slo_tier_kwargs ids: mlperf_server, mlperf_interactive, "
                         "distserve_chatbot, ..._p99tbt), each optionally at its own loads (mlperf_interactive:0.9,1.3): "
                         "one family per tier, the --n-envs envs split evenly among them (agents.family_vec.slo_tier_specs)")
+    p.add_argument("--hardware", default=None, metavar="NAME[:DRAWS[:SEED]]",
+                   help="KVAdmission-v0: train on --env-kwargs' config (its trace or workloads mixture) on DRAWS engines "
+                        "(GPU x model x KV capacity fraction) drawn with SEED (default 0) from hardware distribution "
+                        "NAME (envs.kv_admission.hardware.DISTRIBUTIONS: nvidia-v1), one family per engine, the "
+                        "--n-envs envs split evenly among them (agents.family_vec.hardware_specs); run.json records "
+                        "the draw")
     p.add_argument("--n-envs", type=int, default=None,
                    help="envs stepped as one batch (default: the environment's own, "
                         "agents/training.py N_ENVS; 16 where not listed)")
@@ -278,6 +287,11 @@ def _train(a: argparse.Namespace, argv: list[str] | None, callbacks: list | None
     specs = None
     if a.scenarios and a.slo_tiers:
         raise cli.UsageError("--slo-tiers: not with --scenarios (each scenario has its own SLO)")
+    if a.hardware is not None:
+        if a.env != HARDWARE_ENV:
+            raise cli.UsageError(f"--hardware: {a.env} has no hardware distributions ({HARDWARE_ENV} has)")
+        if a.scenarios or a.slo_tiers or a.families:
+            raise cli.UsageError("--hardware: not with --scenarios, --slo-tiers or --families (one family per engine)")
     if a.families and (a.scenarios or a.slo_tiers or a.trace != "default"):
         raise cli.UsageError("--families: not with --scenarios, --slo-tiers or --trace (each family has its own trace)")
     if a.slo_tiers:
@@ -294,6 +308,8 @@ def _train(a: argparse.Namespace, argv: list[str] | None, callbacks: list | None
             specs = family_specs(a.env, a.scenarios, kwargs)
         elif a.families:
             specs = training_family_specs(a.env, a.families, kwargs)
+        elif a.hardware is not None:
+            specs = hardware_specs(a.trace, a.hardware, kwargs)
     except ValueError as err:
         raise cli.UsageError(str(err)) from None
     for trace, env_kwargs in ([(a.trace, kwargs)] if specs is None else [(sp.trace, sp.env_kwargs) for sp in specs]):
@@ -459,6 +475,7 @@ def _learn_and_score(a: argparse.Namespace, callbacks: list | None, vec, algo: s
         "imitate": a.imitate, "imitate_kwargs": a.imitate_kwargs, "imitation": imitation, "train_wall_s": train_s,
         **({"snapshots": snapshots.saved} if a.snapshots else {}),
         **workload_record(vec),
+        **({"hardware": hardware_record(a.hardware, float(kwargs.get("mem_frac", 0.9)))} if a.hardware else {}),
     }, indent=2, default=str))
     print(f"trained {algo} for {model.num_timesteps} steps in {train_s:.0f} s -> {final}", flush=True)
 

@@ -23,11 +23,13 @@ EP = "servegym/ExpertPlacement-v0"
 def test_transfer_families_are_disjoint_from_the_training_distribution():
     for env_id in TRANSFER_ENVS:
         trained = {scn.family_of(w) for w in scn.TRAINING_WORKLOADS[env_id]}
-        held_out = {scn.family_of(s.trace) for s in scn.TRANSFER_SCENARIOS if s.env_id == env_id}
+        held_out = {scn.family_of(s.trace) for s in scn.TRANSFER_SCENARIOS
+                    if s.env_id == env_id and s not in scn.TRANSFER_SCENARIOS_HW}
         assert held_out and not held_out & trained, (env_id, held_out & trained)
         assert len(held_out) >= 2, env_id
     # Every entry names a current built-in generator or a shared trace file.
-    entries = {w for ws in scn.TRAINING_WORKLOADS.values() for w in ws} | {s.trace for s in scn.TRANSFER_SCENARIOS}
+    entries = ({w for ws in scn.TRAINING_WORKLOADS.values() for w in ws}
+               | {s.trace for s in scn.TRANSFER_SCENARIOS if s not in scn.TRANSFER_SCENARIOS_HW})
     for entry in entries:
         assert "/" in entry or resolve_builtin(entry) is not None, entry
 
@@ -46,7 +48,8 @@ def test_transfer_scenarios_are_versioned_held_out_and_quick_keeps_one():
         # A held-out family plays whole: no part of it was trained on. ExpertPlacement's generator
         # families also draw held-out generator seeds (split=test), so no latent noise of a training
         # episode reappears under another regime.
-        want = "test" if s.env_id == EP and s.trace == "default" else "all"
+        # A hardware scenario on a trained family plays that family's held-out windows (split=test).
+        want = "test" if s.trace == "default" and (s.env_id == EP or s in scn.TRANSFER_SCENARIOS_HW) else "all"
         assert s.env_kwargs["split"] == want, s.id
     assert all(s.track == "main" for s in scn.SCENARIOS if s not in scn.TRANSFER_SCENARIOS)
     # every transfer scenario says what it holds out (leaderboard.json's "held_out"), including
@@ -88,6 +91,42 @@ def test_expert_placement_families_are_held_out_of_its_training_regime():
     assert got.shape == (STEPS, 4, 256) and (got == generated_counts()).all()
     rec = next(s for s in eps if s.trace == str(FILE))
     assert STEPS - 17 * 32 + 1 >= rec.episodes
+
+
+def test_hardware_transfer_scenarios_hold_out_the_engine_and_keep_the_rest():
+    """KVAdmission-v0's hardware rows: an engine (model, GPU) the zoo agent never trained on, one that fits
+    and has published step-time checks, on a trained family (held-out windows) and on a held-out one; the
+    SLO is the model's own, loads stay relative to the engine's measured capacity, ids are versioned."""
+    import hwmodels
+    from agents.zoo import RECIPES
+    from envs.core.engine import EngineSpec
+    from envs.kv_admission.env import KVAdmissionConfig
+    from envs.slo import default_slo
+
+    hw = scn.TRANSFER_SCENARIOS_HW
+    assert hw and all(s in scn.TRANSFER_SCENARIOS and s.env_id == "servegym/KVAdmission-v0" for s in hw)
+    base = KVAdmissionConfig()
+    recipe = " ".join(RECIPES["servegym/KVAdmission-v0"].train_args)
+    assert "model=" not in recipe and "gpu=" not in recipe  # the zoo agent trains on the config's engine
+    assert (base.model, base.gpu) == ("Llama-3.1-8B", "H100")
+    engines = set()
+    for s in hw:
+        kw = s.env_kwargs
+        assert (hwmodels.get_gpu(kw["gpu"]).name, kw["model"]) != (hwmodels.get_gpu(base.gpu).name, base.model)
+        assert (kw["slo_ttft_s"], kw["slo_tpot_s"]) == default_slo(kw["model"]), s.id
+        assert EngineSpec(model=kw["model"], gpu=kw["gpu"]).build().capacity_blocks > 0
+        assert re.fullmatch(r"kv_admission/transfer/[^/]+/[a-z0-9.\-]+/mlperf_server/load[0-9.]+/v\d+", s.id), s.id
+        assert "hardware" in scn.transfer_note(s) and kw["model"] in scn.transfer_note(s)
+        engines.add((kw["model"], kw["gpu"]))
+        fam = s.id.split("/")[2]
+        if fam == "azure_conv":
+            assert s.trace == "default" and kw["split"] == "test"  # a family the agent trains on
+        else:
+            assert kw["split"] == "all" and scn.family_of(s.trace) not in {
+                scn.family_of(w) for w in scn.TRAINING_WORKLOADS["servegym/KVAdmission-v0"]}
+    # another GPU and another model, each on a trained and a held-out family
+    assert {g for _, g in engines} - {"H100", "H100-SXM"} and {m for m, _ in engines} - {"Llama-3.1-8B"}
+    assert len({(s.id.split("/")[2], s.id.split("/")[3]) for s in hw}) == len(engines) * 2
 
 
 def test_windows_note_says_when_a_window_is_replayed():

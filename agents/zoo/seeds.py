@@ -206,7 +206,9 @@ class Settings:
     ``env_kwargs`` (ENV_KWARGS: KEY=VALUE entries) are set by key in the recipe's ``--env-kwargs`` (a
     training-distribution variant, e.g. ``drift=(0.005,0.02,0.08,0.3)``; the teacher gets them too);
     ``candidates`` (CANDIDATES), ``split`` (SPLIT), ``shard`` (SHARD) and ``tiers`` (TIERS) are the
-    teacher's; ``teacher`` (TEACHER) the teacher.pkl that ``--stage train`` reads."""
+    teacher's; ``hardware`` (HARDWARE: ``NAME[:DRAWS[:SEED]]``, envs.kv_admission.hardware) trains and
+    teaches on that many engines drawn from a hardware distribution, one family each (``train.py
+    --hardware``); ``teacher`` (TEACHER) the teacher.pkl that ``--stage train`` reads."""
 
     out: Path
     work: Path
@@ -223,6 +225,7 @@ class Settings:
     tiers: tuple[str, ...] | None = None
     teacher: Path | None = None
     env_kwargs: tuple[str, ...] | None = None
+    hardware: str | None = None
 
 
 @dataclass(frozen=True)
@@ -382,6 +385,8 @@ def trainer_args(run: SeedRun, s: Settings) -> tuple[str, list[str]]:
                                                                 s.env_kwargs, ()))
     if tiers:
         args = set_option(args, "--slo-tiers", list(tiers))
+    if s.hardware is not None:
+        args = set_option(args, "--hardware", [s.hardware])
     return recipe.trainer, args
 
 
@@ -401,7 +406,7 @@ def plan(name: str, s: Settings, python: str = sys.executable) -> Plan:
                         + ("" if run.teacher else " (it has no teacher stage)"))
     t = run.teacher
     for value, what in ((s.candidates, "--candidates"), (s.split, "--split"), (s.shard, "--shard"),
-                        (s.tiers, "--tiers")):
+                        (s.tiers, "--tiers"), (s.hardware, "--hardware")):
         if value is not None and not (t and t.candidates):
             raise PlanError(f"{what}: {name}'s seed run does not take it (kv_admission's does)")
     if s.candidates is not None and s.candidates not in CANDIDATE_KINDS:
@@ -420,6 +425,14 @@ def plan(name: str, s: Settings, python: str = sys.executable) -> Plan:
             slo_tier_specs("mixture", s.tiers)  # the teacher's and trainer's check, before any stage runs
         except ValueError as err:
             raise PlanError(f"--tiers {str(err).removeprefix('--slo-tiers ')}") from None
+    if s.hardware is not None:
+        from envs.kv_admission.hardware import parse_hardware
+        try:
+            parse_hardware(s.hardware)  # the teacher's and trainer's check, before any stage runs
+        except ValueError as err:
+            raise PlanError(str(err)) from None
+        if s.tiers or s.mode == "tiers":
+            raise PlanError(f"--hardware {s.hardware}: not with SLO tiers (one family per engine)")
     if s.teacher is not None and s.stage != "train":
         raise PlanError(f"--teacher {s.teacher}: only with --stage train")
     if s.stage == "train" and s.teacher is None:
@@ -454,8 +467,9 @@ def plan(name: str, s: Settings, python: str = sys.executable) -> Plan:
             if values is not None:
                 targs += [option, *values]
         if t.candidates:
-            if "--slo-tiers" in args:
-                targs += ["--slo-tiers", *option_values(args, "--slo-tiers")]
+            for option in ("--slo-tiers", "--hardware"):
+                if option in args:
+                    targs += [option, *option_values(args, option)]
             split = s.split if s.split is not None else dict(t.split)[s.mode]
             targs += ["--candidates", s.candidates or "transfer", "--split", str(split)]
             if s.shard:

@@ -34,9 +34,9 @@ from agents.zoo.seeds import (CHILD_ENV, MODES, SEED_RUNS, STAGES, Command, Plan
 FROM_ENV = {"out": ("OUT", Path), "work": ("W", Path), "ncpu": ("NCPU", int), "steps": ("STEPS", int),
             "n_envs": ("N_ENVS", int), "rl_steps": ("RL", int), "candidates": ("CANDIDATES", str),
             "split": ("SPLIT", int), "shard": ("SHARD", str), "tiers": ("TIERS", str), "teacher": ("TEACHER", Path),
-            "env_kwargs": ("ENV_KWARGS", str)}
+            "env_kwargs": ("ENV_KWARGS", str), "hardware": ("HARDWARE", str)}
 # the variables read only where the run takes them (a wrapper's caller may have any of them set)
-_WHERE_TAKEN = {"candidates", "split", "shard", "tiers", "teacher", "n_envs", "rl_steps", "env_kwargs"}
+_WHERE_TAKEN = {"candidates", "split", "shard", "tiers", "teacher", "n_envs", "rl_steps", "env_kwargs", "hardware"}
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -61,6 +61,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--shard", help="I/N: replay one shard of the teacher's jobs, kv_admission [SHARD]")
     p.add_argument("--tiers", action="append", help="SLO tiers, space-separated TIER[:LOADS], kv_admission [TIERS]; "
                                    "default none (tiers mode: the run's)")
+    p.add_argument("--hardware", help="NAME[:DRAWS[:SEED]]: train and teach on DRAWS engines drawn from a hardware "
+                   "distribution (envs.kv_admission.hardware; train.py --hardware), kv_admission [HARDWARE]")
     p.add_argument("--teacher", help="teacher.pkl of the teacher call, --stage train [TEACHER]")
     p.add_argument("--env-kwargs", action="append", help="space-separated KEY=VALUE entries set by key in the "
                    "recipe's --env-kwargs, agents.train recipes [ENV_KWARGS]; repeatable")
@@ -85,6 +87,7 @@ def settings_from(a: argparse.Namespace, p: argparse.ArgumentParser) -> tuple[st
     takes = {"teacher": a.stage == "train", "candidates": bool(run.teacher and run.teacher.candidates),
              "n_envs": recipe_of(run).trainer == "agents.train"}
     takes.update(split=takes["candidates"], shard=takes["candidates"], tiers=takes["candidates"],
+                 hardware=takes["candidates"],
                  rl_steps=takes["n_envs"], env_kwargs=takes["n_envs"])
     values: dict = {}
     for key, (var, typ) in FROM_ENV.items():
