@@ -42,6 +42,14 @@ CASES = [
 ]
 
 
+# The observation's working memory hashed: ObsScratch's fields as recorded in i16kv_main.json. Those
+# added since (pos_g, pos_l, run_sums: per-position constants and sums of the running requests that
+# fill_obs keeps to skip their per-slot loads) are caches of the state: every use shows in the hashed
+# observations.
+SCRATCH_FIELDS = ("order", "n_order", "mark", "stamp", "rem", "length", "suf", "heads", "head_seq", "peak",
+                  "extra_len")
+
+
 def _play_fixed(vec, steps: int, kernel: bool) -> str:
     from envs.kv_admission import bench as kb
 
@@ -69,7 +77,7 @@ def kv_cases() -> dict[str, str]:
     for name, kw, E, steps, policy in CASES:
         vec = kva.KVAdmissionVecEnv(E, seed=5, **kw)
         h = play(vec, steps, 11) if policy == "random" else _play_fixed(vec, steps, policy == "run_fixed")
-        out[f"kv/{name}"] = state_digest(h, vec.state, vec._scratch)
+        out[f"kv/{name}"] = state_digest(h, vec.state, [getattr(vec._scratch, f) for f in SCRATCH_FIELDS])
         print(name, out[f"kv/{name}"][:16], flush=True)
     return out
 
