@@ -275,7 +275,7 @@ def _peaks(lens, rems, n, extra_rem, extra_len, n_extra, peak):
 
 @nb.njit(cache=True)
 def fill_obs(st, wl, eng, e, K, obs, mask, admit_levels, sc, row, r=0, lz=None, mark_late=False, same_running=False,
-             none_entered=False):
+             entered=-1):
     """Observation and mask of replica ``r`` of env ``e`` into ``obs[e]``/``mask[e]``, with
     ``sc`` (:class:`ObsScratch`) row ``row`` as working memory (KVAdmission-v0: row e; one
     replica per env). No allocation, one Past-Future pass, and the running requests sorted by
@@ -286,15 +286,17 @@ def fill_obs(st, wl, eng, e, K, obs, mask, admit_levels, sc, row, r=0, lz=None, 
     clock, in the same pass over the queue (step_all: one scan of the slots instead of two).
     ``same_running``: the replica runs the same requests as at the row's last call (none admitted,
     finished or preempted since), so the last order holds every running slot: it is kept as it
-    is, with the marks that the two passes below would set. ``none_entered``: no request was
-    admitted since the row's last call (some may have finished or been preempted), so the running
-    slots are those of the last order still running: the pass over the running list is skipped.
+    is. ``entered`` >= 0: the requests admitted since the row's last call (-1: not known); the
+    running list ends with those still running, after the last order's, so they are taken from its
+    tail without marks (the marks, ``sc.mark``, are then left as they were: only the pass with
+    marks, for a call that does not know, reads or writes them).
 
-    When every running request is lazy now and was at the row's last call (none entered since),
-    each has had one token per iteration since (one that missed one would not be lazy now), so
-    its tokens, KV and prompt come from the row's per-position constants (``pos_*``, kept in the
-    order's positions) and the lazy set's iteration count, not from its slot: the same integers,
-    so the same observation, without a load of each request's fields."""
+    When every running request is lazy now and every request of the last order was at the row's
+    last call, each of those still running has had one token per iteration since (one that missed
+    one would not be lazy now), so its tokens, KV and prompt come from the row's per-position
+    constants (``pos_*``, kept in the order's positions) and the lazy set's iteration count, not
+    from its slot: the same integers, so the same observation, without a load of its fields. Only
+    requests admitted since are read from their slots."""
     w = st.window[e]
     bs = eng.block_size
     cap = float(eng.capacity_blocks)
@@ -323,12 +325,31 @@ def fill_obs(st, wl, eng, e, K, obs, mask, admit_levels, sc, row, r=0, lz=None, 
         stamp = 1
     sc.stamp[row] = stamp
     m = 0
-    kept = same_running and sc.n_order[row] == n_run
-    if kept:
-        for i in range(n_run):
-            mark[order[i]] = stamp
-        m = n_run
-    else:
+    m_old = -1  # positions that hold requests of the last order, once known
+    if same_running and sc.n_order[row] == n_run:
+        m = m_old = n_run
+    elif entered >= 0:
+        # The running list holds the last order's requests still running (in admission order),
+        # then the ones admitted since: the last n_run - m_old entries. A slot of the last order
+        # that is running holds the same request (a slot freed in a step takes a new request only
+        # as queued, admitted in a later step).
+        for i in range(sc.n_order[row]):
+            s = order[i]
+            if status[e, r, s] == RUNNING:
+                order[m] = s
+                pos_g[m] = pos_g[i]
+                pos_l[m] = pos_l[i]
+                pos_b[m] = pos_b[i]
+                m += 1
+        sc.n_order[row] = m
+        if n_run - m <= entered:
+            m_old = m
+            run_list = st.run_list[e, r]
+            for i in range(m, n_run):
+                order[i] = run_list[i]
+            m = n_run
+    if m_old < 0:  # the last order's running slots, then every other running slot, each once (marks)
+        m = 0
         for i in range(sc.n_order[row]):
             s = order[i]
             if status[e, r, s] == RUNNING and mark[s] != stamp:
@@ -338,14 +359,14 @@ def fill_obs(st, wl, eng, e, K, obs, mask, admit_levels, sc, row, r=0, lz=None, 
                 pos_l[m] = pos_l[i]
                 pos_b[m] = pos_b[i]
                 m += 1
-        if not none_entered or m != n_run:  # (none_entered: every running slot was in the last order)
-            run_list = st.run_list[e, r]
-            for i in range(n_run):
-                s = run_list[i]
-                if mark[s] != stamp:
-                    mark[s] = stamp
-                    order[m] = s
-                    m += 1
+        m_old = m
+        run_list = st.run_list[e, r]
+        for i in range(n_run):
+            s = run_list[i]
+            if mark[s] != stamp:
+                mark[s] = stamp
+                order[m] = s
+                m += 1
     sc.n_order[row] = m
 
     # Reservation, backlog, decoding and Past-Future's inputs (integer sums: exact in any order),
@@ -358,48 +379,45 @@ def fill_obs(st, wl, eng, e, K, obs, mask, admit_levels, sc, row, r=0, lz=None, 
     max_out = eng.max_output
     shift = _pow2_shift(bs)
     it_e = 0  # iterations the env's lazy set has run (read out of lz once, not per request)
-    fast = False
+    i0 = 0  # positions below i0 from the constants, the rest from their slots
     if lz is not None:
         it_e = lz.it[e]
-        if (kept or none_entered) and m == n_run and sc.pos_ok[row] == 1 and lz.agg[e, G_LAZY] == n_run:
-            fast = True
+        if sc.pos_ok[row] == 1 and lz.agg[e, G_LAZY] == n_run:
+            i0 = m_old
     reserve = 0
     backlog = 0
-    decoding = 0
-    if fast:
-        for i in range(n_run):
-            g = pos_g[i] + it_e
-            reserve += _ceil_blocks(pos_l[i] - pos_g[i] + max_out, bs, shift)
-            backlog += pos_b[i]
-            cond = _expected_output(cond_tab, g)
-            rems[i] = max(min(cond, max_out) - g, 1.0)
-            lens[i] = pos_l[i] + it_e
-        backlog -= n_run * it_e
-        decoding = n_run  # every request was decoding at the last call (pos_ok)
-    else:
-        kv_tokens = st.kv_tokens[e, r]
-        blocks = st.blocks[e, r]
-        for i in range(n_run):
-            s = order[i]
-            prompt = prompt_w[req[s]]
-            g = generated[s]
-            reserve += _ceil_blocks(prompt + max_out, bs, shift)
-            kv = kv_tokens[s]
-            if lz is not None:
-                blk = blocks[s]
-                if blk < 0:  # lazy since iteration -(blk + 1) (envs.core.lazy)
-                    g += it_e + blk + 1
-                    kv += it_e + blk + 1
-            tgt = target[s]
-            backlog += tgt - kv
-            if kv >= tgt:
-                decoding += 1
-            cond = _expected_output(cond_tab, g)
-            rems[i] = max(min(cond, max_out) - g, 1.0)
-            lens[i] = prompt + g
-            pos_g[i] = g - it_e
-            pos_l[i] = prompt + g - it_e
-            pos_b[i] = tgt - kv + it_e
+    for i in range(i0):
+        g = pos_g[i] + it_e
+        reserve += _ceil_blocks(pos_l[i] - pos_g[i] + max_out, bs, shift)
+        backlog += pos_b[i]
+        cond = _expected_output(cond_tab, g)
+        rems[i] = max(min(cond, max_out) - g, 1.0)
+        lens[i] = pos_l[i] + it_e
+    backlog -= i0 * it_e
+    decoding = i0  # every request was decoding at the last call (pos_ok)
+    kv_tokens = st.kv_tokens[e, r]
+    blocks = st.blocks[e, r]
+    for i in range(i0, n_run):
+        s = order[i]
+        prompt = prompt_w[req[s]]
+        g = generated[s]
+        reserve += _ceil_blocks(prompt + max_out, bs, shift)
+        kv = kv_tokens[s]
+        if lz is not None:
+            blk = blocks[s]
+            if blk < 0:  # lazy since iteration -(blk + 1) (envs.core.lazy)
+                g += it_e + blk + 1
+                kv += it_e + blk + 1
+        tgt = target[s]
+        backlog += tgt - kv
+        if kv >= tgt:
+            decoding += 1
+        cond = _expected_output(cond_tab, g)
+        rems[i] = max(min(cond, max_out) - g, 1.0)
+        lens[i] = prompt + g
+        pos_g[i] = g - it_e
+        pos_l[i] = prompt + g - it_e
+        pos_b[i] = tgt - kv + it_e
     sc.pos_ok[row] = 0
     if lz is not None:
         if lz.agg[e, G_LAZY] == n_run and decoding == n_run:
@@ -647,7 +665,7 @@ def step_all(
         left = st.counters[e, C_FINISHED] - fin0 + st.counters[e, C_PREEMPTIONS] - pre0
         entered = st.n_running[e, 0] - run0 + left  # admitted this step
         same = entered == 0 and left == 0
-        fill_obs_inline(st, wl, eng, e, K, obs, mask, admit_levels, sc, e, 0, lz, True, same, entered == 0)
+        fill_obs_inline(st, wl, eng, e, K, obs, mask, admit_levels, sc, e, 0, lz, True, same, entered)
 
         reward[e] = (
             (st.counters[e, C_SLO_MET] - met0)

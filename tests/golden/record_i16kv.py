@@ -42,12 +42,14 @@ CASES = [
 ]
 
 
-# The observation's working memory hashed: ObsScratch's fields as recorded in i16kv_main.json. Those
-# added since (pos_g, pos_l, run_sums: per-position constants and sums of the running requests that
-# fill_obs keeps to skip their per-slot loads) are caches of the state: every use shows in the hashed
-# observations.
-SCRATCH_FIELDS = ("order", "n_order", "mark", "stamp", "rem", "length", "suf", "heads", "head_seq", "peak",
-                  "extra_len")
+# The observation's working memory hashed: ObsScratch's fields as recorded in i16kv_main.json, less
+# ``mark``. Those added since (pos_g, pos_l, pos_b, pos_ok: per-position constants of the running
+# requests that fill_obs keeps to skip their per-slot loads) are caches of the state, every use of
+# which shows in the hashed observations and order. ``mark`` only tells, within one call, which slots
+# that call placed (a slot counts as marked only at the call's own stamp, which is hashed); since
+# issue 16's eighth pass step_all's calls no longer write marks (they take the admitted from the
+# running list's tail), so its stale entries differ from main's while every order is the same.
+SCRATCH_FIELDS = ("order", "n_order", "stamp", "rem", "length", "suf", "heads", "head_seq", "peak", "extra_len")
 
 
 def _play_fixed(vec, steps: int, kernel: bool) -> str:
