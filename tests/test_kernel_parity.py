@@ -55,6 +55,28 @@ def test_kv_admission_obs_matches_reference(E, steps, kwargs):
     assert busiest >= 8, f"the batch never filled (at most {busiest} running): the comparison proved little"
 
 
+def test_kv_admission_obs_from_lazy_constants_matches_reference():
+    """vLLM's fixed action (the benchmark's steady state: large batches of lazy decoders, requests
+    finishing and admitted): ``fill_obs`` takes the running requests' tokens from its per-position
+    constants whenever every running request was lazy at the last observation and none was
+    admitted since; the observation must still be the reference's, byte for byte. Fails if that
+    path never runs (the constants never valid) or if it computes anything differently."""
+    from envs.kv_admission import bench as kb
+
+    vec = kva.KVAdmissionVecEnv(4, seed=3)
+    obs = vec.reset()
+    a = np.full(4, kb.VLLM_ACTION)
+    valid = 0
+    for t in range(1500):
+        if t % 3 == 0:  # the reference reads the state written back (``vec.state``), which empties the lazy set
+            ref_obs, ref_mask = _kv_reference_obs(vec)
+            assert obs.tobytes() == ref_obs.tobytes(), f"step {t}: observation differs from the reference"
+            assert np.array_equal(vec.action_masks(), ref_mask), f"step {t}: mask differs from the reference"
+        valid += int(vec._scratch.pos_ok.sum())
+        obs, _, _, _ = vec.step(a)
+    assert valid >= 0.3 * 4 * 1500, f"the per-position constants were valid in only {valid} of 6000 env-steps"
+
+
 def test_kv_admission_stateless_write_obs_matches_reference():
     """``write_obs`` (fresh working memory each call, as the multi-agent cluster and the engine
     hook call it) and the batch's ``fill_obs`` (working memory kept across steps) agree with the

@@ -10,7 +10,7 @@ from llvmlite import ir
 from numba.core import types
 from numba.core.extending import intrinsic
 
-from envs.core.lazy import materialize, reset_lazy, run_iteration_lazy_inline
+from envs.core.lazy import G_LAZY, materialize, reset_lazy, run_iteration_lazy_inline
 from envs.core.replica import (
     arrival_time,
     ceil_div,
@@ -94,6 +94,10 @@ class ObsScratch(NamedTuple):
     head_seq: np.ndarray  # int64 [rows, K]
     peak: np.ndarray  # float64 [rows, K + 1]
     extra_len: np.ndarray  # float64 [rows, K]
+    pos_g: np.ndarray  # int64 [rows, M], by position in order: generated - it (it: the lazy set's iterations)
+    pos_l: np.ndarray  # int64 [rows, M], by position in order: prompt + pos_g
+    pos_b: np.ndarray  # int64 [rows, M], by position in order: target - (kv_tokens - it)
+    pos_ok: np.ndarray  # int8 [rows], 1: the last call saw every running request lazy, pos_* hold them
 
 
 def obs_scratch(rows: int, max_running: int, slots: int, K: int) -> ObsScratch:
@@ -109,6 +113,8 @@ def obs_scratch(rows: int, max_running: int, slots: int, K: int) -> ObsScratch:
         rem=np.zeros((rows, M)), length=np.zeros((rows, M)), suf=np.zeros((rows, 3, N_HIST_BINS + 1)),
         heads=np.zeros((rows, K), np.int64), head_seq=np.zeros((rows, K), np.int64),
         peak=np.zeros((rows, K + 1)), extra_len=np.zeros((rows, K)),
+        pos_g=np.zeros((rows, M), np.int64), pos_l=np.zeros((rows, M), np.int64),
+        pos_b=np.zeros((rows, M), np.int64), pos_ok=np.zeros(rows, np.int8),
     )
 
 
@@ -268,7 +274,8 @@ def _peaks(lens, rems, n, extra_rem, extra_len, n_extra, peak):
 
 
 @nb.njit(cache=True)
-def fill_obs(st, wl, eng, e, K, obs, mask, admit_levels, sc, row, r=0, lz=None, mark_late=False, same_running=False):
+def fill_obs(st, wl, eng, e, K, obs, mask, admit_levels, sc, row, r=0, lz=None, mark_late=False, same_running=False,
+             entered=-1):
     """Observation and mask of replica ``r`` of env ``e`` into ``obs[e]``/``mask[e]``, with
     ``sc`` (:class:`ObsScratch`) row ``row`` as working memory (KVAdmission-v0: row e; one
     replica per env). No allocation, one Past-Future pass, and the running requests sorted by
@@ -279,7 +286,17 @@ def fill_obs(st, wl, eng, e, K, obs, mask, admit_levels, sc, row, r=0, lz=None, 
     clock, in the same pass over the queue (step_all: one scan of the slots instead of two).
     ``same_running``: the replica runs the same requests as at the row's last call (none admitted,
     finished or preempted since), so the last order holds every running slot: it is kept as it
-    is, with the marks that the two passes below would set."""
+    is. ``entered`` >= 0: the requests admitted since the row's last call (-1: not known); the
+    running list ends with those still running, after the last order's, so they are taken from its
+    tail without marks (the marks, ``sc.mark``, are then left as they were: only the pass with
+    marks, for a call that does not know, reads or writes them).
+
+    When every running request is lazy now and every request of the last order was at the row's
+    last call, each of those still running has had one token per iteration since (one that missed
+    one would not be lazy now), so its tokens, KV and prompt come from the row's per-position
+    constants (``pos_*``, kept in the order's positions) and the lazy set's iteration count, not
+    from its slot: the same integers, so the same observation, without a load of its fields. Only
+    requests admitted since are read from their slots."""
     w = st.window[e]
     bs = eng.block_size
     cap = float(eng.capacity_blocks)
@@ -299,23 +316,50 @@ def fill_obs(st, wl, eng, e, K, obs, mask, admit_levels, sc, row, r=0, lz=None, 
     n_run = st.n_running[e, r]
     order = sc.order[row]
     mark = sc.mark[row]
+    pos_g = sc.pos_g[row]
+    pos_l = sc.pos_l[row]
+    pos_b = sc.pos_b[row]
     stamp = sc.stamp[row] + 1
     if stamp > _STAMP_MAX:  # int32 marks: start over rather than wrap onto an old stamp
         mark[:] = 0
         stamp = 1
     sc.stamp[row] = stamp
     m = 0
+    m_old = -1  # positions that hold requests of the last order, once known
     if same_running and sc.n_order[row] == n_run:
-        for i in range(n_run):
-            mark[order[i]] = stamp
-        m = n_run
-    else:
+        m = m_old = n_run
+    elif entered >= 0:
+        # The running list holds the last order's requests still running (in admission order),
+        # then the ones admitted since: the last n_run - m_old entries. A slot of the last order
+        # that is running holds the same request (a slot freed in a step takes a new request only
+        # as queued, admitted in a later step).
+        for i in range(sc.n_order[row]):
+            s = order[i]
+            if status[e, r, s] == RUNNING:
+                order[m] = s
+                pos_g[m] = pos_g[i]
+                pos_l[m] = pos_l[i]
+                pos_b[m] = pos_b[i]
+                m += 1
+        sc.n_order[row] = m
+        if n_run - m <= entered:
+            m_old = m
+            run_list = st.run_list[e, r]
+            for i in range(m, n_run):
+                order[i] = run_list[i]
+            m = n_run
+    if m_old < 0:  # the last order's running slots, then every other running slot, each once (marks)
+        m = 0
         for i in range(sc.n_order[row]):
             s = order[i]
             if status[e, r, s] == RUNNING and mark[s] != stamp:
                 mark[s] = stamp
                 order[m] = s
+                pos_g[m] = pos_g[i]
+                pos_l[m] = pos_l[i]
+                pos_b[m] = pos_b[i]
                 m += 1
+        m_old = m
         run_list = st.run_list[e, r]
         for i in range(n_run):
             s = run_list[i]
@@ -331,18 +375,29 @@ def fill_obs(st, wl, eng, e, K, obs, mask, admit_levels, sc, row, r=0, lz=None, 
     rems = sc.rem[row]
     req = st.req[e, r]
     generated = st.generated[e, r]
-    kv_tokens = st.kv_tokens[e, r]
     target = st.target[e, r]
-    blocks = st.blocks[e, r]
     max_out = eng.max_output
     shift = _pow2_shift(bs)
     it_e = 0  # iterations the env's lazy set has run (read out of lz once, not per request)
+    i0 = 0  # positions below i0 from the constants, the rest from their slots
     if lz is not None:
         it_e = lz.it[e]
+        if sc.pos_ok[row] == 1 and lz.agg[e, G_LAZY] == n_run:
+            i0 = m_old
     reserve = 0
     backlog = 0
-    decoding = 0
-    for i in range(n_run):
+    for i in range(i0):
+        g = pos_g[i] + it_e
+        reserve += _ceil_blocks(pos_l[i] - pos_g[i] + max_out, bs, shift)
+        backlog += pos_b[i]
+        cond = _expected_output(cond_tab, g)
+        rems[i] = max(min(cond, max_out) - g, 1.0)
+        lens[i] = pos_l[i] + it_e
+    backlog -= i0 * it_e
+    decoding = i0  # every request was decoding at the last call (pos_ok)
+    kv_tokens = st.kv_tokens[e, r]
+    blocks = st.blocks[e, r]
+    for i in range(i0, n_run):
         s = order[i]
         prompt = prompt_w[req[s]]
         g = generated[s]
@@ -360,21 +415,37 @@ def fill_obs(st, wl, eng, e, K, obs, mask, admit_levels, sc, row, r=0, lz=None, 
         cond = _expected_output(cond_tab, g)
         rems[i] = max(min(cond, max_out) - g, 1.0)
         lens[i] = prompt + g
+        pos_g[i] = g - it_e
+        pos_l[i] = prompt + g - it_e
+        pos_b[i] = tgt - kv + it_e
+    sc.pos_ok[row] = 0
+    if lz is not None:
+        if lz.agg[e, G_LAZY] == n_run and decoding == n_run:
+            sc.pos_ok[row] = 1
     for i in range(1, n_run):
         x = rems[i]
         if rems[i - 1] <= x:
             continue
         ln = lens[i]
         s = order[i]
+        pg = pos_g[i]
+        pl = pos_l[i]
+        pb = pos_b[i]
         j = i
         while j > 0 and rems[j - 1] > x:
             rems[j] = rems[j - 1]
             lens[j] = lens[j - 1]
             order[j] = order[j - 1]
+            pos_g[j] = pos_g[j - 1]
+            pos_l[j] = pos_l[j - 1]
+            pos_b[j] = pos_b[j - 1]
             j -= 1
         rems[j] = x
         lens[j] = ln
         order[j] = s
+        pos_g[j] = pg
+        pos_l[j] = pl
+        pos_b[j] = pb
     mean_out = suf_s[0] / suf_c[0] if suf_c[0] > 0 else 0.0
 
     # The K oldest queued requests (FCFS heads) and queue-wide sums, in one pass.
@@ -511,6 +582,8 @@ def _fresh_scratch(slots, max_running, K):
         np.zeros((1, M), np.int32), np.zeros(1, np.int32), np.zeros((1, slots), np.int32), np.zeros(1, np.int64),
         np.zeros((1, M)), np.zeros((1, M)), np.zeros((1, 3, N_HIST_BINS + 1)),
         np.zeros((1, K), np.int64), np.zeros((1, K), np.int64), np.zeros((1, K + 1)), np.zeros((1, K)),
+        np.zeros((1, M), np.int64), np.zeros((1, M), np.int64), np.zeros((1, M), np.int64),
+        np.zeros(1, np.int8),
     )
 
 
@@ -585,12 +658,14 @@ def step_all(
         st.clock[e] = now
         _enqueue_arrivals(st, wl, eng, e, now)
         # The observation, with mark_late_queued's marks in its pass over the queue (before the
-        # reward, which counts them; the observation reads no counter). The running requests are
-        # the same as at the last observation when none was finished or preempted (the only ways
-        # out) and their count did not change (none admitted).
-        same = (st.n_running[e, 0] == run0 and st.counters[e, C_FINISHED] == fin0
-                and st.counters[e, C_PREEMPTIONS] == pre0)
-        fill_obs_inline(st, wl, eng, e, K, obs, mask, admit_levels, sc, e, 0, lz, True, same)
+        # reward, which counts them; the observation reads no counter). Finishing and preemption are
+        # the only ways out of the running list, each counted, so the count's change tells how many
+        # were admitted; the running requests are the same as at the last observation when none
+        # was admitted, finished or preempted.
+        left = st.counters[e, C_FINISHED] - fin0 + st.counters[e, C_PREEMPTIONS] - pre0
+        entered = st.n_running[e, 0] - run0 + left  # admitted this step
+        same = entered == 0 and left == 0
+        fill_obs_inline(st, wl, eng, e, K, obs, mask, admit_levels, sc, e, 0, lz, True, same, entered)
 
         reward[e] = (
             (st.counters[e, C_SLO_MET] - met0)

@@ -42,6 +42,16 @@ CASES = [
 ]
 
 
+# The observation's working memory hashed: ObsScratch's fields as recorded in i16kv_main.json, less
+# ``mark``. Those added since (pos_g, pos_l, pos_b, pos_ok: per-position constants of the running
+# requests that fill_obs keeps to skip their per-slot loads) are caches of the state, every use of
+# which shows in the hashed observations and order. ``mark`` only tells, within one call, which slots
+# that call placed (a slot counts as marked only at the call's own stamp, which is hashed); since
+# issue 16's eighth pass step_all's calls no longer write marks (they take the admitted from the
+# running list's tail), so its stale entries differ from main's while every order is the same.
+SCRATCH_FIELDS = ("order", "n_order", "stamp", "rem", "length", "suf", "heads", "head_seq", "peak", "extra_len")
+
+
 def _play_fixed(vec, steps: int, kernel: bool) -> str:
     from envs.kv_admission import bench as kb
 
@@ -69,7 +79,7 @@ def kv_cases() -> dict[str, str]:
     for name, kw, E, steps, policy in CASES:
         vec = kva.KVAdmissionVecEnv(E, seed=5, **kw)
         h = play(vec, steps, 11) if policy == "random" else _play_fixed(vec, steps, policy == "run_fixed")
-        out[f"kv/{name}"] = state_digest(h, vec.state, vec._scratch)
+        out[f"kv/{name}"] = state_digest(h, vec.state, [getattr(vec._scratch, f) for f in SCRATCH_FIELDS])
         print(name, out[f"kv/{name}"][:16], flush=True)
     return out
 
