@@ -87,3 +87,42 @@ def test_lru_victim_two_pass_matches_the_scan():
         for e in range(E):
             for r in range(R):
                 assert prefix._lru_victim(last, depth, count, e, r) == prefix._lru_victim_scan(last, depth, count, e, r)
+
+
+@nb.njit
+def _insert_each(stt, e, r, chain, n, now):
+    for j in range(n):
+        prefix.insert(stt, e, r, chain[j], j, now)
+
+
+def test_insert_chain_matches_one_insert_per_block():
+    """insert_chain's one-scan victims (its candidates in ``st.pc_scratch``) give the same cache, entry for
+    entry, as one ``insert`` per block: full and partly full caches, stamps and depths with ties, chains
+    mixing cached and new blocks, ``now`` above, at and below the oldest stamp, and the stamps
+    _lru_victim scans (-0.0, negative). Env 1, replica 1 of a 2 x 2 state: the other caches are untouched
+    and only the scratch's row 1 is written."""
+    rng = np.random.default_rng(7)
+    C = 40
+    for trial in range(400):
+        a = S.allocate(2, 2, 1, 1, C)
+        fill = C if trial % 4 else int(rng.integers(C // 2, C + 1))
+        keys = rng.choice(200, fill, replace=False)
+        for e, r in ((1, 1), (0, 1), (1, 0)):
+            for j, k in enumerate(keys):
+                prefix.insert(a, e, r, k, j % 6, 0.0)
+        a.pc_last[1, 1, :fill] = rng.integers(0, rng.integers(1, 6), fill) * 0.5
+        a.pc_depth[1, 1, :fill] = rng.integers(0, 4, fill)
+        if trial % 9 == 0:
+            a.pc_last[1, 1, rng.integers(fill)] = -0.0
+        if trial % 10 == 0:
+            a.pc_last[1, 1, rng.integers(fill)] = -1.0
+        a.pc_scratch[0] = -7
+        n = int(rng.integers(1, 30))
+        chain = rng.choice(260, n, replace=False).astype(np.int64)
+        now = [3.0, 0.0, 0.5, 100.0][trial % 4]
+        b = type(a)(*[x.copy() for x in a])
+        prefix.insert_chain(prefix.cache_of(a), a.pc_scratch, 1, 1, chain, n, now)
+        _insert_each(b, 1, 1, chain, n, now)
+        for name in ("pc_key", "pc_last", "pc_depth", "pc_count", "pc_table"):
+            assert getattr(a, name).tobytes() == getattr(b, name).tobytes(), (trial, name)
+        assert (a.pc_scratch[0] == -7).all()

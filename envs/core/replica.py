@@ -354,7 +354,7 @@ def _finish(st, wl, eng, e, r, s, now):
     if eng.cache_on:
         n = wl.chain_len[w, i]
         chain = wl.chain_ids[w, i]
-        prefix.insert_chain(prefix.cache_of(st), e, r, chain, n, now)
+        prefix.insert_chain(prefix.cache_of(st), st.pc_scratch, e, r, chain, n, now)
     st.free_blocks[e, r] += st.blocks[e, r, s]
     st.blocks[e, r, s] = 0
     st.status[e, r, s] = FREE

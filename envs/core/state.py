@@ -128,7 +128,14 @@ class ClusterState(NamedTuple):
     pc_depth: np.ndarray  # int16, position of the block in its chain
     pc_count: np.ndarray  # int32 [E, R], entries in use
     pc_table: np.ndarray  # int32 [E, R, H], open-addressing index into pc_key, -1 = empty
+    # --- scratch, not state (``SCRATCH_FIELDS``): contents are undefined between kernel calls
+    pc_scratch: np.ndarray  # int32 [E, C], prefix.insert_chain's victim candidates (no allocation in kernels)
 
+
+# Fields that hold no simulation state, only working memory that kernels overwrite before reading
+# (preallocated here so that kernels compiled without reference counting need not allocate):
+# comparisons and digests of states leave them out.
+SCRATCH_FIELDS = ("pc_scratch",)
 
 # Output-length histogram for Past-Future: log2 bins of output tokens.
 N_HIST_BINS = 16
@@ -237,6 +244,7 @@ def allocate(
         pc_depth=np.zeros((E, R, C), np.int16),
         pc_count=np.zeros((E, R), np.int32),
         pc_table=np.full((E, R, H), -1, np.int32),
+        pc_scratch=np.zeros((E, C), np.int32),
     )
     if not packed:
         return st

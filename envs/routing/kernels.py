@@ -239,7 +239,15 @@ def ttft_excess(st, wl, e, now, bound_s, charged, first_open):
     return total
 
 
-@nb.njit(cache=True)
+# step_all is compiled without numba's reference counting (``_nrt=False``, as KVAdmission's step_all and
+# envs/prefix_eviction/kernels.py): it indexes arrays its caller owns and allocates none (numba compiles the
+# helpers it calls with the same option, so an allocation anywhere in the call tree would fail to compile).
+# With counting on, each per-env call taking the state tuple (route_one, run_iteration, write_obs,
+# ttft_excess) paid an atomic incref/decref per member array on entry and exit (issue 16).
+JIT_NO_NRT = {"cache": True, "_nrt": False}
+
+
+@nb.njit(**JIT_NO_NRT)
 def step_all(st, wl, eng, actions, up, budget, drain_s, stale_s, hash_blocks, sec_per_tok, cap_rps,
              bound_s, bound_penalty, charged, first_open, ttft_ema, busy, snap, snap_t, sent, obs, mask,
              reward, terminated, truncated):

@@ -46,7 +46,8 @@ LENGTHS = ("true", "predicted", "sampled")
 # ClusterState fields of one env (copied whole to every scratch row); the rest are per replica.
 PER_ENV_FIELDS = ("window", "time_scale", "next_arrival", "clock", "counters", "accum", "out_hist", "fate",
                   "ttft", "e2e", "tbt_p99", "tpot", "slo_met", "gap_heap")
-PER_REPLICA_FIELDS = tuple(f for f in S.ClusterState._fields if f not in PER_ENV_FIELDS)
+# Scratch fields (``S.SCRATCH_FIELDS``) are allocated in every row and never copied: they hold no state.
+PER_REPLICA_FIELDS = tuple(f for f in S.ClusterState._fields if f not in PER_ENV_FIELDS and f not in S.SCRATCH_FIELDS)
 
 
 def scratch_like(st: S.ClusterState) -> S.ClusterState:

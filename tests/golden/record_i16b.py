@@ -149,10 +149,16 @@ def main(argv=None) -> int:
 
 def state_digest(played: str, state, extra=()) -> str:
     """SHA-256 over a run's ``play`` digest, every field of the env's state namedtuple (by name) and the
-    ``extra`` arrays (an env's working memory outside its state)."""
+    ``extra`` arrays (an env's working memory outside its state). Fields named in
+    ``envs.core.state.SCRATCH_FIELDS`` are left out: they hold no state (kernels overwrite them before
+    reading), so digests recorded before a scratch field was added still compare."""
+    from envs.core.state import SCRATCH_FIELDS
+
     d = Digest()
     d.h.update(played.encode())
     for k, v in state._asdict().items():
+        if k in SCRATCH_FIELDS:
+            continue
         d.h.update(k.encode())
         d.arr(v)
     for a in extra:
