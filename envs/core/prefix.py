@@ -148,6 +148,19 @@ def evict(st, e, r, c):
 
 
 @nb.njit(cache=True, inline="always")
+def _append(pc, e, r, key, depth, now):
+    """Add ``key`` as a new entry (the cache has room); returns its entry."""
+    pc_key, pc_last, pc_depth, pc_count, pc_table = pc
+    c = pc_count[e, r]
+    pc_key[e, r, c] = key
+    pc_last[e, r, c] = now
+    pc_depth[e, r, c] = depth
+    pc_table[e, r, _table_pos(pc_key, pc_table, e, r, key)] = c
+    pc_count[e, r] = c + 1
+    return c
+
+
+@nb.njit(cache=True, inline="always")
 def _insert(pc, e, r, key, depth, now):
     pc_key, pc_last, pc_depth, pc_count, pc_table = pc
     c = _find(pc_key, pc_table, e, r, key)
@@ -156,13 +169,7 @@ def _insert(pc, e, r, key, depth, now):
         return c
     if pc_count[e, r] == pc_key.shape[2]:
         _evict(pc, e, r, _lru_victim(pc_last, pc_depth, pc_count, e, r))
-    c = pc_count[e, r]
-    pc_key[e, r, c] = key
-    pc_last[e, r, c] = now
-    pc_depth[e, r, c] = depth
-    pc_table[e, r, _table_pos(pc_key, pc_table, e, r, key)] = c
-    pc_count[e, r] = c + 1
-    return c
+    return _append(pc, e, r, key, depth, now)
 
 
 @nb.njit(cache=True)
@@ -248,12 +255,7 @@ def insert_chain(pc, gen, e, r, chain, n, now):
                 _evict(pc, e, r, v)
             else:
                 _evict(pc, e, r, _lru_victim(pc_last, pc_depth, pc_count, e, r))
-        c = pc_count[e, r]
-        pc_key[e, r, c] = key
-        pc_last[e, r, c] = now
-        pc_depth[e, r, c] = j
-        pc_table[e, r, _table_pos(pc_key, pc_table, e, r, key)] = c
-        pc_count[e, r] = c + 1
+        _append(pc, e, r, key, j, now)
 
 
 @nb.njit(cache=True, inline="always")
