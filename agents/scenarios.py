@@ -187,7 +187,9 @@ _KV_V2 = (
 )
 SCENARIOS: list[Scenario] = [
     *(Scenario(
-        id=f"kv_admission/{tid}/llama3.1-8b-h100/{sid}/load{load}/v2",
+        # v3: the observation counts requests in units of the replica's capacity x the TTFT SLO
+        # (envs.core.capacity.count_unit; issue 21), so v2's checkpoints no longer read it right.
+        id=f"kv_admission/{tid}/llama3.1-8b-h100/{sid}/load{load}/v3",
         env_id=_KV, trace=trace, env_kwargs={"load": load, **slo},
         episodes=4, quick_episodes=1, quick_kwargs={"window_requests": 256},
     ) for tid, trace, sid, slo, load in _KV_V2),
@@ -391,7 +393,8 @@ _TRANSFER_MULTI = (
 )
 TRANSFER_SCENARIOS: list[Scenario] = [
     *(Scenario(
-        id=f"kv_admission/transfer/{_tid(trace)}/llama3.1-8b-h100/{tier}/load{load}/v1",
+        # v2: request counts in the observation relative to capacity (as the main track's v3).
+        id=f"kv_admission/transfer/{_tid(trace)}/llama3.1-8b-h100/{tier}/load{load}/v2",
         env_id=_KV, trace=trace, env_kwargs={"load": load, "split": "all", **_slo(tier), **extra},
         episodes=n, quick_episodes=1, quick_kwargs={"window_requests": 256}, track="transfer",
         in_quick=(trace == "agentic-v1" and load == 1.3),
@@ -506,7 +509,8 @@ _TRANSFER_KV_HW = (
 )
 TRANSFER_SCENARIOS_HW: list[Scenario] = [
     Scenario(
-        id=f"kv_admission/transfer/{tid}/{hw}/mlperf_server/load{load}/v1",
+        # v2: request counts in the observation relative to capacity (as the main track's v3).
+        id=f"kv_admission/transfer/{tid}/{hw}/mlperf_server/load{load}/v2",
         env_id=_KV, trace=trace,
         env_kwargs={"load": load, "split": split, "model": model, "gpu": gpu, **_slo("mlperf_server", model=model)},
         episodes=4, quick_episodes=1, quick_kwargs={"window_requests": 256}, track="transfer", in_quick=False,

@@ -37,6 +37,7 @@ from agents.policy import make_policy
 from envs.kv_admission import env as kva
 from envs.kv_admission import kernels as kern
 from envs.core import state as S
+from envs.core.capacity import count_unit
 from envs.core.engine import Engine, EngineSpec, step_time
 from envs.core.replica import EMA, ORDER_EDF, ORDER_FCFS, ORDER_SJF, ceil_div, hist_bin
 from envs.core.workload import noisy_buckets
@@ -74,8 +75,15 @@ class EngineView:
 class KVAdmissionObserver:
     """Observation and mask for an ``EngineView`` (WIRE 2), through the environment's kernel."""
 
-    def __init__(self, engine: Engine, candidates: int = 8, slots: int = 4096):
+    def __init__(self, engine: Engine, capacity_rps: float, candidates: int = 8, slots: int = 4096):
+        # WIRE 2: capacity_rps, the replica's sustained completions per second on its traffic (a saturation
+        # benchmark, or envs.core.capacity.measure_capacity_rps as the environment measures it): the
+        # observation counts requests in units of what the replica serves in one TTFT SLO.
+        if not np.isfinite(capacity_rps) or capacity_rps <= 0:
+            raise ValueError(f"KVAdmissionObserver: capacity_rps must be a positive number of requests/s, "
+                             f"got {capacity_rps}")
         self.eng, self.K, self.slots = engine, candidates, slots
+        self.unit = count_unit(float(capacity_rps), engine.slo_ttft)
         self.st = S.allocate(1, 1, slots, slots)
         self.wl = S.Workload(
             arrival_s=np.full((1, slots), np.inf), prompt=np.zeros((1, slots), np.int32),
@@ -121,7 +129,7 @@ class KVAdmissionObserver:
             v.ttft_ema, v.gap_ema, v.last_iter_s, v.recompute_ema)
         st.out_hist[0] = v.out_hist
         kern.write_obs(st, wl, self.eng, 0, self.K, self.obs, self.mask, self.admit_levels,
-                       len(kva.BUDGET_LEVELS))
+                       len(kva.BUDGET_LEVELS), self.unit)
         return self.obs, self.mask
 
 
@@ -251,7 +259,9 @@ def run(onnx: Path, requests: int = 400, rate: float = 8.0, capacity_blocks: int
     eng = EngineSpec(capacity_blocks=capacity_blocks).build()
     engine = ToyEngine(eng, [Request(float(a), int(p), int(o), int(b)) for a, p, o, b in zip(
         arrival, trace.prompt_tokens[:n], trace.output_tokens[:n], bucket)])
-    observer = KVAdmissionObserver(eng)
+    # The capacity the environment measures for this engine on the default trace's training part.
+    observer = KVAdmissionObserver(eng, kva.build_scenario(kva.KVAdmissionConfig(capacity_blocks=capacity_blocks))
+                                   .capacity_rps)
     # WIRE 3: the learned policy, guarded by a budget and the engine's own heuristic.
     policy = GuardedPolicy(OnnxPolicy(onnx, env_id=kva.ENV_ID),
                            make_policy("vllm_fcfs", None, kva.ENV_ID), budget_us)

@@ -87,7 +87,7 @@ def _peak(lens, rems, n, extra_len, extra_cnt, extra_rem):
 
 
 @nb.njit(cache=True)
-def kv_write_obs(st, wl, eng, e, K, obs, mask, admit_levels, n_budgets, r=0):
+def kv_write_obs(st, wl, eng, e, K, obs, mask, admit_levels, n_budgets, unit, r=0):
     """Observation and mask of replica ``r`` of env ``e`` (KVAdmission-v0 has one replica; the
     multi-agent cluster's admission controllers use this same layout for each of theirs)."""
     w = st.window[e]
@@ -151,9 +151,9 @@ def kv_write_obs(st, wl, eng, e, K, obs, mask, admit_levels, n_budgets, r=0):
 
     o = obs[e]
     o[0] = st.free_blocks[e, r] / cap
-    o[1] = np.log2(1.0 + n_q) / 10.0
-    o[2] = n_run / eng.max_seqs
-    o[3] = decoding / eng.max_seqs
+    o[1] = np.log2(1.0 + n_q / unit) / 4.0
+    o[2] = n_run / unit
+    o[3] = decoding / unit
     o[4] = backlog / cap_tok
     o[5] = reserve / cap
     o[6] = peak0 / cap_tok

@@ -27,7 +27,8 @@ def _kv_reference_obs(vec: kva.KVAdmissionVecEnv) -> tuple[np.ndarray, np.ndarra
     obs = np.full_like(vec._obs, np.nan)
     mask = np.zeros_like(vec._mask)
     for e in range(vec.num_envs):
-        ref.kv_write_obs(vec.state, sc.workload, sc.engine, e, vec.K, obs, mask, vec._admit, len(kva.BUDGET_LEVELS))
+        ref.kv_write_obs(vec.state, sc.workload, sc.engine, e, vec.K, obs, mask, vec._admit, len(kva.BUDGET_LEVELS),
+                         vec._scratch.unit[e])
     return obs, mask
 
 
@@ -90,7 +91,8 @@ def test_kv_admission_stateless_write_obs_matches_reference():
     obs = np.zeros_like(vec._obs)
     mask = np.zeros_like(vec._mask)
     for e in range(4):
-        KK.write_obs(vec.state, sc.workload, sc.engine, e, vec.K, obs, mask, vec._admit, len(kva.BUDGET_LEVELS))
+        KK.write_obs(vec.state, sc.workload, sc.engine, e, vec.K, obs, mask, vec._admit, len(kva.BUDGET_LEVELS),
+                     vec._scratch.unit[e])
     ref_obs, ref_mask = _kv_reference_obs(vec)
     assert obs.tobytes() == ref_obs.tobytes() == vec._obs.tobytes()
     assert np.array_equal(mask, ref_mask)

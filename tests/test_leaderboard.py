@@ -126,7 +126,7 @@ def test_a_scenarios_intervals_do_not_depend_on_the_rest_of_the_run():
 
 
 def test_a_scenario_that_quick_or_track_leaves_out_is_named_as_such(tmp_path, capsys):
-    transfer = "kv_admission/transfer/azure_llm_2023_code/llama3.1-8b-h100/mlperf_server/load0.3/v1"
+    transfer = "kv_admission/transfer/azure_llm_2023_code/llama3.1-8b-h100/mlperf_server/load0.3/v2"
     for flags, why in ((["--quick"], "--quick leaves out every scenario it matches"),
                        (["--track", "main"], "--track main leaves out every scenario it matches"),
                        ([], "python -m agents.leaderboard --help lists the ids")):
@@ -139,7 +139,7 @@ def test_a_scenario_that_quick_or_track_leaves_out_is_named_as_such(tmp_path, ca
 
 def test_scenarios_given_twice_keeps_both(tmp_path, capsys):
     # the last --scenarios replaced the earlier ones: 'kv_admission/nope' was dropped and the run went on
-    ok = "kv_admission/bursty/llama3.1-8b-h100/mlperf_server/load1.1/v2"
+    ok = "kv_admission/bursty/llama3.1-8b-h100/mlperf_server/load1.1/v3"
     with pytest.raises(SystemExit) as err:
         lb.main(["--envs", "kv_admission", "--scenarios", "kv_admission/nope", "--scenarios", ok,
                  "--out", str(tmp_path / "o")])

@@ -336,7 +336,8 @@ def test_observer_matches_env_write_obs():
     hook = _hook()
     vec = envs.make_vec(KV, 1, seed=4, load=2.0)
     vec.reset()
-    obs_fn = hook.KVAdmissionObserver(vec.scenario.engine, vec.K, slots=vec.config.queue_slots)
+    obs_fn = hook.KVAdmissionObserver(vec.scenario.engine, vec.scenario.capacity_rps, vec.K,
+                                    slots=vec.config.queue_slots)
     rng = np.random.default_rng(0)
     checked = 0
     for step in range(1500):

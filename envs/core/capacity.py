@@ -20,6 +20,15 @@ from envs.core.replica import ORDER_FCFS, enqueue, reset_env_state, reset_replic
 VLLM_BUDGET = 8192  # vLLM max_num_batched_tokens for online serving on >= 70 GiB GPUs
 
 
+@nb.njit(cache=True, inline="always")
+def count_unit(cap_rps, slo_ttft_s):
+    """Requests one replica serves in one TTFT SLO: ``cap_rps`` (requests/s of one saturated
+    replica, :func:`measure_capacity_rps`) x ``slo_ttft_s`` (s). The observations' unit of request
+    counts (Routing-v0, KVAdmission-v0), so that a count means the same load on any GPU, model or
+    trace (issue 21: quantities relative to capacity and the SLO)."""
+    return cap_rps * slo_ttft_s
+
+
 @nb.njit(cache=True)
 def _saturated_finish_times(st, wl, eng, budget):
     E = st.window.shape[0]

@@ -37,7 +37,7 @@ import traces
 from envs.kv_admission import kernels as K
 from envs.core import lazy
 from envs.core import state as S
-from envs.core.capacity import measure_capacity_rps
+from envs.core.capacity import count_unit, measure_capacity_rps
 from envs.core.engine import EngineSpec
 from envs.core.mixture import (
     Part,
@@ -289,13 +289,15 @@ class KVAdmissionVecEnv(NativeVecEnv):
                 scales[j] = 1.0 / self.config.rate_scale
             else:
                 scales[j] = sc.natural_rate[windows[j]] / (load * sc.capacity_rps)
+        units = np.full(len(envs), count_unit(sc.capacity_rps, sc.engine.slo_ttft))
         K.reset_all(self._state, sc.workload, sc.engine, envs.astype(np.int64), windows, scales,
                     sc.hist_prior, self.K, self._obs, self._mask, self._admit, len(BUDGET_LEVELS),
-                    self._scratch, self._lazy)
+                    self._scratch, self._lazy, units)
 
     def _reset_mixture(self, envs: np.ndarray, loads: tuple[float, ...], W: int) -> None:
         """Reset of a workload mixture: part, window and load per env; each part's envs reset
-        with the part's Past-Future prior and loads relative to the part's capacity."""
+        with the part's Past-Future prior, and loads and the observation's count unit relative to
+        the part's capacity."""
         sc = self.scenario
         windows = np.empty(len(envs), np.int32)
         scales = np.empty(len(envs), np.float64)
@@ -310,9 +312,10 @@ class KVAdmissionVecEnv(NativeVecEnv):
                 scales[j] = sc.natural_rate[windows[j]] / (load * sc.part_capacity_rps[part[j]])
         for p in np.unique(part):
             sel = part == p
+            units = np.full(int(sel.sum()), count_unit(sc.part_capacity_rps[p], sc.engine.slo_ttft))
             K.reset_all(self._state, sc.workload, sc.engine, envs[sel].astype(np.int64), windows[sel], scales[sel],
                         sc.part_hist_prior[p], self.K, self._obs, self._mask, self._admit, len(BUDGET_LEVELS),
-                        self._scratch, self._lazy)
+                        self._scratch, self._lazy, units)
 
     def advance(self) -> None:
         """One kernel call: every env applies its action in ``_actions`` and runs an iteration."""

@@ -37,11 +37,15 @@ from envs.core.state import (
 )
 
 # Observation layout: GLOBAL_FEATURES, then CANDIDATE_FEATURES for each of the K queue heads.
+# "unit" = envs.core.capacity.count_unit: the requests one replica serves in one TTFT SLO (its measured
+# capacity on the episode's workload part x the TTFT SLO), so that request counts mean the same load on any
+# GPU, model and trace (issue 21; before, counts were divided by max_seqs, 1024 on every engine, and an
+# agent trained on one engine saw batches on a slower one smaller than any in training).
 GLOBAL_FEATURES = (
     "kv_free",  # free KV blocks / capacity
-    "queue_len",  # log2(1 + queued) / 10
-    "running",  # running requests / max_seqs
-    "decoding",  # running requests past their prefill / max_seqs
+    "queue_len",  # log2(1 + queued / unit) / 4
+    "running",  # running requests / unit
+    "decoding",  # running requests past their prefill / unit
     "prefill_backlog",  # prefill tokens still to compute for running requests / KV capacity (tokens)
     "reserve_max",  # blocks running requests would hold at max_tokens / capacity (reservation)
     "pf_peak",  # Past-Future predicted peak KV of running requests / capacity
@@ -98,6 +102,7 @@ class ObsScratch(NamedTuple):
     pos_l: np.ndarray  # int64 [rows, M], by position in order: prompt + pos_g
     pos_b: np.ndarray  # int64 [rows, M], by position in order: target - (kv_tokens - it)
     pos_ok: np.ndarray  # int8 [rows], 1: the last call saw every running request lazy, pos_* hold them
+    unit: np.ndarray  # float64 [rows], the observation's unit of request counts (count_unit), set at reset
 
 
 def obs_scratch(rows: int, max_running: int, slots: int, K: int) -> ObsScratch:
@@ -114,7 +119,7 @@ def obs_scratch(rows: int, max_running: int, slots: int, K: int) -> ObsScratch:
         heads=np.zeros((rows, K), np.int64), head_seq=np.zeros((rows, K), np.int64),
         peak=np.zeros((rows, K + 1)), extra_len=np.zeros((rows, K)),
         pos_g=np.zeros((rows, M), np.int64), pos_l=np.zeros((rows, M), np.int64),
-        pos_b=np.zeros((rows, M), np.int64), pos_ok=np.zeros(rows, np.int8),
+        pos_b=np.zeros((rows, M), np.int64), pos_ok=np.zeros(rows, np.int8), unit=np.ones(rows),
     )
 
 
@@ -497,9 +502,10 @@ def fill_obs(st, wl, eng, e, K, obs, mask, admit_levels, sc, row, r=0, lz=None, 
 
     o = obs[e]
     o[0] = st.free_blocks[e, r] / cap
-    o[1] = np.log2(1.0 + n_q) / 10.0
-    o[2] = n_run / eng.max_seqs
-    o[3] = decoding / eng.max_seqs
+    unit = sc.unit[row]
+    o[1] = np.log2(1.0 + n_q / unit) / 4.0
+    o[2] = n_run / unit
+    o[3] = decoding / unit
     o[4] = float(backlog) / cap_tok
     o[5] = float(reserve) / cap
     o[6] = peak[0] / cap_tok
@@ -566,12 +572,15 @@ fill_obs_inline = nb.njit(inline="always")(fill_obs.py_func)
 
 
 @nb.njit(cache=True)
-def write_obs(st, wl, eng, e, K, obs, mask, admit_levels, n_budgets, r=0):
+def write_obs(st, wl, eng, e, K, obs, mask, admit_levels, n_budgets, unit, r=0):
     """Observation and mask of replica ``r`` of env ``e`` (KVAdmission-v0 has one replica; the
     multi-agent cluster's admission controllers and ``examples/engine_hook.py`` use this same
     layout for each of theirs): :func:`fill_obs` with fresh working memory (one call's worth of
-    allocation; a batch that builds observations every step keeps an :class:`ObsScratch`)."""
+    allocation; a batch that builds observations every step keeps an :class:`ObsScratch`).
+    ``unit``: the observation's unit of request counts (``envs.core.capacity.count_unit`` of the
+    replica's capacity in requests/s and the TTFT SLO), > 0."""
     sc = _fresh_scratch(st.status.shape[2], eng.max_seqs, K)
+    sc.unit[0] = unit
     fill_obs(st, wl, eng, e, K, obs, mask, admit_levels, sc, 0, r)
 
 
@@ -583,7 +592,7 @@ def _fresh_scratch(slots, max_running, K):
         np.zeros((1, M)), np.zeros((1, M)), np.zeros((1, 3, N_HIST_BINS + 1)),
         np.zeros((1, K), np.int64), np.zeros((1, K), np.int64), np.zeros((1, K + 1)), np.zeros((1, K)),
         np.zeros((1, M), np.int64), np.zeros((1, M), np.int64), np.zeros((1, M), np.int64),
-        np.zeros(1, np.int8),
+        np.zeros(1, np.int8), np.ones(1),
     )
 
 
@@ -703,9 +712,10 @@ def step_repeat(
 
 @nb.njit(cache=True)
 def reset_all(st, wl, eng, envs, windows, time_scales, hist_prior, K, obs, mask, admit_levels,
-              n_budgets, sc, lz):
+              n_budgets, sc, lz, units):
     for j in range(envs.shape[0]):
         e = envs[j]
+        sc.unit[e] = units[j]
         materialize(st, eng, lz, e)  # the ended episode's slots as the per-request iteration leaves them
         reset_lazy(lz, e)
         reset_env_state(st, e, windows[j], time_scales[j])

@@ -15,6 +15,7 @@ import numpy as np
 
 from envs.kv_admission import kernels as KVK
 from envs.routing import kernels as RK
+from envs.core.capacity import count_unit
 from envs.core.replica import mark_late_queued, reset_env_state, reset_replica
 from envs.core.state import C_SLO_MET, C_SLO_MISSED
 from envs.kv_admission.env import N_ORDERS
@@ -166,7 +167,8 @@ def write_all(st, wl, eng, e, J, r_obs, r_mask, up, ttft_ema, rsnap, rsnap_t, rs
         RK.write_obs(st, wl, eng, e, st.next_arrival[e] + j, r_obs[j], r_mask[j], up, ttft_ema,
                      rsnap[j], rsnap_t[j], rsent[j], stale_s, hash_blocks, spt, cap_rps)
     for r in range(life.shape[1]):
-        KVK.write_obs(st, wl, eng, e, K, a_obs[r], a_mask[r], admit_levels, n_budgets, r)
+        KVK.write_obs(st, wl, eng, e, K, a_obs[r], a_mask[r], admit_levels, n_budgets, count_unit(cap_rps, eng.slo_ttft),
+                      r)
     write_autoscaler(st, eng, e, s_obs, s_mask, life, ttft_ema, control, last_rate, last_missed,
                      cap_rps, max_step, min_replicas)
 

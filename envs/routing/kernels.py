@@ -18,6 +18,7 @@ import numba as nb
 import numpy as np
 
 from envs.core import prefix
+from envs.core.capacity import count_unit
 from envs.core.replica import (
     ORDER_FCFS,
     enqueue,
@@ -59,12 +60,6 @@ HASH_BITS = 24
 LOAD_ARRIVALS = 16  # arrivals the "load" feature's rate spans
 MIN_RATE_SPAN_S = 1e-3  # the rate's time span is at least this (a burst of simultaneous arrivals)
 
-
-@nb.njit(cache=True, inline="always")
-def count_unit(cap_rps, slo_ttft_s):
-    """Requests one replica serves in one TTFT SLO: ``cap_rps`` (requests/s of one saturated
-    replica without prefix reuse) x ``slo_ttft_s`` (s); the observation's unit of request counts."""
-    return cap_rps * slo_ttft_s
 
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX2 = np.uint64(0x94D049BB133111EB)
