@@ -132,3 +132,51 @@ def test_run_fixed_is_stepping_one_at_a_time():
     assert ended > 0, "no episode ended inside run_fixed"
     with pytest.raises(ValueError, match="max_steps"):
         fast.run_fixed(VLLM_ACTION, 0)
+
+
+def _counts_check(vec, rng, steps: int, units: np.ndarray) -> int:
+    """Steps random legal actions; after each, every env's request-count features equal its state's counts in
+    ``units[e]`` (float32). Returns how many checked observations had requests queued and running."""
+    from envs.kv_admission import kernels as K
+
+    names = list(K.GLOBAL_FEATURES)
+    i_q, i_run = names.index("queue_len"), names.index("running")
+    busy = 0
+    for _ in range(steps):
+        m = vec.action_masks()
+        obs, _, done, _ = vec.step(np.array([rng.choice(np.flatnonzero(row)) for row in m]))
+        st = vec.state
+        for e in np.flatnonzero(~done):
+            n_q, n_run = int(st.n_queued[e, 0]), int(st.n_running[e, 0])
+            assert obs[e, i_run] == np.float32(n_run / units[e])
+            assert obs[e, i_q] == np.float32(np.log2(1.0 + n_q / units[e]) / 4.0)
+            busy += n_q > 0 and n_run > 0
+    return busy
+
+
+def test_observation_counts_requests_in_capacity_units():
+    """Request counts are in units of what the replica serves in one TTFT SLO (issue 21: a policy reads the same
+    load on any engine): count_unit(capacity measured on the episode's part, TTFT SLO), per part in a mixture."""
+    from envs.core.capacity import count_unit
+
+    rng = np.random.default_rng(0)
+    vec = kva.KVAdmissionVecEnv(3, seed=2, load=1.5, **SMALL)
+    vec.reset()
+    sc = vec.scenario
+    unit = count_unit(sc.capacity_rps, sc.engine.slo_ttft)
+    assert unit == sc.capacity_rps * sc.engine.slo_ttft > 0
+    assert (vec._scratch.unit == unit).all()
+    assert _counts_check(vec, rng, 200, vec._scratch.unit) > 50
+
+    mix = kva.KVAdmissionVecEnv(4, seed=3, workloads=("azure_conv", "burstgpt_like-v1"), window_requests=64, load=1.5)
+    mix.reset()
+    sc = mix.scenario
+    assert sc.part_capacity_rps[0] != sc.part_capacity_rps[1]
+    for _ in range(3):
+        units = mix._scratch.unit.copy()
+        for e in range(4):
+            part = sc.part_of(int(mix.state.window[e]))
+            assert units[e] == count_unit(sc.part_capacity_rps[part], sc.engine.slo_ttft)
+        _counts_check(mix, rng, 150, units)
+        mix.reset()
+

@@ -21,6 +21,7 @@ from agents.onnx_policy import OnnxPolicy
 from agents.policy import ZOO, _load_registries, make_policy
 from agents.policy_base import PolicyMismatch
 from agents.zoo import RECIPES
+from envs.core.engine import EngineSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 KV = "servegym/KVAdmission-v0"
@@ -386,3 +387,10 @@ def test_the_multi_agent_zoo_team_names_its_router_seat_to_export():
     multi = "servegym/MultiCluster-v0"
     with pytest.raises(ValueError, match="export it with --env servegym/Routing-v0 --policy .*multi_router_dagger.zip"):
         X.resolve_source(multi, "zoo")
+
+
+@pytest.mark.parametrize("capacity", [0.0, -1.0, float("nan"), float("inf")])
+def test_observer_rejects_a_bad_capacity(capacity):
+    hook = _hook()
+    with pytest.raises(ValueError, match="capacity_rps must be a positive number of requests/s"):
+        hook.KVAdmissionObserver(EngineSpec().build(), capacity)

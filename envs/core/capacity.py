@@ -24,8 +24,8 @@ VLLM_BUDGET = 8192  # vLLM max_num_batched_tokens for online serving on >= 70 Gi
 def count_unit(cap_rps, slo_ttft_s):
     """Requests one replica serves in one TTFT SLO: ``cap_rps`` (requests/s of one saturated
     replica, :func:`measure_capacity_rps`) x ``slo_ttft_s`` (s). The observations' unit of request
-    counts (Routing-v0, KVAdmission-v0), so that a count means the same load on any GPU, model or
-    trace (issue 21: quantities relative to capacity and the SLO)."""
+    counts (Routing-v0, KVAdmission-v0): counts relative to the engine's capacity and the SLO
+    (issue 21), not to a constant."""
     return cap_rps * slo_ttft_s
 
 

@@ -38,9 +38,8 @@ from envs.core.state import (
 
 # Observation layout: GLOBAL_FEATURES, then CANDIDATE_FEATURES for each of the K queue heads.
 # "unit" = envs.core.capacity.count_unit: the requests one replica serves in one TTFT SLO (its measured
-# capacity on the episode's workload part x the TTFT SLO), so that request counts mean the same load on any
-# GPU, model and trace (issue 21; before, counts were divided by max_seqs, 1024 on every engine, and an
-# agent trained on one engine saw batches on a slower one smaller than any in training).
+# capacity on the episode's workload part x the TTFT SLO), as Routing-v0 counts requests: counts relative to
+# the engine's capacity and the SLO (issue 21), not to max_seqs (1024 on every engine here, before).
 GLOBAL_FEATURES = (
     "kv_free",  # free KV blocks / capacity
     "queue_len",  # log2(1 + queued / unit) / 4
