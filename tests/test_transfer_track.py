@@ -16,7 +16,8 @@ import traces
 from agents import scenarios as scn
 from traces.builtin import resolve_builtin
 
-TRANSFER_ENVS = ("servegym/KVAdmission-v0", "servegym/Routing-v0", "servegym/PrefixEviction-v0")
+TRANSFER_ENVS = ("servegym/KVAdmission-v0", "servegym/Routing-v0", "servegym/PrefixEviction-v0",
+                 "servegym/Disaggregation-v0")
 EP = "servegym/ExpertPlacement-v0"
 
 
@@ -150,7 +151,8 @@ def test_only_zoo_agents_trained_on_a_distribution_play_the_transfer_track():
     assert zoo_on_distribution("servegym/Routing-v0") == RECIPES["servegym/Routing-v0"].on_distribution
     # Autoscale's agent trains on bursty generator days; ServeGen's real days are held out of it (transfer=True)
     assert zoo_on_distribution("servegym/Autoscale-v0") and not zoo_on_distribution("no/such-v0")
-    assert not zoo_on_distribution("servegym/Disaggregation-v0")
+    # Disaggregation's agent trains on the Azure conversation + code phases; agentic and Mooncake are held out
+    assert zoo_on_distribution("servegym/Disaggregation-v0")
 
 
 def test_zoo_commands_resolve_mixture_files_against_the_repository_root():

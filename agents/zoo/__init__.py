@@ -238,9 +238,14 @@ RECIPES: dict[str, Recipe] = {
     "servegym/MultiCluster-v0": Recipe("multi_router_dagger.zip", (
         "--workloads", *ROUTING_WORKLOADS, "--steps", "16384", "--clusters", "4", "--admission", "sarathi",
         "--seed", "0"), "+".join(ROUTING_WORKLOADS), trainer="agents.train_multi"),
+    # Scored on the transfer track too (transfer=True): it trains on the main-track scenarios' training windows only
+    # (family_specs keeps --scenarios to the main track), phases of the Azure conversation and code generators
+    # (agents.scenarios.TRAINING_WORKLOADS), and the transfer families (agentic, Mooncake conversation;
+    # TRANSFER_SCENARIOS_DG) are outside them, as ExpertPlacement's one regime against its held-out families.
     "servegym/Disaggregation-v0": Recipe("disaggregation_dagger.zip", (
         "--scenarios", "disaggregation/*", "--imitate", "9216", "--timesteps", "0", "--n-envs", "8",
-        "--imitate-kwargs", "epochs=20", "batch_size=256", "--seed", "0"), "azure_conv-v1+azure_code-v1"),
+        "--imitate-kwargs", "epochs=20", "batch_size=256", "--seed", "0"), "azure_conv-v1+azure_code-v1",
+        transfer=True),
 }
 
 
