@@ -193,7 +193,8 @@ def test_readme_seed_tables_are_the_commands_output(monkeypatch):
         "agents/zoo/results/prefix_eviction_lru_rollin_seeds.json", "agents/zoo/results/multi_team_seeds.json",
         "agents/zoo/results/expert_placement_dagger_seeds.json",
         "agents/zoo/results/kv_admission_dagger_azure_code_seeds.json",
-        "agents/zoo/results/kv_admission_dagger98k_seeds.json"}
+        "agents/zoo/results/kv_admission_dagger98k_seeds.json", "agents/zoo/results/kv_admission_relcount_hw_seeds.json",
+        "agents/zoo/results/kv_admission_dagger_hw_oldobs.json"}
     monkeypatch.chdir(ROOT)
     for cmd, after in commands:
         md, _ = ls.table_for(shlex.split(cmd)[3:])
