@@ -41,6 +41,13 @@ class Recipe:
         return self.transfer or any(a.startswith("workloads=") or a == "--workloads" for a in self.train_args)
 
 
+# Issue 21's KVAdmission-v0 agent since the observation counts requests relative to capacity (count_unit): the
+# recipe below on two engines of envs.kv_admission.hardware's nvidia-v1 (--hardware nvidia-v1:2:0: Llama-3.1-8B on
+# one H100, full KV pool; Llama-3.1-70B TP 4 on H100s, a quarter of its pool). The committed file is seed 0 of 3,
+# trained in one device call on the 16-core GPU host at 93dfc45 (2026-12-02, `OUT=DIR W=DIR NCPU=16 bash
+# agents/zoo/train_kv_admission.sh full all`: numba warm-up 92 s, teacher 235 s, DAgger 85 s for the 3 seeds at
+# once; the leaderboard, which needs Ray, on the 2-core box: agents/zoo/results/kv_admission_relcount_hw_seeds.json).
+# What follows is the history of the recipe on one engine with the earlier observation (scenario ids v2 / v1).
 # Issue 21's KVAdmission-v0 transfer agent, the zoo's KVAdmission agent (it replaced kv_admission_ppo.zip, MaskablePPO
 # on the default trace alone, which it beats on 6 of the 7 main-track scenarios). The committed file is seed 0 of
 # the 98,304-decision recipe below, trained on the GPU host (2026-12-02 at e397b4e, `OUT=DIR W=DIR STEPS=98304
