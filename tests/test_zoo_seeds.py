@@ -38,6 +38,11 @@ def _replace(args, option, value):
     return args
 
 
+def _drop(args, option):
+    i = list(args).index(option)
+    return list(args[:i]) + list(args[i + 2:])
+
+
 def _expected(name: str, mode: str, ncpu: int) -> dict:
     """What agents/zoo/train_NAME.sh MODE ran (at main c6bfa59), with OUT=/o W=/w NCPU=ncpu."""
     env_id = SEED_RUNS[name].env_id
@@ -108,11 +113,16 @@ def _expected(name: str, mode: str, ncpu: int) -> dict:
             train = _replace(train, "--imitate", "30000")
         ek = train[3:train.index("--imitate")]
         ti = ["--slo-tiers", *tiers] if tiers else []
+        hw = ["--hardware", *train[train.index("--hardware") + 1:train.index("--hardware") + 2]]
+        assert hw == ["--hardware", "nvidia-v1:2:0"]  # the recipe's hardware distribution
+        if tiers:  # one engine per SLO tier: the tiers run leaves the hardware distribution out
+            train = _drop(train, "--hardware")
+            hw = []
         if tiers:  # 6 envs per tier in place of the recipe's 16
             train = _replace(train, "--n-envs", "18")
         ne = []
         split = {"full": "32", "small": "4", "tiers": "16"}[mode]
-        teacher = [PY, "-m", "agents.kv_admission_teacher", "--env-kwargs", *ek, *ti, "--candidates", "transfer",
+        teacher = [PY, "-m", "agents.kv_admission_teacher", "--env-kwargs", *ek, *ti, *hw, "--candidates", "transfer",
                    "--split", split, "--procs", str(ncpu), "--out", "/w/teacher.pkl"]
         per_seed = [[PY, "-m", "agents.train", *train, *ne, *ti, "--teacher-data", "/w/teacher.pkl", "--no-eval",
                      "--no-progress", "--seed", str(k), "--out", f"/w/s{k}"] for k in range(3)]
