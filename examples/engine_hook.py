@@ -7,7 +7,9 @@ An engine author wires four things; each is marked ``WIRE`` below:
 
 1. ``EngineView``: per iteration, the arrays the scheduler already keeps (waiting queue in
    priority order, running batch, free KV blocks, a few running averages).
-2. ``KVAdmissionObserver.build(view)``: turns them into the policy's observation and action mask
+2. ``KVAdmissionObserver(engine, capacity_rps=...)``, then ``.build(view)``: the replica's measured
+   capacity (requests/s) sets the observation's unit of request counts; ``build`` turns the view
+   into the policy's observation and action mask
    by calling the environment's own kernel (``envs.kv_admission.kernels.write_obs``) on a
    one-env state filled from the view, so the features are computed by the very code the policy
    was trained on, not by a copy.
@@ -75,15 +77,19 @@ class EngineView:
 class KVAdmissionObserver:
     """Observation and mask for an ``EngineView`` (WIRE 2), through the environment's kernel."""
 
-    def __init__(self, engine: Engine, capacity_rps: float, candidates: int = 8, slots: int = 4096):
+    def __init__(self, engine: Engine, candidates: int = 8, slots: int = 4096, *, capacity_rps: float):
         # WIRE 2: capacity_rps, the replica's sustained completions per second on its traffic (a saturation
         # benchmark, or envs.core.capacity.measure_capacity_rps as the environment measures it): the
         # observation counts requests in units of what the replica serves in one TTFT SLO.
-        if not np.isfinite(capacity_rps) or capacity_rps <= 0:
+        real = isinstance(capacity_rps, (int, float, np.integer, np.floating)) and not isinstance(capacity_rps, bool)
+        cap = float(capacity_rps) if real else float("nan")
+        if not np.isfinite(cap) or cap <= 0:
             raise ValueError(f"KVAdmissionObserver: capacity_rps must be a positive number of requests/s, "
-                             f"got {capacity_rps}")
+                             f"got {capacity_rps!r}")
+        if not np.isfinite(engine.slo_ttft):
+            raise ValueError(f"KVAdmissionObserver: the engine's TTFT SLO must be finite, got {engine.slo_ttft}")
         self.eng, self.K, self.slots = engine, candidates, slots
-        self.unit = count_unit(float(capacity_rps), engine.slo_ttft)
+        self.unit = count_unit(cap, engine.slo_ttft)
         self.st = S.allocate(1, 1, slots, slots)
         self.wl = S.Workload(
             arrival_s=np.full((1, slots), np.inf), prompt=np.zeros((1, slots), np.int32),
@@ -260,8 +266,8 @@ def run(onnx: Path, requests: int = 400, rate: float = 8.0, capacity_blocks: int
     engine = ToyEngine(eng, [Request(float(a), int(p), int(o), int(b)) for a, p, o, b in zip(
         arrival, trace.prompt_tokens[:n], trace.output_tokens[:n], bucket)])
     # The capacity the environment measures for this engine on the default trace's training part.
-    observer = KVAdmissionObserver(eng, kva.build_scenario(kva.KVAdmissionConfig(capacity_blocks=capacity_blocks))
-                                   .capacity_rps)
+    observer = KVAdmissionObserver(eng, capacity_rps=kva.build_scenario(
+        kva.KVAdmissionConfig(capacity_blocks=capacity_blocks)).capacity_rps)
     # WIRE 3: the learned policy, guarded by a budget and the engine's own heuristic.
     policy = GuardedPolicy(OnnxPolicy(onnx, env_id=kva.ENV_ID),
                            make_policy("vllm_fcfs", None, kva.ENV_ID), budget_us)

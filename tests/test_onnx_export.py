@@ -337,8 +337,8 @@ def test_observer_matches_env_write_obs():
     hook = _hook()
     vec = envs.make_vec(KV, 1, seed=4, load=2.0)
     vec.reset()
-    obs_fn = hook.KVAdmissionObserver(vec.scenario.engine, vec.scenario.capacity_rps, vec.K,
-                                    slots=vec.config.queue_slots)
+    obs_fn = hook.KVAdmissionObserver(vec.scenario.engine, vec.K, slots=vec.config.queue_slots,
+                                    capacity_rps=vec.scenario.capacity_rps)
     rng = np.random.default_rng(0)
     checked = 0
     for step in range(1500):
@@ -389,8 +389,8 @@ def test_the_multi_agent_zoo_team_names_its_router_seat_to_export():
         X.resolve_source(multi, "zoo")
 
 
-@pytest.mark.parametrize("capacity", [0.0, -1.0, float("nan"), float("inf")])
+@pytest.mark.parametrize("capacity", [0.0, -1.0, float("nan"), float("inf"), None, "8", True, [1.0, 2.0]])
 def test_observer_rejects_a_bad_capacity(capacity):
     hook = _hook()
     with pytest.raises(ValueError, match="capacity_rps must be a positive number of requests/s"):
-        hook.KVAdmissionObserver(EngineSpec().build(), capacity)
+        hook.KVAdmissionObserver(EngineSpec().build(), capacity_rps=capacity)

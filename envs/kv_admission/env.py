@@ -119,6 +119,9 @@ class KVAdmissionConfig:
         return tuple(float(l) for l in loads)
 
     def engine_spec(self) -> EngineSpec:
+        if self.slo_ttft_s is not None and not np.isfinite(self.slo_ttft_s):
+            raise ValueError(f"KVAdmission: slo_ttft_s must be finite (the observation counts requests in units of "
+                             f"capacity x TTFT SLO), got {self.slo_ttft_s!r}")
         return EngineSpec.from_config(self)
 
 

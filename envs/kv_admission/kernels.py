@@ -101,7 +101,7 @@ class ObsScratch(NamedTuple):
     pos_l: np.ndarray  # int64 [rows, M], by position in order: prompt + pos_g
     pos_b: np.ndarray  # int64 [rows, M], by position in order: target - (kv_tokens - it)
     pos_ok: np.ndarray  # int8 [rows], 1: the last call saw every running request lazy, pos_* hold them
-    unit: np.ndarray  # float64 [rows], the observation's unit of request counts (count_unit), set at reset
+    unit: np.ndarray  # float64 [rows], the observation's unit of request counts (count_unit), set at reset (NaN before)
 
 
 def obs_scratch(rows: int, max_running: int, slots: int, K: int) -> ObsScratch:
@@ -118,7 +118,8 @@ def obs_scratch(rows: int, max_running: int, slots: int, K: int) -> ObsScratch:
         heads=np.zeros((rows, K), np.int64), head_seq=np.zeros((rows, K), np.int64),
         peak=np.zeros((rows, K + 1)), extra_len=np.zeros((rows, K)),
         pos_g=np.zeros((rows, M), np.int64), pos_l=np.zeros((rows, M), np.int64),
-        pos_b=np.zeros((rows, M), np.int64), pos_ok=np.zeros(rows, np.int8), unit=np.ones(rows),
+        pos_b=np.zeros((rows, M), np.int64), pos_ok=np.zeros(rows, np.int8),
+        unit=np.full(rows, np.nan),  # NaN until a reset sets it: a missing unit shows in the observation
     )
 
 
@@ -591,7 +592,7 @@ def _fresh_scratch(slots, max_running, K):
         np.zeros((1, M)), np.zeros((1, M)), np.zeros((1, 3, N_HIST_BINS + 1)),
         np.zeros((1, K), np.int64), np.zeros((1, K), np.int64), np.zeros((1, K + 1)), np.zeros((1, K)),
         np.zeros((1, M), np.int64), np.zeros((1, M), np.int64), np.zeros((1, M), np.int64),
-        np.zeros(1, np.int8), np.ones(1),
+        np.zeros(1, np.int8), np.full(1, np.nan),
     )
 
 
