@@ -484,8 +484,9 @@ TRANSFER_SCENARIOS += TRANSFER_SCENARIOS_EP
 # The zoo recipe (agents.zoo KV_ADMISSION_TRANSFER) trains on two engines drawn from envs.kv_admission.hardware's
 # nvidia-v1 distribution (train.py --hardware nvidia-v1:2:0): Llama-3.1-8B on one H100-SXM with the catalogue's KV
 # pool at mem_frac 0.9 (26,099 blocks of 16 tokens) and Llama-3.1-70B at TP 4 on H100-SXMs with a quarter of its
-# pool (6,688 blocks); every hardware distribution there leaves these engines out (a test keeps them out). Loads and the SLO stay relative: a load is a fraction of the capacity measured on that engine
-# (envs.core.capacity), the SLO is the model's MLPerf Server SLO (envs/data/slo.toml). Engines picked where the
+# pool (6,688 blocks); every hardware distribution there leaves these engines out (a test keeps them out). Loads
+# and the SLO stay relative: a load is a fraction of the capacity measured on that engine (envs.core.capacity),
+# the SLO is the model's MLPerf Server SLO (envs/data/slo.toml). Engines picked where the
 # model fits on one GPU at mem_frac 0.9 (hwmodels.kv_capacity_blocks > 0) and where the step-time model has been
 # checked against published vLLM results (hwmodels/data/published_results.toml has A100, H100 and H200 points of
 # Llama-3.1-8B, Llama-3.1-70B and Mixtral-8x7B; none of B200, L40S, MI300X or Qwen3):

@@ -181,7 +181,6 @@ def test_observation_counts_requests_in_capacity_units():
         mix.reset()
 
 
-
 def test_a_non_finite_ttft_slo_is_refused_in_one_line():
     """The observation counts requests in units of capacity x TTFT SLO: an infinite SLO would zero them."""
     with pytest.raises(ValueError, match=r"^KVAdmission: slo_ttft_s must be finite .* got inf$"):

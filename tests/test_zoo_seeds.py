@@ -14,7 +14,7 @@ import pytest
 
 from agents.zoo import KV_ADMISSION_WORKLOADS, MULTI_TEAM, PENDING, RECIPES
 from agents.zoo.args import REPO_ROOT, recipe_args
-from agents.zoo.seeds import SEED_RUNS, Command, PlanError, Settings, drop_option, plan, set_option
+from agents.zoo.seeds import SEED_RUNS, Command, PlanError, Settings, drop_option, option_values, plan, set_option
 from agents.zoo.seeds_driver import execute
 
 PY = "python3"
@@ -36,11 +36,6 @@ def _replace(args, option, value):
     args = list(args)
     args[args.index(option) + 1] = value
     return args
-
-
-def _drop(args, option):
-    i = list(args).index(option)
-    return list(args[:i]) + list(args[i + 2:])
 
 
 def _expected(name: str, mode: str, ncpu: int) -> dict:
@@ -113,13 +108,11 @@ def _expected(name: str, mode: str, ncpu: int) -> dict:
             train = _replace(train, "--imitate", "30000")
         ek = train[3:train.index("--imitate")]
         ti = ["--slo-tiers", *tiers] if tiers else []
-        hw = ["--hardware", *train[train.index("--hardware") + 1:train.index("--hardware") + 2]]
-        assert hw == ["--hardware", "nvidia-v1:2:0"]  # the recipe's hardware distribution
-        if tiers:  # one engine per SLO tier: the tiers run leaves the hardware distribution out
-            train = _drop(train, "--hardware")
+        assert option_values(train, "--hardware") == ["nvidia-v1:2:0"]  # the recipe's hardware distribution
+        hw = ["--hardware", "nvidia-v1:2:0"]
+        if tiers:  # one engine per SLO tier (the hardware distribution left out), 6 envs per tier in place of 16
+            train = _replace(drop_option(train, "--hardware"), "--n-envs", "18")
             hw = []
-        if tiers:  # 6 envs per tier in place of the recipe's 16
-            train = _replace(train, "--n-envs", "18")
         ne = []
         split = {"full": "32", "small": "4", "tiers": "16"}[mode]
         teacher = [PY, "-m", "agents.kv_admission_teacher", "--env-kwargs", *ek, *ti, *hw, "--candidates", "transfer",
