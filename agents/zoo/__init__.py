@@ -82,8 +82,7 @@ KV_ADMISSION_WORKLOADS = ("azure_conv-v1", "bursty-v1", "mooncake_conv-v1", "../
                           "../shared/traces/mooncake_conversation.jsonl")
 KV_ADMISSION_TRANSFER = Recipe("kv_admission_dagger.zip", (
     "--env-kwargs", "workloads=" + ",".join(KV_ADMISSION_WORKLOADS),
-    "--imitate", "98304", "--timesteps", "0", "--imitate-kwargs", "epochs=10", "batch_size=512", "--n-envs", "16",
-    "--hardware", "nvidia-v1:2:0", "--seed", "0"),
+    "--imitate", "98304", "--timesteps", "0", "--imitate-kwargs", "epochs=10", "batch_size=512", "--n-envs", "16", "--seed", "0"),
     "+".join(KV_ADMISSION_WORKLOADS))
 
 # Issue 21's ExpertPlacement-v0 agent: DAgger regression (agents/imitation.py, target='values') on the privileged
