@@ -16,7 +16,9 @@ The graph an engine runs (``agents.onnx_policy.OnnxPolicy`` with onnxruntime and
 
 Every algorithm applies the mask (an engine must never take an illegal action; for MaskablePPO
 this is exactly SB3's masked ``predict``). The model's metadata (``metadata_props``) records the
-environment id and version, the observation layout, what each action means, the training
+environment id and version, the observation layout and its version (``observation_layout``,
+``observation_version``: ``agents.obs_version``; absent for a checkpoint that records none), what each
+action means, the training
 command, the checkpoint's digest, the opset and the parity result. Export fails, writing
 nothing, unless on ``--parity-obs`` observations drawn from the environment ONNX and torch agree:
 scores within ``1e-4`` and the same action wherever torch's margin between its two best legal
@@ -355,7 +357,15 @@ def export(env_id: str, spec: str, out: Path, vecnormalize: Path | None = None,
     from agents.sb3_policy import algo_class
     from traces.errors import TraceError
 
+    from agents import obs_version
+
     src = resolve_source(env_id, spec)
+    # refused if trained on another observation version; its record goes into the ONNX metadata (none: the
+    # export records none either, and OnnxPolicy warns as loading the checkpoint did)
+    observation = obs_version.check_zip(src.checkpoint)
+    if observation is not None and observation["observation_layout"] != envs.observation_layout(env_id):
+        raise ValueError(f"{src.checkpoint}: trained on {observation['observation_layout']}'s observation, "
+                         f"not {env_id}'s")
     model = algo_class(src.algo).load(src.checkpoint, device="cpu")
     vn_path = vecnormalize or (src.checkpoint.parent / "vecnormalize.pkl")
     if vecnormalize is not None and not vn_path.is_file():
@@ -410,6 +420,7 @@ def export(env_id: str, spec: str, out: Path, vecnormalize: Path | None = None,
         "checkpoint": src.checkpoint.name,
         "checkpoint_sha256": _sha256(src.checkpoint),
         "vecnormalize_sha256": _sha256(vn_path) if vecnorm is not None else "",
+        **obs_version.onnx_metadata(observation),
     }
     out = Path(out)
     with tempfile.TemporaryDirectory() as tmp:

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 import envs
-from agents import team
+from agents import obs_version, team
 from agents.policy import ZOO, heuristic_names, make_policy
 from agents.rollout import run_episodes
 from agents.provenance import code_version
@@ -374,6 +374,10 @@ def main(argv: list[str] | None = None) -> int:
     for path in a.policy:
         if Path(path).suffix not in (".zip", ".onnx") or not Path(path).is_file():
             p.error(f"--policy {path}: expected an existing SB3 checkpoint (.zip) or ONNX file (.onnx)")
+        try:  # trained on another observation version: refused before any scenario runs
+            obs_version.check_file(path)
+        except ValueError as err:
+            p.error(f"--policy {err}")
     for spec in a.team:
         if "=" not in spec:
             p.error(f"--team {spec!r}: expected ROLE=POLICY[,ROLE=POLICY ...] (default teams play anyway)")

@@ -45,6 +45,10 @@ class OnnxPolicy:
                              "(a model written by agents.export)")
         self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
         self.env_id = self.metadata.get("env_id")
+        from agents import obs_version  # its observation version against this servegym's (agents.obs_version)
+
+        self.observation = obs_version.from_onnx_metadata(self.path, self.metadata)
+        obs_version.check(self.path, self.observation)
         if env_id is not None and self.env_id != env_id:
             from agents.policy_base import PolicyMismatch  # a ValueError the CLIs end in one line
 

@@ -92,8 +92,12 @@ class SB3Policy:
     row_independent = True  # each row's action from that row's observation and mask (policy_base.Policy)
 
     def __init__(self, path: str | Path, env: Any | None = None):
+        from agents.obs_version import check_zip
+
         self.path = Path(path)
         self.algo = detect_algo(self.path)
+        # its observation version against this servegym's (ObservationMismatch; a warning where none is recorded)
+        self.observation = check_zip(self.path)
         import torch
 
         # One thread: a small MLP runs ~40x slower when torch spreads it over busy cores, and a

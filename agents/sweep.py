@@ -148,7 +148,7 @@ def _heldout_callback(spec: SweepSpec, argv: list[str], trial_dir: Path) -> Any:
             if self.num_timesteps - self._last >= spec.eval_every:
                 self._last = self.num_timesteps
                 path = trial_dir / "heldout_eval.zip"
-                atomic_save(self.model, path)
+                atomic_save(self.model, path, spec.env)
                 value, _ = held_out(spec, argv, path)
                 tune.report({spec.metric: value, "timesteps": int(self.num_timesteps),
                              "final": False, "trial_status": "running"})

@@ -35,7 +35,7 @@ import torch as th
 from stable_baselines3.common.save_util import load_from_zip_file
 
 import envs
-from agents import cli
+from agents import cli, obs_version
 from agents.eval_ahead import EvalAhead, merge
 from agents.evaluate import evaluate, print_tables, repeated_sweep_values, report_json
 from agents.family_vec import (SLO_FIELDS, FamilyVecEnv, family_specs, hardware_specs, make_family_vec, slo_tier_specs,
@@ -413,6 +413,11 @@ def _learn(a: argparse.Namespace, argv: list[str] | None, callbacks: list | None
     ckpt = out / "checkpoint.zip"
     command = shlex.join(["python", "train.py", *(argv if argv is not None else sys.argv[1:])])  # pastes back into a shell
 
+    try:  # a checkpoint of another observation version would train on features it misreads
+        for path in ([ckpt] if a.resume else []) + ([a.init] if a.init is not None else []):
+            obs_version.check_zip(path)
+    except ValueError as err:
+        raise cli.UsageError(f"{'--resume' if a.resume else '--init'}: {err}") from None
     if a.resume:
         model = algo_class(algo).load(ckpt, env=vec, device=device, tensorboard_log=str(out / "tb"))
         print(f"resuming from {ckpt} at {model.num_timesteps} steps", flush=True)
@@ -442,7 +447,7 @@ def _learn_and_score(a: argparse.Namespace, callbacks: list | None, vec, algo: s
     ckpt = out / "checkpoint.zip"
     t0 = time.perf_counter()
     imitation = []
-    snapshots = SnapshotCallback(out, a.snapshots)
+    snapshots = SnapshotCallback(out, a.snapshots, a.env)
     with no_distribution_validation():
         if a.imitate and not a.resume:
             try:
@@ -453,7 +458,7 @@ def _learn_and_score(a: argparse.Namespace, callbacks: list | None, vec, algo: s
         if remaining > 0:
             model.learn(
                 total_timesteps=remaining,
-                callback=[ServeCallback(ckpt, a.save_every), *([snapshots] if a.snapshots else []),
+                callback=[ServeCallback(ckpt, a.save_every, a.env), *([snapshots] if a.snapshots else []),
                           # a resumed run keeps the critic alone until its total passes W too
                           *([CriticWarmup(a.critic_warmup)] if a.critic_warmup else []),
                           *(callbacks or [])],
@@ -463,9 +468,9 @@ def _learn_and_score(a: argparse.Namespace, callbacks: list | None, vec, algo: s
             )
     train_s = time.perf_counter() - t0
     final = out / "final.zip"
-    atomic_save(model, final)
+    atomic_save(model, final, a.env)
     atomic_write_text(out / "run.json", json.dumps({
-        "command": command, "code": code, "env": a.env, "algo": algo, "timesteps": int(model.num_timesteps),
+        "command": command, "code": code, "env": a.env, "observation": obs_version.record(a.env), "algo": algo, "timesteps": int(model.num_timesteps),
         "n_envs": a.n_envs, "vec_procs": a.vec_procs, "trace": a.trace, "env_kwargs": kwargs, "hyperparams": hyperparams,
         "seed": a.seed, "device": device,
         **({"scenarios": [{"name": sp.name, "trace": sp.trace, "env_kwargs": sp.env_kwargs} for sp in specs]}

@@ -97,6 +97,9 @@ def make_model(vec: Any, warm_start: str, seed: int) -> Any:
     path = ZOO[ROUTING_ID] if warm_start == "zoo" else Path(warm_start)
     if not Path(path).is_file():
         raise ValueError(f"--warm-start {warm_start}: no such checkpoint {path}")
+    from agents.obs_version import check_zip
+
+    check_zip(path)  # a router trained on another observation version: ObservationMismatch (a ValueError)
     # The per-replica scorer reads any replica count: its spaces follow the cluster's (an MLP of another
     # width fails to load its weights, reported as the file not fitting).
     try:
@@ -161,9 +164,13 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         p.error(f"--steps {a.steps}: {err}")
     a.out.mkdir(parents=True, exist_ok=True)
-    model.save(a.out / "final.zip")
+    from agents.obs_version import record
+    from agents.training import atomic_save
+
+    atomic_save(model, a.out / "final.zip", ENV_ID, "router")  # with the router seat's observation version
     run = {"command": shlex.join(["python", "-m", "agents.train_multi", *(argv if argv is not None else sys.argv[1:])]),
-           "code": code, "env": ENV_ID, "role": "router", "workloads": workloads,
+           "code": code, "env": ENV_ID, "role": "router",
+           "observation": record(ENV_ID, "router"), "workloads": workloads,
            "loads": list(a.loads), "seed": a.seed, "steps": a.steps, "clusters_per_workload": a.clusters,
            "warm_start": a.warm_start, "admission": a.admission, "autoscaler": "hpa",
            "rounds": a.rounds, "epochs": a.epochs, "batch_size": a.batch_size, "learning_rate": a.learning_rate,

@@ -264,11 +264,17 @@ def _discrete_box(vec: Any) -> bool:
 COUNT_HYPERPARAMS = frozenset({"n_steps", "batch_size", "n_epochs", "buffer_size", "target_update_interval"})
 
 
-def atomic_save(model: Any, path: Path) -> None:
-    """Write a checkpoint so that a crash never leaves a half-written file at ``path``."""
+def atomic_save(model: Any, path: Path, env_id: str | None = None, role: str | None = None) -> None:
+    """Write a checkpoint so that a crash never leaves a half-written file at ``path``, with the
+    observation version it is trained on (``agents.obs_version``: ``env_id``, role ``role``; env_id
+    None = the id of ``model``'s environment, ``ValueError`` if it has none)."""
+    from agents import obs_version
+
+    env_id = env_id or obs_version.env_id_of(model.get_env())
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.stem + ".tmp.zip")
     model.save(tmp)
+    obs_version.stamp_zip(tmp, env_id, role)
     os.replace(tmp, path)
 
 
@@ -285,9 +291,9 @@ class ServeCallback(BaseCallback):
     """Domain metrics to TensorBoard (every key of the envs' episode ``metrics`` under serve/,
     means over the episodes that ended since the last dump) and periodic atomic checkpoints."""
 
-    def __init__(self, checkpoint: Path, save_every: int):
+    def __init__(self, checkpoint: Path, save_every: int, env_id: str | None = None):
         super().__init__()
-        self.checkpoint = checkpoint
+        self.checkpoint, self.env_id = checkpoint, env_id
         self.save_every = save_every
         self._since_save = 0
         self._episodes: list[dict[str, float]] = []
@@ -298,7 +304,7 @@ class ServeCallback(BaseCallback):
                 self._episodes.append(info["metrics"])
         self._since_save += self.training_env.num_envs
         if self._since_save >= self.save_every:
-            atomic_save(self.model, self.checkpoint)
+            atomic_save(self.model, self.checkpoint, self.env_id)
             self._since_save = 0
         return True
 
@@ -313,7 +319,7 @@ class ServeCallback(BaseCallback):
 
     def _on_training_end(self) -> None:
         self._on_rollout_end()
-        atomic_save(self.model, self.checkpoint)
+        atomic_save(self.model, self.checkpoint, self.env_id)
 
 
 class SnapshotCallback(BaseCallback):
@@ -325,9 +331,9 @@ class SnapshotCallback(BaseCallback):
     tests/test_snapshots.py). A held-out learning curve for the cost of a save per snapshot. A resumed
     run keeps none for the steps its checkpoint had already passed."""
 
-    def __init__(self, out: Path, steps: list[int]):
+    def __init__(self, out: Path, steps: list[int], env_id: str | None = None):
         super().__init__()
-        self.out = out
+        self.out, self.env_id = out, env_id
         self.due = sorted(set(steps))
         self.saved: dict[int, str] = {}
 
@@ -335,7 +341,7 @@ class SnapshotCallback(BaseCallback):
         while self.due and self.model.num_timesteps >= self.due[0]:
             n = self.due.pop(0)
             path = self.out / f"steps_{n}.zip"
-            atomic_save(self.model, path)
+            atomic_save(self.model, path, self.env_id)
             self.saved[n] = str(path)
 
     def _on_training_start(self) -> None:  # --resume: steps the checkpoint had passed get no snapshot

@@ -43,6 +43,51 @@ PARALLEL_ENVS = {
     "servegym/ExpertPlacementParallel-v0": "envs.expert_placement.parallel:parallel_env",
 }
 
+# Where each observation layout and its version (OBS_VERSION, OBS_VERSIONS: what each version means) are
+# defined: next to the feature names. A PettingZoo role that sees a single-agent environment's observation
+# (MultiCluster-v0's router and admission seats) has that environment's layout and version.
+_LAYOUTS = {i: f"envs.{p}.kernels" for i, (p, _) in PACKAGES.items()}
+_LAYOUTS["servegym/ExpertPlacementParallel-v0"] = "envs.expert_placement.parallel"
+_LAYOUTS["servegym/MultiCluster-v0:autoscaler"] = "envs.multi.kernels"
+_ROLE_LAYOUTS = {("servegym/MultiCluster-v0", "router"): "servegym/Routing-v0",
+                 ("servegym/MultiCluster-v0", "admission"): "servegym/KVAdmission-v0",
+                 ("servegym/MultiCluster-v0", "autoscaler"): "servegym/MultiCluster-v0:autoscaler"}
+
+
+def observation_layout(env_id: str, role: str | None = None) -> str:
+    """The id of the observation layout that ``env_id`` (a role ``role`` of a PettingZoo env with
+    several, e.g. MultiCluster-v0's ``router``) emits: ``env_id`` itself, or the single-agent
+    environment whose observation the role sees. ``KeyError`` (one line) for an unknown env or role."""
+    if (env_id, role) in _ROLE_LAYOUTS:
+        return _ROLE_LAYOUTS[(env_id, role)]
+    roles = sorted(r for e, r in _ROLE_LAYOUTS if e == env_id)
+    if roles:
+        raise KeyError(f"{env_id}: role {role!r} unknown; its roles: {', '.join(roles)}")
+    if env_id not in _LAYOUTS:
+        raise KeyError(f"unknown environment {env_id!r}; known: {', '.join(i for i in _LAYOUTS if ':' not in i)}, "
+                       "servegym/MultiCluster-v0")
+    return env_id
+
+
+def observation_version(env_id: str, role: str | None = None) -> tuple[int, dict[int, str]]:
+    """``(version, {version: meaning})`` of the observation ``env_id`` (role ``role``, see
+    :func:`observation_layout`) builds now: the ``OBS_VERSION`` and ``OBS_VERSIONS`` beside its
+    feature names. A checkpoint trained on another version misreads the features (agents.obs_version
+    refuses it). ``KeyError`` for an unknown env or role."""
+    return layout_version(observation_layout(env_id, role))
+
+
+def layout_version(layout: str) -> tuple[int, dict[int, str]]:
+    """``(version, {version: meaning})`` of the observation layout ``layout`` (an id that
+    :func:`observation_layout` returns); ``KeyError`` for an unknown one."""
+    import importlib
+
+    if layout not in _LAYOUTS:
+        raise KeyError(f"unknown observation layout {layout!r}; known: {', '.join(_LAYOUTS)}")
+    mod = importlib.import_module(_LAYOUTS[layout])
+    return int(mod.OBS_VERSION), dict(mod.OBS_VERSIONS)
+
+
 for _id, _entry in ENVS.items():
     if _id not in registry:
         register(id=_id, entry_point=_entry, vector_entry_point=VECTOR_ENVS[_id])

@@ -286,6 +286,29 @@ for _env_id, _recipe in RECIPES.items():
         ZOO[_env_id] = HERE / _recipe.file
 
 
+def zoo_role(env_id: str) -> str | None:
+    """The seat whose observation the zoo checkpoint of ``env_id`` reads: ``"router"`` for the
+    multi-agent cluster's (``agents.train_multi``), else None (the environment's one agent)."""
+    return "router" if RECIPES[env_id].trainer == "agents.train_multi" else None
+
+
+def stamp(env_ids: list[str] | None = None) -> dict[str, dict]:
+    """Record in each committed zoo checkpoint of ``env_ids`` (default: all) the observation version
+    this servegym builds (``agents.obs_version.stamp_zip``: a member ``servegym.json`` appended to the
+    zip; SB3's members, the weights among them, keep their bytes). Run it when a checkpoint trained on
+    the current observation is committed (``python -m agents.zoo stamp --env ID``; ``agents.zoo train``
+    does it); stamping a file trained on an earlier version would make it pass the load check while
+    it misreads the features. Returns env id -> record; ``KeyError`` for an id without a zoo file."""
+    from agents.obs_version import stamp_zip
+
+    out = {}
+    for env_id in env_ids or list(ZOO):
+        if env_id not in ZOO:
+            raise KeyError(f"{env_id}: no committed zoo checkpoint; with one: {', '.join(ZOO)}")
+        out[env_id] = stamp_zip(ZOO[env_id], env_id, zoo_role(env_id))
+    return out
+
+
 # Recipes whose checkpoint is not committed yet (trained on the GPU host, then moved into RECIPES with
 # the file); ``python -m agents.zoo list`` prints them marked "pending", ``train --pending`` runs them.
 PENDING: dict[str, Recipe] = {

@@ -1,6 +1,7 @@
 """Reproduce the reference learned agents.
 
     python -m agents.zoo list
+    python -m agents.zoo stamp [--env ID ...]
     python -m agents.zoo train [--env ID ...] [--recipe FILE | --pending] [--out DIR] [--dry-run]
     python -m agents.zoo seeds NAME [MODE [STAGE]] --out DIR [--mode full|small|tiers] [--stage all|teacher|train]
         [--ncpu N] [--work DIR] [--steps N] [--n-seeds N] [--dry-run]
@@ -9,7 +10,8 @@
 ones, ``agents.zoo.PENDING``, as comments: a checkpoint not committed yet); ``train`` runs the recipe's
 trainer (``agents.train``, or ``agents.train_multi`` for the multi-agent cluster's router) with its
 recorded arguments (into ``DIR/<stem>``) and copies the final checkpoint over the zoo file beside this
-module. ``seeds`` trains a recipe's seeds at once and plays them on the leaderboard (the GPU host's
+module (with the observation version it was trained on). ``stamp`` records the observation version this
+servegym builds in committed zoo checkpoints (``agents.zoo.stamp``; only for one trained on it). ``seeds`` trains a recipe's seeds at once and plays them on the leaderboard (the GPU host's
 runs, ``agents.zoo.seeds``; ``agents/zoo/train_*.sh`` call it). A recipe's relative trace path (``../shared/traces/...``) is relative to the repository root.
 """
 
@@ -21,7 +23,7 @@ import sys
 from pathlib import Path
 
 from agents import cli
-from agents.zoo import HERE, PENDING, RECIPES, load_recipe, seeds_driver
+from agents.zoo import HERE, PENDING, RECIPES, ZOO, load_recipe, seeds_driver, stamp, zoo_role
 from agents.zoo.args import REPO_ROOT, recipe_args  # noqa: F401  (REPO_ROOT: re-exported)
 
 
@@ -39,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="train the pending recipes (agents.zoo.PENDING: checkpoints not committed yet) instead")
     t.add_argument("--dry-run", action="store_true", help="print the commands only")
     sub.add_parser("list", help="show each recipe, whether its checkpoint exists, and its command")
+    st = sub.add_parser("stamp", help="record the current observation version in committed zoo checkpoints "
+                        "(only for ones trained on it)")
+    st.add_argument("--env", action="append", type=cli.env_arg, help="environment id (repeatable; default: all)")
     sp = seeds_driver.add_parser(sub)
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["seeds"]:  # MODE / STAGE words may follow options (train_X.sh --dry-run small)
@@ -56,6 +61,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"# {env_id}: {r.file} (pending: python -m agents.zoo train --pending --env {env_id})")
             print("# " + shlex.join(["python", "-m", r.trainer, *recipe_args(env_id, r),
                                      "--out", f"runs/zoo/{Path(r.file).stem}"]))
+        return 0
+    if a.cmd == "stamp":
+        try:
+            for env_id, rec in stamp(a.env).items():
+                print(f"{ZOO[env_id]}: {env_id} observation v{rec['observation_version']} "
+                      f"({rec['observation_layout']})")
+        except KeyError as err:
+            st.error(str(err.args[0]))
         return 0
     if a.recipe and a.pending:
         t.error("--recipe and --pending: give one")
@@ -83,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
         if rc != 0:
             return rc
         shutil.copyfile(out / "final.zip", HERE / r.file)
+        from agents.obs_version import stamp_zip
+
+        stamp_zip(HERE / r.file, env_id, zoo_role(env_id))  # trained now: the version this servegym builds
         print(f"{env_id}: wrote {HERE / r.file}", flush=True)
     return 0
 

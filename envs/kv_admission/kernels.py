@@ -36,6 +36,15 @@ from envs.core.state import (
     SLO_TPOT,
 )
 
+# Observation version: which meaning GLOBAL_FEATURES / CANDIDATE_FEATURES have (the names alone do not say it).
+# Checkpoints record it (agents.obs_version); one trained on another version is refused at load. Raise it, and
+# describe the new version here, whenever a feature's meaning changes (same names or not).
+OBS_VERSIONS = {
+    1: "request counts over max_seqs: queue_len log2(1 + queued) / 10, running and decoding / max_seqs",
+    2: "request counts in capacity units (envs.core.capacity.count_unit, issue 21): queue_len "
+       "log2(1 + queued / unit) / 4, running and decoding / unit",
+}
+OBS_VERSION = 2  # since 40831f1 (2026-12-02)
 # Observation layout: GLOBAL_FEATURES, then CANDIDATE_FEATURES for each of the K queue heads.
 # "unit" = envs.core.capacity.count_unit: the requests one replica serves in one TTFT SLO (its measured
 # capacity on the episode's workload part x the TTFT SLO), as Routing-v0 counts requests: counts relative to

@@ -46,6 +46,10 @@ JIT = {"cache": True, "_nrt": False}
 R_LRU, R_LRU_LEAF, R_FIFO, R_LFU, R_GDSF, R_BELADY, R_S3FIFO = 0, 1, 2, 3, 4, 5, 6
 NEVER = np.int64(1) << np.int64(60)  # next use of a block never referenced again
 
+# Observation version (agents.obs_version records it in checkpoints and refuses another at load): raise it,
+# and describe the new version here, whenever a feature's meaning changes (same names or not).
+OBS_VERSIONS = {1: "GLOBAL_FEATURES then CANDIDATE_FEATURES with 'reinserted' (7b85bc4), as its zoo checkpoint (9d33153) was trained on"}
+OBS_VERSION = 1
 GLOBAL_FEATURES = (
     "fill",  # cached blocks / capacity
     "req_capacity",  # log1p(chain length of the request / capacity blocks)

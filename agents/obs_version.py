@@ -1,0 +1,235 @@
+"""Which observation a checkpoint was trained on, recorded in the checkpoint and checked at load.
+
+An environment's observation can change meaning under the same feature names (KVAdmission-v0's
+request counts went from fractions of max_seqs to capacity units, issue 21): a checkpoint trained on
+the earlier layout still loads and plays, reading every count wrong. Each environment declares its
+observation version beside its feature names (``OBS_VERSION`` and ``OBS_VERSIONS`` in
+``envs/<env>/kernels.py``; :func:`envs.observation_version`), and
+
+- every SB3 checkpoint servegym writes (``agents.train``, ``agents.train_multi``, the DAgger path,
+  the sweep's held-out snapshots) holds a member ``servegym.json`` =
+  ``{"env_id", "role", "observation_layout", "observation_version"}`` beside SB3's own members
+  (SB3's ``load`` reads only ``data``, ``*.pth`` and ``_stable_baselines3_version``; this file changes
+  no weight); ``run.json`` repeats it as ``"observation"``;
+- ``agents.export`` copies it into the ONNX model's ``metadata_props`` (keys ``observation_layout``
+  and ``observation_version``, beside ``env_id``);
+- loading (``SB3Policy``: ``--policy PATH|zoo`` of agents.evaluate and agents.leaderboard, the
+  zoo's files, team seats; ``OnnxPolicy``: the engine-side runtime; ``agents.export``;
+  ``train.py --resume`` / ``--init``) calls :func:`check`: a recorded version other than the one this
+  servegym builds is a :class:`ObservationMismatch` (a ``ValueError`` the CLIs print in one line)
+  naming the file, both versions and what each means; a file with no record (written before
+  versions were recorded) gets one ``ObservationVersionUnknown`` warning per file.
+
+:func:`stamp_zip` adds the record to an existing checkpoint without touching its weights (the zoo's
+files: ``python -m agents.obs_version stamp agents/zoo/FILE.zip --env ID``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import warnings
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from agents.policy_base import PolicyMismatch
+
+MEMBER = "servegym.json"  # the record's name inside an SB3 zip
+ONNX_KEYS = ("observation_layout", "observation_version")  # the record's keys in ONNX metadata_props
+
+
+class ObservationMismatch(PolicyMismatch):
+    """A checkpoint trained on another version of its environment's observation (the features'
+    names may be the same; their meaning is not)."""
+
+
+class ObservationVersionUnknown(UserWarning):
+    """A checkpoint that records no observation version (written before servegym recorded it)."""
+
+
+_warned: set[str] = set()
+
+
+def record(env_id: str, role: str | None = None) -> dict[str, Any]:
+    """The record of a checkpoint trained now on ``env_id`` (role ``role`` of a PettingZoo env with
+    several): ``{"env_id", "role", "observation_layout", "observation_version"}``; ``KeyError`` for an
+    unknown env or role (:func:`envs.observation_layout`)."""
+    import envs
+
+    layout = envs.observation_layout(env_id, role)
+    return {"env_id": env_id, "role": role, "observation_layout": layout,
+            "observation_version": envs.observation_version(env_id, role)[0]}
+
+
+def env_id_of(vec: Any) -> str:
+    """The environment id of a (possibly wrapped) native VecEnv: the ``ENV_ID`` of the module that
+    defines it (or its ``env_id``, ``envs.subproc_vec``), looked up through SB3 wrappers (``venv``) and ``agents.family_vec`` parts;
+    ``ValueError`` if none is found."""
+    seen = [vec]
+    while seen:
+        v = seen.pop(0)
+        if v is None:
+            continue
+        eid = getattr(v, "env_id", None) or getattr(sys.modules.get(type(v).__module__), "ENV_ID", None)
+        if isinstance(eid, str):
+            return eid
+        seen += [getattr(v, "venv", None), *(getattr(v, "parts", None) or [])[:1]]
+    raise ValueError(f"{type(vec).__name__}: no servegym environment id found (pass env_id)")
+
+
+def read_zip(path: str | Path) -> dict[str, Any] | None:
+    """The record inside the SB3 checkpoint ``path``, or None if it has none; ``ValueError`` naming
+    the file if it is no zip or its record is not a JSON object with the four keys."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            if MEMBER not in z.namelist():
+                return None
+            rec = json.loads(z.read(MEMBER).decode())
+    except (OSError, zipfile.BadZipFile, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path}: unreadable observation record {MEMBER} ({err})") from None
+    _validate(path, rec)
+    return rec
+
+
+def _validate(path: str | Path, rec: Any) -> None:
+    keys = ("env_id", "role", "observation_layout", "observation_version")
+    if not isinstance(rec, dict) or set(rec) != set(keys):
+        raise ValueError(f"{path}: {MEMBER} must be a JSON object with keys {', '.join(keys)}, got {rec!r}")
+    if not isinstance(rec["observation_version"], int) or isinstance(rec["observation_version"], bool):
+        raise ValueError(f"{path}: {MEMBER} observation_version must be an integer, got "
+                         f"{rec['observation_version']!r}")
+
+
+def stamp_zip(path: str | Path, env_id: str, role: str | None = None) -> dict[str, Any]:
+    """Write :func:`record` ``(env_id, role)`` into the SB3 checkpoint ``path`` as its member
+    ``servegym.json`` (appended, so every other member keeps its stored bytes; an earlier, different
+    record is replaced, the other members keeping their contents and compression). Written to a temporary file, then renamed over ``path``. Returns the record;
+    ``ValueError`` if ``path`` is no SB3 zip (no ``data`` member)."""
+    path = Path(path)
+    rec = record(env_id, role)
+    blob = json.dumps(rec, sort_keys=True) + "\n"
+    try:
+        with zipfile.ZipFile(path) as src:
+            names = src.namelist()
+            if "data" not in names:
+                raise ValueError(f"{path}: not a stable-baselines3 checkpoint (no 'data' member)")
+            if MEMBER in names and src.read(MEMBER).decode() == blob:
+                return rec  # already this record
+            members = [(info, src.read(info.filename)) for info in src.infolist() if info.filename != MEMBER]
+    except (OSError, zipfile.BadZipFile) as err:
+        raise ValueError(f"{path}: not a zip file ({err})") from None
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.stamp.tmp")
+    if MEMBER not in names:  # appended: every other member's stored bytes stay as they were
+        tmp.write_bytes(path.read_bytes())
+        with zipfile.ZipFile(tmp, "a") as dst:
+            dst.writestr(MEMBER, blob, compress_type=zipfile.ZIP_DEFLATED)
+    else:  # an earlier record replaced: the other members copied with their compression
+        with zipfile.ZipFile(tmp, "w") as dst:
+            for info, data in members:
+                dst.writestr(info, data, compress_type=info.compress_type)
+            dst.writestr(MEMBER, blob, compress_type=zipfile.ZIP_DEFLATED)
+    os.replace(tmp, path)
+    return rec
+
+
+def check(path: str | Path, rec: dict[str, Any] | None) -> None:
+    """Refuse a checkpoint trained on another observation version: ``rec`` is its record (``None``:
+    none recorded). Raises :class:`ObservationMismatch` (one line: the file, the recorded and current
+    versions and what each means, "retrain") when ``rec``'s version differs from what this servegym
+    builds for ``rec``'s ``observation_layout``, ``ValueError`` for an unknown layout; warns
+    :class:`ObservationVersionUnknown` once per file when ``rec`` is None."""
+    import envs
+
+    if rec is None:
+        key = os.path.abspath(path)
+        if key not in _warned:
+            _warned.add(key)
+            warnings.warn(f"{path}: records no observation version (written before servegym recorded "
+                          "them); it may have been trained on an earlier observation layout", ObservationVersionUnknown,
+                          stacklevel=3)
+        return
+    _validate(path, rec)
+    try:
+        current, meanings = envs.layout_version(rec["observation_layout"])
+    except KeyError as err:
+        raise ValueError(f"{path}: trained on an {err.args[0] if err.args else err}") from None
+    got = rec["observation_version"]
+    if got != current:
+        seat = f" ({rec['role']} seat)" if rec["role"] else ""
+        raise ObservationMismatch(
+            f"{path}: trained on {rec['env_id']}{seat} observation v{got} "
+            f"({meanings.get(got, 'a version this servegym does not know')}); this servegym builds "
+            f"v{current} ({meanings[current]}); retrain")
+
+
+def check_zip(path: str | Path) -> dict[str, Any] | None:
+    """:func:`check` of the record inside the SB3 checkpoint ``path``; returns the record."""
+    rec = read_zip(path)
+    check(path, rec)
+    return rec
+
+
+def check_file(path: str | Path) -> dict[str, Any] | None:
+    """:func:`check` of an SB3 checkpoint (``.zip``) or an ONNX export (``.onnx``, its
+    ``metadata_props``, read with onnxruntime); returns the record (None where none is recorded)."""
+    if Path(path).suffix == ".onnx":
+        import onnxruntime as ort
+
+        try:
+            meta = dict(ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+                        .get_modelmeta().custom_metadata_map)
+        except Exception as err:  # onnxruntime raises its own exception types for a bad file
+            raise ValueError(f"{path}: not an ONNX model ({str(err).splitlines()[0] if str(err) else err})") from None
+        rec = from_onnx_metadata(path, meta)
+        check(path, rec)
+        return rec
+    return check_zip(path)
+
+
+def onnx_metadata(rec: dict[str, Any] | None) -> dict[str, str]:
+    """The ``metadata_props`` entries of ``rec`` for an ONNX export (empty for None)."""
+    if rec is None:
+        return {}
+    return {"observation_layout": rec["observation_layout"], "observation_version": str(rec["observation_version"])}
+
+
+def from_onnx_metadata(path: str | Path, meta: dict[str, str]) -> dict[str, Any] | None:
+    """The record of an ONNX export from its ``metadata_props`` (None where export recorded none);
+    ``ValueError`` naming the file for a malformed version."""
+    if "observation_version" not in meta:
+        return None
+    v = meta["observation_version"]
+    if not v.isdigit():
+        raise ValueError(f"{path}: metadata observation_version must be an integer, got {v!r}")
+    return {"env_id": meta.get("env_id", ""), "role": None,
+            "observation_layout": meta.get("observation_layout", ""), "observation_version": int(v)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m agents.obs_version stamp FILE.zip --env ID [--role ROLE]`` | ``show FILE ...``."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m agents.obs_version", description=main.__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("stamp", help="record the current observation version in SB3 checkpoints")
+    s.add_argument("files", nargs="+", type=Path)
+    s.add_argument("--env", required=True)
+    s.add_argument("--role", default=None)
+    sh = sub.add_parser("show", help="print each file's record (or 'none')")
+    sh.add_argument("files", nargs="+", type=Path)
+    a = p.parse_args(argv)
+    try:
+        for f in a.files:
+            if a.cmd == "stamp":
+                print(f"{f}: {json.dumps(stamp_zip(f, a.env, a.role), sort_keys=True)}")
+            else:
+                print(f"{f}: {json.dumps(read_zip(f), sort_keys=True) if read_zip(f) else 'none'}")
+    except (ValueError, KeyError) as err:
+        p.exit(2, f"{p.prog}: error: {err.args[0] if isinstance(err, KeyError) else err}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
