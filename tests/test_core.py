@@ -163,7 +163,9 @@ def test_prefix_cache_reuses_shared_prefixes():
         ids += chain
         offs.append(len(ids))
     trace = Trace(
-        np.arange(n, dtype=np.float64) * 2.0, np.full(n, 5 * bs, np.int64), np.full(n, 8, np.int64),
+        # outputs of 8 and 9 tokens: requests of one length would all finish in one iteration of the
+        # capacity measurement (envs.core.capacity.NoSteadyState); no TTFT depends on the output
+        np.arange(n, dtype=np.float64) * 2.0, np.full(n, 5 * bs, np.int64), 8 + np.arange(n, dtype=np.int64) % 2,
         TraceMeta("shared-prefix", "tests", "n/a"), block_ids=np.array(ids, np.int64),
         block_offsets=np.array(offs, np.int64), block_size=bs,
     )

@@ -135,7 +135,8 @@ def test_prefix_hit_appears_where_the_conversation_was_served():
     # cached at the replica that served it and nowhere else.
     t = np.array([0.0, 30.0])
     ids = np.array([0, 1, 0, 1, 2], np.int64)
-    tr = Trace(t, np.array([2 * BS, 3 * BS]), np.array([4, 4]), TraceMeta("two", "tests", "n/a"),
+    # outputs 4 and 5 tokens: two of one length finish together in the capacity measurement (NoSteadyState)
+    tr = Trace(t, np.array([2 * BS, 3 * BS]), np.array([4, 5]), TraceMeta("two", "tests", "n/a"),
                block_ids=ids, block_offsets=np.array([0, 2, 5]), block_size=BS)
     v = vec(tr)
     v.reset()

@@ -31,7 +31,8 @@ def test_teacher_follows_the_prefix_cache_by_hand():
     # Turn 1 (2 blocks) was served by replica 1; turn 2 (3 blocks, same first 2) comes 30 s later to
     # two idle replicas. Its first token: one prefill iteration of its uncached tokens (replica 1: the
     # third block after 1,024 cached tokens; replica 0: all 1,536), by the step-time model.
-    tr = _trace([0.0, 30.0], [2 * BS, 3 * BS], [4, 4], block_ids=np.array([0, 1, 0, 1, 2], np.int64),
+    # outputs 4 and 5: two of one length finish together in the capacity measurement (NoSteadyState)
+    tr = _trace([0.0, 30.0], [2 * BS, 3 * BS], [4, 5], block_ids=np.array([0, 1, 0, 1, 2], np.int64),
                 block_offsets=np.array([0, 2, 5]), block_size=BS)
     v = vec(tr, replicas=2)
     v.reset()
@@ -75,7 +76,7 @@ def test_marginal_rule_spares_a_decode_the_soonest_first_token_would_break():
 def test_targets_hold_every_equally_good_replica():
     # The first request of an episode: every replica is idle and gives the same first token, so every
     # one is a target (imitation must not learn the lowest-index tie-break); the action is replica 0.
-    tr = _trace([0.0, 0.01], [8000, 100], [4, 4])
+    tr = _trace([0.0, 0.01], [8000, 100], [4, 5])  # outputs unequal: a measurable capacity (NoSteadyState)
     v = vec(tr)
     v.reset()
     assert v.teacher_targets().all() and v.teacher_actions()[0] == 0

@@ -116,7 +116,8 @@ def test_slo_data_file_sources_and_errors():
 def test_evaluation_json_names_the_slo():
     from agents.evaluate import slo_of
 
-    trace = make_trace(64, rate=1.0, prompt=100, output=10)
+    # outputs 10 and 11 tokens: requests of one length finish together in the capacity measurement
+    trace = make_trace(64, rate=1.0, prompt=100, output=10 + np.arange(64) % 2)
     vec = kva.KVAdmissionVecEnv(1, seed=0, trace=trace, split="all", window_requests=16,
                                 slo_metric="p99_tbt", slo_ttft_s=0.5)
     assert slo_of(vec) == {"metric": "p99_tbt", "ttft_s": 0.5, "tpot_s": 0.1}

@@ -259,7 +259,7 @@ def replica_curves(model: str, gpu: str, tp: int, lengths: tuple[np.ndarray, np.
             data = None
     if data is None:
         wl, _ = build_workload(_as_trace(prompt, output), len(prompt), 1.0, seed)
-        capacity = measure_capacity_rps(eng, wl, CAL_REQUESTS, budget)
+        capacity = measure_capacity_rps(eng, wl, CAL_REQUESTS, budget, source="Autoscale: calibration requests")
         data = _measure(eng, prompt, output, budget, capacity, seed)
         data["capacity_rps"] = np.array(capacity)
         cache_save(path, data)

@@ -47,10 +47,20 @@ def _saturated_finish_times(st, wl, eng, budget):
             now += dt
 
 
+class NoSteadyState(ValueError):
+    """A workload whose 20th and 80th percentile completions coincide: no completion rate to measure."""
+
+
 def measure_capacity_rps(eng: Engine, wl: S.Workload, max_requests: int = 2048,
-                         budget: int = VLLM_BUDGET) -> float:
+                         budget: int = VLLM_BUDGET, source: str = "workload") -> float:
     """Sustained completions per second of one replica on this workload (prefill token budget
-    ``budget`` per iteration, vLLM's by default)."""
+    ``budget`` per iteration, vLLM's by default): a finite, positive number of requests/s.
+
+    Raises ``ValueError`` naming ``source`` (the trace or workload part measured) when no request
+    is served, and :class:`NoSteadyState` (a ``ValueError``) naming it and both percentiles when the
+    20th and 80th percentile completions coincide (a handful of requests, or one that finishes
+    them all in one iteration): the rate would be inf (or NaN), and a count unit of inf
+    (:func:`count_unit`) would zero every count feature."""
     W, N = wl.arrival_s.shape
     M = min(W * N, max_requests)
     flat = lambda a: np.ascontiguousarray(a.reshape(W * N, *a.shape[2:])[None, :M])  # noqa: E731
@@ -68,9 +78,14 @@ def measure_capacity_rps(eng: Engine, wl: S.Workload, max_requests: int = 2048,
     lo, hi = int(0.2 * n), int(0.8 * n)
     if n == 0:
         raise ValueError(
-            f"measure_capacity_rps: {n} of {M} requests were served ({int((st.fate[0] == S.FAILED).sum())} "
+            f"measure_capacity_rps: {source}: {n} of {M} requests were served ({int((st.fate[0] == S.FAILED).sum())} "
             f"failed in the trace, {int((st.fate[0] == S.REJECTED).sum())} rejected by the engine); no completion "
             "rate to measure"
         )
     hi = min(hi, n - 1)
+    if not done[hi] > done[lo]:
+        raise NoSteadyState(
+            f"measure_capacity_rps: {source}: the 20th and 80th percentile completions coincide (completion "
+            f"{lo} at {done[lo]:.6g} s, completion {hi} at {done[hi]:.6g} s, of {n} served): no completion rate "
+            "to measure (requests of one length finish together: a trace of varied lengths, or more requests)")
     return float((hi - lo) / (done[hi] - done[lo]))

@@ -133,9 +133,10 @@ def _build(cfg: DisaggregationConfig) -> Scenario:
     # Requests longer than max_model_len or the KV pool are rejected at arrival by envs.core
     # (counted in the metric "rejected"); failed ones (Trace.failed) arrive and end at once.
     caps = []
-    for h, _ in parts:
+    for s, (h, _) in zip(sources, parts):
         cap_wl, _ = build_workload(h, min(1024, len(h) // 2), cfg.predictor_accuracy, cfg.trace_seed)
-        caps.append(measure_capacity_rps(eng, cap_wl))
+        caps.append(measure_capacity_rps(eng, cap_wl, source=f"Disaggregation: training part of trace "
+                                         f"{s if isinstance(s, str) else s.meta.name!r}"))
     caps = np.array(caps + caps[:1] * (2 - len(caps)), np.float64)
 
     loads = cfg.loads()

@@ -172,7 +172,7 @@ def _build_scenario(cfg: KVAdmissionConfig) -> Scenario:
     # engine (envs.core.replica.rejected_at_arrival) and counted as `rejected`.
     wl, rate = build_workload(trace, cfg.window_requests, cfg.predictor_accuracy, cfg.trace_seed)
     cap_wl, _ = build_workload(history, cfg.window_requests, cfg.predictor_accuracy, cfg.trace_seed)
-    capacity = measure_capacity_rps(eng, cap_wl)
+    capacity = measure_capacity_rps(eng, cap_wl, source=f"KVAdmission: training part of trace {trace.meta.name!r}")
     return Scenario(eng, wl, rate, capacity, _hist_prior(history), trace.meta.name)
 
 

@@ -76,7 +76,7 @@ from gymnasium import spaces
 import hwmodels
 import traces
 from envs.prefix_eviction import kernels as K
-from envs.core.capacity import measure_capacity_rps
+from envs.core.capacity import NoSteadyState, measure_capacity_rps
 from envs.core.engine import DEFAULT_PROFILE, Engine, EngineSpec
 from envs.core.mixture import (
     Part,
@@ -315,8 +315,10 @@ def _build_from(cfg: PrefixEvictionConfig, whole: traces.Trace) -> Built:
     wl, _ = build_workload(trace, min(1024, N), 0.7, cfg.trace_seed)
     if not cfg.ttft_load > 0:
         raise ValueError(f"PrefixEviction: ttft_load must be > 0, got {cfg.ttft_load}")
-    with np.errstate(divide="ignore"):
-        capacity = measure_capacity_rps(eng, wl)
+    try:
+        capacity = measure_capacity_rps(eng, wl, source=f"PrefixEviction: trace {trace.meta.name!r}")
+    except NoSteadyState:
+        capacity = np.inf  # a handful of requests: replayed as recorded (below)
     rate = trace.rate_rps
     # A trace too short to measure a steady state (a handful of requests) replays as recorded.
     scale = rate / (cfg.ttft_load * capacity) if np.isfinite(capacity) and 0 < rate < np.inf else 1.0

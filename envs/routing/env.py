@@ -254,7 +254,7 @@ def _build_scenario(cfg: RoutingConfig) -> Scenario:
     # (envs.core.replica.rejected_at_arrival) and counted as `rejected`.
     wl, rate = build_workload(trace, cfg.window_requests, cfg.predictor_accuracy, cfg.trace_seed)
     cap_wl, _ = build_workload(history, cfg.window_requests, cfg.predictor_accuracy, cfg.trace_seed)
-    capacity = measure_capacity_rps(eng, cap_wl)
+    capacity = measure_capacity_rps(eng, cap_wl, source=f"Routing: training part of trace {trace.meta.name!r}")
     bound = _bound_rps(cfg, eng, trace)
     spt = _prefill_seconds_per_token(eng, float(history.prompt_tokens.mean()), cfg.budget)
     entries = eng.capacity_blocks * eng.block_size // eng.chain_block_tokens if cache_on else 0
@@ -282,7 +282,8 @@ def _bound_rps(cfg: RoutingConfig, eng: Any, trace: traces.Trace) -> float:
     bound_trace = trace.replace(prompt_tokens=trace.prompt_tokens - reuse, block_ids=None,
                                 block_offsets=None, block_size=None)
     bound_wl, _ = build_workload(bound_trace, cfg.window_requests, cfg.predictor_accuracy, cfg.trace_seed)
-    return cfg.replicas * measure_capacity_rps(eng, bound_wl)
+    return cfg.replicas * measure_capacity_rps(eng, bound_wl,
+                                               source=f"Routing: bound of trace {trace.meta.name!r} without reuse")
 
 
 def episode_draws(where: str, cfg: RoutingConfig, sc: Scenario, rngs: list, envs: np.ndarray, started: np.ndarray,
