@@ -72,6 +72,9 @@ def test_zoo_parity_and_metadata(zoo_onnx, env_id):
     assert m["env_id"] == env_id and m["env_version"] == "v" + env_id.rsplit("-v", 1)[1]
     assert m["training_command"].startswith(f"python train.py --env {env_id}")
     assert m["opset"] == str(X.OPSET) and json.loads(m["parity"])["ok"]
+    # the observation version the zoo file records (agents.obs_version), the one this servegym builds
+    assert m["observation_layout"] == env_id
+    assert m["observation_version"] == str(envs.observation_version(env_id)[0])
     assert len(p.observation_features) == p.n_obs
     assert len(p.action_meanings) == p.n_scores
     if env_id == KV:
@@ -92,6 +95,7 @@ def test_parity_every_algorithm(tiny, tmp_path, algo):
     p = OnnxPolicy(out)
     assert p.metadata["algorithm"] == algo
     assert f"--algo {algo}" in p.metadata["training_command"]  # from run.json
+    assert p.metadata["observation_version"] == "2"  # train.py's checkpoint records it, export copies it
     score = p.session.get_outputs()[1].name
     assert score == ("q_values" if algo == "dqn" else "logits")
     # The eager reference the parity check uses is SB3's own decision.

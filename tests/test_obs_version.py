@@ -1,0 +1,237 @@
+"""Observation versions (agents.obs_version): recorded in checkpoints and ONNX exports, checked at load.
+
+A checkpoint trained on another version of its environment's observation is refused in one line; one
+that records none (made before versions were recorded) warns once per file; the zoo's files carry the
+version with their weights untouched. Also envs.core.capacity's one-line error where no capacity can
+be measured (a count unit of inf would zero every count feature)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import warnings
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import envs
+from agents import obs_version as OV
+from agents.policy import ZOO, make_policy
+from agents.zoo import RECIPES, zoo_role
+
+KV = "servegym/KVAdmission-v0"
+ROUTING = "servegym/Routing-v0"
+
+
+def _rewrite(src: Path, dst: Path, record: dict | None) -> Path:
+    """``src`` copied to ``dst`` with its servegym.json replaced by ``record`` (None: removed)."""
+    with zipfile.ZipFile(src) as z, zipfile.ZipFile(dst, "w") as out:
+        for info in z.infolist():
+            if info.filename != OV.MEMBER:
+                out.writestr(info, z.read(info.filename), compress_type=info.compress_type)
+        if record is not None:
+            out.writestr(OV.MEMBER, json.dumps(record))
+    return dst
+
+
+def test_every_environment_and_role_has_a_documented_version():
+    ids = [*envs.PACKAGES, "servegym/ExpertPlacementParallel-v0"]
+    for env_id in ids:
+        v, meanings = envs.observation_version(env_id)
+        assert v in meanings and all(isinstance(m, str) and m for m in meanings.values()), env_id
+    assert envs.observation_version(KV)[0] == 2  # request counts in capacity units since issue 21
+    assert set(envs.observation_version(KV)[1]) == {1, 2}
+    assert all(envs.observation_version(e)[0] == 1 for e in ids if e != KV)
+    # MultiCluster-v0's seats see the single-agent observations (and their versions)
+    assert envs.observation_layout("servegym/MultiCluster-v0", "admission") == KV
+    assert envs.observation_version("servegym/MultiCluster-v0", "admission")[0] == 2
+    assert envs.observation_layout("servegym/MultiCluster-v0", "router") == ROUTING
+    with pytest.raises(KeyError, match="role None unknown; its roles: admission, autoscaler, router"):
+        envs.observation_version("servegym/MultiCluster-v0")
+    with pytest.raises(KeyError, match="unknown environment 'servegym/Nope-v0'"):
+        envs.observation_version("servegym/Nope-v0")
+
+
+def test_zoo_checkpoints_carry_the_current_version():
+    """Every committed zoo file records the version this servegym builds (``python -m agents.zoo stamp``
+    when a new one is committed; a file without it fails here)."""
+    assert ZOO
+    for env_id, path in ZOO.items():
+        rec = OV.read_zip(path)
+        assert rec == OV.record(env_id, zoo_role(env_id)), path
+        OV.check(path, rec)  # no error
+
+
+def test_stamp_appends_and_keeps_the_weights_bytes(tmp_path):
+    src = _rewrite(ZOO[ROUTING], tmp_path / "plain.zip", None)
+    before = src.read_bytes()
+    with zipfile.ZipFile(src) as z:
+        old = {n: z.read(n) for n in z.namelist()}
+        start = z.start_dir  # the old local entries (every member's stored bytes) end here
+    rec = OV.stamp_zip(src, ROUTING)
+    assert rec == {"env_id": ROUTING, "role": None, "observation_layout": ROUTING, "observation_version": 1}
+    with zipfile.ZipFile(src) as z:
+        assert {n: z.read(n) for n in z.namelist() if n != OV.MEMBER} == old
+        assert z.namelist()[-1] == OV.MEMBER
+    assert src.read_bytes()[:start] == before[:start]
+    assert OV.read_zip(src) == rec
+    again = src.read_bytes()
+    OV.stamp_zip(src, ROUTING)  # the same record: the file is left alone
+    assert src.read_bytes() == again
+    with pytest.raises(ValueError, match="no 'data' member"):
+        (tmp_path / "x.zip").write_bytes(b"")
+        with zipfile.ZipFile(tmp_path / "x.zip", "w") as z:
+            z.writestr("other", "1")
+        OV.stamp_zip(tmp_path / "x.zip", ROUTING)
+
+
+def test_a_checkpoint_of_an_earlier_version_is_refused_in_one_line(tmp_path):
+    old = _rewrite(ZOO[KV], tmp_path / "kv_x.zip", {**OV.record(KV), "observation_version": 1})
+    vec = envs.make_vec(KV, 1, seed=0)
+    with pytest.raises(OV.ObservationMismatch) as err:
+        make_policy(str(old), vec, KV)
+    msg = str(err.value)
+    assert msg == (f"{old}: trained on {KV} observation v1 (request counts over max_seqs: queue_len "
+                   "log2(1 + queued) / 10, running and decoding / max_seqs); this servegym builds v2 (request "
+                   "counts in capacity units (envs.core.capacity.count_unit, issue 21): queue_len "
+                   "log2(1 + queued / unit) / 4, running and decoding / unit); retrain")
+    assert "\n" not in msg
+    future = _rewrite(ZOO[KV], tmp_path / "kv_y.zip", {**OV.record(KV), "observation_version": 7})
+    with pytest.raises(OV.ObservationMismatch, match="observation v7 \\(a version this servegym does not know\\)"):
+        OV.check_zip(future)
+    bad = _rewrite(ZOO[KV], tmp_path / "kv_z.zip", {"env_id": KV})
+    with pytest.raises(ValueError, match="kv_z.zip: servegym.json must be a JSON object with keys"):
+        OV.check_zip(bad)
+    unknown = _rewrite(ZOO[KV], tmp_path / "kv_w.zip", {**OV.record(KV), "observation_layout": "servegym/Nope-v0"})
+    with pytest.raises(ValueError, match="kv_w.zip: trained on an unknown observation layout 'servegym/Nope-v0'"):
+        OV.check_zip(unknown)
+    # a MultiCluster router seat's record names its seat; the version is Routing-v0's
+    seat = _rewrite(ZOO["servegym/MultiCluster-v0"], tmp_path / "r.zip",
+                    {**OV.record("servegym/MultiCluster-v0", "router"), "observation_version": 0})
+    with pytest.raises(OV.ObservationMismatch, match="r.zip: trained on servegym/MultiCluster-v0 \\(router seat\\) "
+                       "observation v0 "):
+        OV.check_zip(seat)
+
+
+def test_an_unversioned_checkpoint_warns_once_per_file(tmp_path):
+    a = _rewrite(ZOO[ROUTING], tmp_path / "a.zip", None)
+    b = _rewrite(ZOO[ROUTING], tmp_path / "b.zip", None)
+    vec = envs.make_vec(ROUTING, 1, seed=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(3):
+            pa = make_policy(str(a), vec, ROUTING)
+        make_policy(str(b), vec, ROUTING)
+        make_policy("zoo", vec, ROUTING)  # stamped: silent
+    mine = [w for w in caught if issubclass(w.category, OV.ObservationVersionUnknown)]
+    assert [str(w.message).split(":")[0] for w in mine] == [str(a), str(b)]
+    assert "records no observation version" in str(mine[0].message) and "\n" not in str(mine[0].message)
+    assert pa.observation is None  # and it still plays
+    obs = vec.reset()
+    assert pa.act(obs, vec.action_masks()).shape == (1,)
+
+
+def test_save_load_round_trip_and_run_json(tmp_path):
+    """train.py's final.zip and checkpoint.zip record the version, run.json repeats it; --resume checks it."""
+    from agents import train
+
+    args = ["--algo", "ppo", "--timesteps", "64", "--n-envs", "1", "--env-kwargs", "window_requests=64",
+            "--out", str(tmp_path), "--no-eval", "--no-progress"]
+    assert train.main(args) == 0
+    for name in ("final.zip", "checkpoint.zip"):
+        assert OV.read_zip(tmp_path / name) == OV.record(KV)
+    assert json.loads((tmp_path / "run.json").read_text())["observation"] == OV.record(KV)
+    vec = envs.make_vec(KV, 1, seed=0, window_requests=64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a stamped file loads without a warning
+        assert make_policy(str(tmp_path / "final.zip"), vec, KV).observation == OV.record(KV)
+    _rewrite(tmp_path / "final.zip", tmp_path / "checkpoint.zip", {**OV.record(KV), "observation_version": 1})
+    with pytest.raises(SystemExit) as exc:
+        train.main([*args, "--timesteps", "128", "--resume"])
+    assert exc.value.code == 2
+
+
+def test_atomic_save_finds_the_env_id_through_wrappers(tmp_path):
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.vec_env import VecMonitor
+
+    from agents.training import atomic_save
+
+    vec = VecMonitor(envs.make_vec(ROUTING, 1, seed=0))
+    assert OV.env_id_of(vec) == ROUTING
+    model = PPO("MlpPolicy", vec, n_steps=8, batch_size=8, device="cpu")
+    atomic_save(model, tmp_path / "m.zip")
+    assert OV.read_zip(tmp_path / "m.zip") == OV.record(ROUTING)
+    with pytest.raises(ValueError, match="no servegym environment id"):
+        OV.env_id_of(object())
+
+
+def test_onnx_export_records_and_the_runtime_checks(tmp_path):
+    import onnx
+
+    from agents import export as X
+    from agents.onnx_policy import OnnxPolicy
+
+    out = tmp_path / "kv.onnx"
+    X.export(KV, "zoo", out, parity_obs=64)
+    p = OnnxPolicy(out, env_id=KV)
+    assert p.metadata["observation_version"] == "2" and p.metadata["observation_layout"] == KV
+    assert p.observation == {"env_id": KV, "role": None, "observation_layout": KV, "observation_version": 2}
+    proto = onnx.load(str(out))
+    X.set_metadata(proto, {"observation_version": "1"})
+    onnx.save(proto, str(tmp_path / "old.onnx"))
+    with pytest.raises(OV.ObservationMismatch, match="old.onnx: trained on servegym/KVAdmission-v0 observation v1 "):
+        OnnxPolicy(tmp_path / "old.onnx", env_id=KV)
+    keep = [e for e in proto.metadata_props if e.key not in OV.ONNX_KEYS]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(keep)
+    onnx.save(proto, str(tmp_path / "none.onnx"))
+    with pytest.warns(OV.ObservationVersionUnknown, match="none.onnx: records no observation version"):
+        OnnxPolicy(tmp_path / "none.onnx", env_id=KV)
+    # export refuses a checkpoint of an earlier version, writing nothing
+    old = _rewrite(ZOO[KV], tmp_path / "kv_old.zip", {**OV.record(KV), "observation_version": 1})
+    with pytest.raises(OV.ObservationMismatch):
+        X.export(KV, str(old), tmp_path / "never.onnx", parity_obs=0)
+    assert not (tmp_path / "never.onnx").exists()
+
+
+def test_evaluate_and_leaderboard_refuse_in_one_line(tmp_path, capsys):
+    from agents import evaluate, leaderboard
+
+    old = _rewrite(ZOO[KV], tmp_path / "kv_x.zip", {**OV.record(KV), "observation_version": 1})
+    for main, argv in ((evaluate.main, ["--env", KV, "--policy", str(old), "--episodes", "1"]),
+                       (leaderboard.main, ["--quick", "--envs", KV, "--policy", str(old), "--out", str(tmp_path / "lb")])):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert f"{old}: trained on {KV} observation v1 " in err and err.endswith("; retrain"), err
+
+
+def test_the_recipe_trainers_record_their_seat():
+    assert {zoo_role(e) for e in RECIPES} == {None, "router"}
+    assert zoo_role("servegym/MultiCluster-v0") == "router"
+
+
+def test_capacity_of_requests_that_finish_together_is_a_one_line_error():
+    from envs.core.capacity import NoSteadyState, measure_capacity_rps
+    from envs.kv_admission import env as kva
+    from traces.trace import Trace, TraceMeta
+
+    n = 40
+    tr = Trace(np.arange(n) * 2.0, np.full(n, 80, np.int64), np.full(n, 8, np.int64), TraceMeta("same", "tests", "n/a"))
+    with pytest.raises(NoSteadyState) as err:
+        kva.KVAdmissionVecEnv(1, seed=0, trace=tr, split="all", window_requests=n)
+    msg = str(err.value)
+    assert msg.startswith("measure_capacity_rps: KVAdmission: training part of trace 'same': the 20th and 80th "
+                          "percentile completions coincide (completion 8 at ") and "completion 32 at " in msg
+    assert "\n" not in msg and isinstance(err.value, ValueError)
+    # one more output token on half the requests: finite and positive (no divide-by-zero warning)
+    tr2 = tr.replace(output_tokens=8 + np.arange(n, dtype=np.int64) % 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        vec = kva.KVAdmissionVecEnv(1, seed=0, trace=tr2, split="all", window_requests=n)
+    assert np.isfinite(vec.scenario.capacity_rps) and vec.scenario.capacity_rps > 0
+    assert measure_capacity_rps.__doc__ and "NoSteadyState" in measure_capacity_rps.__doc__
