@@ -15,6 +15,10 @@ An engine author wires four things; each is marked ``WIRE`` below:
    was trained on, not by a copy.
 3. ``GuardedPolicy(OnnxPolicy(path), fallback)``: onnxruntime inference within a 500 us budget,
    else the vLLM FCFS heuristic decides (Cold-RL's pattern); ``counters`` for monitoring.
+   ``OnnxPolicy`` reads the observation version the export recorded (``metadata_props``
+   ``observation_version``, ``agents.obs_version``) and refuses, in one line, a model trained on
+   another version than the observer builds (``KVAdmissionObserver.OBS_VERSION``); a model that
+   records none gets a warning.
 4. ``decode_action``: the action sets the scheduler's knobs for this iteration: how many waiting
    requests may start, the prefill token budget, preempt-or-defer on a KV shortage, queue order.
 
@@ -76,6 +80,8 @@ class EngineView:
 
 class KVAdmissionObserver:
     """Observation and mask for an ``EngineView`` (WIRE 2), through the environment's kernel."""
+
+    OBS_VERSION = kern.OBS_VERSION  # the observation version it builds (kern.OBS_VERSIONS says what it means)
 
     def __init__(self, engine: Engine, candidates: int = 8, slots: int = 4096, *, capacity_rps: float):
         # WIRE 2: capacity_rps, the replica's sustained completions per second on its traffic (a saturation
@@ -271,6 +277,10 @@ def run(onnx: Path, requests: int = 400, rate: float = 8.0, capacity_blocks: int
     # WIRE 3: the learned policy, guarded by a budget and the engine's own heuristic.
     policy = GuardedPolicy(OnnxPolicy(onnx, env_id=kva.ENV_ID),
                            make_policy("vllm_fcfs", None, kva.ENV_ID), budget_us)
+    recorded = policy.policy.observation  # None: an export that records no version (OnnxPolicy warned)
+    if recorded is not None and recorded["observation_version"] != observer.OBS_VERSION:
+        raise ValueError(f"{onnx}: observation v{recorded['observation_version']}, the observer builds "
+                         f"v{observer.OBS_VERSION} ({kern.OBS_VERSIONS[observer.OBS_VERSION]}); retrain")
     if len(policy.policy.observation_features) != observer.obs.shape[1]:
         raise ValueError(f"{onnx}: observation of {len(policy.policy.observation_features)} features, "
                          f"the observer builds {observer.obs.shape[1]}")
@@ -283,7 +293,8 @@ def run(onnx: Path, requests: int = 400, rate: float = 8.0, capacity_blocks: int
         engine.iterate(kva.ADMIT_LEVELS[admit], kva.BUDGET_LEVELS[budget], defer, order)
         iterations += 1
     ttft = np.array([q.ttft for q in engine.finished])
-    return {"iterations": iterations, "finished": len(engine.finished),
+    return {"observation_version": "unknown" if recorded is None else recorded["observation_version"],
+            "iterations": iterations, "finished": len(engine.finished),
             "ttft_p50_s": float(np.median(ttft)), "ttft_p99_s": float(np.percentile(ttft, 99)),
             **{f"guard_{k}": v for k, v in policy.counters.as_dict().items()}}
 
@@ -296,7 +307,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--capacity-blocks", type=int, default=4000)
     p.add_argument("--budget-us", type=float, default=500.0)
     a = p.parse_args(argv)
-    for k, v in run(a.onnx, a.requests, a.rate, a.capacity_blocks, a.budget_us).items():
+    try:
+        result = run(a.onnx, a.requests, a.rate, a.capacity_blocks, a.budget_us)
+    except (ValueError, FileNotFoundError) as err:  # e.g. a model of another observation version
+        p.error(str(err))
+    for k, v in result.items():
         print(f"{k}: {v:.4g}" if isinstance(v, float) else f"{k}: {v}")
     return 0
 

@@ -378,6 +378,21 @@ def test_engine_hook_serves_every_request(zoo_onnx):
     assert res["finished"] == 150
     assert res["guard_calls"] == res["iterations"] and res["guard_fallbacks"] == 0
     assert 0 < res["ttft_p50_s"] <= res["ttft_p99_s"]
+    assert res["observation_version"] == hook.KVAdmissionObserver.OBS_VERSION == 2  # read from the export
+
+
+def test_engine_hook_refuses_a_model_of_another_observation_version(zoo_onnx, tmp_path, capsys):
+    import onnx
+
+    hook = _hook()
+    proto = onnx.load(str(zoo_onnx[KV][0]))
+    X.set_metadata(proto, {"observation_version": "1"})
+    onnx.save(proto, str(tmp_path / "old.onnx"))
+    with pytest.raises(SystemExit) as exc:
+        hook.main(["--onnx", str(tmp_path / "old.onnx"), "--requests", "10"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "old.onnx: trained on servegym/KVAdmission-v0 observation v1 " in err and err.endswith("; retrain")
 
 
 def test_bench_time_calls():
