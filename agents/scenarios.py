@@ -481,10 +481,11 @@ TRANSFER_SCENARIOS_EP: list[Scenario] = [
 TRANSFER_SCENARIOS += TRANSFER_SCENARIOS_EP
 
 # KVAdmission-v0's held-out hardware (issue 21: training samples "where it applies GPU, model and capacity").
-# The zoo recipe (agents.zoo KV_ADMISSION_TRANSFER) trains on two engines drawn from envs.kv_admission.hardware's
-# nvidia-v1 distribution (train.py --hardware nvidia-v1:2:0): Llama-3.1-8B on one H100-SXM with the catalogue's KV
-# pool at mem_frac 0.9 (26,099 blocks of 16 tokens) and Llama-3.1-70B at TP 4 on H100-SXMs with a quarter of its
-# pool (6,688 blocks); every hardware distribution there leaves these engines out (a test keeps them out). Loads
+# The zoo recipe (agents.zoo KV_ADMISSION_TRANSFER) trains on one engine: Llama-3.1-8B on one H100-SXM with the
+# catalogue's KV pool at mem_frac 0.9 (26,099 blocks of 16 tokens). Recipes on envs.kv_admission.hardware's
+# distributions (train.py --hardware, e.g. nvidia-v1:2:0, which adds Llama-3.1-70B at TP 4 on H100-SXMs with a
+# quarter of its pool, 6,688 blocks) never see these engines either: every distribution there leaves them out (a
+# test keeps them out). Loads
 # and the SLO stay relative: a load is a fraction of the capacity measured on that engine (envs.core.capacity),
 # the SLO is the model's MLPerf Server SLO (envs/data/slo.toml). Engines picked where the
 # model fits on one GPU at mem_frac 0.9 (hwmodels.kv_capacity_blocks > 0) and where the step-time model has been
@@ -506,8 +507,7 @@ KV_HELD_OUT_HARDWARE: tuple[tuple[str, str, str, float], ...] = (
     ("llama3.1-8b-a100", "Llama-3.1-8B", "A100-80GB-SXM", 1.0),
     ("mixtral-8x7b-h200", "Mixtral-8x7B", "H200-SXM", 1.3),
 )
-KV_TRAINED_HARDWARE = ("Llama-3.1-8B on one H100-SXM (full KV pool) and Llama-3.1-70B at TP 4 on H100-SXMs (a quarter "
-                       "of its pool), envs.kv_admission.hardware nvidia-v1:2:0")
+KV_TRAINED_HARDWARE = "Llama-3.1-8B on one H100-SXM (full KV pool)"
 _TRANSFER_KV_HW = (
     # (trace id part, trace, split, family note)
     ("azure_conv", "default", "test", "workload family azure_conv is trained on (its held-out windows)"),

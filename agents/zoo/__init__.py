@@ -42,11 +42,18 @@ class Recipe:
 
 
 # Issue 21's KVAdmission-v0 agent since the observation counts requests relative to capacity (count_unit): the
-# recipe below on two engines of envs.kv_admission.hardware's nvidia-v1 (--hardware nvidia-v1:2:0: Llama-3.1-8B on
-# one H100, full KV pool; Llama-3.1-70B TP 4 on H100s, a quarter of its pool). The committed file is seed 0 of 3,
-# trained in one device call on the 16-core GPU host at 93dfc45 (2026-12-02, `OUT=DIR W=DIR NCPU=16 bash
-# agents/zoo/train_kv_admission.sh full all`: numba warm-up 92 s, teacher 235 s, DAgger 85 s for the 3 seeds at
-# once; the leaderboard, which needs Ray, on the 2-core box: agents/zoo/results/kv_admission_relcount_hw_seeds.json).
+# recipe below on one engine (Llama-3.1-8B on one H100). The committed file is seed 0 of 3, trained in one device
+# call on the 16-core GPU host (2026-12-02 at 1ffba38, `OUT=DIR W=DIR NCPU=16 bash agents/zoo/train_kv_admission.sh
+# full all`: numba warm-up, teacher and the 3 seeds' DAgger in 237 s; the leaderboard split by scenario there, one
+# process each, as the host has no Ray: agents/zoo/results/kv_admission_relcount_1engine_seeds/ and its table
+# kv_admission_relcount_1engine_seeds.json). It replaced the same recipe on two engines of
+# envs.kv_admission.hardware's nvidia-v1 (`--hardware nvidia-v1:2:0`: this engine plus Llama-3.1-70B TP 4 on H100s
+# with a quarter of its pool; 3 seeds at 93dfc45, agents/zoo/results/kv_admission_relcount_hw_seeds.json): means
+# over 3 seeds, agent - best heuristic, one engine / two engines: agentic 1.1 +0.029 / -0.038, 1.3 +0.191 / +0.002;
+# Mixtral on H200 +0.028 / +0.027 and +0.134 / +0.053; the A100 -0.022 / -0.020 and +0.011 / +0.004; the code
+# generator +0.099 / +0.121 and +0.139 / +0.135; BurstGPT-like -0.007 / -0.009 and -0.024 / -0.020; the main
+# track's p99-gap rule -0.849 / -0.644 and -0.236 / +0.029. The second engine bought no held-out hardware and cost
+# the agentic family.
 # What follows is the history of the recipe on one engine with the earlier observation (scenario ids v2 / v1).
 # Issue 21's KVAdmission-v0 transfer agent, the zoo's KVAdmission agent (it replaced kv_admission_ppo.zip, MaskablePPO
 # on the default trace alone, which it beats on 6 of the 7 main-track scenarios). The committed file is seed 0 of

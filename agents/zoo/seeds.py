@@ -384,7 +384,7 @@ def trainer_args(run: SeedRun, s: Settings) -> tuple[str, list[str]]:
         args = set_option(args, "--env-kwargs", _set_env_kwargs(option_values(args, "--env-kwargs") or [],
                                                                 s.env_kwargs, ()))
     if tiers:
-        # One engine per SLO tier: train.py takes no --hardware with --slo-tiers, so the tiers run leaves the
+        # One engine per SLO tier: train.py takes no --hardware with --slo-tiers, so the tiers run leaves any
         # recipe's hardware distribution out (HARDWARE with tiers is refused by plan's checks).
         args = set_option(drop_option(args, "--hardware"), "--slo-tiers", list(tiers))
     if s.hardware is not None:
