@@ -64,6 +64,12 @@ def test_train_multi_writes_a_router_checkpoint_that_seats_in_the_team(tmp_path,
         outs.append(out)
     run = json.loads((outs[0] / "run.json").read_text())
     assert run["role"] == "router" and run["admission"] == "sarathi" and len(run["imitation"]) == 2
+    from agents import obs_version
+
+    # the router seat's observation version (Routing-v0's), in the checkpoint and run.json
+    assert obs_version.read_zip(outs[0] / "final.zip") == run["observation"] == {
+        "env_id": "servegym/MultiCluster-v0", "role": "router", "observation_layout": "servegym/Routing-v0",
+        "observation_version": 1}
     from sb3_contrib import MaskablePPO
 
     p0, p1 = (MaskablePPO.load(o / "final.zip", device="cpu").policy.state_dict() for o in outs)
