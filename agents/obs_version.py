@@ -65,8 +65,8 @@ def record(env_id: str, role: str | None = None) -> dict[str, Any]:
 
 def env_id_of(vec: Any) -> str:
     """The environment id of a (possibly wrapped) native VecEnv: the ``ENV_ID`` of the module that
-    defines it (or its ``env_id``, ``envs.subproc_vec``), looked up through SB3 wrappers (``venv``) and ``agents.family_vec`` parts;
-    ``ValueError`` if none is found."""
+    defines it (or its ``env_id``, ``envs.subproc_vec``), looked up through SB3 wrappers (``venv``)
+    and ``agents.family_vec`` parts; ``ValueError`` if none is found."""
     seen = [vec]
     while seen:
         v = seen.pop(0)
@@ -104,8 +104,8 @@ def _validate(path: str | Path, rec: Any) -> None:
 
 def stamp_zip(path: str | Path, env_id: str, role: str | None = None) -> dict[str, Any]:
     """Write :func:`record` ``(env_id, role)`` into the SB3 checkpoint ``path`` as its member
-    ``servegym.json`` (appended, so every other member keeps its stored bytes; an earlier, different
-    record is replaced, the other members keeping their contents and compression). Written to a temporary file, then renamed over ``path``. Returns the record;
+    ``servegym.json`` (appended, so every other member keeps its stored bytes; an earlier,
+    different record is replaced, the other members keeping their contents and compression). Written to a temporary file, then renamed over ``path``. Returns the record;
     ``ValueError`` if ``path`` is no SB3 zip (no ``data`` member)."""
     path = Path(path)
     rec = record(env_id, role)

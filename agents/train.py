@@ -470,7 +470,8 @@ def _learn_and_score(a: argparse.Namespace, callbacks: list | None, vec, algo: s
     final = out / "final.zip"
     atomic_save(model, final, a.env)
     atomic_write_text(out / "run.json", json.dumps({
-        "command": command, "code": code, "env": a.env, "observation": obs_version.record(a.env), "algo": algo, "timesteps": int(model.num_timesteps),
+        "command": command, "code": code, "env": a.env, "observation": obs_version.record(a.env),
+        "algo": algo, "timesteps": int(model.num_timesteps),
         "n_envs": a.n_envs, "vec_procs": a.vec_procs, "trace": a.trace, "env_kwargs": kwargs, "hyperparams": hyperparams,
         "seed": a.seed, "device": device,
         **({"scenarios": [{"name": sp.name, "trace": sp.trace, "env_kwargs": sp.env_kwargs} for sp in specs]}

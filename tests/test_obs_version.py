@@ -202,7 +202,8 @@ def test_evaluate_and_leaderboard_refuse_in_one_line(tmp_path, capsys):
 
     old = _rewrite(ZOO[KV], tmp_path / "kv_x.zip", {**OV.record(KV), "observation_version": 1})
     for main, argv in ((evaluate.main, ["--env", KV, "--policy", str(old), "--episodes", "1"]),
-                       (leaderboard.main, ["--quick", "--envs", KV, "--policy", str(old), "--out", str(tmp_path / "lb")])):
+                       (leaderboard.main, ["--quick", "--envs", KV, "--policy", str(old),
+                                           "--out", str(tmp_path / "lb")])):
         with pytest.raises(SystemExit) as exc:
             main(argv)
         assert exc.value.code == 2

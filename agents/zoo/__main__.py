@@ -10,8 +10,9 @@
 ones, ``agents.zoo.PENDING``, as comments: a checkpoint not committed yet); ``train`` runs the recipe's
 trainer (``agents.train``, or ``agents.train_multi`` for the multi-agent cluster's router) with its
 recorded arguments (into ``DIR/<stem>``) and copies the final checkpoint over the zoo file beside this
-module (with the observation version it was trained on). ``stamp`` records the observation version this
-servegym builds in committed zoo checkpoints (``agents.zoo.stamp``; only for one trained on it). ``seeds`` trains a recipe's seeds at once and plays them on the leaderboard (the GPU host's
+module (with the observation version it was trained on). ``stamp`` records the observation version
+this servegym builds in committed zoo checkpoints (``agents.zoo.stamp``; only for one trained on it).
+``seeds`` trains a recipe's seeds at once and plays them on the leaderboard (the GPU host's
 runs, ``agents.zoo.seeds``; ``agents/zoo/train_*.sh`` call it). A recipe's relative trace path (``../shared/traces/...``) is relative to the repository root.
 """
 

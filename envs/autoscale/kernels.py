@@ -575,7 +575,11 @@ def oracle_plan(p, arrivals, init, K, slo_ttft, slo_penalty):
 
 # Observation version (agents.obs_version records it in checkpoints and refuses another at load): raise it,
 # and describe the new version here, whenever a feature's meaning changes (same names or not).
-OBS_VERSIONS = {1: 'GLOBAL_FEATURES then TYPE_FEATURES per GPU type, as its zoo checkpoint (4a9fb40) was trained on'}
+OBS_VERSIONS = {
+    1: (
+        "GLOBAL_FEATURES then TYPE_FEATURES per GPU type, as its zoo checkpoint (4a9fb40) was trained on"
+    ),
+}
 OBS_VERSION = 1
 GLOBAL_FEATURES = (
     "rate_30s",  # arrival rate over the last 30 s / safe capacity of one reference replica

@@ -293,7 +293,8 @@ def build_mixture(cfg: Any, where: str, per_part: Callable[[Any, Trace, Trace], 
             cap_wl, _ = build_workload(history, cfg.window_requests, cfg.predictor_accuracy, cfg.trace_seed)
         except TooFewRequests as short:
             raise too_few_requests(where, cfg, part, short, held_out=False) from None
-        caps.append(measure_capacity_rps(eng, cap_wl, source=f"{where}: training part of workload {part.label} (seed {part.seed})"))
+        caps.append(measure_capacity_rps(
+            eng, cap_wl, source=f"{where}: training part of workload {part.label} (seed {part.seed})"))
         extra.append(per_part(eng, history, trace) if per_part is not None else None)
         wls.append(wl)
         rates.append(rate)

@@ -66,7 +66,12 @@ FIRST_TOKEN_PREFILL = 1
 
 # Observation version (agents.obs_version records it in checkpoints and refuses another at load): raise it,
 # and describe the new version here, whenever a feature's meaning changes (same names or not).
-OBS_VERSIONS = {1: 'GLOBAL_FEATURES then INSTANCE_FEATURES per instance, with ttft/tpot_headroom (036d6f6), as its zoo checkpoint (9363fae) was trained on'}
+OBS_VERSIONS = {
+    1: (
+        "GLOBAL_FEATURES then INSTANCE_FEATURES per instance, with ttft/tpot_headroom (036d6f6), as its zoo "
+        "checkpoint (9363fae) was trained on"
+    ),
+}
 OBS_VERSION = 1
 GLOBAL_FEATURES = (
     "elapsed",  # decisions taken / decisions per episode

@@ -27,7 +27,12 @@ MODE, REPLICATE, READY = 0, 1, 2
 
 # Observation version (agents.obs_version records it in checkpoints and refuses another at load): raise it,
 # and describe the new version here, whenever a feature's meaning changes (same names or not).
-OBS_VERSIONS = {1: 'GLOBAL_FEATURES with the time features (b8730e7) then CANDIDATE_FEATURES, as its zoo checkpoint (eba40be) was trained on'}
+OBS_VERSIONS = {
+    1: (
+        "GLOBAL_FEATURES with the time features (b8730e7) then CANDIDATE_FEATURES, as its zoo checkpoint "
+        "(eba40be) was trained on"
+    ),
+}
 OBS_VERSION = 1
 GLOBAL_FEATURES = (
     "phase_mode",  # 1 on a mode sub-step

@@ -27,7 +27,11 @@ from envs.native_vec import draw_episode, episode_options
 
 # Observation version (agents.obs_version records it in checkpoints and refuses another at load): raise it,
 # and describe the new version here, whenever a feature's meaning changes (same names or not).
-OBS_VERSIONS = {1: 'AGENT_FEATURES then CANDIDATE_FEATURES per candidate (every GPU agent)'}
+OBS_VERSIONS = {
+    1: (
+        "AGENT_FEATURES then CANDIDATE_FEATURES per candidate (every GPU agent)"
+    ),
+}
 OBS_VERSION = 1
 AGENT_FEATURES = ("gpu_load", "gpu_rank", "imbalance", "layer", "interval", "evictable", "victim_load")
 CANDIDATE_FEATURES = ("present", "load", "per_replica", "per_replica_added", "replicas", "trend", "next_layer")

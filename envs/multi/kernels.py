@@ -24,7 +24,12 @@ OFF, STARTING, SERVING, DRAINING = 0, 1, 2, 3
 
 # Observation version (agents.obs_version records it in checkpoints and refuses another at load): raise it,
 # and describe the new version here, whenever a feature's meaning changes (same names or not).
-OBS_VERSIONS = {1: "the autoscaler role's AUTOSCALER_FEATURES (the router and admission roles see Routing-v0's and KVAdmission-v0's observations and versions: envs.observation_layout)"}
+OBS_VERSIONS = {
+    1: (
+        "the autoscaler role's AUTOSCALER_FEATURES (the router and admission roles see Routing-v0's and "
+        "KVAdmission-v0's observations and versions: envs.observation_layout)"
+    ),
+}
 OBS_VERSION = 1
 AUTOSCALER_FEATURES = (
     "serving",  # serving replicas / R

@@ -48,7 +48,12 @@ NEVER = np.int64(1) << np.int64(60)  # next use of a block never referenced agai
 
 # Observation version (agents.obs_version records it in checkpoints and refuses another at load): raise it,
 # and describe the new version here, whenever a feature's meaning changes (same names or not).
-OBS_VERSIONS = {1: "GLOBAL_FEATURES then CANDIDATE_FEATURES with 'reinserted' (7b85bc4), as its zoo checkpoint (9d33153) was trained on"}
+OBS_VERSIONS = {
+    1: (
+        "GLOBAL_FEATURES then CANDIDATE_FEATURES with 'reinserted' (7b85bc4), as its zoo checkpoint (9d33153)"
+        ' was trained on'
+    ),
+}
 OBS_VERSION = 1
 GLOBAL_FEATURES = (
     "fill",  # cached blocks / capacity

@@ -33,7 +33,12 @@ from envs.core.state import A_TTFT_EMA, C_SLO_MET, C_SLO_MISSED, DROPPED, FAILED
 # "SLO" = the TTFT SLO; "unit" = count_unit, requests one replica serves in one TTFT SLO.
 # Observation version (agents.obs_version records it in checkpoints and refuses another at load): raise it,
 # and describe the new version here, whenever a feature's meaning changes (same names or not).
-OBS_VERSIONS = {1: 'the observation of REQUEST_FEATURES then REPLICA_FEATURES per replica as its zoo checkpoint (6439b56) was trained on'}
+OBS_VERSIONS = {
+    1: (
+        "the observation of REQUEST_FEATURES then REPLICA_FEATURES per replica as its zoo checkpoint "
+        "(6439b56) was trained on"
+    ),
+}
 OBS_VERSION = 1
 REQUEST_FEATURES = (
     "prompt",  # prefill time of the prompt alone (prompt tokens x prefill s/token) / SLO
