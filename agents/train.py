@@ -1,10 +1,12 @@
 """Train an agent on a servegym environment, then score it against the heuristics.
 
-    python train.py                      # KVAdmission-v0, embedded default trace, a few minutes
+    python train.py                      # KVAdmission-v0, embedded default trace, DAgger, about a minute
     python train.py --env servegym/KVAdmission-v0 --algo ppo|maskable-ppo|dqn --timesteps N \
         --n-envs E [--vec-procs N] --trace NAME|PATH --env-kwargs load=1.1 --seed S --out DIR [--resume]
 
-RL after imitation: ``--imitate N --timesteps M`` runs M PPO steps on the imitated policy; ``--init FILE`` starts
+With no length given, an environment's default recipe runs (``agents.training``): KVAdmission-v0 imitates its
+privileged teacher (DAgger, 8,192 decisions, no RL steps; ``default_imitation``), the others run RL alone
+(``default_timesteps``). RL after imitation: ``--imitate N --timesteps M`` runs M PPO steps on the imitated policy; ``--init FILE`` starts
 from a saved model's policy instead (a DAgger run's ``final.zip``); ``--critic-warmup W`` trains the value
 function alone for the first W of the M steps.
 
@@ -52,6 +54,7 @@ from agents.training import (
     SnapshotCallback,
     atomic_save,
     atomic_write_text,
+    default_imitation,
     default_n_envs,
     default_timesteps,
     make_model,
@@ -73,9 +76,13 @@ def build_parser() -> cli.Parser:
     p.add_argument("--algo", choices=ALGOS, default=None, help="default: the environment's own")
     p.add_argument("--timesteps", type=int, default=None,
                    help="RL steps (0: imitation only; default the environment's: 200,000 for KVAdmission-v0's "
-                        "MaskablePPO, else 300,000; agents.training.default_timesteps)")
-    p.add_argument("--imitate", type=int, default=0, metavar="N",
-                   help="first N decisions of DAgger from the env's privileged teacher "
+                        "MaskablePPO, else 300,000; agents.training.default_timesteps; 0 where the environment's "
+                        "default recipe is DAgger)")
+    p.add_argument("--imitate", type=int, default=None, metavar="N",
+                   help="first N decisions of DAgger from the env's privileged teacher (default 0, except with "
+                        "none of --timesteps, --imitate-kwargs, --init, --resume, --snapshots or --critic-warmup "
+                        "given on an environment whose default recipe is DAgger: KVAdmission-v0's MaskablePPO, "
+                        "8,192 decisions on 16 envs, epochs=10 batch_size=512; agents.training.default_imitation) "
                         "(agents/imitation.py; PrefixEviction-v0: Belady among the candidates; "
                         "Disaggregation-v0: agents/disaggregation_teacher.py; KVAdmission-v0: "
                         "agents/kv_admission_teacher.py)")
@@ -227,14 +234,32 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> int:
     return cli.run_main(p, lambda: _train(a, argv, callbacks))
 
 
+def resolve_length(a: argparse.Namespace, algo: str) -> None:
+    """Fill ``a.timesteps``, ``a.imitate`` (and ``a.imitate_kwargs``, ``a.n_envs``) left unset with the environment's
+    defaults: its DAgger recipe (``agents.training.default_imitation``) when nothing asks for RL steps or a set
+    length (none of --timesteps, --imitate, --imitate-kwargs, --init, --resume, --snapshots, --critic-warmup),
+    else ``default_timesteps`` RL steps and no imitation."""
+    recipe = None
+    if (a.timesteps is None and a.imitate is None and not a.imitate_kwargs and a.init is None and not a.resume
+            and not a.snapshots and not a.critic_warmup):
+        recipe = default_imitation(a.env, algo)
+    if recipe is not None:
+        a.timesteps, a.imitate, a.imitate_kwargs = 0, recipe["imitate"], list(recipe["imitate_kwargs"])
+        if a.n_envs is None:
+            a.n_envs = recipe["n_envs"]
+    if a.imitate is None:
+        a.imitate = 0
+    if a.timesteps is None:
+        a.timesteps = default_timesteps(a.env, algo)
+
+
 def _train(a: argparse.Namespace, argv: list[str] | None, callbacks: list | None = None) -> int:
     try:  # a bad SERVEGYM_COMMIT was a traceback when the run record was written, after training
         code = code_version()  # taken once, before training: the commit that trained
     except ValueError as err:
         raise cli.UsageError(str(err)) from None
     algo = a.algo or DEFAULT_ALGO.get(a.env, "ppo")
-    if a.timesteps is None:
-        a.timesteps = default_timesteps(a.env, algo)
+    resolve_length(a, algo)
     if a.timesteps < 0 or a.imitate < 0 or a.timesteps + a.imitate < 1:
         raise cli.UsageError(f"--timesteps {a.timesteps} --imitate {a.imitate}: both must be >= 0 "
                              "and not both 0")
