@@ -154,7 +154,7 @@ def stamp_zip(path: str | Path, env_id: str, role: str | None = None) -> dict[st
             names = src.namelist()
             if "data" not in names:
                 raise ValueError(f"{path}: not a stable-baselines3 checkpoint (no 'data' member)")
-            if MEMBER in names and src.read(MEMBER).decode() == blob:
+            if MEMBER in names and src.read(MEMBER) == blob.encode():  # bytes: an earlier record may not be UTF-8
                 return rec  # already this record
             members = [(info, src.read(info.filename)) for info in src.infolist() if info.filename != MEMBER]
     except (OSError, zipfile.BadZipFile) as err:
@@ -255,13 +255,13 @@ def from_onnx_metadata(path: str | Path, meta: dict[str, str]) -> dict[str, Any]
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m agents.obs_version stamp FILE.zip --env ID [--role ROLE]`` | ``show FILE.zip|FILE.onnx ...``."""
-    import argparse
+    from agents import cli
 
-    p = argparse.ArgumentParser(prog="python -m agents.obs_version", description=main.__doc__)
+    p = cli.Parser(prog="python -m agents.obs_version", description=main.__doc__)  # errors: one line, status 2
     sub = p.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("stamp", help="record the current observation version in SB3 checkpoints")
     s.add_argument("files", nargs="+", type=Path)
-    s.add_argument("--env", required=True)
+    s.add_argument("--env", required=True, type=cli.env_arg, help="environment id, short or package name")
     s.add_argument("--role", default=None)
     sh = sub.add_parser("show", help="print each file's record (or 'none')")
     sh.add_argument("files", nargs="+", type=Path)

@@ -349,3 +349,23 @@ def test_engine_hook_refuses_bad_numbers_in_one_line(capsys):
         assert exc.value.code == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and f"error: {flag}: must be" in err, err
+
+
+def test_stamp_cli_takes_short_names_replaces_a_bad_record_and_is_idempotent(tmp_path, capsys):
+    """``python -m agents.obs_version stamp`` takes ``--env`` as every command does (``KVAdmission``;
+    was "unknown environment"), replaces an earlier record that is not even UTF-8 (was
+    UnicodeDecodeError's message without the file), and a second stamp leaves the same bytes."""
+    path = _raw(ZOO[KV], tmp_path / "kv.zip", b"\xff\xfe")
+    assert OV.main(["stamp", str(path), "--env", "KVAdmission"]) == 0
+    assert OV.read_zip(path) == OV.record(KV)
+    first = path.read_bytes()
+    assert OV.main(["stamp", str(path), "--env", "kv_admission"]) == 0
+    assert path.read_bytes() == first
+    with zipfile.ZipFile(ZOO[KV]) as z, zipfile.ZipFile(path) as s:  # the weights' members as they were
+        assert all(z.read(n) == s.read(n) for n in z.namelist() if n != OV.MEMBER)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        OV.main(["stamp", str(path), "--env", "kvx"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--env: unknown environment 'kvx'" in err, err
