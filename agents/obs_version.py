@@ -45,6 +45,13 @@ class ObservationMismatch(PolicyMismatch):
     names may be the same; their meaning is not)."""
 
 
+class ObservationRecordError(PolicyMismatch):
+    """A checkpoint whose observation record is unreadable or malformed (not JSON, keys missing or
+    extra, a version that is not an integer, a layout that is not its env_id's), or that records
+    another environment's observation than the one it is loaded for. A ``ValueError`` (and a
+    ``PolicyMismatch``, so that every CLI ends it in one line naming the file)."""
+
+
 class ObservationVersionUnknown(UserWarning):
     """A checkpoint that records no observation version (written before servegym recorded it)."""
 
@@ -88,18 +95,50 @@ def read_zip(path: str | Path) -> dict[str, Any] | None:
                 return None
             rec = json.loads(z.read(MEMBER).decode())
     except (OSError, zipfile.BadZipFile, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"{path}: unreadable observation record {MEMBER} ({err})") from None
+        raise ObservationRecordError(f"{path}: unreadable observation record {MEMBER} ({err})") from None
     _validate(path, rec)
+    import envs
+
+    try:  # the layout follows from env_id and role (agents.obs_version.record): a record that disagrees was edited
+        layout = envs.observation_layout(rec["env_id"], rec["role"])
+    except KeyError as err:
+        raise ObservationRecordError(f"{path}: {MEMBER}: {err.args[0] if err.args else err}") from None
+    if layout != rec["observation_layout"]:
+        seat = f" role {rec['role']!r}" if rec["role"] else ""
+        raise ObservationRecordError(f"{path}: {MEMBER}: env_id {rec['env_id']!r}{seat} has observation layout "
+                                     f"{layout!r}, the record says {rec['observation_layout']!r}")
     return rec
 
 
 def _validate(path: str | Path, rec: Any) -> None:
     keys = ("env_id", "role", "observation_layout", "observation_version")
     if not isinstance(rec, dict) or set(rec) != set(keys):
-        raise ValueError(f"{path}: {MEMBER} must be a JSON object with keys {', '.join(keys)}, got {rec!r}")
+        raise ObservationRecordError(f"{path}: {MEMBER} must be a JSON object with keys {', '.join(keys)}, "
+                                     f"got {rec!r}")
+    for key in ("env_id", "observation_layout"):
+        if not isinstance(rec[key], str):
+            raise ObservationRecordError(f"{path}: {MEMBER} {key} must be a string, got {rec[key]!r}")
+    if rec["role"] is not None and not isinstance(rec["role"], str):
+        raise ObservationRecordError(f"{path}: {MEMBER} role must be a string or null, got {rec['role']!r}")
     if not isinstance(rec["observation_version"], int) or isinstance(rec["observation_version"], bool):
-        raise ValueError(f"{path}: {MEMBER} observation_version must be an integer, got "
-                         f"{rec['observation_version']!r}")
+        raise ObservationRecordError(f"{path}: {MEMBER} observation_version must be an integer, got "
+                                     f"{rec['observation_version']!r}")
+
+
+def check_env(path: str | Path, rec: dict[str, Any] | None, env_id: str) -> None:
+    """Refuse a checkpoint whose record ``rec`` (None: nothing to compare) names another
+    observation layout than the one ``env_id`` emits (:func:`envs.observation_layout`; a role of a
+    PettingZoo env is loaded for the single-agent env it sees, e.g. Routing-v0 for a router seat):
+    :class:`ObservationRecordError` naming the file and both. Where the shapes differ too, the
+    policy's own shape check would also refuse it; this names the cause."""
+    import envs
+
+    if rec is None:
+        return
+    layout = envs.observation_layout(env_id)
+    if rec["observation_layout"] != layout:
+        raise ObservationRecordError(f"{path}: trained on {rec['observation_layout']}'s observation, "
+                                     f"not {layout}'s")
 
 
 def stamp_zip(path: str | Path, env_id: str, role: str | None = None) -> dict[str, Any]:
@@ -115,7 +154,7 @@ def stamp_zip(path: str | Path, env_id: str, role: str | None = None) -> dict[st
             names = src.namelist()
             if "data" not in names:
                 raise ValueError(f"{path}: not a stable-baselines3 checkpoint (no 'data' member)")
-            if MEMBER in names and src.read(MEMBER).decode() == blob:
+            if MEMBER in names and src.read(MEMBER) == blob.encode():  # bytes: an earlier record may not be UTF-8
                 return rec  # already this record
             members = [(info, src.read(info.filename)) for info in src.infolist() if info.filename != MEMBER]
     except (OSError, zipfile.BadZipFile) as err:
@@ -154,7 +193,7 @@ def check(path: str | Path, rec: dict[str, Any] | None) -> None:
     try:
         current, meanings = envs.layout_version(rec["observation_layout"])
     except KeyError as err:
-        raise ValueError(f"{path}: trained on an {err.args[0] if err.args else err}") from None
+        raise ObservationRecordError(f"{path}: trained on an {err.args[0] if err.args else err}") from None
     got = rec["observation_version"]
     if got != current:
         seat = f" ({rec['role']} seat)" if rec["role"] else ""
@@ -171,9 +210,10 @@ def check_zip(path: str | Path) -> dict[str, Any] | None:
     return rec
 
 
-def check_file(path: str | Path) -> dict[str, Any] | None:
-    """:func:`check` of an SB3 checkpoint (``.zip``) or an ONNX export (``.onnx``, its
-    ``metadata_props``, read with onnxruntime); returns the record (None where none is recorded)."""
+def read_file(path: str | Path) -> dict[str, Any] | None:
+    """The record of an SB3 checkpoint (:func:`read_zip`) or of an ONNX export (``.onnx``: its
+    ``metadata_props``, read with onnxruntime, :func:`from_onnx_metadata`); None where none is
+    recorded; ``ValueError`` naming the file if it cannot be read or its record is malformed."""
     if Path(path).suffix == ".onnx":
         import onnxruntime as ort
 
@@ -182,10 +222,16 @@ def check_file(path: str | Path) -> dict[str, Any] | None:
                         .get_modelmeta().custom_metadata_map)
         except Exception as err:  # onnxruntime raises its own exception types for a bad file
             raise ValueError(f"{path}: not an ONNX model ({str(err).splitlines()[0] if str(err) else err})") from None
-        rec = from_onnx_metadata(path, meta)
-        check(path, rec)
-        return rec
-    return check_zip(path)
+        return from_onnx_metadata(path, meta)
+    return read_zip(path)
+
+
+def check_file(path: str | Path) -> dict[str, Any] | None:
+    """:func:`check` of an SB3 checkpoint (``.zip``) or an ONNX export (``.onnx``, its
+    ``metadata_props``, read with onnxruntime); returns the record (None where none is recorded)."""
+    rec = read_file(path)
+    check(path, rec)
+    return rec
 
 
 def onnx_metadata(rec: dict[str, Any] | None) -> dict[str, str]:
@@ -201,21 +247,21 @@ def from_onnx_metadata(path: str | Path, meta: dict[str, str]) -> dict[str, Any]
     if "observation_version" not in meta:
         return None
     v = meta["observation_version"]
-    if not v.isdigit():
-        raise ValueError(f"{path}: metadata observation_version must be an integer, got {v!r}")
+    if not (v.isascii() and v.isdigit()):
+        raise ObservationRecordError(f"{path}: metadata observation_version must be an integer, got {v!r}")
     return {"env_id": meta.get("env_id", ""), "role": None,
             "observation_layout": meta.get("observation_layout", ""), "observation_version": int(v)}
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m agents.obs_version stamp FILE.zip --env ID [--role ROLE]`` | ``show FILE ...``."""
-    import argparse
+    """``python -m agents.obs_version stamp FILE.zip --env ID [--role ROLE]`` | ``show FILE.zip|FILE.onnx ...``."""
+    from agents import cli
 
-    p = argparse.ArgumentParser(prog="python -m agents.obs_version", description=main.__doc__)
+    p = cli.Parser(prog="python -m agents.obs_version", description=main.__doc__)  # errors: one line, status 2
     sub = p.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("stamp", help="record the current observation version in SB3 checkpoints")
     s.add_argument("files", nargs="+", type=Path)
-    s.add_argument("--env", required=True)
+    s.add_argument("--env", required=True, type=cli.env_arg, help="environment id, short or package name")
     s.add_argument("--role", default=None)
     sh = sub.add_parser("show", help="print each file's record (or 'none')")
     sh.add_argument("files", nargs="+", type=Path)
@@ -225,7 +271,8 @@ def main(argv: list[str] | None = None) -> int:
             if a.cmd == "stamp":
                 print(f"{f}: {json.dumps(stamp_zip(f, a.env, a.role), sort_keys=True)}")
             else:
-                print(f"{f}: {json.dumps(read_zip(f), sort_keys=True) if read_zip(f) else 'none'}")
+                rec = read_file(f)
+                print(f"{f}: {json.dumps(rec, sort_keys=True) if rec is not None else 'none'}")
     except (ValueError, KeyError) as err:
         p.exit(2, f"{p.prog}: error: {err.args[0] if isinstance(err, KeyError) else err}\n")
     return 0

@@ -53,6 +53,8 @@ class OnnxPolicy:
             from agents.policy_base import PolicyMismatch  # a ValueError the CLIs end in one line
 
             raise PolicyMismatch(f"{self.path}: exported for {self.env_id}, not {env_id}")
+        if env_id is not None:  # metadata naming another environment's observation layout (an edited file)
+            obs_version.check_env(self.path, self.observation, env_id)
         self.n_obs = int(self.session.get_inputs()[0].shape[1])
         self.n_scores = int(self.session.get_inputs()[1].shape[1])
         if env is not None and tuple(env.observation_space.shape) != (self.n_obs,):

@@ -51,7 +51,7 @@ def make_policy(spec: str, env: Any, env_id: str, seed: int = 0) -> Policy:
     if path.suffix == ".zip" and path.exists():
         from agents.sb3_policy import SB3Policy
 
-        return SB3Policy(path, env)
+        return SB3Policy(path, env, env_id)
     if path.suffix == ".onnx" and path.exists():
         from agents.onnx_policy import OnnxPolicy
 

@@ -91,13 +91,19 @@ class SB3Policy:
 
     row_independent = True  # each row's action from that row's observation and mask (policy_base.Policy)
 
-    def __init__(self, path: str | Path, env: Any | None = None):
-        from agents.obs_version import check_zip
+    def __init__(self, path: str | Path, env: Any | None = None, env_id: str | None = None):
+        """``path``: an SB3 checkpoint; ``env``: the VecEnv it will act in (its spaces are checked);
+        ``env_id``: that env's id (the checkpoint's recorded observation layout is checked against
+        it). ``PolicyMismatch`` naming ``path`` for another observation version or layout or a
+        malformed record (``agents.obs_version``), or spaces other than ``env``'s."""
+        from agents.obs_version import check_env, check_zip
 
         self.path = Path(path)
         self.algo = detect_algo(self.path)
         # its observation version against this servegym's (ObservationMismatch; a warning where none is recorded)
         self.observation = check_zip(self.path)
+        if env_id is not None:  # a record of another environment's observation (an edited or misplaced file)
+            check_env(self.path, self.observation, env_id)
         import torch
 
         # One thread: a small MLP runs ~40x slower when torch spreads it over busy cores, and a

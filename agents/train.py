@@ -438,11 +438,12 @@ def _learn(a: argparse.Namespace, argv: list[str] | None, callbacks: list | None
     ckpt = out / "checkpoint.zip"
     command = shlex.join(["python", "train.py", *(argv if argv is not None else sys.argv[1:])])  # pastes back into a shell
 
-    try:  # a checkpoint of another observation version would train on features it misreads
-        for path in ([ckpt] if a.resume else []) + ([a.init] if a.init is not None else []):
-            obs_version.check_zip(path)
-    except ValueError as err:
-        raise cli.UsageError(f"{'--resume' if a.resume else '--init'}: {err}") from None
+    # a checkpoint of another observation version or environment would train on features it misreads
+    for flag, path in [("--resume", ckpt)] * bool(a.resume) + [("--init", a.init)] * (a.init is not None):
+        try:
+            obs_version.check_env(path, obs_version.check_zip(path), a.env)
+        except ValueError as err:
+            raise cli.UsageError(f"{flag}: {err}") from None
     if a.resume:
         model = algo_class(algo).load(ckpt, env=vec, device=device, tensorboard_log=str(out / "tb"))
         print(f"resuming from {ckpt} at {model.num_timesteps} steps", flush=True)

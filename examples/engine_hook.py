@@ -300,13 +300,25 @@ def run(onnx: Path, requests: int = 400, rate: float = 8.0, capacity_blocks: int
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from envs.options import Parser  # argparse whose errors are one line (no usage block), exit status 2
+
+    p = Parser(prog="python -m examples.engine_hook", description=__doc__,
+               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--onnx", type=Path, required=True, help="a KVAdmission policy from agents.export")
     p.add_argument("--requests", type=int, default=400)
     p.add_argument("--rate", type=float, default=8.0, help="arrival rate, requests/s")
     p.add_argument("--capacity-blocks", type=int, default=4000)
     p.add_argument("--budget-us", type=float, default=500.0)
     a = p.parse_args(argv)
+    import math
+
+    for flag, v, ok, allowed in (("--requests", a.requests, a.requests >= 1, ">= 1"),
+                                 ("--rate", a.rate, math.isfinite(a.rate) and a.rate > 0, "finite and > 0"),
+                                 ("--capacity-blocks", a.capacity_blocks, a.capacity_blocks >= 1, ">= 1"),
+                                 ("--budget-us", a.budget_us, math.isfinite(a.budget_us) and a.budget_us > 0,
+                                  "finite and > 0")):
+        if not ok:
+            p.error(f"{flag}: must be {allowed}, got {v}")
     try:
         result = run(a.onnx, a.requests, a.rate, a.capacity_blocks, a.budget_us)
     except (ValueError, FileNotFoundError) as err:  # e.g. a model of another observation version

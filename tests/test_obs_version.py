@@ -105,7 +105,8 @@ def test_a_checkpoint_of_an_earlier_version_is_refused_in_one_line(tmp_path):
     with pytest.raises(ValueError, match="kv_z.zip: servegym.json must be a JSON object with keys"):
         OV.check_zip(bad)
     unknown = _rewrite(ZOO[KV], tmp_path / "kv_w.zip", {**OV.record(KV), "observation_layout": "servegym/Nope-v0"})
-    with pytest.raises(ValueError, match="kv_w.zip: trained on an unknown observation layout 'servegym/Nope-v0'"):
+    with pytest.raises(ValueError, match="kv_w.zip: servegym.json: env_id 'servegym/KVAdmission-v0' has observation "
+                       "layout 'servegym/KVAdmission-v0', the record says 'servegym/Nope-v0'"):
         OV.check_zip(unknown)
     # a MultiCluster router seat's record names its seat; the version is Routing-v0's
     seat = _rewrite(ZOO["servegym/MultiCluster-v0"], tmp_path / "r.zip",
@@ -236,3 +237,135 @@ def test_capacity_of_requests_that_finish_together_is_a_one_line_error():
         vec = kva.KVAdmissionVecEnv(1, seed=0, trace=tr2, split="all", window_requests=n)
     assert np.isfinite(vec.scenario.capacity_rps) and vec.scenario.capacity_rps > 0
     assert measure_capacity_rps.__doc__ and "NoSteadyState" in measure_capacity_rps.__doc__
+
+
+# Bad input, as a user who edits servegym.json or an ONNX file's metadata would make it (review rv): every
+# path ends in one line naming the file and what is wrong. Before, a malformed record was a plain ValueError
+# that agents.evaluate ended in a traceback, a record naming another environment loaded silently, an ONNX
+# version '²' (str.isdigit() but no int) was int()'s message without the file, and show refused .onnx.
+_BAD_RECORDS = {
+    "malformed.zip": b"{not json",
+    "binary.zip": b"\xff\xfe",
+    "list.zip": b"[1, 2]",
+    "missing.zip": json.dumps({"env_id": KV, "observation_version": 2}).encode(),
+    "extra.zip": json.dumps({**OV.record(KV), "extra": 1}).encode(),
+    "strver.zip": json.dumps({**OV.record(KV), "observation_version": "2"}).encode(),
+    "boolver.zip": json.dumps({**OV.record(KV), "observation_version": True}).encode(),
+    "nullver.zip": json.dumps({**OV.record(KV), "observation_version": None}).encode(),
+    "intenv.zip": json.dumps({**OV.record(KV), "env_id": 3}).encode(),
+    "envid.zip": json.dumps({**OV.record(KV), "env_id": ROUTING}).encode(),  # layout not its env_id's
+    "noenv.zip": json.dumps({**OV.record(KV), "env_id": "servegym/Nope-v0"}).encode(),
+}
+
+
+def _raw(src: Path, dst: Path, blob: bytes) -> Path:
+    with zipfile.ZipFile(src) as z, zipfile.ZipFile(dst, "w") as out:
+        for info in z.infolist():
+            if info.filename != OV.MEMBER:
+                out.writestr(info, z.read(info.filename), compress_type=info.compress_type)
+        out.writestr(OV.MEMBER, blob)
+    return dst
+
+
+def test_a_malformed_record_is_a_one_line_policy_error(tmp_path):
+    for name, blob in _BAD_RECORDS.items():
+        path = _raw(ZOO[KV], tmp_path / name, blob)
+        with pytest.raises(OV.ObservationRecordError) as err:  # a PolicyMismatch, so a ValueError too
+            OV.check_zip(path)
+        assert str(err.value).startswith(f"{path}: ") and "\n" not in str(err.value), (name, err.value)
+    assert issubclass(OV.ObservationRecordError, ValueError)
+    from agents.policy_base import PolicyMismatch
+
+    assert issubclass(OV.ObservationRecordError, PolicyMismatch)
+
+
+def test_evaluate_ends_a_malformed_record_in_one_line(tmp_path, capsys):
+    from agents import evaluate
+
+    for name in ("malformed.zip", "strver.zip"):
+        path = _raw(ZOO[KV], tmp_path / name, _BAD_RECORDS[name])
+        with pytest.raises(SystemExit) as exc:
+            evaluate.main(["--env", KV, "--policy", str(path), "--episodes", "1"])
+        assert exc.value.code == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and f"--policy: {path}: " in err, err
+
+
+def test_a_record_of_another_environment_is_refused(tmp_path, capsys):
+    routing = _rewrite(ZOO[KV], tmp_path / "as_routing.zip", OV.record(ROUTING))  # a consistent record, wrong env
+    vec = envs.make_vec(KV, 1, seed=0)
+    with pytest.raises(OV.ObservationRecordError, match=f"as_routing.zip: trained on {ROUTING}'s observation, "
+                       f"not {KV}'s"):
+        make_policy(str(routing), vec, KV)
+    from agents import train
+
+    with pytest.raises(SystemExit) as exc:
+        train.main(["--env", KV, "--timesteps", "64", "--n-envs", "1", "--out", str(tmp_path / "run"),
+                    "--init", str(routing)])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.splitlines() == [f"python train.py: error: --init: {routing}: trained on {ROUTING}'s observation, "
+                                f"not {KV}'s"], err
+
+
+def test_onnx_metadata_tampered_and_show(tmp_path, capsys):
+    import onnx
+
+    from agents import export as X
+    from agents.onnx_policy import OnnxPolicy
+    from examples import engine_hook
+
+    out = tmp_path / "kv.onnx"
+    X.export(KV, "zoo", out, parity_obs=16)
+    assert OV.main(["show", str(out)]) == 0  # an ONNX export's record, as for a zip
+    assert capsys.readouterr().out == f"{out}: {json.dumps(OV.record(KV), sort_keys=True)}\n"
+    proto = onnx.load(str(out))
+    for name, meta, match in (
+            ("sup.onnx", {"observation_version": "\u00b2"}, "metadata observation_version must be an integer, got"),
+            ("word.onnx", {"observation_version": "two"}, "metadata observation_version must be an integer, got"),
+            ("routing.onnx", {"observation_layout": ROUTING, "observation_version": "1"},
+             f"trained on {ROUTING}'s observation, not {KV}'s")):
+        bad = onnx.ModelProto()
+        bad.CopyFrom(proto)
+        X.set_metadata(bad, meta)
+        onnx.save(bad, str(tmp_path / name))
+        with pytest.raises(OV.ObservationRecordError, match=f"{name}: {match}"):
+            OnnxPolicy(tmp_path / name, env_id=KV)
+        with pytest.raises(SystemExit) as exc:  # the engine hook: one line, no usage block
+            engine_hook.main(["--onnx", str(tmp_path / name), "--requests", "5"])
+        assert exc.value.code == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and err.startswith(f"python -m examples.engine_hook: error: "
+                                                             f"{tmp_path / name}: "), err
+
+
+def test_engine_hook_refuses_bad_numbers_in_one_line(capsys):
+    from examples import engine_hook
+
+    for flag, value in (("--requests", "0"), ("--rate", "-1"), ("--rate", "nan"), ("--capacity-blocks", "0"),
+                        ("--budget-us", "0")):
+        with pytest.raises(SystemExit) as exc:
+            engine_hook.main(["--onnx", "unused.onnx", flag, value])
+        assert exc.value.code == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and f"error: {flag}: must be" in err, err
+
+
+def test_stamp_cli_takes_short_names_replaces_a_bad_record_and_is_idempotent(tmp_path, capsys):
+    """``python -m agents.obs_version stamp`` takes ``--env`` as every command does (``KVAdmission``;
+    was "unknown environment"), replaces an earlier record that is not even UTF-8 (was
+    UnicodeDecodeError's message without the file), and a second stamp leaves the same bytes."""
+    path = _raw(ZOO[KV], tmp_path / "kv.zip", b"\xff\xfe")
+    assert OV.main(["stamp", str(path), "--env", "KVAdmission"]) == 0
+    assert OV.read_zip(path) == OV.record(KV)
+    first = path.read_bytes()
+    assert OV.main(["stamp", str(path), "--env", "kv_admission"]) == 0
+    assert path.read_bytes() == first
+    with zipfile.ZipFile(ZOO[KV]) as z, zipfile.ZipFile(path) as s:  # the weights' members as they were
+        assert all(z.read(n) == s.read(n) for n in z.namelist() if n != OV.MEMBER)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        OV.main(["stamp", str(path), "--env", "kvx"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--env: unknown environment 'kvx'" in err, err
