@@ -9,7 +9,8 @@
 #       SEEDS="0 1" bash agents/time_train_grid.sh          (scaled down: a test of the script, any core count)
 #
 # Configurations (CONFIGS overrides them: one "NAME ARGS..." per line; ARGS are train.py flags):
-#   base           this checkout's defaults (KVAdmission-v0's MaskablePPO: [64, 64] x 4 epochs, 200k steps)
+#   base           this checkout's RL defaults (--imitate 0: KVAdmission-v0's MaskablePPO, [64, 64] x 4 epochs,
+#                  200k steps; with no flag `python train.py` runs the DAgger recipe since 2026-12-03)
 #   prev           the defaults before them (29e4ff3: [128, 128] x 5 epochs, 300k steps); the grid that chose
 #                  the new ones (2026-12-01, this script's earlier configurations, seeds 0-4): README, Speed
 # and with OLD_TREE (a plain copy of an older checkout, e.g. `git archive c4f1388 | tar -x -C old`) its
@@ -59,7 +60,7 @@ SEEDS=${SEEDS:-0 1 2 3 4}
 [ -n "${SEEDS// /}" ] || { echo "time_train_grid.sh: SEEDS is empty (no run to time)" >&2; exit 2; }
 SHORT=${SHORT_STEPS:-200000}  # a configuration NAME_short (--timesteps SHORT) is checked against NAME's snapshot
 SNAPS=${SNAPSHOTS-100000 150000}
-CONFIGS=${CONFIGS:-"base
+CONFIGS=${CONFIGS:-"base --imitate 0
 prev --timesteps 300000 --hyperparams policy_kwargs.net_arch=[128,128] n_epochs=5"}
 read -r -a EXTRA <<< "${TRAIN_ARGS:-}"
 # the cores this script may use (its own affinity: `taskset -c 6-15 bash agents/time_train_grid.sh` runs a grid

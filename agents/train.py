@@ -509,7 +509,10 @@ def _learn_and_score(a: argparse.Namespace, callbacks: list | None, vec, algo: s
         **workload_record(vec),
         **({"hardware": hardware_record(a.hardware, float(kwargs.get("mem_frac", 0.9)))} if a.hardware else {}),
     }, indent=2, default=str))
-    print(f"trained {algo} for {model.num_timesteps} steps in {train_s:.0f} s -> {final}", flush=True)
+    what = f"{model.num_timesteps} RL steps"
+    if a.imitate and not a.resume:
+        what = f"DAgger on {a.imitate:,} decisions" + (f", then {what}" if model.num_timesteps else "")
+    print(f"trained {algo} by {what} in {train_s:.0f} s -> {final}", flush=True)
 
     if a.no_eval:
         return 0
