@@ -126,9 +126,9 @@ def test_zoo_agent_beats_reservation_admission_at_overload():
     assert rep["slo"] == {"metric": "tpot", "ttft_s": 2.0, "tpot_s": 0.1}
 
 
-@pytest.mark.slow
 def test_default_train_py_run_beats_vllm_fcfs_on_goodput_at_load_1_1(tmp_path):
-    """The README's main job: `python train.py` with every default."""
+    """The README's main job: `python train.py` with every default (DAgger, 8,192 decisions: about 20 s of
+    training on one core, so it runs by default; seed 0 scores 0.945 against vllm_fcfs' 0.929, README)."""
     from agents import train
 
     assert train.main(["--out", str(tmp_path), "--no-progress", "--eval-load", "1.1"]) == 0
@@ -136,6 +136,8 @@ def test_default_train_py_run_beats_vllm_fcfs_on_goodput_at_load_1_1(tmp_path):
     by = {r["policy"]: r["metrics"] for r in rep["results"]}
     learned = by[str(tmp_path / "final.zip")]
     assert learned["goodput_rps"] > by["vllm_fcfs"]["goodput_rps"]
+    assert learned["slo_attainment"] > by["vllm_fcfs"]["slo_attainment"]
+    assert json.loads((tmp_path / "run.json").read_text())["imitate"] == 8192
 
 
 @pytest.mark.parametrize("algo", ["dqn", "maskable-ppo"])
