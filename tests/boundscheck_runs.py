@@ -3,7 +3,7 @@ subprocess that the test session starts as soon as collection ends (``conftest.p
 compilation (about 185 CPU-seconds for KVAdmission-v0 and MultiCluster-v0, 92 for PrefixEviction-v0
 on the 2-core box; a kernel compiled with bounds checks cannot be cached: numba refuses, "uses dynamic
 globals") runs on the second core while the rest of the suite runs on the first. The tests in
-``test_fuzz.py`` that need it wait for it and read its lines.
+``test_fuzz.py`` that need it run last (``conftest.py`` moves them), wait for it and read its lines.
 
 The subprocess first checks that bounds checking is on (an out-of-bounds index in a jitted function
 must raise IndexError), then fuzzes each environment in turn (``envs.fuzz.fuzz``: random scenarios,
