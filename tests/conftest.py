@@ -35,3 +35,34 @@ def make_trace(
     p = np.broadcast_to(np.asarray(prompt, np.int64), (n,)).copy()
     o = np.broadcast_to(np.asarray(output, np.int64), (n,)).copy()
     return Trace(t.astype(np.float64), p, o, TraceMeta(name, "tests", "n/a"))
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Run the tests that wait for the background bounds-checked fuzz run last (their order among
+    themselves and everyone else's kept), so that its compilation has the whole session to overlap."""
+    waiting = [i for i in items if getattr(getattr(i, "function", None), "boundscheck_envs", None)]
+    if waiting:
+        items[:] = [i for i in items if i not in waiting] + waiting
+
+
+def pytest_collection_finish(session):
+    """Start the bounds-checked fuzz run of the selected ``test_fuzz.py`` tests that read it (their
+    ``boundscheck_envs``) in a background subprocess now, so that its compilation overlaps the rest
+    of the session (``boundscheck_runs``); nothing starts under ``--collect-only``."""
+    if session.config.option.collectonly:
+        return
+    wanted: list[str] = []
+    for item in session.items:
+        for env_id in getattr(getattr(item, "function", None), "boundscheck_envs", ()):
+            if env_id not in wanted:
+                wanted.append(env_id)
+    if wanted:
+        import boundscheck_runs
+
+        boundscheck_runs.start(wanted)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    import boundscheck_runs
+
+    boundscheck_runs.stop()
