@@ -76,10 +76,10 @@ TIMESTEPS: dict[str, dict[str, int]] = {"servegym/KVAdmission-v0": {"maskable-pp
 # (agents/kv_admission_teacher.py: the per-episode best of the heuristics' schedules, as the zoo agent's recipe,
 # on the default trace): 8,192
 # decisions, 16 envs, 10 epochs of minibatches of 512. Held-out SLO attainment at loads 1.1 / 1.3 / 1.5 (the
-# README's first command, 8 episodes, seed 10000; 2-core box, 2026-12-03): seeds 0 / 1 / 2 0.945 / 0.960 / 0.944,
-# 0.820 / 0.830 / 0.819, 0.738 / 0.736 / 0.738 (40-60 s wall each), against the 200k-step MaskablePPO default it
-# replaces, seed 0: 0.879 / 0.752 / 0.606 (its ten seeds' mean over the loads ranged 0.533-0.824), `sjf` 0.955 /
-# 0.809 / 0.660 and `random` 0.952 / 0.750 / 0.545.
+# README's first command, 8 episodes, seed 10000; seeds 0-9, one process per core of the GPU machine's host,
+# 2026-12-03): mean 0.953 / 0.817 / 0.726 (mean over the loads 0.832, sd 0.005), against the 200k-step MaskablePPO
+# default it replaces, seeds 0-5 in the same grid: 0.934 / 0.745 / 0.554 (0.744, sd 0.048); `sjf` 0.955 / 0.809 /
+# 0.660, `random` 0.952 / 0.750 / 0.545. 25 s wall alone on an idle core (the PPO default: about 50 s).
 DEFAULT_IMITATION: dict[str, dict[str, dict[str, Any]]] = {
     "servegym/KVAdmission-v0": {"maskable-ppo": dict(imitate=8192, imitate_kwargs=("epochs=10", "batch_size=512"),
                                                      n_envs=16)},
