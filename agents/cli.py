@@ -54,12 +54,7 @@ def make_parser(prog: str, doc: str | None, envs_help: bool = True, env_kwargs: 
     return Parser(prog=prog, description=doc, epilog=epilog)
 
 
-def env_arg(name: str) -> str:
-    """argparse ``type`` of ``--env``: the registered id that ``name`` denotes."""
-    try:
-        return options.resolve_env_id(name)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
+env_arg = options.env_arg  # argparse ``type`` of ``--env``: the registered id that a name denotes
 
 
 def single_env_arg(name: str) -> str:

@@ -255,13 +255,13 @@ def from_onnx_metadata(path: str | Path, meta: dict[str, str]) -> dict[str, Any]
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m agents.obs_version stamp FILE.zip --env ID [--role ROLE]`` | ``show FILE.zip|FILE.onnx ...``."""
-    from agents import cli
+    from envs import options  # not agents.cli: it imports agents.policy, which imports this module
 
-    p = cli.Parser(prog="python -m agents.obs_version", description=main.__doc__)  # errors: one line, status 2
+    p = options.Parser(prog="python -m agents.obs_version", description=main.__doc__)  # errors: one line, status 2
     sub = p.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("stamp", help="record the current observation version in SB3 checkpoints")
     s.add_argument("files", nargs="+", type=Path)
-    s.add_argument("--env", required=True, type=cli.env_arg, help="environment id, short or package name")
+    s.add_argument("--env", required=True, type=options.env_arg, help="environment id, short or package name")
     s.add_argument("--role", default=None)
     sh = sub.add_parser("show", help="print each file's record (or 'none')")
     sh.add_argument("files", nargs="+", type=Path)

@@ -148,6 +148,15 @@ def resolve_env_id(name: str) -> str:
     raise ValueError(f"unknown environment {name!r}; known: {known}")
 
 
+def env_arg(name: str) -> str:
+    """argparse ``type`` of ``--env``: the registered id that ``name`` (id, short or package name) denotes;
+    ``argparse.ArgumentTypeError`` with ``resolve_env_id``'s one-line message otherwise."""
+    try:
+        return resolve_env_id(name)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def vec_class(env_id: str) -> type:
     """The native VecEnv class of ``env_id`` (the batched core of a multi-agent one)."""
     return _load(_vec_entries()[env_id])
