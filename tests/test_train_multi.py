@@ -145,5 +145,7 @@ def test_leaderboard_refuses_a_team_whose_checkpoint_does_not_fit_its_seat(capsy
     with pytest.raises(SystemExit) as exit_:
         main(["--envs", "multi", "--scenarios", "multi_cluster/mooncake*", "--team", spec, "--out", str(tmp_path)])
     err = capsys.readouterr().err.strip().splitlines()
-    assert exit_.value.code == 2 and f"--team {spec}: multi_cluster/" in err[-1] and "trained on observations" in err[-1]
+    # the checkpoint's observation record names its environment: refused before its shapes are compared
+    assert exit_.value.code == 2 and f"--team {spec}: multi_cluster/" in err[-1]
+    assert "trained on servegym/ExpertPlacement-v0's observation, not servegym/KVAdmission-v0's" in err[-1], err
     assert not (tmp_path / "leaderboard.json").exists()
