@@ -131,10 +131,10 @@ def check_env(path: str | Path, rec: dict[str, Any] | None, env_id: str) -> None
     PettingZoo env is loaded for the single-agent env it sees, e.g. Routing-v0 for a router seat):
     :class:`ObservationRecordError` naming the file and both. Where the shapes differ too, the
     policy's own shape check would also refuse it; this names the cause."""
-    import envs
-
     if rec is None:
         return
+    import envs
+
     layout = envs.observation_layout(env_id)
     if rec["observation_layout"] != layout:
         raise ObservationRecordError(f"{path}: trained on {rec['observation_layout']}'s observation, "

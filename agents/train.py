@@ -6,9 +6,9 @@
 
 With no length given, an environment's default recipe runs (``agents.training``): KVAdmission-v0 imitates its
 privileged teacher (DAgger, 8,192 decisions, no RL steps; ``default_imitation``), the others run RL alone
-(``default_timesteps``). RL after imitation: ``--imitate N --timesteps M`` runs M PPO steps on the imitated policy; ``--init FILE`` starts
-from a saved model's policy instead (a DAgger run's ``final.zip``); ``--critic-warmup W`` trains the value
-function alone for the first W of the M steps.
+(``default_timesteps``). RL after imitation: ``--imitate N --timesteps M`` runs M PPO steps on the imitated
+policy; ``--init FILE`` starts from a saved model's policy instead (a DAgger run's ``final.zip``); ``--critic-warmup
+W`` trains the value function alone for the first W of the M steps.
 
 ``python -m agents.train`` is the same command from any directory (``train.py`` at the
 repository root is a shim over this module).

@@ -71,10 +71,10 @@ DEFAULT_TIMESTEPS = 300_000
 TIMESTEPS: dict[str, dict[str, int]] = {"servegym/KVAdmission-v0": {"maskable-ppo": 200_000}}
 
 
-# train.py's recipe when none of --timesteps, --imitate, --imitate-kwargs, --init or --resume is given: DAgger
-# from the env's privileged teacher (agents/imitation.py) and no RL steps. KVAdmission-v0
-# (agents/kv_admission_teacher.py: the per-episode best of the heuristics' schedules, as the zoo agent's recipe,
-# on the default trace): 8,192
+# train.py's recipe when nothing asks for RL steps or a set length (none of --timesteps, --imitate,
+# --imitate-kwargs, --init, --resume, --snapshots, --critic-warmup; train.resolve_length): DAgger from the env's
+# privileged teacher (agents/imitation.py) and no RL steps. KVAdmission-v0 (agents/kv_admission_teacher.py: the
+# per-episode best of the heuristics' schedules, as the zoo agent's recipe, on the default trace): 8,192
 # decisions, 16 envs, 10 epochs of minibatches of 512. Held-out SLO attainment at loads 1.1 / 1.3 / 1.5 (the
 # README's first command, 8 episodes, seed 10000; seeds 0-9, one process per core of the GPU machine's host,
 # 2026-12-03): mean 0.953 / 0.817 / 0.726 (mean over the loads 0.832, sd 0.005), against the 200k-step MaskablePPO

@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 import boundscheck_runs
 import envs
 from envs import fuzz, soak
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_fuzz_short_kv_admission_finds_no_violation():
@@ -259,27 +252,6 @@ def test_fuzz_full_size(env_id):
     assert not bad, bad
 
 
-def _boundscheck_run(env_ids: list[str], steps: int, tmp_path: Path) -> subprocess.CompletedProcess:
-    """Fuzz ``env_ids`` in a subprocess with NUMBA_BOUNDSCHECK=1 and a fresh numba cache (so no
-    kernel compiled without checks is reused), after a positive control: an out-of-bounds index
-    in a jitted function must raise IndexError there."""
-    code = (
-        "import numba, numpy as np, sys\n"
-        "f = numba.njit(lambda a, i: a[i])\n"
-        "try:\n    f(np.zeros(3), 5)\nexcept IndexError:\n    pass\n"
-        "else:\n    sys.exit('bounds checking is off')\n"
-        "from envs import fuzz\n"
-        f"for env_id in {env_ids!r}:\n"
-        f"    n, bad = fuzz.fuzz(env_id, {steps}, 0, {max(steps // 3, 1)}, log=lambda m: None)\n"
-        "    assert not bad, bad\n"
-        "    print(env_id, n, 'ok')\n"
-    )
-    env = dict(os.environ, NUMBA_BOUNDSCHECK="1", NUMBA_CACHE_DIR=str(tmp_path / "numba"),
-               PYTHONPATH=f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
-    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=3600)
-
-
 def _boundscheck_envs(*env_ids: str):
     """Mark a test as reading the session's background boundscheck run (``boundscheck_runs``), which
     ``conftest.py`` starts for these environments as soon as collection ends."""
@@ -339,9 +311,15 @@ def test_boundscheck_run_check_fails_on_a_failed_or_missing_environment():
 
 
 @pytest.mark.slow
-def test_kernels_under_numba_boundscheck_every_env(tmp_path):
-    r = _boundscheck_run(list(fuzz.FUZZ_ENVS), 300, tmp_path)
-    assert r.returncode == 0, r.stdout + r.stderr
+def test_kernels_under_numba_boundscheck_every_env():
+    run = boundscheck_runs.BoundscheckRun(list(fuzz.FUZZ_ENVS), 300)  # in the foreground, its own cache
+    try:
+        rc, out = run.outcome()
+        assert rc == 0, out
+        for env_id in fuzz.FUZZ_ENVS:
+            run.check(env_id)
+    finally:
+        run.close()
 
 
 def test_soak_reports_rss_at_start_and_end():
