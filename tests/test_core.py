@@ -217,3 +217,32 @@ def test_step_time_is_bit_identical_to_hwmodels_iteration_time():
             L = np.where(rng.random(n) < 0.2, -1.0, K)
             LP = np.where(rng.random(n) < 0.3, -1.0, P + 100)
             assert mismatches(c, P, A, D, K, L, LP) == 0, (m, profile)
+
+
+def test_natural_rate_counts_only_requests_the_engine_accepts() -> None:
+    """A request rejected at arrival (here a prompt over the 131,072-token context) does not speed up
+    its window's replay: the rate is over the accepted requests and the span of their arrivals, also
+    when the rejected one opens or closes the window; a window with fewer than two accepted requests
+    keeps the rate of all its arrivals (envs.core.workload.build_workload)."""
+    from envs.core.engine import EngineSpec
+    from envs.core.replica import accepted_at_arrival, accepted_values
+    from envs.core.workload import build_workload
+
+    tr = make_trace(12, 1.0, 100, 10, poisson=False)  # arrivals 0, 1, ..., 11 s; windows of 4
+    prompt = tr.prompt_tokens.copy()
+    prompt[[0, 6, 8, 9, 10]] = 200_000  # window 0 opens rejected, window 1 has one inside, window 2 one left
+    tr = tr.replace(prompt_tokens=prompt)
+    eng = EngineSpec().build()
+    ok = accepted_at_arrival(eng, tr.prompt_tokens, tr.output_tokens)
+    assert ok.tolist() == [i not in (0, 6, 8, 9, 10) for i in range(12)]
+    _, rate_all = build_workload(tr, 4, 1.0, 0)
+    _, rate = build_workload(tr, 4, 1.0, 0, ok)
+    assert rate_all.tolist() == [1.0, 1.0, 1.0]
+    # window 0: requests 1..3 over 2 s; window 1: 4, 5, 7 over 3 s; window 2: only 11 accepted -> all arrivals
+    assert rate.tolist() == pytest.approx([1.0, 2.0 / 3.0, 1.0])
+    assert accepted_values(tr.prompt_tokens, ok).max() == 100
+    assert accepted_values(tr.prompt_tokens, np.zeros(12, bool)).max() == 200_000  # none accepted: all
+    with pytest.raises(ValueError, match="accepted must be a bool array of its 12 requests"):
+        build_workload(tr, 4, 1.0, 0, ok[:5])
+    with pytest.raises(ValueError, match="one length"):
+        accepted_at_arrival(eng, tr.prompt_tokens, tr.output_tokens[:3])

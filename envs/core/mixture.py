@@ -272,6 +272,7 @@ def build_mixture(cfg: Any, where: str, per_part: Callable[[Any, Trace, Trace], 
     has block ids.
     """
     from envs.core.capacity import measure_capacity_rps
+    from envs.core.replica import accepted_at_arrival, accepted_values
     from envs.core.workload import build_workload
 
     parts, loaded = load_parts(cfg, where)
@@ -281,12 +282,17 @@ def build_mixture(cfg: Any, where: str, per_part: Callable[[Any, Trace, Trace], 
         raise ValueError(f"{where}: prefix_caching=True but no trace of workloads {list(cfg.workloads)} has block ids")
     cache_on = bool(cfg.prefix_caching and bs is not None)
     eng = cfg.engine_spec().build(cache_on=cache_on, chain_block_tokens=bs or 1)
-    eng = eng._replace(max_output=max(int(max(h.output_tokens.max(), t.output_tokens.max())) for h, t in loaded))
+    # Requests the engine rejects at arrival (envs.core.replica.rejected_at_arrival) leave the others
+    # served as if they were absent: rates and max_tokens over accepted requests only.
+    ok = [tuple(accepted_at_arrival(eng, p.prompt_tokens, p.output_tokens) for p in ht) for ht in loaded]
+    eng = eng._replace(max_output=max(int(max(accepted_values(h.output_tokens, oh).max(),
+                                              accepted_values(t.output_tokens, ot).max()))
+                                      for (h, t), (oh, ot) in zip(loaded, ok)))
     wls, rates, caps, extra, groups, next_id = [], [], [], [], [0], 0
-    for part, (history, trace) in zip(parts, loaded):
+    for part, (history, trace), (_, ok_t) in zip(parts, loaded, ok):
         trace, next_id = dense_offset_chains(trace, next_id)
         try:  # the held-out part is the one that runs short (the training part is 1 - held_out_frac)
-            wl, rate = build_workload(trace, cfg.window_requests, cfg.predictor_accuracy, cfg.trace_seed)
+            wl, rate = build_workload(trace, cfg.window_requests, cfg.predictor_accuracy, cfg.trace_seed, ok_t)
         except TooFewRequests as short:
             raise too_few_requests(where, cfg, part, short, held_out=True) from None
         try:

@@ -139,6 +139,34 @@ def rejected_at_arrival(eng, prompt, output):
 
 
 @nb.njit(cache=True)
+def _accepted(eng, prompt, output):
+    out = np.empty(prompt.shape[0], np.bool_)
+    for i in range(prompt.shape[0]):
+        out[i] = not rejected_at_arrival(eng, prompt[i], output[i])
+    return out
+
+
+def accepted_at_arrival(eng, prompt: np.ndarray, output: np.ndarray) -> np.ndarray:
+    """bool [n]: which of ``n`` requests (``prompt``, ``output`` tokens, int [n]) ``eng`` accepts,
+    i.e. does not reject at arrival (:func:`rejected_at_arrival`, the one rule). Scenario builders
+    take rates and means over these only, so that a request the engine refuses leaves the others
+    served as if it were absent (../shared/cases/edge_prompt_200k.jsonl). ``ValueError`` for
+    arrays of different lengths."""
+    prompt, output = np.asarray(prompt, np.int64), np.asarray(output, np.int64)
+    if prompt.shape != output.shape or prompt.ndim != 1:
+        raise ValueError(f"accepted_at_arrival: prompt and output must be 1-D of one length, got shapes "
+                         f"{prompt.shape} and {output.shape}")
+    return _accepted(eng, prompt, output)
+
+
+def accepted_values(values: np.ndarray, accepted: np.ndarray) -> np.ndarray:
+    """``values`` [n] of the ``accepted`` [n] requests (bool), for the means and maxima a scenario
+    takes over served requests; all of them when the engine accepts none (nothing is served then)."""
+    values = np.asarray(values)
+    return values[accepted] if np.any(accepted) else values
+
+
+@nb.njit(cache=True)
 def enqueue(st, wl, eng, e, r, i):
     """Request ``i`` of env ``e``'s window arrives at replica ``r``; False if not queued.
 

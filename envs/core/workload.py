@@ -52,11 +52,17 @@ def build_workload(
     window_requests: int,
     predictor_accuracy: float,
     seed: int,
+    accepted: np.ndarray | None = None,
 ) -> tuple[Workload, np.ndarray]:
     """Consecutive windows of ``window_requests`` requests; returns them and each one's
-    natural arrival rate (requests/s), which load levels rescale. Raises ``TooFewRequests`` (a
-    ``ValueError``) for a trace shorter than one window, ``ValueError`` for ``window_requests`` < 2
-    or a window whose arrivals are all at one instant."""
+    natural arrival rate (requests/s), which load levels rescale. With ``accepted`` (bool
+    [len(trace)], ``envs.core.replica.accepted_at_arrival``) a window's rate counts only the
+    requests the engine accepts, over the span of their arrivals, so a request rejected at arrival
+    does not speed up the others' replay (it still arrives, and is counted as rejected); a window
+    with fewer than two accepted requests, or all of them at one instant, keeps the rate of all its
+    arrivals. Raises ``TooFewRequests`` (a ``ValueError``) for a trace shorter than one window,
+    ``ValueError`` for ``window_requests`` < 2, ``accepted`` of another length, or a window whose
+    arrivals are all at one instant."""
     n = len(trace)
     if window_requests < 2:
         raise ValueError(f"window_requests must be >= 2, got {window_requests}")
@@ -79,6 +85,17 @@ def build_workload(
             "has all arrivals at one instant, so it has no arrival rate to rescale"
         )
     rate = (N - 1) / span
+    if accepted is not None:
+        if np.shape(accepted) != (n,):
+            raise ValueError(f"trace {trace.meta.name!r}: accepted must be a bool array of its {n} requests, "
+                             f"got shape {np.shape(accepted)}")
+        ok = np.asarray(accepted, np.bool_)[:used].reshape(W, N)
+        if not ok.all():
+            cnt = ok.sum(axis=1)
+            first = np.where(ok, arr, np.inf).min(axis=1)
+            last = np.where(ok, arr, -np.inf).max(axis=1)
+            own = (cnt >= 2) & (last > first)
+            rate = np.where(own, (cnt - 1) / np.where(own, last - first, 1.0), rate)
     arrival = (arr - arr[:, :1]).astype(np.float64)
     prompt = trace.prompt_tokens[:used].reshape(W, N).astype(np.int32)
     output = trace.output_tokens[:used].reshape(W, N).astype(np.int32)

@@ -20,6 +20,7 @@ import hwmodels
 import traces
 from envs.core import state as S
 from envs.core.capacity import measure_capacity_rps
+from envs.core.replica import accepted_at_arrival, accepted_values
 from envs.core.workload import build_workload, noisy_buckets
 from envs.disaggregation.config import DEFAULT_TRACE, DisaggregationConfig
 from envs.slo import default_slo
@@ -128,7 +129,10 @@ def _build(cfg: DisaggregationConfig) -> Scenario:
     for s, (h, pl) in zip(sources, parts):
         _check_parts(cfg, s if isinstance(s, str) else s.meta.name, h, pl)
     eng = cfg.engine_spec().build()
-    max_out = max(int(p.output_tokens.max()) for h, pl in parts for p in (h, pl))
+    # Requests the engine rejects at arrival leave the others served as if they were absent: max_tokens
+    # and the reference step times over accepted requests only (envs.core.replica.accepted_at_arrival).
+    max_out = max(int(accepted_values(p.output_tokens, accepted_at_arrival(eng, p.prompt_tokens, p.output_tokens)).max())
+                  for h, pl in parts for p in (h, pl))
     eng = eng._replace(max_output=max_out)
     # Requests longer than max_model_len or the KV pool are rejected at arrival by envs.core
     # (counted in the metric "rejected"); failed ones (Trace.failed) arrive and end at once.
@@ -190,10 +194,13 @@ def _build(cfg: DisaggregationConfig) -> Scenario:
 
 def reference_step_times(eng, history: list[traces.Trace]) -> tuple[float, float]:
     """(prefill s, decode s) of one instance of ``eng`` at the mean request of ``history`` (the
-    training parts): prefill of one mean prompt alone (attention pairs P (P + 1) / 2), and a decode
+    training parts; requests the engine accepts at arrival): prefill of one mean prompt alone (attention pairs P (P + 1) / 2), and a decode
     iteration of one sequence at the mean prompt plus half the mean output (hwmodels.iteration_time)."""
-    p = float(np.mean(np.concatenate([h.prompt_tokens for h in history])))
-    o = float(np.mean(np.concatenate([h.output_tokens for h in history])))
+    prompts = np.concatenate([h.prompt_tokens for h in history])
+    outputs = np.concatenate([h.output_tokens for h in history])
+    ok = accepted_at_arrival(eng, prompts, outputs)
+    p = float(accepted_values(prompts, ok).mean())
+    o = float(accepted_values(outputs, ok).mean())
     ctx = p + 0.5 * o
     prefill = float(hwmodels.iteration_time(eng.coeffs, p, p * (p + 1.0) / 2.0, 0.0, 0.0, -1.0, p))
     decode = float(hwmodels.iteration_time(eng.coeffs, 0.0, 0.0, 1.0, ctx, ctx, -1.0))

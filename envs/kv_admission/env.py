@@ -48,6 +48,7 @@ from envs.core.mixture import (
     part_index,
     workload_played,
 )
+from envs.core.replica import accepted_at_arrival, accepted_values
 from envs.core.workload import build_workload, load_split, max_window_gaps, output_histogram
 from envs.metrics import episode_metrics
 from envs.native_vec import NativeVecEnv, VecEnvView, item_features
@@ -166,11 +167,14 @@ def _build_scenario(cfg: KVAdmissionConfig) -> Scenario:
     if cfg.prefix_caching and trace.block_ids is None:
         raise ValueError(f"KVAdmission: prefix_caching=True but trace {cfg.trace!r} has no block ids")
     eng = cfg.engine_spec().build(cache_on=cache_on, chain_block_tokens=chain_tokens)
-    max_out = int(trace.output_tokens.max())
-    eng = eng._replace(max_output=max(max_out, int(history.output_tokens.max())))
     # Requests longer than the model's context or the KV pool are rejected at arrival by the
-    # engine (envs.core.replica.rejected_at_arrival) and counted as `rejected`.
-    wl, rate = build_workload(trace, cfg.window_requests, cfg.predictor_accuracy, cfg.trace_seed)
+    # engine (envs.core.replica.rejected_at_arrival) and counted as `rejected`; the others are
+    # served as if they were absent: rates and max_tokens over accepted requests only.
+    ok_t = accepted_at_arrival(eng, trace.prompt_tokens, trace.output_tokens)
+    ok_h = accepted_at_arrival(eng, history.prompt_tokens, history.output_tokens)
+    max_out = int(accepted_values(trace.output_tokens, ok_t).max())
+    eng = eng._replace(max_output=max(max_out, int(accepted_values(history.output_tokens, ok_h).max())))
+    wl, rate = build_workload(trace, cfg.window_requests, cfg.predictor_accuracy, cfg.trace_seed, ok_t)
     cap_wl, _ = build_workload(history, cfg.window_requests, cfg.predictor_accuracy, cfg.trace_seed)
     capacity = measure_capacity_rps(eng, cap_wl, source=f"KVAdmission: training part of trace {trace.meta.name!r}")
     return Scenario(eng, wl, rate, capacity, _hist_prior(history), trace.meta.name)

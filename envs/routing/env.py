@@ -52,7 +52,7 @@ from envs.core.mixture import (
     part_index,
     workload_played,
 )
-from envs.core.replica import arrival_time
+from envs.core.replica import accepted_at_arrival, accepted_values, arrival_time
 from envs.core.workload import build_workload, load_split, max_window_gaps
 from envs.metrics import episode_metrics
 from envs.native_vec import NativeVecEnv, VecEnvView, draw_episode, item_features
@@ -249,14 +249,18 @@ def _build_scenario(cfg: RoutingConfig) -> Scenario:
     cache_on = cfg.prefix_caching and trace.block_ids is not None
     chain_tokens = trace.block_size or 1
     eng = cfg.engine_spec().build(cache_on=cache_on, chain_block_tokens=chain_tokens)
-    eng = eng._replace(max_output=int(max(trace.output_tokens.max(), history.output_tokens.max())))
     # Requests longer than the model's context or a replica's KV pool are rejected at arrival
-    # (envs.core.replica.rejected_at_arrival) and counted as `rejected`.
-    wl, rate = build_workload(trace, cfg.window_requests, cfg.predictor_accuracy, cfg.trace_seed)
+    # (envs.core.replica.rejected_at_arrival) and counted as `rejected`; the others are served as
+    # if they were absent: rates, max_tokens and the mean prompt over accepted requests only.
+    ok_t = accepted_at_arrival(eng, trace.prompt_tokens, trace.output_tokens)
+    ok_h = accepted_at_arrival(eng, history.prompt_tokens, history.output_tokens)
+    eng = eng._replace(max_output=int(max(accepted_values(trace.output_tokens, ok_t).max(),
+                                          accepted_values(history.output_tokens, ok_h).max())))
+    wl, rate = build_workload(trace, cfg.window_requests, cfg.predictor_accuracy, cfg.trace_seed, ok_t)
     cap_wl, _ = build_workload(history, cfg.window_requests, cfg.predictor_accuracy, cfg.trace_seed)
     capacity = measure_capacity_rps(eng, cap_wl, source=f"Routing: training part of trace {trace.meta.name!r}")
     bound = _bound_rps(cfg, eng, trace)
-    spt = _prefill_seconds_per_token(eng, float(history.prompt_tokens.mean()), cfg.budget)
+    spt = _prefill_seconds_per_token(eng, float(accepted_values(history.prompt_tokens, ok_h).mean()), cfg.budget)
     entries = eng.capacity_blocks * eng.block_size // eng.chain_block_tokens if cache_on else 0
     return Scenario(eng, wl, rate, capacity, bound, spt, entries, trace.meta.name)
 
@@ -265,10 +269,13 @@ def _build_mixture(cfg: RoutingConfig) -> Scenario:
     """The scenario of a workload mixture: every part's windows, natural rates, capacity and bound.
 
     The prefill speed the observation's wait estimates use (``sec_per_prefill_token``) is one
-    number for the mixture: measured at the mean prompt of all parts' histories together."""
+    number for the mixture: measured at the mean prompt of all parts' histories together (the
+    requests the engine accepts)."""
     m = build_mixture(cfg, "Routing", lambda eng, history, trace: _bound_rps(cfg, eng, trace))
     eng = m.engine
-    mean_prompt = float(np.concatenate([h.prompt_tokens for h, _ in m.loaded]).mean())
+    prompts = np.concatenate([h.prompt_tokens for h, _ in m.loaded])
+    outputs = np.concatenate([h.output_tokens for h, _ in m.loaded])
+    mean_prompt = float(accepted_values(prompts, accepted_at_arrival(eng, prompts, outputs)).mean())
     spt = _prefill_seconds_per_token(eng, mean_prompt, cfg.budget)
     entries = eng.capacity_blocks * eng.block_size // eng.chain_block_tokens if m.cache_on else 0
     return Scenario(eng, m.workload, m.natural_rate, float(np.mean(m.part_capacity_rps)), float(np.mean(m.per_part)),
