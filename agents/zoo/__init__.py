@@ -348,7 +348,7 @@ PENDING: dict[str, Recipe] = {
     # track's real days) are in no training family. The teacher's target is the largest oracle fleet of the next 24
     # intervals (12 minutes), never below 1.1 x the last 30 s' arrival rate in SLO-safe capacity (teacher_lookahead,
     # teacher_cover). Seed 0 on the loaded 2-core box (124 s wall): on the leaderboard's m-large days normalized
-    # 76.1 / -22.6 at penalty 0.001 / 0.01, $297 / $320 a day, attainment 0.9855 / 0.9931 (HPA 80.8 / -78.9, $292,
+    # 76.1 / -22.6 at penalty 0.001 / 0.01, $297 / $320 a day, attainment 0.9855 / 0.9931 (HPA 80.8 / -78.8, $292,
     # 0.9868; the zoo agent 79.0 / 43.8, $345 / $365): not cheaper than HPA at its attainment, so it stays pending;
     # on 4 held-out bursty days 85.7 / 69.5 against the zoo's 79.4 / 56.6 (README "servegym/Autoscale-v0" has every
     # variant and seed). Seeds 0-2 with their leaderboard:
