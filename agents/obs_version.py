@@ -157,8 +157,8 @@ def space_shape(space: Any) -> str:
 
 def env_spaces(env_id: str, role: str | None = None) -> tuple[Any, Any]:
     """``(observation_space, action_space)`` of ``env_id`` in its default configuration: its native
-    VecEnv's, or (a PettingZoo env: ``role`` of MultiCluster-v0, the one agent of
-    ExpertPlacementParallel-v0) the first agent of that role's. ``KeyError`` for an unknown env or role."""
+    VecEnv's, or a PettingZoo env's first agent in seat ``role`` (``router_0`` for MultiCluster-v0's
+    ``router``; ExpertPlacementParallel-v0's first agent for None). ``KeyError`` for an unknown env or role."""
     import envs
 
     envs.observation_layout(env_id, role)  # KeyError (one line) for an unknown env or role
@@ -186,8 +186,7 @@ def check_spaces(path: str | Path, data: bytes, env_id: str, role: str | None = 
     saved = []
     for key in ("observation_space", "action_space"):
         try:
-            item = json.loads(data)[key]
-            saved.append(cloudpickle.loads(base64.b64decode(item[":serialized:"].encode())))
+            saved.append(cloudpickle.loads(base64.b64decode(json.loads(data)[key][":serialized:"].encode())))
         except Exception as err:  # noqa: BLE001 (JSON, base64 and unpickling each raise their own types)
             raise ValueError(f"{path}: its 'data' member holds no readable {key} "
                              f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else err})") from None
@@ -198,13 +197,14 @@ def check_spaces(path: str | Path, data: bytes, env_id: str, role: str | None = 
                              f"(default configuration) is {space_shape(want)}; not stamped")
 
 
-def stamp_zip(path: str | Path, env_id: str, role: str | None = None) -> dict[str, Any]:
+def stamp_zip(path: str | Path, env_id: str, role: str | None = None, *, spaces: bool = False) -> dict[str, Any]:
     """Write :func:`record` ``(env_id, role)`` into the SB3 checkpoint ``path`` as its member
     ``servegym.json`` (appended, so every other member keeps its stored bytes; an earlier,
     different record is replaced, the other members keeping their contents and compression). Written to a temporary file, then renamed over ``path``. Returns the record;
-    ``ValueError`` if ``path`` is no SB3 zip (no ``data`` member) or its policy's observation or
-    action space shape differs from ``env_id``'s (``role``'s) in its default configuration
-    (:func:`check_spaces`; the file is left as it was)."""
+    ``ValueError`` if ``path`` is no SB3 zip (no ``data`` member) or, with ``spaces`` (the stamp
+    commands, for a file trained elsewhere; not a training run's own save, whose env may be configured
+    otherwise), its policy's observation or action space shape differs from ``env_id``'s (``role``'s)
+    in its default configuration (:func:`check_spaces`; the file is left as it was)."""
     path = Path(path)
     rec = record(env_id, role)
     blob = json.dumps(rec, sort_keys=True) + "\n"
@@ -213,7 +213,8 @@ def stamp_zip(path: str | Path, env_id: str, role: str | None = None) -> dict[st
             names = src.namelist()
             if "data" not in names:
                 raise ValueError(f"{path}: not a stable-baselines3 checkpoint (no 'data' member)")
-            check_spaces(path, src.read("data"), env_id, role)
+            if spaces:
+                check_spaces(path, src.read("data"), env_id, role)
             if MEMBER in names and src.read(MEMBER) == blob.encode():  # bytes: an earlier record may not be UTF-8
                 return rec  # already this record
             members = [(info, src.read(info.filename)) for info in src.infolist() if info.filename != MEMBER]
@@ -329,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for f in a.files:
             if a.cmd == "stamp":
-                print(f"{f}: {json.dumps(stamp_zip(f, a.env, a.role), sort_keys=True)}")
+                print(f"{f}: {json.dumps(stamp_zip(f, a.env, a.role, spaces=True), sort_keys=True)}")
             else:
                 rec = read_file(f)
                 print(f"{f}: {json.dumps(rec, sort_keys=True) if rec is not None else 'none'}")

@@ -95,14 +95,14 @@ def test_train_multi_refuses_bad_options_in_one_line(capsys, tmp_path):
         assert exit_.value.code == 2 and says in err[-1]
 
 
-@pytest.mark.filterwarnings("ignore::agents.obs_version.ObservationVersionUnknown")  # the unrecorded files
 def test_train_multi_warm_start_errors_name_the_option_and_the_file(capsys, tmp_path, monkeypatch):
     """Every refused --warm-start file (no zip, no SB3 zip, another observation version, another environment's
     checkpoint, recorded or not) is one line naming --warm-start and the file (the non-zip and the other
     version named neither the option before; the zip without 'data' was an AssertionError traceback)."""
+    import warnings
     import zipfile
 
-    from agents.obs_version import MEMBER
+    from agents.obs_version import MEMBER, ObservationVersionUnknown
     from agents.zoo import ZOO
 
     tr = chain_trace(96, rate=12.0)
@@ -130,7 +130,8 @@ def test_train_multi_warm_start_errors_name_the_option_and_the_file(capsys, tmp_
              (kv, "trained on servegym/KVAdmission-v0's observation, not servegym/Routing-v0's"),
              (copy(kv, tmp_path / "kv_unrecorded.zip"), "size mismatch for"))
     for path, says in cases:
-        with pytest.raises(SystemExit) as exit_:
+        with pytest.raises(SystemExit) as exit_, warnings.catch_warnings():
+            warnings.simplefilter("ignore", ObservationVersionUnknown)  # the files without a record
             tm.main(["--warm-start", str(path), "--clusters", "2", "--loads", "1.2", "--admission", "sarathi",
                      "--out", str(tmp_path / "out")])
         err = capsys.readouterr().err.strip().splitlines()

@@ -305,14 +305,15 @@ def stamp(env_ids: list[str] | None = None) -> dict[str, dict]:
     zip; SB3's members, the weights among them, keep their bytes). Run it when a checkpoint trained on
     the current observation is committed (``python -m agents.zoo stamp --env ID``; ``agents.zoo train``
     does it); stamping a file trained on an earlier version would make it pass the load check while
-    it misreads the features. Returns env id -> record; ``KeyError`` for an id without a zoo file."""
+    it misreads the features. Returns env id -> record; ``KeyError`` for an id without a zoo file,
+    ``ValueError`` for a file whose policy's spaces are not its env's (seat's) default shapes."""
     from agents.obs_version import stamp_zip
 
     out = {}
     for env_id in env_ids or list(ZOO):
         if env_id not in ZOO:
             raise KeyError(f"{env_id}: no committed zoo checkpoint; with one: {', '.join(ZOO)}")
-        out[env_id] = stamp_zip(ZOO[env_id], env_id, zoo_role(env_id))
+        out[env_id] = stamp_zip(ZOO[env_id], env_id, zoo_role(env_id), spaces=True)
     return out
 
 
