@@ -141,11 +141,70 @@ def check_env(path: str | Path, rec: dict[str, Any] | None, env_id: str) -> None
                                      f"not {layout}'s")
 
 
-def stamp_zip(path: str | Path, env_id: str, role: str | None = None) -> dict[str, Any]:
+def space_shape(space: Any) -> str:
+    """A space's shape as stamp's error shows it: ``Box(80,)``, ``Discrete(108)``,
+    ``MultiDiscrete([3, 2])``, a ``Dict`` of those; the type name and ``shape`` otherwise."""
+    from gymnasium import spaces
+
+    if isinstance(space, spaces.Dict):
+        return "Dict(" + ", ".join(f"{k}: {space_shape(v)}" for k, v in space.spaces.items()) + ")"
+    if isinstance(space, spaces.Discrete):
+        return f"Discrete({int(space.n)})"
+    if isinstance(space, spaces.MultiDiscrete):
+        return f"MultiDiscrete({[int(n) for n in space.nvec.ravel()]})"
+    return f"{type(space).__name__}{tuple(space.shape) if space.shape is not None else '()'}"
+
+
+def env_spaces(env_id: str, role: str | None = None) -> tuple[Any, Any]:
+    """``(observation_space, action_space)`` of ``env_id`` in its default configuration: its native
+    VecEnv's, or a PettingZoo env's first agent in seat ``role`` (``router_0`` for MultiCluster-v0's
+    ``router``; ExpertPlacementParallel-v0's first agent for None). ``KeyError`` for an unknown env or role."""
+    import envs
+
+    envs.observation_layout(env_id, role)  # KeyError (one line) for an unknown env or role
+    if role is None and env_id in envs.VEC_ENVS:
+        vec = envs.make_vec(env_id, 1, seed=0)
+        try:
+            return vec.observation_space, vec.action_space
+        finally:
+            vec.close()
+    penv = envs.make_parallel(env_id)
+    agent = next(a for a in penv.possible_agents if role is None or a == role or a.rsplit("_", 1)[0] == role)
+    return penv.observation_space(agent), penv.action_space(agent)
+
+
+def check_spaces(path: str | Path, data: bytes, env_id: str, role: str | None = None) -> None:
+    """Refuse to record ``env_id`` (``role``) in a checkpoint whose policy reads or writes other shapes:
+    ``data`` is the SB3 zip's ``data`` member (JSON; each space cloudpickled under ``:serialized:``, as
+    ``stable_baselines3.common.save_util.data_to_json`` writes it). ``ValueError`` naming the file and
+    both shapes (:func:`space_shape`) where the observation or the action space differs from
+    :func:`env_spaces`, or where ``data`` holds no readable space."""
+    import base64
+
+    import cloudpickle
+
+    saved = []
+    for key in ("observation_space", "action_space"):
+        try:
+            saved.append(cloudpickle.loads(base64.b64decode(json.loads(data)[key][":serialized:"].encode())))
+        except Exception as err:  # noqa: BLE001 (JSON, base64 and unpickling each raise their own types)
+            raise ValueError(f"{path}: its 'data' member holds no readable {key} "
+                             f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else err})") from None
+    seat = f" ({role} seat)" if role else ""
+    for kind, got, want in zip(("observation", "action"), saved, env_spaces(env_id, role)):
+        if space_shape(got) != space_shape(want):
+            raise ValueError(f"{path}: its policy's {kind} space is {space_shape(got)}, {env_id}{seat}'s "
+                             f"(default configuration) is {space_shape(want)}; not stamped")
+
+
+def stamp_zip(path: str | Path, env_id: str, role: str | None = None, *, spaces: bool = False) -> dict[str, Any]:
     """Write :func:`record` ``(env_id, role)`` into the SB3 checkpoint ``path`` as its member
     ``servegym.json`` (appended, so every other member keeps its stored bytes; an earlier,
     different record is replaced, the other members keeping their contents and compression). Written to a temporary file, then renamed over ``path``. Returns the record;
-    ``ValueError`` if ``path`` is no SB3 zip (no ``data`` member)."""
+    ``ValueError`` if ``path`` is no SB3 zip (no ``data`` member) or, with ``spaces`` (the stamp
+    commands, for a file trained elsewhere; not a training run's own save, whose env may be configured
+    otherwise), its policy's observation or action space shape differs from ``env_id``'s (``role``'s)
+    in its default configuration (:func:`check_spaces`; the file is left as it was)."""
     path = Path(path)
     rec = record(env_id, role)
     blob = json.dumps(rec, sort_keys=True) + "\n"
@@ -154,6 +213,8 @@ def stamp_zip(path: str | Path, env_id: str, role: str | None = None) -> dict[st
             names = src.namelist()
             if "data" not in names:
                 raise ValueError(f"{path}: not a stable-baselines3 checkpoint (no 'data' member)")
+            if spaces:
+                check_spaces(path, src.read("data"), env_id, role)
             if MEMBER in names and src.read(MEMBER) == blob.encode():  # bytes: an earlier record may not be UTF-8
                 return rec  # already this record
             members = [(info, src.read(info.filename)) for info in src.infolist() if info.filename != MEMBER]
@@ -269,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for f in a.files:
             if a.cmd == "stamp":
-                print(f"{f}: {json.dumps(stamp_zip(f, a.env, a.role), sort_keys=True)}")
+                print(f"{f}: {json.dumps(stamp_zip(f, a.env, a.role, spaces=True), sort_keys=True)}")
             else:
                 rec = read_file(f)
                 print(f"{f}: {json.dumps(rec, sort_keys=True) if rec is not None else 'none'}")

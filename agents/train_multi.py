@@ -84,7 +84,9 @@ def build_vec(workloads: list[str], clusters: int, loads: tuple[float, ...], see
 
 def make_model(vec: Any, warm_start: str, seed: int) -> Any:
     """A MaskablePPO model on ``vec``: Routing-v0's zoo checkpoint, a checkpoint file, or (``none``) a
-    fresh per-replica scorer. ``ValueError`` naming the file when it is missing or its spaces differ."""
+    fresh per-replica scorer. ``ValueError`` naming ``--warm-start`` and the file when it is missing, no SB3
+    zip, of another observation version or environment than the router seat's (Routing-v0's,
+    :func:`agents.obs_version.check_env`), or its weights do not fit the seat's spaces."""
     from sb3_contrib import MaskablePPO
 
     from agents.zoo import ZOO
@@ -97,17 +99,24 @@ def make_model(vec: Any, warm_start: str, seed: int) -> Any:
     path = ZOO[ROUTING_ID] if warm_start == "zoo" else Path(warm_start)
     if not Path(path).is_file():
         raise ValueError(f"--warm-start {warm_start}: no such checkpoint {path}")
-    from agents.obs_version import check_zip
+    from agents.obs_version import check_env, check_zip
 
-    check_zip(path)  # a router trained on another observation version: ObservationMismatch (a ValueError)
+    try:  # no zip, a malformed record, another observation version (ObservationMismatch) or another
+        # environment's observation than the router seat's (Routing-v0's): ValueErrors naming the file
+        check_env(path, check_zip(path), ROUTING_ID)
+    except ValueError as err:
+        raise ValueError(f"--warm-start {warm_start}: {err}") from None
     # The per-replica scorer reads any replica count: its spaces follow the cluster's (an MLP of another
     # width fails to load its weights, reported as the file not fitting).
     try:
         return MaskablePPO.load(path, env=vec, device="cpu", seed=seed, custom_objects={
             "observation_space": vec.observation_space, "action_space": vec.action_space})
-    except (RuntimeError, ValueError) as err:
+    except (RuntimeError, ValueError, KeyError, OSError, TypeError, EOFError, AssertionError) as err:
+        # SB3 asserts a 'data' member; an empty .pth is an EOFError; torch's state-dict error names the
+        # parameter on its second line
+        lines = [ln.strip() for ln in str(err).strip().splitlines() if ln.strip()] or [type(err).__name__]
         raise ValueError(f"--warm-start {warm_start}: {path} does not fit the cluster's router seat: "
-                         f"{str(err).splitlines()[0]}") from None
+                         f"{' '.join(lines[:2])}") from None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,6 +10,14 @@ must raise IndexError), then fuzzes each environment in turn (``envs.fuzz.fuzz``
 random legal actions, the invariants after every step) and prints one line per environment,
 ``OK <env_id> <steps>`` or ``FAIL <env_id>: <error>``; one environment's failure does not stop the
 next. Its numba cache is a fresh temporary folder, so no kernel compiled without checks is reused.
+
+A session that ends (or is stopped by Ctrl-C) kills it and removes the folder (``stop``). One that is
+killed outright (SIGKILL, the OOM killer) runs no cleanup: the subprocess watches its parent from a
+thread (``os.getppid()`` every 0.1 s: it changes when the parent dies and the child is re-parented) and
+then removes the folder and exits at once (``os._exit``), within a second, even mid-compilation (the
+compiler's Python and llvmlite's ctypes calls let the thread run); it used to fuzz on for minutes. A
+thread rather than ``prctl(PR_SET_PDEATHSIG)``: the signal would kill it before it could remove the
+folder, and a handler for a gentler one runs only when the main thread next executes Python code.
 """
 
 from __future__ import annotations
@@ -24,7 +32,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 _CODE = """\
-import sys, traceback
+import os, shutil, sys, threading, time, traceback
+
+
+def orphaned(parent, folder):  # the session was killed (SIGKILL runs no cleanup): end with it, folder removed
+    while os.getppid() == parent:
+        time.sleep(0.1)
+    shutil.rmtree(folder, ignore_errors=True)
+    os._exit(3)
+
+
+threading.Thread(target=orphaned, args=({parent}, {folder!r}), daemon=True).start()
 import numba, numpy as np
 f = numba.njit(lambda a, i: a[i])
 try:
@@ -57,7 +75,8 @@ class BoundscheckRun:
             raise ValueError(f"BoundscheckRun: env_ids must be non-empty and steps >= 1, got {env_ids!r}, {steps}")
         self.env_ids = list(env_ids)
         self._dir = Path(tempfile.mkdtemp(prefix="servegym-boundscheck-"))
-        code = _CODE.format(env_ids=self.env_ids, steps=steps, scenario_steps=max(steps // 3, 1))
+        code = _CODE.format(env_ids=self.env_ids, steps=steps, scenario_steps=max(steps // 3, 1),
+                            parent=os.getpid(), folder=str(self._dir))
         env = dict(os.environ, NUMBA_BOUNDSCHECK="1", NUMBA_CACHE_DIR=str(self._dir / "numba"),
                    PYTHONPATH=f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
         self._out = open(self._dir / "out.txt", "w+")

@@ -369,3 +369,47 @@ def test_stamp_cli_takes_short_names_replaces_a_bad_record_and_is_idempotent(tmp
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--env: unknown environment 'kvx'" in err, err
+
+
+def test_stamp_refuses_a_checkpoint_whose_spaces_are_not_the_envs(tmp_path, capsys):
+    """``stamp`` compares the policy's observation and action spaces (the SB3 zip's ``data``) with the
+    env/seat named: a KVAdmission-v0 checkpoint stamped as MultiCluster-v0's router (was accepted), a
+    Routing-v0 one whose action space was edited, a ``data`` with no readable space: one line, exit 2,
+    the file unchanged. Every zoo file (a copy) stamped as its own env/seat twice keeps its bytes."""
+    import base64
+
+    import cloudpickle
+    from gymnasium import spaces
+
+    kv = _rewrite(ZOO[KV], tmp_path / "kv.zip", None)
+    data = json.loads(zipfile.ZipFile(ZOO[ROUTING]).read("data"))
+    data["action_space"][":serialized:"] = base64.b64encode(cloudpickle.dumps(spaces.Discrete(9))).decode()
+    act = tmp_path / "act.zip"
+    with zipfile.ZipFile(act, "w") as out, zipfile.ZipFile(ZOO[ROUTING]) as z:
+        for info in z.infolist():
+            if info.filename != OV.MEMBER:
+                out.writestr(info, json.dumps(data) if info.filename == "data" else z.read(info.filename))
+    del data["observation_space"]
+    nospace = tmp_path / "nospace.zip"
+    with zipfile.ZipFile(nospace, "w") as out:
+        out.writestr("data", json.dumps(data))
+    cases = ((kv, ["--env", "MultiCluster", "--role", "router"],
+              "its policy's observation space is Box(80,), servegym/MultiCluster-v0 (router seat)'s (default "
+              "configuration) is Box(87,); not stamped"),
+             (act, ["--env", "Routing"], "its policy's action space is Discrete(9), servegym/Routing-v0's (default "
+              "configuration) is Discrete(8)"),
+             (nospace, ["--env", "Routing"], "its 'data' member holds no readable observation_space (KeyError"))
+    for path, args, says in cases:
+        before = path.read_bytes()
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exc:
+            OV.main(["stamp", str(path), *args])
+        err = capsys.readouterr().err.strip()
+        assert exc.value.code == 2 and len(err.splitlines()) == 1 and f"error: {path}: {says}" in err, err
+        assert path.read_bytes() == before
+    for env_id, src in ZOO.items():  # stamping is still idempotent (and accepted) for the zoo's own seats
+        path = Path(shutil.copy(src, tmp_path / Path(src).name))
+        role = ["--role", zoo_role(env_id)] if zoo_role(env_id) else []
+        for _ in range(2):
+            assert OV.main(["stamp", str(path), "--env", env_id, *role]) == 0
+            assert path.read_bytes() == Path(src).read_bytes(), env_id

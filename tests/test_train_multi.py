@@ -95,6 +95,52 @@ def test_train_multi_refuses_bad_options_in_one_line(capsys, tmp_path):
         assert exit_.value.code == 2 and says in err[-1]
 
 
+def test_train_multi_warm_start_errors_name_the_option_and_the_file(capsys, tmp_path, monkeypatch):
+    """Every refused --warm-start file (no zip, no SB3 zip, another observation version, another environment's
+    checkpoint, recorded or not) is one line naming --warm-start and the file (the non-zip and the other
+    version named neither the option before; the zip without 'data' was an AssertionError traceback)."""
+    import warnings
+    import zipfile
+
+    from agents.obs_version import MEMBER, ObservationVersionUnknown
+    from agents.zoo import ZOO
+
+    tr = chain_trace(96, rate=12.0)
+    real = tm.build_vec
+    monkeypatch.setattr(tm, "build_vec", lambda w, c, loads, seed, adm: real([tr], c, loads, seed, adm, SMALL))
+
+    def copy(src, dst, record=None):  # src's members, its record replaced by `record` (None: left out)
+        with zipfile.ZipFile(src) as z, zipfile.ZipFile(dst, "w") as out:
+            for info in z.infolist():
+                if info.filename != MEMBER:
+                    out.writestr(info, z.read(info.filename))
+            if record is not None:
+                out.writestr(MEMBER, json.dumps(record))
+        return dst
+
+    (tmp_path / "text.zip").write_text("not a zip")
+    with zipfile.ZipFile(tmp_path / "nodata.zip", "w") as z:
+        z.writestr("system_info.txt", "no data member")
+    old = {"env_id": "servegym/Routing-v0", "role": None, "observation_layout": "servegym/Routing-v0",
+           "observation_version": 0}
+    kv = ZOO["servegym/KVAdmission-v0"]
+    cases = ((tmp_path / "text.zip", "unreadable observation record"),
+             (tmp_path / "nodata.zip", "does not fit the cluster's router seat: No data found"),
+             (copy(ZOO[tm.ROUTING_ID], tmp_path / "v0.zip", old), "observation v0"),
+             (kv, "trained on servegym/KVAdmission-v0's observation, not servegym/Routing-v0's"),
+             (copy(kv, tmp_path / "kv_unrecorded.zip"), "size mismatch for"))
+    for path, says in cases:
+        with pytest.raises(SystemExit) as exit_, warnings.catch_warnings():
+            warnings.simplefilter("ignore", ObservationVersionUnknown)  # the files without a record
+            tm.main(["--warm-start", str(path), "--clusters", "2", "--loads", "1.2", "--admission", "sarathi",
+                     "--out", str(tmp_path / "out")])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert exit_.value.code == 2 and len(err) == 1, err
+        assert err[0].startswith(f"python -m agents.train_multi: error: --warm-start {path}: {path}")
+        assert says in err[0], err[0]
+    assert not (tmp_path / "out").exists()
+
+
 def test_zoo_team_and_its_control_are_default_teams():
     from agents.zoo import MULTI_TEAM, RECIPES, ZOO
 

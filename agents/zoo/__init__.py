@@ -305,14 +305,15 @@ def stamp(env_ids: list[str] | None = None) -> dict[str, dict]:
     zip; SB3's members, the weights among them, keep their bytes). Run it when a checkpoint trained on
     the current observation is committed (``python -m agents.zoo stamp --env ID``; ``agents.zoo train``
     does it); stamping a file trained on an earlier version would make it pass the load check while
-    it misreads the features. Returns env id -> record; ``KeyError`` for an id without a zoo file."""
+    it misreads the features. Returns env id -> record; ``KeyError`` for an id without a zoo file,
+    ``ValueError`` for a file whose policy's spaces are not its env's (seat's) default shapes."""
     from agents.obs_version import stamp_zip
 
     out = {}
     for env_id in env_ids or list(ZOO):
         if env_id not in ZOO:
             raise KeyError(f"{env_id}: no committed zoo checkpoint; with one: {', '.join(ZOO)}")
-        out[env_id] = stamp_zip(ZOO[env_id], env_id, zoo_role(env_id))
+        out[env_id] = stamp_zip(ZOO[env_id], env_id, zoo_role(env_id), spaces=True)
     return out
 
 
@@ -348,7 +349,7 @@ PENDING: dict[str, Recipe] = {
     # track's real days) are in no training family. The teacher's target is the largest oracle fleet of the next 24
     # intervals (12 minutes), never below 1.1 x the last 30 s' arrival rate in SLO-safe capacity (teacher_lookahead,
     # teacher_cover). Seed 0 on the loaded 2-core box (124 s wall): on the leaderboard's m-large days normalized
-    # 76.1 / -22.6 at penalty 0.001 / 0.01, $297 / $320 a day, attainment 0.9855 / 0.9931 (HPA 80.8 / -78.9, $292,
+    # 76.1 / -22.6 at penalty 0.001 / 0.01, $297 / $320 a day, attainment 0.9855 / 0.9931 (HPA 80.8 / -78.8, $292,
     # 0.9868; the zoo agent 79.0 / 43.8, $345 / $365): not cheaper than HPA at its attainment, so it stays pending;
     # on 4 held-out bursty days 85.7 / 69.5 against the zoo's 79.4 / 56.6 (README "servegym/Autoscale-v0" has every
     # variant and seed). Seeds 0-2 with their leaderboard:

@@ -68,8 +68,8 @@ def main(argv: list[str] | None = None) -> int:
             for env_id, rec in stamp(a.env).items():
                 print(f"{ZOO[env_id]}: {env_id} observation v{rec['observation_version']} "
                       f"({rec['observation_layout']})")
-        except KeyError as err:
-            st.error(str(err.args[0]))
+        except (KeyError, ValueError) as err:
+            st.error(str(err.args[0]) if isinstance(err, KeyError) else str(err))
         return 0
     if a.recipe and a.pending:
         t.error("--recipe and --pending: give one")
