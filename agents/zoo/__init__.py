@@ -46,7 +46,9 @@ class Recipe:
 # call on the 16-core GPU host (2026-12-02 at 1ffba38, `OUT=DIR W=DIR NCPU=16 bash agents/zoo/train_kv_admission.sh
 # full all`: numba warm-up, teacher and the 3 seeds' DAgger in 237 s; the leaderboard split by scenario there, one
 # process each, as the host has no Ray: agents/zoo/results/kv_admission_relcount_1engine_seeds/ and its table
-# kv_admission_relcount_1engine_seeds.json). It replaced the same recipe on two engines of
+# kv_admission_relcount_1engine_seeds.json; re-run 2026-12-03 at 7ec8083 after requests rejected at arrival left
+# the natural rates: the same three checkpoints bit for bit, only Mixtral's agentic scenario moved, to v3, +0.138).
+# It replaced the same recipe on two engines of
 # envs.kv_admission.hardware's nvidia-v1 (`--hardware nvidia-v1:2:0`: this engine plus Llama-3.1-70B TP 4 on H100s
 # with a quarter of its pool; 3 seeds at 93dfc45, agents/zoo/results/kv_admission_relcount_hw_seeds.json): means
 # over 3 seeds, agent - best heuristic, one engine / two engines: agentic 1.1 +0.029 / -0.038, 1.3 +0.191 / +0.002;
