@@ -489,3 +489,26 @@ def test_splitwise_needs_three_pools():
         make_policy("splitwise", env, ENV_ID)
     with pytest.raises(ValueError, match="instances=2 leaves no prefill and decode"):
         offline_search(env.config, n_mixed=1)
+
+
+def test_phase_segment_offers_its_rate_in_requests_the_engine_accepts() -> None:
+    """A part whose every 4th prompt is over the 131,072-token context: the phase's arrivals are scaled
+    so that the accepted requests arrive at the asked rate (the rejected ones arrive besides, counted as
+    rejected), as build_workload's natural rates count accepted requests only (../shared/cases/
+    edge_prompt_200k.jsonl); without ``accepted`` every arrival counts."""
+    from conftest import make_trace
+    from envs.core.engine import EngineSpec
+    from envs.core.replica import accepted_at_arrival
+    from envs.disaggregation.scenario import _phase_segment
+
+    tr = make_trace(400, 1.0, 100, 10, poisson=False)
+    prompt = tr.prompt_tokens.copy()
+    prompt[::4] = 200_000
+    tr = tr.replace(prompt_tokens=prompt)
+    ok = accepted_at_arrival(EngineSpec().build(), tr.prompt_tokens, tr.output_tokens)
+    assert ok.sum() == 300
+    t, idx, _ = _phase_segment(tr, 10.0, 100.0, np.random.default_rng(0), int(ok.sum()))
+    assert ok[idx].sum() == pytest.approx(1000, abs=3)  # 10 accepted requests/s over 100 s
+    assert len(idx) == pytest.approx(1330, abs=3)
+    t_all, idx_all, _ = _phase_segment(tr, 10.0, 100.0, np.random.default_rng(0))
+    assert len(idx_all) == pytest.approx(1000, abs=3)

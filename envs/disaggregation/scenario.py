@@ -94,13 +94,17 @@ def link_matrix(cfg: DisaggregationConfig) -> tuple[np.ndarray, float]:
     return bw, float(cal.comm_latency_s)
 
 
-def _phase_segment(tr: traces.Trace, rate: float, phase_s: float, rng: np.random.Generator
-                   ) -> tuple[np.ndarray, np.ndarray, bool]:
-    """(arrival offsets within the phase, request indices into ``tr``, wrapped?)."""
+def _phase_segment(tr: traces.Trace, rate: float, phase_s: float, rng: np.random.Generator,
+                   accepted: int | None = None) -> tuple[np.ndarray, np.ndarray, bool]:
+    """(arrival offsets within the phase, request indices into ``tr``, wrapped?): ``tr``'s gaps from a
+    random start, scaled so that ``rate`` requests/s arrive, counting only the ``accepted`` requests of
+    ``tr`` (default all) the engine does not reject at arrival: a rejected one still arrives (and is
+    counted as rejected) but does not take the place of offered load."""
     n = len(tr)
     gaps = np.diff(tr.arrival_s)
     gaps = np.append(gaps, gaps.mean())  # the gap from the part's last request back to its first
-    scale = (n / max(tr.duration_s, 1e-9)) / rate
+    n_rate = n if not accepted else accepted
+    scale = (n_rate / max(tr.duration_s, 1e-9)) / rate
     start = int(rng.integers(n))
     want = int(rate * phase_s * 1.3) + 64
     while True:
@@ -143,6 +147,7 @@ def _build(cfg: DisaggregationConfig) -> Scenario:
                                          f"{s if isinstance(s, str) else s.meta.name!r}"))
     caps = np.array(caps + caps[:1] * (2 - len(caps)), np.float64)
 
+    n_accepted = [int(accepted_at_arrival(eng, pl.prompt_tokens, pl.output_tokens).sum()) for _, pl in parts]
     loads = cfg.loads()
     W = cfg.episodes_per_load * len(loads)
     rng = np.random.default_rng(cfg.trace_seed)
@@ -153,7 +158,7 @@ def _build(cfg: DisaggregationConfig) -> Scenario:
         for k in range(cfg.phases):
             j = k % len(parts)
             tr = parts[j][1]
-            t, idx, wr = _phase_segment(tr, load * cfg.instances * caps[j], cfg.phase_s, rng)
+            t, idx, wr = _phase_segment(tr, load * cfg.instances * caps[j], cfg.phase_s, rng, n_accepted[j])
             wrapped += wr
             t_all.append(t + k * cfg.phase_s)
             p_all.append(tr.prompt_tokens[idx])
