@@ -246,3 +246,28 @@ def test_natural_rate_counts_only_requests_the_engine_accepts() -> None:
         build_workload(tr, 4, 1.0, 0, ok[:5])
     with pytest.raises(ValueError, match="one length"):
         accepted_at_arrival(eng, tr.prompt_tokens, tr.output_tokens[:3])
+
+
+def test_rejected_requests_opening_or_closing_a_window_do_not_lengthen_it() -> None:
+    """A window's arrival offsets start at its first accepted arrival and end at its last: a request
+    rejected at arrival before or after them arrives at that time (still counted as rejected), so the
+    episode's duration, hence goodput and throughput, are those of the window without it
+    (envs.core.workload.build_workload; on main window 0's offsets were 0, 1, 2, 3: one idle second)."""
+    from envs.core.engine import EngineSpec
+    from envs.core.replica import accepted_at_arrival
+    from envs.core.workload import build_workload
+
+    tr = make_trace(16, 1.0, 100, 10, poisson=False)  # arrivals 0, 1, ..., 15 s; windows of 4
+    prompt = tr.prompt_tokens.copy()
+    prompt[[0, 7, 9, 12, 13, 14]] = 200_000  # w0 opens rejected, w1 closes so, w2 inside, w3 one accepted
+    tr = tr.replace(prompt_tokens=prompt)
+    ok = accepted_at_arrival(EngineSpec().build(), tr.prompt_tokens, tr.output_tokens)
+    wl_all, _ = build_workload(tr, 4, 1.0, 0)
+    wl, rate = build_workload(tr, 4, 1.0, 0, ok)
+    assert wl.arrival_s.tolist() == [[0, 0, 1, 2], [0, 1, 2, 2], [0, 1, 2, 3], [0, 1, 2, 3]]
+    assert rate.tolist() == pytest.approx([1.0, 1.0, 2.0 / 3.0, 1.0])  # w2: 8, 10, 11 over 3 s
+    assert wl_all.arrival_s.tolist() == [[0, 1, 2, 3]] * 4
+    assert np.all(np.diff(wl.arrival_s, axis=1) >= 0)
+    # every other array of the workload is the one without `accepted`
+    for f in ("prompt", "output", "pred_bucket", "n_requests", "chain_ids", "chain_len", "failed"):
+        assert np.array_equal(getattr(wl, f), getattr(wl_all, f)), f

@@ -163,6 +163,40 @@ def test_prompt_over_the_context_length_is_rejected_and_the_rest_served_as_if_ab
         assert with_it["ttft_p99_s"] < 30.0  # 45.5 s when it was served
 
 
+@needs_cases
+@pytest.mark.parametrize("env_id, policy, load", [
+    ("servegym/KVAdmission-v0", "vllm_fcfs", 0.7),
+    ("servegym/Routing-v0", "jsq", 0.6),
+])
+def test_a_rejected_request_opening_or_closing_the_window_leaves_every_metric_as_if_absent(
+        tmp_path: Path, env_id: str, policy: str, load: float) -> None:
+    """edge_prompt_200k.jsonl without its 200,000-token line, then that line 5 s before the first
+    request or 5 s after the last: rejected at arrival, it leaves every metric but the request counts
+    (and Routing's offered rate) as without it. It lengthened the episode by its idle time: on
+    KVAdmission-v0 goodput 0.0626 (before) / 0.0635 (after) against 0.0656 req/s, on Routing-v0 0.8995
+    against 0.9414 req/s (envs.core.workload.build_workload starts and ends the window's arrivals at
+    its accepted ones)."""
+    from agents.evaluate import evaluate
+
+    lines = [json.loads(ln) for ln in case("edge_prompt_200k.jsonl").read_text().splitlines() if ln.strip()]
+    absent = [r for r in lines if r["input_length"] != 200_000]
+    big = {"input_length": 200_000, "output_length": 100}
+    files = {"absent": absent,
+             "before": [dict(big, timestamp=0)] + [dict(r, timestamp=r["timestamp"] + 5000) for r in absent],
+             "after": absent + [dict(big, timestamp=absent[-1]["timestamp"] + 5000)]}
+    got = {}
+    for name, rows in files.items():
+        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        rep = evaluate(env_id, [policy], str(tmp_path / f"{name}.jsonl"), episodes=1, seed=0,
+                       env_kwargs={"window_requests": len(rows), "load": load}, split="all", progress=False)
+        got[name] = rep["results"][0]["metrics"]
+    counts = {"requests", "rejected", "offered_rps"}
+    for name in ("before", "after"):
+        assert got[name]["rejected"] == 1 and got[name]["requests"] == 300, name
+        differ = {k for k in got["absent"] if k not in counts and got[name][k] != pytest.approx(got["absent"][k], rel=1e-9)}
+        assert not differ, (name, {k: (got[name][k], got["absent"][k]) for k in sorted(differ)})
+
+
 def test_request_larger_than_the_kv_pool_is_rejected_not_an_error() -> None:
     from envs.core.engine import EngineSpec
     from envs.core.replica import rejected_at_arrival

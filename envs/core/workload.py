@@ -58,9 +58,11 @@ def build_workload(
     natural arrival rate (requests/s), which load levels rescale. With ``accepted`` (bool
     [len(trace)], ``envs.core.replica.accepted_at_arrival``) a window's rate counts only the
     requests the engine accepts, over the span of their arrivals, so a request rejected at arrival
-    does not speed up the others' replay (it still arrives, and is counted as rejected); a window
-    with fewer than two accepted requests, or all of them at one instant, keeps the rate of all its
-    arrivals. Raises ``TooFewRequests`` (a ``ValueError``) for a trace shorter than one window,
+    does not speed up the others' replay (it still arrives, and is counted as rejected), and the
+    window's arrival offsets start at its first accepted arrival, rejected requests before it arriving
+    then and those after its last accepted one at that time, so that one opening or closing the window
+    does not lengthen the episode; a window with fewer than two accepted requests, or all of them at
+    one instant, keeps the rate and the offsets of all its arrivals. Raises ``TooFewRequests`` (a ``ValueError``) for a trace shorter than one window,
     ``ValueError`` for ``window_requests`` < 2, ``accepted`` of another length, or a window whose
     arrivals are all at one instant."""
     n = len(trace)
@@ -97,6 +99,12 @@ def build_workload(
             own = (cnt >= 2) & (last > first)
             rate = np.where(own, (cnt - 1) / np.where(own, last - first, 1.0), rate)
     arrival = (arr - arr[:, :1]).astype(np.float64)
+    if accepted is not None and not ok.all() and own.any():
+        # The episode's clock starts at the first accepted arrival and no rejected one arrives after the
+        # last: a rejected request opening or closing a window would otherwise stretch the episode's
+        # duration (goodput, throughput) by the idle time before or after it.
+        lo, hi = np.where(own, first, arr[:, 0])[:, None], np.where(own, last, arr[:, -1])[:, None]
+        arrival = np.where(own[:, None], np.clip(arr, lo, hi) - lo, arrival).astype(np.float64)
     prompt = trace.prompt_tokens[:used].reshape(W, N).astype(np.int32)
     output = trace.output_tokens[:used].reshape(W, N).astype(np.int32)
     pred = noisy_buckets(trace.output_tokens[:used], predictor_accuracy, rng).reshape(W, N)
