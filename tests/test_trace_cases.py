@@ -128,6 +128,24 @@ def test_failed_and_oversized_requests_never_make_an_autoscale_metric_nan() -> N
     assert m["failed"] > 0 and m["rejected"] > 0
 
 
+def test_autoscale_calibration_error_counts_the_requests_over_the_context() -> None:
+    """A trace too short for Autoscale's calibration (3,000 served training requests) is refused in one
+    line that counts the requests the replica rejects: here 30 of the 150 training-part requests are over
+    Llama-3.1-8B's context. It said "(0 rejected ...)": those were filtered out before the count."""
+    from envs.autoscale.env import AutoscaleConfig, build_scenario
+
+    tr = load_trace("azure_conv", seed=0, duration_s=600.0)
+    tr = tr.select(np.arange(300)).replace(arrival_s=np.arange(300, dtype=np.float64))  # 1 req/s, 300 s
+    prompt = np.array(tr.prompt_tokens)
+    prompt[:150:5] = 200_000  # 30 in the training part (the first 150 s)
+    tr = tr.replace(prompt_tokens=prompt)
+    with pytest.raises(ValueError) as err:
+        build_scenario(AutoscaleConfig(trace=tr, episode_s=30.0, held_out_frac=0.5))
+    msg = str(err.value)
+    assert "\n" not in msg and "calibration needs 3000 requests" in msg, msg
+    assert "the trace has 120 (30 rejected: longer than the context or the KV pool)" in msg, msg
+
+
 @needs_cases
 @pytest.mark.parametrize("env_id, policy, load", [
     ("servegym/KVAdmission-v0", "vllm_fcfs", 0.7),

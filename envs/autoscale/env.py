@@ -321,7 +321,8 @@ def _file_windows(cfg: AutoscaleConfig):
                          else (c_tr + c_te, n_tr + n_te, t_tr + t_te, l_tr + l_te))
     ok = ~np.asarray(train_part.failed) if train_part.failed is not None else np.ones(len(train_part), bool)
     ok &= np.asarray(train_part.output_tokens) > 0
-    ok &= ~unserved(train_part)[1]
+    # Requests over the context stay in: replica_curves leaves out what the replica rejects (the context and
+    # its KV pool, one rule) and counts them in its error (a filter here made it report 0 rejected).
     lengths = (np.asarray(train_part.prompt_tokens)[ok], np.asarray(train_part.output_tokens)[ok])
     return (np.stack(c), np.stack(c_tr), tuple(n), np.asarray(t, np.float64), lengths, tr.meta.name,
             np.asarray(lost, np.int64).reshape(-1, 2))
