@@ -118,9 +118,14 @@ def run_shard(sc: Scenario, spec: str, quick: bool, episodes: int | None, index:
 
 def run_scenario(sc: Scenario, policies: list[str], quick: bool, episodes: int | None,
                  progress: Any = None) -> ScenarioResult:
+    from envs.core.workload import TooFewRequests
+
     out = ScenarioResult(sc)
     for spec in policies:
-        out.runs.append(run_policy(sc, spec, quick, episodes))
+        try:
+            out.runs.append(run_policy(sc, spec, quick, episodes))
+        except TooFewRequests as err:  # a --trace file shorter than the scenario's window: name the scenario
+            raise TooFewRequests(f"{sc.id}: {err}", err.requests, err.window) from None
         if progress is not None:
             progress.update(1)
     return out
@@ -428,9 +433,15 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError:
             hints = None  # a damaged timing file only loses the ordering; it is rewritten below
     t = time.perf_counter()
-    results = run(scenarios, a.policy + a.team, a.quick, a.seeds, progress=not a.no_progress,
-                  ray=ray, address=a.address, num_cpus=a.num_cpus,
-                  hints=hints)
+    from envs.core.workload import TooFewRequests
+
+    try:  # a --trace file shorter than a scenario's window was a TooFewRequests traceback
+        results = run(scenarios, a.policy + a.team, a.quick, a.seeds, progress=not a.no_progress,
+                      ray=ray, address=a.address, num_cpus=a.num_cpus,
+                      hints=hints)
+    except TooFewRequests as err:
+        p.error(f"{str(err).split('; set window_requests')[0]} (the scenario replays windows of {err.window} "
+                "requests: give a longer trace, or leave the environment out with --envs)")
     wall = time.perf_counter() - t
     report = build_report(results, command, a.quick, code)
     report_io.write_all(a.out, report, results, timing(results, wall))

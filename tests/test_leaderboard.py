@@ -144,3 +144,22 @@ def test_scenarios_given_twice_keeps_both(tmp_path, capsys):
         lb.main(["--envs", "kv_admission", "--scenarios", "kv_admission/nope", "--scenarios", ok,
                  "--out", str(tmp_path / "o")])
     assert err.value.code == 2 and "--scenarios kv_admission/nope: no scenario" in capsys.readouterr().err
+
+
+def test_a_trace_shorter_than_a_scenarios_window_is_one_line_naming_the_scenario(tmp_path, capsys):
+    """--trace with a file of 100 requests: the KVAdmission scenario replays windows of 256 (quick) requests;
+    one line (exit 2) naming the scenario, the file and the window, not a TooFewRequests traceback."""
+    import json
+
+    from agents.leaderboard import main
+
+    f = tmp_path / "short.jsonl"
+    f.write_text("".join(json.dumps({"timestamp": 500 * i, "input_length": 1000 + 7 * i, "output_length": 50 + i}) + "\n"
+                         for i in range(100)))
+    with pytest.raises(SystemExit) as ex:
+        main(["--quick", "--no-progress", "--trace", str(f), "--envs", "kv_admission", "--scenarios", "*/user:*",
+              "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert ex.value.code == 2 and len(err) == 1, err
+    assert "kv_admission/user:short.jsonl/" in err[0] and "has 100 requests" in err[0], err[0]
+    assert "windows of 256 requests" in err[0] and "Traceback" not in err[0], err[0]
