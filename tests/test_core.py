@@ -252,7 +252,8 @@ def test_rejected_requests_opening_or_closing_a_window_do_not_lengthen_it() -> N
     """A window's arrival offsets start at its first accepted arrival and end at its last: a request
     rejected at arrival before or after them arrives at that time (still counted as rejected), so the
     episode's duration, hence goodput and throughput, are those of the window without it
-    (envs.core.workload.build_workload; on main window 0's offsets were 0, 1, 2, 3: one idle second)."""
+    (envs.core.workload.build_workload; on main window 0's offsets were 0, 1, 2, 3: one idle second; a
+    window of one accepted request has every offset 0: the rejected ones arrive with it)."""
     from envs.core.engine import EngineSpec
     from envs.core.replica import accepted_at_arrival
     from envs.core.workload import build_workload
@@ -264,7 +265,7 @@ def test_rejected_requests_opening_or_closing_a_window_do_not_lengthen_it() -> N
     ok = accepted_at_arrival(EngineSpec().build(), tr.prompt_tokens, tr.output_tokens)
     wl_all, _ = build_workload(tr, 4, 1.0, 0)
     wl, rate = build_workload(tr, 4, 1.0, 0, ok)
-    assert wl.arrival_s.tolist() == [[0, 0, 1, 2], [0, 1, 2, 2], [0, 1, 2, 3], [0, 1, 2, 3]]
+    assert wl.arrival_s.tolist() == [[0, 0, 1, 2], [0, 1, 2, 2], [0, 1, 2, 3], [0, 0, 0, 0]]  # w3: only 15
     assert rate.tolist() == pytest.approx([1.0, 1.0, 2.0 / 3.0, 1.0])  # w2: 8, 10, 11 over 3 s
     assert wl_all.arrival_s.tolist() == [[0, 1, 2, 3]] * 4
     assert np.all(np.diff(wl.arrival_s, axis=1) >= 0)

@@ -61,8 +61,9 @@ def build_workload(
     does not speed up the others' replay (it still arrives, and is counted as rejected), and the
     window's arrival offsets start at its first accepted arrival, rejected requests before it arriving
     then and those after its last accepted one at that time, so that one opening or closing the window
-    does not lengthen the episode; a window with fewer than two accepted requests, or all of them at
-    one instant, keeps the rate and the offsets of all its arrivals. Raises ``TooFewRequests`` (a ``ValueError``) for a trace shorter than one window,
+    does not lengthen the episode (a window of one accepted request: every offset 0; of none: the
+    offsets of all its arrivals); a window with fewer than two accepted requests, or all of them at
+    one instant, keeps the rate of all its arrivals. Raises ``TooFewRequests`` (a ``ValueError``) for a trace shorter than one window,
     ``ValueError`` for ``window_requests`` < 2, ``accepted`` of another length, or a window whose
     arrivals are all at one instant."""
     n = len(trace)
@@ -99,12 +100,13 @@ def build_workload(
             own = (cnt >= 2) & (last > first)
             rate = np.where(own, (cnt - 1) / np.where(own, last - first, 1.0), rate)
     arrival = (arr - arr[:, :1]).astype(np.float64)
-    if accepted is not None and not ok.all() and own.any():
+    if accepted is not None and not ok.all() and (cnt >= 1).any():
         # The episode's clock starts at the first accepted arrival and no rejected one arrives after the
         # last: a rejected request opening or closing a window would otherwise stretch the episode's
         # duration (goodput, throughput) by the idle time before or after it.
-        lo, hi = np.where(own, first, arr[:, 0])[:, None], np.where(own, last, arr[:, -1])[:, None]
-        arrival = np.where(own[:, None], np.clip(arr, lo, hi) - lo, arrival).astype(np.float64)
+        some = cnt >= 1
+        lo, hi = np.where(some, first, arr[:, 0])[:, None], np.where(some, last, arr[:, -1])[:, None]
+        arrival = np.where(some[:, None], np.clip(arr, lo, hi) - lo, arrival).astype(np.float64)
     prompt = trace.prompt_tokens[:used].reshape(W, N).astype(np.int32)
     output = trace.output_tokens[:used].reshape(W, N).astype(np.int32)
     pred = noisy_buckets(trace.output_tokens[:used], predictor_accuracy, rng).reshape(W, N)
