@@ -146,33 +146,36 @@ def test_autoscale_calibration_error_counts_the_requests_over_the_context() -> N
     assert "the trace has 120 (30 rejected: longer than the context or the KV pool)" in msg, msg
 
 
+# (env, policy, load) of the "as if absent" cases. Routing-v0 at 0.6 over 8 replicas: while the rejected
+# request counted in the window's natural rate (its replay ran 0.34% faster) and in the mean prompt of the
+# observation's prefill speed, jsq's attainment was 0.9030 against 0.9064 without the line (one request's SLO).
+AS_IF_ABSENT_RUNS = [("servegym/KVAdmission-v0", "vllm_fcfs", 0.7), ("servegym/Routing-v0", "jsq", 0.6)]
+
+
+def _one_window_metrics(env_id: str, policy: str, path: Path, n: int, load: float) -> dict[str, float]:
+    """Metrics of one episode of ``policy`` replaying the whole file ``path`` (``n`` requests) as one window."""
+    from agents.evaluate import evaluate
+
+    rep = evaluate(env_id, [policy], str(path), episodes=1, seed=0,
+                   env_kwargs={"window_requests": n, "load": load}, split="all", progress=False)
+    return rep["results"][0]["metrics"]
+
+
 @needs_cases
-@pytest.mark.parametrize("env_id, policy, load", [
-    ("servegym/KVAdmission-v0", "vllm_fcfs", 0.7),
-    # Routing-v0 at 0.6 over 8 replicas: while the rejected request counted in the window's natural rate
-    # (its replay ran 0.34% faster) and in the mean prompt of the observation's prefill speed, jsq's
-    # attainment was 0.9030 against 0.9064 without the line (one request's SLO).
-    ("servegym/Routing-v0", "jsq", 0.6),
-])
+@pytest.mark.parametrize("env_id, policy, load", AS_IF_ABSENT_RUNS)
 def test_prompt_over_the_context_length_is_rejected_and_the_rest_served_as_if_absent(
         tmp_path: Path, env_id: str, policy: str, load: float) -> None:
     """edge_prompt_200k.jsonl (one window of all 300 requests): the 200,000-token prompt
     (Llama-3.1-8B's context is 131,072) is rejected at arrival and the other 299 requests get
     the latency of the same file without it (served, it raised KVAdmission's TTFT p99 from 29.0 s
     to 45.5 s)."""
-    from agents.evaluate import evaluate
-
     p = case("edge_prompt_200k.jsonl")
     lines = [ln for ln in p.read_text().splitlines() if ln.strip()]
     absent = tmp_path / "absent.jsonl"
     absent.write_text("\n".join(ln for ln in lines if json.loads(ln)["input_length"] != 200_000) + "\n")
 
-    def run(path: Path, n: int) -> dict[str, float]:
-        rep = evaluate(env_id, [policy], str(path), episodes=1, seed=0,
-                       env_kwargs={"window_requests": n, "load": load}, split="all", progress=False)
-        return rep["results"][0]["metrics"]
-
-    with_it, without = run(p, 300), run(absent, 299)
+    with_it = _one_window_metrics(env_id, policy, p, 300, load)
+    without = _one_window_metrics(env_id, policy, absent, 299, load)
     assert with_it["rejected"] == 1 and with_it["failed"] == 0 and with_it["finished"] == 299
     assert without["rejected"] == 0 and without["finished"] == 299
     for k in ("ttft_p50_s", "ttft_p99_s", "tbt_p99_s", "e2e_p99_s", "slo_attainment"):
@@ -182,10 +185,7 @@ def test_prompt_over_the_context_length_is_rejected_and_the_rest_served_as_if_ab
 
 
 @needs_cases
-@pytest.mark.parametrize("env_id, policy, load", [
-    ("servegym/KVAdmission-v0", "vllm_fcfs", 0.7),
-    ("servegym/Routing-v0", "jsq", 0.6),
-])
+@pytest.mark.parametrize("env_id, policy, load", AS_IF_ABSENT_RUNS)
 def test_a_rejected_request_opening_or_closing_the_window_leaves_every_metric_as_if_absent(
         tmp_path: Path, env_id: str, policy: str, load: float) -> None:
     """edge_prompt_200k.jsonl without its 200,000-token line, then that line 5 s before the first
@@ -194,8 +194,6 @@ def test_a_rejected_request_opening_or_closing_the_window_leaves_every_metric_as
     KVAdmission-v0 goodput 0.0626 (before) / 0.0635 (after) against 0.0656 req/s, on Routing-v0 0.8995
     against 0.9414 req/s (envs.core.workload.build_workload starts and ends the window's arrivals at
     its accepted ones)."""
-    from agents.evaluate import evaluate
-
     lines = [json.loads(ln) for ln in case("edge_prompt_200k.jsonl").read_text().splitlines() if ln.strip()]
     absent = [r for r in lines if r["input_length"] != 200_000]
     big = {"input_length": 200_000, "output_length": 100}
@@ -205,9 +203,7 @@ def test_a_rejected_request_opening_or_closing_the_window_leaves_every_metric_as
     got = {}
     for name, rows in files.items():
         (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-        rep = evaluate(env_id, [policy], str(tmp_path / f"{name}.jsonl"), episodes=1, seed=0,
-                       env_kwargs={"window_requests": len(rows), "load": load}, split="all", progress=False)
-        got[name] = rep["results"][0]["metrics"]
+        got[name] = _one_window_metrics(env_id, policy, tmp_path / f"{name}.jsonl", len(rows), load)
     counts = {"requests", "rejected", "offered_rps"}
     for name in ("before", "after"):
         assert got[name]["rejected"] == 1 and got[name]["requests"] == 300, name
