@@ -4,7 +4,8 @@ recorded by ``tests/golden/expert_placement_golden.py`` on the code of commit 71
 16's first ExpertPlacement change) for envs/expert_placement and traces/moe.py: SHA-256 of every
 episode's expert counts and of every observation, mask, reward and done flag, metrics as exact floats.
 The observation digests were re-recorded on b8730e7 (issue 21's features in time; counts and metrics
-unchanged)."""
+unchanged); counts, observations and metrics were re-recorded for expert_load-v2 (the generator draws
+with ``traces.portable``, the same counts on every machine; each case's inputs unchanged)."""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from traces import ExpertLoadGenerator, TraceError, load_expert_counts
-from traces import moe
+from traces import portable
 from traces.moe import inclusion_probs
 
 
@@ -144,12 +144,21 @@ def _reference_advance(g: ExpertLoadGenerator) -> None:
         g._z = np.sqrt(1 - d * d) * g._z + d * g._layer_noise()
     g._step += 1
     if g.phase_shift_every and g._step % g.phase_shift_every == 0:
-        g._z = g._z[:, g._rng.permutation(g.n_experts)]
+        g._z = g._z[:, portable.permutation(g._rng, g.n_experts)]
+
+
+def _multinomial(rng: np.random.Generator, n: int, q: np.ndarray) -> np.ndarray:
+    """``rng.multinomial(n, q)``'s shape and row order over q [..., d], each row by portable's sampler."""
+    out = np.zeros(q.shape, np.int64)
+    for idx in np.ndindex(q.shape[:-1]):
+        portable.multinomial_row(rng, n, q[idx], out[idx])
+    return out
 
 
 def _reference_generate(g: ExpertLoadGenerator, steps: int) -> np.ndarray:
     """generate() one step at a time, as it was before issue 16 (commit 711ea3f): each step's
-    popularity() then the advance; the counts drawn afterwards with numpy's multinomial."""
+    popularity() then the advance; the counts drawn afterwards, row after row (numpy's order for
+    ``rng.multinomial(slots, q)``), with ``traces.portable``'s multinomial since expert_load-v2."""
     T, k = g.tokens_per_step, g.top_k
     full = g._pi_rank >= 1.0
     slots = T * (k - int(full.sum()))
@@ -163,12 +172,12 @@ def _reference_generate(g: ExpertLoadGenerator, steps: int) -> np.ndarray:
     q = np.where(is_full, 0.0, pis)
     if slots > 0 and steps:
         q /= q.sum(axis=2, keepdims=True)
-        out += g._rng.multinomial(slots, q)
+        out += _multinomial(g._rng, slots, q)
         for _ in range(1000):
             bad = (out > T).any(axis=2)
             if not bad.any():
                 break
-            out[bad] = np.where(is_full[bad], T, 0) + g._rng.multinomial(slots, q[bad])
+            out[bad] = np.where(is_full[bad], T, 0) + _multinomial(g._rng, slots, q[bad])
     return out
 
 
@@ -188,20 +197,6 @@ def test_batched_generate_equals_the_one_step_reference(kw, shape) -> None:
         assert np.array_equal(fast.generate(n), _reference_generate(ref, n)), n
         assert np.array_equal(fast._z, ref._z) and fast._step == ref._step
     assert np.array_equal(fast.popularity(), ref.popularity())
-
-
-def test_numba_multinomial_is_numpys_here() -> None:
-    """numba's port of numpy's binomial sampler matches the installed numpy (else the generator
-    would fall back to numpy's multinomial: correct, but slower)."""
-    assert moe.numba_multinomial_is_numpys()
-
-
-@pytest.mark.parametrize("kw", [dict(zipf_s=0.6, drift=0.02), dict(zipf_s=2.5, drift=0.05, phase_shift_every=3)])
-def test_numpy_multinomial_fallback_draws_the_same(kw, monkeypatch) -> None:
-    """Where numba's sampler differed from numpy's, generate() draws with numpy: same counts."""
-    fast = ExpertLoadGenerator(3, 64, 8, 256, seed=5, **kw).generate(40)
-    monkeypatch.setattr(moe, "_NUMBA_MULTINOMIAL_OK", False)
-    assert np.array_equal(ExpertLoadGenerator(3, 64, 8, 256, seed=5, **kw).generate(40), fast)
 
 
 def test_redraw_limit_raises() -> None:

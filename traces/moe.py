@@ -18,6 +18,7 @@ import numpy as np
 
 from traces.errors import TraceError
 from traces.numeric import pairwise_sum
+from traces.portable import fill_standard_normal, multinomial_row, permutation, pow_neg
 
 __all__ = ["ExpertLoadGenerator", "load_expert_counts", "inclusion_probs"]
 
@@ -31,7 +32,7 @@ def inclusion_probs(n_experts: int, top_k: int, zipf_s: float) -> np.ndarray:
     most once, so no expert can receive more than every token); the excess goes to the others in
     proportion to their weights.
     """
-    w = np.arange(1, n_experts + 1, dtype=np.float64) ** -zipf_s
+    w = pow_neg(np.arange(1, n_experts + 1, dtype=np.float64), float(zipf_s))  # the same bits on every machine
     pi = top_k * w / w.sum()
     capped = np.zeros(n_experts, dtype=bool)
     for _ in range(top_k + 1):
@@ -128,36 +129,16 @@ def _popularity_rows(z: np.ndarray, noise: np.ndarray, shift_at: np.ndarray, per
 
 
 @nb.njit(cache=True)
-def _multinomial_row(rng: np.random.Generator, n: int, p: np.ndarray, out: np.ndarray) -> None:
-    """Adds a multinomial draw of n over probabilities ``p`` to ``out``: numpy's
-    ``random_multinomial`` (numpy/random/src/distributions/distributions.c: one conditional
-    binomial per category, stopping when nothing is left), with numba's port of numpy's binomial
-    sampler (inversion / BTPE) on the same bit generator, so draw for draw ``Generator.multinomial``."""
-    d = p.shape[0]
-    remaining_p = 1.0
-    dn = n
-    for j in range(d - 1):
-        x = rng.binomial(dn, p[j] / remaining_p)
-        out[j] += x
-        dn -= x
-        if dn <= 0:
-            break
-        remaining_p -= p[j]
-    if dn > 0:
-        out[d - 1] += dn
-
-
-@nb.njit(cache=True)
 def _draw_counts(rng: np.random.Generator, slots: int, T: int, q: np.ndarray, out: np.ndarray,
                  max_redraws: int) -> bool:
     """``out[r] += multinomial(slots, q[r])`` for every row r of [rows, experts] in order, then,
     while some row has an expert above T, that row is reset (T where the expert takes every token,
-    0 elsewhere) and drawn again, rows in order, at most max_redraws rounds: numpy's
-    ``out += rng.multinomial(slots, q)`` and the redraw loop of the one-step generator, draw for
-    draw. False when rows were still over T after max_redraws rounds."""
+    0 elsewhere) and drawn again, rows in order, at most max_redraws rounds (``traces.portable``'s
+    multinomial: the same draws on every machine). False when rows were still over T after
+    max_redraws rounds."""
     R, E = q.shape
     for r in range(R):
-        _multinomial_row(rng, slots, q[r], out[r])
+        multinomial_row(rng, slots, q[r], out[r])
     for _ in range(max_redraws):
         clean = True
         for r in range(R):
@@ -174,55 +155,15 @@ def _draw_counts(rng: np.random.Generator, slots: int, T: int, q: np.ndarray, ou
             for x in range(E):
                 if qr[x] != 0.0:  # q == 0: the expert takes every token (T) or none (0); no draw changes it
                     orow[x] = 0
-            _multinomial_row(rng, slots, qr, orow)
+            multinomial_row(rng, slots, qr, orow)
         if clean:
             return True
     return False
 
 
-@nb.njit(cache=True)
-def _fill_normals(rng: np.random.Generator, out: np.ndarray) -> None:
-    """``rng.standard_normal(out=out)`` (C order) with numba's port of numpy's ziggurat: the same
-    draws, at about half the time of numpy's call here."""
-    flat = out.reshape(-1)
-    for i in range(flat.shape[0]):
-        flat[i] = rng.standard_normal()
-
-
-_NUMBA_MULTINOMIAL_OK: bool | None = None
-
-
-def numba_multinomial_is_numpys() -> bool:
-    """Whether ``_multinomial_row`` and ``_fill_normals`` draw what the installed numpy's
-    ``Generator.multinomial`` and ``standard_normal`` draw, checked once per process on fixed
-    rows that take both of numpy's binomial samplers (inversion, BTPE with its squeeze and
-    Stirling tests) and on 20,000 normals (the ziggurat's tail included). numba ports numpy's
-    samplers per numpy version; a numba older than the installed numpy may not, and the
-    generator then uses numpy's."""
-    global _NUMBA_MULTINOMIAL_OK
-    if _NUMBA_MULTINOMIAL_OK is None:
-        mine, ref = np.random.default_rng(0x7A), np.random.default_rng(0x7A)
-        got = np.empty((4, 5000))
-        _fill_normals(mine, got)
-        ok = bool(np.array_equal(got, ref.standard_normal((4, 5000)))) and mine.random() == ref.random()
-        src = np.random.default_rng(0x6D6E)
-        probs = [src.dirichlet(np.full(m, a)) for m, a in ((256, 1.0), (64, 0.3), (8, 2.0), (3, 5.0), (1, 1.0))]
-        for seed, n in ((1, 65536), (2, 1_000_000), (3, 40), (4, 7)):
-            mine, ref = np.random.default_rng(seed), np.random.default_rng(seed)
-            for p in probs:
-                got = np.zeros(p.shape[0], np.int64)
-                for _ in range(4):
-                    got[:] = 0
-                    _multinomial_row(mine, n, p, got)
-                    ok &= bool(np.array_equal(got, ref.multinomial(n, p)))
-            ok &= bool(mine.integers(1 << 62) == ref.integers(1 << 62))
-        _NUMBA_MULTINOMIAL_OK = ok
-    return _NUMBA_MULTINOMIAL_OK
-
-
 # Version of ExpertLoadGenerator's output (``expert_load-vN`` in records such as the zoo's): bump it
 # whenever the same arguments and seed yield other counts.
-EXPERT_LOAD_VERSION = 1
+EXPERT_LOAD_VERSION = 2  # v2: traces.portable's samplers (v1: numpy's, which differ between machines)
 
 
 class ExpertLoadGenerator:
@@ -274,7 +215,8 @@ class ExpertLoadGenerator:
 
     def _layer_noise(self) -> np.ndarray:
         """Standard normal [layers, experts] with correlation layer_corr between consecutive layers."""
-        eps = self._rng.standard_normal((self.n_layers, self.n_experts))
+        eps = np.empty((self.n_layers, self.n_experts))
+        fill_standard_normal(self._rng, eps)
         out = np.empty_like(eps)
         out[0] = eps[0]
         rho = self.layer_corr
@@ -302,15 +244,12 @@ class ExpertLoadGenerator:
         while s < steps:
             n = steps - s if not every else min(steps - s, every - self._step % every)
             if d > 0:
-                if numba_multinomial_is_numpys():
-                    _fill_normals(self._rng, noise[s:s + n])
-                else:
-                    self._rng.standard_normal(out=noise[s:s + n])
+                fill_standard_normal(self._rng, noise[s:s + n])
             self._step += n
             s += n
             if every and self._step % every == 0:
                 shift_at.append(s - 1)
-                perms.append(self._rng.permutation(E))
+                perms.append(permutation(self._rng, E))
         return (noise, np.array(shift_at, np.int64),
                 np.array(perms, np.int64).reshape(len(perms), E))
 
@@ -318,11 +257,11 @@ class ExpertLoadGenerator:
         """The next `steps` batch steps of expert counts, int64 [steps, layers, experts].
 
         Equal, bit for bit and draw for draw, to stepping one step at a time (each step's
-        popularity(), then the latent scores' advance) and then drawing every step's counts with
-        numpy's multinomial (tests keep that generator as the reference): the draws of the latent
-        scores come first (``_draw_noise``), one numba pass computes every step's popularity,
-        and the multinomials are drawn in numba from the same bit generator (``_draw_counts``;
-        numpy's own samplers where numba's ports differ, ``numba_multinomial_is_numpys``).
+        popularity(), then the latent scores' advance) and then drawing every step's counts
+        (tests keep that generator as the reference): the draws of the latent scores come first
+        (``_draw_noise``), one numba pass computes every step's popularity, and the multinomials
+        are drawn in numba from the same bit generator (``_draw_counts``). Every draw is
+        ``traces.portable``'s, so a seed gives the same counts on every machine and numpy version.
 
         Raises:
             TraceError: ``steps`` is not an integer >= 0, or a row kept an expert above
@@ -344,19 +283,7 @@ class ExpertLoadGenerator:
         self._z = z
         if not draw:
             return out
-        if numba_multinomial_is_numpys():
-            ok = _draw_counts(self._rng, slots, T, q.reshape(-1, E), out.reshape(-1, E), _MAX_REDRAWS)
-        else:
-            out += self._rng.multinomial(slots, q)
-            is_full = (q == 0.0) & (out == T)
-            for _ in range(_MAX_REDRAWS):
-                bad = (out > T).any(axis=2)
-                if not bad.any():
-                    ok = True
-                    break
-                out[bad] = np.where(is_full[bad], T, 0) + self._rng.multinomial(slots, q[bad])
-            else:
-                ok = False
+        ok = _draw_counts(self._rng, slots, T, q.reshape(-1, E), out.reshape(-1, E), _MAX_REDRAWS)
         if not ok:
             raise TraceError("ExpertLoadGenerator: could not draw counts within tokens_per_step; lower zipf_s")
         return out

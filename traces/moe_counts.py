@@ -11,9 +11,9 @@ held-out regime, not real routing statistics.
 
     python -m traces.moe_counts --out traces/data/expert_counts_dsv3_generated.npz
 
-writes the committed file (deterministic: the same bytes of ``counts`` on every machine where
-numpy's generators are; a test regenerates and compares). Shape: DeepSeek-V3 (256 routed experts,
-top-8) on 32 GPUs x 256 tokens per GPU per step (8,192 tokens per step), 4 MoE layers, 2,176
+writes the committed file (deterministic: the same bytes of ``counts`` on every machine, the
+generator's draws being ``traces.portable``'s; a test regenerates and compares; expert_load-v2).
+Shape: DeepSeek-V3 (256 routed experts, top-8) on 32 GPUs x 256 tokens per GPU per step (8,192 tokens per step), 4 MoE layers, 2,176
 steps (four 544-step episodes of 16 + 1 intervals of 32 steps end to end); uint16 (a count never
 exceeds the 8,192 tokens of a step). An ``--out`` not ending in .npz or in a directory that does
 not exist: one line naming it, exit status 2.

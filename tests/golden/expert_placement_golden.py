@@ -20,7 +20,10 @@ split, both oracles) or recorded counts, and records
 recorded on the code of commit 711ea3f (before issue 16's first ExpertPlacement change, 8e6dda0)
 for ``envs/expert_placement`` and ``traces/moe.py``, bit for bit. Re-recorded on b8730e7 (issue 21:
 the observation gained eight global features in time): only ``steps`` changed (observations); every
-case's ``inputs``, ``counts`` and ``metrics`` stayed 711ea3f's, bit for bit.
+case's ``inputs``, ``counts`` and ``metrics`` stayed 711ea3f's, bit for bit. Re-recorded for
+expert_load-v2 (2026-12-03: the generator draws with ``traces.portable``, so the counts no longer
+depend on the machine's numpy and libm): ``counts``, ``steps`` and ``metrics`` changed, every
+``inputs`` stayed.
 """
 
 from __future__ import annotations
