@@ -85,11 +85,54 @@ def _held_out_vec(sc: Scenario, quick: bool, episodes: int | None) -> Any:
     return envs.make_vec(sc.env_id, episodes or sc.n_episodes(quick), seed=sc.seed, **_env_kwargs(sc, quick))
 
 
+class TraceTooShort(ValueError):
+    """A scenario's trace (a ``--trace`` file, for the user-trace scenarios) holds fewer requests than
+    one of the windows the scenario replays: ``scenario`` (its id), ``trace`` (the file or built-in
+    name), ``requests`` it has (as ``envs.core.workload.TooFewRequests`` counts them), ``window``
+    (requests per window). ``str()`` is the one line :func:`too_short_line` builds; the leaderboard
+    ends with it (exit 2) on the sequential and the Ray path alike (it pickles with its fields)."""
+
+    def __init__(self, scenario: str, trace: str, requests: int, window: int) -> None:
+        super().__init__(scenario, str(trace), int(requests), int(window))
+        self.scenario, self.trace, self.requests, self.window = scenario, str(trace), int(requests), int(window)
+
+    def __str__(self) -> str:
+        return too_short_line(self.scenario, self.trace, self.requests, self.window)
+
+
+def too_short_line(scenario: str, trace: str, requests: int, window: int) -> str:
+    """The leaderboard's one-line error for ``trace`` (``requests`` requests) shorter than one window of
+    ``window`` requests of scenario ``scenario``: names the option (``--trace`` for a user-trace
+    scenario, ``<family>/user:<file>/...``), the file, the scenario and what to do."""
+    parts = scenario.split("/")
+    user = len(parts) > 1 and parts[1].startswith("user:")
+    return (f"{'--trace' if user else 'trace'} {trace}: has {requests} requests, fewer than one window of "
+            f"scenario {scenario} (it replays windows of {window} requests): give a longer trace, or leave "
+            f"{parts[0]} out with --envs")
+
+
+def _named_scenario(sc: Scenario, body: Any) -> Any:
+    """``body()``, with a ``TooFewRequests`` (the trace shorter than one window) raised as
+    :class:`TraceTooShort` naming ``sc`` and its trace."""
+    from envs.core.workload import TooFewRequests
+
+    try:
+        return body()
+    except TooFewRequests as err:
+        raise TraceTooShort(sc.id, sc.trace, err.requests, err.window) from None
+
+
 def run_policy(sc: Scenario, spec: str, quick: bool, episodes: int | None,
                shards: list[Any] | None = None) -> PolicyRun:
     """One policy's held-out episodes on one scenario (a fresh env and policy: independent of
     what ran before, so runs can go in any order or in parallel with the same results).
-    ``shards``: results of ``run_shard`` for a ``Sharded`` policy, computed elsewhere first."""
+    ``shards``: results of ``run_shard`` for a ``Sharded`` policy, computed elsewhere first.
+    :class:`TraceTooShort` where the scenario's trace is shorter than one window."""
+    return _named_scenario(sc, lambda: _run_policy(sc, spec, quick, episodes, shards))
+
+
+def _run_policy(sc: Scenario, spec: str, quick: bool, episodes: int | None,
+                shards: list[Any] | None = None) -> PolicyRun:
     t = time.perf_counter()
     extras: list[dict[str, Any]] = []
     windows = None
@@ -108,7 +151,12 @@ def run_policy(sc: Scenario, spec: str, quick: bool, episodes: int | None,
 
 def run_shard(sc: Scenario, spec: str, quick: bool, episodes: int | None, index: int) -> Any:
     """Shard ``index`` of the ``Sharded`` policy ``spec`` on ``sc``'s held-out episodes (the same
-    env and policy ``run_policy`` builds, reset so that each env holds its episode)."""
+    env and policy ``run_policy`` builds, reset so that each env holds its episode);
+    :class:`TraceTooShort` as ``run_policy``."""
+    return _named_scenario(sc, lambda: _run_shard(sc, spec, quick, episodes, index))
+
+
+def _run_shard(sc: Scenario, spec: str, quick: bool, episodes: int | None, index: int) -> Any:
     vec = _held_out_vec(sc, quick, episodes)
     vec.reset()
     out = make_policy(spec, vec, sc.env_id, seed=sc.seed).run_shard(index)
@@ -118,14 +166,9 @@ def run_shard(sc: Scenario, spec: str, quick: bool, episodes: int | None, index:
 
 def run_scenario(sc: Scenario, policies: list[str], quick: bool, episodes: int | None,
                  progress: Any = None) -> ScenarioResult:
-    from envs.core.workload import TooFewRequests
-
     out = ScenarioResult(sc)
     for spec in policies:
-        try:
-            out.runs.append(run_policy(sc, spec, quick, episodes))
-        except TooFewRequests as err:  # a --trace file shorter than the scenario's window: name the scenario
-            raise TooFewRequests(f"{sc.id}: {err}", err.requests, err.window) from None
+        out.runs.append(run_policy(sc, spec, quick, episodes))  # TraceTooShort names the scenario
         if progress is not None:
             progress.update(1)
     return out
@@ -288,7 +331,13 @@ def run(scenarios: list[Scenario], extra_policies: list[str], quick: bool, episo
     if ray:
         from agents.leaderboard_ray import run_on_ray
 
-        results = run_on_ray(plan, quick, episodes, bar, run_policy, address, num_cpus, hints, run_shard)
+        try:
+            results = run_on_ray(plan, quick, episodes, bar, run_policy, address, num_cpus, hints, run_shard)
+        except RuntimeError as err:  # a run's exception, wrapped naming the scenario and policy
+            if isinstance(err.__cause__, TraceTooShort):  # a user error: the same one line as sequentially
+                bar.close()
+                raise err.__cause__ from None
+            raise
         bar.close()
         return results
     results = []
@@ -433,15 +482,13 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError:
             hints = None  # a damaged timing file only loses the ordering; it is rewritten below
     t = time.perf_counter()
-    from envs.core.workload import TooFewRequests
-
-    try:  # a --trace file shorter than a scenario's window was a TooFewRequests traceback
+    try:  # a --trace file shorter than a scenario's window was a TooFewRequests traceback (with --ray: a
+        # RuntimeError naming the run)
         results = run(scenarios, a.policy + a.team, a.quick, a.seeds, progress=not a.no_progress,
                       ray=ray, address=a.address, num_cpus=a.num_cpus,
                       hints=hints)
-    except TooFewRequests as err:
-        p.error(f"{str(err).split('; set window_requests')[0]} (the scenario replays windows of {err.window} "
-                "requests: give a longer trace, or leave the environment out with --envs)")
+    except TraceTooShort as err:
+        p.error(str(err))
     wall = time.perf_counter() - t
     report = build_report(results, command, a.quick, code)
     report_io.write_all(a.out, report, results, timing(results, wall))
@@ -457,4 +504,4 @@ if __name__ == "__main__":
     sys.exit(main())
 
 
-__all__ = ["Scoring", "build_report", "main", "run", "score_scenario"]
+__all__ = ["Scoring", "TraceTooShort", "build_report", "main", "run", "score_scenario", "too_short_line"]

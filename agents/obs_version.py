@@ -21,7 +21,11 @@ observation version beside its feature names (``OBS_VERSION`` and ``OBS_VERSIONS
   versions were recorded) gets one ``ObservationVersionUnknown`` warning per file.
 
 :func:`stamp_zip` adds the record to an existing checkpoint without touching its weights (the zoo's
-files: ``python -m agents.obs_version stamp agents/zoo/FILE.zip --env ID``).
+files: ``python -m agents.obs_version stamp agents/zoo/FILE.zip --env ID``), after checking that the
+policy's spaces are the environment's in its default configuration, or in the one ``--env-kwargs
+KEY=VALUE ...`` sets (``agents.cli.parse_env_kwargs``, as train.py reads them; for a file trained on
+other shapes, e.g. Routing-v0 with ``replicas=4``); those kwargs are then recorded as the record's fifth
+key ``"env_kwargs"``. ``--role`` names a seat of a multi-agent environment only.
 """
 
 from __future__ import annotations
@@ -112,9 +116,11 @@ def read_zip(path: str | Path) -> dict[str, Any] | None:
 
 def _validate(path: str | Path, rec: Any) -> None:
     keys = ("env_id", "role", "observation_layout", "observation_version")
-    if not isinstance(rec, dict) or set(rec) != set(keys):
-        raise ObservationRecordError(f"{path}: {MEMBER} must be a JSON object with keys {', '.join(keys)}, "
-                                     f"got {rec!r}")
+    if not isinstance(rec, dict) or not set(keys) <= set(rec) or not set(rec) <= {*keys, "env_kwargs"}:
+        raise ObservationRecordError(f"{path}: {MEMBER} must be a JSON object with keys {', '.join(keys)} "
+                                     f"(and optionally env_kwargs), got {rec!r}")
+    if "env_kwargs" in rec and not isinstance(rec["env_kwargs"], dict):
+        raise ObservationRecordError(f"{path}: {MEMBER} env_kwargs must be a JSON object, got {rec['env_kwargs']!r}")
     for key in ("env_id", "observation_layout"):
         if not isinstance(rec[key], str):
             raise ObservationRecordError(f"{path}: {MEMBER} {key} must be a string, got {rec[key]!r}")
@@ -155,30 +161,48 @@ def space_shape(space: Any) -> str:
     return f"{type(space).__name__}{tuple(space.shape) if space.shape is not None else '()'}"
 
 
-def env_spaces(env_id: str, role: str | None = None) -> tuple[Any, Any]:
-    """``(observation_space, action_space)`` of ``env_id`` in its default configuration: its native
-    VecEnv's, or a PettingZoo env's first agent in seat ``role`` (``router_0`` for MultiCluster-v0's
-    ``router``; ExpertPlacementParallel-v0's first agent for None). ``KeyError`` for an unknown env or role."""
+def env_spaces(env_id: str, role: str | None = None,
+               env_kwargs: dict[str, Any] | None = None) -> tuple[Any, Any]:
+    """``(observation_space, action_space)`` of ``env_id`` in its default configuration, or in the one
+    ``env_kwargs`` sets (its config dataclass's fields, as ``agents.cli.parse_env_kwargs`` reads
+    ``--env-kwargs``): its native VecEnv's, or a PettingZoo env's first agent in seat ``role``
+    (``router_0`` for MultiCluster-v0's ``router``; ExpertPlacementParallel-v0's first agent for None).
+    ``KeyError`` for an unknown env or role; ``ValueError`` naming ``env_kwargs`` where the environment
+    refuses them."""
     import envs
 
     envs.observation_layout(env_id, role)  # KeyError (one line) for an unknown env or role
-    if role is None and env_id in envs.VEC_ENVS:
-        vec = envs.make_vec(env_id, 1, seed=0)
-        try:
-            return vec.observation_space, vec.action_space
-        finally:
-            vec.close()
-    penv = envs.make_parallel(env_id)
+    kwargs = dict(env_kwargs or {})
+    try:
+        if role is None and env_id in envs.VEC_ENVS:
+            vec = envs.make_vec(env_id, 1, seed=0, **kwargs)
+            try:
+                return vec.observation_space, vec.action_space
+            finally:
+                vec.close()
+        penv = envs.make_parallel(env_id, **kwargs)
+    except (ValueError, TypeError, KeyError) as err:
+        if not kwargs:
+            raise
+        msg = " ".join(str(err.args[0] if isinstance(err, KeyError) and err.args else err).split())
+        raise ValueError(f"--env-kwargs {_kwargs_text(kwargs)}: {env_id} refuses them: {msg}") from None
     agent = next(a for a in penv.possible_agents if role is None or a == role or a.rsplit("_", 1)[0] == role)
     return penv.observation_space(agent), penv.action_space(agent)
 
 
-def check_spaces(path: str | Path, data: bytes, env_id: str, role: str | None = None) -> None:
+def _kwargs_text(env_kwargs: dict[str, Any] | None) -> str:
+    """``KEY=VALUE ...`` as ``--env-kwargs`` takes them (``agents.cli.env_kwargs_args``'s form)."""
+    return " ".join(f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}" for k, v in (env_kwargs or {}).items())
+
+
+def check_spaces(path: str | Path, data: bytes, env_id: str, role: str | None = None,
+                 env_kwargs: dict[str, Any] | None = None) -> None:
     """Refuse to record ``env_id`` (``role``) in a checkpoint whose policy reads or writes other shapes:
     ``data`` is the SB3 zip's ``data`` member (JSON; each space cloudpickled under ``:serialized:``, as
     ``stable_baselines3.common.save_util.data_to_json`` writes it). ``ValueError`` naming the file and
     both shapes (:func:`space_shape`) where the observation or the action space differs from
-    :func:`env_spaces`, or where ``data`` holds no readable space."""
+    :func:`env_spaces` (``env_kwargs``: in that configuration, else the default one), or where ``data``
+    holds no readable space."""
     import base64
 
     import cloudpickle
@@ -191,22 +215,29 @@ def check_spaces(path: str | Path, data: bytes, env_id: str, role: str | None = 
             raise ValueError(f"{path}: its 'data' member holds no readable {key} "
                              f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else err})") from None
     seat = f" ({role} seat)" if role else ""
-    for kind, got, want in zip(("observation", "action"), saved, env_spaces(env_id, role)):
+    config = f"--env-kwargs {_kwargs_text(env_kwargs)}" if env_kwargs else "default configuration"
+    for kind, got, want in zip(("observation", "action"), saved, env_spaces(env_id, role, env_kwargs)):
         if space_shape(got) != space_shape(want):
             raise ValueError(f"{path}: its policy's {kind} space is {space_shape(got)}, {env_id}{seat}'s "
-                             f"(default configuration) is {space_shape(want)}; not stamped")
+                             f"({config}) is {space_shape(want)}; not stamped")
 
 
-def stamp_zip(path: str | Path, env_id: str, role: str | None = None, *, spaces: bool = False) -> dict[str, Any]:
+def stamp_zip(path: str | Path, env_id: str, role: str | None = None, *, spaces: bool = False,
+              env_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write :func:`record` ``(env_id, role)`` into the SB3 checkpoint ``path`` as its member
     ``servegym.json`` (appended, so every other member keeps its stored bytes; an earlier,
     different record is replaced, the other members keeping their contents and compression). Written to a temporary file, then renamed over ``path``. Returns the record;
     ``ValueError`` if ``path`` is no SB3 zip (no ``data`` member) or, with ``spaces`` (the stamp
     commands, for a file trained elsewhere; not a training run's own save, whose env may be configured
     otherwise), its policy's observation or action space shape differs from ``env_id``'s (``role``'s)
-    in its default configuration (:func:`check_spaces`; the file is left as it was)."""
+    in its default configuration, or in the one ``env_kwargs`` sets (:func:`check_spaces`; the file is
+    left as it was). Non-empty ``env_kwargs`` (the stamp commands' ``--env-kwargs``) are recorded as the
+    record's fifth key ``"env_kwargs"`` (a JSON object; tuples as lists): the configuration whose
+    shapes were checked; without them the record has its four keys, byte for byte as before."""
     path = Path(path)
     rec = record(env_id, role)
+    if env_kwargs:
+        rec["env_kwargs"] = json.loads(json.dumps(env_kwargs))  # as read back (tuples as lists)
     blob = json.dumps(rec, sort_keys=True) + "\n"
     try:
         with zipfile.ZipFile(path) as src:
@@ -214,7 +245,7 @@ def stamp_zip(path: str | Path, env_id: str, role: str | None = None, *, spaces:
             if "data" not in names:
                 raise ValueError(f"{path}: not a stable-baselines3 checkpoint (no 'data' member)")
             if spaces:
-                check_spaces(path, src.read("data"), env_id, role)
+                check_spaces(path, src.read("data"), env_id, role, env_kwargs)
             if MEMBER in names and src.read(MEMBER) == blob.encode():  # bytes: an earlier record may not be UTF-8
                 return rec  # already this record
             members = [(info, src.read(info.filename)) for info in src.infolist() if info.filename != MEMBER]
@@ -315,7 +346,8 @@ def from_onnx_metadata(path: str | Path, meta: dict[str, str]) -> dict[str, Any]
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m agents.obs_version stamp FILE.zip --env ID [--role ROLE]`` | ``show FILE.zip|FILE.onnx ...``."""
+    """``python -m agents.obs_version stamp FILE.zip --env ID [--role ROLE] [--env-kwargs KEY=VALUE ...]`` |
+    ``show FILE.zip|FILE.onnx ...``."""
     from envs import options  # not agents.cli: it imports agents.policy, which imports this module
 
     p = options.Parser(prog="python -m agents.obs_version", description=main.__doc__)  # errors: one line, status 2
@@ -323,14 +355,30 @@ def main(argv: list[str] | None = None) -> int:
     s = sub.add_parser("stamp", help="record the current observation version in SB3 checkpoints")
     s.add_argument("files", nargs="+", type=Path)
     s.add_argument("--env", required=True, type=options.env_arg, help="environment id, short or package name")
-    s.add_argument("--role", default=None)
+    s.add_argument("--role", default=None, help="the seat of a multi-agent environment "
+                   f"({', '.join(options.MULTI_AGENT)}) whose observation the file reads")
+    s.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="the configuration the file was trained on (as train.py takes it): its policy's "
+                   "spaces are checked against it, not the default one, and it is recorded")
     sh = sub.add_parser("show", help="print each file's record (or 'none')")
     sh.add_argument("files", nargs="+", type=Path)
     a = p.parse_args(argv)
+    kwargs: dict[str, Any] = {}
+    if a.cmd == "stamp":
+        if a.role is not None and not options.is_multi_agent(a.env):
+            s.error(f"--role {a.role}: applies only to the multi-agent environment(s) "
+                    f"{', '.join(options.MULTI_AGENT)}; --env {a.env} is single-agent (stamp it without --role)")
+        from agents import cli  # here, not at import: agents.cli imports agents.policy, which imports this module
+
+        try:
+            kwargs = cli.parse_env_kwargs(a.env_kwargs, a.env)
+        except cli.UsageError as err:
+            s.error(str(err))
     try:
         for f in a.files:
             if a.cmd == "stamp":
-                print(f"{f}: {json.dumps(stamp_zip(f, a.env, a.role, spaces=True), sort_keys=True)}")
+                rec = stamp_zip(f, a.env, a.role, spaces=True, env_kwargs=kwargs)
+                print(f"{f}: {json.dumps(rec, sort_keys=True)}")
             else:
                 rec = read_file(f)
                 print(f"{f}: {json.dumps(rec, sort_keys=True) if rec is not None else 'none'}")

@@ -32,6 +32,7 @@ import json
 import shlex
 import sys
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -82,23 +83,21 @@ def build_vec(workloads: list[str], clusters: int, loads: tuple[float, ...], see
     return cls(parts, names=list(workloads))
 
 
-def make_model(vec: Any, warm_start: str, seed: int) -> Any:
-    """A MaskablePPO model on ``vec``: Routing-v0's zoo checkpoint, a checkpoint file, or (``none``) a
-    fresh per-replica scorer. ``ValueError`` naming ``--warm-start`` and the file when it is missing, no SB3
-    zip, of another observation version or environment than the router seat's (Routing-v0's,
-    :func:`agents.obs_version.check_env`), or its weights do not fit the seat's spaces."""
-    from sb3_contrib import MaskablePPO
-
+def check_warm_start(warm_start: str) -> Path:
+    """The checkpoint file ``--warm-start`` names (Routing-v0's zoo file for ``zoo``), checked without
+    building any environment (``main`` calls it before the training batch, which takes 10-30 s to build):
+    ``ValueError`` naming ``--warm-start`` and the file when it does not exist, is not a zip file, holds a malformed
+    observation record, records another observation version (:class:`agents.obs_version.ObservationMismatch`)
+    or another environment's observation than the router seat's (Routing-v0's,
+    :func:`agents.obs_version.check_env`). Whether its weights fit the seat is checked at load
+    (:func:`make_model`)."""
     from agents.zoo import ZOO
 
-    if warm_start == "none":
-        from agents.scorer_policy import ItemScorerPolicy
-
-        return MaskablePPO(ItemScorerPolicy, vec, policy_kwargs=dict(SCORER["policy_kwargs"]), seed=seed,
-                           device="cpu", verbose=0)
-    path = ZOO[ROUTING_ID] if warm_start == "zoo" else Path(warm_start)
-    if not Path(path).is_file():
+    path = Path(ZOO[ROUTING_ID] if warm_start == "zoo" else warm_start)
+    if not path.is_file():
         raise ValueError(f"--warm-start {warm_start}: no such checkpoint {path}")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"--warm-start {warm_start}: {path}: not a zip file (an SB3 checkpoint is one)")
     from agents.obs_version import check_env, check_zip
 
     try:  # no zip, a malformed record, another observation version (ObservationMismatch) or another
@@ -106,6 +105,22 @@ def make_model(vec: Any, warm_start: str, seed: int) -> Any:
         check_env(path, check_zip(path), ROUTING_ID)
     except ValueError as err:
         raise ValueError(f"--warm-start {warm_start}: {err}") from None
+    return path
+
+
+def make_model(vec: Any, warm_start: str, seed: int) -> Any:
+    """A MaskablePPO model on ``vec``: Routing-v0's zoo checkpoint, a checkpoint file, or (``none``) a
+    fresh per-replica scorer. ``ValueError`` naming ``--warm-start`` and the file when it is missing, no SB3
+    zip, of another observation version or environment than the router seat's (Routing-v0's,
+    :func:`agents.obs_version.check_env`), or its weights do not fit the seat's spaces."""
+    from sb3_contrib import MaskablePPO
+
+    if warm_start == "none":
+        from agents.scorer_policy import ItemScorerPolicy
+
+        return MaskablePPO(ItemScorerPolicy, vec, policy_kwargs=dict(SCORER["policy_kwargs"]), seed=seed,
+                           device="cpu", verbose=0)
+    path = check_warm_start(warm_start)  # main checked it already; make_model is also called alone
     # The per-replica scorer reads any replica count: its spaces follow the cluster's (an MLP of another
     # width fails to load its weights, reported as the file not fitting).
     try:
@@ -159,7 +174,9 @@ def main(argv: list[str] | None = None) -> int:
     import torch as th
 
     th.manual_seed(a.seed)
-    try:
+    try:  # a missing or refused --warm-start file was reported only after the batch was built (12-26 s)
+        if a.warm_start != "none":
+            check_warm_start(a.warm_start)
         vec = build_vec(workloads, a.clusters, tuple(a.loads), a.seed, a.admission)
         model = make_model(vec, a.warm_start, a.seed)
     except (ValueError, FileNotFoundError) as err:

@@ -161,5 +161,36 @@ def test_a_trace_shorter_than_a_scenarios_window_is_one_line_naming_the_scenario
               "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err.strip().splitlines()
     assert ex.value.code == 2 and len(err) == 1, err
-    assert "kv_admission/user:short.jsonl/" in err[0] and "has 100 requests" in err[0], err[0]
-    assert "windows of 256 requests" in err[0] and "Traceback" not in err[0], err[0]
+    assert err[0].startswith(f"python -m agents.leaderboard: error: --trace {f}: has 100 requests, fewer than one "
+                             "window of scenario kv_admission/user:short.jsonl/"), err[0]
+    assert err[0].endswith("(it replays windows of 256 requests): give a longer trace, or leave kv_admission out "
+                           "with --envs"), err[0]
+
+
+def test_trace_too_short_line_is_built_from_the_fields_and_survives_pickling(tmp_path):
+    """The leaderboard's one line for a trace shorter than a window comes from the exception's fields (scenario
+    id, trace, requests, window; was the TooFewRequests text cut at '; set window_requests'), the same on the
+    Ray path (the exception crosses processes pickled: its fields survive); run_policy turns a TooFewRequests
+    into it, naming the scenario and its file."""
+    import pickle
+
+    from agents.leaderboard import TraceTooShort, run_policy, too_short_line
+    from agents.scenarios import user_trace_scenarios
+
+    err = TraceTooShort("routing/user:a.jsonl/x", "dir/a.jsonl", 900, 1024)
+    line = ("--trace dir/a.jsonl: has 900 requests, fewer than one window of scenario routing/user:a.jsonl/x "
+            "(it replays windows of 1024 requests): give a longer trace, or leave routing out with --envs")
+    assert str(err) == line == too_short_line("routing/user:a.jsonl/x", "dir/a.jsonl", 900, 1024)
+    back = pickle.loads(pickle.dumps(err))
+    assert (back.scenario, back.trace, back.requests, back.window, str(back)) == (
+        "routing/user:a.jsonl/x", "dir/a.jsonl", 900, 1024, line)
+    assert isinstance(back, ValueError)
+    # a built-in scenario's trace is not a --trace
+    assert too_short_line("kv_admission/azure_code/x", "azure_code", 10, 256).startswith("trace azure_code: has 10")
+    f = tmp_path / "short40.jsonl"
+    f.write_text("".join(json.dumps({"timestamp": 500 * i, "input_length": 1000 + 7 * i, "output_length": 50 + i}) + "\n"
+                         for i in range(40)))
+    sc = user_trace_scenarios([str(f)], ["kv_admission"])[0]
+    with pytest.raises(TraceTooShort) as got:
+        run_policy(sc, "vllm_fcfs", True, 1)
+    assert (got.value.scenario, got.value.trace, got.value.requests, got.value.window) == (sc.id, str(f), 40, 256)

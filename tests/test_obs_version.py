@@ -413,3 +413,78 @@ def test_stamp_refuses_a_checkpoint_whose_spaces_are_not_the_envs(tmp_path, caps
         for _ in range(2):
             assert OV.main(["stamp", str(path), "--env", env_id, *role]) == 0
             assert path.read_bytes() == Path(src).read_bytes(), env_id
+
+
+def test_stamp_role_on_a_single_agent_env_names_the_multi_agent_envs(tmp_path, capsys):
+    """``stamp --role`` with a single-agent --env is one line saying --role applies only to the multi-agent
+    environment(s), naming them and the --env given (was "unknown PettingZoo environment
+    'servegym/Routing-v0'"); the file is left as it was."""
+    path = Path(shutil.copy(ZOO[ROUTING], tmp_path / "r.zip"))
+    before = path.read_bytes()
+    with pytest.raises(SystemExit) as exc:
+        OV.main(["stamp", str(path), "--env", "Routing", "--role", "router"])
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 2 and len(err.splitlines()) == 1, err
+    assert ("stamp: error: --role router: applies only to the multi-agent environment(s) servegym/MultiCluster-v0; "
+            "--env servegym/Routing-v0 is single-agent (stamp it without --role)") in err, err
+    assert "PettingZoo" not in err and path.read_bytes() == before
+
+
+def _routing_checkpoint(path: Path, replicas: int) -> Path:
+    """An untrained MaskablePPO checkpoint (SB3's own save, no record) of Routing-v0 with ``replicas``."""
+    from sb3_contrib import MaskablePPO
+
+    vec = envs.make_vec(ROUTING, 1, seed=0, replicas=replicas)
+    MaskablePPO("MlpPolicy", vec, n_steps=8, batch_size=8, device="cpu", seed=0).save(path)
+    vec.close()
+    return path
+
+
+def test_stamp_checks_and_records_env_kwargs(tmp_path, capsys, monkeypatch):
+    """A Routing-v0 checkpoint trained with replicas=4 (not the default 8) is refused by ``stamp`` against the
+    default configuration, stamped with ``--env-kwargs replicas=4`` (the record keeps them as its fifth key
+    and still loads), and ``agents.zoo stamp --env Routing --env-kwargs replicas=4`` does the same for the zoo
+    file; bad --env-kwargs are one line naming them (the config's own parser: agents.cli.parse_env_kwargs;
+    the environment's range check). On main --env-kwargs was an unknown argument."""
+    from agents.zoo import __main__ as zoo_main
+
+    path = _routing_checkpoint(tmp_path / "r4.zip", 4)
+    before = path.read_bytes()
+    bad = ((["--env", "Routing"], "servegym/Routing-v0's (default configuration) is Box("),
+           (["--env", "Routing", "--env-kwargs", "replicas=0"],
+            "error: --env-kwargs replicas=0: servegym/Routing-v0 refuses them: Routing: replicas must be an integer >= 1"),
+           (["--env", "Routing", "--env-kwargs", "replicas=4.5"], "error: --env-kwargs 'replicas=4.5': replicas must be int"),
+           (["--env", "Routing", "--env-kwargs", "replica=4"], "servegym/Routing-v0 has no key 'replica'; valid keys:"),
+           (["--env", "Routing", "--env-kwargs", "replicas=6"], "servegym/Routing-v0's (--env-kwargs replicas=6) is "))
+    for args, says in bad:
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exc:
+            OV.main(["stamp", str(path), *args])
+        err = capsys.readouterr().err.strip()
+        assert exc.value.code == 2 and len(err.splitlines()) == 1 and says in err, (args, err)
+        assert path.read_bytes() == before
+    assert OV.main(["stamp", str(path), "--env", "Routing", "--env-kwargs", "replicas=4"]) == 0
+    rec = OV.read_zip(path)
+    assert rec == {**OV.record(ROUTING), "env_kwargs": {"replicas": 4}}
+    assert '"env_kwargs": {"replicas": 4}' in capsys.readouterr().out
+    vec = envs.make_vec(ROUTING, 1, seed=0, replicas=4)
+    make_policy(str(path), vec, ROUTING)  # the fifth key passes the load check
+    vec.close()
+    stamped = path.read_bytes()
+    assert OV.main(["stamp", str(path), "--env", "Routing", "--env-kwargs", "replicas=4"]) == 0
+    assert path.read_bytes() == stamped  # idempotent
+    # the zoo command, on a copy put in the zoo's place
+    zoo_file = _routing_checkpoint(tmp_path / "zoo_r4.zip", 4)
+    monkeypatch.setitem(ZOO, ROUTING, zoo_file)
+    for args, says in ((["--env", "Routing", "--env", "KVAdmission", "--env-kwargs", "replicas=4"],
+                        "--env-kwargs replicas=4: give exactly one --env"),
+                       (["--env-kwargs", "replicas=4"], "--env-kwargs replicas=4: give exactly one --env"),
+                       (["--env", "Routing"], "(default configuration) is Box(")):
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exc:
+            zoo_main.main(["stamp", *args])
+        err = capsys.readouterr().err.strip()
+        assert exc.value.code == 2 and len(err.splitlines()) == 1 and says in err, (args, err)
+    assert zoo_main.main(["stamp", "--env", "Routing", "--env-kwargs", "replicas=4"]) == 0
+    assert "checked with --env-kwargs replicas=4" in capsys.readouterr().out
+    assert OV.read_zip(zoo_file) == rec

@@ -341,3 +341,26 @@ def test_ray_leaderboard_shards_the_oracles_with_byte_identical_results(local_ra
     (groups,) = timing["shards"].values()
     assert groups["disaggregation.candidate_replays"]["n"] == 4  # 1 episode x 4 slices of the candidates
     assert "shards" not in json.loads((seq / "timing.json").read_text())
+
+
+def test_ray_leaderboard_trace_shorter_than_a_window_is_the_sequential_one_line(local_ray, tmp_path, capsys):
+    """--trace with a file of 100 requests on the quick KVAdmission user-trace scenario (windows of 256): with
+    --ray --num-cpus 2 the same one line as the sequential run (exit 2), not the RuntimeError traceback
+    naming the Ray run (main)."""
+    f = tmp_path / "short.jsonl"
+    f.write_text("".join(json.dumps({"timestamp": 500 * i, "input_length": 1000 + 7 * i, "output_length": 50 + i}) + "\n"
+                         for i in range(100)))
+    args = ["--quick", "--no-progress", "--trace", str(f), "--envs", "kv_admission", "--scenarios", "*/user:*",
+            "--out", str(tmp_path / "out")]
+    lines = []
+    for extra in ([], ["--ray", "--num-cpus", "2"]):
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as ex:
+            leaderboard.main([*args, *extra])
+        err = capsys.readouterr().err
+        assert ex.value.code == 2 and "Traceback" not in err, err
+        mine = [ln for ln in err.splitlines() if "agents.leaderboard: error:" in ln]
+        assert len(mine) == 1, err
+        lines.append(mine[0])
+    assert lines[0] == lines[1], lines
+    assert f"error: --trace {f}: has 100 requests" in lines[1] and "windows of 256 requests" in lines[1], lines[1]

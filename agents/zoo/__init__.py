@@ -301,21 +301,27 @@ def zoo_role(env_id: str) -> str | None:
     return "router" if RECIPES[env_id].trainer == "agents.train_multi" else None
 
 
-def stamp(env_ids: list[str] | None = None) -> dict[str, dict]:
+def stamp(env_ids: list[str] | None = None, env_kwargs: dict | None = None) -> dict[str, dict]:
     """Record in each committed zoo checkpoint of ``env_ids`` (default: all) the observation version
     this servegym builds (``agents.obs_version.stamp_zip``: a member ``servegym.json`` appended to the
     zip; SB3's members, the weights among them, keep their bytes). Run it when a checkpoint trained on
     the current observation is committed (``python -m agents.zoo stamp --env ID``; ``agents.zoo train``
     does it); stamping a file trained on an earlier version would make it pass the load check while
-    it misreads the features. Returns env id -> record; ``KeyError`` for an id without a zoo file,
-    ``ValueError`` for a file whose policy's spaces are not its env's (seat's) default shapes."""
+    it misreads the features. ``env_kwargs`` (one env id only): the configuration the file was trained
+    on, whose shapes are checked instead of the default ones and which the record keeps
+    (``stamp_zip(..., env_kwargs=)``). Returns env id -> record; ``KeyError`` for an id without a zoo
+    file, ``ValueError`` for a file whose policy's spaces are not its env's (seat's) shapes in that
+    configuration (default: the default one), or ``env_kwargs`` with other than one env id."""
     from agents.obs_version import stamp_zip
 
     out = {}
-    for env_id in env_ids or list(ZOO):
+    chosen = list(env_ids or ZOO)
+    if env_kwargs and len(chosen) != 1:
+        raise ValueError(f"--env-kwargs applies to one --env at a time, got {len(chosen)} environments")
+    for env_id in chosen:
         if env_id not in ZOO:
             raise KeyError(f"{env_id}: no committed zoo checkpoint; with one: {', '.join(ZOO)}")
-        out[env_id] = stamp_zip(ZOO[env_id], env_id, zoo_role(env_id), spaces=True)
+        out[env_id] = stamp_zip(ZOO[env_id], env_id, zoo_role(env_id), spaces=True, env_kwargs=env_kwargs)
     return out
 
 

@@ -1,7 +1,7 @@
 """Reproduce the reference learned agents.
 
     python -m agents.zoo list
-    python -m agents.zoo stamp [--env ID ...]
+    python -m agents.zoo stamp [--env ID ...] [--env-kwargs KEY=VALUE ...]
     python -m agents.zoo train [--env ID ...] [--recipe FILE | --pending] [--out DIR] [--dry-run]
     python -m agents.zoo seeds NAME [MODE [STAGE]] --out DIR [--mode full|small|tiers] [--stage all|teacher|train]
         [--ncpu N] [--work DIR] [--steps N] [--n-seeds N] [--dry-run]
@@ -45,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     st = sub.add_parser("stamp", help="record the current observation version in committed zoo checkpoints "
                         "(only for ones trained on it)")
     st.add_argument("--env", action="append", type=cli.env_arg, help="environment id (repeatable; default: all)")
+    st.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="with one --env: the configuration its file was trained on (as train.py takes it); "
+                    "the spaces are checked against it, not the default one, and it is recorded")
     sp = seeds_driver.add_parser(sub)
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["seeds"]:  # MODE / STAGE words may follow options (train_X.sh --dry-run small)
@@ -64,10 +67,20 @@ def main(argv: list[str] | None = None) -> int:
                                      "--out", f"runs/zoo/{Path(r.file).stem}"]))
         return 0
     if a.cmd == "stamp":
+        kwargs = {}
+        if a.env_kwargs:
+            if len(a.env or []) != 1:
+                st.error(f"--env-kwargs {' '.join(a.env_kwargs)}: give exactly one --env (the environment whose "
+                         f"configuration they set), got {len(a.env or [])}")
+            try:
+                kwargs = cli.parse_env_kwargs(a.env_kwargs, a.env[0])
+            except cli.UsageError as err:
+                st.error(str(err))
         try:
-            for env_id, rec in stamp(a.env).items():
+            for env_id, rec in stamp(a.env, kwargs).items():
+                config = f" checked with --env-kwargs {' '.join(cli.env_kwargs_args(kwargs))}" if kwargs else ""
                 print(f"{ZOO[env_id]}: {env_id} observation v{rec['observation_version']} "
-                      f"({rec['observation_layout']})")
+                      f"({rec['observation_layout']}){config}")
         except (KeyError, ValueError) as err:
             st.error(str(err.args[0]) if isinstance(err, KeyError) else str(err))
         return 0
