@@ -520,7 +520,7 @@ _TRANSFER_KV_HW = (
 
 
 def _kv_hw_version(tid: str, hw: str) -> str:
-    return "v3" if (tid, hw) == ("agentic-v1", "mixtral-8x7b-h200") else "v2"
+    return "v4" if (tid, hw) == ("agentic-v1", "mixtral-8x7b-h200") else "v2"
 
 
 TRANSFER_SCENARIOS_HW: list[Scenario] = [
@@ -528,7 +528,9 @@ TRANSFER_SCENARIOS_HW: list[Scenario] = [
         # v2: request counts in the observation relative to capacity (as the main track's v3). v3 (Mixtral on
         # agentic only): natural rates over the requests the engine accepts; 299 of agentic-v1's 23,031 prompts
         # exceed Mixtral's 32,768-token context and are rejected at arrival, and no longer speed up the
-        # others' replay (envs.core.workload.build_workload's ``accepted``). The other three are unchanged.
+        # others' replay (envs.core.workload.build_workload's ``accepted``). v4 (the same one): Past-Future's prior
+        # (the observation's pf_peak and the past_future heuristic) counts only the history's requests the engine
+        # accepts (envs.kv_admission.env.hist_prior), so those 299 no longer enter it. The other three are unchanged.
         id=f"kv_admission/transfer/{tid}/{hw}/mlperf_server/load{load}/{_kv_hw_version(tid, hw)}",
         env_id=_KV, trace=trace,
         env_kwargs={"load": load, "split": split, "model": model, "gpu": gpu, **_slo("mlperf_server", model=model)},

@@ -248,6 +248,32 @@ def test_natural_rate_counts_only_requests_the_engine_accepts() -> None:
         accepted_at_arrival(eng, tr.prompt_tokens, tr.output_tokens[:3])
 
 
+def test_longest_accepted_output_is_over_the_requests_each_part_accepts() -> None:
+    """The one helper the scenario builders share for max_tokens (envs.core.replica.longest_accepted_output):
+    a rejected request's output (a 200,000-token prompt asking 9,000 tokens) does not count; a part whose
+    requests are all rejected counts all of them (accepted_values); the masks are accepted_at_arrival's."""
+    from envs.core.engine import EngineSpec
+    from envs.core.replica import accepted_at_arrival, longest_accepted_output
+
+    eng = EngineSpec().build()
+    a = make_trace(6, 1.0, 100, 10, poisson=False)
+    out = a.output_tokens.copy()
+    out[[1, 4]] = [9_000, 500]
+    prompt = a.prompt_tokens.copy()
+    prompt[1] = 200_000
+    a = a.replace(prompt_tokens=prompt, output_tokens=out)
+    b = make_trace(4, 1.0, 100, 20, poisson=False)
+    longest, masks = longest_accepted_output(eng, (a, b))
+    assert longest == 500
+    assert [m.tolist() for m in masks] == [accepted_at_arrival(eng, t.prompt_tokens, t.output_tokens).tolist()
+                                           for t in (a, b)]
+    assert masks[0].tolist() == [True, False, True, True, True, True]
+    none = a.replace(prompt_tokens=np.full(6, 200_000, np.int64))  # none accepted: all its outputs
+    assert longest_accepted_output(eng, [none])[0] == 9_000
+    with pytest.raises(ValueError, match="no parts"):
+        longest_accepted_output(eng, [])
+
+
 def test_rejected_requests_opening_or_closing_a_window_do_not_lengthen_it() -> None:
     """A window's arrival offsets start at its first accepted arrival and end at its last: a request
     rejected at arrival before or after them arrives at that time (still counted as rejected), so the

@@ -185,3 +185,41 @@ def test_a_non_finite_ttft_slo_is_refused_in_one_line():
     """The observation counts requests in units of capacity x TTFT SLO: an infinite SLO would zero them."""
     with pytest.raises(ValueError, match=r"^KVAdmission: slo_ttft_s must be finite .* got inf$"):
         kva.KVAdmissionVecEnv(1, slo_ttft_s=float("inf"), **SMALL)
+
+
+def _jsonl(path, rows) -> str:
+    import json
+
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
+
+
+def test_past_future_prior_counts_only_requests_the_engine_accepts(tmp_path):
+    """Past-Future's prior (kv_admission.hist_prior) is the output histogram of the history's requests the
+    engine accepts at arrival: a 200,000-token prompt (over Llama-3.1-8B's 131,072-token context) asking
+    5,000 output tokens, rejected at arrival, leaves the prior of KVAdmission-v0 (one trace and a mixture
+    part) and of MultiCluster-v0's admission seats as without it. On main it put 0.78 of the 100 prior
+    requests in the 4,096-8,191 bin, which no accepted request reaches."""
+    from envs.multi.env import MultiCluster
+
+    rng = np.random.default_rng(0)
+    rows = [{"timestamp": 500 * i, "input_length": int(rng.integers(200, 2000)),
+             "output_length": int(rng.integers(20, 600))} for i in range(128)]
+    absent = _jsonl(tmp_path / "absent.jsonl", rows)
+    big = dict(rows[40], input_length=200_000, output_length=5_000)
+    with_it = _jsonl(tmp_path / "with.jsonl", rows[:40] + [big] + rows[40:])
+    kw = {"split": "all", "window_requests": 64}
+    a = kva.build_scenario(kva.KVAdmissionConfig(trace=absent, **kw))
+    b = kva.build_scenario(kva.KVAdmissionConfig(trace=with_it, **kw))
+    assert b.hist_prior[12] == 0.0 and np.array_equal(a.hist_prior, b.hist_prior)
+    assert a.hist_prior.sum() == pytest.approx(100.0)
+    # a workload mixture's per-part prior (envs.core.mixture.build_mixture's per_part)
+    am = kva.build_scenario(kva.KVAdmissionConfig(workloads=(absent,), **kw))
+    bm = kva.build_scenario(kva.KVAdmissionConfig(workloads=(with_it,), **kw))
+    assert np.array_equal(am.part_hist_prior, bm.part_hist_prior)
+    # the multi-agent cluster's admission seats
+    ma = MultiCluster(1, seed=0, trace=absent, replicas=2, **kw)
+    mb = MultiCluster(1, seed=0, trace=with_it, replicas=2, **kw)
+    assert np.array_equal(ma.hist_prior, mb.hist_prior)
+    with pytest.raises(ValueError, match="accepted must be a bool array of the history's 3 requests"):
+        kva.hist_prior(a.engine, make_trace(3, 1.0, 100, 10, poisson=False), np.ones(2, bool))

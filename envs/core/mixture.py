@@ -272,7 +272,7 @@ def build_mixture(cfg: Any, where: str, per_part: Callable[[Any, Trace, Trace], 
     has block ids.
     """
     from envs.core.capacity import measure_capacity_rps
-    from envs.core.replica import accepted_at_arrival, accepted_values
+    from envs.core.replica import longest_accepted_output
     from envs.core.workload import build_workload
 
     parts, loaded = load_parts(cfg, where)
@@ -284,12 +284,10 @@ def build_mixture(cfg: Any, where: str, per_part: Callable[[Any, Trace, Trace], 
     eng = cfg.engine_spec().build(cache_on=cache_on, chain_block_tokens=bs or 1)
     # Requests the engine rejects at arrival (envs.core.replica.rejected_at_arrival) leave the others
     # served as if they were absent: rates and max_tokens over accepted requests only.
-    ok = [tuple(accepted_at_arrival(eng, p.prompt_tokens, p.output_tokens) for p in ht) for ht in loaded]
-    eng = eng._replace(max_output=max(int(max(accepted_values(h.output_tokens, oh).max(),
-                                              accepted_values(t.output_tokens, ot).max()))
-                                      for (h, t), (oh, ot) in zip(loaded, ok)))
+    max_out, ok = longest_accepted_output(eng, [p for ht in loaded for p in ht])
+    eng = eng._replace(max_output=max_out)
     wls, rates, caps, extra, groups, next_id = [], [], [], [], [0], 0
-    for part, (history, trace), (_, ok_t) in zip(parts, loaded, ok):
+    for part, (history, trace), ok_t in zip(parts, loaded, ok[1::2]):
         trace, next_id = dense_offset_chains(trace, next_id)
         try:  # the held-out part is the one that runs short (the training part is 1 - held_out_frac)
             wl, rate = build_workload(trace, cfg.window_requests, cfg.predictor_accuracy, cfg.trace_seed, ok_t)

@@ -166,6 +166,22 @@ def accepted_values(values: np.ndarray, accepted: np.ndarray) -> np.ndarray:
     return values[accepted] if np.any(accepted) else values
 
 
+def longest_accepted_output(eng, parts) -> tuple[int, list[np.ndarray]]:
+    """The longest output (tokens, int) over the requests ``eng`` accepts at arrival in ``parts``
+    (a non-empty sequence of traces: anything with ``prompt_tokens`` and ``output_tokens``, int
+    [n]), each part's maximum taken by :func:`accepted_values` (all its requests when the engine
+    accepts none); and each part's mask, bool [n] (:func:`accepted_at_arrival`), for callers that
+    take other figures over the same requests. Scenario builders set ``eng.max_output`` (the
+    ``max_tokens`` that reservation-based admission reserves for every request) to it, so that a
+    rejected request's output does not enlarge it. ``ValueError`` for no parts or a part whose two
+    arrays differ in length."""
+    parts = list(parts)
+    if not parts:
+        raise ValueError("longest_accepted_output: no parts (traces) given")
+    masks = [accepted_at_arrival(eng, p.prompt_tokens, p.output_tokens) for p in parts]
+    return max(int(accepted_values(p.output_tokens, ok).max()) for p, ok in zip(parts, masks)), masks
+
+
 @nb.njit(cache=True)
 def enqueue(st, wl, eng, e, r, i):
     """Request ``i`` of env ``e``'s window arrives at replica ``r``; False if not queued.

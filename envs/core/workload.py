@@ -88,6 +88,7 @@ def build_workload(
             "has all arrivals at one instant, so it has no arrival rate to rescale"
         )
     rate = (N - 1) / span
+    arrival = (arr - arr[:, :1]).astype(np.float64)
     if accepted is not None:
         if np.shape(accepted) != (n,):
             raise ValueError(f"trace {trace.meta.name!r}: accepted must be a bool array of its {n} requests, "
@@ -99,14 +100,12 @@ def build_workload(
             last = np.where(ok, arr, -np.inf).max(axis=1)
             own = (cnt >= 2) & (last > first)
             rate = np.where(own, (cnt - 1) / np.where(own, last - first, 1.0), rate)
-    arrival = (arr - arr[:, :1]).astype(np.float64)
-    if accepted is not None and not ok.all() and (cnt >= 1).any():
-        # The episode's clock starts at the first accepted arrival and no rejected one arrives after the
-        # last: a rejected request opening or closing a window would otherwise stretch the episode's
-        # duration (goodput, throughput) by the idle time before or after it.
-        some = cnt >= 1
-        lo, hi = np.where(some, first, arr[:, 0])[:, None], np.where(some, last, arr[:, -1])[:, None]
-        arrival = np.where(some[:, None], np.clip(arr, lo, hi) - lo, arrival).astype(np.float64)
+            # The episode's clock starts at the first accepted arrival and no rejected one arrives after the
+            # last: a rejected request opening or closing a window would otherwise stretch the episode's
+            # duration (goodput, throughput) by the idle time before or after it.
+            some = cnt >= 1
+            lo, hi = np.where(some, first, arr[:, 0])[:, None], np.where(some, last, arr[:, -1])[:, None]
+            arrival = np.where(some[:, None], np.clip(arr, lo, hi) - lo, arrival).astype(np.float64)
     prompt = trace.prompt_tokens[:used].reshape(W, N).astype(np.int32)
     output = trace.output_tokens[:used].reshape(W, N).astype(np.int32)
     pred = noisy_buckets(trace.output_tokens[:used], predictor_accuracy, rng).reshape(W, N)

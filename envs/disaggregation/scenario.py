@@ -20,7 +20,7 @@ import hwmodels
 import traces
 from envs.core import state as S
 from envs.core.capacity import measure_capacity_rps
-from envs.core.replica import accepted_at_arrival, accepted_values
+from envs.core.replica import accepted_at_arrival, accepted_values, longest_accepted_output
 from envs.core.workload import build_workload, noisy_buckets
 from envs.disaggregation.config import DEFAULT_TRACE, DisaggregationConfig
 from envs.slo import default_slo
@@ -135,8 +135,7 @@ def _build(cfg: DisaggregationConfig) -> Scenario:
     eng = cfg.engine_spec().build()
     # Requests the engine rejects at arrival leave the others served as if they were absent: max_tokens
     # and the reference step times over accepted requests only (envs.core.replica.accepted_at_arrival).
-    max_out = max(int(accepted_values(p.output_tokens, accepted_at_arrival(eng, p.prompt_tokens, p.output_tokens)).max())
-                  for h, pl in parts for p in (h, pl))
+    max_out, ok = longest_accepted_output(eng, [p for h, pl in parts for p in (h, pl)])
     eng = eng._replace(max_output=max_out)
     # Requests longer than max_model_len or the KV pool are rejected at arrival by envs.core
     # (counted in the metric "rejected"); failed ones (Trace.failed) arrive and end at once.
@@ -147,7 +146,7 @@ def _build(cfg: DisaggregationConfig) -> Scenario:
                                          f"{s if isinstance(s, str) else s.meta.name!r}"))
     caps = np.array(caps + caps[:1] * (2 - len(caps)), np.float64)
 
-    n_accepted = [int(accepted_at_arrival(eng, pl.prompt_tokens, pl.output_tokens).sum()) for _, pl in parts]
+    n_accepted = [int(ok_pl.sum()) for ok_pl in ok[1::2]]  # each played part's requests the engine accepts
     loads = cfg.loads()
     W = cfg.episodes_per_load * len(loads)
     rng = np.random.default_rng(cfg.trace_seed)

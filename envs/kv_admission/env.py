@@ -48,7 +48,7 @@ from envs.core.mixture import (
     part_index,
     workload_played,
 )
-from envs.core.replica import accepted_at_arrival, accepted_values
+from envs.core.replica import accepted_at_arrival, accepted_values, longest_accepted_output
 from envs.core.workload import build_workload, load_split, max_window_gaps, output_histogram
 from envs.metrics import episode_metrics
 from envs.native_vec import NativeVecEnv, VecEnvView, item_features
@@ -169,27 +169,39 @@ def _build_scenario(cfg: KVAdmissionConfig) -> Scenario:
     eng = cfg.engine_spec().build(cache_on=cache_on, chain_block_tokens=chain_tokens)
     # Requests longer than the model's context or the KV pool are rejected at arrival by the
     # engine (envs.core.replica.rejected_at_arrival) and counted as `rejected`; the others are
-    # served as if they were absent: rates and max_tokens over accepted requests only.
-    ok_t = accepted_at_arrival(eng, trace.prompt_tokens, trace.output_tokens)
-    ok_h = accepted_at_arrival(eng, history.prompt_tokens, history.output_tokens)
-    max_out = int(accepted_values(trace.output_tokens, ok_t).max())
-    eng = eng._replace(max_output=max(max_out, int(accepted_values(history.output_tokens, ok_h).max())))
+    # served as if they were absent: rates, max_tokens and Past-Future's prior over accepted requests only.
+    max_out, (ok_t, ok_h) = longest_accepted_output(eng, (trace, history))
+    eng = eng._replace(max_output=max_out)
     wl, rate = build_workload(trace, cfg.window_requests, cfg.predictor_accuracy, cfg.trace_seed, ok_t)
     cap_wl, _ = build_workload(history, cfg.window_requests, cfg.predictor_accuracy, cfg.trace_seed)
     capacity = measure_capacity_rps(eng, cap_wl, source=f"KVAdmission: training part of trace {trace.meta.name!r}")
-    return Scenario(eng, wl, rate, capacity, _hist_prior(history), trace.meta.name)
+    return Scenario(eng, wl, rate, capacity, hist_prior(eng, history, ok_h), trace.meta.name)
 
 
 def _build_mixture(cfg: KVAdmissionConfig) -> Scenario:
     """The scenario of a workload mixture: every part's windows, natural rates, capacity and prior."""
-    m = build_mixture(cfg, "KVAdmission", lambda eng, history, trace: _hist_prior(history), cache_needs_chains=True)
+    m = build_mixture(cfg, "KVAdmission", lambda eng, history, trace: hist_prior(eng, history), cache_needs_chains=True)
     return Scenario(m.engine, m.workload, m.natural_rate, float(np.mean(m.part_capacity_rps)), m.per_part[0],
                     m.name, m.parts, m.groups, m.part_capacity_rps, np.array(m.per_part))
 
 
-def _hist_prior(history: traces.Trace) -> np.ndarray:
-    """Past-Future's prior: the output lengths of the training part, weighted as 100 requests."""
-    hist = output_histogram(history.output_tokens)
+def hist_prior(eng: Any, history: traces.Trace, accepted: np.ndarray | None = None) -> np.ndarray:
+    """Past-Future's prior, float64 [N_HIST_BINS]: the output lengths (tokens) of the requests of the
+    training part ``history`` that the engine ``eng`` accepts at arrival, in the estimator's log2 bins
+    (``envs.core.workload.output_histogram``), weighted as 100 requests (summing to 100). Past-Future
+    (ASPLOS'25) starts its distribution of output lengths from the history of finished requests, and a
+    request rejected at arrival never finishes (all of them when the engine accepts none,
+    ``envs.core.replica.accepted_values``). Every episode's estimator starts from this one (KVAdmission-v0
+    and MultiCluster-v0's admission seats). ``accepted``: bool [len(history)], the engine's mask when
+    the caller has it (``envs.core.replica.accepted_at_arrival``), else computed; ``ValueError`` for a
+    mask of another length."""
+    out = np.asarray(history.output_tokens)
+    if accepted is None:
+        accepted = accepted_at_arrival(eng, history.prompt_tokens, out)
+    elif np.shape(accepted) != out.shape:
+        raise ValueError(f"hist_prior: accepted must be a bool array of the history's {len(out)} requests, "
+                         f"got shape {np.shape(accepted)}")
+    hist = output_histogram(accepted_values(out, np.asarray(accepted, np.bool_)))
     return hist * (100.0 / hist.sum())
 
 

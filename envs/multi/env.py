@@ -48,7 +48,7 @@ from envs.routing import env as rt
 from envs.routing import kernels as RK
 from envs.routing import teacher as T
 from envs.core import state as S
-from envs.core.workload import load_split, max_window_gaps, output_histogram
+from envs.core.workload import load_split, max_window_gaps
 from envs.native_vec import SingleObjectVecEnv, check_actions, episode_options
 
 ROLES = ("router", "admission", "autoscaler")
@@ -129,8 +129,7 @@ class MultiCluster:
                                 hwmodels.cold_start_time(rc.model, rc.gpu, rc.tp))
         self.dollars_per_replica_s = hwmodels.price_per_gpu_hour(rc.gpu) * rc.tp / 3600.0
         history, _ = load_split(replace(rc, trace=rt.DEFAULT_TRACE if rc.trace == "default" else rc.trace), "multi")
-        hist = output_histogram(history.output_tokens)
-        self.hist_prior = hist * (100.0 / hist.sum())
+        self.hist_prior = kva.hist_prior(sc.engine, history)  # the requests the cluster's engine accepts
         self.state = S.allocate(E, R, rc.queue_slots, rc.window_requests, sc.cache_entries,
                                 max_window_gaps(sc.workload))
         self.n_obs = {"router": RK.G + R * RK.F,

@@ -52,7 +52,7 @@ from envs.core.mixture import (
     part_index,
     workload_played,
 )
-from envs.core.replica import accepted_at_arrival, accepted_values, arrival_time
+from envs.core.replica import accepted_at_arrival, accepted_values, arrival_time, longest_accepted_output
 from envs.core.workload import build_workload, load_split, max_window_gaps
 from envs.metrics import episode_metrics
 from envs.native_vec import NativeVecEnv, VecEnvView, draw_episode, item_features
@@ -252,10 +252,8 @@ def _build_scenario(cfg: RoutingConfig) -> Scenario:
     # Requests longer than the model's context or a replica's KV pool are rejected at arrival
     # (envs.core.replica.rejected_at_arrival) and counted as `rejected`; the others are served as
     # if they were absent: rates, max_tokens and the mean prompt over accepted requests only.
-    ok_t = accepted_at_arrival(eng, trace.prompt_tokens, trace.output_tokens)
-    ok_h = accepted_at_arrival(eng, history.prompt_tokens, history.output_tokens)
-    eng = eng._replace(max_output=int(max(accepted_values(trace.output_tokens, ok_t).max(),
-                                          accepted_values(history.output_tokens, ok_h).max())))
+    max_out, (ok_t, ok_h) = longest_accepted_output(eng, (trace, history))
+    eng = eng._replace(max_output=max_out)
     wl, rate = build_workload(trace, cfg.window_requests, cfg.predictor_accuracy, cfg.trace_seed, ok_t)
     cap_wl, _ = build_workload(history, cfg.window_requests, cfg.predictor_accuracy, cfg.trace_seed)
     capacity = measure_capacity_rps(eng, cap_wl, source=f"Routing: training part of trace {trace.meta.name!r}")
