@@ -124,7 +124,11 @@ KV_ADMISSION_TRANSFER = Recipe("kv_admission_dagger.zip", (
 # (-0.054 at drift 0.04 on the training regime, -0.044 at 0.15 with phase shifts); 65,536 (DAgger 212 s) also on
 # 11 of 13, the two misses smaller and at drift 0.15 (-0.061 phase shifts, -0.025 Qwen EP16), +0.145 at drift 0.04
 # on the training regime. The recipe is the 65,536 one; the committed file is its seed 0 from that run
-# (agents/zoo/results/expert_placement_dagger_seeds.json).
+# (agents/zoo/results/expert_placement_dagger_seeds.json). Everything above was measured on expert_load-v1 draws
+# (numpy's samplers, which differed between hosts). Retrained on the portable draws (expert_load-v2, traces.portable;
+# device call30, 2026-12-03, `OUT=DIR NCPU=14 bash agents/zoo/train_expert_placement.sh full`: DAgger 231 s for the
+# 3 seeds at once): >= sticky_eplb on the seeds' means at all 13 settings (0.000 with phase shifts at drift 0.15,
+# +0.008 to +3.741 elsewhere; agents/zoo/results/expert_placement_portable_seeds*); the committed file is its seed 0.
 EXPERT_PLACEMENT_DAGGER = Recipe("expert_placement_dagger.zip", (
     "--imitate", "65536", "--timesteps", "0", "--imitate-kwargs", "target='values'", "epochs=10", "batch_size=512",
     "--seed", "0"), f"expert_load-v{EXPERT_LOAD_VERSION}", transfer=True)
