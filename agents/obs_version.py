@@ -23,7 +23,7 @@ observation version beside its feature names (``OBS_VERSION`` and ``OBS_VERSIONS
 :func:`stamp_zip` adds the record to an existing checkpoint without touching its weights (the zoo's
 files: ``python -m agents.obs_version stamp agents/zoo/FILE.zip --env ID``), after checking that the
 policy's spaces are the environment's in its default configuration, or in the one ``--env-kwargs
-KEY=VALUE ...`` sets (``agents.cli.parse_env_kwargs``, as train.py reads them; for a file trained on
+KEY=VALUE ...`` sets (``agents.env_kwargs.parse_env_kwargs``, as train.py reads them; for a file trained on
 other shapes, e.g. Routing-v0 with ``replicas=4``); those kwargs are then recorded as the record's fifth
 key ``"env_kwargs"``. ``--role`` names a seat of a multi-agent environment only.
 """
@@ -164,7 +164,7 @@ def space_shape(space: Any) -> str:
 def env_spaces(env_id: str, role: str | None = None,
                env_kwargs: dict[str, Any] | None = None) -> tuple[Any, Any]:
     """``(observation_space, action_space)`` of ``env_id`` in its default configuration, or in the one
-    ``env_kwargs`` sets (its config dataclass's fields, as ``agents.cli.parse_env_kwargs`` reads
+    ``env_kwargs`` sets (its config dataclass's fields, as ``agents.env_kwargs.parse_env_kwargs`` reads
     ``--env-kwargs``): its native VecEnv's, or a PettingZoo env's first agent in seat ``role``
     (``router_0`` for MultiCluster-v0's ``router``; ExpertPlacementParallel-v0's first agent for None).
     ``KeyError`` for an unknown env or role; ``ValueError`` naming ``env_kwargs`` where the environment
@@ -191,7 +191,7 @@ def env_spaces(env_id: str, role: str | None = None,
 
 
 def _kwargs_text(env_kwargs: dict[str, Any] | None) -> str:
-    """``KEY=VALUE ...`` as ``--env-kwargs`` takes them (``agents.cli.env_kwargs_args``'s form)."""
+    """``KEY=VALUE ...`` as ``--env-kwargs`` takes them (``agents.env_kwargs.env_kwargs_args``'s form)."""
     return " ".join(f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}" for k, v in (env_kwargs or {}).items())
 
 
@@ -368,11 +368,11 @@ def main(argv: list[str] | None = None) -> int:
         if a.role is not None and not options.is_multi_agent(a.env):
             s.error(f"--role {a.role}: applies only to the multi-agent environment(s) "
                     f"{', '.join(options.MULTI_AGENT)}; --env {a.env} is single-agent (stamp it without --role)")
-        from agents import cli  # here, not at import: agents.cli imports agents.policy, which imports this module
+        from agents.env_kwargs import UsageError, parse_env_kwargs  # not agents.cli: it imports agents.policy
 
         try:
-            kwargs = cli.parse_env_kwargs(a.env_kwargs, a.env)
-        except cli.UsageError as err:
+            kwargs = parse_env_kwargs(a.env_kwargs, a.env)
+        except UsageError as err:
             s.error(str(err))
     try:
         for f in a.files:
