@@ -121,3 +121,9 @@ def test_permutation_is_a_permutation_and_uniform() -> None:
         assert sorted(perm) == [0, 1, 2, 3]
         first[np.arange(4), perm] += 1
     np.testing.assert_allclose(first / 8000, 0.25, atol=0.03)
+
+
+def test_binomial_refuses_nan_p_instead_of_looping() -> None:
+    # review rv3: with p = nan every comparison is False, so BTPE rejected every candidate forever
+    with pytest.raises(ValueError, match="binomial: p is nan"):
+        P.binomial(np.random.default_rng(0), 10, math.nan)

@@ -227,3 +227,39 @@ def test_moe_counts_refuses_an_out_it_would_not_write_in_one_line(tmp_path, caps
         err = capsys.readouterr().err.strip().splitlines()
         assert exit_.value.code == 2 and f"--out {out}: {says}" in err[-1]
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    # review rv3: the slot count T * top_k wrapped around int64 (row sums 0 or negative), or overflowed in numba
+    (dict(tokens_per_step=2**61, top_k=8), r"tokens_per_step \* top_k = 18446744073709551616 exceeds int64"),
+    (dict(tokens_per_step=2**63, top_k=1), "exceeds int64"),
+    (dict(tokens_per_step=np.int64(2**62), top_k=np.int64(2)), "exceeds int64"),
+    # a TypeError from numpy / '<=' before
+    (dict(zipf_s="1"), "zipf_s must be a real number, got '1'"),
+    (dict(drift=None), "drift must be a real number, got None"),
+    (dict(layer_corr="0.5"), "layer_corr must be a real number"),
+])
+def test_extreme_parameters_are_one_line_trace_errors(kwargs: dict, match: str) -> None:
+    a = dict(n_layers=2, n_experts=8, top_k=2, tokens_per_step=16) | kwargs
+    with pytest.raises(TraceError, match=match) as e:
+        ExpertLoadGenerator(**a).generate(2)
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("T", [1, 3, 10**9, 2**40])
+@pytest.mark.parametrize("zipf_s", [0.0, 3.0, 1070.0])
+@pytest.mark.parametrize("drift", [0.0, 1.0])
+@pytest.mark.parametrize("E, k", [(1, 1), (8, 8), (8, 2)])
+def test_extreme_shapes_keep_exact_row_sums(T: int, zipf_s: float, drift: float, E: int, k: int) -> None:
+    g = ExpertLoadGenerator(2, E, k, T, zipf_s=zipf_s, drift=drift, phase_shift_every=2, seed=1)
+    out = g.generate(4)
+    assert (out.sum(-1) == T * k).all() and (out >= 0).all() and (out <= T).all()
+    assert np.isfinite(g.popularity()).all()
+
+
+def test_inclusion_probs_take_the_limit_where_the_zipf_weights_underflow() -> None:
+    # review rv3: weights r^-s past the capped rank underflowed to 0 and 0 / 0 gave nan probabilities
+    for s in (1100.0, 1e308):
+        assert inclusion_probs(8, 2, s).tolist() == [1.0, 1.0] + [0.0] * 6
+        assert inclusion_probs(8, 8, s).tolist() == [1.0] * 8
+    assert inclusion_probs(8, 1, 1e308).tolist() == [1.0] + [0.0] * 7

@@ -30,7 +30,9 @@ def inclusion_probs(n_experts: int, top_k: int, zipf_s: float) -> np.ndarray:
 
     Zipf weights r^-s scaled by top_k, capped at 1 by water-filling (a token picks an expert at
     most once, so no expert can receive more than every token); the excess goes to the others in
-    proportion to their weights.
+    proportion to their weights. float64 [n_experts]. Where the weights left to share the excess
+    underflow to 0 (zipf_s above about 1075 with top_k >= 2), the limit as the weights vanish is
+    taken: 1 for the top_k highest ranks, 0 for the others.
     """
     w = pow_neg(np.arange(1, n_experts + 1, dtype=np.float64), float(zipf_s))  # the same bits on every machine
     pi = top_k * w / w.sum()
@@ -41,7 +43,14 @@ def inclusion_probs(n_experts: int, top_k: int, zipf_s: float) -> np.ndarray:
             break
         capped |= over
         free = top_k - capped.sum()
-        pi = np.where(capped, 1.0, free * w / w[~capped].sum())
+        rest = w[~capped].sum()
+        pi = np.ones(n_experts)
+        if rest == 0.0:  # r^-zipf_s underflowed to 0 past the capped ranks (0 / 0 would be nan): their true
+            # weights fall so fast with r that each next rank takes all that is left; the limit caps the next ones
+            pi[~capped] = 0.0
+            pi[np.flatnonzero(~capped)[:free]] = 1.0
+            break
+        pi[~capped] = free * w[~capped] / rest
     return pi
 
 
@@ -193,6 +202,12 @@ class ExpertLoadGenerator:
                             ("tokens_per_step", tokens_per_step, 1), ("seed", seed, 0)):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
                 raise TraceError(f"ExpertLoadGenerator: {name} must be an integer >= {lo}, got {v!r}")
+        if int(tokens_per_step) * int(top_k) > np.iinfo(np.int64).max:
+            raise TraceError(f"ExpertLoadGenerator: tokens_per_step * top_k = {int(tokens_per_step) * int(top_k)} exceeds int64's "
+                             f"{np.iinfo(np.int64).max} (the counts are int64)")
+        for name, v in (("zipf_s", zipf_s), ("drift", drift), ("layer_corr", layer_corr)):
+            if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+                raise TraceError(f"ExpertLoadGenerator: {name} must be a real number, got {v!r}")
         if top_k > n_experts:
             raise TraceError(f"ExpertLoadGenerator: top_k={top_k} exceeds n_experts={n_experts}")
         if not (np.isfinite(zipf_s) and zipf_s >= 0):

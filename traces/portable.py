@@ -223,7 +223,14 @@ def _btpe(rng: np.random.Generator, n: int, p: float) -> int:
 @nb.njit(cache=True)
 def binomial(rng: np.random.Generator, n: int, p: float) -> int:
     """Binomial(n, p) draw (n >= 0, 0 <= p <= 1): inversion when min(p, 1 - p) n <= 30, else
-    BTPE, on min(p, 1 - p) (numpy's choice of method)."""
+    BTPE, on min(p, 1 - p) (numpy's choice of method). BTPE's Stirling term uses the paper's
+    13860 (1/12 of 166320); numpy's C source has 13680, a transposition that moves its final test.
+
+    Raises:
+        ValueError: p is nan (BTPE would reject every candidate and never return).
+    """
+    if p != p:
+        raise ValueError("traces.portable.binomial: p is nan (expected 0 <= p <= 1)")
     if n <= 0 or p <= 0.0:
         return 0
     if p >= 1.0:
