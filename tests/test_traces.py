@@ -338,6 +338,35 @@ def test_mooncake_conv_chain_semantics() -> None:
         assert (np.diff(arr[order])[same_id] == 0).all()
 
 
+def _median_reuse_interval_s(tr) -> float:
+    """Median seconds between consecutive references to the same block (the system prompt's
+    block, referenced by every request, left out)."""
+    n = np.diff(tr.block_offsets)
+    t = np.repeat(tr.arrival_s, n)
+    ids = tr.block_ids
+    keep = ids != 0
+    order = np.lexsort((t[keep], ids[keep]))
+    i, tt = ids[keep][order], t[keep][order]
+    same = np.diff(i) == 0
+    return float(np.median(np.diff(tt)[same]))
+
+
+def test_mooncake_conv_think_time_scale() -> None:
+    base = load_trace("mooncake_conv", seed=3, duration_s=1800)
+    same = load_trace("mooncake_conv", seed=3, duration_s=1800, think_time_scale=1.0)
+    assert np.array_equal(base.arrival_s, same.arrival_s) and np.array_equal(base.block_ids, same.block_ids)
+    fast = load_trace("mooncake_conv", seed=3, duration_s=1800, think_time_scale=0.1)
+    # the same conversations (root arrivals) with every think time a tenth as long, so blocks come
+    # back ten times sooner, and more follow-ups fall inside the window
+    assert len(fast) >= len(base)
+    ratio = _median_reuse_interval_s(fast) / _median_reuse_interval_s(base)
+    assert 0.08 < ratio < 0.12, ratio
+    assert "think_time_scale=0.1" in fast.meta.source
+    for bad in (0, -1.0, float("nan"), float("inf"), "0.5", True):
+        with pytest.raises(TraceError, match="think_time_scale"):
+            load_trace("mooncake_conv", think_time_scale=bad)
+
+
 def test_lru_hit_ratio_bounds() -> None:
     tr = load_trace("mooncake_conv", duration_s=600)
     inf = trace_stats(tr)["infinite_cache_block_hit_ratio"]

@@ -42,13 +42,22 @@ def _chains(par_ids: np.ndarray, par_off: np.ndarray, parent: np.ndarray, reuse:
 
 def mooncake_conv(seed: int = 0, duration_s: float | None = None, rate_rps: float | None = None, *,
                   arrivals: str | None = None, cv: float | None = None, diurnal: bool = False,
-                  peak_to_trough: float | None = None, peak_hour: float | None = None) -> Trace:
+                  peak_to_trough: float | None = None, peak_hour: float | None = None,
+                  think_time_scale: float | None = None) -> Trace:
     """Kimi-like conversation traffic with prefix-block chains (see module docstring).
 
     `rate_rps` is the long-run request rate including follow-ups; a trace that starts empty,
-    like the real one, has fewer follow-ups in its first minutes.
+    like the real one, has fewer follow-ups in its first minutes. `think_time_scale` multiplies
+    every follow-up's think time (the fitted `gap_s` table; None: the fit itself, 1.0 gives the
+    same trace): below 1, follow-ups come back while their prefix blocks are young, as an
+    agent's tool calls do, with the same draws otherwise. Raises ``TraceError`` for a bad seed or
+    a `think_time_scale` that is not a finite number > 0.
     """
     seed = _seed(seed)
+    if think_time_scale is not None and (isinstance(think_time_scale, bool)
+                                         or not isinstance(think_time_scale, (int, float, np.number))
+                                         or not np.isfinite(think_time_scale) or think_time_scale <= 0):
+        raise TraceError(f"mooncake_conv: think_time_scale must be a finite number > 0, got {think_time_scale!r}")
     P = load_params("mooncake_conv")
     duration_s = P["duration_s"] if duration_s is None else duration_s
     rate_rps = P["rate_rps"] if rate_rps is None else rate_rps
@@ -79,7 +88,8 @@ def mooncake_conv(seed: int = 0, duration_s: float | None = None, rate_rps: floa
         k = rng.choice(kids_p.size, size=t.size, p=kids_p)
         par = np.repeat(np.arange(t.size), k)
         m = par.size
-        tc = t[par] + tab["gap_s"].ppf(rng.random(m))
+        gap = tab["gap_s"].ppf(rng.random(m))
+        tc = t[par] + (gap if think_time_scale is None else gap * float(think_time_scale))
         kind = rng.random(m)
         oc = tab["output"].sample_int(rng.random(m))
         pp, op, nbp = p[par], o[par], nb[par]
@@ -104,10 +114,12 @@ def mooncake_conv(seed: int = 0, duration_s: float | None = None, rate_rps: floa
         ids, off, next_id = _chains(ids, off, par, reuse, nbc, next_id)
         t, p, o, nb = tc, pc, oc, nbc
         gens.append((t, p, o, ids, off))
-    return _assemble(gens, seed, duration_s, rate_rps, arrivals, cv, diurnal, peak_to_trough, peak_hour, bs)
+    return _assemble(gens, seed, duration_s, rate_rps, arrivals, cv, diurnal, peak_to_trough, peak_hour, bs,
+                     think_time_scale)
 
 
-def _assemble(gens, seed, duration_s, rate_rps, arrivals, cv, diurnal, peak_to_trough, peak_hour, bs) -> Trace:
+def _assemble(gens, seed, duration_s, rate_rps, arrivals, cv, diurnal, peak_to_trough, peak_hour, bs,
+              think_time_scale) -> Trace:
     """Concatenate generations and sort by time (parents first on ties); ids stay 0..n_blocks-1."""
     t = np.concatenate([g[0] for g in gens])
     p = np.concatenate([g[1] for g in gens])
@@ -119,6 +131,7 @@ def _assemble(gens, seed, duration_s, rate_rps, arrivals, cv, diurnal, peak_to_t
     ids, off = _gather_csr(ids, off, order)
     meta = TraceMeta("mooncake_conv",
                      describe_call("mooncake_conv", seed, duration_s=duration_s, rate_rps=rate_rps, arrivals=arrivals,
-                                   cv=cv, diurnal=diurnal or None, peak_to_trough=peak_to_trough, peak_hour=peak_hour),
+                                   cv=cv, diurnal=diurnal or None, peak_to_trough=peak_to_trough, peak_hour=peak_hour,
+                                   think_time_scale=think_time_scale),
                      "generated; parameters fitted to the Mooncake FAST'25 conversation trace (Apache-2.0)")
     return Trace(t[order], p[order], o[order], meta, block_ids=ids, block_offsets=off, block_size=bs)
