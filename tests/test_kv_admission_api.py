@@ -9,6 +9,7 @@ from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import envs
+import traces
 from conftest import make_trace
 from envs.kv_admission import env as kva
 
@@ -223,3 +224,53 @@ def test_past_future_prior_counts_only_requests_the_engine_accepts(tmp_path):
     assert np.array_equal(ma.hist_prior, mb.hist_prior)
     with pytest.raises(ValueError, match="accepted must be a bool array of the history's 3 requests"):
         kva.hist_prior(a.engine, make_trace(3, 1.0, 100, 10, poisson=False), np.ones(2, bool))
+
+
+
+def _every_10th_failed_rows() -> list[dict]:
+    """The rows of ../shared/cases/edge_output0_every10th.jsonl (Mooncake; every 10th request has output 0,
+    which the reader flags failed), else rows of the same shape built here."""
+    import json
+    from pathlib import Path
+
+    p = Path(__file__).resolve().parents[2] / "shared" / "cases" / "edge_output0_every10th.jsonl"
+    if p.is_file():
+        return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+    rng = np.random.default_rng(1)
+    return [{"timestamp": 300 * i, "input_length": int(rng.integers(200, 8000)),
+             "output_length": 0 if i % 10 == 3 else int(rng.integers(1, 900))} for i in range(300)]
+
+
+def test_past_future_prior_leaves_out_the_requests_the_trace_marks_failed(tmp_path):
+    """Past-Future learns from finished requests' output lengths; a request the trace marks failed (BurstGPT's
+    and Mooncake's output 0, ``Trace.failed``) ends at arrival with fate FAILED (envs.core.replica.enqueue) and
+    never finishes, so the prior of KVAdmission-v0 (one trace and a mixture part) and of MultiCluster-v0's
+    admission seats equals the prior of the trace without those rows. On main the 30 failed rows of 300 went
+    to bin 0 (10 of the prior's 100 requests). The flag decides, not the length: a row marked failed that
+    records 5,000 output tokens (a Trace built by hand) is left out too."""
+    from envs.multi.env import MultiCluster
+
+    rows = _every_10th_failed_rows()
+    with_failed = _jsonl(tmp_path / "with.jsonl", rows)
+    absent = _jsonl(tmp_path / "absent.jsonl", [r for r in rows if r["output_length"] > 0])
+    kw = {"split": "all", "window_requests": 128}
+    a = kva.build_scenario(kva.KVAdmissionConfig(trace=absent, **kw))
+    b = kva.build_scenario(kva.KVAdmissionConfig(trace=with_failed, **kw))
+    assert np.array_equal(a.hist_prior, b.hist_prior), (a.hist_prior, b.hist_prior)
+    assert a.hist_prior.sum() == pytest.approx(100.0)
+    tr = traces.load_trace(with_failed)
+    assert tr.failed.sum() == 30
+    c = kva.build_scenario(kva.KVAdmissionConfig(
+        trace=tr.replace(output_tokens=np.where(tr.failed, 5_000, tr.output_tokens)), **kw))
+    assert c.hist_prior[12] == 0.0 and np.array_equal(a.hist_prior, c.hist_prior)
+    # an explicit mask of the requests the engine accepts is combined with the trace's failed flags
+    assert np.array_equal(kva.hist_prior(b.engine, tr, np.ones(len(tr), bool)), a.hist_prior)
+    am = kva.build_scenario(kva.KVAdmissionConfig(workloads=(absent,), **kw))
+    bm = kva.build_scenario(kva.KVAdmissionConfig(workloads=(with_failed,), **kw))
+    assert np.array_equal(am.part_hist_prior, bm.part_hist_prior)
+    ma = MultiCluster(1, seed=0, trace=absent, replicas=2, **kw)
+    mb = MultiCluster(1, seed=0, trace=with_failed, replicas=2, **kw)
+    assert np.array_equal(ma.hist_prior, mb.hist_prior)
+    # a history whose every request failed serves none: the prior is taken over all of them (bin 0)
+    none_served = tr.replace(failed=np.ones(len(tr), bool), output_tokens=np.zeros(len(tr), np.int64))
+    assert kva.hist_prior(b.engine, none_served)[0] == pytest.approx(100.0)

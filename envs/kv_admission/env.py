@@ -169,7 +169,8 @@ def _build_scenario(cfg: KVAdmissionConfig) -> Scenario:
     eng = cfg.engine_spec().build(cache_on=cache_on, chain_block_tokens=chain_tokens)
     # Requests longer than the model's context or the KV pool are rejected at arrival by the
     # engine (envs.core.replica.rejected_at_arrival) and counted as `rejected`; the others are
-    # served as if they were absent: rates, max_tokens and Past-Future's prior over accepted requests only.
+    # served as if they were absent: rates, max_tokens and Past-Future's prior over accepted requests only
+    # (the prior also leaves out those the trace marks failed: hist_prior).
     max_out, (ok_t, ok_h) = longest_accepted_output(eng, (trace, history))
     eng = eng._replace(max_output=max_out)
     wl, rate = build_workload(trace, cfg.window_requests, cfg.predictor_accuracy, cfg.trace_seed, ok_t)
@@ -187,21 +188,26 @@ def _build_mixture(cfg: KVAdmissionConfig) -> Scenario:
 
 def hist_prior(eng: Any, history: traces.Trace, accepted: np.ndarray | None = None) -> np.ndarray:
     """Past-Future's prior, float64 [N_HIST_BINS]: the output lengths (tokens) of the requests of the
-    training part ``history`` that the engine ``eng`` accepts at arrival, in the estimator's log2 bins
+    training part ``history`` that the engine ``eng`` serves, in the estimator's log2 bins
     (``envs.core.workload.output_histogram``), weighted as 100 requests (summing to 100). Past-Future
-    (ASPLOS'25) starts its distribution of output lengths from the history of finished requests, and a
-    request rejected at arrival never finishes (all of them when the engine accepts none,
-    ``envs.core.replica.accepted_values``). Every episode's estimator starts from this one (KVAdmission-v0
-    and MultiCluster-v0's admission seats). ``accepted``: bool [len(history)], the engine's mask when
-    the caller has it (``envs.core.replica.accepted_at_arrival``), else computed; ``ValueError`` for a
-    mask of another length."""
+    (ASPLOS'25) starts its distribution of output lengths from the history of finished requests, and two
+    kinds of request never finish: one the engine rejects at arrival (``envs.core.replica.rejected_at_arrival``)
+    and one the trace marks failed (``Trace.failed``: BurstGPT's and Mooncake's output 0; the simulator ends
+    it at arrival, ``envs.core.replica.enqueue``), whatever output it records. All of them when none is
+    served (``envs.core.replica.accepted_values``). Every episode's estimator starts from this one
+    (KVAdmission-v0 and MultiCluster-v0's admission seats). ``accepted``: bool [len(history)], the engine's
+    mask when the caller has it (``envs.core.replica.accepted_at_arrival``), else computed; the trace's
+    failed flags are applied on top of it. ``ValueError`` for a mask of another length."""
     out = np.asarray(history.output_tokens)
     if accepted is None:
         accepted = accepted_at_arrival(eng, history.prompt_tokens, out)
     elif np.shape(accepted) != out.shape:
         raise ValueError(f"hist_prior: accepted must be a bool array of the history's {len(out)} requests, "
                          f"got shape {np.shape(accepted)}")
-    hist = output_histogram(accepted_values(out, np.asarray(accepted, np.bool_)))
+    served = np.asarray(accepted, np.bool_)
+    if history.failed is not None:
+        served = served & ~history.failed
+    hist = output_histogram(accepted_values(out, served))
     return hist * (100.0 / hist.sum())
 
 

@@ -129,7 +129,7 @@ class MultiCluster:
                                 hwmodels.cold_start_time(rc.model, rc.gpu, rc.tp))
         self.dollars_per_replica_s = hwmodels.price_per_gpu_hour(rc.gpu) * rc.tp / 3600.0
         history, _ = load_split(replace(rc, trace=rt.DEFAULT_TRACE if rc.trace == "default" else rc.trace), "multi")
-        self.hist_prior = kva.hist_prior(sc.engine, history)  # the requests the cluster's engine accepts
+        self.hist_prior = kva.hist_prior(sc.engine, history)  # the requests the cluster's engine serves
         self.state = S.allocate(E, R, rc.queue_slots, rc.window_requests, sc.cache_entries,
                                 max_window_gaps(sc.workload))
         self.n_obs = {"router": RK.G + R * RK.F,
