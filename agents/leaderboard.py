@@ -32,9 +32,10 @@ import shlex
 import sys
 import time
 import zlib
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -111,13 +112,14 @@ def too_short_line(scenario: str, trace: str, requests: int, window: int) -> str
             f"{parts[0]} out with --envs")
 
 
-def _named_scenario(sc: Scenario, body: Any) -> Any:
-    """``body()``, with a ``TooFewRequests`` (the trace shorter than one window) raised as
+@contextmanager
+def _named_scenario(sc: Scenario) -> Iterator[None]:
+    """The block's ``TooFewRequests`` (``sc``'s trace shorter than one window) raised as
     :class:`TraceTooShort` naming ``sc`` and its trace."""
     from envs.core.workload import TooFewRequests
 
     try:
-        return body()
+        yield
     except TooFewRequests as err:
         raise TraceTooShort(sc.id, sc.trace, err.requests, err.window) from None
 
@@ -128,40 +130,33 @@ def run_policy(sc: Scenario, spec: str, quick: bool, episodes: int | None,
     what ran before, so runs can go in any order or in parallel with the same results).
     ``shards``: results of ``run_shard`` for a ``Sharded`` policy, computed elsewhere first.
     :class:`TraceTooShort` where the scenario's trace is shorter than one window."""
-    return _named_scenario(sc, lambda: _run_policy(sc, spec, quick, episodes, shards))
-
-
-def _run_policy(sc: Scenario, spec: str, quick: bool, episodes: int | None,
-                shards: list[Any] | None = None) -> PolicyRun:
-    t = time.perf_counter()
-    extras: list[dict[str, Any]] = []
-    windows = None
-    if is_multi_agent(sc.env_id):  # a team (agents.team)
-        eps, call_s = team.run_episodes(spec, episodes or sc.n_episodes(quick), sc.seed, _env_kwargs(sc, quick))
-    else:
-        vec = _held_out_vec(sc, quick, episodes)
-        windows = held_out_windows(vec)
-        policy = make_policy(spec, vec, sc.env_id, seed=sc.seed)
-        if shards is not None:
-            policy.preload(shards)
-        eps, call_s = run_episodes(vec, policy, extras)
-        vec.close()
-    return PolicyRun(spec, eps, extras, call_s, time.perf_counter() - t, windows)
+    with _named_scenario(sc):
+        t = time.perf_counter()
+        extras: list[dict[str, Any]] = []
+        windows = None
+        if is_multi_agent(sc.env_id):  # a team (agents.team)
+            eps, call_s = team.run_episodes(spec, episodes or sc.n_episodes(quick), sc.seed, _env_kwargs(sc, quick))
+        else:
+            vec = _held_out_vec(sc, quick, episodes)
+            windows = held_out_windows(vec)
+            policy = make_policy(spec, vec, sc.env_id, seed=sc.seed)
+            if shards is not None:
+                policy.preload(shards)
+            eps, call_s = run_episodes(vec, policy, extras)
+            vec.close()
+        return PolicyRun(spec, eps, extras, call_s, time.perf_counter() - t, windows)
 
 
 def run_shard(sc: Scenario, spec: str, quick: bool, episodes: int | None, index: int) -> Any:
     """Shard ``index`` of the ``Sharded`` policy ``spec`` on ``sc``'s held-out episodes (the same
     env and policy ``run_policy`` builds, reset so that each env holds its episode);
     :class:`TraceTooShort` as ``run_policy``."""
-    return _named_scenario(sc, lambda: _run_shard(sc, spec, quick, episodes, index))
-
-
-def _run_shard(sc: Scenario, spec: str, quick: bool, episodes: int | None, index: int) -> Any:
-    vec = _held_out_vec(sc, quick, episodes)
-    vec.reset()
-    out = make_policy(spec, vec, sc.env_id, seed=sc.seed).run_shard(index)
-    vec.close()
-    return out
+    with _named_scenario(sc):
+        vec = _held_out_vec(sc, quick, episodes)
+        vec.reset()
+        out = make_policy(spec, vec, sc.env_id, seed=sc.seed).run_shard(index)
+        vec.close()
+        return out
 
 
 def run_scenario(sc: Scenario, policies: list[str], quick: bool, episodes: int | None,
