@@ -112,6 +112,10 @@ def test_a_trace_the_env_refuses_without_env_kwargs_blames_the_trace(tmp_path):
     with pytest.raises(cli.UsageError, match=r"has 4 requests, fewer than one window of window_requests=1024; "
                                              r"set window_requests <= 4$"):
         cli.check_env(KV, {"split": "all"}, trace=str(f))
+    # one request is singular (was '1 requests')
+    f.write_text(f.read_text().splitlines()[0] + "\n")
+    with pytest.raises(cli.UsageError, match=r"has 1 request, fewer than one window of window_requests=1024$"):
+        cli.check_env(KV, {"split": "all"}, trace=str(f))
 
 
 # --- --help generated from the config dataclasses ------------------------------------------
