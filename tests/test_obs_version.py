@@ -304,7 +304,7 @@ def test_a_record_of_another_environment_is_refused(tmp_path, capsys):
                     "--init", str(routing)])
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip()
-    assert err.splitlines() == [f"python train.py: error: --init: {routing}: trained on {ROUTING}'s observation, "
+    assert err.splitlines() == [f"python train.py: error: --init {routing}: trained on {ROUTING}'s observation, "
                                 f"not {KV}'s"], err
 
 
