@@ -145,6 +145,19 @@ def check_output(path: Path, option: str, directory: bool = False) -> None:
         raise UsageError(f"{option} {path}: {target} is not writable ({err.strerror or err})") from None
 
 
+def file_error(option: str, given: Any, message: Any, path: Any = None) -> str:
+    """The one line ``OPTION GIVEN: MESSAGE`` for a file argument: ``GIVEN (PATH)`` where the value
+    names another file than itself (``--warm-start zoo``), and ``message`` (an exception or text) without
+    its own leading ``PATH: `` (``agents.obs_version``'s errors start with the file), so that the path
+    appears once."""
+    path = str(given if path is None else path)
+    text = one_line(message)
+    if text.startswith(f"{path}: "):
+        text = text[len(path) + 2:]
+    shown = str(given) if path == str(given) else f"{given} ({path})"
+    return f"{option} {shown}: {text}"
+
+
 def run_main(parser: Parser, body: typing.Callable[[], int]) -> int:
     """``body()``, with any ``UsageError`` it raises ended as ``parser.error`` (one line, exit 2)."""
     try:

@@ -32,9 +32,10 @@ import shlex
 import sys
 import time
 import zlib
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -104,20 +105,51 @@ def too_short_line(scenario: str, trace: str, requests: int, window: int) -> str
     """The leaderboard's one-line error for ``trace`` (``requests`` requests) shorter than one window of
     ``window`` requests of scenario ``scenario``: names the option (``--trace`` for a user-trace
     scenario, ``<family>/user:<file>/...``), the file, the scenario and what to do."""
+    return (f"{'--trace' if is_user_trace(scenario) else 'trace'} {trace}: has {_requests(requests)}, fewer than "
+            f"one window of scenario {scenario} (it replays windows of {_requests(window)}): give a longer trace, "
+            f"or leave {scenario.split('/')[0]} out with --envs")
+
+
+def _requests(n: int) -> str:
+    return f"{n} request{'' if n == 1 else 's'}"
+
+
+def is_user_trace(scenario: str) -> bool:
+    """Whether the scenario id ``scenario`` replays a ``--trace`` file (``<family>/user:<file>/...``,
+    ``agents.scenarios.user_trace_scenarios``)."""
     parts = scenario.split("/")
-    user = len(parts) > 1 and parts[1].startswith("user:")
-    return (f"{'--trace' if user else 'trace'} {trace}: has {requests} requests, fewer than one window of "
-            f"scenario {scenario} (it replays windows of {window} requests): give a longer trace, or leave "
-            f"{parts[0]} out with --envs")
+    return len(parts) > 1 and parts[1].startswith("user:")
 
 
-def _named_scenario(sc: Scenario, body: Any) -> Any:
-    """``body()``, with a ``TooFewRequests`` (the trace shorter than one window) raised as
+class TraceRefused(ValueError):
+    """A ``--trace`` file that a user-trace scenario's environment refuses for another reason than its
+    length (a ``ValueError`` at construction, e.g. a ``traces.TraceError`` for a malformed file, no prefix
+    block ids for PrefixEviction-v0, a trace shorter than Autoscale-v0's episode): ``scenario`` (its id),
+    ``trace`` (the file), ``reason`` (the environment's message, one line). Raised by
+    :func:`check_user_traces`, before any run; ``str()`` is the leaderboard's one line (exit 2)."""
+
+    def __init__(self, scenario: str, trace: str, reason: str) -> None:
+        super().__init__(scenario, str(trace), str(reason))
+        self.scenario, self.trace, self.reason = scenario, str(trace), " ".join(str(reason).split())
+
+    def __str__(self) -> str:
+        return (f"--trace {self.trace}: scenario {self.scenario} refuses it: {self.reason}; give another trace, "
+                f"or leave {self.scenario.split('/')[0]} out with --envs")
+
+
+# What the leaderboard ends with as one line (exit 2) rather than a traceback, raised in this process or
+# in a Ray run alike (agents.leaderboard_ray.run_on_ray re-raises them as they were raised).
+USER_ERRORS: tuple[type[Exception], ...] = (TraceTooShort, TraceRefused)
+
+
+@contextmanager
+def _named_scenario(sc: Scenario) -> Iterator[None]:
+    """The block's ``TooFewRequests`` (``sc``'s trace shorter than one window) raised as
     :class:`TraceTooShort` naming ``sc`` and its trace."""
     from envs.core.workload import TooFewRequests
 
     try:
-        return body()
+        yield
     except TooFewRequests as err:
         raise TraceTooShort(sc.id, sc.trace, err.requests, err.window) from None
 
@@ -128,40 +160,33 @@ def run_policy(sc: Scenario, spec: str, quick: bool, episodes: int | None,
     what ran before, so runs can go in any order or in parallel with the same results).
     ``shards``: results of ``run_shard`` for a ``Sharded`` policy, computed elsewhere first.
     :class:`TraceTooShort` where the scenario's trace is shorter than one window."""
-    return _named_scenario(sc, lambda: _run_policy(sc, spec, quick, episodes, shards))
-
-
-def _run_policy(sc: Scenario, spec: str, quick: bool, episodes: int | None,
-                shards: list[Any] | None = None) -> PolicyRun:
-    t = time.perf_counter()
-    extras: list[dict[str, Any]] = []
-    windows = None
-    if is_multi_agent(sc.env_id):  # a team (agents.team)
-        eps, call_s = team.run_episodes(spec, episodes or sc.n_episodes(quick), sc.seed, _env_kwargs(sc, quick))
-    else:
-        vec = _held_out_vec(sc, quick, episodes)
-        windows = held_out_windows(vec)
-        policy = make_policy(spec, vec, sc.env_id, seed=sc.seed)
-        if shards is not None:
-            policy.preload(shards)
-        eps, call_s = run_episodes(vec, policy, extras)
-        vec.close()
-    return PolicyRun(spec, eps, extras, call_s, time.perf_counter() - t, windows)
+    with _named_scenario(sc):
+        t = time.perf_counter()
+        extras: list[dict[str, Any]] = []
+        windows = None
+        if is_multi_agent(sc.env_id):  # a team (agents.team)
+            eps, call_s = team.run_episodes(spec, episodes or sc.n_episodes(quick), sc.seed, _env_kwargs(sc, quick))
+        else:
+            vec = _held_out_vec(sc, quick, episodes)
+            windows = held_out_windows(vec)
+            policy = make_policy(spec, vec, sc.env_id, seed=sc.seed)
+            if shards is not None:
+                policy.preload(shards)
+            eps, call_s = run_episodes(vec, policy, extras)
+            vec.close()
+        return PolicyRun(spec, eps, extras, call_s, time.perf_counter() - t, windows)
 
 
 def run_shard(sc: Scenario, spec: str, quick: bool, episodes: int | None, index: int) -> Any:
     """Shard ``index`` of the ``Sharded`` policy ``spec`` on ``sc``'s held-out episodes (the same
     env and policy ``run_policy`` builds, reset so that each env holds its episode);
     :class:`TraceTooShort` as ``run_policy``."""
-    return _named_scenario(sc, lambda: _run_shard(sc, spec, quick, episodes, index))
-
-
-def _run_shard(sc: Scenario, spec: str, quick: bool, episodes: int | None, index: int) -> Any:
-    vec = _held_out_vec(sc, quick, episodes)
-    vec.reset()
-    out = make_policy(spec, vec, sc.env_id, seed=sc.seed).run_shard(index)
-    vec.close()
-    return out
+    with _named_scenario(sc):
+        vec = _held_out_vec(sc, quick, episodes)
+        vec.reset()
+        out = make_policy(spec, vec, sc.env_id, seed=sc.seed).run_shard(index)
+        vec.close()
+        return out
 
 
 def run_scenario(sc: Scenario, policies: list[str], quick: bool, episodes: int | None,
@@ -172,6 +197,27 @@ def run_scenario(sc: Scenario, policies: list[str], quick: bool, episodes: int |
         if progress is not None:
             progress.update(1)
     return out
+
+
+def check_user_traces(plan: list[tuple[Scenario, list[str], str]], quick: bool) -> None:
+    """Build each planned scenario that replays a ``--trace`` file (:func:`is_user_trace`) once, with one
+    env, before any run: :class:`TraceTooShort` where the file holds fewer requests than one of its
+    windows, :class:`TraceRefused` where its environment refuses it otherwise (a ``ValueError``), each
+    naming the scenario and the file. The built-in scenarios run first, so these errors came after them
+    (110 s for ``--quick --envs kv_admission``), and with ``--ray`` from a worker. Costs one environment
+    construction per user-trace scenario: 1-6 s for the 20 of one file (``--quick`` or not) on the dev box."""
+    for sc, policies, _ in plan:
+        if not policies or not is_user_trace(sc.id):
+            continue
+        try:
+            with _named_scenario(sc):
+                core = envs.options.build(sc.env_id, 1, seed=sc.seed, **_env_kwargs(sc, quick))
+        except TraceTooShort:
+            raise
+        except ValueError as err:
+            raise TraceRefused(sc.id, sc.trace, str(err)) from None
+        if hasattr(core, "close"):
+            core.close()
 
 
 # --- scoring -----------------------------------------------------------------------------------
@@ -326,29 +372,25 @@ def run(scenarios: list[Scenario], extra_policies: list[str], quick: bool, episo
     for sc, policies, why in plan:
         if not policies:
             print(f"skipping {sc.id}: {why}", file=sys.stderr)
+    check_user_traces(plan, quick)  # before any run, on either path
     total = sum(len(p) for _, p, _ in plan)
     bar = tqdm(total=total, desc="leaderboard", unit="run", disable=not progress, file=sys.stderr)
-    if ray:
-        from agents.leaderboard_ray import run_on_ray
+    try:
+        if ray:
+            from agents.leaderboard_ray import run_on_ray
 
-        try:
-            results = run_on_ray(plan, quick, episodes, bar, run_policy, address, num_cpus, hints, run_shard)
-        except RuntimeError as err:  # a run's exception, wrapped naming the scenario and policy
-            if isinstance(err.__cause__, TraceTooShort):  # a user error: the same one line as sequentially
-                bar.close()
-                raise err.__cause__ from None
-            raise
-        bar.close()
+            return run_on_ray(plan, quick, episodes, bar, run_policy, address, num_cpus, hints, run_shard,
+                              user_errors=USER_ERRORS)  # raised as raised: the same one line as sequentially
+        results = []
+        for sc, policies, why in plan:
+            bar.set_postfix_str(sc.id)
+            if not policies:
+                results.append(ScenarioResult(sc, skipped=why))
+                continue
+            results.append(run_scenario(sc, policies, quick, episodes, bar))
         return results
-    results = []
-    for sc, policies, why in plan:
-        bar.set_postfix_str(sc.id)
-        if not policies:
-            results.append(ScenarioResult(sc, skipped=why))
-            continue
-        results.append(run_scenario(sc, policies, quick, episodes, bar))
-    bar.close()
-    return results
+    finally:
+        bar.close()
 
 
 def recorded_command(argv: list[str]) -> str:
@@ -482,12 +524,12 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError:
             hints = None  # a damaged timing file only loses the ordering; it is rewritten below
     t = time.perf_counter()
-    try:  # a --trace file shorter than a scenario's window was a TooFewRequests traceback (with --ray: a
-        # RuntimeError naming the run)
+    try:  # a --trace file shorter than a scenario's window (or refused by it) was a traceback after the
+        # built-in scenarios had run (with --ray: a RuntimeError naming the run)
         results = run(scenarios, a.policy + a.team, a.quick, a.seeds, progress=not a.no_progress,
                       ray=ray, address=a.address, num_cpus=a.num_cpus,
                       hints=hints)
-    except TraceTooShort as err:
+    except USER_ERRORS as err:
         p.error(str(err))
     wall = time.perf_counter() - t
     report = build_report(results, command, a.quick, code)
@@ -504,4 +546,5 @@ if __name__ == "__main__":
     sys.exit(main())
 
 
-__all__ = ["Scoring", "TraceTooShort", "build_report", "main", "run", "score_scenario", "too_short_line"]
+__all__ = ["USER_ERRORS", "Scoring", "TraceRefused", "TraceTooShort", "build_report", "check_user_traces",
+           "is_user_trace", "main", "run", "score_scenario", "too_short_line"]

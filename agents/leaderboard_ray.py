@@ -23,7 +23,8 @@ The oracle then plays exactly as in the sequential run, where it replays its can
 
 A worker process that dies is restarted and its run retried by Ray (``MAX_RETRIES``); an
 exception inside a run stops the leaderboard with the scenario and policy named, as the
-sequential run would. The progress bar advances as runs finish, in whatever order they finish.
+sequential run would (an error in the user's input, ``user_errors``, as the run raised it). The
+progress bar advances as runs finish, in whatever order they finish.
 """
 
 from __future__ import annotations
@@ -121,7 +122,8 @@ def _hinted_shard_s(hints: dict[str, Any] | None, sc: Scenario, group: str) -> f
 def run_on_ray(plan: list[tuple[Scenario, list[str], str]], quick: bool, episodes: int | None,
                bar: Any, run_policy: Callable[..., PolicyRun], address: str | None = None,
                num_cpus: int | None = None, hints: dict[str, Any] | None = None,
-               run_shard: Callable[..., Any] | None = None) -> list[ScenarioResult]:
+               run_shard: Callable[..., Any] | None = None,
+               user_errors: tuple[type[BaseException], ...] = ()) -> list[ScenarioResult]:
     """Run ``plan`` (from ``agents.leaderboard.plan_runs``) on Ray, each pair as one call of
     ``run_policy(scenario, policy, quick, episodes)`` (``agents.leaderboard.run_policy``, passed
     in, so that this module does not import the leaderboard back) on one of the cluster's worker
@@ -131,7 +133,10 @@ def run_on_ray(plan: list[tuple[Scenario, list[str], str]], quick: bool, episode
     docstring); without it every policy runs whole.
     ``hints``: a previous run's ``timing.json`` (``{"scenarios": {id: {policy: {"wall_s"}}},
     "shards": {id: {group: {"wall_s": [...]}}}}``), used only to start the longest runs first.
-    Raises ``RuntimeError`` naming the scenario and policy of a run (or shard) that raised."""
+    Raises ``RuntimeError`` naming the scenario and policy of a run (or shard) that raised, except that an
+    exception of one of ``user_errors`` (``agents.leaderboard.USER_ERRORS``: errors in the user's input,
+    which the sequential run ends with as one line) is raised as the run raised it (Ray's wrapper and
+    traceback dropped), so that the user sees the same line on either path."""
     from agents.policy import shard_spec
 
     ray = require_ray()
@@ -204,6 +209,8 @@ def run_on_ray(plan: list[tuple[Scenario, list[str], str]], quick: bool, episode
             for a in workers:
                 ray.kill(a)
             cause = err.cause if isinstance(err, ray.exceptions.RayTaskError) and err.cause else err
+            if isinstance(cause, user_errors):
+                raise cause from None
             what = (f"policy {policies[key[2]]}" if key[0] == "run"
                     else f"shard {key[3]} of {group_spec[(i, key[2])][0]}")
             raise RuntimeError(f"leaderboard --ray: scenario {sc.id}, {what}: "

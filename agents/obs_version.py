@@ -368,6 +368,12 @@ def main(argv: list[str] | None = None) -> int:
         if a.role is not None and not options.is_multi_agent(a.env):
             s.error(f"--role {a.role}: applies only to the multi-agent environment(s) "
                     f"{', '.join(options.MULTI_AGENT)}; --env {a.env} is single-agent (stamp it without --role)")
+        import envs
+
+        seats = envs.observation_roles(a.env)
+        if seats and a.role not in seats:  # was a KeyError's text under the parent's prefix, naming no option
+            s.error(f"--role {a.role}: not a seat of {a.env}; allowed: {', '.join(seats)}" if a.role is not None
+                    else f"--role: required with the multi-agent --env {a.env}; allowed: {', '.join(seats)}")
         from agents.env_kwargs import UsageError, parse_env_kwargs  # not agents.cli: it imports agents.policy
 
         try:

@@ -30,6 +30,7 @@ import shlex
 import sys
 import math
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -300,9 +301,10 @@ def _train(a: argparse.Namespace, argv: list[str] | None, callbacks: list | None
         raise cli.UsageError(f"--teacher-procs {a.teacher_procs}: must be >= 1")
     if a.teacher_data is not None and not a.teacher_data.is_file():
         raise cli.UsageError(f"--teacher-data {a.teacher_data}: no such file")
-    if a.init is not None and (a.resume or not a.init.is_file()):
+    if a.init is not None and (a.resume or not a.init.is_file() or not zipfile.is_zipfile(a.init)):
         raise cli.UsageError(f"--init {a.init}: " + ("not with --resume (the checkpoint has its own weights)"
-                                                     if a.resume else "no such file"))
+                                                     if a.resume else "no such file" if not a.init.is_file()
+                                                     else "not a zip file (an SB3 checkpoint is one)"))
     if not 0 <= a.critic_warmup <= a.timesteps:
         raise cli.UsageError(f"--critic-warmup {a.critic_warmup}: must be in 0..--timesteps ({a.timesteps})")
     if a.resume and not (a.out / "checkpoint.zip").exists():
@@ -442,8 +444,9 @@ def _learn(a: argparse.Namespace, argv: list[str] | None, callbacks: list | None
     for flag, path in [("--resume", ckpt)] * bool(a.resume) + [("--init", a.init)] * (a.init is not None):
         try:
             obs_version.check_env(path, obs_version.check_zip(path), a.env)
-        except ValueError as err:
-            raise cli.UsageError(f"{flag}: {err}") from None
+        except ValueError as err:  # --init FILE: the file once; --resume takes no value
+            raise cli.UsageError(cli.file_error(flag, path, err) if flag == "--init"
+                                 else f"{flag}: {err}") from None
     if a.resume:
         model = algo_class(algo).load(ckpt, env=vec, device=device, tensorboard_log=str(out / "tb"))
         print(f"resuming from {ckpt} at {model.num_timesteps} steps", flush=True)

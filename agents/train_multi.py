@@ -95,16 +95,16 @@ def check_warm_start(warm_start: str) -> Path:
 
     path = Path(ZOO[ROUTING_ID] if warm_start == "zoo" else warm_start)
     if not path.is_file():
-        raise ValueError(f"--warm-start {warm_start}: no such checkpoint {path}")
+        raise ValueError(cli.file_error("--warm-start", warm_start, "no such file", path))
     if not zipfile.is_zipfile(path):
-        raise ValueError(f"--warm-start {warm_start}: {path}: not a zip file (an SB3 checkpoint is one)")
+        raise ValueError(cli.file_error("--warm-start", warm_start, "not a zip file (an SB3 checkpoint is one)", path))
     from agents.obs_version import check_env, check_zip
 
     try:  # no zip, a malformed record, another observation version (ObservationMismatch) or another
         # environment's observation than the router seat's (Routing-v0's): ValueErrors naming the file
         check_env(path, check_zip(path), ROUTING_ID)
     except ValueError as err:
-        raise ValueError(f"--warm-start {warm_start}: {err}") from None
+        raise ValueError(cli.file_error("--warm-start", warm_start, err, path)) from None
     return path
 
 
@@ -130,8 +130,8 @@ def make_model(vec: Any, warm_start: str, seed: int) -> Any:
         # SB3 asserts a 'data' member; an empty .pth is an EOFError; torch's state-dict error names the
         # parameter on its second line
         lines = [ln.strip() for ln in str(err).strip().splitlines() if ln.strip()] or [type(err).__name__]
-        raise ValueError(f"--warm-start {warm_start}: {path} does not fit the cluster's router seat: "
-                         f"{' '.join(lines[:2])}") from None
+        raise ValueError(cli.file_error("--warm-start", warm_start, "does not fit the cluster's router seat: "
+                                        + " ".join(lines[:2]), path)) from None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -54,13 +54,19 @@ _ROLE_LAYOUTS = {("servegym/MultiCluster-v0", "router"): "servegym/Routing-v0",
                  ("servegym/MultiCluster-v0", "autoscaler"): "servegym/MultiCluster-v0:autoscaler"}
 
 
+def observation_roles(env_id: str) -> list[str]:
+    """The roles (seats) of the PettingZoo env ``env_id`` whose observation layouts differ, sorted (MultiCluster-v0:
+    admission, autoscaler, router); empty for an env with one layout."""
+    return sorted(r for e, r in _ROLE_LAYOUTS if e == env_id)
+
+
 def observation_layout(env_id: str, role: str | None = None) -> str:
     """The id of the observation layout that ``env_id`` (a role ``role`` of a PettingZoo env with
     several, e.g. MultiCluster-v0's ``router``) emits: ``env_id`` itself, or the single-agent
     environment whose observation the role sees. ``KeyError`` (one line) for an unknown env or role."""
     if (env_id, role) in _ROLE_LAYOUTS:
         return _ROLE_LAYOUTS[(env_id, role)]
-    roles = sorted(r for e, r in _ROLE_LAYOUTS if e == env_id)
+    roles = observation_roles(env_id)
     if roles:
         raise KeyError(f"{env_id}: role {role!r} unknown; its roles: {', '.join(roles)}")
     if env_id not in _LAYOUTS:

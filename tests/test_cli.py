@@ -112,6 +112,10 @@ def test_a_trace_the_env_refuses_without_env_kwargs_blames_the_trace(tmp_path):
     with pytest.raises(cli.UsageError, match=r"has 4 requests, fewer than one window of window_requests=1024; "
                                              r"set window_requests <= 4$"):
         cli.check_env(KV, {"split": "all"}, trace=str(f))
+    # one request is singular (was '1 requests')
+    f.write_text(f.read_text().splitlines()[0] + "\n")
+    with pytest.raises(cli.UsageError, match=r"has 1 request, fewer than one window of window_requests=1024$"):
+        cli.check_env(KV, {"split": "all"}, trace=str(f))
 
 
 # --- --help generated from the config dataclasses ------------------------------------------
@@ -307,3 +311,12 @@ def test_a_list_option_given_twice_keeps_both_uses():
     assert p.parse_args([]).loads == [1.0]
     with pytest.raises(cli.UsageError, match="load given twice"):
         cli.parse_env_kwargs(p.parse_args(["--env-kwargs", "load=1", "--env-kwargs", "load=2"]).env_kwargs, KV)
+
+
+def test_file_error_names_the_path_once():
+    """A file option's one line: the value, the file it names where that differs, the message without its own
+    leading path (agents.obs_version's errors start with the file: '--warm-start F: F: ...' before)."""
+    assert cli.file_error("--init", "a/b.zip", ValueError("a/b.zip: trained on X")) == "--init a/b.zip: trained on X"
+    assert cli.file_error("--warm-start", "zoo", "no such file", "z/r.zip") == "--warm-start zoo (z/r.zip): no such file"
+    assert cli.file_error("--init", "a.zip", "bad\n  thing") == "--init a.zip: bad thing"
+    assert cli.file_error("--init", "a.zip", "other.zip: x") == "--init a.zip: other.zip: x"

@@ -101,6 +101,18 @@ def test_train_refuses_bad_fine_tune_options(tmp_path, capsys, extra, msg):
     assert exc.value.code == 2 and __import__("re").search(msg, err[-1]) and not (tmp_path / "run").exists()
 
 
+def test_init_that_is_no_zip_is_refused_before_the_run_naming_the_file_once(tmp_path, capsys):
+    """--init with a file that is no zip: one line in the argument checks, before any env is built (was
+    '--init: F: unreadable observation record servegym.json (File is not a zip file)' after the batch)."""
+    f = tmp_path / "weights.txt"
+    f.write_text("not a checkpoint")
+    with pytest.raises(SystemExit) as exc:
+        main([*BASE, "--init", str(f), "--timesteps", "64", "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and err == [f"python train.py: error: --init {f}: not a zip file (an SB3 checkpoint "
+                                           "is one)"], err
+
+
 def test_init_names_a_file_of_another_shape(imitated, tmp_path, capsys):
     path, _ = imitated
     with pytest.raises(SystemExit) as exc:

@@ -194,3 +194,62 @@ def test_trace_too_short_line_is_built_from_the_fields_and_survives_pickling(tmp
     with pytest.raises(TraceTooShort) as got:
         run_policy(sc, "vllm_fcfs", True, 1)
     assert (got.value.scenario, got.value.trace, got.value.requests, got.value.window) == (sc.id, str(f), 40, 256)
+
+
+def _requests_file(path, n: int):
+    path.write_text("".join(json.dumps({"timestamp": 500 * i, "input_length": 1000 + 7 * i, "output_length": 50 + i})
+                            + "\n" for i in range(n)))
+    return path
+
+
+def _no_run(*args, **kwargs):
+    raise AssertionError("a scenario ran before the --trace file was checked")
+
+
+@pytest.mark.parametrize("where", [[], ["--ray", "--num-cpus", "1"]])
+def test_a_too_short_trace_is_refused_before_any_scenario_runs(tmp_path, capsys, monkeypatch, where):
+    """--trace with a 1-request file and every KVAdmission scenario: the built-in scenarios come first in the
+    plan and ran (110 s here) before the user-trace one said the file was too short; now the file is checked
+    before any run, sequentially and with --ray (no Ray started), and '1 request' is singular."""
+    monkeypatch.setattr(lb, "run_scenario", _no_run)
+    import agents.leaderboard_ray as lbr
+
+    monkeypatch.setattr(lbr, "run_on_ray", _no_run)
+    f = _requests_file(tmp_path / "one.jsonl", 1)
+    with pytest.raises(SystemExit) as ex:
+        lb.main(["--quick", "--no-progress", "--trace", str(f), "--envs", "kv_admission", *where,
+                 "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert ex.value.code == 2 and len(err) == 1, err
+    assert err[0].startswith(f"python -m agents.leaderboard: error: --trace {f}: has 1 request, fewer than one "
+                             "window of scenario kv_admission/user:one.jsonl/"), err[0]
+    assert "(it replays windows of 256 requests)" in err[0], err[0]
+
+
+def test_a_trace_its_environment_refuses_is_one_line_before_any_scenario_runs(tmp_path, capsys, monkeypatch):
+    """--trace with a file without prefix block ids on PrefixEviction-v0: a ValueError traceback after the
+    built-in scenarios had run; now one line (TraceRefused) naming the file, the scenario and the reason."""
+    monkeypatch.setattr(lb, "run_scenario", _no_run)
+    f = _requests_file(tmp_path / "plain.jsonl", 600)
+    with pytest.raises(SystemExit) as ex:
+        lb.main(["--quick", "--no-progress", "--trace", str(f), "--envs", "prefix_eviction",
+                 "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert ex.value.code == 2 and len(err) == 1, err
+    assert err[0].startswith(f"python -m agents.leaderboard: error: --trace {f}: scenario "
+                             "prefix_eviction/user:plain.jsonl/"), err[0]
+    assert "refuses it: PrefixEviction: trace 'plain.jsonl' has no prefix block ids" in err[0], err[0]
+    assert err[0].endswith("; give another trace, or leave prefix_eviction out with --envs"), err[0]
+
+
+def test_trace_refused_keeps_its_fields_through_pickling():
+    """TraceRefused crosses to the driver from a Ray run pickled (agents.leaderboard_ray): same fields, same
+    line; the reason is one line."""
+    import pickle
+
+    err = lb.TraceRefused("routing/user:a.jsonl/x", "dir/a.jsonl", "bad\n  file")
+    back = pickle.loads(pickle.dumps(err))
+    assert (back.scenario, back.trace, back.reason) == ("routing/user:a.jsonl/x", "dir/a.jsonl", "bad file")
+    assert str(back) == str(err) == ("--trace dir/a.jsonl: scenario routing/user:a.jsonl/x refuses it: bad file; "
+                                     "give another trace, or leave routing out with --envs")
+    assert isinstance(back, ValueError) and isinstance(back, lb.USER_ERRORS)

@@ -50,6 +50,8 @@ def test_every_environment_and_role_has_a_documented_version():
     assert envs.observation_layout("servegym/MultiCluster-v0", "router") == ROUTING
     with pytest.raises(KeyError, match="role None unknown; its roles: admission, autoscaler, router"):
         envs.observation_version("servegym/MultiCluster-v0")
+    assert envs.observation_roles("servegym/MultiCluster-v0") == ["admission", "autoscaler", "router"]
+    assert envs.observation_roles(KV) == []
     with pytest.raises(KeyError, match="unknown environment 'servegym/Nope-v0'"):
         envs.observation_version("servegym/Nope-v0")
 
@@ -304,7 +306,7 @@ def test_a_record_of_another_environment_is_refused(tmp_path, capsys):
                     "--init", str(routing)])
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip()
-    assert err.splitlines() == [f"python train.py: error: --init: {routing}: trained on {ROUTING}'s observation, "
+    assert err.splitlines() == [f"python train.py: error: --init {routing}: trained on {ROUTING}'s observation, "
                                 f"not {KV}'s"], err
 
 
@@ -428,6 +430,25 @@ def test_stamp_role_on_a_single_agent_env_names_the_multi_agent_envs(tmp_path, c
     assert ("stamp: error: --role router: applies only to the multi-agent environment(s) servegym/MultiCluster-v0; "
             "--env servegym/Routing-v0 is single-agent (stamp it without --role)") in err, err
     assert "PettingZoo" not in err and path.read_bytes() == before
+
+
+@pytest.mark.parametrize("role, says", [
+    (["--role", "scheduler"], "--role scheduler: not a seat of servegym/MultiCluster-v0; "),
+    ([], "--role: required with the multi-agent --env servegym/MultiCluster-v0; "),
+])
+def test_stamp_unknown_or_missing_role_on_the_multi_agent_env_names_the_option(tmp_path, capsys, role, says):
+    """``stamp --env MultiCluster`` with an unknown or no --role: one line under the stamp prefix, like its other
+    argument errors, naming --role, the value and the valid seats (was 'python -m agents.obs_version: error:
+    servegym/MultiCluster-v0: role 'scheduler' unknown; its roles: ...', the KeyError's text); the file is left
+    as it was."""
+    path = Path(shutil.copy(ZOO["servegym/MultiCluster-v0"], tmp_path / "m.zip"))
+    before = path.read_bytes()
+    with pytest.raises(SystemExit) as exc:
+        OV.main(["stamp", str(path), "--env", "MultiCluster", *role])
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 2 and err.splitlines() == [
+        f"python -m agents.obs_version stamp: error: {says}allowed: admission, autoscaler, router"], err
+    assert path.read_bytes() == before
 
 
 def _routing_checkpoint(path: Path, replicas: int) -> Path:

@@ -364,3 +364,41 @@ def test_ray_leaderboard_trace_shorter_than_a_window_is_the_sequential_one_line(
         lines.append(mine[0])
     assert lines[0] == lines[1], lines
     assert f"error: --trace {f}: has 100 requests" in lines[1] and "windows of 256 requests" in lines[1], lines[1]
+
+
+def test_ray_leaderboard_user_errors_are_the_sequential_one_line(local_ray, tmp_path, capsys, monkeypatch):
+    """An error in the user's input raised inside a run (leaderboard.USER_ERRORS; here a TraceRefused, which
+    main's --ray turned into 'RuntimeError: leaderboard --ray: scenario ..., policy ...: TraceRefused: ...'
+    with a traceback: only TraceTooShort was unwrapped) ends as the sequential run's one line, exit 2; any
+    other exception of a Ray run stays a RuntimeError naming the scenario and policy."""
+    from tqdm import tqdm
+
+    from agents.leaderboard_ray import run_on_ray
+
+    def _refuses(sc, spec, quick, episodes, shards=None):
+        """A run_policy that refuses its input (nested: cloudpickle sends it to the workers by value)."""
+        from agents.leaderboard import TraceRefused
+
+        if spec == "bug":
+            raise ZeroDivisionError("a bug")
+        raise TraceRefused(sc.id, "dir/f.jsonl", "no prefix\nblock ids")
+
+    first = leaderboard.scenarios_for(["KVAdmission"])[:1]
+    monkeypatch.setattr(leaderboard, "scenarios_for", lambda envs_filter: first)
+    monkeypatch.setattr(leaderboard, "policies_for", lambda env_id, extra: ["random"])
+    monkeypatch.setattr(leaderboard, "run_policy", _refuses)
+    args = ["--quick", "--envs", "KVAdmission", "--seeds", "1", "--no-progress", "--out", str(tmp_path / "o")]
+    lines = []
+    for extra in ([], ["--ray", "--num-cpus", "2"]):
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as ex:
+            leaderboard.main([*args, *extra])
+        err = capsys.readouterr().err
+        assert ex.value.code == 2 and "Traceback" not in err, err
+        lines += [ln for ln in err.splitlines() if "agents.leaderboard: error:" in ln]
+    assert len(lines) == 2 and lines[0] == lines[1], lines
+    assert lines[0].endswith(f"error: --trace dir/f.jsonl: scenario {first[0].id} refuses it: no prefix block ids; "
+                             "give another trace, or leave kv_admission out with --envs"), lines[0]
+    with pytest.raises(RuntimeError, match=rf"scenario {re.escape(first[0].id)}, policy bug: ZeroDivisionError: a bug"):
+        run_on_ray([(first[0], ["bug"], "")], True, 1, tqdm(disable=True), _refuses,
+                   user_errors=leaderboard.USER_ERRORS)

@@ -97,8 +97,9 @@ def test_train_multi_refuses_bad_options_in_one_line(capsys, tmp_path):
 
 def test_train_multi_warm_start_errors_name_the_option_and_the_file(capsys, tmp_path, monkeypatch):
     """Every refused --warm-start file (no zip, no SB3 zip, another observation version, another environment's
-    checkpoint, recorded or not) is one line naming --warm-start and the file (the non-zip and the other
-    version named neither the option before; the zip without 'data' was an AssertionError traceback)."""
+    checkpoint, recorded or not) is one line naming --warm-start and the file once (the non-zip and the other
+    version named neither the option before; the zip without 'data' was an AssertionError traceback; then the
+    path came twice, '--warm-start F: F: ...')."""
     import warnings
     import zipfile
 
@@ -136,8 +137,8 @@ def test_train_multi_warm_start_errors_name_the_option_and_the_file(capsys, tmp_
                      "--out", str(tmp_path / "out")])
         err = capsys.readouterr().err.strip().splitlines()
         assert exit_.value.code == 2 and len(err) == 1, err
-        assert err[0].startswith(f"python -m agents.train_multi: error: --warm-start {path}: {path}")
-        assert says in err[0], err[0]
+        assert err[0].startswith(f"python -m agents.train_multi: error: --warm-start {path}: ")
+        assert says in err[0] and err[0].count(str(path)) == 1, err[0]
     assert not (tmp_path / "out").exists()
 
 
@@ -163,8 +164,8 @@ def test_train_multi_refuses_a_bad_warm_start_file_before_building_the_batch(cap
         out.writestr(MEMBER, json.dumps({"env_id": tm.ROUTING_ID, "role": None,
                                          "observation_layout": tm.ROUTING_ID, "observation_version": 0}))
     missing = tmp_path / "MISSING.zip"
-    cases = ((missing, f"no such checkpoint {missing}"),
-             (tmp_path / "text.zip", f"{tmp_path / 'text.zip'}: not a zip file (an SB3 checkpoint is one)"),
+    cases = ((missing, f"--warm-start {missing}: no such file"),
+             (tmp_path / "text.zip", "text.zip: not a zip file (an SB3 checkpoint is one)"),
              (old, "observation v0"),
              (ZOO["servegym/KVAdmission-v0"], "not servegym/Routing-v0's"))
     for path, says in cases:
@@ -173,7 +174,12 @@ def test_train_multi_refuses_a_bad_warm_start_file_before_building_the_batch(cap
         err = capsys.readouterr().err.strip().splitlines()
         assert exit_.value.code == 2 and len(err) == 1, err
         assert err[0].startswith(f"python -m agents.train_multi: error: --warm-start {path}: "), err[0]
-        assert says in err[0], err[0]
+        assert says in err[0] and err[0].count(str(path)) == 1, err[0]  # the path once
+    monkeypatch.setitem(ZOO, tm.ROUTING_ID, str(missing))  # 'zoo' names another path: given beside it
+    with pytest.raises(SystemExit):
+        tm.main(["--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip()
+    assert err == f"python -m agents.train_multi: error: --warm-start zoo ({missing}): no such file", err
     assert not (tmp_path / "out").exists()
 
 

@@ -165,7 +165,8 @@ def too_few_requests(where: str, cfg: Any, part: Part, short: TooFewRequests, he
     which = {"all": "whole trace", "train": "training part", "test": "held-out part" if held_out else "training part"}
     builtin = resolve_builtin(part.name) is not None
     seed = f" (seed {part.seed})" if builtin else ""
-    what = (f"{where}: workloads entry {entry!r}{seed} has {short.requests} requests in its "
+    n = short.requests
+    what = (f"{where}: workloads entry {entry!r}{seed} has {n} request{'' if n == 1 else 's'} in its "
             f"{which.get(cfg.split, cfg.split)} (split={cfg.split!r}, held_out_frac={cfg.held_out_frac}), fewer than "
             f"one window of window_requests={short.window}")
     if builtin:

@@ -73,7 +73,7 @@ def build_workload(
     if W < 1:
         part = f" ({trace.meta.transforms[-1]})" if trace.meta.transforms else ""
         raise TooFewRequests(
-            f"trace {trace.meta.name!r}{part} has {n} requests, fewer than one window of "
+            f"trace {trace.meta.name!r}{part} has {n} request{'' if n == 1 else 's'}, fewer than one window of "
             f"window_requests={window_requests}" + (f"; set window_requests <= {n}" if n >= 2 else ""),
             n, window_requests)
     N = window_requests

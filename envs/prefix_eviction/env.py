@@ -256,7 +256,8 @@ def _build_from(cfg: PrefixEvictionConfig, whole: traces.Trace) -> Built:
         raise ValueError(f"PrefixEviction: window_requests must be >= 1 and warmup_requests >= 0, "
                          f"got {cfg.window_requests}, {cfg.warmup_requests}")
     if N < W:
-        raise TooFewRequests(f"PrefixEviction: trace {trace.meta.name!r} ({cfg.split}) has {N} requests, "
+        raise TooFewRequests(f"PrefixEviction: trace {trace.meta.name!r} ({cfg.split}) has {N} "
+                             f"request{'' if N == 1 else 's'}, "
                              f"fewer than one window of window_requests={W}", N, W)
     bs = int(trace.block_size)
     off = np.asarray(trace.block_offsets, np.int64)
