@@ -31,7 +31,7 @@ def test_episodes_bit_identical_to_the_record(name):
     assert got["inputs"] == want["inputs"], (
         f"{name}: the scenario's inputs (hwmodels costs, initial placement) differ from the record's, so the "
         f"episodes cannot be compared; if they changed on purpose, re-record with "
-        f"`python tests/golden/expert_placement_golden.py --out FILE` and say why in its note")
+        f"`python tests/golden/expert_placement_golden.py --out FILE` and say why in the commit")
     assert G.compare(name, got, want) == []
 
 
