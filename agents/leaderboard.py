@@ -14,7 +14,9 @@ contains; its zoo column holds only agents whose recipe trains on a distribution
 (``agents.zoo.Recipe.on_distribution``; the others stay empty there), and its
 scenario entries say how many distinct held-out windows their episodes hold. ``--quick`` plays
 one transfer scenario.
-Scores: the main metric raw, and normalized (0 = the naive reference, 100 = the oracle or bound),
+``--trace`` files are checked before any run (:func:`check_user_traces`): an environment that cannot
+replay the kind of trace a file is has its scenarios on it skipped (recorded as such), unless ``--envs``
+names it. Scores: the main metric raw, and normalized (0 = the naive reference, 100 = the oracle or bound),
 each with a 95% paired bootstrap interval over episodes; rank within each scenario.
 
 Writes ``leaderboard.json`` (one row per scenario x policy, every metric; identical for the same
@@ -490,7 +492,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, help="output directory")
     p.add_argument("--quick", action="store_true", help="every environment, few seeds, short windows")
     p.add_argument("--trace", action="append", default=[], metavar="PATH",
-                   help="also score every policy on this trace file (repeatable)")
+                   help="also score every policy on this trace file (repeatable), on each environment that can "
+                        "replay it: the others' scenarios on it are skipped with a line saying why, unless --envs "
+                        "names them (then the run is refused)")
     p.add_argument("--track", choices=("main", "transfer"),
                    help="only the scenarios of this track (default: both; transfer = workload families held "
                         "out of the training distribution, agents.scenarios.TRAINING_WORKLOADS)")

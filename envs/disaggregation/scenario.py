@@ -71,7 +71,7 @@ def _check_parts(cfg: DisaggregationConfig, name: str, history: traces.Trace, pl
         where = "" if cfg.split == "all" else f" in its training part (held_out_frac={cfg.held_out_frac})"
         raise TraceUnsuited(f"Disaggregation: trace {name!r}: its {hist} part (held_out_frac={cfg.held_out_frac}) has "
                             f"{len(history)} requests; the capacity measurement needs at least 4",
-                            f"at least 4 requests{where} (to measure an instance's capacity)",
+                            f"at least 4 requests{where} to measure an instance's capacity",
                             f"has {len(history)}{' there' if where else ''}")
     for part, tr in ((hist, history), (cfg.split if cfg.split != "all" else "whole", played)):
         if len(tr) < 2 or not np.ptp(tr.arrival_s) > 0:
