@@ -412,7 +412,8 @@ def test_ray_leaderboard_skips_the_environments_a_trace_cannot_serve_as_sequenti
     f = tmp_path / "plain.jsonl"
     f.write_text("".join(json.dumps({"timestamp": 12_000 * i, "input_length": 1000 + 7 * (i % 50),
                                      "output_length": 50 + i % 100}) + "\n" for i in range(300)))
-    monkeypatch.setattr(leaderboard, "policies_for", lambda env_id, extra: ["random", leaderboard.SCORING[env_id].naive])
+    monkeypatch.setattr(leaderboard, "policies_for",
+                        lambda env_id, extra: ["random", leaderboard.SCORING[env_id].naive])  # fast
     args = ["--quick", "--no-progress", "--seeds", "1", "--trace", str(f), "--scenarios",
             "kv_admission/user:*/mlperf_server/load1.3/*", "prefix_eviction/user:*/capacity0.1/*",
             "autoscale/user:*/penalty0.01/*"]
