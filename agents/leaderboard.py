@@ -14,7 +14,9 @@ contains; its zoo column holds only agents whose recipe trains on a distribution
 (``agents.zoo.Recipe.on_distribution``; the others stay empty there), and its
 scenario entries say how many distinct held-out windows their episodes hold. ``--quick`` plays
 one transfer scenario.
-Scores: the main metric raw, and normalized (0 = the naive reference, 100 = the oracle or bound),
+``--trace`` files are checked before any run (:func:`check_user_traces`): an environment that cannot
+replay the kind of trace a file is has its scenarios on it skipped (recorded as such), unless ``--envs``
+names it. Scores: the main metric raw, and normalized (0 = the naive reference, 100 = the oracle or bound),
 each with a 95% paired bootstrap interval over episodes; rank within each scenario.
 
 Writes ``leaderboard.json`` (one row per scenario x policy, every metric; identical for the same
@@ -35,7 +37,7 @@ import zlib
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Collection, Iterator
 
 import numpy as np
 
@@ -137,9 +139,44 @@ class TraceRefused(ValueError):
                 f"or leave {self.scenario.split('/')[0]} out with --envs")
 
 
+class TraceUnreadable(ValueError):
+    """A ``--trace`` file its reader cannot parse (``traces.TraceError``): ``trace`` (the file), ``reason``
+    (the reader's one line, which names the line and field at fault, without its leading path). Raised by
+    :func:`check_user_traces` before any environment is built; ``str()`` is the leaderboard's one line
+    (exit 2): ``--trace F: line 2, field 'input_length': expected an integer, got 'x'``."""
+
+    def __init__(self, trace: str, reason: str) -> None:
+        super().__init__(str(trace), str(reason))
+        text = " ".join(str(reason).split())
+        self.trace = str(trace)
+        self.reason = text[len(self.trace) + 2:] if text.startswith(f"{self.trace}: ") else text
+
+    def __str__(self) -> str:
+        return f"--trace {self.trace}: {self.reason}"
+
+
+class TraceUnusable(ValueError):
+    """A ``--trace`` file that every environment of the run that would replay it cannot use, for the kind
+    of trace it is (``envs.core.workload.TraceUnsuited``: no prefix block ids, too short for an episode),
+    none of them named with ``--envs``: ``trace`` (the file), ``reasons`` (``(scenario id, reason)`` of
+    each of its scenarios, reason ``needs ..., the file ...``). ``str()`` is the leaderboard's one line (exit 2),
+    each environment's first reason once."""
+
+    def __init__(self, trace: str, reasons: list[tuple[str, str]]) -> None:
+        super().__init__(str(trace), [tuple(r) for r in reasons])
+        self.trace, self.reasons = str(trace), [(str(sc), str(why)) for sc, why in reasons]
+
+    def __str__(self) -> str:
+        first: dict[str, str] = {}
+        for sc, why in self.reasons:
+            first.setdefault(sc.split("/")[0], why)
+        each = "; ".join(f"{env} {why}" for env, why in first.items())
+        return f"--trace {self.trace}: no environment of this run can use it ({each}): give another trace"
+
+
 # What the leaderboard ends with as one line (exit 2) rather than a traceback, raised in this process or
 # in a Ray run alike (agents.leaderboard_ray.run_on_ray re-raises them as they were raised).
-USER_ERRORS: tuple[type[Exception], ...] = (TraceTooShort, TraceRefused)
+USER_ERRORS: tuple[type[Exception], ...] = (TraceTooShort, TraceRefused, TraceUnreadable, TraceUnusable)
 
 
 @contextmanager
@@ -199,25 +236,53 @@ def run_scenario(sc: Scenario, policies: list[str], quick: bool, episodes: int |
     return out
 
 
-def check_user_traces(plan: list[tuple[Scenario, list[str], str]], quick: bool) -> None:
-    """Build each planned scenario that replays a ``--trace`` file (:func:`is_user_trace`) once, with one
-    env, before any run: :class:`TraceTooShort` where the file holds fewer requests than one of its
-    windows, :class:`TraceRefused` where its environment refuses it otherwise (a ``ValueError``), each
-    naming the scenario and the file. The built-in scenarios run first, so these errors came after them
-    (110 s for ``--quick --envs kv_admission``), and with ``--ray`` from a worker. Costs one environment
-    construction per user-trace scenario: 1-6 s for the 20 of one file (``--quick`` or not) on the dev box."""
-    for sc, policies, _ in plan:
-        if not policies or not is_user_trace(sc.id):
-            continue
+def check_user_traces(plan: list[tuple[Scenario, list[str], str]], quick: bool,
+                      named_envs: Collection[str] = ()) -> dict[str, str]:
+    """Check each planned scenario that replays a ``--trace`` file (:func:`is_user_trace`) before any run:
+    parse each file once with its reader, then build each such scenario once, with one env. Returns
+    ``{scenario id: why it is skipped}`` for the scenarios whose environment cannot use the file for the
+    kind of trace it is (``envs.core.workload.TraceUnsuited``: no prefix block ids, fewer requests than one
+    window, a shorter span than an episode), the reason a line ``needs ..., the file ...; use --envs to
+    choose environments``, unless that environment is one of ``named_envs`` (env ids the user named with
+    ``--envs``: asked for, so refused). Raises, each naming the file: :class:`TraceUnreadable` where the
+    reader cannot parse it (before any environment is built); :class:`TraceTooShort` (too few requests)
+    or :class:`TraceRefused` (any other kind) where a scenario of a named environment cannot use it;
+    :class:`TraceRefused` where an environment refuses it for another reason (a ``ValueError``);
+    :class:`TraceUnusable` where every scenario that would replay it is skipped. Before this check the
+    built-in scenarios ran first (110 s for ``--quick --envs kv_admission``), with ``--ray`` on a worker.
+    Costs one parse per file (then ``traces.cache``) and one environment construction per user-trace
+    scenario: 1-6 s for the 20 of one file (``--quick`` or not) on the dev box."""
+    import traces
+    from envs.core.workload import TooFewRequests, TraceUnsuited
+
+    named = set(named_envs)
+    user = [sc for sc, policies, _ in plan if policies and is_user_trace(sc.id)]
+    files = list(dict.fromkeys(sc.trace for sc in user))
+    for path in files:
+        if Path(path).is_file():  # a ServeGen folder is generated, with its environment's parameters
+            try:
+                traces.load_trace(path)
+            except traces.TraceError as err:
+                raise TraceUnreadable(path, str(err)) from None
+    unfit: dict[str, str] = {}  # scenario id -> "needs ..., the file ..."
+    for sc in user:
         try:
-            with _named_scenario(sc):
-                core = envs.options.build(sc.env_id, 1, seed=sc.seed, **_env_kwargs(sc, quick))
-        except TraceTooShort:
-            raise
+            core = envs.options.build(sc.env_id, 1, seed=sc.seed, **_env_kwargs(sc, quick))
+        except TraceUnsuited as err:
+            if sc.env_id in named and isinstance(err, TooFewRequests):
+                raise TraceTooShort(sc.id, sc.trace, err.requests, err.window) from None
+            if sc.env_id in named:
+                raise TraceRefused(sc.id, sc.trace, str(err)) from None
+            unfit[sc.id] = f"needs {err.needs}, the file {err.has}"
+            continue
         except ValueError as err:
             raise TraceRefused(sc.id, sc.trace, str(err)) from None
         if hasattr(core, "close"):
             core.close()
+    for path in files:
+        if all(sc.id in unfit for sc in user if sc.trace == path):
+            raise TraceUnusable(path, [(sc.id, unfit[sc.id]) for sc in user if sc.trace == path])
+    return {sc: f"{why}; use --envs to choose environments" for sc, why in unfit.items()}
 
 
 # --- scoring -----------------------------------------------------------------------------------
@@ -362,17 +427,22 @@ def plan_runs(scenarios: list[Scenario], extra_policies: list[str]) -> list[tupl
 
 def run(scenarios: list[Scenario], extra_policies: list[str], quick: bool, episodes: int | None,
         progress: bool = True, ray: bool = False, address: str | None = None,
-        num_cpus: int | None = None, hints: dict[str, Any] | None = None) -> list[ScenarioResult]:
+        num_cpus: int | None = None, hints: dict[str, Any] | None = None,
+        named_envs: Collection[str] = ()) -> list[ScenarioResult]:
     """Every planned (scenario, policy) run, sequentially or on Ray workers (``ray=True``:
     ``agents.leaderboard_ray``, same results in the same order; ``hints``, a previous run's
-    ``timing.json``, only orders the Ray runs longest first)."""
+    ``timing.json``, only orders the Ray runs longest first). Scenarios whose trace file is missing, or
+    whose environment cannot use a ``--trace`` file for the kind of trace it is (:func:`check_user_traces`;
+    ``named_envs``: the env ids named with ``--envs``, whose refusals end the run instead), are skipped with
+    a line on stderr and their reason in their ``ScenarioResult.skipped``."""
     from tqdm import tqdm
 
     plan = plan_runs(scenarios, extra_policies)
+    skips = check_user_traces(plan, quick, named_envs)  # before any run, on either path
+    plan = [(sc, [] if sc.id in skips else policies, skips.get(sc.id, why)) for sc, policies, why in plan]
     for sc, policies, why in plan:
         if not policies:
             print(f"skipping {sc.id}: {why}", file=sys.stderr)
-    check_user_traces(plan, quick)  # before any run, on either path
     total = sum(len(p) for _, p, _ in plan)
     bar = tqdm(total=total, desc="leaderboard", unit="run", disable=not progress, file=sys.stderr)
     try:
@@ -422,7 +492,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, help="output directory")
     p.add_argument("--quick", action="store_true", help="every environment, few seeds, short windows")
     p.add_argument("--trace", action="append", default=[], metavar="PATH",
-                   help="also score every policy on this trace file (repeatable)")
+                   help="also score every policy on this trace file (repeatable), on each environment that can "
+                        "replay it: the others' scenarios on it are skipped with a line saying why, unless --envs "
+                        "names them (then the run is refused)")
     p.add_argument("--track", choices=("main", "transfer"),
                    help="only the scenarios of this track (default: both; transfer = workload families held "
                         "out of the training distribution, agents.scenarios.TRAINING_WORKLOADS)")
@@ -483,6 +555,7 @@ def main(argv: list[str] | None = None) -> int:
             p.error(f"--team {err}")
     try:
         scenarios = scenarios_for(a.envs) + user_trace_scenarios(a.trace, a.envs)
+        named = [envs.options.resolve_env_id(name) for name in a.envs or []]  # asked for: never skipped
         every = scenarios
         if a.quick:  # the quick run keeps every main scenario and one of the transfer track
             scenarios = [sc for sc in scenarios if sc.in_quick]
@@ -528,7 +601,7 @@ def main(argv: list[str] | None = None) -> int:
         # built-in scenarios had run (with --ray: a RuntimeError naming the run)
         results = run(scenarios, a.policy + a.team, a.quick, a.seeds, progress=not a.no_progress,
                       ray=ray, address=a.address, num_cpus=a.num_cpus,
-                      hints=hints)
+                      hints=hints, named_envs=named)
     except USER_ERRORS as err:
         p.error(str(err))
     wall = time.perf_counter() - t
@@ -546,5 +619,5 @@ if __name__ == "__main__":
     sys.exit(main())
 
 
-__all__ = ["USER_ERRORS", "Scoring", "TraceRefused", "TraceTooShort", "build_report", "check_user_traces",
-           "is_user_trace", "main", "run", "score_scenario", "too_short_line"]
+__all__ = ["USER_ERRORS", "Scoring", "TraceRefused", "TraceTooShort", "TraceUnreadable", "TraceUnusable",
+           "build_report", "check_user_traces", "is_user_trace", "main", "run", "score_scenario", "too_short_line"]

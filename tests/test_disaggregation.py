@@ -295,8 +295,15 @@ def test_a_trace_part_with_one_arrival_instant_is_an_error_not_an_endless_loop()
 
 def test_a_trace_too_short_for_the_capacity_measurement_names_the_trace():
     kw = dict(SMALL, trace=_trace(np.arange(5) * 10.0, "five"), shift_trace=None)
-    with pytest.raises(ValueError, match="trace 'five': its training part .* has 3 requests; .* at least 4"):
+    with pytest.raises(ValueError, match="trace 'five': its training part .* has 3 requests; .* at least 4") as err:
         DisaggregationVecEnv(1, split="test", **kw)
+    # the kind of trace (too short), so the leaderboard skips Disaggregation's --trace scenarios on it
+    from envs.core.workload import TraceUnsuited
+
+    assert isinstance(err.value, TraceUnsuited)
+    assert (err.value.needs, err.value.has) == (
+        "at least 4 requests in its training part (held_out_frac=0.3) to measure an instance's capacity",
+        "has 3 there")
 
 def test_oracle_candidates_are_every_serving_count_of_roles():
     from agents.heuristics.disaggregation import candidate_plans

@@ -253,3 +253,121 @@ def test_trace_refused_keeps_its_fields_through_pickling():
     assert str(back) == str(err) == ("--trace dir/a.jsonl: scenario routing/user:a.jsonl/x refuses it: bad file; "
                                      "give another trace, or leave routing out with --envs")
     assert isinstance(back, ValueError) and isinstance(back, lb.USER_ERRORS)
+
+
+def _hour_file(path, n: int = 300):
+    """``n`` requests spread over an hour, no prefix block ids: KVAdmission replays it (windows of 256 with
+    --quick); PrefixEviction-v0 needs block ids, Autoscale-v0 a day in each of its parts."""
+    path.write_text("".join(json.dumps({"timestamp": 3_600_000 * i // n, "input_length": 1000 + 7 * (i % 50),
+                                        "output_length": 50 + i % 100}) + "\n" for i in range(n)))
+    return path
+
+
+PLAIN = ["kv_admission/user:*/mlperf_server/load1.3/*", "prefix_eviction/user:*/capacity0.1/*",
+         "autoscale/user:*/penalty0.01/*"]
+NO_BLOCKS = ("needs prefix block ids (a Mooncake-format file with hash_ids, or the built-in mooncake_conv), "
+             "the file has none")
+NO_DAY = ("needs at least 288,000 s of arrivals (one 86,400 s episode in each of its train and held-out parts, "
+          "held_out_frac=0.3), the file spans 3,588 s")
+
+
+def test_a_plain_trace_skips_the_environments_that_cannot_use_it(tmp_path, capsys, monkeypatch):
+    """--trace with an hour of requests without prefix block ids and no --envs: the whole run was refused with
+    one line because PrefixEviction and Autoscale could not use it; now their --trace scenarios are skipped,
+    each with a line saying what the file lacks and what to do, recorded as skipped in leaderboard.json, and
+    the KVAdmission scenario on the file is scored."""
+    naive = {env: lb.SCORING[env].naive for env in lb.SCORING}
+    monkeypatch.setattr(lb, "policies_for", lambda env_id, extra: ["random", naive[env_id]])  # fast
+    f = _hour_file(tmp_path / "plain.jsonl")
+    out = tmp_path / "out"
+    assert lb.main(["--quick", "--no-progress", "--seeds", "1", "--trace", str(f), "--scenarios", *PLAIN,
+                    "--out", str(out)]) == 0
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    ids = [sc.id for sc in scn.user_trace_scenarios([str(f)], None)]
+    pe, auto = (next(i for i in ids if i.startswith(e) and m in i) for e, m in
+                (("prefix_eviction", "capacity0.1/"), ("autoscale", "penalty0.01/")))
+    hint = "; use --envs to choose environments"
+    assert err == [f"skipping {pe}: {NO_BLOCKS}{hint}", f"skipping {auto}: {NO_DAY}{hint}"], err
+    report = json.loads((out / "leaderboard.json").read_text())
+    assert {s["id"]: s.get("skipped") for s in report["scenarios"]} == {
+        next(i for i in ids if i.startswith("kv_admission/") and "mlperf_server/load1.3" in i): None,
+        pe: NO_BLOCKS + hint, auto: NO_DAY + hint}
+    assert {r["scenario"].split("/")[0] for r in report["rows"]} == {"kv_admission"}
+    assert {r["policy"] for r in report["rows"]} == {"random", "vllm_fcfs"}
+    assert rep.check(out) == []
+
+
+@pytest.mark.parametrize("named", [["prefix_eviction"], ["kv_admission", "prefix_eviction"]])
+def test_a_plain_trace_on_an_environment_named_with_envs_is_refused(tmp_path, capsys, monkeypatch, named):
+    """The same file with --envs naming PrefixEviction-v0 (alone, or beside KVAdmission-v0, which can use it):
+    the user asked for that environment, so the run is refused with one line before any scenario runs."""
+    monkeypatch.setattr(lb, "run_scenario", _no_run)
+    f = _hour_file(tmp_path / "plain.jsonl")
+    with pytest.raises(SystemExit) as ex:
+        lb.main(["--quick", "--no-progress", "--trace", str(f), "--envs", *named, "--scenarios",
+                 *(g for g in PLAIN if g.split("/")[0] in named),
+                 "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert ex.value.code == 2 and len(err) == 1, err
+    assert err[0].startswith(f"python -m agents.leaderboard: error: --trace {f}: scenario "
+                             "prefix_eviction/user:plain.jsonl/"), err[0]
+    assert err[0].endswith("refuses it: PrefixEviction: trace 'plain.jsonl' has no prefix block ids (use "
+                           "mooncake_conv or a Mooncake-format file); give another trace, or leave prefix_eviction "
+                           "out with --envs"), err[0]
+
+
+def test_a_trace_no_environment_can_use_is_one_line(tmp_path, capsys, monkeypatch):
+    """Without --envs, a file of 3 requests that every environment of the run cannot use: one line (exit 2),
+    before any scenario runs, with each environment's reason, instead of a run of skip lines and no rows."""
+    monkeypatch.setattr(lb, "run_scenario", _no_run)
+    f = _requests_file(tmp_path / "tiny.jsonl", 3)
+    with pytest.raises(SystemExit) as ex:
+        lb.main(["--quick", "--no-progress", "--trace", str(f), "--scenarios", "kv_admission/user:*",
+                 "prefix_eviction/user:*", "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert ex.value.code == 2 and len(err) == 1, err
+    assert err[0] == (f"python -m agents.leaderboard: error: --trace {f}: no environment of this run can use it "
+                      "(kv_admission needs at least 256 requests (one window of window_requests=256), the file has 3; "
+                      f"prefix_eviction {NO_BLOCKS}): give another trace"), err[0]
+
+
+def test_a_malformed_trace_is_the_readers_line_before_any_environment_is_built(tmp_path, capsys, monkeypatch):
+    """A --trace file with a bad field: the reader's one line (file, line, field), before any environment is
+    built, with or without --envs (was the environment's refusal naming a scenario and '--envs')."""
+    import envs
+
+    def _no_build(*args, **kwargs):
+        raise AssertionError("an environment was built before the --trace file was parsed")
+
+    monkeypatch.setattr(envs.options, "build", _no_build)
+    monkeypatch.setattr(lb, "run_scenario", _no_run)
+    f = tmp_path / "bad.jsonl"
+    f.write_text('{"timestamp": 0, "input_length": 10, "output_length": 5}\n'
+                 '{"timestamp": 1000, "input_length": "x", "output_length": 5}\n')
+    for named in ([], ["--envs", "routing"]):
+        with pytest.raises(SystemExit) as ex:
+            lb.main(["--quick", "--no-progress", "--trace", str(f), *named, "--scenarios", "*/user:*",
+                     "--out", str(tmp_path / "out")])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert ex.value.code == 2 and err == [f"python -m agents.leaderboard: error: --trace {f}: line 2, field "
+                                              "'input_length': expected an integer, got 'x'"], err
+
+
+def test_trace_unsuited_errors_keep_their_fields_through_pickling():
+    """The environments' TraceUnsuited (and TooFewRequests, one of them) cross process boundaries pickled
+    (subprocess vector envs, Ray): same message, needs, has and counts."""
+    import pickle
+
+    from envs.core.workload import TooFewRequests, TraceUnsuited
+
+    err = TraceUnsuited("PrefixEviction: no ids", "prefix block ids", "has none")
+    back = pickle.loads(pickle.dumps(err))
+    assert (str(back), back.needs, back.has) == ("PrefixEviction: no ids", "prefix block ids", "has none")
+    short = pickle.loads(pickle.dumps(TooFewRequests("trace 'a' has 3 requests", 3, 1024)))
+    assert isinstance(short, TraceUnsuited) and isinstance(short, ValueError)
+    assert (str(short), short.requests, short.window, short.needs, short.has) == (
+        "trace 'a' has 3 requests", 3, 1024, "at least 1,024 requests (one window of window_requests=1024)", "has 3")
+    unusable = lb.TraceUnusable("d/a.jsonl", [("routing/user:a.jsonl/x", "needs A, the file B"),
+                                              ("routing/user:a.jsonl/y", "needs C, the file D")])
+    assert str(pickle.loads(pickle.dumps(unusable))) == str(unusable) == (
+        "--trace d/a.jsonl: no environment of this run can use it (routing needs A, the file B): give another trace")

@@ -402,3 +402,32 @@ def test_ray_leaderboard_user_errors_are_the_sequential_one_line(local_ray, tmp_
     with pytest.raises(RuntimeError, match=rf"scenario {re.escape(first[0].id)}, policy bug: ZeroDivisionError: a bug"):
         run_on_ray([(first[0], ["bug"], "")], True, 1, tqdm(disable=True), _refuses,
                    user_errors=leaderboard.USER_ERRORS)
+
+
+def test_ray_leaderboard_skips_the_environments_a_trace_cannot_serve_as_sequentially(local_ray, tmp_path, capsys,
+                                                                                         monkeypatch):
+    """--trace with an hour of requests without prefix block ids, no --envs: the PrefixEviction and Autoscale
+    scenarios on it are skipped with the same lines and recorded the same way with --ray as sequentially
+    (leaderboard.json byte for byte), and the KVAdmission one is scored on both paths."""
+    f = tmp_path / "plain.jsonl"
+    f.write_text("".join(json.dumps({"timestamp": 12_000 * i, "input_length": 1000 + 7 * (i % 50),
+                                     "output_length": 50 + i % 100}) + "\n" for i in range(300)))
+    monkeypatch.setattr(leaderboard, "policies_for",
+                        lambda env_id, extra: ["random", leaderboard.SCORING[env_id].naive])  # fast
+    args = ["--quick", "--no-progress", "--seeds", "1", "--trace", str(f), "--scenarios",
+            "kv_admission/user:*/mlperf_server/load1.3/*", "prefix_eviction/user:*/capacity0.1/*",
+            "autoscale/user:*/penalty0.01/*"]
+    got = []
+    out = tmp_path / "lb"
+    for extra in ([], ["--ray", "--num-cpus", "2"]):
+        capsys.readouterr()
+        assert leaderboard.main([*args, *extra, "--out", str(out)]) == 0
+        skips = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("skipping ")]
+        got.append((skips, (out / "leaderboard.json").read_bytes()))
+        shutil.rmtree(out)
+    assert got[0] == got[1]
+    skips, report = got[0][0], json.loads(got[0][1])
+    assert [ln.split(":")[0].split("/")[0] for ln in skips] == ["skipping prefix_eviction", "skipping autoscale"], skips
+    assert all(ln.endswith("; use --envs to choose environments") for ln in skips), skips
+    assert [bool(s.get("skipped")) for s in report["scenarios"]] == [False, True, True]
+    assert {r["scenario"].split("/")[0] for r in report["rows"]} == {"kv_admission"}

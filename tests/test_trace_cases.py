@@ -144,6 +144,10 @@ def test_autoscale_calibration_error_counts_the_requests_over_the_context() -> N
     msg = str(err.value)
     assert "\n" not in msg and "calibration needs 3000 requests" in msg, msg
     assert "the trace has 120 (30 rejected: longer than the context or the KV pool)" in msg, msg
+    from envs.core.workload import TraceUnsuited  # too short: the leaderboard skips Autoscale's --trace scenarios
+
+    assert isinstance(err.value, TraceUnsuited)
+    assert err.value.has == "has 120 there (30 rejected: longer than the context or the KV pool)", err.value.has
 
 
 # (env, policy, load) of the "as if absent" cases. Routing-v0 at 0.6 over 8 replicas: while the rejected

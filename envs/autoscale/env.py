@@ -55,6 +55,7 @@ import hwmodels
 import traces
 from traces.servegen import is_servegen_dir
 from envs.autoscale import kernels as K
+from envs.core.workload import TraceUnsuited
 from envs.autoscale.model import ReplicaCurves, cache_root, cache_save, replica_curves
 from envs.native_vec import NativeVecEnv, VecEnvView, item_features
 from envs.vector import NativeVectorEnv
@@ -296,11 +297,19 @@ def _file_windows(cfg: AutoscaleConfig):
 
     def cut_windows(part: traces.Trace, offset: float, label: str) -> tuple[list, list, list]:
         if part.duration_s < cfg.episode_s:
-            raise ValueError(
+            message = (
                 f"Autoscale: episode_s={cfg.episode_s:g} is longer than the {label} part of trace "
                 f"{tr.meta.name!r} ({part.duration_s:.0f} s, held_out_frac={cfg.held_out_frac:g}); set episode_s "
                 f"(a multiple of interval_s), give a longer trace (e.g. trace_params days= for ServeGen records), or "
                 f"{'raise' if label == 'test' else 'lower'} held_out_frac")
+            # every split cuts the train part into episodes; test and all the held-out part too
+            share = 1.0 - cfg.held_out_frac if cfg.split == "train" else min(1.0 - cfg.held_out_frac, cfg.held_out_frac)
+            if share <= 0:  # no held-out part at all: the configuration's fault, not the trace's
+                raise ValueError(message)
+            parts = "its train part" if cfg.split == "train" else "each of its train and held-out parts"
+            raise TraceUnsuited(message, f"at least {math.ceil(cfg.episode_s / share):,} s of arrivals (one "
+                                f"{cfg.episode_s:,.0f} s episode in {parts}, held_out_frac={cfg.held_out_frac:g})",
+                                f"spans {tr.duration_s:,.0f} s")
         n = int(part.duration_s // cfg.episode_s)
         counts, names, tod, lost = [], [], [], []
         for i in range(n):

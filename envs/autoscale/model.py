@@ -45,7 +45,7 @@ from envs.core.replica import (
     reset_replica,
     run_iteration,
 )
-from envs.core.workload import build_workload
+from envs.core.workload import TraceUnsuited, build_workload
 
 RHO_GRID = np.array([0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.925, 0.95,
                      0.975, 1.0])
@@ -237,9 +237,13 @@ def replica_curves(model: str, gpu: str, tp: int, lengths: tuple[np.ndarray, np.
     ok = (need <= eng.max_model_len) & (need <= eng.capacity_blocks * eng.block_size)
     prompt, output = (np.ascontiguousarray(a[ok][:CAL_REQUESTS], np.int64) for a in (p_all, o_all))
     if len(prompt) < CAL_REQUESTS:
-        raise ValueError(f"Autoscale: calibration needs {CAL_REQUESTS} requests of the training "
-                         f"data that a {model} replica on {tp}x {gpu} serves, the trace has {len(prompt)} "
-                         f"({int((~ok).sum())} rejected: longer than the context or the KV pool)")
+        rejected = int((~ok).sum())
+        raise TraceUnsuited(f"Autoscale: calibration needs {CAL_REQUESTS} requests of the training "
+                            f"data that a {model} replica on {tp}x {gpu} serves, the trace has {len(prompt)} "
+                            f"({rejected} rejected: longer than the context or the KV pool)",
+                            f"at least {CAL_REQUESTS:,} requests in its train part that a {model} replica on "
+                            f"{tp}x {gpu} serves (to calibrate the replica)",
+                            f"has {len(prompt):,} there ({rejected:,} rejected: longer than the context or the KV pool)")
     eng = eng._replace(max_output=int(output.max()))
     budget = stall_free_budget(eng)
     g = hwmodels.get_gpu(gpu)

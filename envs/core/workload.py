@@ -13,16 +13,39 @@ BUCKET_EDGES = np.array([32, 64, 128, 256, 512, 1024, 2048], np.int64)
 N_BUCKETS = len(BUCKET_EDGES) + 1
 
 
-class TooFewRequests(ValueError):
+class TraceUnsuited(ValueError):
+    """A readable trace that this environment cannot replay because of the kind of trace it is: it lacks
+    data the environment needs (prefix block ids for PrefixEviction-v0) or is too short for one of its
+    episodes (fewer requests than a window, a shorter span than Autoscale-v0's day). ``str()`` is the
+    environment's own message; ``needs`` says what the environment needs (a phrase that follows "needs":
+    ``"prefix block ids (...)"``, ``"at least 288,000 s of arrivals (...)"``) and ``has`` what the trace
+    has instead (a phrase that follows "the file": ``"has none"``, ``"spans 3,600 s"``), so that a caller
+    replaying one file on several environments (``agents.leaderboard --trace``) can say which to leave
+    out and why. A ``ValueError``, so callers that catch those still do; pickles with its fields."""
+
+    def __init__(self, message: str, needs: str, has: str):
+        super().__init__(message)
+        self.needs, self.has = str(needs), str(has)
+
+    def __reduce__(self) -> tuple:
+        return type(self), (str(self), self.needs, self.has)
+
+
+class TooFewRequests(TraceUnsuited):
     """A trace (or the part of it a split keeps) holds fewer requests than one episode window:
-    ``requests`` it has, ``window`` it needs. A ``ValueError``, so callers that catch those still
-    do; a workload mixture catches it to name the entry and what to set
+    ``requests`` it has, ``window`` it needs (``has``: ``"has N"``, or the caller's phrase where it
+    counts only some requests, e.g. those the engine serves). A ``ValueError``, so callers that catch
+    those still do; a workload mixture catches it to name the entry and what to set
     (``envs.core.mixture.too_few_requests``)."""
 
-    def __init__(self, message: str, requests: int, window: int):
-        super().__init__(message)
+    def __init__(self, message: str, requests: int, window: int, has: str | None = None):
+        super().__init__(message, f"at least {int(window):,} requests (one window of window_requests={int(window)})",
+                         has if has is not None else f"has {int(requests):,}")
         self.requests = int(requests)
         self.window = int(window)
+
+    def __reduce__(self) -> tuple:
+        return type(self), (str(self), self.requests, self.window, self.has)
 
 
 def output_bucket(tokens: np.ndarray) -> np.ndarray:
@@ -75,7 +98,7 @@ def build_workload(
         raise TooFewRequests(
             f"trace {trace.meta.name!r}{part} has {n} request{'' if n == 1 else 's'}, fewer than one window of "
             f"window_requests={window_requests}" + (f"; set window_requests <= {n}" if n >= 2 else ""),
-            n, window_requests)
+            n, window_requests, has=f"has {n:,}{part}")
     N = window_requests
     rng = np.random.default_rng(seed)
     used = W * N

@@ -21,7 +21,7 @@ import traces
 from envs.core import state as S
 from envs.core.capacity import measure_capacity_rps
 from envs.core.replica import accepted_at_arrival, accepted_values, longest_accepted_output
-from envs.core.workload import build_workload, noisy_buckets
+from envs.core.workload import TraceUnsuited, build_workload, noisy_buckets
 from envs.disaggregation.config import DEFAULT_TRACE, DisaggregationConfig
 from envs.slo import default_slo
 from hwmodels.infra import infra_default
@@ -68,8 +68,11 @@ def _check_parts(cfg: DisaggregationConfig, name: str, history: traces.Trace, pl
     arrival times (with none, ``_phase_segment`` never reached the end of the phase)."""
     hist = "training" if cfg.split != "all" else "whole"
     if len(history) < 4:
-        raise ValueError(f"Disaggregation: trace {name!r}: its {hist} part (held_out_frac={cfg.held_out_frac}) has "
-                         f"{len(history)} requests; the capacity measurement needs at least 4")
+        where = "" if cfg.split == "all" else f" in its training part (held_out_frac={cfg.held_out_frac})"
+        raise TraceUnsuited(f"Disaggregation: trace {name!r}: its {hist} part (held_out_frac={cfg.held_out_frac}) has "
+                            f"{len(history)} requests; the capacity measurement needs at least 4",
+                            f"at least 4 requests{where} to measure an instance's capacity",
+                            f"has {len(history)}{' there' if where else ''}")
     for part, tr in ((hist, history), (cfg.split if cfg.split != "all" else "whole", played)):
         if len(tr) < 2 or not np.ptp(tr.arrival_s) > 0:
             raise ValueError(f"Disaggregation: trace {name!r}: its {part} part ({len(tr)} requests) has all arrivals "

@@ -87,7 +87,7 @@ from envs.core.mixture import (
     parts_of,
     too_few_requests,
 )
-from envs.core.workload import TooFewRequests, build_workload
+from envs.core.workload import TooFewRequests, TraceUnsuited, build_workload
 from envs.metrics import percentile
 from envs.native_vec import NativeVecEnv, VecEnvView, item_features
 from envs.vector import NativeVectorEnv
@@ -200,8 +200,10 @@ def _load_part(cfg: PrefixEvictionConfig) -> traces.Trace:
         name = "mooncake_conv" if cfg.trace == "default" else cfg.trace
         trace = traces.load_trace(name, seed=cfg.trace_seed, **dict(cfg.trace_params))
     if trace.block_ids is None or trace.block_size is None:
-        raise ValueError(f"PrefixEviction: trace {trace.meta.name!r} has no prefix block ids "
-                         "(use mooncake_conv or a Mooncake-format file)")
+        raise TraceUnsuited(f"PrefixEviction: trace {trace.meta.name!r} has no prefix block ids "
+                            "(use mooncake_conv or a Mooncake-format file)",
+                            "prefix block ids (a Mooncake-format file with hash_ids, or the built-in mooncake_conv)",
+                            "has none")
     if cfg.split == "all":
         return trace
     if cfg.split not in ("train", "test"):
@@ -258,7 +260,8 @@ def _build_from(cfg: PrefixEvictionConfig, whole: traces.Trace) -> Built:
     if N < W:
         raise TooFewRequests(f"PrefixEviction: trace {trace.meta.name!r} ({cfg.split}) has {N} "
                              f"request{'' if N == 1 else 's'}, "
-                             f"fewer than one window of window_requests={W}", N, W)
+                             f"fewer than one window of window_requests={W}", N, W,
+                             has=f"has {N:,} that the engine serves ({cfg.split})")
     bs = int(trace.block_size)
     off = np.asarray(trace.block_offsets, np.int64)
     lens = np.diff(off)
