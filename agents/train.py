@@ -46,7 +46,8 @@ from agents.family_vec import (SLO_FIELDS, FamilyVecEnv, family_specs, hardware_
 from agents.imitation import has_teacher, imitate, teacher_for
 from agents.policy import heuristic_names
 from agents.provenance import code_version
-from agents.sb3_policy import ALGOS, algo_class, no_distribution_validation
+from agents.policy_base import PolicyFileError
+from agents.sb3_policy import ALGOS, algo_class, load_model, no_distribution_validation
 from agents.training import (
     DEFAULT_ALGO,
     DEVICES,
@@ -448,7 +449,10 @@ def _learn(a: argparse.Namespace, argv: list[str] | None, callbacks: list | None
             raise cli.UsageError(cli.file_error(flag, path, err) if flag == "--init"
                                  else f"{flag}: {err}") from None
     if a.resume:
-        model = algo_class(algo).load(ckpt, env=vec, device=device, tensorboard_log=str(out / "tb"))
+        try:
+            model = load_model(ckpt, algo, env=vec, device=device, tensorboard_log=str(out / "tb"))
+        except PolicyFileError as err:
+            raise cli.UsageError(f"--resume: {err}") from None
         print(f"resuming from {ckpt} at {model.num_timesteps} steps", flush=True)
     else:
         try:

@@ -320,3 +320,47 @@ def test_file_error_names_the_path_once():
     assert cli.file_error("--warm-start", "zoo", "no such file", "z/r.zip") == "--warm-start zoo (z/r.zip): no such file"
     assert cli.file_error("--init", "a.zip", "bad\n  thing") == "--init a.zip: bad thing"
     assert cli.file_error("--init", "a.zip", "other.zip: x") == "--init a.zip: other.zip: x"
+
+
+def _broken_policy_files(tmp_path: Path) -> dict[str, Path]:
+    """Policy files a user may hand over broken: not a zip, a zip without SB3's ``data``, a checkpoint
+    whose ``policy.pth`` was cut short (an interrupted copy), bytes that are no ONNX model."""
+    import zipfile
+
+    files = {"not_a_zip": tmp_path / "junk.zip", "no_data": tmp_path / "nodata.zip",
+             "truncated_pth": tmp_path / "cut.zip", "not_onnx": tmp_path / "junk.onnx"}
+    files["not_a_zip"].write_bytes(b"PK\x03\x04junk")
+    with zipfile.ZipFile(files["no_data"], "w") as z:
+        z.writestr("x", "y")
+    with zipfile.ZipFile(ROOT / "agents" / "zoo" / "routing_dagger.zip") as src, \
+            zipfile.ZipFile(files["truncated_pth"], "w") as dst:
+        for info in src.infolist():
+            data = src.read(info.filename)
+            dst.writestr(info, data[:100] if info.filename == "policy.pth" else data)
+    files["not_onnx"].write_bytes(b"junk\n")
+    return files
+
+
+@pytest.mark.parametrize("kind", ["not_a_zip", "no_data", "truncated_pth", "not_onnx"])
+def test_an_unreadable_policy_file_is_one_line_naming_it(tmp_path, capsys, kind):
+    """Was a traceback (ValueError, torch's RuntimeError, onnxruntime's InvalidProtobuf) in
+    agents.evaluate, and in the leaderboard after the scenarios before it had run (truncated_pth);
+    now ``agents.policy_base.PolicyFileError`` naming the file, one line, exit status 2, in every
+    command that loads one."""
+    from agents import evaluate, export, leaderboard
+
+    path = _broken_policy_files(tmp_path)[kind]
+    runs = [(evaluate.main, ["--env", "Routing", "--policy", str(path), "--episodes", "1",
+                             "--env-kwargs", "window_requests=64"])]
+    if kind == "truncated_pth":
+        runs += [(leaderboard.main, ["--quick", "--envs", "routing", "--policy", str(path), "--out",
+                                     str(tmp_path / "lb")]),
+                 (export.main, ["--env", "Routing", "--policy", str(path), "--onnx", str(tmp_path / "x.onnx")])]
+    for main, args in runs:
+        with pytest.raises(SystemExit) as exit_:
+            main(args)
+        err = capsys.readouterr().err
+        lines = err.strip().splitlines()
+        assert exit_.value.code == 2 and len(lines) == 1 and "Traceback" not in err, (main, err)
+        assert f"{path}: " in lines[0] and ("checkpoint" in lines[0] or "not an ONNX model" in lines[0]), lines[0]
+    assert not (tmp_path / "lb").exists() and not (tmp_path / "x.onnx").exists()
