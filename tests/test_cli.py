@@ -364,3 +364,18 @@ def test_an_unreadable_policy_file_is_one_line_naming_it(tmp_path, capsys, kind)
         assert exit_.value.code == 2 and len(lines) == 1 and "Traceback" not in err, (main, err)
         assert f"{path}: " in lines[0] and ("checkpoint" in lines[0] or "not an ONNX model" in lines[0]), lines[0]
     assert not (tmp_path / "lb").exists() and not (tmp_path / "x.onnx").exists()
+
+
+@pytest.mark.parametrize("env_id", options.single_agent_ids())
+@pytest.mark.parametrize("frac", ["1.5", "0", "-0.2", "1"])
+def test_held_out_frac_out_of_range_blames_env_kwargs(env_id, frac):
+    """``--env-kwargs held_out_frac=1.5`` was reported as ``--trace 'default': held_out_frac must lie in
+    (0, 1)`` in KVAdmission-v0 and Routing-v0 (traces.split's TraceError); every environment now names
+    the key under --env-kwargs, and refuses it whatever the split (``split=all`` ignored it)."""
+    for split in ("test", "all"):
+        kwargs = cli.parse_env_kwargs([f"held_out_frac={frac}", f"split={split}"], env_id)
+        with pytest.raises(cli.UsageError) as e:
+            cli.check_env(env_id, kwargs)
+        msg = str(e.value)
+        assert msg.startswith("--env-kwargs ") and f"held_out_frac={float(frac)}" in msg, (split, msg)
+        assert "held_out_frac must" in msg, msg
