@@ -145,6 +145,21 @@ def check_output(path: Path, option: str, directory: bool = False) -> None:
         raise UsageError(f"{option} {path}: {target} is not writable ({err.strerror or err})") from None
 
 
+def take_env_kwarg(kwargs: dict[str, Any], key: str, option: str, given: Any, default: Any) -> Any:
+    """The value of a setting that a command has its own ``option`` for (``--trace``, ``--split``) and
+    that ``--env-kwargs KEY=VALUE`` sets too: ``given`` (the option's value, None when not given) or
+    else ``kwargs[key]`` or else ``default``; ``key`` is removed from ``kwargs`` so that the
+    environment receives it once. ``UsageError`` naming both when both are given and differ (one was
+    silently ignored, or the command ended in a TypeError traceback: "got multiple values")."""
+    if key not in kwargs:
+        return default if given is None else given
+    value = kwargs.pop(key)
+    if given is not None and given != value:
+        raise UsageError(f"{option} {given} --env-kwargs {key}={value!r}: two different values of {key}; "
+                         "give one")
+    return value
+
+
 def file_error(option: str, given: Any, message: Any, path: Any = None) -> str:
     """The one line ``OPTION GIVEN: MESSAGE`` for a file argument: ``GIVEN (PATH)`` where the value
     names another file than itself (``--warm-start zoo``), and ``message`` (an exception or text) without

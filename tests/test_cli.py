@@ -379,3 +379,28 @@ def test_held_out_frac_out_of_range_blames_env_kwargs(env_id, frac):
         msg = str(e.value)
         assert msg.startswith("--env-kwargs ") and f"held_out_frac={float(frac)}" in msg, (split, msg)
         assert "held_out_frac must" in msg, msg
+
+
+def test_trace_and_split_given_as_env_kwargs_are_taken_once(tmp_path, capsys):
+    """``--env-kwargs trace=...`` was ignored by agents.evaluate for ``--trace``'s default, and in
+    train.py both ``trace=`` and ``split=`` ended in a TypeError traceback (``make_vec() got multiple
+    values``); now the env-kwargs value is used where the option is not given, two different values
+    are one line naming both, and train.py refuses a split other than its training split."""
+    from agents import evaluate, train
+
+    bad = [(evaluate.main, ["--env", "Routing", "--trace", "azure_conv", "--env-kwargs", "trace=bursty"],
+            "--trace azure_conv --env-kwargs trace='bursty': two different values of trace"),
+           (train.main, ["--env", "Routing", "--trace", "azure_conv", "--env-kwargs", "trace=bursty", "--out",
+                         str(tmp_path / "t")], "--trace azure_conv --env-kwargs trace='bursty': two different"),
+           (train.main, ["--env", "Routing", "--env-kwargs", "split=test", "--out", str(tmp_path / "t")],
+            "--env-kwargs split='test': training plays the training split")]
+    for main, args, says in bad:
+        with pytest.raises(SystemExit) as exit_:
+            main(args)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert exit_.value.code == 2 and len(err) == 1 and says in err[0], (args, err)
+    out = tmp_path / "r.json"
+    assert evaluate.main(["--env", "Routing", "--policy", "jsq", "--episodes", "1", "--env-kwargs", "trace=bursty",
+                          "window_requests=64", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["trace"] == "bursty" and "trace" not in report["env_kwargs"], report
