@@ -293,6 +293,9 @@ def test_table_units():
     assert units.cell("moe_layer_time_s", 0.0018, units.column("moe_layer_time_s", [0.0018])) == "1,800"
     assert units.cell("migration_bytes", 123456789012.0) == "123.5"
     assert units.fmt(float("nan")) == "–"
+    # the unit inside the key (Disaggregation-v0's metric): was the raw byte count under its key
+    assert units.column("kv_bytes_transferred") == units.Column("kv_transferred (GB)", 1e-9)
+    assert units.cell("kv_bytes_transferred", 6_767_612_657_664.0) == "6,768"
 
 
 def test_a_list_option_given_twice_keeps_both_uses():
