@@ -19,6 +19,7 @@ from agents import cli
 from agents.policy import make_policy
 from envs.autoscale import env as asc
 from envs.autoscale.full import compare
+from envs.options import output_file_arg
 
 
 def fidelity(policy: str = "hpa", day: int = 0, start_h: float = 7.0, hours: float = 2.0,
@@ -36,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--hours", type=float, default=2.0)
     p.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY=VALUE",
                    help="Autoscale-v0 config fields (listed below)")
-    p.add_argument("--json", type=Path)
+    p.add_argument("--json", type=output_file_arg)  # checked when parsed, before the run
     a = p.parse_args(argv)
     try:
         kwargs = cli.parse_env_kwargs(a.env_kwargs, asc.ENV_ID)

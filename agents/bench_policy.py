@@ -106,6 +106,7 @@ def bench_env(env_id: str, batches: list[int], calls: int, seed: int = 0) -> lis
 
 def main(argv: list[str] | None = None) -> int:
     from agents import cli
+    from envs.options import output_file_arg
 
     p = cli.make_parser("python -m agents.bench_policy", __doc__, env_kwargs=False)
     p.add_argument("--env", action="append", type=cli.env_arg,
@@ -114,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, nargs="+", default=[1, 64])
     p.add_argument("--core", type=int, default=None, help="CPU to pin to (default: the last allowed)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", type=Path)
+    p.add_argument("--json", type=output_file_arg)  # checked when parsed, before the run
     a = p.parse_args(argv)
     if a.calls < 1 or min(a.batch) < 1:
         p.error("--calls and --batch must be >= 1")

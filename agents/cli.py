@@ -20,8 +20,6 @@ zoo; ``envs.bench`` follows it through ``envs.options``).
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 import typing
 from pathlib import Path
 from typing import Any
@@ -121,28 +119,28 @@ def check_policies(env_id: str, specs: list[str], allowed: tuple[str, ...] = (".
 
 
 def check_output(path: Path, option: str, directory: bool = False) -> None:
-    """``UsageError`` naming ``option`` and ``path`` when the output there cannot be written: it
-    exists as the wrong kind (a directory for a file, a file for a directory), or the nearest
-    existing ancestor of what must be created is not a writable directory. Called before a run,
-    so that a long evaluation does not end in a traceback at its write."""
-    path = Path(path)
-    if path.exists():
-        if directory != path.is_dir():
-            raise UsageError(f"{option} {path}: exists and is {'not ' if directory else ''}a directory")
-        target = path if directory else path.parent
-    else:
-        target = path.parent
-        while not target.exists():
-            target = target.parent
-        if not target.is_dir():
-            raise UsageError(f"{option} {path}: {target} is not a directory")
-    if not os.access(target, os.W_OK | os.X_OK):
-        raise UsageError(f"{option} {path}: {target} is not writable")
-    try:  # access() says yes to root almost everywhere (e.g. /proc): create and remove a file there
-        with tempfile.NamedTemporaryFile(dir=target, prefix=".servegym-probe-"):
-            pass
-    except OSError as err:
-        raise UsageError(f"{option} {path}: {target} is not writable ({err.strerror or err})") from None
+    """``UsageError`` naming ``option`` and ``path`` when the output there cannot be written
+    (``envs.options.output_problem``: the wrong kind exists there, or the nearest existing ancestor
+    of what must be created is not a writable directory). Called before a run, so that a long
+    evaluation does not end in a traceback at its write."""
+    problem = options.output_problem(path, directory)
+    if problem is not None:
+        raise UsageError(f"{option} {path}: {problem}")
+
+
+def take_env_kwarg(kwargs: dict[str, Any], key: str, option: str, given: Any, default: Any) -> Any:
+    """The value of a setting that a command has its own ``option`` for (``--trace``, ``--split``) and
+    that ``--env-kwargs KEY=VALUE`` sets too: ``given`` (the option's value, None when not given) or
+    else ``kwargs[key]`` or else ``default``; ``key`` is removed from ``kwargs`` so that the
+    environment receives it once. ``UsageError`` naming both when both are given and differ (one was
+    silently ignored, or the command ended in a TypeError traceback: "got multiple values")."""
+    if key not in kwargs:
+        return default if given is None else given
+    value = kwargs.pop(key)
+    if given is not None and given != value:
+        raise UsageError(f"{option} {given} --env-kwargs {key}={value!r}: two different values of {key}; "
+                         "give one")
+    return value
 
 
 def file_error(option: str, given: Any, message: Any, path: Any = None) -> str:

@@ -261,8 +261,9 @@ def build_parser() -> cli.Parser:
     p = cli.make_parser("python -m agents.evaluate", __doc__)
     p.add_argument("--env", type=cli.env_arg, default="servegym/KVAdmission-v0",
                    help="environment id, short name or package name (listed below)")
-    p.add_argument("--trace", default="default",
-                   help="built-in trace name (listed below) or path to a trace file")
+    p.add_argument("--trace", default=None,
+                   help="built-in trace name (listed below) or path to a trace file (default: the "
+                        "environment's own, 'default'); --env-kwargs trace=... is the same setting")
     p.add_argument("--policy", action="append", required=False,
                    help="heuristic or oracle name, random, zoo, or an SB3 checkpoint (.zip) or "
                         "ONNX file (repeatable); default: random and every heuristic. On the "
@@ -297,10 +298,10 @@ def main(argv: list[str] | None = None) -> int:
         if not 0 < a.capacity_target <= 1:
             raise cli.UsageError(f"--capacity-target {a.capacity_target}: must be in (0, 1]")
         kwargs = cli.parse_env_kwargs(a.env_kwargs, a.env)
-        # both settings were taken silently: --env-kwargs split won over --split, window_order became sequential
-        if a.split is not None and kwargs.get("split", a.split) != a.split:
-            raise cli.UsageError(f"--split {a.split} --env-kwargs split={kwargs['split']}: two different splits")
-        a.split = a.split or kwargs.get("split", "test")
+        # both settings were taken silently: --env-kwargs split won over --split, window_order became sequential;
+        # --env-kwargs trace=... was ignored for --trace's default
+        a.split = cli.take_env_kwarg(kwargs, "split", "--split", a.split, "test")
+        a.trace = cli.take_env_kwarg(kwargs, "trace", "--trace", a.trace, "default")
         if kwargs.get("window_order", "sequential") != "sequential":
             raise cli.UsageError(f"--env-kwargs window_order={kwargs['window_order']}: the evaluation replays "
                                  "the windows in order (sequential), the same ones for every policy")

@@ -354,7 +354,7 @@ def export(env_id: str, spec: str, out: Path, vecnormalize: Path | None = None,
     from gymnasium.envs.registration import parse_env_id
 
     import envs
-    from agents.sb3_policy import algo_class
+    from agents.sb3_policy import load_model
     from traces.errors import TraceError
 
     from agents import obs_version
@@ -366,7 +366,7 @@ def export(env_id: str, spec: str, out: Path, vecnormalize: Path | None = None,
     if observation is not None and observation["observation_layout"] != envs.observation_layout(env_id):
         raise ValueError(f"{src.checkpoint}: trained on {observation['observation_layout']}'s observation, "
                          f"not {env_id}'s")
-    model = algo_class(src.algo).load(src.checkpoint, device="cpu")
+    model = load_model(src.checkpoint, src.algo, device="cpu")
     vn_path = vecnormalize or (src.checkpoint.parent / "vecnormalize.pkl")
     if vecnormalize is not None and not vn_path.is_file():
         raise FileNotFoundError(f"--vecnormalize {vecnormalize}: no such file")

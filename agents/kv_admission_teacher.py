@@ -500,7 +500,7 @@ def main(argv: list[str] | None = None) -> int:
                         "train.py --hardware (agents.family_vec.hardware_specs; the same spec names the same configs)")
     p.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY=VALUE",
                    help="config fields (on top of each scenario's with --scenarios), as train.py's")
-    p.add_argument("--trace", default="default", help="trace without --scenarios (as train.py's --trace)")
+    p.add_argument("--trace", default=None, help="trace without --scenarios (as train.py's --trace)")
     p.add_argument("--procs", type=int, default=1, help="worker processes for the replays")
     p.add_argument("--n-envs", type=int, default=64, help="envs per replay batch")
     p.add_argument("--candidates", choices=("heuristics", "static", "transfer"), default="transfer",
@@ -549,6 +549,7 @@ def main(argv: list[str] | None = None) -> int:
         shard = (i, n)
     try:
         kwargs = cli.parse_env_kwargs(a.env_kwargs, ENV_ID)
+        a.trace = cli.take_env_kwarg(kwargs, "trace", "--trace", a.trace, "default")  # as train.py
         if a.scenarios and a.slo_tiers:
             p.error("--slo-tiers: not with --scenarios (each scenario has its own SLO)")
         if a.hardware is not None and (a.scenarios or a.slo_tiers):

@@ -542,8 +542,12 @@ def main(argv: list[str] | None = None) -> int:
     for path in a.policy:
         if Path(path).suffix not in (".zip", ".onnx") or not Path(path).is_file():
             p.error(f"--policy {path}: expected an existing SB3 checkpoint (.zip) or ONNX file (.onnx)")
-        try:  # trained on another observation version: refused before any scenario runs
+        try:  # trained on another observation version, or unreadable: refused before any scenario runs
             obs_version.check_file(path)
+            if Path(path).suffix == ".zip":  # a corrupt member (policy.pth) was a traceback when it first played
+                from agents.sb3_policy import load_model
+
+                load_model(path, device="cpu")
         except ValueError as err:
             p.error(f"--policy {err}")
     for spec in a.team:

@@ -37,11 +37,19 @@ class OnnxPolicy:
         self.name = str(path)
         if not self.path.is_file():
             raise FileNotFoundError(f"{self.path}: no such ONNX file")
-        self.session = ort.InferenceSession(str(self.path), session_options(threads),
-                                            providers=["CPUExecutionProvider"])
+        try:
+            self.session = ort.InferenceSession(str(self.path), session_options(threads),
+                                                providers=["CPUExecutionProvider"])
+        except Exception as err:  # onnxruntime raises its own exception types for a bad file
+            from agents.policy_base import PolicyFileError
+
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise PolicyFileError(f"{self.path}: not an ONNX model ({first})") from None
         inputs = [i.name for i in self.session.get_inputs()]
         if inputs != ["obs", "action_mask"]:
-            raise ValueError(f"{self.path}: inputs {inputs}, expected ['obs', 'action_mask'] "
+            from agents.policy_base import PolicyFileError
+
+            raise PolicyFileError(f"{self.path}: inputs {inputs}, expected ['obs', 'action_mask'] "
                              "(a model written by agents.export)")
         self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
         self.env_id = self.metadata.get("env_id")

@@ -20,6 +20,12 @@ class PolicyMismatch(ValueError):
     report it as a usage error."""
 
 
+class PolicyFileError(PolicyMismatch):
+    """A policy file that cannot be read as one: not a zip, no SB3 ``data`` member, a truncated or
+    corrupt weight file, not an ONNX model. The message starts with the file and says why (the first
+    line of the reader's own error); the CLIs report it as a usage error, as any PolicyMismatch."""
+
+
 @runtime_checkable
 class Policy(Protocol):
     """``name`` and ``act``. A policy may also set ``row_independent = True`` when env e's action

@@ -34,17 +34,41 @@ def detect_algo(path: Path) -> str:
 
     from agents.masked_dqn import DuelingItemDQNPolicy
 
+    from agents.policy_base import PolicyFileError
+
     try:
         with zipfile.ZipFile(path) as z:
             cls = json_to_data(z.read("data").decode()).get("policy_class")
     except (OSError, KeyError, ValueError, zipfile.BadZipFile) as err:
-        raise ValueError(f"{path}: not a stable-baselines3 checkpoint ({err})") from err
+        raise PolicyFileError(f"{path}: not a stable-baselines3 checkpoint ({_first_line(err)})") from None
     # Most specific first: the dueling policy is a DQNPolicy, MaskablePPO's an ActorCriticPolicy.
     for base, algo in ((MaskableActorCriticPolicy, "maskable-ppo"), (DuelingItemDQNPolicy, "dueling-dqn"),
                        (DQNPolicy, "dqn"), (ActorCriticPolicy, "ppo")):
         if isinstance(cls, type) and issubclass(cls, base):
             return algo
-    raise ValueError(f"{path}: not a PPO, MaskablePPO, DQN or dueling DQN checkpoint of stable-baselines3")
+    raise PolicyFileError(f"{path}: not a PPO, MaskablePPO, DQN or dueling DQN checkpoint of stable-baselines3")
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def load_model(path: str | Path, algo: str | None = None, **kwargs: Any):
+    """``algo_class(algo).load(path, **kwargs)`` (``algo`` None: :func:`detect_algo`'s). Raises
+    ``agents.policy_base.PolicyFileError`` naming ``path`` when the zip cannot be loaded (a truncated
+    or corrupt member such as ``policy.pth``: torch's error, first line), where SB3 raised whatever
+    its readers raise."""
+    from agents.policy_base import PolicyFileError
+
+    algo = algo or detect_algo(Path(path))
+    try:
+        return algo_class(algo).load(path, **kwargs)
+    except (RuntimeError, ValueError, KeyError, OSError, EOFError, TypeError, AssertionError,
+            zipfile.BadZipFile) as err:
+        if isinstance(err, PolicyFileError):
+            raise
+        raise PolicyFileError(f"{path}: cannot load the stable-baselines3 checkpoint ({_first_line(err)})") from None
 
 
 @contextlib.contextmanager
@@ -109,7 +133,7 @@ class SB3Policy:
         # One thread: a small MLP runs ~40x slower when torch spreads it over busy cores, and a
         # fixed summation order keeps actions identical run to run.
         torch.set_num_threads(1)
-        self.model = algo_class(self.algo).load(self.path, device="cpu")
+        self.model = load_model(self.path, self.algo, device="cpu")
         self.name = str(self.path)
         if env is not None:
             check_layout(self.path, self.model, env)

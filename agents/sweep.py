@@ -108,10 +108,11 @@ def trial_settings(argv: list[str]) -> tuple[str, dict[str, Any]]:
 
     p = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     p.add_argument("--env", type=cli.env_arg, default="servegym/KVAdmission-v0")
-    p.add_argument("--trace", default="default")
+    p.add_argument("--trace", default=None)
     p.add_argument("--env-kwargs", nargs="*", default=[])
     a, _ = p.parse_known_args(argv)
-    return a.trace, cli.parse_env_kwargs(a.env_kwargs, a.env)
+    kwargs = cli.parse_env_kwargs(a.env_kwargs, a.env)
+    return cli.take_env_kwarg(kwargs, "trace", "--trace", a.trace, "default"), kwargs  # as train.py reads them
 
 
 def held_out(spec: SweepSpec, argv: list[str], checkpoint: Path) -> tuple[float, dict[str, Any]]:

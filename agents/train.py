@@ -46,7 +46,8 @@ from agents.family_vec import (SLO_FIELDS, FamilyVecEnv, family_specs, hardware_
 from agents.imitation import has_teacher, imitate, teacher_for
 from agents.policy import heuristic_names
 from agents.provenance import code_version
-from agents.sb3_policy import ALGOS, algo_class, no_distribution_validation
+from agents.policy_base import PolicyFileError
+from agents.sb3_policy import ALGOS, algo_class, load_model, no_distribution_validation
 from agents.training import (
     DEFAULT_ALGO,
     DEVICES,
@@ -129,8 +130,9 @@ def build_parser() -> cli.Parser:
                    help="worker processes stepping the envs (envs/subproc_vec.py, SB3's SubprocVecEnv design "
                         "with a native batch of about E/N envs per worker): 1 = one batch in this process; "
                         "the same seed gives the same run for any N")
-    p.add_argument("--trace", default="default",
-                   help="built-in trace name (listed below) or path to a trace file")
+    p.add_argument("--trace", default=None,
+                   help="built-in trace name (listed below) or path to a trace file (default: the "
+                        "environment's own, 'default'); --env-kwargs trace=... is the same setting")
     p.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY=VALUE",
                    help="config fields of the environment (listed below per environment)")
     p.add_argument("--hyperparams", nargs="*", default=[], metavar="KEY=VALUE",
@@ -277,6 +279,12 @@ def _train(a: argparse.Namespace, argv: list[str] | None, callbacks: list | None
         if not 1 <= n <= a.timesteps:
             raise cli.UsageError(f"--snapshots {n}: must be in 1..--timesteps ({a.timesteps})")
     kwargs = cli.parse_env_kwargs(a.env_kwargs, a.env)
+    # each was passed to the environment twice: a TypeError traceback ("got multiple values")
+    a.trace = cli.take_env_kwarg(kwargs, "trace", "--trace", a.trace, "default")
+    if kwargs.get("split", "train") != "train":
+        raise cli.UsageError(f"--env-kwargs split={kwargs['split']!r}: training plays the training split "
+                             "(split='train'); the held-out windows are its evaluation's")
+    kwargs.pop("split", None)
     try:
         hyperparams = parse_hyperparams(a.hyperparams)
     except ValueError as err:
@@ -448,7 +456,10 @@ def _learn(a: argparse.Namespace, argv: list[str] | None, callbacks: list | None
             raise cli.UsageError(cli.file_error(flag, path, err) if flag == "--init"
                                  else f"{flag}: {err}") from None
     if a.resume:
-        model = algo_class(algo).load(ckpt, env=vec, device=device, tensorboard_log=str(out / "tb"))
+        try:
+            model = load_model(ckpt, algo, env=vec, device=device, tensorboard_log=str(out / "tb"))
+        except PolicyFileError as err:
+            raise cli.UsageError(f"--resume: {err}") from None
         print(f"resuming from {ckpt} at {model.num_timesteps} steps", flush=True)
     else:
         try:

@@ -49,8 +49,8 @@ def column(key: str, values: Iterable[float | None] = ()) -> Column:
         return Column(f"{key[:-4]} (req/s)", 1.0)
     if key.endswith("_usd"):
         return Column(f"{key[:-4]} ($)", 1.0)
-    if key.endswith("_bytes"):
-        return Column(f"{key[:-6]} (GB)", 1e-9)
+    if key.endswith("_bytes") or "_bytes_" in key:  # kv_bytes_transferred (Disaggregation-v0) was shown in bytes
+        return Column(f"{key[:-6] if key.endswith('_bytes') else key.replace('_bytes_', '_', 1)} (GB)", 1e-9)
     if key.endswith("_s") or "_s_" in key:
         unit, size = _time_unit(values)
         name = key[:-2] if key.endswith("_s") else key.replace("_s_", "_", 1)

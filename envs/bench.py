@@ -77,7 +77,7 @@ def bench_parser(prog: str, doc: str | None, sizes: list[int], repeats: int, ste
     if clock:
         p.add_argument("--clock", choices=tuple(CLOCKS), default="wall",
                        help="wall clock, or this thread's CPU time (for a machine shared with other jobs)")
-    p.add_argument("--json", type=Path)
+    p.add_argument("--json", type=options.output_file_arg)  # checked before the run (was a traceback after it)
     return p
 
 

@@ -22,13 +22,16 @@ import dataclasses
 import importlib
 import inspect
 import io
+import os
 import re
+import tempfile
 import textwrap
 import tokenize
 import types
 import typing
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 from typing import Any, NoReturn
 
 
@@ -306,3 +309,40 @@ def env_help(selected: list[str] | None = None, kwargs: bool = True) -> str:
             out.append(f"--env-kwargs KEY=VALUE of {e} (tuples as 0.6,0.8 or '(0.6, 0.8)'):")
             out.append(env_kwargs_help(e))
     return "\n".join(out)
+
+
+def output_problem(path: str | os.PathLike, directory: bool = False) -> str | None:
+    """Why an output file (``directory``: folder) cannot be written at ``path``, or None: it exists as
+    the wrong kind (a directory for a file, a file for a directory), or the nearest existing ancestor
+    of what must be created is not a writable directory (tried by creating and removing a file there:
+    ``os.access`` says yes to root almost everywhere, e.g. /proc). The commands call it before a run
+    (``agents.cli.check_output``, the benchmarks' ``--json``), so that a long run does not end in a
+    traceback at its write."""
+    path = Path(path)
+    if path.exists():
+        if directory != path.is_dir():
+            return f"exists and is {'not ' if directory else ''}a directory"
+        target = path if directory else path.parent
+    else:
+        target = path.parent
+        while not target.exists():
+            target = target.parent
+        if not target.is_dir():
+            return f"{target} is not a directory"
+    if not os.access(target, os.W_OK | os.X_OK):
+        return f"{target} is not writable"
+    try:
+        with tempfile.NamedTemporaryFile(dir=target, prefix=".servegym-probe-"):
+            pass
+    except OSError as err:
+        return f"{target} is not writable ({err.strerror or err})"
+    return None
+
+
+def output_file_arg(value: str) -> Path:
+    """argparse ``type`` of an output file option (``--json FILE``): the path, or
+    ``argparse.ArgumentTypeError`` saying why it cannot be written (:func:`output_problem`)."""
+    problem = output_problem(value)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(f"{value}: {problem}")
+    return Path(value)

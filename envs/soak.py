@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 import envs
+from envs.options import output_file_arg
 
 
 def rss_bytes() -> int:
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-envs", type=int, default=256)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-growth", type=float, default=5.0, help="percent RSS growth that fails the soak")
-    p.add_argument("--json", type=Path)
+    p.add_argument("--json", type=output_file_arg)  # checked when parsed, before the run
     a = p.parse_args(argv)
     r = soak(a.env, a.steps, a.n_envs, a.seed, log=lambda m: print(m, flush=True))
     print(f"{a.env}: {r['env_steps']:,} env-steps, {r['episodes']:,} episodes: RSS {r['rss_start_bytes'] / 2**20:,.1f}"

@@ -293,6 +293,9 @@ def test_table_units():
     assert units.cell("moe_layer_time_s", 0.0018, units.column("moe_layer_time_s", [0.0018])) == "1,800"
     assert units.cell("migration_bytes", 123456789012.0) == "123.5"
     assert units.fmt(float("nan")) == "–"
+    # the unit inside the key (Disaggregation-v0's metric): was the raw byte count under its key
+    assert units.column("kv_bytes_transferred") == units.Column("kv_transferred (GB)", 1e-9)
+    assert units.cell("kv_bytes_transferred", 6_767_612_657_664.0) == "6,768"
 
 
 def test_a_list_option_given_twice_keeps_both_uses():
@@ -320,3 +323,87 @@ def test_file_error_names_the_path_once():
     assert cli.file_error("--warm-start", "zoo", "no such file", "z/r.zip") == "--warm-start zoo (z/r.zip): no such file"
     assert cli.file_error("--init", "a.zip", "bad\n  thing") == "--init a.zip: bad thing"
     assert cli.file_error("--init", "a.zip", "other.zip: x") == "--init a.zip: other.zip: x"
+
+
+def _broken_policy_files(tmp_path: Path) -> dict[str, Path]:
+    """Policy files a user may hand over broken: not a zip, a zip without SB3's ``data``, a checkpoint
+    whose ``policy.pth`` was cut short (an interrupted copy), bytes that are no ONNX model."""
+    import zipfile
+
+    files = {"not_a_zip": tmp_path / "junk.zip", "no_data": tmp_path / "nodata.zip",
+             "truncated_pth": tmp_path / "cut.zip", "not_onnx": tmp_path / "junk.onnx"}
+    files["not_a_zip"].write_bytes(b"PK\x03\x04junk")
+    with zipfile.ZipFile(files["no_data"], "w") as z:
+        z.writestr("x", "y")
+    with zipfile.ZipFile(ROOT / "agents" / "zoo" / "routing_dagger.zip") as src, \
+            zipfile.ZipFile(files["truncated_pth"], "w") as dst:
+        for info in src.infolist():
+            data = src.read(info.filename)
+            dst.writestr(info, data[:100] if info.filename == "policy.pth" else data)
+    files["not_onnx"].write_bytes(b"junk\n")
+    return files
+
+
+@pytest.mark.parametrize("kind", ["not_a_zip", "no_data", "truncated_pth", "not_onnx"])
+def test_an_unreadable_policy_file_is_one_line_naming_it(tmp_path, capsys, kind):
+    """Was a traceback (ValueError, torch's RuntimeError, onnxruntime's InvalidProtobuf) in
+    agents.evaluate, and in the leaderboard after the scenarios before it had run (truncated_pth);
+    now ``agents.policy_base.PolicyFileError`` naming the file, one line, exit status 2, in every
+    command that loads one."""
+    from agents import evaluate, export, leaderboard
+
+    path = _broken_policy_files(tmp_path)[kind]
+    runs = [(evaluate.main, ["--env", "Routing", "--policy", str(path), "--episodes", "1",
+                             "--env-kwargs", "window_requests=64"])]
+    if kind == "truncated_pth":
+        runs += [(leaderboard.main, ["--quick", "--envs", "routing", "--policy", str(path), "--out",
+                                     str(tmp_path / "lb")]),
+                 (export.main, ["--env", "Routing", "--policy", str(path), "--onnx", str(tmp_path / "x.onnx")])]
+    for main, args in runs:
+        with pytest.raises(SystemExit) as exit_:
+            main(args)
+        err = capsys.readouterr().err
+        lines = err.strip().splitlines()
+        assert exit_.value.code == 2 and len(lines) == 1 and "Traceback" not in err, (main, err)
+        assert f"{path}: " in lines[0] and ("checkpoint" in lines[0] or "not an ONNX model" in lines[0]), lines[0]
+    assert not (tmp_path / "lb").exists() and not (tmp_path / "x.onnx").exists()
+
+
+@pytest.mark.parametrize("env_id", options.single_agent_ids())
+@pytest.mark.parametrize("frac", ["1.5", "0", "-0.2", "1"])
+def test_held_out_frac_out_of_range_blames_env_kwargs(env_id, frac):
+    """``--env-kwargs held_out_frac=1.5`` was reported as ``--trace 'default': held_out_frac must lie in
+    (0, 1)`` in KVAdmission-v0 and Routing-v0 (traces.split's TraceError); every environment now names
+    the key under --env-kwargs, and refuses it whatever the split (``split=all`` ignored it)."""
+    for split in ("test", "all"):
+        kwargs = cli.parse_env_kwargs([f"held_out_frac={frac}", f"split={split}"], env_id)
+        with pytest.raises(cli.UsageError) as e:
+            cli.check_env(env_id, kwargs)
+        msg = str(e.value)
+        assert msg.startswith("--env-kwargs ") and f"held_out_frac={float(frac)}" in msg, (split, msg)
+        assert "held_out_frac must" in msg, msg
+
+
+def test_trace_and_split_given_as_env_kwargs_are_taken_once(tmp_path, capsys):
+    """``--env-kwargs trace=...`` was ignored by agents.evaluate for ``--trace``'s default, and in
+    train.py both ``trace=`` and ``split=`` ended in a TypeError traceback (``make_vec() got multiple
+    values``); now the env-kwargs value is used where the option is not given, two different values
+    are one line naming both, and train.py refuses a split other than its training split."""
+    from agents import evaluate, train
+
+    bad = [(evaluate.main, ["--env", "Routing", "--trace", "azure_conv", "--env-kwargs", "trace=bursty"],
+            "--trace azure_conv --env-kwargs trace='bursty': two different values of trace"),
+           (train.main, ["--env", "Routing", "--trace", "azure_conv", "--env-kwargs", "trace=bursty", "--out",
+                         str(tmp_path / "t")], "--trace azure_conv --env-kwargs trace='bursty': two different"),
+           (train.main, ["--env", "Routing", "--env-kwargs", "split=test", "--out", str(tmp_path / "t")],
+            "--env-kwargs split='test': training plays the training split")]
+    for main, args, says in bad:
+        with pytest.raises(SystemExit) as exit_:
+            main(args)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert exit_.value.code == 2 and len(err) == 1 and says in err[0], (args, err)
+    out = tmp_path / "r.json"
+    assert evaluate.main(["--env", "Routing", "--policy", "jsq", "--episodes", "1", "--env-kwargs", "trace=bursty",
+                          "window_requests=64", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["trace"] == "bursty" and "trace" not in report["env_kwargs"], report

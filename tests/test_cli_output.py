@@ -52,3 +52,28 @@ def test_clis_refuse_an_unwritable_output_before_running(module, args, msg, tmp_
         main([x.replace("{B}", str(blocker)) for x in args])
     err = capsys.readouterr().err.strip().splitlines()
     assert exc.value.code == 2 and err[-1].endswith(msg.replace("{B}", str(blocker))), err
+
+
+def test_bench_json_that_cannot_be_written_is_refused_before_the_benchmark(tmp_path, capsys):
+    """``python -m envs.bench --json BLOCKED/x.json`` ran the whole benchmark, then ended in a
+    NotADirectoryError traceback at the write; its ``--json`` is checked when parsed now
+    (``envs.options.output_file_arg``), for every environment's benchmark."""
+    from envs import bench
+
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    for env in ("Routing", "KVAdmission"):
+        with pytest.raises(SystemExit) as exit_:
+            bench.main(["--env", env, "--json", str(blocker / "x.json")])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert exit_.value.code == 2 and len(err) == 1, err
+        assert err[0].endswith(f"argument --json: {blocker / 'x.json'}: {blocker} is not a directory"), err
+    import importlib
+
+    for module in ("envs.soak", "agents.autoscale_fidelity", "agents.bench_policy"):  # the same --json type
+        with pytest.raises(SystemExit) as exit_:
+            importlib.import_module(module).main(["--json", str(blocker / "x.json")])
+        err = capsys.readouterr().err.strip().splitlines()
+        # envs.soak's plain argparse parser prints its usage above the error line
+        assert exit_.value.code == 2 and (len(err) == 1 or module == "envs.soak"), (module, err)
+        assert "Traceback" not in "\n".join(err) and err[-1].endswith(f"argument --json: {blocker / 'x.json'}: {blocker} is not a directory"), err

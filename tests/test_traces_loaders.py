@@ -322,3 +322,43 @@ def test_unwritable_cache_warns_but_loads(tmp_path: Path, monkeypatch: pytest.Mo
     with pytest.warns(RuntimeWarning, match="trace cache not written"):
         tr = load_trace(str(p))  # a str path works as well as a Path
     assert len(tr) == 3
+
+
+# ---------------------------------------------------------------- token counts beyond what the envs hold
+
+@pytest.mark.parametrize("value", [2**31, 2**32 + 100, 10**23])
+@pytest.mark.parametrize("fmt", ["azure", "burstgpt", "mooncake"])
+def test_token_counts_above_max_tokens_name_line_and_field(tmp_path: Path, fmt: str, value: int) -> None:
+    """A token count above MAX_TOKENS (2**31 - 1) is one error naming file, line and field in every
+    format: beyond int64 it was an OverflowError with no file or line; between int32 and int64 it
+    loaded, and the cluster model's int32 workload arrays wrapped it (2**32 + 100 served as 100)."""
+    if fmt == "azure":
+        p = write(tmp_path, "big.csv", AZ_HEAD + AZ_ROWS[0] + f"\n2023-11-16 18:15:50,{value},1\n")
+        field = "ContextTokens"
+    elif fmt == "burstgpt":
+        p = burst(tmp_path, BG_ROWS + [f"300,ChatGPT,10,{value},{value + 10},API log"])
+        field = "Response tokens"
+    else:
+        row = f'{{"timestamp": 9000, "input_length": 5, "output_length": {value}, "hash_ids": [7]}}'
+        p = write(tmp_path, "big.jsonl", "\n".join(MC_ROWS) + "\n" + row + "\n")
+        field = "output_length"
+    line = {"azure": 3, "burstgpt": len(BG_ROWS) + 2, "mooncake": 4}[fmt]
+    raises(p, f"line {line}", f"field {field!r}", "<= 2147483647", str(value))
+
+
+def test_token_count_at_max_tokens_loads(tmp_path: Path) -> None:
+    p = write(tmp_path, "edge.csv", AZ_HEAD + AZ_ROWS[0] + f"\n2023-11-16 18:15:50,{2**31 - 1},1\n")
+    assert load_trace(p).prompt_tokens.tolist() == [374, 2**31 - 1]
+
+
+def test_trace_refuses_token_counts_above_max_tokens() -> None:
+    from traces import MAX_TOKENS, Trace, TraceMeta
+
+    meta = TraceMeta("t", "test", "none")
+    t = np.array([0.0, 1.0])
+    ok = np.array([5, 5], np.int64)
+    for field in ("prompt_tokens", "output_tokens"):
+        big = np.array([5, MAX_TOKENS + 1], np.int64)
+        arrays = {"prompt_tokens": ok, "output_tokens": ok, field: big}
+        with pytest.raises(TraceError, match=rf"Trace\.{field}\[1\] = {MAX_TOKENS + 1}: must be <= {MAX_TOKENS}"):
+            Trace(arrival_s=t, meta=meta, **arrays)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-CACHE_VERSION = 2  # 2: BurstGPT 0-token rows, dense hash ids, raw file times, Bailian
+CACHE_VERSION = 3  # 2: BurstGPT 0-token rows, dense hash ids, raw file times, Bailian; 3: counts > MAX_TOKENS refused
 _ENV = "SERVEGYM_CACHE"
 
 

@@ -13,7 +13,12 @@ import numpy as np
 
 from traces.errors import TraceError
 
-__all__ = ["Trace", "TraceMeta"]
+__all__ = ["MAX_TOKENS", "Trace", "TraceMeta"]
+
+# Largest prompt or output length a trace may hold: int32's maximum, as serving engines and this
+# project's cluster model store token counts (envs/core/workload.py). A larger count is refused, with
+# the file, line and field when read from a file, instead of wrapping around downstream.
+MAX_TOKENS = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,7 @@ class Trace:
     ids. Equal ids mean the same prefix KV block; a block is reusable only with its whole prefix.
     `output_tokens` (and `prompt_tokens`) may be 0 only where `failed` is True (a request the
     source log marks failed; BurstGPT logs some with 0 request tokens too).
+    Both are at most MAX_TOKENS (2**31 - 1); a larger count raises TraceError.
     Multi-turn structure (optional, e.g. Bailian traces): `parent[i]` is the index of the
     request whose conversation request i continues (-1 for a first turn or a parent outside the
     trace; always < i) and `turn[i]` its turn number (>= 1).
@@ -128,6 +134,11 @@ class Trace:
                 why = "must be >= 0" if failed is not None and failed[i] else (
                     "must be >= 1 (0 is allowed only where failed[i] is True)")
                 raise TraceError(f"Trace.output_tokens[{i}] = {o[i]}: {why}")
+            for name, a in (("prompt_tokens", p), ("output_tokens", o)):
+                big = a > MAX_TOKENS
+                if big.any():
+                    i = _first(big)
+                    raise TraceError(f"Trace.{name}[{i}] = {a[i]}: must be <= {MAX_TOKENS} (MAX_TOKENS)")
         if self.tenant is not None:
             ten = _check_array("tenant", self.tenant, np.int32, n)
             if n and (ten < 0).any():

@@ -160,11 +160,21 @@ def build_workload(
     return wl, rate
 
 
+def check_held_out_frac(frac: object, where: str) -> None:
+    """``ValueError`` naming ``where`` unless ``frac`` (a config's ``held_out_frac``, the held-out
+    share of a trace's duration) is a number in (0, 1); checked whatever the split, before any trace
+    is read, so that the error names the setting and not the trace (``traces.split``'s TraceError)."""
+    if isinstance(frac, bool) or not isinstance(frac, (int, float)) or not 0 < frac < 1:
+        raise ValueError(f"{where}: held_out_frac must be in (0, 1), got {frac!r}")
+
+
 def load_split(cfg, where: str) -> tuple[Trace, Trace]:
     """(history, episodes) of a config with ``trace`` (a ``Trace``, built-in name or path),
     ``trace_seed``, ``trace_params``, ``split`` and ``held_out_frac``: ``split="train"`` both the
     first ``1 - held_out_frac`` of the trace, ``"test"`` that part and the held-out rest, ``"all"``
-    the whole trace twice. Raises ``ValueError`` naming ``where`` for another split."""
+    the whole trace twice. Raises ``ValueError`` naming ``where`` for another split or a
+    ``held_out_frac`` outside (0, 1) (:func:`check_held_out_frac`, whatever the split)."""
+    check_held_out_frac(cfg.held_out_frac, where)
     if isinstance(cfg.trace, Trace):
         trace = cfg.trace
     else:

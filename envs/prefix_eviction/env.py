@@ -87,7 +87,7 @@ from envs.core.mixture import (
     parts_of,
     too_few_requests,
 )
-from envs.core.workload import TooFewRequests, TraceUnsuited, build_workload
+from envs.core.workload import TooFewRequests, TraceUnsuited, build_workload, check_held_out_frac
 from envs.metrics import percentile
 from envs.native_vec import NativeVecEnv, VecEnvView, item_features
 from envs.vector import NativeVectorEnv
@@ -194,6 +194,7 @@ class Built:
 def _load_part(cfg: PrefixEvictionConfig) -> traces.Trace:
     if cfg.workloads:
         raise AssertionError("a workload mixture loads its parts in _build_mixture")
+    check_held_out_frac(cfg.held_out_frac, "PrefixEviction")
     if isinstance(cfg.trace, traces.Trace):
         trace = cfg.trace
     else:

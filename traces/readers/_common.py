@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from traces.errors import TraceError
+from traces.trace import MAX_TOKENS
 
 CHUNK_ROWS = 1 << 20
 GZIP_MAGIC = b"\x1f\x8b"
@@ -89,8 +90,11 @@ def _int_or_none(s: str) -> int | None:
     return None
 
 
-def int_column(values: list[str], lines: np.ndarray, path: Path, field: str, minimum: int) -> np.ndarray:
-    """Parse integer token counts; integral floats such as '12.0' are accepted, nothing is rounded."""
+def int_column(values: list[str], lines: np.ndarray, path: Path, field: str, minimum: int,
+               maximum: int = MAX_TOKENS) -> np.ndarray:
+    """Parse integer token counts in [minimum, maximum] (int64); integral floats such as '12.0' are
+    accepted, nothing is rounded or clamped. Raises TraceError naming file, line and field of the first
+    value that is not an integer or lies outside the range (`maximum`: traces.MAX_TOKENS by default)."""
     try:
         out = np.asarray(values, dtype=np.str_).astype(np.int64)
     except (ValueError, OverflowError):
@@ -99,14 +103,27 @@ def int_column(values: list[str], lines: np.ndarray, path: Path, field: str, min
             v = _int_or_none(s)
             if v is None:
                 raise TraceError(f"{where(path, int(lines[i]), field)}: expected an integer, got {s!r}") from None
+            if not minimum <= v <= maximum:
+                break
             out[i] = v
-    bad = out < minimum
+        else:
+            return _check_range(out, values, lines, path, field, minimum, maximum)
+        raise _range_error(values[i], lines[i], path, field, minimum, maximum, v < minimum)
+    return _check_range(out, values, lines, path, field, minimum, maximum)
+
+
+def _check_range(out: np.ndarray, values: list[str], lines: np.ndarray, path: Path, field: str, minimum: int,
+                 maximum: int) -> np.ndarray:
+    bad = (out < minimum) | (out > maximum)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise TraceError(
-            f"{where(path, int(lines[i]), field)}: expected an integer >= {minimum}, got {values[i].strip()!r}"
-        )
+        raise _range_error(values[i], lines[i], path, field, minimum, maximum, bool(out[i] < minimum))
     return out
+
+
+def _range_error(raw: str, line: int, path: Path, field: str, minimum: int, maximum: int, low: bool) -> TraceError:
+    bound = f">= {minimum}" if low else f"<= {maximum}" + (" (MAX_TOKENS)" if maximum == MAX_TOKENS else "")
+    return TraceError(f"{where(path, int(line), field)}: expected an integer {bound}, got {raw.strip()!r}")
 
 
 def float_column(values: list[str], lines: np.ndarray, path: Path, field: str) -> np.ndarray:

@@ -43,11 +43,11 @@ def read(path: Path, block_size: int = BLOCK_SIZE, time_unit_given: bool = False
 
     def extra(line_no: int, rec: dict) -> None:
         w = lambda f: mooncake._where(path, line_no, f)  # noqa: E731
-        c = mooncake._integer(rec["chat_id"], path, line_no, "chat_id", 0)
+        c = mooncake._integer(rec["chat_id"], path, line_no, "chat_id", 0, maximum=None)  # an opaque key
         pc = rec["parent_chat_id"]
         if isinstance(pc, bool) or not isinstance(pc, int) or pc < -1:
             raise TraceError(f"{w('parent_chat_id')}: expected a chat_id (integer >= 0) or -1 for a root, got {pc!r}")
-        tn = mooncake._integer(rec["turn"], path, line_no, "turn", 1)
+        tn = mooncake._integer(rec["turn"], path, line_no, "turn", 1, maximum=np.iinfo(np.int32).max)
         ty = rec["type"]
         if not isinstance(ty, str) or not ty:
             raise TraceError(f"{w('type')}: expected a non-empty string (text/search/image/file), got {ty!r}")

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from traces.errors import TraceError
+from traces.trace import MAX_TOKENS
 from traces.readers._common import (check_sorted, float_column, int_column, iter_csv_chunks, no_rows_error,
                                     open_text, where)
 from traces.readers.formats import SPECS
@@ -75,7 +76,7 @@ def read(path: Path, header: list[str]) -> dict[str, object]:
                     "a request with a response has a prompt (0 is how BurstGPT logs a failed request, "
                     "whose Response tokens are 0 too)"
                 )
-            total = int_column(c["total"], lines, path, COLUMNS["total"], minimum=0)
+            total = int_column(c["total"], lines, path, COLUMNS["total"], minimum=0, maximum=2 * MAX_TOKENS)
             bad = total != req + resp
             if bad.any():
                 i = int(np.flatnonzero(bad)[0])

@@ -27,6 +27,7 @@ import numpy as np
 from traces.errors import TraceError
 from traces.readers._common import no_rows_error, open_text
 from traces.readers.formats import SPECS
+from traces.trace import MAX_TOKENS
 
 FORMAT = "mooncake"
 DESCRIPTION = SPECS[FORMAT].description
@@ -39,13 +40,18 @@ def _where(path: Path, line: int, field: str) -> str:
     return f"{path}: line {line}, field {field!r}"
 
 
-def _integer(v: object, path: Path, line: int, field: str, minimum: int) -> int:
+def _integer(v: object, path: Path, line: int, field: str, minimum: int, maximum: int | None = MAX_TOKENS) -> int:
+    """An integer field in [minimum, maximum] (integral floats accepted; `maximum` None: unbounded,
+    for opaque ids). Raises TraceError naming file, line and field."""
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         raise TraceError(f"{_where(path, line, field)}: expected an integer, got {v!r}")
     if isinstance(v, float) and not (math.isfinite(v) and v == int(v)):
         raise TraceError(f"{_where(path, line, field)}: expected an integer, got {v!r}")
     if v < minimum:
         raise TraceError(f"{_where(path, line, field)}: expected an integer >= {minimum}, got {v!r}")
+    if maximum is not None and v > maximum:
+        name = " (MAX_TOKENS)" if maximum == MAX_TOKENS else ""
+        raise TraceError(f"{_where(path, line, field)}: expected an integer <= {maximum}{name}, got {v!r}")
     return int(v)
 
 
