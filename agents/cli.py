@@ -138,7 +138,8 @@ def take_env_kwarg(kwargs: dict[str, Any], key: str, option: str, given: Any, de
         return default if given is None else given
     value = kwargs.pop(key)
     if given is not None and given != value:
-        raise UsageError(f"{option} {given} --env-kwargs {key}={value!r}: two different values of {key}; "
+        shown = value if isinstance(value, str) else repr(value)  # as the user typed it: split=test
+        raise UsageError(f"{option} {given} --env-kwargs {key}={shown}: two different values of {key}; "
                          "give one")
     return value
 

@@ -392,9 +392,9 @@ def test_trace_and_split_given_as_env_kwargs_are_taken_once(tmp_path, capsys):
     from agents import evaluate, train
 
     bad = [(evaluate.main, ["--env", "Routing", "--trace", "azure_conv", "--env-kwargs", "trace=bursty"],
-            "--trace azure_conv --env-kwargs trace='bursty': two different values of trace"),
+            "--trace azure_conv --env-kwargs trace=bursty: two different values of trace"),
            (train.main, ["--env", "Routing", "--trace", "azure_conv", "--env-kwargs", "trace=bursty", "--out",
-                         str(tmp_path / "t")], "--trace azure_conv --env-kwargs trace='bursty': two different"),
+                         str(tmp_path / "t")], "--trace azure_conv --env-kwargs trace=bursty: two different"),
            (train.main, ["--env", "Routing", "--env-kwargs", "split=test", "--out", str(tmp_path / "t")],
             "--env-kwargs split='test': training plays the training split")]
     for main, args, says in bad:

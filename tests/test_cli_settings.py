@@ -20,7 +20,7 @@ def test_negative_seed_is_a_one_line_usage_error_naming_seed(main, args, capsys)
 
 
 @pytest.mark.parametrize("args, says", [
-    (["--split", "train", "--env-kwargs", "split=test"], "--split train --env-kwargs split=test: two different splits"),
+    (["--split", "train", "--env-kwargs", "split=test"], "--split train --env-kwargs split=test: two different values of split"),
     (["--env-kwargs", "window_order=random"], "--env-kwargs window_order=random: the evaluation replays"),
 ])
 def test_evaluate_refuses_settings_it_would_override(args, says, capsys):
