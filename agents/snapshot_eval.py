@@ -22,7 +22,7 @@ from pathlib import Path
 
 from agents import cli
 from agents.evaluate import evaluate, report_json
-from agents.train import EVAL_SEED_OFFSET, EVAL_SPLIT, build_parser, eval_runs
+from agents.train import EVAL_SEED_OFFSET, EVAL_SPLIT, build_parser, env_settings, eval_runs
 from agents.training import atomic_write_text
 
 
@@ -45,7 +45,11 @@ def snapshot_args(run_dir: Path) -> tuple[argparse.Namespace, dict, dict[int, Pa
     a = build_parser().parse_args(shlex.split(run["command"])[2:])  # "python train.py ARGS"
     if a.scenarios or a.slo_tiers or a.families:  # --families was evaluated on --trace, not on each family's
         raise ValueError(f"{run_dir}: a --scenarios/--slo-tiers/--families run (several evaluations); not supported")
-    return a, cli.parse_env_kwargs(a.env_kwargs, a.env), {int(n): Path(p) for n, p in run["snapshots"].items()}
+    try:  # the trace as train.py resolved it (--trace or --env-kwargs trace=, else 'default')
+        kwargs = env_settings(a)
+    except cli.UsageError as err:
+        raise ValueError(f"{run_dir / 'run.json'}: {err}") from None
+    return a, kwargs, {int(n): Path(p) for n, p in run["snapshots"].items()}
 
 
 def snapshot_paths(run_dir: Path, snaps: dict[int, Path]) -> dict[int, Path]:

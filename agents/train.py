@@ -229,6 +229,21 @@ def eval_runs(a: argparse.Namespace, kwargs: dict, specs: list | None) -> list[t
     return runs
 
 
+def env_settings(a: argparse.Namespace) -> dict:
+    """The environment's kwargs of parsed train.py arguments ``a`` (``--env-kwargs``), with ``a.trace``
+    resolved: ``--trace``, else ``--env-kwargs trace=``, else ``'default'`` (each alone: both were passed to
+    the environment, a TypeError traceback "got multiple values"). ``cli.UsageError`` for two different
+    traces or a split other than ``train`` (the held-out windows are the evaluation's). ``agents.snapshot_eval``
+    reads a recorded run's command through this too."""
+    kwargs = cli.parse_env_kwargs(a.env_kwargs, a.env)
+    a.trace = cli.take_env_kwarg(kwargs, "trace", "--trace", a.trace, "default")
+    if kwargs.get("split", "train") != "train":
+        raise cli.UsageError(f"--env-kwargs split={kwargs['split']!r}: training plays the training split "
+                             "(split='train'); the held-out windows are its evaluation's")
+    kwargs.pop("split", None)
+    return kwargs
+
+
 def main(argv: list[str] | None = None, callbacks: list | None = None) -> int:
     """The command line above; ``callbacks`` (SB3 callbacks) also run during ``learn`` (the Ray
     sweep's held-out reports for early stopping, ``agents.sweep``)."""
@@ -278,13 +293,7 @@ def _train(a: argparse.Namespace, argv: list[str] | None, callbacks: list | None
     for n in a.snapshots:
         if not 1 <= n <= a.timesteps:
             raise cli.UsageError(f"--snapshots {n}: must be in 1..--timesteps ({a.timesteps})")
-    kwargs = cli.parse_env_kwargs(a.env_kwargs, a.env)
-    # each was passed to the environment twice: a TypeError traceback ("got multiple values")
-    a.trace = cli.take_env_kwarg(kwargs, "trace", "--trace", a.trace, "default")
-    if kwargs.get("split", "train") != "train":
-        raise cli.UsageError(f"--env-kwargs split={kwargs['split']!r}: training plays the training split "
-                             "(split='train'); the held-out windows are its evaluation's")
-    kwargs.pop("split", None)
+    kwargs = env_settings(a)
     try:
         hyperparams = parse_hyperparams(a.hyperparams)
     except ValueError as err:
