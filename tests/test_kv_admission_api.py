@@ -201,30 +201,37 @@ def test_past_future_prior_counts_only_requests_the_engine_accepts(tmp_path):
     5,000 output tokens, rejected at arrival, leaves the prior of KVAdmission-v0 (one trace and a mixture
     part) and of MultiCluster-v0's admission seats as without it. On main it put 0.78 of the 100 prior
     requests in the 4,096-8,191 bin, which no accepted request reaches."""
-    from envs.multi.env import MultiCluster
-
     rng = np.random.default_rng(0)
     rows = [{"timestamp": 500 * i, "input_length": int(rng.integers(200, 2000)),
              "output_length": int(rng.integers(20, 600))} for i in range(128)]
     absent = _jsonl(tmp_path / "absent.jsonl", rows)
     big = dict(rows[40], input_length=200_000, output_length=5_000)
     with_it = _jsonl(tmp_path / "with.jsonl", rows[:40] + [big] + rows[40:])
-    kw = {"split": "all", "window_requests": 64}
-    a = kva.build_scenario(kva.KVAdmissionConfig(trace=absent, **kw))
-    b = kva.build_scenario(kva.KVAdmissionConfig(trace=with_it, **kw))
-    assert b.hist_prior[12] == 0.0 and np.array_equal(a.hist_prior, b.hist_prior)
-    assert a.hist_prior.sum() == pytest.approx(100.0)
-    # a workload mixture's per-part prior (envs.core.mixture.build_mixture's per_part)
-    am = kva.build_scenario(kva.KVAdmissionConfig(workloads=(absent,), **kw))
-    bm = kva.build_scenario(kva.KVAdmissionConfig(workloads=(with_it,), **kw))
-    assert np.array_equal(am.part_hist_prior, bm.part_hist_prior)
-    # the multi-agent cluster's admission seats
-    ma = MultiCluster(1, seed=0, trace=absent, replicas=2, **kw)
-    mb = MultiCluster(1, seed=0, trace=with_it, replicas=2, **kw)
-    assert np.array_equal(ma.hist_prior, mb.hist_prior)
+    a, b = _assert_equal_priors(absent, with_it, {"split": "all", "window_requests": 64})
+    assert b.hist_prior[12] == 0.0
     with pytest.raises(ValueError, match="accepted must be a bool array of the history's 3 requests"):
         kva.hist_prior(a.engine, make_trace(3, 1.0, 100, 10, poisson=False), np.ones(2, bool))
 
+
+
+def _assert_equal_priors(absent: str, with_rows: str, kw: dict):
+    """Past-Future's prior of the trace file ``with_rows`` equals that of ``absent`` (the same file without
+    the rows it must leave out) for KVAdmission-v0 on one trace, for a workload mixture's part
+    (envs.core.mixture.build_mixture's per_part) and for MultiCluster-v0's admission seats; returns the
+    two single-trace scenarios."""
+    from envs.multi.env import MultiCluster
+
+    a = kva.build_scenario(kva.KVAdmissionConfig(trace=absent, **kw))
+    b = kva.build_scenario(kva.KVAdmissionConfig(trace=with_rows, **kw))
+    assert np.array_equal(a.hist_prior, b.hist_prior), (a.hist_prior, b.hist_prior)
+    assert a.hist_prior.sum() == pytest.approx(100.0)
+    am = kva.build_scenario(kva.KVAdmissionConfig(workloads=(absent,), **kw))
+    bm = kva.build_scenario(kva.KVAdmissionConfig(workloads=(with_rows,), **kw))
+    assert np.array_equal(am.part_hist_prior, bm.part_hist_prior)
+    ma = MultiCluster(1, seed=0, trace=absent, replicas=2, **kw)
+    mb = MultiCluster(1, seed=0, trace=with_rows, replicas=2, **kw)
+    assert np.array_equal(ma.hist_prior, mb.hist_prior)
+    return a, b
 
 
 def _every_10th_failed_rows() -> list[dict]:
@@ -248,16 +255,11 @@ def test_past_future_prior_leaves_out_the_requests_the_trace_marks_failed(tmp_pa
     admission seats equals the prior of the trace without those rows. On main the 30 failed rows of 300 went
     to bin 0 (10 of the prior's 100 requests). The flag decides, not the length: a row marked failed that
     records 5,000 output tokens (a Trace built by hand) is left out too."""
-    from envs.multi.env import MultiCluster
-
     rows = _every_10th_failed_rows()
     with_failed = _jsonl(tmp_path / "with.jsonl", rows)
     absent = _jsonl(tmp_path / "absent.jsonl", [r for r in rows if r["output_length"] > 0])
     kw = {"split": "all", "window_requests": 128}
-    a = kva.build_scenario(kva.KVAdmissionConfig(trace=absent, **kw))
-    b = kva.build_scenario(kva.KVAdmissionConfig(trace=with_failed, **kw))
-    assert np.array_equal(a.hist_prior, b.hist_prior), (a.hist_prior, b.hist_prior)
-    assert a.hist_prior.sum() == pytest.approx(100.0)
+    a, b = _assert_equal_priors(absent, with_failed, kw)
     tr = traces.load_trace(with_failed)
     assert tr.failed.sum() == 30
     c = kva.build_scenario(kva.KVAdmissionConfig(
@@ -265,12 +267,6 @@ def test_past_future_prior_leaves_out_the_requests_the_trace_marks_failed(tmp_pa
     assert c.hist_prior[12] == 0.0 and np.array_equal(a.hist_prior, c.hist_prior)
     # an explicit mask of the requests the engine accepts is combined with the trace's failed flags
     assert np.array_equal(kva.hist_prior(b.engine, tr, np.ones(len(tr), bool)), a.hist_prior)
-    am = kva.build_scenario(kva.KVAdmissionConfig(workloads=(absent,), **kw))
-    bm = kva.build_scenario(kva.KVAdmissionConfig(workloads=(with_failed,), **kw))
-    assert np.array_equal(am.part_hist_prior, bm.part_hist_prior)
-    ma = MultiCluster(1, seed=0, trace=absent, replicas=2, **kw)
-    mb = MultiCluster(1, seed=0, trace=with_failed, replicas=2, **kw)
-    assert np.array_equal(ma.hist_prior, mb.hist_prior)
     # a history whose every request failed serves none: the prior is taken over all of them (bin 0)
     none_served = tr.replace(failed=np.ones(len(tr), bool), output_tokens=np.zeros(len(tr), np.int64))
     assert kva.hist_prior(b.engine, none_served)[0] == pytest.approx(100.0)

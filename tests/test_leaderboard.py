@@ -151,20 +151,15 @@ def test_a_trace_shorter_than_a_scenarios_window_is_one_line_naming_the_scenario
     one line (exit 2) naming the scenario, the file and the window, not a TooFewRequests traceback."""
     import json
 
-    from agents.leaderboard import main
-
     f = tmp_path / "short.jsonl"
     f.write_text("".join(json.dumps({"timestamp": 500 * i, "input_length": 1000 + 7 * i, "output_length": 50 + i}) + "\n"
                          for i in range(100)))
-    with pytest.raises(SystemExit) as ex:
-        main(["--quick", "--no-progress", "--trace", str(f), "--envs", "kv_admission", "--scenarios", "*/user:*",
-              "--out", str(tmp_path / "out")])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert ex.value.code == 2 and len(err) == 1, err
-    assert err[0].startswith(f"python -m agents.leaderboard: error: --trace {f}: has 100 requests, fewer than one "
-                             "window of scenario kv_admission/user:short.jsonl/"), err[0]
-    assert err[0].endswith("(it replays windows of 256 requests): give a longer trace, or leave kv_admission out "
-                           "with --envs"), err[0]
+    line = _the_error(capsys, ["--quick", "--no-progress", "--trace", str(f), "--envs", "kv_admission",
+                               "--scenarios", "*/user:*", "--out", str(tmp_path / "out")])
+    assert line.startswith(f"python -m agents.leaderboard: error: --trace {f}: has 100 requests, fewer than one "
+                           "window of scenario kv_admission/user:short.jsonl/"), line
+    assert line.endswith("(it replays windows of 256 requests): give a longer trace, or leave kv_admission out "
+                         "with --envs"), line
 
 
 def test_trace_too_short_line_is_built_from_the_fields_and_survives_pickling(tmp_path):
@@ -196,6 +191,15 @@ def test_trace_too_short_line_is_built_from_the_fields_and_survives_pickling(tmp
     assert (got.value.scenario, got.value.trace, got.value.requests, got.value.window) == (sc.id, str(f), 40, 256)
 
 
+def _the_error(capsys, args: list[str]) -> str:
+    """The one line ``agents.leaderboard`` ends with for ``args`` (asserted: exit 2, nothing else on stderr)."""
+    with pytest.raises(SystemExit) as ex:
+        lb.main(args)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert ex.value.code == 2 and len(err) == 1, err
+    return err[0]
+
+
 def _requests_file(path, n: int):
     path.write_text("".join(json.dumps({"timestamp": 500 * i, "input_length": 1000 + 7 * i, "output_length": 50 + i})
                             + "\n" for i in range(n)))
@@ -216,14 +220,11 @@ def test_a_too_short_trace_is_refused_before_any_scenario_runs(tmp_path, capsys,
 
     monkeypatch.setattr(lbr, "run_on_ray", _no_run)
     f = _requests_file(tmp_path / "one.jsonl", 1)
-    with pytest.raises(SystemExit) as ex:
-        lb.main(["--quick", "--no-progress", "--trace", str(f), "--envs", "kv_admission", *where,
-                 "--out", str(tmp_path / "out")])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert ex.value.code == 2 and len(err) == 1, err
-    assert err[0].startswith(f"python -m agents.leaderboard: error: --trace {f}: has 1 request, fewer than one "
-                             "window of scenario kv_admission/user:one.jsonl/"), err[0]
-    assert "(it replays windows of 256 requests)" in err[0], err[0]
+    line = _the_error(capsys, ["--quick", "--no-progress", "--trace", str(f), "--envs", "kv_admission", *where,
+                               "--out", str(tmp_path / "out")])
+    assert line.startswith(f"python -m agents.leaderboard: error: --trace {f}: has 1 request, fewer than one "
+                           "window of scenario kv_admission/user:one.jsonl/"), line
+    assert "(it replays windows of 256 requests)" in line, line
 
 
 def test_a_trace_its_environment_refuses_is_one_line_before_any_scenario_runs(tmp_path, capsys, monkeypatch):
@@ -231,15 +232,12 @@ def test_a_trace_its_environment_refuses_is_one_line_before_any_scenario_runs(tm
     built-in scenarios had run; now one line (TraceRefused) naming the file, the scenario and the reason."""
     monkeypatch.setattr(lb, "run_scenario", _no_run)
     f = _requests_file(tmp_path / "plain.jsonl", 600)
-    with pytest.raises(SystemExit) as ex:
-        lb.main(["--quick", "--no-progress", "--trace", str(f), "--envs", "prefix_eviction",
-                 "--out", str(tmp_path / "out")])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert ex.value.code == 2 and len(err) == 1, err
-    assert err[0].startswith(f"python -m agents.leaderboard: error: --trace {f}: scenario "
-                             "prefix_eviction/user:plain.jsonl/"), err[0]
-    assert "refuses it: PrefixEviction: trace 'plain.jsonl' has no prefix block ids" in err[0], err[0]
-    assert err[0].endswith("; give another trace, or leave prefix_eviction out with --envs"), err[0]
+    line = _the_error(capsys, ["--quick", "--no-progress", "--trace", str(f), "--envs", "prefix_eviction",
+                               "--out", str(tmp_path / "out")])
+    assert line.startswith(f"python -m agents.leaderboard: error: --trace {f}: scenario "
+                           "prefix_eviction/user:plain.jsonl/"), line
+    assert "refuses it: PrefixEviction: trace 'plain.jsonl' has no prefix block ids" in line, line
+    assert line.endswith("; give another trace, or leave prefix_eviction out with --envs"), line
 
 
 def test_trace_refused_keeps_its_fields_through_pickling():
@@ -303,17 +301,14 @@ def test_a_plain_trace_on_an_environment_named_with_envs_is_refused(tmp_path, ca
     the user asked for that environment, so the run is refused with one line before any scenario runs."""
     monkeypatch.setattr(lb, "run_scenario", _no_run)
     f = _hour_file(tmp_path / "plain.jsonl")
-    with pytest.raises(SystemExit) as ex:
-        lb.main(["--quick", "--no-progress", "--trace", str(f), "--envs", *named, "--scenarios",
-                 *(g for g in PLAIN if g.split("/")[0] in named),
-                 "--out", str(tmp_path / "out")])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert ex.value.code == 2 and len(err) == 1, err
-    assert err[0].startswith(f"python -m agents.leaderboard: error: --trace {f}: scenario "
-                             "prefix_eviction/user:plain.jsonl/"), err[0]
-    assert err[0].endswith("refuses it: PrefixEviction: trace 'plain.jsonl' has no prefix block ids (use "
-                           "mooncake_conv or a Mooncake-format file); give another trace, or leave prefix_eviction "
-                           "out with --envs"), err[0]
+    line = _the_error(capsys, ["--quick", "--no-progress", "--trace", str(f), "--envs", *named, "--scenarios",
+                               *(g for g in PLAIN if g.split("/")[0] in named),
+                               "--out", str(tmp_path / "out")])
+    assert line.startswith(f"python -m agents.leaderboard: error: --trace {f}: scenario "
+                           "prefix_eviction/user:plain.jsonl/"), line
+    assert line.endswith("refuses it: PrefixEviction: trace 'plain.jsonl' has no prefix block ids (use "
+                         "mooncake_conv or a Mooncake-format file); give another trace, or leave prefix_eviction "
+                         "out with --envs"), line
 
 
 def test_a_trace_no_environment_can_use_is_one_line(tmp_path, capsys, monkeypatch):
@@ -321,14 +316,11 @@ def test_a_trace_no_environment_can_use_is_one_line(tmp_path, capsys, monkeypatc
     before any scenario runs, with each environment's reason, instead of a run of skip lines and no rows."""
     monkeypatch.setattr(lb, "run_scenario", _no_run)
     f = _requests_file(tmp_path / "tiny.jsonl", 3)
-    with pytest.raises(SystemExit) as ex:
-        lb.main(["--quick", "--no-progress", "--trace", str(f), "--scenarios", "kv_admission/user:*",
-                 "prefix_eviction/user:*", "--out", str(tmp_path / "out")])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert ex.value.code == 2 and len(err) == 1, err
-    assert err[0] == (f"python -m agents.leaderboard: error: --trace {f}: no environment of this run can use it "
-                      "(kv_admission needs at least 256 requests (one window of window_requests=256), the file has 3; "
-                      f"prefix_eviction {NO_BLOCKS}): give another trace"), err[0]
+    line = _the_error(capsys, ["--quick", "--no-progress", "--trace", str(f), "--scenarios", "kv_admission/user:*",
+                               "prefix_eviction/user:*", "--out", str(tmp_path / "out")])
+    assert line == (f"python -m agents.leaderboard: error: --trace {f}: no environment of this run can use it "
+                    "(kv_admission needs at least 256 requests (one window of window_requests=256), the file has 3; "
+                    f"prefix_eviction {NO_BLOCKS}): give another trace"), line
 
 
 def test_a_malformed_trace_is_the_readers_line_before_any_environment_is_built(tmp_path, capsys, monkeypatch):
@@ -345,12 +337,10 @@ def test_a_malformed_trace_is_the_readers_line_before_any_environment_is_built(t
     f.write_text('{"timestamp": 0, "input_length": 10, "output_length": 5}\n'
                  '{"timestamp": 1000, "input_length": "x", "output_length": 5}\n')
     for named in ([], ["--envs", "routing"]):
-        with pytest.raises(SystemExit) as ex:
-            lb.main(["--quick", "--no-progress", "--trace", str(f), *named, "--scenarios", "*/user:*",
-                     "--out", str(tmp_path / "out")])
-        err = capsys.readouterr().err.strip().splitlines()
-        assert ex.value.code == 2 and err == [f"python -m agents.leaderboard: error: --trace {f}: line 2, field "
-                                              "'input_length': expected an integer, got 'x'"], err
+        line = _the_error(capsys, ["--quick", "--no-progress", "--trace", str(f), *named, "--scenarios", "*/user:*",
+                                   "--out", str(tmp_path / "out")])
+        assert line == (f"python -m agents.leaderboard: error: --trace {f}: line 2, field 'input_length': expected an "
+                        "integer, got 'x'"), line
 
 
 def test_trace_unsuited_errors_keep_their_fields_through_pickling():

@@ -343,15 +343,9 @@ def test_ray_leaderboard_shards_the_oracles_with_byte_identical_results(local_ra
     assert "shards" not in json.loads((seq / "timing.json").read_text())
 
 
-def test_ray_leaderboard_trace_shorter_than_a_window_is_the_sequential_one_line(local_ray, tmp_path, capsys):
-    """--trace with a file of 100 requests on the quick KVAdmission user-trace scenario (windows of 256): with
-    --ray --num-cpus 2 the same one line as the sequential run (exit 2), not the RuntimeError traceback
-    naming the Ray run (main)."""
-    f = tmp_path / "short.jsonl"
-    f.write_text("".join(json.dumps({"timestamp": 500 * i, "input_length": 1000 + 7 * i, "output_length": 50 + i}) + "\n"
-                         for i in range(100)))
-    args = ["--quick", "--no-progress", "--trace", str(f), "--envs", "kv_admission", "--scenarios", "*/user:*",
-            "--out", str(tmp_path / "out")]
+def _sequential_and_ray_error_lines(capsys, args: list[str]) -> list[str]:
+    """The leaderboard's error line for ``args`` run sequentially, then with ``--ray --num-cpus 2``
+    (asserted: exit 2 both times, no traceback, one error line each, the two lines equal)."""
     lines = []
     for extra in ([], ["--ray", "--num-cpus", "2"]):
         capsys.readouterr()
@@ -363,6 +357,19 @@ def test_ray_leaderboard_trace_shorter_than_a_window_is_the_sequential_one_line(
         assert len(mine) == 1, err
         lines.append(mine[0])
     assert lines[0] == lines[1], lines
+    return lines
+
+
+def test_ray_leaderboard_trace_shorter_than_a_window_is_the_sequential_one_line(local_ray, tmp_path, capsys):
+    """--trace with a file of 100 requests on the quick KVAdmission user-trace scenario (windows of 256): with
+    --ray --num-cpus 2 the same one line as the sequential run (exit 2), not the RuntimeError traceback
+    naming the Ray run (main)."""
+    f = tmp_path / "short.jsonl"
+    f.write_text("".join(json.dumps({"timestamp": 500 * i, "input_length": 1000 + 7 * i, "output_length": 50 + i}) + "\n"
+                         for i in range(100)))
+    args = ["--quick", "--no-progress", "--trace", str(f), "--envs", "kv_admission", "--scenarios", "*/user:*",
+            "--out", str(tmp_path / "out")]
+    lines = _sequential_and_ray_error_lines(capsys, args)
     assert f"error: --trace {f}: has 100 requests" in lines[1] and "windows of 256 requests" in lines[1], lines[1]
 
 
@@ -388,15 +395,7 @@ def test_ray_leaderboard_user_errors_are_the_sequential_one_line(local_ray, tmp_
     monkeypatch.setattr(leaderboard, "policies_for", lambda env_id, extra: ["random"])
     monkeypatch.setattr(leaderboard, "run_policy", _refuses)
     args = ["--quick", "--envs", "KVAdmission", "--seeds", "1", "--no-progress", "--out", str(tmp_path / "o")]
-    lines = []
-    for extra in ([], ["--ray", "--num-cpus", "2"]):
-        capsys.readouterr()
-        with pytest.raises(SystemExit) as ex:
-            leaderboard.main([*args, *extra])
-        err = capsys.readouterr().err
-        assert ex.value.code == 2 and "Traceback" not in err, err
-        lines += [ln for ln in err.splitlines() if "agents.leaderboard: error:" in ln]
-    assert len(lines) == 2 and lines[0] == lines[1], lines
+    lines = _sequential_and_ray_error_lines(capsys, args)
     assert lines[0].endswith(f"error: --trace dir/f.jsonl: scenario {first[0].id} refuses it: no prefix block ids; "
                              "give another trace, or leave kv_admission out with --envs"), lines[0]
     with pytest.raises(RuntimeError, match=rf"scenario {re.escape(first[0].id)}, policy bug: ZeroDivisionError: a bug"):

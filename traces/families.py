@@ -30,7 +30,7 @@ from traces.errors import TraceError
 from traces.params import load_params
 from traces.sampling import LogNormal, QuantileTable, correlated_uniforms
 from traces.sessions import _chains
-from traces.synthetic import _seed
+from traces.synthetic import _positive, _seed
 from traces.trace import Trace, TraceMeta, _gather_csr
 
 __all__ = ["azure_code_bursty", "burstgpt_like", "agentic", "zipf_truncated_pmf", "FAMILIES_FILE"]
@@ -46,13 +46,6 @@ def _params(name: str) -> dict:
 def _describe(name: str, seed: int, **kw: object) -> str:
     args = ", ".join(f"{k}={v!r}" for k, v in kw.items() if v is not None)
     return f"synthetic: traces.families {name}(seed={seed}, {args}) with parameters from {_FILE_TEXT}"
-
-
-def _positive(name: str, where: str, value: float | None, default: float) -> float:
-    v = default if value is None else value
-    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not (np.isfinite(v) and v > 0):
-        raise TraceError(f"{where}: {name} must be a finite number > 0, got {value!r}")
-    return float(v)
 
 
 def azure_code_bursty(seed: int = 0, duration_s: float | None = None, rate_rps: float | None = None) -> Trace:

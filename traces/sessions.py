@@ -18,7 +18,7 @@ import numpy as np
 from traces.errors import TraceError
 from traces.params import load_params
 from traces.sampling import QuantileTable
-from traces.synthetic import _seed, describe_call, make_arrivals
+from traces.synthetic import _positive, _seed, describe_call, make_arrivals
 from traces.trace import Trace, TraceMeta, _gather_csr
 
 __all__ = ["mooncake_conv"]
@@ -54,10 +54,7 @@ def mooncake_conv(seed: int = 0, duration_s: float | None = None, rate_rps: floa
     a `think_time_scale` that is not a finite number > 0.
     """
     seed = _seed(seed)
-    if think_time_scale is not None and (isinstance(think_time_scale, bool)
-                                         or not isinstance(think_time_scale, (int, float, np.number))
-                                         or not np.isfinite(think_time_scale) or think_time_scale <= 0):
-        raise TraceError(f"mooncake_conv: think_time_scale must be a finite number > 0, got {think_time_scale!r}")
+    think_scale = _positive("think_time_scale", "mooncake_conv", think_time_scale, 1.0)  # x 1.0 is exact
     P = load_params("mooncake_conv")
     duration_s = P["duration_s"] if duration_s is None else duration_s
     rate_rps = P["rate_rps"] if rate_rps is None else rate_rps
@@ -88,8 +85,7 @@ def mooncake_conv(seed: int = 0, duration_s: float | None = None, rate_rps: floa
         k = rng.choice(kids_p.size, size=t.size, p=kids_p)
         par = np.repeat(np.arange(t.size), k)
         m = par.size
-        gap = tab["gap_s"].ppf(rng.random(m))
-        tc = t[par] + (gap if think_time_scale is None else gap * float(think_time_scale))
+        tc = t[par] + tab["gap_s"].ppf(rng.random(m)) * think_scale
         kind = rng.random(m)
         oc = tab["output"].sample_int(rng.random(m))
         pp, op, nbp = p[par], o[par], nb[par]

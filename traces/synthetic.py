@@ -53,6 +53,15 @@ def describe_call(name: str, seed: int, **kw: object) -> str:
     return f"synthetic: traces.synthetic {name}(seed={seed}, {args}) with parameters from {PARAMS_FILE}"
 
 
+def _positive(name: str, where: str, value: float | None, default: float) -> float:
+    """``value`` (``default`` when None) as a float; ``TraceError`` naming ``where`` and ``name`` unless it
+    is a finite number > 0."""
+    v = default if value is None else value
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not (np.isfinite(v) and v > 0):
+        raise TraceError(f"{where}: {name} must be a finite number > 0, got {value!r}")
+    return float(v)
+
+
 def _seed(seed: int) -> int:
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise TraceError(f"seed must be an integer >= 0, got {seed!r}")
