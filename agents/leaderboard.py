@@ -52,6 +52,7 @@ from agents.scenarios import (
     Scenario,
     ScenarioResult,
     Scoring,
+    TraceNameClash,
     held_out_windows,
     scenarios_for,
     transfer_note,
@@ -558,7 +559,13 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as err:  # the message starts with the spec
             p.error(f"--team {err}")
     try:
-        scenarios = scenarios_for(a.envs) + user_trace_scenarios(a.trace, a.envs)
+        user = user_trace_scenarios(a.trace, a.envs)
+    except (FileNotFoundError, TraceNameClash) as err:
+        p.error(str(err))
+    except ValueError as err:
+        p.error(f"--envs {' '.join(a.envs or [])}: {err}")
+    try:
+        scenarios = scenarios_for(a.envs) + user
         named = [envs.options.resolve_env_id(name) for name in a.envs or []]  # asked for: never skipped
         every = scenarios
         if a.quick:  # the quick run keeps every main scenario and one of the transfer track

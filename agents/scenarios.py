@@ -628,14 +628,31 @@ def windows_note(episodes: int, windows: int | None) -> str:
             f"sample(s), not {episodes}")
 
 
+class TraceNameClash(ValueError):
+    """Two ``--trace`` files would give the same scenario ids (the same file twice, or two files
+    of one name in different folders)."""
+
+
 def user_trace_scenarios(paths: list[str], envs_filter: list[str] | None) -> list[Scenario]:
     """The selected environments' scenarios replayed on each user trace file; a file no policy
-    trained on is held out as a whole (``split=all``)."""
+    trained on is held out as a whole (``split=all``). Their ids name the file by its name
+    (``<env>/user:<name>/...``), so ``FileNotFoundError`` for a missing file and ``TraceNameClash``
+    for one given twice or two files of the same name (their results would share ids)."""
     out = []
+    seen: dict[str, str] = {}
     for path in paths:
         p = Path(path)
         if not p.exists():
             raise FileNotFoundError(f"--trace {path}: no such file")
+        if p.name in seen:
+            first = seen[p.name]
+            if Path(first).resolve() == p.resolve():
+                raise TraceNameClash(f"--trace {path}: given twice (as {first} and {path})")
+            raise TraceNameClash(f"--trace {first} and --trace {path}: both files are named {p.name}, which "
+                                 f"names their scenarios (user:{p.name}); give files with different names")
+        seen[p.name] = path
+    for path in paths:
+        p = Path(path)
         for base in scenarios_for(envs_filter):
             if SCORING[base.env_id].trace_kind != "requests" or base.track != "main":
                 continue

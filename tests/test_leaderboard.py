@@ -361,3 +361,23 @@ def test_trace_unsuited_errors_keep_their_fields_through_pickling():
                                               ("routing/user:a.jsonl/y", "needs C, the file D")])
     assert str(pickle.loads(pickle.dumps(unusable))) == str(unusable) == (
         "--trace d/a.jsonl: no environment of this run can use it (routing needs A, the file B): give another trace")
+
+
+def test_two_traces_that_would_share_scenario_ids_are_refused(tmp_path, capsys):
+    """User-trace scenario ids name the file (``user:<name>``): the same file given twice, or two files of one
+    name in different folders, gave the same ids to two traces' results; each is one line before any run."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    fa, fb = _hour_file(a / "t.jsonl"), _hour_file(b / "t.jsonl")
+    out = str(tmp_path / "out")
+    assert _the_error(capsys, ["--quick", "--envs", "kv_admission", "--trace", str(fa), "--trace", str(fb),
+                               "--out", out]).endswith(
+        f"--trace {fa} and --trace {fb}: both files are named t.jsonl, which names their scenarios "
+        "(user:t.jsonl); give files with different names")
+    assert _the_error(capsys, ["--quick", "--envs", "kv_admission", "--trace", str(fa), "--trace",
+                               str(a / ".." / "a" / "t.jsonl"), "--out", out]).endswith(
+        f"--trace {a / '..' / 'a' / 't.jsonl'}: given twice (as {fa} and {a / '..' / 'a' / 't.jsonl'})")
+    assert not (tmp_path / "out").exists()
+    ids = {sc.id for sc in scn.user_trace_scenarios([str(fa), str(_hour_file(b / "u.jsonl"))], ["kv_admission"])}
+    assert any("user:t.jsonl" in i for i in ids) and any("user:u.jsonl" in i for i in ids)
