@@ -213,6 +213,8 @@ RECIPES: dict[str, Recipe] = {
     # batch's envs on 4 threads (the same labels). 525 s for seed 0 on the loaded 2-core box (2 threads); on the 16-core GPU host
     # the 3 seeds in parallel took 178 s and their leaderboard 34 s (`OUT=DIR bash agents/zoo/train_routing.sh`).
     # It replaces routing_ppo_transfer.zip (MaskablePPO, 1,720,320 steps), which it beats on all 6 Routing scenarios.
+    # The committed file: seed 0 of the retrain on the GPU host at 45edb65 (2026-12-03; DAgger 125-135 s per seed, 3 at
+    # once on 12 cores), the earlier run's weights no longer reproduced (agents/zoo/results/README.md).
     "servegym/Routing-v0": Recipe("routing_dagger.zip", (
         "--env-kwargs", "workloads=" + ",".join(ROUTING_WORKLOADS), "load=(0.3,0.6,0.9,1.2,1.6,2.0)",
         "workload_seeds=2", "teacher_threads=4", "--imitate", "65536", "--timesteps", "0",
