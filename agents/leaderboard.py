@@ -45,7 +45,7 @@ import envs
 from agents import obs_version, team
 from agents.policy import ZOO, heuristic_names, make_policy
 from agents.rollout import run_episodes
-from agents.provenance import code_version
+from agents.provenance import code_version, platform_record
 from agents.scenarios import (
     SCORING,
     PolicyRun,
@@ -384,8 +384,8 @@ def build_report(results: list[ScenarioResult], command: str, quick: bool,
                     entry["note"] = note
             rows += score_scenario(res)
         scenarios.append(entry)
-    return {"version": VERSION, "command": command, "code": code_version() if code is None else code, "quick": quick,
-            "scenarios": scenarios, "rows": rows}
+    return {"version": VERSION, "command": command, "code": code_version() if code is None else code,
+            "platform": platform_record(), "quick": quick, "scenarios": scenarios, "rows": rows}
 
 
 def timing(results: list[ScenarioResult], wall_s: float) -> dict[str, Any]:

@@ -45,7 +45,7 @@ from agents.family_vec import (SLO_FIELDS, FamilyVecEnv, family_specs, hardware_
                                 training_family_specs)
 from agents.imitation import has_teacher, imitate, teacher_for
 from agents.policy import heuristic_names
-from agents.provenance import code_version
+from agents.provenance import code_version, platform_record
 from agents.policy_base import PolicyFileError
 from agents.sb3_policy import ALGOS, algo_class, load_model, no_distribution_validation
 from agents.training import (
@@ -519,7 +519,8 @@ def _learn_and_score(a: argparse.Namespace, callbacks: list | None, vec, algo: s
     final = out / "final.zip"
     atomic_save(model, final, a.env)
     atomic_write_text(out / "run.json", json.dumps({
-        "command": command, "code": code, "env": a.env, "observation": obs_version.record(a.env),
+        "command": command, "code": code, "platform": platform_record(), "env": a.env,
+        "observation": obs_version.record(a.env),
         "algo": algo, "timesteps": int(model.num_timesteps),
         "n_envs": a.n_envs, "vec_procs": a.vec_procs, "trace": a.trace, "env_kwargs": kwargs, "hyperparams": hyperparams,
         "seed": a.seed, "device": device,

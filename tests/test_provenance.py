@@ -6,7 +6,8 @@ import subprocess
 
 import pytest
 
-from agents.provenance import ROOT, code_version
+from agents import provenance
+from agents.provenance import ROOT, code_version, platform_record
 
 
 @pytest.fixture(autouse=True)
@@ -40,6 +41,24 @@ def test_leaderboard_json_records_the_commit():
 
     report = build_report([], "python -m agents.leaderboard", quick=True)
     assert report["code"] == code_version()
+    assert report["platform"] == platform_record()
+
+
+def test_platform_record_names_the_software_and_cpu(monkeypatch):
+    """What a learned agent's score may depend on besides the commit: versions of the numeric packages (None for
+    one not installed), the Python version, the CPU."""
+    import importlib.metadata
+    import platform
+
+    monkeypatch.setattr(provenance, "PLATFORM_PACKAGES", ("numpy", "torch", "no-such-package-servegym"))
+    rec = platform_record()
+    assert rec["python"] == platform.python_version() and rec["machine"] == platform.machine()
+    assert rec["packages"] == {"numpy": importlib.metadata.version("numpy"),
+                               "torch": importlib.metadata.version("torch"), "no-such-package-servegym": None}
+    if provenance.Path("/proc/cpuinfo").exists():
+        names = [ln.split(":", 1)[1].strip() for ln in provenance.Path("/proc/cpuinfo").read_text().splitlines()
+                 if ln.startswith("model name")]
+        assert rec["cpu"] == (names[0] if names else (platform.processor() or None))
 
 
 def test_named_commit_overrides_git_and_is_checked(tmp_path, monkeypatch):
@@ -78,4 +97,5 @@ def test_train_takes_the_commit_once_before_training(monkeypatch, tmp_path):
     assert train.main(["--env", "KVAdmission", "--timesteps", "64", "--n-envs", "2", "--no-eval", "--no-progress",
                        "--out", str(tmp_path / "o"), "--hyperparams", "n_steps=32", "batch_size=64"]) == 0
     assert len(calls) == 1
-    assert json.loads((tmp_path / "o" / "run.json").read_text())["code"]["commit"] == "c" * 40
+    run = json.loads((tmp_path / "o" / "run.json").read_text())
+    assert run["code"]["commit"] == "c" * 40 and run["platform"] == train.platform_record()
