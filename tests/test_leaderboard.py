@@ -361,3 +361,18 @@ def test_trace_unsuited_errors_keep_their_fields_through_pickling():
                                               ("routing/user:a.jsonl/y", "needs C, the file D")])
     assert str(pickle.loads(pickle.dumps(unusable))) == str(unusable) == (
         "--trace d/a.jsonl: no environment of this run can use it (routing needs A, the file B): give another trace")
+
+
+@pytest.mark.parametrize("extra, line", [
+    (["--num-cpus", "4"], "--num-cpus 4: sizes the embedded Ray of --ray; without --ray the run is sequential"),
+    (["--ray", "--num-cpus", "0"], "--num-cpus 0: must be >= 1"),
+    (["--ray", "--num-cpus", "-2"], "--num-cpus -2: must be >= 1"),
+    (["--address", "auto", "--num-cpus", "2"], "--num-cpus 2 --address auto: --num-cpus sizes the embedded Ray "
+                                                 "only; a cluster has the CPUs its nodes were started with"),
+])
+def test_num_cpus_is_checked_before_any_scenario_runs(tmp_path, capsys, monkeypatch, extra, line):
+    """--num-cpus without --ray was ignored and the whole run went sequential; 0 or a cluster's --address
+    were refused only once Ray started (exit 1)."""
+    monkeypatch.setattr(lb, "run", _no_run)
+    got = _the_error(capsys, ["--quick", "--no-progress", "--out", str(tmp_path / "lb"), *extra])
+    assert got == f"python -m agents.leaderboard: error: {line}", got
