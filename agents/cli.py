@@ -100,11 +100,18 @@ def policy_choices(env_id: str) -> list[str]:
 def check_policies(env_id: str, specs: list[str], allowed: tuple[str, ...] = (".zip", ".onnx"),
                    names: bool = True) -> None:
     """Each of ``specs`` is a policy name of ``env_id`` (with ``names``) or an existing file with
-    one of the ``allowed`` suffixes; else ``UsageError`` naming it and what is allowed."""
+    one of the ``allowed`` suffixes; else ``UsageError`` naming it and what is allowed. A policy
+    given twice (a file by any path to it) is a ``UsageError`` too: it played twice, two rows of one name."""
     choices = policy_choices(env_id) if names else []
     from agents.policy import ZOO
 
+    seen: dict[str, str] = {}
     for spec in specs:
+        key = str(Path(spec).resolve()) if Path(spec).is_file() else spec
+        if key in seen:
+            same = repr(spec) if seen[key] == spec else f"{seen[key]!r} and {spec!r} (the same file)"
+            raise UsageError(f"--policy {same}: given twice; each policy plays once")
+        seen[key] = spec
         if spec in choices:
             continue
         if spec == "zoo" and env_id not in ZOO:

@@ -540,6 +540,16 @@ def main(argv: list[str] | None = None) -> int:
         p.error(str(err))
     if a.seeds is not None and a.seeds < 1:
         p.error("--seeds must be >= 1")
+    # --num-cpus without --ray was ignored (the run went sequential); the ones Ray refuses were caught only
+    # once it started, exit 1
+    if a.num_cpus is not None:
+        if not (a.ray or a.address is not None):
+            p.error(f"--num-cpus {a.num_cpus}: sizes the embedded Ray of --ray; without --ray the run is sequential")
+        if a.num_cpus < 1:
+            p.error(f"--num-cpus {a.num_cpus}: must be >= 1")
+        if a.address is not None:
+            p.error(f"--num-cpus {a.num_cpus} --address {a.address}: --num-cpus sizes the embedded Ray only; a "
+                    "cluster has the CPUs its nodes were started with")
     for path in a.policy:
         if Path(path).suffix not in (".zip", ".onnx") or not Path(path).is_file():
             p.error(f"--policy {path}: expected an existing SB3 checkpoint (.zip) or ONNX file (.onnx)")

@@ -198,6 +198,19 @@ def test_bad_config_names_the_field(kwargs, field):
         asc.AutoscaleVecEnv(1, **{**SMALL, **kwargs})
 
 
+@pytest.mark.parametrize("kwargs, message", [
+    ({"interval_s": 1e300}, r"episode_s \(600.0\) must be a multiple \(>= 1\) of interval_s \(1e\+300\)"),
+    ({"episode_s": 10.0}, r"episode_s \(10.0\) must be a multiple \(>= 1\) of interval_s \(30.0\)"),
+    ({"bin_s": 1e300}, r"interval_s \(30.0\) must be a multiple \(>= 1\) of bin_s \(1e\+300\)"),
+    ({"bin_s": 60.0}, r"interval_s \(30.0\) must be a multiple \(>= 1\) of bin_s \(60.0\)"),
+])
+def test_a_step_or_episode_shorter_than_one_unit_is_refused(kwargs, message):
+    """interval_s / bin_s and episode_s / interval_s below 1/2 rounded to 0, which the tolerance took for a
+    multiple: interval_s=1e300 ended in a numba TypingError traceback, bin_s=1e300 in 'a cannot be empty'."""
+    with pytest.raises(ValueError, match=message):
+        asc.AutoscaleVecEnv(1, **{**SMALL, **kwargs})
+
+
 def test_train_and_test_days_differ():
     tr = asc.AutoscaleVecEnv(1, split="train", **SMALL).scenario
     te = asc.AutoscaleVecEnv(1, split="test", **SMALL).scenario

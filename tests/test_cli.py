@@ -85,6 +85,18 @@ def test_env_kwargs_given_twice_is_refused():
         cli.parse_env_kwargs(["load=1", "load=2"], KV)
 
 
+def test_a_policy_given_twice_is_refused(tmp_path, monkeypatch):
+    """evaluate --policy sarathi --policy sarathi played it twice: two rows of one name in the table and JSON."""
+    with pytest.raises(cli.UsageError, match=r"^--policy 'sarathi': given twice; each policy plays once$"):
+        cli.check_policies(KV, ["vllm_fcfs", "sarathi", "sarathi"])
+    ckpt = tmp_path / "a.onnx"
+    ckpt.write_bytes(b"x")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(cli.UsageError, match=rf"^--policy '{ckpt}' and 'a.onnx' \(the same file\): given twice"):
+        cli.check_policies(KV, [str(ckpt), "a.onnx"])
+    cli.check_policies(KV, ["vllm_fcfs", "sarathi", str(ckpt)])
+
+
 @pytest.mark.parametrize("env_id", options.env_ids())
 def test_every_default_round_trips_through_the_parser(env_id):
     """What --help shows as a field's default parses back (as KEY=VALUE) to that default."""

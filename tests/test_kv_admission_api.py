@@ -188,6 +188,15 @@ def test_a_non_finite_ttft_slo_is_refused_in_one_line():
         kva.KVAdmissionVecEnv(1, slo_ttft_s=float("inf"), **SMALL)
 
 
+@pytest.mark.parametrize("field, value", [("drain_s", -1.0), ("drain_s", float("nan")), ("recompute_penalty", -0.5)])
+def test_a_negative_drain_or_recompute_penalty_is_refused_in_one_line(field, value):
+    """Both were taken: drain_s < 0 truncated each episode before its last arrival, and a recompute_penalty
+    < 0 rewarded recomputed tokens (--env-kwargs drain_s=-1 printed a table). Routing-v0 and
+    Disaggregation-v0 refused drain_s < 0 already."""
+    with pytest.raises(ValueError, match=rf"^KVAdmission: {field} must be a number >= 0, got {value!r}$"):
+        kva.KVAdmissionVecEnv(1, **{field: value}, **SMALL)
+
+
 def _jsonl(path, rows) -> str:
     import json
 

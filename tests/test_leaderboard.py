@@ -381,3 +381,18 @@ def test_two_traces_that_would_share_scenario_ids_are_refused(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
     ids = {sc.id for sc in scn.user_trace_scenarios([str(fa), str(_hour_file(b / "u.jsonl"))], ["kv_admission"])}
     assert any("user:t.jsonl" in i for i in ids) and any("user:u.jsonl" in i for i in ids)
+
+
+@pytest.mark.parametrize("extra, line", [
+    (["--num-cpus", "4"], "--num-cpus 4: sizes the embedded Ray of --ray; without --ray the run is sequential"),
+    (["--ray", "--num-cpus", "0"], "--num-cpus 0: must be >= 1"),
+    (["--ray", "--num-cpus", "-2"], "--num-cpus -2: must be >= 1"),
+    (["--address", "auto", "--num-cpus", "2"], "--num-cpus 2 --address auto: --num-cpus sizes the embedded Ray "
+                                                 "only; a cluster has the CPUs its nodes were started with"),
+])
+def test_num_cpus_is_checked_before_any_scenario_runs(tmp_path, capsys, monkeypatch, extra, line):
+    """--num-cpus without --ray was ignored and the whole run went sequential; 0 or a cluster's --address
+    were refused only once Ray started (exit 1)."""
+    monkeypatch.setattr(lb, "run", _no_run)
+    got = _the_error(capsys, ["--quick", "--no-progress", "--out", str(tmp_path / "lb"), *extra])
+    assert got == f"python -m agents.leaderboard: error: {line}", got

@@ -333,6 +333,9 @@ def test_bad_inputs():
         pe.PrefixEvictionVecEnv(1, trace=tr, candidate_set="random")
     with pytest.raises(TypeError):
         pe.PrefixEvictionVecEnv(1, trace=tr, not_a_field=1)
+    # a negative horizon made every legal candidate a good victim, as 0 does (was taken)
+    with pytest.raises(ValueError, match=r"^PrefixEviction: teacher_horizon must be a number >= 0 .*got -1.0$"):
+        pe.PrefixEvictionVecEnv(1, trace=tr, teacher_horizon=-1.0)
 
 
 def _lru_order(vec, e=0):

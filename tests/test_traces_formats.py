@@ -146,3 +146,33 @@ def test_named_format_must_fit_the_file(tmp_path: Path) -> None:
         load_trace(p, format="mooncake")
     with pytest.raises(TraceError, match="format='parquet' is not a supported format"):
         load_trace(p, format="parquet")
+
+
+@pytest.mark.parametrize("name, text, column, fields", [
+    ("azure.csv", "TIMESTAMP,ContextTokens,GeneratedTokens,timestamp\n"
+                  "2023-11-16 18:15:46.68,374,44,x\n2023-11-16 18:15:50.99,396,109,y\n", "TIMESTAMP", "1, 4"),
+    ("bg.csv", "Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type,Response tokens\n"
+               "5,ChatGPT,4,2,6,API log,9\n6,ChatGPT,4,3,7,API log,9\n", "Response tokens", "4, 7"),
+])
+def test_a_column_named_twice_in_a_csv_header_is_refused(tmp_path: Path, name: str, text: str, column: str,
+                                                          fields: str) -> None:
+    """The first of the two columns was read and the other ignored, whichever held the data."""
+    p = tmp_path / name
+    p.write_text(text)
+    with pytest.raises(TraceError) as err:
+        load_trace(p)
+    msg = str(err.value)
+    assert msg.startswith(f"{p}: line 1: column {column!r} appears 2 times in the header (fields {fields} of ")
+    assert msg.endswith("which one holds the data is ambiguous") and "\n" not in msg
+
+
+def test_a_key_given_twice_in_a_jsonl_record_is_refused(tmp_path: Path) -> None:
+    """json keeps the last of two values: {"timestamp": 2000, ..., "timestamp": 3000} loaded as 3000."""
+    row = '{"timestamp": 1000, "input_length": 600, "output_length": 5, "hash_ids": [1, 2]}\n'
+    p = tmp_path / "twice.jsonl"
+    p.write_text(row + '{"timestamp": 2000, "input_length": 600, "output_length": 5, "hash_ids": [1, 3], '
+                       '"timestamp": 3000}\n')
+    with pytest.raises(TraceError, match=rf"^{p}: line 2, field 'timestamp': given 2 times in one object "
+                                         r"\(2000, 3000\); which value holds is ambiguous$"):
+        load_trace(p)
+    assert len(load_trace(jsonl(tmp_path / "once.jsonl", [json.loads(row)] * 2))) == 2

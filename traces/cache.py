@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-CACHE_VERSION = 3  # 2: BurstGPT 0-token rows, dense hash ids, raw file times, Bailian; 3: counts > MAX_TOKENS refused
+CACHE_VERSION = 4  # 2: BurstGPT 0-token rows, dense hash ids, raw file times, Bailian; 3: counts > MAX_TOKENS refused;
+# 4: a CSV column named twice in the header, a JSON key given twice in one record refused
 _ENV = "SERVEGYM_CACHE"
 
 

@@ -134,12 +134,15 @@ def _check(cfg: AutoscaleConfig) -> None:
         v = getattr(cfg, name)
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
             raise ValueError(f"Autoscale: {name} must be > 0, got {v!r}")
+    # A multiple of at least 1: a ratio below 1/2 rounds to 0 within the tolerance (interval_s=1e300 passed
+    # as a "multiple" of 0 intervals, then failed in the kernel's typing with a traceback).
     steps = cfg.interval_s / cfg.bin_s
-    if abs(steps - round(steps)) > 1e-9:
-        raise ValueError(f"Autoscale: interval_s ({cfg.interval_s}) must be a multiple of bin_s ({cfg.bin_s})")
+    if not steps >= 1 or abs(steps - round(steps)) > 1e-9:
+        raise ValueError(f"Autoscale: interval_s ({cfg.interval_s}) must be a multiple (>= 1) of bin_s ({cfg.bin_s})")
     n = cfg.episode_s / cfg.interval_s
-    if abs(n - round(n)) > 1e-9:
-        raise ValueError(f"Autoscale: episode_s ({cfg.episode_s}) must be a multiple of interval_s ({cfg.interval_s})")
+    if not n >= 1 or abs(n - round(n)) > 1e-9:
+        raise ValueError(f"Autoscale: episode_s ({cfg.episode_s}) must be a multiple (>= 1) of interval_s "
+                         f"({cfg.interval_s})")
     if cfg.split not in ("train", "test", "all"):
         raise ValueError(f"Autoscale: split must be 'train', 'test' or 'all', got {cfg.split!r}")
     if cfg.window_order not in ("random", "sequential"):

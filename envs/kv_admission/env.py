@@ -248,6 +248,11 @@ class KVAdmissionVecEnv(NativeVecEnv):
             raise ValueError(f"KVAdmission: rate_scale must be > 0, got {cfg.rate_scale}")
         if cfg.window_order not in ("random", "sequential"):
             raise ValueError(f"KVAdmission: window_order must be 'random' or 'sequential', got {cfg.window_order!r}")
+        # drain_s < 0 truncated episodes before their last arrival; a recompute_penalty < 0 paid for preemptions
+        for name in ("drain_s", "recompute_penalty"):
+            v = getattr(cfg, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not v >= 0:
+                raise ValueError(f"KVAdmission: {name} must be a number >= 0, got {v!r}")
         self.config = cfg
         self.scenario = build_scenario(cfg)
         self.K = int(cfg.candidates)

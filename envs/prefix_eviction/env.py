@@ -486,6 +486,10 @@ class PrefixEvictionVecEnv(NativeVecEnv):
             raise ValueError(f"PrefixEviction: evict_leaves_only must be true or false, got {cfg.evict_leaves_only!r}")
         if not (isinstance(cfg.candidates, int) and cfg.candidates >= 2):
             raise ValueError(f"PrefixEviction: candidates must be an integer >= 2, got {cfg.candidates!r}")
+        h = cfg.teacher_horizon
+        if isinstance(h, bool) or not isinstance(h, (int, float, np.integer, np.floating)) or not h >= 0:
+            raise ValueError(f"PrefixEviction: teacher_horizon must be a number >= 0 (capacities of block references), "
+                             f"got {h!r}")
         self.config = cfg
         self.built = build(cfg)
         self.K = cfg.candidates

@@ -48,10 +48,16 @@ def iter_csv_chunks(path: Path, f: io.TextIOBase, wanted: dict[str, str]) -> Ite
     """Stream a CSV whose header (already checked) has the columns in `wanted` (key -> header name).
 
     Blank lines are not requests and are skipped (they carry no data); a row with a different
-    number of fields than the header is an error naming its line.
+    number of fields than the header is an error naming its line, and so is a wanted column that
+    the header names twice (case-insensitively), naming line 1.
     """
     reader = csv.reader(f)
     header = [h.strip() for h in next(reader)]
+    for name in wanted.values():  # the first of two was read and the other ignored
+        at = [i + 1 for i, h in enumerate(header) if h.lower() == name.strip().lower()]
+        if len(at) > 1:
+            raise TraceError(f"{path}: line 1: column {name!r} appears {len(at)} times in the header (fields "
+                             f"{', '.join(map(str, at))} of {', '.join(header)}); which one holds the data is ambiguous")
     index = {key: header.index(name) for key, name in wanted.items()}
     width = len(header)
     cols: dict[str, list[str]] = {k: [] for k in wanted}

@@ -55,16 +55,35 @@ def _integer(v: object, path: Path, line: int, field: str, minimum: int, maximum
     return int(v)
 
 
+class _DuplicateKey(Exception):
+    def __init__(self, key: str, values: list[object]):
+        self.key, self.values = key, values
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    """A JSON object's dict; ``_DuplicateKey`` where a key repeats (``json`` would keep the last value)."""
+    out = dict(pairs)
+    if len(out) < len(pairs):
+        seen: set[str] = set()
+        key = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        raise _DuplicateKey(key, [v for k, v in pairs if k == key])
+    return out
+
+
 def records(path: Path, required: tuple[str, ...]):
-    """Yield (line number, record dict) for every non-blank line; errors name file and line."""
+    """Yield (line number, record dict) for every non-blank line; errors name file and line (and
+    the field, for a key given twice in one object)."""
     with open_text(path) as f:
         for line_no, line in enumerate(f, start=1):
             if not line.strip():
                 continue
             try:
-                rec = json.loads(line)
+                rec = json.loads(line, object_pairs_hook=_unique_keys)
             except json.JSONDecodeError as e:
                 raise TraceError(f"{path}: line {line_no}: not valid JSON ({e.msg} at column {e.colno})") from None
+            except _DuplicateKey as e:
+                raise TraceError(f"{_where(path, line_no, e.key)}: given {len(e.values)} times in one object "
+                                 f"({', '.join(map(repr, e.values))}); which value holds is ambiguous") from None
             if not isinstance(rec, dict):
                 raise TraceError(f"{path}: line {line_no}: expected a JSON object, got {type(rec).__name__}")
             for key in required:
