@@ -315,6 +315,12 @@ def main(argv: list[str] | None = None) -> int:
         else:
             policies = a.policy or ["random", *heuristic_names(a.env)]
             cli.check_policies(a.env, policies)
+            for spec in policies:  # a corrupt file was a line only after the policies before it had played
+                if Path(spec).suffix in (".zip", ".onnx"):
+                    try:
+                        cli.check_policy_file(spec)
+                    except ValueError as err:
+                        raise cli.UsageError(f"--policy: {err}") from None
         cli.check_env(a.env, kwargs, a.trace, a.seed, split=a.split)
         if a.json:
             cli.check_output(a.json, "--json")  # before the run, not a traceback at its end

@@ -42,7 +42,7 @@ from typing import Any, Collection, Iterator
 import numpy as np
 
 import envs
-from agents import obs_version, team
+from agents import team
 from agents.policy import ZOO, heuristic_names, make_policy
 from agents.rollout import run_episodes
 from agents.provenance import code_version, platform_record
@@ -554,11 +554,7 @@ def main(argv: list[str] | None = None) -> int:
         if Path(path).suffix not in (".zip", ".onnx") or not Path(path).is_file():
             p.error(f"--policy {path}: expected an existing SB3 checkpoint (.zip) or ONNX file (.onnx)")
         try:  # trained on another observation version, or unreadable: refused before any scenario runs
-            obs_version.check_file(path)
-            if Path(path).suffix == ".zip":  # a corrupt member (policy.pth) was a traceback when it first played
-                from agents.sb3_policy import load_model
-
-                load_model(path, device="cpu")
+            cli.check_policy_file(path)
         except ValueError as err:
             p.error(f"--policy {err}")
     for spec in a.team:

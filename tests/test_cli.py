@@ -381,6 +381,21 @@ def test_an_unreadable_policy_file_is_one_line_naming_it(tmp_path, capsys, kind)
     assert not (tmp_path / "lb").exists() and not (tmp_path / "x.onnx").exists()
 
 
+def test_evaluate_refuses_a_corrupt_policy_file_before_any_policy_plays(tmp_path, capsys, monkeypatch):
+    """agents.evaluate read a checkpoint only when its turn came: ``--policy jsq --policy cut.zip`` played jsq's
+    episodes first, then ended in the file's line. Every file is now read before the first episode (as the
+    leaderboard does: cli.check_policy_file)."""
+    from agents import evaluate
+
+    path = _broken_policy_files(tmp_path)["truncated_pth"]
+    monkeypatch.setattr(evaluate, "evaluate", lambda *a, **k: pytest.fail("a policy played before the check"))
+    with pytest.raises(SystemExit) as exit_:
+        evaluate.main(["--env", "Routing", "--policy", "jsq", "--policy", str(path), "--episodes", "1",
+                       "--env-kwargs", "window_requests=64"])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and len(lines) == 1 and f"--policy: {path}: " in lines[0], lines
+
+
 @pytest.mark.parametrize("env_id", options.single_agent_ids())
 @pytest.mark.parametrize("frac", ["1.5", "0", "-0.2", "1"])
 def test_held_out_frac_out_of_range_blames_env_kwargs(env_id, frac):
