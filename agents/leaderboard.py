@@ -565,13 +565,7 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as err:  # the message starts with the spec
             p.error(f"--team {err}")
     try:
-        user = user_trace_scenarios(a.trace, a.envs)
-    except (FileNotFoundError, TraceNameClash) as err:
-        p.error(str(err))
-    except ValueError as err:
-        p.error(f"--envs {' '.join(a.envs or [])}: {err}")
-    try:
-        scenarios = scenarios_for(a.envs) + user
+        scenarios = scenarios_for(a.envs) + user_trace_scenarios(a.trace, a.envs)
         named = [envs.options.resolve_env_id(name) for name in a.envs or []]  # asked for: never skipped
         every = scenarios
         if a.quick:  # the quick run keeps every main scenario and one of the transfer track
@@ -587,10 +581,10 @@ def main(argv: list[str] | None = None) -> int:
                        else "python -m agents.leaderboard --help lists the ids")
                 p.error(f"--scenarios {' '.join(unmatched)}: no scenario of this run matches ({why})")
             scenarios = [sc for sc in scenarios if any(fnmatch.fnmatchcase(sc.id, g) for g in a.scenarios)]
+    except (FileNotFoundError, TraceNameClash) as err:  # a --trace file: the line names it (before ValueError)
+        p.error(str(err))
     except ValueError as err:
         p.error(f"--envs {' '.join(a.envs or [])}: {err}")
-    except FileNotFoundError as err:
-        p.error(str(err))
     # a checkpoint or ONNX file in a seat whose layout it does not fit was a PolicyMismatch traceback
     # after the scenarios before it had run: each --team is seated once on each multi-agent scenario
     # picked (about 2 s each on the dev box)

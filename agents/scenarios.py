@@ -659,8 +659,6 @@ def user_trace_scenarios(paths: list[str], envs_filter: list[str] | None) -> lis
             raise TraceNameClash(f"--trace {first} and --trace {path}: both files are named {p.name}, which "
                                  f"names their scenarios (user:{p.name}); give files with different names")
         seen[p.name] = path
-    for path in paths:
-        p = Path(path)
         for base in scenarios_for(envs_filter):
             if SCORING[base.env_id].trace_kind != "requests" or base.track != "main":
                 continue

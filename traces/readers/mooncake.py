@@ -63,10 +63,12 @@ class _DuplicateKey(Exception):
 def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
     """A JSON object's dict; ``_DuplicateKey`` where a key repeats (``json`` would keep the last value)."""
     out = dict(pairs)
-    if len(out) < len(pairs):
+    if len(out) < len(pairs):  # a repeat: name the first key seen twice and every value it was given
         seen: set[str] = set()
-        key = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
-        raise _DuplicateKey(key, [v for k, v in pairs if k == key])
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key, [v for k, v in pairs if k == key])
+            seen.add(key)
     return out
 
 
