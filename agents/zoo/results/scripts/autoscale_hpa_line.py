@@ -2,6 +2,10 @@
 where the cost-attainment line that every learned student lies on passes HPA (issue 21's Autoscale target).
 
     PYTHONPATH=. python3 agents/zoo/results/scripts/autoscale_hpa_line.py OUT.json
+    PYTHONPATH=. python3 agents/zoo/results/scripts/autoscale_hpa_line.py --table OUT.json [FINETUNE.json]
+
+The second form prints the README's table and, given ``agents/zoo/results/autoscale_finetune.json``, which
+fine-tuned runs cost less than an HPA setting of lower or equal attainment.
 
 Plays ``agents.heuristics.autoscale.HPA`` with its scale-down stabilisation window (s) and tolerance set
 per row (Kubernetes' defaults are 300 s and 0.1, the registered ``hpa``), and a mixed-fleet variant of
@@ -84,7 +88,43 @@ def main(out: str) -> None:
         print(rows[-1], flush=True)
     with open(out, "w") as f:
         json.dump({"scenario": SID, "command": " ".join(sys.argv), "rows": rows}, f, indent=1)
+    print(markdown(rows))
+
+
+def below(hpa_rows: list[dict], finetune: dict) -> str:
+    """The runs of ``autoscale_finetune.json`` (m-large, penalty $0.001) that cost less than some HPA
+    setting of lower or equal attainment, each with those settings."""
+    hpa = [r for r in hpa_rows if r["policy"] == "hpa"]
+    lines = []
+    for name, run in finetune["runs"].items():
+        m = run.get("m-large", {}).get("0.001")
+        if m is None:
+            continue
+        beaten = [f"{h['down_window_s']} s / {h['tolerance']} (${h['cost_usd']:.1f}, {h['slo_attainment']:.4f})"
+                  for h in hpa if h["slo_attainment"] <= m["slo_attainment"] and h["cost_usd"] >= m["cost_usd"]]
+        lines.append(f"{name}: ${m['cost_usd']:.1f}, {m['slo_attainment']:.4f}: "
+                     + ("cheaper than " + "; ".join(beaten) if beaten else "below no HPA setting"))
+    return "\n".join(lines)
+
+
+def markdown(rows: list[dict]) -> str:
+    """The README's table: HPA's settings in order of attainment, cost per day and SLO attainment."""
+    hpa = sorted((r for r in rows if r["policy"] == "hpa"), key=lambda r: r["slo_attainment"])
+    name = lambda r: f"{r['down_window_s']} s, {r['tolerance']}" + (" (default)" if (r["down_window_s"], r["tolerance"])
+                                                                     == (300, 0.1) else "")
+    return "\n".join([
+        "| scale-down window, tolerance | " + " | ".join(name(r) for r in hpa) + " |",
+        "|---|" + "---|" * len(hpa),
+        "| HPA on m-large | " + " | ".join(f"${r['cost_usd']:.0f}, {r['slo_attainment']:.4f}" for r in hpa) + " |"])
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    if sys.argv[1:2] == ["--table"]:  # the README's table from a written JSON, then the runs below the line
+        with open(sys.argv[2]) as f:
+            hpa_rows = json.load(f)["rows"]
+        print(markdown(hpa_rows))
+        if len(sys.argv) > 3:
+            with open(sys.argv[3]) as f:
+                print(below(hpa_rows, json.load(f)))
+    else:
+        main(sys.argv[1])
