@@ -356,6 +356,10 @@ def _train(a: argparse.Namespace, argv: list[str] | None, callbacks: list | None
             specs = hardware_specs(a.trace, a.hardware, kwargs)
     except ValueError as err:
         raise cli.UsageError(str(err)) from None
+    if specs is not None:  # checked before check_env builds each family's scenario (minutes for ServeGen days)
+        n_envs = default_n_envs(a.env, algo) if a.n_envs is None else a.n_envs
+        if n_envs < len(specs) or n_envs % len(specs):
+            raise cli.UsageError(f"--n-envs {n_envs}: must be a multiple of the {len(specs)} families")
     for trace, env_kwargs in ([(a.trace, kwargs)] if specs is None else [(sp.trace, sp.env_kwargs) for sp in specs]):
         cli.check_env(a.env, env_kwargs, trace, a.seed, split="train")
     if not a.no_eval:  # the evaluation after training plays the held-out part of each: checked now, before any

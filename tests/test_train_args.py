@@ -26,3 +26,16 @@ def test_train_names_a_bad_seed_or_eval_at(argv, message, tmp_path):
     with pytest.raises(UsageError, match=message):
         train._train(train.build_parser().parse_args(["--timesteps", "128", "--out", str(tmp_path), *SMALL, *argv]),
                      None)
+
+
+def test_n_envs_not_a_multiple_of_the_families_is_refused_before_any_env_is_built(tmp_path, monkeypatch):
+    """Autoscale's ``--families all`` (3 families, two of them ServeGen days) used to build and check every
+    family's scenario (minutes on a fresh cache) before ``make_family_vec`` refused ``--n-envs 8``."""
+    def built(*args, **kwargs):
+        raise AssertionError("a family's env was built before --n-envs was checked")
+
+    monkeypatch.setattr(train.cli, "check_env", built)
+    argv = ["--env", "servegym/Autoscale-v0", "--families", "all", "--n-envs", "8", "--timesteps", "128",
+            "--no-eval", "--no-progress", "--out", str(tmp_path)]
+    with pytest.raises(UsageError, match=r"--n-envs 8: must be a multiple of the 3 families"):
+        train._train(train.build_parser().parse_args(argv), None)
