@@ -35,7 +35,10 @@ is split by time (the first ``1 - held_out_frac`` for training) and cut into win
 Baselines compare against two references computed on each episode's own arrivals (the normalized
 score): ``static_peak`` (fixed fleet for the training data's peak) = 0 and the DP ``oracle`` = 100.
 The oracle's plan needs future arrivals: ``oracle_targets(e)`` hands them out to oracle policies
-only; they are never in the observation.
+only; they are never in the observation. The DP starts each interval with an empty queue
+(``kernels.oracle_plan``), so below ``slo_penalty`` 0.001 it plans fleets whose backlog the replay carries on:
+its plan can then replay worse than ``static_peak`` (bursty held-out days at 0.0005 and below), and the
+normalized score of such an episode is NaN; at the scenarios' 0.001 and 0.01 it replays below ``static_peak``.
 """
 
 from __future__ import annotations
