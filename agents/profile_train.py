@@ -1,12 +1,14 @@
 """Where `python train.py`'s learner spends its time: rollout collection against the PPO update, and the
 update's gradient step by part (issue 16).
 
-    python -m agents.profile_train [--n-envs E] [--hyperparams KEY=VALUE ...] [--rollouts N]
+    python -m agents.profile_train [--env ID] [--n-envs E] [--vec-procs N] [--hyperparams KEY=VALUE ...] [--rollouts N]
 
 Builds the model ``train.py`` builds (``agents.training.make_model``: the environment's ``HYPERPARAMS``
 with ``--hyperparams`` on top, one torch thread, distribution validation off as in ``train.py``), learns
 two rollouts to warm up, then times N rollouts (default 5): ``collect_rollouts`` and ``train`` each, the
-medians in seconds per rollout. Then ``train`` under cProfile, its time per gradient step split by the
+medians in seconds per rollout, and the env steps per second they give. ``--vec-procs N`` steps the envs in N
+worker processes as ``train.py --vec-procs`` does (``envs.subproc_vec``), so it shows what holds a multi-process
+run: collection (the workers and the policy's forward passes) or the update, which no worker speeds up. Then ``train`` under cProfile, its time per gradient step split by the
 functions that spend it (self time, so cProfile's own overhead on Python calls lands in "SB3/Python"):
 forward (``linear``, ``tanh``), backward (autograd), distributions (``torch.distributions`` and
 sb3-contrib's masked ones: construction, ``logsumexp``, masking, entropy), optimizer (Adam, gradient
@@ -60,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--env", type=single_env_arg, default="servegym/KVAdmission-v0",
                    help="environment id, short name or package name (a short name was a KeyError traceback)")
     p.add_argument("--n-envs", type=int, default=None, help="default: train.py's for the environment")
+    p.add_argument("--vec-procs", type=int, default=1, help="worker processes stepping the envs (train.py's flag)")
     p.add_argument("--hyperparams", nargs="*", default=[], metavar="KEY=VALUE")
     p.add_argument("--rollouts", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
@@ -68,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--rollouts {a.rollouts}: must be >= 1")
     if a.n_envs is not None and a.n_envs < 1:  # 0 silently became the default, a negative count a traceback
         p.error(f"--n-envs {a.n_envs}: must be >= 1")
+    if a.vec_procs < 1:
+        p.error(f"--vec-procs {a.vec_procs}: must be >= 1")
 
     import torch as th
     from stable_baselines3.common.callbacks import CallbackList
@@ -75,13 +80,19 @@ def main(argv: list[str] | None = None) -> int:
     import envs
     from agents.sb3_policy import no_distribution_validation
     from agents.training import DEFAULT_ALGO, default_n_envs, make_model, parse_hyperparams
+    from envs.subproc_vec import SubprocNativeVecEnv
 
     th.set_num_threads(1)  # train.py's --threads default
     algo = DEFAULT_ALGO.get(a.env, "ppo")
     n_envs = default_n_envs(a.env, algo) if a.n_envs is None else a.n_envs
+    if a.vec_procs > n_envs:
+        p.error(f"--vec-procs {a.vec_procs}: more worker processes than envs ({n_envs})")
     try:
         overrides = parse_hyperparams(a.hyperparams)
-        vec = envs.make_vec(a.env, n_envs, seed=a.seed, trace="default", split="train")
+        if a.vec_procs > 1:
+            vec = SubprocNativeVecEnv(a.env, n_envs, a.vec_procs, seed=a.seed, trace="default", split="train")
+        else:
+            vec = envs.make_vec(a.env, n_envs, seed=a.seed, trace="default", split="train")
         model = make_model(algo, a.env, vec, a.seed, None, overrides)
     except ValueError as err:
         p.error(str(err))
@@ -101,12 +112,16 @@ def main(argv: list[str] | None = None) -> int:
         prof.enable()
         model.train()
         prof.disable()
+    vec.close()
     steps = model.n_epochs * -(-model.n_steps * n_envs // model.batch_size)  # gradient steps per update
     c, u = statistics.median(collect), statistics.median(update)
     print(f"{a.env} {algo} {n_envs} envs x {model.n_steps} steps, batch {model.batch_size}, {model.n_epochs} epochs "
           f"({steps} gradient steps per update), net {model.policy.net_arch}")
+    procs = f", {a.vec_procs} worker processes" if a.vec_procs > 1 else ""
     print(f"per rollout: collect {c:.3f} s, update {u:.3f} s ({u / (c + u):.0%} of the learner's time), "
-          f"medians of {a.rollouts}")
+          f"medians of {a.rollouts}{procs}")
+    rollout = model.n_steps * n_envs
+    print(f"env steps per second: {rollout / (c + u):,.0f} in all, {rollout / c:,.0f} while collecting")
     parts = split(pstats.Stats(prof))
     total = sum(parts.values())
     print(f"update under cProfile: {total / steps * 1e3:.1f} ms per gradient step")

@@ -39,6 +39,15 @@ def test_main_prints_the_split(capsys):
     out = capsys.readouterr().out
     assert "4 envs x 32 steps, batch 64, 4 epochs (8 gradient steps per update), net [64, 64]" in out
     assert "per rollout: collect" in out and "backward" in out
+    assert "env steps per second:" in out and "worker processes" not in out
+
+
+def test_main_steps_the_envs_in_worker_processes(capsys):
+    """--vec-procs: train.py's SubprocNativeVecEnv, so a multi-process run's split can be measured."""
+    assert profile_train.main(["--n-envs", "4", "--vec-procs", "2", "--hyperparams", "n_steps=16", "batch_size=32",
+                               "--rollouts", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "4 envs x 16 steps" in out and ", 2 worker processes" in out
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -46,6 +55,8 @@ def test_main_prints_the_split(capsys):
     (["--n-envs", "-3"], "--n-envs -3: must be >= 1"),  # was an IndexError traceback
     (["--env", "nope"], "unknown environment 'nope'"),  # was a KeyError traceback (so was a short name)
     (["--hyperparams", "n_steps=0"], "n_steps=0: expected an integer >= 1"),  # was an UnboundLocalError
+    (["--vec-procs", "0"], "--vec-procs 0: must be >= 1"),
+    (["--n-envs", "2", "--vec-procs", "3"], "--vec-procs 3: more worker processes than envs (2)"),
 ])
 def test_bad_arguments_end_in_one_line_and_exit_2(argv, message, capsys):
     with pytest.raises(SystemExit) as exc:
