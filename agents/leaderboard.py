@@ -534,6 +534,9 @@ def main(argv: list[str] | None = None) -> int:
         cli.check_output(a.out, "--out", directory=True)  # was a traceback at the write, after every scenario ran
     except cli.UsageError as err:
         p.error(str(err))
+    problem = a.readme and report_io.readme_problem(a.readme)
+    if problem:  # was a traceback at the rewrite, after every scenario ran
+        p.error(f"--readme {a.readme}: {problem}")
     try:  # a bad SERVEGYM_COMMIT was a traceback when the report was built, after every scenario ran
         code = code_version()  # taken once, before the run: the commit the scenarios ran
     except ValueError as err:

@@ -383,6 +383,24 @@ def test_two_traces_that_would_share_scenario_ids_are_refused(tmp_path, capsys):
     assert any("user:t.jsonl" in i for i in ids) and any("user:u.jsonl" in i for i in ids)
 
 
+@pytest.mark.parametrize("make, says", [
+    (lambda d: d / "missing.md", "cannot read it (No such file or directory)"),
+    (lambda d: d, "cannot read it (Is a directory)"),
+    (lambda d: (d / "plain.md", (d / "plain.md").write_text("no markers\n"))[0],
+     f"no leaderboard section; add the two marker lines {rep.README_START!r} and {rep.README_END!r}"),
+], ids=["missing", "directory", "no_markers"])
+def test_a_readme_that_cannot_be_rewritten_is_one_line_before_any_scenario_runs(tmp_path, capsys, monkeypatch,
+                                                                                 make, says):
+    """--readme with no such file, a directory or no marker lines was a traceback (FileNotFoundError,
+    IsADirectoryError, a two-line ValueError) after every scenario had run and the outputs were written."""
+    monkeypatch.setattr(lb, "run", _no_run)
+    readme = make(tmp_path)
+    got = _the_error(capsys, ["--quick", "--no-progress", "--envs", "routing", "--readme", str(readme),
+                              "--out", str(tmp_path / "lb")])
+    assert got == f"python -m agents.leaderboard: error: --readme {readme}: {says}", got
+    assert not (tmp_path / "lb").exists()
+
+
 @pytest.mark.parametrize("extra, line", [
     (["--num-cpus", "4"], "--num-cpus 4: sizes the embedded Ray of --ray; without --ray the run is sequential"),
     (["--ray", "--num-cpus", "0"], "--num-cpus 0: must be >= 1"),
