@@ -383,6 +383,23 @@ def test_two_traces_that_would_share_scenario_ids_are_refused(tmp_path, capsys):
     assert any("user:t.jsonl" in i for i in ids) and any("user:u.jsonl" in i for i in ids)
 
 
+def test_a_policy_file_of_another_environment_is_one_line_before_any_scenario_runs(tmp_path, capsys, monkeypatch):
+    """A --policy file plays every single-agent scenario of the run: the KVAdmission-v0 zoo checkpoint with --envs
+    routing (or in a run of every environment, at the first scenario after KVAdmission-v0's) played the scenarios
+    before it, then ended in an ObservationRecordError traceback, exit 1."""
+    from pathlib import Path
+
+    monkeypatch.setattr(lb, "run", _no_run)
+    path = Path(lb.__file__).parent / "zoo" / "kv_admission_dagger.zip"
+    got = _the_error(capsys, ["--quick", "--no-progress", "--envs", "routing", "--policy", str(path),
+                              "--out", str(tmp_path / "lb")])
+    sc = lb.scenarios_for(["routing"])[0]
+    assert got == (f"python -m agents.leaderboard: error: --policy {path}: trained on servegym/KVAdmission-v0's "
+                   f"observation, not servegym/Routing-v0's (scenario {sc.id}; choose the file's environment with "
+                   "--envs)"), got
+    assert not (tmp_path / "lb").exists()
+
+
 @pytest.mark.parametrize("make, says", [
     (lambda d: d / "missing.md", "cannot read it (No such file or directory)"),
     (lambda d: d, "cannot read it (Is a directory)"),
