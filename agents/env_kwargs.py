@@ -90,11 +90,13 @@ def _finite(number: int | float) -> bool:
         return False
 
 
-def _has_infinite(value: Any) -> bool:
+def has_infinite(value: Any) -> bool:
+    """Whether ``value`` (a literal: numbers, or containers of them, any depth) holds a number that is not a
+    finite float, as ``1e400`` and a 400-digit integer are (``ast.literal_eval`` reads the first as inf)."""
     if isinstance(value, (tuple, list, set)):
-        return any(_has_infinite(v) for v in value)
+        return any(has_infinite(v) for v in value)
     if isinstance(value, dict):
-        return any(_has_infinite(v) for v in value.values())
+        return any(has_infinite(v) for v in value.values())
     return isinstance(value, (int, float)) and not isinstance(value, bool) and not _finite(value)
 
 
@@ -123,7 +125,7 @@ def _literal_problem(raw: str) -> str:
     """Why ``raw`` is not the Python literal it looks like (empty when it is one or does not look like one),
     or a number beyond a float's range."""
     ok, value = _literal(raw)
-    if ok and _has_infinite(value):
+    if ok and has_infinite(value):
         return " (a number beyond a float's range: numbers must be finite)"
     if raw.strip()[:1] not in ("(", "[", "{"):
         return ""
