@@ -41,6 +41,19 @@ def test_a_hyperparameter_beyond_a_floats_range_is_refused(item, tmp_path):
     assert not any(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize("item, line", [
+    ("learning_rate=abc", "--hyperparams 'learning_rate=abc': 'abc' is not a Python literal (quote strings: key='text')"),
+    ("n_steps=0", "--hyperparams n_steps=0: expected an integer >= 1"),
+    ("learning_rate=-1", "--hyperparams: Invalid learning rate: -1.0"),  # SB3's own line
+])
+def test_a_bad_hyperparameter_names_the_option_once(item, line, tmp_path):
+    # was '--hyperparams: --hyperparams n_steps=0: expected an integer >= 1'
+    with pytest.raises(UsageError) as err:
+        train._train(train.build_parser().parse_args(["--timesteps", "128", "--out", str(tmp_path), *SMALL,
+                                                      "--hyperparams", item]), None)
+    assert str(err.value) == line
+
+
 def test_n_envs_not_a_multiple_of_the_families_is_refused_before_any_env_is_built(tmp_path, monkeypatch):
     """Autoscale's ``--families all`` (3 families, two of them ServeGen days) used to build and check every
     family's scenario (minutes on a fresh cache) before ``make_family_vec`` refused ``--n-envs 8``."""
