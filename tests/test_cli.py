@@ -242,6 +242,28 @@ def _bad(tmp_path: Path) -> list[tuple[str, list[str], str]]:
     ]
 
 
+@pytest.mark.parametrize("args, says", [
+    (["--sizes", "0"], "argument --sizes: 0: must be >= 1"),  # was a ZeroDivisionError traceback
+    (["--sizes", "16", "-2"], "argument --sizes: -2: must be >= 1"),
+    (["--repeats", "0"], "argument --repeats: 0: must be >= 1"),  # a ValueError traceback from steady_rate
+    (["--warmup", "-5"], "argument --warmup: -5: must be >= 0"),  # the same
+    (["--steps", "-1"], "argument --steps: -1: must be >= 1"),  # was read as row_steps' floor of 20 steps
+    (["--steps", "x"], "argument --steps: invalid int value: 'x'"),
+])
+def test_a_benchmark_count_out_of_range_is_one_line_before_timing(args, says, capsys):
+    from envs import bench
+
+    with pytest.raises(SystemExit) as exit_:
+        bench.main(["--env", "KVAdmission", *args])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and err == [f"python -m envs.bench --env servegym/KVAdmission-v0: error: {says}"], err
+    for env_id in options.env_ids():  # every benchmark takes --sizes and --repeats from bench_parser
+        for flag in ("--sizes", "--repeats"):
+            with pytest.raises(SystemExit):
+                bench.parser_of(env_id).parse_args([flag, "0"])
+    capsys.readouterr()
+
+
 def test_every_command_ends_a_user_error_in_one_line_with_status_2(tmp_path, capsys):
     import importlib
 
