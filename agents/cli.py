@@ -125,19 +125,20 @@ def check_policies(env_id: str, specs: list[str], allowed: tuple[str, ...] = (".
         raise UsageError(f"--policy {spec!r}: not a policy of {env_id}; allowed: {named}{files}")
 
 
-def check_policy_file(path: str | Path) -> None:
+def check_policy_file(path: str | Path) -> dict[str, Any] | None:
     """Read a checkpoint (``.zip``) or ONNX file the way playing it will, before any episode runs: one
     recorded for another observation version, or unreadable (not a zip, no SB3 data, a truncated
     ``policy.pth``, not an ONNX model), raises ``ValueError`` ``"PATH: reason"`` (``agents.obs_version``,
     ``agents.sb3_policy.load_model``). Without it a corrupt file was found only when it first played,
-    after every policy listed before it."""
+    after every policy listed before it. Returns the file's observation record (None where it has none),
+    for ``agents.obs_version.check_env`` against the environments it is to play."""
     from agents import obs_version
 
     if Path(path).suffix == ".zip":  # readable first: a file that is no zip gets the checkpoint's line
         from agents.sb3_policy import load_model
 
         load_model(path, device="cpu")
-    obs_version.check_file(path)
+    return obs_version.check_file(path)
 
 
 def check_output(path: Path, option: str, directory: bool = False) -> None:

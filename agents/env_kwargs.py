@@ -7,6 +7,7 @@ imports reach, ``agents.obs_version`` among them, can parse the same way without
 from __future__ import annotations
 
 import ast
+import math
 import types
 import typing
 from typing import Any
@@ -52,8 +53,8 @@ def conform(value: Any, annotation: Any) -> tuple[bool, Any]:
         return (isinstance(value, bool)), value
     if annotation is int:
         return (isinstance(value, int) and not isinstance(value, bool)), value
-    if annotation is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation is float:  # a finite number: 'inf' and 'nan' are not literals, nor is 1e400 (read as inf)
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and _finite(value)
         return ok, (float(value) if ok else None)
     if annotation is str:
         return isinstance(value, str), value
@@ -81,6 +82,24 @@ def conform(value: Any, annotation: Any) -> tuple[bool, Any]:
     return True, value
 
 
+def _finite(number: int | float) -> bool:
+    """Whether ``number`` is a finite float (an int too large for a float is not)."""
+    try:
+        return math.isfinite(float(number))
+    except OverflowError:
+        return False
+
+
+def has_infinite(value: Any) -> bool:
+    """Whether ``value`` (a literal: numbers, or containers of them, any depth) holds a number that is not a
+    finite float, as ``1e400`` and a 400-digit integer are (``ast.literal_eval`` reads the first as inf)."""
+    if isinstance(value, (tuple, list, set)):
+        return any(has_infinite(v) for v in value)
+    if isinstance(value, dict):
+        return any(has_infinite(v) for v in value.values())
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and not _finite(value)
+
+
 def parse_value(raw: str, annotation: Any) -> tuple[bool, Any]:
     """``raw`` (the text after ``=``) as a value of ``annotation``: a Python literal if it parses
     as one that fits, else the text itself where ``str`` fits."""
@@ -103,7 +122,11 @@ def _admits_tuple(annotation: Any) -> bool:
 
 
 def _literal_problem(raw: str) -> str:
-    """Why ``raw`` is not the Python literal it looks like (empty when it is one or does not look like one)."""
+    """Why ``raw`` is not the Python literal it looks like (empty when it is one or does not look like one),
+    or a number beyond a float's range."""
+    ok, value = _literal(raw)
+    if ok and has_infinite(value):
+        return " (a number beyond a float's range: numbers must be finite)"
     if raw.strip()[:1] not in ("(", "[", "{"):
         return ""
     try:

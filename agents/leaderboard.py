@@ -534,6 +534,9 @@ def main(argv: list[str] | None = None) -> int:
         cli.check_output(a.out, "--out", directory=True)  # was a traceback at the write, after every scenario ran
     except cli.UsageError as err:
         p.error(str(err))
+    problem = a.readme and report_io.readme_problem(a.readme)
+    if problem:  # was a traceback at the rewrite, after every scenario ran
+        p.error(f"--readme {a.readme}: {problem}")
     try:  # a bad SERVEGYM_COMMIT was a traceback when the report was built, after every scenario ran
         code = code_version()  # taken once, before the run: the commit the scenarios ran
     except ValueError as err:
@@ -550,11 +553,12 @@ def main(argv: list[str] | None = None) -> int:
         if a.address is not None:
             p.error(f"--num-cpus {a.num_cpus} --address {a.address}: --num-cpus sizes the embedded Ray only; a "
                     "cluster has the CPUs its nodes were started with")
+    records = {}  # --policy file -> its observation record (None: it records none)
     for path in a.policy:
         if Path(path).suffix not in (".zip", ".onnx") or not Path(path).is_file():
             p.error(f"--policy {path}: expected an existing SB3 checkpoint (.zip) or ONNX file (.onnx)")
         try:  # trained on another observation version, or unreadable: refused before any scenario runs
-            cli.check_policy_file(path)
+            records[path] = cli.check_policy_file(path)
         except ValueError as err:
             p.error(f"--policy {err}")
     for spec in a.team:
@@ -585,6 +589,16 @@ def main(argv: list[str] | None = None) -> int:
         p.error(str(err))
     except ValueError as err:
         p.error(f"--envs {' '.join(a.envs or [])}: {err}")
+    # a --policy file plays every single-agent scenario of the run: one recorded for another environment's
+    # observation was an ObservationRecordError traceback at the first such scenario, after the runs before it
+    from agents.obs_version import check_env
+
+    for path, rec in records.items():
+        for sc in (sc for sc in scenarios if not is_multi_agent(sc.env_id)):
+            try:
+                check_env(path, rec, sc.env_id)
+            except ValueError as err:
+                p.error(f"--policy {err} (scenario {sc.id}; choose the file's environment with --envs)")
     # a checkpoint or ONNX file in a seat whose layout it does not fit was a PolicyMismatch traceback
     # after the scenarios before it had run: each --team is seated once on each multi-agent scenario
     # picked (about 2 s each on the dev box)

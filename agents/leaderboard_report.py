@@ -320,11 +320,25 @@ def write_all(out: Path, report: dict[str, Any], results: list[ScenarioResult],
     (out / "timing.json").write_text(json.dumps(timing, indent=1, sort_keys=True) + "\n")
 
 
-def update_readme(readme: Path, report: dict[str, Any]) -> None:
-    text = readme.read_text()
+def readme_problem(readme: Path) -> str | None:
+    """Why :func:`update_readme` cannot rewrite ``readme`` (no such file, a directory, unreadable, not
+    UTF-8, or without the marker lines ``README_START`` and ``README_END``), in one line; None if it can."""
+    try:
+        text = readme.read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        return f"cannot read it ({getattr(err, 'strerror', None) or err})"
     if README_START not in text or README_END not in text:
-        raise ValueError(f"{readme}: no leaderboard section; add the two marker lines\n"
-                         f"{README_START}\n{README_END}")
+        return f"no leaderboard section; add the two marker lines {README_START!r} and {README_END!r}"
+    return None
+
+
+def update_readme(readme: Path, report: dict[str, Any]) -> None:
+    """Rewrite ``readme``'s headline section (between the marker lines) with ``report``'s table;
+    ``ValueError`` naming the file and :func:`readme_problem`'s reason when it cannot."""
+    problem = readme_problem(readme)
+    if problem is not None:
+        raise ValueError(f"{readme}: {problem}")
+    text = readme.read_text()
     head, rest = text.split(README_START, 1)
     _, tail = rest.split(README_END, 1)
     body = (f"\n`{report['command']}`\n\n" + headline_markdown(report) + "\n")

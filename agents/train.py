@@ -296,8 +296,8 @@ def _train(a: argparse.Namespace, argv: list[str] | None, callbacks: list | None
     kwargs = env_settings(a)
     try:
         hyperparams = parse_hyperparams(a.hyperparams)
-    except ValueError as err:
-        raise cli.UsageError(f"--hyperparams: {err}") from None
+    except ValueError as err:  # the message names --hyperparams and the item
+        raise cli.UsageError(str(err)) from None
     if a.imitate and not has_teacher(a.env, options.vec_class(a.env)):
         raise cli.UsageError(f"--imitate: {a.env} has no privileged teacher (teacher_actions)")
     try:
@@ -477,8 +477,9 @@ def _learn(a: argparse.Namespace, argv: list[str] | None, callbacks: list | None
     else:
         try:
             model = make_model(algo, a.env, vec, a.seed, str(out / "tb"), hyperparams, device)
-        except ValueError as err:
-            raise cli.UsageError(f"--hyperparams: {err}") from None
+        except ValueError as err:  # make_model's own lines name --hyperparams; SB3's ("Invalid learning rate") do not
+            msg = str(err)
+            raise cli.UsageError(msg if msg.startswith("--hyperparams ") else f"--hyperparams: {msg}") from None
         if a.init is not None:
             init_policy(model, a.init)
         atomic_write_text(out / HYPERPARAMS_FILE, json.dumps(_as_json(hyperparams), sort_keys=True))

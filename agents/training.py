@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
+from agents.env_kwargs import has_infinite
 from agents.sb3_policy import algo_class
 from envs.prefix_eviction.kernels import N_CAND as PE_CAND
 from envs.prefix_eviction.kernels import N_GLOBAL as PE_GLOBAL
@@ -134,8 +135,8 @@ def parse_hyperparams(items: list[str] | None, flag: str = "--hyperparams") -> d
 
     Values are Python literals (``3e-4``, ``[64, 64]``, ``True``); a dotted key sets one entry of
     a dict argument (``policy_kwargs.net_arch=[64,64]``). Raises ``ValueError`` naming the item
-    that is not ``KEY=VALUE`` or whose value is not a literal, prefixed with ``flag`` (the option the
-    items came from; empty for none).
+    that is not ``KEY=VALUE``, whose value is not a literal or holds a number beyond a float's range,
+    prefixed with ``flag`` (the option the items came from; empty for none).
     """
     where = f"{flag} " if flag else ""
     out: dict[str, Any] = {}
@@ -145,9 +146,11 @@ def parse_hyperparams(items: list[str] | None, flag: str = "--hyperparams") -> d
             raise ValueError(f"{where}{item!r}: expected KEY=VALUE")
         try:
             value = ast.literal_eval(raw.strip())
-        except (ValueError, SyntaxError):
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
             raise ValueError(f"{where}{item!r}: {raw!r} is not a Python literal "
                              "(quote strings: key='text')") from None
+        if has_infinite(value):  # learning_rate=1e400 (inf) trained a model that finished no request
+            raise ValueError(f"{where}{item!r}: a number beyond a float's range (numbers must be finite)")
         out[key.strip()] = value
     return out
 

@@ -20,6 +20,7 @@ what a step simulates beside steps/s (requests/s, simulated seconds per wall sec
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import json
 import os
@@ -59,6 +60,18 @@ def now() -> float:
     return _CLOCK[0]()
 
 
+def count_arg(minimum: int) -> Callable[[str], int]:
+    """An argparse ``type``: an integer >= ``minimum``; argparse's one line otherwise ("invalid int value: 'x'",
+    or ``argparse.ArgumentTypeError`` "0: must be >= 1")."""
+    def parse(value: str) -> int:
+        n = int(value)  # ValueError: argparse's "invalid int value" (the name below)
+        if n < minimum:
+            raise argparse.ArgumentTypeError(f"{value}: must be >= {minimum}")
+        return n
+    parse.__name__ = "int"
+    return parse
+
+
 def bench_parser(prog: str, doc: str | None, sizes: list[int], repeats: int, steps: int | None = None,
                  steps_help: str = "native env-steps per timed run", warmup: int | None = None,
                  warmup_help: str = "untimed steps per env before timing (batch fill)",
@@ -68,12 +81,14 @@ def bench_parser(prog: str, doc: str | None, sizes: list[int], repeats: int, ste
     benchmark times a number of steps (given a default), ``--clock`` (wall|cpu, ``CLOCKS``) unless
     ``clock`` is False, and ``--json FILE``; the caller adds its own flags to the returned parser."""
     p = Parser(prog=prog, description=doc)
-    p.add_argument("--sizes", type=int, nargs="+", default=sizes)
-    p.add_argument("--repeats", type=int, default=repeats)
+    # checked when parsed: --sizes 0 was a ZeroDivisionError traceback, --repeats 0 and --warmup -5 a ValueError
+    # traceback from steady_rate, --steps -1 was read as the 20-step floor of row_steps
+    p.add_argument("--sizes", type=count_arg(1), nargs="+", default=sizes)
+    p.add_argument("--repeats", type=count_arg(1), default=repeats)
     if steps is not None:
-        p.add_argument("--steps", type=int, default=steps, help=steps_help)
+        p.add_argument("--steps", type=count_arg(1), default=steps, help=steps_help)
     if warmup is not None:
-        p.add_argument("--warmup", type=int, default=warmup, help=warmup_help)
+        p.add_argument("--warmup", type=count_arg(0), default=warmup, help=warmup_help)
     if clock:
         p.add_argument("--clock", choices=tuple(CLOCKS), default="wall",
                        help="wall clock, or this thread's CPU time (for a machine shared with other jobs)")

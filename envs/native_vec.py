@@ -215,6 +215,15 @@ class NativeVecEnv(SingleObjectVecEnv):
     # all of its loads in one draw.
     episodes_independent_of_sweep: ClassVar[bool] = False
 
+    def __new__(cls, *args: Any, **kwargs: Any) -> "NativeVecEnv":
+        # num_envs is checked before a subclass's __init__ builds its scenario and buffers: 0 or -1 was an
+        # IndexError in SB3's VecEnv (or numpy's "negative dimensions"), 2.5 a TypeError, none naming it
+        # (pickle calls __new__ without arguments: nothing to check)
+        n = args[0] if args else kwargs.get("num_envs", 1)
+        if not isinstance(n, (int, np.integer)) or isinstance(n, (bool, np.bool_)) or n < 1:
+            raise ValueError(f"{cls.env_name}: num_envs must be an integer >= 1, got {n!r}")
+        return super().__new__(cls)
+
     def __init__(self, num_envs: int, observation_space: gym.spaces.Space, action_space: gym.spaces.Discrete,
                  seed: int | None = None):
         self.render_mode = None  # SB3 reads it in __init__; the Gymnasium view renders (VecEnvView)

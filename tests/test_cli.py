@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -66,6 +67,19 @@ def test_env_kwargs_take_their_type_from_the_annotation():
 def test_env_kwargs_errors_name_the_key_and_what_is_allowed(item, says):
     with pytest.raises(cli.UsageError, match=says):
         cli.parse_env_kwargs([item], KV)
+
+
+@pytest.mark.parametrize("item", ["load=1e400", "load=-1e999", "load=1" + "0" * 400, "load=(0.6, 1e400)",
+                                  "slo_tpot_s=1e400"])
+def test_a_number_beyond_a_floats_range_is_refused_not_read_as_inf(item):
+    # 'inf' is refused (not a literal), but 1e400 was read as inf: Disaggregation-v0's load=1e400 ended in an
+    # OverflowError traceback, KVAdmission-v0's played every arrival at once; a 400-digit integer for a float
+    # field was an OverflowError traceback in the parser itself
+    key = item.partition("=")[0]
+    with pytest.raises(cli.UsageError, match=rf"^--env-kwargs '{re.escape(item)}': {key} must be .*"
+                                             r"\(a number beyond a float's range: numbers must be finite\)$"):
+        cli.parse_env_kwargs([item], KV)
+    assert cli.parse_env_kwargs(["load=1e300"], KV) == {"load": 1e300}
 
 
 def test_env_kwargs_workloads_literal_that_does_not_fit_is_not_taken_as_text():
@@ -226,6 +240,28 @@ def _bad(tmp_path: Path) -> list[tuple[str, list[str], str]]:
         ("envs.bench", ["--env", "Nope"], "unknown environment 'Nope'"),
         ("envs.bench", ["--sizes", "x"], "--sizes: invalid int value"),
     ]
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--sizes", "0"], "argument --sizes: 0: must be >= 1"),  # was a ZeroDivisionError traceback
+    (["--sizes", "16", "-2"], "argument --sizes: -2: must be >= 1"),
+    (["--repeats", "0"], "argument --repeats: 0: must be >= 1"),  # a ValueError traceback from steady_rate
+    (["--warmup", "-5"], "argument --warmup: -5: must be >= 0"),  # the same
+    (["--steps", "-1"], "argument --steps: -1: must be >= 1"),  # was read as row_steps' floor of 20 steps
+    (["--steps", "x"], "argument --steps: invalid int value: 'x'"),
+])
+def test_a_benchmark_count_out_of_range_is_one_line_before_timing(args, says, capsys):
+    from envs import bench
+
+    with pytest.raises(SystemExit) as exit_:
+        bench.main(["--env", "KVAdmission", *args])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and err == [f"python -m envs.bench --env servegym/KVAdmission-v0: error: {says}"], err
+    for env_id in options.env_ids():  # every benchmark takes --sizes and --repeats from bench_parser
+        for flag in ("--sizes", "--repeats"):
+            with pytest.raises(SystemExit):
+                bench.parser_of(env_id).parse_args([flag, "0"])
+    capsys.readouterr()
 
 
 def test_every_command_ends_a_user_error_in_one_line_with_status_2(tmp_path, capsys):

@@ -6,6 +6,7 @@ Environment-specific behaviour is tested in each environment's own test file."""
 
 from __future__ import annotations
 
+import re
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -200,6 +201,20 @@ def test_misuse_gets_a_clear_error(env_id):
         envs.make_vec(env_id, 1, bogus=1, **SMALL[env_id])
     with pytest.raises(ValueError, match="render_mode"):
         gym.make(env_id, render_mode="human", **SMALL[env_id])
+
+
+@pytest.mark.parametrize("env_id", IDS)
+@pytest.mark.parametrize("n", [0, -1, 2.5, "2", True])
+def test_a_batch_size_that_is_not_a_positive_integer_is_one_error_naming_num_envs(env_id, n):
+    """envs.make_vec(id, 0) and gymnasium.make_vec(id, 0) were an IndexError in SB3's VecEnv ('list index out of
+    range'), -1 the same or numpy's 'negative dimensions', 2.5 and '2' TypeErrors: none named num_envs."""
+    name = env_id.split("/")[1].split("-")[0]
+    says = rf"^{name}: num_envs must be an integer >= 1, got {re.escape(repr(n))}$"
+    with pytest.raises(ValueError, match=says):
+        envs.make_vec(env_id, n, seed=0, **SMALL[env_id])
+    with pytest.raises(ValueError, match=says):
+        gym.make_vec(env_id, n, **SMALL[env_id])
+    assert envs.make_vec(env_id, np.int64(1), seed=0, **SMALL[env_id]).num_envs == 1
 
 
 @pytest.mark.parametrize("env_id", IDS)

@@ -383,6 +383,41 @@ def test_two_traces_that_would_share_scenario_ids_are_refused(tmp_path, capsys):
     assert any("user:t.jsonl" in i for i in ids) and any("user:u.jsonl" in i for i in ids)
 
 
+def test_a_policy_file_of_another_environment_is_one_line_before_any_scenario_runs(tmp_path, capsys, monkeypatch):
+    """A --policy file plays every single-agent scenario of the run: the KVAdmission-v0 zoo checkpoint with --envs
+    routing (or in a run of every environment, at the first scenario after KVAdmission-v0's) played the scenarios
+    before it, then ended in an ObservationRecordError traceback, exit 1."""
+    from pathlib import Path
+
+    monkeypatch.setattr(lb, "run", _no_run)
+    path = Path(lb.__file__).parent / "zoo" / "kv_admission_dagger.zip"
+    got = _the_error(capsys, ["--quick", "--no-progress", "--envs", "routing", "--policy", str(path),
+                              "--out", str(tmp_path / "lb")])
+    sc = lb.scenarios_for(["routing"])[0]
+    assert got == (f"python -m agents.leaderboard: error: --policy {path}: trained on servegym/KVAdmission-v0's "
+                   f"observation, not servegym/Routing-v0's (scenario {sc.id}; choose the file's environment with "
+                   "--envs)"), got
+    assert not (tmp_path / "lb").exists()
+
+
+@pytest.mark.parametrize("make, says", [
+    (lambda d: d / "missing.md", "cannot read it (No such file or directory)"),
+    (lambda d: d, "cannot read it (Is a directory)"),
+    (lambda d: (d / "plain.md", (d / "plain.md").write_text("no markers\n"))[0],
+     f"no leaderboard section; add the two marker lines {rep.README_START!r} and {rep.README_END!r}"),
+], ids=["missing", "directory", "no_markers"])
+def test_a_readme_that_cannot_be_rewritten_is_one_line_before_any_scenario_runs(tmp_path, capsys, monkeypatch,
+                                                                                 make, says):
+    """--readme with no such file, a directory or no marker lines was a traceback (FileNotFoundError,
+    IsADirectoryError, a two-line ValueError) after every scenario had run and the outputs were written."""
+    monkeypatch.setattr(lb, "run", _no_run)
+    readme = make(tmp_path)
+    got = _the_error(capsys, ["--quick", "--no-progress", "--envs", "routing", "--readme", str(readme),
+                              "--out", str(tmp_path / "lb")])
+    assert got == f"python -m agents.leaderboard: error: --readme {readme}: {says}", got
+    assert not (tmp_path / "lb").exists()
+
+
 @pytest.mark.parametrize("extra, line", [
     (["--num-cpus", "4"], "--num-cpus 4: sizes the embedded Ray of --ray; without --ray the run is sequential"),
     (["--ray", "--num-cpus", "0"], "--num-cpus 0: must be >= 1"),

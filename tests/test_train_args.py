@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from agents import train
@@ -26,6 +28,30 @@ def test_train_names_a_bad_seed_or_eval_at(argv, message, tmp_path):
     with pytest.raises(UsageError, match=message):
         train._train(train.build_parser().parse_args(["--timesteps", "128", "--out", str(tmp_path), *SMALL, *argv]),
                      None)
+
+
+@pytest.mark.parametrize("item", ["learning_rate=1e400", "clip_range=-1e999", "policy_kwargs.net_arch=[64, 1e400]"])
+def test_a_hyperparameter_beyond_a_floats_range_is_refused(item, tmp_path):
+    """--hyperparams learning_rate=1e400 (read as inf: 'inf' itself is no literal) trained a model whose weights
+    went NaN, saved it and printed its table: it finished none of the 1,024 requests of each episode."""
+    with pytest.raises(UsageError, match=rf"'{re.escape(item)}': a number beyond a float's range \(numbers must be "
+                                         r"finite\)$"):
+        train._train(train.build_parser().parse_args(["--timesteps", "128", "--out", str(tmp_path), *SMALL,
+                                                      "--hyperparams", item]), None)
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("item, line", [
+    ("learning_rate=abc", "--hyperparams 'learning_rate=abc': 'abc' is not a Python literal (quote strings: key='text')"),
+    ("n_steps=0", "--hyperparams n_steps=0: expected an integer >= 1"),
+    ("learning_rate=-1", "--hyperparams: Invalid learning rate: -1.0"),  # SB3's own line
+])
+def test_a_bad_hyperparameter_names_the_option_once(item, line, tmp_path):
+    # was '--hyperparams: --hyperparams n_steps=0: expected an integer >= 1'
+    with pytest.raises(UsageError) as err:
+        train._train(train.build_parser().parse_args(["--timesteps", "128", "--out", str(tmp_path), *SMALL,
+                                                      "--hyperparams", item]), None)
+    assert str(err.value) == line
 
 
 def test_n_envs_not_a_multiple_of_the_families_is_refused_before_any_env_is_built(tmp_path, monkeypatch):
