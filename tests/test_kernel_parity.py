@@ -223,7 +223,8 @@ def test_routing_steps_match_reference(E, steps, kwargs):
     slow.advance = lambda: _rt_reference_advance(slow)
     _lockstep(fast, slow, np.random.default_rng(E), steps, "the reference")
     for name, x, y in zip(fast.state._fields, fast.state, slow.state):
-        assert x.tobytes() == y.tobytes(), f"state.{name} differs from the reference after {steps} steps"
+        if name not in S.SCRATCH_FIELDS:  # working memory (decode_run's gap log), not state
+            assert x.tobytes() == y.tobytes(), f"state.{name} differs from the reference after {steps} steps"
     assert fast._busy.tobytes() == slow._busy.tobytes() and fast._ttft_ema.tobytes() == slow._ttft_ema.tobytes()
     assert fast._charged.tobytes() == slow._charged.tobytes(), "TTFT tail-bound charges differ"
     assert int(fast.state.counters[:, 8].sum()) > steps, "replicas ran too few iterations to compare"
