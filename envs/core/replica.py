@@ -476,6 +476,7 @@ def decode_run(st, wl, eng, e, r, budget, until, busy):
         kv_max = max(kv_max, kv)
     c = _coefficients(eng.coeffs)
     d = float(n)
+    G = gap_heap.shape[1]
     _, next_due = _blocks_due(kv_tokens, run_list, e, r, n, bs, -1)
     now = r_clock[e, r]
     over = 0
@@ -490,8 +491,11 @@ def decode_run(st, wl, eng, e, r, budget, until, busy):
         dt = _decode_step_time(c, d, float(kv_sum + n * (m + 1)), float(kv_max + 1 + m))
         t_end = now + dt
         gap = t_end - now
-        for _ in range(n):
-            _push_gap(gap_heap, counters, e, gap)
+        if counters[e, C_GAPS] >= G and gap <= gap_heap[e, 0]:  # _push_gap's n calls would only count
+            counters[e, C_GAPS] += n
+        else:
+            for _ in range(n):
+                _push_gap(gap_heap, counters, e, gap)
         if gap > eng.slo_tpot:
             over += 1
         gap_log[e, m] = np.float32(gap)
@@ -531,7 +535,7 @@ def _decode_run_end(st, wl, eng, e, r, m, over, now):
         if eng.slo_metric == SLO_P99_TBT:
             if over > 0 and st.gaps_over[e, r, s] > p99_allowed_over(out_q - 1):
                 mark_missed(missed, counters, e, r, s)
-        elif tpot_late(now, wl.arrival_s[w, q] * scale + st.ttft[e, q], out_q, eng.slo_tpot):
+        elif not missed[e, r, s] and tpot_late(now, wl.arrival_s[w, q] * scale + st.ttft[e, q], out_q, eng.slo_tpot):
             mark_missed(missed, counters, e, r, s)
         for j in range(m - 1, -1, -1):  # newest first (any order gives the same list)
             g = gap_log[e, j]
