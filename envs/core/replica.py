@@ -609,7 +609,9 @@ def run_iteration(st, wl, eng, e, r, admit_max, budget, defer, order, now, until
             if until is not None:
                 if not (r_clock[e, r] < until and (n_queued[e, r] != 0 or n_running[e, r] != 0)):
                     break
-                if decode_run(st, wl, eng, e, r, budget, until, busy) > 0:
+                # (the test of n_queued spares the call where it cannot run: with reference counting on, as in the
+                # teacher's kernels, a call taking the state tuple costs an update per member array)
+                if n_queued[e, r] == 0 and decode_run(st, wl, eng, e, r, budget, until, busy) > 0:
                     dt = accum[e, A_LAST_ITER_S]
                     continue
                 now = r_clock[e, r]
