@@ -40,7 +40,7 @@ import numba as nb
 import numpy as np
 
 from envs.core import prefix
-from envs.core.engine import step_time_inline
+from envs.core.engine import _coefficients, _decode_step_time, step_time_inline
 from envs.core.state import (
     A_BUSY_S,
     A_GAP_EMA,
@@ -70,6 +70,7 @@ from envs.core.state import (
     FAILED,
     FINISHED,
     FREE,
+    GAP_LOG,
     N_HIST_BINS,
     QUEUED,
     REJECTED,
@@ -404,6 +405,150 @@ def _finish(st, wl, eng, e, r, s, now):
     st.status[e, r, s] = FREE
 
 
+@nb.njit(cache=True, inline="always")
+def _blocks_due(kv_tokens, run_list, e, r, n, bs, j):
+    """Of the replica's ``n`` decoders (every one holding ``ceil(kv_tokens / bs)`` blocks), how many
+    need a new block in iteration ``j`` of a decode run (a token whose KV starts a block: ``kv + j``
+    a multiple of ``bs``), and the next iteration after ``j`` in which any does."""
+    due = 0
+    nxt = j + bs
+    for i in range(n):
+        kv = kv_tokens[e, r, run_list[e, r, i]] + j
+        if kv % bs == 0:
+            due += 1
+        nxt = min(nxt, j + bs - kv % bs)
+    return due, nxt
+
+
+@nb.njit(cache=True, inline="always")
+def _decode_run_start(st, wl, eng, e, r, budget):
+    """Iterations (at most ``GAP_LOG``) that replica ``r`` can run as a decode run from its clock:
+    nothing queued, every running request decoding with its last token at the clock and
+    ``ceil(kv_tokens / block_size)`` blocks, the budget covering one token each, and no request
+    finishing (a finishing iteration runs ``run_iteration``'s loop). 0 where any of it fails."""
+    n = st.n_running[e, r]
+    if n == 0 or st.n_queued[e, r] != 0 or budget < n:
+        return 0
+    now = st.r_clock[e, r]
+    w = st.window[e]
+    m = GAP_LOG
+    for i in range(n):
+        s = st.run_list[e, r, i]
+        kv = st.kv_tokens[e, r, s]
+        if kv < st.target[e, r, s] or st.blocks[e, r, s] != ceil_div(kv, eng.block_size) or st.last_tok_t[e, r, s] != now:
+            return 0
+        m = min(m, wl.output[w, st.req[e, r, s]] - st.generated[e, r, s] - 1)
+    return max(m, 0)
+
+
+@nb.njit(cache=True)
+def decode_run(st, wl, eng, e, r, budget, until, busy):
+    """Replica ``r``'s iterations before ``until`` while its batch is one set of decoders (see
+    ``_decode_run_start``), with ``run_iteration``'s results bit for bit at a cost per iteration of
+    the step time and the episode gap heap alone; returns the iterations run (0: not a decode run).
+
+    Why it can: in such an iteration every request gets one token and one KV token, and its gap is
+    the iteration's end minus its start (its last token came at the start), the same float for
+    all. The iteration's totals (decode tokens, KV tokens read, longest context) grow by fixed steps,
+    so the step time needs no loop over requests; new blocks come every ``block_size`` tokens per
+    request (``_blocks_due``); the run stops before an iteration whose new blocks are not free (that
+    one preempts). The per-iteration records that depend on the order of iterations (clocks, the
+    env's accumulators, ``busy``, the gap heap, pushed once per request as the request loop does)
+    are written per iteration; each request's own records are brought up to date once at the end:
+    tokens, blocks and the last token time; its gaps over the TBT SLO (counted per iteration, the
+    same for all); its top gaps (``st.gap_log`` holds the run's gaps: inserting a set of gaps into
+    the top-T list gives the same list in any order, so the newest go first, which makes the growing
+    gaps of a decode run cheap); its TPOT check (``tpot_late``, which once true stays true as the
+    clock grows, so the last iteration's check marks what any earlier one would have marked) or its
+    p99 check (the count of long gaps only grows)."""
+    m_max = _decode_run_start(st, wl, eng, e, r, budget)
+    if m_max == 0 or not st.r_clock[e, r] < until:
+        return 0
+    n = st.n_running[e, r]
+    bs = eng.block_size
+    kv_tokens, run_list, free_blocks, r_clock = st.kv_tokens, st.run_list, st.free_blocks, st.r_clock
+    accum, gap_heap, counters, gap_log = st.accum, st.gap_heap, st.counters, st.gap_log
+    kv_sum = 0
+    kv_max = 0
+    for i in range(n):
+        kv = kv_tokens[e, r, run_list[e, r, i]]
+        kv_sum += kv
+        kv_max = max(kv_max, kv)
+    c = _coefficients(eng.coeffs)
+    d = float(n)
+    G = gap_heap.shape[1]
+    _, next_due = _blocks_due(kv_tokens, run_list, e, r, n, bs, -1)
+    now = r_clock[e, r]
+    over = 0
+    m = 0
+    while m < m_max and now < until:
+        due = 0
+        if m == next_due:
+            due, next_due = _blocks_due(kv_tokens, run_list, e, r, n, bs, m)
+            if due > free_blocks[e, r]:
+                break
+            free_blocks[e, r] -= due
+        dt = _decode_step_time(c, d, float(kv_sum + n * (m + 1)), float(kv_max + 1 + m))
+        t_end = now + dt
+        gap = t_end - now
+        if counters[e, C_GAPS] >= G and gap <= gap_heap[e, 0]:  # _push_gap's n calls would only count
+            counters[e, C_GAPS] += n
+        else:
+            for _ in range(n):
+                _push_gap(gap_heap, counters, e, gap)
+        if gap > eng.slo_tpot:
+            over += 1
+        gap_log[e, m] = np.float32(gap)
+        accum[e, A_BUSY_S] += dt
+        accum[e, A_KV_BLOCK_S] += (eng.capacity_blocks - free_blocks[e, r]) * dt
+        accum[e, A_LAST_ITER_S] = dt
+        if gap > 0.0:
+            accum[e, A_GAP_EMA] += EMA * (gap - accum[e, A_GAP_EMA])
+        accum[e, A_RECOMPUTE_EMA] *= 1.0 - EMA
+        r_clock[e, r] = t_end
+        busy[e, r] += dt
+        now = t_end
+        m += 1
+    if m > 0:
+        _decode_run_end(st, wl, eng, e, r, m, over, now)
+    return m
+
+
+@nb.njit(cache=True, inline="always")
+def _decode_run_end(st, wl, eng, e, r, m, over, now):
+    """Bring the records of replica ``r``'s decoders up to date after a decode run of ``m``
+    iterations ending at ``now``, ``over`` of them with a gap over the TBT SLO (``decode_run``)."""
+    n = st.n_running[e, r]
+    w = st.window[e]
+    scale = st.time_scale[e]
+    top_gaps, gap_log, missed, counters = st.top_gaps, st.gap_log, st.missed, st.counters
+    T = top_gaps.shape[3]
+    for i in range(n):
+        s = st.run_list[e, r, i]
+        q = st.req[e, r, s]
+        out_q = wl.output[w, q]
+        st.kv_tokens[e, r, s] += m
+        st.generated[e, r, s] += m
+        st.blocks[e, r, s] = ceil_div(st.kv_tokens[e, r, s], eng.block_size)
+        st.last_tok_t[e, r, s] = now
+        st.gaps_over[e, r, s] += over
+        if eng.slo_metric == SLO_P99_TBT:
+            if over > 0 and st.gaps_over[e, r, s] > p99_allowed_over(out_q - 1):
+                mark_missed(missed, counters, e, r, s)
+        elif not missed[e, r, s] and tpot_late(now, wl.arrival_s[w, q] * scale + st.ttft[e, q], out_q, eng.slo_tpot):
+            mark_missed(missed, counters, e, r, s)
+        for j in range(m - 1, -1, -1):  # newest first (any order gives the same list)
+            g = gap_log[e, j]
+            if not g <= top_gaps[e, r, s, T - 1]:
+                k = T - 1
+                while k > 0 and top_gaps[e, r, s, k - 1] < g:
+                    top_gaps[e, r, s, k] = top_gaps[e, r, s, k - 1]
+                    k -= 1
+                top_gaps[e, r, s, k] = g
+    counters[e, C_DECODE_TOKENS] += n * m
+    counters[e, C_ITERATIONS] += m
+
+
 @nb.njit(cache=True)
 def run_iteration(st, wl, eng, e, r, admit_max, budget, defer, order, now, until=None, busy=None, ema=None,
                   late=False):
@@ -464,6 +609,11 @@ def run_iteration(st, wl, eng, e, r, admit_max, budget, defer, order, now, until
             if until is not None:
                 if not (r_clock[e, r] < until and (n_queued[e, r] != 0 or n_running[e, r] != 0)):
                     break
+                # (the test of n_queued spares the call where it cannot run: with reference counting on, as in the
+                # teacher's kernels, a call taking the state tuple costs an update per member array)
+                if n_queued[e, r] == 0 and decode_run(st, wl, eng, e, r, budget, until, busy) > 0:
+                    dt = accum[e, A_LAST_ITER_S]
+                    continue
                 now = r_clock[e, r]
             bs = eng.block_size
             w = st.window[e]
