@@ -11,6 +11,7 @@ from numba.core import types
 from numba.core.extending import intrinsic
 
 from envs.core.lazy import G_LAZY, materialize, reset_lazy, run_iteration_lazy_inline
+from envs.core.prefetch import prefetch
 from envs.core.replica import (
     arrival_time,
     ceil_div,
@@ -647,6 +648,57 @@ def _enqueue_arrivals(st, wl, eng, e, until):
         st.next_arrival[e] += 1
 
 
+@nb.njit(cache=True, inline="always")
+def _pf2(arr, e, k):
+    """Prefetch hint of ``arr[e, k]``, ``k`` clamped to the row (every address stays in the array)."""
+    prefetch(arr, (e, min(k, arr.shape[1] - 1)))
+
+
+@nb.njit(cache=True, inline="always")
+def _pf3(arr, e, j, k):
+    """Prefetch hint of ``arr[e, j, k]``, ``k`` clamped to the row."""
+    prefetch(arr, (e, j, min(k, arr.shape[2] - 1)))
+
+
+@nb.njit(cache=True, inline="always")
+def _prefetch_env(st, lz, sc, obs, mask, e):
+    """Cache hints for the rows env ``e`` reads first in :func:`step_all` (``envs.core.prefetch``):
+    its per-env rows, the first lines of its running list, slot states and running order, and its
+    observation. Called one env ahead; changes no value."""
+    for k in (0, 8, 16):
+        _pf2(st.counters, e, k)
+        _pf3(sc.suf, e, 0, k)
+        _pf3(sc.suf, e, 1, k)
+        _pf3(sc.suf, e, 2, k)
+    _pf2(st.accum, e, 0)
+    _pf2(st.out_hist, e, 0)
+    _pf2(st.out_hist, e, 8)
+    _pf2(st.gap_heap, e, 0)
+    _pf2(lz.agg, e, 0)
+    _pf2(lz.phase, e, 0)
+    _pf2(lz.phase, e, lz.phase.shape[1] - 1)
+    _pf2(lz.glog, e, (lz.it[e] + 1) & (lz.glog.shape[1] - 1))
+    for k in (0, 16):
+        _pf3(st.run_list, e, 0, k)
+        _pf2(sc.order, e, k)
+        _pf2(sc.pos_g, e, k)
+        _pf2(sc.pos_l, e, k)
+        _pf2(sc.pos_b, e, k)
+    for k in (0, 8):
+        _pf2(sc.rem, e, k)
+        _pf2(sc.length, e, k)
+    for k in (0, 64, 128, 192):
+        _pf3(st.status, e, 0, k)
+    _pf2(sc.heads, e, 0)
+    _pf2(sc.head_seq, e, 0)
+    _pf2(sc.peak, e, 0)
+    _pf2(sc.extra_len, e, 0)
+    for k in range(0, obs.shape[1], 16):
+        _pf2(obs, e, k)
+    _pf2(mask, e, 0)
+    _pf2(mask, e, mask.shape[1] - 1)
+
+
 # step_all and step_repeat are compiled without numba's reference counting (``_nrt=False``, numba's
 # CPU target option ``nrt``, as envs/prefix_eviction/kernels.py): they index arrays their caller
 # owns and allocate none (numba compiles the helpers they call with the same option, so anything in
@@ -668,6 +720,8 @@ def step_all(
     :class:`envs.core.lazy.LazyDecode`, the steady decoders kept lazily between steps)."""
     n_budget = budget_levels.shape[0]
     for e in range(actions.shape[0]):
+        if e + 1 < actions.shape[0]:
+            _prefetch_env(st, lz, sc, obs, mask, e + 1)
         a = actions[e]
         order = a % 3
         a //= 3
