@@ -302,3 +302,33 @@ def test_decode_run_matches_one_iteration_at_a_time(kwargs):
                 ran += m
                 blocks += free0 - int(a.free_blocks[e, r])
     assert ran > 100 and blocks > 0, f"decode runs ran {ran} iterations and took {blocks} blocks: too little to compare"
+
+
+def test_sort_by_rem_is_the_stable_insertion_sort():
+    """``_sort_by_rem`` (insertion sort that carries a jumped-up entry forward) leaves every array in
+    the stable order by ``rems``, position for position, on nearly sorted inputs with entries that
+    jumped up or down, ties (the clamp at 1.0) and new entries at the end."""
+    import numba as nb
+
+    @nb.njit
+    def sort(rems, lens, order, pos_g, pos_l, pos_b):
+        KK._sort_by_rem(rems, lens, order, pos_g, pos_l, pos_b, rems.shape[0])
+
+    rng = np.random.default_rng(3)
+    for trial in range(3000):
+        n = int(rng.integers(0, 60))
+        rems = np.sort(rng.integers(1, 40, n).astype(np.float64))
+        k = int(rng.integers(0, 4))
+        for i in rng.integers(0, max(n, 1), k if n else 0):  # jumps up or down
+            rems[i] += rng.choice([-1.0, 1.0]) * rng.integers(1, 40)
+        rems = np.maximum(rems, 1.0)
+        if trial % 3 == 0 and n:
+            rems[-int(rng.integers(1, n + 1)):] = rng.integers(1, 40, 1)  # new entries, ties
+        order = rng.permutation(n).astype(np.int32)
+        want = np.argsort(rems, kind="stable")
+        arrays = [rems.copy(), rems * 2.0, order.copy(), order.astype(np.int64) * 3, order.astype(np.int64) + 7,
+                  order.astype(np.int64) - 5]
+        sort(*arrays)
+        for got, orig in zip(arrays, [rems, rems * 2.0, order, order.astype(np.int64) * 3,
+                                      order.astype(np.int64) + 7, order.astype(np.int64) - 5]):
+            assert np.array_equal(got, orig[want]), (trial, rems, got, orig[want])

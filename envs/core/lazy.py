@@ -9,10 +9,11 @@ the end of the previous iteration), and a new block every ``block_size`` tokens.
 the same iteration with those requests kept lazily, so an iteration costs O(1) per steady decoder
 instead of the per-request updates:
 
-* A lazy request ``s`` records, in its own per-slot fields (the packed ones an iteration reads
-  anyway: no other array is touched per request), the iteration ``a`` from which it decodes every
-  iteration as ``blocks = -(a + 1)`` (a running request's blocks are otherwise >= 0) and the
-  iteration of its last token as ``sched``. Its ``generated``, ``kv_tokens``, ``gaps_over``,
+* A lazy request ``s`` records, in its own per-slot fields, the iteration ``a`` from which it
+  decodes every iteration as ``blocks = -(a + 1)`` (a running request's blocks are otherwise >= 0)
+  and the iteration of its last token as ``sched``; that iteration is also in ``LazyDecode.end``
+  (-1 for a slot that is not lazy), which the loops over the running list read instead of the
+  slot's fields. Its ``generated``, ``kv_tokens``, ``gaps_over``,
   ``top_gaps`` and ``last_tok_t`` are those of iteration ``a``; after iteration ``j`` it has
   ``j - a`` more tokens and ``ceil(kv_tokens / block_size)`` blocks (true of every running
   request between iterations).
@@ -57,6 +58,7 @@ from envs.core.replica import (
     _finish,
     _finish_inline,
     _push_gap,
+    _push_gaps,
     ceil_div,
     mark_missed,
     next_queued,
@@ -76,7 +78,6 @@ from envs.core.state import (
     C_CACHE_LOOKUP_BLOCKS,
     C_CACHED_TOKENS,
     C_DECODE_TOKENS,
-    C_GAPS,
     C_ITERATIONS,
     C_PREFILL_TOKENS,
     C_PROMPT_TOKENS,
@@ -114,6 +115,11 @@ class LazyDecode(NamedTuple):
     min_dead: np.ndarray  # float64 [E], a lower bound of dead over the lazy set
     agg: np.ndarray  # int64 [E, N_AGG]
     phase: np.ndarray  # int64 [E, block_size], lazy requests per (kv_tokens - a) mod block_size
+    # Per slot, beside the packed slot fields: the loops over the running list test laziness and read a
+    # lazy request's last iteration here, 4 bytes a slot, instead of loading the slot's packed fields (a
+    # cache line each; at E = 256 those loads, from beyond the caches, were a third of a step).
+    end: np.ndarray  # int32 [E, S], a lazy request's iteration of its last token (its sched); -1: not lazy
+    base: np.ndarray  # int32 [E, S], a lazy request's kv_tokens - a (G_MAX's operand)
 
 
 def allocate_lazy(n_envs: int, n_slots: int, block_size: int, max_output: int) -> LazyDecode:
@@ -129,6 +135,7 @@ def allocate_lazy(n_envs: int, n_slots: int, block_size: int, max_output: int) -
     return LazyDecode(
         it=np.zeros(n_envs, np.int64), t_last=np.zeros(n_envs), glog=np.zeros((n_envs, L)), dead=np.full((n_envs, n_slots), np.inf), min_dead=np.full(n_envs, np.inf),
         agg=np.zeros((n_envs, N_AGG), np.int64), phase=np.zeros((n_envs, block_size), np.int64),
+        end=np.full((n_envs, n_slots), -1, np.int32), base=np.zeros((n_envs, n_slots), np.int32),
     )
 
 
@@ -141,11 +148,12 @@ def reset_lazy(lz, e):
     lz.min_dead[e] = np.inf
     lz.agg[e, :] = 0
     lz.phase[e, :] = 0
+    lz.end[e, :] = -1
 
 
 @nb.njit(cache=True, inline="always")
-def _leave(blocks, kv_tokens, generated, sched, last_tok_t, gaps_over, top_gaps, glog, dead, agg, phase, slo_tpot, bs,
-           e, r, z, s, upto, t_upto):
+def _leave(blocks, kv_tokens, generated, sched, last_tok_t, gaps_over, top_gaps, glog, dead, agg, phase, end, slo_tpot,
+           bs, e, r, z, s, upto, t_upto):
     """Write lazy request ``s`` of replica ``r`` (lazy row ``z``) back as of the end of iteration
     ``upto`` (at ``t_upto``): its tokens, KV, blocks, last token time, and its gaps replayed in
     order (gap count over ``slo_tpot``, top gaps). Takes the arrays it writes, not the state
@@ -174,6 +182,7 @@ def _leave(blocks, kv_tokens, generated, sched, last_tok_t, gaps_over, top_gaps,
     sched[e, r, s] = 0
     last_tok_t[e, r, s] = t_upto
     dead[z, s] = np.inf
+    end[z, s] = -1
     agg[z, G_LAZY] -= 1
     agg[z, G_SUM] -= b
     phase[z, b % bs] -= 1
@@ -191,9 +200,10 @@ def materialize(st, eng, lz, e, r=0, row=None):
     upto = lz.it[z]
     for i in range(st.n_running[e, r]):
         s = st.run_list[e, r, i]
-        if st.blocks[e, r, s] < 0:
+        if lz.end[z, s] >= 0:
             _leave(st.blocks, st.kv_tokens, st.generated, st.sched, st.last_tok_t, st.gaps_over, st.top_gaps,
-                   lz.glog, lz.dead, lz.agg, lz.phase, eng.slo_tpot, eng.block_size, e, r, z, s, upto, lz.t_last[z])
+                   lz.glog, lz.dead, lz.agg, lz.phase, lz.end, eng.slo_tpot, eng.block_size, e, r, z, s, upto,
+                   lz.t_last[z])
     lz.min_dead[z] = np.inf
     lz.agg[z, G_MAX_OK] = 0
 
@@ -206,14 +216,17 @@ def materialize_all(st, eng, lz):
 
 
 @nb.njit(cache=True, inline="always")
-def _enter(blocks, sched, generated, kv_tokens, missed, ttft, agg, phase, dead, min_dead, slo_tpot, bs,
+def _enter(blocks, sched, generated, kv_tokens, missed, ttft, agg, phase, dead, min_dead, end, base, slo_tpot, bs,
            e, r, z, s, q, out, a, t_arr):
     """Request ``s`` of replica ``r`` (lazy row ``z``; request ``q`` of the window, ``out`` output
     tokens), which produced a token at the end of iteration ``a``, decodes lazily from there
     (``t_arr``: its arrival time). Takes arrays, not the state tuples (see ``_leave``)."""
     blocks[e, r, s] = -(a + 1)
-    sched[e, r, s] = a + (out - generated[e, r, s])
+    last = a + (out - generated[e, r, s])
+    sched[e, r, s] = last
+    end[z, s] = last
     b = kv_tokens[e, r, s] - a
+    base[z, s] = b
     if agg[z, G_LAZY] == 0:
         agg[z, G_MAX] = b
         agg[z, G_MAX_OK] = 1
@@ -273,6 +286,7 @@ def run_iteration_lazy(st, wl, eng, lz, e, admit_max, budget, defer, order, now,
     status = st.status
     seq = st.seq
     dead = lz.dead
+    end = lz.end
 
     if n_lazy > 0:
         # Is the iteration steady? Every decoder's new block must be free and the budget must
@@ -284,9 +298,8 @@ def run_iteration_lazy(st, wl, eng, lz, e, admit_max, budget, defer, order, now,
             mx = np.iinfo(np.int64).min
             for i in range(n_run):
                 s = run_list[e, r, i]
-                blk = blocks[e, r, s]
-                if blk < 0:
-                    mx = max(mx, kv_tokens[e, r, s] + blk + 1)
+                if end[z, s] >= 0:
+                    mx = max(mx, np.int64(lz.base[z, s]))
             lz.agg[z, G_MAX] = mx
             lz.agg[z, G_MAX_OK] = 1
         kv_sum = lz.agg[z, G_SUM] + n_lazy * (k + 1)  # sum of kv_tokens + 1 over the decoders
@@ -294,7 +307,7 @@ def run_iteration_lazy(st, wl, eng, lz, e, admit_max, budget, defer, order, now,
         if n_run > n_lazy:
             for i in range(n_run):
                 s = run_list[e, r, i]
-                if blocks[e, r, s] < 0:
+                if end[z, s] >= 0:
                     continue
                 kv = kv_tokens[e, r, s]
                 if kv < target[e, r, s]:
@@ -308,7 +321,7 @@ def run_iteration_lazy(st, wl, eng, lz, e, admit_max, budget, defer, order, now,
             if n_dec > n_lazy:
                 for i in range(n_run):
                     s = run_list[e, r, i]
-                    if blocks[e, r, s] < 0:
+                    if end[z, s] >= 0:
                         continue
                     kv = kv_tokens[e, r, s]
                     if kv < target[e, r, s]:
@@ -360,7 +373,7 @@ def run_iteration_lazy(st, wl, eng, lz, e, admit_max, budget, defer, order, now,
             if left <= 0:
                 break
             s = run_list[e, r, i]
-            if blocks[e, r, s] < 0:
+            if end[z, s] >= 0:
                 continue
             kv = st.kv_tokens[e, r, s]
             if kv >= st.target[e, r, s]:
@@ -453,17 +466,12 @@ def run_iteration_lazy(st, wl, eng, lz, e, admit_max, budget, defer, order, now,
         # Every lazy request's token: the gap since the last iteration's end, once per request.
         gap = it_gap
         max_gap = gap
-        G = st.gap_heap.shape[1]
-        if st.counters[e, C_GAPS] >= G and gap <= st.gap_heap[e, 0]:
-            st.counters[e, C_GAPS] += n_lazy  # the heap is full of gaps at least as long
-        else:
-            for _ in range(n_lazy):
-                _push_gap(st.gap_heap, st.counters, e, gap)
+        _push_gaps(st.gap_heap, st.counters, e, gap, n_lazy)
         if t_end >= lz.min_dead[z]:  # some lazy request's TPOT check may fire at this token
             lo = np.inf
             for i in range(st.n_running[e, r]):
                 s = run_list[e, r, i]
-                if blocks[e, r, s] >= 0:
+                if end[z, s] < 0:
                     continue
                 if dead[z, s] <= t_end:
                     q = st.req[e, r, s]
@@ -505,15 +513,16 @@ def run_iteration_lazy(st, wl, eng, lz, e, admit_max, budget, defer, order, now,
     next_end = np.iinfo(np.int64).max  # G_NEXT_END after the loop: the least sched of the lazy set
     for i in range(n):
         s = run_list[e, r, i]
-        if blocks[e, r, s] < 0:
-            if sched[e, r, s] == k1:  # its last token
+        last = end[z, s]
+        if last >= 0:  # lazy: decided from end alone, its slot's fields are not loaded
+            if last == k1:  # its last token
                 _leave(blocks, kv_tokens, generated, sched, last_tok_t, gaps_over, top_gaps,
-                       glog, dead, agg, phase, eng.slo_tpot, bs, e, r, z, s, k1, t_end)
+                       glog, dead, agg, phase, end, eng.slo_tpot, bs, e, r, z, s, k1, t_end)
                 _finish_inline(st, wl, eng, e, r, s, t_end)
             else:
                 run_list[e, r, keep] = s
                 keep += 1
-                next_end = min(next_end, np.int64(sched[e, r, s]))
+                next_end = min(next_end, np.int64(last))
             continue
         work = sched[e, r, s]
         sched[e, r, s] = 0
@@ -565,7 +574,7 @@ def run_iteration_lazy(st, wl, eng, lz, e, admit_max, budget, defer, order, now,
             keep += 1
             if (tok or first) and not p99_check and enter:
                 _enter(blocks, sched, generated, kv_tokens, missed, ttft_q, agg, phase, dead,
-                       min_dead, eng.slo_tpot, bs, e, r, z, s, q, out_q, k1, arrival_w[q] * scale)
+                       min_dead, end, lz.base, eng.slo_tpot, bs, e, r, z, s, q, out_q, k1, arrival_w[q] * scale)
                 next_end = min(next_end, np.int64(sched[e, r, s]))
     if n > 0:
         agg[z, G_NEXT_END] = next_end

@@ -367,6 +367,20 @@ def _push_gap(gap_heap, counters, e, gap):
     gap_heap[e, k] = gap
 
 
+@nb.njit(cache=True, inline="always")
+def _push_gaps(gap_heap, counters, e, gap, m):
+    """:func:`_push_gap` of the same ``gap`` ``m`` times (an iteration's gap, once per lazy decoder):
+    the same pushes in the same order, but once the heap is full and its least gap is at least
+    ``gap`` every further push only counts, so the rest are counted at once (a large batch paid a
+    call per request for that)."""
+    G = gap_heap.shape[1]
+    for j in range(m):
+        if counters[e, C_GAPS] >= G and gap <= gap_heap[e, 0]:
+            counters[e, C_GAPS] += m - j
+            return
+        _push_gap(gap_heap, counters, e, gap)
+
+
 @nb.njit(cache=True)
 def _finish(st, wl, eng, e, r, s, now):
     w = st.window[e]

@@ -11,6 +11,7 @@ from numba.core import types
 from numba.core.extending import intrinsic
 
 from envs.core.lazy import G_LAZY, materialize, reset_lazy, run_iteration_lazy_inline
+from envs.core.prefetch import prefetch
 from envs.core.replica import (
     arrival_time,
     ceil_div,
@@ -106,9 +107,11 @@ class ObsScratch(NamedTuple):
     head_seq: np.ndarray  # int64 [rows, K]
     peak: np.ndarray  # float64 [rows, K + 1]
     extra_len: np.ndarray  # float64 [rows, K]
-    pos_g: np.ndarray  # int64 [rows, M], by position in order: generated - it (it: the lazy set's iterations)
-    pos_l: np.ndarray  # int64 [rows, M], by position in order: prompt + pos_g
-    pos_b: np.ndarray  # int64 [rows, M], by position in order: target - (kv_tokens - it)
+    # pos_*: int32 (token counts, offset by an iteration count, which the lazy set's int32 sched already
+    # bounds), half the bytes of int64: every step reads and sorts them for each running request.
+    pos_g: np.ndarray  # int32 [rows, M], by position in order: generated - it (it: the lazy set's iterations)
+    pos_l: np.ndarray  # int32 [rows, M], by position in order: prompt + pos_g
+    pos_b: np.ndarray  # int32 [rows, M], by position in order: target - (kv_tokens - it)
     pos_ok: np.ndarray  # int8 [rows], 1: the last call saw every running request lazy, pos_* hold them
     unit: np.ndarray  # float64 [rows], the observation's unit of request counts (count_unit), set at reset (NaN before)
 
@@ -126,8 +129,8 @@ def obs_scratch(rows: int, max_running: int, slots: int, K: int) -> ObsScratch:
         rem=np.zeros((rows, M)), length=np.zeros((rows, M)), suf=np.zeros((rows, 3, N_HIST_BINS + 1)),
         heads=np.zeros((rows, K), np.int64), head_seq=np.zeros((rows, K), np.int64),
         peak=np.zeros((rows, K + 1)), extra_len=np.zeros((rows, K)),
-        pos_g=np.zeros((rows, M), np.int64), pos_l=np.zeros((rows, M), np.int64),
-        pos_b=np.zeros((rows, M), np.int64), pos_ok=np.zeros(rows, np.int8),
+        pos_g=np.zeros((rows, M), np.int32), pos_l=np.zeros((rows, M), np.int32),
+        pos_b=np.zeros((rows, M), np.int32), pos_ok=np.zeros(rows, np.int8),
         unit=np.full(rows, np.nan),  # NaN until a reset sets it: a missing unit shows in the observation
     )
 
@@ -287,6 +290,55 @@ def _peaks(lens, rems, n, extra_rem, extra_len, n_extra, peak):
             peak[k0 + 1 + i] = max(lanes[i], best)
 
 
+@nb.njit(cache=True, inline="always")
+def _move(rems, lens, order, pos_g, pos_l, pos_b, src, dst):
+    """Position ``src``'s entry of every array of the running order copied to position ``dst``."""
+    rems[dst] = rems[src]
+    lens[dst] = lens[src]
+    order[dst] = order[src]
+    pos_g[dst] = pos_g[src]
+    pos_l[dst] = pos_l[src]
+    pos_b[dst] = pos_b[src]
+
+
+@nb.njit(cache=True, inline="always")
+def _sort_by_rem(rems, lens, order, pos_g, pos_l, pos_b, n):
+    """The first ``n`` positions stably sorted by ``rems`` (ascending), the other arrays alongside.
+
+    An insertion sort (the positions hold the last call's order, so nearly sorted), with one
+    addition for the common disorder: a request whose estimate jumped up (its output crossed a
+    length bin) stands before many smaller ones. Where only the entry before ``i`` is greater
+    than ``rems[i]``, that entry is carried forward past every following entry strictly smaller
+    than it in one move, instead of each of them stepping back past it (a step of the loop each,
+    most of the sort's time at E = 256). An entry carried only past strictly smaller keys has no
+    tie with them, so the stable order, and every position, is the insertion sort's."""
+    i = 1
+    while i < n:
+        x = rems[i]
+        if rems[i - 1] <= x:
+            i += 1
+            continue
+        if i == 1 or rems[i - 2] <= x:
+            y = rems[i - 1]
+            j = i + 1
+            while j < n and rems[j] < y:
+                j += 1
+            ln, s, pg, pl, pb = lens[i - 1], order[i - 1], pos_g[i - 1], pos_l[i - 1], pos_b[i - 1]
+            for k in range(i, j):
+                _move(rems, lens, order, pos_g, pos_l, pos_b, k, k - 1)
+            rems[j - 1], lens[j - 1], order[j - 1] = y, ln, s
+            pos_g[j - 1], pos_l[j - 1], pos_b[j - 1] = pg, pl, pb
+            continue  # position i - 1 now holds x, in place; i holds the next entry to place
+        ln, s, pg, pl, pb = lens[i], order[i], pos_g[i], pos_l[i], pos_b[i]
+        j = i
+        while j > 0 and rems[j - 1] > x:
+            _move(rems, lens, order, pos_g, pos_l, pos_b, j - 1, j)
+            j -= 1
+        rems[j], lens[j], order[j] = x, ln, s
+        pos_g[j], pos_l[j], pos_b[j] = pg, pl, pb
+        i += 1
+
+
 @nb.njit(cache=True)
 def fill_obs(st, wl, eng, e, K, obs, mask, admit_levels, sc, row, r=0, lz=None, mark_late=False, same_running=False,
              entered=-1):
@@ -436,30 +488,7 @@ def fill_obs(st, wl, eng, e, K, obs, mask, admit_levels, sc, row, r=0, lz=None, 
     if lz is not None:
         if lz.agg[e, G_LAZY] == n_run and decoding == n_run:
             sc.pos_ok[row] = 1
-    for i in range(1, n_run):
-        x = rems[i]
-        if rems[i - 1] <= x:
-            continue
-        ln = lens[i]
-        s = order[i]
-        pg = pos_g[i]
-        pl = pos_l[i]
-        pb = pos_b[i]
-        j = i
-        while j > 0 and rems[j - 1] > x:
-            rems[j] = rems[j - 1]
-            lens[j] = lens[j - 1]
-            order[j] = order[j - 1]
-            pos_g[j] = pos_g[j - 1]
-            pos_l[j] = pos_l[j - 1]
-            pos_b[j] = pos_b[j - 1]
-            j -= 1
-        rems[j] = x
-        lens[j] = ln
-        order[j] = s
-        pos_g[j] = pg
-        pos_l[j] = pl
-        pos_b[j] = pb
+    _sort_by_rem(rems, lens, order, pos_g, pos_l, pos_b, n_run)
     mean_out = suf_s[0] / suf_c[0] if suf_c[0] > 0 else 0.0
 
     # The K oldest queued requests (FCFS heads) and queue-wide sums, in one pass.
@@ -600,7 +629,7 @@ def _fresh_scratch(slots, max_running, K):
         np.zeros((1, M), np.int32), np.zeros(1, np.int32), np.zeros((1, slots), np.int32), np.zeros(1, np.int64),
         np.zeros((1, M)), np.zeros((1, M)), np.zeros((1, 3, N_HIST_BINS + 1)),
         np.zeros((1, K), np.int64), np.zeros((1, K), np.int64), np.zeros((1, K + 1)), np.zeros((1, K)),
-        np.zeros((1, M), np.int64), np.zeros((1, M), np.int64), np.zeros((1, M), np.int64),
+        np.zeros((1, M), np.int32), np.zeros((1, M), np.int32), np.zeros((1, M), np.int32),
         np.zeros(1, np.int8), np.full(1, np.nan),
     )
 
@@ -617,6 +646,57 @@ def _enqueue_arrivals(st, wl, eng, e, until):
     while st.next_arrival[e] < N and arrival[st.next_arrival[e]] * scale <= until:
         enqueue_inline(st, wl, eng, e, 0, st.next_arrival[e])
         st.next_arrival[e] += 1
+
+
+@nb.njit(cache=True, inline="always")
+def _pf2(arr, e, k):
+    """Prefetch hint of ``arr[e, k]``, ``k`` clamped to the row (every address stays in the array)."""
+    prefetch(arr, (e, min(k, arr.shape[1] - 1)))
+
+
+@nb.njit(cache=True, inline="always")
+def _pf3(arr, e, j, k):
+    """Prefetch hint of ``arr[e, j, k]``, ``k`` clamped to the row."""
+    prefetch(arr, (e, j, min(k, arr.shape[2] - 1)))
+
+
+@nb.njit(cache=True, inline="always")
+def _prefetch_env(st, lz, sc, obs, mask, e):
+    """Cache hints for the rows env ``e`` reads first in :func:`step_all` (``envs.core.prefetch``):
+    its per-env rows, the first lines of its running list, slot states and running order, and its
+    observation. Called one env ahead; changes no value."""
+    for k in (0, 8, 16):
+        _pf2(st.counters, e, k)
+        _pf3(sc.suf, e, 0, k)
+        _pf3(sc.suf, e, 1, k)
+        _pf3(sc.suf, e, 2, k)
+    _pf2(st.accum, e, 0)
+    _pf2(st.out_hist, e, 0)
+    _pf2(st.out_hist, e, 8)
+    _pf2(st.gap_heap, e, 0)
+    _pf2(lz.agg, e, 0)
+    _pf2(lz.phase, e, 0)
+    _pf2(lz.phase, e, lz.phase.shape[1] - 1)
+    _pf2(lz.glog, e, (lz.it[e] + 1) & (lz.glog.shape[1] - 1))
+    for k in (0, 16):
+        _pf3(st.run_list, e, 0, k)
+        _pf2(sc.order, e, k)
+        _pf2(sc.pos_g, e, k)
+        _pf2(sc.pos_l, e, k)
+        _pf2(sc.pos_b, e, k)
+    for k in (0, 8):
+        _pf2(sc.rem, e, k)
+        _pf2(sc.length, e, k)
+    for k in (0, 64, 128, 192):
+        _pf3(st.status, e, 0, k)
+    _pf2(sc.heads, e, 0)
+    _pf2(sc.head_seq, e, 0)
+    _pf2(sc.peak, e, 0)
+    _pf2(sc.extra_len, e, 0)
+    for k in range(0, obs.shape[1], 16):
+        _pf2(obs, e, k)
+    _pf2(mask, e, 0)
+    _pf2(mask, e, mask.shape[1] - 1)
 
 
 # step_all and step_repeat are compiled without numba's reference counting (``_nrt=False``, numba's
@@ -640,6 +720,8 @@ def step_all(
     :class:`envs.core.lazy.LazyDecode`, the steady decoders kept lazily between steps)."""
     n_budget = budget_levels.shape[0]
     for e in range(actions.shape[0]):
+        if e + 1 < actions.shape[0]:
+            _prefetch_env(st, lz, sc, obs, mask, e + 1)
         a = actions[e]
         order = a % 3
         a //= 3
