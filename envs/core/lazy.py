@@ -60,6 +60,7 @@ from envs.core.replica import (
     _push_gap,
     _push_gaps,
     ceil_div,
+    insert_top_gap,
     mark_missed,
     next_queued,
     p99_allowed_over,
@@ -160,20 +161,13 @@ def _leave(blocks, kv_tokens, generated, sched, last_tok_t, gaps_over, top_gaps,
     tuples: an inlined helper taking a tuple pays a reference-count update per member array per call."""
     a = -blocks[e, r, s] - 1
     M = glog.shape[1] - 1  # L is a power of 2
-    T = top_gaps.shape[3]
     kv0 = kv_tokens[e, r, s]
     b = kv0 - a
     for j in range(a + 1, upto + 1):
         gap = glog[z, j & M]
         if gap > slo_tpot:
             gaps_over[e, r, s] += 1
-        g = np.float32(gap)
-        if not g <= top_gaps[e, r, s, T - 1]:
-            k = T - 1
-            while k > 0 and top_gaps[e, r, s, k - 1] < g:
-                top_gaps[e, r, s, k] = top_gaps[e, r, s, k - 1]
-                k -= 1
-            top_gaps[e, r, s, k] = g
+        insert_top_gap(top_gaps, e, r, s, np.float32(gap))
     m = upto - a
     generated[e, r, s] += m
     kv = kv0 + m
@@ -506,7 +500,6 @@ def run_iteration_lazy(st, wl, eng, lz, e, admit_max, budget, defer, order, now,
     keep = 0
     n = st.n_running[e, r]
     p99_check = eng.slo_metric == SLO_P99_TBT
-    T = st.top_gaps.shape[3]
     if steady and n == n_lazy and k1 < agg[z, G_NEXT_END]:
         n = 0  # every running request is lazy (none admitted) and none has its last token now
         keep = n_lazy
@@ -556,13 +549,7 @@ def run_iteration_lazy(st, wl, eng, lz, e, admit_max, budget, defer, order, now,
                 gaps_over[e, r, s] += 1
                 if p99_check and gaps_over[e, r, s] > allowed:
                     mark_missed(missed, counters, e, r, s)
-            g = np.float32(gap)
-            if not g <= top_gaps[e, r, s, T - 1]:
-                kk = T - 1
-                while kk > 0 and top_gaps[e, r, s, kk - 1] < g:
-                    top_gaps[e, r, s, kk] = top_gaps[e, r, s, kk - 1]
-                    kk -= 1
-                top_gaps[e, r, s, kk] = g
+            insert_top_gap(top_gaps, e, r, s, np.float32(gap))
             if not p99_check and tpot_late(t_end, arrival_w[q] * scale + ttft_q[e, q], out_q, eng.slo_tpot):
                 mark_missed(missed, counters, e, r, s)
             max_gap = max(max_gap, gap)

@@ -333,6 +333,21 @@ def preempt_newest(st, wl, e, r):
 
 
 @nb.njit(cache=True, inline="always")
+def insert_top_gap(top_gaps, e, r, s, g):
+    """Keep request ``s``'s T largest gaps in ``top_gaps[e, r, s]`` [T] (float32, descending; T is TOP_GAPS, or
+    fewer where the scenario's outputs are short: state.allocate): insert ``g``
+    if it beats the smallest kept one. Inserting a set of gaps in any order gives the same list, which is
+    what lets decode runs and the lazy decoders insert a stretch's gaps at its end."""
+    T = top_gaps.shape[3]
+    if not g <= top_gaps[e, r, s, T - 1]:
+        k = T - 1
+        while k > 0 and top_gaps[e, r, s, k - 1] < g:
+            top_gaps[e, r, s, k] = top_gaps[e, r, s, k - 1]
+            k -= 1
+        top_gaps[e, r, s, k] = g
+
+
+@nb.njit(cache=True, inline="always")
 def _push_gap(gap_heap, counters, e, gap):
     """Keep ``gap`` among the episode's largest gaps (a min-heap of gap_heap.shape[1] entries).
 
@@ -536,7 +551,6 @@ def _decode_run_end(st, wl, eng, e, r, m, over, now):
     w = st.window[e]
     scale = st.time_scale[e]
     top_gaps, gap_log, missed, counters = st.top_gaps, st.gap_log, st.missed, st.counters
-    T = top_gaps.shape[3]
     for i in range(n):
         s = st.run_list[e, r, i]
         q = st.req[e, r, s]
@@ -552,13 +566,7 @@ def _decode_run_end(st, wl, eng, e, r, m, over, now):
         elif not missed[e, r, s] and tpot_late(now, wl.arrival_s[w, q] * scale + st.ttft[e, q], out_q, eng.slo_tpot):
             mark_missed(missed, counters, e, r, s)
         for j in range(m - 1, -1, -1):  # newest first (any order gives the same list)
-            g = gap_log[e, j]
-            if not g <= top_gaps[e, r, s, T - 1]:
-                k = T - 1
-                while k > 0 and top_gaps[e, r, s, k - 1] < g:
-                    top_gaps[e, r, s, k] = top_gaps[e, r, s, k - 1]
-                    k -= 1
-                top_gaps[e, r, s, k] = g
+            insert_top_gap(top_gaps, e, r, s, gap_log[e, j])
     counters[e, C_DECODE_TOKENS] += n * m
     counters[e, C_ITERATIONS] += m
 
@@ -764,7 +772,6 @@ def run_iteration(st, wl, eng, e, r, admit_max, budget, defer, order, now, until
             n = n_running[e, r]
             p99_check = eng.slo_metric == SLO_P99_TBT
             scale = st.time_scale[e]
-            T = top_gaps.shape[3]  # TOP_GAPS, or fewer where the scenario's outputs are short (state.allocate)
             for i in range(n):
                 s = run_list[e, r, i]
                 work = sched[e, r, s]
@@ -799,13 +806,7 @@ def run_iteration(st, wl, eng, e, r, admit_max, budget, defer, order, now, until
                         gaps_over[e, r, s] += 1
                         if p99_check and gaps_over[e, r, s] > allowed:
                             mark_missed(missed, counters, e, r, s)
-                    g = np.float32(gap)
-                    if not g <= top_gaps[e, r, s, T - 1]:  # keep the request's T largest gaps, descending
-                        k = T - 1
-                        while k > 0 and top_gaps[e, r, s, k - 1] < g:
-                            top_gaps[e, r, s, k] = top_gaps[e, r, s, k - 1]
-                            k -= 1
-                        top_gaps[e, r, s, k] = g
+                    insert_top_gap(top_gaps, e, r, s, np.float32(gap))
                     if not p99_check and tpot_late(t_end, arrival_s[w, q] * scale + req_ttft[e, q], out_q,
                                                    eng.slo_tpot):
                         mark_missed(missed, counters, e, r, s)
