@@ -253,6 +253,15 @@ def hardware_specs(trace: str, spec: str, overrides: dict[str, Any] | None = Non
     return [FamilySpec(d.name, trace, {**(overrides or {}), **d.env_kwargs()}) for d in engines]
 
 
+def envs_per_family(n_envs: int, n_families: int) -> int:
+    """How many of ``n_envs`` envs each of ``n_families`` families gets; ``ValueError`` (naming ``--n-envs``)
+    unless ``n_envs`` is a positive multiple of ``n_families``. ``train.py`` calls it before building any
+    family's scenario, ``make_family_vec`` before building the envs."""
+    if n_envs < n_families or n_envs % n_families:
+        raise ValueError(f"--n-envs {n_envs}: must be a multiple of the {n_families} families")
+    return n_envs // n_families
+
+
 def make_family_vec(env_id: str, n_envs: int, seed: int | None, specs: Sequence[FamilySpec], split: str,
                     vec_procs: int = 1) -> FamilyVecEnv:
     """``n_envs`` envs split evenly among ``specs`` (``split`` part of each trace), each part a
@@ -261,9 +270,7 @@ def make_family_vec(env_id: str, n_envs: int, seed: int | None, specs: Sequence[
     import envs
     from envs.subproc_vec import SubprocNativeVecEnv
 
-    if n_envs < len(specs) or n_envs % len(specs):
-        raise ValueError(f"--n-envs {n_envs}: must be a multiple of the {len(specs)} families")
-    each = n_envs // len(specs)
+    each = envs_per_family(n_envs, len(specs))
     procs = max(1, vec_procs // len(specs))
     parts = []
     try:

@@ -41,8 +41,8 @@ import envs
 from agents import cli, obs_version
 from agents.eval_ahead import EvalAhead, merge
 from agents.evaluate import evaluate, print_tables, repeated_sweep_values, report_json
-from agents.family_vec import (SLO_FIELDS, FamilyVecEnv, family_specs, hardware_specs, make_family_vec, slo_tier_specs,
-                                training_family_specs)
+from agents.family_vec import (SLO_FIELDS, FamilyVecEnv, envs_per_family, family_specs, hardware_specs,
+                                make_family_vec, slo_tier_specs, training_family_specs)
 from agents.imitation import has_teacher, imitate, teacher_for
 from agents.policy import heuristic_names
 from agents.provenance import code_version, platform_record
@@ -357,9 +357,10 @@ def _train(a: argparse.Namespace, argv: list[str] | None, callbacks: list | None
     except ValueError as err:
         raise cli.UsageError(str(err)) from None
     if specs is not None:  # checked before check_env builds each family's scenario (minutes for ServeGen days)
-        n_envs = default_n_envs(a.env, algo) if a.n_envs is None else a.n_envs
-        if n_envs < len(specs) or n_envs % len(specs):
-            raise cli.UsageError(f"--n-envs {n_envs}: must be a multiple of the {len(specs)} families")
+        try:
+            envs_per_family(default_n_envs(a.env, algo) if a.n_envs is None else a.n_envs, len(specs))
+        except ValueError as err:
+            raise cli.UsageError(str(err)) from None
     for trace, env_kwargs in ([(a.trace, kwargs)] if specs is None else [(sp.trace, sp.env_kwargs) for sp in specs]):
         cli.check_env(a.env, env_kwargs, trace, a.seed, split="train")
     if not a.no_eval:  # the evaluation after training plays the held-out part of each: checked now, before any
