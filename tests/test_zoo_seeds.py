@@ -62,7 +62,8 @@ def _expected(name: str, mode: str, ncpu: int) -> dict:
     elif name == "autoscale":
         train = _base(env_id, pending=True)
         if small:
-            train = _replace(_replace(train, "--imitate", "6144"), "--n-envs", "6")
+            train = _replace(_replace(_replace(_replace(train, "--imitate", "6144"), "--n-envs", "6"),
+                                      "--timesteps", "3072"), "--critic-warmup", "768")
         per_seed = [[PY, "-m", "agents.train", *train, "--no-eval", "--no-progress", "--seed", str(k), "--out",
                      f"/w/s{k}"] for k in range(3)]
         lb_extra = [*(["--seeds", "1"] if small else []), *policies]

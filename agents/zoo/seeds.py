@@ -166,13 +166,15 @@ SEED_RUNS: dict[str, SeedRun] = {
     # Issue 21: the teacher (env.teacher_actions: the oracle's plan, cached on disk by the warm-up for every
     # training day) runs in each seed's process, one core per seed. The warm-up also builds the ServeGen
     # families (minutes per model's replay; cached on disk): run it where $SERVEGYM_CACHE holds them already.
-    # small: 2 envs per family, 6,144 decisions, 1 episode per leaderboard scenario. Measured (small, NCPU=2, the
+    # small: 2 envs per family, 6,144 decisions then 3,072 RL steps (768 of them the critic's warm-up), 1 episode
+    # per leaderboard scenario. Measured for the DAgger-only recipe before the RL was added (small, NCPU=2, the
     # loaded 2-core box, the ServeGen replays, oracle plans and bursty days already in SERVEGYM_CACHE, 2026-12-01):
-    # 179 s (warm-up 100 s, DAgger 19 s, leaderboard 54 s). Full, predicted on the 16-core host (2x slower per
-    # core): warm-up ~200 s, DAgger 200-400 s for the 3 seeds at once, leaderboard ~150 s.
+    # 179 s (warm-up 100 s, DAgger 19 s, leaderboard 54 s). Full, on the 16-core host: DAgger 46-54 s and RL 48-50 s
+    # per seed (2026-12-03, as two commands); here, the 3 seeds at once beside other jobs, 2026-12-04: see RECIPES.
     "autoscale": SeedRun(
         "servegym/Autoscale-v0", "21", "/tmp/w21as", "autoscale", "autoscale",
-        Small(6144, options=(("--n-envs", ("6",)),), leaderboard=("--seeds", "1")), pending=True),
+        Small(6144, options=(("--n-envs", ("6",)), ("--timesteps", ("3072",)), ("--critic-warmup", ("768",))),
+              leaderboard=("--seeds", "1")), pending=True),
     # Issue 17: the teacher's replays on every core, then each seed on 5 cores when there are 5 per seed
     # (its process and one worker process per family: --vec-procs 4), else on the cores there are, one
     # process each. small: 1 window per family, 768 decisions on 4 envs, leaderboard --quick. Full on the
