@@ -59,6 +59,7 @@ import traces
 from traces.servegen import is_servegen_dir
 from envs.autoscale import kernels as K
 from envs.core.workload import TraceUnsuited
+from envs.config_check import make_config
 from envs.autoscale.model import ReplicaCurves, cache_root, cache_save, replica_curves
 from envs.native_vec import NativeVecEnv, VecEnvView, item_features
 from envs.vector import NativeVectorEnv
@@ -467,7 +468,7 @@ class AutoscaleVecEnv(NativeVecEnv):
 
     def __init__(self, num_envs: int = 1, config: AutoscaleConfig | None = None, seed: int | None = None,
                  **kwargs: Any):
-        cfg = replace(config or AutoscaleConfig(), **kwargs)
+        cfg = make_config(AutoscaleConfig, config, kwargs, "Autoscale")
         if isinstance(cfg.gpu_types, list):
             cfg = replace(cfg, gpu_types=tuple(cfg.gpu_types))
         if isinstance(cfg.max_replicas, list):

@@ -31,7 +31,7 @@ all-to-all traffic equal to what each GPU sends: no placement can do better (tes
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,7 @@ import numpy as np
 import hwmodels
 import traces
 from traces.numeric import pairwise_sum
+from envs import config_check
 from envs.expert_placement import algos as A
 
 TRAIN_DRIFTS = (0.005, 0.02, 0.08)
@@ -96,11 +97,7 @@ def _int(name: str, v: Any, lo: int) -> int:
 
 def make_config(config: ExpertPlacementConfig | None = None, **kwargs: Any) -> ExpertPlacementConfig:
     """Validated config; an unknown field or a bad value raises an error naming it."""
-    names = {f.name for f in fields(ExpertPlacementConfig)}
-    for k in kwargs:
-        if k not in names:
-            raise TypeError(f"ExpertPlacement: unknown config field {k!r}; known: {', '.join(sorted(names))}")
-    cfg = replace(config or ExpertPlacementConfig(), **kwargs)
+    cfg = config_check.make_config(ExpertPlacementConfig, config, kwargs, "ExpertPlacement")
     m = hwmodels.get_model(cfg.model)
     if not m.is_moe:
         raise ValueError(f"ExpertPlacement: model {cfg.model!r} is dense; choose an MoE model")
