@@ -69,6 +69,7 @@ from agents.training import (
 from envs import options
 from envs.kv_admission.hardware import hardware_record
 from envs.subproc_vec import SubprocNativeVecEnv
+from traces.checks import is_integer, is_real
 
 HARDWARE_ENV = "servegym/KVAdmission-v0"  # the environment with hardware distributions (--hardware)
 
@@ -196,7 +197,7 @@ def parse_imitate_kwargs(items: list[str]) -> dict:
             out[key] = value
             continue
         if key == "beta0":  # the teacher's share of round 0 (imitate): 0 is allowed
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+            if not is_real(value) or not 0.0 <= value <= 1.0:
                 raise ValueError(f"beta0={value!r}: expected a number in [0, 1]")
             out[key] = float(value)
             continue
@@ -208,8 +209,7 @@ def parse_imitate_kwargs(items: list[str]) -> dict:
         typ = IMITATE_KEYS.get(key)
         if typ is None:
             raise ValueError(f"{key!r} is not one of {', '.join([*IMITATE_KEYS, 'target', 'beta0', 'roll_in'])}")
-        if isinstance(value, bool) or not isinstance(value, (int, float) if typ is float else int) \
-                or not math.isfinite(value) or value <= 0:
+        if not (is_real(value, finite=True) if typ is float else is_integer(value)) or value <= 0:
             raise ValueError(f"{key}={value!r}: expected a{'n integer' if typ is int else ' finite number'} > 0")
         out[key] = typ(value)
     return out

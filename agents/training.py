@@ -16,6 +16,7 @@ from agents.env_kwargs import has_infinite
 from agents.sb3_policy import algo_class
 from envs.prefix_eviction.kernels import N_CAND as PE_CAND
 from envs.prefix_eviction.kernels import N_GLOBAL as PE_GLOBAL
+from traces.checks import is_integer
 
 # Per (environment, algorithm) hyperparameters; anything not listed uses SB3's defaults.
 HYPERPARAMS: dict[str, dict[str, dict[str, Any]]] = {
@@ -317,7 +318,7 @@ def hyperparam_problem(key: str, value: Any) -> str | None:
     """Why ``value`` is not a valid ``key`` (an SB3 keyword argument), or None: the one check of
     ``COUNT_HYPERPARAMS`` (integers >= 1) and ``HYPERPARAM_RANGES``; other keys are not checked here."""
     if key in COUNT_HYPERPARAMS:
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        if not is_integer(value) or value < 1:
             return "expected an integer >= 1"
         return None
     if key not in HYPERPARAM_RANGES or callable(value) or (value is None and key in _NONE_OK):

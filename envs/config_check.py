@@ -11,7 +11,6 @@ CLI refuse the same values with the field named: ``load=float("inf")``, ``window
 from __future__ import annotations
 
 import dataclasses
-import math
 import types
 import typing
 from typing import Any
@@ -19,18 +18,7 @@ from typing import Any
 import numpy as np
 
 from envs.options import type_text
-
-
-def finite(number: Any) -> bool:
-    """Whether ``number`` is a finite float (an int too large for a float is not)."""
-    try:
-        return math.isfinite(float(number))
-    except OverflowError:
-        return False
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+from traces.checks import is_integer, is_real
 
 
 def has_infinite(value: Any) -> bool:
@@ -40,7 +28,7 @@ def has_infinite(value: Any) -> bool:
         return any(has_infinite(v) for v in value)
     if isinstance(value, dict):
         return any(has_infinite(v) for v in value.values())
-    return _is_number(value) and not finite(value)
+    return is_real(value) and not is_real(value, finite=True)
 
 
 def conform(value: Any, annotation: Any) -> tuple[bool, Any]:
@@ -66,10 +54,10 @@ def conform(value: Any, annotation: Any) -> tuple[bool, Any]:
         ok = isinstance(value, (bool, np.bool_))
         return ok, (bool(value) if ok else None)
     if annotation is int:
-        ok = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+        ok = is_integer(value)
         return ok, (int(value) if ok else None)
     if annotation is float:
-        ok = _is_number(value) and finite(value)
+        ok = is_real(value, finite=True)
         return ok, (float(value) if ok else None)
     if annotation is str:
         return isinstance(value, str), value
@@ -134,4 +122,28 @@ def make_config(cls: type, config: Any, fields: dict[str, Any], where: str) -> A
         raise TypeError(f"{where}: config must be a {cls.__name__}, got {type(config).__name__}")
     cfg = dataclasses.replace(config if config is not None else cls(), **fields)
     check_types(cfg, where)
+    check_episode_fields(cfg, where)
     return cfg
+
+
+# The fields every environment's config has (envs/__init__.py) and the values each takes.
+SPLITS = ("train", "test", "all")  # the trace's training part, its held-out part, or the whole trace
+WINDOW_ORDERS = ("random", "sequential")  # episodes drawn at random, or env i of a batch plays window i
+
+
+def _choices(values: tuple[str, ...]) -> str:
+    quoted = [repr(v) for v in values]
+    return " or ".join(quoted) if len(quoted) == 2 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
+
+
+def check_episode_fields(cfg: Any, where: str) -> None:
+    """``ValueError("WHERE: split must be 'train', 'test' or 'all', got ...")`` (likewise ``window_order``)
+    for a config (nested ones included) whose ``split`` or ``window_order`` is not one of its values."""
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            check_episode_fields(value, where)
+        elif f.name in ("split", "window_order"):
+            allowed = SPLITS if f.name == "split" else WINDOW_ORDERS
+            if value not in allowed:
+                raise ValueError(f"{where}: {f.name} must be {_choices(allowed)}, got {value!r}")

@@ -100,3 +100,28 @@ def test_a_load_too_small_for_the_float64_clock_is_refused_at_reset():
     kw = {k: v for k, v in SMALL["servegym/KVAdmission-v0"].items() if k != "load"}
     with pytest.raises(ValueError, match=r"^KVAdmission: rate_scale 1e-300 replays window"):
         envs.make_vec("servegym/KVAdmission-v0", 1, seed=0, rate_scale=1e-300, **kw).reset()
+
+
+@pytest.mark.parametrize("env_id", IDS)
+def test_split_and_window_order_are_checked_in_one_place_for_every_environment(env_id):
+    """Six copies of these two checks (and one of the constant) became envs.config_check.check_episode_fields."""
+    with pytest.raises(ValueError, match=rf"^{_name(env_id)}: split must be 'train', 'test' or 'all', got 'dev'$"):
+        _build(env_id, split="dev")
+    with pytest.raises(ValueError, match=rf"^{_name(env_id)}: window_order must be 'random' or 'sequential', "
+                                         r"got 'shuffled'$"):
+        _build(env_id, window_order="shuffled")
+
+
+def test_the_shared_number_predicates():
+    """traces.checks: the "a number, not a bool" test that argument checks in every layer repeated inline."""
+    from hwmodels.errors import HwModelError
+    from hwmodels.infra import positive
+    from traces.checks import is_integer, is_real
+
+    assert [is_real(v) for v in (1, 1.5, np.float32(2), np.int8(3), True, np.bool_(True), "1", None)] == \
+        [True, True, True, True, False, False, False, False]
+    assert [is_real(v, finite=True) for v in (1e308, float("inf"), float("nan"), 10**400)] == [True, False, False, False]
+    assert [is_integer(v) for v in (3, np.int64(3), 3.0, True)] == [True, True, False, False]
+    assert positive(np.float32(2.5), "bw") == 2.5
+    with pytest.raises(HwModelError, match="^bw must be a positive finite number, got True$"):
+        positive(True, "bw")

@@ -7,6 +7,7 @@ import numpy as np
 import traces
 from envs.core.state import N_HIST_BINS, Workload
 from traces.trace import Trace
+from traces.checks import is_real
 
 # Output-length buckets a noisy predictor reports (upper edges, tokens); the last is open.
 BUCKET_EDGES = np.array([32, 64, 128, 256, 512, 1024, 2048], np.int64)
@@ -186,7 +187,7 @@ def check_held_out_frac(frac: object, where: str) -> None:
     """``ValueError`` naming ``where`` unless ``frac`` (a config's ``held_out_frac``, the held-out
     share of a trace's duration) is a number in (0, 1); checked whatever the split, before any trace
     is read, so that the error names the setting and not the trace (``traces.split``'s TraceError)."""
-    if isinstance(frac, bool) or not isinstance(frac, (int, float)) or not 0 < frac < 1:
+    if not is_real(frac) or not 0 < frac < 1:
         raise ValueError(f"{where}: held_out_frac must be in (0, 1), got {frac!r}")
 
 

@@ -55,6 +55,7 @@ from envs.metrics import episode_metrics
 from envs.native_vec import NativeVecEnv, VecEnvView, item_features
 from envs.vector import NativeVectorEnv
 from envs.render import render_replicas
+from traces.checks import is_real
 
 ENV_ID = "servegym/KVAdmission-v0"
 ALL = 1 << 30
@@ -247,12 +248,10 @@ class KVAdmissionVecEnv(NativeVecEnv):
         check_mixture_config(cfg, "KVAdmission")
         if cfg.rate_scale is not None and not cfg.rate_scale > 0:
             raise ValueError(f"KVAdmission: rate_scale must be > 0, got {cfg.rate_scale}")
-        if cfg.window_order not in ("random", "sequential"):
-            raise ValueError(f"KVAdmission: window_order must be 'random' or 'sequential', got {cfg.window_order!r}")
         # drain_s < 0 truncated episodes before their last arrival; a recompute_penalty < 0 paid for preemptions
         for name in ("drain_s", "recompute_penalty"):
             v = getattr(cfg, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not v >= 0:
+            if not is_real(v) or not v >= 0:
                 raise ValueError(f"KVAdmission: {name} must be a number >= 0, got {v!r}")
         self.config = cfg
         self.scenario = build_scenario(cfg)

@@ -93,6 +93,7 @@ from envs.metrics import percentile
 from envs.native_vec import NativeVecEnv, VecEnvView, item_features
 from envs.vector import NativeVectorEnv
 from envs.prefix_eviction.ttft import replay_ttft
+from traces.checks import is_real
 
 ENV_ID = "servegym/PrefixEviction-v0"
 DEFAULT_CAPACITIES = (0.01, 0.05, 0.10, 0.25)
@@ -477,16 +478,13 @@ class PrefixEvictionVecEnv(NativeVecEnv):
                       trace_params=tuple(dict(cfg.trace_params).items()),
                       workloads=normalize_workloads(cfg.workloads, "PrefixEviction"))
         check_mixture_config(cfg, "PrefixEviction")
-        if cfg.window_order not in ("random", "sequential"):
-            raise ValueError(f"PrefixEviction: window_order must be 'random' or 'sequential', "
-                             f"got {cfg.window_order!r}")
         if cfg.candidate_set not in CANDIDATE_SETS:
             raise ValueError(f"PrefixEviction: candidate_set must be one of {', '.join(CANDIDATE_SETS)}, "
                              f"got {cfg.candidate_set!r}")
         if not (isinstance(cfg.candidates, int) and cfg.candidates >= 2):
             raise ValueError(f"PrefixEviction: candidates must be an integer >= 2, got {cfg.candidates!r}")
         h = cfg.teacher_horizon
-        if isinstance(h, bool) or not isinstance(h, (int, float, np.integer, np.floating)) or not h >= 0:
+        if not is_real(h) or not h >= 0:
             raise ValueError(f"PrefixEviction: teacher_horizon must be a number >= 0 (capacities of block references), "
                              f"got {h!r}")
         self.config = cfg

@@ -139,8 +139,6 @@ class RoutingConfig:
             raise ValueError(f"Routing: stale_s must be a number >= 0, got {self.stale_s!r}")
         if not self.drain_s >= 0:
             raise ValueError(f"Routing: drain_s must be >= 0, got {self.drain_s!r}")
-        if self.split not in ("train", "test", "all"):
-            raise ValueError(f"Routing: split must be 'train', 'test' or 'all', got {self.split!r}")
         if not (isinstance(self.ttft_bound_x, (int, float)) and self.ttft_bound_x >= 1.0):
             raise ValueError(f"Routing: ttft_bound_x (the TTFT tail bound in TTFT SLOs) must be a number >= 1, "
                              f"got {self.ttft_bound_x!r}")
@@ -157,8 +155,6 @@ class RoutingConfig:
         if self.teacher_lengths not in T.LENGTHS:
             raise ValueError(f"Routing: teacher_lengths must be one of {', '.join(T.LENGTHS)}, "
                              f"got {self.teacher_lengths!r}")
-        if self.window_order not in ("random", "sequential"):
-            raise ValueError(f"Routing: window_order must be 'random' or 'sequential', got {self.window_order!r}")
         self.loads()
 
     def engine_spec(self) -> EngineSpec:
