@@ -7,12 +7,12 @@ imports reach, ``agents.obs_version`` among them, can parse the same way without
 from __future__ import annotations
 
 import ast
-import math
 import types
 import typing
 from typing import Any
 
 from envs import options
+from envs.config_check import conform, has_infinite  # noqa: F401  (has_infinite re-exported)
 
 
 class UsageError(ValueError):
@@ -32,72 +32,6 @@ def _literal(raw: str) -> tuple[bool, Any]:
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
         return False, None
     return True, value
-
-
-def conform(value: Any, annotation: Any) -> tuple[bool, Any]:
-    """``(True, converted)`` when ``value`` is an instance of ``annotation`` (``int`` widens to
-    ``float``, a list or dict to a tuple), else ``(False, None)``. Never rounds or clamps."""
-    if annotation is Any:
-        return True, value
-    origin = typing.get_origin(annotation)
-    args = typing.get_args(annotation)
-    if origin in (typing.Union, types.UnionType):
-        for a in args:
-            ok, v = conform(value, a)
-            if ok:
-                return True, v
-        return False, None
-    if annotation is type(None):
-        return (value is None), None
-    if annotation is bool:
-        return (isinstance(value, bool)), value
-    if annotation is int:
-        return (isinstance(value, int) and not isinstance(value, bool)), value
-    if annotation is float:  # a finite number: 'inf' and 'nan' are not literals, nor is 1e400 (read as inf)
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and _finite(value)
-        return ok, (float(value) if ok else None)
-    if annotation is str:
-        return isinstance(value, str), value
-    if origin is tuple:
-        if isinstance(value, dict):
-            value = tuple(value.items())
-        if not isinstance(value, (tuple, list)):
-            return False, None
-        items = list(value)
-        if len(args) == 2 and args[1] is Ellipsis:
-            kinds = [args[0]] * len(items)
-        elif len(args) == len(items):
-            kinds = list(args)
-        else:
-            return False, None
-        out = []
-        for item, kind in zip(items, kinds):
-            ok, v = conform(item, kind)
-            if not ok:
-                return False, None
-            out.append(v)
-        return True, tuple(out)
-    if isinstance(annotation, type):
-        return isinstance(value, annotation), value
-    return True, value
-
-
-def _finite(number: int | float) -> bool:
-    """Whether ``number`` is a finite float (an int too large for a float is not)."""
-    try:
-        return math.isfinite(float(number))
-    except OverflowError:
-        return False
-
-
-def has_infinite(value: Any) -> bool:
-    """Whether ``value`` (a literal: numbers, or containers of them, any depth) holds a number that is not a
-    finite float, as ``1e400`` and a 400-digit integer are (``ast.literal_eval`` reads the first as inf)."""
-    if isinstance(value, (tuple, list, set)):
-        return any(has_infinite(v) for v in value)
-    if isinstance(value, dict):
-        return any(has_infinite(v) for v in value.values())
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and not _finite(value)
 
 
 def parse_value(raw: str, annotation: Any) -> tuple[bool, Any]:

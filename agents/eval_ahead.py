@@ -22,6 +22,8 @@ import os
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any
 
+from traces.checks import is_integer
+
 
 def _evaluate(env_id: str, policies: list[str], trace: Any, episodes: int, seed: int, env_kwargs: dict,
               split: str) -> dict[str, Any]:
@@ -60,7 +62,7 @@ class EvalAhead:
     def __init__(self, workers: int | None = None) -> None:
         if workers is None:
             workers = 1 if usable_cores() >= 2 else 0
-        if isinstance(workers, bool) or not isinstance(workers, int) or workers not in (0, 1):
+        if not is_integer(workers) or workers not in (0, 1):
             raise ValueError(f"EvalAhead: workers must be 0 or 1, got {workers!r}")
         self._pool = None
         if workers:

@@ -476,6 +476,9 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         if a.seed < 0:  # was reported as "--env ... --policy ...: expected non-negative integer"
             raise cli.UsageError(f"--seed {a.seed}: must be >= 0")
+        if a.onnx.suffix != ".onnx":  # x.txt held an ONNX model that no --policy reads (they go by suffix)
+            raise cli.UsageError(f"--onnx {a.onnx}: expected a file name ending in .onnx, "
+                                 f"got {repr(a.onnx.suffix) if a.onnx.suffix else 'no suffix'}")
         if a.parity_obs < 1 and not a.no_parity:
             raise cli.UsageError(f"--parity-obs {a.parity_obs}: must be >= 1 (or pass --no-parity)")
         if a.policy != "zoo":

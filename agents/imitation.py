@@ -36,6 +36,8 @@ import numpy as np
 import torch as th
 from gymnasium import spaces
 
+from traces.checks import is_integer, is_real
+
 Teacher = Callable[[np.ndarray, np.ndarray], np.ndarray]
 # Environments whose teacher lives in agents (it replays the simulator, which the env layer does not
 # do for itself): id -> "module:function(vec, data_path, procs) -> teacher callable".
@@ -171,9 +173,9 @@ def imitate(model: Any, vec: Any, steps: int, rounds: int = 6, epochs: int = 4, 
             raise ValueError(f"imitate: {type(vec).__name__} has no privileged teacher_actions()")
         teacher = lambda obs, mask: vec.teacher_actions()  # noqa: E731
     for name, v in (("rounds", rounds), ("epochs", epochs), ("batch_size", batch_size)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+        if not is_integer(v) or v < 1:
             raise ValueError(f"imitate: {name} must be an integer >= 1, got {v!r}")
-    if isinstance(beta0, bool) or not isinstance(beta0, (int, float)) or not 0.0 <= beta0 <= 1.0:
+    if not is_real(beta0) or not 0.0 <= beta0 <= 1.0:
         raise ValueError(f"imitate: beta0 must be a number in [0, 1], got {beta0!r}")
     learning_rate = _positive("learning_rate", learning_rate)
     if steps < rounds * vec.num_envs:

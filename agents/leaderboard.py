@@ -523,6 +523,8 @@ def main(argv: list[str] | None = None) -> int:
     from agents import leaderboard_report as report_io
 
     if a.check:
+        if not a.check.is_dir():  # listed every missing file as if the directory held a damaged run
+            p.error(f"--check {a.check}: {'not a directory' if a.check.exists() else 'no such directory'}")
         problems = report_io.check(a.check)
         for msg in problems:
             print(f"{a.check}: {msg}", file=sys.stderr)
@@ -589,6 +591,15 @@ def main(argv: list[str] | None = None) -> int:
         p.error(str(err))
     except ValueError as err:
         p.error(f"--envs {' '.join(a.envs or [])}: {err}")
+    # --quick, --track or --scenarios that left an environment asked for (or the whole run) without a scenario
+    # wrote an empty leaderboard and exit status 0
+    empty = [e for e in named if not any(sc.env_id == e for sc in scenarios)]
+    if empty or not scenarios:
+        left = [f for f, on in (("--quick", a.quick), (f"--track {a.track}", a.track),
+                                (f"--scenarios {' '.join(a.scenarios or [])}", a.scenarios)) if on]
+        what = f"--envs {' '.join(envs.options.short_name(e) for e in empty)}" if empty else "this run"
+        p.error(f"{what}: no scenario left after {' '.join(left) or 'the selection'} "
+                f"(python -m agents.leaderboard --help lists the ids)")
     # a --policy file plays every single-agent scenario of the run: one recorded for another environment's
     # observation was an ObservationRecordError traceback at the first such scenario, after the runs before it
     from agents.obs_version import check_env

@@ -63,10 +63,13 @@ from agents.training import (
     parse_hyperparams,
     policy_spec,
     resolve_device,
+    rollout_steps,
+    rounded_timesteps,
 )
 from envs import options
 from envs.kv_admission.hardware import hardware_record
 from envs.subproc_vec import SubprocNativeVecEnv
+from traces.checks import is_integer, is_real
 
 HARDWARE_ENV = "servegym/KVAdmission-v0"  # the environment with hardware distributions (--hardware)
 
@@ -194,7 +197,7 @@ def parse_imitate_kwargs(items: list[str]) -> dict:
             out[key] = value
             continue
         if key == "beta0":  # the teacher's share of round 0 (imitate): 0 is allowed
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+            if not is_real(value) or not 0.0 <= value <= 1.0:
                 raise ValueError(f"beta0={value!r}: expected a number in [0, 1]")
             out[key] = float(value)
             continue
@@ -206,8 +209,7 @@ def parse_imitate_kwargs(items: list[str]) -> dict:
         typ = IMITATE_KEYS.get(key)
         if typ is None:
             raise ValueError(f"{key!r} is not one of {', '.join([*IMITATE_KEYS, 'target', 'beta0', 'roll_in'])}")
-        if isinstance(value, bool) or not isinstance(value, (int, float) if typ is float else int) \
-                or not math.isfinite(value) or value <= 0:
+        if not (is_real(value, finite=True) if typ is float else is_integer(value)) or value <= 0:
             raise ValueError(f"{key}={value!r}: expected a{'n integer' if typ is int else ' finite number'} > 0")
         out[key] = typ(value)
     return out
@@ -495,6 +497,18 @@ def _learn(a: argparse.Namespace, argv: list[str] | None, callbacks: list | None
                                 hyperparams, code, specs, pending)
 
 
+def _rounding_note(a: argparse.Namespace, model, remaining: int) -> str:
+    """Why the run takes more RL steps than ``--timesteps`` asks (SB3 runs whole rollouts), or ``""``."""
+    if remaining <= 0:
+        return ""
+    rollout, how = rollout_steps(model)
+    runs = rounded_timesteps(remaining, rollout)
+    if runs == remaining:
+        return ""
+    return (f"--timesteps {a.timesteps:,} is rounded up to whole rollouts of {how} = {rollout:,} steps, as SB3 "
+            f"runs them: {runs - remaining + a.timesteps:,} steps")
+
+
 def _learn_and_score(a: argparse.Namespace, callbacks: list | None, vec, algo: str, device: str, model,
                      remaining: int, command: str, kwargs: dict, hyperparams: dict, code: dict,
                      specs: list | None, pending: list) -> int:
@@ -510,6 +524,9 @@ def _learn_and_score(a: argparse.Namespace, callbacks: list | None, vec, algo: s
             except ValueError as err:
                 raise cli.UsageError(str(err)) from None
             imitation = imitate(model, vec, a.imitate, seed=a.seed, teacher=teacher, **a.imitate_kwargs)
+        rounding = _rounding_note(a, model, remaining)
+        if rounding:
+            print(f"note: {rounding}", flush=True)
         if remaining > 0:
             model.learn(
                 total_timesteps=remaining,
@@ -527,7 +544,8 @@ def _learn_and_score(a: argparse.Namespace, callbacks: list | None, vec, algo: s
     atomic_write_text(out / "run.json", json.dumps({
         "command": command, "code": code, "platform": platform_record(), "env": a.env,
         "observation": obs_version.record(a.env),
-        "algo": algo, "timesteps": int(model.num_timesteps),
+        "algo": algo, "timesteps": int(model.num_timesteps), "timesteps_requested": a.timesteps,
+        **({"timesteps_note": rounding} if rounding else {}),
         "n_envs": a.n_envs, "vec_procs": a.vec_procs, "trace": a.trace, "env_kwargs": kwargs, "hyperparams": hyperparams,
         "seed": a.seed, "device": device,
         **({"scenarios": [{"name": sp.name, "trace": sp.trace, "env_kwargs": sp.env_kwargs} for sp in specs]}
@@ -539,7 +557,7 @@ def _learn_and_score(a: argparse.Namespace, callbacks: list | None, vec, algo: s
         **workload_record(vec),
         **({"hardware": hardware_record(a.hardware, float(kwargs.get("mem_frac", 0.9)))} if a.hardware else {}),
     }, indent=2, default=str))
-    what = f"{model.num_timesteps} RL steps"
+    what = f"{model.num_timesteps} RL steps" + (f" ({rounding})" if rounding else "")
     if a.imitate and not a.resume:
         what = f"DAgger on {a.imitate:,} decisions" + (f", then {what}" if model.num_timesteps else "")
     print(f"trained {algo} by {what} in {train_s:.0f} s -> {final}", flush=True)

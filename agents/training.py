@@ -16,6 +16,7 @@ from agents.env_kwargs import has_infinite
 from agents.sb3_policy import algo_class
 from envs.prefix_eviction.kernels import N_CAND as PE_CAND
 from envs.prefix_eviction.kernels import N_GLOBAL as PE_GLOBAL
+from traces.checks import is_integer
 
 # Per (environment, algorithm) hyperparameters; anything not listed uses SB3's defaults.
 HYPERPARAMS: dict[str, dict[str, dict[str, Any]]] = {
@@ -151,6 +152,9 @@ def parse_hyperparams(items: list[str] | None, flag: str = "--hyperparams") -> d
                              "(quote strings: key='text')") from None
         if has_infinite(value):  # learning_rate=1e400 (inf) trained a model that finished no request
             raise ValueError(f"{where}{item!r}: a number beyond a float's range (numbers must be finite)")
+        problem = hyperparam_problem(key.strip(), value) if flag == "--hyperparams" else None
+        if problem:  # before any environment is built
+            raise ValueError(f"{flag} {key.strip()}={value!r}: {problem}")
         out[key.strip()] = value
     return out
 
@@ -246,10 +250,8 @@ def make_model(algo: str, env_id: str, vec: Any, seed: int, tensorboard_log: str
     if unknown:
         raise ValueError(f"--hyperparams {', '.join(unknown)}: not keyword arguments of "
                          f"{cls.__name__} (it takes {', '.join(sorted(accepted))})")
-    for key in COUNT_HYPERPARAMS & set(params):  # 0, negative or 1.5 were tracebacks inside SB3's constructor or learn
-        value = params[key]
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"--hyperparams {key}={value!r}: expected an integer >= 1")
+    # n_steps=0 or 1.5 were tracebacks inside SB3's constructor or learn; gamma=2 trained silently
+    check_hyperparams(params)
     model = cls(policy, vec, seed=seed, verbose=0, tensorboard_log=tensorboard_log, device=device, **params)
     from agents.masked_policy import MaskedMlpPolicy, portable_policy_class
 
@@ -288,6 +290,74 @@ def _discrete_box(vec: Any) -> bool:
 # Hyperparameters that count something (steps per env per rollout, minibatch size, epochs, replay capacity, steps
 # between target updates: SB3's PPO and DQN signatures); each must be a positive integer.
 COUNT_HYPERPARAMS = frozenset({"n_steps", "batch_size", "n_epochs", "buffer_size", "target_update_interval"})
+# The valid range of each well-known real-valued hyperparameter of SB3's PPO, MaskablePPO and DQN: (low, high,
+# low inclusive, high inclusive), None = unbounded. SB3 checks none of these (learning_rate <= 0 only, when it
+# builds the optimizer; gamma=2 trained on a return that grows without bound). A discount and GAE's lambda are
+# in [0, 1] (Schulman et al. 2016); clip ranges, learning rates, gradient norms and target KL are > 0; loss
+# weights (ent_coef, vf_coef) are >= 0; DQN's soft-update tau is in (0, 1] and its epsilons and exploration
+# fraction are in [0, 1]. A schedule (a callable, from the Python API) is not checked.
+HYPERPARAM_RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
+    "gamma": (0.0, 1.0, True, True), "gae_lambda": (0.0, 1.0, True, True),
+    "clip_range": (0.0, None, False, False), "clip_range_vf": (0.0, None, False, False),
+    "learning_rate": (0.0, None, False, False), "max_grad_norm": (0.0, None, False, False),
+    "target_kl": (0.0, None, False, False), "ent_coef": (0.0, None, True, False), "vf_coef": (0.0, None, True, False),
+    "tau": (0.0, 1.0, False, True), "exploration_fraction": (0.0, 1.0, True, True),
+    "exploration_initial_eps": (0.0, 1.0, True, True), "exploration_final_eps": (0.0, 1.0, True, True),
+}
+# May be None (SB3: no value-function clipping, no KL early stop, no gradient clipping in imitation).
+_NONE_OK = frozenset({"clip_range_vf", "target_kl"})
+
+
+def _range_text(low: float | None, high: float | None, low_in: bool, high_in: bool) -> str:
+    if high is None:
+        return f"{'>=' if low_in else '>'} {low:g}"
+    return f"in {'[' if low_in else '('}{low:g}, {high:g}{']' if high_in else ')'}"
+
+
+def hyperparam_problem(key: str, value: Any) -> str | None:
+    """Why ``value`` is not a valid ``key`` (an SB3 keyword argument), or None: the one check of
+    ``COUNT_HYPERPARAMS`` (integers >= 1) and ``HYPERPARAM_RANGES``; other keys are not checked here."""
+    if key in COUNT_HYPERPARAMS:
+        if not is_integer(value) or value < 1:
+            return "expected an integer >= 1"
+        return None
+    if key not in HYPERPARAM_RANGES or callable(value) or (value is None and key in _NONE_OK):
+        return None
+    low, high, low_in, high_in = HYPERPARAM_RANGES[key]
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    above = number and (value >= low if low_in else value > low)
+    below = number and (high is None or (value <= high if high_in else value < high))
+    if not (above and below):
+        return f"expected a number {_range_text(low, high, low_in, high_in)}"
+    return None
+
+
+def check_hyperparams(params: dict[str, Any]) -> None:
+    """``ValueError("--hyperparams KEY=VALUE: expected ...")`` for the first of ``params`` (keyword
+    arguments of an SB3 algorithm) that :func:`hyperparam_problem` refuses."""
+    for key, value in params.items():
+        problem = hyperparam_problem(key, value)
+        if problem:
+            raise ValueError(f"--hyperparams {key}={value!r}: {problem}")
+
+
+def rollout_steps(model: Any) -> tuple[int, str]:
+    """``(steps, how)``: the environment steps one rollout of the SB3 ``model`` collects, and how (``"n_steps
+    256 x 16 envs"``). ``learn(total_timesteps=T)`` collects whole rollouts until ``num_timesteps >= T``, so it
+    runs ``rounded_timesteps(T, steps)`` steps (SB3's on-policy ``collect_rollouts`` fills ``n_steps`` per env;
+    the off-policy one ``train_freq`` steps per env when its unit is steps)."""
+    n = int(model.n_envs)
+    if hasattr(model, "n_steps"):
+        return int(model.n_steps) * n, f"n_steps {int(model.n_steps)} x {n} envs"
+    freq = getattr(model, "train_freq", None)
+    if freq is not None and getattr(freq.unit, "value", None) == "step":
+        return int(freq.frequency) * n, f"train_freq {int(freq.frequency)} x {n} envs"
+    return n, f"{n} envs"
+
+
+def rounded_timesteps(timesteps: int, rollout: int) -> int:
+    """``timesteps`` rounded up to whole rollouts of ``rollout`` steps (what SB3's ``learn`` runs)."""
+    return -(-int(timesteps) // int(rollout)) * int(rollout)
 
 
 def atomic_save(model: Any, path: Path, env_id: str | None = None, role: str | None = None) -> None:

@@ -41,7 +41,7 @@ import gymnasium as gym
 import numpy as np
 from stable_baselines3.common.vec_env import VecEnv
 
-WINDOW_ORDERS = ("random", "sequential")
+from envs.config_check import WINDOW_ORDERS
 
 
 class SingleObjectVecEnv(VecEnv):

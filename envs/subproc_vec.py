@@ -23,11 +23,13 @@ from typing import Any
 import numpy as np
 from stable_baselines3.common.vec_env import VecEnv
 
+from traces.checks import is_integer
+
 
 def split_envs(num_envs: int, procs: int) -> list[tuple[int, int]]:
     """``[lo, hi)`` env ranges of ``procs`` workers over ``num_envs`` envs, in order, sizes
     differing by at most one. ``ValueError`` unless ``1 <= procs <= num_envs``."""
-    if isinstance(procs, bool) or not isinstance(procs, int) or not 1 <= procs <= num_envs:
+    if not is_integer(procs) or not 1 <= procs <= num_envs:
         raise ValueError(f"procs must be an integer in [1, num_envs={num_envs}], got {procs!r}")
     base, extra = divmod(num_envs, procs)
     out, lo = [], 0

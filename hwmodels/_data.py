@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import HwModelError
+from traces.checks import is_real
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 
@@ -57,7 +58,7 @@ def sourced(table: dict[str, Any], key: str, where: str, kind: type = float,
         if not isinstance(raw, bool):
             raise HwModelError(f"{where}: field '{key}' must be true/false, got {raw!r}")
         return Sourced(raw, src)
-    if isinstance(raw, bool) or not isinstance(raw, (int, float)):
+    if not is_real(raw):
         raise HwModelError(f"{where}: field '{key}' must be a number, got {raw!r}")
     if kind is int:
         if isinstance(raw, float) and not raw.is_integer():

@@ -25,6 +25,7 @@ from typing import Any
 
 from ._data import DATA_DIR, read_toml, sourced
 from .errors import HwModelError
+from traces.checks import is_real
 
 PRIORS_FILE = "calibration_priors.toml"
 FITTED_FILE = DATA_DIR / "calibration_h200.toml"
@@ -92,15 +93,15 @@ class Calibration:
     def __post_init__(self) -> None:
         for k in EFFICIENCY_FIELDS:
             v = getattr(self, k)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 < v <= 1.0:
+            if not is_real(v) or not 0.0 < v <= 1.0:
                 raise HwModelError(f"Calibration.{k} must be in (0, 1] (a fraction of peak), got {v!r}")
         for k in TIME_FIELDS:
             v = getattr(self, k)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (v >= 0.0 and math.isfinite(v)):
+            if not is_real(v) or not (v >= 0.0 and math.isfinite(v)):
                 raise HwModelError(f"Calibration.{k} must be a finite number of seconds >= 0, got {v!r}")
         for k in COUNT_FIELDS:
             v = getattr(self, k)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (v >= 0.0 and math.isfinite(v)):
+            if not is_real(v) or not (v >= 0.0 and math.isfinite(v)):
                 raise HwModelError(f"Calibration.{k} must be a finite count >= 0, got {v!r}")
 
     @classmethod
@@ -142,7 +143,7 @@ def load_calibration(path: str | Path) -> Calibration:
     if unknown or missing:
         raise HwModelError(f"{path} [calibration]: unknown fields {sorted(unknown)}, missing fields {sorted(missing)}")
     for k, v in table.items():
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
+        if not is_real(v):
             raise HwModelError(f"{path} [calibration]: '{k}' must be a number, got {v!r}")
     meta = raw.get("meta", {})
     source = meta.get("source", "") if isinstance(meta, dict) else ""

@@ -9,6 +9,7 @@ from .catalog import GPU, Model, get_gpu, get_model
 from .errors import HwModelError
 from .infra import infra_default, positive
 from .memory import _check_tp
+from traces.checks import is_real
 
 
 def cold_start_time(model: str | Model, gpu: str | GPU, tp: int = 1, storage_bw: float | None = None,
@@ -25,7 +26,7 @@ def cold_start_time(model: str | Model, gpu: str | GPU, tp: int = 1, storage_bw:
     bw = positive(infra_default("storage", "storage_bw") if storage_bw is None else storage_bw,
                   "cold_start_time: storage_bw (bytes/s)")
     init = infra_default("engine", "engine_init_s") if engine_init_s is None else engine_init_s
-    if isinstance(init, bool) or not isinstance(init, (int, float)) or not 0 <= init < float("inf"):
+    if not is_real(init) or not 0 <= init < float("inf"):
         raise HwModelError(f"cold_start_time: engine_init_s must be finite and >= 0, got {engine_init_s!r}")
     total = m.weight_bytes()
     load = max(total / bw, total / tp / (0.5 * g.pcie_bw))

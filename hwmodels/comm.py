@@ -14,6 +14,7 @@ from .calibration import Calibration, default_calibration
 from .catalog import GPU, get_gpu
 from .errors import HwModelError
 from .infra import infra_default, positive
+from traces.checks import is_integer, is_real
 
 
 def _bytes(value, what: str) -> np.ndarray:
@@ -24,7 +25,7 @@ def _bytes(value, what: str) -> np.ndarray:
 
 
 def _n(value: object, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+    if not is_integer(value) or value < 1:
         raise HwModelError(f"{what} must be a positive integer, got {value!r}")
     return int(value)
 
@@ -97,7 +98,7 @@ def kv_transfer_time(bytes_, bandwidth: float, latency_s: float = 0.0):
     for a one-way host swap, infra inter_node_bw for disaggregated prefill), plus a fixed latency."""
     b = _bytes(bytes_, "kv_transfer_time: bytes")
     bw = positive(bandwidth, "kv_transfer_time: bandwidth (bytes/s)")
-    if isinstance(latency_s, bool) or not isinstance(latency_s, (int, float)) or not 0 <= latency_s < float("inf"):
+    if not is_real(latency_s) or not 0 <= latency_s < float("inf"):
         raise HwModelError(f"kv_transfer_time: latency_s must be finite and >= 0, got {latency_s!r}")
     return _out(b / bw + latency_s)
 

@@ -6,6 +6,7 @@ import functools
 
 from ._data import read_toml, sourced
 from .errors import HwModelError
+from traces.checks import is_real
 
 INFRA_FILE = "infra.toml"
 
@@ -21,6 +22,6 @@ def infra_default(section: str, key: str) -> float:
 
 def positive(value: object, what: str) -> float:
     """Validate a positive finite scalar argument (bandwidths, times) with a named error."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 < value < float("inf")):
+    if not is_real(value) or not (0 < value < float("inf")):
         raise HwModelError(f"{what} must be a positive finite number, got {value!r}")
     return float(value)

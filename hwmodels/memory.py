@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from ._data import read_toml, sourced
 from .catalog import GPU, Model, get_gpu, get_model
 from .errors import HwModelError
+from traces.checks import is_integer
 
 MEMORY_FILE = "vllm_memory.toml"
 GIB = 2**30
@@ -45,7 +46,7 @@ def vllm_profile() -> VllmProfile:
 
 def _check_tp(model: Model, tp: int) -> None:
     """vLLM's tensor-parallel constraints: heads split evenly, KV heads split or replicated evenly."""
-    if isinstance(tp, bool) or not isinstance(tp, int) or tp < 1:
+    if not is_integer(tp) or tp < 1:
         raise HwModelError(f"tp must be a positive integer, got {tp!r}")
     if model.heads % tp:
         raise HwModelError(f"tp={tp} incompatible with {model.name}: heads={model.heads} must be divisible by tp")
@@ -104,7 +105,7 @@ def memory_breakdown(model: str | Model, gpu: str | GPU, tp: int = 1, mem_frac: 
     _check_tp(m, tp)
     if not isinstance(mem_frac, (int, float)) or not 0.0 < mem_frac <= 1.0:
         raise HwModelError(f"mem_frac (gpu_memory_utilization) must be in (0, 1], got {mem_frac!r}")
-    if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
+    if not is_integer(block_size) or block_size < 1:
         raise HwModelError(f"block_size must be a positive integer, got {block_size!r}")
     prof = vllm_profile()
     graphs = prof.cudagraph_bytes if cudagraph_bytes is None else float(cudagraph_bytes)

@@ -65,6 +65,7 @@ import numpy as np
 from ._data import DATA_DIR, read_toml
 from .catalog import get_gpu, get_model
 from .errors import HwModelError
+from traces.checks import is_integer, is_real
 
 PUBLISHED_FILE = DATA_DIR / "published_results.toml"
 
@@ -152,7 +153,7 @@ def _err(where: str, msg: str) -> HwModelError:
 
 def _int(t: dict[str, Any], key: str, where: str, minimum: int = 1) -> int:
     v = t[key]
-    if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
+    if not is_integer(v) or v < minimum:
         raise _err(where, f"field '{key}' must be an integer >= {minimum}, got {v!r}")
     return v
 
@@ -170,7 +171,7 @@ def _lens(t: dict[str, Any], key: str, n: int, where: str, minimum: int) -> tupl
         got = len(v) if isinstance(v, list) else type(v).__name__
         raise _err(where, f"field '{key}' must be a list of num_prompts = {n} integers, got {got}")
     for i, x in enumerate(v):
-        if isinstance(x, bool) or not isinstance(x, int) or x < minimum:
+        if not is_integer(x) or x < minimum:
             raise _err(where, f"field '{key}'[{i}] must be an integer >= {minimum}, got {x!r}")
     return tuple(v)
 
@@ -196,7 +197,7 @@ def _drawn_lens(t: dict[str, Any], n: int, where: str) -> tuple[tuple[int, ...],
     lin, lout = _int(t, "random_input_len", where), _int(t, "random_output_len", where)
     seed = _int(t, "seed", where, minimum=0)
     ratio = t.get("random_range_ratio", 0.0)
-    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0.0 <= ratio <= 1.0:
+    if not is_real(ratio) or not 0.0 <= ratio <= 1.0:
         raise _err(where, f"field 'random_range_ratio' must be in [0, 1], got {ratio!r}")
     rs = np.random.RandomState(seed)  # the legacy global generator np.random.seed() seeds
     inp = rs.randint(max(int(lin * ratio), 1), lin + 1, size=n)
@@ -260,7 +261,7 @@ def _parse_point(t: Any, row: int, path: Path) -> PublishedPoint:
         raise _err(where, f"field 'concurrency' is only meaningful with load 'concurrency', not {t['load']!r}")
     if t["load"] == "rate":
         r = t.get("request_rate")
-        if isinstance(r, bool) or not isinstance(r, (int, float)) or not (math.isfinite(r) and r > 0):
+        if not is_real(r) or not (math.isfinite(r) and r > 0):
             raise _err(where, f"load 'rate' needs a finite 'request_rate' > 0 (requests/s), got {r!r}")
         request_rate = float(r)
     elif "request_rate" in t:
@@ -269,7 +270,7 @@ def _parse_point(t: Any, row: int, path: Path) -> PublishedPoint:
     opt: dict[str, Any] = {k: _int(t, k, where) for k in _OPTIONAL_INT if k in t}
     if "gpu_memory_utilization" in t:
         g = t["gpu_memory_utilization"]
-        if isinstance(g, bool) or not isinstance(g, (int, float)) or not 0.0 < g <= 1.0:
+        if not is_real(g) or not 0.0 < g <= 1.0:
             raise _err(where, f"field 'gpu_memory_utilization' must be in (0, 1], got {g!r}")
         opt["gpu_memory_utilization"] = float(g)
     if "chunked_prefill" in t:
@@ -305,7 +306,7 @@ def _parse_point(t: Any, row: int, path: Path) -> PublishedPoint:
     for k, v in metrics.items():
         if k not in METRICS:
             raise _err(where, f"metric '{k}' is not one of {sorted(METRICS)}")
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and v > 0):
+        if not is_real(v) or not (math.isfinite(v) and v > 0):
             raise _err(where, f"metric '{k}' must be a finite number > 0, got {v!r}")
         parsed[k] = float(v)
 

@@ -260,8 +260,11 @@ def test_bad_config_names_the_field():
 @pytest.mark.parametrize("field", ["slo_ttft_s", "slo_tpot_s"])
 @pytest.mark.parametrize("value", [0.0, -0.5, float("inf"), float("nan"), 1e-300, True])
 def test_bad_slo_is_rejected_naming_the_field(field, value):
-    # inf made ttft_headroom / tpot_headroom infinite; 1e-300 overflowed TTFT / SLO in the float32 observation
-    with pytest.raises(ValueError, match=f"{field} must be None or a finite number of seconds >= 1e-06"):
+    # inf made ttft_headroom / tpot_headroom infinite; 1e-300 overflowed TTFT / SLO in the float32 observation.
+    # Not a finite float at all (inf, nan, True): the config's type check (envs.config_check) names it first.
+    says = (f"{field} must be None or a finite number of seconds >= 1e-06" if value is not True and value == value
+            and abs(value) != float("inf") else rf"^Disaggregation: {field} must be (finite )?\(?float \| None\)?, got")
+    with pytest.raises((ValueError, TypeError), match=says):
         DisaggregationVecEnv(1, **{field: value})
 
 

@@ -192,8 +192,10 @@ def test_a_non_finite_ttft_slo_is_refused_in_one_line():
 def test_a_negative_drain_or_recompute_penalty_is_refused_in_one_line(field, value):
     """Both were taken: drain_s < 0 truncated each episode before its last arrival, and a recompute_penalty
     < 0 rewarded recomputed tokens (--env-kwargs drain_s=-1 printed a table). Routing-v0 and
-    Disaggregation-v0 refused drain_s < 0 already."""
-    with pytest.raises(ValueError, match=rf"^KVAdmission: {field} must be a number >= 0, got {value!r}$"):
+    Disaggregation-v0 refused drain_s < 0 already. nan is refused by the config's type check
+    (envs.config_check: a float field must be finite)."""
+    says = "must be finite \\(float\\)" if value != value else "must be a number >= 0"
+    with pytest.raises(ValueError, match=rf"^KVAdmission: {field} {says}, got {value!r}$"):
         kva.KVAdmissionVecEnv(1, **{field: value}, **SMALL)
 
 

@@ -431,3 +431,24 @@ def test_num_cpus_is_checked_before_any_scenario_runs(tmp_path, capsys, monkeypa
     monkeypatch.setattr(lb, "run", _no_run)
     got = _the_error(capsys, ["--quick", "--no-progress", "--out", str(tmp_path / "lb"), *extra])
     assert got == f"python -m agents.leaderboard: error: {line}", got
+
+
+def test_a_selection_that_leaves_an_environment_without_a_scenario_is_refused(tmp_path, capsys):
+    """--track transfer --envs Autoscale --quick (Autoscale's transfer scenarios are not quick) wrote an empty
+    leaderboard and exited 0 without a word."""
+    out = tmp_path / "o"
+    line = _the_error(capsys, ["--track", "transfer", "--envs", "Autoscale", "--quick", "--out", str(out)])
+    assert line.endswith("error: --envs Autoscale: no scenario left after --quick --track transfer "
+                         "(python -m agents.leaderboard --help lists the ids)")
+    line = _the_error(capsys, ["--track", "transfer", "--envs", "Autoscale", "KVAdmission", "--quick",
+                               "--out", str(out)])  # KVAdmission keeps its quick transfer scenario
+    assert "error: --envs Autoscale: no scenario left after --quick --track transfer" in line
+    assert not out.exists()
+
+
+def test_check_of_a_directory_that_does_not_exist_says_so(tmp_path, capsys):
+    """--check /nonexistent listed leaderboard.json, .md, .html ... as missing files."""
+    assert _the_error(capsys, ["--check", str(tmp_path / "nope")]).endswith(f"--check {tmp_path / 'nope'}: "
+                                                                             "no such directory")
+    (tmp_path / "f").write_text("")
+    assert _the_error(capsys, ["--check", str(tmp_path / "f")]).endswith(f"--check {tmp_path / 'f'}: not a directory")

@@ -181,6 +181,17 @@ def test_cli_errors_write_nothing(tmp_path, capsys):
         assert not out.exists()
 
 
+def test_an_output_name_without_the_onnx_suffix_is_refused(tmp_path, capsys):
+    """--onnx x.txt wrote an ONNX model that no --policy reads (policies are told apart by suffix)."""
+    for name, got in (("x.txt", "'.txt'"), ("x", "no suffix"), ("x.ONNX", "'.ONNX'")):
+        with pytest.raises(SystemExit) as exit_:
+            X.main(["--policy", "zoo", "--onnx", str(tmp_path / name), "--no-parity", "--no-progress"])
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert exit_.value.code == 2 and lines[-1].endswith(
+            f"error: --onnx {tmp_path / name}: expected a file name ending in .onnx, got {got}"), lines
+        assert not (tmp_path / name).exists()
+
+
 def test_an_opset_torch_cannot_write_is_a_usage_error(tmp_path, capsys):
     # was "export failed: Unsupported onnx_opset_version: 0", exit 1: the parity check's failure
     out = tmp_path / "x.onnx"

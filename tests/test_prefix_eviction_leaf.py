@@ -108,5 +108,5 @@ def test_scenarios_carry_leaf_only_in_their_versioned_ids():
 
 
 def test_evict_leaves_only_must_be_a_bool():
-    with pytest.raises(ValueError, match="evict_leaves_only must be true or false"):
+    with pytest.raises(TypeError, match=r"^PrefixEviction: evict_leaves_only must be bool, got 'yes' \(str\)$"):
         pe.PrefixEvictionVecEnv(1, evict_leaves_only="yes", window_requests=30, warmup_requests=0)

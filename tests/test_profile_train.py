@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import cProfile
 import pstats
+import re
 
 import pytest
 
@@ -73,3 +74,20 @@ def test_count_hyperparameters_must_be_positive_integers():
     for key, value in (("n_steps", 0), ("batch_size", 0), ("n_epochs", 0), ("n_steps", 1.5), ("n_epochs", True)):
         with pytest.raises(ValueError, match=f"{key}={value!r}: expected an integer >= 1"):
             make_model("maskable-ppo", "servegym/KVAdmission-v0", vec, 0, None, {key: value})
+
+
+def test_out_of_range_hyperparameters_are_refused_by_make_model_too():
+    """The Python API (make_model's overrides) meets the same check as --hyperparams (agents.training.
+    check_hyperparams); the edges of each range are accepted."""
+    import envs
+    from agents.training import check_hyperparams, make_model
+
+    vec = envs.make_vec("servegym/KVAdmission-v0", 2, seed=0, trace="default", split="train", window_requests=64)
+    for key, value, says in (("gamma", 2.0, "in [0, 1]"), ("tau", 0.0, "in (0, 1]"), ("max_grad_norm", -1, "> 0"),
+                             ("target_kl", 0, "> 0"), ("exploration_final_eps", 1.5, "in [0, 1]")):
+        with pytest.raises(ValueError, match=f"^--hyperparams {key}={value!r}: expected a number {re.escape(says)}$"):
+            check_hyperparams({key: value})
+    with pytest.raises(ValueError, match=r"^--hyperparams gamma=2.0: expected a number in \[0, 1\]$"):
+        make_model("maskable-ppo", "servegym/KVAdmission-v0", vec, 0, None, {"gamma": 2.0})
+    check_hyperparams({"gamma": 1, "gae_lambda": 0.0, "ent_coef": 0, "target_kl": None, "clip_range_vf": None,
+                       "learning_rate": lambda progress: 3e-4 * progress, "tau": 1.0})

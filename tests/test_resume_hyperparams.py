@@ -49,3 +49,22 @@ def test_a_checkpoint_without_the_record_keeps_the_given_ones_with_a_note(run, t
     assert train.main(["--timesteps", "320", *ARGS[2:], "--hyperparams", "n_steps=32", "batch_size=32",
                        "--out", str(old), "--resume"]) == 0
     assert "hyperparams.json not found" in capsys.readouterr().err
+
+
+def test_a_budget_below_one_rollout_says_the_steps_it_ran_and_why(tmp_path, capsys):
+    """--timesteps 512 with 16 envs x n_steps 256 ran 4,096 steps and said only '4096 RL steps': SB3 runs
+    whole rollouts. The run still rounds up (as SB3 users expect); the printed lines and run.json say so."""
+    out = tmp_path / "r"
+    assert train.main(["--timesteps", "40", *ARGS[2:], "--hyperparams", "n_steps=32", "batch_size=32",
+                       "--out", str(out)]) == 0
+    note = "--timesteps 40 is rounded up to whole rollouts of n_steps 32 x 2 envs = 64 steps, as SB3 runs them: 64 steps"
+    printed = capsys.readouterr().out
+    assert f"note: {note}\n" in printed and f"by 64 RL steps ({note}) in" in printed
+    run = json.loads((out / "run.json").read_text())
+    assert (run["timesteps"], run["timesteps_requested"], run["timesteps_note"]) == (64, 40, note)
+    # a whole number of rollouts has no note
+    assert train.main(["--timesteps", "64", *ARGS[2:], "--hyperparams", "n_steps=32", "batch_size=32",
+                       "--out", str(tmp_path / "s")]) == 0
+    run = json.loads((tmp_path / "s" / "run.json").read_text())
+    assert (run["timesteps"], run["timesteps_requested"]) == (64, 64) and "timesteps_note" not in run
+    assert "note:" not in capsys.readouterr().out

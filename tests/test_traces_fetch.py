@@ -46,6 +46,23 @@ def test_a_copy_that_differs_is_refused_and_leaves_nothing(tiny, tmp_path):
     assert not (tmp_path / "cache").exists() or list((tmp_path / "cache").iterdir()) == []
 
 
+def test_a_refused_install_leaves_no_directory_it_made(tiny, tmp_path, capsys):
+    """python -m traces.fetch NAME --from X --dir D, refused (a wrong or missing copy), left an empty D behind
+    (and every missing parent of it); a directory that was there before is kept."""
+    src, body = tiny
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(body[:-1])
+    for copy in (bad, tmp_path / "missing.jsonl"):
+        assert F.main(["tiny.jsonl", "--from", str(copy), "--dir", str(tmp_path / "d" / "e")]) == 2
+        assert str(copy) in capsys.readouterr().err
+        assert not (tmp_path / "d").exists()
+    (tmp_path / "kept").mkdir()
+    assert F.main(["tiny.jsonl", "--from", str(bad), "--dir", str(tmp_path / "kept")]) == 2
+    assert (tmp_path / "kept").is_dir() and list((tmp_path / "kept").iterdir()) == []
+    assert F.main(["tiny.jsonl", "--from", str(src), "--dir", str(tmp_path / "d" / "e")]) == 0
+    assert (tmp_path / "d" / "e" / "tiny.jsonl").read_bytes() == body
+
+
 def test_unknown_name_and_cli_errors(tiny, capsys):
     with pytest.raises(TraceError, match=r"no public trace 'nope.csv' \(have tiny.jsonl\)"):
         F.fetch("nope.csv")

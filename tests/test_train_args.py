@@ -44,7 +44,14 @@ def test_a_hyperparameter_beyond_a_floats_range_is_refused(item, tmp_path):
 @pytest.mark.parametrize("item, line", [
     ("learning_rate=abc", "--hyperparams 'learning_rate=abc': 'abc' is not a Python literal (quote strings: key='text')"),
     ("n_steps=0", "--hyperparams n_steps=0: expected an integer >= 1"),
-    ("learning_rate=-1", "--hyperparams: Invalid learning rate: -1.0"),  # SB3's own line
+    ("learning_rate=-1", "--hyperparams learning_rate=-1: expected a number > 0"),  # was SB3's 'Invalid learning rate'
+    # SB3 checks none of these: each trained
+    ("gamma=2", "--hyperparams gamma=2: expected a number in [0, 1]"),
+    ("gae_lambda=1.5", "--hyperparams gae_lambda=1.5: expected a number in [0, 1]"),
+    ("clip_range=0", "--hyperparams clip_range=0: expected a number > 0"),
+    ("learning_rate=0", "--hyperparams learning_rate=0: expected a number > 0"),
+    ("ent_coef=-0.01", "--hyperparams ent_coef=-0.01: expected a number >= 0"),
+    ("vf_coef='a'", "--hyperparams vf_coef='a': expected a number >= 0"),
 ])
 def test_a_bad_hyperparameter_names_the_option_once(item, line, tmp_path):
     # was '--hyperparams: --hyperparams n_steps=0: expected an integer >= 1'

@@ -137,10 +137,13 @@ def fetch(name: str, dest: Path | None = None, source: str | Path | None = None)
     target = dest / name
     if target.exists() and file_sha256(target) == entry.sha256:
         return target
+    created = _missing_dirs(dest)  # removed again unless the file is installed (a refused --from left them)
+    installed = False
     try:
         dest.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{name}.", dir=dest)
     except OSError as e:
+        _remove_empty(created)
         raise TraceError(f"traces.fetch: cannot write {name} into {dest} ({e.strerror or e})") from None
     tmp = Path(tmp_name)
     try:
@@ -164,11 +167,34 @@ def fetch(name: str, dest: Path | None = None, source: str | Path | None = None)
         try:
             tmp.chmod(0o644)  # mkstemp's 0600 would hide it from other users of a shared cache
             os.replace(tmp, target)
+            installed = True
         except OSError as e:
             raise TraceError(f"traces.fetch: cannot install {target} ({e.strerror or e})") from None
     finally:
         tmp.unlink(missing_ok=True)
+        if not installed:
+            _remove_empty(created)
     return target
+
+
+def _missing_dirs(dest: Path) -> list[Path]:
+    """The directories that creating ``dest`` makes, deepest first (empty when it exists)."""
+    out = []
+    while not dest.exists() and dest != dest.parent:
+        out.append(dest)
+        dest = dest.parent
+    return out
+
+
+def _remove_empty(dirs: list[Path]) -> None:
+    """Remove ``dirs`` (deepest first) that exist and are empty; stop at the first that is not."""
+    for d in dirs:
+        try:
+            d.rmdir()
+        except FileNotFoundError:
+            continue
+        except OSError:
+            return
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,6 +12,7 @@ from traces.errors import TraceError
 from traces.readers import FORMATS, SPECS, Sniffed, burstgpt, sniff
 from traces.readers.formats import TIME_UNITS, time_divisor
 from traces.trace import Trace, TraceMeta
+from traces.checks import is_integer
 
 __all__ = ["load_trace", "load_file"]
 
@@ -101,7 +102,7 @@ def load_file(path: Path, **params: object) -> Trace:
     parse_params: dict[str, object] = {}
     if spec.container == "jsonl":
         bs = params.pop("block_size", spec.block_size)
-        if isinstance(bs, bool) or not isinstance(bs, (int, np.integer)) or bs < 1:
+        if not is_integer(bs) or bs < 1:
             raise TraceError(f"{path}: block_size must be an integer >= 1, got {bs!r}")
         parse_params["block_size"] = int(bs)
         parse_params["time_unit_given"] = time_unit is not None

@@ -19,6 +19,7 @@ import numpy as np
 from traces.errors import TraceError
 from traces.numeric import pairwise_sum
 from traces.portable import fill_standard_normal, multinomial_row, permutation, pow_neg
+from traces.checks import is_integer, is_real
 
 __all__ = ["ExpertLoadGenerator", "load_expert_counts", "inclusion_probs"]
 
@@ -200,13 +201,13 @@ class ExpertLoadGenerator:
                  layer_corr: float = 0.5, seed: int = 0) -> None:
         for name, v, lo in (("n_layers", n_layers, 1), ("n_experts", n_experts, 1), ("top_k", top_k, 1),
                             ("tokens_per_step", tokens_per_step, 1), ("seed", seed, 0)):
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
+            if not is_integer(v) or v < lo:
                 raise TraceError(f"ExpertLoadGenerator: {name} must be an integer >= {lo}, got {v!r}")
         if int(tokens_per_step) * int(top_k) > np.iinfo(np.int64).max:
             raise TraceError(f"ExpertLoadGenerator: tokens_per_step * top_k = {int(tokens_per_step) * int(top_k)} exceeds int64's "
                              f"{np.iinfo(np.int64).max} (the counts are int64)")
         for name, v in (("zipf_s", zipf_s), ("drift", drift), ("layer_corr", layer_corr)):
-            if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+            if not is_real(v):
                 raise TraceError(f"ExpertLoadGenerator: {name} must be a real number, got {v!r}")
         if top_k > n_experts:
             raise TraceError(f"ExpertLoadGenerator: top_k={top_k} exceeds n_experts={n_experts}")
@@ -282,7 +283,7 @@ class ExpertLoadGenerator:
             TraceError: ``steps`` is not an integer >= 0, or a row kept an expert above
                 tokens_per_step after 1000 redraws (lower zipf_s).
         """
-        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
+        if not is_integer(steps) or steps < 0:
             raise TraceError(f"steps must be an integer >= 0, got {steps!r}")
         steps = int(steps)
         T, k, L, E = self.tokens_per_step, self.top_k, self.n_layers, self.n_experts

@@ -38,6 +38,7 @@ import numpy as np
 from traces.errors import TraceError
 from traces.params import load_params
 from traces.trace import Trace, TraceMeta
+from traces.checks import is_integer, is_real
 
 __all__ = ["RECORDS", "SERVEGEN_COMMIT", "is_record_file", "is_servegen_dir", "not_the_pinned", "read_records", "records_sha256", "servegen_trace"]
 
@@ -188,13 +189,13 @@ def servegen_trace(folder: str | Path, seed: int = 0, rate_rps: float = 60.0, da
     whole = int(rec.duration_s // 86400.0)
     if days is None:
         days = whole
-    if isinstance(days, bool) or not isinstance(days, (int, np.integer)) or not 1 <= days <= whole:
+    if not is_integer(days) or not 1 <= days <= whole:
         raise TraceError(f"servegen_trace: days must be an integer in [1, {whole}] for {folder}, got {days!r}")
     span = days * 86400.0
     sel = rec.start_s < span
     built = np.maximum(np.ceil(rec.rate[sel] * WINDOW_S) - 1, 0)  # arrivals each window gets before thinning
     records_rate = float(built.sum() / span)
-    if isinstance(rate_rps, bool) or not isinstance(rate_rps, (int, float)) or not 0 < rate_rps <= records_rate:
+    if not is_real(rate_rps) or not 0 < rate_rps <= records_rate:
         raise TraceError(f"servegen_trace: rate_rps must be in (0, {records_rate:.6g}] (the records' mean over "
                          f"{days} day(s) of {folder}, as constructed), got {rate_rps!r}")
     keep_p = float(rate_rps) / records_rate

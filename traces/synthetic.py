@@ -16,6 +16,7 @@ from traces.errors import TraceError
 from traces.params import load_params
 from traces.sampling import LogNormal, QuantileTable, correlated_uniforms
 from traces.trace import Trace, TraceMeta
+from traces.checks import is_integer, is_real
 
 __all__ = ["azure_conv", "azure_code", "bursty", "make_arrivals", "describe_call"]
 
@@ -57,13 +58,13 @@ def _positive(name: str, where: str, value: float | None, default: float) -> flo
     """``value`` (``default`` when None) as a float; ``TraceError`` naming ``where`` and ``name`` unless it
     is a finite number > 0."""
     v = default if value is None else value
-    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not (np.isfinite(v) and v > 0):
+    if not is_real(v) or not (np.isfinite(v) and v > 0):
         raise TraceError(f"{where}: {name} must be a finite number > 0, got {value!r}")
     return float(v)
 
 
 def _seed(seed: int) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+    if not is_integer(seed) or seed < 0:
         raise TraceError(f"seed must be an integer >= 0, got {seed!r}")
     return int(seed)
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from traces.errors import TraceError
+from traces.checks import is_integer
 
 __all__ = ["MAX_TOKENS", "Trace", "TraceMeta"]
 
@@ -174,7 +175,7 @@ class Trace:
                 f"(got block_ids={'set' if ids is not None else None}, "
                 f"block_offsets={'set' if off is not None else None}, block_size={bs})"
             )
-        if isinstance(bs, bool) or not isinstance(bs, (int, np.integer)) or bs < 1:
+        if not is_integer(bs) or bs < 1:
             raise TraceError(f"Trace.block_size = {bs!r}: expected an integer >= 1")
         _check_array("block_ids", ids, np.int64, None)
         _check_array("block_offsets", off, np.int64, n + 1)

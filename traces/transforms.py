@@ -8,12 +8,13 @@ import numpy as np
 
 from traces.errors import TraceError
 from traces.trace import Trace
+from traces.checks import is_real
 
 __all__ = ["rescale_rate", "window", "windows", "split", "subsample"]
 
 
 def _finite_positive(name: str, x: float) -> float:
-    if isinstance(x, bool) or not isinstance(x, (int, float, np.integer, np.floating)) or not (math.isfinite(x) and x > 0):
+    if not is_real(x) or not (math.isfinite(x) and x > 0):
         raise TraceError(f"{name} must be a finite number > 0, got {x!r}")
     return float(x)
 

@@ -59,9 +59,11 @@ import traces
 from traces.servegen import is_servegen_dir
 from envs.autoscale import kernels as K
 from envs.core.workload import TraceUnsuited
+from envs.config_check import make_config
 from envs.autoscale.model import ReplicaCurves, cache_root, cache_save, replica_curves
 from envs.native_vec import NativeVecEnv, VecEnvView, item_features
 from envs.vector import NativeVectorEnv
+from traces.checks import is_integer, is_real
 
 ENV_ID = "servegym/Autoscale-v0"
 DEFAULT_TRACE = "bursty"
@@ -109,7 +111,7 @@ class AutoscaleConfig:
 
     def penalties(self) -> tuple[float, ...]:
         v = (self.slo_penalty,) if isinstance(self.slo_penalty, (int, float)) else tuple(self.slo_penalty)
-        if not v or any(isinstance(x, bool) or not isinstance(x, (int, float)) or not x > 0 for x in v):
+        if not v or any(not is_real(x) or not x > 0 for x in v):
             raise ValueError(f"Autoscale: slo_penalty must be > 0 (dollars per missed request), got {self.slo_penalty!r}")
         return tuple(float(x) for x in v)
 
@@ -126,7 +128,7 @@ class AutoscaleConfig:
         G = len(self.types())
         m = self.max_replicas
         v = (m,) * G if isinstance(m, int) else tuple(m)
-        if len(v) != G or any(isinstance(x, bool) or not isinstance(x, int) or x < 1 for x in v):
+        if len(v) != G or any(not is_integer(x) or x < 1 for x in v):
             raise ValueError(f"Autoscale: max_replicas must be an int >= 1 or one per GPU type ({G}), got {m!r}")
         return v
 
@@ -135,7 +137,7 @@ def _check(cfg: AutoscaleConfig) -> None:
     pos = ("interval_s", "bin_s", "episode_s", "rate_scale", "held_out_frac", "peak_window_s")
     for name in pos:
         v = getattr(cfg, name)
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+        if not is_real(v) or not v > 0:
             raise ValueError(f"Autoscale: {name} must be > 0, got {v!r}")
     # A multiple of at least 1: a ratio below 1/2 rounds to 0 within the tolerance (interval_s=1e300 passed
     # as a "multiple" of 0 intervals, then failed in the kernel's typing with a traceback).
@@ -146,16 +148,11 @@ def _check(cfg: AutoscaleConfig) -> None:
     if not n >= 1 or abs(n - round(n)) > 1e-9:
         raise ValueError(f"Autoscale: episode_s ({cfg.episode_s}) must be a multiple (>= 1) of interval_s "
                          f"({cfg.interval_s})")
-    if cfg.split not in ("train", "test", "all"):
-        raise ValueError(f"Autoscale: split must be 'train', 'test' or 'all', got {cfg.split!r}")
-    if cfg.window_order not in ("random", "sequential"):
-        raise ValueError(f"Autoscale: window_order must be 'random' or 'sequential', got {cfg.window_order!r}")
     for name in ("train_days", "test_days", "max_step", "tp", "teacher_lookahead"):
         v = getattr(cfg, name)
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+        if not is_integer(v) or v < 1:
             raise ValueError(f"Autoscale: {name} must be an integer >= 1, got {v!r}")
-    if isinstance(cfg.teacher_cover, bool) or not isinstance(cfg.teacher_cover, (int, float)) \
-            or not 0 <= cfg.teacher_cover < math.inf:
+    if not is_real(cfg.teacher_cover, finite=True) or not cfg.teacher_cover >= 0:
         raise ValueError(f"Autoscale: teacher_cover must be a finite number >= 0, got {cfg.teacher_cover!r}")
     if not 0 < cfg.attain_target < 1:
         raise ValueError(f"Autoscale: attain_target must be in (0, 1), got {cfg.attain_target!r}")
@@ -467,7 +464,7 @@ class AutoscaleVecEnv(NativeVecEnv):
 
     def __init__(self, num_envs: int = 1, config: AutoscaleConfig | None = None, seed: int | None = None,
                  **kwargs: Any):
-        cfg = replace(config or AutoscaleConfig(), **kwargs)
+        cfg = make_config(AutoscaleConfig, config, kwargs, "Autoscale")
         if isinstance(cfg.gpu_types, list):
             cfg = replace(cfg, gpu_types=tuple(cfg.gpu_types))
         if isinstance(cfg.max_replicas, list):

@@ -10,6 +10,7 @@ from numba.cpython.unsafe.numbers import leading_zeros
 import numpy as np
 
 import hwmodels
+from traces.checks import is_integer
 
 # The environments claim vLLM's behaviour: their step times use vLLM's engine profile
 # (hwmodels/data/engine_profiles.toml [vllm]; README, Fidelity).
@@ -219,7 +220,7 @@ class EngineSpec:
         if not 0.0 < self.mem_frac <= 1.0:
             raise ValueError(f"EngineSpec.mem_frac must be in (0, 1], got {self.mem_frac}")
         cap = self.capacity_blocks
-        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, (int, np.integer)) or cap < 1):
+        if cap is not None and (not is_integer(cap) or cap < 1):
             raise ValueError(f"capacity_blocks must be an integer >= 1 (KV blocks per replica), got {cap!r}")
         if cap is None:
             cap = hwmodels.kv_capacity_blocks(model, gpu, self.tp, self.mem_frac, self.block_size)
@@ -229,7 +230,7 @@ class EngineSpec:
                 f"memory (capacity {cap} blocks)"
             )
         max_len = model.context_length if self.max_model_len is None else self.max_model_len
-        if isinstance(max_len, bool) or not isinstance(max_len, (int, np.integer)) or max_len < 2:
+        if not is_integer(max_len) or max_len < 2:
             raise ValueError(f"EngineSpec.max_model_len must be an integer >= 2, got {self.max_model_len!r}")
         metric = slo_metric_code(self.slo_metric)
         slo_ttft, slo_tpot = default_slo(model.name)

@@ -30,6 +30,7 @@ from envs.core import state as S
 from envs.core.workload import TooFewRequests, load_split
 from traces.builtin import resolve_builtin, versioned_name
 from traces.trace import Trace
+from traces.checks import is_integer
 
 __all__ = ["Part", "Mixture", "WorkloadEntry", "build_mixture", "normalize_workloads", "parts_of", "load_parts",
            "dense_offset_chains", "merge_workloads", "check_mixture_config", "too_few_requests", "entry_name",
@@ -110,7 +111,7 @@ def check_mixture_config(cfg: Any, where: str) -> None:
         dup = sorted({repr(x) for x in w if w.count(x) > 1})
         raise ValueError(f"{where}: workloads lists {', '.join(dup)} more than once")
     n = cfg.workload_seeds
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+    if not is_integer(n) or n < 1:
         raise ValueError(f"{where}: workload_seeds must be an integer >= 1, got {n!r}")
     if w and cfg.trace_params:
         raise ValueError(f"{where}: trace_params cannot be combined with workloads (each entry takes its own: "

@@ -7,6 +7,7 @@ import numpy as np
 import traces
 from envs.core.state import N_HIST_BINS, Workload
 from traces.trace import Trace
+from traces.checks import is_real
 
 # Output-length buckets a noisy predictor reports (upper edges, tokens); the last is open.
 BUCKET_EDGES = np.array([32, 64, 128, 256, 512, 1024, 2048], np.int64)
@@ -160,11 +161,33 @@ def build_workload(
     return wl, rate
 
 
+# The simulated clock is float64 seconds: at 2^32 s (136 years) one ulp is 2^-20 s (about a microsecond); an
+# episode stretched further rounds iteration times away (Routing-v0 at load=1e-300 measured TTFTs of 0 s and an
+# SLO attainment set by rounding, not by the cluster).
+CLOCK_LIMIT_S = float(2**32)
+
+
+def check_clock_span(wl: Workload, windows: np.ndarray, scales: np.ndarray, loads: np.ndarray | None,
+                     where: str) -> None:
+    """Raise ``ValueError`` (one line naming the load or rate_scale and the window) when a window
+    ``windows[j]`` (int [J]) replayed at time scale ``scales[j]`` (simulated s per trace s, float [J])
+    would place an arrival beyond ``CLOCK_LIMIT_S``. ``loads``: the load level of each draw (None: the
+    scale is 1 / rate_scale)."""
+    last = wl.arrival_s[windows, -1] * scales
+    over = np.flatnonzero(~(last <= CLOCK_LIMIT_S))
+    if over.size:
+        j = int(over[0])
+        knob = f"rate_scale {1.0 / scales[j]:g}" if loads is None else f"load {loads[j]:g}"
+        raise ValueError(f"{where}: {knob} replays window {int(windows[j])} over {last[j]:.3g} s of simulated time; "
+                         f"its float64 clock keeps microseconds only up to 2^32 s (136 years), so TTFTs would be "
+                         f"rounded away: raise the {'rate_scale' if loads is None else 'load'}")
+
+
 def check_held_out_frac(frac: object, where: str) -> None:
     """``ValueError`` naming ``where`` unless ``frac`` (a config's ``held_out_frac``, the held-out
     share of a trace's duration) is a number in (0, 1); checked whatever the split, before any trace
     is read, so that the error names the setting and not the trace (``traces.split``'s TraceError)."""
-    if isinstance(frac, bool) or not isinstance(frac, (int, float)) or not 0 < frac < 1:
+    if not is_real(frac) or not 0 < frac < 1:
         raise ValueError(f"{where}: held_out_frac must be in (0, 1), got {frac!r}")
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import traces
 from envs.core.capacity import VLLM_BUDGET
 from envs.core.engine import EngineSpec
+from traces.checks import is_integer, is_real
 
 DEFAULT_TRACE = "azure_conv"  # output-heavy phases: Azure conversation (median prompt 1,020, output 129)
 DEFAULT_SHIFT_TRACE = "azure_code"  # prompt-heavy phases: Azure code (median prompt 1,500, output 13)
@@ -88,7 +89,7 @@ class DisaggregationConfig:
         for name in ("instances", "tp", "gpus_per_node", "phases", "episodes_per_load", "max_seqs",
                      "budget", "queue_slots", "overflow_tokens", "dispatch_queue"):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            if not is_integer(v) or v < 1:
                 raise ValueError(f"Disaggregation: {name} must be an integer >= 1, got {v!r}")
         if self.instances < 2:
             raise ValueError(f"Disaggregation: instances must be >= 2 (one prefill, one decode), got {self.instances}")
@@ -106,14 +107,9 @@ class DisaggregationConfig:
             raise ValueError(f"Disaggregation: switch_s must be None or a number >= 0, got {self.switch_s!r}")
         for name in ("slo_ttft_s", "slo_tpot_s"):
             v = getattr(self, name)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))
-                                  or not (MIN_SLO_S <= v < float("inf"))):
+            if v is not None and (not is_real(v, finite=True) or not v >= MIN_SLO_S):
                 raise ValueError(f"Disaggregation: {name} must be None or a finite number of seconds >= {MIN_SLO_S:g} "
                                  f"(the observation divides TTFT and TPOT by it and states log2 of it), got {v!r}")
-        if self.split not in ("train", "test", "all"):
-            raise ValueError(f"Disaggregation: split must be 'train', 'test' or 'all', got {self.split!r}")
-        if self.window_order not in ("random", "sequential"):
-            raise ValueError(f"Disaggregation: window_order must be 'random' or 'sequential', got {self.window_order!r}")
         if self.first_token not in FIRST_TOKEN:
             raise ValueError(f"Disaggregation: first_token must be one of {FIRST_TOKEN}, got {self.first_token!r}")
         if not 0.0 < self.held_out_frac < 1.0:

@@ -41,7 +41,7 @@ Version History
 
 from __future__ import annotations
 
-from dataclasses import fields, replace
+from dataclasses import replace
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
@@ -51,6 +51,7 @@ from gymnasium import spaces
 from envs.core import lazy
 from envs.core import state as S
 from envs.core.workload import max_window_gaps
+from envs.config_check import make_config
 from envs.disaggregation import kernels as K
 from envs.disaggregation.config import DisaggregationConfig
 from envs.disaggregation.scenario import Scenario, build_scenario
@@ -168,11 +169,7 @@ class DisaggregationVecEnv(NativeVecEnv):
 
     def __init__(self, num_envs: int = 1, config: DisaggregationConfig | None = None, seed: int | None = None,
                  **kwargs: Any):
-        known = [f.name for f in fields(DisaggregationConfig)]  # not the ClassVar slo_metric
-        unknown = set(kwargs) - set(known)
-        if unknown:
-            raise TypeError(f"Disaggregation: unknown config field(s) {sorted(unknown)}; known: {', '.join(known)}")
-        cfg = replace(config or DisaggregationConfig(), **kwargs)
+        cfg = make_config(DisaggregationConfig, config, kwargs, "Disaggregation")
         cfg.validate()
         cfg = replace(cfg, load=cfg.loads())
         self.config = cfg

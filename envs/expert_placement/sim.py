@@ -31,7 +31,7 @@ all-to-all traffic equal to what each GPU sends: no placement can do better (tes
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,9 @@ import numpy as np
 import hwmodels
 import traces
 from traces.numeric import pairwise_sum
+from envs import config_check
 from envs.expert_placement import algos as A
+from traces.checks import is_integer
 
 TRAIN_DRIFTS = (0.005, 0.02, 0.08)
 TEST_DRIFTS = (0.01, 0.04, 0.15)  # never seen in training: the held-out drift settings
@@ -89,18 +91,14 @@ class ExpertPlacementConfig:
 
 
 def _int(name: str, v: Any, lo: int) -> int:
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
+    if not is_integer(v) or v < lo:
         raise ValueError(f"ExpertPlacement: {name} must be an integer >= {lo}, got {v!r}")
     return int(v)
 
 
 def make_config(config: ExpertPlacementConfig | None = None, **kwargs: Any) -> ExpertPlacementConfig:
     """Validated config; an unknown field or a bad value raises an error naming it."""
-    names = {f.name for f in fields(ExpertPlacementConfig)}
-    for k in kwargs:
-        if k not in names:
-            raise TypeError(f"ExpertPlacement: unknown config field {k!r}; known: {', '.join(sorted(names))}")
-    cfg = replace(config or ExpertPlacementConfig(), **kwargs)
+    cfg = config_check.make_config(ExpertPlacementConfig, config, kwargs, "ExpertPlacement")
     m = hwmodels.get_model(cfg.model)
     if not m.is_moe:
         raise ValueError(f"ExpertPlacement: model {cfg.model!r} is dense; choose an MoE model")
@@ -125,10 +123,6 @@ def make_config(config: ExpertPlacementConfig | None = None, **kwargs: Any) -> E
         raise TypeError(f"ExpertPlacement: replica_substeps must be true or false, got {cfg.replica_substeps!r}")
     if cfg.phase_shift_every is not None:
         _int("phase_shift_every", cfg.phase_shift_every, 1)
-    if cfg.split not in SPLITS:
-        raise ValueError(f"ExpertPlacement: split must be 'train', 'test' or 'all', got {cfg.split!r}")
-    if cfg.window_order not in ("random", "sequential"):
-        raise ValueError(f"ExpertPlacement: window_order must be 'random' or 'sequential', got {cfg.window_order!r}")
     if cfg.dispatch not in ("least_loaded", "even"):
         raise ValueError(f"ExpertPlacement: dispatch must be 'least_loaded' or 'even', got {cfg.dispatch!r}")
     for name in ("zipf_s", "reward_scale_s"):

@@ -49,11 +49,13 @@ from envs.core.mixture import (
     workload_played,
 )
 from envs.core.replica import accepted_at_arrival, accepted_values, longest_accepted_output
-from envs.core.workload import build_workload, load_split, max_window_gaps, output_histogram
+from envs.core.workload import build_workload, check_clock_span, load_split, max_window_gaps, output_histogram
+from envs.config_check import make_config
 from envs.metrics import episode_metrics
 from envs.native_vec import NativeVecEnv, VecEnvView, item_features
 from envs.vector import NativeVectorEnv
 from envs.render import render_replicas
+from traces.checks import is_real
 
 ENV_ID = "servegym/KVAdmission-v0"
 ALL = 1 << 30
@@ -240,18 +242,16 @@ class KVAdmissionVecEnv(NativeVecEnv):
 
     def __init__(self, num_envs: int = 1, config: KVAdmissionConfig | None = None, seed: int | None = None,
                  **kwargs: Any):
-        cfg = replace(config or KVAdmissionConfig(), **kwargs)
+        cfg = make_config(KVAdmissionConfig, config, kwargs, "KVAdmission")
         cfg = replace(cfg, load=cfg.loads(), trace_params=tuple(dict(cfg.trace_params).items()),
                       workloads=normalize_workloads(cfg.workloads, "KVAdmission"))
         check_mixture_config(cfg, "KVAdmission")
         if cfg.rate_scale is not None and not cfg.rate_scale > 0:
             raise ValueError(f"KVAdmission: rate_scale must be > 0, got {cfg.rate_scale}")
-        if cfg.window_order not in ("random", "sequential"):
-            raise ValueError(f"KVAdmission: window_order must be 'random' or 'sequential', got {cfg.window_order!r}")
         # drain_s < 0 truncated episodes before their last arrival; a recompute_penalty < 0 paid for preemptions
         for name in ("drain_s", "recompute_penalty"):
             v = getattr(cfg, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not v >= 0:
+            if not is_real(v) or not v >= 0:
                 raise ValueError(f"KVAdmission: {name} must be a number >= 0, got {v!r}")
         self.config = cfg
         self.scenario = build_scenario(cfg)
@@ -319,10 +319,15 @@ class KVAdmissionVecEnv(NativeVecEnv):
                 scales[j] = 1.0 / self.config.rate_scale
             else:
                 scales[j] = sc.natural_rate[windows[j]] / (load * sc.capacity_rps)
+        check_clock_span(sc.workload, windows, scales, self._knob_levels(envs), "KVAdmission")
         units = np.full(len(envs), count_unit(sc.capacity_rps, sc.engine.slo_ttft))
         K.reset_all(self._state, sc.workload, sc.engine, envs.astype(np.int64), windows, scales,
                     sc.hist_prior, self.K, self._obs, self._mask, self._admit, len(BUDGET_LEVELS),
                     self._scratch, self._lazy, units)
+
+    def _knob_levels(self, envs: np.ndarray) -> np.ndarray | None:
+        """The load of each of ``envs``' drawn episodes (None where rate_scale sets the pace)."""
+        return None if self.config.rate_scale is not None else self._episode_load[envs]
 
     def _reset_mixture(self, envs: np.ndarray, loads: tuple[float, ...], W: int) -> None:
         """Reset of a workload mixture: part, window and load per env; each part's envs reset
@@ -340,6 +345,7 @@ class KVAdmissionVecEnv(NativeVecEnv):
                 scales[j] = 1.0 / self.config.rate_scale
             else:
                 scales[j] = sc.natural_rate[windows[j]] / (load * sc.part_capacity_rps[part[j]])
+        check_clock_span(sc.workload, windows, scales, self._knob_levels(envs), "KVAdmission")
         for p in np.unique(part):
             sel = part == p
             units = np.full(int(sel.sum()), count_unit(sc.part_capacity_rps[p], sc.engine.slo_ttft))

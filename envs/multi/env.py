@@ -48,6 +48,7 @@ from envs.routing import env as rt
 from envs.routing import kernels as RK
 from envs.routing import teacher as T
 from envs.core import state as S
+from envs import config_check
 from envs.core.workload import load_split, max_window_gaps
 from envs.native_vec import SingleObjectVecEnv, check_actions, episode_options
 
@@ -104,13 +105,15 @@ def make_config(**kwargs: Any) -> MultiConfig:
     if unknown:
         raise TypeError(f"multi: unknown config field(s) {sorted(unknown)}; known: "
                         f"{', '.join(sorted(own | routing_fields))}")
-    rcfg = replace(rt.RoutingConfig(), **{k: v for k, v in kwargs.items() if k in routing_fields})
+    rcfg = config_check.make_config(rt.RoutingConfig, None, {k: v for k, v in kwargs.items() if k in routing_fields},
+                                    "multi")
     rcfg = replace(rcfg, load=rcfg.loads(), trace_params=tuple(dict(rcfg.trace_params).items()))
     rcfg.validate()
     if rcfg.workloads:
         raise ValueError(f"multi: workloads (a workload mixture) is not supported by the multi-agent cluster yet; "
                          f"got workloads={rcfg.workloads!r}; pass one trace")
-    cfg = MultiConfig(routing=rcfg, **{k: v for k, v in kwargs.items() if k in own})
+    cfg = config_check.make_config(MultiConfig, MultiConfig(routing=rcfg), {k: v for k, v in kwargs.items() if k in own},
+                                   "multi")
     cfg.validate()
     return cfg
 

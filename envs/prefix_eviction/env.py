@@ -88,10 +88,12 @@ from envs.core.mixture import (
     too_few_requests,
 )
 from envs.core.workload import TooFewRequests, TraceUnsuited, build_workload, check_held_out_frac
+from envs.config_check import make_config
 from envs.metrics import percentile
 from envs.native_vec import NativeVecEnv, VecEnvView, item_features
 from envs.vector import NativeVectorEnv
 from envs.prefix_eviction.ttft import replay_ttft
+from traces.checks import is_real
 
 ENV_ID = "servegym/PrefixEviction-v0"
 DEFAULT_CAPACITIES = (0.01, 0.05, 0.10, 0.25)
@@ -471,23 +473,18 @@ class PrefixEvictionVecEnv(NativeVecEnv):
 
     def __init__(self, num_envs: int = 1, config: PrefixEvictionConfig | None = None,
                  seed: int | None = None, **kwargs: Any):
-        cfg = replace(config or PrefixEvictionConfig(), **kwargs)
+        cfg = make_config(PrefixEvictionConfig, config, kwargs, "PrefixEviction")
         cfg = replace(cfg, capacity_frac=cfg.capacities(), chain=bool(cfg.chain),
                       trace_params=tuple(dict(cfg.trace_params).items()),
                       workloads=normalize_workloads(cfg.workloads, "PrefixEviction"))
         check_mixture_config(cfg, "PrefixEviction")
-        if cfg.window_order not in ("random", "sequential"):
-            raise ValueError(f"PrefixEviction: window_order must be 'random' or 'sequential', "
-                             f"got {cfg.window_order!r}")
         if cfg.candidate_set not in CANDIDATE_SETS:
             raise ValueError(f"PrefixEviction: candidate_set must be one of {', '.join(CANDIDATE_SETS)}, "
                              f"got {cfg.candidate_set!r}")
-        if not isinstance(cfg.evict_leaves_only, (bool, np.bool_)):
-            raise ValueError(f"PrefixEviction: evict_leaves_only must be true or false, got {cfg.evict_leaves_only!r}")
         if not (isinstance(cfg.candidates, int) and cfg.candidates >= 2):
             raise ValueError(f"PrefixEviction: candidates must be an integer >= 2, got {cfg.candidates!r}")
         h = cfg.teacher_horizon
-        if isinstance(h, bool) or not isinstance(h, (int, float, np.integer, np.floating)) or not h >= 0:
+        if not is_real(h) or not h >= 0:
             raise ValueError(f"PrefixEviction: teacher_horizon must be a number >= 0 (capacities of block references), "
                              f"got {h!r}")
         self.config = cfg

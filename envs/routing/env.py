@@ -53,7 +53,8 @@ from envs.core.mixture import (
     workload_played,
 )
 from envs.core.replica import accepted_at_arrival, accepted_values, arrival_time, longest_accepted_output
-from envs.core.workload import build_workload, load_split, max_window_gaps
+from envs.core.workload import build_workload, check_clock_span, load_split, max_window_gaps
+from envs.config_check import make_config
 from envs.metrics import episode_metrics
 from envs.native_vec import NativeVecEnv, VecEnvView, draw_episode, item_features
 from envs.vector import NativeVectorEnv
@@ -138,8 +139,6 @@ class RoutingConfig:
             raise ValueError(f"Routing: stale_s must be a number >= 0, got {self.stale_s!r}")
         if not self.drain_s >= 0:
             raise ValueError(f"Routing: drain_s must be >= 0, got {self.drain_s!r}")
-        if self.split not in ("train", "test", "all"):
-            raise ValueError(f"Routing: split must be 'train', 'test' or 'all', got {self.split!r}")
         if not (isinstance(self.ttft_bound_x, (int, float)) and self.ttft_bound_x >= 1.0):
             raise ValueError(f"Routing: ttft_bound_x (the TTFT tail bound in TTFT SLOs) must be a number >= 1, "
                              f"got {self.ttft_bound_x!r}")
@@ -156,8 +155,6 @@ class RoutingConfig:
         if self.teacher_lengths not in T.LENGTHS:
             raise ValueError(f"Routing: teacher_lengths must be one of {', '.join(T.LENGTHS)}, "
                              f"got {self.teacher_lengths!r}")
-        if self.window_order not in ("random", "sequential"):
-            raise ValueError(f"Routing: window_order must be 'random' or 'sequential', got {self.window_order!r}")
         self.loads()
 
     def engine_spec(self) -> EngineSpec:
@@ -314,6 +311,7 @@ def episode_draws(where: str, cfg: RoutingConfig, sc: Scenario, rngs: list, envs
             scales[j] = 1.0 / cfg.rate_scale
         else:
             scales[j] = sc.natural_rate[windows[j]] / (load * cfg.replicas * capacity)
+    check_clock_span(sc.workload, windows, scales, None if cfg.rate_scale is not None else levels, where)
     return windows, scales, levels
 
 
@@ -347,11 +345,7 @@ class RoutingVecEnv(NativeVecEnv):
 
     def __init__(self, num_envs: int = 1, config: RoutingConfig | None = None, seed: int | None = None,
                  **kwargs: Any):
-        unknown = set(kwargs) - set(RoutingConfig.__dataclass_fields__)
-        if unknown:
-            raise TypeError(f"Routing: unknown config field(s) {sorted(unknown)}; known: "
-                            f"{', '.join(RoutingConfig.__dataclass_fields__)}")
-        cfg = replace(config or RoutingConfig(), **kwargs)
+        cfg = make_config(RoutingConfig, config, kwargs, "Routing")
         cfg = replace(cfg, load=cfg.loads(), trace_params=tuple(dict(cfg.trace_params).items()),
                       workloads=normalize_workloads(cfg.workloads, "Routing"))
         cfg.validate()

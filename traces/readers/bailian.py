@@ -22,6 +22,7 @@ import numpy as np
 from traces.errors import TraceError
 from traces.readers import mooncake
 from traces.readers.formats import SPECS
+from traces.checks import is_integer
 
 FORMAT = "bailian"
 DESCRIPTION = SPECS[FORMAT].description
@@ -45,7 +46,7 @@ def read(path: Path, block_size: int = BLOCK_SIZE, time_unit_given: bool = False
         w = lambda f: mooncake._where(path, line_no, f)  # noqa: E731
         c = mooncake._integer(rec["chat_id"], path, line_no, "chat_id", 0, maximum=None)  # an opaque key
         pc = rec["parent_chat_id"]
-        if isinstance(pc, bool) or not isinstance(pc, int) or pc < -1:
+        if not is_integer(pc) or pc < -1:
             raise TraceError(f"{w('parent_chat_id')}: expected a chat_id (integer >= 0) or -1 for a root, got {pc!r}")
         tn = mooncake._integer(rec["turn"], path, line_no, "turn", 1, maximum=np.iinfo(np.int32).max)
         ty = rec["type"]

@@ -28,6 +28,7 @@ from traces.errors import TraceError
 from traces.readers._common import no_rows_error, open_text
 from traces.readers.formats import SPECS
 from traces.trace import MAX_TOKENS
+from traces.checks import is_integer, is_real
 
 FORMAT = "mooncake"
 DESCRIPTION = SPECS[FORMAT].description
@@ -43,7 +44,7 @@ def _where(path: Path, line: int, field: str) -> str:
 def _integer(v: object, path: Path, line: int, field: str, minimum: int, maximum: int | None = MAX_TOKENS) -> int:
     """An integer field in [minimum, maximum] (integral floats accepted; `maximum` None: unbounded,
     for opaque ids). Raises TraceError naming file, line and field."""
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
+    if not is_real(v):
         raise TraceError(f"{_where(path, line, field)}: expected an integer, got {v!r}")
     if isinstance(v, float) and not (math.isfinite(v) and v == int(v)):
         raise TraceError(f"{_where(path, line, field)}: expected an integer, got {v!r}")
@@ -115,7 +116,7 @@ def read(path: Path, block_size: int = BLOCK_SIZE, fmt: str = FORMAT, time_unit_
     unit = spec.time_unit
     for line_no, rec in records(path, spec.fields):
         ts = rec["timestamp"]
-        if isinstance(ts, bool) or not isinstance(ts, (int, float)) or not math.isfinite(ts) or ts < 0:
+        if not is_real(ts) or not math.isfinite(ts) or ts < 0:
             raise TraceError(f"{_where(path, line_no, 'timestamp')}: expected a finite number >= 0 ({unit}), got {ts!r}")
         if t and ts < t[-1]:
             raise TraceError(
@@ -139,7 +140,7 @@ def read(path: Path, block_size: int = BLOCK_SIZE, fmt: str = FORMAT, time_unit_
             if not isinstance(h, list):
                 raise TraceError(f"{_where(path, line_no, 'hash_ids')}: expected a list of integers >= 0, got {h!r}")
             for k, x in enumerate(h):
-                if isinstance(x, bool) or not isinstance(x, int) or x < 0:
+                if not is_integer(x) or x < 0:
                     raise TraceError(
                         f"{_where(path, line_no, 'hash_ids')}: element {k} is {x!r}; hash ids must be "
                         "integers >= 0 (opaque keys, any size)"

@@ -1,0 +1,149 @@
+"""The one check of an environment's config against its dataclass: field names, types, finite numbers.
+
+Every environment builds its config with :func:`make_config` (``XVecEnv(n, config=None, **fields)``,
+``gymnasium.make(id, **fields)``, the PettingZoo cluster), and the command line's ``--env-kwargs``
+(``agents.env_kwargs``) reads its values with the same :func:`conform`, so that the Python API and the
+CLI refuse the same values with the field named: ``load=float("inf")``, ``window_requests='64'``,
+``replicas=2.5``, ``prefix_caching=1``. What a value must be beyond its type (``load > 0``,
+``split in {train, test, all}``) each environment's own checks say.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from typing import Any
+
+import numpy as np
+
+from envs.options import type_text
+from traces.checks import is_integer, is_real
+
+
+def has_infinite(value: Any) -> bool:
+    """Whether ``value`` (numbers, or containers of them, any depth) holds a number that is not a finite
+    float: inf, nan, ``1e400`` (``ast.literal_eval`` reads it as inf) or a 400-digit integer."""
+    if isinstance(value, (tuple, list, set)):
+        return any(has_infinite(v) for v in value)
+    if isinstance(value, dict):
+        return any(has_infinite(v) for v in value.values())
+    return is_real(value) and not is_real(value, finite=True)
+
+
+def conform(value: Any, annotation: Any) -> tuple[bool, Any]:
+    """``(True, converted)`` when ``value`` is an instance of ``annotation``, else ``(False, None)``.
+
+    ``int`` widens to ``float``, numpy scalars count as the Python type they hold, a list or dict
+    (its items) is a tuple; a ``float`` must be finite (inf, nan and ``1e400`` are not). Never rounds
+    or clamps: ``2.0`` is not an ``int``, ``1`` not a ``bool``, ``'64'`` not a number.
+    """
+    if annotation is Any:
+        return True, value
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        for a in args:
+            ok, v = conform(value, a)
+            if ok:
+                return True, v
+        return False, None
+    if annotation is type(None):
+        return (value is None), None
+    if annotation is bool:
+        ok = isinstance(value, (bool, np.bool_))
+        return ok, (bool(value) if ok else None)
+    if annotation is int:
+        ok = is_integer(value)
+        return ok, (int(value) if ok else None)
+    if annotation is float:
+        ok = is_real(value, finite=True)
+        return ok, (float(value) if ok else None)
+    if annotation is str:
+        return isinstance(value, str), value
+    if origin is tuple:
+        if isinstance(value, dict):
+            value = tuple(value.items())
+        if not isinstance(value, (tuple, list)):
+            return False, None
+        items = list(value)
+        if len(args) == 2 and args[1] is Ellipsis:
+            kinds = [args[0]] * len(items)
+        elif len(args) == len(items):
+            kinds = list(args)
+        else:
+            return False, None
+        out = []
+        for item, kind in zip(items, kinds):
+            ok, v = conform(item, kind)
+            if not ok:
+                return False, None
+            out.append(v)
+        return True, tuple(out)
+    if isinstance(annotation, type):
+        return isinstance(value, annotation), value
+    return True, value
+
+
+def check_types(cfg: Any, where: str) -> None:
+    """Raise if a field of the config dataclass ``cfg`` (nested config dataclasses included, e.g.
+    ``MultiConfig.routing``) is not of its annotated type.
+
+    Raises ``ValueError("WHERE: FIELD must be finite (TYPE), got inf")`` for a number that is not a
+    finite float (anywhere in the value) and ``TypeError("WHERE: FIELD must be TYPE, got VALUE (KIND)")``
+    for any other mismatch. The value is left as given (no conversion).
+    """
+    hints = typing.get_type_hints(type(cfg))
+    for f in dataclasses.fields(cfg):
+        value, annotation = getattr(cfg, f.name), hints[f.name]
+        if dataclasses.is_dataclass(annotation) and dataclasses.is_dataclass(value):
+            check_types(value, where)
+            continue
+        ok, _ = conform(value, annotation)
+        if ok:
+            continue
+        if has_infinite(value):
+            raise ValueError(f"{where}: {f.name} must be finite ({type_text(annotation)}), got {value!r}")
+        raise TypeError(f"{where}: {f.name} must be {type_text(annotation)}, got {value!r} "
+                        f"({type(value).__name__})")
+
+
+def make_config(cls: type, config: Any, fields: dict[str, Any], where: str) -> Any:
+    """``config`` (default ``cls()``) with ``fields`` replaced, its types checked (:func:`check_types`).
+
+    Raises ``TypeError("WHERE: unknown config field(s) [...]; known: ...")`` for a name ``cls`` does
+    not have, and what :func:`check_types` raises.
+    """
+    known = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(fields) - set(known))
+    if unknown:
+        raise TypeError(f"{where}: unknown config field(s) {unknown}; known: {', '.join(known)}")
+    if config is not None and not isinstance(config, cls):
+        raise TypeError(f"{where}: config must be a {cls.__name__}, got {type(config).__name__}")
+    cfg = dataclasses.replace(config if config is not None else cls(), **fields)
+    check_types(cfg, where)
+    check_episode_fields(cfg, where)
+    return cfg
+
+
+# The fields every environment's config has (envs/__init__.py) and the values each takes.
+SPLITS = ("train", "test", "all")  # the trace's training part, its held-out part, or the whole trace
+WINDOW_ORDERS = ("random", "sequential")  # episodes drawn at random, or env i of a batch plays window i
+
+
+def _choices(values: tuple[str, ...]) -> str:
+    quoted = [repr(v) for v in values]
+    return " or ".join(quoted) if len(quoted) == 2 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
+
+
+def check_episode_fields(cfg: Any, where: str) -> None:
+    """``ValueError("WHERE: split must be 'train', 'test' or 'all', got ...")`` (likewise ``window_order``)
+    for a config (nested ones included) whose ``split`` or ``window_order`` is not one of its values."""
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            check_episode_fields(value, where)
+        elif f.name in ("split", "window_order"):
+            allowed = SPLITS if f.name == "split" else WINDOW_ORDERS
+            if value not in allowed:
+                raise ValueError(f"{where}: {f.name} must be {_choices(allowed)}, got {value!r}")

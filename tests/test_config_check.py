@@ -1,0 +1,127 @@
+"""The Python API refuses what ``--env-kwargs`` refuses: every environment's config is checked against
+its dataclass (``envs.config_check``), types and finite numbers, with the field named; and a load so small
+that the float64 clock would round its times away is refused at reset."""
+
+from __future__ import annotations
+
+import re
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import envs
+from agents.env_kwargs import UsageError, parse_env_kwargs
+from envs import options
+from envs.config_check import check_types, conform
+from envs.routing.env import RoutingConfig
+from test_env_contract import SMALL
+
+IDS = options.env_ids()  # the six single-agent ids and servegym/MultiCluster-v0
+
+
+def _name(env_id: str) -> str:
+    return "multi" if options.is_multi_agent(env_id) else options.short_name(env_id)
+
+
+def _first(env_id: str, annotation: type) -> str:
+    return next(f.name for f in options.config_fields(env_id) if f.annotation is annotation)
+
+
+def _build(env_id: str, **kwargs):
+    if options.is_multi_agent(env_id):
+        return envs.make_parallel(env_id, **kwargs)
+    return envs.make_vec(env_id, 1, seed=0, **kwargs)
+
+
+@pytest.mark.parametrize("env_id", IDS)
+@pytest.mark.parametrize("bad", [float("inf"), float("-inf"), float("nan")])
+def test_a_non_finite_float_field_is_refused_naming_it(env_id, bad):
+    field = _first(env_id, float)
+    with pytest.raises(ValueError, match=rf"^{_name(env_id)}: {field} must be finite \(float\), got {bad!r}$"):
+        _build(env_id, **{field: bad})
+
+
+@pytest.mark.parametrize("env_id", IDS)
+@pytest.mark.parametrize("bad", ["64", 64.0, True, None])
+def test_a_wrong_type_for_an_int_field_is_refused_naming_it(env_id, bad):
+    field = _first(env_id, int)
+    says = rf"^{_name(env_id)}: {field} must be int, got {re.escape(repr(bad))} \({type(bad).__name__}\)$"
+    with pytest.raises(TypeError, match=says):
+        _build(env_id, **{field: bad})
+
+
+def test_the_trial_cases_through_gymnasium_make():
+    """gymnasium.make("servegym/Routing-v0", load=inf) ran; window_requests='64' was a bare TypeError."""
+    with pytest.raises(ValueError, match=r"^Routing: load must be finite \(float \| tuple\[float, \.\.\.\]\), got inf$"):
+        gym.make("servegym/Routing-v0", load=float("inf"))
+    with pytest.raises(ValueError, match=r"load must be finite .*got \(0\.6, nan\)"):
+        gym.make("servegym/Routing-v0", load=(0.6, float("nan")))
+    with pytest.raises(TypeError, match=r"^Routing: window_requests must be int, got '64' \(str\)"):
+        gym.make("servegym/Routing-v0", window_requests="64")
+    with pytest.raises(TypeError, match=r"^KVAdmission: prefix_caching must be bool, got 1 \(int\)"):
+        gym.make("servegym/KVAdmission-v0", prefix_caching=1)
+    # a config object built by hand is checked the same way
+    with pytest.raises(ValueError, match=r"^Routing: drain_s must be finite \(float\), got inf$"):
+        envs.make_vec("servegym/Routing-v0", 1, config=RoutingConfig(drain_s=float("inf")))
+    with pytest.raises(TypeError, match=r"^multi: stale_s must be float, got 'x' \(str\)$"):
+        envs.make_parallel("servegym/MultiCluster-v0", stale_s="x")
+
+
+def test_the_cli_and_the_api_refuse_the_same_values():
+    for raw, value in (("1e400", float("inf")), ("'64'", "64")):
+        with pytest.raises(UsageError, match="window_requests|load"):
+            parse_env_kwargs([f"load={raw}"], "servegym/Routing-v0")
+        with pytest.raises((TypeError, ValueError), match="Routing: load must be"):
+            envs.make_vec("servegym/Routing-v0", 1, load=value)
+
+
+def test_numpy_scalars_lists_and_every_default_are_accepted():
+    assert conform(np.int64(8), int) == (True, 8)
+    assert conform(np.float32(0.5), float) == (True, 0.5)
+    assert conform(np.bool_(True), bool) == (True, True)
+    assert conform([0.6, 1], float | tuple[float, ...]) == (True, (0.6, 1.0))
+    assert conform(np.float64("inf"), float) == (False, None)
+    for env_id in IDS:
+        check_types(options.config_class(env_id)(), env_id)
+    for env_id, kw in SMALL.items():
+        check_types(options.config_class(env_id)(**kw), env_id)
+
+
+def test_a_load_too_small_for_the_float64_clock_is_refused_at_reset():
+    """load=1e-300 gave TTFTs of 0 s and an attainment set by rounding. A tiny load that the clock resolves
+    (1e-6 here: a few million simulated seconds) is a legitimate, idle cluster and is played."""
+    kw = {k: v for k, v in SMALL["servegym/Routing-v0"].items() if k != "load"}
+    envs.make_vec("servegym/Routing-v0", 1, seed=0, load=1e-6, **kw).reset()
+    vec = envs.make_vec("servegym/Routing-v0", 1, seed=0, load=1e-300, **kw)
+    with pytest.raises(ValueError, match=r"^Routing: load 1e-300 replays window \d+ over .* s of simulated time; "
+                                         r"its float64 clock keeps microseconds only up to 2\^32 s"):
+        vec.reset()
+    kw = {k: v for k, v in SMALL["servegym/KVAdmission-v0"].items() if k != "load"}
+    with pytest.raises(ValueError, match=r"^KVAdmission: rate_scale 1e-300 replays window"):
+        envs.make_vec("servegym/KVAdmission-v0", 1, seed=0, rate_scale=1e-300, **kw).reset()
+
+
+@pytest.mark.parametrize("env_id", IDS)
+def test_split_and_window_order_are_checked_in_one_place_for_every_environment(env_id):
+    """Six copies of these two checks (and one of the constant) became envs.config_check.check_episode_fields."""
+    with pytest.raises(ValueError, match=rf"^{_name(env_id)}: split must be 'train', 'test' or 'all', got 'dev'$"):
+        _build(env_id, split="dev")
+    with pytest.raises(ValueError, match=rf"^{_name(env_id)}: window_order must be 'random' or 'sequential', "
+                                         r"got 'shuffled'$"):
+        _build(env_id, window_order="shuffled")
+
+
+def test_the_shared_number_predicates():
+    """traces.checks: the "a number, not a bool" test that argument checks in every layer repeated inline."""
+    from hwmodels.errors import HwModelError
+    from hwmodels.infra import positive
+    from traces.checks import is_integer, is_real
+
+    assert [is_real(v) for v in (1, 1.5, np.float32(2), np.int8(3), True, np.bool_(True), "1", None)] == \
+        [True, True, True, True, False, False, False, False]
+    assert [is_real(v, finite=True) for v in (1e308, float("inf"), float("nan"), 10**400)] == [True, False, False, False]
+    assert [is_integer(v) for v in (3, np.int64(3), 3.0, True)] == [True, True, False, False]
+    assert positive(np.float32(2.5), "bw") == 2.5
+    with pytest.raises(HwModelError, match="^bw must be a positive finite number, got True$"):
+        positive(True, "bw")

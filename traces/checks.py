@@ -1,0 +1,31 @@
+"""The one test of "is this argument a number" that every layer's argument checks share.
+
+``traces`` is the lowest layer (hwmodels, envs and agents may all import it), so the predicate lives here:
+a real number is a Python or numpy int or float and not a bool (``True`` is no count of seconds, and
+``isinstance(True, int)`` holds). The range each argument must lie in, and the error class and wording
+that name it, stay with the argument's own check.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def is_real(value: object, finite: bool = False) -> bool:
+    """Whether ``value`` is a real number (int or float, Python or numpy, not a bool); with ``finite``,
+    also a finite float (not inf, nan, nor an int too large for a float)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        return False
+    if not finite:
+        return True
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
+
+
+def is_integer(value: object) -> bool:
+    """Whether ``value`` is an integer (Python or numpy), not a bool and not a float such as ``2.0``."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
