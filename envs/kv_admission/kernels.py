@@ -11,7 +11,6 @@ from numba.core import types
 from numba.core.extending import intrinsic
 
 from envs.core.lazy import G_LAZY, materialize, reset_lazy, run_iteration_lazy_inline
-from envs.core.memmove import move
 from envs.core.prefetch import prefetch
 from envs.core.replica import (
     arrival_time,
@@ -302,7 +301,17 @@ def _peaks(lens, rems, n, extra_rem, extra_len, n_extra, peak):
 
 
 @nb.njit(cache=True, inline="always")
-def _sort_by_rem(rems, lens, order, pos_g, pos_l, pos_b, n):
+def _move(rems, order, pos_g, pos_l, pos_b, src, dst):
+    """Position ``src``'s entry of every array of the running order copied to position ``dst``."""
+    rems[dst] = rems[src]
+    order[dst] = order[src]
+    pos_g[dst] = pos_g[src]
+    pos_l[dst] = pos_l[src]
+    pos_b[dst] = pos_b[src]
+
+
+@nb.njit(cache=True, inline="always")
+def _sort_by_rem(rems, order, pos_g, pos_l, pos_b, n):
     """The first ``n`` positions stably sorted by ``rems`` (ascending), the other arrays alongside.
 
     An insertion sort (the positions hold the last call's order, so nearly sorted), with one
@@ -311,9 +320,8 @@ def _sort_by_rem(rems, lens, order, pos_g, pos_l, pos_b, n):
     than ``rems[i]``, that entry is carried forward past every following entry strictly smaller
     than it in one move, instead of each of them stepping back past it (a step of the loop each,
     most of the sort's time at E = 256). An entry carried only past strictly smaller keys has no
-    tie with them, so the stable order, and every position, is the insertion sort's. Either move
-    finds its destination first, then shifts the entries in between with one ``memmove`` per array
-    (``envs.core.memmove``; a loop moving every array per position compiled to scalar copies)."""
+    tie with them, so the stable order, and every position, is the insertion sort's. The lengths
+    are not carried: they follow from ``pos_l`` after it (:func:`fill_obs`), a sixth less to move."""
     i = 1
     while i < n:
         x = rems[i]
@@ -321,35 +329,22 @@ def _sort_by_rem(rems, lens, order, pos_g, pos_l, pos_b, n):
             i += 1
             continue
         if i == 1 or rems[i - 2] <= x:
-            src = i - 1
-            y = rems[src]
+            y = rems[i - 1]
             j = i + 1
             while j < n and rems[j] < y:
                 j += 1
-            dst = j - 1
-            ln, s, pg, pl, pb = lens[src], order[src], pos_g[src], pos_l[src], pos_b[src]
-            m = j - i  # a[i - 1:j - 1] = a[i:j] for each array
-            move(rems, i - 1, i, m)
-            move(lens, i - 1, i, m)
-            move(order, i - 1, i, m)
-            move(pos_g, i - 1, i, m)
-            move(pos_l, i - 1, i, m)
-            move(pos_b, i - 1, i, m)
-            rems[dst], lens[dst], order[dst] = y, ln, s
-            pos_g[dst], pos_l[dst], pos_b[dst] = pg, pl, pb
+            s, pg, pl, pb = order[i - 1], pos_g[i - 1], pos_l[i - 1], pos_b[i - 1]
+            for k in range(i, j):
+                _move(rems, order, pos_g, pos_l, pos_b, k, k - 1)
+            rems[j - 1], order[j - 1] = y, s
+            pos_g[j - 1], pos_l[j - 1], pos_b[j - 1] = pg, pl, pb
             continue  # position i - 1 now holds x, in place; i holds the next entry to place
-        ln, s, pg, pl, pb = lens[i], order[i], pos_g[i], pos_l[i], pos_b[i]
-        j = i - 1
+        s, pg, pl, pb = order[i], pos_g[i], pos_l[i], pos_b[i]
+        j = i
         while j > 0 and rems[j - 1] > x:
+            _move(rems, order, pos_g, pos_l, pos_b, j - 1, j)
             j -= 1
-        m = i - j  # a[j + 1:i + 1] = a[j:i] for each array
-        move(rems, j + 1, j, m)
-        move(lens, j + 1, j, m)
-        move(order, j + 1, j, m)
-        move(pos_g, j + 1, j, m)
-        move(pos_l, j + 1, j, m)
-        move(pos_b, j + 1, j, m)
-        rems[j], lens[j], order[j] = x, ln, s
+        rems[j], order[j] = x, s
         pos_g[j], pos_l[j], pos_b[j] = pg, pl, pb
         i += 1
 
@@ -474,7 +469,6 @@ def fill_obs(st, wl, eng, e, K, obs, mask, admit_levels, sc, row, r=0, lz=None, 
         reserve += _ceil_blocks(pos_l[i] - pos_g[i] + max_out, bs, shift)
         backlog += pos_b[i]
         rems[i] = _remaining(rem_top, g)
-        lens[i] = pos_l[i] + it_e
     backlog -= i0 * it_e
     decoding = i0  # every request was decoding at the last call (pos_ok)
     kv_tokens = st.kv_tokens[e, r]
@@ -495,7 +489,6 @@ def fill_obs(st, wl, eng, e, K, obs, mask, admit_levels, sc, row, r=0, lz=None, 
         if kv >= tgt:
             decoding += 1
         rems[i] = _remaining(rem_top, g)
-        lens[i] = prompt + g
         pos_g[i] = g - it_e
         pos_l[i] = prompt + g - it_e
         pos_b[i] = tgt - kv + it_e
@@ -503,7 +496,9 @@ def fill_obs(st, wl, eng, e, K, obs, mask, admit_levels, sc, row, r=0, lz=None, 
     if lz is not None:
         if lz.agg[e, G_LAZY] == n_run and decoding == n_run:
             sc.pos_ok[row] = 1
-    _sort_by_rem(rems, lens, order, pos_g, pos_l, pos_b, n_run)
+    _sort_by_rem(rems, order, pos_g, pos_l, pos_b, n_run)
+    for i in range(n_run):  # prompt + generated tokens, in the sorted order
+        lens[i] = pos_l[i] + it_e
     mean_out = suf_s[0] / suf_c[0] if suf_c[0] > 0 else 0.0
 
     # The K oldest queued requests (FCFS heads) and queue-wide sums, in one pass.
