@@ -25,7 +25,8 @@ instead of the per-request updates:
   sees), goes into a ring log (``glog``); a request's gaps are its entries, replayed in order into its gap count over the SLO and its
   top gaps (the same float64 subtractions and float32 insertions as the per-request loop) when it
   leaves the lazy set (a whole block of ``GAP_BLOCK`` entries whose largest, ``gmax``, is neither over
-  the SLO nor above the request's least top gap changes neither, and is passed over): when it finishes (its ``sched``), or before any iteration that is not
+  the SLO nor above the request's least top gap changes neither, and is passed over): when it
+  finishes (its ``sched``), or before any iteration that is not
   steady. The episode's gap heap and count get the iteration's gap once per lazy request each
   iteration (the heap keeps the largest gaps as a multiset: the order of pushes does not change
   which values it holds).
@@ -144,7 +145,8 @@ def allocate_lazy(n_envs: int, n_slots: int, block_size: int, max_output: int) -
         L *= 2
     return LazyDecode(
         it=np.zeros(n_envs, np.int64), t_last=np.zeros(n_envs), glog=np.zeros((n_envs, L)),
-        gmax=np.zeros((n_envs, L // GAP_BLOCK)), dead=np.full((n_envs, n_slots), np.inf), min_dead=np.full(n_envs, np.inf),
+        gmax=np.zeros((n_envs, L // GAP_BLOCK)), dead=np.full((n_envs, n_slots), np.inf),
+        min_dead=np.full(n_envs, np.inf),
         agg=np.zeros((n_envs, N_AGG), np.int64), phase=np.zeros((n_envs, block_size), np.int64),
         end=np.full((n_envs, n_slots), -1, np.int32), base=np.zeros((n_envs, n_slots), np.int32),
     )

@@ -103,7 +103,7 @@ class ObsScratch(NamedTuple):
     rem: np.ndarray  # float64 [rows, M]
     length: np.ndarray  # float64 [rows, M]
     suf: np.ndarray  # float64 [rows, 3, N_HIST_BINS + 1]: suffix counts, suffix sums, E[L | bin >= b]
-    rem_top: np.ndarray  # float64 [rows, N_HIST_BINS + 1]: Past-Future's estimate per bin capped at max_tokens (_rem_table)
+    rem_top: np.ndarray  # float64 [rows, N_HIST_BINS + 1]: the estimate per bin capped at max_tokens (_rem_table)
     heads: np.ndarray  # int64 [rows, K]
     head_seq: np.ndarray  # int64 [rows, K]
     peak: np.ndarray  # float64 [rows, K + 1]
@@ -128,7 +128,8 @@ def obs_scratch(rows: int, max_running: int, slots: int, K: int) -> ObsScratch:
         order=np.zeros((rows, M), np.int32), n_order=np.zeros(rows, np.int32),
         mark=np.zeros((rows, slots), np.int32), stamp=np.zeros(rows, np.int64),
         rem=np.zeros((rows, M)), length=np.zeros((rows, M)), suf=np.zeros((rows, 3, N_HIST_BINS + 1)),
-        rem_top=np.zeros((rows, N_HIST_BINS + 1)), heads=np.zeros((rows, K), np.int64), head_seq=np.zeros((rows, K), np.int64),
+        rem_top=np.zeros((rows, N_HIST_BINS + 1)),
+        heads=np.zeros((rows, K), np.int64), head_seq=np.zeros((rows, K), np.int64),
         peak=np.zeros((rows, K + 1)), extra_len=np.zeros((rows, K)),
         pos_g=np.zeros((rows, M), np.int32), pos_l=np.zeros((rows, M), np.int32),
         pos_b=np.zeros((rows, M), np.int32), pos_ok=np.zeros(rows, np.int8),
