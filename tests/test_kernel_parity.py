@@ -311,8 +311,8 @@ def test_sort_by_rem_is_the_stable_insertion_sort():
     import numba as nb
 
     @nb.njit
-    def sort(rems, lens, order, pos_g, pos_l, pos_b):
-        KK._sort_by_rem(rems, lens, order, pos_g, pos_l, pos_b, rems.shape[0])
+    def sort(rems, order, pos_g, pos_l, pos_b):
+        KK._sort_by_rem(rems, order, pos_g, pos_l, pos_b, rems.shape[0])
 
     rng = np.random.default_rng(3)
     for trial in range(3000):
@@ -326,9 +326,9 @@ def test_sort_by_rem_is_the_stable_insertion_sort():
             rems[-int(rng.integers(1, n + 1)):] = rng.integers(1, 40, 1)  # new entries, ties
         order = rng.permutation(n).astype(np.int32)
         want = np.argsort(rems, kind="stable")
-        arrays = [rems.copy(), rems * 2.0, order.copy(), order.astype(np.int64) * 3, order.astype(np.int64) + 7,
+        arrays = [rems.copy(), order.copy(), order.astype(np.int64) * 3, order.astype(np.int64) + 7,
                   order.astype(np.int64) - 5]
         sort(*arrays)
-        for got, orig in zip(arrays, [rems, rems * 2.0, order, order.astype(np.int64) * 3,
+        for got, orig in zip(arrays, [rems, order, order.astype(np.int64) * 3,
                                       order.astype(np.int64) + 7, order.astype(np.int64) - 5]):
             assert np.array_equal(got, orig[want]), (trial, rems, got, orig[want])

@@ -24,7 +24,9 @@ instead of the per-request updates:
 * The length of every iteration, its end minus the previous one's (the gap every lazy request
   sees), goes into a ring log (``glog``); a request's gaps are its entries, replayed in order into its gap count over the SLO and its
   top gaps (the same float64 subtractions and float32 insertions as the per-request loop) when it
-  leaves the lazy set: when it finishes (its ``sched``), or before any iteration that is not
+  leaves the lazy set (a whole block of ``GAP_BLOCK`` entries whose largest, ``gmax``, is neither over
+  the SLO nor above the request's least top gap changes neither, and is passed over): when it
+  finishes (its ``sched``), or before any iteration that is not
   steady. The episode's gap heap and count get the iteration's gap once per lazy request each
   iteration (the heap keeps the largest gaps as a multiset: the order of pushes does not change
   which values it holds).
@@ -103,6 +105,10 @@ N_AGG = 5
 # float64 rounding (1e-16), far below an iteration (>= 1e-4 s), so the exact check is never late.
 DEAD_MARGIN = 1e-9
 
+# The ring log's entries per block of ``LazyDecode.gmax`` (a power of 2; the log holds at least one block).
+GAP_BLOCK_SHIFT = 4
+GAP_BLOCK = 1 << GAP_BLOCK_SHIFT
+
 
 class LazyDecode(NamedTuple):
     """Lazy sets beside a ``ClusterState``, one row per replica that runs lazily: row ``e`` for
@@ -112,6 +118,10 @@ class LazyDecode(NamedTuple):
     it: np.ndarray  # int64 [E], iterations run (with work) this episode
     t_last: np.ndarray  # float64 [E], end time of the last iteration
     glog: np.ndarray  # float64 [E, L], end of iteration j minus end of j - 1 at [e, j % L]; L > longest output
+    # The largest entry of each block of GAP_BLOCK in glog, [e, (j % L) // GAP_BLOCK], written since the block's
+    # first iteration (or the episode's start: then it may also hold an older, larger value, which only
+    # keeps a replay from passing the block over).
+    gmax: np.ndarray  # float64 [E, L // GAP_BLOCK]
     dead: np.ndarray  # float64 [E, S], the TPOT check's key (inf: no check left)
     min_dead: np.ndarray  # float64 [E], a lower bound of dead over the lazy set
     agg: np.ndarray  # int64 [E, N_AGG]
@@ -130,11 +140,13 @@ def allocate_lazy(n_envs: int, n_slots: int, block_size: int, max_output: int) -
     if min(n_envs, n_slots, block_size, max_output) < 1:
         raise ValueError(f"allocate_lazy: n_envs, n_slots, block_size, max_output must be >= 1, got {n_envs}, "
                          f"{n_slots}, {block_size}, {max_output}")
-    L = 2
+    L = GAP_BLOCK
     while L < max_output + 2:
         L *= 2
     return LazyDecode(
-        it=np.zeros(n_envs, np.int64), t_last=np.zeros(n_envs), glog=np.zeros((n_envs, L)), dead=np.full((n_envs, n_slots), np.inf), min_dead=np.full(n_envs, np.inf),
+        it=np.zeros(n_envs, np.int64), t_last=np.zeros(n_envs), glog=np.zeros((n_envs, L)),
+        gmax=np.zeros((n_envs, L // GAP_BLOCK)), dead=np.full((n_envs, n_slots), np.inf),
+        min_dead=np.full(n_envs, np.inf),
         agg=np.zeros((n_envs, N_AGG), np.int64), phase=np.zeros((n_envs, block_size), np.int64),
         end=np.full((n_envs, n_slots), -1, np.int32), base=np.zeros((n_envs, n_slots), np.int32),
     )
@@ -153,21 +165,32 @@ def reset_lazy(lz, e):
 
 
 @nb.njit(cache=True, inline="always")
-def _leave(blocks, kv_tokens, generated, sched, last_tok_t, gaps_over, top_gaps, glog, dead, agg, phase, end, slo_tpot,
-           bs, e, r, z, s, upto, t_upto):
+def _leave(blocks, kv_tokens, generated, sched, last_tok_t, gaps_over, top_gaps, glog, gmax, dead, agg, phase, end,
+           slo_tpot, bs, e, r, z, s, upto, t_upto):
     """Write lazy request ``s`` of replica ``r`` (lazy row ``z``) back as of the end of iteration
     ``upto`` (at ``t_upto``): its tokens, KV, blocks, last token time, and its gaps replayed in
-    order (gap count over ``slo_tpot``, top gaps). Takes the arrays it writes, not the state
-    tuples: an inlined helper taking a tuple pays a reference-count update per member array per call."""
+    order (gap count over ``slo_tpot``, top gaps), a whole block of the log at once where its
+    largest gap (``gmax``) changes neither: not over ``slo_tpot`` and, as float32, not above the least
+    kept top gap (then no gap of the block is, and ``insert_top_gap`` would keep none). Takes the
+    arrays it writes, not the state tuples: an inlined helper taking a tuple pays a reference-count
+    update per member array per call."""
     a = -blocks[e, r, s] - 1
     M = glog.shape[1] - 1  # L is a power of 2
+    T = top_gaps.shape[3]
     kv0 = kv_tokens[e, r, s]
     b = kv0 - a
-    for j in range(a + 1, upto + 1):
+    j = a + 1
+    while j <= upto:
+        if j & (GAP_BLOCK - 1) == 0 and j + GAP_BLOCK - 1 <= upto:  # iterations j .. j + GAP_BLOCK - 1: a block
+            mx = gmax[z, (j & M) >> GAP_BLOCK_SHIFT]
+            if mx <= slo_tpot and np.float32(mx) <= top_gaps[e, r, s, T - 1]:
+                j += GAP_BLOCK
+                continue
         gap = glog[z, j & M]
         if gap > slo_tpot:
             gaps_over[e, r, s] += 1
         insert_top_gap(top_gaps, e, r, s, np.float32(gap))
+        j += 1
     m = upto - a
     generated[e, r, s] += m
     kv = kv0 + m
@@ -196,7 +219,7 @@ def materialize(st, eng, lz, e, r=0, row=None):
         s = st.run_list[e, r, i]
         if lz.end[z, s] >= 0:
             _leave(st.blocks, st.kv_tokens, st.generated, st.sched, st.last_tok_t, st.gaps_over, st.top_gaps,
-                   lz.glog, lz.dead, lz.agg, lz.phase, lz.end, eng.slo_tpot, eng.block_size, e, r, z, s, upto,
+                   lz.glog, lz.gmax, lz.dead, lz.agg, lz.phase, lz.end, eng.slo_tpot, eng.block_size, e, r, z, s, upto,
                    lz.t_last[z])
     lz.min_dead[z] = np.inf
     lz.agg[z, G_MAX_OK] = 0
@@ -450,7 +473,11 @@ def run_iteration_lazy(st, wl, eng, lz, e, admit_max, budget, defer, order, now,
     t_end = now + dt
     k1 = k + 1
     it_gap = t_end - lz.t_last[z]  # a lazy request's gap: its last token came at the last iteration's end
-    lz.glog[z, k1 & (lz.glog.shape[1] - 1)] = it_gap
+    jg = k1 & (lz.glog.shape[1] - 1)
+    lz.glog[z, jg] = it_gap
+    jb = jg >> GAP_BLOCK_SHIFT
+    if jg & (GAP_BLOCK - 1) == 0 or it_gap > lz.gmax[z, jb]:  # a block's first entry, or a larger one
+        lz.gmax[z, jb] = it_gap
     lz.t_last[z] = t_end
     lz.it[z] = k1
 
@@ -510,7 +537,7 @@ def run_iteration_lazy(st, wl, eng, lz, e, admit_max, budget, defer, order, now,
         if last >= 0:  # lazy: decided from end alone, its slot's fields are not loaded
             if last == k1:  # its last token
                 _leave(blocks, kv_tokens, generated, sched, last_tok_t, gaps_over, top_gaps,
-                       glog, dead, agg, phase, end, eng.slo_tpot, bs, e, r, z, s, k1, t_end)
+                       glog, lz.gmax, dead, agg, phase, end, eng.slo_tpot, bs, e, r, z, s, k1, t_end)
                 _finish_inline(st, wl, eng, e, r, s, t_end)
             else:
                 run_list[e, r, keep] = s

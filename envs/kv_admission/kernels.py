@@ -103,6 +103,7 @@ class ObsScratch(NamedTuple):
     rem: np.ndarray  # float64 [rows, M]
     length: np.ndarray  # float64 [rows, M]
     suf: np.ndarray  # float64 [rows, 3, N_HIST_BINS + 1]: suffix counts, suffix sums, E[L | bin >= b]
+    rem_top: np.ndarray  # float64 [rows, N_HIST_BINS + 1]: the estimate per bin capped at max_tokens (_rem_table)
     heads: np.ndarray  # int64 [rows, K]
     head_seq: np.ndarray  # int64 [rows, K]
     peak: np.ndarray  # float64 [rows, K + 1]
@@ -127,6 +128,7 @@ def obs_scratch(rows: int, max_running: int, slots: int, K: int) -> ObsScratch:
         order=np.zeros((rows, M), np.int32), n_order=np.zeros(rows, np.int32),
         mark=np.zeros((rows, slots), np.int32), stamp=np.zeros(rows, np.int64),
         rem=np.zeros((rows, M)), length=np.zeros((rows, M)), suf=np.zeros((rows, 3, N_HIST_BINS + 1)),
+        rem_top=np.zeros((rows, N_HIST_BINS + 1)),
         heads=np.zeros((rows, K), np.int64), head_seq=np.zeros((rows, K), np.int64),
         peak=np.zeros((rows, K + 1)), extra_len=np.zeros((rows, K)),
         pos_g=np.zeros((rows, M), np.int32), pos_l=np.zeros((rows, M), np.int32),
@@ -174,13 +176,22 @@ def _output_bin(g):
 
 
 @nb.njit(cache=True, inline="always")
-def _expected_output(cond, g):
-    """Past-Future's estimate from the history of output lengths: E[L | L > g] (``cond`` from
-    :func:`_hist_tables`; g + 1 where the history has no longer output); ``g`` an integer >= 0."""
-    b = _output_bin(g)
-    if b >= N_HIST_BINS or np.isnan(cond[b]):
-        return g + 1.0
-    return cond[b]
+def _rem_table(cond, max_out, top):
+    """``top[b]`` (b <= N_HIST_BINS) for :func:`_remaining`: Past-Future's estimate E[L | L > g] of a
+    request in bin b (``cond[b]`` from :func:`_hist_tables`) capped at ``max_out``; -inf where the
+    history has no output that long (bin N_HIST_BINS, or ``cond[b]`` NaN: the estimate is then g + 1)."""
+    for b in range(N_HIST_BINS):
+        top[b] = -np.inf if np.isnan(cond[b]) else min(cond[b], max_out)
+    top[N_HIST_BINS] = -np.inf
+
+
+@nb.njit(cache=True, inline="always")
+def _remaining(top, g):
+    """Past-Future's remaining output of a request with ``g`` >= 0 tokens generated:
+    max(min(E[L | L > g], max_out) - g, 1.0), ``top`` from :func:`_rem_table`. Where the estimate is
+    g + 1 that is 1.0 either way (min(g + 1, max_out) - g <= 1 for g < 2**53), as -inf - g gives;
+    elsewhere the same expression. One table load, no branch."""
+    return max(top[_output_bin(g)] - g, 1.0)
 
 
 @nb.njit(cache=True, inline="always")
@@ -291,10 +302,9 @@ def _peaks(lens, rems, n, extra_rem, extra_len, n_extra, peak):
 
 
 @nb.njit(cache=True, inline="always")
-def _move(rems, lens, order, pos_g, pos_l, pos_b, src, dst):
+def _move(rems, order, pos_g, pos_l, pos_b, src, dst):
     """Position ``src``'s entry of every array of the running order copied to position ``dst``."""
     rems[dst] = rems[src]
-    lens[dst] = lens[src]
     order[dst] = order[src]
     pos_g[dst] = pos_g[src]
     pos_l[dst] = pos_l[src]
@@ -302,7 +312,7 @@ def _move(rems, lens, order, pos_g, pos_l, pos_b, src, dst):
 
 
 @nb.njit(cache=True, inline="always")
-def _sort_by_rem(rems, lens, order, pos_g, pos_l, pos_b, n):
+def _sort_by_rem(rems, order, pos_g, pos_l, pos_b, n):
     """The first ``n`` positions stably sorted by ``rems`` (ascending), the other arrays alongside.
 
     An insertion sort (the positions hold the last call's order, so nearly sorted), with one
@@ -311,7 +321,8 @@ def _sort_by_rem(rems, lens, order, pos_g, pos_l, pos_b, n):
     than ``rems[i]``, that entry is carried forward past every following entry strictly smaller
     than it in one move, instead of each of them stepping back past it (a step of the loop each,
     most of the sort's time at E = 256). An entry carried only past strictly smaller keys has no
-    tie with them, so the stable order, and every position, is the insertion sort's."""
+    tie with them, so the stable order, and every position, is the insertion sort's. The lengths
+    are not carried: they follow from ``pos_l`` after it (:func:`fill_obs`), a sixth less to move."""
     i = 1
     while i < n:
         x = rems[i]
@@ -323,18 +334,18 @@ def _sort_by_rem(rems, lens, order, pos_g, pos_l, pos_b, n):
             j = i + 1
             while j < n and rems[j] < y:
                 j += 1
-            ln, s, pg, pl, pb = lens[i - 1], order[i - 1], pos_g[i - 1], pos_l[i - 1], pos_b[i - 1]
+            s, pg, pl, pb = order[i - 1], pos_g[i - 1], pos_l[i - 1], pos_b[i - 1]
             for k in range(i, j):
-                _move(rems, lens, order, pos_g, pos_l, pos_b, k, k - 1)
-            rems[j - 1], lens[j - 1], order[j - 1] = y, ln, s
+                _move(rems, order, pos_g, pos_l, pos_b, k, k - 1)
+            rems[j - 1], order[j - 1] = y, s
             pos_g[j - 1], pos_l[j - 1], pos_b[j - 1] = pg, pl, pb
             continue  # position i - 1 now holds x, in place; i holds the next entry to place
-        ln, s, pg, pl, pb = lens[i], order[i], pos_g[i], pos_l[i], pos_b[i]
+        s, pg, pl, pb = order[i], pos_g[i], pos_l[i], pos_b[i]
         j = i
         while j > 0 and rems[j - 1] > x:
-            _move(rems, lens, order, pos_g, pos_l, pos_b, j - 1, j)
+            _move(rems, order, pos_g, pos_l, pos_b, j - 1, j)
             j -= 1
-        rems[j], lens[j], order[j] = x, ln, s
+        rems[j], order[j] = x, s
         pos_g[j], pos_l[j], pos_b[j] = pg, pl, pb
         i += 1
 
@@ -377,6 +388,8 @@ def fill_obs(st, wl, eng, e, K, obs, mask, admit_levels, sc, row, r=0, lz=None, 
     suf_s = sc.suf[row, 1]
     cond_tab = sc.suf[row, 2]
     _hist_tables(st.out_hist[e], suf_c, suf_s, cond_tab)
+    rem_top = sc.rem_top[row]
+    _rem_table(cond_tab, eng.max_output, rem_top)
 
     # Running requests: last call's order (those still running), then the newly admitted.
     n_run = st.n_running[e, r]
@@ -456,9 +469,7 @@ def fill_obs(st, wl, eng, e, K, obs, mask, admit_levels, sc, row, r=0, lz=None, 
         g = pos_g[i] + it_e
         reserve += _ceil_blocks(pos_l[i] - pos_g[i] + max_out, bs, shift)
         backlog += pos_b[i]
-        cond = _expected_output(cond_tab, g)
-        rems[i] = max(min(cond, max_out) - g, 1.0)
-        lens[i] = pos_l[i] + it_e
+        rems[i] = _remaining(rem_top, g)
     backlog -= i0 * it_e
     decoding = i0  # every request was decoding at the last call (pos_ok)
     kv_tokens = st.kv_tokens[e, r]
@@ -478,9 +489,7 @@ def fill_obs(st, wl, eng, e, K, obs, mask, admit_levels, sc, row, r=0, lz=None, 
         backlog += tgt - kv
         if kv >= tgt:
             decoding += 1
-        cond = _expected_output(cond_tab, g)
-        rems[i] = max(min(cond, max_out) - g, 1.0)
-        lens[i] = prompt + g
+        rems[i] = _remaining(rem_top, g)
         pos_g[i] = g - it_e
         pos_l[i] = prompt + g - it_e
         pos_b[i] = tgt - kv + it_e
@@ -488,7 +497,9 @@ def fill_obs(st, wl, eng, e, K, obs, mask, admit_levels, sc, row, r=0, lz=None, 
     if lz is not None:
         if lz.agg[e, G_LAZY] == n_run and decoding == n_run:
             sc.pos_ok[row] = 1
-    _sort_by_rem(rems, lens, order, pos_g, pos_l, pos_b, n_run)
+    _sort_by_rem(rems, order, pos_g, pos_l, pos_b, n_run)
+    for i in range(n_run):  # prompt + generated tokens, in the sorted order
+        lens[i] = pos_l[i] + it_e
     mean_out = suf_s[0] / suf_c[0] if suf_c[0] > 0 else 0.0
 
     # The K oldest queued requests (FCFS heads) and queue-wide sums, in one pass.
@@ -627,7 +638,7 @@ def _fresh_scratch(slots, max_running, K):
     M = min(max_running, slots)
     return ObsScratch(
         np.zeros((1, M), np.int32), np.zeros(1, np.int32), np.zeros((1, slots), np.int32), np.zeros(1, np.int64),
-        np.zeros((1, M)), np.zeros((1, M)), np.zeros((1, 3, N_HIST_BINS + 1)),
+        np.zeros((1, M)), np.zeros((1, M)), np.zeros((1, 3, N_HIST_BINS + 1)), np.zeros((1, N_HIST_BINS + 1)),
         np.zeros((1, K), np.int64), np.zeros((1, K), np.int64), np.zeros((1, K + 1)), np.zeros((1, K)),
         np.zeros((1, M), np.int32), np.zeros((1, M), np.int32), np.zeros((1, M), np.int32),
         np.zeros(1, np.int8), np.full(1, np.nan),
@@ -664,7 +675,9 @@ def _pf3(arr, e, j, k):
 def _prefetch_env(st, lz, sc, obs, mask, e):
     """Cache hints for the rows env ``e`` reads first in :func:`step_all` (``envs.core.prefetch``):
     its per-env rows, the first lines of its running list, slot states and running order, and its
-    observation. Called one env ahead; changes no value."""
+    observation; and the lazy set's ``end`` and the slot states over the slots likely in use (1.5x
+    the requests held, slots filling from the lowest: the running list's loops read them by slot, in
+    no order a hardware prefetcher follows). Called one env ahead; changes no value."""
     for k in (0, 8, 16):
         _pf2(st.counters, e, k)
         _pf3(sc.suf, e, 0, k)
@@ -687,8 +700,14 @@ def _prefetch_env(st, lz, sc, obs, mask, e):
     for k in (0, 8):
         _pf2(sc.rem, e, k)
         _pf2(sc.length, e, k)
-    for k in (0, 64, 128, 192):
+    used = st.n_running[e, 0] + st.n_queued[e, 0]
+    hi = min(used + used // 2 + 1, st.status.shape[2])
+    for k in range(0, hi, 16):  # int32: 16 a cache line
+        _pf2(lz.end, e, k)
+    for k in range(0, max(hi, 256), 64):
         _pf3(st.status, e, 0, k)
+    _pf2(sc.rem_top, e, 0)
+    _pf2(sc.rem_top, e, N_HIST_BINS)
     _pf2(sc.heads, e, 0)
     _pf2(sc.head_seq, e, 0)
     _pf2(sc.peak, e, 0)
