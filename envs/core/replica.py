@@ -40,6 +40,7 @@ import numba as nb
 import numpy as np
 
 from envs.core import prefix
+from envs.core.prefetch import prefetch
 from envs.core.engine import _coefficients, _decode_step_time, step_time_inline
 from envs.core.state import (
     A_BUSY_S,
@@ -373,6 +374,10 @@ def _push_gap(gap_heap, counters, e, gap):
         c = 2 * k + 1
         if c >= G:
             break
+        # Hint the lines of k's great-grandchildren (8k + 7 .. 8k + 14), two levels ahead of the loads: below
+        # its first levels the heap (28 KB per env at E = 256) is out of cache, a stall per level otherwise.
+        prefetch(gap_heap, (e, min(8 * k + 7, G - 1)))
+        prefetch(gap_heap, (e, min(8 * k + 14, G - 1)))
         if c + 1 < G and gap_heap[e, c + 1] < gap_heap[e, c]:
             c += 1
         if gap_heap[e, c] >= gap:
@@ -486,8 +491,8 @@ def decode_run(st, wl, eng, e, r, budget, until, busy):
     are written per iteration; each request's own records are brought up to date once at the end:
     tokens, blocks and the last token time; its gaps over the TBT SLO (counted per iteration, the
     same for all); its top gaps (``st.gap_log`` holds the run's gaps: inserting a set of gaps into
-    the top-T list gives the same list in any order, so the newest go first, which makes the growing
-    gaps of a decode run cheap); its TPOT check (``tpot_late``, which once true stays true as the
+    the top-T list gives the same list in any order, so the run's T largest go in, largest first, until
+    one does not enter); its TPOT check (``tpot_late``, which once true stays true as the
     clock grows, so the last iteration's check marks what any earlier one would have marked) or its
     p99 check (the count of long gaps only grows)."""
     m_max = _decode_run_start(st, wl, eng, e, r, budget)
@@ -551,6 +556,22 @@ def _decode_run_end(st, wl, eng, e, r, m, over, now):
     w = st.window[e]
     scale = st.time_scale[e]
     top_gaps, gap_log, missed, counters = st.top_gaps, st.gap_log, st.missed, st.counters
+    # The run's k largest gaps, descending, in gap_log[e, GAP_LOG:]: a request's top-T list after all m gaps
+    # is the top T of its list and these (a gap below k larger ones of the run cannot enter a list of
+    # k <= T), and inserted largest first, the first that does not enter ends its inserts (every later
+    # one is no larger and the list's least only grows). One pass over the run instead of one per request.
+    T = top_gaps.shape[3]
+    k = min(m, T)
+    for t in range(k):
+        gap_log[e, GAP_LOG + t] = -np.inf
+    for j in range(m - 1, -1, -1):  # newest first (the largest, as a run's contexts grow)
+        g = gap_log[e, j]
+        if g > gap_log[e, GAP_LOG + k - 1]:
+            t = k - 1
+            while t > 0 and gap_log[e, GAP_LOG + t - 1] < g:
+                gap_log[e, GAP_LOG + t] = gap_log[e, GAP_LOG + t - 1]
+                t -= 1
+            gap_log[e, GAP_LOG + t] = g
     for i in range(n):
         s = st.run_list[e, r, i]
         q = st.req[e, r, s]
@@ -565,8 +586,11 @@ def _decode_run_end(st, wl, eng, e, r, m, over, now):
                 mark_missed(missed, counters, e, r, s)
         elif not missed[e, r, s] and tpot_late(now, wl.arrival_s[w, q] * scale + st.ttft[e, q], out_q, eng.slo_tpot):
             mark_missed(missed, counters, e, r, s)
-        for j in range(m - 1, -1, -1):  # newest first (any order gives the same list)
-            insert_top_gap(top_gaps, e, r, s, gap_log[e, j])
+        for t in range(k):
+            g = gap_log[e, GAP_LOG + t]
+            if g <= top_gaps[e, r, s, T - 1]:
+                break
+            insert_top_gap(top_gaps, e, r, s, g)
     counters[e, C_DECODE_TOKENS] += n * m
     counters[e, C_ITERATIONS] += m
 

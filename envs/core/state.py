@@ -130,7 +130,8 @@ class ClusterState(NamedTuple):
     pc_table: np.ndarray  # int32 [E, R, H], open-addressing index into pc_key, -1 = empty
     # --- scratch, not state (``SCRATCH_FIELDS``): contents are undefined between kernel calls
     pc_scratch: np.ndarray  # int32 [E, C], prefix.insert_chain's victim candidates (no allocation in kernels)
-    gap_log: np.ndarray  # float32 [E, GAP_LOG], replica.decode_run's gaps between tokens, one per iteration
+    gap_log: np.ndarray  # float32 [E, GAP_LOG + TOP_GAPS], replica.decode_run's gaps between tokens (one per
+    # iteration), then the run's largest ones
 
 
 # Fields that hold no simulation state, only working memory that kernels overwrite before reading
@@ -249,7 +250,7 @@ def allocate(
         pc_count=np.zeros((E, R), np.int32),
         pc_table=np.full((E, R, H), -1, np.int32),
         pc_scratch=np.zeros((E, C), np.int32),
-        gap_log=np.zeros((E, GAP_LOG), np.float32),
+        gap_log=np.zeros((E, GAP_LOG + TOP_GAPS), np.float32),
     )
     if not packed:
         return st

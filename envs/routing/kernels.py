@@ -184,6 +184,10 @@ def write_obs(st, wl, eng, e, i, obs, mask, up, ttft_ema, snap, snap_t, sent, st
     n_chain = wl.chain_len[w, i]
     chain = wl.chain_ids[w, i]
     C = st.pc_key.shape[2]
+    if eng.cache_on and n_chain > 0:  # the first probes of every replica's lookup below, hinted at once
+        for r in range(R):
+            if st.pc_count[e, r] > 0:
+                prefix.prefetch_chain(st.pc_key, st.pc_last, st.pc_table, e, r, chain, min(n_chain, 2), False)
     any_ok = False
     for r in range(R):
         base = G + r * F
