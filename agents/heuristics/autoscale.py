@@ -122,6 +122,11 @@ class HPA(_Base):
         return np.maximum(desired, 1)
 
     def act(self, obs, mask):
+        return self.to_action(obs, mask, self.targets(obs))
+
+    def targets(self, obs: np.ndarray) -> np.ndarray:
+        """The fleet [E, G] (serving + starting replicas per type) HPA sets after seeing ``obs`` [E, n_obs]
+        (one call per observation: it records the recommendation in the scale-down window)."""
         fresh = self.fresh(obs)
         self.history[fresh] = 0
         self.filled[fresh] = 0
@@ -135,7 +140,7 @@ class HPA(_Base):
         target = np.where(rec >= current, rec, np.minimum(stabilised, current))
         t = self.fleet(obs)
         t[:, self.ref] = target
-        return self.to_action(obs, mask, t)
+        return t
 
 
 class Knative(_Base):
