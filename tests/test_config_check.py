@@ -102,6 +102,54 @@ def test_a_load_too_small_for_the_float64_clock_is_refused_at_reset():
         envs.make_vec("servegym/KVAdmission-v0", 1, seed=0, rate_scale=1e-300, **kw).reset()
 
 
+def test_a_ttft_load_too_small_for_the_float64_clock_is_refused_at_reset():
+    """PrefixEviction's TTFT replay stretches a window's arrivals by 1 / ttft_load: ttft_load=1e-300 reported
+    a TTFT p50 of 0 s. A small ttft_load the clock still resolves (1e-7: an idle replica) is played."""
+    kw = SMALL["servegym/PrefixEviction-v0"]
+    envs.make_vec("servegym/PrefixEviction-v0", 1, seed=0, ttft_load=1e-7, **kw).reset()
+    vec = envs.make_vec("servegym/PrefixEviction-v0", 1, seed=0, ttft_load=1e-300, **kw)
+    with pytest.raises(ValueError, match=r"^PrefixEviction: ttft_load 1e-300 replays window \d+ over .* s of simulated "
+                                         r"time; its float64 clock keeps microseconds only up to 2\^32 s .*: raise the "
+                                         r"ttft_load$"):
+        vec.reset()
+
+
+def test_a_disaggregation_episode_longer_than_the_float64_clock_is_refused():
+    """Disaggregation's load only thins a phase's arrivals (load=1e-300 plays one request a phase, a legitimate
+    idle cluster); its phases, interval and drain set the episode's length: phase_s=1e15 reported TTFT and TPOT
+    p50 of 0 s."""
+    kw = {k: v for k, v in SMALL["servegym/Disaggregation-v0"].items() if k != "load"}
+    vec = envs.make_vec("servegym/Disaggregation-v0", 1, seed=0, load=1e-300, **kw)
+    vec.reset()
+    assert vec.scenario.workload.n_requests.max() == kw["phases"]
+    says = (r"^Disaggregation: an episode of 4 decisions x interval_s=2\.5e\+14 \(phases=2 x phase_s=5e\+14\) plus "
+            r"drain_s=20 runs over 1e\+15 s of simulated time; its float64 clock keeps microseconds only up to 2\^32 s "
+            r"\(136 years\), so TTFTs would be rounded away: lower phase_s, interval_s or drain_s$")
+    with pytest.raises(ValueError, match=says):
+        envs.make_vec("servegym/Disaggregation-v0", 1, seed=0, **{**kw, "load": 1e-14, "phase_s": 5e14,
+                                                                  "interval_s": 2.5e14})
+    with pytest.raises(ValueError, match=r"^Disaggregation: an episode .* plus drain_s=5e\+09 runs over"):
+        envs.make_vec("servegym/Disaggregation-v0", 1, seed=0, **{**kw, "drain_s": 5e9})
+
+
+def test_the_clock_limit_is_stated_once():
+    """Routing, KVAdmission, the multi-agent cluster, PrefixEviction and Disaggregation share
+    envs.core.workload's check; the limit itself is accepted, the next float and nan are not."""
+    from envs.core.workload import CLOCK_LIMIT_S, check_clock_span, check_episode_span
+
+    check_episode_span(CLOCK_LIMIT_S, "X", "y", "z")
+    for bad in (np.nextafter(CLOCK_LIMIT_S, np.inf), float("nan")):
+        with pytest.raises(ValueError, match=r"^X: y over .* s of simulated time; .*: z$"):
+            check_episode_span(bad, "X", "y", "z")
+    check_clock_span(np.array([1.0, 2.0]), np.array([3, 4]), np.array([1.0, CLOCK_LIMIT_S / 2]), None, "R")
+    over = np.array([1.0, CLOCK_LIMIT_S])
+    with pytest.raises(ValueError, match=r"^R: rate_scale 2\.32831e-10 replays window 4 over 8\.59e\+09 s .*: raise the "
+                                         r"rate_scale$"):
+        check_clock_span(np.array([1.0, 2.0]), np.array([3, 4]), over, None, "R")
+    with pytest.raises(ValueError, match=r"^R: ttft_load 0\.25 replays window 4 .*: raise the ttft_load$"):
+        check_clock_span(np.array([1.0, 2.0]), np.array([3, 4]), over, np.array([0.5, 0.25]), "R", "ttft_load")
+
+
 @pytest.mark.parametrize("env_id", IDS)
 def test_split_and_window_order_are_checked_in_one_place_for_every_environment(env_id):
     """Six copies of these two checks (and one of the constant) became envs.config_check.check_episode_fields."""

@@ -319,7 +319,7 @@ class KVAdmissionVecEnv(NativeVecEnv):
                 scales[j] = 1.0 / self.config.rate_scale
             else:
                 scales[j] = sc.natural_rate[windows[j]] / (load * sc.capacity_rps)
-        check_clock_span(sc.workload, windows, scales, self._knob_levels(envs), "KVAdmission")
+        check_clock_span(sc.workload.arrival_s[windows, -1], windows, scales, self._knob_levels(envs), "KVAdmission")
         units = np.full(len(envs), count_unit(sc.capacity_rps, sc.engine.slo_ttft))
         K.reset_all(self._state, sc.workload, sc.engine, envs.astype(np.int64), windows, scales,
                     sc.hist_prior, self.K, self._obs, self._mask, self._admit, len(BUDGET_LEVELS),
@@ -345,7 +345,7 @@ class KVAdmissionVecEnv(NativeVecEnv):
                 scales[j] = 1.0 / self.config.rate_scale
             else:
                 scales[j] = sc.natural_rate[windows[j]] / (load * sc.part_capacity_rps[part[j]])
-        check_clock_span(sc.workload, windows, scales, self._knob_levels(envs), "KVAdmission")
+        check_clock_span(sc.workload.arrival_s[windows, -1], windows, scales, self._knob_levels(envs), "KVAdmission")
         for p in np.unique(part):
             sel = part == p
             units = np.full(int(sel.sum()), count_unit(sc.part_capacity_rps[p], sc.engine.slo_ttft))

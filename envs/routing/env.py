@@ -311,7 +311,7 @@ def episode_draws(where: str, cfg: RoutingConfig, sc: Scenario, rngs: list, envs
             scales[j] = 1.0 / cfg.rate_scale
         else:
             scales[j] = sc.natural_rate[windows[j]] / (load * cfg.replicas * capacity)
-    check_clock_span(sc.workload, windows, scales, None if cfg.rate_scale is not None else levels, where)
+    check_clock_span(sc.workload.arrival_s[windows, -1], windows, scales, None if cfg.rate_scale is not None else levels, where)
     return windows, scales, levels
 
 
