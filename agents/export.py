@@ -27,7 +27,6 @@ actions exceeds ``1e-4``.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import pickle

@@ -14,6 +14,7 @@ from traces.trace import MAX_TOKENS, Trace, TraceMeta
 from traces.transforms import rescale_rate, split, subsample, window, windows
 
 __all__ = [
+    "MAX_TOKENS",
     "Trace",
     "TraceMeta",
     "TraceError",
