@@ -163,13 +163,46 @@ def test_split_and_window_order_are_checked_in_one_place_for_every_environment(e
 def test_the_shared_number_predicates():
     """traces.checks: the "a number, not a bool" test that argument checks in every layer repeated inline."""
     from hwmodels.errors import HwModelError
-    from hwmodels.infra import positive
-    from traces.checks import is_integer, is_real
+    from traces.checks import is_integer, is_real, positive_real
 
     assert [is_real(v) for v in (1, 1.5, np.float32(2), np.int8(3), True, np.bool_(True), "1", None)] == \
         [True, True, True, True, False, False, False, False]
     assert [is_real(v, finite=True) for v in (1e308, float("inf"), float("nan"), 10**400)] == [True, False, False, False]
     assert [is_integer(v) for v in (3, np.int64(3), 3.0, True)] == [True, True, False, False]
-    assert positive(np.float32(2.5), "bw") == 2.5
-    with pytest.raises(HwModelError, match="^bw must be a positive finite number, got True$"):
-        positive(True, "bw")
+    assert positive_real(np.float32(2.5), "bw", HwModelError) == 2.5
+    with pytest.raises(HwModelError, match="^bw must be a finite number > 0, got True$"):
+        positive_real(True, "bw", HwModelError)
+
+
+def test_one_positive_number_check_serves_every_layer():
+    """Four helpers that differed only in wording (imitation._positive, synthetic._positive,
+    transforms._finite_positive, hwmodels.infra.positive) became traces.checks.positive_real; each caller
+    keeps its error class and names the argument and where it is given (imitate's: tests/test_imitation.py).
+    generate_arrivals took True for 1 s; hwmodels took 10**400 and raised OverflowError."""
+    from hwmodels import cold_start_time, kv_transfer_time
+    from hwmodels.errors import HwModelError
+    from traces import TraceError, load_trace, windows
+    from traces.arrivals import generate_arrivals
+    from traces.checks import positive_real
+
+    assert positive_real(np.int64(3), "x") == 3.0 and positive_real(None, "x", none_ok=True) is None
+    for bad in (0, -1.0, float("nan"), float("inf"), 10**400, True, "1", None):
+        with pytest.raises(ValueError, match=rf"^x must be a finite number > 0, got {re.escape(repr(bad))}$"):
+            positive_real(bad, "x")
+    with pytest.raises(ValueError, match=r"^x must be None or a finite number > 0, got 0$"):
+        positive_real(0, "x", none_ok=True)
+    cases = (
+        (lambda: kv_transfer_time(1e6, 0.0), HwModelError, r"^kv_transfer_time: bandwidth \(bytes/s\) must be a finite "
+                                                            r"number > 0, got 0\.0$"),
+        (lambda: cold_start_time("Llama-3.1-8B", "H100", storage_bw=10**400), HwModelError,
+         r"^cold_start_time: storage_bw \(bytes/s\) must be a finite number > 0, got 1000"),
+        (lambda: load_trace("burstgpt_like", rate_rps=-2.0), TraceError,
+         r"^burstgpt_like: rate_rps must be a finite number > 0, got -2\.0$"),
+        (lambda: windows(load_trace("burstgpt_like", duration_s=60.0), True), TraceError,
+         r"^length_s must be a finite number > 0, got True$"),
+        (lambda: generate_arrivals(np.random.default_rng(0), True, 1.0), TraceError,
+         r"^duration_s must be a finite number > 0, got True$"),
+    )
+    for call, error, says in cases:
+        with pytest.raises(error, match=says):
+            call()
