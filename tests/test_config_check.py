@@ -150,6 +150,25 @@ def test_the_clock_limit_is_stated_once():
         check_clock_span(np.array([1.0, 2.0]), np.array([3, 4]), over, np.array([0.5, 0.25]), "R", "ttft_load")
 
 
+def test_levels_are_checked_by_one_helper():
+    """Routing's, KVAdmission's and Disaggregation's loads() and Autoscale's penalties() were four twins in
+    three wordings (Routing's raised a bare TypeError for a string level): traces.checks.positive_levels."""
+    from envs.autoscale.env import AutoscaleConfig
+    from envs.disaggregation.config import DisaggregationConfig
+    from envs.kv_admission.env import KVAdmissionConfig
+
+    assert RoutingConfig(load=0.5).loads() == (0.5,) and RoutingConfig(load=(1, np.float32(0.5))).loads() == (1.0, 0.5)
+    tail = "must be a finite number > 0 or a non-empty tuple of them, got "
+    for cls, field, where in ((RoutingConfig, "load", "Routing: load"),
+                              (KVAdmissionConfig, "load", "KVAdmission: load"),
+                              (DisaggregationConfig, "load", "Disaggregation: load"),
+                              (AutoscaleConfig, "slo_penalty", "Autoscale: slo_penalty (dollars per missed request)")):
+        method = "penalties" if field == "slo_penalty" else "loads"
+        for bad in ((0.6, -1.0), (), (0.5, "x"), 0.0, (1.0, float("nan"))):
+            with pytest.raises(ValueError, match=rf"^{re.escape(where)} {tail}{re.escape(repr(bad))}$"):
+                getattr(cls(**{field: bad}), method)()
+
+
 @pytest.mark.parametrize("env_id", IDS)
 def test_split_and_window_order_are_checked_in_one_place_for_every_environment(env_id):
     """Six copies of these two checks (and one of the constant) became envs.config_check.check_episode_fields."""

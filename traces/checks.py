@@ -42,3 +42,13 @@ def positive_real(value: object, what: str, error: type[Exception] = ValueError,
     if not is_real(value, finite=True) or not value > 0:
         raise error(f"{what} must be {'None or ' if none_ok else ''}a finite number > 0, got {value!r}")
     return float(value)
+
+
+def positive_levels(value: object, what: str, error: type[Exception] = ValueError) -> tuple[float, ...]:
+    """A config's levels (loads, SLO penalties): ``value``, one number or a sequence of numbers, as a
+    non-empty tuple of floats, each a finite real number > 0 (:func:`positive_real`); else
+    ``error("WHAT must be a finite number > 0 or a non-empty tuple of them, got VALUE")``, one line."""
+    vals = tuple(value) if isinstance(value, (tuple, list, np.ndarray)) else (value,)
+    if not vals or not all(is_real(v, finite=True) and v > 0 for v in vals):
+        raise error(f"{what} must be a finite number > 0 or a non-empty tuple of them, got {value!r}")
+    return tuple(float(v) for v in vals)

@@ -63,7 +63,7 @@ from envs.config_check import make_config
 from envs.autoscale.model import ReplicaCurves, cache_root, cache_save, replica_curves
 from envs.native_vec import NativeVecEnv, VecEnvView, item_features
 from envs.vector import NativeVectorEnv
-from traces.checks import is_integer, is_real
+from traces.checks import is_integer, is_real, positive_levels
 
 ENV_ID = "servegym/Autoscale-v0"
 DEFAULT_TRACE = "bursty"
@@ -110,10 +110,7 @@ class AutoscaleConfig:
     teacher_cover: float = 0.0
 
     def penalties(self) -> tuple[float, ...]:
-        v = (self.slo_penalty,) if isinstance(self.slo_penalty, (int, float)) else tuple(self.slo_penalty)
-        if not v or any(not is_real(x) or not x > 0 for x in v):
-            raise ValueError(f"Autoscale: slo_penalty must be > 0 (dollars per missed request), got {self.slo_penalty!r}")
-        return tuple(float(x) for x in v)
+        return positive_levels(self.slo_penalty, "Autoscale: slo_penalty (dollars per missed request)")
 
     def types(self) -> tuple[str, ...]:
         t = (self.gpu_types,) if isinstance(self.gpu_types, str) else tuple(self.gpu_types)

@@ -11,7 +11,7 @@ import traces
 from envs.core.capacity import VLLM_BUDGET
 from envs.core.engine import EngineSpec
 from envs.core.workload import check_episode_span
-from traces.checks import is_integer, is_real
+from traces.checks import is_integer, is_real, positive_levels
 
 DEFAULT_TRACE = "azure_conv"  # output-heavy phases: Azure conversation (median prompt 1,020, output 129)
 DEFAULT_SHIFT_TRACE = "azure_code"  # prompt-heavy phases: Azure code (median prompt 1,500, output 13)
@@ -81,10 +81,7 @@ class DisaggregationConfig:
     slo_metric: ClassVar[str] = "tpot"
 
     def loads(self) -> tuple[float, ...]:
-        loads = (self.load,) if isinstance(self.load, (int, float)) else tuple(self.load)
-        if not loads or any(not (isinstance(x, (int, float)) and x > 0) for x in loads):
-            raise ValueError(f"Disaggregation: load levels must be numbers > 0, got {self.load!r}")
-        return tuple(float(x) for x in loads)
+        return positive_levels(self.load, "Disaggregation: load")
 
     def validate(self) -> None:
         for name in ("instances", "tp", "gpus_per_node", "phases", "episodes_per_load", "max_seqs",

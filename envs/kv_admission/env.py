@@ -55,7 +55,7 @@ from envs.metrics import episode_metrics
 from envs.native_vec import NativeVecEnv, VecEnvView, item_features
 from envs.vector import NativeVectorEnv
 from envs.render import render_replicas
-from traces.checks import is_real
+from traces.checks import is_real, positive_levels
 
 ENV_ID = "servegym/KVAdmission-v0"
 ALL = 1 << 30
@@ -116,10 +116,7 @@ class KVAdmissionConfig:
     workload_seeds: int = 1  # generator seeds per built-in family in workloads (trace_seed, trace_seed + 1, ...)
 
     def loads(self) -> tuple[float, ...]:
-        loads = (self.load,) if isinstance(self.load, (int, float)) else tuple(self.load)
-        if not loads or any(not (l > 0) for l in loads):
-            raise ValueError(f"KVAdmission: load levels must be > 0, got {self.load!r}")
-        return tuple(float(l) for l in loads)
+        return positive_levels(self.load, "KVAdmission: load")
 
     def engine_spec(self) -> EngineSpec:
         if self.slo_ttft_s is not None and not np.isfinite(self.slo_ttft_s):
