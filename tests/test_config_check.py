@@ -132,6 +132,21 @@ def test_a_disaggregation_episode_longer_than_the_float64_clock_is_refused():
         envs.make_vec("servegym/Disaggregation-v0", 1, seed=0, **{**kw, "drain_s": 5e9})
 
 
+def test_autoscale_refuses_a_rate_scale_whose_counts_lose_float64_precision():
+    """Autoscale's clock is bins of fixed length (rate_scale scales counts, not times), so no clock check; a tiny
+    rate_scale is a nearly idle day (1e-250 is played), until its counts turn subnormal: 5e-324 counted 3.432e-320
+    requests for 3.473e-320 and overprovision_ratio overflowed to inf."""
+    from envs.autoscale.env import COUNT_FLOOR
+
+    kw = SMALL["servegym/Autoscale-v0"]
+    envs.make_vec("servegym/Autoscale-v0", 1, seed=0, rate_scale=1e-250, **kw).reset()
+    assert COUNT_FLOOR == 2.0 ** -970
+    for bad in (1e-300, 5e-324):
+        with pytest.raises(ValueError, match=rf"^Autoscale: rate_scale {bad:g} scales a bin's \d+ arrivals to .* "
+                                             r"requests; float64 keeps the precision .* raise the rate_scale$"):
+            envs.make_vec("servegym/Autoscale-v0", 1, seed=0, rate_scale=bad, **kw)
+
+
 def test_the_clock_limit_is_stated_once():
     """Routing, KVAdmission, the multi-agent cluster, PrefixEviction and Disaggregation share
     envs.core.workload's check; the limit itself is accepted, the next float and nan are not."""
