@@ -27,7 +27,6 @@ actions exceeds ``1e-4``.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import pickle
@@ -346,11 +345,24 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def check_onnx_path(path: Path | str, what: str) -> Path:
+    """``Path(path)``; ``ValueError("WHAT PATH: expected a file name ending in .onnx, got '.txt'")`` (one
+    line) unless its name ends in ``.onnx``: policies are told apart by suffix (``agents.policy.make_policy``),
+    so an ONNX model written to x.txt is one that no ``--policy`` reads. ``what``: the option or argument
+    (``--onnx``; ``export: out``)."""
+    path = Path(path)
+    if path.suffix != ".onnx":
+        raise ValueError(f"{what} {path}: expected a file name ending in .onnx, "
+                         f"got {repr(path.suffix) if path.suffix else 'no suffix'}")
+    return path
+
+
 def export(env_id: str, spec: str, out: Path, vecnormalize: Path | None = None,
            env_kwargs: dict[str, Any] | None = None, parity_obs: int = 10_000, seed: int = 0,
            opset: int = OPSET, progress: bool = False) -> Parity | None:
     """Export ``spec`` (``zoo`` or a checkpoint) of ``env_id`` to ``out`` and check parity on
-    ``parity_obs`` observations (0: skip). Raises ``RuntimeError`` (writing nothing) on failure."""
+    ``parity_obs`` observations (0: skip). Raises ``RuntimeError`` (writing nothing) on failure, ``ValueError``
+    for an ``out`` whose name does not end in ``.onnx`` (:func:`check_onnx_path`, before any work)."""
     from gymnasium.envs.registration import parse_env_id
 
     import envs
@@ -359,6 +371,7 @@ def export(env_id: str, spec: str, out: Path, vecnormalize: Path | None = None,
 
     from agents import obs_version
 
+    out = check_onnx_path(out, "export: out")
     src = resolve_source(env_id, spec)
     # refused if trained on another observation version; its record goes into the ONNX metadata (none: the
     # export records none either, and OnnxPolicy warns as loading the checkpoint did)
@@ -422,7 +435,6 @@ def export(env_id: str, spec: str, out: Path, vecnormalize: Path | None = None,
         "vecnormalize_sha256": _sha256(vn_path) if vecnorm is not None else "",
         **obs_version.onnx_metadata(observation),
     }
-    out = Path(out)
     with tempfile.TemporaryDirectory() as tmp:
         staged = Path(tmp) / out.name
         if progress:
@@ -476,9 +488,10 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         if a.seed < 0:  # was reported as "--env ... --policy ...: expected non-negative integer"
             raise cli.UsageError(f"--seed {a.seed}: must be >= 0")
-        if a.onnx.suffix != ".onnx":  # x.txt held an ONNX model that no --policy reads (they go by suffix)
-            raise cli.UsageError(f"--onnx {a.onnx}: expected a file name ending in .onnx, "
-                                 f"got {repr(a.onnx.suffix) if a.onnx.suffix else 'no suffix'}")
+        try:
+            check_onnx_path(a.onnx, "--onnx")
+        except ValueError as err:
+            raise cli.UsageError(str(err)) from None
         if a.parity_obs < 1 and not a.no_parity:
             raise cli.UsageError(f"--parity-obs {a.parity_obs}: must be >= 1 (or pass --no-parity)")
         if a.policy != "zoo":

@@ -36,7 +36,7 @@ import numpy as np
 import torch as th
 from gymnasium import spaces
 
-from traces.checks import is_integer, is_real
+from traces.checks import is_integer, is_real, positive_real
 
 Teacher = Callable[[np.ndarray, np.ndarray], np.ndarray]
 # Environments whose teacher lives in agents (it replays the simulator, which the env layer does not
@@ -127,18 +127,6 @@ def _loss(dist: Any, label: th.Tensor, multi: np.ndarray | None) -> th.Tensor:
     return total.mean()
 
 
-def _positive(name: str, value: Any, none_ok: bool = False) -> float | None:
-    """``value`` as a float when it is a finite real number > 0 (a Python or numpy int or float,
-    never a bool), None for None where ``none_ok``; else ``ValueError`` naming ``imitate``'s
-    argument ``name`` and the value."""
-    if none_ok and value is None:
-        return None
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)) \
-            or not np.isfinite(value) or value <= 0:
-        raise ValueError(f"imitate: {name} must be {'None or ' if none_ok else ''}a finite number > 0, got {value!r}")
-    return float(value)
-
-
 def imitate(model: Any, vec: Any, steps: int, rounds: int = 6, epochs: int = 4, batch_size: int = 1024,
             learning_rate: float = 1e-3, seed: int = 0, log: Any = print,
             teacher: Teacher | None = None, target: str = "set",
@@ -177,7 +165,7 @@ def imitate(model: Any, vec: Any, steps: int, rounds: int = 6, epochs: int = 4, 
             raise ValueError(f"imitate: {name} must be an integer >= 1, got {v!r}")
     if not is_real(beta0) or not 0.0 <= beta0 <= 1.0:
         raise ValueError(f"imitate: beta0 must be a number in [0, 1], got {beta0!r}")
-    learning_rate = _positive("learning_rate", learning_rate)
+    learning_rate = positive_real(learning_rate, "imitate: learning_rate")
     if steps < rounds * vec.num_envs:
         raise ValueError(f"imitate: steps={steps} is fewer than one step per env per round "
                          f"({rounds} rounds x {vec.num_envs} envs)")
@@ -190,7 +178,7 @@ def imitate(model: Any, vec: Any, steps: int, rounds: int = 6, epochs: int = 4, 
         raise ValueError(f"imitate: needs a Discrete or MultiDiscrete action space, got {space}")
     if target not in ("set", "values"):
         raise ValueError(f"imitate: target must be 'set' or 'values', got {target!r}")
-    max_grad_norm = _positive("max_grad_norm", max_grad_norm, none_ok=True)
+    max_grad_norm = positive_real(max_grad_norm, "imitate: max_grad_norm", none_ok=True)
     values = target == "values"
     if roll_in not in ("teacher", "first") or (roll_in == "first" and multi is not None):
         raise ValueError(f"imitate: roll_in must be 'teacher' or 'first' (Discrete only), got {roll_in!r}")

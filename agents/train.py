@@ -47,7 +47,7 @@ from agents.imitation import has_teacher, imitate, teacher_for
 from agents.policy import heuristic_names
 from agents.provenance import code_version, platform_record
 from agents.policy_base import PolicyFileError
-from agents.sb3_policy import ALGOS, algo_class, load_model, no_distribution_validation
+from agents.sb3_policy import ALGOS, load_model, no_distribution_validation
 from agents.training import (
     DEFAULT_ALGO,
     DEVICES,

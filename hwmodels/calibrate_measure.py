@@ -32,7 +32,6 @@ import datetime as _dt
 import gc
 import hashlib
 import json
-import math
 import os
 import platform
 import statistics
@@ -161,7 +160,6 @@ def grid_gemm(models, tiny):
 def grid_attention(models, tiny):
     names = ["tiny-dense"] if tiny else ["llama-3.1-8b", "llama-3.1-70b"]
     for name in names:
-        d = models[name]
         seqs = (16, 64) if tiny else (128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768)
         for b in ((1, 2) if tiny else (1, 4, 16)):
             for s in seqs:

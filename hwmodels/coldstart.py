@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from .catalog import GPU, Model, get_gpu, get_model
 from .errors import HwModelError
-from .infra import infra_default, positive
+from .infra import infra_default
 from .memory import _check_tp
-from traces.checks import is_real
+from traces.checks import is_real, positive_real
 
 
 def cold_start_time(model: str | Model, gpu: str | GPU, tp: int = 1, storage_bw: float | None = None,
@@ -23,8 +23,8 @@ def cold_start_time(model: str | Model, gpu: str | GPU, tp: int = 1, storage_bw:
     """
     m, g = get_model(model), get_gpu(gpu)
     _check_tp(m, tp)
-    bw = positive(infra_default("storage", "storage_bw") if storage_bw is None else storage_bw,
-                  "cold_start_time: storage_bw (bytes/s)")
+    bw = positive_real(infra_default("storage", "storage_bw") if storage_bw is None else storage_bw,
+                       "cold_start_time: storage_bw (bytes/s)", HwModelError)
     init = infra_default("engine", "engine_init_s") if engine_init_s is None else engine_init_s
     if not is_real(init) or not 0 <= init < float("inf"):
         raise HwModelError(f"cold_start_time: engine_init_s must be finite and >= 0, got {engine_init_s!r}")

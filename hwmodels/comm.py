@@ -13,8 +13,8 @@ import numpy as np
 from .calibration import Calibration, default_calibration
 from .catalog import GPU, get_gpu
 from .errors import HwModelError
-from .infra import infra_default, positive
-from traces.checks import is_integer, is_real
+from .infra import infra_default
+from traces.checks import is_integer, is_real, positive_real
 
 
 def _bytes(value, what: str) -> np.ndarray:
@@ -67,8 +67,8 @@ def alltoall_time(bytes_per_gpu, gpu: str | GPU, n_gpus: int, intra_node: bool =
         return _out(b / local_bw + cal.comm_latency_s)
     if k < 2 or n % k:
         raise HwModelError(f"alltoall_time: intra_node=False needs nodes >= 2 dividing n_gpus, got n_gpus={n}, nodes={k}")
-    nic = positive(infra_default("network", "inter_node_bw") if inter_node_bw is None else inter_node_bw,
-                   "alltoall_time: inter_node_bw (bytes/s)")
+    nic = positive_real(infra_default("network", "inter_node_bw") if inter_node_bw is None else inter_node_bw,
+                      "alltoall_time: inter_node_bw (bytes/s)", HwModelError)
     off = (n - n // k) / (n - 1)
     t = np.maximum(b * (1.0 - off) / local_bw, b * off / (nic * cal.comm_eff)) + cal.comm_latency_s
     return _out(t)
@@ -88,8 +88,8 @@ def weight_transfer_time(bytes_per_gpu, gpu: str | GPU, intra_node: bool = True,
     if intra_node:
         bw = 0.5 * g.scaleup_bw
     else:
-        bw = positive(infra_default("network", "inter_node_bw") if inter_node_bw is None else inter_node_bw,
-                      "weight_transfer_time: inter_node_bw (bytes/s)")
+        bw = positive_real(infra_default("network", "inter_node_bw") if inter_node_bw is None else inter_node_bw,
+                           "weight_transfer_time: inter_node_bw (bytes/s)", HwModelError)
     return _out(np.where(b > 0, b / (bw * cal.comm_eff) + cal.comm_latency_s, 0.0))
 
 
@@ -97,7 +97,7 @@ def kv_transfer_time(bytes_, bandwidth: float, latency_s: float = 0.0):
     """Seconds to move `bytes_` of KV cache over a link of `bandwidth` bytes/s (e.g. gpu.pcie_bw/2
     for a one-way host swap, infra inter_node_bw for disaggregated prefill), plus a fixed latency."""
     b = _bytes(bytes_, "kv_transfer_time: bytes")
-    bw = positive(bandwidth, "kv_transfer_time: bandwidth (bytes/s)")
+    bw = positive_real(bandwidth, "kv_transfer_time: bandwidth (bytes/s)", HwModelError)
     if not is_real(latency_s) or not 0 <= latency_s < float("inf"):
         raise HwModelError(f"kv_transfer_time: latency_s must be finite and >= 0, got {latency_s!r}")
     return _out(b / bw + latency_s)

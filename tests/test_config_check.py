@@ -102,6 +102,88 @@ def test_a_load_too_small_for_the_float64_clock_is_refused_at_reset():
         envs.make_vec("servegym/KVAdmission-v0", 1, seed=0, rate_scale=1e-300, **kw).reset()
 
 
+def test_a_ttft_load_too_small_for_the_float64_clock_is_refused_at_reset():
+    """PrefixEviction's TTFT replay stretches a window's arrivals by 1 / ttft_load: ttft_load=1e-300 reported
+    a TTFT p50 of 0 s. A small ttft_load the clock still resolves (1e-7: an idle replica) is played."""
+    kw = SMALL["servegym/PrefixEviction-v0"]
+    envs.make_vec("servegym/PrefixEviction-v0", 1, seed=0, ttft_load=1e-7, **kw).reset()
+    vec = envs.make_vec("servegym/PrefixEviction-v0", 1, seed=0, ttft_load=1e-300, **kw)
+    with pytest.raises(ValueError, match=r"^PrefixEviction: ttft_load 1e-300 replays window \d+ over .* s of simulated "
+                                         r"time; its float64 clock keeps microseconds only up to 2\^32 s .*: raise the "
+                                         r"ttft_load$"):
+        vec.reset()
+
+
+def test_a_disaggregation_episode_longer_than_the_float64_clock_is_refused():
+    """Disaggregation's load only thins a phase's arrivals (load=1e-300 plays one request a phase, a legitimate
+    idle cluster); its phases, interval and drain set the episode's length: phase_s=1e15 reported TTFT and TPOT
+    p50 of 0 s."""
+    kw = {k: v for k, v in SMALL["servegym/Disaggregation-v0"].items() if k != "load"}
+    vec = envs.make_vec("servegym/Disaggregation-v0", 1, seed=0, load=1e-300, **kw)
+    vec.reset()
+    assert vec.scenario.workload.n_requests.max() == kw["phases"]
+    says = (r"^Disaggregation: an episode of 4 decisions x interval_s=2\.5e\+14 \(phases=2 x phase_s=5e\+14\) plus "
+            r"drain_s=20 runs over 1e\+15 s of simulated time; its float64 clock keeps microseconds only up to 2\^32 s "
+            r"\(136 years\), so TTFTs would be rounded away: lower phase_s, interval_s or drain_s$")
+    with pytest.raises(ValueError, match=says):
+        envs.make_vec("servegym/Disaggregation-v0", 1, seed=0, **{**kw, "load": 1e-14, "phase_s": 5e14,
+                                                                  "interval_s": 2.5e14})
+    with pytest.raises(ValueError, match=r"^Disaggregation: an episode .* plus drain_s=5e\+09 runs over"):
+        envs.make_vec("servegym/Disaggregation-v0", 1, seed=0, **{**kw, "drain_s": 5e9})
+
+
+def test_autoscale_refuses_a_rate_scale_whose_counts_lose_float64_precision():
+    """Autoscale's clock is bins of fixed length (rate_scale scales counts, not times), so no clock check; a tiny
+    rate_scale is a nearly idle day (1e-250 is played), until its counts turn subnormal: 5e-324 counted 3.432e-320
+    requests for 3.473e-320 and overprovision_ratio overflowed to inf."""
+    from envs.autoscale.env import COUNT_FLOOR
+
+    kw = SMALL["servegym/Autoscale-v0"]
+    envs.make_vec("servegym/Autoscale-v0", 1, seed=0, rate_scale=1e-250, **kw).reset()
+    assert COUNT_FLOOR == 2.0 ** -970
+    for bad in (1e-300, 5e-324):
+        with pytest.raises(ValueError, match=rf"^Autoscale: rate_scale {bad:g} scales a bin's \d+ arrivals to .* "
+                                             r"requests; float64 keeps the precision .* raise the rate_scale$"):
+            envs.make_vec("servegym/Autoscale-v0", 1, seed=0, rate_scale=bad, **kw)
+
+
+def test_the_clock_limit_is_stated_once():
+    """Routing, KVAdmission, the multi-agent cluster, PrefixEviction and Disaggregation share
+    envs.core.workload's check; the limit itself is accepted, the next float and nan are not."""
+    from envs.core.workload import CLOCK_LIMIT_S, check_clock_span, check_episode_span
+
+    check_episode_span(CLOCK_LIMIT_S, "X", "y", "z")
+    for bad in (np.nextafter(CLOCK_LIMIT_S, np.inf), float("nan")):
+        with pytest.raises(ValueError, match=r"^X: y over .* s of simulated time; .*: z$"):
+            check_episode_span(bad, "X", "y", "z")
+    check_clock_span(np.array([1.0, 2.0]), np.array([3, 4]), np.array([1.0, CLOCK_LIMIT_S / 2]), None, "R")
+    over = np.array([1.0, CLOCK_LIMIT_S])
+    with pytest.raises(ValueError, match=r"^R: rate_scale 2\.32831e-10 replays window 4 over 8\.59e\+09 s .*: raise the "
+                                         r"rate_scale$"):
+        check_clock_span(np.array([1.0, 2.0]), np.array([3, 4]), over, None, "R")
+    with pytest.raises(ValueError, match=r"^R: ttft_load 0\.25 replays window 4 .*: raise the ttft_load$"):
+        check_clock_span(np.array([1.0, 2.0]), np.array([3, 4]), over, np.array([0.5, 0.25]), "R", "ttft_load")
+
+
+def test_levels_are_checked_by_one_helper():
+    """Routing's, KVAdmission's and Disaggregation's loads() and Autoscale's penalties() were four twins in
+    three wordings (Routing's raised a bare TypeError for a string level): traces.checks.positive_levels."""
+    from envs.autoscale.env import AutoscaleConfig
+    from envs.disaggregation.config import DisaggregationConfig
+    from envs.kv_admission.env import KVAdmissionConfig
+
+    assert RoutingConfig(load=0.5).loads() == (0.5,) and RoutingConfig(load=(1, np.float32(0.5))).loads() == (1.0, 0.5)
+    tail = "must be a finite number > 0 or a non-empty tuple of them, got "
+    for cls, field, where in ((RoutingConfig, "load", "Routing: load"),
+                              (KVAdmissionConfig, "load", "KVAdmission: load"),
+                              (DisaggregationConfig, "load", "Disaggregation: load"),
+                              (AutoscaleConfig, "slo_penalty", "Autoscale: slo_penalty (dollars per missed request)")):
+        method = "penalties" if field == "slo_penalty" else "loads"
+        for bad in ((0.6, -1.0), (), (0.5, "x"), 0.0, (1.0, float("nan"))):
+            with pytest.raises(ValueError, match=rf"^{re.escape(where)} {tail}{re.escape(repr(bad))}$"):
+                getattr(cls(**{field: bad}), method)()
+
+
 @pytest.mark.parametrize("env_id", IDS)
 def test_split_and_window_order_are_checked_in_one_place_for_every_environment(env_id):
     """Six copies of these two checks (and one of the constant) became envs.config_check.check_episode_fields."""
@@ -115,13 +197,46 @@ def test_split_and_window_order_are_checked_in_one_place_for_every_environment(e
 def test_the_shared_number_predicates():
     """traces.checks: the "a number, not a bool" test that argument checks in every layer repeated inline."""
     from hwmodels.errors import HwModelError
-    from hwmodels.infra import positive
-    from traces.checks import is_integer, is_real
+    from traces.checks import is_integer, is_real, positive_real
 
     assert [is_real(v) for v in (1, 1.5, np.float32(2), np.int8(3), True, np.bool_(True), "1", None)] == \
         [True, True, True, True, False, False, False, False]
     assert [is_real(v, finite=True) for v in (1e308, float("inf"), float("nan"), 10**400)] == [True, False, False, False]
     assert [is_integer(v) for v in (3, np.int64(3), 3.0, True)] == [True, True, False, False]
-    assert positive(np.float32(2.5), "bw") == 2.5
-    with pytest.raises(HwModelError, match="^bw must be a positive finite number, got True$"):
-        positive(True, "bw")
+    assert positive_real(np.float32(2.5), "bw", HwModelError) == 2.5
+    with pytest.raises(HwModelError, match="^bw must be a finite number > 0, got True$"):
+        positive_real(True, "bw", HwModelError)
+
+
+def test_one_positive_number_check_serves_every_layer():
+    """Four helpers that differed only in wording (imitation._positive, synthetic._positive,
+    transforms._finite_positive, hwmodels.infra.positive) became traces.checks.positive_real; each caller
+    keeps its error class and names the argument and where it is given (imitate's: tests/test_imitation.py).
+    generate_arrivals took True for 1 s; hwmodels took 10**400 and raised OverflowError."""
+    from hwmodels import cold_start_time, kv_transfer_time
+    from hwmodels.errors import HwModelError
+    from traces import TraceError, load_trace, windows
+    from traces.arrivals import generate_arrivals
+    from traces.checks import positive_real
+
+    assert positive_real(np.int64(3), "x") == 3.0 and positive_real(None, "x", none_ok=True) is None
+    for bad in (0, -1.0, float("nan"), float("inf"), 10**400, True, "1", None):
+        with pytest.raises(ValueError, match=rf"^x must be a finite number > 0, got {re.escape(repr(bad))}$"):
+            positive_real(bad, "x")
+    with pytest.raises(ValueError, match=r"^x must be None or a finite number > 0, got 0$"):
+        positive_real(0, "x", none_ok=True)
+    cases = (
+        (lambda: kv_transfer_time(1e6, 0.0), HwModelError, r"^kv_transfer_time: bandwidth \(bytes/s\) must be a finite "
+                                                            r"number > 0, got 0\.0$"),
+        (lambda: cold_start_time("Llama-3.1-8B", "H100", storage_bw=10**400), HwModelError,
+         r"^cold_start_time: storage_bw \(bytes/s\) must be a finite number > 0, got 1000"),
+        (lambda: load_trace("burstgpt_like", rate_rps=-2.0), TraceError,
+         r"^burstgpt_like: rate_rps must be a finite number > 0, got -2\.0$"),
+        (lambda: windows(load_trace("burstgpt_like", duration_s=60.0), True), TraceError,
+         r"^length_s must be a finite number > 0, got True$"),
+        (lambda: generate_arrivals(np.random.default_rng(0), True, 1.0), TraceError,
+         r"^duration_s must be a finite number > 0, got True$"),
+    )
+    for call, error, says in cases:
+        with pytest.raises(error, match=says):
+            call()

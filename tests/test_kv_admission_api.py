@@ -87,7 +87,8 @@ def test_make_vec_and_bad_inputs():
         vec.step(np.array([0, kva.N_ACTIONS]))
     with pytest.raises(KeyError, match="unknown environment"):
         envs.make_vec("servegym/Nope-v0", 1)
-    with pytest.raises(ValueError, match="load levels must be > 0"):
+    with pytest.raises(ValueError, match=r"^KVAdmission: load must be a finite number > 0 or a non-empty tuple of "
+                                         r"them, got -1\.0$"):
         kva.KVAdmissionVecEnv(1, load=-1.0, **SMALL)
     with pytest.raises(ValueError, match="split must be"):
         kva.KVAdmissionVecEnv(1, split="validation", **SMALL)

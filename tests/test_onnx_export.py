@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import pickle
+import re
 import subprocess
 import sys
 import time
@@ -190,6 +191,18 @@ def test_an_output_name_without_the_onnx_suffix_is_refused(tmp_path, capsys):
         assert exit_.value.code == 2 and lines[-1].endswith(
             f"error: --onnx {tmp_path / name}: expected a file name ending in .onnx, got {got}"), lines
         assert not (tmp_path / name).exists()
+
+
+def test_the_python_api_refuses_an_output_name_without_the_onnx_suffix(tmp_path):
+    """export() wrote any suffix (only the CLI refused one); both now go through X.check_onnx_path, before
+    any work: nothing is written."""
+    for name, got in (("x.txt", "'.txt'"), ("x", "no suffix"), ("x.ONNX", "'.ONNX'")):
+        out = tmp_path / name
+        with pytest.raises(ValueError, match=rf"^export: out {re.escape(str(out))}: expected a file name ending in "
+                                             rf"\.onnx, got {re.escape(got)}$"):
+            X.export("servegym/KVAdmission-v0", "zoo", out, parity_obs=0)
+        assert not out.exists()
+    assert X.check_onnx_path(str(tmp_path / "x.onnx"), "--onnx") == tmp_path / "x.onnx"
 
 
 def test_an_opset_torch_cannot_write_is_a_usage_error(tmp_path, capsys):

@@ -10,7 +10,7 @@ from traces.load import load_trace
 from traces.moe import ExpertLoadGenerator, load_expert_counts
 from traces.stats import trace_stats
 from traces.builtin import BUILTIN_TRACES
-from traces.trace import MAX_TOKENS, Trace, TraceMeta
+from traces.trace import MAX_TOKENS, Trace, TraceMeta  # noqa: F401  (MAX_TOKENS: re-exported, not in __all__)
 from traces.transforms import rescale_rate, split, subsample, window, windows
 
 __all__ = [

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from traces.checks import positive_real
 from traces.errors import TraceError
 
 __all__ = ["MMPP2", "Diurnal", "generate_arrivals", "ARRIVAL_KINDS"]
@@ -155,10 +156,8 @@ def generate_arrivals(
     kind: 'poisson'; 'gamma' (renewal with inter-arrival CV `cv`); 'mmpp' (`mmpp` rescaled to
     `rate_rps`). With `diurnal`, the process runs in operational time and is warped to wall clock.
     """
-    if not (np.isfinite(duration_s) and duration_s > 0):
-        raise TraceError(f"duration_s must be a finite number > 0, got {duration_s!r}")
-    if not (np.isfinite(rate_rps) and rate_rps > 0):
-        raise TraceError(f"rate_rps must be a finite number > 0, got {rate_rps!r}")
+    positive_real(duration_s, "duration_s", TraceError)
+    positive_real(rate_rps, "rate_rps", TraceError)
     horizon = float(diurnal.integral(np.array([duration_s]))[0]) if diurnal else float(duration_s)
     if kind == "poisson":
         t = _renewal(rng, horizon, lambda k: rng.exponential(1.0 / rate_rps, k), 1.0 / rate_rps)

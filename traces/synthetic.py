@@ -16,7 +16,7 @@ from traces.errors import TraceError
 from traces.params import load_params
 from traces.sampling import LogNormal, QuantileTable, correlated_uniforms
 from traces.trace import Trace, TraceMeta
-from traces.checks import is_integer, is_real
+from traces.checks import is_integer, positive_real
 
 __all__ = ["azure_conv", "azure_code", "bursty", "make_arrivals", "describe_call"]
 
@@ -57,10 +57,7 @@ def describe_call(name: str, seed: int, **kw: object) -> str:
 def _positive(name: str, where: str, value: float | None, default: float) -> float:
     """``value`` (``default`` when None) as a float; ``TraceError`` naming ``where`` and ``name`` unless it
     is a finite number > 0."""
-    v = default if value is None else value
-    if not is_real(v) or not (np.isfinite(v) and v > 0):
-        raise TraceError(f"{where}: {name} must be a finite number > 0, got {value!r}")
-    return float(v)
+    return positive_real(default if value is None else value, f"{where}: {name}", TraceError)
 
 
 def _seed(seed: int) -> int:

@@ -8,20 +8,14 @@ import numpy as np
 
 from traces.errors import TraceError
 from traces.trace import Trace
-from traces.checks import is_real
+from traces.checks import positive_real
 
 __all__ = ["rescale_rate", "window", "windows", "split", "subsample"]
 
 
-def _finite_positive(name: str, x: float) -> float:
-    if not is_real(x) or not (math.isfinite(x) and x > 0):
-        raise TraceError(f"{name} must be a finite number > 0, got {x!r}")
-    return float(x)
-
-
 def rescale_rate(trace: Trace, target_rps: float) -> Trace:
     """Scale all times by rate/target so the mean rate becomes `target_rps` (burst shape kept)."""
-    target = _finite_positive("target_rps", target_rps)
+    target = positive_real(target_rps, "target_rps", TraceError)
     rate = trace.rate_rps
     if not (math.isfinite(rate) and rate > 0):
         raise TraceError(f"trace {trace.meta.name!r} has no finite positive rate ({rate}); cannot rescale")
@@ -46,8 +40,8 @@ def windows(trace: Trace, length_s: float, *, stride_s: float | None = None) -> 
     Windows start at 0, stride_s apart (default: length_s); a tail shorter than one window is
     not returned, and a trace shorter than one window is an error.
     """
-    length = _finite_positive("length_s", length_s)
-    stride = length if stride_s is None else _finite_positive("stride_s", stride_s)
+    length = positive_real(length_s, "length_s", TraceError)
+    stride = length if stride_s is None else positive_real(stride_s, "stride_s", TraceError)
     end = trace.duration_s
     if end < length:
         raise TraceError(f"trace {trace.meta.name!r} lasts {end:g} s, shorter than one window of {length:g} s")

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import shlex
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from agents.zoo import MULTI_TEAM, PENDING, RECIPES, Recipe

@@ -63,7 +63,7 @@ from envs.config_check import make_config
 from envs.autoscale.model import ReplicaCurves, cache_root, cache_save, replica_curves
 from envs.native_vec import NativeVecEnv, VecEnvView, item_features
 from envs.vector import NativeVectorEnv
-from traces.checks import is_integer, is_real
+from traces.checks import is_integer, is_real, positive_levels
 
 ENV_ID = "servegym/Autoscale-v0"
 DEFAULT_TRACE = "bursty"
@@ -110,10 +110,7 @@ class AutoscaleConfig:
     teacher_cover: float = 0.0
 
     def penalties(self) -> tuple[float, ...]:
-        v = (self.slo_penalty,) if isinstance(self.slo_penalty, (int, float)) else tuple(self.slo_penalty)
-        if not v or any(not is_real(x) or not x > 0 for x in v):
-            raise ValueError(f"Autoscale: slo_penalty must be > 0 (dollars per missed request), got {self.slo_penalty!r}")
-        return tuple(float(x) for x in v)
+        return positive_levels(self.slo_penalty, "Autoscale: slo_penalty (dollars per missed request)")
 
     def types(self) -> tuple[str, ...]:
         t = (self.gpu_types,) if isinstance(self.gpu_types, str) else tuple(self.gpu_types)
@@ -340,6 +337,25 @@ def _file_windows(cfg: AutoscaleConfig):
             np.asarray(lost, np.int64).reshape(-1, 2))
 
 
+# Smallest scaled arrival count of a bin (requests) Autoscale plays: 2^-970, so that the count times any fraction
+# down to float64's epsilon (2^-52: a share of missed requests) is still a normal number (>= 2^-1022).
+COUNT_FLOOR = float(np.finfo(np.float64).tiny / np.finfo(np.float64).eps)
+
+
+def _check_count_scale(rate_scale: float, *counts: np.ndarray) -> None:
+    """``ValueError`` (one line) when ``rate_scale`` scales the smallest nonzero arrival count of a bin in
+    ``counts`` (requests per ``bin_s``) below ``COUNT_FLOOR``: the fluid model's counts and the shares of them it
+    computes become subnormal floats and lose their precision (rate_scale=5e-324 counted 3.432e-320 requests
+    for 3.473e-320; from about 1e-309 overprovision_ratio overflowed to inf). The episode's clock is not at
+    stake (bins are fixed; rate_scale scales counts only), so a small rate_scale above this, a nearly idle
+    day, is played."""
+    pos = np.concatenate([c[c > 0].ravel() for c in counts])
+    if pos.size and not pos.min() * rate_scale >= COUNT_FLOOR:
+        raise ValueError(f"Autoscale: rate_scale {rate_scale:g} scales a bin's {pos.min():g} arrivals to "
+                         f"{pos.min() * rate_scale:.3g} requests; float64 keeps the precision of a count and of its "
+                         f"shares only from {COUNT_FLOOR:.3g} (2^-970): raise the rate_scale")
+
+
 def build_scenario(cfg: AutoscaleConfig) -> Scenario:
     """The scenario of ``cfg``; fields that only steer episodes do not rebuild it."""
     return _build_scenario(replace(cfg, slo_penalty=DEFAULT_PENALTIES, window_order="random"))
@@ -350,6 +366,7 @@ def _build_scenario(cfg: AutoscaleConfig) -> Scenario:
     _check(cfg)
     types = cfg.types()
     arr, train, names, tod0, lengths, trace_name, unserved = _windows(cfg)
+    _check_count_scale(cfg.rate_scale, arr, train)
     arr = arr * cfg.rate_scale
     train = train * cfg.rate_scale
     curves = tuple(

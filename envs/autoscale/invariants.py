@@ -36,7 +36,7 @@ def snapshot(vec) -> dict[str, np.ndarray]:
 def violations(vec) -> list[str]:
     """Every broken state rule of ``vec`` (an ``AutoscaleVecEnv``) as one line naming the env and
     GPU type; empty when all hold (see the module docstring)."""
-    st, sc, cfg = vec.state, vec.scenario, vec.config
+    st, sc = vec.state, vec.scenario
     p = sc.pools
     out: list[str] = []
     for e in range(vec.num_envs):

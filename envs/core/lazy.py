@@ -57,7 +57,6 @@ from envs.core.engine import step_time
 from envs.core.replica import (
     EMA,
     ORDER_FCFS,
-    _finish,
     _finish_inline,
     _push_gap,
     _push_gaps,

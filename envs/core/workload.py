@@ -167,20 +167,30 @@ def build_workload(
 CLOCK_LIMIT_S = float(2**32)
 
 
-def check_clock_span(wl: Workload, windows: np.ndarray, scales: np.ndarray, loads: np.ndarray | None,
-                     where: str) -> None:
-    """Raise ``ValueError`` (one line naming the load or rate_scale and the window) when a window
-    ``windows[j]`` (int [J]) replayed at time scale ``scales[j]`` (simulated s per trace s, float [J])
-    would place an arrival beyond ``CLOCK_LIMIT_S``. ``loads``: the load level of each draw (None: the
-    scale is 1 / rate_scale)."""
-    last = wl.arrival_s[windows, -1] * scales
+def check_clock_span(last_s: np.ndarray, windows: np.ndarray, scales: np.ndarray, loads: np.ndarray | None,
+                     where: str, knob: str = "load") -> None:
+    """Raise ``ValueError`` (one line naming the knob, its value and the window) when a window
+    ``windows[j]`` (int [J]) whose last arrival is ``last_s[j]`` trace seconds after its first (float [J],
+    ``Workload.arrival_s[windows, -1]``), replayed at time scale ``scales[j]`` (simulated s per trace s,
+    float [J]), would place an arrival beyond ``CLOCK_LIMIT_S``. ``loads``: the value of ``knob`` (the
+    load level, ``ttft_load`` ...) of each draw (None: the scale is 1 / rate_scale)."""
+    last = np.asarray(last_s, np.float64) * scales
     over = np.flatnonzero(~(last <= CLOCK_LIMIT_S))
     if over.size:
         j = int(over[0])
-        knob = f"rate_scale {1.0 / scales[j]:g}" if loads is None else f"load {loads[j]:g}"
-        raise ValueError(f"{where}: {knob} replays window {int(windows[j])} over {last[j]:.3g} s of simulated time; "
-                         f"its float64 clock keeps microseconds only up to 2^32 s (136 years), so TTFTs would be "
-                         f"rounded away: raise the {'rate_scale' if loads is None else 'load'}")
+        name = "rate_scale" if loads is None else knob
+        value = 1.0 / scales[j] if loads is None else loads[j]
+        check_episode_span(last[j], where, f"{name} {value:g} replays window {int(windows[j])}", f"raise the {name}")
+
+
+def check_episode_span(span_s: float, where: str, what: str, fix: str) -> None:
+    """Raise ``ValueError`` (``"WHERE: WHAT over SPAN s of simulated time; ...: FIX"``, one line) when an
+    episode's simulated time ``span_s`` (s) passes ``CLOCK_LIMIT_S`` (or is not a number): the one
+    statement of the float64 clock's limit, for windows rescaled by a load (:func:`check_clock_span`)
+    and for episodes whose length a config sets (Disaggregation-v0's phases, interval and drain)."""
+    if not span_s <= CLOCK_LIMIT_S:
+        raise ValueError(f"{where}: {what} over {span_s:.3g} s of simulated time; its float64 clock keeps "
+                         f"microseconds only up to 2^32 s (136 years), so TTFTs would be rounded away: {fix}")
 
 
 def check_held_out_frac(frac: object, where: str) -> None:

@@ -10,7 +10,8 @@ import numpy as np
 import traces
 from envs.core.capacity import VLLM_BUDGET
 from envs.core.engine import EngineSpec
-from traces.checks import is_integer, is_real
+from envs.core.workload import check_episode_span
+from traces.checks import is_integer, is_real, positive_levels
 
 DEFAULT_TRACE = "azure_conv"  # output-heavy phases: Azure conversation (median prompt 1,020, output 129)
 DEFAULT_SHIFT_TRACE = "azure_code"  # prompt-heavy phases: Azure code (median prompt 1,500, output 13)
@@ -80,10 +81,7 @@ class DisaggregationConfig:
     slo_metric: ClassVar[str] = "tpot"
 
     def loads(self) -> tuple[float, ...]:
-        loads = (self.load,) if isinstance(self.load, (int, float)) else tuple(self.load)
-        if not loads or any(not (isinstance(x, (int, float)) and x > 0) for x in loads):
-            raise ValueError(f"Disaggregation: load levels must be numbers > 0, got {self.load!r}")
-        return tuple(float(x) for x in loads)
+        return positive_levels(self.load, "Disaggregation: load")
 
     def validate(self) -> None:
         for name in ("instances", "tp", "gpus_per_node", "phases", "episodes_per_load", "max_seqs",
@@ -115,6 +113,11 @@ class DisaggregationConfig:
         if not 0.0 < self.held_out_frac < 1.0:
             raise ValueError(f"Disaggregation: held_out_frac must be in (0, 1), got {self.held_out_frac!r}")
         self.loads()
+        # The episode's length is set here, not by the load (a small load only thins each phase's arrivals).
+        check_episode_span(self.decisions * self.interval_s + self.drain_s, "Disaggregation",
+                           f"an episode of {self.decisions} decisions x interval_s={self.interval_s:g} (phases="
+                           f"{self.phases} x phase_s={self.phase_s:g}) plus drain_s={self.drain_s:g} runs",
+                           "lower phase_s, interval_s or drain_s")
 
     def engine_spec(self) -> EngineSpec:
         """The engine of every instance (``EngineSpec.SHARED_FIELDS`` taken from this config).

@@ -55,7 +55,7 @@ from envs.metrics import episode_metrics
 from envs.native_vec import NativeVecEnv, VecEnvView, item_features
 from envs.vector import NativeVectorEnv
 from envs.render import render_replicas
-from traces.checks import is_real
+from traces.checks import is_real, positive_levels
 
 ENV_ID = "servegym/KVAdmission-v0"
 ALL = 1 << 30
@@ -116,10 +116,7 @@ class KVAdmissionConfig:
     workload_seeds: int = 1  # generator seeds per built-in family in workloads (trace_seed, trace_seed + 1, ...)
 
     def loads(self) -> tuple[float, ...]:
-        loads = (self.load,) if isinstance(self.load, (int, float)) else tuple(self.load)
-        if not loads or any(not (l > 0) for l in loads):
-            raise ValueError(f"KVAdmission: load levels must be > 0, got {self.load!r}")
-        return tuple(float(l) for l in loads)
+        return positive_levels(self.load, "KVAdmission: load")
 
     def engine_spec(self) -> EngineSpec:
         if self.slo_ttft_s is not None and not np.isfinite(self.slo_ttft_s):
@@ -319,7 +316,7 @@ class KVAdmissionVecEnv(NativeVecEnv):
                 scales[j] = 1.0 / self.config.rate_scale
             else:
                 scales[j] = sc.natural_rate[windows[j]] / (load * sc.capacity_rps)
-        check_clock_span(sc.workload, windows, scales, self._knob_levels(envs), "KVAdmission")
+        check_clock_span(sc.workload.arrival_s[windows, -1], windows, scales, self._knob_levels(envs), "KVAdmission")
         units = np.full(len(envs), count_unit(sc.capacity_rps, sc.engine.slo_ttft))
         K.reset_all(self._state, sc.workload, sc.engine, envs.astype(np.int64), windows, scales,
                     sc.hist_prior, self.K, self._obs, self._mask, self._admit, len(BUDGET_LEVELS),
@@ -345,7 +342,7 @@ class KVAdmissionVecEnv(NativeVecEnv):
                 scales[j] = 1.0 / self.config.rate_scale
             else:
                 scales[j] = sc.natural_rate[windows[j]] / (load * sc.part_capacity_rps[part[j]])
-        check_clock_span(sc.workload, windows, scales, self._knob_levels(envs), "KVAdmission")
+        check_clock_span(sc.workload.arrival_s[windows, -1], windows, scales, self._knob_levels(envs), "KVAdmission")
         for p in np.unique(part):
             sel = part == p
             units = np.full(int(sel.sum()), count_unit(sc.part_capacity_rps[p], sc.engine.slo_ttft))

@@ -32,7 +32,6 @@ from envs.bench import (
     bench_parser,
     cluster_probe,
     machine,
-    now,
     row_steps,
     start,
     steady_rate,

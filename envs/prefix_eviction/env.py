@@ -87,7 +87,13 @@ from envs.core.mixture import (
     parts_of,
     too_few_requests,
 )
-from envs.core.workload import TooFewRequests, TraceUnsuited, build_workload, check_held_out_frac
+from envs.core.workload import (
+    TooFewRequests,
+    TraceUnsuited,
+    build_workload,
+    check_clock_span,
+    check_held_out_frac,
+)
 from envs.config_check import make_config
 from envs.metrics import percentile
 from envs.native_vec import NativeVecEnv, VecEnvView, item_features
@@ -607,6 +613,10 @@ class PrefixEvictionVecEnv(NativeVecEnv):
             start, end = int(bt.starts[w]), int(bt.ends[w])
         else:
             start, end = w, w + cfg.window_requests
+        # The TTFT replay at the episode's end stretches its arrivals by the ttft_load's time scale.
+        scale = bt.ttft_scale if bt.part_ttft_scale is None else float(bt.part_ttft_scale[bt.part_of_request(start)])
+        check_clock_span(bt.arrival_s[end - 1:end] - bt.arrival_s[start], np.array([w]), np.array([scale]),
+                         np.array([cfg.ttft_load]), "PrefixEviction", "ttft_load")
         self._win[e] = (start, end)
         self._cap[e] = caps[ci]
         self._frac[e] = cfg.capacities()[ci]

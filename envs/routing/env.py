@@ -37,6 +37,7 @@ import numpy as np
 from gymnasium import spaces
 
 import traces
+from traces.checks import positive_levels
 from envs.routing import kernels as K
 from envs.routing import predicted as P
 from envs.routing import teacher as T
@@ -123,10 +124,7 @@ class RoutingConfig:
     teacher_samples: int = 8
 
     def loads(self) -> tuple[float, ...]:
-        loads = (self.load,) if isinstance(self.load, (int, float)) else tuple(self.load)
-        if not loads or any(not (x > 0) for x in loads):
-            raise ValueError(f"Routing: load levels must be > 0, got {self.load!r}")
-        return tuple(float(x) for x in loads)
+        return positive_levels(self.load, "Routing: load")
 
     def validate(self) -> None:
         for name in ("replicas", "queue_slots", "hash_blocks", "budget", "window_requests"):
@@ -311,7 +309,7 @@ def episode_draws(where: str, cfg: RoutingConfig, sc: Scenario, rngs: list, envs
             scales[j] = 1.0 / cfg.rate_scale
         else:
             scales[j] = sc.natural_rate[windows[j]] / (load * cfg.replicas * capacity)
-    check_clock_span(sc.workload, windows, scales, None if cfg.rate_scale is not None else levels, where)
+    check_clock_span(sc.workload.arrival_s[windows, -1], windows, scales, None if cfg.rate_scale is not None else levels, where)
     return windows, scales, levels
 
 
