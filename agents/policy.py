@@ -3,7 +3,8 @@
 A policy maps a batch of observations and action masks to a batch of actions; the evaluator
 cannot tell kinds apart. ``make_policy`` resolves what ``--policy`` names: a registered
 heuristic of the environment, ``random``, ``zoo`` (the environment's reference learned agent)
-or a path to an SB3 checkpoint (``.zip``) or an ONNX export (``.onnx``, see ``agents.export``).
+or a path to an SB3 checkpoint (``.zip``; an HPA-residual one of ``agents.hpa_residual`` plays through
+its base HPA) or an ONNX export (``.onnx``, see ``agents.export``).
 """
 
 from __future__ import annotations
@@ -49,8 +50,11 @@ def make_policy(spec: str, env: Any, env_id: str, seed: int = 0) -> Policy:
         spec = str(ZOO[env_id])
     path = Path(spec)
     if path.suffix == ".zip" and path.exists():
+        from agents.hpa_residual import HPAResidualPolicy, read_spec
         from agents.sb3_policy import SB3Policy
 
+        if read_spec(path) is not None:  # an offset from HPA's fleet (agents.hpa_residual)
+            return HPAResidualPolicy(path, env, env_id)
         return SB3Policy(path, env, env_id)
     if path.suffix == ".onnx" and path.exists():
         from agents.onnx_policy import OnnxPolicy
