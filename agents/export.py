@@ -373,6 +373,11 @@ def export(env_id: str, spec: str, out: Path, vecnormalize: Path | None = None,
 
     out = check_onnx_path(out, "export: out")
     src = resolve_source(env_id, spec)
+    from agents.hpa_residual import MEMBER, read_spec
+
+    if read_spec(src.checkpoint) is not None:  # its actions are offsets from an HPA the ONNX graph would not hold
+        raise ValueError(f"{src.checkpoint}: an HPA-residual checkpoint ({MEMBER}, agents.hpa_residual) acts through "
+                         "its base HPA, which an ONNX export does not hold; export is for checkpoints that act alone")
     # refused if trained on another observation version; its record goes into the ONNX metadata (none: the
     # export records none either, and OnnxPolicy warns as loading the checkpoint did)
     observation = obs_version.check_zip(src.checkpoint)

@@ -15,7 +15,7 @@ above the others, so PPO explores around the base.
   recognises the checkpoint by its member :data:`MEMBER`).
 - :func:`train`: PPO on ``agents.scenarios.TRAINING_FAMILIES`` (``python -m agents.hpa_residual --out DIR``).
 
-ONNX export covers the offset network only: an engine that runs it must add its own HPA's fleet.
+``agents.export`` refuses a residual checkpoint: its ONNX graph would not hold the base HPA the offsets act on.
 """
 
 from __future__ import annotations

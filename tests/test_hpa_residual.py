@@ -101,3 +101,26 @@ def test_the_cli_refuses_bad_arguments_in_one_line(capsys):
         with pytest.raises(SystemExit):
             R.main(argv)
         assert what in capsys.readouterr().err
+
+
+def test_the_committed_residual_agent_plays_through_make_policy():
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "agents" / "zoo" / "autoscale_hpa_residual.zip"
+    assert R.read_spec(path) == {"base": "hpa", "down_window_s": 120.0, "tolerance": 0.1, "max_offset": 2}
+    vec = _vec(2)
+    eps, _ = run_episodes(vec, make_policy(str(path), vec, ENV))
+    assert all(0.0 < e["slo_attainment"] <= 1.0 and e["cost_usd"] > 0 for e in eps)
+
+
+def test_export_refuses_a_residual_checkpoint_in_one_line(tmp_path, capsys):
+    from pathlib import Path
+
+    from agents import export
+
+    path = Path(__file__).resolve().parents[1] / "agents" / "zoo" / "autoscale_hpa_residual.zip"
+    with pytest.raises(SystemExit) as ended:
+        export.main(["--env", ENV, "--policy", str(path), "--onnx", str(tmp_path / "x.onnx"), "--no-parity"])
+    assert ended.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "error:" in last and "an HPA-residual checkpoint" in last and not (tmp_path / "x.onnx").exists()

@@ -195,7 +195,8 @@ def test_readme_seed_tables_are_the_commands_output(monkeypatch):
         "agents/zoo/results/kv_admission_dagger_azure_code_seeds.json",
         "agents/zoo/results/kv_admission_dagger98k_seeds.json", "agents/zoo/results/kv_admission_relcount_hw_seeds.json",
         "agents/zoo/results/kv_admission_dagger_hw_oldobs.json", "agents/zoo/results/kv_admission_relcount_1engine_seeds/lb0.json",
-        "agents/zoo/results/autoscale_ppo_seeds.json", "agents/zoo/results/autoscale_dagger_ppo_seeds.json"}
+        "agents/zoo/results/autoscale_ppo_seeds.json", "agents/zoo/results/autoscale_dagger_ppo_seeds.json",
+        "agents/zoo/results/autoscale_hpa_residual_seeds.json"}
     monkeypatch.chdir(ROOT)
     for cmd, after in commands:
         md, _ = ls.table_for(shlex.split(cmd)[3:])

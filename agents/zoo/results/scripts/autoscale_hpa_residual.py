@@ -41,6 +41,8 @@ def main(out: str, ckpts: list[str]) -> None:
         bases = set()
         for path in ckpts:
             spec = R.read_spec(path)
+            if spec is None:
+                sys.exit(f"{path}: not an HPA-residual checkpoint (no {R.MEMBER}; python -m agents.hpa_residual writes one)")
             rows.append({"scenario": sid, "policy": path, **spec,
                          **play(sid, lambda vec: R.HPAResidualPolicy(path, vec))})
             print(json.dumps(rows[-1]), flush=True)
