@@ -38,14 +38,20 @@ from agents.policy_base import PolicyFileError, PolicyMismatch
 ENV_ID = "servegym/Autoscale-v0"
 MEMBER = "hpa_residual.json"  # {"base": "hpa", "down_window_s", "tolerance", "max_offset"} inside the SB3 zip
 _KEYS = ("base", "down_window_s", "tolerance", "max_offset")
+# Kubernetes bounds behavior.scaleDown.stabilizationWindowSeconds at 3600 s (autoscaling/v2 API validation);
+# a tolerance of 1 or more never scales down; an offset is at most the replicas a type may run (16 by default).
+MAX_WINDOW_S = 3600.0
+MAX_OFFSET = 64
 
 
 def base_hpa(down_window_s: float = A.HPA.DOWN_WINDOW_S, tolerance: float = A.HPA.TOLERANCE) -> type:
-    """``agents.heuristics.autoscale.HPA`` with its scale-down window (s, >= 0) and tolerance (>= 0) set
-    (Kubernetes' defaults: 300 s, 0.1). ``ValueError`` naming the argument for a negative or non-finite one."""
-    for name, v in (("down_window_s", down_window_s), ("tolerance", tolerance)):
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v) or v < 0:
-            raise ValueError(f"hpa_residual: {name} must be a finite number >= 0, got {v!r}")
+    """``agents.heuristics.autoscale.HPA`` with its scale-down window (s, in [0, 3600], Kubernetes' bound) and
+    tolerance (in [0, 1)) set (Kubernetes' defaults: 300 s, 0.1). ``ValueError`` naming the argument otherwise."""
+    for name, v, hi, closed in (("down_window_s", down_window_s, MAX_WINDOW_S, True), ("tolerance", tolerance, 1.0, False)):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v) or v < 0 \
+                or (v > hi if closed else v >= hi):
+            raise ValueError(f"hpa_residual: {name} must be a finite number in [0, {hi:g}{']' if closed else ')'}, "
+                             f"got {v!r}")
     return type("BaseHPA", (A.HPA,), {"DOWN_WINDOW_S": float(down_window_s), "TOLERANCE": float(tolerance)})
 
 
@@ -58,8 +64,9 @@ class _Residual:
     """The base HPA of one batch and the offset arithmetic both classes below share."""
 
     def __init__(self, vec: Any, max_offset: int, base: type):
-        if isinstance(max_offset, bool) or not isinstance(max_offset, (int, np.integer)) or max_offset < 1:
-            raise ValueError(f"hpa_residual: max_offset must be an integer >= 1, got {max_offset!r}")
+        if isinstance(max_offset, bool) or not isinstance(max_offset, (int, np.integer)) \
+                or not 1 <= max_offset <= MAX_OFFSET:
+            raise ValueError(f"hpa_residual: max_offset must be an integer in [1, {MAX_OFFSET}], got {max_offset!r}")
         self.hpa = base(vec)
         self.r = int(max_offset)
 
@@ -233,14 +240,27 @@ def main(argv: list[str] | None = None) -> None:
     for name in ("timesteps", "n_envs"):
         if getattr(a, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(a, name)}")
+    if a.seed < 0:
+        p.error(f"--seed must be >= 0, got {a.seed}")
+    if not 1 <= a.max_offset <= MAX_OFFSET:
+        p.error(f"--max-offset must be in [1, {MAX_OFFSET}], got {a.max_offset}")
+    if not np.isfinite(a.prior):
+        p.error(f"--prior must be a finite number, got {a.prior}")
+    if not (np.isfinite(a.ent_coef) and a.ent_coef >= 0):
+        p.error(f"--ent-coef must be a finite number >= 0, got {a.ent_coef}")
+    if not all(np.isfinite(x) and x > 0 for x in a.penalties):
+        p.error(f"--penalties must be finite numbers > 0, got {a.penalties}")
     try:
         base_hpa(a.down_window, a.tolerance)
-        if a.max_offset < 1:
-            raise ValueError(f"--max-offset must be >= 1, got {a.max_offset}")
-        if not all(np.isfinite(x) and x > 0 for x in a.penalties):
-            raise ValueError(f"--penalties must be finite numbers > 0, got {a.penalties}")
     except ValueError as err:
         p.error(str(err))
+    out = Path(a.out)
+    if not a.out.strip():
+        p.error("--out must name a folder, got ''")
+    try:  # before the minutes of training, not at the save
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        p.error(f"--out {a.out}: cannot be made a folder ({err.strerror or err})")
     path = train(a.out, a.seed, a.timesteps, a.n_envs, a.max_offset, a.down_window, a.tolerance, a.prior,
                  a.ent_coef, tuple(a.penalties))
     print(f"saved {path}")

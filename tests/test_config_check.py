@@ -112,6 +112,10 @@ def test_a_ttft_load_too_small_for_the_float64_clock_is_refused_at_reset():
                                          r"time; its float64 clock keeps microseconds only up to 2\^32 s .*: raise the "
                                          r"ttft_load$"):
         vec.reset()
+    # ttft_load x capacity underflows to 0 at the smallest float (was a ZeroDivisionError while building)
+    vec = envs.make_vec("servegym/PrefixEviction-v0", 1, seed=0, ttft_load=5e-324, **kw)
+    with pytest.raises(ValueError, match=r"^PrefixEviction: ttft_load 4\.94066e-324 replays window \d+ over inf s"):
+        vec.reset()
 
 
 def test_a_disaggregation_episode_longer_than_the_float64_clock_is_refused():

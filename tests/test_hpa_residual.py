@@ -1,6 +1,7 @@
 """agents.hpa_residual: a learned offset from HPA's fleet on Autoscale-v0 (issue 21)."""
 
 import json
+import warnings
 import zipfile
 
 import numpy as np
@@ -91,16 +92,35 @@ def test_a_malformed_residual_record_is_one_line_naming_the_file(tmp_path):
             z.writestr(R.MEMBER, json.dumps({"base": "hpa", "down_window_s": -1, "tolerance": 0.1, "max_offset": 1}))
     with pytest.raises(PolicyFileError, match=r"bad\.zip: hpa_residual\.json: .*down_window_s must be a finite"):
         R.read_spec(path)
+    for bad in ({"down_window_s": 1e308}, {"max_offset": 10**30}, {"tolerance": 1e9}):
+        spec = {"base": "hpa", "down_window_s": 120.0, "tolerance": 0.1, "max_offset": 1, **bad}
+        with zipfile.ZipFile(path, "a") as z, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            z.writestr(R.MEMBER, json.dumps(spec))
+        with pytest.raises(PolicyFileError, match=rf"bad\.zip: hpa_residual\.json: .*{next(iter(bad))} must be"):
+            R.read_spec(path)
 
 
-def test_the_cli_refuses_bad_arguments_in_one_line(capsys):
-    for argv, what in ((["--out", "x", "--timesteps", "0"], "--timesteps must be >= 1"),
-                       (["--out", "x", "--down-window", "-5"], "down_window_s must be a finite number >= 0"),
-                       (["--out", "x", "--max-offset", "0"], "--max-offset must be >= 1"),
-                       (["--out", "x", "--penalties", "0"], "--penalties must be finite numbers > 0")):
+def test_the_cli_refuses_bad_arguments_in_one_line(tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    out = str(tmp_path / "o")
+    for argv, what in ((["--out", out, "--timesteps", "0"], "--timesteps must be >= 1"),
+                       (["--out", out, "--down-window", "-5"], "down_window_s must be a finite number in [0, 3600]"),
+                       (["--out", out, "--down-window", "1e308"], "down_window_s must be a finite number in [0, 3600]"),
+                       (["--out", out, "--tolerance", "1"], "tolerance must be a finite number in [0, 1)"),
+                       (["--out", out, "--max-offset", "0"], "--max-offset must be in [1, 64]"),
+                       (["--out", out, "--max-offset", "4000000000"], "--max-offset must be in [1, 64]"),
+                       (["--out", out, "--penalties", "0"], "--penalties must be finite numbers > 0"),
+                       (["--out", out, "--prior", "nan"], "--prior must be a finite number"),
+                       (["--out", out, "--ent-coef", "-1"], "--ent-coef must be a finite number >= 0"),
+                       (["--out", out, "--seed", "-1"], "--seed must be >= 0"),
+                       (["--out", ""], "--out must name a folder"),
+                       (["--out", str(afile)], f"--out {afile}: cannot be made a folder")):
         with pytest.raises(SystemExit):
             R.main(argv)
-        assert what in capsys.readouterr().err
+        assert what in capsys.readouterr().err, argv
+    assert not (tmp_path / "o").exists()
 
 
 def test_the_committed_residual_agent_plays_through_make_policy():

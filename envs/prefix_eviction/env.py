@@ -334,7 +334,9 @@ def _build_from(cfg: PrefixEvictionConfig, whole: traces.Trace) -> Built:
         capacity = np.inf  # a handful of requests: replayed as recorded (below)
     rate = trace.rate_rps
     # A trace too short to measure a steady state (a handful of requests) replays as recorded.
-    scale = rate / (cfg.ttft_load * capacity) if np.isfinite(capacity) and 0 < rate < np.inf else 1.0
+    # (a product that underflows, ttft_load=5e-324, is a stretch past any clock: refused at reset)
+    denom = cfg.ttft_load * capacity
+    scale = (rate / denom if denom > 0 else np.inf) if np.isfinite(capacity) and 0 < rate < np.inf else 1.0
     return Built(sc, U, bs, n_tenants, starts, ends, prev_ref, np.asarray(trace.arrival_s, np.float64),
                  np.asarray(trace.output_tokens, np.int64), eng, scale,
                  trace.meta.name, n_failed.astype(np.int64), n_rejected.astype(np.int64))
