@@ -439,3 +439,15 @@ def test_observer_rejects_a_bad_capacity(capacity):
     hook = _hook()
     with pytest.raises(ValueError, match="capacity_rps must be a positive number of requests/s"):
         hook.KVAdmissionObserver(EngineSpec().build(), capacity_rps=capacity)
+
+
+def test_an_onnx_path_that_is_a_folder_or_under_a_file_is_one_line(tmp_path):
+    from agents.export import check_onnx_path
+
+    (tmp_path / "d.onnx").mkdir()
+    (tmp_path / "afile").write_text("")
+    for path, what in ((tmp_path / "d.onnx", "is a folder"), (tmp_path / "afile" / "e.onnx", "is a file, not a folder"),
+                       (tmp_path / ".onnx", "expected a name before .onnx")):
+        with pytest.raises(ValueError, match=what):
+            check_onnx_path(path, "export: out")
+    assert check_onnx_path(tmp_path / "new" / "p.onnx", "--onnx") == tmp_path / "new" / "p.onnx"
