@@ -347,7 +347,7 @@ def _sha256(path: Path) -> str:
 
 def check_onnx_path(path: Path | str, what: str) -> Path:
     """``Path(path)``; ``ValueError("WHAT PATH: expected a file name ending in .onnx, got '.txt'")`` (one
-    line) unless its name ends in ``.onnx`` (and has a stem), is not a folder and has no file as an ancestor: policies are told apart by suffix (``agents.policy.make_policy``),
+    line) unless its name ends in ``.onnx`` (and has a stem) and can be written (``envs.options.output_problem``): policies are told apart by suffix (``agents.policy.make_policy``),
     so an ONNX model written to x.txt is one that no ``--policy`` reads. ``what``: the option or argument
     (``--onnx``; ``export: out``)."""
     path = Path(path)
@@ -356,11 +356,11 @@ def check_onnx_path(path: Path | str, what: str) -> Path:
     if path.suffix != ".onnx":
         raise ValueError(f"{what} {path}: expected a file name ending in .onnx, "
                          f"got {repr(path.suffix) if path.suffix else 'no suffix'}")
-    if path.is_dir():
-        raise ValueError(f"{what} {path}: is a folder, not a file")
-    parent = next((q for q in path.parents if q.exists()), None)
-    if parent is not None and not parent.is_dir():
-        raise ValueError(f"{what} {path}: {parent} is a file, not a folder")
+    from envs.options import output_problem
+
+    problem = output_problem(path, False)  # a folder there, or a file above it: the CLIs' one check
+    if problem is not None:
+        raise ValueError(f"{what} {path}: {problem}")
     return path
 
 

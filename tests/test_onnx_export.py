@@ -446,7 +446,7 @@ def test_an_onnx_path_that_is_a_folder_or_under_a_file_is_one_line(tmp_path):
 
     (tmp_path / "d.onnx").mkdir()
     (tmp_path / "afile").write_text("")
-    for path, what in ((tmp_path / "d.onnx", "is a folder"), (tmp_path / "afile" / "e.onnx", "is a file, not a folder"),
+    for path, what in ((tmp_path / "d.onnx", "exists and is a directory"), (tmp_path / "afile" / "e.onnx", "afile is not a directory"),
                        (tmp_path / ".onnx", "expected a name before .onnx")):
         with pytest.raises(ValueError, match=what):
             check_onnx_path(path, "export: out")
