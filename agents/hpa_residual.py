@@ -60,15 +60,19 @@ def augment(obs: np.ndarray, fleet: np.ndarray, max_n: np.ndarray) -> np.ndarray
     return np.concatenate([obs, fleet / max_n], 1).astype(np.float32)
 
 
+def check_max_offset(v: Any, name: str = "hpa_residual: max_offset") -> int:
+    """``v`` as an int; ``ValueError`` naming ``name`` unless it is an integer in [1, MAX_OFFSET]."""
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 1 <= v <= MAX_OFFSET:
+        raise ValueError(f"{name} must be in [1, {MAX_OFFSET}] (an integer), got {v!r}")
+    return int(v)
+
+
 class _Residual:
     """The base HPA of one batch and the offset arithmetic both classes below share."""
 
     def __init__(self, vec: Any, max_offset: int, base: type):
-        if isinstance(max_offset, bool) or not isinstance(max_offset, (int, np.integer)) \
-                or not 1 <= max_offset <= MAX_OFFSET:
-            raise ValueError(f"hpa_residual: max_offset must be an integer in [1, {MAX_OFFSET}], got {max_offset!r}")
+        self.r = check_max_offset(max_offset)
         self.hpa = base(vec)
-        self.r = int(max_offset)
 
     def see(self, obs: np.ndarray) -> np.ndarray:
         """Record ``obs`` [E, n_obs] and the base's fleet for it (one call per observation); the policy's input."""
@@ -113,9 +117,6 @@ class HPAResidualVecEnv(VecEnvWrapper):
             return list(self.action_masks()[list(self._get_indices(indices))])
         return self.venv.env_method(method_name, *args, indices=indices, **kwargs)
 
-    def _get_indices(self, indices):
-        return range(self.num_envs) if indices is None else ([indices] if isinstance(indices, int) else indices)
-
 
 def read_spec(path: str | Path) -> dict[str, Any] | None:
     """The residual record of checkpoint ``path`` (None: no :data:`MEMBER`, a plain checkpoint).
@@ -132,7 +133,7 @@ def read_spec(path: str | Path) -> dict[str, Any] | None:
                               f"got {spec!r}")
     try:
         base_hpa(spec["down_window_s"], spec["tolerance"])
-        _Residual.__init__(object.__new__(_Residual), None, spec["max_offset"], lambda vec: None)
+        check_max_offset(spec["max_offset"])
     except ValueError as err:
         raise PolicyFileError(f"{path}: {MEMBER}: {err}") from None
     return spec
@@ -242,8 +243,6 @@ def main(argv: list[str] | None = None) -> None:
             p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(a, name)}")
     if a.seed < 0:
         p.error(f"--seed must be >= 0, got {a.seed}")
-    if not 1 <= a.max_offset <= MAX_OFFSET:
-        p.error(f"--max-offset must be in [1, {MAX_OFFSET}], got {a.max_offset}")
     if not np.isfinite(a.prior):
         p.error(f"--prior must be a finite number, got {a.prior}")
     if not (np.isfinite(a.ent_coef) and a.ent_coef >= 0):
@@ -251,6 +250,7 @@ def main(argv: list[str] | None = None) -> None:
     if not all(np.isfinite(x) and x > 0 for x in a.penalties):
         p.error(f"--penalties must be finite numbers > 0, got {a.penalties}")
     try:
+        check_max_offset(a.max_offset, "--max-offset")
         base_hpa(a.down_window, a.tolerance)
     except ValueError as err:
         p.error(str(err))
