@@ -12,7 +12,7 @@
 #   base           this checkout's RL defaults (--imitate 0: KVAdmission-v0's MaskablePPO, [64, 64] x 4 epochs,
 #                  200k steps; with no flag `python train.py` runs the DAgger recipe since 2026-12-03)
 #   prev           the defaults before them (29e4ff3: [128, 128] x 5 epochs, 300k steps); the grid that chose
-#                  the new ones (2026-12-01, this script's earlier configurations, seeds 0-4): README, Speed
+#                  the new ones (2026-12-01, this script's earlier configurations, seeds 0-4): docs/speed.md
 # and with OLD_TREE (a plain copy of an older checkout, e.g. `git archive c4f1388 | tar -x -C old`) its
 # `python train.py --seed 0`, first in the queue, as `old`.
 # Runs are queued configuration by configuration (OLD_TREE's first): on 16 cores the default 15 runs and old
