@@ -178,11 +178,18 @@ def test_json_output_holds_the_table_numbers(tmp_path, capsys):
     assert data["rows"][0]["mean"] == pytest.approx(np.mean([0.5, 0.6, 0.8]))
 
 
+# the documents whose seed tables are checked: the README and each environment's README (earlier agents)
+DOCS = [ROOT / "README.md", *sorted((ROOT / "envs").glob("*/README.md"))]
+
+
 def _readme_commands() -> list[tuple[str, str]]:
-    """(command, the README text after its code block) for every seed-table command in the README."""
-    text = (ROOT / "README.md").read_text()
-    found = re.findall(r"```\n(python -m agents\.leaderboard_seeds [^\n]*)\n```\n\n", text)
-    return [(cmd, text.split(f"```\n{cmd}\n```\n\n", 1)[1]) for cmd in found]
+    """(command, the document's text after its code block) for every seed-table command in ``DOCS``."""
+    out = []
+    for doc in DOCS:
+        text = doc.read_text()
+        found = re.findall(r"```\n(python -m agents\.leaderboard_seeds [^\n]*)\n```\n\n", text)
+        out += [(cmd, text.split(f"```\n{cmd}\n```\n\n", 1)[1]) for cmd in found]
+    return out
 
 
 def test_readme_seed_tables_are_the_commands_output(monkeypatch):
@@ -200,7 +207,7 @@ def test_readme_seed_tables_are_the_commands_output(monkeypatch):
     monkeypatch.chdir(ROOT)
     for cmd, after in commands:
         md, _ = ls.table_for(shlex.split(cmd)[3:])
-        assert after.startswith(md + "\n"), f"README table after `{cmd}` is not its output; run it and paste"
+        assert after.startswith(md + "\n"), f"table after `{cmd}` is not its output; run it and paste"
 
 
 def _split(tmp_path: Path, report: dict, commits: tuple[str, str] = ("c1", "c1")) -> list[Path]:
