@@ -46,6 +46,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import sys
 from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
@@ -490,6 +491,7 @@ class AutoscaleVecEnv(NativeVecEnv):
         _check(cfg)
         self.config = cfg
         self.scenario = sc = build_scenario(cfg)
+        check_penalty_range(cfg, sc)
         self.G = len(cfg.types())
         self.n_steps = round(cfg.episode_s / cfg.interval_s)
         n_obs = len(K.GLOBAL_FEATURES) + self.G * len(K.TYPE_FEATURES)
@@ -622,6 +624,20 @@ class AutoscaleVecEnv(NativeVecEnv):
             "duration_s": float(cfg.episode_s),
             "slo_penalty": pen,
         }
+
+
+def check_penalty_range(cfg: AutoscaleConfig, sc: Scenario) -> None:
+    """``ValueError`` naming ``slo_penalty`` when a level x the busiest window's requests (the objective of an
+    episode that misses them all, dollars) leaves float64's range with a margin of 1e3 / min(reward_unit, 1):
+    the reward divides it by ``reward_unit``, the normalized score multiplies a difference of two such
+    objectives by 100 (slo_penalty=1e308 made the objective inf and the score NaN, shown as null)."""
+    n = max(float(sc.arrivals.sum(axis=1).max()), 1.0)
+    margin = 1e3 / min(sc.reward_unit, 1.0)
+    for pen in cfg.penalties():
+        if not math.isfinite(pen * n * margin):
+            raise ValueError(f"Autoscale: slo_penalty {pen:g} (dollars per missed request) x the busiest window's "
+                             f"{n:.0f} requests leaves float64's range with the reward's and score's margin "
+                             f"({margin:.3g}): at most {sys.float_info.max / (n * margin):.3g}, lower slo_penalty")
 
 
 class AutoscaleEnv(VecEnvView):
