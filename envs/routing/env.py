@@ -5,6 +5,15 @@ and prefix cache, run vLLM's FCFS scheduling. One decision per arriving request:
 that gets it (``Discrete(R)``, masked where a replica is down or its queue is full). Between
 decisions every replica runs its iterations up to the next arrival.
 
+A request the engine rejects at arrival (longer than the model's context or a replica's KV pool,
+``envs.core.replica.rejected_at_arrival``) is still a decision: the router routes it and the
+replica it is sent to rejects it (counted in ``rejected``; it takes no slot, KV or time). Real
+routers do the same: they forward before the engine validates the length (vLLM's production-stack
+``RoundRobinRouter.route_request`` advances its counter for every request; vLLM's OpenAI server then
+answers a context-length error), so a rejected request takes a round-robin turn and shifts which
+replica each later request gets, while a load-based router (jsq) routes the rest as if it were
+absent (tests/test_trace_cases.py, ../shared/cases/edge_prompt_200k.jsonl).
+
 The observation is the pending request (prompt length, noisy output bucket, a hash of its
 first prefix blocks) and, per replica, what a router knows: load reports (queue, running batch,
 outstanding prefill tokens, KV use, recent TTFT; refreshed every ``stale_s`` seconds, fresh at
