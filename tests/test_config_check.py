@@ -171,10 +171,24 @@ def test_disaggregation_expects_its_requests_before_drawing_them():
 
 
 def test_autoscale_refuses_a_slo_penalty_that_overflows_the_reward():
-    """slo_penalty=1e308 made the objective inf and the normalized score NaN (shown as null)."""
+    """slo_penalty=1e308 made the objective inf and the normalized score NaN (shown as null); the float32 rewards
+    were -inf long before. Just below the bound the message states, an episode's rewards and metrics are finite."""
+    kw = SMALL["servegym/Autoscale-v0"]
     with pytest.raises(ValueError, match=r"^Autoscale: slo_penalty 1e\+308 \(dollars per missed request\) x the "
-                                         r"busiest window's \d+ requests leaves float64's range .*lower slo_penalty$"):
-        envs.make_vec("servegym/Autoscale-v0", 1, seed=0, **{**SMALL["servegym/Autoscale-v0"], "slo_penalty": (0.01, 1e308)})
+                                         r"busiest window's \d+ requests / the reward unit \(\$[\d.]+ a step\) passes "
+                                         r"float32's range .*: at most [\d.]+e\+\d+, lower slo_penalty$") as err:
+        envs.make_vec("servegym/Autoscale-v0", 1, seed=0, **{**kw, "slo_penalty": (0.01, 1e308)})
+    bound = float(str(err.value).split("at most ")[1].split(",")[0])
+    vec = envs.make_vec("servegym/Autoscale-v0", 1, seed=0, **{**kw, "slo_penalty": 0.99 * bound})
+    vec.reset()
+    done, rewards = False, []
+    while not done:  # action 0: every type down by max_step each interval, so misses pile up
+        obs, rew, dones, infos = vec.step(np.zeros(1, np.int64))
+        rewards.append(rew[0])
+        done = bool(dones[0])
+    assert np.isfinite(rewards).all() and min(rewards) < -1e20
+    m = infos[0]["metrics"]
+    assert m["missed"] > 0 and all(np.isfinite(m[k]) for k in ("objective_usd", "static_peak_objective_usd"))
 
 
 def test_expert_placement_zipf_s_zero_is_uniform_popularity():

@@ -46,7 +46,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import sys
 from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
@@ -626,18 +625,25 @@ class AutoscaleVecEnv(NativeVecEnv):
         }
 
 
+# The rewards leave the env as float32 (SB3's VecEnv contract; NativeVecEnv casts them): a step's reward of
+# -(dollars + slo_penalty x missed) / reward_unit beyond float32's range became -inf. The margin covers the
+# episode's cost term and a return summed in float32 (SB3's VecMonitor).
+REWARD_MARGIN = 1e3
+
+
 def check_penalty_range(cfg: AutoscaleConfig, sc: Scenario) -> None:
-    """``ValueError`` naming ``slo_penalty`` when a level x the busiest window's requests (the objective of an
-    episode that misses them all, dollars) leaves float64's range with a margin of 1e3 / min(reward_unit, 1):
-    the reward divides it by ``reward_unit``, the normalized score multiplies a difference of two such
-    objectives by 100 (slo_penalty=1e308 made the objective inf and the score NaN, shown as null)."""
+    """``ValueError`` naming ``slo_penalty`` when a level x the busiest window's requests / ``reward_unit`` (the
+    reward of an episode that misses them all) passes float32's largest number / ``REWARD_MARGIN``: the
+    rewards are float32, and slo_penalty=1e308 made the objective inf and the normalized score NaN (null).
+    Every level below it keeps rewards, returns, objectives and the score finite."""
     n = max(float(sc.arrivals.sum(axis=1).max()), 1.0)
-    margin = 1e3 / min(sc.reward_unit, 1.0)
+    limit = float(np.finfo(np.float32).max) / REWARD_MARGIN
     for pen in cfg.penalties():
-        if not math.isfinite(pen * n * margin):
+        if not pen * n / sc.reward_unit <= limit:
             raise ValueError(f"Autoscale: slo_penalty {pen:g} (dollars per missed request) x the busiest window's "
-                             f"{n:.0f} requests leaves float64's range with the reward's and score's margin "
-                             f"({margin:.3g}): at most {sys.float_info.max / (n * margin):.3g}, lower slo_penalty")
+                             f"{n:.0f} requests / the reward unit (${sc.reward_unit:.3g} a step) passes float32's "
+                             f"range (the rewards' type) with a margin of {REWARD_MARGIN:g}: at most "
+                             f"{limit * sc.reward_unit / n:.2e}, lower slo_penalty")
 
 
 class AutoscaleEnv(VecEnvView):
