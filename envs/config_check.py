@@ -4,8 +4,10 @@ Every environment builds its config with :func:`make_config` (``XVecEnv(n, confi
 ``gymnasium.make(id, **fields)``, the PettingZoo cluster), and the command line's ``--env-kwargs``
 (``agents.env_kwargs``) reads its values with the same :func:`conform`, so that the Python API and the
 CLI refuse the same values with the field named: ``load=float("inf")``, ``window_requests='64'``,
-``replicas=2.5``, ``prefix_caching=1``. What a value must be beyond its type (``load > 0``,
-``split in {train, test, all}``) each environment's own checks say.
+``replicas=2.5``, ``prefix_caching=1``. The load knobs (``load``, ``slo_penalty``, ``rate_scale``,
+``ttft_load``) get their one range check here too (:func:`check_load_field`), so a bad load reads the same
+in every environment and on the command line; what other values must be beyond their type (``split in
+{train, test, all}``, ``replicas >= 1``) each environment's own checks say.
 """
 
 from __future__ import annotations
