@@ -135,6 +135,21 @@ def test_a_one_number_load_reads_the_same_whatever_it_is():
                 _build(env_id, **{field: bad})
 
 
+def test_load_lists_of_the_training_commands_read_the_same(capsys):
+    """--slo-tiers TIER:LOADS said "load levels must be finite and > 0", train_multi's --loads "must be finite and
+    > 0": the environments' wording (traces.checks.positive_levels)."""
+    from agents import train_multi
+    from agents.family_vec import slo_tier_specs
+
+    tail = r"load must be a finite number > 0 or a non-empty tuple of them, got \(0\.9, -1\.0\)$"
+    with pytest.raises(ValueError, match=r"^--slo-tiers mlperf_server:0\.9,-1: " + tail):
+        slo_tier_specs("default", ["mlperf_server:0.9,-1"])
+    with pytest.raises(SystemExit):
+        train_multi.main(["--loads", "0.9", "nan", "--out", "x"])
+    assert capsys.readouterr().err.strip().endswith(
+        "error: --loads must be a finite number > 0 or a non-empty tuple of them, got [0.9, nan]")
+
+
 def test_disaggregation_refuses_episodes_without_decisions_or_beyond_its_bounds():
     """interval_s=1e300 and phase_s=1e-300 (no decision) were ZeroDivisionErrors, interval_s=1e-300 a numba
     TypingError, phase_s=1e7 a 6.4 GiB MemoryError, load=1e9 a 150 TiB one: one-line ValueErrors naming the

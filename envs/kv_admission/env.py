@@ -56,7 +56,7 @@ from envs.metrics import episode_metrics
 from envs.native_vec import NativeVecEnv, VecEnvView, item_features
 from envs.vector import NativeVectorEnv
 from envs.render import render_replicas
-from traces.checks import is_real, positive_levels
+from traces.checks import is_real, positive_levels, positive_real
 
 ENV_ID = "servegym/KVAdmission-v0"
 ALL = 1 << 30
@@ -244,8 +244,7 @@ class KVAdmissionVecEnv(NativeVecEnv):
         cfg = replace(cfg, load=cfg.loads(), trace_params=tuple(dict(cfg.trace_params).items()),
                       workloads=normalize_workloads(cfg.workloads, "KVAdmission"))
         check_mixture_config(cfg, "KVAdmission")
-        if cfg.rate_scale is not None and not cfg.rate_scale > 0:
-            raise ValueError(f"KVAdmission: rate_scale must be > 0, got {cfg.rate_scale}")
+        positive_real(cfg.rate_scale, "KVAdmission: rate_scale", none_ok=True)
         # drain_s < 0 truncated episodes before their last arrival; a recompute_penalty < 0 paid for preemptions
         for name in ("drain_s", "recompute_penalty"):
             v = getattr(cfg, name)

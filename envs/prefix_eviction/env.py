@@ -99,7 +99,7 @@ from envs.metrics import percentile
 from envs.native_vec import NativeVecEnv, VecEnvView, item_features
 from envs.vector import NativeVectorEnv
 from envs.prefix_eviction.ttft import replay_ttft
-from traces.checks import is_real
+from traces.checks import is_real, positive_real
 
 ENV_ID = "servegym/PrefixEviction-v0"
 DEFAULT_CAPACITIES = (0.01, 0.05, 0.10, 0.25)
@@ -326,8 +326,7 @@ def _build_from(cfg: PrefixEvictionConfig, whole: traces.Trace) -> Built:
     n_failed = cum_f[bounds[1:]] - cum_f[bounds[:-1]]
     n_rejected = cum_r[bounds[1:]] - cum_r[bounds[:-1]]
     wl, _ = build_workload(trace, min(1024, N), 0.7, cfg.trace_seed)
-    if not cfg.ttft_load > 0:
-        raise ValueError(f"PrefixEviction: ttft_load must be > 0, got {cfg.ttft_load}")
+    positive_real(cfg.ttft_load, "PrefixEviction: ttft_load")
     try:
         capacity = measure_capacity_rps(eng, wl, source=f"PrefixEviction: trace {trace.meta.name!r}")
     except NoSteadyState:

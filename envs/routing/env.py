@@ -47,7 +47,7 @@ import numpy as np
 from gymnasium import spaces
 
 import traces
-from traces.checks import positive_levels
+from traces.checks import positive_levels, positive_real
 from envs.routing import kernels as K
 from envs.routing import predicted as P
 from envs.routing import teacher as T
@@ -141,8 +141,7 @@ class RoutingConfig:
             v = getattr(self, name)
             if not isinstance(v, (int, np.integer)) or v < 1:
                 raise ValueError(f"Routing: {name} must be an integer >= 1, got {v!r}")
-        if self.rate_scale is not None and not self.rate_scale > 0:
-            raise ValueError(f"Routing: rate_scale must be > 0, got {self.rate_scale!r}")
+        positive_real(self.rate_scale, "Routing: rate_scale", none_ok=True)
         if not (isinstance(self.stale_s, (int, float)) and self.stale_s >= 0):
             raise ValueError(f"Routing: stale_s must be a number >= 0, got {self.stale_s!r}")
         if not self.drain_s >= 0:
