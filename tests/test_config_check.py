@@ -220,20 +220,32 @@ def test_expert_placement_zipf_s_zero_is_uniform_popularity():
             _build("servegym/ExpertPlacement-v0", zipf_s=bad)
 
 
-def test_a_ttft_load_too_small_for_the_float64_clock_is_refused_at_reset():
+def test_a_ttft_load_too_small_for_the_float64_clock_is_refused_when_built():
     """PrefixEviction's TTFT replay stretches a window's arrivals by 1 / ttft_load: ttft_load=1e-300 reported
-    a TTFT p50 of 0 s. A small ttft_load the clock still resolves (1e-7: an idle replica) is played."""
+    a TTFT p50 of 0 s. A small ttft_load the clock still resolves (1e-7: an idle replica) is played. Every
+    window a reset can draw is checked when the env is built (a ttft_load too small for some windows only
+    failed at the resets that drew one)."""
     kw = SMALL["servegym/PrefixEviction-v0"]
     envs.make_vec("servegym/PrefixEviction-v0", 1, seed=0, ttft_load=1e-7, **kw).reset()
-    vec = envs.make_vec("servegym/PrefixEviction-v0", 1, seed=0, ttft_load=1e-300, **kw)
-    with pytest.raises(ValueError, match=r"^PrefixEviction: ttft_load 1e-300 replays window \d+ over .* s of simulated "
-                                         r"time; its float64 clock keeps microseconds only up to 2\^32 s .*: raise the "
-                                         r"ttft_load$"):
-        vec.reset()
+    for order in ("random", "sequential"):
+        with pytest.raises(ValueError, match=r"^PrefixEviction: ttft_load 1e-300 replays window 0 over .* s of "
+                                             r"simulated time; its float64 clock keeps microseconds only up to 2\^32 s "
+                                             r".*: raise the ttft_load$"):
+            envs.make_vec("servegym/PrefixEviction-v0", 1, seed=0, **{**kw, "ttft_load": 1e-300, "window_order": order})
     # ttft_load x capacity underflows to 0 at the smallest float (was a ZeroDivisionError while building)
-    vec = envs.make_vec("servegym/PrefixEviction-v0", 1, seed=0, ttft_load=5e-324, **kw)
     with pytest.raises(ValueError, match=r"^PrefixEviction: ttft_load 4\.94066e-324 replays window \d+ over inf s"):
-        vec.reset()
+        envs.make_vec("servegym/PrefixEviction-v0", 1, seed=0, ttft_load=5e-324, **kw)
+    # the bound is the longest window's: a ttft_load that the shortest window passes but the longest does not is
+    # refused (it built, then failed at the resets that drew a long window)
+    from envs.core.workload import CLOCK_LIMIT_S
+
+    vec = envs.make_vec("servegym/PrefixEviction-v0", 1, seed=0, **kw)
+    bt, wr = vec.built, vec.config.window_requests
+    spans = bt.arrival_s[wr - 1:] - bt.arrival_s[:len(bt.arrival_s) - wr + 1]  # of every random start
+    assert bt.request_groups is None and spans.max() > 1.002 * spans.min() > 0
+    load = vec.config.ttft_load * bt.ttft_scale * (spans.min() + spans.max()) / 2 / CLOCK_LIMIT_S
+    with pytest.raises(ValueError, match=rf"^PrefixEviction: ttft_load {load:g} replays window \d+ over"):
+        envs.make_vec("servegym/PrefixEviction-v0", 1, seed=0, **{**kw, "ttft_load": load})
 
 
 def test_a_disaggregation_episode_longer_than_the_float64_clock_is_refused():

@@ -504,6 +504,7 @@ class PrefixEvictionVecEnv(NativeVecEnv):
             tuple(max(2, round(f * int(u))) for f in cfg.capacities()) for u in bt.part_blocks)
         if self.part_caps is not None:
             self.caps = tuple(max(c) for c in zip(*self.part_caps))
+        self._check_ttft_clock()
         n_obs = K.N_GLOBAL + self.K * K.N_CAND
         super().__init__(num_envs, spaces.Box(-np.inf, np.inf, (n_obs,), np.float32),
                          spaces.Discrete(self.K))
@@ -681,6 +682,25 @@ class PrefixEvictionVecEnv(NativeVecEnv):
                 f"({int(iv[K.I_HIT_BLOCKS]) / refs:.3f}), evictions {int(iv[K.I_EVICTIONS])}, decisions "
                 f"{int(iv[K.I_DECISIONS])}, last reward {float(self._rew[e]):.4g}\n"
                 f"  candidates (block ids, LRU's victim first): {cands}")
+
+    def _check_ttft_clock(self) -> None:
+        """Every window a reset can draw (``window_order``'s, each part's), its TTFT replay stretched by
+        ``ttft_load``'s time scale, within the float64 clock (``check_clock_span``, as each reset checks its own
+        window), when the env is built: a ttft_load too small for some windows failed only at the resets that
+        drew one. ``ValueError`` naming ttft_load and a window."""
+        bt, cfg = self.built, self.config
+        if cfg.window_order == "sequential":
+            windows, starts, ends = np.arange(len(bt.starts)), bt.starts, bt.ends
+        else:  # random starts: any request of a part with window_requests of the part from it
+            g = np.array([0, len(bt.sc.req_prompt)]) if bt.request_groups is None else bt.request_groups
+            starts = np.concatenate([np.arange(g[p], g[p + 1] - cfg.window_requests + 1) for p in range(len(g) - 1)])
+            windows, ends = starts, starts + cfg.window_requests
+        if bt.part_ttft_scale is None:
+            scales = np.full(len(starts), bt.ttft_scale)
+        else:
+            scales = bt.part_ttft_scale[np.searchsorted(bt.request_groups, starts, side="right") - 1]
+        check_clock_span(bt.arrival_s[ends - 1] - bt.arrival_s[starts], windows, scales,
+                         np.full(len(starts), cfg.ttft_load), "PrefixEviction", "ttft_load")
 
     # --- domain metrics
     def _window_index(self, start: int) -> int:
