@@ -12,7 +12,7 @@ import typing
 from typing import Any
 
 from envs import options
-from envs.config_check import conform, has_infinite  # noqa: F401  (has_infinite re-exported)
+from envs.config_check import check_load_field, conform, has_infinite  # noqa: F401  (has_infinite re-exported)
 
 
 class UsageError(ValueError):
@@ -75,7 +75,7 @@ def parse_env_kwargs(items: list[str] | None, env_id: str) -> dict[str, Any]:
 
     Raises ``UsageError`` naming the item: no ``=``, a key the config does not have (listing the
     valid keys), a key given twice, or a value that does not fit the field's annotation (naming
-    the expected type).
+    the expected type; a load knob's value in the environments' own wording, ``envs.config_check.check_load_field``).
     """
     fields = {f.name: f for f in options.config_fields(env_id)}
     out: dict[str, Any] = {}
@@ -90,6 +90,12 @@ def parse_env_kwargs(items: list[str] | None, env_id: str) -> dict[str, Any]:
         if key in out:
             raise UsageError(f"--env-kwargs {item!r}: {key} given twice")
         ok, value = parse_value(raw, fields[key].annotation)
+        try:  # a load knob: the environments' one check and wording, whatever the value
+            given = _literal(raw)  # as typed (the conformed value widens ints: 0 read 0.0)
+            check_load_field(key, given[1] if given[0] else raw,
+                             fields[key].annotation, f"--env-kwargs {item!r}: {key}")
+        except ValueError as e:
+            raise UsageError(f"{e}{_literal_problem(raw)}") from None
         if not ok:
             raise UsageError(f"--env-kwargs {item!r}: {key} must be {fields[key].type_text}, "
                              f"got {raw!r}{_literal_problem(raw)}")

@@ -214,7 +214,9 @@ class OpsetError(ValueError):
 def export_model(model: Any, out: Path, vecnorm: Any | None = None, opset: int = OPSET,
                  metadata: dict[str, str] | None = None) -> None:
     """Write ``model`` (an SB3 PPO, MaskablePPO, DQN or MaskedDQN with a Box observation) as ONNX.
-    Raises ``OpsetError`` for an ``opset`` torch cannot write the graph in."""
+    Raises ``OpsetError`` for an ``opset`` torch cannot write the graph in, ``ValueError`` for an ``out``
+    that is no writable ``.onnx`` file name (:func:`check_onnx_path`, before any work; it took x.txt)."""
+    out = check_onnx_path(out, "export_model: out")
     import onnx
     import torch
 
@@ -229,7 +231,6 @@ def export_model(model: Any, out: Path, vecnorm: Any | None = None, opset: int =
     graph = graph_module(model, vecnorm)
     score_name = "q_values" if hasattr(model.policy, "q_net") else "logits"
     dummy = (torch.zeros(2, n_obs), torch.ones(2, n_scores, dtype=torch.bool))
-    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
         # torch >= 2.9 defaults to the dynamo exporter (needs onnxscript); the TorchScript

@@ -199,7 +199,7 @@ def slo_tier_specs(trace: str, tiers: Sequence[str], overrides: dict[str, Any] |
     that of ``overrides``' ``model`` (default Llama-3.1-8B, KVAdmission-v0's). The family's
     name is the entry. ``ValueError`` naming the entry for an unknown tier, a bad load list, a tier
     given twice, or ``overrides`` that set the SLO themselves (``slo_metric`` / ``slo_ttft_s`` / ``slo_tpot_s``)."""
-    import math
+    from traces.checks import positive_levels
 
     from agents.scenarios import slo_tier_kwargs
 
@@ -225,9 +225,7 @@ def slo_tier_specs(trace: str, tiers: Sequence[str], overrides: dict[str, Any] |
             except ValueError:
                 raise ValueError(f"--slo-tiers {entry}: loads must be numbers separated by commas, "
                                  f"e.g. {tier}:0.9,1.1") from None
-            if not all(math.isfinite(v) and v > 0 for v in levels):
-                raise ValueError(f"--slo-tiers {entry}: load levels must be finite and > 0")
-            kw["load"] = levels
+            kw["load"] = positive_levels(levels, f"--slo-tiers {entry}: load")  # the environments' wording
         out.append(FamilySpec(entry, trace, kw))
     return out
 

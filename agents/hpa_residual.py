@@ -33,7 +33,7 @@ from gymnasium import spaces
 from stable_baselines3.common.vec_env import VecEnvWrapper
 
 from agents.heuristics import autoscale as A
-from agents.policy_base import PolicyFileError, PolicyMismatch
+from agents.policy_base import PolicyFileError, PolicyMismatch, read_zip_json
 
 ENV_ID = "servegym/Autoscale-v0"
 MEMBER = "hpa_residual.json"  # {"base": "hpa", "down_window_s", "tolerance", "max_offset"} inside the SB3 zip
@@ -121,13 +121,9 @@ class HPAResidualVecEnv(VecEnvWrapper):
 def read_spec(path: str | Path) -> dict[str, Any] | None:
     """The residual record of checkpoint ``path`` (None: no :data:`MEMBER`, a plain checkpoint).
     ``PolicyFileError`` naming the file for an unreadable or malformed record."""
-    try:
-        with zipfile.ZipFile(path) as z:
-            if MEMBER not in z.namelist():
-                return None
-            spec = json.loads(z.read(MEMBER).decode())
-    except (OSError, zipfile.BadZipFile, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise PolicyFileError(f"{path}: unreadable {MEMBER} ({err})") from None
+    spec = read_zip_json(path, MEMBER, PolicyFileError)
+    if spec is None:
+        return None
     if not isinstance(spec, dict) or set(spec) != set(_KEYS) or spec["base"] != "hpa":
         raise PolicyFileError(f"{path}: {MEMBER} must be a JSON object with keys {', '.join(_KEYS)} and base 'hpa', "
                               f"got {spec!r}")

@@ -38,7 +38,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from agents.policy_base import PolicyMismatch
+from agents.policy_base import PolicyMismatch, read_zip_json
 
 MEMBER = "servegym.json"  # the record's name inside an SB3 zip
 ONNX_KEYS = ("observation_layout", "observation_version")  # the record's keys in ONNX metadata_props
@@ -93,13 +93,9 @@ def env_id_of(vec: Any) -> str:
 def read_zip(path: str | Path) -> dict[str, Any] | None:
     """The record inside the SB3 checkpoint ``path``, or None if it has none; ``ValueError`` naming
     the file if it is no zip or its record is not a JSON object with the four keys."""
-    try:
-        with zipfile.ZipFile(path) as z:
-            if MEMBER not in z.namelist():
-                return None
-            rec = json.loads(z.read(MEMBER).decode())
-    except (OSError, zipfile.BadZipFile, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ObservationRecordError(f"{path}: unreadable observation record {MEMBER} ({err})") from None
+    rec = read_zip_json(path, MEMBER, ObservationRecordError, f"observation record {MEMBER}")
+    if rec is None:
+        return None
     _validate(path, rec)
     import envs
 

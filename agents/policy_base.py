@@ -7,6 +7,9 @@ module of ``agents.heuristics`` registers its environment's heuristics here by `
 
 from __future__ import annotations
 
+import json
+import zipfile
+from pathlib import Path
 from typing import Any, Callable, Protocol, runtime_checkable
 
 import numpy as np
@@ -24,6 +27,20 @@ class PolicyFileError(PolicyMismatch):
     """A policy file that cannot be read as one: not a zip, no SB3 ``data`` member, a truncated or
     corrupt weight file, not an ONNX model. The message starts with the file and says why (the first
     line of the reader's own error); the CLIs report it as a usage error, as any PolicyMismatch."""
+
+
+def read_zip_json(path: str | Path, member: str, error: type[Exception], what: str | None = None) -> Any:
+    """The JSON value of ``member`` inside the zip ``path`` (an SB3 checkpoint's record), or None where it has
+    no such member; ``error("PATH: unreadable WHAT (why)")`` (one line; ``what`` defaults to ``member``) for a
+    file that is no readable zip or a member that is not UTF-8 JSON. The record's own keys are the caller's
+    check (``agents.obs_version.read_zip``, ``agents.hpa_residual.read_spec``)."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            if member not in z.namelist():
+                return None
+            return json.loads(z.read(member).decode())
+    except (OSError, zipfile.BadZipFile, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise error(f"{path}: unreadable {what or member} ({err})") from None
 
 
 @runtime_checkable

@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from agents import cli
+from traces.checks import positive_levels
 
 ENV_ID = "servegym/MultiCluster-v0"
 ROUTING_ID = "servegym/Routing-v0"
@@ -154,8 +155,10 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     if a.clusters < 1:
         p.error(f"--clusters must be >= 1, got {a.clusters}")
-    if not all(np.isfinite(v) and v > 0 for v in a.loads):
-        p.error(f"--loads must be finite and > 0, got {a.loads}")
+    try:
+        positive_levels(a.loads, "--loads")  # the environments' wording (envs.config_check.check_load_field)
+    except ValueError as err:
+        p.error(str(err))
     for flag, v in (("--rounds", a.rounds), ("--epochs", a.epochs), ("--batch-size", a.batch_size)):
         if v < 1:
             p.error(f"{flag} must be >= 1, got {v}")

@@ -4,8 +4,10 @@ Every environment builds its config with :func:`make_config` (``XVecEnv(n, confi
 ``gymnasium.make(id, **fields)``, the PettingZoo cluster), and the command line's ``--env-kwargs``
 (``agents.env_kwargs``) reads its values with the same :func:`conform`, so that the Python API and the
 CLI refuse the same values with the field named: ``load=float("inf")``, ``window_requests='64'``,
-``replicas=2.5``, ``prefix_caching=1``. What a value must be beyond its type (``load > 0``,
-``split in {train, test, all}``) each environment's own checks say.
+``replicas=2.5``, ``prefix_caching=1``. The load knobs (``load``, ``slo_penalty``, ``rate_scale``,
+``ttft_load``) get their one range check here too (:func:`check_load_field`), so a bad load reads the same
+in every environment and on the command line; what other values must be beyond their type (``split in
+{train, test, all}``, ``replicas >= 1``) each environment's own checks say.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from envs.options import type_text
-from traces.checks import is_integer, is_real
+from traces.checks import is_integer, is_real, positive_levels, positive_real
 
 
 def has_infinite(value: Any) -> bool:
@@ -85,11 +87,32 @@ def conform(value: Any, annotation: Any) -> tuple[bool, Any]:
     return True, value
 
 
+# The load knobs, one meaning and one check in every environment that has them, so that a bad value reads the
+# same whatever it is ('x', nan, -1, ()): a level or tuple of levels (traces.checks.positive_levels) or one
+# number (positive_real; None too where the annotation takes it).
+LEVEL_FIELDS = ("load", "slo_penalty")
+POSITIVE_FIELDS = ("rate_scale", "ttft_load")
+
+
+def check_load_field(name: str, value: Any, annotation: Any, what: str) -> bool:
+    """Whether ``name`` is a load knob (``LEVEL_FIELDS``, ``POSITIVE_FIELDS``); if so, ``ValueError("WHAT must
+    be a finite number > 0 ..., got VALUE")`` (the shared wording of ``traces.checks``) unless ``value`` is one.
+    ``what`` names the field and where it is given (``"Routing: load"``, ``"--env-kwargs 'load=x': load"``)."""
+    if name in LEVEL_FIELDS:
+        positive_levels(value, what)
+    elif name in POSITIVE_FIELDS:
+        positive_real(value, what, none_ok=conform(None, annotation)[0])
+    else:
+        return False
+    return True
+
+
 def check_types(cfg: Any, where: str) -> None:
     """Raise if a field of the config dataclass ``cfg`` (nested config dataclasses included, e.g.
     ``MultiConfig.routing``) is not of its annotated type.
 
-    Raises ``ValueError("WHERE: FIELD must be finite (TYPE), got inf")`` for a number that is not a
+    A load knob gets its one check (:func:`check_load_field`, ``ValueError``). Otherwise raises
+    ``ValueError("WHERE: FIELD must be finite (TYPE), got inf")`` for a number that is not a
     finite float (anywhere in the value) and ``TypeError("WHERE: FIELD must be TYPE, got VALUE (KIND)")``
     for any other mismatch. The value is left as given (no conversion).
     """
@@ -98,6 +121,8 @@ def check_types(cfg: Any, where: str) -> None:
         value, annotation = getattr(cfg, f.name), hints[f.name]
         if dataclasses.is_dataclass(annotation) and dataclasses.is_dataclass(value):
             check_types(value, where)
+            continue
+        if check_load_field(f.name, value, annotation, f"{where}: {f.name}"):
             continue
         ok, _ = conform(value, annotation)
         if ok:

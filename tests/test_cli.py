@@ -58,7 +58,9 @@ def test_env_kwargs_take_their_type_from_the_annotation():
 
 @pytest.mark.parametrize("item, says", [
     ("bogus=1", r"has no key 'bogus'; valid keys: trace, split, .*capacity_blocks"),
-    ("load=abc", r"load must be float \| tuple\[float, \.\.\.\], got 'abc'"),
+    ("load=abc", r"load must be a finite number > 0 or a non-empty tuple of them, got 'abc'$"),
+    ("load=(0.5, -1)", r"load must be a finite number > 0 or a non-empty tuple of them, got \(0\.5, -1\)$"),
+    ("rate_scale=0", r"^--env-kwargs 'rate_scale=0': rate_scale must be None or a finite number > 0, got 0$"),
     ("capacity_blocks=1.5", r"capacity_blocks must be int \| None, got '1.5'"),
     ("prefix_caching=1", r"prefix_caching must be bool"),
     ("tp=true", r"tp must be int"),
@@ -225,7 +227,7 @@ def _bad(tmp_path: Path) -> list[tuple[str, list[str], str]]:
                           "96", "--out", str(tmp_path / "t")],
          "--families: not with --scenarios, --slo-tiers or --trace"),
         ("agents.train", ["--imitate", "10", "--out", str(tmp_path / "t")], "fewer than one decision per env"),
-        ("agents.evaluate", ["--env-kwargs", "load=abc"], "load must be float"),
+        ("agents.evaluate", ["--env-kwargs", "load=abc"], "load must be a finite number > 0"),
         ("agents.evaluate", ["--policy", "nope"], "--policy 'nope': not a policy of servegym/KVAdmission-v0; allowed: one of random, vllm_fcfs"),
         ("agents.evaluate", ["--trace", "nope"], "--trace 'nope': unknown trace 'nope'"),
         ("agents.evaluate", ["--env", "kv_admission", "--env-kwargs", "capacity_blocks=1.5"], "capacity_blocks must be int | None"),

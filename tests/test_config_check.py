@@ -53,9 +53,10 @@ def test_a_wrong_type_for_an_int_field_is_refused_naming_it(env_id, bad):
 
 def test_the_trial_cases_through_gymnasium_make():
     """gymnasium.make("servegym/Routing-v0", load=inf) ran; window_requests='64' was a bare TypeError."""
-    with pytest.raises(ValueError, match=r"^Routing: load must be finite \(float \| tuple\[float, \.\.\.\]\), got inf$"):
+    with pytest.raises(ValueError, match=r"^Routing: load must be a finite number > 0 or a non-empty tuple of them, "
+                                         r"got inf$"):
         gym.make("servegym/Routing-v0", load=float("inf"))
-    with pytest.raises(ValueError, match=r"load must be finite .*got \(0\.6, nan\)"):
+    with pytest.raises(ValueError, match=r"load must be a finite number > 0 .*got \(0\.6, nan\)"):
         gym.make("servegym/Routing-v0", load=(0.6, float("nan")))
     with pytest.raises(TypeError, match=r"^Routing: window_requests must be int, got '64' \(str\)"):
         gym.make("servegym/Routing-v0", window_requests="64")
@@ -88,34 +89,163 @@ def test_numpy_scalars_lists_and_every_default_are_accepted():
         check_types(options.config_class(env_id)(**kw), env_id)
 
 
-def test_a_load_too_small_for_the_float64_clock_is_refused_at_reset():
+def test_a_load_too_small_for_the_float64_clock_is_refused_when_built():
     """load=1e-300 gave TTFTs of 0 s and an attainment set by rounding. A tiny load that the clock resolves
-    (1e-6 here: a few million simulated seconds) is a legitimate, idle cluster and is played."""
+    (1e-6 here: a few million simulated seconds) is a legitimate, idle cluster and is played. Every level of a
+    tuple is checked when the env is built (load=(0.5, 1e-12) built, then failed only at the resets that drew
+    1e-12: a traceback from reset on the CLI), for every env that takes load levels."""
     kw = {k: v for k, v in SMALL["servegym/Routing-v0"].items() if k != "load"}
     envs.make_vec("servegym/Routing-v0", 1, seed=0, load=1e-6, **kw).reset()
-    vec = envs.make_vec("servegym/Routing-v0", 1, seed=0, load=1e-300, **kw)
     with pytest.raises(ValueError, match=r"^Routing: load 1e-300 replays window \d+ over .* s of simulated time; "
                                          r"its float64 clock keeps microseconds only up to 2\^32 s"):
-        vec.reset()
+        envs.make_vec("servegym/Routing-v0", 1, seed=0, load=1e-300, **kw)
+    for env_id in ("servegym/Routing-v0", "servegym/KVAdmission-v0", "servegym/MultiCluster-v0"):
+        kw = {k: v for k, v in SMALL.get(env_id, {}).items() if k != "load"}
+        with pytest.raises(ValueError, match=rf"^{_name(env_id)}: load 1e-12 replays window 0 over .* s of simulated "
+                                             r"time; .*: raise the load$"):
+            _build(env_id, load=(0.5, 1e-12), **kw)
     kw = {k: v for k, v in SMALL["servegym/KVAdmission-v0"].items() if k != "load"}
     with pytest.raises(ValueError, match=r"^KVAdmission: rate_scale 1e-300 replays window"):
-        envs.make_vec("servegym/KVAdmission-v0", 1, seed=0, rate_scale=1e-300, **kw).reset()
+        envs.make_vec("servegym/KVAdmission-v0", 1, seed=0, rate_scale=1e-300, **kw)
 
 
-def test_a_ttft_load_too_small_for_the_float64_clock_is_refused_at_reset():
+@pytest.mark.parametrize("env_id, field", [("servegym/Routing-v0", "load"), ("servegym/KVAdmission-v0", "load"),
+                                           ("servegym/Disaggregation-v0", "load"), ("servegym/MultiCluster-v0", "load"),
+                                           ("servegym/Autoscale-v0", "slo_penalty")])
+def test_a_bad_load_reads_the_same_whatever_it_is(env_id, field):
+    """A string was a TypeError ("must be float | tuple[float, ...]"), nan "must be finite", -1 "a finite number
+    > 0": one wording (traces.checks.positive_levels through envs.config_check.check_load_field), in the API and
+    in --env-kwargs alike."""
+    tail = "must be a finite number > 0 or a non-empty tuple of them, got "
+    for bad in ("x", float("nan"), -1, (0.5, "x"), ()):
+        with pytest.raises(ValueError, match=rf"^{_name(env_id)}: {field} {tail}{re.escape(repr(bad))}$"):
+            _build(env_id, **{field: bad})
+    for raw in ("x", "nan", "-1"):
+        with pytest.raises(UsageError, match=rf"^--env-kwargs '{field}={raw}': {field} {tail}"):
+            parse_env_kwargs([f"{field}={raw}"], env_id)
+
+
+def test_a_one_number_load_reads_the_same_whatever_it_is():
+    for env_id, field, none in (("servegym/Routing-v0", "rate_scale", "None or "),
+                                ("servegym/Autoscale-v0", "rate_scale", ""),
+                                ("servegym/PrefixEviction-v0", "ttft_load", "")):
+        for bad in ("x", float("nan"), -1):
+            with pytest.raises(ValueError, match=rf"^{_name(env_id)}: {field} must be {none}a finite number > 0, "
+                                                 rf"got {re.escape(repr(bad))}$"):
+                _build(env_id, **{field: bad})
+
+
+def test_load_lists_of_the_training_commands_read_the_same(capsys):
+    """--slo-tiers TIER:LOADS said "load levels must be finite and > 0", train_multi's --loads "must be finite and
+    > 0": the environments' wording (traces.checks.positive_levels)."""
+    from agents import train_multi
+    from agents.family_vec import slo_tier_specs
+
+    tail = r"load must be a finite number > 0 or a non-empty tuple of them, got \(0\.9, -1\.0\)$"
+    with pytest.raises(ValueError, match=r"^--slo-tiers mlperf_server:0\.9,-1: " + tail):
+        slo_tier_specs("default", ["mlperf_server:0.9,-1"])
+    with pytest.raises(SystemExit):
+        train_multi.main(["--loads", "0.9", "nan", "--out", "x"])
+    assert capsys.readouterr().err.strip().endswith(
+        "error: --loads must be a finite number > 0 or a non-empty tuple of them, got [0.9, nan]")
+
+
+def test_disaggregation_refuses_episodes_without_decisions_or_beyond_its_bounds():
+    """interval_s=1e300 and phase_s=1e-300 (no decision) were ZeroDivisionErrors, interval_s=1e-300 a numba
+    TypingError, phase_s=1e7 a 6.4 GiB MemoryError, load=1e9 a 150 TiB one: one-line ValueErrors naming the
+    knobs, before anything is allocated."""
+    from envs.disaggregation.config import MAX_DECISIONS, MAX_SCENARIO_REQUESTS, DisaggregationConfig
+
+    none = r"holds no decision \(decisions = ceil of that ratio must be >= 1\): lower interval_s or raise phase_s$"
+    for kw, says in (({"interval_s": 1e300}, r"phases=4 x phase_s=120 / interval_s=1e\+300 " + none),
+                     ({"phase_s": 1e-300}, r"phases=4 x phase_s=1e-300 / interval_s=10 " + none),
+                     ({"interval_s": 1e-300}, rf"phases=4 x phase_s=120 / interval_s=1e-300 holds 4\.8e\+302 "
+                                              rf"decisions, more than {MAX_DECISIONS:,}: raise interval_s"),
+                     ({"phase_s": 1e7}, r"phases=4 x phase_s=1e\+07 / interval_s=10 holds 4e\+06 decisions")):
+        with pytest.raises(ValueError, match=r"^Disaggregation: an episode of " + says):
+            DisaggregationConfig(**kw).validate()
+    DisaggregationConfig(interval_s=480.0).validate()  # one decision
+    for kw, says in (({"load": 1e9}, r"load=\(1000000000\.0,\) x instances=8 x phase_s=120 x phases=4 x "
+                                     r"episodes_per_load=8 at one instance's .* requests/s expects 5\.\d+e\+14 "),
+                     ({"phase_s": 1e7, "interval_s": 1e3}, r"load=\(0\.5, 0\.8\) x instances=8 x phase_s=1e\+07 ")):
+        with pytest.raises(ValueError, match=rf"^Disaggregation: {says}.*more than {MAX_SCENARIO_REQUESTS:,} "
+                                             r"\(about 0\.9 GiB of workload\): lower load, phase_s"):
+            envs.make_vec("servegym/Disaggregation-v0", 1, **kw)
+
+
+def test_disaggregation_expects_its_requests_before_drawing_them():
+    from envs.disaggregation.scenario import build_scenario, expected_requests
+    from envs.disaggregation.config import DisaggregationConfig
+
+    kw = SMALL["servegym/Disaggregation-v0"]
+    cfg = DisaggregationConfig(**kw)
+    sc = build_scenario(cfg)
+    drawn = int(sc.workload.n_requests.sum())
+    expect = expected_requests(cfg, sc.capacity_rps, [1, 1], [1, 1])
+    assert 0.8 * expect < drawn < 1.25 * expect, (drawn, expect)
+
+
+def test_autoscale_refuses_a_slo_penalty_that_overflows_the_reward():
+    """slo_penalty=1e308 made the objective inf and the normalized score NaN (shown as null); the float32 rewards
+    were -inf long before. Just below the bound the message states, an episode's rewards and metrics are finite."""
+    kw = SMALL["servegym/Autoscale-v0"]
+    with pytest.raises(ValueError, match=r"^Autoscale: slo_penalty 1e\+308 \(dollars per missed request\) x the "
+                                         r"busiest window's \d+ requests / the reward unit \(\$[\d.]+ a step\) passes "
+                                         r"float32's range .*: at most [\d.]+e\+\d+, lower slo_penalty$") as err:
+        envs.make_vec("servegym/Autoscale-v0", 1, seed=0, **{**kw, "slo_penalty": (0.01, 1e308)})
+    bound = float(str(err.value).split("at most ")[1].split(",")[0])
+    vec = envs.make_vec("servegym/Autoscale-v0", 1, seed=0, **{**kw, "slo_penalty": 0.99 * bound})
+    vec.reset()
+    done, rewards = False, []
+    while not done:  # action 0: every type down by max_step each interval, so misses pile up
+        obs, rew, dones, infos = vec.step(np.zeros(1, np.int64))
+        rewards.append(rew[0])
+        done = bool(dones[0])
+    assert np.isfinite(rewards).all() and min(rewards) < -1e20
+    m = infos[0]["metrics"]
+    assert m["missed"] > 0 and all(np.isfinite(m[k]) for k in ("objective_usd", "static_peak_objective_usd"))
+
+
+def test_expert_placement_zipf_s_zero_is_uniform_popularity():
+    """zipf_s=0 was taken while the check said "must be a finite number > 0": 0 is valid (the generator's
+    range, traces.moe: r^-0 = 1 for every rank, uniform popularity), and the error states that range."""
+    from traces.moe import inclusion_probs
+
+    p = inclusion_probs(16, 4, 0.0)
+    assert np.allclose(p, p[0]) and p.sum() == pytest.approx(4.0)
+    _build("servegym/ExpertPlacement-v0", zipf_s=0.0)
+    for bad in (-0.5, -1):  # a bool or nan: the type check's error (test_a_non_finite_float_field_...)
+        with pytest.raises(ValueError, match=rf"^ExpertPlacement: zipf_s must be a finite number >= 0 \(0: uniform "
+                                             rf"popularity\), got {re.escape(repr(bad))}$"):
+            _build("servegym/ExpertPlacement-v0", zipf_s=bad)
+
+
+def test_a_ttft_load_too_small_for_the_float64_clock_is_refused_when_built():
     """PrefixEviction's TTFT replay stretches a window's arrivals by 1 / ttft_load: ttft_load=1e-300 reported
-    a TTFT p50 of 0 s. A small ttft_load the clock still resolves (1e-7: an idle replica) is played."""
+    a TTFT p50 of 0 s. A small ttft_load the clock still resolves (1e-7: an idle replica) is played. Every
+    window a reset can draw is checked when the env is built (a ttft_load too small for some windows only
+    failed at the resets that drew one)."""
     kw = SMALL["servegym/PrefixEviction-v0"]
     envs.make_vec("servegym/PrefixEviction-v0", 1, seed=0, ttft_load=1e-7, **kw).reset()
-    vec = envs.make_vec("servegym/PrefixEviction-v0", 1, seed=0, ttft_load=1e-300, **kw)
-    with pytest.raises(ValueError, match=r"^PrefixEviction: ttft_load 1e-300 replays window \d+ over .* s of simulated "
-                                         r"time; its float64 clock keeps microseconds only up to 2\^32 s .*: raise the "
-                                         r"ttft_load$"):
-        vec.reset()
+    for order in ("random", "sequential"):
+        with pytest.raises(ValueError, match=r"^PrefixEviction: ttft_load 1e-300 replays window 0 over .* s of "
+                                             r"simulated time; its float64 clock keeps microseconds only up to 2\^32 s "
+                                             r".*: raise the ttft_load$"):
+            envs.make_vec("servegym/PrefixEviction-v0", 1, seed=0, **{**kw, "ttft_load": 1e-300, "window_order": order})
     # ttft_load x capacity underflows to 0 at the smallest float (was a ZeroDivisionError while building)
-    vec = envs.make_vec("servegym/PrefixEviction-v0", 1, seed=0, ttft_load=5e-324, **kw)
     with pytest.raises(ValueError, match=r"^PrefixEviction: ttft_load 4\.94066e-324 replays window \d+ over inf s"):
-        vec.reset()
+        envs.make_vec("servegym/PrefixEviction-v0", 1, seed=0, ttft_load=5e-324, **kw)
+    # the bound is the longest window's: a ttft_load that the shortest window passes but the longest does not is
+    # refused (it built, then failed at the resets that drew a long window)
+    from envs.core.workload import CLOCK_LIMIT_S
+
+    vec = envs.make_vec("servegym/PrefixEviction-v0", 1, seed=0, **kw)
+    bt, wr = vec.built, vec.config.window_requests
+    spans = bt.arrival_s[wr - 1:] - bt.arrival_s[:len(bt.arrival_s) - wr + 1]  # of every random start
+    assert bt.request_groups is None and spans.max() > 1.002 * spans.min() > 0
+    load = vec.config.ttft_load * bt.ttft_scale * (spans.min() + spans.max()) / 2 / CLOCK_LIMIT_S
+    with pytest.raises(ValueError, match=rf"^PrefixEviction: ttft_load {load:g} replays window \d+ over"):
+        envs.make_vec("servegym/PrefixEviction-v0", 1, seed=0, **{**kw, "ttft_load": load})
 
 
 def test_a_disaggregation_episode_longer_than_the_float64_clock_is_refused():

@@ -509,3 +509,26 @@ def test_stamp_checks_and_records_env_kwargs(tmp_path, capsys, monkeypatch):
     assert zoo_main.main(["stamp", "--env", "Routing", "--env-kwargs", "replicas=4"]) == 0
     assert "checked with --env-kwargs replicas=4" in capsys.readouterr().out
     assert OV.read_zip(zoo_file) == rec
+
+
+def test_the_checkpoint_records_share_one_zip_json_reader(tmp_path):
+    """agents.hpa_residual.read_spec and agents.obs_version.read_zip each opened a zip member and parsed its
+    JSON with their own errors; both read through agents.policy_base.read_zip_json (each its error class)."""
+    from agents import hpa_residual
+    from agents.policy_base import PolicyFileError, read_zip_json
+
+    path = tmp_path / "c.zip"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("data", "{}")
+        z.writestr("ok.json", '{"a": [1, 2]}')
+        z.writestr(OV.MEMBER, "not json")
+        z.writestr(hpa_residual.MEMBER, b"\xff")
+    assert read_zip_json(path, "ok.json", ValueError) == {"a": [1, 2]}
+    assert read_zip_json(path, "absent.json", ValueError) is None
+    with pytest.raises(OV.ObservationRecordError, match=rf"^{path}: unreadable observation record {OV.MEMBER} \("):
+        OV.read_zip(path)
+    with pytest.raises(PolicyFileError, match=rf"^{path}: unreadable {hpa_residual.MEMBER} \(.*codec"):
+        hpa_residual.read_spec(path)
+    (tmp_path / "no.zip").write_text("plain")
+    with pytest.raises(KeyError, match="unreadable x.json"):
+        read_zip_json(tmp_path / "no.zip", "x.json", KeyError)

@@ -205,6 +205,17 @@ def test_the_python_api_refuses_an_output_name_without_the_onnx_suffix(tmp_path)
     assert X.check_onnx_path(str(tmp_path / "x.onnx"), "--onnx") == tmp_path / "x.onnx"
 
 
+def test_export_model_refuses_an_output_name_without_the_onnx_suffix(tmp_path):
+    """export_model (the writer under export(), public) wrote x.txt; it goes through check_onnx_path too, before
+    the model is read (None here: the check comes first)."""
+    for name, got in (("x.txt", "'.txt'"), ("x", "no suffix")):
+        out = tmp_path / name
+        with pytest.raises(ValueError, match=rf"^export_model: out {re.escape(str(out))}: expected a file name "
+                                             rf"ending in \.onnx, got {re.escape(got)}$"):
+            X.export_model(None, out)
+        assert not out.exists()
+
+
 def test_an_opset_torch_cannot_write_is_a_usage_error(tmp_path, capsys):
     # was "export failed: Unsupported onnx_opset_version: 0", exit 1: the parity check's failure
     out = tmp_path / "x.onnx"

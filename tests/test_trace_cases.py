@@ -215,6 +215,37 @@ def test_a_rejected_request_opening_or_closing_the_window_leaves_every_metric_as
         assert not differ, (name, {k: (got[name][k], got["absent"][k]) for k in sorted(differ)})
 
 
+@needs_cases
+def test_a_rejected_request_is_routed_and_takes_a_round_robin_turn(tmp_path: Path) -> None:
+    """Routers route before the engine validates a request's length (vLLM production-stack's
+    RoundRobinRouter advances its counter for every request; the engine then answers a context-length
+    error), so Routing-v0 makes the 200,000-token request of edge_prompt_200k.jsonl a decision like any
+    other (300 steps for 300 arrivals; documented in envs/routing/env.py): round_robin gives it a turn and
+    every later request goes one replica further on, so its attainment over the other 299 is not the one of
+    the file without the line (261 / 299 against 260 / 299 at load 0.6), while jsq's is (test above)."""
+    import envs
+    from agents.heuristics.routing import RoundRobin
+
+    p = case("edge_prompt_200k.jsonl")
+    lines = [ln for ln in p.read_text().splitlines() if ln.strip()]
+    absent = tmp_path / "absent.jsonl"
+    absent.write_text("\n".join(ln for ln in lines if json.loads(ln)["input_length"] != 200_000) + "\n")
+    got = {}
+    for name, path, n in (("with", p, 300), ("absent", absent, 299)):
+        vec = envs.make_vec("servegym/Routing-v0", 1, seed=0, trace=str(path), window_requests=n, load=0.6,
+                            split="all")
+        policy, obs, steps, done = RoundRobin(vec), vec.reset(), 0, False
+        while not done:
+            obs, _, dones, infos = vec.step(policy.act(obs, vec.action_masks()))
+            steps, done = steps + 1, bool(dones[0])
+        assert infos[0]["episode"]["l"] == steps
+        got[name] = (steps, infos[0]["metrics"])
+    (steps, m), (steps0, m0) = got["with"], got["absent"]
+    assert (steps, steps0) == (300, 299)
+    assert m["rejected"] == 1 and m["finished"] == 299 and m0["rejected"] == 0 and m0["finished"] == 299
+    assert round(m["slo_attainment"] * 299) == 261 and round(m0["slo_attainment"] * 299) == 260
+
+
 def test_request_larger_than_the_kv_pool_is_rejected_not_an_error() -> None:
     from envs.core.engine import EngineSpec
     from envs.core.replica import rejected_at_arrival

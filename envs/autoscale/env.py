@@ -490,6 +490,7 @@ class AutoscaleVecEnv(NativeVecEnv):
         _check(cfg)
         self.config = cfg
         self.scenario = sc = build_scenario(cfg)
+        check_penalty_range(cfg, sc)
         self.G = len(cfg.types())
         self.n_steps = round(cfg.episode_s / cfg.interval_s)
         n_obs = len(K.GLOBAL_FEATURES) + self.G * len(K.TYPE_FEATURES)
@@ -622,6 +623,27 @@ class AutoscaleVecEnv(NativeVecEnv):
             "duration_s": float(cfg.episode_s),
             "slo_penalty": pen,
         }
+
+
+# The rewards leave the env as float32 (SB3's VecEnv contract; NativeVecEnv casts them): a step's reward of
+# -(dollars + slo_penalty x missed) / reward_unit beyond float32's range became -inf. The margin covers the
+# episode's cost term and a return summed in float32 (SB3's VecMonitor).
+REWARD_MARGIN = 1e3
+
+
+def check_penalty_range(cfg: AutoscaleConfig, sc: Scenario) -> None:
+    """``ValueError`` naming ``slo_penalty`` when a level x the busiest window's requests / ``reward_unit`` (the
+    reward of an episode that misses them all) passes float32's largest number / ``REWARD_MARGIN``: the
+    rewards are float32, and slo_penalty=1e308 made the objective inf and the normalized score NaN (null).
+    Every level below it keeps rewards, returns, objectives and the score finite."""
+    n = max(float(sc.arrivals.sum(axis=1).max()), 1.0)
+    limit = float(np.finfo(np.float32).max) / REWARD_MARGIN
+    for pen in cfg.penalties():
+        if not pen * n / sc.reward_unit <= limit:
+            raise ValueError(f"Autoscale: slo_penalty {pen:g} (dollars per missed request) x the busiest window's "
+                             f"{n:.0f} requests / the reward unit (${sc.reward_unit:.3g} a step) passes float32's "
+                             f"range (the rewards' type) with a margin of {REWARD_MARGIN:g}: at most "
+                             f"{limit * sc.reward_unit / n:.2e}, lower slo_penalty")
 
 
 class AutoscaleEnv(VecEnvView):

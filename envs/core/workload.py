@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import numpy as np
 
 import traces
@@ -183,10 +185,23 @@ def check_clock_span(last_s: np.ndarray, windows: np.ndarray, scales: np.ndarray
         check_episode_span(last[j], where, f"{name} {value:g} replays window {int(windows[j])}", f"raise the {name}")
 
 
+def check_every_level(last_s: np.ndarray, scales_at: Callable[[float | None], np.ndarray],
+                      levels: Sequence[float] | None, where: str, knob: str = "load") -> None:
+    """:func:`check_clock_span` when a scenario is built, for every window at every level of ``knob``, so
+    that a level no reset has drawn yet is refused naming it (``load=(0.5, 1e-12)`` built, then failed at
+    the resets that drew 1e-12). ``last_s``: float [W], each window's last arrival in trace seconds after
+    its first; ``scales_at(level)``: the W windows' time scales at that level, the function the resets use
+    (``level`` None when ``levels`` is None: rate_scale paces every window)."""
+    windows = np.arange(len(last_s))
+    for x in (None,) if levels is None else levels:
+        check_clock_span(last_s, windows, scales_at(x), None if x is None else np.full(len(windows), x), where, knob)
+
+
 def check_episode_span(span_s: float, where: str, what: str, fix: str) -> None:
     """Raise ``ValueError`` (``"WHERE: WHAT over SPAN s of simulated time; ...: FIX"``, one line) when an
     episode's simulated time ``span_s`` (s) passes ``CLOCK_LIMIT_S`` (or is not a number): the one
-    statement of the float64 clock's limit, for windows rescaled by a load (:func:`check_clock_span`)
+    statement of the float64 clock's limit, for windows rescaled by a load (:func:`check_clock_span`,
+    :func:`check_every_level`)
     and for episodes whose length a config sets (Disaggregation-v0's phases, interval and drain)."""
     if not span_s <= CLOCK_LIMIT_S:
         raise ValueError(f"{where}: {what} over {span_s:.3g} s of simulated time; its float64 clock keeps "

@@ -22,6 +22,17 @@ FIRST_TOKEN = ("decode", "prefill")
 # observation's ttft_headroom / tpot_headroom infinite, and one near 1e-300 s overflowed
 # ttft_recent / tpot_recent (TTFT / SLO) to infinity in the float32 observation.
 MIN_SLO_S = 1e-6
+# Most decisions (steps) an episode may hold: ceil(phases x phase_s / interval_s) is checked against it before
+# anything is built (interval_s=1e-300 made a count beyond int64, a numba TypingError at the first step). The
+# default episode holds 48; 100,000 steps at 10 s is 11.6 days of simulated time.
+MAX_DECISIONS = 100_000
+# Most requests the scenario's windows may hold together, expected from the knobs before any is drawn:
+# episodes_per_load x sum over load levels of (load x instances x phase_s x the sum over phases of one
+# instance's capacity on the phase's trace), ``scenario.expected_requests``. The default scenario expects
+# 0.83 million; at the bound its workload arrays take about 0.9 GiB (28 bytes a request: arrival, prompt,
+# output, predicted bucket, failed, chain id and length) and each env's records 34 bytes a request of its
+# window (phase_s=1e7 was a 6.4 GiB MemoryError, load=1e9 a 150 TiB one, neither naming a knob).
+MAX_SCENARIO_REQUESTS = 2**25
 
 
 @dataclass(frozen=True)
@@ -41,6 +52,12 @@ class DisaggregationConfig:
     Decisions every ``interval_s`` of simulated time: a role per instance and the dispatch rule.
     A role change drains the instance, then costs ``switch_s`` seconds of warm-up (None: the
     engine restart of hwmodels.cold_start_time: weight load + vLLM start-up).
+
+    Bounds, refused with a ``ValueError`` naming the knobs before anything is allocated: an episode holds
+    1 to ``MAX_DECISIONS`` decisions (:meth:`check_decisions`), runs within the float64 clock
+    (``envs.core.workload.check_episode_span``), and the scenario's windows expect at most
+    ``MAX_SCENARIO_REQUESTS`` requests together (``scenario.check_expected_requests``, once the
+    capacities are measured), so its memory is about 28 bytes a request at most.
     """
 
     trace: str | traces.Trace = "default"
@@ -113,6 +130,7 @@ class DisaggregationConfig:
         if not 0.0 < self.held_out_frac < 1.0:
             raise ValueError(f"Disaggregation: held_out_frac must be in (0, 1), got {self.held_out_frac!r}")
         self.loads()
+        self.check_decisions()
         # The episode's length is set here, not by the load (a small load only thins each phase's arrivals).
         check_episode_span(self.decisions * self.interval_s + self.drain_s, "Disaggregation",
                            f"an episode of {self.decisions} decisions x interval_s={self.interval_s:g} (phases="
@@ -127,7 +145,20 @@ class DisaggregationConfig:
         request's TTFT may be set at the handover (``first_token="decode"``)."""
         return EngineSpec.from_config(self)
 
+    def check_decisions(self) -> None:
+        """``ValueError`` naming phases, phase_s and interval_s unless an episode holds 1 to ``MAX_DECISIONS``
+        decisions (:attr:`decisions`): none (interval_s=1e300, phase_s=1e-300) divided by zero in the kernels."""
+        ratio = self.phases * self.phase_s / self.interval_s
+        knobs = f"phases={self.phases} x phase_s={self.phase_s:g} / interval_s={self.interval_s:g}"
+        if not ratio > 1e-9:
+            raise ValueError(f"Disaggregation: an episode of {knobs} holds no decision (decisions = ceil of that "
+                             f"ratio must be >= 1): lower interval_s or raise phase_s")
+        if not ratio <= MAX_DECISIONS:
+            raise ValueError(f"Disaggregation: an episode of {knobs} holds {ratio:.3g} decisions, more than "
+                             f"{MAX_DECISIONS:,}: raise interval_s or lower phase_s or phases")
+
     @property
     def decisions(self) -> int:
-        """Decisions per episode: ceil(phases x phase_s / interval_s)."""
+        """Decisions per episode: ceil(phases x phase_s / interval_s), 1 to ``MAX_DECISIONS`` in a validated
+        config (:meth:`check_decisions`)."""
         return int(np.ceil(self.phases * self.phase_s / self.interval_s - 1e-9))

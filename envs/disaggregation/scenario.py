@@ -22,7 +22,7 @@ from envs.core import state as S
 from envs.core.capacity import measure_capacity_rps
 from envs.core.replica import accepted_at_arrival, accepted_values, longest_accepted_output
 from envs.core.workload import TraceUnsuited, build_workload, noisy_buckets
-from envs.disaggregation.config import DEFAULT_TRACE, DisaggregationConfig
+from envs.disaggregation.config import DEFAULT_TRACE, MAX_SCENARIO_REQUESTS, DisaggregationConfig
 from envs.slo import default_slo
 from hwmodels.infra import infra_default
 
@@ -120,6 +120,32 @@ def _phase_segment(tr: traces.Trace, rate: float, phase_s: float, rng: np.random
     return t[keep], idx[keep], bool(keep.sum() > n)
 
 
+def expected_requests(cfg: DisaggregationConfig, caps: np.ndarray, n_played: list[int],
+                      n_accepted: list[int]) -> float:
+    """Requests the scenario's windows hold together, expected from the knobs (``_phase_segment`` offers
+    ``load x instances x caps[j]`` accepted requests/s on source j, and the part's rejected ones besides):
+    episodes_per_load x sum(loads) x instances x phase_s x the sum over phases of caps[j] x n_played[j] /
+    n_accepted[j] (j = phase k mod the sources). ``caps``: float64 [2], requests/s of one instance."""
+    per_unit = 0.0
+    for k in range(cfg.phases):
+        j = k % len(n_played)
+        per_unit += caps[j] * n_played[j] / (n_accepted[j] or n_played[j])
+    return cfg.episodes_per_load * sum(cfg.loads()) * cfg.instances * cfg.phase_s * per_unit
+
+
+def check_expected_requests(cfg: DisaggregationConfig, caps: np.ndarray, n_played: list[int],
+                            n_accepted: list[int]) -> None:
+    """``ValueError`` naming the knobs when :func:`expected_requests` passes ``MAX_SCENARIO_REQUESTS``
+    (load=1e9 was a MemoryError for 150 TiB, phase_s=1e7 one for 6.4 GiB)."""
+    n = expected_requests(cfg, caps, n_played, n_accepted)
+    if not n <= MAX_SCENARIO_REQUESTS:
+        raise ValueError(f"Disaggregation: load={cfg.load!r} x instances={cfg.instances} x phase_s={cfg.phase_s:g} x "
+                         f"phases={cfg.phases} x episodes_per_load={cfg.episodes_per_load} at one instance's "
+                         f"{caps.min():.3g}-{caps.max():.3g} requests/s expects {n:.3g} requests, more than "
+                         f"{MAX_SCENARIO_REQUESTS:,} (about 0.9 GiB of workload): lower load, phase_s, phases, "
+                         f"instances or episodes_per_load")
+
+
 def build_scenario(cfg: DisaggregationConfig) -> Scenario:
     """The scenario of ``cfg``; fields that only steer episodes do not rebuild it."""
     return _build(replace(cfg, window_order="random", interval_s=10.0, switch_s=None, first_token="decode",
@@ -150,6 +176,7 @@ def _build(cfg: DisaggregationConfig) -> Scenario:
     caps = np.array(caps + caps[:1] * (2 - len(caps)), np.float64)
 
     n_accepted = [int(ok_pl.sum()) for ok_pl in ok[1::2]]  # each played part's requests the engine accepts
+    check_expected_requests(cfg, caps, [len(pl) for _, pl in parts], n_accepted)
     loads = cfg.loads()
     W = cfg.episodes_per_load * len(loads)
     rng = np.random.default_rng(cfg.trace_seed)

@@ -43,7 +43,7 @@ import traces
 from traces.numeric import pairwise_sum
 from envs import config_check
 from envs.expert_placement import algos as A
-from traces.checks import is_integer
+from traces.checks import is_integer, is_real, positive_real
 
 TRAIN_DRIFTS = (0.005, 0.02, 0.08)
 TEST_DRIFTS = (0.01, 0.04, 0.15)  # never seen in training: the held-out drift settings
@@ -66,7 +66,7 @@ class ExpertPlacementConfig:
     layers: int = 4  # MoE layers simulated (placement is per layer)
     tokens_per_gpu: int = 256  # tokens per GPU per batch step (EP decode batch)
     drift: float | tuple[float, ...] | None = None  # generator drift per step; None: by split
-    zipf_s: float = 0.6
+    zipf_s: float = 0.6  # popularity skew: expert ranked r weighs r^-zipf_s; 0 = uniform popularity; >= 0
     layer_corr: float = 0.5
     phase_shift_every: int | None = None
     interval_steps: int = 32  # batch steps between rebalances
@@ -125,10 +125,12 @@ def make_config(config: ExpertPlacementConfig | None = None, **kwargs: Any) -> E
         _int("phase_shift_every", cfg.phase_shift_every, 1)
     if cfg.dispatch not in ("least_loaded", "even"):
         raise ValueError(f"ExpertPlacement: dispatch must be 'least_loaded' or 'even', got {cfg.dispatch!r}")
-    for name in ("zipf_s", "reward_scale_s"):
-        v = getattr(cfg, name)
-        if not (isinstance(v, (int, float)) and np.isfinite(v) and v >= 0) or (name == "reward_scale_s" and v == 0):
-            raise ValueError(f"ExpertPlacement: {name} must be a finite number > 0, got {v!r}")
+    # zipf_s = 0 is uniform popularity (traces.moe.ExpertLoadGenerator's range, r^-0 = 1 for every rank); the
+    # check said "> 0" while it took 0
+    if not is_real(cfg.zipf_s, finite=True) or not cfg.zipf_s >= 0:
+        raise ValueError(f"ExpertPlacement: zipf_s must be a finite number >= 0 (0: uniform popularity), "
+                         f"got {cfg.zipf_s!r}")
+    positive_real(cfg.reward_scale_s, "ExpertPlacement: reward_scale_s")
     if not (isinstance(cfg.layer_corr, (int, float)) and 0 <= cfg.layer_corr <= 1):
         raise ValueError(f"ExpertPlacement: layer_corr must lie in [0, 1], got {cfg.layer_corr!r}")
     if not (isinstance(cfg.held_out_frac, (int, float)) and 0 < cfg.held_out_frac < 1):

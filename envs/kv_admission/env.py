@@ -49,13 +49,14 @@ from envs.core.mixture import (
     workload_played,
 )
 from envs.core.replica import accepted_at_arrival, accepted_values, longest_accepted_output
-from envs.core.workload import build_workload, check_clock_span, load_split, max_window_gaps, output_histogram
+from envs.core.workload import (build_workload, check_clock_span, check_every_level, load_split, max_window_gaps,
+                                output_histogram)
 from envs.config_check import make_config
 from envs.metrics import episode_metrics
 from envs.native_vec import NativeVecEnv, VecEnvView, item_features
 from envs.vector import NativeVectorEnv
 from envs.render import render_replicas
-from traces.checks import is_real, positive_levels
+from traces.checks import is_real, positive_levels, positive_real
 
 ENV_ID = "servegym/KVAdmission-v0"
 ALL = 1 << 30
@@ -243,8 +244,7 @@ class KVAdmissionVecEnv(NativeVecEnv):
         cfg = replace(cfg, load=cfg.loads(), trace_params=tuple(dict(cfg.trace_params).items()),
                       workloads=normalize_workloads(cfg.workloads, "KVAdmission"))
         check_mixture_config(cfg, "KVAdmission")
-        if cfg.rate_scale is not None and not cfg.rate_scale > 0:
-            raise ValueError(f"KVAdmission: rate_scale must be > 0, got {cfg.rate_scale}")
+        positive_real(cfg.rate_scale, "KVAdmission: rate_scale", none_ok=True)
         # drain_s < 0 truncated episodes before their last arrival; a recompute_penalty < 0 paid for preemptions
         for name in ("drain_s", "recompute_penalty"):
             v = getattr(cfg, name)
@@ -252,6 +252,10 @@ class KVAdmissionVecEnv(NativeVecEnv):
                 raise ValueError(f"KVAdmission: {name} must be a number >= 0, got {v!r}")
         self.config = cfg
         self.scenario = build_scenario(cfg)
+        # every window at every level within the float64 clock, before any reset draws one
+        check_every_level(self.scenario.workload.arrival_s[:, -1],
+                          lambda x: self._time_scales(np.arange(len(self.scenario.natural_rate)), x),
+                          None if cfg.rate_scale is not None else cfg.loads(), "KVAdmission")
         self.K = int(cfg.candidates)
         if self.K < 1:
             raise ValueError(f"KVAdmission: candidates must be >= 1, got {cfg.candidates}")
@@ -312,15 +316,23 @@ class KVAdmissionVecEnv(NativeVecEnv):
         for j, e in enumerate(envs):
             windows[j], load = self.draw_episode(int(e), W, loads)
             self._episode_load[e] = load
-            if self.config.rate_scale is not None:
-                scales[j] = 1.0 / self.config.rate_scale
-            else:
-                scales[j] = sc.natural_rate[windows[j]] / (load * sc.capacity_rps)
+            scales[j] = self._time_scales(windows[j:j + 1], None if self.config.rate_scale is not None else load)[0]
         check_clock_span(sc.workload.arrival_s[windows, -1], windows, scales, self._knob_levels(envs), "KVAdmission")
         units = np.full(len(envs), count_unit(sc.capacity_rps, sc.engine.slo_ttft))
         K.reset_all(self._state, sc.workload, sc.engine, envs.astype(np.int64), windows, scales,
                     sc.hist_prior, self.K, self._obs, self._mask, self._admit, len(BUDGET_LEVELS),
                     self._scratch, self._lazy, units)
+
+    def _time_scales(self, windows: np.ndarray, load: float | None) -> np.ndarray:
+        """Simulated seconds per trace second (float64 [len(windows)]) of ``windows`` at ``load`` (a fraction
+        of the capacity measured on the window's part), or at ``config.rate_scale`` (``load`` None)."""
+        sc = self.scenario
+        if load is None:
+            return np.full(len(windows), 1.0 / self.config.rate_scale)
+        if sc.groups is None:
+            return sc.natural_rate[windows] / (load * sc.capacity_rps)
+        caps = sc.part_capacity_rps[[sc.part_of(int(w)) for w in windows]]
+        return sc.natural_rate[windows] / (load * caps)
 
     def _knob_levels(self, envs: np.ndarray) -> np.ndarray | None:
         """The load of each of ``envs``' drawn episodes (None where rate_scale sets the pace)."""
@@ -338,10 +350,7 @@ class KVAdmissionVecEnv(NativeVecEnv):
             windows[j], load = self.draw_episode(int(e), W, loads, sc.groups)
             self._episode_load[e] = load
             part[j] = sc.part_of(int(windows[j]))
-            if self.config.rate_scale is not None:
-                scales[j] = 1.0 / self.config.rate_scale
-            else:
-                scales[j] = sc.natural_rate[windows[j]] / (load * sc.part_capacity_rps[part[j]])
+            scales[j] = self._time_scales(windows[j:j + 1], None if self.config.rate_scale is not None else load)[0]
         check_clock_span(sc.workload.arrival_s[windows, -1], windows, scales, self._knob_levels(envs), "KVAdmission")
         for p in np.unique(part):
             sel = part == p

@@ -125,6 +125,7 @@ class MultiCluster:
         cfg = make_config(**kwargs)
         self.config, rc = cfg, cfg.routing
         self.scenario = sc = rt.build_scenario(rc)
+        rt.check_levels("multi", rc, sc)
         self.num_envs = E = num_envs
         self.R, self.J, self.K = R, J, K = rc.replicas, cfg.n_routers, cfg.candidates
         self.n_agents = {"router": J, "admission": R, "autoscaler": 1}

@@ -99,7 +99,7 @@ from envs.metrics import percentile
 from envs.native_vec import NativeVecEnv, VecEnvView, item_features
 from envs.vector import NativeVectorEnv
 from envs.prefix_eviction.ttft import replay_ttft
-from traces.checks import is_real
+from traces.checks import is_real, positive_real
 
 ENV_ID = "servegym/PrefixEviction-v0"
 DEFAULT_CAPACITIES = (0.01, 0.05, 0.10, 0.25)
@@ -326,8 +326,7 @@ def _build_from(cfg: PrefixEvictionConfig, whole: traces.Trace) -> Built:
     n_failed = cum_f[bounds[1:]] - cum_f[bounds[:-1]]
     n_rejected = cum_r[bounds[1:]] - cum_r[bounds[:-1]]
     wl, _ = build_workload(trace, min(1024, N), 0.7, cfg.trace_seed)
-    if not cfg.ttft_load > 0:
-        raise ValueError(f"PrefixEviction: ttft_load must be > 0, got {cfg.ttft_load}")
+    positive_real(cfg.ttft_load, "PrefixEviction: ttft_load")
     try:
         capacity = measure_capacity_rps(eng, wl, source=f"PrefixEviction: trace {trace.meta.name!r}")
     except NoSteadyState:
@@ -505,6 +504,7 @@ class PrefixEvictionVecEnv(NativeVecEnv):
             tuple(max(2, round(f * int(u))) for f in cfg.capacities()) for u in bt.part_blocks)
         if self.part_caps is not None:
             self.caps = tuple(max(c) for c in zip(*self.part_caps))
+        self._check_ttft_clock()
         n_obs = K.N_GLOBAL + self.K * K.N_CAND
         super().__init__(num_envs, spaces.Box(-np.inf, np.inf, (n_obs,), np.float32),
                          spaces.Discrete(self.K))
@@ -682,6 +682,25 @@ class PrefixEvictionVecEnv(NativeVecEnv):
                 f"({int(iv[K.I_HIT_BLOCKS]) / refs:.3f}), evictions {int(iv[K.I_EVICTIONS])}, decisions "
                 f"{int(iv[K.I_DECISIONS])}, last reward {float(self._rew[e]):.4g}\n"
                 f"  candidates (block ids, LRU's victim first): {cands}")
+
+    def _check_ttft_clock(self) -> None:
+        """Every window a reset can draw (``window_order``'s, each part's), its TTFT replay stretched by
+        ``ttft_load``'s time scale, within the float64 clock (``check_clock_span``, as each reset checks its own
+        window), when the env is built: a ttft_load too small for some windows failed only at the resets that
+        drew one. ``ValueError`` naming ttft_load and a window."""
+        bt, cfg = self.built, self.config
+        if cfg.window_order == "sequential":
+            windows, starts, ends = np.arange(len(bt.starts)), bt.starts, bt.ends
+        else:  # random starts: any request of a part with window_requests of the part from it
+            g = np.array([0, len(bt.sc.req_prompt)]) if bt.request_groups is None else bt.request_groups
+            starts = np.concatenate([np.arange(g[p], g[p + 1] - cfg.window_requests + 1) for p in range(len(g) - 1)])
+            windows, ends = starts, starts + cfg.window_requests
+        if bt.part_ttft_scale is None:
+            scales = np.full(len(starts), bt.ttft_scale)
+        else:
+            scales = bt.part_ttft_scale[np.searchsorted(bt.request_groups, starts, side="right") - 1]
+        check_clock_span(bt.arrival_s[ends - 1] - bt.arrival_s[starts], windows, scales,
+                         np.full(len(starts), cfg.ttft_load), "PrefixEviction", "ttft_load")
 
     # --- domain metrics
     def _window_index(self, start: int) -> int:

@@ -5,6 +5,15 @@ and prefix cache, run vLLM's FCFS scheduling. One decision per arriving request:
 that gets it (``Discrete(R)``, masked where a replica is down or its queue is full). Between
 decisions every replica runs its iterations up to the next arrival.
 
+A request the engine rejects at arrival (longer than the model's context or a replica's KV pool,
+``envs.core.replica.rejected_at_arrival``) is still a decision: the router routes it and the
+replica it is sent to rejects it (counted in ``rejected``; it takes no slot, KV or time). Real
+routers do the same: they forward before the engine validates the length (vLLM's production-stack
+``RoundRobinRouter.route_request`` advances its counter for every request; vLLM's OpenAI server then
+answers a context-length error), so a rejected request takes a round-robin turn and shifts which
+replica each later request gets, while a load-based router (jsq) routes the rest as if it were
+absent (tests/test_trace_cases.py, ../shared/cases/edge_prompt_200k.jsonl).
+
 The observation is the pending request (prompt length, noisy output bucket, a hash of its
 first prefix blocks) and, per replica, what a router knows: load reports (queue, running batch,
 outstanding prefill tokens, KV use, recent TTFT; refreshed every ``stale_s`` seconds, fresh at
@@ -24,7 +33,8 @@ metric) is the SLO attainment if at most 1% of the requests exceed the bound or 
 token (the TTFT p99 with unserved requests counted as infinitely late is within the bound),
 else 0. Episodes are windows of a trace (training or held-out part) replayed at a load level:
 a fraction of the cluster's capacity without prefix reuse (``load``), or at ``rate_scale``
-times the trace's own rate.
+times the trace's own rate. Every window at every load level must fit the float64 clock
+(``check_levels``, when the env is built: ``ValueError`` naming the level).
 """
 
 from __future__ import annotations
@@ -37,7 +47,7 @@ import numpy as np
 from gymnasium import spaces
 
 import traces
-from traces.checks import positive_levels
+from traces.checks import positive_levels, positive_real
 from envs.routing import kernels as K
 from envs.routing import predicted as P
 from envs.routing import teacher as T
@@ -54,7 +64,7 @@ from envs.core.mixture import (
     workload_played,
 )
 from envs.core.replica import accepted_at_arrival, accepted_values, arrival_time, longest_accepted_output
-from envs.core.workload import build_workload, check_clock_span, load_split, max_window_gaps
+from envs.core.workload import build_workload, check_clock_span, check_every_level, load_split, max_window_gaps
 from envs.config_check import make_config
 from envs.metrics import episode_metrics
 from envs.native_vec import NativeVecEnv, VecEnvView, draw_episode, item_features
@@ -131,8 +141,7 @@ class RoutingConfig:
             v = getattr(self, name)
             if not isinstance(v, (int, np.integer)) or v < 1:
                 raise ValueError(f"Routing: {name} must be an integer >= 1, got {v!r}")
-        if self.rate_scale is not None and not self.rate_scale > 0:
-            raise ValueError(f"Routing: rate_scale must be > 0, got {self.rate_scale!r}")
+        positive_real(self.rate_scale, "Routing: rate_scale", none_ok=True)
         if not (isinstance(self.stale_s, (int, float)) and self.stale_s >= 0):
             raise ValueError(f"Routing: stale_s must be a number >= 0, got {self.stale_s!r}")
         if not self.drain_s >= 0:
@@ -304,13 +313,25 @@ def episode_draws(where: str, cfg: RoutingConfig, sc: Scenario, rngs: list, envs
                                         "load", loads, options[e] if options else {}, sc.groups)
         started[e] += 1
         levels[j] = load
-        capacity = sc.capacity_of(int(windows[j]))
-        if cfg.rate_scale is not None:
-            scales[j] = 1.0 / cfg.rate_scale
-        else:
-            scales[j] = sc.natural_rate[windows[j]] / (load * cfg.replicas * capacity)
+        scales[j] = time_scales(cfg, sc, windows[j:j + 1], None if cfg.rate_scale is not None else load)[0]
     check_clock_span(sc.workload.arrival_s[windows, -1], windows, scales, None if cfg.rate_scale is not None else levels, where)
     return windows, scales, levels
+
+
+def time_scales(cfg: RoutingConfig, sc: Scenario, windows: np.ndarray, load: float | None) -> np.ndarray:
+    """Simulated seconds per trace second (float64 [len(windows)]) of ``windows`` played at ``load`` (a
+    fraction of R x one replica's capacity on the window's part), or at ``cfg.rate_scale`` (``load`` None)."""
+    if load is None:
+        return np.full(len(windows), 1.0 / cfg.rate_scale)
+    caps = np.array([sc.capacity_of(int(w)) for w in windows], np.float64)
+    return sc.natural_rate[windows] / (load * cfg.replicas * caps)
+
+
+def check_levels(where: str, cfg: RoutingConfig, sc: Scenario) -> None:
+    """Every window at every load level (or at rate_scale) within the float64 clock, checked when the env
+    is built (``envs.core.workload.check_every_level``): ``ValueError`` naming the level and a window."""
+    check_every_level(sc.workload.arrival_s[:, -1], lambda x: time_scales(cfg, sc, np.arange(len(sc.natural_rate)), x),
+                      None if cfg.rate_scale is not None else cfg.loads(), where)
 
 
 class RoutingVecEnv(NativeVecEnv):
@@ -350,6 +371,7 @@ class RoutingVecEnv(NativeVecEnv):
         check_mixture_config(cfg, "Routing")
         self.config = cfg
         self.scenario = build_scenario(cfg)
+        check_levels("Routing", cfg, self.scenario)
         R = cfg.replicas
         self.R = R
         n_obs = K.G + R * K.F
