@@ -19,6 +19,7 @@ import numpy as np
 
 from envs.core import prefix
 from envs.core.capacity import count_unit
+from envs.core.prefetch import prefetch
 from envs.core.replica import (
     ORDER_FCFS,
     enqueue,
@@ -247,6 +248,42 @@ def ttft_excess(st, wl, e, now, bound_s, charged, first_open):
     return total
 
 
+@nb.njit(cache=True, inline="always")
+def _prefetch_lists(st, e):
+    """Cache hints for env ``e``'s per-replica counts and the first line of each replica's running
+    list, which :func:`_prefetch_slots` reads one env later (``envs.core.prefetch``; changes no value)."""
+    R = st.n_queued.shape[1]
+    prefetch(st.n_running, (e, 0))
+    prefetch(st.n_queued, (e, 0))
+    for r in range(R):
+        prefetch(st.run_list, (e, r, 0))
+
+
+@nb.njit(cache=True, inline="always")
+def _prefetch_slots(st, e):
+    """Cache hints for what env ``e``'s engine iterations read first: its counters, accumulators,
+    the gap heap's root and, per running request, its slot's packed fields (``state.PACKED_SLOT_FIELDS``,
+    first and last), last token time, SLO flag and least kept top gap. Each replica's requests lie in
+    random slots, one miss after another otherwise: a decode run loads them at its start and updates
+    them at its end (issue 16). Called one env ahead; changes no value."""
+    R = st.n_queued.shape[1]
+    T = st.top_gaps.shape[3]
+    prefetch(st.counters, (e, 0))
+    prefetch(st.counters, (e, st.counters.shape[1] - 1))
+    prefetch(st.accum, (e, 0))
+    prefetch(st.gap_heap, (e, 0))
+    prefetch(st.r_clock, (e, 0))
+    prefetch(st.free_blocks, (e, 0))
+    for r in range(R):
+        for i in range(st.n_running[e, r]):
+            s = st.run_list[e, r, i]
+            prefetch(st.req, (e, r, s))
+            prefetch(st.sched, (e, r, s))
+            prefetch(st.last_tok_t, (e, r, s))
+            prefetch(st.missed, (e, r, s))
+            prefetch(st.top_gaps, (e, r, s, T - 1))
+
+
 # step_all is compiled without numba's reference counting (``_nrt=False``, as KVAdmission's step_all and
 # envs/prefix_eviction/kernels.py): it indexes arrays its caller owns and allocates none (numba compiles the
 # helpers it calls with the same option, so an allocation anywhere in the call tree would fail to compile).
@@ -264,7 +301,12 @@ def step_all(st, wl, eng, actions, up, budget, drain_s, stale_s, hash_blocks, se
     workload; reward = SLO met - SLO missed - ``bound_penalty`` x (TTFT beyond ``bound_s``) /
     ``bound_s`` (see ``ttft_excess``; no tail term when ``bound_penalty`` is 0)."""
     R = st.n_queued.shape[1]
-    for e in range(actions.shape[0]):
+    E = actions.shape[0]
+    for e in range(E):
+        if e + 2 < E:  # the next envs' rows, hinted while this one steps
+            _prefetch_lists(st, e + 2)
+        if e + 1 < E:
+            _prefetch_slots(st, e + 1)
         w = st.window[e]
         N = wl.n_requests[w]
         scale = st.time_scale[e]
