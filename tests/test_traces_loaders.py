@@ -107,6 +107,25 @@ def test_gzip_by_content(tmp_path: Path) -> None:
     assert tr.prompt_tokens.tolist() == [374, 396, 879]
 
 
+@pytest.mark.parametrize("damage", ["truncated", "crc", "length"])
+def test_corrupt_gzip_is_a_trace_error(tmp_path: Path, damage: str) -> None:
+    """A truncated gzip, a bad CRC and a bad length trailer were EOFError / BadGzipFile from deep in
+    a reader; each is one TraceError naming the file."""
+    rows = "\n".join(f"{r}" for r in AZ_ROWS * 200)
+    data = gzip.compress((AZ_HEAD + rows + "\n").encode())
+    if damage == "truncated":
+        data = data[: len(data) // 2]
+    elif damage == "crc":
+        data = data[:-8] + bytes(4) + data[-4:]
+    else:
+        data = data[:-4] + bytes(4)
+    p = tmp_path / "trace.csv.gz"
+    p.write_bytes(data)
+    with pytest.raises(TraceError, match=r"trace\.csv\.gz: not a valid gzip file") as err:
+        load_trace(p)
+    assert "\n" not in str(err.value)
+
+
 # ---------------------------------------------------------------- Azure
 
 def test_azure_timezones_and_mixed_precision(tmp_path: Path) -> None:

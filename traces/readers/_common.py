@@ -10,6 +10,7 @@ import csv
 import gzip
 import io
 import math
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,11 +24,38 @@ CHUNK_ROWS = 1 << 20
 GZIP_MAGIC = b"\x1f\x8b"
 
 
+class _CheckedGzip(gzip.GzipFile):
+    """A gzip stream whose corruption (truncated, bad CRC or length, bad deflate data) is a
+    ``TraceError`` naming the file, wherever a reader happens to be reading it."""
+
+    def _checked(name):  # noqa: N805 - builds the wrapped methods below
+        base = getattr(gzip.GzipFile, name)
+
+        def method(self, *args):
+            try:
+                return base(self, *args)
+            except (EOFError, gzip.BadGzipFile, zlib.error) as e:
+                raise TraceError(f"{self.name}: not a valid gzip file ({e})") from None
+        method.__name__ = name
+        return method
+
+    read = _checked("read")
+    read1 = _checked("read1")
+    readinto = _checked("readinto")
+    readinto1 = _checked("readinto1")
+    readline = _checked("readline")
+    peek = _checked("peek")
+    del _checked
+
+
 def open_text(path: Path) -> io.TextIOBase:
-    """Open a trace file as UTF-8 text (a BOM is skipped); gzip is detected by content."""
+    """Open a trace file as UTF-8 text (a BOM is skipped); gzip is detected by content.
+
+    Raises ``TraceError`` naming the file when a gzip file is corrupt or truncated (on the read
+    that meets it)."""
     with open(path, "rb") as f:
         magic = f.read(2)
-    raw = gzip.open(path, "rb") if magic == GZIP_MAGIC else open(path, "rb")
+    raw = _CheckedGzip(path, "rb") if magic == GZIP_MAGIC else open(path, "rb")
     return io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
 
 
