@@ -44,9 +44,28 @@ def parse_value(raw: str, annotation: Any) -> tuple[bool, Any]:
             return True, conv
         if isinstance(value, (tuple, list, dict, set)):
             return False, None  # a container that does not fit is a mistake, not a text value
-    elif raw.strip()[:1] in ("(", "[", "{") and _admits_tuple(annotation):
-        return False, None  # meant as a literal (the field takes tuples) but does not parse as one
+    elif _admits_tuple(annotation) and ("," in raw or raw.strip()[:1] in ("(", "[")):
+        words = _bare_words(raw)  # H100,L40S or (H100, L40S): a tuple of unquoted strings
+        if words is not None:
+            fits, conv = conform(words, annotation)
+            if fits:
+                return True, conv
+        if raw.strip()[:1] in ("(", "[", "{"):
+            return False, None  # meant as a literal (the field takes tuples) but does not parse as one
     return conform(raw, annotation)
+
+
+def _bare_words(raw: str) -> tuple[str, ...] | None:
+    """``a,b`` / ``(a, b)`` / ``[a, b]`` as ``("a", "b")``; None when a word is empty or quoted."""
+    text = raw.strip()
+    if text[:1] + text[-1:] in ("()", "[]"):
+        text = text[1:-1]
+    words = [w.strip() for w in text.split(",")]
+    if words and words[-1] == "" and len(words) > 1:
+        words.pop()  # a one-tuple's trailing comma: H100,
+    if not words or any(not w or w[0] in "'\"([{" for w in words):
+        return None
+    return tuple(words)
 
 
 def _admits_tuple(annotation: Any) -> bool:

@@ -56,6 +56,18 @@ def test_env_kwargs_take_their_type_from_the_annotation():
     assert cli.parse_env_kwargs(["gpu=100"], KV) == {"gpu": "100"}
 
 
+@pytest.mark.parametrize("raw", ["H100,L40S", "(H100,L40S)", "(H100, L40S)", "[H100, L40S]", "('H100','L40S')"])
+def test_tuple_of_strings_unquoted(raw):
+    """A tuple[str, ...] | str field reads the unquoted tuple forms the README documents for numbers
+    (gpu_types=H100,L40S was the single GPU name 'H100,L40S'); one name stays a string."""
+    autoscale = "servegym/Autoscale-v0"
+    assert cli.parse_env_kwargs([f"gpu_types={raw}"], autoscale) == {"gpu_types": ("H100", "L40S")}
+    assert cli.parse_env_kwargs(["gpu_types=H100,"], autoscale) == {"gpu_types": ("H100",)}
+    assert cli.parse_env_kwargs(["gpu_types=H100"], autoscale) == {"gpu_types": "H100"}
+    with pytest.raises(cli.UsageError, match="gpu_types must be"):
+        cli.parse_env_kwargs(["gpu_types=(H100,,L40S)"], autoscale)
+
+
 @pytest.mark.parametrize("item, says", [
     ("bogus=1", r"has no key 'bogus'; valid keys: trace, split, .*capacity_blocks"),
     ("load=abc", r"load must be a finite number > 0 or a non-empty tuple of them, got 'abc'$"),
@@ -89,7 +101,8 @@ def test_env_kwargs_workloads_literal_that_does_not_fit_is_not_taken_as_text():
     # entries such as "('azure_conv-v1'", and the environment reported that as an unknown trace
     ok = "workloads=('azure_conv-v1',('burstgpt_like-v1',{'duration_s':14400.0}))"
     assert cli.parse_env_kwargs([ok], KV)["workloads"] == ("azure_conv-v1", ("burstgpt_like-v1", (("duration_s", 14400.0),)))
-    assert cli.parse_env_kwargs(["workloads=azure_conv-v1,bursty-v1"], KV) == {"workloads": "azure_conv-v1,bursty-v1"}
+    # unquoted names are a tuple of them (what the environment makes of the comma-separated string too)
+    assert cli.parse_env_kwargs(["workloads=azure_conv-v1,bursty-v1"], KV) == {"workloads": ("azure_conv-v1", "bursty-v1")}
     with pytest.raises(cli.UsageError, match=r"workloads must be tuple\[.*got \"\('azure_conv-v1',\('b.*3\)\)\"$"):
         cli.parse_env_kwargs(["workloads=('azure_conv-v1',('burstgpt_like-v1',{'duration_s':1.0},3))"], KV)
     with pytest.raises(cli.UsageError, match=r"not a Python literal: SyntaxError: '\(' was never closed"):
