@@ -34,7 +34,7 @@ renders the cluster state as text).
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -199,6 +199,15 @@ def item_features(glob: Sequence[str], item: Sequence[str], n: int, prefix: str)
     """Names of a global feature block followed by ``n`` per-item blocks (``prefix`` + index +
     ``.`` + feature), the layout every environment's observation has."""
     return list(glob) + [f"{prefix}{i}.{f}" for i in range(n) for f in item]
+
+
+def options_dict(options: Any, env_name: str) -> dict:
+    """Gymnasium's ``reset(options=...)`` as a dict; anything but a mapping is a one-line TypeError
+    (``dict([1])`` said "cannot convert dictionary update sequence element #0")."""
+    if not isinstance(options, Mapping):
+        raise TypeError(f"{env_name}: reset(options=...) must be a dict such as {{'window': 0}}, "
+                        f"got {type(options).__name__} {options!r:.80}")
+    return dict(options)
 
 
 class NativeVecEnv(SingleObjectVecEnv):
@@ -447,7 +456,7 @@ class VecEnvView(gym.Env):
         if seed is not None:
             self._vec.seed(seed)
         if options is not None:
-            self._vec.set_options(dict(options))
+            self._vec.set_options(options_dict(options, self._vec.env_name))
         return self._vec.reset()[0], {}
 
     def step(self, action):

@@ -26,7 +26,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from envs.native_vec import NativeVecEnv
+from envs.native_vec import NativeVecEnv, options_dict
 
 
 class NativeVectorEnv(VectorEnv):
@@ -55,7 +55,7 @@ class NativeVectorEnv(VectorEnv):
                     raise ValueError(f"{self.vec.env_name}: reset got {len(seeds)} seeds for {self.num_envs} envs")
                 self.vec.seed_each(seeds)
         if options is not None:
-            self.vec.set_options(dict(options))
+            self.vec.set_options(options_dict(options, self.vec.env_name))
         return self.vec.reset(), {}
 
     def step(self, actions: Any):

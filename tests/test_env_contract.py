@@ -169,6 +169,10 @@ def test_reset_options_name_the_episode(env_id):
     vec.set_options({"window": -1})
     with pytest.raises(ValueError, match="window must be an integer"):
         vec.reset()
+    one = gym.make(env_id, **SMALL[env_id], **extra)
+    for wrapped in (one, gym.make_vec(env_id, 2, **SMALL[env_id], **extra)):  # not a dict: was "cannot convert dictionary update sequence"
+        with pytest.raises(TypeError, match=r"reset\(options=\.\.\.\) must be a dict"):
+            wrapped.reset(options=[1])
 
 
 @pytest.mark.parametrize("env_id", IDS)

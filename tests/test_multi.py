@@ -34,6 +34,10 @@ def test_parallel_api_and_seeding():
     assert isinstance(envs.make_parallel("servegym/MultiCluster-v0", **kw(chain_trace(24))), M.MultiClusterEnv)
     with pytest.raises(RuntimeError, match=r"before reset\(\)"):
         M.parallel_env(**kw(chain_trace(24))).step({})
+    env.reset(seed=0)
+    actions = {a: 0 for a in env.agents}
+    with pytest.raises(ValueError, match=r"actions for agents not in this episode: \['bogus'\]"):
+        env.step({**actions, "bogus": 0})  # was dropped unseen
 
 
 def test_roles_share_the_single_agent_layouts():

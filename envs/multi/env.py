@@ -334,6 +334,10 @@ class MultiClusterEnv(ParallelEnv):
         missing = set(self.agents) - set(actions)
         if missing:
             raise ValueError(f"multi: no action for {sorted(missing)}")
+        unknown = set(actions) - set(self.agents)
+        if unknown:  # a misspelt or finished agent's action would be dropped unseen
+            raise ValueError(f"multi: actions for agents not in this episode: {sorted(unknown)} "
+                             f"(agents: {', '.join(self.agents)})")
         for role in ROLES:
             names = [n for n, r, _ in self._names if r == role]
             self.core.set_actions(role, np.array([[actions[n] for n in names]]))
