@@ -5,7 +5,8 @@ what is the same in every environment:
 
 - seeding: ``seed(s)`` gives env e its own generator ``np.random.default_rng(s + e)`` (SB3's and
   Gymnasium's convention: env e of a batch seeded s plays as a single env seeded s + e), applied
-  at the next ``reset()``, which then also restarts the per-env episode counters;
+  at the next ``reset()``, which then also restarts the per-env episode counters; a seed is None or
+  an integer >= 0, anything else one ``ValueError`` naming the argument (``check_seed``);
 - episode selection (``draw_episode``): which window of the trace (day, layer trace ...) and
   which value of the swept knob (load, capacity, penalty, drift) the next episode plays:
   drawn from the env's generator (``window_order="random"``), in turn (``"sequential"``: env e
@@ -72,29 +73,56 @@ class SingleObjectVecEnv(VecEnv):
         return [False for _ in self._get_indices(indices)]
 
 
+def received(value: Any) -> str:
+    """What was passed, in a few words for a one-line error: ``"int64 array of shape (1000,)"`` for an
+    array, list or tuple (never its items), else the value's repr."""
+    if isinstance(value, (np.ndarray, list, tuple)):
+        try:
+            a = np.asarray(value)
+        except ValueError:  # ragged
+            return f"{type(value).__name__} of {len(value)} ragged items"
+        return f"{a.dtype} array of shape {a.shape}"
+    return repr(value)
+
+
+def check_seed(seed: Any, where: str, name: str = "seed", more: str = "") -> int | None:
+    """``seed`` as a Python int (None stays None); ``ValueError("WHERE: NAME must be None or an integer >= 0
+    (numpy's SeedSequence entropy), got ...")``, one line, for a negative number, a float, a bool or anything
+    else (was numpy's 'expected non-negative integer' from deep in the seeding, naming neither). ``more``:
+    what else the caller takes (``", or a list of 4 such"``)."""
+    if seed is None:
+        return None
+    if not _is_integer(seed) or seed < 0:
+        raise ValueError(f"{where}: {name} must be None or an integer >= 0{more} (numpy's SeedSequence entropy), "
+                         f"got {received(seed)}")
+    return int(seed)
+
+
 def check_actions(actions: Any, shape: tuple[int, ...], n: int, where: str) -> np.ndarray:
     """``actions`` as an int64 array of ``shape`` with every entry in ``[0, n)``; raises
-    ``ValueError`` naming ``where`` for a float, bool or out-of-range action or a wrong shape."""
+    ``ValueError`` naming ``where`` for a float, bool or out-of-range action or a wrong shape (one
+    line: the expected and received shape and dtype, or the first out-of-range entry; never the array)."""
     a = np.asarray(actions)
     if a.size != int(np.prod(shape)) or a.dtype.kind not in "iu":
-        raise ValueError(f"{where}: actions must be integers in [0, {n}) of shape {shape}, got {a.dtype} "
-                         f"array of shape {a.shape}: {a!r}")
-    a = a.reshape(shape)
-    if a.size and (a.min() < 0 or a.max() >= n):
-        bad = a[(a < 0) | (a >= n)]
-        raise ValueError(f"{where}: actions must be integers in [0, {n}), got {bad.tolist()}")
-    return a.astype(np.int64)
+        raise ValueError(f"{where}: actions must be integers in [0, {n}) of shape {shape}, got {received(a)}")
+    flat = a.reshape(-1)
+    bad = np.flatnonzero((flat < 0) | (flat >= n))
+    if bad.size:
+        more = f" ({bad.size} entries out of range)" if bad.size > 1 else ""
+        raise ValueError(f"{where}: actions must be integers in [0, {n}), got {int(flat[bad[0]])} at index "
+                         f"{int(bad[0])}{more}")
+    return a.reshape(shape).astype(np.int64)
 
 
 def check_multi_actions(actions: Any, num_envs: int, nvec: np.ndarray, where: str) -> np.ndarray:
     """MultiDiscrete ``actions`` as int64 [num_envs, D] with component d in ``[0, nvec[d])``;
     raises ``ValueError`` naming ``where`` and the component for a float, bool, out-of-range or
-    misshapen action."""
+    misshapen action (the expected and received shape and dtype; never the array)."""
     D = len(nvec)
     a = np.asarray(actions)
     if a.size != num_envs * D or a.dtype.kind not in "iu":
         raise ValueError(f"{where}: actions must be integers of shape ({num_envs}, {D}) with component d in "
-                         f"[0, nvec[d]), nvec = {nvec.tolist()}; got {a.dtype} array of shape {a.shape}: {a!r}")
+                         f"[0, nvec[d]), nvec = {nvec.tolist()}; got {received(a)}")
     a = a.reshape(num_envs, D)
     bad = (a < 0) | (a >= nvec[None, :])
     if bad.any():
@@ -294,17 +322,20 @@ class NativeVecEnv(SingleObjectVecEnv):
     # --- seeding and episodes
     def seed(self, seed: int | None = None) -> Sequence[int | None]:
         """Env e's generator becomes ``default_rng(seed + e)`` at once and again at the next
-        ``reset()`` (which also restarts the episode counters); returns the per-env seeds."""
-        seeds = super().seed(seed)
+        ``reset()`` (which also restarts the episode counters); returns the per-env seeds. ``ValueError``
+        naming ``seed`` unless it is None or an integer >= 0 (:func:`check_seed`; nothing changes then)."""
+        seeds = super().seed(check_seed(seed, self.env_name))
         self._rngs = [np.random.default_rng(s) for s in seeds]
         self._seeded = True
         return seeds
 
     def seed_each(self, seeds: Sequence[int | None]) -> None:
         """Env e's generator becomes ``default_rng(seeds[e])`` (None: fresh entropy) at once and
-        again at the next ``reset()``, which restarts the episode counters."""
+        again at the next ``reset()``, which restarts the episode counters. ``ValueError`` naming
+        ``seeds[e]`` for an entry that is not None or an integer >= 0."""
         if len(seeds) != self.num_envs:
             raise ValueError(f"{self.env_name}: seed_each got {len(seeds)} seeds for {self.num_envs} envs")
+        seeds = [check_seed(s, self.env_name, f"seeds[{e}]") for e, s in enumerate(seeds)]
         self._seeds = list(seeds)
         self._rngs = [np.random.default_rng(s) for s in seeds]
         self._seeded = True
@@ -397,7 +428,8 @@ class NativeVecEnv(SingleObjectVecEnv):
             raise RuntimeError(f"{self.env_name}: step_one needs a batch of one, not {self.num_envs}")
         a = np.asarray(action)
         if self.nvec is None and a.shape not in ((), (1,)):
-            raise ValueError(f"{self.env_name}: action must be one integer in [0, {self.n_actions}), got {action!r}")
+            raise ValueError(f"{self.env_name}: action must be one integer in [0, {self.n_actions}) (shape () or (1,)), "
+                             f"got {received(a)}")
         self.step_async(a.reshape(1) if self.nvec is None else a)
         self.advance()
         self._returns += self._rew
@@ -452,6 +484,7 @@ class VecEnvView(gym.Env):
         return self._vec
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
+        seed = check_seed(seed, self._vec.env_name)
         super().reset(seed=seed)
         if seed is not None:
             self._vec.seed(seed)

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 from stable_baselines3.common.vec_env import VecEnv
 
+from envs.native_vec import check_actions, check_multi_actions, check_seed
 from traces.checks import is_integer
 
 
@@ -162,13 +163,20 @@ class SubprocNativeVecEnv(VecEnv):
     def seed(self, seed: int | None = None) -> Sequence[int | None]:
         """Env e's generator becomes ``default_rng(seed + e)`` at once and again at the next
         ``reset()``, as ``NativeVecEnv.seed``."""
+        seed = check_seed(seed, f"SubprocNativeVecEnv {self.env_id}")
         if seed is None:
             return [None] * self.num_envs
         self._all("seed", [seed + lo for lo, _ in self.slices])
         return [seed + e for e in range(self.num_envs)]
 
     def step_async(self, actions: np.ndarray) -> None:
-        a = np.asarray(actions)
+        # The whole batch's shape checked here: a worker sees only its slice (shape and dtype, never the array).
+        nvec = getattr(self.action_space, "nvec", None)
+        where = f"SubprocNativeVecEnv {self.env_id}"
+        if nvec is None:
+            a = check_actions(actions, (self.num_envs,), int(self.action_space.n), where)
+        else:
+            a = check_multi_actions(actions, self.num_envs, np.asarray(nvec, np.int64).reshape(-1), where)
         for (lo, hi), r in zip(self.slices, self.remotes):
             r.send(("step", a[lo:hi]))
         self.waiting = True

@@ -5,7 +5,8 @@ Each registered id names a subclass of :class:`NativeVectorEnv` as its ``vector_
 ``vectorization_mode="vector_entry_point"``) build the environment's native batch, not E single
 envs. The facade steps that batch once per call and follows Gymnasium's vector API:
 
-- ``reset(seed=s)``: env e is seeded ``s + e`` (a list gives each env its own seed);
+- ``reset(seed=s)``: env e is seeded ``s + e`` (a list gives each env its own seed); a seed is None or an
+  integer >= 0 (anything else: one ``ValueError`` naming ``seed``);
   ``options`` name the episode (``{"window": w, knob: v}``, see ``NativeVecEnv``);
 - ``step(actions [E])`` returns ``(obs [E, F] float32, rewards [E] float64, terminations [E],
   truncations [E], infos)``; autoreset in the same step (``AutoresetMode.SAME_STEP``): an env
@@ -26,7 +27,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from envs.native_vec import NativeVecEnv, options_dict
+from envs.native_vec import NativeVecEnv, check_seed, options_dict
 
 
 class NativeVectorEnv(VectorEnv):
@@ -47,13 +48,13 @@ class NativeVectorEnv(VectorEnv):
 
     def reset(self, *, seed: int | Sequence[int | None] | None = None, options: dict[str, Any] | None = None):
         if seed is not None:
-            if isinstance(seed, (int, np.integer)):
-                self.vec.seed(int(seed))
-            else:
-                seeds = list(seed)
+            if isinstance(seed, (list, tuple, np.ndarray)) and np.ndim(seed) == 1:
+                seeds = [check_seed(s, self.vec.env_name, f"seed[{e}]") for e, s in enumerate(seed)]
                 if len(seeds) != self.num_envs:
                     raise ValueError(f"{self.vec.env_name}: reset got {len(seeds)} seeds for {self.num_envs} envs")
                 self.vec.seed_each(seeds)
+            else:
+                self.vec.seed(check_seed(seed, self.vec.env_name, more=f", or a list of {self.num_envs} such"))
         if options is not None:
             self.vec.set_options(options_dict(options, self.vec.env_name))
         return self.vec.reset(), {}

@@ -222,6 +222,67 @@ def test_a_batch_size_that_is_not_a_positive_integer_is_one_error_naming_num_env
 
 
 @pytest.mark.parametrize("env_id", IDS)
+def test_a_misshapen_action_array_is_one_line_with_both_shapes_not_the_array(env_id):
+    """step() with a wrong-shaped action array dumped the whole array into the message (1000 actions: a
+    2,000-character error over dozens of lines); now the expected and received shape and dtype only, from the
+    native VecEnv, the single env and the Gymnasium vector facade alike."""
+    name = env_id.split("/")[1].split("-")[0]
+    nvec = getattr(envs.make_vec(env_id, 1, **SMALL[env_id]).action_space, "nvec", None)
+    big = np.zeros(1000, np.int64)
+    vec = envs.make_vec(env_id, 2, seed=0, **SMALL[env_id])
+    vec.reset()
+    want = r"\(2,\)" if nvec is None else rf"\(2, {len(nvec)}\)"
+    with pytest.raises(ValueError, match=rf"^{name}: actions must be integers.* of shape {want}.*got int64 array of "
+                                         r"shape \(1000,\)$"):
+        vec.step(big)
+    facade = gym.make_vec(env_id, 2, **SMALL[env_id])
+    facade.reset(seed=0)
+    with pytest.raises(ValueError, match=r"got int64 array of shape \(1000,\)$"):
+        facade.step(big)
+    single = gym.make(env_id, **SMALL[env_id]).unwrapped
+    single.reset(seed=0)
+    with pytest.raises(ValueError, match=rf"^{name}: .*got float32 array of shape \(1000,\)$") as err:
+        single.step(big.astype(np.float32))
+    assert "\n" not in str(err.value) and len(str(err.value)) < 300, str(err.value)
+    if nvec is None:  # out of range everywhere: the first bad entry and a count, not the list
+        with pytest.raises(ValueError, match=rf"^{name}: actions must be integers in \[0, \d+\), got -1 at index 0 "
+                                             r"\(2 entries out of range\)$"):
+            vec.step(np.full(2, -1))
+
+
+@pytest.mark.parametrize("env_id", IDS)
+def test_a_seed_that_is_not_a_non_negative_integer_is_one_error_naming_seed(env_id):
+    """seed(-1) and reset(seed=-1) surfaced numpy's SeedSequence 'expected non-negative integer' (1.5: 'SeedSequence
+    expects int or sequence of ints', Gymnasium's own 'Seed must be greater or equal to zero' for the single
+    env), and a refused seed(-1) left the native batch unable to reset. Now one line naming the argument and
+    what it takes, from the native VecEnv, the single env and the Gymnasium vector facade; nothing changes."""
+    name = env_id.split("/")[1].split("-")[0]
+    allowed = r"must be None or an integer >= 0"
+    vec = envs.make_vec(env_id, 2, seed=0, **SMALL[env_id])
+    first = vec.reset()
+    for bad in (-1, 1.5, True, np.int64(-3), "7"):
+        with pytest.raises(ValueError, match=rf"^{name}: seed {allowed} \(numpy's SeedSequence entropy\), "
+                                             rf"got {re.escape(repr(bad))}$"):
+            vec.seed(bad)
+    with pytest.raises(ValueError, match=rf"^{name}: seeds\[1\] {allowed}"):
+        vec.seed_each([0, -1])
+    with pytest.raises(ValueError, match=rf"^{name}: seed {allowed}"):
+        envs.make_vec(env_id, 2, seed=-1, **SMALL[env_id])
+    vec.seed(0)  # the refused seeds changed nothing: seed 0 replays the first episode
+    np.testing.assert_array_equal(vec.reset(), first)
+    facade = gym.make_vec(env_id, 2, **SMALL[env_id])
+    with pytest.raises(ValueError, match=rf"^{name}: seed {allowed}, or a list of 2 such .*, got -1$"):
+        facade.reset(seed=-1)
+    with pytest.raises(ValueError, match=rf"^{name}: seed {allowed}, or a list of 2 such .*, got 1\.5$"):
+        facade.reset(seed=1.5)
+    with pytest.raises(ValueError, match=rf"^{name}: seed\[1\] {allowed} .*, got -1$"):
+        facade.reset(seed=[0, -1])
+    single = gym.make(env_id, **SMALL[env_id])
+    with pytest.raises(ValueError, match=rf"^{name}: seed {allowed} .*, got -1$"):
+        single.reset(seed=-1)
+
+
+@pytest.mark.parametrize("env_id", IDS)
 def test_ansi_render_shows_the_cluster_state(env_id):
     env = gym.make(env_id, render_mode="ansi", **SMALL[env_id])
     env.reset(seed=0)

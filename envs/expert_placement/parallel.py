@@ -23,7 +23,7 @@ from pettingzoo import ParallelEnv
 
 from envs.expert_placement import algos as A
 from envs.expert_placement.sim import ExpertPlacementConfig, PlacementSim, make_config
-from envs.native_vec import draw_episode, episode_options
+from envs.native_vec import check_seed, draw_episode, episode_options, received
 
 # Observation version (agents.obs_version records it in checkpoints and refuses another at load): raise it,
 # and describe the new version here, whenever a feature's meaning changes (same names or not).
@@ -128,7 +128,7 @@ class ExpertPlacementParallelEnv(ParallelEnv):
     def __init__(self, config: ExpertPlacementConfig | None = None, seed: int | None = None, **kwargs: Any):
         self.config = cfg = make_config(config, **kwargs)
         self.sim = PlacementSim(1, cfg)
-        self._rng = np.random.default_rng(seed)
+        self._rng = np.random.default_rng(check_seed(seed, "ExpertPlacementParallelEnv"))
         self._started = 0
         self._masked = 0
         sh = self.sh = self.sim.sh
@@ -164,6 +164,7 @@ class ExpertPlacementParallelEnv(ParallelEnv):
     def reset(self, seed: int | None = None, options: dict | None = None):
         """``seed`` restarts the generator (as ``ExpertPlacementVecEnv`` env 0 seeded so);
         ``options`` ``{"window": w, "drift": d}`` name the episode (``draw_episode``)."""
+        seed = check_seed(seed, "ExpertPlacementParallelEnv")
         if seed is not None:
             self._rng = np.random.default_rng(seed)
             self._started = 0
@@ -190,7 +191,7 @@ class ExpertPlacementParallelEnv(ParallelEnv):
             v = actions[a]
             if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or not 0 <= v <= self.K:
                 raise ValueError(f"ExpertPlacementParallelEnv: action of {a} must be an integer in [0, {self.K}], "
-                                 f"got {v!r}")
+                                 f"got {received(v)}")
             # A masked action (e.g. sampled without the mask) keeps the slots, as ExpertPlacementVecEnv
             # plays its first legal action; counted per episode (metrics["masked_actions"]).
             if not self._mask[g, v]:

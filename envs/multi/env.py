@@ -50,7 +50,7 @@ from envs.routing import teacher as T
 from envs.core import state as S
 from envs import config_check
 from envs.core.workload import load_split, max_window_gaps
-from envs.native_vec import SingleObjectVecEnv, check_actions, episode_options
+from envs.native_vec import SingleObjectVecEnv, check_actions, check_seed, episode_options, received
 
 ROLES = ("router", "admission", "autoscaler")
 
@@ -183,7 +183,9 @@ class MultiCluster:
 
     def seed(self, seed: int | None) -> None:
         """Env e's generator becomes ``default_rng(seed + e)`` (as in every native VecEnv) and the
-        episode counters restart; None: fresh entropy."""
+        episode counters restart; None: fresh entropy. ``ValueError`` naming ``seed`` unless None or an
+        integer >= 0 (``envs.native_vec.check_seed``)."""
+        seed = check_seed(seed, "multi")
         self._rngs = [np.random.default_rng(None if seed is None else seed + e) for e in range(self.num_envs)]
         self._started[:] = 0
 
@@ -207,9 +209,10 @@ class MultiCluster:
         """``actions`` [E, n_agents] of one role (validated)."""
         a = np.asarray(actions)
         shape = (self.num_envs, self.n_agents[role])
-        if a.shape != shape or a.dtype.kind not in "iu" or a.min() < 0 or a.max() >= self.n_act[role]:
+        if a.shape != shape or a.dtype.kind not in "iu":
             raise ValueError(f"multi: {role} actions must be integers in [0, {self.n_act[role]}) of shape "
-                             f"{shape}, got {a!r}")
+                             f"{shape}, got {received(a)}")
+        check_actions(a, shape, self.n_act[role], f"multi: {role}")
         if role == "router":
             self.r_act[:] = a
         elif role == "admission":
