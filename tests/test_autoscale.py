@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 
 import numpy as np
 import pytest
@@ -209,6 +210,25 @@ def test_a_step_or_episode_shorter_than_one_unit_is_refused(kwargs, message):
     multiple: interval_s=1e300 ended in a numba TypingError traceback, bin_s=1e300 in 'a cannot be empty'."""
     with pytest.raises(ValueError, match=message):
         asc.AutoscaleVecEnv(1, **{**SMALL, **kwargs})
+
+
+def test_a_max_replicas_beyond_memory_is_one_error_naming_it_and_what_fits():
+    """max_replicas=10**9 was a 29.8 GiB MemoryError from numpy (the replica slots), and the oracle's tables grow
+    with the product of (max_replicas + 1) over the GPU types: one line naming max_replicas, the memory and the
+    largest value per type that fits; that value builds, one more is refused."""
+    says = (r"^Autoscale: max_replicas={} needs [\d.e+,]+ GiB \(the oracle's tables: 32 bytes x 20 intervals x "
+            r"[\d.e+,]+ fleets of 2 GPU types; replica slots: 24 bytes x 1 env x 2 x [\d.e+,]+\), more than "
+            r"MAX_MEMORY_BYTES \(1 GiB\): at most (\d+) per type$")
+    with pytest.raises(ValueError, match=says.format(1000000000)) as err:
+        asc.AutoscaleVecEnv(1, **{**SMALL, "max_replicas": 10**9})
+    with pytest.raises(ValueError, match=says.format(r"1e\+400")):
+        asc.AutoscaleVecEnv(1, **{**SMALL, "max_replicas": 10**400})
+    fits = int(re.search(r"at most (\d+) per type", str(err.value)).group(1))
+    assert asc.memory_bytes((fits, fits), 20, 1) <= asc.MAX_MEMORY_BYTES < asc.memory_bytes((fits + 1,) * 2, 20, 1)
+    assert asc.AutoscaleVecEnv(1, **{**SMALL, "max_replicas": fits}).state.ready_at.shape == (1, 2, fits + 1)
+    with pytest.raises(ValueError, match=r"^Autoscale: max_replicas=\(1, %d\) needs" % (fits * fits)):
+        asc.AutoscaleVecEnv(1, **{**SMALL, "max_replicas": (1, fits * fits)})
+    assert asc.memory_bytes((16, 16), 2880, 1) < 30e6  # the default day: 27 MB
 
 
 def test_train_and_test_days_differ():

@@ -70,6 +70,12 @@ DEFAULT_TRACE = "bursty"
 DEFAULT_RATE_RPS = 60.0  # mean of the generated day; peaks near 90 requests/s
 DEFAULT_PENALTIES = (0.001, 0.01)
 TEST_SEED_OFFSET = 1_000_000
+# Most memory max_replicas may ask for, checked before anything is built (``check_memory``): the oracle's
+# dynamic programme (``kernels.oracle_plan``) keeps four tables of one 8-byte number per fleet (every count
+# 0..max_replicas of every GPU type) and interval, and every env of the batch a cold-start and two drain slots
+# per replica of each type (``kernels.allocate``). The default (16 per type, two types, 2,880 intervals a day)
+# takes 27 MB; max_replicas=10**9 asked numpy for 29.8 GiB of replica slots alone and a MemoryError.
+MAX_MEMORY_BYTES = 2**30
 
 
 @dataclass(frozen=True)
@@ -128,6 +134,44 @@ class AutoscaleConfig:
         if len(v) != G or any(not is_integer(x) or x < 1 for x in v):
             raise ValueError(f"Autoscale: max_replicas must be an int >= 1 or one per GPU type ({G}), got {m!r}")
         return v
+
+
+def memory_bytes(limits: tuple[int, ...], intervals: int, num_envs: int) -> int:
+    """Bytes that ``limits`` (max_replicas per GPU type) take for ``intervals`` decisions an episode and a batch
+    of ``num_envs``: the oracle's four [intervals, fleets] tables of 8-byte numbers (``kernels.oracle_plan``;
+    fleets = the product of (limit + 1)) and each env's 3 x (largest limit + 1) replica slots of 8 bytes per GPU
+    type (``kernels.allocate``: cold-start ends, drain ends twice)."""
+    fleets = math.prod(int(m) + 1 for m in limits)
+    return 32 * int(intervals) * fleets + 24 * int(num_envs) * len(limits) * (max(int(m) for m in limits) + 1)
+
+
+def check_memory(cfg: AutoscaleConfig, num_envs: int) -> None:
+    """``ValueError`` (one line naming max_replicas, the memory it needs and the largest value per type that
+    fits) when :func:`memory_bytes` passes ``MAX_MEMORY_BYTES``, before anything is allocated."""
+    limits, K = cfg.limits(), round(cfg.episode_s / cfg.interval_s)
+    need = memory_bytes(limits, K, num_envs)
+    if need <= MAX_MEMORY_BYTES:
+        return
+    G = len(limits)
+    lo, hi = 0, max(limits)  # the largest m with memory_bytes((m,) * G) within the bound (0 if none)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if memory_bytes((mid,) * G, K, num_envs) <= MAX_MEMORY_BYTES else (lo, mid - 1)
+    fix = (f"at most {lo} per type" if lo >= 1 else "none fits: lower episode_s / interval_s or num_envs")
+    shown = repr(cfg.max_replicas) if max(limits) < 10**12 else _big(max(limits))
+    raise ValueError(f"Autoscale: max_replicas={shown} needs {_big(need // 2**30)} GiB (the oracle's tables: "
+                     f"32 bytes x {K:,} intervals x {_big(math.prod(m + 1 for m in limits))} fleets of {G} GPU "
+                     f"type{'s' if G > 1 else ''}; replica slots: 24 bytes x {num_envs} env"
+                     f"{'s' if num_envs > 1 else ''} x {G} x {_big(max(limits) + 1)}), more than MAX_MEMORY_BYTES "
+                     f"(1 GiB): {fix}")
+
+
+def _big(n: int) -> str:
+    """An integer of any size in three significant digits (``8.58e+13``; a 400-digit one as a float overflowed)."""
+    if n < 10**6:
+        return f"{n:,}"
+    e = len(str(n)) - 1
+    return f"{n / 10**e:.3g}e+{e:02d}"
 
 
 def _check(cfg: AutoscaleConfig) -> None:
@@ -488,6 +532,7 @@ class AutoscaleVecEnv(NativeVecEnv):
             cfg = replace(cfg, max_replicas=tuple(cfg.max_replicas))
         cfg = replace(cfg, slo_penalty=cfg.penalties(), trace_params=tuple(dict(cfg.trace_params).items()))
         _check(cfg)
+        check_memory(cfg, num_envs)
         self.config = cfg
         self.scenario = sc = build_scenario(cfg)
         check_penalty_range(cfg, sc)
