@@ -109,6 +109,57 @@ def test_a_load_too_small_for_the_float64_clock_is_refused_when_built():
         envs.make_vec("servegym/KVAdmission-v0", 1, seed=0, rate_scale=1e-300, **kw)
 
 
+def _episode(vec) -> dict:
+    """The metrics of env 0's first episode of ``vec`` (already built), played with action 0 where legal."""
+    vec.reset()
+    while True:
+        mask = vec.action_masks()
+        _, _, done, infos = vec.step(mask.argmax(1))
+        if done[0]:
+            return infos[0]["metrics"]
+
+
+def test_a_load_so_high_that_arrivals_collapse_onto_one_instant_is_refused_when_built():
+    """KVAdmission at load=1e308 scaled every arrival to 0 s (the same episode as any load past the first
+    iteration's), Routing at rate_scale=1e308 offered 1.27e11 requests/s from arrivals at one instant: a scaled gap
+    between arrivals below float64's smallest normal number (envs.core.workload.MIN_GAP_S) is one line naming the
+    knob and the largest value that works; that value builds and its arrivals stay distinct, every level of a tuple
+    is checked when built, and a high load whose arrivals float64 still tells apart (1e6) is played."""
+    from envs.core.workload import MIN_GAP_S, min_arrival_gaps
+    from envs.routing.env import time_scales
+
+    tail = r" s apart, below float64's smallest normal number \(2\.23e-308 s\), so distinct arrival instants would " \
+           r"collapse onto one: {} at most ([\d.e+]+)$"
+    for env_id, knob, bad in (("servegym/KVAdmission-v0", "load", 1e308),
+                              ("servegym/KVAdmission-v0", "rate_scale", 1e308),
+                              ("servegym/Routing-v0", "rate_scale", 1e308),
+                              ("servegym/Routing-v0", "load", (0.5, 1e306)),
+                              ("servegym/MultiCluster-v0", "load", 1e308)):
+        kw = {k: v for k, v in SMALL.get(env_id, {}).items() if k != "load"}
+        level = bad[-1] if isinstance(bad, tuple) else bad
+        says = rf"^{_name(env_id)}: {knob} {re.escape(f'{level:g}')} replays window \d+ with its closest arrivals "
+        with pytest.raises(ValueError, match=says + r"[\d.e+-]+" + tail.format(knob)) as err:
+            _build(env_id, **{knob: bad}, **kw)
+        if env_id == "servegym/MultiCluster-v0":
+            continue
+        largest = float(re.search(r"at most ([\d.e+]+)$", str(err.value)).group(1))
+        vec = _build(env_id, **{knob: largest}, **kw)
+        wl = vec.scenario.workload
+        level = None if knob == "rate_scale" else largest
+        W = np.arange(len(wl.n_requests))
+        scales = (vec._time_scales(W, level) if env_id == "servegym/KVAdmission-v0"
+                  else time_scales(vec.config, vec.scenario, W, level))
+        gaps = min_arrival_gaps(wl.arrival_s)
+        assert (gaps * scales >= MIN_GAP_S).all()
+        times = wl.arrival_s * scales[:, None]  # the kernels' arrival times: distinct where the trace's are
+        assert ((np.diff(times, axis=1) > 0) == (np.diff(wl.arrival_s, axis=1) > 0)).all()
+        with pytest.raises(ValueError, match=r"collapse onto one"):
+            _build(env_id, **{knob: largest * 1.01}, **kw)
+    kw = {k: v for k, v in SMALL["servegym/KVAdmission-v0"].items() if k != "load"}
+    high, higher = (_episode(envs.make_vec("servegym/KVAdmission-v0", 1, seed=0, load=x, **kw)) for x in (1e6, 1e12))
+    assert high["duration_s"] > 0 and higher["duration_s"] > 0  # played, as is any overload float64 resolves
+
+
 @pytest.mark.parametrize("env_id, field", [("servegym/Routing-v0", "load"), ("servegym/KVAdmission-v0", "load"),
                                            ("servegym/Disaggregation-v0", "load"), ("servegym/MultiCluster-v0", "load"),
                                            ("servegym/Autoscale-v0", "slo_penalty")])
@@ -161,12 +212,16 @@ def test_disaggregation_refuses_episodes_without_decisions_or_beyond_its_bounds(
                      ({"phase_s": 1e-300}, r"phases=4 x phase_s=1e-300 / interval_s=10 " + none),
                      ({"interval_s": 1e-300}, rf"phases=4 x phase_s=120 / interval_s=1e-300 holds 4\.8e\+302 "
                                               rf"decisions, more than {MAX_DECISIONS:,}: raise interval_s"),
-                     ({"phase_s": 1e7}, r"phases=4 x phase_s=1e\+07 / interval_s=10 holds 4e\+06 decisions")):
+                     ({"phase_s": 1e7}, r"phases=4 x phase_s=1e\+07 / interval_s=10 holds 4e\+06 decisions"),
+                     # was an OverflowError at scenario.py:112 (int(rate * phase_s * 1.3))
+                     ({"phase_s": 1e308}, r"phases=4 x phase_s=1e\+308 / interval_s=10 holds inf decisions")):
         with pytest.raises(ValueError, match=r"^Disaggregation: an episode of " + says):
             DisaggregationConfig(**kw).validate()
     DisaggregationConfig(interval_s=480.0).validate()  # one decision
     for kw, says in (({"load": 1e9}, r"load=\(1000000000\.0,\) x instances=8 x phase_s=120 x phases=4 x "
                                      r"episodes_per_load=8 at one instance's .* requests/s expects 5\.\d+e\+14 "),
+                     ({"load": 1e6}, r"load=\(1000000\.0,\) x .* expects 5\.\d+e\+11 "),  # was 154 GiB
+                     ({"load": 1e308}, r"load=\(1e\+308,\) x .* expects inf "),  # was an OverflowError
                      ({"phase_s": 1e7, "interval_s": 1e3}, r"load=\(0\.5, 0\.8\) x instances=8 x phase_s=1e\+07 ")):
         with pytest.raises(ValueError, match=rf"^Disaggregation: {says}.*more than {MAX_SCENARIO_REQUESTS:,} "
                                              r"\(about 0\.9 GiB of workload\): lower load, phase_s"):

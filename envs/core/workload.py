@@ -185,16 +185,61 @@ def check_clock_span(last_s: np.ndarray, windows: np.ndarray, scales: np.ndarray
         check_episode_span(last[j], where, f"{name} {value:g} replays window {int(windows[j])}", f"raise the {name}")
 
 
+# The smallest normal float64 (2.2e-308): a gap between two arrivals scaled below it is subnormal or 0, so
+# arrival instants that the trace keeps apart would no longer be distinct simulated times (KVAdmission-v0 at
+# load=1e308 replayed every arrival at 0 s, the same episode as at 1e6, and Routing-v0 at rate_scale=1e308
+# offered 1.27e11 requests/s). Above it float64 keeps a scaled gap's 53 bits.
+MIN_GAP_S = float(np.finfo(np.float64).tiny)
+
+
+def min_arrival_gaps(arrival_s: np.ndarray) -> np.ndarray:
+    """float64 [W]: each window's smallest positive gap between consecutive arrivals of ``arrival_s`` (float
+    [W, N], trace seconds; ``Workload.arrival_s``), inf for a window whose arrivals are all at one instant."""
+    d = np.diff(np.asarray(arrival_s, np.float64), axis=1)
+    return np.where(d > 0, d, np.inf).min(axis=1, initial=np.inf)
+
+
+def check_arrival_gaps(gap_s: np.ndarray, scales: np.ndarray, per_unit: np.ndarray, value: float, where: str,
+                       knob: str) -> None:
+    """Raise ``ValueError`` (one line naming the knob, its value, a window and the largest value that works) when
+    a window's smallest positive gap between arrivals ``gap_s`` (float [W], trace s; :func:`min_arrival_gaps`),
+    replayed at time scale ``scales`` (float [W], simulated s per trace s), falls below ``MIN_GAP_S``: distinct
+    arrivals would collapse onto one instant. ``per_unit``: float [W], each window's time scale times the knob's
+    value (the scale is inversely proportional to a load or a rate_scale), from which the largest value follows."""
+    gap_s = np.asarray(gap_s, np.float64)
+    real = np.isfinite(gap_s)
+    bad = np.flatnonzero(real & ~(gap_s * scales >= MIN_GAP_S))
+    if not bad.size:
+        return
+    j = int(bad[0])
+    largest = float(np.min(per_unit[real] * (gap_s[real] / MIN_GAP_S))) * (1 - 1e-9)
+    shown = float(f"{largest:.3e}")
+    shown = shown if shown <= largest else float(f"{largest * (1 - 1e-3):.3e}")
+    raise ValueError(f"{where}: {knob} {value:g} replays window {j} with its closest arrivals "
+                     f"{gap_s[j] * scales[j]:.3g} s apart, "
+                     f"below float64's smallest normal number ({MIN_GAP_S:.3g} s), so distinct arrival instants would "
+                     f"collapse onto one: {knob} at most {shown:.4g}")
+
+
 def check_every_level(last_s: np.ndarray, scales_at: Callable[[float | None], np.ndarray],
-                      levels: Sequence[float] | None, where: str, knob: str = "load") -> None:
+                      levels: Sequence[float] | None, where: str, knob: str = "load",
+                      gap_s: np.ndarray | None = None) -> None:
     """:func:`check_clock_span` when a scenario is built, for every window at every level of ``knob``, so
     that a level no reset has drawn yet is refused naming it (``load=(0.5, 1e-12)`` built, then failed at
     the resets that drew 1e-12). ``last_s``: float [W], each window's last arrival in trace seconds after
     its first; ``scales_at(level)``: the W windows' time scales at that level, the function the resets use
-    (``level`` None when ``levels`` is None: rate_scale paces every window)."""
+    (``level`` None when ``levels`` is None: rate_scale paces every window). With ``gap_s`` (float [W], each
+    window's smallest positive gap between arrivals, :func:`min_arrival_gaps`) also :func:`check_arrival_gaps`:
+    a level so high (or a rate_scale so large) that distinct arrivals would collapse onto one float64 instant."""
     windows = np.arange(len(last_s))
     for x in (None,) if levels is None else levels:
-        check_clock_span(last_s, windows, scales_at(x), None if x is None else np.full(len(windows), x), where, knob)
+        scales = scales_at(x)
+        check_clock_span(last_s, windows, scales, None if x is None else np.full(len(windows), x), where, knob)
+        if gap_s is not None:
+            # a load divides the time scale (per_unit: the scale at load 1); rate_scale is 1 / the scale
+            per_unit = np.ones(len(windows)) if x is None else scales_at(1.0)
+            check_arrival_gaps(gap_s, scales, per_unit, 1.0 / float(scales[0]) if x is None else float(x), where,
+                               "rate_scale" if x is None else knob)
 
 
 def check_episode_span(span_s: float, where: str, what: str, fix: str) -> None:

@@ -50,7 +50,7 @@ from envs.core.mixture import (
 )
 from envs.core.replica import accepted_at_arrival, accepted_values, longest_accepted_output
 from envs.core.workload import (build_workload, check_clock_span, check_every_level, load_split, max_window_gaps,
-                                output_histogram)
+                                min_arrival_gaps, output_histogram)
 from envs.config_check import make_config
 from envs.metrics import episode_metrics
 from envs.native_vec import NativeVecEnv, VecEnvView, item_features
@@ -255,7 +255,8 @@ class KVAdmissionVecEnv(NativeVecEnv):
         # every window at every level within the float64 clock, before any reset draws one
         check_every_level(self.scenario.workload.arrival_s[:, -1],
                           lambda x: self._time_scales(np.arange(len(self.scenario.natural_rate)), x),
-                          None if cfg.rate_scale is not None else cfg.loads(), "KVAdmission")
+                          None if cfg.rate_scale is not None else cfg.loads(), "KVAdmission",
+                          gap_s=min_arrival_gaps(self.scenario.workload.arrival_s))
         self.K = int(cfg.candidates)
         if self.K < 1:
             raise ValueError(f"KVAdmission: candidates must be >= 1, got {cfg.candidates}")

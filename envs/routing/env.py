@@ -33,8 +33,9 @@ metric) is the SLO attainment if at most 1% of the requests exceed the bound or 
 token (the TTFT p99 with unserved requests counted as infinitely late is within the bound),
 else 0. Episodes are windows of a trace (training or held-out part) replayed at a load level:
 a fraction of the cluster's capacity without prefix reuse (``load``), or at ``rate_scale``
-times the trace's own rate. Every window at every load level must fit the float64 clock
-(``check_levels``, when the env is built: ``ValueError`` naming the level).
+times the trace's own rate. Every window at every load level must fit the float64 clock and keep
+its arrivals distinct float64 instants (``check_levels``, when the env is built: ``ValueError`` naming
+the level, and for too high a load or rate_scale the largest that works).
 """
 
 from __future__ import annotations
@@ -64,7 +65,8 @@ from envs.core.mixture import (
     workload_played,
 )
 from envs.core.replica import accepted_at_arrival, accepted_values, arrival_time, longest_accepted_output
-from envs.core.workload import build_workload, check_clock_span, check_every_level, load_split, max_window_gaps
+from envs.core.workload import (build_workload, check_clock_span, check_every_level, load_split, max_window_gaps,
+                                min_arrival_gaps)
 from envs.config_check import make_config
 from envs.metrics import episode_metrics
 from envs.native_vec import NativeVecEnv, VecEnvView, draw_episode, item_features
@@ -328,10 +330,12 @@ def time_scales(cfg: RoutingConfig, sc: Scenario, windows: np.ndarray, load: flo
 
 
 def check_levels(where: str, cfg: RoutingConfig, sc: Scenario) -> None:
-    """Every window at every load level (or at rate_scale) within the float64 clock, checked when the env
-    is built (``envs.core.workload.check_every_level``): ``ValueError`` naming the level and a window."""
+    """Every window at every load level (or at rate_scale) within the float64 clock, its arrivals distinct
+    float64 instants, checked when the env is built (``envs.core.workload.check_every_level`` with the
+    windows' arrival gaps): ``ValueError`` naming the level and a window."""
     check_every_level(sc.workload.arrival_s[:, -1], lambda x: time_scales(cfg, sc, np.arange(len(sc.natural_rate)), x),
-                      None if cfg.rate_scale is not None else cfg.loads(), where)
+                      None if cfg.rate_scale is not None else cfg.loads(), where,
+                      gap_s=min_arrival_gaps(sc.workload.arrival_s))
 
 
 class RoutingVecEnv(NativeVecEnv):
