@@ -26,7 +26,10 @@ A subclass keeps only what is its own: its config, scenario and state, ``_reset_
 (start the next episode of those envs, calling ``draw_episode``, and write their observations
 and masks), ``advance()`` (apply ``self._actions`` to every env, fill ``_rew``, ``_term``,
 ``_trunc``, ``_obs`` and ``_mask``), ``episode_metrics(e)``, optionally ``episode_extras(e)``,
-``_accept_actions(a)`` (masked-action rule) and ``render_text(e)``.
+``_accept_actions(a)`` (masked-action rule: KVAdmission-v0, Routing-v0 and Disaggregation-v0 apply a masked
+action as given, each documenting what it does; Autoscale-v0 clips it to the limits; ExpertPlacement-v0 plays
+the first legal one and counts it; PrefixEviction-v0 refuses it, a masked slot holding no candidate) and
+``render_text(e)``.
 
 ``VecEnvView`` is the Gymnasium ``Env`` of any of them with E = 1 (``render_mode="ansi"``
 renders the cluster state as text).

@@ -282,3 +282,87 @@ def test_past_future_prior_leaves_out_the_requests_the_trace_marks_failed(tmp_pa
     # a history whose every request failed serves none: the prior is taken over all of them (bin 0)
     none_served = tr.replace(failed=np.ones(len(tr), bool), output_tokens=np.zeros(len(tr), np.int64))
     assert kva.hist_prior(b.engine, none_served)[0] == pytest.approx(100.0)
+
+
+def _admit_index(a: np.ndarray) -> np.ndarray:
+    return np.array([kva.decode_action(int(x))[0] for x in np.atleast_1d(a)])
+
+
+def _with_admit(a: int, admit: int) -> int:
+    _, budget, defer, order = kva.decode_action(int(a))
+    return kva.encode_action(int(admit), budget, defer, order)
+
+
+def _lockstep(load: float):
+    """Two single-env batches on the same episode (same seed, window and load)."""
+    pair = [kva.KVAdmissionVecEnv(1, seed=3, **SMALL, load=load) for _ in range(2)]
+    for v in pair:
+        v.set_options({"window": 1, "load": load})
+    return pair, [v.reset() for v in pair]
+
+
+@pytest.mark.parametrize("load", [0.05, 1.5])
+def test_a_masked_admit_level_plays_as_documented_never_refused(load):
+    """The module docstring's and README's Action Space: a masked action is applied as given, never refused or
+    remapped. A level above what can be admitted admits what the largest unmasked level admits, and a level > 0
+    with nothing admissible admits nothing (away from an empty replica): random actions, masked ones included,
+    play the same episode, step by step, as the same actions with each masked level replaced so."""
+    (raw, remapped), (o1, o2) = _lockstep(load)
+    rng = np.random.default_rng(7)
+    played_masked = 0
+    for _ in range(20_000):
+        np.testing.assert_array_equal(o1, o2)
+        mask = raw.action_masks()[0]
+        per = kva.N_ACTIONS // len(kva.ADMIT_LEVELS)
+        legal = np.flatnonzero(mask[::per])  # unmasked admit levels
+        st = raw.state
+        empty = st.n_running[0, 0] == 0 and st.n_queued[0, 0] == 0
+        a = int(rng.integers(kva.N_ACTIONS))
+        admit = kva.decode_action(a)[0]
+        if not mask[a] and (admit == 0 or empty):  # the other two cases: the next test
+            a = _with_admit(a, legal[-1])
+        b = a
+        if not mask[a]:
+            played_masked += 1
+            b = _with_admit(a, legal[-1] if legal[-1] > 0 else 0)
+        o1, r1, d1, i1 = raw.step(np.array([a]))
+        o2, r2, d2, i2 = remapped.step(np.array([b]))
+        assert r1[0] == r2[0] and d1[0] == d2[0]
+        if d1[0]:
+            assert i1[0]["metrics"] == pytest.approx(i2[0]["metrics"], nan_ok=True)
+            break
+    assert d1[0] and played_masked > 50, played_masked
+
+
+def test_a_masked_admit_zero_idles_and_a_masked_level_at_an_empty_replica_admits_its_arrivals():
+    """The two masked cases with no unmasked twin: admit 0 while requests wait and none runs schedules nothing and
+    lets time pass; a level > 0 at an empty replica (only admit 0 is unmasked there) admits the requests arriving at
+    the start of its iteration, where admit 0 waits for them one decision."""
+    (a_env, b_env), _ = _lockstep(0.05)  # a replica often empty between arrivals
+    fcfs_all = kva.encode_action(len(kva.ADMIT_LEVELS) - 1, 1, False, 0)
+    checked = {"idle": False, "empty": False}
+    for _ in range(20_000):
+        mask = a_env.action_masks()[0]
+        st = a_env.state
+        n_run, n_q, clock = int(st.n_running[0, 0]), int(st.n_queued[0, 0]), float(st.clock[0])
+        if n_run == 0 and n_q > 0 and not checked["idle"]:
+            zero = _with_admit(fcfs_all, 0)
+            assert not mask[zero]
+            a_env.step(np.array([zero]))
+            b_env.step(np.array([zero]))
+            after = a_env.state
+            assert after.n_running[0, 0] == 0 and after.n_queued[0, 0] >= n_q and after.clock[0] > clock
+            checked["idle"] = True
+        elif n_run == 0 and n_q == 0 and not checked["empty"]:
+            assert not mask[fcfs_all] and mask[_with_admit(fcfs_all, 0)]
+            a_env.step(np.array([fcfs_all]))
+            b_env.step(np.array([_with_admit(fcfs_all, 0)]))
+            assert a_env.state.n_running[0, 0] > 0 and b_env.state.n_running[0, 0] == 0
+            checked["empty"] = True
+            break
+        else:
+            legal = np.flatnonzero(mask)
+            _, _, done, _ = a_env.step(legal[-1:])
+            b_env.step(legal[-1:])
+            assert not done[0]
+    assert all(checked.values()), checked

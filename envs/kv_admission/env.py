@@ -10,6 +10,21 @@ One decision per engine iteration. The action is one Discrete index that packs f
 * order: which queued requests go first: 0 = FCFS, 1 = shortest predicted output, 2 = oldest
   that can still meet its TTFT SLO.
 
+Action masks (``action_masks()``) mark the admit levels that would change nothing or only let time
+pass; the budget, shortage and order parts are never masked. A masked action is applied as given, never
+refused or remapped (as Disaggregation-v0 and Routing-v0 apply theirs; the fixed-action heuristics play
+masked ones routinely, e.g. ``vllm_fcfs``'s "admit all" whenever a smaller level admits everything):
+
+* a level above what can be admitted (min(queued, ``max_seqs`` - running)) admits what the largest
+  unmasked level admits;
+* a level > 0 with nothing admissible admits nothing, except at an empty replica (nothing queued or
+  running), whose iteration first takes the requests arriving at its start and admits up to the level
+  (admit 0, the only unmasked level there, waits for them one decision);
+* admit 0 while requests wait and none runs schedules nothing and lets time pass (one idle tick, or up to
+  the next arrival).
+
+(``tests/test_kv_admission_api.py`` plays each case.)
+
 Output lengths are never observed: the observation carries a noisy length bucket per queued
 request and Past-Future's estimate from the history of finished outputs. Reward: +1 for each
 request that finishes within the SLO, -1 for each request the moment it can no longer meet it
