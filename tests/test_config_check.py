@@ -121,7 +121,7 @@ def _episode(vec) -> dict:
 
 def test_a_load_so_high_that_arrivals_collapse_onto_one_instant_is_refused_when_built():
     """KVAdmission at load=1e308 scaled every arrival to 0 s (the same episode as any load past the first
-    iteration's), Routing at rate_scale=1e308 offered 1.27e11 requests/s from arrivals at one instant: a scaled gap
+    iteration's), Routing at rate_scale=1e308 offered 1.02e12 requests/s from arrivals at one instant: a scaled gap
     between arrivals below float64's smallest normal number (envs.core.workload.MIN_GAP_S) is one line naming the
     knob and the largest value that works; that value builds and its arrivals stay distinct, every level of a tuple
     is checked when built, and a high load whose arrivals float64 still tells apart (1e6) is played."""

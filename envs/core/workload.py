@@ -187,8 +187,8 @@ def check_clock_span(last_s: np.ndarray, windows: np.ndarray, scales: np.ndarray
 
 # The smallest normal float64 (2.2e-308): a gap between two arrivals scaled below it is subnormal or 0, so
 # arrival instants that the trace keeps apart would no longer be distinct simulated times (KVAdmission-v0 at
-# load=1e308 replayed every arrival at 0 s, the same episode as at 1e6, and Routing-v0 at rate_scale=1e308
-# offered 1.27e11 requests/s). Above it float64 keeps a scaled gap's 53 bits.
+# load=1e308 replayed every arrival at 0 s; Routing-v0 at rate_scale=1e308 offered 1.02e12 requests/s on its
+# default scenario, every arrival at one instant). Above it float64 keeps a scaled gap's 53 bits.
 MIN_GAP_S = float(np.finfo(np.float64).tiny)
 
 
