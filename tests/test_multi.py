@@ -139,5 +139,8 @@ def test_bad_config_is_named():
     with pytest.raises(TypeError, match="ttft_bound_x .* not used by the multi-agent cluster"):
         M.MultiCluster(1, **kw(tr, ttft_bound_x=3.0))  # Routing-v0's tail bound: refused, not ignored
     core = M.MultiCluster(1, **kw(tr))
-    with pytest.raises(ValueError, match="router actions"):
+    with pytest.raises(ValueError, match=rf"^multi: router actions must be integers in \[0, {R}\); env 0 agent 1 is {R}$"):
         core.set_actions("router", np.array([[0, R]]))
+    with pytest.raises(ValueError, match=r"^multi: router actions .* of shape \(1, 2\), got int64 array of shape "
+                                         r"\(1, 1000\)$"):  # the shapes, not the array (was its repr)
+        core.set_actions("router", np.zeros((1, 1000), np.int64))

@@ -212,7 +212,11 @@ class MultiCluster:
         if a.shape != shape or a.dtype.kind not in "iu":
             raise ValueError(f"multi: {role} actions must be integers in [0, {self.n_act[role]}) of shape "
                              f"{shape}, got {received(a)}")
-        check_actions(a, shape, self.n_act[role], f"multi: {role}")
+        bad = (a < 0) | (a >= self.n_act[role])
+        if bad.any():
+            e, i = (int(x) for x in np.argwhere(bad)[0])
+            raise ValueError(f"multi: {role} actions must be integers in [0, {self.n_act[role]}); env {e} agent {i} is "
+                             f"{int(a[e, i])}")
         if role == "router":
             self.r_act[:] = a
         elif role == "admission":
