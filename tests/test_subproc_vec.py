@@ -62,6 +62,22 @@ def test_worker_errors_are_raised_here():
         SubprocNativeVecEnv(ENV, 2, 2, seed=0, no_such_field=1)
 
 
+def test_a_misshapen_action_or_bad_seed_is_refused_for_the_whole_batch():
+    """Each worker checked only its slice of the actions, so a batch of the wrong size read as a slice's shape (or
+    played); the batch's shapes and dtype are named here, never the array, and a bad seed names seed."""
+    many = SubprocNativeVecEnv(ENV, 3, 2, seed=0, **SMALL)
+    try:
+        many.reset()
+        with pytest.raises(ValueError, match=r"^SubprocNativeVecEnv servegym/Disaggregation-v0: actions must be integers "
+                                             r"of shape \(3, 4\) .*; got int64 array of shape \(5, 4\)$"):
+            many.step(np.zeros((5, 4), np.int64))
+        with pytest.raises(ValueError, match=r"^SubprocNativeVecEnv servegym/Disaggregation-v0: seed must be None or an "
+                                             r"integer >= 0 .*, got -1$"):
+            many.seed(-1)
+    finally:
+        many.close()
+
+
 def _train(tmp_path, procs: int):
     returns: list[float] = []
 
