@@ -48,7 +48,7 @@ class NativeVectorEnv(VectorEnv):
 
     def reset(self, *, seed: int | Sequence[int | None] | None = None, options: dict[str, Any] | None = None):
         if seed is not None:
-            if isinstance(seed, (list, tuple, np.ndarray)) and np.ndim(seed) == 1:
+            if isinstance(seed, (Sequence, np.ndarray)) and not isinstance(seed, str) and np.ndim(seed) == 1:
                 seeds = [check_seed(s, self.vec.env_name, f"seed[{e}]") for e, s in enumerate(seed)]
                 if len(seeds) != self.num_envs:
                     raise ValueError(f"{self.vec.env_name}: reset got {len(seeds)} seeds for {self.num_envs} envs")
