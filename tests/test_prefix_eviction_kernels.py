@@ -114,3 +114,46 @@ def test_bench_kernel_rows_equal_libcachesim_hit_for_hit():
     for name, row in out["rankings"].items():
         assert row["flat_hits"] == row["libcachesim_hits"] > 0, name
         assert row["chain_refs_per_s"] > 0 and row["flat_refs_per_s"] > 0
+
+
+def _slot_info_want(st, e: int) -> np.ndarray:
+    """``slot_info`` recomputed from key, pin and desc: -1 empty, else 2 * pin + (no cached block below)."""
+    key = st.key[e]
+    leaf = st.desc[e, np.maximum(key, 0)] == 0
+    return np.where(key < 0, -1, 2 * st.pin[e].astype(np.int64) + leaf)
+
+
+def _desc_want(st, sc, e: int) -> np.ndarray:
+    """Cached descendants of every block id, recounted from the cached blocks' ancestor chains."""
+    want = np.zeros(st.desc.shape[1], np.int64)
+    for b in st.key[e][st.key[e] >= 0]:
+        a = sc.parent[b]
+        while a >= 0:
+            want[a] += 1
+            a = sc.parent[a]
+    return want
+
+
+@pytest.mark.parametrize("ranking,native", [(None, False), ("lfu", False), ("s3fifo", True), ("belady", True),
+                                            ("fifo", False)])
+@pytest.mark.parametrize("chain", [True, False])
+def test_slot_info_and_desc_follow_the_cache(ranking, native, chain):
+    """The packed ``slot_info`` (what the sampled draws read) equals its definition from key, pin and
+    desc after every step, and desc the recount over the cached chains, whichever path inserted,
+    touched, evicted or reset (decisions, native rankings' victims, bypasses, episode ends)."""
+    vec = pe.PrefixEvictionVecEnv(3, seed=5, chain=chain, window_requests=30, warmup_requests=30,
+                                  capacity_frac=(0.01, 0.05))
+    if ranking:
+        vec.set_ranking(ranking, native=native)
+    rng = np.random.default_rng(1)
+    vec.reset()
+    ends = 0
+    for _ in range(4 if native else 150):
+        for e in range(vec.num_envs):
+            assert (vec.state.slot_info[e] == _slot_info_want(vec.state, e)).all(), e
+            if chain:
+                assert (vec.state.desc[e] == _desc_want(vec.state, vec.built.sc, e)).all(), e
+        m = vec.action_masks()
+        _, _, done, _ = vec.step(np.array([rng.choice(np.flatnonzero(r)) for r in m]))
+        ends += int(done.sum())
+    assert ends > 0

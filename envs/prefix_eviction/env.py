@@ -438,7 +438,10 @@ class State(NamedTuple):
     prev_t: np.ndarray
     next_use: np.ndarray
     freq: np.ndarray
-    pin: np.ndarray
+    pin: np.ndarray  # int32 [E, C], request that last referenced the slot's block (pinned while it runs)
+    # int32 [E, C], the slot's pin and leaf flag packed for the sampled candidates' draws (one load a draw):
+    # -1 for an empty slot, else 2 * pin + (1 if no cached block lies below its block (desc == 0), else 0)
+    slot_info: np.ndarray
     tenant: np.ndarray
     s3f: np.ndarray
     s3q: np.ndarray
@@ -456,7 +459,7 @@ def allocate(E: int, U: int, C: int, longest: int, ghost: bool) -> State:
         key=i32(E, C), free=i32(E, C), lru_prev=i32(E, C), lru_next=i32(E, C), q_prev=i32(E, C),
         q_next=i32(E, C), heap=i32(E, C), hpos=i32(E, C), k1=np.zeros((E, C)), k2=i64(E, C),
         ins_t=i64(E, C), last_t=i64(E, C), prev_t=i64(E, C), next_use=i64(E, C),
-        freq=np.zeros((E, C), np.int32), pin=i32(E, C), tenant=np.zeros((E, C), np.int32),
+        freq=np.zeros((E, C), np.int32), pin=i32(E, C), slot_info=i32(E, C), tenant=np.zeros((E, C), np.int32),
         s3f=np.zeros((E, C), np.int8), s3q=np.zeros((E, C), np.int8), hit_tok=i64(E, longest),
     )
 

@@ -236,10 +236,18 @@ def _keys(rank, k1, k2, e, c, freq, last_t, next_use, cost, L):
 
 
 @nb.njit(**JIT)
-def _desc_add(parent, desc, e, b, d):
+def _desc_add(st, parent, e, b, d):
+    """Add ``d`` (+1 or -1) to the cached-descendant count of every ancestor of block ``b``; a
+    cached ancestor whose count leaves or reaches 0 gets its leaf bit in ``slot_info`` updated."""
+    desc, where, info = st.desc, st.where, st.slot_info
     a = parent[b]
     while a >= 0:
-        desc[e, a] += d
+        v = desc[e, a]
+        desc[e, a] = v + d
+        if v == 0 or v + d == 0:  # became an inner block, or a leaf again
+            c = where[e, a]
+            if c >= 0:
+                info[e, c] = (info[e, c] & ~np.int32(1)) | np.int32(v + d == 0)
         a = parent[a]
 
 
@@ -252,6 +260,7 @@ def evict_slot(st, sc, rank, e, c):
         iv[e, I_STRANDED_EVICT] += 1
     st.where[e, b] = -1
     st.key[e, c] = -1
+    st.slot_info[e, c] = -1
     st.n_evict[e, b] += 1
     _unlink(st.lru_prev, st.lru_next, iv, e, I_LRU_H, I_LRU_T, c)
     if rank == R_S3FIFO:
@@ -268,7 +277,7 @@ def evict_slot(st, sc, rank, e, c):
             st.fv[e, F_L] = st.k1[e, c]  # inflation: L = H of the evicted block
         _heap_remove(st.heap, st.hpos, st.k1, st.k2, iv, e, c)
     if sc.chain:
-        _desc_add(sc.parent, st.desc, e, b, -1)
+        _desc_add(st, sc.parent, e, b, -1)
     st.free[e, iv[e, I_FREE_TOP]] = c
     iv[e, I_FREE_TOP] += 1
     iv[e, I_CNT] -= 1
@@ -395,6 +404,7 @@ def _insert(st, sc, rank, e, b, r, q):
     st.freq[e, c] = 1
     st.next_use[e, c] = sc.next_ref[r]
     st.pin[e, c] = q
+    st.slot_info[e, c] = np.int32(2 * q) | np.int32(st.desc[e, b] == 0)
     st.tenant[e, c] = sc.req_tenant[q]
     _push_front(st.lru_prev, st.lru_next, iv, e, I_LRU_H, I_LRU_T, c)
     if rank == R_S3FIFO:
@@ -415,7 +425,7 @@ def _insert(st, sc, rank, e, b, r, q):
         _keys(rank, st.k1, st.k2, e, c, 1, r, sc.next_ref[r], sc.cost[b], st.fv[e, F_L])
         _heap_push(st.heap, st.hpos, st.k1, st.k2, iv, e, c)
     if sc.chain:
-        _desc_add(sc.parent, st.desc, e, b, 1)
+        _desc_add(st, sc.parent, e, b, 1)
 
 
 @nb.njit(**JIT)
@@ -426,6 +436,7 @@ def _touch(st, sc, rank, e, c, r, q):
     st.freq[e, c] += 1
     st.next_use[e, c] = sc.next_ref[r]
     st.pin[e, c] = q
+    st.slot_info[e, c] = np.int32(2 * q) | (st.slot_info[e, c] & np.int32(1))
     st.tenant[e, c] = sc.req_tenant[q]
     if rank == R_S3FIFO:
         st.s3f[e, c] = min(st.s3f[e, c] + 1, 3)  # a 2-bit counter
@@ -502,10 +513,12 @@ def _sampled_candidates(st, sc, e, q, K, out, scratch):
     iv = st.iv
     chain = sc.chain
     leaf_only = chain and iv[e, I_LEAF_ONLY] != 0
+    info = st.slot_info
     n = 0
     c = iv[e, I_LRU_T]
     while c >= 0:
-        if _evictable(st, sc, e, c, q) and not (leaf_only and st.desc[e, st.key[e, c]] > 0):
+        w = info[e, c]
+        if not (chain and (w >> 1) == q) and not (leaf_only and (w & 1) == 0):
             out[0] = c
             n = 1
             break
@@ -527,16 +540,12 @@ def _sampled_candidates(st, sc, e, q, K, out, scratch):
                     z += GOLDEN
                     scratch[j] = np.int64(_splitmix(z) % cap)
                 for j in range(B):
-                    scratch[B + j] = st.key[e, scratch[j]]
-                    scratch[2 * B + j] = st.pin[e, scratch[j]]
-                if chain:  # descendants of each drawn block, gathered without a branch per draw
-                    for j in range(B):
-                        scratch[3 * B + j] = st.desc[e, max(scratch[B + j], 0)]
+                    scratch[B + j] = info[e, scratch[j]]
                 for j in range(B):  # 0: not evictable, 1: evictable inner block, 2: evictable leaf
-                    b = scratch[B + j]
-                    if b < 0 or (chain and scratch[2 * B + j] == q):
+                    w = scratch[B + j]
+                    if w < 0 or (chain and (w >> 1) == q):
                         scratch[2 * B + j] = 0
-                    elif not chain or scratch[3 * B + j] == 0:
+                    elif not chain or (w & 1) != 0:
                         scratch[2 * B + j] = 2
                     elif leaf_only:  # an inner block is no candidate: the draw is retried
                         scratch[2 * B + j] = 0
@@ -770,6 +779,7 @@ def reset_env(st, sc, rank, e, cap, warm_start, start, end, K, decide, obs, mask
         st.q_next[e, c] = -1
         st.hpos[e, c] = -1
         st.pin[e, c] = -1
+        st.slot_info[e, c] = -1
     if sc.chain:
         st.desc[e, :] = 0
     st.n_evict[e, :] = 0
