@@ -164,6 +164,22 @@ class Scenario(NamedTuple):
     cost: np.ndarray  # float64 [U], prefill seconds of the block at its position
     cost0: float  # cost of a full first block (feature scale)
     coeffs: np.ndarray  # hwmodels step-time coefficients
+    # float64 [U, 4], each block's observation features that never change (``_block_feat``): depth,
+    # tokens, cost (CANDIDATE_FEATURES' values), then 0 (a row is one 32-byte piece of a cache line)
+    block_feat: np.ndarray
+    log1p_int: np.ndarray  # float64 [kernels.LOG1P_INTS], log1p(i) from libm (kernels.log1p_table)
+
+
+def _block_feat(depth: np.ndarray, tokens: np.ndarray, cost: np.ndarray, cost0: float, block_size: int) -> np.ndarray:
+    """``Scenario.block_feat``: per block id, the ``depth``, ``tokens`` and ``cost`` candidate features
+    exactly as the kernels computed them per candidate (libm's log1p of the depth / 6, tokens / block
+    size, cost / cost0; IEEE division rounds the same whether numpy or numba does it)."""
+    feat = np.zeros((len(depth), 4), np.float64)
+    table = K.log1p_table(max(K.LOG1P_INTS, int(depth.max(initial=0)) + 1))
+    feat[:, 0] = table[depth] / 6.0
+    feat[:, 1] = tokens.astype(np.float64) / float(block_size)
+    feat[:, 2] = cost / cost0
+    return feat
 
 
 @dataclass(frozen=True)
@@ -310,6 +326,7 @@ def _build_from(cfg: PrefixEvictionConfig, whole: traces.Trace) -> Built:
         req_off=off, req_prompt=prompt,
         req_tenant=(np.asarray(tenant, np.int32) if tenant is not None else np.zeros(N, np.int32)),
         parent=parent, depth=depth, tokens=tokens, cost=cost, cost0=cost0, coeffs=coeffs,
+        block_feat=_block_feat(depth, tokens, cost, cost0, bs), log1p_int=K.log1p_table(),
     )
     n_win = N // W
     starts = np.arange(n_win, dtype=np.int64) * W
@@ -377,6 +394,7 @@ def _build_mixture(cfg: PrefixEvictionConfig) -> Built:
         return np.concatenate(out)
 
     sc0 = builts[0].sc
+    depth, tokens, cost = cat(lambda b: b.sc.depth), cat(lambda b: b.sc.tokens), cat(lambda b: b.sc.cost)
     sc = Scenario(
         chain=sc0.chain,
         ref_block=cat(lambda b: b.sc.ref_block, U).astype(np.int32),
@@ -386,11 +404,13 @@ def _build_mixture(cfg: PrefixEvictionConfig) -> Built:
         req_prompt=cat(lambda b: b.sc.req_prompt),
         req_tenant=cat(lambda b: b.sc.req_tenant).astype(np.int32),
         parent=cat(lambda b: b.sc.parent, U, -1).astype(np.int32),
-        depth=cat(lambda b: b.sc.depth),
-        tokens=cat(lambda b: b.sc.tokens),
-        cost=cat(lambda b: b.sc.cost),
+        depth=depth,
+        tokens=tokens,
+        cost=cost,
         cost0=sc0.cost0,
         coeffs=sc0.coeffs,
+        block_feat=_block_feat(depth, tokens, cost, sc0.cost0, builts[0].block_size),
+        log1p_int=K.log1p_table(),
     )
     eng = builts[0].engine._replace(max_output=max(b.engine.max_output for b in builts))
     labels = [p.label for p in parts]
@@ -439,9 +459,9 @@ class State(NamedTuple):
     next_use: np.ndarray
     freq: np.ndarray
     pin: np.ndarray  # int32 [E, C], request that last referenced the slot's block (pinned while it runs)
-    # int32 [E, C], the slot's pin and leaf flag packed for the sampled candidates' draws (one load a draw):
-    # -1 for an empty slot, else 2 * pin + (1 if no cached block lies below its block (desc == 0), else 0)
-    slot_info: np.ndarray
+    # uint64 [E, ceil(C / 32)], each slot's class in 2 bits (kernels.CLS_EMPTY / CLS_INNER / CLS_LEAF: no
+    # cached block below it), 32 slots a word: what the sampled candidates' draws read
+    slot_class: np.ndarray
     tenant: np.ndarray
     s3f: np.ndarray
     s3q: np.ndarray
@@ -459,7 +479,7 @@ def allocate(E: int, U: int, C: int, longest: int, ghost: bool) -> State:
         key=i32(E, C), free=i32(E, C), lru_prev=i32(E, C), lru_next=i32(E, C), q_prev=i32(E, C),
         q_next=i32(E, C), heap=i32(E, C), hpos=i32(E, C), k1=np.zeros((E, C)), k2=i64(E, C),
         ins_t=i64(E, C), last_t=i64(E, C), prev_t=i64(E, C), next_use=i64(E, C),
-        freq=np.zeros((E, C), np.int32), pin=i32(E, C), slot_info=i32(E, C), tenant=np.zeros((E, C), np.int32),
+        freq=np.zeros((E, C), np.int32), pin=i32(E, C), slot_class=np.zeros((E, (C + 31) // 32), np.uint64), tenant=np.zeros((E, C), np.int32),
         s3f=np.zeros((E, C), np.int8), s3q=np.zeros((E, C), np.int8), hit_tok=i64(E, longest),
     )
 
