@@ -116,11 +116,13 @@ def test_bench_kernel_rows_equal_libcachesim_hit_for_hit():
         assert row["chain_refs_per_s"] > 0 and row["flat_refs_per_s"] > 0
 
 
-def _slot_class_want(st, e: int) -> np.ndarray:
-    """Each slot's class recomputed from key and desc: empty, inner (a cached block below it) or leaf."""
+def _slot_class_want(st, sc, e: int) -> np.ndarray:
+    """Each slot's class recomputed from key, pin and desc: empty or (chain mode) pinned by the request
+    being replayed, inner (a cached block below it) or leaf."""
     key = st.key[e]
     leaf = st.desc[e, np.maximum(key, 0)] == 0
-    return np.where(key < 0, K.CLS_EMPTY, np.where(leaf, K.CLS_LEAF, K.CLS_INNER))
+    none = (key < 0) | (sc.chain & (st.pin[e] == st.iv[e, K.I_REQ]))
+    return np.where(none, K.CLS_EMPTY, np.where(leaf, K.CLS_LEAF, K.CLS_INNER))
 
 
 def _slot_class_got(st, e: int) -> np.ndarray:
@@ -145,8 +147,8 @@ def _desc_want(st, sc, e: int) -> np.ndarray:
                                             ("fifo", False)])
 @pytest.mark.parametrize("chain", [True, False])
 def test_slot_class_and_desc_follow_the_cache(ranking, native, chain):
-    """The packed ``slot_class`` (what the sampled draws read) equals its definition from key and desc
-    after every step, and desc the recount over the cached chains, whichever path inserted,
+    """The packed ``slot_class`` (what the sampled draws read) equals its definition from key, pin and
+    desc after every step, and desc the recount over the cached chains, whichever path inserted,
     touched, evicted or reset (decisions, native rankings' victims, bypasses, episode ends)."""
     vec = pe.PrefixEvictionVecEnv(3, seed=5, chain=chain, window_requests=30, warmup_requests=30,
                                   capacity_frac=(0.01, 0.05))
@@ -157,7 +159,7 @@ def test_slot_class_and_desc_follow_the_cache(ranking, native, chain):
     ends = 0
     for _ in range(4 if native else 150):
         for e in range(vec.num_envs):
-            assert (_slot_class_got(vec.state, e) == _slot_class_want(vec.state, e)).all(), e
+            assert (_slot_class_got(vec.state, e) == _slot_class_want(vec.state, vec.built.sc, e)).all(), e
             if chain:
                 assert (vec.state.desc[e] == _desc_want(vec.state, vec.built.sc, e)).all(), e
         m = vec.action_masks()

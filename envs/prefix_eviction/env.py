@@ -536,8 +536,7 @@ class PrefixEvictionVecEnv(NativeVecEnv):
         self.rank = K.R_LRU
         self.native = False
         self.state = allocate(E, bt.n_blocks, max(self.caps), self._longest, False)
-        self._obs = np.zeros((E, n_obs), np.float32)
-        self._obs64 = np.zeros((E, n_obs), np.float64)
+        self._obs = np.zeros((E, n_obs), np.float32)  # the kernels write each feature rounded to float32
         self._mask = np.zeros((E, self.K), np.bool_)
         self._cands = np.zeros((E, self.K), np.int64)
         self._scratch = np.zeros(K.scratch_size(max(self.caps)), np.int64)
@@ -650,7 +649,7 @@ class PrefixEvictionVecEnv(NativeVecEnv):
         self.state.iv[e, K.I_SAMPLED] = cfg.candidate_set == "sampled"
         self.state.iv[e, K.I_LEAF_ONLY] = cfg.evict_leaves_only and cfg.chain and not self.native
         more = K.reset_env(self.state, bt.sc, self.rank, e, caps[ci], warm, start, end, self.K,
-                           not self.native, self._obs64, self._mask, self._cands[e], self._scratch, bt.block_size,
+                           not self.native, self._obs, self._mask, self._cands[e], self._scratch, bt.block_size,
                            bt.n_tenants)
         self._noop[e] = not more
         # Savings before the first decision are not a reward for any action; a window run with
@@ -658,13 +657,12 @@ class PrefixEvictionVecEnv(NativeVecEnv):
         # still equals prefill_s_saved.
         self._noop_reward[e] = self.state.fv[e, K.F_REWARD] if not more else 0.0
         if not more:
-            self._obs64[e] = 0.0
+            self._obs[e] = 0.0
             self._mask[e] = False
             self._mask[e, 0] = True
-        self._obs[e] = self._obs64[e]
 
     def _accept_actions(self, a: np.ndarray) -> np.ndarray:
-        legal = self._mask[np.arange(self.num_envs), a]
+        legal = self._mask[self._all, a]
         if not legal.all():
             e = int(np.argmin(legal))
             raise ValueError(f"PrefixEviction: action {int(a[e])} of env {e} names no candidate "
@@ -677,10 +675,9 @@ class PrefixEvictionVecEnv(NativeVecEnv):
         bt = self.built
         self._rew[:] = self._noop_reward
         self._term[:] = self._noop
-        K.step_all(self.state, bt.sc, self.rank, self._live(), self._actions, self.K, self._obs64,
+        K.step_all(self.state, bt.sc, self.rank, self._live(), self._actions, self.K, self._obs,
                    self._mask, self._cands, self._scratch, self._rew, self._term, bt.block_size,
                    bt.n_tenants)
-        self._obs[:] = self._obs64
 
     def _live(self) -> np.ndarray:
         if not self._noop.any():

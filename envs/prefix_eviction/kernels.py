@@ -242,9 +242,12 @@ def _keys(rank, k1, k2, e, c, freq, last_t, next_use, cost, L):
 
 
 # Slot classes (``State.slot_class``, 2 bits a slot, 32 slots to a uint64 word): what a sampled draw
-# needs to know of the slot it lands on without reading the slot's block (``desc[key]`` was a second,
-# dependent cache miss per draw, and the packed words of an env fit in ~26 cache lines at 6,496 slots).
-CLS_EMPTY, CLS_INNER, CLS_LEAF = 0, 1, 2  # CLS_LEAF: no cached block below it (desc == 0; always in flat mode)
+# needs to know of the slot it lands on, without reading the slot's pin and block (``pin`` and
+# ``desc[key]`` were two cache misses per draw; the packed words of an env fit in ~26 cache lines at
+# 6,496 slots). CLS_EMPTY: no candidate (an empty slot, or in chain mode a block pinned by the request
+# being replayed: set when the request references it, lifted by ``_end_request``); CLS_INNER / CLS_LEAF:
+# an unpinned block with / without a cached block below it (desc > 0 / == 0; always CLS_LEAF in flat mode).
+CLS_EMPTY, CLS_INNER, CLS_LEAF = 0, 1, 2
 
 
 @nb.njit(inline="always", **JIT)
@@ -270,7 +273,7 @@ def _desc_add(st, parent, e, b, d):
         desc[e, a] = v + d
         if v == 0 or v + d == 0:  # became an inner block, or a leaf again
             c = where[e, a]
-            if c >= 0:
+            if c >= 0 and _slot_cls(st.slot_class, e, c) != CLS_EMPTY:  # (a pinned one keeps CLS_EMPTY)
                 _set_slot_cls(st.slot_class, e, c, CLS_LEAF if v + d == 0 else CLS_INNER)
         a = parent[a]
 
@@ -428,7 +431,8 @@ def _insert(st, sc, rank, e, b, r, q):
     st.freq[e, c] = 1
     st.next_use[e, c] = sc.next_ref[r]
     st.pin[e, c] = q
-    _set_slot_cls(st.slot_class, e, c, CLS_LEAF if st.desc[e, b] == 0 else CLS_INNER)
+    # pinned by request q (chain mode) until it ends; flat mode: no cached block is ever below another
+    _set_slot_cls(st.slot_class, e, c, CLS_EMPTY if sc.chain else CLS_LEAF)
     st.tenant[e, c] = sc.req_tenant[q]
     _push_front(st.lru_prev, st.lru_next, iv, e, I_LRU_H, I_LRU_T, c)
     if rank == R_S3FIFO:
@@ -460,6 +464,8 @@ def _touch(st, sc, rank, e, c, r, q):
     st.freq[e, c] += 1
     st.next_use[e, c] = sc.next_ref[r]
     st.pin[e, c] = q
+    if sc.chain:
+        _set_slot_cls(st.slot_class, e, c, CLS_EMPTY)  # pinned by request q until it ends
     st.tenant[e, c] = sc.req_tenant[q]
     if rank == R_S3FIFO:
         st.s3f[e, c] = min(st.s3f[e, c] + 1, 3)  # a 2-bit counter
@@ -474,13 +480,16 @@ def _touch(st, sc, rank, e, c, r, q):
 
 @nb.njit(**JIT)
 def _end_request(st, sc, rank, e, q):
-    """Chain mode: stamp the request's cached chain as used, tail first (ancestors newest)."""
+    """Chain mode: stamp the request's cached chain as used, tail first (ancestors newest), and lift
+    its pins (each block's slot class becomes inner or leaf again)."""
     r0 = sc.req_off[q]
     n = sc.req_off[q + 1] - r0
     for j in range(n - 1, -1, -1):
-        c = st.where[e, sc.ref_block[r0 + j]]
+        b = sc.ref_block[r0 + j]
+        c = st.where[e, b]
         if c < 0:
             continue
+        _set_slot_cls(st.slot_class, e, c, CLS_LEAF if st.desc[e, b] == 0 else CLS_INNER)
         t = r0 + n - 1 - j
         st.last_t[e, c] = t
         _unlink(st.lru_prev, st.lru_next, st.iv, e, I_LRU_H, I_LRU_T, c)
@@ -551,7 +560,8 @@ def _sampled_candidates(st, sc, e, q, K, out, scratch):
     n = 0
     c = iv[e, I_LRU_T]
     while c >= 0:
-        if not (chain and st.pin[e, c] == q) and not (leaf_only and _slot_cls(bits, e, c) == CLS_INNER):
+        cls = _slot_cls(bits, e, c)  # CLS_EMPTY: pinned by request q
+        if cls != CLS_EMPTY and not (leaf_only and cls == CLS_INNER):
             out[0] = c
             n = 1
             _prefetch_slot(st, e, c)
@@ -603,11 +613,9 @@ def _sampled_candidates(st, sc, e, q, K, out, scratch):
                         scratch[j] = np.int64(fastmod(_splitmix(z), m_lo, m_hi, cap))  # == _splitmix(z) % cap
                     for j in range(B):
                         scratch[B + j] = _slot_cls(bits, e, scratch[j])
-                    for j in range(B):  # the pin is read only for a draw its class leaves eligible
+                    for j in range(B):
                         cls = scratch[B + j]
                         if cls == CLS_EMPTY or (leaf_only and cls == CLS_INNER):
-                            continue
-                        if chain and st.pin[e, scratch[j]] == q:
                             continue
                         if cls == CLS_LEAF:
                             m2 |= ONE << np.uint64(j)
