@@ -197,3 +197,22 @@ def test_feature_tables_equal_the_calls_they_replace(kw):
     want = _block_feat_one_by_one(sc.depth, sc.tokens, sc.cost, sc.cost0, pe.PrefixEvictionVecEnv(1, **kw).built.block_size)
     assert sc.block_feat[:, :3].tobytes() == np.ascontiguousarray(want).tobytes()
     assert (sc.block_feat[:, 3] == 0).all()
+
+
+def test_slot_records_share_one_cache_line():
+    """``allocate`` keeps each slot's hot fields in one 64-byte record (one cache line): every field a
+    strided [E, C] view with its dtype and initial value, and slot (e, c)'s fields within one line."""
+    E, C = 3, 37
+    st = pe.allocate(E, 11, C, 5, False)
+    fields = dict(pe.SLOT_I64, **{n: i for n, i, _ in pe.SLOT_I32})
+    init = {n: v for n, _, v in pe.SLOT_I32}
+    for name in fields:
+        a = getattr(st, name)
+        assert a.shape == (E, C) and a.dtype == (np.int64 if name in dict(pe.SLOT_I64) else np.int32), name
+        assert (a == init.get(name, 0)).all(), name
+    for e, c in [(0, 0), (1, 17), (2, C - 1)]:
+        lines = {(getattr(st, n).ctypes.data + e * getattr(st, n).strides[0] + c * getattr(st, n).strides[1]) // 64
+                 for n in fields}
+        assert len(lines) == 1, (e, c, lines)
+    st.last_t[1, 2] = 7  # views of one buffer, yet each field is its own
+    assert st.last_t[1, 2] == 7 and (st.ins_t == 0).all() and (st.key == -1).all()

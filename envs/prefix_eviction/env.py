@@ -468,6 +468,29 @@ class State(NamedTuple):
     hit_tok: np.ndarray  # int64 [E, longest window], hit tokens of each request of the episode
 
 
+# The per-slot fields a decision reads and writes together, packed into one 64-byte record per slot
+# (a slot's candidate features, its eviction and the insertion into the freed slot read one cache line
+# instead of twelve): (int64 field, its index in the record's 8 int64 words), then (int32 field, its
+# index in the record's 16 int32 words, initial value). State keeps each field as a strided [E, C] view.
+SLOT_I64 = (("ins_t", 0), ("last_t", 1), ("prev_t", 2), ("next_use", 3))
+SLOT_I32 = (("key", 8, -1), ("freq", 9, 0), ("pin", 10, -1), ("tenant", 11, 0), ("lru_prev", 12, -1),
+            ("lru_next", 13, -1), ("q_prev", 14, -1), ("q_next", 15, -1))
+
+
+def _slot_records(E: int, C: int) -> dict[str, np.ndarray]:
+    """The ``SLOT_I64`` and ``SLOT_I32`` fields as [E, C] views of one buffer of 64-byte records, each
+    record starting at a multiple of 64 bytes (a cache line), with their initial values."""
+    raw = np.zeros(E * C * 64 + 64, np.uint8)
+    off = -raw.ctypes.data % 64
+    rec64 = raw[off:off + E * C * 64].view(np.int64).reshape(E, C, 8)
+    rec32 = rec64.view(np.int32)
+    out = {name: rec64[:, :, i] for name, i in SLOT_I64}
+    for name, i, init in SLOT_I32:
+        out[name] = rec32[:, :, i]
+        out[name][...] = init
+    return out
+
+
 def allocate(E: int, U: int, C: int, longest: int, ghost: bool) -> State:
     i32 = lambda *s: np.full(s, -1, np.int32)
     i64 = lambda *s: np.zeros(s, np.int64)
@@ -476,11 +499,10 @@ def allocate(E: int, U: int, C: int, longest: int, ghost: bool) -> State:
         iv=i64(E, K.N_IV), fv=np.zeros((E, K.N_FV)), where=i32(E, U), desc=np.zeros((E, U), np.int32),
         n_evict=np.zeros((E, U), np.int32),
         g_in=np.zeros((E, G), np.bool_), g_prev=i32(E, G), g_next=i32(E, G),
-        key=i32(E, C), free=i32(E, C), lru_prev=i32(E, C), lru_next=i32(E, C), q_prev=i32(E, C),
-        q_next=i32(E, C), heap=i32(E, C), hpos=i32(E, C), k1=np.zeros((E, C)), k2=i64(E, C),
-        ins_t=i64(E, C), last_t=i64(E, C), prev_t=i64(E, C), next_use=i64(E, C),
-        freq=np.zeros((E, C), np.int32), pin=i32(E, C), slot_class=np.zeros((E, (C + 31) // 32), np.uint64), tenant=np.zeros((E, C), np.int32),
+        free=i32(E, C), heap=i32(E, C), hpos=i32(E, C), k1=np.zeros((E, C)), k2=i64(E, C),
+        slot_class=np.zeros((E, (C + 31) // 32), np.uint64),
         s3f=np.zeros((E, C), np.int8), s3q=np.zeros((E, C), np.int8), hit_tok=i64(E, longest),
+        **_slot_records(E, C),
     )
 
 

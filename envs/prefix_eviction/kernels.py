@@ -523,13 +523,9 @@ def _splitmix(z):
 
 @nb.njit(inline="always", **JIT)
 def _prefetch_slot(st, e, c):
-    """Hint the rows of slot ``c`` that ``write_obs`` reads (``envs.core.prefetch``; changes no value)."""
+    """Hint the record of slot ``c`` (``env.SLOT_I64``/``SLOT_I32``: one cache line holds every field
+    ``write_obs``, ``evict_slot`` and ``_insert`` read of it; ``envs.core.prefetch``; changes no value)."""
     prefetch(st.key, (e, c))
-    prefetch(st.last_t, (e, c))
-    prefetch(st.prev_t, (e, c))
-    prefetch(st.ins_t, (e, c))
-    prefetch(st.freq, (e, c))
-    prefetch(st.tenant, (e, c))
 
 
 @nb.njit(**JIT)
