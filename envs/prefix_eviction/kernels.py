@@ -7,7 +7,9 @@ being inserted) the block is not cached (bypass).
 
 Layout (struct-of-arrays, leading dimension E): cache entries are slots ``[E, C]`` taken from a
 free stack, so a slot never moves; block ids are dense per scenario (``0..U-1``), so the index
-from block to slot is a direct array ``where[E, U]`` (no hashing needed). Three orders are kept
+from block to slot is a direct array ``where[E, U]`` (no hashing needed). A slot's hot fields share one
+64-byte record (``env.SLOT_I64``/``SLOT_I32``), and its class (empty or pinned / inner / leaf: ``CLS_*``)
+is kept in 2 bits for the sampled candidates' draws (``State.slot_class``). Three orders are kept
 per env: the recency list (LRU), the insertion list (FIFO, or S3-FIFO's small/main queues) and,
 for the priority rankings (LFU, GDSF, Belady), an indexed binary min-heap over slots with a
 lexicographic key ``(k1, k2)``.
