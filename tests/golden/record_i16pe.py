@@ -1,6 +1,7 @@
 """Digests of everything PrefixEviction-v0 emits for fixed seeds (issue 16, its native-step pass).
 
     PYTHONPATH=$PWD python tests/golden/record_i16pe.py [--check FILE] [--out FILE]
+    PYTHONPATH=$PWD python tests/golden/record_i16pe.py --check tests/golden/i16pe_main.json  # recorded at 04c1ff8
 
 Each case steps a seeded batch with seeded random legal actions and hashes (SHA-256, as
 ``record_i16b.py``) the observations, masks, rewards, dones and every info (metrics included,
