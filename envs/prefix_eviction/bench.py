@@ -84,7 +84,7 @@ def bench_kernel(repeats: int) -> float:
     rates = []
     for _ in range(repeats + 1):
         t = now()
-        K.reset_env(vec.state, bt.sc, K.R_LRU, 0, vec.caps[0], 0, N, N, vec.K, False, vec._obs64,
+        K.reset_env(vec.state, bt.sc, K.R_LRU, 0, vec.caps[0], 0, N, N, vec.K, False, vec._obs,
                     vec._mask, vec._cands[0], vec._scratch, bt.block_size, bt.n_tenants)
         rates.append(len(bt.sc.ref_block) / (now() - t))
     return float(np.median(rates[1:]))
@@ -103,7 +103,7 @@ def _replay(vec: pe.PrefixEvictionVecEnv, ranking: str, repeats: int) -> tuple[f
     rates = []
     for _ in range(repeats + 1):  # the first replay compiles
         t = now()
-        K.reset_env(vec.state, bt.sc, pe.RANKINGS[ranking], 0, vec.caps[0], 0, 0, N, vec.K, False, vec._obs64,
+        K.reset_env(vec.state, bt.sc, pe.RANKINGS[ranking], 0, vec.caps[0], 0, 0, N, vec.K, False, vec._obs,
                     vec._mask, vec._cands[0], vec._scratch, bt.block_size, bt.n_tenants)
         rates.append(len(bt.sc.ref_block) / (now() - t))
     return float(np.median(rates[1:])), int(vec.state.iv[0, K.I_HIT_BLOCKS])

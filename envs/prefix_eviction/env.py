@@ -164,6 +164,22 @@ class Scenario(NamedTuple):
     cost: np.ndarray  # float64 [U], prefill seconds of the block at its position
     cost0: float  # cost of a full first block (feature scale)
     coeffs: np.ndarray  # hwmodels step-time coefficients
+    # float64 [U, 4], each block's observation features that never change (``_block_feat``): depth,
+    # tokens, cost (CANDIDATE_FEATURES' values), then 0 (a row is one 32-byte piece of a cache line)
+    block_feat: np.ndarray
+    log1p_int: np.ndarray  # float64 [kernels.LOG1P_INTS], log1p(i) from libm (kernels.log1p_table)
+
+
+def _block_feat(depth: np.ndarray, tokens: np.ndarray, cost: np.ndarray, cost0: float, block_size: int) -> np.ndarray:
+    """``Scenario.block_feat``: per block id, the ``depth``, ``tokens`` and ``cost`` candidate features
+    exactly as the kernels computed them per candidate (libm's log1p of the depth / 6, tokens / block
+    size, cost / cost0; IEEE division rounds the same whether numpy or numba does it)."""
+    feat = np.zeros((len(depth), 4), np.float64)
+    table = K.log1p_table(max(K.LOG1P_INTS, int(depth.max(initial=0)) + 1))
+    feat[:, 0] = table[depth] / 6.0
+    feat[:, 1] = tokens.astype(np.float64) / float(block_size)
+    feat[:, 2] = cost / cost0
+    return feat
 
 
 @dataclass(frozen=True)
@@ -310,6 +326,7 @@ def _build_from(cfg: PrefixEvictionConfig, whole: traces.Trace) -> Built:
         req_off=off, req_prompt=prompt,
         req_tenant=(np.asarray(tenant, np.int32) if tenant is not None else np.zeros(N, np.int32)),
         parent=parent, depth=depth, tokens=tokens, cost=cost, cost0=cost0, coeffs=coeffs,
+        block_feat=_block_feat(depth, tokens, cost, cost0, bs), log1p_int=K.log1p_table(),
     )
     n_win = N // W
     starts = np.arange(n_win, dtype=np.int64) * W
@@ -377,6 +394,7 @@ def _build_mixture(cfg: PrefixEvictionConfig) -> Built:
         return np.concatenate(out)
 
     sc0 = builts[0].sc
+    depth, tokens, cost = cat(lambda b: b.sc.depth), cat(lambda b: b.sc.tokens), cat(lambda b: b.sc.cost)
     sc = Scenario(
         chain=sc0.chain,
         ref_block=cat(lambda b: b.sc.ref_block, U).astype(np.int32),
@@ -386,11 +404,13 @@ def _build_mixture(cfg: PrefixEvictionConfig) -> Built:
         req_prompt=cat(lambda b: b.sc.req_prompt),
         req_tenant=cat(lambda b: b.sc.req_tenant).astype(np.int32),
         parent=cat(lambda b: b.sc.parent, U, -1).astype(np.int32),
-        depth=cat(lambda b: b.sc.depth),
-        tokens=cat(lambda b: b.sc.tokens),
-        cost=cat(lambda b: b.sc.cost),
+        depth=depth,
+        tokens=tokens,
+        cost=cost,
         cost0=sc0.cost0,
         coeffs=sc0.coeffs,
+        block_feat=_block_feat(depth, tokens, cost, sc0.cost0, builts[0].block_size),
+        log1p_int=K.log1p_table(),
     )
     eng = builts[0].engine._replace(max_output=max(b.engine.max_output for b in builts))
     labels = [p.label for p in parts]
@@ -438,11 +458,37 @@ class State(NamedTuple):
     prev_t: np.ndarray
     next_use: np.ndarray
     freq: np.ndarray
-    pin: np.ndarray
+    pin: np.ndarray  # int32 [E, C], request that last referenced the slot's block (pinned while it runs)
+    # uint64 [E, ceil(C / 32)], each slot's class in 2 bits (kernels.CLS_EMPTY / CLS_INNER / CLS_LEAF: no
+    # cached block below it), 32 slots a word: what the sampled candidates' draws read
+    slot_class: np.ndarray
     tenant: np.ndarray
     s3f: np.ndarray
     s3q: np.ndarray
     hit_tok: np.ndarray  # int64 [E, longest window], hit tokens of each request of the episode
+
+
+# The per-slot fields a decision reads and writes together, packed into one 64-byte record per slot
+# (a slot's candidate features, its eviction and the insertion into the freed slot read one cache line
+# instead of twelve): (int64 field, its index in the record's 8 int64 words), then (int32 field, its
+# index in the record's 16 int32 words, initial value). State keeps each field as a strided [E, C] view.
+SLOT_I64 = (("ins_t", 0), ("last_t", 1), ("prev_t", 2), ("next_use", 3))
+SLOT_I32 = (("key", 8, -1), ("freq", 9, 0), ("pin", 10, -1), ("tenant", 11, 0), ("lru_prev", 12, -1),
+            ("lru_next", 13, -1), ("q_prev", 14, -1), ("q_next", 15, -1))
+
+
+def _slot_records(E: int, C: int) -> dict[str, np.ndarray]:
+    """The ``SLOT_I64`` and ``SLOT_I32`` fields as [E, C] views of one buffer of 64-byte records, each
+    record starting at a multiple of 64 bytes (a cache line), with their initial values."""
+    raw = np.zeros(E * C * 64 + 64, np.uint8)
+    off = -raw.ctypes.data % 64
+    rec64 = raw[off:off + E * C * 64].view(np.int64).reshape(E, C, 8)
+    rec32 = rec64.view(np.int32)
+    out = {name: rec64[:, :, i] for name, i in SLOT_I64}
+    for name, i, init in SLOT_I32:
+        out[name] = rec32[:, :, i]
+        out[name][...] = init
+    return out
 
 
 def allocate(E: int, U: int, C: int, longest: int, ghost: bool) -> State:
@@ -453,11 +499,10 @@ def allocate(E: int, U: int, C: int, longest: int, ghost: bool) -> State:
         iv=i64(E, K.N_IV), fv=np.zeros((E, K.N_FV)), where=i32(E, U), desc=np.zeros((E, U), np.int32),
         n_evict=np.zeros((E, U), np.int32),
         g_in=np.zeros((E, G), np.bool_), g_prev=i32(E, G), g_next=i32(E, G),
-        key=i32(E, C), free=i32(E, C), lru_prev=i32(E, C), lru_next=i32(E, C), q_prev=i32(E, C),
-        q_next=i32(E, C), heap=i32(E, C), hpos=i32(E, C), k1=np.zeros((E, C)), k2=i64(E, C),
-        ins_t=i64(E, C), last_t=i64(E, C), prev_t=i64(E, C), next_use=i64(E, C),
-        freq=np.zeros((E, C), np.int32), pin=i32(E, C), tenant=np.zeros((E, C), np.int32),
+        free=i32(E, C), heap=i32(E, C), hpos=i32(E, C), k1=np.zeros((E, C)), k2=i64(E, C),
+        slot_class=np.zeros((E, (C + 31) // 32), np.uint64),
         s3f=np.zeros((E, C), np.int8), s3q=np.zeros((E, C), np.int8), hit_tok=i64(E, longest),
+        **_slot_records(E, C),
     )
 
 
@@ -513,8 +558,7 @@ class PrefixEvictionVecEnv(NativeVecEnv):
         self.rank = K.R_LRU
         self.native = False
         self.state = allocate(E, bt.n_blocks, max(self.caps), self._longest, False)
-        self._obs = np.zeros((E, n_obs), np.float32)
-        self._obs64 = np.zeros((E, n_obs), np.float64)
+        self._obs = np.zeros((E, n_obs), np.float32)  # the kernels write each feature rounded to float32
         self._mask = np.zeros((E, self.K), np.bool_)
         self._cands = np.zeros((E, self.K), np.int64)
         self._scratch = np.zeros(K.scratch_size(max(self.caps)), np.int64)
@@ -627,7 +671,7 @@ class PrefixEvictionVecEnv(NativeVecEnv):
         self.state.iv[e, K.I_SAMPLED] = cfg.candidate_set == "sampled"
         self.state.iv[e, K.I_LEAF_ONLY] = cfg.evict_leaves_only and cfg.chain and not self.native
         more = K.reset_env(self.state, bt.sc, self.rank, e, caps[ci], warm, start, end, self.K,
-                           not self.native, self._obs64, self._mask, self._cands[e], self._scratch, bt.block_size,
+                           not self.native, self._obs, self._mask, self._cands[e], self._scratch, bt.block_size,
                            bt.n_tenants)
         self._noop[e] = not more
         # Savings before the first decision are not a reward for any action; a window run with
@@ -635,13 +679,12 @@ class PrefixEvictionVecEnv(NativeVecEnv):
         # still equals prefill_s_saved.
         self._noop_reward[e] = self.state.fv[e, K.F_REWARD] if not more else 0.0
         if not more:
-            self._obs64[e] = 0.0
+            self._obs[e] = 0.0
             self._mask[e] = False
             self._mask[e, 0] = True
-        self._obs[e] = self._obs64[e]
 
     def _accept_actions(self, a: np.ndarray) -> np.ndarray:
-        legal = self._mask[np.arange(self.num_envs), a]
+        legal = self._mask[self._all, a]
         if not legal.all():
             e = int(np.argmin(legal))
             raise ValueError(f"PrefixEviction: action {int(a[e])} of env {e} names no candidate "
@@ -654,10 +697,9 @@ class PrefixEvictionVecEnv(NativeVecEnv):
         bt = self.built
         self._rew[:] = self._noop_reward
         self._term[:] = self._noop
-        K.step_all(self.state, bt.sc, self.rank, self._live(), self._actions, self.K, self._obs64,
+        K.step_all(self.state, bt.sc, self.rank, self._live(), self._actions, self.K, self._obs,
                    self._mask, self._cands, self._scratch, self._rew, self._term, bt.block_size,
                    bt.n_tenants)
-        self._obs[:] = self._obs64
 
     def _live(self) -> np.ndarray:
         if not self._noop.any():

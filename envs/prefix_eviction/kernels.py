@@ -7,7 +7,9 @@ being inserted) the block is not cached (bypass).
 
 Layout (struct-of-arrays, leading dimension E): cache entries are slots ``[E, C]`` taken from a
 free stack, so a slot never moves; block ids are dense per scenario (``0..U-1``), so the index
-from block to slot is a direct array ``where[E, U]`` (no hashing needed). Three orders are kept
+from block to slot is a direct array ``where[E, U]`` (no hashing needed). A slot's hot fields share one
+64-byte record (``env.SLOT_I64``/``SLOT_I32``), and its class (empty or pinned / inner / leaf: ``CLS_*``)
+is kept in 2 bits for the sampled candidates' draws (``State.slot_class``). Three orders are kept
 per env: the recency list (LRU), the insertion list (FIFO, or S3-FIFO's small/main queues) and,
 for the priority rankings (LFU, GDSF, Belady), an indexed binary min-heap over slots with a
 lexicographic key ``(k1, k2)``.
@@ -28,10 +30,16 @@ string.
 
 from __future__ import annotations
 
+import math
+
 import numba as nb
 import numpy as np
 
+from numba.cpython.unsafe.numbers import leading_zeros, trailing_zeros
+
 from envs.core.engine import step_time
+from envs.core.fastmod import fastmod, fastmod_magic
+from envs.core.prefetch import prefetch
 
 # Every kernel here is compiled without numba's reference counting (``_nrt=False``, numba's
 # CPU target option ``nrt``): they only index arrays their caller owns and allocate none, and
@@ -235,11 +243,40 @@ def _keys(rank, k1, k2, e, c, freq, last_t, next_use, cost, L):
         k2[e, c] = last_t
 
 
+# Slot classes (``State.slot_class``, 2 bits a slot, 32 slots to a uint64 word): what a sampled draw
+# needs to know of the slot it lands on, without reading the slot's pin and block (``pin`` and
+# ``desc[key]`` were two cache misses per draw; the packed words of an env fit in ~26 cache lines at
+# 6,496 slots). CLS_EMPTY: no candidate (an empty slot, or in chain mode a block pinned by the request
+# being replayed: set when the request references it, lifted by ``_end_request``); CLS_INNER / CLS_LEAF:
+# an unpinned block with / without a cached block below it (desc > 0 / == 0; always CLS_LEAF in flat mode).
+CLS_EMPTY, CLS_INNER, CLS_LEAF = 0, 1, 2
+
+
+@nb.njit(inline="always", **JIT)
+def _slot_cls(bits, e, c):
+    return np.int64((bits[e, c >> 5] >> np.uint64((c & 31) << 1)) & np.uint64(3))
+
+
+@nb.njit(inline="always", **JIT)
+def _set_slot_cls(bits, e, c, cls):
+    sh = np.uint64((c & 31) << 1)
+    w = c >> 5
+    bits[e, w] = (bits[e, w] & ~(np.uint64(3) << sh)) | (np.uint64(cls) << sh)
+
+
 @nb.njit(**JIT)
-def _desc_add(parent, desc, e, b, d):
+def _desc_add(st, parent, e, b, d):
+    """Add ``d`` (+1 or -1) to the cached-descendant count of every ancestor of block ``b``; a
+    cached ancestor whose count leaves or reaches 0 changes class (``slot_class``: inner / leaf)."""
+    desc, where = st.desc, st.where
     a = parent[b]
     while a >= 0:
-        desc[e, a] += d
+        v = desc[e, a]
+        desc[e, a] = v + d
+        if v == 0 or v + d == 0:  # became an inner block, or a leaf again
+            c = where[e, a]
+            if c >= 0 and _slot_cls(st.slot_class, e, c) != CLS_EMPTY:  # (a pinned one keeps CLS_EMPTY)
+                _set_slot_cls(st.slot_class, e, c, CLS_LEAF if v + d == 0 else CLS_INNER)
         a = parent[a]
 
 
@@ -252,6 +289,7 @@ def evict_slot(st, sc, rank, e, c):
         iv[e, I_STRANDED_EVICT] += 1
     st.where[e, b] = -1
     st.key[e, c] = -1
+    _set_slot_cls(st.slot_class, e, c, CLS_EMPTY)
     st.n_evict[e, b] += 1
     _unlink(st.lru_prev, st.lru_next, iv, e, I_LRU_H, I_LRU_T, c)
     if rank == R_S3FIFO:
@@ -268,7 +306,7 @@ def evict_slot(st, sc, rank, e, c):
             st.fv[e, F_L] = st.k1[e, c]  # inflation: L = H of the evicted block
         _heap_remove(st.heap, st.hpos, st.k1, st.k2, iv, e, c)
     if sc.chain:
-        _desc_add(sc.parent, st.desc, e, b, -1)
+        _desc_add(st, sc.parent, e, b, -1)
     st.free[e, iv[e, I_FREE_TOP]] = c
     iv[e, I_FREE_TOP] += 1
     iv[e, I_CNT] -= 1
@@ -395,6 +433,8 @@ def _insert(st, sc, rank, e, b, r, q):
     st.freq[e, c] = 1
     st.next_use[e, c] = sc.next_ref[r]
     st.pin[e, c] = q
+    # pinned by request q (chain mode) until it ends; flat mode: no cached block is ever below another
+    _set_slot_cls(st.slot_class, e, c, CLS_EMPTY if sc.chain else CLS_LEAF)
     st.tenant[e, c] = sc.req_tenant[q]
     _push_front(st.lru_prev, st.lru_next, iv, e, I_LRU_H, I_LRU_T, c)
     if rank == R_S3FIFO:
@@ -415,7 +455,7 @@ def _insert(st, sc, rank, e, b, r, q):
         _keys(rank, st.k1, st.k2, e, c, 1, r, sc.next_ref[r], sc.cost[b], st.fv[e, F_L])
         _heap_push(st.heap, st.hpos, st.k1, st.k2, iv, e, c)
     if sc.chain:
-        _desc_add(sc.parent, st.desc, e, b, 1)
+        _desc_add(st, sc.parent, e, b, 1)
 
 
 @nb.njit(**JIT)
@@ -426,6 +466,8 @@ def _touch(st, sc, rank, e, c, r, q):
     st.freq[e, c] += 1
     st.next_use[e, c] = sc.next_ref[r]
     st.pin[e, c] = q
+    if sc.chain:
+        _set_slot_cls(st.slot_class, e, c, CLS_EMPTY)  # pinned by request q until it ends
     st.tenant[e, c] = sc.req_tenant[q]
     if rank == R_S3FIFO:
         st.s3f[e, c] = min(st.s3f[e, c] + 1, 3)  # a 2-bit counter
@@ -440,13 +482,16 @@ def _touch(st, sc, rank, e, c, r, q):
 
 @nb.njit(**JIT)
 def _end_request(st, sc, rank, e, q):
-    """Chain mode: stamp the request's cached chain as used, tail first (ancestors newest)."""
+    """Chain mode: stamp the request's cached chain as used, tail first (ancestors newest), and lift
+    its pins (each block's slot class becomes inner or leaf again)."""
     r0 = sc.req_off[q]
     n = sc.req_off[q + 1] - r0
     for j in range(n - 1, -1, -1):
-        c = st.where[e, sc.ref_block[r0 + j]]
+        b = sc.ref_block[r0 + j]
+        c = st.where[e, b]
         if c < 0:
             continue
+        _set_slot_cls(st.slot_class, e, c, CLS_LEAF if st.desc[e, b] == 0 else CLS_INNER)
         t = r0 + n - 1 - j
         st.last_t[e, c] = t
         _unlink(st.lru_prev, st.lru_next, st.iv, e, I_LRU_H, I_LRU_T, c)
@@ -478,6 +523,13 @@ def _splitmix(z):
     return z ^ (z >> np.uint64(31))
 
 
+@nb.njit(inline="always", **JIT)
+def _prefetch_slot(st, e, c):
+    """Hint the record of slot ``c`` (``env.SLOT_I64``/``SLOT_I32``: one cache line holds every field
+    ``write_obs``, ``evict_slot`` and ``_insert`` read of it; ``envs.core.prefetch``; changes no value)."""
+    prefetch(st.key, (e, c))
+
+
 @nb.njit(**JIT)
 def _sampled_candidates(st, sc, e, q, K, out, scratch):
     """LRU's victim, then up to K - 1 distinct evictable blocks drawn uniformly from the cache
@@ -502,55 +554,80 @@ def _sampled_candidates(st, sc, e, q, K, out, scratch):
     iv = st.iv
     chain = sc.chain
     leaf_only = chain and iv[e, I_LEAF_ONLY] != 0
+    bits = st.slot_class
     n = 0
     c = iv[e, I_LRU_T]
     while c >= 0:
-        if _evictable(st, sc, e, c, q) and not (leaf_only and st.desc[e, st.key[e, c]] > 0):
+        cls = _slot_cls(bits, e, c)  # CLS_EMPTY: pinned by request q
+        if cls != CLS_EMPTY and not (leaf_only and cls == CLS_INNER):
             out[0] = c
             n = 1
+            _prefetch_slot(st, e, c)
             break
         c = st.lru_prev[e, c]
     if n == 0:
         return 0
     cap = np.uint64(iv[e, I_CAP])  # occupied slots are 0..cap-1 (the free stack hands out the lowest first)
+    m_lo, m_hi = fastmod_magic(cap)  # cap < 2**31 (slots are int32)
     B = SAMPLE_BLOCK
     z = np.uint64(iv[e, I_RNG])
     used = 0  # draws consumed
     have = 0  # draws gathered (the buffer holds draws have - B .. have - 1)
-    for _ in range(4 * K):
-        if n >= K:
-            break
+    m2 = np.uint64(0)  # bit j: draw have - B + j is an evictable leaf (flag 2 of the one-draw rule)
+    m1 = np.uint64(0)  # bit j: an evictable inner block that may be picked (flag 1; never with leaf_only)
+    ONE = np.uint64(1)
+    it = 0  # groups of up to 4 tries consumed (at most 4 K)
+    while it < 4 * K and n < K:
+        bit = used - (have - B)
         pick = -1
-        for _try in range(4):
-            if used == have:
-                for j in range(B):
-                    z += GOLDEN
-                    scratch[j] = np.int64(_splitmix(z) % cap)
-                for j in range(B):
-                    scratch[B + j] = st.key[e, scratch[j]]
-                    scratch[2 * B + j] = st.pin[e, scratch[j]]
-                if chain:  # descendants of each drawn block, gathered without a branch per draw
-                    for j in range(B):
-                        scratch[3 * B + j] = st.desc[e, max(scratch[B + j], 0)]
-                for j in range(B):  # 0: not evictable, 1: evictable inner block, 2: evictable leaf
-                    b = scratch[B + j]
-                    if b < 0 or (chain and scratch[2 * B + j] == q):
-                        scratch[2 * B + j] = 0
-                    elif not chain or scratch[3 * B + j] == 0:
-                        scratch[2 * B + j] = 2
-                    elif leaf_only:  # an inner block is no candidate: the draw is retried
-                        scratch[2 * B + j] = 0
-                    else:
-                        scratch[2 * B + j] = 1
-                have += B
-            j = used - (have - B)
-            used += 1
-            flag = scratch[2 * B + j]
-            if flag == 0:
+        if used < have and bit + 4 <= B:
+            # The group lies in the gathered block: read it from the bit masks. Groups with no flagged
+            # draw pick nothing and take 4 draws each: skip them together.
+            rest = (m2 | m1) >> np.uint64(bit)
+            skip = (B - bit) // 4 if rest == 0 else np.int64(trailing_zeros(rest)) // 4
+            if skip > 0:
+                skip = min(skip, 4 * K - it)
+                it += skip
+                used += 4 * skip
                 continue
-            pick = scratch[j]
-            if flag == 2:
-                break
+            w2 = (m2 >> np.uint64(bit)) & np.uint64(15)
+            if w2 != 0:  # the first leaf of the group ends it
+                j = np.int64(trailing_zeros(w2))
+                used += j + 1
+            else:  # no leaf in 4 tries: the last inner block tried
+                j = 63 - np.int64(leading_zeros((m1 >> np.uint64(bit)) & np.uint64(15)))
+                used += 4
+            pick = scratch[bit + j]
+        else:
+            # A group that starts a block or crosses into the next: one draw at a time, gathering the
+            # next B draws when the buffer runs out (their slots' words read in one loop, so the cache
+            # misses overlap).
+            for _try in range(4):
+                if used == have:
+                    m2 = np.uint64(0)
+                    m1 = np.uint64(0)
+                    for j in range(B):
+                        z += GOLDEN
+                        scratch[j] = np.int64(fastmod(_splitmix(z), m_lo, m_hi, cap))  # == _splitmix(z) % cap
+                    for j in range(B):
+                        scratch[B + j] = _slot_cls(bits, e, scratch[j])
+                    for j in range(B):
+                        cls = scratch[B + j]
+                        if cls == CLS_EMPTY or (leaf_only and cls == CLS_INNER):
+                            continue
+                        if cls == CLS_LEAF:
+                            m2 |= ONE << np.uint64(j)
+                        else:
+                            m1 |= ONE << np.uint64(j)
+                    have += B
+                j = used - (have - B)
+                used += 1
+                if (m2 >> np.uint64(j)) & ONE:
+                    pick = scratch[j]
+                    break
+                if (m1 >> np.uint64(j)) & ONE:
+                    pick = scratch[j]
+        it += 1
         if pick < 0:
             continue
         dup = False
@@ -561,6 +638,7 @@ def _sampled_candidates(st, sc, e, q, K, out, scratch):
         if not dup:
             out[n] = pick
             n += 1
+            _prefetch_slot(st, e, pick)  # write_obs reads these rows next
     iv[e, I_RNG] = np.int64(np.uint64(iv[e, I_RNG]) + np.uint64(used) * GOLDEN)
     return n
 
@@ -619,20 +697,53 @@ def candidates(st, sc, rank, e, q, K, out, scratch):
     return n
 
 
+LOG1P_INTS = 4096  # log1p of the integers below this come from Scenario.log1p_int (a table of libm's values)
+
+
+def log1p_table(n: int = LOG1P_INTS) -> np.ndarray:
+    """float64 [n]: ``log1p(i)`` for i = 0 .. n - 1, each from libm's ``log1p`` (``math.log1p``, the
+    function the kernels' ``np.log1p`` calls), so a lookup equals the call bit for bit."""
+    return np.array([math.log1p(i) for i in range(n)], np.float64)
+
+
+@nb.njit(inline="always", **JIT)
+def _log1p_int(table, i):
+    """``np.log1p(i)`` for an integer ``i`` >= 0, looked up below the table's length."""
+    return table[i] if i < table.shape[0] else np.log1p(i)
+
+
 @nb.njit(**JIT)
 def write_obs(st, sc, rank, e, K, n, cands, obs, mask, block_size, n_tenants):
+    """Observation and mask of env ``e``'s decision among ``cands[:n]`` (``GLOBAL_FEATURES``, then
+    ``CANDIDATE_FEATURES`` of each candidate). The candidates' slot rows, then their blocks' rows,
+    are hinted (``envs.core.prefetch``) before any is read, so their cache misses overlap."""
     iv = st.iv
+    if not (rank == R_LRU and iv[e, I_SAMPLED]):  # the sampled candidates hinted theirs as they were drawn
+        for k in range(n):
+            _prefetch_slot(st, e, cands[k])
+    for k in range(n):
+        b = st.key[e, cands[k]]
+        prefetch(st.desc, (e, b))
+        prefetch(st.n_evict, (e, b))
+        prefetch(sc.block_feat, (b, 0))
+        prefetch(sc.parent, (b,))
+    if sc.chain:
+        for k in range(n):
+            p = sc.parent[st.key[e, cands[k]]]
+            if p >= 0:
+                prefetch(st.where, (e, p))
     q = iv[e, I_REQ]
     r0 = sc.req_off[q]
     clen = sc.req_off[q + 1] - r0
     cap = iv[e, I_CAP]
     now = r0 + iv[e, I_J]
     o = obs[e]
+    lt = sc.log1p_int
     o[0] = iv[e, I_CNT] / cap
     o[1] = np.log1p(clen / cap)
     o[2] = iv[e, I_HITLEN] / max(clen, 1)
-    o[3] = np.log1p(clen) / 6.0
-    o[4] = np.log1p(iv[e, I_J]) / 6.0
+    o[3] = _log1p_int(lt, clen) / 6.0
+    o[4] = _log1p_int(lt, iv[e, I_J]) / 6.0
     o[5] = n / K
     o[6] = st.fv[e, F_HIT_EMA]
     o[7] = (q - iv[e, I_REQ_START]) / max(iv[e, I_REQ_END] - iv[e, I_REQ_START], 1)
@@ -648,19 +759,19 @@ def write_obs(st, sc, rank, e, K, n, cands, obs, mask, block_size, n_tenants):
         b = st.key[e, c]
         o[base + 0] = 1.0
         o[base + 1] = np.log1p((now - st.last_t[e, c]) * inv_c)
-        o[base + 2] = np.log1p(st.freq[e, c])
+        o[base + 2] = _log1p_int(lt, st.freq[e, c])
         pt = st.prev_t[e, c]
         o[base + 3] = np.log1p((st.last_t[e, c] - pt) * inv_c) if pt >= 0 else 0.0
         o[base + 4] = np.log1p((now - st.ins_t[e, c]) * inv_c)
-        o[base + 5] = np.log1p(sc.depth[b]) / 6.0
-        o[base + 6] = np.log1p(st.desc[e, b]) / 6.0
+        o[base + 5] = sc.block_feat[b, 0]
+        o[base + 6] = _log1p_int(lt, st.desc[e, b]) / 6.0
         p = sc.parent[b]
         o[base + 7] = 1.0 if (sc.chain and p >= 0 and st.where[e, p] < 0) else 0.0
-        o[base + 8] = sc.tokens[b] / block_size
-        o[base + 9] = sc.cost[b] / sc.cost0
+        o[base + 8] = sc.block_feat[b, 1]
+        o[base + 9] = sc.block_feat[b, 2]
         o[base + 10] = (st.tenant[e, c] + 1.0) / n_tenants if n_tenants > 0 else 0.0
         o[base + 11] = 1.0 if k == 0 and rank == R_LRU else 0.0
-        o[base + 12] = np.log1p(st.n_evict[e, b])
+        o[base + 12] = _log1p_int(lt, st.n_evict[e, b])
 
 
 @nb.njit(**JIT)
@@ -770,6 +881,7 @@ def reset_env(st, sc, rank, e, cap, warm_start, start, end, K, decide, obs, mask
         st.q_next[e, c] = -1
         st.hpos[e, c] = -1
         st.pin[e, c] = -1
+    st.slot_class[e, :] = 0
     if sc.chain:
         st.desc[e, :] = 0
     st.n_evict[e, :] = 0
@@ -798,8 +910,12 @@ def step_all(st, sc, rank, envs, actions, K, obs, mask, cands, scratch, reward, 
              n_tenants):
     """Each env of ``envs`` evicts its chosen candidate (an index into its candidates), inserts
     the pending block and runs to its next decision; ``done[e]`` when its window ended."""
+    W = st.slot_class.shape[1]
     for i in range(envs.shape[0]):
         e = envs[i]
+        if i + 1 < envs.shape[0]:  # the next env's slot classes, which its sampled draws read (a hint only)
+            for w in range(0, W, 8):
+                prefetch(st.slot_class, (envs[i + 1], w))
         st.fv[e, F_REWARD] = 0.0
         evict_slot(st, sc, rank, e, cands[e, actions[e]])
         q = st.iv[e, I_REQ]

@@ -96,7 +96,7 @@ def pe_cases() -> dict[str, str]:
             vec.set_ranking(r, native=True)
             vec.state.iv[0, K.I_RNG] = 12345
             vec.state.iv[0, K.I_SAMPLED] = 1
-            K.reset_env(vec.state, bt.sc, rk, 0, vec.caps[0], 0, 0, N, vec.K, False, vec._obs64, vec._mask,
+            K.reset_env(vec.state, bt.sc, rk, 0, vec.caps[0], 0, 0, N, vec.K, False, vec._obs, vec._mask,
                         vec._cands[0], vec._scratch, bt.block_size, bt.n_tenants)
             d = Digest()
             d.arr(vec.state.iv), d.arr(vec.state.fv), d.arr(vec.state.hit_tok)
