@@ -6,6 +6,15 @@ at once, so the replica always has requests waiting, and is served under vLLM's 
 scheduling (admit all that fit, 8192-token budget). Capacity is the completion rate between
 the 20th and 80th percentile completions: the steady state, without the ramp-up or the tail
 where the batch drains.
+
+The stream is the workload's first 2,048 requests (``max_requests``). A workload with fewer
+(a small user trace: 140 requests fit one batch of vLLM's 1,024 sequences, and the 20th-80th
+percentile completions of that one batch gave 1,185 requests/s for a sustained 17.9) is
+repeated in order to fill it, as a load generator cycles a short dataset, and the stream
+doubles (up to ``MAX_STREAM`` requests) until requests still wait to start when the 80th
+percentile completion comes: the measured span is then all steady state. A workload of 2,048
+requests or more is measured on its first 2,048 as it always was (every built-in trace: the
+committed results depend on their capacities).
 """
 
 from __future__ import annotations
@@ -47,23 +56,20 @@ def _saturated_finish_times(st, wl, eng, budget):
             now += dt
 
 
+MAX_STREAM = 1 << 17  # most requests the stream of a cycled workload grows to (measure_capacity_rps)
+
+
 class NoSteadyState(ValueError):
-    """A workload whose 20th and 80th percentile completions coincide: no completion rate to measure."""
+    """A workload whose 20th and 80th percentile completions coincide, or whose repeated requests
+    never keep the replica busy through them: no completion rate to measure."""
 
 
-def measure_capacity_rps(eng: Engine, wl: S.Workload, max_requests: int = 2048,
-                         budget: int = VLLM_BUDGET, source: str = "workload") -> float:
-    """Sustained completions per second of one replica on this workload (prefill token budget
-    ``budget`` per iteration, vLLM's by default): a finite, positive number of requests/s.
-
-    Raises ``ValueError`` naming ``source`` (the trace or workload part measured) when no request
-    is served, and :class:`NoSteadyState` (a ``ValueError``) naming it and both percentiles when the
-    20th and 80th percentile completions coincide (a handful of requests, or one that finishes
-    them all in one iteration): the rate would be inf (or NaN), and a count unit of inf
-    (:func:`count_unit`) would zero every count feature."""
+def _serve_stream(eng: Engine, wl: S.Workload, index: np.ndarray, budget: int) -> S.ClusterState:
+    """One replica's state after serving the requests ``index`` (flat positions in ``wl``'s [W, N]
+    grid, in order, repeats allowed) all arriving at time 0."""
     W, N = wl.arrival_s.shape
-    M = min(W * N, max_requests)
-    flat = lambda a: np.ascontiguousarray(a.reshape(W * N, *a.shape[2:])[None, :M])  # noqa: E731
+    M = len(index)
+    flat = lambda a: np.ascontiguousarray(a.reshape(W * N, *a.shape[2:])[index][None])  # noqa: E731
     stream = S.Workload(
         arrival_s=np.zeros((1, M)), prompt=flat(wl.prompt), output=flat(wl.output),
         pred_bucket=flat(wl.pred_bucket), n_requests=np.array([M], np.int32),
@@ -71,18 +77,66 @@ def measure_capacity_rps(eng: Engine, wl: S.Workload, max_requests: int = 2048,
     )
     st = S.allocate(1, 1, M, M, 1)
     _saturated_finish_times(st, stream, eng._replace(cache_on=False), budget)
-    # Requests the trace marks failed or the engine rejects are never served: the capacity is
-    # that of the requests it serves.
+    return st
+
+
+def _span(st: S.ClusterState) -> tuple[np.ndarray, int, int]:
+    """Sorted completion times (s) of the served requests and the indices of the 20th and 80th
+    percentile ones. Requests the trace marks failed or the engine rejects are never served: the
+    capacity is that of the requests it serves."""
     done = np.sort(st.e2e[0][st.fate[0] == S.FINISHED])
     n = done.shape[0]
-    lo, hi = int(0.2 * n), int(0.8 * n)
+    return done, int(0.2 * n), min(int(0.8 * n), n - 1)
+
+
+def measure_capacity_rps(eng: Engine, wl: S.Workload, max_requests: int = 2048,
+                         budget: int = VLLM_BUDGET, source: str = "workload") -> float:
+    """Sustained completions per second of one replica on this workload (prefill token budget
+    ``budget`` per iteration, vLLM's by default): a finite, positive number of requests/s.
+
+    The stream is the workload's first ``max_requests`` requests; a workload with fewer is
+    repeated in order to fill it, and the stream doubles (at most ``MAX_STREAM``) until a request
+    still waits for its first token when the 80th percentile completion comes (module docstring).
+
+    Raises ``ValueError`` naming ``source`` (the trace or workload part measured) when no request
+    is served, and :class:`NoSteadyState` (a ``ValueError``) naming it and both percentiles when the
+    20th and 80th percentile completions coincide (every request finishing in one iteration), or
+    when a repeated workload's stream of ``MAX_STREAM`` requests still drains before its 80th
+    percentile completion: the rate would be inf (or NaN), and a count unit of inf
+    (:func:`count_unit`) would zero every count feature."""
+    W, N = wl.arrival_s.shape
+    if W * N >= max_requests:  # as measured before repeats: the built-in traces' capacities, bit for bit
+        index = np.arange(max_requests)
+        st = _serve_stream(eng, wl, index, budget)
+        done, lo, hi = _span(st)
+    else:  # too few for the stream: repeat them (padding left out) until the measured span is steady
+        real = np.concatenate([w * N + np.arange(int(wl.n_requests[w])) for w in range(W)]).astype(np.int64)
+        if real.size == 0:
+            raise ValueError(f"measure_capacity_rps: {source}: the workload holds no request")
+        M = max(max_requests, 1)
+        while True:
+            index = np.resize(real, M)
+            st = _serve_stream(eng, wl, index, budget)
+            done, lo, hi = _span(st)
+            if done.shape[0] == 0:
+                break
+            last_start = float(np.max(st.ttft[0][st.fate[0] == S.FINISHED]))
+            if last_start >= done[hi] and done[hi] > done[lo]:
+                break
+            if M >= MAX_STREAM:
+                raise NoSteadyState(
+                    f"measure_capacity_rps: {source}: its {len(real)} request(s) repeated to {M} never keep the "
+                    f"replica busy up to the 80th percentile completion (at {done[hi]:.6g} s; the last first token "
+                    f"at {last_start:.6g} s): no steady state to measure (a trace of more, or longer, requests)")
+            M *= 2
+    M = len(index)
+    n = done.shape[0]
     if n == 0:
         raise ValueError(
             f"measure_capacity_rps: {source}: {n} of {M} requests were served ({int((st.fate[0] == S.FAILED).sum())} "
             f"failed in the trace, {int((st.fate[0] == S.REJECTED).sum())} rejected by the engine); no completion "
             "rate to measure"
         )
-    hi = min(hi, n - 1)
     if not done[hi] > done[lo]:
         raise NoSteadyState(
             f"measure_capacity_rps: {source}: the 20th and 80th percentile completions coincide (completion "
