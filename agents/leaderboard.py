@@ -372,7 +372,7 @@ def build_report(results: list[ScenarioResult], command: str, quick: bool,
         sc = res.scenario
         scoring = SCORING[sc.env_id]
         entry = {"id": sc.id, "env": sc.env_id, "trace": sc.trace, "env_kwargs": sc.kwargs(quick),
-                 "seed": sc.seed, "scoring": asdict(scoring)}
+                 "seed": sc.seed, "scoring": {**asdict(scoring), "training_may_see": sc.training_may_see()}}
         if res.skipped:
             entry["skipped"] = res.skipped
         else:

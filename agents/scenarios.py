@@ -83,6 +83,15 @@ class Scenario:
     def n_episodes(self, quick: bool) -> int:
         return self.quick_episodes if quick else self.episodes
 
+    def training_may_see(self) -> str:
+        """What training may see of this scenario's trace: its environment's rule
+        (``Scoring.training_may_see``, a train/held-out split of the trace), or, where the scenario
+        plays its trace whole (``split=all``: a ``--trace`` file, a held-out family), none of it."""
+        if self.env_kwargs.get("split") == "all":
+            return ("none of this trace: the scenario plays it whole (split=all, every window held out); "
+                    "training sees other traces only")
+        return SCORING[self.env_id].training_may_see
+
 
 SCORING: dict[str, Scoring] = {
     "servegym/KVAdmission-v0": Scoring(
@@ -657,7 +666,8 @@ class TraceNameClash(ValueError):
 
 def user_trace_scenarios(paths: list[str], envs_filter: list[str] | None) -> list[Scenario]:
     """The selected environments' scenarios replayed on each user trace file; a file no policy
-    trained on is held out as a whole (``split=all``). Their ids name the file by its name
+    trained on is held out as a whole (``split=all``; ``Scenario.training_may_see`` says so, not the
+    environment's train/held-out split of its own traces). Their ids name the file by its name
     (``<env>/user:<name>/...``), so ``FileNotFoundError`` for a missing file and ``TraceNameClash``
     for one given twice or two files of the same name (their results would share ids)."""
     out = []

@@ -158,6 +158,25 @@ def test_user_traces_replay_only_main_scenarios(tmp_path):
     assert out and all(s.track == "main" and "/transfer/" not in s.id for s in out)
 
 
+def test_a_scenario_played_whole_does_not_claim_a_train_held_out_split(tmp_path):
+    """A --trace file plays whole (split=all), yet its leaderboard entry said 'Training may see: the first 70%
+    of the trace's windows (split=train); scored on the last 30%' (its environment's rule for its own traces).
+    Scenarios that play a trace whole say none of it is seen; the others keep their environment's rule."""
+    from agents import leaderboard as lb
+
+    path = tmp_path / "t.jsonl"
+    path.write_text('{"timestamp": 0, "input_length": 100, "output_length": 5}\n')
+    for sc in scn.user_trace_scenarios([str(path)], None) + [s for s in scn.SCENARIOS if s.kwargs(False).get("split") == "all"]:
+        said = sc.training_may_see()
+        assert "split=all" in said and "70%" not in said and "30%" not in said, (sc.id, said)
+        assert sc.kwargs(False)["split"] == "all"
+    for sc in (s for s in scn.SCENARIOS if s.kwargs(False).get("split", "test") != "all"):
+        assert sc.training_may_see() == scn.SCORING[sc.env_id].training_may_see
+    user = scn.user_trace_scenarios([str(path)], ["KVAdmission"])[0]
+    (entry,) = lb.build_report([scn.ScenarioResult(user, skipped="x")], "cmd", False, code={})["scenarios"]
+    assert entry["scoring"]["training_may_see"] == user.training_may_see()
+
+
 def test_only_zoo_agents_trained_on_a_distribution_play_the_transfer_track():
     from agents.leaderboard import zoo_on_distribution
     from agents.zoo import RECIPES, Recipe
