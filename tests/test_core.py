@@ -310,8 +310,8 @@ def _lengths_trace(n: int, seed: int = 0) -> Trace:
 
 def test_capacity_of_a_trace_smaller_than_a_batch_is_its_sustained_rate():
     """140 requests fit one batch of the engine's 1,024 sequences: the whole trace ran as one burst and
-    the 20th-80th percentile completions of that one batch gave 43.4 requests/s; the replica sustains
-    35.0 on these requests (a stream of 32,768 of them). Now they are repeated until the measured span is
+    the 20th-80th percentile completions of that one batch gave 43.2 requests/s; the replica sustains
+    35.4 on these requests (a stream of 32,768 of them). Now they are repeated until the measured span is
     steady (envs.core.capacity): within 1% of the sustained rate."""
     from envs.core.capacity import measure_capacity_rps
     from envs.core.workload import build_workload
