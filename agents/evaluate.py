@@ -28,6 +28,7 @@ from agents.policy_base import PolicyMismatch
 from agents.rollout import run_episodes
 from agents.scenarios import held_out_windows, windows_note
 from envs import options
+from envs.config_check import SPLITS
 from envs.metrics import aggregate
 
 
@@ -296,7 +297,7 @@ def build_parser() -> cli.Parser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY=VALUE",
                    help="config fields of the environment (listed below per environment)")
-    p.add_argument("--split", default=None, choices=("train", "test", "all"),
+    p.add_argument("--split", default=None, choices=SPLITS,
                    help="windows to replay (default test: the held-out ones); --env-kwargs split=... "
                         "is the same setting")
     p.add_argument("--json", type=Path,
@@ -323,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
         kwargs = cli.parse_env_kwargs(a.env_kwargs, a.env)
         # both settings were taken silently: --env-kwargs split won over --split, window_order became sequential;
         # --env-kwargs trace=... was ignored for --trace's default
-        a.split = cli.take_env_kwarg(kwargs, "split", "--split", a.split, "test")
+        a.split = cli.take_env_kwarg(kwargs, "split", "--split", a.split, "test", SPLITS)
         a.trace = cli.take_env_kwarg(kwargs, "trace", "--trace", a.trace, "default")
         if kwargs.get("window_order", "sequential") != "sequential":
             raise cli.UsageError(f"--env-kwargs window_order={kwargs['window_order']}: the evaluation replays "

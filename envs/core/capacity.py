@@ -25,6 +25,7 @@ import numpy as np
 from envs.core import state as S
 from envs.core.engine import Engine
 from envs.core.replica import ORDER_FCFS, enqueue, reset_env_state, reset_replica, run_iteration
+from envs.core.workload import TraceUnsuited
 
 VLLM_BUDGET = 8192  # vLLM max_num_batched_tokens for online serving on >= 70 GiB GPUs
 
@@ -98,8 +99,9 @@ def measure_capacity_rps(eng: Engine, wl: S.Workload, max_requests: int = 2048,
     repeated in order to fill it, and the stream doubles (at most ``MAX_STREAM``) until a request
     still waits for its first token when the 80th percentile completion comes (module docstring).
 
-    Raises ``ValueError`` naming ``source`` (the trace or workload part measured) when no request
-    is served, and :class:`NoSteadyState` (a ``ValueError``) naming it and both percentiles when the
+    Raises ``envs.core.workload.TraceUnsuited`` (a ``ValueError``) naming ``source`` (the trace or
+    workload part measured) when no request is served (every one failed in the trace or rejected by
+    the engine: a fault of the trace, not of the settings), and :class:`NoSteadyState` (a ``ValueError``) naming it and both percentiles when the
     20th and 80th percentile completions coincide (every request finishing in one iteration), or
     when a repeated workload's stream of ``MAX_STREAM`` requests still drains before its 80th
     percentile completion: the rate would be inf (or NaN), and a count unit of inf
@@ -129,14 +131,16 @@ def measure_capacity_rps(eng: Engine, wl: S.Workload, max_requests: int = 2048,
                     f"replica busy up to the 80th percentile completion (at {done[hi]:.6g} s; the last first token "
                     f"at {last_start:.6g} s): no steady state to measure (a trace of more, or longer, requests)")
             M *= 2
-    M = len(index)
     n = done.shape[0]
-    if n == 0:
-        raise ValueError(
-            f"measure_capacity_rps: {source}: {n} of {M} requests were served ({int((st.fate[0] == S.FAILED).sum())} "
-            f"failed in the trace, {int((st.fate[0] == S.REJECTED).sum())} rejected by the engine); no completion "
-            "rate to measure"
-        )
+    if n == 0:  # the requests measured (each once), not the repeats
+        distinct = np.unique(index)
+        failed = int(wl.failed.reshape(-1)[distinct].sum())
+        counts = (f"{len(distinct)} request(s): {failed} failed in the trace (e.g. output 0), "
+                  f"{len(distinct) - failed} rejected by the engine")
+        raise TraceUnsuited(
+            f"measure_capacity_rps: {source}: none served of its {counts}; no completion rate to measure",
+            "requests the engine serves (not failed in the trace, within the model's context and KV pool)",
+            f"has none in the part measured ({counts})")
     if not done[hi] > done[lo]:
         raise NoSteadyState(
             f"measure_capacity_rps: {source}: the 20th and 80th percentile completions coincide (completion "
