@@ -24,7 +24,8 @@ import numpy as np
 
 from envs.core import state as S
 from envs.core.engine import Engine
-from envs.core.replica import ORDER_FCFS, enqueue, reset_env_state, reset_replica, run_iteration
+from envs.core.replica import (ORDER_FCFS, accepted_at_arrival, enqueue, reset_env_state, reset_replica,
+                               run_iteration)
 from envs.core.workload import TraceUnsuited
 
 VLLM_BUDGET = 8192  # vLLM max_num_batched_tokens for online serving on >= 70 GiB GPUs
@@ -58,6 +59,18 @@ def _saturated_finish_times(st, wl, eng, budget):
 
 
 MAX_STREAM = 1 << 17  # most requests the stream of a cycled workload grows to (measure_capacity_rps)
+
+
+def _none_served(wl: S.Workload, index: np.ndarray, source: str) -> None:
+    """Raise ``TraceUnsuited``: none of the requests ``index`` (flat positions in ``wl``) is served."""
+    distinct = np.unique(index)
+    failed = int(wl.failed.reshape(-1)[distinct].sum())
+    counts = (f"{len(distinct)} request(s): {failed} failed in the trace (e.g. output 0), "
+              f"{len(distinct) - failed} rejected by the engine")
+    raise TraceUnsuited(
+        f"measure_capacity_rps: {source}: none served of its {counts}; no completion rate to measure",
+        "requests the engine serves (not failed in the trace, within the model's context and KV pool)",
+        f"has none in the part measured ({counts})")
 
 
 class NoSteadyState(ValueError):
@@ -99,10 +112,15 @@ def measure_capacity_rps(eng: Engine, wl: S.Workload, max_requests: int = 2048,
     repeated in order to fill it, and the stream doubles (at most ``MAX_STREAM``) until a request
     still waits for its first token when the 80th percentile completion comes (module docstring).
 
+    The stream of a repeated workload holds only the requests it serves (one the trace marks failed
+    or the engine rejects at arrival would shift the cycle), so that such a request leaves the
+    capacity as if it were absent.
+
     Raises ``envs.core.workload.TraceUnsuited`` (a ``ValueError``) naming ``source`` (the trace or
     workload part measured) when no request is served (every one failed in the trace or rejected by
-    the engine: a fault of the trace, not of the settings), and :class:`NoSteadyState` (a ``ValueError``) naming it and both percentiles when the
-    20th and 80th percentile completions coincide (every request finishing in one iteration), or
+    the engine: a fault of the trace, not of the settings), and :class:`NoSteadyState` (a
+    ``ValueError``) naming it and both percentiles when the 20th and 80th percentile completions
+    coincide (every request finishing in one iteration), or
     when a repeated workload's stream of ``MAX_STREAM`` requests still drains before its 80th
     percentile completion: the rate would be inf (or NaN), and a count unit of inf
     (:func:`count_unit`) would zero every count feature."""
@@ -111,36 +129,30 @@ def measure_capacity_rps(eng: Engine, wl: S.Workload, max_requests: int = 2048,
         index = np.arange(max_requests)
         st = _serve_stream(eng, wl, index, budget)
         done, lo, hi = _span(st)
-    else:  # too few for the stream: repeat them (padding left out) until the measured span is steady
+        if done.shape[0] == 0:
+            _none_served(wl, index, source)
+    else:  # too few for the stream: repeat the ones it serves (failed or rejected ones would only shift the
+        # cycle, padding left out) until the measured span is steady
         real = np.concatenate([w * N + np.arange(int(wl.n_requests[w])) for w in range(W)]).astype(np.int64)
-        if real.size == 0:
-            raise ValueError(f"measure_capacity_rps: {source}: the workload holds no request")
-        M = max(max_requests, 1)
+        served = real[accepted_at_arrival(eng, wl.prompt.reshape(-1)[real], wl.output.reshape(-1)[real])
+                      & ~wl.failed.reshape(-1)[real]]
+        if served.size == 0:
+            _none_served(wl, real, source)
+        M = max_requests
         while True:
-            index = np.resize(real, M)
+            index = np.resize(served, M)
             st = _serve_stream(eng, wl, index, budget)
             done, lo, hi = _span(st)
-            if done.shape[0] == 0:
-                break
             last_start = float(np.max(st.ttft[0][st.fate[0] == S.FINISHED]))
             if last_start >= done[hi] and done[hi] > done[lo]:
                 break
             if M >= MAX_STREAM:
                 raise NoSteadyState(
-                    f"measure_capacity_rps: {source}: its {len(real)} request(s) repeated to {M} never keep the "
-                    f"replica busy up to the 80th percentile completion (at {done[hi]:.6g} s; the last first token "
-                    f"at {last_start:.6g} s): no steady state to measure (a trace of more, or longer, requests)")
+                    f"measure_capacity_rps: {source}: its {len(served)} served request(s) repeated to {M} never keep "
+                    f"the replica busy up to the 80th percentile completion (at {done[hi]:.6g} s; the last first "
+                    f"token at {last_start:.6g} s): no steady state to measure (a trace of more, or longer, requests)")
             M *= 2
     n = done.shape[0]
-    if n == 0:  # the requests measured (each once), not the repeats
-        distinct = np.unique(index)
-        failed = int(wl.failed.reshape(-1)[distinct].sum())
-        counts = (f"{len(distinct)} request(s): {failed} failed in the trace (e.g. output 0), "
-                  f"{len(distinct) - failed} rejected by the engine")
-        raise TraceUnsuited(
-            f"measure_capacity_rps: {source}: none served of its {counts}; no completion rate to measure",
-            "requests the engine serves (not failed in the trace, within the model's context and KV pool)",
-            f"has none in the part measured ({counts})")
     if not done[hi] > done[lo]:
         raise NoSteadyState(
             f"measure_capacity_rps: {source}: the 20th and 80th percentile completions coincide (completion "
