@@ -48,7 +48,8 @@ def _small_trace(path, n: int, seed: int = 0):
     for i in range(n):
         prompt = int(rng.integers(200, 2000))
         blocks = -(-prompt // 512)  # Mooncake's 512-token blocks, none shared
-        lines.append(json.dumps({"timestamp": 500 * i, "input_length": prompt, "output_length": int(rng.integers(20, 300)),
+        lines.append(json.dumps({"timestamp": 500 * i, "input_length": prompt,
+                                 "output_length": int(rng.integers(20, 300)),
                                  "hash_ids": list(range(block, block + blocks))}) + "\n")
         block += blocks
     path.write_text("".join(lines))

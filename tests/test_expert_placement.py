@@ -197,7 +197,8 @@ def test_a_request_trace_is_named_as_such(tmp_path, capsys):
     from agents import evaluate as ev
 
     jsonl = tmp_path / "requests.jsonl"
-    jsonl.write_text("".join(f'{{"timestamp": {i * 100}, "input_length": 600, "output_length": 20}}\n' for i in range(5)))
+    jsonl.write_text("".join(f'{{"timestamp": {i * 100}, "input_length": 600, "output_length": 20}}\n'
+                             for i in range(5)))
     csv = tmp_path / "requests.csv"
     csv.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.6805900,374,44\n")
     for trace, what in ((str(jsonl), f"{jsonl}: a request trace (mooncake format), not expert-load counts; "),

@@ -166,7 +166,8 @@ def test_a_scenario_played_whole_does_not_claim_a_train_held_out_split(tmp_path)
 
     path = tmp_path / "t.jsonl"
     path.write_text('{"timestamp": 0, "input_length": 100, "output_length": 5}\n')
-    for sc in scn.user_trace_scenarios([str(path)], None) + [s for s in scn.SCENARIOS if s.kwargs(False).get("split") == "all"]:
+    whole = [s for s in scn.SCENARIOS if s.kwargs(False).get("split") == "all"]
+    for sc in scn.user_trace_scenarios([str(path)], None) + whole:
         said = sc.training_may_see()
         assert "split=all" in said and "70%" not in said and "30%" not in said, (sc.id, said)
         assert sc.kwargs(False)["split"] == "all"
