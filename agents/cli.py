@@ -20,6 +20,7 @@ zoo; ``envs.bench`` follows it through ``envs.options``).
 from __future__ import annotations
 
 import argparse
+import re
 import typing
 from pathlib import Path
 from typing import Any
@@ -71,13 +72,20 @@ def check_env(env_id: str, kwargs: dict[str, Any], trace: Any = "default", seed:
     of a traceback later."""
     from traces.errors import TraceError
 
+    from envs.core.workload import TraceUnsuited
+
     try:
         vec = options.build(env_id, 1, seed=seed, **{**fixed, **kwargs, "trace": trace})
     except USER_ERRORS as err:
         msg = one_line(err.args[0] if isinstance(err, KeyError) and err.args else err)
-        if isinstance(err, (TraceError, FileNotFoundError)):
+        # the --env-kwargs fields the message names (a field's own check says "FIELD must ..."): those alone are
+        # shown; a bad split was shown as '--env-kwargs window_requests=50: ... split must be ...'
+        named = {k: v for k, v in kwargs.items() if re.search(rf"(?<!\w){re.escape(k)}(?!\w)", msg)}
+        if isinstance(err, (TraceError, FileNotFoundError)) or (isinstance(err, TraceUnsuited) and not named):
+            # a trace that cannot be read, or whose kind the environment cannot replay (every request failed
+            # in the trace, e.g. output 0, was an '--env-kwargs' line): the file is the fault
             raise UsageError(f"--trace {trace!r}: {msg}") from None
-        shown = " ".join(env_kwargs_args(kwargs))
+        shown = " ".join(env_kwargs_args(named or kwargs))
         if not shown and isinstance(trace, (str, Path)) and str(trace) != "default":
             # no --env-kwargs given: the trace is what the environment refused (too few requests for a
             # window, no block ids, counts of another shape); it was reported as '--env-kwargs (none given)'
@@ -151,15 +159,22 @@ def check_output(path: Path, option: str, directory: bool = False) -> None:
         raise UsageError(f"{option} {path}: {problem}")
 
 
-def take_env_kwarg(kwargs: dict[str, Any], key: str, option: str, given: Any, default: Any) -> Any:
+def take_env_kwarg(kwargs: dict[str, Any], key: str, option: str, given: Any, default: Any,
+                   choices: tuple[Any, ...] | None = None) -> Any:
     """The value of a setting that a command has its own ``option`` for (``--trace``, ``--split``) and
     that ``--env-kwargs KEY=VALUE`` sets too: ``given`` (the option's value, None when not given) or
     else ``kwargs[key]`` or else ``default``; ``key`` is removed from ``kwargs`` so that the
     environment receives it once. ``UsageError`` naming both when both are given and differ (one was
-    silently ignored, or the command ended in a TypeError traceback: "got multiple values")."""
+    silently ignored, or the command ended in a TypeError traceback: "got multiple values"), and
+    naming ``--env-kwargs KEY=VALUE`` for a value not in ``choices`` (the option's own, which argparse
+    checks: taken out of ``kwargs``, a bad one was blamed on the other ``--env-kwargs``)."""
     if key not in kwargs:
         return default if given is None else given
     value = kwargs.pop(key)
+    if choices is not None and value not in choices:
+        shown = value if isinstance(value, str) else repr(value)
+        raise UsageError(f"--env-kwargs {key}={shown}: {key} must be one of {', '.join(map(str, choices))} "
+                         f"(as {option})")
     if given is not None and given != value:
         shown = value if isinstance(value, str) else repr(value)  # as the user typed it: split=test
         raise UsageError(f"{option} {given} --env-kwargs {key}={shown}: two different values of {key}; "

@@ -26,7 +26,9 @@ from agents import cli, team, units
 from agents.policy import heuristic_names, make_policy
 from agents.policy_base import PolicyMismatch
 from agents.rollout import run_episodes
+from agents.scenarios import held_out_windows, windows_note
 from envs import options
+from envs.config_check import SPLITS
 from envs.metrics import aggregate
 
 
@@ -54,6 +56,10 @@ def evaluate(
     ``episodes`` envs, or ``episodes x`` sweep values where ``_play_sweep`` plays the sweep in one
     batch: a row-independent policy's figure is then per call / that larger batch, lower than one
     batch per value gives and not comparable with timing files written before 5f47989).
+    ``distinct_windows``: the windows of the split each sweep value's episodes play (episode e
+    plays window e mod their number; None for an environment without windows); where it is below
+    ``episodes`` the report's ``note`` and a ``warning:`` line on stderr say that the replays are
+    no new samples (issue 21; not an error: a stochastic policy may replay a window on purpose).
     Raises ``RepeatedSweepValue`` for a sweep that lists a value twice.
     """
     kwargs = dict(env_kwargs or {})
@@ -66,12 +72,18 @@ def evaluate(
         table_metrics: tuple[str, ...] = team.TABLE_METRICS
         core = options.build(env_id, 1, seed=seed, **kwargs)
         slo = slo_of(SimpleNamespace(config=core.config.routing, scenario=core.scenario))
+        windows = held_out_windows(core)
     else:
         probe = envs.make_vec(env_id, 1, seed=seed, **kwargs)
         knob, values = probe.sweep()
         table_metrics = tuple(probe.table_metrics)
         slo = slo_of(probe)
+        windows = held_out_windows(probe)
         probe.close()
+    # episode e plays window e mod windows (window_order=sequential): more episodes than windows replay some
+    note = windows_note(episodes, windows, SPLIT_PART.get(kwargs["split"], str(kwargs["split"])))
+    if note:  # on stderr whatever progress says: it qualifies every figure of the report
+        print(f"warning: {env_id} split={kwargs['split']}: {note}", file=sys.stderr, flush=True)
     repeated = repeated_sweep_values(values)
     if repeated:  # by_<knob> would keep one of them and metrics would count its episodes twice
         raise RepeatedSweepValue(f"{knob}={tuple(values)}: sweep value(s) {', '.join(repeated)} given more "
@@ -115,14 +127,20 @@ def evaluate(
         "env_kwargs": {k: v for k, v in kwargs.items() if k != "trace"},
         "seed": seed,
         "episodes": episodes,
+        "distinct_windows": None if windows is None else min(episodes, windows),
         "split": kwargs["split"],
         "sweep": {"key": knob, "values": [sweep_label(v) for v in values]},
         "table_metrics": list(table_metrics),
         "results": results,
     }
+    if note:
+        report["note"] = note
     if slo is not None:
         report["slo"] = slo
     return report
+
+
+SPLIT_PART = {"test": "held-out", "train": "training", "all": "whole-trace"}  # windows_note's words per split
 
 
 class RepeatedSweepValue(ValueError):
@@ -202,6 +220,12 @@ def sweep_label(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
+def _replayed(report: dict[str, Any]) -> str:
+    """`` (N distinct windows)`` where the episodes replay fewer windows than episodes, else empty."""
+    n = report.get("distinct_windows")
+    return f" ({n} distinct windows)" if n is not None and n < report["episodes"] else ""
+
+
 def format_table(report: dict[str, Any], value: str | None = None) -> str:
     """Markdown table of the report (at one sweep value when ``value`` is given), each quantity in
     a readable unit named in its header (``agents.units``); the report itself stays in SI units."""
@@ -222,7 +246,7 @@ def print_tables(report: dict[str, Any], file: Any = None) -> None:
     knob, values = report["sweep"]["key"], report["sweep"]["values"]
     for v in values:
         print(f"\n{report['env']}  trace={report['trace']}  {knob}={v}  split={report['split']}  "
-              f"episodes={report['episodes']}  seed={report['seed']}", file=file)
+              f"episodes={report['episodes']}{_replayed(report)}  seed={report['seed']}", file=file)
         print(format_table(report, v if len(values) > 1 else None), file=file)
 
 
@@ -273,7 +297,7 @@ def build_parser() -> cli.Parser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY=VALUE",
                    help="config fields of the environment (listed below per environment)")
-    p.add_argument("--split", default=None, choices=("train", "test", "all"),
+    p.add_argument("--split", default=None, choices=SPLITS,
                    help="windows to replay (default test: the held-out ones); --env-kwargs split=... "
                         "is the same setting")
     p.add_argument("--json", type=Path,
@@ -300,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
         kwargs = cli.parse_env_kwargs(a.env_kwargs, a.env)
         # both settings were taken silently: --env-kwargs split won over --split, window_order became sequential;
         # --env-kwargs trace=... was ignored for --trace's default
-        a.split = cli.take_env_kwarg(kwargs, "split", "--split", a.split, "test")
+        a.split = cli.take_env_kwarg(kwargs, "split", "--split", a.split, "test", SPLITS)
         a.trace = cli.take_env_kwarg(kwargs, "trace", "--trace", a.trace, "default")
         if kwargs.get("window_order", "sequential") != "sequential":
             raise cli.UsageError(f"--env-kwargs window_order={kwargs['window_order']}: the evaluation replays "

@@ -12,7 +12,10 @@ The transfer track (``--track transfer``; ids ``<env>/transfer/<family>/...``) p
 families that the training distribution of ``agents.scenarios.TRAINING_WORKLOADS`` never
 contains; its zoo column holds only agents whose recipe trains on a distribution
 (``agents.zoo.Recipe.on_distribution``; the others stay empty there), and its
-scenario entries say how many distinct held-out windows their episodes hold. ``--quick`` plays
+scenario entries say how many distinct held-out windows their episodes hold (``distinct_windows``;
+a ``note`` where fewer than the episodes). A main-track entry whose episodes replay windows (``--seeds``
+past the windows of a ``--trace`` file, say) has both too, and a ``warning:`` line on stderr says so: a
+window played three times is one sample (issue 21). ``--quick`` plays
 one transfer scenario.
 ``--trace`` files are checked before any run (:func:`check_user_traces`): an environment that cannot
 replay the kind of trace a file is has its scenarios on it skipped (recorded as such), unless ``--envs``
@@ -369,19 +372,22 @@ def build_report(results: list[ScenarioResult], command: str, quick: bool,
         sc = res.scenario
         scoring = SCORING[sc.env_id]
         entry = {"id": sc.id, "env": sc.env_id, "trace": sc.trace, "env_kwargs": sc.kwargs(quick),
-                 "seed": sc.seed, "scoring": asdict(scoring)}
+                 "seed": sc.seed, "scoring": {**asdict(scoring), "training_may_see": sc.training_may_see()}}
         if res.skipped:
             entry["skipped"] = res.skipped
         else:
             entry["episodes"] = len(res.runs[0].episodes)
-            if sc.track != "main":  # the transfer track says what is held out and how many samples it holds
+            windows = res.runs[0].windows
+            note = windows_note(entry["episodes"], windows)
+            # the transfer track always says what is held out and how many samples it holds; a main-track
+            # entry says so where its episodes replay windows (--seeds past a --trace file's windows; issue 21)
+            if sc.track != "main":
                 entry["track"] = sc.track
                 entry["held_out"] = transfer_note(sc)
-                windows = res.runs[0].windows
+            if sc.track != "main" or note:
                 entry["distinct_windows"] = min(entry["episodes"], windows) if windows is not None else None
-                note = windows_note(entry["episodes"], windows)
-                if note:
-                    entry["note"] = note
+            if note:
+                entry["note"] = note
             rows += score_scenario(res)
         scenarios.append(entry)
     return {"version": VERSION, "command": command, "code": code_version() if code is None else code,
@@ -642,6 +648,9 @@ def main(argv: list[str] | None = None) -> int:
         p.error(str(err))
     wall = time.perf_counter() - t
     report = build_report(results, command, a.quick, code)
+    for entry in report["scenarios"]:  # replayed windows: said where it happens, besides the JSON and .md
+        if entry.get("note"):
+            print(f"warning: {entry['id']}: {entry['note']}", file=sys.stderr)
     report_io.write_all(a.out, report, results, timing(results, wall))
     print(report_io.headline_markdown(report))
     print(f"\nwrote {a.out}/leaderboard.json, .md, .html and plots/ in {wall:.0f} s wall")

@@ -144,7 +144,8 @@ def markdown(report: dict[str, Any], wall_s: float | None = None) -> str:
             parts.append(f"Skipped: {sc['skipped']}")
             continue
         s = sc["scoring"]
-        parts.append(f"{sc['env']}, trace `{sc['trace']}`, {sc['episodes']} episodes, seed {sc['seed']}, "
+        replayed = f" ({sc['note']})" if sc.get("note") else ""
+        parts.append(f"{sc['env']}, trace `{sc['trace']}`, {sc['episodes']} episodes{replayed}, seed {sc['seed']}, "
                      f"env kwargs `{json.dumps(sc['env_kwargs'], sort_keys=True)}`. Naive: `{s['naive']}`; "
                      f"bound: `{s['bound'] or s['bound_value']}`. Training may see: {s['training_may_see']}.")
         beside = tuple(sc.get("scoring", {}).get("beside", ()))

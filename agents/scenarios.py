@@ -83,6 +83,15 @@ class Scenario:
     def n_episodes(self, quick: bool) -> int:
         return self.quick_episodes if quick else self.episodes
 
+    def training_may_see(self) -> str:
+        """What training may see of this scenario's trace: its environment's rule
+        (``Scoring.training_may_see``, a train/held-out split of the trace), or, where the scenario
+        plays its trace whole (``split=all``: a ``--trace`` file, a held-out family), none of it."""
+        if self.env_kwargs.get("split") == "all":
+            return ("none of this trace: the scenario plays it whole (split=all, every window held out); "
+                    "training sees other traces only")
+        return SCORING[self.env_id].training_may_see
+
 
 SCORING: dict[str, Scoring] = {
     "servegym/KVAdmission-v0": Scoring(
@@ -615,24 +624,38 @@ def scenarios_for(envs_filter: list[str] | None) -> list[Scenario]:
 
 
 def held_out_windows(vec: Any) -> int | None:
-    """Distinct episode windows a built environment holds (the held-out part of a scenario):
-    KVAdmission and Routing count workload rows, PrefixEviction its sequential windows; None for
-    an environment whose episodes are not windows of one trace part."""
+    """Distinct episode windows a built environment holds at each value of its sweep (the
+    held-out part of a scenario; an episode k >= this count replays window k mod count):
+    Disaggregation its windows per load level (``episodes_per_load``), PrefixEviction its
+    sequential windows, KVAdmission, Routing and MultiCluster their workload rows, Autoscale its
+    arrival windows, ExpertPlacement its recorded episode starts (or generated episodes); None for
+    an environment whose episodes are not windows."""
+    per_value = getattr(getattr(vec, "config", None), "episodes_per_load", None)
+    if per_value is not None:  # Disaggregation: its workload rows are windows x load levels
+        return int(per_value)
     built = getattr(vec, "built", None)
     if built is not None and hasattr(built, "starts"):
         return int(len(built.starts))
-    workload = getattr(getattr(vec, "scenario", None), "workload", None)
+    scenario = getattr(vec, "scenario", None)
+    workload = getattr(scenario, "workload", None)
     if workload is not None and hasattr(workload, "arrival_s"):
         return int(workload.arrival_s.shape[0])
+    arrivals = getattr(scenario, "arrivals", None)  # Autoscale: arrivals per bin [W, T]
+    if isinstance(arrivals, np.ndarray):
+        return int(arrivals.shape[0])
+    load = getattr(getattr(vec, "sim", None), "load", None)  # ExpertPlacement
+    if load is not None and hasattr(load, "n_windows"):
+        return int(load.n_windows)
     return None
 
 
-def windows_note(episodes: int, windows: int | None) -> str:
-    """What a scenario's output says when its episodes replay fewer distinct windows than
-    episodes (each replay is not a new sample); empty otherwise."""
+def windows_note(episodes: int, windows: int | None, part: str = "held-out") -> str:
+    """What an output says when its ``episodes`` replay fewer distinct windows (of the trace
+    ``part``: held-out, training ...) than episodes (each replay is not a new sample: issue 21);
+    empty otherwise. Not an error: a stochastic policy may replay a window on purpose."""
     if windows is None or windows >= episodes:
         return ""
-    return (f"{episodes} episodes replay {windows} distinct held-out window(s): {windows} independent "
+    return (f"{episodes} episodes replay {windows} distinct {part} window(s): {windows} independent "
             f"sample(s), not {episodes}")
 
 
@@ -643,7 +666,8 @@ class TraceNameClash(ValueError):
 
 def user_trace_scenarios(paths: list[str], envs_filter: list[str] | None) -> list[Scenario]:
     """The selected environments' scenarios replayed on each user trace file; a file no policy
-    trained on is held out as a whole (``split=all``). Their ids name the file by its name
+    trained on is held out as a whole (``split=all``; ``Scenario.training_may_see`` says so, not the
+    environment's train/held-out split of its own traces). Their ids name the file by its name
     (``<env>/user:<name>/...``), so ``FileNotFoundError`` for a missing file and ``TraceNameClash``
     for one given twice or two files of the same name (their results would share ids)."""
     out = []

@@ -163,11 +163,16 @@ def _choices(values: tuple[str, ...]) -> str:
 
 def check_episode_fields(cfg: Any, where: str) -> None:
     """``ValueError("WHERE: split must be 'train', 'test' or 'all', got ...")`` (likewise ``window_order``)
-    for a config (nested ones included) whose ``split`` or ``window_order`` is not one of its values."""
+    for a config (nested ones included) whose ``split`` or ``window_order`` is not one of its values, and
+    ``ValueError("WHERE: trace_seed must be an integer >= 0, got -1")`` for a negative ``trace_seed`` (the
+    generators' and the predictor noise's seed: it was the trace loader's 'seed must be ...', blamed on
+    the trace)."""
     for f in dataclasses.fields(cfg):
         value = getattr(cfg, f.name)
         if dataclasses.is_dataclass(value):
             check_episode_fields(value, where)
+        elif f.name == "trace_seed" and is_integer(value) and value < 0:
+            raise ValueError(f"{where}: trace_seed must be an integer >= 0, got {value!r}")
         elif f.name in ("split", "window_order"):
             allowed = SPLITS if f.name == "split" else WINDOW_ORDERS
             if value not in allowed:

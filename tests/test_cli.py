@@ -485,3 +485,37 @@ def test_trace_and_split_given_as_env_kwargs_are_taken_once(tmp_path, capsys):
                           "window_requests=64", "--json", str(out)]) == 0
     report = json.loads(out.read_text())
     assert report["trace"] == "bursty" and "trace" not in report["env_kwargs"], report
+
+
+def test_an_error_names_the_argument_at_fault(tmp_path, capsys):
+    """Errors blamed the wrong argument: ``--env-kwargs split=nonsense`` (taken out of the env-kwargs as
+    --split's value) was shown as ``--env-kwargs window_requests=50: ... split must be``; ``trace_seed=-1``
+    as ``--trace 'default': seed must be an integer >= 0`` (the trace loader's check); a trace whose every
+    request failed (output 0) as ``--env-kwargs window_requests=50: measure_capacity_rps ...``. Each names
+    the field at fault now, and the file for the trace; an error naming no field blames them all, as before."""
+    from agents import evaluate
+
+    out0 = tmp_path / "out0.jsonl"
+    out0.write_text("".join(json.dumps({"timestamp": 500 * i, "input_length": 500 + i, "output_length": 0}) + "\n"
+                            for i in range(300)))
+    cases = [
+        (["--env-kwargs", "window_requests=50", "split=nonsense"],
+         "--env-kwargs split=nonsense: split must be one of train, test, all (as --split)"),
+        (["--env-kwargs", "window_requests=50", "trace_seed=-1"],
+         "--env-kwargs trace_seed=-1: KVAdmission: trace_seed must be an integer >= 0, got -1"),
+        (["--trace", str(out0), "--env-kwargs", "window_requests=50"],
+         f"--trace {str(out0)!r}: measure_capacity_rps: KVAdmission: training part of trace 'out0.jsonl': none "
+         "served of its 200 request(s): 200 failed in the trace (e.g. output 0), 0 rejected by the engine"),
+        (["--env-kwargs", "window_requests=50", "slo_ttft_s=-1"], "--env-kwargs slo_ttft_s=-1.0: "),
+    ]
+    for args, says in cases:
+        with pytest.raises(SystemExit) as exit_:
+            evaluate.main(["--env", "KVAdmission", "--policy", "vllm_fcfs", "--episodes", "1", *args])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert exit_.value.code == 2 and len(err) == 1, (args, err)
+        assert err[0].startswith(f"python -m agents.evaluate: error: {says}"), (args, err[0])
+    # the trace_seed check is the config's own (every environment, the Python API too)
+    for env_id in ("servegym/Routing-v0", "servegym/Autoscale-v0", "servegym/Disaggregation-v0"):
+        with pytest.raises(cli.UsageError, match=r"^--env-kwargs trace_seed=-1: \w+: trace_seed must be an integer "
+                                                 r">= 0, got -1$"):
+            cli.check_env(env_id, {"trace_seed": -1, "held_out_frac": 0.3})

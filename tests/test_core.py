@@ -298,3 +298,45 @@ def test_rejected_requests_opening_or_closing_a_window_do_not_lengthen_it() -> N
     # every other array of the workload is the one without `accepted`
     for f in ("prompt", "output", "pred_bucket", "n_requests", "chain_ids", "chain_len", "failed"):
         assert np.array_equal(getattr(wl, f), getattr(wl_all, f)), f
+
+
+# --- envs.core.capacity: the load unit ------------------------------------------------------------
+
+def _lengths_trace(n: int, seed: int = 0) -> Trace:
+    """``n`` requests of uniform random lengths (prompt 100-999, output 50-299 tokens), 0.5 s apart."""
+    rng = np.random.default_rng(seed)
+    return make_trace(n, 2.0, rng.integers(100, 1000, n), rng.integers(50, 300, n), poisson=False, name="small")
+
+
+def test_capacity_of_a_trace_smaller_than_a_batch_is_its_sustained_rate():
+    """140 requests fit one batch of the engine's 1,024 sequences: the whole trace ran as one burst and
+    the 20th-80th percentile completions of that one batch gave 43.2 requests/s; the replica sustains
+    35.4 on these requests (a stream of 32,768 of them). Now they are repeated until the measured span is
+    steady (envs.core.capacity): within 1% of the sustained rate."""
+    from envs.core.capacity import measure_capacity_rps
+    from envs.core.workload import build_workload
+
+    tr = _lengths_trace(140)
+    vec = _vec(tr, window_requests=140)
+    eng, cap = vec.scenario.engine, vec.scenario.capacity_rps
+    assert 140 < eng.max_seqs
+    wl, _ = build_workload(tr, 140, vec.config.predictor_accuracy, 0)
+    one_burst = measure_capacity_rps(eng, wl, max_requests=140)  # the old measurement: the trace once
+    long_wl, _ = build_workload(tr.replace(
+        arrival_s=np.arange(140 * 240) * 0.5, prompt_tokens=np.tile(tr.prompt_tokens, 240),
+        output_tokens=np.tile(tr.output_tokens, 240)), 140 * 240, 1.0, 0)
+    sustained = measure_capacity_rps(eng, long_wl, max_requests=140 * 234)
+    assert one_burst > 1.2 * sustained
+    assert cap == pytest.approx(sustained, rel=0.01)
+
+
+def test_capacity_of_the_built_in_scenarios_is_unchanged():
+    """Workloads of 2,048 requests or more are measured on their first 2,048 as before the repeats of small
+    traces: the default scenarios' capacities (every committed result depends on them) as measured at 04c1ff8."""
+    import envs
+
+    kv = envs.make_vec("servegym/KVAdmission-v0", 1, seed=0)
+    assert kv.scenario.capacity_rps == pytest.approx(16.549836937728, rel=1e-12)
+    routing = envs.make_vec("servegym/Routing-v0", 1, seed=0)
+    assert routing.scenario.replica_capacity_rps == pytest.approx(0.360811586048839, rel=1e-12)
+

@@ -38,6 +38,38 @@ def test_evaluate_cli_writes_design_json(tmp_path):
                   "e2e_p99_s", "throughput_tok_s", "preemptions", "return_mean"):
             assert k in r["metrics"], k
         assert 0.0 <= r["metrics"]["slo_attainment"] <= 1.0
+    assert rep["distinct_windows"] == 2 and "note" not in rep  # 2 episodes, 2 of the held-out windows
+
+
+def _small_trace(path, n: int, seed: int = 0):
+    """A Mooncake-format trace of ``n`` requests, 0.5 s apart, varied lengths."""
+    rng = np.random.default_rng(seed)
+    lines, block = [], 0
+    for i in range(n):
+        prompt = int(rng.integers(200, 2000))
+        blocks = -(-prompt // 512)  # Mooncake's 512-token blocks, none shared
+        lines.append(json.dumps({"timestamp": 500 * i, "input_length": prompt,
+                                 "output_length": int(rng.integers(20, 300)),
+                                 "hash_ids": list(range(block, block + blocks))}) + "\n")
+        block += blocks
+    path.write_text("".join(lines))
+    return path
+
+
+def test_more_episodes_than_windows_says_so_on_stderr_and_in_the_json(tmp_path, capsys):
+    # issue 21: a held-out part with one window replayed three times is one sample; --episodes 5 on a
+    # split of 3 windows replayed windows 0 and 1 without a word
+    trace = _small_trace(tmp_path / "small.jsonl", 150)
+    out = tmp_path / "eval.json"
+    rc = evaluate_main(["--env", ENV, "--trace", str(trace), "--policy", "vllm_fcfs", "--episodes", "5",
+                        "--split", "all", "--env-kwargs", "load=1.1", "window_requests=50", "--json", str(out)])
+    assert rc == 0
+    rep = json.loads(out.read_text())
+    assert rep["episodes"] == 5 and rep["distinct_windows"] == 3
+    assert rep["note"] == ("5 episodes replay 3 distinct whole-trace window(s): 3 independent sample(s), not 5")
+    captured = capsys.readouterr()
+    assert f"warning: {ENV} split=all: {rep['note']}" in captured.err.splitlines()
+    assert "episodes=5 (3 distinct windows)" in captured.out
 
 
 def test_report_json_is_strict_json():

@@ -189,6 +189,31 @@ def test_recorded_counts(tmp_path):
         ExpertPlacementVecEnv(1, trace=str(path), **SMALL)
 
 
+def test_a_request_trace_is_named_as_such(tmp_path, capsys):
+    """A request trace given to ExpertPlacement-v0 (--trace x.jsonl or .csv) read 'not a readable .npz file (This
+    file contains pickled (object) data ...)', numpy's guess; a built-in request trace's name, 'no such file'.
+    Now the line says ExpertPlacement reads expert-load counts, what those are and that the file is a request
+    trace (its format)."""
+    from agents import evaluate as ev
+
+    jsonl = tmp_path / "requests.jsonl"
+    jsonl.write_text("".join(f'{{"timestamp": {i * 100}, "input_length": 600, "output_length": 20}}\n'
+                             for i in range(5)))
+    csv = tmp_path / "requests.csv"
+    csv.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.6805900,374,44\n")
+    for trace, what in ((str(jsonl), f"{jsonl}: a request trace (mooncake format), not expert-load counts; "),
+                        (str(csv), f"{csv}: a request trace (azure format), not expert-load counts; "),
+                        ("azure_conv", "'azure_conv' is a built-in request trace (arrivals and token counts of "
+                                       "requests), not expert-load counts; ")):
+        with pytest.raises(SystemExit):
+            ev.main(["--env", "ExpertPlacement", "--policy", "round_robin", "--episodes", "1", "--trace", trace])
+        (line,) = capsys.readouterr().err.strip().splitlines()
+        assert line == (f"python -m agents.evaluate: error: --trace {trace!r}: ExpertPlacement reads expert-load "
+                        f"counts: {what}expert-load counts are an .npz archive with key 'counts' [steps, layers, "
+                        "experts] (tokens routed to each expert per batch step; `python -m traces.moe_counts` writes "
+                        "one)"), line
+
+
 # ---------------------------------------------------------------- env contract
 def _play(policy: str, seed: int = 5, **kw) -> dict[str, float]:
     v = ExpertPlacementVecEnv(2, seed=seed, split="test", window_order="sequential", **{**SMALL, **kw})

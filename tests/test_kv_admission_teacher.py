@@ -134,13 +134,15 @@ def test_dagger_with_the_teacher_is_registered_and_learns(data, tmp_path):
     teacher = teacher_for(ENV, vec, path)
     assert isinstance(teacher, T.KVAdmissionTeacher)
     model = make_model("maskable-ppo", ENV, vec, 0, None, {}, "cpu")
-    kw = dict(rounds=3, epochs=10, batch_size=256, seed=0, log=lambda *_: None)
-    hist = imitate(model, vec, 4 * 3 * 150, teacher=teacher, **kw)
+    # 4 rounds since the capacity (the load unit) of this 192-request trace is measured on its requests repeated
+    # (4.21 requests/s; 4.10 on them once): agreement per round 0 / 0.43 / 0.47 / 0.65 (was 0 / 0.45 / 0.67 in 3)
+    kw = dict(rounds=4, epochs=10, batch_size=256, seed=0, log=lambda *_: None)
+    hist = imitate(model, vec, 4 * 4 * 150, teacher=teacher, **kw)
     assert hist[-1]["student_agrees"] > hist[0]["student_agrees"]
     assert hist[-1]["student_agrees"] > 0.6
     vec2 = kva.KVAdmissionVecEnv(4, seed=2, **TINY)
     again = make_model("maskable-ppo", ENV, vec2, 0, None, {}, "cpu")
-    hist2 = imitate(again, vec2, 4 * 3 * 150, teacher=teacher_for(ENV, vec2, path), **kw)
+    hist2 = imitate(again, vec2, 4 * 4 * 150, teacher=teacher_for(ENV, vec2, path), **kw)
     assert json.dumps(hist) == json.dumps(hist2)  # same seed, same run
 
 

@@ -295,6 +295,28 @@ def test_a_plain_trace_skips_the_environments_that_cannot_use_it(tmp_path, capsy
     assert rep.check(out) == []
 
 
+def test_seeds_past_a_trace_files_windows_say_that_windows_replay(tmp_path, capsys, monkeypatch):
+    """issue 21: a held-out part with one window replayed three times is one sample. --seeds 3 on a --trace file
+    of 2 windows replayed window 0 without a word (main-track entries had no distinct_windows); now the entry
+    has distinct_windows and a note, leaderboard.md says it beside the episodes and stderr has a warning line.
+    A main-track entry without replays stays as it was (no distinct_windows)."""
+    monkeypatch.setattr(lb, "policies_for", lambda env_id, extra: ["random", "vllm_fcfs"])  # fast
+    f = _hour_file(tmp_path / "plain.jsonl", 600)  # split=all: 2 windows of 256 requests with --quick
+    out = tmp_path / "out"
+    assert lb.main(["--quick", "--no-progress", "--seeds", "3", "--trace", str(f), "--envs", "kv_admission",
+                    "--scenarios", PLAIN[0], "--out", str(out)]) == 0
+    (entry,) = json.loads((out / "leaderboard.json").read_text())["scenarios"]
+    note = "3 episodes replay 2 distinct held-out window(s): 2 independent sample(s), not 3"
+    assert (entry["episodes"], entry["distinct_windows"], entry["note"]) == (3, 2, note)
+    assert f"warning: {entry['id']}: {note}" in capsys.readouterr().err.splitlines()
+    assert f"3 episodes ({note})" in (out / "leaderboard.md").read_text()
+    sc = scn.scenarios_for(["KVAdmission"])[0]
+    res = lb.ScenarioResult(sc, [lb.PolicyRun(p, [{"slo_attainment": 0.5}] * 2, [], np.zeros(1), 0.0, windows=2)
+                                 for p in ("random", "vllm_fcfs")])
+    (plain,) = lb.build_report([res], "cmd", False, code={})["scenarios"]
+    assert "distinct_windows" not in plain and "note" not in plain
+
+
 @pytest.mark.parametrize("named", [["prefix_eviction"], ["kv_admission", "prefix_eviction"]])
 def test_a_plain_trace_on_an_environment_named_with_envs_is_refused(tmp_path, capsys, monkeypatch, named):
     """The same file with --envs naming PrefixEviction-v0 (alone, or beside KVAdmission-v0, which can use it):

@@ -135,6 +135,14 @@ def test_load_expert_counts_not_npz(tmp_path: Path) -> None:
         load_expert_counts(q)
     with pytest.raises(TraceError, match="no such file"):
         load_expert_counts(tmp_path / "missing.npz")
+    # a request trace: said so (numpy's guess was 'This file contains pickled (object) data')
+    r = tmp_path / "requests.jsonl"
+    r.write_text('{"timestamp": 0, "input_length": 600, "output_length": 20}\n')
+    with pytest.raises(TraceError) as e:
+        load_expert_counts(r)
+    assert str(e.value).startswith(f"{r}: a request trace (mooncake format), not expert-load counts; expert-load "
+                                   "counts are an .npz archive with key 'counts' [steps, layers, experts]")
+    assert "pickled" not in str(e.value)
 
 
 def _reference_advance(g: ExpertLoadGenerator) -> None:

@@ -135,11 +135,47 @@ def test_windows_note_says_when_a_window_is_replayed():
     assert "3 episodes replay 1 distinct held-out window(s)" in scn.windows_note(3, 1)
 
 
+def test_held_out_windows_counts_the_windows_each_sweep_value_replays():
+    """Every environment's episodes replay its windows (episode k plays window k mod count): Disaggregation
+    builds episodes_per_load windows at each load (its workload rows are windows x loads: 6 here, which
+    overstated the distinct episodes of a two-load sweep), Autoscale its held-out days and ExpertPlacement its
+    generated episodes (both were None: no replay could be reported)."""
+    import envs
+
+    dis = envs.make_vec("servegym/Disaggregation-v0", 1, seed=0, load=(0.5, 0.8), episodes_per_load=3, phases=2,
+                        phase_s=60.0)
+    assert dis.scenario.workload.arrival_s.shape[0] == 6 and scn.held_out_windows(dis) == 3
+    auto = envs.make_vec("servegym/Autoscale-v0", 1, seed=0, trace="bursty", split="test")
+    assert scn.held_out_windows(auto) == auto.scenario.arrivals.shape[0] > 0
+    ep = envs.make_vec(EP, 1, seed=0)
+    assert scn.held_out_windows(ep) == ep.sim.load.n_windows > 8
+
+
 def test_user_traces_replay_only_main_scenarios(tmp_path):
     path = tmp_path / "t.csv"
     path.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.6805900,374,44\n")
     out = scn.user_trace_scenarios([str(path)], ["KVAdmission"])
     assert out and all(s.track == "main" and "/transfer/" not in s.id for s in out)
+
+
+def test_a_scenario_played_whole_does_not_claim_a_train_held_out_split(tmp_path):
+    """A --trace file plays whole (split=all), yet its leaderboard entry said 'Training may see: the first 70%
+    of the trace's windows (split=train); scored on the last 30%' (its environment's rule for its own traces).
+    Scenarios that play a trace whole say none of it is seen; the others keep their environment's rule."""
+    from agents import leaderboard as lb
+
+    path = tmp_path / "t.jsonl"
+    path.write_text('{"timestamp": 0, "input_length": 100, "output_length": 5}\n')
+    whole = [s for s in scn.SCENARIOS if s.kwargs(False).get("split") == "all"]
+    for sc in scn.user_trace_scenarios([str(path)], None) + whole:
+        said = sc.training_may_see()
+        assert "split=all" in said and "70%" not in said and "30%" not in said, (sc.id, said)
+        assert sc.kwargs(False)["split"] == "all"
+    for sc in (s for s in scn.SCENARIOS if s.kwargs(False).get("split", "test") != "all"):
+        assert sc.training_may_see() == scn.SCORING[sc.env_id].training_may_see
+    user = scn.user_trace_scenarios([str(path)], ["KVAdmission"])[0]
+    (entry,) = lb.build_report([scn.ScenarioResult(user, skipped="x")], "cmd", False, code={})["scenarios"]
+    assert entry["scoring"]["training_may_see"] == user.training_may_see()
 
 
 def test_only_zoo_agents_trained_on_a_distribution_play_the_transfer_track():

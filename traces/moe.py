@@ -305,13 +305,32 @@ class ExpertLoadGenerator:
         return out
 
 
+COUNTS_FORMAT = ("expert-load counts are an .npz archive with key 'counts' [steps, layers, experts] (tokens "
+                 "routed to each expert per batch step; `python -m traces.moe_counts` writes one)")
+
+
 def load_expert_counts(path: str | Path) -> np.ndarray:
     """Measured routing counts from an .npz with key 'counts' [steps, layers, experts], validated.
 
     Integer dtypes are required (float arrays whose values are all whole numbers are accepted and
-    converted; anything else is an error naming the first offending index).
+    converted; anything else is an error naming the first offending index). A file that is neither
+    an .npz nor an .npy is a ``TraceError`` saying what it is where it is a request trace (a format
+    of ``traces.readers``: ``FILE: a request trace (mooncake format), not expert-load counts``; numpy
+    called it pickled data), else that it is not a readable .npz file.
     """
     path = Path(path)
+    try:
+        with path.open("rb") as f:
+            head = f.read(6)
+    except FileNotFoundError:
+        raise TraceError(f"{path}: no such file") from None
+    except OSError as e:
+        raise TraceError(f"{path}: cannot open ({e.strerror or e})") from None
+    if not head.startswith((b"PK\x03\x04", b"PK\x05\x06", b"\x93NUMPY")):  # neither a zip (.npz) nor an .npy
+        fmt = _request_trace_format(path)
+        if fmt is not None:
+            raise TraceError(f"{path}: a request trace ({fmt} format), not expert-load counts; {COUNTS_FORMAT}")
+        raise TraceError(f"{path}: not a readable .npz file (not a zip archive); {COUNTS_FORMAT}")
     try:
         z = np.load(path, allow_pickle=False)
     except FileNotFoundError:
@@ -342,3 +361,13 @@ def load_expert_counts(path: str | Path) -> np.ndarray:
     if a.dtype.kind == "u" and a.size and a.max() > np.iinfo(np.int64).max:
         raise TraceError(f"{path}: 'counts' values exceed int64")
     return a.astype(np.int64)
+
+
+def _request_trace_format(path: Path) -> str | None:
+    """The request-trace format (``traces.readers``) ``path`` is written in, or None when it is none."""
+    from traces.readers import sniff
+
+    try:
+        return sniff(path).format
+    except TraceError:
+        return None

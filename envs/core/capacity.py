@@ -6,6 +6,15 @@ at once, so the replica always has requests waiting, and is served under vLLM's 
 scheduling (admit all that fit, 8192-token budget). Capacity is the completion rate between
 the 20th and 80th percentile completions: the steady state, without the ramp-up or the tail
 where the batch drains.
+
+The stream is the workload's first 2,048 requests (``max_requests``). A workload with fewer
+(a small user trace: 140 requests fit one batch of vLLM's 1,024 sequences, and the 20th-80th
+percentile completions of that one batch gave 1,185 requests/s for a sustained 17.9) is
+repeated in order to fill it, as a load generator cycles a short dataset, and the stream
+doubles (up to ``MAX_STREAM`` requests) until requests still wait to start when the 80th
+percentile completion comes: the measured span is then all steady state. A workload of 2,048
+requests or more is measured on its first 2,048 as it always was (every built-in trace: the
+committed results depend on their capacities).
 """
 
 from __future__ import annotations
@@ -15,7 +24,9 @@ import numpy as np
 
 from envs.core import state as S
 from envs.core.engine import Engine
-from envs.core.replica import ORDER_FCFS, enqueue, reset_env_state, reset_replica, run_iteration
+from envs.core.replica import (ORDER_FCFS, accepted_at_arrival, enqueue, reset_env_state, reset_replica,
+                               run_iteration)
+from envs.core.workload import TraceUnsuited
 
 VLLM_BUDGET = 8192  # vLLM max_num_batched_tokens for online serving on >= 70 GiB GPUs
 
@@ -47,23 +58,32 @@ def _saturated_finish_times(st, wl, eng, budget):
             now += dt
 
 
+MAX_STREAM = 1 << 17  # most requests the stream of a cycled workload grows to (measure_capacity_rps)
+
+
+def _none_served(wl: S.Workload, index: np.ndarray, source: str) -> None:
+    """Raise ``TraceUnsuited``: none of the requests ``index`` (flat positions in ``wl``) is served."""
+    distinct = np.unique(index)
+    failed = int(wl.failed.reshape(-1)[distinct].sum())
+    counts = (f"{len(distinct)} request(s): {failed} failed in the trace (e.g. output 0), "
+              f"{len(distinct) - failed} rejected by the engine")
+    raise TraceUnsuited(
+        f"measure_capacity_rps: {source}: none served of its {counts}; no completion rate to measure",
+        "requests the engine serves (not failed in the trace, within the model's context and KV pool)",
+        f"has none in the part measured ({counts})")
+
+
 class NoSteadyState(ValueError):
-    """A workload whose 20th and 80th percentile completions coincide: no completion rate to measure."""
+    """A workload whose 20th and 80th percentile completions coincide, or whose repeated requests
+    never keep the replica busy through them: no completion rate to measure."""
 
 
-def measure_capacity_rps(eng: Engine, wl: S.Workload, max_requests: int = 2048,
-                         budget: int = VLLM_BUDGET, source: str = "workload") -> float:
-    """Sustained completions per second of one replica on this workload (prefill token budget
-    ``budget`` per iteration, vLLM's by default): a finite, positive number of requests/s.
-
-    Raises ``ValueError`` naming ``source`` (the trace or workload part measured) when no request
-    is served, and :class:`NoSteadyState` (a ``ValueError``) naming it and both percentiles when the
-    20th and 80th percentile completions coincide (a handful of requests, or one that finishes
-    them all in one iteration): the rate would be inf (or NaN), and a count unit of inf
-    (:func:`count_unit`) would zero every count feature."""
+def _serve_stream(eng: Engine, wl: S.Workload, index: np.ndarray, budget: int) -> S.ClusterState:
+    """One replica's state after serving the requests ``index`` (flat positions in ``wl``'s [W, N]
+    grid, in order, repeats allowed) all arriving at time 0."""
     W, N = wl.arrival_s.shape
-    M = min(W * N, max_requests)
-    flat = lambda a: np.ascontiguousarray(a.reshape(W * N, *a.shape[2:])[None, :M])  # noqa: E731
+    M = len(index)
+    flat = lambda a: np.ascontiguousarray(a.reshape(W * N, *a.shape[2:])[index][None])  # noqa: E731
     stream = S.Workload(
         arrival_s=np.zeros((1, M)), prompt=flat(wl.prompt), output=flat(wl.output),
         pred_bucket=flat(wl.pred_bucket), n_requests=np.array([M], np.int32),
@@ -71,18 +91,68 @@ def measure_capacity_rps(eng: Engine, wl: S.Workload, max_requests: int = 2048,
     )
     st = S.allocate(1, 1, M, M, 1)
     _saturated_finish_times(st, stream, eng._replace(cache_on=False), budget)
-    # Requests the trace marks failed or the engine rejects are never served: the capacity is
-    # that of the requests it serves.
+    return st
+
+
+def _span(st: S.ClusterState) -> tuple[np.ndarray, int, int]:
+    """Sorted completion times (s) of the served requests and the indices of the 20th and 80th
+    percentile ones. Requests the trace marks failed or the engine rejects are never served: the
+    capacity is that of the requests it serves."""
     done = np.sort(st.e2e[0][st.fate[0] == S.FINISHED])
     n = done.shape[0]
-    lo, hi = int(0.2 * n), int(0.8 * n)
-    if n == 0:
-        raise ValueError(
-            f"measure_capacity_rps: {source}: {n} of {M} requests were served ({int((st.fate[0] == S.FAILED).sum())} "
-            f"failed in the trace, {int((st.fate[0] == S.REJECTED).sum())} rejected by the engine); no completion "
-            "rate to measure"
-        )
-    hi = min(hi, n - 1)
+    return done, int(0.2 * n), min(int(0.8 * n), n - 1)
+
+
+def measure_capacity_rps(eng: Engine, wl: S.Workload, max_requests: int = 2048,
+                         budget: int = VLLM_BUDGET, source: str = "workload") -> float:
+    """Sustained completions per second of one replica on this workload (prefill token budget
+    ``budget`` per iteration, vLLM's by default): a finite, positive number of requests/s.
+
+    The stream is the workload's first ``max_requests`` requests; a workload with fewer is
+    repeated in order to fill it, and the stream doubles (at most ``MAX_STREAM``) until a request
+    still waits for its first token when the 80th percentile completion comes (module docstring).
+
+    The stream of a repeated workload holds only the requests it serves (one the trace marks failed
+    or the engine rejects at arrival would shift the cycle), so that such a request leaves the
+    capacity as if it were absent.
+
+    Raises ``envs.core.workload.TraceUnsuited`` (a ``ValueError``) naming ``source`` (the trace or
+    workload part measured) when no request is served (every one failed in the trace or rejected by
+    the engine: a fault of the trace, not of the settings), and :class:`NoSteadyState` (a
+    ``ValueError``) naming it and both percentiles when the 20th and 80th percentile completions
+    coincide (every request finishing in one iteration), or
+    when a repeated workload's stream of ``MAX_STREAM`` requests still drains before its 80th
+    percentile completion: the rate would be inf (or NaN), and a count unit of inf
+    (:func:`count_unit`) would zero every count feature."""
+    W, N = wl.arrival_s.shape
+    if W * N >= max_requests:  # as measured before repeats: the built-in traces' capacities, bit for bit
+        index = np.arange(max_requests)
+        st = _serve_stream(eng, wl, index, budget)
+        done, lo, hi = _span(st)
+        if done.shape[0] == 0:
+            _none_served(wl, index, source)
+    else:  # too few for the stream: repeat the ones it serves (failed or rejected ones would only shift the
+        # cycle, padding left out) until the measured span is steady
+        real = np.concatenate([w * N + np.arange(int(wl.n_requests[w])) for w in range(W)]).astype(np.int64)
+        served = real[accepted_at_arrival(eng, wl.prompt.reshape(-1)[real], wl.output.reshape(-1)[real])
+                      & ~wl.failed.reshape(-1)[real]]
+        if served.size == 0:
+            _none_served(wl, real, source)
+        M = max_requests
+        while True:
+            index = np.resize(served, M)
+            st = _serve_stream(eng, wl, index, budget)
+            done, lo, hi = _span(st)
+            last_start = float(np.max(st.ttft[0][st.fate[0] == S.FINISHED]))
+            if last_start >= done[hi] and done[hi] > done[lo]:
+                break
+            if M >= MAX_STREAM:
+                raise NoSteadyState(
+                    f"measure_capacity_rps: {source}: its {len(served)} served request(s) repeated to {M} never keep "
+                    f"the replica busy up to the 80th percentile completion (at {done[hi]:.6g} s; the last first "
+                    f"token at {last_start:.6g} s): no steady state to measure (a trace of more, or longer, requests)")
+            M *= 2
+    n = done.shape[0]
     if not done[hi] > done[lo]:
         raise NoSteadyState(
             f"measure_capacity_rps: {source}: the 20th and 80th percentile completions coincide (completion "

@@ -639,6 +639,23 @@ class CostModel:
 
 
 # ---------------------------------------------------------------- load
+def _recorded_counts(trace: str) -> np.ndarray:
+    """``traces.load_expert_counts`` of the config's ``trace``; its ``TraceError`` says first that
+    ExpertPlacement reads expert-load counts, and a built-in request trace's name (``azure_conv``)
+    is one too (was 'no such file')."""
+    from traces.builtin import resolve_builtin
+    from traces.moe import COUNTS_FORMAT
+
+    path = Path(trace)
+    if not path.exists() and resolve_builtin(trace) is not None:
+        raise traces.TraceError(f"ExpertPlacement reads expert-load counts: {trace!r} is a built-in request trace "
+                                f"(arrivals and token counts of requests), not expert-load counts; {COUNTS_FORMAT}")
+    try:
+        return traces.load_expert_counts(path)
+    except traces.TraceError as err:
+        raise traces.TraceError(f"ExpertPlacement reads expert-load counts: {err}") from None
+
+
 class LoadSource:
     """Episodes of expert counts ``[(intervals + 1) * interval_steps, layers, E]`` (int32)."""
 
@@ -650,7 +667,7 @@ class LoadSource:
         self.steps = (cfg.intervals + 1) * cfg.interval_steps
         self.recorded: np.ndarray | None = None
         if cfg.trace != "default":
-            a = traces.load_expert_counts(Path(cfg.trace))
+            a = _recorded_counts(cfg.trace)
             if a.shape[2] != sh.E:
                 raise ValueError(f"ExpertPlacement: {cfg.trace}: counts have {a.shape[2]} experts, model "
                                  f"{cfg.model} has {sh.E}")
