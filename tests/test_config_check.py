@@ -160,6 +160,51 @@ def test_a_load_so_high_that_arrivals_collapse_onto_one_instant_is_refused_when_
     assert high["duration_s"] > 0 and higher["duration_s"] > 0  # played, as is any overload float64 resolves
 
 
+def test_a_ttft_load_so_high_that_arrivals_collapse_onto_one_instant_is_refused_when_built():
+    """PrefixEviction's TTFT replay scales a window's arrivals by 1 / ttft_load: ttft_load=1e308 built and replayed
+    them 1.5e-310 s apart (subnormal; the TTFT p50 of 1e300's episode). Windows are any contiguous range of the
+    trace (random order) or its sequential windows, so the closest arrivals any drawable window holds, scaled, must
+    stay at least envs.core.workload.MIN_GAP_S apart: one line (check_arrival_gaps' wording) naming ttft_load, a
+    window that holds them and the largest value that works; that value builds and every drawable window's replayed
+    arrivals stay distinct, for one trace and for a mixture (each part at its own time scale)."""
+    from envs.core.workload import MIN_GAP_S
+    from envs.prefix_eviction.env import PrefixEvictionVecEnv
+
+    says = r"^PrefixEviction: ttft_load {} replays window (\d+) with its closest arrivals ([\d.e+-]+) s apart, " \
+           r"below float64's smallest normal number \(2\.23e-308 s\), so distinct arrival instants would collapse " \
+           r"onto one: ttft_load at most ([\d.e+]+)$"
+
+    def drawable(vec):  # (start, end, time scale) of every window a reset can draw
+        bt, wr = vec.built, vec.config.window_requests
+        g = [0, len(bt.arrival_s)] if bt.request_groups is None else bt.request_groups
+        scale = [bt.ttft_scale] if bt.part_ttft_scale is None else bt.part_ttft_scale
+        if vec.config.window_order == "sequential":
+            return [(s, e, scale[bt.part_of_request(s)]) for s, e in zip(bt.starts, bt.ends)]
+        return [(s, s + wr, scale[p]) for p in range(len(g) - 1) for s in range(g[p], g[p + 1] - wr + 1)]
+
+    kw = SMALL["servegym/PrefixEviction-v0"]
+    for extra in ({"window_order": "random"}, {"window_order": "sequential"},
+                  {"workloads": ("mooncake_conv", "agentic"), "trace": "default"}):
+        with pytest.raises(ValueError, match=says.format(r"1e\+308")) as err:
+            PrefixEvictionVecEnv(1, seed=0, **{**kw, **extra, "ttft_load": 1e308})
+        window, apart, largest = re.search(says.format(r"1e\+308"), str(err.value)).groups()
+        vec = PrefixEvictionVecEnv(1, seed=0, **{**kw, **extra, "ttft_load": float(largest)})
+        arr = vec.built.arrival_s
+        windows = drawable(vec)
+        # the named window (random order: its first request) holds the closest arrivals, at 1e308's scale as stated
+        s, e, scale = (windows[int(window)] if extra.get("window_order") == "sequential"
+                       else next(w for w in windows if w[0] == int(window)))
+        d = np.diff(arr[s:e])
+        assert float(apart) == pytest.approx(d[d > 0].min() * scale * float(largest) / 1e308, rel=5e-3)
+        for s, e, scale in windows:  # the replay's arrival times (ttft.replay_ttft): distinct where the trace's are
+            t = (arr[s:e] - arr[s]) * scale
+            assert ((np.diff(t) > 0) == (np.diff(arr[s:e]) > 0)).all()
+            d = np.diff(t)
+            assert (d[d > 0] >= MIN_GAP_S).all()
+        with pytest.raises(ValueError, match=says.format(r"[\d.e+]+")):
+            PrefixEvictionVecEnv(1, seed=0, **{**kw, **extra, "ttft_load": float(largest) * 1.01})
+
+
 @pytest.mark.parametrize("env_id, field", [("servegym/Routing-v0", "load"), ("servegym/KVAdmission-v0", "load"),
                                            ("servegym/Disaggregation-v0", "load"), ("servegym/MultiCluster-v0", "load"),
                                            ("servegym/Autoscale-v0", "slo_penalty")])

@@ -200,12 +200,14 @@ def min_arrival_gaps(arrival_s: np.ndarray) -> np.ndarray:
 
 
 def check_arrival_gaps(gap_s: np.ndarray, scales: np.ndarray, per_unit: np.ndarray, value: float, where: str,
-                       knob: str) -> None:
+                       knob: str, windows: np.ndarray | None = None) -> None:
     """Raise ``ValueError`` (one line naming the knob, its value, a window and the largest value that works) when
     a window's smallest positive gap between arrivals ``gap_s`` (float [W], trace s; :func:`min_arrival_gaps`),
     replayed at time scale ``scales`` (float [W], simulated s per trace s), falls below ``MIN_GAP_S``: distinct
     arrivals would collapse onto one instant. ``per_unit``: float [W], each window's time scale times the knob's
-    value (the scale is inversely proportional to a load or a rate_scale), from which the largest value follows."""
+    value (the scale is inversely proportional to a load or a rate_scale), from which the largest value follows.
+    ``windows``: int [W], the window each entry names (default its index; PrefixEviction-v0 passes one entry per
+    trace part, naming the first window a reset can draw that holds the part's closest arrivals)."""
     gap_s = np.asarray(gap_s, np.float64)
     real = np.isfinite(gap_s)
     bad = np.flatnonzero(real & ~(gap_s * scales >= MIN_GAP_S))
@@ -215,8 +217,8 @@ def check_arrival_gaps(gap_s: np.ndarray, scales: np.ndarray, per_unit: np.ndarr
     largest = float(np.min(per_unit[real] * (gap_s[real] / MIN_GAP_S))) * (1 - 1e-9)
     shown = float(f"{largest:.3e}")
     shown = shown if shown <= largest else float(f"{largest * (1 - 1e-3):.3e}")
-    raise ValueError(f"{where}: {knob} {value:g} replays window {j} with its closest arrivals "
-                     f"{gap_s[j] * scales[j]:.3g} s apart, "
+    raise ValueError(f"{where}: {knob} {value:g} replays window {j if windows is None else int(windows[j])} "
+                     f"with its closest arrivals {gap_s[j] * scales[j]:.3g} s apart, "
                      f"below float64's smallest normal number ({MIN_GAP_S:.3g} s), so distinct arrival instants would "
                      f"collapse onto one: {knob} at most {shown:.4g}")
 

@@ -61,7 +61,10 @@ Metrics per episode (``envs.metrics`` has no cache-only definition, so they are 
 ``block_hit_ratio`` (hit block references / block references), ``token_hit_ratio``,
 ``prefill_s_saved``, ``ttft_p50_s``/``ttft_p99_s`` (``envs.prefix_eviction.ttft``: the window
 replayed on one replica of the cluster model at ``ttft_load`` of its capacity with these hits),
-and the ceiling ``block_hit_ratio_infinite`` of an infinite cache over the same window.
+and the ceiling ``block_hit_ratio_infinite`` of an infinite cache over the same window. Every window a
+reset can draw, scaled at ``ttft_load``, must fit the float64 clock and keep its arrivals distinct float64
+instants (when the env is built: ``ValueError`` naming ttft_load, a window, and for too high a ttft_load the
+largest that works).
 """
 
 from __future__ import annotations
@@ -91,6 +94,7 @@ from envs.core.workload import (
     TooFewRequests,
     TraceUnsuited,
     build_workload,
+    check_arrival_gaps,
     check_clock_span,
     check_held_out_frac,
 )
@@ -207,6 +211,9 @@ class Built:
     window_groups: np.ndarray | None = None  # int64 [P + 1], offsets of the parts' sequential windows
     part_blocks: np.ndarray | None = None  # int64 [P], distinct blocks of each part (capacities scale with it)
     part_ttft_scale: np.ndarray | None = None  # float64 [P], each part's TTFT replay time scale
+    # float64 [P] (P = 1 for one trace): each part's TTFT time scale at ttft_load 1 (the scale is rate / (ttft_load
+    # x capacity)), NaN for a part replayed as recorded whatever the ttft_load (no steady state to measure)
+    ttft_scale_per_load: np.ndarray | None = None
 
     def part_of_request(self, q: int) -> int:
         """Index of the part that holds request ``q`` (0 for a single trace)."""
@@ -350,12 +357,14 @@ def _build_from(cfg: PrefixEvictionConfig, whole: traces.Trace) -> Built:
         capacity = np.inf  # a handful of requests: replayed as recorded (below)
     rate = trace.rate_rps
     # A trace too short to measure a steady state (a handful of requests) replays as recorded.
-    # (a product that underflows, ttft_load=5e-324, is a stretch past any clock: refused at reset)
+    # (a product that underflows, ttft_load=5e-324, is a stretch past any clock: refused when built)
     denom = cfg.ttft_load * capacity
-    scale = (rate / denom if denom > 0 else np.inf) if np.isfinite(capacity) and 0 < rate < np.inf else 1.0
+    follows = np.isfinite(capacity) and 0 < rate < np.inf
+    scale = (rate / denom if denom > 0 else np.inf) if follows else 1.0
     return Built(sc, U, bs, n_tenants, starts, ends, prev_ref, np.asarray(trace.arrival_s, np.float64),
                  np.asarray(trace.output_tokens, np.int64), eng, scale,
-                 trace.meta.name, n_failed.astype(np.int64), n_rejected.astype(np.int64))
+                 trace.meta.name, n_failed.astype(np.int64), n_rejected.astype(np.int64),
+                 ttft_scale_per_load=np.array([rate / capacity if follows else np.nan]))
 
 
 def _build_mixture(cfg: PrefixEvictionConfig) -> Built:
@@ -421,7 +430,7 @@ def _build_mixture(cfg: PrefixEvictionConfig) -> Built:
         "mixture(" + ", ".join(dict.fromkeys(labels)) + ")",
         cat(lambda b: b.failed), cat(lambda b: b.rejected),
         parts, N.astype(np.int64), Wn.astype(np.int64), np.array([b.n_blocks for b in builts], np.int64),
-        np.array([b.ttft_scale for b in builts], np.float64),
+        np.array([b.ttft_scale for b in builts], np.float64), cat(lambda b: b.ttft_scale_per_load),
     )
 
 
@@ -728,8 +737,11 @@ class PrefixEvictionVecEnv(NativeVecEnv):
     def _check_ttft_clock(self) -> None:
         """Every window a reset can draw (``window_order``'s, each part's), its TTFT replay stretched by
         ``ttft_load``'s time scale, within the float64 clock (``check_clock_span``, as each reset checks its own
-        window), when the env is built: a ttft_load too small for some windows failed only at the resets that
-        drew one. ``ValueError`` naming ttft_load and a window."""
+        window) and with its distinct arrivals distinct float64 instants (``check_arrival_gaps``: the closest
+        arrivals of any drawable window, scaled, at least ``MIN_GAP_S`` apart), when the env is built: a ttft_load
+        too small for some windows failed only at the resets that drew one, and one so high that the scale
+        underflows (1e308) replayed every arrival at 0 s. ``ValueError`` naming ttft_load and a window, and for
+        too high a ttft_load the largest that works."""
         bt, cfg = self.built, self.config
         if cfg.window_order == "sequential":
             windows, starts, ends = np.arange(len(bt.starts)), bt.starts, bt.ends
@@ -743,6 +755,25 @@ class PrefixEvictionVecEnv(NativeVecEnv):
             scales = bt.part_ttft_scale[np.searchsorted(bt.request_groups, starts, side="right") - 1]
         check_clock_span(bt.arrival_s[ends - 1] - bt.arrival_s[starts], windows, scales,
                          np.full(len(starts), cfg.ttft_load), "PrefixEviction", "ttft_load")
+        # Windows are contiguous ranges of requests: the closest arrivals any of them replays are each part's
+        # smallest positive gap between consecutive requests that one drawable window holds both of.
+        gap = np.diff(bt.arrival_s)
+        edge = np.zeros(len(bt.arrival_s) + 1, np.int64)
+        np.add.at(edge, starts, 1)
+        np.add.at(edge, ends - 1, -1)  # window [s, e) holds the pairs (i, i + 1) for s <= i <= e - 2
+        gap = np.where((np.cumsum(edge)[:len(gap)] > 0) & (gap > 0), gap, np.inf)
+        g = np.array([0, len(bt.arrival_s)]) if bt.request_groups is None else bt.request_groups
+        part_gap, part_window = np.full(len(g) - 1, np.inf), np.zeros(len(g) - 1, np.int64)
+        for p in range(len(g) - 1):
+            i = int(g[p] + np.argmin(gap[g[p]:g[p + 1] - 1])) if g[p + 1] - g[p] > 1 else -1
+            if i >= 0 and np.isfinite(gap[i]):
+                part_gap[p] = gap[i]
+                part_window[p] = windows[np.searchsorted(ends, i + 2)]  # the first window holding i and i + 1
+        # a part replayed as recorded (scale 1 whatever the ttft_load) keeps the trace's own instants
+        per_load = bt.ttft_scale_per_load
+        part_gap[np.isnan(per_load)] = np.inf
+        part_scale = np.full(1, bt.ttft_scale) if bt.part_ttft_scale is None else bt.part_ttft_scale
+        check_arrival_gaps(part_gap, part_scale, per_load, cfg.ttft_load, "PrefixEviction", "ttft_load", part_window)
 
     # --- domain metrics
     def _window_index(self, start: int) -> int:
