@@ -231,6 +231,18 @@ def test_a_max_replicas_beyond_memory_is_one_error_naming_it_and_what_fits():
     assert asc.memory_bytes((16, 16), 2880, 1) < 30e6  # the default day: 27 MB
 
 
+def test_a_rate_scale_beyond_the_fleet_is_one_short_line_naming_it():
+    """rate_scale=1e308 made the training peak inf and math.ceil raised OverflowError (a traceback on the CLI);
+    1e20 printed the replica count and the peak in full (a line of 300 digits at 1e300). Now one line, the
+    counts in three significant digits, naming rate_scale and max_replicas."""
+    for scale, need in ((1e308, "inf"), (1e300, r"[\d.]+e\+\d+"), (1e20, r"[\d.]+e\+\d+")):
+        with pytest.raises(ValueError, match=rf"^Autoscale: static_peak needs {need} replicas of \S+ for the peak of "
+                           rf"\S+ requests/s \(rate_scale={re.escape(f'{scale:g}')}\); max_replicas is 16 \(raise max_replicas "
+                           r"or lower rate_scale / rate_rps\)$") as err:
+            asc.AutoscaleVecEnv(1, **{**SMALL, "rate_scale": scale})
+        assert len(str(err.value)) < 200
+
+
 def test_train_and_test_days_differ():
     tr = asc.AutoscaleVecEnv(1, split="train", **SMALL).scenario
     te = asc.AutoscaleVecEnv(1, split="test", **SMALL).scenario

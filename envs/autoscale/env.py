@@ -443,11 +443,14 @@ def _build_scenario(cfg: AutoscaleConfig) -> Scenario:
     wb = max(round(cfg.peak_window_s / cfg.bin_s), 1)
     kernel = np.ones(wb) / (wb * cfg.bin_s)
     peak = float(max(np.convolve(row, kernel, mode="valid").max() for row in train))
-    n_static = math.ceil(peak / ref_cap)
-    if n_static > limits[ref]:
+    need = peak / ref_cap  # a float: rate_scale=1e308 made the peak inf (math.ceil raised OverflowError)
+    if not need <= limits[ref]:
+        shown = f"{math.ceil(need):,}" if need < 1e6 else f"{need:.3g}"
         raise ValueError(
-            f"Autoscale: static_peak needs {n_static} replicas of {types[ref]} for the peak of "
-            f"{peak:.1f} requests/s; max_replicas is {limits[ref]} (raise max_replicas or lower rate)")
+            f"Autoscale: static_peak needs {shown} replicas of {types[ref]} for the peak of "
+            f"{peak:.4g} requests/s (rate_scale={cfg.rate_scale:g}); max_replicas is {limits[ref]} "
+            f"(raise max_replicas or lower rate_scale / rate_rps)")
+    n_static = math.ceil(need)
     static = np.zeros(len(types), np.int64)
     static[ref] = n_static
     # Every episode starts from the fleet an autoscaler would have left: the reference type
