@@ -49,6 +49,14 @@ def test_valid_trace_and_properties() -> None:
     assert len(empty) == 0 and empty.duration_s == 0.0 and empty.rate_rps == 0.0
 
 
+def test_a_trace_at_one_instant_cannot_split_and_says_what_plays_it() -> None:
+    """One request (or several at one instant) has no duration to split by time; the error says how many and that
+    split='all' plays it whole (it said only 'cannot split by time')."""
+    with pytest.raises(TraceError, match=r"zero duration \(2 request\(s\), all at one instant\); cannot split by "
+                       r"time \(split='all' plays it whole\)"):
+        split(make([0.0, 0.0], [5, 8], [1, 2]))
+
+
 @pytest.mark.parametrize("kwargs, match", [
     (dict(t=[1.0, 0.5], p=[1, 1], o=[1, 1]), r"arrival_s\[1\].*sorted"),
     (dict(t=[0.0, np.nan], p=[1, 1], o=[1, 1]), r"arrival_s\[1\].*finite"),

@@ -59,7 +59,8 @@ def split(trace: Trace, held_out_frac: float = 0.3) -> tuple[Trace, Trace]:
     if not (isinstance(held_out_frac, (int, float)) and 0 < held_out_frac < 1):
         raise TraceError(f"held_out_frac must lie in (0, 1), got {held_out_frac!r}")
     if trace.duration_s <= 0:
-        raise TraceError(f"trace {trace.meta.name!r} has zero duration; cannot split by time")
+        raise TraceError(f"trace {trace.meta.name!r} has zero duration ({len(trace)} request(s), all at one "
+                         f"instant); cannot split by time (split='all' plays it whole)")
     cut = trace.duration_s * (1.0 - held_out_frac)
     train = window(trace, 0.0, cut)
     held = window(trace, cut, math.inf)
