@@ -445,7 +445,7 @@ def _build_scenario(cfg: AutoscaleConfig) -> Scenario:
     peak = float(max(np.convolve(row, kernel, mode="valid").max() for row in train))
     need = peak / ref_cap  # a float: rate_scale=1e308 made the peak inf (math.ceil raised OverflowError)
     if not need <= limits[ref]:
-        shown = f"{math.ceil(need):,}" if need < 1e6 else f"{need:.3g}"
+        shown = _big(math.ceil(need)) if math.isfinite(need) else "inf"
         raise ValueError(
             f"Autoscale: static_peak needs {shown} replicas of {types[ref]} for the peak of "
             f"{peak:.4g} requests/s (rate_scale={cfg.rate_scale:g}); max_replicas is {limits[ref]} "
