@@ -327,7 +327,10 @@ class NativeVecEnv(SingleObjectVecEnv):
         """Env e's generator becomes ``default_rng(seed + e)`` at once and again at the next
         ``reset()`` (which also restarts the episode counters); returns the per-env seeds. ``ValueError``
         naming ``seed`` unless it is None or an integer >= 0 (:func:`check_seed`; nothing changes then)."""
-        seeds = super().seed(check_seed(seed, self.env_name))
+        per_env = isinstance(seed, (Sequence, np.ndarray)) and not isinstance(seed, str)
+        seeds = super().seed(check_seed(seed, self.env_name, more=(
+            ", one base seed (env e gets seed + e; per-env seeds go to reset(seed=[...]) or seed_each)"
+            if per_env else "")))
         self._rngs = [np.random.default_rng(s) for s in seeds]
         self._seeded = True
         return seeds

@@ -268,6 +268,11 @@ def test_a_seed_that_is_not_a_non_negative_integer_is_one_error_naming_seed(env_
         vec.seed_each([0, -1])
     with pytest.raises(ValueError, match=rf"^{name}: seed {allowed}"):
         envs.make_vec(env_id, 2, seed=-1, **SMALL[env_id])
+    # A list where the constructor takes one base seed says where per-env seeds go (was only 'got int64 array').
+    for per_env in ([0, 1], np.array([0, -1])):
+        with pytest.raises(ValueError, match=rf"^{name}: seed {allowed}, one base seed \(env e gets seed \+ e; "
+                                             r"per-env seeds go to reset\(seed=\[\.\.\.\]\) or seed_each\) .*, got "):
+            envs.make_vec(env_id, 2, seed=per_env, **SMALL[env_id])
     vec.seed(0)  # the refused seeds changed nothing: seed 0 replays the first episode
     np.testing.assert_array_equal(vec.reset(), first)
     facade = gym.make_vec(env_id, 2, **SMALL[env_id])
