@@ -191,9 +191,12 @@ def test_a_ttft_load_so_high_that_arrivals_collapse_onto_one_instant_is_refused_
         vec = PrefixEvictionVecEnv(1, seed=0, **{**kw, **extra, "ttft_load": float(largest)})
         arr = vec.built.arrival_s
         windows = drawable(vec)
-        # the named window (random order: its first request) holds the closest arrivals, at 1e308's scale as stated
-        s, e, scale = (windows[int(window)] if extra.get("window_order") == "sequential"
-                       else next(w for w in windows if w[0] == int(window)))
+        # the named window holds the closest arrivals, at 1e308's scale as stated, and is the one
+        # reset(options={"window": w}) plays (random order: w counts every part's starts, part by part)
+        s, e, scale = windows[int(window)]
+        vec.set_options({"window": int(window)})
+        vec.reset()
+        assert tuple(vec._win[0]) == (s, e)
         d = np.diff(arr[s:e])
         assert float(apart) == pytest.approx(d[d > 0].min() * scale * float(largest) / 1e308, rel=5e-3)
         for s, e, scale in windows:  # the replay's arrival times (ttft.replay_ttft): distinct where the trace's are
@@ -203,6 +206,29 @@ def test_a_ttft_load_so_high_that_arrivals_collapse_onto_one_instant_is_refused_
             assert (d[d > 0] >= MIN_GAP_S).all()
         with pytest.raises(ValueError, match=says.format(r"[\d.e+]+")):
             PrefixEvictionVecEnv(1, seed=0, **{**kw, **extra, "ttft_load": float(largest) * 1.01})
+    # A mixture whose second part fails alone: its window is named in the reset option's numbering (was the
+    # request index, which the option read as a start window_requests - 1 requests later in that part).
+    mix = {**kw, "workloads": ("mooncake_conv", "agentic"), "trace": "default"}
+    bt = PrefixEvictionVecEnv(1, seed=0, **mix).built
+    g = bt.request_groups
+    limit = [bt.ttft_scale_per_load[p] * np.diff(bt.arrival_s[g[p]:g[p + 1]])[
+        np.diff(bt.arrival_s[g[p]:g[p + 1]]) > 0].min() / MIN_GAP_S for p in range(2)]
+    if limit[0] < limit[1]:
+        mix["workloads"], limit = mix["workloads"][::-1], limit[::-1]
+    load = float(np.exp(np.log(limit).mean()))  # between the two (their product overflows)
+    with pytest.raises(ValueError, match=says.format(r"[\d.e+]+")) as err:
+        PrefixEvictionVecEnv(1, seed=0, **{**mix, "ttft_load": load})
+    window = int(re.search(says.format(r"[\d.e+]+"), str(err.value)).group(1))
+    vec = PrefixEvictionVecEnv(1, seed=0, **mix)
+    windows, g = drawable(vec), vec.built.request_groups
+    s, e, _ = windows[window]
+    assert s >= vec.built.request_groups[1]  # the second part's
+    vec.set_options({"window": window})
+    vec.reset()
+    assert tuple(vec._win[0]) == (s, e)
+    d = np.diff(vec.built.arrival_s[s:e])
+    part = np.diff(vec.built.arrival_s[g[1]:g[2]])
+    assert d[d > 0].min() == part[part > 0].min()  # it holds the part's closest arrivals
 
 
 @pytest.mark.parametrize("env_id, field", [("servegym/Routing-v0", "load"), ("servegym/KVAdmission-v0", "load"),

@@ -519,8 +519,9 @@ class PrefixEvictionVecEnv(NativeVecEnv):
     """E prefix caches stepped by one kernel call (SB3 VecEnv, no per-env objects).
 
     Episode selection (``NativeVecEnv.draw_episode``): ``window`` is the episode's first request
-    (``window_order="random"``: any start of ``window_requests`` requests) or the index of a
-    held-out window (``"sequential"``); the knob is ``capacity_frac``."""
+    (``window_order="random"``: any start of ``window_requests`` requests; in a workload mixture the
+    index among every part's starts, part by part, as errors name it) or the index of a held-out
+    window (``"sequential"``); the knob is ``capacity_frac``."""
 
     env_name = "PrefixEviction"
     episode_knob = "capacity_frac"
@@ -659,15 +660,14 @@ class PrefixEvictionVecEnv(NativeVecEnv):
             groups = bt.window_groups if sequential else start_groups
             w, frac = self.draw_episode(e, int(groups[-1]), cfg.capacities(), groups)
             p = int(np.searchsorted(groups, w, side="right")) - 1
-            if not sequential:
-                w = int(g[p] + (w - start_groups[p]))
             part_start = int(g[p])
             caps = self.part_caps[p]
         ci = cfg.capacities().index(frac)
         if sequential:
             start, end = int(bt.starts[w]), int(bt.ends[w])
-        else:
-            start, end = w, w + cfg.window_requests
+        else:  # a mixture's random windows are numbered across its parts' starts (start_groups)
+            start = w if bt.request_groups is None else int(bt.request_groups[p] + (w - start_groups[p]))
+            end = start + cfg.window_requests
         # The TTFT replay at the episode's end stretches its arrivals by the ttft_load's time scale.
         scale = bt.ttft_scale if bt.part_ttft_scale is None else float(bt.part_ttft_scale[bt.part_of_request(start)])
         check_clock_span(bt.arrival_s[end - 1:end] - bt.arrival_s[start], np.array([w]), np.array([scale]),
@@ -748,7 +748,8 @@ class PrefixEvictionVecEnv(NativeVecEnv):
         else:  # random starts: any request of a part with window_requests of the part from it
             g = np.array([0, len(bt.sc.req_prompt)]) if bt.request_groups is None else bt.request_groups
             starts = np.concatenate([np.arange(g[p], g[p + 1] - cfg.window_requests + 1) for p in range(len(g) - 1)])
-            windows, ends = starts, starts + cfg.window_requests
+            # named as reset(options={"window": w}) takes them: the index among every part's starts, part by part
+            windows, ends = np.arange(len(starts)), starts + cfg.window_requests
         if bt.part_ttft_scale is None:
             scales = np.full(len(starts), bt.ttft_scale)
         else:
