@@ -471,3 +471,33 @@ def test_run_iteration_all_replicas_matches_one_call_per_replica():
                 assert x.tobytes() == y.tobytes(), name
             assert ema_a.tobytes() == ema_b.tobytes() and busy_a.tobytes() == busy_b.tobytes()
     assert checked > 0
+
+
+def test_a_masked_route_drops_the_request_as_an_slo_miss():
+    """The mask's promise (envs/routing/README.md, Action Space): a replica whose queue is full is masked, and a
+    policy that routes there anyway has the request dropped at arrival, counted in `dropped` and as an SLO miss
+    (reward -1 that step besides what else settled), never queued beyond `queue_slots`."""
+    from envs.core.state import C_DROPPED, C_SLO_MET, C_SLO_MISSED, DROPPED
+
+    v = vec(chain_trace(96, rate=400.0), queue_slots=2)
+    v.reset()
+    seen = 0
+    for _ in range(60):
+        mask = v.action_masks()[0]
+        if mask[0]:  # fill replica 0 by routing there
+            v.step(np.array([0]))
+            continue
+        assert mask.any(), "another replica stays legal while replica 0 is full"
+        i = int(v.state.next_arrival[0])
+        before = v.state.counters[0].copy()
+        _, rew, done, _ = v.step(np.array([0]))  # the masked replica
+        assert v.state.fate[0, i] == DROPPED
+        assert v.state.counters[0, C_DROPPED] == before[C_DROPPED] + 1
+        missed = v.state.counters[0, C_SLO_MISSED] - before[C_SLO_MISSED]
+        assert missed >= 1
+        assert rew[0] <= (v.state.counters[0, C_SLO_MET] - before[C_SLO_MET]) - missed
+        assert v.state.n_queued[0, 0] + v.state.n_running[0, 0] <= 2
+        seen += 1
+        if seen == 3 or done[0]:
+            break
+    assert seen == 3, "replica 0 was masked fewer than 3 times: raise the rate"
