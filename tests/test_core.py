@@ -330,6 +330,56 @@ def test_capacity_of_a_trace_smaller_than_a_batch_is_its_sustained_rate():
     assert cap == pytest.approx(sustained, rel=0.01)
 
 
+def test_capacity_stream_served_with_the_queue_topped_up_finishes_as_all_at_once():
+    """envs.core.capacity feeds its stream into the queue as admission needs it (an all-at-once queue of M requests
+    cost O(M) per iteration in FCFS's scan for the oldest); the finish times, first tokens, fates and counters must
+    be exactly those of every request queued at time 0, whichever limit binds: KV memory (preemptions), the batch
+    size, the token budget, prompts longer than the budget, requests failed in the trace or rejected."""
+    import numba as nb
+
+    from envs.core import capacity as C
+    from envs.core import state as S
+    from envs.core.replica import enqueue, reset_env_state, reset_replica, run_iteration
+    from envs.core.workload import build_workload
+
+    @nb.njit
+    def all_at_once(st, wl, eng, budget):
+        reset_env_state(st, 0, 0, 0.0)
+        reset_replica(st, eng, 0, 0)
+        N = wl.n_requests[0]
+        for i in range(N):
+            enqueue(st, wl, eng, 0, 0, i)
+        st.next_arrival[0] = N
+        now = 0.0
+        while st.n_running[0, 0] + st.n_queued[0, 0] > 0:
+            now += run_iteration(st, wl, eng, 0, 0, eng.max_seqs, budget, False, ORDER_FCFS, now)
+
+    rng = np.random.default_rng(3)
+    n = 600
+    tr = make_trace(n, 2.0, rng.integers(50, 20000, n), rng.integers(1, 3000, n), poisson=False, name="mixed")
+    tr = tr.replace(failed=np.arange(n) % 50 == 0)  # failed in the trace
+    vec = _vec(_lengths_trace(140), window_requests=140)
+    wl, _ = build_workload(tr, n, 1.0, 0)
+    preempted = rejected = 0
+    for eng, budget in ((vec.scenario.engine._replace(capacity_blocks=600), 8192),  # KV-bound: preemptions
+                        (vec.scenario.engine._replace(max_seqs=7), 8192),  # batch-bound
+                        (vec.scenario.engine, 512)):  # budget-bound, prompts longer than the budget
+        index = np.arange(n)
+        ref = S.allocate(1, 1, n, n, 1)
+        all_at_once(ref, S.Workload(
+            arrival_s=np.zeros((1, n)), prompt=wl.prompt[:1, :n].copy(), output=wl.output[:1, :n].copy(),
+            pred_bucket=wl.pred_bucket[:1, :n].copy(), n_requests=np.array([n], np.int32),
+            chain_ids=wl.chain_ids[:1, :n].copy(), chain_len=wl.chain_len[:1, :n].copy(),
+            failed=wl.failed[:1, :n].copy()), eng._replace(cache_on=False), budget)
+        got = C._serve_stream(eng, wl, index, budget)
+        for field in ("e2e", "ttft", "fate", "counters"):
+            np.testing.assert_array_equal(getattr(got, field), getattr(ref, field), err_msg=field)
+        assert (ref.fate[0] == S.FAILED).sum() == 12 and (ref.fate[0] == S.FINISHED).sum() > 200
+        preempted += int(ref.counters[0, S.C_PREEMPTIONS])
+        rejected += int((ref.fate[0] == S.REJECTED).sum())
+    assert preempted > 0 and rejected > 0  # (prompts beyond the KV-bound engine's pool)
+
+
 def test_capacity_of_the_built_in_scenarios_is_unchanged():
     """Workloads of 2,048 requests or more are measured on their first 2,048 as before the repeats of small
     traces: the default scenarios' capacities (every committed result depends on them) as measured at 04c1ff8."""
