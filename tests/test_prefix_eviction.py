@@ -504,3 +504,40 @@ def test_reinserted_counts_evictions_of_the_block_id_since_warm_up():
         if done[0] or seen_positive:
             break
     assert seen_positive
+
+
+def _episode(trace: Trace, capacity_frac: float, policy: str = "lru", **kw) -> tuple[dict, tuple[int, ...]]:
+    vec = pe.PrefixEvictionVecEnv(1, seed=0, trace=trace, split="all", window_requests=len(trace),
+                                  warmup_requests=0, capacity_frac=capacity_frac, **kw)
+    pol = make_policy(policy, vec, pe.ENV_ID)
+    obs = vec.reset()
+    for _ in range(10**6):
+        obs, _, done, infos = vec.step(np.asarray(pol.act(obs, vec.action_masks())))
+        if done[0]:
+            return infos[0]["metrics"], vec.caps
+    raise AssertionError("episode did not end")
+
+
+def test_full_blocks_only_caches_no_part_filled_block_as_vllm():
+    """full_blocks_only=True: a request's part-filled last block is never cached (vLLM's automatic prefix
+    caching hashes full blocks only), so it is neither a reference nor a hit, and a request shorter than one
+    block references nothing; its full blocks behave as before. Default: the part-filled block is cached."""
+    # chain mode, nothing evicted: [1,2,3] with 3 part-filled; [1,2,4] full; [1,2,3] again; [5] of 100 tokens;
+    # [1,2,4] again
+    tr = chain_trace([[1, 2, 3], [1, 2, 4], [1, 2, 3], [5], [1, 2, 4]],
+                     tokens=[3 * BS - 100, 3 * BS, 3 * BS - 100, 100, 3 * BS])
+    m, _ = _episode(tr, 1.0, chain=True)
+    assert (m["block_refs"], m["block_hits"]) == (13, 8)  # 3 is hit by the third request
+    m, _ = _episode(tr, 1.0, chain=True, full_blocks_only=True)
+    assert (m["block_refs"], m["block_hits"]) == (10, 7)  # 3 and 5 are recomputed, never cached
+    # independent objects under LRU: the textbook LRU over the full blocks' references alone
+    rng = np.random.default_rng(5)
+    refs = rng.zipf(1.3, 3000) % 200
+    full = rng.random(3000) < 0.7
+    tr = chain_trace([[int(r)] for r in refs], tokens=list(np.where(full, BS, 137)))
+    kept = refs[full]
+    U = len(np.unique(kept))
+    for C in (5, 20, 60):
+        m, caps = _episode(tr, C / U, full_blocks_only=True)
+        assert caps == (C,)
+        assert m["block_hits"] == ref_lru(list(kept), C) and m["block_refs"] == len(kept)

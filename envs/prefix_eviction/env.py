@@ -11,6 +11,11 @@ while restricted to the sampled set it gets most of the way to full Belady, so t
 one where the decision matters. Semantics of hits, pinning, stranding and recency:
 ``envs.prefix_eviction.kernels``.
 
+Part-filled blocks (``full_blocks_only``, default off): a Mooncake-format trace names every block of a
+prompt, the last one part-filled, and the scenarios cache it like any block; on, only full blocks are
+cached, as vLLM's automatic prefix caching does ("We only cache full blocks", its
+docs/design/prefix_caching.md): a request's part-filled block is recomputed, never referenced.
+
 Leaf-only eviction (``evict_leaves_only``, default on; chain mode): the candidates offered to a
 deciding policy are leaves of the cached prefix tree (no cached block below them), as SGLang's
 radix cache evicts (``python/sglang/srt/mem_cache/radix_cache.py``, ``RadixCache.evict``: a heap
@@ -126,6 +131,11 @@ class PrefixEvictionConfig:
     # Chain mode: candidates are leaves of the cached prefix tree only (SGLang; module docstring).
     # Off = the behaviour before issue 21 (scenario ids up to prefix_eviction/.../v2).
     evict_leaves_only: bool = True
+    # True: only full blocks are cached, as vLLM's automatic prefix caching does (docs/design/prefix_caching.md:
+    # "We only cache full blocks"); a request's part-filled last block is recomputed, never inserted. False (the
+    # scenarios' setting): it is cached like any block, though its hash rarely recurs (the next call re-sends a
+    # longer context).
+    full_blocks_only: bool = False
     teacher_horizon: float = 4.0  # imitation targets only: see PrefixEvictionVecEnv.teacher_targets
     teacher_clip: float = 16.0  # imitation targets only: see PrefixEvictionVecEnv.teacher_values
     window_requests: int = 1000
@@ -297,12 +307,17 @@ def _build_from(cfg: PrefixEvictionConfig, whole: traces.Trace) -> Built:
     bs = int(trace.block_size)
     off = np.asarray(trace.block_offsets, np.int64)
     lens = np.diff(off)
-    uniq, ref_block = np.unique(np.asarray(trace.block_ids), return_inverse=True)
+    ids = np.asarray(trace.block_ids)
+    prompt = np.asarray(trace.prompt_tokens, np.int64)
+    if cfg.full_blocks_only:  # each request's first prompt // block_size blocks (a trace holds ceil(prompt / bs))
+        full = np.minimum(lens, prompt // bs)
+        ids = ids[(np.arange(len(ids)) - np.repeat(off[:-1], lens)) < np.repeat(full, lens)]
+        lens, off = full, np.concatenate([[0], np.cumsum(full)]).astype(np.int64)
+    uniq, ref_block = np.unique(ids, return_inverse=True)
     ref_block = ref_block.astype(np.int32)
     U, R = len(uniq), len(ref_block)
     pos = (np.arange(R) - np.repeat(off[:-1], lens)).astype(np.int32)
-    prompt = np.asarray(trace.prompt_tokens, np.int64)
-    last = np.repeat(prompt - (lens - 1) * bs, lens)
+    last = np.repeat(np.minimum(prompt - (lens - 1) * bs, bs), lens)
     is_last = pos == np.repeat(lens - 1, lens)
     ref_tokens = np.where(is_last, last, bs).astype(np.int32)
     parent, depth = _chain_tree(ref_block, pos, U, cfg.chain, trace.meta.name)
