@@ -281,6 +281,9 @@ def test_mooncake_small(tmp_path: Path) -> None:
     ('{"timestamp": 1000, "input_length": 600, "output_length": 5, "hash_ids": [0, 1]}', "timestamp", "sorted"),
     ('{"timestamp": 9000, "input_length": 600, "output_length": 5}', "hash_ids", "all rows or none"),
     ('{"timestamp": 9000, "input_length": 600, "output_length": 5, "hash_ids": [0, -1]}', "hash_ids", "integers >= 0"),
+    # an integer timestamp beyond a float's range (was OverflowError from math.isfinite, naming no line)
+    pytest.param('{"timestamp": 1%s, "input_length": 600, "output_length": 5, "hash_ids": [0, 1]}' % ("0" * 400),
+                 "timestamp", "expected a finite number >= 0 (ms)", id="timestamp-beyond-float"),
 ])
 def test_mooncake_bad_rows(tmp_path: Path, row: str, field: str, what: str) -> None:
     p = write(tmp_path, "m.jsonl", "\n".join(MC_ROWS) + "\n" + row + "\n")
