@@ -158,6 +158,32 @@ def test_azure_bad_rows(tmp_path: Path, rows: list[str], line: int, field: str, 
     raises(p, f"line {line}", f"field {field!r}", what)
 
 
+@pytest.mark.parametrize("rows, line, what", [
+    # bare numbers: numpy reads "12345" as the year 12345 and epoch seconds as a year too, so two rows one second
+    # apart loaded one year apart (31,536,000 s / 31,622,400 s)
+    (["12345,5,1", "12346,5,1"], 2, "does not begin with a date YYYY-MM-DD"),
+    (["2023-11-16 18:15:46,5,1", "1700000001,5,1"], 3, "does not begin with a date YYYY-MM-DD"),
+    (["2023,5,1"], 2, "does not begin with a date YYYY-MM-DD"),
+    # a row without a UTC offset among rows with one was read as UTC: 18:15:47 came 18,001 s after 18:15:46+05:00
+    (["2023-11-16 18:15:46+05:00,5,1", "2023-11-16 18:15:47,5,1"], 3, "has no UTC offset, but line 2's"),
+    (["2023-11-16 18:15:46,5,1", "2023-11-16 18:15:47Z,5,1"], 3, "gives a UTC offset, but line 2's"),
+])
+def test_azure_timestamps_without_a_date_or_mixing_offsets(tmp_path: Path, rows: list[str], line: int,
+                                                           what: str) -> None:
+    p = write(tmp_path, "bad.csv", AZ_HEAD + "\n".join(rows) + "\n")
+    raises(p, f"line {line}", "field 'TIMESTAMP'", what)
+
+
+def test_azure_mixed_offsets_across_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from traces.readers import _common
+
+    monkeypatch.setattr(_common, "CHUNK_ROWS", 2)
+    rows = ["2023-11-16 18:15:46+00:00,5,1", "2023-11-16 18:15:47+00:00,5,1", "2023-11-16 18:15:48,5,1"]
+    raises(write(tmp_path, "mix.csv", AZ_HEAD + "\n".join(rows) + "\n"), "line 4", "has no UTC offset")
+    p = write(tmp_path, "ok.csv", AZ_HEAD + "2023-11-16 18:15:46,5,1\n2023-11-16T18:15:47.5,5,1\n2023-11-17,5,1\n")
+    assert load_trace(p).arrival_s.tolist() == [0.0, 1.5, 20654.0]
+
+
 def test_azure_error_line_counts_blank_lines(tmp_path: Path) -> None:
     p = write(tmp_path, "bad.csv", AZ_HEAD + AZ_ROWS[0] + "\n\n" + "2023-11-16 18:15:50,x,1\n")
     raises(p, "line 4", "'ContextTokens'")
