@@ -12,6 +12,10 @@ import numpy as np
 import hwmodels
 from traces.checks import is_integer
 
+# Most KV blocks a replica may have: the cluster state keeps its free blocks in int32 (envs.core.state), where
+# 2**32 + 26,099 blocks wrapped to 26,099 (the replica ran with those while the observation divided by the whole)
+MAX_BLOCKS = 2**31 - 1
+
 # The environments claim vLLM's behaviour: their step times use vLLM's engine profile
 # (hwmodels/data/engine_profiles.toml [vllm]; README, Fidelity).
 DEFAULT_PROFILE = "vllm"
@@ -222,6 +226,9 @@ class EngineSpec:
         cap = self.capacity_blocks
         if cap is not None and (not is_integer(cap) or cap < 1):
             raise ValueError(f"capacity_blocks must be an integer >= 1 (KV blocks per replica), got {cap!r}")
+        if cap is not None and cap > MAX_BLOCKS:  # the cluster state counts free blocks in int32 (envs.core.state)
+            raise ValueError(f"capacity_blocks must be at most {MAX_BLOCKS} (2**31 - 1: KV block counts are int32), "
+                             f"got {cap!r}")
         if cap is None:
             cap = hwmodels.kv_capacity_blocks(model, gpu, self.tp, self.mem_frac, self.block_size)
         if cap < 1:
