@@ -248,6 +248,17 @@ def test_windows_and_split_examples() -> None:
     assert np.allclose(r.arrival_s, tr.arrival_s / 2)
 
 
+@pytest.mark.parametrize("name", ["azure_conv", "mooncake_conv", "agentic"])
+@pytest.mark.parametrize("params", [{"duration_s": 1e12}, {"duration_s": 600.0, "rate_rps": 1e300}])
+def test_a_generator_asked_for_more_arrivals_than_a_trace_holds_refuses_at_once(name, params) -> None:
+    """duration_s=1e12 of azure_conv asked for 5.5e12 arrivals and grew past 13 GiB before it was stopped."""
+    from traces.arrivals import MAX_ARRIVALS
+
+    with pytest.raises(TraceError, match=rf"asks for about .* arrivals, more than a trace holds \({MAX_ARRIVALS}, "
+                                         r"2\*\*31 - 1\); lower duration_s or rate_rps$"):
+        load_trace(name, **params)
+
+
 def test_transforms_keep_chains_on_generated_trace() -> None:
     tr = load_trace("mooncake_conv", duration_s=900)
     for sub in (window(tr, 100, 500), subsample(tr, 0.5, seed=1), *split(tr))[:4]:
