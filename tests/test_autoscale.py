@@ -204,6 +204,8 @@ def test_bad_config_names_the_field(kwargs, field):
     ({"episode_s": 10.0}, r"episode_s \(10.0\) must be a multiple \(>= 1\) of interval_s \(30.0\)"),
     ({"bin_s": 1e300}, r"interval_s \(30.0\) must be a multiple \(>= 1\) of bin_s \(1e\+300\)"),
     ({"bin_s": 60.0}, r"interval_s \(30.0\) must be a multiple \(>= 1\) of bin_s \(60.0\)"),
+    # interval_s / bin_s = inf: round(inf) raised 'OverflowError: cannot convert float infinity to integer'
+    ({"bin_s": 1e-308}, r"interval_s \(30.0\) must be a multiple \(>= 1\) of bin_s \(1e-308\)"),
 ])
 def test_a_step_or_episode_shorter_than_one_unit_is_refused(kwargs, message):
     """interval_s / bin_s and episode_s / interval_s below 1/2 rounded to 0, which the tolerance took for a

@@ -182,8 +182,8 @@ def _check(cfg: AutoscaleConfig) -> None:
             raise ValueError(f"Autoscale: {name} must be > 0, got {v!r}")
     # A multiple of at least 1: a ratio below 1/2 rounds to 0 within the tolerance (interval_s=1e300 passed
     # as a "multiple" of 0 intervals, then failed in the kernel's typing with a traceback).
-    steps = cfg.interval_s / cfg.bin_s
-    if not steps >= 1 or abs(steps - round(steps)) > 1e-9:
+    steps = cfg.interval_s / cfg.bin_s  # inf for bin_s=1e-308: round(inf) raised OverflowError
+    if not 1 <= steps < math.inf or abs(steps - round(steps)) > 1e-9:
         raise ValueError(f"Autoscale: interval_s ({cfg.interval_s}) must be a multiple (>= 1) of bin_s ({cfg.bin_s})")
     n = cfg.episode_s / cfg.interval_s
     if not n >= 1 or abs(n - round(n)) > 1e-9:
