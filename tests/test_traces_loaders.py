@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import re
 import shutil
 from pathlib import Path
 
@@ -226,6 +227,14 @@ def test_empty_and_unknown(tmp_path: Path) -> None:
     p = tmp_path / "bin.dat"
     p.write_bytes(b"\xff\xfe\x00\x81garbage")
     raises(p, "UTF-8")
+
+
+@pytest.mark.parametrize("value", [None, 5, 1.5, b"default"])
+def test_a_trace_that_is_neither_a_name_nor_a_path_is_a_trace_error(value: object) -> None:
+    """Was pathlib's TypeError 'expected str, bytes or os.PathLike object, not NoneType'."""
+    with pytest.raises(TraceError, match=rf"^trace must be a built-in name or a file path, got {re.escape(repr(value))} "
+                                         rf"\({type(value).__name__}\)$"):
+        load_trace(value)  # type: ignore[arg-type]
 
 
 def test_unknown_name_and_directory(tmp_path: Path) -> None:
