@@ -206,6 +206,22 @@ def _check(cfg: AutoscaleConfig) -> None:
     cfg.limits()
 
 
+def _check_cold_start(cfg: AutoscaleConfig, types: tuple[str, ...]) -> None:
+    """``ValueError`` (one line) unless every type's cold start (``hwmodels.cold_start_time``) is shorter than
+    ``interval_s``, as the oracle behind ``normalized_score`` needs (``kernels.oracle_plan``). It was found at the
+    first episode's end, a traceback from the kernel ('oracle: cold start must be shorter than the control
+    interval'): Llama-3.1-70B at tp=4 (40.2 s) or storage_bw=1e8 (180.6 s for Llama-3.1-8B) under the default
+    30 s interval."""
+    for g in types:
+        cold = hwmodels.cold_start_time(cfg.model, g, cfg.tp, cfg.storage_bw, cfg.engine_init_s)
+        if not cold < cfg.interval_s:
+            raise ValueError(
+                f"Autoscale: a cold start of {cfg.model} on {cfg.tp}x {g} takes {cold:.4g} s (weights from storage at "
+                f"storage_bw, then engine_init_s: hwmodels.cold_start_time), not shorter than interval_s "
+                f"({cfg.interval_s:g} s), as the oracle behind normalized_score needs; raise interval_s or storage_bw, "
+                "or lower engine_init_s")
+
+
 @dataclass(frozen=True)
 class Scenario:
     """Built, read-only parts shared by every env of a batch (and cached across batches)."""
@@ -409,6 +425,7 @@ def build_scenario(cfg: AutoscaleConfig) -> Scenario:
 def _build_scenario(cfg: AutoscaleConfig) -> Scenario:
     _check(cfg)
     types = cfg.types()
+    _check_cold_start(cfg, types)
     arr, train, names, tod0, lengths, trace_name, unserved = _windows(cfg)
     _check_count_scale(cfg.rate_scale, arr, train)
     arr = arr * cfg.rate_scale
