@@ -289,6 +289,9 @@ def test_burstgpt_extra_columns(tmp_path: Path) -> None:
     ("3,ChatGPT,10,5,15,API log", "Timestamp", "sorted"),
     ("nan,ChatGPT,10,5,15,API log", "Timestamp", "finite"),
     ("300,,10,5,15,API log", "Model", "empty"),
+    # Python's int() / float() behind numpy's conversion read '1_0' as 10: a source-code digit separator
+    ("300,ChatGPT,1_0,5,15,API log", "Request tokens", "expected an integer, got '1_0'"),
+    ("3_00,ChatGPT,10,5,15,API log", "Timestamp", "expected a number, got '3_00'"),
 ])
 def test_burstgpt_bad_rows(tmp_path: Path, row: str, field: str, what: str) -> None:
     p = burst(tmp_path, BG_ROWS + [row])
