@@ -139,7 +139,7 @@ def episode_options(where: str, options: dict[str, Any] | None, knob: str) -> di
     """The episode-naming keys of ``options`` (``window`` and ``knob``); any other key is left out
     with a ``UserWarning`` naming it. For PettingZoo's ``reset(options=...)``, whose API test
     passes an arbitrary key; the Gymnasium and SB3 paths refuse unknown keys (``draw_episode``)."""
-    opts = dict(options or {})
+    opts = {} if options is None else options_dict(options, where)  # a str was dict()'s 'update sequence' error
     other = sorted(set(opts) - {"window", knob})
     if other:
         warnings.warn(f"{where}: reset option(s) {other} ignored; known: window, {knob}", stacklevel=3)

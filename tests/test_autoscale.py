@@ -199,11 +199,25 @@ def test_bad_config_names_the_field(kwargs, field):
         asc.AutoscaleVecEnv(1, **{**SMALL, **kwargs})
 
 
+@pytest.mark.parametrize("kwargs, cold", [({"model": "Llama-3.1-70B", "tp": 4}, "40.16"),
+                                          ({"storage_bw": 1e8}, "180.6"),
+                                          ({"engine_init_s": 30.0}, "")])
+def test_a_cold_start_not_shorter_than_the_interval_is_refused_when_built(kwargs, cold):
+    """The oracle behind normalized_score needs every cold start shorter than interval_s: these were built, then
+    every episode's end raised 'oracle: cold start must be shorter than the control interval' from the kernel
+    (python -m agents.evaluate --env Autoscale --policy hpa --env-kwargs model=Llama-3.1-70B tp=4: a traceback)."""
+    with pytest.raises(ValueError, match=rf"^Autoscale: a cold start of .* takes {cold}.* not shorter than interval_s "
+                                         r"\(30 s\), as the oracle behind normalized_score needs"):
+        asc.AutoscaleVecEnv(1, **{**SMALL, **kwargs})
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"interval_s": 1e300}, r"episode_s \(600.0\) must be a multiple \(>= 1\) of interval_s \(1e\+300\)"),
     ({"episode_s": 10.0}, r"episode_s \(10.0\) must be a multiple \(>= 1\) of interval_s \(30.0\)"),
     ({"bin_s": 1e300}, r"interval_s \(30.0\) must be a multiple \(>= 1\) of bin_s \(1e\+300\)"),
     ({"bin_s": 60.0}, r"interval_s \(30.0\) must be a multiple \(>= 1\) of bin_s \(60.0\)"),
+    # interval_s / bin_s = inf: round(inf) raised 'OverflowError: cannot convert float infinity to integer'
+    ({"bin_s": 1e-308}, r"interval_s \(30.0\) must be a multiple \(>= 1\) of bin_s \(1e-308\)"),
 ])
 def test_a_step_or_episode_shorter_than_one_unit_is_refused(kwargs, message):
     """interval_s / bin_s and episode_s / interval_s below 1/2 rounded to 0, which the tolerance took for a

@@ -142,6 +142,20 @@ def test_capacity_blocks_zero_blames_capacity_blocks():
     assert "mem_frac" not in str(err.value)
 
 
+@pytest.mark.parametrize("blocks", [2**31, 2**32 + 26_099])
+def test_capacity_blocks_beyond_int32_is_refused_not_wrapped(blocks):
+    """The cluster state counts free KV blocks in int32: 2**32 + 26,099 blocks wrapped to the H100's 26,099 (the
+    same episode, reward for reward, while the observation's free-KV share divided by the whole), and 2**31
+    became a negative pool ('replica cannot schedule a queued request'). Refused, naming the field and the most."""
+    from envs.core.engine import MAX_BLOCKS, EngineSpec
+
+    with pytest.raises(ValueError, match=rf"^capacity_blocks must be at most {MAX_BLOCKS} .*got {blocks}$"):
+        EngineSpec(capacity_blocks=blocks).build()
+    with pytest.raises(cli.UsageError, match=rf"capacity_blocks={blocks}: capacity_blocks must be at most"):
+        cli.check_env(KV, {"capacity_blocks": blocks})
+    assert EngineSpec(capacity_blocks=MAX_BLOCKS).build().capacity_blocks == MAX_BLOCKS
+
+
 def test_a_trace_the_env_refuses_without_env_kwargs_blames_the_trace(tmp_path):
     # was reported as '--env-kwargs (none given): ... has 2 requests, fewer than one window'
     f = tmp_path / "short.jsonl"

@@ -164,6 +164,20 @@ def test_config_errors_name_the_field():
     assert make_config(model="Mixtral-8x7B", gpus=16).redundant_slots == 24  # 32 slots, 2 per GPU
 
 
+@pytest.mark.parametrize("kw, says", [
+    ({"reward_scale_s": 1e-308}, r"reward_scale_s must lie in \[1e-06, 4294967296\] seconds, got 1e-308$"),
+    ({"reward_scale_s": 1e308}, r"reward_scale_s must lie in \[1e-06, 4294967296\] seconds, got 1e\+308$"),
+    ({"inter_node_bw": 1e-308}, r"inter_node_bw 1e-308 bytes/s moves one expert of .* in more than 2\^32 s; at least "),
+])
+def test_a_reward_unit_or_nic_rate_beyond_the_clock_is_refused(kw, says):
+    """reward_scale_s=1e-308 made rewards inf and 1e308 every reward 0.0 (float32); inter_node_bw=1e-308 made the
+    MoE layer time, migration time and cost inf and normalized_score nan, all silently."""
+    with pytest.raises(ValueError, match=r"^ExpertPlacement: " + says):
+        make_config(**kw)
+    m = make_config(inter_node_bw=1.0)  # slow, but every move within the clock
+    assert m.inter_node_bw == 1.0 and make_config(reward_scale_s=1e-6).reward_scale_s == 1e-6
+
+
 def test_held_out_split_uses_other_seeds_and_drifts():
     assert not set(TRAIN_DRIFTS) & set(TEST_DRIFTS)
     assert make_config(split="test").drifts() == TEST_DRIFTS

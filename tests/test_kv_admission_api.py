@@ -200,6 +200,14 @@ def test_a_negative_drain_or_recompute_penalty_is_refused_in_one_line(field, val
         kva.KVAdmissionVecEnv(1, **{field: value}, **SMALL)
 
 
+@pytest.mark.parametrize("value", [0, -1])
+def test_queue_slots_below_one_is_refused_naming_it(value):
+    """Was the state allocator's 'allocate: n_envs, n_replicas, n_slots, n_requests must be >= 1, got 1, 1, 0, 64',
+    naming no config field (Routing-v0 refused it already)."""
+    with pytest.raises(ValueError, match=rf"^KVAdmission: queue_slots must be an integer >= 1, got {value}$"):
+        kva.KVAdmissionVecEnv(1, queue_slots=value, **SMALL)
+
+
 def _jsonl(path, rows) -> str:
     import json
 

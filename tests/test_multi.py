@@ -128,6 +128,28 @@ def test_ppo_trains_a_role_with_parameter_sharing():
     assert a.shape == (4,)
 
 
+@pytest.mark.parametrize("actions", [None, [0, 0, 0], 3])
+def test_step_with_actions_that_are_not_a_dict_is_one_line(actions):
+    """Was "'NoneType' object is not iterable" (and for a list, 'no action for' every agent)."""
+    env = M.parallel_env(**kw(chain_trace(24)))
+    env.reset(seed=0)
+    with pytest.raises(TypeError, match=rf"^multi: step\(actions\) takes a dict of agent name -> action, got "
+                                        rf"{type(actions).__name__} "):
+        env.step(actions)
+
+
+@pytest.mark.parametrize("options", ["x", [("window", 0)], 5])
+def test_reset_options_that_are_not_a_dict_are_one_line(options):
+    """The PettingZoo envs passed options through dict(): 'x' gave 'dictionary update sequence element #0 has
+    length 1; 2 is required'; the Gymnasium and SB3 paths refused a non-dict already (native_vec.options_dict)."""
+    from envs.expert_placement.parallel import parallel_env as ep_parallel
+
+    for env, name in ((M.parallel_env(**kw(chain_trace(24))), "multi"),
+                      (ep_parallel(layers=2, intervals=2), "ExpertPlacementParallelEnv")):
+        with pytest.raises(TypeError, match=rf"^{name}: reset\(options=\.\.\.\) must be a dict such as "):
+            env.reset(seed=0, options=options)
+
+
 def test_bad_config_is_named():
     tr = chain_trace(16)
     with pytest.raises(ValueError, match="n_routers"):

@@ -3,6 +3,8 @@ TPOT and episode-TBT metrics, early miss marking, and the SLO data file."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -111,6 +113,38 @@ def test_slo_data_file_sources_and_errors():
         EngineSpec(slo_metric="p99").build()
     with pytest.raises(ValueError, match="EngineSpec.slo_tpot_s must be > 0"):
         EngineSpec(slo_tpot_s=0.0).build()
+
+
+@pytest.mark.parametrize("kw", [{"slo_ttft_s": 1e-40}, {"slo_tpot_s": 1e-7}, {"slo_ttft_s": 1e308},
+                                {"slo_tpot_s": 2.0**33}])
+def test_an_slo_beyond_the_clock_is_refused(kw):
+    """Features and rewards are times in SLOs: slo_ttft_s=1e-40 made every KVAdmission-v0 and Routing-v0
+    observation hold inf (Routing's rewards too), 1e308 Routing's. An SLO lies within the simulated clock's range:
+    its microsecond resolution up to its span, 2^32 s (envs.core.workload.CLOCK_LIMIT_S)."""
+    import envs
+
+    name = next(iter(kw))
+    msg = rf"EngineSpec\.{name} must lie in \[1e-06, 4294967296\] seconds .*got {re.escape(repr(kw[name]))}$"
+    with pytest.raises(ValueError, match=msg):
+        EngineSpec(**kw).build()
+    for env_id, size in (("servegym/KVAdmission-v0", {}), ("servegym/Routing-v0", {"replicas": 2})):
+        with pytest.raises(ValueError, match=msg):
+            envs.make_vec(env_id, 1, seed=0, window_requests=64, **size, **kw)
+
+
+@pytest.mark.parametrize("env_id, size", [("servegym/KVAdmission-v0", {}), ("servegym/Routing-v0", {"replicas": 2})])
+@pytest.mark.parametrize("bound", [1e-6, 2.0**32])
+def test_an_slo_at_either_end_of_its_range_keeps_observations_and_rewards_finite(env_id, size, bound):
+    import envs
+
+    env = envs.make_vec(env_id, 1, seed=0, window_requests=64, slo_ttft_s=bound, slo_tpot_s=bound, **size)
+    obs = [env.reset()]
+    rewards = []
+    for _ in range(60):
+        o, r, _, _ = env.step(np.zeros(1, np.int64))
+        obs.append(o)
+        rewards.append(r)
+    assert np.isfinite(np.concatenate(obs)).all() and np.isfinite(np.concatenate(rewards)).all()
 
 
 def test_evaluation_json_names_the_slo():

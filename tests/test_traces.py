@@ -174,6 +174,10 @@ def test_property_split_partitions(tr: Trace, frac: float) -> None:
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(random_traces(), st.floats(0.01, 1.0), st.integers(0, 3))
 def test_property_subsample(tr: Trace, frac: float, seed: int) -> None:
+    if len(tr) and round(frac * len(tr)) == 0:  # keeps none: refused (was an empty trace)
+        with pytest.raises(TraceError, match=r"keeps none of its \d+ requests"):
+            subsample(tr, frac, seed)
+        return
     a, b = subsample(tr, frac, seed), subsample(tr, frac, seed)
     assert a.equals(b) and len(a) == round(frac * len(tr))
     assert set(a.arrival_s.tolist()) <= set(tr.arrival_s.tolist())
@@ -229,8 +233,30 @@ def test_windows_and_split_examples() -> None:
         rescale_rate(tr, 0.0)
     with pytest.raises(TraceError):
         subsample(tr, 0.0)
+    # seeds and a frac that keeps nothing: were numpy's 'expected non-negative integer' / a SeedSequence
+    # TypeError, and an empty trace; a start time that is not a number was math.isfinite's TypeError
+    for seed in (-1, 1.5, "3", True):
+        with pytest.raises(TraceError, match=rf"^subsample: seed must be an integer >= 0, got {seed!r}$"):
+            subsample(tr, 0.5, seed=seed)
+    with pytest.raises(TraceError, match=r"keeps none of its 10 requests \(round\(frac x 10\) = 0\); frac must be above 0.05$"):
+        subsample(tr, 0.04)
+    assert len(subsample(tr, 0.051)) == 1
+    for t0, t1 in (("a", 5.0), (0.0, "b"), (None, 5.0)):
+        with pytest.raises(TraceError, match=r"^window needs 0 <= t0_s < t1_s"):
+            window(tr, t0, t1)
     r = rescale_rate(tr, 2 * tr.rate_rps)
     assert np.allclose(r.arrival_s, tr.arrival_s / 2)
+
+
+@pytest.mark.parametrize("name", ["azure_conv", "mooncake_conv", "agentic"])
+@pytest.mark.parametrize("params", [{"duration_s": 1e12}, {"duration_s": 600.0, "rate_rps": 1e300}])
+def test_a_generator_asked_for_more_arrivals_than_a_trace_holds_refuses_at_once(name, params) -> None:
+    """duration_s=1e12 of azure_conv asked for 5.5e12 arrivals and grew past 13 GiB before it was stopped."""
+    from traces.arrivals import MAX_ARRIVALS
+
+    with pytest.raises(TraceError, match=rf"asks for about .* arrivals, more than a trace holds \({MAX_ARRIVALS}, "
+                                         r"2\*\*31 - 1\); lower duration_s or rate_rps$"):
+        load_trace(name, **params)
 
 
 def test_transforms_keep_chains_on_generated_trace() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import re
 import shutil
 from pathlib import Path
 
@@ -158,6 +159,32 @@ def test_azure_bad_rows(tmp_path: Path, rows: list[str], line: int, field: str, 
     raises(p, f"line {line}", f"field {field!r}", what)
 
 
+@pytest.mark.parametrize("rows, line, what", [
+    # bare numbers: numpy reads "12345" as the year 12345 and epoch seconds as a year too, so two rows one second
+    # apart loaded one year apart (31,536,000 s / 31,622,400 s)
+    (["12345,5,1", "12346,5,1"], 2, "does not begin with a date YYYY-MM-DD"),
+    (["2023-11-16 18:15:46,5,1", "1700000001,5,1"], 3, "does not begin with a date YYYY-MM-DD"),
+    (["2023,5,1"], 2, "does not begin with a date YYYY-MM-DD"),
+    # a row without a UTC offset among rows with one was read as UTC: 18:15:47 came 18,001 s after 18:15:46+05:00
+    (["2023-11-16 18:15:46+05:00,5,1", "2023-11-16 18:15:47,5,1"], 3, "has no UTC offset, but line 2's"),
+    (["2023-11-16 18:15:46,5,1", "2023-11-16 18:15:47Z,5,1"], 3, "gives a UTC offset, but line 2's"),
+])
+def test_azure_timestamps_without_a_date_or_mixing_offsets(tmp_path: Path, rows: list[str], line: int,
+                                                           what: str) -> None:
+    p = write(tmp_path, "bad.csv", AZ_HEAD + "\n".join(rows) + "\n")
+    raises(p, f"line {line}", "field 'TIMESTAMP'", what)
+
+
+def test_azure_mixed_offsets_across_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from traces.readers import _common
+
+    monkeypatch.setattr(_common, "CHUNK_ROWS", 2)
+    rows = ["2023-11-16 18:15:46+00:00,5,1", "2023-11-16 18:15:47+00:00,5,1", "2023-11-16 18:15:48,5,1"]
+    raises(write(tmp_path, "mix.csv", AZ_HEAD + "\n".join(rows) + "\n"), "line 4", "has no UTC offset")
+    p = write(tmp_path, "ok.csv", AZ_HEAD + "2023-11-16 18:15:46,5,1\n2023-11-16T18:15:47.5,5,1\n2023-11-17,5,1\n")
+    assert load_trace(p).arrival_s.tolist() == [0.0, 1.5, 20654.0]
+
+
 def test_azure_error_line_counts_blank_lines(tmp_path: Path) -> None:
     p = write(tmp_path, "bad.csv", AZ_HEAD + AZ_ROWS[0] + "\n\n" + "2023-11-16 18:15:50,x,1\n")
     raises(p, "line 4", "'ContextTokens'")
@@ -200,6 +227,14 @@ def test_empty_and_unknown(tmp_path: Path) -> None:
     p = tmp_path / "bin.dat"
     p.write_bytes(b"\xff\xfe\x00\x81garbage")
     raises(p, "UTF-8")
+
+
+@pytest.mark.parametrize("value", [None, 5, 1.5, b"default"])
+def test_a_trace_that_is_neither_a_name_nor_a_path_is_a_trace_error(value: object) -> None:
+    """Was pathlib's TypeError 'expected str, bytes or os.PathLike object, not NoneType'."""
+    with pytest.raises(TraceError, match=rf"^trace must be a built-in name or a file path, got {re.escape(repr(value))} "
+                                         rf"\({type(value).__name__}\)$"):
+        load_trace(value)  # type: ignore[arg-type]
 
 
 def test_unknown_name_and_directory(tmp_path: Path) -> None:
@@ -254,6 +289,9 @@ def test_burstgpt_extra_columns(tmp_path: Path) -> None:
     ("3,ChatGPT,10,5,15,API log", "Timestamp", "sorted"),
     ("nan,ChatGPT,10,5,15,API log", "Timestamp", "finite"),
     ("300,,10,5,15,API log", "Model", "empty"),
+    # Python's int() / float() behind numpy's conversion read '1_0' as 10: a source-code digit separator
+    ("300,ChatGPT,1_0,5,15,API log", "Request tokens", "expected an integer, got '1_0'"),
+    ("3_00,ChatGPT,10,5,15,API log", "Timestamp", "expected a number, got '3_00'"),
 ])
 def test_burstgpt_bad_rows(tmp_path: Path, row: str, field: str, what: str) -> None:
     p = burst(tmp_path, BG_ROWS + [row])
@@ -281,6 +319,9 @@ def test_mooncake_small(tmp_path: Path) -> None:
     ('{"timestamp": 1000, "input_length": 600, "output_length": 5, "hash_ids": [0, 1]}', "timestamp", "sorted"),
     ('{"timestamp": 9000, "input_length": 600, "output_length": 5}', "hash_ids", "all rows or none"),
     ('{"timestamp": 9000, "input_length": 600, "output_length": 5, "hash_ids": [0, -1]}', "hash_ids", "integers >= 0"),
+    # an integer timestamp beyond a float's range (was OverflowError from math.isfinite, naming no line)
+    pytest.param('{"timestamp": 1%s, "input_length": 600, "output_length": 5, "hash_ids": [0, 1]}' % ("0" * 400),
+                 "timestamp", "expected a finite number >= 0 (ms)", id="timestamp-beyond-float"),
 ])
 def test_mooncake_bad_rows(tmp_path: Path, row: str, field: str, what: str) -> None:
     p = write(tmp_path, "m.jsonl", "\n".join(MC_ROWS) + "\n" + row + "\n")

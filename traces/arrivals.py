@@ -18,6 +18,10 @@ from traces.errors import TraceError
 __all__ = ["MMPP2", "Diurnal", "generate_arrivals", "ARRIVAL_KINDS"]
 
 ARRIVAL_KINDS = ("poisson", "gamma", "mmpp")
+# Most arrivals a generator is asked for (rate x duration): 2**31 - 1, the request count an int32 index reaches,
+# as the environments store requests (envs.core.state). duration_s=1e12 of azure_conv asked for 3.7e12 and grew
+# past 13 GiB of memory before it was stopped.
+MAX_ARRIVALS = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -159,6 +163,9 @@ def generate_arrivals(
     positive_real(duration_s, "duration_s", TraceError)
     positive_real(rate_rps, "rate_rps", TraceError)
     horizon = float(diurnal.integral(np.array([duration_s]))[0]) if diurnal else float(duration_s)
+    if not rate_rps * horizon <= MAX_ARRIVALS:
+        raise TraceError(f"duration_s={duration_s:g} at rate_rps={rate_rps:g} asks for about {rate_rps * horizon:.3g} "
+                         f"arrivals, more than a trace holds ({MAX_ARRIVALS}, 2**31 - 1); lower duration_s or rate_rps")
     if kind == "poisson":
         t = _renewal(rng, horizon, lambda k: rng.exponential(1.0 / rate_rps, k), 1.0 / rate_rps)
     elif kind == "gamma":

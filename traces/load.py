@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import os
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,9 @@ def load_trace(name_or_path: str | Path, *, seed: int = 0, **params: object) -> 
     """
     from traces.builtin import BUILTIN_TRACES, resolve_builtin
 
+    if not isinstance(name_or_path, (str, os.PathLike)):  # was Path()'s TypeError 'expected str, bytes or os.PathLike'
+        raise TraceError(f"trace must be a built-in name or a file path, got {name_or_path!r} "
+                         f"({type(name_or_path).__name__})")
     gen = resolve_builtin(name_or_path) if isinstance(name_or_path, str) else None
     if gen is not None:
         _check_params(gen, f"built-in trace {name_or_path!r}", seed=seed, **params)

@@ -8,7 +8,8 @@ import numpy as np
 
 from traces.errors import TraceError
 from traces.trace import Trace
-from traces.checks import positive_real
+from traces.checks import is_real, positive_real
+from traces.synthetic import _seed
 
 __all__ = ["rescale_rate", "window", "windows", "split", "subsample"]
 
@@ -26,7 +27,7 @@ def rescale_rate(trace: Trace, target_rps: float) -> Trace:
 
 def window(trace: Trace, t0_s: float, t1_s: float) -> Trace:
     """Requests with t0 <= arrival < t1, times re-zeroed to t0 (t1 may be inf)."""
-    if not (math.isfinite(t0_s) and t0_s >= 0) or not (t1_s > t0_s):
+    if not (is_real(t0_s, finite=True) and t0_s >= 0) or not (is_real(t1_s) and t1_s > t0_s):  # a str: TypeError
         raise TraceError(f"window needs 0 <= t0_s < t1_s, got t0_s={t0_s!r}, t1_s={t1_s!r}")
     lo, hi = np.searchsorted(trace.arrival_s, [t0_s, t1_s], side="left")
     sub = trace.select(slice(int(lo), int(hi)))
@@ -78,11 +79,22 @@ def split(trace: Trace, held_out_frac: float = 0.3) -> tuple[Trace, Trace]:
 
 
 def subsample(trace: Trace, frac: float, seed: int = 0) -> Trace:
-    """Keep round(frac * n) requests chosen uniformly without replacement (order kept)."""
+    """Keep round(frac * n) requests chosen uniformly without replacement (order kept).
+
+    Raises TraceError for a frac outside (0, 1], a seed that is not an integer >= 0 (was numpy's
+    'expected non-negative integer' from deep in the seeding) and a frac that keeps no request
+    (was an empty trace)."""
     if not (isinstance(frac, (int, float)) and 0 < frac <= 1):
         raise TraceError(f"frac must lie in (0, 1], got {frac!r}")
+    try:
+        seed = _seed(seed)
+    except TraceError as e:
+        raise TraceError(f"subsample: {e}") from None
     n = len(trace)
     k = int(round(frac * n))
+    if k == 0 and n > 0:
+        raise TraceError(f"subsample(frac={frac:g}) of trace {trace.meta.name!r} keeps none of its {n} requests "
+                         f"(round(frac x {n}) = 0); frac must be above {0.5 / n:.3g}")
     keep = np.sort(np.random.default_rng(seed).choice(n, size=k, replace=False))
     sub = trace.select(keep)
     return sub.replace(meta=trace.meta.with_transform(f"subsample(frac={frac:g}, seed={seed}): kept {k} of {n} requests"))

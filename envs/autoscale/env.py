@@ -182,8 +182,8 @@ def _check(cfg: AutoscaleConfig) -> None:
             raise ValueError(f"Autoscale: {name} must be > 0, got {v!r}")
     # A multiple of at least 1: a ratio below 1/2 rounds to 0 within the tolerance (interval_s=1e300 passed
     # as a "multiple" of 0 intervals, then failed in the kernel's typing with a traceback).
-    steps = cfg.interval_s / cfg.bin_s
-    if not steps >= 1 or abs(steps - round(steps)) > 1e-9:
+    steps = cfg.interval_s / cfg.bin_s  # inf for bin_s=1e-308: round(inf) raised OverflowError
+    if not 1 <= steps < math.inf or abs(steps - round(steps)) > 1e-9:
         raise ValueError(f"Autoscale: interval_s ({cfg.interval_s}) must be a multiple (>= 1) of bin_s ({cfg.bin_s})")
     n = cfg.episode_s / cfg.interval_s
     if not n >= 1 or abs(n - round(n)) > 1e-9:
@@ -204,6 +204,22 @@ def _check(cfg: AutoscaleConfig) -> None:
                          "actions; lower max_step or use fewer gpu_types")
     cfg.penalties()
     cfg.limits()
+
+
+def _check_cold_start(cfg: AutoscaleConfig, types: tuple[str, ...]) -> None:
+    """``ValueError`` (one line) unless every type's cold start (``hwmodels.cold_start_time``) is shorter than
+    ``interval_s``, as the oracle behind ``normalized_score`` needs (``kernels.oracle_plan``). It was found at the
+    first episode's end, a traceback from the kernel ('oracle: cold start must be shorter than the control
+    interval'): Llama-3.1-70B at tp=4 (40.2 s) or storage_bw=1e8 (180.6 s for Llama-3.1-8B) under the default
+    30 s interval."""
+    for g in types:
+        cold = hwmodels.cold_start_time(cfg.model, g, cfg.tp, cfg.storage_bw, cfg.engine_init_s)
+        if not cold < cfg.interval_s:
+            raise ValueError(
+                f"Autoscale: a cold start of {cfg.model} on {cfg.tp}x {g} takes {cold:.4g} s (weights from storage at "
+                f"storage_bw, then engine_init_s: hwmodels.cold_start_time), not shorter than interval_s "
+                f"({cfg.interval_s:g} s), as the oracle behind normalized_score needs; raise interval_s or storage_bw, "
+                "or lower engine_init_s")
 
 
 @dataclass(frozen=True)
@@ -409,6 +425,7 @@ def build_scenario(cfg: AutoscaleConfig) -> Scenario:
 def _build_scenario(cfg: AutoscaleConfig) -> Scenario:
     _check(cfg)
     types = cfg.types()
+    _check_cold_start(cfg, types)
     arr, train, names, tod0, lengths, trace_name, unserved = _windows(cfg)
     _check_count_scale(cfg.rate_scale, arr, train)
     arr = arr * cfg.rate_scale

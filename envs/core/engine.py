@@ -10,7 +10,17 @@ from numba.cpython.unsafe.numbers import leading_zeros
 import numpy as np
 
 import hwmodels
+from envs.core.workload import CLOCK_LIMIT_S
 from traces.checks import is_integer
+
+# Most KV blocks a replica may have: the cluster state keeps its free blocks in int32 (envs.core.state), where
+# 2**32 + 26,099 blocks wrapped to 26,099 (the replica ran with those while the observation divided by the whole)
+MAX_BLOCKS = 2**31 - 1
+
+# The range of an SLO (slo_ttft_s, slo_tpot_s): from the clock's resolution, a microsecond, to its span, 2^32 s
+# (envs.core.workload.CLOCK_LIMIT_S). Features and rewards are times in SLOs: slo_ttft_s=1e-40 made KVAdmission's
+# and Routing's observations inf (and Routing's rewards), 1e308 Routing's.
+SLO_MIN_S = 1e-6
 
 # The environments claim vLLM's behaviour: their step times use vLLM's engine profile
 # (hwmodels/data/engine_profiles.toml [vllm]; README, Fidelity).
@@ -222,6 +232,9 @@ class EngineSpec:
         cap = self.capacity_blocks
         if cap is not None and (not is_integer(cap) or cap < 1):
             raise ValueError(f"capacity_blocks must be an integer >= 1 (KV blocks per replica), got {cap!r}")
+        if cap is not None and cap > MAX_BLOCKS:  # the cluster state counts free blocks in int32 (envs.core.state)
+            raise ValueError(f"capacity_blocks must be at most {MAX_BLOCKS} (2**31 - 1: KV block counts are int32), "
+                             f"got {cap!r}")
         if cap is None:
             cap = hwmodels.kv_capacity_blocks(model, gpu, self.tp, self.mem_frac, self.block_size)
         if cap < 1:
@@ -238,6 +251,9 @@ class EngineSpec:
             v = getattr(self, name)
             if v is not None and not v > 0:
                 raise ValueError(f"EngineSpec.{name} must be > 0 seconds, got {v!r}")
+            if v is not None and not SLO_MIN_S <= v <= CLOCK_LIMIT_S:
+                raise ValueError(f"EngineSpec.{name} must lie in [{SLO_MIN_S:g}, {CLOCK_LIMIT_S:.10g}] seconds (the "
+                                 f"simulated clock keeps microseconds up to 2^32 s), got {v!r}")
         stm = hwmodels.StepTimeModel(model, gpu, tp=self.tp, profile=self.profile)
         return Engine(
             coeffs=np.ascontiguousarray(stm.coeffs, dtype=np.float64),

@@ -42,6 +42,8 @@ import hwmodels
 import traces
 from traces.numeric import pairwise_sum
 from envs import config_check
+from envs.core.engine import SLO_MIN_S
+from envs.core.workload import CLOCK_LIMIT_S
 from envs.expert_placement import algos as A
 from traces.checks import is_integer, is_real, positive_real
 
@@ -131,6 +133,18 @@ def make_config(config: ExpertPlacementConfig | None = None, **kwargs: Any) -> E
         raise ValueError(f"ExpertPlacement: zipf_s must be a finite number >= 0 (0: uniform popularity), "
                          f"got {cfg.zipf_s!r}")
     positive_real(cfg.reward_scale_s, "ExpertPlacement: reward_scale_s")
+    # The reward's time unit lies in an SLO's range, a microsecond to 2^32 s (envs.core.engine.SLO_MIN_S): 1e-308
+    # made rewards inf, 1e308 made every reward 0.0 in float32
+    if not SLO_MIN_S <= cfg.reward_scale_s <= CLOCK_LIMIT_S:
+        raise ValueError(f"ExpertPlacement: reward_scale_s must lie in [{SLO_MIN_S:g}, {CLOCK_LIMIT_S:.10g}] seconds, "
+                         f"got {cfg.reward_scale_s!r}")
+    if cfg.inter_node_bw is not None:  # one expert's move within the clock's span: 1e-308 B/s made costs inf, scores nan
+        bw = positive_real(cfg.inter_node_bw, "ExpertPlacement: inter_node_bw (bytes/s)")
+        least = m.expert_params * m.linear_dtype_bytes / CLOCK_LIMIT_S
+        if not bw >= least:
+            raise ValueError(f"ExpertPlacement: inter_node_bw {bw:g} bytes/s moves one expert of {m.name} "
+                             f"({m.expert_params * m.linear_dtype_bytes:.3g} bytes) in more than 2^32 s; at least "
+                             f"{least:.3g} bytes/s")
     if not (isinstance(cfg.layer_corr, (int, float)) and 0 <= cfg.layer_corr <= 1):
         raise ValueError(f"ExpertPlacement: layer_corr must lie in [0, 1], got {cfg.layer_corr!r}")
     if not (isinstance(cfg.held_out_frac, (int, float)) and 0 < cfg.held_out_frac < 1):

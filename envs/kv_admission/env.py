@@ -71,7 +71,7 @@ from envs.metrics import episode_metrics
 from envs.native_vec import NativeVecEnv, VecEnvView, item_features
 from envs.vector import NativeVectorEnv
 from envs.render import render_replicas
-from traces.checks import is_real, positive_levels, positive_real
+from traces.checks import is_integer, is_real, positive_levels, positive_real
 
 ENV_ID = "servegym/KVAdmission-v0"
 ALL = 1 << 30
@@ -265,6 +265,9 @@ class KVAdmissionVecEnv(NativeVecEnv):
             v = getattr(cfg, name)
             if not is_real(v) or not v >= 0:
                 raise ValueError(f"KVAdmission: {name} must be a number >= 0, got {v!r}")
+        # was the state allocator's 'n_envs, n_replicas, n_slots, n_requests must be >= 1', naming no field
+        if not is_integer(cfg.queue_slots) or cfg.queue_slots < 1:
+            raise ValueError(f"KVAdmission: queue_slots must be an integer >= 1, got {cfg.queue_slots!r}")
         self.config = cfg
         self.scenario = build_scenario(cfg)
         # every window at every level within the float64 clock, before any reset draws one

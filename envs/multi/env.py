@@ -32,7 +32,7 @@ given batched policies (no per-agent Python loop).
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any, ClassVar
 
@@ -338,6 +338,9 @@ class MultiClusterEnv(ParallelEnv):
     def step(self, actions: dict[str, int]):
         if not self.agents:
             raise RuntimeError("multi: step() before reset() or after the episode ended; call reset()")
+        if not isinstance(actions, Mapping):  # None was "'NoneType' object is not iterable"
+            raise TypeError(f"multi: step(actions) takes a dict of agent name -> action, got "
+                            f"{type(actions).__name__} {actions!r:.80}")
         missing = set(self.agents) - set(actions)
         if missing:
             raise ValueError(f"multi: no action for {sorted(missing)}")

@@ -124,11 +124,21 @@ def _int_or_none(s: str) -> int | None:
     return None
 
 
+def _no_underscores(values: list[str], lines: np.ndarray, path: Path, field: str, what: str) -> None:
+    """TraceError naming the first value holding '_': Python's int() and float(), which numpy's conversion uses,
+    read '1_0' as 10 (a digit separator of Python source, not of a CSV number)."""
+    bad = np.flatnonzero(np.char.find(np.asarray(values, dtype=np.str_), "_") >= 0)
+    if bad.size:
+        i = int(bad[0])
+        raise TraceError(f"{where(path, int(lines[i]), field)}: expected {what}, got {values[i]!r}")
+
+
 def int_column(values: list[str], lines: np.ndarray, path: Path, field: str, minimum: int,
                maximum: int = MAX_TOKENS) -> np.ndarray:
     """Parse integer token counts in [minimum, maximum] (int64); integral floats such as '12.0' are
     accepted, nothing is rounded or clamped. Raises TraceError naming file, line and field of the first
     value that is not an integer or lies outside the range (`maximum`: traces.MAX_TOKENS by default)."""
+    _no_underscores(values, lines, path, field, "an integer")
     try:
         out = np.asarray(values, dtype=np.str_).astype(np.int64)
     except (ValueError, OverflowError):
@@ -162,6 +172,7 @@ def _range_error(raw: str, line: int, path: Path, field: str, minimum: int, maxi
 
 def float_column(values: list[str], lines: np.ndarray, path: Path, field: str) -> np.ndarray:
     """Parse finite floats (NaN and infinities are errors, not data)."""
+    _no_underscores(values, lines, path, field, "a number")
     try:
         out = np.asarray(values, dtype=np.str_).astype(np.float64)
     except ValueError:

@@ -2,7 +2,9 @@
 
 Columns TIMESTAMP (wall clock, e.g. '2023-11-16 18:15:46.6805900' or
 '2024-05-10 00:00:00.009930+00:00'), ContextTokens, GeneratedTokens. Timestamps become seconds
-from the first row. The released 2023 conversation file has no zero GeneratedTokens (minimum 7);
+from the first row. A timestamp must begin with its date, YYYY-MM-DD (numpy would read a bare
+number such as 12345 or 1700000000 as a year), and a file gives every timestamp a UTC offset or
+none (a time without one cannot be placed against a time with one). The released 2023 conversation file has no zero GeneratedTokens (minimum 7);
 should a file contain some, those rows are kept and flagged in `failed` (a response that produced
 no token is what a failed request looks like in a log with no status column) and the count is
 recorded in the trace's transforms. A zero ContextTokens is an error: a request has a prompt.
@@ -27,9 +29,22 @@ LICENCE = SPECS[FORMAT].licence
 _OFFSET = re.compile(r"^(.*\d)\s*([+-])(\d\d):?(\d\d)$")
 
 
-def parse_wallclock(values: list[str], lines: np.ndarray, path: Path, field: str) -> np.ndarray:
-    """ISO-like wall-clock strings to int64 nanoseconds (UTC when an offset is given)."""
+_DIGIT = np.array([0, 1, 2, 3, 5, 6, 8, 9])  # positions of YYYY-MM-DD's digits; its dashes at 4 and 7
+
+
+def _dated(arr: np.ndarray) -> np.ndarray:
+    """Whether each string of ``arr`` (1-D, str_) begins with a date YYYY-MM-DD (bool [len(arr)])."""
+    head = np.ascontiguousarray(arr.astype("U10")).view(np.uint32).reshape(arr.shape[0], 10)
+    digits = head[:, _DIGIT]
+    return ((digits >= ord("0")) & (digits <= ord("9"))).all(axis=1) & (head[:, 4] == ord("-")) & (head[:, 7] == ord("-"))
+
+
+def parse_wallclock(values: list[str], lines: np.ndarray, path: Path, field: str) -> tuple[np.ndarray, np.ndarray]:
+    """ISO-like wall-clock strings to int64 nanoseconds (UTC when an offset is given), and whether
+    each string gave a UTC offset (bool; ``Z`` and ``+00:00`` count). Raises TraceError naming the
+    file, line and field of a string that is not a time or does not begin with a date YYYY-MM-DD."""
     arr = np.char.strip(np.asarray(values, dtype=np.str_))
+    zoned = np.char.endswith(arr, "Z") | (np.char.find(arr, "+", 10) >= 0) | (np.char.find(arr, "-", 11) >= 0)
     arr = np.char.replace(arr, "+00:00", "")
     arr = np.where(np.char.endswith(arr, "Z"), np.char.rstrip(arr, "Z"), arr)
     offset_ns = np.zeros(arr.shape[0], dtype=np.int64)
@@ -57,7 +72,12 @@ def parse_wallclock(values: list[str], lines: np.ndarray, path: Path, field: str
     if nat.any():
         i = int(np.flatnonzero(nat)[0])
         raise TraceError(f"{where(path, int(lines[i]), field)}: timestamp {values[i]!r} is not a time")
-    return ns - offset_ns
+    undated = ~_dated(arr)
+    if undated.any():
+        i = int(np.flatnonzero(undated)[0])
+        raise TraceError(f"{where(path, int(lines[i]), field)}: timestamp {values[i]!r} does not begin with a date "
+                         "YYYY-MM-DD (expected e.g. '2023-11-16 18:15:46.6805900'; a bare number would be read as a year)")
+    return ns - offset_ns, zoned
 
 
 def read(path: Path, header: list[str]) -> dict[str, object]:
@@ -65,12 +85,22 @@ def read(path: Path, header: list[str]) -> dict[str, object]:
     wanted = {k: next(h for h in header if h.strip().lower() == v.lower()) for k, v in COLUMNS.items()}
     ns_parts, p_parts, o_parts = [], [], []
     first_text = ""
+    first_zoned: bool | None = None
     prev: tuple[int, str] | None = None
     with open_text(path) as f:
         for chunk in iter_csv_chunks(path, f, wanted):
             c, lines = chunk.columns, chunk.lines
-            ns = parse_wallclock(c["time"], lines, path, COLUMNS["time"])
-            first_text = first_text or c["time"][0].strip()
+            ns, zoned = parse_wallclock(c["time"], lines, path, COLUMNS["time"])
+            if first_zoned is None:
+                first_text, first_zoned, first_line = c["time"][0].strip(), bool(zoned[0]), int(lines[0])
+            other = np.flatnonzero(zoned != first_zoned)
+            if other.size:
+                i = int(other[0])
+                raise TraceError(
+                    f"{where(path, int(lines[i]), COLUMNS['time'])}: {c['time'][i].strip()!r} "
+                    f"{'gives a' if zoned[i] else 'has no'} UTC offset, but line {first_line}'s {first_text!r} "
+                    f"{'does not' if zoned[i] else 'does'}; every timestamp of a file gives one or none (a time "
+                    "without one cannot be placed against a time with one)")
             check_sorted(ns, lines, c["time"], path, COLUMNS["time"], prev)
             prev = (int(ns[-1]), c["time"][-1])
             ns_parts.append(ns)

@@ -116,7 +116,7 @@ def read(path: Path, block_size: int = BLOCK_SIZE, fmt: str = FORMAT, time_unit_
     unit = spec.time_unit
     for line_no, rec in records(path, spec.fields):
         ts = rec["timestamp"]
-        if not is_real(ts) or not math.isfinite(ts) or ts < 0:
+        if not is_real(ts, finite=True) or ts < 0:  # finite: an integer beyond a float's range too
             raise TraceError(f"{_where(path, line_no, 'timestamp')}: expected a finite number >= 0 ({unit}), got {ts!r}")
         if t and ts < t[-1]:
             raise TraceError(
