@@ -476,3 +476,16 @@ def test_trace_part_shorter_than_an_episode_says_what_to_set(frac, label, hint):
                       traces.TraceMeta("flat", "written by this test", "none"))
     with pytest.raises(ValueError, match=rf"longer than the {label} part of trace 'flat' .*held_out_frac={frac:g}\).*{hint}"):
         asc.AutoscaleVecEnv(1, trace=tr, episode_s=3600.0, held_out_frac=frac, split="all")
+
+
+def test_static_peak_of_episodes_shorter_than_the_peak_window_is_their_mean_rate():
+    """static_peak sizes for the highest rate over peak_window_s (60 s); with episodes of 30 s np.convolve's
+    'valid' mode swapped its inputs and divided each 30-s row's arrivals by 60 s, half its rate: the fleet was
+    sized for half the peak. A row shorter than the window has one window, itself."""
+    kw = {**SMALL, "episode_s": 30.0, "rate_rps": 300.0}
+    short = asc.AutoscaleVecEnv(1, seed=0, **kw).scenario
+    whole = asc.AutoscaleVecEnv(1, seed=0, **{**kw, "peak_window_s": 30.0}).scenario
+    _, train, *_ = asc._windows(asc.AutoscaleConfig(**kw))
+    rows = train.sum(axis=1) / kw["episode_s"]  # each training row's mean rate (requests/s)
+    assert short.peak_rps == pytest.approx(rows.max(), rel=1e-12) == whole.peak_rps
+    assert short.static_targets.sum() >= 1

@@ -105,7 +105,7 @@ class AutoscaleConfig:
     slo_tpot_s: float | None = None
     slo_metric: str = "tpot"  # SLO check: "tpot" (MLPerf Inference, DistServe) or "p99_tbt" (envs/slo.py)
     attain_target: float = 0.99  # SLO attainment that sizes static_peak and the heuristics' targets
-    peak_window_s: float = 60.0  # static_peak sizes for the highest rate over windows this long
+    peak_window_s: float = 60.0  # static_peak sizes for the highest rate over windows this long (or a whole episode)
     trace_seed: int = 0
     trace_params: tuple[tuple[str, Any], ...] = ()
     # DAgger's teacher (teacher_actions): the label moves toward the largest oracle target of this many
@@ -457,9 +457,11 @@ def _build_scenario(cfg: AutoscaleConfig) -> Scenario:
         max_step=int(cfg.max_step),
     )
     # static_peak: the reference type sized for the training data's highest windowed rate.
+    # A row shorter than the window (episode_s < peak_window_s) has one window, itself: its mean rate (np.convolve's
+    # 'valid' mode swapped the two and divided the row's arrivals by the whole window's seconds, understating it).
     wb = max(round(cfg.peak_window_s / cfg.bin_s), 1)
-    kernel = np.ones(wb) / (wb * cfg.bin_s)
-    peak = float(max(np.convolve(row, kernel, mode="valid").max() for row in train))
+    peak = float(max(np.convolve(row, np.ones(w) / (w * cfg.bin_s), mode="valid").max()
+                     for row in train for w in [min(wb, len(row))]))
     need = peak / ref_cap  # a float: rate_scale=1e308 made the peak inf (math.ceil raised OverflowError)
     if not need <= limits[ref]:
         shown = _big(math.ceil(need)) if math.isfinite(need) else "inf"
