@@ -307,6 +307,10 @@ def test_a_trace_too_short_for_the_capacity_measurement_names_the_trace():
     assert (err.value.needs, err.value.has) == (
         "at least 4 requests in its training part (held_out_frac=0.3) to measure an instance's capacity",
         "has 3 there")
+    # split='all' plays the whole trace: no held_out_frac in the message, one request is one request
+    with pytest.raises(ValueError, match=r"^Disaggregation: trace 'one': its whole part has 1 request; the capacity "
+                                         r"measurement needs at least 4$"):
+        DisaggregationVecEnv(1, split="all", **dict(kw, trace=_trace(np.zeros(1), "one")))
 
 def test_oracle_candidates_are_every_serving_count_of_roles():
     from agents.heuristics.disaggregation import candidate_plans

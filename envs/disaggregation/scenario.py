@@ -69,13 +69,16 @@ def _check_parts(cfg: DisaggregationConfig, name: str, history: traces.Trace, pl
     hist = "training" if cfg.split != "all" else "whole"
     if len(history) < 4:
         where = "" if cfg.split == "all" else f" in its training part (held_out_frac={cfg.held_out_frac})"
-        raise TraceUnsuited(f"Disaggregation: trace {name!r}: its {hist} part (held_out_frac={cfg.held_out_frac}) has "
-                            f"{len(history)} requests; the capacity measurement needs at least 4",
+        frac = "" if cfg.split == "all" else f" (held_out_frac={cfg.held_out_frac})"
+        n = f"{len(history)} request{'' if len(history) == 1 else 's'}"
+        raise TraceUnsuited(f"Disaggregation: trace {name!r}: its {hist} part{frac} has {n}; the capacity "
+                            "measurement needs at least 4",
                             f"at least 4 requests{where} to measure an instance's capacity",
                             f"has {len(history)}{' there' if where else ''}")
     for part, tr in ((hist, history), (cfg.split if cfg.split != "all" else "whole", played)):
         if len(tr) < 2 or not np.ptp(tr.arrival_s) > 0:
-            raise ValueError(f"Disaggregation: trace {name!r}: its {part} part ({len(tr)} requests) has all arrivals "
+            raise ValueError(f"Disaggregation: trace {name!r}: its {part} part ({len(tr)} request"
+                             f"{'' if len(tr) == 1 else 's'}) has all arrivals "
                              f"at one instant, so a phase has no arrival rate to rescale")
 
 
