@@ -336,6 +336,10 @@ def test_bad_inputs():
     # a negative horizon made every legal candidate a good victim, as 0 does (was taken)
     with pytest.raises(ValueError, match=r"^PrefixEviction: teacher_horizon must be a number >= 0 .*got -1.0$"):
         pe.PrefixEvictionVecEnv(1, trace=tr, teacher_horizon=-1.0)
+    # teacher_clip was refused only when teacher_values ran (an imitation run's first labels), not when built
+    for clip in (-1.0, 0.0):
+        with pytest.raises(ValueError, match=r"^PrefixEviction: teacher_clip must be a number > 0 .*got "):
+            pe.PrefixEvictionVecEnv(1, trace=tr, teacher_clip=clip)
 
 
 def _lru_order(vec, e=0):

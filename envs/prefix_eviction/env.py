@@ -564,6 +564,9 @@ class PrefixEvictionVecEnv(NativeVecEnv):
         if not is_real(h) or not h >= 0:
             raise ValueError(f"PrefixEviction: teacher_horizon must be a number >= 0 (capacities of block references), "
                              f"got {h!r}")
+        if not is_real(cfg.teacher_clip) or not cfg.teacher_clip > 0:  # was refused only when teacher_values ran
+            raise ValueError(f"PrefixEviction: teacher_clip must be a number > 0 (capacities of block references), "
+                             f"got {cfg.teacher_clip!r}")
         self.config = cfg
         self.built = build(cfg)
         self.K = cfg.candidates
