@@ -127,6 +127,8 @@ def test_an_slo_beyond_the_clock_is_refused(kw):
     msg = rf"EngineSpec\.{name} must lie in \[1e-06, 4294967296\] seconds .*got {re.escape(repr(kw[name]))}$"
     with pytest.raises(ValueError, match=msg):
         EngineSpec(**kw).build()
+    # inf stays "no SLO", as the published-results validation (hwmodels.validate.published) builds its engine
+    assert EngineSpec(slo_ttft_s=np.inf, slo_tpot_s=np.inf).build().slo_ttft == np.inf
     for env_id, size in (("servegym/KVAdmission-v0", {}), ("servegym/Routing-v0", {"replicas": 2})):
         with pytest.raises(ValueError, match=msg):
             envs.make_vec(env_id, 1, seed=0, window_requests=64, **size, **kw)

@@ -251,9 +251,11 @@ class EngineSpec:
             v = getattr(self, name)
             if v is not None and not v > 0:
                 raise ValueError(f"EngineSpec.{name} must be > 0 seconds, got {v!r}")
-            if v is not None and not SLO_MIN_S <= v <= CLOCK_LIMIT_S:
+            # inf: no SLO (hwmodels.validate.published compares latencies only); an environment that cannot take
+            # one refuses it itself (KVAdmission-v0: its request counts are in units of capacity x TTFT SLO)
+            if v is not None and v != np.inf and not SLO_MIN_S <= v <= CLOCK_LIMIT_S:
                 raise ValueError(f"EngineSpec.{name} must lie in [{SLO_MIN_S:g}, {CLOCK_LIMIT_S:.10g}] seconds (the "
-                                 f"simulated clock keeps microseconds up to 2^32 s), got {v!r}")
+                                 f"simulated clock keeps microseconds up to 2^32 s), or be inf (no SLO), got {v!r}")
         stm = hwmodels.StepTimeModel(model, gpu, tp=self.tp, profile=self.profile)
         return Engine(
             coeffs=np.ascontiguousarray(stm.coeffs, dtype=np.float64),
