@@ -330,7 +330,7 @@ def test_capacity_of_a_trace_smaller_than_a_batch_is_its_sustained_rate():
     assert cap == pytest.approx(sustained, rel=0.01)
 
 
-def test_capacity_stream_served_with_the_queue_topped_up_finishes_as_all_at_once():
+def test_capacity_stream_served_with_the_queue_topped_up_finishes_as_all_at_once(monkeypatch):
     """envs.core.capacity feeds its stream into the queue as admission needs it (an all-at-once queue of M requests
     cost O(M) per iteration in FCFS's scan for the oldest); the finish times, first tokens, fates and counters must
     be exactly those of every request queued at time 0, whichever limit binds: KV memory (preemptions), the batch
@@ -361,17 +361,15 @@ def test_capacity_stream_served_with_the_queue_topped_up_finishes_as_all_at_once
     vec = _vec(_lengths_trace(140), window_requests=140)
     wl, _ = build_workload(tr, n, 1.0, 0)
     preempted = rejected = 0
+    topped_up = C._saturated_finish_times
     for eng, budget in ((vec.scenario.engine._replace(capacity_blocks=600), 8192),  # KV-bound: preemptions
                         (vec.scenario.engine._replace(max_seqs=7), 8192),  # batch-bound
                         (vec.scenario.engine, 512)):  # budget-bound, prompts longer than the budget
         index = np.arange(n)
-        ref = S.allocate(1, 1, n, n, 1)
-        all_at_once(ref, S.Workload(
-            arrival_s=np.zeros((1, n)), prompt=wl.prompt[:1, :n].copy(), output=wl.output[:1, :n].copy(),
-            pred_bucket=wl.pred_bucket[:1, :n].copy(), n_requests=np.array([n], np.int32),
-            chain_ids=wl.chain_ids[:1, :n].copy(), chain_len=wl.chain_len[:1, :n].copy(),
-            failed=wl.failed[:1, :n].copy()), eng._replace(cache_on=False), budget)
         got = C._serve_stream(eng, wl, index, budget)
+        monkeypatch.setattr(C, "_saturated_finish_times", all_at_once)  # the same stream, every request queued
+        ref = C._serve_stream(eng, wl, index, budget)
+        monkeypatch.setattr(C, "_saturated_finish_times", topped_up)
         for field in ("e2e", "ttft", "fate", "counters"):
             np.testing.assert_array_equal(getattr(got, field), getattr(ref, field), err_msg=field)
         assert (ref.fate[0] == S.FAILED).sum() == 12 and (ref.fate[0] == S.FINISHED).sum() > 200
