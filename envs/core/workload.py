@@ -234,12 +234,13 @@ def check_every_level(last_s: np.ndarray, scales_at: Callable[[float | None], np
     window's smallest positive gap between arrivals, :func:`min_arrival_gaps`) also :func:`check_arrival_gaps`:
     a level so high (or a rate_scale so large) that distinct arrivals would collapse onto one float64 instant."""
     windows = np.arange(len(last_s))
+    # a load divides the time scale (per_unit: the scale at load 1, the same for every level); rate_scale is
+    # 1 / the scale
+    per_unit = None if gap_s is None else np.ones(len(windows)) if levels is None else scales_at(1.0)
     for x in (None,) if levels is None else levels:
         scales = scales_at(x)
         check_clock_span(last_s, windows, scales, None if x is None else np.full(len(windows), x), where, knob)
         if gap_s is not None:
-            # a load divides the time scale (per_unit: the scale at load 1); rate_scale is 1 / the scale
-            per_unit = np.ones(len(windows)) if x is None else scales_at(1.0)
             check_arrival_gaps(gap_s, scales, per_unit, 1.0 / float(scales[0]) if x is None else float(x), where,
                                "rate_scale" if x is None else knob)
 
