@@ -7,14 +7,21 @@ scheduling (admit all that fit, 8192-token budget). Capacity is the completion r
 the 20th and 80th percentile completions: the steady state, without the ramp-up or the tail
 where the batch drains.
 
-The stream is the workload's first 2,048 requests (``max_requests``). A workload with fewer
-(a small user trace: 140 requests fit one batch of vLLM's 1,024 sequences, and the 20th-80th
-percentile completions of that one batch gave 1,185 requests/s for a sustained 17.9) is
-repeated in order to fill it, as a load generator cycles a short dataset, and the stream
-doubles (up to ``MAX_STREAM`` requests) until requests still wait to start when the 80th
-percentile completion comes: the measured span is then all steady state. A workload of 2,048
-requests or more is measured on its first 2,048 as it always was (every built-in trace: the
-committed results depend on their capacities).
+The stream is the workload's first 2,048 requests (``max_requests``: ``CAPACITY_REQUESTS`` unless
+a scenario sets it). A workload with fewer (a small user trace: 140 requests fit one batch of
+vLLM's 1,024 sequences, and the 20th-80th percentile completions of that one batch gave 1,185
+requests/s for a sustained 17.9) is repeated in order to fill it, as a load generator cycles a
+short dataset, and the stream doubles (up to ``MAX_STREAM`` requests) until requests still wait
+to start when the 80th percentile completion comes: the measured span is then all steady state.
+A workload of 2,048 requests or more is measured on its first 2,048 as it always was (every
+built-in trace: the committed results depend on their capacities).
+
+2,048 requests reach steady state on every built-in family but one: burstgpt_like's Zipf lengths put
+long requests among many short ones, and the short ones drain a stream of 2,048 before the long ones
+fill the batch (201.7 requests/s on 2,048, 137.4 on 8,192, 119.1 / 119.6 / 119.5 on 32,768 / 65,536 /
+131,072; the others move by at most 3% between 2,048 and 32,768: ``python
+docs/scripts/capacity_stream_length.py TRACE``). A scenario measured on a longer stream says so
+(KVAdmission-v0's ``capacity_requests``).
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from envs.core.replica import (ORDER_FCFS, accepted_at_arrival, enqueue, reset_e
 from envs.core.workload import TraceUnsuited
 
 VLLM_BUDGET = 8192  # vLLM max_num_batched_tokens for online serving on >= 70 GiB GPUs
+CAPACITY_REQUESTS = 2048  # requests in the capacity measurement's stream unless a scenario says otherwise
 
 
 @nb.njit(cache=True, inline="always")
@@ -116,7 +124,7 @@ def _span(st: S.ClusterState) -> tuple[np.ndarray, int, int]:
     return done, int(0.2 * n), min(int(0.8 * n), n - 1)
 
 
-def measure_capacity_rps(eng: Engine, wl: S.Workload, max_requests: int = 2048,
+def measure_capacity_rps(eng: Engine, wl: S.Workload, max_requests: int = CAPACITY_REQUESTS,
                          budget: int = VLLM_BUDGET, source: str = "workload") -> float:
     """Sustained completions per second of one replica on this workload (prefill token budget
     ``budget`` per iteration, vLLM's by default): a finite, positive number of requests/s.

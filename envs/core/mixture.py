@@ -261,7 +261,7 @@ class Mixture:
 
 
 def build_mixture(cfg: Any, where: str, per_part: Callable[[Any, Trace, Trace], Any] | None = None,
-                  cache_needs_chains: bool = False) -> Mixture:
+                  cache_needs_chains: bool = False, capacity_requests: int | None = None) -> Mixture:
     """The parts of ``cfg.workloads`` built for one engine: each part's windows (its prefix-block
     ids moved to a range of their own, ``dense_offset_chains``), natural rates and capacity
     measured on its history (``envs.core.capacity.measure_capacity_rps``), and ``per_part(engine,
@@ -271,9 +271,10 @@ def build_mixture(cfg: Any, where: str, per_part: Callable[[Any, Trace, Trace], 
     (``window_requests``, ``predictor_accuracy``, ``trace_seed``, ``prefix_caching`` and
     ``engine_spec()``). Raises ``ValueError`` naming ``where`` for a bad entry, parts whose
     prefix-block sizes differ, or (``cache_needs_chains``) prefix caching asked for when no part
-    has block ids.
+    has block ids. ``capacity_requests``: the capacity stream's length (``measure_capacity_rps``'s
+    ``max_requests``; None: its default).
     """
-    from envs.core.capacity import measure_capacity_rps
+    from envs.core.capacity import CAPACITY_REQUESTS, measure_capacity_rps
     from envs.core.replica import longest_accepted_output
     from envs.core.workload import build_workload
 
@@ -300,7 +301,8 @@ def build_mixture(cfg: Any, where: str, per_part: Callable[[Any, Trace, Trace], 
         except TooFewRequests as short:
             raise too_few_requests(where, cfg, part, short, held_out=False) from None
         caps.append(measure_capacity_rps(
-            eng, cap_wl, source=f"{where}: training part of workload {part.label} (seed {part.seed})"))
+            eng, cap_wl, CAPACITY_REQUESTS if capacity_requests is None else capacity_requests,
+            source=f"{where}: training part of workload {part.label} (seed {part.seed})"))
         extra.append(per_part(eng, history, trace) if per_part is not None else None)
         wls.append(wl)
         rates.append(rate)

@@ -52,7 +52,7 @@ import traces
 from envs.kv_admission import kernels as K
 from envs.core import lazy
 from envs.core import state as S
-from envs.core.capacity import count_unit, measure_capacity_rps
+from envs.core.capacity import CAPACITY_REQUESTS, MAX_STREAM, count_unit, measure_capacity_rps
 from envs.core.engine import EngineSpec
 from envs.core.mixture import (
     Part,
@@ -117,6 +117,9 @@ class KVAdmissionConfig:
     slo_metric: str = "tpot"  # SLO check: "tpot" (MLPerf Inference, DistServe) or "p99_tbt" (envs/slo.py)
     window_requests: int = 1024
     queue_slots: int = 2048
+    # Requests in the capacity measurement's stream (the load unit; envs.core.capacity): 2,048 unless the
+    # workload needs a longer stream to reach steady state (burstgpt_like: 32,768; docs/scripts/capacity_stream_length.py).
+    capacity_requests: int = CAPACITY_REQUESTS
     predictor_accuracy: float = 0.7
     recompute_penalty: float = 0.05
     candidates: int = 8
@@ -190,13 +193,15 @@ def _build_scenario(cfg: KVAdmissionConfig) -> Scenario:
     eng = eng._replace(max_output=max_out)
     wl, rate = build_workload(trace, cfg.window_requests, cfg.predictor_accuracy, cfg.trace_seed, ok_t)
     cap_wl, _ = build_workload(history, cfg.window_requests, cfg.predictor_accuracy, cfg.trace_seed)
-    capacity = measure_capacity_rps(eng, cap_wl, source=f"KVAdmission: training part of trace {trace.meta.name!r}")
+    capacity = measure_capacity_rps(eng, cap_wl, cfg.capacity_requests,
+                                    source=f"KVAdmission: training part of trace {trace.meta.name!r}")
     return Scenario(eng, wl, rate, capacity, hist_prior(eng, history, ok_h), trace.meta.name)
 
 
 def _build_mixture(cfg: KVAdmissionConfig) -> Scenario:
     """The scenario of a workload mixture: every part's windows, natural rates, capacity and prior."""
-    m = build_mixture(cfg, "KVAdmission", lambda eng, history, trace: hist_prior(eng, history), cache_needs_chains=True)
+    m = build_mixture(cfg, "KVAdmission", lambda eng, history, trace: hist_prior(eng, history), cache_needs_chains=True,
+                      capacity_requests=cfg.capacity_requests)
     return Scenario(m.engine, m.workload, m.natural_rate, float(np.mean(m.part_capacity_rps)), m.per_part[0],
                     m.name, m.parts, m.groups, m.part_capacity_rps, np.array(m.per_part))
 
@@ -268,6 +273,9 @@ class KVAdmissionVecEnv(NativeVecEnv):
         # was the state allocator's 'n_envs, n_replicas, n_slots, n_requests must be >= 1', naming no field
         if not is_integer(cfg.queue_slots) or cfg.queue_slots < 1:
             raise ValueError(f"KVAdmission: queue_slots must be an integer >= 1, got {cfg.queue_slots!r}")
+        if not is_integer(cfg.capacity_requests) or not 1 <= cfg.capacity_requests <= MAX_STREAM:
+            raise ValueError(f"KVAdmission: capacity_requests must be an integer in [1, {MAX_STREAM}] (the capacity "
+                             f"measurement's stream; envs.core.capacity.MAX_STREAM), got {cfg.capacity_requests!r}")
         self.config = cfg
         self.scenario = build_scenario(cfg)
         # every window at every level within the float64 clock, before any reset draws one
