@@ -200,3 +200,7 @@ def test_zoo_commands_resolve_mixture_files_against_the_repository_root():
     assert comma == ["--env", "E", "--env-kwargs", f"workloads=azure_conv-v1,{shared}"]
     tup = recipe_args("E", Recipe("a.zip", ("--env-kwargs", "workloads=('bursty-v1','../shared/traces/x.jsonl')"), "t"))
     assert tup[-1] == "workloads=" + repr(("bursty-v1", shared))
+    # a (name or path, trace_params) entry, as envs.core.mixture takes (was pathlib's TypeError on the tuple)
+    pair = recipe_args("E", Recipe("a.zip", ("--env-kwargs", "workloads=('mooncake_conv-v1',"
+                                             "('../shared/traces/x.jsonl',(('think_time_scale',0.1),)))"), "t"))
+    assert pair[-1] == "workloads=" + repr(("mooncake_conv-v1", (shared, (("think_time_scale", 0.1),))))

@@ -338,6 +338,21 @@ def stamp(env_ids: list[str] | None = None, env_kwargs: dict | None = None) -> d
 # Recipes whose checkpoint is not committed yet (trained on the GPU host, then moved into RECIPES with
 # the file); ``python -m agents.zoo list`` prints them marked "pending", ``train --pending`` runs them.
 PENDING: dict[str, Recipe] = {
+    # Issue 21: RECIPES' PrefixEviction-v0 recipe on a third training part, the Mooncake conversation generator
+    # with think times x 0.1 (sessions whose young blocks come back, as agentic's between tool calls), and the
+    # regression target clipped at 2 capacities (teacher_clip; 16 in RECIPES). Seeds 0-2 on the 16-core host
+    # (2026-12-04; agents/zoo/results/prefix_eviction_teacher_clip_sweep.json run 2, policies a_c2_s*): agentic
+    # 0.2 / 0.5% +0.005 / +0.010 over the best heuristic (every seed above LRU at 0.5%: 0.632-0.639 vs 0.625),
+    # Mooncake synthetic 5 / 10% -0.000 / +0.002, Mooncake held-out 1 / 5 / 10 / 25% -0.005 / +0.008 / +0.015 /
+    # +0.001 (the committed file: +0.002 / +0.023 / +0.014 / -0.001, agentic 0.000 / -0.042). Checkpoints not kept:
+    # `OUT=DIR bash agents/zoo/train_prefix_eviction.sh full` trains and scores them.
+    "servegym/PrefixEviction-v0": Recipe("prefix_eviction_dagger_short_think_clip2.zip", (
+        "--env-kwargs", "workloads=('mooncake_conv-v1','../shared/traces/mooncake_conversation.jsonl',"
+        "('mooncake_conv-v1',(('think_time_scale',0.1),)))",
+        "capacity_frac=(0.01,0.02,0.05,0.1,0.25)", "teacher_clip=2",
+        "--imitate", "96000", "--timesteps", "0", "--n-envs", "128", "--imitate-kwargs", "target='values'",
+        "rounds=4", "epochs=16", "batch_size=512", "max_grad_norm=None", "roll_in='first'", "--seed", "0"),
+        "mooncake_conv-v1+../shared/traces/mooncake_conversation.jsonl+mooncake_conv-v1(think_time_scale=0.1)"),
     # Issue 21: the Routing-v0 recipe (RECIPES) imitating the teacher that knows only what a router can
     # (teacher_lengths='sampled', envs/routing/predicted.py: each replica's reward delta averaged over 4
     # draws of every queued, running and pending request's output length from its predicted bucket's

@@ -11,9 +11,12 @@ from agents.zoo import HERE, Recipe
 REPO_ROOT = HERE.parents[1]
 
 
-def _from_root(entry: str) -> str:
+def _from_root(entry: str | tuple) -> str | tuple:
     """A relative trace-file path resolved against the repository root; a built-in trace name
-    (no suffix, no slash) or an absolute path unchanged."""
+    (no suffix, no slash) or an absolute path unchanged; a ``(name or path, trace_params)`` entry
+    of a ``workloads=`` tuple with its name or path so resolved, its parameters unchanged."""
+    if isinstance(entry, tuple):
+        return (_from_root(entry[0]), *entry[1:])
     path = Path(entry)
     if (path.suffix or "/" in entry) and not path.is_absolute():
         return str((REPO_ROOT / path).resolve())
