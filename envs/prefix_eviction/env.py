@@ -103,7 +103,7 @@ from envs.core.workload import (
     check_clock_span,
     check_held_out_frac,
 )
-from envs.config_check import make_config
+from envs.config_check import check_sizes, make_config
 from envs.metrics import percentile
 from envs.native_vec import NativeVecEnv, VecEnvView, item_features
 from envs.vector import NativeVectorEnv
@@ -530,6 +530,14 @@ def allocate(E: int, U: int, C: int, longest: int, ghost: bool) -> State:
     )
 
 
+def memory_bytes(num_envs: int, candidates: int) -> int:
+    """A lower bound on the bytes the observation arrays of a batch of ``num_envs`` take: observations [E, n_obs]
+    float32 and the space's bounds (10 bytes a feature), the candidates [E, K] int64 and their mask (bool); the
+    cache state (sized by the trace's blocks, known once it is loaded) not counted."""
+    n_obs = K.N_GLOBAL + candidates * K.N_CAND
+    return (4 * num_envs + 10) * n_obs + 9 * num_envs * candidates
+
+
 class PrefixEvictionVecEnv(NativeVecEnv):
     """E prefix caches stepped by one kernel call (SB3 VecEnv, no per-env objects).
 
@@ -560,6 +568,8 @@ class PrefixEvictionVecEnv(NativeVecEnv):
                              f"got {cfg.candidate_set!r}")
         if not (isinstance(cfg.candidates, int) and cfg.candidates >= 2):
             raise ValueError(f"PrefixEviction: candidates must be an integer >= 2, got {cfg.candidates!r}")
+        check_sizes("PrefixEviction", {"num_envs": num_envs, "candidates": cfg.candidates}, memory_bytes,
+                    "the batch's observation arrays")
         h = cfg.teacher_horizon
         if not is_real(h) or not h >= 0:
             raise ValueError(f"PrefixEviction: teacher_horizon must be a number >= 0 (capacities of block references), "
