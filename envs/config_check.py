@@ -13,8 +13,10 @@ in every environment and on the command line; what other values must be beyond t
 from __future__ import annotations
 
 import dataclasses
+import os
 import types
 import typing
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -177,3 +179,61 @@ def check_episode_fields(cfg: Any, where: str) -> None:
             allowed = SPLITS if f.name == "split" else WINDOW_ORDERS
             if value not in allowed:
                 raise ValueError(f"{where}: {f.name} must be {_choices(allowed)}, got {value!r}")
+
+
+# The largest count a size field takes (num_envs, replicas, slots, candidates, GPUs, layers, intervals, days ...):
+# the kernels index envs, replicas, slots and requests with int32, so 2**31 - 1.
+MAX_COUNT = 2**31 - 1
+
+
+def memory_limit_bytes() -> int:
+    """This machine's physical memory in bytes (``os.sysconf``): the most the arrays a config sizes may take
+    (:func:`check_sizes`). A config over it cannot run here: numpy's ``MemoryError`` (or the kernel's OOM killer)
+    was the error, naming no field."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def _gib(n: int) -> str:
+    """Bytes in GiB, three significant digits (``1.6e+04 GiB`` for a huge one)."""
+    return f"{n / 2**30:.3g} GiB"
+
+
+def check_count(where: str, name: str, value: int) -> None:
+    """``ValueError("WHERE: NAME must be at most 2,147,483,647 (2**31 - 1: the kernels index it with int32), got
+    V")`` for an integer size over :data:`MAX_COUNT`."""
+    if value > MAX_COUNT:
+        raise ValueError(f"{where}: {name} must be at most {MAX_COUNT:,} (2**31 - 1: the kernels index it with "
+                         f"int32), got {value!r}")
+
+
+def check_sizes(where: str, sizes: dict[str, int], nbytes: Callable[..., int], what: str) -> None:
+    """Refuse integer sizes (``{"num_envs": 4, "replicas": 8, ...}``, each already an integer >= 1) that the
+    environment cannot hold, before anything is built or allocated:
+
+    - :func:`check_count`'s ``ValueError`` for one over :data:`MAX_COUNT`, the first such in ``sizes``' order;
+    - ``ValueError("WHERE: WHAT for NAME=V, ... take N GiB, more than this machine's memory (M GiB): ...")``
+      when ``nbytes(**sizes)`` (bytes, a lower bound on what the arrays ``what`` names take: an estimate under
+      it never refuses a config that runs) passes :func:`memory_limit_bytes`, with the largest value of each
+      size that fits with the others as given (bisection: ``nbytes`` must not decrease as any size grows) where
+      one does: ``..., take 219 GiB, more than this machine's memory (23.5 GiB): replicas at most 1,802,597 or
+      queue_slots at most 24 would fit with the others as given``.
+    """
+    for name, v in sizes.items():
+        check_count(where, name, v)
+    sizes = {name: int(v) for name, v in sizes.items()}
+    need, limit = nbytes(**sizes), memory_limit_bytes()
+    if need <= limit:
+        return
+    fits = []
+    for name, v in sizes.items():
+        lo, hi = 0, v  # the largest m in [0, v] whose arrays fit with the other sizes as given (0: none)
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            lo, hi = (mid, hi) if nbytes(**{**sizes, name: mid}) <= limit else (lo, mid - 1)
+        if lo:
+            fits.append(f"{name} at most {lo:,}")
+    given = ", ".join(f"{name}={v}" for name, v in sizes.items())
+    fix = (f"{' or '.join(fits)} would fit with the others as given" if fits
+           else "no one of them lowered alone fits")
+    raise ValueError(f"{where}: {what} for {given} take {_gib(need)}, more than this machine's memory "
+                     f"({_gib(limit)}): {fix}")

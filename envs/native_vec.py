@@ -45,7 +45,7 @@ import gymnasium as gym
 import numpy as np
 from stable_baselines3.common.vec_env import VecEnv
 
-from envs.config_check import WINDOW_ORDERS
+from envs.config_check import WINDOW_ORDERS, check_count
 
 
 class SingleObjectVecEnv(VecEnv):
@@ -262,6 +262,9 @@ class NativeVecEnv(SingleObjectVecEnv):
         n = args[0] if args else kwargs.get("num_envs", 1)
         if not isinstance(n, (int, np.integer)) or isinstance(n, (bool, np.bool_)) or n < 1:
             raise ValueError(f"{cls.env_name}: num_envs must be an integer >= 1, got {n!r}")
+        # 2**40 built a list of 2**40 generators (hours) or a MemoryError; the memory the batch's arrays take
+        # each environment checks before building them (envs.config_check.check_sizes)
+        check_count(cls.env_name, "num_envs", n)
         return super().__new__(cls)
 
     def __init__(self, num_envs: int, observation_space: gym.spaces.Space, action_space: gym.spaces.Discrete,

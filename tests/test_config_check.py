@@ -500,3 +500,150 @@ def test_one_positive_number_check_serves_every_layer():
     for call, error, says in cases:
         with pytest.raises(error, match=says):
             call()
+
+
+# Integer sizes: each over int32 (2**40 here) was numpy's "Unable to allocate ..." MemoryError (Autoscale's train_days
+# a MemoryError building its list of seeds), naming no field; now one line naming the field, its value and the bound.
+HUGE_SIZES = [("servegym/Routing-v0", "replicas"), ("servegym/Routing-v0", "queue_slots"),
+              ("servegym/KVAdmission-v0", "candidates"), ("servegym/PrefixEviction-v0", "candidates"),
+              ("servegym/ExpertPlacement-v0", "gpus"), ("servegym/ExpertPlacement-v0", "layers"),
+              ("servegym/ExpertPlacement-v0", "intervals"), ("servegym/Autoscale-v0", "test_days"),
+              ("servegym/Disaggregation-v0", "instances"), ("servegym/Disaggregation-v0", "queue_slots"),
+              ("servegym/MultiCluster-v0", "replicas"), ("servegym/MultiCluster-v0", "candidates"),
+              ("servegym/MultiCluster-v0", "n_routers")]
+
+
+@pytest.mark.parametrize("env_id,field", HUGE_SIZES)
+def test_a_huge_size_is_refused_naming_it_before_anything_is_allocated(env_id, field):
+    where = _name(env_id)
+    with pytest.raises(ValueError, match=rf"^{where}: {field} must be at most 2,147,483,647 \(2\*\*31 - 1: the "
+                                         rf"kernels index it with int32\), got {2**40}$"):
+        _build(env_id, **{field: 2**40})
+
+
+def test_autoscale_train_days_stay_below_the_held_out_seeds():
+    from envs.autoscale.env import TEST_SEED_OFFSET
+
+    for days in (TEST_SEED_OFFSET + 1, 2**40):
+        with pytest.raises(ValueError, match=rf"^Autoscale: train_days must be at most 1,000,000 \(TEST_SEED_OFFSET: "
+                                             rf".*got {days}$"):
+            gym.make("servegym/Autoscale-v0", train_days=days)
+
+
+@pytest.mark.parametrize("env_id", sorted(envs.VEC_ENVS))
+def test_a_huge_num_envs_is_refused_naming_it(env_id):
+    for make in (lambda: envs.make_vec(env_id, 2**40), lambda: gym.make_vec(env_id, 2**40)):
+        with pytest.raises(ValueError, match=rf"^{_name(env_id)}: num_envs must be at most 2,147,483,647 .*got "
+                                             rf"{2**40}$"):
+            make()
+
+
+def test_multi_num_envs_is_checked_like_the_others():
+    from envs.multi.env import MultiCluster
+
+    with pytest.raises(ValueError, match=rf"^multi: num_envs must be at most 2,147,483,647 .*got {2**40}$"):
+        MultiCluster(2**40)
+    with pytest.raises(ValueError, match=r"^multi: num_envs must be an integer >= 1, got 2.5$"):
+        MultiCluster(2.5)
+
+
+# Sizes within int32 whose arrays pass the machine's memory (here a limit of 1 MiB): refused naming every size, the
+# memory they take and the largest value of each that fits.
+OVER_MEMORY = [("servegym/Routing-v0", "replicas", 2**16), ("servegym/KVAdmission-v0", "candidates", 2**16),
+               ("servegym/PrefixEviction-v0", "candidates", 2**16), ("servegym/ExpertPlacement-v0", "layers", 2**10),
+               ("servegym/Autoscale-v0", "train_days", 2**12), ("servegym/Disaggregation-v0", "queue_slots", 2**16),
+               ("servegym/MultiCluster-v0", "replicas", 2**16)]
+
+
+@pytest.mark.parametrize("env_id,field,value", OVER_MEMORY)
+def test_sizes_whose_arrays_pass_the_machines_memory_are_refused_naming_them(env_id, field, value, monkeypatch):
+    from envs import config_check
+
+    monkeypatch.setattr(config_check, "memory_limit_bytes", lambda: 2**20)
+    with pytest.raises(ValueError, match=rf"^{_name(env_id)}: the .* for .*\b{field}={value}\b.* take [0-9.]+ GiB, "
+                                         rf"more than this machine's memory \(0.000977 GiB\): .*{field} at most "
+                                         rf"[0-9,]+ .*would fit with the others as given$"):
+        _build(env_id, **{field: value})
+
+
+def test_check_sizes_names_the_largest_value_of_each_size_that_fits(monkeypatch):
+    from envs import config_check
+
+    monkeypatch.setattr(config_check, "memory_limit_bytes", lambda: 1000)
+    nbytes = lambda a, b: 10 * a * b + 7 * a  # noqa: E731
+    config_check.check_sizes("X", {"a": 4, "b": 24}, nbytes, "arrays")  # 988 bytes: fits
+    with pytest.raises(ValueError) as e:
+        config_check.check_sizes("X", {"a": 4, "b": 25}, nbytes, "arrays")  # 1,028 bytes
+    # a = 3: 777 <= 1000 < 1028 at a = 4; b = 24: 988 <= 1000 < 1028 at b = 25
+    assert str(e.value) == ("X: arrays for a=4, b=25 take 9.57e-07 GiB, more than this machine's memory "
+                            "(9.31e-07 GiB): a at most 3 or b at most 24 would fit with the others as given")
+    with pytest.raises(ValueError, match=r"no one of them lowered alone fits$"):
+        config_check.check_sizes("X", {"a": 200, "b": 1}, lambda a, b: 10**4 * b, "arrays")
+    with pytest.raises(ValueError, match=r"^X: b must be at most 2,147,483,647 .*got 2147483648$"):
+        config_check.check_sizes("X", {"a": 1, "b": 2**31}, nbytes, "arrays")
+    monkeypatch.undo()
+    assert config_check.memory_limit_bytes() > 2**28  # this machine's memory, read from the OS
+
+
+def test_allocate_bytes_counts_what_allocate_takes():
+    from envs.core import state as S
+
+    for sizes, top in (((1, 1, 1, 1), 1), ((3, 5, 7, 11), 16), ((2, 8, 256, 1024), 4)):
+        st = S.allocate(*sizes, top_gaps=top)
+        assert S.allocate_bytes(*sizes, top_gaps=top) == sum(a.nbytes for a in st)
+        # the prefix cache and the gap heap only add to it
+        assert S.allocate_bytes(*sizes, top_gaps=top) < sum(a.nbytes for a in S.allocate(*sizes, 64, 10**5, top))
+
+
+def _estimate(env_id: str, n: int, c) -> int:
+    """The memory estimate check_sizes holds the batch of ``n`` envs of config ``c`` to."""
+    from envs.autoscale import env as au
+    from envs.disaggregation import env as dg
+    from envs.expert_placement import env as ep
+    from envs.kv_admission import env as kv
+    from envs.multi import env as mu
+    from envs.prefix_eviction import env as pe
+    from envs.routing import env as rt
+
+    if env_id == "servegym/Routing-v0":
+        return rt.memory_bytes(n, c.replicas, c.queue_slots, c.window_requests)
+    if env_id == "servegym/KVAdmission-v0":
+        return kv.memory_bytes(n, c.candidates, c.window_requests, c.queue_slots)
+    if env_id == "servegym/PrefixEviction-v0":
+        return pe.memory_bytes(n, c.candidates)
+    if env_id == "servegym/ExpertPlacement-v0":
+        import hwmodels
+        return ep.memory_bytes(n, c.gpus, c.layers, c.intervals, c.interval_steps, c.tokens_per_gpu, c.candidates,
+                               hwmodels.get_model(c.model).experts, c.redundant_slots)
+    if env_id == "servegym/Autoscale-v0":
+        return au.days_bytes(c.train_days, c.test_days, c.split, round(c.episode_s / c.bin_s))
+    if env_id == "servegym/Disaggregation-v0":
+        return dg.memory_bytes(n, c.instances, c.queue_slots)
+    r = c.routing
+    return mu.memory_bytes(n, r.replicas, r.queue_slots, r.window_requests, c.n_routers, c.candidates)
+
+
+@pytest.mark.parametrize("env_id", IDS)
+def test_the_memory_estimates_stay_under_what_the_envs_allocate(env_id):
+    # A lower bound: an estimate above what a config allocates would refuse one that runs. Measured by tracemalloc
+    # (numpy reports its arrays to it) while the batch is built; trace_seed 4321 and 3 envs: nothing cached.
+    import tracemalloc
+
+    from test_multi import kw as multi_kw
+    from test_routing import chain_trace
+
+    kwargs = dict(multi_kw(chain_trace(24))) if options.is_multi_agent(env_id) else dict(SMALL[env_id])
+    if env_id not in ("servegym/ExpertPlacement-v0",):
+        kwargs["trace_seed"] = 4321
+    tracemalloc.start()
+    try:
+        if options.is_multi_agent(env_id):
+            from envs.multi.env import MultiCluster
+            vec = MultiCluster(3, **kwargs)
+        else:
+            vec = envs.make_vec(env_id, 3, seed=0, **kwargs)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    estimate = _estimate(env_id, 3, vec.config)
+    assert 0 < estimate <= peak, (estimate, peak)

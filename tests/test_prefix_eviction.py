@@ -3,6 +3,8 @@ textbook examples, chain semantics on hand-built traces, the Gymnasium/SB3 check
 
 from __future__ import annotations
 
+import re
+
 from collections import OrderedDict
 
 import numpy as np
@@ -309,6 +311,28 @@ def test_vecenv_matches_gymnasium_copies_and_is_deterministic():
         raise AssertionError("episodes should end")
 
     np.testing.assert_array_equal(rollout(), rollout())
+
+
+def test_a_capacity_under_two_blocks_is_refused_not_raised_to_two():
+    """capacity_frac=1e-308 (or any capacity rounding under 2 blocks) played a cache of 2 blocks, the same episodes
+    as every such capacity_frac; now one ValueError naming capacity_frac, its value, the trace's distinct blocks and
+    the block count, with the least capacity_frac that works."""
+    tr = refs_trace([1, 2, 3, 1, 2, 4, 1, 5, 2, 3] * 20)  # 5 distinct blocks
+    kw = {"trace": tr, "split": "all", "window_requests": 40, "warmup_requests": 0}
+    for frac, cap, raw in ((1e-308, 0, "5e-308"), (0.2, 1, "1"), (0.29, 1, "1.45")):
+        with pytest.raises(ValueError, match=rf"^PrefixEviction: capacity_frac={frac!r} x the 5 distinct blocks of "
+                                             rf"trace '.*' is {cap} blocks? \(round\({re.escape(raw)}\)\), under "
+                                             r"the 2 an eviction chooses between; capacity_frac must be at least 0.3 "
+                                             r"here$"):
+            pe.PrefixEvictionVecEnv(1, **kw, capacity_frac=frac)
+        # one capacity of a sweep is enough
+        with pytest.raises(ValueError, match=rf"capacity_frac={frac!r} x the 5 distinct blocks"):
+            pe.PrefixEvictionVecEnv(1, **kw, capacity_frac=(0.6, frac))
+    assert pe.PrefixEvictionVecEnv(1, **kw, capacity_frac=0.3).caps == (2,)  # round(1.5): the least that works
+    assert pe.PrefixEvictionVecEnv(1, **kw, capacity_frac=(0.4, 1.0)).caps == (2, 5)
+    with pytest.raises(ValueError, match=r"x the 1 distinct blocks .* no capacity_frac in \(0, 1\] reaches it"):
+        pe.PrefixEvictionVecEnv(1, trace=refs_trace([7] * 10), split="all", window_requests=5, warmup_requests=0,
+                                capacity_frac=1.0)
 
 
 def test_bad_inputs():

@@ -185,6 +185,20 @@ def test_azure_mixed_offsets_across_chunks(tmp_path: Path, monkeypatch: pytest.M
     assert load_trace(p).arrival_s.tolist() == [0.0, 1.5, 20654.0]
 
 
+def test_azure_timestamps_are_read_to_the_nanosecond_and_no_digit_is_dropped(tmp_path: Path) -> None:
+    # nine fractional digits (nanoseconds) are read exactly, as before; zeros past the ninth are exact too
+    times = ("2023-11-16 18:15:46.000000000", "2023-11-16 18:15:46.680590012", "2023-11-16 18:15:47.1234567890000")
+    for zone in ("", "+00:00", "Z"):
+        body = "".join(f"{t}{zone},5,1\n" for t in times)
+        tr = load_trace(write(tmp_path, f"ns{len(zone)}.csv", AZ_HEAD + body))
+        assert tr.arrival_s.tolist() == [0.0, 0.680590012, 1.123456789]
+    # a tenth digit that is not 0 was dropped: '.6805900123' read as '.680590012'
+    for row, n in (("2023-11-16 18:15:46.6805900123,5,1", 10), ("2023-11-16 18:15:46.68059001200001Z,5,1", 14),
+                   ("2023-11-16 18:15:46.6805900120000009-05:00,5,1", 16)):
+        p = write(tmp_path, "long.csv", AZ_HEAD + "2023-11-16 18:15:45,5,1\n" + row + "\n")
+        raises(p, "line 3", "field 'TIMESTAMP'", f"has {n} fractional-second digits; nanoseconds (9) are the finest")
+
+
 def test_azure_error_line_counts_blank_lines(tmp_path: Path) -> None:
     p = write(tmp_path, "bad.csv", AZ_HEAD + AZ_ROWS[0] + "\n\n" + "2023-11-16 18:15:50,x,1\n")
     raises(p, "line 4", "'ContextTokens'")

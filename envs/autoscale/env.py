@@ -59,7 +59,7 @@ import traces
 from traces.servegen import is_servegen_dir
 from envs.autoscale import kernels as K
 from envs.core.workload import TraceUnsuited
-from envs.config_check import make_config
+from envs.config_check import check_sizes, make_config
 from envs.autoscale.model import ReplicaCurves, cache_root, cache_save, replica_curves
 from envs.native_vec import NativeVecEnv, VecEnvView, item_features
 from envs.vector import NativeVectorEnv
@@ -193,6 +193,9 @@ def _check(cfg: AutoscaleConfig) -> None:
         v = getattr(cfg, name)
         if not is_integer(v) or v < 1:
             raise ValueError(f"Autoscale: {name} must be an integer >= 1, got {v!r}")
+    name = DEFAULT_TRACE if cfg.trace == "default" else cfg.trace
+    if isinstance(name, str) and name in traces.BUILTIN_TRACES:  # the days are a generator's seeds
+        _check_days(cfg)
     if not is_real(cfg.teacher_cover, finite=True) or not cfg.teacher_cover >= 0:
         raise ValueError(f"Autoscale: teacher_cover must be a finite number >= 0, got {cfg.teacher_cover!r}")
     if not 0 < cfg.attain_target < 1:
@@ -204,6 +207,27 @@ def _check(cfg: AutoscaleConfig) -> None:
                          "actions; lower max_step or use fewer gpu_types")
     cfg.penalties()
     cfg.limits()
+
+
+def days_bytes(train_days: int, test_days: int, split: str, bins: int) -> int:
+    """A lower bound on the bytes a generator trace's days take (``_windows``): the training days' arrival counts
+    [train_days, bins] float64 and the split's ([days, bins]: the training, the held-out or both)."""
+    days = {"train": train_days, "test": test_days, "all": train_days + test_days}[split]
+    return 8 * bins * (train_days + days)
+
+
+def _check_days(cfg: AutoscaleConfig) -> None:
+    """A generator trace's ``train_days`` and ``test_days``: ``ValueError`` (one line) for more training days than
+    ``TEST_SEED_OFFSET`` (their seeds ``trace_seed + i`` would reach the held-out days' ``trace_seed +
+    TEST_SEED_OFFSET + i``) or days whose counts pass the machine's memory (``envs.config_check.check_sizes``;
+    2**40 was a ``MemoryError`` building the list of seeds)."""
+    if cfg.train_days > TEST_SEED_OFFSET:
+        raise ValueError(f"Autoscale: train_days must be at most {TEST_SEED_OFFSET:,} (TEST_SEED_OFFSET: the training "
+                         f"days' generator seeds trace_seed + i would reach the held-out days' trace_seed + "
+                         f"{TEST_SEED_OFFSET:,} + i), got {cfg.train_days!r}")
+    bins = round(cfg.episode_s / cfg.bin_s)
+    check_sizes("Autoscale", {"train_days": cfg.train_days, "test_days": cfg.test_days},
+                lambda **days: days_bytes(split=cfg.split, bins=bins, **days), "the generated days' arrival counts")
 
 
 def _check_cold_start(cfg: AutoscaleConfig, types: tuple[str, ...]) -> None:

@@ -8,6 +8,7 @@ cacheable compiled code), so the whole batch travels through one kernel call.
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import numpy as np
@@ -173,6 +174,27 @@ def episode_tbt_p99(gap_heap: np.ndarray, n_gaps: int) -> float:
     rank = n_gaps - (99 * n_gaps + 99) // 100 + 1  # from the top
     kept = np.sort(gap_heap[: min(n_gaps, gap_heap.shape[0])])[::-1]
     return float(kept[min(rank, kept.shape[0]) - 1])
+
+
+@functools.cache
+def _unit_bytes(top_gaps: int) -> tuple[int, int, int, int]:
+    """Bytes :func:`allocate` takes per env, per replica, per request slot and per request (no prefix cache, no
+    gaps), measured on states of one and two of each: its arrays are linear in each count."""
+    def total(R: int, S: int, N: int) -> int:
+        return sum(a.nbytes for a in allocate(1, R, S, N, top_gaps=top_gaps))
+    one = total(1, 1, 1)
+    slot = total(1, 2, 1) - one
+    replica = total(2, 1, 1) - one - slot
+    request = total(1, 1, 2) - one
+    return one - replica - slot - request, replica, slot, request
+
+
+def allocate_bytes(n_envs: int, n_replicas: int, n_slots: int, n_requests: int, top_gaps: int = 1) -> int:
+    """A lower bound on the bytes ``allocate(n_envs, n_replicas, n_slots, n_requests, top_gaps=top_gaps)`` takes:
+    its per-env, [E, R], [E, R, S] and [E, N] arrays (not the prefix cache's or the gap heap's, which only add).
+    Environments check it against the machine's memory before allocating (``envs.config_check.check_sizes``)."""
+    env, replica, slot, request = _unit_bytes(top_gaps)
+    return n_envs * (env + n_replicas * (replica + n_slots * slot) + n_requests * request)
 
 
 def allocate(

@@ -51,7 +51,7 @@ from gymnasium import spaces
 from envs.core import lazy
 from envs.core import state as S
 from envs.core.workload import max_window_gaps
-from envs.config_check import make_config
+from envs.config_check import check_sizes, make_config
 from envs.disaggregation import kernels as K
 from envs.disaggregation.config import DisaggregationConfig
 from envs.disaggregation.scenario import Scenario, build_scenario
@@ -153,6 +153,14 @@ def make_params(cfg: DisaggregationConfig, sc: Scenario) -> Params:
     )
 
 
+def memory_bytes(num_envs: int, instances: int, queue_slots: int) -> int:
+    """A lower bound on the bytes a batch of ``num_envs`` takes: its cluster state (``state.allocate_bytes``: slots
+    [E, instances, queue_slots]; the requests, known once the windows are built, not counted) and the observation
+    ([E, n_obs] float32, and the space's bounds: 10 bytes a feature)."""
+    n_obs = K.G + instances * K.F
+    return S.allocate_bytes(num_envs, instances, queue_slots, 1, top_gaps=1) + (4 * num_envs + 10) * n_obs
+
+
 class DisaggregationVecEnv(NativeVecEnv):
     """E copies of Disaggregation-v0 stepped by one kernel call (SB3 VecEnv, no per-env objects).
 
@@ -171,6 +179,8 @@ class DisaggregationVecEnv(NativeVecEnv):
                  **kwargs: Any):
         cfg = make_config(DisaggregationConfig, config, kwargs, "Disaggregation")
         cfg.validate()
+        check_sizes("Disaggregation", {"num_envs": num_envs, "instances": cfg.instances,
+                                       "queue_slots": cfg.queue_slots}, memory_bytes, "the batch's arrays")
         cfg = replace(cfg, load=cfg.loads())
         self.config = cfg
         self.scenario = sc = build_scenario(cfg)

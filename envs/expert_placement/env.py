@@ -24,6 +24,7 @@ import numpy as np
 from gymnasium import spaces
 
 import hwmodels
+from envs.config_check import check_sizes
 from envs.expert_placement import kernels as K
 from envs.expert_placement import teacher as T
 from envs.expert_placement.sim import ExpertPlacementConfig, PlacementSim, make_config
@@ -32,6 +33,23 @@ from envs.vector import NativeVectorEnv
 
 ENV_ID = "servegym/ExpertPlacement-v0"
 ORACLES = ("eplb_clairvoyant", "perfect_balance")
+
+
+def memory_bytes(num_envs: int, gpus: int, layers: int, intervals: int, interval_steps: int, tokens_per_gpu: int,
+                 candidates: int, experts: int, redundant_slots: int = 0) -> int:
+    """A lower bound on the bytes a batch of ``num_envs`` takes (``sim.PlacementSim``, this env): the FFN time
+    table (tokens_per_gpu x gpus + 1 float64), and per env the episode's counts ([(intervals + 1) x interval_steps,
+    layers, experts] int32), placements and pending moves ([layers, P] int64 each: P = experts + redundant_slots,
+    at least gpus; redundant_slots=0 for a lower bound), four [layers, experts] float64 load views, the EPLB
+    options of every rebalance ([intervals + 1, layers] of P int16 slots, interval_steps float64 FFN times and
+    int64 peaks, a flag), the observation ([n_obs] float32) and the candidates ([candidates] int64); the
+    observation space's bounds (10 bytes a feature)."""
+    P = max(experts + redundant_slots, gpus)
+    n_obs = K.N_GLOBAL + candidates * K.N_CAND
+    steps = (intervals + 1) * interval_steps
+    per_env = (4 * steps * layers * experts + 16 * layers * P + 32 * layers * experts
+               + (intervals + 1) * layers * (2 * P + 16 * interval_steps + 1) + 4 * n_obs + 8 * candidates)
+    return 8 * (tokens_per_gpu * gpus + 1) + num_envs * per_env + 10 * n_obs
 
 
 class ExpertPlacementVecEnv(NativeVecEnv):
@@ -53,6 +71,14 @@ class ExpertPlacementVecEnv(NativeVecEnv):
     def __init__(self, num_envs: int = 1, config: ExpertPlacementConfig | None = None, seed: int | None = None,
                  **kwargs: Any):
         self.config = cfg = make_config(config, **kwargs)
+        given = kwargs.get("redundant_slots", (config or ExpertPlacementConfig()).redundant_slots)
+        experts = hwmodels.get_model(cfg.model).experts
+        sizes = {"num_envs": num_envs, "gpus": cfg.gpus, "layers": cfg.layers, "intervals": cfg.intervals,
+                 "interval_steps": cfg.interval_steps, "tokens_per_gpu": cfg.tokens_per_gpu,
+                 "candidates": cfg.candidates}
+        if given is not None:  # else the fewest that fill the GPUs: P = experts + it < experts + gpus
+            sizes["redundant_slots"] = cfg.redundant_slots
+        check_sizes("ExpertPlacement", sizes, lambda **s: memory_bytes(experts=experts, **s), "the batch's arrays")
         self.sim = PlacementSim(num_envs, cfg)
         sh = self.sh = self.sim.sh
         self.K = cfg.candidates

@@ -66,7 +66,7 @@ from envs.core.mixture import (
 from envs.core.replica import accepted_at_arrival, accepted_values, longest_accepted_output
 from envs.core.workload import (build_workload, check_clock_span, check_every_level, load_split, max_window_gaps,
                                 min_arrival_gaps, output_histogram)
-from envs.config_check import make_config
+from envs.config_check import check_sizes, make_config
 from envs.metrics import episode_metrics
 from envs.native_vec import NativeVecEnv, VecEnvView, item_features
 from envs.vector import NativeVectorEnv
@@ -231,6 +231,15 @@ def hist_prior(eng: Any, history: traces.Trace, accepted: np.ndarray | None = No
     return hist * (100.0 / hist.sum())
 
 
+def memory_bytes(num_envs: int, candidates: int, window_requests: int, queue_slots: int) -> int:
+    """A lower bound on the bytes a batch of ``num_envs`` takes: its cluster state (``state.allocate_bytes``: one
+    replica of min(queue_slots, window_requests) slots, requests [E, window_requests]) and the observation
+    ([E, n_obs] float32, and the space's bounds: 10 bytes a feature)."""
+    n_obs = len(K.GLOBAL_FEATURES) + candidates * len(K.CANDIDATE_FEATURES)
+    return (S.allocate_bytes(num_envs, 1, min(queue_slots, window_requests), window_requests)
+            + (4 * num_envs + 10) * n_obs)
+
+
 class KVAdmissionVecEnv(NativeVecEnv):
     """E copies of KVAdmission stepped by one kernel call (SB3 VecEnv, no per-env objects).
 
@@ -276,6 +285,11 @@ class KVAdmissionVecEnv(NativeVecEnv):
         if not is_integer(cfg.capacity_requests) or not 1 <= cfg.capacity_requests <= MAX_STREAM:
             raise ValueError(f"KVAdmission: capacity_requests must be an integer in [1, {MAX_STREAM}] (the capacity "
                              f"measurement's stream; envs.core.capacity.MAX_STREAM), got {cfg.capacity_requests!r}")
+        if cfg.candidates < 1:
+            raise ValueError(f"KVAdmission: candidates must be >= 1, got {cfg.candidates}")
+        check_sizes("KVAdmission", {"num_envs": num_envs, "candidates": cfg.candidates,
+                                    "window_requests": cfg.window_requests},
+                    lambda **sizes: memory_bytes(queue_slots=cfg.queue_slots, **sizes), "the batch's arrays")
         self.config = cfg
         self.scenario = build_scenario(cfg)
         # every window at every level within the float64 clock, before any reset draws one
@@ -284,8 +298,6 @@ class KVAdmissionVecEnv(NativeVecEnv):
                           None if cfg.rate_scale is not None else cfg.loads(), "KVAdmission",
                           gap_s=min_arrival_gaps(self.scenario.workload.arrival_s))
         self.K = int(cfg.candidates)
-        if self.K < 1:
-            raise ValueError(f"KVAdmission: candidates must be >= 1, got {cfg.candidates}")
         n_obs = len(K.GLOBAL_FEATURES) + self.K * len(K.CANDIDATE_FEATURES)
         obs_space = spaces.Box(-np.inf, np.inf, (n_obs,), np.float32)
         super().__init__(num_envs, obs_space, spaces.Discrete(N_ACTIONS))

@@ -50,6 +50,7 @@ from envs.routing import teacher as T
 from envs.core import state as S
 from envs import config_check
 from envs.core.workload import load_split, max_window_gaps
+from traces.checks import is_integer
 from envs.native_vec import SingleObjectVecEnv, check_actions, check_seed, episode_options, received
 
 ROLES = ("router", "admission", "autoscaler")
@@ -118,12 +119,30 @@ def make_config(**kwargs: Any) -> MultiConfig:
     return cfg
 
 
+def memory_bytes(num_envs: int, replicas: int, queue_slots: int, window_requests: int, n_routers: int,
+                 candidates: int) -> int:
+    """A lower bound on the bytes a batch of ``num_envs`` clusters takes: the cluster state
+    (``state.allocate_bytes``), each router's observation [E, G + replicas x F] float32 and load reports
+    [E, replicas, N_REPORTED] float64, each replica's admission observation [E, n_obs(candidates)] float32, and
+    both observation spaces' bounds (10 bytes a feature)."""
+    E, R, J = num_envs, replicas, n_routers
+    router = RK.G + R * RK.F
+    admission = len(KVK.GLOBAL_FEATURES) + candidates * len(KVK.CANDIDATE_FEATURES)
+    return (S.allocate_bytes(E, R, queue_slots, window_requests) + J * E * (4 * router + 8 * R * RK.N_REPORTED)
+            + 4 * R * E * admission + 10 * (router + admission))
+
+
 class MultiCluster:
     """E clusters stepped by one kernel call; observations, masks and actions per role."""
 
     def __init__(self, num_envs: int, seed: int | None = None, **kwargs: Any):
         cfg = make_config(**kwargs)
         self.config, rc = cfg, cfg.routing
+        if not is_integer(num_envs) or num_envs < 1:  # 0 was allocate's 'n_envs ... must be >= 1'
+            raise ValueError(f"multi: num_envs must be an integer >= 1, got {num_envs!r}")
+        config_check.check_sizes("multi", {"num_envs": num_envs, "replicas": rc.replicas, "queue_slots": rc.queue_slots,
+                                           "window_requests": rc.window_requests, "n_routers": cfg.n_routers,
+                                           "candidates": cfg.candidates}, memory_bytes, "the batch's arrays")
         self.scenario = sc = rt.build_scenario(rc)
         rt.check_levels("multi", rc, sc)
         self.num_envs = E = num_envs

@@ -55,8 +55,9 @@ Reward: prefill GPU-seconds saved by hits (``prefill_saved_s``: hwmodels' step t
 prompt's prefill minus that of the uncached rest), credited when a request looks up its prefix,
 so each step's reward is the saving of the requests replayed since the previous decision.
 
-Capacity: ``capacity_frac`` of the distinct blocks of the trace part played (``split``), at
-least 2 blocks. Episodes are windows of ``window_requests`` consecutive requests (the last
+Capacity: ``capacity_frac`` of the distinct blocks of the trace part played (``split``), rounded; a
+capacity_frac whose capacity rounds under 2 blocks (``MIN_CAPACITY_BLOCKS``) is refused when the env is built
+(``capacity_blocks``). Episodes are windows of ``window_requests`` consecutive requests (the last
 window of a split takes the remainder); before a window, the ``warmup_requests`` requests that
 precede it in the same split are replayed unscored, each victim the first candidate of the
 env's ranking (LRU for a learned agent), so an episode starts from a warm cache that no policy
@@ -73,6 +74,8 @@ largest that works).
 """
 
 from __future__ import annotations
+
+import math
 
 from dataclasses import dataclass, replace
 from functools import cache
@@ -103,7 +106,7 @@ from envs.core.workload import (
     check_clock_span,
     check_held_out_frac,
 )
-from envs.config_check import make_config
+from envs.config_check import check_sizes, make_config
 from envs.metrics import percentile
 from envs.native_vec import NativeVecEnv, VecEnvView, item_features
 from envs.vector import NativeVectorEnv
@@ -530,6 +533,37 @@ def allocate(E: int, U: int, C: int, longest: int, ghost: bool) -> State:
     )
 
 
+def memory_bytes(num_envs: int, candidates: int) -> int:
+    """A lower bound on the bytes the observation arrays of a batch of ``num_envs`` take: observations [E, n_obs]
+    float32 and the space's bounds (10 bytes a feature), the candidates [E, K] int64 and their mask (bool); the
+    cache state (sized by the trace's blocks, known once it is loaded) not counted."""
+    n_obs = K.N_GLOBAL + candidates * K.N_CAND
+    return (4 * num_envs + 10) * n_obs + 9 * num_envs * candidates
+
+
+# The smallest cache an episode plays: an eviction chooses between at least two blocks that could go.
+MIN_CAPACITY_BLOCKS = 2
+
+
+def capacity_blocks(frac: float, blocks: int, trace: str) -> int:
+    """The cache capacity in blocks, ``round(frac x blocks)`` (``blocks``: the distinct blocks of the trace part
+    ``trace`` played). ``ValueError`` naming capacity_frac, its value, the trace's distinct blocks and the block
+    count when that is under ``MIN_CAPACITY_BLOCKS`` (was raised to 2 blocks silently: capacity_frac=1e-308 played
+    the same episodes as any capacity under 1.5 blocks)."""
+    cap = round(frac * blocks)
+    if cap < MIN_CAPACITY_BLOCKS:
+        least = (MIN_CAPACITY_BLOCKS - 0.5) / blocks  # the smallest fraction that rounds to the minimum
+        while round(least * blocks) < MIN_CAPACITY_BLOCKS:
+            least = math.nextafter(least, math.inf)
+        shown = next(t for d in range(3, 18) if round(float(t := f"{least:.{d}g}") * blocks) >= MIN_CAPACITY_BLOCKS)
+        fix = (f"capacity_frac must be at least {shown} here" if least <= 1.0 else
+               "no capacity_frac in (0, 1] reaches it on this trace")
+        raise ValueError(f"PrefixEviction: capacity_frac={frac!r} x the {blocks:,} distinct blocks of trace "
+                         f"{trace!r} is {cap} block{'s' if cap != 1 else ''} (round({frac * blocks:.3g})), under the "
+                         f"{MIN_CAPACITY_BLOCKS} an eviction chooses between; {fix}")
+    return cap
+
+
 class PrefixEvictionVecEnv(NativeVecEnv):
     """E prefix caches stepped by one kernel call (SB3 VecEnv, no per-env objects).
 
@@ -560,6 +594,8 @@ class PrefixEvictionVecEnv(NativeVecEnv):
                              f"got {cfg.candidate_set!r}")
         if not (isinstance(cfg.candidates, int) and cfg.candidates >= 2):
             raise ValueError(f"PrefixEviction: candidates must be an integer >= 2, got {cfg.candidates!r}")
+        check_sizes("PrefixEviction", {"num_envs": num_envs, "candidates": cfg.candidates}, memory_bytes,
+                    "the batch's observation arrays")
         h = cfg.teacher_horizon
         if not is_real(h) or not h >= 0:
             raise ValueError(f"PrefixEviction: teacher_horizon must be a number >= 0 (capacities of block references), "
@@ -571,10 +607,11 @@ class PrefixEvictionVecEnv(NativeVecEnv):
         self.built = build(cfg)
         self.K = cfg.candidates
         bt = self.built
-        self.caps = tuple(max(2, round(f * bt.n_blocks)) for f in cfg.capacities())
+        self.caps = tuple(capacity_blocks(f, bt.n_blocks, bt.name) for f in cfg.capacities())
         # A mixture's capacities are fractions of each part's own distinct blocks.
         self.part_caps = None if bt.part_blocks is None else tuple(
-            tuple(max(2, round(f * int(u))) for f in cfg.capacities()) for u in bt.part_blocks)
+            tuple(capacity_blocks(f, int(u), part.label) for f in cfg.capacities())
+            for u, part in zip(bt.part_blocks, bt.parts))
         if self.part_caps is not None:
             self.caps = tuple(max(c) for c in zip(*self.part_caps))
         self._check_ttft_clock()

@@ -67,7 +67,7 @@ from envs.core.mixture import (
 from envs.core.replica import accepted_at_arrival, accepted_values, arrival_time, longest_accepted_output
 from envs.core.workload import (build_workload, check_clock_span, check_every_level, load_split, max_window_gaps,
                                 min_arrival_gaps)
-from envs.config_check import make_config
+from envs.config_check import check_sizes, make_config
 from envs.metrics import episode_metrics
 from envs.native_vec import NativeVecEnv, VecEnvView, draw_episode, item_features
 from envs.vector import NativeVectorEnv
@@ -329,6 +329,15 @@ def time_scales(cfg: RoutingConfig, sc: Scenario, windows: np.ndarray, load: flo
     return sc.natural_rate[windows] / (load * cfg.replicas * caps)
 
 
+def memory_bytes(num_envs: int, replicas: int, queue_slots: int, window_requests: int) -> int:
+    """A lower bound on the bytes a batch of ``num_envs`` takes: its cluster state (``state.allocate_bytes``: slots
+    [E, replicas, queue_slots], requests [E, window_requests]), the TTFT-bound charges [E, window_requests]
+    float64 and the observation ([E, n_obs] float32, and the space's bounds: 10 bytes a feature)."""
+    n_obs = K.G + replicas * K.F
+    return (S.allocate_bytes(num_envs, replicas, queue_slots, window_requests) + 8 * num_envs * window_requests
+            + (4 * num_envs + 10) * n_obs)
+
+
 def check_levels(where: str, cfg: RoutingConfig, sc: Scenario) -> None:
     """Every window at every load level (or at rate_scale) within the float64 clock, its arrivals distinct
     float64 instants, checked when the env is built (``envs.core.workload.check_every_level`` with the
@@ -372,6 +381,8 @@ class RoutingVecEnv(NativeVecEnv):
         cfg = replace(cfg, load=cfg.loads(), trace_params=tuple(dict(cfg.trace_params).items()),
                       workloads=normalize_workloads(cfg.workloads, "Routing"))
         cfg.validate()
+        check_sizes("Routing", {"num_envs": num_envs, "replicas": cfg.replicas, "queue_slots": cfg.queue_slots,
+                                "window_requests": cfg.window_requests}, memory_bytes, "the batch's arrays")
         check_mixture_config(cfg, "Routing")
         self.config = cfg
         self.scenario = build_scenario(cfg)

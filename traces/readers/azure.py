@@ -4,7 +4,9 @@ Columns TIMESTAMP (wall clock, e.g. '2023-11-16 18:15:46.6805900' or
 '2024-05-10 00:00:00.009930+00:00'), ContextTokens, GeneratedTokens. Timestamps become seconds
 from the first row. A timestamp must begin with its date, YYYY-MM-DD (numpy would read a bare
 number such as 12345 or 1700000000 as a year), and a file gives every timestamp a UTC offset or
-none (a time without one cannot be placed against a time with one). The released 2023 conversation file has no zero GeneratedTokens (minimum 7);
+none (a time without one cannot be placed against a time with one). Times are read to the nanosecond: a
+fractional second with a nonzero digit past the ninth is refused (numpy dropped it), zeros past it are exact.
+The released 2023 conversation file has no zero GeneratedTokens (minimum 7);
 should a file contain some, those rows are kept and flagged in `failed` (a response that produced
 no token is what a failed request looks like in a log with no status column) and the count is
 recorded in the trace's transforms. A zero ContextTokens is an error: a request has a prompt.
@@ -77,7 +79,22 @@ def parse_wallclock(values: list[str], lines: np.ndarray, path: Path, field: str
         i = int(np.flatnonzero(undated)[0])
         raise TraceError(f"{where(path, int(lines[i]), field)}: timestamp {values[i]!r} does not begin with a date "
                          "YYYY-MM-DD (expected e.g. '2023-11-16 18:15:46.6805900'; a bare number would be read as a year)")
+    _check_fraction(arr, values, lines, path, field)
     return ns - offset_ns, zoned
+
+
+def _check_fraction(arr: np.ndarray, values: list[str], lines: np.ndarray, path: Path, field: str) -> None:
+    """TraceError naming the file, line and field of the first time (``arr``: the strings without their UTC
+    offsets) with a nonzero fractional-second digit past the ninth: int64 nanoseconds hold nine, and numpy drops
+    (truncates) the rest, '46.6805900123' read as '46.680590012'. Zeros past the ninth are exact and pass."""
+    s = np.char.rstrip(arr)
+    dot = np.char.rfind(s, ".")
+    digits = np.char.str_len(s) - dot - 1
+    for i in np.flatnonzero((dot >= 0) & (digits > 9)):
+        if str(s[i])[int(dot[i]) + 10:].strip("0"):
+            raise TraceError(f"{where(path, int(lines[i]), field)}: timestamp {values[i]!r} has {int(digits[i])} "
+                             "fractional-second digits; nanoseconds (9) are the finest a time is read to, and the "
+                             "digits past them would be dropped")
 
 
 def read(path: Path, header: list[str]) -> dict[str, object]:
