@@ -16,10 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-CACHE_VERSION = 5  # 2: BurstGPT 0-token rows, dense hash ids, raw file times, Bailian; 3: counts > MAX_TOKENS refused;
+CACHE_VERSION = 6  # 2: BurstGPT 0-token rows, dense hash ids, raw file times, Bailian; 3: counts > MAX_TOKENS refused;
 # 4: a CSV column named twice in the header, a JSON key given twice in one record refused; 5: an Azure TIMESTAMP
 # without a date YYYY-MM-DD (a bare number, read as a year), a file mixing UTC offsets and none, and a CSV number
-# with '_' ('1_0' read as 10) refused
+# with '_' ('1_0' read as 10) refused; 6: an Azure TIMESTAMP with a nonzero digit past the ninth fractional one
+# refused (read truncated to nanoseconds before, and served so from a v5 entry)
 _ENV = "SERVEGYM_CACHE"
 
 
