@@ -41,8 +41,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agents.cli import single_env_arg
 from agents.sweep_report import config_key, markdown, summarize
-from agents.sweep_space import SearchSpace, load_space, parse_space, train_argv
+from agents.sweep_space import SearchSpace, check_values, load_space, parse_space, train_argv
 from agents.training import DEFAULT_ALGO, atomic_write_text, default_timesteps
 
 SPEC_FILE = "sweep_spec.json"
@@ -416,7 +417,8 @@ def main(argv: list[str] | None = None) -> int:
         argv, extra = argv[:i], argv[i + 1:]
     p = argparse.ArgumentParser(prog="python -m agents.sweep", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--env", help="environment id (required unless --resume)")
+    p.add_argument("--env", type=single_env_arg,
+                   help="environment id, short or package name (required unless --resume)")
     p.add_argument("--algo", help="train.py --algo (default: the recipe's, else the env's own)")
     p.add_argument("--recipe", help="'zoo' (the env's zoo recipe) or a recipe JSON (best_recipe.json)")
     p.add_argument("--seeds", default="0", help="training seeds: 0-9, 0,3,5 or 0-2,7 (default 0)")
@@ -467,6 +469,8 @@ def main(argv: list[str] | None = None) -> int:
                 raise ValueError(f"--env {a.env}: unknown; known: {', '.join(envs.VEC_ENVS)}")
             seeds = parse_seeds(a.seeds)
             space = load_space(a.space) if a.space else None
+            if space is not None:  # gamma=2 was an error in every trial, reported after Ray ran them
+                check_values(space, a.env, f"--space {a.space}")
             base = _base_args(a.env, a.recipe, a.algo, extra)
             scoring = SCORING.get(a.env)
             metric = a.metric or (scoring.main_metric if scoring else "return_mean")
