@@ -249,7 +249,10 @@ def export_model(model: Any, out: Path, vecnorm: Any | None = None, opset: int =
             raise OpsetError(f"--opset {opset}: {str(err).splitlines()[0]} (default {OPSET})") from None
     proto = onnx.load(str(out))
     onnx.checker.check_model(proto)
-    set_metadata(proto, {"opset": str(opset), **(metadata or {})})
+    # the action's layout, so that OnnxPolicy checks each MultiDiscrete component's mask (``export`` adds meanings)
+    action = {"space": repr(model.action_space), "segments": score_segments(model.action_space),
+              "mask": "action_mask[b, i] False = illegal; all True = unmasked"}
+    set_metadata(proto, {"opset": str(opset), "action": json.dumps(action), **(metadata or {})})
     onnx.save(proto, str(out))
 
 
@@ -507,8 +510,8 @@ def main(argv: list[str] | None = None) -> int:
             raise cli.UsageError(str(err)) from None
         if a.parity_obs < 1 and not a.no_parity:
             raise cli.UsageError(f"--parity-obs {a.parity_obs}: must be >= 1 (or pass --no-parity)")
-        if a.policy != "zoo":
-            cli.check_policies(a.env, [a.policy], allowed=(".zip",), names=False)
+        if a.policy != "zoo":  # the refusal names zoo too (was 'allowed: an existing .zip file')
+            cli.check_policies(a.env, [a.policy], allowed=(".zip",), names=("zoo",))
         if a.vecnormalize is not None and not a.vecnormalize.is_file():
             raise cli.UsageError(f"--vecnormalize {a.vecnormalize}: no such file")
         kwargs = cli.parse_env_kwargs(a.env_kwargs, a.env)

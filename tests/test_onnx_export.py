@@ -182,6 +182,15 @@ def test_cli_errors_write_nothing(tmp_path, capsys):
         assert not out.exists()
 
 
+def test_a_policy_export_cannot_take_names_zoo_as_allowed(tmp_path, capsys):
+    """Was 'allowed: an existing .zip file', although --policy zoo exports the reference agent."""
+    with pytest.raises(SystemExit) as exit_:
+        X.main(["--env", "Routing", "--policy", "jsq", "--onnx", str(tmp_path / "x.onnx")])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(
+        "--policy 'jsq': not a policy of servegym/Routing-v0; allowed: zoo or an existing .zip file")
+
+
 def test_an_output_name_without_the_onnx_suffix_is_refused(tmp_path, capsys):
     """--onnx x.txt wrote an ONNX model that no --policy reads (policies are told apart by suffix)."""
     for name, got in (("x.txt", "'.txt'"), ("x", "no suffix"), ("x.ONNX", "'.ONNX'")):
@@ -462,3 +471,105 @@ def test_an_onnx_path_that_is_a_folder_or_under_a_file_is_one_line(tmp_path):
         with pytest.raises(ValueError, match=what):
             check_onnx_path(path, "export: out")
     assert check_onnx_path(tmp_path / "new" / "p.onnx", "--onnx") == tmp_path / "new" / "p.onnx"
+
+
+@pytest.fixture(scope="module")
+def toy_onnx(tmp_path_factory) -> dict[str, Path]:
+    """Exports of two toy PPO policies outside servegym (6 features): Discrete(5) and MultiDiscrete([3, 4])."""
+    import warnings
+
+    from stable_baselines3 import PPO
+
+    from agents.obs_version import ObservationVersionUnknown
+
+    out = {}
+    for name, space in (("discrete", gym.spaces.Discrete(5)), ("multi", gym.spaces.MultiDiscrete([3, 4]))):
+        class Toy(gym.Env):
+            observation_space = gym.spaces.Box(-1, 1, (6,), np.float32)
+            action_space = space
+
+            def reset(self, *, seed=None, options=None):
+                super().reset(seed=seed)
+                return self.observation_space.sample(), {}
+
+            def step(self, action):
+                return self.observation_space.sample(), 0.0, False, False, {}
+
+        model = PPO("MlpPolicy", Toy(), n_steps=32, batch_size=32, n_epochs=1, seed=0, device="cpu")
+        path = tmp_path_factory.mktemp(name) / f"{name}.onnx"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ObservationVersionUnknown)
+            X.export_model(model, path)
+        out[name] = path
+    return out
+
+
+@pytest.mark.filterwarnings("ignore::agents.obs_version.ObservationVersionUnknown")
+@pytest.mark.parametrize("name, obs, mask, says", [
+    # each was a silent action: NaN/inf observations and an all-False row gave action 0, a mask of 0.5, 2 or NaN
+    # counted as legal, a complex observation lost its imaginary part, None in an object array became NaN
+    ("discrete", np.array([[0, 0, np.nan, 0, 0, 0]]), None, "obs[0, 2] is nan (as float32): observations must be finite"),
+    ("discrete", np.array([[0, 0, 0, 0, 0, 1e39]]), None, "obs[0, 5] is inf (as float32)"),  # beyond float32
+    ("discrete", np.zeros((1, 6), complex), None, "obs: dtype complex128, expected real numbers (float32)"),
+    ("discrete", np.array([[None] * 6]), None, "obs: dtype object, expected real numbers"),
+    ("discrete", np.array([["a"] * 6]), None, "obs: dtype <U1, expected real numbers"),  # was numpy's own message
+    ("discrete", np.zeros((2, 6)), np.array([[1, 1, 0, 0, 0], [0, 0, 0, 0, 0]], bool),
+     "action_mask row 1: no legal action; a row needs at least one True"),
+    ("discrete", np.zeros((1, 6)), np.full((1, 5), 0.5), "action_mask[0, 0] is np.float64(0.5) (float64): expected "
+                                                         "booleans or 0/1"),
+    ("discrete", np.zeros((1, 6)), np.array([[1, 2, 1, 1, 1]]), "action_mask[0, 1] is np.int64(2)"),
+    ("discrete", np.zeros((1, 6)), np.array([[1, np.nan, 1, 1, 1]]), "action_mask[0, 1] is np.float64(nan)"),
+    ("discrete", np.zeros((1, 6)), np.array([["1"] * 5]), "action_mask[0, 0] is np.str_('1') (<U1)"),
+    ("multi", np.zeros((2, 6)), np.array([[1, 0, 0, 1, 0, 0, 0], [1, 1, 1, 0, 0, 0, 0]], bool),
+     "action_mask row 1: no legal action in action component 1 (columns 3..6); each component needs a True"),
+])
+def test_onnx_policy_refuses_bad_inputs_naming_where(toy_onnx, name, obs, mask, says):
+    p = OnnxPolicy(toy_onnx[name])
+    for call in (p.act, p.run):
+        with pytest.raises(ValueError) as err:
+            call(obs, mask)
+        assert says in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.filterwarnings("ignore::agents.obs_version.ObservationVersionUnknown")
+def test_onnx_policy_takes_0_1_masks_and_empty_batches(toy_onnx):
+    p, m = OnnxPolicy(toy_onnx["discrete"]), OnnxPolicy(toy_onnx["multi"])
+    obs = np.random.default_rng(0).uniform(-1, 1, (50, 6))
+    mask = np.random.default_rng(1).random((50, 5)) < 0.5
+    mask[:, 0] = True
+    np.testing.assert_array_equal(p.act(obs, mask.astype(np.uint8)), p.act(obs, mask))  # 0/1 masks read as booleans
+    np.testing.assert_array_equal(p.act(obs, mask.astype(np.float64)), p.act(obs, mask))
+    # a batch of 0 rows was onnxruntime's Reshape failure (a multi-line [ONNXRuntimeError])
+    for pol, shape in ((p, (0,)), (m, (0, 2))):
+        a, s = pol.run(np.zeros((0, 6)), None)
+        assert a.shape == shape and a.dtype == np.int64 and s.shape == (0, pol.n_scores)
+        assert pol.act(np.zeros((0, 6)), np.zeros((0, pol.n_scores), bool)).shape == shape
+
+
+@pytest.mark.filterwarnings("ignore::agents.obs_version.ObservationVersionUnknown")
+def test_guard_falls_back_on_a_nan_observation(toy_onnx):
+    """A NaN observation was decided by the learned policy (action 0); now it raises inside the guard, whose
+    fallback decides and counts an error."""
+    from agents.policy_base import RandomPolicy
+
+    class Five:
+        action_space = gym.spaces.Discrete(5)
+
+    g = GuardedPolicy(OnnxPolicy(toy_onnx["discrete"]), RandomPolicy(Five(), seed=0), budget_us=1e6)
+    obs = np.zeros((1, 6))
+    obs[0, 3] = np.nan
+    g.act(obs, np.array([[False, False, True, False, False]]))
+    assert g.counters.errors == 1 and g.counters.fallbacks == 1
+
+
+@pytest.mark.parametrize("budget", [float("inf"), float("nan"), 0, -5, "500", True])
+def test_guard_refuses_a_budget_that_is_not_a_finite_positive_number(budget):
+    """inf was int()'s OverflowError, '500' a TypeError from '>', True a budget of 1 us."""
+    from agents.policy_base import RandomPolicy
+
+    class Five:
+        action_space = gym.spaces.Discrete(5)
+
+    with pytest.raises(ValueError, match="budget_us must be a finite number > 0"):
+        GuardedPolicy(RandomPolicy(Five()), RandomPolicy(Five()), budget_us=budget)
+    GuardedPolicy(RandomPolicy(Five()), RandomPolicy(Five()), budget_us=np.float32(250))  # numpy numbers are numbers
