@@ -424,8 +424,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", default="0", help="training seeds: 0-9, 0,3,5 or 0-2,7 (default 0)")
     p.add_argument("--search", choices=("grid", "random", "optuna"), default="grid")
     p.add_argument("--space", type=Path, help="search space, .toml or .json (agents/sweep_space.py)")
-    p.add_argument("--samples", type=int, default=8, help="configurations for random/optuna (default 8)")
-    p.add_argument("--search-seed", type=int, default=0, help="seed of the random/Optuna sampler")
+    p.add_argument("--samples", type=int, default=None,
+                   help="configurations for random/optuna (default 8; a grid has its own count)")
+    p.add_argument("--search-seed", type=int, default=None, help="seed of the random/Optuna sampler (default 0)")
     p.add_argument("--metric", help="held-out metric (default: the env's leaderboard main metric)")
     p.add_argument("--eval-episodes", type=int, default=8)
     p.add_argument("--eval-seed", type=int, default=10_000, help="held-out episodes' seed (all trials)")
@@ -453,10 +454,24 @@ def main(argv: list[str] | None = None) -> int:
                     "choose another directory")
         if not a.env:
             p.error("--env is required")
+        for flag, given in (("--samples", a.samples), ("--search-seed", a.search_seed)):
+            if given is not None and a.search == "grid":  # were ignored without a word
+                p.error(f"{flag} {given}: only with --search random or optuna (a grid plays every combination)")
+        a.samples = 8 if a.samples is None else a.samples
+        a.search_seed = 0 if a.search_seed is None else a.search_seed
         if a.samples < 1 or a.eval_episodes < 1 or a.eval_every < 0 or a.trials_per_cpu <= 0 \
                 or a.max_failures < 0:
             p.error("--samples and --eval-episodes must be >= 1, --eval-every and --max-failures "
                     ">= 0, --trials-per-cpu > 0")
+        # each was an error only after the spec was written (--num-cpus 0: the --out then refused the rerun as
+        # 'a sweep is already there'), in every trial after its training (--eval-seed -1), or numpy's traceback
+        for flag, v in (("--search-seed", a.search_seed), ("--eval-seed", a.eval_seed)):
+            if v < 0:
+                p.error(f"{flag} {v}: must be >= 0 (numpy seeds are non-negative)")
+        if a.num_cpus is not None and a.num_cpus < 1:
+            p.error(f"--num-cpus {a.num_cpus}: must be >= 1")
+        if a.num_cpus is not None and a.address is not None:
+            p.error(f"--num-cpus {a.num_cpus} --address {a.address}: --num-cpus sizes the embedded Ray only")
         if a.asha and not a.eval_every:
             p.error("--asha needs --eval-every STEPS (the held-out reports it decides on)")
         if a.search != "grid" and a.space is None:

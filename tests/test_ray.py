@@ -109,6 +109,27 @@ def test_space_file_values_are_checked_before_any_trial(tmp_path, capsys):
     check_values(ok, "servegym/Routing-v0")  # in range at both bounds, a known key: no error
 
 
+@pytest.mark.parametrize("args, says", [
+    (["--num-cpus", "0"], "--num-cpus 0: must be >= 1"),  # wrote the spec first: the rerun was 'a sweep is already there'
+    (["--eval-seed", "-1"], "--eval-seed -1: must be >= 0"),  # every trial failed after its training
+    (["--search", "random", "--search-seed", "-1"], "--search-seed -1: must be >= 0"),  # numpy's traceback
+    (["--samples", "20"], "--samples 20: only with --search random or optuna"),  # a grid ignored them
+    (["--search-seed", "3"], "--search-seed 3: only with --search random or optuna"),
+    (["--num-cpus", "2", "--address", "auto"], "--num-cpus sizes the embedded Ray only"),
+])
+def test_sweep_options_are_checked_before_anything_is_written(args, says, tmp_path, capsys):
+    space = tmp_path / "space.toml"
+    space.write_text("[learning_rate]\nuniform = [1e-5, 1e-3]\n")
+    out = tmp_path / "out"
+    if "random" in args:
+        args = [*args, "--space", str(space)]
+    with pytest.raises(SystemExit) as exc:
+        sweep.main(["--env", "Routing", *args, "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and says in err[-1], err
+    assert not out.exists()
+
+
 def test_train_argv_merges_with_recipe_arguments():
     base = ["--trace", "t.jsonl", "--env-kwargs", "load=(0.6,0.8)", "window_requests=64", "--timesteps", "9"]
     argv = train_argv({"env.load": 1.1, "learning_rate": 3e-4, "policy_kwargs.net_arch": [64, 64],
