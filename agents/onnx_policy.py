@@ -74,8 +74,16 @@ class OnnxPolicy:
             raise PolicyMismatch(f"{self.path}: exported for {self.env_id}, not {env_id}")
         if env_id is not None:  # metadata naming another environment's observation layout (an edited file)
             obs_version.check_env(self.path, self.observation, env_id)
-        self.n_obs = int(self.session.get_inputs()[0].shape[1])
-        self.n_scores = int(self.session.get_inputs()[1].shape[1])
+        shapes = [i.shape for i in self.session.get_inputs()] + [self.session.get_outputs()[0].shape]
+        if not (len(shapes[0]) == len(shapes[1]) == 2 and len(shapes[2]) in (1, 2)
+                and all(isinstance(s[1], int) and s[1] >= 1 for s in shapes if len(s) == 2)):
+            from agents.policy_base import PolicyFileError  # was int()'s ValueError or an IndexError
+
+            raise PolicyFileError(f"{self.path}: inputs of shapes {shapes[0]}, {shapes[1]} and an action of "
+                                  f"shape {shapes[2]}, expected [batch, n_obs], [batch, n_actions] and [batch] or "
+                                  "[batch, D] with fixed sizes (a model written by agents.export)")
+        self.n_obs = int(shapes[0][1])
+        self.n_scores = int(shapes[1][1])
         if env is not None and tuple(env.observation_space.shape) != (self.n_obs,):
             from agents.policy_base import PolicyMismatch
 

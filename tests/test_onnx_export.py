@@ -573,3 +573,34 @@ def test_guard_refuses_a_budget_that_is_not_a_finite_positive_number(budget):
     with pytest.raises(ValueError, match="budget_us must be a finite number > 0"):
         GuardedPolicy(RandomPolicy(Five()), RandomPolicy(Five()), budget_us=budget)
     GuardedPolicy(RandomPolicy(Five()), RandomPolicy(Five()), budget_us=np.float32(250))  # numpy numbers are numbers
+
+
+def _argmax_model(path: Path, obs_shape: list, mask_shape: list, action_shape: list) -> Path:
+    """A model with agents.export's input and output names (action = argmax of the mask) and the given shapes."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    g = helper.make_graph(
+        [helper.make_node("Cast", ["action_mask"], ["logits"], to=TensorProto.FLOAT),
+         helper.make_node("ArgMax", ["logits"], ["action"], axis=1, keepdims=0)], "g",
+        [helper.make_tensor_value_info("obs", TensorProto.FLOAT, obs_shape),
+         helper.make_tensor_value_info("action_mask", TensorProto.BOOL, mask_shape)],
+        [helper.make_tensor_value_info("action", TensorProto.INT64, action_shape),
+         helper.make_tensor_value_info("logits", TensorProto.FLOAT, mask_shape)])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.mark.filterwarnings("ignore::agents.obs_version.ObservationVersionUnknown")
+@pytest.mark.parametrize("obs_shape", [["batch", "n"], ["n"]])
+def test_onnx_policy_names_a_model_whose_input_shapes_are_not_an_exports(obs_shape, tmp_path):
+    """A symbolic feature count was int()'s ValueError, a rank-1 input an IndexError, neither naming the file."""
+    from agents.policy_base import PolicyFileError
+
+    path = _argmax_model(tmp_path / "m.onnx", obs_shape, ["batch", 4], ["batch"])
+    with pytest.raises(PolicyFileError, match=rf"^{re.escape(str(path))}: inputs of shapes .*expected \[batch, n_obs\]"):
+        OnnxPolicy(path)
+    ok = OnnxPolicy(_argmax_model(tmp_path / "ok.onnx", ["batch", 3], ["batch", 4], ["batch"]))
+    assert ok.act(np.zeros((2, 3)), np.array([[0, 0, 1, 0], [0, 1, 0, 0]], bool)).tolist() == [2, 1]
