@@ -104,11 +104,18 @@ def resolve_source(env_id: str, spec: str) -> Source:
 
 
 def load_vecnormalize(path: Path) -> Any:
-    """SB3 ``VecNormalize`` statistics saved with ``VecNormalize.save`` (a trusted pickle)."""
+    """SB3 ``VecNormalize`` statistics saved with ``VecNormalize.save`` (a trusted pickle). Raises
+    ``ValueError`` (one line naming ``path``) for a file that does not unpickle (it was pickle's
+    traceback), ``TypeError`` for a pickle of something else."""
     from stable_baselines3.common.vec_env import VecNormalize
 
-    with open(path, "rb") as f:
-        vn = pickle.load(f)
+    try:
+        with open(path, "rb") as f:
+            vn = pickle.load(f)
+    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError, TypeError,
+            ValueError, OSError) as err:  # what a file that is no pickle, a truncated one or an unknown class raise
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise ValueError(f"{path}: not readable as VecNormalize statistics ({type(err).__name__}: {first})") from None
     if not isinstance(vn, VecNormalize):
         raise TypeError(f"{path}: expected a pickled stable_baselines3 VecNormalize, got {type(vn).__name__}")
     if vn.norm_obs and not hasattr(vn.obs_rms, "mean"):

@@ -191,6 +191,19 @@ def test_a_policy_export_cannot_take_names_zoo_as_allowed(tmp_path, capsys):
         "--policy 'jsq': not a policy of servegym/Routing-v0; allowed: zoo or an existing .zip file")
 
 
+@pytest.mark.parametrize("content", [b"not a pickle at all", b"\x80\x04\x95", b""])
+def test_a_vecnormalize_file_that_does_not_unpickle_is_one_line(content, tmp_path, capsys):
+    """Was pickle's traceback (UnpicklingError, EOFError) from agents.export --vecnormalize."""
+    vn = tmp_path / "vn.pkl"
+    vn.write_bytes(content)
+    with pytest.raises(SystemExit) as exit_:
+        X.main(["--env", "PrefixEviction", "--policy", "zoo", "--onnx", str(tmp_path / "x.onnx"),
+                "--vecnormalize", str(vn), "--no-parity", "--no-progress"])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and f"{vn}: not readable as VecNormalize statistics (" in lines[-1], lines
+    assert not (tmp_path / "x.onnx").exists()
+
+
 def test_an_output_name_without_the_onnx_suffix_is_refused(tmp_path, capsys):
     """--onnx x.txt wrote an ONNX model that no --policy reads (policies are told apart by suffix)."""
     for name, got in (("x.txt", "'.txt'"), ("x", "no suffix"), ("x.ONNX", "'.ONNX'")):
