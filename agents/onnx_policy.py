@@ -71,6 +71,9 @@ class OnnxPolicy:
         if env_id is not None and self.env_id != env_id:
             from agents.policy_base import PolicyMismatch  # a ValueError the CLIs end in one line
 
+            if self.env_id is None:  # was 'exported for None'
+                raise PolicyMismatch(f"{self.path}: records no env_id in its metadata (not written by "
+                                     f"agents.export), so it cannot be checked against {env_id}")
             raise PolicyMismatch(f"{self.path}: exported for {self.env_id}, not {env_id}")
         if env_id is not None:  # metadata naming another environment's observation layout (an edited file)
             obs_version.check_env(self.path, self.observation, env_id)

@@ -617,3 +617,7 @@ def test_onnx_policy_names_a_model_whose_input_shapes_are_not_an_exports(obs_sha
         OnnxPolicy(path)
     ok = OnnxPolicy(_argmax_model(tmp_path / "ok.onnx", ["batch", 3], ["batch", 4], ["batch"]))
     assert ok.act(np.zeros((2, 3)), np.array([[0, 0, 1, 0], [0, 1, 0, 0]], bool)).tolist() == [2, 1]
+    # was 'exported for None, not servegym/KVAdmission-v0'
+    with pytest.raises(PolicyMismatch, match=r"ok.onnx: records no env_id in its metadata \(not written by "
+                                             r"agents.export\), so it cannot be checked against servegym/KVAdmission"):
+        OnnxPolicy(tmp_path / "ok.onnx", env_id="KVAdmission")
