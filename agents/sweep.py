@@ -444,6 +444,13 @@ def main(argv: list[str] | None = None) -> int:
     out = a.out.resolve()
     spec_path = out / SPEC_FILE
     if a.resume:
+        # the recorded spec decides everything but where Ray runs: options that would change it were ignored
+        given = [f"--{k.replace('_', '-')}" for k, v in vars(a).items()
+                 if k not in ("resume", "out", "address", "num_cpus") and v != p.get_default(k)]
+        if given or extra:
+            p.error(f"--resume continues the sweep as {out / SPEC_FILE} records it; "
+                    f"{', '.join(given + (['-- ' + ' '.join(extra)] if extra else []))} would be ignored (drop them, "
+                    "or start a new sweep in another --out)")
         if not spec_path.exists() or not (out / "tune").exists():
             p.error(f"--resume: no sweep to resume in {out} (no {SPEC_FILE} or tune/)")
         raw = json.loads(spec_path.read_text())

@@ -130,6 +130,19 @@ def test_sweep_options_are_checked_before_anything_is_written(args, says, tmp_pa
     assert not out.exists()
 
 
+@pytest.mark.parametrize("args, named", [
+    (["--env", "Routing"], "--env would be ignored"),
+    (["--seeds", "0-4", "--samples", "3"], "--seeds, --samples would be ignored"),
+    (["--", "--timesteps", "64"], "-- --timesteps 64 would be ignored"),
+])
+def test_resume_refuses_options_it_would_ignore(args, named, tmp_path, capsys):
+    """--resume read everything from the recorded spec and dropped these without a word."""
+    with pytest.raises(SystemExit) as exc:
+        sweep.main(["--resume", "--out", str(tmp_path / "out"), *args])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and "--resume continues the sweep as" in err[-1] and named in err[-1], err
+
+
 def test_train_argv_merges_with_recipe_arguments():
     base = ["--trace", "t.jsonl", "--env-kwargs", "load=(0.6,0.8)", "window_requests=64", "--timesteps", "9"]
     argv = train_argv({"env.load": 1.1, "learning_rate": 3e-4, "policy_kwargs.net_arch": [64, 64],
