@@ -94,3 +94,13 @@ def test_n_envs_not_a_multiple_of_the_families_is_refused_before_any_env_is_buil
             "--no-eval", "--no-progress", "--out", str(tmp_path)]
     with pytest.raises(UsageError, match=r"--n-envs 8: must be a multiple of the 3 families"):
         train._train(train.build_parser().parse_args(argv), None)
+
+
+def test_imitate_kwargs_help_names_every_key_it_takes():
+    """The help listed six keys; beta0 and roll_in were taken too (the refusal of an unknown key named them)."""
+    action = next(x for x in train.build_parser()._actions if "--imitate-kwargs" in x.option_strings)
+    with pytest.raises(ValueError) as err:
+        train.parse_imitate_kwargs(["nope=1"])
+    taken = str(err.value).split("is not one of ")[1].split(", ")
+    assert {"beta0", "roll_in", "target", "epochs"} <= set(taken)
+    assert all(re.search(rf"\b{k}\b", action.help) for k in taken), (taken, action.help)
