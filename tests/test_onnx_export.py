@@ -63,6 +63,20 @@ def test_onnx_policy_imports_without_torch():
 
 
 @pytest.mark.parametrize("env_id", ZOO_IDS)
+def test_loading_and_running_an_export_imports_no_torch(zoo_onnx, env_id):
+    """Loading a file checks its observation version against the environment's kernels module; that imported
+    the environment package's env module and through it SB3 and torch (1.5 s, and torch an engine did not
+    need), although the README said onnxruntime and numpy were all the runtime needed."""
+    path = zoo_onnx[env_id][0]
+    code = ("import sys, numpy as np; from agents.onnx_policy import OnnxPolicy; "
+            f"p = OnnxPolicy({str(path)!r}, env_id={env_id!r}); "
+            "p.act(np.zeros((2, p.n_obs), np.float32), None); "
+            "bad = [m for m in ('torch', 'stable_baselines3') if m in sys.modules]; "
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+@pytest.mark.parametrize("env_id", ZOO_IDS)
 def test_zoo_parity_and_metadata(zoo_onnx, env_id):
     path, parity = zoo_onnx[env_id]
     assert parity.ok and parity.n_obs == 10_000 and parity.mismatches == 0
