@@ -106,11 +106,13 @@ def policy_choices(env_id: str) -> list[str]:
 
 
 def check_policies(env_id: str, specs: list[str], allowed: tuple[str, ...] = (".zip", ".onnx"),
-                   names: bool = True) -> None:
-    """Each of ``specs`` is a policy name of ``env_id`` (with ``names``) or an existing file with
-    one of the ``allowed`` suffixes; else ``UsageError`` naming it and what is allowed. A policy
-    given twice (a file by any path to it) is a ``UsageError`` too: it played twice, two rows of one name."""
-    choices = policy_choices(env_id) if names else []
+                   names: bool | tuple[str, ...] = True) -> None:
+    """Each of ``specs`` is a policy name of ``env_id`` (with ``names``: every one, or the ``names``
+    given, e.g. ``("zoo",)`` where only the learned agent fits) or an existing file with one of the
+    ``allowed`` suffixes; else ``UsageError`` naming it and what is allowed. A policy given twice (a
+    file by any path to it) is a ``UsageError`` too: it played twice, two rows of one name."""
+    every = policy_choices(env_id)
+    choices = every if names is True else [n for n in every if n in names] if names else []
     from agents.policy import ZOO
 
     seen: dict[str, str] = {}
@@ -129,7 +131,7 @@ def check_policies(env_id: str, specs: list[str], allowed: tuple[str, ...] = (".
         if path.suffix in allowed and path.is_file():
             continue
         files = " or ".join(f"an existing {s} file" for s in allowed)
-        named = f"one of {', '.join(choices)}, or " if choices else ""
+        named = f"one of {', '.join(choices)}, or " if len(choices) > 1 else f"{choices[0]} or " if choices else ""
         raise UsageError(f"--policy {spec!r}: not a policy of {env_id}; allowed: {named}{files}")
 
 

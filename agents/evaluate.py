@@ -306,7 +306,8 @@ def build_parser() -> cli.Parser:
     p.add_argument("--capacity", action="store_true",
                    help="also search each policy's effective capacity (highest rate with SLO "
                         "attainment >= --capacity-target; environments with a capacity_knob)")
-    p.add_argument("--capacity-target", type=float, default=0.9)
+    p.add_argument("--capacity-target", type=float, default=None,
+                   help="SLO attainment the --capacity search holds (default 0.9; only with --capacity)")
     return p
 
 
@@ -319,6 +320,11 @@ def main(argv: list[str] | None = None) -> int:
             raise cli.UsageError(f"--episodes {a.episodes}: must be >= 1")
         if a.seed < 0:  # was reported as "--env-kwargs ...: expected non-negative integer"
             raise cli.UsageError(f"--seed {a.seed}: must be >= 0")
+        if a.capacity_target is not None and not a.capacity:  # was ignored without a word
+            raise cli.UsageError(f"--capacity-target {a.capacity_target}: only with --capacity (no capacity "
+                                 "search runs without it)")
+        if a.capacity_target is None:
+            a.capacity_target = 0.9
         if not 0 < a.capacity_target <= 1:
             raise cli.UsageError(f"--capacity-target {a.capacity_target}: must be in (0, 1]")
         kwargs = cli.parse_env_kwargs(a.env_kwargs, a.env)

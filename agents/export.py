@@ -104,11 +104,18 @@ def resolve_source(env_id: str, spec: str) -> Source:
 
 
 def load_vecnormalize(path: Path) -> Any:
-    """SB3 ``VecNormalize`` statistics saved with ``VecNormalize.save`` (a trusted pickle)."""
+    """SB3 ``VecNormalize`` statistics saved with ``VecNormalize.save`` (a trusted pickle). Raises
+    ``ValueError`` (one line naming ``path``) for a file that does not unpickle (it was pickle's
+    traceback), ``TypeError`` for a pickle of something else."""
     from stable_baselines3.common.vec_env import VecNormalize
 
-    with open(path, "rb") as f:
-        vn = pickle.load(f)
+    try:
+        with open(path, "rb") as f:
+            vn = pickle.load(f)
+    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError, TypeError,
+            ValueError, OSError) as err:  # what a file that is no pickle, a truncated one or an unknown class raise
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise ValueError(f"{path}: not readable as VecNormalize statistics ({type(err).__name__}: {first})") from None
     if not isinstance(vn, VecNormalize):
         raise TypeError(f"{path}: expected a pickled stable_baselines3 VecNormalize, got {type(vn).__name__}")
     if vn.norm_obs and not hasattr(vn.obs_rms, "mean"):
@@ -249,7 +256,10 @@ def export_model(model: Any, out: Path, vecnorm: Any | None = None, opset: int =
             raise OpsetError(f"--opset {opset}: {str(err).splitlines()[0]} (default {OPSET})") from None
     proto = onnx.load(str(out))
     onnx.checker.check_model(proto)
-    set_metadata(proto, {"opset": str(opset), **(metadata or {})})
+    # the action's layout, so that OnnxPolicy checks each MultiDiscrete component's mask (``export`` adds meanings)
+    action = {"space": repr(model.action_space), "segments": score_segments(model.action_space),
+              "mask": "action_mask[b, i] False = illegal; all True = unmasked"}
+    set_metadata(proto, {"opset": str(opset), "action": json.dumps(action), **(metadata or {})})
     onnx.save(proto, str(out))
 
 
@@ -507,8 +517,8 @@ def main(argv: list[str] | None = None) -> int:
             raise cli.UsageError(str(err)) from None
         if a.parity_obs < 1 and not a.no_parity:
             raise cli.UsageError(f"--parity-obs {a.parity_obs}: must be >= 1 (or pass --no-parity)")
-        if a.policy != "zoo":
-            cli.check_policies(a.env, [a.policy], allowed=(".zip",), names=False)
+        if a.policy != "zoo":  # the refusal names zoo too (was 'allowed: an existing .zip file')
+            cli.check_policies(a.env, [a.policy], allowed=(".zip",), names=("zoo",))
         if a.vecnormalize is not None and not a.vecnormalize.is_file():
             raise cli.UsageError(f"--vecnormalize {a.vecnormalize}: no such file")
         kwargs = cli.parse_env_kwargs(a.env_kwargs, a.env)

@@ -24,6 +24,8 @@ starve behind back-to-back decisions). The wait relies on the policy releasing t
 
 from __future__ import annotations
 
+import math
+import numbers
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -55,8 +57,10 @@ class GuardedPolicy:
 
     def __init__(self, policy: Policy, fallback: Policy, budget_us: float = COLD_RL_BUDGET_US,
                  hard_deadline: bool = False):
-        if not budget_us > 0:
-            raise ValueError(f"GuardedPolicy: budget_us must be > 0, got {budget_us}")
+        if isinstance(budget_us, bool) or not (isinstance(budget_us, numbers.Real) and math.isfinite(budget_us)
+                                                and budget_us > 0):
+            # inf was int()'s OverflowError; a string was a TypeError from '>'
+            raise ValueError(f"GuardedPolicy: budget_us must be a finite number > 0, got {budget_us!r}")
         self.policy = policy
         self.fallback = fallback
         self.budget_ns = int(budget_us * 1000)

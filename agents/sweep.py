@@ -41,8 +41,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agents.cli import single_env_arg
 from agents.sweep_report import config_key, markdown, summarize
-from agents.sweep_space import SearchSpace, load_space, parse_space, train_argv
+from agents.sweep_space import SearchSpace, check_values, load_space, parse_space, train_argv
 from agents.training import DEFAULT_ALGO, atomic_write_text, default_timesteps
 
 SPEC_FILE = "sweep_spec.json"
@@ -416,14 +417,16 @@ def main(argv: list[str] | None = None) -> int:
         argv, extra = argv[:i], argv[i + 1:]
     p = argparse.ArgumentParser(prog="python -m agents.sweep", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--env", help="environment id (required unless --resume)")
+    p.add_argument("--env", type=single_env_arg,
+                   help="environment id, short or package name (required unless --resume)")
     p.add_argument("--algo", help="train.py --algo (default: the recipe's, else the env's own)")
     p.add_argument("--recipe", help="'zoo' (the env's zoo recipe) or a recipe JSON (best_recipe.json)")
     p.add_argument("--seeds", default="0", help="training seeds: 0-9, 0,3,5 or 0-2,7 (default 0)")
     p.add_argument("--search", choices=("grid", "random", "optuna"), default="grid")
     p.add_argument("--space", type=Path, help="search space, .toml or .json (agents/sweep_space.py)")
-    p.add_argument("--samples", type=int, default=8, help="configurations for random/optuna (default 8)")
-    p.add_argument("--search-seed", type=int, default=0, help="seed of the random/Optuna sampler")
+    p.add_argument("--samples", type=int, default=None,
+                   help="configurations for random/optuna (default 8; a grid has its own count)")
+    p.add_argument("--search-seed", type=int, default=None, help="seed of the random/Optuna sampler (default 0)")
     p.add_argument("--metric", help="held-out metric (default: the env's leaderboard main metric)")
     p.add_argument("--eval-episodes", type=int, default=8)
     p.add_argument("--eval-seed", type=int, default=10_000, help="held-out episodes' seed (all trials)")
@@ -441,6 +444,13 @@ def main(argv: list[str] | None = None) -> int:
     out = a.out.resolve()
     spec_path = out / SPEC_FILE
     if a.resume:
+        # the recorded spec decides everything but where Ray runs: options that would change it were ignored
+        given = [f"--{k.replace('_', '-')}" for k, v in vars(a).items()
+                 if k not in ("resume", "out", "address", "num_cpus") and v != p.get_default(k)]
+        if given or extra:
+            p.error(f"--resume continues the sweep as {out / SPEC_FILE} records it; "
+                    f"{', '.join(given + (['-- ' + ' '.join(extra)] if extra else []))} would be ignored (drop them, "
+                    "or start a new sweep in another --out)")
         if not spec_path.exists() or not (out / "tune").exists():
             p.error(f"--resume: no sweep to resume in {out} (no {SPEC_FILE} or tune/)")
         raw = json.loads(spec_path.read_text())
@@ -451,10 +461,24 @@ def main(argv: list[str] | None = None) -> int:
                     "choose another directory")
         if not a.env:
             p.error("--env is required")
+        for flag, given in (("--samples", a.samples), ("--search-seed", a.search_seed)):
+            if given is not None and a.search == "grid":  # were ignored without a word
+                p.error(f"{flag} {given}: only with --search random or optuna (a grid plays every combination)")
+        a.samples = 8 if a.samples is None else a.samples
+        a.search_seed = 0 if a.search_seed is None else a.search_seed
         if a.samples < 1 or a.eval_episodes < 1 or a.eval_every < 0 or a.trials_per_cpu <= 0 \
                 or a.max_failures < 0:
             p.error("--samples and --eval-episodes must be >= 1, --eval-every and --max-failures "
                     ">= 0, --trials-per-cpu > 0")
+        # each was an error only after the spec was written (--num-cpus 0: the --out then refused the rerun as
+        # 'a sweep is already there'), in every trial after its training (--eval-seed -1), or numpy's traceback
+        for flag, v in (("--search-seed", a.search_seed), ("--eval-seed", a.eval_seed)):
+            if v < 0:
+                p.error(f"{flag} {v}: must be >= 0 (numpy seeds are non-negative)")
+        if a.num_cpus is not None and a.num_cpus < 1:
+            p.error(f"--num-cpus {a.num_cpus}: must be >= 1")
+        if a.num_cpus is not None and a.address is not None:
+            p.error(f"--num-cpus {a.num_cpus} --address {a.address}: --num-cpus sizes the embedded Ray only")
         if a.asha and not a.eval_every:
             p.error("--asha needs --eval-every STEPS (the held-out reports it decides on)")
         if a.search != "grid" and a.space is None:
@@ -467,6 +491,8 @@ def main(argv: list[str] | None = None) -> int:
                 raise ValueError(f"--env {a.env}: unknown; known: {', '.join(envs.VEC_ENVS)}")
             seeds = parse_seeds(a.seeds)
             space = load_space(a.space) if a.space else None
+            if space is not None:  # gamma=2 was an error in every trial, reported after Ray ran them
+                check_values(space, a.env, f"--space {a.space}")
             base = _base_args(a.env, a.recipe, a.algo, extra)
             scoring = SCORING.get(a.env)
             metric = a.metric or (scoring.main_metric if scoring else "return_mean")

@@ -17,6 +17,11 @@ Names without a prefix are keyword arguments of the SB3 algorithm (``train.py --
 ``--search grid`` needs only ``grid``/``choice`` parameters (their cross product);
 ``--search random`` samples ``N`` configurations with a seeded numpy generator (``grid`` counts
 as ``choice``); ``--search optuna`` hands the same domains to Ray Tune's ``OptunaSearch``.
+Before any trial runs, ``check_values`` refuses (one line naming the file, parameter and value) a
+value that ``train.py`` would refuse in every trial drawing it: a hyperparameter out of its range
+(both bounds of a range), an ``env.`` key the environment does not have, a ``train.`` option that is
+not a non-negative integer; a parameter named twice, a non-finite bound or a TOML date is refused
+when the file is read.
 """
 
 from __future__ import annotations
@@ -117,14 +122,20 @@ class SearchSpace:
         return out
 
 
-def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"env": {"load": {"grid": [...]}}}`` (TOML ``[env.load]``) -> ``{"env.load": {...}}``."""
-    out: dict[str, Any] = {}
+def _flatten(data: dict[str, Any], prefix: str = "", where: str = "space",
+             out: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``{"env": {"load": {"grid": [...]}}}`` (TOML ``[env.load]``) -> ``{"env.load": {...}}``.
+    Raises ``ValueError`` for a name given twice (TOML ``["env.load"]`` beside ``[env.load]``): one
+    of them would be dropped."""
+    out = {} if out is None else out
     for key, value in data.items():
         name = f"{prefix}{key}"
         if isinstance(value, dict) and value and not any(k in KINDS for k in value) \
                 and all(isinstance(v, dict) for v in value.values()):
-            out.update(_flatten(value, name + "."))
+            _flatten(value, name + ".", where, out)
+        elif name in out:
+            raise ValueError(f"{where}: parameter {name!r} is given twice (a quoted [\"{name}\"] table and a "
+                             "dotted one name the same parameter); keep one")
         else:
             out[name] = value
     return out
@@ -136,7 +147,7 @@ def parse_space(data: dict[str, Any], where: str = "space") -> SearchSpace:
     if not isinstance(data, dict) or not data:
         raise ValueError(f"{where}: expected a table of parameters, got {data!r}")
     params = []
-    for name, spec in _flatten(data).items():
+    for name, spec in _flatten(data, where=where).items():
         at = f"{where}: parameter {name!r}"
         if not isinstance(spec, dict):
             raise ValueError(f"{at}: expected a table with one of {', '.join(KINDS)}, got {spec!r}")
@@ -150,6 +161,11 @@ def parse_space(data: dict[str, Any], where: str = "space") -> SearchSpace:
             raise ValueError(f"{at}: {kind} must be a non-empty list, got {values!r}")
         if name.startswith("train.") and name[6:] not in TRAIN_OPTIONS:
             raise ValueError(f"{at}: train.* options are {', '.join(TRAIN_OPTIONS)}")
+        try:  # the sweep stores the space as JSON (sweep_spec.json); TOML dates and times are not values
+            json.dumps(values, allow_nan=False)
+        except (TypeError, ValueError):
+            raise ValueError(f"{at}: {kind} values must be finite numbers, strings, booleans, lists or "
+                             f"tables, got {values!r}") from None
         if kind in ("uniform", "loguniform", "randint"):
             ok_type = int if kind == "randint" else (int, float)
             if (len(values) != 2 or not all(isinstance(v, ok_type) and not isinstance(v, bool)
@@ -157,8 +173,38 @@ def parse_space(data: dict[str, Any], where: str = "space") -> SearchSpace:
                 raise ValueError(f"{at}: {kind} needs [low, high] numbers with low < high, got {values!r}")
             if kind == "loguniform" and values[0] <= 0:
                 raise ValueError(f"{at}: loguniform needs low > 0, got {values!r}")
+            if kind == "randint" and not -2**63 <= values[0] < values[1] <= 2**63 - 1:
+                raise ValueError(f"{at}: randint bounds must fit in a 64-bit integer, got {values!r}")
         params.append(Param(name, kind, tuple(values)))
     return SearchSpace(tuple(params))
+
+
+def check_values(space: SearchSpace, env_id: str, where: str = "space") -> None:
+    """Refuse, before any trial runs, a value that ``train.py`` would refuse in every trial that
+    draws it: an SB3 hyperparameter out of its range (``agents.training.hyperparam_problem``: ``gamma``
+    in [0, 1], counts >= 1 ...), an ``env.KEY`` that ``env_id``'s config has no field for, a
+    ``train.*`` option that is not an integer >= 1 (``imitate``, ``timesteps``: >= 0). A range
+    (``uniform``/``loguniform``/``randint``) is checked at both bounds. Raises ``ValueError`` naming
+    ``where``, the parameter and the value."""
+    from agents.training import hyperparam_problem
+    from envs.options import config_fields
+    from traces.checks import is_integer
+
+    keys = [f.name for f in config_fields(env_id)]
+    for p in space.params:
+        at = f"{where}: parameter {p.name!r}"
+        if p.name.startswith("env."):
+            if p.name[4:] not in keys:
+                raise ValueError(f"{at}: {env_id} has no --env-kwargs key {p.name[4:]!r}; valid keys: {', '.join(keys)}")
+            continue  # typed and range-checked by the environment when the trial builds it
+        for v in p.values:
+            if p.name.startswith("train."):
+                low = 1 if p.name == "train.n_envs" else 0
+                problem = None if is_integer(v) and v >= low else f"expected an integer >= {low}"
+            else:
+                problem = hyperparam_problem(p.name, v)
+            if problem:
+                raise ValueError(f"{at}: {v!r}: {problem}")
 
 
 def load_space(path: Path) -> SearchSpace:
@@ -219,4 +265,4 @@ def train_argv(config: dict[str, Any], base: list[str] | tuple[str, ...] = ()) -
             *(["--hyperparams", *hyper.values()] if hyper else [])]
 
 
-__all__ = ["Param", "SearchSpace", "load_space", "parse_space", "train_argv"]
+__all__ = ["Param", "SearchSpace", "check_values", "load_space", "parse_space", "train_argv"]

@@ -93,7 +93,8 @@ def build_parser() -> cli.Parser:
                         "agents/kv_admission_teacher.py)")
     p.add_argument("--imitate-kwargs", nargs="*", default=[], metavar="KEY=VALUE",
                    help="DAgger settings (agents.imitation.imitate): rounds, epochs, batch_size, learning_rate, "
-                        "target, max_grad_norm (a number, or None for no gradient clipping)")
+                        "target, max_grad_norm (a number, or None for no gradient clipping), beta0 (the teacher's "
+                        "share of round 0, in [0, 1]), roll_in ('teacher' or 'first')")
     p.add_argument("--init", type=Path, default=None, metavar="FILE",
                    help="start from the policy weights of this saved model (a train.py final.zip of the same env, "
                         "algorithm and network: e.g. a DAgger run's, so --timesteps fine-tunes it with RL); the "

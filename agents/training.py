@@ -252,7 +252,15 @@ def make_model(algo: str, env_id: str, vec: Any, seed: int, tensorboard_log: str
                          f"{cls.__name__} (it takes {', '.join(sorted(accepted))})")
     # n_steps=0 or 1.5 were tracebacks inside SB3's constructor or learn; gamma=2 trained silently
     check_hyperparams(params)
-    model = cls(policy, vec, seed=seed, verbose=0, tensorboard_log=tensorboard_log, device=device, **params)
+    try:
+        model = cls(policy, vec, seed=seed, verbose=0, tensorboard_log=tensorboard_log, device=device, **params)
+    except (TypeError, ValueError, RuntimeError) as err:
+        if not any(k == "policy_kwargs" or k.startswith("policy_kwargs.") for k in overrides or {}):
+            raise  # not the user's policy arguments: a bug, with its traceback
+        # policy_kwargs.foo=1, activation_fn=1 or policy_kwargs=5 were tracebacks from the policy's constructor
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise ValueError(f"--hyperparams policy_kwargs={params.get('policy_kwargs')!r}: {cls.__name__} cannot "
+                         f"build its policy with them ({type(err).__name__}: {first})") from None
     from agents.masked_policy import MaskedMlpPolicy, portable_policy_class
 
     if type(model.policy) is MaskedMlpPolicy:
@@ -316,7 +324,10 @@ def _range_text(low: float | None, high: float | None, low_in: bool, high_in: bo
 
 def hyperparam_problem(key: str, value: Any) -> str | None:
     """Why ``value`` is not a valid ``key`` (an SB3 keyword argument), or None: the one check of
-    ``COUNT_HYPERPARAMS`` (integers >= 1) and ``HYPERPARAM_RANGES``; other keys are not checked here."""
+    ``COUNT_HYPERPARAMS`` (integers >= 1), ``HYPERPARAM_RANGES`` and the dotted ``policy_kwargs.net_arch``
+    (:func:`net_arch_problem`); other keys are not checked here."""
+    if key == "policy_kwargs.net_arch":
+        return net_arch_problem(value)
     if key in COUNT_HYPERPARAMS:
         if not is_integer(value) or value < 1:
             return "expected an integer >= 1"
@@ -332,13 +343,33 @@ def hyperparam_problem(key: str, value: Any) -> str | None:
     return None
 
 
+def net_arch_problem(net_arch: Any) -> str | None:
+    """Why ``net_arch`` is not an SB3 MLP layout, or None: a list of layer widths (integers >= 1) or a
+    dict ``{"pi": [...], "vf": [...]}`` of two such lists (SB3's ``MlpExtractor``). A width of 0 built a
+    layer of no units: the network's output was its last bias alone, and it trained without an error."""
+    def widths_ok(x: Any) -> bool:
+        return isinstance(x, (list, tuple)) and all(is_integer(w) and w >= 1 for w in x)
+
+    if isinstance(net_arch, dict):
+        if set(net_arch) - {"pi", "vf", "qf"} or not all(widths_ok(v) for v in net_arch.values()):
+            return "expected a dict of 'pi'/'vf' (or 'qf') lists of layer widths, integers >= 1"
+        return None
+    return None if widths_ok(net_arch) else "expected a list of layer widths, integers >= 1 (or {'pi': [...], 'vf': [...]})"
+
+
 def check_hyperparams(params: dict[str, Any]) -> None:
     """``ValueError("--hyperparams KEY=VALUE: expected ...")`` for the first of ``params`` (keyword
-    arguments of an SB3 algorithm) that :func:`hyperparam_problem` refuses."""
+    arguments of an SB3 algorithm) that :func:`hyperparam_problem` refuses, or whose
+    ``policy_kwargs["net_arch"]`` :func:`net_arch_problem` refuses."""
     for key, value in params.items():
         problem = hyperparam_problem(key, value)
         if problem:
             raise ValueError(f"--hyperparams {key}={value!r}: {problem}")
+    kwargs = params.get("policy_kwargs")
+    if isinstance(kwargs, dict) and "net_arch" in kwargs:
+        problem = net_arch_problem(kwargs["net_arch"])
+        if problem:
+            raise ValueError(f"--hyperparams policy_kwargs.net_arch={kwargs['net_arch']!r}: {problem}")
 
 
 def rollout_steps(model: Any) -> tuple[int, str]:

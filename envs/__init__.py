@@ -99,6 +99,27 @@ for _id, _entry in ENVS.items():
         register(id=_id, entry_point=_entry, vector_entry_point=VECTOR_ENVS[_id])
 
 
+def lazy_exports(package: str, exports: dict[str, str]):
+    """A module ``__getattr__`` (PEP 562) for an environment package: ``exports`` maps each public name
+    to the submodule that defines it (``{"KVAdmissionVecEnv": "env"}``), imported on first use, and
+    any submodule name imports that submodule. Importing ``envs.<package>.kernels`` then runs the
+    package's ``__init__`` without its ``env`` module, so reading an observation version
+    (:func:`layout_version`, e.g. for an ONNX file) imports neither SB3 nor torch."""
+    import importlib
+
+    def __getattr__(name: str):
+        if name in exports:
+            return getattr(importlib.import_module(f"{package}.{exports[name]}"), name)
+        try:
+            return importlib.import_module(f"{package}.{name}")
+        except ModuleNotFoundError as err:
+            if err.name != f"{package}.{name}":
+                raise
+            raise AttributeError(f"module {package!r} has no attribute {name!r}") from None
+
+    return __getattr__
+
+
 def _load(entry: str):
     import importlib
 

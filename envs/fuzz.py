@@ -50,6 +50,7 @@ from typing import Any
 import numpy as np
 
 import envs
+from envs.options import env_arg
 from traces.trace import Trace, TraceMeta
 
 CLUSTER_ENVS = ("servegym/KVAdmission-v0", "servegym/Routing-v0")
@@ -386,7 +387,8 @@ def fuzz(env_id: str, steps: int, seed: int, scenario_steps: int, log=print) -> 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m envs.fuzz", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--env", nargs="+", default=list(FUZZ_ENVS), help="environment ids (default: all)")
+    p.add_argument("--env", nargs="+", type=env_arg, default=list(FUZZ_ENVS),
+                   help="environment ids, short or package names (default: all)")
     p.add_argument("--steps", type=int, default=1_000_000, help="env-steps per environment")
     p.add_argument("--scenario-steps", type=int, default=20_000, help="env-steps per random scenario")
     p.add_argument("--seed", type=int, default=0)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -22,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 import envs
-from envs.options import output_file_arg
+from envs.options import env_arg, output_file_arg
 
 
 def rss_bytes() -> int:
@@ -69,13 +70,24 @@ def soak(env_id: str, steps: int, n_envs: int, seed: int, log=print) -> dict:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m envs.soak", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--env", default="servegym/KVAdmission-v0", choices=list(envs.VEC_ENVS))
+    p.add_argument("--env", type=env_arg, default="servegym/KVAdmission-v0",
+                   help="environment id, short or package name (single-agent; default KVAdmission-v0)")
     p.add_argument("--steps", type=int, default=10_000_000)
     p.add_argument("--n-envs", type=int, default=256)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-growth", type=float, default=5.0, help="percent RSS growth that fails the soak")
     p.add_argument("--json", type=output_file_arg)  # checked when parsed, before the run
     a = p.parse_args(argv)
+    if a.env not in envs.VEC_ENVS:
+        p.error(f"--env {a.env}: multi-agent; the soak plays a native VecEnv: {', '.join(envs.VEC_ENVS)}")
+    if a.steps < 100:  # soak() needs a warm-up batch before its first RSS reading
+        p.error(f"--steps {a.steps}: must be >= 100")
+    if a.n_envs < 1:
+        p.error(f"--n-envs {a.n_envs}: must be >= 1")
+    if a.seed < 0:
+        p.error(f"--seed {a.seed}: must be >= 0 (numpy seeds are non-negative)")
+    if not (math.isfinite(a.max_growth) and a.max_growth >= 0):  # growth > nan is never true: nan passed every soak
+        p.error(f"--max-growth {a.max_growth}: must be a finite percentage >= 0")
     r = soak(a.env, a.steps, a.n_envs, a.seed, log=lambda m: print(m, flush=True))
     print(f"{a.env}: {r['env_steps']:,} env-steps, {r['episodes']:,} episodes: RSS {r['rss_start_bytes'] / 2**20:,.1f}"
           f" -> {r['rss_end_bytes'] / 2**20:,.1f} MiB ({r['growth_pct']:+.2f}%)", flush=True)

@@ -260,6 +260,8 @@ def _bad(tmp_path: Path) -> list[tuple[str, list[str], str]]:
         ("agents.evaluate", ["--env", "kv_admission", "--env-kwargs", "capacity_blocks=1.5"], "capacity_blocks must be int | None"),
         ("agents.evaluate", ["--episodes", "0"], "--episodes 0: must be >= 1"),
         ("agents.evaluate", ["--env", "ExpertPlacement", "--capacity"], "no capacity_knob"),
+        # was ignored without a word (no capacity search runs without --capacity)
+        ("agents.evaluate", ["--capacity-target", "0.5"], "--capacity-target 0.5: only with --capacity"),
         ("agents.leaderboard", ["--envs", "Nope", "--out", str(tmp_path / "lb")], "--envs Nope: unknown environment"),
         ("agents.leaderboard", ["--policy", "x.txt", "--out", str(tmp_path / "lb")], "--policy x.txt: expected"),
         ("agents.export", ["--policy", "missing.zip", "--onnx", str(tmp_path / "x.onnx")], "--policy 'missing.zip'"),

@@ -354,3 +354,42 @@ def test_fuzz_cli_names_a_bad_argument_in_one_line(argv, named, capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert named in err[-1] and "Traceback" not in "\n".join(err)
+
+
+def test_fuzz_cli_takes_short_and_package_names(monkeypatch, capsys):
+    """--env takes an id's short or package name as every command does (was: "unknown ['Routing']")."""
+    from envs import fuzz as fuzz_mod
+
+    played = []
+    monkeypatch.setattr(fuzz_mod, "fuzz", lambda env_id, *a, **k: (played.append(env_id) or 0, []))
+    assert fuzz_mod.main(["--env", "Routing", "multi", "--steps", "10"]) == 0
+    assert played == ["servegym/Routing-v0", "servegym/MultiCluster-v0"]
+    with pytest.raises(SystemExit) as exc:
+        fuzz_mod.main(["--env", "Nope"])
+    assert exc.value.code == 2 and "unknown environment 'Nope'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, named", [
+    (["--steps", "10"], "--steps 10: must be >= 100"),
+    (["--steps", "400", "--n-envs", "0"], "--n-envs 0: must be >= 1"),
+    (["--steps", "400", "--seed", "-1"], "--seed -1: must be >= 0"),
+    (["--steps", "400", "--max-growth", "nan"], "--max-growth nan: must be a finite percentage >= 0"),
+    (["--steps", "400", "--max-growth", "-1"], "--max-growth -1.0: must be a finite percentage >= 0"),
+    (["--env", "MultiCluster", "--steps", "400"], "--env servegym/MultiCluster-v0: multi-agent"),
+])
+def test_soak_cli_names_a_bad_argument_in_one_line(argv, named, capsys):
+    """Was a traceback of soak()'s ValueError (--steps, --n-envs); --seed -1 and --max-growth nan ran (nan
+    passed every soak: growth > nan is never true)."""
+    with pytest.raises(SystemExit) as exc:
+        soak.main(["--env", "Routing", *argv])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert named in err[-1] and "Traceback" not in "\n".join(err)
+
+
+def test_soak_cli_takes_a_short_name(monkeypatch, capsys):
+    played = []
+    monkeypatch.setattr(soak, "soak", lambda env_id, *a, **k: played.append(env_id) or {
+        "env_steps": 400, "episodes": 0, "rss_start_bytes": 1, "rss_end_bytes": 1, "growth_pct": 0.0})
+    assert soak.main(["--env", "prefix_eviction", "--steps", "400"]) == 0
+    assert played == ["servegym/PrefixEviction-v0"]

@@ -63,6 +63,20 @@ def test_onnx_policy_imports_without_torch():
 
 
 @pytest.mark.parametrize("env_id", ZOO_IDS)
+def test_loading_and_running_an_export_imports_no_torch(zoo_onnx, env_id):
+    """Loading a file checks its observation version against the environment's kernels module; that imported
+    the environment package's env module and through it SB3 and torch (1.5 s, and torch an engine did not
+    need), although the README said onnxruntime and numpy were all the runtime needed."""
+    path = zoo_onnx[env_id][0]
+    code = ("import sys, numpy as np; from agents.onnx_policy import OnnxPolicy; "
+            f"p = OnnxPolicy({str(path)!r}, env_id={env_id!r}); "
+            "p.act(np.zeros((2, p.n_obs), np.float32), None); "
+            "bad = [m for m in ('torch', 'stable_baselines3') if m in sys.modules]; "
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+@pytest.mark.parametrize("env_id", ZOO_IDS)
 def test_zoo_parity_and_metadata(zoo_onnx, env_id):
     path, parity = zoo_onnx[env_id]
     assert parity.ok and parity.n_obs == 10_000 and parity.mismatches == 0
@@ -180,6 +194,28 @@ def test_cli_errors_write_nothing(tmp_path, capsys):
         errors = [ln for ln in lines if "error:" in ln]
         assert exit_.value.code == 2 and errors == lines[-1:] and says in errors[0], lines
         assert not out.exists()
+
+
+def test_a_policy_export_cannot_take_names_zoo_as_allowed(tmp_path, capsys):
+    """Was 'allowed: an existing .zip file', although --policy zoo exports the reference agent."""
+    with pytest.raises(SystemExit) as exit_:
+        X.main(["--env", "Routing", "--policy", "jsq", "--onnx", str(tmp_path / "x.onnx")])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(
+        "--policy 'jsq': not a policy of servegym/Routing-v0; allowed: zoo or an existing .zip file")
+
+
+@pytest.mark.parametrize("content", [b"not a pickle at all", b"\x80\x04\x95", b""])
+def test_a_vecnormalize_file_that_does_not_unpickle_is_one_line(content, tmp_path, capsys):
+    """Was pickle's traceback (UnpicklingError, EOFError) from agents.export --vecnormalize."""
+    vn = tmp_path / "vn.pkl"
+    vn.write_bytes(content)
+    with pytest.raises(SystemExit) as exit_:
+        X.main(["--env", "PrefixEviction", "--policy", "zoo", "--onnx", str(tmp_path / "x.onnx"),
+                "--vecnormalize", str(vn), "--no-parity", "--no-progress"])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and f"{vn}: not readable as VecNormalize statistics (" in lines[-1], lines
+    assert not (tmp_path / "x.onnx").exists()
 
 
 def test_an_output_name_without_the_onnx_suffix_is_refused(tmp_path, capsys):
@@ -462,3 +498,140 @@ def test_an_onnx_path_that_is_a_folder_or_under_a_file_is_one_line(tmp_path):
         with pytest.raises(ValueError, match=what):
             check_onnx_path(path, "export: out")
     assert check_onnx_path(tmp_path / "new" / "p.onnx", "--onnx") == tmp_path / "new" / "p.onnx"
+
+
+@pytest.fixture(scope="module")
+def toy_onnx(tmp_path_factory) -> dict[str, Path]:
+    """Exports of two toy PPO policies outside servegym (6 features): Discrete(5) and MultiDiscrete([3, 4])."""
+    import warnings
+
+    from stable_baselines3 import PPO
+
+    from agents.obs_version import ObservationVersionUnknown
+
+    out = {}
+    for name, space in (("discrete", gym.spaces.Discrete(5)), ("multi", gym.spaces.MultiDiscrete([3, 4]))):
+        class Toy(gym.Env):
+            observation_space = gym.spaces.Box(-1, 1, (6,), np.float32)
+            action_space = space
+
+            def reset(self, *, seed=None, options=None):
+                super().reset(seed=seed)
+                return self.observation_space.sample(), {}
+
+            def step(self, action):
+                return self.observation_space.sample(), 0.0, False, False, {}
+
+        model = PPO("MlpPolicy", Toy(), n_steps=32, batch_size=32, n_epochs=1, seed=0, device="cpu")
+        path = tmp_path_factory.mktemp(name) / f"{name}.onnx"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ObservationVersionUnknown)
+            X.export_model(model, path)
+        out[name] = path
+    return out
+
+
+@pytest.mark.filterwarnings("ignore::agents.obs_version.ObservationVersionUnknown")
+@pytest.mark.parametrize("name, obs, mask, says", [
+    # each was a silent action: NaN/inf observations and an all-False row gave action 0, a mask of 0.5, 2 or NaN
+    # counted as legal, a complex observation lost its imaginary part, None in an object array became NaN
+    ("discrete", np.array([[0, 0, np.nan, 0, 0, 0]]), None, "obs[0, 2] is nan (as float32): observations must be finite"),
+    ("discrete", np.array([[0, 0, 0, 0, 0, 1e39]]), None, "obs[0, 5] is inf (as float32)"),  # beyond float32
+    ("discrete", np.zeros((1, 6), complex), None, "obs: dtype complex128, expected real numbers (float32)"),
+    ("discrete", np.array([[None] * 6]), None, "obs: dtype object, expected real numbers"),
+    ("discrete", np.array([["a"] * 6]), None, "obs: dtype <U1, expected real numbers"),  # was numpy's own message
+    ("discrete", np.zeros((2, 6)), np.array([[1, 1, 0, 0, 0], [0, 0, 0, 0, 0]], bool),
+     "action_mask row 1: no legal action; a row needs at least one True"),
+    ("discrete", np.zeros((1, 6)), np.full((1, 5), 0.5), "action_mask[0, 0] is np.float64(0.5) (float64): expected "
+                                                         "booleans or 0/1"),
+    ("discrete", np.zeros((1, 6)), np.array([[1, 2, 1, 1, 1]]), "action_mask[0, 1] is np.int64(2)"),
+    ("discrete", np.zeros((1, 6)), np.array([[1, np.nan, 1, 1, 1]]), "action_mask[0, 1] is np.float64(nan)"),
+    ("discrete", np.zeros((1, 6)), np.array([["1"] * 5]), "action_mask[0, 0] is np.str_('1') (<U1)"),
+    ("multi", np.zeros((2, 6)), np.array([[1, 0, 0, 1, 0, 0, 0], [1, 1, 1, 0, 0, 0, 0]], bool),
+     "action_mask row 1: no legal action in action component 1 (columns 3..6); each component needs a True"),
+])
+def test_onnx_policy_refuses_bad_inputs_naming_where(toy_onnx, name, obs, mask, says):
+    p = OnnxPolicy(toy_onnx[name])
+    for call in (p.act, p.run):
+        with pytest.raises(ValueError) as err:
+            call(obs, mask)
+        assert says in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.filterwarnings("ignore::agents.obs_version.ObservationVersionUnknown")
+def test_onnx_policy_takes_0_1_masks_and_empty_batches(toy_onnx):
+    p, m = OnnxPolicy(toy_onnx["discrete"]), OnnxPolicy(toy_onnx["multi"])
+    obs = np.random.default_rng(0).uniform(-1, 1, (50, 6))
+    mask = np.random.default_rng(1).random((50, 5)) < 0.5
+    mask[:, 0] = True
+    np.testing.assert_array_equal(p.act(obs, mask.astype(np.uint8)), p.act(obs, mask))  # 0/1 masks read as booleans
+    np.testing.assert_array_equal(p.act(obs, mask.astype(np.float64)), p.act(obs, mask))
+    # a batch of 0 rows was onnxruntime's Reshape failure (a multi-line [ONNXRuntimeError])
+    for pol, shape in ((p, (0,)), (m, (0, 2))):
+        a, s = pol.run(np.zeros((0, 6)), None)
+        assert a.shape == shape and a.dtype == np.int64 and s.shape == (0, pol.n_scores)
+        assert pol.act(np.zeros((0, 6)), np.zeros((0, pol.n_scores), bool)).shape == shape
+
+
+@pytest.mark.filterwarnings("ignore::agents.obs_version.ObservationVersionUnknown")
+def test_guard_falls_back_on_a_nan_observation(toy_onnx):
+    """A NaN observation was decided by the learned policy (action 0); now it raises inside the guard, whose
+    fallback decides and counts an error."""
+    from agents.policy_base import RandomPolicy
+
+    class Five:
+        action_space = gym.spaces.Discrete(5)
+
+    g = GuardedPolicy(OnnxPolicy(toy_onnx["discrete"]), RandomPolicy(Five(), seed=0), budget_us=1e6)
+    obs = np.zeros((1, 6))
+    obs[0, 3] = np.nan
+    g.act(obs, np.array([[False, False, True, False, False]]))
+    assert g.counters.errors == 1 and g.counters.fallbacks == 1
+
+
+@pytest.mark.parametrize("budget", [float("inf"), float("nan"), 0, -5, "500", True])
+def test_guard_refuses_a_budget_that_is_not_a_finite_positive_number(budget):
+    """inf was int()'s OverflowError, '500' a TypeError from '>', True a budget of 1 us."""
+    from agents.policy_base import RandomPolicy
+
+    class Five:
+        action_space = gym.spaces.Discrete(5)
+
+    with pytest.raises(ValueError, match="budget_us must be a finite number > 0"):
+        GuardedPolicy(RandomPolicy(Five()), RandomPolicy(Five()), budget_us=budget)
+    GuardedPolicy(RandomPolicy(Five()), RandomPolicy(Five()), budget_us=np.float32(250))  # numpy numbers are numbers
+
+
+def _argmax_model(path: Path, obs_shape: list, mask_shape: list, action_shape: list) -> Path:
+    """A model with agents.export's input and output names (action = argmax of the mask) and the given shapes."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    g = helper.make_graph(
+        [helper.make_node("Cast", ["action_mask"], ["logits"], to=TensorProto.FLOAT),
+         helper.make_node("ArgMax", ["logits"], ["action"], axis=1, keepdims=0)], "g",
+        [helper.make_tensor_value_info("obs", TensorProto.FLOAT, obs_shape),
+         helper.make_tensor_value_info("action_mask", TensorProto.BOOL, mask_shape)],
+        [helper.make_tensor_value_info("action", TensorProto.INT64, action_shape),
+         helper.make_tensor_value_info("logits", TensorProto.FLOAT, mask_shape)])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.mark.filterwarnings("ignore::agents.obs_version.ObservationVersionUnknown")
+@pytest.mark.parametrize("obs_shape", [["batch", "n"], ["n"]])
+def test_onnx_policy_names_a_model_whose_input_shapes_are_not_an_exports(obs_shape, tmp_path):
+    """A symbolic feature count was int()'s ValueError, a rank-1 input an IndexError, neither naming the file."""
+    from agents.policy_base import PolicyFileError
+
+    path = _argmax_model(tmp_path / "m.onnx", obs_shape, ["batch", 4], ["batch"])
+    with pytest.raises(PolicyFileError, match=rf"^{re.escape(str(path))}: inputs of shapes .*expected \[batch, n_obs\]"):
+        OnnxPolicy(path)
+    ok = OnnxPolicy(_argmax_model(tmp_path / "ok.onnx", ["batch", 3], ["batch", 4], ["batch"]))
+    assert ok.act(np.zeros((2, 3)), np.array([[0, 0, 1, 0], [0, 1, 0, 0]], bool)).tolist() == [2, 1]
+    # was 'exported for None, not servegym/KVAdmission-v0'
+    with pytest.raises(PolicyMismatch, match=r"ok.onnx: records no env_id in its metadata \(not written by "
+                                             r"agents.export\), so it cannot be checked against servegym/KVAdmission"):
+        OnnxPolicy(tmp_path / "ok.onnx", env_id="KVAdmission")

@@ -77,6 +77,72 @@ def test_space_file_grid_sample_and_errors(tmp_path):
         parse_space({"train.batch": {"grid": [1]}})
 
 
+def test_space_file_values_are_checked_before_any_trial(tmp_path, capsys):
+    """A space whose values train.py refuses is one line before Ray starts (was: the sweep ran, each trial
+    failed with the same error, exit 0); --env takes a short name (was 'unknown'); a name given twice, an
+    infinite range, a TOML date and a randint beyond int64 are refused when the file is read (were: one
+    silently dropped, numpy's OverflowError in sampling, a TypeError when the spec was written as JSON)."""
+    from agents.sweep_space import check_values
+
+    cases = {
+        "gamma.toml": ("[gamma]\ngrid = [0.99, 2.0]\n", "parameter 'gamma': 2.0: expected a number in [0, 1]"),
+        "n.toml": ("[n_steps]\nrandint = [0, 64]\n", "parameter 'n_steps': 0: expected an integer >= 1"),
+        "env.toml": ('["env.nope"]\ngrid = [1]\n', "servegym/Routing-v0 has no --env-kwargs key 'nope'"),
+        "train.toml": ('["train.n_envs"]\ngrid = [0]\n', "parameter 'train.n_envs': 0: expected an integer >= 1"),
+        "inf.toml": ("[learning_rate]\nuniform = [1e-5, inf]\n", "uniform values must be finite numbers"),
+        "date.toml": ("[x]\ngrid = [1979-05-27]\n", "grid values must be finite numbers"),
+        "big.toml": ("[n_steps]\nrandint = [1, 100000000000000000000]\n", "must fit in a 64-bit integer"),
+        "dup.toml": ('["policy_kwargs.net_arch"]\ngrid = [[64]]\n[policy_kwargs.net_arch]\ngrid = [[128]]\n',
+                     "parameter 'policy_kwargs.net_arch' is given twice"),
+    }
+    for name, (text, named) in cases.items():
+        f = tmp_path / name
+        f.write_text(text)
+        out = tmp_path / f"out_{name}"
+        with pytest.raises(SystemExit) as exc:
+            sweep.main(["--env", "Routing", "--space", str(f), "--out", str(out)])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert exc.value.code == 2 and named in err[-1] and str(f) in err[-1], (name, err)
+        assert not out.exists(), name  # nothing written, no Ray started
+    ok = parse_space({"gamma": {"uniform": [0.9, 1.0]}, "env.load": {"grid": [0.9]}, "train.imitate": {"grid": [0]},
+                      "policy_kwargs.net_arch": {"choice": [[64, 64]]}})
+    check_values(ok, "servegym/Routing-v0")  # in range at both bounds, a known key: no error
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--num-cpus", "0"], "--num-cpus 0: must be >= 1"),  # wrote the spec first: the rerun was 'a sweep is already there'
+    (["--eval-seed", "-1"], "--eval-seed -1: must be >= 0"),  # every trial failed after its training
+    (["--search", "random", "--search-seed", "-1"], "--search-seed -1: must be >= 0"),  # numpy's traceback
+    (["--samples", "20"], "--samples 20: only with --search random or optuna"),  # a grid ignored them
+    (["--search-seed", "3"], "--search-seed 3: only with --search random or optuna"),
+    (["--num-cpus", "2", "--address", "auto"], "--num-cpus sizes the embedded Ray only"),
+])
+def test_sweep_options_are_checked_before_anything_is_written(args, says, tmp_path, capsys):
+    space = tmp_path / "space.toml"
+    space.write_text("[learning_rate]\nuniform = [1e-5, 1e-3]\n")
+    out = tmp_path / "out"
+    if "random" in args:
+        args = [*args, "--space", str(space)]
+    with pytest.raises(SystemExit) as exc:
+        sweep.main(["--env", "Routing", *args, "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and says in err[-1], err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("args, named", [
+    (["--env", "Routing"], "--env would be ignored"),
+    (["--seeds", "0-4", "--samples", "3"], "--seeds, --samples would be ignored"),
+    (["--", "--timesteps", "64"], "-- --timesteps 64 would be ignored"),
+])
+def test_resume_refuses_options_it_would_ignore(args, named, tmp_path, capsys):
+    """--resume read everything from the recorded spec and dropped these without a word."""
+    with pytest.raises(SystemExit) as exc:
+        sweep.main(["--resume", "--out", str(tmp_path / "out"), *args])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and "--resume continues the sweep as" in err[-1] and named in err[-1], err
+
+
 def test_train_argv_merges_with_recipe_arguments():
     base = ["--trace", "t.jsonl", "--env-kwargs", "load=(0.6,0.8)", "window_requests=64", "--timesteps", "9"]
     argv = train_argv({"env.load": 1.1, "learning_rate": 3e-4, "policy_kwargs.net_arch": [64, 64],

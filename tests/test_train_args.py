@@ -61,6 +61,28 @@ def test_a_bad_hyperparameter_names_the_option_once(item, line, tmp_path):
     assert str(err.value) == line
 
 
+@pytest.mark.parametrize("items, line", [
+    # trained a network whose hidden layer had no units (its output was the last bias alone), without an error
+    (["policy_kwargs.net_arch=[0]"], "--hyperparams policy_kwargs.net_arch=[0]: expected a list of layer widths, "
+                                     "integers >= 1 (or {'pi': [...], 'vf': [...]})"),
+    (["policy_kwargs={'net_arch': {'pi': [64], 'q': [64]}}"],
+     "--hyperparams policy_kwargs.net_arch={'pi': [64], 'q': [64]}: expected a dict of 'pi'/'vf' (or 'qf') lists of "
+     "layer widths, integers >= 1"),
+    # were torch's or SB3's tracebacks from the policy's constructor
+    (["policy_kwargs.net_arch=['x']"], "--hyperparams policy_kwargs.net_arch=['x']: expected a list of layer widths"),
+    (["policy_kwargs.foo=1"], "--hyperparams policy_kwargs={'net_arch': [64, 64], 'foo': 1}: MaskablePPO cannot "
+                              "build its policy with them (TypeError: "),
+    (["policy_kwargs.activation_fn=1"], "MaskablePPO cannot build its policy with them (TypeError: 'int' object is "
+                                        "not callable)"),
+    (["policy_kwargs=5"], "--hyperparams policy_kwargs=5: MaskablePPO cannot build its policy with them (TypeError: "),
+])
+def test_bad_policy_kwargs_are_one_line(items, line, tmp_path):
+    with pytest.raises(UsageError) as err:
+        train._train(train.build_parser().parse_args(["--timesteps", "128", "--out", str(tmp_path), *SMALL,
+                                                      "--hyperparams", *items]), None)
+    assert line in str(err.value) and "\n" not in str(err.value)
+
+
 def test_n_envs_not_a_multiple_of_the_families_is_refused_before_any_env_is_built(tmp_path, monkeypatch):
     """Autoscale's ``--families all`` (3 families, two of them ServeGen days) used to build and check every
     family's scenario (minutes on a fresh cache) before ``make_family_vec`` refused ``--n-envs 8``."""
@@ -72,3 +94,13 @@ def test_n_envs_not_a_multiple_of_the_families_is_refused_before_any_env_is_buil
             "--no-eval", "--no-progress", "--out", str(tmp_path)]
     with pytest.raises(UsageError, match=r"--n-envs 8: must be a multiple of the 3 families"):
         train._train(train.build_parser().parse_args(argv), None)
+
+
+def test_imitate_kwargs_help_names_every_key_it_takes():
+    """The help listed six keys; beta0 and roll_in were taken too (the refusal of an unknown key named them)."""
+    action = next(x for x in train.build_parser()._actions if "--imitate-kwargs" in x.option_strings)
+    with pytest.raises(ValueError) as err:
+        train.parse_imitate_kwargs(["nope=1"])
+    taken = str(err.value).split("is not one of ")[1].split(", ")
+    assert {"beta0", "roll_in", "target", "epochs"} <= set(taken)
+    assert all(re.search(rf"\b{k}\b", action.help) for k in taken), (taken, action.help)

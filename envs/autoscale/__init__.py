@@ -6,6 +6,9 @@ curves measured once on the full cluster model (``envs.core``); ``full`` the rep
 on the full cluster model; ``bench`` the throughput benchmark.
 """
 
-from envs.autoscale.env import ENV_ID, AutoscaleConfig, AutoscaleEnv, AutoscaleVecEnv
+from envs import lazy_exports
+
+# imported on first use: reading the observation version in kernels needs no SB3/torch (envs.lazy_exports)
+__getattr__ = lazy_exports(__name__, {"ENV_ID": "env", "AutoscaleConfig": "env", "AutoscaleEnv": "env", "AutoscaleVecEnv": "env"})
 
 __all__ = ["ENV_ID", "AutoscaleConfig", "AutoscaleEnv", "AutoscaleVecEnv"]

@@ -6,7 +6,9 @@ algorithms (round-robin, LPT, EPLB) as numba functions; ``kernels`` the masked s
 ``ParallelEnv`` with one agent per GPU; ``bench`` the throughput benchmark.
 """
 
-from envs.expert_placement.env import ENV_ID, ExpertPlacementEnv, ExpertPlacementVecEnv
-from envs.expert_placement.sim import ExpertPlacementConfig
+from envs import lazy_exports
+
+# imported on first use: reading the observation version in kernels needs no SB3/torch (envs.lazy_exports)
+__getattr__ = lazy_exports(__name__, {"ENV_ID": "env", "ExpertPlacementEnv": "env", "ExpertPlacementVecEnv": "env", "ExpertPlacementConfig": "sim"})
 
 __all__ = ["ENV_ID", "ExpertPlacementConfig", "ExpertPlacementEnv", "ExpertPlacementVecEnv"]

@@ -4,6 +4,9 @@
 observation kernels; ``bench`` the throughput benchmark (``python -m envs.bench``).
 """
 
-from envs.kv_admission.env import ENV_ID, KVAdmissionConfig, KVAdmissionEnv, KVAdmissionVecEnv
+from envs import lazy_exports
+
+# imported on first use: reading the observation version in kernels needs no SB3/torch (envs.lazy_exports)
+__getattr__ = lazy_exports(__name__, {"ENV_ID": "env", "KVAdmissionConfig": "env", "KVAdmissionEnv": "env", "KVAdmissionVecEnv": "env"})
 
 __all__ = ["ENV_ID", "KVAdmissionConfig", "KVAdmissionEnv", "KVAdmissionVecEnv"]

@@ -5,6 +5,9 @@ its recency, pinning and candidate orders; ``ttft`` the TTFT replay of a run's h
 cluster model; ``bench`` the throughput benchmark.
 """
 
-from envs.prefix_eviction.env import ENV_ID, PrefixEvictionConfig, PrefixEvictionEnv, PrefixEvictionVecEnv
+from envs import lazy_exports
+
+# imported on first use: reading the observation version in kernels needs no SB3/torch (envs.lazy_exports)
+__getattr__ = lazy_exports(__name__, {"ENV_ID": "env", "PrefixEvictionConfig": "env", "PrefixEvictionEnv": "env", "PrefixEvictionVecEnv": "env"})
 
 __all__ = ["ENV_ID", "PrefixEvictionConfig", "PrefixEvictionEnv", "PrefixEvictionVecEnv"]

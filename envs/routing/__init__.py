@@ -5,6 +5,9 @@ that run the replicas between arrivals and write the router's observation; ``ben
 throughput benchmark.
 """
 
-from envs.routing.env import ENV_ID, RoutingConfig, RoutingEnv, RoutingVecEnv
+from envs import lazy_exports
+
+# imported on first use: reading the observation version in kernels needs no SB3/torch (envs.lazy_exports)
+__getattr__ = lazy_exports(__name__, {"ENV_ID": "env", "RoutingConfig": "env", "RoutingEnv": "env", "RoutingVecEnv": "env"})
 
 __all__ = ["ENV_ID", "RoutingConfig", "RoutingEnv", "RoutingVecEnv"]
