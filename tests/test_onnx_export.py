@@ -264,14 +264,11 @@ def test_an_opset_torch_cannot_write_is_a_usage_error(tmp_path, capsys):
         assert not out.exists()
 
 
-# A toy env outside servegym records no observation version; its warning is expected here.
-@pytest.mark.filterwarnings("ignore::agents.obs_version.ObservationVersionUnknown")
-def test_multidiscrete_export(tmp_path):
-    from stable_baselines3 import PPO
+def _toy_env(action_space: gym.spaces.Space) -> gym.Env:
+    """An env outside servegym: 6 features in [-1, 1], random observations, reward 0, never ending."""
 
     class Toy(gym.Env):
         observation_space = gym.spaces.Box(-1, 1, (6,), np.float32)
-        action_space = gym.spaces.MultiDiscrete([3, 4])
 
         def reset(self, *, seed=None, options=None):
             super().reset(seed=seed)
@@ -280,7 +277,16 @@ def test_multidiscrete_export(tmp_path):
         def step(self, action):
             return self.observation_space.sample(), 0.0, False, False, {}
 
-    model = PPO("MlpPolicy", Toy(), n_steps=32, batch_size=32, n_epochs=1, seed=0, device="cpu")
+    Toy.action_space = action_space
+    return Toy()
+
+
+# A toy env outside servegym records no observation version; its warning is expected here.
+@pytest.mark.filterwarnings("ignore::agents.obs_version.ObservationVersionUnknown")
+def test_multidiscrete_export(tmp_path):
+    from stable_baselines3 import PPO
+
+    model = PPO("MlpPolicy", _toy_env(gym.spaces.MultiDiscrete([3, 4])), n_steps=32, batch_size=32, n_epochs=1, seed=0, device="cpu")
     model.learn(32)
     X.export_model(model, tmp_path / "md.onnx")
     rng = np.random.default_rng(0)
@@ -511,18 +517,7 @@ def toy_onnx(tmp_path_factory) -> dict[str, Path]:
 
     out = {}
     for name, space in (("discrete", gym.spaces.Discrete(5)), ("multi", gym.spaces.MultiDiscrete([3, 4]))):
-        class Toy(gym.Env):
-            observation_space = gym.spaces.Box(-1, 1, (6,), np.float32)
-            action_space = space
-
-            def reset(self, *, seed=None, options=None):
-                super().reset(seed=seed)
-                return self.observation_space.sample(), {}
-
-            def step(self, action):
-                return self.observation_space.sample(), 0.0, False, False, {}
-
-        model = PPO("MlpPolicy", Toy(), n_steps=32, batch_size=32, n_epochs=1, seed=0, device="cpu")
+        model = PPO("MlpPolicy", _toy_env(space), n_steps=32, batch_size=32, n_epochs=1, seed=0, device="cpu")
         path = tmp_path_factory.mktemp(name) / f"{name}.onnx"
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ObservationVersionUnknown)
