@@ -128,3 +128,25 @@ def test_an_installed_copy_that_differs_is_named_and_its_scenario_skipped(tiny, 
     assert not sc.trace_available()[0]
     F.main(["--list"])  # the listing says so too
     assert f"NOT the catalogued file: {good} has SHA-256" in capsys.readouterr().out
+
+
+def test_a_missing_copy_is_refused_even_when_the_file_is_installed(tiny, tmp_path, capsys):
+    """--from a path that is not there was ignored without a word once the file was installed."""
+    src, body = tiny
+    F.fetch("tiny.jsonl", source=src)
+    missing = tmp_path / "nonexistent.jsonl"
+    with pytest.raises(TraceError, match=rf"^traces.fetch: cannot read {missing} \(no such file\)$"):
+        F.fetch("tiny.jsonl", source=missing)
+    assert F.main(["tiny.jsonl", "--from", str(missing)]) == 2
+    assert str(missing) in capsys.readouterr().err
+
+
+def test_list_looks_in_the_directory_given(tiny, tmp_path, capsys):
+    """--list --dir D said where the default places hold each file, not D."""
+    src, body = tiny
+    F.main(["tiny.jsonl", "--from", str(src), "--dir", str(tmp_path / "d")])
+    capsys.readouterr()
+    assert F.main(["--list", "--dir", str(tmp_path / "d")]) == 0
+    assert f"\t{tmp_path / 'd' / 'tiny.jsonl'}\n" in capsys.readouterr().out
+    assert F.main(["--list", "--dir", str(tmp_path / "empty")]) == 0
+    assert "\tnot installed\n" in capsys.readouterr().out

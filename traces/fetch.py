@@ -126,13 +126,16 @@ def _sha256_of(path: str, size: int, mtime_ns: int) -> str:
 def fetch(name: str, dest: Path | None = None, source: str | Path | None = None) -> Path:
     """Install catalogue file ``name`` into ``dest`` (default :func:`cache_dir`) from its pinned URL,
     or from the local copy ``source``; return its path. An already installed file with the right
-    hash is kept. ``TraceError`` (one line, naming the file) for an unknown name, a failed download,
+    hash is kept. ``TraceError`` (one line, naming the file) for an unknown name, a ``source`` that
+    is not a file (also when ``name`` is installed already), a failed download,
     an install directory that cannot be created or written, or a size or SHA-256 other than the
     catalogue's; nothing is written then."""
     cat = catalogue()
     if name not in cat:
         raise TraceError(f"traces.fetch: no public trace {name!r} (have {', '.join(sorted(cat))})")
     entry = cat[name]
+    if source is not None and not Path(source).is_file():  # was ignored when the file was installed already
+        raise TraceError(f"traces.fetch: cannot read {source} (no such file)")
     dest = cache_dir() if dest is None else Path(dest)
     target = dest / name
     if target.exists() and file_sha256(target) == entry.sha256:
@@ -200,7 +203,8 @@ def _remove_empty(dirs: list[Path]) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m traces.fetch", description=__doc__.split("\n\n")[0])
     p.add_argument("names", nargs="*", metavar="NAME", help="catalogue file names (see --list)")
-    p.add_argument("--list", action="store_true", help="print the catalogue and where each file is found")
+    p.add_argument("--list", action="store_true", help="print the catalogue and where each file is found "
+                   "(in --dir when given)")
     p.add_argument("--dir", type=Path, default=None, help="install directory (default: $SERVEGYM_TRACE_DIR "
                    "or ~/.cache/servegym/public_traces)")
     p.add_argument("--from", dest="source", type=Path, default=None,
@@ -213,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if a.list:
             for e in catalogue().values():
-                where = locate(e.name)
+                where = locate(e.name) if a.dir is None else a.dir / e.name
                 wrong = not_the_catalogued(where) if where.exists() else None
                 state = "not installed" if not where.exists() else (f"NOT the catalogued file: {wrong}" if wrong
                                                                      else where)
