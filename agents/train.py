@@ -293,9 +293,11 @@ def _train(a: argparse.Namespace, argv: list[str] | None, callbacks: list | None
         raise cli.UsageError(f"--seed {a.seed}: must be >= 0")
     if a.eval_at is not None and not math.isfinite(a.eval_at):  # inf passed (--env-kwargs refuses it)
         raise cli.UsageError(f"--eval-at {a.eval_at}: must be a finite number")
-    for n in a.snapshots:
+    for i, n in enumerate(a.snapshots):
         if not 1 <= n <= a.timesteps:
             raise cli.UsageError(f"--snapshots {n}: must be in 1..--timesteps ({a.timesteps})")
+        if n in a.snapshots[:i]:  # was accepted, one file written for both
+            raise cli.UsageError(f"--snapshots {n}: given twice")
     kwargs = env_settings(a)
     try:
         hyperparams = parse_hyperparams(a.hyperparams)

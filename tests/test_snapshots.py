@@ -56,6 +56,12 @@ def test_snapshot_beyond_the_run_is_refused(tmp_path):
                                                        "--out", str(tmp_path), *SMALL]), None)
 
 
+def test_a_snapshot_given_twice_is_refused(tmp_path):
+    with pytest.raises(UsageError, match=r"^--snapshots 32: given twice$"):
+        train._train(train.build_parser().parse_args(["--timesteps", "512", "--snapshots", "32", "64", "32",
+                                                       "--out", str(tmp_path), *SMALL]), None)
+
+
 def test_snapshot_eval_refuses_a_run_without_snapshots(tmp_path):
     assert train.main(["--timesteps", "128", "--out", str(tmp_path), *SMALL]) == 0
     with pytest.raises(SystemExit):
