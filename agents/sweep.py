@@ -428,6 +428,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="configurations for random/optuna (default 8; a grid has its own count)")
     p.add_argument("--search-seed", type=int, default=None, help="seed of the random/Optuna sampler (default 0)")
     p.add_argument("--metric", help="held-out metric (default: the env's leaderboard main metric)")
+    p.add_argument("--lower-is-better", action="store_true",
+                   help="--metric: lower values are better (e.g. ttft_p99_s); the main metric has its own direction")
     p.add_argument("--eval-episodes", type=int, default=8)
     p.add_argument("--eval-seed", type=int, default=10_000, help="held-out episodes' seed (all trials)")
     p.add_argument("--eval-every", type=int, default=0, metavar="STEPS",
@@ -495,8 +497,18 @@ def main(argv: list[str] | None = None) -> int:
                 check_values(space, a.env, f"--space {a.space}")
             base = _base_args(a.env, a.recipe, a.algo, extra)
             scoring = SCORING.get(a.env)
-            metric = a.metric or (scoring.main_metric if scoring else "return_mean")
-            mode = "max" if (scoring.higher_is_better if scoring and not a.metric else True) else "min"
+            main_metric = scoring.main_metric if scoring else "return_mean"
+            metric = a.metric or main_metric
+            if a.lower_is_better and not a.metric:
+                raise ValueError("--lower-is-better: only with --metric (the main metric has its own direction)")
+            if metric == main_metric:  # any other --metric was maximized: --metric ttft_p99_s sought the worst tail
+                higher = scoring.higher_is_better if scoring else True
+                if a.lower_is_better and higher:
+                    raise ValueError(f"--metric {metric} --lower-is-better: {metric} is {a.env}'s main metric, "
+                                     "higher is better")
+            else:
+                higher = not a.lower_is_better
+            mode = "max" if higher else "min"
             if space is not None and a.search == "grid":
                 space.grid()  # raises for non-grid parameters
         except ValueError as err:

@@ -130,6 +130,35 @@ def test_sweep_options_are_checked_before_anything_is_written(args, says, tmp_pa
     assert not out.exists()
 
 
+@pytest.mark.parametrize("args, mode", [
+    ([], "max"),  # Routing's main metric, higher is better
+    (["--metric", "ttft_p99_s", "--lower-is-better"], "min"),  # was "max": the sweep sought the worst tail
+    (["--metric", "goodput_rps"], "max"),
+])
+def test_sweep_direction_follows_the_metric(args, mode, tmp_path, monkeypatch):
+    class Stop(Exception):
+        pass
+
+    def capture(spec, **_):
+        raise Stop(spec)
+
+    monkeypatch.setattr(sweep, "run_sweep", capture)
+    with pytest.raises(Stop) as got:
+        sweep.main(["--env", "Routing", *args, "--out", str(tmp_path / "out")])
+    assert got.value.args[0].mode == mode
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--lower-is-better"], "--lower-is-better: only with --metric"),
+    (["--metric", "slo_attainment_bounded", "--lower-is-better"], "is servegym/Routing-v0's main metric"),
+])
+def test_lower_is_better_needs_another_metric(args, says, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        sweep.main(["--env", "Routing", *args, "--out", str(tmp_path / "out")])
+    assert exc.value.code == 2 and says in capsys.readouterr().err.strip().splitlines()[-1]
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("args, named", [
     (["--env", "Routing"], "--env would be ignored"),
     (["--seeds", "0-4", "--samples", "3"], "--seeds, --samples would be ignored"),
