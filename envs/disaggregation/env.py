@@ -153,11 +153,16 @@ def make_params(cfg: DisaggregationConfig, sc: Scenario) -> Params:
     )
 
 
+def observation_size(instances: int) -> int:
+    """Features in one env's observation: ``G`` global ones then ``F`` per instance."""
+    return K.G + instances * K.F
+
+
 def memory_bytes(num_envs: int, instances: int, queue_slots: int) -> int:
     """A lower bound on the bytes a batch of ``num_envs`` takes: its cluster state (``state.allocate_bytes``: slots
     [E, instances, queue_slots]; the requests, known once the windows are built, not counted) and the observation
     ([E, n_obs] float32, and the space's bounds: 10 bytes a feature)."""
-    n_obs = K.G + instances * K.F
+    n_obs = observation_size(instances)
     return S.allocate_bytes(num_envs, instances, queue_slots, 1, top_gaps=1) + (4 * num_envs + 10) * n_obs
 
 
@@ -187,7 +192,7 @@ class DisaggregationVecEnv(NativeVecEnv):
         self.params = make_params(cfg, sc)
         R = cfg.instances
         self.R = R
-        n_obs = K.G + R * K.F
+        n_obs = observation_size(R)
         super().__init__(num_envs, spaces.Box(-np.inf, np.inf, (n_obs,), np.float32),
                          spaces.MultiDiscrete([3] * R + [len(K.RULES)]))
         E = num_envs

@@ -35,6 +35,11 @@ ENV_ID = "servegym/ExpertPlacement-v0"
 ORACLES = ("eplb_clairvoyant", "perfect_balance")
 
 
+def observation_size(candidates: int) -> int:
+    """Features in one env's observation: ``N_GLOBAL`` then ``N_CAND`` per candidate."""
+    return K.N_GLOBAL + candidates * K.N_CAND
+
+
 def memory_bytes(num_envs: int, gpus: int, layers: int, intervals: int, interval_steps: int, tokens_per_gpu: int,
                  candidates: int, experts: int, redundant_slots: int = 0) -> int:
     """A lower bound on the bytes a batch of ``num_envs`` takes (``sim.PlacementSim``, this env): the FFN time
@@ -45,7 +50,7 @@ def memory_bytes(num_envs: int, gpus: int, layers: int, intervals: int, interval
     int64 peaks, a flag), the observation ([n_obs] float32) and the candidates ([candidates] int64); the
     observation space's bounds (10 bytes a feature)."""
     P = max(experts + redundant_slots, gpus)
-    n_obs = K.N_GLOBAL + candidates * K.N_CAND
+    n_obs = observation_size(candidates)
     steps = (intervals + 1) * interval_steps
     per_env = (4 * steps * layers * experts + 16 * layers * P + 32 * layers * experts
                + (intervals + 1) * layers * (2 * P + 16 * interval_steps + 1) + 4 * n_obs + 8 * candidates)
@@ -83,7 +88,7 @@ class ExpertPlacementVecEnv(NativeVecEnv):
         sh = self.sh = self.sim.sh
         self.K = cfg.candidates
         n_actions = K.FIRST_CANDIDATE + self.K
-        n_obs = K.N_GLOBAL + self.K * K.N_CAND
+        n_obs = observation_size(self.K)
         super().__init__(num_envs, spaces.Box(-np.inf, np.inf, (n_obs,), np.float32), spaces.Discrete(n_actions))
         n = num_envs
         self.phase = np.zeros(n, np.int64)

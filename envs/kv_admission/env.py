@@ -231,11 +231,16 @@ def hist_prior(eng: Any, history: traces.Trace, accepted: np.ndarray | None = No
     return hist * (100.0 / hist.sum())
 
 
+def observation_size(candidates: int) -> int:
+    """Features in one env's observation: ``GLOBAL_FEATURES`` then ``CANDIDATE_FEATURES`` per candidate."""
+    return len(K.GLOBAL_FEATURES) + candidates * len(K.CANDIDATE_FEATURES)
+
+
 def memory_bytes(num_envs: int, candidates: int, window_requests: int, queue_slots: int) -> int:
     """A lower bound on the bytes a batch of ``num_envs`` takes: its cluster state (``state.allocate_bytes``: one
     replica of min(queue_slots, window_requests) slots, requests [E, window_requests]) and the observation
     ([E, n_obs] float32, and the space's bounds: 10 bytes a feature)."""
-    n_obs = len(K.GLOBAL_FEATURES) + candidates * len(K.CANDIDATE_FEATURES)
+    n_obs = observation_size(candidates)
     return (S.allocate_bytes(num_envs, 1, min(queue_slots, window_requests), window_requests)
             + (4 * num_envs + 10) * n_obs)
 
@@ -298,7 +303,7 @@ class KVAdmissionVecEnv(NativeVecEnv):
                           None if cfg.rate_scale is not None else cfg.loads(), "KVAdmission",
                           gap_s=min_arrival_gaps(self.scenario.workload.arrival_s))
         self.K = int(cfg.candidates)
-        n_obs = len(K.GLOBAL_FEATURES) + self.K * len(K.CANDIDATE_FEATURES)
+        n_obs = observation_size(self.K)
         obs_space = spaces.Box(-np.inf, np.inf, (n_obs,), np.float32)
         super().__init__(num_envs, obs_space, spaces.Discrete(N_ACTIONS))
         E = num_envs

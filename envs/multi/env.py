@@ -42,7 +42,6 @@ from pettingzoo import ParallelEnv
 
 import hwmodels
 from envs.kv_admission import env as kva
-from envs.kv_admission import kernels as KVK
 from envs.multi import kernels as MK
 from envs.routing import env as rt
 from envs.routing import kernels as RK
@@ -126,8 +125,8 @@ def memory_bytes(num_envs: int, replicas: int, queue_slots: int, window_requests
     [E, replicas, N_REPORTED] float64, each replica's admission observation [E, n_obs(candidates)] float32, and
     both observation spaces' bounds (10 bytes a feature)."""
     E, R, J = num_envs, replicas, n_routers
-    router = RK.G + R * RK.F
-    admission = len(KVK.GLOBAL_FEATURES) + candidates * len(KVK.CANDIDATE_FEATURES)
+    router = rt.observation_size(R)
+    admission = kva.observation_size(candidates)
     return (S.allocate_bytes(E, R, queue_slots, window_requests) + J * E * (4 * router + 8 * R * RK.N_REPORTED)
             + 4 * R * E * admission + 10 * (router + admission))
 
@@ -155,8 +154,8 @@ class MultiCluster:
         self.hist_prior = kva.hist_prior(sc.engine, history)  # the requests the cluster's engine serves
         self.state = S.allocate(E, R, rc.queue_slots, rc.window_requests, sc.cache_entries,
                                 max_window_gaps(sc.workload))
-        self.n_obs = {"router": RK.G + R * RK.F,
-                      "admission": len(KVK.GLOBAL_FEATURES) + K * len(KVK.CANDIDATE_FEATURES),
+        self.n_obs = {"router": rt.observation_size(R),
+                      "admission": kva.observation_size(K),
                       "autoscaler": MK.N_AS}
         self.n_act = {"router": R, "admission": kva.N_ACTIONS, "autoscaler": 2 * cfg.max_step + 1}
         f32 = np.float32

@@ -533,11 +533,16 @@ def allocate(E: int, U: int, C: int, longest: int, ghost: bool) -> State:
     )
 
 
+def observation_size(candidates: int) -> int:
+    """Features in one env's observation: ``N_GLOBAL`` then ``N_CAND`` per candidate."""
+    return K.N_GLOBAL + candidates * K.N_CAND
+
+
 def memory_bytes(num_envs: int, candidates: int) -> int:
     """A lower bound on the bytes the observation arrays of a batch of ``num_envs`` take: observations [E, n_obs]
     float32 and the space's bounds (10 bytes a feature), the candidates [E, K] int64 and their mask (bool); the
     cache state (sized by the trace's blocks, known once it is loaded) not counted."""
-    n_obs = K.N_GLOBAL + candidates * K.N_CAND
+    n_obs = observation_size(candidates)
     return (4 * num_envs + 10) * n_obs + 9 * num_envs * candidates
 
 
@@ -615,7 +620,7 @@ class PrefixEvictionVecEnv(NativeVecEnv):
         if self.part_caps is not None:
             self.caps = tuple(max(c) for c in zip(*self.part_caps))
         self._check_ttft_clock()
-        n_obs = K.N_GLOBAL + self.K * K.N_CAND
+        n_obs = observation_size(self.K)
         super().__init__(num_envs, spaces.Box(-np.inf, np.inf, (n_obs,), np.float32),
                          spaces.Discrete(self.K))
         E = num_envs

@@ -329,11 +329,16 @@ def time_scales(cfg: RoutingConfig, sc: Scenario, windows: np.ndarray, load: flo
     return sc.natural_rate[windows] / (load * cfg.replicas * caps)
 
 
+def observation_size(replicas: int) -> int:
+    """Features in one env's observation: ``G`` global ones then ``F`` per replica."""
+    return K.G + replicas * K.F
+
+
 def memory_bytes(num_envs: int, replicas: int, queue_slots: int, window_requests: int) -> int:
     """A lower bound on the bytes a batch of ``num_envs`` takes: its cluster state (``state.allocate_bytes``: slots
     [E, replicas, queue_slots], requests [E, window_requests]), the TTFT-bound charges [E, window_requests]
     float64 and the observation ([E, n_obs] float32, and the space's bounds: 10 bytes a feature)."""
-    n_obs = K.G + replicas * K.F
+    n_obs = observation_size(replicas)
     return (S.allocate_bytes(num_envs, replicas, queue_slots, window_requests) + 8 * num_envs * window_requests
             + (4 * num_envs + 10) * n_obs)
 
@@ -389,7 +394,7 @@ class RoutingVecEnv(NativeVecEnv):
         check_levels("Routing", cfg, self.scenario)
         R = cfg.replicas
         self.R = R
-        n_obs = K.G + R * K.F
+        n_obs = observation_size(R)
         super().__init__(num_envs, spaces.Box(-np.inf, np.inf, (n_obs,), np.float32), spaces.Discrete(R))
         E = num_envs
         # The hot per-slot fields packed side by side (S.PACKED_SLOT_FIELDS: one request's share a cache
