@@ -141,6 +141,7 @@ SEED_RUNS: dict[str, SeedRun] = {
     # Measured (small, NCPU=2, the loaded 2-core box, 2026-12-01, the 128-env recipe): 615 s, rc 0 (numba
     # 25 s, DAgger 75 s for the 3 seeds at once, leaderboard --quick 511 s). Full on the 16-core host
     # (8 cores): DAgger 85 s for the 3 seeds at once, leaderboard 138 s: run it with a 600 s limit.
+    # Full on the loaded 2-core box (2026-12-04, the short-think recipe): DAgger 133 s, leaderboard 586 s.
     "prefix_eviction": SeedRun(
         "servegym/PrefixEviction-v0", "21", "/tmp/w21pe", "prefix_eviction", "prefix_eviction",
         Small(4096, leaderboard=("--quick",)), pending=True),
