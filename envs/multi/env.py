@@ -223,6 +223,14 @@ class MultiCluster:
             return self.a_mask.transpose(1, 0, 2).copy()
         return self.s_mask[:, None, :].copy()
 
+    def act_with(self, policies: dict[str, Any]) -> None:
+        """Sets each role's actions from its policy (role -> object with ``act(obs [E * n, obs_dim],
+        mask [E * n, n_actions]) -> actions [E * n]``) on the current observations and masks."""
+        for r, pol in policies.items():
+            n = self.n_agents[r]
+            a = pol.act(self.obs(r).reshape(self.num_envs * n, -1), self.masks(r).reshape(self.num_envs * n, -1))
+            self.set_actions(r, np.asarray(a).reshape(self.num_envs, n).astype(np.int64))
+
     def set_actions(self, role: str, actions: np.ndarray) -> None:
         """``actions`` [E, n_agents] of one role (validated)."""
         a = np.asarray(actions)
@@ -434,14 +442,6 @@ class RoleVecEnv(SingleObjectVecEnv):
     def _flat(self, x: np.ndarray) -> np.ndarray:
         return x.reshape(self.num_envs, *x.shape[2:])
 
-    def _play_others(self) -> None:
-        E = self.core.num_envs
-        for r, pol in self.others.items():
-            n = self.core.n_agents[r]
-            obs = self.core.obs(r).reshape(E * n, -1)
-            mask = self.core.masks(r).reshape(E * n, -1)
-            self.core.set_actions(r, np.asarray(pol.act(obs, mask)).reshape(E, n).astype(np.int64))
-
     def seed(self, seed: int | None = None) -> list[int | None]:
         """Cluster e's generator becomes ``default_rng(seed + e)`` (``MultiCluster.seed``)."""
         self.core.seed(seed)
@@ -460,7 +460,7 @@ class RoleVecEnv(SingleObjectVecEnv):
 
     def step_wait(self):
         self.core.set_actions(self.role, self._actions)
-        self._play_others()
+        self.core.act_with(self.others)
         shared = self.core.step()
         if self.reward_kind == "shared":
             rew = np.repeat(shared, self.n)
@@ -551,10 +551,7 @@ def run_team(num_envs: int, policies: dict[str, RolePolicy], seed: int = 0,
     core.reset()
     out: list[dict[str, float] | None] = [None] * num_envs
     while any(m is None for m in out):
-        for r, pol in pols.items():
-            n = core.n_agents[r]
-            a = pol.act(core.obs(r).reshape(num_envs * n, -1), core.masks(r).reshape(num_envs * n, -1))
-            core.set_actions(r, np.asarray(a).reshape(num_envs, n).astype(np.int64))
+        core.act_with(pols)
         core.step()
         d = core.done()
         for e in np.flatnonzero(d):
