@@ -133,9 +133,16 @@ def package_name(env_id: str) -> str:
     return module.split(".")[1]
 
 
+def snake_name(env_id: str) -> str:
+    """``servegym/MultiCluster-v0`` -> ``multi_cluster``: the short name in snake case, as the
+    leaderboard's scenario ids begin (``multi_cluster/...``; the package name for the others)."""
+    return re.sub(r"(?<!^)(?=[A-Z][a-z])", "_", short_name(env_id)).lower()
+
+
 def name_forms(env_id: str) -> tuple[str, ...]:
-    """Every name that resolves to ``env_id``."""
-    return (env_id, env_id.split("/")[-1], short_name(env_id), package_name(env_id))
+    """Every name that resolves to ``env_id``: the id, the id without its namespace, the short
+    name, the package name and the snake-case short name (a scenario id's first part)."""
+    return (env_id, env_id.split("/")[-1], short_name(env_id), package_name(env_id), snake_name(env_id))
 
 
 def resolve_env_id(name: str) -> str:

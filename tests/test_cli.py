@@ -39,6 +39,15 @@ def test_name_forms_of_kv_admission_and_unknown_name():
         options.resolve_env_id("nope")
 
 
+def test_scenario_id_prefix_names_its_environment():
+    """``--envs multi_cluster`` (the first part of the multi-agent cluster's scenario ids) was refused as unknown."""
+    from agents.scenarios import SCENARIOS
+
+    assert options.resolve_env_id("multi_cluster") == "servegym/MultiCluster-v0"
+    for sc in SCENARIOS:
+        assert options.resolve_env_id(sc.id.split("/")[0]) == sc.env_id, sc.id
+
+
 # --- --env-kwargs against the dataclass ----------------------------------------------------
 
 def test_env_kwargs_take_their_type_from_the_annotation():
