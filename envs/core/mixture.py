@@ -244,6 +244,17 @@ def workload_played(parts: tuple[Part, ...] | None, groups: np.ndarray | None, w
     return {**parts[part_index(groups, window)].info(), "window": int(window)}
 
 
+def episode_extras(requests: Any, parts: tuple[Part, ...] | None, groups: np.ndarray | None,
+                   window: int) -> dict[str, Any]:
+    """A replica environment's episode extras: its per-request records (``requests``) and, in a
+    mixture, what the episode played (``workload``: :func:`workload_played`)."""
+    out: dict[str, Any] = {"requests": requests}
+    played = workload_played(parts, groups, window)
+    if played is not None:
+        out["workload"] = played
+    return out
+
+
 @dataclass(frozen=True)
 class Mixture:
     """What every environment's scenario of a workload mixture shares (``build_mixture``)."""

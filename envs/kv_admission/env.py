@@ -55,13 +55,13 @@ from envs.core import state as S
 from envs.core.capacity import CAPACITY_REQUESTS, MAX_STREAM, count_unit, measure_capacity_rps
 from envs.core.engine import EngineSpec
 from envs.core.mixture import (
+    episode_extras as mixture_extras,
     Part,
     WorkloadEntry,
     build_mixture,
     check_mixture_config,
     normalize_workloads,
     part_index,
-    workload_played,
 )
 from envs.core.replica import accepted_at_arrival, accepted_values, longest_accepted_output
 from envs.core.workload import (build_workload, check_clock_span, check_every_level, load_split, max_window_gaps,
@@ -427,11 +427,8 @@ class KVAdmissionVecEnv(NativeVecEnv):
         return int(n), self._after_advance()
 
     def episode_extras(self, e: int) -> dict[str, Any]:
-        out: dict[str, Any] = {"requests": self.request_records(e)}
-        played = workload_played(self.scenario.parts, self.scenario.groups, int(self._state.window[e]))
-        if played is not None:  # a workload mixture: which family, generator seed and window played
-            out["workload"] = played
-        return out
+        return mixture_extras(self.request_records(e), self.scenario.parts, self.scenario.groups,
+                              int(self._state.window[e]))
 
     def feature_names(self) -> list[str]:
         return item_features(K.GLOBAL_FEATURES, K.CANDIDATE_FEATURES, self.K, "cand")
