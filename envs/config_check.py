@@ -206,34 +206,46 @@ def check_count(where: str, name: str, value: int) -> None:
                          f"int32), got {value!r}")
 
 
-def check_sizes(where: str, sizes: dict[str, int], nbytes: Callable[..., int], what: str) -> None:
-    """Refuse integer sizes (``{"num_envs": 4, "replicas": 8, ...}``, each already an integer >= 1) that the
-    environment cannot hold, before anything is built or allocated:
+def check_sizes(where: str, sizes: dict[str, int], nbytes: Callable[..., int], what: str,
+                minimums: dict[str, int] | None = None) -> None:
+    """Refuse integer sizes (``{"num_envs": 4, "replicas": 8, ...}``, each already an integer at least its minimum)
+    that the environment cannot hold, before anything is built or allocated:
 
     - :func:`check_count`'s ``ValueError`` for one over :data:`MAX_COUNT`, the first such in ``sizes``' order;
     - ``ValueError("WHERE: WHAT for NAME=V, ... take N GiB, more than this machine's memory (M GiB): ...")``
       when ``nbytes(**sizes)`` (bytes, a lower bound on what the arrays ``what`` names take: an estimate under
       it never refuses a config that runs) passes :func:`memory_limit_bytes`, with the largest value of each
       size that fits with the others as given (bisection: ``nbytes`` must not decrease as any size grows) where
-      one does: ``..., take 219 GiB, more than this machine's memory (23.5 GiB): replicas at most 1,802,597 or
-      queue_slots at most 24 would fit with the others as given``.
+      one at least the size's minimum does: ``..., take 219 GiB, more than this machine's memory (23.5 GiB):
+      replicas at most 1,802,597 or queue_slots at most 24 would fit with the others as given``; where none
+      does, that no one of them lowered alone fits or, when every size at its minimum is still too large,
+      ``this machine cannot hold even the smallest sizes (NAME=MIN, ...: N GiB)``.
+
+    ``minimums``: the least value each size takes (the environment's own check; 1 for a size not named), so
+    that the error never suggests a value the field refuses (``instances at most 1`` where instances >= 2).
     """
     for name, v in sizes.items():
         check_count(where, name, v)
     sizes = {name: int(v) for name, v in sizes.items()}
+    least = {name: int((minimums or {}).get(name, 1)) for name in sizes}
     need, limit = nbytes(**sizes), memory_limit_bytes()
     if need <= limit:
         return
     fits = []
     for name, v in sizes.items():
-        lo, hi = 0, v  # the largest m in [0, v] whose arrays fit with the other sizes as given (0: none)
+        lo, hi = least[name] - 1, v  # the largest m in [least, v] whose arrays fit with the others (least - 1: none)
         while lo < hi:
             mid = (lo + hi + 1) // 2
             lo, hi = (mid, hi) if nbytes(**{**sizes, name: mid}) <= limit else (lo, mid - 1)
-        if lo:
+        if lo >= least[name]:
             fits.append(f"{name} at most {lo:,}")
     given = ", ".join(f"{name}={v}" for name, v in sizes.items())
-    fix = (f"{' or '.join(fits)} would fit with the others as given" if fits
-           else "no one of them lowered alone fits")
+    if fits:
+        fix = f"{' or '.join(fits)} would fit with the others as given"
+    elif nbytes(**least) > limit:
+        smallest = ", ".join(f"{name}={v}" for name, v in least.items())
+        fix = f"this machine cannot hold even the smallest sizes ({smallest}: {_gib(nbytes(**least))})"
+    else:
+        fix = "no one of them lowered alone fits"
     raise ValueError(f"{where}: {what} for {given} take {_gib(need)}, more than this machine's memory "
                      f"({_gib(limit)}): {fix}")

@@ -577,12 +577,57 @@ def test_check_sizes_names_the_largest_value_of_each_size_that_fits(monkeypatch)
     # a = 3: 777 <= 1000 < 1028 at a = 4; b = 24: 988 <= 1000 < 1028 at b = 25
     assert str(e.value) == ("X: arrays for a=4, b=25 take 9.57e-07 GiB, more than this machine's memory "
                             "(9.31e-07 GiB): a at most 3 or b at most 24 would fit with the others as given")
-    with pytest.raises(ValueError, match=r"no one of them lowered alone fits$"):
+    with pytest.raises(ValueError, match=r"no one of them lowered alone fits$"):  # a = b = 1 would: 800 bytes
+        config_check.check_sizes("X", {"a": 2, "b": 2}, lambda a, b: 400 * (a + b), "arrays")
+    with pytest.raises(ValueError, match=r"this machine cannot hold even the smallest sizes \(a=1, b=1: "):
         config_check.check_sizes("X", {"a": 200, "b": 1}, lambda a, b: 10**4 * b, "arrays")
     with pytest.raises(ValueError, match=r"^X: b must be at most 2,147,483,647 .*got 2147483648$"):
         config_check.check_sizes("X", {"a": 1, "b": 2**31}, nbytes, "arrays")
     monkeypatch.undo()
     assert config_check.memory_limit_bytes() > 2**28  # this machine's memory, read from the OS
+
+
+def test_check_sizes_never_suggests_a_value_under_the_sizes_minimum(monkeypatch):
+    # On a small machine the hint said "a at most 1" for a size whose minimum is 2 (PrefixEviction's candidates,
+    # Disaggregation's instances): a value the field itself refuses. Now only values >= each size's minimum.
+    from envs import config_check
+
+    monkeypatch.setattr(config_check, "memory_limit_bytes", lambda: 1000)
+    nbytes = lambda a, b: 10 * a * b + 7 * a  # noqa: E731
+    with pytest.raises(ValueError) as e:  # a = 3 fits with b = 25 (827 bytes), a >= 4 does not
+        config_check.check_sizes("X", {"a": 5, "b": 25}, nbytes, "arrays", minimums={"a": 4})
+    assert str(e.value).endswith(": b at most 19 would fit with the others as given"), str(e.value)
+    with pytest.raises(ValueError) as e:  # even a = 4, b = 1 (68 bytes x 20 = 1,360 bytes) is too large
+        config_check.check_sizes("X", {"a": 5, "b": 25}, lambda a, b: 20 * (10 * a * b + 7 * a), "arrays",
+                                 minimums={"a": 4})
+    assert str(e.value).endswith(": this machine cannot hold even the smallest sizes (a=4, b=1: 1.27e-06 GiB)"), \
+        str(e.value)
+    # a minimum of 0 (ExpertPlacement's redundant_slots) is offered as such
+    with pytest.raises(ValueError, match=r": b at most 0 would fit with the others as given$"):
+        config_check.check_sizes("X", {"a": 1, "b": 5}, lambda a, b: 950 * a + 100 * b, "arrays", minimums={"b": 0})
+
+
+@pytest.mark.parametrize("env_id,field,least,hint", [
+    ("servegym/PrefixEviction-v0", "candidates", 2,
+     r"this machine cannot hold even the smallest sizes \(num_envs=1, candidates=2: [0-9.e+-]+ GiB\)"),
+    ("servegym/Disaggregation-v0", "instances", 2, r"queue_slots at most [0-9,]+ would fit with the others as given")])
+def test_the_memory_hint_respects_each_environments_minimum(env_id, field, least, hint, monkeypatch):
+    # A machine that holds the arrays with the field at 1 but not at its minimum (the others as given): the hint said
+    # "FIELD at most 1", a value the env itself refuses; now only what the env takes, or that nothing fits.
+    import dataclasses
+
+    from envs import config_check
+
+    given = {**SMALL[env_id], field: 3}
+    vec = envs.make_vec(env_id, 1, seed=0, **given)
+    at_least = _estimate(env_id, 1, dataclasses.replace(vec.config, **{field: least}))
+    vec.close()
+    monkeypatch.setattr(config_check, "memory_limit_bytes", lambda: at_least - 1)
+    with pytest.raises(ValueError) as e:
+        envs.make_vec(env_id, 1, seed=0, **given)
+    said = str(e.value)
+    assert f"{field} at most" not in said, said
+    assert re.search(rf"more than this machine's memory \([0-9.e+-]+ GiB\): {hint}$", said), said
 
 
 def test_allocate_bytes_counts_what_allocate_takes():
