@@ -150,6 +150,7 @@ def make_config(cls: type, config: Any, fields: dict[str, Any], where: str) -> A
     cfg = dataclasses.replace(config if config is not None else cls(), **fields)
     check_types(cfg, where)
     check_episode_fields(cfg, where)
+    check_count_fields(cfg, where)
     return cfg
 
 
@@ -198,12 +199,36 @@ def _gib(n: int) -> str:
     return f"{n / 2**30:.3g} GiB"
 
 
-def check_count(where: str, name: str, value: int) -> None:
-    """``ValueError("WHERE: NAME must be at most 2,147,483,647 (2**31 - 1: the kernels index it with int32), got
-    V")`` for an integer size over :data:`MAX_COUNT`."""
+def check_count(where: str, name: str, value: int, why: str = "the kernels index it with int32") -> None:
+    """``ValueError("WHERE: NAME must be at most 2,147,483,647 (2**31 - 1: WHY), got V")`` for an integer size
+    over :data:`MAX_COUNT`; ``why`` says what holds it in int32 (default: the kernels index it with int32)."""
     if value > MAX_COUNT:
-        raise ValueError(f"{where}: {name} must be at most {MAX_COUNT:,} (2**31 - 1: the kernels index it with "
-                         f"int32), got {value!r}")
+        raise ValueError(f"{where}: {name} must be at most {MAX_COUNT:,} (2**31 - 1: {why}), got {value!r}")
+
+
+# Integer fields bounded by MAX_COUNT wherever a config has them (check_count_fields, from make_config), each with
+# what the kernels hold in int32: a larger value cannot be told from 2**31 - 1 there, and one past int64 (10**30)
+# was numba's "Int value is too large" naming an argument number at the first step, or numpy's OverflowError
+# (gpus_per_node). What is refused below (>= 1, tp dividing gpus_per_node) each environment's own checks say.
+COUNT_FIELDS = {
+    "max_seqs": "a replica's running requests are counted in int32",  # vLLM max_num_seqs
+    "budget": "an iteration's prefill tokens are counted in int32",  # chunked-prefill token budget
+    "hash_blocks": "a prefix chain's blocks are indexed with int32",  # Routing's prefix_key
+    "dispatch_queue": "an instance's queued requests are counted in int32",  # Disaggregation
+    "gpus_per_node": "GPUs are counted in int32, as gpus and instances are",  # Disaggregation, ExpertPlacement
+}
+
+
+def check_count_fields(cfg: Any, where: str) -> None:
+    """:func:`check_count`'s ``ValueError`` naming the field and why for an integer field of :data:`COUNT_FIELDS`
+    over :data:`MAX_COUNT` in the config dataclass ``cfg`` (nested configs included, e.g. ``MultiConfig.routing``);
+    other types are :func:`check_types`' to refuse."""
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            check_count_fields(value, where)
+        elif f.name in COUNT_FIELDS and is_integer(value):
+            check_count(where, f.name, value, COUNT_FIELDS[f.name])
 
 
 def check_sizes(where: str, sizes: dict[str, int], nbytes: Callable[..., int], what: str,

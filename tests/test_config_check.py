@@ -521,6 +521,50 @@ def test_a_huge_size_is_refused_naming_it_before_anything_is_allocated(env_id, f
         _build(env_id, **{field: 2**40})
 
 
+def _count_fields() -> list[tuple[str, str]]:
+    from envs.config_check import COUNT_FIELDS
+
+    return [(env_id, f.name) for env_id in IDS for f in options.config_fields(env_id) if f.name in COUNT_FIELDS]
+
+
+def test_every_bounded_count_field_is_some_environments():
+    from envs.config_check import COUNT_FIELDS
+
+    assert {name for _, name in _count_fields()} == set(COUNT_FIELDS)
+
+
+@pytest.mark.parametrize("env_id,field", _count_fields())
+def test_a_count_field_past_int32_is_refused_naming_it(env_id, field):
+    # 10**30 was accepted and failed at the first step, numba's "Int value is too large" naming an argument
+    # number (max_seqs, budget, hash_blocks, dispatch_queue) or numpy's OverflowError (Disaggregation's
+    # gpus_per_node); 2**40 ran as if it were 2**31 - 1. Now refused when the env is built, naming the field.
+    from envs.config_check import COUNT_FIELDS
+
+    for value in (2**31, 2**62, 10**30):
+        with pytest.raises(ValueError, match=rf"^{_name(env_id)}: {field} must be at most 2,147,483,647 \(2\*\*31 - 1: "
+                                             rf"{re.escape(COUNT_FIELDS[field])}\), got {value}$"):
+            _build(env_id, **{**SMALL.get(env_id, {}), field: value})
+
+
+@pytest.mark.parametrize("env_id,field", [("servegym/Routing-v0", "max_seqs"), ("servegym/Routing-v0", "budget"),
+                                          ("servegym/Routing-v0", "hash_blocks"),
+                                          ("servegym/Disaggregation-v0", "dispatch_queue"),
+                                          ("servegym/Disaggregation-v0", "gpus_per_node"),
+                                          ("servegym/ExpertPlacement-v0", "gpus_per_node")])
+def test_a_count_field_at_its_bound_runs(env_id, field):
+    # the largest value taken plays (as any value above what the episode can reach: a limit that never binds)
+    vec = envs.make_vec(env_id, 1, seed=0, **{**SMALL[env_id], field: 2**31 - 1})
+    vec.reset()
+    vec.action_space.seed(0)
+    for _ in range(3):
+        if hasattr(vec.action_space, "nvec"):
+            action = np.array([vec.action_space.sample()])
+        else:
+            action = np.array([int(np.flatnonzero(m)[0]) for m in vec.action_masks()])
+        vec.step(action)
+    vec.close()
+
+
 def test_autoscale_train_days_stay_below_the_held_out_seeds():
     from envs.autoscale.env import TEST_SEED_OFFSET
 
