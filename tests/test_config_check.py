@@ -565,6 +565,19 @@ def test_a_count_field_at_its_bound_runs(env_id, field):
     vec.close()
 
 
+def test_disaggregation_overflow_tokens_stays_exact_in_float64():
+    # 10**400 was OverflowError "int too large to convert to float" naming nothing; 2**53 + 1 was rounded to 2**53
+    for value in (2**53 + 1, 10**30, 10**400):
+        with pytest.raises(ValueError, match=rf"^Disaggregation: overflow_tokens must be at most 9,007,199,254,740,992 "
+                                             rf"\(2\*\*53: the prefill backlog it is compared with is counted in "
+                                             rf"float64, exact for integers up to 2\*\*53\), got {value}$"):
+            envs.make_vec("servegym/Disaggregation-v0", 1, seed=0, **{**SMALL["servegym/Disaggregation-v0"],
+                                                                      "overflow_tokens": value})
+    vec = envs.make_vec("servegym/Disaggregation-v0", 1, seed=0, **{**SMALL["servegym/Disaggregation-v0"],
+                                                                    "overflow_tokens": 2**53})
+    assert vec.params.overflow_tokens == 2.0**53
+
+
 def test_autoscale_train_days_stay_below_the_held_out_seeds():
     from envs.autoscale.env import TEST_SEED_OFFSET
 
