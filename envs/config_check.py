@@ -6,7 +6,8 @@ Every environment builds its config with :func:`make_config` (``XVecEnv(n, confi
 CLI refuse the same values with the field named: ``load=float("inf")``, ``window_requests='64'``,
 ``replicas=2.5``, ``prefix_caching=1``. The load knobs (``load``, ``slo_penalty``, ``rate_scale``,
 ``ttft_load``) get their one range check here too (:func:`check_load_field`), so a bad load reads the same
-in every environment and on the command line; what other values must be beyond their type (``split in
+in every environment and on the command line, and the counts the kernels hold in int32 (``max_seqs``, ``budget``
+...: :data:`COUNT_FIELDS`) their one upper bound; what other values must be beyond their type (``split in
 {train, test, all}``, ``replicas >= 1``) each environment's own checks say.
 """
 
