@@ -25,7 +25,7 @@ import envs
 from agents import cli, team, units
 from agents.policy import heuristic_names, make_policy
 from agents.policy_base import PolicyMismatch
-from agents.rollout import run_episodes
+from agents.rollout import RETURN_METRIC, run_episodes
 from agents.scenarios import held_out_windows, windows_note
 from envs import options
 from envs.config_check import SPLITS
@@ -62,10 +62,7 @@ def evaluate(
     no new samples (issue 21; not an error: a stochastic policy may replay a window on purpose).
     Raises ``RepeatedSweepValue`` for a sweep that lists a value twice.
     """
-    kwargs = dict(env_kwargs or {})
-    kwargs.setdefault("split", split)
-    kwargs["window_order"] = "sequential"
-    kwargs["trace"] = trace
+    kwargs = _eval_kwargs(trace, env_kwargs, split)
     multi = options.is_multi_agent(env_id)
     if multi:  # policies are teams (agents.team)
         knob, values = team.sweep(kwargs)
@@ -138,6 +135,41 @@ def evaluate(
     if slo is not None:
         report["slo"] = slo
     return report
+
+
+def _eval_kwargs(trace: Any, env_kwargs: dict[str, Any] | None, split: str) -> dict[str, Any]:
+    """The config fields every env of an evaluation is built with: ``env_kwargs``, ``split`` unless they set it,
+    sequential windows and ``trace``."""
+    kwargs = dict(env_kwargs or {})
+    kwargs.setdefault("split", split)
+    kwargs["window_order"] = "sequential"
+    kwargs["trace"] = trace
+    return kwargs
+
+
+def metric_names(env_id: str, trace: Any = "default", env_kwargs: dict[str, Any] | None = None, seed: int = 0,
+                 split: str = "test", play: bool = False) -> list[str]:
+    """The metric names (sorted) that :func:`evaluate` reports for the single-agent environment ``env_id`` with
+    these arguments: each result's ``metrics`` keys (``--capacity``'s ``effective_capacity_rps`` aside).
+
+    ``play=False``: read from one env built as :func:`evaluate` builds its probe, just reset, no episode played
+    (its ``episode_metrics`` keys and ``agents.rollout.RETURN_METRIC``, less the swept knob), in well under a
+    second once the scenario is built: the names every episode reports. A name that an episode reports only once
+    something happened in it is missing then (``block_hit_ratio`` after a prefix-cache lookup, in KVAdmission-v0
+    and Disaggregation-v0); ``play=True`` runs :func:`evaluate` itself (``random``, one episode at every sweep
+    value) and returns what it reports. Raises what building the env raises for a bad config (``ValueError``
+    naming the field).
+    """
+    if play:
+        report = evaluate(env_id, ["random"], trace, 1, seed, env_kwargs, split, progress=False)
+        return sorted(report["results"][0]["metrics"])
+    probe = envs.make_vec(env_id, 1, seed=seed, **_eval_kwargs(trace, env_kwargs, split))
+    try:
+        knob, _ = probe.sweep()
+        probe.reset()
+        return sorted((set(probe.episode_metrics(0)) | {RETURN_METRIC}) - {knob})
+    finally:
+        probe.close()
 
 
 SPLIT_PART = {"test": "held-out", "train": "training", "all": "whole-trace"}  # windows_note's words per split

@@ -10,6 +10,9 @@ import numpy as np
 
 from agents.policy import Policy
 
+# The metric each episode's figures gain here (beside the environment's ``episode_metrics``): its return.
+RETURN_METRIC = "return_mean"
+
 
 def run_episodes(
     vec: Any, policy: Policy, extras: list[dict[str, Any]] | None = None
@@ -30,7 +33,7 @@ def run_episodes(
         for e in np.flatnonzero(dones):
             if results[e] is None:
                 m = dict(infos[e]["metrics"])
-                m["return_mean"] = infos[e]["episode"]["r"]
+                m[RETURN_METRIC] = infos[e]["episode"]["r"]
                 results[e] = m
                 if extras is not None:
                     extras.append({"env": int(e), **{k: infos[e][k] for k in ("requests", "series")

@@ -127,11 +127,35 @@ def held_out(spec: SweepSpec, argv: list[str], checkpoint: Path) -> tuple[float,
                       kwargs, "test", progress=False)
     metrics = report["results"][0]["metrics"]
     if spec.metric not in metrics:
-        raise KeyError(f"--metric {spec.metric}: not among the evaluation's metrics ({', '.join(sorted(metrics))})")
+        raise KeyError(unknown_metric(spec.metric, metrics))
     knob = report["sweep"]["key"]
     per = report["results"][0].get(f"by_{knob}", {})
     by = {"key": knob, "values": {k: float(m[spec.metric]) for k, m in per.items()}} if per else {}
     return float(metrics[spec.metric]), by
+
+
+def unknown_metric(metric: str, names: Any) -> str:
+    """The one line for a ``--metric`` that the held-out evaluation does not report (``names``: what it reports)."""
+    return f"--metric {metric}: not among the evaluation's metrics ({', '.join(sorted(names))})"
+
+
+def check_metric(env_id: str, base_args: list[str], metric: str, seed: int) -> None:
+    """``ValueError(unknown_metric(...))`` unless the held-out evaluation of a trial trained with ``base_args``
+    (:func:`held_out`: its trace and env kwargs, the test split, ``seed``) reports ``metric``, checked before Ray
+    starts (it was a ``KeyError`` in every trial, each after its training): the names every episode reports
+    (``agents.evaluate.metric_names``, no episode played) or, for a name not among them, what one held-out episode
+    per sweep value reports (a name only some episodes report, such as ``block_hit_ratio``, is accepted if it does;
+    one line on stderr says the episodes are played)."""
+    from agents.evaluate import metric_names
+
+    trace, kwargs = trial_settings([*base_args, "--env", env_id])  # a trial's arguments, no searched ones
+    if metric in metric_names(env_id, trace, kwargs, seed, "test"):
+        return
+    print(f"--metric {metric}: not among the metrics every episode of {env_id} reports; playing one held-out "
+          "episode per sweep value to see whether one reports it", file=sys.stderr, flush=True)
+    names = metric_names(env_id, trace, kwargs, seed, "test", play=True)
+    if metric not in names:
+        raise ValueError(unknown_metric(metric, names))
 
 
 def _heldout_callback(spec: SweepSpec, argv: list[str], trial_dir: Path) -> Any:
@@ -508,6 +532,8 @@ def main(argv: list[str] | None = None) -> int:
                                      "higher is better")
             else:
                 higher = not a.lower_is_better
+            if a.metric:  # each trial's evaluation refused an unknown one, after its training
+                check_metric(a.env, base, metric, a.eval_seed)
             mode = "max" if higher else "min"
             if space is not None and a.search == "grid":
                 space.grid()  # raises for non-grid parameters

@@ -135,7 +135,15 @@ def make_parallel(env_id: str, **kwargs):
 
 
 def make_vec(env_id: str, num_envs: int, seed: int | None = None, **kwargs):
-    """The native batched env of ``env_id`` (an SB3 VecEnv); ``KeyError`` for an unknown id."""
-    if env_id not in VEC_ENVS:
-        raise KeyError(f"unknown environment {env_id!r}; known: {', '.join(VEC_ENVS)}")
-    return _load(VEC_ENVS[env_id])(num_envs, seed=seed, **kwargs)
+    """The native batched env (an SB3 VecEnv) of ``env_id``: any name the command lines' ``--env`` takes, the full
+    id, the id without the namespace, the short or the package name, case-insensitively (``servegym/KVAdmission-v0``,
+    ``KVAdmission``, ``kv_admission``; ``envs.options.resolve_env_id``). Raises ``envs.options.UnknownEnvironment``
+    (a ``KeyError`` and a ``ValueError``) with ``--env``'s one-line message for an unknown name, and for a
+    multi-agent environment (``envs.make_parallel`` builds those); what the constructor raises for a bad config."""
+    from envs.options import UnknownEnvironment, resolve_env_id
+
+    resolved = resolve_env_id(env_id)
+    if resolved not in VEC_ENVS:
+        raise UnknownEnvironment(f"{env_id!r} is the multi-agent environment {resolved}: envs.make_parallel builds "
+                                 f"it; envs.make_vec builds {', '.join(VEC_ENVS)}")
+    return _load(VEC_ENVS[resolved])(num_envs, seed=seed, **kwargs)

@@ -6,7 +6,8 @@ Every environment builds its config with :func:`make_config` (``XVecEnv(n, confi
 CLI refuse the same values with the field named: ``load=float("inf")``, ``window_requests='64'``,
 ``replicas=2.5``, ``prefix_caching=1``. The load knobs (``load``, ``slo_penalty``, ``rate_scale``,
 ``ttft_load``) get their one range check here too (:func:`check_load_field`), so a bad load reads the same
-in every environment and on the command line; what other values must be beyond their type (``split in
+in every environment and on the command line, and the counts the kernels hold in int32 (``max_seqs``, ``budget``
+...: :data:`COUNT_FIELDS`) their one upper bound; what other values must be beyond their type (``split in
 {train, test, all}``, ``replicas >= 1``) each environment's own checks say.
 """
 
@@ -150,6 +151,7 @@ def make_config(cls: type, config: Any, fields: dict[str, Any], where: str) -> A
     cfg = dataclasses.replace(config if config is not None else cls(), **fields)
     check_types(cfg, where)
     check_episode_fields(cfg, where)
+    check_count_fields(cfg, where)
     return cfg
 
 
@@ -198,42 +200,78 @@ def _gib(n: int) -> str:
     return f"{n / 2**30:.3g} GiB"
 
 
-def check_count(where: str, name: str, value: int) -> None:
-    """``ValueError("WHERE: NAME must be at most 2,147,483,647 (2**31 - 1: the kernels index it with int32), got
-    V")`` for an integer size over :data:`MAX_COUNT`."""
+def check_count(where: str, name: str, value: int, why: str = "the kernels index it with int32") -> None:
+    """``ValueError("WHERE: NAME must be at most 2,147,483,647 (2**31 - 1: WHY), got V")`` for an integer size
+    over :data:`MAX_COUNT`; ``why`` says what holds it in int32 (default: the kernels index it with int32)."""
     if value > MAX_COUNT:
-        raise ValueError(f"{where}: {name} must be at most {MAX_COUNT:,} (2**31 - 1: the kernels index it with "
-                         f"int32), got {value!r}")
+        raise ValueError(f"{where}: {name} must be at most {MAX_COUNT:,} (2**31 - 1: {why}), got {value!r}")
 
 
-def check_sizes(where: str, sizes: dict[str, int], nbytes: Callable[..., int], what: str) -> None:
-    """Refuse integer sizes (``{"num_envs": 4, "replicas": 8, ...}``, each already an integer >= 1) that the
-    environment cannot hold, before anything is built or allocated:
+# Integer fields bounded by MAX_COUNT wherever a config has them (check_count_fields, from make_config), each with
+# what the kernels hold in int32: a larger value cannot be told from 2**31 - 1 there, and one past int64 (10**30)
+# was numba's "Int value is too large" naming an argument number at the first step, or numpy's OverflowError
+# (gpus_per_node). What is refused below (>= 1, tp dividing gpus_per_node) each environment's own checks say.
+COUNT_FIELDS = {
+    "max_seqs": "a replica's running requests are counted in int32",  # vLLM max_num_seqs
+    "budget": "an iteration's prefill tokens are counted in int32",  # chunked-prefill token budget
+    "hash_blocks": "a prefix chain's blocks are indexed with int32",  # Routing's prefix_key
+    "dispatch_queue": "an instance's queued requests are counted in int32",  # Disaggregation
+    "gpus_per_node": "GPUs are counted in int32, as gpus and instances are",  # Disaggregation, ExpertPlacement
+}
+
+
+def check_count_fields(cfg: Any, where: str) -> None:
+    """:func:`check_count`'s ``ValueError`` naming the field and why for an integer field of :data:`COUNT_FIELDS`
+    over :data:`MAX_COUNT` in the config dataclass ``cfg`` (nested configs included, e.g. ``MultiConfig.routing``);
+    other types are :func:`check_types`' to refuse."""
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            check_count_fields(value, where)
+        elif f.name in COUNT_FIELDS and is_integer(value):
+            check_count(where, f.name, value, COUNT_FIELDS[f.name])
+
+
+def check_sizes(where: str, sizes: dict[str, int], nbytes: Callable[..., int], what: str,
+                minimums: dict[str, int] | None = None) -> None:
+    """Refuse integer sizes (``{"num_envs": 4, "replicas": 8, ...}``, each already an integer at least its minimum)
+    that the environment cannot hold, before anything is built or allocated:
 
     - :func:`check_count`'s ``ValueError`` for one over :data:`MAX_COUNT`, the first such in ``sizes``' order;
     - ``ValueError("WHERE: WHAT for NAME=V, ... take N GiB, more than this machine's memory (M GiB): ...")``
       when ``nbytes(**sizes)`` (bytes, a lower bound on what the arrays ``what`` names take: an estimate under
       it never refuses a config that runs) passes :func:`memory_limit_bytes`, with the largest value of each
       size that fits with the others as given (bisection: ``nbytes`` must not decrease as any size grows) where
-      one does: ``..., take 219 GiB, more than this machine's memory (23.5 GiB): replicas at most 1,802,597 or
-      queue_slots at most 24 would fit with the others as given``.
+      one at least the size's minimum does: ``..., take 219 GiB, more than this machine's memory (23.5 GiB):
+      replicas at most 1,802,597 or queue_slots at most 24 would fit with the others as given``; where none
+      does, that no one of them lowered alone fits or, when every size at its minimum is still too large,
+      ``this machine cannot hold even the smallest sizes (NAME=MIN, ...: N GiB)``.
+
+    ``minimums``: the least value each size takes (the environment's own check; 1 for a size not named), so
+    that the error never suggests a value the field refuses (``instances at most 1`` where instances >= 2).
     """
     for name, v in sizes.items():
         check_count(where, name, v)
     sizes = {name: int(v) for name, v in sizes.items()}
+    least = {name: int((minimums or {}).get(name, 1)) for name in sizes}
     need, limit = nbytes(**sizes), memory_limit_bytes()
     if need <= limit:
         return
     fits = []
     for name, v in sizes.items():
-        lo, hi = 0, v  # the largest m in [0, v] whose arrays fit with the other sizes as given (0: none)
+        lo, hi = least[name] - 1, v  # the largest m in [least, v] whose arrays fit with the others (least - 1: none)
         while lo < hi:
             mid = (lo + hi + 1) // 2
             lo, hi = (mid, hi) if nbytes(**{**sizes, name: mid}) <= limit else (lo, mid - 1)
-        if lo:
+        if lo >= least[name]:
             fits.append(f"{name} at most {lo:,}")
     given = ", ".join(f"{name}={v}" for name, v in sizes.items())
-    fix = (f"{' or '.join(fits)} would fit with the others as given" if fits
-           else "no one of them lowered alone fits")
+    if fits:
+        fix = f"{' or '.join(fits)} would fit with the others as given"
+    elif nbytes(**least) > limit:
+        smallest = ", ".join(f"{name}={v}" for name, v in least.items())
+        fix = f"this machine cannot hold even the smallest sizes ({smallest}: {_gib(nbytes(**least))})"
+    else:
+        fix = "no one of them lowered alone fits"
     raise ValueError(f"{where}: {what} for {given} take {_gib(need)}, more than this machine's memory "
                      f"({_gib(limit)}): {fix}")

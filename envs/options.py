@@ -145,17 +145,27 @@ def name_forms(env_id: str) -> tuple[str, ...]:
     return (env_id, env_id.split("/")[-1], short_name(env_id), package_name(env_id), snake_name(env_id))
 
 
+class UnknownEnvironment(ValueError, KeyError):
+    """A name that denotes no environment (or none of the kind asked for): a ``ValueError`` for the command line's
+    checks, a ``KeyError`` as ``envs.make_vec`` raised for an unknown id, printed as its one-line message (a plain
+    ``KeyError`` prints the repr of its argument)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 def resolve_env_id(name: str) -> str:
     """The registered id that ``name`` denotes (any of ``name_forms``, case-insensitive).
 
-    Raises ``ValueError("unknown environment ...; known: ...")`` listing the short names.
+    Raises :class:`UnknownEnvironment` (a ``ValueError``) ``"unknown environment ...; known: ..."`` listing the
+    short names.
     """
     wanted = str(name).strip().lower()
     for env_id in env_ids():
         if wanted in (f.lower() for f in name_forms(env_id)):
             return env_id
     known = ", ".join(f"{short_name(e)} ({e}, {package_name(e)})" for e in env_ids())
-    raise ValueError(f"unknown environment {name!r}; known: {known}")
+    raise UnknownEnvironment(f"unknown environment {name!r}; known: {known}")
 
 
 def env_arg(name: str) -> str:

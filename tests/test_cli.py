@@ -48,6 +48,35 @@ def test_scenario_id_prefix_names_its_environment():
         assert options.resolve_env_id(sc.id.split("/")[0]) == sc.env_id, sc.id
 
 
+@pytest.mark.parametrize("env_id", options.single_agent_ids())
+def test_make_vec_takes_every_name_form_the_clis_take(env_id):
+    # envs.make_vec (README's Python API) took the exact id only: envs.make_vec("KVAdmission", 1) was a KeyError
+    # while --env KVAdmission ran. Now the same resolver, each form the same environment.
+    import envs
+    from test_env_contract import SMALL
+
+    short = options.short_name(env_id)
+    for form in (env_id, env_id.split("/")[-1], short, options.package_name(env_id), short.lower()):
+        vec = envs.make_vec(form, 1, seed=0, **SMALL[env_id])
+        assert type(vec) is options.vec_class(env_id), form
+        vec.close()
+
+
+def test_make_vec_refuses_what_the_clis_refuse_in_one_line():
+    import envs
+
+    with pytest.raises(ValueError) as from_cli:
+        options.resolve_env_id("nope")
+    with pytest.raises(KeyError) as from_api:  # still the KeyError it raised for an unknown id
+        envs.make_vec("nope", 1)
+    assert str(from_api.value) == str(from_cli.value)
+    assert str(from_api.value).startswith("unknown environment 'nope'; known: KVAdmission") \
+        and "\n" not in str(from_api.value)
+    with pytest.raises(ValueError, match=r"^'MultiCluster' is the multi-agent environment servegym/MultiCluster-v0: "
+                                         r"envs.make_parallel builds it; envs.make_vec builds servegym/KVAdmission-v0"):
+        envs.make_vec("MultiCluster", 1)
+
+
 # --- --env-kwargs against the dataclass ----------------------------------------------------
 
 def test_env_kwargs_take_their_type_from_the_annotation():

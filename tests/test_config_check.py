@@ -521,6 +521,63 @@ def test_a_huge_size_is_refused_naming_it_before_anything_is_allocated(env_id, f
         _build(env_id, **{field: 2**40})
 
 
+def _count_fields() -> list[tuple[str, str]]:
+    from envs.config_check import COUNT_FIELDS
+
+    return [(env_id, f.name) for env_id in IDS for f in options.config_fields(env_id) if f.name in COUNT_FIELDS]
+
+
+def test_every_bounded_count_field_is_some_environments():
+    from envs.config_check import COUNT_FIELDS
+
+    assert {name for _, name in _count_fields()} == set(COUNT_FIELDS)
+
+
+@pytest.mark.parametrize("env_id,field", _count_fields())
+def test_a_count_field_past_int32_is_refused_naming_it(env_id, field):
+    # 10**30 was accepted and failed at the first step, numba's "Int value is too large" naming an argument
+    # number (max_seqs, budget, hash_blocks, dispatch_queue) or numpy's OverflowError (Disaggregation's
+    # gpus_per_node); 2**40 ran as if it were 2**31 - 1. Now refused when the env is built, naming the field.
+    from envs.config_check import COUNT_FIELDS
+
+    for value in (2**31, 2**62, 10**30):
+        with pytest.raises(ValueError, match=rf"^{_name(env_id)}: {field} must be at most 2,147,483,647 \(2\*\*31 - 1: "
+                                             rf"{re.escape(COUNT_FIELDS[field])}\), got {value}$"):
+            _build(env_id, **{**SMALL.get(env_id, {}), field: value})
+
+
+@pytest.mark.parametrize("env_id,field", [("servegym/Routing-v0", "max_seqs"), ("servegym/Routing-v0", "budget"),
+                                          ("servegym/Routing-v0", "hash_blocks"),
+                                          ("servegym/Disaggregation-v0", "dispatch_queue"),
+                                          ("servegym/Disaggregation-v0", "gpus_per_node"),
+                                          ("servegym/ExpertPlacement-v0", "gpus_per_node")])
+def test_a_count_field_at_its_bound_runs(env_id, field):
+    # the largest value taken plays (as any value above what the episode can reach: a limit that never binds)
+    vec = envs.make_vec(env_id, 1, seed=0, **{**SMALL[env_id], field: 2**31 - 1})
+    vec.reset()
+    vec.action_space.seed(0)
+    for _ in range(3):
+        if hasattr(vec.action_space, "nvec"):
+            action = np.array([vec.action_space.sample()])
+        else:
+            action = np.array([int(np.flatnonzero(m)[0]) for m in vec.action_masks()])
+        vec.step(action)
+    vec.close()
+
+
+def test_disaggregation_overflow_tokens_stays_exact_in_float64():
+    # 10**400 was OverflowError "int too large to convert to float" naming nothing; 2**53 + 1 was rounded to 2**53
+    for value in (2**53 + 1, 10**30, 10**400):
+        with pytest.raises(ValueError, match=rf"^Disaggregation: overflow_tokens must be at most 9,007,199,254,740,992 "
+                                             rf"\(2\*\*53: the prefill backlog it is compared with is counted in "
+                                             rf"float64, exact for integers up to 2\*\*53\), got {value}$"):
+            envs.make_vec("servegym/Disaggregation-v0", 1, seed=0, **{**SMALL["servegym/Disaggregation-v0"],
+                                                                      "overflow_tokens": value})
+    vec = envs.make_vec("servegym/Disaggregation-v0", 1, seed=0, **{**SMALL["servegym/Disaggregation-v0"],
+                                                                    "overflow_tokens": 2**53})
+    assert vec.params.overflow_tokens == 2.0**53
+
+
 def test_autoscale_train_days_stay_below_the_held_out_seeds():
     from envs.autoscale.env import TEST_SEED_OFFSET
 
@@ -577,12 +634,57 @@ def test_check_sizes_names_the_largest_value_of_each_size_that_fits(monkeypatch)
     # a = 3: 777 <= 1000 < 1028 at a = 4; b = 24: 988 <= 1000 < 1028 at b = 25
     assert str(e.value) == ("X: arrays for a=4, b=25 take 9.57e-07 GiB, more than this machine's memory "
                             "(9.31e-07 GiB): a at most 3 or b at most 24 would fit with the others as given")
-    with pytest.raises(ValueError, match=r"no one of them lowered alone fits$"):
+    with pytest.raises(ValueError, match=r"no one of them lowered alone fits$"):  # a = b = 1 would: 800 bytes
+        config_check.check_sizes("X", {"a": 2, "b": 2}, lambda a, b: 400 * (a + b), "arrays")
+    with pytest.raises(ValueError, match=r"this machine cannot hold even the smallest sizes \(a=1, b=1: "):
         config_check.check_sizes("X", {"a": 200, "b": 1}, lambda a, b: 10**4 * b, "arrays")
     with pytest.raises(ValueError, match=r"^X: b must be at most 2,147,483,647 .*got 2147483648$"):
         config_check.check_sizes("X", {"a": 1, "b": 2**31}, nbytes, "arrays")
     monkeypatch.undo()
     assert config_check.memory_limit_bytes() > 2**28  # this machine's memory, read from the OS
+
+
+def test_check_sizes_never_suggests_a_value_under_the_sizes_minimum(monkeypatch):
+    # On a small machine the hint said "a at most 1" for a size whose minimum is 2 (PrefixEviction's candidates,
+    # Disaggregation's instances): a value the field itself refuses. Now only values >= each size's minimum.
+    from envs import config_check
+
+    monkeypatch.setattr(config_check, "memory_limit_bytes", lambda: 1000)
+    nbytes = lambda a, b: 10 * a * b + 7 * a  # noqa: E731
+    with pytest.raises(ValueError) as e:  # a = 3 fits with b = 25 (827 bytes), a >= 4 does not
+        config_check.check_sizes("X", {"a": 5, "b": 25}, nbytes, "arrays", minimums={"a": 4})
+    assert str(e.value).endswith(": b at most 19 would fit with the others as given"), str(e.value)
+    with pytest.raises(ValueError) as e:  # even a = 4, b = 1 (68 bytes x 20 = 1,360 bytes) is too large
+        config_check.check_sizes("X", {"a": 5, "b": 25}, lambda a, b: 20 * (10 * a * b + 7 * a), "arrays",
+                                 minimums={"a": 4})
+    assert str(e.value).endswith(": this machine cannot hold even the smallest sizes (a=4, b=1: 1.27e-06 GiB)"), \
+        str(e.value)
+    # a minimum of 0 (ExpertPlacement's redundant_slots) is offered as such
+    with pytest.raises(ValueError, match=r": b at most 0 would fit with the others as given$"):
+        config_check.check_sizes("X", {"a": 1, "b": 5}, lambda a, b: 950 * a + 100 * b, "arrays", minimums={"b": 0})
+
+
+@pytest.mark.parametrize("env_id,field,least,hint", [
+    ("servegym/PrefixEviction-v0", "candidates", 2,
+     r"this machine cannot hold even the smallest sizes \(num_envs=1, candidates=2: [0-9.e+-]+ GiB\)"),
+    ("servegym/Disaggregation-v0", "instances", 2, r"queue_slots at most [0-9,]+ would fit with the others as given")])
+def test_the_memory_hint_respects_each_environments_minimum(env_id, field, least, hint, monkeypatch):
+    # A machine that holds the arrays with the field at 1 but not at its minimum (the others as given): the hint said
+    # "FIELD at most 1", a value the env itself refuses; now only what the env takes, or that nothing fits.
+    import dataclasses
+
+    from envs import config_check
+
+    given = {**SMALL[env_id], field: 3}
+    vec = envs.make_vec(env_id, 1, seed=0, **given)
+    at_least = _estimate(env_id, 1, dataclasses.replace(vec.config, **{field: least}))
+    vec.close()
+    monkeypatch.setattr(config_check, "memory_limit_bytes", lambda: at_least - 1)
+    with pytest.raises(ValueError) as e:
+        envs.make_vec(env_id, 1, seed=0, **given)
+    said = str(e.value)
+    assert f"{field} at most" not in said, said
+    assert re.search(rf"more than this machine's memory \([0-9.e+-]+ GiB\): {hint}$", said), said
 
 
 def test_allocate_bytes_counts_what_allocate_takes():

@@ -174,3 +174,15 @@ def test_a_sweep_listing_a_value_twice_is_refused_by_evaluate_and_before_trainin
                     "--slo-tiers", "mlperf_interactive:1.1,1.1", "--env-kwargs", "window_requests=64"])
     assert exc.value.code == 2 and "lists 1.1 twice" in capsys.readouterr().err
     assert not (tmp_path / "final.zip").exists()  # refused before training
+
+
+@pytest.mark.parametrize("env_id", SINGLE)
+def test_metric_names_read_without_playing_are_what_evaluate_reports(env_id):
+    # agents.sweep checks --metric against these before Ray starts (it was a KeyError in every trial): the names a
+    # freshly reset env gives must be those the evaluation reports after its episodes, and the played ones too.
+    kw = dict(SMALL[env_id])
+    trace = kw.pop("trace", "default")
+    report = ev.evaluate(env_id, ["random"], trace, 1, 0, kw, "all", progress=False)
+    reported = sorted(report["results"][0]["metrics"])
+    assert ev.metric_names(env_id, trace, kw, 0, "all") == reported
+    assert ev.metric_names(env_id, trace, kw, 0, "all", play=True) == reported

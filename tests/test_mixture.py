@@ -130,6 +130,28 @@ def test_bad_workloads_are_named(kwargs, match):
         KVAdmissionVecEnv(1, **{**KV, **kwargs})
 
 
+@pytest.mark.parametrize("cls", [KVAdmissionVecEnv, RoutingVecEnv, PrefixEvictionVecEnv])
+def test_workload_seeds_past_what_the_mixture_can_hold_is_refused_before_any_part_loads(cls, monkeypatch):
+    # 2**40 hung building a list of 2**40 parts (no error for minutes); now one line naming the field and the bound.
+    from envs import config_check
+
+    where = cls.env_name
+    two = ("azure_conv", "mooncake_conv")
+    for n in (2**31, 2**40, 10**30):
+        with pytest.raises(ValueError, match=rf"^{where}: workload_seeds must be at most 2,147,483,647 \(2\*\*31 - 1: "
+                                             rf"a mixture's windows, one a part at least, are indexed with int32\), "
+                                             rf"got {n}$"):
+            cls(1, workloads=two, workload_seeds=n, window_requests=64)
+    # Within int32, held to this machine's memory (here 1 MiB): 2 entries x 64 requests x 24 bytes a part
+    monkeypatch.setattr(config_check, "memory_limit_bytes", lambda: 2**20)
+    with pytest.raises(ValueError) as e:
+        cls(1, workloads=two, workload_seeds=400, window_requests=64)
+    assert str(e.value) == (f"{where}: the 2 built-in workloads entries' parts (one window of window_requests=64 "
+                            f"requests each, at least) for workload_seeds=400 take 0.00114 GiB, more than this "
+                            f"machine's memory (0.000977 GiB): workload_seeds at most 341 would fit with the others "
+                            f"as given")
+
+
 def test_an_entry_carries_its_own_trace_params():
     """(name, trace_params) loads that part as a single-trace config with those trace_params does,
     and the part records them; a dict and (key, value) pairs are the same entry."""

@@ -159,6 +159,57 @@ def test_lower_is_better_needs_another_metric(args, says, tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
+SMALL_ROUTING = ["--", "--env-kwargs", "window_requests=32", "replicas=2"]
+
+
+def test_an_unknown_metric_is_refused_before_ray_starts_naming_the_evaluations(tmp_path, capsys, monkeypatch):
+    # --metric nope started Ray and every trial: each trained, then its evaluation raised a KeyError. Now one line
+    # before anything is written, listing what the trials' held-out evaluation reports.
+    from agents.evaluate import evaluate
+
+    ran = []
+    monkeypatch.setattr(sweep, "run_sweep", lambda spec, **_: ran.append(spec))
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exc:
+        sweep.main(["--env", "Routing", "--metric", "nope", "--out", str(out), *SMALL_ROUTING])
+    err = capsys.readouterr().err.strip().splitlines()
+    report = evaluate("servegym/Routing-v0", ["random"], "default", 1, 10_000, {"window_requests": 32, "replicas": 2},
+                      "test", progress=False)
+    names = ", ".join(sorted(report["results"][0]["metrics"]))
+    assert exc.value.code == 2 and err[-1].endswith(f"error: --metric nope: not among the evaluation's metrics "
+                                                    f"({names})"), err
+    assert "ttft_p99_s" in names and not ran and not out.exists()
+
+
+@pytest.mark.parametrize("extra, accepted", [
+    (["--trace", "mooncake_conv", "--env-kwargs", "window_requests=32", "prefix_caching=True"], True),
+    (["--trace", "mooncake_conv", "--env-kwargs", "window_requests=32"], False),  # no prefix cache, no hit ratio
+])
+def test_a_metric_only_played_episodes_report_is_looked_for_in_them(extra, accepted, tmp_path, capsys, monkeypatch):
+    # KVAdmission reports block_hit_ratio once its prefix cache was looked up: not at reset, yet a trial reports it
+    class Stop(Exception):
+        pass
+
+    ran = []
+
+    def capture(spec, **_):
+        ran.append(spec)
+        raise Stop
+
+    monkeypatch.setattr(sweep, "run_sweep", capture)
+    args = ["--env", "KVAdmission", "--metric", "block_hit_ratio", "--out", str(tmp_path / "out"), "--", *extra]
+    if accepted:
+        with pytest.raises(Stop):
+            sweep.main(args)
+        assert [s.metric for s in ran] == ["block_hit_ratio"]
+    else:
+        with pytest.raises(SystemExit) as exc:
+            sweep.main(args)
+        assert exc.value.code == 2 and not ran
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "not among the metrics every episode of servegym/KVAdmission-v0 reports; playing one" in err[0], err
+
+
 @pytest.mark.parametrize("args, named", [
     (["--env", "Routing"], "--env would be ignored"),
     (["--seeds", "0-4", "--samples", "3"], "--seeds, --samples would be ignored"),

@@ -18,6 +18,11 @@ DEFAULT_SHIFT_TRACE = "azure_code"  # prompt-heavy phases: Azure code (median pr
 DEFAULT_LOADS = (0.5, 0.8)
 
 FIRST_TOKEN = ("decode", "prefill")
+MIN_INSTANCES = 2  # one prefill instance and one decode instance
+# The largest overflow_tokens: the kernels compare it, as float64, with an instance's prefill backlog in tokens
+# (float64), exact for integers up to 2**53; past that the threshold was rounded without a word, and past float64's
+# range (10**400) building the env raised OverflowError "int too large to convert to float", naming nothing.
+MAX_OVERFLOW_TOKENS = 2**53
 # Smallest SLO accepted (1 us, far below any engine iteration): an infinite SLO made the
 # observation's ttft_headroom / tpot_headroom infinite, and one near 1e-300 s overflowed
 # ttft_recent / tpot_recent (TTFT / SLO) to infinity in the float32 observation.
@@ -106,8 +111,13 @@ class DisaggregationConfig:
             v = getattr(self, name)
             if not is_integer(v) or v < 1:
                 raise ValueError(f"Disaggregation: {name} must be an integer >= 1, got {v!r}")
-        if self.instances < 2:
-            raise ValueError(f"Disaggregation: instances must be >= 2 (one prefill, one decode), got {self.instances}")
+        if self.overflow_tokens > MAX_OVERFLOW_TOKENS:
+            raise ValueError(f"Disaggregation: overflow_tokens must be at most {MAX_OVERFLOW_TOKENS:,} (2**53: the "
+                             f"prefill backlog it is compared with is counted in float64, exact for integers up to "
+                             f"2**53), got {self.overflow_tokens!r}")
+        if self.instances < MIN_INSTANCES:
+            raise ValueError(f"Disaggregation: instances must be >= {MIN_INSTANCES} (one prefill, one decode), "
+                             f"got {self.instances}")
         if self.gpus_per_node % self.tp:
             raise ValueError(f"Disaggregation: tp={self.tp} must divide gpus_per_node={self.gpus_per_node}")
         for name in ("phase_s", "interval_s"):

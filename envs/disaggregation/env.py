@@ -53,7 +53,7 @@ from envs.core import state as S
 from envs.core.workload import max_window_gaps
 from envs.config_check import check_sizes, make_config
 from envs.disaggregation import kernels as K
-from envs.disaggregation.config import DisaggregationConfig
+from envs.disaggregation.config import MIN_INSTANCES, DisaggregationConfig
 from envs.disaggregation.scenario import Scenario, build_scenario
 from envs.metrics import episode_metrics
 from envs.native_vec import NativeVecEnv, VecEnvView, item_features
@@ -185,7 +185,8 @@ class DisaggregationVecEnv(NativeVecEnv):
         cfg = make_config(DisaggregationConfig, config, kwargs, "Disaggregation")
         cfg.validate()
         check_sizes("Disaggregation", {"num_envs": num_envs, "instances": cfg.instances,
-                                       "queue_slots": cfg.queue_slots}, memory_bytes, "the batch's arrays")
+                                       "queue_slots": cfg.queue_slots}, memory_bytes, "the batch's arrays",
+                    minimums={"instances": MIN_INSTANCES})
         cfg = replace(cfg, load=cfg.loads())
         self.config = cfg
         self.scenario = sc = build_scenario(cfg)

@@ -83,7 +83,8 @@ class ExpertPlacementVecEnv(NativeVecEnv):
                  "candidates": cfg.candidates}
         if given is not None:  # else the fewest that fill the GPUs: P = experts + it < experts + gpus
             sizes["redundant_slots"] = cfg.redundant_slots
-        check_sizes("ExpertPlacement", sizes, lambda **s: memory_bytes(experts=experts, **s), "the batch's arrays")
+        check_sizes("ExpertPlacement", sizes, lambda **s: memory_bytes(experts=experts, **s), "the batch's arrays",
+                    minimums={"redundant_slots": 0})
         self.sim = PlacementSim(num_envs, cfg)
         sh = self.sh = self.sim.sh
         self.K = cfg.candidates

@@ -548,6 +548,8 @@ def memory_bytes(num_envs: int, candidates: int) -> int:
 
 # The smallest cache an episode plays: an eviction chooses between at least two blocks that could go.
 MIN_CAPACITY_BLOCKS = 2
+# The fewest candidates an eviction offers: a choice between at least two blocks.
+MIN_CANDIDATES = 2
 
 
 def capacity_blocks(frac: float, blocks: int, trace: str) -> int:
@@ -597,10 +599,11 @@ class PrefixEvictionVecEnv(NativeVecEnv):
         if cfg.candidate_set not in CANDIDATE_SETS:
             raise ValueError(f"PrefixEviction: candidate_set must be one of {', '.join(CANDIDATE_SETS)}, "
                              f"got {cfg.candidate_set!r}")
-        if not (isinstance(cfg.candidates, int) and cfg.candidates >= 2):
-            raise ValueError(f"PrefixEviction: candidates must be an integer >= 2, got {cfg.candidates!r}")
+        if not (isinstance(cfg.candidates, int) and cfg.candidates >= MIN_CANDIDATES):
+            raise ValueError(f"PrefixEviction: candidates must be an integer >= {MIN_CANDIDATES}, "
+                             f"got {cfg.candidates!r}")
         check_sizes("PrefixEviction", {"num_envs": num_envs, "candidates": cfg.candidates}, memory_bytes,
-                    "the batch's observation arrays")
+                    "the batch's observation arrays", minimums={"candidates": MIN_CANDIDATES})
         h = cfg.teacher_horizon
         if not is_real(h) or not h >= 0:
             raise ValueError(f"PrefixEviction: teacher_horizon must be a number >= 0 (capacities of block references), "
