@@ -226,12 +226,19 @@ def _replayed(report: dict[str, Any]) -> str:
     return f" ({n} distinct windows)" if n is not None and n < report["episodes"] else ""
 
 
+# Metrics of a policy as a whole, not of one sweep value (``--capacity``'s search varies the rate itself).
+POLICY_LEVEL = ("effective_capacity_rps",)
+
+
 def format_table(report: dict[str, Any], value: str | None = None) -> str:
     """Markdown table of the report (at one sweep value when ``value`` is given), each quantity in
     a readable unit named in its header (``agents.units``); the report itself stays in SI units."""
     cols = report["table_metrics"]
     by = f"by_{report['sweep']['key']}"
-    picked = [r[by][value] if value is not None and by in r else r["metrics"] for r in report["results"]]
+    # A policy's effective capacity is searched over the rate knob, not per sweep value: each value's table
+    # shows it (it showed '–' in every one of a load sweep's tables, the figure only in the JSON).
+    picked = [{**r[by][value], **{k: r["metrics"][k] for k in POLICY_LEVEL if k in r["metrics"]}}
+              if value is not None and by in r else r["metrics"] for r in report["results"]]
     shown = {k: units.column(k, [m.get(k) for m in picked]) for k in cols}
     head = "| policy | " + " | ".join(shown[k].header for k in cols) + " |"
     rows = [head, "|" + "---|" * (len(cols) + 1)]
