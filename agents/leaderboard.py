@@ -606,6 +606,14 @@ def main(argv: list[str] | None = None) -> int:
         what = f"--envs {' '.join(envs.options.short_name(e) for e in empty)}" if empty else "this run"
         p.error(f"{what}: no scenario left after {' '.join(left) or 'the selection'} "
                 f"(python -m agents.leaderboard --help lists the ids)")
+    # a --team plays only the multi-agent scenarios and a --policy file only the others: given to a run without
+    # any, it was ignored without a word (the leaderboard written without it, exit status 0)
+    if a.team and not any(is_multi_agent(sc.env_id) for sc in scenarios):
+        p.error(f"--team {a.team[0]}: no multi-agent scenario in this run (teams play only "
+                f"{', '.join(e for e in env_ids() if is_multi_agent(e))}'s; add it with --envs)")
+    if a.policy and all(is_multi_agent(sc.env_id) for sc in scenarios):
+        p.error(f"--policy {a.policy[0]}: no single-agent scenario in this run (a file plays only those; seat it "
+                f"in a team with --team ROLE={a.policy[0]})")
     # a --policy file plays every single-agent scenario of the run: one recorded for another environment's
     # observation was an ObservationRecordError traceback at the first such scenario, after the runs before it
     from agents.obs_version import check_env

@@ -511,3 +511,20 @@ def test_check_of_a_directory_that_does_not_exist_says_so(tmp_path, capsys):
                                                                              "no such directory")
     (tmp_path / "f").write_text("")
     assert _the_error(capsys, ["--check", str(tmp_path / "f")]).endswith(f"--check {tmp_path / 'f'}: not a directory")
+
+
+def test_a_team_or_policy_file_that_no_scenario_of_the_run_plays_is_refused(tmp_path, capsys):
+    """--team plays only the multi-agent scenarios and a --policy file only the single-agent ones; given to a
+    run without any (--envs routing --team ..., --envs multi --policy FILE), it was ignored without a word and
+    the leaderboard written without it (exit 0)."""
+    from agents.zoo import ZOO
+
+    out = tmp_path / "lb"
+    line = _the_error(capsys, ["--quick", "--envs", "routing", "--team", "router=jsq", "--out", str(out)])
+    assert line.endswith("--team router=jsq: no multi-agent scenario in this run (teams play only "
+                         "servegym/MultiCluster-v0's; add it with --envs)"), line
+    f = str(ZOO["servegym/Routing-v0"])
+    line = _the_error(capsys, ["--quick", "--envs", "multi", "--policy", f, "--out", str(out)])
+    assert line.endswith(f"--policy {f}: no single-agent scenario in this run (a file plays only those; seat it "
+                         f"in a team with --team ROLE={f})"), line
+    assert not out.exists()
