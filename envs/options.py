@@ -48,11 +48,15 @@ class _ExtendWhenRepeated(argparse.Action):
 
 class Parser(argparse.ArgumentParser):
     """``argparse.ArgumentParser`` whose errors are one line on stderr and exit status 2, whose
-    help keeps the description's and epilog's line breaks, and whose list options (``nargs`` ``+``
-    or ``*`` without an ``action``) collect every use of the option (``_ExtendWhenRepeated``)."""
+    help keeps the description's and epilog's line breaks, whose list options (``nargs`` ``+``
+    or ``*`` without an ``action``) collect every use of the option (``_ExtendWhenRepeated``), and
+    that takes options by their full names only (argparse's abbreviations took ``agents.leaderboard --seed 3``
+    as ``--seeds 3``, three episodes per scenario, and blamed ``--env X`` on ``--env-kwargs`` where a command
+    has no ``--env``)."""
 
     def __init__(self, *args: Any, **kwargs: Any):
         kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
 
     def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:

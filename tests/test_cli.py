@@ -535,3 +535,19 @@ def test_an_error_names_the_argument_at_fault(tmp_path, capsys):
         with pytest.raises(cli.UsageError, match=r"^--env-kwargs trace_seed=-1: \w+: trace_seed must be an integer "
                                                  r">= 0, got -1$"):
             cli.check_env(env_id, {"trace_seed": -1, "held_out_frac": 0.3})
+
+
+def test_options_are_taken_by_their_full_names_only(capsys, tmp_path):
+    """argparse's abbreviations took `agents.leaderboard --seed 3` as `--seeds 3` (three episodes per scenario,
+    no word said) and `agents.autoscale_fidelity --env Autoscale` as `--env-kwargs Autoscale` (an error blaming
+    --env-kwargs): envs.options.Parser, every command's parser, takes full names only."""
+    from agents import autoscale_fidelity, leaderboard
+
+    for main, args, says in (
+            (leaderboard.main, ["--quick", "--seed", "3", "--out", str(tmp_path / "lb")], "unrecognized arguments: --seed 3"),
+            (autoscale_fidelity.main, ["--env", "Autoscale"], "unrecognized arguments: --env Autoscale")):
+        with pytest.raises(SystemExit) as exc:
+            main(args)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert exc.value.code == 2 and len(err) == 1 and err[0].endswith(says), err
+    assert not (tmp_path / "lb").exists()
