@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     from agents import cli
     from envs.options import output_file_arg
 
-    p = cli.make_parser("python -m agents.bench_policy", __doc__, env_kwargs=False)
+    p = cli.make_parser("python -m agents.bench_policy", __doc__, env_kwargs=False, trace_option=None)
     p.add_argument("--env", action="append", type=cli.env_arg,
                    help="environment id, short name or package name (repeatable; default: every zoo agent but the multi-agent "
                         "cluster's team)")

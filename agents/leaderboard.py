@@ -493,7 +493,8 @@ def main(argv: list[str] | None = None) -> int:
     from agents import cli
     from agents.scenarios import SCENARIOS
 
-    p = cli.make_parser("python -m agents.leaderboard", __doc__, env_kwargs=False)
+    p = cli.make_parser("python -m agents.leaderboard", __doc__, env_kwargs=False, env_option="--envs",
+                        trace_option="the scenarios' generators; --trace takes a trace file's path only")
     p.epilog = (p.epilog or "") + "\n\nscenarios (--envs selects them by environment):\n" + "\n".join(
         f"  {sc.id}" for sc in SCENARIOS)
     p.add_argument("--out", type=Path, help="output directory")

@@ -551,3 +551,23 @@ def test_options_are_taken_by_their_full_names_only(capsys, tmp_path):
         err = capsys.readouterr().err.strip().splitlines()
         assert exc.value.code == 2 and len(err) == 1 and err[0].endswith(says), err
     assert not (tmp_path / "lb").exists()
+
+
+@pytest.mark.parametrize("module, has, has_not", [
+    ("agents.leaderboard", ["--envs accepts the id", "--trace takes a trace file's path only"], ["(--trace NAME"]),
+    ("agents.autoscale_fidelity", ["(--env-kwargs trace=NAME"], ["--env accepts", "(--trace NAME"]),
+    ("agents.bench_policy", ["--env accepts the id"], ["built-in traces"]),
+    ("agents.zoo.__main__", ["--env accepts the id"], ["built-in traces"]),
+    ("agents.evaluate", ["--env accepts the id", "(--trace NAME; or a path"], []),
+])
+def test_help_footer_names_only_the_options_the_command_has(module, has, has_not, capsys):
+    """Every command's --help ended with 'environments (--env accepts ...)' and 'built-in traces (--trace
+    NAME; or a path ...)': the leaderboard takes --envs and a --trace file path only (a built-in name is 'no
+    such file'), autoscale_fidelity has neither option, bench_policy and zoo take no trace."""
+    import importlib
+
+    with pytest.raises(SystemExit) as exit_:
+        importlib.import_module(module).main(["--help"])
+    out = capsys.readouterr().out
+    assert exit_.value.code == 0
+    assert all(h in out for h in has) and not any(h in out for h in has_not), (module, out[-2000:])
