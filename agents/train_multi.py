@@ -80,9 +80,13 @@ def build_vec(workloads: list[str], clusters: int, loads: tuple[float, ...], see
         raise ValueError(f"--admission {admission!r}: one of zoo, {', '.join(ROLE_HEURISTICS['admission'])}")
     others = {"admission": adm, "autoscaler": lambda view: HPA(view, seed)}
     cls = type("RouterFamilyVecEnv", (RouterFamilyVec, FamilyVecEnv), {})
-    parts = [RoleVecEnv(clusters, "router", seed + k * clusters, others=others, trace=w, split="train",
-                        load=tuple(loads), slo_metric="tpot", **(extra or {}))
-             for k, w in enumerate(workloads)]
+    parts = []
+    for k, w in enumerate(workloads):
+        try:  # the trace's own error did not say which option gave it
+            parts.append(RoleVecEnv(clusters, "router", seed + k * clusters, others=others, trace=w, split="train",
+                                    load=tuple(loads), slo_metric="tpot", **(extra or {})))
+        except (ValueError, FileNotFoundError) as err:
+            raise ValueError(cli.file_error("--workloads", w, err)) from None
     return cls(parts, names=list(workloads))
 
 

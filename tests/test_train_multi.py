@@ -255,3 +255,16 @@ def test_leaderboard_refuses_a_team_whose_checkpoint_does_not_fit_its_seat(capsy
     assert exit_.value.code == 2 and f"--team {spec}: multi_cluster/" in err[-1]
     assert "trained on servegym/ExpertPlacement-v0's observation, not servegym/KVAdmission-v0's" in err[-1], err
     assert not (tmp_path / "leaderboard.json").exists()
+
+
+def test_train_multi_names_the_workloads_option_of_a_bad_trace(capsys, tmp_path):
+    """A --workloads entry its reader refuses (missing, empty) was the reader's message alone, naming no option."""
+    (tmp_path / "empty.jsonl").write_text("")
+    for entry, says in ((str(tmp_path / "missing.jsonl"), "no file at"),
+                        (str(tmp_path / "empty.jsonl"), "empty file (no header and no data rows)")):
+        with pytest.raises(SystemExit) as exit_:
+            tm.main(["--warm-start", "none", "--workloads", "azure_conv-v1", entry, "--out", str(tmp_path / "o")])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert exit_.value.code == 2 and len(err) == 1, err
+        assert err[0].startswith(f"python -m agents.train_multi: error: --workloads {entry}: ") and says in err[0], err
+    assert not (tmp_path / "o").exists()
