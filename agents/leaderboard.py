@@ -240,6 +240,12 @@ def run_scenario(sc: Scenario, policies: list[str], quick: bool, episodes: int |
     return out
 
 
+# Environments whose heuristics search their setting on the training part of the trace even where a scenario
+# plays the file whole (Disaggregation-v0's DistServe and P/D-Serve: agents.heuristics.disaggregation.offline_search,
+# split="train"); a --trace file whose training part is too short for them is checked as too short for the scenario.
+SEARCH_ON_TRAINING_PART = ("servegym/Disaggregation-v0",)
+
+
 def check_user_traces(plan: list[tuple[Scenario, list[str], str]], quick: bool,
                       named_envs: Collection[str] = ()) -> dict[str, str]:
     """Check each planned scenario that replays a ``--trace`` file (:func:`is_user_trace`) before any run:
@@ -272,6 +278,10 @@ def check_user_traces(plan: list[tuple[Scenario, list[str], str]], quick: bool,
     for sc in user:
         try:
             core = envs.options.build(sc.env_id, 1, seed=sc.seed, **_env_kwargs(sc, quick))
+            if sc.env_id in SEARCH_ON_TRAINING_PART:  # built as its heuristics build it (a traceback mid-run)
+                if hasattr(core, "close"):
+                    core.close()
+                core = envs.options.build(sc.env_id, 1, seed=sc.seed, **{**_env_kwargs(sc, quick), "split": "train"})
         except TraceUnsuited as err:
             if sc.env_id in named and isinstance(err, TooFewRequests):
                 raise TraceTooShort(sc.id, sc.trace, err.requests, err.window) from None

@@ -528,3 +528,17 @@ def test_a_team_or_policy_file_that_no_scenario_of_the_run_plays_is_refused(tmp_
     assert line.endswith(f"--policy {f}: no single-agent scenario in this run (a file plays only those; seat it "
                          f"in a team with --team ROLE={f})"), line
     assert not out.exists()
+
+
+def test_a_trace_too_short_for_disaggregations_offline_search_is_refused_before_any_run(tmp_path, capsys):
+    """A --trace file that Disaggregation-v0 plays whole (split=all) passed the check, then DistServe's offline
+    search, which simulates the file's training part (first 70%), ended the run in a TraceUnsuited traceback
+    (../shared/cases/burstgpt_zero_request.csv: 4 requests, 2 in the training part); now the check builds the
+    scenario as that search does."""
+    f = tmp_path / "five.jsonl"
+    f.write_text("".join(json.dumps({"timestamp": t, "input_length": 500, "output_length": 50}) + "\n"
+                         for t in (0, 1000, 8000, 9000, 10000)))
+    line = _the_error(capsys, ["--quick", "--no-progress", "--trace", str(f), "--envs", "disaggregation",
+                               "--out", str(tmp_path / "lb")])
+    assert "refuses it: Disaggregation: trace" in line and "its training part (held_out_frac=0.3) has 2 requests" in line
+    assert not (tmp_path / "lb").exists()
