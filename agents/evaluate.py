@@ -288,6 +288,13 @@ def timing_path(json_path: Path) -> Path:
     return json_path.with_name(stem + ".timing.json")
 
 
+def training_part_search(env_id: str) -> tuple[str, ...]:
+    """The policies of ``env_id`` that simulate the trace's training part whatever part is played."""
+    from agents.heuristics import disaggregation
+
+    return disaggregation.TRAINING_PART_SEARCH if env_id == disaggregation.ENV_ID else ()
+
+
 def build_parser() -> cli.Parser:
     p = cli.make_parser("python -m agents.evaluate", __doc__)
     p.add_argument("--env", type=cli.env_arg, default="servegym/KVAdmission-v0",
@@ -359,6 +366,13 @@ def main(argv: list[str] | None = None) -> int:
                     except ValueError as err:
                         raise cli.UsageError(f"--policy: {err}") from None
         cli.check_env(a.env, kwargs, a.trace, a.seed, split=a.split)
+        searching = [p for p in policies if p in training_part_search(a.env)]
+        if searching and a.split != "train":  # built as they build it (was a traceback after the policies before)
+            try:
+                cli.check_env(a.env, kwargs, a.trace, a.seed, split="train")
+            except cli.UsageError as err:
+                raise cli.UsageError(f"--policy {searching[0]} (searches on the trace's training part, "
+                                     f"split=train): {err}") from None
         if a.json:
             cli.check_output(a.json, "--json")  # before the run, not a traceback at its end
         if a.capacity:

@@ -241,8 +241,8 @@ def run_scenario(sc: Scenario, policies: list[str], quick: bool, episodes: int |
 
 
 # Environments whose heuristics search their setting on the training part of the trace even where a scenario
-# plays the file whole (Disaggregation-v0's DistServe and P/D-Serve: agents.heuristics.disaggregation.offline_search,
-# split="train"); a --trace file whose training part is too short for them is checked as too short for the scenario.
+# plays the file whole (Disaggregation-v0's agents.heuristics.disaggregation.TRAINING_PART_SEARCH, split="train");
+# a --trace file whose training part is too short for them is checked as too short for the scenario.
 SEARCH_ON_TRAINING_PART = ("servegym/Disaggregation-v0",)
 
 
