@@ -28,7 +28,8 @@ def fidelity(policy: str = "hpa", day: int = 0, start_h: float = 7.0, hours: flo
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = cli.make_parser("python -m agents.autoscale_fidelity", __doc__, selected=[asc.ENV_ID])
+    p = cli.make_parser("python -m agents.autoscale_fidelity", __doc__, selected=[asc.ENV_ID], env_option=None,
+                         trace_option="--env-kwargs trace=NAME; or a path to a trace file")
     p.add_argument("--policy", action="append",
                    help="policies whose schedules to replay (default hpa; names listed by --policy x)")
     p.add_argument("--day", type=int, default=0, help="held-out day (window index)")

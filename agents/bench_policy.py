@@ -2,7 +2,8 @@
 
     python -m agents.bench_policy [--env ID ...] [--calls 5000] [--batch 1 64] [--core 0] [--json FILE]
 
-For each environment's zoo agent (or ``--env``): export it to ONNX, draw observations and masks
+For each environment's zoo agent (or ``--env``; the multi-agent cluster's zoo entry is a team, not one
+checkpoint, and is refused: its router is Routing-v0's observation): export it to ONNX, draw observations and masks
 from the environment, then time ``--calls`` calls per batch size, pinned to one core
 (``os.sched_setaffinity``; torch and onnxruntime on one thread), of
 
@@ -108,9 +109,10 @@ def main(argv: list[str] | None = None) -> int:
     from agents import cli
     from envs.options import output_file_arg
 
-    p = cli.make_parser("python -m agents.bench_policy", __doc__, env_kwargs=False)
+    p = cli.make_parser("python -m agents.bench_policy", __doc__, env_kwargs=False, trace_option=None)
     p.add_argument("--env", action="append", type=cli.env_arg,
-                   help="environment id, short name or package name (repeatable; default: every zoo agent)")
+                   help="environment id, short name or package name (repeatable; default: every zoo agent but the multi-agent "
+                        "cluster's team)")
     p.add_argument("--calls", type=int, default=5000)
     p.add_argument("--batch", type=int, nargs="+", default=[1, 64])
     p.add_argument("--core", type=int, default=None, help="CPU to pin to (default: the last allowed)")
@@ -128,13 +130,23 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(1)
     from agents.policy import ZOO, _load_registries
+    from agents.zoo import zoo_role
 
     _load_registries()
-    env_ids = a.env or list(ZOO)
+    # A zoo entry that is a team (the multi-agent cluster's: its learned seat is a router, which reads
+    # Routing-v0's observation) has no one checkpoint of its environment to export; the default run ended in a
+    # ValueError traceback there, after benchmarking the environments before it.
+    single = [e for e in ZOO if zoo_role(e) is None]
+    env_ids = a.env or single
     missing = [e for e in env_ids if e not in ZOO]
     if missing:
         p.error(f"--env {', '.join(missing)}: no zoo agent to benchmark; environments with one: "
-                f"{', '.join(ZOO)}")
+                f"{', '.join(single)}")
+    teams = [e for e in env_ids if e not in single]
+    if teams:
+        p.error(f"--env {', '.join(teams)}: the zoo entry is a team whose learned seat is the router "
+                f"({', '.join(str(ZOO[e]) for e in teams)}), which reads Routing-v0's observation; "
+                "benchmark Routing-v0's zoo router with --env servegym/Routing-v0")
     rows: list[dict[str, Any]] = []
     for env_id in env_ids:
         rows += bench_env(env_id, a.batch, a.calls, a.seed)

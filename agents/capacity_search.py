@@ -104,3 +104,9 @@ def effective_capacity(env_id: str, spec: str, episodes: int, seed: int, kwargs:
     out = search(measure, start, target, bisections)
     out["knob"] = knob
     return out
+
+
+if __name__ == "__main__":  # `python -m agents.capacity_search ...` exited 0 having done nothing
+    print("python -m agents.capacity_search: not a command; the search runs as python -m agents.evaluate --env ID "
+          "--policy P --capacity [--capacity-target T]", file=sys.stderr)
+    sys.exit(2)

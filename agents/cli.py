@@ -42,10 +42,13 @@ def one_line(message: str) -> str:
 
 
 def make_parser(prog: str, doc: str | None, envs_help: bool = True, env_kwargs: bool = True,
-                selected: list[str] | None = None) -> Parser:
+                selected: list[str] | None = None, env_option: str | None = "--env",
+                trace_option: str | None = options.TRACE_OPTION) -> Parser:
     """A ``Parser`` for ``prog`` whose ``--help`` ends with ``envs.options.env_help`` (environment
-    ids, built-in traces and, with ``env_kwargs``, every ``--env-kwargs`` key)."""
-    epilog = options.env_help(selected, kwargs=env_kwargs) if envs_help else None
+    ids, built-in traces and, with ``env_kwargs``, every ``--env-kwargs`` key), naming the options the
+    command takes them with (``env_option``, ``trace_option``; None: none)."""
+    epilog = (options.env_help(selected, kwargs=env_kwargs, env_option=env_option, trace_option=trace_option)
+              if envs_help else None)
     return Parser(prog=prog, description=doc, epilog=epilog)
 
 

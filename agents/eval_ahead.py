@@ -95,3 +95,11 @@ def merge(first: dict[str, Any], rest: dict[str, Any]) -> dict[str, Any]:
             raise ValueError(f"eval_ahead.merge: the reports differ in {key!r} "
                              f"({first.get(key)!r} vs {rest.get(key)!r}): not the same scenarios")
     return {**first, "results": [*first["results"], *rest["results"]]}
+
+
+if __name__ == "__main__":  # `python -m agents.eval_ahead ...` exited 0 having done nothing
+    import sys
+
+    print("python -m agents.eval_ahead: not a command; train.py runs it (the heuristics' held-out evaluation in "
+          "a worker process while the agent trains)", file=sys.stderr)
+    sys.exit(2)

@@ -258,12 +258,19 @@ def _replayed(report: dict[str, Any]) -> str:
     return f" ({n} distinct windows)" if n is not None and n < report["episodes"] else ""
 
 
+# Metrics of a policy as a whole, not of one sweep value (``--capacity``'s search varies the rate itself).
+POLICY_LEVEL = ("effective_capacity_rps",)
+
+
 def format_table(report: dict[str, Any], value: str | None = None) -> str:
     """Markdown table of the report (at one sweep value when ``value`` is given), each quantity in
     a readable unit named in its header (``agents.units``); the report itself stays in SI units."""
     cols = report["table_metrics"]
     by = f"by_{report['sweep']['key']}"
-    picked = [r[by][value] if value is not None and by in r else r["metrics"] for r in report["results"]]
+    # A policy's effective capacity is searched over the rate knob, not per sweep value: each value's table
+    # shows it (it showed '–' in every one of a load sweep's tables, the figure only in the JSON).
+    picked = [{**r[by][value], **{k: r["metrics"][k] for k in POLICY_LEVEL if k in r["metrics"]}}
+              if value is not None and by in r else r["metrics"] for r in report["results"]]
     shown = {k: units.column(k, [m.get(k) for m in picked]) for k in cols}
     head = "| policy | " + " | ".join(shown[k].header for k in cols) + " |"
     rows = [head, "|" + "---|" * (len(cols) + 1)]
@@ -311,6 +318,13 @@ def timing_path(json_path: Path) -> Path:
     """Where the timing of ``--json FILE`` goes: ``FILE`` with ``.timing.json`` for ``.json``."""
     stem = json_path.name[:-5] if json_path.name.endswith(".json") else json_path.name
     return json_path.with_name(stem + ".timing.json")
+
+
+def training_part_search(env_id: str) -> tuple[str, ...]:
+    """The policies of ``env_id`` that simulate the trace's training part whatever part is played."""
+    from agents.heuristics import disaggregation
+
+    return disaggregation.TRAINING_PART_SEARCH if env_id == disaggregation.ENV_ID else ()
 
 
 def build_parser() -> cli.Parser:
@@ -384,6 +398,13 @@ def main(argv: list[str] | None = None) -> int:
                     except ValueError as err:
                         raise cli.UsageError(f"--policy: {err}") from None
         cli.check_env(a.env, kwargs, a.trace, a.seed, split=a.split)
+        searching = [p for p in policies if p in training_part_search(a.env)]
+        if searching and a.split != "train":  # built as they build it (was a traceback after the policies before)
+            try:
+                cli.check_env(a.env, kwargs, a.trace, a.seed, split="train")
+            except cli.UsageError as err:
+                raise cli.UsageError(f"--policy {searching[0]} (searches on the trace's training part, "
+                                     f"split=train): {err}") from None
         if a.json:
             cli.check_output(a.json, "--json")  # before the run, not a traceback at its end
         if a.capacity:

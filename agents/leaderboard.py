@@ -240,6 +240,12 @@ def run_scenario(sc: Scenario, policies: list[str], quick: bool, episodes: int |
     return out
 
 
+# Environments whose heuristics search their setting on the training part of the trace even where a scenario
+# plays the file whole (Disaggregation-v0's agents.heuristics.disaggregation.TRAINING_PART_SEARCH, split="train");
+# a --trace file whose training part is too short for them is checked as too short for the scenario.
+SEARCH_ON_TRAINING_PART = ("servegym/Disaggregation-v0",)
+
+
 def check_user_traces(plan: list[tuple[Scenario, list[str], str]], quick: bool,
                       named_envs: Collection[str] = ()) -> dict[str, str]:
     """Check each planned scenario that replays a ``--trace`` file (:func:`is_user_trace`) before any run:
@@ -272,6 +278,10 @@ def check_user_traces(plan: list[tuple[Scenario, list[str], str]], quick: bool,
     for sc in user:
         try:
             core = envs.options.build(sc.env_id, 1, seed=sc.seed, **_env_kwargs(sc, quick))
+            if sc.env_id in SEARCH_ON_TRAINING_PART:  # built as its heuristics build it (a traceback mid-run)
+                if hasattr(core, "close"):
+                    core.close()
+                core = envs.options.build(sc.env_id, 1, seed=sc.seed, **{**_env_kwargs(sc, quick), "split": "train"})
         except TraceUnsuited as err:
             if sc.env_id in named and isinstance(err, TooFewRequests):
                 raise TraceTooShort(sc.id, sc.trace, err.requests, err.window) from None
@@ -493,7 +503,8 @@ def main(argv: list[str] | None = None) -> int:
     from agents import cli
     from agents.scenarios import SCENARIOS
 
-    p = cli.make_parser("python -m agents.leaderboard", __doc__, env_kwargs=False)
+    p = cli.make_parser("python -m agents.leaderboard", __doc__, env_kwargs=False, env_option="--envs",
+                        trace_option="the scenarios' generators; --trace takes a trace file's path only")
     p.epilog = (p.epilog or "") + "\n\nscenarios (--envs selects them by environment):\n" + "\n".join(
         f"  {sc.id}" for sc in SCENARIOS)
     p.add_argument("--out", type=Path, help="output directory")
@@ -606,6 +617,14 @@ def main(argv: list[str] | None = None) -> int:
         what = f"--envs {' '.join(envs.options.short_name(e) for e in empty)}" if empty else "this run"
         p.error(f"{what}: no scenario left after {' '.join(left) or 'the selection'} "
                 f"(python -m agents.leaderboard --help lists the ids)")
+    # a --team plays only the multi-agent scenarios and a --policy file only the others: given to a run without
+    # any, it was ignored without a word (the leaderboard written without it, exit status 0)
+    if a.team and not any(is_multi_agent(sc.env_id) for sc in scenarios):
+        p.error(f"--team {a.team[0]}: no multi-agent scenario in this run (teams play only "
+                f"{', '.join(e for e in env_ids() if is_multi_agent(e))}'s; add it with --envs)")
+    if a.policy and all(is_multi_agent(sc.env_id) for sc in scenarios):
+        p.error(f"--policy {a.policy[0]}: no single-agent scenario in this run (a file plays only those; seat it "
+                f"in a team with --team ROLE={a.policy[0]})")
     # a --policy file plays every single-agent scenario of the run: one recorded for another environment's
     # observation was an ObservationRecordError traceback at the first such scenario, after the runs before it
     from agents.obs_version import check_env

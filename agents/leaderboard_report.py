@@ -346,8 +346,36 @@ def update_readme(readme: Path, report: dict[str, Any]) -> None:
     readme.write_text(head + README_START + body + README_END + tail)
 
 
+def _real(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _row_problem(row: Any, scenario_ids: set[str]) -> str | None:
+    """Why a ``rows`` entry of leaderboard.json is malformed (the fields ``check`` reads), or None."""
+    if not isinstance(row, dict):
+        return f"not an object ({type(row).__name__})"
+    for key, kind in (("scenario", str), ("policy", str), ("main", dict), ("rank", int), ("metrics", dict)):
+        if key not in row:
+            return f"no {key!r}"
+        if not isinstance(row[key], kind) or isinstance(row[key], bool):
+            return f"{key!r} is {row[key]!r}, not {'an' if kind is int else 'a'} {kind.__name__}"
+    main = row["main"]
+    if "value" not in main or "ci95" not in main:
+        return f"'main' is {main!r}, not an object with 'value' and 'ci95'"
+    if main["value"] is not None and not _real(main["value"]):
+        return f"main value {main['value']!r} is not a number"
+    ci = main["ci95"]
+    if not (isinstance(ci, list) and len(ci) == 2 and all(c is None or _real(c) for c in ci)):
+        return f"main ci95 {ci!r} is not a pair of numbers"
+    if row["scenario"] not in scenario_ids:
+        return f"scenario {row['scenario']!r} is not among 'scenarios'"
+    return None
+
+
 def check(out: Path) -> list[str]:
-    """Problems with a leaderboard directory: missing files, malformed or incomplete rows."""
+    """Problems with a leaderboard directory: missing files, malformed or incomplete rows. A malformed
+    leaderboard.json (a field missing or of the wrong type) is a problem named with its row or scenario,
+    never an exception."""
     problems = [f"missing {name}" for name in FILES if not (out / name).exists()]
     if problems:
         return problems
@@ -355,13 +383,37 @@ def check(out: Path) -> list[str]:
         report = json.loads((out / "leaderboard.json").read_text())
     except json.JSONDecodeError as err:
         return [f"leaderboard.json: not JSON ({err})"]
+    if not isinstance(report, dict):
+        return [f"leaderboard.json: not a JSON object ({type(report).__name__})"]
     for key in ("version", "command", "scenarios", "rows"):
         if key not in report:
             problems.append(f"leaderboard.json: no {key!r}")
     if problems:
         return problems
-    by = _rows_by_scenario(report)
-    for sc in report["scenarios"]:
+    for key in ("scenarios", "rows"):
+        if not isinstance(report[key], list):
+            problems.append(f"leaderboard.json: {key!r} is not a list ({type(report[key]).__name__})")
+    if problems:
+        return problems
+    scenarios = []
+    for i, sc in enumerate(report["scenarios"]):
+        scoring = sc.get("scoring") if isinstance(sc, dict) else None
+        if not (isinstance(sc, dict) and isinstance(sc.get("id"), str)):
+            problems.append(f"leaderboard.json: scenarios[{i}] has no string 'id'")
+        else:
+            scenarios.append(sc)
+            if not sc.get("skipped") and not (isinstance(scoring, dict) and "naive" in scoring
+                                              and "bound" in scoring):
+                problems.append(f"scenario {sc['id']}: no 'scoring' with 'naive' and 'bound'")
+    ids = {sc["id"] for sc in scenarios}
+    by: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for i, row in enumerate(report["rows"]):
+        why = _row_problem(row, ids)
+        if why is None:
+            by[row["scenario"]].append(row)
+        else:
+            problems.append(f"leaderboard.json: rows[{i}]: {why}")
+    for sc in scenarios:
         if sc.get("skipped"):
             continue
         rows = by.get(sc["id"], [])
@@ -369,7 +421,8 @@ def check(out: Path) -> list[str]:
             problems.append(f"scenario {sc['id']}: no rows")
             continue
         policies = {r["policy"] for r in rows}
-        for ref in ("random", sc["scoring"]["naive"], sc["scoring"]["bound"]):
+        scoring = sc.get("scoring") if isinstance(sc.get("scoring"), dict) else {}
+        for ref in ("random", scoring.get("naive"), scoring.get("bound")):
             if ref and ref not in policies:
                 problems.append(f"scenario {sc['id']}: no row for {ref}")
         for r in rows:
@@ -377,7 +430,7 @@ def check(out: Path) -> list[str]:
             v, (lo, hi) = r["main"]["value"], r["main"]["ci95"]
             if v is None or not math.isfinite(v):
                 problems.append(f"{where}: main metric is not a number")
-            elif lo is not None and not (lo - 1e-9 <= v <= hi + 1e-9):
+            elif lo is not None and hi is not None and not (lo - 1e-9 <= v <= hi + 1e-9):
                 problems.append(f"{where}: main value {v} outside its CI [{lo}, {hi}]")
             if r["rank"] < 1 or r["rank"] > len(rows):
                 problems.append(f"{where}: rank {r['rank']} out of 1..{len(rows)}")
@@ -391,7 +444,7 @@ def check(out: Path) -> list[str]:
         problems.append(f"leaderboard.html inlines {page.count('data:image/png;base64,')} images, "
                         f"plots/ has {len(pngs)}")
     md = (out / "leaderboard.md").read_text()
-    for sc in report["scenarios"]:
+    for sc in scenarios:
         if sc["id"] not in md:
             problems.append(f"leaderboard.md: scenario {sc['id']} missing")
     return problems

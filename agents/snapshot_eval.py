@@ -7,7 +7,8 @@ final model (``agents.train``: the run's own trace and ``--env-kwargs``, or ``--
 held-out episodes from seed ``--seed`` + 10000) played by the snapshot alone: the trained agent's row of
 the ``eval.json`` a run of ``--timesteps N`` would write (the snapshot is that run's final model:
 ``agents.training.SnapshotCallback``). Writes ``DIR/eval_steps_N.json`` (``agents.evaluate``'s report)
-and prints one line per snapshot: ``DIR N slo_attainment return_mean``. Runs of ``--scenarios``,
+and prints one line per snapshot: ``DIR N`` and the environment's main metric, ``slo_attainment`` where it has
+one, ``return_mean``. Every DIR is checked before any snapshot plays; one given twice is refused. Runs of ``--scenarios``,
 ``--slo-tiers`` or ``--families`` (several evaluations) are refused, as is a directory without ``run.json``
 or snapshots.
 """
@@ -65,6 +66,18 @@ def snapshot_paths(run_dir: Path, snaps: dict[int, Path]) -> dict[int, Path]:
     return out
 
 
+def shown_metrics(env_id: str, m: dict) -> str:
+    """``NAME VALUE`` pairs of a snapshot's line: the environment's main leaderboard metric
+    (``agents.scenarios.SCORING``), ``slo_attainment`` where the environment reports it, and ``return_mean``
+    (PrefixEviction-v0 and ExpertPlacement-v0 report no SLO attainment: the line was a KeyError traceback)."""
+    from agents.scenarios import SCORING
+
+    names = [SCORING[env_id].main_metric] if env_id in SCORING else []
+    names += [k for k in ("slo_attainment", "return_mean") if k in m and k not in names]
+    return " ".join(f"{k} {m[k]:.4f}" if k.startswith("slo_attainment") else f"{k} {m[k]:.4g}" for k in names
+                    if m.get(k) is not None)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m agents.snapshot_eval", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -72,23 +85,25 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
 
     def run() -> int:
-        for run_dir in a.dirs:
-            try:
+        dirs = [d.resolve() for d in a.dirs]
+        twice = sorted({str(d) for d, r in zip(a.dirs, dirs) if dirs.count(r) > 1})
+        if twice:  # was evaluated (and written, and printed) once per mention
+            raise cli.UsageError(f"{', '.join(twice)}: given twice (one DIR once)")
+        runs = []
+        for run_dir in a.dirs:  # every directory checked before any snapshot plays (a bad second one was
+            try:  # reported after the first one's evaluations)
                 targs, kwargs, snaps = snapshot_args(run_dir)
-            except ValueError as err:
-                raise cli.UsageError(str(err)) from None
-            ((trace, kw),) = eval_runs(targs, kwargs, None)
-            try:
                 paths = snapshot_paths(run_dir, snaps)
             except ValueError as err:
                 raise cli.UsageError(str(err)) from None
+            ((trace, kw),) = eval_runs(targs, kwargs, None)
+            runs.append((run_dir, targs, trace, kw, paths))
+        for run_dir, targs, trace, kw, paths in runs:
             for n, path in paths.items():
                 rep = evaluate(targs.env, [str(path)], trace, targs.eval_episodes,
                                EVAL_SEED_OFFSET + targs.seed, kw, EVAL_SPLIT, progress=False)
                 atomic_write_text(run_dir / f"eval_steps_{n}.json", report_json(rep))
-                m = rep["results"][0]["metrics"]
-                print(f"{run_dir} {n} slo_attainment {m['slo_attainment']:.4f} return_mean {m['return_mean']:.1f}",
-                      flush=True)
+                print(f"{run_dir} {n} {shown_metrics(targs.env, rep['results'][0]['metrics'])}", flush=True)
         return 0
 
     return cli.run_main(p, run)

@@ -1,6 +1,6 @@
 """Train an agent on a servegym environment, then score it against the heuristics.
 
-    python train.py                      # KVAdmission-v0, embedded default trace, DAgger, about a minute
+    python train.py                      # KVAdmission-v0, embedded default trace, DAgger, about half a minute
     python train.py --env servegym/KVAdmission-v0 --algo ppo|maskable-ppo|dqn --timesteps N \
         --n-envs E [--vec-procs N] --trace NAME|PATH --env-kwargs load=1.1 --seed S --out DIR [--resume]
 

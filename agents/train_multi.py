@@ -23,7 +23,8 @@ Writes ``DIR/final.zip`` (a MaskablePPO checkpoint of Routing-v0's observation a
 seed, per-round DAgger statistics, wall seconds). Same seed, same checkpoint on one machine. Errors (an
 unknown admission policy, a warm-start file that does not exist or does not fit, too few steps for one
 per env per round, a --rounds, --epochs or --batch-size below 1, a --learning-rate not finite and > 0,
-a negative --seed): one line naming the option, exit status 2.
+a negative --seed, an --out that is a file or cannot be made a folder): one line naming the option,
+exit status 2, before training.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from agents import cli
+from envs.options import output_problem
 from traces.checks import positive_levels
 
 ENV_ID = "servegym/MultiCluster-v0"
@@ -78,9 +80,13 @@ def build_vec(workloads: list[str], clusters: int, loads: tuple[float, ...], see
         raise ValueError(f"--admission {admission!r}: one of zoo, {', '.join(ROLE_HEURISTICS['admission'])}")
     others = {"admission": adm, "autoscaler": lambda view: HPA(view, seed)}
     cls = type("RouterFamilyVecEnv", (RouterFamilyVec, FamilyVecEnv), {})
-    parts = [RoleVecEnv(clusters, "router", seed + k * clusters, others=others, trace=w, split="train",
-                        load=tuple(loads), slo_metric="tpot", **(extra or {}))
-             for k, w in enumerate(workloads)]
+    parts = []
+    for k, w in enumerate(workloads):
+        try:  # the trace's own error did not say which option gave it
+            parts.append(RoleVecEnv(clusters, "router", seed + k * clusters, others=others, trace=w, split="train",
+                                    load=tuple(loads), slo_metric="tpot", **(extra or {})))
+        except (ValueError, FileNotFoundError) as err:
+            raise ValueError(cli.file_error("--workloads", w, err)) from None
     return cls(parts, names=list(workloads))
 
 
@@ -166,6 +172,9 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--learning-rate must be finite and > 0, got {a.learning_rate}")
     if a.seed < 0:
         p.error(f"--seed must be >= 0, got {a.seed}")
+    problem = output_problem(a.out, directory=True)  # a file there was a FileExistsError after training
+    if problem is not None:
+        p.error(f"--out {a.out}: {problem}")
     from agents.provenance import code_version
 
     try:  # a bad SERVEGYM_COMMIT was a traceback when run.json was written, after training

@@ -48,11 +48,15 @@ class _ExtendWhenRepeated(argparse.Action):
 
 class Parser(argparse.ArgumentParser):
     """``argparse.ArgumentParser`` whose errors are one line on stderr and exit status 2, whose
-    help keeps the description's and epilog's line breaks, and whose list options (``nargs`` ``+``
-    or ``*`` without an ``action``) collect every use of the option (``_ExtendWhenRepeated``)."""
+    help keeps the description's and epilog's line breaks, whose list options (``nargs`` ``+``
+    or ``*`` without an ``action``) collect every use of the option (``_ExtendWhenRepeated``), and
+    that takes options by their full names only (argparse's abbreviations took ``agents.leaderboard --seed 3``
+    as ``--seeds 3``, three episodes per scenario, and blamed ``--env X`` on ``--env-kwargs`` where a command
+    has no ``--env``)."""
 
     def __init__(self, *args: Any, **kwargs: Any):
         kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
 
     def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
@@ -310,16 +314,23 @@ def env_kwargs_help(env_id: str) -> str:
     return "\n".join(lines)
 
 
-def env_help(selected: list[str] | None = None, kwargs: bool = True) -> str:
+TRACE_OPTION = "--trace NAME; or a path to a trace file"
+
+
+def env_help(selected: list[str] | None = None, kwargs: bool = True, env_option: str | None = "--env",
+             trace_option: str | None = TRACE_OPTION) -> str:
     """The text every command appends to its ``--help``: environment ids (with their other name
-    forms), built-in traces, and (``kwargs``) each environment's ``--env-kwargs`` keys."""
+    forms), built-in traces, and (``kwargs``) each environment's ``--env-kwargs`` keys. ``env_option``
+    and ``trace_option`` are how the command takes an environment and a trace name (None: it takes none,
+    and the text names no option; ``trace_option`` None leaves the traces out)."""
     ids = selected or env_ids()
-    out = ["environments (--env accepts the id, the short name or the package name):"]
+    out = [f"environments ({env_option} accepts the id, the short name or the package name):" if env_option
+           else "environments (ids, short names, package names):"]
     out += [f"  {e}   {short_name(e)}   {package_name(e)}" for e in ids]
-    out.append("")
-    out.append("built-in traces (--trace NAME; or a path to a trace file; 'default' = the "
-               "environment's own, see its trace field):")
-    out += [f"  {name}: {doc}" for name, doc in builtin_traces().items()]
+    if trace_option is not None:
+        out.append("")
+        out.append(f"built-in traces ({trace_option}; 'default' = the environment's own, see its trace field):")
+        out += [f"  {name}: {doc}" for name, doc in builtin_traces().items()]
     if kwargs:
         for e in ids:
             out.append("")

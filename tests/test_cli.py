@@ -573,3 +573,39 @@ def test_an_error_names_the_argument_at_fault(tmp_path, capsys):
         with pytest.raises(cli.UsageError, match=r"^--env-kwargs trace_seed=-1: \w+: trace_seed must be an integer "
                                                  r">= 0, got -1$"):
             cli.check_env(env_id, {"trace_seed": -1, "held_out_frac": 0.3})
+
+
+def test_options_are_taken_by_their_full_names_only(capsys, tmp_path):
+    """argparse's abbreviations took `agents.leaderboard --seed 3` as `--seeds 3` (three episodes per scenario,
+    no word said) and `agents.autoscale_fidelity --env Autoscale` as `--env-kwargs Autoscale` (an error blaming
+    --env-kwargs): envs.options.Parser, every command's parser, takes full names only."""
+    from agents import autoscale_fidelity, leaderboard
+
+    for main, args, says in (
+            (leaderboard.main, ["--quick", "--seed", "3", "--out", str(tmp_path / "lb")], "unrecognized arguments: --seed 3"),
+            (autoscale_fidelity.main, ["--env", "Autoscale"], "unrecognized arguments: --env Autoscale")):
+        with pytest.raises(SystemExit) as exc:
+            main(args)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert exc.value.code == 2 and len(err) == 1 and err[0].endswith(says), err
+    assert not (tmp_path / "lb").exists()
+
+
+@pytest.mark.parametrize("module, has, has_not", [
+    ("agents.leaderboard", ["--envs accepts the id", "--trace takes a trace file's path only"], ["(--trace NAME"]),
+    ("agents.autoscale_fidelity", ["(--env-kwargs trace=NAME"], ["--env accepts", "(--trace NAME"]),
+    ("agents.bench_policy", ["--env accepts the id"], ["built-in traces"]),
+    ("agents.zoo.__main__", ["--env accepts the id"], ["built-in traces"]),
+    ("agents.evaluate", ["--env accepts the id", "(--trace NAME; or a path"], []),
+])
+def test_help_footer_names_only_the_options_the_command_has(module, has, has_not, capsys):
+    """Every command's --help ended with 'environments (--env accepts ...)' and 'built-in traces (--trace
+    NAME; or a path ...)': the leaderboard takes --envs and a --trace file path only (a built-in name is 'no
+    such file'), autoscale_fidelity has neither option, bench_policy and zoo take no trace."""
+    import importlib
+
+    with pytest.raises(SystemExit) as exit_:
+        importlib.import_module(module).main(["--help"])
+    out = capsys.readouterr().out
+    assert exit_.value.code == 0
+    assert all(h in out for h in has) and not any(h in out for h in has_not), (module, out[-2000:])

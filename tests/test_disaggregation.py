@@ -526,3 +526,24 @@ def test_phase_segment_offers_its_rate_in_requests_the_engine_accepts() -> None:
     assert len(idx) == pytest.approx(1330, abs=3)
     t_all, idx_all, _ = _phase_segment(tr, 10.0, 100.0, np.random.default_rng(0))
     assert len(idx_all) == pytest.approx(1000, abs=3)
+
+
+def test_evaluate_refuses_a_trace_whose_training_part_is_too_short_for_distserves_search(tmp_path, capsys):
+    """agents.evaluate --split all on a file whose training part (first 70%) has fewer than 4 requests: DistServe's
+    offline search simulates that part, and the run ended in a TraceUnsuited traceback after the policies before
+    it had played (../shared/cases/burstgpt_zero_request.csv); now one line naming the policy, before any run."""
+    import json
+
+    from agents.evaluate import main
+
+    f = tmp_path / "five.jsonl"
+    f.write_text("".join(json.dumps({"timestamp": t, "input_length": 500, "output_length": 50}) + "\n"
+                         for t in (0, 1000, 8000, 9000, 10000)))
+    with pytest.raises(SystemExit) as exc:
+        main(["--env", "Disaggregation", "--trace", str(f), "--split", "all", "--policy", "colocated",
+              "--policy", "distserve", "--episodes", "1"])
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert exc.value.code == 2 and len(err) == 1 and captured.out == "", (err, captured.out)
+    assert err[0].startswith("python -m agents.evaluate: error: --policy distserve (searches on the trace's training "
+                             "part, split=train): --trace ") and "has 2 requests" in err[0], err

@@ -51,3 +51,20 @@ def test_a_worker_error_is_raised_by_result(workers):
         fut = ahead.submit(ENV, ["no_such_policy"], "default", 1, 0, KW, "test")
         with pytest.raises(Exception, match="no_such_policy"):
             fut.result()
+
+
+@pytest.mark.parametrize("module, says", [
+    ("agents.capacity_search", "the search runs as python -m agents.evaluate --env ID --policy P --capacity"),
+    ("agents.eval_ahead", "train.py runs it"),
+])
+def test_library_modules_run_as_commands_say_what_to_run(module, says):
+    """`python -m agents.capacity_search ...` and `python -m agents.eval_ahead` exited 0 having done nothing."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    r = subprocess.run([sys.executable, "-m", module, "--env", "Routing"], capture_output=True, text=True,
+                       cwd=Path(__file__).resolve().parents[1])
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and r.stdout == "" and len(lines) == 1, r
+    assert lines[0].startswith(f"python -m {module}: not a command; ") and says in lines[0], lines

@@ -100,6 +100,43 @@ def test_check_reports_missing_rows(tmp_path):
     assert any("no 'rows'" in p for p in rep.check(tmp_path))
 
 
+def _minimal_leaderboard_dir(out, report):
+    (out / "plots").mkdir(parents=True, exist_ok=True)
+    (out / "plots" / "a.png").write_bytes(b"png")
+    (out / "leaderboard.json").write_text(json.dumps(report))
+    (out / "leaderboard.md").write_text("| s/v1 |")
+    (out / "leaderboard.html").write_text("<img src='data:image/png;base64,AA'>")
+    (out / "timing.json").write_text("{}")
+
+
+@pytest.mark.parametrize("spoil, says", [
+    (lambda d: d["rows"][0].pop("main"), "rows[0]: no 'main'"),
+    (lambda d: d["rows"][0]["main"].update(value="x"), "rows[0]: main value 'x' is not a number"),
+    (lambda d: d["rows"][0]["main"].update(ci95=[0.1]), "rows[0]: main ci95 [0.1] is not a pair of numbers"),
+    (lambda d: d["rows"][1].update(rank=None), "rows[1]: 'rank' is None, not an int"),
+    (lambda d: d["rows"].__setitem__(2, 7), "rows[2]: not an object (int)"),
+    (lambda d: d["rows"][0].update(scenario="t/v1"), "rows[0]: scenario 't/v1' is not among 'scenarios'"),
+    (lambda d: d["scenarios"][0].pop("scoring"), "scenario s/v1: no 'scoring' with 'naive' and 'bound'"),
+    (lambda d: d["scenarios"][0].update(id=None), "scenarios[0] has no string 'id'"),
+    (lambda d: d.update(rows=5), "'rows' is not a list (int)"),
+])
+def test_check_names_a_malformed_leaderboard_json_instead_of_raising(tmp_path, spoil, says):
+    """--check DIR ended in a KeyError/TypeError traceback for a row or scenario missing a field or holding
+    the wrong type; each is now a problem naming the row (its docstring: "malformed or incomplete rows")."""
+    def row(policy, rank):
+        return {"scenario": "s/v1", "policy": policy, "rank": rank, "metrics": {"m": 0.5},
+                "main": {"value": 0.5, "ci95": [0.4, 0.6]}}
+
+    report = {"version": 1, "command": "cmd", "scenarios": [{"id": "s/v1", "scoring": {"naive": "a", "bound": None}}],
+              "rows": [row("random", 1), row("a", 2), row("b", 3)]}
+    _minimal_leaderboard_dir(tmp_path, report)
+    assert rep.check(tmp_path) == []
+    spoil(report)
+    _minimal_leaderboard_dir(tmp_path, report)
+    problems = rep.check(tmp_path)
+    assert any(p.endswith(says) for p in problems), problems
+
+
 def test_readme_section_is_rewritten_between_markers(tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text(f"intro\n{rep.README_START}\nold\n{rep.README_END}\nrest\n")
@@ -474,3 +511,34 @@ def test_check_of_a_directory_that_does_not_exist_says_so(tmp_path, capsys):
                                                                              "no such directory")
     (tmp_path / "f").write_text("")
     assert _the_error(capsys, ["--check", str(tmp_path / "f")]).endswith(f"--check {tmp_path / 'f'}: not a directory")
+
+
+def test_a_team_or_policy_file_that_no_scenario_of_the_run_plays_is_refused(tmp_path, capsys):
+    """--team plays only the multi-agent scenarios and a --policy file only the single-agent ones; given to a
+    run without any (--envs routing --team ..., --envs multi --policy FILE), it was ignored without a word and
+    the leaderboard written without it (exit 0)."""
+    from agents.zoo import ZOO
+
+    out = tmp_path / "lb"
+    line = _the_error(capsys, ["--quick", "--envs", "routing", "--team", "router=jsq", "--out", str(out)])
+    assert line.endswith("--team router=jsq: no multi-agent scenario in this run (teams play only "
+                         "servegym/MultiCluster-v0's; add it with --envs)"), line
+    f = str(ZOO["servegym/Routing-v0"])
+    line = _the_error(capsys, ["--quick", "--envs", "multi", "--policy", f, "--out", str(out)])
+    assert line.endswith(f"--policy {f}: no single-agent scenario in this run (a file plays only those; seat it "
+                         f"in a team with --team ROLE={f})"), line
+    assert not out.exists()
+
+
+def test_a_trace_too_short_for_disaggregations_offline_search_is_refused_before_any_run(tmp_path, capsys):
+    """A --trace file that Disaggregation-v0 plays whole (split=all) passed the check, then DistServe's offline
+    search, which simulates the file's training part (first 70%), ended the run in a TraceUnsuited traceback
+    (../shared/cases/burstgpt_zero_request.csv: 4 requests, 2 in the training part); now the check builds the
+    scenario as that search does."""
+    f = tmp_path / "five.jsonl"
+    f.write_text("".join(json.dumps({"timestamp": t, "input_length": 500, "output_length": 50}) + "\n"
+                         for t in (0, 1000, 8000, 9000, 10000)))
+    line = _the_error(capsys, ["--quick", "--no-progress", "--trace", str(f), "--envs", "disaggregation",
+                               "--out", str(tmp_path / "lb")])
+    assert "refuses it: Disaggregation: trace" in line and "its training part (held_out_frac=0.3) has 2 requests" in line
+    assert not (tmp_path / "lb").exists()

@@ -166,3 +166,21 @@ def test_bad_config_is_named():
     with pytest.raises(ValueError, match=r"^multi: router actions .* of shape \(1, 2\), got int64 array of shape "
                                          r"\(1, 1000\)$"):  # the shapes, not the array (was its repr)
         core.set_actions("router", np.zeros((1, 1000), np.int64))
+
+
+def test_the_readme_pettingzoo_example_prints_what_its_comment_says():
+    """README, "Multi-agent cluster": the Python example's last line ends in a comment with the line it prints
+    (it said `shared return -32.7` while the example printed 18.2)."""
+    import contextlib
+    import io
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    (code,) = [b for b in blocks if "MultiClusterEnv" in b]
+    expected = re.search(r"# (.+)$", code.strip().splitlines()[-1]).group(1)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(code, "README.md", "exec"), {})
+    assert out.getvalue().strip() == expected

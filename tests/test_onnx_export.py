@@ -481,6 +481,32 @@ def test_bench_time_calls():
     assert us.shape == (50,) and (us > 0).all()
 
 
+def test_bench_policy_default_run_benchmarks_only_single_checkpoint_zoo_agents(monkeypatch, capsys):
+    """`python -m agents.bench_policy` (the README's command) benchmarked every zoo entry, the multi-agent
+    cluster's team among them, whose export raised a ValueError traceback after the others had run;
+    `--env multi` is one line, exit 2."""
+    import agents.bench_policy as B
+
+    played = []
+
+    def fake_bench(env_id, batches, calls, seed):
+        X.resolve_source(env_id, "zoo")  # what the real one does first: raised for the team
+        played.append(env_id)
+        return []
+
+    monkeypatch.setattr(B, "bench_env", fake_bench)
+    monkeypatch.setattr(B.os, "sched_setaffinity", lambda pid, cpus: None)
+    assert B.main(["--calls", "1"]) == 0
+    assert played and "servegym/MultiCluster-v0" not in played
+    assert "servegym/Routing-v0" in played and "servegym/KVAdmission-v0" in played
+    with pytest.raises(SystemExit) as exc:
+        B.main(["--env", "multi"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and len(err) == 1, err
+    assert err[0].endswith("reads Routing-v0's observation; benchmark Routing-v0's zoo router with "
+                           "--env servegym/Routing-v0"), err
+
+
 def test_the_multi_agent_zoo_team_names_its_router_seat_to_export():
     multi = "servegym/MultiCluster-v0"
     with pytest.raises(ValueError, match="export it with --env servegym/Routing-v0 --policy .*multi_router_dagger.zip"):

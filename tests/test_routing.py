@@ -276,6 +276,23 @@ def test_capacity_search_finds_a_known_threshold():
     assert search(lambda x: {"slo_attainment": 0.0, "offered_rps": x}, 1.0, max_doublings=3)["value"] == 0.0
 
 
+def test_capacity_shows_in_every_table_of_a_load_sweep(capsys):
+    """`agents.evaluate --capacity` on a load sweep (Routing-v0's default loads) printed '–' for the effective
+    capacity in each load's table: the figure is the policy's, searched over rate_scale, and was only in the
+    JSON."""
+    from agents.evaluate import evaluate, print_tables
+
+    rep = evaluate(rt.ENV_ID, ["jsq"], "default", 1, 0, {"window_requests": 64, "load": (0.6, 0.9)}, "test",
+                   capacity=True, progress=False)
+    found = rep["results"][0]["metrics"]["effective_capacity_rps"]
+    assert found > 0 and "effective_capacity_rps" not in rep["results"][0]["by_load"]["0.6"]
+    print_tables(rep)
+    rows = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("| jsq |")]
+    assert len(rows) == 2
+    for row in rows:
+        assert f"| {found:.4g} |" in row, row
+
+
 def test_bad_config_is_named():
     tr = chain_trace(16)
     with pytest.raises(ValueError, match="replicas"):

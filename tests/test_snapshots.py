@@ -127,3 +127,29 @@ def test_snapshot_eval_prefers_the_directorys_own_copy_and_names_a_missing_one(t
     assert snapshot_eval.snapshot_paths(tmp_path / "run", snaps) == {
         64: tmp_path / "run" / "steps_64.zip", 128: tmp_path / "orig" / "steps_128.zip"}
 
+
+
+def test_snapshot_eval_prints_each_environments_main_metric_and_checks_every_dir_first(tmp_path, capsys,
+                                                                                       monkeypatch):
+    """A PrefixEviction-v0 (or ExpertPlacement-v0) run's snapshot line was a KeyError traceback: its evaluation
+    reports no slo_attainment; the line gives the environment's main metric. A DIR given twice was evaluated
+    twice, and a bad second DIR was refused only after the first one's snapshots had played."""
+    played = []
+
+    def fake_evaluate(env_id, policies, *args, **kwargs):
+        played.append(policies[0])
+        return {"results": [{"policy": policies[0], "metrics": {"block_hit_ratio": 0.1125, "return_mean": 42.5}}]}
+
+    monkeypatch.setattr(snapshot_eval, "evaluate", fake_evaluate)
+    run = tmp_path / "pe"
+    _record(run, "python train.py --env PrefixEviction --snapshots 128", {"128": str(run / "steps_128.zip")})
+    (run / "steps_128.zip").write_text("x")
+    with pytest.raises(SystemExit):
+        snapshot_eval.main([str(run), str(tmp_path / "nothing")])
+    assert played == [] and "nothing: no run.json" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        snapshot_eval.main([str(run), str(tmp_path / "pe" / ".." / "pe")])
+    assert played == [] and "given twice" in capsys.readouterr().err
+    assert snapshot_eval.main([str(run)]) == 0
+    assert capsys.readouterr().out.strip() == f"{run} 128 block_hit_ratio 0.1125 return_mean 42.5"
+    assert (run / "eval_steps_128.json").is_file()

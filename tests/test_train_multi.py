@@ -96,6 +96,23 @@ def test_train_multi_refuses_bad_options_in_one_line(capsys, tmp_path):
         assert exit_.value.code == 2 and says in err[-1]
 
 
+def test_train_multi_refuses_an_out_it_cannot_make_a_folder_before_training(capsys, tmp_path, monkeypatch):
+    """--out naming a file (or a path under one) was a FileExistsError traceback at the end, after the whole
+    training (412-541 s for the zoo recipe); now one line naming --out before the batch is built."""
+    def no_build(*args, **kwargs):
+        raise AssertionError("build_vec called before --out was checked")
+
+    monkeypatch.setattr(tm, "build_vec", no_build)
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    for out, says in ((afile, "exists and is not a directory"), (afile / "sub", f"{afile} is not a directory")):
+        with pytest.raises(SystemExit) as exit_:
+            tm.main(["--warm-start", "none", "--out", str(out)])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert exit_.value.code == 2 and len(err) == 1, err
+        assert err[0] == f"python -m agents.train_multi: error: --out {out}: {says}", err[0]
+
+
 def test_train_multi_warm_start_errors_name_the_option_and_the_file(capsys, tmp_path, monkeypatch):
     """Every refused --warm-start file (no zip, no SB3 zip, another observation version, another environment's
     checkpoint, recorded or not) is one line naming --warm-start and the file once (the non-zip and the other
@@ -238,3 +255,16 @@ def test_leaderboard_refuses_a_team_whose_checkpoint_does_not_fit_its_seat(capsy
     assert exit_.value.code == 2 and f"--team {spec}: multi_cluster/" in err[-1]
     assert "trained on servegym/ExpertPlacement-v0's observation, not servegym/KVAdmission-v0's" in err[-1], err
     assert not (tmp_path / "leaderboard.json").exists()
+
+
+def test_train_multi_names_the_workloads_option_of_a_bad_trace(capsys, tmp_path):
+    """A --workloads entry its reader refuses (missing, empty) was the reader's message alone, naming no option."""
+    (tmp_path / "empty.jsonl").write_text("")
+    for entry, says in ((str(tmp_path / "missing.jsonl"), "no file at"),
+                        (str(tmp_path / "empty.jsonl"), "empty file (no header and no data rows)")):
+        with pytest.raises(SystemExit) as exit_:
+            tm.main(["--warm-start", "none", "--workloads", "azure_conv-v1", entry, "--out", str(tmp_path / "o")])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert exit_.value.code == 2 and len(err) == 1, err
+        assert err[0].startswith(f"python -m agents.train_multi: error: --workloads {entry}: ") and says in err[0], err
+    assert not (tmp_path / "o").exists()

@@ -73,6 +73,12 @@ def replay(config: DisaggregationConfig, episodes: list[dict], plans: list[np.nd
     return rew, metrics
 
 
+# The policies that simulate the trace's training part (offline_search: split="train") whatever part is played: a
+# file played whole (split=all) or held out whose training part is too short for them is refused before any run
+# (agents.evaluate, agents.leaderboard), not a TraceUnsuited traceback when they are built.
+TRAINING_PART_SEARCH = ("distserve", "splitwise")
+
+
 @cache
 def offline_search(config: DisaggregationConfig, n_mixed: int = 0, rule: int = K.RULE_BALANCE) -> int:
     """Prefill instances that maximise simulated goodput per GPU on the training part of the

@@ -30,7 +30,7 @@ from agents.zoo.args import REPO_ROOT, recipe_args  # noqa: F401  (REPO_ROOT: re
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = cli.make_parser("python -m agents.zoo", __doc__, env_kwargs=False)
+    p = cli.make_parser("python -m agents.zoo", __doc__, env_kwargs=False, trace_option=None)
     sub = p.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("train", help="retrain zoo agents with their recorded commands")
     t.add_argument("--env", action="append", type=cli.env_arg,
