@@ -225,3 +225,15 @@ def test_run_record_lists_every_part_and_seed():
     assert workload_record(FamilyVecEnv([vec, vec])) == workload_record(vec)
     assert workload_record(FamilyVecEnv([vec, other], ["a", "b"])) == {
         "workload_parts_by_family": {"a": workload_record(vec), "b": {}}}
+
+
+@pytest.mark.parametrize("cls", [KVAdmissionVecEnv])
+def test_workload_seeds_without_a_builtin_entry_is_refused_not_ignored(cls):
+    # workload_seeds=3 with no mixture (or one of trace files only) built the same env as 1, without a word
+    where = "KVAdmission"
+    with pytest.raises(ValueError, match=rf"^{where}: workload_seeds=3 sets how many generator seeds each built-in "
+                                         r"workloads entry plays, and there is no workloads mixture \(workloads=\(\)\): "
+                                         r"leave it at 1$"):
+        cls(1, workload_seeds=3)
+    with pytest.raises(ValueError, match=r"has no built-in generator entry"):
+        cls(1, workloads=("/nonexistent/x.csv",), workload_seeds=2)

@@ -140,11 +140,17 @@ def check_workload_seeds(cfg: Any, where: str) -> None:
     ``cfg.window_requests`` requests (``TRACE_REQUEST_BYTES`` each) held at once. ``ValueError`` naming
     workload_seeds for more than 2**31 - 1 (windows are indexed with int32) or more parts than this machine's
     memory holds, with the most that fits (``envs.config_check.check_sizes``; 2**40 hung building a list of
-    2**40 parts). Without a built-in entry the field makes no part and is not bounded here."""
+    2**40 parts). Without a built-in entry the field makes no part: any value but 1 is refused there (it would
+    be ignored)."""
     from envs.config_check import check_count, check_sizes
 
     builtin = sum(_is_builtin(entry_name(x)) for x in cfg.workloads)
     if not builtin:
+        if cfg.workload_seeds != 1:
+            what = f"workloads={cfg.workloads!r} has no built-in generator entry" if cfg.workloads else \
+                "there is no workloads mixture (workloads=())"
+            raise ValueError(f"{where}: workload_seeds={cfg.workload_seeds} sets how many generator seeds each built-in "
+                             f"workloads entry plays, and {what}: leave it at 1")
         return
     check_count(where, "workload_seeds", cfg.workload_seeds, "a mixture's windows, one a part at least, are indexed "
                 "with int32")
