@@ -23,25 +23,7 @@ Every environment package provides a native SB3 ``VecEnv`` (listed in ``VEC_ENVS
 
 from gymnasium.envs.registration import register, registry
 
-# Environment id -> (package, class prefix): envs.<package>.env holds <prefix>Env (the
-# Gymnasium view, E = 1), <prefix>VecEnv (the native SB3 batch) and <prefix>VectorEnv (the
-# Gymnasium vector facade, gymnasium.make_vec's vector_entry_point).
-PACKAGES = {
-    "servegym/KVAdmission-v0": ("kv_admission", "KVAdmission"),
-    "servegym/Autoscale-v0": ("autoscale", "Autoscale"),
-    "servegym/ExpertPlacement-v0": ("expert_placement", "ExpertPlacement"),
-    "servegym/Routing-v0": ("routing", "Routing"),
-    "servegym/PrefixEviction-v0": ("prefix_eviction", "PrefixEviction"),
-    "servegym/Disaggregation-v0": ("disaggregation", "Disaggregation"),
-}
-ENVS = {i: f"envs.{p}.env:{c}Env" for i, (p, c) in PACKAGES.items()}
-VEC_ENVS = {i: f"envs.{p}.env:{c}VecEnv" for i, (p, c) in PACKAGES.items()}
-VECTOR_ENVS = {i: f"envs.{p}.env:{c}VectorEnv" for i, (p, c) in PACKAGES.items()}
-# PettingZoo environments: id -> module-level ``parallel_env`` factory.
-PARALLEL_ENVS = {
-    "servegym/MultiCluster-v0": "envs.multi.env:parallel_env",
-    "servegym/ExpertPlacementParallel-v0": "envs.expert_placement.parallel:parallel_env",
-}
+from envs.ids import ENVS, PACKAGES, PARALLEL_ENVS, VEC_ENVS, VECTOR_ENVS, UnknownEnvironment, resolve_env_id
 
 # Where each observation layout and its version (OBS_VERSION, OBS_VERSIONS: what each version means) are
 # defined: next to the feature names. A PettingZoo role that sees a single-agent environment's observation
@@ -140,8 +122,6 @@ def make_vec(env_id: str, num_envs: int, seed: int | None = None, **kwargs):
     ``KVAdmission``, ``kv_admission``; ``envs.options.resolve_env_id``). Raises ``envs.options.UnknownEnvironment``
     (a ``KeyError`` and a ``ValueError``) with ``--env``'s one-line message for an unknown name, and for a
     multi-agent environment (``envs.make_parallel`` builds those); what the constructor raises for a bad config."""
-    from envs.options import UnknownEnvironment, resolve_env_id
-
     resolved = resolve_env_id(env_id)
     if resolved not in VEC_ENVS:
         raise UnknownEnvironment(f"{env_id!r} is the multi-agent environment {resolved}: envs.make_parallel builds "

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from envs.core import mixture
 from envs.options import type_text
 from traces.checks import is_integer, is_real, positive_levels, positive_real
 
@@ -275,3 +276,35 @@ def check_sizes(where: str, sizes: dict[str, int], nbytes: Callable[..., int], w
         fix = "no one of them lowered alone fits"
     raise ValueError(f"{where}: {what} for {given} take {_gib(need)}, more than this machine's memory "
                      f"({_gib(limit)}): {fix}")
+
+
+def check_mixture(cfg: Any, where: str) -> None:
+    """A workload mixture's fields (``envs.core.mixture.check_mixture_config``) and a ``workload_seeds`` the
+    mixture can hold (:func:`check_workload_seeds`), before any part is loaded; ``ValueError`` naming the field."""
+    mixture.check_mixture_config(cfg, where)
+    check_workload_seeds(cfg, where)
+
+
+def check_workload_seeds(cfg: Any, where: str) -> None:
+    """``workload_seeds`` (already an integer >= 1) that the mixture can hold, before any part is loaded: each
+    built-in entry of ``cfg.workloads`` contributes that many parts, each at least one window of
+    ``cfg.window_requests`` requests (``mixture.TRACE_REQUEST_BYTES`` each) held at once. ``ValueError`` naming
+    workload_seeds for more than 2**31 - 1 (windows are indexed with int32) or more parts than this machine's
+    memory holds, with the most that fits (:func:`check_sizes`; 2**40 hung building a list of
+    2**40 parts). Without a built-in entry the field makes no part: any value but 1 is refused there (it would
+    be ignored)."""
+    builtin = sum(mixture.is_builtin(mixture.entry_name(x)) for x in cfg.workloads)
+    if not builtin:
+        if cfg.workload_seeds != 1:
+            what = f"workloads={cfg.workloads!r} has no built-in generator entry" if cfg.workloads else \
+                "there is no workloads mixture (workloads=())"
+            raise ValueError(f"{where}: workload_seeds={cfg.workload_seeds} sets how many generator seeds each built-in "
+                             f"workloads entry plays, and {what}: leave it at 1")
+        return
+    check_count(where, "workload_seeds", cfg.workload_seeds, "a mixture's windows, one a part at least, are indexed "
+                "with int32")
+    per_part = mixture.TRACE_REQUEST_BYTES * int(cfg.window_requests)
+    check_sizes(where, {"workload_seeds": int(cfg.workload_seeds)},
+                lambda workload_seeds: builtin * workload_seeds * per_part,
+                f"the {builtin} built-in workloads entr{'y' if builtin == 1 else 'ies'}' parts (one window of "
+                f"window_requests={cfg.window_requests} requests each, at least)")

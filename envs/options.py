@@ -34,6 +34,20 @@ from functools import cache
 from pathlib import Path
 from typing import Any, NoReturn
 
+from envs.ids import (  # noqa: F401 (the names every command resolves, re-exported)
+    MULTI_AGENT,
+    UnknownEnvironment,
+    _vec_entries,
+    env_ids,
+    is_multi_agent,
+    name_forms,
+    package_name,
+    resolve_env_id,
+    short_name,
+    single_agent_ids,
+    snake_name,
+)
+
 
 class _ExtendWhenRepeated(argparse.Action):
     """A list option (``nargs`` ``+`` or ``*``) given again adds its values to the earlier ones
@@ -81,34 +95,6 @@ class ConfigField:
     doc: str
 
 
-# Multi-agent environments (PettingZoo): id -> (batched core "module:class", its config dataclass).
-# Their agents' policies are teams (one policy per role); ``agents.team`` evaluates them.
-MULTI_AGENT: dict[str, tuple[str, str]] = {
-    "servegym/MultiCluster-v0": ("envs.multi.env:MultiCluster", "envs.multi.env:MultiConfig"),
-}
-
-
-def _vec_entries() -> dict[str, str]:
-    import envs
-
-    return {**envs.VEC_ENVS, **{k: v[0] for k, v in MULTI_AGENT.items()}}
-
-
-def env_ids() -> list[str]:
-    """Every environment id: the single-agent ones (``envs.VEC_ENVS``) in registration order,
-    then the multi-agent ones (``MULTI_AGENT``)."""
-    return list(_vec_entries())
-
-
-def single_agent_ids() -> list[str]:
-    """The ids of ``envs.VEC_ENVS`` (what ``train.py`` and ``agents.export`` take)."""
-    return [e for e in env_ids() if e not in MULTI_AGENT]
-
-
-def is_multi_agent(env_id: str) -> bool:
-    return env_id in MULTI_AGENT
-
-
 def _load(entry: str) -> Any:
     module, name = entry.split(":")
     return getattr(importlib.import_module(module), name)
@@ -123,53 +109,6 @@ def build(env_id: str, num_envs: int, seed: int | None = None, **kwargs: Any) ->
     import envs
 
     return envs.make_vec(env_id, num_envs, seed=seed, **kwargs)
-
-
-def short_name(env_id: str) -> str:
-    """``servegym/KVAdmission-v0`` -> ``KVAdmission``."""
-    return env_id.split("/")[-1].rsplit("-v", 1)[0]
-
-
-def package_name(env_id: str) -> str:
-    """``servegym/KVAdmission-v0`` -> ``kv_admission``: the package (or module) under ``envs``
-    that holds the environment."""
-    module = _vec_entries()[env_id].split(":")[0]
-    return module.split(".")[1]
-
-
-def snake_name(env_id: str) -> str:
-    """``servegym/MultiCluster-v0`` -> ``multi_cluster``: the short name in snake case, as the
-    leaderboard's scenario ids begin (``multi_cluster/...``; the package name for the others)."""
-    return re.sub(r"(?<!^)(?=[A-Z][a-z])", "_", short_name(env_id)).lower()
-
-
-def name_forms(env_id: str) -> tuple[str, ...]:
-    """Every name that resolves to ``env_id``: the id, the id without its namespace, the short
-    name, the package name and the snake-case short name (a scenario id's first part)."""
-    return (env_id, env_id.split("/")[-1], short_name(env_id), package_name(env_id), snake_name(env_id))
-
-
-class UnknownEnvironment(ValueError, KeyError):
-    """A name that denotes no environment (or none of the kind asked for): a ``ValueError`` for the command line's
-    checks, a ``KeyError`` as ``envs.make_vec`` raised for an unknown id, printed as its one-line message (a plain
-    ``KeyError`` prints the repr of its argument)."""
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else ""
-
-
-def resolve_env_id(name: str) -> str:
-    """The registered id that ``name`` denotes (any of ``name_forms``, case-insensitive).
-
-    Raises :class:`UnknownEnvironment` (a ``ValueError``) ``"unknown environment ...; known: ..."`` listing the
-    short names.
-    """
-    wanted = str(name).strip().lower()
-    for env_id in env_ids():
-        if wanted in (f.lower() for f in name_forms(env_id)):
-            return env_id
-    known = ", ".join(f"{short_name(e)} ({e}, {package_name(e)})" for e in env_ids())
-    raise UnknownEnvironment(f"unknown environment {name!r}; known: {known}")
 
 
 def env_arg(name: str) -> str:

@@ -578,6 +578,14 @@ def test_disaggregation_overflow_tokens_stays_exact_in_float64():
     assert vec.params.overflow_tokens == 2.0**53
 
 
+@pytest.mark.parametrize("field", ["phases", "episodes_per_load"])
+def test_disaggregation_phase_and_episode_counts_past_int32_are_refused_naming_them(field):
+    # 10**400 was OverflowError "int too large to convert to float" naming nothing
+    for value in (2**31, 10**400):
+        with pytest.raises(ValueError, match=rf"^Disaggregation: {field} must be at most 2,147,483,647 \(2\*\*31 - 1: "):
+            envs.make_vec("servegym/Disaggregation-v0", 1, seed=0, **{**SMALL["servegym/Disaggregation-v0"], field: value})
+
+
 def test_autoscale_train_days_stay_below_the_held_out_seeds():
     from envs.autoscale.env import TEST_SEED_OFFSET
 

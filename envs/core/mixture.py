@@ -113,7 +113,6 @@ def check_mixture_config(cfg: Any, where: str) -> None:
     n = cfg.workload_seeds
     if not is_integer(n) or n < 1:
         raise ValueError(f"{where}: workload_seeds must be an integer >= 1, got {n!r}")
-    check_workload_seeds(cfg, where)
     if w and cfg.trace_params:
         raise ValueError(f"{where}: trace_params cannot be combined with workloads (each entry takes its own: "
                          f"(name, trace_params)); got trace_params={dict(cfg.trace_params)!r}")
@@ -126,39 +125,12 @@ def check_mixture_config(cfg: Any, where: str) -> None:
 TRACE_REQUEST_BYTES = 24
 
 
-def _is_builtin(name: str) -> bool:
+def is_builtin(name: str) -> bool:
     """Whether ``name`` is a built-in trace (a name at an unavailable version counts: ``parts_of`` refuses it)."""
     try:
         return resolve_builtin(name) is not None
     except traces.TraceError:
         return True
-
-
-def check_workload_seeds(cfg: Any, where: str) -> None:
-    """``workload_seeds`` (already an integer >= 1) that the mixture can hold, before any part is loaded: each
-    built-in entry of ``cfg.workloads`` contributes that many parts, each at least one window of
-    ``cfg.window_requests`` requests (``TRACE_REQUEST_BYTES`` each) held at once. ``ValueError`` naming
-    workload_seeds for more than 2**31 - 1 (windows are indexed with int32) or more parts than this machine's
-    memory holds, with the most that fits (``envs.config_check.check_sizes``; 2**40 hung building a list of
-    2**40 parts). Without a built-in entry the field makes no part: any value but 1 is refused there (it would
-    be ignored)."""
-    from envs.config_check import check_count, check_sizes
-
-    builtin = sum(_is_builtin(entry_name(x)) for x in cfg.workloads)
-    if not builtin:
-        if cfg.workload_seeds != 1:
-            what = f"workloads={cfg.workloads!r} has no built-in generator entry" if cfg.workloads else \
-                "there is no workloads mixture (workloads=())"
-            raise ValueError(f"{where}: workload_seeds={cfg.workload_seeds} sets how many generator seeds each built-in "
-                             f"workloads entry plays, and {what}: leave it at 1")
-        return
-    check_count(where, "workload_seeds", cfg.workload_seeds, "a mixture's windows, one a part at least, are indexed "
-                "with int32")
-    per_part = TRACE_REQUEST_BYTES * int(cfg.window_requests)
-    check_sizes(where, {"workload_seeds": int(cfg.workload_seeds)},
-                lambda workload_seeds: builtin * workload_seeds * per_part,
-                f"the {builtin} built-in workloads entr{'y' if builtin == 1 else 'ies'}' parts (one window of "
-                f"window_requests={cfg.window_requests} requests each, at least)")
 
 
 def parts_of(cfg: Any, where: str) -> tuple[Part, ...]:

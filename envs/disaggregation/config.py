@@ -8,6 +8,7 @@ from typing import ClassVar
 import numpy as np
 
 import traces
+from envs.config_check import check_count
 from envs.core.capacity import VLLM_BUDGET
 from envs.core.engine import EngineSpec
 from envs.core.workload import check_episode_span
@@ -111,6 +112,9 @@ class DisaggregationConfig:
             v = getattr(self, name)
             if not is_integer(v) or v < 1:
                 raise ValueError(f"Disaggregation: {name} must be an integer >= 1, got {v!r}")
+        check_count("Disaggregation", "phases", self.phases, "an episode's phases are indexed with int32")
+        check_count("Disaggregation", "episodes_per_load", self.episodes_per_load,
+                    "the episode windows are indexed with int32")
         if self.overflow_tokens > MAX_OVERFLOW_TOKENS:
             raise ValueError(f"Disaggregation: overflow_tokens must be at most {MAX_OVERFLOW_TOKENS:,} (2**53: the "
                              f"prefill backlog it is compared with is counted in float64, exact for integers up to "

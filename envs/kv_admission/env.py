@@ -59,14 +59,13 @@ from envs.core.mixture import (
     Part,
     WorkloadEntry,
     build_mixture,
-    check_mixture_config,
     normalize_workloads,
     part_index,
 )
 from envs.core.replica import accepted_at_arrival, accepted_values, longest_accepted_output
 from envs.core.workload import (build_workload, check_clock_span, check_every_level, load_split, max_window_gaps,
                                 min_arrival_gaps, output_histogram)
-from envs.config_check import check_sizes, make_config
+from envs.config_check import check_mixture, check_sizes, make_config
 from envs.metrics import episode_metrics
 from envs.native_vec import NativeVecEnv, VecEnvView, item_features
 from envs.vector import NativeVectorEnv
@@ -277,7 +276,7 @@ class KVAdmissionVecEnv(NativeVecEnv):
         cfg = make_config(KVAdmissionConfig, config, kwargs, "KVAdmission")
         cfg = replace(cfg, load=cfg.loads(), trace_params=tuple(dict(cfg.trace_params).items()),
                       workloads=normalize_workloads(cfg.workloads, "KVAdmission"))
-        check_mixture_config(cfg, "KVAdmission")
+        check_mixture(cfg, "KVAdmission")
         positive_real(cfg.rate_scale, "KVAdmission: rate_scale", none_ok=True)
         # drain_s < 0 truncated episodes before their last arrival; a recompute_penalty < 0 paid for preemptions
         for name in ("drain_s", "recompute_penalty"):

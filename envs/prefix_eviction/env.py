@@ -92,7 +92,6 @@ from envs.core.engine import DEFAULT_PROFILE, Engine, EngineSpec
 from envs.core.mixture import (
     Part,
     WorkloadEntry,
-    check_mixture_config,
     normalize_workloads,
     part_config,
     parts_of,
@@ -106,7 +105,7 @@ from envs.core.workload import (
     check_clock_span,
     check_held_out_frac,
 )
-from envs.config_check import check_sizes, make_config
+from envs.config_check import check_mixture, check_sizes, make_config
 from envs.metrics import percentile
 from envs.native_vec import NativeVecEnv, VecEnvView, item_features
 from envs.vector import NativeVectorEnv
@@ -595,7 +594,7 @@ class PrefixEvictionVecEnv(NativeVecEnv):
         cfg = replace(cfg, capacity_frac=cfg.capacities(), chain=bool(cfg.chain),
                       trace_params=tuple(dict(cfg.trace_params).items()),
                       workloads=normalize_workloads(cfg.workloads, "PrefixEviction"))
-        check_mixture_config(cfg, "PrefixEviction")
+        check_mixture(cfg, "PrefixEviction")
         if cfg.candidate_set not in CANDIDATE_SETS:
             raise ValueError(f"PrefixEviction: candidate_set must be one of {', '.join(CANDIDATE_SETS)}, "
                              f"got {cfg.candidate_set!r}")

@@ -60,14 +60,13 @@ from envs.core.mixture import (
     Part,
     WorkloadEntry,
     build_mixture,
-    check_mixture_config,
     normalize_workloads,
     part_index,
 )
 from envs.core.replica import accepted_at_arrival, accepted_values, arrival_time, longest_accepted_output
 from envs.core.workload import (build_workload, check_clock_span, check_every_level, load_split, max_window_gaps,
                                 min_arrival_gaps)
-from envs.config_check import check_sizes, make_config
+from envs.config_check import check_mixture, check_sizes, make_config
 from envs.metrics import episode_metrics
 from envs.native_vec import NativeVecEnv, VecEnvView, draw_episode, item_features
 from envs.vector import NativeVectorEnv
@@ -388,7 +387,7 @@ class RoutingVecEnv(NativeVecEnv):
         cfg.validate()
         check_sizes("Routing", {"num_envs": num_envs, "replicas": cfg.replicas, "queue_slots": cfg.queue_slots,
                                 "window_requests": cfg.window_requests}, memory_bytes, "the batch's arrays")
-        check_mixture_config(cfg, "Routing")
+        check_mixture(cfg, "Routing")
         self.config = cfg
         self.scenario = build_scenario(cfg)
         check_levels("Routing", cfg, self.scenario)
