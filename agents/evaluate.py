@@ -1,6 +1,6 @@
 """Score policies on the same scenarios: held-out windows, same seeds, same load levels.
 
-    python -m agents.evaluate --env servegym/KVAdmission-v0 --trace default \
+    python -m agents.evaluate --env servegym/KVAdmission-v0 --trace default \\
         --policy vllm_fcfs --policy sarathi --episodes 8 --seed 0 --env-kwargs load=1.1 --json out.json
 
 Every policy replays the same windows in the same order (``window_order=sequential``, env i

@@ -1,7 +1,7 @@
 """Export a learned policy (SB3 PPO, MaskablePPO, DQN, masked dueling DQN) to ONNX, with a parity check.
 
     python -m agents.export --env servegym/KVAdmission-v0 --policy zoo --onnx kv.onnx
-    python -m agents.export --env ID --policy runs/x/final.zip --onnx out.onnx \
+    python -m agents.export --env ID --policy runs/x/final.zip --onnx out.onnx \\
         [--vecnormalize PATH] [--env-kwargs K=V ...] [--parity-obs 10000] [--no-parity]
 
 The graph an engine runs (``agents.onnx_policy.OnnxPolicy`` with onnxruntime and numpy only):

@@ -1,7 +1,7 @@
 """Train an agent on a servegym environment, then score it against the heuristics.
 
     python train.py                      # KVAdmission-v0, embedded default trace, DAgger, about half a minute
-    python train.py --env servegym/KVAdmission-v0 --algo ppo|maskable-ppo|dqn --timesteps N \
+    python train.py --env servegym/KVAdmission-v0 --algo ppo|maskable-ppo|dqn --timesteps N \\
         --n-envs E [--vec-procs N] --trace NAME|PATH --env-kwargs load=1.1 --seed S --out DIR [--resume]
 
 With no length given, an environment's default recipe runs (``agents.training``): KVAdmission-v0 imitates its
