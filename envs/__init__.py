@@ -23,7 +23,16 @@ Every environment package provides a native SB3 ``VecEnv`` (listed in ``VEC_ENVS
 
 from gymnasium.envs.registration import register, registry
 
-from envs.ids import ENVS, PACKAGES, PARALLEL_ENVS, VEC_ENVS, VECTOR_ENVS, UnknownEnvironment, resolve_env_id
+from envs.ids import (
+    ENVS,
+    PACKAGES,
+    PARALLEL_ENVS,
+    VEC_ENVS,
+    VECTOR_ENVS,
+    UnknownEnvironment,
+    resolve_env_id,
+    resolve_parallel_id,
+)
 
 # Where each observation layout and its version (OBS_VERSION, OBS_VERSIONS: what each version means) are
 # defined: next to the feature names. A PettingZoo role that sees a single-agent environment's observation
@@ -110,10 +119,10 @@ def _load(entry: str):
 
 
 def make_parallel(env_id: str, **kwargs):
-    """The PettingZoo ``ParallelEnv`` of ``env_id`` (see ``PARALLEL_ENVS``)."""
-    if env_id not in PARALLEL_ENVS:
-        raise KeyError(f"unknown PettingZoo environment {env_id!r}; known: {', '.join(PARALLEL_ENVS)}")
-    return _load(PARALLEL_ENVS[env_id])(**kwargs)
+    """The PettingZoo ``ParallelEnv`` of ``env_id`` (see ``PARALLEL_ENVS``): its full id or a short form
+    (``MultiCluster``, ``multi_cluster``, ``ExpertPlacementParallel``; ``envs.ids.resolve_parallel_id``). Raises
+    ``envs.ids.UnknownEnvironment`` (a ``KeyError``) naming the PettingZoo environments for an unknown name."""
+    return _load(PARALLEL_ENVS[resolve_parallel_id(env_id)])(**kwargs)
 
 
 def make_vec(env_id: str, num_envs: int, seed: int | None = None, **kwargs):

@@ -106,3 +106,18 @@ def resolve_env_id(name: str) -> str:
             return env_id
     known = ", ".join(f"{short_name(e)} ({e}, {package_name(e)})" for e in env_ids())
     raise UnknownEnvironment(f"unknown environment {name!r}; known: {known}")
+
+
+def resolve_parallel_id(name: str) -> str:
+    """The PettingZoo environment (``PARALLEL_ENVS``) that ``name`` denotes: its full id, the id without the
+    namespace, its short name or its snake-case short name (and MultiCluster's package name, ``multi``),
+    case-insensitively. Raises :class:`UnknownEnvironment` listing them."""
+    wanted = str(name).strip().lower()
+    for env_id in PARALLEL_ENVS:
+        forms = {env_id, env_id.split("/")[-1], short_name(env_id), snake_name(env_id)}
+        if env_id in _vec_entries():
+            forms.add(package_name(env_id))
+        if wanted in {f.lower() for f in forms}:
+            return env_id
+    known = ", ".join(f"{short_name(e)} ({e})" for e in PARALLEL_ENVS)
+    raise UnknownEnvironment(f"unknown PettingZoo environment {name!r}; known: {known}")

@@ -77,6 +77,21 @@ def test_make_vec_refuses_what_the_clis_refuse_in_one_line():
         envs.make_vec("MultiCluster", 1)
 
 
+def test_make_parallel_takes_the_short_forms_of_its_ids():
+    # envs.make_parallel took the exact id only: make_parallel("MultiCluster") was a KeyError
+    import envs
+    from envs.ids import resolve_parallel_id
+
+    for form in ("servegym/MultiCluster-v0", "MultiCluster-v0", "MultiCluster", "multi_cluster", "multi", "MULTICLUSTER"):
+        assert resolve_parallel_id(form) == "servegym/MultiCluster-v0", form
+    for form in ("ExpertPlacementParallel", "expert_placement_parallel"):
+        assert resolve_parallel_id(form) == "servegym/ExpertPlacementParallel-v0", form
+    with pytest.raises(KeyError, match=r"^unknown PettingZoo environment 'KVAdmission'; known: MultiCluster "):
+        envs.make_parallel("KVAdmission")
+    assert type(envs.make_parallel("ExpertPlacementParallel")).__name__ == \
+        type(envs.make_parallel("servegym/ExpertPlacementParallel-v0")).__name__
+
+
 # --- --env-kwargs against the dataclass ----------------------------------------------------
 
 def test_env_kwargs_take_their_type_from_the_annotation():
