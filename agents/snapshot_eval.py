@@ -33,6 +33,8 @@ def snapshot_args(run_dir: Path) -> tuple[argparse.Namespace, dict, dict[int, Pa
     or the run trained on several families (``--scenarios``, ``--slo-tiers``, ``--families``)."""
     if run_dir.exists() and not run_dir.is_dir():  # a file here was a NotADirectoryError traceback
         raise ValueError(f"{run_dir}: not a directory (a train.py --out directory)")
+    if not run_dir.exists():  # was "no run.json", as if the directory were there
+        raise ValueError(f"{run_dir}: no such directory (a train.py --out directory)")
     try:
         run = json.loads((run_dir / "run.json").read_text())
     except FileNotFoundError:

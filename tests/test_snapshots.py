@@ -68,8 +68,11 @@ def test_snapshot_eval_refuses_a_run_without_snapshots(tmp_path):
         snapshot_eval.main([str(tmp_path)])
     with pytest.raises(ValueError, match="the run kept no snapshots"):
         snapshot_eval.snapshot_args(tmp_path)
-    with pytest.raises(ValueError, match="no run.json"):
+    with pytest.raises(ValueError, match="nothing: no such directory"):  # was "no run.json", as if it were there
         snapshot_eval.snapshot_args(tmp_path / "nothing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="empty: no run.json"):
+        snapshot_eval.snapshot_args(tmp_path / "empty")
 
 
 def test_a_resumed_run_keeps_no_snapshot_of_steps_it_had_passed(tmp_path, capsys):
@@ -146,7 +149,7 @@ def test_snapshot_eval_prints_each_environments_main_metric_and_checks_every_dir
     (run / "steps_128.zip").write_text("x")
     with pytest.raises(SystemExit):
         snapshot_eval.main([str(run), str(tmp_path / "nothing")])
-    assert played == [] and "nothing: no run.json" in capsys.readouterr().err
+    assert played == [] and "nothing: no such directory" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         snapshot_eval.main([str(run), str(tmp_path / "pe" / ".." / "pe")])
     assert played == [] and "given twice" in capsys.readouterr().err
