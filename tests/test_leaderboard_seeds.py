@@ -197,7 +197,7 @@ def test_readme_seed_tables_are_the_commands_output(monkeypatch):
     assert {shlex.split(c)[3] for c, _ in commands} == {
         "agents/zoo/results/kv_admission_mixture_seeds.json", "agents/zoo/results/routing_dagger_seeds.json",
         "agents/zoo/results/disaggregation_seeds.json", "agents/zoo/results/kv_admission_dagger_seeds.json",
-        "agents/zoo/results/prefix_eviction_lru_rollin_seeds.json", "agents/zoo/results/multi_team_seeds.json",
+        "agents/zoo/results/prefix_eviction_short_think_clip2_seeds.json", "agents/zoo/results/multi_team_seeds.json",
         "agents/zoo/results/expert_placement_portable_seeds/lb0.json",
         "agents/zoo/results/kv_admission_dagger_azure_code_seeds.json",
         "agents/zoo/results/kv_admission_dagger98k_seeds.json", "agents/zoo/results/kv_admission_relcount_hw_seeds.json",
