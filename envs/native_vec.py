@@ -44,6 +44,7 @@ from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
+from gymnasium.utils import seeding
 from stable_baselines3.common.vec_env import VecEnv
 
 from envs.config_check import WINDOW_ORDERS, check_count
@@ -495,6 +496,12 @@ class VecEnvView(gym.Env):
     ``reset(seed=s)`` plays as env e of a batch seeded s - e; ``reset(options=...)`` names the
     episode (``{"window": w, knob: v}``). ``render_mode``: None or ``"ansi"`` (``render()``
     returns the cluster state as text); any other mode raises ``ValueError``.
+
+    ``np_random`` is the generator the environment draws from (its episodes, sampled candidates, noisy
+    predictions), as Gymnasium documents: ``reset(seed=s)`` seeds it once and ``reset()`` continues it; a
+    ``Generator`` assigned to it drives the next episodes (``np_random_seed`` is then -1); an env built
+    without a seed has one from fresh entropy whose seed ``np_random_seed`` gives. (It was a second generator
+    that nothing drew from: assigning one changed nothing, and its state said nothing of the env's.)
     """
 
     vec_class: ClassVar[type[NativeVecEnv]]
@@ -510,6 +517,20 @@ class VecEnvView(gym.Env):
         self.observation_space = self._vec.observation_space
         self.action_space = self._vec.action_space
         self.config = self._vec.config
+        if kwargs.get("seed") is not None:
+            self._np_random_seed = int(kwargs["seed"])
+        else:  # fresh entropy, its seed known (Gymnasium's np_random_seed); was the vec's own, seed unknown
+            self._np_random, self._np_random_seed = seeding.np_random()
+
+    @property
+    def _np_random(self) -> np.random.Generator:
+        """Gymnasium's generator attribute (``np_random`` reads and assigns it): env 0's own."""
+        return self._vec._rngs[0]
+
+    @_np_random.setter
+    def _np_random(self, value: np.random.Generator) -> None:
+        self._vec._rngs[0] = value
+        self._vec._reset_seeds()  # a seed the constructor left for the first reset would replace it
 
     @property
     def vec(self) -> NativeVecEnv:

@@ -360,3 +360,28 @@ def test_a_refused_reset_moves_no_generator_and_leaves_no_half_reset_batch(env_i
         va.step(_masked_random(np.random.default_rng(0), va.action_masks(), va.action_space))
     np.testing.assert_array_equal(va.reset(), vb.reset())
     assert [r.bit_generator.state for r in va._rngs] == [r.bit_generator.state for r in vb._rngs]
+
+
+@pytest.mark.parametrize("env_id", IDS)
+def test_np_random_is_the_generator_the_env_draws_from(env_id):
+    """Gymnasium's np_random was a second generator nothing drew from: a Generator assigned to it changed no episode,
+    its state did not move as the env drew, and an unseeded env's np_random_seed was a fresh number that did not
+    replay its episode. Now it is the env's own generator, as Gymnasium documents it."""
+    env, ref = gym.make(env_id, **SMALL[env_id]), gym.make(env_id, **SMALL[env_id])
+    env.reset(seed=5)
+    assert env.unwrapped.np_random_seed == 5
+    env.unwrapped.np_random = np.random.default_rng(77)
+    assert env.unwrapped.np_random_seed == -1
+    obs, _ = env.reset()
+    first, _ = ref.reset(seed=77)
+    np.testing.assert_array_equal(obs, first)  # the assigned generator drew the episode
+    assert env.unwrapped.np_random.bit_generator.state == ref.unwrapped.np_random.bit_generator.state
+    assert env.unwrapped.np_random.bit_generator.state != np.random.default_rng(77).bit_generator.state  # it moved
+    fresh = gym.make(env_id, **SMALL[env_id])
+    trail = _play_single(fresh, None, seed=None)
+    replay = _play_single(ref, None, seed=fresh.unwrapped.np_random_seed)
+    np.testing.assert_array_equal(trail[0], replay[0])
+    np.testing.assert_array_equal(trail[1], replay[1])
+    built_seeded = gym.make(env_id, seed=3, **SMALL[env_id])
+    assert built_seeded.unwrapped.np_random_seed == 3
+    np.testing.assert_array_equal(built_seeded.reset()[0], ref.reset(seed=3)[0])
