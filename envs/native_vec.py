@@ -11,7 +11,8 @@ what is the same in every environment:
   which value of the swept knob (load, capacity, penalty, drift) the next episode plays:
   drawn from the env's generator (``window_order="random"``), in turn (``"sequential"``: env e
   plays episodes e, e + E, ...), or named by ``reset`` options (``{"window": w, knob: v}``, SB3's
-  ``set_options`` or Gymnasium's ``reset(options=...)``); unknown keys raise ``ValueError``;
+  ``set_options`` or Gymnasium's ``reset(options=...)``); unknown keys and values raise ``ValueError``,
+  and a refused reset moves no generator (the next reset plays as if it had not been called);
 - step bookkeeping: returns and lengths, ``dones = terminated | truncated``, and on an episode's
   end ``infos[e]`` with ``terminal_observation``, ``TimeLimit.truncated = truncated and not
   terminated``, ``episode = {"r", "l"}``, ``metrics`` and the environment's extras; then the
@@ -43,6 +44,7 @@ from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
+from gymnasium.utils import seeding
 from stable_baselines3.common.vec_env import VecEnv
 
 from envs.config_check import WINDOW_ORDERS, check_count
@@ -154,7 +156,9 @@ def draw_episode(where: str, order: str, rng: np.random.Generator, started: int,
     optional) name them; what they leave open is drawn from ``rng`` (``order="random"``) or
     taken in turn (``"sequential"``: episode k = started * num_envs + e plays window
     k % n_windows and value k // n_windows). Raises ``ValueError`` for an unknown option key, a
-    window out of range or a value not in ``values``.
+    window out of range or a value not in ``values`` (a number equal to one of them; a bool is not a
+    number here), before drawing anything: a refused option leaves ``rng`` as it was. A named value plays
+    as the listed one it equals (``np.float32(1.1)`` names load 1.1, not 1.100000023841858).
 
     ``groups`` (a workload mixture, ``envs.core.mixture``): window offsets of its parts, ``[0,
     ..., n_windows]``; a random episode then draws its part uniformly, a window of that part and
@@ -166,6 +170,7 @@ def draw_episode(where: str, order: str, rng: np.random.Generator, started: int,
     if unknown:
         raise ValueError(f"{where}: unknown reset option(s) {sorted(unknown)}; known: window, {knob}"
                          + (", workload" if groups is not None else ""))
+    _with_options(where, 0, values[0], n_windows, knob, values, options)  # refused before the draw moves rng
     if groups is not None:
         return _draw_mixture_episode(where, order, rng, started, e, num_envs, n_windows, knob, values, options,
                                      groups)
@@ -181,16 +186,20 @@ def draw_episode(where: str, order: str, rng: np.random.Generator, started: int,
 
 def _with_options(where: str, w: int, v: Any, n_windows: int, knob: str, values: Sequence[Any],
                   options: dict[str, Any]) -> tuple[int, Any]:
-    """The drawn (window, knob value), each replaced by its reset option where one is given;
-    ``ValueError`` naming the option for a window outside [0, n_windows) or a value not listed."""
+    """The drawn (window, knob value), each replaced by its reset option where one is given (the value by
+    the entry of ``values`` it equals); ``ValueError`` naming the option for a window outside [0, n_windows)
+    or a value that is not a number equal to a listed one (``True`` was taken as load 1.0, and
+    ``np.float32(1.1)`` played load 1.100000023841858 where load 1.1 was listed)."""
     if "window" in options:
         w = options["window"]
         if not _is_integer(w) or not 0 <= w < n_windows:
             raise ValueError(f"{where}: reset option window must be an integer in [0, {n_windows}), got {w!r}")
     if knob in options:
         v = options[knob]
-        if v not in values:
+        listed = [x for x in values if _is_number(v) and x == v]
+        if not listed:
             raise ValueError(f"{where}: reset option {knob} must be one of {list(values)}, got {v!r}")
+        v = listed[0]
     return int(w), v
 
 
@@ -224,6 +233,11 @@ def _draw_mixture_episode(where: str, order: str, rng: np.random.Generator, star
 def _is_integer(x: Any) -> bool:
     """A Python or numpy integer, not a bool (an index or count here; a float is never truncated)."""
     return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
+
+
+def _is_number(x: Any) -> bool:
+    """A real Python or numpy number, not a bool (a reset option's knob value)."""
+    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, (bool, np.bool_))
 
 
 def item_features(glob: Sequence[str], item: Sequence[str], n: int, prefix: str) -> list[str]:
@@ -370,8 +384,19 @@ class NativeVecEnv(SingleObjectVecEnv):
         self._reset_seeds()
         self._reset_options()
         envs = np.arange(self.num_envs)
+        states = [r.bit_generator.state for r in self._rngs]
+        started = self._episodes_started.copy()
         try:
             self._reset_envs(envs)
+        except Exception:
+            # A refused reset option (env e's, after envs before it drew their episodes) moves no generator and
+            # counts no episode, and no env steps on a half-reset batch: the next reset plays as if this one
+            # had not been called.
+            for r, st in zip(self._rngs, states):
+                r.bit_generator.state = st
+            self._episodes_started[:] = started
+            self._needs_reset[:] = True
+            raise
         finally:
             self._reset_opts = [{} for _ in range(self.num_envs)]
         self._returns[:] = 0.0
@@ -471,6 +496,12 @@ class VecEnvView(gym.Env):
     ``reset(seed=s)`` plays as env e of a batch seeded s - e; ``reset(options=...)`` names the
     episode (``{"window": w, knob: v}``). ``render_mode``: None or ``"ansi"`` (``render()``
     returns the cluster state as text); any other mode raises ``ValueError``.
+
+    ``np_random`` is the generator the environment draws from (its episodes, sampled candidates, noisy
+    predictions), as Gymnasium documents: ``reset(seed=s)`` seeds it once and ``reset()`` continues it; a
+    ``Generator`` assigned to it drives the next episodes (``np_random_seed`` is then -1); an env built
+    without a seed has one from fresh entropy whose seed ``np_random_seed`` gives. (It was a second generator
+    that nothing drew from: assigning one changed nothing, and its state said nothing of the env's.)
     """
 
     vec_class: ClassVar[type[NativeVecEnv]]
@@ -486,6 +517,20 @@ class VecEnvView(gym.Env):
         self.observation_space = self._vec.observation_space
         self.action_space = self._vec.action_space
         self.config = self._vec.config
+        if kwargs.get("seed") is not None:
+            self._np_random_seed = int(kwargs["seed"])
+        else:  # fresh entropy, its seed known (Gymnasium's np_random_seed); was the vec's own, seed unknown
+            self._np_random, self._np_random_seed = seeding.np_random()
+
+    @property
+    def _np_random(self) -> np.random.Generator:
+        """Gymnasium's generator attribute (``np_random`` reads and assigns it): env 0's own."""
+        return self._vec._rngs[0]
+
+    @_np_random.setter
+    def _np_random(self, value: np.random.Generator) -> None:
+        self._vec._rngs[0] = value
+        self._vec._reset_seeds()  # a seed the constructor left for the first reset would replace it
 
     @property
     def vec(self) -> NativeVecEnv:

@@ -295,3 +295,93 @@ def test_ansi_render_shows_the_cluster_state(env_id):
     assert isinstance(text, str) and text.startswith(env_id.split("/")[1].split("-")[0])
     env.step(_single(_masked_random(np.random.default_rng(0), env.unwrapped.action_masks(), env.action_space)))
     assert env.render() != text  # the state moved on
+
+
+def _play_single(env, options: dict | None, seed: int = 1, action_seed: int = 0):
+    """One whole episode of the Gymnasium env ``env`` from ``reset(seed=seed, options=options)`` on masked random
+    actions: (observations [T + 1, F], rewards [T], last info)."""
+    obs, _ = env.reset(seed=seed, options=options)
+    rng = np.random.default_rng(action_seed)
+    trail, rewards = [obs], []
+    for _ in range(MAX_STEPS):
+        a = _masked_random(rng, env.unwrapped.action_masks()[None], env.action_space)[0]
+        obs, r, term, trunc, info = env.step(_single(a))
+        trail.append(obs)
+        rewards.append(r)
+        if term or trunc:
+            return np.stack(trail), np.array(rewards), info
+    raise AssertionError("the episode did not end")
+
+
+@pytest.mark.parametrize("env_id", IDS)
+def test_a_reset_option_value_plays_the_listed_value_it_equals_and_a_bool_is_refused(env_id):
+    """reset(options={"load": np.float32(1.1)}) was accepted (it equals 1.1) and played load 1.100000023841858:
+    another episode than {"load": 1.1} (KVAdmission's TTFTs and its metrics' load, Autoscale's slo_penalty
+    0.009999999776, ExpertPlacement's drift); {"load": True} was load 1.0 on Routing. Now the listed value plays,
+    and a bool is refused with the one line a value not listed gets."""
+    env = gym.make(env_id, **SMALL[env_id])
+    knob, values = env.unwrapped.vec.sweep()
+    listed = _play_single(env, {"window": 0, knob: values[-1]})
+    as_f32 = _play_single(env, {"window": 0, knob: np.float32(values[-1])})
+    np.testing.assert_array_equal(as_f32[0], listed[0])
+    np.testing.assert_array_equal(as_f32[1], listed[1])
+    assert as_f32[2]["metrics"].keys() == listed[2]["metrics"].keys()
+    for k, v in listed[2]["metrics"].items():
+        assert as_f32[2]["metrics"][k] == v or (np.isnan(v) and np.isnan(as_f32[2]["metrics"][k])), k
+    for bad in (True, np.bool_(True), "1.0", None, [values[0]]):
+        with pytest.raises(ValueError, match=rf"^{env_id.split('/')[1].split('-')[0]}: reset option {knob} must be "
+                                             rf"one of \[.*\], got "):
+            env.reset(seed=1, options={knob: bad})
+
+
+@pytest.mark.parametrize("env_id", IDS)
+def test_a_refused_reset_moves_no_generator_and_leaves_no_half_reset_batch(env_id):
+    """A reset refused for its options (window -1, an unknown knob value) had drawn from the env's generator first
+    (and, in a batch, env 0 had drawn and reset before env 1's option was refused), so the next reset() played
+    another episode than the same calls without the refused one. Now it plays the same, generators and all, and the
+    batch does not step until a reset succeeds."""
+    name = env_id.split("/")[1].split("-")[0]
+    a, b = gym.make(env_id, **SMALL[env_id]), gym.make(env_id, **SMALL[env_id])
+    knob = a.unwrapped.vec.episode_knob
+    a.reset(seed=1)
+    b.reset(seed=1)
+    for bad in ({"window": -1}, {knob: "x"}):
+        with pytest.raises(ValueError, match=f"^{name}: reset option"):
+            a.reset(options=bad)
+    np.testing.assert_array_equal(a.reset()[0], b.reset()[0])
+    assert a.unwrapped.vec._rngs[0].bit_generator.state == b.unwrapped.vec._rngs[0].bit_generator.state
+    va, vb = envs.make_vec(env_id, 3, seed=2, **SMALL[env_id]), envs.make_vec(env_id, 3, seed=2, **SMALL[env_id])
+    va.reset()
+    vb.reset()
+    va.set_options([{}, {}, {"window": -1}])
+    with pytest.raises(ValueError, match=f"^{name}: reset option window"):
+        va.reset()
+    with pytest.raises(RuntimeError, match=r"step\(\) before reset\(\)"):
+        va.step(_masked_random(np.random.default_rng(0), va.action_masks(), va.action_space))
+    np.testing.assert_array_equal(va.reset(), vb.reset())
+    assert [r.bit_generator.state for r in va._rngs] == [r.bit_generator.state for r in vb._rngs]
+
+
+@pytest.mark.parametrize("env_id", IDS)
+def test_np_random_is_the_generator_the_env_draws_from(env_id):
+    """Gymnasium's np_random was a second generator nothing drew from: a Generator assigned to it changed no episode,
+    its state did not move as the env drew, and an unseeded env's np_random_seed was a fresh number that did not
+    replay its episode. Now it is the env's own generator, as Gymnasium documents it."""
+    env, ref = gym.make(env_id, **SMALL[env_id]), gym.make(env_id, **SMALL[env_id])
+    env.reset(seed=5)
+    assert env.unwrapped.np_random_seed == 5
+    env.unwrapped.np_random = np.random.default_rng(77)
+    assert env.unwrapped.np_random_seed == -1
+    obs, _ = env.reset()
+    first, _ = ref.reset(seed=77)
+    np.testing.assert_array_equal(obs, first)  # the assigned generator drew the episode
+    assert env.unwrapped.np_random.bit_generator.state == ref.unwrapped.np_random.bit_generator.state
+    assert env.unwrapped.np_random.bit_generator.state != np.random.default_rng(77).bit_generator.state  # it moved
+    fresh = gym.make(env_id, **SMALL[env_id])
+    trail = _play_single(fresh, None, seed=None)
+    replay = _play_single(ref, None, seed=fresh.unwrapped.np_random_seed)
+    np.testing.assert_array_equal(trail[0], replay[0])
+    np.testing.assert_array_equal(trail[1], replay[1])
+    built_seeded = gym.make(env_id, seed=3, **SMALL[env_id])
+    assert built_seeded.unwrapped.np_random_seed == 3
+    np.testing.assert_array_equal(built_seeded.reset()[0], ref.reset(seed=3)[0])

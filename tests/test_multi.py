@@ -118,6 +118,31 @@ def test_heuristic_team_and_role_vecenv():
     assert episodes >= 1
 
 
+
+def test_role_vecenv_plays_the_episodes_set_options_name_and_refuses_unknown_ones():
+    """RoleVecEnv.reset() ignored SB3's set_options: {"window": 2} still played windows 0 and 1 and {"bogus": 1} passed
+    unseen. Now each cluster plays the named episode; an unknown key, a value not listed or different options for
+    one cluster's agents is one line, and a refused reset moves no generator."""
+    vec = M.RoleVecEnv(2, role="router", seed=0, others=mh.team(),
+                       **kw(chain_trace(96), window_requests=24, window_order="random", load=(0.8, 1.0), rate_scale=None))
+    assert vec.seed(5) == [5, 5, 6, 6]  # agent k is in cluster k // 2 (was [5, 5, 5, 5])
+    vec.set_options({"window": 2, "load": 1.0})
+    vec.reset()
+    assert vec.core.state.window.tolist() == [2, 2] and vec.core._loads.tolist() == [1.0, 1.0]
+    vec.set_options([{"window": 3}] * 2 + [{"window": 1}] * 2)
+    vec.reset()
+    assert vec.core.state.window.tolist() == [3, 1]
+    before = [r.bit_generator.state for r in vec.core._rngs]
+    for opts, says in (({"bogus": 1}, r"unknown reset option\(s\) \['bogus'\]"),
+                       ([{}, {}, {"window": 9}, {"window": 9}], "reset option window must be an integer in"),
+                       ({"load": 0.9}, r"reset option load must be one of \[0.8, 1.0\]"),
+                       ([{}, {"window": 1}, {}, {}], r"agents of cluster 0 \(indices 0..1\) different options")):
+        vec.set_options(opts)
+        with pytest.raises(ValueError, match=f"^multi.*{says}"):
+            vec.reset()
+        assert [r.bit_generator.state for r in vec.core._rngs] == before
+
+
 def test_ppo_trains_a_role_with_parameter_sharing():
     from sb3_contrib import MaskablePPO
 

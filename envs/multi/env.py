@@ -253,11 +253,19 @@ class MultiCluster:
     # --- dynamics
     def reset(self, envs: np.ndarray | None = None, options: list[dict[str, Any]] | None = None) -> None:
         """Start the next episode of ``envs`` (default: all); ``options[e]`` (``{"window": w,
-        "load": v}``) names env e's episode (``envs.native_vec.draw_episode``)."""
+        "load": v}``) names env e's episode (``envs.native_vec.draw_episode``). ``ValueError`` for an unknown
+        key or value, before any env draws or resets."""
         envs = np.arange(self.num_envs) if envs is None else np.asarray(envs)
         cfg, rc, sc = self.config, self.config.routing, self.scenario
-        windows, scales, loads = rt.episode_draws("multi", rc, sc, self._rngs, envs, self._started, self.num_envs,
-                                                  options)
+        states, started = [r.bit_generator.state for r in self._rngs], self._started.copy()
+        try:
+            windows, scales, loads = rt.episode_draws("multi", rc, sc, self._rngs, envs, self._started,
+                                                      self.num_envs, options)
+        except Exception:  # a refused option (env e's, after envs before it drew) moves no generator
+            for r, st in zip(self._rngs, states):
+                r.bit_generator.state = st
+            self._started[:] = started
+            raise
         self._loads[envs] = loads
         n0 = rc.replicas if cfg.initial_replicas is None else cfg.initial_replicas
         MK.reset_all(self.state, sc.workload, sc.engine, envs.astype(np.int64), windows, scales, n0,
@@ -443,12 +451,26 @@ class RoleVecEnv(SingleObjectVecEnv):
         return x.reshape(self.num_envs, *x.shape[2:])
 
     def seed(self, seed: int | None = None) -> list[int | None]:
-        """Cluster e's generator becomes ``default_rng(seed + e)`` (``MultiCluster.seed``)."""
+        """Cluster e's generator becomes ``default_rng(seed + e)`` (``MultiCluster.seed``); returns each agent's
+        cluster seed (agent k is in cluster k // agents per cluster)."""
         self.core.seed(seed)
-        return [seed] * self.num_envs
+        return [None if seed is None else seed + k // self.n for k in range(self.num_envs)]
 
     def reset(self) -> np.ndarray:
-        self.core.reset()
+        """Every cluster's next episode, as SB3's ``set_options`` name them (``{"window": w, "load": v}``, per
+        agent; the agents of one cluster share its episode, so theirs must agree; was silently ignored); an
+        unknown key or value, or different options for one cluster's agents, is a ``ValueError``."""
+        opts = [dict(o or {}) for o in self._options]
+        self._reset_options()
+        per_cluster = []
+        for e in range(self.core.num_envs):
+            mine = opts[e * self.n:(e + 1) * self.n]
+            if any(o != mine[0] for o in mine[1:]):
+                raise ValueError(f"multi {self.role}: set_options gave the {self.n} agents of cluster {e} (indices "
+                                 f"{e * self.n}..{(e + 1) * self.n - 1}) different options {mine}; they share one "
+                                 "episode")
+            per_cluster.append(mine[0])
+        self.core.reset(options=per_cluster)
         self._started = True
         return self._flat(self.core.obs(self.role))
 
