@@ -62,6 +62,10 @@ class RouterFamilyVec:
         return np.concatenate([p.teacher_targets() for p in self.parts])
 
 
+# RoleVecEnv fields build_vec sets from train_multi's own options (not --env-kwargs)
+SET_HERE = ("trace", "split", "load", "slo_metric")
+
+
 def build_vec(workloads: list[str], clusters: int, loads: tuple[float, ...], seed: int, admission: str,
               extra: dict[str, Any] | None = None) -> Any:
     """The training batch: one router ``RoleVecEnv`` of ``clusters`` clusters per entry of ``workloads``
@@ -157,8 +161,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--batch-size", type=int, default=512)
     p.add_argument("--learning-rate", type=float, default=1e-3, help="Adam's step size in DAgger's updates")
+    p.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="fields of the cluster's config (envs.multi.env.MultiConfig) for every training cluster, e.g. "
+                        f"window_requests=128 (not {', '.join(SET_HERE)}: set by the options above)")
     p.add_argument("--out", type=Path, required=True)
     a = p.parse_args(argv)
+    try:  # a short --workloads trace asks for a smaller window_requests, which had no option to set it
+        extra = cli.parse_env_kwargs(a.env_kwargs, ENV_ID)
+    except ValueError as err:
+        p.error(str(err))
+    taken = [k for k in extra if k in SET_HERE]
+    if taken:
+        p.error(f"--env-kwargs {taken[0]}: set by train_multi itself ({', '.join(SET_HERE)}: --workloads, --loads)")
     if a.clusters < 1:
         p.error(f"--clusters must be >= 1, got {a.clusters}")
     try:
@@ -189,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     try:  # a missing or refused --warm-start file was reported only after the batch was built (12-26 s)
         if a.warm_start != "none":
             check_warm_start(a.warm_start)
-        vec = build_vec(workloads, a.clusters, tuple(a.loads), a.seed, a.admission)
+        vec = build_vec(workloads, a.clusters, tuple(a.loads), a.seed, a.admission, extra)
         model = make_model(vec, a.warm_start, a.seed)
     except (ValueError, FileNotFoundError) as err:
         p.error(str(err))
@@ -209,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     run = {"command": shlex.join(["python", "-m", "agents.train_multi", *(argv if argv is not None else sys.argv[1:])]),
            "code": code, "env": ENV_ID, "role": "router",
            "observation": record(ENV_ID, "router"), "workloads": workloads,
-           "loads": list(a.loads), "seed": a.seed, "steps": a.steps, "clusters_per_workload": a.clusters,
+           "loads": list(a.loads), "env_kwargs": extra, "seed": a.seed, "steps": a.steps, "clusters_per_workload": a.clusters,
            "warm_start": a.warm_start, "admission": a.admission, "autoscaler": "hpa",
            "rounds": a.rounds, "epochs": a.epochs, "batch_size": a.batch_size, "learning_rate": a.learning_rate,
            "imitation": history, "wall_s": time.perf_counter() - t0}

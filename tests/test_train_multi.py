@@ -268,3 +268,22 @@ def test_train_multi_names_the_workloads_option_of_a_bad_trace(capsys, tmp_path)
         assert exit_.value.code == 2 and len(err) == 1, err
         assert err[0].startswith(f"python -m agents.train_multi: error: --workloads {entry}: ") and says in err[0], err
     assert not (tmp_path / "o").exists()
+
+
+def test_env_kwargs_reach_every_training_cluster_and_keys_it_sets_are_refused(monkeypatch, tmp_path, capsys):
+    # a short --workloads trace asked for a smaller window_requests, which no option could set
+    seen = {}
+
+    def fake_build_vec(workloads, clusters, loads, seed, admission, extra=None):
+        seen.update(extra or {})
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(tm, "build_vec", fake_build_vec)
+    with pytest.raises(SystemExit):
+        tm.main(["--env-kwargs", "window_requests=128", "--warm-start", "none", "--out", str(tmp_path / "o")])
+    assert seen == {"window_requests": 128} and "stop here" in capsys.readouterr().err
+    for item, want in (("load=1.0", "--env-kwargs load: set by train_multi itself"),
+                       ("bogus=1", "has no key 'bogus'")):
+        with pytest.raises(SystemExit):
+            tm.main(["--env-kwargs", item, "--out", str(tmp_path / "o")])
+        assert want in capsys.readouterr().err
