@@ -56,7 +56,7 @@ def test_train_multi_writes_a_router_checkpoint_that_seats_in_the_team(tmp_path,
     same seed gives the same parameters; the checkpoint plays the router seat of a team."""
     tr = chain_trace(96, rate=12.0)
     real = tm.build_vec
-    monkeypatch.setattr(tm, "build_vec", lambda w, c, loads, seed, adm: real([tr], c, loads, seed, adm, SMALL))
+    monkeypatch.setattr(tm, "build_vec", lambda w, c, loads, seed, adm, extra=None: real([tr], c, loads, seed, adm, {**SMALL, **(extra or {})}))
     outs = []
     for k in range(2):
         out = tmp_path / f"run{k}"
@@ -126,7 +126,7 @@ def test_train_multi_warm_start_errors_name_the_option_and_the_file(capsys, tmp_
 
     tr = chain_trace(96, rate=12.0)
     real = tm.build_vec
-    monkeypatch.setattr(tm, "build_vec", lambda w, c, loads, seed, adm: real([tr], c, loads, seed, adm, SMALL))
+    monkeypatch.setattr(tm, "build_vec", lambda w, c, loads, seed, adm, extra=None: real([tr], c, loads, seed, adm, {**SMALL, **(extra or {})}))
 
     def copy(src, dst, record=None):  # src's members, its record replaced by `record` (None: left out)
         with zipfile.ZipFile(src) as z, zipfile.ZipFile(dst, "w") as out:
