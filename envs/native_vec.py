@@ -38,6 +38,7 @@ renders the cluster state as text).
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
@@ -146,6 +147,21 @@ def episode_options(where: str, options: dict[str, Any] | None, knob: str) -> di
     if other:
         warnings.warn(f"{where}: reset option(s) {other} ignored; known: window, {knob}", stacklevel=3)
     return {k: v for k, v in opts.items() if k in ("window", knob)}
+
+
+@contextlib.contextmanager
+def draws_undone_on_error(rngs: list[np.random.Generator], started: np.ndarray):
+    """Runs the body (a batch's episode draws); when it raises (a refused reset option, env e's, after envs
+    before it drew), every generator of ``rngs`` gets back its state and ``started`` (the episodes counted
+    per env) its counts before the body, so the next reset plays as if this one had not been called."""
+    states, counts = [r.bit_generator.state for r in rngs], started.copy()
+    try:
+        yield
+    except Exception:
+        for r, st in zip(rngs, states):
+            r.bit_generator.state = st
+        started[:] = counts
+        raise
 
 
 def draw_episode(where: str, order: str, rng: np.random.Generator, started: int, e: int, num_envs: int,
@@ -384,17 +400,10 @@ class NativeVecEnv(SingleObjectVecEnv):
         self._reset_seeds()
         self._reset_options()
         envs = np.arange(self.num_envs)
-        states = [r.bit_generator.state for r in self._rngs]
-        started = self._episodes_started.copy()
         try:
-            self._reset_envs(envs)
-        except Exception:
-            # A refused reset option (env e's, after envs before it drew their episodes) moves no generator and
-            # counts no episode, and no env steps on a half-reset batch: the next reset plays as if this one
-            # had not been called.
-            for r, st in zip(self._rngs, states):
-                r.bit_generator.state = st
-            self._episodes_started[:] = started
+            with draws_undone_on_error(self._rngs, self._episodes_started):
+                self._reset_envs(envs)
+        except Exception:  # and no env steps on a half-reset batch
             self._needs_reset[:] = True
             raise
         finally:

@@ -50,7 +50,8 @@ from envs.core import state as S
 from envs import config_check
 from envs.core.workload import load_split, max_window_gaps
 from traces.checks import is_integer
-from envs.native_vec import SingleObjectVecEnv, check_actions, check_seed, episode_options, received
+from envs.native_vec import (SingleObjectVecEnv, check_actions, check_seed, draws_undone_on_error, episode_options,
+                              received)
 
 ROLES = ("router", "admission", "autoscaler")
 
@@ -257,15 +258,9 @@ class MultiCluster:
         key or value, before any env draws or resets."""
         envs = np.arange(self.num_envs) if envs is None else np.asarray(envs)
         cfg, rc, sc = self.config, self.config.routing, self.scenario
-        states, started = [r.bit_generator.state for r in self._rngs], self._started.copy()
-        try:
+        with draws_undone_on_error(self._rngs, self._started):  # a refused option moves no generator
             windows, scales, loads = rt.episode_draws("multi", rc, sc, self._rngs, envs, self._started,
                                                       self.num_envs, options)
-        except Exception:  # a refused option (env e's, after envs before it drew) moves no generator
-            for r, st in zip(self._rngs, states):
-                r.bit_generator.state = st
-            self._started[:] = started
-            raise
         self._loads[envs] = loads
         n0 = rc.replicas if cfg.initial_replicas is None else cfg.initial_replicas
         MK.reset_all(self.state, sc.workload, sc.engine, envs.astype(np.int64), windows, scales, n0,
