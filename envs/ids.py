@@ -13,6 +13,7 @@ so both can use it without importing each other.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable
 
 # Environment id -> (package, class prefix): envs.<package>.env holds <prefix>Env (the
 # Gymnasium view, E = 1), <prefix>VecEnv (the native SB3 batch) and <prefix>VectorEnv (the
@@ -94,30 +95,39 @@ class UnknownEnvironment(ValueError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+def _match(name: str, ids: Iterable[str], forms: Callable[[str], Iterable[str]]) -> str | None:
+    """The id of ``ids`` one of whose ``forms(id)`` is ``name`` (case-insensitive, spaces stripped), else None."""
+    wanted = str(name).strip().lower()
+    return next((i for i in ids if wanted in {f.lower() for f in forms(i)}), None)
+
+
 def resolve_env_id(name: str) -> str:
     """The registered id that ``name`` denotes (any of ``name_forms``, case-insensitive).
 
     Raises :class:`UnknownEnvironment` (a ``ValueError``) ``"unknown environment ...; known: ..."`` listing the
     short names.
     """
-    wanted = str(name).strip().lower()
-    for env_id in env_ids():
-        if wanted in (f.lower() for f in name_forms(env_id)):
-            return env_id
-    known = ", ".join(f"{short_name(e)} ({e}, {package_name(e)})" for e in env_ids())
-    raise UnknownEnvironment(f"unknown environment {name!r}; known: {known}")
+    found = _match(name, env_ids(), name_forms)
+    if found is None:
+        known = ", ".join(f"{short_name(e)} ({e}, {package_name(e)})" for e in env_ids())
+        raise UnknownEnvironment(f"unknown environment {name!r}; known: {known}")
+    return found
+
+
+def _parallel_forms(env_id: str) -> tuple[str, ...]:
+    """``name_forms`` of a PettingZoo id that is also a batched environment (MultiCluster); the others have no
+    package of their own (ExpertPlacementParallel lives in expert_placement): no package name."""
+    if env_id in _vec_entries():
+        return name_forms(env_id)
+    return (env_id, env_id.split("/")[-1], short_name(env_id), snake_name(env_id))
 
 
 def resolve_parallel_id(name: str) -> str:
     """The PettingZoo environment (``PARALLEL_ENVS``) that ``name`` denotes: its full id, the id without the
     namespace, its short name or its snake-case short name (and MultiCluster's package name, ``multi``),
     case-insensitively. Raises :class:`UnknownEnvironment` listing them."""
-    wanted = str(name).strip().lower()
-    for env_id in PARALLEL_ENVS:
-        forms = {env_id, env_id.split("/")[-1], short_name(env_id), snake_name(env_id)}
-        if env_id in _vec_entries():
-            forms.add(package_name(env_id))
-        if wanted in {f.lower() for f in forms}:
-            return env_id
-    known = ", ".join(f"{short_name(e)} ({e})" for e in PARALLEL_ENVS)
-    raise UnknownEnvironment(f"unknown PettingZoo environment {name!r}; known: {known}")
+    found = _match(name, PARALLEL_ENVS, _parallel_forms)
+    if found is None:
+        known = ", ".join(f"{short_name(e)} ({e})" for e in PARALLEL_ENVS)
+        raise UnknownEnvironment(f"unknown PettingZoo environment {name!r}; known: {known}")
+    return found
