@@ -321,7 +321,10 @@ def timing_path(json_path: Path) -> Path:
 
 
 def training_part_search(env_id: str) -> tuple[str, ...]:
-    """The policies of ``env_id`` that simulate the trace's training part whatever part is played."""
+    """The heuristics of ``env_id`` that search their setting on the trace's training part (``split="train"``)
+    whatever part is played (Disaggregation-v0's ``agents.heuristics.disaggregation.TRAINING_PART_SEARCH``): a
+    trace too short there fails them though the played part is long enough (``main``'s and
+    ``agents.leaderboard.check_user_traces``' checks); () for the other environments."""
     from agents.heuristics import disaggregation
 
     return disaggregation.TRAINING_PART_SEARCH if env_id == disaggregation.ENV_ID else ()

@@ -46,6 +46,7 @@ import numpy as np
 
 import envs
 from agents import team
+from agents.evaluate import training_part_search
 from agents.policy import ZOO, heuristic_names, make_policy
 from agents.rollout import run_episodes
 from agents.provenance import code_version, platform_record
@@ -240,12 +241,6 @@ def run_scenario(sc: Scenario, policies: list[str], quick: bool, episodes: int |
     return out
 
 
-# Environments whose heuristics search their setting on the training part of the trace even where a scenario
-# plays the file whole (Disaggregation-v0's agents.heuristics.disaggregation.TRAINING_PART_SEARCH, split="train");
-# a --trace file whose training part is too short for them is checked as too short for the scenario.
-SEARCH_ON_TRAINING_PART = ("servegym/Disaggregation-v0",)
-
-
 def check_user_traces(plan: list[tuple[Scenario, list[str], str]], quick: bool,
                       named_envs: Collection[str] = ()) -> dict[str, str]:
     """Check each planned scenario that replays a ``--trace`` file (:func:`is_user_trace`) before any run:
@@ -278,7 +273,8 @@ def check_user_traces(plan: list[tuple[Scenario, list[str], str]], quick: bool,
     for sc in user:
         try:
             core = envs.options.build(sc.env_id, 1, seed=sc.seed, **_env_kwargs(sc, quick))
-            if sc.env_id in SEARCH_ON_TRAINING_PART:  # built as its heuristics build it (a traceback mid-run)
+            if training_part_search(sc.env_id):  # built as its heuristics build it: a traceback mid-run, where
+                # the trace's training part is too short for their search though the scenario's part is not
                 if hasattr(core, "close"):
                     core.close()
                 core = envs.options.build(sc.env_id, 1, seed=sc.seed, **{**_env_kwargs(sc, quick), "split": "train"})
