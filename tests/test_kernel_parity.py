@@ -251,7 +251,7 @@ def test_kv_admission_sized_arrays_match_full_size(E, steps, kwargs):
     full = kva.KVAdmissionVecEnv(E, seed=3, **kwargs)
     st, cfg, eng = sized.state, full.config, full.scenario.engine
     full.state = S.allocate(E, 1, cfg.queue_slots, cfg.window_requests, st.pc_key.shape[2],
-                            (st.gap_heap.shape[1] - 1) * 100, S.TOP_GAPS)
+                            (st.gap_heap.shape[1] - 2) * 100, S.TOP_GAPS)
     full._scratch = KK.obs_scratch(E, eng.max_seqs, cfg.queue_slots, full.K)
     assert st.status.shape[2] == min(cfg.queue_slots, cfg.window_requests)
     assert st.top_gaps.shape[3] == S.top_gaps_needed(eng.max_output) <= S.TOP_GAPS
