@@ -364,7 +364,9 @@ def _gap_sift_down(gap_heap, e, k, K, gap, cnt):
             break
         # Hint the lines of k's great-grandchildren (8k .. 8k + 7), two levels ahead of the loads: below its
         # first levels the heap (35 KB per env at E = 256) is out of cache, a stall per level otherwise.
+        # (128 bytes: two or three cache lines).
         prefetch(gap_heap, (e, min(8 * k, K), 0))
+        prefetch(gap_heap, (e, min(8 * k + 4, K), 0))
         prefetch(gap_heap, (e, min(8 * k + 7, K), 0))
         if c < K and gap_heap[e, c + 1, 0] < gap_heap[e, c, 0]:
             c += 1
@@ -391,6 +393,8 @@ def _push_gaps(gap_heap, counters, e, gap, m):
     G = gap_heap.shape[1] - 1
     n = counters[e, C_GAPS]
     counters[e, C_GAPS] = n + m
+    if n >= G and not gap_heap[e, 1, 0] < gap:  # full (K >= 1), and gap is no larger than the least kept
+        return
     K = np.int64(gap_heap[e, 0, 0]) if n > 0 else np.int64(0)
     room = G - min(n, G)
     need = m - room  # units to push out for all m to get in
@@ -403,7 +407,6 @@ def _push_gaps(gap_heap, counters, e, gap, m):
         need -= c
         if need <= 0:  # the root goes whole, the last to go: the new entry takes its place
             _gap_sift_down(gap_heap, e, 1, K, gap, float(m))
-            gap_heap[e, 0, 0] = K
             return
         # the root goes whole and more must: the last entry takes its place
         last_g = gap_heap[e, K, 0]
