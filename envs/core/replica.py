@@ -407,6 +407,7 @@ def _push_gaps(gap_heap, counters, e, gap, m):
         need -= c
         if need <= 0:  # the root goes whole, the last to go: the new entry takes its place
             _gap_sift_down(gap_heap, e, 1, K, gap, float(m))
+            gap_heap[e, 0, 0] = K  # roots removed before this one lowered it
             return
         # the root goes whole and more must: the last entry takes its place
         last_g = gap_heap[e, K, 0]
