@@ -134,6 +134,18 @@ def test_batched_gap_pushes_keep_the_largest_gaps(seed):
             assert p99 >= percentile(np.array(pushed), 99)
 
 
+def test_kept_gaps_refuses_a_heap_that_does_not_hold_its_gaps():
+    heap = S.gap_heap_array(1, 200)  # G = 3
+    counters = np.zeros((1, S.N_COUNTERS), np.int64)
+    _push_gaps(heap, counters, 0, 0.5, 2)
+    assert S.kept_gaps(heap[0], 2).tolist() == [0.5, 0.5]
+    with pytest.raises(ValueError, match=r"entries count 2 gaps, expected min\(n_gaps=3, G=3\)"):
+        S.kept_gaps(heap[0], 3)
+    heap[0, 0, 0] = 4
+    with pytest.raises(ValueError, match=r"holds 4 entries, expected 1..G=3"):
+        S.episode_tbt_p99(heap[0], 2)
+
+
 def test_slo_data_file_sources_and_errors():
     assert slo.default_slo("Llama-3.1-8B") == (2.0, 0.1)
     assert slo.tier_slo("mlperf_interactive", "Llama-3.1-8B") == (0.5, 0.03)

@@ -99,9 +99,9 @@ class ClusterState(NamedTuple):
     tpot: np.ndarray  # float64, (E2E - TTFT) / (output - 1); NaN for one output token
     slo_met: np.ndarray  # bool
     # The episode's largest gaps between tokens, G of them (``gap_heap_size``), as a min-heap of
-    # (gap, count) entries (the layout above ``gap_heap_size``): sized by ``allocate(max_gaps=...)`` to hold the top
-    # 1% + 1 of every gap the episode can produce, so that the nearest-rank p99 over all gaps
-    # (Sarathi-Serve's TBT) is exact. Read it with ``kept_gaps``; ``replica._push_gaps`` writes it.
+    # (gap, count) entries (the layout above ``gap_heap_size``): sized by ``allocate(max_gaps=...)``
+    # to hold the top 1% + 1 of every gap the episode can produce, so that the nearest-rank p99 over
+    # all gaps (Sarathi-Serve's TBT) is exact. Read by ``kept_gaps``; ``replica._push_gaps`` writes it.
     gap_heap: np.ndarray  # float64 [E, G + 1, 2]
     # --- per replica [E, R]
     r_clock: np.ndarray  # float64, end of the replica's last iteration
@@ -188,11 +188,14 @@ def gap_heap_array(n_envs: int, max_gaps: int) -> np.ndarray:
 def kept_gaps(gap_heap: np.ndarray, n_gaps: int) -> np.ndarray:
     """The gaps one env's heap keeps, ascending: float64 [min(n_gaps, G)], the largest of the ``n_gaps``
     gaps pushed (``gap_heap``: one env's row, [G + 1, 2], the layout above ``gap_heap_size``; ``n_gaps``:
-    its ``C_GAPS`` counter). Raises ``ValueError`` if the counts do not add up to that many."""
+    its ``C_GAPS`` counter). Raises ``ValueError`` naming the entry count or the total of the counts where
+    they are not what ``n_gaps`` gaps leave (a corrupt heap)."""
     G = gap_heap.shape[0] - 1
     if n_gaps <= 0:
         return np.zeros(0)
     k = int(gap_heap[0, 0])
+    if not 1 <= k <= G:
+        raise ValueError(f"kept_gaps: the heap holds {k} entries, expected 1..G={G} for n_gaps={n_gaps}")
     entries = gap_heap[1 : k + 1]
     counts = entries[:, 1].astype(np.int64)
     if counts.sum() != min(n_gaps, G) or (counts < 1).any():
