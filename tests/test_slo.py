@@ -13,7 +13,7 @@ from envs.kv_admission import env as kva
 from envs import slo
 from envs.core import state as S
 from envs.core.engine import EngineSpec, step_time
-from envs.core.replica import ORDER_FCFS, _push_gap
+from envs.core.replica import ORDER_FCFS, _push_gap, _push_gaps
 from envs.metrics import percentile
 from traces.trace import Trace, TraceMeta
 
@@ -89,13 +89,61 @@ def test_episode_tbt_p99_is_exact_over_all_gaps():
     rng = np.random.default_rng(1)
     for n in (1, 7, 99, 100, 101, 5000):
         gaps = rng.exponential(0.02, n)
-        heap = np.zeros((1, S.gap_heap_size(n)))
+        heap = S.gap_heap_array(1, n)
         counters = np.zeros((1, S.N_COUNTERS), np.int64)
         for g in gaps:
             _push_gap(heap, counters, 0, g)
         assert counters[0, S.C_GAPS] == n
         assert S.episode_tbt_p99(heap[0], n) == percentile(gaps, 99)
-    assert np.isnan(S.episode_tbt_p99(np.zeros(1), 0))
+    assert np.isnan(S.episode_tbt_p99(S.gap_heap_array(1, 0)[0], 0))
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_batched_gap_pushes_keep_the_largest_gaps(seed):
+    """``_push_gaps`` (a gap pushed m times as one (gap, count) entry) against a plain sorted list of every
+    gap pushed: after every push the heap keeps exactly the G largest (ties, partial and whole removals of
+    the least entries, pushes larger than G and pushes that do not get in included), its entries are a
+    min-heap with counts >= 1, and the episode p99 is the nearest-rank p99 of all the gaps (up to the
+    ``max_gaps`` the heap was sized for)."""
+    rng = np.random.default_rng(seed)
+    G = int(rng.integers(1, 40))
+    heap = S.gap_heap_array(1, (G - 1) * 100)
+    assert heap.shape == (1, G + 1, 2)
+    heap[0] = rng.uniform(-1, 1, heap.shape[1:])  # what a heap holds before its first push is never read
+    counters = np.zeros((1, S.N_COUNTERS), np.int64)
+    values = rng.exponential(0.02, int(rng.integers(2, 12)))  # few distinct gaps: ties
+    pushed = []
+    for _ in range(int(rng.integers(1, 300))):
+        g = float(rng.choice(values)) if rng.random() < 0.7 else float(rng.exponential(0.02))
+        m = int(rng.integers(1, 3 * G + 2)) if rng.random() < 0.4 else 1 + int(rng.integers(0, 2))
+        if m == 1 and rng.random() < 0.5:
+            _push_gap(heap, counters, 0, g)
+        else:
+            _push_gaps(heap, counters, 0, g, m)
+        pushed += [g] * m
+        n = len(pushed)
+        assert counters[0, S.C_GAPS] == n
+        k = int(heap[0, 0, 0])
+        assert 1 <= k <= G and (heap[0, 1 : k + 1, 1] >= 1).all()
+        assert all(heap[0, j // 2, 0] <= heap[0, j, 0] for j in range(2, k + 1)), "not a min-heap"
+        assert np.array_equal(S.kept_gaps(heap[0], n), np.sort(pushed)[n - min(n, G):])
+        p99 = S.episode_tbt_p99(heap[0], n)
+        if n <= (G - 1) * 100:  # exact up to the max_gaps the heap was sized for, an upper bound beyond
+            assert p99 == percentile(np.array(pushed), 99)
+        else:
+            assert p99 >= percentile(np.array(pushed), 99)
+
+
+def test_kept_gaps_refuses_a_heap_that_does_not_hold_its_gaps():
+    heap = S.gap_heap_array(1, 200)  # G = 3
+    counters = np.zeros((1, S.N_COUNTERS), np.int64)
+    _push_gaps(heap, counters, 0, 0.5, 2)
+    assert S.kept_gaps(heap[0], 2).tolist() == [0.5, 0.5]
+    with pytest.raises(ValueError, match=r"entries count 2 gaps, expected min\(n_gaps=3, G=3\)"):
+        S.kept_gaps(heap[0], 3)
+    heap[0, 0, 0] = 4
+    with pytest.raises(ValueError, match=r"holds 4 entries, expected 1..G=3"):
+        S.episode_tbt_p99(heap[0], 2)
 
 
 def test_slo_data_file_sources_and_errors():

@@ -350,55 +350,85 @@ def insert_top_gap(top_gaps, e, r, s, g):
 
 @nb.njit(cache=True, inline="always")
 def _push_gap(gap_heap, counters, e, gap):
-    """Keep ``gap`` among the episode's largest gaps (a min-heap of gap_heap.shape[1] entries).
+    """:func:`_push_gaps` of one gap."""
+    _push_gaps(gap_heap, counters, e, gap, 1)
 
-    Indexes ``gap_heap[e, k]`` directly: a row view ``gap_heap[e]`` per token would cost a
-    reference-count update (an atomic add and subtract) on every call (issue 17)."""
-    G = gap_heap.shape[1]
-    n = counters[e, C_GAPS]
-    counters[e, C_GAPS] = n + 1
-    if n < G:
-        k = n
-        while k > 0:
-            p = (k - 1) // 2
-            if gap_heap[e, p] <= gap:
-                break
-            gap_heap[e, k] = gap_heap[e, p]
-            k = p
-        gap_heap[e, k] = gap
-        return
-    if gap <= gap_heap[e, 0]:
-        return
-    k = 0
+
+@nb.njit(cache=True, inline="always")
+def _gap_sift_down(gap_heap, e, k, K, gap, cnt):
+    """Place the entry (``gap``, ``cnt``) at position ``k`` of env ``e``'s gap heap of ``K`` entries and sift it
+    down (state.py's gap heap layout: 1-indexed, the children of k at 2k and 2k + 1)."""
     while True:
-        c = 2 * k + 1
-        if c >= G:
+        c = 2 * k
+        if c > K:
             break
-        # Hint the lines of k's great-grandchildren (8k + 7 .. 8k + 14), two levels ahead of the loads: below
-        # its first levels the heap (28 KB per env at E = 256) is out of cache, a stall per level otherwise.
-        prefetch(gap_heap, (e, min(8 * k + 7, G - 1)))
-        prefetch(gap_heap, (e, min(8 * k + 14, G - 1)))
-        if c + 1 < G and gap_heap[e, c + 1] < gap_heap[e, c]:
+        # Hint the lines of k's great-grandchildren (8k .. 8k + 7), two levels ahead of the loads: below its
+        # first levels the heap (35 KB per env at E = 256) is out of cache, a stall per level otherwise.
+        # (128 bytes: two or three cache lines).
+        prefetch(gap_heap, (e, min(8 * k, K), 0))
+        prefetch(gap_heap, (e, min(8 * k + 4, K), 0))
+        prefetch(gap_heap, (e, min(8 * k + 7, K), 0))
+        if c < K and gap_heap[e, c + 1, 0] < gap_heap[e, c, 0]:
             c += 1
-        if gap_heap[e, c] >= gap:
+        if gap_heap[e, c, 0] >= gap:
             break
-        gap_heap[e, k] = gap_heap[e, c]
+        gap_heap[e, k, 0] = gap_heap[e, c, 0]
+        gap_heap[e, k, 1] = gap_heap[e, c, 1]
         k = c
-    gap_heap[e, k] = gap
+    gap_heap[e, k, 0] = gap
+    gap_heap[e, k, 1] = cnt
 
 
 @nb.njit(cache=True, inline="always")
 def _push_gaps(gap_heap, counters, e, gap, m):
-    """:func:`_push_gap` of the same ``gap`` ``m`` times (an iteration's gap, once per lazy decoder):
-    the same pushes in the same order, but once the heap is full and its least gap is at least
-    ``gap`` every further push only counts, so the rest are counted at once (a large batch paid a
-    call per request for that)."""
-    G = gap_heap.shape[1]
-    for j in range(m):
-        if counters[e, C_GAPS] >= G and gap <= gap_heap[e, 0]:
-            counters[e, C_GAPS] += m - j
+    """Push the gap ``gap`` (s) ``m`` times into env ``e``'s episode gap heap (state.py's layout, above
+    ``gap_heap_size``: the G largest gaps as (gap, count) entries) and count them in ``C_GAPS``: the heap then
+    keeps the G largest of every gap pushed, the same multiset as ``m`` pushes into a plain heap of G gaps.
+
+    One operation for the ``m`` (an iteration's gap, once per lazy decoder or per decoding request): while
+    there is no room, it takes the units it needs from the smallest entries below ``gap`` (the root's count
+    lowered, or the root removed), then adds the units that got in as one entry; a gap at most the least kept
+    one, with no room, is only counted. Indexes ``gap_heap[e, k, j]`` directly: a row view per token would
+    cost a reference-count update (an atomic add and subtract) on every call (issue 17)."""
+    G = gap_heap.shape[1] - 1
+    n = counters[e, C_GAPS]
+    counters[e, C_GAPS] = n + m
+    if n >= G and not gap_heap[e, 1, 0] < gap:  # full (K >= 1), and gap is no larger than the least kept
+        return
+    K = np.int64(gap_heap[e, 0, 0]) if n > 0 else np.int64(0)
+    room = G - min(n, G)
+    need = m - room  # units to push out for all m to get in
+    while need > 0 and K > 0 and gap_heap[e, 1, 0] < gap:
+        c = np.int64(gap_heap[e, 1, 1])
+        if c > need:  # part of the root goes: its gap stays the least
+            gap_heap[e, 1, 1] = c - need
+            need = 0
+            break
+        need -= c
+        if need <= 0:  # the root goes whole, the last to go: the new entry takes its place
+            _gap_sift_down(gap_heap, e, 1, K, gap, float(m))
+            gap_heap[e, 0, 0] = K  # roots removed before this one lowered it
             return
-        _push_gap(gap_heap, counters, e, gap)
+        # the root goes whole and more must: the last entry takes its place
+        last_g = gap_heap[e, K, 0]
+        last_c = gap_heap[e, K, 1]
+        K -= 1
+        if K > 0:
+            _gap_sift_down(gap_heap, e, 1, K, last_g, last_c)
+    got = m - max(need, 0)  # units of gap that get in
+    if got > 0:
+        K += 1
+        k = K
+        while k > 1:
+            p = k >> 1
+            if gap_heap[e, p, 0] <= gap:
+                break
+            gap_heap[e, k, 0] = gap_heap[e, p, 0]
+            gap_heap[e, k, 1] = gap_heap[e, p, 1]
+            k = p
+        gap_heap[e, k, 0] = gap
+        gap_heap[e, k, 1] = float(got)
+    gap_heap[e, 0, 0] = K
 
 
 @nb.njit(cache=True)
@@ -510,7 +540,6 @@ def decode_run(st, wl, eng, e, r, budget, until, busy):
         kv_max = max(kv_max, kv)
     c = _coefficients(eng.coeffs)
     d = float(n)
-    G = gap_heap.shape[1]
     _, next_due = _blocks_due(kv_tokens, run_list, e, r, n, bs, -1)
     now = r_clock[e, r]
     over = 0
@@ -525,11 +554,7 @@ def decode_run(st, wl, eng, e, r, budget, until, busy):
         dt = _decode_step_time(c, d, float(kv_sum + n * (m + 1)), float(kv_max + 1 + m))
         t_end = now + dt
         gap = t_end - now
-        if counters[e, C_GAPS] >= G and gap <= gap_heap[e, 0]:  # _push_gap's n calls would only count
-            counters[e, C_GAPS] += n
-        else:
-            for _ in range(n):
-                _push_gap(gap_heap, counters, e, gap)
+        _push_gaps(gap_heap, counters, e, gap, n)
         if gap > eng.slo_tpot:
             over += 1
         gap_log[e, m] = np.float32(gap)

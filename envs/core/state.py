@@ -98,10 +98,11 @@ class ClusterState(NamedTuple):
     tbt_p99: np.ndarray  # float64, the request's nearest-rank p99 gap between tokens
     tpot: np.ndarray  # float64, (E2E - TTFT) / (output - 1); NaN for one output token
     slo_met: np.ndarray  # bool
-    # The episode's largest gaps between tokens, a min-heap of the first gap_n[e] entries: sized
-    # by ``allocate(max_gaps=...)`` to hold the top 1% + 1 of every gap the episode can produce,
-    # so that the nearest-rank p99 over all gaps (Sarathi-Serve's TBT) is exact.
-    gap_heap: np.ndarray  # float64 [E, G]
+    # The episode's largest gaps between tokens, G of them (``gap_heap_size``), as a min-heap of
+    # (gap, count) entries (the layout above ``gap_heap_size``): sized by ``allocate(max_gaps=...)``
+    # to hold the top 1% + 1 of every gap the episode can produce, so that the nearest-rank p99 over
+    # all gaps (Sarathi-Serve's TBT) is exact. Read by ``kept_gaps``; ``replica._push_gaps`` writes it.
+    gap_heap: np.ndarray  # float64 [E, G + 1, 2]
     # --- per replica [E, R]
     r_clock: np.ndarray  # float64, end of the replica's last iteration
     free_blocks: np.ndarray  # int32
@@ -161,19 +162,56 @@ def top_gaps_needed(max_output: int) -> int:
     return min(TOP_GAPS, n - (99 * n + 99) // 100 + 1)
 
 
+# The episode gap heap's layout (``ClusterState.gap_heap[e]``, float64 [G + 1, 2]): a count-compressed
+# min-heap. Row 0 holds the number of entries K in [0, 0] (exact as a float64; meaningful only while the
+# episode's ``C_GAPS`` counter is > 0: the heap is empty at 0, whatever its array holds, so a reset
+# clears only the counter); rows 1..K are the entries (gap, count), a min-heap by gap, 1-indexed (the
+# children of k are 2k and 2k + 1, side by side in one 32-byte pair). The counts add up to the kept
+# gaps, min(C_GAPS, G): the G largest of every gap pushed, the same multiset as a plain heap of G gaps.
+# Why counts: an iteration's gap is pushed once per lazy decoder (~100 at once in KVAdmission's steady
+# state); entering the top, it took ~100 sift-downs of a plain heap, and here takes one entry, after
+# removing the smallest entries (or part of one) it pushes out (issue 16's eleventh pass, docs/speed.md).
+
+
 def gap_heap_size(max_gaps: int) -> int:
-    """Entries that hold the nearest-rank p99 of up to ``max_gaps`` gaps: it is the
+    """Gaps to keep (G) to hold the nearest-rank p99 of up to ``max_gaps`` gaps: it is the
     (n - ceil(0.99 n) + 1)-th largest of n gaps, at most n // 100 + 1."""
     return max(max_gaps, 0) // 100 + 1
 
 
+def gap_heap_array(n_envs: int, max_gaps: int) -> np.ndarray:
+    """Empty episode gap heaps for ``n_envs`` envs of up to ``max_gaps`` gaps each (exact p99 up to it):
+    float64 [n_envs, G + 1, 2], G = ``gap_heap_size(max_gaps)`` (the layout above it)."""
+    return np.zeros((n_envs, gap_heap_size(max_gaps) + 1, 2))
+
+
+def kept_gaps(gap_heap: np.ndarray, n_gaps: int) -> np.ndarray:
+    """The gaps one env's heap keeps, ascending: float64 [min(n_gaps, G)], the largest of the ``n_gaps``
+    gaps pushed (``gap_heap``: one env's row, [G + 1, 2], the layout above ``gap_heap_size``; ``n_gaps``:
+    its ``C_GAPS`` counter). Raises ``ValueError`` naming the entry count or the total of the counts where
+    they are not what ``n_gaps`` gaps leave (a corrupt heap)."""
+    G = gap_heap.shape[0] - 1
+    if n_gaps <= 0:
+        return np.zeros(0)
+    k = int(gap_heap[0, 0])
+    if not 1 <= k <= G:
+        raise ValueError(f"kept_gaps: the heap holds {k} entries, expected 1..G={G} for n_gaps={n_gaps}")
+    entries = gap_heap[1 : k + 1]
+    counts = entries[:, 1].astype(np.int64)
+    if counts.sum() != min(n_gaps, G) or (counts < 1).any():
+        raise ValueError(f"kept_gaps: the heap's {k} entries count {counts.sum()} gaps, "
+                         f"expected min(n_gaps={n_gaps}, G={G}) with every count >= 1")
+    return np.sort(np.repeat(entries[:, 0], counts))
+
+
 def episode_tbt_p99(gap_heap: np.ndarray, n_gaps: int) -> float:
-    """Nearest-rank p99 over the ``n_gaps`` gaps of an episode from its top-gap heap (NaN for none)."""
+    """Nearest-rank p99 over the ``n_gaps`` gaps of an episode from its top-gap heap (one env's row of
+    ``ClusterState.gap_heap``, [G + 1, 2]), in seconds; NaN for none."""
     if n_gaps <= 0:
         return float("nan")
     rank = n_gaps - (99 * n_gaps + 99) // 100 + 1  # from the top
-    kept = np.sort(gap_heap[: min(n_gaps, gap_heap.shape[0])])[::-1]
-    return float(kept[min(rank, kept.shape[0]) - 1])
+    kept = kept_gaps(gap_heap, n_gaps)
+    return float(kept[kept.shape[0] - min(rank, kept.shape[0])])
 
 
 @functools.cache
@@ -247,7 +285,7 @@ def allocate(
         tbt_p99=np.full((E, N), np.nan),
         tpot=np.full((E, N), np.nan),
         slo_met=np.zeros((E, N), np.bool_),
-        gap_heap=np.zeros((E, gap_heap_size(max_gaps))),
+        gap_heap=gap_heap_array(E, max_gaps),
         r_clock=np.zeros((E, R), np.float64),
         free_blocks=np.zeros((E, R), np.int32),
         n_queued=np.zeros((E, R), np.int32),

@@ -686,7 +686,7 @@ def _prefetch_env(st, lz, sc, obs, mask, e):
     _pf2(st.accum, e, 0)
     _pf2(st.out_hist, e, 0)
     _pf2(st.out_hist, e, 8)
-    _pf2(st.gap_heap, e, 0)
+    _pf3(st.gap_heap, e, 0, 0)  # the count of entries and the root: one 32-byte pair
     _pf2(lz.agg, e, 0)
     _pf2(lz.phase, e, 0)
     _pf2(lz.phase, e, lz.phase.shape[1] - 1)

@@ -271,7 +271,7 @@ def _prefetch_slots(st, e):
     prefetch(st.counters, (e, 0))
     prefetch(st.counters, (e, st.counters.shape[1] - 1))
     prefetch(st.accum, (e, 0))
-    prefetch(st.gap_heap, (e, 0))
+    prefetch(st.gap_heap, (e, 0, 0))  # the count of entries and the root: one 32-byte pair
     prefetch(st.r_clock, (e, 0))
     prefetch(st.free_blocks, (e, 0))
     for r in range(R):

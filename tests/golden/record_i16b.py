@@ -151,7 +151,8 @@ def state_digest(played: str, state, extra=()) -> str:
     """SHA-256 over a run's ``play`` digest, every field of the env's state namedtuple (by name) and the
     ``extra`` arrays (an env's working memory outside its state). Fields named in
     ``envs.core.state.SCRATCH_FIELDS`` are left out: they hold no state (kernels overwrite them before
-    reading), so digests recorded before a scratch field was added still compare."""
+    reading), so digests recorded before a scratch field was added still compare. The episode gap heap
+    (``gap_heap``) is hashed as what it keeps (``kept_gap_rows``), not its array: its layout is free."""
     from envs.core.state import SCRATCH_FIELDS
 
     d = Digest()
@@ -160,10 +161,28 @@ def state_digest(played: str, state, extra=()) -> str:
         if k in SCRATCH_FIELDS:
             continue
         d.h.update(k.encode())
-        d.arr(v)
+        if k == "gap_heap":
+            for kept in kept_gap_rows(state):
+                d.arr(kept)
+        else:
+            d.arr(v)
     for a in extra:
         d.arr(a)
     return d.hex()
+
+
+def kept_gap_rows(state) -> list[np.ndarray]:
+    """Each env's kept episode gaps, ascending (float64): the multiset the gap heap holds, the same for every
+    layout that keeps the same gaps. ``envs.core.state.kept_gaps`` reads the (gap, count) heap; a tree from
+    before it (main up to 519a9c1) kept a plain min-heap of G gaps, float64 [E, G], its first min(C_GAPS, G)
+    entries in use: read here so that digests of the two layouts compare (issue 16's eleventh pass)."""
+    from envs.core import state as S
+
+    n = state.counters[:, S.C_GAPS]
+    if hasattr(S, "kept_gaps"):
+        return [S.kept_gaps(state.gap_heap[e], int(n[e])) for e in range(len(n))]
+    G = state.gap_heap.shape[1]
+    return [np.sort(state.gap_heap[e, : min(int(n[e]), G)]) for e in range(len(n))]
 
 
 def cli(cases, argv=None) -> int:
