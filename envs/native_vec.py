@@ -79,6 +79,15 @@ class SingleObjectVecEnv(VecEnv):
         return [False for _ in self._get_indices(indices)]
 
 
+def check_render_mode(render_mode: Any, modes: Sequence[str], where: str) -> str | None:
+    """``render_mode`` if it is None or one of ``modes`` (an environment's ``metadata["render_modes"]``; Gymnasium's
+    and PettingZoo's constructors take ``render_mode=None``), else one ``ValueError`` naming it and ``where``."""
+    if render_mode is not None and render_mode not in modes:
+        allowed = f"None or one of {list(modes)}" if modes else "None (this environment does not render)"
+        raise ValueError(f"{where}: render_mode must be {allowed}, got {render_mode!r}")
+    return render_mode
+
+
 def received(value: Any) -> str:
     """What was passed, in a few words for a one-line error: ``"int64 array of shape (1000,)"`` for an
     array, list or tuple (never its items), else the value's repr."""
@@ -517,11 +526,7 @@ class VecEnvView(gym.Env):
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"]}
 
     def __init__(self, render_mode: str | None = None, **kwargs: Any):
-        name = self.vec_class.env_name
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"{name}: render_mode must be None or one of {self.metadata['render_modes']}, "
-                             f"got {render_mode!r}")
-        self.render_mode = render_mode
+        self.render_mode = check_render_mode(render_mode, self.metadata["render_modes"], self.vec_class.env_name)
         self._vec = self.vec_class(1, **kwargs)
         self.observation_space = self._vec.observation_space
         self.action_space = self._vec.action_space
