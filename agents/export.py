@@ -195,7 +195,7 @@ def graph_module(model: Any, vecnorm: Any | None) -> Any:
             # observation, or one observation over a [2, n] mask into two actions. About 1 us a call at batch 1.
             # (onnxruntime's optimizer folded a Reshape of the mask to [B, n] into [-1, n], and a Gather of its rows
             # 0..B-1 into a Slice, which clamps: neither checked anything.)
-            action_mask = torch.cat([action_mask, torch.isnan(scores)], 1)[:, :n_scores]
+            action_mask = torch.cat([action_mask, scores > 0], 1)[:, :n_scores]  # (any [B, n] bool beside it)
             return masked_argmax(scores, action_mask, segments), scores
 
     return PolicyGraph().eval()
