@@ -423,6 +423,17 @@ class NativeVecEnv(SingleObjectVecEnv):
         self.reset_infos = [{} for _ in range(self.num_envs)]
         return self._obs.astype(np.float32)
 
+    def restart(self, envs: Sequence[int]) -> np.ndarray:
+        """Start the next episode of ``envs`` (indices into the batch) now, as the autoreset of an episode that ended
+        does (the same draws from each env's generator), and restart their returns and lengths: a time limit's
+        truncation (``envs.vector``'s ``max_episode_steps``). Returns their first observations, [len(envs), F]
+        float32."""
+        idx = np.asarray(envs, np.int64)
+        self._reset_envs(idx)
+        self._returns[idx] = 0.0
+        self._lengths[idx] = 0
+        return self._obs[idx].astype(np.float32)
+
     # --- stepping
     def _accept_actions(self, a: np.ndarray) -> np.ndarray:
         """The actions every env applies, from checked integers ``a`` [E] (default: as given;
