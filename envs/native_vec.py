@@ -79,12 +79,19 @@ class SingleObjectVecEnv(VecEnv):
         return [False for _ in self._get_indices(indices)]
 
 
+class RenderModeError(ValueError, TypeError):
+    """A ``render_mode`` the environment does not render: a ``ValueError`` (a bad value), and a ``TypeError``, which is
+    what SB3's ``make_vec_env(id)`` catches to build the env again without the ``render_mode="rgb_array"`` it passes
+    by default (as a ``ValueError`` alone it ended ``make_vec_env`` for every servegym id)."""
+
+
 def check_render_mode(render_mode: Any, modes: Sequence[str], where: str) -> str | None:
     """``render_mode`` if it is None or one of ``modes`` (an environment's ``metadata["render_modes"]``; Gymnasium's
-    and PettingZoo's constructors take ``render_mode=None``), else one ``ValueError`` naming it and ``where``."""
+    and PettingZoo's constructors take ``render_mode=None``), else one :class:`RenderModeError` naming it and
+    ``where``."""
     if render_mode is not None and render_mode not in modes:
         allowed = f"None or one of {list(modes)}" if modes else "None (this environment does not render)"
-        raise ValueError(f"{where}: render_mode must be {allowed}, got {render_mode!r}")
+        raise RenderModeError(f"{where}: render_mode must be {allowed}, got {render_mode!r}")
     return render_mode
 
 
@@ -524,7 +531,8 @@ class VecEnvView(gym.Env):
 
     ``reset(seed=s)`` plays as env e of a batch seeded s - e; ``reset(options=...)`` names the
     episode (``{"window": w, knob: v}``). ``render_mode``: None or ``"ansi"`` (``render()``
-    returns the cluster state as text); any other mode raises ``ValueError``.
+    returns the cluster state as text); any other mode raises :class:`RenderModeError` (a ``ValueError`` and a
+    ``TypeError``: SB3's ``make_vec_env`` then builds the env without it).
 
     ``np_random`` is the generator the environment draws from (its episodes, sampled candidates, noisy
     predictions), as Gymnasium documents: ``reset(seed=s)`` seeds it once and ``reset()`` continues it; a

@@ -136,6 +136,23 @@ def test_make_vec_takes_max_episode_steps_as_sync_vector_env_with_a_time_limit(e
         gym.make_vec(env_id, E, max_episode_steps=0, **SMALL[env_id])
 
 
+@pytest.mark.parametrize("env_id", IDS)
+def test_sb3_make_vec_env_builds_every_environment(env_id):
+    """SB3's make_vec_env(id) passes render_mode="rgb_array" and builds the env again without it only on a
+    TypeError; the refusal was a ValueError alone, so make_vec_env failed for every servegym id. The refusal is
+    still one line naming render_mode (a ValueError too), and the env make_vec_env builds plays."""
+    from stable_baselines3.common.env_util import make_vec_env
+
+    vec = make_vec_env(env_id, n_envs=2, seed=0, env_kwargs=SMALL[env_id])
+    assert vec.num_envs == 2 and vec.get_attr("render_mode") == [None, None]
+    vec.reset()
+    masks = np.stack(vec.env_method("action_masks"))
+    vec.step(_masked_random(np.random.default_rng(0), masks, vec.action_space))
+    for error in (ValueError, TypeError):
+        with pytest.raises(error, match=r"render_mode must be None or one of \['ansi'\], got 'rgb_array'"):
+            gym.make(env_id, render_mode="rgb_array", **SMALL[env_id])
+
+
 def _first_episodes(env_id: str, E: int, seed: int, action_seed: int = 0):
     """Play the batch and E single envs seeded ``seed + e`` on the same masked random actions
     until each env's first episode ends; check they agree step by step; return the trail."""
