@@ -8,7 +8,8 @@ The graph an engine runs (``agents.onnx_policy.OnnxPolicy`` with onnxruntime and
 
 * inputs ``obs`` float32 [B, n_obs] (raw, as the environment emits it: VecNormalize statistics,
   from ``vecnormalize.pkl`` beside the checkpoint or ``--vecnormalize``, are folded into the
-  graph) and ``action_mask`` bool [B, n_scores] (all True = no mask);
+  graph) and ``action_mask`` bool [B, n_scores] (all True = no mask), of the same rows B: onnxruntime fails
+  in the node named ``MASK_ROWS_NODE`` for a mask of other rows (it was broadcast);
 * outputs ``action`` int64 [B] ([B, D] for MultiDiscrete): the deterministic action, the argmax
   of the scores over the legal actions, and ``logits`` (PPO, MaskablePPO) or ``q_values`` (DQN)
   [B, n_scores], unmasked (the dueling DQN of ``agents.masked_dqn`` masks inside its network:
@@ -47,6 +48,9 @@ from gymnasium import spaces
 ATOL = 1e-4  # largest score difference allowed between ONNX and torch
 MARGIN = 1e-4  # torch's best-vs-second margin above which the actions must match
 OPSET = 17
+# The graph's Concat of ``action_mask`` beside the scores' rows, which needs them equal (graph_module): onnxruntime's
+# error for a mask whose rows are not obs's names the node that failed, so its name says what is wrong.
+MASK_ROWS_NODE = "action_mask_must_have_one_row_per_obs_row"
 MASKED = float(np.finfo(np.float32).min)  # score of an illegal action before the argmax
 
 
@@ -166,6 +170,7 @@ def graph_module(model: Any, vecnorm: Any | None) -> Any:
     import torch
 
     segments = score_segments(model.action_space)
+    n_scores = sum(segments)
 
     class PolicyGraph(torch.nn.Module):
         def __init__(self) -> None:
@@ -184,6 +189,13 @@ def graph_module(model: Any, vecnorm: Any | None) -> Any:
             if self.norm:
                 x = torch.clamp((x - self.mean) * self.inv_std, -self.clip, self.clip)
             scores = torch_scores(model, x)
+            # one mask row per observation row: the mask beside a [B, n] tensor of the scores' rows (an ONNX Concat
+            # on axis 1, which broadcasts nothing), so onnxruntime fails, in the node named MASK_ROWS_NODE
+            # (export_model), for a mask of other rows; the Where of masked_argmax broadcast a [1, n] mask over every
+            # observation, or one observation over a [2, n] mask into two actions. About 1 us a call at batch 1.
+            # (onnxruntime's optimizer folded a Reshape of the mask to [B, n] into [-1, n], and a Gather of its rows
+            # 0..B-1 into a Slice, which clamps: neither checked anything.)
+            action_mask = torch.cat([action_mask, scores > 0], 1)[:, :n_scores]  # (any [B, n] bool beside it)
             return masked_argmax(scores, action_mask, segments), scores
 
     return PolicyGraph().eval()
@@ -255,12 +267,30 @@ def export_model(model: Any, out: Path, vecnorm: Any | None = None, opset: int =
                 raise
             raise OpsetError(f"--opset {opset}: {str(err).splitlines()[0]} (default {OPSET})") from None
     proto = onnx.load(str(out))
+    name_mask_rows_check(proto)
     onnx.checker.check_model(proto)
     # the action's layout, so that OnnxPolicy checks each MultiDiscrete component's mask (``export`` adds meanings)
     action = {"space": repr(model.action_space), "segments": score_segments(model.action_space),
               "mask": "action_mask[b, i] False = illegal; all True = unmasked"}
     set_metadata(proto, {"opset": str(opset), "action": json.dumps(action), **(metadata or {})})
     onnx.save(proto, str(out))
+
+
+def name_mask_rows_check(proto: Any) -> None:
+    """Name :data:`MASK_ROWS_NODE` the graph's Concat of ``action_mask`` beside the scores' rows (:func:`graph_module`:
+    it fails for a mask whose rows are not ``obs``'s): the first Concat downstream of ``action_mask``. ``RuntimeError``
+    if there is none (the exporter wrote another graph than :func:`graph_module`'s)."""
+    reached, frontier = set(), {"action_mask"}
+    while frontier:
+        nodes = [n for n in proto.graph.node if frontier & set(n.input) and id(n) not in reached]
+        for n in nodes:
+            if n.op_type == "Concat":
+                n.name = MASK_ROWS_NODE
+                return
+            reached.add(id(n))
+        frontier = {o for n in nodes for o in n.output}
+    raise RuntimeError("ONNX export: no Concat of action_mask in the graph (graph_module puts the mask beside the "
+                       "scores' rows)")
 
 
 def set_metadata(proto: Any, items: dict[str, str]) -> None:

@@ -79,6 +79,22 @@ class SingleObjectVecEnv(VecEnv):
         return [False for _ in self._get_indices(indices)]
 
 
+class RenderModeError(ValueError, TypeError):
+    """A ``render_mode`` the environment does not render: a ``ValueError`` (a bad value), and a ``TypeError``, which is
+    what SB3's ``make_vec_env(id)`` catches to build the env again without the ``render_mode="rgb_array"`` it passes
+    by default (as a ``ValueError`` alone it ended ``make_vec_env`` for every servegym id)."""
+
+
+def check_render_mode(render_mode: Any, modes: Sequence[str], where: str) -> str | None:
+    """``render_mode`` if it is None or one of ``modes`` (an environment's ``metadata["render_modes"]``; Gymnasium's
+    and PettingZoo's constructors take ``render_mode=None``), else one :class:`RenderModeError` naming it and
+    ``where``."""
+    if render_mode is not None and render_mode not in modes:
+        allowed = f"None or one of {list(modes)}" if modes else "None (this environment does not render)"
+        raise RenderModeError(f"{where}: render_mode must be {allowed}, got {render_mode!r}")
+    return render_mode
+
+
 def received(value: Any) -> str:
     """What was passed, in a few words for a one-line error: ``"int64 array of shape (1000,)"`` for an
     array, list or tuple (never its items), else the value's repr."""
@@ -414,6 +430,17 @@ class NativeVecEnv(SingleObjectVecEnv):
         self.reset_infos = [{} for _ in range(self.num_envs)]
         return self._obs.astype(np.float32)
 
+    def restart(self, envs: Sequence[int]) -> np.ndarray:
+        """Start the next episode of ``envs`` (indices into the batch) now, as the autoreset of an episode that ended
+        does (the same draws from each env's generator), and restart their returns and lengths: a time limit's
+        truncation (``envs.vector``'s ``max_episode_steps``). Returns their first observations, [len(envs), F]
+        float32."""
+        idx = np.asarray(envs, np.int64)
+        self._reset_envs(idx)
+        self._returns[idx] = 0.0
+        self._lengths[idx] = 0
+        return self._obs[idx].astype(np.float32)
+
     # --- stepping
     def _accept_actions(self, a: np.ndarray) -> np.ndarray:
         """The actions every env applies, from checked integers ``a`` [E] (default: as given;
@@ -504,7 +531,8 @@ class VecEnvView(gym.Env):
 
     ``reset(seed=s)`` plays as env e of a batch seeded s - e; ``reset(options=...)`` names the
     episode (``{"window": w, knob: v}``). ``render_mode``: None or ``"ansi"`` (``render()``
-    returns the cluster state as text); any other mode raises ``ValueError``.
+    returns the cluster state as text); any other mode raises :class:`RenderModeError` (a ``ValueError`` and a
+    ``TypeError``: SB3's ``make_vec_env`` then builds the env without it).
 
     ``np_random`` is the generator the environment draws from (its episodes, sampled candidates, noisy
     predictions), as Gymnasium documents: ``reset(seed=s)`` seeds it once and ``reset()`` continues it; a
@@ -517,11 +545,7 @@ class VecEnvView(gym.Env):
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"]}
 
     def __init__(self, render_mode: str | None = None, **kwargs: Any):
-        name = self.vec_class.env_name
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"{name}: render_mode must be None or one of {self.metadata['render_modes']}, "
-                             f"got {render_mode!r}")
-        self.render_mode = render_mode
+        self.render_mode = check_render_mode(render_mode, self.metadata["render_modes"], self.vec_class.env_name)
         self._vec = self.vec_class(1, **kwargs)
         self.observation_space = self._vec.observation_space
         self.action_space = self._vec.action_space

@@ -12,6 +12,11 @@ and numbers its episodes as envs ``lo ...`` of ``num_envs`` (``NativeVecEnv.batc
 ``window_order="sequential"`` plays the same episodes). Observations, rewards, dones, infos and
 action masks come back in env order; ``action_masks()`` and ``env_method("action_masks")`` serve
 MaskablePPO. Errors inside a worker come back as the worker's exception, raised here.
+
+``close()`` ends the workers (a second call does nothing); any call that needs them afterwards (``reset``,
+``step``, ``seed``, ``action_masks``, ``get_attr``, ``set_attr``, ``env_method``, ``call_first``) raises one
+``RuntimeError`` saying the env is closed (it was the pipe's ``BrokenPipeError``), as Gymnasium's
+``AsyncVectorEnv`` raises ``ClosedEnvironmentError``.
 """
 
 from __future__ import annotations
@@ -119,6 +124,17 @@ class SubprocNativeVecEnv(VecEnv):
         super().__init__(num_envs, *spaces[0])
 
     # --- plumbing
+    def _check_open(self, call: str) -> None:
+        """``RuntimeError`` naming ``call`` once ``close()`` has ended the workers (the pipe's ``BrokenPipeError``
+        named nothing)."""
+        if self.closed:
+            raise RuntimeError(f"SubprocNativeVecEnv {self.env_id}: {call}() after close(); its worker processes "
+                               "have ended: build a new one")
+
+    def _send(self, remote, message: tuple[str, Any]) -> None:
+        self._check_open({"masks": "action_masks", "call": "call_first"}.get(message[0], message[0]))
+        remote.send(message)
+
     def _recv(self, remote) -> Any:
         status, out = remote.recv()
         if status == "error":
@@ -128,7 +144,7 @@ class SubprocNativeVecEnv(VecEnv):
 
     def _all(self, cmd: str, data: Sequence[Any] | None = None) -> list[Any]:
         for k, r in enumerate(self.remotes):
-            r.send((cmd, None if data is None else data[k]))
+            self._send(r, (cmd, None if data is None else data[k]))
         return [self._recv(r) for r in self.remotes]
 
     def _where(self, indices) -> list[tuple[int, list[int]]]:
@@ -144,6 +160,7 @@ class SubprocNativeVecEnv(VecEnv):
 
     # --- VecEnv
     def reset(self) -> np.ndarray:
+        self._check_open("reset")
         self._apply_seeds_and_options()
         obs = np.concatenate(self._all("reset"))
         self.reset_infos = [{} for _ in range(self.num_envs)]
@@ -170,6 +187,7 @@ class SubprocNativeVecEnv(VecEnv):
         return [seed + e for e in range(self.num_envs)]
 
     def step_async(self, actions: np.ndarray) -> None:
+        self._check_open("step")
         # The whole batch's shape checked here: a worker sees only its slice (shape and dtype, never the array).
         nvec = getattr(self.action_space, "nvec", None)
         where = f"SubprocNativeVecEnv {self.env_id}"
@@ -178,7 +196,7 @@ class SubprocNativeVecEnv(VecEnv):
         else:
             a = check_multi_actions(actions, self.num_envs, np.asarray(nvec, np.int64).reshape(-1), where)
         for (lo, hi), r in zip(self.slices, self.remotes):
-            r.send(("step", a[lo:hi]))
+            self._send(r, ("step", a[lo:hi]))
         self.waiting = True
 
     def step_wait(self):
@@ -214,13 +232,13 @@ class SubprocNativeVecEnv(VecEnv):
     def get_attr(self, attr_name: str, indices=None) -> list[Any]:
         out = []
         for k, idx in self._where(indices):
-            self.remotes[k].send(("get_attr", (attr_name, idx)))
+            self._send(self.remotes[k], ("get_attr", (attr_name, idx)))
             out += self._recv(self.remotes[k])
         return out
 
     def set_attr(self, attr_name: str, value: Any, indices=None) -> None:
         for k, idx in self._where(indices):
-            self.remotes[k].send(("set_attr", (attr_name, value, idx)))
+            self._send(self.remotes[k], ("set_attr", (attr_name, value, idx)))
             self._recv(self.remotes[k])
 
     def env_method(self, method_name: str, *method_args, indices=None, **method_kwargs) -> list[Any]:
@@ -228,14 +246,14 @@ class SubprocNativeVecEnv(VecEnv):
             return list(self.action_masks()[list(self._get_indices(indices))])
         out = []
         for k, idx in self._where(indices):
-            self.remotes[k].send(("env_method", (method_name, method_args, method_kwargs, idx)))
+            self._send(self.remotes[k], ("env_method", (method_name, method_args, method_kwargs, idx)))
             out += self._recv(self.remotes[k])
         return out
 
     def call_first(self, fn) -> Any:
         """``fn(batch)`` run in the first worker on its native batch (``fn`` picklable: a
         module-level function); its result, pickled back."""
-        self.remotes[0].send(("call", fn))
+        self._send(self.remotes[0], ("call", fn))
         return self._recv(self.remotes[0])
 
     def env_is_wrapped(self, wrapper_class, indices=None) -> list[bool]:

@@ -13,7 +13,13 @@ envs. The facade steps that batch once per call and follows Gymnasium's vector A
   whose episode ended returns its next episode's first observation, and ``infos["final_obs"]``
   / ``infos["final_info"]`` (with masks ``_final_obs`` / ``_final_info``) hold the ended
   episode's last observation and info (``episode``, ``metrics`` ...), as ``SyncVectorEnv`` does;
-- infos are a dict of arrays (Gymnasium's ``_add_info``), not a list of dicts.
+- infos are a dict of arrays (Gymnasium's ``_add_info``), not a list of dicts;
+- ``max_episode_steps`` (``gymnasium.make_vec(id, n, max_episode_steps=k)``, as Gymnasium's own vector entry
+  points take it; it was an unknown config field): an episode that reaches k steps is truncated
+  (``truncations[e]`` True, also where it terminated on its k-th step, as ``TimeLimit`` does) and the env
+  starts its next episode in the same step (``final_info`` ``{}`` for a cut episode: it has no metrics); the
+  same observations, rewards and flags as ``SyncVectorEnv`` over ``gymnasium.make(id, max_episode_steps=k)``
+  with same-step autoreset. None (default): no limit. An integer >= 1 or a ``ValueError`` naming it.
 
 The native SB3 VecEnv stays reachable as ``.vec`` (action masks: ``action_masks()``).
 """
@@ -36,8 +42,14 @@ class NativeVectorEnv(VectorEnv):
     vec_class: ClassVar[type[NativeVecEnv]]
     metadata: ClassVar[dict[str, Any]] = {"autoreset_mode": AutoresetMode.SAME_STEP, "render_modes": []}
 
-    def __init__(self, num_envs: int = 1, **kwargs: Any):
+    def __init__(self, num_envs: int = 1, max_episode_steps: int | None = None, **kwargs: Any):
+        if max_episode_steps is not None and (not isinstance(max_episode_steps, (int, np.integer))
+                                              or isinstance(max_episode_steps, (bool, np.bool_)) or max_episode_steps < 1):
+            raise ValueError(f"{self.vec_class.env_name}: max_episode_steps must be None or an integer >= 1, got "
+                             f"{max_episode_steps!r}")
         self.vec = self.vec_class(num_envs, **kwargs)
+        self.max_episode_steps = None if max_episode_steps is None else int(max_episode_steps)
+        self._elapsed = np.zeros(num_envs, np.int64)
         self.num_envs = num_envs
         self.single_observation_space = self.vec.observation_space
         self.single_action_space = self.vec.action_space
@@ -57,7 +69,9 @@ class NativeVectorEnv(VectorEnv):
                 self.vec.seed(check_seed(seed, self.vec.env_name, more=f", or a list of {self.num_envs} such"))
         if options is not None:
             self.vec.set_options(options_dict(options, self.vec.env_name))
-        return self.vec.reset(), {}
+        obs = self.vec.reset()
+        self._elapsed[:] = 0
+        return obs, {}
 
     def step(self, actions: Any):
         obs, rewards, _, infos = self.vec.step(np.asarray(actions))
@@ -68,6 +82,16 @@ class NativeVectorEnv(VectorEnv):
             final_obs = info.pop("terminal_observation")
             info.pop("TimeLimit.truncated", None)
             out = self._add_info(out, {"final_obs": final_obs, "final_info": info}, int(e))
+        if self.max_episode_steps is not None:
+            self._elapsed += 1
+            limit = self._elapsed >= self.max_episode_steps
+            cut = np.flatnonzero(limit & ~(terminated | truncated))  # ended by the limit alone: restart them here
+            for e in cut:
+                out = self._add_info(out, {"final_obs": obs[e].copy(), "final_info": {}}, int(e))
+            if cut.size:
+                obs[cut] = self.vec.restart(cut)
+            truncated |= limit
+            self._elapsed[terminated | truncated] = 0
         return obs, rewards.astype(np.float64), terminated, truncated, out
 
     def action_masks(self) -> np.ndarray:

@@ -101,6 +101,58 @@ def test_make_vec_is_the_native_batch_with_same_step_autoreset(env_id):
     assert not np.array_equal(obs[e], info["final_obs"][e])  # the next episode's first observation
 
 
+@pytest.mark.parametrize("env_id", IDS)
+def test_make_vec_takes_max_episode_steps_as_sync_vector_env_with_a_time_limit(env_id):
+    """gymnasium.make_vec(id, n, max_episode_steps=k) (Gymnasium's own vector entry points take it) was "unknown config
+    field(s) ['max_episode_steps']". Now the facade cuts each episode at k steps and plays exactly as SyncVectorEnv over
+    gymnasium.make(id, max_episode_steps=k) with same-step autoreset: observations, flags, final_obs (rewards to
+    float32 rounding, as without a limit)."""
+    k, E = 3, 2
+    facade = gym.make_vec(env_id, E, max_episode_steps=k, **SMALL[env_id])
+    sync = gym.make_vec(env_id, E, vectorization_mode="sync", max_episode_steps=k,
+                        vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP}, **SMALL[env_id])
+    a, _ = facade.reset(seed=4)
+    b, _ = sync.reset(seed=4)
+    np.testing.assert_array_equal(a, b)
+    rng, cuts, elapsed = np.random.default_rng(0), 0, np.zeros(E, np.int64)
+    for _ in range(3 * k + 1):
+        masks = facade.action_masks()
+        np.testing.assert_array_equal(masks, np.stack([env.unwrapped.action_masks() for env in sync.envs]))
+        actions = _masked_random(rng, masks, facade.single_action_space)
+        got, want = facade.step(actions), sync.step(actions)
+        for i in (0, 2, 3):
+            np.testing.assert_array_equal(got[i], want[i])
+        np.testing.assert_allclose(got[1], want[1], rtol=1e-6)  # the facade's rewards pass through float32 (SB3's)
+        elapsed += 1
+        assert got[3][elapsed == k].all()  # the limit truncates an episode on its k-th step
+        cuts += int((elapsed == k).sum())
+        ended = got[2] | got[3]
+        elapsed[ended] = 0
+        assert np.array_equal(got[4].get("_final_obs", np.zeros(E, bool)), ended)
+        for e in np.flatnonzero(ended):
+            np.testing.assert_array_equal(got[4]["final_obs"][e], want[4]["final_obs"][e])
+    assert cuts >= E
+    with pytest.raises(ValueError, match=r"max_episode_steps must be None or an integer >= 1, got 0$"):
+        gym.make_vec(env_id, E, max_episode_steps=0, **SMALL[env_id])
+
+
+@pytest.mark.parametrize("env_id", IDS)
+def test_sb3_make_vec_env_builds_every_environment(env_id):
+    """SB3's make_vec_env(id) passes render_mode="rgb_array" and builds the env again without it only on a
+    TypeError; the refusal was a ValueError alone, so make_vec_env failed for every servegym id. The refusal is
+    still one line naming render_mode (a ValueError too), and the env make_vec_env builds plays."""
+    from stable_baselines3.common.env_util import make_vec_env
+
+    vec = make_vec_env(env_id, n_envs=2, seed=0, env_kwargs=SMALL[env_id])
+    assert vec.num_envs == 2 and vec.get_attr("render_mode") == [None, None]
+    vec.reset()
+    masks = np.stack(vec.env_method("action_masks"))
+    vec.step(_masked_random(np.random.default_rng(0), masks, vec.action_space))
+    for error in (ValueError, TypeError):
+        with pytest.raises(error, match=r"render_mode must be None or one of \['ansi'\], got 'rgb_array'"):
+            gym.make(env_id, render_mode="rgb_array", **SMALL[env_id])
+
+
 def _first_episodes(env_id: str, E: int, seed: int, action_seed: int = 0):
     """Play the batch and E single envs seeded ``seed + e`` on the same masked random actions
     until each env's first episode ends; check they agree step by step; return the trail."""

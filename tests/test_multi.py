@@ -175,6 +175,21 @@ def test_reset_options_that_are_not_a_dict_are_one_line(options):
             env.reset(seed=0, options=options)
 
 
+def test_the_pettingzoo_envs_take_render_mode_none_as_pettingzoo_constructors_do():
+    """PettingZoo's factories take ``render_mode`` (its tests and wrappers pass ``render_mode=None``); it was an
+    unknown config field of both environments. Their metadata lists no render mode, so any other is refused."""
+    from envs.expert_placement.parallel import parallel_env as ep_parallel
+
+    for make, name in ((lambda **r: M.parallel_env(**r, **kw(chain_trace(24))), "multi"),
+                       (lambda **r: ep_parallel(**r, layers=2, intervals=2), "ExpertPlacementParallelEnv")):
+        env = make(render_mode=None)
+        assert env.render_mode is None and env.metadata["render_modes"] == []
+        env.reset(seed=0)
+        with pytest.raises(ValueError, match=rf"^{name}: render_mode must be None \(this environment does not "
+                                             r"render\), got 'ansi'$"):
+            make(render_mode="ansi")
+
+
 def test_bad_config_is_named():
     tr = chain_trace(16)
     with pytest.raises(ValueError, match="n_routers"):

@@ -656,3 +656,22 @@ def test_onnx_policy_names_a_model_whose_input_shapes_are_not_an_exports(obs_sha
     with pytest.raises(PolicyMismatch, match=r"ok.onnx: records no env_id in its metadata \(not written by "
                                              r"agents.export\), so it cannot be checked against servegym/KVAdmission"):
         OnnxPolicy(tmp_path / "ok.onnx", env_id="KVAdmission")
+
+
+@pytest.mark.filterwarnings("ignore::agents.obs_version.ObservationVersionUnknown")
+@pytest.mark.parametrize("name", ["discrete", "multi"])
+def test_the_graph_refuses_a_mask_whose_rows_are_not_the_observations(toy_onnx, name):
+    """An engine calling the exported graph with onnxruntime alone (no OnnxPolicy): a [1, n] mask beside two
+    observations was broadcast over both rows, and one observation beside a [2, n] mask gave two actions, silently;
+    now onnxruntime fails in the node named for it. Matching rows decide as before."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(toy_onnx[name]), providers=["CPUExecutionProvider"])
+    n = session.get_inputs()[1].shape[1]
+    obs = np.random.default_rng(0).uniform(-1, 1, (2, 6)).astype(np.float32)
+    for b_obs, b_mask in ((2, 1), (1, 2), (2, 3)):
+        with pytest.raises(Exception, match=X.MASK_ROWS_NODE):
+            session.run(None, {"obs": obs[:1] if b_obs == 1 else obs, "action_mask": np.ones((b_mask, n), bool)})
+    action, scores = session.run(None, {"obs": obs, "action_mask": np.ones((2, n), bool)})
+    assert action.shape[0] == 2 and scores.shape == (2, n)
+    np.testing.assert_array_equal(action, OnnxPolicy(toy_onnx[name]).act(obs, None))

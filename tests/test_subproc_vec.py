@@ -139,3 +139,20 @@ def test_train_vec_procs_with_eval_at(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "load=0.9" in out and "load=0.6" not in out
     assert set(json.loads((tmp_path / "r" / "run.json").read_text())["code"]) == {"commit", "dirty"}
+
+
+def test_a_call_after_close_names_the_closed_env():
+    """After close() the workers are gone: reset, step, action_masks and the SB3 plumbing were the pipe's bare
+    BrokenPipeError; now one RuntimeError naming the call. A second close() does nothing."""
+    many = SubprocNativeVecEnv(ENV, 3, 2, seed=0, **SMALL)
+    many.reset()
+    many.close()
+    many.close()
+    calls = {"reset": many.reset, "step": lambda: many.step(np.zeros((3, 4), np.int64)),
+             "action_masks": many.action_masks, "seed": lambda: many.seed(1),
+             "get_attr": lambda: many.get_attr("num_envs"), "set_attr": lambda: many.set_attr("x", 1),
+             "env_method": lambda: many.env_method("feature_names")}
+    for name, call in calls.items():
+        with pytest.raises(RuntimeError, match=rf"^SubprocNativeVecEnv {ENV}: {name}\(\) after close\(\); its worker "
+                                               r"processes have ended: build a new one$"):
+            call()

@@ -23,7 +23,7 @@ from pettingzoo import ParallelEnv
 
 from envs.expert_placement import algos as A
 from envs.expert_placement.sim import ExpertPlacementConfig, PlacementSim, make_config
-from envs.native_vec import check_seed, draw_episode, episode_options, received
+from envs.native_vec import check_render_mode, check_seed, draw_episode, episode_options, received
 
 # Observation version (agents.obs_version records it in checkpoints and refuses another at load): raise it,
 # and describe the new version here, whenever a feature's meaning changes (same names or not).
@@ -125,7 +125,10 @@ class ExpertPlacementParallelEnv(ParallelEnv):
 
     metadata = {"name": "expert_placement_v0", "render_modes": []}  # noqa: RUF012
 
-    def __init__(self, config: ExpertPlacementConfig | None = None, seed: int | None = None, **kwargs: Any):
+    def __init__(self, config: ExpertPlacementConfig | None = None, seed: int | None = None,
+                 render_mode: str | None = None, **kwargs: Any):
+        # PettingZoo's constructors take render_mode (None was an unknown config field); none is rendered
+        self.render_mode = check_render_mode(render_mode, self.metadata["render_modes"], "ExpertPlacementParallelEnv")
         self.config = cfg = make_config(config, **kwargs)
         self.sim = PlacementSim(1, cfg)
         self._rng = np.random.default_rng(check_seed(seed, "ExpertPlacementParallelEnv"))
@@ -135,7 +138,6 @@ class ExpertPlacementParallelEnv(ParallelEnv):
         self.K = cfg.candidates
         self.possible_agents = [f"gpu_{g}" for g in range(sh.G)]
         self.agents: list[str] = []
-        self.render_mode = None
         self._n_obs = len(AGENT_FEATURES) + self.K * len(CANDIDATE_FEATURES)
         self._obs = np.zeros((sh.G, self._n_obs))
         self._mask = np.zeros((sh.G, self.K + 1), np.int8)
@@ -221,5 +223,6 @@ class ExpertPlacementParallelEnv(ParallelEnv):
 
 
 def parallel_env(**kwargs: Any) -> ExpertPlacementParallelEnv:
-    """PettingZoo's module-level factory (``ExpertPlacementConfig`` fields and ``seed``)."""
+    """PettingZoo's module-level factory (``ExpertPlacementConfig`` fields, ``seed``, and ``render_mode``: None,
+    the only mode, as ``metadata["render_modes"]`` is empty; another is a ``ValueError``)."""
     return ExpertPlacementParallelEnv(**kwargs)

@@ -50,8 +50,8 @@ from envs.core import state as S
 from envs import config_check
 from envs.core.workload import load_split, max_window_gaps
 from traces.checks import is_integer
-from envs.native_vec import (SingleObjectVecEnv, check_actions, check_seed, draws_undone_on_error, episode_options,
-                              received)
+from envs.native_vec import (SingleObjectVecEnv, check_actions, check_render_mode, check_seed, draws_undone_on_error,
+                              episode_options, received)
 
 ROLES = ("router", "admission", "autoscaler")
 
@@ -325,14 +325,15 @@ class MultiClusterEnv(ParallelEnv):
 
     metadata: ClassVar[dict] = {"render_modes": [], "name": "servegym_multi_cluster_v0"}
 
-    def __init__(self, **kwargs: Any):
+    def __init__(self, render_mode: str | None = None, **kwargs: Any):
+        # PettingZoo's constructors take render_mode (None was an unknown config field); none is rendered
+        self.render_mode = check_render_mode(render_mode, self.metadata["render_modes"], "multi")
         self.core = MultiCluster(1, **kwargs)
         self._names = agent_names(self.core)
         self.possible_agents = [n for n, _, _ in self._names]
         self._role = {n: (role, i) for n, role, i in self._names}
         self._spaces = {role: role_spaces(self.core, role) for role in ROLES}
         self.agents: list[str] = []
-        self.render_mode = None
 
     @functools.cache  # noqa: B019 (spaces must be the same objects every call)
     def observation_space(self, agent: str) -> spaces.Box:
@@ -396,10 +397,11 @@ class MultiClusterEnv(ParallelEnv):
 
 
 
-def parallel_env(**kwargs: Any) -> MultiClusterEnv:
+def parallel_env(render_mode: str | None = None, **kwargs: Any) -> MultiClusterEnv:
     """PettingZoo's module-level factory of the multi-agent cluster (``MultiConfig`` fields and
-    ``RoutingConfig`` fields as keyword arguments)."""
-    return MultiClusterEnv(**kwargs)
+    ``RoutingConfig`` fields as keyword arguments; ``render_mode``: None, the only mode, as
+    ``metadata["render_modes"]`` is empty; another is a ``ValueError``)."""
+    return MultiClusterEnv(render_mode=render_mode, **kwargs)
 
 class RoleView:
     """What a single-agent policy of ``role`` is built from: the role's spaces, a batch size and
