@@ -7,6 +7,7 @@ kept verbatim as the reference that tests/test_kernel_parity.py compares the fas
   advanced and every load report recomputed at every decision), with issue 21's changes written the
   plain way: the observation relative to capacity and the SLO, and the TTFT tail-bound charge
   rescanning every arrived request at every decision (the kernel keeps a first-open index).
+* ``assert_same_state``: the comparison those tests make of a fast path's cluster state with a reference's.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numba as nb
 import numpy as np
 
 from envs.core import prefix
+from envs.core import state as S
 from envs.core.replica import ORDER_FCFS, ceil_div, enqueue, mark_late_queued, next_queued, run_iteration
 from envs.core.state import (
     A_GAP_EMA,
@@ -457,3 +459,20 @@ def kv_step_all(
         last = arrival[N - 1] * scale
         truncated[e] = (not terminated[e]) and now > last + drain_s
         fill_obs(st, wl, eng, e, K, obs, mask, admit_levels, sc, e)
+
+
+def assert_same_state(a: S.ClusterState, b: S.ClusterState, what: str, skip: tuple[str, ...] = ()) -> None:
+    """Every field of two cluster states byte for byte but those in ``skip``, the episode gap heap by the gaps
+    each env keeps (``S.kept_gaps``): its array depends on how the same gaps were batched into pushes (a decode
+    run pushes an iteration's gap once for its n requests, one iteration at a time n times). Raises
+    ``AssertionError`` naming ``what`` and the first field (or env's heap) that differs."""
+    for name, x, y in zip(a._fields, a, b):
+        if name in skip:
+            continue
+        if name == "gap_heap":
+            for e in range(x.shape[0]):
+                n = int(a.counters[e, S.C_GAPS])
+                assert np.array_equal(S.kept_gaps(x[e], n), S.kept_gaps(y[e], n)), \
+                    f"{what}: env {e}'s gap heap keeps other gaps"
+        else:
+            assert x.tobytes() == y.tobytes(), f"{what}: state.{name} differs"

@@ -19,18 +19,8 @@ from envs.kv_admission import kernels as KK
 
 
 def _same_state(a: S.ClusterState, b: S.ClusterState, what: str) -> None:
-    """Every field of two cluster states byte for byte (scratch fields, ``S.SCRATCH_FIELDS``, left out), the
-    episode gap heap by the gaps each env keeps (``S.kept_gaps``): its array depends on how the same gaps were
-    batched into pushes (a decode run pushes an iteration's gap once for its n requests, one iteration at a time
-    n times)."""
-    for name, x, y in zip(a._fields, a, b):
-        if name == "gap_heap":
-            for e in range(x.shape[0]):
-                n = int(a.counters[e, S.C_GAPS])
-                assert np.array_equal(S.kept_gaps(x[e], n), S.kept_gaps(y[e], n)), \
-                    f"{what}: env {e}'s gap heap keeps other gaps"
-        elif name not in S.SCRATCH_FIELDS:
-            assert x.tobytes() == y.tobytes(), f"{what}: state.{name} differs"
+    """``ref.assert_same_state`` without the scratch fields (``S.SCRATCH_FIELDS``)."""
+    ref.assert_same_state(a, b, what, S.SCRATCH_FIELDS)
 
 
 def _masked_random(rng: np.random.Generator, mask: np.ndarray) -> np.ndarray:
