@@ -34,6 +34,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from envs.native_vec import NativeVecEnv, check_seed, options_dict
+from traces.checks import is_integer
 
 
 class NativeVectorEnv(VectorEnv):
@@ -43,8 +44,7 @@ class NativeVectorEnv(VectorEnv):
     metadata: ClassVar[dict[str, Any]] = {"autoreset_mode": AutoresetMode.SAME_STEP, "render_modes": []}
 
     def __init__(self, num_envs: int = 1, max_episode_steps: int | None = None, **kwargs: Any):
-        if max_episode_steps is not None and (not isinstance(max_episode_steps, (int, np.integer))
-                                              or isinstance(max_episode_steps, (bool, np.bool_)) or max_episode_steps < 1):
+        if max_episode_steps is not None and (not is_integer(max_episode_steps) or max_episode_steps < 1):
             raise ValueError(f"{self.vec_class.env_name}: max_episode_steps must be None or an integer >= 1, got "
                              f"{max_episode_steps!r}")
         self.vec = self.vec_class(num_envs, **kwargs)
